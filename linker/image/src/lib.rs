@@ -1,0 +1,491 @@
+//! The on-disk format of an hcr image, shared by the linker (writer) and the
+//! loader (reader).
+//!
+//! An image is an ELF64 `ET_REL` file. Its section 1, `.hcr.manifest`, starts
+//! with a fixed [`Header`] (magic, [`FORMAT_VERSION`], checksum, where the load
+//! area and the initial bytes of writable objects lie in the file) followed by
+//! the encoded [`Manifest`] and the two fixup tables of the load plan.
+//!
+//! Which API do I want?
+//! - the linker builds a [`Manifest`] plus fixups and calls [`encode_manifest`];
+//! - the loader calls [`ImageView::parse`] on the mapped file: it checks the
+//!   ELF header, the magic, the version and the checksum, then decodes.
+//!
+//! Everything here is an on-disk promise: a change to the encoding bumps
+//! [`FORMAT_VERSION`], and readers refuse versions they do not know.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod codec;
+mod elf;
+
+use std::ops::Range;
+
+pub use codec::{DecodeError, Fixups};
+
+/// Version of the manifest and load-plan encoding.
+pub const FORMAT_VERSION: u32 = 1;
+/// First bytes of the `.hcr.manifest` section.
+pub const MAGIC: [u8; 8] = *b"HCRIMAGE";
+/// Name of the manifest section (always section index 1).
+pub const MANIFEST_SECTION: &str = ".hcr.manifest";
+/// Size of the fixed [`Header`] at the start of the manifest section.
+pub const HEADER_SIZE: usize = 64;
+/// Page size the load area is laid out for.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of one encoded [`Fixup`].
+pub const FIXUP_SIZE: usize = 16;
+
+/// Index of a module in [`Manifest::modules`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleId(pub u32);
+/// Index of a function in [`Manifest::functions`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FunctionId(pub u32);
+/// Index of a writable object in [`Manifest::objects`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectId(pub u32);
+/// Index of a host symbol in [`Manifest::hosts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostId(pub u32);
+
+/// A half-open range of `u32` offsets or indices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// First element.
+    pub start: u32,
+    /// One past the last element.
+    pub end: u32,
+}
+
+impl Span {
+    /// A span from `start` to `end`.
+    pub fn new(start: u32, end: u32) -> Self {
+        Span { start, end }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> u32 {
+        self.end.saturating_sub(self.start)
+    }
+    /// True when the span holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// As a `usize` range.
+    pub fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+    /// True when `x` lies inside.
+    pub fn contains(&self, x: u32) -> bool {
+        self.start <= x && x < self.end
+    }
+}
+
+/// The fixed header at the start of the manifest section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Encoding version of what follows.
+    pub version: u32,
+    /// xxh3-64 of the manifest body, the load area bytes and the initial
+    /// bytes, in that order.
+    pub checksum: u64,
+    /// Length of the manifest body that follows the header.
+    pub body_len: u64,
+    /// File offset of the load area (page aligned).
+    pub area_file_offset: u64,
+    /// Bytes of the load area stored in the file.
+    pub area_file_size: u64,
+    /// File offset of the initial bytes of writable objects.
+    pub init_file_offset: u64,
+    /// Size of the initial bytes.
+    pub init_file_size: u64,
+}
+
+/// Where the load area's parts lie, as offsets from the area's start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Total size of the area in memory (a page multiple).
+    pub area_size: u32,
+    /// Code, then PLT stubs: mapped read+execute.
+    pub text: Span,
+    /// Read-only data, relocated read-only data, `.eh_frame`, the GOT:
+    /// mapped read-only.
+    pub rodata: Span,
+    /// All `.eh_frame` contents followed by a zero terminator (inside `rodata`).
+    pub eh_frame: Span,
+}
+
+/// One module: one input object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Module {
+    /// File stem of the object (`physics.o` → `physics`).
+    pub name: String,
+    /// Source file named by the object (`STT_FILE`), or "" when none.
+    pub source: String,
+    /// Path of the input object (or `archive.a(member.o)`).
+    pub object: String,
+    /// Modification time of the input, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// xxh3-64 of the input object's bytes.
+    pub content_hash: u64,
+    /// Modules this one imports, in command-line order.
+    pub imports: Vec<ModuleId>,
+    /// True when the root reaches this module.
+    pub reachable: bool,
+    /// Functions owned, a range of [`FunctionId`].
+    pub functions: Span,
+    /// Writable objects owned, a range of [`ObjectId`].
+    pub objects: Span,
+    /// This module's residual fixups, a range of [`ImageView::fixups`].
+    pub fixups: Span,
+    /// Constructors (`.init_array` order), as area offsets.
+    pub ctors: Vec<u32>,
+    /// Destructors (`.fini_array`, run in reverse), as area offsets.
+    pub dtors: Vec<u32>,
+    /// `HCR_ON_RELOAD` blocks in source order, as area offsets.
+    pub on_reload: Vec<u32>,
+    /// Host symbols this module references (undefined in the image).
+    pub undefined: Vec<HostId>,
+    /// Bytes of code and of read-only data this module contributes.
+    pub text_size: u32,
+    /// Bytes of read-only data this module contributes.
+    pub rodata_size: u32,
+}
+
+/// A function with a permanent address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Function {
+    /// Symbol name (unqualified).
+    pub name: String,
+    /// Owner.
+    pub module: ModuleId,
+    /// Area offset of the entry.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// True for `STB_GLOBAL`/`STB_WEAK`, false for `static` functions.
+    pub global: bool,
+}
+
+/// A writable object that lives in persistent storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Object {
+    /// Identity within the module: the symbol name, or the section name when
+    /// the section holds no single named object.
+    pub name: String,
+    /// Owner.
+    pub module: ModuleId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Alignment in bytes (a power of two).
+    pub align: u32,
+    /// Offset of the initial bytes in the init blob; `None` for zero-filled
+    /// objects (`.bss`).
+    pub init: Option<u64>,
+    /// Fixups inside the object's initial bytes, a range of
+    /// [`ImageView::object_fixups`] (offsets relative to the object).
+    pub fixups: Span,
+    /// True for `STB_GLOBAL`/`STB_WEAK` symbols.
+    pub global: bool,
+}
+
+/// A symbol the image leaves to the host (libc, the runtime's C API).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostSymbol {
+    /// Symbol name.
+    pub name: String,
+    /// Weak references resolve to 0 when the host lacks the symbol.
+    pub weak: bool,
+}
+
+/// Statistics of the load plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanStats {
+    /// Relocations in all loaded sections of the inputs.
+    pub relocations: u64,
+    /// Relocations resolved and applied by the linker.
+    pub applied_at_link: u64,
+    /// GOT entries created.
+    pub got_entries: u32,
+    /// PLT stubs created.
+    pub plt_stubs: u32,
+}
+
+/// The manifest: modules, their symbols, and the load plan's tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The top of the import tree.
+    pub root: ModuleId,
+    /// Where the parts of the load area lie.
+    pub layout: Layout,
+    /// Modules in command-line order.
+    pub modules: Vec<Module>,
+    /// Functions, grouped by module.
+    pub functions: Vec<Function>,
+    /// Writable objects, grouped by module.
+    pub objects: Vec<Object>,
+    /// Host symbols.
+    pub hosts: Vec<HostSymbol>,
+    /// Statistics.
+    pub stats: PlanStats,
+}
+
+/// How a fixup writes its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FixupKind {
+    /// 64-bit absolute: `S + A`.
+    Abs64 = 1,
+    /// 32-bit PC-relative, signed: `S + A - P`.
+    Pc32 = 2,
+    /// 64-bit PC-relative: `S + A - P`.
+    Pc64 = 3,
+    /// 32-bit absolute, zero-extended: `S + A`.
+    Abs32 = 4,
+    /// 32-bit absolute, sign-extended: `S + A`.
+    Abs32S = 5,
+}
+
+impl FixupKind {
+    /// Decodes a kind byte.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => FixupKind::Abs64,
+            2 => FixupKind::Pc32,
+            3 => FixupKind::Pc64,
+            4 => FixupKind::Abs32,
+            5 => FixupKind::Abs32S,
+            _ => return None,
+        })
+    }
+    /// Bytes written.
+    pub fn width(self) -> usize {
+        match self {
+            FixupKind::Abs64 | FixupKind::Pc64 => 8,
+            _ => 4,
+        }
+    }
+}
+
+/// What `S` of a fixup refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TargetClass {
+    /// An offset in this image's load area.
+    Area = 0,
+    /// The permanent address of a [`FunctionId`].
+    Function = 1,
+    /// The persistent address of an [`ObjectId`].
+    Object = 2,
+    /// A [`HostId`].
+    Host = 3,
+}
+
+impl TargetClass {
+    /// Decodes a class byte.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => TargetClass::Area,
+            1 => TargetClass::Function,
+            2 => TargetClass::Object,
+            3 => TargetClass::Host,
+            _ => return None,
+        })
+    }
+}
+
+/// One residual relocation the loader applies: `kind` at `offset` with
+/// `S = address of (class, target)` and addend `addend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fixup {
+    /// Area offset (area fixups) or offset inside the object (object fixups).
+    pub offset: u32,
+    /// Index in the class's table, or an area offset for [`TargetClass::Area`].
+    pub target: u32,
+    /// The relocation addend.
+    pub addend: i32,
+    /// How the value is written.
+    pub kind: FixupKind,
+    /// What the target refers to.
+    pub class: TargetClass,
+}
+
+/// A parsed, verified image: header, manifest and fixup tables borrowing the
+/// file's bytes.
+#[derive(Debug)]
+pub struct ImageView<'a> {
+    /// The fixed header.
+    pub header: Header,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Residual fixups of the load area, grouped by module.
+    pub fixups: Fixups<'a>,
+    /// Fixups inside writable objects, grouped by object.
+    pub object_fixups: Fixups<'a>,
+    /// The load area's bytes as stored in the file.
+    pub area: &'a [u8],
+    /// The initial bytes of writable objects.
+    pub init: &'a [u8],
+}
+
+/// Errors reading an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Not an ELF64 little-endian x86-64 relocatable file.
+    #[error("not an hcr image: {0}")]
+    NotAnImage(&'static str),
+    /// The file ends before a structure it declares.
+    #[error("truncated image: {0}")]
+    Truncated(&'static str),
+    /// Produced by a different format version.
+    #[error("image format version {found} is not supported (this build reads version {FORMAT_VERSION}); relink with this hcr-link")]
+    Version {
+        /// The version in the file.
+        found: u32,
+    },
+    /// The checksum does not match: torn write or corruption.
+    #[error("image checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the file is torn or corrupted; relink it")]
+    Checksum {
+        /// Stored checksum.
+        stored: u64,
+        /// Computed checksum.
+        computed: u64,
+    },
+    /// The manifest does not decode.
+    #[error("corrupt manifest: {0}")]
+    Manifest(#[from] DecodeError),
+}
+
+impl<'a> ImageView<'a> {
+    /// Parses and verifies an image held in `file`.
+    ///
+    /// # Errors
+    /// Any structural problem, a foreign version or a checksum mismatch.
+    pub fn parse(file: &'a [u8]) -> Result<Self, ImageError> {
+        let section = elf::manifest_section(file)?;
+        let header = codec::decode_header(section)?;
+        if header.version != FORMAT_VERSION {
+            return Err(ImageError::Version {
+                found: header.version,
+            });
+        }
+        let body = section
+            .get(HEADER_SIZE..)
+            .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
+            .ok_or(ImageError::Truncated("manifest body"))?;
+        let area = slice_at(file, header.area_file_offset, header.area_file_size)
+            .ok_or(ImageError::Truncated("load area"))?;
+        let init = slice_at(file, header.init_file_offset, header.init_file_size)
+            .ok_or(ImageError::Truncated("initial data"))?;
+        let computed = checksum(body, area, init);
+        if computed != header.checksum {
+            return Err(ImageError::Checksum {
+                stored: header.checksum,
+                computed,
+            });
+        }
+        let (manifest, fixups, object_fixups) = codec::decode_body(body)?;
+        codec::validate(&manifest, &fixups, &object_fixups, area.len(), init.len())?;
+        Ok(ImageView {
+            header,
+            manifest,
+            fixups,
+            object_fixups,
+            area,
+            init,
+        })
+    }
+
+    /// Reads only the header and manifest, without checking the checksum of
+    /// the load area (for tools that list an image's contents cheaply).
+    ///
+    /// # Errors
+    /// As [`ImageView::parse`], minus the checksum.
+    pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
+        let section = elf::manifest_section(file)?;
+        let header = codec::decode_header(section)?;
+        if header.version != FORMAT_VERSION {
+            return Err(ImageError::Version {
+                found: header.version,
+            });
+        }
+        let body = section
+            .get(HEADER_SIZE..)
+            .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
+            .ok_or(ImageError::Truncated("manifest body"))?;
+        let (manifest, _, _) = codec::decode_body(body)?;
+        Ok((header, manifest))
+    }
+}
+
+fn slice_at(file: &[u8], off: u64, len: u64) -> Option<&[u8]> {
+    let off = usize::try_from(off).ok()?;
+    let len = usize::try_from(len).ok()?;
+    file.get(off..off.checked_add(len)?)
+}
+
+/// The checksum stored in [`Header::checksum`].
+pub fn checksum(body: &[u8], area: &[u8], init: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(body);
+    h.update(area);
+    h.update(init);
+    h.digest()
+}
+
+/// Encodes the manifest body (manifest, then the two fixup tables).
+pub fn encode_body(manifest: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup]) -> Vec<u8> {
+    codec::encode_body(manifest, fixups, object_fixups)
+}
+
+/// Encodes the full manifest section: header followed by `body`.
+pub fn encode_manifest(header: &Header, body: &[u8]) -> Vec<u8> {
+    let mut out = codec::encode_header(header);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Content hash of an input object, as stored in [`Module::content_hash`].
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+impl Manifest {
+    /// The module named `name`.
+    pub fn module_by_name(&self, name: &str) -> Option<ModuleId> {
+        self.modules
+            .iter()
+            .position(|m| m.name == name)
+            .map(|i| ModuleId(i as u32))
+    }
+
+    /// Reachable modules in initialisation order: a depth-first post-order
+    /// walk of the import tree from the root (dependencies first).
+    pub fn init_order(&self) -> Vec<ModuleId> {
+        let mut seen = vec![false; self.modules.len()];
+        let mut order = Vec::with_capacity(self.modules.len());
+        if (self.root.0 as usize) < self.modules.len() {
+            // Iterative DFS: (module, next import index).
+            let mut stack = vec![(self.root, 0usize)];
+            seen[self.root.0 as usize] = true;
+            while let Some(&mut (m, ref mut next)) = stack.last_mut() {
+                let imports = &self.modules[m.0 as usize].imports;
+                if let Some(&dep) = imports.get(*next) {
+                    *next += 1;
+                    let d = dep.0 as usize;
+                    if d < seen.len() && !seen[d] {
+                        seen[d] = true;
+                        stack.push((dep, 0));
+                    }
+                } else {
+                    order.push(m);
+                    stack.pop();
+                }
+            }
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,2 @@
+//! Architecture facts.
+pub(crate) mod x86_64;

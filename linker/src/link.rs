@@ -1,0 +1,1598 @@
+//! The link passes, in order. Each pass is a flat step with its reason; the
+//! per-module work inside a pass runs in parallel (rayon).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hcr_image::{
+    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Manifest, Module, ModuleId, Object,
+    PlanStats, Span, TargetClass, PAGE_SIZE,
+};
+use rayon::prelude::*;
+
+use crate::arch::x86_64::{self as x86, *};
+use crate::error::{Diagnostic, Diags, LinkError};
+use crate::input::MappedInput;
+use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
+use crate::{LinkConfig, LinkOutput};
+
+/// A function of one module.
+struct FnDef {
+    sec: u32,
+    value: u64,
+    size: u64,
+    name: String,
+    global: bool,
+}
+
+/// A writable object of one module: a data section, or a COMMON symbol.
+struct ObjDef {
+    sec: Option<u32>,
+    name: String,
+    size: u64,
+    align: u64,
+    global: bool,
+}
+
+/// A module after parsing, with its ids and layout.
+pub(crate) struct Mod<'d> {
+    pub obj: ObjFile<'d>,
+    pub hash: u64,
+    fn_base: u32,
+    funcs: Vec<FnDef>,
+    fn_at: HashMap<(u32, u64), u32>,
+    obj_base: u32,
+    objs: Vec<ObjDef>,
+    /// Global object id of each data section.
+    sec_obj: Vec<Option<u32>>,
+    /// Global object id of each COMMON symbol this module owns.
+    common_obj: HashMap<u32, u32>,
+    /// Resolved target of each symbol.
+    tgt: Vec<Tgt>,
+    pub imports: Vec<u32>,
+    /// Offset of each loaded section in its region (text/rodata/eh/init).
+    pub sec_off: Vec<u64>,
+    got: Vec<GotKey>,
+    got_index: HashMap<GotKey, u32>,
+    plt: Vec<u32>,
+    plt_index: HashMap<u32, u32>,
+    sizes: RegionSizes,
+    pub bases: RegionSizes,
+    undefined: Vec<u32>,
+    /// For each symbol: true when it is the definition the image uses.
+    own_def: Vec<bool>,
+}
+
+impl Mod<'_> {
+    pub(crate) fn plt_at(&self) -> u64 {
+        self.sizes.plt_at
+    }
+    pub(crate) fn got_at(&self) -> u64 {
+        self.sizes.got_at
+    }
+    pub(crate) fn bases_plt_len(&self) -> u64 {
+        self.plt.len() as u64 * PLT_STUB_SIZE
+    }
+    pub(crate) fn bases_got_len(&self) -> u64 {
+        self.got.len() as u64 * 8
+    }
+    /// True when global symbol `si` of this module is the definition in use.
+    pub(crate) fn is_own_definition(&self, si: usize) -> bool {
+        self.own_def.get(si).copied().unwrap_or(false)
+    }
+}
+
+/// Sizes (before layout) or bases (after) of a module's four regions.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct RegionSizes {
+    pub text: u64,
+    pub rodata: u64,
+    pub eh: u64,
+    pub init: u64,
+    text_align: u64,
+    rodata_align: u64,
+    init_align: u64,
+    /// Where the stubs start (text) and the GOT starts (rodata), module-relative.
+    pub plt_at: u64,
+    pub got_at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tgt {
+    Null,
+    Loc {
+        m: u32,
+        sec: u32,
+        off: u64,
+        section_sym: bool,
+    },
+    Host(u32),
+    Abs(u64),
+    Common(u32),
+    /// In a COMDAT section another module provides; only `.eh_frame` may
+    /// refer to it (the FDE is pointed at a place no code runs).
+    Discarded,
+}
+
+/// The `S` of one relocation after classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum S {
+    Area {
+        m: u32,
+        sec: u32,
+        off: u64,
+    },
+    /// A function's permanent address; `delta` is added to the addend (a
+    /// reference through a section symbol names the function's start
+    /// indirectly).
+    Func(u32, i64),
+    Obj(u32, u64),
+    Host(u32),
+    Abs(u64),
+    Got(GotKey),
+    Plt(u32),
+    EhEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum GotKey {
+    Area { m: u32, sec: u32, off: u64 },
+    Func(u32),
+    Obj(u32, u64),
+    Host(u32),
+    Abs(u64),
+}
+
+/// How a relocation's value is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Calc {
+    Abs64,
+    Pc32,
+    Pc64,
+    Abs32,
+    Abs32S,
+    Size32,
+    Size64,
+}
+
+struct GlobalDef {
+    m: u32,
+    sym: u32,
+    strength: u8,
+}
+
+const STRONG: u8 = 2;
+const COMMON: u8 = 1;
+const WEAK: u8 = 0;
+
+pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOutput, LinkError> {
+    // 1. Parse every object, pull archive members that define what is
+    //    referenced: the module list, in command-line order.
+    let mut mods = load_modules(inputs)?;
+
+    // 2. COMDAT: the first module with a group keeps it; later copies are
+    //    discarded (inline functions, template instances).
+    dedup_comdats(&mut mods);
+
+    // 3. Functions and writable objects get their ids, module by module.
+    let mut diags = Vec::new();
+    collect_definitions(&mut mods, &mut diags);
+
+    // 4. Global symbols: one definition per name; duplicates are errors.
+    let globals = build_global_table(&mods, &mut diags);
+    if !diags.is_empty() {
+        return Err(LinkError::Inputs(diags));
+    }
+    let root = match &config.root {
+        Some(r) => mods
+            .iter()
+            .position(|m| m.obj.name == *r)
+            .ok_or_else(|| LinkError::UnknownRoot(r.clone()))? as u32,
+        None => 0,
+    };
+
+    // 5. Host symbols: what no module defines is left to the host.
+    let hosts = collect_hosts(&mods, &globals);
+    let host_index: HashMap<&str, u32> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i as u32))
+        .collect();
+
+    // 6. Resolve every symbol of every module; imports follow.
+    let resolved: Vec<Resolved> = mods
+        .par_iter()
+        .enumerate()
+        .map(|(mi, m)| resolve_module(mi as u32, m, &mods, &globals, &host_index))
+        .collect();
+    for (m, r) in mods.iter_mut().zip(resolved) {
+        m.tgt = r.tgt;
+        m.imports = r.imports;
+        m.undefined = r.undefined;
+        m.own_def = r.own_def;
+    }
+    let reachable = reachability(&mods, root);
+
+    // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
+    //    and every unsupported relocation (all reported).
+    let scans: Vec<Result<ScanOut, Vec<Diagnostic>>> = mods
+        .par_iter()
+        .enumerate()
+        .map(|(mi, _)| scan_module(mi as u32, &mods))
+        .collect();
+    for (m, s) in mods.iter_mut().zip(scans) {
+        match s {
+            Ok(s) => {
+                m.got = s.got;
+                m.got_index = s.got_index;
+                m.plt = s.plt;
+                m.plt_index = s.plt_index;
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(LinkError::Inputs(diags));
+    }
+
+    // 8. Layout: fixed before any byte is written.
+    mods.par_iter_mut().for_each(layout_module);
+    let layout = layout_area(&mut mods)?;
+
+    // 9. Copy sections into the area and init blob, applying relocations
+    //    whose value is known now; the rest become the load plan's fixups.
+    let mut area = vec![0u8; layout.area_file_size as usize];
+    let mut init = vec![0u8; layout.init_size as usize];
+    let applied = apply_all(&mods, &layout, &mut area, &mut init)?;
+
+    // 10. The manifest and the ELF file.
+    let manifest = build_manifest(&mods, root, &reachable, &layout, hosts, &applied);
+    let bytes = crate::write::write_image(&mods, &manifest, &applied, &area, &init, &layout);
+    Ok(LinkOutput {
+        modules: mods.len(),
+        stats: manifest.stats,
+        bytes,
+    })
+}
+
+fn stem(path: &str) -> String {
+    let p = Path::new(path);
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+fn load_modules(inputs: &[MappedInput]) -> Result<Vec<Mod<'_>>, LinkError> {
+    struct Cand<'d> {
+        path: String,
+        name: String,
+        data: &'d [u8],
+        mtime_ns: i64,
+    }
+    let mut objects = Vec::new();
+    let mut archives: Vec<Vec<Cand<'_>>> = Vec::new();
+    let mut diags = Diags::default();
+    for inp in inputs {
+        let data = inp.bytes.as_slice();
+        let path = inp.path.display().to_string();
+        if data.starts_with(b"!<arch>\n") || data.starts_with(b"!<thin>\n") {
+            match object::read::archive::ArchiveFile::parse(data) {
+                Ok(ar) => {
+                    let mut members = Vec::new();
+                    for mem in ar.members() {
+                        match mem.and_then(|m| {
+                            Ok((
+                                String::from_utf8_lossy(m.name()).into_owned(),
+                                m.data(data)?,
+                            ))
+                        }) {
+                            Ok((mname, mdata)) => members.push(Cand {
+                                path: format!("{path}({mname})"),
+                                name: stem(&mname),
+                                data: mdata,
+                                mtime_ns: inp.mtime_ns,
+                            }),
+                            Err(e) => diags.push(
+                                &path,
+                                "",
+                                None,
+                                format!("malformed archive: {e}"),
+                                "rebuild the archive with `ar rcs`",
+                            ),
+                        }
+                    }
+                    archives.push(members);
+                }
+                Err(e) => diags.push(
+                    &path,
+                    "",
+                    None,
+                    format!("malformed archive: {e}"),
+                    "rebuild the archive with `ar rcs`",
+                ),
+            }
+        } else {
+            objects.push(Cand {
+                path: path.clone(),
+                name: stem(&path),
+                data,
+                mtime_ns: inp.mtime_ns,
+            });
+        }
+    }
+    fn parse_all<'d>(cands: Vec<Cand<'d>>) -> Vec<(Option<ObjFile<'d>>, Diags)> {
+        cands
+            .into_par_iter()
+            .map(|c| {
+                let mut d = Diags::default();
+                let o = parse_object(&c.path, &c.name, c.data, c.mtime_ns, &mut d);
+                (o, d)
+            })
+            .collect()
+    }
+    let mut mods: Vec<ObjFile<'_>> = Vec::new();
+    for (o, d) in parse_all(objects) {
+        diags.list.extend(d.list);
+        mods.extend(o);
+    }
+    // Archive members: pull a member when it defines a symbol that is still
+    // undefined, until nothing changes (each member at most once).
+    if !archives.is_empty() {
+        let mut parsed_archives: Vec<Vec<Option<ObjFile<'_>>>> = Vec::new();
+        for members in archives {
+            let mut v = Vec::new();
+            for (o, d) in parse_all(members) {
+                // Member diagnostics only matter if the member is pulled.
+                if o.is_none() {
+                    diags.list.extend(d.list);
+                }
+                v.push(o);
+            }
+            parsed_archives.push(v);
+        }
+        loop {
+            let mut defined = std::collections::HashSet::new();
+            let mut undefined = std::collections::HashSet::new();
+            for m in &mods {
+                for s in &m.symbols {
+                    if s.is_global() {
+                        if s.shndx == Shndx::Undef {
+                            undefined.insert(s.name);
+                        } else {
+                            defined.insert(s.name);
+                        }
+                    }
+                }
+            }
+            undefined.retain(|n| !defined.contains(n));
+            let mut pulled = false;
+            'outer: for members in parsed_archives.iter_mut() {
+                for slot in members.iter_mut() {
+                    let wants = slot.as_ref().is_some_and(|o| {
+                        o.symbols.iter().any(|s| {
+                            s.is_global() && s.shndx != Shndx::Undef && undefined.contains(s.name)
+                        })
+                    });
+                    if wants {
+                        if let Some(o) = slot.take() {
+                            mods.push(o);
+                            pulled = true;
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            if !pulled {
+                break;
+            }
+        }
+    }
+    // Module names must be unique: they key everything the runtime keeps.
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for m in &mods {
+        if let Some(prev) = seen.insert(&m.name, &m.path) {
+            diags.push(
+                &m.path,
+                &m.name,
+                None,
+                format!("module name '{}' is also the name of {prev}", m.name),
+                "module names are file stems and must be unique; rename one of the files",
+            );
+        }
+    }
+    if !diags.list.is_empty() {
+        return Err(LinkError::Inputs(diags.list));
+    }
+    Ok(mods
+        .into_iter()
+        .map(|obj| Mod {
+            hash: hcr_image::content_hash(obj.data),
+            obj,
+            fn_base: 0,
+            funcs: Vec::new(),
+            fn_at: HashMap::new(),
+            obj_base: 0,
+            objs: Vec::new(),
+            sec_obj: Vec::new(),
+            common_obj: HashMap::new(),
+            tgt: Vec::new(),
+            imports: Vec::new(),
+            sec_off: Vec::new(),
+            got: Vec::new(),
+            got_index: HashMap::new(),
+            plt: Vec::new(),
+            plt_index: HashMap::new(),
+            sizes: RegionSizes::default(),
+            bases: RegionSizes::default(),
+            undefined: Vec::new(),
+            own_def: Vec::new(),
+        })
+        .collect())
+}
+
+fn dedup_comdats(mods: &mut [Mod<'_>]) {
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (mi, m) in mods.iter_mut().enumerate() {
+        let mut discard = Vec::new();
+        for g in &m.obj.groups {
+            match owner.get(g.signature) {
+                Some(&o) if o != mi => discard.extend(g.members.iter().copied()),
+                Some(_) => {}
+                None => {
+                    owner.insert(g.signature.to_string(), mi);
+                }
+            }
+        }
+        for s in discard {
+            if let Some(sec) = m.obj.sections.get_mut(s as usize) {
+                sec.kind = SecKind::Discarded;
+            }
+        }
+    }
+}
+
+fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
+    match s.shndx {
+        Shndx::Sec(i) => m.sections[i as usize].kind != SecKind::Discarded,
+        _ => true,
+    }
+}
+
+fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
+    let per: Vec<(Vec<FnDef>, Vec<ObjDef>, Vec<Option<u32>>, Vec<(u32, usize)>, Diags)> = mods
+        .par_iter()
+        .map(|m| {
+            let o = &m.obj;
+            let mut d = Diags::default();
+            let mut funcs = Vec::new();
+            let mut text_funcs = vec![0u32; o.sections.len()];
+            let mut data_syms: Vec<Vec<usize>> = vec![Vec::new(); o.sections.len()];
+            for (si, s) in o.symbols.iter().enumerate() {
+                let Shndx::Sec(sec) = s.shndx else { continue };
+                let kind = o.sections[sec as usize].kind;
+                if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
+                    text_funcs[sec as usize] += 1;
+                    // Global functions, and static functions with plain names
+                    // (compiler clones such as `f.cold` or `f.constprop.0` are
+                    // reached by branches only).
+                    if s.is_global() || !s.name.contains('.') {
+                        funcs.push(FnDef {
+                            sec,
+                            value: s.value,
+                            size: s.size,
+                            name: s.name.to_string(),
+                            global: s.is_global(),
+                        });
+                    }
+                }
+                if kind == SecKind::Data
+                    && (s.typ == object::elf::STT_OBJECT.0 || s.typ == object::elf::STT_NOTYPE.0 && !s.name.is_empty() && !s.name.starts_with(".L"))
+                {
+                    data_syms[sec as usize].push(si);
+                }
+            }
+            let mut objs = Vec::new();
+            let mut sec_obj_local = vec![None; o.sections.len()];
+            for (i, sec) in o.sections.iter().enumerate() {
+                if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(sec.name),
+                        format!("{} functions share one code section (built without -ffunction-sections)", text_funcs[i]),
+                        "compile with -ffunction-sections so each function can be reloaded on its own",
+                    );
+                }
+                if sec.kind != SecKind::Data {
+                    continue;
+                }
+                let syms = &data_syms[i];
+                if sec.size == 0 && syms.is_empty() {
+                    continue; // empty `.data`/`.bss`: nothing to keep
+                }
+                if syms.len() > 1 {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(sec.name),
+                        format!("{} variables share one data section (built without -fdata-sections)", syms.len()),
+                        "compile with -fdata-sections so every global keeps its own persistent storage",
+                    );
+                    continue;
+                }
+                let (name, global) = match syms.first() {
+                    Some(&si) => (o.symbols[si].name.to_string(), o.symbols[si].is_global()),
+                    None => (sec.name.to_string(), false),
+                };
+                sec_obj_local[i] = Some(objs.len() as u32);
+                objs.push(ObjDef {
+                    sec: Some(i as u32),
+                    name,
+                    size: sec.size,
+                    align: sec.align,
+                    global,
+                });
+            }
+            let mut commons = Vec::new();
+            for (si, s) in o.symbols.iter().enumerate() {
+                if s.shndx == Shndx::Common {
+                    commons.push((si as u32, objs.len()));
+                    objs.push(ObjDef {
+                        sec: None,
+                        name: s.name.to_string(),
+                        size: s.size,
+                        align: s.value.max(1),
+                        global: true,
+                    });
+                }
+            }
+            (funcs, objs, sec_obj_local, commons, d)
+        })
+        .collect();
+    let (mut fbase, mut obase) = (0u32, 0u32);
+    for (m, (funcs, objs, sec_obj_local, commons, d)) in mods.iter_mut().zip(per) {
+        diags.extend(d.list);
+        m.fn_base = fbase;
+        m.obj_base = obase;
+        m.fn_at = funcs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ((f.sec, f.value), fbase + i as u32))
+            .collect();
+        m.sec_obj = sec_obj_local.iter().map(|o| o.map(|x| x + obase)).collect();
+        m.common_obj = commons
+            .iter()
+            .map(|&(si, oi)| (si, obase + oi as u32))
+            .collect();
+        fbase += funcs.len() as u32;
+        obase += objs.len() as u32;
+        m.funcs = funcs;
+        m.objs = objs;
+    }
+}
+
+fn build_global_table<'a>(
+    mods: &'a [Mod<'_>],
+    diags: &mut Vec<Diagnostic>,
+) -> HashMap<&'a str, GlobalDef> {
+    let mut table: HashMap<&str, GlobalDef> = HashMap::new();
+    for (mi, m) in mods.iter().enumerate() {
+        for (si, s) in m.obj.symbols.iter().enumerate() {
+            if !s.is_global() || s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s) {
+                continue;
+            }
+            let strength = match s.shndx {
+                Shndx::Common => COMMON,
+                _ if s.is_weak() => WEAK,
+                _ => STRONG,
+            };
+            let def = GlobalDef {
+                m: mi as u32,
+                sym: si as u32,
+                strength,
+            };
+            match table.get_mut(s.name) {
+                None => {
+                    table.insert(s.name, def);
+                }
+                Some(prev) => {
+                    if prev.strength == STRONG && strength == STRONG {
+                        let pm = &mods[prev.m as usize].obj;
+                        diags.push(Diagnostic {
+                            file: m.obj.path.clone(),
+                            module: m.obj.name.clone(),
+                            symbol: Some(s.name.to_string()),
+                            message: format!("duplicate definition (first defined in {} (module {}))", pm.path, pm.name),
+                            help: "keep one definition; make the other `static` if it is private to its module".into(),
+                        });
+                    } else if strength > prev.strength {
+                        *prev = def;
+                    } else if strength == COMMON && prev.strength == COMMON {
+                        let prev_size = mods[prev.m as usize].obj.symbols[prev.sym as usize].size;
+                        if s.size > prev_size {
+                            *prev = def;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    table
+}
+
+fn collect_hosts(mods: &[Mod<'_>], globals: &HashMap<&str, GlobalDef>) -> Vec<HostSymbol> {
+    let mut hosts: Vec<HostSymbol> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for m in mods {
+        for s in &m.obj.symbols {
+            let undefined_here = s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s);
+            if !s.is_global()
+                || !undefined_here
+                || s.name.is_empty()
+                || s.name == "_GLOBAL_OFFSET_TABLE_"
+                || globals.contains_key(s.name)
+            {
+                continue;
+            }
+            match index.get(s.name) {
+                Some(&i) => hosts[i].weak &= s.is_weak(),
+                None => {
+                    index.insert(s.name, hosts.len());
+                    hosts.push(HostSymbol {
+                        name: s.name.to_string(),
+                        weak: s.is_weak(),
+                    });
+                }
+            }
+        }
+    }
+    hosts
+}
+
+struct Resolved {
+    tgt: Vec<Tgt>,
+    imports: Vec<u32>,
+    undefined: Vec<u32>,
+    own_def: Vec<bool>,
+}
+
+fn resolve_module(
+    mi: u32,
+    m: &Mod<'_>,
+    mods: &[Mod<'_>],
+    globals: &HashMap<&str, GlobalDef>,
+    hosts: &HashMap<&str, u32>,
+) -> Resolved {
+    let o = &m.obj;
+    let own_def = o
+        .symbols
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            s.is_global()
+                && globals
+                    .get(s.name)
+                    .is_some_and(|g| g.m == mi && g.sym == si as u32)
+        })
+        .collect();
+    let mut imports = Vec::new();
+    let mut undefined = Vec::new();
+    let local = |mi: u32, mm: &Mod<'_>, si: u32| -> Tgt {
+        let s = &mm.obj.symbols[si as usize];
+        match s.shndx {
+            Shndx::Undef => Tgt::Null,
+            Shndx::Abs => Tgt::Abs(s.value),
+            Shndx::Common => mm
+                .common_obj
+                .get(&si)
+                .map_or(Tgt::Null, |&g| Tgt::Common(g)),
+            Shndx::Sec(sec) => {
+                if mm.obj.sections[sec as usize].kind == SecKind::Discarded {
+                    Tgt::Discarded
+                } else {
+                    Tgt::Loc {
+                        m: mi,
+                        sec,
+                        off: s.value,
+                        section_sym: s.typ == object::elf::STT_SECTION.0,
+                    }
+                }
+            }
+        }
+    };
+    let tgt = o
+        .symbols
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            if !s.is_global() {
+                return local(mi, m, si as u32);
+            }
+            match globals.get(s.name) {
+                Some(g) => {
+                    if g.m != mi {
+                        imports.push(g.m);
+                    }
+                    local(g.m, &mods[g.m as usize], g.sym)
+                }
+                None => match hosts.get(s.name) {
+                    Some(&h) => {
+                        undefined.push(h);
+                        Tgt::Host(h)
+                    }
+                    None => local(mi, m, si as u32),
+                },
+            }
+        })
+        .collect();
+    imports.sort_unstable();
+    imports.dedup();
+    undefined.sort_unstable();
+    undefined.dedup();
+    Resolved {
+        tgt,
+        imports,
+        undefined,
+        own_def,
+    }
+}
+
+fn reachability(mods: &[Mod<'_>], root: u32) -> Vec<bool> {
+    let mut seen = vec![false; mods.len()];
+    let mut stack = vec![root];
+    seen[root as usize] = true;
+    while let Some(m) = stack.pop() {
+        for &d in &mods[m as usize].imports {
+            if !seen[d as usize] {
+                seen[d as usize] = true;
+                stack.push(d);
+            }
+        }
+    }
+    seen
+}
+
+struct ScanOut {
+    got: Vec<GotKey>,
+    got_index: HashMap<GotKey, u32>,
+    plt: Vec<u32>,
+    plt_index: HashMap<u32, u32>,
+}
+
+/// Classifies one relocation: how its value is computed and what `S` is.
+/// `None` for relocations that write nothing.
+fn classify(
+    mods: &[Mod<'_>],
+    mi: u32,
+    sec_idx: usize,
+    r: &crate::parse::Rel,
+) -> Result<Option<(Calc, S)>, (String, String)> {
+    let m = &mods[mi as usize];
+    let src = &m.obj.sections[sec_idx];
+    let sym = &m.obj.symbols[r.sym as usize];
+    let tgt = m.tgt[r.sym as usize];
+    let unsupported = |what: &str, help: &str| {
+        Err((
+            format!("{what} ({})", x86::name(r.r_type)),
+            help.to_string(),
+        ))
+    };
+    match r.r_type {
+        R_NONE => return Ok(None),
+        R_TPOFF32 | R_GOTTPOFF | R_TPOFF64 => {
+            return unsupported(
+                "thread-local variable in the initial-exec or local-exec model, which a loader cannot serve",
+                "compile with -fPIC (general-dynamic TLS), or move the variable to the host",
+            )
+        }
+        R_TLSGD | R_TLSLD | R_DTPOFF32 | R_DTPOFF64 | R_DTPMOD64 | R_GOTPC32_TLSDESC
+        | R_TLSDESC_CALL | R_TLSDESC => {
+            return unsupported(
+                "thread-local variables are not supported yet",
+                "move the variable to a normal global, or keep it in the host program",
+            )
+        }
+        R_GOTOFF64 | R_GOTPC32 | R_GOT64 | R_GOTPCREL64 | R_GOTPC64 | R_PLTOFF64 | R_GOT32 => {
+            return unsupported(
+                "large code model relocation is not supported yet",
+                "build with the default -mcmodel=small",
+            )
+        }
+        R_16 | R_PC16 | R_8 | R_PC8 => {
+            return unsupported("relocation type not supported", "build with -fPIC for x86-64")
+        }
+        R_SIZE32 | R_SIZE64 => {
+            let calc = if r.r_type == R_SIZE32 { Calc::Size32 } else { Calc::Size64 };
+            return Ok(Some((calc, S::Abs(sym.size))));
+        }
+        R_64 | R_PC32 | R_PLT32 | R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_32 | R_32S
+        | R_PC64 => {}
+        _ => return unsupported("unsupported relocation type", "build with gcc or clang, -fPIC, for x86-64"),
+    }
+    if matches!(r.r_type, R_32 | R_32S) && src.kind != SecKind::Skip {
+        return unsupported(
+            "absolute 32-bit relocation (the object was built without -fPIC)",
+            "compile with -fPIC",
+        );
+    }
+    let got = matches!(r.r_type, R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX);
+    let calc = match r.r_type {
+        R_64 => Calc::Abs64,
+        R_PC64 => Calc::Pc64,
+        R_32 => Calc::Abs32,
+        R_32S => Calc::Abs32S,
+        _ => Calc::Pc32,
+    };
+    let pc_rel = matches!(calc, Calc::Pc32 | Calc::Pc64);
+    let s = match tgt {
+        Tgt::Null => {
+            return Err((
+                format!(
+                    "relocation against a symbol with no definition ({})",
+                    x86::name(r.r_type)
+                ),
+                "the object is malformed; rebuild it".into(),
+            ))
+        }
+        Tgt::Abs(v) if got => S::Got(GotKey::Abs(v)),
+        Tgt::Abs(v) => S::Abs(v),
+        Tgt::Host(h) => {
+            if got {
+                S::Got(GotKey::Host(h))
+            } else if r.r_type == R_PLT32 {
+                S::Plt(h)
+            } else if pc_rel {
+                return Err((
+                    format!("PC-relative reference to host symbol '{}' that the image cannot reach ({})", sym.name, x86::name(r.r_type)),
+                    "compile with -fPIC so the host's data is reached through the GOT".into(),
+                ));
+            } else {
+                S::Host(h)
+            }
+        }
+        Tgt::Common(g) => {
+            if got {
+                S::Got(GotKey::Obj(g, 0))
+            } else {
+                S::Obj(g, 0)
+            }
+        }
+        Tgt::Discarded => {
+            if src.kind == SecKind::EhFrame {
+                S::EhEnd
+            } else {
+                return Err((
+                    format!("reference to a discarded COMDAT section via '{}'", sym.name),
+                    "the object is inconsistent; rebuild it".into(),
+                ));
+            }
+        }
+        Tgt::Loc {
+            m: tm,
+            sec,
+            off,
+            section_sym,
+        } => {
+            let tm_mod = &mods[tm as usize];
+            let tkind = tm_mod.obj.sections[sec as usize].kind;
+            match tkind {
+                SecKind::Text => {
+                    let fn_at = |o: u64| tm_mod.fn_at.get(&(sec, o)).copied();
+                    // The function this reference denotes, if it denotes the
+                    // start of one.
+                    let func = if !section_sym {
+                        fn_at(off)
+                    } else if got || calc == Calc::Abs64 {
+                        fn_at((off as i64 + if got { 0 } else { r.addend }) as u64)
+                    } else {
+                        // PC-relative through a section symbol: the operand
+                        // address is off + A + 4 + (immediate bytes, 0..4).
+                        (0..=4).find_map(|k| fn_at((off as i64 + r.addend + 4 + k) as u64))
+                    };
+                    let area = S::Area { m: tm, sec, off };
+                    let via_func = |f: Option<u32>| match f {
+                        Some(f) => {
+                            let fd = &tm_mod.funcs[(f - tm_mod.fn_base) as usize];
+                            S::Func(f, off as i64 - fd.value as i64)
+                        }
+                        None => area,
+                    };
+                    if got {
+                        S::Got(match func {
+                            Some(f) => GotKey::Func(f),
+                            None => GotKey::Area { m: tm, sec, off },
+                        })
+                    } else if src.kind == SecKind::EhFrame {
+                        area
+                    } else if pc_rel && src.kind != SecKind::Text {
+                        // Relative tables (jump tables, LSDA) stay in the image.
+                        area
+                    } else if pc_rel {
+                        let branch = r.r_type == R_PLT32
+                            || x86::is_branch_displacement(src.data, r.offset as usize);
+                        if branch && tm == mi {
+                            area
+                        } else if branch {
+                            via_func(func.or_else(|| fn_at(off)))
+                        } else {
+                            via_func(func)
+                        }
+                    } else {
+                        via_func(func)
+                    }
+                }
+                SecKind::Rodata | SecKind::EhFrame => {
+                    let k = S::Area { m: tm, sec, off };
+                    if got {
+                        S::Got(GotKey::Area { m: tm, sec, off })
+                    } else {
+                        k
+                    }
+                }
+                SecKind::Data => {
+                    let Some(g) = tm_mod.sec_obj[sec as usize] else {
+                        return Err((
+                            format!(
+                                "reference to '{}' in a data section that holds several variables",
+                                sym.name
+                            ),
+                            "compile with -fdata-sections".into(),
+                        ));
+                    };
+                    if got {
+                        S::Got(GotKey::Obj(g, off))
+                    } else {
+                        S::Obj(g, off)
+                    }
+                }
+                SecKind::Discarded => S::EhEnd,
+                _ => {
+                    return Err((
+                        format!(
+                            "reference to '{}' in section {} which is not loaded",
+                            sym.name, tm_mod.obj.sections[sec as usize].name
+                        ),
+                        "only code, data and read-only data can be referenced".into(),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(Some((calc, s)))
+}
+
+fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
+    let m = &mods[mi as usize];
+    let mut out = ScanOut {
+        got: Vec::new(),
+        got_index: HashMap::new(),
+        plt: Vec::new(),
+        plt_index: HashMap::new(),
+    };
+    let mut d = Diags::default();
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if matches!(sec.kind, SecKind::Skip | SecKind::Discarded) {
+            continue;
+        }
+        for r in &sec.relocs {
+            match classify(mods, mi, si, r) {
+                Ok(Some((_, s))) => {
+                    let add_got = |k: GotKey, out: &mut ScanOut| {
+                        if !out.got_index.contains_key(&k) {
+                            out.got_index.insert(k, out.got.len() as u32);
+                            out.got.push(k);
+                        }
+                    };
+                    match s {
+                        S::Got(k) => add_got(k, &mut out),
+                        S::Plt(h) => {
+                            add_got(GotKey::Host(h), &mut out);
+                            if !out.plt_index.contains_key(&h) {
+                                out.plt_index.insert(h, out.plt.len() as u32);
+                                out.plt.push(h);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(None) => {}
+                Err((msg, help)) => {
+                    let sym = &m.obj.symbols[r.sym as usize];
+                    let name = if sym.typ == object::elf::STT_SECTION.0 {
+                        format!("{}+{:#x}", sec.name, r.offset)
+                    } else {
+                        format!("{} (in {}+{:#x})", sym.name, sec.name, r.offset)
+                    };
+                    d.push(&m.obj.path, &m.obj.name, Some(&name), msg, help);
+                }
+            }
+        }
+        if sec.kind == SecKind::EhFrame && sec.size % 4 != 0 {
+            d.push(
+                &m.obj.path,
+                &m.obj.name,
+                Some(sec.name),
+                "malformed .eh_frame (size not a multiple of 4)",
+                "rebuild the object",
+            );
+        }
+    }
+    // Keep one diagnostic per distinct message and symbol name.
+    d.list
+        .dedup_by(|a, b| a.message == b.message && a.symbol == b.symbol);
+    if d.list.is_empty() {
+        Ok(out)
+    } else {
+        Err(d.list)
+    }
+}
+
+fn align_up(x: u64, a: u64) -> u64 {
+    let a = a.max(1);
+    x.div_ceil(a) * a
+}
+
+fn layout_module(m: &mut Mod<'_>) {
+    let mut sz = RegionSizes {
+        text_align: 16,
+        rodata_align: 8,
+        init_align: 8,
+        ..Default::default()
+    };
+    m.sec_off = vec![0; m.obj.sections.len()];
+    for (i, sec) in m.obj.sections.iter().enumerate() {
+        let (cursor, align_slot) = match sec.kind {
+            SecKind::Text => (&mut sz.text, &mut sz.text_align),
+            SecKind::Rodata => (&mut sz.rodata, &mut sz.rodata_align),
+            SecKind::EhFrame => {
+                // Contiguous: FDEs of all modules form one registered table.
+                m.sec_off[i] = sz.eh;
+                sz.eh += sec.size;
+                continue;
+            }
+            SecKind::Data if !sec.nobits => (&mut sz.init, &mut sz.init_align),
+            _ => continue,
+        };
+        *align_slot = (*align_slot).max(sec.align);
+        *cursor = align_up(*cursor, sec.align);
+        m.sec_off[i] = *cursor;
+        *cursor += sec.size;
+    }
+    sz.plt_at = align_up(sz.text, 8);
+    sz.text = sz.plt_at + m.plt.len() as u64 * PLT_STUB_SIZE;
+    sz.got_at = align_up(sz.rodata, 8);
+    sz.rodata = sz.got_at + m.got.len() as u64 * 8;
+    m.sizes = sz;
+}
+
+/// Where the area's regions and the init blob lie.
+pub(crate) struct AreaLayout {
+    pub layout: Layout,
+    pub area_file_size: u64,
+    pub init_size: u64,
+    pub eh_end: u64,
+}
+
+fn layout_area(mods: &mut [Mod<'_>]) -> Result<AreaLayout, LinkError> {
+    let mut text = 0u64;
+    for m in mods.iter_mut() {
+        text = align_up(text, m.sizes.text_align);
+        m.bases.text = text;
+        text += m.sizes.text;
+    }
+    let rodata_start = align_up(text.max(1), PAGE_SIZE);
+    let mut ro = rodata_start;
+    for m in mods.iter_mut() {
+        ro = align_up(ro, m.sizes.rodata_align);
+        m.bases.rodata = ro;
+        ro += m.sizes.rodata;
+    }
+    let eh_start = align_up(ro, 8);
+    let mut eh = eh_start;
+    for m in mods.iter_mut() {
+        m.bases.eh = eh;
+        eh += m.sizes.eh;
+    }
+    let eh_end = eh;
+    let end = eh_end + 4; // zero terminator
+    let mut init = 0u64;
+    for m in mods.iter_mut() {
+        init = align_up(init, m.sizes.init_align);
+        m.bases.init = init;
+        init += m.sizes.init;
+    }
+    let area_size = align_up(end, PAGE_SIZE);
+    let as_u32 = |v: u64| {
+        u32::try_from(v)
+            .map_err(|_| LinkError::TooLarge(format!("load area of {v} bytes exceeds 4 GiB")))
+    };
+    Ok(AreaLayout {
+        layout: Layout {
+            area_size: as_u32(area_size)?,
+            text: Span::new(0, as_u32(text)?),
+            rodata: Span::new(as_u32(rodata_start)?, as_u32(end)?),
+            eh_frame: Span::new(as_u32(eh_start)?, as_u32(end)?),
+        },
+        area_file_size: end,
+        init_size: init,
+        eh_end,
+    })
+}
+
+/// Fixups and statistics produced while applying relocations.
+pub(crate) struct Applied {
+    pub fixups: Vec<Fixup>,
+    pub module_fixups: Vec<Span>,
+    pub object_fixups: Vec<Fixup>,
+    pub object_fixup_spans: Vec<Span>,
+    pub relocations: u64,
+    pub at_link: u64,
+    pub ctors: Vec<Vec<u32>>,
+    pub dtors: Vec<Vec<u32>>,
+    pub on_reload: Vec<Vec<u32>>,
+}
+
+/// Area offset of a section of a module.
+pub(crate) fn sec_area_offset(m: &Mod<'_>, sec: usize) -> Option<u64> {
+    let s = &m.obj.sections[sec];
+    Some(match s.kind {
+        SecKind::Text => m.bases.text + m.sec_off[sec],
+        SecKind::Rodata => m.bases.rodata + m.sec_off[sec],
+        SecKind::EhFrame => m.bases.eh + m.sec_off[sec],
+        _ => return None,
+    })
+}
+
+struct ModApplied {
+    fixups: Vec<Fixup>,
+    /// (object id, fixups) for this module's objects.
+    objfix: Vec<(u32, Vec<Fixup>)>,
+    relocations: u64,
+    at_link: u64,
+    ctors: Vec<u32>,
+    dtors: Vec<u32>,
+    on_reload: Vec<u32>,
+    diags: Vec<Diagnostic>,
+}
+
+fn apply_all(
+    mods: &[Mod<'_>],
+    lay: &AreaLayout,
+    area: &mut [u8],
+    init: &mut [u8],
+) -> Result<Applied, LinkError> {
+    // Hand every module its disjoint slices of the area and the init blob.
+    let mut slices: Vec<(&mut [u8], &mut [u8], &mut [u8], &mut [u8])> =
+        Vec::with_capacity(mods.len());
+    {
+        let (text_all, rest) = area.split_at_mut(lay.layout.rodata.start as usize);
+        let (ro_all, eh_all) =
+            rest.split_at_mut((lay.layout.eh_frame.start - lay.layout.rodata.start) as usize);
+        let (mut t, mut r, mut e, mut i) = (text_all, ro_all, eh_all, init);
+        let (mut tpos, mut rpos, mut epos, mut ipos) = (
+            0u64,
+            u64::from(lay.layout.rodata.start),
+            u64::from(lay.layout.eh_frame.start),
+            0u64,
+        );
+        for m in mods {
+            fn take<'b>(
+                buf: &mut &'b mut [u8],
+                pos: &mut u64,
+                base: u64,
+                len: u64,
+            ) -> &'b mut [u8] {
+                let skip = (base - *pos) as usize;
+                let b = std::mem::take(buf);
+                let (_, b) = b.split_at_mut(skip);
+                let (mine, rest) = b.split_at_mut(len as usize);
+                *buf = rest;
+                *pos = base + len;
+                mine
+            }
+            let ts = take(&mut t, &mut tpos, m.bases.text, m.sizes.text);
+            let rs = take(&mut r, &mut rpos, m.bases.rodata, m.sizes.rodata);
+            let es = take(&mut e, &mut epos, m.bases.eh, m.sizes.eh);
+            let is = take(&mut i, &mut ipos, m.bases.init, m.sizes.init);
+            slices.push((ts, rs, es, is));
+        }
+    }
+    let results: Vec<ModApplied> = slices
+        .into_par_iter()
+        .enumerate()
+        .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, lay, ts, rs, es, is))
+        .collect();
+    let mut out = Applied {
+        fixups: Vec::new(),
+        module_fixups: Vec::new(),
+        object_fixups: Vec::new(),
+        object_fixup_spans: Vec::new(),
+        relocations: 0,
+        at_link: 0,
+        ctors: Vec::new(),
+        dtors: Vec::new(),
+        on_reload: Vec::new(),
+    };
+    let nobj: usize = mods.iter().map(|m| m.objs.len()).sum();
+    let mut per_obj: Vec<Vec<Fixup>> = vec![Vec::new(); nobj];
+    let mut diags = Vec::new();
+    for r in results {
+        let start = out.fixups.len() as u32;
+        out.fixups.extend(r.fixups);
+        out.module_fixups
+            .push(Span::new(start, out.fixups.len() as u32));
+        for (g, f) in r.objfix {
+            per_obj[g as usize] = f;
+        }
+        out.relocations += r.relocations;
+        out.at_link += r.at_link;
+        out.ctors.push(r.ctors);
+        out.dtors.push(r.dtors);
+        out.on_reload.push(r.on_reload);
+        diags.extend(r.diags);
+    }
+    if !diags.is_empty() {
+        return Err(LinkError::Inputs(diags));
+    }
+    for f in per_obj {
+        let start = out.object_fixups.len() as u32;
+        out.object_fixups.extend(f);
+        out.object_fixup_spans
+            .push(Span::new(start, out.object_fixups.len() as u32));
+    }
+    Ok(out)
+}
+
+fn apply_module(
+    mods: &[Mod<'_>],
+    mi: u32,
+    lay: &AreaLayout,
+    text: &mut [u8],
+    rodata: &mut [u8],
+    eh: &mut [u8],
+    init: &mut [u8],
+) -> ModApplied {
+    let m = &mods[mi as usize];
+    let mut res = ModApplied {
+        fixups: Vec::new(),
+        objfix: Vec::new(),
+        relocations: 0,
+        at_link: 0,
+        ctors: Vec::new(),
+        dtors: Vec::new(),
+        on_reload: Vec::new(),
+        diags: Vec::new(),
+    };
+    let mut d = Diags::default();
+    // Copy section bytes.
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        let buf: &mut [u8] = match sec.kind {
+            SecKind::Text => text,
+            SecKind::Rodata => rodata,
+            SecKind::EhFrame => eh,
+            SecKind::Data if !sec.nobits => init,
+            _ => continue,
+        };
+        let off = m.sec_off[si] as usize;
+        if !sec.nobits {
+            buf[off..off + sec.data.len()].copy_from_slice(sec.data);
+        }
+    }
+    // Area offset of every S that lives in the area.
+    let area_of = |s: &S| -> Option<u64> {
+        match *s {
+            S::Area { m: tm, sec, off } => {
+                Some(sec_area_offset(&mods[tm as usize], sec as usize)? + off)
+            }
+            S::Got(k) => {
+                Some(m.bases.rodata + m.sizes.got_at + 8 * u64::from(*m.got_index.get(&k)?))
+            }
+            S::Plt(h) => Some(
+                m.bases.text + m.sizes.plt_at + PLT_STUB_SIZE * u64::from(*m.plt_index.get(&h)?),
+            ),
+            S::EhEnd => Some(lay.eh_end),
+            _ => None,
+        }
+    };
+    let residual = |s: &S| -> Option<(TargetClass, u32, i64)> {
+        Some(match *s {
+            S::Func(f, delta) => (TargetClass::Function, f, delta),
+            S::Obj(g, off) => (TargetClass::Object, g, off as i64),
+            S::Host(h) => (TargetClass::Host, h, 0),
+            _ => {
+                let a = area_of(s)?;
+                (TargetClass::Area, a as u32, 0)
+            }
+        })
+    };
+    // GOT entries: residual absolute addresses (constants for absolute symbols).
+    for (i, k) in m.got.iter().enumerate() {
+        let p = m.bases.rodata + m.sizes.got_at + 8 * i as u64;
+        let local = (p - m.bases.rodata) as usize;
+        let s = match *k {
+            GotKey::Area { m, sec, off } => S::Area { m, sec, off },
+            GotKey::Func(f) => S::Func(f, 0),
+            GotKey::Obj(g, off) => S::Obj(g, off),
+            GotKey::Host(h) => S::Host(h),
+            GotKey::Abs(v) => {
+                rodata[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                continue;
+            }
+        };
+        if let Some((class, target, add)) = residual(&s) {
+            res.fixups.push(Fixup {
+                offset: p as u32,
+                target,
+                addend: add as i32,
+                kind: FixupKind::Abs64,
+                class,
+            });
+        }
+    }
+    // PLT stubs: jmp *GOT(%rip), resolved now.
+    for (i, &h) in m.plt.iter().enumerate() {
+        let p = m.bases.text + m.sizes.plt_at + PLT_STUB_SIZE * i as u64;
+        let slot = area_of(&S::Got(GotKey::Host(h))).unwrap_or(0);
+        if let Some(stub) = x86::plt_stub(p, slot) {
+            let local = (p - m.bases.text) as usize;
+            text[local..local + 8].copy_from_slice(&stub);
+        }
+    }
+    // Relocations.
+    let mut init_entries: Vec<(u32, u64, u32)> = Vec::new();
+    let mut fini_entries: Vec<(u32, u64, u32)> = Vec::new();
+    let mut reload_entries: Vec<(u64, u32)> = Vec::new();
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if matches!(sec.kind, SecKind::Skip | SecKind::Discarded) {
+            continue;
+        }
+        let obj = if sec.kind == SecKind::Data {
+            m.sec_obj[si]
+        } else {
+            None
+        };
+        let mut objfix = Vec::new();
+        for r in &sec.relocs {
+            res.relocations += 1;
+            let Ok(Some((calc, s))) = classify(mods, mi, si, r) else {
+                continue; // reported by the scan
+            };
+            match sec.kind {
+                SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload => {
+                    // Entry points: code addresses in this image.
+                    let target = match s {
+                        S::Func(f, delta) => {
+                            let fm = mods.iter().find(|mm| {
+                                f >= mm.fn_base && f < mm.fn_base + mm.funcs.len() as u32
+                            });
+                            fm.and_then(|mm| {
+                                let fd = &mm.funcs[(f - mm.fn_base) as usize];
+                                Some(
+                                    (sec_area_offset(mm, fd.sec as usize)? + fd.value)
+                                        .wrapping_add(delta as u64),
+                                )
+                            })
+                        }
+                        _ => area_of(&s),
+                    };
+                    let Some(t) = target
+                        .map(|t| (t as i64 + r.addend) as u64)
+                        .filter(|&t| t < u64::from(lay.layout.text.end))
+                    else {
+                        d.push(
+                            &m.obj.path,
+                            &m.obj.name,
+                            Some(sec.name),
+                            "entry does not point to code",
+                            "rebuild the object",
+                        );
+                        continue;
+                    };
+                    res.at_link += 1;
+                    match sec.kind {
+                        SecKind::InitArray => init_entries.push((sec.priority, r.offset, t as u32)),
+                        SecKind::FiniArray => fini_entries.push((sec.priority, r.offset, t as u32)),
+                        _ => {
+                            let o = r.offset as usize + 8;
+                            let order = sec
+                                .data
+                                .get(o..o + 8)
+                                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                            reload_entries.push((order, t as u32));
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let (buf, base): (&mut [u8], Option<u64>) = match sec.kind {
+                SecKind::Text => (&mut *text, Some(m.bases.text)),
+                SecKind::Rodata => (&mut *rodata, Some(m.bases.rodata)),
+                SecKind::EhFrame => (&mut *eh, Some(m.bases.eh)),
+                _ => (&mut *init, None),
+            };
+            let local = (m.sec_off[si] + r.offset) as usize;
+            let kind = match calc {
+                Calc::Abs64 => FixupKind::Abs64,
+                Calc::Pc32 => FixupKind::Pc32,
+                Calc::Pc64 => FixupKind::Pc64,
+                Calc::Abs32 => FixupKind::Abs32,
+                Calc::Abs32S => FixupKind::Abs32S,
+                Calc::Size32 | Calc::Size64 => {
+                    let v = (match s {
+                        S::Abs(v) => v,
+                        _ => 0,
+                    } as i64)
+                        .wrapping_add(r.addend);
+                    if calc == Calc::Size32 {
+                        buf[local..local + 4].copy_from_slice(&(v as u32).to_le_bytes());
+                    } else {
+                        buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                    }
+                    res.at_link += 1;
+                    continue;
+                }
+            };
+            // P in the area and S in the area with a PC-relative kind: the
+            // value is fixed now.
+            let area_p = base.map(|b| b + m.sec_off[si] + r.offset);
+            if let (Some(p), Some(sa), FixupKind::Pc32 | FixupKind::Pc64) =
+                (area_p, area_of(&s), kind)
+            {
+                let v = sa as i64 + r.addend - p as i64;
+                if kind == FixupKind::Pc32 {
+                    match i32::try_from(v) {
+                        Ok(v) => buf[local..local + 4].copy_from_slice(&v.to_le_bytes()),
+                        Err(_) => {
+                            d.push(
+                                &m.obj.path,
+                                &m.obj.name,
+                                Some(sec.name),
+                                "PC-relative displacement exceeds ±2 GiB inside the image",
+                                "split the program into smaller images",
+                            );
+                            continue;
+                        }
+                    }
+                } else {
+                    buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                }
+                res.at_link += 1;
+                continue;
+            }
+            if let (S::Abs(v), FixupKind::Abs64) = (s, kind) {
+                buf[local..local + 8]
+                    .copy_from_slice(&((v as i64).wrapping_add(r.addend)).to_le_bytes());
+                res.at_link += 1;
+                continue;
+            }
+            let Some((class, target, add)) = residual(&s) else {
+                d.push(
+                    &m.obj.path,
+                    &m.obj.name,
+                    Some(sec.name),
+                    format!("cannot relocate {} here", x86::name(r.r_type)),
+                    "build with -fPIC",
+                );
+                continue;
+            };
+            let addend = add + r.addend;
+            let Ok(addend) = i32::try_from(addend) else {
+                d.push(
+                    &m.obj.path,
+                    &m.obj.name,
+                    Some(sec.name),
+                    "relocation addend exceeds 32 bits",
+                    "this image layout is not supported",
+                );
+                continue;
+            };
+            // Clear the field: the loader writes the whole value.
+            buf[local..local + kind.width()].fill(0);
+            match area_p {
+                Some(p) => res.fixups.push(Fixup {
+                    offset: p as u32,
+                    target,
+                    addend,
+                    kind,
+                    class,
+                }),
+                None => objfix.push(Fixup {
+                    offset: r.offset as u32,
+                    target,
+                    addend,
+                    kind,
+                    class,
+                }),
+            }
+        }
+        if let Some(g) = obj {
+            objfix.sort_by_key(|f| f.offset);
+            res.objfix.push((g, objfix));
+        }
+    }
+    init_entries.sort_by_key(|&(p, o, _)| (p, o));
+    fini_entries.sort_by_key(|&(p, o, _)| (p, o));
+    reload_entries.sort_by_key(|&(o, _)| o);
+    res.ctors = init_entries.into_iter().map(|e| e.2).collect();
+    res.dtors = fini_entries.into_iter().map(|e| e.2).collect();
+    res.on_reload = reload_entries.into_iter().map(|e| e.1).collect();
+    res.fixups.sort_by_key(|f| f.offset);
+    res.diags = d.list;
+    res
+}
+
+fn build_manifest(
+    mods: &[Mod<'_>],
+    root: u32,
+    reachable: &[bool],
+    lay: &AreaLayout,
+    hosts: Vec<HostSymbol>,
+    applied: &Applied,
+) -> Manifest {
+    let mut functions = Vec::new();
+    let mut objects = Vec::new();
+    let mut modules = Vec::new();
+    for (mi, m) in mods.iter().enumerate() {
+        let fstart = functions.len() as u32;
+        for f in &m.funcs {
+            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
+            functions.push(Function {
+                name: f.name.clone(),
+                module: ModuleId(mi as u32),
+                offset: off as u32,
+                size: f.size as u32,
+                global: f.global,
+            });
+        }
+        let ostart = objects.len() as u32;
+        for o in &m.objs {
+            let gid = objects.len();
+            let init = o.sec.and_then(|s| {
+                let sec = &m.obj.sections[s as usize];
+                (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
+            });
+            objects.push(Object {
+                name: o.name.clone(),
+                module: ModuleId(mi as u32),
+                size: o.size,
+                align: o.align.min(u64::from(u32::MAX)) as u32,
+                init,
+                fixups: applied.object_fixup_spans[gid],
+                global: o.global,
+            });
+        }
+        modules.push(Module {
+            name: m.obj.name.clone(),
+            source: m.obj.source.clone(),
+            object: m.obj.path.clone(),
+            mtime_ns: m.obj.mtime_ns,
+            content_hash: m.hash,
+            imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
+            reachable: reachable[mi],
+            functions: Span::new(fstart, functions.len() as u32),
+            objects: Span::new(ostart, objects.len() as u32),
+            fixups: applied.module_fixups[mi],
+            ctors: applied.ctors[mi].clone(),
+            dtors: applied.dtors[mi].clone(),
+            on_reload: applied.on_reload[mi].clone(),
+            undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
+            text_size: m.sizes.text as u32,
+            rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
+        });
+    }
+    Manifest {
+        root: ModuleId(root),
+        layout: lay.layout.clone(),
+        modules,
+        functions,
+        objects,
+        hosts,
+        stats: PlanStats {
+            relocations: applied.relocations,
+            applied_at_link: applied.at_link,
+            got_entries: mods.iter().map(|m| m.got.len() as u32).sum(),
+            plt_stubs: mods.iter().map(|m| m.plt.len() as u32).sum(),
+        },
+    }
+}

@@ -1,0 +1,485 @@
+//! Parsing one relocatable object into the linker's view of it.
+//!
+//! Zero-copy where it matters (section bytes borrow the mapped input); every
+//! structural problem becomes a diagnostic, never a panic.
+
+use object::elf;
+use object::read::elf::{FileHeader, Rela as _, SectionHeader, Sym as _};
+use object::Endianness;
+
+use crate::arch::x86_64 as x86;
+use crate::error::Diags;
+
+type Hdr = elf::FileHeader64<Endianness>;
+
+/// What the linker does with a section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SecKind {
+    /// Not loaded (debug info, notes, symbol tables, relocations, groups).
+    Skip,
+    /// Code: read+execute region.
+    Text,
+    /// Read-only data, including RELRO (`.data.rel.ro*`).
+    Rodata,
+    /// `.eh_frame`: the unwind region.
+    EhFrame,
+    /// A writable object: persistent storage.
+    Data,
+    /// Constructors.
+    InitArray,
+    /// Destructors.
+    FiniArray,
+    /// `HCR_ON_RELOAD` entries.
+    OnReload,
+    /// Member of a COMDAT group another module already provides.
+    Discarded,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rel {
+    pub offset: u64,
+    pub r_type: u32,
+    pub sym: u32,
+    pub addend: i64,
+}
+
+pub(crate) struct Sec<'d> {
+    pub name: &'d str,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub kind: SecKind,
+    pub nobits: bool,
+    pub size: u64,
+    pub align: u64,
+    pub data: &'d [u8],
+    pub relocs: Vec<Rel>,
+    /// `.init_array.NNNNN` priority (65536 when none).
+    pub priority: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shndx {
+    Undef,
+    Abs,
+    Common,
+    Sec(u32),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Sym<'d> {
+    pub name: &'d str,
+    pub bind: u8,
+    pub typ: u8,
+    pub shndx: Shndx,
+    pub value: u64,
+    pub size: u64,
+}
+
+impl Sym<'_> {
+    pub fn is_global(&self) -> bool {
+        self.bind == elf::STB_GLOBAL.0 || self.bind == elf::STB_WEAK.0 || self.bind == 10
+    }
+    pub fn is_weak(&self) -> bool {
+        self.bind == elf::STB_WEAK.0
+    }
+}
+
+pub(crate) struct Group<'d> {
+    pub signature: &'d str,
+    pub members: Vec<u32>,
+}
+
+pub(crate) struct ObjFile<'d> {
+    pub path: String,
+    pub name: String,
+    pub data: &'d [u8],
+    pub mtime_ns: i64,
+    pub source: String,
+    pub sections: Vec<Sec<'d>>,
+    pub symbols: Vec<Sym<'d>>,
+    pub groups: Vec<Group<'d>>,
+}
+
+fn utf8<'d>(b: &'d [u8]) -> &'d str {
+    std::str::from_utf8(b).unwrap_or("<non-UTF-8 name>")
+}
+
+fn classify(name: &str, sh_type: u32, flags: u64) -> SecKind {
+    let alloc = flags & u64::from(elf::SHF_ALLOC.0) != 0;
+    let write = flags & u64::from(elf::SHF_WRITE.0) != 0;
+    let exec = flags & u64::from(elf::SHF_EXECINSTR.0) != 0;
+    if name == ".hcr_on_reload" {
+        return SecKind::OnReload;
+    }
+    if !alloc
+        || sh_type == elf::SHT_GROUP.0
+        || sh_type == elf::SHT_RELA.0
+        || sh_type == elf::SHT_NOTE.0
+        || name.starts_with(".note")
+    {
+        return SecKind::Skip;
+    }
+    if sh_type == elf::SHT_INIT_ARRAY.0
+        || sh_type == elf::SHT_PREINIT_ARRAY.0
+        || name.starts_with(".init_array")
+        || name.starts_with(".ctors")
+    {
+        return SecKind::InitArray;
+    }
+    if sh_type == elf::SHT_FINI_ARRAY.0
+        || name.starts_with(".fini_array")
+        || name.starts_with(".dtors")
+    {
+        return SecKind::FiniArray;
+    }
+    if name == ".eh_frame" {
+        return SecKind::EhFrame;
+    }
+    if exec {
+        return SecKind::Text;
+    }
+    if write && !name.starts_with(".data.rel.ro") {
+        return SecKind::Data;
+    }
+    SecKind::Rodata
+}
+
+/// Parses `data` as an ELF64 x86-64 relocatable object. Problems go to
+/// `diags`; `None` means the file is unusable.
+pub(crate) fn parse_object<'d>(
+    path: &str,
+    name: &str,
+    data: &'d [u8],
+    mtime_ns: i64,
+    diags: &mut Diags,
+) -> Option<ObjFile<'d>> {
+    macro_rules! bad {
+        ($msg:expr, $help:expr $(,)?) => {
+            diags.push(
+                path,
+                name,
+                None,
+                {
+                    let m: String = $msg;
+                    m
+                },
+                $help,
+            )
+        };
+    }
+    if data.len() < 4 || data[..4] != *b"\x7fELF" {
+        bad!(
+            "not an ELF object file".into(),
+            "pass object files (.o) built with `cc -c`, or `ar` archives of them",
+        );
+        return None;
+    }
+    if data.len() < 64 {
+        bad!(
+            "truncated ELF header".into(),
+            "the file is incomplete; rebuild it",
+        );
+        return None;
+    }
+    if data[4] != elf::ELFCLASS64.0 {
+        bad!(
+            "ELF class is 32-bit; hcr supports ELF64 x86-64 only".into(),
+            "build for x86-64 (no -m32)",
+        );
+        return None;
+    }
+    if data[5] != elf::ELFDATA2LSB.0 {
+        bad!(
+            "big-endian ELF; hcr supports little-endian x86-64 only".into(),
+            "build for x86-64"
+        );
+        return None;
+    }
+    let hdr = match Hdr::parse(data) {
+        Ok(h) => h,
+        Err(e) => {
+            bad!(
+                format!("malformed ELF header: {e}"),
+                "the file is corrupt; rebuild it"
+            );
+            return None;
+        }
+    };
+    let Ok(e) = hdr.endian() else {
+        bad!("malformed ELF header".into(), "rebuild the object");
+        return None;
+    };
+    if hdr.e_machine(e) != elf::EM_X86_64 {
+        bad!(
+            format!("wrong machine {} (hcr supports x86-64)", hdr.e_machine(e).0),
+            "build the module for x86-64",
+        );
+        return None;
+    }
+    if hdr.e_type(e) != elf::ET_REL {
+        bad!(
+            format!("not a relocatable object (ELF type {})", hdr.e_type(e).0),
+            "pass the object files from `cc -c`, not executables or shared libraries",
+        );
+        return None;
+    }
+    let sections = match hdr.sections(e, data) {
+        Ok(s) => s,
+        Err(err) => {
+            bad!(
+                format!("malformed section table: {err}"),
+                "the file is truncated or corrupt; rebuild it"
+            );
+            return None;
+        }
+    };
+    let mut secs = Vec::with_capacity(sections.len());
+    let mut groups = Vec::new();
+    let mut lto = false;
+    for (idx, sh) in sections.enumerate() {
+        let sname = match sections.section_name(e, sh) {
+            Ok(n) => utf8(n),
+            Err(err) => {
+                bad!(
+                    format!("section {}: bad name: {err}", idx.0),
+                    "the file is corrupt; rebuild it"
+                );
+                return None;
+            }
+        };
+        if sname.starts_with(".gnu.lto_") {
+            lto = true;
+        }
+        let sh_type = sh.sh_type(e).0;
+        let flags = sh.sh_flags(e).0;
+        let nobits = sh_type == elf::SHT_NOBITS.0;
+        let kind = if idx.0 == 0 {
+            SecKind::Skip
+        } else {
+            classify(sname, sh_type, flags)
+        };
+        let sdata: &[u8] = if nobits || kind == SecKind::Skip && sh_type != elf::SHT_GROUP.0 {
+            &[]
+        } else {
+            match sh.data(e, data) {
+                Ok(d) => d,
+                Err(_) => {
+                    bad!(
+                        format!("section {sname}: contents lie outside the file"),
+                        "the file is truncated or corrupt; rebuild it",
+                    );
+                    return None;
+                }
+            }
+        };
+        if flags & u64::from(elf::SHF_TLS.0) != 0 && kind != SecKind::Skip {
+            diags.push(
+                path,
+                name,
+                Some(sname),
+                "thread-local storage (__thread / thread_local) is not supported yet",
+                "move the variable to a normal global, or keep it in the host program",
+            );
+        }
+        if sh_type == elf::SHT_GROUP.0 {
+            if let Some(g) = parse_group(sdata, sh.sh_info(e), &sections, e, data) {
+                groups.push(g);
+            }
+        }
+        let priority = sname
+            .rsplit('.')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|_| kind == SecKind::InitArray || kind == SecKind::FiniArray)
+            .unwrap_or(65536);
+        secs.push(Sec {
+            name: sname,
+            sh_type,
+            flags,
+            kind,
+            nobits,
+            size: sh.sh_size(e),
+            align: sh.sh_addralign(e).max(1),
+            data: sdata,
+            relocs: Vec::new(),
+            priority,
+        });
+        if !nobits && kind != SecKind::Skip && sdata.len() as u64 != sh.sh_size(e) {
+            bad!(
+                format!("section {sname}: size mismatch"),
+                "rebuild the object"
+            );
+            return None;
+        }
+        if !secs
+            .last()
+            .is_some_and(|s| s.align.is_power_of_two() && s.align <= 4096)
+        {
+            bad!(
+                format!("section {sname}: unsupported alignment"),
+                "alignments up to 4096 are supported"
+            );
+            return None;
+        }
+    }
+    if lto {
+        bad!(
+            "LTO object: it holds compiler IR, not machine code".into(),
+            "build modules without -flto (hcr links machine code)",
+        );
+        return None;
+    }
+    // Relocations.
+    for (_, sh) in sections.enumerate() {
+        let Ok(Some((relas, _link))) = sh.rela(e, data) else {
+            if sh.sh_type(e) == elf::SHT_RELA {
+                bad!(
+                    "malformed relocation section".into(),
+                    "the file is corrupt; rebuild it"
+                );
+                return None;
+            }
+            if sh.sh_type(e) == elf::SHT_REL {
+                bad!(
+                    "REL relocations are not used on x86-64".into(),
+                    "rebuild the object with gcc or clang for x86-64"
+                );
+                return None;
+            }
+            continue;
+        };
+        let target = sh.sh_info(e) as usize;
+        let Some(tsec) = secs.get_mut(target) else {
+            bad!(
+                "relocation section targets a missing section".into(),
+                "the file is corrupt; rebuild it"
+            );
+            return None;
+        };
+        if tsec.kind == SecKind::Skip {
+            continue;
+        }
+        tsec.relocs = relas
+            .iter()
+            .map(|r| Rel {
+                offset: r.r_offset(e),
+                r_type: r.r_type(e, false).0,
+                sym: r.r_sym(e, false),
+                addend: r.r_addend(e),
+            })
+            .collect();
+    }
+    // Symbols.
+    let symtab = match sections.symbols(e, data, elf::SHT_SYMTAB) {
+        Ok(s) => s,
+        Err(err) => {
+            bad!(
+                format!("malformed symbol table: {err}"),
+                "the file is corrupt; rebuild it"
+            );
+            return None;
+        }
+    };
+    let mut syms = Vec::with_capacity(symtab.len());
+    let mut source = String::new();
+    for (idx, s) in symtab.enumerate() {
+        let sname = match symtab.symbol_name(e, s) {
+            Ok(n) => utf8(n),
+            Err(_) => {
+                bad!(
+                    format!("symbol {}: bad name", idx.0),
+                    "the file is corrupt; rebuild it"
+                );
+                return None;
+            }
+        };
+        let raw = s.st_shndx(e);
+        let shndx = if raw == elf::SHN_UNDEF {
+            Shndx::Undef
+        } else if raw == elf::SHN_ABS {
+            Shndx::Abs
+        } else if raw == elf::SHN_COMMON {
+            Shndx::Common
+        } else {
+            match symtab.symbol_section(e, s, idx) {
+                Ok(Some(i)) if i.0 < secs.len() => Shndx::Sec(i.0 as u32),
+                _ => {
+                    bad!(
+                        format!("symbol {sname}: bad section index"),
+                        "the file is corrupt; rebuild it"
+                    );
+                    return None;
+                }
+            }
+        };
+        let typ = s.st_type().0;
+        if typ == elf::STT_FILE.0 && source.is_empty() {
+            source = sname.to_string();
+        }
+        syms.push(Sym {
+            name: sname,
+            bind: s.st_bind().0,
+            typ,
+            shndx,
+            value: s.st_value(e),
+            size: s.st_size(e),
+        });
+    }
+    // Every relocation names an existing symbol.
+    for sec in &secs {
+        if sec.relocs.iter().any(|r| r.sym as usize >= syms.len()) {
+            bad!(
+                format!("section {}: relocation names a missing symbol", sec.name),
+                "the file is corrupt; rebuild it"
+            );
+            return None;
+        }
+        if let Some(r) = sec.relocs.iter().find(|r| {
+            r.offset
+                .checked_add(x86::width(r.r_type) as u64)
+                .is_none_or(|end| end > sec.size)
+        }) {
+            bad!(
+                format!(
+                    "section {}: relocation at {:#x} lies outside the section",
+                    sec.name, r.offset
+                ),
+                "the file is corrupt; rebuild it",
+            );
+            return None;
+        }
+    }
+    Some(ObjFile {
+        path: path.to_string(),
+        name: name.to_string(),
+        data,
+        mtime_ns,
+        source,
+        sections: secs,
+        symbols: syms,
+        groups,
+    })
+}
+
+fn parse_group<'d>(
+    sdata: &'d [u8],
+    sig_sym: u32,
+    sections: &object::read::elf::SectionTable<'d, Hdr, &'d [u8]>,
+    e: Endianness,
+    data: &'d [u8],
+) -> Option<Group<'d>> {
+    let words: Vec<u32> = sdata
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if words.first().copied()? & elf::GRP_COMDAT.0 == 0 {
+        return None;
+    }
+    let symtab = sections.symbols(e, data, elf::SHT_SYMTAB).ok()?;
+    let sym = symtab.symbol(object::SymbolIndex(sig_sym as usize)).ok()?;
+    let signature = utf8(symtab.symbol_name(e, sym).ok()?);
+    Some(Group {
+        signature,
+        members: words[1..].to_vec(),
+    })
+}

@@ -1,0 +1,86 @@
+/* hcr.h — the C API of the hcr hot code reloading runtime.
+ *
+ * Modules include this header and never link a library for it: the hcr
+ * loader resolves these names to the runtime that loads the image.  A host
+ * program that embeds the runtime links it (Rust crate, static or shared
+ * library) and uses the host part at the end.
+ *
+ * Build modules with:  cc -c -fPIC -ffunction-sections -fdata-sections
+ */
+#ifndef HCR_H
+#define HCR_H
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- reload control: callable from the host or from any module ---- */
+
+/* True when the image on disk holds a module whose content differs from the
+ * loaded one.  Costs one stat() of the image when nothing changed. */
+bool hcr_has_any_module_changed(void);
+
+/* Outside a reload: whether the image on disk holds a changed MODULE.
+ * Inside before- and after-handlers: whether the reload in progress changes
+ * (or adds, or removes) MODULE. */
+bool hcr_has_module_changed(const char *module);
+
+/* Reloads every changed module.  Returns the number of modules reloaded
+ * (0: nothing changed, nothing was run), or -1: the reload failed, the old
+ * code keeps running and nothing was lost; hcr_last_error() says why. */
+int hcr_perform_code_reload(void);
+
+/* The message of the last failed call on this thread ("" when none). */
+const char *hcr_last_error(void);
+
+/* Number of completed reloads that returned >= 1. */
+unsigned hcr_generation(void);
+
+/* ---- handlers, owned by the module whose function is registered ---- */
+
+/* Runs before every reload, over the OLD import tree, in top-level order. */
+void hcr_on_before_reload(void (*fn)(void));
+/* Runs after every reload, over the NEW import tree, in top-level order. */
+void hcr_on_after_reload(void (*fn)(void));
+
+/* HCR_ON_RELOAD(name) { ... } defines a block that runs at every load of its
+ * module, the first one included, after the module's top-level code.
+ * Several blocks in one module run in source order. */
+struct hcr_on_reload_entry {
+    void (*fn)(void);
+    unsigned long order;
+};
+#define HCR_CAT_(a, b) a##b
+#define HCR_CAT(a, b) HCR_CAT_(a, b)
+#define HCR_ON_RELOAD(name)                                                   \
+    static void name(void);                                                   \
+    __attribute__((used, section(".hcr_on_reload"), aligned(8)))              \
+    static struct hcr_on_reload_entry HCR_CAT(hcr_on_reload_entry_, name) = { \
+        name, __COUNTER__};                                                   \
+    static void name(void)
+
+/* ---- permanent addresses ---- */
+
+/* The permanent address of function NAME of MODULE (stable across reloads),
+ * or NULL when there is none. */
+void *hcr_get_proc(const char *module, const char *name);
+/* The persistent address of writable object NAME of MODULE, or NULL. */
+void *hcr_get_global(const char *module, const char *name);
+
+/* ---- host part ---- */
+
+/* Loads the image at IMAGE_PATH and runs the top-level code of every module
+ * reachable from the root.  0 on success, -1 on failure (hcr_last_error). */
+int hcr_init(const char *image_path);
+/* Calls the root module's int main(int argc, char **argv). */
+int hcr_run_main(int argc, char **argv);
+/* Runs destructors, unloads every image and frees every global. */
+void hcr_shutdown(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HCR_H */

@@ -1,0 +1,11 @@
+/* a, version 0 (see main.c) */
+#include <stdio.h>
+
+const int a_table[3] = {1, 2, 3};
+const char a_name[16] = "first";
+
+void a_describe(void)
+{
+    printf("a: table={%d, %d, %d} name=%s\n", a_table[0], a_table[1],
+           a_table[2], a_name);
+}

@@ -1,0 +1,4 @@
+/* b, version 0 (see main.c) */
+extern int shared_counter; /* module a */
+
+void b_bump(void) { shared_counter *= 2; }

@@ -1,0 +1,17 @@
+/* a, version 2 (see main.c) */
+#include <stdio.h>
+
+#include "hcr.h"
+
+int b_value(void);
+
+static void a_before(void) { printf("before a (v2)\n"); }
+static void a_after(void) { printf("after a (v2)\n"); }
+
+HCR_ON_RELOAD(a_handlers)
+{
+    hcr_on_before_reload(a_before);
+    hcr_on_after_reload(a_after);
+}
+
+int a_value(void) { return 200 + b_value(); }

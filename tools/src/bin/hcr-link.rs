@@ -1,0 +1,41 @@
+//! `hcr-link`: link module objects into one reloadable image.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Link C module objects (.o) and archives (.a) into one hot-reloadable image.
+#[derive(Parser, Debug)]
+#[command(name = "hcr-link", version, about)]
+struct Cli {
+    /// Output image path (written atomically).
+    #[arg(short = 'o', value_name = "OUT")]
+    output: PathBuf,
+    /// Root module of the import tree (default: the first input).
+    #[arg(long, value_name = "MODULE")]
+    root: Option<String>,
+    /// Print a summary of the image.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Object files and archives, in import-priority order.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = hcr_tools::link::LinkArgs {
+        output: cli.output,
+        root: cli.root,
+        inputs: cli.inputs,
+        verbose: cli.verbose,
+    };
+    match hcr_tools::link::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Front ends of hcr: the library behind the `hcr-link` and `hcr` binaries.
+//! Each command writes to a `&mut dyn Write` so tests can capture it.
+#![deny(unsafe_code)]
+
+pub mod inspect;
+pub mod link;
+
+/// The compiler flags every module needs (`hcr flags`).
+pub const FLAGS: &str = "-fPIC -ffunction-sections -fdata-sections";

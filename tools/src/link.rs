@@ -1,0 +1,41 @@
+//! `hcr-link -o OUT [--root MODULE] INPUT...`
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+/// Options of `hcr-link`.
+#[derive(Clone, Debug)]
+pub struct LinkArgs {
+    /// Output image path.
+    pub output: PathBuf,
+    /// Root module (default: the first input).
+    pub root: Option<String>,
+    /// Objects and archives.
+    pub inputs: Vec<PathBuf>,
+    /// Print a summary line to stderr.
+    pub verbose: bool,
+}
+
+/// Links and writes the image atomically.
+///
+/// # Errors
+/// Input diagnostics (all of them) or an I/O failure; nothing is written then.
+pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
+    let cfg = hcr_linker::LinkConfig {
+        root: args.root.clone(),
+    };
+    let out = hcr_linker::link(&cfg, &args.inputs, &args.output)
+        .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
+    if args.verbose {
+        eprintln!(
+            "hcr-link: {} modules, {} bytes, {} relocations ({} applied at link time, {} left to the loader)",
+            out.modules,
+            out.bytes.len(),
+            out.stats.relocations,
+            out.stats.applied_at_link,
+            out.stats.relocations - out.stats.applied_at_link
+        );
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 pub mod inspect;
 pub mod link;
+pub mod run;
 
 /// The compiler flags every module needs (`hcr flags`).
 pub const FLAGS: &str = "-fPIC -ffunction-sections -fdata-sections";

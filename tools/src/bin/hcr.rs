@@ -23,6 +23,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load an image and run its root module's `main`.
+    Run {
+        /// The image.
+        image: PathBuf,
+        /// Arguments for `main` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Print the compiler flags modules need.
     Flags,
 }
@@ -33,6 +41,13 @@ fn main() -> ExitCode {
         Command::Inspect { image, json } => {
             hcr_tools::inspect::run(&image, json, &mut std::io::stdout().lock())
         }
+        Command::Run { image, args } => match hcr_tools::run::run(&image, &args) {
+            Ok(code) => {
+                // Leave through libc's exit so the program's stdio is flushed.
+                std::process::exit(code);
+            }
+            Err(e) => Err(e),
+        },
         Command::Flags => {
             println!("{}", hcr_tools::FLAGS);
             Ok(())

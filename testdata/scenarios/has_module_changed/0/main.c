@@ -8,7 +8,8 @@
  * (main, a, b, c) as 0/1.
  *   step 1: a changes.             step 2: b changes.
  *   step 3: a changes and imports the new module c (c's own after handler
- *           sees it too).          step 4: a changes and drops c (removed).
+ *           sees it too).          step 4: a changes and drops c (removed;
+ *           c.c is also deleted from the work dir, see 4/REMOVE).
  * Outside a reload only main, a and b are asked, plus a name that is no
  * module at all.
  */

@@ -1,7 +1,7 @@
 /* reload_from_main — the reload is requested from the root's main loop while
  * main is on the call stack, and in step 2 main itself changes.  The running
  * main keeps running its old code (it goes on printing "main v0") until it
- * returns; its calls into other modules reach their newest code; its static
+ * returns; its calls into other modules reach their newest code; its
  * global `rounds` is kept; the changed main's HCR_ON_RELOAD block runs and
  * its new after handler replaces the old one.
  *

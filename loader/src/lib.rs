@@ -1,0 +1,352 @@
+//! The hcr loader: *mechanism* to map an image's load area into a reserved
+//! address window, apply its residual fixups and protect it. It knows
+//! nothing of reload policy: which addresses functions and globals resolve
+//! to is decided by the caller (the runtime) and handed in as [`Tables`].
+//!
+//! Which API do I want?
+//! - [`Window::reserve`] once per process;
+//! - [`load_area`] for each image: copy, relocate, protect (W^X), register
+//!   `.eh_frame` for unwinding;
+//! - [`object_values`] + [`write_value`] to initialise or re-base writable
+//!   objects the runtime keeps in persistent storage;
+//! - [`unload_area`] when no code can run in an image any more.
+#![deny(missing_docs)]
+
+pub mod mem;
+
+use hcr_image::{FixupKind, ImageView, ObjectId, TargetClass};
+
+pub use mem::{Chunk, Prot, Window};
+
+/// Errors of loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The image file is unreadable, foreign, torn or corrupt.
+    #[error(transparent)]
+    Image(#[from] hcr_image::ImageError),
+    /// The address window cannot serve the request.
+    #[error("{0}")]
+    Window(String),
+    /// A host symbol the image needs does not exist in this process.
+    #[error("module {module}: undefined symbol '{symbol}' (not defined by any module, the runtime or the host process)")]
+    Unresolved {
+        /// Module referencing the symbol.
+        module: String,
+        /// Symbol name.
+        symbol: String,
+    },
+    /// A relocation's value does not fit its field.
+    #[error("module {module}: {kind:?} relocation to {target} at {place} is out of reach ({value:#x} does not fit); the window keeps images, trampolines and globals within ±2 GiB, so this is a host symbol reached PC-relative: compile with -fPIC")]
+    OutOfRange {
+        /// Module owning the relocated place.
+        module: String,
+        /// What the relocation refers to.
+        target: String,
+        /// Where (image area offset or global+offset).
+        place: String,
+        /// Kind of fixup.
+        kind: FixupKind,
+        /// The value that did not fit.
+        value: i128,
+    },
+}
+
+/// Addresses the image's fixups resolve to, indexed like the manifest's
+/// tables.
+#[derive(Clone, Debug, Default)]
+pub struct Tables {
+    /// Permanent address of each function.
+    pub functions: Vec<u64>,
+    /// Persistent address of each writable object.
+    pub objects: Vec<u64>,
+    /// Address of each host symbol.
+    pub hosts: Vec<u64>,
+}
+
+/// An image's load area, mapped and relocated.
+#[derive(Debug)]
+pub struct LoadedArea {
+    /// Address of area offset 0.
+    pub base: usize,
+    chunk: Chunk,
+    eh_frame: Option<usize>,
+}
+
+impl LoadedArea {
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.chunk.len
+    }
+    /// True when empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.chunk.len == 0
+    }
+    /// True when `addr` lies in this area.
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.chunk.addr && addr < self.chunk.addr + self.chunk.len
+    }
+}
+
+/// Computes the bits a fixup writes: `S + A` or `S + A - P`, range-checked
+/// for the 32-bit kinds.
+pub fn compute(kind: FixupKind, s: u64, a: i64, p: u64) -> Result<u64, i128> {
+    let sa = i128::from(s) + i128::from(a);
+    let v = match kind {
+        FixupKind::Abs64 => return Ok(sa as u64),
+        FixupKind::Pc64 => return Ok((sa - i128::from(p)) as u64),
+        FixupKind::Pc32 => sa - i128::from(p),
+        FixupKind::Abs32 => {
+            return u32::try_from(sa).map(u64::from).map_err(|_| sa);
+        }
+        FixupKind::Abs32S => sa,
+    };
+    i32::try_from(v).map(|x| x as u32 as u64).map_err(|_| v)
+}
+
+/// Writes `value` (from [`compute`]) at `off` in `buf`.
+///
+/// Returns `None` when the field does not fit in `buf`.
+pub fn write_value(buf: &mut [u8], off: usize, kind: FixupKind, value: u64) -> Option<()> {
+    let w = kind.width();
+    let field = buf.get_mut(off..off.checked_add(w)?)?;
+    field.copy_from_slice(&value.to_le_bytes()[..w]);
+    Some(())
+}
+
+/// Reads the field a fixup of `kind` writes.
+pub fn read_value(buf: &[u8], off: usize, kind: FixupKind) -> Option<u64> {
+    let w = kind.width();
+    let field = buf.get(off..off.checked_add(w)?)?;
+    let mut b = [0u8; 8];
+    b[..w].copy_from_slice(field);
+    Some(u64::from_le_bytes(b))
+}
+
+fn target_of(
+    view: &ImageView<'_>,
+    class: TargetClass,
+    target: u32,
+    tables: &Tables,
+    base: u64,
+) -> u64 {
+    let pick = |v: &[u64]| v.get(target as usize).copied().unwrap_or(0);
+    match class {
+        TargetClass::Area => base + u64::from(target),
+        TargetClass::Function => pick(&tables.functions),
+        TargetClass::Object => pick(&tables.objects),
+        TargetClass::Host => {
+            let _ = view;
+            pick(&tables.hosts)
+        }
+    }
+}
+
+fn describe_target(view: &ImageView<'_>, class: TargetClass, target: u32) -> String {
+    let m = &view.manifest;
+    match class {
+        TargetClass::Area => format!("image offset {target:#x}"),
+        TargetClass::Function => m
+            .functions
+            .get(target as usize)
+            .map_or("?".into(), |f| format!("function '{}'", f.name)),
+        TargetClass::Object => m
+            .objects
+            .get(target as usize)
+            .map_or("?".into(), |o| format!("global '{}'", o.name)),
+        TargetClass::Host => m
+            .hosts
+            .get(target as usize)
+            .map_or("?".into(), |h| format!("host symbol '{}'", h.name)),
+    }
+}
+
+/// Maps `view`'s load area into `window`, applies the fixups of the modules
+/// marked in `apply` (unreachable modules' code is never run, so their
+/// fixups are skipped), flips text to read+execute and the rest to
+/// read-only, and registers `.eh_frame`.
+///
+/// # Errors
+/// The window is exhausted or a value does not fit; nothing stays mapped.
+pub fn load_area(
+    window: &mut Window,
+    view: &ImageView<'_>,
+    tables: &Tables,
+    apply: &[bool],
+) -> Result<LoadedArea, LoadError> {
+    let layout = &view.manifest.layout;
+    let chunk = window.alloc(layout.area_size as usize)?;
+    let result = fill(&chunk, view, tables, apply);
+    if let Err(e) = result {
+        // SAFETY: the chunk was never published; nothing runs in it.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    let text_len = (layout.rodata.start as usize).div_ceil(mem::PAGE) * mem::PAGE;
+    let protected = mem::protect_range(chunk.addr, text_len.min(chunk.len), Prot::ReadExecute)
+        .and_then(|()| {
+            mem::protect_range(
+                chunk.addr + text_len,
+                chunk.len.saturating_sub(text_len),
+                Prot::Read,
+            )
+        });
+    if let Err(e) = protected {
+        // SAFETY: as above.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    let eh_frame = if layout.eh_frame.len() > 4 {
+        let at = chunk.addr + layout.eh_frame.start as usize;
+        register_frames(at).then_some(at)
+    } else {
+        None
+    };
+    Ok(LoadedArea {
+        base: chunk.addr,
+        chunk,
+        eh_frame,
+    })
+}
+
+fn fill(
+    chunk: &Chunk,
+    view: &ImageView<'_>,
+    tables: &Tables,
+    apply: &[bool],
+) -> Result<(), LoadError> {
+    // SAFETY: the chunk is committed read-write, exclusively ours (fresh from
+    // the window) and `chunk.len` bytes long.
+    let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
+    let n = view.area.len().min(buf.len());
+    buf[..n].copy_from_slice(&view.area[..n]);
+    let base = chunk.addr as u64;
+    for (mi, md) in view.manifest.modules.iter().enumerate() {
+        if !apply.get(mi).copied().unwrap_or(false) {
+            continue;
+        }
+        for fx in view.fixups.iter(md.fixups) {
+            let s = target_of(view, fx.class, fx.target, tables, base);
+            let p = base + u64::from(fx.offset);
+            let value = compute(fx.kind, s, i64::from(fx.addend), p).map_err(|value| {
+                LoadError::OutOfRange {
+                    module: md.name.clone(),
+                    target: describe_target(view, fx.class, fx.target),
+                    place: format!("image offset {:#x}", fx.offset),
+                    kind: fx.kind,
+                    value,
+                }
+            })?;
+            write_value(buf, fx.offset as usize, fx.kind, value).ok_or_else(|| {
+                LoadError::Window(format!(
+                    "module {}: fixup at {:#x} outside the load area",
+                    md.name, fx.offset
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// One pointer field of a writable object and the value a load writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldValue {
+    /// Offset inside the object.
+    pub offset: u32,
+    /// How the value is written.
+    pub kind: FixupKind,
+    /// What the value points to.
+    pub class: TargetClass,
+    /// The bits written.
+    pub value: u64,
+}
+
+/// The values the fixups inside writable object `obj` take when the object
+/// lives at `dest`.
+///
+/// # Errors
+/// A value does not fit its field.
+pub fn object_values(
+    view: &ImageView<'_>,
+    obj: ObjectId,
+    dest: u64,
+    tables: &Tables,
+    area_base: u64,
+) -> Result<Vec<FieldValue>, LoadError> {
+    let Some(o) = view.manifest.objects.get(obj.0 as usize) else {
+        return Ok(Vec::new());
+    };
+    let module = view
+        .manifest
+        .modules
+        .get(o.module.0 as usize)
+        .map_or("?", |m| m.name.as_str());
+    view.object_fixups
+        .iter(o.fixups)
+        .map(|fx| {
+            let s = target_of(view, fx.class, fx.target, tables, area_base);
+            let p = dest + u64::from(fx.offset);
+            compute(fx.kind, s, i64::from(fx.addend), p)
+                .map(|value| FieldValue {
+                    offset: fx.offset,
+                    kind: fx.kind,
+                    class: fx.class,
+                    value,
+                })
+                .map_err(|value| LoadError::OutOfRange {
+                    module: module.to_string(),
+                    target: describe_target(view, fx.class, fx.target),
+                    place: format!("global '{}'+{:#x}", o.name, fx.offset),
+                    kind: fx.kind,
+                    value,
+                })
+        })
+        .collect()
+}
+
+/// Deregisters unwind information and releases the area.
+///
+/// # Safety
+/// No code may run in the area any more and no pointer into it may be used.
+pub unsafe fn unload_area(window: &mut Window, area: LoadedArea) {
+    if let Some(at) = area.eh_frame {
+        deregister_frames(at);
+    }
+    // SAFETY: the caller guarantees the area is dead.
+    unsafe { window.free(area.chunk) };
+}
+
+type FrameFn = unsafe extern "C" fn(*const u8);
+
+fn frame_fn(name: &std::ffi::CStr) -> Option<FrameFn> {
+    let p = host_symbol(name)?;
+    // SAFETY: `__register_frame`/`__deregister_frame` of libgcc have this
+    // signature.
+    Some(unsafe { std::mem::transmute::<usize, FrameFn>(p as usize) })
+}
+
+fn register_frames(at: usize) -> bool {
+    match frame_fn(c"__register_frame") {
+        Some(f) => {
+            // SAFETY: `at` is a relocated, zero-terminated `.eh_frame` table
+            // that stays mapped until `deregister_frames`.
+            unsafe { f(at as *const u8) };
+            true
+        }
+        None => false,
+    }
+}
+
+fn deregister_frames(at: usize) {
+    if let Some(f) = frame_fn(c"__deregister_frame") {
+        // SAFETY: `at` was registered by `register_frames` and is still mapped.
+        unsafe { f(at as *const u8) };
+    }
+}
+
+/// Looks `name` up in the process (`dlsym(RTLD_DEFAULT)`).
+pub fn host_symbol(name: &std::ffi::CStr) -> Option<u64> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name is always
+    // safe to call; it only reads the loaded objects' symbol tables.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p as u64)
+}

@@ -1,0 +1,281 @@
+//! The address window: one `PROT_NONE` reservation per process holding every
+//! image, trampoline and persistent object, so that every 32-bit PC-relative
+//! relocation between them reaches. Chunks are committed (made read-write)
+//! when allocated and decommitted (back to `PROT_NONE`, pages dropped) when
+//! freed; freed ranges are reused first-fit, so the window never drifts.
+
+use std::collections::BTreeMap;
+
+use crate::LoadError;
+
+/// Page size of this machine's mappings.
+pub const PAGE: usize = 4096;
+
+/// Default window size: 1 GiB.
+pub const DEFAULT_WINDOW: usize = 1 << 30;
+
+/// First-fit allocator of byte ranges with coalescing on free.
+#[derive(Debug, Default)]
+pub struct RangeAlloc {
+    /// start → length of free ranges.
+    free: BTreeMap<usize, usize>,
+}
+
+impl RangeAlloc {
+    /// An allocator owning `[start, start + len)`.
+    pub fn new(start: usize, len: usize) -> Self {
+        let mut free = BTreeMap::new();
+        if len > 0 {
+            free.insert(start, len);
+        }
+        RangeAlloc { free }
+    }
+
+    /// Takes `len` bytes aligned to `align` (a power of two).
+    pub fn alloc(&mut self, len: usize, align: usize) -> Option<usize> {
+        let align = align.max(1);
+        let (&start, &flen, at) = self.free.iter().find_map(|(s, l)| {
+            let at = s.checked_add(align - 1)? & !(align - 1);
+            (at.checked_add(len)? <= s + l).then_some((s, l, at))
+        })?;
+        self.free.remove(&start);
+        if at > start {
+            self.free.insert(start, at - start);
+        }
+        let end = at + len;
+        if end < start + flen {
+            self.free.insert(end, start + flen - end);
+        }
+        Some(at)
+    }
+
+    /// Returns `[start, start + len)`.
+    pub fn free(&mut self, start: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let (mut s, mut l) = (start, len);
+        if let Some((&ps, &pl)) = self.free.range(..s).next_back() {
+            if ps + pl == s {
+                self.free.remove(&ps);
+                s = ps;
+                l += pl;
+            }
+        }
+        if let Some(&nl) = self.free.get(&(s + l)) {
+            self.free.remove(&(s + l));
+            l += nl;
+        }
+        self.free.insert(s, l);
+    }
+
+    /// Total free bytes.
+    pub fn free_bytes(&self) -> usize {
+        self.free.values().sum()
+    }
+}
+
+/// A committed, page-aligned range of the window.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Start address.
+    pub addr: usize,
+    /// Length in bytes (a page multiple).
+    pub len: usize,
+}
+
+/// Page protections a chunk can be given. Never write and execute at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prot {
+    /// Readable and writable: while filling, and for persistent data.
+    ReadWrite,
+    /// Read-only data.
+    Read,
+    /// Code.
+    ReadExecute,
+}
+
+/// The reserved window.
+#[derive(Debug)]
+pub struct Window {
+    base: usize,
+    len: usize,
+    pages: RangeAlloc,
+}
+
+impl Window {
+    /// Reserves `len` bytes of address space (no memory is committed).
+    ///
+    /// # Errors
+    /// The kernel refuses the reservation.
+    pub fn reserve(len: usize) -> Result<Window, LoadError> {
+        let len = len.div_ceil(PAGE) * PAGE;
+        // SAFETY: an anonymous PROT_NONE mapping at an address the kernel
+        // chooses touches no existing mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(LoadError::Window(format!(
+                "cannot reserve {} MiB of address space: {}",
+                len >> 20,
+                std::io::Error::last_os_error()
+            )));
+        }
+        let base = p as usize;
+        Ok(Window {
+            base,
+            len,
+            pages: RangeAlloc::new(base, len),
+        })
+    }
+
+    /// First address of the window.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Size of the window.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty window (never: reservations are at least a page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Free bytes left.
+    pub fn free_bytes(&self) -> usize {
+        self.pages.free_bytes()
+    }
+
+    /// True when `addr` lies inside the window.
+    pub fn contains(&self, addr: usize) -> bool {
+        addr >= self.base && addr < self.base + self.len
+    }
+
+    /// Commits `len` bytes (rounded up to pages) as read-write, zero-filled.
+    ///
+    /// # Errors
+    /// The window is exhausted, or the kernel refuses the protection change.
+    pub fn alloc(&mut self, len: usize) -> Result<Chunk, LoadError> {
+        let len = len.max(1).div_ceil(PAGE) * PAGE;
+        let addr = self.pages.alloc(len, PAGE).ok_or_else(|| {
+            LoadError::Window(format!(
+                "address window exhausted: need {} KiB, {} KiB free of {} MiB",
+                len >> 10,
+                self.pages.free_bytes() >> 10,
+                self.len >> 20
+            ))
+        })?;
+        let chunk = Chunk { addr, len };
+        if let Err(e) = protect(&chunk, Prot::ReadWrite) {
+            self.pages.free(addr, len);
+            return Err(e);
+        }
+        Ok(chunk)
+    }
+
+    /// Decommits `chunk` and returns it for reuse.
+    ///
+    /// # Safety
+    /// No code may run in, and no live pointer may refer to, the chunk.
+    pub unsafe fn free(&mut self, chunk: Chunk) {
+        // SAFETY: the chunk lies in our reservation (it came from `alloc`);
+        // the caller guarantees nothing uses it. MAP_FIXED over our own
+        // reservation replaces only these pages with fresh PROT_NONE ones,
+        // which drops their contents.
+        let p = unsafe {
+            libc::mmap(
+                chunk.addr as *mut libc::c_void,
+                chunk.len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            // Could not reset the pages: keep them out of circulation.
+            log::warn!("hcr: cannot release window pages at {:#x}", chunk.addr);
+            return;
+        }
+        self.pages.free(chunk.addr, chunk.len);
+    }
+}
+
+/// Changes the protection of a chunk.
+///
+/// # Errors
+/// The kernel refuses.
+pub fn protect(chunk: &Chunk, prot: Prot) -> Result<(), LoadError> {
+    protect_range(chunk.addr, chunk.len, prot)
+}
+
+/// Changes the protection of pages `[addr, addr + len)` inside a chunk.
+///
+/// # Errors
+/// The kernel refuses.
+pub fn protect_range(addr: usize, len: usize, prot: Prot) -> Result<(), LoadError> {
+    if len == 0 {
+        return Ok(());
+    }
+    let p = match prot {
+        Prot::ReadWrite => region::Protection::READ_WRITE,
+        Prot::Read => region::Protection::READ,
+        Prot::ReadExecute => region::Protection::READ_EXECUTE,
+    };
+    // SAFETY: callers pass ranges of chunks they own inside the window;
+    // changing their protection affects no memory outside it.
+    unsafe { region::protect(addr as *const u8, len, p) }
+        .map_err(|e| LoadError::Window(format!("mprotect {addr:#x}+{len:#x}: {e}")))
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: the window owns the reservation; dropping it means no image,
+        // trampoline or global inside may be used any more (the owner drops
+        // the window last).
+        unsafe {
+            libc::munmap(self.base as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_alloc_reuses_and_coalesces() {
+        let mut a = RangeAlloc::new(0x1000, 0x10000);
+        let x = a.alloc(0x1000, 0x1000).unwrap();
+        let y = a.alloc(0x2000, 0x1000).unwrap();
+        assert_eq!((x, y), (0x1000, 0x2000));
+        a.free(x, 0x1000);
+        a.free(y, 0x2000);
+        assert_eq!(a.free_bytes(), 0x10000);
+        assert_eq!(a.alloc(0x10000, 0x1000), Some(0x1000));
+        assert_eq!(a.alloc(1, 1), None);
+    }
+
+    #[test]
+    fn window_allocates_inside_and_frees() {
+        let mut w = Window::reserve(1 << 20).unwrap();
+        let c = w.alloc(100).unwrap();
+        assert!(w.contains(c.addr));
+        assert_eq!(c.len, PAGE);
+        // SAFETY: nothing uses the fresh chunk.
+        unsafe { w.free(c) };
+        assert_eq!(w.free_bytes(), 1 << 20);
+        assert!(matches!(w.alloc(2 << 20), Err(LoadError::Window(_))));
+    }
+}

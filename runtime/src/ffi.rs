@@ -1,0 +1,329 @@
+//! The C API of `include/hcr.h` and the process-wide runtime instance.
+//!
+//! Every `hcr_*` function catches panics and reports failures through its
+//! return value and the thread-local `hcr_last_error()`; nothing unwinds
+//! into C. User code (handlers, constructors, on-reload blocks, `main`) is
+//! always called with the state lock released, so it may call back into the
+//! API.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::state::{Options, State};
+use crate::Error;
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn lock() -> MutexGuard<'static, Option<State>> {
+    STATE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn set_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+pub(crate) fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, Error> {
+    let mut g = lock();
+    let st = g.as_mut().ok_or(Error::NotInitialised)?;
+    f(st)
+}
+
+/// Calls `void (*)(void)` at `addr`.
+fn call_void(addr: u64) {
+    // SAFETY: `addr` is an entry point the image declares as a `void (void)`
+    // function (constructor, on-reload block, or a handler registered with
+    // that type through hcr.h); the image is mapped read+execute.
+    let f: extern "C" fn() =
+        unsafe { std::mem::transmute::<usize, extern "C" fn()>(addr as usize) };
+    f();
+}
+
+fn set_running(module: Option<String>) {
+    let mut g = lock();
+    if let Some(st) = g.as_mut() {
+        st.running_module = module;
+    }
+}
+
+fn run_entries(entries: Vec<(String, u64)>) {
+    for (m, f) in entries {
+        set_running(Some(m));
+        call_void(f);
+    }
+    set_running(None);
+}
+
+/// Loads the image and runs every reachable module's top-level code, then
+/// its on-reload blocks.
+pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> {
+    let follow = {
+        let mut g = lock();
+        if g.is_some() {
+            return Err(Error::AlreadyInitialised);
+        }
+        let mut st = State::new(path, opts)?;
+        let p = st
+            .prepare()?
+            .ok_or_else(|| Error::Internal("empty image".into()))?;
+        let f = st.commit(p);
+        *g = Some(st);
+        f
+    };
+    run_entries(follow.ctors);
+    run_entries(follow.on_reload);
+    Ok(())
+}
+
+/// The reload transaction (see `state`).
+pub(crate) fn perform_reload() -> Result<usize, Error> {
+    let (prepared, before, deleted) = {
+        let mut g = lock();
+        let st = g.as_mut().ok_or(Error::NotInitialised)?;
+        if st.in_reload.is_some() {
+            return Err(Error::Busy);
+        }
+        let Some(p) = st.prepare()? else {
+            return Ok(0);
+        };
+        st.in_reload = Some(p.diff().touched());
+        let before = st.handlers_in_order(true, st.current.as_ref().map(|c| &c.manifest));
+        let deleted: HashSet<String> = p
+            .diff()
+            .changed
+            .iter()
+            .chain(&p.diff().removed)
+            .cloned()
+            .collect();
+        (p, before, deleted)
+    };
+    let count = prepared.diff().count();
+    for (_, f) in before {
+        call_void(f);
+    }
+    let follow = {
+        let mut g = lock();
+        let st = g.as_mut().ok_or(Error::NotInitialised)?;
+        st.delete_handlers(&deleted);
+        st.commit(prepared)
+    };
+    run_entries(follow.ctors);
+    run_entries(follow.on_reload);
+    let after =
+        with_state(|st| Ok(st.handlers_in_order(false, st.current.as_ref().map(|c| &c.manifest))))?;
+    for (_, f) in after {
+        call_void(f);
+    }
+    with_state(|st| {
+        st.in_reload = None;
+        st.generation += 1;
+        st.reclaim();
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// Return addresses on the calling thread's stack.
+pub(crate) fn stack_return_addresses() -> Vec<usize> {
+    let mut buf = [std::ptr::null_mut::<c_void>(); 256];
+    // SAFETY: backtrace writes at most `buf.len()` entries into `buf`.
+    let n = unsafe { libc::backtrace(buf.as_mut_ptr(), buf.len() as c_int) };
+    buf[..n.max(0) as usize]
+        .iter()
+        .map(|&p| p as usize)
+        .collect()
+}
+
+fn guard<R>(fallback: R, f: impl FnOnce() -> Result<R, Error>) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => {
+            set_error("");
+            v
+        }
+        Ok(Err(e)) => {
+            set_error(&e.to_string());
+            fallback
+        }
+        Err(_) => {
+            set_error("hcr: internal error (panic in the runtime)");
+            fallback
+        }
+    }
+}
+
+fn cstr<'a>(p: *const c_char) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(Error::Internal("null string argument".into()));
+    }
+    // SAFETY: the C API takes NUL-terminated strings; the caller keeps them
+    // alive for the duration of the call.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Error::Internal("string argument is not UTF-8".into()))
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_has_any_module_changed() -> bool {
+    guard(false, || with_state(|st| Ok(st.disk_diff()?.count() > 0)))
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_has_module_changed(module: *const c_char) -> bool {
+    guard(false, || {
+        let m = cstr(module)?;
+        with_state(|st| {
+            if let Some(t) = &st.in_reload {
+                return Ok(t.contains(m));
+            }
+            Ok(st.disk_diff()?.touched().contains(m))
+        })
+    })
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_perform_code_reload() -> c_int {
+    guard(-1, || perform_reload().map(|n| n as c_int))
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_generation() -> u32 {
+    let g = lock();
+    g.as_ref().map_or(0, |s| s.generation)
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_on_before_reload(f: Option<extern "C" fn()>) {
+    if let Some(f) = f {
+        guard((), || {
+            with_state(|st| {
+                st.add_handler(f as usize as u64, true);
+                Ok(())
+            })
+        });
+    }
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_on_after_reload(f: Option<extern "C" fn()>) {
+    if let Some(f) = f {
+        guard((), || {
+            with_state(|st| {
+                st.add_handler(f as usize as u64, false);
+                Ok(())
+            })
+        });
+    }
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_get_proc(module: *const c_char, name: *const c_char) -> *mut c_void {
+    guard(std::ptr::null_mut(), || {
+        let (m, n) = (cstr(module)?, cstr(name)?);
+        with_state(|st| {
+            Ok(st
+                .get_proc(m, n)
+                .map_or(std::ptr::null_mut(), |a| a as *mut c_void))
+        })
+    })
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_get_global(module: *const c_char, name: *const c_char) -> *mut c_void {
+    guard(std::ptr::null_mut(), || {
+        let (m, n) = (cstr(module)?, cstr(name)?);
+        with_state(|st| {
+            Ok(st
+                .get_global(m, n)
+                .map_or(std::ptr::null_mut(), |a| a as *mut c_void))
+        })
+    })
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_init(image_path: *const c_char) -> c_int {
+    guard(-1, || {
+        let p = cstr(image_path)?;
+        init(std::path::Path::new(p), &Options::default()).map(|()| 0)
+    })
+}
+
+/// See `hcr.h`.
+///
+/// # Safety
+/// `argv` must hold `argc` valid C strings followed by NULL, as for `main`.
+#[no_mangle]
+pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_int {
+    guard(-1, || {
+        let addr = with_state(|st| st.main_address().ok_or(Error::NoMain))?;
+        // SAFETY: the root module's `main` has the C signature
+        // `int main(int, char **)`; its permanent address is mapped.
+        let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int = unsafe {
+            std::mem::transmute::<usize, extern "C" fn(c_int, *mut *mut c_char) -> c_int>(
+                addr as usize,
+            )
+        };
+        Ok(f(argc, argv))
+    })
+}
+
+/// See `hcr.h`.
+#[no_mangle]
+pub extern "C" fn hcr_shutdown() {
+    shutdown();
+}
+
+pub(crate) fn shutdown() {
+    let dtors = {
+        let g = lock();
+        g.as_ref().map(|s| s.destructors()).unwrap_or_default()
+    };
+    for d in dtors {
+        call_void(d);
+    }
+    let mut g = lock();
+    if let Some(mut st) = g.take() {
+        st.shutdown();
+    }
+}
+
+/// The runtime's own symbols that images resolve: the C API.
+pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
+    let a = match name {
+        "hcr_has_any_module_changed" => hcr_has_any_module_changed as *const () as usize,
+        "hcr_has_module_changed" => hcr_has_module_changed as *const () as usize,
+        "hcr_perform_code_reload" => hcr_perform_code_reload as *const () as usize,
+        "hcr_last_error" => hcr_last_error as *const () as usize,
+        "hcr_generation" => hcr_generation as *const () as usize,
+        "hcr_on_before_reload" => hcr_on_before_reload as *const () as usize,
+        "hcr_on_after_reload" => hcr_on_after_reload as *const () as usize,
+        "hcr_get_proc" => hcr_get_proc as *const () as usize,
+        "hcr_get_global" => hcr_get_global as *const () as usize,
+        "hcr_init" => hcr_init as *const () as usize,
+        "hcr_run_main" => hcr_run_main as *const () as usize,
+        "hcr_shutdown" => hcr_shutdown as *const () as usize,
+        _ => return None,
+    };
+    Some(a as u64)
+}

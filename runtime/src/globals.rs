@@ -1,0 +1,80 @@
+//! Persistent storage for writable objects: a first-fit heap over read-write
+//! chunks of the window, so every global stays within PC-relative reach of
+//! every image.
+
+use hcr_loader::mem::RangeAlloc;
+use hcr_loader::{Chunk, Window};
+
+use crate::Error;
+
+const HEAP_CHUNK: usize = 64 * 1024;
+
+/// A writable object living in persistent storage.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// Address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Pointer fields the last load wrote: `(offset, kind, value)`. A field
+    /// that still holds its value is re-based on the next reload; a field
+    /// the program changed is left alone.
+    pub written: Vec<hcr_loader::FieldValue>,
+}
+
+/// The heap of persistent objects.
+#[derive(Debug, Default)]
+pub struct Heap {
+    chunks: Vec<Chunk>,
+    free: RangeAlloc,
+    /// Bytes currently allocated.
+    pub used: u64,
+}
+
+impl Heap {
+    /// Allocates `size` zeroed bytes aligned to `align`.
+    ///
+    /// # Errors
+    /// The window is exhausted.
+    pub fn alloc(&mut self, window: &mut Window, size: u64, align: u32) -> Result<u64, Error> {
+        let size =
+            usize::try_from(size.max(1)).map_err(|_| Error::Internal("object too large".into()))?;
+        let align = (align.max(1) as usize).min(4096);
+        let addr = match self.free.alloc(size, align) {
+            Some(a) => a,
+            None => {
+                let chunk = window.alloc(size.max(HEAP_CHUNK))?;
+                self.free.free(chunk.addr, chunk.len);
+                self.chunks.push(chunk);
+                self.free
+                    .alloc(size, align)
+                    .ok_or_else(|| Error::Internal("heap chunk too small".into()))?
+            }
+        };
+        // SAFETY: [addr, addr+size) lies in a committed read-write heap chunk
+        // and is not handed out to anyone else (the allocator just gave it).
+        unsafe { std::ptr::write_bytes(addr as *mut u8, 0, size) };
+        self.used += size as u64;
+        Ok(addr as u64)
+    }
+
+    /// Returns an object's storage.
+    pub fn free(&mut self, addr: u64, size: u64) {
+        let size = size.max(1);
+        self.free.free(addr as usize, size as usize);
+        self.used = self.used.saturating_sub(size);
+    }
+
+    /// Releases every chunk.
+    ///
+    /// # Safety
+    /// No pointer into the heap may be used afterwards.
+    pub unsafe fn release(&mut self, window: &mut Window) {
+        for c in self.chunks.drain(..) {
+            // SAFETY: the caller guarantees the heap is dead.
+            unsafe { window.free(c) };
+        }
+        self.free = RangeAlloc::default();
+        self.used = 0;
+    }
+}

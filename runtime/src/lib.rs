@@ -1,0 +1,176 @@
+//! The hcr runtime: *policy* of hot code reloading.
+//!
+//! It keeps a permanent trampoline for every function and persistent storage
+//! for every writable object, knows the module import tree, orders
+//! constructors, on-reload blocks and handlers, detects changes with one
+//! `stat`, and swaps a whole image in one transaction that either completes
+//! or leaves the old code running with nothing lost.
+//!
+//! Which API do I want?
+//! - C and C++ hosts and modules: `include/hcr.h` (this crate builds as a
+//!   static library exporting it);
+//! - Rust hosts: [`Runtime`].
+//!
+//! ```no_run
+//! let rt = hcr_runtime::Runtime::open("app.hcr").expect("load");
+//! // SAFETY: `tick` has this C signature in the image.
+//! let tick: Option<extern "C" fn() -> i32> = unsafe { rt.get_proc("game", "tick") };
+//! loop {
+//!     if let Some(tick) = tick { tick(); }
+//!     if rt.has_any_module_changed() { rt.reload().expect("reload"); }
+//! }
+//! ```
+#![deny(missing_docs)]
+
+pub mod ffi;
+mod globals;
+mod state;
+pub mod trampoline;
+
+use std::ffi::{c_char, CString};
+use std::path::Path;
+
+pub use state::{plan_reload, Diff, RuntimeStats};
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the image failed.
+    #[error("{0}")]
+    Io(String),
+    /// The image is unusable.
+    #[error("{0}")]
+    Image(String),
+    /// Mapping or relocating failed.
+    #[error(transparent)]
+    Load(#[from] hcr_loader::LoadError),
+    /// A symbol is defined nowhere.
+    #[error("module {module}: undefined symbol '{symbol}': no module, the hcr runtime, or the host process defines it")]
+    Unresolved {
+        /// Module referencing it.
+        module: String,
+        /// Symbol.
+        symbol: String,
+    },
+    /// No image is loaded.
+    #[error("the hcr runtime is not initialised (call hcr_init first)")]
+    NotInitialised,
+    /// `hcr_init` was called twice.
+    #[error("the hcr runtime is already initialised")]
+    AlreadyInitialised,
+    /// A reload was requested from inside a reload (a handler).
+    #[error("a reload is already in progress")]
+    Busy,
+    /// The root module has no `main`.
+    #[error("the root module defines no `main` function")]
+    NoMain,
+    /// A bug or resource failure inside the runtime.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<hcr_image::ImageError> for Error {
+    fn from(e: hcr_image::ImageError) -> Self {
+        Error::Image(e.to_string())
+    }
+}
+
+/// Handle on the process's runtime (there is one per process, shared with
+/// the C API). Dropping it shuts the runtime down.
+#[derive(Debug)]
+pub struct Runtime {
+    _private: (),
+}
+
+/// Options for [`Runtime::open_with`].
+pub type Options = state::Options;
+
+impl Runtime {
+    /// Loads `image` and runs its modules' top-level code.
+    ///
+    /// # Errors
+    /// The image is unusable, or a runtime is already open.
+    pub fn open(image: impl AsRef<Path>) -> Result<Runtime, Error> {
+        Self::open_with(image, &Options::default())
+    }
+
+    /// [`Runtime::open`] with options (window size).
+    ///
+    /// # Errors
+    /// As [`Runtime::open`].
+    pub fn open_with(image: impl AsRef<Path>, opts: &Options) -> Result<Runtime, Error> {
+        ffi::init(image.as_ref(), opts)?;
+        Ok(Runtime { _private: () })
+    }
+
+    /// Reloads changed modules; the number reloaded (0: nothing changed).
+    ///
+    /// # Errors
+    /// The reload failed; the old code keeps running and nothing was lost.
+    pub fn reload(&self) -> Result<usize, Error> {
+        ffi::perform_reload()
+    }
+
+    /// True when the image on disk holds changed modules.
+    pub fn has_any_module_changed(&self) -> bool {
+        ffi::with_state(|st| Ok(st.disk_diff()?.count() > 0)).unwrap_or(false)
+    }
+
+    /// Completed reloads.
+    pub fn generation(&self) -> u32 {
+        ffi::hcr_generation()
+    }
+
+    /// The permanent address of `module`'s function `name` as `F`.
+    ///
+    /// # Safety
+    /// `F` must be a function pointer type matching the C function.
+    pub unsafe fn get_proc<F: Copy>(&self, module: &str, name: &str) -> Option<F> {
+        assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
+        let a = ffi::with_state(|st| Ok(st.get_proc(module, name))).ok()??;
+        // SAFETY: F is pointer-sized (asserted) and the caller vouches for
+        // the signature.
+        Some(unsafe { std::mem::transmute_copy::<usize, F>(&(a as usize)) })
+    }
+
+    /// The persistent address of `module`'s global `name`.
+    pub fn get_global(&self, module: &str, name: &str) -> Option<*mut u8> {
+        ffi::with_state(|st| Ok(st.get_global(module, name)))
+            .ok()?
+            .map(|a| a as *mut u8)
+    }
+
+    /// Calls the root module's `main` with `args` (`args[0]` is the program
+    /// name).
+    pub fn run_main(&self, args: &[String]) -> i32 {
+        let cs: Vec<CString> = args
+            .iter()
+            .map(|a| CString::new(a.as_str()).unwrap_or_default())
+            .collect();
+        let mut ptrs: Vec<*mut c_char> = cs.iter().map(|c| c.as_ptr() as *mut c_char).collect();
+        ptrs.push(std::ptr::null_mut());
+        // SAFETY: `ptrs` holds `args.len()` valid C strings and a NULL, alive
+        // for the call.
+        unsafe { ffi::hcr_run_main(args.len() as i32, ptrs.as_mut_ptr()) }
+    }
+
+    /// Memory statistics.
+    pub fn stats(&self) -> RuntimeStats {
+        ffi::with_state(|st| Ok(st.stats())).unwrap_or_default()
+    }
+
+    /// The message of the last failed C API call on this thread.
+    pub fn last_error() -> String {
+        // SAFETY: hcr_last_error returns a valid NUL-terminated thread-local
+        // string.
+        unsafe { std::ffi::CStr::from_ptr(ffi::hcr_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        ffi::shutdown();
+    }
+}

@@ -1,0 +1,92 @@
+//! Shared test support: compiling C modules with the system `cc` (flags
+//! pinned here), linking with the built `hcr-link`, running `hcr`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// Directory of `hcr.h`.
+pub fn include_dir() -> PathBuf {
+    repo().join("runtime/include")
+}
+
+/// The `hcr` binary under test.
+pub fn hcr_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hcr"))
+}
+
+/// The `hcr-link` binary under test.
+pub fn hcr_link_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hcr-link"))
+}
+
+/// The flags every module is compiled with.
+pub fn cflags(opt: &str) -> Vec<String> {
+    ["-c", "-fPIC", "-ffunction-sections", "-fdata-sections", opt]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Compiles `src` to `out` with the module flags plus `extra`.
+pub fn compile(src: &Path, out: &Path, opt: &str, extra: &[&str]) {
+    let status = Command::new("cc")
+        .args(cflags(opt))
+        .arg("-I")
+        .arg(include_dir())
+        .arg("-I")
+        .arg(repo().join("testdata/scenarios"))
+        .args(extra)
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("the system C compiler `cc` must be installed");
+    assert!(status.success(), "cc failed on {}", src.display());
+}
+
+/// Writes C `code` to `dir/name.c` and compiles it to `dir/name.o`.
+pub fn module(dir: &Path, name: &str, code: &str, opt: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, code).expect("write source");
+    let obj = dir.join(format!("{name}.o"));
+    compile(&src, &obj, opt, &[]);
+    obj
+}
+
+/// Runs `hcr-link -o out inputs...`.
+pub fn link(out: &Path, inputs: &[PathBuf]) -> Output {
+    Command::new(hcr_link_bin())
+        .arg("-o")
+        .arg(out)
+        .args(inputs)
+        .output()
+        .expect("run hcr-link")
+}
+
+/// Links and asserts success.
+pub fn link_ok(out: &Path, inputs: &[PathBuf]) {
+    let o = link(out, inputs);
+    assert!(
+        o.status.success(),
+        "hcr-link failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Runs `hcr run image`.
+pub fn run(image: &Path) -> Output {
+    Command::new(hcr_bin())
+        .arg("run")
+        .arg(image)
+        .output()
+        .expect("run hcr")
+}

@@ -458,8 +458,10 @@ fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
     }
 }
 
+type Definitions = (Vec<FnDef>, Vec<ObjDef>, Vec<Option<u32>>, Vec<(u32, usize)>, Diags);
+
 fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
-    let per: Vec<(Vec<FnDef>, Vec<ObjDef>, Vec<Option<u32>>, Vec<(u32, usize)>, Diags)> = mods
+    let per: Vec<Definitions> = mods
         .par_iter()
         .map(|m| {
             let o = &m.obj;
@@ -1155,6 +1157,9 @@ struct ModApplied {
     diags: Vec<Diagnostic>,
 }
 
+/// A module's slices of the text, read-only, unwind and init regions.
+type ModSlices<'b> = (&'b mut [u8], &'b mut [u8], &'b mut [u8], &'b mut [u8]);
+
 fn apply_all(
     mods: &[Mod<'_>],
     lay: &AreaLayout,
@@ -1162,8 +1167,7 @@ fn apply_all(
     init: &mut [u8],
 ) -> Result<Applied, LinkError> {
     // Hand every module its disjoint slices of the area and the init blob.
-    let mut slices: Vec<(&mut [u8], &mut [u8], &mut [u8], &mut [u8])> =
-        Vec::with_capacity(mods.len());
+    let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
     {
         let (text_all, rest) = area.split_at_mut(lay.layout.rodata.start as usize);
         let (ro_all, eh_all) =

@@ -100,14 +100,14 @@ pub(crate) struct ObjFile<'d> {
     pub groups: Vec<Group<'d>>,
 }
 
-fn utf8<'d>(b: &'d [u8]) -> &'d str {
+fn utf8(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("<non-UTF-8 name>")
 }
 
 fn classify(name: &str, sh_type: u32, flags: u64) -> SecKind {
-    let alloc = flags & u64::from(elf::SHF_ALLOC.0) != 0;
-    let write = flags & u64::from(elf::SHF_WRITE.0) != 0;
-    let exec = flags & u64::from(elf::SHF_EXECINSTR.0) != 0;
+    let alloc = flags & elf::SHF_ALLOC.0 != 0;
+    let write = flags & elf::SHF_WRITE.0 != 0;
+    let exec = flags & elf::SHF_EXECINSTR.0 != 0;
     if name == ".hcr_on_reload" {
         return SecKind::OnReload;
     }
@@ -272,7 +272,7 @@ pub(crate) fn parse_object<'d>(
                 }
             }
         };
-        if flags & u64::from(elf::SHF_TLS.0) != 0 && kind != SecKind::Skip {
+        if flags & elf::SHF_TLS.0 != 0 && kind != SecKind::Skip {
             diags.push(
                 path,
                 name,

@@ -18,7 +18,6 @@ const SHT_PROGBITS: u32 = 1;
 const SHT_SYMTAB: u32 = 2;
 const SHT_STRTAB: u32 = 3;
 const SHT_RELA: u32 = 4;
-const SHT_NOBITS: u32 = 8;
 const SHT_SYMTAB_SHNDX: u32 = 18;
 const SHF_ALLOC: u64 = 2;
 const SHF_EXECINSTR: u64 = 4;
@@ -500,11 +499,7 @@ pub(crate) fn write_image(
         put64(
             &mut out,
             at + 24,
-            if h.sh_type == SHT_NOBITS {
-                h.offset
-            } else {
-                h.offset
-            },
+            h.offset,
         );
         put64(&mut out, at + 32, h.size);
         put32(&mut out, at + 40, h.link);

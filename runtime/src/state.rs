@@ -480,7 +480,6 @@ impl State {
                 }
             }
         }
-        let mut new_globals = new_globals;
         for ((addr, init, size, values), (_, g, _)) in inits.into_iter().zip(new_globals.iter_mut())
         {
             // SAFETY: `addr` is a fresh heap allocation of `size` bytes,

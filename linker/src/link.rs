@@ -168,21 +168,18 @@ const WEAK: u8 = 0;
 pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOutput, LinkError> {
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.
-    let mut mods = load_modules(inputs)?;
+    let (mut mods, mut diags) = load_modules(inputs)?;
 
     // 2. COMDAT: the first module with a group keeps it; later copies are
     //    discarded (inline functions, template instances).
     dedup_comdats(&mut mods);
 
     // 3. Functions and writable objects get their ids, module by module.
-    let mut diags = Vec::new();
     collect_definitions(&mut mods, &mut diags);
 
     // 4. Global symbols: one definition per name; duplicates are errors.
     let globals = build_global_table(&mods, &mut diags);
-    if !diags.is_empty() {
-        return Err(LinkError::Inputs(diags));
-    }
+    // Problems so far do not stop the scan below: one run reports them all.
     let root = match &config.root {
         Some(r) => mods
             .iter()
@@ -262,7 +259,8 @@ fn stem(path: &str) -> String {
         .unwrap_or_else(|| path.to_string())
 }
 
-fn load_modules(inputs: &[MappedInput]) -> Result<Vec<Mod<'_>>, LinkError> {
+/// Parses the inputs. Problems are returned to be reported with the rest.
+fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>), LinkError> {
     struct Cand<'d> {
         path: String,
         name: String,
@@ -330,6 +328,8 @@ fn load_modules(inputs: &[MappedInput]) -> Result<Vec<Mod<'_>>, LinkError> {
             })
             .collect()
     }
+    // An unreadable object is reported and left out; linking goes on so
+    // that one run reports every problem (the image is not written).
     let mut mods: Vec<ObjFile<'_>> = Vec::new();
     for (o, d) in parse_all(objects) {
         diags.list.extend(d.list);
@@ -400,10 +400,10 @@ fn load_modules(inputs: &[MappedInput]) -> Result<Vec<Mod<'_>>, LinkError> {
             );
         }
     }
-    if !diags.list.is_empty() {
+    if mods.is_empty() {
         return Err(LinkError::Inputs(diags.list));
     }
-    Ok(mods
+    let mods = mods
         .into_iter()
         .map(|obj| Mod {
             hash: hcr_image::content_hash(obj.data),
@@ -427,7 +427,8 @@ fn load_modules(inputs: &[MappedInput]) -> Result<Vec<Mod<'_>>, LinkError> {
             undefined: Vec::new(),
             own_def: Vec::new(),
         })
-        .collect())
+        .collect();
+    Ok((mods, diags.list))
 }
 
 fn dedup_comdats(mods: &mut [Mod<'_>]) {
@@ -458,7 +459,13 @@ fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
     }
 }
 
-type Definitions = (Vec<FnDef>, Vec<ObjDef>, Vec<Option<u32>>, Vec<(u32, usize)>, Diags);
+type Definitions = (
+    Vec<FnDef>,
+    Vec<ObjDef>,
+    Vec<Option<u32>>,
+    Vec<(u32, usize)>,
+    Diags,
+);
 
 fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
     let per: Vec<Definitions> = mods

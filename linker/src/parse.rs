@@ -272,15 +272,13 @@ pub(crate) fn parse_object<'d>(
                 }
             }
         };
-        if flags & elf::SHF_TLS.0 != 0 && kind != SecKind::Skip {
-            diags.push(
-                path,
-                name,
-                Some(sname),
-                "thread-local storage (__thread / thread_local) is not supported yet",
-                "move the variable to a normal global, or keep it in the host program",
-            );
-        }
+        // Thread-local sections are not loaded; their variables are
+        // reported by name below.
+        let kind = if flags & elf::SHF_TLS.0 != 0 {
+            SecKind::Skip
+        } else {
+            kind
+        };
         if sh_type == elf::SHT_GROUP.0 {
             if let Some(g) = parse_group(sdata, sh.sh_info(e), &sections, e, data) {
                 groups.push(g);
@@ -413,6 +411,15 @@ pub(crate) fn parse_object<'d>(
             }
         };
         let typ = s.st_type().0;
+        if typ == elf::STT_TLS.0 && matches!(shndx, Shndx::Sec(_) | Shndx::Common) {
+            diags.push(
+                path,
+                name,
+                Some(sname),
+                "thread-local variable (__thread / thread_local): not supported yet",
+                "make it a normal global, or keep it in the host program",
+            );
+        }
         if typ == elf::STT_FILE.0 && source.is_empty() {
             source = sname.to_string();
         }

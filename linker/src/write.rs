@@ -496,11 +496,7 @@ pub(crate) fn write_image(
         put32(&mut out, at + 4, h.sh_type);
         put64(&mut out, at + 8, h.flags);
         put64(&mut out, at + 16, h.addr);
-        put64(
-            &mut out,
-            at + 24,
-            h.offset,
-        );
+        put64(&mut out, at + 24, h.offset);
         put64(&mut out, at + 32, h.size);
         put32(&mut out, at + 40, h.link);
         put32(&mut out, at + 44, h.info);

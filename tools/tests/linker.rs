@@ -1,0 +1,371 @@
+//! hcr-link with real objects built by the system `cc`: diagnostics,
+//! determinism, atomic output, archives, the import tree, and cross-checks
+//! with binutils.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{link, link_ok, module};
+
+fn inspect_json(image: &Path) -> serde_json::Value {
+    let o = Command::new(support::hcr_bin())
+        .args(["inspect", "--json"])
+        .arg(image)
+        .output()
+        .expect("hcr inspect");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
+fn compile_with(dir: &Path, name: &str, code: &str, flags: &[&str]) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, code).expect("write");
+    let obj = dir.join(format!("{name}.o"));
+    let st = Command::new("cc")
+        .arg("-c")
+        .args(flags)
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .expect("cc");
+    assert!(st.success());
+    obj
+}
+
+const SECTIONED: &[&str] = &["-fPIC", "-ffunction-sections", "-fdata-sections", "-O2"];
+
+#[test]
+fn every_diagnostic_names_file_module_symbol_and_fix() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            compile_with(d, "nopic", "#include <stdio.h>\nint get(void){ fputs(\"x\", stderr); return 1; }", &["-fno-pic", "-ffunction-sections", "-fdata-sections"]),
+            "nopic.o (module nopic): PC-relative reference to host symbol 'stderr'",
+        ),
+        (
+            compile_with(d, "nofs", "int a1(void){return 1;} int a2(void){return 2;}", &["-fPIC", "-fdata-sections"]),
+            "nofs.o (module nofs): 2 functions share one code section (built without -ffunction-sections)",
+        ),
+        (
+            compile_with(d, "nods", "int x1 = 1, x2 = 2; int *px(void){return &x1;} int *py(void){return &x2;}", &["-fPIC", "-ffunction-sections"]),
+            "nods.o (module nods): 2 variables share one data section (built without -fdata-sections)",
+        ),
+        (
+            compile_with(d, "lto", "int lto_f(void){return 1;}", &["-fPIC", "-flto", "-ffunction-sections", "-fdata-sections"]),
+            "lto.o (module lto): LTO object",
+        ),
+        (
+            compile_with(d, "tlsie", "__thread int tv_ie; int tget(void){return tv_ie;}", &["-fno-pic", "-ffunction-sections", "-fdata-sections"]),
+            "(module tlsie): thread-local variable in the initial-exec or local-exec model",
+        ),
+        (
+            compile_with(d, "tlsgd", "__thread int tv_gd; int tgd(void){return tv_gd;}", SECTIONED),
+            "(module tlsgd): thread-local variable (__thread / thread_local): not supported yet: 'tv_gd'",
+        ),
+        (
+            compile_with(d, "dup1", "int dup_fn(void){return 1;}", SECTIONED),
+            "",
+        ),
+        (
+            compile_with(d, "dup2", "int dup_fn(void){return 2;}", SECTIONED),
+            "dup2.o (module dup2): duplicate definition (first defined in",
+        ),
+        (
+            compile_with(d, "large", "extern int big[]; int lg(int i){return big[i];}", &["-fPIC", "-mcmodel=large", "-ffunction-sections", "-fdata-sections"]),
+            "(module large): large code model relocation is not supported yet",
+        ),
+    ];
+    let out = d.join("app.hcr");
+    let inputs: Vec<PathBuf> = cases.iter().map(|c| c.0.clone()).collect();
+    let o = link(&out, &inputs);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for (_, want) in &cases {
+        assert!(err.contains(want), "missing diagnostic {want:?} in:\n{err}");
+    }
+    assert!(err.contains("help: compile with -fPIC"), "{err}");
+    assert!(
+        err.contains("help: compile with -ffunction-sections"),
+        "{err}"
+    );
+    assert!(err.contains("'dup_fn'"), "{err}");
+    assert!(err.contains("no image written"), "{err}");
+    assert!(!out.exists(), "an image was written despite errors");
+}
+
+#[test]
+fn malformed_inputs_are_refused_cleanly() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let good = module(d, "good", "int g(void){return 1;}", "-O2");
+    let bytes = std::fs::read(&good).unwrap();
+    let write = |name: &str, b: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, b).unwrap();
+        p
+    };
+    let mut class32 = bytes.clone();
+    class32[4] = 1;
+    let mut arm = bytes.clone();
+    arm[18] = 183; // EM_AARCH64
+    let mut exec = bytes.clone();
+    exec[16] = 2; // ET_EXEC
+    let mut bad_shoff = bytes.clone();
+    bad_shoff[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+    let cases = [
+        (
+            write("text.o", b"hello, not an object\n"),
+            "not an ELF object file",
+        ),
+        (write("empty.o", b""), "not an ELF object file"),
+        (write("short.o", &bytes[..40]), "truncated ELF header"),
+        (write("class32.o", &class32), "ELF class is 32-bit"),
+        (write("arm.o", &arm), "wrong machine 183"),
+        (write("exec.o", &exec), "not a relocatable object"),
+        (
+            write("trunc.o", &bytes[..bytes.len() / 2]),
+            "trunc.o (module trunc)",
+        ),
+        (
+            write("shoff.o", &bad_shoff),
+            "shoff.o (module shoff): malformed section table",
+        ),
+    ];
+    for (p, want) in &cases {
+        let out = d.join("x.hcr");
+        let o = link(&out, std::slice::from_ref(p));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", p.display());
+        assert!(
+            err.contains(want),
+            "{}: want {want:?} in {err}",
+            p.display()
+        );
+        assert!(!out.exists());
+    }
+    let missing = link(&d.join("y.hcr"), &[d.join("does-not-exist.o")]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("does-not-exist.o: cannot read input")
+    );
+}
+
+#[test]
+fn truncated_and_bit_flipped_objects_never_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = "#include <stdio.h>\nstatic int s = 3; int g = 4; static const char *msg = \"hi\";\n\
+               int f(int x){ switch(x){case 0:return s; case 1:return g; case 2: return 7; case 3: return 9; default: puts(msg); return 1;} }\n\
+               int (*fp)(int) = f;";
+    let obj = module(d, "victim", src, "-O2");
+    let bytes = std::fs::read(&obj).unwrap();
+    let cfg = hcr_linker::LinkConfig::default();
+    let p = d.join("mut.o");
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let step = (bytes.len() / 97).max(1);
+    for cut in (0..bytes.len()).step_by(step) {
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let _ = hcr_linker::link_bytes(&cfg, std::slice::from_ref(&p));
+    }
+    for _ in 0..400 {
+        let mut b = bytes.clone();
+        for _ in 0..(1 + next() % 4) {
+            let i = (next() % b.len() as u64) as usize;
+            b[i] ^= 1 << (next() % 8);
+        }
+        std::fs::write(&p, &b).unwrap();
+        // Linking may succeed or fail; it must not panic or hang.
+        let _ = hcr_linker::link_bytes(&cfg, std::slice::from_ref(&p));
+    }
+}
+
+fn sample_program(d: &Path, opt: &str) -> Vec<PathBuf> {
+    vec![
+        module(
+            d,
+            "main",
+            "#include <stdio.h>\nint get_b(void); int get_c(void);\nstatic int helper(void){return 1;}\n\
+             int main(void){ printf(\"%d\\n\", get_b() + get_c() + helper()); return 0; }",
+            opt,
+        ),
+        module(d, "b", "int get_c(void); static int helper(void){return 10;} int get_b(void){return helper() + get_c();}", opt),
+        module(d, "c", "static int helper(void){return 100;} int get_c(void){return helper();}", opt),
+        module(d, "lonely", "int lonely(void){return 5;}", opt),
+    ]
+}
+
+#[test]
+fn output_is_deterministic_and_static_helpers_do_not_collide() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = sample_program(d, "-O0");
+    let (a, b) = (d.join("a.hcr"), d.join("b.hcr"));
+    link_ok(&a, &objs);
+    link_ok(&b, &objs);
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "same inputs, different bytes"
+    );
+    let o = support::run(&a);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "211\n");
+}
+
+#[test]
+fn a_failed_link_leaves_the_previous_image_intact() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = sample_program(d, "-O2");
+    let out = d.join("app.hcr");
+    link_ok(&out, &objs);
+    let before = std::fs::read(&out).unwrap();
+    let bad = d.join("bad.o");
+    std::fs::write(&bad, b"garbage").unwrap();
+    let mut inputs = objs.clone();
+    inputs.push(bad);
+    assert!(!link(&out, &inputs).status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+}
+
+#[test]
+fn readelf_and_objdump_read_the_image_without_warnings() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = sample_program(d, "-O0");
+    let img = d.join("app.hcr");
+    link_ok(&img, &objs);
+    let re = Command::new("readelf")
+        .args(["-a", "-W"])
+        .arg(&img)
+        .output()
+        .expect("readelf");
+    assert!(re.status.success());
+    assert_eq!(String::from_utf8_lossy(&re.stderr), "", "readelf warnings");
+    let text = String::from_utf8_lossy(&re.stdout);
+    assert!(text.contains("REL (Relocatable file)"));
+    assert!(text.contains(".hcr.manifest"));
+    for q in [
+        "main:helper",
+        "b:helper",
+        "c:helper",
+        "get_b",
+        "get_c",
+        "printf",
+    ] {
+        assert!(text.contains(q), "symbol {q} missing from readelf -s");
+    }
+    assert!(text.contains("R_X86_64_PLT32"), "relocations not kept");
+    let od = Command::new("objdump")
+        .args(["-dr"])
+        .arg(&img)
+        .output()
+        .expect("objdump");
+    assert!(od.status.success());
+    assert_eq!(String::from_utf8_lossy(&od.stderr), "", "objdump warnings");
+    let dis = String::from_utf8_lossy(&od.stdout);
+    assert!(
+        dis.contains("<get_b>:") && dis.contains("<main>:"),
+        "functions not disassembled"
+    );
+}
+
+#[test]
+fn import_tree_unreachable_modules_and_undefined_symbols() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = sample_program(d, "-O2");
+    let img = d.join("app.hcr");
+    link_ok(&img, &objs);
+    let j = inspect_json(&img);
+    assert_eq!(j["root"], "main");
+    assert_eq!(j["init_order"], serde_json::json!(["c", "b", "main"]));
+    let m = |n: &str| {
+        j["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(m("main")["imports"], serde_json::json!(["b", "c"]));
+    assert_eq!(m("b")["imports"], serde_json::json!(["c"]));
+    assert_eq!(m("lonely")["reachable"], false);
+    assert_eq!(m("main")["root"], true);
+    assert_eq!(m("main")["undefined"], serde_json::json!(["printf"]));
+    assert!(j["plan"]["relocations"].as_u64().unwrap() > 0);
+    // --root picks another root.
+    let img2 = d.join("b.hcr");
+    let o = Command::new(support::hcr_link_bin())
+        .arg("-o")
+        .arg(&img2)
+        .args(["--root", "b"])
+        .args(&objs)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let j2 = inspect_json(&img2);
+    assert_eq!(j2["init_order"], serde_json::json!(["c", "b"]));
+    let bad = Command::new(support::hcr_link_bin())
+        .arg("-o")
+        .arg(d.join("c.hcr"))
+        .args(["--root", "nosuch"])
+        .args(&objs)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("--root nosuch: no input module has that name"));
+    // The human table names every module and the plan.
+    let h = Command::new(support::hcr_bin())
+        .arg("inspect")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&h.stdout);
+    assert!(
+        text.contains("import tree:") && text.contains("unreachable (kept, not loaded): lonely")
+    );
+    assert!(text.contains("residual fixups"));
+}
+
+#[test]
+fn archive_members_that_define_referenced_symbols_become_modules() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let objs = sample_program(d, "-O2");
+    let unused = module(d, "unused", "int never_called(void){return 0;}", "-O2");
+    let lib = d.join("libbc.a");
+    let st = Command::new("ar")
+        .arg("rcs")
+        .arg(&lib)
+        .args([&objs[1], &objs[2], &unused])
+        .status()
+        .expect("ar");
+    assert!(st.success());
+    let img = d.join("app.hcr");
+    link_ok(&img, &[objs[0].clone(), lib.clone()]);
+    let j = inspect_json(&img);
+    let names: Vec<String> = j["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["main", "b", "c"]);
+    assert_eq!(String::from_utf8_lossy(&support::run(&img).stdout), "211\n");
+}

@@ -10,12 +10,30 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::state::{Options, State};
 use crate::Error;
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Set by [`set_keep_retired_images`]: reloads then never free old images.
+static KEEP_RETIRED_IMAGES: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later reload keep the images it retires mapped until
+/// shutdown (`true`), or free them again when no code can run in them
+/// (`false`, the default).
+///
+/// A reload frees an old image only when the *calling* thread's stack holds
+/// no return address into it. A reload requested from a thread other than
+/// the one running the program (`hcr run --auto-reload`) cannot see the
+/// program's stack: the root's `main`, which never returns, runs in the
+/// first image for ever. Keeping every old image costs its memory per reload
+/// and makes such reloads safe.
+pub fn set_keep_retired_images(keep: bool) {
+    KEEP_RETIRED_IMAGES.store(keep, Ordering::Relaxed);
+}
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -124,7 +142,9 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     with_state(|st| {
         st.in_reload = None;
         st.generation += 1;
-        st.reclaim();
+        if !KEEP_RETIRED_IMAGES.load(Ordering::Relaxed) {
+            st.reclaim();
+        }
         Ok(())
     })?;
     Ok(count)

@@ -111,6 +111,13 @@ impl Runtime {
         ffi::perform_reload()
     }
 
+    /// Keeps every image a reload retires mapped until shutdown (see
+    /// [`ffi::set_keep_retired_images`]): needed when reloads are requested
+    /// from a thread other than the program's (`hcr run --auto-reload`).
+    pub fn keep_retired_images(&self, keep: bool) {
+        ffi::set_keep_retired_images(keep);
+    }
+
     /// True when the image on disk holds changed modules.
     pub fn has_any_module_changed(&self) -> bool {
         ffi::with_state(|st| Ok(st.disk_diff()?.count() > 0)).unwrap_or(false)

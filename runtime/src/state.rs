@@ -133,7 +133,7 @@ pub struct State {
     removed_stub: HashMap<Key, u64>,
     globals: HashMap<Key, Global>,
     pub current: Option<Current>,
-    retired: Vec<(LoadedArea, u32)>,
+    retired: Vec<Retired>,
     pub handlers: Vec<Handler>,
     next_seq: u64,
     pub generation: u32,
@@ -143,6 +143,19 @@ pub struct State {
     pub running_module: Option<String>,
     disk: DiskCache,
 }
+
+/// An image replaced by a reload, kept while code may still run in it.
+struct Retired {
+    area: LoadedArea,
+    generation: u32,
+    at: std::time::Instant,
+}
+
+/// Reloads that must complete after an image is retired before it may be
+/// freed.
+const KEEP_RELOADS: u32 = 2;
+/// Time that must pass after an image is retired before it may be freed.
+const KEEP_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Options of [`State::open`].
 #[derive(Clone, Debug)]
@@ -652,7 +665,11 @@ impl State {
             }
         }
         if let Some(old) = self.current.take() {
-            self.retired.push((old.area, self.generation));
+            self.retired.push(Retired {
+                area: old.area,
+                generation: self.generation,
+                at: std::time::Instant::now(),
+            });
         }
         self.current = Some(Current {
             manifest,
@@ -663,10 +680,11 @@ impl State {
         Followups { ctors, on_reload }
     }
 
-    /// Frees retired images that no code can run in any more: not the one
-    /// retired by the latest reload (threads may be finishing calls into it),
-    /// not one holding a return address of the calling thread's stack, and not
-    /// one a persistent global still points into.
+    /// Frees retired images that no code can run in any more: ones retired
+    /// at least [`KEEP_RELOADS`] reloads and [`KEEP_TIME`] ago (threads
+    /// that entered them before the swap have returned), holding no return
+    /// address of the calling thread's stack, and into which no persistent
+    /// global points.
     pub fn reclaim(&mut self) {
         if self.retired.is_empty() {
             return;
@@ -677,9 +695,8 @@ impl State {
             .values()
             .flat_map(|g| {
                 let n = (g.size / 8) as usize;
-                // SAFETY: live global storage of at least n*8 bytes; the
-                // heap hands out addresses aligned to the object's alignment,
-                // so unaligned reads are used.
+                // SAFETY: live global storage of at least n*8 bytes; read
+                // unaligned since objects may be less than 8-aligned.
                 (0..n).map(move |i| unsafe {
                     std::ptr::read_unaligned((g.addr as *const u64).add(i))
                 })
@@ -687,17 +704,17 @@ impl State {
             .collect();
         let latest = self.generation;
         let mut keep = Vec::new();
-        for (area, gen) in self.retired.drain(..) {
-            let in_use = gen + 1 >= latest
-                || stack.iter().any(|&a| area.contains(a))
-                || words.iter().any(|&w| area.contains(w as usize));
+        for r in self.retired.drain(..) {
+            let in_use = r.generation + KEEP_RELOADS > latest
+                || r.at.elapsed() < KEEP_TIME
+                || stack.iter().any(|&a| r.area.contains(a))
+                || words.iter().any(|&w| r.area.contains(w as usize));
             if in_use {
-                keep.push((area, gen));
+                keep.push(r);
             } else {
-                // SAFETY: no frame of this thread returns into it, no global
-                // points into it, and at least one full reload passed since it
-                // was retired, so no thread still runs a call it started.
-                unsafe { hcr_loader::unload_area(&mut self.window, area) };
+                // SAFETY: see the rule above and ARCHITECTURE.md ("When an
+                // old image is freed").
+                unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
             }
         }
         self.retired = keep;
@@ -803,9 +820,9 @@ impl State {
             // SAFETY: as above.
             unsafe { hcr_loader::unload_area(&mut self.window, c.area) };
         }
-        for (a, _) in self.retired.drain(..) {
+        for r in self.retired.drain(..) {
             // SAFETY: as above.
-            unsafe { hcr_loader::unload_area(&mut self.window, a) };
+            unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
         }
         self.handlers.clear();
     }

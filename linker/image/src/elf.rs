@@ -14,11 +14,11 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// The bytes of section 1 of an ELF64 little-endian x86-64 `ET_REL` file.
 pub(crate) fn manifest_section(file: &[u8]) -> Result<&[u8], ImageError> {
+    if !file.starts_with(b"\x7fELF") {
+        return Err(ImageError::NotAnImage("no ELF magic"));
+    }
     if file.len() < 64 {
         return Err(ImageError::Truncated("ELF header"));
-    }
-    if file[..4] != *b"\x7fELF" {
-        return Err(ImageError::NotAnImage("no ELF magic"));
     }
     if file[4] != 2 || file[5] != 1 {
         return Err(ImageError::NotAnImage("not ELF64 little-endian"));

@@ -1,0 +1,251 @@
+//! The runtime in this process (Rust host API): W^X, failed reloads that
+//! lose nothing, memory over 1000 reloads, and threads calling through
+//! permanent addresses during reloads.
+//!
+//! The runtime is one per process, so everything runs in one test, in order.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hcr_runtime::{Options, Runtime};
+
+const V1: &str = r#"
+#include "hcr.h"
+int counter;
+const char *name = "alpha";
+int value(void) { return 1; }
+int bump(void) { return ++counter; }
+const char *get_name(void) { return name; }
+"#;
+
+const V2: &str = r#"
+#include "hcr.h"
+int counter;
+const char *name = "beta"; /* a changed initialiser does nothing to a live global */
+int value(void) { return 2; }
+int bump(void) { return ++counter; }
+const char *get_name(void) { return name; }
+"#;
+
+const UNDEFINED: &str = r#"
+int counter;
+const char *name = "alpha";
+int does_not_exist_anywhere(int);
+int value(void) { return does_not_exist_anywhere(3); }
+int bump(void) { return ++counter; }
+const char *get_name(void) { return name; }
+"#;
+
+const BIG: &str = r#"
+int counter;
+const char *name = "alpha";
+const char big[8 << 20] = {1};
+int value(void) { return big[0] + 2; }
+int bump(void) { return ++counter; }
+const char *get_name(void) { return name; }
+"#;
+
+fn build(dir: &Path, tag: &str, code: &str) -> PathBuf {
+    let sub = dir.join(tag);
+    std::fs::create_dir_all(&sub).unwrap();
+    let o = support::module(&sub, "lib", code, "-O2");
+    let img = dir.join(format!("{tag}.hcr"));
+    support::link_ok(&img, &[o]);
+    img
+}
+
+/// Puts `bytes` at `path` the way a linker does: a new file, renamed.
+fn install(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn no_writable_executable_mappings() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let perms = line.split_whitespace().nth(1).unwrap_or("");
+        assert!(
+            !(perms.contains('w') && perms.contains('x')),
+            "writable and executable mapping: {line}"
+        );
+    }
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4
+}
+
+type IntFn = extern "C" fn() -> i32;
+type StrFn = extern "C" fn() -> *const std::ffi::c_char;
+
+fn name_of(f: StrFn) -> String {
+    // SAFETY: get_name returns a NUL-terminated string of the image.
+    unsafe { std::ffi::CStr::from_ptr(f()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn runtime_in_process() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v1 = std::fs::read(build(d, "v1", V1)).unwrap();
+    let v2 = std::fs::read(build(d, "v2", V2)).unwrap();
+    let undefined = std::fs::read(build(d, "undef", UNDEFINED)).unwrap();
+    let big = std::fs::read(build(d, "big", BIG)).unwrap();
+    let app = d.join("app.hcr");
+    install(&app, &v1);
+
+    // A 4 MiB window: enough for these images, too small for `big`.
+    let rt = Runtime::open_with(
+        &app,
+        &Options {
+            window_size: 4 << 20,
+        },
+    )
+    .expect("open");
+    // SAFETY: the signatures match the C definitions above.
+    let (value, bump, get_name) = unsafe {
+        (
+            rt.get_proc::<IntFn>("lib", "value").unwrap(),
+            rt.get_proc::<IntFn>("lib", "bump").unwrap(),
+            rt.get_proc::<StrFn>("lib", "get_name").unwrap(),
+        )
+    };
+    assert_eq!(value(), 1);
+    assert_eq!((bump(), bump()), (1, 2));
+    no_writable_executable_mappings();
+
+    install(&app, &v2);
+    assert!(rt.has_any_module_changed());
+    assert_eq!(rt.reload().expect("reload"), 1);
+    assert_eq!(value(), 2, "new code through the old permanent address");
+    assert_eq!(bump(), 3, "global kept");
+    assert_eq!(
+        name_of(get_name),
+        "alpha",
+        "initialiser change must not touch a live global"
+    );
+    assert_eq!(rt.generation(), 1);
+    assert_eq!(rt.reload().unwrap(), 0, "nothing changed");
+    no_writable_executable_mappings();
+
+    // Fault injection: each reload fails, says why, and loses nothing.
+    // Flip a byte of the load area (the checksum covers the manifest, the
+    // load area and the initial data: every byte the loader uses).
+    let mut flipped = v1.clone();
+    let area_off = u64::from_le_bytes(v1[64 + 32..64 + 40].try_into().unwrap()) as usize;
+    flipped[area_off + 1] ^= 0x40;
+    let mut version = v1.clone();
+    version[64 + 8] = 99;
+    let faults: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", v1[..v1.len() / 2].to_vec(), "truncated"),
+        ("flipped byte", flipped, "checksum mismatch"),
+        (
+            "wrong version",
+            version,
+            "format version 99 is not supported",
+        ),
+        (
+            "not an image",
+            b"#!/bin/sh\necho hi\n".to_vec(),
+            "not an hcr image",
+        ),
+        ("empty", Vec::new(), "empty file"),
+        (
+            "undefined symbol",
+            undefined,
+            "undefined symbol 'does_not_exist_anywhere'",
+        ),
+        ("window exhausted", big, "address window exhausted"),
+    ];
+    for (what, bytes, want) in faults {
+        install(&app, &bytes);
+        let err = rt.reload().expect_err(what).to_string();
+        assert!(err.contains(want), "{what}: {err}");
+        assert_eq!(value(), 2, "{what}: old code keeps running");
+        assert_eq!(bump(), 4, "{what}: global kept");
+        assert_eq!(rt.generation(), 1, "{what}");
+        // Undo the increment so every case sees the same state.
+        // SAFETY: `counter` is an int global of module lib.
+        unsafe { *(rt.get_global("lib", "counter").unwrap() as *mut i32) = 3 };
+    }
+    std::fs::remove_file(&app).unwrap();
+    let err = rt.reload().expect_err("missing file").to_string();
+    assert!(err.contains("app.hcr"), "{err}");
+    assert_eq!(value(), 2);
+
+    // Memory stays bounded over 1000 reloads.
+    install(&app, &v1);
+    assert_eq!(rt.reload().unwrap(), 1);
+    let rss_first = rss_kib();
+    let free_first = rt.stats().window_free;
+    for i in 0..1000 {
+        let (bytes, want) = if i % 2 == 0 { (&v2, 2) } else { (&v1, 1) };
+        install(&app, bytes);
+        assert_eq!(rt.reload().unwrap(), 1);
+        assert_eq!(value(), want);
+    }
+    // Let the time-based grace period pass, then one more reload reclaims.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    install(&app, &v2);
+    rt.reload().unwrap();
+    install(&app, &v1);
+    rt.reload().unwrap();
+    let stats = rt.stats();
+    assert!(stats.retired_images <= 3, "old images pile up: {stats:?}");
+    assert!(
+        stats.window_free + 64 * 4096 >= free_first,
+        "window drifts: {} → {}",
+        free_first,
+        stats.window_free
+    );
+    let rss_last = rss_kib();
+    assert!(
+        rss_last as f64 <= rss_first as f64 * 1.5 + 2048.0,
+        "RSS grew from {rss_first} KiB to {rss_last} KiB over 1000 reloads"
+    );
+    assert_eq!(bump(), 4, "counter survived 1000 reloads");
+    no_writable_executable_mappings();
+
+    // Threads keep calling through permanent addresses during reloads and
+    // always get the old or the new function.
+    let reloads: usize = std::env::var("HCR_STRESS_RELOADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, bad, calls) = (stop.clone(), bad.clone(), calls.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let v = value();
+                    if v != 1 && v != 2 {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for i in 0..reloads {
+        install(&app, if i % 2 == 0 { &v2 } else { &v1 });
+        assert_eq!(rt.reload().unwrap(), 1);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(bad.load(Ordering::Relaxed), 0, "invalid results");
+    assert!(calls.load(Ordering::Relaxed) > 0);
+    drop(rt);
+}

@@ -1,0 +1,2 @@
+/* Overrides lib.c's weak definition. */
+int weak_or_strong(void) { return 2; }

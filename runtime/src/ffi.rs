@@ -150,14 +150,36 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     Ok(count)
 }
 
-/// Return addresses on the calling thread's stack.
-pub(crate) fn stack_return_addresses() -> Vec<usize> {
-    let mut buf = [std::ptr::null_mut::<c_void>(); 256];
-    // SAFETY: backtrace writes at most `buf.len()` entries into `buf`.
-    let n = unsafe { libc::backtrace(buf.as_mut_ptr(), buf.len() as c_int) };
-    buf[..n.max(0) as usize]
-        .iter()
-        .map(|&p| p as usize)
+/// Every 8-byte word on the calling thread's stack, from the current
+/// frame to the stack's top: a conservative superset of its return
+/// addresses (no unwinding needed, so frames without unwind information
+/// count too).
+pub(crate) fn stack_words() -> Vec<usize> {
+    let here = 0usize;
+    let sp = std::ptr::addr_of!(here) as usize;
+    let mut top = 0usize;
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
+    // attribute object is destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+                top = addr as usize + size;
+            }
+            libc::pthread_attr_destroy(&mut attr);
+        }
+    }
+    if top <= sp {
+        return Vec::new();
+    }
+    let start = sp & !7;
+    let n = (top - start) / 8;
+    // SAFETY: [start, top) is the used part of this thread's stack, mapped
+    // and readable; words are read, never written.
+    (0..n)
+        .map(|i| unsafe { std::ptr::read_volatile((start + 8 * i) as *const usize) })
         .collect()
 }
 

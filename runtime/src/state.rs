@@ -7,7 +7,7 @@
 //! after-handlers → `retire` (free old images no code can run in). User code
 //! runs with the state lock released, so handlers may call the C API.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::ffi::CString;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -19,9 +19,6 @@ use hcr_loader::{FieldValue, LoadedArea, Tables, Window};
 use crate::globals::{Global, Heap};
 use crate::trampoline::{self, Batch, Trampoline};
 use crate::Error;
-
-/// `(module, name)`.
-pub type Key = (String, String);
 
 /// Identity of the image file, to detect "nothing changed" with one stat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -70,7 +67,7 @@ impl Diff {
         self.changed.len() + self.added.len() + self.removed.len()
     }
     /// Every module the reload touches.
-    pub fn touched(&self) -> HashSet<String> {
+    pub fn touched(&self) -> std::collections::HashSet<String> {
         self.changed
             .iter()
             .chain(&self.added)
@@ -85,7 +82,15 @@ pub struct Current {
     pub manifest: Manifest,
     pub area: LoadedArea,
     pub stat: FileStat,
+    /// Registry index of each manifest function (`NONE` when unreachable).
+    fn_tid: Vec<u32>,
+    /// Registry index of each manifest object (`NONE` when unreachable).
+    obj_gid: Vec<u32>,
 }
+
+const NONE: u32 = u32::MAX;
+/// Marks an index into `Prepared::new_*` rather than the registry.
+const PENDING: u32 = 1 << 31;
 
 /// A new image, ready to commit.
 pub struct Prepared {
@@ -93,13 +98,16 @@ pub struct Prepared {
     area: LoadedArea,
     stat: FileStat,
     diff: Diff,
-    /// Function address of each function (reachable modules only).
-    targets: Vec<(Key, u64)>,
-    new_trampolines: Option<(Batch, Vec<Key>)>,
-    /// Objects: key → new global, for created ones.
-    new_globals: Vec<(Key, Global, bool)>,
-    /// Kept globals: key → new written values (for re-basing).
-    rebase: Vec<(Key, Vec<FieldValue>)>,
+    /// Registry index (or `PENDING | i`) of each manifest function.
+    fn_tid: Vec<u32>,
+    /// Registry index (or `PENDING | i`) of each manifest object.
+    obj_gid: Vec<u32>,
+    new_trampolines: Option<Batch>,
+    /// New globals with their manifest index; `true` when replacing a
+    /// resized one.
+    new_globals: Vec<(usize, Global, bool)>,
+    /// Kept globals with pointer fields into the image: new field values.
+    rebase: Vec<(u32, Vec<FieldValue>)>,
 }
 
 impl Prepared {
@@ -122,23 +130,59 @@ struct DiskCache {
     diff: Diff,
 }
 
+/// A permanent function address.
+struct FnEntry {
+    module: String,
+    name: String,
+    tramp: Trampoline,
+    /// Set while the function is absent from the live image.
+    removed_stub: Option<u64>,
+}
+
+/// A persistent global.
+struct GlobalEntry {
+    module: String,
+    name: String,
+    g: Global,
+}
+
+/// `module → name → index`, looked up with `&str` (no allocation).
+type Index = HashMap<String, HashMap<String, u32>>;
+
+fn index_get(ix: &Index, module: &str, name: &str) -> Option<u32> {
+    ix.get(module)?.get(name).copied()
+}
+
+fn index_put(ix: &mut Index, module: &str, name: &str, v: u32) {
+    ix.entry(module.to_string())
+        .or_default()
+        .insert(name.to_string(), v);
+}
+
+fn index_remove(ix: &mut Index, module: &str, name: &str) {
+    if let Some(m) = ix.get_mut(module) {
+        m.remove(name);
+    }
+}
+
 pub struct State {
     pub path: PathBuf,
     window: Window,
     heap: Heap,
-    functions: HashMap<Key, Trampoline>,
-    owner_of_trampoline: HashMap<u64, Key>,
+    functions: Vec<FnEntry>,
+    fn_index: Index,
+    owner_of_trampoline: HashMap<u64, u32>,
     batches: Vec<Batch>,
     stubs: Vec<hcr_loader::Chunk>,
-    removed_stub: HashMap<Key, u64>,
-    globals: HashMap<Key, Global>,
+    globals: Vec<Option<GlobalEntry>>,
+    global_index: Index,
     pub current: Option<Current>,
     retired: Vec<Retired>,
     pub handlers: Vec<Handler>,
     next_seq: u64,
     pub generation: u32,
     /// Modules the reload in progress touches (changed, added, removed).
-    pub in_reload: Option<HashSet<String>>,
+    pub in_reload: Option<std::collections::HashSet<String>>,
     /// Module whose top-level code or on-reload block is running.
     pub running_module: Option<String>,
     disk: DiskCache,
@@ -229,12 +273,13 @@ impl State {
             path: path.to_path_buf(),
             window: Window::reserve(opts.window_size)?,
             heap: Heap::default(),
-            functions: HashMap::new(),
-            owner_of_trampoline: HashMap::new(),
+            functions: Vec::new(),
+            fn_index: Index::default(),
+            owner_of_trampoline: HashMap::default(),
             batches: Vec::new(),
             stubs: Vec::new(),
-            removed_stub: HashMap::new(),
-            globals: HashMap::new(),
+            globals: Vec::new(),
+            global_index: Index::default(),
             current: None,
             retired: Vec::new(),
             handlers: Vec::new(),
@@ -285,67 +330,95 @@ impl State {
             return Ok(None);
         }
         let m = &view.manifest;
-        let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
-        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
-        let key_f = |fi: usize| {
-            let f = &m.functions[fi];
-            (m.modules[f.module.0 as usize].name.clone(), f.name.clone())
-        };
-        // Functions: existing trampolines, or new ones (pending).
         let mut tables = Tables {
             functions: vec![0; m.functions.len()],
             objects: vec![0; m.objects.len()],
             hosts: vec![0; m.hosts.len()],
         };
-        let mut pending_keys = Vec::new();
-        let mut pending_idx = Vec::new();
-        for (fi, f) in m.functions.iter().enumerate() {
-            if !reachable[f.module.0 as usize] {
+        // Registry indices of the new image's functions and objects. A
+        // module whose content did not change has the same symbols in the
+        // same order: its indices are copied from the loaded image, so the
+        // work below grows with what changed, not with the program.
+        let mut fn_tid = vec![NONE; m.functions.len()];
+        let mut obj_gid = vec![NONE; m.objects.len()];
+        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
+        let old = self.current.as_ref();
+        let old_modules: HashMap<&str, usize> = old
+            .map(|c| {
+                c.manifest
+                    .modules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, md)| md.reachable)
+                    .map(|(i, md)| (md.name.as_str(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut pending_fns = 0u32;
+        for md in m.modules.iter().filter(|md| md.reachable) {
+            let same = old.and_then(|c| {
+                let oi = *old_modules.get(md.name.as_str())?;
+                let om = &c.manifest.modules[oi];
+                (om.content_hash == md.content_hash
+                    && om.functions.len() == md.functions.len()
+                    && om.objects.len() == md.objects.len())
+                .then_some((c, om))
+            });
+            if let Some((c, om)) = same {
+                fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
+                obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
                 continue;
             }
-            let key = key_f(fi);
-            match self.functions.get(&key) {
-                Some(t) => tables.functions[fi] = t.code,
-                None => {
-                    pending_idx.push(fi);
-                    pending_keys.push(key);
+            for fi in md.functions.range() {
+                fn_tid[fi] = match index_get(&self.fn_index, &md.name, &m.functions[fi].name) {
+                    Some(t) => t,
+                    None => {
+                        pending_fns += 1;
+                        PENDING | (pending_fns - 1)
+                    }
+                };
+            }
+            if !added.contains(md.name.as_str()) {
+                for oi in md.objects.range() {
+                    if let Some(g) = index_get(&self.global_index, &md.name, &m.objects[oi].name) {
+                        obj_gid[oi] = g;
+                    }
                 }
             }
         }
-        // New trampolines point at the removed-function handler until commit
-        // publishes them; no old code can reach them before that.
-        let new_trampolines = if pending_keys.is_empty() {
+        // New trampolines start at address 0 and are published by commit;
+        // no old code can reach them before that.
+        let new_trampolines = if pending_fns == 0 {
             None
         } else {
-            let batch = trampoline::make_batch(&mut self.window, &vec![0; pending_keys.len()])?;
-            for (&fi, t) in pending_idx.iter().zip(&batch.trampolines) {
-                tables.functions[fi] = t.code;
-            }
-            Some((batch, pending_keys))
+            Some(trampoline::make_batch(
+                &mut self.window,
+                &vec![0; pending_fns as usize],
+            )?)
         };
-        let result = self.prepare_rest(&view, &diff, &added, &reachable, &mut tables);
-        match result {
-            Ok((area, new_globals, rebase)) => {
-                let targets = m
-                    .functions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| reachable[f.module.0 as usize])
-                    .map(|(fi, f)| (key_f(fi), area.base as u64 + u64::from(f.offset)))
-                    .collect();
-                Ok(Some(Prepared {
-                    manifest: view.manifest.clone(),
-                    area,
-                    stat,
-                    diff,
-                    targets,
-                    new_trampolines,
-                    new_globals,
-                    rebase,
-                }))
-            }
+        for (fi, &t) in fn_tid.iter().enumerate() {
+            tables.functions[fi] = match t {
+                NONE => 0,
+                t if t & PENDING != 0 => new_trampolines
+                    .as_ref()
+                    .map_or(0, |b| b.trampolines[(t & !PENDING) as usize].code),
+                t => self.functions[t as usize].tramp.code,
+            };
+        }
+        match self.prepare_rest(&view, &mut tables, &mut obj_gid) {
+            Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
+                manifest: view.manifest.clone(),
+                area,
+                stat,
+                diff,
+                fn_tid,
+                obj_gid,
+                new_trampolines,
+                new_globals,
+                rebase,
+            })),
             Err(e) => {
-                if let Some((batch, _)) = new_trampolines {
+                if let Some(batch) = new_trampolines {
                     // SAFETY: the batch was never published.
                     unsafe {
                         self.window.free(batch.code);
@@ -361,19 +434,18 @@ impl State {
     fn prepare_rest(
         &mut self,
         view: &ImageView<'_>,
-        diff: &Diff,
-        added: &HashSet<&str>,
-        reachable: &[bool],
         tables: &mut Tables,
+        obj_gid: &mut [u32],
     ) -> Result<
         (
             LoadedArea,
-            Vec<(Key, Global, bool)>,
-            Vec<(Key, Vec<FieldValue>)>,
+            Vec<(usize, Global, bool)>,
+            Vec<(u32, Vec<FieldValue>)>,
         ),
         Error,
     > {
         let m = &view.manifest;
+        let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
         // Host symbols.
         for (hi, h) in m.hosts.iter().enumerate() {
             let addr = crate::ffi::runtime_symbol(&h.name).or_else(|| {
@@ -398,34 +470,28 @@ impl State {
                 }
             }
         }
-        // Globals: kept ones resolve to their storage; new ones are
-        // allocated now and freed again if anything below fails.
-        let mut new_globals: Vec<(Key, Global, bool)> = Vec::new();
-        let mut new_oi: Vec<usize> = Vec::new();
-        let mut kept: Vec<(Key, usize)> = Vec::new();
+        // Globals: kept ones (same key, same size) resolve to their storage;
+        // new ones are allocated now and freed again if anything fails.
+        let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
         let mut fail = None;
         for (oi, o) in m.objects.iter().enumerate() {
-            let md = &m.modules[o.module.0 as usize];
-            if !md.reachable {
+            if !reachable[o.module.0 as usize] {
                 continue;
             }
-            let key = (md.name.clone(), o.name.clone());
-            let existing = (!added.contains(md.name.as_str()))
-                .then(|| self.globals.get(&key))
-                .flatten();
-            match existing {
-                Some(g) if g.size == o.size => {
-                    tables.objects[oi] = g.addr;
-                    kept.push((key, oi));
-                }
+            let kept = match obj_gid[oi] {
+                NONE => None,
+                g => self.globals[g as usize].as_ref().map(|e| (g, &e.g)),
+            };
+            match kept {
+                Some((_, g)) if g.size == o.size => tables.objects[oi] = g.addr,
                 other => {
                     let resized = other.is_some();
                     match self.heap.alloc(&mut self.window, o.size, o.align) {
                         Ok(addr) => {
                             tables.objects[oi] = addr;
-                            new_oi.push(oi);
+                            obj_gid[oi] = PENDING | new_globals.len() as u32;
                             new_globals.push((
-                                key,
+                                oi,
                                 Global {
                                     addr,
                                     size: o.size,
@@ -442,7 +508,7 @@ impl State {
                 }
             }
         }
-        let free_new = |heap: &mut Heap, new_globals: &[(Key, Global, bool)]| {
+        let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
             for (_, g, _) in new_globals {
                 heap.free(g.addr, g.size);
             }
@@ -451,8 +517,7 @@ impl State {
             free_new(&mut self.heap, &new_globals);
             return Err(e);
         }
-        let _ = diff;
-        let area = match hcr_loader::load_area(&mut self.window, view, tables, reachable) {
+        let area = match hcr_loader::load_area(&mut self.window, view, tables, &reachable) {
             Ok(a) => a,
             Err(e) => {
                 free_new(&mut self.heap, &new_globals);
@@ -460,58 +525,66 @@ impl State {
             }
         };
         let base = area.base as u64;
-        // Initialise new globals: initial bytes, then their pointer fields.
-        let mut inits = Vec::new();
-        for ((_, g, _), &oi) in new_globals.iter().zip(&new_oi) {
-            let o = &m.objects[oi];
-            let values = hcr_loader::object_values(view, ObjectId(oi as u32), g.addr, tables, base);
-            match values {
-                Ok(v) => inits.push((g.addr, o.init, o.size, v)),
-                Err(e) => {
-                    // SAFETY: the area was never published.
-                    unsafe { hcr_loader::unload_area(&mut self.window, area) };
-                    free_new(&mut self.heap, &new_globals);
-                    return Err(e.into());
-                }
-            }
-        }
+        let mut fail = None;
+        // New pointer values of kept globals that hold pointers into the
+        // image (only those can need re-basing).
         let mut rebase = Vec::new();
-        for (key, oi) in kept {
-            match hcr_loader::object_values(
-                view,
-                ObjectId(oi as u32),
-                tables.objects[oi],
-                tables,
-                base,
-            ) {
-                Ok(v) => rebase.push((key, v)),
-                Err(e) => {
-                    // SAFETY: the area was never published.
-                    unsafe { hcr_loader::unload_area(&mut self.window, area) };
-                    free_new(&mut self.heap, &new_globals);
-                    return Err(e.into());
+        for (oi, &g) in obj_gid.iter().enumerate() {
+            if g == NONE || g & PENDING != 0 {
+                continue;
+            }
+            let Some(e) = &self.globals[g as usize] else {
+                continue;
+            };
+            if !e.g.written.iter().any(|f| f.class == TargetClass::Area) {
+                continue;
+            }
+            match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, base) {
+                Ok(v) => rebase.push((g, v)),
+                Err(err) => {
+                    fail = Some(err);
+                    break;
                 }
             }
         }
-        for ((addr, init, size, values), (_, g, _)) in inits.into_iter().zip(new_globals.iter_mut())
-        {
-            // SAFETY: `addr` is a fresh heap allocation of `size` bytes,
-            // not yet visible to any code.
-            let dest = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
-            if let Some(off) = init {
-                let off = off as usize;
-                dest.copy_from_slice(&view.init[off..off + size as usize]);
+        // Initialise new globals: initial bytes, then their pointer fields.
+        if fail.is_none() {
+            for (oi, g, _) in &mut new_globals {
+                let o = &m.objects[*oi];
+                match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, base) {
+                    Ok(values) => {
+                        // SAFETY: `g.addr` is a fresh heap allocation of
+                        // `o.size` bytes, not yet visible to any code.
+                        let dest = unsafe {
+                            std::slice::from_raw_parts_mut(g.addr as *mut u8, o.size as usize)
+                        };
+                        if let Some(off) = o.init {
+                            let off = off as usize;
+                            dest.copy_from_slice(&view.init[off..off + o.size as usize]);
+                        }
+                        for f in &values {
+                            hcr_loader::write_value(dest, f.offset as usize, f.kind, f.value);
+                        }
+                        g.written = values;
+                    }
+                    Err(err) => {
+                        fail = Some(err);
+                        break;
+                    }
+                }
             }
-            for f in &values {
-                hcr_loader::write_value(dest, f.offset as usize, f.kind, f.value);
-            }
-            g.written = values;
+        }
+        if let Some(e) = fail {
+            // SAFETY: the area was never published.
+            unsafe { hcr_loader::unload_area(&mut self.window, area) };
+            free_new(&mut self.heap, &new_globals);
+            return Err(e.into());
         }
         Ok((area, new_globals, rebase))
     }
 
     /// Deletes the handlers of `modules`.
-    pub fn delete_handlers(&mut self, modules: &HashSet<String>) {
+    pub fn delete_handlers(&mut self, modules: &std::collections::HashSet<String>) {
         self.handlers.retain(|h| !modules.contains(&h.module));
     }
 
@@ -522,96 +595,158 @@ impl State {
             area,
             stat,
             diff,
-            targets,
+            mut fn_tid,
+            mut obj_gid,
             new_trampolines,
             new_globals,
             rebase,
         } = p;
+        let m = &manifest;
+        let base = area.base as u64;
         // New trampolines join the registry.
-        if let Some((batch, keys)) = new_trampolines {
-            for (k, t) in keys.into_iter().zip(batch.trampolines.iter()) {
-                self.owner_of_trampoline.insert(t.code, k.clone());
-                self.functions.insert(k, *t);
+        if let Some(batch) = new_trampolines {
+            let first = self.functions.len() as u32;
+            for t in fn_tid
+                .iter_mut()
+                .filter(|t| **t != NONE && **t & PENDING != 0)
+            {
+                *t = first + (*t & !PENDING);
+            }
+            let mut keys = vec![(String::new(), String::new()); batch.trampolines.len()];
+            for (fi, &t) in fn_tid.iter().enumerate() {
+                if t != NONE && t >= first {
+                    let f = &m.functions[fi];
+                    keys[(t - first) as usize] =
+                        (m.modules[f.module.0 as usize].name.clone(), f.name.clone());
+                }
+            }
+            for (i, ((module, name), tramp)) in
+                keys.into_iter().zip(batch.trampolines.iter()).enumerate()
+            {
+                let tid = first + i as u32;
+                index_put(&mut self.fn_index, &module, &name, tid);
+                self.owner_of_trampoline.insert(tramp.code, tid);
+                self.functions.push(FnEntry {
+                    module,
+                    name,
+                    tramp: *tramp,
+                    removed_stub: None,
+                });
             }
             self.batches.push(batch);
         }
-        // Retarget every function of the new image.
-        let mut live: HashSet<&Key> = HashSet::new();
-        for (k, addr) in &targets {
-            if let Some(t) = self.functions.get(k) {
-                trampoline::store_slot(t.slot, *addr);
+        // Retarget every function of the new image (one atomic store each).
+        let mut live = vec![false; self.functions.len()];
+        for (fi, &t) in fn_tid.iter().enumerate() {
+            if t == NONE {
+                continue;
             }
-            live.insert(k);
+            let e = &mut self.functions[t as usize];
+            trampoline::store_slot(e.tramp.slot, base + u64::from(m.functions[fi].offset));
+            e.removed_stub = None;
+            live[t as usize] = true;
         }
-        // Functions that no longer exist go to a stub that says so.
-        let gone: Vec<Key> = self
-            .functions
-            .keys()
-            .filter(|k| !live.contains(k) && !self.removed_stub.contains_key(*k))
-            .cloned()
+        // Functions of changed and removed modules that are gone get a stub
+        // that says so.
+        let touched_old: HashSet<&str> = diff
+            .changed
+            .iter()
+            .chain(&diff.removed)
+            .map(String::as_str)
             .collect();
+        let mut gone: Vec<u32> = Vec::new();
+        if let Some(c) = &self.current {
+            for md in c
+                .manifest
+                .modules
+                .iter()
+                .filter(|md| md.reachable && touched_old.contains(md.name.as_str()))
+            {
+                for fi in md.functions.range() {
+                    let t = c.fn_tid[fi];
+                    if t != NONE
+                        && !live[t as usize]
+                        && self.functions[t as usize].removed_stub.is_none()
+                    {
+                        gone.push(t);
+                    }
+                }
+            }
+        }
         if !gone.is_empty() {
-            let names: Vec<String> = gone.iter().map(|(m, n)| format!("{m}:{n}")).collect();
+            let names: Vec<String> = gone
+                .iter()
+                .map(|&t| {
+                    format!(
+                        "{}:{}",
+                        self.functions[t as usize].module, self.functions[t as usize].name
+                    )
+                })
+                .collect();
             match trampoline::make_removed_stubs(&mut self.window, &names) {
                 Ok((chunk, addrs)) => {
-                    for (k, a) in gone.into_iter().zip(addrs) {
-                        self.removed_stub.insert(k, a);
+                    for (&t, a) in gone.iter().zip(addrs) {
+                        let e = &mut self.functions[t as usize];
+                        trampoline::store_slot(e.tramp.slot, a);
+                        e.removed_stub = Some(a);
                     }
                     self.stubs.push(chunk);
                 }
                 Err(e) => eprintln!("hcr: warning: cannot make removed-function stubs: {e}"),
             }
         }
-        for (k, t) in &self.functions {
-            if !live.contains(k) {
-                if let Some(&s) = self.removed_stub.get(k) {
-                    trampoline::store_slot(t.slot, s);
-                }
-            }
-        }
-        // A function that comes back drops its stub record.
-        self.removed_stub.retain(|k, _| !live.contains(k));
-        // Globals: removed ones (gone from the image, or of removed modules)
-        // are freed; resized ones are replaced with a warning.
-        let new_keys: HashSet<Key> = manifest
-            .objects
-            .iter()
-            .filter(|o| manifest.modules[o.module.0 as usize].reachable)
-            .map(|o| {
-                (
-                    manifest.modules[o.module.0 as usize].name.clone(),
-                    o.name.clone(),
-                )
-            })
-            .collect();
-        let removed_modules: HashSet<&String> = diff.removed.iter().collect();
-        let added_modules: HashSet<&String> = diff.added.iter().collect();
-        let stale: Vec<Key> = self
-            .globals
-            .keys()
-            .filter(|k| {
-                !new_keys.contains(*k)
-                    || removed_modules.contains(&k.0)
-                    || added_modules.contains(&k.0)
-            })
-            .cloned()
-            .collect();
-        for k in stale {
-            if let Some(g) = self.globals.remove(&k) {
-                self.heap.free(g.addr, g.size);
-            }
-        }
-        for (k, g, resized) in new_globals {
+        // Globals: new ones join (replacing resized ones, with a warning).
+        for (oi, g, resized) in new_globals {
+            let o = &m.objects[oi];
+            let module = &m.modules[o.module.0 as usize].name;
             if resized {
-                if let Some(old) = self.globals.remove(&k) {
-                    eprintln!(
-                        "hcr: warning: global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
-                        k.0, k.1, old.size, g.size
-                    );
-                    self.heap.free(old.addr, old.size);
+                if let Some(old) = index_get(&self.global_index, module, &o.name) {
+                    if let Some(e) = self.globals[old as usize].take() {
+                        eprintln!(
+                            "hcr: warning: global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                            module, o.name, e.g.size, g.size
+                        );
+                        self.heap.free(e.g.addr, e.g.size);
+                    }
+                }
+            } else if let Some(old) = index_get(&self.global_index, module, &o.name) {
+                // A global of a module imported again: the old storage goes.
+                if let Some(e) = self.globals[old as usize].take() {
+                    self.heap.free(e.g.addr, e.g.size);
                 }
             }
-            self.globals.insert(k, g);
+            let gid = self.globals.len() as u32;
+            index_put(&mut self.global_index, module, &o.name, gid);
+            self.globals.push(Some(GlobalEntry {
+                module: module.clone(),
+                name: o.name.clone(),
+                g,
+            }));
+            obj_gid[oi] = gid;
+        }
+        // Globals of changed and removed modules that are gone are freed.
+        let mut keep = vec![false; self.globals.len()];
+        for &g in obj_gid.iter().filter(|&&g| g != NONE) {
+            keep[g as usize] = true;
+        }
+        if let Some(c) = &self.current {
+            for md in c
+                .manifest
+                .modules
+                .iter()
+                .filter(|md| md.reachable && touched_old.contains(md.name.as_str()))
+            {
+                for oi in md.objects.range() {
+                    let g = c.obj_gid[oi];
+                    if g == NONE || keep[g as usize] {
+                        continue;
+                    }
+                    if let Some(e) = self.globals[g as usize].take() {
+                        index_remove(&mut self.global_index, &e.module, &e.name);
+                        self.heap.free(e.g.addr, e.g.size);
+                    }
+                }
+            }
         }
         // Re-base pointer fields of kept globals: a field that still holds
         // what the previous load wrote, pointing into the old image at bytes
@@ -621,10 +756,11 @@ impl State {
         // else, is left alone: changing an initialiser does nothing to a live
         // global. Permanent addresses (functions, globals, host) never move.
         let old_area = self.current.as_ref().map(|c| &c.area);
-        for (k, values) in rebase {
-            let Some(g) = self.globals.get_mut(&k) else {
+        for (gid, values) in rebase {
+            let Some(e) = self.globals[gid as usize].as_mut() else {
                 continue;
             };
+            let g = &mut e.g;
             // SAFETY: the global's storage is live, `g.size` bytes.
             let mem = unsafe { std::slice::from_raw_parts_mut(g.addr as *mut u8, g.size as usize) };
             let old: HashMap<u32, FieldValue> = g.written.iter().map(|f| (f.offset, *f)).collect();
@@ -649,18 +785,23 @@ impl State {
             g.written = written;
         }
         // Entry points to run.
-        let base = area.base as u64;
-        let order = manifest.init_order();
-        let name = |i: ModuleId| manifest.modules[i.0 as usize].name.clone();
-        let touched: HashSet<&String> = diff.changed.iter().chain(&diff.added).collect();
+        let order = m.init_order();
+        let name = |i: ModuleId| m.modules[i.0 as usize].name.clone();
+        let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
+        let touched: HashSet<&str> = diff
+            .changed
+            .iter()
+            .chain(&diff.added)
+            .map(String::as_str)
+            .collect();
         let mut ctors = Vec::new();
         let mut on_reload = Vec::new();
         for &i in &order {
-            let md = &manifest.modules[i.0 as usize];
-            if added_modules.contains(&md.name) {
+            let md = &m.modules[i.0 as usize];
+            if added_modules.contains(md.name.as_str()) {
                 ctors.extend(md.ctors.iter().map(|&o| (name(i), base + u64::from(o))));
             }
-            if touched.contains(&md.name) {
+            if touched.contains(md.name.as_str()) {
                 on_reload.extend(md.on_reload.iter().map(|&o| (name(i), base + u64::from(o))));
             }
         }
@@ -675,6 +816,8 @@ impl State {
             manifest,
             area,
             stat,
+            fn_tid,
+            obj_gid,
         });
         self.disk = DiskCache::default();
         Followups { ctors, on_reload }
@@ -682,17 +825,22 @@ impl State {
 
     /// Frees retired images that no code can run in any more: ones retired
     /// at least [`KEEP_RELOADS`] reloads and [`KEEP_TIME`] ago (threads
-    /// that entered them before the swap have returned), holding no return
-    /// address of the calling thread's stack, and into which no persistent
-    /// global points.
+    /// that entered them before the swap have returned), into which no word
+    /// of the calling thread's stack points (a conservative scan: it finds
+    /// every return address), and into which no persistent global points.
     pub fn reclaim(&mut self) {
-        if self.retired.is_empty() {
-            return;
+        let latest = self.generation;
+        let due =
+            |r: &Retired| r.generation + KEEP_RELOADS <= latest && r.at.elapsed() >= KEEP_TIME;
+        if !self.retired.iter().any(due) {
+            return; // nothing old enough: skip the stack walk
         }
-        let stack = crate::ffi::stack_return_addresses();
+        let stack = crate::ffi::stack_words();
         let words: Vec<u64> = self
             .globals
-            .values()
+            .iter()
+            .flatten()
+            .map(|e| &e.g)
             .flat_map(|g| {
                 let n = (g.size / 8) as usize;
                 // SAFETY: live global storage of at least n*8 bytes; read
@@ -702,11 +850,9 @@ impl State {
                 })
             })
             .collect();
-        let latest = self.generation;
         let mut keep = Vec::new();
-        for r in self.retired.drain(..) {
-            let in_use = r.generation + KEEP_RELOADS > latest
-                || r.at.elapsed() < KEEP_TIME
+        for r in std::mem::take(&mut self.retired) {
+            let in_use = !due(&r)
                 || stack.iter().any(|&a| r.area.contains(a))
                 || words.iter().any(|&w| r.area.contains(w as usize));
             if in_use {
@@ -733,8 +879,8 @@ impl State {
     }
 
     fn owner_of(&self, func: u64) -> Option<String> {
-        if let Some(k) = self.owner_of_trampoline.get(&func) {
-            return Some(k.0.clone());
+        if let Some(&t) = self.owner_of_trampoline.get(&func) {
+            return Some(self.functions[t as usize].module.clone());
         }
         if let Some(c) = &self.current {
             if c.area.contains(func as usize) {
@@ -775,17 +921,13 @@ impl State {
     }
 
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
-        let k = (module.to_string(), name.to_string());
-        if self.removed_stub.contains_key(&k) {
-            return None;
-        }
-        self.functions.get(&k).map(|t| t.code)
+        let e = &self.functions[index_get(&self.fn_index, module, name)? as usize];
+        e.removed_stub.is_none().then_some(e.tramp.code)
     }
 
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
-        self.globals
-            .get(&(module.to_string(), name.to_string()))
-            .map(|g| g.addr)
+        let g = index_get(&self.global_index, module, name)?;
+        self.globals[g as usize].as_ref().map(|e| e.g.addr)
     }
 
     /// Root `main`'s permanent address.
@@ -813,6 +955,7 @@ impl State {
     /// state).
     pub fn shutdown(&mut self) {
         self.globals.clear();
+        self.global_index.clear();
         // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)
         // documents that no image code may run afterwards.
         unsafe { self.heap.release(&mut self.window) };
@@ -831,7 +974,7 @@ impl State {
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats {
             retired_images: self.retired.len(),
-            globals: self.globals.len(),
+            globals: self.globals.iter().flatten().count(),
             global_bytes: self.heap.used,
             functions: self.functions.len(),
             window_free: self.window.free_bytes(),

@@ -2,9 +2,11 @@
 //! Each command writes to a `&mut dyn Write` so tests can capture it.
 #![deny(unsafe_code)]
 
+pub mod gen;
 pub mod inspect;
 pub mod link;
 pub mod run;
+pub mod watch;
 
 /// The compiler flags every module needs (`hcr flags`).
 pub const FLAGS: &str = "-fPIC -ffunction-sections -fdata-sections";

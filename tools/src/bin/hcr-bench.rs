@@ -1,0 +1,430 @@
+//! `hcr-bench`: benchmarks of hcr against baselines measured in the same run
+//! (medians and ratios; this is not a test). See BENCHMARKS.md.
+//!
+//! ```text
+//! hcr-bench link   [--modules 500 --functions 50]   hcr-link vs ld.gold -r vs ld -r
+//! hcr-bench load   [--modules 500 --functions 50]   first load, full reload vs dlopen
+//! hcr-bench reload [--modules 200 --functions 10]   one module changed
+//! hcr-bench calls                                   call through a permanent address vs direct
+//! hcr-bench changed                                 hcr_has_any_module_changed, nothing changed
+//! ```
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use hcr_tools::gen::{self, Shape};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hcr-bench",
+    about = "hcr benchmarks against same-run baselines"
+)]
+struct Cli {
+    /// Working directory for generated sources, objects and images.
+    #[arg(long, default_value = "target/hcr-bench")]
+    dir: PathBuf,
+    /// Repetitions per measurement (median reported).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand, Debug)]
+enum What {
+    /// hcr-link vs `ld.gold -r` vs `ld -r` on the same objects.
+    Link {
+        #[arg(long, default_value_t = 500)]
+        modules: usize,
+        #[arg(long, default_value_t = 50)]
+        functions: usize,
+    },
+    /// First load and full reload of an image vs `dlopen` of the same code.
+    Load {
+        #[arg(long, default_value_t = 500)]
+        modules: usize,
+        #[arg(long, default_value_t = 50)]
+        functions: usize,
+    },
+    /// Reload with one module changed.
+    Reload {
+        #[arg(long, default_value_t = 200)]
+        modules: usize,
+        #[arg(long, default_value_t = 10)]
+        functions: usize,
+        #[arg(long, default_value_t = 2)]
+        globals: usize,
+    },
+    /// Cross-module call through a permanent address vs a direct call.
+    Calls {
+        #[arg(long, default_value_t = 100_000_000)]
+        iterations: i64,
+    },
+    /// `hcr_has_any_module_changed()` when nothing changed.
+    Changed,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time_runs(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed());
+    }
+    Ok(median(v))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
+}
+
+fn objects_for(dir: &Path, shape: Shape) -> anyhow::Result<Vec<PathBuf>> {
+    eprintln!(
+        "hcr-bench: generating and compiling {} modules × {} functions in {} (cached between runs)",
+        shape.modules,
+        shape.functions,
+        dir.display()
+    );
+    gen::generate(dir, shape, "-O2")
+}
+
+fn tool(cmd: &str, args: &[&str], objs: &[PathBuf]) -> anyhow::Result<()> {
+    let st = Command::new(cmd)
+        .args(args)
+        .args(objs)
+        .status()
+        .with_context(|| format!("run {cmd}"))?;
+    if !st.success() {
+        bail!("{cmd} failed");
+    }
+    Ok(())
+}
+
+fn bench_link(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()> {
+    let shape = Shape {
+        modules,
+        functions,
+        globals: 2,
+    };
+    let dir = cli.dir.join(format!("link-{modules}x{functions}"));
+    let objs = objects_for(&dir, shape)?;
+    let bytes: u64 = objs
+        .iter()
+        .filter_map(|o| std::fs::metadata(o).ok())
+        .map(|m| m.len())
+        .sum();
+    let out = dir.join("app.hcr");
+    let cfg = hcr_linker::LinkConfig::default();
+    let hcr = time_runs(cli.runs, || {
+        hcr_linker::link(&cfg, &objs, &out)?;
+        Ok(())
+    })?;
+    let r = dir.join("r.o");
+    let r_s = r.display().to_string();
+    let gold = time_runs(cli.runs, || tool("ld.gold", &["-r", "-o", &r_s], &objs))?;
+    let bfd = time_runs(cli.runs.min(5), || tool("ld", &["-r", "-o", &r_s], &objs))?;
+    let stats = hcr_linker::link_bytes(&cfg, &objs)?.stats;
+    println!(
+        "## link: {modules} objects × {functions} functions ({:.1} MB, {} relocations)",
+        bytes as f64 / 1e6,
+        stats.relocations
+    );
+    println!("| linker | median | ratio to hcr-link |");
+    println!("|---|---|---|");
+    println!("| hcr-link | {} | 1.00× |", ms(hcr));
+    println!("| ld.gold -r | {} | {} |", ms(gold), ratio(gold, hcr));
+    println!("| ld -r (bfd) | {} | {} |", ms(bfd), ratio(bfd, hcr));
+    Ok(())
+}
+
+fn install(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Two images of the same program: `a` and `b` differ in the modules listed.
+fn two_images(dir: &Path, shape: Shape, changed: &[usize]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let objs = objects_for(dir, shape)?;
+    let cfg = hcr_linker::LinkConfig::default();
+    let a = hcr_linker::link_bytes(&cfg, &objs)?.bytes;
+    let vdir = dir.join("variant");
+    std::fs::create_dir_all(&vdir)?;
+    let mut objs_b = objs.clone();
+    for &i in changed {
+        // Same module name, different code: compile into the variant folder.
+        let src = gen::module_source(shape, i, 1);
+        objs_b[i + 1] = gen::compile(&vdir, &format!("m{i}"), &src, "-O2")?;
+    }
+    let b = hcr_linker::link_bytes(&cfg, &objs_b)?.bytes;
+    Ok((a, b))
+}
+
+fn dlopen_time(so: &Path, runs: usize) -> anyhow::Result<Duration> {
+    let c = CString::new(so.display().to_string())?;
+    time_runs(runs, || {
+        // SAFETY: dlopen/dlclose of a library built from the generated C
+        // code, which has no constructors.
+        unsafe {
+            let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if h.is_null() {
+                bail!("dlopen {} failed", so.display());
+            }
+            libc::dlclose(h);
+        }
+        Ok(())
+    })
+}
+
+fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()> {
+    let shape = Shape {
+        modules,
+        functions,
+        globals: 2,
+    };
+    let dir = cli.dir.join(format!("load-{modules}x{functions}"));
+    let all: Vec<usize> = (0..modules).collect();
+    let (a, b) = two_images(&dir, shape, &all)?;
+    let objs: Vec<PathBuf> = std::iter::once(dir.join("main.o"))
+        .chain((0..modules).map(|i| dir.join(format!("m{i}.o"))))
+        .collect();
+    let so = dir.join("libbench.so");
+    tool("cc", &["-shared", "-o", &so.display().to_string()], &objs)?;
+    let app = dir.join("app.hcr");
+    install(&app, &a)?;
+    let t = Instant::now();
+    let rt = hcr_runtime::Runtime::open(&app)?;
+    let first = t.elapsed();
+    let mut reloads = Vec::new();
+    for i in 0..cli.runs {
+        install(&app, if i % 2 == 0 { &b } else { &a })?;
+        let t = Instant::now();
+        let n = rt.reload()?;
+        reloads.push(t.elapsed());
+        if n != modules {
+            bail!("expected {modules} modules reloaded, got {n}");
+        }
+    }
+    let reload = median(reloads);
+    let dl = dlopen_time(&so, cli.runs)?;
+    println!("## load: {modules} modules × {functions} functions");
+    println!("| what | median | ratio to dlopen |");
+    println!("|---|---|---|");
+    println!(
+        "| dlopen + dlclose of the same code as one .so | {} | 1.00× |",
+        ms(dl)
+    );
+    println!(
+        "| hcr first load (one sample: open + all constructors) | {} | {} |",
+        ms(first),
+        ratio(first, dl)
+    );
+    println!(
+        "| hcr reload, every module changed | {} | {} |",
+        ms(reload),
+        ratio(reload, dl)
+    );
+    std::mem::forget(rt);
+    Ok(())
+}
+
+fn bench_reload(cli: &Cli, modules: usize, functions: usize, globals: usize) -> anyhow::Result<()> {
+    let shape = Shape {
+        modules,
+        functions,
+        globals,
+    };
+    let dir = cli
+        .dir
+        .join(format!("reload-{modules}x{functions}x{globals}"));
+    let (a, b) = two_images(&dir, shape, &[modules / 2])?;
+    let app = dir.join("app.hcr");
+    install(&app, &a)?;
+    let rt = hcr_runtime::Runtime::open(&app)?;
+    let mut v = Vec::new();
+    for i in 0..cli.runs.max(21) {
+        install(&app, if i % 2 == 0 { &b } else { &a })?;
+        let t = Instant::now();
+        let n = rt.reload()?;
+        v.push(t.elapsed());
+        if n != 1 {
+            bail!("expected one module reloaded, got {n}");
+        }
+    }
+    let reload = median(v);
+    println!("## reload: {modules} modules × {functions} functions + {globals} globals, one module changed");
+    println!("| what | median | anchor |");
+    println!("|---|---|---|");
+    println!("| hcr reload (stat, map, verify, relocate, retarget, handlers) | {} | nimhcr 1.40 ms (tmpfs, one changed of 237) |", ms(reload));
+    std::mem::forget(rt);
+    Ok(())
+}
+
+fn bench_changed(cli: &Cli) -> anyhow::Result<()> {
+    let shape = Shape {
+        modules: 20,
+        functions: 5,
+        globals: 1,
+    };
+    let dir = cli.dir.join("changed");
+    let objs = objects_for(&dir, shape)?;
+    let app = dir.join("app.hcr");
+    hcr_linker::link(&hcr_linker::LinkConfig::default(), &objs, &app)?;
+    let rt = hcr_runtime::Runtime::open(&app)?;
+    let n = 100_000u32;
+    let per = time_runs(cli.runs, || {
+        for _ in 0..n {
+            if rt.has_any_module_changed() {
+                bail!("image changed unexpectedly");
+            }
+        }
+        Ok(())
+    })? / n;
+    let stat = time_runs(cli.runs, || {
+        for _ in 0..n {
+            std::fs::metadata(&app)?;
+        }
+        Ok(())
+    })? / n;
+    println!("## hcr_has_any_module_changed(), nothing changed");
+    println!("| what | median per call |");
+    println!("|---|---|");
+    println!(
+        "| hcr_has_any_module_changed() | {:.2} µs |",
+        per.as_secs_f64() * 1e6
+    );
+    println!(
+        "| one stat() of the image (floor) | {:.2} µs |",
+        stat.as_secs_f64() * 1e6
+    );
+    std::mem::forget(rt);
+    Ok(())
+}
+
+const CALLER: &str = "int callee(int);\nlong call_loop(long n) { long s = 0; for (long i = 0; i < n; i++) s += callee((int)i); return s; }\n";
+const CALLEE: &str = "__attribute__((noinline)) int callee(int x) { return x + 1; }\n";
+
+fn bench_calls(cli: &Cli, iterations: i64) -> anyhow::Result<()> {
+    let dir = cli.dir.join("calls");
+    let caller = gen::compile(&dir_ok(&dir)?, "caller", CALLER, "-O2")?;
+    let callee = gen::compile(&dir, "callee", CALLEE, "-O2")?;
+    let app = dir.join("calls.hcr");
+    hcr_linker::link(
+        &hcr_linker::LinkConfig::default(),
+        &[caller.clone(), callee.clone()],
+        &app,
+    )?;
+    // The baseline: the same objects in one shared object, calls bound
+    // directly (-Bsymbolic turns the PLT call into a direct one).
+    let so = dir.join("libcalls.so");
+    tool(
+        "cc",
+        &["-shared", "-Wl,-Bsymbolic", "-o", &so.display().to_string()],
+        &[caller, callee],
+    )?;
+    let c = CString::new(so.display().to_string())?;
+    // SAFETY: loading our own generated library; `call_loop` has this
+    // signature.
+    let direct: extern "C" fn(i64) -> i64 = unsafe {
+        let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if h.is_null() {
+            bail!("dlopen failed");
+        }
+        let p = libc::dlsym(h, c"call_loop".as_ptr());
+        if p.is_null() {
+            bail!("no call_loop");
+        }
+        std::mem::transmute::<*mut libc::c_void, extern "C" fn(i64) -> i64>(p)
+    };
+    let rt = hcr_runtime::Runtime::open(&app)?;
+    // SAFETY: matches the C signature.
+    let via: extern "C" fn(i64) -> i64 =
+        unsafe { rt.get_proc("caller", "call_loop") }.context("call_loop")?;
+    let d = time_runs(cli.runs, || {
+        std::hint::black_box(direct(std::hint::black_box(iterations)));
+        Ok(())
+    })?;
+    let h = time_runs(cli.runs, || {
+        std::hint::black_box(via(std::hint::black_box(iterations)));
+        Ok(())
+    })?;
+    // After 100 reloads the path is the same (one slot, no chains).
+    let callee_v2 =
+        "__attribute__((noinline)) int callee(int x) { return x + 1 + 0 * __LINE__; }\n";
+    let mut after = Duration::ZERO;
+    for i in 0..100 {
+        let src = if i % 2 == 0 { callee_v2 } else { CALLEE };
+        let o = gen::compile(&dir, "callee", src, "-O2")?;
+        hcr_linker::link(
+            &hcr_linker::LinkConfig::default(),
+            &[dir.join("caller.o"), o],
+            &app,
+        )?;
+        rt.reload()?;
+    }
+    after += time_runs(cli.runs, || {
+        std::hint::black_box(via(std::hint::black_box(iterations)));
+        Ok(())
+    })?;
+    let per = |t: Duration| t.as_secs_f64() * 1e9 / iterations as f64;
+    println!("## cross-module call, tiny noinline callee, {iterations} calls");
+    println!("| what | ns per call | ratio to direct |");
+    println!("|---|---|---|");
+    println!(
+        "| direct call (shared object, -Bsymbolic) | {:.2} | 1.00× |",
+        per(d)
+    );
+    println!(
+        "| through the permanent address (trampoline) | {:.2} | {} |",
+        per(h),
+        ratio(h, d)
+    );
+    println!(
+        "| same, after 100 reloads | {:.2} | {} |",
+        per(after),
+        ratio(after, d)
+    );
+    std::mem::forget(rt);
+    Ok(())
+}
+
+fn dir_ok(d: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(d)?;
+    Ok(d.to_path_buf())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.what {
+        What::Link { modules, functions } => bench_link(&cli, modules, functions),
+        What::Load { modules, functions } => bench_load(&cli, modules, functions),
+        What::Reload {
+            modules,
+            functions,
+            globals,
+        } => bench_reload(&cli, modules, functions, globals),
+        What::Calls { iterations } => bench_calls(&cli, iterations),
+        What::Changed => bench_changed(&cli),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hcr-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,8 +1,68 @@
-//! `hcr run IMAGE [-- ARGS...]`: load an image and call the root's `main`.
+//! `hcr run IMAGE [--auto-reload] [-- ARGS...]`: load an image and call the
+//! root's `main`.
+//!
+//! # Two ways to reload, and which to use when
+//!
+//! **The program reloads itself** (the default). The program calls
+//! `hcr_perform_code_reload()` at a point of its choosing, typically at the
+//! top of its main loop when `hcr_has_any_module_changed()` (one `stat`) says
+//! the image on disk changed. That point is a *safe point*: no other code of
+//! the program is half-way through anything, before- and after-handlers run
+//! on the program's own thread, and a reload can never land between two
+//! calls that must see the same version. Use it for every program you can
+//! add two lines to, and always for programs with reload handlers, with
+//! threads, or whose data layout you change while they run.
+//!
+//! **`--auto-reload`**: for programs that never call `hcr_perform_code_reload()`
+//! (plain C that knows nothing of hcr). A background thread polls
+//! `hcr_has_any_module_changed()` every [`AUTO_RELOAD_POLL`] and, when it is
+//! true, performs the reload itself, while the program runs. This is safe in
+//! the sense the runtime guarantees for any reload: calls already running
+//! finish in the old code, every call that starts afterwards (through a
+//! permanent function address) runs the new code, globals keep their values,
+//! and old images stay mapped — in this mode *every* old image stays mapped
+//! until the program exits (one image's memory per reload), because the
+//! program's `main`, which never returns, keeps running in the first one.
+//! What it does not give:
+//! - the instant is arbitrary: one iteration of the program's loop may call
+//!   the old `f` and then the new `g`; a change that both must agree on (a
+//!   struct layout, a protocol between two functions) can be seen half-done
+//!   for that one iteration;
+//! - handlers and `HCR_ON_RELOAD` blocks run on the reload thread,
+//!   concurrently with the program: they must not touch state the program
+//!   is using without synchronisation;
+//! - a loop that never returns keeps running its own code: only the
+//!   functions it *calls* are replaced (put the body of a long-running loop
+//!   in a function, ideally in another module; a `static` function of the
+//!   same module may have been inlined into the loop).
+//!
+//! A program that reloads itself must not be run with `--auto-reload`: the
+//! two would race, and one of them would get "a reload is already in
+//! progress". `hcr watch` therefore decides from the image (see
+//! `watch::AutoReload`): auto-reload is on only when no module of the program
+//! references `hcr_perform_code_reload`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
+
+/// How often `--auto-reload` looks at the image (one `stat` each time).
+pub const AUTO_RELOAD_POLL: Duration = Duration::from_millis(10);
+
+/// How often `--exit-with-parent` checks that the parent is alive.
+const PARENT_POLL: Duration = Duration::from_millis(100);
+
+/// Options of `hcr run`.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Reload from a background thread whenever the image changes.
+    pub auto_reload: bool,
+    /// Exit when the parent process is gone (used by `hcr watch`, so that
+    /// the program never outlives the watcher).
+    pub exit_with_parent: bool,
+}
 
 /// Loads `image`, runs top-level code, calls `main(argc, argv)` with
 /// `argv[0]` = the image path, and returns `main`'s result.
@@ -10,13 +70,81 @@ use anyhow::Context as _;
 /// # Errors
 /// The image cannot be loaded.
 pub fn run(image: &Path, args: &[String]) -> anyhow::Result<i32> {
+    run_with(image, args, &RunOptions::default())
+}
+
+/// [`run`] with options.
+///
+/// # Errors
+/// The image cannot be loaded.
+pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Result<i32> {
+    if opts.exit_with_parent {
+        watch_parent();
+    }
     let rt = hcr_runtime::Runtime::open(image)
         .with_context(|| format!("cannot load {}", image.display()))?;
     let mut argv = vec![image.display().to_string()];
     argv.extend(args.iter().cloned());
-    let code = rt.run_main(&argv);
+    let code = if opts.auto_reload {
+        // See the module documentation: the program's `main` keeps running in
+        // the first image, and the reload thread cannot see its stack.
+        rt.keep_retired_images(true);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| auto_reload_loop(&rt, image, &stop));
+            let code = rt.run_main(&argv);
+            stop.store(true, Ordering::Relaxed);
+            code
+        })
+    } else {
+        rt.run_main(&argv)
+    };
     // The program's own state (stdio buffers, atexit handlers) is flushed by
     // the process exit; the images stay mapped until then.
     std::mem::forget(rt);
     Ok(code)
+}
+
+/// The identity of the image file, to try a failed image only once.
+fn file_id(path: &Path) -> Option<(u64, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.modified().ok()?))
+}
+
+/// Polls the image and reloads it when it changed, until `stop`.
+fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) {
+    let mut failed_on = None;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(AUTO_RELOAD_POLL);
+        if !rt.has_any_module_changed() {
+            continue;
+        }
+        let id = file_id(image);
+        if id.is_some() && id == failed_on {
+            continue; // said once; wait for the next image
+        }
+        match rt.reload() {
+            Ok(_) => failed_on = None,
+            Err(e) => {
+                eprintln!(
+                    "hcr: auto-reload of {} failed, the old code keeps running: {e}",
+                    image.display()
+                );
+                failed_on = id;
+            }
+        }
+    }
+}
+
+/// Exits the process (code 129, as for a hang-up) once its parent is gone.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(PARENT_POLL);
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("hcr: the watching process is gone; stopping the program");
+            std::process::exit(129);
+        }
+    });
 }

@@ -27,7 +27,44 @@ enum Command {
     Run {
         /// The image.
         image: PathBuf,
+        /// Reload from a background thread whenever the image changes, for
+        /// programs that never call hcr_perform_code_reload() themselves.
+        #[arg(long)]
+        auto_reload: bool,
+        /// Exit when the parent process exits (used by `hcr watch`).
+        #[arg(long, hide = true)]
+        exit_with_parent: bool,
         /// Arguments for `main` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build a folder of C modules, run it, and on every save rebuild,
+    /// relink and reload it while it runs.
+    ///
+    /// The modules are DIR's *.c files; the root is main.c unless DIR/hcr.toml
+    /// says `root = "NAME"`. Objects and the image go into DIR/.hcr/.
+    Watch {
+        /// Folder of C modules.
+        dir: PathBuf,
+        /// Build with this shell command (run in DIR) instead of compiling the
+        /// modules: e.g. "make", "cmake --build build". Needs --image.
+        #[arg(long, value_name = "CMD")]
+        build: Option<String>,
+        /// With --build: the image the command writes, relative to DIR.
+        #[arg(long, value_name = "PATH")]
+        image: Option<PathBuf>,
+        /// Always run the program with `hcr run --auto-reload` (default:
+        /// exactly when no module calls hcr_perform_code_reload).
+        #[arg(long, conflicts_with = "no_auto_reload")]
+        auto_reload: bool,
+        /// Never auto-reload: the program reloads itself.
+        #[arg(long)]
+        no_auto_reload: bool,
+        /// When the program ends, start it again (fresh) after the next
+        /// successful build, instead of exiting with its exit code.
+        #[arg(long)]
+        restart: bool,
+        /// Arguments for the program's `main` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -41,13 +78,55 @@ fn main() -> ExitCode {
         Command::Inspect { image, json } => {
             hcr_tools::inspect::run(&image, json, &mut std::io::stdout().lock())
         }
-        Command::Run { image, args } => match hcr_tools::run::run(&image, &args) {
-            Ok(code) => {
-                // Leave through libc's exit so the program's stdio is flushed.
-                std::process::exit(code);
+        Command::Run {
+            image,
+            auto_reload,
+            exit_with_parent,
+            args,
+        } => {
+            let opts = hcr_tools::run::RunOptions {
+                auto_reload,
+                exit_with_parent,
+            };
+            match hcr_tools::run::run_with(&image, &args, &opts) {
+                Ok(code) => {
+                    // Leave through libc's exit so the program's stdio is flushed.
+                    std::process::exit(code);
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
+        Command::Watch {
+            dir,
+            build,
+            image,
+            auto_reload,
+            no_auto_reload,
+            restart,
+            args,
+        } => {
+            let run = || -> anyhow::Result<i32> {
+                use hcr_tools::watch::{AutoReload, WatchConfig};
+                let mut cfg = WatchConfig::new(dir)?;
+                cfg.build = build;
+                cfg.image = image;
+                cfg.restart = restart;
+                cfg.args = args;
+                cfg.auto_reload = match (auto_reload, no_auto_reload) {
+                    (true, _) => Some(AutoReload::On),
+                    (_, true) => Some(AutoReload::Off),
+                    _ => None,
+                };
+                // Whole lines, each in one write: the program shares the
+                // terminal, and a message cut in two would mix with its lines.
+                let mut log = std::io::LineWriter::new(std::io::stderr());
+                hcr_tools::watch::watch(&cfg, &mut log)
+            };
+            match run() {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
         Command::Flags => {
             println!("{}", hcr_tools::FLAGS);
             Ok(())

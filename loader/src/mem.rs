@@ -181,6 +181,17 @@ impl Window {
             self.pages.free(addr, len);
             return Err(e);
         }
+        // Fault the pages in with one call rather than one fault per page
+        // (the chunk is about to be filled). Best effort: older kernels
+        // refuse the advice and the pages fault in on first touch.
+        // SAFETY: the range is our committed, read-write chunk.
+        unsafe {
+            libc::madvise(
+                addr as *mut libc::c_void,
+                len,
+                23, /* MADV_POPULATE_WRITE */
+            );
+        }
         Ok(chunk)
     }
 

@@ -407,7 +407,7 @@ impl State {
         }
         match self.prepare_rest(&view, &mut tables, &mut obj_gid) {
             Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
-                manifest: view.manifest.clone(),
+                manifest: view.manifest,
                 area,
                 stat,
                 diff,

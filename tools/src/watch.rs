@@ -883,6 +883,22 @@ fn start_watcher(dir: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::Rec
     Ok(w)
 }
 
+/// Waits until no event came for [`DEBOUNCE`] (editors save in steps), or
+/// [`DEBOUNCE_MAX`] at most.
+fn debounce(rx: &mpsc::Receiver<()>) {
+    let burst = Instant::now();
+    while burst.elapsed() < DEBOUNCE_MAX {
+        match rx.recv_timeout(DEBOUNCE) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(DEBOUNCE);
+                break;
+            }
+        }
+    }
+}
+
 /// Runs `hcr watch`; returns the program's exit code.
 ///
 /// # Errors
@@ -1015,23 +1031,23 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
         if pending {
             continue;
         }
-        match rx.recv_timeout(TICK) {
-            Ok(()) => {
-                // Debounce: wait until the burst is over.
-                let burst = Instant::now();
-                while burst.elapsed() < DEBOUNCE_MAX {
-                    match rx.recv_timeout(DEBOUNCE) {
-                        Ok(()) => {}
-                        Err(_) => break,
-                    }
-                }
-                pending = true;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => pending = last_scan.elapsed() >= RESCAN,
+        let event = match rx.recv_timeout(TICK) {
+            Ok(()) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(TICK);
-                pending = last_scan.elapsed() >= RESCAN;
+                false
             }
+        };
+        // The periodic re-check catches what the watcher missed; a change it
+        // finds may be a save in progress, so it is debounced too.
+        let missed = !event && last_scan.elapsed() >= RESCAN && {
+            last_scan = Instant::now();
+            scan(&dir, track) != snap
+        };
+        if event || missed {
+            debounce(&rx);
+            pending = true;
         }
     }
 }

@@ -359,6 +359,22 @@ fn watch_exits_with_the_programs_exit_code() {
 }
 
 #[test]
+fn restart_starts_the_program_again_after_the_next_build() {
+    let (_tmp, dir) = demo_copy();
+    let mut s = watch(&dir, &["--restart"], &["--ticks", "3", "--delay", "1"]);
+    s.wait_for("the end of the first run", |t| {
+        t.contains("it starts again after the next successful build")
+    });
+    edit(&dir.join("creature.c"), "return '@';", "return 'r';");
+    let t = s.wait_for("the second run, with the new code", |t| {
+        t.matches("demo: stopped after 3 ticks").count() == 2
+    });
+    assert!(creature_line('r')(&t), "{t}");
+    // Fresh state: the second run starts again from tick 1.
+    assert_eq!(ticks(&t).iter().filter(|x| x.0 == 1).count(), 2, "{t}");
+}
+
+#[test]
 fn watch_reports_unusable_arguments() {
     let (_tmp, dir) = demo_copy();
     for (extra, want) in [

@@ -114,6 +114,13 @@ enum Tgt {
     Discarded,
 }
 
+/// The symbol C++ code passes to `__cxa_atexit` to name its shared object;
+/// hidden, so compilers reach it PC-relative even under -fPIC. The runtime
+/// defines it inside the window (one permanent address for every image, so
+/// destructors registered by any load run at shutdown), which keeps it in
+/// reach.
+const DSO_HANDLE: &str = "__dso_handle";
+
 /// The `S` of one relocation after classification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum S {
@@ -850,7 +857,7 @@ fn classify(
                 S::Got(GotKey::Host(h))
             } else if r.r_type == R_PLT32 {
                 S::Plt(h)
-            } else if pc_rel {
+            } else if pc_rel && sym.name != DSO_HANDLE {
                 return Err((
                     format!("PC-relative reference to host symbol '{}' that the image cannot reach ({})", sym.name, x86::name(r.r_type)),
                     "compile with -fPIC so the host's data is reached through the GOT".into(),

@@ -350,3 +350,12 @@ pub fn host_symbol(name: &std::ffi::CStr) -> Option<u64> {
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     (!p.is_null()).then_some(p as u64)
 }
+
+/// Makes a shared library's symbols available to [`host_symbol`]
+/// (`dlopen` with `RTLD_GLOBAL`); true when it is loaded.
+pub fn load_host_library(name: &std::ffi::CStr) -> bool {
+    // SAFETY: dlopen of a system library by name; its constructors are those
+    // of a library any C++ program loads.
+    let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    !h.is_null()
+}

@@ -186,6 +186,8 @@ pub struct State {
     /// Module whose top-level code or on-reload block is running.
     pub running_module: Option<String>,
     disk: DiskCache,
+    /// The address every image's `__dso_handle` resolves to.
+    dso_handle: u64,
 }
 
 /// An image replaced by a reload, kept while code may still run in it.
@@ -269,10 +271,14 @@ pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
 
 impl State {
     pub fn new(path: &Path, opts: &Options) -> Result<State, Error> {
+        let mut window = Window::reserve(opts.window_size)?;
+        let mut heap = Heap::default();
+        let dso_handle = heap.alloc(&mut window, 8, 8)?;
         Ok(State {
             path: path.to_path_buf(),
-            window: Window::reserve(opts.window_size)?,
-            heap: Heap::default(),
+            window,
+            heap,
+            dso_handle,
             functions: Vec::new(),
             fn_index: Index::default(),
             owner_of_trampoline: HashMap::default(),
@@ -446,13 +452,34 @@ impl State {
     > {
         let m = &view.manifest;
         let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
-        // Host symbols.
-        for (hi, h) in m.hosts.iter().enumerate() {
-            let addr = crate::ffi::runtime_symbol(&h.name).or_else(|| {
-                CString::new(h.name.as_str())
+        // Host symbols: the runtime's C API, then the process; C++ images
+        // get libstdc++ loaded when the host does not have it (a Rust or C
+        // host does not link it).
+        let dso = self.dso_handle;
+        let lookup = |name: &str| {
+            if name == "__dso_handle" {
+                return Some(dso);
+            }
+            crate::ffi::runtime_symbol(name).or_else(|| {
+                CString::new(name)
                     .ok()
                     .and_then(|c| hcr_loader::host_symbol(&c))
-            });
+            })
+        };
+        let mut cxx_loaded = false;
+        for (hi, h) in m.hosts.iter().enumerate() {
+            let mut addr = lookup(&h.name);
+            if addr.is_none()
+                && !cxx_loaded
+                && (h.name.starts_with("_Z")
+                    || h.name.starts_with("__cxa")
+                    || h.name.starts_with("__gxx"))
+            {
+                cxx_loaded = true;
+                if hcr_loader::load_host_library(c"libstdc++.so.6") {
+                    addr = lookup(&h.name);
+                }
+            }
             match addr {
                 Some(a) => tables.hosts[hi] = a,
                 None if h.weak => {}
@@ -954,6 +981,15 @@ impl State {
     /// Frees every global and unmaps every image (the window goes with the
     /// state).
     pub fn shutdown(&mut self) {
+        // C++ destructors registered with __cxa_atexit by image code run
+        // now, while the images are still mapped.
+        if let Some(f) = hcr_loader::host_symbol(c"__cxa_finalize") {
+            // SAFETY: `void __cxa_finalize(void *)` of libc; the handle is the
+            // `__dso_handle` every image was given.
+            let f: extern "C" fn(*mut std::ffi::c_void) =
+                unsafe { std::mem::transmute(f as usize) };
+            f(self.dso_handle as *mut std::ffi::c_void);
+        }
         self.globals.clear();
         self.global_index.clear();
         // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)

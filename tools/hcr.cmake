@@ -27,12 +27,35 @@
 # Including this file sets CMAKE_C_OUTPUT_EXTENSION_REPLACE in the including
 # folder, so that objects are named main.o, not main.c.o (hcr-link names a
 # module after its object's file stem).
+#
+# Modules compile through a small launcher (<binary dir>/hcr-compile.sh, the
+# C_COMPILER_LAUNCHER of <target>_modules): when a source is saved while its
+# object is compiling, the object is given the source's earlier modification
+# time, so the next build compiles it again instead of calling it up to date
+# (`hcr watch --build` rebuilds after every change, and must not miss one).
 
 set(HCR_INCLUDE_DIR "${CMAKE_CURRENT_LIST_DIR}/../runtime/include"
     CACHE PATH "Folder of hcr.h")
 find_program(HCR_LINK hcr-link DOC "The hcr-link executable")
 set(CMAKE_C_OUTPUT_EXTENSION_REPLACE 1)
 set(CMAKE_CXX_OUTPUT_EXTENSION_REPLACE 1)
+
+set(HCR_COMPILE_LAUNCHER "${CMAKE_CURRENT_BINARY_DIR}/hcr-compile.sh")
+file(WRITE "${HCR_COMPILE_LAUNCHER}" [=[
+# hcr-compile.sh COMPILER ARGS... (written by hcr.cmake): runs the compile;
+# if the source changed while it ran, backdates the object to the source's
+# time at the start, so that the next build compiles it again.
+obj=; src=; prev=
+for a in "$@"; do
+  case $prev in -o) obj=$a ;; -c) src=$a ;; esac
+  prev=$a
+done
+if [ -z "$obj" ] || [ -z "$src" ] || [ ! -f "$src" ]; then exec "$@"; fi
+touch -r "$src" "$obj.started" 2>/dev/null || exec "$@"
+"$@" || { status=$?; rm -f "$obj.started"; exit $status; }
+if [ -n "$(find "$src" -newer "$obj.started")" ]; then touch -r "$obj.started" "$obj"; fi
+rm -f "$obj.started"
+]=])
 
 function(hcr_add_image target)
   cmake_parse_arguments(PARSE_ARGV 1 HCR "" "ROOT;OUTPUT" "SOURCES")
@@ -59,6 +82,8 @@ function(hcr_add_image target)
   set_target_properties(${target}_modules PROPERTIES POSITION_INDEPENDENT_CODE ON)
   target_compile_options(${target}_modules PRIVATE -fPIC -ffunction-sections -fdata-sections)
   target_include_directories(${target}_modules PRIVATE "${HCR_INCLUDE_DIR}")
+  set_target_properties(${target}_modules PROPERTIES
+    C_COMPILER_LAUNCHER "sh;${HCR_COMPILE_LAUNCHER}")
 
   # hcr-link writes the image atomically: a running program never sees half
   # of it.

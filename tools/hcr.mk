@@ -24,10 +24,10 @@
 #     CC, CPPFLAGS, CFLAGS as usual; HCR_CFLAGS holds the flags reloading
 #     needs and is always added.
 #
-# Header dependencies are tracked (-MMD). Each object gets the modification
-# time its newest input had when its compile *started*, so a source saved
-# while its compile runs is always compiled again by the next `make` (plain
-# timestamps would call that object up to date and the edit would be missed).
+# Header dependencies are tracked (-MMD). A source saved while its object
+# was compiling is compiled again by the next `make`: such an object is given
+# the modification time its newest input had when the compile started (plain
+# timestamps would call it up to date and the edit would be missed).
 
 HCR_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 HCR_INCLUDE ?= $(HCR_MK_DIR)/../runtime/include
@@ -49,7 +49,8 @@ $(HCR_IMAGE): $(HCR_OBJS)
 $(HCR_OBJDIR)/%.o: %.c | $(HCR_OBJDIR)
 	@touch -r "$$(ls -t $^ | head -n 1)" $@.started
 	$(CC) -c $(HCR_CFLAGS) $(CPPFLAGS) $(CFLAGS) -I$(HCR_INCLUDE) -MMD -MP $< -o $@
-	@touch -r $@.started $@ && rm -f $@.started
+	@if [ -n "$$(find $^ -newer $@.started)" ]; then touch -r $@.started $@; fi; \
+	    rm -f $@.started
 
 $(HCR_OBJDIR):
 	mkdir -p $@

@@ -13,7 +13,8 @@
 //! stdin, stdout and stderr are the terminal's. hcr watch's own messages go
 //! to stderr, prefixed `hcr watch:`.
 //!
-//! It then watches DIR (file-system events, debounced by [`DEBOUNCE`], and a
+//! It then watches DIR (file-system events, debounced: [`DEBOUNCE`] of
+//! quiet, or [`SAVED_QUIET`] once a file was closed after writing, and a
 //! full re-check every [`RESCAN`] in case an event was lost). Changes are
 //! judged by content (a hash of every source), never by timestamps alone, so
 //! no edit is missed however quickly it follows another, and a save that
@@ -78,6 +79,9 @@ pub const HCR_H: &str = include_str!("../../runtime/include/hcr.h");
 pub const DEFAULT_CFLAGS: &[&str] = &["-O1", "-Wall"];
 /// Quiet time after a file event before building (editors write in steps).
 pub const DEBOUNCE: Duration = Duration::from_millis(25);
+/// Quiet time after a file was closed after writing: the save is complete,
+/// only a save of several files at once is waited for.
+pub const SAVED_QUIET: Duration = Duration::from_millis(3);
 /// Longest wait for quiet after the first event of a burst.
 const DEBOUNCE_MAX: Duration = Duration::from_millis(250);
 /// Period of the full re-check that catches events the watcher lost.
@@ -650,6 +654,7 @@ impl ModuleBuild {
         );
         let cfg = hcr_linker::LinkConfig {
             root: Some(root.clone()),
+            ..Default::default()
         };
         let started = Instant::now();
         match hcr_linker::link(&cfg, &objects, &self.image) {
@@ -856,40 +861,60 @@ impl Drop for ChildGuard {
 // ---------------------------------------------------------------------------
 // The loop
 
-/// Starts a file-system watcher on `dir` that sends `()` for every event
-/// that may concern a source (not reads, not the output folder).
-fn start_watcher(dir: &Path, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+/// A file-system event that may concern a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FsEvent {
+    /// A file was closed after writing: a save is complete.
+    Saved,
+    /// Anything else (created, truncated, written, renamed, removed...).
+    Other,
+}
+
+/// Starts a file-system watcher on `dir` that reports every event that may
+/// concern a source (not reads, not the output folder).
+fn start_watcher(
+    dir: &Path,
+    tx: mpsc::Sender<FsEvent>,
+) -> notify::Result<notify::RecommendedWatcher> {
     use notify::event::{AccessKind, AccessMode, EventKind};
     use notify::Watcher as _;
     let out = dir.join(OUT_DIR);
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let relevant = match res {
+        let event = match res {
             Ok(ev) => {
-                let kind_ok = match ev.kind {
-                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-                    EventKind::Access(_) => false,
-                    _ => true,
+                let kind = match ev.kind {
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(FsEvent::Saved),
+                    EventKind::Access(_) => None,
+                    _ => Some(FsEvent::Other),
                 };
-                kind_ok && (ev.paths.is_empty() || ev.paths.iter().any(|p| !p.starts_with(&out)))
+                let ours = !ev.paths.is_empty() && ev.paths.iter().all(|p| p.starts_with(&out));
+                kind.filter(|_| !ours)
             }
             // An overflow or error: re-check everything.
-            Err(_) => true,
+            Err(_) => Some(FsEvent::Other),
         };
-        if relevant {
-            let _ = tx.send(());
+        if let Some(e) = event {
+            let _ = tx.send(e);
         }
     })?;
     w.watch(dir, notify::RecursiveMode::Recursive)?;
     Ok(w)
 }
 
-/// Waits until no event came for [`DEBOUNCE`] (editors save in steps), or
+/// Waits until the burst of events that `last` started is over: no event
+/// for [`DEBOUNCE`] (editors save in steps), or only [`SAVED_QUIET`] after
+/// a file was closed after writing (the save is complete), and
 /// [`DEBOUNCE_MAX`] at most.
-fn debounce(rx: &mpsc::Receiver<()>) {
+fn debounce(rx: &mpsc::Receiver<FsEvent>, mut last: FsEvent) {
     let burst = Instant::now();
     while burst.elapsed() < DEBOUNCE_MAX {
-        match rx.recv_timeout(DEBOUNCE) {
-            Ok(()) => {}
+        let quiet = if last == FsEvent::Saved {
+            SAVED_QUIET
+        } else {
+            DEBOUNCE
+        };
+        match rx.recv_timeout(quiet) {
+            Ok(e) => last = e,
             Err(mpsc::RecvTimeoutError::Timeout) => break,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(DEBOUNCE);
@@ -1032,21 +1057,21 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
             continue;
         }
         let event = match rx.recv_timeout(TICK) {
-            Ok(()) => true,
-            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Ok(e) => Some(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(TICK);
-                false
+                None
             }
         };
         // The periodic re-check catches what the watcher missed; a change it
         // finds may be a save in progress, so it is debounced too.
-        let missed = !event && last_scan.elapsed() >= RESCAN && {
+        let missed = event.is_none() && last_scan.elapsed() >= RESCAN && {
             last_scan = Instant::now();
             scan(&dir, track) != snap
         };
-        if event || missed {
-            debounce(&rx);
+        if event.is_some() || missed {
+            debounce(&rx, event.unwrap_or(FsEvent::Other));
             pending = true;
         }
     }

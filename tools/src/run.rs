@@ -42,6 +42,7 @@
 //! `watch::AutoReload`): auto-reload is on only when no module of the program
 //! references `hcr_perform_code_reload`.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -127,7 +128,9 @@ fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) 
         match rt.reload() {
             Ok(_) => failed_on = None,
             Err(e) => {
-                eprintln!(
+                // Never `eprintln!`: it panics when stderr is gone.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "hcr: auto-reload of {} failed, the old code keeps running: {e}",
                     image.display()
                 );
@@ -143,7 +146,12 @@ fn watch_parent() {
     std::thread::spawn(move || loop {
         std::thread::sleep(PARENT_POLL);
         if std::os::unix::process::parent_id() != parent {
-            eprintln!("hcr: the watching process is gone; stopping the program");
+            // Not `eprintln!`, which panics when stderr is gone (as it
+            // usually is when the parent died).
+            let _ = writeln!(
+                std::io::stderr(),
+                "hcr: the watching process is gone; stopping the program"
+            );
             std::process::exit(129);
         }
     });

@@ -375,6 +375,28 @@ fn restart_starts_the_program_again_after_the_next_build() {
 }
 
 #[test]
+fn the_program_ends_when_hcr_watch_is_killed() {
+    let (_tmp, dir) = demo_copy();
+    let mut cmd = Command::new(support::hcr_bin());
+    cmd.arg("watch").arg(&dir).arg("--").args(DEMO_ARGS);
+    let mut s = Session::piped(cmd);
+    s.wait_for("ticks", |t| ticks(t).len() >= 3);
+    // SIGKILL: hcr watch cannot stop the program itself. The program shares
+    // its stdout and stderr pipes, so they close only once it is gone too.
+    s.child.kill().expect("kill");
+    let _ = s.child.wait();
+    let start = Instant::now();
+    while !s.readers.iter().all(|r| r.is_finished()) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the program outlived hcr watch:\n{}",
+            s.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn watch_reports_unusable_arguments() {
     let (_tmp, dir) = demo_copy();
     for (extra, want) in [

@@ -636,10 +636,10 @@ impl ModuleBuild {
             return none;
         }
         if self.linked.as_ref() == Some(&key) && self.image.exists() {
-            if had_failures {
+            if had_failures || self.link_failed.take().is_some() {
                 let _ = writeln!(
                     log,
-                    "hcr watch: every module compiles again, as the running code: nothing to reload"
+                    "hcr watch: the sources match the running code again: nothing to reload"
                 );
             }
             return none;

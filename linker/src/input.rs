@@ -1,4 +1,5 @@
-//! Reading input files: the only place the linker maps memory.
+//! Reading input files and writing the output: the only place the linker
+//! maps memory.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -66,4 +67,58 @@ pub fn map_input(path: &Path) -> std::io::Result<MappedInput> {
         bytes,
         mtime_ns,
     })
+}
+
+/// Where the image bytes are written.
+pub trait Sink {
+    /// A zero-filled buffer of `len` bytes for the image.
+    fn buffer(&mut self, len: u64) -> std::io::Result<&mut [u8]>;
+}
+
+/// Collects the image in memory.
+#[derive(Default)]
+pub struct VecSink(pub Vec<u8>);
+
+impl Sink for VecSink {
+    fn buffer(&mut self, len: u64) -> std::io::Result<&mut [u8]> {
+        let len = usize::try_from(len).map_err(|_| std::io::Error::other("image too large"))?;
+        self.0 = vec![0; len];
+        Ok(&mut self.0)
+    }
+}
+
+/// Writes the image straight into a new file through a shared mapping (no
+/// intermediate buffer, no copy through `write`).
+pub struct FileSink {
+    file: File,
+    map: Option<memmap2::MmapMut>,
+}
+
+impl FileSink {
+    /// A sink writing into `file`, which must be a new, empty file of ours.
+    pub fn new(file: File) -> Self {
+        FileSink { file, map: None }
+    }
+
+    /// Finishes the file (unmaps it).
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if let Some(m) = self.map.take() {
+            drop(m);
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn buffer(&mut self, len: u64) -> std::io::Result<&mut [u8]> {
+        self.file.set_len(len)?;
+        if len == 0 {
+            return Err(std::io::Error::other("empty image"));
+        }
+        // SAFETY: the file is a temporary file this process just created and
+        // alone writes; nobody else maps or truncates it before it is
+        // renamed into place after the mapping is dropped.
+        let map = unsafe { memmap2::MmapMut::map_mut(&self.file)? };
+        Ok(&mut self.map.insert(map)[..])
+    }
 }

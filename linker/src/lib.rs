@@ -35,13 +35,17 @@ pub use hcr_image::PlanStats;
 pub struct LinkConfig {
     /// Root module name; default: the first input object.
     pub root: Option<String>,
+    /// Print the time of each pass to stderr.
+    pub timings: bool,
 }
 
 /// What a link produced.
 #[derive(Clone, Debug)]
 pub struct LinkOutput {
-    /// The image file's bytes.
+    /// The image file's bytes ([`link_bytes`] only; empty after [`link`]).
     pub bytes: Vec<u8>,
+    /// Size of the image in bytes.
+    pub size: u64,
     /// Number of modules.
     pub modules: usize,
     /// Load-plan statistics.
@@ -53,6 +57,17 @@ pub struct LinkOutput {
 /// # Errors
 /// Every problem of the inputs, reported together in [`LinkError::Inputs`].
 pub fn link_bytes(config: &LinkConfig, inputs: &[PathBuf]) -> Result<LinkOutput, LinkError> {
+    let mut sink = input::VecSink::default();
+    let mut out = link_into(config, inputs, &mut sink)?;
+    out.bytes = sink.0;
+    Ok(out)
+}
+
+fn link_into(
+    config: &LinkConfig,
+    inputs: &[PathBuf],
+    sink: &mut dyn input::Sink,
+) -> Result<LinkOutput, LinkError> {
     if inputs.is_empty() {
         return Err(LinkError::NoInputs);
     }
@@ -73,13 +88,15 @@ pub fn link_bytes(config: &LinkConfig, inputs: &[PathBuf]) -> Result<LinkOutput,
     if !diags.list.is_empty() {
         return Err(LinkError::Inputs(diags.list));
     }
-    link::link(config, &mapped)
+    link::link(config, &mapped, sink)
 }
 
 /// Links `inputs` and writes the image to `output` atomically: the bytes go
-/// to a temporary file in the same directory, which is synced and renamed
-/// over `output`. A reader never sees a half-written image at the path, and
-/// on any error the previous file at `output` is left untouched.
+/// to a temporary file in the same directory, which is renamed over
+/// `output`. A reader never sees a half-written image at the path, and on
+/// any error the previous file at `output` is left untouched. (The file is
+/// not fsynced: after a power loss the image may be torn, which the loader's
+/// checksum refuses; a relink repairs it.)
 ///
 /// # Errors
 /// Input problems, or the write failing (nothing is written then).
@@ -88,16 +105,38 @@ pub fn link(
     inputs: &[PathBuf],
     output: &Path,
 ) -> Result<LinkOutput, LinkError> {
-    let out = link_bytes(config, inputs)?;
-    write_atomically(output, &out.bytes).map_err(|source| LinkError::Write {
+    let write_err = |source| LinkError::Write {
         path: output.display().to_string(),
         source,
-    })?;
-    Ok(out)
+    };
+    let tmp = temp_path(output).map_err(write_err)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(write_err)?;
+    let mut sink = input::FileSink::new(file);
+    let result = link_into(config, inputs, &mut sink).and_then(|out| {
+        let t = std::time::Instant::now();
+        sink.finish().map_err(write_err)?;
+        std::fs::rename(&tmp, output).map_err(write_err)?;
+        if config.timings {
+            eprintln!(
+                "hcr-link: {:<28} {:>8.2} ms",
+                "finish file",
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Ok(out)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -105,11 +144,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("output path has no file name"))?;
-    let tmp = dir.join(format!(
+    Ok(dir.join(format!(
         ".{}.tmp.{}",
         name.to_string_lossy(),
         std::process::id()
-    ));
+    )))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_path(path)?;
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -117,7 +161,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)
     })();

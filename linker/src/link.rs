@@ -1,7 +1,7 @@
 //! The link passes, in order. Each pass is a flat step with its reason; the
 //! per-module work inside a pass runs in parallel (rayon).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use hcr_image::{
@@ -40,7 +40,8 @@ pub(crate) struct Mod<'d> {
     pub hash: u64,
     fn_base: u32,
     funcs: Vec<FnDef>,
-    fn_at: HashMap<(u32, u64), u32>,
+    /// Functions of each section: `(offset, function id)`, usually one.
+    sec_funcs: Vec<Vec<(u64, u32)>>,
     obj_base: u32,
     objs: Vec<ObjDef>,
     /// Global object id of each data section.
@@ -172,18 +173,48 @@ const STRONG: u8 = 2;
 const COMMON: u8 = 1;
 const WEAK: u8 = 0;
 
-pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOutput, LinkError> {
+/// Logs how long each pass took when `--timings` is on.
+struct Timer {
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl Timer {
+    fn lap(&mut self, pass: &str) {
+        if self.on {
+            let now = std::time::Instant::now();
+            eprintln!(
+                "hcr-link: {pass:<28} {:>8.2} ms",
+                (now - self.last).as_secs_f64() * 1e3
+            );
+            self.last = now;
+        }
+    }
+}
+
+pub(crate) fn link(
+    config: &LinkConfig,
+    inputs: &[MappedInput],
+    sink: &mut dyn crate::input::Sink,
+) -> Result<LinkOutput, LinkError> {
+    let mut timer = Timer {
+        on: config.timings,
+        last: std::time::Instant::now(),
+    };
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.
     let (mut mods, mut diags) = load_modules(inputs)?;
 
+    timer.lap("parse");
     // 2. COMDAT: the first module with a group keeps it; later copies are
     //    discarded (inline functions, template instances).
     dedup_comdats(&mut mods);
 
+    timer.lap("comdat");
     // 3. Functions and writable objects get their ids, module by module.
     collect_definitions(&mut mods, &mut diags);
 
+    timer.lap("definitions");
     // 4. Global symbols: one definition per name; duplicates are errors.
     let globals = build_global_table(&mods, &mut diags);
     // Problems so far do not stop the scan below: one run reports them all.
@@ -195,6 +226,7 @@ pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOu
         None => 0,
     };
 
+    timer.lap("global symbols");
     // 5. Host symbols: what no module defines is left to the host.
     let hosts = collect_hosts(&mods, &globals);
     let host_index: HashMap<&str, u32> = hosts
@@ -203,6 +235,7 @@ pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOu
         .map(|(i, h)| (h.name.as_str(), i as u32))
         .collect();
 
+    timer.lap("host symbols");
     // 6. Resolve every symbol of every module; imports follow.
     let resolved: Vec<Resolved> = mods
         .par_iter()
@@ -217,6 +250,7 @@ pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOu
     }
     let reachable = reachability(&mods, root);
 
+    timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
     //    and every unsupported relocation (all reported).
     let scans: Vec<Result<ScanOut, Vec<Diagnostic>>> = mods
@@ -239,23 +273,33 @@ pub(crate) fn link(config: &LinkConfig, inputs: &[MappedInput]) -> Result<LinkOu
         return Err(LinkError::Inputs(diags));
     }
 
+    timer.lap("scan relocations");
     // 8. Layout: fixed before any byte is written.
     mods.par_iter_mut().for_each(layout_module);
     let layout = layout_area(&mut mods)?;
 
+    timer.lap("layout");
     // 9. Copy sections into the area and init blob, applying relocations
     //    whose value is known now; the rest become the load plan's fixups.
     let mut area = vec![0u8; layout.area_file_size as usize];
     let mut init = vec![0u8; layout.init_size as usize];
     let applied = apply_all(&mods, &layout, &mut area, &mut init)?;
 
+    timer.lap("copy + relocate");
     // 10. The manifest and the ELF file.
     let manifest = build_manifest(&mods, root, &reachable, &layout, hosts, &applied);
-    let bytes = crate::write::write_image(&mods, &manifest, &applied, &area, &init, &layout);
+    let size = crate::write::write_image(&mods, &manifest, &applied, &area, &init, sink).map_err(
+        |source| LinkError::Write {
+            path: "image".into(),
+            source,
+        },
+    )?;
+    timer.lap("manifest + ELF writer");
     Ok(LinkOutput {
         modules: mods.len(),
         stats: manifest.stats,
-        bytes,
+        size,
+        bytes: Vec::new(),
     })
 }
 
@@ -395,7 +439,7 @@ fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>
         }
     }
     // Module names must be unique: they key everything the runtime keeps.
-    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut seen: HashMap<&str, &str> = HashMap::default();
     for m in &mods {
         if let Some(prev) = seen.insert(&m.name, &m.path) {
             diags.push(
@@ -411,24 +455,24 @@ fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>
         return Err(LinkError::Inputs(diags.list));
     }
     let mods = mods
-        .into_iter()
+        .into_par_iter()
         .map(|obj| Mod {
             hash: hcr_image::content_hash(obj.data),
             obj,
             fn_base: 0,
             funcs: Vec::new(),
-            fn_at: HashMap::new(),
+            sec_funcs: Vec::new(),
             obj_base: 0,
             objs: Vec::new(),
             sec_obj: Vec::new(),
-            common_obj: HashMap::new(),
+            common_obj: HashMap::default(),
             tgt: Vec::new(),
             imports: Vec::new(),
             sec_off: Vec::new(),
             got: Vec::new(),
-            got_index: HashMap::new(),
+            got_index: HashMap::default(),
             plt: Vec::new(),
-            plt_index: HashMap::new(),
+            plt_index: HashMap::default(),
             sizes: RegionSizes::default(),
             bases: RegionSizes::default(),
             undefined: Vec::new(),
@@ -439,7 +483,7 @@ fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>
 }
 
 fn dedup_comdats(mods: &mut [Mod<'_>]) {
-    let mut owner: HashMap<String, usize> = HashMap::new();
+    let mut owner: HashMap<String, usize> = HashMap::default();
     for (mi, m) in mods.iter_mut().enumerate() {
         let mut discard = Vec::new();
         for g in &m.obj.groups {
@@ -570,11 +614,10 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
         diags.extend(d.list);
         m.fn_base = fbase;
         m.obj_base = obase;
-        m.fn_at = funcs
-            .iter()
-            .enumerate()
-            .map(|(i, f)| ((f.sec, f.value), fbase + i as u32))
-            .collect();
+        m.sec_funcs = vec![Vec::new(); m.obj.sections.len()];
+        for (i, f) in funcs.iter().enumerate() {
+            m.sec_funcs[f.sec as usize].push((f.value, fbase + i as u32));
+        }
         m.sec_obj = sec_obj_local.iter().map(|o| o.map(|x| x + obase)).collect();
         m.common_obj = commons
             .iter()
@@ -591,7 +634,7 @@ fn build_global_table<'a>(
     mods: &'a [Mod<'_>],
     diags: &mut Vec<Diagnostic>,
 ) -> HashMap<&'a str, GlobalDef> {
-    let mut table: HashMap<&str, GlobalDef> = HashMap::new();
+    let mut table: HashMap<&str, GlobalDef> = HashMap::default();
     for (mi, m) in mods.iter().enumerate() {
         for (si, s) in m.obj.symbols.iter().enumerate() {
             if !s.is_global() || s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s) {
@@ -638,7 +681,7 @@ fn build_global_table<'a>(
 
 fn collect_hosts(mods: &[Mod<'_>], globals: &HashMap<&str, GlobalDef>) -> Vec<HostSymbol> {
     let mut hosts: Vec<HostSymbol> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: HashMap<&str, usize> = HashMap::default();
     for m in mods {
         for s in &m.obj.symbols {
             let undefined_here = s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s);
@@ -893,7 +936,8 @@ fn classify(
             let tkind = tm_mod.obj.sections[sec as usize].kind;
             match tkind {
                 SecKind::Text => {
-                    let fn_at = |o: u64| tm_mod.fn_at.get(&(sec, o)).copied();
+                    let in_sec = &tm_mod.sec_funcs[sec as usize];
+                    let fn_at = |o: u64| in_sec.iter().find(|f| f.0 == o).map(|f| f.1);
                     // The function this reference denotes, if it denotes the
                     // start of one.
                     let func = if !section_sym {
@@ -903,7 +947,12 @@ fn classify(
                     } else {
                         // PC-relative through a section symbol: the operand
                         // address is off + A + 4 + (immediate bytes, 0..4).
-                        (0..=4).find_map(|k| fn_at((off as i64 + r.addend + 4 + k) as u64))
+                        let lo = off as i64 + r.addend + 4;
+                        in_sec
+                            .iter()
+                            .filter(|f| (f.0 as i64) >= lo && (f.0 as i64) <= lo + 4)
+                            .min_by_key(|f| f.0)
+                            .map(|f| f.1)
                     };
                     let area = S::Area { m: tm, sec, off };
                     let via_func = |f: Option<u32>| match f {
@@ -981,9 +1030,9 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
     let m = &mods[mi as usize];
     let mut out = ScanOut {
         got: Vec::new(),
-        got_index: HashMap::new(),
+        got_index: HashMap::default(),
         plt: Vec::new(),
-        plt_index: HashMap::new(),
+        plt_index: HashMap::default(),
     };
     let mut d = Diags::default();
     for (si, sec) in m.obj.sections.iter().enumerate() {

@@ -15,6 +15,8 @@ pub struct LinkArgs {
     pub inputs: Vec<PathBuf>,
     /// Print a summary line to stderr.
     pub verbose: bool,
+    /// Print the time of each pass to stderr.
+    pub timings: bool,
 }
 
 /// Links and writes the image atomically.
@@ -24,6 +26,7 @@ pub struct LinkArgs {
 pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     let cfg = hcr_linker::LinkConfig {
         root: args.root.clone(),
+        timings: args.timings,
     };
     let out = hcr_linker::link(&cfg, &args.inputs, &args.output)
         .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
@@ -31,7 +34,7 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
         eprintln!(
             "hcr-link: {} modules, {} bytes, {} relocations ({} applied at link time, {} left to the loader)",
             out.modules,
-            out.bytes.len(),
+            out.size,
             out.stats.relocations,
             out.stats.applied_at_link,
             out.stats.relocations - out.stats.applied_at_link

@@ -18,6 +18,9 @@ struct Cli {
     /// Print a summary of the image.
     #[arg(short, long)]
     verbose: bool,
+    /// Print the time each linker pass takes.
+    #[arg(long)]
+    timings: bool,
     /// Object files and archives, in import-priority order.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
         root: cli.root,
         inputs: cli.inputs,
         verbose: cli.verbose,
+        timings: cli.timings,
     };
     match hcr_tools::link::run(&args) {
         Ok(()) => ExitCode::SUCCESS,

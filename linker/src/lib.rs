@@ -25,6 +25,7 @@ mod parse;
 mod write;
 
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 pub use error::{Diagnostic, LinkError};
@@ -110,10 +111,13 @@ pub fn link(
         source,
     };
     let tmp = temp_path(output).map_err(write_err)?;
+    // Images are code: never group- or world-writable, whatever the umask
+    // (the runtime refuses such images).
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o644)
         .open(&tmp)
         .map_err(write_err)?;
     let mut sink = input::FileSink::new(file);
@@ -159,6 +163,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o644)
             .open(&tmp)?;
         f.write_all(bytes)?;
         drop(f);

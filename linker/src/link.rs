@@ -303,11 +303,20 @@ pub(crate) fn link(
     })
 }
 
+/// Module name of an input: the file stem, without a source extension left
+/// in it by build systems that name objects `main.c.o` (CMake).
 fn stem(path: &str) -> String {
     let p = Path::new(path);
-    p.file_stem()
+    let s = p
+        .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
+        .unwrap_or_else(|| path.to_string());
+    for ext in [".c", ".cc", ".cpp", ".cxx", ".C"] {
+        if let Some(base) = s.strip_suffix(ext).filter(|b| !b.is_empty()) {
+            return base.to_string();
+        }
+    }
+    s
 }
 
 /// Parses the inputs. Problems are returned to be reported with the rest.

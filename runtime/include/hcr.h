@@ -35,7 +35,8 @@ int hcr_perform_code_reload(void);
 /* The message of the last failed call on this thread ("" when none). */
 const char *hcr_last_error(void);
 
-/* Number of completed reloads that returned >= 1. */
+/* Number of completed reloads that returned >= 1 (inside the handlers of a
+ * reload, the count before it). */
 unsigned hcr_generation(void);
 
 /* ---- handlers, owned by the module whose function is registered ---- */

@@ -52,6 +52,9 @@ pub enum Error {
         /// Symbol.
         symbol: String,
     },
+    /// The image could have been replaced by someone else.
+    #[error("{0}")]
+    Insecure(String),
     /// No image is loaded.
     #[error("the hcr runtime is not initialised (call hcr_init first)")]
     NotInitialised,

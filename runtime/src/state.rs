@@ -188,6 +188,7 @@ pub struct State {
     disk: DiskCache,
     /// The address every image's `__dso_handle` resolves to.
     dso_handle: u64,
+    allow_insecure_image: bool,
 }
 
 /// An image replaced by a reload, kept while code may still run in it.
@@ -206,19 +207,55 @@ const KEEP_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 /// Options of [`State::open`].
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Size of the address window.
     pub window_size: usize,
+    /// Load images that are writable by group or others or owned by another
+    /// user (refused by default, like a careful dynamic loader would).
+    pub allow_insecure_image: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             window_size: hcr_loader::mem::DEFAULT_WINDOW,
+            allow_insecure_image: std::env::var_os("HCR_ALLOW_INSECURE_IMAGE")
+                .is_some_and(|v| v == "1"),
         }
     }
 }
 
-fn map_image(path: &Path) -> Result<(memmap2::Mmap, FileStat), Error> {
+/// Refuses an image that someone other than its owner could have replaced,
+/// or that another user owns: loading it would run their code here.
+fn check_ownership(path: &Path, file: &File) -> Result<(), Error> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let how = "pass --allow-insecure-image to hcr run, or set HCR_ALLOW_INSECURE_IMAGE=1, to load it anyway";
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::Insecure(format!(
+            "{}: refusing to load an image writable by group or others (mode {:o}); run `chmod go-w {}`, or {how}",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Error::Insecure(format!(
+            "{}: refusing to load an image owned by another user (uid {}, this process runs as uid {me}); {how}",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+fn map_image(path: &Path, allow_insecure: bool) -> Result<(memmap2::Mmap, FileStat), Error> {
     let file = File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    if !allow_insecure {
+        check_ownership(path, &file)?;
+    }
     let stat = FileStat::of(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     if stat.size == 0 {
         return Err(Error::Io(format!("{}: empty file", path.display())));
@@ -279,6 +316,7 @@ impl State {
             window,
             heap,
             dso_handle,
+            allow_insecure_image: opts.allow_insecure_image,
             functions: Vec::new(),
             fn_index: Index::default(),
             owner_of_trampoline: HashMap::default(),
@@ -308,7 +346,7 @@ impl State {
         if self.disk.stat == Some(stat) {
             return Ok(self.disk.diff.clone());
         }
-        let (map, stat2) = map_image(&self.path)?;
+        let (map, stat2) = map_image(&self.path, self.allow_insecure_image)?;
         let (_, manifest) = ImageView::parse_manifest(&map)?;
         let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &manifest);
         self.disk = DiskCache {
@@ -321,7 +359,7 @@ impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
     /// nothing changed.
     pub fn prepare(&mut self) -> Result<Option<Prepared>, Error> {
-        let (map, stat) = map_image(&self.path)?;
+        let (map, stat) = map_image(&self.path, self.allow_insecure_image)?;
         if self.current.as_ref().is_some_and(|c| c.stat == stat) {
             return Ok(None);
         }
@@ -719,7 +757,7 @@ impl State {
                     }
                     self.stubs.push(chunk);
                 }
-                Err(e) => eprintln!("hcr: warning: cannot make removed-function stubs: {e}"),
+                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
             }
         }
         // Globals: new ones join (replacing resized ones, with a warning).
@@ -729,10 +767,10 @@ impl State {
             if resized {
                 if let Some(old) = index_get(&self.global_index, module, &o.name) {
                     if let Some(e) = self.globals[old as usize].take() {
-                        eprintln!(
-                            "hcr: warning: global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                        warn(format_args!(
+                            "global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
                             module, o.name, e.g.size, g.size
-                        );
+                        ));
                         self.heap.free(e.g.addr, e.g.size);
                     }
                 }
@@ -1016,6 +1054,13 @@ impl State {
             window_free: self.window.free_bytes(),
         }
     }
+}
+
+/// Writes a warning to stderr; never fails (a closed stderr must not stop a
+/// commit half-way).
+fn warn(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "hcr: warning: {msg}");
 }
 
 /// True when the bytes at `old` (in `old_area`) and `new` (in `new_area`)

@@ -144,7 +144,10 @@ extern "C" fn removed_function_called(id: u64) -> ! {
         .ok()
         .and_then(|v| v.get(id as usize).cloned())
         .unwrap_or_else(|| "?".into());
-    eprintln!("hcr: call to removed function {name}");
+    {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "hcr: call to removed function {name}");
+    }
     std::process::abort();
 }
 

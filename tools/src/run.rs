@@ -63,6 +63,8 @@ pub struct RunOptions {
     /// Exit when the parent process is gone (used by `hcr watch`, so that
     /// the program never outlives the watcher).
     pub exit_with_parent: bool,
+    /// Load an image writable by group or others, or owned by another user.
+    pub allow_insecure_image: bool,
 }
 
 /// Loads `image`, runs top-level code, calls `main(argc, argv)` with
@@ -82,7 +84,12 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
     if opts.exit_with_parent {
         watch_parent();
     }
-    let rt = hcr_runtime::Runtime::open(image)
+    let rt_opts = hcr_runtime::Options {
+        allow_insecure_image: opts.allow_insecure_image
+            || hcr_runtime::Options::default().allow_insecure_image,
+        ..hcr_runtime::Options::default()
+    };
+    let rt = hcr_runtime::Runtime::open_with(image, &rt_opts)
         .with_context(|| format!("cannot load {}", image.display()))?;
     let mut argv = vec![image.display().to_string()];
     argv.extend(args.iter().cloned());

@@ -34,6 +34,10 @@ enum Command {
         /// Exit when the parent process exits (used by `hcr watch`).
         #[arg(long, hide = true)]
         exit_with_parent: bool,
+        /// Load the image even if it is writable by group or others or owned
+        /// by another user (refused by default).
+        #[arg(long)]
+        allow_insecure_image: bool,
         /// Arguments for `main` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -82,11 +86,13 @@ fn main() -> ExitCode {
             image,
             auto_reload,
             exit_with_parent,
+            allow_insecure_image,
             args,
         } => {
             let opts = hcr_tools::run::RunOptions {
                 auto_reload,
                 exit_with_parent,
+                allow_insecure_image,
             };
             match hcr_tools::run::run_with(&image, &args, &opts) {
                 Ok(code) => {

@@ -107,6 +107,7 @@ fn runtime_in_process() {
         &app,
         &Options {
             window_size: 4 << 20,
+            ..Options::default()
         },
     )
     .expect("open");

@@ -161,6 +161,14 @@ enum Calc {
     Abs32S,
     Size32,
     Size64,
+    /// `GOT + A - P` (large model: the module's GOT base, PC-relative).
+    GotPc32,
+    GotPc64,
+    /// `G + A`: offset of S's GOT entry from the GOT base.
+    GotEntry32,
+    GotEntry64,
+    /// `S + A - GOT` (`GOTOFF64`, and `PLTOFF64` with S a callable address).
+    GotOff64,
 }
 
 struct GlobalDef {
@@ -860,12 +868,9 @@ fn classify(
                 "move the variable to a normal global, or keep it in the host program",
             )
         }
-        R_GOTOFF64 | R_GOTPC32 | R_GOT64 | R_GOTPCREL64 | R_GOTPC64 | R_PLTOFF64 | R_GOT32 => {
-            return unsupported(
-                "large code model relocation is not supported yet",
-                "build with the default -mcmodel=small",
-            )
-        }
+        R_GOTPC32 => return Ok(Some((Calc::GotPc32, S::Abs(0)))),
+        R_GOTPC64 => return Ok(Some((Calc::GotPc64, S::Abs(0)))),
+        R_GOTOFF64 | R_GOT64 | R_GOTPCREL64 | R_PLTOFF64 | R_GOT32 => {}
         R_16 | R_PC16 | R_8 | R_PC8 => {
             return unsupported("relocation type not supported", "build with -fPIC for x86-64")
         }
@@ -883,15 +888,23 @@ fn classify(
             "compile with -fPIC",
         );
     }
-    let got = matches!(r.r_type, R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX);
+    let got = matches!(
+        r.r_type,
+        R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_GOT64 | R_GOT32 | R_GOTPCREL64
+    );
     let calc = match r.r_type {
         R_64 => Calc::Abs64,
-        R_PC64 => Calc::Pc64,
+        R_PC64 | R_GOTPCREL64 => Calc::Pc64,
         R_32 => Calc::Abs32,
         R_32S => Calc::Abs32S,
+        R_GOT64 => Calc::GotEntry64,
+        R_GOT32 => Calc::GotEntry32,
+        R_GOTOFF64 | R_PLTOFF64 => Calc::GotOff64,
         _ => Calc::Pc32,
     };
     let pc_rel = matches!(calc, Calc::Pc32 | Calc::Pc64);
+    // An address operand (not a branch) that yields a symbol's address.
+    let address_of = calc == Calc::Abs64 || r.r_type == R_GOTOFF64;
     let s = match tgt {
         Tgt::Null => {
             return Err((
@@ -907,9 +920,9 @@ fn classify(
         Tgt::Host(h) => {
             if got {
                 S::Got(GotKey::Host(h))
-            } else if r.r_type == R_PLT32 {
+            } else if r.r_type == R_PLT32 || r.r_type == R_PLTOFF64 {
                 S::Plt(h)
-            } else if pc_rel && sym.name != DSO_HANDLE {
+            } else if (pc_rel || r.r_type == R_GOTOFF64) && sym.name != DSO_HANDLE {
                 return Err((
                     format!("PC-relative reference to host symbol '{}' that the image cannot reach ({})", sym.name, x86::name(r.r_type)),
                     "compile with -fPIC so the host's data is reached through the GOT".into(),
@@ -951,7 +964,7 @@ fn classify(
                     // start of one.
                     let func = if !section_sym {
                         fn_at(off)
-                    } else if got || calc == Calc::Abs64 {
+                    } else if got || address_of {
                         fn_at((off as i64 + if got { 0 } else { r.addend }) as u64)
                     } else {
                         // PC-relative through a section symbol: the operand
@@ -978,6 +991,14 @@ fn classify(
                         })
                     } else if src.kind == SecKind::EhFrame {
                         area
+                    } else if r.r_type == R_PLTOFF64 {
+                        // A call through the GOT base: same module direct,
+                        // other modules through the trampoline.
+                        if tm == mi {
+                            area
+                        } else {
+                            via_func(func.or_else(|| fn_at(off)))
+                        }
                     } else if pc_rel && src.kind != SecKind::Text {
                         // Relative tables (jump tables, LSDA) stay in the image.
                         area
@@ -1488,7 +1509,61 @@ fn apply_module(
                 _ => (&mut *init, None),
             };
             let local = (m.sec_off[si] + r.offset) as usize;
+            // The module's GOT base, for the large code model's GOT-relative
+            // relocations.
+            let got_base = m.bases.rodata + m.sizes.got_at;
+            let area_p = base.map(|b| b + m.sec_off[si] + r.offset);
+            match calc {
+                Calc::GotPc32 | Calc::GotPc64 | Calc::GotEntry32 | Calc::GotEntry64 => {
+                    let v = match (calc, area_p) {
+                        (Calc::GotPc32 | Calc::GotPc64, Some(p)) => {
+                            got_base as i64 + r.addend - p as i64
+                        }
+                        (Calc::GotEntry32 | Calc::GotEntry64, _) => match area_of(&s) {
+                            Some(entry) => entry as i64 - got_base as i64 + r.addend,
+                            None => {
+                                d.push(
+                                    &m.obj.path,
+                                    &m.obj.name,
+                                    Some(sec.name),
+                                    "GOT entry missing",
+                                    "rebuild the object",
+                                );
+                                continue;
+                            }
+                        },
+                        _ => {
+                            d.push(
+                                &m.obj.path,
+                                &m.obj.name,
+                                Some(sec.name),
+                                format!("{} outside code", x86::name(r.r_type)),
+                                "only code may address the GOT",
+                            );
+                            continue;
+                        }
+                    };
+                    if matches!(calc, Calc::GotPc32 | Calc::GotEntry32) {
+                        buf[local..local + 4].copy_from_slice(&(v as i32).to_le_bytes());
+                    } else {
+                        buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                    }
+                    res.at_link += 1;
+                    continue;
+                }
+                Calc::GotOff64 => {
+                    if let Some(sa) = area_of(&s) {
+                        let v = sa as i64 + r.addend - got_base as i64;
+                        buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                        res.at_link += 1;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
             let kind = match calc {
+                Calc::GotOff64 => FixupKind::AreaRel64,
+                Calc::GotPc32 | Calc::GotPc64 | Calc::GotEntry32 | Calc::GotEntry64 => continue,
                 Calc::Abs64 => FixupKind::Abs64,
                 Calc::Pc32 => FixupKind::Pc32,
                 Calc::Pc64 => FixupKind::Pc64,
@@ -1511,7 +1586,6 @@ fn apply_module(
             };
             // P in the area and S in the area with a PC-relative kind: the
             // value is fixed now.
-            let area_p = base.map(|b| b + m.sec_off[si] + r.offset);
             if let (Some(p), Some(sa), FixupKind::Pc32 | FixupKind::Pc64) =
                 (area_p, area_of(&s), kind)
             {
@@ -1552,7 +1626,13 @@ fn apply_module(
                 );
                 continue;
             };
-            let addend = add + r.addend;
+            // S + A - GOT = S + (A - GOT offset) - area base.
+            let got_adjust = if kind == FixupKind::AreaRel64 {
+                got_base as i64
+            } else {
+                0
+            };
+            let addend = add + r.addend - got_adjust;
             let Ok(addend) = i32::try_from(addend) else {
                 d.push(
                     &m.obj.path,

@@ -87,12 +87,13 @@ impl LoadedArea {
     }
 }
 
-/// Computes the bits a fixup writes: `S + A` or `S + A - P`, range-checked
-/// for the 32-bit kinds.
-pub fn compute(kind: FixupKind, s: u64, a: i64, p: u64) -> Result<u64, i128> {
+/// Computes the bits a fixup writes: `S + A`, `S + A - P` or `S + A - B`
+/// (`B` the area's base), range-checked for the 32-bit kinds.
+pub fn compute(kind: FixupKind, s: u64, a: i64, p: u64, b: u64) -> Result<u64, i128> {
     let sa = i128::from(s) + i128::from(a);
     let v = match kind {
         FixupKind::Abs64 => return Ok(sa as u64),
+        FixupKind::AreaRel64 => return Ok((sa - i128::from(b)) as u64),
         FixupKind::Pc64 => return Ok((sa - i128::from(p)) as u64),
         FixupKind::Pc32 => sa - i128::from(p),
         FixupKind::Abs32 => {
@@ -227,7 +228,7 @@ fn fill(
         for fx in view.fixups.iter(md.fixups) {
             let s = target_of(view, fx.class, fx.target, tables, base);
             let p = base + u64::from(fx.offset);
-            let value = compute(fx.kind, s, i64::from(fx.addend), p).map_err(|value| {
+            let value = compute(fx.kind, s, i64::from(fx.addend), p, base).map_err(|value| {
                 LoadError::OutOfRange {
                     module: md.name.clone(),
                     target: describe_target(view, fx.class, fx.target),
@@ -285,7 +286,7 @@ pub fn object_values(
         .map(|fx| {
             let s = target_of(view, fx.class, fx.target, tables, area_base);
             let p = dest + u64::from(fx.offset);
-            compute(fx.kind, s, i64::from(fx.addend), p)
+            compute(fx.kind, s, i64::from(fx.addend), p, area_base)
                 .map(|value| FieldValue {
                     offset: fx.offset,
                     kind: fx.kind,

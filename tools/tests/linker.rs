@@ -74,10 +74,6 @@ fn every_diagnostic_names_file_module_symbol_and_fix() {
             compile_with(d, "dup2", "int dup_fn(void){return 2;}", SECTIONED),
             "dup2.o (module dup2): duplicate definition (first defined in",
         ),
-        (
-            compile_with(d, "large", "extern int big[]; int lg(int i){return big[i];}", &["-fPIC", "-mcmodel=large", "-ffunction-sections", "-fdata-sections"]),
-            "(module large): large code model relocation is not supported yet",
-        ),
     ];
     let out = d.join("app.hcr");
     let inputs: Vec<PathBuf> = cases.iter().map(|c| c.0.clone()).collect();

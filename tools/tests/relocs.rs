@@ -103,3 +103,36 @@ fn pic_debug_info() {
         "-O1",
     ]);
 }
+
+#[test]
+fn pic_large_code_model() {
+    check(&[
+        "-fPIC",
+        "-mcmodel=large",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-O2",
+    ]);
+}
+
+#[test]
+fn pic_large_code_model_o0() {
+    check(&[
+        "-fPIC",
+        "-mcmodel=large",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-O0",
+    ]);
+}
+
+#[test]
+fn pic_medium_code_model() {
+    check(&[
+        "-fPIC",
+        "-mcmodel=medium",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-O2",
+    ]);
+}

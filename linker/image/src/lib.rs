@@ -244,6 +244,10 @@ pub enum FixupKind {
     Abs32 = 4,
     /// 32-bit absolute, sign-extended: `S + A`.
     Abs32S = 5,
+    /// 64-bit, relative to the load area's start `B`: `S + A - B` (the large
+    /// code model's GOT-relative offsets, with the GOT's offset folded into
+    /// `A`).
+    AreaRel64 = 6,
 }
 
 impl FixupKind {
@@ -255,13 +259,14 @@ impl FixupKind {
             3 => FixupKind::Pc64,
             4 => FixupKind::Abs32,
             5 => FixupKind::Abs32S,
+            6 => FixupKind::AreaRel64,
             _ => return None,
         })
     }
     /// Bytes written.
     pub fn width(self) -> usize {
         match self {
-            FixupKind::Abs64 | FixupKind::Pc64 => 8,
+            FixupKind::Abs64 | FixupKind::Pc64 | FixupKind::AreaRel64 => 8,
             _ => 4,
         }
     }

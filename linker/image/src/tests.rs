@@ -11,7 +11,8 @@ fn arb_fixup() -> impl Strategy<Value = Fixup> {
             Just(FixupKind::Pc32),
             Just(FixupKind::Pc64),
             Just(FixupKind::Abs32),
-            Just(FixupKind::Abs32S)
+            Just(FixupKind::Abs32S),
+            Just(FixupKind::AreaRel64)
         ],
         prop_oneof![
             Just(TargetClass::Area),

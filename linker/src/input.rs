@@ -23,6 +23,8 @@ pub enum Bytes {
     Mapped(Mmap),
     /// An empty file.
     Empty,
+    /// Bytes handed over in memory ([`crate::link_memory`]).
+    Owned(Vec<u8>),
 }
 
 impl Bytes {
@@ -31,6 +33,7 @@ impl Bytes {
         match self {
             Bytes::Mapped(m) => m,
             Bytes::Empty => &[],
+            Bytes::Owned(v) => v,
         }
     }
 }

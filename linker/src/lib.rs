@@ -6,7 +6,8 @@
 //! relocations while copying (parallel) → manifest + ELF writer
 //! ```
 //! Which API do I want? [`link`] writes an image file atomically;
-//! [`link_bytes`] returns the image bytes (tests, tools that pipe).
+//! [`link_bytes`] returns the image bytes (tests, tools that pipe);
+//! [`link_memory`] links inputs already in memory (fuzzing).
 //!
 //! The output is an ELF64 `ET_REL` file: every module's sections and symbols
 //! (local names qualified as `module:name`), all relocations, and the
@@ -60,6 +61,33 @@ pub struct LinkOutput {
 pub fn link_bytes(config: &LinkConfig, inputs: &[PathBuf]) -> Result<LinkOutput, LinkError> {
     let mut sink = input::VecSink::default();
     let mut out = link_into(config, inputs, &mut sink)?;
+    out.bytes = sink.0;
+    Ok(out)
+}
+
+/// Links inputs held in memory, each `(name, bytes)`, into image bytes, as
+/// [`link_bytes`] does with files: the name stands for the path (module
+/// names, diagnostics) and every input's modification time is 0.
+///
+/// # Errors
+/// As [`link_bytes`].
+pub fn link_memory(
+    config: &LinkConfig,
+    inputs: Vec<(PathBuf, Vec<u8>)>,
+) -> Result<LinkOutput, LinkError> {
+    if inputs.is_empty() {
+        return Err(LinkError::NoInputs);
+    }
+    let mapped: Vec<input::MappedInput> = inputs
+        .into_iter()
+        .map(|(path, bytes)| input::MappedInput {
+            path,
+            bytes: input::Bytes::Owned(bytes),
+            mtime_ns: 0,
+        })
+        .collect();
+    let mut sink = input::VecSink::default();
+    let mut out = link::link(config, &mapped, &mut sink)?;
     out.bytes = sink.0;
     Ok(out)
 }

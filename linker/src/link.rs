@@ -240,7 +240,7 @@ pub(crate) fn link(
     let host_index: HashMap<&str, u32> = hosts
         .iter()
         .enumerate()
-        .map(|(i, h)| (h.name.as_str(), i as u32))
+        .map(|(i, h)| (h.name, i as u32))
         .collect();
 
     timer.lap("host symbols");
@@ -696,8 +696,14 @@ fn build_global_table<'a>(
     table
 }
 
-fn collect_hosts(mods: &[Mod<'_>], globals: &HashMap<&str, GlobalDef>) -> Vec<HostSymbol> {
-    let mut hosts: Vec<HostSymbol> = Vec::new();
+/// A symbol left to the host: name and whether every reference is weak.
+struct Host<'d> {
+    name: &'d str,
+    weak: bool,
+}
+
+fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Vec<Host<'d>> {
+    let mut hosts: Vec<Host<'d>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::default();
     for m in mods {
         for s in &m.obj.symbols {
@@ -714,8 +720,8 @@ fn collect_hosts(mods: &[Mod<'_>], globals: &HashMap<&str, GlobalDef>) -> Vec<Ho
                 Some(&i) => hosts[i].weak &= s.is_weak(),
                 None => {
                     index.insert(s.name, hosts.len());
-                    hosts.push(HostSymbol {
-                        name: s.name.to_string(),
+                    hosts.push(Host {
+                        name: s.name,
                         weak: s.is_weak(),
                     });
                 }
@@ -1683,9 +1689,10 @@ fn build_manifest(
     root: u32,
     reachable: &[bool],
     lay: &AreaLayout,
-    hosts: Vec<HostSymbol>,
+    hosts: Vec<Host<'_>>,
     applied: &Applied,
 ) -> Manifest {
+    let mut man = Manifest::default();
     let mut functions = Vec::new();
     let mut objects = Vec::new();
     let mut modules = Vec::new();
@@ -1694,7 +1701,7 @@ fn build_manifest(
         for f in &m.funcs {
             let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
             functions.push(Function {
-                name: f.name.clone(),
+                name: man.intern(&f.name),
                 module: ModuleId(mi as u32),
                 offset: off as u32,
                 size: f.size as u32,
@@ -1709,7 +1716,7 @@ fn build_manifest(
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
-                name: o.name.clone(),
+                name: man.intern(&o.name),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,
@@ -1719,9 +1726,9 @@ fn build_manifest(
             });
         }
         modules.push(Module {
-            name: m.obj.name.clone(),
-            source: m.obj.source.clone(),
-            object: m.obj.path.clone(),
+            name: man.intern(&m.obj.name),
+            source: man.intern(&m.obj.source),
+            object: man.intern(&m.obj.path),
             mtime_ns: m.obj.mtime_ns,
             content_hash: m.hash,
             imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
@@ -1737,7 +1744,15 @@ fn build_manifest(
             rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
         });
     }
+    let hosts = hosts
+        .iter()
+        .map(|h| HostSymbol {
+            name: man.intern(h.name),
+            weak: h.weak,
+        })
+        .collect();
     Manifest {
+        strings: man.strings,
         root: ModuleId(root),
         layout: lay.layout.clone(),
         modules,

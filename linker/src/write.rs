@@ -481,7 +481,7 @@ pub(crate) fn write_image(
     }
     let first_host = first_global + n_globals;
     for (i, h) in manifest.hosts.iter().enumerate() {
-        global_idx.insert(h.name.as_str(), first_host + i as u32);
+        global_idx.insert(manifest.str(h.name), first_host + i as u32);
     }
 
     // Render every module in parallel.
@@ -519,7 +519,7 @@ pub(crate) fn write_image(
     }
     let mut host_names = Vec::with_capacity(manifest.hosts.len());
     for h in &manifest.hosts {
-        host_names.push(names(&h.name, &mut strtab));
+        host_names.push(names(manifest.str(h.name), &mut strtab));
     }
 
     // File offsets of the tables.

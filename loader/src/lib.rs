@@ -149,15 +149,15 @@ fn describe_target(view: &ImageView<'_>, class: TargetClass, target: u32) -> Str
         TargetClass::Function => m
             .functions
             .get(target as usize)
-            .map_or("?".into(), |f| format!("function '{}'", f.name)),
+            .map_or("?".into(), |f| format!("function '{}'", m.str(f.name))),
         TargetClass::Object => m
             .objects
             .get(target as usize)
-            .map_or("?".into(), |o| format!("global '{}'", o.name)),
+            .map_or("?".into(), |o| format!("global '{}'", m.str(o.name))),
         TargetClass::Host => m
             .hosts
             .get(target as usize)
-            .map_or("?".into(), |h| format!("host symbol '{}'", h.name)),
+            .map_or("?".into(), |h| format!("host symbol '{}'", m.str(h.name))),
     }
 }
 
@@ -230,7 +230,7 @@ fn fill(
             let p = base + u64::from(fx.offset);
             let value = compute(fx.kind, s, i64::from(fx.addend), p, base).map_err(|value| {
                 LoadError::OutOfRange {
-                    module: md.name.clone(),
+                    module: view.manifest.str(md.name).to_string(),
                     target: describe_target(view, fx.class, fx.target),
                     place: format!("image offset {:#x}", fx.offset),
                     kind: fx.kind,
@@ -240,7 +240,8 @@ fn fill(
             write_value(buf, fx.offset as usize, fx.kind, value).ok_or_else(|| {
                 LoadError::Window(format!(
                     "module {}: fixup at {:#x} outside the load area",
-                    md.name, fx.offset
+                    view.manifest.str(md.name),
+                    fx.offset
                 ))
             })?;
         }
@@ -280,7 +281,7 @@ pub fn object_values(
         .manifest
         .modules
         .get(o.module.0 as usize)
-        .map_or("?", |m| m.name.as_str());
+        .map_or("?", |m| view.manifest.str(m.name));
     view.object_fixups
         .iter(o.fixups)
         .map(|fx| {
@@ -296,7 +297,7 @@ pub fn object_values(
                 .map_err(|value| LoadError::OutOfRange {
                     module: module.to_string(),
                     target: describe_target(view, fx.class, fx.target),
-                    place: format!("global '{}'+{:#x}", o.name, fx.offset),
+                    place: format!("global '{}'+{:#x}", view.manifest.str(o.name), fx.offset),
                     kind: fx.kind,
                     value,
                 })

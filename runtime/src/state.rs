@@ -273,7 +273,7 @@ fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
         .iter()
         .enumerate()
         .filter(|(_, md)| md.reachable)
-        .map(|(i, md)| (md.name.as_str(), i))
+        .map(|(i, md)| (m.str(md.name), i))
         .collect()
 }
 
@@ -285,21 +285,22 @@ pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
     let new_loaded = loaded_names(new);
     for &i in &new.init_order() {
         let md = &new.modules[i.0 as usize];
-        match old_loaded.get(md.name.as_str()) {
-            None => d.added.push(md.name.clone()),
-            Some(&oi) => {
-                let om = &old.map(|o| &o.modules[oi]).cloned().unwrap_or_default();
+        let name = new.str(md.name);
+        match (old, old_loaded.get(name)) {
+            (Some(o), Some(&oi)) => {
+                let om = &o.modules[oi];
                 if om.content_hash != md.content_hash && om.mtime_ns != md.mtime_ns {
-                    d.changed.push(md.name.clone());
+                    d.changed.push(name.to_string());
                 }
             }
+            _ => d.added.push(name.to_string()),
         }
     }
     if let Some(o) = old {
         for &i in &o.init_order() {
-            let name = &o.modules[i.0 as usize].name;
-            if !new_loaded.contains_key(name.as_str()) {
-                d.removed.push(name.clone());
+            let name = o.module_name(i);
+            if !new_loaded.contains_key(name) {
+                d.removed.push(name.to_string());
             }
         }
     }
@@ -394,14 +395,14 @@ impl State {
                     .iter()
                     .enumerate()
                     .filter(|(_, md)| md.reachable)
-                    .map(|(i, md)| (md.name.as_str(), i))
+                    .map(|(i, md)| (c.manifest.str(md.name), i))
                     .collect()
             })
             .unwrap_or_default();
         let mut pending_fns = 0u32;
         for md in m.modules.iter().filter(|md| md.reachable) {
             let same = old.and_then(|c| {
-                let oi = *old_modules.get(md.name.as_str())?;
+                let oi = *old_modules.get(m.str(md.name))?;
                 let om = &c.manifest.modules[oi];
                 (om.content_hash == md.content_hash
                     && om.functions.len() == md.functions.len()
@@ -414,17 +415,22 @@ impl State {
                 continue;
             }
             for fi in md.functions.range() {
-                fn_tid[fi] = match index_get(&self.fn_index, &md.name, &m.functions[fi].name) {
-                    Some(t) => t,
-                    None => {
-                        pending_fns += 1;
-                        PENDING | (pending_fns - 1)
-                    }
-                };
+                fn_tid[fi] =
+                    match index_get(&self.fn_index, m.str(md.name), m.str(m.functions[fi].name)) {
+                        Some(t) => t,
+                        None => {
+                            pending_fns += 1;
+                            PENDING | (pending_fns - 1)
+                        }
+                    };
             }
-            if !added.contains(md.name.as_str()) {
+            if !added.contains(m.str(md.name)) {
                 for oi in md.objects.range() {
-                    if let Some(g) = index_get(&self.global_index, &md.name, &m.objects[oi].name) {
+                    if let Some(g) = index_get(
+                        &self.global_index,
+                        m.str(md.name),
+                        m.str(m.objects[oi].name),
+                    ) {
                         obj_gid[oi] = g;
                     }
                 }
@@ -506,16 +512,17 @@ impl State {
         };
         let mut cxx_loaded = false;
         for (hi, h) in m.hosts.iter().enumerate() {
-            let mut addr = lookup(&h.name);
+            let hname = m.str(h.name);
+            let mut addr = lookup(hname);
             if addr.is_none()
                 && !cxx_loaded
-                && (h.name.starts_with("_Z")
-                    || h.name.starts_with("__cxa")
-                    || h.name.starts_with("__gxx"))
+                && (hname.starts_with("_Z")
+                    || hname.starts_with("__cxa")
+                    || hname.starts_with("__gxx"))
             {
                 cxx_loaded = true;
                 if hcr_loader::load_host_library(c"libstdc++.so.6") {
-                    addr = lookup(&h.name);
+                    addr = lookup(hname);
                 }
             }
             match addr {
@@ -528,8 +535,8 @@ impl State {
                         .find(|md| md.reachable && md.undefined.iter().any(|u| u.0 as usize == hi));
                     if let Some(md) = user {
                         return Err(Error::Unresolved {
-                            module: md.name.clone(),
-                            symbol: h.name.clone(),
+                            module: m.str(md.name).to_string(),
+                            symbol: hname.to_string(),
                         });
                     }
                 }
@@ -681,8 +688,10 @@ impl State {
             for (fi, &t) in fn_tid.iter().enumerate() {
                 if t != NONE && t >= first {
                     let f = &m.functions[fi];
-                    keys[(t - first) as usize] =
-                        (m.modules[f.module.0 as usize].name.clone(), f.name.clone());
+                    keys[(t - first) as usize] = (
+                        m.module_name(f.module).to_string(),
+                        m.str(f.name).to_string(),
+                    );
                 }
             }
             for (i, ((module, name), tramp)) in
@@ -725,7 +734,7 @@ impl State {
                 .manifest
                 .modules
                 .iter()
-                .filter(|md| md.reachable && touched_old.contains(md.name.as_str()))
+                .filter(|md| md.reachable && touched_old.contains(c.manifest.str(md.name)))
             {
                 for fi in md.functions.range() {
                     let t = c.fn_tid[fi];
@@ -763,28 +772,29 @@ impl State {
         // Globals: new ones join (replacing resized ones, with a warning).
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
-            let module = &m.modules[o.module.0 as usize].name;
+            let module = m.module_name(o.module);
+            let oname = m.str(o.name);
             if resized {
-                if let Some(old) = index_get(&self.global_index, module, &o.name) {
+                if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
                         warn(format_args!(
                             "global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
-                            module, o.name, e.g.size, g.size
+                            module, oname, e.g.size, g.size
                         ));
                         self.heap.free(e.g.addr, e.g.size);
                     }
                 }
-            } else if let Some(old) = index_get(&self.global_index, module, &o.name) {
+            } else if let Some(old) = index_get(&self.global_index, module, oname) {
                 // A global of a module imported again: the old storage goes.
                 if let Some(e) = self.globals[old as usize].take() {
                     self.heap.free(e.g.addr, e.g.size);
                 }
             }
             let gid = self.globals.len() as u32;
-            index_put(&mut self.global_index, module, &o.name, gid);
+            index_put(&mut self.global_index, module, oname, gid);
             self.globals.push(Some(GlobalEntry {
-                module: module.clone(),
-                name: o.name.clone(),
+                module: module.to_string(),
+                name: oname.to_string(),
                 g,
             }));
             obj_gid[oi] = gid;
@@ -799,7 +809,7 @@ impl State {
                 .manifest
                 .modules
                 .iter()
-                .filter(|md| md.reachable && touched_old.contains(md.name.as_str()))
+                .filter(|md| md.reachable && touched_old.contains(c.manifest.str(md.name)))
             {
                 for oi in md.objects.range() {
                     let g = c.obj_gid[oi];
@@ -851,7 +861,7 @@ impl State {
         }
         // Entry points to run.
         let order = m.init_order();
-        let name = |i: ModuleId| m.modules[i.0 as usize].name.clone();
+        let name = |i: ModuleId| m.module_name(i).to_string();
         let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let touched: HashSet<&str> = diff
             .changed
@@ -863,10 +873,10 @@ impl State {
         let mut on_reload = Vec::new();
         for &i in &order {
             let md = &m.modules[i.0 as usize];
-            if added_modules.contains(md.name.as_str()) {
+            if added_modules.contains(m.str(md.name)) {
                 ctors.extend(md.ctors.iter().map(|&o| (name(i), base + u64::from(o))));
             }
-            if touched.contains(md.name.as_str()) {
+            if touched.contains(m.str(md.name)) {
                 on_reload.extend(md.on_reload.iter().map(|&o| (name(i), base + u64::from(o))));
             }
         }
@@ -954,7 +964,7 @@ impl State {
                     u64::from(f.offset) <= off
                         && off < u64::from(f.offset) + u64::from(f.size.max(1))
                 }) {
-                    return Some(c.manifest.modules[f.module.0 as usize].name.clone());
+                    return Some(c.manifest.module_name(f.module).to_string());
                 }
             }
         }
@@ -972,7 +982,7 @@ impl State {
                 m.init_order()
                     .iter()
                     .enumerate()
-                    .map(|(p, &i)| (m.modules[i.0 as usize].name.clone(), p))
+                    .map(|(p, &i)| (m.module_name(i).to_string(), p))
                     .collect()
             })
             .unwrap_or_default();
@@ -998,7 +1008,7 @@ impl State {
     /// Root `main`'s permanent address.
     pub fn main_address(&self) -> Option<u64> {
         let c = self.current.as_ref()?;
-        let root = &c.manifest.modules.get(c.manifest.root.0 as usize)?.name;
+        let root = c.manifest.module_name(c.manifest.root);
         self.get_proc(root, "main")
     }
 

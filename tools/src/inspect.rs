@@ -69,7 +69,7 @@ pub fn format_time(ns: i64) -> String {
 fn name(m: &Manifest, id: ModuleId) -> &str {
     m.modules
         .get(id.0 as usize)
-        .map_or("?", |md| md.name.as_str())
+        .map_or("?", |md| m.str(md.name))
 }
 
 fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -93,7 +93,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         .modules
         .iter()
         .filter(|md| !md.reachable)
-        .map(|md| md.name.as_str())
+        .map(|md| m.str(md.name))
         .collect();
     if !unreachable.is_empty() {
         writeln!(
@@ -119,7 +119,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         writeln!(
             out,
             "{:<20} {:<9} {:>8} {:>8} {:>6} {:>8} {:#018x} {:<35} {}",
-            md.name,
+            m.str(md.name),
             status,
             md.text_size,
             md.rodata_size,
@@ -127,16 +127,16 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
             md.objects.len(),
             md.content_hash,
             format_time(md.mtime_ns),
-            if md.source.is_empty() {
-                &md.object
+            if md.source.len == 0 {
+                m.str(md.object)
             } else {
-                &md.source
+                m.str(md.source)
             }
         )?;
     }
     for md in &m.modules {
         writeln!(out)?;
-        writeln!(out, "module {} ({})", md.name, md.object)?;
+        writeln!(out, "module {} ({})", m.str(md.name), m.str(md.object))?;
         let imports: Vec<&str> = md.imports.iter().map(|&i| name(m, i)).collect();
         writeln!(
             out,
@@ -158,7 +158,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
             writeln!(
                 out,
                 "  function {:<32} {:>7} bytes {}",
-                f.name,
+                m.str(f.name),
                 f.size,
                 if f.global { "global" } else { "static" }
             )?;
@@ -167,7 +167,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
             writeln!(
                 out,
                 "  global   {:<32} {:>7} bytes align {:<3} {}{}",
-                o.name,
+                m.str(o.name),
                 o.size,
                 o.align,
                 if o.global { "global" } else { "static" },
@@ -178,7 +178,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
             .undefined
             .iter()
             .filter_map(|h| m.hosts.get(h.0 as usize))
-            .map(|h| h.name.as_str())
+            .map(|h| m.str(h.name))
             .collect();
         writeln!(
             out,
@@ -297,11 +297,11 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
         .enumerate()
         .map(|(i, md)| {
             json!({
-                "name": md.name,
+                "name": m.str(md.name),
                 "root": i == m.root.0 as usize,
                 "reachable": md.reachable,
-                "source": md.source,
-                "object": md.object,
+                "source": m.str(md.source),
+                "object": m.str(md.object),
                 "mtime_ns": md.mtime_ns,
                 "mtime": format_time(md.mtime_ns),
                 "content_hash": format!("{:016x}", md.content_hash),
@@ -312,13 +312,13 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
                 "on_reload_blocks": md.on_reload.len(),
                 "destructors": md.dtors.len(),
                 "functions": m.functions[md.functions.range()].iter().map(|f| json!({
-                    "name": f.name, "size": f.size, "global": f.global,
+                    "name": m.str(f.name), "size": f.size, "global": f.global,
                 })).collect::<Vec<_>>(),
                 "globals": m.objects[md.objects.range()].iter().map(|o| json!({
-                    "name": o.name, "size": o.size, "align": o.align, "global": o.global,
+                    "name": m.str(o.name), "size": o.size, "align": o.align, "global": o.global,
                     "zero_init": o.init.is_none(),
                 })).collect::<Vec<_>>(),
-                "undefined": md.undefined.iter().filter_map(|h| m.hosts.get(h.0 as usize)).map(|h| h.name.clone()).collect::<Vec<_>>(),
+                "undefined": md.undefined.iter().filter_map(|h| m.hosts.get(h.0 as usize)).map(|h| m.str(h.name)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -330,7 +330,7 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
         "root": name(m, m.root),
         "init_order": m.init_order().iter().map(|&i| name(m, i)).collect::<Vec<_>>(),
         "modules": modules,
-        "host_symbols": m.hosts.iter().map(|h| json!({"name": h.name, "weak": h.weak})).collect::<Vec<_>>(),
+        "host_symbols": m.hosts.iter().map(|h| json!({"name": m.str(h.name), "weak": h.weak})).collect::<Vec<_>>(),
         "plan": {
             "area_bytes": m.layout.area_size,
             "text_bytes": m.layout.text.len(),

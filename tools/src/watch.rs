@@ -803,7 +803,7 @@ pub fn program_reloads_itself(image: &Path) -> anyhow::Result<bool> {
         md.undefined.iter().any(|h| {
             m.hosts
                 .get(h.0 as usize)
-                .is_some_and(|s| s.name == "hcr_perform_code_reload")
+                .is_some_and(|s| m.str(s.name) == "hcr_perform_code_reload")
         })
     }))
 }

@@ -36,9 +36,9 @@ impl Enc {
     fn len(&mut self, n: usize) {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX));
     }
-    fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.out.extend_from_slice(s.as_bytes());
+    fn str(&mut self, s: Str) {
+        self.u32(s.off);
+        self.u32(s.len);
     }
     fn span(&mut self, s: Span) {
         self.u32(s.start);
@@ -107,10 +107,16 @@ impl<'a> Dec<'a> {
         }
         Ok(n)
     }
-    fn str(&mut self) -> Result<String, DecodeError> {
-        let n = self.len(1)?;
-        let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.err("string is not UTF-8"))
+    fn str(&mut self, table: &str) -> Result<Str, DecodeError> {
+        let s = Str {
+            off: self.u32()?,
+            len: self.u32()?,
+        };
+        let (a, b) = (s.off as usize, s.off as usize + s.len as usize);
+        if b > table.len() || !table.is_char_boundary(a) || !table.is_char_boundary(b) {
+            return Err(self.err("string outside the string table"));
+        }
+        Ok(s)
     }
     fn span(&mut self) -> Result<Span, DecodeError> {
         let s = Span::new(self.u32()?, self.u32()?);
@@ -173,8 +179,12 @@ pub(crate) fn decode_header(section: &[u8]) -> Result<Header, ImageError> {
 
 pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup]) -> Vec<u8> {
     let mut e = Enc {
-        out: Vec::with_capacity(4096 + (fixups.len() + object_fixups.len()) * FIXUP_SIZE),
+        out: Vec::with_capacity(
+            4096 + m.strings.len() + (fixups.len() + object_fixups.len()) * FIXUP_SIZE,
+        ),
     };
+    e.len(m.strings.len());
+    e.out.extend_from_slice(m.strings.as_bytes());
     e.u32(m.root.0);
     e.u32(m.layout.area_size);
     e.span(m.layout.text);
@@ -186,9 +196,9 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     e.u32(m.stats.plt_stubs);
     e.len(m.modules.len());
     for md in &m.modules {
-        e.str(&md.name);
-        e.str(&md.source);
-        e.str(&md.object);
+        e.str(md.name);
+        e.str(md.source);
+        e.str(md.object);
         e.i64(md.mtime_ns);
         e.u64(md.content_hash);
         e.u32s(&md.imports.iter().map(|i| i.0).collect::<Vec<_>>());
@@ -205,7 +215,7 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     }
     e.len(m.functions.len());
     for f in &m.functions {
-        e.str(&f.name);
+        e.str(f.name);
         e.u32(f.module.0);
         e.u32(f.offset);
         e.u32(f.size);
@@ -213,7 +223,7 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     }
     e.len(m.objects.len());
     for o in &m.objects {
-        e.str(&o.name);
+        e.str(o.name);
         e.u32(o.module.0);
         e.u64(o.size);
         e.u32(o.align);
@@ -229,7 +239,7 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     }
     e.len(m.hosts.len());
     for h in &m.hosts {
-        e.str(&h.name);
+        e.str(h.name);
         e.u8(h.weak as u8);
     }
     for table in [fixups, object_fixups] {
@@ -298,10 +308,16 @@ type Body<'a> = (Manifest, Fixups<'a>, Fixups<'a>);
 
 pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     let mut d = Dec { buf: body, pos: 0 };
+    let n = d.len(1)?;
+    let table = d.bytes(n)?;
+    let strings = std::str::from_utf8(table)
+        .map_err(|_| d.err("string table is not UTF-8"))?
+        .to_string();
     let mut m = Manifest {
         root: ModuleId(d.u32()?),
         ..Manifest::default()
     };
+    let t = strings.as_str();
     m.layout.area_size = d.u32()?;
     m.layout.text = d.span()?;
     m.layout.rodata = d.span()?;
@@ -313,9 +329,9 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     let n = d.len(60)?;
     for _ in 0..n {
         m.modules.push(Module {
-            name: d.str()?,
-            source: d.str()?,
-            object: d.str()?,
+            name: d.str(t)?,
+            source: d.str(t)?,
+            object: d.str(t)?,
             mtime_ns: d.i64()?,
             content_hash: d.u64()?,
             imports: d.u32s()?.into_iter().map(ModuleId).collect(),
@@ -334,7 +350,7 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     let n = d.len(17)?;
     for _ in 0..n {
         m.functions.push(Function {
-            name: d.str()?,
+            name: d.str(t)?,
             module: ModuleId(d.u32()?),
             offset: d.u32()?,
             size: d.u32()?,
@@ -344,7 +360,7 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     let n = d.len(26)?;
     for _ in 0..n {
         m.objects.push(Object {
-            name: d.str()?,
+            name: d.str(t)?,
             module: ModuleId(d.u32()?),
             size: d.u64()?,
             align: d.u32()?,
@@ -356,7 +372,7 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     let n = d.len(5)?;
     for _ in 0..n {
         m.hosts.push(HostSymbol {
-            name: d.str()?,
+            name: d.str(t)?,
             weak: d.bool()?,
         });
     }
@@ -379,6 +395,7 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
         return Err(d.err("trailing bytes after the manifest"));
     }
     let [fixups, object_fixups] = tables;
+    m.strings = strings;
     Ok((m, fixups, object_fixups))
 }
 
@@ -422,7 +439,10 @@ pub(crate) fn validate(
             || md.fixups.end as usize > fixups.len()
             || md.undefined.iter().any(|h| h.0 as usize >= nh)
         {
-            return Err(bad(format!("module {} refers outside its tables", md.name)));
+            return Err(bad(format!(
+                "module {} refers outside its tables",
+                m.str(md.name)
+            )));
         }
         if !md
             .ctors
@@ -431,12 +451,15 @@ pub(crate) fn validate(
             .chain(&md.on_reload)
             .all(|&o| m.layout.text.contains(o))
         {
-            return Err(bad(format!("module {}: entry point outside code", md.name)));
+            return Err(bad(format!(
+                "module {}: entry point outside code",
+                m.str(md.name)
+            )));
         }
     }
     for f in &m.functions {
         if f.module.0 as usize >= nm || !m.layout.text.contains(f.offset) {
-            return Err(bad(format!("function {} out of range", f.name)));
+            return Err(bad(format!("function {} out of range", m.str(f.name))));
         }
     }
     for o in &m.objects {
@@ -452,7 +475,7 @@ pub(crate) fn validate(
             || !o.align.is_power_of_two()
             || o.size > (1 << 32)
         {
-            return Err(bad(format!("object {} out of range", o.name)));
+            return Err(bad(format!("object {} out of range", m.str(o.name))));
         }
     }
     // Fixup offsets and targets are not walked here: the loader checks

@@ -49,6 +49,16 @@ pub struct ObjectId(pub u32);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostId(pub u32);
 
+/// A string of the manifest: a range of [`Manifest::strings`]. Decoding
+/// copies the string table once instead of allocating every name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Str {
+    /// Byte offset in the string table.
+    pub off: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
 /// A half-open range of `u32` offsets or indices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
@@ -119,11 +129,11 @@ pub struct Layout {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Module {
     /// File stem of the object (`physics.o` → `physics`).
-    pub name: String,
+    pub name: Str,
     /// Source file named by the object (`STT_FILE`), or "" when none.
-    pub source: String,
+    pub source: Str,
     /// Path of the input object (or `archive.a(member.o)`).
-    pub object: String,
+    pub object: Str,
     /// Modification time of the input, nanoseconds since the epoch.
     pub mtime_ns: i64,
     /// xxh3-64 of the input object's bytes.
@@ -156,7 +166,7 @@ pub struct Module {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Function {
     /// Symbol name (unqualified).
-    pub name: String,
+    pub name: Str,
     /// Owner.
     pub module: ModuleId,
     /// Area offset of the entry.
@@ -172,7 +182,7 @@ pub struct Function {
 pub struct Object {
     /// Identity within the module: the symbol name, or the section name when
     /// the section holds no single named object.
-    pub name: String,
+    pub name: Str,
     /// Owner.
     pub module: ModuleId,
     /// Size in bytes.
@@ -193,7 +203,7 @@ pub struct Object {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostSymbol {
     /// Symbol name.
-    pub name: String,
+    pub name: Str,
     /// Weak references resolve to 0 when the host lacks the symbol.
     pub weak: bool,
 }
@@ -214,6 +224,8 @@ pub struct PlanStats {
 /// The manifest: modules, their symbols, and the load plan's tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
+    /// The string table every [`Str`] points into.
+    pub strings: String,
     /// The top of the import tree.
     pub root: ModuleId,
     /// Where the parts of the load area lie.
@@ -456,12 +468,38 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
 }
 
 impl Manifest {
+    /// The text of `s` ("" for a range outside the table, which decoding
+    /// never lets through).
+    pub fn str(&self, s: Str) -> &str {
+        let start = s.off as usize;
+        self.strings
+            .get(start..start + s.len as usize)
+            .unwrap_or("")
+    }
+
+    /// Adds `text` to the string table.
+    pub fn intern(&mut self, text: &str) -> Str {
+        let off = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+        self.strings.push_str(text);
+        Str {
+            off,
+            len: text.len() as u32,
+        }
+    }
+
     /// The module named `name`.
     pub fn module_by_name(&self, name: &str) -> Option<ModuleId> {
         self.modules
             .iter()
-            .position(|m| m.name == name)
+            .position(|m| self.str(m.name) == name)
             .map(|i| ModuleId(i as u32))
+    }
+
+    /// Name of module `id` ("?" when out of range).
+    pub fn module_name(&self, id: ModuleId) -> &str {
+        self.modules
+            .get(id.0 as usize)
+            .map_or("?", |m| self.str(m.name))
     }
 
     /// Reachable modules in initialisation order: a depth-first post-order

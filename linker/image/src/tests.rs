@@ -30,7 +30,7 @@ fn arb_fixup() -> impl Strategy<Value = Fixup> {
         })
 }
 
-fn arb_module() -> impl Strategy<Value = Module> {
+fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
     (
         "[a-z_][a-z0-9_]{0,12}",
         ".{0,20}",
@@ -41,23 +41,24 @@ fn arb_module() -> impl Strategy<Value = Module> {
         prop::collection::vec(0u32..64, 0..3),
     )
         .prop_map(
-            |(name, source, mtime_ns, content_hash, imports, reachable, ctors)| Module {
-                name,
-                source,
-                object: "x.o".into(),
-                mtime_ns,
-                content_hash,
-                imports: imports.into_iter().map(ModuleId).collect(),
-                reachable,
-                functions: Span::new(0, 1),
-                objects: Span::new(0, 1),
-                fixups: Span::new(0, 0),
-                ctors: ctors.clone(),
-                dtors: vec![],
-                on_reload: ctors,
-                undefined: vec![HostId(0)],
-                text_size: 10,
-                rodata_size: 3,
+            |(name, source, mtime_ns, content_hash, imports, reachable, ctors)| {
+                let md = Module {
+                    mtime_ns,
+                    content_hash,
+                    imports: imports.into_iter().map(ModuleId).collect(),
+                    reachable,
+                    functions: Span::new(0, 1),
+                    objects: Span::new(0, 1),
+                    fixups: Span::new(0, 0),
+                    ctors: ctors.clone(),
+                    dtors: vec![],
+                    on_reload: ctors,
+                    undefined: vec![HostId(0)],
+                    text_size: 10,
+                    rodata_size: 3,
+                    ..Module::default()
+                };
+                (name, source, md)
             },
         )
 }
@@ -70,15 +71,24 @@ proptest! {
         ofixups in prop::collection::vec(arb_fixup(), 0..10),
         fname in "[a-z]{1,8}",
     ) {
-        let m = Manifest {
+        let mut m = Manifest {
             root: ModuleId(0),
             layout: Layout { area_size: 8192, text: Span::new(0, 4096), rodata: Span::new(4096, 8000), eh_frame: Span::new(7000, 8000) },
-            modules,
-            functions: vec![Function { name: fname, module: ModuleId(0), offset: 16, size: 5, global: true }],
-            objects: vec![Object { name: "o".into(), module: ModuleId(0), size: 8, align: 8, init: Some(0), fixups: Span::new(0, 0), global: false }],
-            hosts: vec![HostSymbol { name: "printf".into(), weak: false }],
             stats: PlanStats { relocations: 9, applied_at_link: 4, got_entries: 1, plt_stubs: 2 },
+            ..Manifest::default()
         };
+        for (name, source, mut md) in modules {
+            md.name = m.intern(&name);
+            md.source = m.intern(&source);
+            md.object = m.intern("x.o");
+            m.modules.push(md);
+        }
+        let f = m.intern(&fname);
+        m.functions.push(Function { name: f, module: ModuleId(0), offset: 16, size: 5, global: true });
+        let o = m.intern("o");
+        m.objects.push(Object { name: o, module: ModuleId(0), size: 8, align: 8, init: Some(0), fixups: Span::new(0, 0), global: false });
+        let p = m.intern("printf");
+        m.hosts.push(HostSymbol { name: p, weak: false });
         let body = encode_body(&m, &fixups, &ofixups);
         let (back, f, of) = codec::decode_body(&body).unwrap();
         prop_assert_eq!(&back, &m);
@@ -112,25 +122,24 @@ fn header_round_trips() {
 #[test]
 fn init_order_is_dfs_post_order() {
     // A imports B, C; B imports C: C, B, A.
-    let mk = |name: &str, imports: Vec<u32>| Module {
-        name: name.into(),
-        imports: imports.into_iter().map(ModuleId).collect(),
-        ..Module::default()
-    };
-    let m = Manifest {
-        root: ModuleId(0),
-        modules: vec![
-            mk("a", vec![1, 2]),
-            mk("b", vec![2]),
-            mk("c", vec![]),
-            mk("d", vec![]),
-        ],
-        ..Manifest::default()
-    };
+    let mut m = Manifest::default();
+    for (name, imports) in [
+        ("a", vec![1, 2]),
+        ("b", vec![2]),
+        ("c", vec![]),
+        ("d", vec![]),
+    ] {
+        let name = m.intern(name);
+        m.modules.push(Module {
+            name,
+            imports: imports.into_iter().map(ModuleId).collect(),
+            ..Module::default()
+        });
+    }
     let names: Vec<_> = m
         .init_order()
         .iter()
-        .map(|i| m.modules[i.0 as usize].name.clone())
+        .map(|&i| m.module_name(i).to_string())
         .collect();
     assert_eq!(names, ["c", "b", "a"]);
 }

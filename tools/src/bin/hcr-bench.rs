@@ -66,6 +66,9 @@ enum What {
     },
     /// `hcr_has_any_module_changed()` when nothing changed.
     Changed,
+    /// Whole-program run time of a call-heavy program: hcr image vs a normal
+    /// -O2 executable built from the same sources.
+    Whole,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -402,6 +405,75 @@ fn bench_calls(cli: &Cli, iterations: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A call-heavy program over three modules: mutual recursion across
+/// modules, calls through function pointers, a callback from libc.
+const WHOLE_MAIN: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+long fib_a(int n);
+long walk(long n);
+int cmp_ints(const void *a, const void *b);
+int main(void) {
+    long s = fib_a(32) + walk(30000000);
+    static int v[200000];
+    for (int r = 0; r < 20; r++) {
+        for (int i = 0; i < 200000; i++) v[i] = (i * 7919 + r) % 100003;
+        qsort(v, 200000, sizeof v[0], cmp_ints);
+        s += v[r];
+    }
+    printf("%ld\n", s);
+    return 0;
+}
+"#;
+const WHOLE_A: &str = r#"
+long fib_b(int n);
+long fib_a(int n) { return n < 2 ? n : fib_b(n - 1) + fib_b(n - 2); }
+static long step(long x) { return x * 3 + 1; }
+long (*stepper)(long) = step;
+long walk(long n) { long s = 0; for (long i = 0; i < n; i++) s += stepper(i) & 7; return s; }
+"#;
+const WHOLE_B: &str = r#"
+long fib_a(int n);
+long fib_b(int n) { return n < 2 ? n : fib_a(n - 1) + fib_a(n - 2); }
+int cmp_ints(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+"#;
+
+fn bench_whole(cli: &Cli) -> anyhow::Result<()> {
+    let dir = dir_ok(&cli.dir.join("whole"))?;
+    let mut objs = Vec::new();
+    for (n, src) in [("main", WHOLE_MAIN), ("a", WHOLE_A), ("b", WHOLE_B)] {
+        objs.push(gen::compile(&dir, n, src, "-O2")?);
+    }
+    let img = dir.join("whole.hcr");
+    hcr_linker::link(&hcr_linker::LinkConfig::default(), &objs, &img)?;
+    // The baseline: a normal -O2 executable (PIE, Debian's default) of the
+    // same sources.
+    let exe = dir.join("whole-native");
+    let srcs: Vec<PathBuf> = ["main", "a", "b"].iter().map(|n| dir.join(format!("{n}.c"))).collect();
+    tool("cc", &["-O2", "-o", &exe.display().to_string()], &srcs)?;
+    let hcr = std::env::current_exe()?.with_file_name("hcr");
+    let run = |cmd: &mut Command| -> anyhow::Result<String> {
+        let o = cmd.output()?;
+        if !o.status.success() {
+            bail!("{:?} failed", cmd);
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let want = run(&mut Command::new(&exe))?;
+    let got = run(Command::new(&hcr).arg("run").arg(&img))?;
+    if want != got {
+        bail!("outputs differ: {want:?} vs {got:?}");
+    }
+    let native = time_runs(cli.runs, || run(&mut Command::new(&exe)).map(|_| ()))?;
+    let image = time_runs(cli.runs, || run(Command::new(&hcr).arg("run").arg(&img)).map(|_| ()))?;
+    println!("## whole program: call-heavy (cross-module recursion, function pointers, qsort callbacks)");
+    println!("| build | median wall time | ratio |");
+    println!("|---|---|---|");
+    println!("| cc -O2 executable | {} | 1.00× |", ms(native));
+    println!("| hcr run of the -fPIC -ffunction-sections -fdata-sections -O2 image | {} | {} |", ms(image), ratio(image, native));
+    Ok(())
+}
+
 fn dir_ok(d: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(d)?;
     Ok(d.to_path_buf())
@@ -419,6 +491,7 @@ fn main() -> ExitCode {
         } => bench_reload(&cli, modules, functions, globals),
         What::Calls { iterations } => bench_calls(&cli, iterations),
         What::Changed => bench_changed(&cli),
+        What::Whole => bench_whole(&cli),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

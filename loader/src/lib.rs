@@ -361,3 +361,40 @@ pub fn load_host_library(name: &std::ffi::CStr) -> bool {
     let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
     !h.is_null()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_that_do_not_fit_are_errors_not_truncations() {
+        let far = 0x7000_0000_0000u64;
+        assert!(compute(FixupKind::Pc32, far, -4, 0x1000, 0).is_err());
+        assert!(compute(FixupKind::Abs32, 1 << 32, 0, 0, 0).is_err());
+        assert!(compute(FixupKind::Abs32S, 0x8000_0000, 0, 0, 0).is_err());
+        assert_eq!(compute(FixupKind::Pc32, 0x2000, -4, 0x1000, 0), Ok(0xFFC));
+        assert_eq!(
+            compute(FixupKind::Pc32, 0x1000, -4, 0x2000, 0),
+            Ok((-0x1004i32) as u32 as u64)
+        );
+        assert_eq!(
+            compute(FixupKind::AreaRel64, 0x5000, 8, 0, 0x1000),
+            Ok(0x4008)
+        );
+        assert_eq!(compute(FixupKind::Abs64, 7, -8, 0, 0), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn writes_outside_the_buffer_are_refused() {
+        let mut b = [0u8; 8];
+        assert_eq!(
+            write_value(&mut b, 4, FixupKind::Pc32, 0x11223344),
+            Some(())
+        );
+        assert_eq!(&b[4..], &[0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(write_value(&mut b, 5, FixupKind::Pc32, 1), None);
+        assert_eq!(write_value(&mut b, usize::MAX, FixupKind::Abs64, 1), None);
+        assert_eq!(read_value(&b, 4, FixupKind::Pc32), Some(0x11223344));
+        assert_eq!(read_value(&b, 1, FixupKind::Abs64), None);
+    }
+}

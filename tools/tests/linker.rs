@@ -365,3 +365,57 @@ fn archive_members_that_define_referenced_symbols_become_modules() {
     assert_eq!(names, ["main", "b", "c"]);
     assert_eq!(String::from_utf8_lossy(&support::run(&img).stdout), "211\n");
 }
+
+#[test]
+fn a_full_disk_leaves_the_previous_image_intact() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let small = sample_program(d, "-O2");
+    let big = module(
+        d,
+        "big",
+        "const char big_table[4 << 20] = {1};\nint big(void){ return big_table[7]; }",
+        "-O2",
+    );
+    let mnt = d.join("small-fs");
+    std::fs::create_dir(&mnt).unwrap();
+    // A 1 MiB filesystem needs root (or CAP_SYS_ADMIN) to mount; elsewhere
+    // this condition cannot be staged.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (not root)");
+        return;
+    }
+    let img = mnt.join("app.hcr");
+    let result = std::panic::catch_unwind(|| {
+        link_ok(&img, &small);
+        let before = std::fs::read(&img).unwrap();
+        let mut inputs = small.clone();
+        inputs.push(big.clone());
+        let o = link(&img, &inputs);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(
+            std::fs::read(&img).unwrap(),
+            before,
+            "the old image changed"
+        );
+        let left: Vec<_> = std::fs::read_dir(&mnt)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "temporary files left behind: {left:?}");
+        assert_eq!(String::from_utf8_lossy(&support::run(&img).stdout), "211\n");
+    });
+    let _ = Command::new("umount").arg(&mnt).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -111,6 +111,7 @@ macro_rules! scenarios {
 
 scenarios!(
     const_data_replaced,
+    constructor_aborts,
     constructor_order,
     cross_module_global,
     fn_pointer_in_global,

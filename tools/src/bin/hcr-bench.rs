@@ -66,6 +66,15 @@ enum What {
     },
     /// `hcr_has_any_module_changed()` when nothing changed.
     Changed,
+    /// The nimhcr-style baseline: one shared object per module; a reload
+    /// stats every module, copies the changed one, dlopens the copy,
+    /// rebinds its functions with dlsym and dlcloses the old copy.
+    DlopenBaseline {
+        #[arg(long, default_value_t = 200)]
+        modules: usize,
+        #[arg(long, default_value_t = 10)]
+        functions: usize,
+    },
     /// Whole-program run time of a call-heavy program: hcr image vs a normal
     /// -O2 executable built from the same sources.
     Whole,
@@ -449,7 +458,10 @@ fn bench_whole(cli: &Cli) -> anyhow::Result<()> {
     // The baseline: a normal -O2 executable (PIE, Debian's default) of the
     // same sources.
     let exe = dir.join("whole-native");
-    let srcs: Vec<PathBuf> = ["main", "a", "b"].iter().map(|n| dir.join(format!("{n}.c"))).collect();
+    let srcs: Vec<PathBuf> = ["main", "a", "b"]
+        .iter()
+        .map(|n| dir.join(format!("{n}.c")))
+        .collect();
     tool("cc", &["-O2", "-o", &exe.display().to_string()], &srcs)?;
     let hcr = std::env::current_exe()?.with_file_name("hcr");
     let run = |cmd: &mut Command| -> anyhow::Result<String> {
@@ -465,12 +477,92 @@ fn bench_whole(cli: &Cli) -> anyhow::Result<()> {
         bail!("outputs differ: {want:?} vs {got:?}");
     }
     let native = time_runs(cli.runs, || run(&mut Command::new(&exe)).map(|_| ()))?;
-    let image = time_runs(cli.runs, || run(Command::new(&hcr).arg("run").arg(&img)).map(|_| ()))?;
-    println!("## whole program: call-heavy (cross-module recursion, function pointers, qsort callbacks)");
+    let image = time_runs(cli.runs, || {
+        run(Command::new(&hcr).arg("run").arg(&img)).map(|_| ())
+    })?;
+    println!(
+        "## whole program: call-heavy (cross-module recursion, function pointers, qsort callbacks)"
+    );
     println!("| build | median wall time | ratio |");
     println!("|---|---|---|");
     println!("| cc -O2 executable | {} | 1.00× |", ms(native));
-    println!("| hcr run of the -fPIC -ffunction-sections -fdata-sections -O2 image | {} | {} |", ms(image), ratio(image, native));
+    println!(
+        "| hcr run of the -fPIC -ffunction-sections -fdata-sections -O2 image | {} | {} |",
+        ms(image),
+        ratio(image, native)
+    );
+    Ok(())
+}
+
+fn bench_dlopen_baseline(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()> {
+    let shape = Shape {
+        modules,
+        functions,
+        globals: 2,
+    };
+    let dir = cli.dir.join(format!("dlopen-{modules}x{functions}"));
+    objects_for(&dir, shape)?;
+    let so = |i: usize| dir.join(format!("m{i}.so"));
+    for i in 0..modules {
+        if !so(i).exists() {
+            tool(
+                "cc",
+                &["-shared", "-o", &so(i).display().to_string()],
+                &[dir.join(format!("m{i}.o"))],
+            )?;
+        }
+    }
+    let open = |p: &Path| -> anyhow::Result<*mut libc::c_void> {
+        let c = CString::new(p.display().to_string())?;
+        // SAFETY: our generated library; lazy binding resolves the calls into
+        // the other modules' libraries, loaded RTLD_GLOBAL.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_GLOBAL) };
+        if h.is_null() {
+            bail!("dlopen {} failed", p.display());
+        }
+        Ok(h)
+    };
+    let mut handles: Vec<*mut libc::c_void> = (0..modules)
+        .map(|i| open(&so(i)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut table = vec![std::ptr::null_mut::<libc::c_void>(); modules * functions];
+    let names: Vec<Vec<CString>> = (0..modules)
+        .map(|i| {
+            (0..functions)
+                .map(|k| CString::new(format!("m{i}_f{k}")).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let changed = modules / 2;
+    let mut round = 0u32;
+    let t = time_runs(cli.runs.max(21), || {
+        // nimhcr's change check: the timestamp of every module's library.
+        for i in 0..modules {
+            std::fs::metadata(so(i))?;
+        }
+        // Copy the changed library and load the copy (nimhcr loads copies
+        // so the build can overwrite the original).
+        round += 1;
+        let copy = dir.join(format!("m{changed}.copy{}.so", round % 2));
+        std::fs::copy(so(changed), &copy)?;
+        let h = open(&copy)?;
+        for (k, name) in names[changed].iter().enumerate() {
+            // SAFETY: dlsym on a live handle with a NUL-terminated name.
+            table[changed * functions + k] = unsafe { libc::dlsym(h, name.as_ptr()) };
+        }
+        let old = std::mem::replace(&mut handles[changed], h);
+        // SAFETY: the old copy's functions are no longer in the table.
+        unsafe { libc::dlclose(old) };
+        Ok(())
+    })?;
+    std::hint::black_box(&table);
+    println!("## dlopen-per-module reload baseline (nimhcr's mechanism): {modules} modules × {functions} functions, one changed");
+    println!("| what | median |");
+    println!("|---|---|");
+    println!(
+        "| stat {modules} libraries + copy + dlopen + {functions} dlsym + dlclose | {} |",
+        ms(t)
+    );
     Ok(())
 }
 
@@ -492,6 +584,9 @@ fn main() -> ExitCode {
         What::Calls { iterations } => bench_calls(&cli, iterations),
         What::Changed => bench_changed(&cli),
         What::Whole => bench_whole(&cli),
+        What::DlopenBaseline { modules, functions } => {
+            bench_dlopen_baseline(&cli, modules, functions)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -549,6 +549,17 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                 let kind = o.sections[sec as usize].kind;
                 if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
                     text_funcs[sec as usize] += 1;
+                    let sec_size = o.sections[sec as usize].size;
+                    if s.value > sec_size {
+                        d.push(
+                            &o.path,
+                            &o.name,
+                            Some(s.name),
+                            format!("function symbol lies outside its section (offset {:#x}, section size {:#x})", s.value, sec_size),
+                            "the object is corrupt; rebuild it",
+                        );
+                        continue;
+                    }
                     // Global functions, and static functions with plain names
                     // (compiler clones such as `f.cold` or `f.constprop.0` are
                     // reached by branches only).
@@ -621,6 +632,28 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                         align: s.value.max(1),
                         global: true,
                     });
+                }
+            }
+            // What the image format cannot hold (ImageView::parse refuses
+            // it): report it here rather than write an unloadable image.
+            for od in &objs {
+                if od.size > hcr_image::MAX_OBJECT_SIZE {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(&od.name),
+                        format!("global of {} bytes: an image holds globals of at most 4 GiB", od.size),
+                        "make it smaller, or allocate the memory at run time",
+                    );
+                }
+                if !od.align.is_power_of_two() || od.align > 1 << 31 {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(&od.name),
+                        format!("unsupported alignment {}", od.align),
+                        "alignments are powers of two up to 2 GiB; rebuild the object",
+                    );
                 }
             }
             (funcs, objs, sec_obj_local, commons, d)
@@ -1479,7 +1512,7 @@ fn apply_module(
                         _ => area_of(&s),
                     };
                     let Some(t) = target
-                        .map(|t| (t as i64 + r.addend) as u64)
+                        .and_then(|t| u64::try_from(i128::from(t) + i128::from(r.addend)).ok())
                         .filter(|&t| t < u64::from(lay.layout.text.end))
                     else {
                         d.push(
@@ -1522,11 +1555,13 @@ fn apply_module(
             match calc {
                 Calc::GotPc32 | Calc::GotPc64 | Calc::GotEntry32 | Calc::GotEntry64 => {
                     let v = match (calc, area_p) {
-                        (Calc::GotPc32 | Calc::GotPc64, Some(p)) => {
-                            got_base as i64 + r.addend - p as i64
-                        }
+                        (Calc::GotPc32 | Calc::GotPc64, Some(p)) => (got_base as i64)
+                            .wrapping_add(r.addend)
+                            .wrapping_sub(p as i64),
                         (Calc::GotEntry32 | Calc::GotEntry64, _) => match area_of(&s) {
-                            Some(entry) => entry as i64 - got_base as i64 + r.addend,
+                            Some(entry) => (entry as i64)
+                                .wrapping_sub(got_base as i64)
+                                .wrapping_add(r.addend),
                             None => {
                                 d.push(
                                     &m.obj.path,
@@ -1559,7 +1594,9 @@ fn apply_module(
                 }
                 Calc::GotOff64 => {
                     if let Some(sa) = area_of(&s) {
-                        let v = sa as i64 + r.addend - got_base as i64;
+                        let v = (sa as i64)
+                            .wrapping_add(r.addend)
+                            .wrapping_sub(got_base as i64);
                         buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
                         res.at_link += 1;
                         continue;
@@ -1595,7 +1632,8 @@ fn apply_module(
             if let (Some(p), Some(sa), FixupKind::Pc32 | FixupKind::Pc64) =
                 (area_p, area_of(&s), kind)
             {
-                let v = sa as i64 + r.addend - p as i64;
+                // In i128: a fuzzed addend must not overflow (S + A - P).
+                let v = i128::from(sa) + i128::from(r.addend) - i128::from(p);
                 if kind == FixupKind::Pc32 {
                     match i32::try_from(v) {
                         Ok(v) => buf[local..local + 4].copy_from_slice(&v.to_le_bytes()),
@@ -1611,7 +1649,7 @@ fn apply_module(
                         }
                     }
                 } else {
-                    buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                    buf[local..local + 8].copy_from_slice(&(v as i64).to_le_bytes());
                 }
                 res.at_link += 1;
                 continue;
@@ -1638,7 +1676,7 @@ fn apply_module(
             } else {
                 0
             };
-            let addend = add + r.addend - got_adjust;
+            let addend = i128::from(add) + i128::from(r.addend) - i128::from(got_adjust);
             let Ok(addend) = i32::try_from(addend) else {
                 d.push(
                     &m.obj.path,

@@ -458,7 +458,10 @@ pub(crate) fn validate(
         }
     }
     for f in &m.functions {
-        if f.module.0 as usize >= nm || !m.layout.text.contains(f.offset) {
+        // `<= end`: a function of size 0 (a body of `__builtin_unreachable()`)
+        // may end the text region.
+        let text = m.layout.text;
+        if f.module.0 as usize >= nm || f.offset < text.start || f.offset > text.end {
             return Err(bad(format!("function {} out of range", m.str(f.name))));
         }
     }
@@ -473,7 +476,7 @@ pub(crate) fn validate(
             || !init_ok
             || o.fixups.end as usize > object_fixups.len()
             || !o.align.is_power_of_two()
-            || o.size > (1 << 32)
+            || o.size > crate::MAX_OBJECT_SIZE
         {
             return Err(bad(format!("object {} out of range", m.str(o.name))));
         }

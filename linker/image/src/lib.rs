@@ -35,6 +35,8 @@ pub const HEADER_SIZE: usize = 64;
 pub const PAGE_SIZE: u64 = 4096;
 /// Size of one encoded [`Fixup`].
 pub const FIXUP_SIZE: usize = 16;
+/// Largest writable object an image holds, in bytes.
+pub const MAX_OBJECT_SIZE: u64 = 1 << 32;
 
 /// Index of a module in [`Manifest::modules`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,0 +1,186 @@
+//! The fuzz harnesses, shared by the cargo-fuzz targets (`fuzz_targets/`),
+//! the corpus replayer (`src/bin/replay.rs`) and the regression test
+//! `tools/tests/fuzz_regressions.rs` (which includes this file with
+//! `#[path]`), so a crash found by the fuzzer is replayed through exactly
+//! the same code path.
+//!
+//! Both harnesses only need "no panic, no crash, no hang": every input must
+//! give a result or an error.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use hcr_image::{ImageView, ObjectId};
+use hcr_loader::{Tables, Window};
+
+/// How [`link_object`] reads its input: the first byte selects the mode.
+const MODE_OBJECT: u8 = 0;
+const MODE_ARCHIVE: u8 = 1;
+const MODE_OBJECT_AND_ARCHIVE: u8 = 2;
+
+const AR_MAGIC: &[u8] = b"!<arch>\n";
+
+/// Links fuzz input with `hcr_linker::link_memory`. Byte 0 selects the mode
+/// (`% 3`), the rest is the payload:
+/// - 0: the payload is one object file;
+/// - 1: the payload is an `ar` archive (its magic prepended when missing, so
+///   every input of this mode reaches the archive reader);
+/// - 2: a little-endian `u16` length `n`, `n` bytes of object, then the rest
+///   as an archive (members are pulled for the object's undefined symbols).
+///
+/// When the link succeeds, the image it wrote must parse.
+pub fn link_object(data: &[u8]) {
+    let Some((&mode, payload)) = data.split_first() else {
+        return;
+    };
+    let archive = |bytes: &[u8]| -> Vec<u8> {
+        if bytes.starts_with(AR_MAGIC) || bytes.starts_with(b"!<thin>\n") {
+            bytes.to_vec()
+        } else {
+            [AR_MAGIC, bytes].concat()
+        }
+    };
+    let inputs: Vec<(PathBuf, Vec<u8>)> = match mode % 3 {
+        MODE_OBJECT => vec![("fuzz.o".into(), payload.to_vec())],
+        MODE_ARCHIVE => vec![("libfuzz.a".into(), archive(payload))],
+        MODE_OBJECT_AND_ARCHIVE => {
+            let (n, rest) = match payload {
+                [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
+                _ => return,
+            };
+            let n = n.min(rest.len());
+            vec![
+                ("fuzz.o".into(), rest[..n].to_vec()),
+                ("libfuzz.a".into(), archive(&rest[n..])),
+            ]
+        }
+        _ => unreachable!(),
+    };
+    if let Ok(out) = hcr_linker::link_memory(&hcr_linker::LinkConfig::default(), inputs) {
+        if let Err(e) = ImageView::parse(&out.bytes) {
+            panic!("hcr-link wrote an image that does not parse: {e}");
+        }
+    }
+}
+
+/// Bytes of address space reserved for [`image_parse`]'s window (reserved
+/// once per thread; a load commits only the pages of its area).
+const WINDOW_SIZE: usize = 8 << 20;
+
+thread_local! {
+    static WINDOW: RefCell<Option<Window>> = const { RefCell::new(None) };
+}
+
+/// Feeds image bytes to `ImageView::parse`. An input refused only for its
+/// checksum is parsed again with the checksum fixed up, so that mutations
+/// reach the manifest decoder, the validator and the loader. Whatever
+/// parses is loaded with `hcr_loader::load_area` into a small window (every
+/// module's fixups applied, every table entry pointing into the window),
+/// its writable objects' pointer fields computed and written as the runtime
+/// does, and unloaded again.
+pub fn image_parse(data: &[u8]) {
+    match ImageView::parse(data) {
+        Ok(view) => load(&view),
+        Err(hcr_image::ImageError::Checksum { .. }) => {
+            if let Some(fixed) = with_valid_checksum(data) {
+                if let Ok(view) = ImageView::parse(&fixed) {
+                    load(&view);
+                }
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+/// A copy of `data` whose stored checksum matches its contents, or `None`
+/// when the manifest header cannot be found.
+pub fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            data.get(at..at.checked_add(8)?)?.try_into().ok()?,
+        ))
+    };
+    // Section 1 is the manifest; its header holds the checksum at byte 16
+    // (magic, version, header size before it).
+    let shoff = usize::try_from(u64_at(40)?).ok()?;
+    let sh1 = shoff.checked_add(64)?;
+    let manifest = usize::try_from(u64_at(sh1.checked_add(24)?)?).ok()?;
+    let at = manifest.checked_add(16)?;
+    let (header, _) = ImageView::parse_manifest(data).ok()?;
+    let body = data
+        .get(manifest.checked_add(hcr_image::HEADER_SIZE)?..)?
+        .get(..usize::try_from(header.body_len).ok()?)?;
+    let slice = |off: u64, len: u64| -> Option<&[u8]> {
+        let off = usize::try_from(off).ok()?;
+        data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
+    };
+    let area = slice(header.area_file_offset, header.area_file_size)?;
+    let init = slice(header.init_file_offset, header.init_file_size)?;
+    let sum = hcr_image::checksum(body, area, init);
+    let mut fixed = data.to_vec();
+    fixed
+        .get_mut(at..at + 8)?
+        .copy_from_slice(&sum.to_le_bytes());
+    Some(fixed)
+}
+
+fn load(view: &ImageView<'_>) {
+    let _ = view.manifest.init_order();
+    WINDOW.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.is_none() {
+            *w = Some(Window::reserve(WINDOW_SIZE).expect("reserve the fuzz window"));
+        }
+        let window = w.as_mut().expect("window");
+        let free_before = window.free_bytes();
+        // Every function, global and host symbol at the window's base: in
+        // reach of every 32-bit PC-relative fixup, so fixups are applied
+        // (and their places bounds-checked) rather than refused as out of
+        // range.
+        let at = window.base() as u64;
+        let m = &view.manifest;
+        let tables = Tables {
+            functions: vec![at; m.functions.len()],
+            objects: vec![at; m.objects.len()],
+            hosts: vec![at; m.hosts.len()],
+        };
+        let apply = vec![true; m.modules.len()];
+        if let Ok(area) = hcr_loader::load_area(window, view, &tables, &apply) {
+            assert!(
+                window.contains(area.base) && window.contains(area.base + area.len() - 1),
+                "the load area lies outside the window"
+            );
+            objects(view, &tables, area.base as u64);
+            // SAFETY: nothing ever runs in or points into the area: the
+            // harness only loaded it.
+            unsafe { hcr_loader::unload_area(window, area) };
+        }
+        assert_eq!(window.free_bytes(), free_before, "window pages leaked");
+    });
+}
+
+/// Initial bytes and pointer fields of every writable object, written as the
+/// runtime writes them into persistent storage (`write_value` refuses a
+/// field outside the object).
+fn objects(view: &ImageView<'_>, tables: &Tables, area_base: u64) {
+    const MAX_OBJECT: u64 = 1 << 20;
+    for (oi, o) in view.manifest.objects.iter().enumerate() {
+        let mut storage = vec![0u8; o.size.min(MAX_OBJECT) as usize];
+        let dest = storage.as_ptr() as u64;
+        let Ok(values) =
+            hcr_loader::object_values(view, ObjectId(oi as u32), dest, tables, area_base)
+        else {
+            continue;
+        };
+        if o.size > MAX_OBJECT {
+            continue;
+        }
+        if let Some(off) = o.init {
+            let off = off as usize;
+            storage.copy_from_slice(&view.init[off..off + o.size as usize]);
+        }
+        for f in &values {
+            let _ = hcr_loader::write_value(&mut storage, f.offset as usize, f.kind, f.value);
+        }
+    }
+}

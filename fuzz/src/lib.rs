@@ -1,5 +1,5 @@
 //! The fuzz harnesses, shared by the cargo-fuzz targets (`fuzz_targets/`),
-//! the corpus replayer (`src/bin/replay.rs`) and the regression test
+//! the corpus replayer (`examples/replay.rs`) and the regression test
 //! `tools/tests/fuzz_regressions.rs` (which includes this file with
 //! `#[path]`), so a crash found by the fuzzer is replayed through exactly
 //! the same code path.

@@ -549,17 +549,6 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                 let kind = o.sections[sec as usize].kind;
                 if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
                     text_funcs[sec as usize] += 1;
-                    let sec_size = o.sections[sec as usize].size;
-                    if s.value > sec_size {
-                        d.push(
-                            &o.path,
-                            &o.name,
-                            Some(s.name),
-                            format!("function symbol lies outside its section (offset {:#x}, section size {:#x})", s.value, sec_size),
-                            "the object is corrupt; rebuild it",
-                        );
-                        continue;
-                    }
                     // Global functions, and static functions with plain names
                     // (compiler clones such as `f.cold` or `f.constprop.0` are
                     // reached by branches only).
@@ -1004,14 +993,14 @@ fn classify(
                     let func = if !section_sym {
                         fn_at(off)
                     } else if got || address_of {
-                        fn_at((off as i64 + if got { 0 } else { r.addend }) as u64)
+                        fn_at((off as i64).wrapping_add(if got { 0 } else { r.addend }) as u64)
                     } else {
                         // PC-relative through a section symbol: the operand
                         // address is off + A + 4 + (immediate bytes, 0..4).
-                        let lo = off as i64 + r.addend + 4;
+                        let lo = (off as i64).saturating_add(r.addend).saturating_add(4);
                         in_sec
                             .iter()
-                            .filter(|f| (f.0 as i64) >= lo && (f.0 as i64) <= lo + 4)
+                            .filter(|f| (f.0 as i64) >= lo && (f.0 as i64) <= lo.saturating_add(4))
                             .min_by_key(|f| f.0)
                             .map(|f| f.1)
                     };

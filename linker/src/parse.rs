@@ -410,6 +410,21 @@ pub(crate) fn parse_object<'d>(
                 }
             }
         };
+        if let Shndx::Sec(i) = shndx {
+            // Offsets into a section are added to its place in the image:
+            // one past the end is the most a symbol may point to.
+            if s.st_value(e) > secs[i as usize].size {
+                bad!(
+                    format!(
+                        "symbol {sname} lies outside its section (offset {:#x}, section size {:#x})",
+                        s.st_value(e),
+                        secs[i as usize].size
+                    ),
+                    "the file is corrupt; rebuild it"
+                );
+                return None;
+            }
+        }
         let typ = s.st_type().0;
         if typ == elf::STT_TLS.0 && matches!(shndx, Shndx::Sec(_) | Shndx::Common) {
             diags.push(

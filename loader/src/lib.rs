@@ -225,9 +225,55 @@ fn fill(
         if !apply.get(mi).copied().unwrap_or(false) {
             continue;
         }
-        for fx in view.fixups.iter(md.fixups) {
-            let s = target_of(view, fx.class, fx.target, tables, base);
-            let p = base + u64::from(fx.offset);
+        // The hot loop: decode in place, the common kinds inline, every
+        // write bounds-checked.
+        for rec in view
+            .fixups
+            .raw(md.fixups)
+            .chunks_exact(hcr_image::FIXUP_SIZE)
+        {
+            let word = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+            let (offset, target, addend) = (word(0), word(4), word(8) as i32);
+            let s = match rec[13] {
+                0 => base + u64::from(target),
+                1 => tables.functions.get(target as usize).copied().unwrap_or(0),
+                2 => tables.objects.get(target as usize).copied().unwrap_or(0),
+                _ => tables.hosts.get(target as usize).copied().unwrap_or(0),
+            };
+            let p = base + u64::from(offset);
+            let at = offset as usize;
+            let fast = match rec[12] {
+                2 => i32::try_from(
+                    (s as i64)
+                        .wrapping_add(i64::from(addend))
+                        .wrapping_sub(p as i64),
+                )
+                .ok()
+                .and_then(|v| {
+                    buf.get_mut(at..at + 4)
+                        .map(|f| f.copy_from_slice(&v.to_le_bytes()))
+                }),
+                1 => buf.get_mut(at..at + 8).map(|f| {
+                    f.copy_from_slice(&s.wrapping_add(addend as i64 as u64).to_le_bytes())
+                }),
+                _ => None,
+            };
+            if fast.is_some() {
+                continue;
+            }
+            // Other kinds, and the error paths.
+            let (Some(kind), Some(class)) =
+                (FixupKind::from_u8(rec[12]), TargetClass::from_u8(rec[13]))
+            else {
+                continue; // refused when the image was parsed
+            };
+            let fx = hcr_image::Fixup {
+                offset,
+                target,
+                addend,
+                kind,
+                class,
+            };
             let value = compute(fx.kind, s, i64::from(fx.addend), p, base).map_err(|value| {
                 LoadError::OutOfRange {
                     module: view.manifest.str(md.name).to_string(),

@@ -287,6 +287,15 @@ impl<'a> Fixups<'a> {
     pub fn all(&self) -> impl Iterator<Item = Fixup> + 'a {
         self.iter(Span::new(0, self.len() as u32))
     }
+    /// The encoded records of `span` ([`FIXUP_SIZE`] bytes each: offset,
+    /// target, addend as little-endian `u32`s, then kind and class bytes),
+    /// for loops that decode in place. Kind and class bytes were validated
+    /// when the image was parsed.
+    pub fn raw(&self, span: Span) -> &'a [u8] {
+        let lo = (span.start as usize).saturating_mul(FIXUP_SIZE);
+        let hi = (span.end as usize).saturating_mul(FIXUP_SIZE);
+        self.raw.get(lo..hi).unwrap_or(&[])
+    }
 }
 
 fn rd32(b: &[u8], at: usize) -> u32 {

@@ -57,6 +57,8 @@ pub(crate) struct Mod<'d> {
     got_index: HashMap<GotKey, u32>,
     plt: Vec<u32>,
     plt_index: HashMap<u32, u32>,
+    /// Relocation classes from the scan (see `ScanOut::classes`).
+    classes: Vec<Option<(Calc, S)>>,
     sizes: RegionSizes,
     pub bases: RegionSizes,
     undefined: Vec<u32>,
@@ -273,6 +275,7 @@ pub(crate) fn link(
                 m.got_index = s.got_index;
                 m.plt = s.plt;
                 m.plt_index = s.plt_index;
+                m.classes = s.classes;
             }
             Err(d) => diags.extend(d),
         }
@@ -490,6 +493,7 @@ fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>
             got_index: HashMap::default(),
             plt: Vec::new(),
             plt_index: HashMap::default(),
+            classes: Vec::new(),
             sizes: RegionSizes::default(),
             bases: RegionSizes::default(),
             undefined: Vec::new(),
@@ -861,6 +865,9 @@ struct ScanOut {
     got_index: HashMap<GotKey, u32>,
     plt: Vec<u32>,
     plt_index: HashMap<u32, u32>,
+    /// The classification of every relocation of the loaded sections, in
+    /// section and relocation order, so the apply pass does not redo it.
+    classes: Vec<Option<(Calc, S)>>,
 }
 
 /// Classifies one relocation: how its value is computed and what `S` is.
@@ -1091,6 +1098,14 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
         got_index: HashMap::default(),
         plt: Vec::new(),
         plt_index: HashMap::default(),
+        classes: Vec::with_capacity(
+            m.obj
+                .sections
+                .iter()
+                .filter(|s| !matches!(s.kind, SecKind::Skip | SecKind::Discarded))
+                .map(|s| s.relocs.len())
+                .sum(),
+        ),
     };
     let mut d = Diags::default();
     for (si, sec) in m.obj.sections.iter().enumerate() {
@@ -1098,7 +1113,9 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
             continue;
         }
         for r in &sec.relocs {
-            match classify(mods, mi, si, r) {
+            let c = classify(mods, mi, si, r);
+            out.classes.push(c.as_ref().ok().copied().flatten());
+            match c {
                 Ok(Some((_, s))) => {
                     let add_got = |k: GotKey, out: &mut ScanOut| {
                         if !out.got_index.contains_key(&k) {
@@ -1378,6 +1395,7 @@ fn apply_module(
     init: &mut [u8],
 ) -> ModApplied {
     let m = &mods[mi as usize];
+    let mut classes = m.classes.iter().copied();
     let mut res = ModApplied {
         fixups: Vec::new(),
         objfix: Vec::new(),
@@ -1479,8 +1497,9 @@ fn apply_module(
         let mut objfix = Vec::new();
         for r in &sec.relocs {
             res.relocations += 1;
-            let Ok(Some((calc, s))) = classify(mods, mi, si, r) else {
-                continue; // reported by the scan
+            let class = classes.next().flatten();
+            let Some((calc, s)) = class else {
+                continue; // writes nothing, or reported by the scan
             };
             match sec.kind {
                 SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload => {

@@ -96,6 +96,10 @@ pub fn make_batch(window: &mut Window, targets: &[u64]) -> Result<Batch, Error> 
             return Err(e.into());
         }
     };
+    // Trampoline i jumps through slot i, and both arrays have the same
+    // 8-byte stride: every trampoline's displacement is the same, so one
+    // encoding serves them all.
+    let first = encode_trampoline(code.addr as u64, slots.addr as u64)?;
     let mut trampolines = Vec::with_capacity(targets.len());
     let mut bytes = Vec::with_capacity(n * TRAMPOLINE_SIZE);
     for (i, &t) in targets.iter().enumerate() {
@@ -103,7 +107,7 @@ pub fn make_batch(window: &mut Window, targets: &[u64]) -> Result<Batch, Error> 
             code: (code.addr + i * TRAMPOLINE_SIZE) as u64,
             slot: (slots.addr + i * 8) as u64,
         };
-        bytes.extend_from_slice(&encode_trampoline(tr.code, tr.slot)?);
+        bytes.extend_from_slice(&first);
         store_slot(tr.slot, t);
         trampolines.push(tr);
     }
@@ -191,6 +195,15 @@ mod tests {
         // jmp *0x1000-0x6(%rip) from 0x10000 to slot 0x11000.
         let b = encode_trampoline(0x10000, 0x11000).unwrap();
         assert_eq!(b, [0xFF, 0x25, 0xFA, 0x0F, 0, 0, 0xCC, 0xCC]);
+    }
+
+    #[test]
+    fn trampolines_of_a_batch_share_one_encoding() {
+        // Same stride for code and slots: the displacement does not change.
+        for i in 0..4u64 {
+            let b = encode_trampoline(0x10000 + 8 * i, 0x20000 + 8 * i).unwrap();
+            assert_eq!(b, encode_trampoline(0x10000, 0x20000).unwrap());
+        }
     }
 
     #[test]

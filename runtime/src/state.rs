@@ -281,6 +281,16 @@ fn prefault(map: &memmap2::Mmap) {
     }
 }
 
+/// The loaded (reachable) modules of `m` whose names are in `names`.
+fn loaded_among<'a>(
+    m: &'a Manifest,
+    names: &'a HashSet<&str>,
+) -> impl Iterator<Item = &'a hcr_image::Module> {
+    m.modules
+        .iter()
+        .filter(move |md| md.reachable && names.contains(m.str(md.name)))
+}
+
 /// Reachable modules (by name) of a manifest.
 fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
     m.modules
@@ -745,12 +755,7 @@ impl State {
             .collect();
         let mut gone: Vec<u32> = Vec::new();
         if let Some(c) = &self.current {
-            for md in c
-                .manifest
-                .modules
-                .iter()
-                .filter(|md| md.reachable && touched_old.contains(c.manifest.str(md.name)))
-            {
+            for md in loaded_among(&c.manifest, &touched_old) {
                 for fi in md.functions.range() {
                     let t = c.fn_tid[fi];
                     if t != NONE
@@ -820,12 +825,7 @@ impl State {
             keep[g as usize] = true;
         }
         if let Some(c) = &self.current {
-            for md in c
-                .manifest
-                .modules
-                .iter()
-                .filter(|md| md.reachable && touched_old.contains(c.manifest.str(md.name)))
-            {
+            for md in loaded_among(&c.manifest, &touched_old) {
                 for oi in md.objects.range() {
                     let g = c.obj_gid[oi];
                     if g == NONE || keep[g as usize] {

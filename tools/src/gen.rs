@@ -127,3 +127,51 @@ pub fn compile(dir: &Path, name: &str, src: &str, opt: &str) -> anyhow::Result<P
     }
     Ok(o)
 }
+
+/// A light program: `modules` modules of `functions` one-line functions,
+/// each calling the same function of the next module (small objects, few
+/// relocations per function).
+///
+/// # Errors
+/// The compiler fails.
+pub fn generate_tiny(
+    dir: &Path,
+    modules: usize,
+    functions: usize,
+    opt: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut main = String::from("#include <stdio.h>\n");
+    for i in 0..modules {
+        let _ = writeln!(main, "int m{i}_f0(int);");
+    }
+    main.push_str("int main(void) { int s = 0;\n");
+    for i in 0..modules {
+        let _ = writeln!(main, "  s += m{i}_f0(3);");
+    }
+    main.push_str("  printf(\"%d\\n\", s); return 0; }\n");
+    let mut jobs = vec![("main".to_string(), main)];
+    for i in 0..modules {
+        let j = (i + 1) % modules;
+        let mut s = String::new();
+        for k in 0..functions {
+            if j != i {
+                let _ = writeln!(s, "int m{j}_f{k}(int);");
+            }
+            let call = if j != i {
+                format!("m{j}_f{k}(x - 1)")
+            } else {
+                "x".into()
+            };
+            let _ = writeln!(
+                s,
+                "int m{i}_f{k}(int x) {{ return x <= 0 ? {k} : {call} + {k}; }}"
+            );
+        }
+        jobs.push((format!("m{i}"), s));
+    }
+    use rayon::prelude::*;
+    jobs.par_iter()
+        .map(|(name, src)| compile(dir, name, src, opt))
+        .collect()
+}

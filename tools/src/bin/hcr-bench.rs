@@ -42,6 +42,9 @@ enum What {
         modules: usize,
         #[arg(long, default_value_t = 50)]
         functions: usize,
+        /// One-line functions (small objects) instead of the default mix.
+        #[arg(long)]
+        tiny: bool,
     },
     /// First load and full reload of an image vs `dlopen` of the same code.
     Load {
@@ -125,14 +128,23 @@ fn tool(cmd: &str, args: &[&str], objs: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_link(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()> {
+fn bench_link(cli: &Cli, modules: usize, functions: usize, tiny: bool) -> anyhow::Result<()> {
     let shape = Shape {
         modules,
         functions,
         globals: 2,
     };
-    let dir = cli.dir.join(format!("link-{modules}x{functions}"));
-    let objs = objects_for(&dir, shape)?;
+    let objs = if tiny {
+        let dir = cli.dir.join(format!("link-tiny-{modules}x{functions}"));
+        eprintln!(
+            "hcr-bench: generating {modules} modules × {functions} one-line functions in {}",
+            dir.display()
+        );
+        gen::generate_tiny(&dir, modules, functions, "-O2")?
+    } else {
+        objects_for(&cli.dir.join(format!("link-{modules}x{functions}")), shape)?
+    };
+    let dir = objs[0].parent().map(Path::to_path_buf).unwrap_or_default();
     let bytes: u64 = objs
         .iter()
         .filter_map(|o| std::fs::metadata(o).ok())
@@ -140,9 +152,11 @@ fn bench_link(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
         .sum();
     let out = dir.join("app.hcr");
     let cfg = hcr_linker::LinkConfig::default();
+    // Every linker runs as a process, as a build would run it.
+    let hcr_link = std::env::current_exe()?.with_file_name("hcr-link");
+    let out_s = out.display().to_string();
     let hcr = time_runs(cli.runs, || {
-        hcr_linker::link(&cfg, &objs, &out)?;
-        Ok(())
+        tool(&hcr_link.display().to_string(), &["-o", &out_s], &objs)
     })?;
     let r = dir.join("r.o");
     let r_s = r.display().to_string();
@@ -156,7 +170,7 @@ fn bench_link(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
     );
     println!("| linker | median | ratio to hcr-link |");
     println!("|---|---|---|");
-    println!("| hcr-link | {} | 1.00× |", ms(hcr));
+    println!("| hcr-link (process) | {} | 1.00× |", ms(hcr));
     println!("| ld.gold -r | {} | {} |", ms(gold), ratio(gold, hcr));
     println!("| ld -r (bfd) | {} | {} |", ms(bfd), ratio(bfd, hcr));
     Ok(())
@@ -574,7 +588,11 @@ fn dir_ok(d: &Path) -> anyhow::Result<PathBuf> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.what {
-        What::Link { modules, functions } => bench_link(&cli, modules, functions),
+        What::Link {
+            modules,
+            functions,
+            tiny,
+        } => bench_link(&cli, modules, functions, tiny),
         What::Load { modules, functions } => bench_load(&cli, modules, functions),
         What::Reload {
             modules,

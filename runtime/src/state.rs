@@ -12,6 +12,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hcr_image::{ImageView, Manifest, ModuleId, ObjectId, TargetClass};
 use hcr_loader::{FieldValue, LoadedArea, Tables, Window};
@@ -132,8 +133,8 @@ struct DiskCache {
 
 /// A permanent function address.
 struct FnEntry {
-    module: String,
-    name: String,
+    module: Arc<str>,
+    name: Arc<str>,
     tramp: Trampoline,
     /// Set while the function is absent from the live image.
     removed_stub: Option<u64>,
@@ -141,22 +142,30 @@ struct FnEntry {
 
 /// A persistent global.
 struct GlobalEntry {
-    module: String,
-    name: String,
+    module: Arc<str>,
+    name: Arc<str>,
     g: Global,
 }
 
-/// `module → name → index`, looked up with `&str` (no allocation).
-type Index = HashMap<String, HashMap<String, u32>>;
+/// `module → name → index`, looked up with `&str` (no allocation); the
+/// names are shared with the registry entries (one allocation per name).
+type Index = HashMap<Arc<str>, HashMap<Arc<str>, u32>>;
 
 fn index_get(ix: &Index, module: &str, name: &str) -> Option<u32> {
     ix.get(module)?.get(name).copied()
 }
 
-fn index_put(ix: &mut Index, module: &str, name: &str, v: u32) {
-    ix.entry(module.to_string())
-        .or_default()
-        .insert(name.to_string(), v);
+fn index_put(ix: &mut Index, module: &Arc<str>, name: &Arc<str>, v: u32) {
+    match ix.get_mut(&**module) {
+        Some(m) => {
+            m.insert(name.clone(), v);
+        }
+        None => {
+            ix.entry(module.clone())
+                .or_default()
+                .insert(name.clone(), v);
+        }
+    }
 }
 
 fn index_remove(ix: &mut Index, module: &str, name: &str) {
@@ -709,16 +718,25 @@ impl State {
             {
                 *t = first + (*t & !PENDING);
             }
-            let mut keys = vec![(String::new(), String::new()); batch.trampolines.len()];
+            // One shared name per module, one allocation per function.
+            let module_names: Vec<Arc<str>> = m
+                .modules
+                .iter()
+                .map(|md| Arc::from(m.str(md.name)))
+                .collect();
+            let empty: Arc<str> = Arc::from("");
+            let mut keys = vec![(empty.clone(), empty); batch.trampolines.len()];
             for (fi, &t) in fn_tid.iter().enumerate() {
                 if t != NONE && t >= first {
                     let f = &m.functions[fi];
                     keys[(t - first) as usize] = (
-                        m.module_name(f.module).to_string(),
-                        m.str(f.name).to_string(),
+                        module_names[f.module.0 as usize].clone(),
+                        Arc::from(m.str(f.name)),
                     );
                 }
             }
+            self.owner_of_trampoline.reserve(keys.len());
+            self.functions.reserve(keys.len());
             for (i, ((module, name), tramp)) in
                 keys.into_iter().zip(batch.trampolines.iter()).enumerate()
             {
@@ -811,12 +829,9 @@ impl State {
                 }
             }
             let gid = self.globals.len() as u32;
-            index_put(&mut self.global_index, module, oname, gid);
-            self.globals.push(Some(GlobalEntry {
-                module: module.to_string(),
-                name: oname.to_string(),
-                g,
-            }));
+            let (module, name): (Arc<str>, Arc<str>) = (Arc::from(module), Arc::from(oname));
+            index_put(&mut self.global_index, &module, &name, gid);
+            self.globals.push(Some(GlobalEntry { module, name, g }));
             obj_gid[oi] = gid;
         }
         // Globals of changed and removed modules that are gone are freed.
@@ -970,7 +985,7 @@ impl State {
 
     fn owner_of(&self, func: u64) -> Option<String> {
         if let Some(&t) = self.owner_of_trampoline.get(&func) {
-            return Some(self.functions[t as usize].module.clone());
+            return Some(self.functions[t as usize].module.to_string());
         }
         if let Some(c) = &self.current {
             if c.area.contains(func as usize) {

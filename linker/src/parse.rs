@@ -447,8 +447,19 @@ pub(crate) fn parse_object<'d>(
             size: s.st_size(e),
         });
     }
-    // Every relocation names an existing symbol.
+    // Every relocation names an existing symbol and lies inside bytes of
+    // its section (a `.bss` section has none).
     for sec in &secs {
+        if sec.nobits && !sec.relocs.is_empty() {
+            bad!(
+                format!(
+                    "section {}: relocations in a section without contents",
+                    sec.name
+                ),
+                "the file is corrupt; rebuild it"
+            );
+            return None;
+        }
         if sec.relocs.iter().any(|r| r.sym as usize >= syms.len()) {
             bad!(
                 format!("section {}: relocation names a missing symbol", sec.name),

@@ -539,10 +539,43 @@ type Definitions = (
     Diags,
 );
 
+/// Which module owns each COMMON symbol's storage: none when some module
+/// defines the name for real, else the module with the largest COMMON
+/// (the first on a tie), with the largest size and alignment of all.
+fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)> {
+    let mut defined: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut owners: HashMap<&str, (usize, u64, u64)> = HashMap::default();
+    for (mi, m) in mods.iter().enumerate() {
+        for s in &m.obj.symbols {
+            if !s.is_global() {
+                continue;
+            }
+            match s.shndx {
+                Shndx::Common => {
+                    let e = owners.entry(s.name).or_insert((mi, s.size, s.value.max(1)));
+                    if s.size > e.1 {
+                        e.0 = mi;
+                        e.1 = s.size;
+                    }
+                    e.2 = e.2.max(s.value.max(1));
+                }
+                Shndx::Sec(_) | Shndx::Abs if in_kept_section(&m.obj, s) => {
+                    defined.insert(s.name);
+                }
+                _ => {}
+            }
+        }
+    }
+    owners.retain(|name, _| !defined.contains(name));
+    owners
+}
+
 fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
+    let owners = common_owners(mods);
     let per: Vec<Definitions> = mods
         .par_iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(mi, m)| {
             let o = &m.obj;
             let mut d = Diags::default();
             let mut funcs = Vec::new();
@@ -614,15 +647,20 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                     global,
                 });
             }
+            // COMMON storage: one object, in the owning module only.
             let mut commons = Vec::new();
             for (si, s) in o.symbols.iter().enumerate() {
-                if s.shndx == Shndx::Common {
+                if s.shndx != Shndx::Common {
+                    continue;
+                }
+                if let Some(&(owner, size, align)) = owners.get(s.name).filter(|o| o.0 == mi) {
+                    let _ = owner;
                     commons.push((si as u32, objs.len()));
                     objs.push(ObjDef {
                         sec: None,
                         name: s.name.to_string(),
-                        size: s.size,
-                        align: s.value.max(1),
+                        size,
+                        align,
                         global: true,
                     });
                 }

@@ -419,3 +419,50 @@ fn a_full_disk_leaves_the_previous_image_intact() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn common_symbols_get_one_storage() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let flags = &[
+        "-fPIC",
+        "-fcommon",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-O2",
+    ];
+    let main = compile_with(
+        d,
+        "main",
+        "#include <stdio.h>\nint shared_common; char bigger_common[4];\nint bump(void);\n\
+         int main(void){ shared_common = 5; printf(\"%d %zu\\n\", bump(), sizeof bigger_common); return 0; }",
+        flags,
+    );
+    let b = compile_with(d, "b", "int shared_common; char bigger_common[64];\nint bump(void){ bigger_common[63] = 1; return ++shared_common; }", flags);
+    let img = d.join("app.hcr");
+    link_ok(&img, &[main, b]);
+    assert_eq!(String::from_utf8_lossy(&support::run(&img).stdout), "6 4\n");
+    let j = inspect_json(&img);
+    let globals: Vec<(String, u64)> = j["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["globals"].as_array().unwrap().clone())
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_string(),
+                g["size"].as_u64().unwrap(),
+            )
+        })
+        .filter(|(n, _)| n.ends_with("_common"))
+        .collect();
+    assert_eq!(
+        globals.len(),
+        2,
+        "one object per COMMON symbol: {globals:?}"
+    );
+    assert!(
+        globals.contains(&("bigger_common".to_string(), 64)),
+        "the largest size wins: {globals:?}"
+    );
+}

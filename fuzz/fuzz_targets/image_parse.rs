@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    hcr_fuzz::image_parse(data);
+    let _ = hcr_fuzz::image_parse(data);
 });

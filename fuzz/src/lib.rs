@@ -28,10 +28,11 @@ const AR_MAGIC: &[u8] = b"!<arch>\n";
 /// - 2: a little-endian `u16` length `n`, `n` bytes of object, then the rest
 ///   as an archive (members are pulled for the object's undefined symbols).
 ///
-/// When the link succeeds, the image it wrote must parse.
-pub fn link_object(data: &[u8]) {
+/// When the link succeeds, the image it wrote must parse. Returns true when
+/// the input linked.
+pub fn link_object(data: &[u8]) -> bool {
     let Some((&mode, payload)) = data.split_first() else {
-        return;
+        return false;
     };
     let archive = |bytes: &[u8]| -> Vec<u8> {
         if bytes.starts_with(AR_MAGIC) || bytes.starts_with(b"!<thin>\n") {
@@ -46,7 +47,7 @@ pub fn link_object(data: &[u8]) {
         MODE_OBJECT_AND_ARCHIVE => {
             let (n, rest) = match payload {
                 [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
-                _ => return,
+                _ => return false,
             };
             let n = n.min(rest.len());
             vec![
@@ -56,10 +57,14 @@ pub fn link_object(data: &[u8]) {
         }
         _ => unreachable!(),
     };
-    if let Ok(out) = hcr_linker::link_memory(&hcr_linker::LinkConfig::default(), inputs) {
-        if let Err(e) = ImageView::parse(&out.bytes) {
-            panic!("hcr-link wrote an image that does not parse: {e}");
+    match hcr_linker::link_memory(&hcr_linker::LinkConfig::default(), inputs) {
+        Ok(out) => {
+            if let Err(e) = ImageView::parse(&out.bytes) {
+                panic!("hcr-link wrote an image that does not parse: {e}");
+            }
+            true
         }
+        Err(_) => false,
     }
 }
 
@@ -77,18 +82,13 @@ thread_local! {
 /// parses is loaded with `hcr_loader::load_area` into a small window (every
 /// module's fixups applied, every table entry pointing into the window),
 /// its writable objects' pointer fields computed and written as the runtime
-/// does, and unloaded again.
-pub fn image_parse(data: &[u8]) {
+/// does, and unloaded again. Returns true when the area was loaded.
+pub fn image_parse(data: &[u8]) -> bool {
     match ImageView::parse(data) {
         Ok(view) => load(&view),
-        Err(hcr_image::ImageError::Checksum { .. }) => {
-            if let Some(fixed) = with_valid_checksum(data) {
-                if let Ok(view) = ImageView::parse(&fixed) {
-                    load(&view);
-                }
-            }
-        }
-        Err(_) => {}
+        Err(hcr_image::ImageError::Checksum { .. }) => with_valid_checksum(data)
+            .is_some_and(|fixed| ImageView::parse(&fixed).is_ok_and(|view| load(&view))),
+        Err(_) => false,
     }
 }
 
@@ -124,7 +124,7 @@ pub fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
     Some(fixed)
 }
 
-fn load(view: &ImageView<'_>) {
+fn load(view: &ImageView<'_>) -> bool {
     let _ = view.manifest.init_order();
     WINDOW.with(|w| {
         let mut w = w.borrow_mut();
@@ -145,7 +145,9 @@ fn load(view: &ImageView<'_>) {
             hosts: vec![at; m.hosts.len()],
         };
         let apply = vec![true; m.modules.len()];
-        if let Ok(area) = hcr_loader::load_area(window, view, &tables, &apply) {
+        let loaded = hcr_loader::load_area(window, view, &tables, &apply);
+        let ok = loaded.is_ok();
+        if let Ok(area) = loaded {
             assert!(
                 window.contains(area.base) && window.contains(area.base + area.len() - 1),
                 "the load area lies outside the window"
@@ -156,7 +158,8 @@ fn load(view: &ImageView<'_>) {
             unsafe { hcr_loader::unload_area(window, area) };
         }
         assert_eq!(window.free_bytes(), free_before, "window pages leaked");
-    });
+        ok
+    })
 }
 
 /// Initial bytes and pointer fields of every writable object, written as the

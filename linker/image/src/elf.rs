@@ -3,13 +3,19 @@
 use crate::ImageError;
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The bytes of section 1 of an ELF64 little-endian x86-64 `ET_REL` file.
@@ -33,9 +39,11 @@ pub(crate) fn manifest_section(file: &[u8]) -> Result<&[u8], ImageError> {
     if shentsize != 64 {
         return Err(ImageError::NotAnImage("unexpected section header size"));
     }
+    // Section header 1 ends 128 bytes after `e_shoff`: checked once here,
+    // so the field offsets below cannot overflow.
     let sh1 = usize::try_from(shoff)
         .ok()
-        .and_then(|o| o.checked_add(64))
+        .and_then(|o| o.checked_add(128).map(|_| o + 64))
         .ok_or(ImageError::Truncated("section headers"))?;
     let sh_offset = u64_at(file, sh1 + 24).ok_or(ImageError::Truncated("section headers"))?;
     let sh_size = u64_at(file, sh1 + 32).ok_or(ImageError::Truncated("section headers"))?;

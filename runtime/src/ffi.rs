@@ -155,8 +155,15 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
 /// addresses (no unwinding needed, so frames without unwind information
 /// count too).
 pub(crate) fn stack_words() -> Vec<usize> {
-    let here = 0usize;
-    let sp = std::ptr::addr_of!(here) as usize;
+    // The stack pointer itself: the address of a local is not on this stack
+    // when locals live elsewhere (AddressSanitizer's fake stack), and then
+    // [local, top) spans unrelated memory.
+    let sp: usize;
+    // SAFETY: copies the stack pointer register; no memory is accessed.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    let mut bottom = 0usize;
     let mut top = 0usize;
     // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
     // attribute object is destroyed after use.
@@ -166,20 +173,33 @@ pub(crate) fn stack_words() -> Vec<usize> {
             let mut addr: *mut c_void = std::ptr::null_mut();
             let mut size: libc::size_t = 0;
             if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+                bottom = addr as usize;
                 top = addr as usize + size;
             }
             libc::pthread_attr_destroy(&mut attr);
         }
     }
-    if top <= sp {
+    if sp < bottom || top <= sp {
         return Vec::new();
     }
     let start = sp & !7;
     let n = (top - start) / 8;
     // SAFETY: [start, top) is the used part of this thread's stack, mapped
-    // and readable; words are read, never written.
+    // and readable; words are read, never written. The load is a plain
+    // `mov` rather than a Rust read so that AddressSanitizer does not check
+    // it: the scan reads every word on purpose, the redzones between a
+    // frame's variables included.
     (0..n)
-        .map(|i| unsafe { std::ptr::read_volatile((start + 8 * i) as *const usize) })
+        .map(|i| unsafe {
+            let w: usize;
+            std::arch::asm!(
+                "mov {w}, qword ptr [{p}]",
+                p = in(reg) start + 8 * i,
+                w = out(reg) w,
+                options(readonly, nostack, preserves_flags)
+            );
+            w
+        })
         .collect()
 }
 

@@ -154,7 +154,9 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
 /// frame to the stack's top: a conservative superset of its return
 /// addresses (no unwinding needed, so frames without unwind information
 /// count too).
-pub(crate) fn stack_words() -> Vec<usize> {
+/// `None` when the stack's bounds cannot be established (the caller must
+/// then assume every old image may still be in use).
+pub(crate) fn stack_words() -> Option<Vec<usize>> {
     // The stack pointer itself: the address of a local is not on this stack
     // when locals live elsewhere (AddressSanitizer's fake stack), and then
     // [local, top) spans unrelated memory.
@@ -180,7 +182,7 @@ pub(crate) fn stack_words() -> Vec<usize> {
         }
     }
     if sp < bottom || top <= sp {
-        return Vec::new();
+        return None;
     }
     let start = sp & !7;
     let n = (top - start) / 8;
@@ -189,18 +191,20 @@ pub(crate) fn stack_words() -> Vec<usize> {
     // `mov` rather than a Rust read so that AddressSanitizer does not check
     // it: the scan reads every word on purpose, the redzones between a
     // frame's variables included.
-    (0..n)
-        .map(|i| unsafe {
-            let w: usize;
-            std::arch::asm!(
-                "mov {w}, qword ptr [{p}]",
-                p = in(reg) start + 8 * i,
-                w = out(reg) w,
-                options(readonly, nostack, preserves_flags)
-            );
-            w
-        })
-        .collect()
+    Some(
+        (0..n)
+            .map(|i| unsafe {
+                let w: usize;
+                std::arch::asm!(
+                    "mov {w}, qword ptr [{p}]",
+                    p = in(reg) start + 8 * i,
+                    w = out(reg) w,
+                    options(readonly, nostack, preserves_flags)
+                );
+                w
+            })
+            .collect(),
+    )
 }
 
 fn guard<R>(fallback: R, f: impl FnOnce() -> Result<R, Error>) -> R {

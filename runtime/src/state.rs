@@ -940,7 +940,9 @@ impl State {
         if !self.retired.iter().any(due) {
             return; // nothing old enough: skip the stack walk
         }
-        let stack = crate::ffi::stack_words();
+        let Some(stack) = crate::ffi::stack_words() else {
+            return; // the stack cannot be scanned: keep every old image
+        };
         let words: Vec<u64> = self
             .globals
             .iter()

@@ -123,10 +123,16 @@ struct Counts {
     globals: u32,
     rela_bytes: u64,
     extra_bytes: u64,
+    /// Largest alignment of those tables: their block starts at a multiple
+    /// of it, so the offsets counted from 0 here hold in the file.
+    extra_align: u64,
 }
 
 fn count(m: &Mod<'_>) -> Counts {
-    let mut c = Counts::default();
+    let mut c = Counts {
+        extra_align: 8,
+        ..Counts::default()
+    };
     let mut extra = 0u64;
     for sec in &m.obj.sections {
         if !is_output(sec.kind) {
@@ -142,6 +148,7 @@ fn count(m: &Mod<'_>) -> Counts {
             SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
         ) {
             extra = align_up(extra, sec.align) + sec.data.len() as u64;
+            c.extra_align = c.extra_align.max(sec.align);
         }
     }
     c.extra_bytes = extra;
@@ -427,7 +434,7 @@ pub(crate) fn write_image(
     let mut extra_cursor = init_off + init.len() as u64;
     let (mut n_secs, mut n_locals, mut n_globals, mut rela_bytes) = (0u32, 0u32, 0u32, 0u64);
     for c in &counts {
-        extra_cursor = align_up(extra_cursor, 8);
+        extra_cursor = align_up(extra_cursor, c.extra_align);
         bases.push(Bases {
             extra_offset: extra_cursor,
             ..acc

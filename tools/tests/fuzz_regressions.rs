@@ -157,3 +157,50 @@ fn empty_function_at_the_end_of_the_code_loads() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Found by `link_object`: hcr-link laid out each module's copies of
+/// `.init_array`/`.fini_array`/`.hcr_on_reload` from offset 0 but placed the
+/// block at a multiple of 8 only, so a table aligned above 8 was written
+/// past its space (a panic at the end of the file, else over the relocation
+/// sections after it).
+#[test]
+fn over_aligned_constructor_table_links_and_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let obj = support::module(
+        tmp.path(),
+        "main",
+        "#include <stdio.h>\nstatic void hello(void) { puts(\"ctor ran\"); }\n\
+         __attribute__((section(\".init_array\"), aligned(64), used))\n\
+         static void (*p)(void) = hello;\nint main(void) { return 3; }\n",
+        "-O2",
+    );
+    let image = tmp.path().join("app.hcr");
+    support::link_ok(&image, &[obj]);
+    let out = support::run(&image);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ctor ran\n");
+    assert_eq!(out.status.code(), Some(3));
+    // No two sections of the file overlap (the misplaced table overlapped
+    // the relocation sections after it).
+    let re = std::process::Command::new("readelf")
+        .args(["-W", "-S"])
+        .arg(&image)
+        .output()
+        .expect("readelf");
+    let text = String::from_utf8_lossy(&re.stdout);
+    assert!(re.status.success() && re.stderr.is_empty(), "{text}");
+    let mut ranges: Vec<(u64, u64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_once(']')?.1.split_whitespace().collect();
+            let (name, typ) = (*f.first()?, *f.get(1)?);
+            let off = u64::from_str_radix(f.get(3)?, 16).ok()?;
+            let size = u64::from_str_radix(f.get(4)?, 16).ok()?;
+            (typ != "NOBITS" && typ != "NULL" && size > 0).then(|| (off, off + size, name.into()))
+        })
+        .collect();
+    ranges.sort();
+    assert!(ranges.len() > 5, "{text}");
+    for w in ranges.windows(2) {
+        assert!(w[0].1 <= w[1].0, "{} overlaps {}:\n{text}", w[0].2, w[1].2);
+    }
+}

@@ -2,6 +2,11 @@
 //! versions (`0/`, `1/`, ...) that rebuilds and relinks itself between
 //! reloads; its stdout must equal `expect.txt`. Each runs at -O2 and -O0,
 //! as a subprocess (`hcr run`), so a crash fails one test, not the harness.
+//!
+//! Memory checking (opt-in): `HCR_SCENARIO_WRAPPER` prefixes every `hcr run`
+//! (valgrind), `HCR_BIN` replaces the `hcr` binary (an AddressSanitizer
+//! build). A subset: `cargo test --test scenarios -- --exact NAME...`.
+//! See `.ci/run` for the commands.
 
 mod support;
 
@@ -60,7 +65,7 @@ fn run_scenario(name: &str, opt: &str) {
         .status()
         .expect("sh");
     assert!(st.success(), "{name}: initial build failed");
-    let out = Command::new(support::hcr_bin())
+    let out = support::hcr_command()
         .arg("run")
         .arg(work.join("app.hcr"))
         .env("HCR_SCENARIO_REBUILD", format!("sh {}", script.display()))

@@ -18,9 +18,30 @@ pub fn include_dir() -> PathBuf {
     repo().join("runtime/include")
 }
 
-/// The `hcr` binary under test.
+/// The `hcr` binary under test: the one cargo built, or `$HCR_BIN` (opt-in:
+/// an instrumented build, e.g. with AddressSanitizer).
 pub fn hcr_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hcr"))
+    match std::env::var_os("HCR_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_hcr")),
+    }
+}
+
+/// A command running the `hcr` binary under test, prefixed by the
+/// whitespace-separated words of `$HCR_SCENARIO_WRAPPER` when it is set
+/// (opt-in: e.g. `valgrind --error-exitcode=99 --smc-check=all
+/// --leak-check=no -q`).
+pub fn hcr_command() -> Command {
+    let wrapper = std::env::var("HCR_SCENARIO_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(words).arg(hcr_bin());
+            c
+        }
+        None => Command::new(hcr_bin()),
+    }
 }
 
 /// The `hcr-link` binary under test.

@@ -1631,7 +1631,17 @@ fn apply_module(
                         }
                     };
                     if matches!(calc, Calc::GotPc32 | Calc::GotEntry32) {
-                        buf[local..local + 4].copy_from_slice(&(v as i32).to_le_bytes());
+                        let Ok(v) = i32::try_from(v) else {
+                            d.push(
+                                &m.obj.path,
+                                &m.obj.name,
+                                Some(sec.name),
+                                format!("{} value exceeds 32 bits", x86::name(r.r_type)),
+                                "build with -mcmodel=large for 64-bit GOT offsets",
+                            );
+                            continue;
+                        };
+                        buf[local..local + 4].copy_from_slice(&v.to_le_bytes());
                     } else {
                         buf[local..local + 8].copy_from_slice(&v.to_le_bytes());
                     }

@@ -653,8 +653,7 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                 if s.shndx != Shndx::Common {
                     continue;
                 }
-                if let Some(&(owner, size, align)) = owners.get(s.name).filter(|o| o.0 == mi) {
-                    let _ = owner;
+                if let Some(&(_, size, align)) = owners.get(s.name).filter(|o| o.0 == mi) {
                     commons.push((si as u32, objs.len()));
                     objs.push(ObjDef {
                         sec: None,

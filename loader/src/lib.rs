@@ -123,22 +123,13 @@ pub fn read_value(buf: &[u8], off: usize, kind: FixupKind) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
-fn target_of(
-    view: &ImageView<'_>,
-    class: TargetClass,
-    target: u32,
-    tables: &Tables,
-    base: u64,
-) -> u64 {
+fn target_of(class: TargetClass, target: u32, tables: &Tables, base: u64) -> u64 {
     let pick = |v: &[u64]| v.get(target as usize).copied().unwrap_or(0);
     match class {
         TargetClass::Area => base + u64::from(target),
         TargetClass::Function => pick(&tables.functions),
         TargetClass::Object => pick(&tables.objects),
-        TargetClass::Host => {
-            let _ = view;
-            pick(&tables.hosts)
-        }
+        TargetClass::Host => pick(&tables.hosts),
     }
 }
 
@@ -331,7 +322,7 @@ pub fn object_values(
     view.object_fixups
         .iter(o.fixups)
         .map(|fx| {
-            let s = target_of(view, fx.class, fx.target, tables, area_base);
+            let s = target_of(fx.class, fx.target, tables, area_base);
             let p = dest + u64::from(fx.offset);
             compute(fx.kind, s, i64::from(fx.addend), p, area_base)
                 .map(|value| FieldValue {

@@ -3,37 +3,12 @@
 
 mod support;
 
-use std::process::Command;
-
 fn check(opt: &str) {
     let t = tempfile::tempdir().unwrap();
-    let d = t.path();
     let src = support::repo().join("testdata/cxx");
-    let mut objs = Vec::new();
-    for n in ["main", "thrower"] {
-        let o = d.join(format!("{n}.o"));
-        let st = Command::new("g++")
-            .args(["-c", "-fPIC", "-ffunction-sections", "-fdata-sections", opt])
-            .arg(src.join(format!("{n}.cpp")))
-            .arg("-o")
-            .arg(&o)
-            .status()
-            .expect("g++ must be installed");
-        assert!(st.success());
-        objs.push(o);
-    }
-    let native = d.join("native");
-    let st = Command::new("g++")
-        .args(&objs)
-        .arg("-o")
-        .arg(&native)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let want = Command::new(&native).output().unwrap();
-    let img = d.join("cxx.hcr");
-    support::link_ok(&img, &objs);
-    let got = support::run(&img);
+    let sources = [src.join("main.cpp"), src.join("thrower.cpp")];
+    let flags = ["-fPIC", "-ffunction-sections", "-fdata-sections", opt];
+    let (want, got) = support::native_and_image(t.path(), "g++", &flags, &sources);
     assert!(
         got.status.success(),
         "{}",

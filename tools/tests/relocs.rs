@@ -3,40 +3,14 @@
 
 mod support;
 
-use std::process::Command;
-
 fn check(flags: &[&str]) {
     let t = tempfile::tempdir().unwrap();
-    let d = t.path();
     let src = support::repo().join("testdata/relocs");
-    let names = ["main", "lib", "strong"];
-    let native = d.join("native");
-    let st = Command::new("cc")
-        .args(flags)
-        .args(names.iter().map(|n| src.join(format!("{n}.c"))))
-        .arg("-o")
-        .arg(&native)
-        .status()
-        .expect("cc");
-    assert!(st.success());
-    let want = Command::new(&native).output().unwrap();
-    let mut objs = Vec::new();
-    for n in names {
-        let o = d.join(format!("{n}.o"));
-        let st = Command::new("cc")
-            .arg("-c")
-            .args(flags)
-            .arg(src.join(format!("{n}.c")))
-            .arg("-o")
-            .arg(&o)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        objs.push(o);
-    }
-    let img = d.join("relocs.hcr");
-    support::link_ok(&img, &objs);
-    let got = support::run(&img);
+    let sources: Vec<_> = ["main", "lib", "strong"]
+        .iter()
+        .map(|n| src.join(format!("{n}.c")))
+        .collect();
+    let (want, got) = support::native_and_image(t.path(), "cc", flags, &sources);
     assert!(
         got.status.success(),
         "{flags:?}: {}",

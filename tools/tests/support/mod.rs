@@ -118,3 +118,49 @@ pub fn run(image: &Path) -> Output {
         .output()
         .expect("run hcr")
 }
+
+/// Builds `sources` twice with `compiler` and `flags`: once as a normal
+/// executable, once as objects linked into an hcr image. Runs both and
+/// returns (native output, `hcr run` output), for differential tests.
+pub fn native_and_image(
+    dir: &Path,
+    compiler: &str,
+    flags: &[&str],
+    sources: &[PathBuf],
+) -> (Output, Output) {
+    let native = dir.join("native");
+    let st = Command::new(compiler)
+        .args(flags)
+        .args(sources)
+        .arg("-o")
+        .arg(&native)
+        .status()
+        .unwrap_or_else(|e| panic!("{compiler} must be installed: {e}"));
+    assert!(st.success(), "{compiler} {flags:?}: native build failed");
+    let want = Command::new(&native)
+        .output()
+        .expect("run the native build");
+    let mut objs = Vec::new();
+    for src in sources {
+        let o = dir
+            .join(src.file_stem().expect("source name"))
+            .with_extension("o");
+        let st = Command::new(compiler)
+            .arg("-c")
+            .args(flags)
+            .arg(src)
+            .arg("-o")
+            .arg(&o)
+            .status()
+            .expect("compile a module");
+        assert!(
+            st.success(),
+            "{compiler} {flags:?}: cannot compile {}",
+            src.display()
+        );
+        objs.push(o);
+    }
+    let img = dir.join("app.hcr");
+    link_ok(&img, &objs);
+    (want, run(&img))
+}

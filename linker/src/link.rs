@@ -17,18 +17,18 @@ use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
 use crate::{LinkConfig, LinkOutput};
 
 /// A function of one module.
-struct FnDef {
+struct FnDef<'d> {
     sec: u32,
     value: u64,
     size: u64,
-    name: String,
+    name: &'d str,
     global: bool,
 }
 
 /// A writable object of one module: a data section, or a COMMON symbol.
-struct ObjDef {
+struct ObjDef<'d> {
     sec: Option<u32>,
-    name: String,
+    name: &'d str,
     size: u64,
     align: u64,
     global: bool,
@@ -39,11 +39,11 @@ pub(crate) struct Mod<'d> {
     pub obj: ObjFile<'d>,
     pub hash: u64,
     fn_base: u32,
-    funcs: Vec<FnDef>,
+    funcs: Vec<FnDef<'d>>,
     /// Functions of each section: `(offset, function id)`, usually one.
     sec_funcs: Vec<Vec<(u64, u32)>>,
     obj_base: u32,
-    objs: Vec<ObjDef>,
+    objs: Vec<ObjDef<'d>>,
     /// Global object id of each data section.
     sec_obj: Vec<Option<u32>>,
     /// Global object id of each COMMON symbol this module owns.
@@ -64,6 +64,9 @@ pub(crate) struct Mod<'d> {
     undefined: Vec<u32>,
     /// For each symbol: true when it is the definition the image uses.
     own_def: Vec<bool>,
+    /// For each global symbol: the `(module, symbol)` of the definition in
+    /// use ([`NO_DEF`] for locals and names no module defines).
+    pub global_def: Vec<(u32, u32)>,
 }
 
 impl Mod<'_> {
@@ -78,6 +81,14 @@ impl Mod<'_> {
     }
     pub(crate) fn bases_got_len(&self) -> u64 {
         self.got.len() as u64 * 8
+    }
+    /// The host symbol (index in the manifest's host list) symbol `si`
+    /// resolves to, if any.
+    pub(crate) fn host_of(&self, si: usize) -> Option<u32> {
+        match self.tgt.get(si) {
+            Some(Tgt::Host(h)) => Some(*h),
+            _ => None,
+        }
     }
     /// True when global symbol `si` of this module is the definition in use.
     pub(crate) fn is_own_definition(&self, si: usize) -> bool {
@@ -184,13 +195,13 @@ const COMMON: u8 = 1;
 const WEAK: u8 = 0;
 
 /// Logs how long each pass took when `--timings` is on.
-struct Timer {
+pub(crate) struct Timer {
     on: bool,
     last: std::time::Instant,
 }
 
 impl Timer {
-    fn lap(&mut self, pass: &str) {
+    pub(crate) fn lap(&mut self, pass: &str) {
         if self.on {
             let now = std::time::Instant::now();
             eprintln!(
@@ -252,11 +263,15 @@ pub(crate) fn link(
         .enumerate()
         .map(|(mi, m)| resolve_module(mi as u32, m, &mods, &globals, &host_index))
         .collect();
+    if config.skip_free {
+        std::mem::forget((globals, host_index));
+    }
     for (m, r) in mods.iter_mut().zip(resolved) {
         m.tgt = r.tgt;
         m.imports = r.imports;
         m.undefined = r.undefined;
         m.own_def = r.own_def;
+        m.global_def = r.global_def;
     }
     let reachable = reachability(&mods, root);
 
@@ -299,21 +314,23 @@ pub(crate) fn link(
     timer.lap("copy + relocate");
     // 10. The manifest and the ELF file.
     let manifest = build_manifest(&mods, root, &reachable, &layout, hosts, &applied);
-    let size = crate::write::write_image(&mods, &manifest, &applied, &area, &init, sink).map_err(
-        |source| LinkError::Write {
-            path: "image".into(),
-            source,
-        },
-    )?;
-    timer.lap("manifest + ELF writer");
-    Ok(LinkOutput {
+    let size =
+        crate::write::write_image(&mods, &manifest, &applied, &area, &init, sink, &mut timer)
+            .map_err(|source| LinkError::Write {
+                path: "image".into(),
+                source,
+            })?;
+    let out = LinkOutput {
         modules: mods.len(),
         stats: manifest.stats,
         size,
         bytes: Vec::new(),
-    })
+    };
+    if config.skip_free {
+        std::mem::forget((mods, manifest, applied, area, init));
+    }
+    Ok(out)
 }
-
 /// Module name of an input: the file stem, without a source extension left
 /// in it by build systems that name objects `main.c.o` (CMake).
 fn stem(path: &str) -> String {
@@ -498,6 +515,7 @@ fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>
             bases: RegionSizes::default(),
             undefined: Vec::new(),
             own_def: Vec::new(),
+            global_def: Vec::new(),
         })
         .collect();
     Ok((mods, diags.list))
@@ -531,9 +549,9 @@ fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
     }
 }
 
-type Definitions = (
-    Vec<FnDef>,
-    Vec<ObjDef>,
+type Definitions<'d> = (
+    Vec<FnDef<'d>>,
+    Vec<ObjDef<'d>>,
     Vec<Option<u32>>,
     Vec<(u32, usize)>,
     Diags,
@@ -543,36 +561,41 @@ type Definitions = (
 /// defines the name for real, else the module with the largest COMMON
 /// (the first on a tie), with the largest size and alignment of all.
 fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)> {
-    let mut defined: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut owners: HashMap<&str, (usize, u64, u64)> = HashMap::default();
     for (mi, m) in mods.iter().enumerate() {
         for s in &m.obj.symbols {
-            if !s.is_global() {
-                continue;
-            }
-            match s.shndx {
-                Shndx::Common => {
-                    let e = owners.entry(s.name).or_insert((mi, s.size, s.value.max(1)));
-                    if s.size > e.1 {
-                        e.0 = mi;
-                        e.1 = s.size;
-                    }
-                    e.2 = e.2.max(s.value.max(1));
+            if s.shndx == Shndx::Common && s.is_global() {
+                let e = owners.entry(s.name).or_insert((mi, s.size, s.value.max(1)));
+                if s.size > e.1 {
+                    e.0 = mi;
+                    e.1 = s.size;
                 }
-                Shndx::Sec(_) | Shndx::Abs if in_kept_section(&m.obj, s) => {
-                    defined.insert(s.name);
-                }
-                _ => {}
+                e.2 = e.2.max(s.value.max(1));
             }
         }
     }
-    owners.retain(|name, _| !defined.contains(name));
+    // Most programs have no COMMON symbols (gcc defaults to -fno-common):
+    // then there is nothing to look up.
+    if owners.is_empty() {
+        return owners;
+    }
+    for m in mods {
+        for s in &m.obj.symbols {
+            if s.is_global()
+                && matches!(s.shndx, Shndx::Sec(_) | Shndx::Abs)
+                && owners.contains_key(s.name)
+                && in_kept_section(&m.obj, s)
+            {
+                owners.remove(s.name);
+            }
+        }
+    }
     owners
 }
 
-fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
+fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
     let owners = common_owners(mods);
-    let per: Vec<Definitions> = mods
+    let per: Vec<Definitions<'d>> = mods
         .par_iter()
         .enumerate()
         .map(|(mi, m)| {
@@ -594,7 +617,7 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                             sec,
                             value: s.value,
                             size: s.size,
-                            name: s.name.to_string(),
+                            name: s.name,
                             global: s.is_global(),
                         });
                     }
@@ -635,8 +658,8 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                     continue;
                 }
                 let (name, global) = match syms.first() {
-                    Some(&si) => (o.symbols[si].name.to_string(), o.symbols[si].is_global()),
-                    None => (sec.name.to_string(), false),
+                    Some(&si) => (o.symbols[si].name, o.symbols[si].is_global()),
+                    None => (sec.name, false),
                 };
                 sec_obj_local[i] = Some(objs.len() as u32);
                 objs.push(ObjDef {
@@ -657,7 +680,7 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                     commons.push((si as u32, objs.len()));
                     objs.push(ObjDef {
                         sec: None,
-                        name: s.name.to_string(),
+                        name: s.name,
                         size,
                         align,
                         global: true,
@@ -671,7 +694,7 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                     d.push(
                         &o.path,
                         &o.name,
-                        Some(&od.name),
+                        Some(od.name),
                         format!("global of {} bytes: an image holds globals of at most 4 GiB", od.size),
                         "make it smaller, or allocate the memory at run time",
                     );
@@ -680,7 +703,7 @@ fn collect_definitions(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>) {
                     d.push(
                         &o.path,
                         &o.name,
-                        Some(&od.name),
+                        Some(od.name),
                         format!("unsupported alignment {}", od.align),
                         "alignments are powers of two up to 2 GiB; rebuild the object",
                     );
@@ -715,6 +738,17 @@ fn build_global_table<'a>(
     diags: &mut Vec<Diagnostic>,
 ) -> HashMap<&'a str, GlobalDef> {
     let mut table: HashMap<&str, GlobalDef> = HashMap::default();
+    let n: usize = mods
+        .iter()
+        .map(|m| {
+            m.obj
+                .symbols
+                .iter()
+                .filter(|s| s.is_global() && s.shndx != Shndx::Undef)
+                .count()
+        })
+        .sum();
+    table.reserve(n);
     for (mi, m) in mods.iter().enumerate() {
         for (si, s) in m.obj.symbols.iter().enumerate() {
             if !s.is_global() || s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s) {
@@ -799,7 +833,11 @@ struct Resolved {
     imports: Vec<u32>,
     undefined: Vec<u32>,
     own_def: Vec<bool>,
+    global_def: Vec<(u32, u32)>,
 }
+
+/// `Mod::global_def` of a symbol that no module defines.
+pub(crate) const NO_DEF: (u32, u32) = (u32::MAX, u32::MAX);
 
 fn resolve_module(
     mi: u32,
@@ -809,17 +847,8 @@ fn resolve_module(
     hosts: &HashMap<&str, u32>,
 ) -> Resolved {
     let o = &m.obj;
-    let own_def = o
-        .symbols
-        .iter()
-        .enumerate()
-        .map(|(si, s)| {
-            s.is_global()
-                && globals
-                    .get(s.name)
-                    .is_some_and(|g| g.m == mi && g.sym == si as u32)
-        })
-        .collect();
+    let mut own_def = vec![false; o.symbols.len()];
+    let mut global_def = vec![NO_DEF; o.symbols.len()];
     let mut imports = Vec::new();
     let mut undefined = Vec::new();
     let local = |mi: u32, mm: &Mod<'_>, si: u32| -> Tgt {
@@ -855,8 +884,11 @@ fn resolve_module(
             }
             match globals.get(s.name) {
                 Some(g) => {
+                    global_def[si] = (g.m, g.sym);
                     if g.m != mi {
                         imports.push(g.m);
+                    } else if g.sym == si as u32 {
+                        own_def[si] = true;
                     }
                     local(g.m, &mods[g.m as usize], g.sym)
                 }
@@ -879,6 +911,7 @@ fn resolve_module(
         imports,
         undefined,
         own_def,
+        global_def,
     }
 }
 
@@ -1794,7 +1827,7 @@ fn build_manifest(
         for f in &m.funcs {
             let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
             functions.push(Function {
-                name: man.intern(&f.name),
+                name: man.intern(f.name),
                 module: ModuleId(mi as u32),
                 offset: off as u32,
                 size: f.size as u32,
@@ -1809,7 +1842,7 @@ fn build_manifest(
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
-                name: man.intern(&o.name),
+                name: man.intern(o.name),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,

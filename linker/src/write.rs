@@ -17,9 +17,8 @@
 
 use hcr_image::{Header, Manifest, FORMAT_VERSION, PAGE_SIZE};
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 
-use crate::link::{sec_area_offset, Applied, Mod};
+use crate::link::{sec_area_offset, Applied, Mod, NO_DEF};
 use crate::parse::{SecKind, Shndx};
 
 const SHT_PROGBITS: u32 = 1;
@@ -63,40 +62,6 @@ struct OutSym {
     size: u64,
 }
 
-/// A string table fragment; offsets are relative to the fragment until the
-/// fragments are concatenated.
-#[derive(Default)]
-struct StrTab {
-    data: Vec<u8>,
-}
-
-impl StrTab {
-    /// Adds `s` (optionally `prefix:s`); returns its offset + 1 within the
-    /// fragment (0 stays "no name").
-    fn add(&mut self, prefix: Option<&str>, s: &str) -> u32 {
-        if s.is_empty() {
-            return 0;
-        }
-        let at = self.data.len() as u32 + 1;
-        if let Some(p) = prefix {
-            self.data.extend_from_slice(p.as_bytes());
-            self.data.push(b':');
-        }
-        self.data.extend_from_slice(s.as_bytes());
-        self.data.push(0);
-        at
-    }
-}
-
-/// Resolves a fragment-relative name (0 = none) against the fragment base.
-fn rebase_name(n: u32, base: u32) -> u32 {
-    if n == 0 {
-        0
-    } else {
-        base + n - 1
-    }
-}
-
 fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a.max(1)) * a.max(1)
 }
@@ -114,8 +79,9 @@ fn is_output(kind: SecKind) -> bool {
     )
 }
 
-/// Counts of one module's output, known before rendering.
-#[derive(Default, Clone, Copy)]
+/// Counts and sizes of one module's output, known before rendering, so that
+/// every module renders its final bytes in parallel at known offsets.
+#[derive(Default, Clone)]
 struct Counts {
     sections: u32,
     rela_sections: u32,
@@ -126,6 +92,20 @@ struct Counts {
     /// Largest alignment of those tables: their block starts at a multiple
     /// of it, so the offsets counted from 0 here hold in the file.
     extra_align: u64,
+    /// Bytes of the module's `.strtab` and `.shstrtab` fragments.
+    str_bytes: u32,
+    shstr_bytes: u32,
+    /// For each symbol: its rank among the module's emitted globals
+    /// (`u32::MAX`: not emitted as a global).
+    global_rank: Vec<u32>,
+}
+
+/// Length of a name in a string table, with its `prefix:` and terminator.
+fn name_len(prefix: Option<&str>, s: &str) -> u32 {
+    if s.is_empty() {
+        return 0;
+    }
+    (prefix.map_or(0, |p| p.len() + 1) + s.len() + 1) as u32
 }
 
 fn count(m: &Mod<'_>) -> Counts {
@@ -139,9 +119,11 @@ fn count(m: &Mod<'_>) -> Counts {
             continue;
         }
         c.sections += 1;
+        c.shstr_bytes += name_len(None, sec.name);
         if !sec.relocs.is_empty() {
             c.rela_sections += 1;
             c.rela_bytes += 24 * sec.relocs.len() as u64;
+            c.shstr_bytes += name_len(Some(".rela"), sec.name);
         }
         if matches!(
             sec.kind,
@@ -152,26 +134,50 @@ fn count(m: &Mod<'_>) -> Counts {
         }
     }
     c.extra_bytes = extra;
-    c.sections += u32::from(m.bases_plt_len() > 0) + u32::from(m.bases_got_len() > 0);
+    if m.bases_plt_len() > 0 {
+        c.sections += 1;
+        c.shstr_bytes += name_len(None, ".hcr.plt");
+    }
+    if m.bases_got_len() > 0 {
+        c.sections += 1;
+        c.shstr_bytes += name_len(None, ".hcr.got");
+    }
     // File symbol, one section symbol per output section, locals.
     c.locals = 1 + c.sections;
+    c.str_bytes = name_len(None, file_name(m));
+    c.global_rank = vec![u32::MAX; m.obj.symbols.len()];
     for (si, s) in m.obj.symbols.iter().enumerate() {
         if s.is_global() {
             if m.is_own_definition(si) && !s.name.is_empty() && own_global_shndx(m, si).is_some() {
+                c.global_rank[si] = c.globals;
                 c.globals += 1;
+                c.str_bytes += name_len(None, s.name);
             }
             continue;
         }
         if s.typ == STT_FILE || s.typ == STT_SECTION {
             continue;
         }
-        match s.shndx {
-            Shndx::Sec(sec) if is_output(m.obj.sections[sec as usize].kind) => c.locals += 1,
-            Shndx::Abs => c.locals += 1,
-            _ => {}
+        let out = match s.shndx {
+            Shndx::Sec(sec) => is_output(m.obj.sections[sec as usize].kind),
+            Shndx::Abs => true,
+            _ => false,
+        };
+        if out {
+            c.locals += 1;
+            c.str_bytes += name_len(Some(&m.obj.name), s.name);
         }
     }
     c
+}
+
+/// The name of a module's `STT_FILE` symbol.
+fn file_name<'a>(m: &'a Mod<'_>) -> &'a str {
+    if m.obj.source.is_empty() {
+        m.obj.name.as_str()
+    } else {
+        m.obj.source.as_str()
+    }
 }
 
 /// Whether own-definition global `si` is emitted, and where (`Some(None)`:
@@ -194,16 +200,24 @@ struct Bases {
     global: u32,
     rela_offset: u64,
     extra_offset: u64,
+    /// Where the module's string-table fragments start in their tables.
+    str_: u32,
+    shstr: u32,
 }
 
-/// One module rendered: headers, symbols and string fragments.
+/// One module rendered: its final bytes of every table, each written to
+/// the file where it lies.
 struct Rendered {
-    shdrs: Vec<Shdr>,
-    rela_hdrs: Vec<Shdr>,
-    shstr: StrTab,
-    locals: Vec<OutSym>,
-    globals: Vec<OutSym>,
-    str_: StrTab,
+    shdrs: Vec<u8>,
+    rela_hdrs: Vec<u8>,
+    locals: Vec<u8>,
+    globals: Vec<u8>,
+    /// `.symtab_shndx` words of the locals and globals (only past 65,280
+    /// sections).
+    locals_x: Vec<u8>,
+    globals_x: Vec<u8>,
+    str_: Vec<u8>,
+    shstr: Vec<u8>,
     rela: Vec<u8>,
 }
 
@@ -211,13 +225,85 @@ struct FileLayout {
     area_off: u64,
     init_off: u64,
     symtab_index: u32,
+    need_xindex: bool,
+    first_host: u32,
 }
 
-fn render(m: &Mod<'_>, b: &Bases, fl: &FileLayout, global_idx: &FxHashMap<&str, u32>) -> Rendered {
-    let mut shstr = StrTab::default();
-    let mut str_ = StrTab::default();
-    let mut shdrs = Vec::new();
-    let mut shdr_owner: Vec<usize> = Vec::new();
+/// A string table fragment that knows where it starts in its table.
+struct StrOut {
+    base: u32,
+    data: Vec<u8>,
+}
+
+impl StrOut {
+    /// Adds `s` (optionally `prefix:s`); returns its offset in the table
+    /// (0 for an empty name: "no name").
+    fn add(&mut self, prefix: Option<&str>, s: &str) -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        let at = self.base + self.data.len() as u32;
+        if let Some(p) = prefix {
+            self.data.extend_from_slice(p.as_bytes());
+            self.data.push(b':');
+        }
+        self.data.extend_from_slice(s.as_bytes());
+        self.data.push(0);
+        at
+    }
+}
+
+fn put_shdr(out: &mut Vec<u8>, h: &Shdr) {
+    out.extend_from_slice(&h.name.to_le_bytes());
+    out.extend_from_slice(&h.sh_type.to_le_bytes());
+    out.extend_from_slice(&h.flags.to_le_bytes());
+    out.extend_from_slice(&h.addr.to_le_bytes());
+    out.extend_from_slice(&h.offset.to_le_bytes());
+    out.extend_from_slice(&h.size.to_le_bytes());
+    out.extend_from_slice(&h.link.to_le_bytes());
+    out.extend_from_slice(&h.info.to_le_bytes());
+    out.extend_from_slice(&h.align.to_le_bytes());
+    out.extend_from_slice(&h.entsize.to_le_bytes());
+}
+
+/// Appends one `Elf64_Sym` (and its `.symtab_shndx` word when needed).
+fn put_sym(out: &mut Vec<u8>, x: &mut Vec<u8>, need_xindex: bool, s: &OutSym) {
+    let (st_shndx, xi) = match s.shndx {
+        ABS => (SHN_ABS, 0),
+        v if v >= SHN_LORESERVE => (SHN_XINDEX, v),
+        v => (v as u16, v),
+    };
+    out.extend_from_slice(&s.name.to_le_bytes());
+    out.push(s.info);
+    out.push(0);
+    out.extend_from_slice(&st_shndx.to_le_bytes());
+    out.extend_from_slice(&s.value.to_le_bytes());
+    out.extend_from_slice(&s.size.to_le_bytes());
+    if need_xindex {
+        x.extend_from_slice(&xi.to_le_bytes());
+    }
+}
+
+fn render(
+    mi: usize,
+    mods: &[Mod<'_>],
+    counts: &[Counts],
+    bases: &[Bases],
+    fl: &FileLayout,
+) -> Rendered {
+    let m = &mods[mi];
+    let (c, b) = (&counts[mi], &bases[mi]);
+    let xi = fl.need_xindex;
+    let mut shstr = StrOut {
+        base: b.shstr,
+        data: Vec::with_capacity(c.shstr_bytes as usize),
+    };
+    let mut str_ = StrOut {
+        base: b.str_,
+        data: Vec::with_capacity(c.str_bytes as usize),
+    };
+    let mut shdrs = Vec::with_capacity(64 * c.sections as usize);
+    let mut shdr_owner: Vec<u32> = Vec::with_capacity(c.sections as usize);
     let mut out_idx = vec![0u32; m.obj.sections.len()];
     let mut extra = b.extra_offset;
     for (si, sec) in m.obj.sections.iter().enumerate() {
@@ -245,97 +331,121 @@ fn render(m: &Mod<'_>, b: &Bases, fl: &FileLayout, global_idx: &FxHashMap<&str, 
                 (0, at)
             }
         };
-        out_idx[si] = b.section + shdrs.len() as u32;
-        shdr_owner.push(si);
-        shdrs.push(Shdr {
-            name: shstr.add(None, sec.name),
-            sh_type: sec.sh_type,
-            flags: sec.flags & !SHF_GROUP,
-            addr,
-            offset,
-            size: sec.size,
-            align: sec.align,
-            entsize: if matches!(sec.kind, SecKind::InitArray | SecKind::FiniArray) {
-                8
-            } else {
-                0
+        out_idx[si] = b.section + shdr_owner.len() as u32;
+        shdr_owner.push(si as u32);
+        put_shdr(
+            &mut shdrs,
+            &Shdr {
+                name: shstr.add(None, sec.name),
+                sh_type: sec.sh_type,
+                flags: sec.flags & !SHF_GROUP,
+                addr,
+                offset,
+                size: sec.size,
+                align: sec.align,
+                entsize: if matches!(sec.kind, SecKind::InitArray | SecKind::FiniArray) {
+                    8
+                } else {
+                    0
+                },
+                ..Shdr::default()
             },
-            ..Shdr::default()
-        });
+        );
     }
+    let n_loaded = shdr_owner.len() as u32;
     if m.bases_plt_len() > 0 {
         let a = m.bases.text + m.plt_at();
-        shdrs.push(Shdr {
-            name: shstr.add(None, ".hcr.plt"),
-            sh_type: SHT_PROGBITS,
-            flags: SHF_ALLOC | SHF_EXECINSTR,
-            addr: a,
-            offset: fl.area_off + a,
-            size: m.bases_plt_len(),
-            align: 8,
-            ..Shdr::default()
-        });
+        put_shdr(
+            &mut shdrs,
+            &Shdr {
+                name: shstr.add(None, ".hcr.plt"),
+                sh_type: SHT_PROGBITS,
+                flags: SHF_ALLOC | SHF_EXECINSTR,
+                addr: a,
+                offset: fl.area_off + a,
+                size: m.bases_plt_len(),
+                align: 8,
+                ..Shdr::default()
+            },
+        );
     }
     if m.bases_got_len() > 0 {
         let a = m.bases.rodata + m.got_at();
-        shdrs.push(Shdr {
-            name: shstr.add(None, ".hcr.got"),
-            sh_type: SHT_PROGBITS,
-            flags: SHF_ALLOC,
-            addr: a,
-            offset: fl.area_off + a,
-            size: m.bases_got_len(),
-            align: 8,
-            entsize: 8,
-            ..Shdr::default()
-        });
+        put_shdr(
+            &mut shdrs,
+            &Shdr {
+                name: shstr.add(None, ".hcr.got"),
+                sh_type: SHT_PROGBITS,
+                flags: SHF_ALLOC,
+                addr: a,
+                offset: fl.area_off + a,
+                size: m.bases_got_len(),
+                align: 8,
+                entsize: 8,
+                ..Shdr::default()
+            },
+        );
     }
-    // Locals.
-    let file = if m.obj.source.is_empty() {
-        m.obj.name.as_str()
-    } else {
-        m.obj.source.as_str()
+    // Locals: the file symbol, a section symbol per output section, then
+    // the module's own locals.
+    let mut locals = Vec::with_capacity(24 * c.locals as usize);
+    let mut locals_x = Vec::with_capacity(if xi { 4 * c.locals as usize } else { 0 });
+    let mut n_locals = 0u32;
+    let mut local = |s: &OutSym, n: &mut u32| {
+        put_sym(&mut locals, &mut locals_x, xi, s);
+        *n += 1;
+        b.local + *n - 1
     };
-    let mut locals = vec![OutSym {
-        name: str_.add(None, file),
-        info: STT_FILE,
-        shndx: ABS,
-        value: 0,
-        size: 0,
-    }];
-    let mut sec_sym = vec![0u32; m.obj.sections.len()];
-    for i in 0..shdrs.len() {
-        if let Some(&si) = shdr_owner.get(i) {
-            sec_sym[si] = b.local + locals.len() as u32;
-        }
-        locals.push(OutSym {
-            name: 0,
-            info: STT_SECTION,
-            shndx: b.section + i as u32,
+    local(
+        &OutSym {
+            name: str_.add(None, file_name(m)),
+            info: STT_FILE,
+            shndx: ABS,
             value: 0,
             size: 0,
-        });
+        },
+        &mut n_locals,
+    );
+    let mut sec_sym = vec![0u32; m.obj.sections.len()];
+    for i in 0..c.sections {
+        let idx = local(
+            &OutSym {
+                name: 0,
+                info: STT_SECTION,
+                shndx: b.section + i,
+                value: 0,
+                size: 0,
+            },
+            &mut n_locals,
+        );
+        if i < n_loaded {
+            sec_sym[shdr_owner[i as usize] as usize] = idx;
+        }
     }
     let mut sym_map = vec![0u32; m.obj.symbols.len()];
-    let mut globals = Vec::new();
+    let mut globals = Vec::with_capacity(24 * c.globals as usize);
+    let mut globals_x = Vec::with_capacity(if xi { 4 * c.globals as usize } else { 0 });
     for (si, s) in m.obj.symbols.iter().enumerate() {
         if s.is_global() {
-            if m.is_own_definition(si) && !s.name.is_empty() {
-                if let Some(at) = own_global_shndx(m, si) {
-                    // COMMON storage lives in the runtime: emitted undefined.
-                    let shndx = match at {
-                        Some(sec) => out_idx[sec as usize],
-                        None if s.shndx == Shndx::Common => 0,
-                        None => ABS,
-                    };
-                    globals.push(OutSym {
+            if c.global_rank[si] != u32::MAX {
+                // COMMON storage lives in the runtime: emitted undefined.
+                let shndx = match own_global_shndx(m, si) {
+                    Some(Some(sec)) => out_idx[sec as usize],
+                    _ if s.shndx == Shndx::Common => 0,
+                    _ => ABS,
+                };
+                put_sym(
+                    &mut globals,
+                    &mut globals_x,
+                    xi,
+                    &OutSym {
                         name: str_.add(None, s.name),
                         info: (s.bind << 4) | s.typ,
                         shndx,
                         value: s.value,
                         size: s.size,
-                    });
-                }
+                    },
+                );
             }
             continue;
         }
@@ -353,18 +463,34 @@ fn render(m: &Mod<'_>, b: &Bases, fl: &FileLayout, global_idx: &FxHashMap<&str, 
             Shndx::Abs => ABS,
             _ => continue,
         };
-        sym_map[si] = b.local + locals.len() as u32;
-        locals.push(OutSym {
-            name: str_.add(Some(&m.obj.name), s.name),
-            info: (STB_LOCAL << 4) | s.typ,
-            shndx,
-            value: s.value,
-            size: s.size,
-        });
+        sym_map[si] = local(
+            &OutSym {
+                name: str_.add(Some(&m.obj.name), s.name),
+                info: (STB_LOCAL << 4) | s.typ,
+                shndx,
+                value: s.value,
+                size: s.size,
+            },
+            &mut n_locals,
+        );
     }
-    // Relocations.
-    let mut rela = Vec::new();
-    let mut rela_hdrs = Vec::new();
+    // Relocations: a global symbol is named by the definition in use (its
+    // module's global block) or by its host symbol.
+    let global_index = |si: usize| -> u32 {
+        let (dm, ds) = m.global_def[si];
+        if (dm, ds) != NO_DEF {
+            let r = counts[dm as usize].global_rank[ds as usize];
+            if r != u32::MAX {
+                return bases[dm as usize].global + r;
+            }
+        }
+        match m.host_of(si) {
+            Some(h) => fl.first_host + h,
+            None => 0,
+        }
+    };
+    let mut rela = Vec::with_capacity(c.rela_bytes as usize);
+    let mut rela_hdrs = Vec::with_capacity(64 * c.rela_sections as usize);
     let mut offset = b.rela_offset;
     for (si, sec) in m.obj.sections.iter().enumerate() {
         let o = out_idx[si];
@@ -375,7 +501,7 @@ fn render(m: &Mod<'_>, b: &Bases, fl: &FileLayout, global_idx: &FxHashMap<&str, 
         for r in &sec.relocs {
             let s = &m.obj.symbols[r.sym as usize];
             let idx = if s.is_global() {
-                global_idx.get(s.name).copied().unwrap_or(0)
+                global_index(r.sym as usize)
             } else {
                 sym_map[r.sym as usize]
             };
@@ -384,32 +510,39 @@ fn render(m: &Mod<'_>, b: &Bases, fl: &FileLayout, global_idx: &FxHashMap<&str, 
             rela.extend_from_slice(&r.addend.to_le_bytes());
         }
         let size = (rela.len() - start) as u64;
-        rela_hdrs.push(Shdr {
-            name: shstr.add(Some(".rela"), sec.name),
-            sh_type: SHT_RELA,
-            flags: SHF_INFO_LINK,
-            offset,
-            size,
-            link: fl.symtab_index,
-            info: o,
-            align: 8,
-            entsize: 24,
-            ..Shdr::default()
-        });
+        put_shdr(
+            &mut rela_hdrs,
+            &Shdr {
+                name: shstr.add(Some(".rela"), sec.name),
+                sh_type: SHT_RELA,
+                flags: SHF_INFO_LINK,
+                offset,
+                size,
+                link: fl.symtab_index,
+                info: o,
+                align: 8,
+                entsize: 24,
+                ..Shdr::default()
+            },
+        );
         offset += size;
     }
+    debug_assert_eq!(str_.data.len(), c.str_bytes as usize);
+    debug_assert_eq!(shstr.data.len(), c.shstr_bytes as usize);
     Rendered {
         shdrs,
         rela_hdrs,
-        shstr,
         locals,
         globals,
-        str_,
+        locals_x,
+        globals_x,
+        str_: str_.data,
+        shstr: shstr.data,
         rela,
     }
 }
 
-/// Writes the image into the sink's buffer; returns its size.
+/// Renders the image and hands it to `sink`; returns its size.
 pub(crate) fn write_image(
     mods: &[Mod<'_>],
     manifest: &Manifest,
@@ -417,11 +550,19 @@ pub(crate) fn write_image(
     area: &[u8],
     init: &[u8],
     sink: &mut dyn crate::input::Sink,
+    timer: &mut crate::link::Timer,
 ) -> std::io::Result<u64> {
     let body = hcr_image::encode_body(manifest, &applied.fixups, &applied.object_fixups);
     let manifest_len = (hcr_image::HEADER_SIZE + body.len()) as u64;
     let area_off = align_up(64 + manifest_len, PAGE_SIZE);
     let init_off = align_up(area_off + area.len() as u64, 16);
+
+    // String-table heads: the null name and the manifest's section name.
+    let mut shstr_head: Vec<u8> = vec![0];
+    let manifest_name = shstr_head.len() as u32;
+    shstr_head.extend_from_slice(hcr_image::MANIFEST_SECTION.as_bytes());
+    shstr_head.push(0);
+    let strtab_head: &[u8] = &[0];
 
     // Counts, then bases (prefix sums).
     let counts: Vec<Counts> = mods.par_iter().map(count).collect();
@@ -429,6 +570,8 @@ pub(crate) fn write_image(
     let mut acc = Bases {
         section: 2,
         local: 1,
+        str_: strtab_head.len() as u32,
+        shstr: shstr_head.len() as u32,
         ..Bases::default()
     };
     let mut extra_cursor = init_off + init.len() as u64;
@@ -441,6 +584,8 @@ pub(crate) fn write_image(
         });
         acc.section += c.sections;
         acc.local += c.locals;
+        acc.str_ += c.str_bytes;
+        acc.shstr += c.shstr_bytes;
         extra_cursor += c.extra_bytes;
         n_secs += c.sections;
         n_locals += c.locals;
@@ -464,70 +609,56 @@ pub(crate) fn write_image(
     let nsec = symtab_index + 3; // symtab, strtab, shstrtab
     let need_xindex = nsec + 1 >= SHN_LORESERVE;
     let nsec = nsec + u32::from(need_xindex);
+    let first_host = first_global + n_globals;
     let fl = FileLayout {
         area_off,
         init_off,
         symtab_index,
+        need_xindex,
+        first_host,
     };
 
-    // Global symbol indices: own definitions in module order, then hosts.
-    let mut global_idx: FxHashMap<&str, u32> = FxHashMap::default();
-    global_idx.reserve((n_globals as usize) + manifest.hosts.len());
-    for (m, b) in mods.iter().zip(&bases) {
-        let mut g = b.global;
-        for (si, s) in m.obj.symbols.iter().enumerate() {
-            if s.is_global()
-                && m.is_own_definition(si)
-                && !s.name.is_empty()
-                && own_global_shndx(m, si).is_some()
-            {
-                global_idx.insert(s.name, g);
-                g += 1;
-            }
-        }
-    }
-    let first_host = first_global + n_globals;
-    for (i, h) in manifest.hosts.iter().enumerate() {
-        global_idx.insert(manifest.str(h.name), first_host + i as u32);
-    }
-
-    // Render every module in parallel.
-    let rendered: Vec<Rendered> = mods
-        .par_iter()
-        .zip(bases.par_iter())
-        .map(|(m, b)| render(m, b, &fl, &global_idx))
+    // Render every module in parallel, each into its final bytes.
+    let rendered: Vec<Rendered> = (0..mods.len())
+        .into_par_iter()
+        .map(|mi| render(mi, mods, &counts, &bases, &fl))
         .collect();
 
-    // Assemble string tables.
-    let mut shstr: Vec<u8> = vec![0];
-    let manifest_name = shstr.len() as u32;
-    shstr.extend_from_slice(hcr_image::MANIFEST_SECTION.as_bytes());
-    shstr.push(0);
-    let mut shstr_bases = Vec::with_capacity(rendered.len());
-    for r in &rendered {
-        shstr_bases.push(shstr.len() as u32);
-        shstr.extend_from_slice(&r.shstr.data);
-    }
-    let names = |s: &str, t: &mut Vec<u8>| {
-        let at = t.len() as u32;
-        t.extend_from_slice(s.as_bytes());
-        t.push(0);
+    // String-table tails: the tables' own section names; host names.
+    let mut shstr_tail: Vec<u8> = Vec::new();
+    let mut name = |s: &str| {
+        let at = acc.shstr + shstr_tail.len() as u32;
+        shstr_tail.extend_from_slice(s.as_bytes());
+        shstr_tail.push(0);
         at
     };
-    let symtab_name = names(".symtab", &mut shstr);
-    let shndx_name = names(".symtab_shndx", &mut shstr);
-    let strtab_name = names(".strtab", &mut shstr);
-    let shstrtab_name = names(".shstrtab", &mut shstr);
-    let mut strtab: Vec<u8> = vec![0];
-    let mut str_bases = Vec::with_capacity(rendered.len());
-    for r in &rendered {
-        str_bases.push(strtab.len() as u32);
-        strtab.extend_from_slice(&r.str_.data);
-    }
-    let mut host_names = Vec::with_capacity(manifest.hosts.len());
+    let symtab_name = name(".symtab");
+    let shndx_name = name(".symtab_shndx");
+    let strtab_name = name(".strtab");
+    let shstrtab_name = name(".shstrtab");
+    let shstr_size = u64::from(acc.shstr) + shstr_tail.len() as u64;
+    let mut strtab_tail: Vec<u8> = Vec::new();
+    let mut hosts_sym = Vec::with_capacity(24 * manifest.hosts.len());
+    let mut hosts_x = Vec::new();
     for h in &manifest.hosts {
-        host_names.push(names(manifest.str(h.name), &mut strtab));
+        let n = acc.str_ + strtab_tail.len() as u32;
+        strtab_tail.extend_from_slice(manifest.str(h.name).as_bytes());
+        strtab_tail.push(0);
+        let bind = if h.weak { 2 } else { 1 };
+        put_sym(
+            &mut hosts_sym,
+            &mut hosts_x,
+            need_xindex,
+            &OutSym {
+                name: n,
+                info: bind << 4,
+                shndx: 0,
+                value: 0,
+                size: 0,
+            },
+        );
     }
+    let strtab_size = u64::from(acc.str_) + strtab_tail.len() as u64;
 
     // File offsets of the tables.
     let n_syms = (first_host as usize) + manifest.hosts.len();
@@ -536,25 +667,25 @@ pub(crate) fn write_image(
     let shndx_off = align_up(symtab_off + symtab_len, 4);
     let shndx_len = if need_xindex { 4 * n_syms as u64 } else { 0 };
     let strtab_off = shndx_off + shndx_len;
-    let shstrtab_off = strtab_off + strtab.len() as u64;
-    let shoff = align_up(shstrtab_off + shstr.len() as u64, 8);
+    let shstrtab_off = strtab_off + strtab_size;
+    let shoff = align_up(shstrtab_off + shstr_size, 8);
     let total = shoff + 64 * u64::from(nsec);
     let shstrtab_index = nsec - 1;
 
-    let out = sink.buffer(total)?;
     // ELF header.
-    out[..4].copy_from_slice(b"\x7fELF");
-    out[4] = 2; // ELFCLASS64
-    out[5] = 1; // little-endian
-    out[6] = 1; // EV_CURRENT
-    put16(out, 16, 1); // ET_REL
-    put16(out, 18, 62); // EM_X86_64
-    put32(out, 20, 1);
-    put64(out, 40, shoff);
-    put16(out, 52, 64);
-    put16(out, 58, 64);
+    let mut ehdr = vec![0u8; 64];
+    ehdr[..4].copy_from_slice(b"\x7fELF");
+    ehdr[4] = 2; // ELFCLASS64
+    ehdr[5] = 1; // little-endian
+    ehdr[6] = 1; // EV_CURRENT
+    put16(&mut ehdr, 16, 1); // ET_REL
+    put16(&mut ehdr, 18, 62); // EM_X86_64
+    put32(&mut ehdr, 20, 1);
+    put64(&mut ehdr, 40, shoff);
+    put16(&mut ehdr, 52, 64);
+    put16(&mut ehdr, 58, 64);
     put16(
-        out,
+        &mut ehdr,
         60,
         if nsec >= SHN_LORESERVE {
             0
@@ -563,7 +694,7 @@ pub(crate) fn write_image(
         },
     );
     put16(
-        out,
+        &mut ehdr,
         62,
         if shstrtab_index >= SHN_LORESERVE {
             SHN_XINDEX
@@ -571,7 +702,6 @@ pub(crate) fn write_image(
             shstrtab_index as u16
         },
     );
-    // Manifest, area, init.
     let header = Header {
         version: FORMAT_VERSION,
         checksum: hcr_image::checksum(&body, area, init),
@@ -581,100 +711,14 @@ pub(crate) fn write_image(
         init_file_offset: init_off,
         init_file_size: init.len() as u64,
     };
-    let msec = hcr_image::encode_manifest(&header, &body);
-    out[64..64 + msec.len()].copy_from_slice(&msec);
-    out[area_off as usize..area_off as usize + area.len()].copy_from_slice(area);
-    out[init_off as usize..init_off as usize + init.len()].copy_from_slice(init);
-    // Constructor tables and relocations, per module.
-    for ((m, r), b) in mods.iter().zip(&rendered).zip(&bases) {
-        let mut extra = b.extra_offset;
-        for sec in &m.obj.sections {
-            if matches!(
-                sec.kind,
-                SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
-            ) {
-                extra = align_up(extra, sec.align);
-                out[extra as usize..extra as usize + sec.data.len()].copy_from_slice(sec.data);
-                extra += sec.data.len() as u64;
-            }
-        }
-        let at = b.rela_offset as usize;
-        out[at..at + r.rela.len()].copy_from_slice(&r.rela);
-    }
-    // Symbols.
-    let mut symtab = Vec::with_capacity(symtab_len as usize);
-    let mut shndx_tab = Vec::with_capacity(shndx_len as usize);
-    let mut put_sym = |s: &OutSym, name: u32| {
-        let (st_shndx, x) = match s.shndx {
-            ABS => (SHN_ABS, 0),
-            v if v >= SHN_LORESERVE => (SHN_XINDEX, v),
-            v => (v as u16, v),
-        };
-        symtab.extend_from_slice(&name.to_le_bytes());
-        symtab.push(s.info);
-        symtab.push(0);
-        symtab.extend_from_slice(&st_shndx.to_le_bytes());
-        symtab.extend_from_slice(&s.value.to_le_bytes());
-        symtab.extend_from_slice(&s.size.to_le_bytes());
-        if need_xindex {
-            shndx_tab.extend_from_slice(&x.to_le_bytes());
-        }
-    };
-    put_sym(
-        &OutSym {
-            name: 0,
-            info: 0,
-            shndx: 0,
-            value: 0,
-            size: 0,
-        },
-        0,
-    );
-    for (r, &sb) in rendered.iter().zip(&str_bases) {
-        for s in &r.locals {
-            put_sym(s, rebase_name(s.name, sb));
-        }
-    }
-    for (r, &sb) in rendered.iter().zip(&str_bases) {
-        for s in &r.globals {
-            put_sym(s, rebase_name(s.name, sb));
-        }
-    }
-    for (h, &n) in manifest.hosts.iter().zip(&host_names) {
-        let bind = if h.weak { 2 } else { 1 };
-        put_sym(
-            &OutSym {
-                name: 0,
-                info: bind << 4,
-                shndx: 0,
-                value: 0,
-                size: 0,
-            },
-            n,
-        );
-    }
-    out[symtab_off as usize..symtab_off as usize + symtab.len()].copy_from_slice(&symtab);
-    if need_xindex {
-        out[shndx_off as usize..shndx_off as usize + shndx_tab.len()].copy_from_slice(&shndx_tab);
-    }
-    out[strtab_off as usize..strtab_off as usize + strtab.len()].copy_from_slice(&strtab);
-    out[shstrtab_off as usize..shstrtab_off as usize + shstr.len()].copy_from_slice(&shstr);
-    // Section headers.
-    let mut at = shoff as usize;
-    let mut put_shdr = |h: &Shdr, name: u32| {
-        put32(out, at, name);
-        put32(out, at + 4, h.sh_type);
-        put64(out, at + 8, h.flags);
-        put64(out, at + 16, h.addr);
-        put64(out, at + 24, h.offset);
-        put64(out, at + 32, h.size);
-        put32(out, at + 40, h.link);
-        put32(out, at + 44, h.info);
-        put64(out, at + 48, h.align);
-        put64(out, at + 56, h.entsize);
-        at += 64;
-    };
+    let mhdr = hcr_image::encode_manifest_header(&header);
+
+    // The null symbol, and the headers before and after the modules'.
+    let null_sym = [0u8; 24];
+    let null_x = [0u8; 4];
+    let mut head_shdrs = Vec::with_capacity(128);
     put_shdr(
+        &mut head_shdrs,
         &Shdr {
             size: if nsec >= SHN_LORESERVE {
                 u64::from(nsec)
@@ -688,31 +732,24 @@ pub(crate) fn write_image(
             },
             ..Shdr::default()
         },
-        0,
     );
     put_shdr(
+        &mut head_shdrs,
         &Shdr {
+            name: manifest_name,
             sh_type: SHT_PROGBITS,
             offset: 64,
             size: manifest_len,
             align: 8,
             ..Shdr::default()
         },
-        manifest_name,
     );
-    for (r, &b) in rendered.iter().zip(&shstr_bases) {
-        for h in &r.shdrs {
-            put_shdr(h, rebase_name(h.name, b));
-        }
-    }
-    for (r, &b) in rendered.iter().zip(&shstr_bases) {
-        for h in &r.rela_hdrs {
-            put_shdr(h, rebase_name(h.name, b));
-        }
-    }
     let strtab_index = symtab_index + 1 + u32::from(need_xindex);
+    let mut tail_shdrs = Vec::with_capacity(256);
     put_shdr(
+        &mut tail_shdrs,
         &Shdr {
+            name: symtab_name,
             sh_type: SHT_SYMTAB,
             offset: symtab_off,
             size: symtab_len,
@@ -722,11 +759,12 @@ pub(crate) fn write_image(
             entsize: 24,
             ..Shdr::default()
         },
-        symtab_name,
     );
     if need_xindex {
         put_shdr(
+            &mut tail_shdrs,
             &Shdr {
+                name: shndx_name,
                 sh_type: SHT_SYMTAB_SHNDX,
                 offset: shndx_off,
                 size: shndx_len,
@@ -735,30 +773,117 @@ pub(crate) fn write_image(
                 entsize: 4,
                 ..Shdr::default()
             },
-            shndx_name,
         );
     }
     put_shdr(
+        &mut tail_shdrs,
         &Shdr {
+            name: strtab_name,
             sh_type: SHT_STRTAB,
             offset: strtab_off,
-            size: strtab.len() as u64,
+            size: strtab_size,
             align: 1,
             ..Shdr::default()
         },
-        strtab_name,
     );
     put_shdr(
+        &mut tail_shdrs,
         &Shdr {
+            name: shstrtab_name,
             sh_type: SHT_STRTAB,
             offset: shstrtab_off,
-            size: shstr.len() as u64,
+            size: shstr_size,
             align: 1,
             ..Shdr::default()
         },
-        shstrtab_name,
     );
+
+    // The pieces, in file order; every table is a run of module fragments.
+    let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(24 + 12 * rendered.len());
+    pieces.push((0, &ehdr));
+    pieces.push((64, &mhdr));
+    pieces.push((64 + mhdr.len() as u64, &body));
+    pieces.push((area_off, area));
+    pieces.push((init_off, init));
+    // Constructor tables are copied from the inputs as they are.
+    for (m, b) in mods.iter().zip(&bases) {
+        let mut extra = b.extra_offset;
+        for sec in &m.obj.sections {
+            if matches!(
+                sec.kind,
+                SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
+            ) {
+                extra = align_up(extra, sec.align);
+                pieces.push((extra, sec.data));
+                extra += sec.data.len() as u64;
+            }
+        }
+    }
+    run(
+        &mut pieces,
+        rela_start,
+        rendered.iter().map(|r| r.rela.as_slice()),
+    );
+    run(
+        &mut pieces,
+        symtab_off,
+        std::iter::once(&null_sym[..])
+            .chain(rendered.iter().map(|r| r.locals.as_slice()))
+            .chain(rendered.iter().map(|r| r.globals.as_slice()))
+            .chain(std::iter::once(hosts_sym.as_slice())),
+    );
+    if need_xindex {
+        run(
+            &mut pieces,
+            shndx_off,
+            std::iter::once(&null_x[..])
+                .chain(rendered.iter().map(|r| r.locals_x.as_slice()))
+                .chain(rendered.iter().map(|r| r.globals_x.as_slice()))
+                .chain(std::iter::once(hosts_x.as_slice())),
+        );
+    }
+    run(
+        &mut pieces,
+        strtab_off,
+        std::iter::once(strtab_head)
+            .chain(rendered.iter().map(|r| r.str_.as_slice()))
+            .chain(std::iter::once(strtab_tail.as_slice())),
+    );
+    run(
+        &mut pieces,
+        shstrtab_off,
+        std::iter::once(shstr_head.as_slice())
+            .chain(rendered.iter().map(|r| r.shstr.as_slice()))
+            .chain(std::iter::once(shstr_tail.as_slice())),
+    );
+    run(
+        &mut pieces,
+        shoff,
+        std::iter::once(head_shdrs.as_slice())
+            .chain(rendered.iter().map(|r| r.shdrs.as_slice()))
+            .chain(rendered.iter().map(|r| r.rela_hdrs.as_slice()))
+            .chain(std::iter::once(tail_shdrs.as_slice())),
+    );
+    timer.lap("manifest + ELF writer");
+    sink.put(total, &pieces)?;
+    timer.lap("write");
     Ok(total)
+}
+
+/// Adds `parts` as consecutive pieces from `start`; returns where they end.
+fn run<'a>(
+    pieces: &mut Vec<(u64, &'a [u8])>,
+    start: u64,
+    parts: impl Iterator<Item = &'a [u8]>,
+) -> u64 {
+    let mut at = start;
+    for p in parts {
+        if !p.is_empty() {
+            pieces.push((at, p));
+            at += p.len() as u64;
+        }
+    }
+    at
 }
 
 fn put16(b: &mut [u8], at: usize, v: u16) {

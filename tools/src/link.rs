@@ -17,6 +17,8 @@ pub struct LinkArgs {
     pub verbose: bool,
     /// Print the time of each pass to stderr.
     pub timings: bool,
+    /// The process exits after the link (see `LinkConfig::skip_free`).
+    pub skip_free: bool,
 }
 
 /// Links and writes the image atomically.
@@ -27,6 +29,7 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     let cfg = hcr_linker::LinkConfig {
         root: args.root.clone(),
         timings: args.timings,
+        skip_free: args.skip_free,
     };
     let out = hcr_linker::link(&cfg, &args.inputs, &args.output)
         .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;

@@ -464,6 +464,11 @@ pub fn encode_manifest(header: &Header, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The manifest section's header alone; the body follows it in the file.
+pub fn encode_manifest_header(header: &Header) -> Vec<u8> {
+    codec::encode_header(header)
+}
+
 /// Content hash of an input object, as stored in [`Module::content_hash`].
 pub fn content_hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)

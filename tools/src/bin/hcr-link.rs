@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         inputs: cli.inputs,
         verbose: cli.verbose,
         timings: cli.timings,
+        skip_free: true,
     };
     match hcr_tools::link::run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1173,7 +1173,7 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
                 .sections
                 .iter()
                 .filter(|s| !matches!(s.kind, SecKind::Skip | SecKind::Discarded))
-                .map(|s| s.relocs.len())
+                .map(|s| s.rel_len as usize)
                 .sum(),
         ),
     };
@@ -1182,7 +1182,7 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
         if matches!(sec.kind, SecKind::Skip | SecKind::Discarded) {
             continue;
         }
-        for r in &sec.relocs {
+        for r in m.obj.relocs(sec) {
             let c = classify(mods, mi, si, r);
             out.classes.push(c.as_ref().ok().copied().flatten());
             match c {
@@ -1565,7 +1565,7 @@ fn apply_module(
             None
         };
         let mut objfix = Vec::new();
-        for r in &sec.relocs {
+        for r in m.obj.relocs(sec) {
             res.relocations += 1;
             let class = classes.next().flatten();
             let Some((calc, s)) = class else {

@@ -52,7 +52,9 @@ pub(crate) struct Sec<'d> {
     pub size: u64,
     pub align: u64,
     pub data: &'d [u8],
-    pub relocs: Vec<Rel>,
+    /// The section's relocations: `ObjFile::rels[rel_start..][..rel_len]`.
+    pub rel_start: u32,
+    pub rel_len: u32,
     /// `.init_array.NNNNN` priority (65536 when none).
     pub priority: u32,
 }
@@ -98,6 +100,19 @@ pub(crate) struct ObjFile<'d> {
     pub sections: Vec<Sec<'d>>,
     pub symbols: Vec<Sym<'d>>,
     pub groups: Vec<Group<'d>>,
+    /// Every section's relocations, one run per section (one allocation per
+    /// object rather than one per section).
+    pub rels: Vec<Rel>,
+}
+
+impl<'d> ObjFile<'d> {
+    /// The relocations of `sec`.
+    pub fn relocs(&self, sec: &Sec<'d>) -> &[Rel] {
+        let start = sec.rel_start as usize;
+        self.rels
+            .get(start..start + sec.rel_len as usize)
+            .unwrap_or(&[])
+    }
 }
 
 fn utf8(b: &[u8]) -> &str {
@@ -234,6 +249,8 @@ pub(crate) fn parse_object<'d>(
         }
     };
     let mut secs = Vec::with_capacity(sections.len());
+    // Parsed on the first COMDAT group (C++), once.
+    let mut symtab_for_groups = None;
     let mut groups = Vec::new();
     let mut lto = false;
     for (idx, sh) in sections.enumerate() {
@@ -280,16 +297,23 @@ pub(crate) fn parse_object<'d>(
             kind
         };
         if sh_type == elf::SHT_GROUP.0 {
-            if let Some(g) = parse_group(sdata, sh.sh_info(e), &sections, e, data) {
+            if let Some(g) = symtab_for_groups
+                .get_or_insert_with(|| sections.symbols(e, data, elf::SHT_SYMTAB).ok())
+                .as_ref()
+                .and_then(|st| parse_group(sdata, sh.sh_info(e), st, e))
+            {
                 groups.push(g);
             }
         }
-        let priority = sname
-            .rsplit('.')
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .filter(|_| kind == SecKind::InitArray || kind == SecKind::FiniArray)
-            .unwrap_or(65536);
+        let priority = if kind == SecKind::InitArray || kind == SecKind::FiniArray {
+            sname
+                .rsplit('.')
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(65536)
+        } else {
+            65536
+        };
         secs.push(Sec {
             name: sname,
             sh_type,
@@ -299,7 +323,8 @@ pub(crate) fn parse_object<'d>(
             size: sh.sh_size(e),
             align: sh.sh_addralign(e).max(1),
             data: sdata,
-            relocs: Vec::new(),
+            rel_start: 0,
+            rel_len: 0,
             priority,
         });
         if !nobits && kind != SecKind::Skip && sdata.len() as u64 != sh.sh_size(e) {
@@ -328,6 +353,12 @@ pub(crate) fn parse_object<'d>(
         return None;
     }
     // Relocations.
+    let n_rels: usize = sections
+        .iter()
+        .filter(|sh| sh.sh_type(e) == elf::SHT_RELA && sh.sh_entsize(e) == 24)
+        .map(|sh| (sh.sh_size(e) / 24) as usize)
+        .sum();
+    let mut rels: Vec<Rel> = Vec::with_capacity(n_rels.min(data.len() / 24));
     for (_, sh) in sections.enumerate() {
         let Ok(Some((relas, _link))) = sh.rela(e, data) else {
             if sh.sh_type(e) == elf::SHT_RELA {
@@ -357,15 +388,28 @@ pub(crate) fn parse_object<'d>(
         if tsec.kind == SecKind::Skip {
             continue;
         }
-        tsec.relocs = relas
-            .iter()
-            .map(|r| Rel {
-                offset: r.r_offset(e),
-                r_type: r.r_type(e, false).0,
-                sym: r.r_sym(e, false),
-                addend: r.r_addend(e),
-            })
-            .collect();
+        if tsec.rel_len != 0 {
+            bad!(
+                format!("section {}: more than one relocation section", tsec.name),
+                "the file is corrupt; rebuild it"
+            );
+            return None;
+        }
+        let (Ok(start), Ok(len)) = (u32::try_from(rels.len()), u32::try_from(relas.len())) else {
+            bad!(
+                "too many relocations".into(),
+                "split the module into smaller ones"
+            );
+            return None;
+        };
+        tsec.rel_start = start;
+        tsec.rel_len = len;
+        rels.extend(relas.iter().map(|r| Rel {
+            offset: r.r_offset(e),
+            r_type: r.r_type(e, false).0,
+            sym: r.r_sym(e, false),
+            addend: r.r_addend(e),
+        }));
     }
     // Symbols.
     let symtab = match sections.symbols(e, data, elf::SHT_SYMTAB) {
@@ -450,7 +494,10 @@ pub(crate) fn parse_object<'d>(
     // Every relocation names an existing symbol and lies inside bytes of
     // its section (a `.bss` section has none).
     for sec in &secs {
-        if sec.nobits && !sec.relocs.is_empty() {
+        let relocs = rels
+            .get(sec.rel_start as usize..(sec.rel_start + sec.rel_len) as usize)
+            .unwrap_or(&[]);
+        if sec.nobits && !relocs.is_empty() {
             bad!(
                 format!(
                     "section {}: relocations in a section without contents",
@@ -460,14 +507,14 @@ pub(crate) fn parse_object<'d>(
             );
             return None;
         }
-        if sec.relocs.iter().any(|r| r.sym as usize >= syms.len()) {
+        if relocs.iter().any(|r| r.sym as usize >= syms.len()) {
             bad!(
                 format!("section {}: relocation names a missing symbol", sec.name),
                 "the file is corrupt; rebuild it"
             );
             return None;
         }
-        if let Some(r) = sec.relocs.iter().find(|r| {
+        if let Some(r) = relocs.iter().find(|r| {
             r.offset
                 .checked_add(x86::width(r.r_type) as u64)
                 .is_none_or(|end| end > sec.size)
@@ -491,15 +538,15 @@ pub(crate) fn parse_object<'d>(
         sections: secs,
         symbols: syms,
         groups,
+        rels,
     })
 }
 
 fn parse_group<'d>(
     sdata: &'d [u8],
     sig_sym: u32,
-    sections: &object::read::elf::SectionTable<'d, Hdr, &'d [u8]>,
+    symtab: &object::read::elf::SymbolTable<'d, Hdr, &'d [u8]>,
     e: Endianness,
-    data: &'d [u8],
 ) -> Option<Group<'d>> {
     let words: Vec<u32> = sdata
         .chunks_exact(4)
@@ -508,7 +555,6 @@ fn parse_group<'d>(
     if words.first().copied()? & elf::GRP_COMDAT.0 == 0 {
         return None;
     }
-    let symtab = sections.symbols(e, data, elf::SHT_SYMTAB).ok()?;
     let sym = symtab.symbol(object::SymbolIndex(sig_sym as usize)).ok()?;
     let signature = utf8(symtab.symbol_name(e, sym).ok()?);
     Some(Group {

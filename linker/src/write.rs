@@ -120,9 +120,9 @@ fn count(m: &Mod<'_>) -> Counts {
         }
         c.sections += 1;
         c.shstr_bytes += name_len(None, sec.name);
-        if !sec.relocs.is_empty() {
+        if sec.rel_len != 0 {
             c.rela_sections += 1;
-            c.rela_bytes += 24 * sec.relocs.len() as u64;
+            c.rela_bytes += 24 * u64::from(sec.rel_len);
             c.shstr_bytes += name_len(Some(".rela"), sec.name);
         }
         if matches!(
@@ -494,11 +494,11 @@ fn render(
     let mut offset = b.rela_offset;
     for (si, sec) in m.obj.sections.iter().enumerate() {
         let o = out_idx[si];
-        if o == 0 || sec.relocs.is_empty() {
+        if o == 0 || sec.rel_len == 0 {
             continue;
         }
         let start = rela.len();
-        for r in &sec.relocs {
+        for r in m.obj.relocs(sec) {
             let s = &m.obj.symbols[r.sym as usize];
             let idx = if s.is_global() {
                 global_index(r.sym as usize)

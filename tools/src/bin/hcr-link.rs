@@ -43,10 +43,22 @@ fn main() -> ExitCode {
         skip_free: true,
     };
     match hcr_tools::link::run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit_now(0),
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Ends the process without running exit handlers: the image is written and
+/// renamed, and the allocator's exit handler would only hand every page
+/// back to the kernel one call at a time, which the exit does at once (lld
+/// ends the same way). Standard output and error are unbuffered or flushed.
+fn exit_now(code: i32) -> ExitCode {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // SAFETY: `_exit` ends the process; nothing of ours is pending (the
+    // output file is closed and renamed), and the kernel frees the rest.
+    unsafe { libc::_exit(code) }
 }

@@ -108,16 +108,30 @@ impl Sink for VecSink {
 /// separately into the filesystem.) A full disk is a clean error from
 /// `write`.
 pub struct FileSink {
-    file: File,
+    file: Option<File>,
+    tmp: PathBuf,
+    output: PathBuf,
+    renamed: bool,
 }
 
 /// Zeros for the gaps between pieces (alignment padding, at most a page).
 static ZEROS: [u8; 4096] = [0; 4096];
 
 impl FileSink {
-    /// A sink writing into `file`, which must be a new, empty file of ours.
-    pub fn new(file: File) -> Self {
-        FileSink { file }
+    /// A sink writing into `file`, a new, empty file of ours at `tmp`,
+    /// which it renames to `output` once the image is written.
+    pub fn new(file: File, tmp: PathBuf, output: PathBuf) -> Self {
+        FileSink {
+            file: Some(file),
+            tmp,
+            output,
+            renamed: false,
+        }
+    }
+
+    /// Whether the image was written and renamed into place.
+    pub fn renamed(&self) -> bool {
+        self.renamed
     }
 }
 
@@ -147,17 +161,24 @@ impl Sink for FileSink {
             return Err(std::io::Error::other("image pieces exceed the image"));
         }
         pad(&mut slices, total - at);
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("image already written"))?;
         // At most IOV_MAX (1024) slices per call.
         for chunk in slices.chunks_mut(1024) {
             let mut rest: &mut [IoSlice<'_>] = chunk;
             while !rest.is_empty() {
-                let n = self.file.write_vectored(rest)?;
+                let n = file.write_vectored(rest)?;
                 if n == 0 {
                     return Err(std::io::ErrorKind::WriteZero.into());
                 }
                 IoSlice::advance_slices(&mut rest, n);
             }
         }
+        drop(file);
+        std::fs::rename(&self.tmp, &self.output)?;
+        self.renamed = true;
         Ok(())
     }
 }

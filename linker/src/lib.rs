@@ -170,19 +170,16 @@ pub fn link(
         .mode(0o644)
         .open(&tmp)
         .map_err(write_err)?;
-    let mut sink = input::FileSink::new(file);
-    let result = link_into(config, inputs, &mut sink)
-        .map_err(|e| match e {
-            // The sink writes to `tmp`; the user knows the output path.
-            LinkError::Write { source, .. } => write_err(source),
-            e => e,
-        })
-        .and_then(|out| {
-            drop(sink);
-            std::fs::rename(&tmp, output).map_err(write_err)?;
-            Ok(out)
-        });
-    if result.is_err() {
+    // The sink renames the file into place as soon as it is written, before
+    // the linker's memory is freed: a program waiting for the image sees it
+    // that much sooner.
+    let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf());
+    let result = link_into(config, inputs, &mut sink).map_err(|e| match e {
+        // The sink writes to `tmp`; the user knows the output path.
+        LinkError::Write { source, .. } => write_err(source),
+        e => e,
+    });
+    if result.is_err() && !sink.renamed() {
         let _ = std::fs::remove_file(&tmp);
     }
     result

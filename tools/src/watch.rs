@@ -81,7 +81,7 @@ pub const DEFAULT_CFLAGS: &[&str] = &["-O1", "-Wall"];
 pub const DEBOUNCE: Duration = Duration::from_millis(25);
 /// Quiet time after a file was closed after writing: the save is complete,
 /// only a save of several files at once is waited for.
-pub const SAVED_QUIET: Duration = Duration::from_millis(3);
+pub const SAVED_QUIET: Duration = Duration::from_millis(1);
 /// Longest wait for quiet after the first event of a burst.
 const DEBOUNCE_MAX: Duration = Duration::from_millis(250);
 /// Period of the full re-check that catches events the watcher lost.
@@ -325,7 +325,7 @@ fn tracked(track: Track, rel: &Path, top: bool) -> bool {
 /// Hashes every tracked file under `dir` (hidden folders, `.hcr` and CMake
 /// build trees skipped). Files that vanish while scanning are left out.
 fn scan(dir: &Path, track: Track) -> Snapshot {
-    let mut snap = Snapshot::new();
+    let mut files = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
         let abs = dir.join(&rel_dir);
@@ -346,13 +346,19 @@ fn scan(dir: &Path, track: Track) -> Snapshot {
             if ft.is_dir() {
                 stack.push(rel);
             } else if tracked(track, &rel, top) {
-                if let Ok(bytes) = std::fs::read(dir.join(&rel)) {
-                    snap.insert(rel, xxhash_rust::xxh3::xxh3_64(&bytes));
-                }
+                files.push(rel);
             }
         }
     }
-    snap
+    // Reading a hundred sources is on the way from a save to new code: in
+    // parallel.
+    files
+        .into_par_iter()
+        .filter_map(|rel| {
+            let bytes = std::fs::read(dir.join(&rel)).ok()?;
+            Some((rel, xxhash_rust::xxh3::xxh3_64(&bytes)))
+        })
+        .collect()
 }
 
 /// Files added, changed or removed between two snapshots.
@@ -924,12 +930,28 @@ fn debounce(rx: &mpsc::Receiver<FsEvent>, mut last: FsEvent) {
     }
 }
 
+/// Every relink allocates and frees the same tens of megabytes: keep freed
+/// memory in the heap (no trimming, no separate mappings for large blocks),
+/// so that the next link reuses pages already faulted in instead of asking
+/// the kernel for fresh zeroed ones. (This is hcr watch's own process; the
+/// program runs in a child.)
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only tunes glibc's allocator; it is called before this
+    // process allocates from other threads, and both settings are valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 /// Runs `hcr watch`; returns the program's exit code.
 ///
 /// # Errors
 /// The folder or project file is unusable, or the program cannot be
 /// started. Build errors are not errors: they are printed and watched.
 pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
+    keep_freed_memory();
     if !cfg.dir.is_dir() {
         bail!("{} is not a folder", cfg.dir.display());
     }

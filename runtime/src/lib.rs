@@ -24,6 +24,7 @@
 
 pub mod ffi;
 mod globals;
+mod image_file;
 mod state;
 pub mod trampoline;
 

@@ -1,7 +1,7 @@
 //! The runtime's state and the reload transaction.
 //!
 //! A reload is `plan` (pure diff of the loaded manifest against the one on
-//! disk) → `prepare` (map, resolve, relocate the new image, allocate new
+//! disk) → `prepare` (read, resolve, relocate the new image, allocate new
 //! globals tentatively; touches no live state) → before-handlers → `commit`
 //! (retarget, free, warn) → constructors of new modules → on-reload blocks →
 //! after-handlers → `retire` (free old images no code can run in). User code
@@ -9,7 +9,6 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::ffi::CString;
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use hcr_image::{ImageView, Manifest, ModuleId, ObjectId, TargetClass};
 use hcr_loader::{FieldValue, LoadedArea, Tables, Window};
 
 use crate::globals::{Global, Heap};
+use crate::image_file::{ImageFile, Parts, Scratch};
 use crate::trampoline::{self, Batch, Trampoline};
 use crate::Error;
 
@@ -26,19 +26,22 @@ use crate::Error;
 pub struct FileStat {
     dev: u64,
     ino: u64,
-    size: u64,
+    pub size: u64,
     mtime_ns: i128,
 }
 
 impl FileStat {
     pub fn of(path: &Path) -> std::io::Result<FileStat> {
-        let m = std::fs::metadata(path)?;
-        Ok(FileStat {
+        Ok(FileStat::from_metadata(&std::fs::metadata(path)?))
+    }
+
+    pub fn from_metadata(m: &std::fs::Metadata) -> FileStat {
+        FileStat {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        })
+        }
     }
 }
 
@@ -198,6 +201,8 @@ pub struct State {
     /// The address every image's `__dso_handle` resolves to.
     dso_handle: u64,
     allow_insecure_image: bool,
+    /// Where images are read, kept between reloads.
+    scratch: Scratch,
 }
 
 /// An image replaced by a reload, kept while code may still run in it.
@@ -230,63 +235,6 @@ impl Default for Options {
             allow_insecure_image: std::env::var_os("HCR_ALLOW_INSECURE_IMAGE")
                 .is_some_and(|v| v == "1"),
         }
-    }
-}
-
-/// Refuses an image that someone other than its owner could have replaced,
-/// or that another user owns: loading it would run their code here.
-fn check_ownership(path: &Path, file: &File) -> Result<(), Error> {
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    let how = "pass --allow-insecure-image to hcr run, or set HCR_ALLOW_INSECURE_IMAGE=1, to load it anyway";
-    if meta.mode() & 0o022 != 0 {
-        return Err(Error::Insecure(format!(
-            "{}: refusing to load an image writable by group or others (mode {:o}); run `chmod go-w {}`, or {how}",
-            path.display(),
-            meta.mode() & 0o7777,
-            path.display()
-        )));
-    }
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(Error::Insecure(format!(
-            "{}: refusing to load an image owned by another user (uid {}, this process runs as uid {me}); {how}",
-            path.display(),
-            meta.uid()
-        )));
-    }
-    Ok(())
-}
-
-fn map_image(path: &Path, allow_insecure: bool) -> Result<(memmap2::Mmap, FileStat), Error> {
-    let file = File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    if !allow_insecure {
-        check_ownership(path, &file)?;
-    }
-    let stat = FileStat::of(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    if stat.size == 0 {
-        return Err(Error::Io(format!("{}: empty file", path.display())));
-    }
-    // SAFETY: images are replaced by rename (hcr-link writes a new file), so
-    // the inode we map keeps its bytes; the mapping is read-only and private.
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    Ok((map, stat))
-}
-
-/// Faults the image's pages in with one call (they are about to be read
-/// whole by the checksum): best effort, older kernels ignore it.
-fn prefault(map: &memmap2::Mmap) {
-    // SAFETY: madvise on our own read-only mapping; MADV_POPULATE_READ only
-    // reads the pages in.
-    unsafe {
-        libc::madvise(
-            map.as_ptr() as *mut libc::c_void,
-            map.len(),
-            22, /* MADV_POPULATE_READ */
-        );
     }
 }
 
@@ -351,6 +299,7 @@ impl State {
             heap,
             dso_handle,
             allow_insecure_image: opts.allow_insecure_image,
+            scratch: Scratch::default(),
             functions: Vec::new(),
             fn_index: Index::default(),
             owner_of_trampoline: HashMap::default(),
@@ -380,8 +329,11 @@ impl State {
         if self.disk.stat == Some(stat) {
             return Ok(self.disk.diff.clone());
         }
-        let (map, stat2) = map_image(&self.path, self.allow_insecure_image)?;
-        let (_, manifest) = ImageView::parse_manifest(&map)?;
+        let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
+        let bytes = file.read(Parts::Manifest, &mut self.scratch)?;
+        let (_, manifest) = ImageView::parse_manifest(bytes)
+            .map_err(|e| Error::Image(format!("{}: {e}", self.path.display())))?;
+        let stat2 = file.stat;
         let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &manifest);
         self.disk = DiskCache {
             stat: Some(stat2),
@@ -393,12 +345,27 @@ impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
     /// nothing changed.
     pub fn prepare(&mut self) -> Result<Option<Prepared>, Error> {
-        let (map, stat) = map_image(&self.path, self.allow_insecure_image)?;
-        if self.current.as_ref().is_some_and(|c| c.stat == stat) {
+        let path = self.path.clone();
+        let file = ImageFile::open(&path, self.allow_insecure_image)?;
+        if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
             return Ok(None);
         }
-        prefault(&map);
-        let view = ImageView::parse(&map)
+        // The buffer is lent to this load (the view borrows it) and kept
+        // for the next.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self.prepare_from(&file, &mut scratch);
+        self.scratch = scratch;
+        r
+    }
+
+    fn prepare_from(
+        &mut self,
+        file: &ImageFile<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Prepared>, Error> {
+        let stat = file.stat;
+        let bytes = file.read(Parts::Load, scratch)?;
+        let view = ImageView::parse(bytes)
             .map_err(|e| Error::Image(format!("{}: {e}", self.path.display())))?;
         let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &view.manifest);
         if self.current.is_some() && diff.count() == 0 {

@@ -1,0 +1,374 @@
+//! Reading an image file into memory the runtime owns.
+//!
+//! The file is never mapped: a user tool may rewrite it in place (`cp
+//! new.hcr app.hcr` truncates, then writes) while the runtime reads it, and
+//! a read past the end of a truncated shared mapping kills the process with
+//! `SIGBUS`. Instead the parts the loader uses are copied with `pread` into a
+//! private buffer laid out at their file offsets: the ELF header, section
+//! header 1, the `.hcr.manifest` section and, for a load, the load area and
+//! the initial data. The tool-only sections (symbols, relocations, section
+//! headers: most of the file) are never read; the buffer's pages that would
+//! hold them are never touched, so they cost address space only.
+//!
+//! What a concurrent writer can do to a read, and what the reader then says:
+//! - the file shrinks: a `pread` comes back short, an error naming the file;
+//! - the size or modification time differs after the read from before it:
+//!   an error naming the file;
+//! - bytes of two versions mixed without a visible change: the image checksum
+//!   (manifest, load area, initial data) refuses them before anything runs.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::state::FileStat;
+use crate::Error;
+
+/// Bytes of the file read first: the ELF header and, in a small image, the
+/// manifest and more.
+const HEAD: usize = 64 * 1024;
+/// Ranges closer than this are read with one `pread` (the bytes between
+/// cost less than another system call).
+const MERGE_GAP: usize = 64 * 1024;
+const PAGE: usize = 4096;
+
+// ELF64 offsets (System V gABI).
+const E_SHOFF: usize = 40;
+const SHDR_SIZE: usize = 64;
+const SH_OFFSET: usize = 24;
+const SH_SIZE: usize = 32;
+// Offsets in the image's manifest header (`hcr_image::Header`, encoded by
+// `hcr_image::encode_manifest`; pinned by a test below).
+const MH_VERSION: usize = 8;
+const MH_AREA_OFFSET: usize = 32;
+const MH_AREA_SIZE: usize = 40;
+const MH_INIT_OFFSET: usize = 48;
+const MH_INIT_SIZE: usize = 56;
+
+/// How much of the image a caller needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parts {
+    /// What [`hcr_image::ImageView::parse_manifest`] reads.
+    Manifest,
+    /// What [`hcr_image::ImageView::parse`] reads.
+    Load,
+}
+
+/// An open image file, checked for ownership and kind.
+pub struct ImageFile<'p> {
+    path: &'p Path,
+    file: File,
+    /// Identity of the file when it was opened.
+    pub stat: FileStat,
+}
+
+/// The buffer images are read into, kept between reads: filling fresh
+/// pages costs more than copying into them, so a reload reuses the pages
+/// the previous one touched. What stays allocated is what the loader read
+/// of the largest image (its manifest, load area and initial data), not
+/// the file.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Option<memmap2::MmapMut>,
+}
+
+impl Scratch {
+    /// A buffer of at least `size` bytes: the kept one, or a new one when
+    /// it is too small or more than four times too large.
+    fn take(&mut self, size: usize) -> std::io::Result<memmap2::MmapMut> {
+        match self.buf.take() {
+            Some(b) if b.len() >= size && b.len() / 4 <= size => Ok(b),
+            _ => {
+                let b = memmap2::MmapMut::map_anon(size)?;
+                // Transparent huge pages, where the system allows them on
+                // request: filling fresh 4 KiB pages costs several times
+                // more than the copy itself (measured: 10 MiB in 4–8 ms,
+                // with huge pages 0.4–1 ms). Best effort.
+                let _ = b.advise(memmap2::Advice::HugePage);
+                Ok(b)
+            }
+        }
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// `[off, off + len)` clipped to the file; `None` when nothing of it lies
+/// inside (the image parser then reports what is missing).
+fn clip(off: u64, len: u64, size: usize) -> Option<Range<usize>> {
+    let start = usize::try_from(off).ok()?.min(size);
+    let end = usize::try_from(off.saturating_add(len))
+        .unwrap_or(usize::MAX)
+        .min(size);
+    (start < end).then_some(start..end)
+}
+
+impl<'p> ImageFile<'p> {
+    /// Opens `path`: a regular, non-empty file that only its owner (this
+    /// user or root) can write, unless `allow_insecure`.
+    ///
+    /// # Errors
+    /// The file cannot be opened (the message names it and says why, e.g.
+    /// permission denied), is not a regular file, is empty or insecure.
+    pub fn open(path: &'p Path, allow_insecure: bool) -> Result<Self, Error> {
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+        // refused as not a regular file); regular files ignore the flag.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(Error::Io(format!("{}: not a regular file", path.display())));
+        }
+        if !allow_insecure {
+            check_ownership(path, &meta)?;
+        }
+        let stat = FileStat::from_metadata(&meta);
+        if stat.size == 0 {
+            return Err(Error::Io(format!("{}: empty file", path.display())));
+        }
+        Ok(ImageFile { path, file, stat })
+    }
+
+    /// Reads the parts of the image the caller needs into `scratch`, at
+    /// their file offsets. The slice returned is as long as the file; the
+    /// bytes of parts not read are unspecified (the image parser never looks
+    /// at them: it reads the same parts).
+    ///
+    /// # Errors
+    /// The file shrank or changed while being read (rewritten in place), or
+    /// a read failed; each message names the file.
+    pub fn read<'s>(&self, parts: Parts, scratch: &'s mut Scratch) -> Result<&'s [u8], Error> {
+        let size = usize::try_from(self.stat.size)
+            .map_err(|_| Error::Io(format!("{}: file too large", self.path.display())))?;
+        let buf = scratch
+            .take(size)
+            .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
+        let mut r = Reader {
+            img: self,
+            buf,
+            size,
+            done: Vec::new(),
+        };
+        let filled = r.fill_parts(parts);
+        let buf = scratch.buf.insert(r.buf);
+        filled?;
+        // A writer that changed the file while we read it also changed its
+        // size or modification time (unless it wrote within the same clock
+        // tick without changing the size: the checksum catches that).
+        let after = self
+            .file
+            .metadata()
+            .map(|m| FileStat::from_metadata(&m))
+            .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
+        if after != self.stat {
+            return Err(self.changed());
+        }
+        Ok(&buf[..size])
+    }
+
+    fn changed(&self) -> Error {
+        Error::Io(format!(
+            "{}: the file changed while it was being read (rewritten in place?); write \
+             images by renaming a new file over the old one, as hcr-link does",
+            self.path.display()
+        ))
+    }
+}
+
+struct Reader<'a, 'p> {
+    img: &'a ImageFile<'p>,
+    buf: memmap2::MmapMut,
+    /// The file's size (the buffer may be larger).
+    size: usize,
+    /// Ranges already read.
+    done: Vec<Range<usize>>,
+}
+
+impl Reader<'_, '_> {
+    /// The file's bytes as far as read.
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.size]
+    }
+
+    fn fill_parts(&mut self, parts: Parts) -> Result<(), Error> {
+        let size = self.size;
+        self.fill(&[clip(0, HEAD as u64, size)])?;
+        if !self.bytes().starts_with(b"\x7fELF") {
+            return Ok(()); // refused by the parser
+        }
+        // Section header 1 places the manifest section.
+        let Some(sh1) = u64_at(self.bytes(), E_SHOFF).and_then(|o| o.checked_add(SHDR_SIZE as u64))
+        else {
+            return Ok(());
+        };
+        self.fill(&[clip(sh1, SHDR_SIZE as u64, size)])?;
+        let sh1 = usize::try_from(sh1).unwrap_or(usize::MAX);
+        let field = |b: &[u8], f: usize| sh1.checked_add(f).and_then(|a| u64_at(b, a));
+        let (Some(off), Some(len)) = (field(self.bytes(), SH_OFFSET), field(self.bytes(), SH_SIZE))
+        else {
+            return Ok(());
+        };
+        self.fill(&[clip(off, len, size)])?;
+        if parts == Parts::Load {
+            self.fill_load_area(usize::try_from(off).unwrap_or(usize::MAX))?;
+        }
+        Ok(())
+    }
+
+    /// The load area and the initial data, as the manifest header at `mh`
+    /// (the manifest section's file offset) places them.
+    fn fill_load_area(&mut self, mh: usize) -> Result<(), Error> {
+        let size = self.size;
+        let field = |b: &[u8], f: usize| mh.checked_add(f).and_then(|a| u64_at(b, a));
+        let version = mh
+            .checked_add(MH_VERSION)
+            .and_then(|a| self.bytes().get(a..a.checked_add(4)?))
+            .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+        if version != Some(hcr_image::FORMAT_VERSION) {
+            return Ok(()); // refused by the parser, with the version it found
+        }
+        let b = self.bytes();
+        let area = field(b, MH_AREA_OFFSET).zip(field(b, MH_AREA_SIZE));
+        let init = field(b, MH_INIT_OFFSET).zip(field(b, MH_INIT_SIZE));
+        let ranges = [area, init].map(|r| r.and_then(|(o, l)| clip(o, l, size)));
+        self.fill(&ranges)
+    }
+
+    /// Reads `ranges` (minus what was read before) with as few `pread`s as
+    /// neighbouring ranges allow.
+    fn fill(&mut self, ranges: &[Option<Range<usize>>]) -> Result<(), Error> {
+        let mut todo: Vec<Range<usize>> = Vec::new();
+        for r in ranges.iter().flatten() {
+            todo.extend(subtract(r.clone(), &self.done));
+        }
+        todo.sort_by_key(|r| r.start);
+        let mut merged: Vec<Range<usize>> = Vec::new();
+        for r in todo {
+            match merged.last_mut() {
+                Some(m) if r.start <= m.end.saturating_add(MERGE_GAP) => m.end = m.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        for r in merged {
+            // One call faults the buffer's pages in (rather than one fault
+            // per page during the copy); best effort.
+            let start = r.start / PAGE * PAGE;
+            let _ = self.buf.advise_range(
+                memmap2::Advice::PopulateWrite,
+                start,
+                (r.end - start).div_ceil(PAGE) * PAGE,
+            );
+            self.pread(r.clone())?;
+            self.done.push(r);
+        }
+        Ok(())
+    }
+
+    fn pread(&mut self, r: Range<usize>) -> Result<(), Error> {
+        let mut at = r.start;
+        while at < r.end {
+            match self.img.file.read_at(&mut self.buf[at..r.end], at as u64) {
+                Ok(0) => {
+                    return Err(Error::Io(format!(
+                        "{}: the file shrank while it was being read ({} bytes, {at} readable; \
+                         rewritten in place?); write images by renaming a new file over the \
+                         old one, as hcr-link does",
+                        self.img.path.display(),
+                        self.img.stat.size
+                    )))
+                }
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(format!("{}: {e}", self.img.path.display()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parts of `r` not covered by `done`.
+fn subtract(r: Range<usize>, done: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut out = vec![r];
+    for d in done {
+        out = out
+            .into_iter()
+            .flat_map(|x| {
+                if d.end <= x.start || x.end <= d.start {
+                    vec![x]
+                } else {
+                    [(x.start..d.start), (d.end..x.end)]
+                        .into_iter()
+                        .filter(|y| y.start < y.end)
+                        .collect()
+                }
+            })
+            .collect();
+    }
+    out
+}
+
+/// Refuses an image that someone other than its owner could have replaced,
+/// or that another user owns: loading it would run their code here.
+fn check_ownership(path: &Path, meta: &std::fs::Metadata) -> Result<(), Error> {
+    let how = "pass --allow-insecure-image to hcr run, or set HCR_ALLOW_INSECURE_IMAGE=1, to load it anyway";
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::Insecure(format!(
+            "{}: refusing to load an image writable by group or others (mode {:o}); run `chmod go-w {}`, or {how}",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Error::Insecure(format!(
+            "{}: refusing to load an image owned by another user (uid {}, this process runs as uid {me}); {how}",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_header_offsets_match_the_encoder() {
+        let h = hcr_image::Header {
+            version: hcr_image::FORMAT_VERSION,
+            checksum: 1,
+            body_len: 2,
+            area_file_offset: 0x1111,
+            area_file_size: 0x2222,
+            init_file_offset: 0x3333,
+            init_file_size: 0x4444,
+        };
+        let b = hcr_image::encode_manifest(&h, &[]);
+        assert_eq!(&b[MH_VERSION..MH_VERSION + 4], &h.version.to_le_bytes());
+        assert_eq!(u64_at(&b, MH_AREA_OFFSET), Some(0x1111));
+        assert_eq!(u64_at(&b, MH_AREA_SIZE), Some(0x2222));
+        assert_eq!(u64_at(&b, MH_INIT_OFFSET), Some(0x3333));
+        assert_eq!(u64_at(&b, MH_INIT_SIZE), Some(0x4444));
+    }
+
+    #[test]
+    fn ranges_are_subtracted_and_clipped() {
+        assert_eq!(subtract(0..10, &[2..4, 8..20]), vec![0..2, 4..8]);
+        assert_eq!(subtract(0..10, &[0..4, 3..10]), Vec::<Range<usize>>::new());
+        assert_eq!(clip(5, 10, 8), Some(5..8));
+        assert_eq!(clip(9, 10, 8), None);
+        assert_eq!(clip(u64::MAX, u64::MAX, 8), None);
+    }
+}

@@ -63,7 +63,10 @@ pub fn map_input(path: &Path) -> std::io::Result<MappedInput> {
         // SAFETY: the file is a regular file opened read-only; the mapping is
         // private and read-only, and the contract above (inputs are replaced by
         // rename, not modified in place) keeps its bytes stable while we read.
-        Bytes::Mapped(unsafe { Mmap::map(&file)? })
+        // The length is given so that mapping does not stat the file again.
+        let len =
+            usize::try_from(meta.len()).map_err(|_| std::io::Error::other("file too large"))?;
+        Bytes::Mapped(unsafe { memmap2::MmapOptions::new().len(len).map(&file)? })
     };
     Ok(MappedInput {
         path: path.to_path_buf(),

@@ -36,7 +36,7 @@ pub enum LoadError {
         symbol: String,
     },
     /// A relocation's value does not fit its field.
-    #[error("module {module}: {kind:?} relocation to {target} at {place} is out of reach ({value:#x} does not fit); the window keeps images, trampolines and globals within ±2 GiB, so this is a host symbol reached PC-relative: compile with -fPIC")]
+    #[error("module {module}: {kind:?} relocation to {target} at {place} is out of reach ({} does not fit); the window keeps images, trampolines and globals within ±2 GiB, so this is a host symbol reached PC-relative: compile with -fPIC", signed_hex(*.value))]
     OutOfRange {
         /// Module owning the relocated place.
         module: String,
@@ -49,6 +49,15 @@ pub enum LoadError {
         /// The value that did not fit.
         value: i128,
     },
+}
+
+/// `-0x10` rather than the 128-bit two's complement.
+fn signed_hex(v: i128) -> String {
+    if v < 0 {
+        format!("-{:#x}", v.unsigned_abs())
+    } else {
+        format!("{v:#x}")
+    }
 }
 
 /// Addresses the image's fixups resolve to, indexed like the manifest's
@@ -419,6 +428,17 @@ mod tests {
             Ok(0x4008)
         );
         assert_eq!(compute(FixupKind::Abs64, 7, -8, 0, 0), Ok(u64::MAX));
+        let e = LoadError::OutOfRange {
+            module: "m".into(),
+            target: "host symbol 'x'".into(),
+            place: "image offset 0x10".into(),
+            kind: FixupKind::Pc32,
+            value: -0x2_0000_0000,
+        };
+        assert!(
+            e.to_string().starts_with("module m: Pc32 relocation to host symbol 'x' at image offset 0x10 is out of reach (-0x200000000 does not fit)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -39,6 +39,18 @@ int bump(void) { return ++counter; }
 const char *get_name(void) { return name; }
 "#;
 
+/// V1 plus a call to a host function (through the GOT: an absolute 64-bit
+/// fixup), which [`out_of_reach`] turns into a 32-bit PC-relative one.
+const FAR: &str = r#"
+#include "hcr.h"
+int counter;
+const char *name = "alpha";
+int value(void) { return 1; }
+int bump(void) { return ++counter; }
+const char *get_name(void) { return name; }
+unsigned generation(void) { return hcr_generation(); }
+"#;
+
 const BIG: &str = r#"
 int counter;
 const char *name = "alpha";
@@ -62,6 +74,44 @@ fn install(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// `image` with its GOT entry for host symbol `symbol` relocated by a 32-bit
+/// PC-relative fixup instead of an absolute 64-bit one, and the checksum
+/// sealed again: what a `-fno-pic` reference to host data would need.
+/// hcr-link refuses to write such a fixup ("PC-relative reference to host
+/// symbol"), so only a foreign or corrupted writer can produce it; the
+/// loader must still refuse it when the symbol lies beyond ±2 GiB.
+fn out_of_reach(image: &[u8], symbol: &str) -> Vec<u8> {
+    let view = hcr_image::ImageView::parse(image).expect("a valid image");
+    let m = &view.manifest;
+    let host = m
+        .hosts
+        .iter()
+        .position(|h| m.str(h.name) == symbol)
+        .expect("the image uses the host symbol") as u32;
+    let at = m
+        .modules
+        .iter()
+        .flat_map(|md| {
+            view.fixups
+                .raw(md.fixups)
+                .chunks_exact(hcr_image::FIXUP_SIZE)
+        })
+        .find(|r| r[12] == 1 /* Abs64 */ && r[13] == 3 /* Host */ && r[4..8] == host.to_le_bytes())
+        .map(|r| r.as_ptr() as usize - image.as_ptr() as usize)
+        .expect("an absolute fixup of the GOT entry");
+    let mut out = image.to_vec();
+    out[at + 12] = 2; // Pc32
+    let manifest = 64; // section 1 follows the ELF header
+    let h = view.header;
+    let body = &out[manifest + hcr_image::HEADER_SIZE..][..h.body_len as usize];
+    let area = &out[h.area_file_offset as usize..][..h.area_file_size as usize];
+    let init = &out[h.init_file_offset as usize..][..h.init_file_size as usize];
+    let sum = hcr_image::checksum(body, area, init);
+    out[manifest + 16..manifest + 24].copy_from_slice(&sum.to_le_bytes());
+    hcr_image::ImageView::parse(&out).expect("still a valid image");
+    out
 }
 
 fn no_writable_executable_mappings() {
@@ -99,6 +149,10 @@ fn runtime_in_process() {
     let v2 = std::fs::read(build(d, "v2", V2)).unwrap();
     let undefined = std::fs::read(build(d, "undef", UNDEFINED)).unwrap();
     let big = std::fs::read(build(d, "big", BIG)).unwrap();
+    let far = out_of_reach(
+        &std::fs::read(build(d, "far", FAR)).unwrap(),
+        "hcr_generation",
+    );
     let app = d.join("app.hcr");
     install(&app, &v1);
 
@@ -176,6 +230,33 @@ fn runtime_in_process() {
         // Undo the increment so every case sees the same state.
         // SAFETY: `counter` is an int global of module lib.
         unsafe { *(rt.get_global("lib", "counter").unwrap() as *mut i32) = 3 };
+    }
+    // A 32-bit PC-relative fixup to a host function: the runtime's C API
+    // lies in this executable, terabytes from the window in the mmap area.
+    let distance =
+        (value as usize).abs_diff(hcr_runtime::ffi::hcr_generation as *const () as usize);
+    if distance > 1 << 32 {
+        install(&app, &far);
+        let err = rt.reload().expect_err("out of reach").to_string();
+        for want in [
+            "module lib:",
+            "relocation to host symbol 'hcr_generation'",
+            "at image offset 0x",
+            "out of reach",
+        ] {
+            assert!(
+                err.contains(want),
+                "out of reach: {want:?} missing in {err}"
+            );
+        }
+        assert_eq!(value(), 2, "out of reach: old code keeps running");
+        assert_eq!(bump(), 4, "out of reach: global kept");
+        assert_eq!(name_of(get_name), "alpha");
+        assert_eq!(rt.generation(), 1);
+        // SAFETY: `counter` is an int global of module lib.
+        unsafe { *(rt.get_global("lib", "counter").unwrap() as *mut i32) = 3 };
+    } else {
+        eprintln!("skipped the out-of-reach case: the window lies within {distance:#x} bytes of this executable");
     }
     std::fs::remove_file(&app).unwrap();
     let err = rt.reload().expect_err("missing file").to_string();

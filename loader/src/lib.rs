@@ -5,13 +5,14 @@
 //!
 //! Which API do I want?
 //! - [`Window::reserve`] once per process;
-//! - [`load_area`] for each image: copy, relocate, protect (W^X), register
-//!   `.eh_frame` for unwinding;
+//! - [`load_area`] for each image: copy, relocate, check the unwind table,
+//!   protect (W^X), register `.eh_frame` for unwinding;
 //! - [`object_values`] + [`write_value`] to initialise or re-base writable
 //!   objects the runtime keeps in persistent storage;
 //! - [`unload_area`] when no code can run in an image any more.
 #![deny(missing_docs)]
 
+mod eh_frame;
 pub mod mem;
 
 use hcr_image::{FixupKind, ImageView, ObjectId, TargetClass};
@@ -48,6 +49,14 @@ pub enum LoadError {
         kind: FixupKind,
         /// The value that did not fit.
         value: i128,
+    },
+    /// The image's unwind table would mislead or crash libgcc's unwinder.
+    #[error("malformed unwind table (.eh_frame) at image offset {offset:#x}: {what}; the image was written wrong: relink it (and report it if hcr-link wrote it)")]
+    EhFrame {
+        /// Area offset of the record.
+        offset: usize,
+        /// What is wrong.
+        what: String,
     },
 }
 
@@ -163,11 +172,12 @@ fn describe_target(view: &ImageView<'_>, class: TargetClass, target: u32) -> Str
 
 /// Maps `view`'s load area into `window`, applies the fixups of the modules
 /// marked in `apply` (unreachable modules' code is never run, so their
-/// fixups are skipped), flips text to read+execute and the rest to
-/// read-only, and registers `.eh_frame`.
+/// fixups are skipped), checks `.eh_frame`, flips text to read+execute and
+/// the rest to read-only, and registers `.eh_frame`.
 ///
 /// # Errors
-/// The window is exhausted or a value does not fit; nothing stays mapped.
+/// The window is exhausted, a value does not fit or the unwind table is
+/// malformed; nothing stays mapped.
 pub fn load_area(
     window: &mut Window,
     view: &ImageView<'_>,
@@ -291,6 +301,24 @@ fn fill(
                 ))
             })?;
         }
+    }
+    // The unwind table, relocated, before libgcc may see it.
+    let layout = &view.manifest.layout;
+    if layout.eh_frame.len() > 4 {
+        let eh = layout.eh_frame.range();
+        let frame = eh_frame::Frame {
+            addr: base + eh.start as u64,
+            text: base + u64::from(layout.text.start)..base + u64::from(layout.text.end),
+            terminator: base + eh.end as u64 - 4,
+        };
+        let start = eh.start;
+        let table = buf
+            .get_mut(eh)
+            .ok_or_else(|| LoadError::Window("unwind table outside the load area".to_string()))?;
+        eh_frame::check(table, &frame).map_err(|m| LoadError::EhFrame {
+            offset: start + m.offset,
+            what: m.what,
+        })?;
     }
     Ok(())
 }

@@ -103,15 +103,35 @@ fn out_of_reach(image: &[u8], symbol: &str) -> Vec<u8> {
         .expect("an absolute fixup of the GOT entry");
     let mut out = image.to_vec();
     out[at + 12] = 2; // Pc32
-    let manifest = 64; // section 1 follows the ELF header
-    let h = view.header;
-    let body = &out[manifest + hcr_image::HEADER_SIZE..][..h.body_len as usize];
-    let area = &out[h.area_file_offset as usize..][..h.area_file_size as usize];
-    let init = &out[h.init_file_offset as usize..][..h.init_file_size as usize];
-    let sum = hcr_image::checksum(body, area, init);
-    out[manifest + 16..manifest + 24].copy_from_slice(&sum.to_le_bytes());
-    hcr_image::ImageView::parse(&out).expect("still a valid image");
+    reseal(&mut out);
     out
+}
+
+/// `image` whose `.eh_frame` table starts with a record longer than the
+/// table, checksum sealed again: what a buggy writer could produce.
+fn bad_unwind_table(image: &[u8]) -> Vec<u8> {
+    let view = hcr_image::ImageView::parse(image).expect("a valid image");
+    let eh = view.manifest.layout.eh_frame;
+    assert!(eh.len() > 4, "the image has unwind information");
+    let at = view.header.area_file_offset as usize + eh.start as usize;
+    let mut out = image.to_vec();
+    out[at..at + 4].copy_from_slice(&0xfff0u32.to_le_bytes());
+    reseal(&mut out);
+    out
+}
+
+/// Stores the checksum of `image`'s current bytes in its header.
+fn reseal(image: &mut [u8]) {
+    let h = hcr_image::ImageView::parse_manifest(image)
+        .expect("a manifest")
+        .0;
+    let manifest = 64; // section 1 follows the ELF header
+    let body = &image[manifest + hcr_image::HEADER_SIZE..][..h.body_len as usize];
+    let area = &image[h.area_file_offset as usize..][..h.area_file_size as usize];
+    let init = &image[h.init_file_offset as usize..][..h.init_file_size as usize];
+    let sum = hcr_image::checksum(body, area, init);
+    image[manifest + 16..manifest + 24].copy_from_slice(&sum.to_le_bytes());
+    hcr_image::ImageView::parse(image).expect("a valid image again");
 }
 
 fn no_writable_executable_mappings() {
@@ -219,6 +239,11 @@ fn runtime_in_process() {
             "undefined symbol 'does_not_exist_anywhere'",
         ),
         ("window exhausted", big, "address window exhausted"),
+        (
+            "malformed unwind table",
+            bad_unwind_table(&v1),
+            "malformed unwind table (.eh_frame) at image offset 0x",
+        ),
     ];
     for (what, bytes, want) in faults {
         install(&app, &bytes);

@@ -119,6 +119,50 @@ pub fn run(image: &Path) -> Output {
         .expect("run hcr")
 }
 
+/// `libhcr_runtime.a` of this build, for C hosts. `cargo test` builds the
+/// runtime as a dependency without copying its static library beside the
+/// binaries, so this asks cargo for it (a no-op when it is up to date).
+pub fn runtime_staticlib() -> PathBuf {
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_hcr"))
+        .parent()
+        .expect("a binary directory")
+        .to_path_buf();
+    let lib = bin_dir.join("libhcr_runtime.a");
+    let profile = if bin_dir.ends_with("release") {
+        vec!["--release"]
+    } else {
+        vec![]
+    };
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "hcr-runtime", "--lib"])
+        .args(profile)
+        .current_dir(repo())
+        .status()
+        .expect("run cargo");
+    assert!(
+        st.success() && lib.exists(),
+        "cannot build {}",
+        lib.display()
+    );
+    lib
+}
+
+/// Compiles the C host program `src` with `hcr.h` and links it with the
+/// runtime's static library (plus `extra` flags) into `out`.
+pub fn c_host(src: &Path, out: &Path, extra: &[&str]) {
+    let st = Command::new("cc")
+        .arg("-I")
+        .arg(include_dir())
+        .args(extra)
+        .arg(src)
+        .arg(runtime_staticlib())
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(out)
+        .status()
+        .expect("the system C compiler `cc` must be installed");
+    assert!(st.success(), "linking the C host {} failed", src.display());
+}
+
 /// Builds `sources` twice with `compiler` and `flags`: once as a normal
 /// executable, once as objects linked into an hcr image. Runs both and
 /// returns (native output, `hcr run` output), for differential tests.

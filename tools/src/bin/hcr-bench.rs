@@ -152,6 +152,9 @@ fn bench_link(cli: &Cli, modules: usize, functions: usize, tiny: bool) -> anyhow
         .sum();
     let out = dir.join("app.hcr");
     let cfg = hcr_linker::LinkConfig::default();
+    // The generator's worker threads spin for a while before they sleep:
+    // let them, so that they do not compete with the linkers timed below.
+    std::thread::sleep(Duration::from_millis(300));
     // Every linker runs as a process, as a build would run it.
     let hcr_link = std::env::current_exe()?.with_file_name("hcr-link");
     let out_s = out.display().to_string();

@@ -288,9 +288,13 @@ fn runtime_in_process() {
     assert!(err.contains("app.hcr"), "{err}");
     assert_eq!(value(), 2);
 
-    // Memory stays bounded over 1000 reloads.
+    // Memory stays bounded over 1000 reloads. An image that a stale word
+    // of this test's own stack points into stays, rightly (the scan is
+    // conservative; how many depends on the build's frame layout): the
+    // bound is on what the loop adds.
     install(&app, &v1);
     assert_eq!(rt.reload().unwrap(), 1);
+    let retired_before = rt.stats().retired_images;
     let rss_first = rss_kib();
     let free_first = rt.stats().window_free;
     for i in 0..1000 {
@@ -306,7 +310,10 @@ fn runtime_in_process() {
     install(&app, &v1);
     rt.reload().unwrap();
     let stats = rt.stats();
-    assert!(stats.retired_images <= 3, "old images pile up: {stats:?}");
+    assert!(
+        stats.retired_images <= retired_before + 3,
+        "old images pile up: {stats:?} ({retired_before} before the loop)"
+    );
     assert!(
         stats.window_free + 64 * 4096 >= free_first,
         "window drifts: {} → {}",

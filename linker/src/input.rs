@@ -60,13 +60,15 @@ pub fn map_input(path: &Path) -> std::io::Result<MappedInput> {
     let bytes = if meta.len() == 0 {
         Bytes::Empty
     } else {
-        // SAFETY: the file is a regular file opened read-only; the mapping is
-        // private and read-only, and the contract above (inputs are replaced by
-        // rename, not modified in place) keeps its bytes stable while we read.
         // The length is given so that mapping does not stat the file again.
         let len =
             usize::try_from(meta.len()).map_err(|_| std::io::Error::other("file too large"))?;
-        Bytes::Mapped(unsafe { memmap2::MmapOptions::new().len(len).map(&file)? })
+        // SAFETY: the file is a regular file opened read-only and `len` is its
+        // size; the mapping is private and read-only, and the contract above
+        // (inputs are replaced by rename, not modified in place) keeps its
+        // bytes stable while we read.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
+        Bytes::Mapped(map)
     };
     Ok(MappedInput {
         path: path.to_path_buf(),

@@ -251,6 +251,7 @@ fn runtime_in_process() {
         assert!(err.contains(want), "{what}: {err}");
         assert_eq!(value(), 2, "{what}: old code keeps running");
         assert_eq!(bump(), 4, "{what}: global kept");
+        assert_eq!(name_of(get_name), "alpha", "{what}: global kept");
         assert_eq!(rt.generation(), 1, "{what}");
         // Undo the increment so every case sees the same state.
         // SAFETY: `counter` is an int global of module lib.

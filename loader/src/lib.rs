@@ -184,9 +184,39 @@ pub fn load_area(
     tables: &Tables,
     apply: &[bool],
 ) -> Result<LoadedArea, LoadError> {
+    let chunk = window.alloc(view.manifest.layout.area_size as usize)?;
+    // SAFETY: the chunk is committed read-write, exclusively ours (fresh from
+    // the window) and `chunk.len` bytes long; `view.area` lies elsewhere.
+    let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
+    let n = view.area.len().min(buf.len());
+    buf[..n].copy_from_slice(&view.area[..n]);
+    load_area_in(window, chunk, view, tables, apply)
+}
+
+/// As [`load_area`], for a `chunk` of `window` that already holds the load
+/// area's bytes (read there straight from the file; `view.area` is not
+/// looked at, and must not refer to the chunk: a parser's view of those
+/// bytes ends before this writes to them). The chunk must be at least
+/// `layout.area_size` bytes; it is freed on error.
+///
+/// # Errors
+/// As [`load_area`].
+pub fn load_area_in(
+    window: &mut Window,
+    chunk: Chunk,
+    view: &ImageView<'_>,
+    tables: &Tables,
+    apply: &[bool],
+) -> Result<LoadedArea, LoadError> {
     let layout = &view.manifest.layout;
-    let chunk = window.alloc(layout.area_size as usize)?;
-    let result = fill(&chunk, view, tables, apply);
+    let result = if chunk.len < layout.area_size as usize {
+        Err(LoadError::Window(format!(
+            "load area of {} bytes in a chunk of {}",
+            layout.area_size, chunk.len
+        )))
+    } else {
+        fill(&chunk, view, tables, apply)
+    };
     if let Err(e) = result {
         // SAFETY: the chunk was never published; nothing runs in it.
         unsafe { window.free(chunk) };
@@ -226,10 +256,9 @@ fn fill(
     apply: &[bool],
 ) -> Result<(), LoadError> {
     // SAFETY: the chunk is committed read-write, exclusively ours (fresh from
-    // the window) and `chunk.len` bytes long.
+    // the window, not yet published) and `chunk.len` bytes long; no other
+    // reference to its bytes is used while this one lives.
     let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
-    let n = view.area.len().min(buf.len());
-    buf[..n].copy_from_slice(&view.area[..n]);
     let base = chunk.addr as u64;
     for (mi, md) in view.manifest.modules.iter().enumerate() {
         if !apply.get(mi).copied().unwrap_or(false) {

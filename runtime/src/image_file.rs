@@ -53,6 +53,10 @@ pub enum Parts {
     Manifest,
     /// What [`hcr_image::ImageView::parse`] reads.
     Load,
+    /// What [`hcr_image::ImageView::parse_with_area`] reads: all of
+    /// [`Parts::Load`] but the load area, which the caller reads straight
+    /// to where it will run ([`ImageFile::read_area_into`]).
+    AllButArea,
 }
 
 /// An open image file, checked for ownership and kind.
@@ -175,6 +179,42 @@ impl<'p> ImageFile<'p> {
         Ok(&buf[..size])
     }
 
+    /// Reads `dst.len()` bytes at file offset `off` into `dst` (the load
+    /// area, straight into its window chunk), then checks that the file did
+    /// not change meanwhile, as [`ImageFile::read`] does.
+    ///
+    /// # Errors
+    /// As [`ImageFile::read`].
+    pub fn read_area_into(&self, off: u64, dst: &mut [u8]) -> Result<(), Error> {
+        let mut done = 0usize;
+        while done < dst.len() {
+            match self.file.read_at(&mut dst[done..], off + done as u64) {
+                Ok(0) => {
+                    return Err(Error::Io(format!(
+                        "{}: the file shrank while it was being read ({} bytes, {} readable; \
+                         rewritten in place?); write images by renaming a new file over the \
+                         old one, as hcr-link does",
+                        self.path.display(),
+                        self.stat.size,
+                        off + done as u64
+                    )))
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(format!("{}: {e}", self.path.display()))),
+            }
+        }
+        let after = self
+            .file
+            .metadata()
+            .map(|m| FileStat::from_metadata(&m))
+            .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
+        if after != self.stat {
+            return Err(self.changed());
+        }
+        Ok(())
+    }
+
     fn changed(&self) -> Error {
         Error::Io(format!(
             "{}: the file changed while it was being read (rewritten in place?); write \
@@ -218,15 +258,18 @@ impl Reader<'_, '_> {
             return Ok(());
         };
         self.fill(&[clip(off, len, size)])?;
-        if parts == Parts::Load {
-            self.fill_load_area(usize::try_from(off).unwrap_or(usize::MAX))?;
+        if parts != Parts::Manifest {
+            self.fill_load_area(
+                usize::try_from(off).unwrap_or(usize::MAX),
+                parts == Parts::Load,
+            )?;
         }
         Ok(())
     }
 
-    /// The load area and the initial data, as the manifest header at `mh`
-    /// (the manifest section's file offset) places them.
-    fn fill_load_area(&mut self, mh: usize) -> Result<(), Error> {
+    /// The initial data and (with `area`) the load area, as the manifest
+    /// header at `mh` (the manifest section's file offset) places them.
+    fn fill_load_area(&mut self, mh: usize, area: bool) -> Result<(), Error> {
         let size = self.size;
         let field = |b: &[u8], f: usize| mh.checked_add(f).and_then(|a| u64_at(b, a));
         let version = mh
@@ -237,7 +280,9 @@ impl Reader<'_, '_> {
             return Ok(()); // refused by the parser, with the version it found
         }
         let b = self.bytes();
-        let area = field(b, MH_AREA_OFFSET).zip(field(b, MH_AREA_SIZE));
+        let area = field(b, MH_AREA_OFFSET)
+            .zip(field(b, MH_AREA_SIZE))
+            .filter(|_| area);
         let init = field(b, MH_INIT_OFFSET).zip(field(b, MH_INIT_SIZE));
         let ranges = [area, init].map(|r| r.and_then(|(o, l)| clip(o, l, size)));
         self.fill(&ranges)

@@ -363,10 +363,76 @@ impl State {
         file: &ImageFile<'_>,
         scratch: &mut Scratch,
     ) -> Result<Option<Prepared>, Error> {
+        // The load area is read straight into its chunk of the window (one
+        // copy from the file, none through a buffer); the rest of what the
+        // loader uses goes to `scratch`.
+        let bytes = file.read(Parts::AllButArea, scratch)?;
+        let image_err =
+            |e: hcr_image::ImageError| Error::Image(format!("{}: {e}", self.path.display()));
+        let header = ImageView::parse_header(bytes).map_err(image_err)?;
+        let in_file = header
+            .area_file_offset
+            .checked_add(header.area_file_size)
+            .is_some_and(|end| end <= file.stat.size);
+        let len = usize::try_from(header.area_file_size)
+            .ok()
+            .filter(|_| in_file)
+            .ok_or_else(|| image_err(hcr_image::ImageError::Truncated("load area")))?;
+        let mut chunk = Some(self.window.alloc(len.max(1))?);
+        let r = self.prepare_in(file, bytes, &header, &mut chunk);
+        if let Some(c) = chunk.take() {
+            // SAFETY: the chunk was never published: nothing runs in it and
+            // no view of it outlives `prepare_in`.
+            unsafe { self.window.free(c) };
+        }
+        r
+    }
+
+    /// [`State::prepare_from`] with the area's chunk reserved: reads the
+    /// area into it, parses and verifies the image, and prepares the load.
+    /// The chunk is taken from `chunk` when the load area is mapped.
+    fn prepare_in(
+        &mut self,
+        file: &ImageFile<'_>,
+        bytes: &[u8],
+        header: &hcr_image::Header,
+        chunk: &mut Option<hcr_loader::Chunk>,
+    ) -> Result<Option<Prepared>, Error> {
         let stat = file.stat;
-        let bytes = file.read(Parts::Load, scratch)?;
-        let view = ImageView::parse(bytes)
+        let (addr, cap) = chunk.as_ref().map_or((0, 0), |c| (c.addr, c.len));
+        let len = usize::try_from(header.area_file_size).unwrap_or(usize::MAX);
+        if len > cap {
+            return Err(Error::Io(format!(
+                "{}: load area larger than its chunk",
+                self.path.display()
+            )));
+        }
+        // SAFETY: the chunk is fresh from the window, committed read-write,
+        // at least `len` bytes and not yet published; this is the only
+        // reference to its bytes until the parser's view of them is dropped
+        // below (`view.area`), before the loader writes to them.
+        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+        file.read_area_into(header.area_file_offset, dst)?;
+        let mut view = ImageView::parse_with_area(bytes, dst)
             .map_err(|e| Error::Image(format!("{}: {e}", self.path.display())))?;
+        // The parser's view of the chunk ends here: from now on only the
+        // loader touches those bytes.
+        view.area = &[];
+        // A writer other than hcr-link may lay out a larger area than the
+        // file holds: move it to a chunk of the full size.
+        let need = view.manifest.layout.area_size as usize;
+        if need > cap {
+            let bigger = self.window.alloc(need)?;
+            // SAFETY: both chunks are ours, committed read-write and
+            // unpublished; `len` bytes fit both and they do not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(addr as *const u8, bigger.addr as *mut u8, len)
+            };
+            if let Some(old) = chunk.replace(bigger) {
+                // SAFETY: never published; nothing refers to it any more.
+                unsafe { self.window.free(old) };
+            }
+        }
         let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &view.manifest);
         if self.current.is_some() && diff.count() == 0 {
             self.disk = DiskCache {
@@ -456,7 +522,7 @@ impl State {
                 t => self.functions[t as usize].tramp.code,
             };
         }
-        match self.prepare_rest(&view, &mut tables, &mut obj_gid) {
+        match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk) {
             Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
                 manifest: view.manifest,
                 area,
@@ -487,6 +553,7 @@ impl State {
         view: &ImageView<'_>,
         tables: &mut Tables,
         obj_gid: &mut [u32],
+        chunk: &mut Option<hcr_loader::Chunk>,
     ) -> Result<
         (
             LoadedArea,
@@ -590,7 +657,11 @@ impl State {
             free_new(&mut self.heap, &new_globals);
             return Err(e);
         }
-        let area = match hcr_loader::load_area(&mut self.window, view, tables, &reachable) {
+        let Some(c) = chunk.take() else {
+            free_new(&mut self.heap, &new_globals);
+            return Err(Error::Io("the load area's chunk was already used".into()));
+        };
+        let area = match hcr_loader::load_area_in(&mut self.window, c, view, tables, &reachable) {
             Ok(a) => a,
             Err(e) => {
                 free_new(&mut self.heap, &new_globals);

@@ -381,6 +381,16 @@ impl<'a> ImageView<'a> {
     /// # Errors
     /// Any structural problem, a foreign version or a checksum mismatch.
     pub fn parse(file: &'a [u8]) -> Result<Self, ImageError> {
+        Self::parse_parts(file, None)
+    }
+
+    /// Reads the fixed header alone (version checked), which places the
+    /// load area in the file: a loader can then read the area straight to
+    /// where it will run and parse the rest with [`ImageView::parse_with_area`].
+    ///
+    /// # Errors
+    /// Not an image, truncated, or a foreign version.
+    pub fn parse_header(file: &[u8]) -> Result<Header, ImageError> {
         let section = elf::manifest_section(file)?;
         let header = codec::decode_header(section)?;
         if header.version != FORMAT_VERSION {
@@ -388,12 +398,32 @@ impl<'a> ImageView<'a> {
                 found: header.version,
             });
         }
+        Ok(header)
+    }
+
+    /// As [`ImageView::parse`], with the load area's bytes held elsewhere
+    /// (`area`, exactly [`Header::area_file_size`] bytes); the bytes of
+    /// `file` where the area lies are not looked at. The checksum covers
+    /// `area` as it does the file's.
+    ///
+    /// # Errors
+    /// As [`ImageView::parse`]; `area` of the wrong length is a truncation.
+    pub fn parse_with_area(file: &'a [u8], area: &'a [u8]) -> Result<Self, ImageError> {
+        Self::parse_parts(file, Some(area))
+    }
+
+    fn parse_parts(file: &'a [u8], area: Option<&'a [u8]>) -> Result<Self, ImageError> {
+        let section = elf::manifest_section(file)?;
+        let header = Self::parse_header(file)?;
         let body = section
             .get(HEADER_SIZE..)
             .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
             .ok_or(ImageError::Truncated("manifest body"))?;
-        let area = slice_at(file, header.area_file_offset, header.area_file_size)
-            .ok_or(ImageError::Truncated("load area"))?;
+        let area = match area {
+            Some(a) => Some(a).filter(|a| a.len() as u64 == header.area_file_size),
+            None => slice_at(file, header.area_file_offset, header.area_file_size),
+        }
+        .ok_or(ImageError::Truncated("load area"))?;
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
         let computed = checksum(body, area, init);

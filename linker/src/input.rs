@@ -15,6 +15,38 @@ pub struct MappedInput {
     pub bytes: Bytes,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
+    /// What identifies this version of the file (see [`FileKey`]).
+    pub key: FileKey,
+}
+
+/// A version of a file: device, inode, size, modification and change time
+/// (nanoseconds). Rewriting a file in place changes the times; replacing it
+/// by rename changes the inode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileKey {
+    fn of(meta: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt as _;
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The key of the file at `path` now.
+    pub fn now(path: &Path) -> std::io::Result<FileKey> {
+        std::fs::metadata(path).map(|m| FileKey::of(&m))
+    }
 }
 
 /// File contents: mapped when non-empty (an empty file cannot be mapped).
@@ -74,6 +106,7 @@ pub fn map_input(path: &Path) -> std::io::Result<MappedInput> {
         path: path.to_path_buf(),
         bytes,
         mtime_ns,
+        key: FileKey::of(&meta),
     })
 }
 

@@ -65,7 +65,7 @@ pub struct LinkOutput {
 /// Every problem of the inputs, reported together in [`LinkError::Inputs`].
 pub fn link_bytes(config: &LinkConfig, inputs: &[PathBuf]) -> Result<LinkOutput, LinkError> {
     let mut sink = input::VecSink::default();
-    let mut out = link_into(config, inputs, &mut sink)?;
+    let mut out = link_into(config, inputs, &mut sink, None)?;
     out.bytes = sink.0;
     Ok(out)
 }
@@ -89,18 +89,37 @@ pub fn link_memory(
             path,
             bytes: input::Bytes::Owned(bytes),
             mtime_ns: 0,
+            key: input::FileKey::default(),
         })
         .collect();
+    let refs: Vec<&input::MappedInput> = mapped.iter().collect();
     let mut sink = input::VecSink::default();
-    let mut out = link::link(config, &mapped, &mut sink)?;
+    let mut out = link::link(config, &refs, &mut sink)?;
     out.bytes = sink.0;
     Ok(out)
 }
+
+/// Mapped inputs kept between links by a process that links the same
+/// objects again and again (`hcr watch`): an input whose file is unchanged
+/// (same device, inode, size, modification and change time) is neither
+/// opened nor mapped again. Dropping the cache unmaps what it holds.
+///
+/// The contract of [`link`] holds between links too: a cached input is
+/// replaced by a new file or rewritten while no link runs (a compiler
+/// writing the object in place between two links is fine: its times
+/// change, so it is mapped afresh).
+#[derive(Default)]
+pub struct InputCache {
+    inputs: std::collections::HashMap<PathBuf, Arc<input::MappedInput>>,
+}
+
+use std::sync::Arc;
 
 fn link_into(
     config: &LinkConfig,
     inputs: &[PathBuf],
     sink: &mut dyn input::Sink,
+    cache: Option<&mut InputCache>,
 ) -> Result<LinkOutput, LinkError> {
     if inputs.is_empty() {
         return Err(LinkError::NoInputs);
@@ -108,10 +127,29 @@ fn link_into(
     let started = std::time::Instant::now();
     let mut diags = error::Diags::default();
     // Opening and mapping a hundred small files is a few hundred
-    // microseconds of system calls: done in parallel, kept in order.
+    // microseconds of system calls: done in parallel, kept in order; with a
+    // cache, one stat per unchanged input.
     use rayon::prelude::*;
-    let results: Vec<std::io::Result<input::MappedInput>> =
-        inputs.par_iter().map(|p| input::map_input(p)).collect();
+    let cached = cache.as_deref();
+    let results: Vec<std::io::Result<Arc<input::MappedInput>>> = inputs
+        .par_iter()
+        .map(|p| {
+            if let Some(hit) = cached.and_then(|c| c.inputs.get(p)) {
+                if input::FileKey::now(p).is_ok_and(|k| k == hit.key) {
+                    return Ok(Arc::clone(hit));
+                }
+            }
+            input::map_input(p).map(Arc::new)
+        })
+        .collect();
+    if let Some(c) = cache {
+        c.inputs.clear();
+        for (p, r) in inputs.iter().zip(&results) {
+            if let Ok(m) = r {
+                c.inputs.insert(p.clone(), Arc::clone(m));
+            }
+        }
+    }
     let mut mapped = Vec::with_capacity(inputs.len());
     for (p, r) in inputs.iter().zip(results) {
         match r {
@@ -135,7 +173,9 @@ fn link_into(
             started.elapsed().as_secs_f64() * 1e3
         );
     }
-    let out = link::link(config, &mapped, sink);
+    let refs: Vec<&input::MappedInput> = mapped.iter().map(|m| &**m).collect();
+    let out = link::link(config, &refs, sink);
+    drop(refs);
     if config.skip_free {
         std::mem::forget(mapped);
     }
@@ -156,6 +196,28 @@ pub fn link(
     inputs: &[PathBuf],
     output: &Path,
 ) -> Result<LinkOutput, LinkError> {
+    link_to_file(config, inputs, output, None)
+}
+
+/// As [`link`], keeping the inputs mapped in `cache` for the next link.
+///
+/// # Errors
+/// As [`link`].
+pub fn link_cached(
+    config: &LinkConfig,
+    inputs: &[PathBuf],
+    output: &Path,
+    cache: &mut InputCache,
+) -> Result<LinkOutput, LinkError> {
+    link_to_file(config, inputs, output, Some(cache))
+}
+
+fn link_to_file(
+    config: &LinkConfig,
+    inputs: &[PathBuf],
+    output: &Path,
+    cache: Option<&mut InputCache>,
+) -> Result<LinkOutput, LinkError> {
     let write_err = |source| LinkError::Write {
         path: output.display().to_string(),
         source,
@@ -174,7 +236,7 @@ pub fn link(
     // the linker's memory is freed: a program waiting for the image sees it
     // that much sooner.
     let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf());
-    let result = link_into(config, inputs, &mut sink).map_err(|e| match e {
+    let result = link_into(config, inputs, &mut sink, cache).map_err(|e| match e {
         // The sink writes to `tmp`; the user knows the output path.
         LinkError::Write { source, .. } => write_err(source),
         e => e,

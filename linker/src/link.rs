@@ -215,7 +215,7 @@ impl Timer {
 
 pub(crate) fn link(
     config: &LinkConfig,
-    inputs: &[MappedInput],
+    inputs: &[&MappedInput],
     sink: &mut dyn crate::input::Sink,
 ) -> Result<LinkOutput, LinkError> {
     let mut timer = Timer {
@@ -348,7 +348,9 @@ fn stem(path: &str) -> String {
 }
 
 /// Parses the inputs. Problems are returned to be reported with the rest.
-fn load_modules(inputs: &[MappedInput]) -> Result<(Vec<Mod<'_>>, Vec<Diagnostic>), LinkError> {
+fn load_modules<'d>(
+    inputs: &[&'d MappedInput],
+) -> Result<(Vec<Mod<'d>>, Vec<Diagnostic>), LinkError> {
     struct Cand<'d> {
         path: String,
         name: String,

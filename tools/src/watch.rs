@@ -428,6 +428,9 @@ struct ModuleBuild {
     link_failed: Option<(u64, BTreeMap<String, u64>)>,
     /// The last problem printed that is not a compile or link error.
     said: Option<String>,
+    /// The objects stay mapped between links: only the recompiled ones
+    /// are opened and mapped again.
+    inputs: hcr_linker::InputCache,
 }
 
 fn obj_dir(dir: &Path) -> PathBuf {
@@ -449,6 +452,7 @@ impl ModuleBuild {
             linked: None,
             link_failed: None,
             said: None,
+            inputs: hcr_linker::InputCache::default(),
         }
     }
 
@@ -663,7 +667,7 @@ impl ModuleBuild {
             ..Default::default()
         };
         let started = Instant::now();
-        match hcr_linker::link(&cfg, &objects, &self.image) {
+        match hcr_linker::link_cached(&cfg, &objects, &self.image, &mut self.inputs) {
             Ok(out) => {
                 let link_time = started.elapsed();
                 let _ = writeln!(

@@ -466,3 +466,55 @@ fn common_symbols_get_one_storage() {
         "the largest size wins: {globals:?}"
     );
 }
+
+/// `link_cached` keeps inputs mapped between links; an object rewritten in
+/// place (as `cc -o` does) or replaced by rename must be read afresh, and
+/// the result must equal an uncached link byte for byte.
+#[test]
+fn cached_links_follow_rewritten_and_replaced_objects() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = compile_with(
+        d,
+        "main",
+        "int f(void);\nint main(void) { return f(); }\n",
+        SECTIONED,
+    );
+    let lib = compile_with(d, "lib", "int f(void) { return 1; }\n", SECTIONED);
+    let inputs = vec![main, lib.clone()];
+    let cfg = hcr_linker::LinkConfig::default();
+    let mut cache = hcr_linker::InputCache::default();
+    let (cached, plain) = (d.join("cached.hcr"), d.join("plain.hcr"));
+    let check = |cache: &mut hcr_linker::InputCache, want: &str| {
+        hcr_linker::link_cached(&cfg, &inputs, &cached, cache).expect("cached link");
+        hcr_linker::link(&cfg, &inputs, &plain).expect("link");
+        let (a, b) = (
+            std::fs::read(&cached).unwrap(),
+            std::fs::read(&plain).unwrap(),
+        );
+        assert!(a == b, "{want}: the cached link differs from a fresh one");
+        let json = inspect_json(&cached);
+        let hash = json["modules"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == "lib"))
+            .map(|m| m["content_hash"].clone())
+            .expect("module lib");
+        hash
+    };
+    let h1 = check(&mut cache, "first link");
+    assert_eq!(check(&mut cache, "unchanged"), h1);
+    // Rewritten in place (truncated and written, as some tools do): same
+    // inode, new contents and times.
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(&lib);
+    let new = compile_with(d, "lib_v2", "int f(void) { return 2; }\n", SECTIONED);
+    std::fs::write(&lib, std::fs::read(&new).unwrap()).unwrap();
+    assert_eq!(ino(&lib), before, "rewritten in place");
+    let h2 = check(&mut cache, "rewritten in place");
+    assert_ne!(h2, h1);
+    // Replaced by rename: a new inode.
+    let other = compile_with(d, "lib_v3", "int f(void) { return 3; }\n", SECTIONED);
+    std::fs::rename(&other, &lib).unwrap();
+    let h3 = check(&mut cache, "replaced by rename");
+    assert_ne!(h3, h2);
+}

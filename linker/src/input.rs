@@ -215,8 +215,48 @@ impl Sink for FileSink {
             }
         }
         drop(file);
-        std::fs::rename(&self.tmp, &self.output)?;
+        replace(&self.tmp, &self.output)?;
         self.renamed = true;
         Ok(())
     }
+}
+
+/// Puts the new file `tmp` at `path` atomically: a reader of `path` sees the
+/// old file or the new one, never neither.
+///
+/// Over an existing regular file this exchanges the two names
+/// (`renameat2(RENAME_EXCHANGE)`) and then removes the old file, now at
+/// `tmp`. A plain `rename` over an existing file makes ext4 write the new
+/// file's data out before it returns (its `auto_da_alloc` safeguard for
+/// programs that do not fsync), which costs about 2 ms for a 4 MB image;
+/// the image needs no such safeguard (the loader's checksum refuses a torn
+/// file after a power loss). Anything else (no file yet, a file system
+/// without the exchange, a directory or a link at `path`) takes the plain
+/// `rename`, with its usual errors.
+pub fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if regular {
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        if let (Ok(from), Ok(to)) = (c(tmp), c(path)) {
+            // SAFETY: both are valid NUL-terminated paths that live across
+            // the call; renameat2 reads them and touches no memory of ours.
+            let r = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if r == 0 {
+                // The old image, now at `tmp`. A reader that has it open
+                // keeps it; failing to remove it leaves a stray file only.
+                let _ = std::fs::remove_file(tmp);
+                return Ok(());
+            }
+        }
+    }
+    std::fs::rename(tmp, path)
 }

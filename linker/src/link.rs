@@ -1821,9 +1821,23 @@ fn build_manifest(
     applied: &Applied,
 ) -> Manifest {
     let mut man = Manifest::default();
-    let mut functions = Vec::new();
-    let mut objects = Vec::new();
-    let mut modules = Vec::new();
+    let n_funcs: usize = mods.iter().map(|m| m.funcs.len()).sum();
+    let n_objs: usize = mods.iter().map(|m| m.objs.len()).sum();
+    let name_bytes: usize = mods
+        .iter()
+        .map(|m| {
+            m.funcs.iter().map(|f| f.name.len()).sum::<usize>()
+                + m.objs.iter().map(|o| o.name.len()).sum::<usize>()
+                + m.obj.name.len()
+                + m.obj.source.len()
+                + m.obj.path.len()
+        })
+        .sum::<usize>()
+        + hosts.iter().map(|h| h.name.len()).sum::<usize>();
+    man.strings.reserve(name_bytes);
+    let mut functions = Vec::with_capacity(n_funcs);
+    let mut objects = Vec::with_capacity(n_objs);
+    let mut modules = Vec::with_capacity(mods.len());
     for (mi, m) in mods.iter().enumerate() {
         let fstart = functions.len() as u32;
         for f in &m.funcs {

@@ -556,6 +556,7 @@ pub(crate) fn write_image(
     let manifest_len = (hcr_image::HEADER_SIZE + body.len()) as u64;
     let area_off = align_up(64 + manifest_len, PAGE_SIZE);
     let init_off = align_up(area_off + area.len() as u64, 16);
+    timer.lap("manifest encoding");
 
     // String-table heads: the null name and the manifest's section name.
     let mut shstr_head: Vec<u8> = vec![0];
@@ -618,11 +619,13 @@ pub(crate) fn write_image(
         first_host,
     };
 
+    timer.lap("ELF counts");
     // Render every module in parallel, each into its final bytes.
     let rendered: Vec<Rendered> = (0..mods.len())
         .into_par_iter()
         .map(|mi| render(mi, mods, &counts, &bases, &fl))
         .collect();
+    timer.lap("ELF render");
 
     // String-table tails: the tables' own section names; host names.
     let mut shstr_tail: Vec<u8> = Vec::new();
@@ -864,7 +867,7 @@ pub(crate) fn write_image(
             .chain(rendered.iter().map(|r| r.rela_hdrs.as_slice()))
             .chain(std::iter::once(tail_shdrs.as_slice())),
     );
-    timer.lap("manifest + ELF writer");
+    timer.lap("ELF tables + checksum");
     sink.put(total, &pieces)?;
     timer.lap("write");
     Ok(total)

@@ -518,3 +518,49 @@ fn cached_links_follow_rewritten_and_replaced_objects() {
     let h3 = check(&mut cache, "replaced by rename");
     assert_ne!(h3, h2);
 }
+
+/// The image is put in place by exchanging names with the old one (cheaper
+/// than a rename over it on ext4) and removing the old: a reader holding
+/// the old image keeps its bytes, no temporary file is left behind, and an
+/// output path that is a directory is an error that leaves it alone.
+#[test]
+fn replacing_an_image_keeps_open_readers_and_leaves_nothing_behind() {
+    use std::io::Read as _;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = compile_with(d, "main", "int main(void) { return 0; }\n", SECTIONED);
+    let out = d.join("app.hcr");
+    let cfg = hcr_linker::LinkConfig::default();
+    hcr_linker::link(&cfg, std::slice::from_ref(&main), &out).expect("first link");
+    let old = std::fs::read(&out).unwrap();
+    let mut reader = std::fs::File::open(&out).unwrap();
+    let other = compile_with(d, "main", "int main(void) { return 7; }\n", SECTIONED);
+    hcr_linker::link(&cfg, std::slice::from_ref(&other), &out).expect("second link");
+    let new = std::fs::read(&out).unwrap();
+    assert_ne!(old, new, "the image was replaced");
+    let mut held = Vec::new();
+    reader.read_to_end(&mut held).unwrap();
+    assert_eq!(held, old, "an open reader keeps the old image");
+    let names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".tmp")),
+        "temporary files left: {names:?}"
+    );
+    // A directory where the image should go.
+    let dir_out = d.join("dir.hcr");
+    std::fs::create_dir(&dir_out).unwrap();
+    std::fs::write(dir_out.join("keep"), b"x").unwrap();
+    let err = hcr_linker::link(&cfg, std::slice::from_ref(&main), &dir_out)
+        .expect_err("a directory is not replaced");
+    assert!(err.to_string().contains("dir.hcr"), "{err}");
+    assert!(dir_out.join("keep").exists(), "the directory is untouched");
+    let left: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

@@ -179,8 +179,15 @@ pub(crate) fn decode_header(section: &[u8]) -> Result<Header, ImageError> {
 
 pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup]) -> Vec<u8> {
     let mut e = Enc {
+        // Every record's size (modules and their lists are estimated): one
+        // allocation, no regrowth.
         out: Vec::with_capacity(
-            4096 + m.strings.len() + (fixups.len() + object_fixups.len()) * FIXUP_SIZE,
+            4096 + m.strings.len()
+                + m.modules.len() * 128
+                + m.functions.len() * 21
+                + m.objects.len() * 46
+                + m.hosts.len() * 9
+                + (fixups.len() + object_fixups.len()) * FIXUP_SIZE,
         ),
     };
     e.len(m.strings.len());

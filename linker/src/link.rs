@@ -1430,6 +1430,12 @@ fn apply_all(
     let nobj: usize = mods.iter().map(|m| m.objs.len()).sum();
     let mut per_obj: Vec<Vec<Fixup>> = vec![Vec::new(); nobj];
     let mut diags = Vec::new();
+    out.fixups
+        .reserve(results.iter().map(|r| r.fixups.len()).sum::<usize>());
+    out.module_fixups.reserve(results.len());
+    out.ctors.reserve(results.len());
+    out.dtors.reserve(results.len());
+    out.on_reload.reserve(results.len());
     for r in results {
         let start = out.fixups.len() as u32;
         out.fixups.extend(r.fixups);
@@ -1448,6 +1454,9 @@ fn apply_all(
     if !diags.is_empty() {
         return Err(LinkError::Inputs(diags));
     }
+    out.object_fixups
+        .reserve(per_obj.iter().map(Vec::len).sum::<usize>());
+    out.object_fixup_spans.reserve(per_obj.len());
     for f in per_obj {
         let start = out.object_fixups.len() as u32;
         out.object_fixups.extend(f);

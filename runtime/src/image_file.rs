@@ -165,9 +165,14 @@ impl<'p> ImageFile<'p> {
         let filled = r.fill_parts(parts);
         let buf = scratch.buf.insert(r.buf);
         filled?;
-        // A writer that changed the file while we read it also changed its
-        // size or modification time (unless it wrote within the same clock
-        // tick without changing the size: the checksum catches that).
+        self.unchanged()?;
+        Ok(&buf[..size])
+    }
+
+    /// A writer that changed the file while we read it also changed its
+    /// size or modification time (unless it wrote within the same clock
+    /// tick without changing the size: the checksum catches that).
+    fn unchanged(&self) -> Result<(), Error> {
         let after = self
             .file
             .metadata()
@@ -176,7 +181,18 @@ impl<'p> ImageFile<'p> {
         if after != self.stat {
             return Err(self.changed());
         }
-        Ok(&buf[..size])
+        Ok(())
+    }
+
+    /// The file came back short: `readable` bytes of the size it had.
+    fn shrank(&self, readable: u64) -> Error {
+        Error::Io(format!(
+            "{}: the file shrank while it was being read ({} bytes, {readable} readable; \
+             rewritten in place?); write images by renaming a new file over the \
+             old one, as hcr-link does",
+            self.path.display(),
+            self.stat.size
+        ))
     }
 
     /// Reads `dst.len()` bytes at file offset `off` into `dst` (the load
@@ -186,31 +202,20 @@ impl<'p> ImageFile<'p> {
     /// # Errors
     /// As [`ImageFile::read`].
     pub fn read_area_into(&self, off: u64, dst: &mut [u8]) -> Result<(), Error> {
+        self.read_exact_at(dst, off)?;
+        self.unchanged()
+    }
+
+    /// Fills `dst` from file offset `off`; a short file is an error.
+    fn read_exact_at(&self, dst: &mut [u8], off: u64) -> Result<(), Error> {
         let mut done = 0usize;
         while done < dst.len() {
             match self.file.read_at(&mut dst[done..], off + done as u64) {
-                Ok(0) => {
-                    return Err(Error::Io(format!(
-                        "{}: the file shrank while it was being read ({} bytes, {} readable; \
-                         rewritten in place?); write images by renaming a new file over the \
-                         old one, as hcr-link does",
-                        self.path.display(),
-                        self.stat.size,
-                        off + done as u64
-                    )))
-                }
+                Ok(0) => return Err(self.shrank(off + done as u64)),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Io(format!("{}: {e}", self.path.display()))),
             }
-        }
-        let after = self
-            .file
-            .metadata()
-            .map(|m| FileStat::from_metadata(&m))
-            .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
-        if after != self.stat {
-            return Err(self.changed());
         }
         Ok(())
     }
@@ -319,24 +324,8 @@ impl Reader<'_, '_> {
     }
 
     fn pread(&mut self, r: Range<usize>) -> Result<(), Error> {
-        let mut at = r.start;
-        while at < r.end {
-            match self.img.file.read_at(&mut self.buf[at..r.end], at as u64) {
-                Ok(0) => {
-                    return Err(Error::Io(format!(
-                        "{}: the file shrank while it was being read ({} bytes, {at} readable; \
-                         rewritten in place?); write images by renaming a new file over the \
-                         old one, as hcr-link does",
-                        self.img.path.display(),
-                        self.img.stat.size
-                    )))
-                }
-                Ok(n) => at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(format!("{}: {e}", self.img.path.display()))),
-            }
-        }
-        Ok(())
+        self.img
+            .read_exact_at(&mut self.buf[r.clone()], r.start as u64)
     }
 }
 

@@ -40,12 +40,7 @@ const V1: &str = "int counter; int value(void) { return 1; } int bump(void) { re
 const V2: &str = "int counter; int value(void) { return 2; } int bump(void) { return ++counter; }";
 
 fn build(dir: &Path, tag: &str, code: &str) -> Vec<u8> {
-    let sub = dir.join(tag);
-    std::fs::create_dir_all(&sub).unwrap();
-    let o = support::module(&sub, "lib", code, "-O2");
-    let img = sub.join("lib.hcr");
-    support::link_ok(&img, &[o]);
-    std::fs::read(img).unwrap()
+    std::fs::read(support::lib_image(dir, tag, code)).unwrap()
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -61,12 +61,7 @@ const char *get_name(void) { return name; }
 "#;
 
 fn build(dir: &Path, tag: &str, code: &str) -> PathBuf {
-    let sub = dir.join(tag);
-    std::fs::create_dir_all(&sub).unwrap();
-    let o = support::module(&sub, "lib", code, "-O2");
-    let img = dir.join(format!("{tag}.hcr"));
-    support::link_ok(&img, &[o]);
-    img
+    support::lib_image(dir, tag, code)
 }
 
 /// Puts `bytes` at `path` the way a linker does: a new file, renamed.

@@ -32,12 +32,7 @@ int bump(void) { return ++counter; }
 "#;
 
 fn build(dir: &Path, tag: &str, code: &str) -> PathBuf {
-    let sub = dir.join(tag);
-    std::fs::create_dir_all(&sub).unwrap();
-    let o = support::module(&sub, "lib", code, "-O2");
-    let img = dir.join(format!("{tag}.hcr"));
-    support::link_ok(&img, &[o]);
-    img
+    support::lib_image(dir, tag, code)
 }
 
 /// Rewrites `path` in place: truncate, then `bytes` in small writes with the

@@ -101,6 +101,17 @@ pub fn link(out: &Path, inputs: &[PathBuf]) -> Output {
 }
 
 /// Links and asserts success.
+/// The image `DIR/TAG.hcr` of one module `lib` built from `code` at -O2
+/// (its object in `DIR/TAG/`): the shape of the reload tests' images.
+pub fn lib_image(dir: &Path, tag: &str, code: &str) -> PathBuf {
+    let sub = dir.join(tag);
+    std::fs::create_dir_all(&sub).expect("create the image's folder");
+    let o = module(&sub, "lib", code, "-O2");
+    let img = dir.join(format!("{tag}.hcr"));
+    link_ok(&img, &[o]);
+    img
+}
+
 pub fn link_ok(out: &Path, inputs: &[PathBuf]) {
     let o = link(out, inputs);
     assert!(

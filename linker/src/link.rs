@@ -198,9 +198,15 @@ const WEAK: u8 = 0;
 pub(crate) struct Timer {
     on: bool,
     last: std::time::Instant,
+    /// `LinkConfig::skip_free`, for the passes that end with large state.
+    skip_free: bool,
 }
 
 impl Timer {
+    pub(crate) fn skip_free(&self) -> bool {
+        self.skip_free
+    }
+
     pub(crate) fn lap(&mut self, pass: &str) {
         if self.on {
             let now = std::time::Instant::now();
@@ -221,6 +227,7 @@ pub(crate) fn link(
     let mut timer = Timer {
         on: config.timings,
         last: std::time::Instant::now(),
+        skip_free: config.skip_free,
     };
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.

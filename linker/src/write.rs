@@ -870,6 +870,11 @@ pub(crate) fn write_image(
     timer.lap("ELF tables + checksum");
     sink.put(total, &pieces)?;
     timer.lap("write");
+    if timer.skip_free() {
+        // The process ends now (see `LinkConfig::skip_free`).
+        std::mem::forget(pieces);
+        std::mem::forget((rendered, counts, bases, body));
+    }
     Ok(total)
 }
 

@@ -319,14 +319,21 @@ pub(crate) fn link(
     let applied = apply_all(&mods, &layout, &mut area, &mut init)?;
 
     timer.lap("copy + relocate");
-    // 10. The manifest and the ELF file.
-    let manifest = build_manifest(&mods, root, &reachable, &layout, hosts, &applied);
-    let size =
-        crate::write::write_image(&mods, &manifest, &applied, &area, &init, sink, &mut timer)
-            .map_err(|source| LinkError::Write {
-                path: "image".into(),
-                source,
-            })?;
+    // 10. The ELF file, and the manifest (built while the modules render).
+    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, &applied);
+    let (size, manifest) = crate::write::write_image(
+        &mods,
+        &make_manifest,
+        &applied,
+        &area,
+        &init,
+        sink,
+        &mut timer,
+    )
+    .map_err(|source| LinkError::Write {
+        path: "image".into(),
+        source,
+    })?;
     let out = LinkOutput {
         modules: mods.len(),
         stats: manifest.stats,
@@ -1833,7 +1840,7 @@ fn build_manifest(
     root: u32,
     reachable: &[bool],
     lay: &AreaLayout,
-    hosts: Vec<Host<'_>>,
+    hosts: &[Host<'_>],
     applied: &Applied,
 ) -> Manifest {
     let mut man = Manifest::default();

@@ -2,10 +2,12 @@
 //! laid-out load area, plus every module's symbols and relocations for
 //! `readelf`, `objdump` and debuggers.
 //!
-//! File order: ELF header, `.hcr.manifest` (section 1), the load area (page
-//! aligned, exactly as the loader copies it), initial bytes of writable
-//! objects, copies of constructor tables, relocation sections, symbol table,
-//! string tables, section headers.
+//! File order: ELF header, the load area (at the first page boundary,
+//! exactly as the loader copies it), initial bytes of writable objects,
+//! copies of constructor tables, relocation sections, symbol table, string
+//! tables, `.hcr.manifest` (section 1), section headers. Nothing before the
+//! manifest depends on its size, so the manifest is built and encoded while
+//! the modules render.
 //!
 //! Section order: null, manifest, each module's sections (module order),
 //! each module's relocation sections, `.symtab`, [`.symtab_shndx`],
@@ -543,20 +545,19 @@ fn render(
 }
 
 /// Renders the image and hands it to `sink`; returns its size.
+/// Renders the image and hands it to `sink`; returns its size and the
+/// manifest, which `make_manifest` builds while the modules render.
 pub(crate) fn write_image(
     mods: &[Mod<'_>],
-    manifest: &Manifest,
+    make_manifest: &(dyn Fn() -> Manifest + Sync),
     applied: &Applied,
     area: &[u8],
     init: &[u8],
     sink: &mut dyn crate::input::Sink,
     timer: &mut crate::link::Timer,
-) -> std::io::Result<u64> {
-    let body = hcr_image::encode_body(manifest, &applied.fixups, &applied.object_fixups);
-    let manifest_len = (hcr_image::HEADER_SIZE + body.len()) as u64;
-    let area_off = align_up(64 + manifest_len, PAGE_SIZE);
+) -> std::io::Result<(u64, Manifest)> {
+    let area_off = PAGE_SIZE;
     let init_off = align_up(area_off + area.len() as u64, 16);
-    timer.lap("manifest encoding");
 
     // String-table heads: the null name and the manifest's section name.
     let mut shstr_head: Vec<u8> = vec![0];
@@ -620,12 +621,23 @@ pub(crate) fn write_image(
     };
 
     timer.lap("ELF counts");
-    // Render every module in parallel, each into its final bytes.
-    let rendered: Vec<Rendered> = (0..mods.len())
-        .into_par_iter()
-        .map(|mi| render(mi, mods, &counts, &bases, &fl))
-        .collect();
-    timer.lap("ELF render");
+    // Render every module in parallel, each into its final bytes, while the
+    // manifest is built and encoded.
+    let ((manifest, body), rendered) = rayon::join(
+        || {
+            let m = make_manifest();
+            let body = hcr_image::encode_body(&m, &applied.fixups, &applied.object_fixups);
+            (m, body)
+        },
+        || -> Vec<Rendered> {
+            (0..mods.len())
+                .into_par_iter()
+                .map(|mi| render(mi, mods, &counts, &bases, &fl))
+                .collect()
+        },
+    );
+    let manifest_len = (hcr_image::HEADER_SIZE + body.len()) as u64;
+    timer.lap("ELF render + manifest");
 
     // String-table tails: the tables' own section names; host names.
     let mut shstr_tail: Vec<u8> = Vec::new();
@@ -671,7 +683,8 @@ pub(crate) fn write_image(
     let shndx_len = if need_xindex { 4 * n_syms as u64 } else { 0 };
     let strtab_off = shndx_off + shndx_len;
     let shstrtab_off = strtab_off + strtab_size;
-    let shoff = align_up(shstrtab_off + shstr_size, 8);
+    let manifest_off = align_up(shstrtab_off + shstr_size, 8);
+    let shoff = align_up(manifest_off + manifest_len, 8);
     let total = shoff + 64 * u64::from(nsec);
     let shstrtab_index = nsec - 1;
 
@@ -741,7 +754,7 @@ pub(crate) fn write_image(
         &Shdr {
             name: manifest_name,
             sh_type: SHT_PROGBITS,
-            offset: 64,
+            offset: manifest_off,
             size: manifest_len,
             align: 8,
             ..Shdr::default()
@@ -804,8 +817,6 @@ pub(crate) fn write_image(
     // The pieces, in file order; every table is a run of module fragments.
     let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(24 + 12 * rendered.len());
     pieces.push((0, &ehdr));
-    pieces.push((64, &mhdr));
-    pieces.push((64 + mhdr.len() as u64, &body));
     pieces.push((area_off, area));
     pieces.push((init_off, init));
     // Constructor tables are copied from the inputs as they are.
@@ -859,6 +870,8 @@ pub(crate) fn write_image(
             .chain(rendered.iter().map(|r| r.shstr.as_slice()))
             .chain(std::iter::once(shstr_tail.as_slice())),
     );
+    pieces.push((manifest_off, &mhdr));
+    pieces.push((manifest_off + mhdr.len() as u64, &body));
     run(
         &mut pieces,
         shoff,
@@ -875,7 +888,7 @@ pub(crate) fn write_image(
         std::mem::forget(pieces);
         std::mem::forget((rendered, counts, bases, body));
     }
-    Ok(total)
+    Ok((total, manifest))
 }
 
 /// Adds `parts` as consecutive pieces from `start`; returns where they end.

@@ -25,9 +25,9 @@ use std::path::Path;
 use crate::state::FileStat;
 use crate::Error;
 
-/// Bytes of the file read first: the ELF header and, in a small image, the
-/// manifest and more.
-const HEAD: usize = 64 * 1024;
+/// Bytes of the file read first: the ELF header (hcr-link puts the manifest
+/// at the end, just before the section headers).
+const HEAD: usize = 4096;
 /// Ranges closer than this are read with one `pread` (the bytes between
 /// cost less than another system call).
 const MERGE_GAP: usize = 64 * 1024;

@@ -115,12 +115,19 @@ fn bad_unwind_table(image: &[u8]) -> Vec<u8> {
     out
 }
 
+/// File offset of `image`'s manifest section (section 1; its offset is in
+/// section header 1).
+fn manifest_at(image: &[u8]) -> usize {
+    let word = |at: usize| u64::from_le_bytes(image[at..at + 8].try_into().unwrap()) as usize;
+    word(word(40) + 64 + 24)
+}
+
 /// Stores the checksum of `image`'s current bytes in its header.
 fn reseal(image: &mut [u8]) {
     let h = hcr_image::ImageView::parse_manifest(image)
         .expect("a manifest")
         .0;
-    let manifest = 64; // section 1 follows the ELF header
+    let manifest = manifest_at(image);
     let body = &image[manifest + hcr_image::HEADER_SIZE..][..h.body_len as usize];
     let area = &image[h.area_file_offset as usize..][..h.area_file_size as usize];
     let init = &image[h.init_file_offset as usize..][..h.init_file_size as usize];
@@ -210,10 +217,11 @@ fn runtime_in_process() {
     // Flip a byte of the load area (the checksum covers the manifest, the
     // load area and the initial data: every byte the loader uses).
     let mut flipped = v1.clone();
-    let area_off = u64::from_le_bytes(v1[64 + 32..64 + 40].try_into().unwrap()) as usize;
+    let mh = manifest_at(&v1);
+    let area_off = u64::from_le_bytes(v1[mh + 32..mh + 40].try_into().unwrap()) as usize;
     flipped[area_off + 1] ^= 0x40;
     let mut version = v1.clone();
-    version[64 + 8] = 99;
+    version[mh + 8] = 99;
     let faults: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated", v1[..v1.len() / 2].to_vec(), "truncated"),
         ("flipped byte", flipped, "checksum mismatch"),

@@ -40,8 +40,10 @@ pub(crate) struct Mod<'d> {
     pub hash: u64,
     fn_base: u32,
     funcs: Vec<FnDef<'d>>,
-    /// Functions of each section: `(offset, function id)`, usually one.
-    sec_funcs: Vec<Vec<(u64, u32)>>,
+    /// Functions by section, `(offset, index in funcs)`: those of section
+    /// `s` are `sec_funcs[sec_func_at[s]..sec_func_at[s + 1]]` (usually one).
+    sec_funcs: Vec<(u64, u32)>,
+    sec_func_at: Vec<u32>,
     obj_base: u32,
     objs: Vec<ObjDef<'d>>,
     /// Global object id of each data section.
@@ -515,6 +517,7 @@ fn load_modules<'d>(
             fn_base: 0,
             funcs: Vec::new(),
             sec_funcs: Vec::new(),
+            sec_func_at: Vec::new(),
             obj_base: 0,
             objs: Vec::new(),
             sec_obj: Vec::new(),
@@ -571,6 +574,7 @@ type Definitions<'d> = (
     Vec<Option<u32>>,
     Vec<(u32, usize)>,
     Diags,
+    (Vec<(u64, u32)>, Vec<u32>),
 );
 
 /// Which module owns each COMMON symbol's storage: none when some module
@@ -725,18 +729,31 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                     );
                 }
             }
-            (funcs, objs, sec_obj_local, commons, d)
+            // Functions by section (a counting sort keeps symbol order).
+            let mut at = vec![0u32; o.sections.len() + 1];
+            for f in &funcs {
+                at[f.sec as usize + 1] += 1;
+            }
+            for i in 0..o.sections.len() {
+                at[i + 1] += at[i];
+            }
+            let mut next = at.clone();
+            let mut flat = vec![(0u64, 0u32); funcs.len()];
+            for (i, f) in funcs.iter().enumerate() {
+                let p = &mut next[f.sec as usize];
+                flat[*p as usize] = (f.value, i as u32);
+                *p += 1;
+            }
+            (funcs, objs, sec_obj_local, commons, d, (flat, at))
         })
         .collect();
     let (mut fbase, mut obase) = (0u32, 0u32);
-    for (m, (funcs, objs, sec_obj_local, commons, d)) in mods.iter_mut().zip(per) {
+    for (m, (funcs, objs, sec_obj_local, commons, d, (flat, at))) in mods.iter_mut().zip(per) {
         diags.extend(d.list);
         m.fn_base = fbase;
         m.obj_base = obase;
-        m.sec_funcs = vec![Vec::new(); m.obj.sections.len()];
-        for (i, f) in funcs.iter().enumerate() {
-            m.sec_funcs[f.sec as usize].push((f.value, fbase + i as u32));
-        }
+        m.sec_funcs = flat;
+        m.sec_func_at = at;
         m.sec_obj = sec_obj_local.iter().map(|o| o.map(|x| x + obase)).collect();
         m.common_obj = commons
             .iter()
@@ -1079,8 +1096,11 @@ fn classify(
             let tkind = tm_mod.obj.sections[sec as usize].kind;
             match tkind {
                 SecKind::Text => {
-                    let in_sec = &tm_mod.sec_funcs[sec as usize];
-                    let fn_at = |o: u64| in_sec.iter().find(|f| f.0 == o).map(|f| f.1);
+                    let lo = tm_mod.sec_func_at[sec as usize] as usize;
+                    let hi = tm_mod.sec_func_at[sec as usize + 1] as usize;
+                    let in_sec = &tm_mod.sec_funcs[lo..hi];
+                    let base = tm_mod.fn_base;
+                    let fn_at = |o: u64| in_sec.iter().find(|f| f.0 == o).map(|f| base + f.1);
                     // The function this reference denotes, if it denotes the
                     // start of one.
                     let func = if !section_sym {
@@ -1095,7 +1115,7 @@ fn classify(
                             .iter()
                             .filter(|f| (f.0 as i64) >= lo && (f.0 as i64) <= lo.saturating_add(4))
                             .min_by_key(|f| f.0)
-                            .map(|f| f.1)
+                            .map(|f| base + f.1)
                     };
                     let area = S::Area { m: tm, sec, off };
                     let via_func = |f: Option<u32>| match f {

@@ -73,7 +73,11 @@ void *hcr_get_global(const char *module, const char *name);
 /* ---- host part ---- */
 
 /* Loads the image at IMAGE_PATH and runs the top-level code of every module
- * reachable from the root.  0 on success, -1 on failure (hcr_last_error). */
+ * reachable from the root.  0 on success, -1 on failure (hcr_last_error).
+ * A reload frees an old image once the calling thread's stack no longer
+ * points into it; a host whose other threads may still run old code when it
+ * reloads sets HCR_KEEP_RETIRED_IMAGES=1 in the environment before this call
+ * (and HCR_ALLOW_INSECURE_IMAGE=1 loads an image others could write). */
 int hcr_init(const char *image_path);
 /* Calls the root module's int main(int argc, char **argv). */
 int hcr_run_main(int argc, char **argv);

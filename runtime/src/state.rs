@@ -226,14 +226,19 @@ pub struct Options {
     /// Load images that are writable by group or others or owned by another
     /// user (refused by default, like a careful dynamic loader would).
     pub allow_insecure_image: bool,
+    /// Never free retired images (see `ffi::set_keep_retired_images`): for
+    /// hosts whose other threads may still run old code when a reload
+    /// happens. Default: `HCR_KEEP_RETIRED_IMAGES=1` in the environment.
+    pub keep_retired_images: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
+        let env = |name: &str| std::env::var_os(name).is_some_and(|v| v == "1");
         Options {
             window_size: hcr_loader::mem::DEFAULT_WINDOW,
-            allow_insecure_image: std::env::var_os("HCR_ALLOW_INSECURE_IMAGE")
-                .is_some_and(|v| v == "1"),
+            allow_insecure_image: env("HCR_ALLOW_INSECURE_IMAGE"),
+            keep_retired_images: env("HCR_KEEP_RETIRED_IMAGES"),
         }
     }
 }

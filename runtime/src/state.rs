@@ -243,6 +243,29 @@ impl Default for Options {
     }
 }
 
+/// Writes pointer field `f` of the live global at `addr` (`size` bytes),
+/// which other threads may be reading: an aligned 64-bit field (a pointer)
+/// is stored in one atomic release store, so a reader sees the old value or
+/// the new one, never a mix.
+fn write_field(addr: u64, size: u64, f: FieldValue) {
+    let at = addr + u64::from(f.offset);
+    let w = f.kind.width() as u64;
+    if u64::from(f.offset) + w > size {
+        return;
+    }
+    if w == 8 && at.is_multiple_of(8) {
+        // SAFETY: `at` is 8-aligned and its 8 bytes lie inside the global's
+        // live storage, which is only ever accessed through raw pointers
+        // and atomics on this side.
+        let cell = unsafe { std::sync::atomic::AtomicU64::from_ptr(at as *mut u64) };
+        cell.store(f.value, std::sync::atomic::Ordering::Release);
+    } else {
+        // SAFETY: as above; no other reference to these bytes is alive.
+        let mem = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
+        hcr_loader::write_value(mem, f.offset as usize, f.kind, f.value);
+    }
+}
+
 /// The loaded (reachable) modules of `m` whose names are in `names`.
 fn loaded_among<'a>(
     m: &'a Manifest,
@@ -909,22 +932,25 @@ impl State {
                 continue;
             };
             let g = &mut e.g;
-            // SAFETY: the global's storage is live, `g.size` bytes.
-            let mem = unsafe { std::slice::from_raw_parts_mut(g.addr as *mut u8, g.size as usize) };
             let old: HashMap<u32, FieldValue> = g.written.iter().map(|f| (f.offset, *f)).collect();
             let mut written = Vec::with_capacity(values.len());
             for f in values {
                 let Some(o) = old.get(&f.offset) else {
                     continue;
                 };
-                let untouched =
-                    hcr_loader::read_value(mem, f.offset as usize, f.kind) == Some(o.value);
+                let untouched = {
+                    // SAFETY: the global's storage is live, `g.size` bytes;
+                    // this view of it ends before anything writes to it.
+                    let mem =
+                        unsafe { std::slice::from_raw_parts(g.addr as *const u8, g.size as usize) };
+                    hcr_loader::read_value(mem, f.offset as usize, f.kind) == Some(o.value)
+                };
                 let follows = f.class == TargetClass::Area
                     && o.class == TargetClass::Area
                     && untouched
                     && old_area.is_some_and(|a| same_bytes(a, o.value, &area, f.value));
                 if follows {
-                    hcr_loader::write_value(mem, f.offset as usize, f.kind, f.value);
+                    write_field(g.addr, g.size, f);
                     written.push(f);
                 } else {
                     written.push(*o);

@@ -58,12 +58,15 @@ struct Dec<'a> {
 }
 
 impl<'a> Dec<'a> {
+    #[cold]
+    #[inline(never)]
     fn err(&self, what: impl Into<String>) -> DecodeError {
         DecodeError {
             what: what.into(),
             at: self.pos,
         }
     }
+    #[inline]
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -74,22 +77,27 @@ impl<'a> Dec<'a> {
         self.pos = end;
         Ok(b)
     }
+    #[inline]
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.bytes(1)?[0])
     }
+    #[inline]
     fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.bytes(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
+    #[inline]
     fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(self.u64()? as i64)
     }
+    #[inline]
     fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
@@ -107,6 +115,7 @@ impl<'a> Dec<'a> {
         }
         Ok(n)
     }
+    #[inline]
     fn str(&mut self, table: &str) -> Result<Str, DecodeError> {
         let s = Str {
             off: self.u32()?,
@@ -118,6 +127,7 @@ impl<'a> Dec<'a> {
         }
         Ok(s)
     }
+    #[inline]
     fn span(&mut self) -> Result<Span, DecodeError> {
         let s = Span::new(self.u32()?, self.u32()?);
         if s.start > s.end {

@@ -152,19 +152,29 @@ fn bench_link(cli: &Cli, modules: usize, functions: usize, tiny: bool) -> anyhow
         .sum();
     let out = dir.join("app.hcr");
     let cfg = hcr_linker::LinkConfig::default();
-    // The generator's worker threads spin for a while before they sleep:
-    // let them, so that they do not compete with the linkers timed below.
+    // The generator's worker threads spin for a while before they sleep,
+    // and the objects it wrote are still being written back: let both
+    // finish, so that neither lands in the runs of one linker below.
+    let _ = Command::new("sync").status();
     std::thread::sleep(Duration::from_millis(300));
     // Every linker runs as a process, as a build would run it.
     let hcr_link = std::env::current_exe()?.with_file_name("hcr-link");
     let out_s = out.display().to_string();
-    let hcr = time_runs(cli.runs, || {
-        tool(&hcr_link.display().to_string(), &["-o", &out_s], &objs)
-    })?;
+    // Each linker runs in a batch of its own, after the previous one's
+    // output is written back and after two untimed runs (which settle the
+    // page cache and the output file), so that no linker pays for another's
+    // writeback.
     let r = dir.join("r.o");
     let r_s = r.display().to_string();
-    let gold = time_runs(cli.runs, || tool("ld.gold", &["-r", "-o", &r_s], &objs))?;
-    let bfd = time_runs(cli.runs.min(5), || tool("ld", &["-r", "-o", &r_s], &objs))?;
+    let hcr_s = hcr_link.display().to_string();
+    let batch = |runs: usize, f: &dyn Fn() -> anyhow::Result<()>| -> anyhow::Result<Duration> {
+        let _ = Command::new("sync").status();
+        time_runs(2, f)?;
+        time_runs(runs, f)
+    };
+    let hcr = batch(cli.runs, &|| tool(&hcr_s, &["-o", &out_s], &objs))?;
+    let gold = batch(cli.runs, &|| tool("ld.gold", &["-r", "-o", &r_s], &objs))?;
+    let bfd = batch(cli.runs.min(5), &|| tool("ld", &["-r", "-o", &r_s], &objs))?;
     let stats = hcr_linker::link_bytes(&cfg, &objs)?.stats;
     println!(
         "## link: {modules} objects × {functions} functions ({:.1} MB, {} relocations)",

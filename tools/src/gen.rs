@@ -128,6 +128,34 @@ pub fn compile(dir: &Path, name: &str, src: &str, opt: &str) -> anyhow::Result<P
     Ok(o)
 }
 
+/// `modules` modules of `functions` one-line leaf functions that call
+/// nothing (the lightest objects: a code section and an unwind record per
+/// function, one relocation each).
+///
+/// # Errors
+/// The compiler fails.
+pub fn generate_leaf(
+    dir: &Path,
+    modules: usize,
+    functions: usize,
+    opt: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let jobs: Vec<(String, String)> = (0..modules)
+        .map(|i| {
+            let mut s = String::new();
+            for k in 0..functions {
+                let _ = writeln!(s, "int m{i}_f{k}(int x) {{ return x * {} + {i}; }}", k + 1);
+            }
+            (format!("m{i}"), s)
+        })
+        .collect();
+    use rayon::prelude::*;
+    jobs.par_iter()
+        .map(|(name, src)| compile(dir, name, src, opt))
+        .collect()
+}
+
 /// A light program: `modules` modules of `functions` one-line functions,
 /// each calling the same function of the next module (small objects, few
 /// relocations per function).

@@ -2,7 +2,7 @@
 //! (medians and ratios; this is not a test). See BENCHMARKS.md.
 //!
 //! ```text
-//! hcr-bench link   [--modules 500 --functions 50]   hcr-link vs ld.gold -r vs ld -r
+//! hcr-bench link   [--modules 500 --functions 50] [--tiny | --leaf]   hcr-link vs ld.gold -r vs ld -r
 //! hcr-bench load   [--modules 500 --functions 50]   first load, full reload vs dlopen
 //! hcr-bench reload [--modules 200 --functions 10]   one module changed
 //! hcr-bench calls                                   call through a permanent address vs direct
@@ -45,6 +45,9 @@ enum What {
         /// One-line functions (small objects) instead of the default mix.
         #[arg(long)]
         tiny: bool,
+        /// One-line leaf functions that call nothing (the lightest objects).
+        #[arg(long, conflicts_with = "tiny")]
+        leaf: bool,
     },
     /// First load and full reload of an image vs `dlopen` of the same code.
     Load {
@@ -128,13 +131,26 @@ fn tool(cmd: &str, args: &[&str], objs: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_link(cli: &Cli, modules: usize, functions: usize, tiny: bool) -> anyhow::Result<()> {
+fn bench_link(
+    cli: &Cli,
+    modules: usize,
+    functions: usize,
+    tiny: bool,
+    leaf: bool,
+) -> anyhow::Result<()> {
     let shape = Shape {
         modules,
         functions,
         globals: 2,
     };
-    let objs = if tiny {
+    let objs = if leaf {
+        let dir = cli.dir.join(format!("link-leaf-{modules}x{functions}"));
+        eprintln!(
+            "hcr-bench: generating {modules} modules × {functions} one-line leaf functions in {}",
+            dir.display()
+        );
+        gen::generate_leaf(&dir, modules, functions, "-O2")?
+    } else if tiny {
         let dir = cli.dir.join(format!("link-tiny-{modules}x{functions}"));
         eprintln!(
             "hcr-bench: generating {modules} modules × {functions} one-line functions in {}",
@@ -605,7 +621,8 @@ fn main() -> ExitCode {
             modules,
             functions,
             tiny,
-        } => bench_link(&cli, modules, functions, tiny),
+            leaf,
+        } => bench_link(&cli, modules, functions, tiny, leaf),
         What::Load { modules, functions } => bench_load(&cli, modules, functions),
         What::Reload {
             modules,

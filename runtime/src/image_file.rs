@@ -5,8 +5,9 @@
 //! a read past the end of a truncated shared mapping kills the process with
 //! `SIGBUS`. Instead the parts the loader uses are copied with `pread` into a
 //! private buffer laid out at their file offsets: the ELF header, section
-//! header 1, the `.hcr.manifest` section and, for a load, the load area and
-//! the initial data. The tool-only sections (symbols, relocations, section
+//! header 1, the `.hcr.manifest` section and, for a load, the initial data;
+//! the load area goes straight into its window chunk
+//! ([`ImageFile::read_area_into`]). The tool-only sections (symbols, relocations, section
 //! headers: most of the file) are never read; the buffer's pages that would
 //! hold them are never touched, so they cost address space only.
 //!
@@ -41,7 +42,11 @@ const SH_SIZE: usize = 32;
 // Offsets in the image's manifest header (`hcr_image::Header`, encoded by
 // `hcr_image::encode_manifest`; pinned by a test below).
 const MH_VERSION: usize = 8;
+// The load area's place (read straight into the window by the caller,
+// `ImageFile::read_area_into`); pinned by the test with the rest.
+#[cfg(test)]
 const MH_AREA_OFFSET: usize = 32;
+#[cfg(test)]
 const MH_AREA_SIZE: usize = 40;
 const MH_INIT_OFFSET: usize = 48;
 const MH_INIT_SIZE: usize = 56;
@@ -51,11 +56,9 @@ const MH_INIT_SIZE: usize = 56;
 pub enum Parts {
     /// What [`hcr_image::ImageView::parse_manifest`] reads.
     Manifest,
-    /// What [`hcr_image::ImageView::parse`] reads.
-    Load,
-    /// What [`hcr_image::ImageView::parse_with_area`] reads: all of
-    /// [`Parts::Load`] but the load area, which the caller reads straight
-    /// to where it will run ([`ImageFile::read_area_into`]).
+    /// What [`hcr_image::ImageView::parse_with_area`] reads: the manifest
+    /// and the initial data; the caller reads the load area straight to
+    /// where it will run ([`ImageFile::read_area_into`]).
     AllButArea,
 }
 
@@ -263,18 +266,15 @@ impl Reader<'_, '_> {
             return Ok(());
         };
         self.fill(&[clip(off, len, size)])?;
-        if parts != Parts::Manifest {
-            self.fill_load_area(
-                usize::try_from(off).unwrap_or(usize::MAX),
-                parts == Parts::Load,
-            )?;
+        if parts == Parts::AllButArea {
+            self.fill_init(usize::try_from(off).unwrap_or(usize::MAX))?;
         }
         Ok(())
     }
 
-    /// The initial data and (with `area`) the load area, as the manifest
-    /// header at `mh` (the manifest section's file offset) places them.
-    fn fill_load_area(&mut self, mh: usize, area: bool) -> Result<(), Error> {
+    /// The initial data, as the manifest header at `mh` (the manifest
+    /// section's file offset) places it.
+    fn fill_init(&mut self, mh: usize) -> Result<(), Error> {
         let size = self.size;
         let field = |b: &[u8], f: usize| mh.checked_add(f).and_then(|a| u64_at(b, a));
         let version = mh
@@ -285,12 +285,8 @@ impl Reader<'_, '_> {
             return Ok(()); // refused by the parser, with the version it found
         }
         let b = self.bytes();
-        let area = field(b, MH_AREA_OFFSET)
-            .zip(field(b, MH_AREA_SIZE))
-            .filter(|_| area);
         let init = field(b, MH_INIT_OFFSET).zip(field(b, MH_INIT_SIZE));
-        let ranges = [area, init].map(|r| r.and_then(|(o, l)| clip(o, l, size)));
-        self.fill(&ranges)
+        self.fill(&[init.and_then(|(o, l)| clip(o, l, size))])
     }
 
     /// Reads `ranges` (minus what was read before) with as few `pread`s as

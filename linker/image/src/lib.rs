@@ -391,14 +391,7 @@ impl<'a> ImageView<'a> {
     /// # Errors
     /// Not an image, truncated, or a foreign version.
     pub fn parse_header(file: &[u8]) -> Result<Header, ImageError> {
-        let section = elf::manifest_section(file)?;
-        let header = codec::decode_header(section)?;
-        if header.version != FORMAT_VERSION {
-            return Err(ImageError::Version {
-                found: header.version,
-            });
-        }
-        Ok(header)
+        header_of(elf::manifest_section(file)?)
     }
 
     /// As [`ImageView::parse`], with the load area's bytes held elsewhere
@@ -414,7 +407,7 @@ impl<'a> ImageView<'a> {
 
     fn parse_parts(file: &'a [u8], area: Option<&'a [u8]>) -> Result<Self, ImageError> {
         let section = elf::manifest_section(file)?;
-        let header = Self::parse_header(file)?;
+        let header = header_of(section)?;
         let body = section
             .get(HEADER_SIZE..)
             .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
@@ -452,12 +445,7 @@ impl<'a> ImageView<'a> {
     /// As [`ImageView::parse`], minus the checksum.
     pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
         let section = elf::manifest_section(file)?;
-        let header = codec::decode_header(section)?;
-        if header.version != FORMAT_VERSION {
-            return Err(ImageError::Version {
-                found: header.version,
-            });
-        }
+        let header = header_of(section)?;
         let body = section
             .get(HEADER_SIZE..)
             .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
@@ -465,6 +453,18 @@ impl<'a> ImageView<'a> {
         let (manifest, _, _) = codec::decode_body(body)?;
         Ok((header, manifest))
     }
+}
+
+/// The fixed header at the start of the manifest `section`, of this
+/// format version.
+fn header_of(section: &[u8]) -> Result<Header, ImageError> {
+    let header = codec::decode_header(section)?;
+    if header.version != FORMAT_VERSION {
+        return Err(ImageError::Version {
+            found: header.version,
+        });
+    }
+    Ok(header)
 }
 
 fn slice_at(file: &[u8], off: u64, len: u64) -> Option<&[u8]> {

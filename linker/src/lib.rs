@@ -94,7 +94,8 @@ pub fn link_memory(
         .collect();
     let refs: Vec<&input::MappedInput> = mapped.iter().collect();
     let mut sink = input::VecSink::default();
-    let mut out = link::link(config, &refs, &mut sink)?;
+    let mut timer = link::Timer::new(config.timings);
+    let mut out = link::link(config, &refs, &mut sink, &mut timer)?;
     out.bytes = sink.0;
     Ok(out)
 }
@@ -124,7 +125,7 @@ fn link_into(
     if inputs.is_empty() {
         return Err(LinkError::NoInputs);
     }
-    let started = std::time::Instant::now();
+    let mut timer = link::Timer::new(config.timings);
     let mut diags = error::Diags::default();
     // Opening and mapping a hundred small files is a few hundred
     // microseconds of system calls: done in parallel, kept in order; with a
@@ -166,15 +167,9 @@ fn link_into(
     if !diags.list.is_empty() {
         return Err(LinkError::Inputs(diags.list));
     }
-    if config.timings {
-        eprintln!(
-            "hcr-link: {:<28} {:>8.2} ms",
-            "map inputs",
-            started.elapsed().as_secs_f64() * 1e3
-        );
-    }
+    timer.lap("map inputs");
     let refs: Vec<&input::MappedInput> = mapped.iter().map(|m| &**m).collect();
-    let out = link::link(config, &refs, sink);
+    let out = link::link(config, &refs, sink, &mut timer);
     drop(refs);
     if config.skip_free {
         std::mem::forget(mapped);

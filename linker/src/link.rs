@@ -200,13 +200,15 @@ const WEAK: u8 = 0;
 pub(crate) struct Timer {
     on: bool,
     last: std::time::Instant,
-    /// `LinkConfig::skip_free`, for the passes that end with large state.
-    skip_free: bool,
 }
 
 impl Timer {
-    pub(crate) fn skip_free(&self) -> bool {
-        self.skip_free
+    /// Starts timing; prints nothing unless `on`.
+    pub(crate) fn new(on: bool) -> Timer {
+        Timer {
+            on,
+            last: std::time::Instant::now(),
+        }
     }
 
     pub(crate) fn lap(&mut self, pass: &str) {
@@ -225,12 +227,8 @@ pub(crate) fn link(
     config: &LinkConfig,
     inputs: &[&MappedInput],
     sink: &mut dyn crate::input::Sink,
+    timer: &mut Timer,
 ) -> Result<LinkOutput, LinkError> {
-    let mut timer = Timer {
-        on: config.timings,
-        last: std::time::Instant::now(),
-        skip_free: config.skip_free,
-    };
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.
     let (mut mods, mut diags) = load_modules(inputs)?;
@@ -330,7 +328,8 @@ pub(crate) fn link(
         &area,
         &init,
         sink,
-        &mut timer,
+        timer,
+        config.skip_free,
     )
     .map_err(|source| LinkError::Write {
         path: "image".into(),

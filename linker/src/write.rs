@@ -555,6 +555,7 @@ pub(crate) fn write_image(
     init: &[u8],
     sink: &mut dyn crate::input::Sink,
     timer: &mut crate::link::Timer,
+    skip_free: bool,
 ) -> std::io::Result<(u64, Manifest)> {
     let area_off = PAGE_SIZE;
     let init_off = align_up(area_off + area.len() as u64, 16);
@@ -883,7 +884,7 @@ pub(crate) fn write_image(
     timer.lap("ELF tables + checksum");
     sink.put(total, &pieces)?;
     timer.lap("write");
-    if timer.skip_free() {
+    if skip_free {
         // The process ends now (see `LinkConfig::skip_free`).
         std::mem::forget(pieces);
         std::mem::forget((rendered, counts, bases, body));

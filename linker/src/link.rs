@@ -314,9 +314,7 @@ pub(crate) fn link(
     timer.lap("layout");
     // 9. Copy sections into the area and init blob, applying relocations
     //    whose value is known now; the rest become the load plan's fixups.
-    let mut area = vec![0u8; layout.area_file_size as usize];
-    let mut init = vec![0u8; layout.init_size as usize];
-    let applied = apply_all(&mods, &layout, &mut area, &mut init)?;
+    let applied = apply_all(&mods, &layout)?;
 
     timer.lap("copy + relocate");
     // 10. The ELF file, and the manifest (built while the modules render).
@@ -325,8 +323,6 @@ pub(crate) fn link(
         &mods,
         &make_manifest,
         &applied,
-        &area,
-        &init,
         sink,
         timer,
         config.skip_free,
@@ -342,7 +338,7 @@ pub(crate) fn link(
         bytes: Vec::new(),
     };
     if config.skip_free {
-        std::mem::forget((mods, manifest, applied, area, init));
+        std::mem::forget((mods, manifest, applied));
     }
     Ok(out)
 }
@@ -1366,6 +1362,10 @@ fn layout_area(mods: &mut [Mod<'_>]) -> Result<AreaLayout, LinkError> {
 
 /// Fixups and statistics produced while applying relocations.
 pub(crate) struct Applied {
+    /// The load area, laid out, with every link-time relocation applied.
+    pub area: Vec<u8>,
+    /// Initial bytes of the writable objects, relocated likewise.
+    pub init: Vec<u8>,
     pub fixups: Vec<Fixup>,
     pub module_fixups: Vec<Span>,
     pub object_fixups: Vec<Fixup>,
@@ -1403,16 +1403,14 @@ struct ModApplied {
 /// A module's slices of the text, read-only, unwind and init regions.
 type ModSlices<'b> = (&'b mut [u8], &'b mut [u8], &'b mut [u8], &'b mut [u8]);
 
-fn apply_all(
-    mods: &[Mod<'_>],
-    lay: &AreaLayout,
-    area: &mut [u8],
-    init: &mut [u8],
-) -> Result<Applied, LinkError> {
+fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
+    let mut area = vec![0u8; lay.area_file_size as usize];
+    let mut init = vec![0u8; lay.init_size as usize];
     // Hand every module its disjoint slices of the area and the init blob.
     let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
     {
         let (text_all, rest) = area.split_at_mut(lay.layout.rodata.start as usize);
+        let init: &mut [u8] = &mut init;
         let (ro_all, eh_all) =
             rest.split_at_mut((lay.layout.eh_frame.start - lay.layout.rodata.start) as usize);
         let (mut t, mut r, mut e, mut i) = (text_all, ro_all, eh_all, init);
@@ -1450,6 +1448,8 @@ fn apply_all(
         .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, lay, ts, rs, es, is))
         .collect();
     let mut out = Applied {
+        area: Vec::new(),
+        init: Vec::new(),
         fixups: Vec::new(),
         module_fixups: Vec::new(),
         object_fixups: Vec::new(),
@@ -1496,6 +1496,8 @@ fn apply_all(
         out.object_fixup_spans
             .push(Span::new(start, out.object_fixups.len() as u32));
     }
+    out.area = area;
+    out.init = init;
     Ok(out)
 }
 

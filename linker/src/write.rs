@@ -551,12 +551,11 @@ pub(crate) fn write_image(
     mods: &[Mod<'_>],
     make_manifest: &(dyn Fn() -> Manifest + Sync),
     applied: &Applied,
-    area: &[u8],
-    init: &[u8],
     sink: &mut dyn crate::input::Sink,
     timer: &mut crate::link::Timer,
     skip_free: bool,
 ) -> std::io::Result<(u64, Manifest)> {
+    let (area, init) = (applied.area.as_slice(), applied.init.as_slice());
     let area_off = PAGE_SIZE;
     let init_off = align_up(area_off + area.len() as u64, 16);
 

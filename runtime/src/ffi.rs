@@ -280,23 +280,21 @@ pub extern "C" fn hcr_generation() -> u32 {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_on_before_reload(f: Option<extern "C" fn()>) {
-    if let Some(f) = f {
-        guard((), || {
-            with_state(|st| {
-                st.add_handler(f as usize as u64, true);
-                Ok(())
-            })
-        });
-    }
+    add_handler(f, true);
 }
 
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_on_after_reload(f: Option<extern "C" fn()>) {
+    add_handler(f, false);
+}
+
+/// Registers a before (`before`) or after handler; a null one is ignored.
+fn add_handler(f: Option<extern "C" fn()>, before: bool) {
     if let Some(f) = f {
         guard((), || {
             with_state(|st| {
-                st.add_handler(f as usize as u64, false);
+                st.add_handler(f as usize as u64, before);
                 Ok(())
             })
         });

@@ -88,18 +88,24 @@ pub fn main_source(shape: Shape) -> String {
 /// # Errors
 /// The compiler fails.
 pub fn generate(dir: &Path, shape: Shape, opt: &str) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut jobs = vec![("main".to_string(), main_source(shape))];
     for i in 0..shape.modules {
         jobs.push((format!("m{i}"), module_source(shape, i, 0)));
     }
-    let results: Vec<anyhow::Result<PathBuf>> = {
-        use rayon::prelude::*;
-        jobs.par_iter()
-            .map(|(name, src)| compile(dir, name, src, opt))
-            .collect()
-    };
-    results.into_iter().collect()
+    compile_all(dir, &jobs, opt)
+}
+
+/// Compiles every `(name, source)` of `jobs` into `dir` (created when
+/// missing), in parallel; the objects in the order of `jobs`.
+///
+/// # Errors
+/// The folder cannot be created, or the compiler fails.
+fn compile_all(dir: &Path, jobs: &[(String, String)], opt: &str) -> anyhow::Result<Vec<PathBuf>> {
+    use rayon::prelude::*;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    jobs.par_iter()
+        .map(|(name, src)| compile(dir, name, src, opt))
+        .collect()
 }
 
 /// Writes `name.c` and compiles it to `name.o` with the module flags,
@@ -140,7 +146,6 @@ pub fn generate_leaf(
     functions: usize,
     opt: &str,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let jobs: Vec<(String, String)> = (0..modules)
         .map(|i| {
             let mut s = String::new();
@@ -150,10 +155,7 @@ pub fn generate_leaf(
             (format!("m{i}"), s)
         })
         .collect();
-    use rayon::prelude::*;
-    jobs.par_iter()
-        .map(|(name, src)| compile(dir, name, src, opt))
-        .collect()
+    compile_all(dir, &jobs, opt)
 }
 
 /// A light program: `modules` modules of `functions` one-line functions,
@@ -168,7 +170,6 @@ pub fn generate_tiny(
     functions: usize,
     opt: &str,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut main = String::from("#include <stdio.h>\n");
     for i in 0..modules {
         let _ = writeln!(main, "int m{i}_f0(int);");
@@ -198,8 +199,5 @@ pub fn generate_tiny(
         }
         jobs.push((format!("m{i}"), s));
     }
-    use rayon::prelude::*;
-    jobs.par_iter()
-        .map(|(name, src)| compile(dir, name, src, opt))
-        .collect()
+    compile_all(dir, &jobs, opt)
 }

@@ -28,6 +28,7 @@ mod write;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::{Diagnostic, LinkError};
 pub use hcr_image::PlanStats;
@@ -114,8 +115,6 @@ pub struct InputCache {
     inputs: std::collections::HashMap<PathBuf, Arc<input::MappedInput>>,
 }
 
-use std::sync::Arc;
-
 fn link_into(
     config: &LinkConfig,
     inputs: &[PathBuf],
@@ -170,7 +169,6 @@ fn link_into(
     timer.lap("map inputs");
     let refs: Vec<&input::MappedInput> = mapped.iter().map(|m| &**m).collect();
     let out = link::link(config, &refs, sink, &mut timer);
-    drop(refs);
     if config.skip_free {
         std::mem::forget(mapped);
     }

@@ -359,8 +359,7 @@ impl State {
         }
         let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
         let bytes = file.read(Parts::Manifest, &mut self.scratch)?;
-        let (_, manifest) = ImageView::parse_manifest(bytes)
-            .map_err(|e| Error::Image(format!("{}: {e}", self.path.display())))?;
+        let (_, manifest) = ImageView::parse_manifest(bytes).map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;
         let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &manifest);
         self.disk = DiskCache {
@@ -386,6 +385,11 @@ impl State {
         r
     }
 
+    /// A problem of the image on disk, naming its path.
+    fn image_error(&self, e: hcr_image::ImageError) -> Error {
+        Error::Image(format!("{}: {e}", self.path.display()))
+    }
+
     fn prepare_from(
         &mut self,
         file: &ImageFile<'_>,
@@ -395,9 +399,7 @@ impl State {
         // copy from the file, none through a buffer); the rest of what the
         // loader uses goes to `scratch`.
         let bytes = file.read(Parts::AllButArea, scratch)?;
-        let image_err =
-            |e: hcr_image::ImageError| Error::Image(format!("{}: {e}", self.path.display()));
-        let header = ImageView::parse_header(bytes).map_err(image_err)?;
+        let header = ImageView::parse_header(bytes).map_err(|e| self.image_error(e))?;
         let in_file = header
             .area_file_offset
             .checked_add(header.area_file_size)
@@ -405,7 +407,7 @@ impl State {
         let len = usize::try_from(header.area_file_size)
             .ok()
             .filter(|_| in_file)
-            .ok_or_else(|| image_err(hcr_image::ImageError::Truncated("load area")))?;
+            .ok_or_else(|| self.image_error(hcr_image::ImageError::Truncated("load area")))?;
         let mut chunk = Some(self.window.alloc(len.max(1))?);
         let r = self.prepare_in(file, bytes, &header, &mut chunk);
         if let Some(c) = chunk.take() {
@@ -441,8 +443,7 @@ impl State {
         // below (`view.area`), before the loader writes to them.
         let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
         file.read_area_into(header.area_file_offset, dst)?;
-        let mut view = ImageView::parse_with_area(bytes, dst)
-            .map_err(|e| Error::Image(format!("{}: {e}", self.path.display())))?;
+        let mut view = ImageView::parse_with_area(bytes, dst).map_err(|e| self.image_error(e))?;
         // The parser's view of the chunk ends here: from now on only the
         // loader touches those bytes.
         view.area = &[];

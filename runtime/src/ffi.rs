@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -71,6 +72,40 @@ fn set_running(module: Option<String>) {
     }
 }
 
+/// The export object currently loaded for `dlopen`'ed shared objects.
+static EXPORTS: Mutex<Option<hcr_loader::exports::Published>> = Mutex::new(None);
+/// Export objects published so far (each gets its own soname).
+static EXPORT_SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Makes the image's global symbols visible to shared objects the program
+/// loads with `dlopen` (see `hcr_loader::exports`): a new export object
+/// replaces the previous one. A failure only costs plugins their view of
+/// the image, so it is a warning, not a failed reload.
+fn publish_exports(exports: Option<Vec<hcr_loader::exports::Export>>) {
+    let Some(exports) = exports else {
+        return;
+    };
+    let n = EXPORT_SERIAL.fetch_add(1, Ordering::Relaxed);
+    let name = format!("hcr-image-exports-{}-{n}", std::process::id());
+    let object = hcr_loader::exports::build_object(&format!("{name}.so"), &exports);
+    let mut slot = EXPORTS.lock().unwrap_or_else(|p| p.into_inner());
+    match hcr_loader::exports::publish(&object, &name) {
+        // The previous object goes after the new one is in the scope: a
+        // plugin that bound its symbols keeps it loaded, and every later
+        // lookup finds the new one's addresses only where the old one lacked
+        // the name (permanent addresses do not move; a recreated global
+        // does, and is found at its new address by plugins loaded after the
+        // old object is gone).
+        Ok(p) => *slot = Some(p),
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "hcr: warning: the image's symbols are not visible to dlopen'ed libraries: {e}"
+            );
+        }
+    }
+}
+
 fn run_entries(entries: Vec<(String, u64)>) {
     for (m, f) in entries {
         set_running(Some(m));
@@ -98,6 +133,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         *g = Some(st);
         f
     };
+    publish_exports(follow.exports);
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
     Ok(())
@@ -135,6 +171,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         st.delete_handlers(&deleted);
         st.commit(prepared)
     };
+    publish_exports(follow.exports);
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
     let after =

@@ -183,7 +183,7 @@ fn text(len: usize) -> Vec<u8> {
     while out.len() < len {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
         out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
-        if x % 7 == 0 {
+        if x.is_multiple_of(7) {
             out.extend_from_slice(format!("{} ", x % 1000).as_bytes());
         }
     }

@@ -5,6 +5,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// hcr's own allocations stay out of the C allocator the program uses.
+/// glibc's `malloc` adapts its thresholds to what it has seen: freeing a
+/// block it had mapped (any block over 128 KiB) raises the size below which
+/// it allocates from the heap, and the heap size above which it trims, for
+/// the rest of the process. The runtime allocates and frees such blocks while
+/// it loads an image (the manifest, its tables), so a program started by a
+/// glibc-allocating `hcr run` began with other thresholds than when started
+/// natively, and trimmed and regrew its heap (or did not) where the native
+/// build did not. With its own allocator, hcr leaves glibc's state exactly as
+/// a fresh process has it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Hot code reloading for native programs.
 #[derive(Parser, Debug)]
 #[command(name = "hcr", version, about)]

@@ -19,6 +19,11 @@ use crate::Error;
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
+extern "C" {
+    /// The C library's environment, what `main`'s third argument gets.
+    static mut environ: *mut *mut c_char;
+}
+
 /// Set by [`set_keep_retired_images`]: reloads then never free old images.
 static KEEP_RETIRED_IMAGES: AtomicBool = AtomicBool::new(false);
 
@@ -382,13 +387,16 @@ pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_
     guard(-1, || {
         let addr = with_state(|st| st.main_address().ok_or(Error::NoMain))?;
         // SAFETY: the root module's `main` has the C signature
-        // `int main(int, char **)`; its permanent address is mapped.
-        let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int = unsafe {
-            std::mem::transmute::<usize, extern "C" fn(c_int, *mut *mut c_char) -> c_int>(
-                addr as usize,
-            )
-        };
-        Ok(f(argc, argv))
+        // `int main(int, char **)` or `int main(int, char **, char **)`
+        // (Nim's, and programs that read `envp`); the third argument is the
+        // process's environment, as the C runtime passes it, and a `main`
+        // with two parameters ignores it under the x86-64 calling
+        // convention. Its permanent address is mapped.
+        type Main = extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+        let f: Main = unsafe { std::mem::transmute::<usize, Main>(addr as usize) };
+        // SAFETY: reads the C library's `environ` pointer.
+        let envp = unsafe { environ };
+        Ok(f(argc, argv, envp))
     })
 }
 

@@ -520,3 +520,31 @@ fn a_program_that_reexecutes_itself_through_argv0_runs_under_its_launcher() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "child of parent\n");
 }
+
+#[test]
+fn main_gets_the_environment_as_its_third_argument() {
+    let d = tempfile::tempdir().unwrap();
+    let m = module(
+        d.path(),
+        "main",
+        r#"#include <stdio.h>
+        #include <string.h>
+        int main(int argc, char **argv, char **envp) {
+            for (char **e = envp; *e; e++)
+                if (strncmp(*e, "HCR_TEST_ENVP=", 14) == 0) printf("%s %d\n", *e + 14, argc);
+            return 0;
+        }"#,
+        "-O2",
+    );
+    let img = d.path().join("app.hcr");
+    link_ok(&img, &[m]);
+    let o = Command::new(hcr_bin())
+        .arg("run")
+        .arg(&img)
+        .args(["--", "x"])
+        .env("HCR_TEST_ENVP", "seen")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "seen 2\n");
+}

@@ -386,13 +386,14 @@ pub extern "C" fn hcr_init(image_path: *const c_char) -> c_int {
 pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_int {
     guard(-1, || {
         let addr = with_state(|st| st.main_address().ok_or(Error::NoMain))?;
-        // SAFETY: the root module's `main` has the C signature
-        // `int main(int, char **)` or `int main(int, char **, char **)`
-        // (Nim's, and programs that read `envp`); the third argument is the
-        // process's environment, as the C runtime passes it, and a `main`
-        // with two parameters ignores it under the x86-64 calling
-        // convention. Its permanent address is mapped.
+        // The root module's `main` is `int main(int, char **)` or
+        // `int main(int, char **, char **)` (Nim's, and programs that read
+        // `envp`); the third argument is the process's environment, as the
+        // C runtime passes it, and a `main` with two parameters ignores it
+        // under the x86-64 calling convention.
         type Main = extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+        // SAFETY: `main` has one of the signatures above; its permanent
+        // address is mapped.
         let f: Main = unsafe { std::mem::transmute::<usize, Main>(addr as usize) };
         // SAFETY: reads the C library's `environ` pointer.
         let envp = unsafe { environ };

@@ -293,7 +293,7 @@ pub extern "C" fn hcr_has_any_module_changed() -> bool {
     guard(false, any_module_changed)
 }
 
-/// Whether the image on disk holds changed modules: one atomic load while
+/// Whether the image on disk holds changed modules: one non-blocking read while
 /// nothing happened to the file since the last exact answer "no" (see
 /// `watcher`), else the exact check (one `stat`, the manifest when the file
 /// differs from the loaded one).

@@ -1,19 +1,22 @@
-//! "Has the image changed?" in one memory load when nothing happened.
+//! "Has the image changed?" without a `stat` when nothing happened.
 //!
-//! A thread of the runtime waits on inotify for anything done to the image
-//! file's name in its directory (written, closed after writing, renamed to
-//! or from, created, deleted, its attributes changed) and counts those
-//! events in [`EPOCH`]. The exact check (`stat`, then the manifest when the
-//! file differs) records the epoch it started from when it finds nothing
-//! changed; until the next event, or until a reload changes what is loaded,
-//! that answer stands and costs one atomic load. An event only sends the
-//! next call to the exact check, which still decides, so an image swapped
-//! back to the loaded one is still no change.
+//! The runtime watches the image file's directory with inotify (events on
+//! the image's name: written, closed after writing, renamed to or from,
+//! created, deleted, its attributes changed) on a non-blocking descriptor.
+//! The exact check (`stat`, then the manifest when the file differs)
+//! records the event count it started from when it finds nothing changed;
+//! the next call first drains the descriptor (one `read` that returns at
+//! once when the queue is empty, cheaper than a `stat`), and while no event
+//! came that answer stands. The kernel queues an event before the rename or
+//! write that caused it returns, so the answer is exact: a change made
+//! before the call is always seen. An event only sends the call to the
+//! exact check, which still decides, so an image swapped back to the loaded
+//! one is still no change.
 //!
 //! When inotify is unavailable (no more instances or watches, a file system
-//! that has none) or the image path is a symbolic link (the link could be
-//! retargeted without an event on the name), every call takes the exact
-//! path, as before.
+//! that has none), the image path is a symbolic link (the link could be
+//! retargeted without an event on the name), or a second image is opened in
+//! the same process, every call takes the exact path.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -25,21 +28,43 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// The epoch at which the exact check last found nothing changed;
 /// [`NEVER`] when that answer is not current.
 static QUIET_AT: AtomicU64 = AtomicU64::new(NEVER);
-/// True while a watcher thread serves [`EPOCH`].
+/// True while the watch serves [`EPOCH`].
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
 const NEVER: u64 = u64::MAX;
 
-/// True when nothing happened to the image since the exact check last found
-/// it unchanged (one atomic load on the fast path).
-#[inline]
-pub(crate) fn known_unchanged() -> bool {
-    let quiet = QUIET_AT.load(Ordering::Acquire);
-    quiet != NEVER && ACTIVE.load(Ordering::Relaxed) && EPOCH.load(Ordering::Acquire) == quiet
+/// The inotify descriptor and the image's file name in its directory.
+struct Watch {
+    fd: i32,
+    name: Vec<u8>,
 }
 
-/// The epoch to pass to [`record_unchanged`], read before an exact check.
+/// The watch, once started; the lock also orders draining with reading
+/// the count.
+static WATCH: std::sync::Mutex<Option<Watch>> = std::sync::Mutex::new(None);
+
+/// True when nothing happened to the image since the exact check last found
+/// it unchanged (an uncontended lock and one non-blocking `read`).
+pub(crate) fn known_unchanged() -> bool {
+    let quiet = QUIET_AT.load(Ordering::Acquire);
+    if quiet == NEVER || !ACTIVE.load(Ordering::Acquire) {
+        return false;
+    }
+    let g = WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(w) = g.as_ref() else {
+        return false;
+    };
+    drain(w);
+    ACTIVE.load(Ordering::Acquire) && EPOCH.load(Ordering::Acquire) == quiet
+}
+
+/// The epoch to pass to [`record_unchanged`], read (after taking in what
+/// the kernel queued) before an exact check.
 pub(crate) fn epoch() -> u64 {
+    let g = WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(w) = g.as_ref() {
+        drain(w);
+    }
     EPOCH.load(Ordering::Acquire)
 }
 
@@ -54,7 +79,7 @@ pub(crate) fn forget() {
 }
 
 /// Starts watching `image` (once per process; later calls for another path
-/// turn the fast path off, since one thread watches one name).
+/// turn the fast path off, since one watch serves one name).
 pub(crate) fn start(image: &Path) {
     static WATCHED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     let Ok(abs) = std::path::absolute(image) else {
@@ -68,8 +93,8 @@ pub(crate) fn start(image: &Path) {
     });
     if !first {
         if *watched != abs {
-            // Another image in the same process: the thread watches the
-            // first one's name, so its events say nothing of this one.
+            // Another image in the same process: the watch is on the first
+            // one's name, so its events say nothing of this one.
             ACTIVE.store(false, Ordering::Release);
         }
         return;
@@ -89,7 +114,7 @@ pub(crate) fn start(image: &Path) {
     // SAFETY: inotify_init1 creates a descriptor this function owns; the
     // watch is added with a NUL-terminated path.
     let fd = unsafe {
-        let fd = libc::inotify_init1(libc::IN_CLOEXEC);
+        let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
         if fd < 0 {
             return;
         }
@@ -108,31 +133,33 @@ pub(crate) fn start(image: &Path) {
         }
         fd
     };
-    let spawned = std::thread::Builder::new()
-        .name("hcr-image-watch".into())
-        .spawn(move || watch(fd, &name));
-    if spawned.is_ok() {
-        ACTIVE.store(true, Ordering::Release);
-    }
+    *WATCH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Watch { fd, name });
+    ACTIVE.store(true, Ordering::Release);
 }
 
-/// Reads events until the directory goes away; counts those on `name`.
-fn watch(fd: i32, name: &[u8]) {
+/// Reads every queued event (the descriptor is non-blocking); counts those
+/// on the image's name. The directory gone, or the queue overflowed: the
+/// watch is off (exact checks only).
+fn drain(w: &Watch) {
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: reads into a buffer of the given length from the
-        // inotify descriptor this thread owns.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        // non-blocking inotify descriptor the watch owns.
+        let n = unsafe { libc::read(w.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock => return,
+                std::io::ErrorKind::Interrupted => continue,
+                _ => {
+                    stop();
+                    return;
+                }
             }
-            break;
         }
         let n = n as usize;
         let mut off = 0;
         let mut hit = false;
-        let mut gone = false;
         // Each record: wd (4), mask (4), cookie (4), len (4), name (len).
         while off + 16 <= n {
             let field =
@@ -152,9 +179,9 @@ fn watch(fd: i32, name: &[u8]) {
                     | libc::IN_Q_OVERFLOW)
                 != 0
             {
-                gone = mask & libc::IN_Q_OVERFLOW == 0;
+                stop();
                 hit = true;
-            } else if ev_name == name {
+            } else if ev_name == w.name.as_slice() {
                 hit = true;
             }
             off = end;
@@ -162,15 +189,12 @@ fn watch(fd: i32, name: &[u8]) {
         if hit {
             EPOCH.fetch_add(1, Ordering::AcqRel);
         }
-        if gone {
-            break;
-        }
     }
-    // The directory is gone or the descriptor failed: exact checks only.
+}
+
+/// Turns the fast path off for good (the descriptor stays open: closing
+/// it could hand its number to another file while the lock is not held).
+fn stop() {
     ACTIVE.store(false, Ordering::Release);
     EPOCH.fetch_add(1, Ordering::AcqRel);
-    // SAFETY: closes the descriptor this thread owns, once.
-    unsafe {
-        libc::close(fd);
-    }
 }

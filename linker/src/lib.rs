@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 mod arch;
+mod debug;
 mod error;
 #[allow(unsafe_code)]
 mod input;

@@ -209,6 +209,18 @@ impl<'p> ImageFile<'p> {
         self.unchanged()
     }
 
+    /// `len` bytes at file offset `off` (tool-only sections, read on
+    /// demand).
+    ///
+    /// # Errors
+    /// As [`ImageFile::read`].
+    pub fn read_bytes(&self, off: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let mut v = vec![0u8; len];
+        self.read_exact_at(&mut v, off)?;
+        self.unchanged()?;
+        Ok(v)
+    }
+
     /// Fills `dst` from file offset `off`; a short file is an error.
     fn read_exact_at(&self, dst: &mut [u8], off: u64) -> Result<(), Error> {
         let mut done = 0usize;

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod ffi;
+pub mod gdb_jit;
 mod globals;
 mod image_file;
 mod state;

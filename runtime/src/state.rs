@@ -112,6 +112,9 @@ pub struct Prepared {
     new_globals: Vec<(usize, Global, bool)>,
     /// Kept globals with pointer fields into the image: new field values.
     rebase: Vec<(u32, Vec<FieldValue>)>,
+    /// Debug sections for the debugger registration (`None`: no debugger
+    /// wants this load; see `gdb_jit::wanted`).
+    debug: Option<Option<crate::gdb_jit::DebugSections>>,
 }
 
 impl Prepared {
@@ -203,6 +206,8 @@ pub struct State {
     allow_insecure_image: bool,
     /// Where images are read, kept between reloads.
     scratch: Scratch,
+    /// Loaded images registered with debuggers.
+    jit: crate::gdb_jit::Registry,
 }
 
 /// An image replaced by a reload, kept while code may still run in it.
@@ -328,6 +333,7 @@ impl State {
             dso_handle,
             allow_insecure_image: opts.allow_insecure_image,
             scratch: Scratch::default(),
+            jit: crate::gdb_jit::Registry::default(),
             functions: Vec::new(),
             fn_index: Index::default(),
             owner_of_trampoline: HashMap::default(),
@@ -553,6 +559,12 @@ impl State {
         }
         match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk) {
             Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
+                debug: crate::gdb_jit::wanted().then(|| {
+                    crate::gdb_jit::read_debug(
+                        &|off, len| file.read_bytes(off, len).ok(),
+                        stat.size,
+                    )
+                }),
                 manifest: view.manifest,
                 area,
                 stat,
@@ -773,6 +785,7 @@ impl State {
             new_trampolines,
             new_globals,
             rebase,
+            debug,
         } = p;
         let m = &manifest;
         let base = area.base as u64;
@@ -995,6 +1008,9 @@ impl State {
             obj_gid,
         });
         self.disk = DiskCache::default();
+        if let Some(debug) = debug {
+            self.register_with_debuggers(debug.as_ref());
+        }
         Followups { ctors, on_reload }
     }
 
@@ -1035,6 +1051,7 @@ impl State {
             if in_use {
                 keep.push(r);
             } else {
+                self.jit.remove(r.area.base);
                 // SAFETY: see the rule above and ARCHITECTURE.md ("When an
                 // old image is freed").
                 unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
@@ -1140,6 +1157,7 @@ impl State {
                 unsafe { std::mem::transmute(f as usize) };
             f(self.dso_handle as *mut std::ffi::c_void);
         }
+        self.jit.clear();
         self.globals.clear();
         self.global_index.clear();
         // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)
@@ -1154,6 +1172,45 @@ impl State {
             unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
         }
         self.handlers.clear();
+    }
+
+    /// Registers the live image with debuggers (the GDB JIT interface).
+    fn register_with_debuggers(&mut self, debug: Option<&crate::gdb_jit::DebugSections>) {
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        let objects: Vec<u64> = c
+            .obj_gid
+            .iter()
+            .map(|&g| {
+                self.globals
+                    .get(g as usize)
+                    .and_then(|e| e.as_ref())
+                    .map_or(0, |e| e.g.addr)
+            })
+            .collect();
+        let eh = c.manifest.layout.eh_frame;
+        let eh_frame = if eh.is_empty() || eh.end as usize > c.area.len() {
+            &[][..]
+        } else {
+            // SAFETY: the span lies inside the live area (checked above),
+            // which is mapped readable and no longer written.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (c.area.base + eh.start as usize) as *const u8,
+                    eh.len() as usize,
+                )
+            }
+        };
+        let object = crate::gdb_jit::build_object(&crate::gdb_jit::ImageDesc {
+            manifest: &c.manifest,
+            base: c.area.base as u64,
+            eh_frame,
+            objects: &objects,
+            debug,
+        });
+        let base = c.area.base;
+        self.jit.add(base, object);
     }
 
     /// Statistics for tests and benchmarks.

@@ -13,9 +13,11 @@
 //! Interface") and unregistered when the generation's image is freed.
 //!
 //! Cost: building the object copies the debug sections and applies their
-//! fixups, so it is only done when a debugger can look: when the process
-//! is traced (`TracerPid` in `/proc/self/status`, read at each load) or
-//! `HCR_GDB_JIT=1`; `HCR_GDB_JIT=0` turns it off.
+//! fixups, so it is only done when a debugger can look: when one has put
+//! its breakpoint on `__jit_debug_register_code` (gdb and lldb do so as
+//! soon as they see the symbol, before the program runs or when they
+//! attach), or always with `HCR_GDB_JIT=1` (for a debugger that attaches
+//! later: it then finds every loaded image); `HCR_GDB_JIT=0` turns it off.
 
 use std::sync::Mutex;
 
@@ -108,11 +110,6 @@ impl Registration {
             _object: object,
         }
     }
-
-    /// The object as registered (for tests).
-    pub fn object(&self) -> &[u8] {
-        &self._object
-    }
 }
 
 impl Drop for Registration {
@@ -141,79 +138,125 @@ impl Drop for Registration {
     }
 }
 
+/// Copies of the objects registered now, newest first (what a debugger
+/// attaching now would read).
+pub fn registered_objects() -> Vec<Vec<u8>> {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    // SAFETY: under LOCK the list is consistent and every entry points at
+    // its registration's live object bytes.
+    unsafe {
+        let d = &raw const __jit_debug_descriptor;
+        let mut e = (*d).first_entry;
+        while !e.is_null() {
+            let bytes = std::slice::from_raw_parts((*e).symfile_addr, (*e).symfile_size as usize);
+            out.push(bytes.to_vec());
+            e = (*e).next;
+        }
+    }
+    out
+}
+
 /// True when this load should be registered (see the module docs).
 pub fn wanted() -> bool {
     match std::env::var_os("HCR_GDB_JIT") {
         Some(v) if v == "0" => false,
         Some(v) if v == "1" => true,
-        _ => traced(),
+        _ => debugger_breakpoint(),
     }
 }
 
-/// True when a debugger (or any tracer) is attached to this process.
-fn traced() -> bool {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    s.lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .is_some_and(|v| v.trim() != "0")
+/// True when a debugger has put its breakpoint (`int3`) on
+/// `__jit_debug_register_code`, as gdb and lldb do while the program runs
+/// (a one-byte read: loads without a debugger pay nothing else).
+fn debugger_breakpoint() -> bool {
+    let f = __jit_debug_register_code as extern "C" fn() as *const u8;
+    // SAFETY: the first byte of a function of this program: mapped and
+    // readable (text); a debugger may change it concurrently, hence the
+    // volatile read of a single byte.
+    unsafe { std::ptr::read_volatile(f) == 0xcc }
 }
 
-/// The image's debug sections as read from its file.
-#[derive(Default)]
+/// Where the image's debug sections lie in its file, and their fixups;
+/// the bytes are read when the object is built, straight to their place
+/// in it.
 pub struct DebugSections {
-    /// `(name, bytes)` in the image's section order.
-    pub sections: Vec<(String, Vec<u8>)>,
+    /// The image file (a duplicate descriptor: the file read at load).
+    file: std::fs::File,
+    /// `(name, file offset, size)` in the image's section order.
+    sections: Vec<(String, u64, usize)>,
     /// What to add where.
-    pub fixups: Vec<DebugFixup>,
+    fixups: Vec<DebugFixup>,
 }
 
-/// Reads the `.debug_*` sections and their fixups through `read_at`
-/// (offset, length → bytes). `None` when the image has none or they are
-/// malformed (the object then carries symbols and unwind tables only).
-pub fn read_debug(
-    read_at: &dyn Fn(u64, usize) -> Option<Vec<u8>>,
-    file_size: u64,
-) -> Option<DebugSections> {
-    let ehdr = read_at(0, 64)?;
+fn read_at(file: &std::fs::File, off: u64, len: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let mut v = vec![0u8; len];
+    file.read_exact_at(&mut v, off).ok()?;
+    Some(v)
+}
+
+/// Finds the `.debug_*` sections and reads their fixups. hcr-link puts
+/// them last before `.shstrtab`, the fixup table right before it, so only
+/// the tail of the section header table and of the name table is read (an
+/// image without debug information costs three small reads). `None` when
+/// the image has none or they are malformed (the object then carries
+/// symbols and unwind tables only).
+pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> {
+    /// At most this many debug sections are looked for.
+    const MAX_DEBUG: u32 = 64;
+    let ehdr = read_at(&file, 0, 64)?;
     let (shoff, shnum, shstrndx) = hcr_image::section_table(&ehdr)?;
-    if shnum == 0 || shoff.checked_add(u64::from(shnum) * 64)? > file_size {
+    if shnum == 0 || shstrndx == 0 || shstrndx >= shnum {
         return None;
     }
-    let table = read_at(shoff, shnum as usize * 64)?;
-    let hdr = |i: u32| hcr_image::section_header_fields(table.get(i as usize * 64..)?);
-    let (_, str_off, str_size, _) = hdr(shstrndx)?;
-    if str_off.checked_add(str_size)? > file_size {
+    if shoff.checked_add(u64::from(shnum) * 64)? > file_size {
         return None;
     }
-    let names = read_at(str_off, usize::try_from(str_size).ok()?)?;
-    let name_at = |n: u32| -> Option<&str> {
-        let b = names.get(n as usize..)?;
-        let end = b.iter().position(|&c| c == 0)?;
-        std::str::from_utf8(&b[..end]).ok()
+    let first = shstrndx.saturating_sub(MAX_DEBUG + 1).max(1);
+    let table = read_at(
+        &file,
+        shoff + u64::from(first) * 64,
+        (shstrndx + 1 - first) as usize * 64,
+    )?;
+    let hdr = |i: u32| hcr_image::section_header_fields(table.get((i - first) as usize * 64..)?);
+    let in_file = |i: u32| -> Option<(u64, usize)> {
+        let (_, off, size, _) = hdr(i)?;
+        (off.checked_add(size)? <= file_size).then_some((off, usize::try_from(size).ok()?))
     };
-    let mut out = DebugSections::default();
-    let mut fixups = None;
-    for i in 1..shnum {
-        let (n, off, size, _) = hdr(i)?;
-        let name = name_at(n)?;
-        let is_debug = name.starts_with(".debug_");
-        if !is_debug && name != hcr_image::DEBUG_FIXUPS_SECTION {
-            continue;
-        }
-        if off.checked_add(size)? > file_size {
-            return None;
-        }
-        let bytes = read_at(off, usize::try_from(size).ok()?)?;
-        if is_debug {
-            out.sections.push((name.to_string(), bytes));
-        } else {
-            fixups = hcr_image::decode_debug_fixups(&bytes);
-        }
+    let (str_off, str_size) = in_file(shstrndx)?;
+    // The names of the candidates lie at the end of the name table.
+    let lowest = (first..shstrndx)
+        .filter_map(|i| hdr(i).map(|h| h.0))
+        .min()?;
+    let lowest = (lowest as usize).min(str_size);
+    let names = read_at(&file, str_off + lowest as u64, str_size - lowest)?;
+    let name_at = |i: u32| -> Option<String> {
+        let n = (hdr(i)?.0 as usize).checked_sub(lowest)?;
+        let b = names.get(n..)?;
+        let end = b.iter().position(|&c| c == 0)?;
+        Some(std::str::from_utf8(&b[..end]).ok()?.to_string())
+    };
+    let fixups_index = shstrndx - 1;
+    if name_at(fixups_index)? != hcr_image::DEBUG_FIXUPS_SECTION {
+        return None;
     }
-    out.fixups = fixups?;
-    (!out.sections.is_empty()).then_some(out)
+    let (off, size) = in_file(fixups_index)?;
+    let fixups = hcr_image::decode_debug_fixups(&read_at(&file, off, size)?)?;
+    let mut start = fixups_index;
+    while start > first && name_at(start - 1)?.starts_with(".debug_") {
+        start -= 1;
+    }
+    let mut sections = Vec::new();
+    for i in start..fixups_index {
+        let (off, size) = in_file(i)?;
+        sections.push((name_at(i)?, off, size));
+    }
+    (!sections.is_empty()).then_some(DebugSections {
+        file,
+        sections,
+        fixups,
+    })
 }
 
 /// What the object describes.
@@ -340,36 +383,22 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     }
     let first_global = (locals.len() / 24) as u32;
     locals.extend_from_slice(&globals);
-    // Debug sections, relocated to where code and globals are.
+    // Debug sections: their bytes are read from the image straight into
+    // the object below, then relocated there.
+    let first_debug = secs.len();
     if let Some(dbg) = d.debug {
-        let mut data: Vec<Vec<u8>> = dbg.sections.iter().map(|(_, b)| b.clone()).collect();
-        for f in &dbg.fixups {
-            let add = match f.kind {
-                DebugTarget::Area => d.base,
-                DebugTarget::Object => d.objects.get(f.target as usize).copied().unwrap_or(0),
-            };
-            let v = (f.value as u64).wrapping_add(add);
-            let w = usize::from(f.width);
-            let Some(field) = data.get_mut(usize::from(f.section)).and_then(|s| {
-                let o = usize::try_from(f.offset).ok()?;
-                s.get_mut(o..o.checked_add(w)?)
-            }) else {
-                continue;
-            };
-            field.copy_from_slice(&v.to_le_bytes()[..w]);
-        }
-        for ((n, _), bytes) in dbg.sections.iter().zip(data) {
+        for (n, _, size) in &dbg.sections {
             secs.push(Shdr {
                 name: name(n),
                 sh_type: SHT_PROGBITS,
                 flags: 0,
                 addr: 0,
-                size: bytes.len() as u64,
+                size: *size as u64,
                 link: 0,
                 info: 0,
                 align: 1,
                 entsize: 0,
-                data: bytes,
+                data: Vec::new(),
             });
         }
     }
@@ -415,32 +444,37 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
         data: shstr,
     });
     // File: header, section bytes, section headers.
-    let mut out = vec![0u8; 64];
     let mut offsets = Vec::with_capacity(secs.len());
+    let mut at = 64u64;
     for s in &secs {
-        while out.len() % 8 != 0 {
-            out.push(0);
+        at = at.next_multiple_of(8);
+        offsets.push(at);
+        if s.sh_type != SHT_NOBITS {
+            at += s.size;
         }
-        offsets.push(out.len() as u64);
-        out.extend_from_slice(&s.data);
     }
-    while out.len() % 8 != 0 {
-        out.push(0);
-    }
-    let shoff = out.len() as u64;
-    out.extend_from_slice(&[0u8; 64]);
+    let shoff = at.next_multiple_of(8);
+    let mut out = vec![0u8; shoff as usize + 64 * (secs.len() + 1)];
     for (s, &off) in secs.iter().zip(&offsets) {
-        out.extend_from_slice(&s.name.to_le_bytes());
-        out.extend_from_slice(&s.sh_type.to_le_bytes());
-        out.extend_from_slice(&s.flags.to_le_bytes());
-        out.extend_from_slice(&s.addr.to_le_bytes());
-        out.extend_from_slice(&off.to_le_bytes());
-        out.extend_from_slice(&s.size.to_le_bytes());
-        out.extend_from_slice(&s.link.to_le_bytes());
-        out.extend_from_slice(&s.info.to_le_bytes());
-        out.extend_from_slice(&s.align.to_le_bytes());
-        out.extend_from_slice(&s.entsize.to_le_bytes());
+        out[off as usize..off as usize + s.data.len()].copy_from_slice(&s.data);
     }
+    if let Some(dbg) = d.debug {
+        read_and_relocate(d, dbg, &mut out, &offsets[first_debug..]);
+    }
+    let mut hdrs = Vec::with_capacity(64 * secs.len());
+    for (s, &off) in secs.iter().zip(&offsets) {
+        hdrs.extend_from_slice(&s.name.to_le_bytes());
+        hdrs.extend_from_slice(&s.sh_type.to_le_bytes());
+        hdrs.extend_from_slice(&s.flags.to_le_bytes());
+        hdrs.extend_from_slice(&s.addr.to_le_bytes());
+        hdrs.extend_from_slice(&off.to_le_bytes());
+        hdrs.extend_from_slice(&s.size.to_le_bytes());
+        hdrs.extend_from_slice(&s.link.to_le_bytes());
+        hdrs.extend_from_slice(&s.info.to_le_bytes());
+        hdrs.extend_from_slice(&s.align.to_le_bytes());
+        hdrs.extend_from_slice(&s.entsize.to_le_bytes());
+    }
+    out[shoff as usize + 64..].copy_from_slice(&hdrs);
     let nsec = secs.len() as u16 + 1;
     out[..4].copy_from_slice(b"\x7fELF");
     out[4] = 2; // ELFCLASS64
@@ -455,6 +489,42 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     out[60..62].copy_from_slice(&nsec.to_le_bytes());
     out[62..64].copy_from_slice(&(nsec - 1).to_le_bytes());
     out
+}
+
+/// Reads the debug sections into `out` at `offsets` and adds run-time
+/// addresses where the fixups say. A section that cannot be read is left
+/// zeroed (a debugger then finds no units in it); fixups outside their
+/// section are skipped.
+fn read_and_relocate(d: &ImageDesc<'_>, dbg: &DebugSections, out: &mut [u8], offsets: &[u64]) {
+    use std::os::unix::fs::FileExt as _;
+    let mut spans = Vec::with_capacity(dbg.sections.len());
+    for ((_, file_off, size), &at) in dbg.sections.iter().zip(offsets) {
+        let span = at as usize..at as usize + size;
+        if dbg
+            .file
+            .read_exact_at(&mut out[span.clone()], *file_off)
+            .is_err()
+        {
+            out[span.clone()].fill(0);
+        }
+        spans.push(span);
+    }
+    for f in &dbg.fixups {
+        let add = match f.kind {
+            DebugTarget::Area => d.base,
+            DebugTarget::Object => d.objects.get(f.target as usize).copied().unwrap_or(0),
+        };
+        let v = (f.value as u64).wrapping_add(add);
+        let w = usize::from(f.width);
+        let Some(field) = spans.get(usize::from(f.section)).and_then(|s| {
+            let o = usize::try_from(f.offset).ok()?;
+            let end = o.checked_add(w)?;
+            (end <= s.len()).then(|| &mut out[s.start + o..s.start + end])
+        }) else {
+            continue;
+        };
+        field.copy_from_slice(&v.to_le_bytes()[..w]);
+    }
 }
 
 /// The registrations of the images still mapped, by area base.

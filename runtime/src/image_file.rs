@@ -209,16 +209,13 @@ impl<'p> ImageFile<'p> {
         self.unchanged()
     }
 
-    /// `len` bytes at file offset `off` (tool-only sections, read on
-    /// demand).
+    /// A second descriptor of the same open file (to read its tool-only
+    /// sections later, e.g. debug information for a debugger).
     ///
     /// # Errors
-    /// As [`ImageFile::read`].
-    pub fn read_bytes(&self, off: u64, len: usize) -> Result<Vec<u8>, Error> {
-        let mut v = vec![0u8; len];
-        self.read_exact_at(&mut v, off)?;
-        self.unchanged()?;
-        Ok(v)
+    /// The descriptor cannot be duplicated.
+    pub fn duplicate(&self) -> std::io::Result<File> {
+        self.file.try_clone()
     }
 
     /// Fills `dst` from file offset `off`; a short file is an error.

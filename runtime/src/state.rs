@@ -560,10 +560,9 @@ impl State {
         match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk) {
             Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
                 debug: crate::gdb_jit::wanted().then(|| {
-                    crate::gdb_jit::read_debug(
-                        &|off, len| file.read_bytes(off, len).ok(),
-                        stat.size,
-                    )
+                    file.duplicate()
+                        .ok()
+                        .and_then(|f| crate::gdb_jit::read_debug(f, stat.size))
                 }),
                 manifest: view.manifest,
                 area,

@@ -91,7 +91,14 @@ fn build(dir: &Path, opt: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
 /// stdout and stderr together.
 fn gdb(image: &Path, args: &[&Path], cmds: &[&str]) -> String {
     let mut c = Command::new("gdb");
-    c.args(["-nx", "-batch", "-ex", "set pagination off", "-ex", "set breakpoint pending on"]);
+    c.args([
+        "-nx",
+        "-batch",
+        "-ex",
+        "set pagination off",
+        "-ex",
+        "set breakpoint pending on",
+    ]);
     for cmd in cmds {
         c.arg("-ex").arg(cmd);
     }

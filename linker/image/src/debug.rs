@@ -97,17 +97,6 @@ pub fn decode_debug_fixups(bytes: &[u8]) -> Option<Vec<DebugFixup>> {
         .collect()
 }
 
-/// A section as the ELF section header table describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SectionHeader {
-    /// Name (from the section-name string table).
-    pub name: String,
-    /// File offset of the contents.
-    pub offset: u64,
-    /// Size of the contents.
-    pub size: u64,
-}
-
 /// Where the section header table lies: `(e_shoff, e_shnum, e_shstrndx)`,
 /// from the first 64 bytes of an ELF64 little-endian file (extended
 /// numbering resolved by the caller through section 0 when `e_shnum` is 0).

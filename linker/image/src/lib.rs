@@ -25,7 +25,7 @@ use std::ops::Range;
 pub use codec::{DecodeError, Fixups};
 pub use debug::{
     decode_debug_fixups, encode_debug_fixups, section_header_fields, section_table, DebugFixup,
-    DebugTarget, SectionHeader, DEBUG_FIXUPS_SECTION, DEBUG_FIXUP_SIZE, DEBUG_MAGIC,
+    DebugTarget, DEBUG_FIXUPS_SECTION, DEBUG_FIXUP_SIZE, DEBUG_MAGIC,
 };
 
 /// Version of the manifest and load-plan encoding.

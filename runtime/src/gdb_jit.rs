@@ -21,7 +21,7 @@
 
 use std::sync::Mutex;
 
-use hcr_image::{DebugFixup, DebugTarget, Manifest};
+use hcr_image::{DebugTarget, Manifest};
 
 /// `jit_actions_t` of the GDB JIT interface.
 const JIT_NOACTION: u32 = 0;
@@ -182,11 +182,21 @@ fn debugger_breakpoint() -> bool {
 /// in it.
 pub struct DebugSections {
     /// The image file (a duplicate descriptor: the file read at load).
-    file: std::fs::File,
+    pub file: std::fs::File,
     /// `(name, file offset, size)` in the image's section order.
-    sections: Vec<(String, u64, usize)>,
-    /// What to add where.
-    fixups: Vec<DebugFixup>,
+    pub sections: Vec<(String, u64, usize)>,
+    /// Where the fixup table lies: file offset and size.
+    fixups: (u64, usize),
+}
+
+impl DebugSections {
+    /// File offset and size of the debug section `name`.
+    pub fn find(&self, name: &str) -> Option<(u64, u64)> {
+        self.sections
+            .iter()
+            .find(|s| s.0 == name)
+            .map(|s| (s.1, s.2 as u64))
+    }
 }
 
 fn read_at(file: &std::fs::File, off: u64, len: usize) -> Option<Vec<u8>> {
@@ -241,8 +251,7 @@ pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> 
     if name_at(fixups_index)? != hcr_image::DEBUG_FIXUPS_SECTION {
         return None;
     }
-    let (off, size) = in_file(fixups_index)?;
-    let fixups = hcr_image::decode_debug_fixups(&read_at(&file, off, size)?)?;
+    let fixups = in_file(fixups_index)?;
     let mut start = fixups_index;
     while start > first && name_at(start - 1)?.starts_with(".debug_") {
         start -= 1;
@@ -509,7 +518,10 @@ fn read_and_relocate(d: &ImageDesc<'_>, dbg: &DebugSections, out: &mut [u8], off
         }
         spans.push(span);
     }
-    for f in &dbg.fixups {
+    let fixups = read_at(&dbg.file, dbg.fixups.0, dbg.fixups.1)
+        .and_then(|b| hcr_image::decode_debug_fixups(&b))
+        .unwrap_or_default();
+    for f in &fixups {
         let add = match f.kind {
             DebugTarget::Area => d.base,
             DebugTarget::Object => d.objects.get(f.target as usize).copied().unwrap_or(0),

@@ -22,6 +22,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod crash;
 pub mod ffi;
 pub mod gdb_jit;
 mod globals;

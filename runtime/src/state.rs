@@ -112,9 +112,9 @@ pub struct Prepared {
     new_globals: Vec<(usize, Global, bool)>,
     /// Kept globals with pointer fields into the image: new field values.
     rebase: Vec<(u32, Vec<FieldValue>)>,
-    /// Debug sections for the debugger registration (`None`: no debugger
-    /// wants this load; see `gdb_jit::wanted`).
-    debug: Option<Option<crate::gdb_jit::DebugSections>>,
+    /// Where the image's debug sections lie (for debuggers and crash
+    /// reports).
+    debug: Option<crate::gdb_jit::DebugSections>,
 }
 
 impl Prepared {
@@ -323,6 +323,7 @@ pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
 
 impl State {
     pub fn new(path: &Path, opts: &Options) -> Result<State, Error> {
+        crate::crash::install();
         let mut window = Window::reserve(opts.window_size)?;
         let mut heap = Heap::default();
         let dso_handle = heap.alloc(&mut window, 8, 8)?;
@@ -559,11 +560,10 @@ impl State {
         }
         match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk) {
             Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
-                debug: crate::gdb_jit::wanted().then(|| {
-                    file.duplicate()
-                        .ok()
-                        .and_then(|f| crate::gdb_jit::read_debug(f, stat.size))
-                }),
+                debug: file
+                    .duplicate()
+                    .ok()
+                    .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
                 manifest: view.manifest,
                 area,
                 stat,
@@ -788,6 +788,14 @@ impl State {
         } = p;
         let m = &manifest;
         let base = area.base as u64;
+        // Crash reports name this image's functions from now on.
+        let generation = self.generation + u32::from(self.current.is_some());
+        crate::crash::publish(crate::crash::Table::new(
+            m,
+            base,
+            generation,
+            debug.as_ref().and_then(crash_lines),
+        ));
         // New trampolines join the registry.
         if let Some(batch) = new_trampolines {
             let first = self.functions.len() as u32;
@@ -1007,7 +1015,7 @@ impl State {
             obj_gid,
         });
         self.disk = DiskCache::default();
-        if let Some(debug) = debug {
+        if crate::gdb_jit::wanted() {
             self.register_with_debuggers(debug.as_ref());
         }
         Followups { ctors, on_reload }
@@ -1051,6 +1059,7 @@ impl State {
                 keep.push(r);
             } else {
                 self.jit.remove(r.area.base);
+                crate::crash::withdraw(r.area.base as u64);
                 // SAFETY: see the rule above and ARCHITECTURE.md ("When an
                 // old image is freed").
                 unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
@@ -1163,10 +1172,12 @@ impl State {
         // documents that no image code may run afterwards.
         unsafe { self.heap.release(&mut self.window) };
         if let Some(c) = self.current.take() {
+            crate::crash::withdraw(c.area.base as u64);
             // SAFETY: as above.
             unsafe { hcr_loader::unload_area(&mut self.window, c.area) };
         }
         for r in self.retired.drain(..) {
+            crate::crash::withdraw(r.area.base as u64);
             // SAFETY: as above.
             unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
         }
@@ -1222,6 +1233,16 @@ impl State {
             window_free: self.window.free_bytes(),
         }
     }
+}
+
+/// Where the line table of an image lies, for crash reports.
+fn crash_lines(d: &crate::gdb_jit::DebugSections) -> Option<crate::crash::LineSource> {
+    Some(crate::crash::LineSource {
+        line: d.find(".debug_line")?,
+        line_str: d.find(".debug_line_str"),
+        str_: d.find(".debug_str"),
+        file: d.file.try_clone().ok()?,
+    })
 }
 
 /// Writes a warning to stderr; never fails (a closed stderr must not stop a

@@ -153,16 +153,16 @@ pub fn withdraw(base: u64) {
         let p = slot.load(Ordering::Acquire);
         // SAFETY: a non-null slot holds a table published by `publish`,
         // freed only here after it was taken out of its slot.
-        if !p.is_null() && unsafe { (*p).base } == base {
-            if slot
+        let same = !p.is_null() && unsafe { (*p).base } == base;
+        if same
+            && slot
                 .compare_exchange(p, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-            {
-                // SAFETY: taken out of its slot above; no new reader can
-                // find it. A crash handler already reading it on another
-                // thread is the documented race of freeing an image.
-                drop(unsafe { Box::from_raw(p) });
-            }
+        {
+            // SAFETY: taken out of its slot above; no new reader can find
+            // it. A crash handler already reading it on another thread is
+            // the documented race of freeing an image.
+            drop(unsafe { Box::from_raw(p) });
         }
     }
 }
@@ -183,13 +183,29 @@ pub fn generation_of(pc: u64) -> Option<u32> {
     table_of(pc).map(|t| t.generation)
 }
 
+/// `SIGNAL in MODULE:FUNCTION (FILE:LINE), image generation N` for a
+/// crash at `pc` (outside a signal handler).
+pub fn describe(sig: libc::c_int, pc: u64) -> String {
+    let mut out = Buf::new();
+    out.put(signal_name(sig));
+    out.put(b" in ");
+    if let Some(t) = table_of(pc) {
+        put_frame(&mut out, t, pc, pc);
+    } else {
+        out.put(b"module code");
+    }
+    String::from_utf8_lossy(&out.b[..out.n]).into_owned()
+}
+
 struct OldAction(std::cell::UnsafeCell<[libc::sigaction; 5]>);
 // SAFETY: written once by `install` before any handler can run (under the
 // Once), read-only afterwards.
 unsafe impl Sync for OldAction {}
 
-// SAFETY (zeroed): sigaction is plain data; all-zero is SIG_DFL.
-static OLD: OldAction = OldAction(std::cell::UnsafeCell::new(unsafe { std::mem::zeroed() }));
+static OLD: OldAction = OldAction(std::cell::UnsafeCell::new(
+    // SAFETY: sigaction is plain data; all-zero is SIG_DFL.
+    unsafe { std::mem::zeroed() },
+));
 static INSTALLED: std::sync::Once = std::sync::Once::new();
 static IN_REPORT: AtomicBool = AtomicBool::new(false);
 

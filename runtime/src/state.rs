@@ -212,7 +212,9 @@ pub struct State {
 
 /// An image replaced by a reload, kept while code may still run in it.
 struct Retired {
-    area: LoadedArea,
+    /// The image as it was live (kept whole: a crash guard may roll back
+    /// to it).
+    image: Current,
     generation: u32,
     at: std::time::Instant,
 }
@@ -1002,7 +1004,7 @@ impl State {
         }
         if let Some(old) = self.current.take() {
             self.retired.push(Retired {
-                area: old.area,
+                image: old,
                 generation: self.generation,
                 at: std::time::Instant::now(),
             });
@@ -1053,16 +1055,16 @@ impl State {
         let mut keep = Vec::new();
         for r in std::mem::take(&mut self.retired) {
             let in_use = !due(&r)
-                || stack.iter().any(|&a| r.area.contains(a))
-                || words.iter().any(|&w| r.area.contains(w as usize));
+                || stack.iter().any(|&a| r.image.area.contains(a))
+                || words.iter().any(|&w| r.image.area.contains(w as usize));
             if in_use {
                 keep.push(r);
             } else {
-                self.jit.remove(r.area.base);
-                crate::crash::withdraw(r.area.base as u64);
+                self.jit.remove(r.image.area.base);
+                crate::crash::withdraw(r.image.area.base as u64);
                 // SAFETY: see the rule above and ARCHITECTURE.md ("When an
                 // old image is freed").
-                unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
+                unsafe { hcr_loader::unload_area(&mut self.window, r.image.area) };
             }
         }
         self.retired = keep;
@@ -1177,11 +1179,80 @@ impl State {
             unsafe { hcr_loader::unload_area(&mut self.window, c.area) };
         }
         for r in self.retired.drain(..) {
-            crate::crash::withdraw(r.area.base as u64);
+            crate::crash::withdraw(r.image.area.base as u64);
             // SAFETY: as above.
-            unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
+            unsafe { hcr_loader::unload_area(&mut self.window, r.image.area) };
         }
         self.handlers.clear();
+    }
+
+    /// After a crash in code of generation `crashed` inside a crash guard:
+    /// when that is the live image and a previous one is still mapped,
+    /// makes the previous image live again (every permanent address runs
+    /// its code; functions it lacks get the removed-function stub; globals
+    /// keep their values). The crashed image file is not loaded again
+    /// until it changes on disk. Returns the generation now running.
+    pub fn roll_back(&mut self, crashed: u32) -> Option<u32> {
+        if crashed != self.generation || self.generation == 0 {
+            return None;
+        }
+        let pos = self
+            .retired
+            .iter()
+            .rposition(|r| r.generation + 1 == crashed)?;
+        let prev = self.retired.remove(pos);
+        let crashed_image = self.current.take()?;
+        let base = prev.image.area.base as u64;
+        let m = &prev.image.manifest;
+        let mut live = vec![false; self.functions.len()];
+        for (fi, &t) in prev.image.fn_tid.iter().enumerate() {
+            if t == NONE || t as usize >= self.functions.len() {
+                continue;
+            }
+            let e = &mut self.functions[t as usize];
+            trampoline::store_slot(e.tramp.slot, base + u64::from(m.functions[fi].offset));
+            e.removed_stub = None;
+            live[t as usize] = true;
+        }
+        let gone: Vec<u32> = crashed_image
+            .fn_tid
+            .iter()
+            .copied()
+            .filter(|&t| t != NONE && !live[t as usize])
+            .collect();
+        if !gone.is_empty() {
+            let names: Vec<String> = gone
+                .iter()
+                .map(|&t| {
+                    let e = &self.functions[t as usize];
+                    format!("{}:{}", e.module, e.name)
+                })
+                .collect();
+            match trampoline::make_removed_stubs(&mut self.window, &names) {
+                Ok((chunk, addrs)) => {
+                    for (&t, a) in gone.iter().zip(addrs) {
+                        let e = &mut self.functions[t as usize];
+                        trampoline::store_slot(e.tramp.slot, a);
+                        e.removed_stub = Some(a);
+                    }
+                    self.stubs.push(chunk);
+                }
+                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
+            }
+        }
+        let stat = crashed_image.stat;
+        self.retired.push(Retired {
+            image: crashed_image,
+            generation: crashed,
+            at: std::time::Instant::now(),
+        });
+        let mut restored = prev.image;
+        // The crashed file counts as loaded: nothing to reload until the
+        // image on disk changes.
+        restored.stat = stat;
+        self.current = Some(restored);
+        self.disk = DiskCache::default();
+        Some(prev.generation)
     }
 
     /// Registers the live image with debuggers (the GDB JIT interface).

@@ -28,6 +28,7 @@ pub mod gdb_jit;
 mod globals;
 mod guard;
 mod image_file;
+mod perf_map;
 mod state;
 pub mod trampoline;
 

@@ -208,6 +208,8 @@ pub struct State {
     scratch: Scratch,
     /// Loaded images registered with debuggers.
     jit: crate::gdb_jit::Registry,
+    /// Write `/tmp/perf-PID.map`.
+    perf_map: bool,
 }
 
 /// An image replaced by a reload, kept while code may still run in it.
@@ -237,6 +239,9 @@ pub struct Options {
     /// hosts whose other threads may still run old code when a reload
     /// happens. Default: `HCR_KEEP_RETIRED_IMAGES=1` in the environment.
     pub keep_retired_images: bool,
+    /// Append every loaded image's symbols to `/tmp/perf-PID.map` for
+    /// `perf`. Default: `HCR_PERF_MAP=1` in the environment.
+    pub perf_map: bool,
 }
 
 impl Default for Options {
@@ -246,6 +251,7 @@ impl Default for Options {
             window_size: hcr_loader::mem::DEFAULT_WINDOW,
             allow_insecure_image: env("HCR_ALLOW_INSECURE_IMAGE"),
             keep_retired_images: env("HCR_KEEP_RETIRED_IMAGES"),
+            perf_map: env("HCR_PERF_MAP"),
         }
     }
 }
@@ -337,6 +343,7 @@ impl State {
             allow_insecure_image: opts.allow_insecure_image,
             scratch: Scratch::default(),
             jit: crate::gdb_jit::Registry::default(),
+            perf_map: opts.perf_map,
             functions: Vec::new(),
             fn_index: Index::default(),
             owner_of_trampoline: HashMap::default(),
@@ -1020,6 +1027,9 @@ impl State {
         if crate::gdb_jit::wanted() {
             self.register_with_debuggers(debug.as_ref());
         }
+        if self.perf_map {
+            self.write_perf_map(generation);
+        }
         Followups { ctors, on_reload }
     }
 
@@ -1253,6 +1263,49 @@ impl State {
         self.current = Some(restored);
         self.disk = DiskCache::default();
         Some(prev.generation)
+    }
+
+    /// Appends the live image's functions, every trampoline and every
+    /// removed-function stub to `/tmp/perf-PID.map`.
+    fn write_perf_map(&self, generation: u32) {
+        use crate::perf_map::line;
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        let m = &c.manifest;
+        let base = c.area.base as u64;
+        let mut out = String::new();
+        for f in &m.functions {
+            if m.modules[f.module.0 as usize].reachable && f.size > 0 {
+                line(
+                    &mut out,
+                    base + u64::from(f.offset),
+                    u64::from(f.size),
+                    format_args!(
+                        "{}:{} [hcr generation {generation}]",
+                        m.module_name(f.module),
+                        m.str(f.name)
+                    ),
+                );
+            }
+        }
+        for e in &self.functions {
+            line(
+                &mut out,
+                e.tramp.code,
+                trampoline::TRAMPOLINE_SIZE as u64,
+                format_args!("{}:{} [hcr trampoline]", e.module, e.name),
+            );
+            if let Some(a) = e.removed_stub {
+                line(
+                    &mut out,
+                    a,
+                    trampoline::STUB_SIZE as u64,
+                    format_args!("{}:{} [hcr removed-function stub]", e.module, e.name),
+                );
+            }
+        }
+        crate::perf_map::append(&out);
     }
 
     /// Registers the live image with debuggers (the GDB JIT interface).

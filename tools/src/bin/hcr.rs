@@ -38,6 +38,11 @@ enum Command {
         /// by another user (refused by default).
         #[arg(long)]
         allow_insecure_image: bool,
+        /// Append every loaded image's functions, trampolines and stubs to
+        /// /tmp/perf-PID.map, so `perf report` names them (also
+        /// HCR_PERF_MAP=1).
+        #[arg(long)]
+        perf_map: bool,
         /// Arguments for `main` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -87,12 +92,14 @@ fn main() -> ExitCode {
             auto_reload,
             exit_with_parent,
             allow_insecure_image,
+            perf_map,
             args,
         } => {
             let opts = hcr_tools::run::RunOptions {
                 auto_reload,
                 exit_with_parent,
                 allow_insecure_image,
+                perf_map,
             };
             match hcr_tools::run::run_with(&image, &args, &opts) {
                 Ok(code) => {

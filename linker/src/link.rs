@@ -5,14 +5,15 @@ use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use hcr_image::{
-    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Manifest, Module, ModuleId, Object,
-    PlanStats, Span, TargetClass, PAGE_SIZE,
+    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Library, Manifest, Module, ModuleId,
+    Object, PlanStats, Span, TargetClass, PAGE_SIZE,
 };
 use rayon::prelude::*;
 
 use crate::arch::x86_64::{self as x86, *};
 use crate::error::{Diagnostic, Diags, LinkError};
 use crate::input::MappedInput;
+use crate::libs::SharedLib;
 use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
 use crate::{LinkConfig, LinkOutput};
 
@@ -263,6 +264,7 @@ impl Timer {
 pub(crate) fn link(
     config: &LinkConfig,
     inputs: &[&MappedInput],
+    libs: &[SharedLib],
     sink: &mut dyn crate::input::Sink,
     timer: &mut Timer,
 ) -> Result<LinkOutput, LinkError> {
@@ -318,6 +320,9 @@ pub(crate) fn link(
         m.global_def = r.global_def;
     }
     let reachable = reachability(&mods, root);
+    // Host symbols that no library defines: warned about (all at once), not
+    // refused, since a host program embedding the runtime may define them.
+    let warnings = unresolved_host_warnings(&mods, &reachable, &hosts, libs);
 
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
@@ -355,7 +360,7 @@ pub(crate) fn link(
 
     timer.lap("copy + relocate");
     // 10. The ELF file, and the manifest (built while the modules render).
-    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, &applied);
+    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, libs, &applied);
     // Debug sections, relocated as far as the link can (tool-only).
     let debug = crate::debug::build(&mods);
     timer.lap("debug sections");
@@ -377,6 +382,7 @@ pub(crate) fn link(
         stats: manifest.stats,
         size,
         bytes: Vec::new(),
+        warnings,
     };
     if config.skip_free {
         std::mem::forget((mods, manifest, applied, debug));
@@ -895,6 +901,49 @@ fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Ve
         }
     }
     hosts
+}
+
+/// One warning per module naming every host symbol it wants that no
+/// library defines (the default libraries and `-l` ones), nor the runtime.
+fn unresolved_host_warnings(
+    mods: &[Mod<'_>],
+    reachable: &[bool],
+    hosts: &[Host<'_>],
+    libs: &[SharedLib],
+) -> Vec<String> {
+    let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
+    if !hosts.iter().any(wanted) {
+        return Vec::new();
+    }
+    let lookup = crate::libs::Lookup::new(libs);
+    let missing: Vec<bool> = hosts
+        .iter()
+        .map(|h| wanted(h) && !lookup.defines(h.name))
+        .collect();
+    let mut out = Vec::new();
+    for (mi, m) in mods.iter().enumerate() {
+        if !reachable[mi] {
+            continue;
+        }
+        let names: Vec<&str> = m
+            .undefined
+            .iter()
+            .filter(|&&h| missing[h as usize])
+            .map(|&h| hosts[h as usize].name)
+            .collect();
+        if !names.is_empty() {
+            out.push(format!(
+                "module {}: undefined symbol{} {}: no module, library or the hcr runtime defines {} (add the library with -l NAME, or link the module that defines {}; a host program of your own may still provide {})",
+                m.obj.name,
+                if names.len() == 1 { "" } else { "s" },
+                names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            ));
+        }
+    }
+    out
 }
 
 struct Resolved {
@@ -1909,6 +1958,7 @@ fn build_manifest(
     reachable: &[bool],
     lay: &AreaLayout,
     hosts: &[Host<'_>],
+    libs: &[SharedLib],
     applied: &Applied,
 ) -> Manifest {
     let mut man = Manifest::default();
@@ -1984,6 +2034,14 @@ fn build_manifest(
             weak: h.weak,
         })
         .collect();
+    let libraries = libs
+        .iter()
+        .map(|l| Library {
+            request: man.intern(&l.request),
+            soname: man.intern(&l.soname),
+            path: man.intern(&l.path.to_string_lossy()),
+        })
+        .collect();
     Manifest {
         strings: man.strings,
         root: ModuleId(root),
@@ -1992,6 +2050,7 @@ fn build_manifest(
         functions,
         objects,
         hosts,
+        libraries,
         stats: PlanStats {
             relocations: applied.relocations,
             applied_at_link: applied.at_link,

@@ -27,10 +27,12 @@ pub mod ffi;
 pub mod gdb_jit;
 mod globals;
 mod guard;
+mod hostlibs;
 mod image_file;
 mod perf_map;
 mod state;
 pub mod trampoline;
+mod watcher;
 
 use std::ffi::{c_char, CString};
 use std::path::Path;
@@ -49,13 +51,21 @@ pub enum Error {
     /// Mapping or relocating failed.
     #[error(transparent)]
     Load(#[from] hcr_loader::LoadError),
-    /// A symbol is defined nowhere.
-    #[error("module {module}: undefined symbol '{symbol}': no module, the hcr runtime, or the host process defines it")]
+    /// Symbols defined nowhere: every one, with the module that wants it.
+    #[error("{}", hostlibs::render_unresolved(.missing))]
     Unresolved {
-        /// Module referencing it.
-        module: String,
-        /// Symbol.
-        symbol: String,
+        /// `(module, symbols it wants)`, in module order.
+        missing: Vec<(String, Vec<String>)>,
+    },
+    /// A library the image names (`hcr-link -l`) cannot be loaded.
+    #[error("cannot load library {soname} (hcr-link -l {request}): {reason}")]
+    Library {
+        /// What was asked for at link time.
+        request: String,
+        /// The soname tried.
+        soname: String,
+        /// The system loader's message.
+        reason: String,
     },
     /// The image could have been replaced by someone else.
     #[error("{0}")]
@@ -129,9 +139,19 @@ impl Runtime {
         ffi::set_keep_retired_images(keep);
     }
 
-    /// True when the image on disk holds changed modules.
+    /// True when the image on disk holds changed modules (false when it
+    /// cannot be read: [`Runtime::check_changed`] says why).
     pub fn has_any_module_changed(&self) -> bool {
-        ffi::with_state(|st| Ok(st.disk_diff()?.count() > 0)).unwrap_or(false)
+        self.check_changed().unwrap_or(false)
+    }
+
+    /// Whether the image on disk holds changed modules, or why that cannot
+    /// be told (missing, unreadable, torn or corrupt image).
+    ///
+    /// # Errors
+    /// The image on disk cannot be read or is not a valid image.
+    pub fn check_changed(&self) -> Result<bool, Error> {
+        ffi::any_module_changed()
     }
 
     /// Completed reloads.

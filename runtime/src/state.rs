@@ -128,6 +128,10 @@ impl Prepared {
 pub struct Followups {
     pub ctors: Vec<(String, u64)>,
     pub on_reload: Vec<(String, u64)>,
+    /// The image's exported symbols, when the set changed (new functions,
+    /// globals created or moved): to publish for `dlopen`'ed objects before
+    /// any module code runs.
+    pub exports: Option<Vec<hcr_loader::exports::Export>>,
 }
 
 /// Cached answer of "does the image on disk differ?".
@@ -613,10 +617,12 @@ impl State {
     > {
         let m = &view.manifest;
         let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
-        // Host symbols: the runtime's C API, then the process; C++ images
-        // get libstdc++ loaded when the host does not have it (a Rust or C
-        // host does not link it).
+        // Libraries the image names (`hcr-link -l`) come first, as
+        // `DT_NEEDED` ones do; then host symbols resolve through the
+        // runtime's C API, then the process.
+        crate::hostlibs::load_needed(m)?;
         let dso = self.dso_handle;
+        let window = &self.window;
         let lookup = |name: &str| {
             if name == "__dso_handle" {
                 return Some(dso);
@@ -625,40 +631,30 @@ impl State {
                 CString::new(name)
                     .ok()
                     .and_then(|c| hcr_loader::host_symbol(&c))
+                    // Never a name the runtime itself exported for plugins
+                    // (a function a reload removed is no host symbol).
+                    .filter(|&a| !window.contains(a as usize))
             })
         };
-        let mut cxx_loaded = false;
+        let mut defaults_loaded = false;
+        let mut missing = vec![false; m.hosts.len()];
         for (hi, h) in m.hosts.iter().enumerate() {
             let hname = m.str(h.name);
             let mut addr = lookup(hname);
-            if addr.is_none()
-                && !cxx_loaded
-                && (hname.starts_with("_Z")
-                    || hname.starts_with("__cxa")
-                    || hname.starts_with("__gxx"))
-            {
-                cxx_loaded = true;
-                if hcr_loader::load_host_library(c"libstdc++.so.6") {
-                    addr = lookup(hname);
-                }
+            if addr.is_none() && !defaults_loaded {
+                // What a `cc` link gives a program with no flag (libm,
+                // libstdc++, ...), loaded the first time an image needs
+                // something the process lacks.
+                defaults_loaded = true;
+                crate::hostlibs::load_defaults();
+                addr = lookup(hname);
             }
             match addr {
                 Some(a) => tables.hosts[hi] = a,
-                None if h.weak => {}
-                None => {
-                    let user = m
-                        .modules
-                        .iter()
-                        .find(|md| md.reachable && md.undefined.iter().any(|u| u.0 as usize == hi));
-                    if let Some(md) = user {
-                        return Err(Error::Unresolved {
-                            module: m.str(md.name).to_string(),
-                            symbol: hname.to_string(),
-                        });
-                    }
-                }
+                None => missing[hi] = !h.weak,
             }
         }
+        crate::hostlibs::check_missing(m, &reachable, &missing)?;
         // Globals: kept ones (same key, same size) resolve to their storage;
         // new ones are allocated now and freed again if anything fails.
         let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
@@ -805,6 +801,7 @@ impl State {
             generation,
             debug.as_ref().and_then(crash_lines),
         ));
+        let exports_changed = new_trampolines.is_some() || !new_globals.is_empty();
         // New trampolines join the registry.
         if let Some(batch) = new_trampolines {
             let first = self.functions.len() as u32;
@@ -1030,7 +1027,51 @@ impl State {
         if self.perf_map {
             self.write_perf_map(generation);
         }
-        Followups { ctors, on_reload }
+        Followups {
+            ctors,
+            on_reload,
+            exports: exports_changed.then(|| self.exports()),
+        }
+    }
+
+    /// Every global function (its permanent address) and global object (its
+    /// persistent storage) of the loaded image, by name; the first module
+    /// defining a name wins (a weak definition after a strong one).
+    pub fn exports(&self) -> Vec<hcr_loader::exports::Export> {
+        let Some(c) = &self.current else {
+            return Vec::new();
+        };
+        let m = &c.manifest;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (fi, f) in m.functions.iter().enumerate() {
+            let t = c.fn_tid[fi];
+            if !f.global || t == NONE || !seen.insert(m.str(f.name)) {
+                continue;
+            }
+            let e = &self.functions[t as usize];
+            out.push(hcr_loader::exports::Export {
+                name: m.str(f.name).to_string(),
+                addr: e.tramp.code,
+                size: u64::from(f.size),
+                func: true,
+            });
+        }
+        for (oi, o) in m.objects.iter().enumerate() {
+            let g = c.obj_gid[oi];
+            if !o.global || g == NONE || !seen.insert(m.str(o.name)) {
+                continue;
+            }
+            if let Some(e) = self.globals[g as usize].as_ref() {
+                out.push(hcr_loader::exports::Export {
+                    name: m.str(o.name).to_string(),
+                    addr: e.g.addr,
+                    size: o.size,
+                    func: false,
+                });
+            }
+        }
+        out
     }
 
     /// Frees retired images that no code can run in any more: ones retired

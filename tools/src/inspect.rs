@@ -85,6 +85,21 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
     writeln!(out, "root: {}", name(m, m.root))?;
     let order: Vec<&str> = m.init_order().iter().map(|&i| name(m, i)).collect();
     writeln!(out, "init order: {}", order.join(", "))?;
+    if !m.libraries.is_empty() {
+        let libs: Vec<String> = m
+            .libraries
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} (-l {}, {})",
+                    m.str(l.soname),
+                    m.str(l.request),
+                    m.str(l.path)
+                )
+            })
+            .collect();
+        writeln!(out, "libraries: {}", libs.join(", "))?;
+    }
     writeln!(out)?;
     writeln!(out, "import tree:")?;
     let mut seen = vec![false; m.modules.len()];
@@ -331,6 +346,7 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
         "init_order": m.init_order().iter().map(|&i| name(m, i)).collect::<Vec<_>>(),
         "modules": modules,
         "host_symbols": m.hosts.iter().map(|h| json!({"name": m.str(h.name), "weak": h.weak})).collect::<Vec<_>>(),
+        "libraries": m.libraries.iter().map(|l| json!({"request": m.str(l.request), "soname": m.str(l.soname), "path": m.str(l.path)})).collect::<Vec<_>>(),
         "plan": {
             "area_bytes": m.layout.area_size,
             "text_bytes": m.layout.text.len(),

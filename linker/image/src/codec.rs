@@ -259,6 +259,12 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
         e.str(h.name);
         e.u8(h.weak as u8);
     }
+    e.len(m.libraries.len());
+    for l in &m.libraries {
+        e.str(l.request);
+        e.str(l.soname);
+        e.str(l.path);
+    }
     for table in [fixups, object_fixups] {
         e.len(table.len());
         for f in table {
@@ -400,6 +406,14 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
         m.hosts.push(HostSymbol {
             name: d.str(t)?,
             weak: d.bool()?,
+        });
+    }
+    let n = d.len(24)?;
+    for _ in 0..n {
+        m.libraries.push(Library {
+            request: d.str(t)?,
+            soname: d.str(t)?,
+            path: d.str(t)?,
         });
     }
     let mut tables = [Fixups { raw: &[] }, Fixups { raw: &[] }];

@@ -29,7 +29,7 @@ pub use debug::{
 };
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// First bytes of the `.hcr.manifest` section.
 pub const MAGIC: [u8; 8] = *b"HCRIMAGE";
 /// Name of the manifest section (always section index 1).
@@ -215,6 +215,20 @@ pub struct HostSymbol {
     pub weak: bool,
 }
 
+/// A shared library the image needs (`hcr-link -l NAME`), loaded by the
+/// runtime before any module, as `DT_NEEDED` is by `ld.so`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Library {
+    /// What the user asked for (`m`, `z`, `:libfoo.so.2`).
+    pub request: Str,
+    /// The library's `DT_SONAME` (or its file name when it has none): what
+    /// the runtime asks the system loader for first.
+    pub soname: Str,
+    /// The absolute path hcr-link found it at: the runtime's fallback when
+    /// the soname is not on the system's search path (an `-L` directory).
+    pub path: Str,
+}
+
 /// Statistics of the load plan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlanStats {
@@ -245,6 +259,8 @@ pub struct Manifest {
     pub objects: Vec<Object>,
     /// Host symbols.
     pub hosts: Vec<HostSymbol>,
+    /// Shared libraries to load before the modules, in command-line order.
+    pub libraries: Vec<Library>,
     /// Statistics.
     pub stats: PlanStats,
 }

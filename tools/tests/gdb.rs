@@ -90,7 +90,9 @@ fn build(dir: &Path, opt: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
 /// Runs gdb in batch mode on `hcr run image ARGS` with `cmds`; returns
 /// stdout and stderr together.
 fn gdb(image: &Path, args: &[&Path], cmds: &[&str]) -> String {
-    let mut c = Command::new("gdb");
+    // A hung session fails the test instead of hanging it.
+    let mut c = Command::new("timeout");
+    c.args(["-s", "KILL", "120", "gdb"]);
     c.args([
         "-nx",
         "-batch",

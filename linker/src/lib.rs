@@ -20,6 +20,7 @@
 mod arch;
 mod debug;
 mod error;
+mod identity;
 #[allow(unsafe_code)]
 mod input;
 pub mod libs;

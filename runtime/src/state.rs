@@ -115,6 +115,8 @@ pub struct Prepared {
     /// Where the image's debug sections lie (for debuggers and crash
     /// reports).
     debug: Option<crate::gdb_jit::DebugSections>,
+    /// Warnings and re-keyed globals of identity checks beyond the keys.
+    identities: crate::identity::Decisions,
 }
 
 impl Prepared {
@@ -301,6 +303,24 @@ fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
         .filter(|(_, md)| md.reachable)
         .map(|(i, md)| (m.str(md.name), i))
         .collect()
+}
+
+/// Whether the program may load shared objects that need the image's
+/// symbols: a reachable module calls `dlopen`/`dlmopen`, the image names
+/// libraries (which may load plugins themselves), or `HCR_EXPORT_SYMBOLS=1`
+/// asks for it. Publishing costs about a microsecond per exported name, so
+/// programs that never load plugins do not pay it.
+fn may_load_plugins(m: &Manifest) -> bool {
+    if !m.libraries.is_empty() || std::env::var_os("HCR_EXPORT_SYMBOLS").is_some_and(|v| v == "1") {
+        return true;
+    }
+    m.modules.iter().filter(|md| md.reachable).any(|md| {
+        md.undefined.iter().any(|h| {
+            m.hosts
+                .get(h.0 as usize)
+                .is_some_and(|h| matches!(m.str(h.name), "dlopen" | "dlmopen"))
+        })
+    })
 }
 
 /// Pure: what changes between the loaded manifest and a new one. A module
@@ -516,6 +536,7 @@ impl State {
             })
             .unwrap_or_default();
         let mut pending_fns = 0u32;
+        let mut identities = crate::identity::Decisions::default();
         for md in m.modules.iter().filter(|md| md.reachable) {
             let same = old.and_then(|c| {
                 let oi = *old_modules.get(m.str(md.name))?;
@@ -545,9 +566,25 @@ impl State {
                     if let Some(g) = index_get(
                         &self.global_index,
                         m.str(md.name),
-                        m.str(m.objects[oi].name),
+                        m.object_key(&m.objects[oi]),
                     ) {
                         obj_gid[oi] = g;
+                    }
+                }
+                if let Some(c) = old {
+                    if let Some(&omi) = old_modules.get(m.str(md.name)) {
+                        crate::identity::match_renumbered(
+                            crate::identity::Version {
+                                manifest: &c.manifest,
+                                module: &c.manifest.modules[omi],
+                                gid: &c.obj_gid,
+                            },
+                            m,
+                            md,
+                            &mut obj_gid,
+                            NONE,
+                            &mut identities,
+                        );
                     }
                 }
             }
@@ -586,6 +623,7 @@ impl State {
                 new_trampolines,
                 new_globals,
                 rebase,
+                identities,
             })),
             Err(e) => {
                 if let Some(batch) = new_trampolines {
@@ -790,6 +828,7 @@ impl State {
             new_globals,
             rebase,
             debug,
+            identities,
         } = p;
         let m = &manifest;
         let base = area.base as u64;
@@ -801,7 +840,8 @@ impl State {
             generation,
             debug.as_ref().and_then(crash_lines),
         ));
-        let exports_changed = new_trampolines.is_some() || !new_globals.is_empty();
+        let exports_changed =
+            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         // New trampolines join the registry.
         if let Some(batch) = new_trampolines {
             let first = self.functions.len() as u32;
@@ -900,11 +940,22 @@ impl State {
                 Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
             }
         }
+        // Globals kept under a new identity are found by it from now on.
+        for w in &identities.warnings {
+            warn(format_args!("{w}"));
+        }
+        for (g, key) in identities.rekey {
+            if let Some(e) = self.globals[g as usize].as_mut() {
+                index_remove(&mut self.global_index, &e.module, &e.name);
+                e.name = Arc::from(key.as_str());
+                index_put(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
         // Globals: new ones join (replacing resized ones, with a warning).
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
             let module = m.module_name(o.module);
-            let oname = m.str(o.name);
+            let oname = m.object_key(o);
             if resized {
                 if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
@@ -1183,6 +1234,13 @@ impl State {
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
         let g = index_get(&self.global_index, module, name)?;
         self.globals[g as usize].as_ref().map(|e| e.g.addr)
+    }
+
+    /// The loaded image's root module ("" before the first load).
+    pub fn root_name(&self) -> &str {
+        self.current
+            .as_ref()
+            .map_or("", |c| c.manifest.module_name(c.manifest.root))
     }
 
     /// Root `main`'s permanent address.

@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 mod arch;
+mod debug;
 mod error;
 mod identity;
 #[allow(unsafe_code)]

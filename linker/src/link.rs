@@ -97,6 +97,43 @@ impl Mod<'_> {
     pub(crate) fn is_own_definition(&self, si: usize) -> bool {
         self.own_def.get(si).copied().unwrap_or(false)
     }
+    /// Where symbol `si` of this module lies, for a debug section's
+    /// reference to it (see `debug.rs`).
+    pub(crate) fn debug_place(&self, mods: &[Mod<'_>], mi: u32, si: usize) -> DebugPlace {
+        match self.tgt.get(si) {
+            Some(&Tgt::Loc { m, sec, off, .. }) => {
+                let tm = &mods[m as usize];
+                match tm.obj.sections[sec as usize].kind {
+                    SecKind::Data => match tm.sec_obj[sec as usize] {
+                        Some(g) => DebugPlace::Object(g, off),
+                        None => DebugPlace::None,
+                    },
+                    SecKind::Debug if m == mi => DebugPlace::Debug(sec, off),
+                    _ => match sec_area_offset(tm, sec as usize) {
+                        Some(a) => DebugPlace::Area(a + off),
+                        None => DebugPlace::None,
+                    },
+                }
+            }
+            Some(&Tgt::Common(g)) => DebugPlace::Object(g, 0),
+            Some(&Tgt::Abs(v)) => DebugPlace::Abs(v),
+            _ => DebugPlace::None,
+        }
+    }
+}
+
+/// Where a debug section's reference points.
+pub(crate) enum DebugPlace {
+    /// An area offset (code, read-only data, unwind tables).
+    Area(u64),
+    /// Object id and offset inside it.
+    Object(u32, u64),
+    /// A section of the same module and the offset in it.
+    Debug(u32, u64),
+    /// An absolute value.
+    Abs(u64),
+    /// Nothing loaded (discarded, host, thread-local): the field becomes 0.
+    None,
 }
 
 /// Sizes (before layout) or bases (after) of a module's four regions.
@@ -328,10 +365,14 @@ pub(crate) fn link(
     timer.lap("copy + relocate");
     // 10. The ELF file, and the manifest (built while the modules render).
     let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, libs, &applied);
+    // Debug sections, relocated as far as the link can (tool-only).
+    let debug = crate::debug::build(&mods);
+    timer.lap("debug sections");
     let (size, manifest) = crate::write::write_image(
         &mods,
         &make_manifest,
         &applied,
+        &debug,
         sink,
         timer,
         config.skip_free,
@@ -348,7 +389,7 @@ pub(crate) fn link(
         warnings,
     };
     if config.skip_free {
-        std::mem::forget((mods, manifest, applied));
+        std::mem::forget((mods, manifest, applied, debug));
     }
     Ok(out)
 }
@@ -1351,14 +1392,17 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
             m.obj
                 .sections
                 .iter()
-                .filter(|s| !matches!(s.kind, SecKind::Skip | SecKind::Discarded))
+                .filter(|s| !matches!(s.kind, SecKind::Skip | SecKind::Discarded | SecKind::Debug))
                 .map(|s| s.rel_len as usize)
                 .sum(),
         ),
     };
     let mut d = Diags::default();
     for (si, sec) in m.obj.sections.iter().enumerate() {
-        if matches!(sec.kind, SecKind::Skip | SecKind::Discarded) {
+        if matches!(
+            sec.kind,
+            SecKind::Skip | SecKind::Discarded | SecKind::Debug
+        ) {
             continue;
         }
         for r in m.obj.relocs(sec) {
@@ -1750,7 +1794,10 @@ fn apply_module(
     let mut fini_entries: Vec<(u32, u64, u32)> = Vec::new();
     let mut reload_entries: Vec<(u64, u32)> = Vec::new();
     for (si, sec) in m.obj.sections.iter().enumerate() {
-        if matches!(sec.kind, SecKind::Skip | SecKind::Discarded) {
+        if matches!(
+            sec.kind,
+            SecKind::Skip | SecKind::Discarded | SecKind::Debug
+        ) {
             continue;
         }
         let obj = if sec.kind == SecKind::Data {

@@ -33,6 +33,9 @@ pub(crate) enum SecKind {
     OnReload,
     /// Member of a COMDAT group another module already provides.
     Discarded,
+    /// `.debug_*`: not loaded; kept in the image for debuggers, with its
+    /// relocations resolved by `debug.rs`.
+    Debug,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +128,9 @@ fn classify(name: &str, sh_type: u32, flags: u64) -> SecKind {
     let exec = flags & elf::SHF_EXECINSTR.0 != 0;
     if name == ".hcr_on_reload" {
         return SecKind::OnReload;
+    }
+    if !alloc && name.starts_with(".debug_") && sh_type == elf::SHT_PROGBITS.0 {
+        return SecKind::Debug;
     }
     if !alloc
         || sh_type == elf::SHT_GROUP.0

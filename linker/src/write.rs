@@ -551,6 +551,7 @@ pub(crate) fn write_image(
     mods: &[Mod<'_>],
     make_manifest: &(dyn Fn() -> Manifest + Sync),
     applied: &Applied,
+    debug: &crate::debug::DebugOut,
     sink: &mut dyn crate::input::Sink,
     timer: &mut crate::link::Timer,
     skip_free: bool,
@@ -608,7 +609,14 @@ pub(crate) fn write_image(
     }
     let n_rela_secs = rs - first_rela_section;
     let symtab_index = first_rela_section + n_rela_secs;
-    let nsec = symtab_index + 3; // symtab, strtab, shstrtab
+    // Tool-only debug sections (and their fixup table) sit between
+    // `.strtab` and `.shstrtab`.
+    let n_debug = if debug.sections.is_empty() {
+        0
+    } else {
+        debug.sections.len() as u32 + 1
+    };
+    let nsec = symtab_index + 3 + n_debug; // symtab, strtab, debug, shstrtab
     let need_xindex = nsec + 1 >= SHN_LORESERVE;
     let nsec = nsec + u32::from(need_xindex);
     let first_host = first_global + n_globals;
@@ -651,6 +659,13 @@ pub(crate) fn write_image(
     let shndx_name = name(".symtab_shndx");
     let strtab_name = name(".strtab");
     let shstrtab_name = name(".shstrtab");
+    let debug_names: Vec<u32> = debug
+        .sections
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain((n_debug > 0).then_some(hcr_image::DEBUG_FIXUPS_SECTION))
+        .map(&mut name)
+        .collect();
     let shstr_size = u64::from(acc.shstr) + shstr_tail.len() as u64;
     let mut strtab_tail: Vec<u8> = Vec::new();
     let mut hosts_sym = Vec::with_capacity(24 * manifest.hosts.len());
@@ -682,7 +697,19 @@ pub(crate) fn write_image(
     let shndx_off = align_up(symtab_off + symtab_len, 4);
     let shndx_len = if need_xindex { 4 * n_syms as u64 } else { 0 };
     let strtab_off = shndx_off + shndx_len;
-    let shstrtab_off = strtab_off + strtab_size;
+    let mut debug_at = Vec::with_capacity(debug_names.len());
+    let mut cursor = strtab_off + strtab_size;
+    for bytes in debug
+        .sections
+        .iter()
+        .map(|(_, b)| b.as_slice())
+        .chain((n_debug > 0).then_some(debug.fixups.as_slice()))
+    {
+        cursor = align_up(cursor, 8);
+        debug_at.push((cursor, bytes));
+        cursor += bytes.len() as u64;
+    }
+    let shstrtab_off = cursor;
     let manifest_off = align_up(shstrtab_off + shstr_size, 8);
     let shoff = align_up(manifest_off + manifest_len, 8);
     let total = shoff + 64 * u64::from(nsec);
@@ -802,6 +829,19 @@ pub(crate) fn write_image(
             ..Shdr::default()
         },
     );
+    for (&name, &(offset, bytes)) in debug_names.iter().zip(&debug_at) {
+        put_shdr(
+            &mut tail_shdrs,
+            &Shdr {
+                name,
+                sh_type: SHT_PROGBITS,
+                offset,
+                size: bytes.len() as u64,
+                align: 1,
+                ..Shdr::default()
+            },
+        );
+    }
     put_shdr(
         &mut tail_shdrs,
         &Shdr {
@@ -863,6 +903,9 @@ pub(crate) fn write_image(
             .chain(rendered.iter().map(|r| r.str_.as_slice()))
             .chain(std::iter::once(strtab_tail.as_slice())),
     );
+    for &(offset, bytes) in &debug_at {
+        pieces.push((offset, bytes));
+    }
     run(
         &mut pieces,
         shstrtab_off,

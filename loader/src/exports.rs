@@ -177,7 +177,7 @@ pub fn build_object(soname: &str, exports: &[Export]) -> Vec<u8> {
 
 /// A loaded export object: closed (`dlclose`) when dropped. Its memory file
 /// stays open while it is loaded, so that no later object is opened under
-/// the same `/proc/self/fd/N` name (which `ld.so` would take for this one).
+/// the same `/proc/PID/fd/N` name (which `ld.so` would take for this one).
 #[derive(Debug)]
 pub struct Published {
     handle: usize,
@@ -204,8 +204,16 @@ pub fn publish(object: &[u8], name: &str) -> Result<Published, String> {
     let mut file = std::fs::File::from(fd.try_clone().map_err(|e| e.to_string())?);
     file.write_all(object).map_err(|e| e.to_string())?;
     drop(file);
-    let path =
-        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|e| e.to_string())?;
+    // By process id, not `/proc/self`: the name is what `ld.so` records in
+    // the link map, and a debugger opens it to read the object's symbols;
+    // `/proc/self/fd/N` in the debugger is the debugger's own descriptor N
+    // (gdb blocked forever reading its own event pipe).
+    let path = CString::new(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        fd.as_raw_fd()
+    ))
+    .map_err(|e| e.to_string())?;
     // SAFETY: the object has no constructors, code or relocations: loading
     // it only adds its absolute symbols to the global scope. dlerror's
     // string is copied at once.

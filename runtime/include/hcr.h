@@ -41,6 +41,16 @@ const char *hcr_last_error(void);
  * reload, the count before it). */
 unsigned hcr_generation(void);
 
+/* Crash guard: runs fn(arg) and returns 0 when it returns.  When a fatal
+ * signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) hits module code inside
+ * it, the crash is reported on stderr and, if the crashed code came from the
+ * latest reload, the runtime rolls back to the previous generation (every
+ * permanent address runs the previous code again, globals keep their values,
+ * the crashed image is not loaded again until the file changes); it then
+ * returns -1 and hcr_last_error() names the crash.  Frames between the guard
+ * and the crash are abandoned (no cleanup runs in them). */
+int hcr_guard(void (*fn)(void *), void *arg);
+
 /* ---- handlers, owned by the module whose function is registered ---- */
 
 /* Runs before every reload, over the OLD import tree, in top-level order. */

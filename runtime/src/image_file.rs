@@ -209,6 +209,15 @@ impl<'p> ImageFile<'p> {
         self.unchanged()
     }
 
+    /// A second descriptor of the same open file (to read its tool-only
+    /// sections later, e.g. debug information for a debugger).
+    ///
+    /// # Errors
+    /// The descriptor cannot be duplicated.
+    pub fn duplicate(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Fills `dst` from file offset `off`; a short file is an error.
     fn read_exact_at(&self, dst: &mut [u8], off: u64) -> Result<(), Error> {
         let mut done = 0usize;

@@ -22,11 +22,15 @@
 //! ```
 #![deny(missing_docs)]
 
+mod crash;
 pub mod ffi;
+pub mod gdb_jit;
 mod globals;
+mod guard;
 mod hostlibs;
 mod identity;
 mod image_file;
+mod perf_map;
 mod state;
 pub mod trampoline;
 mod watcher;
@@ -67,6 +71,9 @@ pub enum Error {
     /// The image could have been replaced by someone else.
     #[error("{0}")]
     Insecure(String),
+    /// A fatal signal in module code inside a crash guard.
+    #[error("{0}")]
+    Crash(String),
     /// No image is loaded.
     #[error("the hcr runtime is not initialised (call hcr_init first)")]
     NotInitialised,
@@ -201,6 +208,30 @@ impl Runtime {
         // SAFETY: `ptrs` holds `args.len()` valid C strings and a NULL, alive
         // for the call.
         unsafe { ffi::hcr_run_main(args.len() as i32, ptrs.as_mut_ptr()) }
+    }
+
+    /// Runs `f(arg)` under the crash guard (`hcr_guard`): `Ok` when it
+    /// returns; when a fatal signal hits module code inside it, the crash
+    /// is reported, the runtime rolls back to the previous generation if
+    /// the crashed code came from the latest reload, and the error names
+    /// the crash.
+    ///
+    /// # Safety
+    /// `f` must be safe to call with `arg`. Frames between the guard and a
+    /// crash are abandoned: no destructors run, locks they hold stay held.
+    ///
+    /// # Errors
+    /// [`Error::Crash`] after a crash.
+    pub unsafe fn guard(
+        &self,
+        f: unsafe extern "C" fn(*mut std::ffi::c_void),
+        arg: *mut std::ffi::c_void,
+    ) -> Result<(), Error> {
+        // SAFETY: the caller's contract.
+        match unsafe { guard::guarded(f, arg) } {
+            0 => Ok(()),
+            _ => Err(Error::Crash(Self::last_error())),
+        }
     }
 
     /// Memory statistics.

@@ -112,6 +112,9 @@ pub struct Prepared {
     new_globals: Vec<(usize, Global, bool)>,
     /// Kept globals with pointer fields into the image: new field values.
     rebase: Vec<(u32, Vec<FieldValue>)>,
+    /// Where the image's debug sections lie (for debuggers and crash
+    /// reports).
+    debug: Option<crate::gdb_jit::DebugSections>,
     /// Warnings and re-keyed globals of identity checks beyond the keys.
     identities: crate::identity::Decisions,
 }
@@ -209,11 +212,17 @@ pub struct State {
     allow_insecure_image: bool,
     /// Where images are read, kept between reloads.
     scratch: Scratch,
+    /// Loaded images registered with debuggers.
+    jit: crate::gdb_jit::Registry,
+    /// Write `/tmp/perf-PID.map`.
+    perf_map: bool,
 }
 
 /// An image replaced by a reload, kept while code may still run in it.
 struct Retired {
-    area: LoadedArea,
+    /// The image as it was live (kept whole: a crash guard may roll back
+    /// to it).
+    image: Current,
     generation: u32,
     at: std::time::Instant,
 }
@@ -236,6 +245,9 @@ pub struct Options {
     /// hosts whose other threads may still run old code when a reload
     /// happens. Default: `HCR_KEEP_RETIRED_IMAGES=1` in the environment.
     pub keep_retired_images: bool,
+    /// Append every loaded image's symbols to `/tmp/perf-PID.map` for
+    /// `perf`. Default: `HCR_PERF_MAP=1` in the environment.
+    pub perf_map: bool,
 }
 
 impl Default for Options {
@@ -245,6 +257,7 @@ impl Default for Options {
             window_size: hcr_loader::mem::DEFAULT_WINDOW,
             allow_insecure_image: env("HCR_ALLOW_INSECURE_IMAGE"),
             keep_retired_images: env("HCR_KEEP_RETIRED_IMAGES"),
+            perf_map: env("HCR_PERF_MAP"),
         }
     }
 }
@@ -342,6 +355,7 @@ pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
 
 impl State {
     pub fn new(path: &Path, opts: &Options) -> Result<State, Error> {
+        crate::crash::install();
         let mut window = Window::reserve(opts.window_size)?;
         let mut heap = Heap::default();
         let dso_handle = heap.alloc(&mut window, 8, 8)?;
@@ -352,6 +366,8 @@ impl State {
             dso_handle,
             allow_insecure_image: opts.allow_insecure_image,
             scratch: Scratch::default(),
+            jit: crate::gdb_jit::Registry::default(),
+            perf_map: opts.perf_map,
             functions: Vec::new(),
             fn_index: Index::default(),
             owner_of_trampoline: HashMap::default(),
@@ -594,6 +610,10 @@ impl State {
         }
         match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk) {
             Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
+                debug: file
+                    .duplicate()
+                    .ok()
+                    .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
                 manifest: view.manifest,
                 area,
                 stat,
@@ -807,10 +827,19 @@ impl State {
             new_trampolines,
             new_globals,
             rebase,
+            debug,
             identities,
         } = p;
         let m = &manifest;
         let base = area.base as u64;
+        // Crash reports name this image's functions from now on.
+        let generation = self.generation + u32::from(self.current.is_some());
+        crate::crash::publish(crate::crash::Table::new(
+            m,
+            base,
+            generation,
+            debug.as_ref().and_then(crash_lines),
+        ));
         let exports_changed =
             (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         // New trampolines join the registry.
@@ -1030,7 +1059,7 @@ impl State {
         }
         if let Some(old) = self.current.take() {
             self.retired.push(Retired {
-                area: old.area,
+                image: old,
                 generation: self.generation,
                 at: std::time::Instant::now(),
             });
@@ -1043,6 +1072,12 @@ impl State {
             obj_gid,
         });
         self.disk = DiskCache::default();
+        if crate::gdb_jit::wanted() {
+            self.register_with_debuggers(debug.as_ref());
+        }
+        if self.perf_map {
+            self.write_perf_map(generation);
+        }
         Followups {
             ctors,
             on_reload,
@@ -1122,14 +1157,16 @@ impl State {
         let mut keep = Vec::new();
         for r in std::mem::take(&mut self.retired) {
             let in_use = !due(&r)
-                || stack.iter().any(|&a| r.area.contains(a))
-                || words.iter().any(|&w| r.area.contains(w as usize));
+                || stack.iter().any(|&a| r.image.area.contains(a))
+                || words.iter().any(|&w| r.image.area.contains(w as usize));
             if in_use {
                 keep.push(r);
             } else {
+                self.jit.remove(r.image.area.base);
+                crate::crash::withdraw(r.image.area.base as u64);
                 // SAFETY: see the rule above and ARCHITECTURE.md ("When an
                 // old image is freed").
-                unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
+                unsafe { hcr_loader::unload_area(&mut self.window, r.image.area) };
             }
         }
         self.retired = keep;
@@ -1239,20 +1276,174 @@ impl State {
                 unsafe { std::mem::transmute(f as usize) };
             f(self.dso_handle as *mut std::ffi::c_void);
         }
+        self.jit.clear();
         self.globals.clear();
         self.global_index.clear();
         // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)
         // documents that no image code may run afterwards.
         unsafe { self.heap.release(&mut self.window) };
         if let Some(c) = self.current.take() {
+            crate::crash::withdraw(c.area.base as u64);
             // SAFETY: as above.
             unsafe { hcr_loader::unload_area(&mut self.window, c.area) };
         }
         for r in self.retired.drain(..) {
+            crate::crash::withdraw(r.image.area.base as u64);
             // SAFETY: as above.
-            unsafe { hcr_loader::unload_area(&mut self.window, r.area) };
+            unsafe { hcr_loader::unload_area(&mut self.window, r.image.area) };
         }
         self.handlers.clear();
+    }
+
+    /// After a crash in code of generation `crashed` inside a crash guard:
+    /// when that is the live image and a previous one is still mapped,
+    /// makes the previous image live again (every permanent address runs
+    /// its code; functions it lacks get the removed-function stub; globals
+    /// keep their values). The crashed image file is not loaded again
+    /// until it changes on disk. Returns the generation now running.
+    pub fn roll_back(&mut self, crashed: u32) -> Option<u32> {
+        if crashed != self.generation || self.generation == 0 {
+            return None;
+        }
+        let pos = self
+            .retired
+            .iter()
+            .rposition(|r| r.generation + 1 == crashed)?;
+        let prev = self.retired.remove(pos);
+        let crashed_image = self.current.take()?;
+        let base = prev.image.area.base as u64;
+        let m = &prev.image.manifest;
+        let mut live = vec![false; self.functions.len()];
+        for (fi, &t) in prev.image.fn_tid.iter().enumerate() {
+            if t == NONE || t as usize >= self.functions.len() {
+                continue;
+            }
+            let e = &mut self.functions[t as usize];
+            trampoline::store_slot(e.tramp.slot, base + u64::from(m.functions[fi].offset));
+            e.removed_stub = None;
+            live[t as usize] = true;
+        }
+        let gone: Vec<u32> = crashed_image
+            .fn_tid
+            .iter()
+            .copied()
+            .filter(|&t| t != NONE && !live[t as usize])
+            .collect();
+        if !gone.is_empty() {
+            let names: Vec<String> = gone
+                .iter()
+                .map(|&t| {
+                    let e = &self.functions[t as usize];
+                    format!("{}:{}", e.module, e.name)
+                })
+                .collect();
+            match trampoline::make_removed_stubs(&mut self.window, &names) {
+                Ok((chunk, addrs)) => {
+                    for (&t, a) in gone.iter().zip(addrs) {
+                        let e = &mut self.functions[t as usize];
+                        trampoline::store_slot(e.tramp.slot, a);
+                        e.removed_stub = Some(a);
+                    }
+                    self.stubs.push(chunk);
+                }
+                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
+            }
+        }
+        let stat = crashed_image.stat;
+        self.retired.push(Retired {
+            image: crashed_image,
+            generation: crashed,
+            at: std::time::Instant::now(),
+        });
+        let mut restored = prev.image;
+        // The crashed file counts as loaded: nothing to reload until the
+        // image on disk changes.
+        restored.stat = stat;
+        self.current = Some(restored);
+        self.disk = DiskCache::default();
+        Some(prev.generation)
+    }
+
+    /// Appends the live image's functions, every trampoline and every
+    /// removed-function stub to `/tmp/perf-PID.map`.
+    fn write_perf_map(&self, generation: u32) {
+        use crate::perf_map::line;
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        let m = &c.manifest;
+        let base = c.area.base as u64;
+        let mut out = String::new();
+        for f in &m.functions {
+            if m.modules[f.module.0 as usize].reachable && f.size > 0 {
+                line(
+                    &mut out,
+                    base + u64::from(f.offset),
+                    u64::from(f.size),
+                    format_args!(
+                        "{}:{} [hcr generation {generation}]",
+                        m.module_name(f.module),
+                        m.str(f.name)
+                    ),
+                );
+            }
+        }
+        for e in &self.functions {
+            line(
+                &mut out,
+                e.tramp.code,
+                trampoline::TRAMPOLINE_SIZE as u64,
+                format_args!("{}:{} [hcr trampoline]", e.module, e.name),
+            );
+            if let Some(a) = e.removed_stub {
+                line(
+                    &mut out,
+                    a,
+                    trampoline::STUB_SIZE as u64,
+                    format_args!("{}:{} [hcr removed-function stub]", e.module, e.name),
+                );
+            }
+        }
+        crate::perf_map::append(&out);
+    }
+
+    /// Registers the live image with debuggers (the GDB JIT interface).
+    fn register_with_debuggers(&mut self, debug: Option<&crate::gdb_jit::DebugSections>) {
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        let objects: Vec<u64> = c
+            .obj_gid
+            .iter()
+            .map(|&g| {
+                self.globals
+                    .get(g as usize)
+                    .and_then(|e| e.as_ref())
+                    .map_or(0, |e| e.g.addr)
+            })
+            .collect();
+        let eh = c.manifest.layout.eh_frame;
+        let eh_frame = if eh.is_empty() || eh.end as usize > c.area.len() {
+            &[][..]
+        } else {
+            // SAFETY: the span lies inside the live area (checked above),
+            // which is mapped readable and no longer written.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (c.area.base + eh.start as usize) as *const u8,
+                    eh.len() as usize,
+                )
+            }
+        };
+        let object = crate::gdb_jit::build_object(&crate::gdb_jit::ImageDesc {
+            manifest: &c.manifest,
+            base: c.area.base as u64,
+            eh_frame,
+            objects: &objects,
+            debug,
+        });
+        let base = c.area.base;
+        self.jit.add(base, object);
     }
 
     /// Statistics for tests and benchmarks.
@@ -1265,6 +1456,16 @@ impl State {
             window_free: self.window.free_bytes(),
         }
     }
+}
+
+/// Where the line table of an image lies, for crash reports.
+fn crash_lines(d: &crate::gdb_jit::DebugSections) -> Option<crate::crash::LineSource> {
+    Some(crate::crash::LineSource {
+        line: d.find(".debug_line")?,
+        line_str: d.find(".debug_line_str"),
+        str_: d.find(".debug_str"),
+        file: d.file.try_clone().ok()?,
+    })
 }
 
 /// Writes a warning to stderr; never fails (a closed stderr must not stop a

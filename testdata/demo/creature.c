@@ -2,7 +2,9 @@
  * demo runs: the next tick uses the new code, the world keeps its state. */
 #include "demo.h"
 
-/* EDIT ME: the creature's brain: -1 step left, +1 step right, 0 rest. */
+/* EDIT ME: the creature's brain: -1 step left, +1 step right, 0 rest.
+ * (To see the crash guard at work, add `return c->x / (c->x - c->x);` as the
+ * first line, save, then remove it again.) */
 int creature_decide(const struct creature *c, int food)
 {
     if (c->energy == 0)

@@ -12,6 +12,10 @@
  *                                    Ctrl-C)
  *                        --delay MS  milliseconds per tick (default 200)
  *
+ * Each tick runs under hcr_guard(): a change that crashes (try a division
+ * by zero in creature_decide) is reported and rolled back, and the demo keeps
+ * running the code it ran before; fix it and save, and the fix lands.
+ *
  * This module calls hcr_perform_code_reload() itself, at the top of each
  * tick, when hcr_has_any_module_changed() says the image on disk changed: a
  * safe point where no other code of the program is running.
@@ -34,6 +38,16 @@ static void sleep_ms(long ms)
 
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+/* One tick's work, run under the crash guard: a bad edit that crashes here
+ * (say, a division by zero in creature.c) is reported, the runtime goes back
+ * to the code that ran before the reload, and the demo carries on. */
+static void tick(void *arg)
+{
+    (void)arg;
+    world_step();
+    render_frame();
 }
 
 static int parse_count(const char *opt, const char *s, long *out)
@@ -78,8 +92,8 @@ int main(int argc, char **argv)
         if (hcr_has_any_module_changed() && hcr_perform_code_reload() < 0)
             fprintf(stderr, "demo: reload failed, the old code keeps running: %s\n",
                     hcr_last_error());
-        world_step();
-        render_frame();
+        if (hcr_guard(tick, NULL) != 0)
+            fprintf(stderr, "demo: %s\n", hcr_last_error());
         fflush(stdout);
         sleep_ms(delay);
     }

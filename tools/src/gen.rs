@@ -116,13 +116,18 @@ fn compile_all(dir: &Path, jobs: &[(String, String)], opt: &str) -> anyhow::Resu
 pub fn compile(dir: &Path, name: &str, src: &str, opt: &str) -> anyhow::Result<PathBuf> {
     let c = dir.join(format!("{name}.c"));
     let o = dir.join(format!("{name}.o"));
-    let same = std::fs::read_to_string(&c).is_ok_and(|old| old == src) && o.exists();
+    // Extra flags for measurements (e.g. `-g` for the debugger
+    // registration's cost); part of the cache key through the source.
+    let extra = std::env::var("HCR_BENCH_CFLAGS").unwrap_or_default();
+    let src = &format!("{src}/* cflags: {extra} */\n");
+    let same = std::fs::read_to_string(&c).is_ok_and(|old| old == *src) && o.exists();
     if same {
         return Ok(o);
     }
     std::fs::write(&c, src)?;
     let st = Command::new("cc")
         .args(["-c", "-fPIC", "-ffunction-sections", "-fdata-sections", opt])
+        .args(extra.split_whitespace())
         .arg(&c)
         .arg("-o")
         .arg(&o)

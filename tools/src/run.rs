@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub exit_with_parent: bool,
     /// Load an image writable by group or others, or owned by another user.
     pub allow_insecure_image: bool,
+    /// Write `/tmp/perf-PID.map` for `perf` (also `HCR_PERF_MAP=1`).
+    pub perf_map: bool,
     /// `argv[0]` for `main` (default: the image path).
     pub argv0: Option<String>,
 }
@@ -90,6 +92,7 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
     let rt_opts = hcr_runtime::Options {
         allow_insecure_image: opts.allow_insecure_image
             || hcr_runtime::Options::default().allow_insecure_image,
+        perf_map: opts.perf_map || hcr_runtime::Options::default().perf_map,
         ..hcr_runtime::Options::default()
     };
     let rt = hcr_runtime::Runtime::open_with(image, &rt_opts)

@@ -612,3 +612,39 @@ fn cmake_and_hcr_cmake() {
     let t = s.wait_for("the glyph 'c'", creature_line('c'));
     assert_state_carried_on(&t);
 }
+
+#[test]
+fn a_crashing_edit_is_reported_rolled_back_and_the_fix_lands() {
+    let (_tmp, dir) = demo_copy();
+    let creature = dir.join("creature.c");
+    let mut s = watch(&dir, &[], DEMO_ARGS);
+    s.wait_for("ticks", |t| ticks(t).len() >= 3);
+    let crash = "    { volatile int zero = 0; return c->x / zero; }\n";
+    edit(
+        &creature,
+        "    if (c->energy == 0)\n        return 0; /* too tired",
+        &format!("{crash}    if (c->energy == 0)\n        return 0; /* too tired"),
+    );
+    let t = s.wait_for("the rollback", |t| t.contains("hcr: rolled back"));
+    assert!(
+        t.contains("hcr: crash: SIGFPE in creature:creature_decide, image generation 1"),
+        "{t}"
+    );
+    assert!(
+        t.contains("hcr: rolled back to image generation 0 after a crash in image generation 1"),
+        "{t}"
+    );
+    // The demo keeps drawing with the code from before the edit.
+    let drawn = ticks(&t).len();
+    s.wait_for("more ticks from the old code", |t| {
+        ticks(t).len() >= drawn + 10
+    });
+    // The fix (with a visible change) lands.
+    edit(&creature, crash, "");
+    edit(&creature, "return '@';", "return '&';");
+    let t = s.wait_for("the fixed code", creature_line('&'));
+    let drawn = ticks(&t);
+    for w in drawn.windows(2) {
+        assert!(w[1].0 > w[0].0 && w[1].2 >= w[0].2, "state lost:\n{t}");
+    }
+}

@@ -17,11 +17,16 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod debug;
 mod elf;
 
 use std::ops::Range;
 
 pub use codec::{DecodeError, Fixups};
+pub use debug::{
+    decode_debug_fixups, encode_debug_fixups, section_header_fields, section_table, DebugFixup,
+    DebugTarget, DEBUG_FIXUPS_SECTION, DEBUG_FIXUP_SIZE, DEBUG_MAGIC,
+};
 
 /// Version of the manifest and load-plan encoding.
 pub const FORMAT_VERSION: u32 = 3;

@@ -56,6 +56,11 @@ enum Command {
         /// by another user (refused by default).
         #[arg(long)]
         allow_insecure_image: bool,
+        /// Append every loaded image's functions, trampolines and stubs to
+        /// /tmp/perf-PID.map, so `perf report` names them (also
+        /// HCR_PERF_MAP=1).
+        #[arg(long)]
+        perf_map: bool,
         /// `argv[0]` for `main` instead of the image path (`hcr launcher`
         /// passes the launcher's own path, so a program that re-executes
         /// itself through `argv[0]` runs under hcr again).
@@ -139,6 +144,7 @@ fn main() -> ExitCode {
             auto_reload,
             exit_with_parent,
             allow_insecure_image,
+            perf_map,
             argv0,
             args,
         } => {
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
                 auto_reload,
                 exit_with_parent,
                 allow_insecure_image,
+                perf_map,
                 argv0,
             };
             match hcr_tools::run::run_with(&image, &args, &opts) {

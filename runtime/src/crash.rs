@@ -1,0 +1,839 @@
+//! Crash reports: a fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT)
+//! in module code prints
+//! `hcr: crash: SIGNAL in MODULE:FUNCTION (FILE:LINE), image generation N`
+//! and then the module frames of the stack, one per line in the same form,
+//! before the process dies of the signal as it would have (the handler the
+//! program had installed before, or the default action: core dump, exit
+//! status, a debugger's view unchanged).
+//!
+//! The handler runs on an alternate stack and is async-signal-safe: it
+//! allocates nothing and takes no lock. What it reads is prepared at load:
+//! per mapped image a [`Table`] (function ranges sorted by address, their
+//! `module:function` names, and where the image's `.debug_line` lies in
+//! its file, read with `pread` only when a crash happens). Memory it is not
+//! sure of (the stack above the faulting frame, code bytes before a return
+//! address) is read with `process_vm_readv` on this process, which fails
+//! instead of faulting.
+//!
+//! Module frames below the faulting one are found by scanning the stack
+//! for words that are return addresses into module code (the word follows
+//! a call instruction there): module code built at -O2 keeps no frame
+//! pointers, and the unwinder (libgcc) is neither async-signal-safe nor
+//! lock-free. A stale return address left in a dead part of a frame can
+//! show up as an extra frame.
+//!
+//! A crash outside module code (the host, the runtime, a library) is not
+//! reported: the signal goes on to the previous handler or the default
+//! action as if hcr were not there. SIGABRT is reported when a module
+//! frame is on the stack (`abort()` runs in libc).
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+/// The signals handled.
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
+
+/// Most images mapped at once that crash reports can name.
+const SLOTS: usize = 64;
+/// Most module frames listed.
+const MAX_FRAMES: usize = 32;
+/// Bytes of stack scanned for return addresses.
+const SCAN_BYTES: usize = 256 * 1024;
+/// Size of the alternate signal stack.
+const ALT_STACK: usize = 64 * 1024;
+
+/// Where an image's line table lies in its file.
+pub struct LineSource {
+    /// The image file (a duplicate descriptor of the one loaded).
+    pub file: std::fs::File,
+    /// `.debug_line`: file offset and size.
+    pub line: (u64, u64),
+    /// `.debug_line_str`, when present.
+    pub line_str: Option<(u64, u64)>,
+    /// `.debug_str`, when present.
+    pub str_: Option<(u64, u64)>,
+}
+
+/// What a crash report needs of one mapped image.
+pub struct Table {
+    /// Generation the image was loaded as.
+    pub generation: u32,
+    /// Run-time address of area offset 0.
+    pub base: u64,
+    /// Run-time code range `[start, end)`.
+    pub text: (u64, u64),
+    /// `(area offset, size, name start, name length)` sorted by offset.
+    funcs: Vec<(u32, u32, u32, u32)>,
+    /// `module:function` names.
+    names: Vec<u8>,
+    /// The line table, when the image has one.
+    lines: Option<LineSource>,
+}
+
+impl Table {
+    /// Builds the table of a loaded image.
+    pub fn new(
+        manifest: &hcr_image::Manifest,
+        base: u64,
+        generation: u32,
+        lines: Option<LineSource>,
+    ) -> Table {
+        let mut funcs = Vec::with_capacity(manifest.functions.len());
+        let mut names = Vec::new();
+        for f in &manifest.functions {
+            let md = &manifest.modules[f.module.0 as usize];
+            if !md.reachable {
+                continue;
+            }
+            let start = names.len() as u32;
+            names.extend_from_slice(manifest.str(md.name).as_bytes());
+            names.push(b':');
+            names.extend_from_slice(manifest.str(f.name).as_bytes());
+            funcs.push((f.offset, f.size.max(1), start, names.len() as u32 - start));
+        }
+        funcs.sort_unstable_by_key(|f| f.0);
+        let t = manifest.layout.text;
+        Table {
+            generation,
+            base,
+            text: (base + u64::from(t.start), base + u64::from(t.end)),
+            funcs,
+            names,
+            lines,
+        }
+    }
+
+    fn contains(&self, pc: u64) -> bool {
+        pc >= self.text.0 && pc < self.text.1
+    }
+
+    /// The name of the function holding `pc`. Code outside every function
+    /// is a function's cold part (gcc's `f.cold`, in `.text.unlikely.f`,
+    /// which the compiler emits right before `.text.f`): it is named after
+    /// the function that follows it in the module.
+    fn function(&self, pc: u64) -> Option<&[u8]> {
+        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
+        let next = self.funcs.partition_point(|f| f.0 <= off);
+        let i = match next.checked_sub(1) {
+            Some(i) if off < self.funcs[i].0.saturating_add(self.funcs[i].1) => i,
+            _ if next < self.funcs.len() => next,
+            _ => return None,
+        };
+        let (_, _, n, len) = self.funcs[i];
+        Some(&self.names[n as usize..(n + len) as usize])
+    }
+}
+
+static TABLES: [AtomicPtr<Table>; SLOTS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+
+/// Publishes the table of a newly loaded image.
+pub fn publish(t: Table) {
+    let p = Box::into_raw(Box::new(t));
+    for slot in &TABLES {
+        if slot
+            .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // No free slot: the image goes unnamed in reports.
+    // SAFETY: `p` came from Box::into_raw above and was not published.
+    drop(unsafe { Box::from_raw(p) });
+}
+
+/// Withdraws the table of the image at `base` (it is being freed).
+pub fn withdraw(base: u64) {
+    for slot in &TABLES {
+        let p = slot.load(Ordering::Acquire);
+        // SAFETY: a non-null slot holds a table published by `publish`,
+        // freed only here after it was taken out of its slot.
+        let same = !p.is_null() && unsafe { (*p).base } == base;
+        if same
+            && slot
+                .compare_exchange(p, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // SAFETY: taken out of its slot above; no new reader can find
+            // it. A crash handler already reading it on another thread is
+            // the documented race of freeing an image.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// The table of the image whose code holds `pc`.
+fn table_of(pc: u64) -> Option<&'static Table> {
+    TABLES.iter().find_map(|slot| {
+        let p = slot.load(Ordering::Acquire);
+        // SAFETY: published tables live until withdrawn (see `withdraw`).
+        let t = unsafe { p.as_ref() }?;
+        t.contains(pc).then_some(t)
+    })
+}
+
+/// The generation of the image whose code holds `pc` (outside a signal
+/// handler: for the crash guard).
+pub fn generation_of(pc: u64) -> Option<u32> {
+    table_of(pc).map(|t| t.generation)
+}
+
+/// `SIGNAL in MODULE:FUNCTION (FILE:LINE), image generation N` for a
+/// crash at `pc` (outside a signal handler).
+pub fn describe(sig: libc::c_int, pc: u64) -> String {
+    let mut out = Buf::new();
+    out.put(signal_name(sig));
+    out.put(b" in ");
+    if let Some(t) = table_of(pc) {
+        put_frame(&mut out, t, pc, pc);
+    } else {
+        out.put(b"module code");
+    }
+    String::from_utf8_lossy(&out.b[..out.n]).into_owned()
+}
+
+struct OldAction(std::cell::UnsafeCell<[libc::sigaction; 5]>);
+// SAFETY: written once by `install` before any handler can run (under the
+// Once), read-only afterwards.
+unsafe impl Sync for OldAction {}
+
+static OLD: OldAction = OldAction(std::cell::UnsafeCell::new(
+    // SAFETY: sigaction is plain data; all-zero is SIG_DFL.
+    unsafe { std::mem::zeroed() },
+));
+static INSTALLED: std::sync::Once = std::sync::Once::new();
+static IN_REPORT: AtomicBool = AtomicBool::new(false);
+
+/// What the handler hands to the crash guard: when set, called after the
+/// report with the faulting context; it may redirect the context (and
+/// returns true) so that the thread resumes in the guard.
+pub type GuardHook = unsafe fn(sig: libc::c_int, pc: u64, uc: *mut libc::ucontext_t) -> bool;
+static GUARD_HOOK: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Sets the crash guard's hook.
+pub fn set_guard_hook(f: GuardHook) {
+    GUARD_HOOK.store(f as *mut (), Ordering::Release);
+}
+
+/// Installs the handlers (once per process) and an alternate signal stack
+/// for the calling thread when it has none. `HCR_CRASH_HANDLER=0` leaves
+/// the signals alone.
+pub fn install() {
+    if std::env::var_os("HCR_CRASH_HANDLER").is_some_and(|v| v == "0") {
+        return;
+    }
+    INSTALLED.call_once(|| {
+        alt_stack();
+        for (i, &sig) in SIGNALS.iter().enumerate() {
+            // SAFETY: a zeroed sigaction is valid; the handler has the
+            // SA_SIGINFO signature; OLD is written only here, before the
+            // handler is installed for this signal.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as *const () as usize;
+                sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut sa.sa_mask);
+                let old = &mut (*OLD.0.get())[i];
+                libc::sigaction(sig, &sa, old);
+            }
+        }
+    });
+}
+
+/// An alternate signal stack for the calling thread, unless it has one of
+/// at least [`ALT_STACK`] bytes (Rust's runtime installs a small one for
+/// its stack-overflow message; the report needs a few pages).
+fn alt_stack() {
+    // SAFETY: sigaltstack with a null new stack only reads the current one;
+    // the new stack is a fresh anonymous mapping never unmapped.
+    unsafe {
+        let mut cur: libc::stack_t = std::mem::zeroed();
+        if libc::sigaltstack(std::ptr::null(), &mut cur) != 0
+            || (cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= ALT_STACK)
+        {
+            return;
+        }
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            ALT_STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return;
+        }
+        let st = libc::stack_t {
+            ss_sp: p,
+            ss_flags: 0,
+            ss_size: ALT_STACK,
+        };
+        libc::sigaltstack(&st, std::ptr::null_mut());
+    }
+}
+
+fn signal_name(sig: libc::c_int) -> &'static [u8] {
+    match sig {
+        libc::SIGSEGV => b"SIGSEGV",
+        libc::SIGBUS => b"SIGBUS",
+        libc::SIGILL => b"SIGILL",
+        libc::SIGFPE => b"SIGFPE",
+        libc::SIGABRT => b"SIGABRT",
+        _ => b"signal",
+    }
+}
+
+/// A fixed buffer the report is formatted in (no allocation).
+struct Buf {
+    b: [u8; 1024],
+    n: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf { b: [0; 1024], n: 0 }
+    }
+    fn put(&mut self, s: &[u8]) {
+        let k = s.len().min(self.b.len() - self.n);
+        self.b[self.n..self.n + k].copy_from_slice(&s[..k]);
+        self.n += k;
+    }
+    fn num(&mut self, mut v: u64) {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(&d[i..]);
+    }
+    fn write(&self) {
+        let mut at = 0;
+        while at < self.n {
+            // SAFETY: write(2) of initialised bytes of this buffer.
+            let r = unsafe { libc::write(2, self.b[at..].as_ptr().cast(), self.n - at) };
+            if r <= 0 {
+                return;
+            }
+            at += r as usize;
+        }
+    }
+}
+
+/// Reads `dst.len()` bytes at `addr` of this process; false when any of it
+/// is unmapped (no fault).
+fn peek(addr: u64, dst: &mut [u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: dst.as_mut_ptr().cast(),
+        iov_len: dst.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: dst.len(),
+    };
+    // SAFETY: process_vm_readv on this process writes only into `dst` and
+    // reports unmapped source memory as an error.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    n == dst.len() as isize
+}
+
+/// True when the bytes before `ra` end with a call instruction.
+fn after_call(ra: u64) -> bool {
+    let mut b = [0u8; 7];
+    if ra < 7 || !peek(ra - 7, &mut b) {
+        return false;
+    }
+    // call rel32 (e8 xx xx xx xx)
+    b[2] == 0xe8
+        // call *r/m: ff /2 with 0, 1, 4 or 5 bytes after the ModRM byte.
+        || (b[5] == 0xff && (b[6] & 0x38) == 0x10 && b[6] >> 6 == 3)
+        || (b[4] == 0xff && (b[5] & 0x38) == 0x10)
+        || (b[1] == 0xff && (b[2] & 0x38) == 0x10)
+        || (b[0] == 0xff && (b[1] & 0x38) == 0x10)
+}
+
+/// Writes one frame: `MODULE:FUNCTION (FILE:LINE), image generation N`.
+fn put_frame(out: &mut Buf, t: &Table, pc: u64, lookup: u64) {
+    out.put(t.function(pc).unwrap_or(b"?:?"));
+    let mut file = [0u8; 256];
+    if let Some((len, line)) = t
+        .lines
+        .as_ref()
+        .and_then(|l| lines::find(l, lookup.checked_sub(t.base)?, &mut file))
+    {
+        out.put(b" (");
+        out.put(&file[..len]);
+        out.put(b":");
+        out.num(line);
+        out.put(b")");
+    }
+    out.put(b", image generation ");
+    out.num(u64::from(t.generation));
+}
+
+/// The signal handler.
+extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let uc = uc as *mut libc::ucontext_t;
+    // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
+    let (pc, sp) = unsafe {
+        let g = &(*uc).uc_mcontext.gregs;
+        (
+            g[libc::REG_RIP as usize] as u64,
+            g[libc::REG_RSP as usize] as u64,
+        )
+    };
+    let first = !IN_REPORT.swap(true, Ordering::AcqRel);
+    let mut reported = None;
+    if first {
+        reported = report(sig, pc, sp);
+        IN_REPORT.store(false, Ordering::Release);
+    }
+    if let Some(pc_in_module) = reported {
+        let hook = GUARD_HOOK.load(Ordering::Acquire);
+        if !hook.is_null() {
+            // SAFETY: set only by `set_guard_hook` from a `GuardHook`.
+            let hook: GuardHook = unsafe { std::mem::transmute(hook) };
+            // SAFETY: `uc` is this handler's context.
+            if unsafe { hook(sig, pc_in_module, uc) } {
+                return;
+            }
+        }
+    }
+    // Pass the signal on as if hcr were not there.
+    let i = SIGNALS.iter().position(|&s| s == sig).unwrap_or(0);
+    // SAFETY: OLD is read-only once handlers run; sigaction and raise are
+    // async-signal-safe.
+    unsafe {
+        libc::sigaction(sig, &(*OLD.0.get())[i], std::ptr::null_mut());
+        // A signal sent (kill, raise, abort) does not come back when the
+        // handler returns: send it again, delivered once this returns. A
+        // fault does: the instruction runs again under the old action.
+        if (*info).si_code <= 0 || sig == libc::SIGABRT {
+            libc::raise(sig);
+        }
+    }
+}
+
+/// Prints the report when the crash is in module code (or, for SIGABRT,
+/// below a module frame). Returns the module pc it named.
+fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
+    // Frames: the faulting pc when it is in a module, then return
+    // addresses into modules found on the stack.
+    let mut frames = [(0u64, 0u64); MAX_FRAMES];
+    let mut n = 0;
+    if table_of(pc).is_some() {
+        frames[0] = (pc, pc);
+        n = 1;
+    } else if sig != libc::SIGABRT {
+        return None;
+    }
+    let mut chunk = [0u64; 512];
+    let mut at = sp & !7;
+    let end = at.saturating_add(SCAN_BYTES as u64);
+    'scan: while at < end && n < MAX_FRAMES {
+        // SAFETY: viewing the u64 array as bytes for `peek` to fill.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<u8>(), chunk.len() * 8)
+        };
+        let mut len = bytes.len();
+        // Stop at the end of the mapping (page granular).
+        while len >= 4096 && !peek(at, &mut bytes[..len]) {
+            len /= 2;
+        }
+        if len < 4096 && !peek(at, &mut bytes[..8]) {
+            break;
+        }
+        let words = (len / 8).max(1);
+        for &w in &chunk[..words] {
+            if table_of(w).is_some() && after_call(w) && frames[..n].last().map(|f| f.0) != Some(w)
+            {
+                frames[n] = (w, w - 1);
+                n += 1;
+                if n == MAX_FRAMES {
+                    break 'scan;
+                }
+            }
+        }
+        at += words as u64 * 8;
+    }
+    if n == 0 {
+        return None;
+    }
+    let mut out = Buf::new();
+    out.put(b"hcr: crash: ");
+    out.put(signal_name(sig));
+    out.put(b" in ");
+    let t0 = table_of(frames[0].0)?;
+    put_frame(&mut out, t0, frames[0].0, frames[0].1);
+    out.put(b"\n");
+    out.write();
+    for &(f, lookup) in &frames[..n] {
+        let mut line = Buf::new();
+        if let Some(t) = table_of(f) {
+            line.put(b"hcr:     at ");
+            put_frame(&mut line, t, f, lookup);
+            line.put(b"\n");
+            line.write();
+        }
+    }
+    Some(frames[0].0)
+}
+
+/// DWARF line tables (versions 2 to 5), read with `pread` into a static
+/// buffer when a crash happens.
+mod lines {
+    use super::LineSource;
+    use std::os::unix::fs::FileExt as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Largest line program read (one compilation unit).
+    const UNIT_MAX: usize = 1 << 20;
+    struct UnitBuf(std::cell::UnsafeCell<[u8; UNIT_MAX]>);
+    // SAFETY: used only while BUSY is held.
+    unsafe impl Sync for UnitBuf {}
+    static UNIT: UnitBuf = UnitBuf(std::cell::UnsafeCell::new([0; UNIT_MAX]));
+    static BUSY: AtomicBool = AtomicBool::new(false);
+
+    struct Cur<'a> {
+        b: &'a [u8],
+        at: usize,
+    }
+
+    impl Cur<'_> {
+        fn u8(&mut self) -> Option<u8> {
+            let v = *self.b.get(self.at)?;
+            self.at += 1;
+            Some(v)
+        }
+        fn fixed(&mut self, n: usize) -> Option<u64> {
+            let s = self.b.get(self.at..self.at + n)?;
+            self.at += n;
+            let mut v = [0u8; 8];
+            v[..n.min(8)].copy_from_slice(&s[..n.min(8)]);
+            Some(u64::from_le_bytes(v))
+        }
+        fn uleb(&mut self) -> Option<u64> {
+            let (mut v, mut shift) = (0u64, 0u32);
+            loop {
+                let b = self.u8()?;
+                if shift < 64 {
+                    v |= u64::from(b & 0x7f) << shift;
+                }
+                shift += 7;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+            }
+        }
+        fn sleb(&mut self) -> Option<i64> {
+            let (mut v, mut shift) = (0i64, 0u32);
+            loop {
+                let b = self.u8()?;
+                if shift < 64 {
+                    v |= i64::from(b & 0x7f) << shift;
+                }
+                shift += 7;
+                if b & 0x80 == 0 {
+                    if shift < 64 && b & 0x40 != 0 {
+                        v |= -1i64 << shift;
+                    }
+                    return Some(v);
+                }
+            }
+        }
+        fn cstr(&mut self) -> Option<(usize, usize)> {
+            let start = self.at;
+            let len = self.b.get(start..)?.iter().position(|&c| c == 0)?;
+            self.at = start + len + 1;
+            Some((start, len))
+        }
+    }
+
+    /// Where a file's name is: in the unit, or at an offset of a string
+    /// section.
+    #[derive(Clone, Copy)]
+    enum Name {
+        Unit(usize, usize),
+        LineStr(u64),
+        Str(u64),
+    }
+
+    /// `(name length in `file`, line)` for area offset `off`.
+    pub fn find(src: &LineSource, off: u64, file: &mut [u8]) -> Option<(usize, u64)> {
+        if BUSY.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: BUSY gives this call the buffer to itself.
+        let buf = unsafe { &mut *UNIT.0.get() };
+        let r = find_in(src, off, buf, file);
+        BUSY.store(false, Ordering::Release);
+        r
+    }
+
+    fn find_in(
+        src: &LineSource,
+        off: u64,
+        buf: &mut [u8],
+        file: &mut [u8],
+    ) -> Option<(usize, u64)> {
+        let (sec, size) = src.line;
+        let mut unit_at = 0u64;
+        while unit_at + 4 <= size {
+            let mut len4 = [0u8; 4];
+            src.file.read_exact_at(&mut len4, sec + unit_at).ok()?;
+            let len = u64::from(u32::from_le_bytes(len4));
+            if len >= 0xffff_fff0 {
+                return None; // 64-bit DWARF: not produced for these modules
+            }
+            let total = 4 + len;
+            if unit_at + total > size {
+                return None;
+            }
+            if (total as usize) <= buf.len() {
+                let unit = &mut buf[..total as usize];
+                if src.file.read_exact_at(unit, sec + unit_at).is_ok() {
+                    if let Some(hit) = run_unit(unit, off) {
+                        return name_of(src, unit, hit.0, file).map(|n| (n, hit.1));
+                    }
+                }
+            }
+            unit_at += total;
+        }
+        None
+    }
+
+    /// Runs one unit's line program; `(file name, line)` of the row
+    /// covering `target`.
+    fn run_unit(unit: &[u8], target: u64) -> Option<(Name, u64)> {
+        let mut c = Cur { b: unit, at: 4 };
+        let version = c.fixed(2)? as u16;
+        if !(2..=5).contains(&version) {
+            return None;
+        }
+        if version >= 5 {
+            c.u8()?; // address_size
+            c.u8()?; // segment selector size
+        }
+        let header_len = c.fixed(4)? as usize;
+        let program = c.at + header_len;
+        let min_inst = u64::from(c.u8()?);
+        if version >= 4 {
+            c.u8()?; // max ops per instruction
+        }
+        let default_stmt = c.u8()? != 0;
+        let line_base = c.u8()? as i8 as i64;
+        let line_range = u64::from(c.u8()?);
+        let opcode_base = c.u8()?;
+        if line_range == 0 {
+            return None;
+        }
+        let lengths_at = c.at;
+        c.at += usize::from(opcode_base.saturating_sub(1));
+        // The file table: remember where it starts, look entries up later.
+        let files_at = c.at;
+        let _ = default_stmt;
+        let mut p = Cur {
+            b: unit,
+            at: program,
+        };
+        let (mut addr, mut file, mut line) = (0u64, 1u64, 1i64);
+        let mut prev: Option<(u64, u64, i64)> = None;
+        let hit = |prev: Option<(u64, u64, i64)>, addr: u64| -> Option<(u64, i64)> {
+            let (a, f, l) = prev?;
+            (a <= target && target < addr).then_some((f, l))
+        };
+        while p.at < unit.len() {
+            let op = p.u8()?;
+            let mut row = false;
+            let mut end_seq = false;
+            if op >= opcode_base {
+                let adj = u64::from(op - opcode_base);
+                addr = addr.wrapping_add((adj / line_range) * min_inst);
+                line += line_base + (adj % line_range) as i64;
+                row = true;
+            } else if op == 0 {
+                let len = p.uleb()? as usize;
+                let next = p.at + len;
+                let sub = p.u8()?;
+                match sub {
+                    1 => {
+                        row = true;
+                        end_seq = true;
+                    }
+                    2 => addr = p.fixed(len - 1)?,
+                    _ => {}
+                }
+                p.at = next;
+            } else {
+                match op {
+                    1 => row = true,
+                    2 => addr = addr.wrapping_add(p.uleb()? * min_inst),
+                    3 => line += p.sleb()?,
+                    4 => file = p.uleb()?,
+                    5 => {
+                        p.uleb()?;
+                    }
+                    8 => {
+                        let adj = u64::from(255 - opcode_base);
+                        addr = addr.wrapping_add((adj / line_range) * min_inst);
+                    }
+                    9 => addr = addr.wrapping_add(p.fixed(2)?),
+                    6 | 7 | 10 | 11 => {}
+                    _ => {
+                        // Unknown standard opcode: skip its ULEB operands.
+                        let n = *unit.get(lengths_at + usize::from(op) - 1)?;
+                        for _ in 0..n {
+                            p.uleb()?;
+                        }
+                    }
+                }
+            }
+            if row {
+                if let Some((f, l)) = hit(prev, addr) {
+                    let name = file_name(unit, files_at, version, f)?;
+                    return Some((name, l.max(0) as u64));
+                }
+                prev = if end_seq {
+                    None
+                } else {
+                    Some((addr, file, line))
+                };
+                if end_seq {
+                    addr = 0;
+                    file = 1;
+                    line = 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Skips one attribute value of `form`; returns its name reference when
+    /// it is a string.
+    fn form(c: &mut Cur<'_>, form: u64) -> Option<Option<Name>> {
+        Some(match form {
+            0x08 => {
+                let (s, l) = c.cstr()?;
+                Some(Name::Unit(s, l))
+            }
+            0x1f => Some(Name::LineStr(c.fixed(4)?)),
+            0x0e => Some(Name::Str(c.fixed(4)?)),
+            0x0b => {
+                c.fixed(1)?;
+                None
+            }
+            0x05 => {
+                c.fixed(2)?;
+                None
+            }
+            0x06 => {
+                c.fixed(4)?;
+                None
+            }
+            0x07 => {
+                c.fixed(8)?;
+                None
+            }
+            0x1e => {
+                c.fixed(8)?;
+                c.fixed(8)?;
+                None
+            }
+            0x0f => {
+                c.uleb()?;
+                None
+            }
+            0x09 => {
+                let n = c.uleb()? as usize;
+                c.at += n;
+                None
+            }
+            _ => return None,
+        })
+    }
+
+    /// The name of file `index` in the unit's file table.
+    fn file_name(unit: &[u8], files_at: usize, version: u16, index: u64) -> Option<Name> {
+        let mut c = Cur {
+            b: unit,
+            at: files_at,
+        };
+        if version < 5 {
+            // include_directories: strings up to an empty one.
+            loop {
+                let (_, l) = c.cstr()?;
+                if l == 0 {
+                    break;
+                }
+            }
+            let mut i = 1;
+            loop {
+                let (s, l) = c.cstr()?;
+                if l == 0 {
+                    return None;
+                }
+                c.uleb()?;
+                c.uleb()?;
+                c.uleb()?;
+                if i == index {
+                    return Some(Name::Unit(s, l));
+                }
+                i += 1;
+            }
+        }
+        // Version 5: directory formats and entries, then file formats and
+        // entries (0-based).
+        let skip_table = |c: &mut Cur<'_>, want: Option<u64>| -> Option<Option<Name>> {
+            let nfmt = c.u8()? as usize;
+            let mut fmts = [(0u64, 0u64); 8];
+            for f in fmts.iter_mut().take(nfmt.min(8)) {
+                *f = (c.uleb()?, c.uleb()?);
+            }
+            if nfmt > 8 {
+                return None;
+            }
+            let count = c.uleb()?;
+            let mut found = None;
+            for i in 0..count {
+                for &(kind, fm) in &fmts[..nfmt] {
+                    let v = form(c, fm)?;
+                    if kind == 1 && Some(i) == want {
+                        found = v;
+                    }
+                }
+            }
+            Some(found)
+        };
+        skip_table(&mut c, None)?;
+        skip_table(&mut c, Some(index))?
+    }
+
+    /// Copies a file name into `out`; returns its length.
+    fn name_of(src: &LineSource, unit: &[u8], name: Name, out: &mut [u8]) -> Option<usize> {
+        let (sec, off) = match name {
+            Name::Unit(s, l) => {
+                let l = l.min(out.len());
+                out[..l].copy_from_slice(unit.get(s..s + l)?);
+                return Some(l);
+            }
+            Name::LineStr(o) => (src.line_str?, o),
+            Name::Str(o) => (src.str_?, o),
+        };
+        if off >= sec.1 {
+            return None;
+        }
+        let want = (out.len() as u64).min(sec.1 - off) as usize;
+        src.file.read_exact_at(&mut out[..want], sec.0 + off).ok()?;
+        out[..want].iter().position(|&c| c == 0).or(Some(want))
+    }
+}

@@ -1,0 +1,225 @@
+//! Crash reports: each fatal signal in module code prints the contract's
+//! line and the module frames on stderr, then the process dies of that
+//! signal exactly as the same program built natively does; a crash in the
+//! host outside module code is not reported (and not hidden); a handler
+//! the program installed itself still runs.
+
+mod support;
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MAIN: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+int boom(int kind);
+int main(int argc, char **argv) {
+    int k = argc > 1 ? atoi(argv[1]) : 0;
+    printf("before\n");
+    fflush(stdout);
+    int r = boom(k); /* CALL */
+    printf("after %d\n", r);
+    return 0;
+}
+"#;
+
+const UTIL: &str = r#"#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+volatile int zero = 0;
+static int bus(void) {
+    FILE *f = tmpfile();
+    volatile char *p = mmap(0, 4096, PROT_READ, MAP_SHARED, fileno(f), 0);
+    return p[0]; /* SIGBUS */
+}
+int boom(int kind) {
+    if (kind == 0) *(volatile int *)0 = 1; /* SIGSEGV */
+    if (kind == 1) return 10 / zero; /* SIGFPE */
+    if (kind == 2) __builtin_trap(); /* SIGILL */
+    if (kind == 3) abort(); /* SIGABRT */
+    if (kind == 4) return bus();
+    return 0;
+}
+"#;
+
+fn line_of(src: &str, marker: &str) -> usize {
+    src.lines()
+        .position(|l| l.contains(marker))
+        .expect("marker")
+        + 1
+}
+
+/// Builds the program natively and as an image, modules compiled with
+/// `flags`.
+fn build(dir: &Path, flags: &[&str]) -> (PathBuf, PathBuf) {
+    std::fs::write(dir.join("main.c"), MAIN).unwrap();
+    std::fs::write(dir.join("util.c"), UTIL).unwrap();
+    let native = dir.join("native");
+    let st = Command::new("cc")
+        .args(flags)
+        .arg(dir.join("main.c"))
+        .arg(dir.join("util.c"))
+        .arg("-o")
+        .arg(&native)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut objs = Vec::new();
+    for m in ["main", "util"] {
+        let o = dir.join(format!("{m}.o"));
+        let extra: Vec<&str> = flags
+            .iter()
+            .copied()
+            .filter(|f| !f.starts_with("-O"))
+            .collect();
+        let opt = flags
+            .iter()
+            .copied()
+            .find(|f| f.starts_with("-O"))
+            .unwrap_or("-O0");
+        support::compile(&dir.join(format!("{m}.c")), &o, opt, &extra);
+        objs.push(o);
+    }
+    let img = dir.join("app.hcr");
+    support::link_ok(&img, &objs);
+    (native, img)
+}
+
+fn run_image(img: &Path, kind: u32) -> Output {
+    support::hcr_command()
+        .current_dir(img.parent().unwrap())
+        .arg("run")
+        .arg(img)
+        .arg("--")
+        .arg(kind.to_string())
+        .output()
+        .unwrap()
+}
+
+fn check_signals(flags: &[&str], with_lines: bool) {
+    let t = tempfile::tempdir().unwrap();
+    let (native, img) = build(t.path(), flags);
+    for (kind, name, marker, sig) in [
+        (0, "SIGSEGV", "SIGSEGV", libc::SIGSEGV),
+        (1, "SIGFPE", "SIGFPE", libc::SIGFPE),
+        (2, "SIGILL", "SIGILL", libc::SIGILL),
+        (3, "SIGABRT", "SIGABRT", libc::SIGABRT),
+        (4, "SIGBUS", "SIGBUS", libc::SIGBUS),
+    ] {
+        let want = Command::new(&native)
+            .arg(kind.to_string())
+            .output()
+            .unwrap();
+        let got = run_image(&img, kind);
+        let err = String::from_utf8_lossy(&got.stderr);
+        assert_eq!(want.status.signal(), Some(sig), "native {name}");
+        assert_eq!(
+            got.status.signal(),
+            want.status.signal(),
+            "{name}: the process must die of the same signal as natively\n{err}"
+        );
+        assert_eq!(got.status.code(), None);
+        assert_eq!(String::from_utf8_lossy(&got.stdout), "before\n");
+        let first = err.lines().next().unwrap_or_default();
+        // At -O2 `bus` is inlined into `boom`.
+        let function = if kind == 4 && with_lines {
+            "bus"
+        } else {
+            "boom"
+        };
+        let want_line = if with_lines {
+            format!(
+                "hcr: crash: {name} in util:{function} (util.c:{}), image generation 0",
+                line_of(UTIL, marker)
+            )
+        } else {
+            format!("hcr: crash: {name} in util:{function}, image generation 0")
+        };
+        assert_eq!(first, want_line, "{name}:\n{err}");
+        // The module frames follow, the crashing one first.
+        let frames: Vec<&str> = err
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with("hcr:     at "))
+            .collect();
+        assert!(!frames.is_empty(), "{err}");
+        assert!(frames[0].contains(&format!("util:{function}")), "{err}");
+        if with_lines && kind != 3 {
+            // At -O0 every call is a real frame: boom's caller is main.
+            let call = format!(
+                "main:main (main.c:{}), image generation 0",
+                line_of(MAIN, "CALL")
+            );
+            assert!(
+                frames.iter().any(|f| f.ends_with(&call)),
+                "no main frame:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_fatal_signal_is_reported_with_file_and_line_and_kills_as_natively() {
+    check_signals(&["-O0", "-g"], true);
+}
+
+#[test]
+fn reports_without_debug_info_name_module_and_function() {
+    check_signals(&["-O2"], false);
+}
+
+const HOST: &str = r#"#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "hcr.h"
+static void on_segv(int sig) {
+    static const char msg[] = "host handler ran\n";
+    write(2, msg, sizeof msg - 1);
+    _exit(42);
+}
+int main(int argc, char **argv) {
+    if (argc > 2) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_segv;
+        sigaction(SIGSEGV, &sa, 0);
+    }
+    if (hcr_init(argv[1]) != 0) { fprintf(stderr, "init: %s\n", hcr_last_error()); return 1; }
+    int (*boom)(int) = (int (*)(int))hcr_get_proc("util", "boom");
+    if (argv[2] && argv[2][0] == 'm') return boom(0); /* in module code */
+    *(volatile int *)0 = 1;                            /* in the host */
+    return 0;
+}
+"#;
+
+#[test]
+fn host_crashes_are_not_reported_and_program_handlers_still_run() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (_, img) = build(d, &["-O1", "-g"]);
+    std::fs::write(d.join("host.c"), HOST).unwrap();
+    let host = d.join("host");
+    support::c_host(&d.join("host.c"), &host, &[]);
+    // A crash in the host's own code: no report, the default action.
+    let o = Command::new(&host).arg(&img).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+    assert!(!err.contains("hcr: crash"), "{err}");
+    // The host's handler, installed before the runtime: a host crash goes
+    // to it unreported ...
+    let o = Command::new(&host).arg(&img).arg("h").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(42), "{err}");
+    assert_eq!(err, "host handler ran\n");
+    // ... and a module crash is reported, then goes to it.
+    let o = Command::new(&host).arg(&img).arg("m").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(42), "{err}");
+    assert!(
+        err.starts_with("hcr: crash: SIGSEGV in util:boom (util.c:")
+            && err.ends_with("host handler ran\n"),
+        "{err}"
+    );
+}

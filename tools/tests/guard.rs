@@ -1,0 +1,192 @@
+//! The crash guard (`hcr_guard`): a crash in code from the latest reload
+//! rolls back to the previous generation, globals kept, and the program
+//! carries on; a crash in code of an older generation is reported without a
+//! rollback; the Rust API does the same.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+/// The main loop: six frames of `work` under the guard; before frame 2 it
+/// puts the image named by its first argument (unless `-`) in place and
+/// reloads.
+const MAIN: &str = r#"#include <stdio.h>
+#include <hcr.h>
+int ticks;
+char **args;
+int work(int t);
+static void frame(void *arg) { ticks += work(*(int *)arg); }
+int main(int argc, char **argv) {
+    args = argv;
+    for (int i = 0; i < 6; i++) {
+        if (i == 2 && argc > 1 && argv[1][0] != '-') {
+            rename(argv[1], argv[0]);
+            printf("reload %d\n", hcr_perform_code_reload());
+        }
+        int rc = hcr_guard(frame, &i);
+        char err[512];
+        snprintf(err, sizeof err, "%s", hcr_last_error());
+        printf("frame %d rc %d ticks %d changed %d\n", i, rc, ticks, hcr_has_any_module_changed());
+        if (rc) printf("error: %s\n", err);
+        fflush(stdout);
+    }
+    printf("again %d\n", hcr_perform_code_reload());
+    return 0;
+}
+"#;
+
+fn build(dir: &Path, tag: &str, util: &str) -> PathBuf {
+    let d = dir.join(tag);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("main.c"), MAIN).unwrap();
+    std::fs::write(d.join("util.c"), util).unwrap();
+    let (m, u) = (d.join("main.o"), d.join("util.o"));
+    support::compile(&d.join("main.c"), &m, "-O1", &["-g"]);
+    support::compile(&d.join("util.c"), &u, "-O1", &["-g"]);
+    let img = dir.join(format!("{tag}.hcr"));
+    support::link_ok(&img, &[m, u]);
+    img
+}
+
+fn run(img: &Path, next: &Path) -> (String, String, Option<i32>) {
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(img)
+        .arg("--")
+        .arg(next)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code(),
+    )
+}
+
+#[test]
+fn a_crash_in_the_latest_reload_rolls_back_with_globals_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v1 = build(d, "v1", "int work(int t) { return 1; }\n");
+    let v2 = build(
+        d,
+        "v2",
+        "volatile int zero;\nint work(int t) {\n    return 10 / zero;\n}\n",
+    );
+    let (out, err, code) = run(&v1, &v2);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(
+        out,
+        "frame 0 rc 0 ticks 1 changed 0\n\
+         frame 1 rc 0 ticks 2 changed 0\n\
+         reload 2\n\
+         frame 2 rc -1 ticks 2 changed 0\n\
+         error: crash: SIGFPE in util:work (util.c:3), image generation 1; rolled back to image generation 0 (the crashed image runs again only once the file changes)\n\
+         frame 3 rc 0 ticks 3 changed 0\n\
+         frame 4 rc 0 ticks 4 changed 0\n\
+         frame 5 rc 0 ticks 5 changed 0\n\
+         again 0\n",
+        "{err}"
+    );
+    assert!(
+        err.starts_with("hcr: crash: SIGFPE in util:work (util.c:3), image generation 1\n"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "hcr: rolled back to image generation 0 after a crash in image generation 1\n"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_crash_in_an_older_generation_is_reported_without_rollback() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // v1's work reloads to v2 from inside frame 3, then crashes in its own
+    // (now old, generation 0) code; v2 runs normally afterwards.
+    let v1 = build(
+        d,
+        "v1",
+        r#"#include <stdio.h>
+#include <hcr.h>
+extern char **args;
+volatile int zero;
+int work(int t) {
+    if (t == 3) {
+        rename(args[2], args[0]);
+        hcr_perform_code_reload();
+        return 10 / zero;
+    }
+    return 1;
+}
+"#,
+    );
+    let v2 = build(d, "v2", "int work(int t) { return 100; }\n");
+    let staged = d.join("staged.hcr");
+    std::fs::copy(&v2, &staged).unwrap();
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&v1)
+        .arg("--")
+        .arg("-")
+        .arg(&staged)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert_eq!(
+        out,
+        "frame 0 rc 0 ticks 1 changed 0\n\
+         frame 1 rc 0 ticks 2 changed 0\n\
+         frame 2 rc 0 ticks 3 changed 0\n\
+         frame 3 rc -1 ticks 3 changed 0\n\
+         error: crash: SIGFPE in util:work (util.c:9), image generation 0\n\
+         frame 4 rc 0 ticks 103 changed 0\n\
+         frame 5 rc 0 ticks 203 changed 0\n\
+         again 0\n",
+        "{err}"
+    );
+    assert!(
+        err.starts_with("hcr: crash: SIGFPE in util:work (util.c:9), image generation 0\n"),
+        "{err}"
+    );
+    assert!(!err.contains("rolled back"), "{err}");
+}
+
+#[test]
+fn the_rust_api_guards_too() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v1 = build(d, "v1", "int work(int t) { return 1; }\n");
+    let v2 = build(d, "v2", "int work(int t) { return *(volatile int *)0; }\n");
+    let app = d.join("app.hcr");
+    std::fs::copy(&v1, &app).unwrap();
+    let rt = hcr_runtime::Runtime::open(&app).expect("load");
+    // SAFETY: `work` is `int work(int)` in the image.
+    let work: extern "C" fn(i32) -> i32 = unsafe { rt.get_proc("util", "work") }.expect("work");
+    unsafe extern "C" fn call(arg: *mut std::ffi::c_void) {
+        // SAFETY: `arg` is the function pointer passed below.
+        let f: extern "C" fn(i32) -> i32 = unsafe { std::mem::transmute(arg) };
+        f(0);
+    }
+    let arg = work as *mut std::ffi::c_void;
+    // SAFETY: `call` takes that pointer.
+    assert!(unsafe { rt.guard(call, arg) }.is_ok());
+    std::fs::rename(&v2, &app).unwrap();
+    // main and util (their debug information names their folders).
+    assert_eq!(rt.reload().expect("reload"), 2);
+    // SAFETY: as above.
+    let e = unsafe { rt.guard(call, arg) }.expect_err("crash");
+    assert!(
+        e.to_string()
+            .starts_with("crash: SIGSEGV in util:work (util.c:1), image generation 1; rolled back"),
+        "{e}"
+    );
+    // Rolled back: v1's code runs through the same permanent address.
+    // SAFETY: as above.
+    assert!(unsafe { rt.guard(call, arg) }.is_ok());
+    assert!(!rt.has_any_module_changed());
+}

@@ -26,6 +26,7 @@ pub mod ffi;
 mod globals;
 mod image_file;
 mod state;
+mod tls;
 pub mod trampoline;
 
 use std::ffi::{c_char, CString};

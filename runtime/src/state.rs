@@ -655,7 +655,12 @@ impl State {
                 Some((_, g)) if g.size == o.size => tables.objects[oi] = g.addr,
                 other => {
                     let resized = other.is_some();
-                    match self.heap.alloc(&mut self.window, o.size, o.align) {
+                    let alloc = if o.tls {
+                        crate::tls::alloc(o.size, o.align)
+                    } else {
+                        self.heap.alloc(&mut self.window, o.size, o.align)
+                    };
+                    match alloc {
                         Ok(addr) => {
                             tables.objects[oi] = addr;
                             obj_gid[oi] = PENDING | new_globals.len() as u32;
@@ -665,6 +670,7 @@ impl State {
                                     addr,
                                     size: o.size,
                                     written: Vec::new(),
+                                    tls: o.tls,
                                 },
                                 resized,
                             ));
@@ -679,7 +685,7 @@ impl State {
         }
         let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
             for (_, g, _) in new_globals {
-                heap.free(g.addr, g.size);
+                heap.free_global(g);
             }
         };
         if let Some(e) = fail {
@@ -725,6 +731,9 @@ impl State {
             for (oi, g, _) in &mut new_globals {
                 let o = &m.objects[*oi];
                 match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, base) {
+                    Ok(values) if g.tls => {
+                        crate::tls::init(g.addr, &initial_bytes(view, o, &values))
+                    }
                     Ok(values) => {
                         // SAFETY: `g.addr` is a fresh heap allocation of
                         // `o.size` bytes, not yet visible to any code.
@@ -886,13 +895,13 @@ impl State {
                             "global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
                             module, oname, e.g.size, g.size
                         ));
-                        self.heap.free(e.g.addr, e.g.size);
+                        self.heap.free_global(&e.g);
                     }
                 }
             } else if let Some(old) = index_get(&self.global_index, module, oname) {
                 // A global of a module imported again: the old storage goes.
                 if let Some(e) = self.globals[old as usize].take() {
-                    self.heap.free(e.g.addr, e.g.size);
+                    self.heap.free_global(&e.g);
                 }
             }
             let gid = self.globals.len() as u32;
@@ -915,7 +924,7 @@ impl State {
                     }
                     if let Some(e) = self.globals[g as usize].take() {
                         index_remove(&mut self.global_index, &e.module, &e.name);
-                        self.heap.free(e.g.addr, e.g.size);
+                        self.heap.free_global(&e.g);
                     }
                 }
             }
@@ -1018,6 +1027,7 @@ impl State {
             .iter()
             .flatten()
             .map(|e| &e.g)
+            .filter(|g| !g.tls)
             .flat_map(|g| {
                 let n = (g.size / 8) as usize;
                 // SAFETY: live global storage of at least n*8 bytes; read
@@ -1031,7 +1041,8 @@ impl State {
         for r in std::mem::take(&mut self.retired) {
             let in_use = !due(&r)
                 || stack.iter().any(|&a| r.area.contains(a))
-                || words.iter().any(|&w| r.area.contains(w as usize));
+                || words.iter().any(|&w| r.area.contains(w as usize))
+                || crate::tls::any_word(|w| r.area.contains(w as usize));
             if in_use {
                 keep.push(r);
             } else {
@@ -1104,7 +1115,12 @@ impl State {
 
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
         let g = index_get(&self.global_index, module, name)?;
-        self.globals[g as usize].as_ref().map(|e| e.g.addr)
+        let e = self.globals[g as usize].as_ref()?;
+        Some(if e.g.tls {
+            crate::tls::addr_here(e.g.addr)
+        } else {
+            e.g.addr
+        })
     }
 
     /// Root `main`'s permanent address.
@@ -1213,4 +1229,18 @@ pub struct RuntimeStats {
     pub functions: usize,
     /// Free bytes of the window.
     pub window_free: usize,
+}
+
+/// A thread-local variable's initial bytes with its pointer fields (a TLS
+/// variable's fields are never re-based: each thread's copy is its own).
+fn initial_bytes(view: &ImageView<'_>, o: &hcr_image::Object, values: &[FieldValue]) -> Vec<u8> {
+    let mut b = vec![0u8; o.size as usize];
+    if let Some(off) = o.init {
+        let off = off as usize;
+        b.copy_from_slice(&view.init[off..off + o.size as usize]);
+    }
+    for f in values {
+        hcr_loader::write_value(&mut b, f.offset as usize, f.kind, f.value);
+    }
+    b
 }

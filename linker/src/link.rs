@@ -182,6 +182,8 @@ enum GotKey {
     TlsLdOff,
     TlsDesc(u32, u64),
     TlsDescArg(u32, u64),
+    TlsDescBase,
+    TlsDescBaseArg,
 }
 
 /// How a relocation's value is computed.
@@ -860,6 +862,7 @@ fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Ve
                 || !undefined_here
                 || s.name.is_empty()
                 || s.name == "_GLOBAL_OFFSET_TABLE_"
+                || s.name == tls::MODULE_BASE
                 || globals.contains_key(s.name)
             {
                 continue;
@@ -1009,7 +1012,7 @@ fn classify(
             help.to_string(),
         ))
     };
-    if let Some(c) = tls::classify(mods, tgt, r) {
+    if let Some(c) = tls::classify(mods, sym, tgt, r) {
         return c;
     }
     match r.r_type {

@@ -643,6 +643,7 @@ impl State {
         // new ones are allocated now and freed again if anything fails.
         let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
         let mut fail = None;
+        crate::tls::drop_staged();
         for (oi, o) in m.objects.iter().enumerate() {
             if !reachable[o.module.0 as usize] {
                 continue;
@@ -715,6 +716,15 @@ impl State {
             let Some(e) = &self.globals[g as usize] else {
                 continue;
             };
+            if e.g.tls {
+                // Threads born after the reload start from the new image's
+                // initialiser (its pointers point into the new image).
+                match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, base) {
+                    Ok(v) => crate::tls::stage(e.g.addr, initial_bytes(view, &m.objects[oi], &v)),
+                    Err(err) => fail = Some(err),
+                }
+                continue;
+            }
             if !e.g.written.iter().any(|f| f.class == TargetClass::Area) {
                 continue;
             }
@@ -785,6 +795,7 @@ impl State {
         } = p;
         let m = &manifest;
         let base = area.base as u64;
+        crate::tls::publish_staged();
         // New trampolines join the registry.
         if let Some(batch) = new_trampolines {
             let first = self.functions.len() as u32;

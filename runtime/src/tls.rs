@@ -39,11 +39,15 @@ struct Registry {
     template: Vec<u8>,
     /// Every live thread's block.
     blocks: Vec<usize>,
+    /// Initial bytes of kept variables from an image being prepared: the
+    /// template takes them when that image is committed.
+    staged: Vec<(u64, Vec<u8>)>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     template: Vec::new(),
     blocks: Vec::new(),
+    staged: Vec::new(),
 });
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -233,6 +237,28 @@ pub(crate) fn init(off: u64, bytes: &[u8]) {
         // (which `off + len` lies inside) is never longer; no code reads
         // these bytes yet (the variable's code is not published).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (b + off) as *mut u8, bytes.len()) };
+    }
+}
+
+/// Stages new initial bytes for the kept variable at `off`: threads made
+/// after [`publish_staged`] start from them; live threads keep their values.
+pub(crate) fn stage(off: u64, bytes: Vec<u8>) {
+    registry().staged.push((off, bytes));
+}
+
+/// Forgets what an image that was never committed staged.
+pub(crate) fn drop_staged() {
+    registry().staged.clear();
+}
+
+/// The committed image's initial bytes become the template's.
+pub(crate) fn publish_staged() {
+    let mut r = registry();
+    for (off, bytes) in std::mem::take(&mut r.staged) {
+        let off = off as usize;
+        if let Some(dst) = r.template.get_mut(off..off + bytes.len()) {
+            dst.copy_from_slice(&bytes);
+        }
     }
 }
 

@@ -24,11 +24,21 @@ use hcr_image::TLS_MODULE;
 use super::{Calc, GotKey, Host, Mod, Tgt, S};
 use crate::arch::x86_64::{self as x86, *};
 
+/// The symbol gcc's local-dynamic descriptor sequences name: the start of
+/// the module's TLS block, which a static linker defines. Here: offset 0 of
+/// the image's block.
+pub(super) const MODULE_BASE: &str = "_TLS_MODULE_BASE_";
+
 type Class = Result<Option<(Calc, S)>, (String, String)>;
 
 /// Classifies `r` when it is a TLS relocation or refers to a thread-local
 /// variable; `None` for everything else.
-pub(super) fn classify(mods: &[Mod<'_>], tgt: Tgt, r: &crate::parse::Rel) -> Option<Class> {
+pub(super) fn classify(
+    mods: &[Mod<'_>],
+    sym: &crate::parse::Sym<'_>,
+    tgt: Tgt,
+    r: &crate::parse::Rel,
+) -> Option<Class> {
     fn err<T>(what: &str, help: &str) -> Result<T, (String, String)> {
         Err((what.to_string(), help.to_string()))
     }
@@ -71,6 +81,10 @@ pub(super) fn classify(mods: &[Mod<'_>], tgt: Tgt, r: &crate::parse::Rel) -> Opt
         R_DTPOFF32 => var().map(|(g, off)| Some((Calc::Abs32S, S::Obj(g, off)))),
         R_DTPOFF64 => var().map(|(g, off)| Some((Calc::Abs64, S::Obj(g, off)))),
         R_DTPMOD64 => Ok(Some((Calc::Abs64, S::Abs(TLS_MODULE)))),
+        // Local dynamic with descriptors: the block's start, then DTPOFF.
+        R_GOTPC32_TLSDESC if sym.name == MODULE_BASE => {
+            Ok(Some((Calc::Pc32, S::Got(GotKey::TlsDescBase))))
+        }
         R_GOTPC32_TLSDESC => {
             var().map(|(g, off)| Some((Calc::Pc32, S::Got(GotKey::TlsDesc(g, off)))))
         }
@@ -97,6 +111,7 @@ pub(super) fn pair_second(k: GotKey) -> Option<GotKey> {
         GotKey::TlsGd(g, off) => Some(GotKey::TlsGdOff(g, off)),
         GotKey::TlsLd => Some(GotKey::TlsLdOff),
         GotKey::TlsDesc(g, off) => Some(GotKey::TlsDescArg(g, off)),
+        GotKey::TlsDescBase => Some(GotKey::TlsDescBaseArg),
         _ => None,
     }
 }
@@ -106,9 +121,9 @@ pub(super) fn pair_second(k: GotKey) -> Option<GotKey> {
 pub(super) fn got_word(k: GotKey, m: &Mod<'_>) -> Option<Result<u64, S>> {
     Some(match k {
         GotKey::TlsGd(..) | GotKey::TlsLd => Ok(TLS_MODULE),
-        GotKey::TlsLdOff => Ok(0),
+        GotKey::TlsLdOff | GotKey::TlsDescBaseArg => Ok(0),
         GotKey::TlsGdOff(g, off) | GotKey::TlsDescArg(g, off) => Err(S::Obj(g, off)),
-        GotKey::TlsDesc(..) => Err(S::Host(m.tlsdesc_host)),
+        GotKey::TlsDesc(..) | GotKey::TlsDescBase => Err(S::Host(m.tlsdesc_host)),
         _ => return None,
     })
 }
@@ -117,9 +132,11 @@ pub(super) fn got_word(k: GotKey, m: &Mod<'_>) -> Option<Result<u64, S>> {
 /// descriptors (known once the relocations are scanned), and tells every
 /// module its index.
 pub(super) fn add_resolver_host(mods: &mut [Mod<'_>], hosts: &mut Vec<Host<'_>>) {
-    let used = mods
-        .iter()
-        .any(|m| m.got.iter().any(|k| matches!(k, GotKey::TlsDesc(..))));
+    let used = mods.iter().any(|m| {
+        m.got
+            .iter()
+            .any(|k| matches!(k, GotKey::TlsDesc(..) | GotKey::TlsDescBase))
+    });
     if !used {
         return;
     }

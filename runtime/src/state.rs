@@ -903,7 +903,8 @@ impl State {
                 if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
                         warn(format_args!(
-                            "global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                            "{} {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                            if g.tls { "thread-local variable" } else { "global" },
                             module, oname, e.g.size, g.size
                         ));
                         self.heap.free_global(&e.g);

@@ -34,6 +34,26 @@ fn reload_scenario(flags: &[&str]) {
     let next = d.join("next.hcr");
     support::link_ok(&app, &[main.clone(), l1]);
     support::link_ok(&next, &[main, l2]);
+    let inspect = support::hcr_command()
+        .arg("inspect")
+        .arg(&app)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let gd = text
+        .lines()
+        .find(|l| l.contains(" gd_var "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        gd.trim_start().starts_with("tls") && gd.ends_with("thread-local"),
+        "{gd}"
+    );
+    let json = support::hcr_command()
+        .args(["inspect", "--json"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&json.stdout).contains("\"thread_local\": true"));
     let out = support::hcr_command()
         .arg("run")
         .arg(&app)

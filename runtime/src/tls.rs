@@ -23,9 +23,10 @@
 //! (a `pthread` key destructor, which glibc runs after the thread's C++
 //! `thread_local` destructors).
 
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 use crate::Error;
 
@@ -42,16 +43,59 @@ struct Registry {
     /// Initial bytes of kept variables from an image being prepared: the
     /// template takes them when that image is committed.
     staged: Vec<(u64, Vec<u8>)>,
+    /// The `pthread` key whose destructor frees an exiting thread's block.
+    key: Option<libc::pthread_key_t>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    template: Vec::new(),
-    blocks: Vec::new(),
-    staged: Vec::new(),
-});
+/// The registry behind a `pthread` mutex rather than `std`'s: threads of
+/// the program take it (their first access, their exit), and race
+/// detectors (valgrind's DRD) understand `pthread` locks, not futexes.
+struct Locked {
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
+    registry: UnsafeCell<Registry>,
+}
 
-fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+// SAFETY: `registry` is only reached through `Guard`, which holds `mutex`.
+unsafe impl Sync for Locked {}
+
+static REGISTRY: Locked = Locked {
+    mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
+    registry: UnsafeCell::new(Registry {
+        template: Vec::new(),
+        blocks: Vec::new(),
+        staged: Vec::new(),
+        key: None,
+    }),
+};
+
+struct Guard(&'static Locked);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SAFETY: this guard locked the mutex.
+        unsafe { libc::pthread_mutex_unlock(self.0.mutex.get()) };
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        // SAFETY: the mutex is held for the guard's life.
+        unsafe { &*self.0.registry.get() }
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Registry {
+        // SAFETY: the mutex is held for the guard's life; one guard at a time.
+        unsafe { &mut *self.0.registry.get() }
+    }
+}
+
+fn registry() -> Guard {
+    // SAFETY: a static, initialised mutex; unlocked by the guard's drop.
+    unsafe { libc::pthread_mutex_lock(REGISTRY.mutex.get()) };
+    Guard(&REGISTRY)
 }
 
 // The calling thread's block pointer lives in an initial-exec thread-local
@@ -281,13 +325,15 @@ pub(crate) fn addr_here(off: u64) -> u64 {
     block() as u64 + off
 }
 
-fn key() -> libc::pthread_key_t {
-    static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
-    *KEY.get_or_init(|| {
+fn key(r: &mut Registry) -> libc::pthread_key_t {
+    *r.key.get_or_insert_with(|| {
         let mut k: libc::pthread_key_t = 0;
         // SAFETY: `k` is a valid out-pointer; the destructor has the C ABI.
         let rc = unsafe { libc::pthread_key_create(&mut k, Some(free_block)) };
-        assert_eq!(rc, 0, "pthread_key_create failed");
+        if rc != 0 {
+            eprintln!("hcr: pthread_key_create failed: thread-local blocks cannot be freed");
+            std::process::abort();
+        }
         k
     })
 }
@@ -301,8 +347,8 @@ fn block() -> *mut u8 {
     if !b.is_null() {
         return b;
     }
-    let key = key();
     let mut r = registry();
+    let key = key(&mut r);
     // SAFETY: a fresh private anonymous mapping; failure is checked.
     let p = unsafe {
         libc::mmap(

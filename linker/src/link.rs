@@ -5,14 +5,15 @@ use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use hcr_image::{
-    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Manifest, Module, ModuleId, Object,
-    PlanStats, Span, TargetClass, PAGE_SIZE,
+    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Library, Manifest, Module, ModuleId,
+    Object, PlanStats, Span, TargetClass, PAGE_SIZE,
 };
 use rayon::prelude::*;
 
 use crate::arch::x86_64::{self as x86, *};
 use crate::error::{Diagnostic, Diags, LinkError};
 use crate::input::MappedInput;
+use crate::libs::SharedLib;
 use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
 use crate::{LinkConfig, LinkOutput};
 
@@ -246,6 +247,7 @@ impl Timer {
 pub(crate) fn link(
     config: &LinkConfig,
     inputs: &[&MappedInput],
+    libs: &[SharedLib],
     sink: &mut dyn crate::input::Sink,
     timer: &mut Timer,
 ) -> Result<LinkOutput, LinkError> {
@@ -301,6 +303,13 @@ pub(crate) fn link(
         m.global_def = r.global_def;
     }
     let reachable = reachability(&mods, root);
+    let mut warnings = Vec::new();
+    if let Some(w) = root_without_main(&mods, root) {
+        warnings.push(w);
+    }
+    // Host symbols that no library defines: warned about (all at once), not
+    // refused, since a host program embedding the runtime may define them.
+    warnings.extend(unresolved_host_warnings(&mods, &reachable, &hosts, libs));
 
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
@@ -340,7 +349,7 @@ pub(crate) fn link(
 
     timer.lap("copy + relocate");
     // 10. The ELF file, and the manifest (built while the modules render).
-    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, &applied);
+    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, libs, &applied);
     let (size, manifest) = crate::write::write_image(
         &mods,
         &make_manifest,
@@ -358,6 +367,7 @@ pub(crate) fn link(
         stats: manifest.stats,
         size,
         bytes: Vec::new(),
+        warnings,
     };
     if config.skip_free {
         std::mem::forget((mods, manifest, applied));
@@ -880,6 +890,144 @@ fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Ve
         }
     }
     hosts
+}
+
+/// A warning when the root module defines no `main` (what `hcr run` calls),
+/// naming the modules that do.
+fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
+    let defines_main = |m: &Mod<'_>| m.funcs.iter().any(|f| f.global && f.name == "main");
+    let r = &mods[root as usize];
+    if defines_main(r) {
+        return None;
+    }
+    let with: Vec<&str> = mods
+        .iter()
+        .filter(|m| defines_main(m))
+        .map(|m| m.obj.name.as_str())
+        .collect();
+    Some(format!(
+        "the root module {} defines no `main`, so `hcr run` cannot start the image (the root is the first input unless --root names another){}",
+        r.obj.name,
+        match with.as_slice() {
+            [] => String::new(),
+            [one] => format!("; module {one} defines main: link with --root {one}"),
+            many => format!("; modules defining main: {}: link with --root MODULE", many.join(", ")),
+        }
+    ))
+}
+
+/// The identities of `m`'s gcc-numbered function statics (see
+/// `identity.rs`), by object index; empty entries for every other object
+/// (and an empty vector when the module has none).
+fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
+    use crate::identity::{gcc_numbered, identities, Identity, Numbered};
+    let mut of_sec: HashMap<u32, usize> = HashMap::default();
+    let mut statics: Vec<Numbered<'_>> = Vec::new();
+    for (oi, o) in m.objs.iter().enumerate() {
+        if o.global {
+            continue;
+        }
+        if let (Some(sec), Some((base, n))) = (o.sec, gcc_numbered(o.name)) {
+            of_sec.insert(sec, statics.len());
+            statics.push(Numbered {
+                index: oi,
+                base,
+                n,
+                owners: Vec::new(),
+            });
+        }
+    }
+    if statics.is_empty() {
+        return Vec::new();
+    }
+    // Which functions' code refers to each static's section.
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if sec.kind != SecKind::Text {
+            continue;
+        }
+        let funcs = &m.sec_funcs[m.sec_func_at[si] as usize..m.sec_func_at[si + 1] as usize];
+        let owner = match funcs.first() {
+            Some(&(_, f)) => m.funcs[f as usize].name,
+            None => sec.name,
+        };
+        for r in m.obj.relocs(sec) {
+            if let Some(Shndx::Sec(t)) = m.obj.symbols.get(r.sym as usize).map(|s| s.shndx) {
+                if let Some(&k) = of_sec.get(&t) {
+                    statics[k].owners.push(owner);
+                }
+            }
+        }
+    }
+    let mut out = vec![Identity::default(); m.objs.len()];
+    for (oi, id) in identities(statics) {
+        out[oi] = id;
+    }
+    out
+}
+
+/// One warning per module naming every host symbol it wants that no
+/// library defines (the default libraries and `-l` ones), nor the runtime.
+fn unresolved_host_warnings(
+    mods: &[Mod<'_>],
+    reachable: &[bool],
+    hosts: &[Host<'_>],
+    libs: &[SharedLib],
+) -> Vec<String> {
+    let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
+    if !hosts.iter().any(wanted) {
+        return Vec::new();
+    }
+    // Only what reachable modules want.
+    let mut want = vec![false; hosts.len()];
+    for (mi, m) in mods.iter().enumerate() {
+        if reachable[mi] {
+            for &h in &m.undefined {
+                want[h as usize] |= wanted(&hosts[h as usize]);
+            }
+        }
+    }
+    let names: Vec<&str> = hosts
+        .iter()
+        .zip(&want)
+        .filter(|(_, &w)| w)
+        .map(|(h, _)| h.name)
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let undefined = crate::libs::undefined_in_libraries(&names, libs);
+    let mut missing = vec![false; hosts.len()];
+    let mut k = 0;
+    for (i, w) in want.iter().enumerate() {
+        if *w {
+            missing[i] = undefined[k];
+            k += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (mi, m) in mods.iter().enumerate() {
+        if !reachable[mi] {
+            continue;
+        }
+        let names: Vec<&str> = m
+            .undefined
+            .iter()
+            .filter(|&&h| missing[h as usize])
+            .map(|&h| hosts[h as usize].name)
+            .collect();
+        if !names.is_empty() {
+            out.push(format!(
+                "module {}: undefined symbol{} {}: no module, library or the hcr runtime defines {} (add the library with -l NAME, or link the module that defines {}; a host program of your own may still provide {})",
+                m.obj.name,
+                if names.len() == 1 { "" } else { "s" },
+                names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            ));
+        }
+    }
+    out
 }
 
 struct Resolved {
@@ -1900,6 +2048,7 @@ fn build_manifest(
     reachable: &[bool],
     lay: &AreaLayout,
     hosts: &[Host<'_>],
+    libs: &[SharedLib],
     applied: &Applied,
 ) -> Manifest {
     let mut man = Manifest::default();
@@ -1933,14 +2082,18 @@ fn build_manifest(
             });
         }
         let ostart = objects.len() as u32;
-        for o in &m.objs {
+        let mut idents = static_identities(m);
+        for (oi, o) in m.objs.iter().enumerate() {
             let gid = objects.len();
+            let id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
                 name: man.intern(o.name),
+                identity: man.intern(&id.key),
+                assumed: man.intern(&id.assumed),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,
@@ -1976,6 +2129,14 @@ fn build_manifest(
             weak: h.weak,
         })
         .collect();
+    let libraries = libs
+        .iter()
+        .map(|l| Library {
+            request: man.intern(&l.request),
+            soname: man.intern(&l.soname),
+            path: man.intern(&l.path.to_string_lossy()),
+        })
+        .collect();
     Manifest {
         strings: man.strings,
         root: ModuleId(root),
@@ -1984,6 +2145,7 @@ fn build_manifest(
         functions,
         objects,
         hosts,
+        libraries,
         stats: PlanStats {
             relocations: applied.relocations,
             applied_at_link: applied.at_link,

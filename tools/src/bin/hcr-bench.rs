@@ -513,12 +513,12 @@ fn bench_tls(cli: &Cli, iterations: i64) -> anyhow::Result<()> {
     tool(
         "cc",
         &[&flags[..], &["-c", "-o", &s(&o_gd)]].concat(),
-        &[src.clone()],
+        std::slice::from_ref(&src),
     )?;
     tool(
         "cc",
         &[&flags[..], &["-DKEEP", "-c", "-o", &s(&o_root)]].concat(),
-        &[src.clone()],
+        std::slice::from_ref(&src),
     )?;
     let desc = [
         "-mtls-dialect=gnu2",
@@ -528,10 +528,14 @@ fn bench_tls(cli: &Cli, iterations: i64) -> anyhow::Result<()> {
     tool(
         "cc",
         &[&flags[..], &desc[..], &["-c", "-o", &s(&o_desc)]].concat(),
-        &[src.clone()],
+        std::slice::from_ref(&src),
     )?;
     let so = dir.join("libtls.so");
-    tool("cc", &["-shared", "-o", &s(&so)], &[o_gd.clone()])?;
+    tool(
+        "cc",
+        &["-shared", "-o", &s(&so)],
+        std::slice::from_ref(&o_gd),
+    )?;
     let exe = dir.join("tls-exe");
     tool("cc", &["-O2", "-o", &s(&exe)], &[main_src, src])?;
     let c = CString::new(s(&so))?;

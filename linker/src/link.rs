@@ -17,6 +17,8 @@ use crate::libs::SharedLib;
 use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
 use crate::{LinkConfig, LinkOutput};
 
+mod tls;
+
 /// A function of one module.
 struct FnDef<'d> {
     sec: u32,
@@ -33,6 +35,7 @@ struct ObjDef<'d> {
     size: u64,
     align: u64,
     global: bool,
+    tls: bool,
 }
 
 /// A module after parsing, with its ids and layout.
@@ -70,6 +73,8 @@ pub(crate) struct Mod<'d> {
     /// For each global symbol: the `(module, symbol)` of the definition in
     /// use ([`NO_DEF`] for locals and names no module defines).
     pub global_def: Vec<(u32, u32)>,
+    /// Host index of the TLS descriptor resolver (when a module uses one).
+    tlsdesc_host: u32,
 }
 
 impl Mod<'_> {
@@ -197,11 +202,26 @@ enum S {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum GotKey {
-    Area { m: u32, sec: u32, off: u64 },
+    Area {
+        m: u32,
+        sec: u32,
+        off: u64,
+    },
     Func(u32),
     Obj(u32, u64),
     Host(u32),
     Abs(u64),
+    /// TLS pairs (`link/tls.rs`): `tls_index` of a variable, of the block
+    /// (local dynamic), and TLS descriptors; each first word is followed by
+    /// its second.
+    TlsGd(u32, u64),
+    TlsGdOff(u32, u64),
+    TlsLd,
+    TlsLdOff,
+    TlsDesc(u32, u64),
+    TlsDescArg(u32, u64),
+    TlsDescBase,
+    TlsDescBaseArg,
 }
 
 /// How a relocation's value is computed.
@@ -351,6 +371,8 @@ pub(crate) fn link(
     if !diags.is_empty() {
         return Err(LinkError::Inputs(diags));
     }
+    let mut hosts = hosts;
+    tls::add_resolver_host(&mut mods, &mut hosts);
 
     timer.lap("scan relocations");
     // 8. Layout: fixed before any byte is written.
@@ -581,6 +603,7 @@ fn load_modules<'d>(
             undefined: Vec::new(),
             own_def: Vec::new(),
             global_def: Vec::new(),
+            tlsdesc_host: 0,
         })
         .collect();
     Ok((mods, diags.list))
@@ -689,7 +712,7 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                     }
                 }
                 if kind == SecKind::Data
-                    && (s.typ == object::elf::STT_OBJECT.0 || s.typ == object::elf::STT_NOTYPE.0 && !s.name.is_empty() && !s.name.starts_with(".L"))
+                    && (s.typ == object::elf::STT_OBJECT.0 || s.typ == object::elf::STT_TLS.0 || s.typ == object::elf::STT_NOTYPE.0 && !s.name.is_empty() && !s.name.starts_with(".L"))
                 {
                     data_syms[sec as usize].push(si);
                 }
@@ -734,6 +757,7 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                     size: sec.size,
                     align: sec.align,
                     global,
+                    tls: sec.is_tls(),
                 });
             }
             // COMMON storage: one object, in the owning module only.
@@ -750,6 +774,7 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                         size,
                         align,
                         global: true,
+                        tls: false,
                     });
                 }
             }
@@ -888,6 +913,7 @@ fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Ve
                 || !undefined_here
                 || s.name.is_empty()
                 || s.name == "_GLOBAL_OFFSET_TABLE_"
+                || s.name == tls::MODULE_BASE
                 || globals.contains_key(s.name)
             {
                 continue;
@@ -1175,34 +1201,36 @@ fn classify(
             help.to_string(),
         ))
     };
+    if let Some(c) = tls::classify(mods, sym, tgt, r) {
+        return c;
+    }
     match r.r_type {
         R_NONE => return Ok(None),
-        R_TPOFF32 | R_GOTTPOFF | R_TPOFF64 => {
-            return unsupported(
-                "thread-local variable in the initial-exec or local-exec model, which a loader cannot serve",
-                "compile with -fPIC (general-dynamic TLS), or move the variable to the host",
-            )
-        }
-        R_TLSGD | R_TLSLD | R_DTPOFF32 | R_DTPOFF64 | R_DTPMOD64 | R_GOTPC32_TLSDESC
-        | R_TLSDESC_CALL | R_TLSDESC => {
-            return unsupported(
-                "thread-local variables are not supported yet",
-                "move the variable to a normal global, or keep it in the host program",
-            )
-        }
         R_GOTPC32 => return Ok(Some((Calc::GotPc32, S::Abs(0)))),
         R_GOTPC64 => return Ok(Some((Calc::GotPc64, S::Abs(0)))),
         R_GOTOFF64 | R_GOT64 | R_GOTPCREL64 | R_PLTOFF64 | R_GOT32 => {}
         R_16 | R_PC16 | R_8 | R_PC8 => {
-            return unsupported("relocation type not supported", "build with -fPIC for x86-64")
+            return unsupported(
+                "relocation type not supported",
+                "build with -fPIC for x86-64",
+            )
         }
         R_SIZE32 | R_SIZE64 => {
-            let calc = if r.r_type == R_SIZE32 { Calc::Size32 } else { Calc::Size64 };
+            let calc = if r.r_type == R_SIZE32 {
+                Calc::Size32
+            } else {
+                Calc::Size64
+            };
             return Ok(Some((calc, S::Abs(sym.size))));
         }
         R_64 | R_PC32 | R_PLT32 | R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_32 | R_32S
         | R_PC64 => {}
-        _ => return unsupported("unsupported relocation type", "build with gcc or clang, -fPIC, for x86-64"),
+        _ => {
+            return unsupported(
+                "unsupported relocation type",
+                "build with gcc or clang, -fPIC, for x86-64",
+            )
+        }
     }
     if matches!(r.r_type, R_32 | R_32S) && src.kind != SecKind::Skip {
         return unsupported(
@@ -1412,8 +1440,10 @@ fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {
                 Ok(Some((_, s))) => {
                     let add_got = |k: GotKey, out: &mut ScanOut| {
                         if !out.got_index.contains_key(&k) {
-                            out.got_index.insert(k, out.got.len() as u32);
-                            out.got.push(k);
+                            for k in std::iter::once(k).chain(tls::pair_second(k)) {
+                                out.got_index.insert(k, out.got.len() as u32);
+                                out.got.push(k);
+                            }
                         }
                     };
                     match s {
@@ -1760,15 +1790,23 @@ fn apply_module(
     for (i, k) in m.got.iter().enumerate() {
         let p = m.bases.rodata + m.sizes.got_at + 8 * i as u64;
         let local = (p - m.bases.rodata) as usize;
-        let s = match *k {
-            GotKey::Area { m, sec, off } => S::Area { m, sec, off },
-            GotKey::Func(f) => S::Func(f, 0),
-            GotKey::Obj(g, off) => S::Obj(g, off),
-            GotKey::Host(h) => S::Host(h),
-            GotKey::Abs(v) => {
+        let s = match tls::got_word(*k, m) {
+            Some(Ok(v)) => {
                 rodata[local..local + 8].copy_from_slice(&v.to_le_bytes());
                 continue;
             }
+            Some(Err(s)) => s,
+            None => match *k {
+                GotKey::Area { m, sec, off } => S::Area { m, sec, off },
+                GotKey::Func(f) => S::Func(f, 0),
+                GotKey::Obj(g, off) => S::Obj(g, off),
+                GotKey::Host(h) => S::Host(h),
+                GotKey::Abs(v) => {
+                    rodata[local..local + 8].copy_from_slice(&v.to_le_bytes());
+                    continue;
+                }
+                _ => continue,
+            },
         };
         if let Some((class, target, add)) = residual(&s) {
             res.fixups.push(Fixup {
@@ -2109,6 +2147,7 @@ fn build_manifest(
                 init,
                 fixups: applied.object_fixup_spans[gid],
                 global: o.global,
+                tls: o.tls,
             });
         }
         modules.push(Module {

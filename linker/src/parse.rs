@@ -62,6 +62,14 @@ pub(crate) struct Sec<'d> {
     pub priority: u32,
 }
 
+impl Sec<'_> {
+    /// A thread-local section (`.tdata*`, `.tbss*`): its variables get one
+    /// copy per thread.
+    pub fn is_tls(&self) -> bool {
+        self.flags & elf::SHF_TLS.0 != 0
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shndx {
     Undef,
@@ -295,13 +303,6 @@ pub(crate) fn parse_object<'d>(
                 }
             }
         };
-        // Thread-local sections are not loaded; their variables are
-        // reported by name below.
-        let kind = if flags & elf::SHF_TLS.0 != 0 {
-            SecKind::Skip
-        } else {
-            kind
-        };
         if sh_type == elf::SHT_GROUP.0 {
             if let Some(g) = symtab_for_groups
                 .get_or_insert_with(|| sections.symbols(e, data, elf::SHT_SYMTAB).ok())
@@ -476,15 +477,6 @@ pub(crate) fn parse_object<'d>(
             }
         }
         let typ = s.st_type().0;
-        if typ == elf::STT_TLS.0 && matches!(shndx, Shndx::Sec(_) | Shndx::Common) {
-            diags.push(
-                path,
-                name,
-                Some(sname),
-                "thread-local variable (__thread / thread_local): not supported yet",
-                "make it a normal global, or keep it in the host program",
-            );
-        }
         if typ == elf::STT_FILE.0 && source.is_empty() {
             source = sname.to_string();
         }

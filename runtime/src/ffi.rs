@@ -467,7 +467,7 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "hcr_run_main" => hcr_run_main as *const () as usize,
         "hcr_shutdown" => hcr_shutdown as *const () as usize,
         "hcr_guard" => crate::guard::hcr_guard as *const () as usize,
-        _ => return None,
+        _ => return crate::tls::symbol(name),
     };
     Some(a as u64)
 }

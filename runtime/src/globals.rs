@@ -20,6 +20,9 @@ pub struct Global {
     /// that still holds its value is re-based on the next reload; a field
     /// the program changed is left alone.
     pub written: Vec<hcr_loader::FieldValue>,
+    /// A thread-local variable: `addr` is its offset in every thread's
+    /// block (`tls.rs`), not an address in the heap.
+    pub tls: bool,
 }
 
 /// The heap of persistent objects.
@@ -63,6 +66,14 @@ impl Heap {
         let size = size.max(1);
         self.free.free(addr as usize, size as usize);
         self.used = self.used.saturating_sub(size);
+    }
+
+    /// Returns a global's storage (a thread-local variable's offset is
+    /// never reused, so there is nothing to return).
+    pub fn free_global(&mut self, g: &Global) {
+        if !g.tls {
+            self.free(g.addr, g.size);
+        }
     }
 
     /// Releases every chunk.

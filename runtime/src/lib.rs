@@ -32,6 +32,7 @@ mod identity;
 mod image_file;
 mod perf_map;
 mod state;
+mod tls;
 pub mod trampoline;
 mod watcher;
 

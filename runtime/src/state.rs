@@ -697,6 +697,7 @@ impl State {
         // new ones are allocated now and freed again if anything fails.
         let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
         let mut fail = None;
+        crate::tls::drop_staged();
         for (oi, o) in m.objects.iter().enumerate() {
             if !reachable[o.module.0 as usize] {
                 continue;
@@ -709,7 +710,12 @@ impl State {
                 Some((_, g)) if g.size == o.size => tables.objects[oi] = g.addr,
                 other => {
                     let resized = other.is_some();
-                    match self.heap.alloc(&mut self.window, o.size, o.align) {
+                    let alloc = if o.tls {
+                        crate::tls::alloc(o.size, o.align)
+                    } else {
+                        self.heap.alloc(&mut self.window, o.size, o.align)
+                    };
+                    match alloc {
                         Ok(addr) => {
                             tables.objects[oi] = addr;
                             obj_gid[oi] = PENDING | new_globals.len() as u32;
@@ -719,6 +725,7 @@ impl State {
                                     addr,
                                     size: o.size,
                                     written: Vec::new(),
+                                    tls: o.tls,
                                 },
                                 resized,
                             ));
@@ -733,7 +740,7 @@ impl State {
         }
         let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
             for (_, g, _) in new_globals {
-                heap.free(g.addr, g.size);
+                heap.free_global(g);
             }
         };
         if let Some(e) = fail {
@@ -763,6 +770,15 @@ impl State {
             let Some(e) = &self.globals[g as usize] else {
                 continue;
             };
+            if e.g.tls {
+                // Threads born after the reload start from the new image's
+                // initialiser (its pointers point into the new image).
+                match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, base) {
+                    Ok(v) => crate::tls::stage(e.g.addr, initial_bytes(view, &m.objects[oi], &v)),
+                    Err(err) => fail = Some(err),
+                }
+                continue;
+            }
             if !e.g.written.iter().any(|f| f.class == TargetClass::Area) {
                 continue;
             }
@@ -779,6 +795,9 @@ impl State {
             for (oi, g, _) in &mut new_globals {
                 let o = &m.objects[*oi];
                 match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, base) {
+                    Ok(values) if g.tls => {
+                        crate::tls::init(g.addr, &initial_bytes(view, o, &values))
+                    }
                     Ok(values) => {
                         // SAFETY: `g.addr` is a fresh heap allocation of
                         // `o.size` bytes, not yet visible to any code.
@@ -840,6 +859,7 @@ impl State {
             generation,
             debug.as_ref().and_then(crash_lines),
         ));
+        crate::tls::publish_staged();
         let exports_changed =
             (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         // New trampolines join the registry.
@@ -960,16 +980,17 @@ impl State {
                 if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
                         warn(format_args!(
-                            "global {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                            "{} {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                            if g.tls { "thread-local variable" } else { "global" },
                             module, oname, e.g.size, g.size
                         ));
-                        self.heap.free(e.g.addr, e.g.size);
+                        self.heap.free_global(&e.g);
                     }
                 }
             } else if let Some(old) = index_get(&self.global_index, module, oname) {
                 // A global of a module imported again: the old storage goes.
                 if let Some(e) = self.globals[old as usize].take() {
-                    self.heap.free(e.g.addr, e.g.size);
+                    self.heap.free_global(&e.g);
                 }
             }
             let gid = self.globals.len() as u32;
@@ -992,7 +1013,7 @@ impl State {
                     }
                     if let Some(e) = self.globals[g as usize].take() {
                         index_remove(&mut self.global_index, &e.module, &e.name);
-                        self.heap.free(e.g.addr, e.g.size);
+                        self.heap.free_global(&e.g);
                     }
                 }
             }
@@ -1145,6 +1166,7 @@ impl State {
             .iter()
             .flatten()
             .map(|e| &e.g)
+            .filter(|g| !g.tls)
             .flat_map(|g| {
                 let n = (g.size / 8) as usize;
                 // SAFETY: live global storage of at least n*8 bytes; read
@@ -1158,7 +1180,8 @@ impl State {
         for r in std::mem::take(&mut self.retired) {
             let in_use = !due(&r)
                 || stack.iter().any(|&a| r.image.area.contains(a))
-                || words.iter().any(|&w| r.image.area.contains(w as usize));
+                || words.iter().any(|&w| r.image.area.contains(w as usize))
+                || crate::tls::any_word(|w| r.image.area.contains(w as usize));
             if in_use {
                 keep.push(r);
             } else {
@@ -1233,7 +1256,12 @@ impl State {
 
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
         let g = index_get(&self.global_index, module, name)?;
-        self.globals[g as usize].as_ref().map(|e| e.g.addr)
+        let e = self.globals[g as usize].as_ref()?;
+        Some(if e.g.tls {
+            crate::tls::addr_here(e.g.addr)
+        } else {
+            e.g.addr
+        })
     }
 
     /// The loaded image's root module ("" before the first load).
@@ -1513,4 +1541,18 @@ pub struct RuntimeStats {
     pub functions: usize,
     /// Free bytes of the window.
     pub window_free: usize,
+}
+
+/// A thread-local variable's initial bytes with its pointer fields (a TLS
+/// variable's fields are never re-based: each thread's copy is its own).
+fn initial_bytes(view: &ImageView<'_>, o: &hcr_image::Object, values: &[FieldValue]) -> Vec<u8> {
+    let mut b = vec![0u8; o.size as usize];
+    if let Some(off) = o.init {
+        let off = off as usize;
+        b.copy_from_slice(&view.init[off..off + o.size as usize]);
+    }
+    for f in values {
+        hcr_loader::write_value(&mut b, f.offset as usize, f.kind, f.value);
+    }
+    b
 }

@@ -181,13 +181,15 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         for o in &m.objects[md.objects.range()] {
             writeln!(
                 out,
-                "  global   {:<32} {:>7} bytes align {:<3} {}{}{}",
+                "  {:<8} {:<32} {:>7} bytes align {:<3} {}{}{}{}",
+                if o.tls { "tls" } else { "global" },
                 m.str(o.name),
                 o.size,
                 o.align,
                 if o.global { "global" } else { "static" },
                 if o.init.is_none() { " zero-init" } else { "" },
-                identity_note(m, o)
+                identity_note(m, o),
+                if o.tls { " thread-local" } else { "" }
             )?;
         }
         let undef: Vec<&str> = md
@@ -351,7 +353,7 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
                 "globals": m.objects[md.objects.range()].iter().map(|o| json!({
                     "name": m.str(o.name), "identity": m.object_key(o), "assumed": m.str(o.assumed),
                     "size": o.size, "align": o.align, "global": o.global,
-                    "zero_init": o.init.is_none(),
+                    "zero_init": o.init.is_none(), "thread_local": o.tls,
                 })).collect::<Vec<_>>(),
                 "undefined": md.undefined.iter().filter_map(|h| m.hosts.get(h.0 as usize)).map(|h| m.str(h.name)).collect::<Vec<_>>(),
             })

@@ -63,8 +63,8 @@ fn every_diagnostic_names_file_module_symbol_and_fix() {
             "(module tlsie): thread-local variable in the initial-exec or local-exec model",
         ),
         (
-            compile_with(d, "tlsgd", "__thread int tv_gd; int tgd(void){return tv_gd;}", SECTIONED),
-            "(module tlsgd): thread-local variable (__thread / thread_local): not supported yet: 'tv_gd'",
+            compile_with(d, "tlsie2", "__thread int tv_ie2; int tget2(void){return tv_ie2;}", &["-fPIC", "-ftls-model=initial-exec", "-ffunction-sections", "-fdata-sections"]),
+            "(module tlsie2): thread-local variable in the initial-exec or local-exec model (R_X86_64_GOTTPOFF), which only ld.so can serve: 'tv_ie2 (in .text.tget2",
         ),
         (
             compile_with(d, "dup1", "int dup_fn(void){return 1;}", SECTIONED),

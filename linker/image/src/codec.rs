@@ -254,7 +254,7 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
             None => e.u8(0),
         }
         e.span(o.fixups);
-        e.u8(o.global as u8);
+        e.u8(o.global as u8 | (o.tls as u8) << 1);
     }
     e.len(m.hosts.len());
     for h in &m.hosts {
@@ -402,8 +402,16 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
             align: d.u32()?,
             init: if d.bool()? { Some(d.u64()?) } else { None },
             fixups: d.span()?,
-            global: d.bool()?,
+            global: false,
+            tls: false,
         });
+        let flags = d.u8()?;
+        if flags > 3 {
+            return Err(d.err(format!("bad object flags {flags}")));
+        }
+        let o = m.objects.last_mut().expect("just pushed");
+        o.global = flags & 1 != 0;
+        o.tls = flags & 2 != 0;
     }
     let n = d.len(5)?;
     for _ in 0..n {

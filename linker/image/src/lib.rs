@@ -29,7 +29,16 @@ pub use debug::{
 };
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The module id of every `tls_index` (and `R_X86_64_DTPMOD64` word) an
+/// image holds: all of an image's thread-local variables live in one
+/// per-thread block that the runtime's `__tls_get_addr` serves.
+pub const TLS_MODULE: u64 = 0x6863_7200;
+
+/// The host symbol an image's TLS descriptors name as their resolver; the
+/// runtime defines it.
+pub const TLSDESC_RESOLVER: &str = "__hcr_tlsdesc_resolver";
 /// First bytes of the `.hcr.manifest` section.
 pub const MAGIC: [u8; 8] = *b"HCRIMAGE";
 /// Name of the manifest section (always section index 1).
@@ -213,6 +222,10 @@ pub struct Object {
     pub fixups: Span,
     /// True for `STB_GLOBAL`/`STB_WEAK` symbols.
     pub global: bool,
+    /// A thread-local variable (`.tdata`/`.tbss`): one copy per thread; its
+    /// "address" in the loader's tables is its offset in every thread's
+    /// thread-local block.
+    pub tls: bool,
 }
 
 /// A symbol the image leaves to the host (libc, the runtime's C API).

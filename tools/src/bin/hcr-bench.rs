@@ -70,6 +70,12 @@ enum What {
         #[arg(long, default_value_t = 100_000_000)]
         iterations: i64,
     },
+    /// Read-modify-write of a `__thread` counter in a noinline function:
+    /// hcr vs a native -fPIC shared object vs a native executable.
+    Tls {
+        #[arg(long, default_value_t = 100_000_000)]
+        iterations: i64,
+    },
     /// `hcr_has_any_module_changed()` when nothing changed.
     Changed,
     /// The nimhcr-style baseline: one shared object per module; a reload
@@ -461,6 +467,137 @@ fn bench_calls(cli: &Cli, iterations: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+const TLS_LOOP: &str = r#"
+__thread long tls_counter = 1;
+static __attribute__((noinline)) void bump(long i) { tls_counter += i & 3; }
+long tls_loop(long n) { for (long i = 0; i < n; i++) bump(i); return tls_counter; }
+#ifdef KEEP
+long tls_loop_desc(long n);
+long (*keep_desc)(long) = tls_loop_desc; /* the root imports the other module */
+#endif
+"#;
+
+const TLS_EXE_MAIN: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+long tls_loop(long n);
+int main(int argc, char **argv) {
+    long n = atol(argv[1]), runs = atol(argv[2]);
+    double best[64];
+    for (long r = 0; r < runs && r < 64; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        volatile long sink = tls_loop(n);
+        (void)sink;
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        best[r] = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+    }
+    for (long i = 0; i < runs && i < 64; i++)
+        for (long j = i + 1; j < runs && j < 64; j++)
+            if (best[j] < best[i]) { double t = best[i]; best[i] = best[j]; best[j] = t; }
+    printf("%f\n", best[(runs < 64 ? runs : 64) / 2]);
+    return 0;
+}
+"#;
+
+fn bench_tls(cli: &Cli, iterations: i64) -> anyhow::Result<()> {
+    let dir = dir_ok(&cli.dir.join("tls"))?;
+    let src = dir.join("tls.c");
+    std::fs::write(&src, TLS_LOOP)?;
+    let main_src = dir.join("main.c");
+    std::fs::write(&main_src, TLS_EXE_MAIN)?;
+    let s = |p: &Path| p.display().to_string();
+    let flags = ["-O2", "-fPIC", "-ffunction-sections", "-fdata-sections"];
+    let (o_gd, o_root, o_desc) = (dir.join("gd.o"), dir.join("root.o"), dir.join("desc.o"));
+    tool(
+        "cc",
+        &[&flags[..], &["-c", "-o", &s(&o_gd)]].concat(),
+        std::slice::from_ref(&src),
+    )?;
+    tool(
+        "cc",
+        &[&flags[..], &["-DKEEP", "-c", "-o", &s(&o_root)]].concat(),
+        std::slice::from_ref(&src),
+    )?;
+    let desc = [
+        "-mtls-dialect=gnu2",
+        "-Dtls_loop=tls_loop_desc",
+        "-Dtls_counter=tls_counter_desc",
+    ];
+    tool(
+        "cc",
+        &[&flags[..], &desc[..], &["-c", "-o", &s(&o_desc)]].concat(),
+        std::slice::from_ref(&src),
+    )?;
+    let so = dir.join("libtls.so");
+    tool(
+        "cc",
+        &["-shared", "-o", &s(&so)],
+        std::slice::from_ref(&o_gd),
+    )?;
+    let exe = dir.join("tls-exe");
+    tool("cc", &["-O2", "-o", &s(&exe)], &[main_src, src])?;
+    let c = CString::new(s(&so))?;
+    // SAFETY: loading our own generated library; `tls_loop` has this
+    // signature.
+    let native: extern "C" fn(i64) -> i64 = unsafe {
+        let h = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if h.is_null() {
+            bail!("dlopen failed");
+        }
+        let p = libc::dlsym(h, c"tls_loop".as_ptr());
+        if p.is_null() {
+            bail!("no tls_loop");
+        }
+        std::mem::transmute::<*mut libc::c_void, extern "C" fn(i64) -> i64>(p)
+    };
+    let time = |f: extern "C" fn(i64) -> i64| {
+        time_runs(cli.runs, || {
+            std::hint::black_box(f(std::hint::black_box(iterations)));
+            Ok(())
+        })
+    };
+    let t_so = time(native)?;
+    let app = dir.join("tls.hcr");
+    hcr_linker::link(&hcr_linker::LinkConfig::default(), &[o_root, o_desc], &app)?;
+    let rt = hcr_runtime::Runtime::open(&app)?;
+    let mut hcr = Vec::new();
+    for (what, module, name) in [
+        ("general dynamic", "root", "tls_loop"),
+        ("TLS descriptors", "desc", "tls_loop_desc"),
+    ] {
+        // SAFETY: matches the C signature.
+        let f: extern "C" fn(i64) -> i64 =
+            unsafe { rt.get_proc(module, name) }.context("tls_loop")?;
+        hcr.push((what, time(f)?));
+    }
+    std::mem::forget(rt);
+    let out = Command::new(&exe)
+        .arg(iterations.to_string())
+        .arg(cli.runs.to_string())
+        .output()?;
+    let exe_ns: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    let t_exe = Duration::from_nanos(exe_ns as u64);
+    let per = |t: Duration| t.as_secs_f64() * 1e9 / iterations as f64;
+    println!("## __thread read-modify-write in a noinline function, {iterations} iterations");
+    println!("| what | ns per iteration | ratio to the shared object |");
+    println!("|---|---|---|");
+    println!(
+        "| native -fPIC shared object (`__tls_get_addr`) | {:.2} | 1.00× |",
+        per(t_so)
+    );
+    for (what, t) in &hcr {
+        println!("| hcr, {what} | {:.2} | {} |", per(*t), ratio(*t, t_so));
+    }
+    println!(
+        "| native executable (local exec) | {:.2} | {} |",
+        per(t_exe),
+        ratio(t_exe, t_so)
+    );
+    Ok(())
+}
+
 /// A call-heavy program over three modules: mutual recursion across
 /// modules, calls through function pointers, a callback from libc.
 const WHOLE_MAIN: &str = r#"
@@ -697,6 +834,7 @@ fn main() -> ExitCode {
             globals,
         } => bench_reload(&cli, modules, functions, globals),
         What::Calls { iterations } => bench_calls(&cli, iterations),
+        What::Tls { iterations } => bench_tls(&cli, iterations),
         What::Changed => bench_changed(&cli),
         What::Whole => bench_whole(&cli),
         What::Alloc => bench_alloc(&cli),

@@ -23,6 +23,7 @@ mod error;
 mod input;
 pub mod libs;
 mod link;
+mod nim;
 mod parse;
 mod write;
 

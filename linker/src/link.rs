@@ -1934,10 +1934,18 @@ fn build_manifest(
     let mut modules = Vec::with_capacity(mods.len());
     for (mi, m) in mods.iter().enumerate() {
         let fstart = functions.len() as u32;
-        for f in &m.funcs {
+        let nim = crate::nim::is_nim_module(&m.obj.name);
+        let stable = |names: Vec<&str>| match nim {
+            true => crate::nim::stable_names(names),
+            false => Vec::new(),
+        };
+        let fnames = stable(m.funcs.iter().map(|f| f.name).collect());
+        let onames = stable(m.objs.iter().map(|o| o.name).collect());
+        for (fi, f) in m.funcs.iter().enumerate() {
             let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
+            let name = fnames.get(fi).and_then(Option::as_deref);
             functions.push(Function {
-                name: man.intern(f.name),
+                name: man.intern(name.unwrap_or(f.name)),
                 module: ModuleId(mi as u32),
                 offset: off as u32,
                 size: f.size as u32,
@@ -1945,14 +1953,15 @@ fn build_manifest(
             });
         }
         let ostart = objects.len() as u32;
-        for o in &m.objs {
+        for (oi, o) in m.objs.iter().enumerate() {
             let gid = objects.len();
+            let name = onames.get(oi).and_then(Option::as_deref);
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
-                name: man.intern(o.name),
+                name: man.intern(name.unwrap_or(o.name)),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,

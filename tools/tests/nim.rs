@@ -267,3 +267,65 @@ fn a_changed_proc_body_reloads_with_state_kept_under_orc_arc_and_refc() {
         p.finish();
     }
 }
+
+const OVERLOADS_V1: &str = r#"
+var total = 0
+proc describe(x: int): string = "int " & $x
+proc describe(x: string): string = "str " & x
+proc step*() =
+  inc total
+  echo describe(total), " ", describe("s")
+"#;
+
+/// Declarations added before every old one (a global, a proc with a new
+/// local): Nim renumbers every later symbol (`describe__logic_2` becomes
+/// `describe__logic_5`).
+const OVERLOADS_V2: &str = r#"
+var added = 5
+proc helper(): int =
+  let extra = 3
+  extra + 4
+var total = 0
+proc describe(x: int): string = "INT " & $(x + helper() - 7)
+proc describe(x: string): string = "STR " & x
+proc step*() =
+  inc total
+  echo describe(total), " ", describe("s"), " added ", added
+"#;
+
+fn object_symbols(dir: &Path) -> String {
+    let out = Command::new("nm")
+        .arg(dir.join("C/@mlogic.nim.c.o"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nim_symbols_keep_identity_when_declarations_are_added_before_them() {
+    for mm in MEMORY_MANAGERS {
+        let (d, image) = project(mm, OVERLOADS_V1);
+        let before = object_symbols(d.path());
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["int 1 str s"], "{mm}");
+        assert_eq!(p.send("tick"), ["int 2 str s"], "{mm}");
+
+        edit(d.path(), mm, OVERLOADS_V2);
+        // The edit did rename the C symbols (else this test proves nothing).
+        let after = object_symbols(d.path());
+        let total = |nm: &str| {
+            nm.lines()
+                .find(|l| l.contains(" total__logic_"))
+                .map(str::to_string)
+        };
+        assert_ne!(total(&before), total(&after), "{mm}: {after}");
+
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        // The global kept its value, both overloads reach their new bodies
+        // and stay distinct, the new global has its initial value.
+        assert_eq!(p.send("tick"), ["INT 3 STR s added 5"], "{mm}");
+        assert_eq!(p.send("tick"), ["INT 4 STR s added 5"], "{mm}");
+        p.finish();
+    }
+}

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -85,9 +86,12 @@ struct Running {
 
 impl Running {
     fn start(image: &Path) -> Running {
+        Running::spawn(&[OsStr::new("run"), image.as_os_str()])
+    }
+
+    fn spawn(args: &[&OsStr]) -> Running {
         let mut child = hcr_command()
-            .arg("run")
-            .arg(image)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -126,6 +130,9 @@ impl Running {
             match self.lines.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) => {
                     self.seen.push(line.clone());
+                    if line.starts_with("hcr watch:") {
+                        continue;
+                    }
                     if line == "ok" {
                         return got;
                     }
@@ -135,6 +142,21 @@ impl Running {
                     "no answer to {command:?}; output so far:\n{}",
                     self.seen.join("\n")
                 ),
+            }
+        }
+    }
+
+    /// Waits for a line containing TEXT (hcr watch's messages included).
+    fn wait_for(&mut self, text: &str) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no {text:?}; output so far:\n{}", self.seen.join("\n")),
             }
         }
     }
@@ -328,4 +350,38 @@ fn nim_symbols_keep_identity_when_declarations_are_added_before_them() {
         assert_eq!(p.send("tick"), ["INT 4 STR s added 5"], "{mm}");
         p.finish();
     }
+}
+
+#[test]
+fn hcr_watch_builds_a_nim_project_with_nim_and_keeps_old_code_on_a_failed_build() {
+    let d = tempfile::tempdir().unwrap();
+    // No nim.cfg: hcr watch provides the hotcodereloading module itself.
+    std::fs::write(d.path().join("main.nim"), MAIN).unwrap();
+    std::fs::write(d.path().join("logic.nim"), LOGIC_V1).unwrap();
+    let mut p = Running::spawn(&[OsStr::new("watch"), d.path().as_os_str()]);
+    p.wait_for("hcr watch: running");
+    assert_eq!(p.send("tick"), ["logic loaded, total 0", "total=1 names=3"]);
+
+    std::fs::write(d.path().join("logic.nim"), LOGIC_V2).unwrap();
+    p.wait_for(": the program reloads");
+    let got = p.send("reload");
+    assert!(got.iter().any(|l| reloaded(l) >= 1), "{got:?}");
+    assert_eq!(p.send("tick"), ["TOTAL:11 last=m11"]);
+
+    // A compile error: Nim's message shown, the running code kept.
+    std::fs::write(
+        d.path().join("logic.nim"),
+        LOGIC_V2.replace("total += 10", "total += oops"),
+    )
+    .unwrap();
+    p.wait_for("hcr watch: nim c failed; the program keeps running the previous code");
+    p.wait_for("Error: undeclared identifier: 'oops'");
+    // (Nim's suggestions may follow its error: the program's lines end it.)
+    let got = p.send("reload");
+    assert!(
+        got.ends_with(&["pending false", "reloaded 0", "pending false"].map(String::from)),
+        "{got:?}"
+    );
+    assert_eq!(p.send("tick"), ["TOTAL:21 last=m21"]);
+    p.finish();
 }

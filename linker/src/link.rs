@@ -1935,12 +1935,20 @@ fn build_manifest(
     for (mi, m) in mods.iter().enumerate() {
         let fstart = functions.len() as u32;
         let nim = crate::nim::is_nim_module(&m.obj.name);
-        let stable = |names: Vec<&str>| match nim {
-            true => crate::nim::stable_names(names),
+        let c_text = match nim {
+            true => crate::nim::c_source(&m.obj.path)
+                .and_then(|c| std::fs::read_to_string(c).ok())
+                .unwrap_or_default(),
+            false => String::new(),
+        };
+        let sigs = crate::nim::signatures(&c_text);
+        let none = Default::default();
+        let stable = |names: Vec<&str>, sigs| match nim {
+            true => crate::nim::stable_names(names, sigs),
             false => Vec::new(),
         };
-        let fnames = stable(m.funcs.iter().map(|f| f.name).collect());
-        let onames = stable(m.objs.iter().map(|o| o.name).collect());
+        let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
+        let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
         for (fi, f) in m.funcs.iter().enumerate() {
             let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
             let name = fnames.get(fi).and_then(Option::as_deref);

@@ -315,6 +315,20 @@ proc step*() =
   echo describe(total), " ", describe("s"), " added ", added
 "#;
 
+/// The overloads in the other order.
+const OVERLOADS_V3: &str = r#"
+var added = 5
+proc helper(): int =
+  let extra = 3
+  extra + 4
+var total = 0
+proc describe(x: string): string = "Str " & x
+proc describe(x: int): string = "Int " & $(x + helper() - 7)
+proc step*() =
+  inc total
+  echo describe(total), " ", describe("s"), " added ", added
+"#;
+
 fn object_symbols(dir: &Path) -> String {
     let out = Command::new("nm")
         .arg(dir.join("C/@mlogic.nim.c.o"))
@@ -348,6 +362,12 @@ fn nim_symbols_keep_identity_when_declarations_are_added_before_them() {
         // and stay distinct, the new global has its initial value.
         assert_eq!(p.send("tick"), ["INT 3 STR s added 5"], "{mm}");
         assert_eq!(p.send("tick"), ["INT 4 STR s added 5"], "{mm}");
+
+        // The overloads swapped: told apart by their C signatures.
+        edit(d.path(), mm, OVERLOADS_V3);
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        assert_eq!(p.send("tick"), ["Int 5 Str s added 5"], "{mm}");
         p.finish();
     }
 }

@@ -66,7 +66,9 @@ template executeOnReload*(body: untyped) =
   ## reload that changes or adds this module.
   proc hcrOnReloadBlock() {.nimcall, gensym.} =
     body
-  proc hcrOnReloadEntry() {.nimcall, gensym.} =
+  # Called by the runtime before Nim's initialisation at the first load: no
+  # stack trace frame (it needs Nim's thread-local state).
+  proc hcrOnReloadEntry() {.nimcall, gensym, stackTrace: off.} =
     if hcrNimStarted: hcrOnReloadBlock()
   {.emit: ["""
 __attribute__((used, section(".hcr_on_reload"), aligned(8)))

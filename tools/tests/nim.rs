@@ -30,12 +30,18 @@ fn nim_cfg(dir: &Path) {
     .unwrap();
 }
 
-/// `nim c` exactly as the contract shows, with the memory manager chosen.
+/// `nim c` exactly as the contract shows, with the memory manager chosen
+/// (`--mm:refc+threads` adds `--threads:on --tlsEmulation:on`).
 fn nim_build(dir: &Path, mm: &str) {
+    let (mm, threads) = match mm.split_once('+') {
+        Some((mm, _)) => (mm, &["--threads:on", "--tlsEmulation:on"][..]),
+        None => (mm, &[][..]),
+    };
     let out = Command::new("nim")
         .current_dir(dir)
         .arg("c")
         .arg(format!("--mm:{mm}"))
+        .args(threads)
         .args([
             "--hints:off",
             "--noLinking:on",
@@ -404,4 +410,39 @@ fn hcr_watch_builds_a_nim_project_with_nim_and_keeps_old_code_on_a_failed_build(
     );
     assert_eq!(p.send("tick"), ["TOTAL:21 last=m21"]);
     p.finish();
+}
+
+/// Threads on: Nim's thread-local variables through `--tlsEmulation:on`
+/// (hcr-link refuses `__thread` variables so far), a Nim thread running
+/// while the module reloads.
+#[test]
+fn threads_on_with_tls_emulation_reload_with_state_kept() {
+    const THREADED: &str = r#"
+import std/[os, locks]
+var total = 0
+var lock: Lock
+initLock(lock)
+var worker: Thread[int]
+proc work(n: int) {.thread.} =
+  for i in 0 ..< n:
+    withLock lock:
+      {.cast(gcsafe).}: inc total
+    sleep(1)
+createThread(worker, work, 50)
+proc step*() =
+  joinThread(worker)
+  withLock lock:
+    inc total
+    echo "total=", total
+"#;
+    for mm in ["orc+threads", "refc+threads"] {
+        let (d, image) = project(mm, THREADED);
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["total=51"], "{mm}");
+        edit(d.path(), mm, &THREADED.replace("\"total=\"", "\"TOTAL \""));
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        assert_eq!(p.send("tick"), ["TOTAL 52"], "{mm}");
+        p.finish();
+    }
 }

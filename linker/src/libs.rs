@@ -230,56 +230,82 @@ fn soname(bytes: &[u8]) -> Result<Option<String>, String> {
     Ok(None)
 }
 
-/// A library mapped for symbol lookups.
-pub struct Lookup {
-    libs: Vec<crate::input::MappedInput>,
+/// Which of `names` no library defines: the default libraries (those
+/// installed) and `shared`, searched in that order; each library is mapped
+/// and parsed once, and the search stops as soon as every name is found
+/// (most programs need nothing beyond libc).
+pub fn undefined_in_libraries(names: &[&str], shared: &[SharedLib]) -> Vec<bool> {
+    let mut missing = vec![true; names.len()];
+    let mut left = names.len();
+    let defaults = DEFAULT_LIBRARIES.iter().filter_map(|so| {
+        SYSTEM_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(so))
+            .find(|p| p.is_file())
+    });
+    for path in defaults.chain(shared.iter().map(|l| l.path.clone())) {
+        if left == 0 {
+            break;
+        }
+        let Ok(lib) = crate::input::map_input(&path) else {
+            continue;
+        };
+        let found = defines_each(lib.bytes.as_slice(), names, &missing);
+        for (i, f) in found.into_iter().enumerate() {
+            if f && missing[i] {
+                missing[i] = false;
+                left -= 1;
+            }
+        }
+    }
+    missing
 }
 
-impl Lookup {
-    /// Maps the default libraries (those installed) and `shared`.
-    pub fn new(shared: &[SharedLib]) -> Lookup {
-        let mut paths: Vec<PathBuf> = DEFAULT_LIBRARIES
-            .iter()
-            .filter_map(|so| {
-                SYSTEM_DIRS
-                    .iter()
-                    .map(|d| Path::new(d).join(so))
-                    .find(|p| p.is_file())
-            })
-            .collect();
-        paths.extend(shared.iter().map(|l| l.path.clone()));
-        let libs = paths
-            .into_iter()
-            .filter_map(|p| crate::input::map_input(&p).ok())
-            .collect();
-        Lookup { libs }
-    }
-
-    /// True when some library defines `name` (a defined dynamic symbol).
-    pub fn defines(&self, name: &str) -> bool {
-        self.libs
-            .iter()
-            .any(|m| defines(m.bytes.as_slice(), name.as_bytes()).unwrap_or(true))
-    }
-}
-
-/// Looks `name` up in a shared object's dynamic symbol table through its
-/// hash table. `None` when the object cannot be read (treated as "maybe":
-/// a warning must never be wrong).
-fn defines(bytes: &[u8], name: &[u8]) -> Option<bool> {
-    let hdr = Elf::parse(bytes).ok()?;
-    let endian = hdr.endian().ok()?;
-    let sections = hdr.sections(endian, bytes).ok()?;
-    let symbols = sections.symbols(endian, bytes, elf::SHT_DYNSYM).ok()?;
-    let versions = sections.versions(endian, bytes).ok()?.unwrap_or_default();
-    let found = if let Some((table, _)) = sections.gnu_hash(endian, bytes).ok()? {
-        table.find(endian, name, elf::gnu_hash(name), None, &symbols, &versions)
-    } else if let Some((table, _)) = sections.hash(endian, bytes).ok()? {
-        table.find(endian, name, elf::hash(name), None, &symbols, &versions)
-    } else {
-        return None;
+/// For each name still `wanted`, whether the shared object `bytes` defines
+/// it (a defined dynamic symbol, found through its hash table). A library
+/// that cannot be read defines everything: a warning must never be wrong.
+fn defines_each(bytes: &[u8], names: &[&str], wanted: &[bool]) -> Vec<bool> {
+    let all = || vec![true; names.len()];
+    let Ok(hdr) = Elf::parse(bytes) else {
+        return all();
     };
-    Some(found.is_some_and(|(_, s)| s.st_shndx(endian) != elf::SHN_UNDEF))
+    let Ok(endian) = hdr.endian() else {
+        return all();
+    };
+    let Ok(sections) = hdr.sections(endian, bytes) else {
+        return all();
+    };
+    let Ok(symbols) = sections.symbols(endian, bytes, elf::SHT_DYNSYM) else {
+        return all();
+    };
+    // Any version counts: the question is only whether the library
+    // defines the name at all.
+    let versions = object::read::elf::VersionTable::default();
+    let gnu = sections.gnu_hash(endian, bytes).ok().flatten();
+    let sysv = sections.hash(endian, bytes).ok().flatten();
+    if gnu.is_none() && sysv.is_none() {
+        return all();
+    }
+    names
+        .iter()
+        .zip(wanted)
+        .map(|(name, &want)| {
+            if !want {
+                return false;
+            }
+            let name = name.as_bytes();
+            let hit = match (&gnu, &sysv) {
+                (Some((t, _)), _) => {
+                    t.find(endian, name, elf::gnu_hash(name), None, &symbols, &versions)
+                }
+                (None, Some((t, _))) => {
+                    t.find(endian, name, elf::hash(name), None, &symbols, &versions)
+                }
+                (None, None) => None,
+            };
+            hit.is_some_and(|(_, s)| s.st_shndx(endian) != elf::SHN_UNDEF)
+        })
+        .collect()
 }
 
 /// Names the runtime itself resolves: its C API and a few process-wide

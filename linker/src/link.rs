@@ -874,11 +874,33 @@ fn unresolved_host_warnings(
     if !hosts.iter().any(wanted) {
         return Vec::new();
     }
-    let lookup = crate::libs::Lookup::new(libs);
-    let missing: Vec<bool> = hosts
+    // Only what reachable modules want.
+    let mut want = vec![false; hosts.len()];
+    for (mi, m) in mods.iter().enumerate() {
+        if reachable[mi] {
+            for &h in &m.undefined {
+                want[h as usize] |= wanted(&hosts[h as usize]);
+            }
+        }
+    }
+    let names: Vec<&str> = hosts
         .iter()
-        .map(|h| wanted(h) && !lookup.defines(h.name))
+        .zip(&want)
+        .filter(|(_, &w)| w)
+        .map(|(h, _)| h.name)
         .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let undefined = crate::libs::undefined_in_libraries(&names, libs);
+    let mut missing = vec![false; hosts.len()];
+    let mut k = 0;
+    for (i, w) in want.iter().enumerate() {
+        if *w {
+            missing[i] = undefined[k];
+            k += 1;
+        }
+    }
     let mut out = Vec::new();
     for (mi, m) in mods.iter().enumerate() {
         if !reachable[mi] {

@@ -136,6 +136,8 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
             .ok_or_else(|| Error::Internal("empty image".into()))?;
         let f = st.commit(p);
         *g = Some(st);
+        crate::watcher::forget();
+        crate::watcher::start(path);
         f
     };
     publish_exports(follow.exports);
@@ -174,7 +176,9 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         let mut g = lock();
         let st = g.as_mut().ok_or(Error::NotInitialised)?;
         st.delete_handlers(&deleted);
-        st.commit(prepared)
+        let f = st.commit(prepared);
+        crate::watcher::forget();
+        f
     };
     publish_exports(follow.exports);
     run_entries(follow.ctors);
@@ -283,7 +287,28 @@ fn cstr<'a>(p: *const c_char) -> Result<&'a str, Error> {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_has_any_module_changed() -> bool {
-    guard(false, || with_state(|st| Ok(st.disk_diff()?.count() > 0)))
+    if crate::watcher::known_unchanged() {
+        return false;
+    }
+    guard(false, any_module_changed)
+}
+
+/// Whether the image on disk holds changed modules: one atomic load while
+/// nothing happened to the file since the last exact answer "no" (see
+/// `watcher`), else the exact check (one `stat`, the manifest when the file
+/// differs from the loaded one).
+pub(crate) fn any_module_changed() -> Result<bool, Error> {
+    if crate::watcher::known_unchanged() {
+        return Ok(false);
+    }
+    with_state(|st| {
+        let epoch = crate::watcher::epoch();
+        let changed = st.disk_diff()?.count() > 0;
+        if !changed && st.in_reload.is_none() {
+            crate::watcher::record_unchanged(epoch);
+        }
+        Ok(changed)
+    })
 }
 
 /// See `hcr.h`.
@@ -419,6 +444,7 @@ pub(crate) fn shutdown() {
     if let Some(mut st) = g.take() {
         st.shutdown();
     }
+    crate::watcher::forget();
 }
 
 /// The runtime's own symbols that images resolve: the C API.

@@ -28,6 +28,7 @@ mod hostlibs;
 mod image_file;
 mod state;
 pub mod trampoline;
+mod watcher;
 
 use std::ffi::{c_char, CString};
 use std::path::Path;
@@ -143,7 +144,7 @@ impl Runtime {
     /// # Errors
     /// The image on disk cannot be read or is not a valid image.
     pub fn check_changed(&self) -> Result<bool, Error> {
-        ffi::with_state(|st| Ok(st.disk_diff()?.count() > 0))
+        ffi::any_module_changed()
     }
 
     /// Completed reloads.

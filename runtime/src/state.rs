@@ -290,6 +290,24 @@ fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
         .collect()
 }
 
+/// Whether the program may load shared objects that need the image's
+/// symbols: a reachable module calls `dlopen`/`dlmopen`, the image names
+/// libraries (which may load plugins themselves), or `HCR_EXPORT_SYMBOLS=1`
+/// asks for it. Publishing costs about a microsecond per exported name, so
+/// programs that never load plugins do not pay it.
+fn may_load_plugins(m: &Manifest) -> bool {
+    if !m.libraries.is_empty() || std::env::var_os("HCR_EXPORT_SYMBOLS").is_some_and(|v| v == "1") {
+        return true;
+    }
+    m.modules.iter().filter(|md| md.reachable).any(|md| {
+        md.undefined.iter().any(|h| {
+            m.hosts
+                .get(h.0 as usize)
+                .is_some_and(|h| matches!(m.str(h.name), "dlopen" | "dlmopen"))
+        })
+    })
+}
+
 /// Pure: what changes between the loaded manifest and a new one. A module
 /// counts as changed when its timestamp differs and its content differs.
 pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
@@ -772,7 +790,8 @@ impl State {
         } = p;
         let m = &manifest;
         let base = area.base as u64;
-        let exports_changed = new_trampolines.is_some() || !new_globals.is_empty();
+        let exports_changed =
+            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         // New trampolines join the registry.
         if let Some(batch) = new_trampolines {
             let first = self.functions.len() as u32;

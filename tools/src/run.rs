@@ -5,7 +5,7 @@
 //!
 //! **The program reloads itself** (the default). The program calls
 //! `hcr_perform_code_reload()` at a point of its choosing, typically at the
-//! top of its main loop when `hcr_has_any_module_changed()` (one `stat`) says
+//! top of its main loop when `hcr_has_any_module_changed()` (a memory load) says
 //! the image on disk changed. That point is a *safe point*: no other code of
 //! the program is half-way through anything, before- and after-handlers run
 //! on the program's own thread, and a reload can never land between two
@@ -49,7 +49,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// How often `--auto-reload` looks at the image (one `stat` each time).
+/// How often `--auto-reload` looks at the image (a memory load each time
+/// while nothing happens to the file).
 pub const AUTO_RELOAD_POLL: Duration = Duration::from_millis(10);
 
 /// How often `--exit-with-parent` checks that the parent is alive.

@@ -15,6 +15,11 @@ use clap::{Parser, Subcommand};
 /// natively, and trimmed and regrew its heap (or did not) where the native
 /// build did not. With its own allocator, hcr leaves glibc's state exactly as
 /// a fresh process has it.
+///
+/// Debug builds keep the system allocator: they are what valgrind and
+/// AddressSanitizer check (the test suite's memcheck and ASan runs), and
+/// those tools see only the allocations that go through `malloc`.
+#[cfg(not(debug_assertions))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -26,6 +26,7 @@ pub mod ffi;
 mod globals;
 mod hostlibs;
 mod image_file;
+mod nim;
 mod state;
 pub mod trampoline;
 mod watcher;

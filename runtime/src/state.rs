@@ -987,15 +987,27 @@ impl State {
             .collect();
         let mut ctors = Vec::new();
         let mut on_reload = Vec::new();
+        let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
+        let reload = self.current.is_some();
         for &i in &order {
             let md = &m.modules[i.0 as usize];
-            if added_modules.contains(m.str(md.name)) {
+            let added = added_modules.contains(m.str(md.name));
+            // A Nim module's first load is Nim's init (see `nim`).
+            let nim = crate::nim::is_nim_module(m.str(md.name));
+            if added {
                 ctors.extend(md.ctors.iter().map(|&o| (name(i), base + u64::from(o))));
+                if nim && reload {
+                    let (dat, init) = crate::nim::init_functions(m, md);
+                    nim_dat.extend(dat.map(|o| (name(i), base + u64::from(o))));
+                    nim_init.extend(init.map(|o| (name(i), base + u64::from(o))));
+                }
             }
-            if touched.contains(m.str(md.name)) {
+            if touched.contains(m.str(md.name)) && !(nim && added) {
                 on_reload.extend(md.on_reload.iter().map(|&o| (name(i), base + u64::from(o))));
             }
         }
+        ctors.extend(nim_dat);
+        ctors.extend(nim_init);
         if let Some(old) = self.current.take() {
             self.retired.push(Retired {
                 area: old.area,

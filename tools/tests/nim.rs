@@ -446,3 +446,73 @@ proc step*() =
         p.finish();
     }
 }
+
+/// A module imported for the first time in a reload: its globals get their
+/// run-time initialisers and its top-level code runs, once, with its
+/// handlers registered once.
+#[test]
+fn a_module_new_in_a_reload_runs_its_init_once() {
+    const EXTRA: &str = r#"
+import hotcodereloading, std/strutils
+type Greeter = ref object
+  words: seq[string]
+var greeter = Greeter(words: @["hello"])
+var calls = 0
+echo "extra: print me once"
+beforeCodeReload:
+  echo "extra: before"
+proc greet*(): string =
+  inc calls
+  greeter.words.add $calls
+  greeter.words.join(" ")
+"#;
+    const LOGIC_EXTRA: &str = r#"
+import extra
+var total = 0
+proc step*() =
+  inc total
+  echo "total=", total, " ", greet()
+"#;
+    const LOGIC_PLAIN: &str = r#"
+var total = 0
+proc step*() =
+  inc total
+  echo "total=", total
+"#;
+    for mm in MEMORY_MANAGERS {
+        let (d, image) = project(mm, LOGIC_PLAIN);
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["total=1"], "{mm}");
+        std::fs::write(d.path().join("extra.nim"), EXTRA).unwrap();
+        edit(d.path(), mm, LOGIC_EXTRA);
+        let got = p.send("reload");
+        assert_eq!(
+            got.iter().filter(|l| *l == "extra: print me once").count(),
+            1,
+            "{mm}: {got:?}"
+        );
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        assert_eq!(p.send("tick"), ["total=2 hello 1"], "{mm}");
+        assert_eq!(p.send("tick"), ["total=3 hello 1 2"], "{mm}");
+        // Its handler registered once; its top-level code does not run again.
+        std::fs::write(
+            d.path().join("extra.nim"),
+            EXTRA.replace("join(\" \")", "join(\",\")"),
+        )
+        .unwrap();
+        nim_build(d.path(), mm);
+        nim_link(d.path());
+        let got = p.send("reload");
+        assert_eq!(
+            got.iter().filter(|l| *l == "extra: before").count(),
+            1,
+            "{mm}: {got:?}"
+        );
+        assert!(
+            !got.iter().any(|l| l.contains("print me once")),
+            "{mm}: {got:?}"
+        );
+        assert_eq!(p.send("tick"), ["total=4 hello,1,2,3"], "{mm}");
+        p.finish();
+    }
+}

@@ -6,7 +6,10 @@
 //! the order Nim runs them (every `DatInit000` of the added modules, then
 //! every `Init000`, in top-level order), and that runs its
 //! `executeOnReload` blocks in place: its on-reload entries are not run as
-//! well. At the image's first load `PreMain` does all of this.
+//! well. A changed Nim module's `DatInit000` runs again too (before the
+//! on-reload entries): it only assigns refc's type info, the same values for
+//! old types, and fills in the new types'. At the image's first load
+//! `PreMain` does all of this.
 
 use hcr_image::{Manifest, Module};
 

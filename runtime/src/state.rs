@@ -996,9 +996,11 @@ impl State {
             let nim = crate::nim::is_nim_module(m.str(md.name));
             if added {
                 ctors.extend(md.ctors.iter().map(|&o| (name(i), base + u64::from(o))));
-                if nim && reload {
-                    let (dat, init) = crate::nim::init_functions(m, md);
-                    nim_dat.extend(dat.map(|o| (name(i), base + u64::from(o))));
+            }
+            if nim && reload && touched.contains(m.str(md.name)) {
+                let (dat, init) = crate::nim::init_functions(m, md);
+                nim_dat.extend(dat.map(|o| (name(i), base + u64::from(o))));
+                if added {
                     nim_init.extend(init.map(|o| (name(i), base + u64::from(o))));
                 }
             }

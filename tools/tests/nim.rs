@@ -516,3 +516,37 @@ proc step*() =
         p.finish();
     }
 }
+
+/// A type new in a reload of an existing module: refc fills its run-time
+/// type info in the module's DatInit, which runs again.
+#[test]
+fn a_new_ref_type_in_a_changed_module_works() {
+    const NEW_TYPE: &str = r#"
+import std/strutils
+type Greeter = ref object
+  words: seq[string]
+  n: int
+var total = 0
+proc step*() =
+  inc total
+  var g = Greeter(n: total)
+  for i in 0 ..< 3:
+    g.words.add "w" & $i
+  GC_fullCollect()
+  echo "total=", total, " ", g.words.join(","), " ", g.n
+"#;
+    for mm in MEMORY_MANAGERS {
+        let (d, image) = project(
+            mm,
+            "var total = 0\nproc step*() =\n  inc total\n  echo \"total=\", total\n",
+        );
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["total=1"], "{mm}");
+        edit(d.path(), mm, NEW_TYPE);
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        assert_eq!(p.send("tick"), ["total=2 w0,w1,w2 2"], "{mm}");
+        assert_eq!(p.send("tick"), ["total=3 w0,w1,w2 3"], "{mm}");
+        p.finish();
+    }
+}

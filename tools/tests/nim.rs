@@ -550,3 +550,144 @@ proc step*() =
         p.finish();
     }
 }
+
+/// The scenario of Nim's own HCR integration test (tests/dll/
+/// nimhcr_integration.nim), written for this pipeline: a main module that
+/// only calls `getInt()` of module 0 and reloads; module 0 edited to import
+/// a new module 1 (top-level code and a run-time initialised global, run
+/// once at its first load), then to drop it for a new module 2, then back;
+/// before- and after-handlers of every module in top-level order, removed
+/// modules' handlers gone.
+#[test]
+fn nimhcr_integration_scenario_under_every_memory_manager() {
+    const MAIN_IT: &str = r#"
+import hotcodereloading, m0
+beforeCodeReload:
+  echo "main: before"
+afterCodeReload:
+  echo "main: after"
+echo "main: HELLO!"
+var line: string
+while readLine(stdin, line):
+  echo "main: hasAnyModuleChanged? ", hasAnyModuleChanged()
+  discard performCodeReload()
+  echo "The answer is: ", getInt()
+  echo "ok"
+"#;
+    const M0_1: &str = r#"
+import hotcodereloading
+beforeCodeReload:
+  echo "0: before"
+afterCodeReload:
+  echo "0: after"
+proc getInt*(): int = 1000
+"#;
+    const M0_2: &str = r#"
+import hotcodereloading, m1
+beforeCodeReload:
+  echo "0: before - improved!"
+afterCodeReload:
+  echo "0: after - improved!"
+proc getInt*(): int = value() + 10
+"#;
+    const M0_3: &str = r#"
+import hotcodereloading, m2
+beforeCodeReload:
+  echo "0: before - improved!"
+proc getInt*(): int = nine()
+"#;
+    const M1: &str = r#"
+import hotcodereloading
+echo "1: print me once!"
+var counter = 0
+var history = @["start"]
+afterCodeReload:
+  echo "1: after ", history
+proc value*(): int =
+  inc counter
+  history.add $counter
+  100 * counter
+"#;
+    const M2: &str = r#"
+import hotcodereloading
+echo "2: random string"
+beforeCodeReload:
+  echo "2: before!"
+afterCodeReload:
+  echo "2: after!"
+proc nine*(): int = 9
+"#;
+    for mm in ["orc", "arc", "refc", "orc+threads"] {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        nim_cfg(dir);
+        for (name, text) in [("main", MAIN_IT), ("m0", M0_1), ("m1", M1), ("m2", M2)] {
+            std::fs::write(dir.join(format!("{name}.nim")), text).unwrap();
+        }
+        nim_build(dir, mm);
+        let mut p = Running::start(&nim_link(dir));
+        let step = |p: &mut Running, m0: Option<&str>| {
+            if let Some(text) = m0 {
+                std::fs::write(dir.join("m0.nim"), text).unwrap();
+                nim_build(dir, mm);
+                nim_link(dir);
+            }
+            p.send("r")
+        };
+        assert_eq!(
+            step(&mut p, None),
+            [
+                "main: HELLO!",
+                "main: hasAnyModuleChanged? false",
+                "The answer is: 1000"
+            ],
+            "{mm}"
+        );
+        assert_eq!(
+            step(&mut p, Some(M0_2)),
+            [
+                "main: hasAnyModuleChanged? true",
+                "0: before",
+                "main: before",
+                "1: print me once!",
+                "1: after @[\"start\"]",
+                "0: after - improved!",
+                "main: after",
+                "The answer is: 110"
+            ],
+            "{mm}"
+        );
+        assert_eq!(
+            step(&mut p, None),
+            ["main: hasAnyModuleChanged? false", "The answer is: 210"],
+            "{mm}"
+        );
+        assert_eq!(
+            step(&mut p, Some(M0_3)),
+            [
+                "main: hasAnyModuleChanged? true",
+                "0: before - improved!",
+                "main: before",
+                "2: random string",
+                "2: after!",
+                "main: after",
+                "The answer is: 9"
+            ],
+            "{mm}"
+        );
+        assert_eq!(
+            step(&mut p, Some(M0_1)),
+            [
+                "main: hasAnyModuleChanged? true",
+                "2: before!",
+                "0: before - improved!",
+                "main: before",
+                "0: after",
+                "main: after",
+                "The answer is: 1000"
+            ],
+            "{mm}"
+        );
+        p.finish();
+    }
+}

@@ -35,3 +35,67 @@ pub fn init_functions(m: &Manifest, md: &Module) -> (Option<u32>, Option<u32>) {
     }
     (dat, init)
 }
+
+/// The names among NEW (manifest names of globals new in a reload of a
+/// changed Nim module) that Nim initialises at run time: named in the
+/// module's `Init000` in its C file at `c_path` (`X.c` beside `X.c.o`).
+/// Their initialisers do not run in a reload (Nim's C output mixes them
+/// with the top-level statements), so the runtime warns about each.
+pub fn runtime_initialised<'a>(c_path: &str, new: &[&'a str]) -> Vec<&'a str> {
+    let Ok(text) = std::fs::read_to_string(c_path) else {
+        return Vec::new();
+    };
+    let Some(start) = text.find("dotnim_Init000)(void) {") else {
+        return Vec::new();
+    };
+    let body = &text[start..];
+    let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+    new.iter()
+        .copied()
+        .filter(|name| {
+            // `hist__logic` (or `hist__logic#2`) is `hist__logic_N` in C.
+            let stem = name.split('#').next().unwrap_or(name);
+            let pat = format!("{stem}_");
+            body.match_indices(&pat).any(|(i, _)| {
+                let rest = &body[i + pat.len()..];
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                let before_ok = !body[..i]
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+                digits > 0
+                    && before_ok
+                    && !rest[digits..]
+                        .bytes()
+                        .next()
+                        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+        })
+        .collect()
+}
+
+/// Warns about each global new in a changed Nim module (objects OBJECTS of
+/// manifest M; ADDED modules are initialised whole) whose initialiser runs
+/// at run time.
+pub fn warn_uninitialised(m: &Manifest, added: &[String], objects: impl Iterator<Item = usize>) {
+    let mut by_module: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for oi in objects {
+        let o = &m.objects[oi];
+        let module = m.module_name(o.module);
+        if is_nim_module(module) && !added.iter().any(|a| a == module) {
+            by_module.entry(o.module.0).or_default().push(m.str(o.name));
+        }
+    }
+    for (mi, names) in by_module {
+        let md = &m.modules[mi as usize];
+        let Some(c) = m.str(md.object).strip_suffix(".o") else {
+            continue;
+        };
+        for name in runtime_initialised(c, &names) {
+            crate::state::warn(format_args!(
+                "global {}:{name} is new in this reload and Nim initialises it at run time (in the module's Init000, with its top-level statements): it starts zeroed; restart the program to initialise it",
+                m.str(md.name)
+            ));
+        }
+    }
+}

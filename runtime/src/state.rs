@@ -891,6 +891,10 @@ impl State {
             }
         }
         // Globals: new ones join (replacing resized ones, with a warning).
+        if self.current.is_some() {
+            let fresh = new_globals.iter().filter(|g| !g.2).map(|g| g.0);
+            crate::nim::warn_uninitialised(m, &diff.added, fresh);
+        }
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
             let module = m.module_name(o.module);
@@ -1244,7 +1248,7 @@ impl State {
 
 /// Writes a warning to stderr; never fails (a closed stderr must not stop a
 /// commit half-way).
-fn warn(msg: std::fmt::Arguments<'_>) {
+pub(crate) fn warn(msg: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "hcr: warning: {msg}");
 }

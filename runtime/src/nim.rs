@@ -36,12 +36,12 @@ pub fn init_functions(m: &Manifest, md: &Module) -> (Option<u32>, Option<u32>) {
     (dat, init)
 }
 
-/// The names among NEW (manifest names of globals new in a reload of a
+/// The entries of NEW (`(C name, identity)` of globals new in a reload of a
 /// changed Nim module) that Nim initialises at run time: named in the
 /// module's `Init000` in its C file at `c_path` (`X.c` beside `X.c.o`).
 /// Their initialisers do not run in a reload (Nim's C output mixes them
 /// with the top-level statements), so the runtime warns about each.
-pub fn runtime_initialised<'a>(c_path: &str, new: &[&'a str]) -> Vec<&'a str> {
+pub fn runtime_initialised<'a>(c_path: &str, new: &[(&'a str, &'a str)]) -> Vec<&'a str> {
     let Ok(text) = std::fs::read_to_string(c_path) else {
         return Vec::new();
     };
@@ -50,27 +50,22 @@ pub fn runtime_initialised<'a>(c_path: &str, new: &[&'a str]) -> Vec<&'a str> {
     };
     let body = &text[start..];
     let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    // Nim's globals are `name__module_N` (type info `NTI…_` is DatInit's).
+    let nim_global = |c: &str| {
+        c.rsplit_once('_').is_some_and(|(stem, n)| {
+            stem.contains("__") && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
     new.iter()
-        .copied()
-        .filter(|name| {
-            // `hist__logic` (or `hist__logic#2`) is `hist__logic_N` in C.
-            let stem = name.split('#').next().unwrap_or(name);
-            let pat = format!("{stem}_");
-            body.match_indices(&pat).any(|(i, _)| {
-                let rest = &body[i + pat.len()..];
-                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-                let before_ok = !body[..i]
-                    .bytes()
-                    .last()
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-                digits > 0
-                    && before_ok
-                    && !rest[digits..]
-                        .bytes()
-                        .next()
-                        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        .filter(|(c_name, _)| nim_global(c_name))
+        .filter(|(c_name, _)| {
+            body.match_indices(c_name).any(|(i, _)| {
+                !body[..i].bytes().last().is_some_and(ident)
+                    && !body[i + c_name.len()..].bytes().next().is_some_and(ident)
             })
         })
+        .map(|&(_, key)| key)
         .collect()
 }
 
@@ -78,12 +73,15 @@ pub fn runtime_initialised<'a>(c_path: &str, new: &[&'a str]) -> Vec<&'a str> {
 /// manifest M; ADDED modules are initialised whole) whose initialiser runs
 /// at run time.
 pub fn warn_uninitialised(m: &Manifest, added: &[String], objects: impl Iterator<Item = usize>) {
-    let mut by_module: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    let mut by_module: std::collections::BTreeMap<u32, Vec<(&str, &str)>> = Default::default();
     for oi in objects {
         let o = &m.objects[oi];
         let module = m.module_name(o.module);
         if is_nim_module(module) && !added.iter().any(|a| a == module) {
-            by_module.entry(o.module.0).or_default().push(m.str(o.name));
+            by_module
+                .entry(o.module.0)
+                .or_default()
+                .push((m.str(o.name), m.object_key(o)));
         }
     }
     for (mi, names) in by_module {

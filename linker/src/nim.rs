@@ -4,7 +4,8 @@
 //! per-module counter: declaring anything earlier in the module renumbers
 //! every later symbol, so the raw name would make an edited proc "removed"
 //! and a global start again. In a Nim module (hcr's module name `@m….nim`)
-//! the manifest names such a symbol `name__module`; a function whose
+//! such a symbol is `name__module` (a function's manifest name, an object's
+//! identity, its symbol name kept); a function whose
 //! prototype Nim wrote in the module's C file (`@mlogic.nim.c` beside
 //! `@mlogic.nim.c.o`) also carries its C signature,
 //! `describe__logic(NI)->NimStringDesc*` (parameter names left out), so

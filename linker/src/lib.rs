@@ -25,6 +25,7 @@ mod identity;
 mod input;
 pub mod libs;
 mod link;
+mod nim;
 mod parse;
 mod write;
 

@@ -2118,10 +2118,26 @@ fn build_manifest(
     let mut modules = Vec::with_capacity(mods.len());
     for (mi, m) in mods.iter().enumerate() {
         let fstart = functions.len() as u32;
-        for f in &m.funcs {
+        let nim = crate::nim::is_nim_module(&m.obj.name);
+        let c_text = match nim {
+            true => crate::nim::c_source(&m.obj.path)
+                .and_then(|c| std::fs::read_to_string(c).ok())
+                .unwrap_or_default(),
+            false => String::new(),
+        };
+        let sigs = crate::nim::signatures(&c_text);
+        let none = Default::default();
+        let stable = |names: Vec<&str>, sigs| match nim {
+            true => crate::nim::stable_names(names, sigs),
+            false => Vec::new(),
+        };
+        let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
+        let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
+        for (fi, f) in m.funcs.iter().enumerate() {
             let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
+            let name = fnames.get(fi).and_then(Option::as_deref);
             functions.push(Function {
-                name: man.intern(f.name),
+                name: man.intern(name.unwrap_or(f.name)),
                 module: ModuleId(mi as u32),
                 offset: off as u32,
                 size: f.size as u32,
@@ -2132,7 +2148,11 @@ fn build_manifest(
         let mut idents = static_identities(m);
         for (oi, o) in m.objs.iter().enumerate() {
             let gid = objects.len();
-            let id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
+            let mut id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
+            // A Nim global's identity drops Nim's counter (see `nim`).
+            if let (true, Some(Some(nim_key))) = (id.key.is_empty(), onames.get(oi)) {
+                id.key.clone_from(nim_key);
+            }
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])

@@ -30,6 +30,7 @@ mod guard;
 mod hostlibs;
 mod identity;
 mod image_file;
+mod nim;
 mod perf_map;
 mod state;
 mod tls;

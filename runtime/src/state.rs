@@ -972,6 +972,10 @@ impl State {
             }
         }
         // Globals: new ones join (replacing resized ones, with a warning).
+        if self.current.is_some() {
+            let fresh = new_globals.iter().filter(|g| !g.2).map(|g| g.0);
+            crate::nim::warn_uninitialised(m, &diff.added, fresh);
+        }
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
             let module = m.module_name(o.module);
@@ -1069,15 +1073,29 @@ impl State {
             .collect();
         let mut ctors = Vec::new();
         let mut on_reload = Vec::new();
+        let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
+        let reload = self.current.is_some();
         for &i in &order {
             let md = &m.modules[i.0 as usize];
-            if added_modules.contains(m.str(md.name)) {
+            let added = added_modules.contains(m.str(md.name));
+            // A Nim module's first load is Nim's init (see `nim`).
+            let nim = crate::nim::is_nim_module(m.str(md.name));
+            if added {
                 ctors.extend(md.ctors.iter().map(|&o| (name(i), base + u64::from(o))));
             }
-            if touched.contains(m.str(md.name)) {
+            if nim && reload && touched.contains(m.str(md.name)) {
+                let (dat, init) = crate::nim::init_functions(m, md);
+                nim_dat.extend(dat.map(|o| (name(i), base + u64::from(o))));
+                if added {
+                    nim_init.extend(init.map(|o| (name(i), base + u64::from(o))));
+                }
+            }
+            if touched.contains(m.str(md.name)) && !(nim && added) {
                 on_reload.extend(md.on_reload.iter().map(|&o| (name(i), base + u64::from(o))));
             }
         }
+        ctors.extend(nim_dat);
+        ctors.extend(nim_init);
         if let Some(old) = self.current.take() {
             self.retired.push(Retired {
                 image: old,
@@ -1498,7 +1516,7 @@ fn crash_lines(d: &crate::gdb_jit::DebugSections) -> Option<crate::crash::LineSo
 
 /// Writes a warning to stderr; never fails (a closed stderr must not stop a
 /// commit half-way).
-fn warn(msg: std::fmt::Arguments<'_>) {
+pub(crate) fn warn(msg: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "hcr: warning: {msg}");
 }

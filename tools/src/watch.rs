@@ -50,6 +50,12 @@
 //! `tools/hcr.cmake` make such builds easy. CMD's output is shown only when
 //! it fails.
 //!
+//! # Nim projects
+//!
+//! A DIR holding `main.nim` and no `main.c` is built with Nim's own
+//! incremental build (`.nim`, `.nims`, `nim.cfg` tracked); see
+//! [`crate::nim_watch`].
+//!
 //! # When the program ends
 //!
 //! hcr watch exits with the program's exit code (128 + N when signal N
@@ -316,6 +322,8 @@ enum Track {
     Modules,
     /// A build command: sources, headers and build files anywhere.
     Command,
+    /// A Nim project: see `nim_watch::tracked`.
+    Nim,
 }
 
 fn tracked(track: Track, rel: &Path, top: bool) -> bool {
@@ -326,6 +334,7 @@ fn tracked(track: Track, rel: &Path, top: bool) -> bool {
     }
     match track {
         Track::Modules => (ext == "c" && top) || ext == "h",
+        Track::Nim => crate::nim_watch::tracked(name, ext),
         Track::Command => {
             matches!(
                 ext,
@@ -809,6 +818,7 @@ impl CommandBuild {
 enum Builder {
     Modules(Box<ModuleBuild>),
     Command(CommandBuild),
+    Nim(crate::nim_watch::NimBuild),
 }
 
 impl Builder {
@@ -816,6 +826,7 @@ impl Builder {
         match self {
             Builder::Modules(b) => &b.image,
             Builder::Command(b) => &b.image,
+            Builder::Nim(b) => &b.image,
         }
     }
 
@@ -823,6 +834,7 @@ impl Builder {
         match self {
             Builder::Modules(_) => Track::Modules,
             Builder::Command(_) => Track::Command,
+            Builder::Nim(_) => Track::Nim,
         }
     }
 
@@ -830,6 +842,9 @@ impl Builder {
         match self {
             Builder::Modules(b) => b.build(snap, running, log),
             Builder::Command(b) => b.build(running, log),
+            Builder::Nim(b) => Outcome {
+                image_written: b.build(running, log),
+            },
         }
     }
 }
@@ -1031,6 +1046,14 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
                 cmd,
                 last_image: None,
             })
+        }
+        None if crate::nim_watch::is_nim_project(&dir) => {
+            let _ = writeln!(
+                log,
+                "hcr watch: building the Nim project {} with nim c",
+                cfg.dir.display()
+            );
+            Builder::Nim(crate::nim_watch::NimBuild::new(&dir, &out)?)
         }
         None => {
             if cfg.image.is_some() {

@@ -19,6 +19,7 @@
 
 mod arch;
 mod error;
+mod identity;
 #[allow(unsafe_code)]
 mod input;
 mod link;
@@ -58,6 +59,8 @@ pub struct LinkOutput {
     pub modules: usize,
     /// Load-plan statistics.
     pub stats: PlanStats,
+    /// Warnings for stderr (`hcr-link: warning: ...`): the image is written.
+    pub warnings: Vec<String>,
 }
 
 /// Links `inputs` into image bytes.

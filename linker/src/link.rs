@@ -29,6 +29,8 @@ struct FnDef<'d> {
 struct ObjDef<'d> {
     sec: Option<u32>,
     name: &'d str,
+    /// Identity key when it is not the name (see `identity`).
+    ident: Option<String>,
     size: u64,
     align: u64,
     global: bool,
@@ -240,7 +242,8 @@ pub(crate) fn link(
 
     timer.lap("comdat");
     // 3. Functions and writable objects get their ids, module by module.
-    collect_definitions(&mut mods, &mut diags);
+    let mut warnings = Vec::new();
+    collect_definitions(&mut mods, &mut diags, &mut warnings);
 
     timer.lap("definitions");
     // 4. Global symbols: one definition per name; duplicates are errors.
@@ -253,6 +256,9 @@ pub(crate) fn link(
             .ok_or_else(|| LinkError::UnknownRoot(r.clone()))? as u32,
         None => 0,
     };
+    if let Some(w) = crate::identity::root_without_main(&mods[root as usize].obj) {
+        warnings.push(w);
+    }
 
     timer.lap("global symbols");
     // 5. Host symbols: what no module defines is left to the host.
@@ -336,6 +342,7 @@ pub(crate) fn link(
         stats: manifest.stats,
         size,
         bytes: Vec::new(),
+        warnings,
     };
     if config.skip_free {
         std::mem::forget((mods, manifest, applied));
@@ -568,7 +575,7 @@ type Definitions<'d> = (
     Vec<ObjDef<'d>>,
     Vec<Option<u32>>,
     Vec<(u32, usize)>,
-    Diags,
+    (Diags, Vec<String>),
     (Vec<(u64, u32)>, Vec<u32>),
 );
 
@@ -608,7 +615,11 @@ fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)>
     owners
 }
 
-fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
+fn collect_definitions<'d>(
+    mods: &mut [Mod<'d>],
+    diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<String>,
+) {
     let owners = common_owners(mods);
     let per: Vec<Definitions<'d>> = mods
         .par_iter()
@@ -645,6 +656,7 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
             }
             let mut objs = Vec::new();
             let mut sec_obj_local = vec![None; o.sections.len()];
+            let mut named = Vec::new();
             for (i, sec) in o.sections.iter().enumerate() {
                 if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" {
                     d.push(
@@ -677,13 +689,22 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                     None => (sec.name, false),
                 };
                 sec_obj_local[i] = Some(objs.len() as u32);
+                if let Some(&si) = syms.first() {
+                    named.push((objs.len(), (i as u32, si as u32)));
+                }
                 objs.push(ObjDef {
                     sec: Some(i as u32),
                     name,
+                    ident: None,
                     size: sec.size,
                     align: sec.align,
                     global,
                 });
+            }
+            let syms: Vec<_> = named.iter().map(|&(_, ds)| ds).collect();
+            let (keys, warns) = crate::identity::identities(o, &syms);
+            for (&(oi, _), k) in named.iter().zip(keys) {
+                objs[oi].ident = k;
             }
             // COMMON storage: one object, in the owning module only.
             let mut commons = Vec::new();
@@ -696,6 +717,7 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                     objs.push(ObjDef {
                         sec: None,
                         name: s.name,
+                        ident: None,
                         size,
                         align,
                         global: true,
@@ -739,12 +761,15 @@ fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
                 flat[*p as usize] = (f.value, i as u32);
                 *p += 1;
             }
-            (funcs, objs, sec_obj_local, commons, d, (flat, at))
+            (funcs, objs, sec_obj_local, commons, (d, warns), (flat, at))
         })
         .collect();
     let (mut fbase, mut obase) = (0u32, 0u32);
-    for (m, (funcs, objs, sec_obj_local, commons, d, (flat, at))) in mods.iter_mut().zip(per) {
+    for (m, (funcs, objs, sec_obj_local, commons, (d, warns), (flat, at))) in
+        mods.iter_mut().zip(per)
+    {
         diags.extend(d.list);
+        warnings.extend(warns);
         m.fn_base = fbase;
         m.obj_base = obase;
         m.sec_funcs = flat;
@@ -1902,7 +1927,7 @@ fn build_manifest(
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
-                name: man.intern(o.name),
+                name: man.intern(o.ident.as_deref().unwrap_or(o.name)),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,

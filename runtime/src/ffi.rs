@@ -343,7 +343,7 @@ pub extern "C" fn hcr_init(image_path: *const c_char) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_int {
     guard(-1, || {
-        let addr = with_state(|st| st.main_address().ok_or(Error::NoMain))?;
+        let addr = with_state(|st| st.main_address())?;
         // SAFETY: the root module's `main` has the C signature
         // `int main(int, char **)`; its permanent address is mapped.
         let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int = unsafe {

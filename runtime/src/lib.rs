@@ -66,8 +66,8 @@ pub enum Error {
     #[error("a reload is already in progress")]
     Busy,
     /// The root module has no `main`.
-    #[error("the root module defines no `main` function")]
-    NoMain,
+    #[error("the root module {0} defines no `main` function; relink with --root MODULE naming the module that defines main")]
+    NoMain(String),
     /// A bug or resource failure inside the runtime.
     #[error("{0}")]
     Internal(String),
@@ -163,6 +163,15 @@ impl Runtime {
         // SAFETY: `ptrs` holds `args.len()` valid C strings and a NULL, alive
         // for the call.
         unsafe { ffi::hcr_run_main(args.len() as i32, ptrs.as_mut_ptr()) }
+    }
+
+    /// Checks that the root module defines `main` (what [`Runtime::run_main`]
+    /// calls).
+    ///
+    /// # Errors
+    /// [`Error::NoMain`], naming the root.
+    pub fn check_main(&self) -> Result<(), Error> {
+        ffi::with_state(|st| st.main_address().map(|_| ()))
     }
 
     /// Memory statistics.

@@ -1108,10 +1108,11 @@ impl State {
     }
 
     /// Root `main`'s permanent address.
-    pub fn main_address(&self) -> Option<u64> {
-        let c = self.current.as_ref()?;
+    pub fn main_address(&self) -> Result<u64, crate::Error> {
+        let c = self.current.as_ref().ok_or(crate::Error::NotInitialised)?;
         let root = c.manifest.module_name(c.manifest.root);
         self.get_proc(root, "main")
+            .ok_or_else(|| crate::Error::NoMain(root.to_string()))
     }
 
     /// Destructors of every loaded module, in reverse top-level order.

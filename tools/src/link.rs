@@ -33,6 +33,9 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     };
     let out = hcr_linker::link(&cfg, &args.inputs, &args.output)
         .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
+    for w in &out.warnings {
+        eprintln!("hcr-link: warning: {w}");
+    }
     if args.verbose {
         eprintln!(
             "hcr-link: {} modules, {} bytes, {} relocations ({} applied at link time, {} left to the loader)",

@@ -139,6 +139,7 @@ scenarios!(
     remove_readd_global,
     removed_function,
     several_on_reload_blocks,
+    static_renumbered,
     unreachable_module,
 );
 

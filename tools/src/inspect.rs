@@ -209,11 +209,23 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         s.applied_at_link,
         pct(s.applied_at_link, s.relocations)
     )?;
+    // The two shares are of the relocations and add up to 100%; the fixups
+    // also count GOT entries and PLT stubs, which are not relocations.
+    let left = s.relocations.saturating_sub(s.applied_at_link);
     writeln!(
         out,
-        "  residual fixups: {} ({:.1}%): area {}, inside globals {}; by target: image {}, function {}, global {}, host {}",
+        "  left to the loader: {} ({:.1}%)",
+        left,
+        if s.relocations == 0 {
+            0.0
+        } else {
+            100.0 - pct(s.applied_at_link, s.relocations)
+        }
+    )?;
+    writeln!(
+        out,
+        "  residual fixups: {} (with GOT entries and PLT stubs): area {}, inside globals {}; by target: image {}, function {}, global {}, host {}",
         r.area + r.objects,
-        pct((r.area + r.objects) as u64, s.relocations),
         r.area,
         r.objects,
         r.by_class[TargetClass::Area as usize],

@@ -1,141 +1,170 @@
-//! Identity of writable objects across edits.
+//! Identity of globals whose names the compiler numbers.
 //!
-//! Compilers number function statics: gcc names `static int n;` in any
-//! function `n.N` with one counter for the whole file, clang names it
-//! `func.n` (`func.n.1` for a second one of that name). Adding a static
-//! anywhere renumbers gcc's names, so the symbol name is no identity. Here
-//! a numbered static's identity is taken from what the object says about it:
-//! the function whose code references its section (found through the code
-//! sections' relocations), its name without the number, and its place among
-//! that function's statics of that name — `owner::name`, `owner::name#1`...
+//! gcc names a function's `static` variables `NAME.N`, N from one counter
+//! for the whole file: adding or removing a static anywhere renumbers every
+//! one after it (`aBuiltinFunc.19` becomes `.20`). Keyed by that name, a
+//! reload would take the renumbered statics for removed-and-new globals and
+//! start them again from their initialisers. So such a static's identity is
+//! what the source says: the function that owns it, its name, and its place
+//! among that function's statics of that name —
+//! `FUNCTION::NAME` for the last, then `FUNCTION::NAME#1`, `#2`… counting
+//! back (gcc numbers a function's statics as their scopes close: those of
+//! nested blocks first, the function's own last; counted from the last, a
+//! static added in a nested block shifts no other key).
 //!
-//! The key is a string stored as the object's name in the manifest, so
-//! another compiler's scheme (Nim's `name__module_N`) plugs in as one more
-//! rule in [`identities`] without a change to the image format or runtime.
+//! The owner is found from the code: with `-ffunction-sections` every
+//! function has its own section, and the functions whose code refers to
+//! the static's section are its owner and every function the owner was
+//! inlined into. That set is the owner part of the key
+//! (`counter+main::n`): stable across edits elsewhere in the file. Several
+//! statics of one name with the same owners (nested blocks of one function,
+//! or statics of two functions both inlined into the same callers only,
+//! their own copies dropped) are told apart by their order alone; that
+//! assumption is recorded, and the runtime says it in a warning when a
+//! reload relies on it (the static's number changed).
+//!
+//! Other compilers' names are already stable and kept as they are: clang's
+//! `counter.n` (`counter.n.1` for a second one in nested blocks), C++'s
+//! mangled `_ZZ7countervE1n` (with its `_ZGV…` guard).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
-use crate::parse::{ObjFile, SecKind, Shndx};
-
-/// A numbered static of a group: `(compiler's number, symbol, entry)`.
-type Member = (u64, u32, usize);
-
-/// A data symbol of one module: `(data section, symbol index)`.
-pub(crate) type DataSym = (u32, u32);
-
-/// Identity keys of `objs`, one per entry (`None`: the symbol name is the
-/// identity), and the warnings for those whose identity is not certain.
-pub(crate) fn identities(o: &ObjFile<'_>, objs: &[DataSym]) -> (Vec<Option<String>>, Vec<String>) {
-    let mut keys = vec![None; objs.len()];
-    let mut warnings = Vec::new();
-    let numbered: Vec<usize> = (0..objs.len())
-        .filter(|&i| {
-            let s = &o.symbols[objs[i].1 as usize];
-            !s.is_global() && s.name.contains('.') && !s.name.starts_with('.')
-        })
-        .collect();
-    if numbered.is_empty() {
-        return (keys, warnings);
+/// `(NAME, N)` for gcc's `NAME.N`, NAME a C identifier.
+pub fn gcc_numbered(name: &str) -> Option<(&str, u64)> {
+    let (base, n) = name.rsplit_once('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || base.is_empty() {
+        return None;
     }
-    // Owner of each code section: its first function symbol, without the
-    // suffix of a compiler clone (`f.cold`, `f.part.0`).
-    let mut owner: HashMap<u32, &str> = HashMap::new();
-    for s in &o.symbols {
-        if let Shndx::Sec(sec) = s.shndx {
-            if s.typ == object::elf::STT_FUNC.0 && !s.name.is_empty() {
-                let base = s.name.split('.').next().unwrap_or(s.name);
-                owner.entry(sec).or_insert(base);
-            }
-        }
-    }
-    // Functions whose code references each data section.
-    let mut wanted: HashMap<u32, BTreeSet<&str>> = numbered
-        .iter()
-        .map(|&i| (objs[i].0, BTreeSet::new()))
-        .collect();
-    for (ti, t) in o.sections.iter().enumerate() {
-        if t.kind != SecKind::Text {
-            continue;
-        }
-        let Some(&fname) = owner.get(&(ti as u32)) else {
-            continue;
-        };
-        for r in o.relocs(t) {
-            let Some(sym) = o.symbols.get(r.sym as usize) else {
-                continue;
-            };
-            if let Shndx::Sec(ds) = sym.shndx {
-                if let Some(set) = wanted.get_mut(&ds) {
-                    set.insert(fname);
-                }
-            }
-        }
-    }
-    // (owner, base name) -> [(compiler's number, symbol index, entry)].
-    let mut groups: HashMap<(String, String), Vec<Member>> = HashMap::new();
-    for &i in &numbered {
-        let (ds, si) = objs[i];
-        let name = o.symbols[si as usize].name;
-        let owners = &wanted[&ds];
-        let Some(&first) = owners.iter().next() else {
-            warnings.push(format!(
-                "global {}:{name}: no function's code refers to it, so its owner is unknown; identity assumed to be the compiler's name `{name}` (it starts again from its initialiser if the compiler renumbers it)",
-                o.name
-            ));
-            continue;
-        };
-        if owners.len() > 1 {
-            let all: Vec<&str> = owners.iter().copied().collect();
-            warnings.push(format!(
-                "global {}:{name}: referred to by several functions ({}); identity assumed to be a static of `{first}`",
-                o.name,
-                all.join(", ")
-            ));
-        }
-        // clang: `owner.name[.K]`; gcc: `name.N`.
-        let rest = name
-            .strip_prefix(first)
-            .and_then(|r| r.strip_prefix('.'))
-            .unwrap_or(name);
-        let (base, num) = match rest.rsplit_once('.') {
-            Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => {
-                (b, n.parse::<u64>().unwrap_or(u64::MAX))
-            }
-            _ => (rest, 0),
-        };
-        groups
-            .entry((first.to_string(), base.to_string()))
-            .or_default()
-            .push((num, si, i));
-    }
-    for ((own, base), mut v) in groups {
-        // The compiler numbers a function's statics in source order.
-        v.sort_unstable();
-        for (k, &(_, _, i)) in v.iter().enumerate() {
-            keys[i] = Some(if k == 0 {
-                format!("{own}::{base}")
-            } else {
-                format!("{own}::{base}#{k}")
-            });
-        }
-    }
-    warnings.sort();
-    (keys, warnings)
+    let ident = base
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    Some((base, n.parse().ok()?)).filter(|_| ident)
 }
 
-/// The warning for a root module that defines no `main` (`hcr run` refuses
-/// such an image).
-pub(crate) fn root_without_main(o: &ObjFile<'_>) -> Option<String> {
-    let has_main = o.symbols.iter().any(|s| {
-        s.name == "main"
-            && s.is_global()
-            && matches!(s.shndx, Shndx::Sec(_))
-            && s.typ == object::elf::STT_FUNC.0
-    });
-    (!has_main).then(|| {
-        format!(
-            "root module {} defines no `main`, so `hcr run` will refuse this image; name the module that defines main with --root MODULE",
-            o.name
-        )
-    })
+/// A static numbered by gcc, with the functions whose code refers to it.
+pub struct Numbered<'a> {
+    /// Index among the module's objects.
+    pub index: usize,
+    /// NAME of `NAME.N`.
+    pub base: &'a str,
+    /// N.
+    pub n: u64,
+    /// Functions referring to it (any order, duplicates allowed).
+    pub owners: Vec<&'a str>,
+}
+
+/// An object's identity and, when it rests on an assumption, which.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `OWNERS::NAME[#K]`.
+    pub key: String,
+    /// Empty when the identity is certain.
+    pub assumed: String,
+}
+
+/// The identities of a module's gcc-numbered statics, by object index.
+pub fn identities(statics: Vec<Numbered<'_>>) -> Vec<(usize, Identity)> {
+    // Group by (owner set, NAME); order each group by N.
+    let mut groups: BTreeMap<(String, &str), Vec<(u64, usize)>> = BTreeMap::new();
+    for s in statics {
+        let mut owners = s.owners;
+        owners.sort_unstable();
+        owners.dedup();
+        let owner = if owners.is_empty() {
+            "?".to_string()
+        } else {
+            owners.join("+")
+        };
+        groups
+            .entry((owner, s.base))
+            .or_default()
+            .push((s.n, s.index));
+    }
+    let mut out = Vec::new();
+    for ((owner, base), mut members) in groups {
+        // Counted from the last: gcc numbers a function's statics as their
+        // scopes close, so those of nested blocks come first and the one at
+        // the function's own scope is always the last; a static added in a
+        // nested block then shifts none of the others' keys from the end.
+        members.sort_unstable_by(|a, b| b.cmp(a));
+        let count = members.len();
+        for (k, &(_, index)) in members.iter().enumerate() {
+            let key = if k == 0 {
+                format!("{owner}::{base}")
+            } else {
+                format!("{owner}::{base}#{k}")
+            };
+            let assumed = if owner == "?" {
+                format!(
+                    "no function's code refers to it; taken as static '{base}' number {} of the file's unreferenced ones",
+                    k + 1
+                )
+            } else if count > 1 {
+                format!(
+                    "the {} from the last of {count} statics named '{base}' that {owner} refer{} to, by the order of their scopes",
+                    ordinal(k + 1),
+                    if owner.contains('+') { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            };
+            out.push((index, Identity { key, assumed }));
+        }
+    }
+    out
+}
+
+fn ordinal(k: usize) -> String {
+    match k {
+        1 => "first".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        k => format!("{k}th"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcc_numbers_are_recognised_and_other_names_left_alone() {
+        assert_eq!(gcc_numbered("n.0"), Some(("n", 0)));
+        assert_eq!(gcc_numbered("aBuiltinFunc.19"), Some(("aBuiltinFunc", 19)));
+        assert_eq!(gcc_numbered("counter.n"), None, "clang: stable already");
+        assert_eq!(gcc_numbered("counter.n.1"), None, "clang: stable already");
+        assert_eq!(gcc_numbered("_ZZ7countervE1n"), None);
+        assert_eq!(gcc_numbered("x"), None);
+        assert_eq!(gcc_numbered(".0"), None);
+        assert_eq!(gcc_numbered("1x.0"), None);
+    }
+
+    #[test]
+    fn keys_follow_owner_name_and_order_not_the_file_counter() {
+        let ids = |v: Vec<(&'static str, u64, Vec<&'static str>)>| {
+            let mut out = identities(
+                v.into_iter()
+                    .enumerate()
+                    .map(|(index, (base, n, owners))| Numbered {
+                        index,
+                        base,
+                        n,
+                        owners,
+                    })
+                    .collect(),
+            );
+            out.sort_by_key(|(i, _)| *i);
+            out.into_iter().map(|(_, id)| id.key).collect::<Vec<_>>()
+        };
+        let before = ids(vec![("n", 0, vec!["counter"]), ("k", 1, vec!["g"])]);
+        // g moved first and given a second static: every number shifts.
+        let after = ids(vec![
+            ("k", 0, vec!["g"]), // a new static k in a nested block of g
+            ("k", 1, vec!["g"]), // g's own k
+            ("n", 2, vec!["counter", "main", "counter"]),
+        ]);
+        assert_eq!(before, ["counter::n", "g::k"]);
+        assert_eq!(after, ["g::k#1", "g::k", "counter+main::n"]);
+    }
 }

@@ -22,6 +22,7 @@ mod error;
 mod identity;
 #[allow(unsafe_code)]
 mod input;
+pub mod libs;
 mod link;
 mod parse;
 mod write;
@@ -46,6 +47,11 @@ pub struct LinkConfig {
     /// one by one (as lld and mold do; freeing costs about a tenth of a
     /// small link). Only for a command-line tool.
     pub skip_free: bool,
+    /// Libraries to link against (`-l NAME`; `-l :FILE` for an exact file
+    /// name), in command-line order.
+    pub libraries: Vec<String>,
+    /// Directories searched for them before the system ones (`-L DIR`).
+    pub library_dirs: Vec<PathBuf>,
 }
 
 /// What a link produced.
@@ -59,7 +65,8 @@ pub struct LinkOutput {
     pub modules: usize,
     /// Load-plan statistics.
     pub stats: PlanStats,
-    /// Warnings for stderr (`hcr-link: warning: ...`): the image is written.
+    /// Problems that did not stop the link (each names module and symbol):
+    /// the tool prints them as warnings.
     pub warnings: Vec<String>,
 }
 
@@ -99,7 +106,7 @@ pub fn link_memory(
     let refs: Vec<&input::MappedInput> = mapped.iter().collect();
     let mut sink = input::VecSink::default();
     let mut timer = link::Timer::new(config.timings);
-    let mut out = link::link(config, &refs, &mut sink, &mut timer)?;
+    let mut out = link::link(config, &refs, &[], &mut sink, &mut timer)?;
     out.bytes = sink.0;
     Ok(out)
 }
@@ -129,6 +136,15 @@ fn link_into(
     }
     let mut timer = link::Timer::new(config.timings);
     let mut diags = error::Diags::default();
+    // `-l`: shared libraries are recorded, archives become inputs.
+    let libs = libs::resolve(&config.libraries, &config.library_dirs).map_err(LinkError::Inputs)?;
+    let with_archives: Vec<PathBuf>;
+    let inputs = if libs.archives.is_empty() {
+        inputs
+    } else {
+        with_archives = inputs.iter().chain(&libs.archives).cloned().collect();
+        &with_archives[..]
+    };
     // Opening and mapping a hundred small files is a few hundred
     // microseconds of system calls: done in parallel, kept in order; with a
     // cache, one stat per unchanged input.
@@ -171,7 +187,7 @@ fn link_into(
     }
     timer.lap("map inputs");
     let refs: Vec<&input::MappedInput> = mapped.iter().map(|m| &**m).collect();
-    let out = link::link(config, &refs, sink, &mut timer);
+    let out = link::link(config, &refs, &libs.shared, sink, &mut timer);
     if config.skip_free {
         std::mem::forget(mapped);
     }

@@ -5,14 +5,15 @@ use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use hcr_image::{
-    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Manifest, Module, ModuleId, Object,
-    PlanStats, Span, TargetClass, PAGE_SIZE,
+    Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Library, Manifest, Module, ModuleId,
+    Object, PlanStats, Span, TargetClass, PAGE_SIZE,
 };
 use rayon::prelude::*;
 
 use crate::arch::x86_64::{self as x86, *};
 use crate::error::{Diagnostic, Diags, LinkError};
 use crate::input::MappedInput;
+use crate::libs::SharedLib;
 use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
 use crate::{LinkConfig, LinkOutput};
 
@@ -29,8 +30,6 @@ struct FnDef<'d> {
 struct ObjDef<'d> {
     sec: Option<u32>,
     name: &'d str,
-    /// Identity key when it is not the name (see `identity`).
-    ident: Option<String>,
     size: u64,
     align: u64,
     global: bool,
@@ -228,6 +227,7 @@ impl Timer {
 pub(crate) fn link(
     config: &LinkConfig,
     inputs: &[&MappedInput],
+    libs: &[SharedLib],
     sink: &mut dyn crate::input::Sink,
     timer: &mut Timer,
 ) -> Result<LinkOutput, LinkError> {
@@ -242,8 +242,7 @@ pub(crate) fn link(
 
     timer.lap("comdat");
     // 3. Functions and writable objects get their ids, module by module.
-    let mut warnings = Vec::new();
-    collect_definitions(&mut mods, &mut diags, &mut warnings);
+    collect_definitions(&mut mods, &mut diags);
 
     timer.lap("definitions");
     // 4. Global symbols: one definition per name; duplicates are errors.
@@ -256,9 +255,6 @@ pub(crate) fn link(
             .ok_or_else(|| LinkError::UnknownRoot(r.clone()))? as u32,
         None => 0,
     };
-    if let Some(w) = crate::identity::root_without_main(&mods[root as usize].obj) {
-        warnings.push(w);
-    }
 
     timer.lap("global symbols");
     // 5. Host symbols: what no module defines is left to the host.
@@ -287,6 +283,13 @@ pub(crate) fn link(
         m.global_def = r.global_def;
     }
     let reachable = reachability(&mods, root);
+    let mut warnings = Vec::new();
+    if let Some(w) = root_without_main(&mods, root) {
+        warnings.push(w);
+    }
+    // Host symbols that no library defines: warned about (all at once), not
+    // refused, since a host program embedding the runtime may define them.
+    warnings.extend(unresolved_host_warnings(&mods, &reachable, &hosts, libs));
 
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
@@ -324,7 +327,7 @@ pub(crate) fn link(
 
     timer.lap("copy + relocate");
     // 10. The ELF file, and the manifest (built while the modules render).
-    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, &applied);
+    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, libs, &applied);
     let (size, manifest) = crate::write::write_image(
         &mods,
         &make_manifest,
@@ -575,7 +578,7 @@ type Definitions<'d> = (
     Vec<ObjDef<'d>>,
     Vec<Option<u32>>,
     Vec<(u32, usize)>,
-    (Diags, Vec<String>),
+    Diags,
     (Vec<(u64, u32)>, Vec<u32>),
 );
 
@@ -615,11 +618,7 @@ fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)>
     owners
 }
 
-fn collect_definitions<'d>(
-    mods: &mut [Mod<'d>],
-    diags: &mut Vec<Diagnostic>,
-    warnings: &mut Vec<String>,
-) {
+fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
     let owners = common_owners(mods);
     let per: Vec<Definitions<'d>> = mods
         .par_iter()
@@ -656,7 +655,6 @@ fn collect_definitions<'d>(
             }
             let mut objs = Vec::new();
             let mut sec_obj_local = vec![None; o.sections.len()];
-            let mut named = Vec::new();
             for (i, sec) in o.sections.iter().enumerate() {
                 if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" {
                     d.push(
@@ -689,22 +687,13 @@ fn collect_definitions<'d>(
                     None => (sec.name, false),
                 };
                 sec_obj_local[i] = Some(objs.len() as u32);
-                if let Some(&si) = syms.first() {
-                    named.push((objs.len(), (i as u32, si as u32)));
-                }
                 objs.push(ObjDef {
                     sec: Some(i as u32),
                     name,
-                    ident: None,
                     size: sec.size,
                     align: sec.align,
                     global,
                 });
-            }
-            let syms: Vec<_> = named.iter().map(|&(_, ds)| ds).collect();
-            let (keys, warns) = crate::identity::identities(o, &syms);
-            for (&(oi, _), k) in named.iter().zip(keys) {
-                objs[oi].ident = k;
             }
             // COMMON storage: one object, in the owning module only.
             let mut commons = Vec::new();
@@ -717,7 +706,6 @@ fn collect_definitions<'d>(
                     objs.push(ObjDef {
                         sec: None,
                         name: s.name,
-                        ident: None,
                         size,
                         align,
                         global: true,
@@ -761,15 +749,12 @@ fn collect_definitions<'d>(
                 flat[*p as usize] = (f.value, i as u32);
                 *p += 1;
             }
-            (funcs, objs, sec_obj_local, commons, (d, warns), (flat, at))
+            (funcs, objs, sec_obj_local, commons, d, (flat, at))
         })
         .collect();
     let (mut fbase, mut obase) = (0u32, 0u32);
-    for (m, (funcs, objs, sec_obj_local, commons, (d, warns), (flat, at))) in
-        mods.iter_mut().zip(per)
-    {
+    for (m, (funcs, objs, sec_obj_local, commons, d, (flat, at))) in mods.iter_mut().zip(per) {
         diags.extend(d.list);
-        warnings.extend(warns);
         m.fn_base = fbase;
         m.obj_base = obase;
         m.sec_funcs = flat;
@@ -879,6 +864,144 @@ fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Ve
         }
     }
     hosts
+}
+
+/// A warning when the root module defines no `main` (what `hcr run` calls),
+/// naming the modules that do.
+fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
+    let defines_main = |m: &Mod<'_>| m.funcs.iter().any(|f| f.global && f.name == "main");
+    let r = &mods[root as usize];
+    if defines_main(r) {
+        return None;
+    }
+    let with: Vec<&str> = mods
+        .iter()
+        .filter(|m| defines_main(m))
+        .map(|m| m.obj.name.as_str())
+        .collect();
+    Some(format!(
+        "the root module {} defines no `main`, so `hcr run` cannot start the image (the root is the first input unless --root names another){}",
+        r.obj.name,
+        match with.as_slice() {
+            [] => String::new(),
+            [one] => format!("; module {one} defines main: link with --root {one}"),
+            many => format!("; modules defining main: {}: link with --root MODULE", many.join(", ")),
+        }
+    ))
+}
+
+/// The identities of `m`'s gcc-numbered function statics (see
+/// `identity.rs`), by object index; empty entries for every other object
+/// (and an empty vector when the module has none).
+fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
+    use crate::identity::{gcc_numbered, identities, Identity, Numbered};
+    let mut of_sec: HashMap<u32, usize> = HashMap::default();
+    let mut statics: Vec<Numbered<'_>> = Vec::new();
+    for (oi, o) in m.objs.iter().enumerate() {
+        if o.global {
+            continue;
+        }
+        if let (Some(sec), Some((base, n))) = (o.sec, gcc_numbered(o.name)) {
+            of_sec.insert(sec, statics.len());
+            statics.push(Numbered {
+                index: oi,
+                base,
+                n,
+                owners: Vec::new(),
+            });
+        }
+    }
+    if statics.is_empty() {
+        return Vec::new();
+    }
+    // Which functions' code refers to each static's section.
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if sec.kind != SecKind::Text {
+            continue;
+        }
+        let funcs = &m.sec_funcs[m.sec_func_at[si] as usize..m.sec_func_at[si + 1] as usize];
+        let owner = match funcs.first() {
+            Some(&(_, f)) => m.funcs[f as usize].name,
+            None => sec.name,
+        };
+        for r in m.obj.relocs(sec) {
+            if let Some(Shndx::Sec(t)) = m.obj.symbols.get(r.sym as usize).map(|s| s.shndx) {
+                if let Some(&k) = of_sec.get(&t) {
+                    statics[k].owners.push(owner);
+                }
+            }
+        }
+    }
+    let mut out = vec![Identity::default(); m.objs.len()];
+    for (oi, id) in identities(statics) {
+        out[oi] = id;
+    }
+    out
+}
+
+/// One warning per module naming every host symbol it wants that no
+/// library defines (the default libraries and `-l` ones), nor the runtime.
+fn unresolved_host_warnings(
+    mods: &[Mod<'_>],
+    reachable: &[bool],
+    hosts: &[Host<'_>],
+    libs: &[SharedLib],
+) -> Vec<String> {
+    let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
+    if !hosts.iter().any(wanted) {
+        return Vec::new();
+    }
+    // Only what reachable modules want.
+    let mut want = vec![false; hosts.len()];
+    for (mi, m) in mods.iter().enumerate() {
+        if reachable[mi] {
+            for &h in &m.undefined {
+                want[h as usize] |= wanted(&hosts[h as usize]);
+            }
+        }
+    }
+    let names: Vec<&str> = hosts
+        .iter()
+        .zip(&want)
+        .filter(|(_, &w)| w)
+        .map(|(h, _)| h.name)
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let undefined = crate::libs::undefined_in_libraries(&names, libs);
+    let mut missing = vec![false; hosts.len()];
+    let mut k = 0;
+    for (i, w) in want.iter().enumerate() {
+        if *w {
+            missing[i] = undefined[k];
+            k += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (mi, m) in mods.iter().enumerate() {
+        if !reachable[mi] {
+            continue;
+        }
+        let names: Vec<&str> = m
+            .undefined
+            .iter()
+            .filter(|&&h| missing[h as usize])
+            .map(|&h| hosts[h as usize].name)
+            .collect();
+        if !names.is_empty() {
+            out.push(format!(
+                "module {}: undefined symbol{} {}: no module, library or the hcr runtime defines {} (add the library with -l NAME, or link the module that defines {}; a host program of your own may still provide {})",
+                m.obj.name,
+                if names.len() == 1 { "" } else { "s" },
+                names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            ));
+        }
+    }
+    out
 }
 
 struct Resolved {
@@ -1887,6 +2010,7 @@ fn build_manifest(
     reachable: &[bool],
     lay: &AreaLayout,
     hosts: &[Host<'_>],
+    libs: &[SharedLib],
     applied: &Applied,
 ) -> Manifest {
     let mut man = Manifest::default();
@@ -1920,14 +2044,18 @@ fn build_manifest(
             });
         }
         let ostart = objects.len() as u32;
-        for o in &m.objs {
+        let mut idents = static_identities(m);
+        for (oi, o) in m.objs.iter().enumerate() {
             let gid = objects.len();
+            let id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
-                name: man.intern(o.ident.as_deref().unwrap_or(o.name)),
+                name: man.intern(o.name),
+                identity: man.intern(&id.key),
+                assumed: man.intern(&id.assumed),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,
@@ -1962,6 +2090,14 @@ fn build_manifest(
             weak: h.weak,
         })
         .collect();
+    let libraries = libs
+        .iter()
+        .map(|l| Library {
+            request: man.intern(&l.request),
+            soname: man.intern(&l.soname),
+            path: man.intern(&l.path.to_string_lossy()),
+        })
+        .collect();
     Manifest {
         strings: man.strings,
         root: ModuleId(root),
@@ -1970,6 +2106,7 @@ fn build_manifest(
         functions,
         objects,
         hosts,
+        libraries,
         stats: PlanStats {
             relocations: applied.relocations,
             applied_at_link: applied.at_link,

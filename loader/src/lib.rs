@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod eh_frame;
+pub mod exports;
 pub mod mem;
 
 use hcr_image::{FixupKind, ImageView, ObjectId, TargetClass};
@@ -459,10 +460,32 @@ pub fn host_symbol(name: &std::ffi::CStr) -> Option<u64> {
 /// Makes a shared library's symbols available to [`host_symbol`]
 /// (`dlopen` with `RTLD_GLOBAL`); true when it is loaded.
 pub fn load_host_library(name: &std::ffi::CStr) -> bool {
-    // SAFETY: dlopen of a system library by name; its constructors are those
-    // of a library any C++ program loads.
-    let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    !h.is_null()
+    open_library(name).is_ok()
+}
+
+/// Loads a shared library (`dlopen` with `RTLD_NOW | RTLD_GLOBAL`: its
+/// symbols serve every later lookup and every later `dlopen`), by soname
+/// or path. The error is the system loader's own message.
+///
+/// The library stays loaded for the life of the process, as a `DT_NEEDED`
+/// library of an executable does.
+pub fn open_library(name: &std::ffi::CStr) -> Result<(), String> {
+    // SAFETY: dlopen runs the library's constructors, which is what loading a
+    // library the program names (or the C runtime's own libraries) means;
+    // dlerror returns a thread-local string valid until the next dl* call,
+    // copied at once.
+    unsafe {
+        let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+        if h.is_null() {
+            let e = libc::dlerror();
+            return Err(if e.is_null() {
+                "unknown error".into()
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

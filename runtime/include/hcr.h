@@ -19,7 +19,9 @@ extern "C" {
 /* ---- reload control: callable from the host or from any module ---- */
 
 /* True when the image on disk holds a module whose content differs from the
- * loaded one.  Costs one stat() of the image when nothing changed. */
+ * loaded one.  Costs a memory load when nothing happened to the image file
+ * since the last call said no (an inotify watcher counts events on its
+ * name), else one stat() of the image. */
 bool hcr_has_any_module_changed(void);
 
 /* Outside a reload: whether the image on disk holds a changed MODULE.

@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -17,6 +18,11 @@ use crate::state::{Options, State};
 use crate::Error;
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+extern "C" {
+    /// The C library's environment, what `main`'s third argument gets.
+    static mut environ: *mut *mut c_char;
+}
 
 /// Set by [`set_keep_retired_images`]: reloads then never free old images.
 static KEEP_RETIRED_IMAGES: AtomicBool = AtomicBool::new(false);
@@ -71,6 +77,40 @@ fn set_running(module: Option<String>) {
     }
 }
 
+/// The export object currently loaded for `dlopen`'ed shared objects.
+static EXPORTS: Mutex<Option<hcr_loader::exports::Published>> = Mutex::new(None);
+/// Export objects published so far (each gets its own soname).
+static EXPORT_SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Makes the image's global symbols visible to shared objects the program
+/// loads with `dlopen` (see `hcr_loader::exports`): a new export object
+/// replaces the previous one. A failure only costs plugins their view of
+/// the image, so it is a warning, not a failed reload.
+fn publish_exports(exports: Option<Vec<hcr_loader::exports::Export>>) {
+    let Some(exports) = exports else {
+        return;
+    };
+    let n = EXPORT_SERIAL.fetch_add(1, Ordering::Relaxed);
+    let name = format!("hcr-image-exports-{}-{n}", std::process::id());
+    let object = hcr_loader::exports::build_object(&format!("{name}.so"), &exports);
+    let mut slot = EXPORTS.lock().unwrap_or_else(|p| p.into_inner());
+    match hcr_loader::exports::publish(&object, &name) {
+        // The previous object goes after the new one is in the scope: a
+        // plugin that bound its symbols keeps it loaded, and every later
+        // lookup finds the new one's addresses only where the old one lacked
+        // the name (permanent addresses do not move; a recreated global
+        // does, and is found at its new address by plugins loaded after the
+        // old object is gone).
+        Ok(p) => *slot = Some(p),
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "hcr: warning: the image's symbols are not visible to dlopen'ed libraries: {e}"
+            );
+        }
+    }
+}
+
 fn run_entries(entries: Vec<(String, u64)>) {
     for (m, f) in entries {
         set_running(Some(m));
@@ -96,8 +136,11 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
             .ok_or_else(|| Error::Internal("empty image".into()))?;
         let f = st.commit(p);
         *g = Some(st);
+        crate::watcher::forget();
+        crate::watcher::start(path);
         f
     };
+    publish_exports(follow.exports);
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
     Ok(())
@@ -133,8 +176,11 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         let mut g = lock();
         let st = g.as_mut().ok_or(Error::NotInitialised)?;
         st.delete_handlers(&deleted);
-        st.commit(prepared)
+        let f = st.commit(prepared);
+        crate::watcher::forget();
+        f
     };
+    publish_exports(follow.exports);
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
     let after =
@@ -241,7 +287,28 @@ fn cstr<'a>(p: *const c_char) -> Result<&'a str, Error> {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_has_any_module_changed() -> bool {
-    guard(false, || with_state(|st| Ok(st.disk_diff()?.count() > 0)))
+    if crate::watcher::known_unchanged() {
+        return false;
+    }
+    guard(false, any_module_changed)
+}
+
+/// Whether the image on disk holds changed modules: one atomic load while
+/// nothing happened to the file since the last exact answer "no" (see
+/// `watcher`), else the exact check (one `stat`, the manifest when the file
+/// differs from the loaded one).
+pub(crate) fn any_module_changed() -> Result<bool, Error> {
+    if crate::watcher::known_unchanged() {
+        return Ok(false);
+    }
+    with_state(|st| {
+        let epoch = crate::watcher::epoch();
+        let changed = st.disk_diff()?.count() > 0;
+        if !changed && st.in_reload.is_none() {
+            crate::watcher::record_unchanged(epoch);
+        }
+        Ok(changed)
+    })
 }
 
 /// See `hcr.h`.
@@ -343,15 +410,23 @@ pub extern "C" fn hcr_init(image_path: *const c_char) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_int {
     guard(-1, || {
-        let addr = with_state(|st| st.main_address())?;
-        // SAFETY: the root module's `main` has the C signature
-        // `int main(int, char **)`; its permanent address is mapped.
-        let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int = unsafe {
-            std::mem::transmute::<usize, extern "C" fn(c_int, *mut *mut c_char) -> c_int>(
-                addr as usize,
-            )
-        };
-        Ok(f(argc, argv))
+        let addr = with_state(|st| {
+            st.main_address().ok_or_else(|| Error::NoMain {
+                root: st.root_name().to_string(),
+            })
+        })?;
+        // The root module's `main` is `int main(int, char **)` or
+        // `int main(int, char **, char **)` (Nim's, and programs that read
+        // `envp`); the third argument is the process's environment, as the
+        // C runtime passes it, and a `main` with two parameters ignores it
+        // under the x86-64 calling convention.
+        type Main = extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+        // SAFETY: `main` has one of the signatures above; its permanent
+        // address is mapped.
+        let f: Main = unsafe { std::mem::transmute::<usize, Main>(addr as usize) };
+        // SAFETY: reads the C library's `environ` pointer.
+        let envp = unsafe { environ };
+        Ok(f(argc, argv, envp))
     })
 }
 
@@ -373,6 +448,7 @@ pub(crate) fn shutdown() {
     if let Some(mut st) = g.take() {
         st.shutdown();
     }
+    crate::watcher::forget();
 }
 
 /// The runtime's own symbols that images resolve: the C API.

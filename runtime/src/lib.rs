@@ -24,9 +24,12 @@
 
 pub mod ffi;
 mod globals;
+mod hostlibs;
+mod identity;
 mod image_file;
 mod state;
 pub mod trampoline;
+mod watcher;
 
 use std::ffi::{c_char, CString};
 use std::path::Path;
@@ -45,13 +48,21 @@ pub enum Error {
     /// Mapping or relocating failed.
     #[error(transparent)]
     Load(#[from] hcr_loader::LoadError),
-    /// A symbol is defined nowhere.
-    #[error("module {module}: undefined symbol '{symbol}': no module, the hcr runtime, or the host process defines it")]
+    /// Symbols defined nowhere: every one, with the module that wants it.
+    #[error("{}", hostlibs::render_unresolved(.missing))]
     Unresolved {
-        /// Module referencing it.
-        module: String,
-        /// Symbol.
-        symbol: String,
+        /// `(module, symbols it wants)`, in module order.
+        missing: Vec<(String, Vec<String>)>,
+    },
+    /// A library the image names (`hcr-link -l`) cannot be loaded.
+    #[error("cannot load library {soname} (hcr-link -l {request}): {reason}")]
+    Library {
+        /// What was asked for at link time.
+        request: String,
+        /// The soname tried.
+        soname: String,
+        /// The system loader's message.
+        reason: String,
     },
     /// The image could have been replaced by someone else.
     #[error("{0}")]
@@ -66,8 +77,11 @@ pub enum Error {
     #[error("a reload is already in progress")]
     Busy,
     /// The root module has no `main`.
-    #[error("the root module {0} defines no `main` function; relink with --root MODULE naming the module that defines main")]
-    NoMain(String),
+    #[error("the root module {root} defines no `main` function: hcr run calls the root's `int main(int argc, char **argv)`; relink with --root MODULE naming the module that defines it")]
+    NoMain {
+        /// The root module's name.
+        root: String,
+    },
     /// A bug or resource failure inside the runtime.
     #[error("{0}")]
     Internal(String),
@@ -122,9 +136,19 @@ impl Runtime {
         ffi::set_keep_retired_images(keep);
     }
 
-    /// True when the image on disk holds changed modules.
+    /// True when the image on disk holds changed modules (false when it
+    /// cannot be read: [`Runtime::check_changed`] says why).
     pub fn has_any_module_changed(&self) -> bool {
-        ffi::with_state(|st| Ok(st.disk_diff()?.count() > 0)).unwrap_or(false)
+        self.check_changed().unwrap_or(false)
+    }
+
+    /// Whether the image on disk holds changed modules, or why that cannot
+    /// be told (missing, unreadable, torn or corrupt image).
+    ///
+    /// # Errors
+    /// The image on disk cannot be read or is not a valid image.
+    pub fn check_changed(&self) -> Result<bool, Error> {
+        ffi::any_module_changed()
     }
 
     /// Completed reloads.
@@ -151,6 +175,20 @@ impl Runtime {
             .map(|a| a as *mut u8)
     }
 
+    /// Checks that the root module defines `main` (what [`Runtime::run_main`]
+    /// calls).
+    ///
+    /// # Errors
+    /// [`Error::NoMain`], naming the root module.
+    pub fn check_main(&self) -> Result<(), Error> {
+        ffi::with_state(|st| match st.main_address() {
+            Some(_) => Ok(()),
+            None => Err(Error::NoMain {
+                root: st.root_name().to_string(),
+            }),
+        })
+    }
+
     /// Calls the root module's `main` with `args` (`args[0]` is the program
     /// name).
     pub fn run_main(&self, args: &[String]) -> i32 {
@@ -163,15 +201,6 @@ impl Runtime {
         // SAFETY: `ptrs` holds `args.len()` valid C strings and a NULL, alive
         // for the call.
         unsafe { ffi::hcr_run_main(args.len() as i32, ptrs.as_mut_ptr()) }
-    }
-
-    /// Checks that the root module defines `main` (what [`Runtime::run_main`]
-    /// calls).
-    ///
-    /// # Errors
-    /// [`Error::NoMain`], naming the root.
-    pub fn check_main(&self) -> Result<(), Error> {
-        ffi::with_state(|st| st.main_address().map(|_| ()))
     }
 
     /// Memory statistics.

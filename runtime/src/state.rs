@@ -112,6 +112,8 @@ pub struct Prepared {
     new_globals: Vec<(usize, Global, bool)>,
     /// Kept globals with pointer fields into the image: new field values.
     rebase: Vec<(u32, Vec<FieldValue>)>,
+    /// Warnings and re-keyed globals of identity checks beyond the keys.
+    identities: crate::identity::Decisions,
 }
 
 impl Prepared {
@@ -125,6 +127,10 @@ impl Prepared {
 pub struct Followups {
     pub ctors: Vec<(String, u64)>,
     pub on_reload: Vec<(String, u64)>,
+    /// The image's exported symbols, when the set changed (new functions,
+    /// globals created or moved): to publish for `dlopen`'ed objects before
+    /// any module code runs.
+    pub exports: Option<Vec<hcr_loader::exports::Export>>,
 }
 
 /// Cached answer of "does the image on disk differ?".
@@ -284,6 +290,24 @@ fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
         .filter(|(_, md)| md.reachable)
         .map(|(i, md)| (m.str(md.name), i))
         .collect()
+}
+
+/// Whether the program may load shared objects that need the image's
+/// symbols: a reachable module calls `dlopen`/`dlmopen`, the image names
+/// libraries (which may load plugins themselves), or `HCR_EXPORT_SYMBOLS=1`
+/// asks for it. Publishing costs about a microsecond per exported name, so
+/// programs that never load plugins do not pay it.
+fn may_load_plugins(m: &Manifest) -> bool {
+    if !m.libraries.is_empty() || std::env::var_os("HCR_EXPORT_SYMBOLS").is_some_and(|v| v == "1") {
+        return true;
+    }
+    m.modules.iter().filter(|md| md.reachable).any(|md| {
+        md.undefined.iter().any(|h| {
+            m.hosts
+                .get(h.0 as usize)
+                .is_some_and(|h| matches!(m.str(h.name), "dlopen" | "dlmopen"))
+        })
+    })
 }
 
 /// Pure: what changes between the loaded manifest and a new one. A module
@@ -496,6 +520,7 @@ impl State {
             })
             .unwrap_or_default();
         let mut pending_fns = 0u32;
+        let mut identities = crate::identity::Decisions::default();
         for md in m.modules.iter().filter(|md| md.reachable) {
             let same = old.and_then(|c| {
                 let oi = *old_modules.get(m.str(md.name))?;
@@ -525,9 +550,25 @@ impl State {
                     if let Some(g) = index_get(
                         &self.global_index,
                         m.str(md.name),
-                        m.str(m.objects[oi].name),
+                        m.object_key(&m.objects[oi]),
                     ) {
                         obj_gid[oi] = g;
+                    }
+                }
+                if let Some(c) = old {
+                    if let Some(&omi) = old_modules.get(m.str(md.name)) {
+                        crate::identity::match_renumbered(
+                            crate::identity::Version {
+                                manifest: &c.manifest,
+                                module: &c.manifest.modules[omi],
+                                gid: &c.obj_gid,
+                            },
+                            m,
+                            md,
+                            &mut obj_gid,
+                            NONE,
+                            &mut identities,
+                        );
                     }
                 }
             }
@@ -562,6 +603,7 @@ impl State {
                 new_trampolines,
                 new_globals,
                 rebase,
+                identities,
             })),
             Err(e) => {
                 if let Some(batch) = new_trampolines {
@@ -593,10 +635,12 @@ impl State {
     > {
         let m = &view.manifest;
         let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
-        // Host symbols: the runtime's C API, then the process; C++ images
-        // get libstdc++ loaded when the host does not have it (a Rust or C
-        // host does not link it).
+        // Libraries the image names (`hcr-link -l`) come first, as
+        // `DT_NEEDED` ones do; then host symbols resolve through the
+        // runtime's C API, then the process.
+        crate::hostlibs::load_needed(m)?;
         let dso = self.dso_handle;
+        let window = &self.window;
         let lookup = |name: &str| {
             if name == "__dso_handle" {
                 return Some(dso);
@@ -605,40 +649,30 @@ impl State {
                 CString::new(name)
                     .ok()
                     .and_then(|c| hcr_loader::host_symbol(&c))
+                    // Never a name the runtime itself exported for plugins
+                    // (a function a reload removed is no host symbol).
+                    .filter(|&a| !window.contains(a as usize))
             })
         };
-        let mut cxx_loaded = false;
+        let mut defaults_loaded = false;
+        let mut missing = vec![false; m.hosts.len()];
         for (hi, h) in m.hosts.iter().enumerate() {
             let hname = m.str(h.name);
             let mut addr = lookup(hname);
-            if addr.is_none()
-                && !cxx_loaded
-                && (hname.starts_with("_Z")
-                    || hname.starts_with("__cxa")
-                    || hname.starts_with("__gxx"))
-            {
-                cxx_loaded = true;
-                if hcr_loader::load_host_library(c"libstdc++.so.6") {
-                    addr = lookup(hname);
-                }
+            if addr.is_none() && !defaults_loaded {
+                // What a `cc` link gives a program with no flag (libm,
+                // libstdc++, ...), loaded the first time an image needs
+                // something the process lacks.
+                defaults_loaded = true;
+                crate::hostlibs::load_defaults();
+                addr = lookup(hname);
             }
             match addr {
                 Some(a) => tables.hosts[hi] = a,
-                None if h.weak => {}
-                None => {
-                    let user = m
-                        .modules
-                        .iter()
-                        .find(|md| md.reachable && md.undefined.iter().any(|u| u.0 as usize == hi));
-                    if let Some(md) = user {
-                        return Err(Error::Unresolved {
-                            module: m.str(md.name).to_string(),
-                            symbol: hname.to_string(),
-                        });
-                    }
-                }
+                None => missing[hi] = !h.weak,
             }
         }
+        crate::hostlibs::check_missing(m, &reachable, &missing)?;
         // Globals: kept ones (same key, same size) resolve to their storage;
         // new ones are allocated now and freed again if anything fails.
         let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
@@ -773,9 +807,12 @@ impl State {
             new_trampolines,
             new_globals,
             rebase,
+            identities,
         } = p;
         let m = &manifest;
         let base = area.base as u64;
+        let exports_changed =
+            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         // New trampolines join the registry.
         if let Some(batch) = new_trampolines {
             let first = self.functions.len() as u32;
@@ -874,11 +911,22 @@ impl State {
                 Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
             }
         }
+        // Globals kept under a new identity are found by it from now on.
+        for w in &identities.warnings {
+            warn(format_args!("{w}"));
+        }
+        for (g, key) in identities.rekey {
+            if let Some(e) = self.globals[g as usize].as_mut() {
+                index_remove(&mut self.global_index, &e.module, &e.name);
+                e.name = Arc::from(key.as_str());
+                index_put(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
         // Globals: new ones join (replacing resized ones, with a warning).
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
             let module = m.module_name(o.module);
-            let oname = m.str(o.name);
+            let oname = m.object_key(o);
             if resized {
                 if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
@@ -995,7 +1043,51 @@ impl State {
             obj_gid,
         });
         self.disk = DiskCache::default();
-        Followups { ctors, on_reload }
+        Followups {
+            ctors,
+            on_reload,
+            exports: exports_changed.then(|| self.exports()),
+        }
+    }
+
+    /// Every global function (its permanent address) and global object (its
+    /// persistent storage) of the loaded image, by name; the first module
+    /// defining a name wins (a weak definition after a strong one).
+    pub fn exports(&self) -> Vec<hcr_loader::exports::Export> {
+        let Some(c) = &self.current else {
+            return Vec::new();
+        };
+        let m = &c.manifest;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (fi, f) in m.functions.iter().enumerate() {
+            let t = c.fn_tid[fi];
+            if !f.global || t == NONE || !seen.insert(m.str(f.name)) {
+                continue;
+            }
+            let e = &self.functions[t as usize];
+            out.push(hcr_loader::exports::Export {
+                name: m.str(f.name).to_string(),
+                addr: e.tramp.code,
+                size: u64::from(f.size),
+                func: true,
+            });
+        }
+        for (oi, o) in m.objects.iter().enumerate() {
+            let g = c.obj_gid[oi];
+            if !o.global || g == NONE || !seen.insert(m.str(o.name)) {
+                continue;
+            }
+            if let Some(e) = self.globals[g as usize].as_ref() {
+                out.push(hcr_loader::exports::Export {
+                    name: m.str(o.name).to_string(),
+                    addr: e.g.addr,
+                    size: o.size,
+                    func: false,
+                });
+            }
+        }
+        out
     }
 
     /// Frees retired images that no code can run in any more: ones retired
@@ -1107,12 +1199,18 @@ impl State {
         self.globals[g as usize].as_ref().map(|e| e.g.addr)
     }
 
+    /// The loaded image's root module ("" before the first load).
+    pub fn root_name(&self) -> &str {
+        self.current
+            .as_ref()
+            .map_or("", |c| c.manifest.module_name(c.manifest.root))
+    }
+
     /// Root `main`'s permanent address.
-    pub fn main_address(&self) -> Result<u64, crate::Error> {
-        let c = self.current.as_ref().ok_or(crate::Error::NotInitialised)?;
+    pub fn main_address(&self) -> Option<u64> {
+        let c = self.current.as_ref()?;
         let root = c.manifest.module_name(c.manifest.root);
         self.get_proc(root, "main")
-            .ok_or_else(|| crate::Error::NoMain(root.to_string()))
     }
 
     /// Destructors of every loaded module, in reverse top-level order.

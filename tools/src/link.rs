@@ -1,4 +1,4 @@
-//! `hcr-link -o OUT [--root MODULE] INPUT...`
+//! `hcr-link -o OUT [--root MODULE] [-L DIR] [-l NAME] INPUT...`
 
 use std::path::PathBuf;
 
@@ -19,6 +19,10 @@ pub struct LinkArgs {
     pub timings: bool,
     /// The process exits after the link (see `LinkConfig::skip_free`).
     pub skip_free: bool,
+    /// Shared libraries the program needs (`-l NAME`).
+    pub libraries: Vec<String>,
+    /// Directories searched for them first (`-L DIR`).
+    pub library_dirs: Vec<PathBuf>,
 }
 
 /// Links and writes the image atomically.
@@ -30,6 +34,8 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
         root: args.root.clone(),
         timings: args.timings,
         skip_free: args.skip_free,
+        libraries: args.libraries.clone(),
+        library_dirs: args.library_dirs.clone(),
     };
     let out = hcr_linker::link(&cfg, &args.inputs, &args.output)
         .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;

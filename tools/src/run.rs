@@ -5,7 +5,7 @@
 //!
 //! **The program reloads itself** (the default). The program calls
 //! `hcr_perform_code_reload()` at a point of its choosing, typically at the
-//! top of its main loop when `hcr_has_any_module_changed()` (one `stat`) says
+//! top of its main loop when `hcr_has_any_module_changed()` (a memory load) says
 //! the image on disk changed. That point is a *safe point*: no other code of
 //! the program is half-way through anything, before- and after-handlers run
 //! on the program's own thread, and a reload can never land between two
@@ -49,7 +49,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// How often `--auto-reload` looks at the image (one `stat` each time).
+/// How often `--auto-reload` looks at the image (a memory load each time
+/// while nothing happens to the file).
 pub const AUTO_RELOAD_POLL: Duration = Duration::from_millis(10);
 
 /// How often `--exit-with-parent` checks that the parent is alive.
@@ -65,6 +66,8 @@ pub struct RunOptions {
     pub exit_with_parent: bool,
     /// Load an image writable by group or others, or owned by another user.
     pub allow_insecure_image: bool,
+    /// `argv[0]` for `main` (default: the image path).
+    pub argv0: Option<String>,
 }
 
 /// Loads `image`, runs top-level code, calls `main(argc, argv)` with
@@ -93,7 +96,10 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
         .with_context(|| format!("cannot load {}", image.display()))?;
     rt.check_main()
         .with_context(|| format!("cannot run {}", image.display()))?;
-    let mut argv = vec![image.display().to_string()];
+    let mut argv = vec![opts
+        .argv0
+        .clone()
+        .unwrap_or_else(|| image.display().to_string())];
     argv.extend(args.iter().cloned());
     let code = if opts.auto_reload {
         // See the module documentation: the program's `main` keeps running in
@@ -115,38 +121,101 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
     Ok(code)
 }
 
-/// The identity of the image file, to try a failed image only once.
-fn file_id(path: &Path) -> Option<(u64, u64, std::time::SystemTime)> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.ino(), m.size(), m.modified().ok()?))
+/// Writes an executable launcher for `image` at `output` (default: the
+/// image path without its `.hcr` extension, or with `.run` added) and
+/// returns its path. Running it runs `hcr run IMAGE` with `argv[0]` = the
+/// launcher's path as invoked, so a program that re-executes itself through
+/// `argv[0]` (test drivers, servers that restart themselves) comes back up
+/// under hcr with the same image.
+///
+/// # Errors
+/// The paths cannot be resolved or the launcher cannot be written.
+pub fn write_launcher(
+    image: &Path,
+    output: Option<&Path>,
+    run_options: Option<&str>,
+) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let image_abs = std::fs::canonicalize(image)
+        .with_context(|| format!("cannot find image {}", image.display()))?;
+    let out = match output {
+        Some(p) => p.to_path_buf(),
+        None if image.extension().is_some_and(|e| e == "hcr") => image.with_extension(""),
+        None => image.with_extension("run"),
+    };
+    let hcr = std::env::current_exe().context("cannot find the hcr executable")?;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let script = format!(
+        "#!/bin/sh\n# Runs {image} under hcr; argv[0] is this launcher.\nexec {hcr} run --argv0 \"$0\" {opts}{image_q} -- \"$@\"\n",
+        image = image_abs.display(),
+        hcr = quote(&hcr.to_string_lossy()),
+        opts = run_options.map(|o| format!("{o} ")).unwrap_or_default(),
+        image_q = quote(&image_abs.to_string_lossy()),
+    );
+    std::fs::write(&out, script).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", out.display()))?;
+    Ok(out)
 }
 
-/// Polls the image and reloads it when it changed, until `stop`.
+/// The identity of one version of the image file (inode, size, modification
+/// and change times; `None` when it is missing), to report a failed image
+/// once: a relink, a rewrite or a `chmod` makes a new version.
+type FileId = Option<(u64, u64, i64, i64, i64, i64)>;
+
+fn file_id(path: &Path) -> FileId {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// Polls the image and reloads it when it changed, until `stop`. Every
+/// reload that cannot be done (an image that is missing, torn, corrupt or
+/// refused, a module that does not resolve) is reported on stderr once per
+/// version of the image file; the old code keeps running and the next
+/// version is tried afresh.
 fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) {
-    let mut failed_on = None;
+    let mut failed_on: Option<FileId> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(AUTO_RELOAD_POLL);
-        if !rt.has_any_module_changed() {
+        let changed = rt.check_changed();
+        if let Ok(false) = changed {
             continue;
         }
         let id = file_id(image);
-        if id.is_some() && id == failed_on {
+        if failed_on == Some(id) {
             continue; // said once; wait for the next image
         }
-        match rt.reload() {
+        let result = match changed {
+            Err(e) => Err(e),
+            Ok(_) => rt.reload(),
+        };
+        match result {
             Ok(_) => failed_on = None,
             Err(e) => {
-                // Never `eprintln!`: it panics when stderr is gone.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "hcr: auto-reload of {} failed, the old code keeps running: {e}",
-                    image.display()
-                );
-                failed_on = id;
+                report_failed_reload(image, &e);
+                failed_on = Some(id);
             }
         }
     }
+}
+
+/// One line on stderr: the image and why its reload failed.
+pub fn report_failed_reload(image: &Path, e: &hcr_runtime::Error) {
+    // Never `eprintln!`: it panics when stderr is gone.
+    let _ = writeln!(
+        std::io::stderr(),
+        "hcr: auto-reload of {} failed, the old code keeps running: {}",
+        image.display(),
+        e.to_string().replace('\n', " ")
+    );
 }
 
 /// Exits the process (code 129, as for a hang-up) once its parent is gone.

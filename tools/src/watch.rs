@@ -106,6 +106,7 @@ pub enum AutoReload {
 /// ```toml
 /// root = "game"            # root module (default "main")
 /// cflags = "-O2 -g -DFOO"  # added after hcr's flags; split at spaces
+/// ldflags = "-L/opt/x -lx" # libraries the program needs (-l NAME, -L DIR)
 /// auto_reload = "auto"     # true, false or "auto" (the default)
 /// build = "make"           # use this build command instead (see --build)
 /// image = "app.hcr"        # the image the build command writes
@@ -116,6 +117,10 @@ pub struct Project {
     pub root: Option<String>,
     /// Extra compiler flags, after [`DEFAULT_CFLAGS`].
     pub cflags: Vec<String>,
+    /// Libraries to link against (`-lNAME`, `-l NAME`, `-LDIR`, `-L DIR`).
+    pub libraries: Vec<String>,
+    /// Directories searched for them first.
+    pub library_dirs: Vec<PathBuf>,
     /// Auto-reload policy.
     pub auto_reload: AutoReload,
     /// Build command (as `--build`).
@@ -193,6 +198,28 @@ impl Project {
                         .map(str::to_string)
                         .collect();
                 }
+                "ldflags" => {
+                    let v = want_str(value)?;
+                    let mut words = v.split_whitespace();
+                    while let Some(w) = words.next() {
+                        let mut take = |flag: &str| -> anyhow::Result<String> {
+                            match w.strip_prefix(flag) {
+                                Some("") => words.next().map(str::to_string).ok_or_else(|| {
+                                    anyhow::anyhow!("{PROJECT_FILE}:{n}: ldflags: {flag} needs a value")
+                                }),
+                                Some(rest) => Ok(rest.to_string()),
+                                None => unreachable!(),
+                            }
+                        };
+                        if w.starts_with("-l") {
+                            p.libraries.push(take("-l")?);
+                        } else if w.starts_with("-L") {
+                            p.library_dirs.push(PathBuf::from(take("-L")?));
+                        } else {
+                            bail!("{PROJECT_FILE}:{n}: ldflags: `{w}` is not -lNAME or -LDIR");
+                        }
+                    }
+                }
                 "build" => p.build = Some(want_str(value)?),
                 "image" => p.image = Some(PathBuf::from(want_str(value)?)),
                 "auto_reload" => {
@@ -206,7 +233,7 @@ impl Project {
                     };
                 }
                 _ => bail!(
-                    "{PROJECT_FILE}:{n}: unknown key `{key}` (known: root, cflags, auto_reload, build, image)"
+                    "{PROJECT_FILE}:{n}: unknown key `{key}` (known: root, cflags, ldflags, auto_reload, build, image)"
                 ),
             }
         }
@@ -664,12 +691,22 @@ impl ModuleBuild {
         );
         let cfg = hcr_linker::LinkConfig {
             root: Some(root.clone()),
+            libraries: self.project.libraries.clone(),
+            library_dirs: self
+                .project
+                .library_dirs
+                .iter()
+                .map(|d| self.dir.join(d))
+                .collect(),
             ..Default::default()
         };
         let started = Instant::now();
         match hcr_linker::link_cached(&cfg, &objects, &self.image, &mut self.inputs) {
             Ok(out) => {
                 let link_time = started.elapsed();
+                for w in &out.warnings {
+                    let _ = writeln!(log, "hcr watch: warning: {w}");
+                }
                 let _ = writeln!(
                     log,
                     "hcr watch: compiled {} in {}, linked {} in {}{}",
@@ -1110,11 +1147,16 @@ mod tests {
     #[test]
     fn project_file_parses() {
         let p = Project::parse(
-            "# a game\nroot = \"game\"  # the root\ncflags = \"-O2  -g -DX=\\\"y\\\"\"\nauto_reload = true\n\nbuild = \"make -j2\"\nimage = \"out/app.hcr\"\n",
+            "# a game\nroot = \"game\"  # the root\ncflags = \"-O2  -g -DX=\\\"y\\\"\"\nldflags = \"-lz -L /opt/x -Llib -l m\"\nauto_reload = true\n\nbuild = \"make -j2\"\nimage = \"out/app.hcr\"\n",
         )
         .unwrap();
         assert_eq!(p.root(), "game");
         assert_eq!(p.cflags, ["-O2", "-g", "-DX=\"y\""]);
+        assert_eq!(p.libraries, ["z", "m"]);
+        assert_eq!(
+            p.library_dirs,
+            [PathBuf::from("/opt/x"), PathBuf::from("lib")]
+        );
         assert_eq!(p.auto_reload, AutoReload::On);
         assert_eq!(p.build.as_deref(), Some("make -j2"));
         assert_eq!(p.image.as_deref(), Some(Path::new("out/app.hcr")));

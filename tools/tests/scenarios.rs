@@ -40,10 +40,6 @@ rm -f *.o
 for c in *.c; do
   cc {flags} -I "{inc}" -I "{scen_root}" "$c" -o "${{c%.c}}.o"
 done
-for c in *.cpp; do
-  [ -e "$c" ] || continue
-  g++ {flags} -I "{inc}" -I "{scen_root}" "$c" -o "${{c%.cpp}}.o"
-done
 others=$(ls *.o | grep -v '^main\.o$' | sort)
 "{link}" -o app.hcr main.o $others
 "#,
@@ -122,7 +118,6 @@ scenarios!(
     const_data_replaced,
     constructor_aborts,
     constructor_order,
-    cxx_statics_kept,
     cross_module_global,
     fn_pointer_in_global,
     function_static_kept,
@@ -145,6 +140,7 @@ scenarios!(
     removed_function,
     several_on_reload_blocks,
     static_renumbered,
+    static_same_name,
     unreachable_module,
 );
 

@@ -195,7 +195,7 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
             4096 + m.strings.len()
                 + m.modules.len() * 128
                 + m.functions.len() * 21
-                + m.objects.len() * 46
+                + m.objects.len() * 62
                 + m.hosts.len() * 9
                 + (fixups.len() + object_fixups.len()) * FIXUP_SIZE,
         ),
@@ -241,6 +241,8 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     e.len(m.objects.len());
     for o in &m.objects {
         e.str(o.name);
+        e.str(o.identity);
+        e.str(o.assumed);
         e.u32(o.module.0);
         e.u64(o.size);
         e.u32(o.align);
@@ -258,6 +260,12 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     for h in &m.hosts {
         e.str(h.name);
         e.u8(h.weak as u8);
+    }
+    e.len(m.libraries.len());
+    for l in &m.libraries {
+        e.str(l.request);
+        e.str(l.soname);
+        e.str(l.path);
     }
     for table in [fixups, object_fixups] {
         e.len(table.len());
@@ -383,10 +391,12 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
             global: d.bool()?,
         });
     }
-    let n = d.len(26)?;
+    let n = d.len(42)?;
     for _ in 0..n {
         m.objects.push(Object {
             name: d.str(t)?,
+            identity: d.str(t)?,
+            assumed: d.str(t)?,
             module: ModuleId(d.u32()?),
             size: d.u64()?,
             align: d.u32()?,
@@ -400,6 +410,14 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
         m.hosts.push(HostSymbol {
             name: d.str(t)?,
             weak: d.bool()?,
+        });
+    }
+    let n = d.len(24)?;
+    for _ in 0..n {
+        m.libraries.push(Library {
+            request: d.str(t)?,
+            soname: d.str(t)?,
+            path: d.str(t)?,
         });
     }
     let mut tables = [Fixups { raw: &[] }, Fixups { raw: &[] }];

@@ -24,7 +24,7 @@ use std::ops::Range;
 pub use codec::{DecodeError, Fixups};
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 3;
 /// First bytes of the `.hcr.manifest` section.
 pub const MAGIC: [u8; 8] = *b"HCRIMAGE";
 /// Name of the manifest section (always section index 1).
@@ -182,9 +182,18 @@ pub struct Function {
 /// A writable object that lives in persistent storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Object {
-    /// Identity within the module: the symbol name, or the section name when
-    /// the section holds no single named object.
+    /// The symbol name, or the section name when the section holds no
+    /// single named object.
     pub name: Str,
+    /// Identity within the module when it is not [`Object::name`] (empty
+    /// then): a name the compiler numbers (gcc's function statics `n.0`,
+    /// `n.1`, one counter for the whole file) is keyed by what the source
+    /// says instead, `FUNCTION::NAME`, `#K` added for the K-th (K ≥ 1) of
+    /// one function's statics of that name. See [`Object::key`].
+    pub identity: Str,
+    /// What the identity assumes, when it could not be established for
+    /// sure (empty otherwise): said in a warning when a reload relies on it.
+    pub assumed: Str,
     /// Owner.
     pub module: ModuleId,
     /// Size in bytes.
@@ -208,6 +217,20 @@ pub struct HostSymbol {
     pub name: Str,
     /// Weak references resolve to 0 when the host lacks the symbol.
     pub weak: bool,
+}
+
+/// A shared library the image needs (`hcr-link -l NAME`), loaded by the
+/// runtime before any module, as `DT_NEEDED` is by `ld.so`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Library {
+    /// What the user asked for (`m`, `z`, `:libfoo.so.2`).
+    pub request: Str,
+    /// The library's `DT_SONAME` (or its file name when it has none): what
+    /// the runtime asks the system loader for first.
+    pub soname: Str,
+    /// The absolute path hcr-link found it at: the runtime's fallback when
+    /// the soname is not on the system's search path (an `-L` directory).
+    pub path: Str,
 }
 
 /// Statistics of the load plan.
@@ -240,6 +263,8 @@ pub struct Manifest {
     pub objects: Vec<Object>,
     /// Host symbols.
     pub hosts: Vec<HostSymbol>,
+    /// Shared libraries to load before the modules, in command-line order.
+    pub libraries: Vec<Library>,
     /// Statistics.
     pub stats: PlanStats,
 }
@@ -521,6 +546,16 @@ impl Manifest {
         Str {
             off,
             len: text.len() as u32,
+        }
+    }
+
+    /// The identity of object `o` within its module: what the runtime keys
+    /// its persistent storage by.
+    pub fn object_key(&self, o: &Object) -> &str {
+        if o.identity.len > 0 {
+            self.str(o.identity)
+        } else {
+            self.str(o.name)
         }
     }
 

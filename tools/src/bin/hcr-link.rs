@@ -27,6 +27,15 @@ struct Cli {
     /// Print the time each linker pass takes.
     #[arg(long)]
     timings: bool,
+    /// Link against a shared library the program needs (`-lz`, `-l z`,
+    /// `-l:libz.so.1`), as `cc` does; the runtime loads it before the
+    /// modules. libc, libm, libpthread, libdl, librt, libstdc++ and libgcc_s
+    /// need no flag. A `libNAME.a` is linked in as an archive.
+    #[arg(short = 'l', value_name = "NAME")]
+    libraries: Vec<String>,
+    /// Search DIR for `-l` libraries before the system directories.
+    #[arg(short = 'L', value_name = "DIR")]
+    library_dirs: Vec<PathBuf>,
     /// Object files and archives, in import-priority order.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
@@ -41,6 +50,8 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         timings: cli.timings,
         skip_free: true,
+        libraries: cli.libraries,
+        library_dirs: cli.library_dirs,
     };
     match hcr_tools::link::run(&args) {
         Ok(()) => exit_now(0),

@@ -5,6 +5,24 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// hcr's own allocations stay out of the C allocator the program uses.
+/// glibc's `malloc` adapts its thresholds to what it has seen: freeing a
+/// block it had mapped (any block over 128 KiB) raises the size below which
+/// it allocates from the heap, and the heap size above which it trims, for
+/// the rest of the process. The runtime allocates and frees such blocks while
+/// it loads an image (the manifest, its tables), so a program started by a
+/// glibc-allocating `hcr run` began with other thresholds than when started
+/// natively, and trimmed and regrew its heap (or did not) where the native
+/// build did not. With its own allocator, hcr leaves glibc's state exactly as
+/// a fresh process has it.
+///
+/// Debug builds keep the system allocator: they are what valgrind and
+/// AddressSanitizer check (the test suite's memcheck and ASan runs), and
+/// those tools see only the allocations that go through `malloc`.
+#[cfg(not(debug_assertions))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Hot code reloading for native programs.
 #[derive(Parser, Debug)]
 #[command(name = "hcr", version, about)]
@@ -38,9 +56,27 @@ enum Command {
         /// by another user (refused by default).
         #[arg(long)]
         allow_insecure_image: bool,
+        /// `argv[0]` for `main` instead of the image path (`hcr launcher`
+        /// passes the launcher's own path, so a program that re-executes
+        /// itself through `argv[0]` runs under hcr again).
+        #[arg(long, value_name = "PATH")]
+        argv0: Option<String>,
         /// Arguments for `main` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Write an executable launcher for an image: `./app ARGS` then runs
+    /// `hcr run app.hcr -- ARGS` with `argv[0]` = the launcher, so programs
+    /// that re-execute themselves (test drivers) work.
+    Launcher {
+        /// The image.
+        image: PathBuf,
+        /// The launcher to write (default: the image path without `.hcr`).
+        #[arg(short = 'o', value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Options for `hcr run` (e.g. "--auto-reload").
+        #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+        run_options: Option<String>,
     },
     /// Build a folder of C modules, run it, and on every save rebuild,
     /// relink and reload it while it runs.
@@ -76,8 +112,24 @@ enum Command {
     Flags,
 }
 
+/// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
+/// the program `hcr run` runs dies of a closed pipe as it would natively,
+/// and `hcr inspect app.hcr | head` ends quietly like other Unix tools.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler
+    // code; nothing else in this process depends on SIGPIPE being ignored
+    // (hcr run and inspect open no sockets or pipes of their own).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Watch { .. }) {
+        default_sigpipe();
+    }
     let result = match cli.command {
         Command::Inspect { image, json } => {
             hcr_tools::inspect::run(&image, json, &mut std::io::stdout().lock())
@@ -87,12 +139,14 @@ fn main() -> ExitCode {
             auto_reload,
             exit_with_parent,
             allow_insecure_image,
+            argv0,
             args,
         } => {
             let opts = hcr_tools::run::RunOptions {
                 auto_reload,
                 exit_with_parent,
                 allow_insecure_image,
+                argv0,
             };
             match hcr_tools::run::run_with(&image, &args, &opts) {
                 Ok(code) => {
@@ -133,6 +187,12 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
+        Command::Launcher {
+            image,
+            output,
+            run_options,
+        } => hcr_tools::run::write_launcher(&image, output.as_deref(), run_options.as_deref())
+            .map(|path| println!("{}", path.display())),
         Command::Flags => {
             println!("{}", hcr_tools::FLAGS);
             Ok(())

@@ -1,4 +1,7 @@
 /* a, version 0 (see main.c) */
+int last_nested = -1;
+int last_m = -1;
+
 int counter(void)
 {
     static int n;
@@ -11,23 +14,7 @@ int g(void)
     return k++;
 }
 
-int h(void)
+int last_m_value(void)
 {
-    static int n = 10;
-    return ++n;
-}
-
-int nest(int w)
-{
-    static int n = 100;
-    if (w) {
-        static int n = 200;
-        return ++n;
-    }
-    return ++n;
-}
-
-int fresh(void)
-{
-    return 50;
+    return last_m;
 }

@@ -1,11 +1,15 @@
-/* static_renumbered — function statics keep their values when the compiler
- * renumbers them (gcc names `static int n;` `n.N` with one counter for the
- * whole file; adding or moving a static anywhere changes the numbers).
+/* static_renumbered — gcc numbers function statics with one counter for the
+ * whole file (n.0, k.1, ...); a static's identity is its function, its name
+ * and its place among that function's statics of that name, so edits that
+ * renumber them never reset them.
  *
- * a v0: counter() { static int n; }, g() { static int k; }, h() with another
- *       `n`, nest() with an outer and a nested-block `n`.
- * a v1: fresh() (no static in v0) moved first with a new `n`, g() moved and given a second static
- *       before k, nest() and counter() reordered: every value goes on.
+ * a v0: counter() { static int n; }, then g() { static int k; }.
+ *       counter -> 1 2 3; g -> 0 1; nothing nested yet (-1).
+ * a v1: g() moves first and gets a second static k (= 50) in a nested
+ *       block, so n is now n.2 (was n.0) and g's first k stays first: counter
+ *       goes on 4 5, g's k goes on 2, the nested k starts at 50.
+ * a v2: the nested k removed again, and a static m (= 7) added to counter
+ *       before n: counter goes on 6, g 3, m starts at 7.
  */
 #include <stdio.h>
 
@@ -13,29 +17,25 @@
 
 int counter(void);
 int g(void);
-int h(void);
-int nest(int w);
-int fresh(void);
-
-static void show(const char *v)
-{
-    int a = counter();
-    int b = counter();
-    int c = counter();
-    int k = g();
-    int hh = h();
-    int o = nest(0);
-    int i = nest(1);
-    printf("%s: counter %d %d %d, g %d, h %d, nest %d %d\n", v, a, b, c, k, hh, o, i);
-}
+extern int last_nested;
+int last_m_value(void);
 
 int main(void)
 {
-    show("v0");
+    int a = counter(), b = counter(), c = counter();
+    int x = g(), y = g();
+    printf("v0: counter %d %d %d, g %d %d, nested %d\n", a, b, c, x, y, last_nested);
     scenario_rebuild(1);
     printf("main: reloaded %d\n", scenario_checked(hcr_perform_code_reload()));
-    show("v1");
-    printf("v1: fresh %d\n", fresh());
+    a = counter();
+    b = counter();
+    x = g();
+    printf("v1: counter %d %d, g %d, nested %d\n", a, b, x, last_nested);
+    scenario_rebuild(2);
+    printf("main: reloaded %d\n", scenario_checked(hcr_perform_code_reload()));
+    a = counter();
+    x = g();
+    printf("v2: counter %d, g %d, m %d\n", a, x, last_m_value());
     fflush(stdout);
     return 0;
 }

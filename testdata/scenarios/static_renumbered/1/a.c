@@ -1,26 +1,16 @@
-/* a, version 1: new statics before and between the old ones, functions
- * reordered; gcc's numbers of every static below change. */
-int fresh(void)
-{
-    static int n = 50;
-    return ++n;
-}
+/* a, version 1: g first, with a second static k in a nested block */
+int last_nested = -1;
+int last_m = -1;
 
 int g(void)
 {
-    static int extra = 7;
     static int k;
-    return k++ + 0 * extra++;
-}
-
-int nest(int w)
-{
-    static int n = 100;
-    if (w) {
-        static int n = 200;
-        return ++n;
+    int r = k++;
+    {
+        static int k = 50;
+        last_nested = k++;
     }
-    return ++n;
+    return r;
 }
 
 int counter(void)
@@ -29,8 +19,7 @@ int counter(void)
     return ++n;
 }
 
-int h(void)
+int last_m_value(void)
 {
-    static int n = 10;
-    return ++n;
+    return last_m;
 }

@@ -1,0 +1,315 @@
+//! Host libraries: `-l NAME` / `-L DIR` found the way `cc` finds them, and
+//! the check that every host symbol some library defines.
+//!
+//! A module may call what a normal `cc` link of the program gives it with no
+//! flag: libc, libm, libpthread, libdl, librt, and for C++ libstdc++ and
+//! libgcc_s (the runtime loads these itself). Further libraries are named
+//! with `-l`; a shared one is recorded in the manifest ([`SharedLib`]) and
+//! loaded by the runtime before any module, as `DT_NEEDED` is by `ld.so`; a
+//! static one (`libNAME.a`, when no `libNAME.so` is found first in the same
+//! directory) is linked in like any archive input.
+//!
+//! The symbol check only warns: a host program that embeds the runtime may
+//! define symbols hcr-link cannot know of. It looks each host symbol up in
+//! the libraries' own hash tables (`DT_GNU_HASH`), so it costs a lookup per
+//! host symbol, not a read of every library's symbol table.
+
+use std::path::{Path, PathBuf};
+
+use object::elf;
+use object::read::elf::{Dyn as _, FileHeader as _, Sym as _};
+use object::{Endianness, FileKind};
+
+use crate::Diagnostic;
+
+/// A shared library the image needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedLib {
+    /// What the user wrote after `-l`.
+    pub request: String,
+    /// Its `DT_SONAME` (else its file name).
+    pub soname: String,
+    /// Where it was found.
+    pub path: PathBuf,
+}
+
+/// `-l` requests resolved: shared libraries to record, archives to link.
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    /// Recorded in the manifest, loaded by the runtime.
+    pub shared: Vec<SharedLib>,
+    /// Linked as archive inputs.
+    pub archives: Vec<PathBuf>,
+}
+
+/// The directories `cc` searches after the `-L` ones on this platform.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr/local/lib/x86_64-linux-gnu",
+    "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// The libraries the runtime makes available with no flag, by soname.
+pub const DEFAULT_LIBRARIES: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libgcc_s.so.1",
+    "libstdc++.so.6",
+    "ld-linux-x86-64.so.2",
+];
+
+/// Finds every `-l` request in `dirs` (the `-L` directories, in order), then
+/// in the system directories. `Err` lists each library not found, with the
+/// directories searched.
+pub fn resolve(requests: &[String], dirs: &[PathBuf]) -> Result<Resolved, Vec<Diagnostic>> {
+    let mut out = Resolved::default();
+    let mut missing = Vec::new();
+    let search: Vec<PathBuf> = dirs
+        .iter()
+        .cloned()
+        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
+        .collect();
+    for req in requests {
+        match find(req, &search) {
+            Some(Found::Archive(p)) => {
+                if !out.archives.contains(&p) {
+                    out.archives.push(p);
+                }
+            }
+            Some(Found::Shared(path)) => match shared_lib(req, &path) {
+                Ok(lib) => {
+                    if !out.shared.iter().any(|l| l.soname == lib.soname) {
+                        out.shared.push(lib);
+                    }
+                }
+                Err(e) => missing.push(Diagnostic {
+                    file: format!("-l {req}"),
+                    module: String::new(),
+                    symbol: None,
+                    message: format!("{}: {e}", path.display()),
+                    help: "name a shared object (.so) or an archive (.a)".into(),
+                }),
+            },
+            None => missing.push(Diagnostic {
+                file: format!("-l {req}"),
+                module: String::new(),
+                symbol: None,
+                message: format!(
+                    "library not found (searched {})",
+                    search
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                help: format!(
+                    "install lib{req} (its -dev package), or add its directory with -L DIR"
+                ),
+            }),
+        }
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
+}
+
+enum Found {
+    Shared(PathBuf),
+    Archive(PathBuf),
+}
+
+/// `-lNAME`: `libNAME.so`, else `libNAME.a`, directory by directory (as
+/// `ld` does); `-l:FILE`: exactly `FILE`.
+fn find(req: &str, dirs: &[PathBuf]) -> Option<Found> {
+    let classify = |p: PathBuf| {
+        if p.extension().is_some_and(|e| e == "a") {
+            Found::Archive(p)
+        } else {
+            Found::Shared(p)
+        }
+    };
+    if let Some(file) = req.strip_prefix(':') {
+        return dirs
+            .iter()
+            .map(|d| d.join(file))
+            .find(|p| p.is_file())
+            .map(classify);
+    }
+    for d in dirs {
+        let so = d.join(format!("lib{req}.so"));
+        if so.is_file() {
+            return Some(Found::Shared(so));
+        }
+        let a = d.join(format!("lib{req}.a"));
+        if a.is_file() {
+            return Some(Found::Archive(a));
+        }
+    }
+    None
+}
+
+/// Reads a shared library's soname; follows a GNU ld script (Debian's
+/// `libm.so` is one: `GROUP ( /lib/x86_64-linux-gnu/libm.so.6 … )`) to the
+/// first shared object it names.
+fn shared_lib(req: &str, path: &Path) -> Result<SharedLib, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (path, bytes) = if bytes.starts_with(b"\x7fELF") {
+        (path.to_path_buf(), bytes)
+    } else {
+        let target = script_target(&bytes)
+            .ok_or("neither a shared object nor a linker script naming one")?;
+        let b = std::fs::read(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        (target, b)
+    };
+    let soname = match soname(&bytes)? {
+        Some(s) => s,
+        None => path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    Ok(SharedLib {
+        request: req.to_string(),
+        soname,
+        path,
+    })
+}
+
+fn script_target(text: &[u8]) -> Option<PathBuf> {
+    let text = std::str::from_utf8(text).ok()?;
+    // Comments out, then the first absolute path that is a shared object.
+    let mut clean = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("/*") {
+        clean.push_str(&rest[..i]);
+        rest = rest[i..].find("*/").map_or("", |j| &rest[i + j + 2..]);
+    }
+    clean.push_str(rest);
+    clean
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|w| w.starts_with('/') && w.contains(".so"))
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+type Elf = elf::FileHeader64<Endianness>;
+
+fn soname(bytes: &[u8]) -> Result<Option<String>, String> {
+    if FileKind::parse(bytes) != Ok(FileKind::Elf64) {
+        return Err("not a 64-bit ELF shared object".into());
+    }
+    let hdr = Elf::parse(bytes).map_err(|e| e.to_string())?;
+    let endian = hdr.endian().map_err(|e| e.to_string())?;
+    if hdr.e_type(endian) != elf::ET_DYN {
+        return Err("not a shared object".into());
+    }
+    let sections = hdr.sections(endian, bytes).map_err(|e| e.to_string())?;
+    if let Some((dyns, link)) = sections.dynamic(endian, bytes).map_err(|e| e.to_string())? {
+        let strings = sections
+            .strings(endian, bytes, link)
+            .map_err(|e| e.to_string())?;
+        for d in dyns {
+            if d.tag(endian) == elf::DT_SONAME {
+                let off = u32::try_from(d.d_val(endian)).map_err(|_| "bad DT_SONAME")?;
+                let name = strings.get(off).map_err(|_| "bad DT_SONAME")?;
+                return Ok(Some(String::from_utf8_lossy(name).into_owned()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Which of `names` no library defines: the default libraries (those
+/// installed) and `shared`, searched in that order; each library is mapped
+/// and parsed once, and the search stops as soon as every name is found
+/// (most programs need nothing beyond libc).
+pub fn undefined_in_libraries(names: &[&str], shared: &[SharedLib]) -> Vec<bool> {
+    let mut missing = vec![true; names.len()];
+    let mut left = names.len();
+    let defaults = DEFAULT_LIBRARIES.iter().filter_map(|so| {
+        SYSTEM_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(so))
+            .find(|p| p.is_file())
+    });
+    for path in defaults.chain(shared.iter().map(|l| l.path.clone())) {
+        if left == 0 {
+            break;
+        }
+        let Ok(lib) = crate::input::map_input(&path) else {
+            continue;
+        };
+        let found = defines_each(lib.bytes.as_slice(), names, &missing);
+        for (i, f) in found.into_iter().enumerate() {
+            if f && missing[i] {
+                missing[i] = false;
+                left -= 1;
+            }
+        }
+    }
+    missing
+}
+
+/// For each name still `wanted`, whether the shared object `bytes` defines
+/// it (a defined dynamic symbol, found through its hash table). A library
+/// that cannot be read defines everything: a warning must never be wrong.
+fn defines_each(bytes: &[u8], names: &[&str], wanted: &[bool]) -> Vec<bool> {
+    let all = || vec![true; names.len()];
+    let Ok(hdr) = Elf::parse(bytes) else {
+        return all();
+    };
+    let Ok(endian) = hdr.endian() else {
+        return all();
+    };
+    let Ok(sections) = hdr.sections(endian, bytes) else {
+        return all();
+    };
+    let Ok(symbols) = sections.symbols(endian, bytes, elf::SHT_DYNSYM) else {
+        return all();
+    };
+    // Any version counts: the question is only whether the library
+    // defines the name at all.
+    let versions = object::read::elf::VersionTable::default();
+    let gnu = sections.gnu_hash(endian, bytes).ok().flatten();
+    let sysv = sections.hash(endian, bytes).ok().flatten();
+    if gnu.is_none() && sysv.is_none() {
+        return all();
+    }
+    names
+        .iter()
+        .zip(wanted)
+        .map(|(name, &want)| {
+            if !want {
+                return false;
+            }
+            let name = name.as_bytes();
+            let hit = match (&gnu, &sysv) {
+                (Some((t, _)), _) => {
+                    t.find(endian, name, elf::gnu_hash(name), None, &symbols, &versions)
+                }
+                (None, Some((t, _))) => {
+                    t.find(endian, name, elf::hash(name), None, &symbols, &versions)
+                }
+                (None, None) => None,
+            };
+            hit.is_some_and(|(_, s)| s.st_shndx(endian) != elf::SHN_UNDEF)
+        })
+        .collect()
+}
+
+/// Names the runtime itself resolves: its C API and a few process-wide
+/// cells.
+pub fn runtime_provides(name: &str) -> bool {
+    name.starts_with("hcr_") || name == "__dso_handle"
+}

@@ -40,6 +40,10 @@ rm -f *.o
 for c in *.c; do
   cc {flags} -I "{inc}" -I "{scen_root}" "$c" -o "${{c%.c}}.o"
 done
+for c in *.cpp; do
+  [ -e "$c" ] || continue
+  g++ {flags} -I "{inc}" -I "{scen_root}" "$c" -o "${{c%.cpp}}.o"
+done
 others=$(ls *.o | grep -v '^main\.o$' | sort)
 "{link}" -o app.hcr main.o $others
 "#,
@@ -140,6 +144,8 @@ scenarios!(
     removed_function,
     several_on_reload_blocks,
     static_renumbered,
+    static_renumbered_nested,
+    cxx_statics_kept,
     static_same_name,
     unreachable_module,
 );

@@ -31,9 +31,11 @@ fn nim_cfg(dir: &Path) {
 }
 
 /// `nim c` exactly as the contract shows, with the memory manager chosen
-/// (`--mm:refc+threads` adds `--threads:on --tlsEmulation:on`).
+/// (`--mm:refc+tls` adds `--threads:on`: Nim's thread-locals as `__thread`
+/// variables; `--mm:refc+threads` adds `--threads:on --tlsEmulation:on`).
 fn nim_build(dir: &Path, mm: &str) {
     let (mm, threads) = match mm.split_once('+') {
+        Some((mm, "tls")) => (mm, &["--threads:on"][..]),
         Some((mm, _)) => (mm, &["--threads:on", "--tlsEmulation:on"][..]),
         None => (mm, &[][..]),
     };
@@ -421,11 +423,11 @@ fn hcr_watch_builds_a_nim_project_with_nim_and_keeps_old_code_on_a_failed_build(
     p.finish();
 }
 
-/// Threads on: Nim's thread-local variables through `--tlsEmulation:on`
-/// (hcr-link refuses `__thread` variables so far), a Nim thread running
-/// while the module reloads.
+/// Threads on (Nim 2's default): Nim's thread-local variables as real
+/// `__thread` variables, and through `--tlsEmulation:on`; a Nim thread
+/// running while the module reloads.
 #[test]
-fn threads_on_with_tls_emulation_reload_with_state_kept() {
+fn threads_on_reload_with_state_kept() {
     const THREADED: &str = r#"
 import std/[os, locks]
 var total = 0
@@ -444,7 +446,7 @@ proc step*() =
     inc total
     echo "total=", total
 "#;
-    for mm in ["orc+threads", "refc+threads"] {
+    for mm in ["orc+tls", "arc+tls", "refc+tls", "orc+threads", "refc+threads"] {
         let (d, image) = project(mm, THREADED);
         let mut p = Running::start(&image);
         assert_eq!(p.send("tick"), ["total=51"], "{mm}");

@@ -5,6 +5,7 @@
 pub mod gen;
 pub mod inspect;
 pub mod link;
+pub mod live;
 pub mod run;
 pub mod watch;
 

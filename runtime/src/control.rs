@@ -11,8 +11,9 @@
 //! line `ok` or `err REASON`.
 //! - `info` → `pid N`, `image PATH`, `generation N`, `modules A B ...`,
 //!   `error MESSAGE` (the last failed reload's, empty when none);
-//! - `globals [MODULE]` → one `g MODULE NAME SIZE HEX` per global, HEX its
-//!   first [`MAX_READ`] bytes;
+//! - `globals [MODULE]` → one `g MODULE NAME SIZE HEX [KIND MIN MAX]` per
+//!   global, HEX its first [`MAX_READ`] bytes, KIND (`int`, `uint`, `float`,
+//!   `double`, `bool`) MIN MAX when `HCR_TWEAK` gave it a range;
 //! - `write MODULE NAME OFFSET HEX` → `old HEX`: writes the bytes at OFFSET
 //!   inside the global, atomically when they are 1, 2, 4 or 8 aligned bytes.
 //!
@@ -45,6 +46,33 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 static CLIENTS: AtomicUsize = AtomicUsize::new(0);
 static SOCKET: OnceLock<PathBuf> = OnceLock::new();
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
+/// A range given by `HCR_TWEAK`: `(size, kind, min, max)`.
+type Tweak = (u32, i32, f64, f64);
+/// Ranges and kinds given by `HCR_TWEAK`, by address.
+static TWEAKS: Mutex<Option<std::collections::HashMap<u64, Tweak>>> = Mutex::new(None);
+
+/// See `hcr.h` (`HCR_TWEAK`): records the range and kind of the global at
+/// `var`; `globals` reports them with it (kind 1 signed integer, 2 unsigned
+/// integer, 3 float, 4 double, 5 bool).
+#[no_mangle]
+pub extern "C" fn hcr_tweak(var: *mut std::ffi::c_void, size: u32, kind: i32, min: f64, max: f64) {
+    let _ = std::panic::catch_unwind(|| {
+        let mut t = TWEAKS.lock().unwrap_or_else(|p| p.into_inner());
+        t.get_or_insert_with(Default::default)
+            .insert(var as u64, (size, kind, min, max));
+    });
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match kind {
+        1 => "int",
+        2 => "uint",
+        3 => "float",
+        4 => "double",
+        5 => "bool",
+        _ => "bytes",
+    }
+}
 
 /// Asks for the endpoint whatever `HCR_CONTROL` says (call before the
 /// runtime is opened).
@@ -342,6 +370,7 @@ fn unhex(h: &str) -> Result<Vec<u8>, String> {
 }
 
 fn globals(module: Option<&str>) -> Result<String, String> {
+    let tweaks = TWEAKS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     crate::ffi::with_state(|st| {
         let mut s = String::new();
         let mut buf = Vec::new();
@@ -361,6 +390,11 @@ fn globals(module: Option<&str>) -> Result<String, String> {
             s.push_str(&size.to_string());
             s.push(' ');
             hex(&buf, &mut s);
+            if let Some((size2, kind, min, max)) = tweaks.as_ref().and_then(|t| t.get(&addr)) {
+                if u64::from(*size2) == size {
+                    s.push_str(&format!(" {} {min:?} {max:?}", kind_name(*kind)));
+                }
+            }
             s.push('\n');
         }
         Ok(s)

@@ -468,6 +468,7 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "hcr_init" => hcr_init as *const () as usize,
         "hcr_run_main" => hcr_run_main as *const () as usize,
         "hcr_shutdown" => hcr_shutdown as *const () as usize,
+        "hcr_tweak" => crate::control::hcr_tweak as *const () as usize,
         _ => return None,
     };
     Some(a as u64)

@@ -161,11 +161,20 @@ pub struct GlobalValue {
     pub size: u64,
     /// Its first bytes (all of them up to 4096).
     pub bytes: Vec<u8>,
+    /// Kind (`int`, `uint`, `float`, `double`, `bool`) and range, when
+    /// `HCR_TWEAK` gave them.
+    pub tweak: Option<(String, f64, f64)>,
 }
 
 impl GlobalValue {
     /// The type shown: an integer type for sizes 1, 2, 4, 8, else bytes.
     pub fn type_name(&self) -> String {
+        if let Some((k, ..)) = &self.tweak {
+            return match k.as_str() {
+                "int" | "uint" => format!("{k}{}", self.size * 8),
+                k => k.to_string(),
+            };
+        }
         match self.size {
             1 | 2 | 4 | 8 => format!("int{}", self.size * 8),
             n => format!("bytes[{n}]"),
@@ -174,7 +183,28 @@ impl GlobalValue {
 
     /// The value shown.
     pub fn value(&self) -> String {
-        format_value(self.size, &self.bytes)
+        format_typed(self.kind(), self.size, &self.bytes)
+    }
+
+    fn kind(&self) -> &str {
+        self.tweak.as_ref().map_or("", |t| t.0.as_str())
+    }
+}
+
+fn format_typed(kind: &str, size: u64, b: &[u8]) -> String {
+    let word = |n: usize| -> Option<u64> {
+        (b.len() == n && size == n as u64).then(|| {
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(b);
+            u64::from_le_bytes(w)
+        })
+    };
+    match (kind, size) {
+        ("float", 4) => word(4).map_or_else(String::new, |w| f32::from_bits(w as u32).to_string()),
+        ("double", 8) => word(8).map_or_else(String::new, |w| f64::from_bits(w).to_string()),
+        ("bool", _) => (b.iter().any(|&x| x != 0)).to_string(),
+        ("uint", 1 | 2 | 4 | 8) => word(size as usize).map_or_else(String::new, |w| w.to_string()),
+        _ => format_value(size, b),
     }
 }
 
@@ -232,6 +262,14 @@ pub fn read_globals(c: &mut Client, module: Option<&str>) -> anyhow::Result<Vec<
             name: n.to_string(),
             size: size.parse().unwrap_or(0),
             bytes: unhex(h.unwrap_or("")).unwrap_or_default(),
+            tweak: match (
+                w.next(),
+                w.next().and_then(|x| x.parse().ok()),
+                w.next().and_then(|x| x.parse().ok()),
+            ) {
+                (Some(k), Some(min), Some(max)) => Some((k.to_string(), min, max)),
+                _ => None,
+            },
         });
     }
     Ok(v)
@@ -264,6 +302,8 @@ pub fn globals(
                     "type": g.type_name(),
                     "size": g.size,
                     "value": g.value(),
+                    "min": g.tweak.as_ref().map(|t| t.1),
+                    "max": g.tweak.as_ref().map(|t| t.2),
                 })
             })
             .collect();
@@ -311,6 +351,57 @@ fn parse_int(s: &str) -> Option<i128> {
         None => body.parse::<i128>().ok()?,
     };
     Some(if neg { -v } else { v })
+}
+
+/// The bytes `value` stands for in global `g`: typed and range-checked by
+/// its `HCR_TWEAK` when it has one, else by its size.
+///
+/// # Errors
+/// A wrong type or an out-of-range value, with the reason.
+pub fn encode_for(g: &GlobalValue, value: &str) -> anyhow::Result<Vec<u8>> {
+    let Some((kind, min, max)) = &g.tweak else {
+        return encode(g.size, value);
+    };
+    let (v, bytes) = match (kind.as_str(), g.size) {
+        ("float", 4) | ("double", 8) => {
+            let Ok(v) = value.parse::<f64>() else {
+                bail!("wrong type: {value:?} is not a number, and this global is a {kind}");
+            };
+            if !v.is_finite() {
+                bail!("bad value: {value} is not a finite number");
+            }
+            let b = if g.size == 4 {
+                (v as f32).to_le_bytes().to_vec()
+            } else {
+                v.to_le_bytes().to_vec()
+            };
+            (v, b)
+        }
+        ("bool", n) => {
+            let v = match value {
+                "true" | "1" => 1u8,
+                "false" | "0" => 0,
+                _ => bail!("wrong type: {value:?} is not a bool (true, false, 1 or 0)"),
+            };
+            let mut b = vec![0u8; n as usize];
+            if let Some(x) = b.first_mut() {
+                *x = v;
+            }
+            (f64::from(v), b)
+        }
+        ("uint", 1 | 2 | 4 | 8) if value.starts_with('-') => {
+            bail!("bad value: {value} is negative, and this global is unsigned")
+        }
+        (_, n) => {
+            let b = encode(n, value)?;
+            let v = parse_int(value).unwrap_or(0) as f64;
+            (v, b)
+        }
+    };
+    if v < *min || v > *max {
+        bail!("bad value: {value} is outside the range {min} to {max} that HCR_TWEAK gives it");
+    }
+    Ok(bytes)
 }
 
 /// The bytes `value` stands for in a global of `size` bytes (typed by size).
@@ -372,7 +463,7 @@ pub fn set(pid: u32, target: &str, value: &str, out: &mut dyn Write) -> anyhow::
     if g.size > hcr_runtime::control::MAX_READ {
         bail!("{target} is {} bytes: too large to set", g.size);
     }
-    let bytes = encode(g.size, value).with_context(|| format!("cannot set {target}"))?;
+    let bytes = encode_for(g, value).with_context(|| format!("cannot set {target}"))?;
     let mut h = String::new();
     for b in &bytes {
         h.push_str(&format!("{b:02x}"));
@@ -388,8 +479,8 @@ pub fn set(pid: u32, target: &str, value: &str, out: &mut dyn Write) -> anyhow::
     writeln!(
         out,
         "{} -> {}",
-        format_value(g.size, &old),
-        format_value(g.size, &bytes)
+        format_typed(g.kind(), g.size, &old),
+        format_typed(g.kind(), g.size, &bytes)
     )?;
     Ok(())
 }

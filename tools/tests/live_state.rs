@@ -110,6 +110,10 @@ impl Program {
 }
 
 fn start(t: &Path) -> Program {
+    start_with(t, V1)
+}
+
+fn start_with(t: &Path, code: &str) -> Program {
     let runtime_dir = t.join("run");
     std::fs::create_dir(&runtime_dir).unwrap();
     // Traversable by everyone: only the socket directory's own mode keeps
@@ -124,7 +128,7 @@ fn start(t: &Path) -> Program {
         dir: t.to_path_buf(),
     };
     let _ = p.child.wait();
-    p.install("v1", V1);
+    p.install("v1", code);
     let mut child = support::hcr_command()
         .env("XDG_RUNTIME_DIR", &p.runtime_dir)
         .arg("run")
@@ -401,6 +405,86 @@ fn another_user_cannot_connect() {
         p.send("p"),
         "c8=-3 s16=1000 speed=5 big=1099511627776 arr0=1 arr19=0"
     );
+    drop(p.child.stdin.take());
+    assert!(p.child.wait().unwrap().success());
+}
+
+const TWEAKED: &str = r#"
+#include <stdio.h>
+#include "hcr.h"
+int speed = 3;
+HCR_TWEAK(speed, 0, 10);
+float gain = 0.5f;
+HCR_TWEAK(gain, 0, 1);
+double ratio = 2.25;
+HCR_TWEAK(ratio, -5, 5.5);
+unsigned char level = 200;
+HCR_TWEAK(level, 0, 255);
+_Bool on = 1;
+HCR_TWEAK(on, 0, 1);
+int plain = 7;
+void show(void) {
+    printf("speed=%d gain=%g ratio=%g level=%u on=%d\n", speed, gain, ratio, level, on);
+}
+"#;
+
+#[test]
+fn hcr_tweak_gives_types_and_ranges() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = start_with(t.path(), TWEAKED);
+    let pid = p.pid().to_string();
+    let j = p.hcr(&["globals", &pid, "lib", "--json"]);
+    assert!(j.status.success(), "{}", err(&j));
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let get = |name: &str| -> serde_json::Value {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    assert_eq!(get("speed")["type"], "int32");
+    assert_eq!(get("speed")["max"], 10.0);
+    assert_eq!(get("gain")["type"], "float");
+    assert_eq!(get("gain")["value"], "0.5");
+    assert_eq!(get("ratio")["type"], "double");
+    assert_eq!(get("ratio")["value"], "2.25");
+    assert_eq!(get("ratio")["max"], 5.5);
+    assert_eq!(get("level")["type"], "uint8");
+    assert_eq!(get("level")["value"], "200");
+    assert_eq!(get("on")["type"], "bool");
+    assert_eq!(get("on")["value"], "true");
+    assert_eq!(get("plain")["type"], "int32");
+    assert!(get("plain")["min"].is_null());
+
+    for (target, value, want) in [
+        ("lib:speed", "9", "3 -> 9"),
+        ("lib:gain", "0.75", "0.5 -> 0.75"),
+        ("lib:ratio", "-4.5", "2.25 -> -4.5"),
+        ("lib:level", "255", "200 -> 255"),
+        ("lib:on", "false", "true -> false"),
+        ("lib:plain", "-70000", "7 -> -70000"),
+    ] {
+        let s = p.hcr(&["set", &pid, target, value]);
+        assert_eq!(text(&s).trim(), want, "{target}: {}", err(&s));
+    }
+    assert_eq!(p.send("p"), "speed=9 gain=0.75 ratio=-4.5 level=255 on=0");
+    for (target, value, why) in [
+        ("lib:speed", "11", "outside the range 0 to 10"),
+        ("lib:speed", "-1", "outside the range"),
+        ("lib:gain", "1.5", "outside the range 0 to 1"),
+        ("lib:gain", "loud", "not a number"),
+        ("lib:ratio", "nan", "not a finite number"),
+        ("lib:level", "-1", "negative"),
+        ("lib:level", "256", "out of range"),
+        ("lib:on", "maybe", "not a bool"),
+    ] {
+        let s = p.hcr(&["set", &pid, target, value]);
+        assert!(!s.status.success(), "{target} {value} was accepted");
+        assert!(err(&s).contains(why), "{target} {value}: {}", err(&s));
+    }
+    assert_eq!(p.send("p"), "speed=9 gain=0.75 ratio=-4.5 level=255 on=0");
     drop(p.child.stdin.take());
     assert!(p.child.wait().unwrap().success());
 }

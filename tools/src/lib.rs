@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod link;
 pub mod live;
 pub mod run;
+pub mod ui;
 pub mod watch;
 
 /// The compiler flags every module needs (`hcr flags`).

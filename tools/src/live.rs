@@ -449,14 +449,27 @@ pub fn encode(size: u64, value: &str) -> anyhow::Result<Vec<u8>> {
 /// # Errors
 /// No such program or global, or the value is refused (with the reason).
 pub fn set(pid: u32, target: &str, value: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut c = Client::connect(pid)?;
+    let line = set_with(&mut c, pid, target, value)?;
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+/// Sets a global through an open connection; `old -> new`.
+///
+/// # Errors
+/// As [`set`].
+pub fn set_with(c: &mut Client, pid: u32, target: &str, value: &str) -> anyhow::Result<String> {
     let Some((module, name)) = target.split_once(':') else {
         bail!("expected MODULE:NAME[.FIELD], got {target:?}");
     };
     if name.contains('.') {
         bail!("{target}: fields need type information (build the module with -g)");
     }
-    let mut c = Client::connect(pid)?;
-    let gs = read_globals(&mut c, Some(module))?;
+    if module.contains(char::is_whitespace) || name.contains(char::is_whitespace) {
+        bail!("expected MODULE:NAME, got {target:?}");
+    }
+    let gs = read_globals(c, Some(module))?;
     let Some(g) = gs.iter().find(|g| g.name == name) else {
         bail!("process {pid} has no global {module}:{name} (removed, or never defined)");
     };
@@ -476,11 +489,9 @@ pub fn set(pid: u32, target: &str, value: &str, out: &mut dyn Write) -> anyhow::
         .find_map(|l| l.strip_prefix("old "))
         .and_then(unhex)
         .unwrap_or_default();
-    writeln!(
-        out,
+    Ok(format!(
         "{} -> {}",
         format_typed(g.kind(), g.size, &old),
         format_typed(g.kind(), g.size, &bytes)
-    )?;
-    Ok(())
+    ))
 }

@@ -488,3 +488,113 @@ fn hcr_tweak_gives_types_and_ranges() {
     drop(p.child.stdin.take());
     assert!(p.child.wait().unwrap().success());
 }
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status, body).
+fn http(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+    if !headers.iter().any(|h| h.starts_with("Host:")) {
+        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_page_needs_its_token_and_shows_and_sets_globals() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = start_with(t.path(), TWEAKED);
+    let mut ui = support::hcr_command()
+        .env("XDG_RUNTIME_DIR", &p.runtime_dir)
+        .args(["ui", &p.pid().to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(ui.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("hcr ui prints its URL: {url}"));
+    let (port, q) = rest.split_once("/?token=").unwrap();
+    let port: u16 = port.parse().unwrap();
+    assert_eq!(q.len(), 32, "a 128-bit token: {q}");
+
+    // Refused: no token, a wrong token, another origin, another host name.
+    assert_eq!(http(port, "GET", "/", &[]).0, 403);
+    assert_eq!(http(port, "GET", "/state", &[]).0, 403);
+    let wrong = format!("/state?token={}", "0".repeat(32));
+    assert_eq!(http(port, "GET", &wrong, &[]).0, 403);
+    let st = format!("/state?token={q}");
+    assert_eq!(
+        http(port, "GET", &st, &["Origin: http://evil.example"]).0,
+        403
+    );
+    assert_eq!(http(port, "GET", &st, &["Host: evil.example"]).0, 403);
+    let set = format!("/set?token={q}&target=lib%3Aspeed&value=4");
+    assert_eq!(
+        http(port, "POST", &set, &["Origin: http://evil.example"]).0,
+        403
+    );
+    assert_eq!(p.send("p"), "speed=3 gain=0.5 ratio=2.25 level=200 on=1");
+
+    // The page itself, and its state.
+    let (code, page) = http(port, "GET", &format!("/?token={q}"), &[]);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<title>hcr ui</title>")
+            && !page.contains("http://")
+            && !page.contains("https://")
+    );
+    let (code, body) = http(port, "GET", &st, &[]);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["generation"], 0);
+    let speed = v["globals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "speed")
+        .unwrap()
+        .clone();
+    assert_eq!(speed["value"], "3");
+    assert_eq!(speed["max"], 10.0);
+
+    // Setting from the page, as its own origin does.
+    let (code, body) = http(
+        port,
+        "POST",
+        &set,
+        &[&format!("Origin: http://127.0.0.1:{port}")],
+    );
+    assert_eq!((code, body.as_str()), (200, "3 -> 4"));
+    let bad = format!("/set?token={q}&target=lib%3Aspeed&value=99");
+    let (code, body) = http(port, "POST", &bad, &[]);
+    assert_eq!(code, 400);
+    assert!(body.contains("outside the range"), "{body}");
+    assert_eq!(p.send("p"), "speed=4 gain=0.5 ratio=2.25 level=200 on=1");
+
+    let _ = ui.kill();
+    let _ = ui.wait();
+    drop(p.child.stdin.take());
+    assert!(p.child.wait().unwrap().success());
+}

@@ -128,6 +128,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A local web page showing a running program's globals live, with
+    /// sliders; prints its URL (127.0.0.1 only, with a random token).
+    Ui {
+        /// The program's process id.
+        pid: u32,
+        /// Port to listen on (default: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Change a running program's global: prints `old -> new`.
     Set {
         /// The program's process id.
@@ -229,6 +238,7 @@ fn main() -> ExitCode {
         Command::Globals { pid, module, json } => {
             hcr_tools::live::globals(pid, module.as_deref(), json, &mut std::io::stdout().lock())
         }
+        Command::Ui { pid, port } => hcr_tools::ui::ui(pid, port, &mut std::io::stdout().lock()),
         Command::Set { pid, target, value } => {
             hcr_tools::live::set(pid, &target, &value, &mut std::io::stdout().lock())
         }

@@ -598,3 +598,145 @@ fn the_page_needs_its_token_and_shows_and_sets_globals() {
     drop(p.child.stdin.take());
     assert!(p.child.wait().unwrap().success());
 }
+
+/// A command on `PATH`, if there is one.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Evaluates `expr` in the page over the DevTools protocol; its value as
+/// JSON.
+fn evaluate(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    id: u64,
+    expr: &str,
+) -> serde_json::Value {
+    let msg = serde_json::json!({
+        "id": id,
+        "method": "Runtime.evaluate",
+        "params": {"expression": expr, "returnByValue": true, "awaitPromise": true},
+    });
+    ws.send(tungstenite::Message::Text(msg.to_string().into()))
+        .unwrap();
+    loop {
+        let m = ws.read().expect("DevTools answers");
+        let Ok(text) = m.to_text() else { continue };
+        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        if v["id"] == id {
+            return v["result"]["result"]["value"].clone();
+        }
+    }
+}
+
+#[test]
+fn a_slider_moved_in_chromium_changes_the_running_program() {
+    let Some(chromium) = on_path("chromium").or_else(|| on_path("chromium-browser")) else {
+        eprintln!("skipped: chromium is not installed (.ci/run installs it)");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let mut p = start_with(t.path(), TWEAKED);
+    let mut ui = support::hcr_command()
+        .env("XDG_RUNTIME_DIR", &p.runtime_dir)
+        .args(["ui", &p.pid().to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(ui.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_string();
+    let profile = t.path().join("chromium-profile");
+    let mut browser = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+    let mut port = 0u16;
+    for l in BufReader::new(browser.stderr.take().unwrap()).lines() {
+        let Ok(l) = l else { break };
+        if let Some(rest) = l.split("ws://127.0.0.1:").nth(1) {
+            port = rest.split('/').next().unwrap().parse().unwrap();
+            break;
+        }
+    }
+    assert_ne!(port, 0, "chromium prints its DevTools address");
+    let mut target = None;
+    for _ in 0..100 {
+        let (_, body) = http(port, "GET", "/json/list", &[]);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        target = v.as_array().and_then(|a| {
+            a.iter()
+                .find(|x| {
+                    x["type"] == "page"
+                        && x["url"].as_str().is_some_and(|u| u.starts_with(&url[..20]))
+                })
+                .and_then(|x| x["webSocketDebuggerUrl"].as_str().map(String::from))
+        });
+        if target.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let target = target.expect("the page is open in chromium");
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client::client(target.as_str(), stream).unwrap();
+
+    // Wait for the page to show the program's globals, then drag the slider.
+    let drag = r#"(() => {
+        const r = document.querySelector('input[type=range][data-target="lib:speed"]');
+        if (!r) return "absent";
+        r.value = 7;
+        r.dispatchEvent(new Event("input"));
+        return "moved";
+    })()"#;
+    let mut moved = false;
+    for id in 1..200 {
+        if evaluate(&mut ws, id, drag) == "moved" {
+            moved = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(moved, "the page shows a slider for lib:speed");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = p.send("p");
+        if seen.starts_with("speed=7 ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen, "speed=7 gain=0.5 ratio=2.25 level=200 on=1");
+    // The page follows: its value cell shows the new value.
+    let cell = r#"new Promise(ok => setTimeout(() => ok(document.querySelector('tr[data-target="lib:speed"] td.value').textContent), 400))"#;
+    assert_eq!(evaluate(&mut ws, 1000, cell), "7");
+
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let _ = ui.kill();
+    let _ = ui.wait();
+    drop(p.child.stdin.take());
+    assert!(p.child.wait().unwrap().success());
+}

@@ -19,6 +19,7 @@
 
 mod arch;
 mod error;
+mod identity;
 #[allow(unsafe_code)]
 mod input;
 pub mod libs;

@@ -283,9 +283,13 @@ pub(crate) fn link(
         m.global_def = r.global_def;
     }
     let reachable = reachability(&mods, root);
+    let mut warnings = Vec::new();
+    if let Some(w) = root_without_main(&mods, root) {
+        warnings.push(w);
+    }
     // Host symbols that no library defines: warned about (all at once), not
     // refused, since a host program embedding the runtime may define them.
-    let warnings = unresolved_host_warnings(&mods, &reachable, &hosts, libs);
+    warnings.extend(unresolved_host_warnings(&mods, &reachable, &hosts, libs));
 
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
@@ -860,6 +864,79 @@ fn collect_hosts<'d>(mods: &[Mod<'d>], globals: &HashMap<&str, GlobalDef>) -> Ve
         }
     }
     hosts
+}
+
+/// A warning when the root module defines no `main` (what `hcr run` calls),
+/// naming the modules that do.
+fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
+    let defines_main = |m: &Mod<'_>| m.funcs.iter().any(|f| f.global && f.name == "main");
+    let r = &mods[root as usize];
+    if defines_main(r) {
+        return None;
+    }
+    let with: Vec<&str> = mods
+        .iter()
+        .filter(|m| defines_main(m))
+        .map(|m| m.obj.name.as_str())
+        .collect();
+    Some(format!(
+        "the root module {} defines no `main`, so `hcr run` cannot start the image (the root is the first input unless --root names another){}",
+        r.obj.name,
+        match with.as_slice() {
+            [] => String::new(),
+            [one] => format!("; module {one} defines main: link with --root {one}"),
+            many => format!("; modules defining main: {}: link with --root MODULE", many.join(", ")),
+        }
+    ))
+}
+
+/// The identities of `m`'s gcc-numbered function statics (see
+/// `identity.rs`), by object index; empty entries for every other object
+/// (and an empty vector when the module has none).
+fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
+    use crate::identity::{gcc_numbered, identities, Identity, Numbered};
+    let mut of_sec: HashMap<u32, usize> = HashMap::default();
+    let mut statics: Vec<Numbered<'_>> = Vec::new();
+    for (oi, o) in m.objs.iter().enumerate() {
+        if o.global {
+            continue;
+        }
+        if let (Some(sec), Some((base, n))) = (o.sec, gcc_numbered(o.name)) {
+            of_sec.insert(sec, statics.len());
+            statics.push(Numbered {
+                index: oi,
+                base,
+                n,
+                owners: Vec::new(),
+            });
+        }
+    }
+    if statics.is_empty() {
+        return Vec::new();
+    }
+    // Which functions' code refers to each static's section.
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if sec.kind != SecKind::Text {
+            continue;
+        }
+        let funcs = &m.sec_funcs[m.sec_func_at[si] as usize..m.sec_func_at[si + 1] as usize];
+        let owner = match funcs.first() {
+            Some(&(_, f)) => m.funcs[f as usize].name,
+            None => sec.name,
+        };
+        for r in m.obj.relocs(sec) {
+            if let Some(Shndx::Sec(t)) = m.obj.symbols.get(r.sym as usize).map(|s| s.shndx) {
+                if let Some(&k) = of_sec.get(&t) {
+                    statics[k].owners.push(owner);
+                }
+            }
+        }
+    }
+    let mut out = vec![Identity::default(); m.objs.len()];
+    for (oi, id) in identities(statics) {
+        out[oi] = id;
+    }
+    out
 }
 
 /// One warning per module naming every host symbol it wants that no
@@ -1967,14 +2044,18 @@ fn build_manifest(
             });
         }
         let ostart = objects.len() as u32;
-        for o in &m.objs {
+        let mut idents = static_identities(m);
+        for (oi, o) in m.objs.iter().enumerate() {
             let gid = objects.len();
+            let id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
                 (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
             });
             objects.push(Object {
                 name: man.intern(o.name),
+                identity: man.intern(&id.key),
+                assumed: man.intern(&id.assumed),
                 module: ModuleId(mi as u32),
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,

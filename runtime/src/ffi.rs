@@ -415,7 +415,11 @@ pub extern "C" fn hcr_init(image_path: *const c_char) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_int {
     guard(-1, || {
-        let addr = with_state(|st| st.main_address().ok_or(Error::NoMain))?;
+        let addr = with_state(|st| {
+            st.main_address().ok_or_else(|| Error::NoMain {
+                root: st.root_name().to_string(),
+            })
+        })?;
         // The root module's `main` is `int main(int, char **)` or
         // `int main(int, char **, char **)` (Nim's, and programs that read
         // `envp`); the third argument is the process's environment, as the

@@ -26,6 +26,7 @@ pub mod control;
 pub mod ffi;
 mod globals;
 mod hostlibs;
+mod identity;
 mod image_file;
 mod state;
 pub mod trampoline;
@@ -77,8 +78,11 @@ pub enum Error {
     #[error("a reload is already in progress")]
     Busy,
     /// The root module has no `main`.
-    #[error("the root module defines no `main` function")]
-    NoMain,
+    #[error("the root module {root} defines no `main` function: hcr run calls the root's `int main(int argc, char **argv)`; relink with --root MODULE naming the module that defines it")]
+    NoMain {
+        /// The root module's name.
+        root: String,
+    },
     /// A bug or resource failure inside the runtime.
     #[error("{0}")]
     Internal(String),
@@ -172,6 +176,20 @@ impl Runtime {
         ffi::with_state(|st| Ok(st.get_global(module, name)))
             .ok()?
             .map(|a| a as *mut u8)
+    }
+
+    /// Checks that the root module defines `main` (what [`Runtime::run_main`]
+    /// calls).
+    ///
+    /// # Errors
+    /// [`Error::NoMain`], naming the root module.
+    pub fn check_main(&self) -> Result<(), Error> {
+        ffi::with_state(|st| match st.main_address() {
+            Some(_) => Ok(()),
+            None => Err(Error::NoMain {
+                root: st.root_name().to_string(),
+            }),
+        })
     }
 
     /// Calls the root module's `main` with `args` (`args[0]` is the program

@@ -112,6 +112,8 @@ pub struct Prepared {
     new_globals: Vec<(usize, Global, bool)>,
     /// Kept globals with pointer fields into the image: new field values.
     rebase: Vec<(u32, Vec<FieldValue>)>,
+    /// Warnings and re-keyed globals of identity checks beyond the keys.
+    identities: crate::identity::Decisions,
 }
 
 impl Prepared {
@@ -518,6 +520,7 @@ impl State {
             })
             .unwrap_or_default();
         let mut pending_fns = 0u32;
+        let mut identities = crate::identity::Decisions::default();
         for md in m.modules.iter().filter(|md| md.reachable) {
             let same = old.and_then(|c| {
                 let oi = *old_modules.get(m.str(md.name))?;
@@ -547,9 +550,25 @@ impl State {
                     if let Some(g) = index_get(
                         &self.global_index,
                         m.str(md.name),
-                        m.str(m.objects[oi].name),
+                        m.object_key(&m.objects[oi]),
                     ) {
                         obj_gid[oi] = g;
+                    }
+                }
+                if let Some(c) = old {
+                    if let Some(&omi) = old_modules.get(m.str(md.name)) {
+                        crate::identity::match_renumbered(
+                            crate::identity::Version {
+                                manifest: &c.manifest,
+                                module: &c.manifest.modules[omi],
+                                gid: &c.obj_gid,
+                            },
+                            m,
+                            md,
+                            &mut obj_gid,
+                            NONE,
+                            &mut identities,
+                        );
                     }
                 }
             }
@@ -584,6 +603,7 @@ impl State {
                 new_trampolines,
                 new_globals,
                 rebase,
+                identities,
             })),
             Err(e) => {
                 if let Some(batch) = new_trampolines {
@@ -787,6 +807,7 @@ impl State {
             new_trampolines,
             new_globals,
             rebase,
+            identities,
         } = p;
         let m = &manifest;
         let base = area.base as u64;
@@ -890,11 +911,22 @@ impl State {
                 Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
             }
         }
+        // Globals kept under a new identity are found by it from now on.
+        for w in &identities.warnings {
+            warn(format_args!("{w}"));
+        }
+        for (g, key) in identities.rekey {
+            if let Some(e) = self.globals[g as usize].as_mut() {
+                index_remove(&mut self.global_index, &e.module, &e.name);
+                e.name = Arc::from(key.as_str());
+                index_put(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
         // Globals: new ones join (replacing resized ones, with a warning).
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
             let module = m.module_name(o.module);
-            let oname = m.str(o.name);
+            let oname = m.object_key(o);
             if resized {
                 if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
@@ -1182,6 +1214,13 @@ impl State {
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
         let g = index_get(&self.global_index, module, name)?;
         self.globals[g as usize].as_ref().map(|e| e.g.addr)
+    }
+
+    /// The loaded image's root module ("" before the first load).
+    pub fn root_name(&self) -> &str {
+        self.current
+            .as_ref()
+            .map_or("", |c| c.manifest.module_name(c.manifest.root))
     }
 
     /// Root `main`'s permanent address.

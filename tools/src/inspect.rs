@@ -181,12 +181,13 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         for o in &m.objects[md.objects.range()] {
             writeln!(
                 out,
-                "  global   {:<32} {:>7} bytes align {:<3} {}{}",
+                "  global   {:<32} {:>7} bytes align {:<3} {}{}{}",
                 m.str(o.name),
                 o.size,
                 o.align,
                 if o.global { "global" } else { "static" },
-                if o.init.is_none() { " zero-init" } else { "" }
+                if o.init.is_none() { " zero-init" } else { "" },
+                identity_note(m, o)
             )?;
         }
         let undef: Vec<&str> = md
@@ -218,17 +219,22 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         view.init.len()
     )?;
     writeln!(out, "  relocations: {}", s.relocations)?;
+    // Shares of what the plan resolves: a relocation applied at link time,
+    // or a fixup left to the loader (GOT entries and PLT stubs add fixups of
+    // their own, so the two need not add up to the relocation count).
+    let resolved = s.applied_at_link + (r.area + r.objects) as u64;
     writeln!(
         out,
-        "  applied at link time: {} ({:.1}%)",
+        "  applied at link time: {} ({:.1}% of {} resolved)",
         s.applied_at_link,
-        pct(s.applied_at_link, s.relocations)
+        pct(s.applied_at_link, resolved),
+        resolved
     )?;
     writeln!(
         out,
         "  residual fixups: {} ({:.1}%): area {}, inside globals {}; by target: image {}, function {}, global {}, host {}",
         r.area + r.objects,
-        pct((r.area + r.objects) as u64, s.relocations),
+        pct((r.area + r.objects) as u64, resolved),
         r.area,
         r.objects,
         r.by_class[TargetClass::Area as usize],
@@ -246,6 +252,19 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         m.hosts.len()
     )?;
     Ok(())
+}
+
+/// ` identity KEY` when a global is keyed by more than its name (gcc's
+/// numbered function statics), with what the identity assumes.
+fn identity_note(m: &hcr_image::Manifest, o: &hcr_image::Object) -> String {
+    if o.identity.len == 0 {
+        return String::new();
+    }
+    let mut s = format!(" identity {}", m.str(o.identity));
+    if o.assumed.len > 0 {
+        s.push_str(&format!(" (assumed: {})", m.str(o.assumed)));
+    }
+    s
 }
 
 fn pct(a: u64, b: u64) -> f64 {
@@ -330,7 +349,8 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
                     "name": m.str(f.name), "size": f.size, "global": f.global,
                 })).collect::<Vec<_>>(),
                 "globals": m.objects[md.objects.range()].iter().map(|o| json!({
-                    "name": m.str(o.name), "size": o.size, "align": o.align, "global": o.global,
+                    "name": m.str(o.name), "identity": m.object_key(o), "assumed": m.str(o.assumed),
+                    "size": o.size, "align": o.align, "global": o.global,
                     "zero_init": o.init.is_none(),
                 })).collect::<Vec<_>>(),
                 "undefined": md.undefined.iter().filter_map(|h| m.hosts.get(h.0 as usize)).map(|h| m.str(h.name)).collect::<Vec<_>>(),

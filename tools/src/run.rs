@@ -94,6 +94,8 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
     };
     let rt = hcr_runtime::Runtime::open_with(image, &rt_opts)
         .with_context(|| format!("cannot load {}", image.display()))?;
+    rt.check_main()
+        .with_context(|| format!("cannot run {}", image.display()))?;
     let mut argv = vec![opts
         .argv0
         .clone()

@@ -568,3 +568,95 @@ fn snappy_cxx_unit_tests_pass_under_hcr() {
     assert!(keep(&got).contains("All tests passed."), "{}", keep(&got));
     assert_eq!(keep(&got), keep(&want));
 }
+
+const SQLITE: Crate = Crate {
+    name: "libsqlite3-sys",
+    version: "0.40.0",
+    sha256: "b06e69070b7e12262b0cd90832f0a7396f142a2b330181255562decf9f0c6215",
+};
+
+/// SQLite 3.54.1 (the amalgamation as one module) with an in-memory
+/// database held in a global, edited while it runs: a function static added
+/// to `versionFunc` (gcc renumbers every static after it), the edit
+/// reverted, then another function changed. After each reload the database
+/// and its registered SQL functions are intact (its function hash table
+/// points into statics that must keep their identity) and the queries work.
+#[test]
+fn sqlite_keeps_its_database_while_sqlite3_c_is_edited() {
+    let src = sources(&SQLITE).join("sqlite3");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let original = std::fs::read_to_string(src.join("sqlite3.c")).unwrap();
+    let version_func = "  UNUSED_PARAMETER2(NotUsed, NotUsed2);\n  /* IMP: R-48699-48617";
+    assert_eq!(original.matches(version_func).count(), 1);
+    let with_static = original.replace(
+        version_func,
+        "  static int calls;\n  calls++;\n  UNUSED_PARAMETER2(NotUsed, NotUsed2);\n  /* IMP: R-48699-48617",
+    );
+    let libversion = "SQLITE_API const char *sqlite3_libversion(void){ return sqlite3_version; }";
+    assert_eq!(original.matches(libversion).count(), 1);
+    let hot = original.replace(
+        libversion,
+        "SQLITE_API const char *sqlite3_libversion(void){ return \"3.54.1-hot\"; }",
+    );
+    // The three versions of sqlite3.c, compiled at once (about 15 s each).
+    let mut jobs = Vec::new();
+    for (dir, text) in [("v0", &original), ("v1", &with_static), ("v3", &hot)] {
+        let d = w.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("sqlite3.c"), text).unwrap();
+        jobs.push((d.join("sqlite3.c"), d.join("sqlite3.o")));
+    }
+    jobs.push((
+        support::repo().join("testdata/corpus/sqlite/main.c"),
+        w.join("main.o"),
+    ));
+    let inc_src = format!("-I{}", src.display());
+    let inc_hcr = format!("-I{}", support::include_dir().display());
+    compile_all("cc", &jobs, &["-O1", &inc_src, &inc_hcr]);
+    let image = w.join("app.hcr");
+    let objects = |v: &str| vec![w.join("main.o"), w.join(v).join("sqlite3.o")];
+    hcr_link(&image, &objects("v0"), &[]);
+    let mut child = Command::new(hcr_bin())
+        .arg("run")
+        .arg(&image)
+        .args(["--", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for (step, version) in [("v0:", "v1"), ("v1:", "v0"), ("v2:", "v3")] {
+        assert!(wait_for(&out, step, &mut seen), "no {step} line: {seen:?}");
+        // A new file each time (the revert too): the image changes.
+        let o = w.join(format!("link-{version}"));
+        std::fs::create_dir_all(&o).unwrap();
+        std::fs::copy(w.join(version).join("sqlite3.o"), o.join("sqlite3.o")).unwrap();
+        hcr_link(&image, &[w.join("main.o"), o.join("sqlite3.o")], &[]);
+    }
+    assert!(wait_for(&out, "v3:", &mut seen), "no v3 line: {seen:?}");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        seen,
+        [
+            "v0: 3.54.1 1 0 ROW 0",
+            "v1: 3.54.1 2 2 ROW 0,ROW 1",
+            "v2: 3.54.1 3 6 ROW 0,ROW 1,ROW 2",
+            "v3: 3.54.1-hot 4 12 ROW 0,ROW 1,ROW 2,ROW 3",
+        ],
+        "stderr: {err}"
+    );
+    assert!(
+        !err.contains("starts from its initialiser"),
+        "a static was reset: {err}"
+    );
+}

@@ -139,6 +139,8 @@ scenarios!(
     remove_readd_global,
     removed_function,
     several_on_reload_blocks,
+    static_renumbered,
+    static_same_name,
     unreachable_module,
 );
 

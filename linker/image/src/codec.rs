@@ -195,7 +195,7 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
             4096 + m.strings.len()
                 + m.modules.len() * 128
                 + m.functions.len() * 21
-                + m.objects.len() * 46
+                + m.objects.len() * 62
                 + m.hosts.len() * 9
                 + (fixups.len() + object_fixups.len()) * FIXUP_SIZE,
         ),
@@ -241,6 +241,8 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     e.len(m.objects.len());
     for o in &m.objects {
         e.str(o.name);
+        e.str(o.identity);
+        e.str(o.assumed);
         e.u32(o.module.0);
         e.u64(o.size);
         e.u32(o.align);
@@ -389,10 +391,12 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
             global: d.bool()?,
         });
     }
-    let n = d.len(26)?;
+    let n = d.len(42)?;
     for _ in 0..n {
         m.objects.push(Object {
             name: d.str(t)?,
+            identity: d.str(t)?,
+            assumed: d.str(t)?,
             module: ModuleId(d.u32()?),
             size: d.u64()?,
             align: d.u32()?,

@@ -24,7 +24,7 @@ use std::ops::Range;
 pub use codec::{DecodeError, Fixups};
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// First bytes of the `.hcr.manifest` section.
 pub const MAGIC: [u8; 8] = *b"HCRIMAGE";
 /// Name of the manifest section (always section index 1).
@@ -182,9 +182,18 @@ pub struct Function {
 /// A writable object that lives in persistent storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Object {
-    /// Identity within the module: the symbol name, or the section name when
-    /// the section holds no single named object.
+    /// The symbol name, or the section name when the section holds no
+    /// single named object.
     pub name: Str,
+    /// Identity within the module when it is not [`Object::name`] (empty
+    /// then): a name the compiler numbers (gcc's function statics `n.0`,
+    /// `n.1`, one counter for the whole file) is keyed by what the source
+    /// says instead, `FUNCTION::NAME`, `#K` added for the K-th (K ≥ 1) of
+    /// one function's statics of that name. See [`Object::key`].
+    pub identity: Str,
+    /// What the identity assumes, when it could not be established for
+    /// sure (empty otherwise): said in a warning when a reload relies on it.
+    pub assumed: Str,
     /// Owner.
     pub module: ModuleId,
     /// Size in bytes.
@@ -537,6 +546,16 @@ impl Manifest {
         Str {
             off,
             len: text.len() as u32,
+        }
+    }
+
+    /// The identity of object `o` within its module: what the runtime keys
+    /// its persistent storage by.
+    pub fn object_key(&self, o: &Object) -> &str {
+        if o.identity.len > 0 {
+            self.str(o.identity)
+        } else {
+            self.str(o.name)
         }
     }
 

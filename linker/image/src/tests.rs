@@ -86,7 +86,7 @@ proptest! {
         let f = m.intern(&fname);
         m.functions.push(Function { name: f, module: ModuleId(0), offset: 16, size: 5, global: true });
         let o = m.intern("o");
-        m.objects.push(Object { name: o, module: ModuleId(0), size: 8, align: 8, init: Some(0), fixups: Span::new(0, 0), global: false });
+        m.objects.push(Object { name: o, module: ModuleId(0), size: 8, align: 8, init: Some(0), fixups: Span::new(0, 0), global: false, ..Default::default() });
         let p = m.intern("printf");
         m.hosts.push(HostSymbol { name: p, weak: false });
         let body = encode_body(&m, &fixups, &ofixups);

@@ -463,14 +463,16 @@ pub fn set_with(c: &mut Client, pid: u32, target: &str, value: &str) -> anyhow::
     let Some((module, name)) = target.split_once(':') else {
         bail!("expected MODULE:NAME[.FIELD], got {target:?}");
     };
-    if name.contains('.') {
-        bail!("{target}: fields need type information (build the module with -g)");
-    }
     if module.contains(char::is_whitespace) || name.contains(char::is_whitespace) {
         bail!("expected MODULE:NAME, got {target:?}");
     }
     let gs = read_globals(c, Some(module))?;
     let Some(g) = gs.iter().find(|g| g.name == name) else {
+        if let Some((base, _)) = name.split_once('.') {
+            if gs.iter().any(|g| g.name == base) {
+                bail!("{target}: fields need type information (DWARF types are not read yet)");
+            }
+        }
         bail!("process {pid} has no global {module}:{name} (removed, or never defined)");
     };
     if g.size > hcr_runtime::control::MAX_READ {

@@ -145,6 +145,7 @@ fn start() -> Result<(), String> {
     let dir = private_dir()?;
     let path = dir.join(format!("{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
+    remove_stale(&dir);
     let listener =
         UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -158,6 +159,27 @@ fn start() -> Result<(), String> {
         .spawn(move || serve(listener))
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
     Ok(())
+}
+
+/// Removes the sockets of programs that died without removing theirs
+/// (killed by a signal).
+fn remove_stale(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".sock"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 extern "C" fn remove_socket() {

@@ -740,3 +740,58 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
     drop(p.child.stdin.take());
     assert!(p.child.wait().unwrap().success());
 }
+
+#[test]
+fn hcr_tweak_works_in_cxx_modules() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = start(t.path());
+    // A second image, whose lib module is C++: installed by a reload.
+    let sub = t.path().join("cxx");
+    std::fs::create_dir_all(&sub).unwrap();
+    let m = support::module(&sub, "main", MAIN, "-O1");
+    let src = sub.join("lib.cpp");
+    std::fs::write(
+        &src,
+        "#include <cstdio>\n#include \"hcr.h\"\n\
+         float gain = 0.5f;\nHCR_TWEAK(gain, 0, 2);\n\
+         unsigned short level = 7;\nHCR_TWEAK(level, 0, 100);\n\
+         bool on = true;\nHCR_TWEAK(on, 0, 1);\n\
+         extern \"C\" void show(void) { std::printf(\"gain=%g level=%u on=%d\\n\", gain, level, on); }\n",
+    )
+    .unwrap();
+    let obj = sub.join("lib.o");
+    let st = Command::new("g++")
+        .args(support::cflags("-O1"))
+        .arg("-I")
+        .arg(support::include_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .expect("g++");
+    assert!(st.success());
+    let tmp = t.path().join("tmp.hcr");
+    support::link_ok(&tmp, &[m, obj]);
+    std::fs::rename(&tmp, &p.image).unwrap();
+    assert_eq!(p.send("r"), "reload rc=1");
+    let pid = p.pid().to_string();
+    let j = p.hcr(&["globals", &pid, "lib", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let ty = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .map(|g| g["type"].clone())
+    };
+    assert_eq!(ty("gain"), Some("float".into()), "{v}");
+    assert_eq!(ty("level"), Some("uint16".into()), "{v}");
+    assert_eq!(ty("on"), Some("bool".into()), "{v}");
+    let s = p.hcr(&["set", &pid, "lib:gain", "1.25"]);
+    assert_eq!(text(&s).trim(), "0.5 -> 1.25", "{}", err(&s));
+    let s = p.hcr(&["set", &pid, "lib:level", "101"]);
+    assert!(err(&s).contains("outside the range"), "{}", err(&s));
+    assert_eq!(p.send("p"), "gain=1.25 level=7 on=1");
+    drop(p.child.stdin.take());
+    assert!(p.child.wait().unwrap().success());
+}

@@ -19,7 +19,11 @@ if [ -z "$link" ]; then
 fi
 work=$fuzz/seeds-work
 rm -rf "$work"
-mkdir -p "$work" corpus/link_object corpus/image_parse
+mkdir -p "$work" corpus/link_object corpus/image_parse corpus/control_request
+# Requests of the control endpoint's protocol (runtime/src/control.rs).
+for r in 'info' 'globals' 'globals lib' 'write lib speed 0 2a000000' 'write m n 4 0102030405060708'; do
+  printf '%s' "$r" >"corpus/control_request/$(printf '%s' "$r" | sha1sum | cut -c1-16)"
+done
 
 # put_seed TARGET MODE FILE...: one seed = the mode byte, then the files'
 # bytes, named by its content hash.

@@ -27,8 +27,9 @@ fn main() {
     let harness: fn(&[u8]) -> bool = match target.as_str() {
         "link_object" => hcr_fuzz::link_object,
         "image_parse" => hcr_fuzz::image_parse,
+        "control_request" => hcr_fuzz::control_request,
         _ => {
-            eprintln!("usage: replay link_object|image_parse PATH...");
+            eprintln!("usage: replay link_object|image_parse|control_request PATH...");
             std::process::exit(2);
         }
     };

@@ -187,3 +187,23 @@ fn objects(view: &ImageView<'_>, tables: &Tables, area_base: u64) {
         }
     }
 }
+
+/// Harness: the input as one request line to the control endpoint's parser
+/// (`hcr_runtime::control::handle`, no program loaded: every request is
+/// parsed and refused or answered). Every input must get exactly one `ok`
+/// or one-line `err` reply. True when the reply is `ok`.
+pub fn control_request(data: &[u8]) -> bool {
+    let Ok(line) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let line = line.trim_end_matches(['\n', '\r']);
+    let reply = hcr_runtime::control::handle(line);
+    let ok = reply.ends_with("ok\n");
+    assert!(
+        ok || (reply.starts_with("err ")
+            && reply.matches('\n').count() == 1
+            && reply.ends_with('\n')),
+        "malformed reply {reply:?}"
+    );
+    ok
+}

@@ -74,6 +74,34 @@ struct hcr_on_reload_entry {
         name, __COUNTER__};                                                   \
     static void name(void)
 
+/* ---- live state (hcr globals, hcr set, hcr ui) ---- */
+
+/* HCR_TWEAK(var, min, max), at file scope after the definition of the global
+ * VAR (an integer, float, double or bool), gives it the range [MIN, MAX]:
+ * hcr set refuses values outside it and hcr ui shows a slider. It also tells
+ * hcr the variable's type when the module is built without -g. Registered at
+ * every load of the module (an HCR_ON_RELOAD block calling hcr_tweak). */
+void hcr_tweak(void *var, unsigned size, int kind, double min, double max);
+#ifdef __cplusplus
+extern "C++" {
+template <class T> static inline int hcr_tweak_kind_(T *) { return T(-1) < T(0) ? 1 : 2; }
+static inline int hcr_tweak_kind_(float *) { return 3; }
+static inline int hcr_tweak_kind_(double *) { return 4; }
+static inline int hcr_tweak_kind_(bool *) { return 5; }
+}
+#define HCR_TWEAK_KIND_(var) hcr_tweak_kind_(&(var))
+#else
+#define HCR_TWEAK_KIND_(var)                                                  \
+    _Generic((var), _Bool: 5, float: 3, double: 4, unsigned char: 2,           \
+             unsigned short: 2, unsigned int: 2, unsigned long: 2,            \
+             unsigned long long: 2, default: 1)
+#endif
+#define HCR_TWEAK(var, min, max)                                              \
+    HCR_ON_RELOAD(HCR_CAT(hcr_tweak_, var)) {                                 \
+        hcr_tweak(&(var), sizeof(var), HCR_TWEAK_KIND_(var), (double)(min),   \
+                  (double)(max));                                             \
+    }
+
 /* ---- permanent addresses ---- */
 
 /* The permanent address of function NAME of MODULE (stable across reloads),

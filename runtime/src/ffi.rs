@@ -143,6 +143,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
     publish_exports(follow.exports);
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
+    crate::control::start_if_enabled();
     Ok(())
 }
 
@@ -328,7 +329,11 @@ pub extern "C" fn hcr_has_module_changed(module: *const c_char) -> bool {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_perform_code_reload() -> c_int {
-    guard(-1, || perform_reload().map(|n| n as c_int))
+    guard(-1, || {
+        let r = perform_reload();
+        crate::control::note_reload(&r);
+        r.map(|n| n as c_int)
+    })
 }
 
 /// See `hcr.h`.
@@ -449,6 +454,7 @@ pub(crate) fn shutdown() {
         st.shutdown();
     }
     crate::watcher::forget();
+    crate::control::remove();
 }
 
 /// The runtime's own symbols that images resolve: the C API.
@@ -467,6 +473,7 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "hcr_run_main" => hcr_run_main as *const () as usize,
         "hcr_shutdown" => hcr_shutdown as *const () as usize,
         "hcr_guard" => crate::guard::hcr_guard as *const () as usize,
+        "hcr_tweak" => crate::control::hcr_tweak as *const () as usize,
         _ => return crate::tls::symbol(name),
     };
     Some(a as u64)

@@ -22,6 +22,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod control;
 mod crash;
 pub mod ffi;
 pub mod gdb_jit;
@@ -135,7 +136,9 @@ impl Runtime {
     /// # Errors
     /// The reload failed; the old code keeps running and nothing was lost.
     pub fn reload(&self) -> Result<usize, Error> {
-        ffi::perform_reload()
+        let r = ffi::perform_reload();
+        control::note_reload(&r);
+        r
     }
 
     /// Keeps every image a reload retires mapped until shutdown (see

@@ -1243,6 +1243,23 @@ impl State {
         self.running_module.clone()
     }
 
+    /// Every live persistent global: `(module, name, address, size)`.
+    pub fn live_globals(&self) -> Vec<(Arc<str>, Arc<str>, u64, u64)> {
+        self.globals
+            .iter()
+            .flatten()
+            .map(|e| (e.module.clone(), e.name.clone(), e.g.addr, e.g.size))
+            .collect()
+    }
+
+    /// A live global's address and size.
+    pub fn live_global(&self, module: &str, name: &str) -> Option<(u64, u64)> {
+        let g = index_get(&self.global_index, module, name)?;
+        self.globals[g as usize]
+            .as_ref()
+            .map(|e| (e.g.addr, e.g.size))
+    }
+
     /// Handlers of one kind in top-level order of `manifest`.
     pub fn handlers_in_order(
         &self,

@@ -13,6 +13,13 @@ static int food = -1;
 static unsigned seed = 2024;
 static struct creature hero = {WORLD_WIDTH / 2, 1, 20, 0};
 
+/* Tunables: `hcr ui PID` / `hcr set PID world:points_per_meal 50` change
+ * them while the demo runs; HCR_TWEAK gives each its range. */
+int points_per_meal = 10;
+HCR_TWEAK(points_per_meal, 0, 100);
+int creature_speed = 1; /* steps per tick */
+HCR_TWEAK(creature_speed, 1, 5);
+
 static unsigned next_random(void)
 {
     seed = seed * 1103515245u + 12345u;
@@ -31,29 +38,31 @@ void world_step(void)
     if (food >= WORLD_WIDTH)
         food = -1;
 
-    move = creature_decide(&hero, food);
-    if (move != 0) {
-        hero.dir = move > 0 ? 1 : -1;
-        hero.x += hero.dir;
-        if (hero.energy > 0)
-            hero.energy--;
-    } else {
-        hero.energy++; /* resting */
-    }
-    if (hero.x <= 0) {
-        hero.x = 0;
-        hero.dir = 1;
-    }
-    if (hero.x >= WORLD_WIDTH - 1) {
-        hero.x = WORLD_WIDTH - 1;
-        hero.dir = -1;
-    }
+    for (int step = 0; step < creature_speed; step++) {
+        move = creature_decide(&hero, food);
+        if (move != 0) {
+            hero.dir = move > 0 ? 1 : -1;
+            hero.x += hero.dir;
+            if (hero.energy > 0)
+                hero.energy--;
+        } else {
+            hero.energy++; /* resting */
+        }
+        if (hero.x <= 0) {
+            hero.x = 0;
+            hero.dir = 1;
+        }
+        if (hero.x >= WORLD_WIDTH - 1) {
+            hero.x = WORLD_WIDTH - 1;
+            hero.dir = -1;
+        }
 
-    if (hero.x == food) {
-        food = -1;
-        hero.meals++;
-        hero.energy += 6;
-        score += 10; /* EDIT ME: points per meal */
+        if (hero.x == food) {
+            food = -1;
+            hero.meals++;
+            hero.energy += 6;
+            score += points_per_meal; /* EDIT ME: scoring */
+        }
     }
 }
 

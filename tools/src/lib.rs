@@ -5,8 +5,10 @@
 pub mod gen;
 pub mod inspect;
 pub mod link;
+pub mod live;
 pub mod nim_watch;
 pub mod run;
+pub mod ui;
 pub mod watch;
 
 /// The compiler flags every module needs (`hcr flags`).

@@ -891,7 +891,7 @@ fn spawn_program(
     };
     let _ = writeln!(log, "hcr watch: running {}; {how}", image.display());
     let mut cmd = Command::new(&cfg.hcr_exe);
-    cmd.arg("run").arg("--exit-with-parent");
+    cmd.arg("run").arg("--exit-with-parent").arg("--control");
     if auto {
         cmd.arg("--auto-reload");
     }

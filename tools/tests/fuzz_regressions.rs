@@ -204,3 +204,8 @@ fn over_aligned_constructor_table_links_and_runs() {
         assert!(w[0].1 <= w[1].0, "{} overlaps {}:\n{text}", w[0].2, w[1].2);
     }
 }
+
+#[test]
+fn control_request_regressions_do_not_panic() {
+    assert!(replay("control_request", harness::control_request) > 0);
+}

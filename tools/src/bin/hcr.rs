@@ -66,6 +66,10 @@ enum Command {
         /// itself through `argv[0]` runs under hcr again).
         #[arg(long, value_name = "PATH")]
         argv0: Option<String>,
+        /// Serve the control endpoint (`hcr ps`, `hcr globals`, `hcr set`);
+        /// `HCR_CONTROL=1` does the same for any host.
+        #[arg(long)]
+        control: bool,
         /// Arguments for `main` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -115,6 +119,39 @@ enum Command {
     },
     /// Print the compiler flags modules need.
     Flags,
+    /// This user's running programs with a control endpoint: PID, image,
+    /// generation, modules.
+    Ps,
+    /// Every persistent global of a running program: module, name, type,
+    /// value.
+    Globals {
+        /// The program's process id.
+        pid: u32,
+        /// Only this module's globals.
+        module: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A local web page showing a running program's globals live, with
+    /// sliders; prints its URL (127.0.0.1 only, with a random token).
+    Ui {
+        /// The program's process id.
+        pid: u32,
+        /// Port to listen on (default: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Change a running program's global: prints `old -> new`.
+    Set {
+        /// The program's process id.
+        pid: u32,
+        /// MODULE:NAME[.FIELD]
+        target: String,
+        /// The new value.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
 }
 
 /// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
@@ -146,8 +183,12 @@ fn main() -> ExitCode {
             allow_insecure_image,
             perf_map,
             argv0,
+            control,
             args,
         } => {
+            if control {
+                hcr_runtime::control::enable();
+            }
             let opts = hcr_tools::run::RunOptions {
                 auto_reload,
                 exit_with_parent,
@@ -200,6 +241,14 @@ fn main() -> ExitCode {
             run_options,
         } => hcr_tools::run::write_launcher(&image, output.as_deref(), run_options.as_deref())
             .map(|path| println!("{}", path.display())),
+        Command::Ps => hcr_tools::live::ps(&mut std::io::stdout().lock()),
+        Command::Globals { pid, module, json } => {
+            hcr_tools::live::globals(pid, module.as_deref(), json, &mut std::io::stdout().lock())
+        }
+        Command::Ui { pid, port } => hcr_tools::ui::ui(pid, port, &mut std::io::stdout().lock()),
+        Command::Set { pid, target, value } => {
+            hcr_tools::live::set(pid, &target, &value, &mut std::io::stdout().lock())
+        }
         Command::Flags => {
             println!("{}", hcr_tools::FLAGS);
             Ok(())

@@ -1,0 +1,499 @@
+//! `hcr ps`, `hcr globals`, `hcr set`: clients of a running program's
+//! control endpoint (see `hcr_runtime::control`).
+//!
+//! Without type information a global is typed by its size: 1, 2, 4 and 8
+//! bytes are integers (shown signed), any other size is shown as its bytes in
+//! hex. `hcr set` takes an integer for the former (in range for the size,
+//! signed or unsigned) and `0x` with exactly the global's bytes for the
+//! latter.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// How long a request may take before the program is considered stuck.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The control socket of process `pid`.
+pub fn socket_path(pid: u32) -> PathBuf {
+    hcr_runtime::control::socket_dir().join(format!("{pid}.sock"))
+}
+
+/// A connection to one program's endpoint.
+pub struct Client {
+    out: UnixStream,
+    input: BufReader<UnixStream>,
+}
+
+impl Client {
+    /// Connects to process `pid`.
+    ///
+    /// # Errors
+    /// The process has no endpoint (not run with `--control`/`HCR_CONTROL=1`,
+    /// gone, or another user's).
+    pub fn connect(pid: u32) -> anyhow::Result<Client> {
+        let path = socket_path(pid);
+        let s = UnixStream::connect(&path).with_context(|| {
+            format!(
+                "cannot connect to process {pid} at {} (is it running with hcr run --control or HCR_CONTROL=1?)",
+                path.display()
+            )
+        })?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.set_write_timeout(Some(TIMEOUT))?;
+        Ok(Client {
+            input: BufReader::new(s.try_clone()?),
+            out: s,
+        })
+    }
+
+    /// Sends one request; its reply lines (without the final `ok`).
+    ///
+    /// # Errors
+    /// The program refused the request (`err REASON`) or did not answer.
+    pub fn request(&mut self, line: &str) -> anyhow::Result<Vec<String>> {
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        let mut lines = Vec::new();
+        loop {
+            let mut l = String::new();
+            if self.input.read_line(&mut l).context("no answer")? == 0 {
+                bail!("the program closed the connection");
+            }
+            let l = l.trim_end_matches('\n');
+            if l == "ok" {
+                return Ok(lines);
+            }
+            if let Some(e) = l.strip_prefix("err ") {
+                bail!("{e}");
+            }
+            lines.push(l.to_string());
+        }
+    }
+}
+
+/// What `info` says about a program.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// Process id.
+    pub pid: u32,
+    /// The image path.
+    pub image: String,
+    /// Completed reloads.
+    pub generation: u32,
+    /// Module names.
+    pub modules: Vec<String>,
+    /// The last failed reload's message (empty when none).
+    pub error: String,
+}
+
+/// Asks for `info`.
+///
+/// # Errors
+/// See [`Client::request`].
+pub fn info(c: &mut Client) -> anyhow::Result<Info> {
+    let mut i = Info::default();
+    for l in c.request("info")? {
+        let (k, v) = l.split_once(' ').unwrap_or((&l, ""));
+        match k {
+            "pid" => i.pid = v.parse().unwrap_or(0),
+            "image" => i.image = v.to_string(),
+            "generation" => i.generation = v.parse().unwrap_or(0),
+            "modules" => i.modules = v.split_whitespace().map(String::from).collect(),
+            "error" => i.error = v.to_string(),
+            _ => {}
+        }
+    }
+    Ok(i)
+}
+
+/// `hcr ps`: this user's programs with a control endpoint.
+///
+/// # Errors
+/// Writing the output failed.
+pub fn ps(out: &mut dyn Write) -> anyhow::Result<()> {
+    let dir = hcr_runtime::control::socket_dir();
+    let mut pids: Vec<u32> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".sock")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    writeln!(
+        out,
+        "{:>8}  {:<40}  {:>10}  MODULES",
+        "PID", "IMAGE", "GENERATION"
+    )?;
+    for pid in pids {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // The program died without removing its socket (SIGKILL).
+            let _ = std::fs::remove_file(socket_path(pid));
+            continue;
+        }
+        let Ok(i) = Client::connect(pid).and_then(|mut c| info(&mut c)) else {
+            continue;
+        };
+        writeln!(
+            out,
+            "{:>8}  {:<40}  {:>10}  {}",
+            pid,
+            i.image,
+            i.generation,
+            i.modules.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
+/// One global as the endpoint reports it.
+#[derive(Debug, Clone)]
+pub struct GlobalValue {
+    /// Module.
+    pub module: String,
+    /// Name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its first bytes (all of them up to 4096).
+    pub bytes: Vec<u8>,
+    /// Kind (`int`, `uint`, `float`, `double`, `bool`) and range, when
+    /// `HCR_TWEAK` gave them.
+    pub tweak: Option<(String, f64, f64)>,
+}
+
+impl GlobalValue {
+    /// The type shown: an integer type for sizes 1, 2, 4, 8, else bytes.
+    pub fn type_name(&self) -> String {
+        if let Some((k, ..)) = &self.tweak {
+            return match k.as_str() {
+                "int" | "uint" => format!("{k}{}", self.size * 8),
+                k => k.to_string(),
+            };
+        }
+        match self.size {
+            1 | 2 | 4 | 8 => format!("int{}", self.size * 8),
+            n => format!("bytes[{n}]"),
+        }
+    }
+
+    /// The value shown.
+    pub fn value(&self) -> String {
+        format_typed(self.kind(), self.size, &self.bytes)
+    }
+
+    fn kind(&self) -> &str {
+        self.tweak.as_ref().map_or("", |t| t.0.as_str())
+    }
+}
+
+fn format_typed(kind: &str, size: u64, b: &[u8]) -> String {
+    let word = |n: usize| -> Option<u64> {
+        (b.len() == n && size == n as u64).then(|| {
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(b);
+            u64::from_le_bytes(w)
+        })
+    };
+    match (kind, size) {
+        ("float", 4) => word(4).map_or_else(String::new, |w| f32::from_bits(w as u32).to_string()),
+        ("double", 8) => word(8).map_or_else(String::new, |w| f64::from_bits(w).to_string()),
+        ("bool", _) => (b.iter().any(|&x| x != 0)).to_string(),
+        ("uint", 1 | 2 | 4 | 8) => word(size as usize).map_or_else(String::new, |w| w.to_string()),
+        _ => format_value(size, b),
+    }
+}
+
+fn format_value(size: u64, b: &[u8]) -> String {
+    match (size, b) {
+        (1, [a]) => (*a as i8).to_string(),
+        (2, &[a, c]) => i16::from_le_bytes([a, c]).to_string(),
+        (4, &[a, c, d, e]) => i32::from_le_bytes([a, c, d, e]).to_string(),
+        (8, b) if b.len() == 8 => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            i64::from_le_bytes(w).to_string()
+        }
+        (size, b) => {
+            let mut s = String::from("0x");
+            for x in b {
+                s.push_str(&format!("{x:02x}"));
+            }
+            if (b.len() as u64) < size {
+                s.push_str("...");
+            }
+            s
+        }
+    }
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if !h.len().is_multiple_of(2) || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..h.len() / 2)
+        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// Reads the globals (of `module`, or all).
+///
+/// # Errors
+/// See [`Client::request`].
+pub fn read_globals(c: &mut Client, module: Option<&str>) -> anyhow::Result<Vec<GlobalValue>> {
+    let req = match module {
+        Some(m) => format!("globals {m}"),
+        None => "globals".to_string(),
+    };
+    let mut v = Vec::new();
+    for l in c.request(&req)? {
+        let mut w = l.split(' ');
+        let (Some("g"), Some(m), Some(n), Some(size), h) =
+            (w.next(), w.next(), w.next(), w.next(), w.next())
+        else {
+            continue;
+        };
+        v.push(GlobalValue {
+            module: m.to_string(),
+            name: n.to_string(),
+            size: size.parse().unwrap_or(0),
+            bytes: unhex(h.unwrap_or("")).unwrap_or_default(),
+            tweak: match (
+                w.next(),
+                w.next().and_then(|x| x.parse().ok()),
+                w.next().and_then(|x| x.parse().ok()),
+            ) {
+                (Some(k), Some(min), Some(max)) => Some((k.to_string(), min, max)),
+                _ => None,
+            },
+        });
+    }
+    Ok(v)
+}
+
+/// `hcr globals PID [MODULE] [--json]`.
+///
+/// # Errors
+/// No such program, or no such module.
+pub fn globals(
+    pid: u32,
+    module: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut c = Client::connect(pid)?;
+    let gs = read_globals(&mut c, module)?;
+    if let Some(m) = module {
+        if gs.is_empty() && !info(&mut c)?.modules.iter().any(|x| x == m) {
+            bail!("process {pid} has no module {m}");
+        }
+    }
+    if json {
+        let v: Vec<serde_json::Value> = gs
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "module": g.module,
+                    "name": g.name,
+                    "type": g.type_name(),
+                    "size": g.size,
+                    "value": g.value(),
+                    "min": g.tweak.as_ref().map(|t| t.1),
+                    "max": g.tweak.as_ref().map(|t| t.2),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let wm = gs.iter().map(|g| g.module.len()).max().unwrap_or(0).max(6);
+    let wn = gs.iter().map(|g| g.name.len()).max().unwrap_or(0).max(4);
+    let wt = gs
+        .iter()
+        .map(|g| g.type_name().len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    writeln!(
+        out,
+        "{:<wm$}  {:<wn$}  {:<wt$}  VALUE",
+        "MODULE", "NAME", "TYPE"
+    )?;
+    for g in &gs {
+        let mut v = g.value();
+        if v.len() > 80 {
+            v.truncate(77);
+            v.push_str("...");
+        }
+        writeln!(
+            out,
+            "{:<wm$}  {:<wn$}  {:<wt$}  {v}",
+            g.module,
+            g.name,
+            g.type_name()
+        )?;
+    }
+    Ok(())
+}
+
+/// Parses an integer: decimal, `-` decimal, `0x` hex.
+fn parse_int(s: &str) -> Option<i128> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        Some(h) => i128::from_str_radix(h, 16).ok()?,
+        None => body.parse::<i128>().ok()?,
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// The bytes `value` stands for in global `g`: typed and range-checked by
+/// its `HCR_TWEAK` when it has one, else by its size.
+///
+/// # Errors
+/// A wrong type or an out-of-range value, with the reason.
+pub fn encode_for(g: &GlobalValue, value: &str) -> anyhow::Result<Vec<u8>> {
+    let Some((kind, min, max)) = &g.tweak else {
+        return encode(g.size, value);
+    };
+    let (v, bytes) = match (kind.as_str(), g.size) {
+        ("float", 4) | ("double", 8) => {
+            let Ok(v) = value.parse::<f64>() else {
+                bail!("wrong type: {value:?} is not a number, and this global is a {kind}");
+            };
+            if !v.is_finite() {
+                bail!("bad value: {value} is not a finite number");
+            }
+            let b = if g.size == 4 {
+                (v as f32).to_le_bytes().to_vec()
+            } else {
+                v.to_le_bytes().to_vec()
+            };
+            (v, b)
+        }
+        ("bool", n) => {
+            let v = match value {
+                "true" | "1" => 1u8,
+                "false" | "0" => 0,
+                _ => bail!("wrong type: {value:?} is not a bool (true, false, 1 or 0)"),
+            };
+            let mut b = vec![0u8; n as usize];
+            if let Some(x) = b.first_mut() {
+                *x = v;
+            }
+            (f64::from(v), b)
+        }
+        ("uint", 1 | 2 | 4 | 8) if value.starts_with('-') => {
+            bail!("bad value: {value} is negative, and this global is unsigned")
+        }
+        (_, n) => {
+            let b = encode(n, value)?;
+            let v = parse_int(value).unwrap_or(0) as f64;
+            (v, b)
+        }
+    };
+    if v < *min || v > *max {
+        bail!("bad value: {value} is outside the range {min} to {max} that HCR_TWEAK gives it");
+    }
+    Ok(bytes)
+}
+
+/// The bytes `value` stands for in a global of `size` bytes (typed by size).
+///
+/// # Errors
+/// A wrong type or an out-of-range value, with the reason.
+pub fn encode(size: u64, value: &str) -> anyhow::Result<Vec<u8>> {
+    match size {
+        1 | 2 | 4 | 8 => {
+            let bits = size * 8;
+            let Some(v) = parse_int(value) else {
+                bail!(
+                    "wrong type: {value:?} is not an integer, and this global is a {size}-byte integer \
+                     (no type information: build with -g for floats, structs and enums)"
+                );
+            };
+            let min = -(1i128 << (bits - 1));
+            let max = (1i128 << bits) - 1;
+            if v < min || v > max {
+                bail!(
+                    "bad value: {value} is out of range for a {size}-byte integer ({min} to {max})"
+                );
+            }
+            Ok(v.to_le_bytes()[..size as usize].to_vec())
+        }
+        n => {
+            let Some(b) = value
+                .strip_prefix("0x")
+                .and_then(unhex)
+                .filter(|b| b.len() as u64 == n)
+            else {
+                bail!(
+                    "wrong type: this global is {n} bytes without type information; give exactly \
+                     {n} bytes as 0x followed by {} hex digits",
+                    2 * n
+                );
+            };
+            Ok(b)
+        }
+    }
+}
+
+/// `hcr set PID MODULE:NAME VALUE`: prints `old -> new`.
+///
+/// # Errors
+/// No such program or global, or the value is refused (with the reason).
+pub fn set(pid: u32, target: &str, value: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut c = Client::connect(pid)?;
+    let line = set_with(&mut c, pid, target, value)?;
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+/// Sets a global through an open connection; `old -> new`.
+///
+/// # Errors
+/// As [`set`].
+pub fn set_with(c: &mut Client, pid: u32, target: &str, value: &str) -> anyhow::Result<String> {
+    let Some((module, name)) = target.split_once(':') else {
+        bail!("expected MODULE:NAME[.FIELD], got {target:?}");
+    };
+    if module.contains(char::is_whitespace) || name.contains(char::is_whitespace) {
+        bail!("expected MODULE:NAME, got {target:?}");
+    }
+    let gs = read_globals(c, Some(module))?;
+    let Some(g) = gs.iter().find(|g| g.name == name) else {
+        if let Some((base, _)) = name.split_once('.') {
+            if gs.iter().any(|g| g.name == base) {
+                bail!("{target}: fields need type information (DWARF types are not read yet)");
+            }
+        }
+        bail!("process {pid} has no global {module}:{name} (removed, or never defined)");
+    };
+    if g.size > hcr_runtime::control::MAX_READ {
+        bail!("{target} is {} bytes: too large to set", g.size);
+    }
+    let bytes = encode_for(g, value).with_context(|| format!("cannot set {target}"))?;
+    let mut h = String::new();
+    for b in &bytes {
+        h.push_str(&format!("{b:02x}"));
+    }
+    let reply = c
+        .request(&format!("write {module} {name} 0 {h}"))
+        .with_context(|| format!("cannot set {target}"))?;
+    let old = reply
+        .iter()
+        .find_map(|l| l.strip_prefix("old "))
+        .and_then(unhex)
+        .unwrap_or_default();
+    Ok(format!(
+        "{} -> {}",
+        format_typed(g.kind(), g.size, &old),
+        format_typed(g.kind(), g.size, &bytes)
+    ))
+}

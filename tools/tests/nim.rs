@@ -446,7 +446,13 @@ proc step*() =
     inc total
     echo "total=", total
 "#;
-    for mm in ["orc+tls", "arc+tls", "refc+tls", "orc+threads", "refc+threads"] {
+    for mm in [
+        "orc+tls",
+        "arc+tls",
+        "refc+tls",
+        "orc+threads",
+        "refc+threads",
+    ] {
         let (d, image) = project(mm, THREADED);
         let mut p = Running::start(&image);
         assert_eq!(p.send("tick"), ["total=51"], "{mm}");

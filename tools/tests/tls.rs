@@ -299,3 +299,82 @@ fn threads_use_tls_while_another_reloads() {
     );
     assert_eq!(stdout, format!("reloads={reloads} bad=0\n"));
 }
+
+/// A thread-local variable removed by one reload and re-introduced by the
+/// next starts fresh from its initialiser, in the thread that held the old
+/// value and in a thread born later, as a global does.
+#[test]
+fn a_removed_then_readded_thread_local_starts_fresh() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = support::module(
+        d,
+        "main",
+        r#"#include <pthread.h>
+        #include <stdio.h>
+        #include <unistd.h>
+        #include "hcr.h"
+        int bump(void);
+        static void *later(void *arg) { (void)arg; printf("thread %d\n", bump()); return 0; }
+        static void wait_and_reload(void) {
+            fflush(stdout);
+            for (int i = 0; i < 2000 && !hcr_has_any_module_changed(); i++) usleep(5000);
+            printf("reloaded %d\n", hcr_perform_code_reload());
+        }
+        int main(void) {
+            int a = bump(), b = bump();
+            printf("v1 %d %d\n", a, b);
+            wait_and_reload();
+            printf("v2 %d\n", bump());
+            wait_and_reload();
+            printf("v3 %d\n", bump());
+            pthread_t th;
+            pthread_create(&th, 0, later, 0);
+            pthread_join(th, 0);
+            return 0;
+        }"#,
+        "-O2",
+    );
+    let version = |tag: &str, code: &str| {
+        let sub = d.join(tag);
+        std::fs::create_dir_all(&sub).unwrap();
+        support::module(&sub, "lib", code, "-O2")
+    };
+    let with_x = "__thread int x = 5; int bump(void) { return ++x; }";
+    let l1 = version("v1", with_x);
+    let l2 = version("v2", "int bump(void) { return -1; }");
+    let l3 = version("v3", with_x);
+    let app = d.join("app.hcr");
+    support::link_ok(&app, &[main.clone(), l1]);
+    let mut child = std::process::Command::new(support::hcr_bin())
+        .arg("run")
+        .arg(&app)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "v1 6 7\n");
+    support::link_ok(&app, &[main.clone(), l2]);
+    for want in ["reloaded 1\n", "v2 -1\n"] {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, want);
+    }
+    support::link_ok(&app, &[main, l3]);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{err}");
+    // Fresh from the initialiser (5), not the old value (7).
+    assert_eq!(rest, "reloaded 1\nv3 6\nthread 6\n", "{err}");
+}

@@ -181,6 +181,19 @@ impl GlobalValue {
         }
     }
 
+    /// What `hcr globals --json` and the `hcr ui` page show of it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "module": self.module,
+            "name": self.name,
+            "type": self.type_name(),
+            "size": self.size,
+            "value": self.value(),
+            "min": self.tweak.as_ref().map(|t| t.1),
+            "max": self.tweak.as_ref().map(|t| t.2),
+        })
+    }
+
     /// The value shown.
     pub fn value(&self) -> String {
         format_typed(self.kind(), self.size, &self.bytes)
@@ -293,20 +306,7 @@ pub fn globals(
         }
     }
     if json {
-        let v: Vec<serde_json::Value> = gs
-            .iter()
-            .map(|g| {
-                serde_json::json!({
-                    "module": g.module,
-                    "name": g.name,
-                    "type": g.type_name(),
-                    "size": g.size,
-                    "value": g.value(),
-                    "min": g.tweak.as_ref().map(|t| t.1),
-                    "max": g.tweak.as_ref().map(|t| t.2),
-                })
-            })
-            .collect();
+        let v: Vec<serde_json::Value> = gs.iter().map(GlobalValue::to_json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }

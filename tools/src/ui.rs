@@ -74,20 +74,7 @@ fn same(a: &str, b: &str) -> bool {
 fn state(c: &mut Client) -> anyhow::Result<String> {
     let info = live::info(c)?;
     let gs = live::read_globals(c, None)?;
-    let globals: Vec<serde_json::Value> = gs
-        .iter()
-        .map(|g| {
-            serde_json::json!({
-                "module": g.module,
-                "name": g.name,
-                "type": g.type_name(),
-                "size": g.size,
-                "value": g.value(),
-                "min": g.tweak.as_ref().map(|t| t.1),
-                "max": g.tweak.as_ref().map(|t| t.2),
-            })
-        })
-        .collect();
+    let globals: Vec<serde_json::Value> = gs.iter().map(live::GlobalValue::to_json).collect();
     Ok(serde_json::json!({
         "pid": info.pid,
         "image": info.image,

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::Path;
+use support::install;
 
 use hcr_runtime::Runtime;
 
@@ -17,12 +17,6 @@ type IntFn = extern "C" fn() -> i32;
 /// rename returned, so no waiting is allowed for.
 fn becomes(rt: &Runtime, want: bool) -> bool {
     rt.has_any_module_changed() == want
-}
-
-fn install(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 #[test]

@@ -7,13 +7,13 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{hcr_bin, hcr_link_bin};
+use support::{hcr_bin, hcr_link_bin, lines_of};
 
 /// A crate that vendors a code base, pinned by version and SHA-256.
 struct Crate {
@@ -189,19 +189,6 @@ fn text(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// Lines a child writes to a pipe, as they come.
-fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Waits for a line containing `needle`; every line seen goes to `seen`.

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{hcr_bin, hcr_link_bin, link_ok, module};
+use support::{hcr_bin, hcr_link_bin, lines_of, link_ok, module};
 
 fn hcr_link(args: &[&str], out: &Path, inputs: &[PathBuf]) -> std::process::Output {
     Command::new(hcr_link_bin())
@@ -293,18 +293,6 @@ fn dlopened_plugins_see_the_image_symbols_before_and_after_a_reload() {
     assert!(child.wait().unwrap().success());
     // lib_counter kept its 11; lib_added is new in the reload.
     assert_eq!(rest, "reloaded 1\nafter 100811\nagain 821\n");
-}
-
-fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn next_matching(rx: &mpsc::Receiver<String>, needle: &str) -> Option<String> {

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::install;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,13 +64,6 @@ const char *get_name(void) { return name; }
 
 fn build(dir: &Path, tag: &str, code: &str) -> PathBuf {
     support::lib_image(dir, tag, code)
-}
-
-/// Puts `bytes` at `path` the way a linker does: a new file, renamed.
-fn install(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// `image` with its GOT entry for host symbol `symbol` relocated by a 32-bit

@@ -219,3 +219,26 @@ pub fn native_and_image(
     link_ok(&img, &objs);
     (want, run(&img))
 }
+
+/// Lines a child writes to a pipe, as they come (read on a thread of its
+/// own, so a test can wait for one with a deadline).
+pub fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Puts `bytes` at `path` the way a linker does: a new file, renamed over
+/// the old one.
+pub fn install(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).expect("write the new image");
+    std::fs::rename(&tmp, path).expect("rename it into place");
+}

@@ -288,9 +288,6 @@ fn cstr<'a>(p: *const c_char) -> Result<&'a str, Error> {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_has_any_module_changed() -> bool {
-    if crate::watcher::known_unchanged() {
-        return false;
-    }
     guard(false, any_module_changed)
 }
 

@@ -8,6 +8,7 @@ pub mod link;
 pub mod live;
 pub mod nim_watch;
 pub mod run;
+pub mod types;
 pub mod ui;
 pub mod watch;
 

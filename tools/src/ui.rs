@@ -144,7 +144,7 @@ pub fn ui(pid: u32, port: u16, out: &mut dyn Write) -> anyhow::Result<()> {
                     let value = query(&url, "value").unwrap_or_default();
                     let mut sink = Vec::new();
                     let _ = req.as_reader().take(1 << 16).read_to_end(&mut sink);
-                    match live::set_with(&mut client, pid, &target, &value) {
+                    match live::set_with(&mut client, pid, &target, &value, None) {
                         Ok(s) => (200, "text/plain", s),
                         Err(e) => (400, "text/plain", format!("{e:#}")),
                     }

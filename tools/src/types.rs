@@ -607,7 +607,12 @@ impl<'d> Decoder<'_, 'd> {
                         None => name,
                     }
                 }
-                gimli::DW_TAG_typedef if !name.is_empty() => return name,
+                // A typedef of a record or enum keeps its name (`FILE*`);
+                // one of a number or pointer is seen through (`Char*` is
+                // shown `char*`, as `Char` itself is `char`).
+                gimli::DW_TAG_typedef if !name.is_empty() && !self.names_scalar(next) => {
+                    return name
+                }
                 gimli::DW_TAG_structure_type if !name.is_empty() => {
                     return format!("struct:{name}")
                 }
@@ -631,6 +636,27 @@ impl<'d> Decoder<'_, 'd> {
             }
         }
         "void".into()
+    }
+
+    /// True when `off` (through typedefs and qualifiers) is a base type or
+    /// a pointer.
+    fn names_scalar(&self, mut off: Option<UnitOffset>) -> bool {
+        for _ in 0..16 {
+            let Some(o) = off else { return true };
+            let Ok(e) = self.unit.entry(o) else {
+                return false;
+            };
+            match e.tag() {
+                gimli::DW_TAG_base_type | gimli::DW_TAG_pointer_type => return true,
+                gimli::DW_TAG_typedef
+                | gimli::DW_TAG_const_type
+                | gimli::DW_TAG_volatile_type
+                | gimli::DW_TAG_atomic_type
+                | gimli::DW_TAG_restrict_type => off = Self::unit_ref(&e, gimli::DW_AT_type),
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// The direct children of the DIE at `off`.

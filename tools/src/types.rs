@@ -569,7 +569,11 @@ impl<'d> Decoder<'_, 'd> {
                     else {
                         continue;
                     };
-                    let name = if base { ft.name() } else { self.name(&c) };
+                    let name = match &*ft {
+                        Ty::Record { name, .. } if base && !name.is_empty() => name.clone(),
+                        t if base => t.name(),
+                        _ => self.name(&c),
+                    };
                     fields.push(Field {
                         name,
                         offset,
@@ -901,7 +905,10 @@ fn f80_to_f64(b: &[u8]) -> f64 {
             f64::NAN
         }
     } else {
-        (mant as f64) * 2f64.powi(exp - 16383 - 63)
+        // In two steps: one power of two may underflow where the product
+        // does not (subnormal doubles).
+        let e = exp - 16383 - 63;
+        (mant as f64) * 2f64.powi(e / 2) * 2f64.powi(e - e / 2)
     };
     if neg {
         -v
@@ -996,9 +1003,9 @@ pub fn format(ty: &Ty, bits: Option<(u64, u64)>, b: &[u8]) -> String {
                 v.to_string()
             }
         }
-        Ty::Float { size: 4 } => f32::from_bits(le(&b[..4]) as u32).to_string(),
-        Ty::Float { size: 8 } => f64::from_bits(le(&b[..8]) as u64).to_string(),
-        Ty::Float { .. } => f80_to_f64(b).to_string(),
+        Ty::Float { size: 4 } => float_text(f64::from(f32::from_bits(le(&b[..4]) as u32)), true),
+        Ty::Float { size: 8 } => float_text(f64::from_bits(le(&b[..8]) as u64), false),
+        Ty::Float { .. } => float_text(f80_to_f64(b), false),
         Ty::Bool { size } => b[..*size as usize].iter().any(|&x| x != 0).to_string(),
         Ty::Enum {
             size,
@@ -1075,6 +1082,19 @@ pub fn format(ty: &Ty, bits: Option<(u64, u64)>, b: &[u8]) -> String {
             }
             s
         }
+    }
+}
+
+/// The shortest text that reads back as the same number: plain decimal for
+/// ordinary magnitudes, exponent notation for tiny and huge ones.
+fn float_text(v: f64, single: bool) -> String {
+    let a = v.abs();
+    let plain = a == 0.0 || !a.is_finite() || (1e-5..1e16).contains(&a);
+    match (plain, single) {
+        (true, true) => (v as f32).to_string(),
+        (true, false) => v.to_string(),
+        (false, true) => format!("{:e}", v as f32),
+        (false, false) => format!("{v:e}"),
     }
 }
 

@@ -409,12 +409,8 @@ void show(void) { printf("%p\n", (void *)&other); }
     let t = tempfile::tempdir().unwrap();
     let mut p = start(t.path(), v1, "-g0");
     let speed_at = p.send("p");
-    assert_eq!(
-        p.set("lib:speed", "11")
-            .unwrap_err()
-            .contains("range 0 to 10"),
-        true
-    );
+    let e = p.set("lib:speed", "11").unwrap_err();
+    assert!(e.contains("range 0 to 10"), "{e}");
     p.install("v2", v2, "-g0");
     assert_eq!(p.send("r"), "reload rc=1");
     assert_eq!(p.send("p"), "none");

@@ -19,6 +19,8 @@ use std::io::{Read, Write};
 use anyhow::Context;
 
 use crate::live::{self, Client};
+use std::collections::HashMap;
+
 use crate::types::TypeTable;
 
 /// Pages streaming at once.
@@ -79,27 +81,40 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Types of the running generation, read again when a reload changed it.
+/// What one page's refreshes keep between them: the types of the running
+/// generation (read again when a reload changed it) and each global's JSON
+/// with the bytes and type it was made from, so a refresh formats only the
+/// globals whose bytes changed.
 #[derive(Default)]
-pub struct TypeCache {
-    types: Option<TypeTable>,
+pub struct StateCache {
+    types: Option<std::sync::Arc<TypeTable>>,
     /// The generation `types` were asked for (`None`: never).
     asked: Option<u32>,
+    /// `MODULE:NAME` → (type identity, bytes, tweak, JSON).
+    json: HashMap<String, CachedJson>,
 }
 
-impl TypeCache {
+struct CachedJson {
+    ty: usize,
+    bytes: Vec<u8>,
+    tweak: Option<(String, f64, f64)>,
+    text: String,
+}
+
+impl StateCache {
     /// The types for `generation` (asked for at most once per generation;
     /// a program without debug information gets `None`).
-    pub fn get(&mut self, c: &mut Client, generation: u32) -> Option<&TypeTable> {
+    pub fn types(&mut self, c: &mut Client, generation: u32) -> Option<std::sync::Arc<TypeTable>> {
         if self.asked != Some(generation) {
-            self.types = c.types().unwrap_or(None);
+            self.types = c.types().unwrap_or(None).map(std::sync::Arc::new);
             // Asked again next time if the program reloaded meanwhile.
             self.asked = self
                 .types
                 .as_ref()
                 .map_or(Some(generation), |t| Some(t.generation));
+            self.json.clear();
         }
-        self.types.as_ref()
+        self.types.clone()
     }
 }
 
@@ -116,10 +131,37 @@ pub struct Snapshot {
 ///
 /// # Errors
 /// The program does not answer.
-pub fn snapshot(c: &mut Client, cache: &mut TypeCache) -> anyhow::Result<Snapshot> {
+pub fn snapshot(c: &mut Client, cache: &mut StateCache) -> anyhow::Result<Snapshot> {
     let info = live::info(c)?;
-    let types = cache.get(c, info.generation);
-    let gs = live::read_globals_typed(c, None, types)?;
+    let types = cache.types(c, info.generation);
+    let gs = live::read_globals_typed(c, None, types.as_deref())?;
+    let mut globals = Vec::with_capacity(gs.len());
+    let mut seen = std::collections::HashSet::with_capacity(gs.len());
+    for g in gs {
+        let key = format!("{}:{}", g.module, g.name);
+        let ty =
+            g.ty.as_ref()
+                .map_or(0, |t| std::sync::Arc::as_ptr(t) as usize);
+        let text = match cache.json.get(&key) {
+            Some(j) if j.ty == ty && j.bytes == g.bytes && j.tweak == g.tweak => j.text.clone(),
+            _ => {
+                let text = g.to_json().to_string();
+                cache.json.insert(
+                    key.clone(),
+                    CachedJson {
+                        ty,
+                        bytes: g.bytes,
+                        tweak: g.tweak,
+                        text: text.clone(),
+                    },
+                );
+                text
+            }
+        };
+        seen.insert(key.clone());
+        globals.push((key, text));
+    }
+    cache.json.retain(|k, _| seen.contains(k));
     Ok(Snapshot {
         header: serde_json::json!({
             "pid": info.pid,
@@ -128,10 +170,7 @@ pub fn snapshot(c: &mut Client, cache: &mut TypeCache) -> anyhow::Result<Snapsho
             "modules": info.modules,
             "error": info.error,
         }),
-        globals: gs
-            .iter()
-            .map(|g| (format!("{}:{}", g.module, g.name), g.to_json().to_string()))
-            .collect(),
+        globals,
     })
 }
 
@@ -201,7 +240,7 @@ pub const PUSH_PERIOD: std::time::Duration = std::time::Duration::from_millis(10
 fn push(pid: u32, stream: Box<dyn tiny_http::ReadWrite + Send>) {
     let mut ws =
         tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Server, None);
-    let mut cache = TypeCache::default();
+    let mut cache = StateCache::default();
     let mut client: Option<Client> = None;
     let mut last: Option<Snapshot> = None;
     loop {
@@ -259,7 +298,7 @@ pub fn ui(pid: u32, port: u16, out: &mut dyn Write) -> anyhow::Result<()> {
     out.flush()?;
     let hosts = [format!("127.0.0.1:{port}"), format!("localhost:{port}")];
     let origins = hosts.clone().map(|h| format!("http://{h}"));
-    let mut cache = TypeCache::default();
+    let mut cache = StateCache::default();
     let streams = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for mut req in server.incoming_requests() {
         let header = |name: &'static str| {
@@ -331,8 +370,8 @@ pub fn ui(pid: u32, port: u16, out: &mut dyn Write) -> anyhow::Result<()> {
                             live::info(&mut client)
                         })
                         .and_then(|i| {
-                            let types = cache.get(&mut client, i.generation).cloned();
-                            live::set_with(&mut client, pid, &target, &value, types.as_ref())
+                            let types = cache.types(&mut client, i.generation);
+                            live::set_with(&mut client, pid, &target, &value, types.as_deref())
                         });
                     match r {
                         Ok(s) => (200, "text/plain", s),

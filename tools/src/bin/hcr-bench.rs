@@ -1093,7 +1093,7 @@ fn bench_live(cli: &Cli, iterations: i64, globals: usize) -> anyhow::Result<()> 
     let types = c.types()?;
     let types_time = t.elapsed();
     let typed = types.as_ref().map_or(0, |t| t.len());
-    let mut cache = hcr_tools::ui::TypeCache::default();
+    let mut cache = hcr_tools::ui::StateCache::default();
     let first = hcr_tools::ui::snapshot(&mut c, &mut cache)?;
     let full_len = first.full(false).len();
     let snap = time_runs(samples, || {

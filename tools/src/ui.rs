@@ -98,7 +98,7 @@ struct CachedJson {
     ty: usize,
     bytes: Vec<u8>,
     tweak: Option<(String, f64, f64)>,
-    text: String,
+    text: std::sync::Arc<str>,
 }
 
 impl StateCache {
@@ -124,7 +124,7 @@ pub struct Snapshot {
     /// pid, image, generation, modules, error.
     pub header: serde_json::Value,
     /// `(key, JSON text)` of every global.
-    pub globals: Vec<(String, String)>,
+    pub globals: Vec<(String, std::sync::Arc<str>)>,
 }
 
 /// Reads the program's state, typed.
@@ -145,7 +145,7 @@ pub fn snapshot(c: &mut Client, cache: &mut StateCache) -> anyhow::Result<Snapsh
         let text = match cache.json.get(&key) {
             Some(j) if j.ty == ty && j.bytes == g.bytes && j.tweak == g.tweak => j.text.clone(),
             _ => {
-                let text = g.to_json().to_string();
+                let text: std::sync::Arc<str> = g.to_json().to_string().into();
                 cache.json.insert(
                     key.clone(),
                     CachedJson {
@@ -201,15 +201,15 @@ impl Snapshot {
         let old: std::collections::HashMap<&str, &str> = before
             .globals
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| (k.as_str(), &**v))
             .collect();
         let now: std::collections::HashSet<&str> =
             self.globals.iter().map(|(k, _)| k.as_str()).collect();
         let changed: Vec<&str> = self
             .globals
             .iter()
-            .filter(|(k, v)| old.get(k.as_str()) != Some(&v.as_str()))
-            .map(|(_, v)| v.as_str())
+            .filter(|(k, v)| old.get(k.as_str()) != Some(&&**v))
+            .map(|(_, v)| &**v)
             .collect();
         let removed: Vec<&str> = before
             .globals

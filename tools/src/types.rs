@@ -177,20 +177,19 @@ impl Ty {
 pub struct TypeTable {
     /// The generation the types were read for.
     pub generation: u32,
-    globals: HashMap<(String, String), Arc<Ty>>,
+    /// module → identity key → type.
+    globals: HashMap<String, HashMap<String, Arc<Ty>>>,
 }
 
 impl TypeTable {
     /// The type of global `module:name`, when DWARF described it.
     pub fn get(&self, module: &str, name: &str) -> Option<Arc<Ty>> {
-        self.globals
-            .get(&(module.to_string(), name.to_string()))
-            .cloned()
+        self.globals.get(module)?.get(name).cloned()
     }
 
     /// Globals with a type.
     pub fn len(&self) -> usize {
-        self.globals.len()
+        self.globals.values().map(HashMap::len).sum()
     }
 
     /// True when no global has a type.
@@ -291,16 +290,17 @@ pub fn read_image(file: &[u8]) -> anyhow::Result<TypeTable> {
             let Some(o) = manifest.objects.get(*obj as usize) else {
                 continue;
             };
-            let key = (
-                manifest.module_name(o.module).to_string(),
-                manifest.object_key(o).to_string(),
-            );
-            if table.globals.contains_key(&key) {
+            let (module, key) = (manifest.module_name(o.module), manifest.object_key(o));
+            if table.get(module, key).is_some() {
                 continue;
             }
             let ty = dec.variable_type(e);
             if let Some(ty) = ty.filter(|t| t.size() == o.size || !t.is_scalar()) {
-                table.globals.insert(key, ty);
+                table
+                    .globals
+                    .entry(module.to_string())
+                    .or_default()
+                    .insert(key.to_string(), ty);
             }
         }
     }

@@ -187,6 +187,13 @@ impl TypeTable {
         self.globals.get(module)?.get(name).cloned()
     }
 
+    /// Every `(module, key, type)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Arc<Ty>)> {
+        self.globals
+            .iter()
+            .flat_map(|(m, g)| g.iter().map(move |(k, t)| (m.as_str(), k.as_str(), t)))
+    }
+
     /// Globals with a type.
     pub fn len(&self) -> usize {
         self.globals.values().map(HashMap::len).sum()
@@ -278,9 +285,12 @@ pub fn read_image(file: &[u8]) -> anyhow::Result<TypeTable> {
                 // `.debug_addr` from the unit's base.
                 Some(0xa1 | 0xfb) => {
                     let mut r = EndianSlice::new(&bytes[1..], LittleEndian);
-                    r.read_uleb128()
-                        .ok()
-                        .and_then(|i| Some((addr_ix?, unit.addr_base.0 as u64 + i * 8)))
+                    r.read_uleb128().ok().and_then(|i| {
+                        Some((
+                            addr_ix?,
+                            (unit.addr_base.0 as u64).saturating_add(i.saturating_mul(8)),
+                        ))
+                    })
                 }
                 _ => None,
             };
@@ -387,7 +397,7 @@ impl<'d> Decoder<'_, 'd> {
                     _ => return Some(Ty::Opaque { size }),
                 };
                 match enc {
-                    gimli::DW_ATE_boolean => Ty::Bool { size },
+                    gimli::DW_ATE_boolean if (1..=8).contains(&size) => Ty::Bool { size },
                     gimli::DW_ATE_float if matches!(size, 4 | 8 | 16) => Ty::Float { size },
                     gimli::DW_ATE_signed | gimli::DW_ATE_signed_char
                         if matches!(size, 1 | 2 | 4 | 8 | 16) =>
@@ -434,6 +444,9 @@ impl<'d> Decoder<'_, 'd> {
             },
             gimli::DW_TAG_enumeration_type => {
                 let size = Self::size(&e).unwrap_or(4);
+                if !matches!(size, 1 | 2 | 4 | 8) {
+                    return Some(Ty::Opaque { size });
+                }
                 let under = target.and_then(|t| self.ty(t, String::new()));
                 let mut signed = matches!(under.as_deref(), Some(Ty::Int { signed: true, .. }));
                 let mut values = Vec::new();
@@ -483,7 +496,7 @@ impl<'d> Decoder<'_, 'd> {
                     let count = match c.attr_value(gimli::DW_AT_count) {
                         Some(v) => v.udata_value().unwrap_or(0),
                         None => match c.attr_value(gimli::DW_AT_upper_bound) {
-                            Some(AttributeValue::Sdata(v)) => (v + 1).max(0) as u64,
+                            Some(AttributeValue::Sdata(v)) => v.saturating_add(1).max(0) as u64,
                             Some(v) => v.udata_value().map_or(0, |u| u.saturating_add(1)),
                             None => 0,
                         },
@@ -545,7 +558,8 @@ impl<'d> Decoder<'_, 'd> {
                                 Self::size(&c),
                             ) {
                                 (Some(n), Some(bo), Some(bs)) => {
-                                    let from_lsb = (bs * 8).checked_sub(bo + n)?;
+                                    let from_lsb =
+                                        bs.checked_mul(8)?.checked_sub(bo.saturating_add(n))?;
                                     Some((from_lsb, n))
                                 }
                                 (Some(n), _, _) => Some((0, n)),
@@ -597,6 +611,13 @@ impl<'d> Decoder<'_, 'd> {
     /// The name of a pointer's target, without decoding it (pointers may
     /// point back at the record that holds them).
     fn pointee_name(&mut self, off: UnitOffset) -> String {
+        self.pointee_name_at(off, 0)
+    }
+
+    fn pointee_name_at(&mut self, off: UnitOffset, depth: u32) -> String {
+        if depth > 8 {
+            return "void".into();
+        }
         let mut off = off;
         for _ in 0..16 {
             let Ok(e) = self.unit.entry(off) else {
@@ -628,7 +649,7 @@ impl<'d> Decoder<'_, 'd> {
                 gimli::DW_TAG_subroutine_type => return "fn".into(),
                 gimli::DW_TAG_pointer_type => {
                     return match next {
-                        Some(n) => format!("{}*", self.pointee_name(n)),
+                        Some(n) => format!("{}*", self.pointee_name_at(n, depth + 1)),
                         None => "void*".into(),
                     }
                 }
@@ -740,7 +761,7 @@ fn walk(
                                 &g.ty,
                                 p,
                                 depth + 1,
-                                offset + f.offset + g.offset,
+                                offset.saturating_add(f.offset).saturating_add(g.offset),
                                 g.bits,
                                 limit,
                                 out,
@@ -750,7 +771,15 @@ fn walk(
                     continue;
                 }
                 let p = format!("{path}.{}", f.name);
-                walk(&f.ty, p, depth + 1, offset + f.offset, f.bits, limit, out);
+                walk(
+                    &f.ty,
+                    p,
+                    depth + 1,
+                    offset.saturating_add(f.offset),
+                    f.bits,
+                    limit,
+                    out,
+                );
             }
         }
         Ty::Array { elem, count } if *count <= EXPAND_ELEMENTS && !is_text(elem) => {
@@ -760,7 +789,7 @@ fn walk(
                     elem,
                     p,
                     depth + 1,
-                    offset + i * elem.size(),
+                    offset.saturating_add(i.saturating_mul(elem.size())),
                     None,
                     limit,
                     out,
@@ -815,7 +844,7 @@ pub fn resolve(ty: &Arc<Ty>, rest: &str) -> Result<Place, String> {
                     names.join(", ")
                 ));
             };
-            offset += o;
+            offset = offset.saturating_add(o);
             bits = f.bits;
             t = f.ty.clone();
         } else if let Some(r) = s.strip_prefix('[') {
@@ -835,7 +864,7 @@ pub fn resolve(ty: &Arc<Ty>, rest: &str) -> Result<Place, String> {
                     t.name()
                 ));
             }
-            offset += i * elem.size();
+            offset = offset.saturating_add(i.saturating_mul(elem.size()));
             t = elem.clone();
         } else {
             return Err(format!("expected .FIELD or [INDEX], got {s:?}"));
@@ -852,7 +881,7 @@ fn find_field<'f>(fields: &'f [Field], name: &str) -> Option<(u64, &'f Field)> {
         if f.name.is_empty() {
             if let Ty::Record { fields: inner, .. } = &*f.ty {
                 if let Some((o, g)) = find_field(inner, name) {
-                    return Some((f.offset + o, g));
+                    return Some((f.offset.saturating_add(o), g));
                 }
             }
         }
@@ -966,7 +995,7 @@ fn char_literal(c: u8) -> String {
 pub fn format(ty: &Ty, bits: Option<(u64, u64)>, b: &[u8]) -> String {
     let size = ty.size() as usize;
     if let Some((bo, n)) = bits {
-        let span = (bo + n).div_ceil(8) as usize;
+        let span = bo.saturating_add(n).div_ceil(8) as usize;
         let Some(raw) = b.get(..span.min(16)) else {
             return "?".into();
         };
@@ -1043,10 +1072,10 @@ pub fn format(ty: &Ty, bits: Option<(u64, u64)>, b: &[u8]) -> String {
             s
         }
         Ty::Array { elem, count } => {
-            let es = elem.size() as usize;
+            let es = usize::try_from(elem.size()).unwrap_or(usize::MAX);
             let mut parts = Vec::new();
             for i in 0..(*count as usize).min(SHOW_ELEMENTS) {
-                let at = i * es;
+                let at = i.saturating_mul(es);
                 parts.push(b.get(at..).map_or("?".into(), |r| format(elem, None, r)));
             }
             if *count as usize > SHOW_ELEMENTS {
@@ -1058,7 +1087,7 @@ pub fn format(ty: &Ty, bits: Option<(u64, u64)>, b: &[u8]) -> String {
             let mut parts = Vec::new();
             for f in fields.iter().take(SHOW_ELEMENTS) {
                 let v = b
-                    .get(f.offset as usize..)
+                    .get(usize::try_from(f.offset).unwrap_or(usize::MAX)..)
                     .map_or("?".into(), |r| format(&f.ty, f.bits, r));
                 if f.name.is_empty() {
                     parts.push(v);

@@ -243,6 +243,8 @@ fn push(pid: u32, stream: Box<dyn tiny_http::ReadWrite + Send>) {
     let mut cache = StateCache::default();
     let mut client: Option<Client> = None;
     let mut last: Option<Snapshot> = None;
+    let mut said = String::new();
+    let mut quiet = 0u32;
     loop {
         let snap = client
             .as_mut()
@@ -258,13 +260,26 @@ fn push(pid: u32, stream: Box<dyn tiny_http::ReadWrite + Send>) {
             });
         let msg = match (&snap, &last) {
             (Err(e), _) => {
-                Some(serde_json::json!({ "disconnected": format!("{e:#}") }).to_string())
+                let m = serde_json::json!({ "disconnected": format!("{e:#}") }).to_string();
+                (m != said).then_some(m)
             }
             (Ok(s), Some(l)) if s.header["generation"] == l.header["generation"] => s.delta(l),
             (Ok(s), _) => Some(s.full(true)),
         };
-        if let Some(m) = msg {
-            if ws.send(tungstenite::Message::Text(m.into())).is_err() {
+        // A ping a second when nothing was sent: a page that went away
+        // makes the write fail, and the thread ends.
+        quiet += 1;
+        let out = match msg {
+            Some(m) => {
+                said = m.clone();
+                Some(tungstenite::Message::Text(m.into()))
+            }
+            None if quiet >= 10 => Some(tungstenite::Message::Ping(Vec::new().into())),
+            None => None,
+        };
+        if let Some(m) = out {
+            quiet = 0;
+            if ws.send(m).is_err() {
                 return;
             }
         }

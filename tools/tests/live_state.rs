@@ -607,6 +607,37 @@ fn the_page_needs_its_token_and_shows_and_sets_globals() {
     assert_eq!(changed[0]["name"], "plain");
     assert_eq!(changed[0]["value"], "8");
     drop(sock);
+    // Pages that went away free their streams (at most 16 at once): after
+    // 17 pages opened and closed, another one still gets its stream.
+    let open_close = || -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {push} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..17 {
+        open_close();
+    }
+    let mut code = 0;
+    for _ in 0..50 {
+        code = open_close();
+        if code == 101 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(code, 101, "a closed page's stream ends");
 
     // The page itself, and its state.
     let (code, page) = http(port, "GET", &format!("/?token={q}"), &[]);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hcr_image::{ImageView, Manifest, ModuleId, ObjectId, TargetClass};
-use hcr_loader::{FieldValue, LoadedArea, Tables, Window};
+use hcr_loader::{FieldValue, LoadedArea, Placement, Tables, Window};
 
 use crate::globals::{Global, Heap};
 use crate::image_file::{ImageFile, Parts, Scratch};
@@ -81,15 +81,64 @@ impl Diff {
     }
 }
 
+/// Module segments placed together by one load, shared by every image
+/// whose modules run in them (a reload keeps an unchanged module's segment
+/// where it is).
+pub struct Area {
+    loaded: LoadedArea,
+}
+
 /// The image whose code is live.
 pub struct Current {
     pub manifest: Manifest,
-    pub area: LoadedArea,
     pub stat: FileStat,
     /// Registry index of each manifest function (`NONE` when unreachable).
     fn_tid: Vec<u32>,
     /// Registry index of each manifest object (`NONE` when unreachable).
     obj_gid: Vec<u32>,
+    /// Where each module's segment runs.
+    pub place: Placement,
+    /// The area holding each module's segment (`None`: not loaded).
+    areas: Vec<Option<Arc<Area>>>,
+}
+
+impl Current {
+    /// Run-time address of function `fi`.
+    fn func_addr(&self, fi: usize) -> u64 {
+        let f = &self.manifest.functions[fi];
+        self.place.vbase[f.module.0 as usize].wrapping_add(u64::from(f.offset))
+    }
+    /// True when `addr` lies in one of this image's areas.
+    fn contains(&self, addr: usize) -> bool {
+        self.areas.iter().flatten().any(|a| a.loaded.contains(addr))
+    }
+    /// Each area this image runs code in, once.
+    fn distinct_areas(&self) -> Vec<&Arc<Area>> {
+        let mut v: Vec<&Arc<Area>> = Vec::new();
+        for a in self.areas.iter().flatten() {
+            if !v.last().is_some_and(|l| Arc::ptr_eq(l, a)) && !v.iter().any(|l| Arc::ptr_eq(l, a))
+            {
+                v.push(a);
+            }
+        }
+        v
+    }
+}
+
+/// What a reload did, for tests and benchmarks: work that should follow
+/// what changed, not the size of the program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadWork {
+    /// Modules whose segments were read, verified and relocated.
+    pub modules_loaded: usize,
+    /// Modules whose relocated segments were kept where they were.
+    pub modules_kept: usize,
+    /// Bytes of segments read from the image and relocated.
+    pub bytes_relocated: u64,
+    /// Fixups applied to those segments.
+    pub fixups_applied: u64,
+    /// Permanent addresses retargeted.
+    pub slots_retargeted: usize,
 }
 
 const NONE: u32 = u32::MAX;
@@ -99,7 +148,14 @@ const PENDING: u32 = 1 << 31;
 /// A new image, ready to commit.
 pub struct Prepared {
     manifest: Manifest,
-    area: LoadedArea,
+    /// The area this load placed segments in (none when it only dropped
+    /// modules).
+    area: Option<Arc<Area>>,
+    place: Placement,
+    areas: Vec<Option<Arc<Area>>>,
+    /// Modules whose segments this load placed.
+    loaded: Vec<bool>,
+    work: ReloadWork,
     stat: FileStat,
     diff: Diff,
     /// Registry index (or `PENDING | i`) of each manifest function.
@@ -199,6 +255,10 @@ pub struct State {
     global_index: Index,
     pub current: Option<Current>,
     retired: Vec<Retired>,
+    /// Every mapped area; one no image holds any more is freed by `reclaim`.
+    areas: Vec<Arc<Area>>,
+    /// What the last reload did.
+    pub last_work: ReloadWork,
     pub handlers: Vec<Handler>,
     next_seq: u64,
     pub generation: u32,
@@ -377,6 +437,8 @@ impl State {
             global_index: Index::default(),
             current: None,
             retired: Vec::new(),
+            areas: Vec::new(),
+            last_work: ReloadWork::default(),
             handlers: Vec::new(),
             next_seq: 0,
             generation: 0,
@@ -435,73 +497,20 @@ impl State {
         file: &ImageFile<'_>,
         scratch: &mut Scratch,
     ) -> Result<Option<Prepared>, Error> {
-        // The load area is read straight into its chunk of the window (one
-        // copy from the file, none through a buffer); the rest of what the
-        // loader uses goes to `scratch`.
+        // The manifest and the initial data go to `scratch`; module
+        // segments are read straight into their window chunk, and only
+        // those of modules that must be loaded.
         let bytes = file.read(Parts::AllButArea, scratch)?;
-        let header = ImageView::parse_header(bytes).map_err(|e| self.image_error(e))?;
+        let view = ImageView::parse_without_area(bytes).map_err(|e| self.image_error(e))?;
+        let header = view.header;
         let in_file = header
             .area_file_offset
             .checked_add(header.area_file_size)
             .is_some_and(|end| end <= file.stat.size);
-        let len = usize::try_from(header.area_file_size)
-            .ok()
-            .filter(|_| in_file)
-            .ok_or_else(|| self.image_error(hcr_image::ImageError::Truncated("load area")))?;
-        let mut chunk = Some(self.window.alloc(len.max(1))?);
-        let r = self.prepare_in(file, bytes, &header, &mut chunk);
-        if let Some(c) = chunk.take() {
-            // SAFETY: the chunk was never published: nothing runs in it and
-            // no view of it outlives `prepare_in`.
-            unsafe { self.window.free(c) };
+        if !in_file {
+            return Err(self.image_error(hcr_image::ImageError::Truncated("load area")));
         }
-        r
-    }
-
-    /// [`State::prepare_from`] with the area's chunk reserved: reads the
-    /// area into it, parses and verifies the image, and prepares the load.
-    /// The chunk is taken from `chunk` when the load area is mapped.
-    fn prepare_in(
-        &mut self,
-        file: &ImageFile<'_>,
-        bytes: &[u8],
-        header: &hcr_image::Header,
-        chunk: &mut Option<hcr_loader::Chunk>,
-    ) -> Result<Option<Prepared>, Error> {
         let stat = file.stat;
-        let (addr, cap) = chunk.as_ref().map_or((0, 0), |c| (c.addr, c.len));
-        let len = usize::try_from(header.area_file_size).unwrap_or(usize::MAX);
-        if len > cap {
-            return Err(Error::Io(format!(
-                "{}: load area larger than its chunk",
-                self.path.display()
-            )));
-        }
-        // SAFETY: the chunk is fresh from the window, committed read-write,
-        // at least `len` bytes and not yet published; this is the only
-        // reference to its bytes until the parser's view of them is dropped
-        // below (`view.area`), before the loader writes to them.
-        let dst = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
-        file.read_area_into(header.area_file_offset, dst)?;
-        let mut view = ImageView::parse_with_area(bytes, dst).map_err(|e| self.image_error(e))?;
-        // The parser's view of the chunk ends here: from now on only the
-        // loader touches those bytes.
-        view.area = &[];
-        // A writer other than hcr-link may lay out a larger area than the
-        // file holds: move it to a chunk of the full size.
-        let need = view.manifest.layout.area_size as usize;
-        if need > cap {
-            let bigger = self.window.alloc(need)?;
-            // SAFETY: both chunks are ours, committed read-write and
-            // unpublished; `len` bytes fit both and they do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(addr as *const u8, bigger.addr as *mut u8, len)
-            };
-            if let Some(old) = chunk.replace(bigger) {
-                // SAFETY: never published; nothing refers to it any more.
-                unsafe { self.window.free(old) };
-            }
-        }
         let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &view.manifest);
         if self.current.is_some() && diff.count() == 0 {
             self.disk = DiskCache {
@@ -510,6 +519,145 @@ impl State {
             };
             return Ok(None);
         }
+        self.prepare_view(file, view, diff)
+    }
+
+    /// Which old module's segment each module of `m` keeps (`NONE`: it is
+    /// loaded). A reachable module keeps its segment when its link identity
+    /// ([`hcr_image::Module::link_hash`]: content, layout, and every fixup's
+    /// target by name) is the one loaded and every module it refers into
+    /// keeps its segment too; then its relocated bytes would come out the
+    /// same, so they are not redone. Under a debugger every module is
+    /// loaded (the debugger is given one object per load).
+    fn reuse_plan(&self, m: &Manifest, old_modules: &HashMap<&str, usize>) -> Vec<u32> {
+        let mut reuse = vec![NONE; m.modules.len()];
+        let Some(c) = &self.current else {
+            return reuse;
+        };
+        if crate::gdb_jit::wanted() {
+            return reuse;
+        }
+        for (i, md) in m.modules.iter().enumerate() {
+            if !md.reachable {
+                continue;
+            }
+            let Some(&oi) = old_modules.get(m.str(md.name)) else {
+                continue;
+            };
+            let om = &c.manifest.modules[oi];
+            if om.link_hash == md.link_hash
+                && om.seg.len() == md.seg.len()
+                && om.functions.len() == md.functions.len()
+                && om.objects.len() == md.objects.len()
+                && c.areas[oi].is_some()
+            {
+                reuse[i] = oi as u32;
+            }
+        }
+        loop {
+            let mut again = false;
+            for i in 0..reuse.len() {
+                if reuse[i] != NONE
+                    && m.modules[i]
+                        .deps
+                        .iter()
+                        .any(|d| reuse.get(d.0 as usize).is_none_or(|&r| r == NONE))
+                {
+                    reuse[i] = NONE;
+                    again = true;
+                }
+            }
+            if !again {
+                return reuse;
+            }
+        }
+    }
+
+    /// Reads the segments of the modules marked in `load` from `file` into
+    /// one new chunk of the window and verifies them; returns the chunk and
+    /// where each module's segment lies. When every module is loaded, the
+    /// area keeps the file's layout (one read).
+    fn read_segments(
+        &mut self,
+        file: &ImageFile<'_>,
+        view: &ImageView<'_>,
+        load: &[bool],
+        all: bool,
+        place: &mut Placement,
+    ) -> Result<(hcr_loader::Chunk, u64), Error> {
+        let m = &view.manifest;
+        let h = &view.header;
+        let mut spots = Vec::new();
+        let len = if all {
+            m.layout.area_size as usize
+        } else {
+            let mut pos = 0usize;
+            for (mi, md) in m.modules.iter().enumerate() {
+                if load[mi] {
+                    // Same alignment as in the file (at most a page).
+                    let align = 1usize << md.seg.start.trailing_zeros().min(12);
+                    pos = pos.div_ceil(align) * align;
+                    spots.push((mi, pos));
+                    pos += md.seg.len() as usize;
+                }
+            }
+            pos.max(1)
+        };
+        let chunk = self.window.alloc(len)?;
+        let r = (|| -> Result<u64, Error> {
+            // SAFETY: the chunk is fresh from the window, committed
+            // read-write, at least `len` bytes and not yet published; this
+            // is the only reference to its bytes until it ends below.
+            let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+            let mut bytes = 0u64;
+            let check =
+                |mi: usize, b: &[u8]| view.verify_segment(mi, b).map_err(|e| self.image_error(e));
+            if all {
+                let n = usize::try_from(h.area_file_size).unwrap_or(usize::MAX);
+                let area = dst
+                    .get_mut(..n)
+                    .ok_or_else(|| Error::Io("load area larger than its chunk".into()))?;
+                file.read_area_into(h.area_file_offset, area)?;
+                for (mi, md) in m.modules.iter().enumerate() {
+                    if load[mi] {
+                        check(mi, &area[md.seg.range()])?;
+                        bytes += u64::from(md.seg.len());
+                        place.vbase[mi] = chunk.addr as u64;
+                    }
+                }
+            } else {
+                for &(mi, at) in &spots {
+                    let md = &m.modules[mi];
+                    let seg = &mut dst[at..at + md.seg.len() as usize];
+                    file.read_area_into(h.area_file_offset + u64::from(md.seg.start), seg)?;
+                    check(mi, seg)?;
+                    bytes += u64::from(md.seg.len());
+                    place.vbase[mi] =
+                        (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(md.seg.start));
+                }
+            }
+            Ok(bytes)
+        })();
+        match r {
+            Ok(bytes) => Ok((chunk, bytes)),
+            Err(e) => {
+                // SAFETY: never published; nothing refers to it.
+                unsafe { self.window.free(chunk) };
+                Err(e)
+            }
+        }
+    }
+
+    /// [`State::prepare_from`] once the manifest is read and something
+    /// changed: registry indices, which segments stay, the new segments
+    /// read and relocated.
+    fn prepare_view(
+        &mut self,
+        file: &ImageFile<'_>,
+        view: ImageView<'_>,
+        diff: Diff,
+    ) -> Result<Option<Prepared>, Error> {
+        let stat = file.stat;
         let m = &view.manifest;
         let mut tables = Tables {
             functions: vec![0; m.functions.len()],
@@ -589,6 +737,36 @@ impl State {
                 }
             }
         }
+        // Segments: kept where they are, or read and relocated.
+        let reuse = self.reuse_plan(m, &old_modules);
+        let mut place = Placement {
+            vbase: vec![0; m.modules.len()],
+        };
+        let mut areas: Vec<Option<Arc<Area>>> = vec![None; m.modules.len()];
+        let mut load = vec![false; m.modules.len()];
+        let mut work = ReloadWork::default();
+        for (i, md) in m.modules.iter().enumerate() {
+            if !md.reachable {
+                continue;
+            }
+            match (reuse[i], old) {
+                (oi, Some(c)) if oi != NONE => {
+                    let om = &c.manifest.modules[oi as usize];
+                    // The same bytes at the same address: area offset 0 of
+                    // this image's numbering moves by the segment's shift.
+                    place.vbase[i] = c.place.vbase[oi as usize]
+                        .wrapping_add(u64::from(om.seg.start))
+                        .wrapping_sub(u64::from(md.seg.start));
+                    areas[i] = c.areas[oi as usize].clone();
+                    work.modules_kept += 1;
+                }
+                _ => {
+                    load[i] = true;
+                    work.modules_loaded += 1;
+                    work.fixups_applied += u64::from(md.fixups.len());
+                }
+            }
+        }
         // New trampolines start at address 0 and are published by commit;
         // no old code can reach them before that.
         let new_trampolines = if pending_fns == 0 {
@@ -608,31 +786,61 @@ impl State {
                 t => self.functions[t as usize].tramp.code,
             };
         }
-        match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk) {
-            Ok((area, new_globals, rebase)) => Ok(Some(Prepared {
-                debug: file
-                    .duplicate()
-                    .ok()
-                    .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
-                manifest: view.manifest,
-                area,
-                stat,
-                diff,
-                fn_tid,
-                obj_gid,
-                new_trampolines,
-                new_globals,
-                rebase,
-                identities,
-            })),
-            Err(e) => {
-                if let Some(batch) = new_trampolines {
-                    // SAFETY: the batch was never published.
-                    unsafe {
-                        self.window.free(batch.code);
-                        self.window.free(batch.slots);
+        let free_batch = |window: &mut Window, batch: Option<Batch>| {
+            if let Some(batch) = batch {
+                // SAFETY: the batch was never published.
+                unsafe {
+                    window.free(batch.code);
+                    window.free(batch.slots);
+                }
+            }
+        };
+        let chunk = if work.modules_loaded == 0 {
+            None
+        } else {
+            let all = work.modules_kept == 0;
+            match self.read_segments(file, &view, &load, all, &mut place) {
+                Ok((chunk, bytes)) => {
+                    work.bytes_relocated = bytes;
+                    Some(chunk)
+                }
+                Err(e) => {
+                    free_batch(&mut self.window, new_trampolines);
+                    return Err(e);
+                }
+            }
+        };
+        match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk, &place, &load) {
+            Ok((area, new_globals, rebase)) => {
+                let area = area.map(|loaded| Arc::new(Area { loaded }));
+                for (i, l) in load.iter().enumerate() {
+                    if *l {
+                        areas[i].clone_from(&area);
                     }
                 }
+                Ok(Some(Prepared {
+                    debug: file
+                        .duplicate()
+                        .ok()
+                        .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
+                    manifest: view.manifest,
+                    area,
+                    place,
+                    areas,
+                    loaded: load,
+                    work,
+                    stat,
+                    diff,
+                    fn_tid,
+                    obj_gid,
+                    new_trampolines,
+                    new_globals,
+                    rebase,
+                    identities,
+                }))
+            }
+            Err(e) => {
+                free_batch(&mut self.window, new_trampolines);
                 Err(e)
             }
         }
@@ -644,21 +852,32 @@ impl State {
         view: &ImageView<'_>,
         tables: &mut Tables,
         obj_gid: &mut [u32],
-        chunk: &mut Option<hcr_loader::Chunk>,
+        chunk: Option<hcr_loader::Chunk>,
+        place: &Placement,
+        load: &[bool],
     ) -> Result<
         (
-            LoadedArea,
+            Option<LoadedArea>,
             Vec<(usize, Global, bool)>,
             Vec<(u32, Vec<FieldValue>)>,
         ),
         Error,
     > {
         let m = &view.manifest;
+        let free_chunk = |window: &mut Window, chunk: Option<hcr_loader::Chunk>| {
+            if let Some(c) = chunk {
+                // SAFETY: never published; nothing runs in it.
+                unsafe { window.free(c) };
+            }
+        };
         let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
         // Libraries the image names (`hcr-link -l`) come first, as
         // `DT_NEEDED` ones do; then host symbols resolve through the
         // runtime's C API, then the process.
-        crate::hostlibs::load_needed(m)?;
+        if let Err(e) = crate::hostlibs::load_needed(m) {
+            free_chunk(&mut self.window, chunk);
+            return Err(e);
+        }
         let dso = self.dso_handle;
         let window = &self.window;
         let lookup = |name: &str| {
@@ -676,7 +895,24 @@ impl State {
         };
         let mut defaults_loaded = false;
         let mut missing = vec![false; m.hosts.len()];
+        // Only what the segments loaded now refer to: kept segments were
+        // bound when they were loaded.
+        // (A host symbol no module lists, such as the TLS descriptor
+        // resolver, is resolved every time.)
+        let (mut listed, mut needed) = (vec![false; m.hosts.len()], vec![false; m.hosts.len()]);
+        for (mi, md) in m.modules.iter().enumerate() {
+            for h in &md.undefined {
+                if let Some(l) = listed.get_mut(h.0 as usize) {
+                    *l = true;
+                    needed[h.0 as usize] |= load[mi];
+                }
+            }
+        }
+        let wanted: Vec<bool> = listed.iter().zip(&needed).map(|(l, n)| *n || !l).collect();
         for (hi, h) in m.hosts.iter().enumerate() {
+            if !wanted[hi] {
+                continue;
+            }
             let hname = m.str(h.name);
             let mut addr = lookup(hname);
             if addr.is_none() && !defaults_loaded {
@@ -692,7 +928,10 @@ impl State {
                 None => missing[hi] = !h.weak,
             }
         }
-        crate::hostlibs::check_missing(m, &reachable, &missing)?;
+        if let Err(e) = crate::hostlibs::check_missing(m, load, &missing) {
+            free_chunk(&mut self.window, chunk);
+            return Err(e);
+        }
         // Globals: kept ones (same key, same size) resolve to their storage;
         // new ones are allocated now and freed again if anything fails.
         let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
@@ -745,25 +984,34 @@ impl State {
         };
         if let Some(e) = fail {
             free_new(&mut self.heap, &new_globals);
+            free_chunk(&mut self.window, chunk);
             return Err(e);
         }
-        let Some(c) = chunk.take() else {
-            free_new(&mut self.heap, &new_globals);
-            return Err(Error::Io("the load area's chunk was already used".into()));
-        };
-        let area = match hcr_loader::load_area_in(&mut self.window, c, view, tables, &reachable) {
-            Ok(a) => a,
-            Err(e) => {
-                free_new(&mut self.heap, &new_globals);
-                return Err(e.into());
+        let area = match chunk {
+            None => None,
+            Some(c) => {
+                match hcr_loader::load_segments(&mut self.window, c, view, tables, place, load) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        free_new(&mut self.heap, &new_globals);
+                        return Err(e.into());
+                    }
+                }
             }
         };
-        let base = area.base as u64;
         let mut fail = None;
-        // New pointer values of kept globals that hold pointers into the
-        // image (only those can need re-basing).
+        // New pointer values of kept globals of the modules loaded now that
+        // hold pointers into the image (only those can need re-basing; a
+        // kept segment's globals point where they did).
         let mut rebase = Vec::new();
-        for (oi, &g) in obj_gid.iter().enumerate() {
+        let loaded_objects = m
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(mi, _)| load[*mi])
+            .flat_map(|(_, md)| md.objects.range());
+        for oi in loaded_objects {
+            let g = obj_gid[oi];
             if g == NONE || g & PENDING != 0 {
                 continue;
             }
@@ -773,7 +1021,8 @@ impl State {
             if e.g.tls {
                 // Threads born after the reload start from the new image's
                 // initialiser (its pointers point into the new image).
-                match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, base) {
+                match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, place)
+                {
                     Ok(v) => crate::tls::stage(e.g.addr, initial_bytes(view, &m.objects[oi], &v)),
                     Err(err) => fail = Some(err),
                 }
@@ -782,7 +1031,7 @@ impl State {
             if !e.g.written.iter().any(|f| f.class == TargetClass::Area) {
                 continue;
             }
-            match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, base) {
+            match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, place) {
                 Ok(v) => rebase.push((g, v)),
                 Err(err) => {
                     fail = Some(err);
@@ -794,7 +1043,7 @@ impl State {
         if fail.is_none() {
             for (oi, g, _) in &mut new_globals {
                 let o = &m.objects[*oi];
-                match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, base) {
+                match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, place) {
                     Ok(values) if g.tls => {
                         crate::tls::init(g.addr, &initial_bytes(view, o, &values))
                     }
@@ -821,8 +1070,10 @@ impl State {
             }
         }
         if let Some(e) = fail {
-            // SAFETY: the area was never published.
-            unsafe { hcr_loader::unload_area(&mut self.window, area) };
+            if let Some(area) = area {
+                // SAFETY: the area was never published.
+                unsafe { hcr_loader::unload_area(&mut self.window, area) };
+            }
             free_new(&mut self.heap, &new_globals);
             return Err(e.into());
         }
@@ -839,6 +1090,10 @@ impl State {
         let Prepared {
             manifest,
             area,
+            place,
+            areas,
+            loaded,
+            mut work,
             stat,
             diff,
             mut fn_tid,
@@ -850,15 +1105,20 @@ impl State {
             identities,
         } = p;
         let m = &manifest;
-        let base = area.base as u64;
-        // Crash reports name this image's functions from now on.
+        // Crash reports name this image's functions from now on: the new
+        // area's, and the kept areas' under the new generation.
         let generation = self.generation + u32::from(self.current.is_some());
-        crate::crash::publish(crate::crash::Table::new(
-            m,
-            base,
-            generation,
-            debug.as_ref().and_then(crash_lines),
-        ));
+        if let Some(a) = &area {
+            crate::crash::publish(crate::crash::Table::new(
+                m,
+                &place,
+                &loaded,
+                (a.loaded.base as u64, a.loaded.len() as u64),
+                generation,
+                debug.as_ref().and_then(crash_lines),
+            ));
+            self.areas.push(a.clone());
+        }
         crate::tls::publish_staged();
         let exports_changed =
             (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
@@ -905,16 +1165,30 @@ impl State {
             }
             self.batches.push(batch);
         }
-        // Retarget every function of the new image (one atomic store each).
+        // Retarget every function of the segments loaded now (one atomic
+        // store each); kept segments' functions already run where they are.
+        // A function keeps its key (module, name), so one that a changed
+        // module still has is among these.
         let mut live = vec![false; self.functions.len()];
-        for (fi, &t) in fn_tid.iter().enumerate() {
-            if t == NONE {
+        for (mi, md) in m.modules.iter().enumerate() {
+            if !loaded[mi] {
                 continue;
             }
-            let e = &mut self.functions[t as usize];
-            trampoline::store_slot(e.tramp.slot, base + u64::from(m.functions[fi].offset));
-            e.removed_stub = None;
-            live[t as usize] = true;
+            let vbase = place.vbase[mi];
+            for fi in md.functions.range() {
+                let t = fn_tid[fi];
+                if t == NONE {
+                    continue;
+                }
+                let e = &mut self.functions[t as usize];
+                trampoline::store_slot(
+                    e.tramp.slot,
+                    vbase.wrapping_add(u64::from(m.functions[fi].offset)),
+                );
+                e.removed_stub = None;
+                live[t as usize] = true;
+                work.slots_retargeted += 1;
+            }
         }
         // Functions of changed and removed modules that are gone get a stub
         // that says so.
@@ -1003,10 +1277,16 @@ impl State {
             self.globals.push(Some(GlobalEntry { module, name, g }));
             obj_gid[oi] = gid;
         }
-        // Globals of changed and removed modules that are gone are freed.
+        // Globals of changed and removed modules that are gone are freed
+        // (a global keeps its key, so one a changed module still has is
+        // among the loaded modules' objects).
         let mut keep = vec![false; self.globals.len()];
-        for &g in obj_gid.iter().filter(|&&g| g != NONE) {
-            keep[g as usize] = true;
+        for (mi, md) in m.modules.iter().enumerate() {
+            if loaded[mi] {
+                for &g in obj_gid[md.objects.range()].iter().filter(|&&g| g != NONE) {
+                    keep[g as usize] = true;
+                }
+            }
         }
         if let Some(c) = &self.current {
             for md in loaded_among(&c.manifest, &touched_old) {
@@ -1029,7 +1309,7 @@ impl State {
         // field the program changed, or whose initialiser now names something
         // else, is left alone: changing an initialiser does nothing to a live
         // global. Permanent addresses (functions, globals, host) never move.
-        let old_area = self.current.as_ref().map(|c| &c.area);
+        let old_areas = self.current.as_ref().map(|c| &c.areas);
         for (gid, values) in rebase {
             let Some(e) = self.globals[gid as usize].as_mut() else {
                 continue;
@@ -1051,7 +1331,7 @@ impl State {
                 let follows = f.class == TargetClass::Area
                     && o.class == TargetClass::Area
                     && untouched
-                    && old_area.is_some_and(|a| same_bytes(a, o.value, &area, f.value));
+                    && old_areas.is_some_and(|a| same_bytes(a, o.value, &areas, f.value));
                 if follows {
                     write_field(g.addr, g.size, f);
                     written.push(f);
@@ -1071,6 +1351,7 @@ impl State {
             .chain(&diff.added)
             .map(String::as_str)
             .collect();
+        let at = |o: u32| place.addr(m, o);
         let mut ctors = Vec::new();
         let mut on_reload = Vec::new();
         let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
@@ -1081,17 +1362,17 @@ impl State {
             // A Nim module's first load is Nim's init (see `nim`).
             let nim = crate::nim::is_nim_module(m.str(md.name));
             if added {
-                ctors.extend(md.ctors.iter().map(|&o| (name(i), base + u64::from(o))));
+                ctors.extend(md.ctors.iter().map(|&o| (name(i), at(o))));
             }
             if nim && reload && touched.contains(m.str(md.name)) {
                 let (dat, init) = crate::nim::init_functions(m, md);
-                nim_dat.extend(dat.map(|o| (name(i), base + u64::from(o))));
+                nim_dat.extend(dat.map(|o| (name(i), at(o))));
                 if added {
-                    nim_init.extend(init.map(|o| (name(i), base + u64::from(o))));
+                    nim_init.extend(init.map(|o| (name(i), at(o))));
                 }
             }
             if touched.contains(m.str(md.name)) && !(nim && added) {
-                on_reload.extend(md.on_reload.iter().map(|&o| (name(i), base + u64::from(o))));
+                on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(o))));
             }
         }
         ctors.extend(nim_dat);
@@ -1105,11 +1386,18 @@ impl State {
         }
         self.current = Some(Current {
             manifest,
-            area,
             stat,
             fn_tid,
             obj_gid,
+            place,
+            areas,
         });
+        if let Some(c) = &self.current {
+            for a in c.distinct_areas() {
+                crate::crash::set_generation(a.loaded.base as u64, generation);
+            }
+        }
+        self.last_work = work;
         self.disk = DiskCache::default();
         if crate::gdb_jit::wanted() {
             self.register_with_debuggers(debug.as_ref());
@@ -1194,23 +1482,52 @@ impl State {
                 })
             })
             .collect();
+        // An old image's areas that the live image does not run in.
+        let live: Vec<usize> = self
+            .current
+            .as_ref()
+            .map(|c| c.distinct_areas().iter().map(|a| a.loaded.base).collect())
+            .unwrap_or_default();
         let mut keep = Vec::new();
         for r in std::mem::take(&mut self.retired) {
+            let own: Vec<&LoadedArea> = r
+                .image
+                .distinct_areas()
+                .into_iter()
+                .map(|a| &a.loaded)
+                .filter(|a| !live.contains(&a.base))
+                .collect();
+            let inside = |w: usize| own.iter().any(|a| a.contains(w));
             let in_use = !due(&r)
-                || stack.iter().any(|&a| r.image.area.contains(a))
-                || words.iter().any(|&w| r.image.area.contains(w as usize))
-                || crate::tls::any_word(|w| r.image.area.contains(w as usize));
+                || stack.iter().any(|&a| inside(a))
+                || words.iter().any(|&w| inside(w as usize))
+                || crate::tls::any_word(|w| inside(w as usize));
             if in_use {
                 keep.push(r);
-            } else {
-                self.jit.remove(r.image.area.base);
-                crate::crash::withdraw(r.image.area.base as u64);
-                // SAFETY: see the rule above and ARCHITECTURE.md ("When an
-                // old image is freed").
-                unsafe { hcr_loader::unload_area(&mut self.window, r.image.area) };
             }
         }
         self.retired = keep;
+        self.free_unused_areas();
+    }
+
+    /// Unmaps the areas no image (live or retired) runs in any more.
+    fn free_unused_areas(&mut self) {
+        let mut i = 0;
+        while i < self.areas.len() {
+            if Arc::strong_count(&self.areas[i]) > 1 {
+                i += 1;
+                continue;
+            }
+            let a = self.areas.swap_remove(i);
+            if let Ok(a) = Arc::try_unwrap(a) {
+                self.jit.remove(a.loaded.base);
+                crate::crash::withdraw(a.loaded.base as u64);
+                // SAFETY: see `reclaim` and ARCHITECTURE.md ("When an old
+                // image is freed"): no image holds the area, and the images
+                // that did were checked before they were dropped.
+                unsafe { hcr_loader::unload_area(&mut self.window, a.loaded) };
+            }
+        }
     }
 
     /// Registers a handler; the owner is the module whose function `func` is.
@@ -1230,11 +1547,10 @@ impl State {
             return Some(self.functions[t as usize].module.to_string());
         }
         if let Some(c) = &self.current {
-            if c.area.contains(func as usize) {
-                let off = func - c.area.base as u64;
-                if let Some(f) = c.manifest.functions.iter().find(|f| {
-                    u64::from(f.offset) <= off
-                        && off < u64::from(f.offset) + u64::from(f.size.max(1))
+            if c.contains(func as usize) {
+                if let Some(f) = c.manifest.functions.iter().enumerate().find_map(|(fi, f)| {
+                    let a = c.func_addr(fi);
+                    (a <= func && func < a + u64::from(f.size.max(1))).then_some(f)
                 }) {
                     return Some(c.manifest.module_name(f.module).to_string());
                 }
@@ -1318,11 +1634,10 @@ impl State {
         let Some(c) = &self.current else {
             return Vec::new();
         };
-        let base = c.area.base as u64;
         let mut v = Vec::new();
         for &i in c.manifest.init_order().iter().rev() {
             let md = &c.manifest.modules[i.0 as usize];
-            v.extend(md.dtors.iter().rev().map(|&o| base + u64::from(o)));
+            v.extend(md.dtors.iter().rev().map(|&o| c.place.addr(&c.manifest, o)));
         }
         v
     }
@@ -1345,16 +1660,10 @@ impl State {
         // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)
         // documents that no image code may run afterwards.
         unsafe { self.heap.release(&mut self.window) };
-        if let Some(c) = self.current.take() {
-            crate::crash::withdraw(c.area.base as u64);
-            // SAFETY: as above.
-            unsafe { hcr_loader::unload_area(&mut self.window, c.area) };
-        }
-        for r in self.retired.drain(..) {
-            crate::crash::withdraw(r.image.area.base as u64);
-            // SAFETY: as above.
-            unsafe { hcr_loader::unload_area(&mut self.window, r.image.area) };
-        }
+        self.current = None;
+        self.retired.clear();
+        // As above: no image code runs any more.
+        self.free_unused_areas();
         self.handlers.clear();
     }
 
@@ -1374,15 +1683,13 @@ impl State {
             .rposition(|r| r.generation + 1 == crashed)?;
         let prev = self.retired.remove(pos);
         let crashed_image = self.current.take()?;
-        let base = prev.image.area.base as u64;
-        let m = &prev.image.manifest;
         let mut live = vec![false; self.functions.len()];
         for (fi, &t) in prev.image.fn_tid.iter().enumerate() {
             if t == NONE || t as usize >= self.functions.len() {
                 continue;
             }
             let e = &mut self.functions[t as usize];
-            trampoline::store_slot(e.tramp.slot, base + u64::from(m.functions[fi].offset));
+            trampoline::store_slot(e.tramp.slot, prev.image.func_addr(fi));
             e.removed_stub = None;
             live[t as usize] = true;
         }
@@ -1435,13 +1742,12 @@ impl State {
             return;
         };
         let m = &c.manifest;
-        let base = c.area.base as u64;
         let mut out = String::new();
-        for f in &m.functions {
+        for (fi, f) in m.functions.iter().enumerate() {
             if m.modules[f.module.0 as usize].reachable && f.size > 0 {
                 line(
                     &mut out,
-                    base + u64::from(f.offset),
+                    c.func_addr(fi),
                     u64::from(f.size),
                     format_args!(
                         "{}:{} [hcr generation {generation}]",
@@ -1485,27 +1791,44 @@ impl State {
                     .map_or(0, |e| e.g.addr)
             })
             .collect();
-        let eh = c.manifest.layout.eh_frame;
-        let eh_frame = if eh.is_empty() || eh.end as usize > c.area.len() {
-            &[][..]
-        } else {
-            // SAFETY: the span lies inside the live area (checked above),
-            // which is mapped readable and no longer written.
-            unsafe {
-                std::slice::from_raw_parts(
-                    (c.area.base + eh.start as usize) as *const u8,
-                    eh.len() as usize,
-                )
-            }
+        // One object per image loaded in one piece (under a debugger every
+        // reload loads the whole image, see `reuse_plan`).
+        let m = &c.manifest;
+        let reachable = || m.modules.iter().enumerate().filter(|(_, md)| md.reachable);
+        let Some(base) = reachable().map(|(i, _)| c.place.vbase[i]).next() else {
+            return;
         };
+        if reachable().any(|(i, _)| c.place.vbase[i] != base) {
+            return;
+        }
+        // gdb reads one `.eh_frame` per object: the modules' tables joined,
+        // their PC-relative pointers moved with them.
+        let mut eh_frame = Vec::new();
+        let eh_addr = reachable()
+            .map(|(_, md)| base + u64::from(md.eh_frame.start))
+            .next()
+            .unwrap_or(base);
+        for (_, md) in reachable() {
+            let len = md.eh_frame.len().saturating_sub(4) as usize;
+            let at = base + u64::from(md.eh_frame.start);
+            // SAFETY: the module's unwind table lies in the live area, which
+            // is mapped readable and no longer written.
+            let table = unsafe { std::slice::from_raw_parts(at as *const u8, len) };
+            let from = eh_frame.len();
+            eh_frame.extend_from_slice(table);
+            let delta = at.wrapping_sub(eh_addr + from as u64) as i64;
+            hcr_loader::shift_pcrel(&mut eh_frame[from..], delta);
+        }
+        eh_frame.extend_from_slice(&[0; 4]);
         let object = crate::gdb_jit::build_object(&crate::gdb_jit::ImageDesc {
-            manifest: &c.manifest,
-            base: c.area.base as u64,
-            eh_frame,
+            manifest: m,
+            base,
+            eh_frame: &eh_frame,
+            eh_frame_addr: eh_addr,
             objects: &objects,
             debug,
         });
-        let base = c.area.base;
+        let base = base as usize;
         self.jit.add(base, object);
     }
 
@@ -1541,11 +1864,23 @@ pub(crate) fn warn(msg: std::fmt::Arguments<'_>) {
 /// True when the bytes at `old` (in `old_area`) and `new` (in `new_area`)
 /// agree up to and including a NUL, or for 64 bytes, whichever comes first,
 /// without reading past either area.
-fn same_bytes(old_area: &LoadedArea, old: u64, new_area: &LoadedArea, new: u64) -> bool {
+fn same_bytes(
+    old_areas: &[Option<Arc<Area>>],
+    old: u64,
+    new_areas: &[Option<Arc<Area>>],
+    new: u64,
+) -> bool {
     let (o, n) = (old as usize, new as usize);
-    if !old_area.contains(o) || !new_area.contains(n) {
-        return false;
+    fn find(areas: &[Option<Arc<Area>>], a: usize) -> Option<&LoadedArea> {
+        areas
+            .iter()
+            .flatten()
+            .find(|x| x.loaded.contains(a))
+            .map(|x| &x.loaded)
     }
+    let (Some(old_area), Some(new_area)) = (find(old_areas, o), find(new_areas, n)) else {
+        return false;
+    };
     let limit = 64
         .min(old_area.base + old_area.len() - o)
         .min(new_area.base + new_area.len() - n);

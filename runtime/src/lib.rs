@@ -33,9 +33,11 @@ mod identity;
 mod image_file;
 mod nim;
 mod perf_map;
+mod stack;
 mod state;
 mod tls;
 pub mod trampoline;
+mod warn;
 mod watcher;
 
 use std::ffi::{c_char, CString};

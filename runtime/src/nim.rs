@@ -90,7 +90,7 @@ pub fn warn_uninitialised(m: &Manifest, added: &[String], objects: impl Iterator
             continue;
         };
         for name in runtime_initialised(c, &names) {
-            crate::state::warn(format_args!(
+            crate::warn::warn(format_args!(
                 "global {}:{name} is new in this reload and Nim initialises it at run time (in the module's Init000, with its top-level statements): it starts zeroed; restart the program to initialise it",
                 m.str(md.name)
             ));

@@ -111,14 +111,19 @@ impl Placement {
             .filter(|&b| b != 0)
             .map_or(0, |b| b + u64::from(off))
     }
-    /// Run-time address of area offset `off`, looked up first in module
-    /// `mi`'s own segment (the common case, no search).
-    fn addr_from(&self, manifest: &hcr_image::Manifest, mi: usize, off: u32) -> u64 {
+    /// Run-time address of `rel`, an offset from the start of module
+    /// `mi`'s segment (wrapping), looked up first in that segment (the
+    /// common case, no search).
+    pub fn addr_from(&self, manifest: &hcr_image::Manifest, mi: usize, rel: u32) -> u64 {
         match manifest.modules.get(mi) {
-            Some(md) if md.seg.contains(off) => {
-                self.vbase.get(mi).copied().unwrap_or(0) + u64::from(off)
-            }
-            _ => self.addr(manifest, off),
+            Some(md) if rel < md.seg.len() => self
+                .vbase
+                .get(mi)
+                .copied()
+                .unwrap_or(0)
+                .wrapping_add(u64::from(md.seg.start + rel)),
+            Some(md) => self.addr(manifest, md.seg.start.wrapping_add(rel)),
+            None => 0,
         }
     }
 }
@@ -340,28 +345,24 @@ fn fill(
                 m.str(md.name)
             )));
         }
-        // Buffer index of area offset 0 for this module.
-        let shift = vbase.wrapping_sub(lo);
-        let own = md.seg;
+        // Buffer index of this module's segment.
+        let shift = seg_at.wrapping_sub(lo);
+        let own = md.seg.len();
         // The hot loop: decode in place, the common kinds inline, every
         // write bounds-checked.
-        for rec in view
-            .fixups
-            .raw(md.fixups)
-            .chunks_exact(hcr_image::FIXUP_SIZE)
-        {
+        for rec in view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE) {
             let word = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
             let (offset, target, addend) = (word(0), word(4), word(8) as i32);
             let s = match rec[13] {
-                0 if own.contains(target) => vbase + u64::from(target),
-                0 => place.addr(m, target),
+                0 if target < own => seg_at + u64::from(target),
+                0 => place.addr(m, md.seg.start.wrapping_add(target)),
                 1 => tables.functions.get(target as usize).copied().unwrap_or(0),
                 2 => tables.objects.get(target as usize).copied().unwrap_or(0),
                 _ => tables.hosts.get(target as usize).copied().unwrap_or(0),
             };
-            let p = vbase + u64::from(offset);
+            let p = seg_at + u64::from(offset);
             // Fixups of a module lie in its own segment.
-            if !own.contains(offset) {
+            if offset >= own {
                 return Err(LoadError::Window(format!(
                     "module {}: fixup at {offset:#x} outside its segment",
                     m.str(md.name)
@@ -395,15 +396,24 @@ fn fill(
             };
             if class == TargetClass::Area && s == 0 {
                 return Err(LoadError::Window(format!(
-                    "module {}: fixup at {offset:#x} refers to image offset {target:#x}, in no loaded module",
-                    m.str(md.name)
+                    "module {}: fixup at {:#x} refers to image offset {:#x}, in no loaded module",
+                    m.str(md.name),
+                    md.seg.start + offset,
+                    md.seg.start.wrapping_add(target)
                 )));
             }
-            let value = compute(kind, s, i64::from(addend), p, vbase).map_err(|value| {
+            let value = compute(kind, s, i64::from(addend), p, seg_at).map_err(|value| {
                 LoadError::OutOfRange {
                     module: m.str(md.name).to_string(),
-                    target: describe_target(view, class, target),
-                    place: format!("image offset {offset:#x}"),
+                    target: describe_target(
+                        view,
+                        class,
+                        match class {
+                            TargetClass::Area => md.seg.start.wrapping_add(target),
+                            _ => target,
+                        },
+                    ),
+                    place: format!("image offset {:#x}", md.seg.start + offset),
                     kind,
                     value,
                 }
@@ -423,7 +433,7 @@ fn fill(
                 text: vbase + u64::from(md.text.start)..vbase + u64::from(md.text.end),
                 terminator: vbase + u64::from(eh.end) - 4,
             };
-            let from = shift.wrapping_add(u64::from(eh.start)) as usize;
+            let from = shift.wrapping_add(u64::from(eh.start - md.seg.start)) as usize;
             let table = buf
                 .get_mut(from..from + eh.len() as usize)
                 .ok_or_else(|| LoadError::Window("unwind table outside the load area".into()))?;
@@ -469,13 +479,18 @@ pub fn object_values(
         .modules
         .get(o.module.0 as usize)
         .map_or("?", |m| view.manifest.str(m.name));
-    view.object_fixups
-        .iter(o.fixups)
+    view.fixups_of_object(o)
         .map(|fx| {
             let mi = o.module.0 as usize;
             let s = target_of(fx.class, fx.target, tables, place, &view.manifest, mi);
             let p = dest + u64::from(fx.offset);
-            let b = place.vbase.get(mi).copied().unwrap_or(0);
+            // `B` of `AreaRel64`: the start of the object's module's segment.
+            let b = place
+                .vbase
+                .get(mi)
+                .copied()
+                .unwrap_or(0)
+                .wrapping_add(u64::from(view.manifest.area_offset(o.module, 0)));
             compute(fx.kind, s, i64::from(fx.addend), p, b)
                 .map(|value| FieldValue {
                     offset: fx.offset,

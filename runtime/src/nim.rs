@@ -22,7 +22,7 @@ pub fn is_nim_module(name: &str) -> bool {
 pub fn init_functions(m: &Manifest, md: &Module) -> (Option<u32>, Option<u32>) {
     let mut dat = None;
     let mut init = None;
-    for f in &m.functions[md.functions.start as usize..md.functions.end as usize] {
+    for f in md.functions.range().map(|i| &m.functions[i]) {
         let name = m.str(f.name);
         if !name.starts_with("atm") {
             continue;

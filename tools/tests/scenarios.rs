@@ -148,6 +148,7 @@ scenarios!(
     cxx_statics_kept,
     static_same_name,
     segments_kept,
+    global_size_change_referenced,
     unreachable_module,
 );
 

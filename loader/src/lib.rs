@@ -13,7 +13,6 @@
 #![deny(missing_docs)]
 
 mod eh_frame;
-pub use eh_frame::shift_pcrel;
 pub mod exports;
 pub mod mem;
 
@@ -134,11 +133,17 @@ pub struct LoadedArea {
     /// Address of the chunk.
     pub base: usize,
     chunk: Chunk,
-    /// Registered `.eh_frame` tables.
-    eh_frames: Vec<usize>,
+    /// The loaded modules' `.eh_frame` tables joined into one (a chunk of
+    /// its own), registered with the unwinder.
+    eh_frame: Option<Chunk>,
 }
 
 impl LoadedArea {
+    /// The joined unwind table of the modules loaded here (address and
+    /// length, terminator included), when any has one.
+    pub fn unwind_table(&self) -> Option<(usize, usize)> {
+        self.eh_frame.as_ref().map(|c| (c.addr, c.len))
+    }
     /// Size in bytes.
     pub fn len(&self) -> usize {
         self.chunk.len
@@ -304,20 +309,79 @@ pub fn load_segments(
         unsafe { window.free(chunk) };
         return Err(e);
     }
-    let mut eh_frames = Vec::new();
-    for (mi, md) in view.manifest.modules.iter().enumerate() {
-        if load.get(mi).copied().unwrap_or(false) && md.eh_frame.len() > 4 {
-            let at = place.vbase[mi] as usize + md.eh_frame.start as usize;
-            if register_frames(at) {
-                eh_frames.push(at);
-            }
+    // One registration per load, not per module: libgcc keeps registered
+    // tables in a list that deregistering walks, so a table per module
+    // would make freeing N modules cost N² steps.
+    let eh_frame = match joined_unwind_table(window, view, place, load) {
+        Ok(t) => t,
+        Err(e) => {
+            // SAFETY: as above.
+            unsafe { window.free(chunk) };
+            return Err(e);
         }
-    }
+    };
+    let eh_frame = match eh_frame {
+        Some(t) if !register_frames(t.addr) => {
+            // SAFETY: never registered, nothing refers to it.
+            unsafe { window.free(t) };
+            None
+        }
+        other => other,
+    };
     Ok(LoadedArea {
         base: chunk.addr,
         chunk,
-        eh_frames,
+        eh_frame,
     })
+}
+
+/// The unwind tables of the modules marked in `load` (checked by `fill`),
+/// copied one after another into a new chunk of `window` and ended by one
+/// terminator, their PC-relative pointers moved with them so that the copy
+/// describes the same code; read-only. `None` when no module has unwind
+/// information.
+fn joined_unwind_table(
+    window: &mut Window,
+    view: &ImageView<'_>,
+    place: &Placement,
+    load: &[bool],
+) -> Result<Option<Chunk>, LoadError> {
+    let m = &view.manifest;
+    let parts: Vec<(u64, usize)> = m
+        .modules
+        .iter()
+        .enumerate()
+        .filter(|(mi, md)| load.get(*mi).copied().unwrap_or(false) && md.eh_frame.len() > 4)
+        .map(|(mi, md)| {
+            let at = place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start));
+            (at, md.eh_frame.len() as usize - 4)
+        })
+        .collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let len = parts.iter().map(|p| p.1).sum::<usize>() + 4;
+    let chunk = window.alloc(len)?;
+    // SAFETY: the chunk is fresh from the window, committed read-write, at
+    // least `len` bytes, and not yet published.
+    let out = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+    let mut at = 0usize;
+    for (from, n) in parts {
+        // SAFETY: each module's table lies in its segment, which `fill`
+        // wrote and checked and which stays mapped while this area is.
+        let table = unsafe { std::slice::from_raw_parts(from as *const u8, n) };
+        out[at..at + n].copy_from_slice(table);
+        let delta = from.wrapping_sub(chunk.addr as u64 + at as u64) as i64;
+        eh_frame::shift_pcrel(&mut out[at..at + n], delta);
+        at += n;
+    }
+    out[at..at + 4].fill(0);
+    if let Err(e) = mem::protect_range(chunk.addr, chunk.len, Prot::Read) {
+        // SAFETY: never published.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    Ok(Some(chunk))
 }
 
 fn fill(
@@ -514,8 +578,11 @@ pub fn object_values(
 /// # Safety
 /// No code may run in the area any more and no pointer into it may be used.
 pub unsafe fn unload_area(window: &mut Window, area: LoadedArea) {
-    for &at in &area.eh_frames {
-        deregister_frames(at);
+    if let Some(t) = area.eh_frame {
+        deregister_frames(t.addr);
+        // SAFETY: the caller guarantees the area is dead; the table was
+        // deregistered above.
+        unsafe { window.free(t) };
     }
     // SAFETY: the caller guarantees the area is dead.
     unsafe { window.free(area.chunk) };

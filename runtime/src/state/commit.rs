@@ -120,13 +120,16 @@ impl State {
                 .collect();
             let empty: Arc<str> = Arc::from("");
             let mut keys = vec![(empty.clone(), empty); batch.trampolines.len()];
-            for (fi, &t) in fn_tid.iter().enumerate() {
-                if t != NONE && t >= first {
-                    let f = &m.functions[fi];
-                    keys[(t - first) as usize] = (
-                        module_names[f.module.0 as usize].clone(),
-                        Arc::from(m.str(f.name)),
-                    );
+            for (mi, md) in m.modules.iter().enumerate() {
+                if !loaded[mi] {
+                    continue; // a kept module has no new function
+                }
+                for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+                    let t = fn_tid[fi];
+                    if t != NONE && t >= first {
+                        keys[(t - first) as usize] =
+                            (module_names[mi].clone(), Arc::from(m.str(f.name)));
+                    }
                 }
             }
             self.owner_of_trampoline.reserve(keys.len());
@@ -156,7 +159,7 @@ impl State {
                 continue;
             }
             let vbase = place.vbase[mi];
-            for fi in md.functions.range() {
+            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                 let t = fn_tid[fi];
                 if t == NONE {
                     continue;
@@ -164,7 +167,7 @@ impl State {
                 let e = &mut self.functions[t as usize];
                 trampoline::store_slot(
                     e.tramp.slot,
-                    vbase.wrapping_add(u64::from(md.seg.start + m.functions[fi].offset)),
+                    vbase.wrapping_add(u64::from(md.seg.start + f.offset)),
                 );
                 e.removed_stub = None;
                 live[t as usize] = true;

@@ -266,23 +266,21 @@ impl State {
                 obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
                 continue;
             }
-            for fi in md.functions.range() {
-                fn_tid[fi] =
-                    match index_get(&self.fn_index, m.str(md.name), m.str(m.functions[fi].name)) {
-                        Some(t) => t,
-                        None => {
-                            pending_fns += 1;
-                            PENDING | (pending_fns - 1)
-                        }
-                    };
+            // The module's own parts: no lookup of global indices.
+            let by_name = self.fn_index.get(m.str(md.name));
+            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+                fn_tid[fi] = match by_name.and_then(|ix| ix.get(m.str(f.name))) {
+                    Some(&t) => t,
+                    None => {
+                        pending_fns += 1;
+                        PENDING | (pending_fns - 1)
+                    }
+                };
             }
             if !added.contains(m.str(md.name)) {
-                for oi in md.objects.range() {
-                    if let Some(g) = index_get(
-                        &self.global_index,
-                        m.str(md.name),
-                        m.object_key(&m.objects[oi]),
-                    ) {
+                let by_name = self.global_index.get(m.str(md.name));
+                for (oi, o) in md.objects.range().zip(m.objects.part(mi)) {
+                    if let Some(&g) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
                         obj_gid[oi] = g;
                     }
                 }
@@ -363,7 +361,12 @@ impl State {
                 &vec![0; pending_fns as usize],
             )?)
         };
-        let (ref_fns, ref_objs) = referenced(&view, &load);
+        // Everything when every segment is loaded (cheaper than finding
+        // out what the fixups name).
+        let (ref_fns, ref_objs) = match work.modules_kept {
+            0 => ((0..m.functions.len()).collect(), Vec::new()),
+            _ => referenced(&view, &load),
+        };
         for fi in ref_fns {
             let Some(&t) = fn_tid.get(fi) else {
                 continue;
@@ -554,9 +557,8 @@ impl State {
             .iter()
             .enumerate()
             .filter(|(mi, _)| load[*mi])
-            .flat_map(|(_, md)| md.objects.range());
-        for oi in loaded_objects {
-            let o = &m.objects[oi];
+            .flat_map(|(mi, md)| md.objects.range().zip(m.objects.part(mi)));
+        for (oi, o) in loaded_objects {
             let kept = match obj_gid[oi] {
                 NONE => None,
                 g => self.globals[g as usize].as_ref().map(|e| (g, &e.g)),

@@ -149,6 +149,7 @@ scenarios!(
     static_same_name,
     segments_kept,
     global_size_change_referenced,
+    cxx_exception_kept_catcher,
     unreachable_module,
 );
 

@@ -95,32 +95,8 @@ pub fn image_parse(data: &[u8]) -> bool {
 /// A copy of `data` whose stored checksum matches its contents, or `None`
 /// when the manifest header cannot be found.
 pub fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
-    let u64_at = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(
-            data.get(at..at.checked_add(8)?)?.try_into().ok()?,
-        ))
-    };
-    // Section 1 is the manifest; its header holds the checksum at byte 16
-    // (magic, version, header size before it).
-    let shoff = usize::try_from(u64_at(40)?).ok()?;
-    let sh1 = shoff.checked_add(64)?;
-    let manifest = usize::try_from(u64_at(sh1.checked_add(24)?)?).ok()?;
-    let at = manifest.checked_add(16)?;
-    let (header, _) = ImageView::parse_manifest(data).ok()?;
-    let body = data
-        .get(manifest.checked_add(hcr_image::HEADER_SIZE)?..)?
-        .get(..usize::try_from(header.body_len).ok()?)?;
-    let slice = |off: u64, len: u64| -> Option<&[u8]> {
-        let off = usize::try_from(off).ok()?;
-        data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
-    };
-    let area = slice(header.area_file_offset, header.area_file_size)?;
-    let init = slice(header.init_file_offset, header.init_file_size)?;
-    let sum = hcr_image::checksum(body, area, init);
     let mut fixed = data.to_vec();
-    fixed
-        .get_mut(at..at + 8)?
-        .copy_from_slice(&sum.to_le_bytes());
+    hcr_image::reseal(&mut fixed).ok()?;
     Some(fixed)
 }
 
@@ -152,7 +128,11 @@ fn load(view: &ImageView<'_>) -> bool {
                 window.contains(area.base) && window.contains(area.base + area.len() - 1),
                 "the load area lies outside the window"
             );
-            objects(view, &tables, area.base as u64);
+            objects(
+                view,
+                &tables,
+                &hcr_loader::Placement::contiguous(&view.manifest, area.base as u64),
+            );
             // SAFETY: nothing ever runs in or points into the area: the
             // harness only loaded it.
             unsafe { hcr_loader::unload_area(window, area) };
@@ -165,22 +145,20 @@ fn load(view: &ImageView<'_>) -> bool {
 /// Initial bytes and pointer fields of every writable object, written as the
 /// runtime writes them into persistent storage (`write_value` refuses a
 /// field outside the object).
-fn objects(view: &ImageView<'_>, tables: &Tables, area_base: u64) {
+fn objects(view: &ImageView<'_>, tables: &Tables, place: &hcr_loader::Placement) {
     const MAX_OBJECT: u64 = 1 << 20;
     for (oi, o) in view.manifest.objects.iter().enumerate() {
         let mut storage = vec![0u8; o.size.min(MAX_OBJECT) as usize];
         let dest = storage.as_ptr() as u64;
-        let Ok(values) =
-            hcr_loader::object_values(view, ObjectId(oi as u32), dest, tables, area_base)
+        let Ok(values) = hcr_loader::object_values(view, ObjectId(oi as u32), dest, tables, place)
         else {
             continue;
         };
         if o.size > MAX_OBJECT {
             continue;
         }
-        if let Some(off) = o.init {
-            let off = off as usize;
-            storage.copy_from_slice(&view.init[off..off + o.size as usize]);
+        if let Some(init) = view.initial_bytes(o) {
+            storage.copy_from_slice(init);
         }
         for f in &values {
             let _ = hcr_loader::write_value(&mut storage, f.offset as usize, f.kind, f.value);

@@ -1528,36 +1528,39 @@ fn layout_module(m: &mut Mod<'_>) {
     m.sizes = sz;
 }
 
-/// Where the area's regions and the init blob lie.
+/// Where the area's modules and the init blob lie.
 pub(crate) struct AreaLayout {
     pub layout: Layout,
     pub area_file_size: u64,
     pub init_size: u64,
-    pub eh_end: u64,
+    /// Each module's segment in the area: `[start, end)`.
+    pub segs: Vec<(u64, u64)>,
 }
 
+/// Alignment of every module's segment start: a cache line, or more when
+/// a section asks for it.
+const SEG_ALIGN: u64 = 64;
+
+/// Lays the area out module by module: each module's segment is its code
+/// and PLT stubs, its read-only data and GOT, then its `.eh_frame` with a
+/// zero terminator of its own. A module's bytes depend on its own segment
+/// only (references into other segments are fixups), so the runtime can
+/// place segments independently and keep an unchanged module where it is.
 fn layout_area(mods: &mut [Mod<'_>]) -> Result<AreaLayout, LinkError> {
-    let mut text = 0u64;
+    let mut pos = 0u64;
+    let mut segs = Vec::with_capacity(mods.len());
     for m in mods.iter_mut() {
-        text = align_up(text, m.sizes.text_align);
-        m.bases.text = text;
-        text += m.sizes.text;
-    }
-    let rodata_start = align_up(text.max(1), PAGE_SIZE);
-    let mut ro = rodata_start;
-    for m in mods.iter_mut() {
-        ro = align_up(ro, m.sizes.rodata_align);
+        let align = SEG_ALIGN.max(m.sizes.text_align).max(m.sizes.rodata_align);
+        let start = align_up(pos, align);
+        m.bases.text = start;
+        let ro = align_up(start + m.sizes.text, m.sizes.rodata_align.max(8));
         m.bases.rodata = ro;
-        ro += m.sizes.rodata;
+        m.bases.eh = align_up(ro + m.sizes.rodata, 8);
+        let end = m.bases.eh + m.sizes.eh + 4; // zero terminator
+        segs.push((start, end));
+        pos = end;
     }
-    let eh_start = align_up(ro, 8);
-    let mut eh = eh_start;
-    for m in mods.iter_mut() {
-        m.bases.eh = eh;
-        eh += m.sizes.eh;
-    }
-    let eh_end = eh;
-    let end = eh_end + 4; // zero terminator
+    let end = pos.max(1);
     let mut init = 0u64;
     for m in mods.iter_mut() {
         init = align_up(init, m.sizes.init_align);
@@ -1572,13 +1575,10 @@ fn layout_area(mods: &mut [Mod<'_>]) -> Result<AreaLayout, LinkError> {
     Ok(AreaLayout {
         layout: Layout {
             area_size: as_u32(area_size)?,
-            text: Span::new(0, as_u32(text)?),
-            rodata: Span::new(as_u32(rodata_start)?, as_u32(end)?),
-            eh_frame: Span::new(as_u32(eh_start)?, as_u32(end)?),
         },
         area_file_size: end,
         init_size: init,
-        eh_end,
+        segs,
     })
 }
 
@@ -1592,6 +1592,8 @@ pub(crate) struct Applied {
     pub module_fixups: Vec<Span>,
     pub object_fixups: Vec<Fixup>,
     pub object_fixup_spans: Vec<Span>,
+    /// Each module's range of `object_fixups` (its objects' together).
+    pub module_object_fixups: Vec<Span>,
     pub relocations: u64,
     pub at_link: u64,
     pub ctors: Vec<Vec<u32>>,
@@ -1631,17 +1633,9 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
     // Hand every module its disjoint slices of the area and the init blob.
     let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
     {
-        let (text_all, rest) = area.split_at_mut(lay.layout.rodata.start as usize);
         let init: &mut [u8] = &mut init;
-        let (ro_all, eh_all) =
-            rest.split_at_mut((lay.layout.eh_frame.start - lay.layout.rodata.start) as usize);
-        let (mut t, mut r, mut e, mut i) = (text_all, ro_all, eh_all, init);
-        let (mut tpos, mut rpos, mut epos, mut ipos) = (
-            0u64,
-            u64::from(lay.layout.rodata.start),
-            u64::from(lay.layout.eh_frame.start),
-            0u64,
-        );
+        let (mut a, mut i) = (&mut area[..], init);
+        let (mut apos, mut ipos) = (0u64, 0u64);
         for m in mods {
             fn take<'b>(
                 buf: &mut &'b mut [u8],
@@ -1657,9 +1651,10 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
                 *pos = base + len;
                 mine
             }
-            let ts = take(&mut t, &mut tpos, m.bases.text, m.sizes.text);
-            let rs = take(&mut r, &mut rpos, m.bases.rodata, m.sizes.rodata);
-            let es = take(&mut e, &mut epos, m.bases.eh, m.sizes.eh);
+            let ts = take(&mut a, &mut apos, m.bases.text, m.sizes.text);
+            let rs = take(&mut a, &mut apos, m.bases.rodata, m.sizes.rodata);
+            // The module's unwind table and its zero terminator.
+            let es = take(&mut a, &mut apos, m.bases.eh, m.sizes.eh + 4);
             let is = take(&mut i, &mut ipos, m.bases.init, m.sizes.init);
             slices.push((ts, rs, es, is));
         }
@@ -1667,7 +1662,7 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
     let results: Vec<ModApplied> = slices
         .into_par_iter()
         .enumerate()
-        .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, lay, ts, rs, es, is))
+        .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, ts, rs, es, is))
         .collect();
     let mut out = Applied {
         area: Vec::new(),
@@ -1676,6 +1671,7 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
         module_fixups: Vec::new(),
         object_fixups: Vec::new(),
         object_fixup_spans: Vec::new(),
+        module_object_fixups: Vec::new(),
         relocations: 0,
         at_link: 0,
         ctors: Vec::new(),
@@ -1718,6 +1714,15 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
         out.object_fixup_spans
             .push(Span::new(start, out.object_fixups.len() as u32));
     }
+    for m in mods {
+        let at = |g: usize| {
+            out.object_fixup_spans
+                .get(g)
+                .map_or(out.object_fixups.len() as u32, |s| s.start)
+        };
+        let (lo, hi) = (m.obj_base as usize, m.obj_base as usize + m.objs.len());
+        out.module_object_fixups.push(Span::new(at(lo), at(hi)));
+    }
     out.area = area;
     out.init = init;
     Ok(out)
@@ -1726,7 +1731,6 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
 fn apply_module(
     mods: &[Mod<'_>],
     mi: u32,
-    lay: &AreaLayout,
     text: &mut [u8],
     rodata: &mut [u8],
     eh: &mut [u8],
@@ -1771,10 +1775,21 @@ fn apply_module(
             S::Plt(h) => Some(
                 m.bases.text + m.sizes.plt_at + PLT_STUB_SIZE * u64::from(*m.plt_index.get(&h)?),
             ),
-            S::EhEnd => Some(lay.eh_end),
+            S::EhEnd => Some(m.bases.eh + m.sizes.eh),
             _ => None,
         }
     };
+    // The area offset of `s` when it lies in this module's own segment:
+    // only such values are fixed at link time (the runtime places each
+    // module's segment on its own).
+    let own_area_of = |s: &S| -> Option<u64> {
+        match *s {
+            S::Area { m: tm, .. } if tm != mi => None,
+            _ => area_of(s),
+        }
+    };
+    // An area offset relative to this module's segment (wrapping).
+    let rel = |t: u64| t.wrapping_sub(m.bases.text) as u32;
     let residual = |s: &S| -> Option<(TargetClass, u32, i64)> {
         Some(match *s {
             S::Func(f, delta) => (TargetClass::Function, f, delta),
@@ -1782,7 +1797,9 @@ fn apply_module(
             S::Host(h) => (TargetClass::Host, h, 0),
             _ => {
                 let a = area_of(s)?;
-                (TargetClass::Area, a as u32, 0)
+                // Relative to this module's segment (wrapping): the runtime
+                // may place the segments of an image apart.
+                (TargetClass::Area, a.wrapping_sub(m.bases.text) as u32, 0)
             }
         })
     };
@@ -1810,7 +1827,7 @@ fn apply_module(
         };
         if let Some((class, target, add)) = residual(&s) {
             res.fixups.push(Fixup {
-                offset: p as u32,
+                offset: (p - m.bases.text) as u32,
                 target,
                 addend: add as i32,
                 kind: FixupKind::Abs64,
@@ -1870,7 +1887,10 @@ fn apply_module(
                     };
                     let Some(t) = target
                         .and_then(|t| u64::try_from(i128::from(t) + i128::from(r.addend)).ok())
-                        .filter(|&t| t < u64::from(lay.layout.text.end))
+                        .filter(|&t| {
+                            mods.iter()
+                                .any(|mm| t >= mm.bases.text && t < mm.bases.text + mm.sizes.text)
+                        })
                     else {
                         d.push(
                             &m.obj.path,
@@ -1883,15 +1903,15 @@ fn apply_module(
                     };
                     res.at_link += 1;
                     match sec.kind {
-                        SecKind::InitArray => init_entries.push((sec.priority, r.offset, t as u32)),
-                        SecKind::FiniArray => fini_entries.push((sec.priority, r.offset, t as u32)),
+                        SecKind::InitArray => init_entries.push((sec.priority, r.offset, rel(t))),
+                        SecKind::FiniArray => fini_entries.push((sec.priority, r.offset, rel(t))),
                         _ => {
                             let o = r.offset as usize + 8;
                             let order = sec
                                 .data
                                 .get(o..o + 8)
                                 .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-                            reload_entries.push((order, t as u32));
+                            reload_entries.push((order, rel(t)));
                         }
                     }
                     continue;
@@ -1960,7 +1980,7 @@ fn apply_module(
                     continue;
                 }
                 Calc::GotOff64 => {
-                    if let Some(sa) = area_of(&s) {
+                    if let Some(sa) = own_area_of(&s) {
                         let v = (sa as i64)
                             .wrapping_add(r.addend)
                             .wrapping_sub(got_base as i64);
@@ -1997,7 +2017,7 @@ fn apply_module(
             // P in the area and S in the area with a PC-relative kind: the
             // value is fixed now.
             if let (Some(p), Some(sa), FixupKind::Pc32 | FixupKind::Pc64) =
-                (area_p, area_of(&s), kind)
+                (area_p, own_area_of(&s), kind)
             {
                 // In i128: a fuzzed addend must not overflow (S + A - P).
                 let v = i128::from(sa) + i128::from(r.addend) - i128::from(p);
@@ -2038,8 +2058,9 @@ fn apply_module(
                 continue;
             };
             // S + A - GOT = S + (A - GOT offset) - area base.
+            // (`B` is the segment's start at run time.)
             let got_adjust = if kind == FixupKind::AreaRel64 {
-                got_base as i64
+                (got_base - m.bases.text) as i64
             } else {
                 0
             };
@@ -2058,7 +2079,7 @@ fn apply_module(
             buf[local..local + kind.width()].fill(0);
             match area_p {
                 Some(p) => res.fixups.push(Fixup {
-                    offset: p as u32,
+                    offset: (p - m.bases.text) as u32,
                     target,
                     addend,
                     kind,
@@ -2134,7 +2155,8 @@ fn build_manifest(
         let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
         let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
         for (fi, f) in m.funcs.iter().enumerate() {
-            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
+            // Relative to the module's segment.
+            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value - m.bases.text;
             let name = fnames.get(fi).and_then(Option::as_deref);
             functions.push(Function {
                 name: man.intern(name.unwrap_or(f.name)),
@@ -2153,10 +2175,13 @@ fn build_manifest(
             if let (true, Some(Some(nim_key))) = (id.key.is_empty(), onames.get(oi)) {
                 id.key.clone_from(nim_key);
             }
+            // Relative to the module's part of the init blob.
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
-                (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
+                (!sec.nobits).then(|| m.sec_off[s as usize])
             });
+            let ofix_base = applied.module_object_fixups[mi].start;
+            let gspan = applied.object_fixup_spans[gid];
             objects.push(Object {
                 name: man.intern(o.name),
                 identity: man.intern(&id.key),
@@ -2165,7 +2190,7 @@ fn build_manifest(
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,
                 init,
-                fixups: applied.object_fixup_spans[gid],
+                fixups: Span::new(gspan.start - ofix_base, gspan.end - ofix_base),
                 global: o.global,
                 tls: o.tls,
             });
@@ -2180,11 +2205,22 @@ fn build_manifest(
             reachable: reachable[mi],
             functions: Span::new(fstart, functions.len() as u32),
             objects: Span::new(ostart, objects.len() as u32),
-            fixups: applied.module_fixups[mi],
-            ctors: applied.ctors[mi].clone(),
-            dtors: applied.dtors[mi].clone(),
-            on_reload: applied.on_reload[mi].clone(),
+            fixups: applied.module_fixups[mi].len(),
+            ctors: applied.ctors[mi].clone().into(),
+            dtors: applied.dtors[mi].clone().into(),
+            on_reload: applied.on_reload[mi].clone().into(),
+            init: (m.bases.init, m.sizes.init),
+            block: (0, 0),
+            block_checksum: 0,
             undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
+            seg: Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32),
+            text: Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32),
+            eh_frame: Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32),
+            checksum: hcr_image::segment_checksum(
+                &applied.area[lay.segs[mi].0 as usize..lay.segs[mi].1 as usize],
+            ),
+            link_hash: 0,
+            deps: Default::default(),
             text_size: m.sizes.text as u32,
             rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
         });
@@ -2204,13 +2240,19 @@ fn build_manifest(
             path: man.intern(&l.path.to_string_lossy()),
         })
         .collect();
-    Manifest {
+    let fn_lens: Vec<usize> = modules
+        .iter()
+        .map(|md| md.functions.len() as usize)
+        .collect();
+    let obj_lens: Vec<usize> = modules.iter().map(|md| md.objects.len() as usize).collect();
+    let mut man = Manifest {
         strings: man.strings,
+        module_strings: Vec::new(),
         root: ModuleId(root),
         layout: lay.layout.clone(),
         modules,
-        functions,
-        objects,
+        functions: hcr_image::Chunked::from_vec(functions, fn_lens),
+        objects: hcr_image::Chunked::from_vec(objects, obj_lens),
         hosts,
         libraries,
         stats: PlanStats {
@@ -2219,5 +2261,88 @@ fn build_manifest(
             got_entries: mods.iter().map(|m| m.got.len() as u32).sum(),
             plt_stubs: mods.iter().map(|m| m.plt.len() as u32).sum(),
         },
+    };
+    let links: Vec<(u64, Vec<ModuleId>)> = (0..man.modules.len())
+        .into_par_iter()
+        .map(|mi| link_identity(&man, mi, applied))
+        .collect();
+    for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
+        md.link_hash = hash;
+        md.deps = deps.into();
     }
+    man
+}
+
+/// A module's [`Module::link_hash`] and [`Module::deps`]: its content and
+/// segment layout, and every fixup of its segment and of its objects with
+/// the target named by what stays the same across links (the owning
+/// module's name and the symbol's name, or the offset inside the owning
+/// module's segment), never by an index that other modules shift.
+fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<ModuleId>) {
+    let md = &man.modules[mi];
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&md.content_hash.to_le_bytes());
+    for s in [md.seg, md.text, md.eh_frame] {
+        h.update(&(s.start - md.seg.start).to_le_bytes());
+        h.update(&(s.end - md.seg.start).to_le_bytes());
+    }
+    let mut deps: Vec<ModuleId> = Vec::new();
+    let mut put = |h: &mut xxhash_rust::xxh3::Xxh3, f: &Fixup| {
+        h.update(&f.offset.to_le_bytes());
+        h.update(&f.addend.to_le_bytes());
+        h.update(&[f.kind as u8, f.class as u8]);
+        let name = |h: &mut xxhash_rust::xxh3::Xxh3, module: ModuleId, s: &str| {
+            h.update(man.module_name(module).as_bytes());
+            h.update(&[0]);
+            h.update(s.as_bytes());
+            h.update(&[0]);
+        };
+        match f.class {
+            TargetClass::Function => {
+                if let Some(t) = man.functions.get(f.target as usize) {
+                    name(h, t.module, man.str(t.name));
+                }
+            }
+            TargetClass::Object => {
+                if let Some(t) = man.objects.get(f.target as usize) {
+                    name(h, t.module, man.object_key(t));
+                }
+            }
+            TargetClass::Host => {
+                if let Some(t) = man.hosts.get(f.target as usize) {
+                    h.update(man.str(t.name).as_bytes());
+                    h.update(&[0]);
+                }
+            }
+            TargetClass::Area => {
+                let abs = md.seg.start.wrapping_add(f.target);
+                if let Some(tm) = man.module_at(abs) {
+                    let seg = man.modules[tm.0 as usize].seg;
+                    name(h, tm, "");
+                    h.update(&(abs - seg.start).to_le_bytes());
+                    if tm.0 as usize != mi && !deps.contains(&tm) {
+                        deps.push(tm);
+                    }
+                }
+            }
+        }
+    };
+    for f in &applied.fixups[applied.module_fixups[mi].range()] {
+        put(&mut h, f);
+    }
+    let ofix = &applied.object_fixups[applied.module_object_fixups[mi].range()];
+    for o in man.objects.part(mi) {
+        h.update(man.object_key(o).as_bytes());
+        h.update(&[0]);
+        h.update(&o.size.to_le_bytes());
+        h.update(&[o.tls as u8]);
+        if let Some(o_init) = o.init {
+            h.update(&o_init.to_le_bytes());
+        }
+        for f in ofix.get(o.fixups.range()).unwrap_or(&[]) {
+            put(&mut h, f);
+        }
+    }
+    deps.sort_unstable();
+    (h.digest(), deps)
 }

@@ -82,16 +82,68 @@ pub struct Tables {
     pub hosts: Vec<u64>,
 }
 
-/// An image's load area, mapped and relocated.
+/// Where each module's segment runs: module `m`'s segment
+/// ([`hcr_image::Module::seg`]) lies at `vbase[m] + seg.start`, so any area
+/// offset inside it is at `vbase[m] + offset`. 0 for a module not placed.
+/// A whole image loaded in one piece has one `vbase` for every module; a
+/// reload that keeps unchanged modules where they are mixes the old places
+/// of those with the new places of the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Per module: run-time address of area offset 0 for its segment.
+    pub vbase: Vec<u64>,
+}
+
+impl Placement {
+    /// Every module of `manifest` at `base` (a contiguous load).
+    pub fn contiguous(manifest: &hcr_image::Manifest, base: u64) -> Placement {
+        Placement {
+            vbase: vec![base; manifest.modules.len()],
+        }
+    }
+    /// Run-time address of area offset `off` (0 when its module is not
+    /// placed or no module holds it).
+    pub fn addr(&self, manifest: &hcr_image::Manifest, off: u32) -> u64 {
+        manifest
+            .module_at(off)
+            .and_then(|m| self.vbase.get(m.0 as usize).copied())
+            .filter(|&b| b != 0)
+            .map_or(0, |b| b + u64::from(off))
+    }
+    /// Run-time address of `rel`, an offset from the start of module
+    /// `mi`'s segment (wrapping), looked up first in that segment (the
+    /// common case, no search).
+    pub fn addr_from(&self, manifest: &hcr_image::Manifest, mi: usize, rel: u32) -> u64 {
+        match manifest.modules.get(mi) {
+            Some(md) if rel < md.seg.len() => self
+                .vbase
+                .get(mi)
+                .copied()
+                .unwrap_or(0)
+                .wrapping_add(u64::from(md.seg.start + rel)),
+            Some(md) => self.addr(manifest, md.seg.start.wrapping_add(rel)),
+            None => 0,
+        }
+    }
+}
+
+/// Module segments loaded together into one chunk of the window, relocated.
 #[derive(Debug)]
 pub struct LoadedArea {
-    /// Address of area offset 0.
+    /// Address of the chunk.
     pub base: usize,
     chunk: Chunk,
-    eh_frame: Option<usize>,
+    /// The loaded modules' `.eh_frame` tables joined into one (a chunk of
+    /// its own), registered with the unwinder.
+    eh_frame: Option<Chunk>,
 }
 
 impl LoadedArea {
+    /// The joined unwind table of the modules loaded here (address and
+    /// length, terminator included), when any has one.
+    pub fn unwind_table(&self) -> Option<(usize, usize)> {
+        self.eh_frame.as_ref().map(|c| (c.addr, c.len))
+    }
     /// Size in bytes.
     pub fn len(&self) -> usize {
         self.chunk.len
@@ -142,10 +194,17 @@ pub fn read_value(buf: &[u8], off: usize, kind: FixupKind) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
-fn target_of(class: TargetClass, target: u32, tables: &Tables, base: u64) -> u64 {
+fn target_of(
+    class: TargetClass,
+    target: u32,
+    tables: &Tables,
+    place: &Placement,
+    manifest: &hcr_image::Manifest,
+    mi: usize,
+) -> u64 {
     let pick = |v: &[u64]| v.get(target as usize).copied().unwrap_or(0);
     match class {
-        TargetClass::Area => base + u64::from(target),
+        TargetClass::Area => place.addr_from(manifest, mi, target),
         TargetClass::Function => pick(&tables.functions),
         TargetClass::Object => pick(&tables.objects),
         TargetClass::Host => pick(&tables.hosts),
@@ -171,13 +230,13 @@ fn describe_target(view: &ImageView<'_>, class: TargetClass, target: u32) -> Str
     }
 }
 
-/// Maps `view`'s load area into `window`, applies the fixups of the modules
-/// marked in `apply` (unreachable modules' code is never run, so their
-/// fixups are skipped), checks `.eh_frame`, flips text to read+execute and
-/// the rest to read-only, and registers `.eh_frame`.
+/// Maps `view`'s load area into `window` in one piece, applies the fixups
+/// of the modules marked in `apply` (unreachable modules' code is never
+/// run, so their fixups are skipped), checks each module's `.eh_frame`,
+/// protects the area and registers the unwind tables.
 ///
 /// # Errors
-/// The window is exhausted, a value does not fit or the unwind table is
+/// The window is exhausted, a value does not fit or an unwind table is
 /// malformed; nothing stays mapped.
 pub fn load_area(
     window: &mut Window,
@@ -210,38 +269,64 @@ pub fn load_area_in(
     apply: &[bool],
 ) -> Result<LoadedArea, LoadError> {
     let layout = &view.manifest.layout;
-    let result = if chunk.len < layout.area_size as usize {
-        Err(LoadError::Window(format!(
+    if chunk.len < layout.area_size as usize {
+        let e = LoadError::Window(format!(
             "load area of {} bytes in a chunk of {}",
             layout.area_size, chunk.len
-        )))
-    } else {
-        fill(&chunk, view, tables, apply)
-    };
+        ));
+        // SAFETY: the chunk was never published; nothing runs in it.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    let place = Placement::contiguous(&view.manifest, chunk.addr as u64);
+    load_segments(window, chunk, view, tables, &place, apply)
+}
+
+/// Relocates the segments of the modules marked in `load`, which the caller
+/// has read into `chunk` at their places (`place`: module `m`'s segment at
+/// `place.vbase[m] + seg.start`, inside the chunk). Fixups resolve through
+/// `tables` and, for area offsets, through `place` (so a segment may refer
+/// to segments of modules loaded earlier, elsewhere). Then each loaded
+/// module's `.eh_frame` is checked, the chunk becomes read+execute (code,
+/// read-only data and unwind tables share pages, as in an executable's text
+/// segment; no page is ever writable and executable) and the unwind tables
+/// are registered. The chunk is freed on error.
+///
+/// # Errors
+/// As [`load_area`]; also a segment placed outside the chunk.
+pub fn load_segments(
+    window: &mut Window,
+    chunk: Chunk,
+    view: &ImageView<'_>,
+    tables: &Tables,
+    place: &Placement,
+    load: &[bool],
+) -> Result<LoadedArea, LoadError> {
+    let result = fill(&chunk, view, tables, place, load)
+        .and_then(|()| mem::protect_range(chunk.addr, chunk.len, Prot::ReadExecute));
     if let Err(e) = result {
         // SAFETY: the chunk was never published; nothing runs in it.
         unsafe { window.free(chunk) };
         return Err(e);
     }
-    let text_len = (layout.rodata.start as usize).div_ceil(mem::PAGE) * mem::PAGE;
-    let protected = mem::protect_range(chunk.addr, text_len.min(chunk.len), Prot::ReadExecute)
-        .and_then(|()| {
-            mem::protect_range(
-                chunk.addr + text_len,
-                chunk.len.saturating_sub(text_len),
-                Prot::Read,
-            )
-        });
-    if let Err(e) = protected {
-        // SAFETY: as above.
-        unsafe { window.free(chunk) };
-        return Err(e);
-    }
-    let eh_frame = if layout.eh_frame.len() > 4 {
-        let at = chunk.addr + layout.eh_frame.start as usize;
-        register_frames(at).then_some(at)
-    } else {
-        None
+    // One registration per load, not per module: libgcc keeps registered
+    // tables in a list that deregistering walks, so a table per module
+    // would make freeing N modules cost N² steps.
+    let eh_frame = match joined_unwind_table(window, view, place, load) {
+        Ok(t) => t,
+        Err(e) => {
+            // SAFETY: as above.
+            unsafe { window.free(chunk) };
+            return Err(e);
+        }
+    };
+    let eh_frame = match eh_frame {
+        Some(t) if !register_frames(t.addr) => {
+            // SAFETY: never registered, nothing refers to it.
+            unsafe { window.free(t) };
+            None
+        }
+        other => other,
     };
     Ok(LoadedArea {
         base: chunk.addr,
@@ -250,38 +335,104 @@ pub fn load_area_in(
     })
 }
 
+/// The unwind tables of the modules marked in `load` (checked by `fill`),
+/// copied one after another into a new chunk of `window` and ended by one
+/// terminator, their PC-relative pointers moved with them so that the copy
+/// describes the same code; read-only. `None` when no module has unwind
+/// information.
+fn joined_unwind_table(
+    window: &mut Window,
+    view: &ImageView<'_>,
+    place: &Placement,
+    load: &[bool],
+) -> Result<Option<Chunk>, LoadError> {
+    let m = &view.manifest;
+    let parts: Vec<(u64, usize)> = m
+        .modules
+        .iter()
+        .enumerate()
+        .filter(|(mi, md)| load.get(*mi).copied().unwrap_or(false) && md.eh_frame.len() > 4)
+        .map(|(mi, md)| {
+            let at = place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start));
+            (at, md.eh_frame.len() as usize - 4)
+        })
+        .collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let len = parts.iter().map(|p| p.1).sum::<usize>() + 4;
+    let chunk = window.alloc(len)?;
+    // SAFETY: the chunk is fresh from the window, committed read-write, at
+    // least `len` bytes, and not yet published.
+    let out = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+    let mut at = 0usize;
+    for (from, n) in parts {
+        // SAFETY: each module's table lies in its segment, which `fill`
+        // wrote and checked and which stays mapped while this area is.
+        let table = unsafe { std::slice::from_raw_parts(from as *const u8, n) };
+        out[at..at + n].copy_from_slice(table);
+        let delta = from.wrapping_sub(chunk.addr as u64 + at as u64) as i64;
+        eh_frame::shift_pcrel(&mut out[at..at + n], delta);
+        at += n;
+    }
+    out[at..at + 4].fill(0);
+    if let Err(e) = mem::protect_range(chunk.addr, chunk.len, Prot::Read) {
+        // SAFETY: never published.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    Ok(Some(chunk))
+}
+
 fn fill(
     chunk: &Chunk,
     view: &ImageView<'_>,
     tables: &Tables,
-    apply: &[bool],
+    place: &Placement,
+    load: &[bool],
 ) -> Result<(), LoadError> {
     // SAFETY: the chunk is committed read-write, exclusively ours (fresh from
     // the window, not yet published) and `chunk.len` bytes long; no other
     // reference to its bytes is used while this one lives.
     let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
-    let base = chunk.addr as u64;
-    for (mi, md) in view.manifest.modules.iter().enumerate() {
-        if !apply.get(mi).copied().unwrap_or(false) {
+    let m = &view.manifest;
+    let lo = chunk.addr as u64;
+    for (mi, md) in m.modules.iter().enumerate() {
+        if !load.get(mi).copied().unwrap_or(false) {
             continue;
         }
+        let vbase = place.vbase.get(mi).copied().unwrap_or(0);
+        let seg_at = vbase.wrapping_add(u64::from(md.seg.start));
+        if vbase == 0 || seg_at < lo || seg_at + u64::from(md.seg.len()) > lo + chunk.len as u64 {
+            return Err(LoadError::Window(format!(
+                "module {}: segment placed outside its chunk",
+                m.str(md.name)
+            )));
+        }
+        // Buffer index of this module's segment.
+        let shift = seg_at.wrapping_sub(lo);
+        let own = md.seg.len();
         // The hot loop: decode in place, the common kinds inline, every
         // write bounds-checked.
-        for rec in view
-            .fixups
-            .raw(md.fixups)
-            .chunks_exact(hcr_image::FIXUP_SIZE)
-        {
+        for rec in view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE) {
             let word = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
             let (offset, target, addend) = (word(0), word(4), word(8) as i32);
             let s = match rec[13] {
-                0 => base + u64::from(target),
+                0 if target < own => seg_at + u64::from(target),
+                0 => place.addr(m, md.seg.start.wrapping_add(target)),
                 1 => tables.functions.get(target as usize).copied().unwrap_or(0),
                 2 => tables.objects.get(target as usize).copied().unwrap_or(0),
                 _ => tables.hosts.get(target as usize).copied().unwrap_or(0),
             };
-            let p = base + u64::from(offset);
-            let at = offset as usize;
+            let p = seg_at + u64::from(offset);
+            // Fixups of a module lie in its own segment.
+            if offset >= own {
+                return Err(LoadError::Window(format!(
+                    "module {}: fixup at {offset:#x} outside its segment",
+                    m.str(md.name)
+                )));
+            }
+            let at = shift.wrapping_add(u64::from(offset)) as usize;
             let fast = match rec[12] {
                 2 => i32::try_from(
                     (s as i64)
@@ -307,48 +458,54 @@ fn fill(
             else {
                 continue; // refused when the image was parsed
             };
-            let fx = hcr_image::Fixup {
-                offset,
-                target,
-                addend,
-                kind,
-                class,
-            };
-            let value = compute(fx.kind, s, i64::from(fx.addend), p, base).map_err(|value| {
+            if class == TargetClass::Area && s == 0 {
+                return Err(LoadError::Window(format!(
+                    "module {}: fixup at {:#x} refers to image offset {:#x}, in no loaded module",
+                    m.str(md.name),
+                    md.seg.start + offset,
+                    md.seg.start.wrapping_add(target)
+                )));
+            }
+            let value = compute(kind, s, i64::from(addend), p, seg_at).map_err(|value| {
                 LoadError::OutOfRange {
-                    module: view.manifest.str(md.name).to_string(),
-                    target: describe_target(view, fx.class, fx.target),
-                    place: format!("image offset {:#x}", fx.offset),
-                    kind: fx.kind,
+                    module: m.str(md.name).to_string(),
+                    target: describe_target(
+                        view,
+                        class,
+                        match class {
+                            TargetClass::Area => md.seg.start.wrapping_add(target),
+                            _ => target,
+                        },
+                    ),
+                    place: format!("image offset {:#x}", md.seg.start + offset),
+                    kind,
                     value,
                 }
             })?;
-            write_value(buf, fx.offset as usize, fx.kind, value).ok_or_else(|| {
+            write_value(buf, at, kind, value).ok_or_else(|| {
                 LoadError::Window(format!(
-                    "module {}: fixup at {:#x} outside the load area",
-                    view.manifest.str(md.name),
-                    fx.offset
+                    "module {}: fixup at {offset:#x} outside the load area",
+                    m.str(md.name)
                 ))
             })?;
         }
-    }
-    // The unwind table, relocated, before libgcc may see it.
-    let layout = &view.manifest.layout;
-    if layout.eh_frame.len() > 4 {
-        let eh = layout.eh_frame.range();
-        let frame = eh_frame::Frame {
-            addr: base + eh.start as u64,
-            text: base + u64::from(layout.text.start)..base + u64::from(layout.text.end),
-            terminator: base + eh.end as u64 - 4,
-        };
-        let start = eh.start;
-        let table = buf
-            .get_mut(eh)
-            .ok_or_else(|| LoadError::Window("unwind table outside the load area".to_string()))?;
-        eh_frame::check(table, &frame).map_err(|m| LoadError::EhFrame {
-            offset: start + m.offset,
-            what: m.what,
-        })?;
+        // The unwind table, relocated, before libgcc may see it.
+        if md.eh_frame.len() > 4 {
+            let eh = md.eh_frame;
+            let frame = eh_frame::Frame {
+                addr: vbase + u64::from(eh.start),
+                text: vbase + u64::from(md.text.start)..vbase + u64::from(md.text.end),
+                terminator: vbase + u64::from(eh.end) - 4,
+            };
+            let from = shift.wrapping_add(u64::from(eh.start - md.seg.start)) as usize;
+            let table = buf
+                .get_mut(from..from + eh.len() as usize)
+                .ok_or_else(|| LoadError::Window("unwind table outside the load area".into()))?;
+            eh_frame::check(table, &frame).map_err(|e| LoadError::EhFrame {
+                offset: eh.start as usize + e.offset,
+                what: e.what,
+            })?;
+        }
     }
     Ok(())
 }
@@ -376,7 +533,7 @@ pub fn object_values(
     obj: ObjectId,
     dest: u64,
     tables: &Tables,
-    area_base: u64,
+    place: &Placement,
 ) -> Result<Vec<FieldValue>, LoadError> {
     let Some(o) = view.manifest.objects.get(obj.0 as usize) else {
         return Ok(Vec::new());
@@ -386,12 +543,19 @@ pub fn object_values(
         .modules
         .get(o.module.0 as usize)
         .map_or("?", |m| view.manifest.str(m.name));
-    view.object_fixups
-        .iter(o.fixups)
+    view.fixups_of_object(o)
         .map(|fx| {
-            let s = target_of(fx.class, fx.target, tables, area_base);
+            let mi = o.module.0 as usize;
+            let s = target_of(fx.class, fx.target, tables, place, &view.manifest, mi);
             let p = dest + u64::from(fx.offset);
-            compute(fx.kind, s, i64::from(fx.addend), p, area_base)
+            // `B` of `AreaRel64`: the start of the object's module's segment.
+            let b = place
+                .vbase
+                .get(mi)
+                .copied()
+                .unwrap_or(0)
+                .wrapping_add(u64::from(view.manifest.area_offset(o.module, 0)));
+            compute(fx.kind, s, i64::from(fx.addend), p, b)
                 .map(|value| FieldValue {
                     offset: fx.offset,
                     kind: fx.kind,
@@ -414,8 +578,11 @@ pub fn object_values(
 /// # Safety
 /// No code may run in the area any more and no pointer into it may be used.
 pub unsafe fn unload_area(window: &mut Window, area: LoadedArea) {
-    if let Some(at) = area.eh_frame {
-        deregister_frames(at);
+    if let Some(t) = area.eh_frame {
+        deregister_frames(t.addr);
+        // SAFETY: the caller guarantees the area is dead; the table was
+        // deregistered above.
+        unsafe { window.free(t) };
     }
     // SAFETY: the caller guarantees the area is dead.
     unsafe { window.free(area.chunk) };

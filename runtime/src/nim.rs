@@ -22,7 +22,7 @@ pub fn is_nim_module(name: &str) -> bool {
 pub fn init_functions(m: &Manifest, md: &Module) -> (Option<u32>, Option<u32>) {
     let mut dat = None;
     let mut init = None;
-    for f in &m.functions[md.functions.start as usize..md.functions.end as usize] {
+    for f in md.functions.range().map(|i| &m.functions[i]) {
         let name = m.str(f.name);
         if !name.starts_with("atm") {
             continue;
@@ -90,7 +90,7 @@ pub fn warn_uninitialised(m: &Manifest, added: &[String], objects: impl Iterator
             continue;
         };
         for name in runtime_initialised(c, &names) {
-            crate::state::warn(format_args!(
+            crate::warn::warn(format_args!(
                 "global {}:{name} is new in this reload and Nim initialises it at run time (in the module's Init000, with its top-level statements): it starts zeroed; restart the program to initialise it",
                 m.str(md.name)
             ));

@@ -80,14 +80,8 @@ fn out_of_reach(image: &[u8], symbol: &str) -> Vec<u8> {
         .iter()
         .position(|h| m.str(h.name) == symbol)
         .expect("the image uses the host symbol") as u32;
-    let at = m
-        .modules
-        .iter()
-        .flat_map(|md| {
-            view.fixups
-                .raw(md.fixups)
-                .chunks_exact(hcr_image::FIXUP_SIZE)
-        })
+    let at = (0..m.modules.len())
+        .flat_map(|mi| view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE))
         .find(|r| r[12] == 1 /* Abs64 */ && r[13] == 3 /* Host */ && r[4..8] == host.to_le_bytes())
         .map(|r| r.as_ptr() as usize - image.as_ptr() as usize)
         .expect("an absolute fixup of the GOT entry");
@@ -101,8 +95,13 @@ fn out_of_reach(image: &[u8], symbol: &str) -> Vec<u8> {
 /// table, checksum sealed again: what a buggy writer could produce.
 fn bad_unwind_table(image: &[u8]) -> Vec<u8> {
     let view = hcr_image::ImageView::parse(image).expect("a valid image");
-    let eh = view.manifest.layout.eh_frame;
-    assert!(eh.len() > 4, "the image has unwind information");
+    let eh = view
+        .manifest
+        .modules
+        .iter()
+        .map(|md| md.eh_frame)
+        .find(|eh| eh.len() > 4)
+        .expect("the image has unwind information");
     let at = view.header.area_file_offset as usize + eh.start as usize;
     let mut out = image.to_vec();
     out[at..at + 4].copy_from_slice(&0xfff0u32.to_le_bytes());
@@ -117,17 +116,9 @@ fn manifest_at(image: &[u8]) -> usize {
     word(word(40) + 64 + 24)
 }
 
-/// Stores the checksum of `image`'s current bytes in its header.
+/// Stores the checksums of `image`'s current bytes.
 fn reseal(image: &mut [u8]) {
-    let h = hcr_image::ImageView::parse_manifest(image)
-        .expect("a manifest")
-        .0;
-    let manifest = manifest_at(image);
-    let body = &image[manifest + hcr_image::HEADER_SIZE..][..h.body_len as usize];
-    let area = &image[h.area_file_offset as usize..][..h.area_file_size as usize];
-    let init = &image[h.init_file_offset as usize..][..h.init_file_size as usize];
-    let sum = hcr_image::checksum(body, area, init);
-    image[manifest + 16..manifest + 24].copy_from_slice(&sum.to_le_bytes());
+    hcr_image::reseal(image).expect("a manifest");
     hcr_image::ImageView::parse(image).expect("a valid image again");
 }
 

@@ -1,0 +1,206 @@
+//! What a reload changes: the pure diff of the loaded manifest against a
+//! new one, the cached answer for the image on disk, and which modules keep
+//! their relocated segments.
+
+use super::*;
+
+/// Pure: what changes between the loaded manifest and a new one. A module
+/// counts as changed when its timestamp differs and its content differs.
+pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
+    let matched = old.map(|o| match_modules(o, new)).unwrap_or_default();
+    let old_order = old.map(Manifest::init_order).unwrap_or_default();
+    plan_matched(old, new, &matched, &new.init_order(), &old_order)
+}
+
+/// [`plan_reload`] with the modules matched ([`match_modules`]) and both
+/// initialisation orders known.
+pub(super) fn plan_matched(
+    old: Option<&Manifest>,
+    new: &Manifest,
+    matched: &[u32],
+    new_order: &[ModuleId],
+    old_order: &[ModuleId],
+) -> Diff {
+    let mut d = Diff::default();
+    let mut still = vec![false; old.map_or(0, |o| o.modules.len())];
+    for &i in new_order {
+        let md = &new.modules[i.0 as usize];
+        let name = new.str(md.name);
+        match (old, matched.get(i.0 as usize).copied().unwrap_or(NONE)) {
+            (Some(o), oi) if oi != NONE => {
+                still[oi as usize] = true;
+                let om = &o.modules[oi as usize];
+                if om.content_hash != md.content_hash && om.mtime_ns != md.mtime_ns {
+                    d.changed.push(name.to_string());
+                }
+            }
+            _ => d.added.push(name.to_string()),
+        }
+    }
+    if let Some(o) = old {
+        for &i in old_order {
+            if !still[i.0 as usize] {
+                d.removed.push(o.module_name(i).to_string());
+            }
+        }
+    }
+    d
+}
+
+/// For each module of `new`, the index of the loaded (reachable) module of
+/// `old` with its name, or `NONE`. The usual case, the same module list,
+/// costs one name comparison per module.
+pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
+    let mut out = vec![NONE; new.modules.len()];
+    let mut by_name: Option<HashMap<&str, usize>> = None;
+    for (i, md) in new.modules.iter().enumerate() {
+        let name = new.str(md.name);
+        let same = old
+            .modules
+            .get(i)
+            .is_some_and(|om| om.reachable && old.str(om.name) == name);
+        if same {
+            out[i] = i as u32;
+            continue;
+        }
+        let map = by_name.get_or_insert_with(|| loaded_names(old));
+        if let Some(&oi) = map.get(name) {
+            out[i] = oi as u32;
+        }
+    }
+    out
+}
+
+/// The loaded (reachable) modules of `m` whose names are in `names`.
+pub(super) fn loaded_among<'a>(
+    m: &'a Manifest,
+    names: &'a HashSet<&str>,
+) -> impl Iterator<Item = &'a hcr_image::Module> {
+    m.modules
+        .iter()
+        .filter(move |md| md.reachable && names.contains(m.str(md.name)))
+}
+
+/// Reachable modules (by name) of a manifest.
+pub(super) fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
+    m.modules
+        .iter()
+        .enumerate()
+        .filter(|(_, md)| md.reachable)
+        .map(|(i, md)| (m.str(md.name), i))
+        .collect()
+}
+
+/// Whether the program may load shared objects that need the image's
+/// symbols: a reachable module calls `dlopen`/`dlmopen`, the image names
+/// libraries (which may load plugins themselves), or `HCR_EXPORT_SYMBOLS=1`
+/// asks for it. Publishing costs about a microsecond per exported name, so
+/// programs that never load plugins do not pay it.
+pub(super) fn may_load_plugins(m: &Manifest) -> bool {
+    if !m.libraries.is_empty() || std::env::var_os("HCR_EXPORT_SYMBOLS").is_some_and(|v| v == "1") {
+        return true;
+    }
+    m.modules.iter().filter(|md| md.reachable).any(|md| {
+        md.undefined.iter().any(|h| {
+            m.hosts
+                .get(h.0 as usize)
+                .is_some_and(|h| matches!(m.str(h.name), "dlopen" | "dlmopen"))
+        })
+    })
+}
+
+impl State {
+    /// The diff between the live image and `m`, the modules of `m` matched
+    /// to the live image's, and `m`'s initialisation order.
+    pub(super) fn plan(&self, m: &Manifest) -> (Diff, Vec<u32>, Vec<ModuleId>) {
+        let old = self.current.as_ref();
+        let matched = old
+            .map(|c| match_modules(&c.manifest, m))
+            .unwrap_or_else(|| vec![NONE; m.modules.len()]);
+        let order = m.init_order();
+        let diff = plan_matched(
+            old.map(|c| &c.manifest),
+            m,
+            &matched,
+            &order,
+            old.map_or(&[][..], |c| &c.order),
+        );
+        (diff, matched, order)
+    }
+
+    /// The diff between the loaded image and the one on disk; one `stat`
+    /// when the file is the one loaded or already examined.
+    pub fn disk_diff(&mut self) -> Result<Diff, Error> {
+        let stat = FileStat::of(&self.path)
+            .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
+        if self.current.as_ref().is_some_and(|c| c.stat == stat) {
+            return Ok(Diff::default());
+        }
+        if self.disk.stat == Some(stat) {
+            return Ok(self.disk.diff.clone());
+        }
+        let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
+        let bytes = file.read(Parts::Global, &mut self.scratch)?;
+        let old = self.current.as_ref().map(|c| &c.manifest);
+        let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
+        let stat2 = file.stat;
+        let diff = self.plan(&manifest).0;
+        self.disk = DiskCache {
+            stat: Some(stat2),
+            diff: diff.clone(),
+        };
+        Ok(diff)
+    }
+
+    /// Which old module's segment each module of `m` keeps (`NONE`: it is
+    /// loaded). A reachable module keeps its segment when its link identity
+    /// ([`hcr_image::Module::link_hash`]: content, layout, and every fixup's
+    /// target by name) is the one loaded and every module it refers into
+    /// keeps its segment too; then its relocated bytes would come out the
+    /// same, so they are not redone. Under a debugger every module is
+    /// loaded (the debugger is given one object per load).
+    pub(super) fn reuse_plan(&self, m: &Manifest, matched: &[u32]) -> Vec<u32> {
+        let mut reuse = vec![NONE; m.modules.len()];
+        let Some(c) = &self.current else {
+            return reuse;
+        };
+        if crate::gdb_jit::wanted() {
+            return reuse;
+        }
+        for (i, md) in m.modules.iter().enumerate() {
+            if !md.reachable {
+                continue;
+            }
+            let oi = matched.get(i).copied().unwrap_or(NONE) as usize;
+            if oi == NONE as usize {
+                continue;
+            }
+            let om = &c.manifest.modules[oi];
+            if om.link_hash == md.link_hash
+                && om.seg.len() == md.seg.len()
+                && om.functions.len() == md.functions.len()
+                && om.objects.len() == md.objects.len()
+                && c.areas[oi].is_some()
+            {
+                reuse[i] = oi as u32;
+            }
+        }
+        loop {
+            let mut again = false;
+            for i in 0..reuse.len() {
+                if reuse[i] != NONE
+                    && m.modules[i]
+                        .deps
+                        .iter()
+                        .any(|d| reuse.get(d.0 as usize).is_none_or(|&r| r == NONE))
+                {
+                    reuse[i] = NONE;
+                    again = true;
+                }
+            }
+            if !again {
+                return reuse;
+            }
+        }
+    }
+}

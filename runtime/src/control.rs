@@ -56,6 +56,21 @@ type Tweak = (u32, i32, f64, f64);
 /// Ranges and kinds given by `HCR_TWEAK`, by address.
 static TWEAKS: Mutex<Option<std::collections::HashMap<u64, Tweak>>> = Mutex::new(None);
 
+/// The image file (a duplicate descriptor) of the newest committed
+/// generation, when it has debug information: what `image` hands out.
+static IMAGE: Mutex<Option<(u32, std::fs::File)>> = Mutex::new(None);
+
+/// Records the image file `generation` was loaded from (called by every
+/// commit; a duplicate descriptor only when the endpoint runs, so a reload
+/// pays one `dup` at most).
+pub(crate) fn note_image(generation: u32, file: Option<&std::fs::File>) {
+    if !wanted() {
+        return;
+    }
+    let f = file.and_then(|f| f.try_clone().ok());
+    *IMAGE.lock().unwrap_or_else(|p| p.into_inner()) = f.map(|f| (generation, f));
+}
+
 /// Forgets the `HCR_TWEAK` range of the global at `addr` (its storage is
 /// being freed: a global that later gets the same address must not inherit
 /// it). Called by the persistent heap.
@@ -123,10 +138,15 @@ pub(crate) fn note_reload<T>(r: &Result<T, crate::Error>) {
 }
 
 /// Starts the endpoint when it was asked for; a failure is a warning.
+/// True when the endpoint was asked for (`enable` or `HCR_CONTROL=1`).
+fn wanted() -> bool {
+    static ENV: OnceLock<bool> = OnceLock::new();
+    REQUESTED.load(Ordering::Relaxed)
+        || *ENV.get_or_init(|| std::env::var("HCR_CONTROL").is_ok_and(|v| v == "1"))
+}
+
 pub(crate) fn start_if_enabled() {
-    let on =
-        REQUESTED.load(Ordering::Relaxed) || std::env::var("HCR_CONTROL").is_ok_and(|v| v == "1");
-    if !on || STARTED.swap(true, Ordering::SeqCst) {
+    if !wanted() || STARTED.swap(true, Ordering::SeqCst) {
         return;
     }
     if let Err(e) = start() {
@@ -368,10 +388,11 @@ pub fn request_image(
 fn send_image(out: &NoSigPipe) -> std::io::Result<()> {
     use std::os::fd::AsRawFd as _;
     let r = crate::ffi::with_state(|st| {
-        let file = st
-            .current
+        let image = IMAGE.lock().unwrap_or_else(|p| p.into_inner());
+        let file = image
             .as_ref()
-            .and_then(|c| crate::crash::image_file(c.area.base as u64));
+            .filter(|(g, _)| *g == st.generation)
+            .and_then(|(_, f)| f.try_clone().ok());
         Ok((st.generation, file))
     });
     let (generation, file) = match r {

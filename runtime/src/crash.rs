@@ -216,21 +216,6 @@ pub fn withdraw(base: u64) {
     }
 }
 
-/// A duplicate descriptor of the file the image at `base` was loaded from,
-/// when it has debug information (the control endpoint hands it to
-/// `hcr globals`, which reads types from it: the very file that was loaded,
-/// even if the path has been replaced since). Call under the runtime's lock
-/// (tables are withdrawn under it).
-pub fn image_file(base: u64) -> Option<std::fs::File> {
-    TABLES.iter().find_map(|slot| {
-        let p = slot.load(Ordering::Acquire);
-        // SAFETY: published tables live until withdrawn, which happens
-        // under the runtime's lock that the caller holds.
-        let t = unsafe { p.as_ref() }?;
-        (t.base == base).then(|| t.lines.as_ref()?.file.try_clone().ok())?
-    })
-}
-
 /// The table of the image whose code holds `pc`.
 fn table_of(pc: u64) -> Option<&'static Table> {
     TABLES.iter().find_map(|slot| {

@@ -349,6 +349,21 @@ pub(crate) fn check(table: &mut [u8], f: &Frame) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// Length of the checked table at `at`, up to and including its terminator.
+pub(crate) fn table_len(at: usize) -> usize {
+    let mut n = 0usize;
+    loop {
+        // SAFETY: the caller passes a checked table (see `check`): records
+        // whose lengths lead, within the table, to a zero terminator.
+        let len = unsafe { std::ptr::read_unaligned((at + n) as *const u32) } as usize;
+        n += 4;
+        if len == 0 {
+            return n;
+        }
+        n += len;
+    }
+}
+
 /// Rewrites the PC-relative pointers of a checked `table` (FDE starts,
 /// personality routines, LSDAs) for a copy of it that lies `delta` bytes
 /// before where the table ran: the copy then describes the same code.

@@ -133,16 +133,35 @@ pub struct LoadedArea {
     /// Address of the chunk.
     pub base: usize,
     chunk: Chunk,
-    /// The loaded modules' `.eh_frame` tables joined into one (a chunk of
-    /// its own), registered with the unwinder.
-    eh_frame: Option<Chunk>,
+    /// The loaded modules' `.eh_frame` tables (their run-time addresses,
+    /// then 0), registered with the unwinder as one object.
+    eh_frames: Option<Box<[usize]>>,
 }
 
 impl LoadedArea {
-    /// The joined unwind table of the modules loaded here (address and
-    /// length, terminator included), when any has one.
-    pub fn unwind_table(&self) -> Option<(usize, usize)> {
-        self.eh_frame.as_ref().map(|c| (c.addr, c.len))
+    /// The unwind tables of the modules loaded here, joined into one table
+    /// that claims to lie at `at` (its PC-relative pointers moved so that
+    /// it describes the same code from there), with one terminator. For a
+    /// debugger, which reads one `.eh_frame` per object.
+    pub fn joined_unwind_table(&self, at: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &t in self
+            .eh_frames
+            .iter()
+            .flat_map(|b| b.iter())
+            .filter(|&&t| t != 0)
+        {
+            let len = eh_frame::table_len(t);
+            // SAFETY: `t` is a checked, terminated unwind table inside this
+            // area's chunk, mapped readable while the area lives.
+            let table = unsafe { std::slice::from_raw_parts(t as *const u8, len) };
+            let from = out.len();
+            out.extend_from_slice(table);
+            let delta = (t as u64).wrapping_sub(at + from as u64) as i64;
+            eh_frame::shift_pcrel(&mut out[from..], delta);
+        }
+        out.extend_from_slice(&[0; 4]);
+        out
     }
     /// Size in bytes.
     pub fn len(&self) -> usize {
@@ -310,78 +329,27 @@ pub fn load_segments(
         return Err(e);
     }
     // One registration per load, not per module: libgcc keeps registered
-    // tables in a list that deregistering walks, so a table per module
-    // would make freeing N modules cost N² steps.
-    let eh_frame = match joined_unwind_table(window, view, place, load) {
-        Ok(t) => t,
-        Err(e) => {
-            // SAFETY: as above.
-            unsafe { window.free(chunk) };
-            return Err(e);
-        }
-    };
-    let eh_frame = match eh_frame {
-        Some(t) if !register_frames(t.addr) => {
-            // SAFETY: never registered, nothing refers to it.
-            unsafe { window.free(t) };
-            None
-        }
-        other => other,
-    };
-    Ok(LoadedArea {
-        base: chunk.addr,
-        chunk,
-        eh_frame,
-    })
-}
-
-/// The unwind tables of the modules marked in `load` (checked by `fill`),
-/// copied one after another into a new chunk of `window` and ended by one
-/// terminator, their PC-relative pointers moved with them so that the copy
-/// describes the same code; read-only. `None` when no module has unwind
-/// information.
-fn joined_unwind_table(
-    window: &mut Window,
-    view: &ImageView<'_>,
-    place: &Placement,
-    load: &[bool],
-) -> Result<Option<Chunk>, LoadError> {
-    let m = &view.manifest;
-    let parts: Vec<(u64, usize)> = m
+    // objects in a list that deregistering walks, so a table per module
+    // would make freeing N modules cost N² steps. `__register_frame_table`
+    // takes a null-terminated list of tables, each walked to its own
+    // terminator: the tables stay where they are.
+    let tables: Vec<usize> = view
+        .manifest
         .modules
         .iter()
         .enumerate()
         .filter(|(mi, md)| load.get(*mi).copied().unwrap_or(false) && md.eh_frame.len() > 4)
-        .map(|(mi, md)| {
-            let at = place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start));
-            (at, md.eh_frame.len() as usize - 4)
-        })
+        .map(|(mi, md)| place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start)) as usize)
+        .chain(std::iter::once(0))
         .collect();
-    if parts.is_empty() {
-        return Ok(None);
-    }
-    let len = parts.iter().map(|p| p.1).sum::<usize>() + 4;
-    let chunk = window.alloc(len)?;
-    // SAFETY: the chunk is fresh from the window, committed read-write, at
-    // least `len` bytes, and not yet published.
-    let out = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
-    let mut at = 0usize;
-    for (from, n) in parts {
-        // SAFETY: each module's table lies in its segment, which `fill`
-        // wrote and checked and which stays mapped while this area is.
-        let table = unsafe { std::slice::from_raw_parts(from as *const u8, n) };
-        out[at..at + n].copy_from_slice(table);
-        let delta = from.wrapping_sub(chunk.addr as u64 + at as u64) as i64;
-        eh_frame::shift_pcrel(&mut out[at..at + n], delta);
-        at += n;
-    }
-    out[at..at + 4].fill(0);
-    if let Err(e) = mem::protect_range(chunk.addr, chunk.len, Prot::Read) {
-        // SAFETY: never published.
-        unsafe { window.free(chunk) };
-        return Err(e);
-    }
-    Ok(Some(chunk))
+    let eh_frames = (tables.len() > 1)
+        .then(|| tables.into_boxed_slice())
+        .filter(|t| register_frame_table(t));
+    Ok(LoadedArea {
+        base: chunk.addr,
+        chunk,
+        eh_frames,
+    })
 }
 
 fn fill(
@@ -578,11 +546,8 @@ pub fn object_values(
 /// # Safety
 /// No code may run in the area any more and no pointer into it may be used.
 pub unsafe fn unload_area(window: &mut Window, area: LoadedArea) {
-    if let Some(t) = area.eh_frame {
-        deregister_frames(t.addr);
-        // SAFETY: the caller guarantees the area is dead; the table was
-        // deregistered above.
-        unsafe { window.free(t) };
+    if let Some(t) = &area.eh_frames {
+        deregister_frames(t.as_ptr() as usize);
     }
     // SAFETY: the caller guarantees the area is dead.
     unsafe { window.free(area.chunk) };
@@ -597,12 +562,15 @@ fn frame_fn(name: &std::ffi::CStr) -> Option<FrameFn> {
     Some(unsafe { std::mem::transmute::<usize, FrameFn>(p as usize) })
 }
 
-fn register_frames(at: usize) -> bool {
-    match frame_fn(c"__register_frame") {
+fn register_frame_table(tables: &[usize]) -> bool {
+    match frame_fn(c"__register_frame_table") {
         Some(f) => {
-            // SAFETY: `at` is a relocated, zero-terminated `.eh_frame` table
-            // that stays mapped until `deregister_frames`.
-            unsafe { f(at as *const u8) };
+            // SAFETY: `tables` is a null-terminated list of relocated,
+            // checked, zero-terminated `.eh_frame` tables; the list and the
+            // tables stay alive and mapped until `deregister_frames` (the
+            // list is owned by the `LoadedArea`, which is dropped only by
+            // `unload_area`, after deregistering).
+            unsafe { f(tables.as_ptr() as *const u8) };
             true
         }
         None => false,
@@ -611,7 +579,8 @@ fn register_frames(at: usize) -> bool {
 
 fn deregister_frames(at: usize) {
     if let Some(f) = frame_fn(c"__deregister_frame") {
-        // SAFETY: `at` was registered by `register_frames` and is still mapped.
+        // SAFETY: `at` (a table list) was registered by
+        // `register_frame_table` and is still alive.
         unsafe { f(at as *const u8) };
     }
 }

@@ -83,22 +83,21 @@ impl State {
         if reachable().any(|(i, _)| c.place.vbase[i] != base) {
             return;
         }
-        // gdb reads one `.eh_frame` per object: the load's joined table
-        // (its PC-relative pointers already moved with it).
-        let (eh_addr, eh_frame) = match c
+        // gdb reads one `.eh_frame` per object: the load's tables joined,
+        // claiming to lie where the first one does.
+        let eh_addr = m
+            .modules
+            .iter()
+            .find(|md| md.reachable)
+            .map_or(base, |md| base.wrapping_add(u64::from(md.eh_frame.start)));
+        let joined = c
             .areas
             .iter()
             .flatten()
             .next()
-            .and_then(|a| a.loaded.unwind_table())
-        {
-            // SAFETY: the joined table lies in a read-only chunk that lives
-            // as long as its area, which the live image holds.
-            Some((at, len)) => (at as u64, unsafe {
-                std::slice::from_raw_parts(at as *const u8, len)
-            }),
-            None => (base, &[][..]),
-        };
+            .map(|a| a.loaded.joined_unwind_table(eh_addr))
+            .unwrap_or_default();
+        let eh_frame = &joined[..];
         let object = crate::gdb_jit::build_object(&crate::gdb_jit::ImageDesc {
             manifest: m,
             base,

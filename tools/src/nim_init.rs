@@ -1,0 +1,1135 @@
+//! Run-time initialisers of Nim globals new in a reload.
+//!
+//! Nim initialises a module's globals whose initialisers run at run time
+//! (`var history = @["start"]`, `var t = someProc()`) in one C function,
+//! `atm<module>dotnim_Init000`, interleaved with the module's top-level
+//! statements. Running it again at a reload would re-run every top-level
+//! statement and re-assign every old global; not running it leaves a new
+//! global zeroed. nimhcr has the compiler guard each global's initialiser;
+//! the stock compiler does not, so hcr-link does that part on Nim's C
+//! output: for an `@m….nim` object whose C file sits beside it and whose
+//! compile command the nimcache's JSON names, it rewrites `Init000`:
+//!
+//! - the body becomes `atm…HcrInitBody000(int hcrReinit_)`; `Init000()`
+//!   calls it with 0 (the first load: everything runs, as Nim wrote it) and
+//!   a new `atm…HcrReinit000()` with 1 (what the runtime runs when the
+//!   module changed in a reload);
+//! - the body's top-level C statements are grouped into units: statements
+//!   that share a temporary, and every statement between a `goto` and its
+//!   label, are one unit (a Nim statement is one or more top-level C
+//!   statements that share temporaries); statements that only set
+//!   temporaries to constants, Nim's line markers and its error checks run
+//!   always;
+//! - a unit that writes module globals (an assignment to one, its address
+//!   taken, refc's `nimRegisterGlobalMarker` of its marker) outside a loop
+//!   runs at a reload only when all the globals it writes are new in that
+//!   reload: `if (!hcrReinit_ || hcr_nim_new_globals(n, {&g…})) { … }`;
+//!   any other unit (a top-level statement) runs at the first load only:
+//!   `if (!hcrReinit_) { … }`.
+//!
+//! The result is compiled with the module's own compile command and linked
+//! in place of Nim's object (cached by content under
+//! `<nimcache>/.hcr/<hash>/`, same file name so the module keeps its name).
+//! Anything unexpected (a shape not recognised, a compile error) leaves the
+//! module as Nim built it, with a warning naming it: the runtime then warns
+//! about each new global it cannot initialise.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Why a module's `Init000` was left alone.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unrecognised(pub String);
+
+fn bad<T>(why: impl Into<String>) -> Result<T, Unrecognised> {
+    Err(Unrecognised(why.into()))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tok {
+    Ident,
+    Number,
+    Str,
+    Punct,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Token {
+    kind: Tok,
+    start: usize,
+    end: usize,
+}
+
+/// C tokens of TEXT (comments, preprocessor lines and whitespace dropped).
+fn lex(text: &str) -> Result<Vec<Token>, Unrecognised> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut line_start = true;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\n' {
+            line_start = true;
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == b'#' && line_start {
+            // A preprocessor line (with continuations).
+            while i < b.len() && b[i] != b'\n' {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                i += 1;
+            }
+            continue;
+        }
+        line_start = false;
+        let start = i;
+        if b[i..].starts_with(b"/*") {
+            let Some(e) = text[i + 2..].find("*/") else {
+                return bad("unterminated comment");
+            };
+            i += e + 4;
+            continue;
+        }
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let kind = if c.is_ascii_alphabetic() || c == b'_' {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            Tok::Ident
+        } else if c.is_ascii_digit() {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+                i += 1;
+            }
+            Tok::Number
+        } else if c == b'"' || c == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                if b[i] == b'\\' {
+                    i += 1;
+                }
+                if i < b.len() && b[i] == b'\n' {
+                    return bad("newline in a string literal");
+                }
+                i += 1;
+            }
+            if i >= b.len() {
+                return bad("unterminated literal");
+            }
+            i += 1;
+            Tok::Str
+        } else {
+            const THREE: [&[u8]; 2] = [b"<<=", b">>="];
+            const TWO: [&[u8]; 19] = [
+                b"->", b"++", b"--", b"==", b"!=", b"<=", b">=", b"&&", b"||", b"+=", b"-=", b"*=",
+                b"/=", b"%=", b"&=", b"|=", b"^=", b"<<", b">>",
+            ];
+            if THREE.iter().any(|p| b[i..].starts_with(p)) {
+                i += 3;
+            } else if TWO.iter().any(|p| b[i..].starts_with(p)) {
+                i += 2;
+            } else if c.is_ascii() {
+                i += 1;
+            } else {
+                return bad("a non-ASCII character outside literals");
+            }
+            Tok::Punct
+        };
+        out.push(Token {
+            kind,
+            start,
+            end: i,
+        });
+    }
+    Ok(out)
+}
+
+struct Src<'a> {
+    text: &'a str,
+    toks: Vec<Token>,
+}
+
+impl<'a> Src<'a> {
+    fn s(&self, i: usize) -> &'a str {
+        self.toks.get(i).map_or("", |t| &self.text[t.start..t.end])
+    }
+    fn is(&self, i: usize, p: &str) -> bool {
+        self.s(i) == p
+    }
+    fn ident(&self, i: usize) -> bool {
+        self.toks.get(i).is_some_and(|t| t.kind == Tok::Ident)
+    }
+    /// Index of the token closing the bracket opened at OPEN.
+    fn close(&self, open: usize) -> Result<usize, Unrecognised> {
+        let (o, c) = match self.s(open) {
+            "{" => ("{", "}"),
+            "(" => ("(", ")"),
+            "[" => ("[", "]"),
+            _ => return bad("not a bracket"),
+        };
+        let mut depth = 0usize;
+        for j in open..self.toks.len() {
+            let s = self.s(j);
+            if s == o {
+                depth += 1;
+            } else if s == c {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(j);
+                }
+            }
+        }
+        bad("unbalanced brackets")
+    }
+}
+
+/// Statements (token ranges) of the block whose braces are at OPEN, CLOSE.
+fn statements(src: &Src, open: usize, close: usize) -> Result<Vec<(usize, usize)>, Unrecognised> {
+    let mut out = Vec::new();
+    let mut i = open + 1;
+    while i < close {
+        let start = i;
+        let is_do = src.is(i, "do");
+        loop {
+            if i >= close {
+                return bad("a statement runs past its block");
+            }
+            match src.s(i) {
+                ";" => {
+                    i += 1;
+                    break;
+                }
+                "(" | "[" => i = src.close(i)? + 1,
+                "{" => {
+                    i = src.close(i)? + 1;
+                    if src.is(i, ";") {
+                        i += 1;
+                        break;
+                    }
+                    if src.is(i, "else") || (is_do && src.is(i, "while")) {
+                        continue;
+                    }
+                    break;
+                }
+                "}" | ")" | "]" => return bad("unbalanced brackets"),
+                _ => i += 1,
+            }
+        }
+        out.push((start, i));
+    }
+    Ok(out)
+}
+
+/// A declaration without initialiser: `TYPE [*…] NAME [[N]];`.
+fn declared<'a>(src: &Src<'a>, (a, b): (usize, usize)) -> Option<&'a str> {
+    if b - a < 3 || !src.is(b - 1, ";") || ["goto", "return"].contains(&src.s(a)) {
+        return None;
+    }
+    let mut end = b - 1;
+    if src.is(end - 1, "]") {
+        if !(src.is(end - 3, "[") && src.toks[end - 2].kind == Tok::Number) {
+            return None;
+        }
+        end -= 3;
+    }
+    let idents = (a..end).filter(|&i| src.ident(i)).count();
+    let ok = (a..end).all(|i| src.ident(i) || src.is(i, "*"));
+    (ok && idents >= 2 && src.ident(end - 1)).then(|| src.s(end - 1))
+}
+
+/// One occurrence of a variable in a statement.
+struct Use {
+    name: String,
+    write: bool,
+    in_loop: bool,
+}
+
+/// Every identifier of the statement at A..B that is not a member name, a
+/// label or a called function, whether it is written, and whether inside a
+/// loop body; labels defined and goto targets; the functions called.
+#[derive(Default)]
+struct Scan {
+    uses: Vec<Use>,
+    labels: Vec<String>,
+    gotos: Vec<String>,
+    calls: Vec<String>,
+}
+
+/// C keywords and Nim's null constants: never variables.
+const KEYWORDS: [&str; 16] = [
+    "if",
+    "else",
+    "while",
+    "for",
+    "do",
+    "switch",
+    "case",
+    "default",
+    "return",
+    "break",
+    "continue",
+    "sizeof",
+    "void",
+    "NIM_NIL",
+    "NIM_TRUE",
+    "NIM_FALSE",
+];
+
+const ASSIGN: [&str; 11] = [
+    "=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=",
+];
+
+fn scan(src: &Src, (a, b): (usize, usize)) -> Scan {
+    let mut sc = Scan::default();
+    let mut loops: Vec<bool> = Vec::new();
+    let mut pending_loop = false;
+    let mut paren_after_loop: Option<usize> = None;
+    let mut i = a;
+    while i < b {
+        let s = src.s(i);
+        match s {
+            "while" | "for" => {
+                pending_loop = true;
+                paren_after_loop = None;
+            }
+            "do" => pending_loop = true,
+            "(" if pending_loop && paren_after_loop.is_none() => {
+                paren_after_loop = src.close(i).ok();
+            }
+            "{" => {
+                loops.push(pending_loop || loops.last().copied().unwrap_or(false));
+                pending_loop = false;
+                paren_after_loop = None;
+            }
+            "}" => {
+                loops.pop();
+            }
+            ";" if paren_after_loop.is_none_or(|p| i > p) => {
+                pending_loop = false;
+                paren_after_loop = None;
+            }
+            _ => {}
+        }
+        if !src.ident(i) {
+            i += 1;
+            continue;
+        }
+        let prev = if i > a { src.s(i - 1) } else { ";" };
+        if prev == "." || prev == "->" {
+            i += 1;
+            continue;
+        }
+        if prev == "goto" {
+            sc.gotos.push(s.to_string());
+            i += 1;
+            continue;
+        }
+        // A label: `NAME :` at the start of a statement.
+        let at_start = matches!(prev, ";" | "{" | "}");
+        if at_start && src.is(i + 1, ":") {
+            sc.labels.push(s.to_string());
+            i += 2;
+            continue;
+        }
+        if KEYWORDS.contains(&s) {
+            i += 1;
+            continue;
+        }
+        if src.is(i + 1, "(") {
+            sc.calls.push(s.to_string());
+            i += 1;
+            continue;
+        }
+        // Written: its address taken, a deref of it, ++/--, or an
+        // assignment to it or a member/element of it.
+        let before = if i >= a + 2 { src.s(i - 2) } else { ";" };
+        let unary_star = prev == "*" && matches!(before, "(" | "," | "=" | ";" | "{" | "}");
+        let mut write = prev == "&" || unary_star || prev == "++" || prev == "--";
+        let mut j = i + 1;
+        loop {
+            if (src.is(j, ".") || src.is(j, "->")) && src.ident(j + 1) {
+                j += 2;
+            } else if src.is(j, "[") {
+                match src.close(j) {
+                    Ok(c) if c < b => j = c + 1,
+                    _ => break,
+                }
+            } else if unary_star && src.is(j, ")") {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if ASSIGN.contains(&src.s(j)) || src.is(j, "++") || src.is(j, "--") {
+            write = true;
+        }
+        sc.uses.push(Use {
+            name: s.to_string(),
+            write,
+            in_loop: loops.last().copied().unwrap_or(false),
+        });
+        i += 1;
+    }
+    sc
+}
+
+/// File-scope variables of the C file: name → thread-local.
+fn file_variables(src: &Src) -> HashMap<String, bool> {
+    let mut vars = HashMap::new();
+    let mut i = 0;
+    let n = src.toks.len();
+    while i < n {
+        let start = i;
+        let mut end = None;
+        let mut eq = None;
+        while i < n {
+            match src.s(i) {
+                ";" => {
+                    end = Some(i);
+                    i += 1;
+                    break;
+                }
+                "=" if eq.is_none() => {
+                    eq = Some(i);
+                    i += 1;
+                }
+                "{" | "(" | "[" => {
+                    let Ok(c) = src.close(i) else { return vars };
+                    let function =
+                        src.is(i, "{") && i > start && src.is(i - 1, ")") && eq.is_none();
+                    i = c + 1;
+                    if function {
+                        break;
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        let Some(end) = end else { continue };
+        let stop = eq.unwrap_or(end);
+        let words: Vec<&str> = (start..stop).map(|k| src.s(k)).collect();
+        let skip = ["(", "{", "typedef", "NIM_CONST", "const", "extern\"C\""];
+        if words.iter().any(|w| skip.contains(w)) {
+            continue;
+        }
+        let mut k = stop;
+        if k > start && src.is(k - 1, "]") {
+            while k > start && !src.is(k - 1, "[") {
+                k -= 1;
+            }
+            k = k.saturating_sub(1);
+        }
+        // refc's type info (`NTI…`) is DatInit's, written there only.
+        if k > start + 1 && src.ident(k - 1) && !src.s(k - 1).starts_with("NTI") {
+            vars.insert(src.s(k - 1).to_string(), words.contains(&"NIM_THREADVAR"));
+        }
+    }
+    vars
+}
+
+/// The globals each refc marker function (`static N_NIMCALL(void,
+/// TM…)(void) { nimGCvisit(…G…); }`) visits.
+fn markers(src: &Src, vars: &HashMap<String, bool>) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    for i in 0..src.toks.len() {
+        if !(src.is(i, "N_NIMCALL") && src.is(i + 1, "(") && src.is(i + 2, "void")) {
+            continue;
+        }
+        let name = src.s(i + 4);
+        if !(src.is(i + 3, ",") && src.is(i + 5, ")") && src.is(i + 6, "(")) {
+            continue;
+        }
+        let Ok(pc) = src.close(i + 6) else { continue };
+        if !src.is(pc + 1, "{") {
+            continue;
+        }
+        let Ok(bc) = src.close(pc + 1) else { continue };
+        let body: Vec<&str> = (pc + 2..bc).map(|k| src.s(k)).collect();
+        if !body.contains(&"nimGCvisit") {
+            continue;
+        }
+        let gs: Vec<String> = body
+            .iter()
+            .filter(|w| vars.contains_key(**w))
+            .map(|w| w.to_string())
+            .collect();
+        out.insert(name.to_string(), gs);
+    }
+    out
+}
+
+/// What a rewrite produced.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// The new C text.
+    pub text: String,
+    /// Units guarded by "all these globals are new" (for tests and logs).
+    pub initialisers: Vec<Vec<String>>,
+    /// Units that run at the first load only.
+    pub first_load_only: usize,
+}
+
+/// Calls a statement that runs always may make.
+const HARMLESS_CALLS: [&str; 8] = [
+    "nimZeroMem",
+    "nimln_",
+    "nimlf_",
+    "NIM_UNLIKELY",
+    "sizeof",
+    "NIM_ALIGNOF",
+    "nimfr_",
+    "nimErrorFlag",
+];
+/// Nim's frame and error-flag locals: shared by every statement, linking none.
+const FRAME_LOCALS: [&str; 2] = ["nimErr_", "FR_"];
+
+/// Rewrites the `Init000` of Nim's C file TEXT (see the module doc).
+///
+/// # Errors
+/// The file or its `Init000` has a shape this does not know.
+pub fn rewrite(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
+    let Some(hpos) = text.find("dotnim_Init000)(void) {") else {
+        return Ok(None);
+    };
+    let line_start = text[..hpos].rfind('\n').map_or(0, |p| p + 1);
+    let header = &text[line_start..hpos];
+    let Some(prefix) = header
+        .strip_prefix("N_LIB_PRIVATE N_NIMCALL(void, ")
+        .filter(|p| {
+            p.starts_with("atm") && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        })
+    else {
+        return bad("Init000's header is not `N_LIB_PRIVATE N_NIMCALL(void, atm…Init000)(void) {`");
+    };
+    let prefix = format!("{prefix}dotnim_");
+    if text.contains(&format!("{prefix}HcrInitBody000")) {
+        return bad("already rewritten");
+    }
+    let src = Src {
+        text,
+        toks: lex(text)?,
+    };
+    let open_pos = hpos + "dotnim_Init000)(void) ".len();
+    let Some(fopen) = src.toks.iter().position(|t| t.start == open_pos) else {
+        return bad("Init000's body not found");
+    };
+    let fclose = src.close(fopen)?;
+    let vars = file_variables(&src);
+    let marks = markers(&src, &vars);
+    // The function body: blocks only.
+    let mut blocks = Vec::new();
+    let mut i = fopen + 1;
+    while i < fclose {
+        if !src.is(i, "{") {
+            return bad(format!("Init000 holds `{}` outside a block", src.s(i)));
+        }
+        let c = src.close(i)?;
+        blocks.push((i, c));
+        i = c + 1;
+    }
+    // Every local the function declares (temporaries).
+    let mut locals: HashSet<String> = HashSet::new();
+    let mut block_stmts = Vec::new();
+    for &(o, c) in &blocks {
+        let stmts = statements(&src, o, c)?;
+        for &st in &stmts {
+            if let Some(n) = declared(&src, st) {
+                locals.insert(n.to_string());
+            }
+        }
+        // Locals of nested blocks.
+        for k in o + 1..c {
+            if src.is(k, "{") {
+                if let Ok(kc) = src.close(k) {
+                    if let Ok(inner) = statements(&src, k, kc) {
+                        for st in inner {
+                            if let Some(n) = declared(&src, st) {
+                                locals.insert(n.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        block_stmts.push(stmts);
+    }
+    for f in FRAME_LOCALS {
+        locals.remove(f);
+    }
+    for n in &locals {
+        if vars.contains_key(n) {
+            return bad(format!("local `{n}` shadows a global"));
+        }
+    }
+    let newlines: Vec<usize> = text.match_indices('\n').map(|(p, _)| p).collect();
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut initialisers = Vec::new();
+    let mut first_load_only = 0;
+    for (bi, stmts) in block_stmts.iter().enumerate() {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Kind {
+            Keep,
+            Always,
+            Guard,
+        }
+        let mut kind = vec![Kind::Guard; stmts.len()];
+        let scans: Vec<Scan> = stmts.iter().map(|&st| scan(&src, st)).collect();
+        let mut epilogue = false;
+        for (k, &st) in stmts.iter().enumerate() {
+            let sc = &scans[k];
+            if declared(&src, st).is_some() {
+                kind[k] = Kind::Keep;
+                continue;
+            }
+            if sc.labels.iter().any(|l| l == "BeforeRet_") {
+                if sc.labels.len() != 1 || st.1 - st.0 != 3 {
+                    return bad("BeforeRet_ labels a statement");
+                }
+                epilogue = true;
+                kind[k] = Kind::Keep;
+                continue;
+            }
+            if epilogue {
+                let words: Vec<&str> = (st.0..st.1).map(|t| src.s(t)).collect();
+                if words != ["popFrame", "(", ")", ";"] {
+                    return bad("a statement after BeforeRet_ other than popFrame()");
+                }
+                kind[k] = Kind::Keep;
+                continue;
+            }
+            let calls_ok = sc
+                .calls
+                .iter()
+                .all(|c| HARMLESS_CALLS.contains(&c.as_str()));
+            let gotos_ok = sc.gotos.iter().all(|g| g == "BeforeRet_");
+            let locals_only = sc.uses.iter().all(|u| {
+                FRAME_LOCALS.contains(&u.name.as_str())
+                    || (locals.contains(&u.name) && u.write)
+                    || (!locals.contains(&u.name) && !vars.contains_key(&u.name))
+            });
+            let no_globals = sc.uses.iter().all(|u| !vars.contains_key(&u.name));
+            if calls_ok && gotos_ok && locals_only && no_globals && sc.labels.is_empty() {
+                kind[k] = Kind::Always;
+            }
+        }
+        // Units: union-find over statements by shared locals and goto ranges.
+        let n = stmts.len();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], mut x: usize) -> usize {
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        let union = |p: &mut Vec<usize>, a: usize, b: usize| {
+            let (ra, rb) = (find(p, a), find(p, b));
+            if ra != rb {
+                p[ra] = rb;
+            }
+        };
+        let mut by_local: HashMap<&str, usize> = HashMap::new();
+        let mut label_at: HashMap<&str, usize> = HashMap::new();
+        for (k, sc) in scans.iter().enumerate() {
+            for l in &sc.labels {
+                label_at.insert(l.as_str(), k);
+            }
+        }
+        // C statements Nim wrote on one line belong to one Nim statement.
+        let line_of = |k: usize| {
+            let at = src.toks[stmts[k].0].start;
+            newlines.partition_point(|&p| p < at)
+        };
+        let mut by_line: HashMap<usize, usize> = HashMap::new();
+        for k in 0..n {
+            if kind[k] != Kind::Guard {
+                continue;
+            }
+            match by_line.get(&line_of(k)) {
+                Some(&o) => union(&mut parent, o, k),
+                None => {
+                    by_line.insert(line_of(k), k);
+                }
+            }
+            for u in &scans[k].uses {
+                if locals.contains(&u.name) {
+                    match by_local.get(u.name.as_str()) {
+                        Some(&o) => union(&mut parent, o, k),
+                        None => {
+                            by_local.insert(u.name.as_str(), k);
+                        }
+                    }
+                }
+            }
+            for g in &scans[k].gotos {
+                if g == "BeforeRet_" {
+                    continue;
+                }
+                let Some(&t) = label_at.get(g.as_str()) else {
+                    return bad(format!("goto {g} leaves its block"));
+                };
+                let (lo, hi) = (k.min(t), k.max(t));
+                for (m, km) in kind.iter().enumerate().take(hi + 1).skip(lo) {
+                    if *km != Kind::Guard {
+                        return bad(format!("goto {g} crosses a declaration or the epilogue"));
+                    }
+                    union(&mut parent, m, k);
+                }
+            }
+        }
+        // Each unit's globals.
+        let mut unit_writes: HashMap<usize, (BTreeSet<String>, bool, bool)> = HashMap::new();
+        for k in 0..n {
+            if kind[k] != Kind::Guard {
+                continue;
+            }
+            let r = find(&mut parent, k);
+            let e = unit_writes.entry(r).or_default();
+            let sc = &scans[k];
+            for u in sc.uses.iter().filter(|u| u.write) {
+                if let Some(&tls) = vars.get(&u.name) {
+                    e.0.insert(u.name.clone());
+                    e.1 |= !u.in_loop;
+                    e.2 |= tls;
+                }
+            }
+            if sc.calls.iter().any(|c| c == "nimRegisterGlobalMarker") {
+                let mut found = false;
+                for (mk, gs) in &marks {
+                    if (st_words(&src, stmts[k])).iter().any(|w| w == mk) {
+                        for g in gs {
+                            e.0.insert(g.clone());
+                            e.2 |= vars.get(g).copied().unwrap_or(true);
+                        }
+                        e.1 |= !gs.is_empty();
+                        found = true;
+                    }
+                }
+                if !found {
+                    e.2 = true; // unknown marker: first load only
+                }
+            }
+        }
+        let mut seen_units = HashSet::new();
+        for k in 0..n {
+            if kind[k] != Kind::Guard {
+                continue;
+            }
+            let r = find(&mut parent, k);
+            let (gs, top, tls) = &unit_writes[&r];
+            let cond = if *top && !*tls && !gs.is_empty() {
+                let addrs: Vec<String> = gs.iter().map(|g| format!("(void*)&{g}")).collect();
+                if seen_units.insert(r) {
+                    initialisers.push(gs.iter().cloned().collect());
+                }
+                format!(
+                    "!hcrReinit_ || hcr_nim_new_globals({}, (void *const[]){{{}}})",
+                    gs.len(),
+                    addrs.join(", ")
+                )
+            } else {
+                if seen_units.insert(r) {
+                    first_load_only += 1;
+                }
+                "!hcrReinit_".to_string()
+            };
+            let (a, b) = stmts[k];
+            let (sa, sb) = (src.toks[a].start, src.toks[b - 1].end);
+            edits.push((sa, sa, format!("if ({cond}) {{ ")));
+            edits.push((sb, sb, " }".to_string()));
+        }
+        let _ = bi;
+    }
+    // The header becomes the body function's; the entries follow it.
+    let body_name = format!("{prefix}HcrInitBody000");
+    edits.push((
+        line_start,
+        hpos + "dotnim_Init000)(void) ".len(),
+        format!(
+            "extern int hcr_nim_new_globals(int n, void *const *globals);\n\
+             static N_NIMCALL(void, {body_name})(int hcrReinit_) "
+        ),
+    ));
+    let after = src.toks[fclose].end;
+    edits.push((
+        after,
+        after,
+        format!(
+            "\nN_LIB_PRIVATE N_NIMCALL(void, {prefix}Init000)(void) {{ {body_name}(0); }}\n\
+             N_LIB_PRIVATE N_NIMCALL(void, {prefix}HcrReinit000)(void) {{ {body_name}(1); }}\n"
+        ),
+    ));
+    edits.sort_by_key(|e| (e.0, e.1));
+    let mut out = String::with_capacity(text.len() + edits.len() * 64);
+    let mut at = 0;
+    for (a, b, s) in edits {
+        if a < at {
+            return bad("overlapping edits");
+        }
+        out.push_str(&text[at..a]);
+        out.push_str(&s);
+        at = b;
+    }
+    out.push_str(&text[at..]);
+    Ok(Some(Rewritten {
+        text: out,
+        initialisers,
+        first_load_only,
+    }))
+}
+
+fn st_words(src: &Src, (a, b): (usize, usize)) -> Vec<String> {
+    (a..b).map(|k| src.s(k).to_string()).collect()
+}
+
+/// The compile commands of the nimcache DIR (each `*.json` Nim wrote
+/// there): C file → command.
+fn compile_commands(dir: &Path) -> HashMap<PathBuf, String> {
+    let mut out = HashMap::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let Some(list) = json.get("compile").and_then(|c| c.as_array()) else {
+            continue;
+        };
+        for pair in list {
+            if let (Some(c), Some(cmd)) = (
+                pair.get(0).and_then(|v| v.as_str()),
+                pair.get(1).and_then(|v| v.as_str()),
+            ) {
+                out.insert(PathBuf::from(c), cmd.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Whether the module of Nim object file name NAME (`@m…​.nim.c.o`) is
+/// one of Nim's library modules (under the `-I` directory of COMMAND that
+/// holds `nimbase.h`), which nobody edits: they are left as Nim built them.
+fn in_nim_library(name: &str, command: &str, project: &Path) -> bool {
+    let Some(rel) = name.strip_prefix("@m").and_then(|n| n.strip_suffix(".c.o")) else {
+        return false;
+    };
+    let rel = rel.replace("@s", "/");
+    let mut path = project.to_path_buf();
+    for c in Path::new(&rel).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                path.pop();
+            }
+            std::path::Component::Normal(x) => path.push(x),
+            _ => {}
+        }
+    }
+    command
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("-I"))
+        .map(|d| d.trim_matches(['\'', '"']))
+        .filter(|d| Path::new(d).join("nimbase.h").is_file())
+        .any(|d| path.starts_with(d))
+}
+
+/// What [`prepare`] did.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The objects to link.
+    pub inputs: Vec<PathBuf>,
+    /// Modules left as Nim built them, with the reason.
+    pub warnings: Vec<String>,
+    /// Rewritten modules compiled now (not found in the cache).
+    pub compiled: usize,
+    /// Rewritten modules found in the cache.
+    pub cached: usize,
+}
+
+/// INPUTS with each Nim module's object replaced by the object of its
+/// rewritten C file (see the module doc); anything else is kept as is.
+pub fn prepare(inputs: &[PathBuf]) -> Prepared {
+    use rayon::prelude::*;
+    let mut commands: HashMap<PathBuf, HashMap<PathBuf, String>> = HashMap::new();
+    let mut jobs: Vec<(usize, PathBuf, String)> = Vec::new();
+    for (i, obj) in inputs.iter().enumerate() {
+        let Some(name) = obj.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !(name.starts_with("@m") && name.ends_with(".nim.c.o")) {
+            continue;
+        }
+        let dir = obj.parent().unwrap_or(Path::new("."));
+        let cmds = commands
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| compile_commands(dir));
+        let c_file = obj.with_extension("");
+        let Some(cmd) = cmds.get(&c_file).or_else(|| {
+            std::fs::canonicalize(&c_file)
+                .ok()
+                .and_then(|c| cmds.get(&c))
+        }) else {
+            continue;
+        };
+        jobs.push((i, c_file, cmd.clone()));
+    }
+    let results: Vec<(usize, RewriteResult)> = jobs
+        .into_par_iter()
+        .map(|(i, c_file, cmd)| (i, rewrite_one(&inputs[i], &c_file, &cmd)))
+        .collect();
+    let mut out = Prepared {
+        inputs: inputs.to_vec(),
+        ..Default::default()
+    };
+    for (i, r) in results {
+        match r {
+            Ok(Some((obj, compiled))) => {
+                out.inputs[i] = obj;
+                if compiled {
+                    out.compiled += 1;
+                } else {
+                    out.cached += 1;
+                }
+            }
+            Ok(None) => {}
+            Err(why) => out.warnings.push(format!(
+                "Nim module {}: its Init000 is linked as Nim wrote it ({why}); a global new in a reload whose initialiser runs at run time will start zeroed",
+                module_of(&inputs[i])
+            )),
+        }
+    }
+    out
+}
+
+fn module_of(obj: &Path) -> String {
+    let n = obj
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    n.strip_suffix(".c.o").unwrap_or(&n).to_string()
+}
+
+/// The object to link and whether it was compiled now; `None` for a module
+/// that needs nothing; why a module is left as Nim built it.
+type RewriteResult = Result<Option<(PathBuf, bool)>, String>;
+
+/// Rewrites and compiles one module.
+fn rewrite_one(obj: &Path, c_file: &Path, cmd: &str) -> RewriteResult {
+    let name = obj
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("object name is not UTF-8")?;
+    let c_name = c_file.to_str().ok_or("C file name is not UTF-8")?;
+    if !cmd.contains(c_name) {
+        return Err("its compile command does not name its C file".into());
+    }
+    let nimcache = obj.parent().unwrap_or(Path::new("."));
+    let project = nimcache.parent().unwrap_or(Path::new("."));
+    let project = cmd
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("-I"))
+        .map(|d| Path::new(d.trim_matches(['\'', '"'])))
+        .rfind(|d| !d.join("nimbase.h").is_file())
+        .unwrap_or(project);
+    if in_nim_library(name, cmd, project) {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(c_file).map_err(|e| format!("cannot read {c_name}: {e}"))?;
+    let rw = match rewrite(&text) {
+        Ok(Some(rw)) => rw,
+        Ok(None) => return Ok(None),
+        Err(Unrecognised(why)) => return Err(why),
+    };
+    let hash = xxhash_rust::xxh3::xxh3_128(format!("{cmd}\n{}", rw.text).as_bytes());
+    let cache = nimcache.join(".hcr");
+    let dir = cache.join(format!("{hash:032x}"));
+    let new_obj = dir.join(name);
+    if new_obj.is_file() {
+        return Ok(Some((new_obj, false)));
+    }
+    let c_base = c_file.file_name().ok_or("no C file name")?;
+    let new_c = dir.join(c_base);
+    let new_c_name = new_c.to_str().ok_or("cache path is not UTF-8")?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::write(&new_c, &rw.text).map_err(|e| format!("cannot write {new_c_name}: {e}"))?;
+    let tmp_obj = format!("{new_c_name}.tmp.o");
+    let command = cmd
+        .replace(&format!("{c_name}.o"), &tmp_obj)
+        .replace(c_name, new_c_name);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run its compile command: {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().find(|l| l.contains("error")).unwrap_or("");
+        return Err(format!("the rewritten C did not compile: {}", first.trim()));
+    }
+    std::fs::rename(&tmp_obj, &new_obj).map_err(|e| format!("cannot rename {tmp_obj}: {e}"))?;
+    // Older rewrites of this module go.
+    if let Ok(rd) = std::fs::read_dir(&cache) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p != dir && p.join(name).is_file() {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+    Ok(Some((new_obj, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORC: &str = r#"#include "nimbase.h"
+N_LIB_PRIVATE tySequence__sM history__logic_11;
+N_LIB_PRIVATE NI total__logic_6;
+N_LIB_PRIVATE NIM_THREADVAR NI tv__logic_9;
+static NIM_CONST tyTuple__Q TM__p_8 = {((NI) 1), {3, (NimStrPayload*)&TM__p_7}};
+extern NI other__m_3;
+N_LIB_PRIVATE N_NIMCALL(void, step__logic_3)(void) {
+	total__logic_6 = 0;
+}
+N_LIB_PRIVATE N_NIMCALL(void, atmlogicdotnim_Init000)(void) {
+{
+	NimStringV2 colontmpD_;
+	tyObject_Thing* T1_;
+	NI TM__p_3;
+NIM_BOOL* nimErr_;
+	nimfr_("logic", "/tmp/n2/logic.nim");
+nimErr_ = nimErrorFlag();
+	nimln_(6, "/tmp/n2/logic.nim");
+	echoBinSafe(TM__p_2, 1);
+	nimln_(7, "/tmp/n2/logic.nim");
+	history__logic_11.len = 1; history__logic_11.p = (tySeq*) newSeqPayload(1, sizeof(NimStringV2), NIM_ALIGNOF(NimStringV2));
+	history__logic_11.p->data[0] = TM__p_5;
+	colontmpD_.len = 0; colontmpD_.p = NIM_NIL;
+	T1_ = NIM_NIL;
+	T1_ = mk__logic_12();
+	if (NIM_UNLIKELY(*nimErr_)) goto BeforeRet_;
+	t__logic_51 = T1_;
+	if (nimAddInt(total__logic_6, ((NI) 1), &TM__p_3)) { raiseOverflow(); goto BeforeRet_;
+};
+	total__logic_6 = (NI)(TM__p_3);
+	{
+		if (!(((NI) 0) < total__logic_6)) goto LA10_;
+		x__logic_8 = ((NI) 1);
+	}
+	goto LA8_;
+	LA10_: ;
+	{
+		x__logic_8 = ((NI) 2);
+	}
+	LA8_: ;
+	{ NI res; res = 0;
+		while (1) { if (!(res <= 2)) goto LA4; j__logic_7 = res; res += 1; } LA4: ;
+	}
+	other__m_3 = 5;
+	tv__logic_9 = 5;
+	BeforeRet_: ;
+	popFrame();
+}
+}
+N_LIB_PRIVATE tyObject_Thing* t__logic_51;
+N_LIB_PRIVATE NI x__logic_8;
+N_LIB_PRIVATE NI j__logic_7;
+"#;
+
+    #[test]
+    fn globals_and_top_level_statements_are_told_apart() {
+        let rw = rewrite(ORC).unwrap().unwrap();
+        let t = &rw.text;
+        // The echo runs at the first load only; `inc total` when total is new.
+        assert!(
+            t.contains("if (!hcrReinit_) { echoBinSafe(TM__p_2, 1); }"),
+            "{t}"
+        );
+        assert!(
+            t.contains("(void*)&total__logic_6})) { total__logic_6 = (NI)(TM__p_3); }"),
+            "{t}"
+        );
+        // Initialisers run when their globals are new.
+        assert!(t.contains("if (!hcrReinit_ || hcr_nim_new_globals(1, (void *const[]){(void*)&history__logic_11})) { history__logic_11.p->data[0] = TM__p_5; }"), "{t}");
+        assert!(t.contains("hcr_nim_new_globals(1, (void *const[]){(void*)&t__logic_51})) { T1_ = mk__logic_12(); }"), "{t}");
+        assert!(
+            t.contains(
+                "hcr_nim_new_globals(1, (void *const[]){(void*)&x__logic_8})) { goto LA8_; }"
+            ),
+            "{t}"
+        );
+        // Constants' and temporaries' set-up, line markers and the error
+        // check run always; the frame is kept.
+        assert!(
+            t.contains("\n\tcolontmpD_.len = 0; colontmpD_.p = NIM_NIL;"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\n\tif (NIM_UNLIKELY(*nimErr_)) goto BeforeRet_;"),
+            "{t}"
+        );
+        assert!(t.contains("\tBeforeRet_: ;\n\tpopFrame();"), "{t}");
+        // A loop's variable is no initialiser, nor is a thread-local;
+        // another module's global is one when new.
+        assert!(t.contains("if (!hcrReinit_) { {"), "{t}");
+        assert!(
+            t.contains(
+                "hcr_nim_new_globals(1, (void *const[]){(void*)&other__m_3})) { other__m_3 = 5; }"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("if (!hcrReinit_) { tv__logic_9 = 5; }"), "{t}");
+        assert!(
+            t.contains("static N_NIMCALL(void, atmlogicdotnim_HcrInitBody000)(int hcrReinit_) {")
+        );
+        assert!(t.contains("N_LIB_PRIVATE N_NIMCALL(void, atmlogicdotnim_Init000)(void) { atmlogicdotnim_HcrInitBody000(0); }"));
+        assert!(t.contains("N_LIB_PRIVATE N_NIMCALL(void, atmlogicdotnim_HcrReinit000)(void) { atmlogicdotnim_HcrInitBody000(1); }"));
+        let inits: BTreeSet<String> = rw.initialisers.into_iter().flatten().collect();
+        let want = [
+            "history__logic_11",
+            "other__m_3",
+            "t__logic_51",
+            "total__logic_6",
+            "x__logic_8",
+        ];
+        assert_eq!(inits.iter().map(String::as_str).collect::<Vec<_>>(), want);
+        // A rewrite is not rewritten again.
+        assert!(rewrite(t).is_err());
+    }
+
+    #[test]
+    fn refc_markers_follow_their_globals_and_odd_shapes_are_refused() {
+        let refc = "N_LIB_PRIVATE tySeq* history__logic_11;\n\
+            static N_NIMCALL(void, TM__p_4)(void) {\n\tnimGCvisit((void*)history__logic_11, 0);\n}\n\
+            N_LIB_PRIVATE N_NIMCALL(void, atmlogicdotnim_Init000)(void) {\n{\n\tTFrame FR_; FR_.len = 0;\n\n\tnimRegisterGlobalMarker(TM__p_4);\n}/* preInitProc end */\n{\n\tnimfr_(\"logic\", \"/l.nim\");\n\tpopFrame();\n}\n}\n";
+        let rw = rewrite(refc).unwrap().unwrap();
+        assert!(rw.text.contains("hcr_nim_new_globals(1, (void *const[]){(void*)&history__logic_11})) { nimRegisterGlobalMarker(TM__p_4); }"), "{}", rw.text);
+        assert!(rw.text.contains("\tTFrame FR_; FR_.len = 0;"));
+        let odd = "N_LIB_PRIVATE N_NIMCALL(void, atmxdotnim_Init000)(void) {\n\tfoo();\n}\n";
+        assert!(rewrite(odd).is_err());
+        let cross = "N_LIB_PRIVATE N_NIMCALL(void, atmxdotnim_Init000)(void) {\n{\n\tgoto L1;\n}\n{\n\tL1: ;\n}\n}\n";
+        assert!(rewrite(cross).is_err());
+        assert!(rewrite("int x;").unwrap().is_none());
+    }
+}

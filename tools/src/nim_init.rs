@@ -498,6 +498,48 @@ const FRAME_LOCALS: [&str; 2] = ["nimErr_", "FR_"];
 /// # Errors
 /// The file or its `Init000` has a shape this does not know.
 pub fn rewrite(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
+    let init = rewrite_init(text)?;
+    let (text, lets) = unconst_lets(init.as_ref().map_or(text, |rw| &rw.text));
+    Ok(match init {
+        Some(rw) => Some(Rewritten { text, ..rw }),
+        None if lets > 0 => Some(Rewritten {
+            text,
+            initialisers: Vec::new(),
+            first_load_only: 0,
+        }),
+        None => None,
+    })
+}
+
+/// Nim's `let` globals with constant initialisers (`N_LIB_PRIVATE NIM_CONST
+/// NI g__m_3 = ((NI) 1000);`) made writable: a `let` is a global whose value
+/// the module computed (nimhcr keeps it across reloads as any global), not
+/// a constant of the code; read-only data would take the new image's value.
+/// Returns the text and how many were changed.
+fn unconst_lets(text: &str) -> (String, usize) {
+    let mut out = String::with_capacity(text.len());
+    let mut n = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("N_LIB_PRIVATE NIM_CONST ") {
+            let decl = rest.split(" = ").next().unwrap_or("");
+            let name = decl.rsplit(' ').next().unwrap_or("");
+            let nim_global = name.rsplit_once('_').is_some_and(|(stem, k)| {
+                stem.contains("__") && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
+            });
+            if nim_global && rest.contains(" = ") {
+                out.push_str("N_LIB_PRIVATE ");
+                out.push_str(rest);
+                n += 1;
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    (out, n)
+}
+
+/// The `Init000` part of [`rewrite`].
+fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
     let Some(hpos) = text.find("dotnim_Init000)(void) {") else {
         return Ok(None);
     };
@@ -599,8 +641,16 @@ pub fn rewrite(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                 kind[k] = Kind::Keep;
                 continue;
             }
+            let words: Vec<&str> = (st.0..st.1).map(|t| src.s(t)).collect();
+            if words == ["popFrame", "(", ")", ";"] {
+                // The frame `nimfr_` pushed goes whatever ran.
+                if k + 1 != stmts.len() {
+                    return bad("popFrame() before the end of its block");
+                }
+                kind[k] = Kind::Keep;
+                continue;
+            }
             if epilogue {
-                let words: Vec<&str> = (st.0..st.1).map(|t| src.s(t)).collect();
                 if words != ["popFrame", "(", ")", ";"] {
                     return bad("a statement after BeforeRet_ other than popFrame()");
                 }
@@ -792,10 +842,19 @@ fn st_words(src: &Src, (a, b): (usize, usize)) -> Vec<String> {
     (a..b).map(|k| src.s(k).to_string()).collect()
 }
 
-/// The compile commands of the nimcache DIR (each `*.json` Nim wrote
-/// there): C file → command.
+/// The compile commands of the nimcache DIR: C file → command. Nim's JSON
+/// (each `*.json` there) names only the files its last build compiled, so
+/// the commands are also kept in `.hcr/commands.json` for the next link.
 fn compile_commands(dir: &Path) -> HashMap<PathBuf, String> {
-    let mut out = HashMap::new();
+    let kept_path = dir.join(".hcr").join("commands.json");
+    let mut out: HashMap<PathBuf, String> = std::fs::read_to_string(&kept_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<HashMap<String, String>>(&t).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(c, cmd)| (PathBuf::from(c), cmd))
+        .collect();
+    let mut changed = false;
     let Ok(rd) = std::fs::read_dir(dir) else {
         return out;
     };
@@ -818,7 +877,23 @@ fn compile_commands(dir: &Path) -> HashMap<PathBuf, String> {
                 pair.get(0).and_then(|v| v.as_str()),
                 pair.get(1).and_then(|v| v.as_str()),
             ) {
-                out.insert(PathBuf::from(c), cmd.to_string());
+                if out.get(Path::new(c)).map(String::as_str) != Some(cmd) {
+                    out.insert(PathBuf::from(c), cmd.to_string());
+                    changed = true;
+                }
+            }
+        }
+    }
+    if changed {
+        let kept: std::collections::BTreeMap<String, &String> = out
+            .iter()
+            .filter_map(|(c, cmd)| Some((c.to_str()?.to_string(), cmd)))
+            .collect();
+        if let Ok(text) = serde_json::to_string_pretty(&kept) {
+            let _ = std::fs::create_dir_all(dir.join(".hcr"));
+            let tmp = kept_path.with_extension("json.tmp");
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, &kept_path);
             }
         }
     }
@@ -870,6 +945,7 @@ pub fn prepare(inputs: &[PathBuf]) -> Prepared {
     use rayon::prelude::*;
     let mut commands: HashMap<PathBuf, HashMap<PathBuf, String>> = HashMap::new();
     let mut jobs: Vec<(usize, PathBuf, String)> = Vec::new();
+    let mut missing = Vec::new();
     for (i, obj) in inputs.iter().enumerate() {
         let Some(name) = obj.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -887,6 +963,12 @@ pub fn prepare(inputs: &[PathBuf]) -> Prepared {
                 .ok()
                 .and_then(|c| cmds.get(&c))
         }) else {
+            // A project module (no `@s`: not under another directory)
+            // with top-level code, whose command Nim's JSON never named.
+            let init = std::fs::read_to_string(&c_file).is_ok_and(|t| t.contains("dotnim_Init000"));
+            if !name.contains("@s") && init {
+                missing.push(i);
+            }
             continue;
         };
         jobs.push((i, c_file, cmd.clone()));
@@ -899,6 +981,12 @@ pub fn prepare(inputs: &[PathBuf]) -> Prepared {
         inputs: inputs.to_vec(),
         ..Default::default()
     };
+    for i in missing {
+        out.warnings.push(format!(
+            "Nim module {}: its Init000 is linked as Nim wrote it (no compile command for it in the nimcache's JSON: build once with a clean nimcache); a global new in a reload whose initialiser runs at run time will start zeroed",
+            module_of(&inputs[i])
+        ));
+    }
     for (i, r) in results {
         match r {
             Ok(Some((obj, compiled))) => {
@@ -916,7 +1004,63 @@ pub fn prepare(inputs: &[PathBuf]) -> Prepared {
             )),
         }
     }
+    nim_order(inputs, &mut out.inputs);
     out
+}
+
+/// Puts the Nim objects of OUT (the rewritten INPUTS) in the order Nim
+/// initialises their modules (the main module's `PreMain`: DatInits, then
+/// `PreMainInner`'s Inits), in the slots they held: hcr's init order (and
+/// with it the order of reload handlers) follows the input order among
+/// modules that do not reference one another, and Nim's imports are not
+/// all C references (an unused import is none).
+fn nim_order(inputs: &[PathBuf], out: &mut [PathBuf]) {
+    let mut nim: Vec<(usize, Option<String>)> = Vec::new();
+    let mut pre_main = None;
+    for (i, obj) in inputs.iter().enumerate() {
+        let name = obj.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("@m") && name.ends_with(".nim.c.o")) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(obj.with_extension("")) else {
+            return;
+        };
+        let prefix = ["dotnim_Init000)(void) {", "dotnim_DatInit000)(void) {"]
+            .iter()
+            .find_map(|h| {
+                let at = text.find(h)?;
+                let head = &text[text[..at].rfind(", ")? + 2..at];
+                Some(format!("{head}dotnim_"))
+            });
+        if let Some(at) = text.find("\nN_LIB_PRIVATE void PreMain(void) {") {
+            let inner = text.find("\nN_LIB_PRIVATE void PreMainInner(void) {");
+            let body = |from: usize| {
+                let b = &text[from..];
+                b[..b.find("\n}").unwrap_or(b.len())].to_string()
+            };
+            pre_main = Some((inner.map(body).unwrap_or_default(), body(at)));
+        }
+        nim.push((i, prefix));
+    }
+    let Some((inner, outer)) = pre_main else {
+        return;
+    };
+    let rank = |p: &Option<String>| -> (u8, usize) {
+        let Some(p) = p else { return (0, 0) };
+        if let Some(at) = inner.find(&format!("{p}Init000()")) {
+            return (2, at);
+        }
+        match outer.find(&format!("{p}DatInit000()")) {
+            Some(at) => (1, at),
+            None => (3, 0), // the main module
+        }
+    };
+    let mut sorted: Vec<&(usize, Option<String>)> = nim.iter().collect();
+    sorted.sort_by_key(|(i, p)| (rank(p), *i));
+    let objects: Vec<PathBuf> = sorted.iter().map(|(i, _)| out[*i].clone()).collect();
+    for ((slot, _), obj) in nim.iter().zip(objects) {
+        out[*slot] = obj;
+    }
 }
 
 fn module_of(obj: &Path) -> String {

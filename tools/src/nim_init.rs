@@ -251,6 +251,8 @@ fn declared<'a>(src: &Src<'a>, (a, b): (usize, usize)) -> Option<&'a str> {
 struct Use {
     name: String,
     write: bool,
+    /// Written in place: not through a pointer (`*x`, `x->f`, `x[i]`).
+    direct: bool,
     in_loop: bool,
 }
 
@@ -356,10 +358,13 @@ fn scan(src: &Src, (a, b): (usize, usize)) -> Scan {
         let unary_star = prev == "*" && matches!(before, "(" | "," | "=" | ";" | "{" | "}");
         let mut write = prev == "&" || unary_star || prev == "++" || prev == "--";
         let mut j = i + 1;
+        let mut direct = !unary_star;
         loop {
             if (src.is(j, ".") || src.is(j, "->")) && src.ident(j + 1) {
+                direct &= src.is(j, ".");
                 j += 2;
             } else if src.is(j, "[") {
+                direct = false;
                 match src.close(j) {
                     Ok(c) if c < b => j = c + 1,
                     _ => break,
@@ -376,6 +381,7 @@ fn scan(src: &Src, (a, b): (usize, usize)) -> Scan {
         sc.uses.push(Use {
             name: s.to_string(),
             write,
+            direct,
             in_loop: loops.last().copied().unwrap_or(false),
         });
         i += 1;
@@ -664,7 +670,7 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
             let gotos_ok = sc.gotos.iter().all(|g| g == "BeforeRet_");
             let locals_only = sc.uses.iter().all(|u| {
                 FRAME_LOCALS.contains(&u.name.as_str())
-                    || (locals.contains(&u.name) && u.write)
+                    || (locals.contains(&u.name) && u.write && u.direct)
                     || (!locals.contains(&u.name) && !vars.contains_key(&u.name))
             });
             let no_globals = sc.uses.iter().all(|u| !vars.contains_key(&u.name));
@@ -1173,6 +1179,7 @@ nimErr_ = nimErrorFlag();
 	T1_ = NIM_NIL;
 	T1_ = mk__logic_12();
 	if (NIM_UNLIKELY(*nimErr_)) goto BeforeRet_;
+	(*T1_).n = 1;
 	t__logic_51 = T1_;
 	if (nimAddInt(total__logic_6, ((NI) 1), &TM__p_3)) { raiseOverflow(); goto BeforeRet_;
 };
@@ -1221,6 +1228,11 @@ N_LIB_PRIVATE NI j__logic_7;
             t.contains(
                 "hcr_nim_new_globals(1, (void *const[]){(void*)&x__logic_8})) { goto LA8_; }"
             ),
+            "{t}"
+        );
+        // A write through a temporary is part of its statement.
+        assert!(
+            t.contains("(void*)&t__logic_51})) { (*T1_).n = 1; }"),
             "{t}"
         );
         // Constants' and temporaries' set-up, line markers and the error

@@ -784,3 +784,52 @@ proc step*() =
         p.finish();
     }
 }
+
+/// refc registers a GC marker per global once, at its first load; the
+/// markers are numbered in declaration order (`TM__…_4`), so a global
+/// declared before old ones must not make an old registration mark the new
+/// global: each marker's identity is the global it marks. A full collection
+/// with allocations after it finds the old global's data intact.
+#[test]
+fn refc_gc_markers_follow_their_globals_when_globals_are_added_before() {
+    const V1: &str = r#"
+var names = @["a"]
+proc step*() =
+  names.add "x" & $names.len
+  GC_fullCollect()
+  var junk: seq[string]
+  for i in 0 .. 2000: junk.add "junk" & $i
+  echo names
+"#;
+    const V2: &str = r#"
+var history = @["h"]
+var names = @["a"]
+proc step*() =
+  names.add "y" & $names.len
+  history.add "z"
+  GC_fullCollect()
+  var junk: seq[string]
+  for i in 0 .. 2000: junk.add "junk" & $i
+  echo names, " ", history
+"#;
+    for mm in ["refc", "refc+tls"] {
+        let (d, image) = project(mm, V1);
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["@[\"a\", \"x1\"]"], "{mm}");
+        edit(d.path(), mm, V2);
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        for n in 2..5 {
+            let want = format!(
+                "@[\"a\", \"x1\", {}] @[\"h\", {}]",
+                (2..=n)
+                    .map(|k| format!("\"y{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (2..=n).map(|_| "\"z\"").collect::<Vec<_>>().join(", ")
+            );
+            assert_eq!(p.send("tick"), [want], "{mm}");
+        }
+        p.finish();
+    }
+}

@@ -268,7 +268,7 @@ struct Scan {
 }
 
 /// C keywords and Nim's null constants: never variables.
-const KEYWORDS: [&str; 16] = [
+const KEYWORDS: [&str; 17] = [
     "if",
     "else",
     "while",
@@ -279,6 +279,7 @@ const KEYWORDS: [&str; 16] = [
     "default",
     "return",
     "break",
+    "goto",
     "continue",
     "sizeof",
     "void",
@@ -389,9 +390,12 @@ fn scan(src: &Src, (a, b): (usize, usize)) -> Scan {
     sc
 }
 
-/// File-scope variables of the C file: name → thread-local.
-fn file_variables(src: &Src) -> HashMap<String, bool> {
+/// File-scope variables of the C file: name → thread-local; and those of a
+/// pointer type (refc's strings, seqs and refs: a call can change what they
+/// point to without taking their address).
+fn file_variables(src: &Src) -> (HashMap<String, bool>, HashSet<String>) {
     let mut vars = HashMap::new();
+    let mut pointers = HashSet::new();
     let mut i = 0;
     let n = src.toks.len();
     while i < n {
@@ -410,7 +414,9 @@ fn file_variables(src: &Src) -> HashMap<String, bool> {
                     i += 1;
                 }
                 "{" | "(" | "[" => {
-                    let Ok(c) = src.close(i) else { return vars };
+                    let Ok(c) = src.close(i) else {
+                        return (vars, pointers);
+                    };
                     let function =
                         src.is(i, "{") && i > start && src.is(i - 1, ")") && eq.is_none();
                     i = c + 1;
@@ -438,9 +444,12 @@ fn file_variables(src: &Src) -> HashMap<String, bool> {
         // refc's type info (`NTI…`) is DatInit's, written there only.
         if k > start + 1 && src.ident(k - 1) && !src.s(k - 1).starts_with("NTI") {
             vars.insert(src.s(k - 1).to_string(), words.contains(&"NIM_THREADVAR"));
+            if words.contains(&"*") {
+                pointers.insert(src.s(k - 1).to_string());
+            }
         }
     }
-    vars
+    (vars, pointers)
 }
 
 /// The globals each refc marker function (`static N_NIMCALL(void,
@@ -572,7 +581,11 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
         return bad("Init000's body not found");
     };
     let fclose = src.close(fopen)?;
-    let vars = file_variables(&src);
+    let (vars, pointers) = file_variables(&src);
+    // The module's own file, as its frame names it: `nimfr_("m", "FILE")`.
+    let own_file = (fopen..fclose)
+        .find(|&k| src.is(k, "nimfr_") && src.is(k + 1, "(") && src.is(k + 3, ","))
+        .map(|k| src.s(k + 4).to_string());
     let marks = markers(&src, &vars);
     // The function body: blocks only.
     let mut blocks = Vec::new();
@@ -632,9 +645,44 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
         }
         let mut kind = vec![Kind::Guard; stmts.len()];
         let scans: Vec<Scan> = stmts.iter().map(|&st| scan(&src, st)).collect();
+        // ORC/ARC's exit label: `{ LA1_:; }` followed by the destruction
+        // of temporaries only (then the error check and BeforeRet_): every
+        // raising call jumps there. It and what follows run always (the
+        // temporaries they destroy start zeroed), and a jump to it leaves
+        // its unit as a return does.
+        let is_ret = |k: usize| scans[k].labels.iter().any(|l| l == "BeforeRet_");
+        let mut exit: Option<(usize, String)> = None;
+        for (k, &(a, b)) in stmts.iter().enumerate() {
+            let w: Vec<&str> = (a..b).map(|t| src.s(t)).collect();
+            if w.len() == 5 && w[0] == "{" && w[2] == ":" && w[3] == ";" && w[4] == "}" {
+                let end = (k + 1..stmts.len())
+                    .find(|&j| is_ret(j))
+                    .unwrap_or(stmts.len());
+                let cleanup = (k + 1..end).all(|j| {
+                    let sc = &scans[j];
+                    sc.labels.is_empty()
+                        && sc.gotos.iter().all(|g| g == "BeforeRet_")
+                        && sc.calls.iter().all(|c| {
+                            c.starts_with("eqdestroy_") || HARMLESS_CALLS.contains(&c.as_str())
+                        })
+                        && sc.uses.iter().all(|u| {
+                            FRAME_LOCALS.contains(&u.name.as_str()) || locals.contains(&u.name)
+                        })
+                });
+                if cleanup {
+                    exit = Some((k, w[1].to_string()));
+                }
+            }
+        }
+        let exit_label = exit.as_ref().map(|e| e.1.clone());
+        let leaves = |g: &String| g == "BeforeRet_" || exit_label.as_ref() == Some(g);
         let mut epilogue = false;
         for (k, &st) in stmts.iter().enumerate() {
             let sc = &scans[k];
+            if exit.as_ref().is_some_and(|e| k >= e.0) && !is_ret(k) && !epilogue {
+                kind[k] = Kind::Keep;
+                continue;
+            }
             if declared(&src, st).is_some() {
                 kind[k] = Kind::Keep;
                 continue;
@@ -667,7 +715,7 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                 .calls
                 .iter()
                 .all(|c| HARMLESS_CALLS.contains(&c.as_str()));
-            let gotos_ok = sc.gotos.iter().all(|g| g == "BeforeRet_");
+            let gotos_ok = sc.gotos.iter().all(leaves);
             let locals_only = sc.uses.iter().all(|u| {
                 FRAME_LOCALS.contains(&u.name.as_str())
                     || (locals.contains(&u.name) && u.write && u.direct)
@@ -701,6 +749,51 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                 label_at.insert(l.as_str(), k);
             }
         }
+        // Nim's line markers of the module's own file (stack traces on, the
+        // default) start its top-level statements: everything between two
+        // is one Nim statement. Without them, statements that change (or,
+        // for a pointer, use) one global are one unit.
+        let segment: Vec<usize> = {
+            let mut seg = 0;
+            (0..n)
+                .map(|k| {
+                    let (a, b) = stmts[k];
+                    if src.is(a, "nimln_") && src.is(a + 1, "(") && b >= a + 6 {
+                        if own_file.as_deref() == Some(src.s(a + 4)) {
+                            seg += 1;
+                        }
+                    }
+                    seg
+                })
+                .collect()
+        };
+        let markers_on = segment.last().is_some_and(|&s| s > 0);
+        let mut by_segment: HashMap<usize, usize> = HashMap::new();
+        let mut by_global: HashMap<&str, usize> = HashMap::new();
+        for k in 0..n {
+            if kind[k] != Kind::Guard {
+                continue;
+            }
+            if markers_on {
+                match by_segment.get(&segment[k]) {
+                    Some(&o) => union(&mut parent, o, k),
+                    None => {
+                        by_segment.insert(segment[k], k);
+                    }
+                }
+            } else {
+                for u in &scans[k].uses {
+                    if vars.contains_key(&u.name) && (u.write || pointers.contains(&u.name)) {
+                        match by_global.get(u.name.as_str()) {
+                            Some(&o) => union(&mut parent, o, k),
+                            None => {
+                                by_global.insert(u.name.as_str(), k);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         // C statements Nim wrote on one line belong to one Nim statement.
         let line_of = |k: usize| {
             let at = src.toks[stmts[k].0].start;
@@ -728,18 +821,20 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                 }
             }
             for g in &scans[k].gotos {
-                if g == "BeforeRet_" {
+                if leaves(g) {
                     continue;
                 }
                 let Some(&t) = label_at.get(g.as_str()) else {
                     return bad(format!("goto {g} leaves its block"));
                 };
+                if kind[t] != Kind::Guard {
+                    return bad(format!("goto {g} reaches a label that always runs"));
+                }
                 let (lo, hi) = (k.min(t), k.max(t));
                 for (m, km) in kind.iter().enumerate().take(hi + 1).skip(lo) {
-                    if *km != Kind::Guard {
-                        return bad(format!("goto {g} crosses a declaration or the epilogue"));
+                    if *km == Kind::Guard {
+                        union(&mut parent, m, k);
                     }
-                    union(&mut parent, m, k);
                 }
             }
         }
@@ -752,10 +847,15 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
             let r = find(&mut parent, k);
             let e = unit_writes.entry(r).or_default();
             let sc = &scans[k];
-            for u in sc.uses.iter().filter(|u| u.write) {
+            // Any use of a pointer global may change what it points to.
+            for u in sc
+                .uses
+                .iter()
+                .filter(|u| u.write || pointers.contains(&u.name))
+            {
                 if let Some(&tls) = vars.get(&u.name) {
                     e.0.insert(u.name.clone());
-                    e.1 |= !u.in_loop;
+                    e.1 |= !u.in_loop && u.write;
                     e.2 |= tls;
                 }
             }

@@ -758,10 +758,12 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
             (0..n)
                 .map(|k| {
                     let (a, b) = stmts[k];
-                    if src.is(a, "nimln_") && src.is(a + 1, "(") && b >= a + 6 {
-                        if own_file.as_deref() == Some(src.s(a + 4)) {
-                            seg += 1;
-                        }
+                    if src.is(a, "nimln_")
+                        && src.is(a + 1, "(")
+                        && b >= a + 6
+                        && own_file.as_deref() == Some(src.s(a + 4))
+                    {
+                        seg += 1;
                     }
                     seg
                 })
@@ -1276,14 +1278,17 @@ nimErr_ = nimErrorFlag();
 	history__logic_11.len = 1; history__logic_11.p = (tySeq*) newSeqPayload(1, sizeof(NimStringV2), NIM_ALIGNOF(NimStringV2));
 	history__logic_11.p->data[0] = TM__p_5;
 	colontmpD_.len = 0; colontmpD_.p = NIM_NIL;
+	nimln_(9, "/tmp/n2/logic.nim");
 	T1_ = NIM_NIL;
 	T1_ = mk__logic_12();
 	if (NIM_UNLIKELY(*nimErr_)) goto BeforeRet_;
 	(*T1_).n = 1;
 	t__logic_51 = T1_;
+	nimln_(10, "/tmp/n2/logic.nim");
 	if (nimAddInt(total__logic_6, ((NI) 1), &TM__p_3)) { raiseOverflow(); goto BeforeRet_;
 };
 	total__logic_6 = (NI)(TM__p_3);
+	nimln_(11, "/tmp/n2/logic.nim");
 	{
 		if (!(((NI) 0) < total__logic_6)) goto LA10_;
 		x__logic_8 = ((NI) 1);
@@ -1294,10 +1299,13 @@ nimErr_ = nimErrorFlag();
 		x__logic_8 = ((NI) 2);
 	}
 	LA8_: ;
+	nimln_(12, "/tmp/n2/logic.nim");
 	{ NI res; res = 0;
 		while (1) { if (!(res <= 2)) goto LA4; j__logic_7 = res; res += 1; } LA4: ;
 	}
+	nimln_(13, "/tmp/n2/logic.nim");
 	other__m_3 = 5;
+	nimln_(14, "/tmp/n2/logic.nim");
 	tv__logic_9 = 5;
 	BeforeRet_: ;
 	popFrame();

@@ -32,10 +32,12 @@ fn nim_cfg(dir: &Path) {
 
 /// `nim c` exactly as the contract shows, with the memory manager chosen
 /// (`--mm:refc+tls` adds `--threads:on`: Nim's thread-locals as `__thread`
-/// variables; `--mm:refc+threads` adds `--threads:on --tlsEmulation:on`).
+/// variables; `--mm:refc+threads` adds `--threads:on --tlsEmulation:on`;
+/// `--mm:refc+release` adds `-d:release`: no stack traces, no line markers).
 fn nim_build(dir: &Path, mm: &str) {
     let (mm, threads) = match mm.split_once('+') {
         Some((mm, "tls")) => (mm, &["--threads:on"][..]),
+        Some((mm, "release")) => (mm, &["-d:release"][..]),
         Some((mm, _)) => (mm, &["--threads:on", "--tlsEmulation:on"][..]),
         None => (mm, &[][..]),
     };
@@ -830,6 +832,96 @@ proc step*() =
             );
             assert_eq!(p.send("tick"), [want], "{mm}");
         }
+        p.finish();
+    }
+}
+
+/// New globals of many shapes (tables, JSON, sets, strformat, sequtils
+/// templates with loops, `collect`, tuple unpacking, if/case/block/try
+/// expressions, closures, objects, refs, options), all new in one reload of
+/// a changed module, hold exactly what a fresh start of the new code gives
+/// them, and the module's top-level statement does not run again. Under
+/// ORC, ARC and refc, stack traces off (`-d:release`: no line markers), and
+/// threads on.
+#[test]
+fn new_globals_of_every_shape_match_a_fresh_start() {
+    const V2: &str = r#"
+import std/[tables, strutils, sequtils, json, sets, strformat, sugar, algorithm, options]
+var total = 0
+type
+  Kind = enum kA, kB, kC
+  Obj = object
+    name: string
+    vals: seq[int]
+  RefObj = ref object of RootObj
+    id: int
+    children: seq[RefObj]
+proc mkRef(i: int): RefObj = RefObj(id: i, children: @[RefObj(id: i * 10)])
+var tbl = {"one": 1, "two": 2}.toTable
+var ot = initOrderedTable[string, seq[string]]()
+var js = parseJson("""{"a": [1, 2, {"b": "c"}]}""")
+var st = toHashSet(["x", "y"])
+var fm = &"total is {total} and {tbl.len}"
+var sq = toSeq(1..5).mapIt(it * it)
+var filtered = sq.filterIt(it mod 2 == 1)
+var coll = collect(newSeq):
+  for i in 0..3: i * 3
+var (ta, tb) = (7, "tuple")
+var ifx = if total > 0: "pos" else: "zero"
+var cs = case total
+  of 0: "none"
+  else: "some"
+var blk = block:
+  var acc = 0
+  for i in 1..4: acc += i
+  acc
+var tryx = try: parseInt("12x") except ValueError: -1
+var clo = proc (x: int): int = x + total + 1
+var arr = [kA, kC, kB]
+var srt = sorted(@[5, 3, 9, 1])
+var o = Obj(name: "obj", vals: @[1, 2])
+var r = mkRef(3)
+var opt = some("maybe")
+var words = "a b  c".splitWhitespace()
+var nested = @[@[1], @[2, 3]]
+var fl = 3.25 * 2
+var kinds = {kA, kC}
+var joined = words.join("-") & $arr.len
+var mapped = tbl.keys.toSeq.sorted
+ot["k"] = @["v"]
+echo "TOP-LEVEL"
+proc step*() =
+  GC_fullCollect()
+  echo $tbl.len, "|", $js, "|", $st.len, "|", fm, "|", $sq, "|", $filtered, "|", $coll, "|",
+    $ta, tb, "|", ifx, cs, "|", $blk, "|", $tryx, "|", $clo(1), "|", $arr, "|", $srt, "|",
+    $o, "|", $r.id, $r.children[0].id, "|", $opt, "|", $words, "|", $nested, "|", $fl, "|",
+    $kinds, "|", joined, "|", $mapped, "|", $ot.len
+"#;
+    const V1: &str = "var total = 0\nproc step*() = echo \"v1\"\n";
+    for mm in ["orc", "arc", "refc", "refc+release", "orc+tls"] {
+        // The fresh start of the new code.
+        let (_fresh_dir, fresh) = project(mm, V2);
+        let mut p = Running::start(&fresh);
+        let want = p.send("tick");
+        assert_eq!(want.len(), 2, "{mm}: {want:?}");
+        assert_eq!(want[0], "TOP-LEVEL", "{mm}");
+        p.finish();
+        // The same code as a reload.
+        let (d, image) = project(mm, V1);
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["v1"], "{mm}");
+        edit(d.path(), mm, V2);
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        assert!(!got.iter().any(|l| l.contains("TOP")), "{mm}: {got:?}");
+        assert_eq!(p.send("tick"), want[1..], "{mm}");
+        assert_eq!(p.send("tick"), want[1..], "{mm}");
+        let warnings: Vec<&String> = p
+            .seen
+            .iter()
+            .filter(|l| l.starts_with("hcr: warning:") && !l.contains("DatInit000::"))
+            .collect();
+        assert!(warnings.is_empty(), "{mm}: {warnings:?}");
         p.finish();
     }
 }

@@ -1049,8 +1049,16 @@ pub struct Prepared {
 
 /// INPUTS with each Nim module's object replaced by the object of its
 /// rewritten C file (see the module doc); anything else is kept as is.
+///
+/// `HCR_NIM_INIT=off` in the environment links Nim's objects as they are.
 pub fn prepare(inputs: &[PathBuf]) -> Prepared {
     use rayon::prelude::*;
+    if std::env::var_os("HCR_NIM_INIT").is_some_and(|v| v == "off") {
+        return Prepared {
+            inputs: inputs.to_vec(),
+            ..Default::default()
+        };
+    }
     let mut commands: HashMap<PathBuf, HashMap<PathBuf, String>> = HashMap::new();
     let mut jobs: Vec<(usize, PathBuf, String)> = Vec::new();
     let mut missing = Vec::new();
@@ -1380,6 +1388,46 @@ N_LIB_PRIVATE NI j__logic_7;
         assert_eq!(inits.iter().map(String::as_str).collect::<Vec<_>>(), want);
         // A rewrite is not rewritten again.
         assert!(rewrite(t).is_err());
+    }
+
+    #[test]
+    fn prepare_compiles_once_and_reports_what_it_leaves_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path().join("C");
+        std::fs::create_dir(&c).unwrap();
+        let good = c.join("@mgood.nim.c");
+        let odd = c.join("@modd.nim.c");
+        let good_c = "#define N_LIB_PRIVATE\n#define N_NIMCALL(t, n) t n\ntypedef long NI;\n\
+            void echoBinSafe(const char* s, NI n);\nNI mk__good_2(void);\nN_LIB_PRIVATE NI g__good_1;\n\
+            N_LIB_PRIVATE N_NIMCALL(void, atmgooddotnim_Init000)(void) {\n{\n\tNI T1_;\n\
+            \techoBinSafe(\"x\", 1);\n\tT1_ = mk__good_2();\n\tg__good_1 = T1_;\n}\n}\n";
+        std::fs::write(&good, good_c).unwrap();
+        std::fs::write(&odd, "void x(void) {}\nN_LIB_PRIVATE N_NIMCALL(void, atmodddotnim_Init000)(void) {\n\tfoo();\n}\n").unwrap();
+        let objs: Vec<PathBuf> = [&good, &odd]
+            .iter()
+            .map(|p| p.with_extension("c.o"))
+            .collect();
+        for o in &objs {
+            std::fs::write(o, b"").unwrap();
+        }
+        let cmd = |f: &Path| format!("cc -c -w -o {0}.o {0}", f.display());
+        std::fs::write(
+            c.join("main.json"),
+            serde_json::json!({"compile": [[good, cmd(&good)], [odd, cmd(&odd)]]}).to_string(),
+        )
+        .unwrap();
+        let p = prepare(&objs);
+        assert_eq!((p.compiled, p.cached), (1, 0), "{:?}", p.warnings);
+        assert!(p.inputs[0].starts_with(c.join(".hcr")), "{:?}", p.inputs);
+        assert!(p.inputs[0].ends_with("@mgood.nim.c.o"));
+        assert_eq!(p.inputs[1], objs[1]);
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].starts_with("Nim module @modd.nim: its Init000 is linked as Nim wrote it (Init000 holds `foo` outside a block)"), "{}", p.warnings[0]);
+        // Nim's JSON forgets what it did not compile; the kept commands do not.
+        std::fs::write(c.join("main.json"), r#"{"compile": []}"#).unwrap();
+        let again = prepare(&objs);
+        assert_eq!((again.compiled, again.cached), (0, 1));
+        assert_eq!(again.inputs, p.inputs);
     }
 
     #[test]

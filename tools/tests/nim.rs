@@ -64,6 +64,11 @@ fn nim_build(dir: &Path, mm: &str) {
 
 /// `hcr-link -o app.hcr --root @mmain.nim C/*.o`.
 fn nim_link(dir: &Path) -> PathBuf {
+    nim_link_env(dir, &[])
+}
+
+/// `nim_link` with environment variables for hcr-link.
+fn nim_link_env(dir: &Path, env: &[(&str, &str)]) -> PathBuf {
     let mut objects: Vec<PathBuf> = std::fs::read_dir(dir.join("C"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -72,6 +77,7 @@ fn nim_link(dir: &Path) -> PathBuf {
     objects.sort();
     let image = dir.join("app.hcr");
     let out = Command::new(hcr_link_bin())
+        .envs(env.iter().copied())
         .arg("-o")
         .arg(&image)
         .args(["--root", "@mmain.nim"])
@@ -922,6 +928,34 @@ proc step*() =
             .filter(|l| l.starts_with("hcr: warning:") && !l.contains("DatInit000::"))
             .collect();
         assert!(warnings.is_empty(), "{mm}: {warnings:?}");
+        p.finish();
+    }
+}
+
+/// Without the rewrite (`HCR_NIM_INIT=off` for hcr-link, what happens when
+/// hcr-link cannot split a module's init), a new global with a run-time
+/// initialiser starts zeroed and the runtime says so, naming it; one with a
+/// constant initialiser gets its value.
+#[test]
+fn a_new_global_left_zeroed_without_the_rewrite_is_reported() {
+    const V1: &str = "var total = 0\nproc step*() =\n  inc total\n  echo \"total=\", total\n";
+    const V2: &str = "var total = 0\nvar limit = 7\nvar history = @[\"start\"]\nproc step*() =\n  inc total\n  echo \"total=\", total, \" \", limit, \" \", history.len\n";
+    for mm in ["orc", "refc"] {
+        let (d, image) = project(mm, V1);
+        let mut p = Running::start(&image);
+        assert_eq!(p.send("tick"), ["total=1"], "{mm}");
+        std::fs::write(d.path().join("logic.nim"), V2).unwrap();
+        nim_build(d.path(), mm);
+        nim_link_env(d.path(), &[("HCR_NIM_INIT", "off")]);
+        settle();
+        let got = p.send("reload");
+        assert!(got.iter().any(|l| reloaded(l) >= 1), "{mm}: {got:?}");
+        // (stderr: it may arrive after the program's "ok" on stdout.)
+        p.wait_for("hcr: warning: global @mlogic.nim:history__logic is new in this reload");
+        let got = p.send("tick");
+        assert_eq!(got.last().map(String::as_str), Some("total=2 7 0"), "{mm}");
+        let warnings = p.seen.iter().filter(|l| l.starts_with("hcr: warning:"));
+        assert_eq!(warnings.count(), 1, "{mm}: {:?}", p.seen);
         p.finish();
     }
 }

@@ -116,8 +116,30 @@ pub fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
     };
     let area = slice(header.area_file_offset, header.area_file_size)?;
     let init = slice(header.init_file_offset, header.init_file_size)?;
-    let sum = hcr_image::checksum(body, area, init);
+    // Each module's segment checksum lives in the body: recompute them and
+    // re-encode (same length: the fields are fixed-size).
+    let body_at = manifest.checked_add(hcr_image::HEADER_SIZE)?;
+    let mut new_body = body.to_vec();
+    if let Ok((mut m, f, of)) = hcr_image::decode_body(body) {
+        for md in &mut m.modules {
+            if let Some(seg) = area.get(md.seg.range()) {
+                md.checksum = hcr_image::segment_checksum(seg);
+            }
+        }
+        let again = hcr_image::encode_body(
+            &m,
+            &f.all().collect::<Vec<_>>(),
+            &of.all().collect::<Vec<_>>(),
+        );
+        if again.len() == body.len() {
+            new_body = again;
+        }
+    }
+    let sum = hcr_image::checksum(&new_body, init);
     let mut fixed = data.to_vec();
+    fixed
+        .get_mut(body_at..body_at + new_body.len())?
+        .copy_from_slice(&new_body);
     fixed
         .get_mut(at..at + 8)?
         .copy_from_slice(&sum.to_le_bytes());
@@ -152,7 +174,11 @@ fn load(view: &ImageView<'_>) -> bool {
                 window.contains(area.base) && window.contains(area.base + area.len() - 1),
                 "the load area lies outside the window"
             );
-            objects(view, &tables, area.base as u64);
+            objects(
+                view,
+                &tables,
+                &hcr_loader::Placement::contiguous(&view.manifest, area.base as u64),
+            );
             // SAFETY: nothing ever runs in or points into the area: the
             // harness only loaded it.
             unsafe { hcr_loader::unload_area(window, area) };
@@ -165,13 +191,12 @@ fn load(view: &ImageView<'_>) -> bool {
 /// Initial bytes and pointer fields of every writable object, written as the
 /// runtime writes them into persistent storage (`write_value` refuses a
 /// field outside the object).
-fn objects(view: &ImageView<'_>, tables: &Tables, area_base: u64) {
+fn objects(view: &ImageView<'_>, tables: &Tables, place: &hcr_loader::Placement) {
     const MAX_OBJECT: u64 = 1 << 20;
     for (oi, o) in view.manifest.objects.iter().enumerate() {
         let mut storage = vec![0u8; o.size.min(MAX_OBJECT) as usize];
         let dest = storage.as_ptr() as u64;
-        let Ok(values) =
-            hcr_loader::object_values(view, ObjectId(oi as u32), dest, tables, area_base)
+        let Ok(values) = hcr_loader::object_values(view, ObjectId(oi as u32), dest, tables, place)
         else {
             continue;
         };

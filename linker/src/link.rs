@@ -1528,36 +1528,39 @@ fn layout_module(m: &mut Mod<'_>) {
     m.sizes = sz;
 }
 
-/// Where the area's regions and the init blob lie.
+/// Where the area's modules and the init blob lie.
 pub(crate) struct AreaLayout {
     pub layout: Layout,
     pub area_file_size: u64,
     pub init_size: u64,
-    pub eh_end: u64,
+    /// Each module's segment in the area: `[start, end)`.
+    pub segs: Vec<(u64, u64)>,
 }
 
+/// Alignment of every module's segment start: a cache line, or more when
+/// a section asks for it.
+const SEG_ALIGN: u64 = 64;
+
+/// Lays the area out module by module: each module's segment is its code
+/// and PLT stubs, its read-only data and GOT, then its `.eh_frame` with a
+/// zero terminator of its own. A module's bytes depend on its own segment
+/// only (references into other segments are fixups), so the runtime can
+/// place segments independently and keep an unchanged module where it is.
 fn layout_area(mods: &mut [Mod<'_>]) -> Result<AreaLayout, LinkError> {
-    let mut text = 0u64;
+    let mut pos = 0u64;
+    let mut segs = Vec::with_capacity(mods.len());
     for m in mods.iter_mut() {
-        text = align_up(text, m.sizes.text_align);
-        m.bases.text = text;
-        text += m.sizes.text;
-    }
-    let rodata_start = align_up(text.max(1), PAGE_SIZE);
-    let mut ro = rodata_start;
-    for m in mods.iter_mut() {
-        ro = align_up(ro, m.sizes.rodata_align);
+        let align = SEG_ALIGN.max(m.sizes.text_align).max(m.sizes.rodata_align);
+        let start = align_up(pos, align);
+        m.bases.text = start;
+        let ro = align_up(start + m.sizes.text, m.sizes.rodata_align.max(8));
         m.bases.rodata = ro;
-        ro += m.sizes.rodata;
+        m.bases.eh = align_up(ro + m.sizes.rodata, 8);
+        let end = m.bases.eh + m.sizes.eh + 4; // zero terminator
+        segs.push((start, end));
+        pos = end;
     }
-    let eh_start = align_up(ro, 8);
-    let mut eh = eh_start;
-    for m in mods.iter_mut() {
-        m.bases.eh = eh;
-        eh += m.sizes.eh;
-    }
-    let eh_end = eh;
-    let end = eh_end + 4; // zero terminator
+    let end = pos.max(1);
     let mut init = 0u64;
     for m in mods.iter_mut() {
         init = align_up(init, m.sizes.init_align);
@@ -1572,13 +1575,10 @@ fn layout_area(mods: &mut [Mod<'_>]) -> Result<AreaLayout, LinkError> {
     Ok(AreaLayout {
         layout: Layout {
             area_size: as_u32(area_size)?,
-            text: Span::new(0, as_u32(text)?),
-            rodata: Span::new(as_u32(rodata_start)?, as_u32(end)?),
-            eh_frame: Span::new(as_u32(eh_start)?, as_u32(end)?),
         },
         area_file_size: end,
         init_size: init,
-        eh_end,
+        segs,
     })
 }
 
@@ -1631,17 +1631,9 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
     // Hand every module its disjoint slices of the area and the init blob.
     let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
     {
-        let (text_all, rest) = area.split_at_mut(lay.layout.rodata.start as usize);
         let init: &mut [u8] = &mut init;
-        let (ro_all, eh_all) =
-            rest.split_at_mut((lay.layout.eh_frame.start - lay.layout.rodata.start) as usize);
-        let (mut t, mut r, mut e, mut i) = (text_all, ro_all, eh_all, init);
-        let (mut tpos, mut rpos, mut epos, mut ipos) = (
-            0u64,
-            u64::from(lay.layout.rodata.start),
-            u64::from(lay.layout.eh_frame.start),
-            0u64,
-        );
+        let (mut a, mut i) = (&mut area[..], init);
+        let (mut apos, mut ipos) = (0u64, 0u64);
         for m in mods {
             fn take<'b>(
                 buf: &mut &'b mut [u8],
@@ -1657,9 +1649,10 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
                 *pos = base + len;
                 mine
             }
-            let ts = take(&mut t, &mut tpos, m.bases.text, m.sizes.text);
-            let rs = take(&mut r, &mut rpos, m.bases.rodata, m.sizes.rodata);
-            let es = take(&mut e, &mut epos, m.bases.eh, m.sizes.eh);
+            let ts = take(&mut a, &mut apos, m.bases.text, m.sizes.text);
+            let rs = take(&mut a, &mut apos, m.bases.rodata, m.sizes.rodata);
+            // The module's unwind table and its zero terminator.
+            let es = take(&mut a, &mut apos, m.bases.eh, m.sizes.eh + 4);
             let is = take(&mut i, &mut ipos, m.bases.init, m.sizes.init);
             slices.push((ts, rs, es, is));
         }
@@ -1667,7 +1660,7 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
     let results: Vec<ModApplied> = slices
         .into_par_iter()
         .enumerate()
-        .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, lay, ts, rs, es, is))
+        .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, ts, rs, es, is))
         .collect();
     let mut out = Applied {
         area: Vec::new(),
@@ -1726,7 +1719,6 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
 fn apply_module(
     mods: &[Mod<'_>],
     mi: u32,
-    lay: &AreaLayout,
     text: &mut [u8],
     rodata: &mut [u8],
     eh: &mut [u8],
@@ -1771,8 +1763,17 @@ fn apply_module(
             S::Plt(h) => Some(
                 m.bases.text + m.sizes.plt_at + PLT_STUB_SIZE * u64::from(*m.plt_index.get(&h)?),
             ),
-            S::EhEnd => Some(lay.eh_end),
+            S::EhEnd => Some(m.bases.eh + m.sizes.eh),
             _ => None,
+        }
+    };
+    // The area offset of `s` when it lies in this module's own segment:
+    // only such values are fixed at link time (the runtime places each
+    // module's segment on its own).
+    let own_area_of = |s: &S| -> Option<u64> {
+        match *s {
+            S::Area { m: tm, .. } if tm != mi => None,
+            _ => area_of(s),
         }
     };
     let residual = |s: &S| -> Option<(TargetClass, u32, i64)> {
@@ -1870,7 +1871,10 @@ fn apply_module(
                     };
                     let Some(t) = target
                         .and_then(|t| u64::try_from(i128::from(t) + i128::from(r.addend)).ok())
-                        .filter(|&t| t < u64::from(lay.layout.text.end))
+                        .filter(|&t| {
+                            mods.iter()
+                                .any(|mm| t >= mm.bases.text && t < mm.bases.text + mm.sizes.text)
+                        })
                     else {
                         d.push(
                             &m.obj.path,
@@ -1960,7 +1964,7 @@ fn apply_module(
                     continue;
                 }
                 Calc::GotOff64 => {
-                    if let Some(sa) = area_of(&s) {
+                    if let Some(sa) = own_area_of(&s) {
                         let v = (sa as i64)
                             .wrapping_add(r.addend)
                             .wrapping_sub(got_base as i64);
@@ -1997,7 +2001,7 @@ fn apply_module(
             // P in the area and S in the area with a PC-relative kind: the
             // value is fixed now.
             if let (Some(p), Some(sa), FixupKind::Pc32 | FixupKind::Pc64) =
-                (area_p, area_of(&s), kind)
+                (area_p, own_area_of(&s), kind)
             {
                 // In i128: a fuzzed addend must not overflow (S + A - P).
                 let v = i128::from(sa) + i128::from(r.addend) - i128::from(p);
@@ -2185,6 +2189,14 @@ fn build_manifest(
             dtors: applied.dtors[mi].clone(),
             on_reload: applied.on_reload[mi].clone(),
             undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
+            seg: Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32),
+            text: Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32),
+            eh_frame: Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32),
+            checksum: hcr_image::segment_checksum(
+                &applied.area[lay.segs[mi].0 as usize..lay.segs[mi].1 as usize],
+            ),
+            link_hash: 0,
+            deps: Vec::new(),
             text_size: m.sizes.text as u32,
             rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
         });
@@ -2204,7 +2216,7 @@ fn build_manifest(
             path: man.intern(&l.path.to_string_lossy()),
         })
         .collect();
-    Manifest {
+    let mut man = Manifest {
         strings: man.strings,
         root: ModuleId(root),
         layout: lay.layout.clone(),
@@ -2219,5 +2231,83 @@ fn build_manifest(
             got_entries: mods.iter().map(|m| m.got.len() as u32).sum(),
             plt_stubs: mods.iter().map(|m| m.plt.len() as u32).sum(),
         },
+    };
+    let links: Vec<(u64, Vec<ModuleId>)> = (0..man.modules.len())
+        .into_par_iter()
+        .map(|mi| link_identity(&man, mi, applied))
+        .collect();
+    for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
+        md.link_hash = hash;
+        md.deps = deps;
     }
+    man
+}
+
+/// A module's [`Module::link_hash`] and [`Module::deps`]: its content and
+/// segment layout, and every fixup of its segment and of its objects with
+/// the target named by what stays the same across links (the owning
+/// module's name and the symbol's name, or the offset inside the owning
+/// module's segment), never by an index that other modules shift.
+fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<ModuleId>) {
+    let md = &man.modules[mi];
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&md.content_hash.to_le_bytes());
+    for s in [md.seg, md.text, md.eh_frame] {
+        h.update(&(s.start - md.seg.start).to_le_bytes());
+        h.update(&(s.end - md.seg.start).to_le_bytes());
+    }
+    let mut deps: Vec<ModuleId> = Vec::new();
+    let mut put = |h: &mut xxhash_rust::xxh3::Xxh3, f: &Fixup, base: u32| {
+        h.update(&f.offset.wrapping_sub(base).to_le_bytes());
+        h.update(&f.addend.to_le_bytes());
+        h.update(&[f.kind as u8, f.class as u8]);
+        let name = |h: &mut xxhash_rust::xxh3::Xxh3, module: ModuleId, s: &str| {
+            h.update(man.module_name(module).as_bytes());
+            h.update(&[0]);
+            h.update(s.as_bytes());
+            h.update(&[0]);
+        };
+        match f.class {
+            TargetClass::Function => {
+                if let Some(t) = man.functions.get(f.target as usize) {
+                    name(h, t.module, man.str(t.name));
+                }
+            }
+            TargetClass::Object => {
+                if let Some(t) = man.objects.get(f.target as usize) {
+                    name(h, t.module, man.object_key(t));
+                }
+            }
+            TargetClass::Host => {
+                if let Some(t) = man.hosts.get(f.target as usize) {
+                    h.update(man.str(t.name).as_bytes());
+                    h.update(&[0]);
+                }
+            }
+            TargetClass::Area => {
+                if let Some(tm) = man.module_at(f.target) {
+                    let seg = man.modules[tm.0 as usize].seg;
+                    name(h, tm, "");
+                    h.update(&(f.target - seg.start).to_le_bytes());
+                    if tm.0 as usize != mi && !deps.contains(&tm) {
+                        deps.push(tm);
+                    }
+                }
+            }
+        }
+    };
+    for f in &applied.fixups[md.fixups.range()] {
+        put(&mut h, f, md.seg.start);
+    }
+    for o in &man.objects[md.objects.range()] {
+        h.update(man.object_key(o).as_bytes());
+        h.update(&[0]);
+        h.update(&o.size.to_le_bytes());
+        h.update(&[o.tls as u8]);
+        for f in &applied.object_fixups[o.fixups.range()] {
+            put(&mut h, f, 0);
+        }
+    }
+    deps.sort_unstable();
+    (h.digest(), deps)
 }

@@ -747,7 +747,7 @@ pub(crate) fn write_image(
     );
     let header = Header {
         version: FORMAT_VERSION,
-        checksum: hcr_image::checksum(&body, area, init),
+        checksum: hcr_image::checksum(&body, init),
         body_len: body.len() as u64,
         area_file_offset: area_off,
         area_file_size: area.len() as u64,

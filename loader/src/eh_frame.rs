@@ -349,6 +349,121 @@ pub(crate) fn check(table: &mut [u8], f: &Frame) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// Rewrites the PC-relative pointers of a checked `table` (FDE starts,
+/// personality routines, LSDAs) for a copy of it that lies `delta` bytes
+/// before where the table ran: the copy then describes the same code.
+/// Stops at the terminator or at anything it cannot read (the table was
+/// checked when it was loaded).
+pub fn shift_pcrel(table: &mut [u8], delta: i64) {
+    let width = |enc: u8| match enc & 0x0f {
+        0x00 | 0x04 | 0x0c => 8,
+        0x02 | 0x0a => 2,
+        _ => 4,
+    };
+    let adjust = |t: &mut [u8], at: usize, enc: u8| {
+        if enc == DW_EH_PE_OMIT || enc & 0x70 != DW_EH_PE_PCREL {
+            return;
+        }
+        let n = width(enc);
+        let Some(field) = t.get_mut(at..at + n) else {
+            return;
+        };
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(field);
+        let v = u64::from_le_bytes(b);
+        if v == 0 {
+            return; // removed code, as libgcc reads it
+        }
+        let v = v.wrapping_add(delta as u64);
+        field.copy_from_slice(&v.to_le_bytes()[..n]);
+    };
+    // (offset, FDE pointer encoding, LSDA encoding, has augmentation data)
+    let mut cies: Vec<(usize, u8, u8, bool)> = Vec::new();
+    let mut at = 0usize;
+    while let Some(l) = table.get(at..at + 4) {
+        let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        let Some(end) = (at + 4)
+            .checked_add(len)
+            .filter(|&e| len >= 4 && e <= table.len())
+        else {
+            return;
+        };
+        let id = u32::from_le_bytes([table[at + 4], table[at + 5], table[at + 6], table[at + 7]]);
+        let mut c = Cur {
+            b: table,
+            at: at + 8,
+            end,
+            rec: at,
+        };
+        if id == 0 {
+            let Ok(version) = c.u8() else { return };
+            let rest = &c.b[c.at..c.end];
+            let Some(nul) = rest.iter().position(|&x| x == 0) else {
+                return;
+            };
+            let aug = rest[..nul].to_vec();
+            c.at += nul + 1;
+            if version == 4 {
+                c.at += 2;
+            }
+            let ok = c.uleb().is_ok() && c.sleb().is_ok();
+            let ok = ok
+                && if version == 1 {
+                    c.u8().is_ok()
+                } else {
+                    c.uleb().is_ok()
+                };
+            let (mut fde_enc, mut lsda_enc, mut z) = (0u8, DW_EH_PE_OMIT, false);
+            let mut personality = None;
+            if ok && aug.first() == Some(&b'z') {
+                z = true;
+                if c.uleb().is_err() {
+                    return;
+                }
+                for &letter in &aug[1..] {
+                    let Ok(enc) = (match letter {
+                        b'R' | b'P' | b'L' => c.u8(),
+                        _ => Ok(0),
+                    }) else {
+                        return;
+                    };
+                    match letter {
+                        b'R' => fde_enc = enc,
+                        b'L' => lsda_enc = enc,
+                        b'P' => {
+                            personality = Some((c.at, enc));
+                            c.at += width(enc);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some((p, enc)) = personality {
+                adjust(table, p, enc);
+            }
+            cies.push((at, fde_enc, lsda_enc, z));
+        } else {
+            let cie_at = (at + 4).checked_sub(id as usize);
+            let Some(&(_, fde_enc, lsda_enc, z)) = cies.iter().find(|c| Some(c.0) == cie_at) else {
+                return;
+            };
+            let field = at + 8;
+            adjust(table, field, fde_enc);
+            let mut c = Cur {
+                b: table,
+                at: field + 2 * width(fde_enc),
+                end,
+                rec: at,
+            };
+            if z && c.uleb().is_ok() && lsda_enc != DW_EH_PE_OMIT {
+                let lsda = c.at;
+                adjust(table, lsda, lsda_enc);
+            }
+        }
+        at = end;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod eh_frame;
+pub use eh_frame::shift_pcrel;
 pub mod exports;
 pub mod mem;
 
@@ -82,13 +83,54 @@ pub struct Tables {
     pub hosts: Vec<u64>,
 }
 
-/// An image's load area, mapped and relocated.
+/// Where each module's segment runs: module `m`'s segment
+/// ([`hcr_image::Module::seg`]) lies at `vbase[m] + seg.start`, so any area
+/// offset inside it is at `vbase[m] + offset`. 0 for a module not placed.
+/// A whole image loaded in one piece has one `vbase` for every module; a
+/// reload that keeps unchanged modules where they are mixes the old places
+/// of those with the new places of the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Per module: run-time address of area offset 0 for its segment.
+    pub vbase: Vec<u64>,
+}
+
+impl Placement {
+    /// Every module of `manifest` at `base` (a contiguous load).
+    pub fn contiguous(manifest: &hcr_image::Manifest, base: u64) -> Placement {
+        Placement {
+            vbase: vec![base; manifest.modules.len()],
+        }
+    }
+    /// Run-time address of area offset `off` (0 when its module is not
+    /// placed or no module holds it).
+    pub fn addr(&self, manifest: &hcr_image::Manifest, off: u32) -> u64 {
+        manifest
+            .module_at(off)
+            .and_then(|m| self.vbase.get(m.0 as usize).copied())
+            .filter(|&b| b != 0)
+            .map_or(0, |b| b + u64::from(off))
+    }
+    /// Run-time address of area offset `off`, looked up first in module
+    /// `mi`'s own segment (the common case, no search).
+    fn addr_from(&self, manifest: &hcr_image::Manifest, mi: usize, off: u32) -> u64 {
+        match manifest.modules.get(mi) {
+            Some(md) if md.seg.contains(off) => {
+                self.vbase.get(mi).copied().unwrap_or(0) + u64::from(off)
+            }
+            _ => self.addr(manifest, off),
+        }
+    }
+}
+
+/// Module segments loaded together into one chunk of the window, relocated.
 #[derive(Debug)]
 pub struct LoadedArea {
-    /// Address of area offset 0.
+    /// Address of the chunk.
     pub base: usize,
     chunk: Chunk,
-    eh_frame: Option<usize>,
+    /// Registered `.eh_frame` tables.
+    eh_frames: Vec<usize>,
 }
 
 impl LoadedArea {
@@ -142,10 +184,17 @@ pub fn read_value(buf: &[u8], off: usize, kind: FixupKind) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
-fn target_of(class: TargetClass, target: u32, tables: &Tables, base: u64) -> u64 {
+fn target_of(
+    class: TargetClass,
+    target: u32,
+    tables: &Tables,
+    place: &Placement,
+    manifest: &hcr_image::Manifest,
+    mi: usize,
+) -> u64 {
     let pick = |v: &[u64]| v.get(target as usize).copied().unwrap_or(0);
     match class {
-        TargetClass::Area => base + u64::from(target),
+        TargetClass::Area => place.addr_from(manifest, mi, target),
         TargetClass::Function => pick(&tables.functions),
         TargetClass::Object => pick(&tables.objects),
         TargetClass::Host => pick(&tables.hosts),
@@ -171,13 +220,13 @@ fn describe_target(view: &ImageView<'_>, class: TargetClass, target: u32) -> Str
     }
 }
 
-/// Maps `view`'s load area into `window`, applies the fixups of the modules
-/// marked in `apply` (unreachable modules' code is never run, so their
-/// fixups are skipped), checks `.eh_frame`, flips text to read+execute and
-/// the rest to read-only, and registers `.eh_frame`.
+/// Maps `view`'s load area into `window` in one piece, applies the fixups
+/// of the modules marked in `apply` (unreachable modules' code is never
+/// run, so their fixups are skipped), checks each module's `.eh_frame`,
+/// protects the area and registers the unwind tables.
 ///
 /// # Errors
-/// The window is exhausted, a value does not fit or the unwind table is
+/// The window is exhausted, a value does not fit or an unwind table is
 /// malformed; nothing stays mapped.
 pub fn load_area(
     window: &mut Window,
@@ -210,43 +259,59 @@ pub fn load_area_in(
     apply: &[bool],
 ) -> Result<LoadedArea, LoadError> {
     let layout = &view.manifest.layout;
-    let result = if chunk.len < layout.area_size as usize {
-        Err(LoadError::Window(format!(
+    if chunk.len < layout.area_size as usize {
+        let e = LoadError::Window(format!(
             "load area of {} bytes in a chunk of {}",
             layout.area_size, chunk.len
-        )))
-    } else {
-        fill(&chunk, view, tables, apply)
-    };
+        ));
+        // SAFETY: the chunk was never published; nothing runs in it.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    let place = Placement::contiguous(&view.manifest, chunk.addr as u64);
+    load_segments(window, chunk, view, tables, &place, apply)
+}
+
+/// Relocates the segments of the modules marked in `load`, which the caller
+/// has read into `chunk` at their places (`place`: module `m`'s segment at
+/// `place.vbase[m] + seg.start`, inside the chunk). Fixups resolve through
+/// `tables` and, for area offsets, through `place` (so a segment may refer
+/// to segments of modules loaded earlier, elsewhere). Then each loaded
+/// module's `.eh_frame` is checked, the chunk becomes read+execute (code,
+/// read-only data and unwind tables share pages, as in an executable's text
+/// segment; no page is ever writable and executable) and the unwind tables
+/// are registered. The chunk is freed on error.
+///
+/// # Errors
+/// As [`load_area`]; also a segment placed outside the chunk.
+pub fn load_segments(
+    window: &mut Window,
+    chunk: Chunk,
+    view: &ImageView<'_>,
+    tables: &Tables,
+    place: &Placement,
+    load: &[bool],
+) -> Result<LoadedArea, LoadError> {
+    let result = fill(&chunk, view, tables, place, load)
+        .and_then(|()| mem::protect_range(chunk.addr, chunk.len, Prot::ReadExecute));
     if let Err(e) = result {
         // SAFETY: the chunk was never published; nothing runs in it.
         unsafe { window.free(chunk) };
         return Err(e);
     }
-    let text_len = (layout.rodata.start as usize).div_ceil(mem::PAGE) * mem::PAGE;
-    let protected = mem::protect_range(chunk.addr, text_len.min(chunk.len), Prot::ReadExecute)
-        .and_then(|()| {
-            mem::protect_range(
-                chunk.addr + text_len,
-                chunk.len.saturating_sub(text_len),
-                Prot::Read,
-            )
-        });
-    if let Err(e) = protected {
-        // SAFETY: as above.
-        unsafe { window.free(chunk) };
-        return Err(e);
+    let mut eh_frames = Vec::new();
+    for (mi, md) in view.manifest.modules.iter().enumerate() {
+        if load.get(mi).copied().unwrap_or(false) && md.eh_frame.len() > 4 {
+            let at = place.vbase[mi] as usize + md.eh_frame.start as usize;
+            if register_frames(at) {
+                eh_frames.push(at);
+            }
+        }
     }
-    let eh_frame = if layout.eh_frame.len() > 4 {
-        let at = chunk.addr + layout.eh_frame.start as usize;
-        register_frames(at).then_some(at)
-    } else {
-        None
-    };
     Ok(LoadedArea {
         base: chunk.addr,
         chunk,
-        eh_frame,
+        eh_frames,
     })
 }
 
@@ -254,17 +319,30 @@ fn fill(
     chunk: &Chunk,
     view: &ImageView<'_>,
     tables: &Tables,
-    apply: &[bool],
+    place: &Placement,
+    load: &[bool],
 ) -> Result<(), LoadError> {
     // SAFETY: the chunk is committed read-write, exclusively ours (fresh from
     // the window, not yet published) and `chunk.len` bytes long; no other
     // reference to its bytes is used while this one lives.
     let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
-    let base = chunk.addr as u64;
-    for (mi, md) in view.manifest.modules.iter().enumerate() {
-        if !apply.get(mi).copied().unwrap_or(false) {
+    let m = &view.manifest;
+    let lo = chunk.addr as u64;
+    for (mi, md) in m.modules.iter().enumerate() {
+        if !load.get(mi).copied().unwrap_or(false) {
             continue;
         }
+        let vbase = place.vbase.get(mi).copied().unwrap_or(0);
+        let seg_at = vbase.wrapping_add(u64::from(md.seg.start));
+        if vbase == 0 || seg_at < lo || seg_at + u64::from(md.seg.len()) > lo + chunk.len as u64 {
+            return Err(LoadError::Window(format!(
+                "module {}: segment placed outside its chunk",
+                m.str(md.name)
+            )));
+        }
+        // Buffer index of area offset 0 for this module.
+        let shift = vbase.wrapping_sub(lo);
+        let own = md.seg;
         // The hot loop: decode in place, the common kinds inline, every
         // write bounds-checked.
         for rec in view
@@ -275,13 +353,21 @@ fn fill(
             let word = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
             let (offset, target, addend) = (word(0), word(4), word(8) as i32);
             let s = match rec[13] {
-                0 => base + u64::from(target),
+                0 if own.contains(target) => vbase + u64::from(target),
+                0 => place.addr(m, target),
                 1 => tables.functions.get(target as usize).copied().unwrap_or(0),
                 2 => tables.objects.get(target as usize).copied().unwrap_or(0),
                 _ => tables.hosts.get(target as usize).copied().unwrap_or(0),
             };
-            let p = base + u64::from(offset);
-            let at = offset as usize;
+            let p = vbase + u64::from(offset);
+            // Fixups of a module lie in its own segment.
+            if !own.contains(offset) {
+                return Err(LoadError::Window(format!(
+                    "module {}: fixup at {offset:#x} outside its segment",
+                    m.str(md.name)
+                )));
+            }
+            let at = shift.wrapping_add(u64::from(offset)) as usize;
             let fast = match rec[12] {
                 2 => i32::try_from(
                     (s as i64)
@@ -307,48 +393,45 @@ fn fill(
             else {
                 continue; // refused when the image was parsed
             };
-            let fx = hcr_image::Fixup {
-                offset,
-                target,
-                addend,
-                kind,
-                class,
-            };
-            let value = compute(fx.kind, s, i64::from(fx.addend), p, base).map_err(|value| {
+            if class == TargetClass::Area && s == 0 {
+                return Err(LoadError::Window(format!(
+                    "module {}: fixup at {offset:#x} refers to image offset {target:#x}, in no loaded module",
+                    m.str(md.name)
+                )));
+            }
+            let value = compute(kind, s, i64::from(addend), p, vbase).map_err(|value| {
                 LoadError::OutOfRange {
-                    module: view.manifest.str(md.name).to_string(),
-                    target: describe_target(view, fx.class, fx.target),
-                    place: format!("image offset {:#x}", fx.offset),
-                    kind: fx.kind,
+                    module: m.str(md.name).to_string(),
+                    target: describe_target(view, class, target),
+                    place: format!("image offset {offset:#x}"),
+                    kind,
                     value,
                 }
             })?;
-            write_value(buf, fx.offset as usize, fx.kind, value).ok_or_else(|| {
+            write_value(buf, at, kind, value).ok_or_else(|| {
                 LoadError::Window(format!(
-                    "module {}: fixup at {:#x} outside the load area",
-                    view.manifest.str(md.name),
-                    fx.offset
+                    "module {}: fixup at {offset:#x} outside the load area",
+                    m.str(md.name)
                 ))
             })?;
         }
-    }
-    // The unwind table, relocated, before libgcc may see it.
-    let layout = &view.manifest.layout;
-    if layout.eh_frame.len() > 4 {
-        let eh = layout.eh_frame.range();
-        let frame = eh_frame::Frame {
-            addr: base + eh.start as u64,
-            text: base + u64::from(layout.text.start)..base + u64::from(layout.text.end),
-            terminator: base + eh.end as u64 - 4,
-        };
-        let start = eh.start;
-        let table = buf
-            .get_mut(eh)
-            .ok_or_else(|| LoadError::Window("unwind table outside the load area".to_string()))?;
-        eh_frame::check(table, &frame).map_err(|m| LoadError::EhFrame {
-            offset: start + m.offset,
-            what: m.what,
-        })?;
+        // The unwind table, relocated, before libgcc may see it.
+        if md.eh_frame.len() > 4 {
+            let eh = md.eh_frame;
+            let frame = eh_frame::Frame {
+                addr: vbase + u64::from(eh.start),
+                text: vbase + u64::from(md.text.start)..vbase + u64::from(md.text.end),
+                terminator: vbase + u64::from(eh.end) - 4,
+            };
+            let from = shift.wrapping_add(u64::from(eh.start)) as usize;
+            let table = buf
+                .get_mut(from..from + eh.len() as usize)
+                .ok_or_else(|| LoadError::Window("unwind table outside the load area".into()))?;
+            eh_frame::check(table, &frame).map_err(|e| LoadError::EhFrame {
+                offset: eh.start as usize + e.offset,
+                what: e.what,
+            })?;
+        }
     }
     Ok(())
 }
@@ -376,7 +459,7 @@ pub fn object_values(
     obj: ObjectId,
     dest: u64,
     tables: &Tables,
-    area_base: u64,
+    place: &Placement,
 ) -> Result<Vec<FieldValue>, LoadError> {
     let Some(o) = view.manifest.objects.get(obj.0 as usize) else {
         return Ok(Vec::new());
@@ -389,9 +472,11 @@ pub fn object_values(
     view.object_fixups
         .iter(o.fixups)
         .map(|fx| {
-            let s = target_of(fx.class, fx.target, tables, area_base);
+            let mi = o.module.0 as usize;
+            let s = target_of(fx.class, fx.target, tables, place, &view.manifest, mi);
             let p = dest + u64::from(fx.offset);
-            compute(fx.kind, s, i64::from(fx.addend), p, area_base)
+            let b = place.vbase.get(mi).copied().unwrap_or(0);
+            compute(fx.kind, s, i64::from(fx.addend), p, b)
                 .map(|value| FieldValue {
                     offset: fx.offset,
                     kind: fx.kind,
@@ -414,7 +499,7 @@ pub fn object_values(
 /// # Safety
 /// No code may run in the area any more and no pointer into it may be used.
 pub unsafe fn unload_area(window: &mut Window, area: LoadedArea) {
-    if let Some(at) = area.eh_frame {
+    for &at in &area.eh_frames {
         deregister_frames(at);
     }
     // SAFETY: the caller guarantees the area is dead.

@@ -39,7 +39,7 @@ const SIGNALS: [libc::c_int; 5] = [
 ];
 
 /// Most images mapped at once that crash reports can name.
-const SLOTS: usize = 64;
+const SLOTS: usize = 4096;
 /// Most module frames listed.
 const MAX_FRAMES: usize = 32;
 /// Bytes of stack scanned for return addresses.
@@ -59,16 +59,22 @@ pub struct LineSource {
     pub str_: Option<(u64, u64)>,
 }
 
-/// What a crash report needs of one mapped image.
+/// What a crash report needs of one mapped area (the module segments one
+/// load placed together).
 pub struct Table {
-    /// Generation the image was loaded as.
-    pub generation: u32,
-    /// Run-time address of area offset 0.
+    /// The newest generation whose image runs code in this area (updated
+    /// when a reload keeps its modules).
+    generation: std::sync::atomic::AtomicU32,
+    /// Run-time address of the area.
     pub base: u64,
-    /// Run-time code range `[start, end)`.
+    /// Run-time range `[start, end)` of the area.
     pub text: (u64, u64),
-    /// `(area offset, size, name start, name length)` sorted by offset.
+    /// `(offset in the area, size, name start, name length)` sorted by
+    /// offset.
     funcs: Vec<(u32, u32, u32, u32)>,
+    /// `(offset in the area, end, image area offset)` of each segment
+    /// here, sorted: turns an address into the offset the line table uses.
+    segs: Vec<(u32, u32, u32)>,
     /// `module:function` names.
     names: Vec<u8>,
     /// The line table, when the image has one.
@@ -76,33 +82,47 @@ pub struct Table {
 }
 
 impl Table {
-    /// Builds the table of a loaded image.
+    /// Builds the table of an area `[base, base + len)` holding the segments
+    /// of the modules marked in `here`, placed by `place`.
     pub fn new(
         manifest: &hcr_image::Manifest,
-        base: u64,
+        place: &hcr_loader::Placement,
+        here: &[bool],
+        (base, len): (u64, u64),
         generation: u32,
         lines: Option<LineSource>,
     ) -> Table {
-        let mut funcs = Vec::with_capacity(manifest.functions.len());
+        let mut funcs = Vec::new();
+        let mut segs = Vec::new();
         let mut names = Vec::new();
-        for f in &manifest.functions {
-            let md = &manifest.modules[f.module.0 as usize];
-            if !md.reachable {
+        for (mi, md) in manifest.modules.iter().enumerate() {
+            if !here.get(mi).copied().unwrap_or(false) {
                 continue;
             }
-            let start = names.len() as u32;
-            names.extend_from_slice(manifest.str(md.name).as_bytes());
-            names.push(b':');
-            names.extend_from_slice(manifest.str(f.name).as_bytes());
-            funcs.push((f.offset, f.size.max(1), start, names.len() as u32 - start));
+            let vbase = place.vbase[mi];
+            let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;
+            segs.push((local(md.seg.start), local(md.seg.end), md.seg.start));
+            for f in &manifest.functions[md.functions.range()] {
+                let start = names.len() as u32;
+                names.extend_from_slice(manifest.str(md.name).as_bytes());
+                names.push(b':');
+                names.extend_from_slice(manifest.str(f.name).as_bytes());
+                funcs.push((
+                    local(f.offset),
+                    f.size.max(1),
+                    start,
+                    names.len() as u32 - start,
+                ));
+            }
         }
         funcs.sort_unstable_by_key(|f| f.0);
-        let t = manifest.layout.text;
+        segs.sort_unstable_by_key(|s| s.0);
         Table {
-            generation,
+            generation: std::sync::atomic::AtomicU32::new(generation),
             base,
-            text: (base + u64::from(t.start), base + u64::from(t.end)),
+            text: (base, base + len),
             funcs,
+            segs,
             names,
             lines,
         }
@@ -110,6 +130,19 @@ impl Table {
 
     fn contains(&self, pc: u64) -> bool {
         pc >= self.text.0 && pc < self.text.1
+    }
+
+    /// The generation this area's code belongs to.
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// The image area offset of `pc` (what the line table holds).
+    fn image_offset(&self, pc: u64) -> Option<u64> {
+        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
+        let i = self.segs.partition_point(|s| s.0 <= off).checked_sub(1)?;
+        let (lo, hi, at) = self.segs[i];
+        (off < hi).then(|| u64::from(off - lo) + u64::from(at))
     }
 
     /// The name of the function holding `pc`. Code outside every function
@@ -126,6 +159,22 @@ impl Table {
         };
         let (_, _, n, len) = self.funcs[i];
         Some(&self.names[n as usize..(n + len) as usize])
+    }
+}
+
+/// Marks the area at `base` as running code of `generation` (a reload kept
+/// its modules).
+pub fn set_generation(base: u64, generation: u32) {
+    for slot in &TABLES {
+        let p = slot.load(Ordering::Acquire);
+        // SAFETY: a non-null slot holds a table published by `publish`,
+        // freed only by `withdraw`, which runs on the same (reloading)
+        // thread as this.
+        if let Some(t) = unsafe { p.as_ref() } {
+            if t.base == base {
+                t.generation.store(generation, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -180,7 +229,7 @@ fn table_of(pc: u64) -> Option<&'static Table> {
 /// The generation of the image whose code holds `pc` (outside a signal
 /// handler: for the crash guard).
 pub fn generation_of(pc: u64) -> Option<u32> {
-    table_of(pc).map(|t| t.generation)
+    table_of(pc).map(Table::generation)
 }
 
 /// `SIGNAL in MODULE:FUNCTION (FILE:LINE), image generation N` for a
@@ -369,7 +418,7 @@ fn put_frame(out: &mut Buf, t: &Table, pc: u64, lookup: u64) {
     if let Some((len, line)) = t
         .lines
         .as_ref()
-        .and_then(|l| lines::find(l, lookup.checked_sub(t.base)?, &mut file))
+        .and_then(|l| lines::find(l, t.image_offset(lookup)?, &mut file))
     {
         out.put(b" (");
         out.put(&file[..len]);
@@ -378,7 +427,7 @@ fn put_frame(out: &mut Buf, t: &Table, pc: u64, lookup: u64) {
         out.put(b")");
     }
     out.put(b", image generation ");
-    out.num(u64::from(t.generation));
+    out.num(u64::from(t.generation()));
 }
 
 /// The signal handler.

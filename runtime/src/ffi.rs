@@ -131,6 +131,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
             set_keep_retired_images(true);
         }
         let mut st = State::new(path, opts)?;
+        st.runtime_symbol = runtime_symbol;
         let p = st
             .prepare()?
             .ok_or_else(|| Error::Internal("empty image".into()))?;
@@ -199,63 +200,6 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         Ok(())
     })?;
     Ok(count)
-}
-
-/// Every 8-byte word on the calling thread's stack, from the current
-/// frame to the stack's top: a conservative superset of its return
-/// addresses (no unwinding needed, so frames without unwind information
-/// count too).
-/// `None` when the stack's bounds cannot be established (the caller must
-/// then assume every old image may still be in use).
-pub(crate) fn stack_words() -> Option<Vec<usize>> {
-    // The stack pointer itself: the address of a local is not on this stack
-    // when locals live elsewhere (AddressSanitizer's fake stack), and then
-    // [local, top) spans unrelated memory.
-    let sp: usize;
-    // SAFETY: copies the stack pointer register; no memory is accessed.
-    unsafe {
-        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    let mut bottom = 0usize;
-    let mut top = 0usize;
-    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
-    // attribute object is destroyed after use.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
-            let mut addr: *mut c_void = std::ptr::null_mut();
-            let mut size: libc::size_t = 0;
-            if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
-                bottom = addr as usize;
-                top = addr as usize + size;
-            }
-            libc::pthread_attr_destroy(&mut attr);
-        }
-    }
-    if sp < bottom || top <= sp {
-        return None;
-    }
-    let start = sp & !7;
-    let n = (top - start) / 8;
-    // SAFETY: [start, top) is the used part of this thread's stack, mapped
-    // and readable; words are read, never written. The load is a plain
-    // `mov` rather than a Rust read so that AddressSanitizer does not check
-    // it: the scan reads every word on purpose, the redzones between a
-    // frame's variables included.
-    Some(
-        (0..n)
-            .map(|i| unsafe {
-                let w: usize;
-                std::arch::asm!(
-                    "mov {w}, qword ptr [{p}]",
-                    p = in(reg) start + 8 * i,
-                    w = out(reg) w,
-                    options(readonly, nostack, preserves_flags)
-                );
-                w
-            })
-            .collect(),
-    )
 }
 
 fn guard<R>(fallback: R, f: impl FnOnce() -> Result<R, Error>) -> R {

@@ -272,10 +272,14 @@ pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> 
 pub struct ImageDesc<'a> {
     /// The loaded image's manifest.
     pub manifest: &'a Manifest,
-    /// Run-time address of area offset 0.
+    /// Run-time address of area offset 0 (the image is loaded in one
+    /// piece).
     pub base: u64,
-    /// The relocated `.eh_frame` bytes as they lie in the area.
+    /// Every module's relocated `.eh_frame`, joined into one table that
+    /// describes the same code from `eh_frame_addr`.
     pub eh_frame: &'a [u8],
+    /// Where `eh_frame` says it lies.
+    pub eh_frame_addr: u64,
     /// Persistent address of each manifest object (0: not loaded).
     pub objects: &'a [u64],
     /// Debug sections, when the image has them.
@@ -318,8 +322,10 @@ fn put_sym(out: &mut Vec<u8>, name: u32, info: u8, shndx: u16, value: u64, size:
 /// register theirs).
 pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     let m = d.manifest;
-    let text = &m.layout.text;
-    let text_addr = d.base + u64::from(text.start);
+    // One `.text` over the whole area (code and read-only data share its
+    // segments); symbols are area offsets.
+    let text = hcr_image::Span::new(0, m.layout.area_size);
+    let text_addr = d.base;
     let mut shstr = vec![0u8];
     let mut name = |s: &str| {
         let at = shstr.len() as u32;
@@ -347,7 +353,7 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
             name: name(".eh_frame"),
             sh_type: SHT_PROGBITS,
             flags: SHF_ALLOC,
-            addr: d.base + u64::from(m.layout.eh_frame.start),
+            addr: d.eh_frame_addr,
             size: d.eh_frame.len() as u64,
             link: 0,
             info: 0,

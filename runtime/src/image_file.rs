@@ -23,7 +23,6 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::state::FileStat;
 use crate::Error;
 
 /// Bytes of the file read first: the ELF header (hcr-link puts the manifest
@@ -409,5 +408,29 @@ mod tests {
         assert_eq!(clip(5, 10, 8), Some(5..8));
         assert_eq!(clip(9, 10, 8), None);
         assert_eq!(clip(u64::MAX, u64::MAX, 8), None);
+    }
+}
+
+/// Identity of the image file, to detect "nothing changed" with one stat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FileStat {
+    dev: u64,
+    ino: u64,
+    pub size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStat {
+    pub fn of(path: &Path) -> std::io::Result<FileStat> {
+        Ok(FileStat::from_metadata(&std::fs::metadata(path)?))
+    }
+
+    pub fn from_metadata(m: &std::fs::Metadata) -> FileStat {
+        FileStat {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
     }
 }

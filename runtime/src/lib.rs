@@ -33,15 +33,17 @@ mod identity;
 mod image_file;
 mod nim;
 mod perf_map;
+mod stack;
 mod state;
 mod tls;
 pub mod trampoline;
+mod warn;
 mod watcher;
 
 use std::ffi::{c_char, CString};
 use std::path::Path;
 
-pub use state::{plan_reload, Diff, RuntimeStats};
+pub use state::{plan_reload, Diff, ReloadWork, RuntimeStats};
 
 /// Errors of the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +244,12 @@ impl Runtime {
     /// Memory statistics.
     pub fn stats(&self) -> RuntimeStats {
         ffi::with_state(|st| Ok(st.stats())).unwrap_or_default()
+    }
+
+    /// What the last load or reload did: modules loaded and kept, bytes
+    /// read and relocated, fixups applied, addresses retargeted.
+    pub fn last_reload_work(&self) -> ReloadWork {
+        ffi::with_state(|st| Ok(st.last_work)).unwrap_or_default()
     }
 
     /// The message of the last failed C API call on this thread.

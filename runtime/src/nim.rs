@@ -197,7 +197,7 @@ pub fn finish_reload() {
 }
 
 fn warn_zeroed(module: &str, key: &str) {
-    crate::state::warn(format_args!(
+    crate::warn::warn(format_args!(
         "global {module}:{key} is new in this reload and Nim initialises it at run time, in a statement hcr cannot run alone (see README, Nim programs): it starts zeroed; restart the program to initialise it"
     ));
 }

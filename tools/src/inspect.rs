@@ -216,8 +216,11 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
         out,
         "  area: {} bytes (text {} + read-only {}), initial data {} bytes",
         m.layout.area_size,
-        m.layout.text.len(),
-        m.layout.rodata.len(),
+        m.modules.iter().map(|md| md.text.len()).sum::<u32>(),
+        m.modules
+            .iter()
+            .map(|md| md.seg.len() - md.text.len())
+            .sum::<u32>(),
         view.init.len()
     )?;
     writeln!(out, "  relocations: {}", s.relocations)?;
@@ -371,8 +374,8 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
         "libraries": m.libraries.iter().map(|l| json!({"request": m.str(l.request), "soname": m.str(l.soname), "path": m.str(l.path)})).collect::<Vec<_>>(),
         "plan": {
             "area_bytes": m.layout.area_size,
-            "text_bytes": m.layout.text.len(),
-            "rodata_bytes": m.layout.rodata.len(),
+            "text_bytes": m.modules.iter().map(|md| md.text.len()).sum::<u32>(),
+            "rodata_bytes": m.modules.iter().map(|md| md.seg.len() - md.text.len()).sum::<u32>(),
             "init_bytes": view.init.len(),
             "relocations": m.stats.relocations,
             "applied_at_link": m.stats.applied_at_link,

@@ -101,8 +101,13 @@ fn out_of_reach(image: &[u8], symbol: &str) -> Vec<u8> {
 /// table, checksum sealed again: what a buggy writer could produce.
 fn bad_unwind_table(image: &[u8]) -> Vec<u8> {
     let view = hcr_image::ImageView::parse(image).expect("a valid image");
-    let eh = view.manifest.layout.eh_frame;
-    assert!(eh.len() > 4, "the image has unwind information");
+    let eh = view
+        .manifest
+        .modules
+        .iter()
+        .map(|md| md.eh_frame)
+        .find(|eh| eh.len() > 4)
+        .expect("the image has unwind information");
     let at = view.header.area_file_offset as usize + eh.start as usize;
     let mut out = image.to_vec();
     out[at..at + 4].copy_from_slice(&0xfff0u32.to_le_bytes());
@@ -123,10 +128,22 @@ fn reseal(image: &mut [u8]) {
         .expect("a manifest")
         .0;
     let manifest = manifest_at(image);
-    let body = &image[manifest + hcr_image::HEADER_SIZE..][..h.body_len as usize];
+    let body_at = manifest + hcr_image::HEADER_SIZE;
+    let body = image[body_at..][..h.body_len as usize].to_vec();
     let area = &image[h.area_file_offset as usize..][..h.area_file_size as usize];
+    // Segment checksums live in the body: recompute, re-encode (same size).
+    let (mut m, f, of) = hcr_image::decode_body(&body).expect("a manifest body");
+    for md in &mut m.modules {
+        md.checksum = hcr_image::segment_checksum(&area[md.seg.range()]);
+    }
+    let body = hcr_image::encode_body(
+        &m,
+        &f.all().collect::<Vec<_>>(),
+        &of.all().collect::<Vec<_>>(),
+    );
+    image[body_at..body_at + body.len()].copy_from_slice(&body);
     let init = &image[h.init_file_offset as usize..][..h.init_file_size as usize];
-    let sum = hcr_image::checksum(body, area, init);
+    let sum = hcr_image::checksum(&body, init);
     image[manifest + 16..manifest + 24].copy_from_slice(&sum.to_le_bytes());
     hcr_image::ImageView::parse(image).expect("a valid image again");
 }

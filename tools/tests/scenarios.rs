@@ -147,6 +147,7 @@ scenarios!(
     static_renumbered_nested,
     cxx_statics_kept,
     static_same_name,
+    segments_kept,
     unreachable_module,
 );
 

@@ -204,9 +204,6 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     e.out.extend_from_slice(m.strings.as_bytes());
     e.u32(m.root.0);
     e.u32(m.layout.area_size);
-    e.span(m.layout.text);
-    e.span(m.layout.rodata);
-    e.span(m.layout.eh_frame);
     e.u64(m.stats.relocations);
     e.u64(m.stats.applied_at_link);
     e.u32(m.stats.got_entries);
@@ -227,6 +224,12 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
         e.u32s(&md.dtors);
         e.u32s(&md.on_reload);
         e.u32s(&md.undefined.iter().map(|i| i.0).collect::<Vec<_>>());
+        e.span(md.seg);
+        e.span(md.text);
+        e.span(md.eh_frame);
+        e.u64(md.checksum);
+        e.u64(md.link_hash);
+        e.u32s(&md.deps.iter().map(|i| i.0).collect::<Vec<_>>());
         e.u32(md.text_size);
         e.u32(md.rodata_size);
     }
@@ -353,14 +356,11 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     };
     let t = strings.as_str();
     m.layout.area_size = d.u32()?;
-    m.layout.text = d.span()?;
-    m.layout.rodata = d.span()?;
-    m.layout.eh_frame = d.span()?;
     m.stats.relocations = d.u64()?;
     m.stats.applied_at_link = d.u64()?;
     m.stats.got_entries = d.u32()?;
     m.stats.plt_stubs = d.u32()?;
-    let n = d.len(60)?;
+    let n = d.len(108)?;
     for _ in 0..n {
         m.modules.push(Module {
             name: d.str(t)?,
@@ -377,6 +377,12 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
             dtors: d.u32s()?,
             on_reload: d.u32s()?,
             undefined: d.u32s()?.into_iter().map(HostId).collect(),
+            seg: d.span()?,
+            text: d.span()?,
+            eh_frame: d.span()?,
+            checksum: d.u64()?,
+            link_hash: d.u64()?,
+            deps: d.u32s()?.into_iter().map(ModuleId).collect(),
             text_size: d.u32()?,
             rodata_size: d.u32()?,
         });
@@ -458,22 +464,13 @@ pub(crate) fn validate(
     m: &Manifest,
     fixups: &Fixups<'_>,
     object_fixups: &Fixups<'_>,
-    area_file_len: usize,
+    area_file_len: u64,
     init_len: usize,
 ) -> Result<(), DecodeError> {
     let bad = |what: String| DecodeError { what, at: 0 };
     let area = u64::from(m.layout.area_size);
-    if area_file_len as u64 > area || area % PAGE_SIZE != 0 {
+    if area_file_len > area || area % PAGE_SIZE != 0 {
         return Err(bad("load area size is inconsistent".into()));
-    }
-    for (name, s) in [
-        ("text", m.layout.text),
-        ("rodata", m.layout.rodata),
-        ("eh_frame", m.layout.eh_frame),
-    ] {
-        if u64::from(s.end) > area {
-            return Err(bad(format!("{name} range lies outside the load area")));
-        }
     }
     let (nm, nf, no, nh) = (
         m.modules.len(),
@@ -484,8 +481,29 @@ pub(crate) fn validate(
     if nm == 0 || m.root.0 as usize >= nm {
         return Err(bad("root module out of range".into()));
     }
+    let mut prev_end = 0u32;
     for md in &m.modules {
-        if md.imports.iter().any(|i| i.0 as usize >= nm)
+        let inside = |s: Span| s.start >= md.seg.start && s.end <= md.seg.end;
+        // Segments in module order, disjoint, inside the area as stored,
+        // each ending with its unwind table (at least the terminator).
+        if md.seg.start < prev_end
+            || u64::from(md.seg.end) > area_file_len
+            || !inside(md.text)
+            || !inside(md.eh_frame)
+            || md.eh_frame.len() < 4
+            || md.eh_frame.end != md.seg.end
+        {
+            return Err(bad(format!(
+                "module {}: segment out of range",
+                m.str(md.name)
+            )));
+        }
+        prev_end = md.seg.end;
+        if md
+            .imports
+            .iter()
+            .chain(&md.deps)
+            .any(|i| i.0 as usize >= nm)
             || md.functions.end as usize > nf
             || md.objects.end as usize > no
             || md.fixups.end as usize > fixups.len()
@@ -496,12 +514,18 @@ pub(crate) fn validate(
                 m.str(md.name)
             )));
         }
+    }
+    let in_some_text = |o: u32| {
+        let i = m.modules.partition_point(|x| x.seg.start <= o);
+        i > 0 && m.modules[i - 1].text.contains(o)
+    };
+    for md in &m.modules {
         if !md
             .ctors
             .iter()
             .chain(&md.dtors)
             .chain(&md.on_reload)
-            .all(|&o| m.layout.text.contains(o))
+            .all(|&o| in_some_text(o))
         {
             return Err(bad(format!(
                 "module {}: entry point outside code",
@@ -511,9 +535,9 @@ pub(crate) fn validate(
     }
     for f in &m.functions {
         // `<= end`: a function of size 0 (a body of `__builtin_unreachable()`)
-        // may end the text region.
-        let text = m.layout.text;
-        if f.module.0 as usize >= nm || f.offset < text.start || f.offset > text.end {
+        // may end its module's code.
+        let text = m.modules.get(f.module.0 as usize).map(|md| md.text);
+        if !text.is_some_and(|t| f.offset >= t.start && f.offset <= t.end) {
             return Err(bad(format!("function {} out of range", m.str(f.name))));
         }
     }

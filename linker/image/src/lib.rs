@@ -29,7 +29,7 @@ pub use debug::{
 };
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The module id of every `tls_index` (and `R_X86_64_DTPMOD64` word) an
 /// image holds: all of an image's thread-local variables live in one
@@ -112,8 +112,8 @@ impl Span {
 pub struct Header {
     /// Encoding version of what follows.
     pub version: u32,
-    /// xxh3-64 of the manifest body, the load area bytes and the initial
-    /// bytes, in that order.
+    /// xxh3-64 of the manifest body and the initial bytes, in that order
+    /// (each module's segment has its own [`Module::checksum`]).
     pub checksum: u64,
     /// Length of the manifest body that follows the header.
     pub body_len: u64,
@@ -127,18 +127,12 @@ pub struct Header {
     pub init_file_size: u64,
 }
 
-/// Where the load area's parts lie, as offsets from the area's start.
+/// The load area as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
-    /// Total size of the area in memory (a page multiple).
+    /// Total size of the area in memory (a page multiple). Each module's
+    /// part of it is its [`Module::seg`].
     pub area_size: u32,
-    /// Code, then PLT stubs: mapped read+execute.
-    pub text: Span,
-    /// Read-only data, relocated read-only data, `.eh_frame`, the GOT:
-    /// mapped read-only.
-    pub rodata: Span,
-    /// All `.eh_frame` contents followed by a zero terminator (inside `rodata`).
-    pub eh_frame: Span,
 }
 
 /// One module: one input object.
@@ -172,7 +166,30 @@ pub struct Module {
     pub on_reload: Vec<u32>,
     /// Host symbols this module references (undefined in the image).
     pub undefined: Vec<HostId>,
-    /// Bytes of code and of read-only data this module contributes.
+    /// The module's segment in the area: its code and PLT stubs
+    /// ([`Module::text`]), read-only data and GOT, then its `.eh_frame`
+    /// ([`Module::eh_frame`], ending in a zero terminator). Everything
+    /// inside a segment refers to the rest of the image through fixups, so
+    /// a loader may place each segment on its own.
+    pub seg: Span,
+    /// Code and PLT stubs (area offsets, inside `seg`).
+    pub text: Span,
+    /// This module's `.eh_frame` table with its terminator (inside `seg`).
+    pub eh_frame: Span,
+    /// xxh3-64 of the segment's bytes as stored in the file: verified when
+    /// the segment is read.
+    pub checksum: u64,
+    /// xxh3-64 of what the relocated segment and the module's objects'
+    /// pointer fields depend on: the content, the layout of the segment, and
+    /// each fixup with its target named (module and symbol, not index). Two
+    /// images whose module has the same `link_hash` relocate it to the same
+    /// bytes wherever the other modules lie, as long as the segments of
+    /// [`Module::deps`] stay where they are.
+    pub link_hash: u64,
+    /// Other modules whose segments this module's fixups (or its objects')
+    /// point into.
+    pub deps: Vec<ModuleId>,
+    /// Bytes of code this module contributes.
     pub text_size: u32,
     /// Bytes of read-only data this module contributes.
     pub rodata_size: u32,
@@ -413,6 +430,16 @@ pub enum ImageError {
         /// Computed checksum.
         computed: u64,
     },
+    /// A module's segment does not match its checksum.
+    #[error("module {module}: segment checksum mismatch (stored {stored:#018x}, computed {computed:#018x}): the file is torn or corrupted; relink it")]
+    SegmentChecksum {
+        /// The module.
+        module: String,
+        /// Stored checksum.
+        stored: u64,
+        /// Computed checksum.
+        computed: u64,
+    },
     /// The manifest does not decode.
     #[error("corrupt manifest: {0}")]
     Manifest(#[from] DecodeError),
@@ -449,20 +476,44 @@ impl<'a> ImageView<'a> {
     }
 
     fn parse_parts(file: &'a [u8], area: Option<&'a [u8]>) -> Result<Self, ImageError> {
+        let area = match area {
+            Some(a) => a,
+            None => {
+                let h = header_of(elf::manifest_section(file)?)?;
+                slice_at(file, h.area_file_offset, h.area_file_size)
+                    .ok_or(ImageError::Truncated("load area"))?
+            }
+        };
+        let mut view = Self::parse_without_area(file)?;
+        if area.len() as u64 != view.header.area_file_size {
+            return Err(ImageError::Truncated("load area"));
+        }
+        for (mi, md) in view.manifest.modules.iter().enumerate() {
+            let bytes = area
+                .get(md.seg.range())
+                .ok_or(ImageError::Truncated("module segment"))?;
+            view.verify_segment(mi, bytes)?;
+        }
+        view.area = area;
+        Ok(view)
+    }
+
+    /// Parses and verifies the header, the manifest and the initial bytes,
+    /// but not the load area (whose modules' segments a loader reads and
+    /// checks one by one, [`ImageView::verify_segment`]); `area` is empty.
+    ///
+    /// # Errors
+    /// As [`ImageView::parse`], minus the segments.
+    pub fn parse_without_area(file: &'a [u8]) -> Result<Self, ImageError> {
         let section = elf::manifest_section(file)?;
         let header = header_of(section)?;
         let body = section
             .get(HEADER_SIZE..)
             .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
             .ok_or(ImageError::Truncated("manifest body"))?;
-        let area = match area {
-            Some(a) => Some(a).filter(|a| a.len() as u64 == header.area_file_size),
-            None => slice_at(file, header.area_file_offset, header.area_file_size),
-        }
-        .ok_or(ImageError::Truncated("load area"))?;
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
-        let computed = checksum(body, area, init);
+        let computed = checksum(body, init);
         if computed != header.checksum {
             return Err(ImageError::Checksum {
                 stored: header.checksum,
@@ -470,15 +521,41 @@ impl<'a> ImageView<'a> {
             });
         }
         let (manifest, fixups, object_fixups) = codec::decode_body(body)?;
-        codec::validate(&manifest, &fixups, &object_fixups, area.len(), init.len())?;
+        codec::validate(
+            &manifest,
+            &fixups,
+            &object_fixups,
+            header.area_file_size,
+            init.len(),
+        )?;
         Ok(ImageView {
             header,
             manifest,
             fixups,
             object_fixups,
-            area,
+            area: &[],
             init,
         })
+    }
+
+    /// Checks module `mi`'s segment, `bytes` as read from the file, against
+    /// its checksum.
+    ///
+    /// # Errors
+    /// No such module, or the bytes differ.
+    pub fn verify_segment(&self, mi: usize, bytes: &[u8]) -> Result<(), ImageError> {
+        let Some(md) = self.manifest.modules.get(mi) else {
+            return Err(ImageError::Truncated("module"));
+        };
+        let computed = segment_checksum(bytes);
+        if computed != md.checksum {
+            return Err(ImageError::SegmentChecksum {
+                module: self.manifest.str(md.name).to_string(),
+                stored: md.checksum,
+                computed,
+            });
+        }
+        Ok(())
     }
 
     /// Reads only the header and manifest, without checking the checksum of
@@ -517,12 +594,25 @@ fn slice_at(file: &[u8], off: u64, len: u64) -> Option<&[u8]> {
 }
 
 /// The checksum stored in [`Header::checksum`].
-pub fn checksum(body: &[u8], area: &[u8], init: &[u8]) -> u64 {
+pub fn checksum(body: &[u8], init: &[u8]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(body);
-    h.update(area);
     h.update(init);
     h.digest()
+}
+
+/// The checksum of a module's segment bytes ([`Module::checksum`]).
+pub fn segment_checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// Decodes a manifest body (manifest, then the two fixup tables) without
+/// any checksum or cross-check: for tools that repair or rewrite images.
+///
+/// # Errors
+/// The body does not decode.
+pub fn decode_body(body: &[u8]) -> Result<(Manifest, Fixups<'_>, Fixups<'_>), DecodeError> {
+    codec::decode_body(body)
 }
 
 /// Encodes the manifest body (manifest, then the two fixup tables).
@@ -575,6 +665,16 @@ impl Manifest {
         } else {
             self.str(o.name)
         }
+    }
+
+    /// The module whose segment holds area offset `off`.
+    pub fn module_at(&self, off: u32) -> Option<ModuleId> {
+        let i = self.modules.partition_point(|m| m.seg.start <= off);
+        let i = i.checked_sub(1)?;
+        self.modules[i]
+            .seg
+            .contains(off)
+            .then_some(ModuleId(i as u32))
     }
 
     /// The module named `name`.

@@ -39,9 +39,23 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
         prop::collection::vec(0u32..4, 0..4),
         any::<bool>(),
         prop::collection::vec(0u32..64, 0..3),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(0u32..4, 0..3),
+        ),
     )
         .prop_map(
-            |(name, source, mtime_ns, content_hash, imports, reachable, ctors)| {
+            |(
+                name,
+                source,
+                mtime_ns,
+                content_hash,
+                imports,
+                reachable,
+                ctors,
+                (checksum, link_hash, deps),
+            )| {
                 let md = Module {
                     mtime_ns,
                     content_hash,
@@ -54,6 +68,12 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
                     dtors: vec![],
                     on_reload: ctors,
                     undefined: vec![HostId(0)],
+                    seg: Span::new(0, 64),
+                    text: Span::new(0, 32),
+                    eh_frame: Span::new(60, 64),
+                    checksum,
+                    link_hash,
+                    deps: deps.into_iter().map(ModuleId).collect(),
                     text_size: 10,
                     rodata_size: 3,
                     ..Module::default()
@@ -73,7 +93,7 @@ proptest! {
     ) {
         let mut m = Manifest {
             root: ModuleId(0),
-            layout: Layout { area_size: 8192, text: Span::new(0, 4096), rodata: Span::new(4096, 8000), eh_frame: Span::new(7000, 8000) },
+            layout: Layout { area_size: 8192 },
             stats: PlanStats { relocations: 9, applied_at_link: 4, got_entries: 1, plt_stubs: 2 },
             ..Manifest::default()
         };

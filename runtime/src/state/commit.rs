@@ -1,0 +1,432 @@
+//! Commit: make a prepared image live (new trampolines join the registry,
+//! permanent addresses retargeted, removed functions stubbed, globals
+//! added, replaced, freed and re-based) and say what to run next.
+
+use super::*;
+
+/// Writes pointer field `f` of the live global at `addr` (`size` bytes),
+/// which other threads may be reading: an aligned 64-bit field (a pointer)
+/// is stored in one atomic release store, so a reader sees the old value or
+/// the new one, never a mix.
+pub(super) fn write_field(addr: u64, size: u64, f: FieldValue) {
+    let at = addr + u64::from(f.offset);
+    let w = f.kind.width() as u64;
+    if u64::from(f.offset) + w > size {
+        return;
+    }
+    if w == 8 && at.is_multiple_of(8) {
+        // SAFETY: `at` is 8-aligned and its 8 bytes lie inside the global's
+        // live storage, which is only ever accessed through raw pointers
+        // and atomics on this side.
+        let cell = unsafe { std::sync::atomic::AtomicU64::from_ptr(at as *mut u64) };
+        cell.store(f.value, std::sync::atomic::Ordering::Release);
+    } else {
+        // SAFETY: as above; no other reference to these bytes is alive.
+        let mem = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
+        hcr_loader::write_value(mem, f.offset as usize, f.kind, f.value);
+    }
+}
+
+/// True when the bytes at `old` (in `old_area`) and `new` (in `new_area`)
+/// agree up to and including a NUL, or for 64 bytes, whichever comes first,
+/// without reading past either area.
+pub(super) fn same_bytes(
+    old_areas: &[Option<Arc<Area>>],
+    old: u64,
+    new_areas: &[Option<Arc<Area>>],
+    new: u64,
+) -> bool {
+    let (o, n) = (old as usize, new as usize);
+    fn find(areas: &[Option<Arc<Area>>], a: usize) -> Option<&LoadedArea> {
+        areas
+            .iter()
+            .flatten()
+            .find(|x| x.loaded.contains(a))
+            .map(|x| &x.loaded)
+    }
+    let (Some(old_area), Some(new_area)) = (find(old_areas, o), find(new_areas, n)) else {
+        return false;
+    };
+    let limit = 64
+        .min(old_area.base + old_area.len() - o)
+        .min(new_area.base + new_area.len() - n);
+    for i in 0..limit {
+        // SAFETY: both addresses lie in mapped, readable areas (checked
+        // above, `limit` keeps within them).
+        let (a, b) = unsafe { (*((o + i) as *const u8), *((n + i) as *const u8)) };
+        if a != b {
+            return false;
+        }
+        if a == 0 {
+            return true;
+        }
+    }
+    true
+}
+
+impl State {
+    /// Makes the prepared image live. Returns what to run next.
+    pub fn commit(&mut self, p: Prepared) -> Followups {
+        let Prepared {
+            manifest,
+            area,
+            place,
+            areas,
+            loaded,
+            mut work,
+            stat,
+            diff,
+            mut fn_tid,
+            mut obj_gid,
+            new_trampolines,
+            new_globals,
+            rebase,
+            debug,
+            identities,
+        } = p;
+        let m = &manifest;
+        // Crash reports name this image's functions from now on: the new
+        // area's, and the kept areas' under the new generation.
+        let generation = self.generation + u32::from(self.current.is_some());
+        if let Some(a) = &area {
+            crate::crash::publish(crate::crash::Table::new(
+                m,
+                &place,
+                &loaded,
+                (a.loaded.base as u64, a.loaded.len() as u64),
+                generation,
+                debug.as_ref().and_then(crash_lines),
+            ));
+            self.areas.push(a.clone());
+        }
+        crate::tls::publish_staged();
+        let exports_changed =
+            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
+        // New trampolines join the registry.
+        if let Some(batch) = new_trampolines {
+            let first = self.functions.len() as u32;
+            for t in fn_tid
+                .iter_mut()
+                .filter(|t| **t != NONE && **t & PENDING != 0)
+            {
+                *t = first + (*t & !PENDING);
+            }
+            // One shared name per module, one allocation per function.
+            let module_names: Vec<Arc<str>> = m
+                .modules
+                .iter()
+                .map(|md| Arc::from(m.str(md.name)))
+                .collect();
+            let empty: Arc<str> = Arc::from("");
+            let mut keys = vec![(empty.clone(), empty); batch.trampolines.len()];
+            for (fi, &t) in fn_tid.iter().enumerate() {
+                if t != NONE && t >= first {
+                    let f = &m.functions[fi];
+                    keys[(t - first) as usize] = (
+                        module_names[f.module.0 as usize].clone(),
+                        Arc::from(m.str(f.name)),
+                    );
+                }
+            }
+            self.owner_of_trampoline.reserve(keys.len());
+            self.functions.reserve(keys.len());
+            for (i, ((module, name), tramp)) in
+                keys.into_iter().zip(batch.trampolines.iter()).enumerate()
+            {
+                let tid = first + i as u32;
+                index_put(&mut self.fn_index, &module, &name, tid);
+                self.owner_of_trampoline.insert(tramp.code, tid);
+                self.functions.push(FnEntry {
+                    module,
+                    name,
+                    tramp: *tramp,
+                    removed_stub: None,
+                });
+            }
+            self.batches.push(batch);
+        }
+        // Retarget every function of the segments loaded now (one atomic
+        // store each); kept segments' functions already run where they are.
+        // A function keeps its key (module, name), so one that a changed
+        // module still has is among these.
+        let mut live = vec![false; self.functions.len()];
+        for (mi, md) in m.modules.iter().enumerate() {
+            if !loaded[mi] {
+                continue;
+            }
+            let vbase = place.vbase[mi];
+            for fi in md.functions.range() {
+                let t = fn_tid[fi];
+                if t == NONE {
+                    continue;
+                }
+                let e = &mut self.functions[t as usize];
+                trampoline::store_slot(
+                    e.tramp.slot,
+                    vbase.wrapping_add(u64::from(m.functions[fi].offset)),
+                );
+                e.removed_stub = None;
+                live[t as usize] = true;
+                work.slots_retargeted += 1;
+            }
+        }
+        // Functions of changed and removed modules that are gone get a stub
+        // that says so.
+        let touched_old: HashSet<&str> = diff
+            .changed
+            .iter()
+            .chain(&diff.removed)
+            .map(String::as_str)
+            .collect();
+        let mut gone: Vec<u32> = Vec::new();
+        if let Some(c) = &self.current {
+            for md in loaded_among(&c.manifest, &touched_old) {
+                for fi in md.functions.range() {
+                    let t = c.fn_tid[fi];
+                    if t != NONE
+                        && !live[t as usize]
+                        && self.functions[t as usize].removed_stub.is_none()
+                    {
+                        gone.push(t);
+                    }
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let names: Vec<String> = gone
+                .iter()
+                .map(|&t| {
+                    format!(
+                        "{}:{}",
+                        self.functions[t as usize].module, self.functions[t as usize].name
+                    )
+                })
+                .collect();
+            match trampoline::make_removed_stubs(&mut self.window, &names) {
+                Ok((chunk, addrs)) => {
+                    for (&t, a) in gone.iter().zip(addrs) {
+                        let e = &mut self.functions[t as usize];
+                        trampoline::store_slot(e.tramp.slot, a);
+                        e.removed_stub = Some(a);
+                    }
+                    self.stubs.push(chunk);
+                }
+                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
+            }
+        }
+        // Globals kept under a new identity are found by it from now on.
+        for w in &identities.warnings {
+            warn(format_args!("{w}"));
+        }
+        for (g, key) in identities.rekey {
+            if let Some(e) = self.globals[g as usize].as_mut() {
+                index_remove(&mut self.global_index, &e.module, &e.name);
+                e.name = Arc::from(key.as_str());
+                index_put(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
+        // Globals: new ones join (replacing resized ones, with a warning).
+        if self.current.is_some() {
+            let fresh = new_globals.iter().map(|g| (g.0, g.1.addr, g.1.tls, g.2));
+            crate::nim::note_new_globals(m, &diff.added, fresh);
+        }
+        for (oi, g, resized) in new_globals {
+            let o = &m.objects[oi];
+            let module = m.module_name(o.module);
+            let oname = m.object_key(o);
+            if resized {
+                if let Some(old) = index_get(&self.global_index, module, oname) {
+                    if let Some(e) = self.globals[old as usize].take() {
+                        warn(format_args!(
+                            "{} {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
+                            if g.tls { "thread-local variable" } else { "global" },
+                            module, oname, e.g.size, g.size
+                        ));
+                        self.heap.free_global(&e.g);
+                    }
+                }
+            } else if let Some(old) = index_get(&self.global_index, module, oname) {
+                // A global of a module imported again: the old storage goes.
+                if let Some(e) = self.globals[old as usize].take() {
+                    self.heap.free_global(&e.g);
+                }
+            }
+            let gid = self.globals.len() as u32;
+            let (module, name): (Arc<str>, Arc<str>) = (Arc::from(module), Arc::from(oname));
+            index_put(&mut self.global_index, &module, &name, gid);
+            self.globals.push(Some(GlobalEntry { module, name, g }));
+            obj_gid[oi] = gid;
+        }
+        // Globals of changed and removed modules that are gone are freed
+        // (a global keeps its key, so one a changed module still has is
+        // among the loaded modules' objects).
+        let mut keep = vec![false; self.globals.len()];
+        for (mi, md) in m.modules.iter().enumerate() {
+            if loaded[mi] {
+                for &g in obj_gid[md.objects.range()].iter().filter(|&&g| g != NONE) {
+                    keep[g as usize] = true;
+                }
+            }
+        }
+        if let Some(c) = &self.current {
+            for md in loaded_among(&c.manifest, &touched_old) {
+                for oi in md.objects.range() {
+                    let g = c.obj_gid[oi];
+                    if g == NONE || keep[g as usize] {
+                        continue;
+                    }
+                    if let Some(e) = self.globals[g as usize].take() {
+                        index_remove(&mut self.global_index, &e.module, &e.name);
+                        self.heap.free_global(&e.g);
+                    }
+                }
+            }
+        }
+        // Re-base pointer fields of kept globals: a field that still holds
+        // what the previous load wrote, pointing into the old image at bytes
+        // the new image holds unchanged (a string literal, a constant table),
+        // follows them into the new image so the old one can be freed. A
+        // field the program changed, or whose initialiser now names something
+        // else, is left alone: changing an initialiser does nothing to a live
+        // global. Permanent addresses (functions, globals, host) never move.
+        let old_areas = self.current.as_ref().map(|c| &c.areas);
+        for (gid, values) in rebase {
+            let Some(e) = self.globals[gid as usize].as_mut() else {
+                continue;
+            };
+            let g = &mut e.g;
+            let old: HashMap<u32, FieldValue> = g.written.iter().map(|f| (f.offset, *f)).collect();
+            let mut written = Vec::with_capacity(values.len());
+            for f in values {
+                let Some(o) = old.get(&f.offset) else {
+                    continue;
+                };
+                let untouched = {
+                    // SAFETY: the global's storage is live, `g.size` bytes;
+                    // this view of it ends before anything writes to it.
+                    let mem =
+                        unsafe { std::slice::from_raw_parts(g.addr as *const u8, g.size as usize) };
+                    hcr_loader::read_value(mem, f.offset as usize, f.kind) == Some(o.value)
+                };
+                let follows = f.class == TargetClass::Area
+                    && o.class == TargetClass::Area
+                    && untouched
+                    && old_areas.is_some_and(|a| same_bytes(a, o.value, &areas, f.value));
+                if follows {
+                    write_field(g.addr, g.size, f);
+                    written.push(f);
+                } else {
+                    written.push(*o);
+                }
+            }
+            g.written = written;
+        }
+        // Entry points to run.
+        let order = m.init_order();
+        let name = |i: ModuleId| m.module_name(i).to_string();
+        let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
+        let touched: HashSet<&str> = diff
+            .changed
+            .iter()
+            .chain(&diff.added)
+            .map(String::as_str)
+            .collect();
+        let at = |o: u32| place.addr(m, o);
+        let mut ctors = Vec::new();
+        let mut on_reload = Vec::new();
+        let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
+        let reload = self.current.is_some();
+        for &i in &order {
+            let md = &m.modules[i.0 as usize];
+            let added = added_modules.contains(m.str(md.name));
+            // A Nim module's first load is Nim's init (see `nim`).
+            let nim = crate::nim::is_nim_module(m.str(md.name));
+            if added {
+                ctors.extend(md.ctors.iter().map(|&o| (name(i), at(o))));
+            }
+            if nim && reload && touched.contains(m.str(md.name)) {
+                let (dat, init) = crate::nim::init_functions(m, md, added);
+                nim_dat.extend(dat.map(|o| (name(i), at(o))));
+                nim_init.extend(init.map(|o| (name(i), at(o))));
+            }
+            if touched.contains(m.str(md.name)) && !(nim && added) {
+                on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(o))));
+            }
+        }
+        ctors.extend(nim_dat);
+        ctors.extend(nim_init);
+        if let Some(old) = self.current.take() {
+            self.retired.push(Retired {
+                image: old,
+                generation: self.generation,
+                at: std::time::Instant::now(),
+            });
+        }
+        self.current = Some(Current {
+            manifest,
+            stat,
+            fn_tid,
+            obj_gid,
+            place,
+            areas,
+        });
+        if let Some(c) = &self.current {
+            for a in c.distinct_areas() {
+                crate::crash::set_generation(a.loaded.base as u64, generation);
+            }
+        }
+        self.last_work = work;
+        self.disk = DiskCache::default();
+        if crate::gdb_jit::wanted() {
+            self.register_with_debuggers(debug.as_ref());
+        }
+        if self.perf_map {
+            self.write_perf_map(generation);
+        }
+        Followups {
+            ctors,
+            on_reload,
+            exports: exports_changed.then(|| self.exports()),
+        }
+    }
+
+    /// Every global function (its permanent address) and global object (its
+    /// persistent storage) of the loaded image, by name; the first module
+    /// defining a name wins (a weak definition after a strong one).
+    pub fn exports(&self) -> Vec<hcr_loader::exports::Export> {
+        let Some(c) = &self.current else {
+            return Vec::new();
+        };
+        let m = &c.manifest;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (fi, f) in m.functions.iter().enumerate() {
+            let t = c.fn_tid[fi];
+            if !f.global || t == NONE || !seen.insert(m.str(f.name)) {
+                continue;
+            }
+            let e = &self.functions[t as usize];
+            out.push(hcr_loader::exports::Export {
+                name: m.str(f.name).to_string(),
+                addr: e.tramp.code,
+                size: u64::from(f.size),
+                func: true,
+            });
+        }
+        for (oi, o) in m.objects.iter().enumerate() {
+            let g = c.obj_gid[oi];
+            if !o.global || g == NONE || !seen.insert(m.str(o.name)) {
+                continue;
+            }
+            if let Some(e) = self.globals[g as usize].as_ref() {
+                out.push(hcr_loader::exports::Export {
+                    name: m.str(o.name).to_string(),
+                    addr: e.g.addr,
+                    size: o.size,
+                    func: false,
+                });
+            }
+        }
+        out
+    }
+}

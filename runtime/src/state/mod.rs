@@ -1,0 +1,343 @@
+//! The runtime's state and the reload transaction.
+//!
+//! A reload is `plan` (pure diff of the loaded manifest against the one on
+//! disk) → `prepare` (read, resolve, relocate the new image, allocate new
+//! globals tentatively; touches no live state) → before-handlers → `commit`
+//! (retarget, free, warn) → constructors of new modules → on-reload blocks →
+//! after-handlers → `retire` (free old images no code can run in). User code
+//! runs with the state lock released, so handlers may call the C API.
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hcr_image::{ImageView, Manifest, ModuleId, ObjectId, TargetClass};
+use hcr_loader::{FieldValue, LoadedArea, Placement, Tables, Window};
+
+use crate::globals::{Global, Heap};
+use crate::image_file::{ImageFile, Parts, Scratch};
+use crate::trampoline::{self, Batch, Trampoline};
+use crate::Error;
+
+mod commit;
+mod observe;
+mod plan;
+mod prepare;
+mod reclaim;
+mod registry;
+
+use self::{observe::*, plan::*, registry::*};
+pub use plan::plan_reload;
+
+pub use crate::image_file::FileStat;
+pub(crate) use crate::warn::warn;
+
+/// A handler registered with `hcr_on_before_reload` / `hcr_on_after_reload`.
+#[derive(Clone, Debug)]
+pub struct Handler {
+    pub module: String,
+    pub before: bool,
+    pub func: u64,
+    pub seq: u64,
+}
+
+/// What a reload changes, by module name.
+#[derive(Clone, Debug, Default)]
+pub struct Diff {
+    /// Loaded modules whose content changed.
+    pub changed: Vec<String>,
+    /// Modules the root reaches now and did not before.
+    pub added: Vec<String>,
+    /// Loaded modules the root no longer reaches.
+    pub removed: Vec<String>,
+}
+
+impl Diff {
+    /// Modules reloaded.
+    pub fn count(&self) -> usize {
+        self.changed.len() + self.added.len() + self.removed.len()
+    }
+    /// Every module the reload touches.
+    pub fn touched(&self) -> std::collections::HashSet<String> {
+        self.changed
+            .iter()
+            .chain(&self.added)
+            .chain(&self.removed)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Module segments placed together by one load, shared by every image
+/// whose modules run in them (a reload keeps an unchanged module's segment
+/// where it is).
+pub struct Area {
+    loaded: LoadedArea,
+}
+
+/// The image whose code is live.
+pub struct Current {
+    pub manifest: Manifest,
+    pub stat: FileStat,
+    /// Registry index of each manifest function (`NONE` when unreachable).
+    fn_tid: Vec<u32>,
+    /// Registry index of each manifest object (`NONE` when unreachable).
+    obj_gid: Vec<u32>,
+    /// Where each module's segment runs.
+    pub place: Placement,
+    /// The area holding each module's segment (`None`: not loaded).
+    areas: Vec<Option<Arc<Area>>>,
+}
+
+impl Current {
+    /// Run-time address of function `fi`.
+    fn func_addr(&self, fi: usize) -> u64 {
+        let f = &self.manifest.functions[fi];
+        self.place.vbase[f.module.0 as usize].wrapping_add(u64::from(f.offset))
+    }
+    /// True when `addr` lies in one of this image's areas.
+    fn contains(&self, addr: usize) -> bool {
+        self.areas.iter().flatten().any(|a| a.loaded.contains(addr))
+    }
+    /// Each area this image runs code in, once.
+    fn distinct_areas(&self) -> Vec<&Arc<Area>> {
+        let mut v: Vec<&Arc<Area>> = Vec::new();
+        for a in self.areas.iter().flatten() {
+            if !v.last().is_some_and(|l| Arc::ptr_eq(l, a)) && !v.iter().any(|l| Arc::ptr_eq(l, a))
+            {
+                v.push(a);
+            }
+        }
+        v
+    }
+}
+
+/// What a reload did, for tests and benchmarks: work that should follow
+/// what changed, not the size of the program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadWork {
+    /// Modules whose segments were read, verified and relocated.
+    pub modules_loaded: usize,
+    /// Modules whose relocated segments were kept where they were.
+    pub modules_kept: usize,
+    /// Bytes of segments read from the image and relocated.
+    pub bytes_relocated: u64,
+    /// Fixups applied to those segments.
+    pub fixups_applied: u64,
+    /// Permanent addresses retargeted.
+    pub slots_retargeted: usize,
+}
+
+const NONE: u32 = u32::MAX;
+/// Marks an index into `Prepared::new_*` rather than the registry.
+const PENDING: u32 = 1 << 31;
+
+/// A new image, ready to commit.
+pub struct Prepared {
+    manifest: Manifest,
+    /// The area this load placed segments in (none when it only dropped
+    /// modules).
+    area: Option<Arc<Area>>,
+    place: Placement,
+    areas: Vec<Option<Arc<Area>>>,
+    /// Modules whose segments this load placed.
+    loaded: Vec<bool>,
+    work: ReloadWork,
+    stat: FileStat,
+    diff: Diff,
+    /// Registry index (or `PENDING | i`) of each manifest function.
+    fn_tid: Vec<u32>,
+    /// Registry index (or `PENDING | i`) of each manifest object.
+    obj_gid: Vec<u32>,
+    new_trampolines: Option<Batch>,
+    /// New globals with their manifest index; `true` when replacing a
+    /// resized one.
+    new_globals: Vec<(usize, Global, bool)>,
+    /// Kept globals with pointer fields into the image: new field values.
+    rebase: Vec<(u32, Vec<FieldValue>)>,
+    /// Where the image's debug sections lie (for debuggers and crash
+    /// reports).
+    debug: Option<crate::gdb_jit::DebugSections>,
+    /// Warnings and re-keyed globals of identity checks beyond the keys.
+    identities: crate::identity::Decisions,
+}
+
+impl Prepared {
+    /// What this reload changes.
+    pub fn diff(&self) -> &Diff {
+        &self.diff
+    }
+}
+
+/// Entry points to run after a commit, with the module each belongs to.
+pub struct Followups {
+    pub ctors: Vec<(String, u64)>,
+    pub on_reload: Vec<(String, u64)>,
+    /// The image's exported symbols, when the set changed (new functions,
+    /// globals created or moved): to publish for `dlopen`'ed objects before
+    /// any module code runs.
+    pub exports: Option<Vec<hcr_loader::exports::Export>>,
+}
+
+/// Cached answer of "does the image on disk differ?".
+#[derive(Default)]
+struct DiskCache {
+    stat: Option<FileStat>,
+    diff: Diff,
+}
+
+/// A permanent function address.
+struct FnEntry {
+    module: Arc<str>,
+    name: Arc<str>,
+    tramp: Trampoline,
+    /// Set while the function is absent from the live image.
+    removed_stub: Option<u64>,
+}
+
+/// A persistent global.
+struct GlobalEntry {
+    module: Arc<str>,
+    name: Arc<str>,
+    g: Global,
+}
+
+/// `module → name → index`, looked up with `&str` (no allocation); the
+/// names are shared with the registry entries (one allocation per name).
+type Index = HashMap<Arc<str>, HashMap<Arc<str>, u32>>;
+
+pub struct State {
+    pub path: PathBuf,
+    window: Window,
+    heap: Heap,
+    functions: Vec<FnEntry>,
+    fn_index: Index,
+    owner_of_trampoline: HashMap<u64, u32>,
+    batches: Vec<Batch>,
+    stubs: Vec<hcr_loader::Chunk>,
+    globals: Vec<Option<GlobalEntry>>,
+    global_index: Index,
+    pub current: Option<Current>,
+    retired: Vec<Retired>,
+    /// Every mapped area; one no image holds any more is freed by `reclaim`.
+    areas: Vec<Arc<Area>>,
+    /// What the last reload did.
+    pub last_work: ReloadWork,
+    pub handlers: Vec<Handler>,
+    next_seq: u64,
+    pub generation: u32,
+    /// Modules the reload in progress touches (changed, added, removed).
+    pub in_reload: Option<std::collections::HashSet<String>>,
+    /// Module whose top-level code or on-reload block is running.
+    pub running_module: Option<String>,
+    disk: DiskCache,
+    /// The address every image's `__dso_handle` resolves to.
+    dso_handle: u64,
+    allow_insecure_image: bool,
+    /// Where images are read, kept between reloads.
+    scratch: Scratch,
+    /// Loaded images registered with debuggers.
+    jit: crate::gdb_jit::Registry,
+    /// Write `/tmp/perf-PID.map`.
+    perf_map: bool,
+    /// The runtime's own C API by name (set by the C API layer), which
+    /// host symbols resolve to first.
+    pub runtime_symbol: fn(&str) -> Option<u64>,
+}
+
+/// An image replaced by a reload, kept while code may still run in it.
+struct Retired {
+    /// The image as it was live (kept whole: a crash guard may roll back
+    /// to it).
+    image: Current,
+    generation: u32,
+    at: std::time::Instant,
+}
+
+/// Reloads that must complete after an image is retired before it may be
+/// freed.
+const KEEP_RELOADS: u32 = 2;
+/// Time that must pass after an image is retired before it may be freed.
+const KEEP_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Options of [`State::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Size of the address window.
+    pub window_size: usize,
+    /// Load images that are writable by group or others or owned by another
+    /// user (refused by default, like a careful dynamic loader would).
+    pub allow_insecure_image: bool,
+    /// Never free retired images (see `ffi::set_keep_retired_images`): for
+    /// hosts whose other threads may still run old code when a reload
+    /// happens. Default: `HCR_KEEP_RETIRED_IMAGES=1` in the environment.
+    pub keep_retired_images: bool,
+    /// Append every loaded image's symbols to `/tmp/perf-PID.map` for
+    /// `perf`. Default: `HCR_PERF_MAP=1` in the environment.
+    pub perf_map: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let env = |name: &str| std::env::var_os(name).is_some_and(|v| v == "1");
+        Options {
+            window_size: hcr_loader::mem::DEFAULT_WINDOW,
+            allow_insecure_image: env("HCR_ALLOW_INSECURE_IMAGE"),
+            keep_retired_images: env("HCR_KEEP_RETIRED_IMAGES"),
+            perf_map: env("HCR_PERF_MAP"),
+        }
+    }
+}
+
+impl State {
+    pub fn new(path: &Path, opts: &Options) -> Result<State, Error> {
+        crate::crash::install();
+        let mut window = Window::reserve(opts.window_size)?;
+        let mut heap = Heap::default();
+        let dso_handle = heap.alloc(&mut window, 8, 8)?;
+        Ok(State {
+            path: path.to_path_buf(),
+            window,
+            heap,
+            dso_handle,
+            allow_insecure_image: opts.allow_insecure_image,
+            scratch: Scratch::default(),
+            jit: crate::gdb_jit::Registry::default(),
+            perf_map: opts.perf_map,
+            runtime_symbol: |_| None,
+            functions: Vec::new(),
+            fn_index: Index::default(),
+            owner_of_trampoline: HashMap::default(),
+            batches: Vec::new(),
+            stubs: Vec::new(),
+            globals: Vec::new(),
+            global_index: Index::default(),
+            current: None,
+            retired: Vec::new(),
+            areas: Vec::new(),
+            last_work: ReloadWork::default(),
+            handlers: Vec::new(),
+            next_seq: 0,
+            generation: 0,
+            in_reload: None,
+            running_module: None,
+            disk: DiskCache::default(),
+        })
+    }
+}
+
+/// Counters describing the runtime's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Old images still mapped.
+    pub retired_images: usize,
+    /// Live persistent globals.
+    pub globals: usize,
+    /// Bytes of live globals.
+    pub global_bytes: u64,
+    /// Permanent function addresses.
+    pub functions: usize,
+    /// Free bytes of the window.
+    pub window_free: usize,
+}

@@ -1,0 +1,116 @@
+//! What debuggers, profilers and crash reports are told about a live image.
+
+use super::*;
+
+/// Where the line table of an image lies, for crash reports.
+pub(super) fn crash_lines(d: &crate::gdb_jit::DebugSections) -> Option<crate::crash::LineSource> {
+    Some(crate::crash::LineSource {
+        line: d.find(".debug_line")?,
+        line_str: d.find(".debug_line_str"),
+        str_: d.find(".debug_str"),
+        file: d.file.try_clone().ok()?,
+    })
+}
+
+impl State {
+    /// Appends the live image's functions, every trampoline and every
+    /// removed-function stub to `/tmp/perf-PID.map`.
+    pub(super) fn write_perf_map(&self, generation: u32) {
+        use crate::perf_map::line;
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        let m = &c.manifest;
+        let mut out = String::new();
+        for (fi, f) in m.functions.iter().enumerate() {
+            if m.modules[f.module.0 as usize].reachable && f.size > 0 {
+                line(
+                    &mut out,
+                    c.func_addr(fi),
+                    u64::from(f.size),
+                    format_args!(
+                        "{}:{} [hcr generation {generation}]",
+                        m.module_name(f.module),
+                        m.str(f.name)
+                    ),
+                );
+            }
+        }
+        for e in &self.functions {
+            line(
+                &mut out,
+                e.tramp.code,
+                trampoline::TRAMPOLINE_SIZE as u64,
+                format_args!("{}:{} [hcr trampoline]", e.module, e.name),
+            );
+            if let Some(a) = e.removed_stub {
+                line(
+                    &mut out,
+                    a,
+                    trampoline::STUB_SIZE as u64,
+                    format_args!("{}:{} [hcr removed-function stub]", e.module, e.name),
+                );
+            }
+        }
+        crate::perf_map::append(&out);
+    }
+
+    /// Registers the live image with debuggers (the GDB JIT interface).
+    pub(super) fn register_with_debuggers(
+        &mut self,
+        debug: Option<&crate::gdb_jit::DebugSections>,
+    ) {
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        let objects: Vec<u64> = c
+            .obj_gid
+            .iter()
+            .map(|&g| {
+                self.globals
+                    .get(g as usize)
+                    .and_then(|e| e.as_ref())
+                    .map_or(0, |e| e.g.addr)
+            })
+            .collect();
+        // One object per image loaded in one piece (under a debugger every
+        // reload loads the whole image, see `reuse_plan`).
+        let m = &c.manifest;
+        let reachable = || m.modules.iter().enumerate().filter(|(_, md)| md.reachable);
+        let Some(base) = reachable().map(|(i, _)| c.place.vbase[i]).next() else {
+            return;
+        };
+        if reachable().any(|(i, _)| c.place.vbase[i] != base) {
+            return;
+        }
+        // gdb reads one `.eh_frame` per object: the modules' tables joined,
+        // their PC-relative pointers moved with them.
+        let mut eh_frame = Vec::new();
+        let eh_addr = reachable()
+            .map(|(_, md)| base + u64::from(md.eh_frame.start))
+            .next()
+            .unwrap_or(base);
+        for (_, md) in reachable() {
+            let len = md.eh_frame.len().saturating_sub(4) as usize;
+            let at = base + u64::from(md.eh_frame.start);
+            // SAFETY: the module's unwind table lies in the live area, which
+            // is mapped readable and no longer written.
+            let table = unsafe { std::slice::from_raw_parts(at as *const u8, len) };
+            let from = eh_frame.len();
+            eh_frame.extend_from_slice(table);
+            let delta = at.wrapping_sub(eh_addr + from as u64) as i64;
+            hcr_loader::shift_pcrel(&mut eh_frame[from..], delta);
+        }
+        eh_frame.extend_from_slice(&[0; 4]);
+        let object = crate::gdb_jit::build_object(&crate::gdb_jit::ImageDesc {
+            manifest: m,
+            base,
+            eh_frame: &eh_frame,
+            eh_frame_addr: eh_addr,
+            objects: &objects,
+            debug,
+        });
+        let base = base as usize;
+        self.jit.add(base, object);
+    }
+}

@@ -1,0 +1,583 @@
+//! Prepare: read the new image, resolve, place and relocate what must be
+//! loaded, allocate new globals tentatively. Touches no live state; any
+//! failure frees what it made.
+
+use super::*;
+
+/// A thread-local variable's initial bytes with its pointer fields (a TLS
+/// variable's fields are never re-based: each thread's copy is its own).
+pub(super) fn initial_bytes(
+    view: &ImageView<'_>,
+    o: &hcr_image::Object,
+    values: &[FieldValue],
+) -> Vec<u8> {
+    let mut b = vec![0u8; o.size as usize];
+    if let Some(off) = o.init {
+        let off = off as usize;
+        b.copy_from_slice(&view.init[off..off + o.size as usize]);
+    }
+    for f in values {
+        hcr_loader::write_value(&mut b, f.offset as usize, f.kind, f.value);
+    }
+    b
+}
+
+impl State {
+    /// Loads the image on disk up to the point of no return. `Ok(None)`:
+    /// nothing changed.
+    pub fn prepare(&mut self) -> Result<Option<Prepared>, Error> {
+        let path = self.path.clone();
+        let file = ImageFile::open(&path, self.allow_insecure_image)?;
+        if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
+            return Ok(None);
+        }
+        // The buffer is lent to this load (the view borrows it) and kept
+        // for the next.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self.prepare_from(&file, &mut scratch);
+        self.scratch = scratch;
+        r
+    }
+
+    /// A problem of the image on disk, naming its path.
+    pub(super) fn image_error(&self, e: hcr_image::ImageError) -> Error {
+        Error::Image(format!("{}: {e}", self.path.display()))
+    }
+
+    fn prepare_from(
+        &mut self,
+        file: &ImageFile<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Prepared>, Error> {
+        // The manifest and the initial data go to `scratch`; module
+        // segments are read straight into their window chunk, and only
+        // those of modules that must be loaded.
+        let bytes = file.read(Parts::AllButArea, scratch)?;
+        let view = ImageView::parse_without_area(bytes).map_err(|e| self.image_error(e))?;
+        let header = view.header;
+        let in_file = header
+            .area_file_offset
+            .checked_add(header.area_file_size)
+            .is_some_and(|end| end <= file.stat.size);
+        if !in_file {
+            return Err(self.image_error(hcr_image::ImageError::Truncated("load area")));
+        }
+        let stat = file.stat;
+        let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &view.manifest);
+        if self.current.is_some() && diff.count() == 0 {
+            self.disk = DiskCache {
+                stat: Some(stat),
+                diff: Diff::default(),
+            };
+            return Ok(None);
+        }
+        self.prepare_view(file, view, diff)
+    }
+
+    /// Reads the segments of the modules marked in `load` from `file` into
+    /// one new chunk of the window and verifies them; returns the chunk and
+    /// where each module's segment lies. When every module is loaded, the
+    /// area keeps the file's layout (one read).
+    fn read_segments(
+        &mut self,
+        file: &ImageFile<'_>,
+        view: &ImageView<'_>,
+        load: &[bool],
+        all: bool,
+        place: &mut Placement,
+    ) -> Result<(hcr_loader::Chunk, u64), Error> {
+        let m = &view.manifest;
+        let h = &view.header;
+        let mut spots = Vec::new();
+        let len = if all {
+            m.layout.area_size as usize
+        } else {
+            let mut pos = 0usize;
+            for (mi, md) in m.modules.iter().enumerate() {
+                if load[mi] {
+                    // Same alignment as in the file (at most a page).
+                    let align = 1usize << md.seg.start.trailing_zeros().min(12);
+                    pos = pos.div_ceil(align) * align;
+                    spots.push((mi, pos));
+                    pos += md.seg.len() as usize;
+                }
+            }
+            pos.max(1)
+        };
+        let chunk = self.window.alloc(len)?;
+        let r = (|| -> Result<u64, Error> {
+            // SAFETY: the chunk is fresh from the window, committed
+            // read-write, at least `len` bytes and not yet published; this
+            // is the only reference to its bytes until it ends below.
+            let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+            let mut bytes = 0u64;
+            let check =
+                |mi: usize, b: &[u8]| view.verify_segment(mi, b).map_err(|e| self.image_error(e));
+            if all {
+                let n = usize::try_from(h.area_file_size).unwrap_or(usize::MAX);
+                let area = dst
+                    .get_mut(..n)
+                    .ok_or_else(|| Error::Io("load area larger than its chunk".into()))?;
+                file.read_area_into(h.area_file_offset, area)?;
+                for (mi, md) in m.modules.iter().enumerate() {
+                    if load[mi] {
+                        check(mi, &area[md.seg.range()])?;
+                        bytes += u64::from(md.seg.len());
+                        place.vbase[mi] = chunk.addr as u64;
+                    }
+                }
+            } else {
+                for &(mi, at) in &spots {
+                    let md = &m.modules[mi];
+                    let seg = &mut dst[at..at + md.seg.len() as usize];
+                    file.read_area_into(h.area_file_offset + u64::from(md.seg.start), seg)?;
+                    check(mi, seg)?;
+                    bytes += u64::from(md.seg.len());
+                    place.vbase[mi] =
+                        (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(md.seg.start));
+                }
+            }
+            Ok(bytes)
+        })();
+        match r {
+            Ok(bytes) => Ok((chunk, bytes)),
+            Err(e) => {
+                // SAFETY: never published; nothing refers to it.
+                unsafe { self.window.free(chunk) };
+                Err(e)
+            }
+        }
+    }
+
+    /// [`State::prepare_from`] once the manifest is read and something
+    /// changed: registry indices, which segments stay, the new segments
+    /// read and relocated.
+    fn prepare_view(
+        &mut self,
+        file: &ImageFile<'_>,
+        view: ImageView<'_>,
+        diff: Diff,
+    ) -> Result<Option<Prepared>, Error> {
+        let stat = file.stat;
+        let m = &view.manifest;
+        let mut tables = Tables {
+            functions: vec![0; m.functions.len()],
+            objects: vec![0; m.objects.len()],
+            hosts: vec![0; m.hosts.len()],
+        };
+        // Registry indices of the new image's functions and objects. A
+        // module whose content did not change has the same symbols in the
+        // same order: its indices are copied from the loaded image, so the
+        // work below grows with what changed, not with the program.
+        let mut fn_tid = vec![NONE; m.functions.len()];
+        let mut obj_gid = vec![NONE; m.objects.len()];
+        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
+        let old = self.current.as_ref();
+        let old_modules: HashMap<&str, usize> = old
+            .map(|c| {
+                c.manifest
+                    .modules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, md)| md.reachable)
+                    .map(|(i, md)| (c.manifest.str(md.name), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut pending_fns = 0u32;
+        let mut identities = crate::identity::Decisions::default();
+        for md in m.modules.iter().filter(|md| md.reachable) {
+            let same = old.and_then(|c| {
+                let oi = *old_modules.get(m.str(md.name))?;
+                let om = &c.manifest.modules[oi];
+                (om.content_hash == md.content_hash
+                    && om.functions.len() == md.functions.len()
+                    && om.objects.len() == md.objects.len())
+                .then_some((c, om))
+            });
+            if let Some((c, om)) = same {
+                fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
+                obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
+                continue;
+            }
+            for fi in md.functions.range() {
+                fn_tid[fi] =
+                    match index_get(&self.fn_index, m.str(md.name), m.str(m.functions[fi].name)) {
+                        Some(t) => t,
+                        None => {
+                            pending_fns += 1;
+                            PENDING | (pending_fns - 1)
+                        }
+                    };
+            }
+            if !added.contains(m.str(md.name)) {
+                for oi in md.objects.range() {
+                    if let Some(g) = index_get(
+                        &self.global_index,
+                        m.str(md.name),
+                        m.object_key(&m.objects[oi]),
+                    ) {
+                        obj_gid[oi] = g;
+                    }
+                }
+                if let Some(c) = old {
+                    if let Some(&omi) = old_modules.get(m.str(md.name)) {
+                        crate::identity::match_renumbered(
+                            crate::identity::Version {
+                                manifest: &c.manifest,
+                                module: &c.manifest.modules[omi],
+                                gid: &c.obj_gid,
+                            },
+                            m,
+                            md,
+                            &mut obj_gid,
+                            NONE,
+                            &mut identities,
+                        );
+                    }
+                }
+            }
+        }
+        // Segments: kept where they are, or read and relocated.
+        let reuse = self.reuse_plan(m, &old_modules);
+        let mut place = Placement {
+            vbase: vec![0; m.modules.len()],
+        };
+        let mut areas: Vec<Option<Arc<Area>>> = vec![None; m.modules.len()];
+        let mut load = vec![false; m.modules.len()];
+        let mut work = ReloadWork::default();
+        for (i, md) in m.modules.iter().enumerate() {
+            if !md.reachable {
+                continue;
+            }
+            match (reuse[i], old) {
+                (oi, Some(c)) if oi != NONE => {
+                    let om = &c.manifest.modules[oi as usize];
+                    // The same bytes at the same address: area offset 0 of
+                    // this image's numbering moves by the segment's shift.
+                    place.vbase[i] = c.place.vbase[oi as usize]
+                        .wrapping_add(u64::from(om.seg.start))
+                        .wrapping_sub(u64::from(md.seg.start));
+                    areas[i] = c.areas[oi as usize].clone();
+                    work.modules_kept += 1;
+                }
+                _ => {
+                    load[i] = true;
+                    work.modules_loaded += 1;
+                    work.fixups_applied += u64::from(md.fixups.len());
+                }
+            }
+        }
+        // New trampolines start at address 0 and are published by commit;
+        // no old code can reach them before that.
+        let new_trampolines = if pending_fns == 0 {
+            None
+        } else {
+            Some(trampoline::make_batch(
+                &mut self.window,
+                &vec![0; pending_fns as usize],
+            )?)
+        };
+        for (fi, &t) in fn_tid.iter().enumerate() {
+            tables.functions[fi] = match t {
+                NONE => 0,
+                t if t & PENDING != 0 => new_trampolines
+                    .as_ref()
+                    .map_or(0, |b| b.trampolines[(t & !PENDING) as usize].code),
+                t => self.functions[t as usize].tramp.code,
+            };
+        }
+        let free_batch = |window: &mut Window, batch: Option<Batch>| {
+            if let Some(batch) = batch {
+                // SAFETY: the batch was never published.
+                unsafe {
+                    window.free(batch.code);
+                    window.free(batch.slots);
+                }
+            }
+        };
+        let chunk = if work.modules_loaded == 0 {
+            None
+        } else {
+            let all = work.modules_kept == 0;
+            match self.read_segments(file, &view, &load, all, &mut place) {
+                Ok((chunk, bytes)) => {
+                    work.bytes_relocated = bytes;
+                    Some(chunk)
+                }
+                Err(e) => {
+                    free_batch(&mut self.window, new_trampolines);
+                    return Err(e);
+                }
+            }
+        };
+        match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk, &place, &load) {
+            Ok((area, new_globals, rebase)) => {
+                let area = area.map(|loaded| Arc::new(Area { loaded }));
+                for (i, l) in load.iter().enumerate() {
+                    if *l {
+                        areas[i].clone_from(&area);
+                    }
+                }
+                Ok(Some(Prepared {
+                    debug: file
+                        .duplicate()
+                        .ok()
+                        .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
+                    manifest: view.manifest,
+                    area,
+                    place,
+                    areas,
+                    loaded: load,
+                    work,
+                    stat,
+                    diff,
+                    fn_tid,
+                    obj_gid,
+                    new_trampolines,
+                    new_globals,
+                    rebase,
+                    identities,
+                }))
+            }
+            Err(e) => {
+                free_batch(&mut self.window, new_trampolines);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare_rest(
+        &mut self,
+        view: &ImageView<'_>,
+        tables: &mut Tables,
+        obj_gid: &mut [u32],
+        chunk: Option<hcr_loader::Chunk>,
+        place: &Placement,
+        load: &[bool],
+    ) -> Result<
+        (
+            Option<LoadedArea>,
+            Vec<(usize, Global, bool)>,
+            Vec<(u32, Vec<FieldValue>)>,
+        ),
+        Error,
+    > {
+        let m = &view.manifest;
+        let free_chunk = |window: &mut Window, chunk: Option<hcr_loader::Chunk>| {
+            if let Some(c) = chunk {
+                // SAFETY: never published; nothing runs in it.
+                unsafe { window.free(c) };
+            }
+        };
+        let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
+        // Libraries the image names (`hcr-link -l`) come first, as
+        // `DT_NEEDED` ones do; then host symbols resolve through the
+        // runtime's C API, then the process.
+        if let Err(e) = crate::hostlibs::load_needed(m) {
+            free_chunk(&mut self.window, chunk);
+            return Err(e);
+        }
+        let dso = self.dso_handle;
+        let window = &self.window;
+        let lookup = |name: &str| {
+            if name == "__dso_handle" {
+                return Some(dso);
+            }
+            (self.runtime_symbol)(name).or_else(|| {
+                CString::new(name)
+                    .ok()
+                    .and_then(|c| hcr_loader::host_symbol(&c))
+                    // Never a name the runtime itself exported for plugins
+                    // (a function a reload removed is no host symbol).
+                    .filter(|&a| !window.contains(a as usize))
+            })
+        };
+        let mut defaults_loaded = false;
+        let mut missing = vec![false; m.hosts.len()];
+        // Only what the segments loaded now refer to: kept segments were
+        // bound when they were loaded.
+        // (A host symbol no module lists, such as the TLS descriptor
+        // resolver, is resolved every time.)
+        let (mut listed, mut needed) = (vec![false; m.hosts.len()], vec![false; m.hosts.len()]);
+        for (mi, md) in m.modules.iter().enumerate() {
+            for h in &md.undefined {
+                if let Some(l) = listed.get_mut(h.0 as usize) {
+                    *l = true;
+                    needed[h.0 as usize] |= load[mi];
+                }
+            }
+        }
+        let wanted: Vec<bool> = listed.iter().zip(&needed).map(|(l, n)| *n || !l).collect();
+        for (hi, h) in m.hosts.iter().enumerate() {
+            if !wanted[hi] {
+                continue;
+            }
+            let hname = m.str(h.name);
+            let mut addr = lookup(hname);
+            if addr.is_none() && !defaults_loaded {
+                // What a `cc` link gives a program with no flag (libm,
+                // libstdc++, ...), loaded the first time an image needs
+                // something the process lacks.
+                defaults_loaded = true;
+                crate::hostlibs::load_defaults();
+                addr = lookup(hname);
+            }
+            match addr {
+                Some(a) => tables.hosts[hi] = a,
+                None => missing[hi] = !h.weak,
+            }
+        }
+        if let Err(e) = crate::hostlibs::check_missing(m, load, &missing) {
+            free_chunk(&mut self.window, chunk);
+            return Err(e);
+        }
+        // Globals: kept ones (same key, same size) resolve to their storage;
+        // new ones are allocated now and freed again if anything fails.
+        let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
+        let mut fail = None;
+        crate::tls::drop_staged();
+        for (oi, o) in m.objects.iter().enumerate() {
+            if !reachable[o.module.0 as usize] {
+                continue;
+            }
+            let kept = match obj_gid[oi] {
+                NONE => None,
+                g => self.globals[g as usize].as_ref().map(|e| (g, &e.g)),
+            };
+            match kept {
+                Some((_, g)) if g.size == o.size => tables.objects[oi] = g.addr,
+                other => {
+                    let resized = other.is_some();
+                    let alloc = if o.tls {
+                        crate::tls::alloc(o.size, o.align)
+                    } else {
+                        self.heap.alloc(&mut self.window, o.size, o.align)
+                    };
+                    match alloc {
+                        Ok(addr) => {
+                            tables.objects[oi] = addr;
+                            obj_gid[oi] = PENDING | new_globals.len() as u32;
+                            new_globals.push((
+                                oi,
+                                Global {
+                                    addr,
+                                    size: o.size,
+                                    written: Vec::new(),
+                                    tls: o.tls,
+                                },
+                                resized,
+                            ));
+                        }
+                        Err(e) => {
+                            fail = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
+            for (_, g, _) in new_globals {
+                heap.free_global(g);
+            }
+        };
+        if let Some(e) = fail {
+            free_new(&mut self.heap, &new_globals);
+            free_chunk(&mut self.window, chunk);
+            return Err(e);
+        }
+        let area = match chunk {
+            None => None,
+            Some(c) => {
+                match hcr_loader::load_segments(&mut self.window, c, view, tables, place, load) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        free_new(&mut self.heap, &new_globals);
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let mut fail = None;
+        // New pointer values of kept globals of the modules loaded now that
+        // hold pointers into the image (only those can need re-basing; a
+        // kept segment's globals point where they did).
+        let mut rebase = Vec::new();
+        let loaded_objects = m
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(mi, _)| load[*mi])
+            .flat_map(|(_, md)| md.objects.range());
+        for oi in loaded_objects {
+            let g = obj_gid[oi];
+            if g == NONE || g & PENDING != 0 {
+                continue;
+            }
+            let Some(e) = &self.globals[g as usize] else {
+                continue;
+            };
+            if e.g.tls {
+                // Threads born after the reload start from the new image's
+                // initialiser (its pointers point into the new image).
+                match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, place)
+                {
+                    Ok(v) => crate::tls::stage(e.g.addr, initial_bytes(view, &m.objects[oi], &v)),
+                    Err(err) => fail = Some(err),
+                }
+                continue;
+            }
+            if !e.g.written.iter().any(|f| f.class == TargetClass::Area) {
+                continue;
+            }
+            match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, place) {
+                Ok(v) => rebase.push((g, v)),
+                Err(err) => {
+                    fail = Some(err);
+                    break;
+                }
+            }
+        }
+        // Initialise new globals: initial bytes, then their pointer fields.
+        if fail.is_none() {
+            for (oi, g, _) in &mut new_globals {
+                let o = &m.objects[*oi];
+                match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, place) {
+                    Ok(values) if g.tls => {
+                        crate::tls::init(g.addr, &initial_bytes(view, o, &values))
+                    }
+                    Ok(values) => {
+                        // SAFETY: `g.addr` is a fresh heap allocation of
+                        // `o.size` bytes, not yet visible to any code.
+                        let dest = unsafe {
+                            std::slice::from_raw_parts_mut(g.addr as *mut u8, o.size as usize)
+                        };
+                        if let Some(off) = o.init {
+                            let off = off as usize;
+                            dest.copy_from_slice(&view.init[off..off + o.size as usize]);
+                        }
+                        for f in &values {
+                            hcr_loader::write_value(dest, f.offset as usize, f.kind, f.value);
+                        }
+                        g.written = values;
+                    }
+                    Err(err) => {
+                        fail = Some(err);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = fail {
+            if let Some(area) = area {
+                // SAFETY: the area was never published.
+                unsafe { hcr_loader::unload_area(&mut self.window, area) };
+            }
+            free_new(&mut self.heap, &new_globals);
+            return Err(e.into());
+        }
+        Ok((area, new_globals, rebase))
+    }
+}

@@ -1,0 +1,176 @@
+//! Reclaim: free what no code can run in any more; shut down; roll back to
+//! the previous image after a guarded crash.
+
+use super::*;
+
+impl State {
+    /// Frees retired images that no code can run in any more: ones retired
+    /// at least [`KEEP_RELOADS`] reloads and [`KEEP_TIME`] ago (threads
+    /// that entered them before the swap have returned), into which no word
+    /// of the calling thread's stack points (a conservative scan: it finds
+    /// every return address), and into which no persistent global points.
+    pub fn reclaim(&mut self) {
+        let latest = self.generation;
+        let due =
+            |r: &Retired| r.generation + KEEP_RELOADS <= latest && r.at.elapsed() >= KEEP_TIME;
+        if !self.retired.iter().any(due) {
+            return; // nothing old enough: skip the stack walk
+        }
+        let Some(stack) = crate::stack::stack_words() else {
+            return; // the stack cannot be scanned: keep every old image
+        };
+        let words: Vec<u64> = self
+            .globals
+            .iter()
+            .flatten()
+            .map(|e| &e.g)
+            .filter(|g| !g.tls)
+            .flat_map(|g| {
+                let n = (g.size / 8) as usize;
+                // SAFETY: live global storage of at least n*8 bytes; read
+                // unaligned since objects may be less than 8-aligned.
+                (0..n).map(move |i| unsafe {
+                    std::ptr::read_unaligned((g.addr as *const u64).add(i))
+                })
+            })
+            .collect();
+        // An old image's areas that the live image does not run in.
+        let live: Vec<usize> = self
+            .current
+            .as_ref()
+            .map(|c| c.distinct_areas().iter().map(|a| a.loaded.base).collect())
+            .unwrap_or_default();
+        let mut keep = Vec::new();
+        for r in std::mem::take(&mut self.retired) {
+            let own: Vec<&LoadedArea> = r
+                .image
+                .distinct_areas()
+                .into_iter()
+                .map(|a| &a.loaded)
+                .filter(|a| !live.contains(&a.base))
+                .collect();
+            let inside = |w: usize| own.iter().any(|a| a.contains(w));
+            let in_use = !due(&r)
+                || stack.iter().any(|&a| inside(a))
+                || words.iter().any(|&w| inside(w as usize))
+                || crate::tls::any_word(|w| inside(w as usize));
+            if in_use {
+                keep.push(r);
+            }
+        }
+        self.retired = keep;
+        self.free_unused_areas();
+    }
+
+    /// Unmaps the areas no image (live or retired) runs in any more.
+    pub(super) fn free_unused_areas(&mut self) {
+        let mut i = 0;
+        while i < self.areas.len() {
+            if Arc::strong_count(&self.areas[i]) > 1 {
+                i += 1;
+                continue;
+            }
+            let a = self.areas.swap_remove(i);
+            if let Ok(a) = Arc::try_unwrap(a) {
+                self.jit.remove(a.loaded.base);
+                crate::crash::withdraw(a.loaded.base as u64);
+                // SAFETY: see `reclaim` and ARCHITECTURE.md ("When an old
+                // image is freed"): no image holds the area, and the images
+                // that did were checked before they were dropped.
+                unsafe { hcr_loader::unload_area(&mut self.window, a.loaded) };
+            }
+        }
+    }
+
+    /// Frees every global and unmaps every image (the window goes with the
+    /// state).
+    pub fn shutdown(&mut self) {
+        // C++ destructors registered with __cxa_atexit by image code run
+        // now, while the images are still mapped.
+        if let Some(f) = hcr_loader::host_symbol(c"__cxa_finalize") {
+            // SAFETY: `void __cxa_finalize(void *)` of libc; the handle is the
+            // `__dso_handle` every image was given.
+            let f: extern "C" fn(*mut std::ffi::c_void) =
+                unsafe { std::mem::transmute(f as usize) };
+            f(self.dso_handle as *mut std::ffi::c_void);
+        }
+        self.jit.clear();
+        self.globals.clear();
+        self.global_index.clear();
+        // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)
+        // documents that no image code may run afterwards.
+        unsafe { self.heap.release(&mut self.window) };
+        self.current = None;
+        self.retired.clear();
+        // As above: no image code runs any more.
+        self.free_unused_areas();
+        self.handlers.clear();
+    }
+
+    /// After a crash in code of generation `crashed` inside a crash guard:
+    /// when that is the live image and a previous one is still mapped,
+    /// makes the previous image live again (every permanent address runs
+    /// its code; functions it lacks get the removed-function stub; globals
+    /// keep their values). The crashed image file is not loaded again
+    /// until it changes on disk. Returns the generation now running.
+    pub fn roll_back(&mut self, crashed: u32) -> Option<u32> {
+        if crashed != self.generation || self.generation == 0 {
+            return None;
+        }
+        let pos = self
+            .retired
+            .iter()
+            .rposition(|r| r.generation + 1 == crashed)?;
+        let prev = self.retired.remove(pos);
+        let crashed_image = self.current.take()?;
+        let mut live = vec![false; self.functions.len()];
+        for (fi, &t) in prev.image.fn_tid.iter().enumerate() {
+            if t == NONE || t as usize >= self.functions.len() {
+                continue;
+            }
+            let e = &mut self.functions[t as usize];
+            trampoline::store_slot(e.tramp.slot, prev.image.func_addr(fi));
+            e.removed_stub = None;
+            live[t as usize] = true;
+        }
+        let gone: Vec<u32> = crashed_image
+            .fn_tid
+            .iter()
+            .copied()
+            .filter(|&t| t != NONE && !live[t as usize])
+            .collect();
+        if !gone.is_empty() {
+            let names: Vec<String> = gone
+                .iter()
+                .map(|&t| {
+                    let e = &self.functions[t as usize];
+                    format!("{}:{}", e.module, e.name)
+                })
+                .collect();
+            match trampoline::make_removed_stubs(&mut self.window, &names) {
+                Ok((chunk, addrs)) => {
+                    for (&t, a) in gone.iter().zip(addrs) {
+                        let e = &mut self.functions[t as usize];
+                        trampoline::store_slot(e.tramp.slot, a);
+                        e.removed_stub = Some(a);
+                    }
+                    self.stubs.push(chunk);
+                }
+                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
+            }
+        }
+        let stat = crashed_image.stat;
+        self.retired.push(Retired {
+            image: crashed_image,
+            generation: crashed,
+            at: std::time::Instant::now(),
+        });
+        let mut restored = prev.image;
+        // The crashed file counts as loaded: nothing to reload until the
+        // image on disk changes.
+        restored.stat = stat;
+        self.current = Some(restored);
+        self.disk = DiskCache::default();
+        Some(prev.generation)
+    }
+}

@@ -1,0 +1,157 @@
+//! The registry: permanent functions and persistent globals by (module,
+//! name), handlers, and the lookups the C API serves.
+
+use super::*;
+
+pub(super) fn index_get(ix: &Index, module: &str, name: &str) -> Option<u32> {
+    ix.get(module)?.get(name).copied()
+}
+
+pub(super) fn index_put(ix: &mut Index, module: &Arc<str>, name: &Arc<str>, v: u32) {
+    match ix.get_mut(&**module) {
+        Some(m) => {
+            m.insert(name.clone(), v);
+        }
+        None => {
+            ix.entry(module.clone())
+                .or_default()
+                .insert(name.clone(), v);
+        }
+    }
+}
+
+pub(super) fn index_remove(ix: &mut Index, module: &str, name: &str) {
+    if let Some(m) = ix.get_mut(module) {
+        m.remove(name);
+    }
+}
+
+impl State {
+    /// Deletes the handlers of `modules`.
+    pub fn delete_handlers(&mut self, modules: &std::collections::HashSet<String>) {
+        self.handlers.retain(|h| !modules.contains(&h.module));
+    }
+
+    /// Registers a handler; the owner is the module whose function `func` is.
+    pub fn add_handler(&mut self, func: u64, before: bool) {
+        let module = self.owner_of(func).unwrap_or_default();
+        self.handlers.push(Handler {
+            module,
+            before,
+            func,
+            seq: self.next_seq,
+        });
+        self.next_seq += 1;
+    }
+
+    pub(super) fn owner_of(&self, func: u64) -> Option<String> {
+        if let Some(&t) = self.owner_of_trampoline.get(&func) {
+            return Some(self.functions[t as usize].module.to_string());
+        }
+        if let Some(c) = &self.current {
+            if c.contains(func as usize) {
+                if let Some(f) = c.manifest.functions.iter().enumerate().find_map(|(fi, f)| {
+                    let a = c.func_addr(fi);
+                    (a <= func && func < a + u64::from(f.size.max(1))).then_some(f)
+                }) {
+                    return Some(c.manifest.module_name(f.module).to_string());
+                }
+            }
+        }
+        self.running_module.clone()
+    }
+
+    /// Every live persistent global: `(module, name, address, size)`.
+    pub fn live_globals(&self) -> Vec<(Arc<str>, Arc<str>, u64, u64)> {
+        self.globals
+            .iter()
+            .flatten()
+            .map(|e| (e.module.clone(), e.name.clone(), e.g.addr, e.g.size))
+            .collect()
+    }
+
+    /// A live global's address and size.
+    pub fn live_global(&self, module: &str, name: &str) -> Option<(u64, u64)> {
+        let g = index_get(&self.global_index, module, name)?;
+        self.globals[g as usize]
+            .as_ref()
+            .map(|e| (e.g.addr, e.g.size))
+    }
+
+    /// Handlers of one kind in top-level order of `manifest`.
+    pub fn handlers_in_order(
+        &self,
+        before: bool,
+        manifest: Option<&Manifest>,
+    ) -> Vec<(String, u64)> {
+        let pos: HashMap<String, usize> = manifest
+            .map(|m| {
+                m.init_order()
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &i)| (m.module_name(i).to_string(), p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut hs: Vec<&Handler> = self
+            .handlers
+            .iter()
+            .filter(|h| h.before == before)
+            .collect();
+        hs.sort_by_key(|h| (pos.get(&h.module).copied().unwrap_or(usize::MAX), h.seq));
+        hs.into_iter().map(|h| (h.module.clone(), h.func)).collect()
+    }
+
+    pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
+        let e = &self.functions[index_get(&self.fn_index, module, name)? as usize];
+        e.removed_stub.is_none().then_some(e.tramp.code)
+    }
+
+    pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
+        let g = index_get(&self.global_index, module, name)?;
+        let e = self.globals[g as usize].as_ref()?;
+        Some(if e.g.tls {
+            crate::tls::addr_here(e.g.addr)
+        } else {
+            e.g.addr
+        })
+    }
+
+    /// The loaded image's root module ("" before the first load).
+    pub fn root_name(&self) -> &str {
+        self.current
+            .as_ref()
+            .map_or("", |c| c.manifest.module_name(c.manifest.root))
+    }
+
+    /// Root `main`'s permanent address.
+    pub fn main_address(&self) -> Option<u64> {
+        let c = self.current.as_ref()?;
+        let root = c.manifest.module_name(c.manifest.root);
+        self.get_proc(root, "main")
+    }
+
+    /// Destructors of every loaded module, in reverse top-level order.
+    pub fn destructors(&self) -> Vec<u64> {
+        let Some(c) = &self.current else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        for &i in c.manifest.init_order().iter().rev() {
+            let md = &c.manifest.modules[i.0 as usize];
+            v.extend(md.dtors.iter().rev().map(|&o| c.place.addr(&c.manifest, o)));
+        }
+        v
+    }
+
+    /// Statistics for tests and benchmarks.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            retired_images: self.retired.len(),
+            globals: self.globals.iter().flatten().count(),
+            global_bytes: self.heap.used,
+            functions: self.functions.len(),
+            window_free: self.window.free_bytes(),
+        }
+    }
+}

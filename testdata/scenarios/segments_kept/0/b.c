@@ -1,0 +1,6 @@
+/* b, version 0 (see main.c) */
+extern const int a_table[3];
+int a_count(void);
+int b_sum(void) { return a_table[0] + a_table[1] + a_table[2]; }
+int (*const b_ops[1])(void) = {a_count};
+int b_call(void) { return b_ops[0](); }

@@ -107,7 +107,13 @@ pub fn runtime_initialised<'a>(c_path: &str, new: &[(&'a str, &'a str)]) -> Vec<
     let Ok(text) = std::fs::read_to_string(c_path) else {
         return Vec::new();
     };
-    let Some(start) = text.find("dotnim_Init000)(void) {") else {
+    // hcr-link's rewrite of `Init000` (see the tools' `nim_init`), Nim's,
+    // or the main module's `NimMainModule`.
+    let start = text
+        .find("HcrInitBody000)(int hcrReinit_) {")
+        .or_else(|| text.find("dotnim_Init000)(void) {"))
+        .or_else(|| text.find("N_NIMCALL(void, NimMainModule)(void) {"));
+    let Some(start) = start else {
         return Vec::new();
     };
     let body = &text[start..];

@@ -959,3 +959,23 @@ fn a_new_global_left_zeroed_without_the_rewrite_is_reported() {
         p.finish();
     }
 }
+
+/// A new global whose initialiser is one statement with old globals
+/// (`var (a, b, c) = …` where a and b were there before) cannot run alone:
+/// it starts zeroed, the old ones keep their values, and the runtime names
+/// it.
+#[test]
+fn a_new_global_sharing_a_statement_with_old_ones_is_reported() {
+    const V1: &str = "var (a, b) = (1, @[\"b\"])\nproc step*() =\n  a += 1\n  echo a, b\n";
+    const V2: &str =
+        "var (a, b, c) = (1, @[\"b\"], @[\"c\"])\nproc step*() =\n  a += 1\n  echo a, b, c\n";
+    let (d, image) = project("orc", V1);
+    let mut p = Running::start(&image);
+    assert_eq!(p.send("tick"), ["2@[\"b\"]"]);
+    edit(d.path(), "orc", V2);
+    let got = p.send("reload");
+    assert!(got.iter().any(|l| reloaded(l) >= 1), "{got:?}");
+    p.wait_for("hcr: warning: global @mlogic.nim:c__logic is new in this reload");
+    assert_eq!(p.send("tick"), ["3@[\"b\"]@[]"]);
+    p.finish();
+}

@@ -428,6 +428,28 @@ fn hcr_watch_builds_a_nim_project_with_nim_and_keeps_old_code_on_a_failed_build(
     let got = p.send("reload");
     assert!(got.iter().all(|l| reloaded(l) >= 0), "{got:?}");
     assert_eq!(p.send("tick"), ["TOTAL:21 last=m21"]);
+
+    // Fixed, with a global new in this reload initialised at run time.
+    std::fs::write(
+        d.path().join("logic.nim"),
+        LOGIC_V2
+            .replace("var total = 0", "var history = @[\"start\"]\nvar total = 0")
+            .replace(
+                "echo describe(total)",
+                "echo describe(total), \" \", history",
+            ),
+    )
+    .unwrap();
+    let mut reloads = 0;
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(100));
+        if p.send("reload").iter().any(|l| reloaded(l) >= 1) {
+            reloads += 1;
+            break;
+        }
+    }
+    assert_eq!(reloads, 1, "{:?}", p.seen);
+    assert_eq!(p.send("tick"), ["TOTAL:31 last=m31 @[\"start\"]"]);
     p.finish();
 }
 

@@ -120,10 +120,12 @@ pub fn runtime_initialised<'a>(c_path: &str, new: &[(&'a str, &'a str)]) -> Vec<
     let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     // Nim's globals are `name__module_N` (type info `NTI…_` is DatInit's).
+    // (`TM__…_N` are Nim's literals and constant tables, initialised statically.)
     let nim_global = |c: &str| {
-        c.rsplit_once('_').is_some_and(|(stem, n)| {
-            stem.contains("__") && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        })
+        !c.starts_with("TM__")
+            && c.rsplit_once('_').is_some_and(|(stem, n)| {
+                stem.contains("__") && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            })
     };
     new.iter()
         .filter(|(c_name, _)| nim_global(c_name))

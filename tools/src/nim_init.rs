@@ -553,6 +553,36 @@ fn unconst_lets(text: &str) -> (String, usize) {
     (out, n)
 }
 
+/// STMTS (of block number BLOCK) into OUT, `(statement, block number)`,
+/// with each plain nested block `{ … }` that holds ORC/ARC's exit label
+/// (`{ LA1_:; }`, the end of a scope of temporaries) opened into its own
+/// statements: the Nim statements inside it are top-level statements too.
+fn flatten(
+    src: &Src,
+    stmts: &[(usize, usize)],
+    block: usize,
+    next_block: &mut usize,
+    out: &mut Vec<((usize, usize), usize)>,
+) -> Result<(), Unrecognised> {
+    for &(a, b) in stmts {
+        let plain = src.is(a, "{") && src.close(a).is_ok_and(|c| c + 1 == b);
+        if plain {
+            let inner = statements(src, a, b - 1)?;
+            let exit_label = inner.iter().any(|&(x, y)| {
+                y - x == 5 && src.is(x, "{") && src.is(x + 2, ":") && src.is(x + 3, ";")
+            });
+            if exit_label {
+                let id = *next_block;
+                *next_block += 1;
+                flatten(src, &inner, id, next_block, out)?;
+                continue;
+            }
+        }
+        out.push(((a, b), block));
+    }
+    Ok(())
+}
+
 /// The `Init000` part of [`rewrite`].
 fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
     let Some(hpos) = text.find("dotnim_Init000)(void) {") else {
@@ -622,7 +652,10 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                 }
             }
         }
-        block_stmts.push(stmts);
+        let mut flat = Vec::new();
+        let mut next_block = 1;
+        flatten(&src, &stmts, 0, &mut next_block, &mut flat)?;
+        block_stmts.push(flat);
     }
     for f in FRAME_LOCALS {
         locals.remove(f);
@@ -636,7 +669,9 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut initialisers = Vec::new();
     let mut first_load_only = 0;
-    for (bi, stmts) in block_stmts.iter().enumerate() {
+    for (bi, flat) in block_stmts.iter().enumerate() {
+        let stmts: Vec<(usize, usize)> = flat.iter().map(|f| f.0).collect();
+        let block_of: Vec<usize> = flat.iter().map(|f| f.1).collect();
         #[derive(Clone, Copy, PartialEq)]
         enum Kind {
             Keep,
@@ -651,15 +686,20 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
         // temporaries they destroy start zeroed), and a jump to it leaves
         // its unit as a return does.
         let is_ret = |k: usize| scans[k].labels.iter().any(|l| l == "BeforeRet_");
-        let mut exit: Option<(usize, String)> = None;
+        let mut exits: Vec<(usize, usize, String)> = Vec::new();
         for (k, &(a, b)) in stmts.iter().enumerate() {
             let w: Vec<&str> = (a..b).map(|t| src.s(t)).collect();
             if w.len() == 5 && w[0] == "{" && w[2] == ":" && w[3] == ";" && w[4] == "}" {
-                let end = (k + 1..stmts.len())
-                    .find(|&j| is_ret(j))
-                    .unwrap_or(stmts.len());
-                let cleanup = (k + 1..end).all(|j| {
+                // Its cleanup: blocks that only destroy temporaries, and
+                // error checks; what follows is ordinary code again.
+                let cleanup_like = |j: usize| {
                     let sc = &scans[j];
+                    let (a, b) = stmts[j];
+                    let block = src.is(a, "{") && src.close(a).is_ok_and(|c| c + 1 == b);
+                    let frame_only = sc
+                        .uses
+                        .iter()
+                        .all(|u| FRAME_LOCALS.contains(&u.name.as_str()));
                     sc.labels.is_empty()
                         && sc.gotos.iter().all(|g| g == "BeforeRet_")
                         && sc.calls.iter().all(|c| {
@@ -668,18 +708,22 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                         && sc.uses.iter().all(|u| {
                             FRAME_LOCALS.contains(&u.name.as_str()) || locals.contains(&u.name)
                         })
-                });
+                        && (block || frame_only)
+                };
+                let end = (k + 1..stmts.len())
+                    .find(|&j| is_ret(j) || block_of[j] != block_of[k] || !cleanup_like(j))
+                    .unwrap_or(stmts.len());
+                let cleanup = end > k + 1 || end == stmts.len() || is_ret(end);
                 if cleanup {
-                    exit = Some((k, w[1].to_string()));
+                    exits.push((k, end, w[1].to_string()));
                 }
             }
         }
-        let exit_label = exit.as_ref().map(|e| e.1.clone());
-        let leaves = |g: &String| g == "BeforeRet_" || exit_label.as_ref() == Some(g);
+        let leaves = |g: &String| g == "BeforeRet_" || exits.iter().any(|e| &e.2 == g);
         let mut epilogue = false;
         for (k, &st) in stmts.iter().enumerate() {
             let sc = &scans[k];
-            if exit.as_ref().is_some_and(|e| k >= e.0) && !is_ret(k) && !epilogue {
+            if exits.iter().any(|e| (e.0..e.1).contains(&k)) {
                 kind[k] = Kind::Keep;
                 continue;
             }
@@ -698,7 +742,7 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
             let words: Vec<&str> = (st.0..st.1).map(|t| src.s(t)).collect();
             if words == ["popFrame", "(", ")", ";"] {
                 // The frame `nimfr_` pushed goes whatever ran.
-                if k + 1 != stmts.len() {
+                if k + 1 != stmts.len() || block_of[k] != 0 {
                     return bad("popFrame() before the end of its block");
                 }
                 kind[k] = Kind::Keep;
@@ -1388,6 +1432,41 @@ N_LIB_PRIVATE NI j__logic_7;
         assert_eq!(inits.iter().map(String::as_str).collect::<Vec<_>>(), want);
         // A rewrite is not rewritten again.
         assert!(rewrite(t).is_err());
+    }
+
+    #[test]
+    fn orc_scopes_of_temporaries_are_opened_and_their_cleanup_always_runs() {
+        let c = "N_LIB_PRIVATE NI g__m_1;\nN_LIB_PRIVATE NI h__m_2;\n\
+            N_LIB_PRIVATE N_NIMCALL(void, atmmdotnim_Init000)(void) {\n{\n\
+            \tNimStringV2 colontmpD_;\n\tNIM_BOOL oldNimErrFin1_;\nNIM_BOOL* nimErr_;\n\
+            \tnimfr_(\"m\", \"/m.nim\");\nnimErr_ = nimErrorFlag();\n\
+            \tcolontmpD_.len = 0; colontmpD_.p = NIM_NIL;\n\
+            \t{\n\tnimln_(1, \"/m.nim\");\n\tcolontmpD_ = f();\n\
+            \tif (NIM_UNLIKELY(*nimErr_)) goto LA1_;\n\tg__m_1 = len(colontmpD_);\n\
+            \t{\n\t\tLA1_:;\n\t}\n\
+            \t{\n\t\toldNimErrFin1_ = *nimErr_; *nimErr_ = NIM_FALSE;\n\
+            \t\teqdestroy___system_1((&colontmpD_));\n\t\t*nimErr_ = oldNimErrFin1_;\n\t}\n\
+            \tif (NIM_UNLIKELY(*nimErr_)) goto BeforeRet_;\n\t}\n\
+            \tnimln_(2, \"/m.nim\");\n\th__m_2 = 5;\n\
+            \tnimln_(3, \"/m.nim\");\n\techoBinSafe(TM_1, 1);\n\
+            \tBeforeRet_: ;\n\tpopFrame();\n}\n}\n";
+        let t = rewrite(c).unwrap().unwrap().text;
+        let g = "if (!hcrReinit_ || hcr_nim_new_globals(1, (void *const[]){(void*)&g__m_1})) {";
+        assert!(t.contains(&format!("{g} colontmpD_ = f(); }}")), "{t}");
+        assert!(
+            t.contains(&format!("{g} g__m_1 = len(colontmpD_); }}")),
+            "{t}"
+        );
+        assert!(t.contains("\n\t{\n\t\tLA1_:;\n\t}\n"), "{t}");
+        assert!(
+            t.contains("\n\t\teqdestroy___system_1((&colontmpD_));"),
+            "{t}"
+        );
+        assert!(t.contains("(void*)&h__m_2})) { h__m_2 = 5; }"), "{t}");
+        assert!(
+            t.contains("if (!hcrReinit_) { echoBinSafe(TM_1, 1); }"),
+            "{t}"
+        );
     }
 
     #[test]

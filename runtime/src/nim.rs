@@ -121,8 +121,12 @@ pub fn runtime_initialised<'a>(c_path: &str, new: &[(&'a str, &'a str)]) -> Vec<
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     // Nim's globals are `name__module_N` (type info `NTI…_` is DatInit's).
     // (`TM__…_N` are Nim's literals and constant tables, initialised statically.)
+    // (`colontmp…` and `…X60gensym…` are the compiler's and templates'
+    // hidden variables: a statement that is not a declaration sets them.)
     let nim_global = |c: &str| {
         !c.starts_with("TM__")
+            && !c.starts_with("colontmp")
+            && !c.contains("X60gensym")
             && c.rsplit_once('_').is_some_and(|(stem, n)| {
                 stem.contains("__") && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
             })

@@ -513,7 +513,20 @@ const FRAME_LOCALS: [&str; 2] = ["nimErr_", "FR_"];
 /// # Errors
 /// The file or its `Init000` has a shape this does not know.
 pub fn rewrite(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
-    let init = rewrite_init(text)?;
+    rewrite_with_source(text, None)
+}
+
+/// [`rewrite`] with the module's Nim source (the file its frame names),
+/// which tells a statement declaring a global (`var x = …`, a `let`
+/// section's line) from other top-level statements.
+///
+/// # Errors
+/// As [`rewrite`].
+pub fn rewrite_with_source(
+    text: &str,
+    source: Option<&str>,
+) -> Result<Option<Rewritten>, Unrecognised> {
+    let init = rewrite_init(text, source)?;
     let (text, lets) = unconst_lets(init.as_ref().map_or(text, |rw| &rw.text));
     Ok(match init {
         Some(rw) => Some(Rewritten { text, ..rw }),
@@ -553,6 +566,54 @@ fn unconst_lets(text: &str) -> (String, usize) {
     (out, n)
 }
 
+/// Whether `var`/`let` starts the top-level Nim statement holding line L
+/// (1-based) of source LINES: the nearest line at or above it that is not
+/// indented (a declaration, a `var` section, or a continuation of one).
+fn declares_at(lines: &[&str], l: usize) -> bool {
+    let Some(upto) = l.checked_sub(1).filter(|&i| i < lines.len()) else {
+        return false;
+    };
+    lines[..=upto]
+        .iter()
+        .rev()
+        .find(|line| {
+            let t = line.trim_start();
+            !t.is_empty() && !t.starts_with('#') && line.len() == t.len()
+        })
+        .is_some_and(|head| is_declaration(head))
+}
+
+fn is_declaration(line: &str) -> bool {
+    ["var", "let"].iter().any(|k| {
+        line.strip_prefix(k)
+            .is_some_and(|r| r.is_empty() || r.starts_with([' ', '\t', '(', '#']))
+    })
+}
+
+/// The identifiers on the declaration lines of source LINES (every line of
+/// a top-level `var`/`let` statement): the Nim names of declared globals.
+fn declared_names<'a>(lines: &[&'a str]) -> HashSet<&'a str> {
+    let mut out = HashSet::new();
+    let mut in_decl = false;
+    for line in lines {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if line.len() == t.len() {
+            in_decl = is_declaration(line);
+        }
+        if in_decl {
+            let code = line.split('#').next().unwrap_or("");
+            out.extend(
+                code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| !w.is_empty()),
+            );
+        }
+    }
+    out
+}
+
 /// STMTS (of block number BLOCK) into OUT, `(statement, block number)`,
 /// with each plain nested block `{ … }` that holds ORC/ARC's exit label
 /// (`{ LA1_:; }`, the end of a scope of temporaries) opened into its own
@@ -584,7 +645,8 @@ fn flatten(
 }
 
 /// The `Init000` part of [`rewrite`].
-fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
+fn rewrite_init(text: &str, source: Option<&str>) -> Result<Option<Rewritten>, Unrecognised> {
+    let source_lines: Option<Vec<&str>> = source.map(|s| s.lines().collect());
     let Some(hpos) = text.find("dotnim_Init000)(void) {") else {
         return Ok(None);
     };
@@ -797,8 +859,12 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
         // default) start its top-level statements: everything between two
         // is one Nim statement. Without them, statements that change (or,
         // for a pointer, use) one global are one unit.
+        let mut seg_line: HashMap<usize, usize> = HashMap::new();
+        // (A marker repeating the line before it, as a macro's expansion
+        // writes, continues the statement.)
         let segment: Vec<usize> = {
             let mut seg = 0;
+            let mut last_line = None;
             (0..n)
                 .map(|k| {
                     let (a, b) = stmts[k];
@@ -806,14 +872,26 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                         && src.is(a + 1, "(")
                         && b >= a + 6
                         && own_file.as_deref() == Some(src.s(a + 4))
+                        && last_line != Some(src.s(a + 2))
                     {
                         seg += 1;
+                        last_line = Some(src.s(a + 2));
+                        if let Ok(l) = src.s(a + 2).parse() {
+                            seg_line.insert(seg, l);
+                        }
                     }
                     seg
                 })
                 .collect()
         };
+        // A segment whose Nim line declares globals (`var`/`let`).
         let markers_on = segment.last().is_some_and(|&s| s > 0);
+        // Without markers, only the source's declared names tell.
+        let declares = |k: usize| match (&source_lines, seg_line.get(&segment[k])) {
+            (Some(lines), Some(&l)) => declares_at(lines, l),
+            (Some(_), None) => markers_on && segment[k] == 0,
+            (None, _) => true,
+        };
         let mut by_segment: HashMap<usize, usize> = HashMap::new();
         let mut by_global: HashMap<&str, usize> = HashMap::new();
         for k in 0..n {
@@ -886,6 +964,9 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
         }
         // Each unit's globals.
         let mut unit_writes: HashMap<usize, (BTreeSet<String>, bool, bool)> = HashMap::new();
+        // Per unit: the globals it assigns outside loops, and whether one
+        // of its statements is a declaration.
+        let mut unit_top: HashMap<usize, (BTreeSet<String>, bool)> = HashMap::new();
         for k in 0..n {
             if kind[k] != Kind::Guard {
                 continue;
@@ -893,6 +974,13 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
             let r = find(&mut parent, k);
             let e = unit_writes.entry(r).or_default();
             let sc = &scans[k];
+            let t = unit_top.entry(r).or_default();
+            t.1 |= declares(k) || sc.calls.iter().any(|c| c == "nimRegisterGlobalMarker");
+            for u in sc.uses.iter().filter(|u| u.write && !u.in_loop) {
+                if vars.contains_key(&u.name) {
+                    t.0.insert(u.name.clone());
+                }
+            }
             // Any use of a pointer global may change what it points to.
             for u in sc
                 .uses
@@ -911,6 +999,7 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                     if (st_words(&src, stmts[k])).iter().any(|w| w == mk) {
                         for g in gs {
                             e.0.insert(g.clone());
+                            t.0.insert(g.clone());
                             e.2 |= vars.get(g).copied().unwrap_or(true);
                         }
                         e.1 |= !gs.is_empty();
@@ -922,6 +1011,24 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
                 }
             }
         }
+        // Globals some declaration assigns: a unit that assigns none of
+        // them (only a template's hidden variables, as `toSeq` or `&"…"`
+        // in an `echo`) is a top-level statement.
+        let mut declared_globals: HashSet<&String> = unit_top
+            .values()
+            .filter(|t| t.1)
+            .flat_map(|t| t.0.iter())
+            .collect();
+        // Globals declared without a run-time initialiser (`var a: int`)
+        // have no statement of their own: their Nim names are on
+        // declaration lines (a template's hidden variables are not).
+        if let Some(lines) = &source_lines {
+            let names = declared_names(lines);
+            declared_globals.extend(unit_top.values().flat_map(|t| t.0.iter()).filter(|g| {
+                g.split_once("__")
+                    .is_some_and(|(nim, _)| names.contains(nim))
+            }));
+        }
         let mut seen_units = HashSet::new();
         for k in 0..n {
             if kind[k] != Kind::Guard {
@@ -929,7 +1036,10 @@ fn rewrite_init(text: &str) -> Result<Option<Rewritten>, Unrecognised> {
             }
             let r = find(&mut parent, k);
             let (gs, top, tls) = &unit_writes[&r];
-            let cond = if *top && !*tls && !gs.is_empty() {
+            let declares_one = unit_top
+                .get(&r)
+                .is_some_and(|t| t.0.iter().any(|g| declared_globals.contains(g)));
+            let cond = if *top && declares_one && !*tls && !gs.is_empty() {
                 let addrs: Vec<String> = gs.iter().map(|g| format!("(void*)&{g}")).collect();
                 if seen_units.insert(r) {
                     initialisers.push(gs.iter().cloned().collect());
@@ -1231,6 +1341,20 @@ fn module_of(obj: &Path) -> String {
     n.strip_suffix(".c.o").unwrap_or(&n).to_string()
 }
 
+/// The Nim file of a module's C TEXT, as its init's frame names it
+/// (`nimfr_("logic", "/p/logic.nim")`; stack traces on).
+fn nim_source_path(text: &str) -> Option<String> {
+    let init = text.find("dotnim_Init000)(void) {")?;
+    let body = &text[init..];
+    let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+    let at = body.find("nimfr_(\"")?;
+    let rest = &body[at..];
+    let second = rest.find("\", \"")? + 4;
+    let end = rest[second..].find('"')?;
+    let path = &rest[second..second + end];
+    (!path.contains('\\')).then(|| path.to_string())
+}
+
 /// The object to link and whether it was compiled now; `None` for a module
 /// that needs nothing; why a module is left as Nim built it.
 type RewriteResult = Result<Option<(PathBuf, bool)>, String>;
@@ -1257,7 +1381,16 @@ fn rewrite_one(obj: &Path, c_file: &Path, cmd: &str) -> RewriteResult {
         return Ok(None);
     }
     let text = std::fs::read_to_string(c_file).map_err(|e| format!("cannot read {c_name}: {e}"))?;
-    let rw = match rewrite(&text) {
+    // The Nim file: as the frame names it, or (no stack traces) from the
+    // module's name, `@m` + its path from the project with `/` as `@s`.
+    let source = nim_source_path(&text)
+        .map(PathBuf::from)
+        .or_else(|| {
+            let rel = name.strip_prefix("@m")?.strip_suffix(".c.o")?;
+            (!rel.contains("@s")).then(|| project.join(rel))
+        })
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    let rw = match rewrite_with_source(&text, source.as_deref()) {
         Ok(Some(rw)) => rw,
         Ok(None) => return Ok(None),
         Err(Unrecognised(why)) => return Err(why),
@@ -1467,6 +1600,26 @@ N_LIB_PRIVATE NI j__logic_7;
             t.contains("if (!hcrReinit_) { echoBinSafe(TM_1, 1); }"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn declarations_are_read_from_the_nim_source() {
+        let src =
+            "import std/strutils\nvar a: int\nvar coll = collect(newSeq):\n  for i in 0..3: i\n\
+                   let (x, y) = (1, 2)\nvar\n  p = 5  # comment\n  q = @[p]\necho toSeq(1..3)\n\
+                   if true:\n  let z = 2\nvariable = 3\n";
+        let lines: Vec<&str> = src.lines().collect();
+        let decl: Vec<usize> = (1..=lines.len())
+            .filter(|&l| declares_at(&lines, l))
+            .collect();
+        assert_eq!(decl, [2, 3, 4, 5, 6, 7, 8]);
+        let names = declared_names(&lines);
+        for n in ["a", "coll", "i", "x", "y", "p", "q"] {
+            assert!(names.contains(n), "{n}");
+        }
+        for n in ["toSeq", "z", "variable", "comment"] {
+            assert!(!names.contains(n), "{n}");
+        }
     }
 
     #[test]

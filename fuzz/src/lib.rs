@@ -95,54 +95,8 @@ pub fn image_parse(data: &[u8]) -> bool {
 /// A copy of `data` whose stored checksum matches its contents, or `None`
 /// when the manifest header cannot be found.
 pub fn with_valid_checksum(data: &[u8]) -> Option<Vec<u8>> {
-    let u64_at = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(
-            data.get(at..at.checked_add(8)?)?.try_into().ok()?,
-        ))
-    };
-    // Section 1 is the manifest; its header holds the checksum at byte 16
-    // (magic, version, header size before it).
-    let shoff = usize::try_from(u64_at(40)?).ok()?;
-    let sh1 = shoff.checked_add(64)?;
-    let manifest = usize::try_from(u64_at(sh1.checked_add(24)?)?).ok()?;
-    let at = manifest.checked_add(16)?;
-    let (header, _) = ImageView::parse_manifest(data).ok()?;
-    let body = data
-        .get(manifest.checked_add(hcr_image::HEADER_SIZE)?..)?
-        .get(..usize::try_from(header.body_len).ok()?)?;
-    let slice = |off: u64, len: u64| -> Option<&[u8]> {
-        let off = usize::try_from(off).ok()?;
-        data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
-    };
-    let area = slice(header.area_file_offset, header.area_file_size)?;
-    let init = slice(header.init_file_offset, header.init_file_size)?;
-    // Each module's segment checksum lives in the body: recompute them and
-    // re-encode (same length: the fields are fixed-size).
-    let body_at = manifest.checked_add(hcr_image::HEADER_SIZE)?;
-    let mut new_body = body.to_vec();
-    if let Ok((mut m, f, of)) = hcr_image::decode_body(body) {
-        for md in &mut m.modules {
-            if let Some(seg) = area.get(md.seg.range()) {
-                md.checksum = hcr_image::segment_checksum(seg);
-            }
-        }
-        let again = hcr_image::encode_body(
-            &m,
-            &f.all().collect::<Vec<_>>(),
-            &of.all().collect::<Vec<_>>(),
-        );
-        if again.len() == body.len() {
-            new_body = again;
-        }
-    }
-    let sum = hcr_image::checksum(&new_body, init);
     let mut fixed = data.to_vec();
-    fixed
-        .get_mut(body_at..body_at + new_body.len())?
-        .copy_from_slice(&new_body);
-    fixed
-        .get_mut(at..at + 8)?
-        .copy_from_slice(&sum.to_le_bytes());
+    hcr_image::reseal(&mut fixed).ok()?;
     Some(fixed)
 }
 
@@ -203,9 +157,8 @@ fn objects(view: &ImageView<'_>, tables: &Tables, place: &hcr_loader::Placement)
         if o.size > MAX_OBJECT {
             continue;
         }
-        if let Some(off) = o.init {
-            let off = off as usize;
-            storage.copy_from_slice(&view.init[off..off + o.size as usize]);
+        if let Some(init) = view.initial_bytes(o) {
+            storage.copy_from_slice(init);
         }
         for f in &values {
             let _ = hcr_loader::write_value(&mut storage, f.offset as usize, f.kind, f.value);

@@ -1592,6 +1592,8 @@ pub(crate) struct Applied {
     pub module_fixups: Vec<Span>,
     pub object_fixups: Vec<Fixup>,
     pub object_fixup_spans: Vec<Span>,
+    /// Each module's range of `object_fixups` (its objects' together).
+    pub module_object_fixups: Vec<Span>,
     pub relocations: u64,
     pub at_link: u64,
     pub ctors: Vec<Vec<u32>>,
@@ -1669,6 +1671,7 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
         module_fixups: Vec::new(),
         object_fixups: Vec::new(),
         object_fixup_spans: Vec::new(),
+        module_object_fixups: Vec::new(),
         relocations: 0,
         at_link: 0,
         ctors: Vec::new(),
@@ -1710,6 +1713,15 @@ fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
         out.object_fixups.extend(f);
         out.object_fixup_spans
             .push(Span::new(start, out.object_fixups.len() as u32));
+    }
+    for m in mods {
+        let at = |g: usize| {
+            out.object_fixup_spans
+                .get(g)
+                .map_or(out.object_fixups.len() as u32, |s| s.start)
+        };
+        let (lo, hi) = (m.obj_base as usize, m.obj_base as usize + m.objs.len());
+        out.module_object_fixups.push(Span::new(at(lo), at(hi)));
     }
     out.area = area;
     out.init = init;
@@ -1776,6 +1788,8 @@ fn apply_module(
             _ => area_of(s),
         }
     };
+    // An area offset relative to this module's segment (wrapping).
+    let rel = |t: u64| t.wrapping_sub(m.bases.text) as u32;
     let residual = |s: &S| -> Option<(TargetClass, u32, i64)> {
         Some(match *s {
             S::Func(f, delta) => (TargetClass::Function, f, delta),
@@ -1783,7 +1797,9 @@ fn apply_module(
             S::Host(h) => (TargetClass::Host, h, 0),
             _ => {
                 let a = area_of(s)?;
-                (TargetClass::Area, a as u32, 0)
+                // Relative to this module's segment (wrapping): the runtime
+                // may place the segments of an image apart.
+                (TargetClass::Area, a.wrapping_sub(m.bases.text) as u32, 0)
             }
         })
     };
@@ -1811,7 +1827,7 @@ fn apply_module(
         };
         if let Some((class, target, add)) = residual(&s) {
             res.fixups.push(Fixup {
-                offset: p as u32,
+                offset: (p - m.bases.text) as u32,
                 target,
                 addend: add as i32,
                 kind: FixupKind::Abs64,
@@ -1887,15 +1903,15 @@ fn apply_module(
                     };
                     res.at_link += 1;
                     match sec.kind {
-                        SecKind::InitArray => init_entries.push((sec.priority, r.offset, t as u32)),
-                        SecKind::FiniArray => fini_entries.push((sec.priority, r.offset, t as u32)),
+                        SecKind::InitArray => init_entries.push((sec.priority, r.offset, rel(t))),
+                        SecKind::FiniArray => fini_entries.push((sec.priority, r.offset, rel(t))),
                         _ => {
                             let o = r.offset as usize + 8;
                             let order = sec
                                 .data
                                 .get(o..o + 8)
                                 .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-                            reload_entries.push((order, t as u32));
+                            reload_entries.push((order, rel(t)));
                         }
                     }
                     continue;
@@ -2042,8 +2058,9 @@ fn apply_module(
                 continue;
             };
             // S + A - GOT = S + (A - GOT offset) - area base.
+            // (`B` is the segment's start at run time.)
             let got_adjust = if kind == FixupKind::AreaRel64 {
-                got_base as i64
+                (got_base - m.bases.text) as i64
             } else {
                 0
             };
@@ -2062,7 +2079,7 @@ fn apply_module(
             buf[local..local + kind.width()].fill(0);
             match area_p {
                 Some(p) => res.fixups.push(Fixup {
-                    offset: p as u32,
+                    offset: (p - m.bases.text) as u32,
                     target,
                     addend,
                     kind,
@@ -2138,7 +2155,8 @@ fn build_manifest(
         let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
         let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
         for (fi, f) in m.funcs.iter().enumerate() {
-            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value;
+            // Relative to the module's segment.
+            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value - m.bases.text;
             let name = fnames.get(fi).and_then(Option::as_deref);
             functions.push(Function {
                 name: man.intern(name.unwrap_or(f.name)),
@@ -2157,10 +2175,13 @@ fn build_manifest(
             if let (true, Some(Some(nim_key))) = (id.key.is_empty(), onames.get(oi)) {
                 id.key.clone_from(nim_key);
             }
+            // Relative to the module's part of the init blob.
             let init = o.sec.and_then(|s| {
                 let sec = &m.obj.sections[s as usize];
-                (!sec.nobits).then(|| m.bases.init + m.sec_off[s as usize])
+                (!sec.nobits).then(|| m.sec_off[s as usize])
             });
+            let ofix_base = applied.module_object_fixups[mi].start;
+            let gspan = applied.object_fixup_spans[gid];
             objects.push(Object {
                 name: man.intern(o.name),
                 identity: man.intern(&id.key),
@@ -2169,7 +2190,7 @@ fn build_manifest(
                 size: o.size,
                 align: o.align.min(u64::from(u32::MAX)) as u32,
                 init,
-                fixups: applied.object_fixup_spans[gid],
+                fixups: Span::new(gspan.start - ofix_base, gspan.end - ofix_base),
                 global: o.global,
                 tls: o.tls,
             });
@@ -2184,10 +2205,13 @@ fn build_manifest(
             reachable: reachable[mi],
             functions: Span::new(fstart, functions.len() as u32),
             objects: Span::new(ostart, objects.len() as u32),
-            fixups: applied.module_fixups[mi],
-            ctors: applied.ctors[mi].clone(),
-            dtors: applied.dtors[mi].clone(),
-            on_reload: applied.on_reload[mi].clone(),
+            fixups: applied.module_fixups[mi].len(),
+            ctors: applied.ctors[mi].clone().into(),
+            dtors: applied.dtors[mi].clone().into(),
+            on_reload: applied.on_reload[mi].clone().into(),
+            init: (m.bases.init, m.sizes.init),
+            block: (0, 0),
+            block_checksum: 0,
             undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
             seg: Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32),
             text: Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32),
@@ -2196,7 +2220,7 @@ fn build_manifest(
                 &applied.area[lay.segs[mi].0 as usize..lay.segs[mi].1 as usize],
             ),
             link_hash: 0,
-            deps: Vec::new(),
+            deps: Default::default(),
             text_size: m.sizes.text as u32,
             rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
         });
@@ -2216,13 +2240,19 @@ fn build_manifest(
             path: man.intern(&l.path.to_string_lossy()),
         })
         .collect();
+    let fn_lens: Vec<usize> = modules
+        .iter()
+        .map(|md| md.functions.len() as usize)
+        .collect();
+    let obj_lens: Vec<usize> = modules.iter().map(|md| md.objects.len() as usize).collect();
     let mut man = Manifest {
         strings: man.strings,
+        module_strings: Vec::new(),
         root: ModuleId(root),
         layout: lay.layout.clone(),
         modules,
-        functions,
-        objects,
+        functions: hcr_image::Chunked::from_vec(functions, fn_lens),
+        objects: hcr_image::Chunked::from_vec(objects, obj_lens),
         hosts,
         libraries,
         stats: PlanStats {
@@ -2238,7 +2268,7 @@ fn build_manifest(
         .collect();
     for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
         md.link_hash = hash;
-        md.deps = deps;
+        md.deps = deps.into();
     }
     man
 }
@@ -2257,8 +2287,8 @@ fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<Modu
         h.update(&(s.end - md.seg.start).to_le_bytes());
     }
     let mut deps: Vec<ModuleId> = Vec::new();
-    let mut put = |h: &mut xxhash_rust::xxh3::Xxh3, f: &Fixup, base: u32| {
-        h.update(&f.offset.wrapping_sub(base).to_le_bytes());
+    let mut put = |h: &mut xxhash_rust::xxh3::Xxh3, f: &Fixup| {
+        h.update(&f.offset.to_le_bytes());
         h.update(&f.addend.to_le_bytes());
         h.update(&[f.kind as u8, f.class as u8]);
         let name = |h: &mut xxhash_rust::xxh3::Xxh3, module: ModuleId, s: &str| {
@@ -2285,10 +2315,11 @@ fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<Modu
                 }
             }
             TargetClass::Area => {
-                if let Some(tm) = man.module_at(f.target) {
+                let abs = md.seg.start.wrapping_add(f.target);
+                if let Some(tm) = man.module_at(abs) {
                     let seg = man.modules[tm.0 as usize].seg;
                     name(h, tm, "");
-                    h.update(&(f.target - seg.start).to_le_bytes());
+                    h.update(&(abs - seg.start).to_le_bytes());
                     if tm.0 as usize != mi && !deps.contains(&tm) {
                         deps.push(tm);
                     }
@@ -2296,16 +2327,20 @@ fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<Modu
             }
         }
     };
-    for f in &applied.fixups[md.fixups.range()] {
-        put(&mut h, f, md.seg.start);
+    for f in &applied.fixups[applied.module_fixups[mi].range()] {
+        put(&mut h, f);
     }
-    for o in &man.objects[md.objects.range()] {
+    let ofix = &applied.object_fixups[applied.module_object_fixups[mi].range()];
+    for o in man.objects.part(mi) {
         h.update(man.object_key(o).as_bytes());
         h.update(&[0]);
         h.update(&o.size.to_le_bytes());
         h.update(&[o.tls as u8]);
-        for f in &applied.object_fixups[o.fixups.range()] {
-            put(&mut h, f, 0);
+        if let Some(o_init) = o.init {
+            h.update(&o_init.to_le_bytes());
+        }
+        for f in ofix.get(o.fixups.range()).unwrap_or(&[]) {
+            put(&mut h, f);
         }
     }
     deps.sort_unstable();

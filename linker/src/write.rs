@@ -631,10 +631,14 @@ pub(crate) fn write_image(
     timer.lap("ELF counts");
     // Render every module in parallel, each into its final bytes, while the
     // manifest is built and encoded.
-    let ((manifest, body), rendered) = rayon::join(
+    let ((manifest, (body, global_len)), rendered) = rayon::join(
         || {
             let m = make_manifest();
-            let body = hcr_image::encode_body(&m, &applied.fixups, &applied.object_fixups);
+            let fixups = |mi: usize| hcr_image::ModuleFixups {
+                area: &applied.fixups[applied.module_fixups[mi].range()],
+                objects: &applied.object_fixups[applied.module_object_fixups[mi].range()],
+            };
+            let body = hcr_image::encode_body(&m, &fixups, &applied.init);
             (m, body)
         },
         || -> Vec<Rendered> {
@@ -747,8 +751,8 @@ pub(crate) fn write_image(
     );
     let header = Header {
         version: FORMAT_VERSION,
-        checksum: hcr_image::checksum(&body, init),
-        body_len: body.len() as u64,
+        checksum: hcr_image::checksum(&body[..global_len]),
+        body_len: global_len as u64,
         area_file_offset: area_off,
         area_file_size: area.len() as u64,
         init_file_offset: init_off,

@@ -354,7 +354,7 @@ pub(crate) fn check(table: &mut [u8], f: &Frame) -> Result<(), Malformed> {
 /// before where the table ran: the copy then describes the same code.
 /// Stops at the terminator or at anything it cannot read (the table was
 /// checked when it was loaded).
-pub fn shift_pcrel(table: &mut [u8], delta: i64) {
+pub(crate) fn shift_pcrel(table: &mut [u8], delta: i64) {
     let width = |enc: u8| match enc & 0x0f {
         0x00 | 0x04 | 0x0c => 8,
         0x02 | 0x0a => 2,

@@ -13,7 +13,6 @@
 #![deny(missing_docs)]
 
 mod eh_frame;
-pub use eh_frame::shift_pcrel;
 pub mod exports;
 pub mod mem;
 
@@ -111,14 +110,19 @@ impl Placement {
             .filter(|&b| b != 0)
             .map_or(0, |b| b + u64::from(off))
     }
-    /// Run-time address of area offset `off`, looked up first in module
-    /// `mi`'s own segment (the common case, no search).
-    fn addr_from(&self, manifest: &hcr_image::Manifest, mi: usize, off: u32) -> u64 {
+    /// Run-time address of `rel`, an offset from the start of module
+    /// `mi`'s segment (wrapping), looked up first in that segment (the
+    /// common case, no search).
+    pub fn addr_from(&self, manifest: &hcr_image::Manifest, mi: usize, rel: u32) -> u64 {
         match manifest.modules.get(mi) {
-            Some(md) if md.seg.contains(off) => {
-                self.vbase.get(mi).copied().unwrap_or(0) + u64::from(off)
-            }
-            _ => self.addr(manifest, off),
+            Some(md) if rel < md.seg.len() => self
+                .vbase
+                .get(mi)
+                .copied()
+                .unwrap_or(0)
+                .wrapping_add(u64::from(md.seg.start + rel)),
+            Some(md) => self.addr(manifest, md.seg.start.wrapping_add(rel)),
+            None => 0,
         }
     }
 }
@@ -129,11 +133,17 @@ pub struct LoadedArea {
     /// Address of the chunk.
     pub base: usize,
     chunk: Chunk,
-    /// Registered `.eh_frame` tables.
-    eh_frames: Vec<usize>,
+    /// The loaded modules' `.eh_frame` tables joined into one (a chunk of
+    /// its own), registered with the unwinder.
+    eh_frame: Option<Chunk>,
 }
 
 impl LoadedArea {
+    /// The joined unwind table of the modules loaded here (address and
+    /// length, terminator included), when any has one.
+    pub fn unwind_table(&self) -> Option<(usize, usize)> {
+        self.eh_frame.as_ref().map(|c| (c.addr, c.len))
+    }
     /// Size in bytes.
     pub fn len(&self) -> usize {
         self.chunk.len
@@ -299,20 +309,79 @@ pub fn load_segments(
         unsafe { window.free(chunk) };
         return Err(e);
     }
-    let mut eh_frames = Vec::new();
-    for (mi, md) in view.manifest.modules.iter().enumerate() {
-        if load.get(mi).copied().unwrap_or(false) && md.eh_frame.len() > 4 {
-            let at = place.vbase[mi] as usize + md.eh_frame.start as usize;
-            if register_frames(at) {
-                eh_frames.push(at);
-            }
+    // One registration per load, not per module: libgcc keeps registered
+    // tables in a list that deregistering walks, so a table per module
+    // would make freeing N modules cost N² steps.
+    let eh_frame = match joined_unwind_table(window, view, place, load) {
+        Ok(t) => t,
+        Err(e) => {
+            // SAFETY: as above.
+            unsafe { window.free(chunk) };
+            return Err(e);
         }
-    }
+    };
+    let eh_frame = match eh_frame {
+        Some(t) if !register_frames(t.addr) => {
+            // SAFETY: never registered, nothing refers to it.
+            unsafe { window.free(t) };
+            None
+        }
+        other => other,
+    };
     Ok(LoadedArea {
         base: chunk.addr,
         chunk,
-        eh_frames,
+        eh_frame,
     })
+}
+
+/// The unwind tables of the modules marked in `load` (checked by `fill`),
+/// copied one after another into a new chunk of `window` and ended by one
+/// terminator, their PC-relative pointers moved with them so that the copy
+/// describes the same code; read-only. `None` when no module has unwind
+/// information.
+fn joined_unwind_table(
+    window: &mut Window,
+    view: &ImageView<'_>,
+    place: &Placement,
+    load: &[bool],
+) -> Result<Option<Chunk>, LoadError> {
+    let m = &view.manifest;
+    let parts: Vec<(u64, usize)> = m
+        .modules
+        .iter()
+        .enumerate()
+        .filter(|(mi, md)| load.get(*mi).copied().unwrap_or(false) && md.eh_frame.len() > 4)
+        .map(|(mi, md)| {
+            let at = place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start));
+            (at, md.eh_frame.len() as usize - 4)
+        })
+        .collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let len = parts.iter().map(|p| p.1).sum::<usize>() + 4;
+    let chunk = window.alloc(len)?;
+    // SAFETY: the chunk is fresh from the window, committed read-write, at
+    // least `len` bytes, and not yet published.
+    let out = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+    let mut at = 0usize;
+    for (from, n) in parts {
+        // SAFETY: each module's table lies in its segment, which `fill`
+        // wrote and checked and which stays mapped while this area is.
+        let table = unsafe { std::slice::from_raw_parts(from as *const u8, n) };
+        out[at..at + n].copy_from_slice(table);
+        let delta = from.wrapping_sub(chunk.addr as u64 + at as u64) as i64;
+        eh_frame::shift_pcrel(&mut out[at..at + n], delta);
+        at += n;
+    }
+    out[at..at + 4].fill(0);
+    if let Err(e) = mem::protect_range(chunk.addr, chunk.len, Prot::Read) {
+        // SAFETY: never published.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    Ok(Some(chunk))
 }
 
 fn fill(
@@ -340,28 +409,24 @@ fn fill(
                 m.str(md.name)
             )));
         }
-        // Buffer index of area offset 0 for this module.
-        let shift = vbase.wrapping_sub(lo);
-        let own = md.seg;
+        // Buffer index of this module's segment.
+        let shift = seg_at.wrapping_sub(lo);
+        let own = md.seg.len();
         // The hot loop: decode in place, the common kinds inline, every
         // write bounds-checked.
-        for rec in view
-            .fixups
-            .raw(md.fixups)
-            .chunks_exact(hcr_image::FIXUP_SIZE)
-        {
+        for rec in view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE) {
             let word = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
             let (offset, target, addend) = (word(0), word(4), word(8) as i32);
             let s = match rec[13] {
-                0 if own.contains(target) => vbase + u64::from(target),
-                0 => place.addr(m, target),
+                0 if target < own => seg_at + u64::from(target),
+                0 => place.addr(m, md.seg.start.wrapping_add(target)),
                 1 => tables.functions.get(target as usize).copied().unwrap_or(0),
                 2 => tables.objects.get(target as usize).copied().unwrap_or(0),
                 _ => tables.hosts.get(target as usize).copied().unwrap_or(0),
             };
-            let p = vbase + u64::from(offset);
+            let p = seg_at + u64::from(offset);
             // Fixups of a module lie in its own segment.
-            if !own.contains(offset) {
+            if offset >= own {
                 return Err(LoadError::Window(format!(
                     "module {}: fixup at {offset:#x} outside its segment",
                     m.str(md.name)
@@ -395,15 +460,24 @@ fn fill(
             };
             if class == TargetClass::Area && s == 0 {
                 return Err(LoadError::Window(format!(
-                    "module {}: fixup at {offset:#x} refers to image offset {target:#x}, in no loaded module",
-                    m.str(md.name)
+                    "module {}: fixup at {:#x} refers to image offset {:#x}, in no loaded module",
+                    m.str(md.name),
+                    md.seg.start + offset,
+                    md.seg.start.wrapping_add(target)
                 )));
             }
-            let value = compute(kind, s, i64::from(addend), p, vbase).map_err(|value| {
+            let value = compute(kind, s, i64::from(addend), p, seg_at).map_err(|value| {
                 LoadError::OutOfRange {
                     module: m.str(md.name).to_string(),
-                    target: describe_target(view, class, target),
-                    place: format!("image offset {offset:#x}"),
+                    target: describe_target(
+                        view,
+                        class,
+                        match class {
+                            TargetClass::Area => md.seg.start.wrapping_add(target),
+                            _ => target,
+                        },
+                    ),
+                    place: format!("image offset {:#x}", md.seg.start + offset),
                     kind,
                     value,
                 }
@@ -423,7 +497,7 @@ fn fill(
                 text: vbase + u64::from(md.text.start)..vbase + u64::from(md.text.end),
                 terminator: vbase + u64::from(eh.end) - 4,
             };
-            let from = shift.wrapping_add(u64::from(eh.start)) as usize;
+            let from = shift.wrapping_add(u64::from(eh.start - md.seg.start)) as usize;
             let table = buf
                 .get_mut(from..from + eh.len() as usize)
                 .ok_or_else(|| LoadError::Window("unwind table outside the load area".into()))?;
@@ -469,13 +543,18 @@ pub fn object_values(
         .modules
         .get(o.module.0 as usize)
         .map_or("?", |m| view.manifest.str(m.name));
-    view.object_fixups
-        .iter(o.fixups)
+    view.fixups_of_object(o)
         .map(|fx| {
             let mi = o.module.0 as usize;
             let s = target_of(fx.class, fx.target, tables, place, &view.manifest, mi);
             let p = dest + u64::from(fx.offset);
-            let b = place.vbase.get(mi).copied().unwrap_or(0);
+            // `B` of `AreaRel64`: the start of the object's module's segment.
+            let b = place
+                .vbase
+                .get(mi)
+                .copied()
+                .unwrap_or(0)
+                .wrapping_add(u64::from(view.manifest.area_offset(o.module, 0)));
             compute(fx.kind, s, i64::from(fx.addend), p, b)
                 .map(|value| FieldValue {
                     offset: fx.offset,
@@ -499,8 +578,11 @@ pub fn object_values(
 /// # Safety
 /// No code may run in the area any more and no pointer into it may be used.
 pub unsafe fn unload_area(window: &mut Window, area: LoadedArea) {
-    for &at in &area.eh_frames {
-        deregister_frames(at);
+    if let Some(t) = area.eh_frame {
+        deregister_frames(t.addr);
+        // SAFETY: the caller guarantees the area is dead; the table was
+        // deregistered above.
+        unsafe { window.free(t) };
     }
     // SAFETY: the caller guarantees the area is dead.
     unsafe { window.free(area.chunk) };

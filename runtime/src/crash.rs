@@ -102,13 +102,13 @@ impl Table {
             let vbase = place.vbase[mi];
             let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;
             segs.push((local(md.seg.start), local(md.seg.end), md.seg.start));
-            for f in &manifest.functions[md.functions.range()] {
+            for f in manifest.functions.part(mi) {
                 let start = names.len() as u32;
                 names.extend_from_slice(manifest.str(md.name).as_bytes());
                 names.push(b':');
                 names.extend_from_slice(manifest.str(f.name).as_bytes());
                 funcs.push((
-                    local(f.offset),
+                    local(md.seg.start + f.offset),
                     f.size.max(1),
                     start,
                     names.len() as u32 - start,

@@ -160,7 +160,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
             return Ok(0);
         };
         st.in_reload = Some(p.diff().touched());
-        let before = st.handlers_in_order(true, st.current.as_ref().map(|c| &c.manifest));
+        let before = st.handlers_in_order(true);
         let deleted: HashSet<String> = p
             .diff()
             .changed
@@ -186,8 +186,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     run_entries(follow.ctors);
     crate::nim::finish_reload();
     run_entries(follow.on_reload);
-    let after =
-        with_state(|st| Ok(st.handlers_in_order(false, st.current.as_ref().map(|c| &c.manifest))))?;
+    let after = with_state(|st| Ok(st.handlers_in_order(false)))?;
     for (_, f) in after {
         call_void(f);
     }

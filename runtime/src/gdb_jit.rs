@@ -379,7 +379,7 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
             continue;
         }
         let n = str_of(m.str(f.name));
-        let value = u64::from(f.offset.saturating_sub(text.start));
+        let value = u64::from(m.area_offset(f.module, f.offset).saturating_sub(text.start));
         if f.global {
             put_sym(&mut globals, n, (1 << 4) | 2, 1, value, u64::from(f.size));
         } else {

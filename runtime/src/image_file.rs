@@ -41,24 +41,27 @@ const SH_SIZE: usize = 32;
 // Offsets in the image's manifest header (`hcr_image::Header`, encoded by
 // `hcr_image::encode_manifest`; pinned by a test below).
 const MH_VERSION: usize = 8;
+const MH_BODY_LEN: usize = 24;
 // The load area's place (read straight into the window by the caller,
 // `ImageFile::read_area_into`); pinned by the test with the rest.
 #[cfg(test)]
 const MH_AREA_OFFSET: usize = 32;
 #[cfg(test)]
 const MH_AREA_SIZE: usize = 40;
+#[cfg(test)]
 const MH_INIT_OFFSET: usize = 48;
+#[cfg(test)]
 const MH_INIT_SIZE: usize = 56;
 
-/// How much of the image a caller needs.
+/// How much of the image a caller needs first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parts {
-    /// What [`hcr_image::ImageView::parse_manifest`] reads.
-    Manifest,
-    /// What [`hcr_image::ImageView::parse_with_area`] reads: the manifest
-    /// and the initial data; the caller reads the load area straight to
-    /// where it will run ([`ImageFile::read_area_into`]).
-    AllButArea,
+    /// What [`hcr_image::ImageView::parse_global`] reads: the manifest
+    /// header and the manifest's global part (every module's record). The
+    /// blocks and initial bytes of the modules a load needs follow
+    /// ([`ImageFile::read_then`]); segments go straight to where they will
+    /// run ([`ImageFile::read_area_into`]).
+    Global,
 }
 
 /// An open image file, checked for ownership and kind.
@@ -153,6 +156,20 @@ impl<'p> ImageFile<'p> {
     /// The file shrank or changed while being read (rewritten in place), or
     /// a read failed; each message names the file.
     pub fn read<'s>(&self, parts: Parts, scratch: &'s mut Scratch) -> Result<&'s [u8], Error> {
+        self.read_then(parts, scratch, |_| Vec::new())
+    }
+
+    /// As [`ImageFile::read`], then reads the `(offset, length)` ranges
+    /// `more` asks for, given what was read so far.
+    ///
+    /// # Errors
+    /// As [`ImageFile::read`].
+    pub fn read_then<'s>(
+        &self,
+        parts: Parts,
+        scratch: &'s mut Scratch,
+        more: impl FnOnce(&[u8]) -> Vec<(u64, u64)>,
+    ) -> Result<&'s [u8], Error> {
         let size = usize::try_from(self.stat.size)
             .map_err(|_| Error::Io(format!("{}: file too large", self.path.display())))?;
         let buf = scratch
@@ -164,7 +181,13 @@ impl<'p> ImageFile<'p> {
             size,
             done: Vec::new(),
         };
-        let filled = r.fill_parts(parts);
+        let filled = r.fill_parts(parts).and_then(|()| {
+            let ranges: Vec<Option<Range<usize>>> = more(r.bytes())
+                .into_iter()
+                .map(|(o, l)| clip(o, l, size))
+                .collect();
+            r.fill(&ranges)
+        });
         let buf = scratch.buf.insert(r.buf);
         filled?;
         self.unchanged()?;
@@ -273,28 +296,29 @@ impl Reader<'_, '_> {
         else {
             return Ok(());
         };
-        self.fill(&[clip(off, len, size)])?;
-        if parts == Parts::AllButArea {
-            self.fill_init(usize::try_from(off).unwrap_or(usize::MAX))?;
+        match parts {
+            Parts::Global => {
+                // The manifest header, then as much as it says the global
+                // part takes.
+                self.fill(&[clip(off, (MH_BODY_LEN + 8) as u64, size)])?;
+                let mh = usize::try_from(off).unwrap_or(usize::MAX);
+                let version = mh
+                    .checked_add(MH_VERSION)
+                    .and_then(|a| self.bytes().get(a..a.checked_add(4)?))
+                    .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+                if version != Some(hcr_image::FORMAT_VERSION) {
+                    return Ok(()); // refused by the parser, with the version it found
+                }
+                let body = mh
+                    .checked_add(MH_BODY_LEN)
+                    .and_then(|a| u64_at(self.bytes(), a))
+                    .unwrap_or(0);
+                let want = (hcr_image::HEADER_SIZE as u64)
+                    .saturating_add(body)
+                    .min(len);
+                self.fill(&[clip(off, want, size)])
+            }
         }
-        Ok(())
-    }
-
-    /// The initial data, as the manifest header at `mh` (the manifest
-    /// section's file offset) places it.
-    fn fill_init(&mut self, mh: usize) -> Result<(), Error> {
-        let size = self.size;
-        let field = |b: &[u8], f: usize| mh.checked_add(f).and_then(|a| u64_at(b, a));
-        let version = mh
-            .checked_add(MH_VERSION)
-            .and_then(|a| self.bytes().get(a..a.checked_add(4)?))
-            .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
-        if version != Some(hcr_image::FORMAT_VERSION) {
-            return Ok(()); // refused by the parser, with the version it found
-        }
-        let b = self.bytes();
-        let init = field(b, MH_INIT_OFFSET).zip(field(b, MH_INIT_SIZE));
-        self.fill(&[init.and_then(|(o, l)| clip(o, l, size))])
     }
 
     /// Reads `ranges` (minus what was read before) with as few `pread`s as
@@ -395,6 +419,7 @@ mod tests {
         };
         let b = hcr_image::encode_manifest(&h, &[]);
         assert_eq!(&b[MH_VERSION..MH_VERSION + 4], &h.version.to_le_bytes());
+        assert_eq!(u64_at(&b, MH_BODY_LEN), Some(2));
         assert_eq!(u64_at(&b, MH_AREA_OFFSET), Some(0x1111));
         assert_eq!(u64_at(&b, MH_AREA_SIZE), Some(0x2222));
         assert_eq!(u64_at(&b, MH_INIT_OFFSET), Some(0x3333));

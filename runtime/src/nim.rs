@@ -38,7 +38,7 @@ pub fn init_functions(m: &Manifest, md: &Module, added: bool) -> (Option<u32>, O
     } else {
         "dotnim_HcrReinit000"
     };
-    for f in &m.functions[md.functions.start as usize..md.functions.end as usize] {
+    for f in md.functions.range().map(|i| &m.functions[i]) {
         let name = m.str(f.name);
         if !name.starts_with("atm") {
             continue;

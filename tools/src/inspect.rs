@@ -32,12 +32,17 @@ struct Residuals {
 
 fn residuals(view: &ImageView<'_>) -> Residuals {
     let mut by_class = [0usize; 4];
-    for f in view.fixups.all().chain(view.object_fixups.all()) {
+    for f in view
+        .fixups
+        .iter()
+        .chain(&view.object_fixups)
+        .flat_map(|t| t.all())
+    {
         by_class[f.class as usize] += 1;
     }
     Residuals {
-        area: view.fixups.len(),
-        objects: view.object_fixups.len(),
+        area: view.fixups.iter().map(|t| t.len()).sum(),
+        objects: view.object_fixups.iter().map(|t| t.len()).sum(),
         by_class,
     }
 }
@@ -169,7 +174,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
             md.on_reload.len(),
             md.dtors.len()
         )?;
-        for f in &m.functions[md.functions.range()] {
+        for f in md.functions.range().map(|i| &m.functions[i]) {
             writeln!(
                 out,
                 "  function {:<32} {:>7} bytes {}",
@@ -178,7 +183,7 @@ fn human(view: &ImageView<'_>, path: &Path, len: usize, out: &mut dyn Write) -> 
                 if f.global { "global" } else { "static" }
             )?;
         }
-        for o in &m.objects[md.objects.range()] {
+        for o in md.objects.range().map(|i| &m.objects[i]) {
             writeln!(
                 out,
                 "  {:<8} {:<32} {:>7} bytes align {:<3} {}{}{}{}",
@@ -350,10 +355,10 @@ fn to_json(view: &ImageView<'_>, path: &Path, len: usize) -> serde_json::Value {
                 "constructors": md.ctors.len(),
                 "on_reload_blocks": md.on_reload.len(),
                 "destructors": md.dtors.len(),
-                "functions": m.functions[md.functions.range()].iter().map(|f| json!({
+                "functions": md.functions.range().map(|i| &m.functions[i]).map(|f| json!({
                     "name": m.str(f.name), "size": f.size, "global": f.global,
                 })).collect::<Vec<_>>(),
-                "globals": m.objects[md.objects.range()].iter().map(|o| json!({
+                "globals": md.objects.range().map(|i| &m.objects[i]).map(|o| json!({
                     "name": m.str(o.name), "identity": m.object_key(o), "assumed": m.str(o.assumed),
                     "size": o.size, "align": o.align, "global": o.global,
                     "zero_init": o.init.is_none(), "thread_local": o.tls,

@@ -80,14 +80,8 @@ fn out_of_reach(image: &[u8], symbol: &str) -> Vec<u8> {
         .iter()
         .position(|h| m.str(h.name) == symbol)
         .expect("the image uses the host symbol") as u32;
-    let at = m
-        .modules
-        .iter()
-        .flat_map(|md| {
-            view.fixups
-                .raw(md.fixups)
-                .chunks_exact(hcr_image::FIXUP_SIZE)
-        })
+    let at = (0..m.modules.len())
+        .flat_map(|mi| view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE))
         .find(|r| r[12] == 1 /* Abs64 */ && r[13] == 3 /* Host */ && r[4..8] == host.to_le_bytes())
         .map(|r| r.as_ptr() as usize - image.as_ptr() as usize)
         .expect("an absolute fixup of the GOT entry");
@@ -122,29 +116,9 @@ fn manifest_at(image: &[u8]) -> usize {
     word(word(40) + 64 + 24)
 }
 
-/// Stores the checksum of `image`'s current bytes in its header.
+/// Stores the checksums of `image`'s current bytes.
 fn reseal(image: &mut [u8]) {
-    let h = hcr_image::ImageView::parse_manifest(image)
-        .expect("a manifest")
-        .0;
-    let manifest = manifest_at(image);
-    let body_at = manifest + hcr_image::HEADER_SIZE;
-    let body = image[body_at..][..h.body_len as usize].to_vec();
-    let area = &image[h.area_file_offset as usize..][..h.area_file_size as usize];
-    // Segment checksums live in the body: recompute, re-encode (same size).
-    let (mut m, f, of) = hcr_image::decode_body(&body).expect("a manifest body");
-    for md in &mut m.modules {
-        md.checksum = hcr_image::segment_checksum(&area[md.seg.range()]);
-    }
-    let body = hcr_image::encode_body(
-        &m,
-        &f.all().collect::<Vec<_>>(),
-        &of.all().collect::<Vec<_>>(),
-    );
-    image[body_at..body_at + body.len()].copy_from_slice(&body);
-    let init = &image[h.init_file_offset as usize..][..h.init_file_size as usize];
-    let sum = hcr_image::checksum(&body, init);
-    image[manifest + 16..manifest + 24].copy_from_slice(&sum.to_le_bytes());
+    hcr_image::reseal(image).expect("a manifest");
     hcr_image::ImageView::parse(image).expect("a valid image again");
 }
 

@@ -148,6 +148,8 @@ scenarios!(
     cxx_statics_kept,
     static_same_name,
     segments_kept,
+    global_size_change_referenced,
+    cxx_exception_kept_catcher,
     unreachable_module,
 );
 

@@ -40,6 +40,22 @@ impl Enc {
         self.u32(s.off);
         self.u32(s.len);
     }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.out.extend_from_slice(b);
+    }
+    fn fixups(&mut self, v: &[Fixup]) {
+        self.len(v.len());
+        for f in v {
+            self.u32(f.offset);
+            self.u32(f.target);
+            self.u32(f.addend as u32);
+            self.u8(f.kind as u8);
+            self.u8(f.class as u8);
+            self.u8(0);
+            self.u8(0);
+        }
+    }
     fn span(&mut self, s: Span) {
         self.u32(s.start);
         self.u32(s.end);
@@ -116,10 +132,11 @@ impl<'a> Dec<'a> {
         Ok(n)
     }
     #[inline]
-    fn str(&mut self, table: &str) -> Result<Str, DecodeError> {
+    fn str(&mut self, table: &str, id: u32) -> Result<Str, DecodeError> {
         let s = Str {
             off: self.u32()?,
             len: self.u32()?,
+            table: id,
         };
         let (a, b) = (s.off as usize, s.off as usize + s.len as usize);
         if b > table.len() || !table.is_char_boundary(a) || !table.is_char_boundary(b) {
@@ -187,21 +204,113 @@ pub(crate) fn decode_header(section: &[u8]) -> Result<Header, ImageError> {
     })
 }
 
-pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup]) -> Vec<u8> {
+/// The fixups of one module, as the encoder is given them.
+pub struct ModuleFixups<'f> {
+    /// Residual fixups of the module's segment.
+    pub area: &'f [Fixup],
+    /// Fixups inside its objects (each object's [`Object::fixups`] is a
+    /// range of these).
+    pub objects: &'f [Fixup],
+}
+
+/// Encodes the manifest: its global part, then one block per module.
+/// Returns the bytes and the length of the global part.
+pub(crate) fn encode_body<'f>(
+    m: &Manifest,
+    fixups: &dyn Fn(usize) -> ModuleFixups<'f>,
+    init: &[u8],
+) -> (Vec<u8>, usize) {
+    let blocks: Vec<Vec<u8>> = m
+        .modules
+        .iter()
+        .enumerate()
+        .map(|(mi, md)| encode_block(m, mi, md, &fixups(mi)))
+        .collect();
+    let sums: Vec<u64> = m
+        .modules
+        .iter()
+        .zip(&blocks)
+        .map(|(md, b)| {
+            let (start, len) = md.init;
+            let mine = usize::try_from(start)
+                .ok()
+                .and_then(|s| init.get(s..s.checked_add(usize::try_from(len).ok()?)?))
+                .unwrap_or(&[]);
+            block_checksum(b, mine)
+        })
+        .collect();
+    // The global part's size does not depend on the offsets it holds.
+    let global_len = encode_global(m, &vec![(0, 0); blocks.len()], &sums).len();
+    let mut at = (HEADER_SIZE + global_len) as u64;
+    let places: Vec<(u64, u64)> = blocks
+        .iter()
+        .map(|b| {
+            let p = (at, b.len() as u64);
+            at += b.len() as u64;
+            p
+        })
+        .collect();
+    let mut out = encode_global(m, &places, &sums);
+    debug_assert_eq!(out.len(), global_len);
+    out.reserve(blocks.iter().map(Vec::len).sum());
+    for b in &blocks {
+        out.extend_from_slice(b);
+    }
+    (out, global_len)
+}
+
+/// The checksum of a module's block and initial bytes
+/// ([`Module::block_checksum`]).
+pub fn block_checksum(block: &[u8], init: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(block);
+    h.update(init);
+    h.digest()
+}
+
+pub(crate) fn encode_global(m: &Manifest, blocks: &[(u64, u64)], sums: &[u64]) -> Vec<u8> {
     let mut e = Enc {
-        // Every record's size (modules and their lists are estimated): one
-        // allocation, no regrowth.
-        out: Vec::with_capacity(
-            4096 + m.strings.len()
-                + m.modules.len() * 128
-                + m.functions.len() * 21
-                + m.objects.len() * 62
-                + m.hosts.len() * 9
-                + (fixups.len() + object_fixups.len()) * FIXUP_SIZE,
-        ),
+        out: Vec::with_capacity(4096 + m.strings.len() + m.modules.len() * 192 + m.hosts.len() * 9),
     };
-    e.len(m.strings.len());
-    e.out.extend_from_slice(m.strings.as_bytes());
+    // Only the names the global part uses: modules', hosts', libraries'.
+    let mut strings = String::new();
+    let put = |strings: &mut String, s: &str| {
+        let off = strings.len() as u32;
+        strings.push_str(s);
+        Str {
+            off,
+            len: s.len() as u32,
+            table: 0,
+        }
+    };
+    let mods: Vec<[Str; 3]> = m
+        .modules
+        .iter()
+        .map(|md| {
+            [
+                put(&mut strings, m.str(md.name)),
+                put(&mut strings, m.str(md.source)),
+                put(&mut strings, m.str(md.object)),
+            ]
+        })
+        .collect();
+    let hosts: Vec<Str> = m
+        .hosts
+        .iter()
+        .map(|h| put(&mut strings, m.str(h.name)))
+        .collect();
+    let libs: Vec<[Str; 3]> = m
+        .libraries
+        .iter()
+        .map(|l| {
+            [
+                put(&mut strings, m.str(l.request)),
+                put(&mut strings, m.str(l.soname)),
+                put(&mut strings, m.str(l.path)),
+            ]
+        })
+        .collect();
+    e.bytes(strings.as_bytes());
     e.u32(m.root.0);
     e.u32(m.layout.area_size);
     e.u64(m.stats.relocations);
@@ -209,21 +318,17 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
     e.u32(m.stats.got_entries);
     e.u32(m.stats.plt_stubs);
     e.len(m.modules.len());
-    for md in &m.modules {
-        e.str(md.name);
-        e.str(md.source);
-        e.str(md.object);
+    for (mi, md) in m.modules.iter().enumerate() {
+        let [name, source, object] = mods[mi];
+        e.str(name);
+        e.str(source);
+        e.str(object);
         e.i64(md.mtime_ns);
         e.u64(md.content_hash);
         e.u32s(&md.imports.iter().map(|i| i.0).collect::<Vec<_>>());
         e.u8(md.reachable as u8);
         e.span(md.functions);
         e.span(md.objects);
-        e.span(md.fixups);
-        e.u32s(&md.ctors);
-        e.u32s(&md.dtors);
-        e.u32s(&md.on_reload);
-        e.u32s(&md.undefined.iter().map(|i| i.0).collect::<Vec<_>>());
         e.span(md.seg);
         e.span(md.text);
         e.span(md.eh_frame);
@@ -232,61 +337,87 @@ pub(crate) fn encode_body(m: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup
         e.u32s(&md.deps.iter().map(|i| i.0).collect::<Vec<_>>());
         e.u32(md.text_size);
         e.u32(md.rodata_size);
-    }
-    e.len(m.functions.len());
-    for f in &m.functions {
-        e.str(f.name);
-        e.u32(f.module.0);
-        e.u32(f.offset);
-        e.u32(f.size);
-        e.u8(f.global as u8);
-    }
-    e.len(m.objects.len());
-    for o in &m.objects {
-        e.str(o.name);
-        e.str(o.identity);
-        e.str(o.assumed);
-        e.u32(o.module.0);
-        e.u64(o.size);
-        e.u32(o.align);
-        match o.init {
-            Some(off) => {
-                e.u8(1);
-                e.u64(off);
-            }
-            None => e.u8(0),
-        }
-        e.span(o.fixups);
-        e.u8(o.global as u8 | (o.tls as u8) << 1);
+        e.u64(md.init.0);
+        e.u64(md.init.1);
+        e.u64(blocks[mi].0);
+        e.u64(blocks[mi].1);
+        e.u64(sums[mi]);
     }
     e.len(m.hosts.len());
-    for h in &m.hosts {
-        e.str(h.name);
+    for (h, name) in m.hosts.iter().zip(hosts) {
+        e.str(name);
         e.u8(h.weak as u8);
     }
     e.len(m.libraries.len());
-    for l in &m.libraries {
-        e.str(l.request);
-        e.str(l.soname);
-        e.str(l.path);
-    }
-    for table in [fixups, object_fixups] {
-        e.len(table.len());
-        for f in table {
-            e.u32(f.offset);
-            e.u32(f.target);
-            e.u32(f.addend as u32);
-            e.u8(f.kind as u8);
-            e.u8(f.class as u8);
-            e.u8(0);
-            e.u8(0);
-        }
+    for [a, b, c] in libs {
+        e.str(a);
+        e.str(b);
+        e.str(c);
     }
     e.out
 }
 
+fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> Vec<u8> {
+    let funcs = m.functions.part(mi);
+    let objs = m.objects.part(mi);
+    let mut e = Enc {
+        out: Vec::with_capacity(
+            64 + funcs.len() * 21
+                + objs.len() * 61
+                + (fx.area.len() + fx.objects.len()) * FIXUP_SIZE,
+        ),
+    };
+    let mut strings = String::new();
+    let mut put = |s: &str| {
+        let off = strings.len() as u32;
+        strings.push_str(s);
+        Str {
+            off,
+            len: s.len() as u32,
+            table: 0,
+        }
+    };
+    let fnames: Vec<Str> = funcs.iter().map(|f| put(m.str(f.name))).collect();
+    let onames: Vec<[Str; 3]> = objs
+        .iter()
+        .map(|o| {
+            [
+                put(m.str(o.name)),
+                put(m.str(o.identity)),
+                put(m.str(o.assumed)),
+            ]
+        })
+        .collect();
+    e.bytes(strings.as_bytes());
+    e.u32s(&md.ctors);
+    e.u32s(&md.dtors);
+    e.u32s(&md.on_reload);
+    e.u32s(&md.undefined.iter().map(|h| h.0).collect::<Vec<_>>());
+    e.len(funcs.len());
+    for (f, name) in funcs.iter().zip(fnames) {
+        e.str(name);
+        e.u32(f.offset);
+        e.u32(f.size);
+        e.u8(f.global as u8);
+    }
+    e.len(objs.len());
+    for (o, [name, identity, assumed]) in objs.iter().zip(onames) {
+        e.str(name);
+        e.str(identity);
+        e.str(assumed);
+        e.u64(o.size);
+        e.u32(o.align);
+        e.u64(o.init.unwrap_or(u64::MAX));
+        e.span(o.fixups);
+        e.u8(o.global as u8 | (o.tls as u8) << 1);
+    }
+    e.fixups(fx.area);
+    e.fixups(fx.objects);
+    e.out
+}
+
 /// A table of encoded fixups, borrowed from the image bytes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Fixups<'a> {
     raw: &'a [u8],
 }
@@ -310,6 +441,10 @@ impl<'a> Fixups<'a> {
             .unwrap_or(&[])
             .chunks_exact(FIXUP_SIZE)
             .map(decode_fixup_unchecked)
+    }
+    /// Every record, encoded.
+    pub fn raw_all(&self) -> &'a [u8] {
+        self.raw
     }
     /// All fixups.
     pub fn all(&self) -> impl Iterator<Item = Fixup> + 'a {
@@ -341,9 +476,8 @@ fn decode_fixup_unchecked(b: &[u8]) -> Fixup {
     }
 }
 
-type Body<'a> = (Manifest, Fixups<'a>, Fixups<'a>);
-
-pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
+/// The global part of a manifest: everything but the module blocks.
+pub(crate) fn decode_global(body: &[u8], old: Option<&Manifest>) -> Result<Manifest, DecodeError> {
     let mut d = Dec { buf: body, pos: 0 };
     let n = d.len(1)?;
     let table = d.bytes(n)?;
@@ -360,79 +494,136 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
     m.stats.applied_at_link = d.u64()?;
     m.stats.got_entries = d.u32()?;
     m.stats.plt_stubs = d.u32()?;
-    let n = d.len(108)?;
-    for _ in 0..n {
-        m.modules.push(Module {
-            name: d.str(t)?,
-            source: d.str(t)?,
-            object: d.str(t)?,
+    let n = d.len(150)?;
+    m.modules.reserve(n);
+    // A list equal to the old manifest's module at the same index is
+    // shared, not allocated again.
+    let list =
+        |d: &mut Dec<'_>, old: Option<&[ModuleId]>| -> Result<Arc<[ModuleId]>, DecodeError> {
+            let n = d.len(4)?;
+            let raw = d.bytes(n * 4)?;
+            let same = old.is_some_and(|o| {
+                o.len() == n
+                    && o.iter()
+                        .zip(raw.chunks_exact(4))
+                        .all(|(a, b)| a.0.to_le_bytes() == b[..4])
+            });
+            Ok(match old {
+                Some(o) if same => Arc::from(o),
+                _ => raw
+                    .chunks_exact(4)
+                    .map(|b| ModuleId(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                    .collect(),
+            })
+        };
+    for i in 0..n {
+        let om = old.and_then(|o| o.modules.get(i));
+        let mut md = Module {
+            name: d.str(t, 0)?,
+            source: d.str(t, 0)?,
+            object: d.str(t, 0)?,
             mtime_ns: d.i64()?,
             content_hash: d.u64()?,
-            imports: d.u32s()?.into_iter().map(ModuleId).collect(),
-            reachable: d.bool()?,
-            functions: d.span()?,
-            objects: d.span()?,
-            fixups: d.span()?,
-            ctors: d.u32s()?,
-            dtors: d.u32s()?,
-            on_reload: d.u32s()?,
-            undefined: d.u32s()?.into_iter().map(HostId).collect(),
-            seg: d.span()?,
-            text: d.span()?,
-            eh_frame: d.span()?,
-            checksum: d.u64()?,
-            link_hash: d.u64()?,
-            deps: d.u32s()?.into_iter().map(ModuleId).collect(),
-            text_size: d.u32()?,
-            rodata_size: d.u32()?,
-        });
+            ..Module::default()
+        };
+        md.imports = list(&mut d, om.map(|o| &o.imports[..]))?;
+        md.reachable = d.bool()?;
+        md.functions = d.span()?;
+        md.objects = d.span()?;
+        md.seg = d.span()?;
+        md.text = d.span()?;
+        md.eh_frame = d.span()?;
+        md.checksum = d.u64()?;
+        md.link_hash = d.u64()?;
+        md.deps = list(&mut d, om.map(|o| &o.deps[..]))?;
+        md.text_size = d.u32()?;
+        md.rodata_size = d.u32()?;
+        md.init = (d.u64()?, d.u64()?);
+        md.block = (d.u64()?, d.u64()?);
+        md.block_checksum = d.u64()?;
+        m.modules.push(md);
     }
-    let n = d.len(17)?;
-    for _ in 0..n {
-        m.functions.push(Function {
-            name: d.str(t)?,
-            module: ModuleId(d.u32()?),
-            offset: d.u32()?,
-            size: d.u32()?,
-            global: d.bool()?,
-        });
-    }
-    let n = d.len(42)?;
-    for _ in 0..n {
-        m.objects.push(Object {
-            name: d.str(t)?,
-            identity: d.str(t)?,
-            assumed: d.str(t)?,
-            module: ModuleId(d.u32()?),
-            size: d.u64()?,
-            align: d.u32()?,
-            init: if d.bool()? { Some(d.u64()?) } else { None },
-            fixups: d.span()?,
-            global: false,
-            tls: false,
-        });
-        let flags = d.u8()?;
-        if flags > 3 {
-            return Err(d.err(format!("bad object flags {flags}")));
-        }
-        let o = m.objects.last_mut().expect("just pushed");
-        o.global = flags & 1 != 0;
-        o.tls = flags & 2 != 0;
-    }
-    let n = d.len(5)?;
+    let n = d.len(9)?;
     for _ in 0..n {
         m.hosts.push(HostSymbol {
-            name: d.str(t)?,
+            name: d.str(t, 0)?,
             weak: d.bool()?,
         });
     }
     let n = d.len(24)?;
     for _ in 0..n {
         m.libraries.push(Library {
-            request: d.str(t)?,
-            soname: d.str(t)?,
-            path: d.str(t)?,
+            request: d.str(t, 0)?,
+            soname: d.str(t, 0)?,
+            path: d.str(t, 0)?,
         });
+    }
+    if d.pos != body.len() {
+        return Err(d.err("trailing bytes after the manifest"));
+    }
+    m.strings = strings;
+    Ok(m)
+}
+
+/// One module's decoded block.
+pub(crate) struct Block<'a> {
+    pub strings: Arc<str>,
+    pub ctors: Arc<[u32]>,
+    pub dtors: Arc<[u32]>,
+    pub on_reload: Arc<[u32]>,
+    pub undefined: Arc<[HostId]>,
+    pub functions: Arc<[Function]>,
+    pub objects: Arc<[Object]>,
+    pub fixups: Fixups<'a>,
+    pub object_fixups: Fixups<'a>,
+}
+
+/// Decodes module `mi`'s block.
+pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeError> {
+    let mut d = Dec { buf: block, pos: 0 };
+    let id = mi as u32 + 1;
+    let n = d.len(1)?;
+    let table = d.bytes(n)?;
+    let strings: Arc<str> =
+        Arc::from(std::str::from_utf8(table).map_err(|_| d.err("string table is not UTF-8"))?);
+    let t = &strings[..];
+    let ctors: Arc<[u32]> = d.u32s()?.into();
+    let dtors: Arc<[u32]> = d.u32s()?.into();
+    let on_reload: Arc<[u32]> = d.u32s()?.into();
+    let undefined: Arc<[HostId]> = d.u32s()?.into_iter().map(HostId).collect();
+    let module = ModuleId(mi as u32);
+    let n = d.len(17)?;
+    let mut functions = Vec::with_capacity(n);
+    for _ in 0..n {
+        functions.push(Function {
+            name: d.str(t, id)?,
+            module,
+            offset: d.u32()?,
+            size: d.u32()?,
+            global: d.bool()?,
+        });
+    }
+    let n = d.len(53)?;
+    let mut objects = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut o = Object {
+            name: d.str(t, id)?,
+            identity: d.str(t, id)?,
+            assumed: d.str(t, id)?,
+            module,
+            size: d.u64()?,
+            align: d.u32()?,
+            init: Some(d.u64()?).filter(|&v| v != u64::MAX),
+            fixups: d.span()?,
+            ..Object::default()
+        };
+        let flags = d.u8()?;
+        if flags > 3 {
+            return Err(d.err(format!("bad object flags {flags}")));
+        }
+        o.global = flags & 1 != 0;
+        o.tls = flags & 2 != 0;
+        objects.push(o);
     }
     let mut tables = [Fixups { raw: &[] }, Fixups { raw: &[] }];
     for t in &mut tables {
@@ -449,39 +640,37 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, DecodeError> {
         }
         *t = Fixups { raw };
     }
-    if d.pos != body.len() {
-        return Err(d.err("trailing bytes after the manifest"));
+    if d.pos != block.len() {
+        return Err(d.err("trailing bytes after a module's block"));
     }
     let [fixups, object_fixups] = tables;
-    m.strings = strings;
-    Ok((m, fixups, object_fixups))
+    Ok(Block {
+        strings,
+        ctors,
+        dtors,
+        on_reload,
+        undefined,
+        functions: functions.into(),
+        objects: objects.into(),
+        fixups,
+        object_fixups,
+    })
 }
 
-/// Cross-checks every index and offset so that the loader can trust them:
-/// spans inside their tables, fixups inside the area or their object,
-/// targets inside their tables.
-pub(crate) fn validate(
-    m: &Manifest,
-    fixups: &Fixups<'_>,
-    object_fixups: &Fixups<'_>,
-    area_file_len: u64,
-    init_len: usize,
-) -> Result<(), DecodeError> {
+/// Cross-checks the global part so that the loader can trust it: the root,
+/// segments in module order inside the area, spans that follow each other,
+/// lists inside their tables.
+pub(crate) fn validate_global(m: &Manifest, area_file_len: u64) -> Result<(), DecodeError> {
     let bad = |what: String| DecodeError { what, at: 0 };
     let area = u64::from(m.layout.area_size);
     if area_file_len > area || area % PAGE_SIZE != 0 {
         return Err(bad("load area size is inconsistent".into()));
     }
-    let (nm, nf, no, nh) = (
-        m.modules.len(),
-        m.functions.len(),
-        m.objects.len(),
-        m.hosts.len(),
-    );
+    let nm = m.modules.len();
     if nm == 0 || m.root.0 as usize >= nm {
         return Err(bad("root module out of range".into()));
     }
-    let mut prev_end = 0u32;
+    let (mut prev_end, mut nf, mut no) = (0u32, 0u32, 0u32);
     for md in &m.modules {
         let inside = |s: Span| s.start >= md.seg.start && s.end <= md.seg.end;
         // Segments in module order, disjoint, inside the area as stored,
@@ -499,62 +688,84 @@ pub(crate) fn validate(
             )));
         }
         prev_end = md.seg.end;
-        if md
-            .imports
-            .iter()
-            .chain(&md.deps)
-            .any(|i| i.0 as usize >= nm)
-            || md.functions.end as usize > nf
-            || md.objects.end as usize > no
-            || md.fixups.end as usize > fixups.len()
-            || md.undefined.iter().any(|h| h.0 as usize >= nh)
+        if md.functions.start != nf
+            || md.objects.start != no
+            || md
+                .imports
+                .iter()
+                .chain(md.deps.iter())
+                .any(|i| i.0 as usize >= nm)
         {
             return Err(bad(format!(
                 "module {} refers outside its tables",
                 m.str(md.name)
             )));
         }
+        nf = md.functions.end;
+        no = md.objects.end;
+    }
+    Ok(())
+}
+
+/// Cross-checks module `mi`'s decoded block against the global part.
+pub(crate) fn validate_block(
+    m: &Manifest,
+    mi: usize,
+    b: &Block<'_>,
+    init_len: u64,
+) -> Result<(), DecodeError> {
+    let md = &m.modules[mi];
+    let bad = |what: &str| DecodeError {
+        what: format!("module {}: {what}", m.str(md.name)),
+        at: 0,
+    };
+    if b.functions.len() != md.functions.len() as usize
+        || b.objects.len() != md.objects.len() as usize
+    {
+        return Err(bad("its block does not match its record"));
+    }
+    if b.undefined.iter().any(|h| h.0 as usize >= m.hosts.len()) {
+        return Err(bad("refers outside the host symbols"));
     }
     let in_some_text = |o: u32| {
         let i = m.modules.partition_point(|x| x.seg.start <= o);
         i > 0 && m.modules[i - 1].text.contains(o)
     };
-    for md in &m.modules {
-        if !md
-            .ctors
-            .iter()
-            .chain(&md.dtors)
-            .chain(&md.on_reload)
-            .all(|&o| in_some_text(o))
-        {
-            return Err(bad(format!(
-                "module {}: entry point outside code",
-                m.str(md.name)
-            )));
-        }
+    if !b
+        .ctors
+        .iter()
+        .chain(b.dtors.iter())
+        .chain(b.on_reload.iter())
+        .all(|&o| in_some_text(md.seg.start.wrapping_add(o)))
+    {
+        return Err(bad("entry point outside code"));
     }
-    for f in &m.functions {
-        // `<= end`: a function of size 0 (a body of `__builtin_unreachable()`)
-        // may end its module's code.
-        let text = m.modules.get(f.module.0 as usize).map(|md| md.text);
-        if !text.is_some_and(|t| f.offset >= t.start && f.offset <= t.end) {
-            return Err(bad(format!("function {} out of range", m.str(f.name))));
-        }
+    // `<= end`: a function of size 0 (a body of `__builtin_unreachable()`)
+    // may end its module's code.
+    let (lo, hi) = (md.text.start - md.seg.start, md.text.end - md.seg.start);
+    if b.functions.iter().any(|f| f.offset < lo || f.offset > hi) {
+        return Err(bad("function outside its code"));
     }
-    for o in &m.objects {
+    let (start, len) = md.init;
+    if start.checked_add(len).is_none_or(|e| e > init_len) {
+        return Err(bad("initial bytes outside the image's"));
+    }
+    for o in b.objects.iter() {
         let init_ok = match o.init {
-            Some(off) => off
-                .checked_add(o.size)
-                .is_some_and(|e| e <= init_len as u64),
+            Some(off) => off.checked_add(o.size).is_some_and(|e| e <= len),
             None => true,
         };
-        if o.module.0 as usize >= nm
-            || !init_ok
-            || o.fixups.end as usize > object_fixups.len()
+        if !init_ok
+            || o.fixups.end as usize > b.object_fixups.len()
             || !o.align.is_power_of_two()
             || o.size > crate::MAX_OBJECT_SIZE
         {
-            return Err(bad(format!("object {} out of range", m.str(o.name))));
+            return Err(bad(&format!(
+                "object {} out of range",
+                &b.strings
+                    .get(o.name.off as usize..(o.name.off + o.name.len) as usize)
+                    .unwrap_or("?")
+            )));
         }
     }
     // Fixup offsets and targets are not walked here: the loader checks

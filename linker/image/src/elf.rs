@@ -20,6 +20,23 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// The bytes of section 1 of an ELF64 little-endian x86-64 `ET_REL` file.
 pub(crate) fn manifest_section(file: &[u8]) -> Result<&[u8], ImageError> {
+    let (start, len) = manifest_place(file)?;
+    file.get(
+        start
+            ..start
+                .checked_add(len)
+                .ok_or(ImageError::Truncated("manifest"))?,
+    )
+    .ok_or(ImageError::Truncated("manifest section"))
+}
+
+/// File offset of section 1.
+pub(crate) fn manifest_offset(file: &[u8]) -> Result<u64, ImageError> {
+    Ok(manifest_place(file)?.0 as u64)
+}
+
+/// File offset and size of section 1.
+fn manifest_place(file: &[u8]) -> Result<(usize, usize), ImageError> {
     if !file.starts_with(b"\x7fELF") {
         return Err(ImageError::NotAnImage("no ELF magic"));
     }
@@ -50,11 +67,5 @@ pub(crate) fn manifest_section(file: &[u8]) -> Result<&[u8], ImageError> {
     let _sh_type = u32_at(file, sh1 + 4).ok_or(ImageError::Truncated("section headers"))?;
     let start = usize::try_from(sh_offset).map_err(|_| ImageError::Truncated("manifest"))?;
     let len = usize::try_from(sh_size).map_err(|_| ImageError::Truncated("manifest"))?;
-    file.get(
-        start
-            ..start
-                .checked_add(len)
-                .ok_or(ImageError::Truncated("manifest"))?,
-    )
-    .ok_or(ImageError::Truncated("manifest section"))
+    Ok((start, len))
 }

@@ -16,20 +16,25 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod chunked;
 mod codec;
 mod debug;
 mod elf;
 
+use std::sync::Arc;
+
+pub use chunked::Chunked;
+
 use std::ops::Range;
 
-pub use codec::{DecodeError, Fixups};
+pub use codec::{block_checksum, DecodeError, Fixups, ModuleFixups};
 pub use debug::{
     decode_debug_fixups, encode_debug_fixups, section_header_fields, section_table, DebugFixup,
     DebugTarget, DEBUG_FIXUPS_SECTION, DEBUG_FIXUP_SIZE, DEBUG_MAGIC,
 };
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The module id of every `tls_index` (and `R_X86_64_DTPMOD64` word) an
 /// image holds: all of an image's thread-local variables live in one
@@ -65,14 +70,18 @@ pub struct ObjectId(pub u32);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostId(pub u32);
 
-/// A string of the manifest: a range of [`Manifest::strings`]. Decoding
-/// copies the string table once instead of allocating every name.
+/// A string of the manifest: a range of one of its string tables (the
+/// manifest's own, [`Manifest::strings`], or a module's,
+/// [`Manifest::module_strings`]). Decoding copies each table once instead of
+/// allocating every name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Str {
     /// Byte offset in the string table.
     pub off: u32,
     /// Length in bytes.
     pub len: u32,
+    /// 0: [`Manifest::strings`]; `k + 1`: module `k`'s table.
+    pub table: u32,
 }
 
 /// A half-open range of `u32` offsets or indices.
@@ -115,7 +124,8 @@ pub struct Header {
     /// xxh3-64 of the manifest body and the initial bytes, in that order
     /// (each module's segment has its own [`Module::checksum`]).
     pub checksum: u64,
-    /// Length of the manifest body that follows the header.
+    /// Length of the manifest's global part that follows the header (the
+    /// module blocks follow it, each with its own checksum).
     pub body_len: u64,
     /// File offset of the load area (page aligned).
     pub area_file_offset: u64,
@@ -149,23 +159,32 @@ pub struct Module {
     /// xxh3-64 of the input object's bytes.
     pub content_hash: u64,
     /// Modules this one imports, in command-line order.
-    pub imports: Vec<ModuleId>,
+    pub imports: Arc<[ModuleId]>,
     /// True when the root reaches this module.
     pub reachable: bool,
     /// Functions owned, a range of [`FunctionId`].
     pub functions: Span,
     /// Writable objects owned, a range of [`ObjectId`].
     pub objects: Span,
-    /// This module's residual fixups, a range of [`ImageView::fixups`].
-    pub fixups: Span,
-    /// Constructors (`.init_array` order), as area offsets.
-    pub ctors: Vec<u32>,
-    /// Destructors (`.fini_array`, run in reverse), as area offsets.
-    pub dtors: Vec<u32>,
-    /// `HCR_ON_RELOAD` blocks in source order, as area offsets.
-    pub on_reload: Vec<u32>,
+    /// Number of this module's residual fixups ([`ImageView::module_fixups`]).
+    pub fixups: u32,
+    /// Constructors (`.init_array` order), as offsets from the start of the
+    /// module's segment (wrapping: an entry may lie in another module).
+    pub ctors: Arc<[u32]>,
+    /// Destructors (`.fini_array`, run in reverse), likewise.
+    pub dtors: Arc<[u32]>,
+    /// `HCR_ON_RELOAD` blocks in source order, likewise.
+    pub on_reload: Arc<[u32]>,
     /// Host symbols this module references (undefined in the image).
-    pub undefined: Vec<HostId>,
+    pub undefined: Arc<[HostId]>,
+    /// The initial bytes of this module's objects: `[start, start + len)`
+    /// of the init blob ([`Object::init`] is relative to `start`).
+    pub init: (u64, u64),
+    /// Where this module's block (its functions, objects, lists, strings
+    /// and fixups) lies, relative to the manifest section: offset, length.
+    pub block: (u64, u64),
+    /// xxh3-64 of the block and of the module's initial bytes.
+    pub block_checksum: u64,
     /// The module's segment in the area: its code and PLT stubs
     /// ([`Module::text`]), read-only data and GOT, then its `.eh_frame`
     /// ([`Module::eh_frame`], ending in a zero terminator). Everything
@@ -188,7 +207,7 @@ pub struct Module {
     pub link_hash: u64,
     /// Other modules whose segments this module's fixups (or its objects')
     /// point into.
-    pub deps: Vec<ModuleId>,
+    pub deps: Arc<[ModuleId]>,
     /// Bytes of code this module contributes.
     pub text_size: u32,
     /// Bytes of read-only data this module contributes.
@@ -202,7 +221,8 @@ pub struct Function {
     pub name: Str,
     /// Owner.
     pub module: ModuleId,
-    /// Area offset of the entry.
+    /// Offset of the entry from the start of its module's segment
+    /// ([`Module::seg`]): the same wherever other modules' segments lie.
     pub offset: u32,
     /// Size in bytes.
     pub size: u32,
@@ -231,11 +251,12 @@ pub struct Object {
     pub size: u64,
     /// Alignment in bytes (a power of two).
     pub align: u32,
-    /// Offset of the initial bytes in the init blob; `None` for zero-filled
-    /// objects (`.bss`).
+    /// Offset of the initial bytes in the module's part of the init blob
+    /// ([`Module::init`]); `None` for zero-filled objects (`.bss`).
     pub init: Option<u64>,
-    /// Fixups inside the object's initial bytes, a range of
-    /// [`ImageView::object_fixups`] (offsets relative to the object).
+    /// Fixups inside the object's initial bytes, a range of its module's
+    /// object fixups ([`ImageView::object_fixups`]; offsets relative to the
+    /// object).
     pub fixups: Span,
     /// True for `STB_GLOBAL`/`STB_WEAK` symbols.
     pub global: bool,
@@ -284,18 +305,21 @@ pub struct PlanStats {
 /// The manifest: modules, their symbols, and the load plan's tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
-    /// The string table every [`Str`] points into.
+    /// The manifest's own string table ([`Str::table`] 0).
     pub strings: String,
+    /// Each module's string table ([`Str::table`] `k + 1`), shared with the
+    /// manifest a reload kept the module from.
+    pub module_strings: Vec<Arc<str>>,
     /// The top of the import tree.
     pub root: ModuleId,
     /// Where the parts of the load area lie.
     pub layout: Layout,
     /// Modules in command-line order.
     pub modules: Vec<Module>,
-    /// Functions, grouped by module.
-    pub functions: Vec<Function>,
-    /// Writable objects, grouped by module.
-    pub objects: Vec<Object>,
+    /// Functions, one part per module.
+    pub functions: Chunked<Function>,
+    /// Writable objects, one part per module.
+    pub objects: Chunked<Object>,
     /// Host symbols.
     pub hosts: Vec<HostSymbol>,
     /// Shared libraries to load before the modules, in command-line order.
@@ -374,7 +398,9 @@ impl TargetClass {
 }
 
 /// One residual relocation the loader applies: `kind` at `offset` with
-/// `S = address of (class, target)` and addend `addend`.
+/// `S = address of (class, target)` and addend `addend`. A module's fixups
+/// are relative to its segment's start: `offset` (segment fixups) and an
+/// area `target` (wrapping; it may lie in another module's segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Fixup {
     /// Area offset (area fixups) or offset inside the object (object fixups).
@@ -397,10 +423,12 @@ pub struct ImageView<'a> {
     pub header: Header,
     /// The manifest.
     pub manifest: Manifest,
-    /// Residual fixups of the load area, grouped by module.
-    pub fixups: Fixups<'a>,
-    /// Fixups inside writable objects, grouped by object.
-    pub object_fixups: Fixups<'a>,
+    /// Each module's residual fixups (none for a module whose block was
+    /// not decoded: one a reload keeps from the previous manifest).
+    pub fixups: Vec<Fixups<'a>>,
+    /// Each module's fixups inside its writable objects (each object's
+    /// [`Object::fixups`] is a range of its module's).
+    pub object_fixups: Vec<Fixups<'a>>,
     /// The load area's bytes as stored in the file.
     pub area: &'a [u8],
     /// The initial bytes of writable objects.
@@ -466,8 +494,7 @@ impl<'a> ImageView<'a> {
 
     /// As [`ImageView::parse`], with the load area's bytes held elsewhere
     /// (`area`, exactly [`Header::area_file_size`] bytes); the bytes of
-    /// `file` where the area lies are not looked at. The checksum covers
-    /// `area` as it does the file's.
+    /// `file` where the area lies are not looked at.
     ///
     /// # Errors
     /// As [`ImageView::parse`]; `area` of the wrong length is a truncation.
@@ -498,39 +525,145 @@ impl<'a> ImageView<'a> {
         Ok(view)
     }
 
-    /// Parses and verifies the header, the manifest and the initial bytes,
-    /// but not the load area (whose modules' segments a loader reads and
-    /// checks one by one, [`ImageView::verify_segment`]); `area` is empty.
+    /// Parses and verifies the header, the manifest (every module's block)
+    /// and the initial bytes, but not the load area (whose modules'
+    /// segments a loader reads and checks one by one,
+    /// [`ImageView::verify_segment`]); `area` is empty.
     ///
     /// # Errors
     /// As [`ImageView::parse`], minus the segments.
     pub fn parse_without_area(file: &'a [u8]) -> Result<Self, ImageError> {
+        let (header, global) = Self::parse_global(file, None)?;
+        let all = vec![true; global.modules.len()];
+        Self::assemble(file, header, global, None, &all)
+    }
+
+    /// Parses and verifies the header and the manifest's global part (every
+    /// module's record, but none of their blocks: [`ImageView::assemble`]).
+    /// Lists equal to those of `old`'s module at the same index are shared
+    /// with it.
+    ///
+    /// # Errors
+    /// Not an image, a foreign version, a checksum mismatch, or a global
+    /// part that does not decode or hang together.
+    pub fn parse_global(
+        file: &[u8],
+        old: Option<&Manifest>,
+    ) -> Result<(Header, Manifest), ImageError> {
         let section = elf::manifest_section(file)?;
         let header = header_of(section)?;
         let body = section
             .get(HEADER_SIZE..)
             .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
             .ok_or(ImageError::Truncated("manifest body"))?;
-        let init = slice_at(file, header.init_file_offset, header.init_file_size)
-            .ok_or(ImageError::Truncated("initial data"))?;
-        let computed = checksum(body, init);
+        let computed = checksum(body);
         if computed != header.checksum {
             return Err(ImageError::Checksum {
                 stored: header.checksum,
                 computed,
             });
         }
-        let (manifest, fixups, object_fixups) = codec::decode_body(body)?;
-        codec::validate(
-            &manifest,
-            &fixups,
-            &object_fixups,
-            header.area_file_size,
-            init.len(),
-        )?;
+        let m = codec::decode_global(body, old)?;
+        codec::validate_global(&m, header.area_file_size)?;
+        Ok((header, m))
+    }
+
+    /// Completes `global` (from [`ImageView::parse_global`] of `file`) with
+    /// the modules' blocks: module `k`'s is decoded from `file` and verified
+    /// (with its initial bytes) when `decode[k]` is set or `old` has no
+    /// block with the same checksum for the same module at the same index;
+    /// otherwise its functions, objects, lists and names are shared with
+    /// `old`'s, and it has no fixups in the view (nothing of it is loaded
+    /// again). `file` needs the bytes of the blocks and initial bytes it
+    /// decodes, nothing else.
+    ///
+    /// # Errors
+    /// A block outside the file, a checksum mismatch, or a block that does
+    /// not decode or agree with its record.
+    pub fn assemble(
+        file: &'a [u8],
+        header: Header,
+        mut m: Manifest,
+        old: Option<&Manifest>,
+        decode: &[bool],
+    ) -> Result<Self, ImageError> {
+        let section_at = elf::manifest_offset(file)?;
+        let init = slice_at(file, header.init_file_offset, header.init_file_size)
+            .ok_or(ImageError::Truncated("initial data"))?;
+        let n = m.modules.len();
+        let (mut funcs, mut objs, mut strs) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut fixups = Vec::with_capacity(n);
+        let mut object_fixups = Vec::with_capacity(n);
+        for mi in 0..n {
+            let md = &m.modules[mi];
+            let kept = old
+                .filter(|_| !decode.get(mi).copied().unwrap_or(true))
+                .and_then(|o| {
+                    let om = o.modules.get(mi)?;
+                    (om.block_checksum == md.block_checksum
+                        && o.str(om.name) == m.str(md.name)
+                        && o.functions.parts() == o.modules.len()
+                        && o.objects.parts() == o.modules.len())
+                    .then_some((o, om))
+                });
+            if let Some((o, om)) = kept {
+                funcs.push(o.functions.shared_part(mi).cloned().unwrap_or_default());
+                objs.push(o.objects.shared_part(mi).cloned().unwrap_or_default());
+                strs.push(
+                    o.module_strings
+                        .get(mi)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from("")),
+                );
+                let md = &mut m.modules[mi];
+                md.ctors = om.ctors.clone();
+                md.dtors = om.dtors.clone();
+                md.on_reload = om.on_reload.clone();
+                md.undefined = om.undefined.clone();
+                md.fixups = om.fixups;
+                fixups.push(Fixups::default());
+                object_fixups.push(Fixups::default());
+                continue;
+            }
+            let (off, len) = md.block;
+            let block = off
+                .checked_add(section_at)
+                .and_then(|o| slice_at(file, o, len))
+                .ok_or(ImageError::Truncated("module block"))?;
+            let mine = slice_at(init, md.init.0, md.init.1)
+                .ok_or(ImageError::Truncated("module initial data"))?;
+            let computed = block_checksum(block, mine);
+            if computed != md.block_checksum {
+                return Err(ImageError::SegmentChecksum {
+                    module: m.str(md.name).to_string(),
+                    stored: md.block_checksum,
+                    computed,
+                });
+            }
+            let b = codec::decode_block(block, mi)?;
+            codec::validate_block(&m, mi, &b, init.len() as u64)?;
+            let md = &mut m.modules[mi];
+            md.ctors = b.ctors;
+            md.dtors = b.dtors;
+            md.on_reload = b.on_reload;
+            md.undefined = b.undefined;
+            md.fixups = b.fixups.len() as u32;
+            funcs.push(b.functions);
+            objs.push(b.objects);
+            strs.push(b.strings);
+            fixups.push(b.fixups);
+            object_fixups.push(b.object_fixups);
+        }
+        m.functions = Chunked::from_parts(funcs);
+        m.objects = Chunked::from_parts(objs);
+        m.module_strings = strs;
         Ok(ImageView {
             header,
-            manifest,
+            manifest: m,
             fixups,
             object_fixups,
             area: &[],
@@ -558,21 +691,112 @@ impl<'a> ImageView<'a> {
         Ok(())
     }
 
-    /// Reads only the header and manifest, without checking the checksum of
-    /// the load area (for tools that list an image's contents cheaply).
+    /// Module `mi`'s residual fixups, encoded ([`FIXUP_SIZE`] bytes each;
+    /// kind and class validated when the block was decoded).
+    pub fn module_fixups(&self, mi: usize) -> &'a [u8] {
+        self.fixups.get(mi).map_or(&[], |f| f.raw_all())
+    }
+
+    /// The fixups inside object `o`'s initial bytes.
+    pub fn fixups_of_object(&self, o: &Object) -> impl Iterator<Item = Fixup> + 'a {
+        self.object_fixups
+            .get(o.module.0 as usize)
+            .copied()
+            .unwrap_or_default()
+            .iter(o.fixups)
+    }
+
+    /// Object `o`'s initial bytes (`None`: zero-filled, or not read).
+    pub fn initial_bytes(&self, o: &Object) -> Option<&'a [u8]> {
+        let md = self.manifest.modules.get(o.module.0 as usize)?;
+        let at = md.init.0.checked_add(o.init?)?;
+        slice_at(self.init, at, o.size)
+    }
+
+    /// Reads the header and the whole manifest (every block), verifying
+    /// only the global part's checksum (for tools that list an image's
+    /// contents cheaply).
     ///
     /// # Errors
-    /// As [`ImageView::parse`], minus the checksum.
+    /// As [`ImageView::parse`], minus the blocks', segments' and initial
+    /// bytes' checksums.
     pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
-        let section = elf::manifest_section(file)?;
-        let header = header_of(section)?;
-        let body = section
-            .get(HEADER_SIZE..)
-            .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
-            .ok_or(ImageError::Truncated("manifest body"))?;
-        let (manifest, _, _) = codec::decode_body(body)?;
-        Ok((header, manifest))
+        let (header, mut m) = Self::parse_global(file, None)?;
+        let section_at = elf::manifest_offset(file)?;
+        let n = m.modules.len();
+        let (mut funcs, mut objs, mut strs) = (Vec::new(), Vec::new(), Vec::new());
+        for mi in 0..n {
+            let (off, len) = m.modules[mi].block;
+            let block = off
+                .checked_add(section_at)
+                .and_then(|o| slice_at(file, o, len))
+                .ok_or(ImageError::Truncated("module block"))?;
+            let b = codec::decode_block(block, mi)?;
+            let md = &mut m.modules[mi];
+            md.ctors = b.ctors;
+            md.dtors = b.dtors;
+            md.on_reload = b.on_reload;
+            md.undefined = b.undefined;
+            md.fixups = b.fixups.len() as u32;
+            funcs.push(b.functions);
+            objs.push(b.objects);
+            strs.push(b.strings);
+        }
+        m.functions = Chunked::from_parts(funcs);
+        m.objects = Chunked::from_parts(objs);
+        m.module_strings = strs;
+        Ok((header, m))
     }
+}
+
+/// Recomputes every checksum of `file` in place: each module's segment and
+/// block checksums and the global part's. For tests and fuzzers that alter
+/// an image on purpose and want it read as if hcr-link had written it.
+///
+/// # Errors
+/// The manifest's global part cannot be found or decoded.
+pub fn reseal(file: &mut [u8]) -> Result<(), ImageError> {
+    let at = usize::try_from(elf::manifest_offset(file)?)
+        .map_err(|_| ImageError::Truncated("manifest"))?;
+    let header = header_of(elf::manifest_section(file)?)?;
+    let len = usize::try_from(header.body_len).map_err(|_| ImageError::Truncated("manifest"))?;
+    let start = at + HEADER_SIZE;
+    let body = file
+        .get(start..start.saturating_add(len))
+        .ok_or(ImageError::Truncated("manifest body"))?;
+    let mut m = codec::decode_global(body, None)?;
+    let area = slice_at(file, header.area_file_offset, header.area_file_size).unwrap_or(&[]);
+    let init = slice_at(file, header.init_file_offset, header.init_file_size).unwrap_or(&[]);
+    let mut sums = Vec::with_capacity(m.modules.len());
+    for md in &mut m.modules {
+        if let Some(seg) = area.get(md.seg.range()) {
+            md.checksum = segment_checksum(seg);
+        }
+        let block = (at as u64)
+            .checked_add(md.block.0)
+            .and_then(|o| slice_at(file, o, md.block.1))
+            .unwrap_or(&[]);
+        let mine = slice_at(init, md.init.0, md.init.1).unwrap_or(&[]);
+        sums.push(block_checksum(block, mine));
+    }
+    let places: Vec<(u64, u64)> = m.modules.iter().map(|md| md.block).collect();
+    let global = codec::encode_global(&m, &places, &sums);
+    if global.len() != len {
+        return Err(ImageError::Truncated("manifest body"));
+    }
+    file[start..start + len].copy_from_slice(&global);
+    let sum = checksum(&global);
+    file[at + 16..at + 24].copy_from_slice(&sum.to_le_bytes());
+    Ok(())
+}
+
+/// File offset of an image's manifest section (module blocks lie at
+/// [`Module::block`] from it).
+///
+/// # Errors
+/// Not an image, or its section headers lie outside `file`.
+pub fn manifest_offset(file: &[u8]) -> Result<u64, ImageError> {
+    elf::manifest_offset(file)
 }
 
 /// The fixed header at the start of the manifest `section`, of this
@@ -593,12 +817,10 @@ fn slice_at(file: &[u8], off: u64, len: u64) -> Option<&[u8]> {
     file.get(off..off.checked_add(len)?)
 }
 
-/// The checksum stored in [`Header::checksum`].
-pub fn checksum(body: &[u8], init: &[u8]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(body);
-    h.update(init);
-    h.digest()
+/// The checksum stored in [`Header::checksum`]: the manifest's global
+/// part (each module's block has its own, [`Module::block_checksum`]).
+pub fn checksum(global: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(global)
 }
 
 /// The checksum of a module's segment bytes ([`Module::checksum`]).
@@ -606,18 +828,16 @@ pub fn segment_checksum(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
-/// Decodes a manifest body (manifest, then the two fixup tables) without
-/// any checksum or cross-check: for tools that repair or rewrite images.
-///
-/// # Errors
-/// The body does not decode.
-pub fn decode_body(body: &[u8]) -> Result<(Manifest, Fixups<'_>, Fixups<'_>), DecodeError> {
-    codec::decode_body(body)
-}
-
-/// Encodes the manifest body (manifest, then the two fixup tables).
-pub fn encode_body(manifest: &Manifest, fixups: &[Fixup], object_fixups: &[Fixup]) -> Vec<u8> {
-    codec::encode_body(manifest, fixups, object_fixups)
+/// Encodes the manifest body: the global part, then each module's block
+/// (its fixups from `fixups`, its checksum over the block and the module's
+/// part of `init`). Returns the bytes and the global part's length (what
+/// [`Header::body_len`] and [`Header::checksum`] cover).
+pub fn encode_body<'f>(
+    manifest: &Manifest,
+    fixups: &dyn Fn(usize) -> ModuleFixups<'f>,
+    init: &[u8],
+) -> (Vec<u8>, usize) {
+    codec::encode_body(manifest, fixups, init)
 }
 
 /// Encodes the full manifest section: header followed by `body`.
@@ -642,9 +862,14 @@ impl Manifest {
     /// never lets through).
     pub fn str(&self, s: Str) -> &str {
         let start = s.off as usize;
-        self.strings
-            .get(start..start + s.len as usize)
-            .unwrap_or("")
+        let table: &str = match s.table {
+            0 => &self.strings,
+            k => self
+                .module_strings
+                .get(k as usize - 1)
+                .map_or("", |t| &t[..]),
+        };
+        table.get(start..start + s.len as usize).unwrap_or("")
     }
 
     /// Adds `text` to the string table.
@@ -654,6 +879,7 @@ impl Manifest {
         Str {
             off,
             len: text.len() as u32,
+            table: 0,
         }
     }
 
@@ -665,6 +891,14 @@ impl Manifest {
         } else {
             self.str(o.name)
         }
+    }
+
+    /// Area offset of `rel`, an offset from the start of module `m`'s
+    /// segment (wrapping).
+    pub fn area_offset(&self, m: ModuleId, rel: u32) -> u32 {
+        self.modules
+            .get(m.0 as usize)
+            .map_or(rel, |md| md.seg.start.wrapping_add(rel))
     }
 
     /// The module whose segment holds area offset `off`.

@@ -69,6 +69,7 @@ impl State {
     pub fn commit(&mut self, p: Prepared) -> Followups {
         let Prepared {
             manifest,
+            order,
             area,
             place,
             areas,
@@ -119,13 +120,16 @@ impl State {
                 .collect();
             let empty: Arc<str> = Arc::from("");
             let mut keys = vec![(empty.clone(), empty); batch.trampolines.len()];
-            for (fi, &t) in fn_tid.iter().enumerate() {
-                if t != NONE && t >= first {
-                    let f = &m.functions[fi];
-                    keys[(t - first) as usize] = (
-                        module_names[f.module.0 as usize].clone(),
-                        Arc::from(m.str(f.name)),
-                    );
+            for (mi, md) in m.modules.iter().enumerate() {
+                if !loaded[mi] {
+                    continue; // a kept module has no new function
+                }
+                for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+                    let t = fn_tid[fi];
+                    if t != NONE && t >= first {
+                        keys[(t - first) as usize] =
+                            (module_names[mi].clone(), Arc::from(m.str(f.name)));
+                    }
                 }
             }
             self.owner_of_trampoline.reserve(keys.len());
@@ -155,7 +159,7 @@ impl State {
                 continue;
             }
             let vbase = place.vbase[mi];
-            for fi in md.functions.range() {
+            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                 let t = fn_tid[fi];
                 if t == NONE {
                     continue;
@@ -163,7 +167,7 @@ impl State {
                 let e = &mut self.functions[t as usize];
                 trampoline::store_slot(
                     e.tramp.slot,
-                    vbase.wrapping_add(u64::from(m.functions[fi].offset)),
+                    vbase.wrapping_add(u64::from(md.seg.start + f.offset)),
                 );
                 e.removed_stub = None;
                 live[t as usize] = true;
@@ -322,7 +326,6 @@ impl State {
             g.written = written;
         }
         // Entry points to run.
-        let order = m.init_order();
         let name = |i: ModuleId| m.module_name(i).to_string();
         let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let touched: HashSet<&str> = diff
@@ -331,7 +334,8 @@ impl State {
             .chain(&diff.added)
             .map(String::as_str)
             .collect();
-        let at = |o: u32| place.addr(m, o);
+        // An entry point, relative to module `i`'s segment.
+        let at = |i: ModuleId, o: u32| place.addr_from(m, i.0 as usize, o);
         let mut ctors = Vec::new();
         let mut on_reload = Vec::new();
         let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
@@ -342,15 +346,15 @@ impl State {
             // A Nim module's first load is Nim's init (see `nim`).
             let nim = crate::nim::is_nim_module(m.str(md.name));
             if added {
-                ctors.extend(md.ctors.iter().map(|&o| (name(i), at(o))));
+                ctors.extend(md.ctors.iter().map(|&o| (name(i), at(i, o))));
             }
             if nim && reload && touched.contains(m.str(md.name)) {
                 let (dat, init) = crate::nim::init_functions(m, md, added);
-                nim_dat.extend(dat.map(|o| (name(i), at(o))));
-                nim_init.extend(init.map(|o| (name(i), at(o))));
+                nim_dat.extend(dat.map(|o| (name(i), at(i, o))));
+                nim_init.extend(init.map(|o| (name(i), at(i, o))));
             }
             if touched.contains(m.str(md.name)) && !(nim && added) {
-                on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(o))));
+                on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(i, o))));
             }
         }
         ctors.extend(nim_dat);
@@ -369,6 +373,7 @@ impl State {
             obj_gid,
             place,
             areas,
+            order,
         });
         if let Some(c) = &self.current {
             for a in c.distinct_areas() {

@@ -88,13 +88,16 @@ pub struct Current {
     pub place: Placement,
     /// The area holding each module's segment (`None`: not loaded).
     areas: Vec<Option<Arc<Area>>>,
+    /// Reachable modules in initialisation order.
+    pub order: Vec<ModuleId>,
 }
 
 impl Current {
     /// Run-time address of function `fi`.
     fn func_addr(&self, fi: usize) -> u64 {
         let f = &self.manifest.functions[fi];
-        self.place.vbase[f.module.0 as usize].wrapping_add(u64::from(f.offset))
+        let off = self.manifest.area_offset(f.module, f.offset);
+        self.place.vbase[f.module.0 as usize].wrapping_add(u64::from(off))
     }
     /// True when `addr` lies in one of this image's areas.
     fn contains(&self, addr: usize) -> bool {
@@ -117,6 +120,9 @@ impl Current {
 /// what changed, not the size of the program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReloadWork {
+    /// Manifest blocks decoded (the others are shared with the previous
+    /// manifest).
+    pub blocks_decoded: usize,
     /// Modules whose segments were read, verified and relocated.
     pub modules_loaded: usize,
     /// Modules whose relocated segments were kept where they were.
@@ -136,6 +142,8 @@ const PENDING: u32 = 1 << 31;
 /// A new image, ready to commit.
 pub struct Prepared {
     manifest: Manifest,
+    /// Its reachable modules in initialisation order.
+    order: Vec<ModuleId>,
     /// The area this load placed segments in (none when it only dropped
     /// modules).
     area: Option<Arc<Area>>,
@@ -224,6 +232,8 @@ pub struct State {
     areas: Vec<Arc<Area>>,
     /// What the last reload did.
     pub last_work: ReloadWork,
+    /// The loader's address tables, kept between reloads.
+    tables: Tables,
     pub handlers: Vec<Handler>,
     next_seq: u64,
     pub generation: u32,
@@ -317,6 +327,7 @@ impl State {
             retired: Vec::new(),
             areas: Vec::new(),
             last_work: ReloadWork::default(),
+            tables: Tables::default(),
             handlers: Vec::new(),
             next_seq: 0,
             generation: 0,

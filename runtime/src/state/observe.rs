@@ -83,29 +83,26 @@ impl State {
         if reachable().any(|(i, _)| c.place.vbase[i] != base) {
             return;
         }
-        // gdb reads one `.eh_frame` per object: the modules' tables joined,
-        // their PC-relative pointers moved with them.
-        let mut eh_frame = Vec::new();
-        let eh_addr = reachable()
-            .map(|(_, md)| base + u64::from(md.eh_frame.start))
+        // gdb reads one `.eh_frame` per object: the load's joined table
+        // (its PC-relative pointers already moved with it).
+        let (eh_addr, eh_frame) = match c
+            .areas
+            .iter()
+            .flatten()
             .next()
-            .unwrap_or(base);
-        for (_, md) in reachable() {
-            let len = md.eh_frame.len().saturating_sub(4) as usize;
-            let at = base + u64::from(md.eh_frame.start);
-            // SAFETY: the module's unwind table lies in the live area, which
-            // is mapped readable and no longer written.
-            let table = unsafe { std::slice::from_raw_parts(at as *const u8, len) };
-            let from = eh_frame.len();
-            eh_frame.extend_from_slice(table);
-            let delta = at.wrapping_sub(eh_addr + from as u64) as i64;
-            hcr_loader::shift_pcrel(&mut eh_frame[from..], delta);
-        }
-        eh_frame.extend_from_slice(&[0; 4]);
+            .and_then(|a| a.loaded.unwind_table())
+        {
+            // SAFETY: the joined table lies in a read-only chunk that lives
+            // as long as its area, which the live image holds.
+            Some((at, len)) => (at as u64, unsafe {
+                std::slice::from_raw_parts(at as *const u8, len)
+            }),
+            None => (base, &[][..]),
+        };
         let object = crate::gdb_jit::build_object(&crate::gdb_jit::ImageDesc {
             manifest: m,
             base,
-            eh_frame: &eh_frame,
+            eh_frame,
             eh_frame_addr: eh_addr,
             objects: &objects,
             debug,

@@ -7,15 +7,29 @@ use super::*;
 /// Pure: what changes between the loaded manifest and a new one. A module
 /// counts as changed when its timestamp differs and its content differs.
 pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
+    let matched = old.map(|o| match_modules(o, new)).unwrap_or_default();
+    let old_order = old.map(Manifest::init_order).unwrap_or_default();
+    plan_matched(old, new, &matched, &new.init_order(), &old_order)
+}
+
+/// [`plan_reload`] with the modules matched ([`match_modules`]) and both
+/// initialisation orders known.
+pub(super) fn plan_matched(
+    old: Option<&Manifest>,
+    new: &Manifest,
+    matched: &[u32],
+    new_order: &[ModuleId],
+    old_order: &[ModuleId],
+) -> Diff {
     let mut d = Diff::default();
-    let old_loaded = old.map(loaded_names).unwrap_or_default();
-    let new_loaded = loaded_names(new);
-    for &i in &new.init_order() {
+    let mut still = vec![false; old.map_or(0, |o| o.modules.len())];
+    for &i in new_order {
         let md = &new.modules[i.0 as usize];
         let name = new.str(md.name);
-        match (old, old_loaded.get(name)) {
-            (Some(o), Some(&oi)) => {
-                let om = &o.modules[oi];
+        match (old, matched.get(i.0 as usize).copied().unwrap_or(NONE)) {
+            (Some(o), oi) if oi != NONE => {
+                still[oi as usize] = true;
+                let om = &o.modules[oi as usize];
                 if om.content_hash != md.content_hash && om.mtime_ns != md.mtime_ns {
                     d.changed.push(name.to_string());
                 }
@@ -24,14 +38,37 @@ pub fn plan_reload(old: Option<&Manifest>, new: &Manifest) -> Diff {
         }
     }
     if let Some(o) = old {
-        for &i in &o.init_order() {
-            let name = o.module_name(i);
-            if !new_loaded.contains_key(name) {
-                d.removed.push(name.to_string());
+        for &i in old_order {
+            if !still[i.0 as usize] {
+                d.removed.push(o.module_name(i).to_string());
             }
         }
     }
     d
+}
+
+/// For each module of `new`, the index of the loaded (reachable) module of
+/// `old` with its name, or `NONE`. The usual case, the same module list,
+/// costs one name comparison per module.
+pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
+    let mut out = vec![NONE; new.modules.len()];
+    let mut by_name: Option<HashMap<&str, usize>> = None;
+    for (i, md) in new.modules.iter().enumerate() {
+        let name = new.str(md.name);
+        let same = old
+            .modules
+            .get(i)
+            .is_some_and(|om| om.reachable && old.str(om.name) == name);
+        if same {
+            out[i] = i as u32;
+            continue;
+        }
+        let map = by_name.get_or_insert_with(|| loaded_names(old));
+        if let Some(&oi) = map.get(name) {
+            out[i] = oi as u32;
+        }
+    }
+    out
 }
 
 /// The loaded (reachable) modules of `m` whose names are in `names`.
@@ -73,6 +110,24 @@ pub(super) fn may_load_plugins(m: &Manifest) -> bool {
 }
 
 impl State {
+    /// The diff between the live image and `m`, the modules of `m` matched
+    /// to the live image's, and `m`'s initialisation order.
+    pub(super) fn plan(&self, m: &Manifest) -> (Diff, Vec<u32>, Vec<ModuleId>) {
+        let old = self.current.as_ref();
+        let matched = old
+            .map(|c| match_modules(&c.manifest, m))
+            .unwrap_or_else(|| vec![NONE; m.modules.len()]);
+        let order = m.init_order();
+        let diff = plan_matched(
+            old.map(|c| &c.manifest),
+            m,
+            &matched,
+            &order,
+            old.map_or(&[][..], |c| &c.order),
+        );
+        (diff, matched, order)
+    }
+
     /// The diff between the loaded image and the one on disk; one `stat`
     /// when the file is the one loaded or already examined.
     pub fn disk_diff(&mut self) -> Result<Diff, Error> {
@@ -85,10 +140,11 @@ impl State {
             return Ok(self.disk.diff.clone());
         }
         let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
-        let bytes = file.read(Parts::Manifest, &mut self.scratch)?;
-        let (_, manifest) = ImageView::parse_manifest(bytes).map_err(|e| self.image_error(e))?;
+        let bytes = file.read(Parts::Global, &mut self.scratch)?;
+        let old = self.current.as_ref().map(|c| &c.manifest);
+        let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;
-        let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &manifest);
+        let diff = self.plan(&manifest).0;
         self.disk = DiskCache {
             stat: Some(stat2),
             diff: diff.clone(),
@@ -103,7 +159,7 @@ impl State {
     /// keeps its segment too; then its relocated bytes would come out the
     /// same, so they are not redone. Under a debugger every module is
     /// loaded (the debugger is given one object per load).
-    pub(super) fn reuse_plan(&self, m: &Manifest, old_modules: &HashMap<&str, usize>) -> Vec<u32> {
+    pub(super) fn reuse_plan(&self, m: &Manifest, matched: &[u32]) -> Vec<u32> {
         let mut reuse = vec![NONE; m.modules.len()];
         let Some(c) = &self.current else {
             return reuse;
@@ -115,9 +171,10 @@ impl State {
             if !md.reachable {
                 continue;
             }
-            let Some(&oi) = old_modules.get(m.str(md.name)) else {
+            let oi = matched.get(i).copied().unwrap_or(NONE) as usize;
+            if oi == NONE as usize {
                 continue;
-            };
+            }
             let om = &c.manifest.modules[oi];
             if om.link_hash == md.link_hash
                 && om.seg.len() == md.seg.len()

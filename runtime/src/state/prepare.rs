@@ -12,9 +12,8 @@ pub(super) fn initial_bytes(
     values: &[FieldValue],
 ) -> Vec<u8> {
     let mut b = vec![0u8; o.size as usize];
-    if let Some(off) = o.init {
-        let off = off as usize;
-        b.copy_from_slice(&view.init[off..off + o.size as usize]);
+    if let Some(init) = view.initial_bytes(o) {
+        b.copy_from_slice(init);
     }
     for f in values {
         hcr_loader::write_value(&mut b, f.offset as usize, f.kind, f.value);
@@ -49,12 +48,68 @@ impl State {
         file: &ImageFile<'_>,
         scratch: &mut Scratch,
     ) -> Result<Option<Prepared>, Error> {
-        // The manifest and the initial data go to `scratch`; module
-        // segments are read straight into their window chunk, and only
-        // those of modules that must be loaded.
-        let bytes = file.read(Parts::AllButArea, scratch)?;
-        let view = ImageView::parse_without_area(bytes).map_err(|e| self.image_error(e))?;
-        let header = view.header;
+        match self.prepare_pass(file, scratch, false)? {
+            Prep::Done(p) => Ok(p.map(|b| *b)),
+            // A kept segment may refer to a global whose storage moves:
+            // everything is loaded again.
+            Prep::Full => match self.prepare_pass(file, scratch, true)? {
+                Prep::Done(p) => Ok(p.map(|b| *b)),
+                Prep::Full => Err(Error::Io("reload plan did not settle".into())),
+            },
+        }
+    }
+
+    /// One attempt of [`State::prepare_from`]; with `full`, no segment is
+    /// kept.
+    fn prepare_pass(
+        &mut self,
+        file: &ImageFile<'_>,
+        scratch: &mut Scratch,
+        full: bool,
+    ) -> Result<Prep, Error> {
+        // The manifest's global part goes to `scratch` first; then the
+        // blocks and initial bytes of the modules whose records are new or
+        // that must be loaded; module segments are read straight into their
+        // window chunk, and only those of modules that must be loaded.
+        let old = self.current.as_ref().map(|c| &c.manifest);
+        let mut global = None;
+        let mut plan = None;
+        let bytes = file.read_then(Parts::Global, scratch, |b| {
+            let g = ImageView::parse_global(b, old);
+            let mut ranges = Vec::new();
+            if let (Ok((h, m)), Ok(at)) = (&g, hcr_image::manifest_offset(b)) {
+                let (diff, matched, order) = self.plan(m);
+                let reuse = match full {
+                    true => vec![NONE; m.modules.len()],
+                    false => self.reuse_plan(m, &matched),
+                };
+                let decode: Vec<bool> = m
+                    .modules
+                    .iter()
+                    .enumerate()
+                    .map(|(mi, md)| {
+                        let same_block = old.and_then(|o| o.modules.get(mi)).is_some_and(|om| {
+                            om.block_checksum == md.block_checksum
+                                && old.is_some_and(|o| o.str(om.name) == m.str(md.name))
+                        });
+                        (md.reachable && reuse[mi] == NONE) || !same_block
+                    })
+                    .collect();
+                for (md, _) in m.modules.iter().zip(&decode).filter(|(_, d)| **d) {
+                    ranges.push((at.saturating_add(md.block.0), md.block.1));
+                    ranges.push((h.init_file_offset.saturating_add(md.init.0), md.init.1));
+                }
+                plan = Some((diff, reuse, decode, matched, order));
+            }
+            global = Some(g);
+            ranges
+        })?;
+        let (header, m) = global
+            .unwrap_or(Err(hcr_image::ImageError::Truncated("manifest")))
+            .map_err(|e| self.image_error(e))?;
+        let Some((diff, reuse, decode, matched, order)) = plan else {
+            return Err(self.image_error(hcr_image::ImageError::Truncated("manifest")));
+        };
         let in_file = header
             .area_file_offset
             .checked_add(header.area_file_size)
@@ -63,15 +118,28 @@ impl State {
             return Err(self.image_error(hcr_image::ImageError::Truncated("load area")));
         }
         let stat = file.stat;
-        let diff = plan_reload(self.current.as_ref().map(|c| &c.manifest), &view.manifest);
         if self.current.is_some() && diff.count() == 0 {
             self.disk = DiskCache {
                 stat: Some(stat),
                 diff: Diff::default(),
             };
-            return Ok(None);
+            return Ok(Prep::Done(None));
         }
-        self.prepare_view(file, view, diff)
+        let old = self.current.as_ref().map(|c| &c.manifest);
+        let view =
+            ImageView::assemble(bytes, header, m, old, &decode).map_err(|e| self.image_error(e))?;
+        let decoded = decode.iter().filter(|&&d| d).count();
+        self.prepare_view(
+            file,
+            view,
+            Plan {
+                diff,
+                reuse,
+                decoded,
+                matched,
+                order,
+            },
+        )
     }
 
     /// Reads the segments of the modules marked in `load` from `file` into
@@ -156,15 +224,24 @@ impl State {
         &mut self,
         file: &ImageFile<'_>,
         view: ImageView<'_>,
-        diff: Diff,
-    ) -> Result<Option<Prepared>, Error> {
+        plan: Plan,
+    ) -> Result<Prep, Error> {
+        let Plan {
+            diff,
+            reuse,
+            decoded,
+            matched,
+            order,
+        } = plan;
         let stat = file.stat;
         let m = &view.manifest;
-        let mut tables = Tables {
-            functions: vec![0; m.functions.len()],
-            objects: vec![0; m.objects.len()],
-            hosts: vec![0; m.hosts.len()],
-        };
+        // The loader's tables, kept between reloads. Only the entries the
+        // segments loaded now refer to are filled (kept segments were bound
+        // when they were loaded); the loader reads no other entry.
+        let mut tables = std::mem::take(&mut self.tables);
+        tables.functions.resize(m.functions.len(), 0);
+        tables.objects.resize(m.objects.len(), 0);
+        tables.hosts.resize(m.hosts.len(), 0);
         // Registry indices of the new image's functions and objects. A
         // module whose content did not change has the same symbols in the
         // same order: its indices are copied from the loaded image, so the
@@ -173,23 +250,12 @@ impl State {
         let mut obj_gid = vec![NONE; m.objects.len()];
         let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let old = self.current.as_ref();
-        let old_modules: HashMap<&str, usize> = old
-            .map(|c| {
-                c.manifest
-                    .modules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, md)| md.reachable)
-                    .map(|(i, md)| (c.manifest.str(md.name), i))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut pending_fns = 0u32;
         let mut identities = crate::identity::Decisions::default();
-        for md in m.modules.iter().filter(|md| md.reachable) {
+        for (mi, md) in m.modules.iter().enumerate().filter(|(_, md)| md.reachable) {
+            let old_index = matched.get(mi).copied().filter(|&o| o != NONE);
             let same = old.and_then(|c| {
-                let oi = *old_modules.get(m.str(md.name))?;
-                let om = &c.manifest.modules[oi];
+                let om = &c.manifest.modules[old_index? as usize];
                 (om.content_hash == md.content_hash
                     && om.functions.len() == md.functions.len()
                     && om.objects.len() == md.objects.len())
@@ -200,28 +266,26 @@ impl State {
                 obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
                 continue;
             }
-            for fi in md.functions.range() {
-                fn_tid[fi] =
-                    match index_get(&self.fn_index, m.str(md.name), m.str(m.functions[fi].name)) {
-                        Some(t) => t,
-                        None => {
-                            pending_fns += 1;
-                            PENDING | (pending_fns - 1)
-                        }
-                    };
+            // The module's own parts: no lookup of global indices.
+            let by_name = self.fn_index.get(m.str(md.name));
+            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+                fn_tid[fi] = match by_name.and_then(|ix| ix.get(m.str(f.name))) {
+                    Some(&t) => t,
+                    None => {
+                        pending_fns += 1;
+                        PENDING | (pending_fns - 1)
+                    }
+                };
             }
             if !added.contains(m.str(md.name)) {
-                for oi in md.objects.range() {
-                    if let Some(g) = index_get(
-                        &self.global_index,
-                        m.str(md.name),
-                        m.object_key(&m.objects[oi]),
-                    ) {
+                let by_name = self.global_index.get(m.str(md.name));
+                for (oi, o) in md.objects.range().zip(m.objects.part(mi)) {
+                    if let Some(&g) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
                         obj_gid[oi] = g;
                     }
                 }
                 if let Some(c) = old {
-                    if let Some(&omi) = old_modules.get(m.str(md.name)) {
+                    if let Some(omi) = old_index.map(|o| o as usize) {
                         crate::identity::match_renumbered(
                             crate::identity::Version {
                                 manifest: &c.manifest,
@@ -238,14 +302,33 @@ impl State {
                 }
             }
         }
+        // A global of a module loaded now whose storage moves (its size
+        // changed) may be referred to by a kept segment: then nothing is
+        // kept (rare; decided before anything is allocated).
+        let moves = m.modules.iter().enumerate().any(|(mi, md)| {
+            reuse[mi] == NONE
+                && md.reachable
+                && md.objects.range().any(|oi| {
+                    let g = obj_gid[oi];
+                    g != NONE
+                        && self.globals[g as usize]
+                            .as_ref()
+                            .is_some_and(|e| e.g.size != m.objects[oi].size)
+                })
+        });
+        if moves && reuse.iter().any(|&r| r != NONE) {
+            return Ok(Prep::Full);
+        }
         // Segments: kept where they are, or read and relocated.
-        let reuse = self.reuse_plan(m, &old_modules);
         let mut place = Placement {
             vbase: vec![0; m.modules.len()],
         };
         let mut areas: Vec<Option<Arc<Area>>> = vec![None; m.modules.len()];
         let mut load = vec![false; m.modules.len()];
-        let mut work = ReloadWork::default();
+        let mut work = ReloadWork {
+            blocks_decoded: decoded,
+            ..ReloadWork::default()
+        };
         for (i, md) in m.modules.iter().enumerate() {
             if !md.reachable {
                 continue;
@@ -264,7 +347,7 @@ impl State {
                 _ => {
                     load[i] = true;
                     work.modules_loaded += 1;
-                    work.fixups_applied += u64::from(md.fixups.len());
+                    work.fixups_applied += u64::from(md.fixups);
                 }
             }
         }
@@ -278,7 +361,16 @@ impl State {
                 &vec![0; pending_fns as usize],
             )?)
         };
-        for (fi, &t) in fn_tid.iter().enumerate() {
+        // Everything when every segment is loaded (cheaper than finding
+        // out what the fixups name).
+        let (ref_fns, ref_objs) = match work.modules_kept {
+            0 => ((0..m.functions.len()).collect(), Vec::new()),
+            _ => referenced(&view, &load),
+        };
+        for fi in ref_fns {
+            let Some(&t) = fn_tid.get(fi) else {
+                continue;
+            };
             tables.functions[fi] = match t {
                 NONE => 0,
                 t if t & PENDING != 0 => new_trampolines
@@ -307,11 +399,21 @@ impl State {
                 }
                 Err(e) => {
                     free_batch(&mut self.window, new_trampolines);
+                    self.tables = tables;
                     return Err(e);
                 }
             }
         };
-        match self.prepare_rest(&view, &mut tables, &mut obj_gid, chunk, &place, &load) {
+        let rest = self.prepare_rest(
+            &view,
+            &mut tables,
+            &mut obj_gid,
+            chunk,
+            &place,
+            (&load, &ref_objs),
+        );
+        self.tables = tables;
+        match rest {
             Ok((area, new_globals, rebase)) => {
                 let area = area.map(|loaded| Arc::new(Area { loaded }));
                 for (i, l) in load.iter().enumerate() {
@@ -319,12 +421,13 @@ impl State {
                         areas[i].clone_from(&area);
                     }
                 }
-                Ok(Some(Prepared {
+                Ok(Prep::Done(Some(Box::new(Prepared {
                     debug: file
                         .duplicate()
                         .ok()
                         .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
                     manifest: view.manifest,
+                    order,
                     area,
                     place,
                     areas,
@@ -338,7 +441,7 @@ impl State {
                     new_globals,
                     rebase,
                     identities,
-                }))
+                }))))
             }
             Err(e) => {
                 free_batch(&mut self.window, new_trampolines);
@@ -355,7 +458,7 @@ impl State {
         obj_gid: &mut [u32],
         chunk: Option<hcr_loader::Chunk>,
         place: &Placement,
-        load: &[bool],
+        (load, ref_objs): (&[bool], &[usize]),
     ) -> Result<
         (
             Option<LoadedArea>,
@@ -402,7 +505,7 @@ impl State {
         // resolver, is resolved every time.)
         let (mut listed, mut needed) = (vec![false; m.hosts.len()], vec![false; m.hosts.len()]);
         for (mi, md) in m.modules.iter().enumerate() {
-            for h in &md.undefined {
+            for h in md.undefined.iter() {
                 if let Some(l) = listed.get_mut(h.0 as usize) {
                     *l = true;
                     needed[h.0 as usize] |= load[mi];
@@ -438,10 +541,24 @@ impl State {
         let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
         let mut fail = None;
         crate::tls::drop_staged();
-        for (oi, o) in m.objects.iter().enumerate() {
-            if !reachable[o.module.0 as usize] {
+        // Objects of kept segments that the loaded ones refer to: kept.
+        for &oi in ref_objs {
+            let o = &m.objects[oi];
+            if load[o.module.0 as usize] || !reachable[o.module.0 as usize] {
                 continue;
             }
+            tables.objects[oi] = match obj_gid[oi] {
+                NONE => 0,
+                g => self.globals[g as usize].as_ref().map_or(0, |e| e.g.addr),
+            };
+        }
+        let loaded_objects = m
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(mi, _)| load[*mi])
+            .flat_map(|(mi, md)| md.objects.range().zip(m.objects.part(mi)));
+        for (oi, o) in loaded_objects {
             let kept = match obj_gid[oi] {
                 NONE => None,
                 g => self.globals[g as usize].as_ref().map(|e| (g, &e.g)),
@@ -554,9 +671,8 @@ impl State {
                         let dest = unsafe {
                             std::slice::from_raw_parts_mut(g.addr as *mut u8, o.size as usize)
                         };
-                        if let Some(off) = o.init {
-                            let off = off as usize;
-                            dest.copy_from_slice(&view.init[off..off + o.size as usize]);
+                        if let Some(init) = view.initial_bytes(o) {
+                            dest.copy_from_slice(init);
                         }
                         for f in &values {
                             hcr_loader::write_value(dest, f.offset as usize, f.kind, f.value);
@@ -580,4 +696,52 @@ impl State {
         }
         Ok((area, new_globals, rebase))
     }
+}
+
+/// What the reload's planning found, handed to the rest of `prepare`.
+pub(super) struct Plan {
+    diff: Diff,
+    /// Per module: the old module whose segment it keeps, or `NONE`.
+    reuse: Vec<u32>,
+    /// Manifest blocks decoded.
+    decoded: usize,
+    /// Per module: the old module of the same name, or `NONE`.
+    matched: Vec<u32>,
+    /// Initialisation order of the new manifest.
+    order: Vec<ModuleId>,
+}
+
+/// The functions and objects (global indices) that the fixups of the
+/// modules marked in `load`, and of their objects, refer to.
+fn referenced(view: &ImageView<'_>, load: &[bool]) -> (Vec<usize>, Vec<usize>) {
+    let (mut fns, mut objs) = (Vec::new(), Vec::new());
+    let mut note = |class: TargetClass, target: u32| match class {
+        TargetClass::Function => fns.push(target as usize),
+        TargetClass::Object => objs.push(target as usize),
+        _ => {}
+    };
+    let m = &view.manifest;
+    for (mi, _) in load.iter().enumerate().filter(|(_, l)| **l) {
+        for rec in view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE) {
+            if let Some(class) = TargetClass::from_u8(rec[13]) {
+                note(class, u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]));
+            }
+        }
+        for o in m.objects.part(mi) {
+            for f in view.fixups_of_object(o) {
+                note(f.class, f.target);
+            }
+        }
+    }
+    fns.retain(|&f| f < m.functions.len());
+    objs.retain(|&o| o < m.objects.len());
+    (fns, objs)
+}
+
+/// The outcome of one attempt at preparing.
+pub(super) enum Prep {
+    /// Prepared (or nothing to do).
+    Done(Option<Box<Prepared>>),
+    /// Try again loading every segment.
+    Full,
 }

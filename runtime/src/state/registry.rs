@@ -78,27 +78,33 @@ impl State {
             .map(|e| (e.g.addr, e.g.size))
     }
 
-    /// Handlers of one kind in top-level order of `manifest`.
-    pub fn handlers_in_order(
-        &self,
-        before: bool,
-        manifest: Option<&Manifest>,
-    ) -> Vec<(String, u64)> {
-        let pos: HashMap<String, usize> = manifest
-            .map(|m| {
-                m.init_order()
-                    .iter()
-                    .enumerate()
-                    .map(|(p, &i)| (m.module_name(i).to_string(), p))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Handlers of one kind in top-level order of the live image.
+    pub fn handlers_in_order(&self, before: bool) -> Vec<(String, u64)> {
         let mut hs: Vec<&Handler> = self
             .handlers
             .iter()
             .filter(|h| h.before == before)
             .collect();
-        hs.sort_by_key(|h| (pos.get(&h.module).copied().unwrap_or(usize::MAX), h.seq));
+        if hs.is_empty() {
+            return Vec::new();
+        }
+        let pos: HashMap<&str, usize> = self
+            .current
+            .as_ref()
+            .map(|c| {
+                c.order
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &i)| (c.manifest.module_name(i), p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        hs.sort_by_key(|h| {
+            (
+                pos.get(h.module.as_str()).copied().unwrap_or(usize::MAX),
+                h.seq,
+            )
+        });
         hs.into_iter().map(|h| (h.module.clone(), h.func)).collect()
     }
 
@@ -137,9 +143,14 @@ impl State {
             return Vec::new();
         };
         let mut v = Vec::new();
-        for &i in c.manifest.init_order().iter().rev() {
+        for &i in c.order.iter().rev() {
             let md = &c.manifest.modules[i.0 as usize];
-            v.extend(md.dtors.iter().rev().map(|&o| c.place.addr(&c.manifest, o)));
+            v.extend(
+                md.dtors
+                    .iter()
+                    .rev()
+                    .map(|&o| c.place.addr_from(&c.manifest, i.0 as usize, o)),
+            );
         }
         v
     }

@@ -15,7 +15,12 @@
 //!   global, HEX its first [`MAX_READ`] bytes, KIND (`int`, `uint`, `float`,
 //!   `double`, `bool`) MIN MAX when `HCR_TWEAK` gave it a range;
 //! - `write MODULE NAME OFFSET HEX` → `old HEX`: writes the bytes at OFFSET
-//!   inside the global, atomically when they are 1, 2, 4 or 8 aligned bytes.
+//!   inside the global, atomically when they are 1, 2, 4 or 8 aligned bytes;
+//! - `image` → `generation N` and, with the final `ok`, a descriptor of the
+//!   image file the running generation was loaded from (`SCM_RIGHTS`), when
+//!   it has debug information: `hcr globals` reads DWARF types from it, so
+//!   types are decoded by the tool, never by the program, and always from
+//!   the file that was loaded even if its path was replaced since.
 //!
 //! Globals are read under the runtime's lock (so none is freed meanwhile)
 //! but without stopping the program; aligned words are read with atomic
@@ -50,6 +55,31 @@ static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
 type Tweak = (u32, i32, f64, f64);
 /// Ranges and kinds given by `HCR_TWEAK`, by address.
 static TWEAKS: Mutex<Option<std::collections::HashMap<u64, Tweak>>> = Mutex::new(None);
+
+/// The image file (a duplicate descriptor) of the newest committed
+/// generation, when it has debug information: what `image` hands out.
+static IMAGE: Mutex<Option<(u32, std::fs::File)>> = Mutex::new(None);
+
+/// Records the image file `generation` was loaded from (called by every
+/// commit; a duplicate descriptor only when the endpoint runs, so a reload
+/// pays one `dup` at most).
+pub(crate) fn note_image(generation: u32, file: Option<&std::fs::File>) {
+    if !wanted() {
+        return;
+    }
+    let f = file.and_then(|f| f.try_clone().ok());
+    *IMAGE.lock().unwrap_or_else(|p| p.into_inner()) = f.map(|f| (generation, f));
+}
+
+/// Forgets the `HCR_TWEAK` range of the global at `addr` (its storage is
+/// being freed: a global that later gets the same address must not inherit
+/// it). Called by the persistent heap.
+pub(crate) fn forget_tweak(addr: u64) {
+    let mut t = TWEAKS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = t.as_mut() {
+        t.remove(&addr);
+    }
+}
 
 /// See `hcr.h` (`HCR_TWEAK`): records the range and kind of the global at
 /// `var`; `globals` reports them with it (kind 1 signed integer, 2 unsigned
@@ -108,10 +138,15 @@ pub(crate) fn note_reload<T>(r: &Result<T, crate::Error>) {
 }
 
 /// Starts the endpoint when it was asked for; a failure is a warning.
+/// True when the endpoint was asked for (`enable` or `HCR_CONTROL=1`).
+fn wanted() -> bool {
+    static ENV: OnceLock<bool> = OnceLock::new();
+    REQUESTED.load(Ordering::Relaxed)
+        || *ENV.get_or_init(|| std::env::var("HCR_CONTROL").is_ok_and(|v| v == "1"))
+}
+
 pub(crate) fn start_if_enabled() {
-    let on =
-        REQUESTED.load(Ordering::Relaxed) || std::env::var("HCR_CONTROL").is_ok_and(|v| v == "1");
-    if !on || STARTED.swap(true, Ordering::SeqCst) {
+    if !wanted() || STARTED.swap(true, Ordering::SeqCst) {
         return;
     }
     if let Err(e) = start() {
@@ -243,8 +278,16 @@ fn client(conn: UnixStream) {
             let _ = out.flush();
             return;
         }
-        let reply = match std::str::from_utf8(&line) {
-            Ok(text) => handle(text.trim_end_matches(['\n', '\r'])),
+        let text = std::str::from_utf8(&line).map(|t| t.trim_end_matches(['\n', '\r']));
+        if text.is_ok_and(|t| t.trim() == "image") {
+            let _ = out.flush();
+            if send_image(out.get_ref()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let reply = match text {
+            Ok(text) => handle(text),
             Err(_) => "err request is not UTF-8\n".to_string(),
         };
         if out.write_all(reply.as_bytes()).is_err() || out.flush().is_err() {
@@ -253,9 +296,173 @@ fn client(conn: UnixStream) {
     }
 }
 
+/// The client side of `image`: sends the request on `stream` and returns
+/// the reply's lines (without the final `ok`) and the descriptor that came
+/// with it. Read straight from the socket (no buffered reader may hold
+/// bytes of the reply).
+///
+/// # Errors
+/// The program answered `err REASON` (as an `Other` error with REASON), or
+/// the connection failed.
+pub fn request_image(
+    stream: &UnixStream,
+) -> std::io::Result<(Vec<String>, Option<std::os::fd::OwnedFd>)> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    (&*stream).write_all(b"image\n")?;
+    let mut text = Vec::new();
+    let mut fd: Option<std::os::fd::OwnedFd> = None;
+    loop {
+        let mut buf = [0u8; 512];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain data; all-zero is a valid empty one.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: `msg` describes `buf` and `cbuf`, both live and writable
+        // for the call.
+        let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: walking the control messages the kernel wrote into
+        // `cbuf` with the CMSG macros, which stay inside `msg_controllen`.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                    let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize)
+                        / std::mem::size_of::<libc::c_int>();
+                    for i in 0..count {
+                        let raw = std::ptr::read_unaligned(data.add(i));
+                        // Every received descriptor is owned (and closed
+                        // when dropped); only the first is kept.
+                        let owned = std::os::fd::OwnedFd::from_raw_fd(raw);
+                        if fd.is_none() {
+                            fd = Some(owned);
+                        }
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the program closed the connection",
+            ));
+        }
+        text.extend_from_slice(&buf[..n as usize]);
+        let s = String::from_utf8_lossy(&text);
+        let mut lines = Vec::new();
+        for l in s.split_inclusive('\n') {
+            let Some(l) = l.strip_suffix('\n') else {
+                break;
+            };
+            if l == "ok" {
+                return Ok((lines, fd));
+            }
+            if let Some(e) = l.strip_prefix("err ") {
+                return Err(std::io::Error::other(e.to_string()));
+            }
+            lines.push(l.to_string());
+        }
+        if text.len() > MAX_LINE {
+            return Err(std::io::Error::other("reply too long"));
+        }
+    }
+}
+
+/// Answers `image`: the generation, then `ok` carrying the image file's
+/// descriptor, or `err` when the running image has no debug information.
+fn send_image(out: &NoSigPipe) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let r = crate::ffi::with_state(|st| {
+        let image = IMAGE.lock().unwrap_or_else(|p| p.into_inner());
+        let file = image
+            .as_ref()
+            .filter(|(g, _)| *g == st.generation)
+            .and_then(|(_, f)| f.try_clone().ok());
+        Ok((st.generation, file))
+    });
+    let (generation, file) = match r {
+        Ok((g, Some(f))) => (g, f),
+        Ok((_, None)) => {
+            return out.send_all(
+                b"err the running image has no debug information (built without -g)\n",
+                None,
+            )
+        }
+        Err(e) => return out.send_all(format!("err {e}\n").as_bytes(), None),
+    };
+    out.send_all(format!("generation {generation}\n").as_bytes(), None)?;
+    out.send_all(b"ok\n", Some(file.as_raw_fd()))
+}
+
 /// Writes with `MSG_NOSIGNAL`: a client that disconnects must not kill the
 /// program with `SIGPIPE` (`hcr run` restores its default action).
 struct NoSigPipe(UnixStream);
+
+impl NoSigPipe {
+    /// Sends all of `buf`, with `fd` attached to its first byte
+    /// (`SCM_RIGHTS`) when given.
+    fn send_all(&self, mut buf: &[u8], mut fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        while !buf.is_empty() {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            // Room for one descriptor's control message (u64 words keep
+            // it aligned for `cmsghdr`).
+            let mut cbuf = [0u64; 4];
+            // SAFETY: msghdr is plain data; all-zero is a valid empty one.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            if let Some(fd) = fd {
+                // SAFETY: CMSG_SPACE only computes a size.
+                let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) };
+                msg.msg_control = cbuf.as_mut_ptr().cast();
+                msg.msg_controllen = space as usize;
+                // SAFETY: `msg` points at `cbuf`, large enough for one
+                // header and one int (`space` ≤ 32 bytes), so the first
+                // header and its data lie inside it.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&msg);
+                    (*c).cmsg_level = libc::SOL_SOCKET;
+                    (*c).cmsg_type = libc::SCM_RIGHTS;
+                    (*c).cmsg_len =
+                        libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), fd);
+                }
+            }
+            // SAFETY: `msg` describes valid memory (buf and cbuf) for the
+            // call; the descriptor is an open socket owned by `self.0`.
+            let n = unsafe { libc::sendmsg(self.0.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            fd = None;
+            buf = &buf[n as usize..];
+        }
+        Ok(())
+    }
+}
 
 impl Write for NoSigPipe {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -298,9 +505,10 @@ pub fn handle(line: &str) -> String {
         (Some("write"), Some(m), Some(n), Some(off), Some(hex)) if words.next().is_none() => {
             write(m, n, off, hex)
         }
+        (Some("image"), None, ..) => Err("image is answered on the socket only".to_string()),
         (None, ..) => Err("empty request".to_string()),
         (Some(w), ..) => Err(format!(
-            "unknown request {:?} (info | globals [MODULE] | write MODULE NAME OFFSET HEX)",
+            "unknown request {:?} (info | globals [MODULE] | write MODULE NAME OFFSET HEX | image)",
             w.chars().take(40).collect::<String>()
         )),
     };
@@ -367,8 +575,18 @@ unsafe fn read_bytes(addr: u64, len: usize, out: &mut Vec<u8>) {
                     .to_le_bytes(),
             ),
             _ => {
-                for i in 0..len {
-                    out.push(std::ptr::read_volatile((a + i) as *const u8));
+                // Aligned 8-byte words with one load each, so that no
+                // naturally aligned field of up to 8 bytes is torn.
+                let mut i = 0;
+                while i < len {
+                    if (a + i).is_multiple_of(8) && len - i >= 8 {
+                        let w = (*((a + i) as *const AtomicU64)).load(Ordering::Relaxed);
+                        out.extend_from_slice(&w.to_le_bytes());
+                        i += 8;
+                    } else {
+                        out.push((*((a + i) as *const AtomicU8)).load(Ordering::Relaxed));
+                        i += 1;
+                    }
                 }
             }
         }

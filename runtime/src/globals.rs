@@ -64,6 +64,7 @@ impl Heap {
     /// Returns an object's storage.
     pub fn free(&mut self, addr: u64, size: u64) {
         let size = size.max(1);
+        crate::control::forget_tweak(addr);
         self.free.free(addr as usize, size as usize);
         self.used = self.used.saturating_sub(size);
     }

@@ -9,6 +9,7 @@ pub mod live;
 pub mod nim_init;
 pub mod nim_watch;
 pub mod run;
+pub mod types;
 pub mod ui;
 pub mod watch;
 

@@ -1,18 +1,24 @@
 //! `hcr ps`, `hcr globals`, `hcr set`: clients of a running program's
 //! control endpoint (see `hcr_runtime::control`).
 //!
-//! Without type information a global is typed by its size: 1, 2, 4 and 8
-//! bytes are integers (shown signed), any other size is shown as its bytes in
-//! hex. `hcr set` takes an integer for the former (in range for the size,
-//! signed or unsigned) and `0x` with exactly the global's bytes for the
-//! latter.
+//! With `-g`, globals are typed from DWARF ([`crate::types`]): scalars of
+//! every kind, structs and arrays field by field, and `hcr set` reaches a
+//! field or element with `MODULE:NAME.FIELD[3].x`. Without type
+//! information a global is typed by its size: 1, 2, 4 and 8 bytes are
+//! integers (shown signed), any other size is shown as its bytes in hex.
+//! `hcr set` takes an integer for the former (in range for the size, signed
+//! or unsigned) and `0x` with exactly the global's bytes for the latter.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
+
+use crate::types::{self, Ty, TypeTable};
 
 /// How long a request may take before the program is considered stuck.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +78,44 @@ impl Client {
             }
             lines.push(l.to_string());
         }
+    }
+}
+
+impl Client {
+    /// The DWARF types of the running generation's globals, read from the
+    /// image file the program hands over; `None` when it has no debug
+    /// information.
+    ///
+    /// # Errors
+    /// The request failed, or the file cannot be read or decoded.
+    pub fn types(&mut self) -> anyhow::Result<Option<TypeTable>> {
+        use std::os::unix::fs::FileExt as _;
+        let (lines, fd) = match hcr_runtime::control::request_image(&self.out) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::Other => {
+                if e.to_string().contains("no debug information") {
+                    return Ok(None);
+                }
+                bail!("{e}");
+            }
+            Err(e) => return Err(e).context("no answer"),
+        };
+        let Some(fd) = fd else {
+            bail!("the program sent no image file");
+        };
+        let file = std::fs::File::from(fd);
+        let size = file.metadata()?.len();
+        let mut bytes = vec![0u8; usize::try_from(size)?];
+        // Positioned reads: the descriptor shares its offset with the
+        // program's own.
+        file.read_exact_at(&mut bytes, 0)
+            .context("cannot read the image file")?;
+        let mut t = types::read_image(&bytes)?;
+        t.generation = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("generation ")?.parse().ok())
+            .unwrap_or(0);
+        Ok(Some(t))
     }
 }
 
@@ -164,11 +208,17 @@ pub struct GlobalValue {
     /// Kind (`int`, `uint`, `float`, `double`, `bool`) and range, when
     /// `HCR_TWEAK` gave them.
     pub tweak: Option<(String, f64, f64)>,
+    /// Its type, from DWARF (modules built with `-g`).
+    pub ty: Option<Arc<Ty>>,
 }
 
 impl GlobalValue {
-    /// The type shown: an integer type for sizes 1, 2, 4, 8, else bytes.
+    /// The type shown: from DWARF, else an integer type for sizes 1, 2, 4,
+    /// 8, else bytes.
     pub fn type_name(&self) -> String {
+        if let Some(t) = &self.ty {
+            return t.name();
+        }
         if let Some((k, ..)) = &self.tweak {
             return match k.as_str() {
                 "int" | "uint" => format!("{k}{}", self.size * 8),
@@ -181,9 +231,13 @@ impl GlobalValue {
         }
     }
 
-    /// What `hcr globals --json` and the `hcr ui` page show of it.
+    /// What `hcr globals --json` and the `hcr ui` page show of it: with a
+    /// DWARF type, `kind`, the enumerators of an enum and, for a struct or
+    /// array, `fields`: every field and element inside (pre-order, `depth`
+    /// 1 for the global's own fields), each with its `path` (what `hcr set`
+    /// takes after `MODULE:`), `type`, `kind` and `value`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "module": self.module,
             "name": self.name,
             "type": self.type_name(),
@@ -191,16 +245,83 @@ impl GlobalValue {
             "value": self.value(),
             "min": self.tweak.as_ref().map(|t| t.1),
             "max": self.tweak.as_ref().map(|t| t.2),
-        })
+        });
+        if let Some(t) = &self.ty {
+            v["kind"] = t.kind().into();
+            if let Some(e) = enumerators(t) {
+                v["enumerators"] = e;
+            }
+            if !t.is_scalar() {
+                let fields: Vec<serde_json::Value> = self
+                    .nodes(MAX_FIELDS)
+                    .into_iter()
+                    .skip(1)
+                    .map(|(n, value)| {
+                        let mut f = serde_json::json!({
+                            "path": n.path,
+                            "depth": n.depth,
+                            "type": field_type_name(&n),
+                            "kind": n.ty.kind(),
+                            "value": value,
+                        });
+                        if let Some(e) = enumerators(&n.ty) {
+                            f["enumerators"] = e;
+                        }
+                        f
+                    })
+                    .collect();
+                v["fields"] = fields.into();
+            }
+        }
+        v
+    }
+
+    /// The global and every field and element inside it (see
+    /// [`types::nodes`]), each with its value; just the global without a
+    /// DWARF type.
+    pub fn nodes(&self, limit: usize) -> Vec<(types::Node, String)> {
+        let Some(t) = &self.ty else {
+            return Vec::new();
+        };
+        types::nodes(t, &self.name, limit)
+            .into_iter()
+            .map(|n| {
+                let v = self
+                    .bytes
+                    .get(n.offset as usize..)
+                    .map_or_else(|| "?".to_string(), |b| types::format(&n.ty, n.bits, b));
+                (n, v)
+            })
+            .collect()
     }
 
     /// The value shown.
     pub fn value(&self) -> String {
+        if let Some(t) = &self.ty {
+            return types::format(t, None, &self.bytes);
+        }
         format_typed(self.kind(), self.size, &self.bytes)
     }
 
     fn kind(&self) -> &str {
         self.tweak.as_ref().map_or("", |t| t.0.as_str())
+    }
+}
+
+/// Fields and elements listed per global (`--json`, the page, the table).
+pub const MAX_FIELDS: usize = 256;
+
+fn enumerators(t: &Ty) -> Option<serde_json::Value> {
+    match t {
+        Ty::Enum { values, .. } => Some(values.iter().map(|e| e.0.clone()).collect()),
+        _ => None,
+    }
+}
+
+fn field_type_name(n: &types::Node) -> String {
+    match n.bits {
+        Some((_, bits)) => format!("{}:{bits}", n.ty.name()),
+        None => n.ty.name(),
     }
 }
 
@@ -258,6 +379,20 @@ fn unhex(h: &str) -> Option<Vec<u8>> {
 /// # Errors
 /// See [`Client::request`].
 pub fn read_globals(c: &mut Client, module: Option<&str>) -> anyhow::Result<Vec<GlobalValue>> {
+    read_globals_typed(c, module, None)
+}
+
+/// Reads the globals (of `module`, or all), typed from `types` where it
+/// describes them (a type whose size differs from the global's, as after a
+/// reload the table has not caught up with, is not used).
+///
+/// # Errors
+/// See [`Client::request`].
+pub fn read_globals_typed(
+    c: &mut Client,
+    module: Option<&str>,
+    types: Option<&TypeTable>,
+) -> anyhow::Result<Vec<GlobalValue>> {
     let req = match module {
         Some(m) => format!("globals {m}"),
         None => "globals".to_string(),
@@ -270,10 +405,12 @@ pub fn read_globals(c: &mut Client, module: Option<&str>) -> anyhow::Result<Vec<
         else {
             continue;
         };
+        let size: u64 = size.parse().unwrap_or(0);
         v.push(GlobalValue {
+            ty: types.and_then(|t| t.get(m, n)).filter(|t| t.size() == size),
             module: m.to_string(),
             name: n.to_string(),
-            size: size.parse().unwrap_or(0),
+            size,
             bytes: unhex(h.unwrap_or("")).unwrap_or_default(),
             tweak: match (
                 w.next(),
@@ -299,7 +436,11 @@ pub fn globals(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut c = Client::connect(pid)?;
-    let gs = read_globals(&mut c, module)?;
+    let types = c.types().unwrap_or_else(|e| {
+        eprintln!("hcr: warning: no types for process {pid}: {e:#}");
+        None
+    });
+    let gs = read_globals_typed(&mut c, module, types.as_ref())?;
     if let Some(m) = module {
         if gs.is_empty() && !info(&mut c)?.modules.iter().any(|x| x == m) {
             bail!("process {pid} has no module {m}");
@@ -310,48 +451,38 @@ pub fn globals(
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    let wm = gs.iter().map(|g| g.module.len()).max().unwrap_or(0).max(6);
-    let wn = gs.iter().map(|g| g.name.len()).max().unwrap_or(0).max(4);
-    let wt = gs
-        .iter()
-        .map(|g| g.type_name().len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
+    // One row per global; a struct or array is followed by a row per field
+    // and element (NAME.FIELD, NAME[i]: what `hcr set` takes).
+    let mut rows: Vec<(&str, String, String, String)> = Vec::new();
+    for g in &gs {
+        rows.push((&g.module, g.name.clone(), g.type_name(), g.value()));
+        for (n, v) in g.nodes(MAX_FIELDS).into_iter().skip(1) {
+            rows.push((&g.module, n.path.clone(), field_type_name(&n), v));
+        }
+    }
+    let wm = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(6);
+    let wn = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(4);
+    let wt = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(4);
     writeln!(
         out,
         "{:<wm$}  {:<wn$}  {:<wt$}  VALUE",
         "MODULE", "NAME", "TYPE"
     )?;
-    for g in &gs {
-        let mut v = g.value();
-        if v.len() > 80 {
-            v.truncate(77);
+    for (m, n, t, mut v) in rows {
+        if v.len() > 120 {
+            let mut cut = 117;
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            v.truncate(cut);
             v.push_str("...");
         }
-        writeln!(
-            out,
-            "{:<wm$}  {:<wn$}  {:<wt$}  {v}",
-            g.module,
-            g.name,
-            g.type_name()
-        )?;
+        writeln!(out, "{m:<wm$}  {n:<wn$}  {t:<wt$}  {v}")?;
     }
     Ok(())
 }
 
-/// Parses an integer: decimal, `-` decimal, `0x` hex.
-fn parse_int(s: &str) -> Option<i128> {
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let v = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        Some(h) => i128::from_str_radix(h, 16).ok()?,
-        None => body.parse::<i128>().ok()?,
-    };
-    Some(if neg { -v } else { v })
-}
+use types::parse_int;
 
 /// The bytes `value` stands for in global `g`: typed and range-checked by
 /// its `HCR_TWEAK` when it has one, else by its size.
@@ -444,56 +575,144 @@ pub fn encode(size: u64, value: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// `hcr set PID MODULE:NAME VALUE`: prints `old -> new`.
+/// `hcr set PID MODULE:NAME[.FIELD] VALUE`: prints `old -> new`.
 ///
 /// # Errors
 /// No such program or global, or the value is refused (with the reason).
 pub fn set(pid: u32, target: &str, value: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut c = Client::connect(pid)?;
-    let line = set_with(&mut c, pid, target, value)?;
+    let types = c.types().unwrap_or_else(|e| {
+        eprintln!("hcr: warning: no types for process {pid}: {e:#}");
+        None
+    });
+    let line = set_with(&mut c, pid, target, value, types.as_ref())?;
     writeln!(out, "{line}")?;
     Ok(())
 }
 
-/// Sets a global through an open connection; `old -> new`.
+/// Sets a global, or one field or element of it (`MODULE:NAME.a.b[3]`,
+/// with DWARF `types`), through an open connection; `old -> new`.
 ///
 /// # Errors
 /// As [`set`].
-pub fn set_with(c: &mut Client, pid: u32, target: &str, value: &str) -> anyhow::Result<String> {
-    let Some((module, name)) = target.split_once(':') else {
+pub fn set_with(
+    c: &mut Client,
+    pid: u32,
+    target: &str,
+    value: &str,
+    types: Option<&TypeTable>,
+) -> anyhow::Result<String> {
+    let Some((module, path)) = target.split_once(':') else {
         bail!("expected MODULE:NAME[.FIELD], got {target:?}");
     };
-    if module.contains(char::is_whitespace) || name.contains(char::is_whitespace) {
-        bail!("expected MODULE:NAME, got {target:?}");
+    if module.contains(char::is_whitespace) || path.contains(char::is_whitespace) {
+        bail!("expected MODULE:NAME[.FIELD], got {target:?}");
     }
-    let gs = read_globals(c, Some(module))?;
-    let Some(g) = gs.iter().find(|g| g.name == name) else {
-        if let Some((base, _)) = name.split_once('.') {
-            if gs.iter().any(|g| g.name == base) {
-                bail!("{target}: fields need type information (DWARF types are not read yet)");
-            }
-        }
-        bail!("process {pid} has no global {module}:{name} (removed, or never defined)");
+    let gs = read_globals_typed(c, Some(module), types)?;
+    // The global is the longest name that the path starts with, followed
+    // by nothing, a field or an index (names may hold dots: `n.0`).
+    let Some(g) = gs
+        .iter()
+        .filter(|g| {
+            path.strip_prefix(g.name.as_str())
+                .is_some_and(|r| r.is_empty() || r.starts_with(['.', '[']))
+        })
+        .max_by_key(|g| g.name.len())
+    else {
+        bail!("process {pid} has no global {module}:{path} (removed, or never defined)");
     };
-    if g.size > hcr_runtime::control::MAX_READ {
-        bail!("{target} is {} bytes: too large to set", g.size);
-    }
-    let bytes = encode_for(g, value).with_context(|| format!("cannot set {target}"))?;
+    let rest = &path[g.name.len()..];
+    type Show = Box<dyn Fn(&[u8]) -> String>;
+    let (offset, bytes, show): (u64, Vec<u8>, Show) = match &g.ty {
+        Some(ty) => {
+            let (offset, fty, bits) = types::resolve(ty, rest)
+                .map_err(|e| anyhow::anyhow!("cannot set {target}: {e}"))?;
+            if bits.is_some() {
+                bail!(
+                    "cannot set {target}: it is a bit-field, which cannot be written on its own \
+                     without racing the program"
+                );
+            }
+            let bytes = types::encode(&fty, value)
+                .map_err(|e| anyhow::anyhow!("cannot set {target}: {e}"))?;
+            if rest.is_empty() {
+                check_tweak_range(g, value).with_context(|| format!("cannot set {target}"))?;
+            }
+            (
+                offset,
+                bytes,
+                Box::new(move |b: &[u8]| types::format(&fty, None, b)),
+            )
+        }
+        None => {
+            if !rest.is_empty() {
+                bail!(
+                    "cannot set {target}: fields and elements need type information: build module \
+                     {module} with -g"
+                );
+            }
+            if g.size > hcr_runtime::control::MAX_READ {
+                bail!("{target} is {} bytes: too large to set", g.size);
+            }
+            let bytes = encode_for(g, value).with_context(|| format!("cannot set {target}"))?;
+            let (kind, size) = (g.kind().to_string(), g.size);
+            (
+                0,
+                bytes,
+                Box::new(move |b: &[u8]| format_typed(&kind, size, b)),
+            )
+        }
+    };
     let mut h = String::new();
     for b in &bytes {
         h.push_str(&format!("{b:02x}"));
     }
     let reply = c
-        .request(&format!("write {module} {name} 0 {h}"))
+        .request(&format!("write {module} {} {offset} {h}", g.name))
         .with_context(|| format!("cannot set {target}"))?;
     let old = reply
         .iter()
         .find_map(|l| l.strip_prefix("old "))
         .and_then(unhex)
         .unwrap_or_default();
-    Ok(format!(
-        "{} -> {}",
-        format_typed(g.kind(), g.size, &old),
-        format_typed(g.kind(), g.size, &bytes)
-    ))
+    // What is shown is the whole place: a string written into a longer
+    // char array leaves the rest as it was.
+    let whole = |over: &[u8]| -> Vec<u8> {
+        let mut w = g.bytes.get(offset as usize..).unwrap_or(&[]).to_vec();
+        w.truncate(w.len().max(over.len()));
+        if w.len() < over.len() {
+            w.resize(over.len(), 0);
+        }
+        w[..over.len()].copy_from_slice(over);
+        w
+    };
+    let old = whole(&old);
+    let new = {
+        let mut n = old.clone();
+        n[..bytes.len()].copy_from_slice(&bytes);
+        n
+    };
+    Ok(format!("{} -> {}", show(&old), show(&new)))
+}
+
+/// The range `HCR_TWEAK` gave global `g`, checked against `value`.
+fn check_tweak_range(g: &GlobalValue, value: &str) -> anyhow::Result<()> {
+    let Some((_, min, max)) = &g.tweak else {
+        return Ok(());
+    };
+    let v = match value.trim() {
+        "true" => 1.0,
+        "false" => 0.0,
+        v => match v.parse::<f64>() {
+            Ok(x) => x,
+            Err(_) => types::parse_int(v).map_or(f64::NAN, |i| i as f64),
+        },
+    };
+    if v.is_nan() {
+        return Ok(());
+    }
+    if v < *min || v > *max {
+        bail!("bad value: {value} is outside the range {min} to {max} that HCR_TWEAK gives it");
+    }
+    Ok(())
 }

@@ -343,6 +343,92 @@ fn bzip2_runs_its_own_tests_and_reloads_while_compressing() {
     );
 }
 
+/// bzip2 built with `-g`: while it compresses standard input, `hcr globals`
+/// shows its globals typed from DWARF (integers, `Bool` as uint8, char
+/// arrays as strings, pointers, the CRC table as a `uint32[256]`) and `hcr
+/// set` changes one.
+#[test]
+fn bzip2_globals_are_shown_typed_from_dwarf() {
+    let src = sources(&BZIP2).join("bzip2-1.0.8");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let jobs: Vec<(PathBuf, PathBuf)> = std::iter::once("bzip2")
+        .chain(BZIP2_LIB.iter().copied())
+        .map(|m| (src.join(format!("{m}.c")), w.join(format!("{m}.o"))))
+        .collect();
+    compile_all("cc", &jobs, &["-O2", "-g", "-D_FILE_OFFSET_BITS=64"]);
+    let objects: Vec<PathBuf> = jobs.iter().map(|(_, o)| o.clone()).collect();
+    let image = w.join("bzip2.hcr");
+    hcr_link(&image, &objects, &[]);
+    let run = w.join("run");
+    std::fs::create_dir(&run).unwrap();
+    let mut child = Command::new(hcr_bin())
+        .env("XDG_RUNTIME_DIR", &run)
+        .args(["run", "--control"])
+        .arg(&image)
+        .args(["--", "-1", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&text(10_000)).unwrap();
+    stdin.flush().unwrap();
+    let pid = child.id().to_string();
+    let hcr = |args: &[&str]| {
+        Command::new(hcr_bin())
+            .env("XDG_RUNTIME_DIR", &run)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Once main has named its input, the table is complete.
+    let start = Instant::now();
+    let table = loop {
+        let o = hcr(&["globals", &pid]);
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        if t.contains("\"(stdin)\"") || start.elapsed() > Duration::from_secs(20) {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let row = |module: &str, name: &str| -> (String, String) {
+        let l = table
+            .lines()
+            .find(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(module) && w.next() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {module}:{name} in\n{table}"));
+        let mut w = l.split_whitespace().skip(2);
+        let ty = w.next().unwrap().to_string();
+        (ty, w.collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(row("bzip2", "verbosity"), ("int32".into(), "0".into()));
+    assert_eq!(row("bzip2", "blockSize100k"), ("int32".into(), "1".into()));
+    assert_eq!(row("bzip2", "smallMode"), ("uint8".into(), "0".into()));
+    assert_eq!(
+        row("bzip2", "inName"),
+        ("char[1034]".into(), "\"(stdin)\"".into())
+    );
+    assert_eq!(row("bzip2", "progName").0, "char*");
+    assert!(row("bzip2", "progName").1.starts_with("0x"));
+    assert_eq!(row("bzip2", "outputHandleJustInCase").0, "FILE*");
+    let (ty, crc) = row("crctable", "BZ2_crc32Table");
+    assert_eq!(ty, "uint32[256]");
+    // 0x04c11db7, the CRC-32 polynomial, is the table's second entry.
+    assert!(crc.starts_with("{0, 79764919, "), "{crc}");
+    let o = hcr(&["set", &pid, "bzip2:workFactor", "77"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).ends_with("-> 77\n"));
+    let o = hcr(&["set", &pid, "bzip2:smallMode", "256"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("out of range for uint8"));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 fn lua_build(w: &Path) -> (PathBuf, Vec<PathBuf>, Vec<(PathBuf, PathBuf)>) {
     let src = sources(&LUA).join("lua-5.4.9");
     let mut jobs: Vec<(PathBuf, PathBuf)> = vec![(

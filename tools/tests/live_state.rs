@@ -99,10 +99,14 @@ impl Program {
     }
     /// Links version `code` of module `lib` into the image.
     fn install(&self, tag: &str, code: &str) {
+        self.install_opt(tag, code, "-O1");
+    }
+    /// As `install`, `lib` compiled with `opt`.
+    fn install_opt(&self, tag: &str, code: &str, opt: &str) {
         let sub = self.dir.join(tag);
         std::fs::create_dir_all(&sub).unwrap();
         let m = support::module(&sub, "main", MAIN, "-O1");
-        let l = support::module(&sub, "lib", code, "-O1");
+        let l = support::module(&sub, "lib", code, opt);
         let tmp = self.dir.join("tmp.hcr");
         support::link_ok(&tmp, &[m, l]);
         std::fs::rename(&tmp, &self.image).unwrap();
@@ -555,7 +559,85 @@ fn the_page_needs_its_token_and_shows_and_sets_globals() {
         http(port, "POST", &set, &["Origin: http://evil.example"]).0,
         403
     );
+    // The push stream (a WebSocket) has the same checks.
+    let ws = |path: &str, extra: &[&str]| {
+        let mut h = vec![
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ];
+        h.extend_from_slice(extra);
+        http(port, "GET", path, &h).0
+    };
+    assert_eq!(ws("/push", &[]), 403);
+    assert_eq!(ws(&wrong.replace("/state", "/push"), &[]), 403);
+    let push = format!("/push?token={q}");
+    assert_eq!(ws(&push, &["Origin: http://evil.example"]), 403);
+    assert_eq!(ws(&push, &["Host: evil.example"]), 403);
     assert_eq!(p.send("p"), "speed=3 gain=0.5 ratio=2.25 level=200 on=1");
+
+    // Pushed: the full state first, then only what changed.
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut sock, _) = tungstenite::client::client(
+        format!("ws://127.0.0.1:{port}/push?token={q}").as_str(),
+        stream,
+    )
+    .unwrap();
+    let mut next = || -> serde_json::Value {
+        loop {
+            let m = sock.read().expect("the page's stream sends");
+            if let Ok(t) = m.to_text() {
+                return serde_json::from_str(t).unwrap();
+            }
+        }
+    };
+    let first = next();
+    assert_eq!(first["full"], true, "{first}");
+    assert!(first["globals"].as_array().unwrap().len() >= 6, "{first}");
+    let s = p.hcr(&["set", &p.pid().to_string(), "lib:plain", "8"]);
+    assert!(s.status.success(), "{}", err(&s));
+    let d = next();
+    assert_eq!(d["removed"], serde_json::json!([]), "{d}");
+    let changed = d["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "only the changed global is sent: {d}");
+    assert_eq!(changed[0]["name"], "plain");
+    assert_eq!(changed[0]["value"], "8");
+    drop(sock);
+    // Pages that went away free their streams (at most 16 at once): after
+    // 17 pages opened and closed, another one still gets its stream.
+    let open_close = || -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {push} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..17 {
+        open_close();
+    }
+    let mut code = 0;
+    for _ in 0..50 {
+        code = open_close();
+        if code == 101 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(code, 101, "a closed page's stream ends");
 
     // The page itself, and its state.
     let (code, page) = http(port, "GET", &format!("/?token={q}"), &[]);
@@ -640,6 +722,18 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
     };
     let t = tempfile::tempdir().unwrap();
     let mut p = start_with(t.path(), TWEAKED);
+    // Built with -g, with a struct: its fields are shown and set one by one.
+    let with_struct = TWEAKED
+        .replace(
+            "int plain = 7;",
+            "int plain = 7;\nstruct place { int x; struct { double y; } inner; } where = {1, {2.5}};",
+        )
+        .replace(
+            "level, on);",
+            "level, on);\n    printf(\"where=%d,%g\\n\", where.x, where.inner.y);",
+        );
+    p.install_opt("g", &with_struct, "-g");
+    assert_eq!(p.send("r"), "reload rc=1");
     let mut ui = support::hcr_command()
         .env("XDG_RUNTIME_DIR", &p.runtime_dir)
         .args(["ui", &p.pid().to_string()])
@@ -723,6 +817,7 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
     let mut seen = String::new();
     for _ in 0..100 {
         seen = p.send("p");
+        assert_eq!(p.line(), "where=1,2.5");
         if seen.starts_with("speed=7 ") {
             break;
         }
@@ -732,6 +827,41 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
     // The page follows: its value cell shows the new value.
     let cell = r#"new Promise(ok => setTimeout(() => ok(document.querySelector('tr[data-target="lib:speed"] td.value').textContent), 400))"#;
     assert_eq!(evaluate(&mut ws, 1000, cell), "7");
+    // Values came pushed over the WebSocket, not polled.
+    assert_eq!(evaluate(&mut ws, 999, "window.hcrTransport"), "push");
+
+    // A struct: expanded, then two fields (one nested) edited in place.
+    let expand = r#"(() => {
+        const b = document.querySelector('button[data-toggle="lib:where"]');
+        if (!b) return "absent";
+        b.click();
+        const inner = document.querySelector('button[data-toggle="lib:where.inner"]');
+        inner.click();
+        const row = document.querySelector('tr[data-target="lib:where.inner.y"]');
+        return row && !row.hidden ? "open" : "closed";
+    })()"#;
+    assert_eq!(evaluate(&mut ws, 1001, expand), "open");
+    let edit = r#"(() => {
+        for (const [t, v] of [["lib:where.x", "42"], ["lib:where.inner.y", "-0.5"]]) {
+            const i = document.querySelector('input[data-target="' + t + '"]');
+            i.value = v;
+            i.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+        }
+        return "sent";
+    })()"#;
+    assert_eq!(evaluate(&mut ws, 1002, edit), "sent");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        p.send("p");
+        seen = p.line();
+        if seen == "where=42,-0.5" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen, "where=42,-0.5");
+    let cell = r#"new Promise(ok => setTimeout(() => ok(document.querySelector('tr[data-target="lib:where.inner.y"] td.value').textContent), 400))"#;
+    assert_eq!(evaluate(&mut ws, 1003, cell), "-0.5");
 
     let _ = browser.kill();
     let _ = browser.wait();

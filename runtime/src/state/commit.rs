@@ -100,6 +100,7 @@ impl State {
             ));
             self.areas.push(a.clone());
         }
+        crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
         crate::tls::publish_staged();
         let exports_changed =
             (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);

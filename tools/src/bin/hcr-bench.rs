@@ -7,6 +7,9 @@
 //! hcr-bench reload [--modules 200 --functions 10]   one module changed
 //! hcr-bench calls                                   call through a permanent address vs direct
 //! hcr-bench changed                                 hcr_has_any_module_changed, nothing changed
+//! hcr-bench live                                    a call-heavy program with and without a
+//!                                                   client on its page; the page's refresh
+//!                                                   cost with 10 000 globals
 //! ```
 
 use std::ffi::CString;
@@ -90,6 +93,17 @@ enum What {
     /// Whole-program run time of a call-heavy program: hcr image vs a normal
     /// -O2 executable built from the same sources.
     Whole,
+    /// Live state: (a) a call-heavy program's loop timed with no client,
+    /// with `hcr ui`'s page pushed to a WebSocket client, and with a client
+    /// polling `GET /state` 10×/s (rounds interleaved); (b) the cost of one
+    /// refresh of the page's state with `--globals` globals (built with
+    /// `-g`, so typed from DWARF).
+    Live {
+        #[arg(long, default_value_t = 300_000_000)]
+        iterations: i64,
+        #[arg(long, default_value_t = 10_000)]
+        globals: usize,
+    },
     /// Whole-program run time of an allocation-heavy C++ program
     /// (testdata/bench/alloc.cpp): `hcr run` vs a normal executable, runs
     /// interleaved.
@@ -813,6 +827,329 @@ fn bench_dlopen_baseline(cli: &Cli, modules: usize, functions: usize) -> anyhow:
     Ok(())
 }
 
+const LIVE_MAIN: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+extern int step(int);
+int main(int argc, char **argv) {
+    long long n = atoll(argv[1]);
+    char line[64];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("ready\n");
+    while (fgets(line, sizeof line, stdin)) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        int x = 0;
+        for (long long i = 0; i < n; i++) x = step(x);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        printf("%lld %d\n", (long long)(b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec), x);
+    }
+    return 0;
+}
+"#;
+
+/// A module with `n` globals of mixed types (ints, doubles, a struct) and
+/// the callee of the call-heavy loop.
+fn live_lib(n: usize) -> String {
+    let mut s = String::from(
+        "struct rec { int a; double b; short c[4]; };\n\
+         __attribute__((noinline)) int step(int x) { return x * 1103515245 + 12345; }\n",
+    );
+    for i in 0..n {
+        match i % 3 {
+            0 => s.push_str(&format!("int g{i} = {i};\n")),
+            1 => s.push_str(&format!("double g{i} = {i}.5;\n")),
+            _ => s.push_str(&format!(
+                "struct rec g{i} = {{{i}, 0.25, {{1, 2, 3, 4}}}};\n"
+            )),
+        }
+    }
+    s
+}
+
+fn compile_g(dir: &Path, name: &str, src: &str) -> anyhow::Result<PathBuf> {
+    let c = dir.join(format!("{name}.c"));
+    let o = dir.join(format!("{name}.o"));
+    if std::fs::read_to_string(&c).is_ok_and(|old| old == src) && o.exists() {
+        return Ok(o);
+    }
+    std::fs::write(&c, src)?;
+    let st = Command::new("cc")
+        .args([
+            "-c",
+            "-fPIC",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-O2",
+            "-g",
+        ])
+        .arg(&c)
+        .arg("-o")
+        .arg(&o)
+        .status()
+        .context("run cc")?;
+    if !st.success() {
+        bail!("cc failed on {}", c.display());
+    }
+    Ok(o)
+}
+
+/// A program under `hcr run --control` and an `hcr ui` on it.
+struct LiveProgram {
+    program: std::process::Child,
+    ui: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    port: u16,
+    token: String,
+    runtime_dir: PathBuf,
+}
+
+impl LiveProgram {
+    fn start(dir: &Path, img: &Path, iterations: i64) -> anyhow::Result<LiveProgram> {
+        use std::io::BufRead as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let hcr = std::env::current_exe()?.with_file_name("hcr");
+        let runtime_dir = dir.join("run");
+        std::fs::create_dir_all(&runtime_dir)?;
+        std::fs::set_permissions(&runtime_dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut program = Command::new(&hcr)
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .args(["run", "--control"])
+            .arg(img)
+            .arg("--")
+            .arg(iterations.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut out = std::io::BufReader::new(program.stdout.take().context("stdout")?);
+        let mut l = String::new();
+        out.read_line(&mut l)?;
+        if l.trim() != "ready" {
+            bail!("the program said {l:?}");
+        }
+        let mut ui = Command::new(&hcr)
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .args(["ui", &program.id().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut url = String::new();
+        std::io::BufReader::new(ui.stdout.take().context("stdout")?).read_line(&mut url)?;
+        let rest = url
+            .trim()
+            .strip_prefix("http://127.0.0.1:")
+            .context("hcr ui's URL")?;
+        let (port, token) = rest.split_once("/?token=").context("hcr ui's URL")?;
+        Ok(LiveProgram {
+            port: port.parse()?,
+            token: token.to_string(),
+            program,
+            ui,
+            out,
+            runtime_dir,
+        })
+    }
+
+    /// One timed round of the program's loop.
+    fn round(&mut self) -> anyhow::Result<Duration> {
+        use std::io::{BufRead as _, Write as _};
+        let stdin = self.program.stdin.as_mut().context("stdin")?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+        let mut l = String::new();
+        self.out.read_line(&mut l)?;
+        let ns: u64 = l.split_whitespace().next().unwrap_or("").parse()?;
+        Ok(Duration::from_nanos(ns))
+    }
+
+    /// `GET path` on the page's server: status and body length.
+    fn get(&self, path: &str) -> anyhow::Result<(u16, usize)> {
+        http_get(self.port, &self.token, path)
+    }
+}
+
+/// `GET path?token=TOKEN` on 127.0.0.1:`port`: status and body length.
+fn http_get(port: u16, token: &str, path: &str) -> anyhow::Result<(u16, usize)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET {path}?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut v = Vec::new();
+    s.read_to_end(&mut v)?;
+    let text = String::from_utf8_lossy(&v);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(0, |b| b.1.len());
+    Ok((code, body))
+}
+
+impl Drop for LiveProgram {
+    fn drop(&mut self) {
+        let _ = self.ui.kill();
+        let _ = self.ui.wait();
+        drop(self.program.stdin.take());
+        let _ = self.program.wait();
+    }
+}
+
+fn bench_live(cli: &Cli, iterations: i64, globals: usize) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = dir_ok(&cli.dir.join("live"))?;
+    let main = compile_g(&dir, "main", LIVE_MAIN)?;
+    // (a) 99 globals, like a small program's.
+    let small = compile_g(&dir, "small", &live_lib(99))?;
+    let img = dir.join("small.hcr");
+    hcr_linker::link(
+        &hcr_linker::LinkConfig::default(),
+        &[main.clone(), small],
+        &img,
+    )?;
+    let mut p = LiveProgram::start(&dir, &img, iterations)?;
+    let (mut none, mut pushed, mut polled) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut messages, mut requests) = (0usize, 0usize);
+    for _ in 0..cli.runs {
+        none.push(p.round()?);
+        // A page's WebSocket: the server reads the state 10×/s and sends
+        // what changed.
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
+        let stream = std::net::TcpStream::connect(("127.0.0.1", p.port))?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let (mut ws, _) = tungstenite::client::client(
+            format!("ws://127.0.0.1:{}/push?token={}", p.port, p.token).as_str(),
+            stream,
+        )
+        .map_err(|e| anyhow::anyhow!("websocket: {e}"))?;
+        let (s2, c2) = (stop.clone(), count.clone());
+        let reader = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                if ws.read().is_ok() {
+                    c2.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        pushed.push(p.round()?);
+        stop.store(true, Ordering::Relaxed);
+        let _ = reader.join();
+        messages += count.load(Ordering::Relaxed);
+        // A client polling the whole state 10×/s.
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (s2, c2, port, token) = (stop.clone(), count.clone(), p.port, p.token.clone());
+        let poller = std::thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                if http_get(port, &token, "/state").is_ok_and(|r| r.0 == 200) {
+                    c2.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        polled.push(p.round()?);
+        stop.store(true, Ordering::Relaxed);
+        let _ = poller.join();
+        requests += count.load(Ordering::Relaxed);
+    }
+    drop(p);
+    let (none, pushed, polled) = (median(none), median(pushed), median(polled));
+    println!(
+        "## live state: call-heavy loop ({iterations} cross-module calls), rounds interleaved"
+    );
+    println!("| client | median loop time | ratio |");
+    println!("|---|---|---|");
+    println!("| none | {} | 1.00× |", ms(none));
+    println!(
+        "| hcr ui page on its WebSocket ({messages} messages in all) | {} | {} |",
+        ms(pushed),
+        ratio(pushed, none)
+    );
+    println!(
+        "| GET /state every 100 ms ({requests} requests in all) | {} | {} |",
+        ms(polled),
+        ratio(polled, none)
+    );
+
+    // (b) The refresh cost with many globals.
+    let big = compile_g(&dir, &format!("big{globals}"), &live_lib(globals))?;
+    let img = dir.join("big.hcr");
+    hcr_linker::link(&hcr_linker::LinkConfig::default(), &[main, big], &img)?;
+    let p = LiveProgram::start(&dir, &img, 1)?;
+    let pid = p.program.id();
+    std::env::set_var("XDG_RUNTIME_DIR", &p.runtime_dir);
+    let mut c = hcr_tools::live::Client::connect(pid)?;
+    let samples = cli.runs.max(21);
+    let mut lines = 0;
+    let socket = time_runs(samples, || {
+        lines = c.request("globals")?.len();
+        Ok(())
+    })?;
+    let t = Instant::now();
+    let types = c.types()?;
+    let types_time = t.elapsed();
+    let typed = types.as_ref().map_or(0, |t| t.len());
+    // A page's first refresh formats every global (types read as well).
+    let cold = time_runs(samples.min(7), || {
+        let mut cache = hcr_tools::ui::StateCache::default();
+        hcr_tools::ui::snapshot(&mut c, &mut cache).map(|_| ())
+    })?;
+    let mut cache = hcr_tools::ui::StateCache::default();
+    let first = hcr_tools::ui::snapshot(&mut c, &mut cache)?;
+    let full_len = first.full(false).len();
+    let snap = time_runs(samples, || {
+        hcr_tools::ui::snapshot(&mut c, &mut cache).map(|_| ())
+    })?;
+    let mut delta_len = 0;
+    let delta = time_runs(samples, || {
+        let s = hcr_tools::ui::snapshot(&mut c, &mut cache)?;
+        delta_len = s.delta(&first).map_or(0, |d| d.len());
+        Ok(())
+    })?;
+    let mut state_len = 0;
+    let http = time_runs(samples, || {
+        let (code, n) = p.get("/state")?;
+        if code != 200 {
+            bail!("GET /state: {code}");
+        }
+        state_len = n;
+        Ok(())
+    })?;
+    println!();
+    println!("## live state: one refresh with {globals} globals ({lines} on the socket, {typed} typed from DWARF)");
+    println!("| step | median |");
+    println!("|---|---|");
+    println!(
+        "| socket `globals` request (values only) | {} |",
+        ms(socket)
+    );
+    println!(
+        "| reading the DWARF types (once per generation) | {} (one sample) |",
+        ms(types_time)
+    );
+    println!(
+        "| first refresh of a page: types read, every global formatted to JSON | {} |",
+        ms(cold)
+    );
+    println!(
+        "| later refresh: info + globals, JSON kept for globals whose bytes did not change | {} |",
+        ms(snap)
+    );
+    println!(
+        "| snapshot + delta, nothing changed (what the WebSocket does 10×/s) | {} ({delta_len} bytes sent) |",
+        ms(delta)
+    );
+    println!(
+        "| GET /state over HTTP (full state, {full_len} bytes of JSON; body {state_len}) | {} |",
+        ms(http)
+    );
+    Ok(())
+}
+
 fn dir_ok(d: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(d)?;
     Ok(d.to_path_buf())
@@ -838,6 +1175,10 @@ fn main() -> ExitCode {
         What::Changed => bench_changed(&cli),
         What::Whole => bench_whole(&cli),
         What::Alloc => bench_alloc(&cli),
+        What::Live {
+            iterations,
+            globals,
+        } => bench_live(&cli, iterations, globals),
         What::DlopenBaseline { modules, functions } => {
             bench_dlopen_baseline(&cli, modules, functions)
         }

@@ -731,7 +731,7 @@ fn rewrite_init(text: &str, source: Option<&str>) -> Result<Option<Rewritten>, U
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut initialisers = Vec::new();
     let mut first_load_only = 0;
-    for (bi, flat) in block_stmts.iter().enumerate() {
+    for flat in &block_stmts {
         let stmts: Vec<(usize, usize)> = flat.iter().map(|f| f.0).collect();
         let block_of: Vec<usize> = flat.iter().map(|f| f.1).collect();
         #[derive(Clone, Copy, PartialEq)]
@@ -1060,7 +1060,6 @@ fn rewrite_init(text: &str, source: Option<&str>) -> Result<Option<Rewritten>, U
             edits.push((sa, sa, format!("if ({cond}) {{ ")));
             edits.push((sb, sb, " }".to_string()));
         }
-        let _ = bi;
     }
     // The header becomes the body function's; the entries follow it.
     let body_name = format!("{prefix}HcrInitBody000");

@@ -76,12 +76,38 @@ fn prototype(line: &str) -> Option<(&str, String)> {
     ))
 }
 
-/// The C signature of every function Nim declared in C source TEXT, by C name.
+/// The C signature of every function Nim declared in C source TEXT, by C
+/// name. refc's GC marker of a global (`static N_NIMCALL(void, TM__…_4)
+/// (void) { nimGCvisit((void*)history__logic_11, 0); }`, registered once
+/// with `nimRegisterGlobalMarker`) also names the global it marks
+/// (`()->void[marks history__logic]`): its counter shifts with every marker
+/// declared before it, and the registered address must keep marking the
+/// same global.
 pub fn signatures(text: &str) -> HashMap<&str, String> {
-    text.lines()
+    let mut sigs: HashMap<&str, String> = text
+        .lines()
         .filter(|l| !l.starts_with(|c: char| c.is_whitespace()) && l.contains(" N_"))
         .filter_map(prototype)
-        .collect()
+        .collect();
+    for (at, _) in text.match_indices("\nstatic N_NIMCALL(void, TM__") {
+        let head = &text[at + 1..];
+        let Some(name_end) = head.find(")(void) {\n") else {
+            continue;
+        };
+        let name = &head["static N_NIMCALL(void, ".len()..name_end];
+        let body = &head[name_end..];
+        let body = &body[..body.find("\n}").unwrap_or(body.len())];
+        if !body.contains("nimGCvisit") {
+            continue;
+        }
+        let marked = body
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find_map(split_counter);
+        if let (Some((stem, _)), Some(sig)) = (marked, sigs.get_mut(name)) {
+            sig.push_str(&format!("[marks {stem}]"));
+        }
+    }
+    sigs
 }
 
 /// The manifest names of NAMES (one module's functions or objects), with
@@ -178,6 +204,19 @@ mod tests {
             ]
         );
         assert_eq!(c_source("C/@mlogic.nim.c.o"), Some("C/@mlogic.nim.c"));
+        let refc = "static N_NIMCALL(void, TM__p_4)(void);\n\
+                    static N_NIMCALL(void, TM__p_7)(void);\n\
+                    static N_NIMCALL(void, TM__p_4)(void) {\n\tnimGCvisit((void*)names__logic_11, 0);\n}\n\
+                    static N_NIMCALL(void, TM__p_7)(void) {\n\tnimGCvisit((void*)history__logic_3, 0);\n}\n";
+        let sigs = signatures(refc);
+        assert_eq!(sigs["TM__p_4"], "()->void[marks names__logic]");
+        assert_eq!(
+            stable_names(["TM__p_7", "TM__p_4"], &sigs),
+            [
+                Some("TM__p()->void[marks history__logic]".to_string()),
+                Some("TM__p()->void[marks names__logic]".to_string())
+            ]
+        );
         assert_eq!(c_source("x.o"), None);
     }
 }

@@ -184,6 +184,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     };
     publish_exports(follow.exports);
     run_entries(follow.ctors);
+    crate::nim::finish_reload();
     run_entries(follow.on_reload);
     let after = with_state(|st| Ok(st.handlers_in_order(false)))?;
     for (_, f) in after {
@@ -414,6 +415,7 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "hcr_shutdown" => hcr_shutdown as *const () as usize,
         "hcr_guard" => crate::guard::hcr_guard as *const () as usize,
         "hcr_tweak" => crate::control::hcr_tweak as *const () as usize,
+        "hcr_nim_new_globals" => crate::nim::hcr_nim_new_globals as *const () as usize,
         _ => return crate::tls::symbol(name),
     };
     Some(a as u64)

@@ -6,6 +6,7 @@ pub mod gen;
 pub mod inspect;
 pub mod link;
 pub mod live;
+pub mod nim_init;
 pub mod nim_watch;
 pub mod run;
 pub mod types;

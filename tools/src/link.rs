@@ -37,7 +37,22 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
         libraries: args.libraries.clone(),
         library_dirs: args.library_dirs.clone(),
     };
-    let out = hcr_linker::link(&cfg, &args.inputs, &args.output)
+    // Nim modules: their Init000 guarded for new globals (see `nim_init`).
+    let started = std::time::Instant::now();
+    let nim = crate::nim_init::prepare(&args.inputs);
+    for w in &nim.warnings {
+        eprintln!("hcr-link: warning: {w}");
+    }
+    if args.verbose && nim.compiled + nim.cached > 0 {
+        eprintln!(
+            "hcr-link: {} Nim modules rewritten ({} compiled, {} cached) in {} ms",
+            nim.compiled + nim.cached,
+            nim.compiled,
+            nim.cached,
+            started.elapsed().as_millis()
+        );
+    }
+    let out = hcr_linker::link(&cfg, &nim.inputs, &args.output)
         .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
     for w in &out.warnings {
         eprintln!("hcr-link: warning: {w}");

@@ -126,7 +126,12 @@ impl NimBuild {
             ..Default::default()
         };
         let started = Instant::now();
-        match hcr_linker::link_cached(&cfg, &objects, &self.image, &mut self.inputs) {
+        // Init000 guarded for new globals (see `nim_init`).
+        let nim = crate::nim_init::prepare(&objects);
+        for w in &nim.warnings {
+            let _ = writeln!(log, "hcr watch: warning: {w}");
+        }
+        match hcr_linker::link_cached(&cfg, &nim.inputs, &self.image, &mut self.inputs) {
             Ok(out) => {
                 for w in &out.warnings {
                     let _ = writeln!(log, "hcr watch: warning: {w}");

@@ -232,8 +232,8 @@ impl State {
         }
         // Globals: new ones join (replacing resized ones, with a warning).
         if self.current.is_some() {
-            let fresh = new_globals.iter().filter(|g| !g.2).map(|g| g.0);
-            crate::nim::warn_uninitialised(m, &diff.added, fresh);
+            let fresh = new_globals.iter().map(|g| (g.0, g.1.addr, g.1.tls, g.2));
+            crate::nim::note_new_globals(m, &diff.added, fresh);
         }
         for (oi, g, resized) in new_globals {
             let o = &m.objects[oi];
@@ -350,11 +350,9 @@ impl State {
                 ctors.extend(md.ctors.iter().map(|&o| (name(i), at(i, o))));
             }
             if nim && reload && touched.contains(m.str(md.name)) {
-                let (dat, init) = crate::nim::init_functions(m, md);
+                let (dat, init) = crate::nim::init_functions(m, md, added);
                 nim_dat.extend(dat.map(|o| (name(i), at(i, o))));
-                if added {
-                    nim_init.extend(init.map(|o| (name(i), at(i, o))));
-                }
+                nim_init.extend(init.map(|o| (name(i), at(i, o))));
             }
             if touched.contains(m.str(md.name)) && !(nim && added) {
                 on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(i, o))));

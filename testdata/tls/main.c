@@ -58,12 +58,13 @@ int main(int argc, char **argv) {
     report("main");
     pthread_t late;
     turn = 7;
-    pthread_create(&late, NULL, thread_main, (void *)7);
-    /* the late thread waits at the barriers: meet it there */
+    /* the late thread waits at the barriers: meet it there (set up for two
+     * before it starts, so it never waits on a barrier being replaced) */
     pthread_barrier_destroy(&before);
     pthread_barrier_destroy(&after);
     pthread_barrier_init(&before, NULL, 2);
     pthread_barrier_init(&after, NULL, 2);
+    pthread_create(&late, NULL, thread_main, (void *)7);
     pthread_barrier_wait(&before);
     pthread_barrier_wait(&after);
     pthread_join(late, NULL);

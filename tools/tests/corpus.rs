@@ -43,7 +43,10 @@ fn corpus_dir() -> PathBuf {
 }
 
 /// The crate's unpacked sources, downloaded once (checksum verified).
+/// Tests of one crate run in parallel: one downloads, the others wait.
 fn sources(c: &Crate) -> PathBuf {
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let root = corpus_dir();
     let dir = root.join(format!("{}-{}", c.name, c.version));
     if dir.join(".complete").exists() {

@@ -156,18 +156,30 @@ impl State {
     ) -> Result<(hcr_loader::Chunk, u64), Error> {
         let m = &view.manifest;
         let h = &view.header;
-        let mut spots = Vec::new();
+        // Runs of consecutive modules to load, each read with one `pread`
+        // to a place that keeps the file's layout modulo a page (so every
+        // segment keeps its alignment): `(first, last, chunk offset)`.
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
         let len = if all {
+            runs.push((0, m.modules.len().saturating_sub(1), 0));
             m.layout.area_size as usize
         } else {
             let mut pos = 0usize;
             for (mi, md) in m.modules.iter().enumerate() {
-                if load[mi] {
-                    // Same alignment as in the file (at most a page).
-                    let align = 1usize << md.seg.start.trailing_zeros().min(12);
-                    pos = pos.div_ceil(align) * align;
-                    spots.push((mi, pos));
-                    pos += md.seg.len() as usize;
+                if !load[mi] {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some(r) if r.1 + 1 == mi => {
+                        r.1 = mi;
+                        pos = r.2 + (md.seg.end - m.modules[r.0].seg.start) as usize;
+                    }
+                    _ => {
+                        let page = hcr_image::PAGE_SIZE as usize;
+                        let at = pos.div_ceil(page) * page + md.seg.start as usize % page;
+                        runs.push((mi, mi, at));
+                        pos = at + md.seg.len() as usize;
+                    }
                 }
             }
             pos.max(1)
@@ -179,30 +191,24 @@ impl State {
             // is the only reference to its bytes until it ends below.
             let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
             let mut bytes = 0u64;
-            let check =
-                |mi: usize, b: &[u8]| view.verify_segment(mi, b).map_err(|e| self.image_error(e));
-            if all {
-                let n = usize::try_from(h.area_file_size).unwrap_or(usize::MAX);
-                let area = dst
-                    .get_mut(..n)
+            for &(first, last, at) in &runs {
+                let from = m.modules[first].seg.start;
+                let to = match all {
+                    true => u32::try_from(h.area_file_size).unwrap_or(u32::MAX),
+                    false => m.modules[last].seg.end,
+                };
+                let span = dst
+                    .get_mut(at..at + (to - from) as usize)
                     .ok_or_else(|| Error::Io("load area larger than its chunk".into()))?;
-                file.read_area_into(h.area_file_offset, area)?;
-                for (mi, md) in m.modules.iter().enumerate() {
-                    if load[mi] {
-                        check(mi, &area[md.seg.range()])?;
-                        bytes += u64::from(md.seg.len());
-                        place.vbase[mi] = chunk.addr as u64;
-                    }
-                }
-            } else {
-                for &(mi, at) in &spots {
-                    let md = &m.modules[mi];
-                    let seg = &mut dst[at..at + md.seg.len() as usize];
-                    file.read_area_into(h.area_file_offset + u64::from(md.seg.start), seg)?;
-                    check(mi, seg)?;
+                file.read_area_into(h.area_file_offset + u64::from(from), span)?;
+                let vbase = (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(from));
+                let run = m.modules.iter().enumerate().take(last + 1).skip(first);
+                for (mi, md) in run.filter(|(mi, _)| load[*mi]) {
+                    let seg = (md.seg.start - from) as usize..(md.seg.end - from) as usize;
+                    view.verify_segment(mi, &span[seg])
+                        .map_err(|e| self.image_error(e))?;
                     bytes += u64::from(md.seg.len());
-                    place.vbase[mi] =
-                        (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(md.seg.start));
+                    place.vbase[mi] = vbase;
                 }
             }
             Ok(bytes)

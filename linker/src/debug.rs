@@ -11,7 +11,7 @@ use hcr_image::{DebugFixup, DebugTarget};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::arch::x86_64 as x86;
-use crate::link::{DebugPlace, Mod};
+use crate::link::model::{DebugPlace, Mod};
 use crate::parse::SecKind;
 
 /// The image's debug sections: `(name, bytes)` in section order, and the

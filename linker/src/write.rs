@@ -20,7 +20,7 @@
 use hcr_image::{Header, Manifest, FORMAT_VERSION, PAGE_SIZE};
 use rayon::prelude::*;
 
-use crate::link::{sec_area_offset, Applied, Mod, NO_DEF};
+use crate::link::model::{sec_area_offset, Applied, Mod, NO_DEF};
 use crate::parse::{SecKind, Shndx};
 
 const SHT_PROGBITS: u32 = 1;
@@ -553,7 +553,7 @@ pub(crate) fn write_image(
     applied: &Applied,
     debug: &crate::debug::DebugOut,
     sink: &mut dyn crate::input::Sink,
-    timer: &mut crate::link::Timer,
+    timer: &mut crate::link::model::Timer,
     skip_free: bool,
 ) -> std::io::Result<(u64, Manifest)> {
     let (area, init) = (applied.area.as_slice(), applied.init.as_slice());

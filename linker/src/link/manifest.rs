@@ -1,0 +1,290 @@
+//! Pass 10 (with the writer): the manifest, with each module's link
+//! identity.
+
+use super::*;
+
+/// The identities of `m`'s gcc-numbered function statics (see
+/// `identity.rs`), by object index; empty entries for every other object
+/// (and an empty vector when the module has none).
+pub(crate) fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
+    use crate::identity::{gcc_numbered, identities, Identity, Numbered};
+    let mut of_sec: HashMap<u32, usize> = HashMap::default();
+    let mut statics: Vec<Numbered<'_>> = Vec::new();
+    for (oi, o) in m.objs.iter().enumerate() {
+        if o.global {
+            continue;
+        }
+        if let (Some(sec), Some((base, n))) = (o.sec, gcc_numbered(o.name)) {
+            of_sec.insert(sec, statics.len());
+            statics.push(Numbered {
+                index: oi,
+                base,
+                n,
+                owners: Vec::new(),
+            });
+        }
+    }
+    if statics.is_empty() {
+        return Vec::new();
+    }
+    // Which functions' code refers to each static's section.
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if sec.kind != SecKind::Text {
+            continue;
+        }
+        let funcs = &m.sec_funcs[m.sec_func_at[si] as usize..m.sec_func_at[si + 1] as usize];
+        let owner = match funcs.first() {
+            Some(&(_, f)) => m.funcs[f as usize].name,
+            None => sec.name,
+        };
+        for r in m.obj.relocs(sec) {
+            if let Some(Shndx::Sec(t)) = m.obj.symbols.get(r.sym as usize).map(|s| s.shndx) {
+                if let Some(&k) = of_sec.get(&t) {
+                    statics[k].owners.push(owner);
+                }
+            }
+        }
+    }
+    let mut out = vec![Identity::default(); m.objs.len()];
+    for (oi, id) in identities(statics) {
+        out[oi] = id;
+    }
+    out
+}
+
+pub(crate) fn build_manifest(
+    mods: &[Mod<'_>],
+    root: u32,
+    reachable: &[bool],
+    lay: &AreaLayout,
+    hosts: &[Host<'_>],
+    libs: &[SharedLib],
+    applied: &Applied,
+) -> Manifest {
+    let mut man = Manifest::default();
+    let n_funcs: usize = mods.iter().map(|m| m.funcs.len()).sum();
+    let n_objs: usize = mods.iter().map(|m| m.objs.len()).sum();
+    let name_bytes: usize = mods
+        .iter()
+        .map(|m| {
+            m.funcs.iter().map(|f| f.name.len()).sum::<usize>()
+                + m.objs.iter().map(|o| o.name.len()).sum::<usize>()
+                + m.obj.name.len()
+                + m.obj.source.len()
+                + m.obj.path.len()
+        })
+        .sum::<usize>()
+        + hosts.iter().map(|h| h.name.len()).sum::<usize>();
+    man.strings.reserve(name_bytes);
+    let mut functions = Vec::with_capacity(n_funcs);
+    let mut objects = Vec::with_capacity(n_objs);
+    let mut modules = Vec::with_capacity(mods.len());
+    for (mi, m) in mods.iter().enumerate() {
+        let fstart = functions.len() as u32;
+        let nim = crate::nim::is_nim_module(&m.obj.name);
+        let c_text = match nim {
+            true => crate::nim::c_source(&m.obj.path)
+                .and_then(|c| std::fs::read_to_string(c).ok())
+                .unwrap_or_default(),
+            false => String::new(),
+        };
+        let sigs = crate::nim::signatures(&c_text);
+        let none = Default::default();
+        let stable = |names: Vec<&str>, sigs| match nim {
+            true => crate::nim::stable_names(names, sigs),
+            false => Vec::new(),
+        };
+        let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
+        let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
+        for (fi, f) in m.funcs.iter().enumerate() {
+            // Relative to the module's segment.
+            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value - m.bases.text;
+            let name = fnames.get(fi).and_then(Option::as_deref);
+            functions.push(Function {
+                name: man.intern(name.unwrap_or(f.name)),
+                module: ModuleId(mi as u32),
+                offset: off as u32,
+                size: f.size as u32,
+                global: f.global,
+            });
+        }
+        let ostart = objects.len() as u32;
+        let mut idents = static_identities(m);
+        for (oi, o) in m.objs.iter().enumerate() {
+            let gid = objects.len();
+            let mut id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
+            // A Nim global's identity drops Nim's counter (see `nim`).
+            if let (true, Some(Some(nim_key))) = (id.key.is_empty(), onames.get(oi)) {
+                id.key.clone_from(nim_key);
+            }
+            // Relative to the module's part of the init blob.
+            let init = o.sec.and_then(|s| {
+                let sec = &m.obj.sections[s as usize];
+                (!sec.nobits).then(|| m.sec_off[s as usize])
+            });
+            let ofix_base = applied.module_object_fixups[mi].start;
+            let gspan = applied.object_fixup_spans[gid];
+            objects.push(Object {
+                name: man.intern(o.name),
+                identity: man.intern(&id.key),
+                assumed: man.intern(&id.assumed),
+                module: ModuleId(mi as u32),
+                size: o.size,
+                align: o.align.min(u64::from(u32::MAX)) as u32,
+                init,
+                fixups: Span::new(gspan.start - ofix_base, gspan.end - ofix_base),
+                global: o.global,
+                tls: o.tls,
+            });
+        }
+        modules.push(Module {
+            name: man.intern(&m.obj.name),
+            source: man.intern(&m.obj.source),
+            object: man.intern(&m.obj.path),
+            mtime_ns: m.obj.mtime_ns,
+            content_hash: m.hash,
+            imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
+            reachable: reachable[mi],
+            functions: Span::new(fstart, functions.len() as u32),
+            objects: Span::new(ostart, objects.len() as u32),
+            fixups: applied.module_fixups[mi].len(),
+            ctors: applied.ctors[mi].clone().into(),
+            dtors: applied.dtors[mi].clone().into(),
+            on_reload: applied.on_reload[mi].clone().into(),
+            init: (m.bases.init, m.sizes.init),
+            block: (0, 0),
+            block_checksum: 0,
+            undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
+            seg: Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32),
+            text: Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32),
+            eh_frame: Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32),
+            checksum: hcr_image::segment_checksum(
+                &applied.area[lay.segs[mi].0 as usize..lay.segs[mi].1 as usize],
+            ),
+            link_hash: 0,
+            deps: Default::default(),
+            text_size: m.sizes.text as u32,
+            rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
+        });
+    }
+    let hosts = hosts
+        .iter()
+        .map(|h| HostSymbol {
+            name: man.intern(h.name),
+            weak: h.weak,
+        })
+        .collect();
+    let libraries = libs
+        .iter()
+        .map(|l| Library {
+            request: man.intern(&l.request),
+            soname: man.intern(&l.soname),
+            path: man.intern(&l.path.to_string_lossy()),
+        })
+        .collect();
+    let fn_lens: Vec<usize> = modules
+        .iter()
+        .map(|md| md.functions.len() as usize)
+        .collect();
+    let obj_lens: Vec<usize> = modules.iter().map(|md| md.objects.len() as usize).collect();
+    let mut man = Manifest {
+        strings: man.strings,
+        module_strings: Vec::new(),
+        root: ModuleId(root),
+        layout: lay.layout.clone(),
+        modules,
+        functions: hcr_image::Chunked::from_vec(functions, fn_lens),
+        objects: hcr_image::Chunked::from_vec(objects, obj_lens),
+        hosts,
+        libraries,
+        stats: PlanStats {
+            relocations: applied.relocations,
+            applied_at_link: applied.at_link,
+            got_entries: mods.iter().map(|m| m.got.len() as u32).sum(),
+            plt_stubs: mods.iter().map(|m| m.plt.len() as u32).sum(),
+        },
+    };
+    let links: Vec<(u64, Vec<ModuleId>)> = (0..man.modules.len())
+        .into_par_iter()
+        .map(|mi| link_identity(&man, mi, applied))
+        .collect();
+    for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
+        md.link_hash = hash;
+        md.deps = deps.into();
+    }
+    man
+}
+
+/// A module's [`Module::link_hash`] and [`Module::deps`]: its content and
+/// segment layout, and every fixup of its segment and of its objects with
+/// the target named by what stays the same across links (the owning
+/// module's name and the symbol's name, or the offset inside the owning
+/// module's segment), never by an index that other modules shift.
+pub(crate) fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<ModuleId>) {
+    let md = &man.modules[mi];
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&md.content_hash.to_le_bytes());
+    for s in [md.seg, md.text, md.eh_frame] {
+        h.update(&(s.start - md.seg.start).to_le_bytes());
+        h.update(&(s.end - md.seg.start).to_le_bytes());
+    }
+    let mut deps: Vec<ModuleId> = Vec::new();
+    let mut put = |h: &mut xxhash_rust::xxh3::Xxh3, f: &Fixup| {
+        h.update(&f.offset.to_le_bytes());
+        h.update(&f.addend.to_le_bytes());
+        h.update(&[f.kind as u8, f.class as u8]);
+        let name = |h: &mut xxhash_rust::xxh3::Xxh3, module: ModuleId, s: &str| {
+            h.update(man.module_name(module).as_bytes());
+            h.update(&[0]);
+            h.update(s.as_bytes());
+            h.update(&[0]);
+        };
+        match f.class {
+            TargetClass::Function => {
+                if let Some(t) = man.functions.get(f.target as usize) {
+                    name(h, t.module, man.str(t.name));
+                }
+            }
+            TargetClass::Object => {
+                if let Some(t) = man.objects.get(f.target as usize) {
+                    name(h, t.module, man.object_key(t));
+                }
+            }
+            TargetClass::Host => {
+                if let Some(t) = man.hosts.get(f.target as usize) {
+                    h.update(man.str(t.name).as_bytes());
+                    h.update(&[0]);
+                }
+            }
+            TargetClass::Area => {
+                let abs = md.seg.start.wrapping_add(f.target);
+                if let Some(tm) = man.module_at(abs) {
+                    let seg = man.modules[tm.0 as usize].seg;
+                    name(h, tm, "");
+                    h.update(&(abs - seg.start).to_le_bytes());
+                    if tm.0 as usize != mi && !deps.contains(&tm) {
+                        deps.push(tm);
+                    }
+                }
+            }
+        }
+    };
+    for f in &applied.fixups[applied.module_fixups[mi].range()] {
+        put(&mut h, f);
+    }
+    let ofix = &applied.object_fixups[applied.module_object_fixups[mi].range()];
+    for o in man.objects.part(mi) {
+        h.update(man.object_key(o).as_bytes());
+        h.update(&[0]);
+        h.update(&o.size.to_le_bytes());
+        h.update(&[o.tls as u8]);
+        if let Some(o_init) = o.init {
+            h.update(&o_init.to_le_bytes());
+        }
+        for f in ofix.get(o.fixups.range()).unwrap_or(&[]) {
+            put(&mut h, f);
+        }
+    }
+    deps.sort_unstable();
+    (h.digest(), deps)
+}

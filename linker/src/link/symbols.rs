@@ -1,0 +1,414 @@
+//! Passes 2–5: COMDAT groups, definitions and their ids, the global symbol
+//! table, host symbols.
+
+use super::*;
+
+pub(crate) fn dedup_comdats(mods: &mut [Mod<'_>]) {
+    let mut owner: HashMap<String, usize> = HashMap::default();
+    for (mi, m) in mods.iter_mut().enumerate() {
+        let mut discard = Vec::new();
+        for g in &m.obj.groups {
+            match owner.get(g.signature) {
+                Some(&o) if o != mi => discard.extend(g.members.iter().copied()),
+                Some(_) => {}
+                None => {
+                    owner.insert(g.signature.to_string(), mi);
+                }
+            }
+        }
+        for s in discard {
+            if let Some(sec) = m.obj.sections.get_mut(s as usize) {
+                sec.kind = SecKind::Discarded;
+            }
+        }
+    }
+}
+
+pub(crate) fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
+    match s.shndx {
+        Shndx::Sec(i) => m.sections[i as usize].kind != SecKind::Discarded,
+        _ => true,
+    }
+}
+
+pub(crate) type Definitions<'d> = (
+    Vec<FnDef<'d>>,
+    Vec<ObjDef<'d>>,
+    Vec<Option<u32>>,
+    Vec<(u32, usize)>,
+    Diags,
+    (Vec<(u64, u32)>, Vec<u32>),
+);
+
+/// Which module owns each COMMON symbol's storage: none when some module
+/// defines the name for real, else the module with the largest COMMON
+/// (the first on a tie), with the largest size and alignment of all.
+pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)> {
+    let mut owners: HashMap<&str, (usize, u64, u64)> = HashMap::default();
+    for (mi, m) in mods.iter().enumerate() {
+        for s in &m.obj.symbols {
+            if s.shndx == Shndx::Common && s.is_global() {
+                let e = owners.entry(s.name).or_insert((mi, s.size, s.value.max(1)));
+                if s.size > e.1 {
+                    e.0 = mi;
+                    e.1 = s.size;
+                }
+                e.2 = e.2.max(s.value.max(1));
+            }
+        }
+    }
+    // Most programs have no COMMON symbols (gcc defaults to -fno-common):
+    // then there is nothing to look up.
+    if owners.is_empty() {
+        return owners;
+    }
+    for m in mods {
+        for s in &m.obj.symbols {
+            if s.is_global()
+                && matches!(s.shndx, Shndx::Sec(_) | Shndx::Abs)
+                && owners.contains_key(s.name)
+                && in_kept_section(&m.obj, s)
+            {
+                owners.remove(s.name);
+            }
+        }
+    }
+    owners
+}
+
+pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
+    let owners = common_owners(mods);
+    let per: Vec<Definitions<'d>> = mods
+        .par_iter()
+        .enumerate()
+        .map(|(mi, m)| {
+            let o = &m.obj;
+            let mut d = Diags::default();
+            let mut funcs = Vec::new();
+            let mut text_funcs = vec![0u32; o.sections.len()];
+            let mut data_syms: Vec<Vec<usize>> = vec![Vec::new(); o.sections.len()];
+            for (si, s) in o.symbols.iter().enumerate() {
+                let Shndx::Sec(sec) = s.shndx else { continue };
+                let kind = o.sections[sec as usize].kind;
+                if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
+                    text_funcs[sec as usize] += 1;
+                    // Global functions, and static functions with plain names
+                    // (compiler clones such as `f.cold` or `f.constprop.0` are
+                    // reached by branches only).
+                    if s.is_global() || !s.name.contains('.') {
+                        funcs.push(FnDef {
+                            sec,
+                            value: s.value,
+                            size: s.size,
+                            name: s.name,
+                            global: s.is_global(),
+                        });
+                    }
+                }
+                if kind == SecKind::Data
+                    && (s.typ == object::elf::STT_OBJECT.0 || s.typ == object::elf::STT_TLS.0 || s.typ == object::elf::STT_NOTYPE.0 && !s.name.is_empty() && !s.name.starts_with(".L"))
+                {
+                    data_syms[sec as usize].push(si);
+                }
+            }
+            let mut objs = Vec::new();
+            let mut sec_obj_local = vec![None; o.sections.len()];
+            for (i, sec) in o.sections.iter().enumerate() {
+                if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(sec.name),
+                        format!("{} functions share one code section (built without -ffunction-sections)", text_funcs[i]),
+                        "compile with -ffunction-sections so each function can be reloaded on its own",
+                    );
+                }
+                if sec.kind != SecKind::Data {
+                    continue;
+                }
+                let syms = &data_syms[i];
+                if sec.size == 0 && syms.is_empty() {
+                    continue; // empty `.data`/`.bss`: nothing to keep
+                }
+                if syms.len() > 1 {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(sec.name),
+                        format!("{} variables share one data section (built without -fdata-sections)", syms.len()),
+                        "compile with -fdata-sections so every global keeps its own persistent storage",
+                    );
+                    continue;
+                }
+                let (name, global) = match syms.first() {
+                    Some(&si) => (o.symbols[si].name, o.symbols[si].is_global()),
+                    None => (sec.name, false),
+                };
+                sec_obj_local[i] = Some(objs.len() as u32);
+                objs.push(ObjDef {
+                    sec: Some(i as u32),
+                    name,
+                    size: sec.size,
+                    align: sec.align,
+                    global,
+                    tls: sec.is_tls(),
+                });
+            }
+            // COMMON storage: one object, in the owning module only.
+            let mut commons = Vec::new();
+            for (si, s) in o.symbols.iter().enumerate() {
+                if s.shndx != Shndx::Common {
+                    continue;
+                }
+                if let Some(&(_, size, align)) = owners.get(s.name).filter(|o| o.0 == mi) {
+                    commons.push((si as u32, objs.len()));
+                    objs.push(ObjDef {
+                        sec: None,
+                        name: s.name,
+                        size,
+                        align,
+                        global: true,
+                        tls: false,
+                    });
+                }
+            }
+            // What the image format cannot hold (ImageView::parse refuses
+            // it): report it here rather than write an unloadable image.
+            for od in &objs {
+                if od.size > hcr_image::MAX_OBJECT_SIZE {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(od.name),
+                        format!("global of {} bytes: an image holds globals of at most 4 GiB", od.size),
+                        "make it smaller, or allocate the memory at run time",
+                    );
+                }
+                if !od.align.is_power_of_two() || od.align > 1 << 31 {
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(od.name),
+                        format!("unsupported alignment {}", od.align),
+                        "alignments are powers of two up to 2 GiB; rebuild the object",
+                    );
+                }
+            }
+            // Functions by section (a counting sort keeps symbol order).
+            let mut at = vec![0u32; o.sections.len() + 1];
+            for f in &funcs {
+                at[f.sec as usize + 1] += 1;
+            }
+            for i in 0..o.sections.len() {
+                at[i + 1] += at[i];
+            }
+            let mut next = at.clone();
+            let mut flat = vec![(0u64, 0u32); funcs.len()];
+            for (i, f) in funcs.iter().enumerate() {
+                let p = &mut next[f.sec as usize];
+                flat[*p as usize] = (f.value, i as u32);
+                *p += 1;
+            }
+            (funcs, objs, sec_obj_local, commons, d, (flat, at))
+        })
+        .collect();
+    let (mut fbase, mut obase) = (0u32, 0u32);
+    for (m, (funcs, objs, sec_obj_local, commons, d, (flat, at))) in mods.iter_mut().zip(per) {
+        diags.extend(d.list);
+        m.fn_base = fbase;
+        m.obj_base = obase;
+        m.sec_funcs = flat;
+        m.sec_func_at = at;
+        m.sec_obj = sec_obj_local.iter().map(|o| o.map(|x| x + obase)).collect();
+        m.common_obj = commons
+            .iter()
+            .map(|&(si, oi)| (si, obase + oi as u32))
+            .collect();
+        fbase += funcs.len() as u32;
+        obase += objs.len() as u32;
+        m.funcs = funcs;
+        m.objs = objs;
+    }
+}
+
+pub(crate) fn build_global_table<'a>(
+    mods: &'a [Mod<'_>],
+    diags: &mut Vec<Diagnostic>,
+) -> HashMap<&'a str, GlobalDef> {
+    let mut table: HashMap<&str, GlobalDef> = HashMap::default();
+    let n: usize = mods
+        .iter()
+        .map(|m| {
+            m.obj
+                .symbols
+                .iter()
+                .filter(|s| s.is_global() && s.shndx != Shndx::Undef)
+                .count()
+        })
+        .sum();
+    table.reserve(n);
+    for (mi, m) in mods.iter().enumerate() {
+        for (si, s) in m.obj.symbols.iter().enumerate() {
+            if !s.is_global() || s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s) {
+                continue;
+            }
+            let strength = match s.shndx {
+                Shndx::Common => COMMON,
+                _ if s.is_weak() => WEAK,
+                _ => STRONG,
+            };
+            let def = GlobalDef {
+                m: mi as u32,
+                sym: si as u32,
+                strength,
+            };
+            match table.get_mut(s.name) {
+                None => {
+                    table.insert(s.name, def);
+                }
+                Some(prev) => {
+                    if prev.strength == STRONG && strength == STRONG {
+                        let pm = &mods[prev.m as usize].obj;
+                        diags.push(Diagnostic {
+                            file: m.obj.path.clone(),
+                            module: m.obj.name.clone(),
+                            symbol: Some(s.name.to_string()),
+                            message: format!("duplicate definition (first defined in {} (module {}))", pm.path, pm.name),
+                            help: "keep one definition; make the other `static` if it is private to its module".into(),
+                        });
+                    } else if strength > prev.strength {
+                        *prev = def;
+                    } else if strength == COMMON && prev.strength == COMMON {
+                        let prev_size = mods[prev.m as usize].obj.symbols[prev.sym as usize].size;
+                        if s.size > prev_size {
+                            *prev = def;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    table
+}
+
+pub(crate) fn collect_hosts<'d>(
+    mods: &[Mod<'d>],
+    globals: &HashMap<&str, GlobalDef>,
+) -> Vec<Host<'d>> {
+    let mut hosts: Vec<Host<'d>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::default();
+    for m in mods {
+        for s in &m.obj.symbols {
+            let undefined_here = s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s);
+            if !s.is_global()
+                || !undefined_here
+                || s.name.is_empty()
+                || s.name == "_GLOBAL_OFFSET_TABLE_"
+                || s.name == tls::MODULE_BASE
+                || globals.contains_key(s.name)
+            {
+                continue;
+            }
+            match index.get(s.name) {
+                Some(&i) => hosts[i].weak &= s.is_weak(),
+                None => {
+                    index.insert(s.name, hosts.len());
+                    hosts.push(Host {
+                        name: s.name,
+                        weak: s.is_weak(),
+                    });
+                }
+            }
+        }
+    }
+    hosts
+}
+
+/// A warning when the root module defines no `main` (what `hcr run` calls),
+/// naming the modules that do.
+pub(crate) fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
+    let defines_main = |m: &Mod<'_>| m.funcs.iter().any(|f| f.global && f.name == "main");
+    let r = &mods[root as usize];
+    if defines_main(r) {
+        return None;
+    }
+    let with: Vec<&str> = mods
+        .iter()
+        .filter(|m| defines_main(m))
+        .map(|m| m.obj.name.as_str())
+        .collect();
+    Some(format!(
+        "the root module {} defines no `main`, so `hcr run` cannot start the image (the root is the first input unless --root names another){}",
+        r.obj.name,
+        match with.as_slice() {
+            [] => String::new(),
+            [one] => format!("; module {one} defines main: link with --root {one}"),
+            many => format!("; modules defining main: {}: link with --root MODULE", many.join(", ")),
+        }
+    ))
+}
+
+/// One warning per module naming every host symbol it wants that no
+/// library defines (the default libraries and `-l` ones), nor the runtime.
+pub(crate) fn unresolved_host_warnings(
+    mods: &[Mod<'_>],
+    reachable: &[bool],
+    hosts: &[Host<'_>],
+    libs: &[SharedLib],
+) -> Vec<String> {
+    let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
+    if !hosts.iter().any(wanted) {
+        return Vec::new();
+    }
+    // Only what reachable modules want.
+    let mut want = vec![false; hosts.len()];
+    for (mi, m) in mods.iter().enumerate() {
+        if reachable[mi] {
+            for &h in &m.undefined {
+                want[h as usize] |= wanted(&hosts[h as usize]);
+            }
+        }
+    }
+    let names: Vec<&str> = hosts
+        .iter()
+        .zip(&want)
+        .filter(|(_, &w)| w)
+        .map(|(h, _)| h.name)
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let undefined = crate::libs::undefined_in_libraries(&names, libs);
+    let mut missing = vec![false; hosts.len()];
+    let mut k = 0;
+    for (i, w) in want.iter().enumerate() {
+        if *w {
+            missing[i] = undefined[k];
+            k += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (mi, m) in mods.iter().enumerate() {
+        if !reachable[mi] {
+            continue;
+        }
+        let names: Vec<&str> = m
+            .undefined
+            .iter()
+            .filter(|&&h| missing[h as usize])
+            .map(|&h| hosts[h as usize].name)
+            .collect();
+        if !names.is_empty() {
+            out.push(format!(
+                "module {}: undefined symbol{} {}: no module, library or the hcr runtime defines {} (add the library with -l NAME, or link the module that defines {}; a host program of your own may still provide {})",
+                m.obj.name,
+                if names.len() == 1 { "" } else { "s" },
+                names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+                if names.len() == 1 { "it" } else { "them" },
+            ));
+        }
+    }
+    out
+}

@@ -578,6 +578,64 @@ pub(crate) struct Block<'a> {
     pub object_fixups: Fixups<'a>,
 }
 
+/// The per-module parts of a manifest put together from blocks, in module
+/// order: decoded ones and ones shared with an earlier manifest.
+#[derive(Default)]
+pub(crate) struct Parts<'a> {
+    functions: Vec<Arc<[Function]>>,
+    objects: Vec<Arc<[Object]>>,
+    strings: Vec<Arc<str>>,
+    pub fixups: Vec<Fixups<'a>>,
+    pub object_fixups: Vec<Fixups<'a>>,
+}
+
+impl<'a> Parts<'a> {
+    /// Module `md`'s decoded block: its lists go to `md`, its tables here.
+    pub fn add(&mut self, md: &mut Module, b: Block<'a>) {
+        md.ctors = b.ctors;
+        md.dtors = b.dtors;
+        md.on_reload = b.on_reload;
+        md.undefined = b.undefined;
+        md.fixups = b.fixups.len() as u32;
+        self.functions.push(b.functions);
+        self.objects.push(b.objects);
+        self.strings.push(b.strings);
+        self.fixups.push(b.fixups);
+        self.object_fixups.push(b.object_fixups);
+    }
+
+    /// Module `md`'s block as module `mi` of `old` decoded it (shared, no
+    /// fixups: nothing of it is loaded again).
+    pub fn share(&mut self, md: &mut Module, old: &Manifest, mi: usize) {
+        if let Some(om) = old.modules.get(mi) {
+            md.ctors = om.ctors.clone();
+            md.dtors = om.dtors.clone();
+            md.on_reload = om.on_reload.clone();
+            md.undefined = om.undefined.clone();
+            md.fixups = om.fixups;
+        }
+        self.functions
+            .push(old.functions.shared_part(mi).cloned().unwrap_or_default());
+        self.objects
+            .push(old.objects.shared_part(mi).cloned().unwrap_or_default());
+        self.strings.push(
+            old.module_strings
+                .get(mi)
+                .cloned()
+                .unwrap_or_else(|| Arc::from("")),
+        );
+        self.fixups.push(Fixups::default());
+        self.object_fixups.push(Fixups::default());
+    }
+
+    /// Gives `m` its tables; the fixups stay here.
+    pub fn finish(&mut self, m: &mut Manifest) {
+        m.functions = Chunked::from_parts(std::mem::take(&mut self.functions));
+        m.objects = Chunked::from_parts(std::mem::take(&mut self.objects));
+        m.module_strings = std::mem::take(&mut self.strings);
+    }
+}
+
 /// Decodes module `mi`'s block.
 pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeError> {
     let mut d = Dec { buf: block, pos: 0 };

@@ -590,50 +590,15 @@ impl<'a> ImageView<'a> {
         let section_at = elf::manifest_offset(file)?;
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
-        let n = m.modules.len();
-        let (mut funcs, mut objs, mut strs) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let mut fixups = Vec::with_capacity(n);
-        let mut object_fixups = Vec::with_capacity(n);
-        for mi in 0..n {
-            let md = &m.modules[mi];
-            let kept = old
-                .filter(|_| !decode.get(mi).copied().unwrap_or(true))
-                .and_then(|o| {
-                    let om = o.modules.get(mi)?;
-                    (om.block_checksum == md.block_checksum
-                        && o.str(om.name) == m.str(md.name)
-                        && o.functions.parts() == o.modules.len()
-                        && o.objects.parts() == o.modules.len())
-                    .then_some((o, om))
-                });
-            if let Some((o, om)) = kept {
-                funcs.push(o.functions.shared_part(mi).cloned().unwrap_or_default());
-                objs.push(o.objects.shared_part(mi).cloned().unwrap_or_default());
-                strs.push(
-                    o.module_strings
-                        .get(mi)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from("")),
-                );
-                let md = &mut m.modules[mi];
-                md.ctors = om.ctors.clone();
-                md.dtors = om.dtors.clone();
-                md.on_reload = om.on_reload.clone();
-                md.undefined = om.undefined.clone();
-                md.fixups = om.fixups;
-                fixups.push(Fixups::default());
-                object_fixups.push(Fixups::default());
+        let mut parts = codec::Parts::default();
+        for mi in 0..m.modules.len() {
+            let decode = decode.get(mi).copied().unwrap_or(true);
+            if let Some(o) = old.filter(|o| !decode && o.shares_block(&m, mi)) {
+                parts.share(&mut m.modules[mi], o, mi);
                 continue;
             }
-            let (off, len) = md.block;
-            let block = off
-                .checked_add(section_at)
-                .and_then(|o| slice_at(file, o, len))
-                .ok_or(ImageError::Truncated("module block"))?;
+            let md = &m.modules[mi];
+            let block = block_of(file, section_at, md)?;
             let mine = slice_at(init, md.init.0, md.init.1)
                 .ok_or(ImageError::Truncated("module initial data"))?;
             let computed = block_checksum(block, mine);
@@ -646,26 +611,14 @@ impl<'a> ImageView<'a> {
             }
             let b = codec::decode_block(block, mi)?;
             codec::validate_block(&m, mi, &b, init.len() as u64)?;
-            let md = &mut m.modules[mi];
-            md.ctors = b.ctors;
-            md.dtors = b.dtors;
-            md.on_reload = b.on_reload;
-            md.undefined = b.undefined;
-            md.fixups = b.fixups.len() as u32;
-            funcs.push(b.functions);
-            objs.push(b.objects);
-            strs.push(b.strings);
-            fixups.push(b.fixups);
-            object_fixups.push(b.object_fixups);
+            parts.add(&mut m.modules[mi], b);
         }
-        m.functions = Chunked::from_parts(funcs);
-        m.objects = Chunked::from_parts(objs);
-        m.module_strings = strs;
+        parts.finish(&mut m);
         Ok(ImageView {
             header,
             manifest: m,
-            fixups,
-            object_fixups,
+            fixups: parts.fixups,
+            object_fixups: parts.object_fixups,
             area: &[],
             init,
         })
@@ -723,30 +676,25 @@ impl<'a> ImageView<'a> {
     pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
         let (header, mut m) = Self::parse_global(file, None)?;
         let section_at = elf::manifest_offset(file)?;
-        let n = m.modules.len();
-        let (mut funcs, mut objs, mut strs) = (Vec::new(), Vec::new(), Vec::new());
-        for mi in 0..n {
-            let (off, len) = m.modules[mi].block;
-            let block = off
-                .checked_add(section_at)
-                .and_then(|o| slice_at(file, o, len))
-                .ok_or(ImageError::Truncated("module block"))?;
+        let mut parts = codec::Parts::default();
+        for mi in 0..m.modules.len() {
+            let block = block_of(file, section_at, &m.modules[mi])?;
             let b = codec::decode_block(block, mi)?;
-            let md = &mut m.modules[mi];
-            md.ctors = b.ctors;
-            md.dtors = b.dtors;
-            md.on_reload = b.on_reload;
-            md.undefined = b.undefined;
-            md.fixups = b.fixups.len() as u32;
-            funcs.push(b.functions);
-            objs.push(b.objects);
-            strs.push(b.strings);
+            parts.add(&mut m.modules[mi], b);
         }
-        m.functions = Chunked::from_parts(funcs);
-        m.objects = Chunked::from_parts(objs);
-        m.module_strings = strs;
+        parts.finish(&mut m);
         Ok((header, m))
     }
+}
+
+/// Module `md`'s block in `file`, whose manifest section starts at
+/// `section_at`.
+fn block_of<'f>(file: &'f [u8], section_at: u64, md: &Module) -> Result<&'f [u8], ImageError> {
+    md.block
+        .0
+        .checked_add(section_at)
+        .and_then(|o| slice_at(file, o, md.block.1))
+        .ok_or(ImageError::Truncated("module block"))
 }
 
 /// Recomputes every checksum of `file` in place: each module's segment and
@@ -772,10 +720,7 @@ pub fn reseal(file: &mut [u8]) -> Result<(), ImageError> {
         if let Some(seg) = area.get(md.seg.range()) {
             md.checksum = segment_checksum(seg);
         }
-        let block = (at as u64)
-            .checked_add(md.block.0)
-            .and_then(|o| slice_at(file, o, md.block.1))
-            .unwrap_or(&[]);
+        let block = block_of(file, at as u64, md).unwrap_or(&[]);
         let mine = slice_at(init, md.init.0, md.init.1).unwrap_or(&[]);
         sums.push(block_checksum(block, mine));
     }
@@ -899,6 +844,19 @@ impl Manifest {
         self.modules
             .get(m.0 as usize)
             .map_or(rel, |md| md.seg.start.wrapping_add(rel))
+    }
+
+    /// True when module `mi` of `new` has the block module `mi` of this
+    /// manifest has (same name, same block checksum), so the decoded parts
+    /// can be shared.
+    pub fn shares_block(&self, new: &Manifest, mi: usize) -> bool {
+        let (Some(om), Some(md)) = (self.modules.get(mi), new.modules.get(mi)) else {
+            return false;
+        };
+        om.block_checksum == md.block_checksum
+            && self.str(om.name) == new.str(md.name)
+            && self.functions.parts() == self.modules.len()
+            && self.objects.parts() == self.modules.len()
     }
 
     /// The module whose segment holds area offset `off`.

@@ -84,27 +84,20 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
 /// that need a file around it.
 fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec<Fixup>>) {
     let mut m = codec::decode_global(&body[..global_len], None).unwrap();
-    let (mut funcs, mut objs, mut strs, mut fx, mut ofx) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut parts = codec::Parts::default();
     for mi in 0..m.modules.len() {
         let (off, len) = m.modules[mi].block;
         let at = off as usize - HEADER_SIZE;
         let b = codec::decode_block(&body[at..at + len as usize], mi).unwrap();
-        let md = &mut m.modules[mi];
-        md.ctors = b.ctors;
-        md.dtors = b.dtors;
-        md.on_reload = b.on_reload;
-        md.undefined = b.undefined;
-        md.fixups = b.fixups.len() as u32;
-        funcs.push(b.functions);
-        objs.push(b.objects);
-        strs.push(b.strings);
-        fx.push(b.fixups.all().collect());
-        ofx.push(b.object_fixups.all().collect());
+        parts.add(&mut m.modules[mi], b);
     }
-    m.functions = Chunked::from_parts(funcs);
-    m.objects = Chunked::from_parts(objs);
-    m.module_strings = strs;
+    parts.finish(&mut m);
+    let fx = parts.fixups.iter().map(|f| f.all().collect()).collect();
+    let ofx = parts
+        .object_fixups
+        .iter()
+        .map(|f| f.all().collect())
+        .collect();
     (m, fx, ofx)
 }
 

@@ -88,10 +88,7 @@ impl State {
                     .iter()
                     .enumerate()
                     .map(|(mi, md)| {
-                        let same_block = old.and_then(|o| o.modules.get(mi)).is_some_and(|om| {
-                            om.block_checksum == md.block_checksum
-                                && old.is_some_and(|o| o.str(om.name) == m.str(md.name))
-                        });
+                        let same_block = old.is_some_and(|o| o.shares_block(m, mi));
                         (md.reachable && reuse[mi] == NONE) || !same_block
                     })
                     .collect();

@@ -6,12 +6,13 @@
 
 mod support;
 
+use support::live::Program;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// Prints its globals on `p`, reloads on `r`.
@@ -56,37 +57,13 @@ void show(void) {
 }
 "#;
 
-struct Program {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    runtime_dir: PathBuf,
-    image: PathBuf,
-    dir: PathBuf,
+/// What these tests ask of a running program besides the shared ones.
+trait Endpoint {
+    fn socket(&self) -> PathBuf;
+    fn connect(&self) -> UnixStream;
 }
 
-impl Program {
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the program answers")
-    }
-    fn send(&mut self, cmd: &str) -> String {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(cmd.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        self.line()
-    }
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-    fn hcr(&self, args: &[&str]) -> Output {
-        support::hcr_command()
-            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
-            .args(args)
-            .output()
-            .unwrap()
-    }
+impl Endpoint for Program {
     fn socket(&self) -> PathBuf {
         self.runtime_dir
             .join("hcr")
@@ -97,20 +74,6 @@ impl Program {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
     }
-    /// Links version `code` of module `lib` into the image.
-    fn install(&self, tag: &str, code: &str) {
-        self.install_opt(tag, code, "-O1");
-    }
-    /// As `install`, `lib` compiled with `opt`.
-    fn install_opt(&self, tag: &str, code: &str, opt: &str) {
-        let sub = self.dir.join(tag);
-        std::fs::create_dir_all(&sub).unwrap();
-        let m = support::module(&sub, "main", MAIN, "-O1");
-        let l = support::module(&sub, "lib", code, opt);
-        let tmp = self.dir.join("tmp.hcr");
-        support::link_ok(&tmp, &[m, l]);
-        std::fs::rename(&tmp, &self.image).unwrap();
-    }
 }
 
 fn start(t: &Path) -> Program {
@@ -118,44 +81,7 @@ fn start(t: &Path) -> Program {
 }
 
 fn start_with(t: &Path, code: &str) -> Program {
-    let runtime_dir = t.join("run");
-    std::fs::create_dir(&runtime_dir).unwrap();
-    // Traversable by everyone: only the socket directory's own mode keeps
-    // other users out.
-    std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&runtime_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut p = Program {
-        child: Command::new("true").spawn().unwrap(),
-        lines: mpsc::channel().1,
-        runtime_dir,
-        image: t.join("app.hcr"),
-        dir: t.to_path_buf(),
-    };
-    let _ = p.child.wait();
-    p.install("v1", code);
-    let mut child = support::hcr_command()
-        .env("XDG_RUNTIME_DIR", &p.runtime_dir)
-        .arg("run")
-        .arg("--control")
-        .arg(&p.image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    p.child = child;
-    p.lines = rx;
-    assert_eq!(p.line(), "ready");
-    p
+    Program::start(t, MAIN, code, "-O1", &[])
 }
 
 fn text(o: &Output) -> String {
@@ -274,7 +200,7 @@ fn globals_are_read_and_set_through_the_socket() {
     let before = ask(&mut c, "globals lib");
     assert!(before.iter().any(|l| l.starts_with("g lib c8 1 ")));
     assert!(ask(&mut c, "info").contains(&"generation 0".to_string()));
-    p.install("v2", V2);
+    p.install("v2", V2, "-O1", &[]);
     assert_eq!(p.send("r"), "reload rc=1");
     assert_eq!(p.send("p"), "v2 s16=1000 speed=42 added=77");
     let after = ask(&mut c, "globals lib");
@@ -732,7 +658,7 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
             "level, on);",
             "level, on);\n    printf(\"where=%d,%g\\n\", where.x, where.inner.y);",
         );
-    p.install_opt("g", &with_struct, "-g");
+    p.install("g", &with_struct, "-g", &[]);
     assert_eq!(p.send("r"), "reload rc=1");
     let mut ui = support::hcr_command()
         .env("XDG_RUNTIME_DIR", &p.runtime_dir)

@@ -7,12 +7,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use support::live::Program;
+
+use std::path::Path;
 
 const MAIN: &str = r#"
 #include <stdio.h>
@@ -67,34 +64,14 @@ void show(void) {
 }
 "#;
 
-struct Program {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    runtime_dir: PathBuf,
-    image: PathBuf,
-    dir: PathBuf,
+/// What these tests ask of a running program besides the shared ones.
+trait Typed {
+    fn set(&self, target: &str, value: &str) -> Result<String, String>;
+    fn table(&self) -> Vec<(String, String, String)>;
+    fn json(&self) -> Vec<serde_json::Value>;
 }
 
-impl Program {
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the program answers")
-    }
-    fn send(&mut self, cmd: &str) -> String {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(cmd.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-        self.line()
-    }
-    fn hcr(&self, args: &[&str]) -> Output {
-        support::hcr_command()
-            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
-            .args(args)
-            .output()
-            .unwrap()
-    }
+impl Typed for Program {
     /// `hcr set`: its stdout, or its stderr when it failed.
     fn set(&self, target: &str, value: &str) -> Result<String, String> {
         let pid = self.child.id().to_string();
@@ -133,58 +110,18 @@ impl Program {
             .unwrap()
             .clone()
     }
-    /// Links `lib` (from `code`, with `opt`) and `main` into the image.
-    fn install(&self, tag: &str, code: &str, opt: &str) {
-        let sub = self.dir.join(tag);
-        std::fs::create_dir_all(&sub).unwrap();
-        let m = support::module(&sub, "main", MAIN, "-O1");
-        let src = sub.join("lib.c");
-        std::fs::write(&src, code).unwrap();
-        let l = sub.join("lib.o");
-        let extra: Vec<&str> = opt.split_whitespace().collect();
-        support::compile(&src, &l, "-O1", &extra);
-        let tmp = self.dir.join("tmp.hcr");
-        support::link_ok(&tmp, &[m, l]);
-        std::fs::rename(&tmp, &self.image).unwrap();
-    }
 }
 
-fn start(t: &Path, code: &str, opt: &str) -> Program {
-    let runtime_dir = t.join("run");
-    std::fs::create_dir(&runtime_dir).unwrap();
-    std::fs::set_permissions(&runtime_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut p = Program {
-        child: Command::new("true").spawn().unwrap(),
-        lines: mpsc::channel().1,
-        runtime_dir,
-        image: t.join("app.hcr"),
-        dir: t.to_path_buf(),
-    };
-    let _ = p.child.wait();
-    p.install("v1", code, opt);
-    let mut child = support::hcr_command()
-        .env("XDG_RUNTIME_DIR", &p.runtime_dir)
-        .arg("run")
-        .arg("--control")
-        .arg(&p.image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    p.child = child;
-    p.lines = rx;
-    assert_eq!(p.line(), "ready");
-    p
+/// Starts `main` and `lib` built from `code` with `-O1` and `flags`.
+fn start(t: &Path, code: &str, flags: &str) -> Program {
+    let extra: Vec<&str> = flags.split_whitespace().collect();
+    Program::start(t, MAIN, code, "-O1", &extra)
+}
+
+/// Installs version `tag` of `lib`, built with `-O1` and `flags`.
+fn install(p: &Program, tag: &str, code: &str, flags: &str) {
+    let extra: Vec<&str> = flags.split_whitespace().collect();
+    p.install(tag, code, "-O1", &extra);
 }
 
 fn row<'a>(t: &'a [(String, String, String)], name: &str) -> &'a (String, String, String) {
@@ -361,7 +298,7 @@ fn every_dwarf_type_is_shown_and_set() {
     let v2 = TYPES
         .replace("unsigned flag : 3; };", "unsigned flag : 3; long extra; };")
         .replace("2.5}, 5};", "2.5}, 5, 99};");
-    p.install("v2", &v2, "-g");
+    install(&p, "v2", &v2, "-g");
     assert_eq!(p.send("r"), "reload rc=1");
     let table = p.table();
     assert_eq!(row(&table, "pt.extra").2, "99");
@@ -411,10 +348,10 @@ void show(void) { printf("%p\n", (void *)&other); }
     let speed_at = p.send("p");
     let e = p.set("lib:speed", "11").unwrap_err();
     assert!(e.contains("range 0 to 10"), "{e}");
-    p.install("v2", v2, "-g0");
+    install(&p, "v2", v2, "-g0");
     assert_eq!(p.send("r"), "reload rc=1");
     assert_eq!(p.send("p"), "none");
-    p.install("v3", v3, "-g0");
+    install(&p, "v3", v3, "-g0");
     assert_eq!(p.send("r"), "reload rc=1");
     assert_eq!(
         p.send("p"),

@@ -5,6 +5,8 @@
 //! The runtime is one per process, so each program size runs in a child
 //! process (this test binary again) that prints its work counters.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -36,11 +38,7 @@ fn measure(dir: &Path, modules: usize) -> (ReloadWork, ReloadWork, usize) {
     objs[changed + 1] = gen::compile(&vdir, &format!("m{changed}"), &src, "-O2").unwrap();
     let b = hcr_linker::link_bytes(&cfg, &objs).unwrap().bytes;
     let app = dir.join("app.hcr");
-    let put = |bytes: &[u8]| {
-        let tmp = dir.join("app.tmp");
-        std::fs::write(&tmp, bytes).unwrap();
-        std::fs::rename(&tmp, &app).unwrap();
-    };
+    let put = |bytes: &[u8]| support::install(&app, bytes);
     put(&a);
     let rt = Runtime::open(&app).unwrap();
     let first = rt.last_reload_work();

@@ -197,28 +197,7 @@ impl State {
                 }
             }
         }
-        if !gone.is_empty() {
-            let names: Vec<String> = gone
-                .iter()
-                .map(|&t| {
-                    format!(
-                        "{}:{}",
-                        self.functions[t as usize].module, self.functions[t as usize].name
-                    )
-                })
-                .collect();
-            match trampoline::make_removed_stubs(&mut self.window, &names) {
-                Ok((chunk, addrs)) => {
-                    for (&t, a) in gone.iter().zip(addrs) {
-                        let e = &mut self.functions[t as usize];
-                        trampoline::store_slot(e.tramp.slot, a);
-                        e.removed_stub = Some(a);
-                    }
-                    self.stubs.push(chunk);
-                }
-                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
-            }
-        }
+        self.stub_removed(&gone);
         // Globals kept under a new identity are found by it from now on.
         for w in &identities.warnings {
             warn(format_args!("{w}"));

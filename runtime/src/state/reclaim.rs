@@ -139,26 +139,7 @@ impl State {
             .copied()
             .filter(|&t| t != NONE && !live[t as usize])
             .collect();
-        if !gone.is_empty() {
-            let names: Vec<String> = gone
-                .iter()
-                .map(|&t| {
-                    let e = &self.functions[t as usize];
-                    format!("{}:{}", e.module, e.name)
-                })
-                .collect();
-            match trampoline::make_removed_stubs(&mut self.window, &names) {
-                Ok((chunk, addrs)) => {
-                    for (&t, a) in gone.iter().zip(addrs) {
-                        let e = &mut self.functions[t as usize];
-                        trampoline::store_slot(e.tramp.slot, a);
-                        e.removed_stub = Some(a);
-                    }
-                    self.stubs.push(chunk);
-                }
-                Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
-            }
-        }
+        self.stub_removed(&gone);
         let stat = crashed_image.stat;
         self.retired.push(Retired {
             image: crashed_image,

@@ -108,6 +108,32 @@ impl State {
         hs.into_iter().map(|h| (h.module.clone(), h.func)).collect()
     }
 
+    /// Points the permanent addresses `gone` (registry indices) at stubs
+    /// that report `hcr: call to removed function MODULE:NAME`.
+    pub(super) fn stub_removed(&mut self, gone: &[u32]) {
+        if gone.is_empty() {
+            return;
+        }
+        let names: Vec<String> = gone
+            .iter()
+            .map(|&t| {
+                let e = &self.functions[t as usize];
+                format!("{}:{}", e.module, e.name)
+            })
+            .collect();
+        match trampoline::make_removed_stubs(&mut self.window, &names) {
+            Ok((chunk, addrs)) => {
+                for (&t, a) in gone.iter().zip(addrs) {
+                    let e = &mut self.functions[t as usize];
+                    trampoline::store_slot(e.tramp.slot, a);
+                    e.removed_stub = Some(a);
+                }
+                self.stubs.push(chunk);
+            }
+            Err(e) => warn(format_args!("cannot make removed-function stubs: {e}")),
+        }
+    }
+
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
         let e = &self.functions[index_get(&self.fn_index, module, name)? as usize];
         e.removed_stub.is_none().then_some(e.tramp.code)

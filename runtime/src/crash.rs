@@ -162,16 +162,16 @@ impl Table {
     }
 }
 
-/// Marks the area at `base` as running code of `generation` (a reload kept
-/// its modules).
-pub fn set_generation(base: u64, generation: u32) {
+/// Marks the areas at `bases` (sorted) as running code of `generation`
+/// (a reload kept their modules): one pass over the published tables.
+pub fn set_generation(bases: &[u64], generation: u32) {
     for slot in &TABLES {
         let p = slot.load(Ordering::Acquire);
         // SAFETY: a non-null slot holds a table published by `publish`,
         // freed only by `withdraw`, which runs on the same (reloading)
         // thread as this.
         if let Some(t) = unsafe { p.as_ref() } {
-            if t.base == base {
+            if bases.binary_search(&t.base).is_ok() {
                 t.generation.store(generation, Ordering::Relaxed);
             }
         }

@@ -356,9 +356,13 @@ impl State {
             order,
         });
         if let Some(c) = &self.current {
-            for a in c.distinct_areas() {
-                crate::crash::set_generation(a.loaded.base as u64, generation);
-            }
+            let mut bases: Vec<u64> = c
+                .distinct_areas()
+                .iter()
+                .map(|a| a.loaded.base as u64)
+                .collect();
+            bases.sort_unstable();
+            crate::crash::set_generation(&bases, generation);
         }
         self.last_work = work;
         self.disk = DiskCache::default();

@@ -105,13 +105,9 @@ impl Current {
     }
     /// Each area this image runs code in, once.
     fn distinct_areas(&self) -> Vec<&Arc<Area>> {
-        let mut v: Vec<&Arc<Area>> = Vec::new();
-        for a in self.areas.iter().flatten() {
-            if !v.last().is_some_and(|l| Arc::ptr_eq(l, a)) && !v.iter().any(|l| Arc::ptr_eq(l, a))
-            {
-                v.push(a);
-            }
-        }
+        let mut v: Vec<&Arc<Area>> = self.areas.iter().flatten().collect();
+        v.sort_unstable_by_key(|a| Arc::as_ptr(a) as usize);
+        v.dedup_by(|a, b| Arc::ptr_eq(a, b));
         v
     }
 }

@@ -35,11 +35,12 @@ impl State {
             })
             .collect();
         // An old image's areas that the live image does not run in.
-        let live: Vec<usize> = self
+        let mut live: Vec<usize> = self
             .current
             .as_ref()
             .map(|c| c.distinct_areas().iter().map(|a| a.loaded.base).collect())
             .unwrap_or_default();
+        live.sort_unstable();
         let mut keep = Vec::new();
         for r in std::mem::take(&mut self.retired) {
             let own: Vec<&LoadedArea> = r
@@ -47,7 +48,7 @@ impl State {
                 .distinct_areas()
                 .into_iter()
                 .map(|a| &a.loaded)
-                .filter(|a| !live.contains(&a.base))
+                .filter(|a| live.binary_search(&a.base).is_err())
                 .collect();
             let inside = |w: usize| own.iter().any(|a| a.contains(w));
             let in_use = !due(&r)

@@ -269,34 +269,6 @@ pub fn load_area(
     let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
     let n = view.area.len().min(buf.len());
     buf[..n].copy_from_slice(&view.area[..n]);
-    load_area_in(window, chunk, view, tables, apply)
-}
-
-/// As [`load_area`], for a `chunk` of `window` that already holds the load
-/// area's bytes (read there straight from the file; `view.area` is not
-/// looked at, and must not refer to the chunk: a parser's view of those
-/// bytes ends before this writes to them). The chunk must be at least
-/// `layout.area_size` bytes; it is freed on error.
-///
-/// # Errors
-/// As [`load_area`].
-pub fn load_area_in(
-    window: &mut Window,
-    chunk: Chunk,
-    view: &ImageView<'_>,
-    tables: &Tables,
-    apply: &[bool],
-) -> Result<LoadedArea, LoadError> {
-    let layout = &view.manifest.layout;
-    if chunk.len < layout.area_size as usize {
-        let e = LoadError::Window(format!(
-            "load area of {} bytes in a chunk of {}",
-            layout.area_size, chunk.len
-        ));
-        // SAFETY: the chunk was never published; nothing runs in it.
-        unsafe { window.free(chunk) };
-        return Err(e);
-    }
     let place = Placement::contiguous(&view.manifest, chunk.addr as u64);
     load_segments(window, chunk, view, tables, &place, apply)
 }

@@ -53,17 +53,6 @@ const MH_INIT_OFFSET: usize = 48;
 #[cfg(test)]
 const MH_INIT_SIZE: usize = 56;
 
-/// How much of the image a caller needs first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parts {
-    /// What [`hcr_image::ImageView::parse_global`] reads: the manifest
-    /// header and the manifest's global part (every module's record). The
-    /// blocks and initial bytes of the modules a load needs follow
-    /// ([`ImageFile::read_then`]); segments go straight to where they will
-    /// run ([`ImageFile::read_area_into`]).
-    Global,
-}
-
 /// An open image file, checked for ownership and kind.
 pub struct ImageFile<'p> {
     path: &'p Path,
@@ -147,16 +136,20 @@ impl<'p> ImageFile<'p> {
         Ok(ImageFile { path, file, stat })
     }
 
-    /// Reads the parts of the image the caller needs into `scratch`, at
-    /// their file offsets. The slice returned is as long as the file; the
-    /// bytes of parts not read are unspecified (the image parser never looks
-    /// at them: it reads the same parts).
+    /// Reads what [`hcr_image::ImageView::parse_global`] reads (the ELF
+    /// header, section header 1, the manifest header and the manifest's
+    /// global part) into `scratch`, at their file offsets. The slice
+    /// returned is as long as the file; the bytes of parts not read are
+    /// unspecified (the image parser never looks at them: it reads the same
+    /// parts). The blocks and initial bytes a load needs follow
+    /// ([`ImageFile::read_then`]); segments go straight to where they will
+    /// run ([`ImageFile::read_area_into`]).
     ///
     /// # Errors
     /// The file shrank or changed while being read (rewritten in place), or
     /// a read failed; each message names the file.
-    pub fn read<'s>(&self, parts: Parts, scratch: &'s mut Scratch) -> Result<&'s [u8], Error> {
-        self.read_then(parts, scratch, |_| Vec::new())
+    pub fn read<'s>(&self, scratch: &'s mut Scratch) -> Result<&'s [u8], Error> {
+        self.read_then(scratch, |_| Vec::new())
     }
 
     /// As [`ImageFile::read`], then reads the `(offset, length)` ranges
@@ -166,7 +159,6 @@ impl<'p> ImageFile<'p> {
     /// As [`ImageFile::read`].
     pub fn read_then<'s>(
         &self,
-        parts: Parts,
         scratch: &'s mut Scratch,
         more: impl FnOnce(&[u8]) -> Vec<(u64, u64)>,
     ) -> Result<&'s [u8], Error> {
@@ -181,7 +173,7 @@ impl<'p> ImageFile<'p> {
             size,
             done: Vec::new(),
         };
-        let filled = r.fill_parts(parts).and_then(|()| {
+        let filled = r.fill_global().and_then(|()| {
             let ranges: Vec<Option<Range<usize>>> = more(r.bytes())
                 .into_iter()
                 .map(|(o, l)| clip(o, l, size))
@@ -278,7 +270,7 @@ impl Reader<'_, '_> {
         &self.buf[..self.size]
     }
 
-    fn fill_parts(&mut self, parts: Parts) -> Result<(), Error> {
+    fn fill_global(&mut self) -> Result<(), Error> {
         let size = self.size;
         self.fill(&[clip(0, HEAD as u64, size)])?;
         if !self.bytes().starts_with(b"\x7fELF") {
@@ -296,29 +288,24 @@ impl Reader<'_, '_> {
         else {
             return Ok(());
         };
-        match parts {
-            Parts::Global => {
-                // The manifest header, then as much as it says the global
-                // part takes.
-                self.fill(&[clip(off, (MH_BODY_LEN + 8) as u64, size)])?;
-                let mh = usize::try_from(off).unwrap_or(usize::MAX);
-                let version = mh
-                    .checked_add(MH_VERSION)
-                    .and_then(|a| self.bytes().get(a..a.checked_add(4)?))
-                    .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
-                if version != Some(hcr_image::FORMAT_VERSION) {
-                    return Ok(()); // refused by the parser, with the version it found
-                }
-                let body = mh
-                    .checked_add(MH_BODY_LEN)
-                    .and_then(|a| u64_at(self.bytes(), a))
-                    .unwrap_or(0);
-                let want = (hcr_image::HEADER_SIZE as u64)
-                    .saturating_add(body)
-                    .min(len);
-                self.fill(&[clip(off, want, size)])
-            }
+        // The manifest header, then as much as it says the global part takes.
+        self.fill(&[clip(off, (MH_BODY_LEN + 8) as u64, size)])?;
+        let mh = usize::try_from(off).unwrap_or(usize::MAX);
+        let version = mh
+            .checked_add(MH_VERSION)
+            .and_then(|a| self.bytes().get(a..a.checked_add(4)?))
+            .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+        if version != Some(hcr_image::FORMAT_VERSION) {
+            return Ok(()); // refused by the parser, with the version it found
         }
+        let body = mh
+            .checked_add(MH_BODY_LEN)
+            .and_then(|a| u64_at(self.bytes(), a))
+            .unwrap_or(0);
+        let want = (hcr_image::HEADER_SIZE as u64)
+            .saturating_add(body)
+            .min(len);
+        self.fill(&[clip(off, want, size)])
     }
 
     /// Reads `ranges` (minus what was read before) with as few `pread`s as

@@ -479,12 +479,12 @@ impl<'a> ImageView<'a> {
     /// # Errors
     /// Any structural problem, a foreign version or a checksum mismatch.
     pub fn parse(file: &'a [u8]) -> Result<Self, ImageError> {
-        Self::parse_parts(file, None)
+        Self::parse_parts(file)
     }
 
     /// Reads the fixed header alone (version checked), which places the
-    /// load area in the file: a loader can then read the area straight to
-    /// where it will run and parse the rest with [`ImageView::parse_with_area`].
+    /// load area in the file: a loader can then read segments straight to
+    /// where they will run.
     ///
     /// # Errors
     /// Not an image, truncated, or a foreign version.
@@ -492,25 +492,10 @@ impl<'a> ImageView<'a> {
         header_of(elf::manifest_section(file)?)
     }
 
-    /// As [`ImageView::parse`], with the load area's bytes held elsewhere
-    /// (`area`, exactly [`Header::area_file_size`] bytes); the bytes of
-    /// `file` where the area lies are not looked at.
-    ///
-    /// # Errors
-    /// As [`ImageView::parse`]; `area` of the wrong length is a truncation.
-    pub fn parse_with_area(file: &'a [u8], area: &'a [u8]) -> Result<Self, ImageError> {
-        Self::parse_parts(file, Some(area))
-    }
-
-    fn parse_parts(file: &'a [u8], area: Option<&'a [u8]>) -> Result<Self, ImageError> {
-        let area = match area {
-            Some(a) => a,
-            None => {
-                let h = header_of(elf::manifest_section(file)?)?;
-                slice_at(file, h.area_file_offset, h.area_file_size)
-                    .ok_or(ImageError::Truncated("load area"))?
-            }
-        };
+    fn parse_parts(file: &'a [u8]) -> Result<Self, ImageError> {
+        let h = header_of(elf::manifest_section(file)?)?;
+        let area = slice_at(file, h.area_file_offset, h.area_file_size)
+            .ok_or(ImageError::Truncated("load area"))?;
         let mut view = Self::parse_without_area(file)?;
         if area.len() as u64 != view.header.area_file_size {
             return Err(ImageError::Truncated("load area"));

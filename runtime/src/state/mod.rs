@@ -16,7 +16,7 @@ use hcr_image::{ImageView, Manifest, ModuleId, ObjectId, TargetClass};
 use hcr_loader::{FieldValue, LoadedArea, Placement, Tables, Window};
 
 use crate::globals::{Global, Heap};
-use crate::image_file::{ImageFile, Parts, Scratch};
+use crate::image_file::{ImageFile, Scratch};
 use crate::trampoline::{self, Batch, Trampoline};
 use crate::Error;
 

@@ -140,7 +140,7 @@ impl State {
             return Ok(self.disk.diff.clone());
         }
         let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
-        let bytes = file.read(Parts::Global, &mut self.scratch)?;
+        let bytes = file.read(&mut self.scratch)?;
         let old = self.current.as_ref().map(|c| &c.manifest);
         let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;

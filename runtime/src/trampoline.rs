@@ -81,14 +81,14 @@ pub fn encode_removed_stub(code: u64, id: u64, handler: u64) -> Result<Vec<u8>, 
     Ok(v)
 }
 
-/// Makes `targets.len()` trampolines whose slots initially hold `targets`.
+/// Makes `n` trampolines whose slots hold 0 until they are retargeted.
 ///
 /// # Errors
 /// The window is exhausted.
-pub fn make_batch(window: &mut Window, targets: &[u64]) -> Result<Batch, Error> {
-    let n = targets.len().max(1);
-    let code = window.alloc(n * TRAMPOLINE_SIZE)?;
-    let slots = match window.alloc(n * 8) {
+pub fn make_batch(window: &mut Window, n: usize) -> Result<Batch, Error> {
+    let code = window.alloc(n.max(1) * TRAMPOLINE_SIZE)?;
+    // Fresh window pages are zero-filled: every slot starts as 0.
+    let slots = match window.alloc(n.max(1) * 8) {
         Ok(s) => s,
         Err(e) => {
             // SAFETY: the code chunk was never published.
@@ -98,23 +98,43 @@ pub fn make_batch(window: &mut Window, targets: &[u64]) -> Result<Batch, Error> 
     };
     // Trampoline i jumps through slot i, and both arrays have the same
     // 8-byte stride: every trampoline's displacement is the same, so one
-    // encoding serves them all.
-    let first = encode_trampoline(code.addr as u64, slots.addr as u64)?;
-    let mut trampolines = Vec::with_capacity(targets.len());
-    let mut bytes = Vec::with_capacity(n * TRAMPOLINE_SIZE);
-    for (i, &t) in targets.iter().enumerate() {
-        let tr = Trampoline {
+    // encoding serves them all, written as one 8-byte word each.
+    let word = encode_trampoline(code.addr as u64, slots.addr as u64).and_then(|b| {
+        let b: [u8; TRAMPOLINE_SIZE] = b
+            .try_into()
+            .map_err(|_| Error::Internal("trampoline encoding is not 8 bytes".into()))?;
+        Ok(u64::from_le_bytes(b))
+    });
+    let word = match word {
+        Ok(w) => w,
+        Err(e) => {
+            // SAFETY: neither chunk was published.
+            unsafe {
+                window.free(code);
+                window.free(slots);
+            }
+            return Err(e);
+        }
+    };
+    // SAFETY: the code chunk is fresh, read-write, ours, 8-aligned (page
+    // aligned) and at least `n * TRAMPOLINE_SIZE` bytes long; nothing else
+    // refers to it yet.
+    let words = unsafe { std::slice::from_raw_parts_mut(code.addr as *mut u64, n) };
+    words.fill(word);
+    if let Err(e) = mem::protect(&code, Prot::ReadExecute) {
+        // SAFETY: as above: never published.
+        unsafe {
+            window.free(code);
+            window.free(slots);
+        }
+        return Err(e.into());
+    }
+    let trampolines = (0..n)
+        .map(|i| Trampoline {
             code: (code.addr + i * TRAMPOLINE_SIZE) as u64,
             slot: (slots.addr + i * 8) as u64,
-        };
-        bytes.extend_from_slice(&first);
-        store_slot(tr.slot, t);
-        trampolines.push(tr);
-    }
-    // SAFETY: the code chunk is read-write, ours, and at least `bytes.len()`
-    // long (n * TRAMPOLINE_SIZE rounded up to pages).
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), code.addr as *mut u8, bytes.len()) };
-    mem::protect(&code, Prot::ReadExecute)?;
+        })
+        .collect();
     Ok(Batch {
         trampolines,
         code,
@@ -203,6 +223,21 @@ mod tests {
         for i in 0..4u64 {
             let b = encode_trampoline(0x10000 + 8 * i, 0x20000 + 8 * i).unwrap();
             assert_eq!(b, encode_trampoline(0x10000, 0x20000).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_batch_jumps_through_its_slots() {
+        let mut window = Window::reserve(1 << 24).unwrap();
+        let b = make_batch(&mut window, 1000).unwrap();
+        assert_eq!(b.trampolines.len(), 1000);
+        for (i, t) in b.trampolines.iter().enumerate() {
+            assert_eq!(t.code, (b.code.addr + i * TRAMPOLINE_SIZE) as u64);
+            assert_eq!(t.slot, (b.slots.addr + i * 8) as u64);
+            assert_eq!(load_slot(t.slot), 0);
+            // SAFETY: the code chunk is mapped read+execute (readable).
+            let bytes = unsafe { std::slice::from_raw_parts(t.code as *const u8, 8) };
+            assert_eq!(bytes, encode_trampoline(t.code, t.slot).unwrap());
         }
     }
 

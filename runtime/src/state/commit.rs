@@ -113,41 +113,33 @@ impl State {
             {
                 *t = first + (*t & !PENDING);
             }
-            // One shared name per module, one allocation per function.
-            let module_names: Vec<Arc<str>> = m
-                .modules
-                .iter()
-                .map(|md| Arc::from(m.str(md.name)))
-                .collect();
-            let empty: Arc<str> = Arc::from("");
-            let mut keys = vec![(empty.clone(), empty); batch.trampolines.len()];
+            // Module names interned once; names copied into the registry's
+            // one buffer (no allocation per function).
+            let mut keys: Vec<(u32, &str)> = vec![(NONE, ""); batch.trampolines.len()];
+            let mut names_len = 0;
             for (mi, md) in m.modules.iter().enumerate() {
                 if !loaded[mi] {
                     continue; // a kept module has no new function
                 }
+                let mut module = None;
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                     let t = fn_tid[fi];
                     if t != NONE && t >= first {
-                        keys[(t - first) as usize] =
-                            (module_names[mi].clone(), Arc::from(m.str(f.name)));
+                        let id = *module
+                            .get_or_insert_with(|| self.functions.intern_module(m.str(md.name)));
+                        let name = m.str(f.name);
+                        keys[(t - first) as usize] = (id, name);
+                        names_len += name.len();
                     }
                 }
             }
-            self.owner_of_trampoline.reserve(keys.len());
-            self.functions.reserve(keys.len());
-            for (i, ((module, name), tramp)) in
-                keys.into_iter().zip(batch.trampolines.iter()).enumerate()
-            {
-                let tid = first + i as u32;
-                index_put(&mut self.fn_index, &module, &name, tid);
-                self.owner_of_trampoline.insert(tramp.code, tid);
-                self.functions.push(FnEntry {
-                    module,
-                    name,
-                    tramp: *tramp,
-                    removed_stub: None,
-                });
+            if keys.iter().any(|k| k.0 == NONE) {
+                let unnamed = self.functions.intern_module("");
+                for k in keys.iter_mut().filter(|k| k.0 == NONE) {
+                    k.0 = unnamed;
+                }
             }
+            self.functions.register(&batch, &keys, names_len);
             self.batches.push(batch);
         }
         // Retarget every function of the segments loaded now (one atomic

@@ -21,13 +21,14 @@ use crate::trampoline::{self, Batch, Trampoline};
 use crate::Error;
 
 mod commit;
+mod functions;
 mod observe;
 mod plan;
 mod prepare;
 mod reclaim;
 mod registry;
 
-use self::{observe::*, plan::*, registry::*};
+use self::{functions::Functions, observe::*, plan::*, registry::*};
 pub use plan::plan_reload;
 
 pub use crate::image_file::FileStat;
@@ -191,15 +192,6 @@ struct DiskCache {
     diff: Diff,
 }
 
-/// A permanent function address.
-struct FnEntry {
-    module: Arc<str>,
-    name: Arc<str>,
-    tramp: Trampoline,
-    /// Set while the function is absent from the live image.
-    removed_stub: Option<u64>,
-}
-
 /// A persistent global.
 struct GlobalEntry {
     module: Arc<str>,
@@ -215,9 +207,7 @@ pub struct State {
     pub path: PathBuf,
     window: Window,
     heap: Heap,
-    functions: Vec<FnEntry>,
-    fn_index: Index,
-    owner_of_trampoline: HashMap<u64, u32>,
+    functions: Functions,
     batches: Vec<Batch>,
     stubs: Vec<hcr_loader::Chunk>,
     globals: Vec<Option<GlobalEntry>>,
@@ -312,9 +302,7 @@ impl State {
             jit: crate::gdb_jit::Registry::default(),
             perf_map: opts.perf_map,
             runtime_symbol: |_| None,
-            functions: Vec::new(),
-            fn_index: Index::default(),
-            owner_of_trampoline: HashMap::default(),
+            functions: Functions::default(),
             batches: Vec::new(),
             stubs: Vec::new(),
             globals: Vec::new(),

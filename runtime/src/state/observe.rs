@@ -36,19 +36,20 @@ impl State {
                 );
             }
         }
-        for e in &self.functions {
+        for (t, e) in self.functions.iter() {
+            let (module, name) = (self.functions.module(t), self.functions.name(t));
             line(
                 &mut out,
                 e.tramp.code,
                 trampoline::TRAMPOLINE_SIZE as u64,
-                format_args!("{}:{} [hcr trampoline]", e.module, e.name),
+                format_args!("{module}:{name} [hcr trampoline]"),
             );
             if let Some(a) = e.removed_stub {
                 line(
                     &mut out,
                     a,
                     trampoline::STUB_SIZE as u64,
-                    format_args!("{}:{} [hcr removed-function stub]", e.module, e.name),
+                    format_args!("{module}:{name} [hcr removed-function stub]"),
                 );
             }
         }

@@ -270,10 +270,10 @@ impl State {
                 continue;
             }
             // The module's own parts: no lookup of global indices.
-            let by_name = self.fn_index.get(m.str(md.name));
+            let module = self.functions.module_id(m.str(md.name));
             for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                fn_tid[fi] = match by_name.and_then(|ix| ix.get(m.str(f.name))) {
-                    Some(&t) => t,
+                fn_tid[fi] = match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
+                    Some(t) => t,
                     None => {
                         pending_fns += 1;
                         PENDING | (pending_fns - 1)
@@ -361,7 +361,7 @@ impl State {
         } else {
             Some(trampoline::make_batch(
                 &mut self.window,
-                &vec![0; pending_fns as usize],
+                pending_fns as usize,
             )?)
         };
         // Everything when every segment is loaded (cheaper than finding

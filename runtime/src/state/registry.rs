@@ -45,8 +45,8 @@ impl State {
     }
 
     pub(super) fn owner_of(&self, func: u64) -> Option<String> {
-        if let Some(&t) = self.owner_of_trampoline.get(&func) {
-            return Some(self.functions[t as usize].module.to_string());
+        if let Some(t) = self.functions.owner(func) {
+            return Some(self.functions.module(t).to_string());
         }
         if let Some(c) = &self.current {
             if c.contains(func as usize) {
@@ -116,10 +116,7 @@ impl State {
         }
         let names: Vec<String> = gone
             .iter()
-            .map(|&t| {
-                let e = &self.functions[t as usize];
-                format!("{}:{}", e.module, e.name)
-            })
+            .map(|&t| format!("{}:{}", self.functions.module(t), self.functions.name(t)))
             .collect();
         match trampoline::make_removed_stubs(&mut self.window, &names) {
             Ok((chunk, addrs)) => {
@@ -135,7 +132,7 @@ impl State {
     }
 
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
-        let e = &self.functions[index_get(&self.fn_index, module, name)? as usize];
+        let e = &self.functions[self.functions.lookup(module, name)? as usize];
         e.removed_stub.is_none().then_some(e.tramp.code)
     }
 

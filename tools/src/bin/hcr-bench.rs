@@ -108,6 +108,10 @@ enum What {
     /// (testdata/bench/alloc.cpp): `hcr run` vs a normal executable, runs
     /// interleaved.
     Alloc,
+    /// One first load in this (fresh) process: prints the nanoseconds
+    /// `Runtime::open` took. `load` runs it in a new process per sample.
+    #[command(hide = true)]
+    FirstLoad { image: PathBuf },
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -285,9 +289,16 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
     tool("cc", &["-shared", "-o", &so.display().to_string()], &objs)?;
     let app = dir.join("app.hcr");
     install(&app, &a)?;
+    // First loads, each in a fresh process as a program gets it (this
+    // process has linked two images: its heap is not a new program's).
+    let mut firsts = Vec::with_capacity(cli.runs);
+    for _ in 0..cli.runs {
+        firsts.push(first_load_in_new_process(&app)?);
+    }
+    let first = median(firsts);
     let t = Instant::now();
     let rt = hcr_runtime::Runtime::open(&app)?;
-    let first = t.elapsed();
+    let in_process = t.elapsed();
     let mut reloads = Vec::new();
     for i in 0..cli.runs {
         install(&app, if i % 2 == 0 { &b } else { &a })?;
@@ -308,15 +319,50 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
         ms(dl)
     );
     println!(
-        "| hcr first load (one sample: open + all constructors) | {} | {} |",
+        "| hcr first load (open + all constructors; a new process per sample) | {} | {} |",
         ms(first),
         ratio(first, dl)
+    );
+    println!(
+        "| hcr first load in this process, after two links (one sample) | {} | {} |",
+        ms(in_process),
+        ratio(in_process, dl)
     );
     println!(
         "| hcr reload, every module changed | {} | {} |",
         ms(reload),
         ratio(reload, dl)
     );
+    std::mem::forget(rt);
+    Ok(())
+}
+
+/// Runs `hcr-bench first-load IMAGE` and returns the time it reports.
+fn first_load_in_new_process(image: &Path) -> anyhow::Result<Duration> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("first-load")
+        .arg(image)
+        .output()
+        .context("running hcr-bench first-load")?;
+    if !out.status.success() {
+        bail!(
+            "hcr-bench first-load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ns: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("hcr-bench first-load printed no time")?;
+    Ok(Duration::from_nanos(ns))
+}
+
+/// `hcr-bench first-load IMAGE`: one timed `Runtime::open`.
+fn first_load(image: &Path) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let rt = hcr_runtime::Runtime::open(image)?;
+    let d = t.elapsed();
+    println!("{}", d.as_nanos());
     std::mem::forget(rt);
     Ok(())
 }
@@ -1175,6 +1221,7 @@ fn main() -> ExitCode {
         What::Changed => bench_changed(&cli),
         What::Whole => bench_whole(&cli),
         What::Alloc => bench_alloc(&cli),
+        What::FirstLoad { ref image } => first_load(image),
         What::Live {
             iterations,
             globals,

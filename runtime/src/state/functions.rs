@@ -1,0 +1,217 @@
+//! The permanent functions: registry index → trampoline and name, and the
+//! index by `(module, name)`.
+//!
+//! A first load registers every function of the program (25 000 for 500
+//! modules × 50 functions), so registering one costs no allocation: module
+//! names are interned once, function names are appended to one buffer, and
+//! the index is one hash table of registry indices hashed by `(module id,
+//! name)` and compared against the names stored here. Functions are never
+//! unregistered (a removed one keeps its permanent address behind a stub),
+//! so the buffer and the table only grow.
+
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+
+use super::*;
+
+/// A permanent function address.
+pub(super) struct FnEntry {
+    /// Interned module name (`Functions::module`).
+    module: u32,
+    /// `name` as `(start, length)` in `Functions::names`.
+    name: (u32, u32),
+    pub tramp: Trampoline,
+    /// Set while the function is absent from the live image.
+    pub removed_stub: Option<u64>,
+}
+
+/// Every permanent function, by registry index.
+#[derive(Default)]
+pub(super) struct Functions {
+    entries: Vec<FnEntry>,
+    /// Module names by interned id.
+    modules: Vec<Arc<str>>,
+    module_ids: HashMap<Arc<str>, u32>,
+    /// Every function name, one after the other.
+    names: String,
+    /// Registry indices hashed by `(module id, name)`.
+    index: HashTable<u32>,
+    /// `(first code address, end, first registry index)` of each batch of
+    /// trampolines, in registration order: what `owner` searches.
+    batches: Vec<(u64, u64, u32)>,
+}
+
+fn hash(module: u32, name: &str) -> u64 {
+    let mut h = FxBuildHasher.build_hasher();
+    h.write_u32(module);
+    h.write(name.as_bytes());
+    h.finish()
+}
+
+impl Functions {
+    /// Functions registered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The interned id of `module`, if any of its functions is registered.
+    pub fn module_id(&self, module: &str) -> Option<u32> {
+        self.module_ids.get(module).copied()
+    }
+
+    /// The interned id of `module`, interning it when new.
+    pub fn intern_module(&mut self, module: &str) -> u32 {
+        if let Some(id) = self.module_id(module) {
+            return id;
+        }
+        let id = self.modules.len() as u32;
+        let name: Arc<str> = Arc::from(module);
+        self.modules.push(name.clone());
+        self.module_ids.insert(name, id);
+        id
+    }
+
+    /// The registry index of function `name` of the module with id `module`.
+    pub fn get(&self, module: u32, name: &str) -> Option<u32> {
+        self.index
+            .find(hash(module, name), |&t| {
+                let e = &self.entries[t as usize];
+                e.module == module && self.name_of(e) == name
+            })
+            .copied()
+    }
+
+    /// The registry index of `module`'s function `name`.
+    pub fn lookup(&self, module: &str, name: &str) -> Option<u32> {
+        self.get(self.module_id(module)?, name)
+    }
+
+    fn name_of(&self, e: &FnEntry) -> &str {
+        &self.names[e.name.0 as usize..(e.name.0 + e.name.1) as usize]
+    }
+
+    /// Function `t`'s module.
+    pub fn module(&self, t: u32) -> &str {
+        &self.modules[self.entries[t as usize].module as usize]
+    }
+
+    /// Function `t`'s name.
+    pub fn name(&self, t: u32) -> &str {
+        self.name_of(&self.entries[t as usize])
+    }
+
+    /// Registers the trampolines of `batch` in order, trampoline `i` for
+    /// `keys[i]` (`(module id, name)`); returns the first registry index.
+    /// `names_len` is the total length of the names (one reservation).
+    pub fn register(&mut self, batch: &Batch, keys: &[(u32, &str)], names_len: usize) -> u32 {
+        let first = self.entries.len() as u32;
+        self.entries.reserve(keys.len());
+        self.names.reserve(names_len);
+        let Functions {
+            entries,
+            names,
+            index,
+            ..
+        } = self;
+        let rehash = |entries: &[FnEntry], names: &str, t: &u32| {
+            let e = &entries[*t as usize];
+            hash(
+                e.module,
+                &names[e.name.0 as usize..(e.name.0 + e.name.1) as usize],
+            )
+        };
+        index.reserve(keys.len(), |t| rehash(entries, names, t));
+        for (&(module, name), tramp) in keys.iter().zip(&batch.trampolines) {
+            let t = entries.len() as u32;
+            entries.push(FnEntry {
+                module,
+                name: (names.len() as u32, name.len() as u32),
+                tramp: *tramp,
+                removed_stub: None,
+            });
+            names.push_str(name);
+            // Room was reserved above: no rehash happens here.
+            index.insert_unique(hash(module, name), t, |t| rehash(entries, names, t));
+        }
+        self.batches.push((
+            batch.code.addr as u64,
+            (batch.code.addr + batch.trampolines.len() * trampoline::TRAMPOLINE_SIZE) as u64,
+            first,
+        ));
+        first
+    }
+
+    /// The registry index of the function whose trampoline starts at `code`.
+    pub fn owner(&self, code: u64) -> Option<u32> {
+        let &(start, _, first) = self
+            .batches
+            .iter()
+            .find(|&&(start, end, _)| (start..end).contains(&code))?;
+        let off = code - start;
+        let size = trampoline::TRAMPOLINE_SIZE as u64;
+        off.is_multiple_of(size)
+            .then(|| first + (off / size) as u32)
+    }
+
+    /// Every function with its registry index.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &FnEntry)> {
+        self.entries.iter().enumerate().map(|(t, e)| (t as u32, e))
+    }
+}
+
+impl std::ops::Index<usize> for Functions {
+    type Output = FnEntry;
+    fn index(&self, t: usize) -> &FnEntry {
+        &self.entries[t]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Functions {
+    fn index_mut(&mut self, t: usize) -> &mut FnEntry {
+        &mut self.entries[t]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(window: &mut Window, n: usize) -> Batch {
+        trampoline::make_batch(window, n).unwrap()
+    }
+
+    #[test]
+    fn register_look_up_and_find_owners() {
+        let mut window = Window::reserve(1 << 24).unwrap();
+        let mut fns = Functions::default();
+        let a = fns.intern_module("a");
+        let b = fns.intern_module("b");
+        assert_eq!(fns.intern_module("a"), a);
+        let b1 = batch(&mut window, 3);
+        let keys = [(a, "f"), (b, "f"), (a, "g")];
+        assert_eq!(fns.register(&b1, &keys, 3), 0);
+        // A second batch grows the table (and rehashes what it holds).
+        let b2 = batch(&mut window, 100);
+        let names: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
+        let keys2: Vec<(u32, &str)> = names.iter().map(|n| (b, n.as_str())).collect();
+        assert_eq!(fns.register(&b2, &keys2, 300), 3);
+        assert_eq!(fns.len(), 103);
+        assert_eq!(fns.lookup("a", "f"), Some(0));
+        assert_eq!(fns.lookup("b", "f"), Some(1));
+        assert_eq!(fns.lookup("a", "g"), Some(2));
+        assert_eq!(fns.lookup("b", "g"), None);
+        assert_eq!(fns.lookup("c", "f"), None);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(fns.lookup("b", n), Some(3 + i as u32));
+            assert_eq!(fns.name(3 + i as u32), n);
+            assert_eq!(fns.module(3 + i as u32), "b");
+        }
+        assert_eq!(fns.owner(b1.trampolines[1].code), Some(1));
+        assert_eq!(fns.owner(b2.trampolines[99].code), Some(102));
+        assert_eq!(fns.owner(b2.trampolines[99].code + 1), None);
+        assert_eq!(fns.owner(b2.trampolines[99].code + 8), None);
+        assert_eq!(fns[1].tramp, b1.trampolines[1]);
+    }
+}

@@ -165,13 +165,33 @@ impl Window {
         addr >= self.base && addr < self.base + self.len
     }
 
-    /// Commits `len` bytes (rounded up to pages) as read-write, zero-filled.
+    /// Commits `len` bytes (rounded up to pages) as read-write, zero-filled,
+    /// and faults them in ([`populate`]): the chunk is about to be filled.
     ///
     /// # Errors
     /// The window is exhausted, or the kernel refuses the protection change.
     pub fn alloc(&mut self, len: usize) -> Result<Chunk, LoadError> {
+        let chunk = self.alloc_unfilled(len)?;
+        populate(chunk.addr, chunk.len);
+        Ok(chunk)
+    }
+
+    /// As [`Window::alloc`], without faulting the pages in: for a caller
+    /// that fills parts of the chunk from several threads, each faulting in
+    /// its own part ([`populate`]).
+    ///
+    /// # Errors
+    /// As [`Window::alloc`].
+    pub fn alloc_unfilled(&mut self, len: usize) -> Result<Chunk, LoadError> {
         let len = len.max(1).div_ceil(PAGE) * PAGE;
-        let addr = self.pages.alloc(len, PAGE).ok_or_else(|| {
+        // A chunk of huge pages' size starts on a huge page (below), so all
+        // of it but its tail can have them; a smaller one anywhere.
+        let align = if len >= HUGE_PAGE { HUGE_PAGE } else { PAGE };
+        let addr = self
+            .pages
+            .alloc(len, align)
+            .or_else(|| self.pages.alloc(len, PAGE));
+        let addr = addr.ok_or_else(|| {
             LoadError::Window(format!(
                 "address window exhausted: need {} KiB, {} KiB free of {} MiB",
                 len >> 10,
@@ -188,21 +208,13 @@ impl Window {
         // pages where the system grants them on request: filling fresh 4 KiB
         // pages costs more than copying into them (8 MiB: 3.1 ms, with huge
         // pages about 0.5 ms). Only 2 MiB-aligned ranges inside the chunk
-        // can get one, so no memory outside the chunk is committed; the
-        // later protection split (text, read-only data) splits them.
-        // Then fault the pages in with one call rather than one fault per
-        // page (the chunk is about to be filled). Best effort: older kernels
-        // refuse the advice and the pages fault in on first touch.
-        // SAFETY: the range is our committed, read-write chunk.
-        unsafe {
-            if len >= HUGE_PAGE {
-                libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-            }
-            libc::madvise(
-                addr as *mut libc::c_void,
-                len,
-                23, /* MADV_POPULATE_WRITE */
-            );
+        // can get one (hence the alignment), so no memory outside the chunk
+        // is committed; the later protection split (text, read-only data)
+        // splits them.
+        if len >= HUGE_PAGE {
+            // SAFETY: the range is our committed, read-write chunk; the
+            // advice changes no contents.
+            unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
         }
         Ok(chunk)
     }
@@ -232,6 +244,27 @@ impl Window {
             return;
         }
         self.pages.free(chunk.addr, chunk.len);
+    }
+}
+
+/// Faults in the pages of `[addr, addr + len)` (rounded out to pages),
+/// which must lie in a read-write chunk of the window, with one call rather
+/// than one fault per page when they are first written. Best effort: older
+/// kernels refuse `MADV_POPULATE_WRITE` and the pages fault in on first
+/// touch.
+pub fn populate(addr: usize, len: usize) {
+    let start = addr / PAGE * PAGE;
+    let end = (addr + len).div_ceil(PAGE) * PAGE;
+    if start < end {
+        // SAFETY: the caller's range lies in a committed read-write chunk;
+        // faulting pages in changes no contents.
+        unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                end - start,
+                23, /* MADV_POPULATE_WRITE */
+            )
+        };
     }
 }
 
@@ -300,5 +333,27 @@ mod tests {
         unsafe { w.free(c) };
         assert_eq!(w.free_bytes(), 1 << 20);
         assert!(matches!(w.alloc(2 << 20), Err(LoadError::Window(_))));
+    }
+
+    #[test]
+    fn a_large_chunk_starts_on_a_huge_page_when_it_can() {
+        let mut w = Window::reserve(8 << 20).unwrap();
+        let small = w.alloc(PAGE).unwrap();
+        let big = w.alloc_unfilled(3 << 20).unwrap();
+        assert_eq!(big.addr % HUGE_PAGE, 0);
+        // The pages skipped for the alignment still serve small chunks.
+        let next = w.alloc(PAGE).unwrap();
+        assert!(next.addr < big.addr);
+        // SAFETY: nothing uses these fresh chunks.
+        unsafe {
+            w.free(small);
+            w.free(big);
+            w.free(next);
+        }
+        assert_eq!(w.free_bytes(), 8 << 20);
+        // No aligned room: any place that fits.
+        let mut w = Window::reserve(HUGE_PAGE).unwrap();
+        let all = w.alloc_unfilled(HUGE_PAGE).unwrap();
+        assert_eq!(all.len, HUGE_PAGE);
     }
 }

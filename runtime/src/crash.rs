@@ -69,13 +69,15 @@ pub struct Table {
     pub base: u64,
     /// Run-time range `[start, end)` of the area.
     pub text: (u64, u64),
-    /// `(offset in the area, size, name start, name length)` sorted by
-    /// offset.
-    funcs: Vec<(u32, u32, u32, u32)>,
+    /// `(offset in the area, size, name start, name length, module)`
+    /// sorted by offset; `module` indexes `modules`.
+    funcs: Vec<(u32, u32, u32, u32, u32)>,
     /// `(offset in the area, end, image area offset)` of each segment
     /// here, sorted: turns an address into the offset the line table uses.
     segs: Vec<(u32, u32, u32)>,
-    /// `module:function` names.
+    /// `(name start, name length)` of each module here.
+    modules: Vec<(u32, u32)>,
+    /// Module and function names (a module's once).
     names: Vec<u8>,
     /// The line table, when the image has one.
     lines: Option<LineSource>,
@@ -92,27 +94,36 @@ impl Table {
         generation: u32,
         lines: Option<LineSource>,
     ) -> Table {
-        let mut funcs = Vec::new();
+        let here = |mi: usize| here.get(mi).copied().unwrap_or(false);
+        let count = (0..manifest.modules.len())
+            .filter(|&mi| here(mi))
+            .map(|mi| manifest.functions.part(mi).len())
+            .sum();
+        let mut funcs = Vec::with_capacity(count);
         let mut segs = Vec::new();
-        let mut names = Vec::new();
+        let mut modules = Vec::new();
+        let mut names = Vec::with_capacity(count * 16);
         for (mi, md) in manifest.modules.iter().enumerate() {
-            if !here.get(mi).copied().unwrap_or(false) {
+            if !here(mi) {
                 continue;
             }
             let vbase = place.vbase[mi];
             let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;
             segs.push((local(md.seg.start), local(md.seg.end), md.seg.start));
+            let module = modules.len() as u32;
+            let name = manifest.str(md.name).as_bytes();
+            modules.push((names.len() as u32, name.len() as u32));
+            names.extend_from_slice(name);
             for f in manifest.functions.part(mi) {
-                let start = names.len() as u32;
-                names.extend_from_slice(manifest.str(md.name).as_bytes());
-                names.push(b':');
-                names.extend_from_slice(manifest.str(f.name).as_bytes());
+                let name = manifest.str(f.name).as_bytes();
                 funcs.push((
                     local(md.seg.start + f.offset),
                     f.size.max(1),
-                    start,
-                    names.len() as u32 - start,
+                    names.len() as u32,
+                    name.len() as u32,
+                    module,
                 ));
+                names.extend_from_slice(name);
             }
         }
         funcs.sort_unstable_by_key(|f| f.0);
@@ -123,6 +134,7 @@ impl Table {
             text: (base, base + len),
             funcs,
             segs,
+            modules,
             names,
             lines,
         }
@@ -145,11 +157,11 @@ impl Table {
         (off < hi).then(|| u64::from(off - lo) + u64::from(at))
     }
 
-    /// The name of the function holding `pc`. Code outside every function
+    /// The module and the name of the function holding `pc`. Code outside every function
     /// is a function's cold part (gcc's `f.cold`, in `.text.unlikely.f`,
     /// which the compiler emits right before `.text.f`): it is named after
     /// the function that follows it in the module.
-    fn function(&self, pc: u64) -> Option<&[u8]> {
+    fn function(&self, pc: u64) -> Option<(&[u8], &[u8])> {
         let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
         let next = self.funcs.partition_point(|f| f.0 <= off);
         let i = match next.checked_sub(1) {
@@ -157,8 +169,9 @@ impl Table {
             _ if next < self.funcs.len() => next,
             _ => return None,
         };
-        let (_, _, n, len) = self.funcs[i];
-        Some(&self.names[n as usize..(n + len) as usize])
+        let (_, _, n, len, module) = self.funcs[i];
+        let name = |(n, len): (u32, u32)| self.names.get(n as usize..(n + len) as usize);
+        Some((name(*self.modules.get(module as usize)?)?, name((n, len))?))
     }
 }
 
@@ -413,7 +426,10 @@ fn after_call(ra: u64) -> bool {
 
 /// Writes one frame: `MODULE:FUNCTION (FILE:LINE), image generation N`.
 fn put_frame(out: &mut Buf, t: &Table, pc: u64, lookup: u64) {
-    out.put(t.function(pc).unwrap_or(b"?:?"));
+    let (module, function) = t.function(pc).unwrap_or((b"?", b"?"));
+    out.put(module);
+    out.put(b":");
+    out.put(function);
     let mut file = [0u8; 256];
     if let Some((len, line)) = t
         .lines

@@ -33,15 +33,42 @@ pub struct Trampoline {
     pub slot: u64,
 }
 
-/// Chunks of trampolines made together.
+/// Chunks of trampolines made together: trampoline `i` is the `i`-th 8
+/// bytes of the code chunk and jumps through the `i`-th slot.
 #[derive(Debug)]
 pub struct Batch {
     /// Trampolines in this batch.
-    pub trampolines: Vec<Trampoline>,
+    len: usize,
     /// Code chunk (read+execute).
     pub code: Chunk,
     /// Slot chunk (read+write).
     pub slots: Chunk,
+}
+
+impl Batch {
+    /// Trampolines in this batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a batch of no trampoline.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Trampoline `i` (`i < len()`).
+    pub fn get(&self, i: usize) -> Trampoline {
+        debug_assert!(i < self.len);
+        Trampoline {
+            code: (self.code.addr + i * TRAMPOLINE_SIZE) as u64,
+            slot: (self.slots.addr + i * 8) as u64,
+        }
+    }
+
+    /// Every trampoline, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Trampoline> + '_ {
+        (0..self.len).map(|i| self.get(i))
+    }
 }
 
 /// Encodes a trampoline at `code` jumping through `slot`.
@@ -129,14 +156,8 @@ pub fn make_batch(window: &mut Window, n: usize) -> Result<Batch, Error> {
         }
         return Err(e.into());
     }
-    let trampolines = (0..n)
-        .map(|i| Trampoline {
-            code: (code.addr + i * TRAMPOLINE_SIZE) as u64,
-            slot: (slots.addr + i * 8) as u64,
-        })
-        .collect();
     Ok(Batch {
-        trampolines,
+        len: n,
         code,
         slots,
     })
@@ -230,8 +251,8 @@ mod tests {
     fn a_batch_jumps_through_its_slots() {
         let mut window = Window::reserve(1 << 24).unwrap();
         let b = make_batch(&mut window, 1000).unwrap();
-        assert_eq!(b.trampolines.len(), 1000);
-        for (i, t) in b.trampolines.iter().enumerate() {
+        assert_eq!(b.len(), 1000);
+        for (i, t) in b.iter().enumerate() {
             assert_eq!(t.code, (b.code.addr + i * TRAMPOLINE_SIZE) as u64);
             assert_eq!(t.slot, (b.slots.addr + i * 8) as u64);
             assert_eq!(load_slot(t.slot), 0);

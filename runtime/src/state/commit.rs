@@ -64,6 +64,10 @@ pub(super) fn same_bytes(
     true
 }
 
+/// Areas of at least this many functions have their crash table built by
+/// a second thread.
+const PARALLEL_TABLE: usize = 4096;
+
 impl State {
     /// Makes the prepared image live. Returns what to run next.
     pub fn commit(&mut self, p: Prepared) -> Followups {
@@ -87,61 +91,51 @@ impl State {
         } = p;
         let m = &manifest;
         // Crash reports name this image's functions from now on: the new
-        // area's, and the kept areas' under the new generation.
+        // area's, and the kept areas' under the new generation. A large
+        // area's table is built by a second thread while this one registers
+        // the new trampolines (both read only the manifest).
         let generation = self.generation + u32::from(self.current.is_some());
-        if let Some(a) = &area {
-            crate::crash::publish(crate::crash::Table::new(
-                m,
-                &place,
-                &loaded,
-                (a.loaded.base as u64, a.loaded.len() as u64),
-                generation,
-                debug.as_ref().and_then(crash_lines),
-            ));
+        let table = || {
+            area.as_ref().map(|a| {
+                crate::crash::Table::new(
+                    m,
+                    &place,
+                    &loaded,
+                    (a.loaded.base as u64, a.loaded.len() as u64),
+                    generation,
+                    debug.as_ref().and_then(crash_lines),
+                )
+            })
+        };
+        let functions_here: usize = (0..m.modules.len())
+            .filter(|&mi| loaded[mi])
+            .map(|mi| m.functions.part(mi).len())
+            .sum();
+        let exports_changed =
+            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
+        let table = std::thread::scope(|s| {
+            let builder = match functions_here >= PARALLEL_TABLE && segments::cpus() > 1 {
+                true => std::thread::Builder::new()
+                    .name("hcr-crash-table".into())
+                    .spawn_scoped(s, table)
+                    .ok(),
+                false => None,
+            };
+            // New trampolines join the registry.
+            if let Some(batch) = new_trampolines {
+                self.register_batch(batch, m, &loaded, &mut fn_tid);
+            }
+            match builder.map(|b| b.join()) {
+                Some(Ok(t)) => t,
+                _ => table(),
+            }
+        });
+        if let (Some(t), Some(a)) = (table, &area) {
+            crate::crash::publish(t);
             self.areas.push(a.clone());
         }
         crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
         crate::tls::publish_staged();
-        let exports_changed =
-            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
-        // New trampolines join the registry.
-        if let Some(batch) = new_trampolines {
-            let first = self.functions.len() as u32;
-            for t in fn_tid
-                .iter_mut()
-                .filter(|t| **t != NONE && **t & PENDING != 0)
-            {
-                *t = first + (*t & !PENDING);
-            }
-            // Module names interned once; names copied into the registry's
-            // one buffer (no allocation per function).
-            let mut keys: Vec<(u32, &str)> = vec![(NONE, ""); batch.trampolines.len()];
-            let mut names_len = 0;
-            for (mi, md) in m.modules.iter().enumerate() {
-                if !loaded[mi] {
-                    continue; // a kept module has no new function
-                }
-                let mut module = None;
-                for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                    let t = fn_tid[fi];
-                    if t != NONE && t >= first {
-                        let id = *module
-                            .get_or_insert_with(|| self.functions.intern_module(m.str(md.name)));
-                        let name = m.str(f.name);
-                        keys[(t - first) as usize] = (id, name);
-                        names_len += name.len();
-                    }
-                }
-            }
-            if keys.iter().any(|k| k.0 == NONE) {
-                let unnamed = self.functions.intern_module("");
-                for k in keys.iter_mut().filter(|k| k.0 == NONE) {
-                    k.0 = unnamed;
-                }
-            }
-            self.functions.register(&batch, &keys, names_len);
-            self.batches.push(batch);
-        }
         // Retarget every function of the segments loaded now (one atomic
         // store each); kept segments' functions already run where they are.
         // A function keeps its key (module, name), so one that a changed
@@ -369,6 +363,46 @@ impl State {
             on_reload,
             exports: exports_changed.then(|| self.exports()),
         }
+    }
+
+    /// Registers a batch of new trampolines under the names of the
+    /// functions whose registry index in `fn_tid` is pending, which then
+    /// become their registry indices.
+    fn register_batch(&mut self, batch: Batch, m: &Manifest, loaded: &[bool], fn_tid: &mut [u32]) {
+        let first = self.functions.len() as u32;
+        for t in fn_tid
+            .iter_mut()
+            .filter(|t| **t != NONE && **t & PENDING != 0)
+        {
+            *t = first + (*t & !PENDING);
+        }
+        // Module names interned once; names copied into the registry's
+        // one buffer (no allocation per function).
+        let ids: Vec<u32> = m
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(mi, md)| match loaded[mi] {
+                true => self.functions.intern_module(m.str(md.name)),
+                false => NONE,
+            })
+            .collect();
+        let fill = |put: &mut dyn FnMut(usize, u32, &str)| {
+            for (mi, md) in m.modules.iter().enumerate() {
+                if !loaded[mi] {
+                    continue; // a kept module has no new function
+                }
+                for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+                    let t = fn_tid[fi];
+                    if t != NONE && t >= first {
+                        put((t - first) as usize, ids[mi], m.str(f.name));
+                    }
+                }
+            }
+        };
+        // (About 16 bytes a name: a hint for one reservation.)
+        self.functions.register(&batch, batch.len() * 16, fill);
+        self.batches.push(batch);
     }
 
     /// Every global function (its permanent address) and global object (its

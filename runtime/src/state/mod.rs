@@ -27,6 +27,7 @@ mod plan;
 mod prepare;
 mod reclaim;
 mod registry;
+mod segments;
 
 use self::{functions::Functions, observe::*, plan::*, registry::*};
 pub use plan::plan_reload;

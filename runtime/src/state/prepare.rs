@@ -181,33 +181,35 @@ impl State {
             }
             pos.max(1)
         };
-        let chunk = self.window.alloc(len)?;
+        // Faulted in by the readers, each its own part.
+        let chunk = self.window.alloc_unfilled(len)?;
         let r = (|| -> Result<u64, Error> {
             // SAFETY: the chunk is fresh from the window, committed
             // read-write, at least `len` bytes and not yet published; this
             // is the only reference to its bytes until it ends below.
             let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
             let mut bytes = 0u64;
+            let mut pieces = Vec::with_capacity(runs.len() + 1);
             for &(first, last, at) in &runs {
                 let from = m.modules[first].seg.start;
                 let to = match all {
                     true => u32::try_from(h.area_file_size).unwrap_or(u32::MAX),
                     false => m.modules[last].seg.end,
                 };
-                let span = dst
-                    .get_mut(at..at + (to - from) as usize)
-                    .ok_or_else(|| Error::Io("load area larger than its chunk".into()))?;
-                file.read_area_into(h.area_file_offset + u64::from(from), span)?;
                 let vbase = (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(from));
                 let run = m.modules.iter().enumerate().take(last + 1).skip(first);
                 for (mi, md) in run.filter(|(mi, _)| load[*mi]) {
-                    let seg = (md.seg.start - from) as usize..(md.seg.end - from) as usize;
-                    view.verify_segment(mi, &span[seg])
-                        .map_err(|e| self.image_error(e))?;
                     bytes += u64::from(md.seg.len());
                     place.vbase[mi] = vbase;
                 }
+                segments::split_run(m, (first, last), (from, to), at, &mut pieces);
             }
+            segments::read(file, view, h.area_file_offset, load, dst, &pieces).map_err(
+                |e| match e {
+                    segments::Failure::Io(e) => e,
+                    segments::Failure::Image(e) => self.image_error(e),
+                },
+            )?;
             Ok(bytes)
         })();
         match r {
@@ -378,7 +380,7 @@ impl State {
                 NONE => 0,
                 t if t & PENDING != 0 => new_trampolines
                     .as_ref()
-                    .map_or(0, |b| b.trampolines[(t & !PENDING) as usize].code),
+                    .map_or(0, |b| b.get((t & !PENDING) as usize).code),
                 t => self.functions[t as usize].tramp.code,
             };
         }

@@ -28,6 +28,7 @@ pub mod ffi;
 pub mod gdb_jit;
 mod globals;
 mod guard;
+mod helper;
 mod hostlibs;
 mod identity;
 mod image_file;

@@ -113,23 +113,33 @@ impl State {
             .sum();
         let exports_changed =
             (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
-        let table = std::thread::scope(|s| {
-            let builder = match functions_here >= PARALLEL_TABLE && segments::cpus() > 1 {
-                true => std::thread::Builder::new()
-                    .name("hcr-crash-table".into())
-                    .spawn_scoped(s, table)
-                    .ok(),
-                false => None,
-            };
+        // Built by the helper thread when it is free in time, else here
+        // after the registry.
+        let built = std::sync::Mutex::new(None);
+        let taken = std::sync::atomic::AtomicBool::new(false);
+        let build = || {
+            if !taken.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let t = table();
+                if let Ok(mut b) = built.lock() {
+                    *b = Some(t);
+                }
+            }
+        };
+        let register = || {
             // New trampolines join the registry.
             if let Some(batch) = new_trampolines {
                 self.register_batch(batch, m, &loaded, &mut fn_tid);
             }
-            match builder.map(|b| b.join()) {
-                Some(Ok(t)) => t,
-                _ => table(),
+        };
+        match functions_here >= PARALLEL_TABLE {
+            true => crate::helper::share(&build, register),
+            false => {
+                register();
+                build();
             }
-        });
+        }
+        // (A helper that panicked built nothing.)
+        let table = built.into_inner().ok().flatten().unwrap_or_else(table);
         if let (Some(t), Some(a)) = (table, &area) {
             crate::crash::publish(t);
             self.areas.push(a.clone());

@@ -1,9 +1,12 @@
 //! Reading module segments into their window chunk: each piece faulted in,
-//! read with one `pread` and its segments verified, by two threads when
-//! there is enough to read (a first load reads the whole area: 8 MiB for
-//! 500 modules × 50 functions) and a second CPU to run on.
+//! read with one `pread` and its segments verified while they are in the
+//! cache; shared with the helper thread (`crate::helper`) when there is
+//! enough to read (a first load reads the whole area: 8 MiB for 500
+//! modules × 50 functions).
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use hcr_image::{ImageError, ImageView, Manifest};
 
@@ -63,19 +66,6 @@ pub(super) fn split_run(
     });
 }
 
-/// CPUs this thread may run on.
-pub(super) fn cpus() -> usize {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
-    // writes at most its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return 1;
-        }
-        libc::CPU_COUNT(&set) as usize
-    }
-}
-
 /// Reads `pieces` (sorted, disjoint, inside `dst`) from `file`, whose load
 /// area starts at file offset `area`, and verifies the segment of every
 /// module marked in `load`.
@@ -104,48 +94,43 @@ pub(super) fn read(
         pos = p.dst.end;
     }
     let total: usize = pieces.iter().map(|p| p.dst.len()).sum();
-    let one = |jobs: Vec<(&Piece, &mut [u8])>| -> Result<(), Failure> {
+    if jobs.len() < 2 || total < PARALLEL_MIN {
         for (p, bytes) in jobs {
             read_piece(file, view, area, load, p, bytes)?;
         }
-        Ok(())
-    };
-    if jobs.len() < 2 || total < PARALLEL_MIN || cpus() < 2 || std::env::var_os("HCR_ONE").is_some()
-    {
-        return one(jobs);
+        return Ok(());
     }
-    // Two halves by bytes, the second on a thread of its own.
-    let mut acc = 0usize;
-    let split = jobs
-        .iter()
-        .position(|(p, _)| {
-            acc += p.dst.len();
-            acc * 2 >= total
-        })
-        .map_or(jobs.len(), |i| (i + 1).min(jobs.len() - 1));
-    // The second half is taken by whoever runs it: the new thread, or
-    // this one when no thread can be started.
-    let second = std::sync::Mutex::new(Some(jobs.split_off(split)));
-    let take = || {
-        second
-            .lock()
-            .ok()
-            .and_then(|mut g| g.take())
-            .unwrap_or_default()
-    };
-    std::thread::scope(|s| {
-        let other = std::thread::Builder::new()
-            .name("hcr-read".into())
-            .spawn_scoped(s, || one(take()));
-        let mine = one(jobs);
-        let theirs = match other {
-            Ok(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(Failure::Io(Error::Internal("reader panicked".into())))),
-            Err(_) => one(take()),
+    // Pieces taken in order by whichever thread is free (this one, and the
+    // helper when it gets to run), each result kept with its piece.
+    type Job<'j> = (&'j Piece, &'j mut [u8]);
+    let jobs: Vec<Mutex<Option<Job<'_>>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+    let results: Vec<Mutex<Option<Result<(), Failure>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(job) = jobs.get(i) else { break };
+        let Some((p, bytes)) = job.lock().ok().and_then(|mut j| j.take()) else {
+            continue;
         };
-        mine.and(theirs)
-    })
+        let r = read_piece(file, view, area, load, p, bytes);
+        if let Ok(mut slot) = results[i].lock() {
+            *slot = Some(r);
+        }
+    };
+    crate::helper::share(&work, || ());
+    for r in results {
+        match r.into_inner() {
+            Ok(Some(r)) => r?,
+            // A piece whose reader panicked.
+            _ => {
+                return Err(Failure::Io(Error::Internal(
+                    "reading the load area failed".into(),
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_piece(
@@ -172,4 +157,55 @@ fn read_piece(
         view.verify_segment(mi, b).map_err(Failure::Image)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_cut_at_module_starts_into_pieces() {
+        // 40 modules of 100 KiB from area offset 0.
+        let mut m = Manifest::default();
+        let seg = 100 << 10;
+        for i in 0..40u32 {
+            let mut md = hcr_image::Module::default();
+            md.seg = hcr_image::Span::new(i * seg, (i + 1) * seg);
+            m.modules.push(md);
+        }
+        // The whole area (with 64 bytes after the last segment).
+        let mut out = Vec::new();
+        split_run(&m, (0, 39), (0, 40 * seg + 64), 0, &mut out);
+        assert!(out.len() > 1);
+        assert!(out
+            .iter()
+            .all(|p| p.dst.len() >= PIECE || p.modules.end == 40));
+        // Contiguous, covering every byte and every module once.
+        assert_eq!(
+            (out[0].from, out[0].dst.start, out[0].modules.start),
+            (0, 0, 0)
+        );
+        for w in out.windows(2) {
+            assert_eq!(w[0].dst.end, w[1].dst.start);
+            assert_eq!(w[0].modules.end, w[1].modules.start);
+            assert_eq!(w[1].from, m.modules[w[1].modules.start].seg.start);
+        }
+        let last = out.last().unwrap();
+        assert_eq!(
+            (last.dst.end, last.modules.end),
+            (40 * seg as usize + 64, 40)
+        );
+        // A run placed elsewhere in the chunk keeps its offsets relative
+        // to where it starts; a short run is one piece.
+        let mut out = Vec::new();
+        split_run(&m, (3, 4), (3 * seg, 5 * seg), 4096, &mut out);
+        assert_eq!(
+            out,
+            [Piece {
+                from: 3 * seg,
+                dst: 4096..4096 + 2 * seg as usize,
+                modules: 3..5
+            }]
+        );
+    }
 }

@@ -1,0 +1,186 @@
+//! A second thread for the large, independent parts of a load (reading
+//! and verifying an image's segments, building its crash table), used only
+//! when it actually runs.
+//!
+//! One helper thread per process, started at the first use, sleeps until a
+//! caller posts work. The caller then does its own part and the posted work
+//! itself; when it is done, work the helper has not started yet is
+//! withdrawn (so a busy machine, on which the helper is not scheduled in
+//! time, costs the caller nothing but the post), and work the helper has
+//! started is waited for. Posted work must therefore be safe to run by both
+//! threads at once: it takes its units from a shared counter.
+
+use std::sync::{Condvar, Mutex, OnceLock};
+
+/// Work the helper may run: a `&(dyn Fn() + Sync)` whose lifetime `share`
+/// guarantees (the caller waits until the helper is done with it).
+#[derive(Clone, Copy)]
+struct Job(*const (dyn Fn() + Sync + 'static));
+
+// SAFETY: the pointee is `Sync` (so callable from any thread), and it is
+// only called while the posting caller keeps it alive (see `share`).
+unsafe impl Send for Job {}
+
+enum Slot {
+    /// No work.
+    Empty,
+    /// Posted, not started.
+    Posted(Job),
+    /// Being run by the helper.
+    Running,
+    /// Run by the helper; the caller has not looked yet.
+    Done,
+}
+
+struct Helper {
+    slot: Mutex<Slot>,
+    cv: Condvar,
+}
+
+/// The process's helper, started at the first call (`None` on a machine
+/// with one CPU, or when no thread can be started).
+fn helper() -> Option<&'static Helper> {
+    static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
+    *HELPER.get_or_init(|| {
+        if cpus() < 2 || std::env::var_os("HCR_NO_HELPER").is_some() {
+            return None;
+        }
+        let h: &'static Helper = Box::leak(Box::new(Helper {
+            slot: Mutex::new(Slot::Empty),
+            cv: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("hcr-helper".into())
+            .spawn(move || run(h))
+            .ok()
+            .map(|_| h)
+    })
+}
+
+fn run(h: &'static Helper) {
+    loop {
+        let job = {
+            let Ok(mut slot) = h.slot.lock() else { return };
+            loop {
+                if let Slot::Posted(job) = *slot {
+                    *slot = Slot::Running;
+                    break job;
+                }
+                slot = match h.cv.wait(slot) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            }
+        };
+        // SAFETY: the job was posted by `share`, which does not return (so
+        // the closure stays alive) until the slot says `Done`, set below.
+        // A panic is contained: the work's units record their own results,
+        // so one left unfinished is seen by the caller.
+        let f = unsafe { &*job.0 };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let Ok(mut slot) = h.slot.lock() else { return };
+        *slot = Slot::Done;
+        h.cv.notify_all();
+    }
+}
+
+/// CPUs this thread may run on.
+pub fn cpus() -> usize {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        libc::CPU_COUNT(&set) as usize
+    }
+}
+
+/// Runs `mine`, then `work`, on this thread, while the helper (when there
+/// is one, it is free and it gets to run in time) runs `work` too. Returns
+/// when `work` has returned on this thread and the helper is not inside
+/// it. `work` must share its units between the threads running it (each
+/// taken once) and finish them all when run alone.
+pub fn share<R>(work: &(dyn Fn() + Sync), mine: impl FnOnce() -> R) -> R {
+    let posted = helper().is_some_and(|h| {
+        let Ok(mut slot) = h.slot.lock() else {
+            return false;
+        };
+        if !matches!(*slot, Slot::Empty) {
+            return false; // another caller's work
+        }
+        let job: *const (dyn Fn() + Sync + '_) = work;
+        // SAFETY: only the lifetime changes. The helper calls the job only
+        // between taking it (`Posted` → `Running`) and setting `Done`; this
+        // function withdraws a job not yet taken and waits for `Done`
+        // otherwise (`Finish`, also when unwinding) before `work` goes out
+        // of scope.
+        let job: *const (dyn Fn() + Sync + 'static) = unsafe { std::mem::transmute(job) };
+        *slot = Slot::Posted(Job(job));
+        h.cv.notify_all();
+        true
+    });
+    let _finish = Finish(posted);
+    let r = mine();
+    work();
+    r
+}
+
+/// Withdraws the posted job, or waits until the helper has run it, when
+/// dropped (`share` returning or unwinding).
+struct Finish(bool);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let (true, Some(h)) = (self.0, helper()) {
+            finish(h);
+        }
+    }
+}
+
+/// Withdraws the posted job, or waits until the helper has run it.
+fn finish(h: &Helper) {
+    let mut slot = match h.slot.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    loop {
+        match *slot {
+            Slot::Posted(_) | Slot::Done | Slot::Empty => {
+                *slot = Slot::Empty;
+                return;
+            }
+            Slot::Running => {
+                slot = match h.cv.wait(slot) {
+                    Ok(s) => s,
+                    Err(p) => p.into_inner(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_unit_runs_once_whoever_runs_it() {
+        for round in 0..200 {
+            let next = AtomicUsize::new(0);
+            let done: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+            let work = || {
+                while let Some(d) = done.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            let r = share(&work, || round);
+            assert_eq!(r, round);
+            // After `share`, nothing runs `work` any more: the counts are
+            // final.
+            assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
+        }
+    }
+}

@@ -169,9 +169,10 @@ mod tests {
         let mut m = Manifest::default();
         let seg = 100 << 10;
         for i in 0..40u32 {
-            let mut md = hcr_image::Module::default();
-            md.seg = hcr_image::Span::new(i * seg, (i + 1) * seg);
-            m.modules.push(md);
+            m.modules.push(hcr_image::Module {
+                seg: hcr_image::Span::new(i * seg, (i + 1) * seg),
+                ..Default::default()
+            });
         }
         // The whole area (with 64 bytes after the last segment).
         let mut out = Vec::new();

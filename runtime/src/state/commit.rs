@@ -321,6 +321,11 @@ impl State {
         let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
         let reload = self.current.is_some();
         for &i in &order {
+            // A module added or changed is loaded: a kept one has nothing to
+            // run.
+            if !loaded[i.0 as usize] {
+                continue;
+            }
             let md = &m.modules[i.0 as usize];
             let added = added_modules.contains(m.str(md.name));
             // A Nim module's first load is Nim's init (see `nim`).

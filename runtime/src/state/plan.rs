@@ -54,12 +54,14 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     let mut out = vec![NONE; new.modules.len()];
     let mut by_name: Option<HashMap<&str, usize>> = None;
     for (i, md) in new.modules.iter().enumerate() {
+        let om = old.modules.get(i);
+        // A shared record is the same module (same name) without a look.
+        if om.is_some_and(|om| om.reachable && om.same_record(md)) {
+            out[i] = i as u32;
+            continue;
+        }
         let name = new.str(md.name);
-        let same = old
-            .modules
-            .get(i)
-            .is_some_and(|om| om.reachable && old.str(om.name) == name);
-        if same {
+        if om.is_some_and(|om| om.reachable && old.str(om.name) == name) {
             out[i] = i as u32;
             continue;
         }
@@ -69,6 +71,20 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
         }
     }
     out
+}
+
+/// True when `new` has the root and the module list of `old` and each of
+/// its modules imports what the same module of `old` does (so both have
+/// the same initialisation order).
+fn same_imports(old: &Manifest, new: &Manifest) -> bool {
+    old.root == new.root
+        && old.modules.len() == new.modules.len()
+        && old.modules.iter().zip(&new.modules).all(|(a, b)| {
+            a.same_record(b)
+                || (a.reachable == b.reachable
+                    && a.imports == b.imports
+                    && old.str(a.name) == new.str(b.name))
+        })
 }
 
 /// The loaded (reachable) modules of `m` whose names are in `names`.
@@ -117,7 +133,12 @@ impl State {
         let matched = old
             .map(|c| match_modules(&c.manifest, m))
             .unwrap_or_else(|| vec![NONE; m.modules.len()]);
-        let order = m.init_order();
+        // The same records in the same places import the same modules:
+        // the order is the live image's.
+        let order = match old {
+            Some(c) if same_imports(&c.manifest, m) => c.order.clone(),
+            _ => m.init_order(),
+        };
         let diff = plan_matched(
             old.map(|c| &c.manifest),
             m,
@@ -140,8 +161,8 @@ impl State {
             return Ok(self.disk.diff.clone());
         }
         let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
-        let bytes = file.read(&mut self.scratch)?;
         let old = self.current.as_ref().map(|c| &c.manifest);
+        let bytes = file.read(&mut self.scratch, old)?;
         let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;
         let diff = self.plan(&manifest).0;

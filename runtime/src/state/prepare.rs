@@ -74,7 +74,7 @@ impl State {
         let old = self.current.as_ref().map(|c| &c.manifest);
         let mut global = None;
         let mut plan = None;
-        let bytes = file.read_then(scratch, |b| {
+        let bytes = file.read_then(scratch, old, |b| {
             let g = ImageView::parse_global(b, old);
             let mut ranges = Vec::new();
             if let (Ok((h, m)), Ok(at)) = (&g, hcr_image::manifest_offset(b)) {

@@ -577,7 +577,7 @@ impl Global<'_> {
         let mut out = Vec::new();
         for i in 0..self.index.len() / INDEX_ENTRY {
             let e = entry(self.index, i);
-            if olds.get(i).is_none_or(|om| om.shape.hash != e.hash) {
+            if olds.get(i).is_none_or(|om| om.hash != e.hash) {
                 match out.last_mut() {
                     Some((o, l)) if *o + *l == at => *l += u64::from(e.len),
                     _ => out.push((at, u64::from(e.len))),
@@ -614,7 +614,7 @@ impl Global<'_> {
             let e = entry(index, i);
             let end = at + e.len as usize;
             let record = match olds.get(i) {
-                Some(om) if om.shape.hash == e.hash => om.record.clone(),
+                Some(om) if om.hash == e.hash => om.record.clone(),
                 _ => {
                     let bytes = section
                         .get(at..end)
@@ -653,6 +653,7 @@ impl Global<'_> {
                 eh_frame: rel(sh.eh_frame)?,
                 init: (e.init_start, sh.init_len),
                 block: (block, sh.block_len),
+                hash: e.hash,
                 record,
             };
             f = md.functions.end;
@@ -734,9 +735,10 @@ pub(crate) struct Block<'a> {
 /// order: decoded ones and ones shared with an earlier manifest.
 #[derive(Default)]
 pub(crate) struct Parts<'a> {
-    functions: Vec<Arc<[Function]>>,
-    objects: Vec<Arc<[Object]>>,
-    strings: Vec<Arc<str>>,
+    /// Per module: its decoded part, or `None` for the old manifest's.
+    functions: Vec<Option<Arc<[Function]>>>,
+    objects: Vec<Option<Arc<[Object]>>>,
+    strings: Vec<Option<Arc<str>>>,
     pub fixups: Vec<Fixups<'a>>,
     pub object_fixups: Vec<Fixups<'a>>,
 }
@@ -749,15 +751,16 @@ impl<'a> Parts<'a> {
         md.on_reload = b.on_reload;
         md.undefined = b.undefined;
         md.fixups = b.fixups.len() as u32;
-        self.functions.push(b.functions);
-        self.objects.push(b.objects);
-        self.strings.push(b.strings);
+        self.functions.push(Some(b.functions));
+        self.objects.push(Some(b.objects));
+        self.strings.push(Some(b.strings));
         self.fixups.push(b.fixups);
         self.object_fixups.push(b.object_fixups);
     }
 
     /// Module `md`'s block as module `mi` of `old` decoded it (shared, no
-    /// fixups: nothing of it is loaded again).
+    /// fixups: nothing of it is loaded again). A shared record already has
+    /// the block's lists.
     pub fn share(&mut self, md: &mut Module, old: &Manifest, mi: usize) {
         if let Some(om) = old.modules.get(mi).filter(|om| !om.same_record(md)) {
             md.ctors = om.ctors.clone();
@@ -766,25 +769,22 @@ impl<'a> Parts<'a> {
             md.undefined = om.undefined.clone();
             md.fixups = om.fixups;
         }
-        self.functions
-            .push(old.functions.shared_part(mi).cloned().unwrap_or_default());
-        self.objects
-            .push(old.objects.shared_part(mi).cloned().unwrap_or_default());
-        self.strings.push(
-            old.module_strings
-                .get(mi)
-                .cloned()
-                .unwrap_or_else(|| Arc::from("")),
-        );
+        self.functions.push(None);
+        self.objects.push(None);
+        self.strings.push(None);
         self.fixups.push(Fixups::default());
         self.object_fixups.push(Fixups::default());
     }
 
-    /// Gives `m` its tables; the fixups stay here.
-    pub fn finish(&mut self, m: &mut Manifest) {
-        m.functions = Chunked::from_parts(std::mem::take(&mut self.functions));
-        m.objects = Chunked::from_parts(std::mem::take(&mut self.objects));
-        m.module_strings = std::mem::take(&mut self.strings);
+    /// Gives `m` its tables (parts not decoded are `old`'s, whole groups of
+    /// them shared); the fixups stay here.
+    pub fn finish(&mut self, m: &mut Manifest, old: Option<&Manifest>) {
+        let functions = std::mem::take(&mut self.functions);
+        let objects = std::mem::take(&mut self.objects);
+        let strings = std::mem::take(&mut self.strings);
+        m.functions = Chunked::from_shared(functions, old.map(|o| &o.functions));
+        m.objects = Chunked::from_shared(objects, old.map(|o| &o.objects));
+        m.module_strings = Grouped::from_shared(strings, old.map(|o| &o.module_strings));
     }
 }
 

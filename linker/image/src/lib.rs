@@ -23,7 +23,7 @@ mod elf;
 
 use std::sync::Arc;
 
-pub use chunked::Chunked;
+pub use chunked::{Chunked, Grouped, GROUP};
 
 use std::ops::Range;
 
@@ -172,6 +172,9 @@ pub struct Module {
     /// Where this module's block (its functions, objects, lists, strings
     /// and fixups) lies, relative to the manifest section: offset, length.
     pub block: (u64, u64),
+    /// The record's hash as the index gave it (0 in a manifest the linker
+    /// builds): compared without reaching into the record.
+    hash: u64,
     record: Arc<ModuleRecord>,
 }
 
@@ -381,7 +384,7 @@ pub struct Manifest {
     pub strings: String,
     /// Each module's string table ([`Str::table`] `k + 1`), shared with the
     /// manifest a reload kept the module from.
-    pub module_strings: Vec<Arc<str>>,
+    pub module_strings: Grouped<Arc<str>>,
     /// The top of the import tree.
     pub root: ModuleId,
     /// Where the parts of the load area lie.
@@ -677,7 +680,7 @@ impl<'a> ImageView<'a> {
             codec::validate_block(&m, mi, &b, init.len() as u64)?;
             parts.add(&mut m.modules[mi], b);
         }
-        parts.finish(&mut m);
+        parts.finish(&mut m, old);
         Ok(ImageView {
             header,
             manifest: m,
@@ -746,7 +749,7 @@ impl<'a> ImageView<'a> {
             let b = codec::decode_block(block, mi)?;
             parts.add(&mut m.modules[mi], b);
         }
-        parts.finish(&mut m);
+        parts.finish(&mut m, None);
         Ok((header, m))
     }
 }

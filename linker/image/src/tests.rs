@@ -94,7 +94,7 @@ fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec
         let b = codec::decode_block(&body[at..at + len as usize], mi).unwrap();
         parts.add(&mut m.modules[mi], b);
     }
-    parts.finish(&mut m);
+    parts.finish(&mut m, None);
     let fx = parts.fixups.iter().map(|f| f.all().collect()).collect();
     let ofx = parts
         .object_fixups

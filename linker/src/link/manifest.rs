@@ -187,7 +187,7 @@ pub(crate) fn build_manifest(
     let obj_lens: Vec<usize> = modules.iter().map(|md| md.objects.len() as usize).collect();
     let mut man = Manifest {
         strings: man.strings,
-        module_strings: Vec::new(),
+        module_strings: Default::default(),
         root: ModuleId(root),
         layout: lay.layout.clone(),
         modules,

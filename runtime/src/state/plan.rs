@@ -25,22 +25,26 @@ pub(super) fn plan_matched(
     let mut still = vec![false; old.map_or(0, |o| o.modules.len())];
     for &i in new_order {
         let md = &new.modules[i.0 as usize];
-        let name = new.str(md.name);
         match (old, matched.get(i.0 as usize).copied().unwrap_or(NONE)) {
             (Some(o), oi) if oi != NONE => {
                 still[oi as usize] = true;
                 let om = &o.modules[oi as usize];
-                if om.content_hash != md.content_hash && om.mtime_ns != md.mtime_ns {
-                    d.changed.push(name.to_string());
+                if !om.same_record(md)
+                    && om.content_hash != md.content_hash
+                    && om.mtime_ns != md.mtime_ns
+                {
+                    d.changed.push(new.str(md.name).to_string());
+                    d.old_touched.push(ModuleId(oi));
                 }
             }
-            _ => d.added.push(name.to_string()),
+            _ => d.added.push(new.str(md.name).to_string()),
         }
     }
     if let Some(o) = old {
         for &i in old_order {
             if !still[i.0 as usize] {
                 d.removed.push(o.module_name(i).to_string());
+                d.old_touched.push(i);
             }
         }
     }
@@ -85,16 +89,6 @@ fn same_imports(old: &Manifest, new: &Manifest) -> bool {
                     && a.imports == b.imports
                     && old.str(a.name) == new.str(b.name))
         })
-}
-
-/// The loaded (reachable) modules of `m` whose names are in `names`.
-pub(super) fn loaded_among<'a>(
-    m: &'a Manifest,
-    names: &'a HashSet<&str>,
-) -> impl Iterator<Item = &'a hcr_image::Module> {
-    m.modules
-        .iter()
-        .filter(move |md| md.reachable && names.contains(m.str(md.name)))
 }
 
 /// Reachable modules (by name) of a manifest.
@@ -197,12 +191,12 @@ impl State {
                 continue;
             }
             let om = &c.manifest.modules[oi];
-            if om.link_hash == md.link_hash
-                && om.seg.len() == md.seg.len()
-                && om.functions.len() == md.functions.len()
-                && om.objects.len() == md.objects.len()
-                && c.areas[oi].is_some()
-            {
+            let same = om.same_record(md)
+                || (om.link_hash == md.link_hash
+                    && om.seg.len() == md.seg.len()
+                    && om.functions.len() == md.functions.len()
+                    && om.objects.len() == md.objects.len());
+            if same && c.areas.get(oi).is_some() {
                 reuse[i] = oi as u32;
             }
         }

@@ -28,7 +28,7 @@ impl State {
             let own: Vec<(usize, usize)> = r
                 .image
                 .distinct_areas()
-                .into_iter()
+                .iter()
                 .map(|a| &a.loaded)
                 .filter(|a| live.binary_search(&a.base).is_err())
                 .map(LoadedArea::range)
@@ -47,10 +47,16 @@ impl State {
                 None => keep.extend(check.into_iter().map(|(r, _)| r)),
                 Some(stack) => {
                     let mut used = vec![false; check.len()];
+                    let all = check.iter().flat_map(|(_, own)| own.iter());
+                    let lo = all.clone().map(|r| r.0).min().unwrap_or(0);
+                    let hi = all.map(|r| r.1).max().unwrap_or(0);
                     // Each word marks the old images it points into; one pass
                     // over the stack, the globals and the thread-local blocks.
                     let mut note = |w: u64| {
                         let w = w as usize;
+                        if w < lo || w >= hi {
+                            return false;
+                        }
                         for (k, (_, own)) in check.iter().enumerate() {
                             used[k] |= own.iter().any(|&(lo, hi)| lo <= w && w < hi);
                         }

@@ -137,7 +137,7 @@ pub(crate) fn build_manifest(
                 tls: o.tls,
             });
         }
-        modules.push(Module {
+        let mut md = Module::new(ModuleRecord {
             name: man.intern(&m.obj.name),
             source: man.intern(&m.obj.source),
             object: man.intern(&m.obj.path),
@@ -145,27 +145,25 @@ pub(crate) fn build_manifest(
             content_hash: m.hash,
             imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
             reachable: reachable[mi],
-            functions: Span::new(fstart, functions.len() as u32),
-            objects: Span::new(ostart, objects.len() as u32),
             fixups: applied.module_fixups[mi].len(),
             ctors: applied.ctors[mi].clone().into(),
             dtors: applied.dtors[mi].clone().into(),
             on_reload: applied.on_reload[mi].clone().into(),
-            init: (m.bases.init, m.sizes.init),
-            block: (0, 0),
-            block_checksum: 0,
             undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
-            seg: Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32),
-            text: Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32),
-            eh_frame: Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32),
             checksum: hcr_image::segment_checksum(
                 &applied.area[lay.segs[mi].0 as usize..lay.segs[mi].1 as usize],
             ),
-            link_hash: 0,
-            deps: Default::default(),
             text_size: m.sizes.text as u32,
             rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
+            ..ModuleRecord::default()
         });
+        md.functions = Span::new(fstart, functions.len() as u32);
+        md.objects = Span::new(ostart, objects.len() as u32);
+        md.init = (m.bases.init, m.sizes.init);
+        md.seg = Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32);
+        md.text = Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32);
+        md.eh_frame = Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32);
+        modules.push(md);
     }
     let hosts = hosts
         .iter()
@@ -189,7 +187,7 @@ pub(crate) fn build_manifest(
     let obj_lens: Vec<usize> = modules.iter().map(|md| md.objects.len() as usize).collect();
     let mut man = Manifest {
         strings: man.strings,
-        module_strings: Vec::new(),
+        module_strings: Default::default(),
         root: ModuleId(root),
         layout: lay.layout.clone(),
         modules,

@@ -163,16 +163,17 @@ fn read_piece(
 mod tests {
     use super::*;
 
+    // (`Module` has private fields: no struct literal.)
+    #[allow(clippy::field_reassign_with_default)]
     #[test]
     fn runs_are_cut_at_module_starts_into_pieces() {
         // 40 modules of 100 KiB from area offset 0.
         let mut m = Manifest::default();
         let seg = 100 << 10;
         for i in 0..40u32 {
-            m.modules.push(hcr_image::Module {
-                seg: hcr_image::Span::new(i * seg, (i + 1) * seg),
-                ..Default::default()
-            });
+            let mut md = hcr_image::Module::default();
+            md.seg = hcr_image::Span::new(i * seg, (i + 1) * seg);
+            m.modules.push(md);
         }
         // The whole area (with 64 bytes after the last segment).
         let mut out = Vec::new();

@@ -9,6 +9,9 @@
 //! time, costs the caller nothing but the post), and work the helper has
 //! started is waited for. Posted work must therefore be safe to run by both
 //! threads at once: it takes its units from a shared counter.
+//!
+//! `HCR_LOAD_THREADS=1` keeps every load on the calling thread (no helper
+//! is started).
 
 use std::sync::{Condvar, Mutex, OnceLock};
 
@@ -38,11 +41,12 @@ struct Helper {
 }
 
 /// The process's helper, started at the first call (`None` on a machine
-/// with one CPU, or when no thread can be started).
+/// with one CPU, with `HCR_LOAD_THREADS=1` in the environment, or when no
+/// thread can be started).
 fn helper() -> Option<&'static Helper> {
     static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     *HELPER.get_or_init(|| {
-        if cpus() < 2 || std::env::var_os("HCR_NO_HELPER").is_some() {
+        if cpus() < 2 || std::env::var_os("HCR_LOAD_THREADS").is_some_and(|v| v == "1") {
             return None;
         }
         let h: &'static Helper = Box::leak(Box::new(Helper {

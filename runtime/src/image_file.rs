@@ -22,6 +22,8 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::Error;
 
@@ -31,7 +33,10 @@ const HEAD: usize = 4096;
 /// Ranges closer than this are read with one `pread` (the bytes between
 /// cost less than another system call).
 const MERGE_GAP: usize = 64 * 1024;
-const PAGE: usize = 4096;
+/// Bytes read with one `pread` (so two threads can share a large read).
+const PIECE: usize = 256 * 1024;
+/// Reads of at least this much in all are shared with the helper thread.
+const SHARE_MIN: usize = 1 << 20;
 
 // ELF64 offsets (System V gABI).
 const E_SHOFF: usize = 40;
@@ -334,24 +339,66 @@ impl Reader<'_, '_> {
                 _ => merged.push(r),
             }
         }
-        for r in merged {
+        // Large ranges (a whole manifest's blocks) are read in pieces,
+        // shared with the helper thread (`crate::helper`) when it is free.
+        let mut pieces: Vec<Range<usize>> = Vec::with_capacity(merged.len());
+        for r in &merged {
+            let mut at = r.start;
+            while at < r.end {
+                let end = r.end.min(at + PIECE);
+                pieces.push(at..end);
+                at = end;
+            }
+        }
+        let img = self.img;
+        // One disjoint slice of the buffer per piece (sorted, disjoint).
+        // `(file offset, destination)`, taken by whichever thread reads it.
+        type Job<'b> = Mutex<Option<(usize, &'b mut [u8])>>;
+        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(pieces.len());
+        let mut rest: &mut [u8] = &mut self.buf[..];
+        let mut pos = 0;
+        for p in &pieces {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(p.start - pos);
+            let (mine, tail) = tail.split_at_mut(p.len());
+            jobs.push(Mutex::new(Some((p.start, mine))));
+            rest = tail;
+            pos = p.end;
+        }
+        let results: Vec<Mutex<Option<Result<(), Error>>>> =
+            jobs.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else { break };
+            let Some((off, dst)) = job.lock().ok().and_then(|mut j| j.take()) else {
+                continue;
+            };
             // One call faults the buffer's pages in (rather than one fault
             // per page during the copy); best effort.
-            let start = r.start / PAGE * PAGE;
-            let _ = self.buf.advise_range(
-                memmap2::Advice::PopulateWrite,
-                start,
-                (r.end - start).div_ceil(PAGE) * PAGE,
-            );
-            self.pread(r.clone())?;
-            self.done.push(r);
+            hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
+            let r = img.read_exact_at(dst, off as u64);
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(r);
+            }
+        };
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        match total >= SHARE_MIN {
+            true => crate::helper::share(&work, || ()),
+            false => work(),
         }
+        for r in results {
+            match r.into_inner() {
+                Ok(Some(r)) => r?,
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "{}: reading the image failed",
+                        img.path.display()
+                    )))
+                }
+            }
+        }
+        self.done.extend(merged);
         Ok(())
-    }
-
-    fn pread(&mut self, r: Range<usize>) -> Result<(), Error> {
-        self.img
-            .read_exact_at(&mut self.buf[r.clone()], r.start as u64)
     }
 }
 
@@ -403,6 +450,27 @@ fn check_ownership(path: &Path, meta: &std::fs::Metadata) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_read_in_pieces_gives_the_file_bytes() {
+        // 3 MiB and a bit: pieces shared with the helper thread when it
+        // runs, read here otherwise; either way every byte arrives.
+        let path = std::env::temp_dir().join(format!("hcr-pieces-{}.bin", std::process::id()));
+        let bytes: Vec<u8> = (0..(3 << 20) + 4321u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = ImageFile::open(&path, true).unwrap();
+        let mut scratch = Scratch::default();
+        let (from, to) = (1000usize, bytes.len() - 7);
+        let read = file
+            .read_then(&mut scratch, None, |_| {
+                vec![(from as u64, (to - from) as u64)]
+            })
+            .unwrap();
+        assert_eq!(&read[from..to], &bytes[from..to]);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn manifest_header_offsets_match_the_encoder() {

@@ -206,6 +206,9 @@ pub struct ReloadWork {
     pub fixups_applied: u64,
     /// Permanent addresses retargeted.
     pub slots_retargeted: usize,
+    /// Pieces the segments were read in (one `pread` each, shared with the
+    /// helper thread when there are enough of them).
+    pub pieces_read: usize,
 }
 
 const NONE: u32 = u32::MAX;

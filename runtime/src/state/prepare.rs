@@ -140,9 +140,9 @@ impl State {
     }
 
     /// Reads the segments of the modules marked in `load` from `file` into
-    /// one new chunk of the window and verifies them; returns the chunk and
-    /// where each module's segment lies. When every module is loaded, the
-    /// area keeps the file's layout (one read).
+    /// one new chunk of the window and verifies them; returns the chunk, the
+    /// bytes and the pieces read, and where each module's segment lies.
+    /// When every module is loaded, the area keeps the file's layout.
     fn read_segments(
         &mut self,
         file: &ImageFile<'_>,
@@ -150,7 +150,7 @@ impl State {
         load: &[bool],
         all: bool,
         place: &mut Placement,
-    ) -> Result<(hcr_loader::Chunk, u64), Error> {
+    ) -> Result<(hcr_loader::Chunk, u64, usize), Error> {
         let m = &view.manifest;
         let h = &view.header;
         // Runs of consecutive modules to load, each read with one `pread`
@@ -183,7 +183,7 @@ impl State {
         };
         // Faulted in by the readers, each its own part.
         let chunk = self.window.alloc_unfilled(len)?;
-        let r = (|| -> Result<u64, Error> {
+        let r = (|| -> Result<(u64, usize), Error> {
             // SAFETY: the chunk is fresh from the window, committed
             // read-write, at least `len` bytes and not yet published; this
             // is the only reference to its bytes until it ends below.
@@ -210,10 +210,10 @@ impl State {
                     segments::Failure::Image(e) => self.image_error(e),
                 },
             )?;
-            Ok(bytes)
+            Ok((bytes, pieces.len()))
         })();
         match r {
-            Ok(bytes) => Ok((chunk, bytes)),
+            Ok((bytes, pieces)) => Ok((chunk, bytes, pieces)),
             Err(e) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
@@ -424,8 +424,9 @@ impl State {
         } else {
             let all = work.modules_kept == 0;
             match self.read_segments(file, &view, &load, all, &mut place) {
-                Ok((chunk, bytes)) => {
+                Ok((chunk, bytes, pieces)) => {
                     work.bytes_relocated = bytes;
+                    work.pieces_read = pieces;
                     Some(chunk)
                 }
                 Err(e) => {

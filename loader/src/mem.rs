@@ -253,17 +253,22 @@ impl Window {
     }
 }
 
-/// Faults in the pages of `[addr, addr + len)` (rounded out to pages),
-/// which must lie in a read-write chunk of the window, with one call rather
-/// than one fault per page when they are first written. Best effort: older
-/// kernels refuse `MADV_POPULATE_WRITE` and the pages fault in on first
-/// touch.
+/// Faults in the pages of `[addr, addr + len)` (rounded out to pages) with
+/// one call rather than one fault per page when they are first written:
+/// for a window chunk, or a large new heap allocation, about to be filled.
+/// Contents do not change. Best effort: a range that is not writable
+/// memory of this process is refused by the kernel, and older kernels
+/// refuse `MADV_POPULATE_WRITE` (the pages then fault in on first touch).
 pub fn populate(addr: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
     let start = addr / PAGE * PAGE;
-    let end = (addr + len).div_ceil(PAGE) * PAGE;
+    let end = addr.saturating_add(len).div_ceil(PAGE) * PAGE;
     if start < end {
-        // SAFETY: the caller's range lies in a committed read-write chunk;
-        // faulting pages in changes no contents.
+        // SAFETY: `MADV_POPULATE_WRITE` only faults pages in (as a write
+        // would, without writing): no contents change, and a range that
+        // is not writable memory is refused (EFAULT, ENOMEM), not touched.
         unsafe {
             libc::madvise(
                 start as *mut libc::c_void,

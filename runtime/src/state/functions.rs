@@ -118,13 +118,11 @@ impl Functions {
         self.entries.reserve(n);
         // Fault the new entries' and names' pages in with one call each
         // rather than one fault per page (25 000 functions: 1.6 MB).
-        let spare = self.entries.spare_capacity_mut();
+        let spare = &self.entries.spare_capacity_mut()[..n];
         hcr_loader::mem::populate(spare.as_ptr() as usize, std::mem::size_of_val(spare));
         let used = self.names.len();
-        hcr_loader::mem::populate(
-            self.names.as_ptr() as usize + used,
-            self.names.capacity() - used,
-        );
+        let names_room = names_len.min(self.names.capacity() - used);
+        hcr_loader::mem::populate(self.names.as_ptr() as usize + used, names_room);
         // Unnamed until `fill` names them (it names all of them).
         self.entries.extend(batch.iter().map(|tramp| FnEntry {
             module: NONE,

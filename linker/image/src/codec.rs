@@ -652,8 +652,10 @@ impl Next {
         let bad = |what: String, at: usize| DecodeError { what, at };
         let e = entry(index, i);
         let (at, end) = (self.at, self.at + e.len as usize);
-        let (record, reachable) = match om {
-            Some(om) if om.hash == e.hash => (om.record.clone(), om.reachable),
+        let (record, reachable, sh) = match om {
+            // The sizes from the loaded module's places: the shared record
+            // itself is not read.
+            Some(om) if om.hash == e.hash => (om.record.clone(), om.reachable, shape_of(om)),
             _ => {
                 let bytes = section
                     .get(at..end)
@@ -670,10 +672,10 @@ impl Next {
                     d
                 })?;
                 r.shape.hash = e.hash;
-                (Arc::new(r), reachable)
+                let sh = r.shape;
+                (Arc::new(r), reachable, sh)
             }
         };
-        let sh = record.shape;
         let span = |start: u32, len: u32| {
             start
                 .checked_add(len)
@@ -701,6 +703,21 @@ impl Next {
             .checked_add(sh.block_len)
             .ok_or_else(|| bad(format!("module {i}: block out of range"), 0))?;
         Ok(md)
+    }
+}
+
+/// The sizes of `md`'s parts, as its record gives them.
+fn shape_of(md: &Module) -> RecordShape {
+    let rel = |s: Span| Span::new(s.start - md.seg.start, s.end - md.seg.start);
+    RecordShape {
+        hash: md.hash,
+        functions: md.functions.len(),
+        objects: md.objects.len(),
+        seg_len: md.seg.len(),
+        text: rel(md.text),
+        eh_frame: rel(md.eh_frame),
+        init_len: md.init.1,
+        block_len: md.block.1,
     }
 }
 

@@ -144,7 +144,6 @@ pub(crate) fn build_manifest(
             mtime_ns: m.obj.mtime_ns,
             content_hash: m.hash,
             imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
-            reachable: reachable[mi],
             fixups: applied.module_fixups[mi].len(),
             ctors: applied.ctors[mi].clone().into(),
             dtors: applied.dtors[mi].clone().into(),
@@ -157,6 +156,7 @@ pub(crate) fn build_manifest(
             rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
             ..ModuleRecord::default()
         });
+        md.reachable = reachable[mi];
         md.functions = Span::new(fstart, functions.len() as u32);
         md.objects = Span::new(ostart, objects.len() as u32);
         md.init = (m.bases.init, m.sizes.init);
@@ -165,11 +165,21 @@ pub(crate) fn build_manifest(
         md.eh_frame = Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32);
         modules.push(md);
     }
+    let mut listed = vec![false; hosts.len()];
+    for md in &modules {
+        for h in md.undefined.iter() {
+            if let Some(l) = listed.get_mut(h.0 as usize) {
+                *l = true;
+            }
+        }
+    }
     let hosts = hosts
         .iter()
-        .map(|h| HostSymbol {
+        .zip(listed)
+        .map(|(h, listed)| HostSymbol {
             name: man.intern(h.name),
             weak: h.weak,
+            listed,
         })
         .collect();
     let libraries = libs

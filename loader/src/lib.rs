@@ -298,7 +298,35 @@ pub fn load_segments(
     place: &Placement,
     load: &[bool],
 ) -> Result<LoadedArea, LoadError> {
-    let result = fill(&chunk, view, tables, place, load)
+    load_segments_shared(window, chunk, view, tables, place, load, &|work| work())
+}
+
+/// Runs posted work on the calling thread and, when it can, on another
+/// thread at the same time; returns when the work is done and no other
+/// thread is inside it (the runtime's helper thread). The work takes its
+/// units from a shared counter.
+pub type Share<'a> = &'a dyn Fn(&(dyn Fn() + Sync));
+
+/// Modules whose fixups are applied by whichever thread `share` lets run,
+/// once a load has at least this many fixups.
+const SHARE_FIXUPS: usize = 32_768;
+
+/// As [`load_segments`], each module's fixups applied and unwind table
+/// checked by whichever thread `share` runs (every module writes only its
+/// own segment), when the load is large.
+///
+/// # Errors
+/// As [`load_segments`].
+pub fn load_segments_shared(
+    window: &mut Window,
+    chunk: Chunk,
+    view: &ImageView<'_>,
+    tables: &Tables,
+    place: &Placement,
+    load: &[bool],
+    share: Share<'_>,
+) -> Result<LoadedArea, LoadError> {
+    let result = fill(&chunk, view, tables, place, load, share)
         .and_then(|()| mem::protect_range(chunk.addr, chunk.len, Prot::ReadExecute));
     if let Err(e) = result {
         // SAFETY: the chunk was never published; nothing runs in it.
@@ -335,6 +363,7 @@ fn fill(
     tables: &Tables,
     place: &Placement,
     load: &[bool],
+    share: Share<'_>,
 ) -> Result<(), LoadError> {
     // SAFETY: the chunk is committed read-write, exclusively ours (fresh from
     // the window, not yet published) and `chunk.len` bytes long; no other
@@ -342,6 +371,9 @@ fn fill(
     let buf = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, chunk.len) };
     let m = &view.manifest;
     let lo = chunk.addr as u64;
+    // Each loaded module's segment: `(module, chunk offset)`, checked to lie
+    // in the chunk, then in address order, each given its own slice.
+    let mut segs: Vec<(usize, usize)> = Vec::new();
     for (mi, md) in m.modules.iter().enumerate() {
         if !load.get(mi).copied().unwrap_or(false) {
             continue;
@@ -354,8 +386,74 @@ fn fill(
                 m.str(md.name)
             )));
         }
-        // Buffer index of this module's segment.
-        let shift = seg_at.wrapping_sub(lo);
+        segs.push((mi, (seg_at - lo) as usize));
+    }
+    segs.sort_unstable_by_key(|s| s.1);
+    type Job<'b> = std::sync::Mutex<Option<(usize, &'b mut [u8])>>;
+    let mut jobs: Vec<Job<'_>> = Vec::with_capacity(segs.len());
+    let mut rest: &mut [u8] = buf;
+    let mut pos = 0usize;
+    for &(mi, at) in &segs {
+        let len = m.modules[mi].seg.len() as usize;
+        let Some(skip) = at.checked_sub(pos) else {
+            return Err(LoadError::Window(format!(
+                "module {}: segment overlaps another",
+                m.str(m.modules[mi].name)
+            )));
+        };
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+        let (mine, tail) = tail.split_at_mut(len);
+        jobs.push(std::sync::Mutex::new(Some((mi, mine))));
+        rest = tail;
+        pos = at + len;
+    }
+    let results: Vec<std::sync::Mutex<Option<Result<(), LoadError>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(job) = jobs.get(i) else { break };
+        let Some((mi, seg)) = job.lock().ok().and_then(|mut j| j.take()) else {
+            continue;
+        };
+        let r = fill_module(view, tables, place, mi, seg);
+        if let Ok(mut slot) = results[i].lock() {
+            *slot = Some(r);
+        }
+    };
+    let fixups: usize = segs
+        .iter()
+        .map(|&(mi, _)| view.module_fixups(mi).len() / hcr_image::FIXUP_SIZE)
+        .sum();
+    match fixups >= SHARE_FIXUPS {
+        true => share(&work),
+        false => work(),
+    }
+    // The first failure in address order, as one thread would report it.
+    for r in results {
+        match r.into_inner() {
+            Ok(Some(r)) => r?,
+            _ => return Err(LoadError::Window("relocating a segment failed".into())),
+        }
+    }
+    Ok(())
+}
+
+/// Applies module `mi`'s fixups to its segment `seg` (placed at
+/// `place.vbase[mi] + seg.start`) and checks its unwind table.
+fn fill_module(
+    view: &ImageView<'_>,
+    tables: &Tables,
+    place: &Placement,
+    mi: usize,
+    buf: &mut [u8],
+) -> Result<(), LoadError> {
+    let m = &view.manifest;
+    let md = &m.modules[mi];
+    {
+        let vbase = place.vbase[mi];
+        let seg_at = vbase.wrapping_add(u64::from(md.seg.start));
+        // `buf` is the segment: a fixup's offset is its index.
         let own = md.seg.len();
         // The hot loop: decode in place, the common kinds inline, every
         // write bounds-checked.
@@ -377,7 +475,7 @@ fn fill(
                     m.str(md.name)
                 )));
             }
-            let at = shift.wrapping_add(u64::from(offset)) as usize;
+            let at = offset as usize;
             let fast = match rec[12] {
                 2 => i32::try_from(
                     (s as i64)
@@ -429,7 +527,7 @@ fn fill(
             })?;
             write_value(buf, at, kind, value).ok_or_else(|| {
                 LoadError::Window(format!(
-                    "module {}: fixup at {offset:#x} outside the load area",
+                    "module {}: fixup at {offset:#x} outside its segment",
                     m.str(md.name)
                 ))
             })?;
@@ -442,10 +540,10 @@ fn fill(
                 text: vbase + u64::from(md.text.start)..vbase + u64::from(md.text.end),
                 terminator: vbase + u64::from(eh.end) - 4,
             };
-            let from = shift.wrapping_add(u64::from(eh.start - md.seg.start)) as usize;
+            let from = eh.start.wrapping_sub(md.seg.start) as usize;
             let table = buf
                 .get_mut(from..from + eh.len() as usize)
-                .ok_or_else(|| LoadError::Window("unwind table outside the load area".into()))?;
+                .ok_or_else(|| LoadError::Window("unwind table outside its segment".into()))?;
             eh_frame::check(table, &frame).map_err(|e| LoadError::EhFrame {
                 offset: eh.start as usize + e.offset,
                 what: e.what,

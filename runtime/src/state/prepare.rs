@@ -650,7 +650,16 @@ impl State {
         let area = match chunk {
             None => None,
             Some(c) => {
-                match hcr_loader::load_segments(&mut self.window, c, view, tables, place, load) {
+                let share: hcr_loader::Share<'_> = &|work| crate::helper::share(work, || ());
+                match hcr_loader::load_segments_shared(
+                    &mut self.window,
+                    c,
+                    view,
+                    tables,
+                    place,
+                    load,
+                    share,
+                ) {
                     Ok(a) => Some(a),
                     Err(e) => {
                         free_new(&mut self.heap, &new_globals);

@@ -818,7 +818,7 @@ impl CommandBuild {
 enum Builder {
     Modules(Box<ModuleBuild>),
     Command(CommandBuild),
-    Nim(crate::nim_watch::NimBuild),
+    Nim(Box<crate::nim_watch::NimBuild>),
 }
 
 impl Builder {
@@ -1053,7 +1053,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
                 "hcr watch: building the Nim project {} with nim c",
                 cfg.dir.display()
             );
-            Builder::Nim(crate::nim_watch::NimBuild::new(&dir, &out)?)
+            Builder::Nim(Box::new(crate::nim_watch::NimBuild::new(&dir, &out)?))
         }
         None => {
             if cfg.image.is_some() {

@@ -3,6 +3,7 @@
 
 use super::*;
 
+#[derive(Clone)]
 pub(crate) struct ModApplied {
     pub(crate) fixups: Vec<Fixup>,
     /// (object id, fixups) for this module's objects.
@@ -18,7 +19,13 @@ pub(crate) struct ModApplied {
 /// A module's slices of the text, read-only, unwind and init regions.
 pub(crate) type ModSlices<'b> = (&'b mut [u8], &'b mut [u8], &'b mut [u8], &'b mut [u8]);
 
-pub(crate) fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, LinkError> {
+/// Applies every module (or takes its previous result where `plan` lends
+/// it); returns the whole, and each module's part for the next link.
+pub(crate) fn apply_all(
+    mods: &[Mod<'_>],
+    lay: &AreaLayout,
+    plan: Option<&Plan>,
+) -> Result<(Applied, Vec<ModApplied>), LinkError> {
     let mut area = vec![0u8; lay.area_file_size as usize];
     let mut init = vec![0u8; lay.init_size as usize];
     // Hand every module its disjoint slices of the area and the init blob.
@@ -50,10 +57,14 @@ pub(crate) fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, L
             slices.push((ts, rs, es, is));
         }
     }
-    let results: Vec<ModApplied> = slices
+    let mut results: Vec<ModApplied> = slices
         .into_par_iter()
         .enumerate()
-        .map(|(mi, (ts, rs, es, is))| apply_module(mods, mi as u32, ts, rs, es, is))
+        .map(|(mi, (ts, rs, es, is))| {
+            let kept =
+                plan.and_then(|p| p.reuse_applied(mi, (&mut *ts, &mut *rs, &mut *es, &mut *is)));
+            kept.unwrap_or_else(|| apply_module(mods, mi as u32, ts, rs, es, is))
+        })
         .collect();
     let mut out = Applied {
         area: Vec::new(),
@@ -78,20 +89,20 @@ pub(crate) fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, L
     out.ctors.reserve(results.len());
     out.dtors.reserve(results.len());
     out.on_reload.reserve(results.len());
-    for r in results {
+    for r in &mut results {
         let start = out.fixups.len() as u32;
-        out.fixups.extend(r.fixups);
+        out.fixups.extend_from_slice(&r.fixups);
         out.module_fixups
             .push(Span::new(start, out.fixups.len() as u32));
-        for (g, f) in r.objfix {
-            per_obj[g as usize] = f;
+        for (g, f) in &r.objfix {
+            per_obj[*g as usize].clone_from(f);
         }
         out.relocations += r.relocations;
         out.at_link += r.at_link;
-        out.ctors.push(r.ctors);
-        out.dtors.push(r.dtors);
-        out.on_reload.push(r.on_reload);
-        diags.extend(r.diags);
+        out.ctors.push(r.ctors.clone());
+        out.dtors.push(r.dtors.clone());
+        out.on_reload.push(r.on_reload.clone());
+        diags.append(&mut r.diags);
     }
     if !diags.is_empty() {
         return Err(LinkError::Inputs(diags));
@@ -116,7 +127,7 @@ pub(crate) fn apply_all(mods: &[Mod<'_>], lay: &AreaLayout) -> Result<Applied, L
     }
     out.area = area;
     out.init = init;
-    Ok(out)
+    Ok((out, results))
 }
 
 pub(crate) fn apply_module(

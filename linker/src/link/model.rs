@@ -26,6 +26,9 @@ pub(crate) struct ObjDef<'d> {
 pub(crate) struct Mod<'d> {
     pub obj: ObjFile<'d>,
     pub hash: u64,
+    /// The kept parse this module was cloned from (input files linked
+    /// through an `InputCache`; see `reuse.rs`).
+    pub(crate) parsed: Option<&'d std::sync::Arc<crate::parsed::Parsed>>,
     pub(crate) fn_base: u32,
     pub(crate) funcs: Vec<FnDef<'d>>,
     /// Functions by section, `(offset, index in funcs)`: those of section

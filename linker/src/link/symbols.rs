@@ -46,7 +46,7 @@ pub(crate) type Definitions<'d> = (
 pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)> {
     let mut owners: HashMap<&str, (usize, u64, u64)> = HashMap::default();
     for (mi, m) in mods.iter().enumerate() {
-        for s in &m.obj.symbols {
+        for s in m.obj.symbols.iter() {
             if s.shndx == Shndx::Common && s.is_global() {
                 let e = owners.entry(s.name).or_insert((mi, s.size, s.value.max(1)));
                 if s.size > e.1 {
@@ -63,7 +63,7 @@ pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize,
         return owners;
     }
     for m in mods {
-        for s in &m.obj.symbols {
+        for s in m.obj.symbols.iter() {
             if s.is_global()
                 && matches!(s.shndx, Shndx::Sec(_) | Shndx::Abs)
                 && owners.contains_key(s.name)
@@ -298,7 +298,7 @@ pub(crate) fn collect_hosts<'d>(
     let mut hosts: Vec<Host<'d>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::default();
     for m in mods {
-        for s in &m.obj.symbols {
+        for s in m.obj.symbols.iter() {
             let undefined_here = s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s);
             if !s.is_global()
                 || !undefined_here

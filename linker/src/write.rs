@@ -83,7 +83,7 @@ fn is_output(kind: SecKind) -> bool {
 
 /// Counts and sizes of one module's output, known before rendering, so that
 /// every module renders its final bytes in parallel at known offsets.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, PartialEq)]
 struct Counts {
     sections: u32,
     rela_sections: u32,
@@ -210,8 +210,25 @@ struct Bases {
 /// One module rendered: its final bytes of every table, each written to
 /// the file where it lies.
 struct Rendered {
+    headers: Headers,
+    tables: KeptTables,
+    /// The tables are the previous link's.
+    reused: bool,
+}
+
+/// A module's section headers and their names: they hold file offsets and
+/// addresses, so they are rendered every link.
+struct Headers {
     shdrs: Vec<u8>,
     rela_hdrs: Vec<u8>,
+    shstr: Vec<u8>,
+}
+
+/// A module's symbols, names and relocations: nothing in them depends on
+/// where anything lies in the file or the area, only on the module and on
+/// the indices in [`TablesKey`], so a relink takes them over when those
+/// are the same (see `link/reuse.rs`).
+struct Tables {
     locals: Vec<u8>,
     globals: Vec<u8>,
     /// `.symtab_shndx` words of the locals and globals (only past 65,280
@@ -219,8 +236,26 @@ struct Rendered {
     locals_x: Vec<u8>,
     globals_x: Vec<u8>,
     str_: Vec<u8>,
-    shstr: Vec<u8>,
     rela: Vec<u8>,
+}
+
+/// Everything a module's [`Tables`] are rendered from besides its object.
+#[derive(PartialEq)]
+struct TablesKey {
+    section: u32,
+    local: u32,
+    str_: u32,
+    need_xindex: bool,
+    counts: Counts,
+    /// The symbol table index each global symbol's relocations name.
+    globals: Vec<u32>,
+}
+
+/// A module's tables with what they were rendered from, kept for the next
+/// link.
+pub(crate) struct KeptTables {
+    key: TablesKey,
+    tables: Tables,
 }
 
 struct FileLayout {
@@ -286,30 +321,62 @@ fn put_sym(out: &mut Vec<u8>, x: &mut Vec<u8>, need_xindex: bool, s: &OutSym) {
     }
 }
 
+/// Which output section each loaded section becomes (0: none), and the
+/// input section of each output section.
+fn output_sections(m: &Mod<'_>, b: &Bases) -> (Vec<u32>, Vec<u32>) {
+    let mut out_idx = vec![0u32; m.obj.sections.len()];
+    let mut owner = Vec::new();
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if is_output(sec.kind) {
+            out_idx[si] = b.section + owner.len() as u32;
+            owner.push(si as u32);
+        }
+    }
+    (out_idx, owner)
+}
+
+/// Renders module `mi`: its headers always, its tables unless `kept`
+/// holds them for the same key.
 fn render(
     mi: usize,
     mods: &[Mod<'_>],
     counts: &[Counts],
     bases: &[Bases],
     fl: &FileLayout,
+    kept: Option<KeptTables>,
 ) -> Rendered {
     let m = &mods[mi];
-    let (c, b) = (&counts[mi], &bases[mi]);
-    let xi = fl.need_xindex;
+    let (out_idx, owner) = output_sections(m, &bases[mi]);
+    let headers = render_headers(m, &counts[mi], &bases[mi], fl, &out_idx);
+    let key = tables_key(mi, mods, counts, bases, fl);
+    match kept {
+        Some(k) if k.key == key => Rendered {
+            headers,
+            tables: k,
+            reused: true,
+        },
+        _ => Rendered {
+            headers,
+            tables: KeptTables {
+                tables: render_tables(m, &counts[mi], &bases[mi], fl, &out_idx, &owner, &key),
+                key,
+            },
+            reused: false,
+        },
+    }
+}
+
+/// The section headers of module `m`'s loaded sections, stubs and GOT,
+/// and of its relocation sections, with their names.
+fn render_headers(m: &Mod<'_>, c: &Counts, b: &Bases, fl: &FileLayout, out_idx: &[u32]) -> Headers {
     let mut shstr = StrOut {
         base: b.shstr,
         data: Vec::with_capacity(c.shstr_bytes as usize),
     };
-    let mut str_ = StrOut {
-        base: b.str_,
-        data: Vec::with_capacity(c.str_bytes as usize),
-    };
     let mut shdrs = Vec::with_capacity(64 * c.sections as usize);
-    let mut shdr_owner: Vec<u32> = Vec::with_capacity(c.sections as usize);
-    let mut out_idx = vec![0u32; m.obj.sections.len()];
     let mut extra = b.extra_offset;
     for (si, sec) in m.obj.sections.iter().enumerate() {
-        if !is_output(sec.kind) {
+        if out_idx[si] == 0 {
             continue;
         }
         let (addr, offset) = match sec.kind {
@@ -333,8 +400,6 @@ fn render(
                 (0, at)
             }
         };
-        out_idx[si] = b.section + shdr_owner.len() as u32;
-        shdr_owner.push(si as u32);
         put_shdr(
             &mut shdrs,
             &Shdr {
@@ -354,11 +419,22 @@ fn render(
             },
         );
     }
-    let n_loaded = shdr_owner.len() as u32;
+    stub_headers(m, fl, &mut shdrs, &mut shstr);
+    let rela_hdrs = rela_headers(m, c, b, fl, out_idx, &mut shstr);
+    debug_assert_eq!(shstr.data.len(), c.shstr_bytes as usize);
+    Headers {
+        shdrs,
+        rela_hdrs,
+        shstr: shstr.data,
+    }
+}
+
+/// The headers of the module's PLT stubs and GOT (`.hcr.plt`, `.hcr.got`).
+fn stub_headers(m: &Mod<'_>, fl: &FileLayout, shdrs: &mut Vec<u8>, shstr: &mut StrOut) {
     if m.bases_plt_len() > 0 {
         let a = m.bases.text + m.plt_at();
         put_shdr(
-            &mut shdrs,
+            shdrs,
             &Shdr {
                 name: shstr.add(None, ".hcr.plt"),
                 sh_type: SHT_PROGBITS,
@@ -374,7 +450,7 @@ fn render(
     if m.bases_got_len() > 0 {
         let a = m.bases.rodata + m.got_at();
         put_shdr(
-            &mut shdrs,
+            shdrs,
             &Shdr {
                 name: shstr.add(None, ".hcr.got"),
                 sh_type: SHT_PROGBITS,
@@ -388,8 +464,103 @@ fn render(
             },
         );
     }
-    // Locals: the file symbol, a section symbol per output section, then
-    // the module's own locals.
+}
+
+/// The headers of the module's relocation sections (their entries are in
+/// [`Tables::rela`], in the same order).
+fn rela_headers(
+    m: &Mod<'_>,
+    c: &Counts,
+    b: &Bases,
+    fl: &FileLayout,
+    out_idx: &[u32],
+    shstr: &mut StrOut,
+) -> Vec<u8> {
+    let mut rela_hdrs = Vec::with_capacity(64 * c.rela_sections as usize);
+    let mut offset = b.rela_offset;
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        let o = out_idx[si];
+        if o == 0 || sec.rel_len == 0 {
+            continue;
+        }
+        let size = 24 * u64::from(sec.rel_len);
+        put_shdr(
+            &mut rela_hdrs,
+            &Shdr {
+                name: shstr.add(Some(".rela"), sec.name),
+                sh_type: SHT_RELA,
+                flags: SHF_INFO_LINK,
+                offset,
+                size,
+                link: fl.symtab_index,
+                info: o,
+                align: 8,
+                entsize: 24,
+                ..Shdr::default()
+            },
+        );
+        offset += size;
+    }
+    rela_hdrs
+}
+
+/// What module `mi`'s tables are rendered from: its bases, its counts, and
+/// the symbol each of its global symbols names in the output (the
+/// definition in use, in its module's globals, or a host symbol).
+fn tables_key(
+    mi: usize,
+    mods: &[Mod<'_>],
+    counts: &[Counts],
+    bases: &[Bases],
+    fl: &FileLayout,
+) -> TablesKey {
+    let m = &mods[mi];
+    let global_index = |si: usize| -> u32 {
+        let (dm, ds) = m.global_def[si];
+        if (dm, ds) != NO_DEF {
+            let r = counts[dm as usize].global_rank[ds as usize];
+            if r != u32::MAX {
+                return bases[dm as usize].global + r;
+            }
+        }
+        match m.host_of(si) {
+            Some(h) => fl.first_host + h,
+            None => 0,
+        }
+    };
+    let b = &bases[mi];
+    TablesKey {
+        section: b.section,
+        local: b.local,
+        str_: b.str_,
+        need_xindex: fl.need_xindex,
+        counts: counts[mi].clone(),
+        globals: (0..m.obj.symbols.len())
+            .map(|si| match m.obj.symbols[si].is_global() {
+                true => global_index(si),
+                false => 0,
+            })
+            .collect(),
+    }
+}
+
+/// Module `m`'s symbols (locals: a file symbol, a section symbol per
+/// output section, its own locals; then its globals), their names, and its
+/// relocations.
+fn render_tables(
+    m: &Mod<'_>,
+    c: &Counts,
+    b: &Bases,
+    fl: &FileLayout,
+    out_idx: &[u32],
+    owner: &[u32],
+    key: &TablesKey,
+) -> Tables {
+    let xi = fl.need_xindex;
+    let mut str_ = StrOut {
+        base: b.str_,
+        data: Vec::with_capacity(c.str_bytes as usize),
+    };
     let mut locals = Vec::with_capacity(24 * c.locals as usize);
     let mut locals_x = Vec::with_capacity(if xi { 4 * c.locals as usize } else { 0 });
     let mut n_locals = 0u32;
@@ -420,8 +591,8 @@ fn render(
             },
             &mut n_locals,
         );
-        if i < n_loaded {
-            sec_sym[shdr_owner[i as usize] as usize] = idx;
+        if let Some(&si) = owner.get(i as usize) {
+            sec_sym[si as usize] = idx;
         }
     }
     let mut sym_map = vec![0u32; m.obj.symbols.len()];
@@ -476,86 +647,82 @@ fn render(
             &mut n_locals,
         );
     }
-    // Relocations: a global symbol is named by the definition in use (its
-    // module's global block) or by its host symbol.
-    let global_index = |si: usize| -> u32 {
-        let (dm, ds) = m.global_def[si];
-        if (dm, ds) != NO_DEF {
-            let r = counts[dm as usize].global_rank[ds as usize];
-            if r != u32::MAX {
-                return bases[dm as usize].global + r;
-            }
-        }
-        match m.host_of(si) {
-            Some(h) => fl.first_host + h,
-            None => 0,
-        }
-    };
-    let mut rela = Vec::with_capacity(c.rela_bytes as usize);
-    let mut rela_hdrs = Vec::with_capacity(64 * c.rela_sections as usize);
-    let mut offset = b.rela_offset;
-    for (si, sec) in m.obj.sections.iter().enumerate() {
-        let o = out_idx[si];
-        if o == 0 || sec.rel_len == 0 {
-            continue;
-        }
-        let start = rela.len();
-        for r in m.obj.relocs(sec) {
-            let s = &m.obj.symbols[r.sym as usize];
-            let idx = if s.is_global() {
-                global_index(r.sym as usize)
-            } else {
-                sym_map[r.sym as usize]
-            };
-            rela.extend_from_slice(&r.offset.to_le_bytes());
-            rela.extend_from_slice(&((u64::from(idx) << 32) | u64::from(r.r_type)).to_le_bytes());
-            rela.extend_from_slice(&r.addend.to_le_bytes());
-        }
-        let size = (rela.len() - start) as u64;
-        put_shdr(
-            &mut rela_hdrs,
-            &Shdr {
-                name: shstr.add(Some(".rela"), sec.name),
-                sh_type: SHT_RELA,
-                flags: SHF_INFO_LINK,
-                offset,
-                size,
-                link: fl.symtab_index,
-                info: o,
-                align: 8,
-                entsize: 24,
-                ..Shdr::default()
-            },
-        );
-        offset += size;
-    }
     debug_assert_eq!(str_.data.len(), c.str_bytes as usize);
-    debug_assert_eq!(shstr.data.len(), c.shstr_bytes as usize);
-    Rendered {
-        shdrs,
-        rela_hdrs,
+    Tables {
         locals,
         globals,
         locals_x,
         globals_x,
         str_: str_.data,
-        shstr: shstr.data,
-        rela,
+        rela: render_relocations(m, c, out_idx, &sym_map, &key.globals),
     }
 }
 
-/// Renders the image and hands it to `sink`; returns its size.
-/// Renders the image and hands it to `sink`; returns its size and the
-/// manifest, which `make_manifest` builds while the modules render.
+/// Module `m`'s relocation entries, section by section: a global symbol
+/// is named by `globals[symbol]`, a local one by `sym_map[symbol]`.
+fn render_relocations(
+    m: &Mod<'_>,
+    c: &Counts,
+    out_idx: &[u32],
+    sym_map: &[u32],
+    globals: &[u32],
+) -> Vec<u8> {
+    let mut rela = Vec::with_capacity(c.rela_bytes as usize);
+    for (si, sec) in m.obj.sections.iter().enumerate() {
+        if out_idx[si] == 0 || sec.rel_len == 0 {
+            continue;
+        }
+        for r in m.obj.relocs(sec) {
+            let idx = match m.obj.symbols[r.sym as usize].is_global() {
+                true => globals[r.sym as usize],
+                false => sym_map[r.sym as usize],
+            };
+            rela.extend_from_slice(&r.offset.to_le_bytes());
+            rela.extend_from_slice(&((u64::from(idx) << 32) | u64::from(r.r_type)).to_le_bytes());
+            rela.extend_from_slice(&r.addend.to_le_bytes());
+        }
+    }
+    rela
+}
+
+/// What the image is written from.
+pub(crate) struct Image<'a, 'd> {
+    pub(crate) mods: &'a [Mod<'d>],
+    /// Builds the manifest (while the modules render).
+    pub(crate) make_manifest: &'a (dyn Fn() -> Manifest + Sync),
+    pub(crate) applied: &'a Applied,
+    pub(crate) debug: &'a crate::debug::DebugOut,
+    /// Each module's tables from the previous link, if any (taken over
+    /// when rendered from the same key).
+    pub(crate) kept: Vec<Option<KeptTables>>,
+}
+
+/// What writing the image produced.
+pub(crate) struct Written {
+    pub(crate) size: u64,
+    pub(crate) manifest: Manifest,
+    /// Each module's tables, for the next link (empty with `skip_free`).
+    pub(crate) tables: Vec<KeptTables>,
+    /// How many modules' tables were taken over.
+    pub(crate) tables_reused: usize,
+}
+
+/// Renders the image and hands it to `sink`; returns its size, the
+/// manifest and each module's tables.
 pub(crate) fn write_image(
-    mods: &[Mod<'_>],
-    make_manifest: &(dyn Fn() -> Manifest + Sync),
-    applied: &Applied,
-    debug: &crate::debug::DebugOut,
+    image: Image<'_, '_>,
     sink: &mut dyn crate::input::Sink,
     timer: &mut crate::link::model::Timer,
     skip_free: bool,
-) -> std::io::Result<(u64, Manifest)> {
+) -> std::io::Result<Written> {
+    let Image {
+        mods,
+        make_manifest,
+        applied,
+        debug,
+        mut kept,
+    } = image;
+    kept.resize_with(mods.len(), || None);
     let (area, init) = (applied.area.as_slice(), applied.init.as_slice());
     let area_off = PAGE_SIZE;
     let init_off = align_up(area_off + area.len() as u64, 16);
@@ -642,9 +809,9 @@ pub(crate) fn write_image(
             (m, body)
         },
         || -> Vec<Rendered> {
-            (0..mods.len())
-                .into_par_iter()
-                .map(|mi| render(mi, mods, &counts, &bases, &fl))
+            kept.into_par_iter()
+                .enumerate()
+                .map(|(mi, k)| render(mi, mods, &counts, &bases, &fl, k))
                 .collect()
         },
     );
@@ -880,14 +1047,14 @@ pub(crate) fn write_image(
     run(
         &mut pieces,
         rela_start,
-        rendered.iter().map(|r| r.rela.as_slice()),
+        rendered.iter().map(|r| r.tables.tables.rela.as_slice()),
     );
     run(
         &mut pieces,
         symtab_off,
         std::iter::once(&null_sym[..])
-            .chain(rendered.iter().map(|r| r.locals.as_slice()))
-            .chain(rendered.iter().map(|r| r.globals.as_slice()))
+            .chain(rendered.iter().map(|r| r.tables.tables.locals.as_slice()))
+            .chain(rendered.iter().map(|r| r.tables.tables.globals.as_slice()))
             .chain(std::iter::once(hosts_sym.as_slice())),
     );
     if need_xindex {
@@ -895,8 +1062,12 @@ pub(crate) fn write_image(
             &mut pieces,
             shndx_off,
             std::iter::once(&null_x[..])
-                .chain(rendered.iter().map(|r| r.locals_x.as_slice()))
-                .chain(rendered.iter().map(|r| r.globals_x.as_slice()))
+                .chain(rendered.iter().map(|r| r.tables.tables.locals_x.as_slice()))
+                .chain(
+                    rendered
+                        .iter()
+                        .map(|r| r.tables.tables.globals_x.as_slice()),
+                )
                 .chain(std::iter::once(hosts_x.as_slice())),
         );
     }
@@ -904,7 +1075,7 @@ pub(crate) fn write_image(
         &mut pieces,
         strtab_off,
         std::iter::once(strtab_head)
-            .chain(rendered.iter().map(|r| r.str_.as_slice()))
+            .chain(rendered.iter().map(|r| r.tables.tables.str_.as_slice()))
             .chain(std::iter::once(strtab_tail.as_slice())),
     );
     for &(offset, bytes) in &debug_at {
@@ -914,7 +1085,7 @@ pub(crate) fn write_image(
         &mut pieces,
         shstrtab_off,
         std::iter::once(shstr_head.as_slice())
-            .chain(rendered.iter().map(|r| r.shstr.as_slice()))
+            .chain(rendered.iter().map(|r| r.headers.shstr.as_slice()))
             .chain(std::iter::once(shstr_tail.as_slice())),
     );
     pieces.push((manifest_off, &mhdr));
@@ -923,8 +1094,8 @@ pub(crate) fn write_image(
         &mut pieces,
         shoff,
         std::iter::once(head_shdrs.as_slice())
-            .chain(rendered.iter().map(|r| r.shdrs.as_slice()))
-            .chain(rendered.iter().map(|r| r.rela_hdrs.as_slice()))
+            .chain(rendered.iter().map(|r| r.headers.shdrs.as_slice()))
+            .chain(rendered.iter().map(|r| r.headers.rela_hdrs.as_slice()))
             .chain(std::iter::once(tail_shdrs.as_slice())),
     );
     timer.lap("ELF tables + checksum");
@@ -934,8 +1105,20 @@ pub(crate) fn write_image(
         // The process ends now (see `LinkConfig::skip_free`).
         std::mem::forget(pieces);
         std::mem::forget((rendered, counts, bases, body));
+        return Ok(Written {
+            size: total,
+            manifest,
+            tables: Vec::new(),
+            tables_reused: 0,
+        });
     }
-    Ok((total, manifest))
+    drop(pieces);
+    Ok(Written {
+        size: total,
+        manifest,
+        tables_reused: rendered.iter().filter(|r| r.reused).count(),
+        tables: rendered.into_iter().map(|r| r.tables).collect(),
+    })
 }
 
 /// Adds `parts` as consecutive pieces from `start`; returns where they end.

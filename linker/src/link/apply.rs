@@ -24,10 +24,20 @@ pub(crate) type ModSlices<'b> = (&'b mut [u8], &'b mut [u8], &'b mut [u8], &'b m
 pub(crate) fn apply_all(
     mods: &[Mod<'_>],
     lay: &AreaLayout,
-    plan: Option<&Plan>,
+    plan: Option<&mut Plan>,
 ) -> Result<(Applied, Vec<ModApplied>), LinkError> {
-    let mut area = vec![0u8; lay.area_file_size as usize];
-    let mut init = vec![0u8; lay.init_size as usize];
+    // The previous link's buffers when nothing moved: only what is not
+    // reused is written (after clearing it); fresh zeroed buffers otherwise.
+    let mut plan = plan;
+    let buffers = plan.as_deref_mut().and_then(|p| p.take_buffers(mods, lay));
+    let in_place = buffers.is_some();
+    let (mut area, mut init) = buffers.unwrap_or_else(|| {
+        (
+            vec![0u8; lay.area_file_size as usize],
+            vec![0u8; lay.init_size as usize],
+        )
+    });
+    let plan: Option<&Plan> = plan.map(|p| &*p);
     // Hand every module its disjoint slices of the area and the init blob.
     let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
     {
@@ -61,9 +71,16 @@ pub(crate) fn apply_all(
         .into_par_iter()
         .enumerate()
         .map(|(mi, (ts, rs, es, is))| {
-            let kept =
-                plan.and_then(|p| p.reuse_applied(mi, (&mut *ts, &mut *rs, &mut *es, &mut *is)));
-            kept.unwrap_or_else(|| apply_module(mods, mi as u32, ts, rs, es, is))
+            let slices = (&mut *ts, &mut *rs, &mut *es, &mut *is);
+            if let Some(kept) = plan.and_then(|p| p.reuse_applied(mi, slices, in_place)) {
+                return kept;
+            }
+            if in_place {
+                for s in [&mut *ts, &mut *rs, &mut *es, &mut *is] {
+                    s.fill(0);
+                }
+            }
+            apply_module(mods, mi as u32, ts, rs, es, is)
         })
         .collect();
     let mut out = Applied {

@@ -57,7 +57,7 @@ pub(crate) fn load_modules<'d>(
     if mods.is_empty() {
         return Err(LinkError::Inputs(diags.list));
     }
-    let mods = mods.into_par_iter().map(new_mod).collect();
+    let mods = map_mixed(mods, |(_, p)| p.is_none(), |_, m| new_mod(m));
     Ok((mods, diags.list))
 }
 
@@ -132,17 +132,18 @@ fn archive_members<'d>(
 }
 
 fn parse_all(cands: Vec<Cand<'_>>) -> Vec<(Option<Loaded<'_>>, Diags)> {
-    cands
-        .into_par_iter()
-        .map(|c| {
+    map_mixed(
+        cands,
+        |c| c.parsed.is_none(),
+        |_, c| {
             let mut d = Diags::default();
             if let Some(p) = c.parsed {
                 return (Some((p.lend(), Some(p))), d);
             }
             let o = parse_object(&c.path, &c.name, c.data, c.mtime_ns, &mut d);
             (o.map(|o| (o, None)), d)
-        })
-        .collect()
+        },
+    )
 }
 
 /// Archive members: pull a member when it defines a symbol that is still

@@ -76,14 +76,16 @@ pub(crate) fn link(
     if let Some(w) = root_without_main(&mods, root) {
         warnings.push(w);
     }
-    // Host symbols that no library defines: warned about (all at once), not
-    // refused, since a host program embedding the runtime may define them.
-    warnings.extend(unresolved_host_warnings(&mods, &reachable, &hosts, libs));
     // What the previous link (if any) may lend: decided once every symbol
     // is resolved (see `reuse.rs`).
-    let mut plan = reuse
-        .and_then(|r| r.prev)
-        .and_then(|p| Plan::new(p, config, &mods));
+    let mut prev = reuse.and_then(|r| r.prev).filter(|p| p.is_for(config));
+    let mut memo = prev.as_mut().map(Previous::take_memo).unwrap_or_default();
+    // Host symbols that no library defines: warned about (all at once), not
+    // refused, since a host program embedding the runtime may define them.
+    warnings.extend(unresolved_host_warnings(
+        &mods, &reachable, &hosts, &mut memo, libs,
+    ));
+    let mut plan = prev.map(|p| Plan::new(p, &mods));
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
     //    and every unsupported relocation (all reported).
@@ -102,7 +104,7 @@ pub(crate) fn link(
     timer.lap("layout");
     // 9. Copy sections into the area and init blob, applying relocations
     //    whose value is known now; the rest become the load plan's fixups.
-    let (applied, per_module) = apply_all(&mods, &layout, plan.as_ref())?;
+    let (applied, per_module) = apply_all(&mods, &layout, plan.as_mut())?;
     timer.lap("copy + relocate");
     // 10. The ELF file, and the manifest (built while the modules render).
     let carried = plan.as_ref().map(|p| p.carried(&hosts)).unwrap_or_default();
@@ -121,26 +123,35 @@ pub(crate) fn link(
     // Debug sections, relocated as far as the link can (tool-only).
     let debug = crate::debug::build(&mods);
     timer.lap("debug sections");
-    let (size, manifest) = crate::write::write_image(
-        &mods,
-        &make_manifest,
-        &applied,
-        &debug,
-        sink,
-        timer,
-        config.skip_free,
-    )
-    .map_err(|source| LinkError::Write {
-        path: "image".into(),
-        source,
-    })?;
+    let kept = plan
+        .as_mut()
+        .map(|p| p.take_tables(&mods))
+        .unwrap_or_default();
+    let image = crate::write::Image {
+        mods: &mods,
+        make_manifest: &make_manifest,
+        applied: &applied,
+        debug: &debug,
+        kept,
+    };
+    let written =
+        crate::write::write_image(image, sink, timer, config.skip_free).map_err(|source| {
+            LinkError::Write {
+                path: "image".into(),
+                source,
+            }
+        })?;
+    let (size, manifest) = (written.size, written.manifest);
     let out = LinkOutput {
         modules: mods.len(),
         stats: manifest.stats,
         size,
         bytes: Vec::new(),
         warnings,
-        reused: plan.as_ref().map(|p| p.stats(&mods)).unwrap_or_default(),
+        reused: ReuseStats {
+            rendered: written.tables_reused,
+            ..plan.as_ref().map(|p| p.stats(&mods)).unwrap_or_default()
+        },
     };
     if config.skip_free {
         std::mem::forget((mods, manifest, applied, debug));
@@ -152,8 +163,11 @@ pub(crate) fn link(
             &mut mods,
             Leftovers {
                 config,
+                memo,
+                reused: plan.as_ref().map_or(&[][..], |p| &p.apply[..]),
                 hosts: &hosts,
                 applied: per_module,
+                tables: written.tables,
                 area,
                 init,
                 manifest: &manifest,
@@ -219,14 +233,14 @@ fn scan_all(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>, mut plan: Option<
     let kept: Vec<Option<ScanOut>> = (0..mods.len())
         .map(|mi| plan.as_deref_mut().and_then(|p| p.take_scan(mi)))
         .collect();
-    let scans: Vec<Result<ScanOut, Vec<Diagnostic>>> = kept
-        .into_par_iter()
-        .enumerate()
-        .map(|(mi, k)| match k {
+    let scans: Vec<Result<ScanOut, Vec<Diagnostic>>> = map_mixed(
+        kept,
+        |k| k.is_none(),
+        |mi, k| match k {
             Some(s) => Ok(s),
             None => scan_module(mi as u32, mods),
-        })
-        .collect();
+        },
+    );
     for (m, s) in mods.iter_mut().zip(scans) {
         match s {
             Ok(s) => {

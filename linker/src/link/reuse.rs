@@ -31,10 +31,12 @@ use std::sync::Arc;
 
 use super::*;
 use crate::parsed::Parsed;
+use crate::write::KeptTables;
 
 /// What a successful link leaves for the next one.
 pub(crate) struct Previous {
     config: String,
+    memo: LibraryMemo,
     hosts: Vec<(String, bool)>,
     modules: Vec<Kept>,
     area: Vec<u8>,
@@ -57,6 +59,7 @@ pub(crate) struct Kept {
     sizes: RegionSizes,
     checksum: u64,
     identity: (u64, Vec<ModuleId>),
+    tables: Option<KeptTables>,
 }
 
 /// What this link takes from the previous one, by module index.
@@ -77,6 +80,9 @@ pub struct ReuseStats {
     pub scanned: usize,
     /// Modules whose applied bytes and fixups were reused.
     pub applied: usize,
+    /// Modules whose symbols, names and relocation entries in the ELF
+    /// file were reused.
+    pub rendered: usize,
 }
 
 /// The kept parse of every input (`kept`: by path, from the previous
@@ -86,10 +92,13 @@ pub(crate) fn parse_inputs(
     kept: &std::collections::HashMap<std::path::PathBuf, Arc<Parsed>>,
     inputs: &[Arc<MappedInput>],
 ) -> Vec<Option<Arc<Parsed>>> {
-    inputs
-        .par_iter()
-        .map(|inp| {
-            if let Some(p) = kept.get(&inp.path).filter(|p| p.is_of(inp)) {
+    let hit = |inp: &Arc<MappedInput>| kept.get(&inp.path).filter(|p| p.is_of(inp));
+    let inputs: Vec<&Arc<MappedInput>> = inputs.iter().collect();
+    map_mixed(
+        inputs,
+        |inp| hit(inp).is_none(),
+        |_, inp| {
+            if let Some(p) = hit(inp) {
                 return Some(Arc::clone(p));
             }
             let data = inp.bytes.as_slice();
@@ -97,8 +106,8 @@ pub(crate) fn parse_inputs(
                 return None;
             }
             Parsed::parse(inp, &stem(&inp.path.display().to_string())).map(Arc::new)
-        })
-        .collect()
+        },
+    )
 }
 
 /// The configuration as far as it matters to reuse.
@@ -138,19 +147,29 @@ impl Kept {
     }
 }
 
+impl Previous {
+    /// True when this was linked with the same configuration (root,
+    /// libraries): nothing is reused across a change of it.
+    pub(crate) fn is_for(&self, config: &LinkConfig) -> bool {
+        self.config == config_key(config)
+    }
+
+    /// What the last link learnt from the libraries.
+    pub(crate) fn take_memo(&mut self) -> LibraryMemo {
+        std::mem::take(&mut self.memo)
+    }
+}
+
 impl Plan {
     /// Decides which scans to reuse, once every symbol is resolved.
-    pub(crate) fn new(prev: Previous, config: &LinkConfig, mods: &[Mod<'_>]) -> Option<Plan> {
-        if prev.config != config_key(config) {
-            return None;
-        }
+    pub(crate) fn new(prev: Previous, mods: &[Mod<'_>]) -> Plan {
         let stable: Vec<bool> = mods
-            .par_iter()
+            .iter()
             .enumerate()
             .map(|(mi, m)| prev.modules.get(mi).is_some_and(|k| k.is_stable(m)))
             .collect();
         let scan: Vec<bool> = mods
-            .par_iter()
+            .iter()
             .enumerate()
             .map(|(mi, m)| {
                 stable[mi]
@@ -163,7 +182,7 @@ impl Plan {
             })
             .collect();
         let apply = vec![false; mods.len()];
-        Some(Plan { prev, scan, apply })
+        Plan { prev, scan, apply }
     }
 
     /// The previous scan of module `mi` (once; `None` when not reused).
@@ -190,13 +209,41 @@ impl Plan {
         }
     }
 
-    /// Module `mi`'s previous result, its bytes copied into its slices of
-    /// the new area and init blob; `None` when it is not reused.
-    pub(crate) fn reuse_applied(&self, mi: usize, slices: ModSlices<'_>) -> Option<ModApplied> {
+    /// The previous area and init blob, to be written over in place, when
+    /// every module lies exactly where it lay (then the bytes of every
+    /// module whose result is reused are already in place).
+    pub(crate) fn take_buffers(
+        &mut self,
+        mods: &[Mod<'_>],
+        lay: &AreaLayout,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let p = &mut self.prev;
+        let same = p.modules.len() == mods.len()
+            && p.area.len() as u64 == lay.area_file_size
+            && p.init.len() as u64 == lay.init_size
+            && p.modules
+                .iter()
+                .zip(mods)
+                .all(|(k, m)| k.bases == m.bases && k.sizes == m.sizes);
+        same.then(|| (std::mem::take(&mut p.area), std::mem::take(&mut p.init)))
+    }
+
+    /// Module `mi`'s previous result, when it is reused: its bytes copied
+    /// into its slices of the new area and init blob (unless `in_place`:
+    /// they are there already).
+    pub(crate) fn reuse_applied(
+        &self,
+        mi: usize,
+        slices: ModSlices<'_>,
+        in_place: bool,
+    ) -> Option<ModApplied> {
         if !self.apply[mi] {
             return None;
         }
         let k = &self.prev.modules[mi];
+        if in_place {
+            return k.applied.clone();
+        }
         let (text, rodata, eh, init) = slices;
         let from = |buf: &[u8], at: u64, to: &mut [u8]| {
             let at = at as usize;
@@ -232,12 +279,35 @@ impl Plan {
             .collect()
     }
 
+    /// The previous ELF tables of every module that is the same object
+    /// with the same sections kept (the writer checks the rest of what they
+    /// were rendered from).
+    pub(crate) fn take_tables(&mut self, mods: &[Mod<'_>]) -> Vec<Option<KeptTables>> {
+        let modules = &mut self.prev.modules;
+        mods.iter()
+            .enumerate()
+            .map(|(mi, m)| {
+                let k = modules.get_mut(mi)?;
+                let same = match (&k.parsed, m.parsed) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) && k.discarded == discarded(m),
+                    _ => false,
+                };
+                if same {
+                    k.tables.take()
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// How much was reused.
     pub(crate) fn stats(&self, mods: &[Mod<'_>]) -> ReuseStats {
         ReuseStats {
             parsed: mods.iter().filter(|m| m.parsed.is_some()).count(),
             scanned: self.scan.iter().filter(|&&b| b).count(),
             applied: self.apply.iter().filter(|&&b| b).count(),
+            rendered: 0,
         }
     }
 }
@@ -286,8 +356,12 @@ pub(crate) fn position_independent(mi: u32, m: &Mod<'_>) -> bool {
 /// Everything this link leaves for the next, taken out of its state.
 pub(crate) struct Leftovers<'a> {
     pub(crate) config: &'a LinkConfig,
+    pub(crate) memo: LibraryMemo,
+    /// Modules whose applied result this link reused (`Plan::apply`).
+    pub(crate) reused: &'a [bool],
     pub(crate) hosts: &'a [Host<'a>],
     pub(crate) applied: Vec<ModApplied>,
+    pub(crate) tables: Vec<KeptTables>,
     pub(crate) area: Vec<u8>,
     pub(crate) init: Vec<u8>,
     pub(crate) manifest: &'a Manifest,
@@ -295,13 +369,18 @@ pub(crate) struct Leftovers<'a> {
 
 /// Builds the state the next link starts from.
 pub(crate) fn keep(mods: &mut [Mod<'_>], left: Leftovers<'_>) -> Previous {
+    let mut tables = left.tables.into_iter().map(Some).collect::<Vec<_>>();
+    tables.resize_with(mods.len(), || None);
     let modules = mods
         .iter_mut()
         .zip(left.applied)
+        .zip(tables)
         .enumerate()
-        .map(|(mi, (m, applied))| {
+        .map(|(mi, ((m, applied), tables))| {
             let md = &left.manifest.modules[mi];
-            let independent = position_independent(mi as u32, m);
+            // A reused result was position-independent when it was kept.
+            let reused = left.reused.get(mi).copied().unwrap_or(false);
+            let independent = reused || position_independent(mi as u32, m);
             Kept {
                 parsed: m.parsed.cloned(),
                 discarded: discarded(m),
@@ -322,11 +401,13 @@ pub(crate) fn keep(mods: &mut [Mod<'_>], left: Leftovers<'_>) -> Previous {
                 sizes: m.sizes,
                 checksum: md.checksum,
                 identity: (md.link_hash, md.deps.to_vec()),
+                tables,
             }
         })
         .collect();
     Previous {
         config: config_key(left.config),
+        memo: left.memo,
         hosts: left
             .hosts
             .iter()

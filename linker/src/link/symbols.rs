@@ -348,12 +348,35 @@ pub(crate) fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
     ))
 }
 
+/// Which of the wanted host symbols no library defines, as the last link
+/// found when it asked about the same names (`hcr watch` does not read
+/// the libraries again at each relink; a library replaced while it runs
+/// changes a warning at most, never the image).
+#[derive(Default)]
+pub(crate) struct LibraryMemo {
+    names: Vec<String>,
+    missing: Vec<bool>,
+}
+
+impl LibraryMemo {
+    fn undefined(&mut self, names: &[&str], libs: &[SharedLib]) -> Vec<bool> {
+        let same =
+            self.names.len() == names.len() && self.names.iter().zip(names).all(|(a, b)| a == b);
+        if !same {
+            self.missing = crate::libs::undefined_in_libraries(names, libs);
+            self.names = names.iter().map(|n| n.to_string()).collect();
+        }
+        self.missing.clone()
+    }
+}
+
 /// One warning per module naming every host symbol it wants that no
 /// library defines (the default libraries and `-l` ones), nor the runtime.
 pub(crate) fn unresolved_host_warnings(
     mods: &[Mod<'_>],
     reachable: &[bool],
     hosts: &[Host<'_>],
+    memo: &mut LibraryMemo,
     libs: &[SharedLib],
 ) -> Vec<String> {
     let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
@@ -378,7 +401,7 @@ pub(crate) fn unresolved_host_warnings(
     if names.is_empty() {
         return Vec::new();
     }
-    let undefined = crate::libs::undefined_in_libraries(&names, libs);
+    let undefined = memo.undefined(&names, libs);
     let mut missing = vec![false; hosts.len()];
     let mut k = 0;
     for (i, w) in want.iter().enumerate() {

@@ -37,6 +37,11 @@ pub(crate) fn apply_all(
             vec![0u8; lay.init_size as usize],
         )
     });
+    let mut kept = match plan.as_deref_mut() {
+        Some(p) => p.take_applied(mods.len()),
+        None => Vec::new(),
+    };
+    kept.resize_with(mods.len(), || None);
     let plan: Option<&Plan> = plan.map(|p| &*p);
     // Hand every module its disjoint slices of the area and the init blob.
     let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
@@ -69,11 +74,14 @@ pub(crate) fn apply_all(
     }
     let mut results: Vec<ModApplied> = slices
         .into_par_iter()
+        .zip(kept)
         .enumerate()
-        .map(|(mi, (ts, rs, es, is))| {
-            let slices = (&mut *ts, &mut *rs, &mut *es, &mut *is);
-            if let Some(kept) = plan.and_then(|p| p.reuse_applied(mi, slices, in_place)) {
-                return kept;
+        .map(|(mi, ((ts, rs, es, is), kept))| {
+            if let (Some(k), Some(p)) = (kept, plan) {
+                if !in_place {
+                    p.copy_applied(mi, (ts, rs, es, is));
+                }
+                return k;
             }
             if in_place {
                 for s in [&mut *ts, &mut *rs, &mut *es, &mut *is] {

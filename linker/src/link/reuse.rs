@@ -131,6 +131,13 @@ fn commons(m: &Mod<'_>) -> Vec<(u32, u32)> {
 }
 
 impl Kept {
+    /// True when `m` has the same COMDAT sections discarded.
+    fn same_discarded(&self, m: &Mod<'_>) -> bool {
+        let now = (0..m.obj.sections.len() as u32)
+            .filter(|&i| m.obj.sections[i as usize].kind == SecKind::Discarded);
+        now.eq(self.discarded.iter().copied())
+    }
+
     /// True when `m` is the module this was, as far as other modules'
     /// results depend on it (see the module comment).
     fn is_stable(&self, m: &Mod<'_>) -> bool {
@@ -142,7 +149,7 @@ impl Kept {
             && !crate::nim::is_nim_module(&m.obj.name)
             && self.fn_base == m.fn_base
             && self.obj_base == m.obj_base
-            && self.discarded == discarded(m)
+            && self.same_discarded(m)
             && self.commons == commons(m)
     }
 }
@@ -228,22 +235,21 @@ impl Plan {
         same.then(|| (std::mem::take(&mut p.area), std::mem::take(&mut p.init)))
     }
 
-    /// Module `mi`'s previous result, when it is reused: its bytes copied
-    /// into its slices of the new area and init blob (unless `in_place`:
-    /// they are there already).
-    pub(crate) fn reuse_applied(
-        &self,
-        mi: usize,
-        slices: ModSlices<'_>,
-        in_place: bool,
-    ) -> Option<ModApplied> {
-        if !self.apply[mi] {
-            return None;
-        }
+    /// Every module's previous applied result where it is reused (taken:
+    /// once).
+    pub(crate) fn take_applied(&mut self, n: usize) -> Vec<Option<ModApplied>> {
+        (0..n)
+            .map(|mi| match self.apply.get(mi) {
+                Some(true) => self.prev.modules[mi].applied.take(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Copies module `mi`'s previous bytes into its slices of the new area
+    /// and init blob.
+    pub(crate) fn copy_applied(&self, mi: usize, slices: ModSlices<'_>) {
         let k = &self.prev.modules[mi];
-        if in_place {
-            return k.applied.clone();
-        }
         let (text, rodata, eh, init) = slices;
         let from = |buf: &[u8], at: u64, to: &mut [u8]| {
             let at = at as usize;
@@ -253,7 +259,6 @@ impl Plan {
         from(&self.prev.area, k.bases.rodata, rodata);
         from(&self.prev.area, k.bases.eh, eh);
         from(&self.prev.init, k.bases.init, init);
-        k.applied.clone()
     }
 
     /// What the manifest may take over: each module's segment checksum and
@@ -289,7 +294,7 @@ impl Plan {
             .map(|(mi, m)| {
                 let k = modules.get_mut(mi)?;
                 let same = match (&k.parsed, m.parsed) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) && k.discarded == discarded(m),
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) && k.same_discarded(m),
                     _ => false,
                 };
                 if same {

@@ -163,7 +163,20 @@ impl InputCache {
 fn link_into(
     config: &LinkConfig,
     inputs: &[PathBuf],
-    sink: &mut dyn input::Sink,
+    sink: &mut (dyn input::Sink + Send),
+    cache: Option<&mut InputCache>,
+) -> Result<LinkOutput, LinkError> {
+    // The whole link runs on a thread of the pool, handed over once: each
+    // parallel pass started from a thread outside the pool would wait for a
+    // pool thread to take it up and hand it back (two wake-ups a pass, which
+    // a loaded machine makes slow).
+    rayon::scope(|_| link_in_pool(config, inputs, sink, cache))
+}
+
+fn link_in_pool(
+    config: &LinkConfig,
+    inputs: &[PathBuf],
+    sink: &mut (dyn input::Sink + Send),
     mut cache: Option<&mut InputCache>,
 ) -> Result<LinkOutput, LinkError> {
     if inputs.is_empty() {

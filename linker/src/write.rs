@@ -20,7 +20,7 @@
 use hcr_image::{Header, Manifest, FORMAT_VERSION, PAGE_SIZE};
 use rayon::prelude::*;
 
-use crate::link::model::{sec_area_offset, Applied, Mod, NO_DEF};
+use crate::link::model::{sec_area_offset, Applied, Mod, RegionSizes, NO_DEF};
 use crate::parse::{SecKind, Shndx};
 
 const SHT_PROGBITS: u32 = 1;
@@ -194,7 +194,7 @@ fn own_global_shndx(m: &Mod<'_>, si: usize) -> Option<Option<u32>> {
 }
 
 /// Bases of one module's pieces in the whole file.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, PartialEq)]
 struct Bases {
     section: u32,
     rela_section: u32,
@@ -210,14 +210,14 @@ struct Bases {
 /// One module rendered: its final bytes of every table, each written to
 /// the file where it lies.
 struct Rendered {
-    headers: Headers,
-    tables: KeptTables,
+    kept: KeptTables,
     /// The tables are the previous link's.
     reused: bool,
 }
 
 /// A module's section headers and their names: they hold file offsets and
-/// addresses, so they are rendered every link.
+/// addresses, so they are taken over only when nothing moved
+/// ([`HeadersKey`]).
 struct Headers {
     shdrs: Vec<u8>,
     rela_hdrs: Vec<u8>,
@@ -251,11 +251,25 @@ struct TablesKey {
     globals: Vec<u32>,
 }
 
-/// A module's tables with what they were rendered from, kept for the next
-/// link.
+/// Everything a module's [`Headers`] are rendered from besides its object
+/// (the sizes include its PLT stubs and GOT).
+#[derive(PartialEq)]
+struct HeadersKey {
+    bases: Bases,
+    area_off: u64,
+    init_off: u64,
+    symtab_index: u32,
+    places: RegionSizes,
+    sizes: RegionSizes,
+}
+
+/// A module's tables and headers with what they were rendered from, kept
+/// for the next link.
 pub(crate) struct KeptTables {
     key: TablesKey,
     tables: Tables,
+    headers_key: HeadersKey,
+    headers: Headers,
 }
 
 struct FileLayout {
@@ -335,8 +349,7 @@ fn output_sections(m: &Mod<'_>, b: &Bases) -> (Vec<u32>, Vec<u32>) {
     (out_idx, owner)
 }
 
-/// Renders module `mi`: its headers always, its tables unless `kept`
-/// holds them for the same key.
+/// Renders module `mi`, taking over what `kept` holds for the same keys.
 fn render(
     mi: usize,
     mods: &[Mod<'_>],
@@ -346,23 +359,43 @@ fn render(
     kept: Option<KeptTables>,
 ) -> Rendered {
     let m = &mods[mi];
-    let (out_idx, owner) = output_sections(m, &bases[mi]);
-    let headers = render_headers(m, &counts[mi], &bases[mi], fl, &out_idx);
+    let (c, b) = (&counts[mi], &bases[mi]);
     let key = tables_key(mi, mods, counts, bases, fl);
-    match kept {
-        Some(k) if k.key == key => Rendered {
+    let headers_key = HeadersKey {
+        bases: *b,
+        area_off: fl.area_off,
+        init_off: fl.init_off,
+        symtab_index: fl.symtab_index,
+        places: m.bases,
+        sizes: m.sizes,
+    };
+    let (old_tables, old_headers) = match kept {
+        Some(k) => (
+            (k.key == key).then_some(k.tables),
+            (k.headers_key == headers_key).then_some(k.headers),
+        ),
+        None => (None, None),
+    };
+    let reused = old_tables.is_some();
+    let sections = || output_sections(m, b);
+    let (tables, headers) = match (old_tables, old_headers) {
+        (Some(t), Some(h)) => (t, h),
+        (t, h) => {
+            let (out_idx, owner) = sections();
+            (
+                t.unwrap_or_else(|| render_tables(m, c, b, fl, &out_idx, &owner, &key)),
+                h.unwrap_or_else(|| render_headers(m, c, b, fl, &out_idx)),
+            )
+        }
+    };
+    Rendered {
+        kept: KeptTables {
+            key,
+            tables,
+            headers_key,
             headers,
-            tables: k,
-            reused: true,
         },
-        _ => Rendered {
-            headers,
-            tables: KeptTables {
-                tables: render_tables(m, &counts[mi], &bases[mi], fl, &out_idx, &owner, &key),
-                key,
-            },
-            reused: false,
-        },
+        reused,
     }
 }
 
@@ -1047,14 +1080,14 @@ pub(crate) fn write_image(
     run(
         &mut pieces,
         rela_start,
-        rendered.iter().map(|r| r.tables.tables.rela.as_slice()),
+        rendered.iter().map(|r| r.kept.tables.rela.as_slice()),
     );
     run(
         &mut pieces,
         symtab_off,
         std::iter::once(&null_sym[..])
-            .chain(rendered.iter().map(|r| r.tables.tables.locals.as_slice()))
-            .chain(rendered.iter().map(|r| r.tables.tables.globals.as_slice()))
+            .chain(rendered.iter().map(|r| r.kept.tables.locals.as_slice()))
+            .chain(rendered.iter().map(|r| r.kept.tables.globals.as_slice()))
             .chain(std::iter::once(hosts_sym.as_slice())),
     );
     if need_xindex {
@@ -1062,12 +1095,8 @@ pub(crate) fn write_image(
             &mut pieces,
             shndx_off,
             std::iter::once(&null_x[..])
-                .chain(rendered.iter().map(|r| r.tables.tables.locals_x.as_slice()))
-                .chain(
-                    rendered
-                        .iter()
-                        .map(|r| r.tables.tables.globals_x.as_slice()),
-                )
+                .chain(rendered.iter().map(|r| r.kept.tables.locals_x.as_slice()))
+                .chain(rendered.iter().map(|r| r.kept.tables.globals_x.as_slice()))
                 .chain(std::iter::once(hosts_x.as_slice())),
         );
     }
@@ -1075,7 +1104,7 @@ pub(crate) fn write_image(
         &mut pieces,
         strtab_off,
         std::iter::once(strtab_head)
-            .chain(rendered.iter().map(|r| r.tables.tables.str_.as_slice()))
+            .chain(rendered.iter().map(|r| r.kept.tables.str_.as_slice()))
             .chain(std::iter::once(strtab_tail.as_slice())),
     );
     for &(offset, bytes) in &debug_at {
@@ -1085,7 +1114,7 @@ pub(crate) fn write_image(
         &mut pieces,
         shstrtab_off,
         std::iter::once(shstr_head.as_slice())
-            .chain(rendered.iter().map(|r| r.headers.shstr.as_slice()))
+            .chain(rendered.iter().map(|r| r.kept.headers.shstr.as_slice()))
             .chain(std::iter::once(shstr_tail.as_slice())),
     );
     pieces.push((manifest_off, &mhdr));
@@ -1094,8 +1123,8 @@ pub(crate) fn write_image(
         &mut pieces,
         shoff,
         std::iter::once(head_shdrs.as_slice())
-            .chain(rendered.iter().map(|r| r.headers.shdrs.as_slice()))
-            .chain(rendered.iter().map(|r| r.headers.rela_hdrs.as_slice()))
+            .chain(rendered.iter().map(|r| r.kept.headers.shdrs.as_slice()))
+            .chain(rendered.iter().map(|r| r.kept.headers.rela_hdrs.as_slice()))
             .chain(std::iter::once(tail_shdrs.as_slice())),
     );
     timer.lap("ELF tables + checksum");
@@ -1117,7 +1146,7 @@ pub(crate) fn write_image(
         size: total,
         manifest,
         tables_reused: rendered.iter().filter(|r| r.reused).count(),
-        tables: rendered.into_iter().map(|r| r.tables).collect(),
+        tables: rendered.into_iter().map(|r| r.kept).collect(),
     })
 }
 

@@ -24,6 +24,7 @@ pub(crate) fn stem(path: &str) -> String {
 
 /// An object to parse: an input file or an archive member.
 struct Cand<'d> {
+    /// Path and module name (empty when `parsed` holds them).
     path: String,
     name: String,
     data: &'d [u8],
@@ -72,6 +73,18 @@ fn split_inputs<'d>(
     let mut archives = Vec::new();
     for (i, inp) in inputs.iter().enumerate() {
         let data = inp.bytes.as_slice();
+        let kept = parsed.get(i).and_then(Option::as_ref);
+        if let Some(p) = kept {
+            // Named when it was parsed.
+            objects.push(Cand {
+                path: String::new(),
+                name: String::new(),
+                data,
+                mtime_ns: inp.mtime_ns,
+                parsed: Some(p),
+            });
+            continue;
+        }
         let path = inp.path.display().to_string();
         if data.starts_with(b"!<arch>\n") || data.starts_with(b"!<thin>\n") {
             archives.push(archive_members(&path, data, inp.mtime_ns, diags));
@@ -81,7 +94,7 @@ fn split_inputs<'d>(
                 path,
                 data,
                 mtime_ns: inp.mtime_ns,
-                parsed: parsed.get(i).and_then(Option::as_ref),
+                parsed: None,
             });
         }
     }

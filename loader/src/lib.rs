@@ -175,6 +175,11 @@ impl LoadedArea {
     pub fn contains(&self, addr: usize) -> bool {
         addr >= self.chunk.addr && addr < self.chunk.addr + self.chunk.len
     }
+
+    /// The addresses the area occupies, `[start, end)`.
+    pub fn range(&self) -> (usize, usize) {
+        (self.chunk.addr, self.chunk.addr + self.chunk.len)
+    }
 }
 
 /// Computes the bits a fixup writes: `S + A`, `S + A - P` or `S + A - B`

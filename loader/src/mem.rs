@@ -52,6 +52,12 @@ impl RangeAlloc {
         Some(at)
     }
 
+    /// The free ranges `(start, len)` that start inside `[from, to)`, in
+    /// address order.
+    pub fn free_in(&self, from: usize, to: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.free.range(from..to).map(|(&s, &l)| (s, l))
+    }
+
     /// Returns `[start, start + len)`.
     pub fn free(&mut self, start: usize, len: usize) {
         if len == 0 {

@@ -77,6 +77,32 @@ impl Heap {
         }
     }
 
+    /// Calls `f` with each 8-byte word of the storage handed out (free
+    /// ranges skipped), in address order, until it returns true.
+    pub fn any_word(&self, mut f: impl FnMut(u64) -> bool) -> bool {
+        let mut scan = |from: usize, to: usize| {
+            let first = from.next_multiple_of(8);
+            (first..to.saturating_sub(7)).step_by(8).any(|a| {
+                // SAFETY: `a..a+8` lies inside a heap chunk, which stays
+                // committed read-write until `release`; the word may be
+                // written concurrently by program threads, so it is read as
+                // a plain value and only compared.
+                f(unsafe { std::ptr::read_volatile(a as *const u64) })
+            })
+        };
+        self.chunks.iter().any(|c| {
+            let end = c.addr + c.len;
+            let mut at = c.addr;
+            for (s, l) in self.free.free_in(c.addr, end) {
+                if scan(at, s) {
+                    return true;
+                }
+                at = s + l;
+            }
+            scan(at, end)
+        })
+    }
+
     /// Releases every chunk.
     ///
     /// # Safety

@@ -136,9 +136,10 @@ impl<'p> ImageFile<'p> {
         Ok(ImageFile { path, file, stat })
     }
 
-    /// Reads what [`hcr_image::ImageView::parse_global`] reads (the ELF
-    /// header, section header 1, the manifest header and the manifest's
-    /// global part) into `scratch`, at their file offsets. The slice
+    /// Reads what [`hcr_image::ImageView::parse_global`] with `old` reads
+    /// (the ELF header, section header 1, the manifest header, the
+    /// manifest's global part, and the module records `old` does not hold)
+    /// into `scratch`, at their file offsets. The slice
     /// returned is as long as the file; the bytes of parts not read are
     /// unspecified (the image parser never looks at them: it reads the same
     /// parts). The blocks and initial bytes a load needs follow
@@ -148,8 +149,12 @@ impl<'p> ImageFile<'p> {
     /// # Errors
     /// The file shrank or changed while being read (rewritten in place), or
     /// a read failed; each message names the file.
-    pub fn read<'s>(&self, scratch: &'s mut Scratch) -> Result<&'s [u8], Error> {
-        self.read_then(scratch, |_| Vec::new())
+    pub fn read<'s>(
+        &self,
+        scratch: &'s mut Scratch,
+        old: Option<&hcr_image::Manifest>,
+    ) -> Result<&'s [u8], Error> {
+        self.read_then(scratch, old, |_| Vec::new())
     }
 
     /// As [`ImageFile::read`], then reads the `(offset, length)` ranges
@@ -160,6 +165,7 @@ impl<'p> ImageFile<'p> {
     pub fn read_then<'s>(
         &self,
         scratch: &'s mut Scratch,
+        old: Option<&hcr_image::Manifest>,
         more: impl FnOnce(&[u8]) -> Vec<(u64, u64)>,
     ) -> Result<&'s [u8], Error> {
         let size = usize::try_from(self.stat.size)
@@ -174,6 +180,11 @@ impl<'p> ImageFile<'p> {
             done: Vec::new(),
         };
         let filled = r.fill_global().and_then(|()| {
+            // An image the parser refuses reads no records: it says why.
+            let records = hcr_image::ImageView::records_to_read(r.bytes(), old).unwrap_or_default();
+            let ranges: Vec<Option<Range<usize>>> =
+                records.into_iter().map(|(o, l)| clip(o, l, size)).collect();
+            r.fill(&ranges)?;
             let ranges: Vec<Option<Range<usize>>> = more(r.bytes())
                 .into_iter()
                 .map(|(o, l)| clip(o, l, size))

@@ -1,15 +1,107 @@
-//! A table split into one shared part per module: a reload that keeps a
-//! module shares its part with the previous manifest instead of decoding or
-//! copying it, and the table still reads as one list indexed by global id.
+//! Tables a reload shares with the previous manifest instead of decoding or
+//! copying them. A [`Grouped`] list keeps its elements in groups of
+//! [`GROUP`], each group shared through an `Arc`: a manifest that keeps
+//! most modules shares whole groups, so putting it together and dropping it
+//! costs a few atomic operations per group, not per module. A [`Chunked`]
+//! table is one part per module, indexed by global position.
 
 use std::ops::Index;
 use std::sync::Arc;
+
+/// Elements per shared group.
+pub const GROUP: usize = 64;
+
+/// A list of `T` stored in shared groups of [`GROUP`].
+#[derive(Clone, Debug)]
+pub struct Grouped<T> {
+    groups: Vec<Arc<[T]>>,
+    len: usize,
+}
+
+impl<T> Default for Grouped<T> {
+    fn default() -> Self {
+        Grouped {
+            groups: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Grouped<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<T: Eq> Eq for Grouped<T> {}
+
+impl<T: Clone + Default> Grouped<T> {
+    /// The list of `items`.
+    pub fn from_vec(items: Vec<T>) -> Self {
+        let len = items.len();
+        let groups = items.chunks(GROUP).map(Arc::from).collect();
+        Grouped { groups, len }
+    }
+
+    /// A list whose element `i` is `items[i]`, or `old`'s element `i` where
+    /// `items[i]` is `None`. A group made only of `old`'s elements (and as
+    /// long as `old`'s) is `old`'s group, shared.
+    pub fn from_shared(items: Vec<Option<T>>, old: Option<&Grouped<T>>) -> Self {
+        let len = items.len();
+        let mut groups = Vec::with_capacity(len.div_ceil(GROUP));
+        for (g, chunk) in items.chunks(GROUP).enumerate() {
+            let shared = old
+                .and_then(|o| o.groups.get(g))
+                .filter(|og| og.len() == chunk.len() && chunk.iter().all(Option::is_none));
+            if let Some(og) = shared {
+                groups.push(og.clone());
+                continue;
+            }
+            // An element `old` lacks has nothing to share: it is empty.
+            let built: Arc<[T]> = chunk
+                .iter()
+                .enumerate()
+                .map(|(k, item)| match item {
+                    Some(t) => t.clone(),
+                    None => old
+                        .and_then(|o| o.get(g * GROUP + k))
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect();
+            groups.push(built);
+        }
+        Grouped { groups, len }
+    }
+}
+
+impl<T> Grouped<T> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Element `i`, if any.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.groups.get(i / GROUP)?.get(i % GROUP)
+    }
+
+    /// Every element in order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.groups.iter().flat_map(|g| g.iter())
+    }
+}
 
 /// One list made of per-module parts (one part per module, empty ones
 /// included), indexed by global position.
 #[derive(Clone, Debug)]
 pub struct Chunked<T> {
-    parts: Vec<Arc<[T]>>,
+    parts: Grouped<Arc<[T]>>,
     /// Global index of each part's first element.
     starts: Vec<u32>,
     len: usize,
@@ -18,7 +110,7 @@ pub struct Chunked<T> {
 impl<T> Default for Chunked<T> {
     fn default() -> Self {
         Chunked {
-            parts: Vec::new(),
+            parts: Grouped::default(),
             starts: Vec::new(),
             len: 0,
         }
@@ -36,9 +128,19 @@ impl<T: Eq> Eq for Chunked<T> {}
 impl<T> Chunked<T> {
     /// A table of these parts, in order.
     pub fn from_parts(parts: Vec<Arc<[T]>>) -> Self {
+        Self::with_parts(Grouped::from_vec(parts))
+    }
+
+    /// A table whose part `k` is `parts[k]`, or `old`'s part `k` where
+    /// `parts[k]` is `None` (groups of such parts are shared with `old`).
+    pub fn from_shared(parts: Vec<Option<Arc<[T]>>>, old: Option<&Chunked<T>>) -> Self {
+        Self::with_parts(Grouped::from_shared(parts, old.map(|o| &o.parts)))
+    }
+
+    fn with_parts(parts: Grouped<Arc<[T]>>) -> Self {
         let mut starts = Vec::with_capacity(parts.len());
         let mut len = 0usize;
-        for p in &parts {
+        for p in parts.iter() {
             starts.push(len as u32);
             len += p.len();
         }
@@ -76,17 +178,12 @@ impl<T> Chunked<T> {
             return None;
         }
         let p = self.starts.partition_point(|&s| s as usize <= i) - 1;
-        self.parts[p].get(i - self.starts[p] as usize)
+        self.part(p).get(i - self.starts[p] as usize)
     }
 
     /// Part `k` (module `k`'s elements); empty when there is no such part.
     pub fn part(&self, k: usize) -> &[T] {
         self.parts.get(k).map_or(&[], |p| &p[..])
-    }
-
-    /// Part `k` as shared, to reuse in another table.
-    pub fn shared_part(&self, k: usize) -> Option<&Arc<[T]>> {
-        self.parts.get(k)
     }
 
     /// Number of parts.
@@ -95,8 +192,35 @@ impl<T> Chunked<T> {
     }
 
     /// Every element in order.
-    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.parts.iter().flat_map(|p| p.iter())
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            table: self,
+            next_part: 0,
+            inner: [].iter(),
+        }
+    }
+}
+
+/// The elements of a [`Chunked`] table in order.
+pub struct Iter<'a, T> {
+    table: &'a Chunked<T>,
+    next_part: usize,
+    inner: std::slice::Iter<'a, T>,
+}
+
+impl<'a, T> Iterator for Iter<'a, T> {
+    type Item = &'a T;
+    fn next(&mut self) -> Option<&'a T> {
+        loop {
+            if let Some(t) = self.inner.next() {
+                return Some(t);
+            }
+            if self.next_part >= self.table.parts() {
+                return None;
+            }
+            self.inner = self.table.part(self.next_part).iter();
+            self.next_part += 1;
+        }
     }
 }
 
@@ -112,15 +236,34 @@ impl<T> Index<usize> for Chunked<T> {
 
 impl<'a, T> IntoIterator for &'a Chunked<T> {
     type Item = &'a T;
-    type IntoIter = std::iter::FlatMap<
-        std::slice::Iter<'a, Arc<[T]>>,
-        std::slice::Iter<'a, T>,
-        fn(&'a Arc<[T]>) -> std::slice::Iter<'a, T>,
-    >;
-    fn into_iter(self) -> Self::IntoIter {
-        fn each<T>(p: &Arc<[T]>) -> std::slice::Iter<'_, T> {
-            p.iter()
-        }
-        self.parts.iter().flat_map(each as fn(&'a Arc<[T]>) -> _)
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_groups_are_shared_and_changed_ones_rebuilt() {
+        let n = GROUP * 2 + 5;
+        let parts: Vec<Arc<[u32]>> = (0..n as u32).map(|i| Arc::from(vec![i, i])).collect();
+        let old = Chunked::from_parts(parts);
+        // Part 70 (second group) changes; the rest is shared.
+        let mut new: Vec<Option<Arc<[u32]>>> = vec![None; n];
+        new[70] = Some(Arc::from(vec![7u32]));
+        let t = Chunked::from_shared(new, Some(&old));
+        assert_eq!(t.parts(), n);
+        assert_eq!(t.len(), old.len() - 1);
+        assert_eq!(t.part(70), &[7]);
+        assert_eq!(t.part(71), &[71, 71]);
+        assert_eq!(t[140], 7); // parts 0..70 hold two elements each
+        assert_eq!(t[141], 71);
+        assert!(Arc::ptr_eq(&t.parts.groups[0], &old.parts.groups[0]));
+        assert!(!Arc::ptr_eq(&t.parts.groups[1], &old.parts.groups[1]));
+        assert!(Arc::ptr_eq(&t.parts.groups[2], &old.parts.groups[2]));
+        assert_eq!(t.iter().count(), t.len());
     }
 }

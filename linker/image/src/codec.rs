@@ -213,8 +213,9 @@ pub struct ModuleFixups<'f> {
     pub objects: &'f [Fixup],
 }
 
-/// Encodes the manifest: its global part, then one block per module.
-/// Returns the bytes and the length of the global part.
+/// Encodes the manifest: its global part, then each module's record,
+/// then one block per module. Returns the bytes and the length of the
+/// global part.
 pub(crate) fn encode_body<'f>(
     m: &Manifest,
     fixups: &dyn Fn(usize) -> ModuleFixups<'f>,
@@ -226,7 +227,7 @@ pub(crate) fn encode_body<'f>(
         .enumerate()
         .map(|(mi, md)| encode_block(m, mi, md, &fixups(mi)))
         .collect();
-    let sums: Vec<u64> = m
+    let records: Vec<Vec<u8>> = m
         .modules
         .iter()
         .zip(&blocks)
@@ -236,25 +237,16 @@ pub(crate) fn encode_body<'f>(
                 .ok()
                 .and_then(|s| init.get(s..s.checked_add(usize::try_from(len).ok()?)?))
                 .unwrap_or(&[]);
-            block_checksum(b, mine)
+            encode_record(m, md, b.len() as u64, block_checksum(b, mine))
         })
         .collect();
-    // The global part's size does not depend on the offsets it holds.
-    let global_len = encode_global(m, &vec![(0, 0); blocks.len()], &sums).len();
-    let mut at = (HEADER_SIZE + global_len) as u64;
-    let places: Vec<(u64, u64)> = blocks
-        .iter()
-        .map(|b| {
-            let p = (at, b.len() as u64);
-            at += b.len() as u64;
-            p
-        })
-        .collect();
-    let mut out = encode_global(m, &places, &sums);
-    debug_assert_eq!(out.len(), global_len);
-    out.reserve(blocks.iter().map(Vec::len).sum());
-    for b in &blocks {
-        out.extend_from_slice(b);
+    let mut out = encode_global(m, &records);
+    let global_len = out.len();
+    out.reserve(
+        records.iter().map(Vec::len).sum::<usize>() + blocks.iter().map(Vec::len).sum::<usize>(),
+    );
+    for r in records.iter().chain(&blocks) {
+        out.extend_from_slice(r);
     }
     (out, global_len)
 }
@@ -268,11 +260,20 @@ pub fn block_checksum(block: &[u8], init: &[u8]) -> u64 {
     h.digest()
 }
 
-pub(crate) fn encode_global(m: &Manifest, blocks: &[(u64, u64)], sums: &[u64]) -> Vec<u8> {
+/// Bytes of one module's entry in the global part's index: record hash,
+/// initial bytes' start, segment start, record length.
+pub(crate) const INDEX_ENTRY: usize = 24;
+
+/// The global part: plan-wide fields, an index with one fixed-size entry
+/// per module (its record's hash and where its parts start), host symbols
+/// and libraries. The records (`records`, in module order) follow it.
+pub(crate) fn encode_global(m: &Manifest, records: &[Vec<u8>]) -> Vec<u8> {
     let mut e = Enc {
-        out: Vec::with_capacity(4096 + m.strings.len() + m.modules.len() * 192 + m.hosts.len() * 9),
+        out: Vec::with_capacity(
+            4096 + m.modules.len() * INDEX_ENTRY + m.hosts.len() * 32 + m.libraries.len() * 64,
+        ),
     };
-    // Only the names the global part uses: modules', hosts', libraries'.
+    // Only the names the global part uses: hosts' and libraries'.
     let mut strings = String::new();
     let put = |strings: &mut String, s: &str| {
         let off = strings.len() as u32;
@@ -283,17 +284,6 @@ pub(crate) fn encode_global(m: &Manifest, blocks: &[(u64, u64)], sums: &[u64]) -
             table: 0,
         }
     };
-    let mods: Vec<[Str; 3]> = m
-        .modules
-        .iter()
-        .map(|md| {
-            [
-                put(&mut strings, m.str(md.name)),
-                put(&mut strings, m.str(md.source)),
-                put(&mut strings, m.str(md.object)),
-            ]
-        })
-        .collect();
     let hosts: Vec<Str> = m
         .hosts
         .iter()
@@ -317,31 +307,13 @@ pub(crate) fn encode_global(m: &Manifest, blocks: &[(u64, u64)], sums: &[u64]) -
     e.u64(m.stats.applied_at_link);
     e.u32(m.stats.got_entries);
     e.u32(m.stats.plt_stubs);
+    e.u64(records.iter().map(|r| r.len() as u64).sum());
     e.len(m.modules.len());
-    for (mi, md) in m.modules.iter().enumerate() {
-        let [name, source, object] = mods[mi];
-        e.str(name);
-        e.str(source);
-        e.str(object);
-        e.i64(md.mtime_ns);
-        e.u64(md.content_hash);
-        e.u32s(&md.imports.iter().map(|i| i.0).collect::<Vec<_>>());
-        e.u8(md.reachable as u8);
-        e.span(md.functions);
-        e.span(md.objects);
-        e.span(md.seg);
-        e.span(md.text);
-        e.span(md.eh_frame);
-        e.u64(md.checksum);
-        e.u64(md.link_hash);
-        e.u32s(&md.deps.iter().map(|i| i.0).collect::<Vec<_>>());
-        e.u32(md.text_size);
-        e.u32(md.rodata_size);
+    for (md, r) in m.modules.iter().zip(records) {
+        e.u64(xxhash_rust::xxh3::xxh3_64(r));
         e.u64(md.init.0);
-        e.u64(md.init.1);
-        e.u64(blocks[mi].0);
-        e.u64(blocks[mi].1);
-        e.u64(sums[mi]);
+        e.u32(md.seg.start);
+        e.u32(r.len() as u32);
     }
     e.len(m.hosts.len());
     for (h, name) in m.hosts.iter().zip(hosts) {
@@ -354,6 +326,43 @@ pub(crate) fn encode_global(m: &Manifest, blocks: &[(u64, u64)], sums: &[u64]) -
         e.str(b);
         e.str(c);
     }
+    e.out
+}
+
+/// One module's record: everything about it that does not depend on where
+/// the modules before it lie (offsets relative to its own segment, sizes
+/// instead of starts), so an unchanged module's record is byte-identical
+/// from one link to the next.
+pub(crate) fn encode_record(m: &Manifest, md: &Module, block_len: u64, block_sum: u64) -> Vec<u8> {
+    let mut e = Enc {
+        out: Vec::with_capacity(160),
+    };
+    for s in [md.name, md.source, md.object] {
+        e.bytes(m.str(s).as_bytes());
+    }
+    let rel = |s: Span| {
+        Span::new(
+            s.start.wrapping_sub(md.seg.start),
+            s.end.wrapping_sub(md.seg.start),
+        )
+    };
+    e.i64(md.mtime_ns);
+    e.u64(md.content_hash);
+    e.u32s(&md.imports.iter().map(|i| i.0).collect::<Vec<_>>());
+    e.u8(md.reachable as u8);
+    e.u32(md.functions.len());
+    e.u32(md.objects.len());
+    e.u32(md.seg.len());
+    e.span(rel(md.text));
+    e.span(rel(md.eh_frame));
+    e.u64(md.checksum);
+    e.u64(md.link_hash);
+    e.u32s(&md.deps.iter().map(|i| i.0).collect::<Vec<_>>());
+    e.u32(md.text_size);
+    e.u32(md.rodata_size);
+    e.u64(md.init.1);
+    e.u64(block_len);
+    e.u64(block_sum);
     e.out
 }
 
@@ -477,7 +486,18 @@ fn decode_fixup_unchecked(b: &[u8]) -> Fixup {
 }
 
 /// The global part of a manifest: everything but the module blocks.
-pub(crate) fn decode_global(body: &[u8], old: Option<&Manifest>) -> Result<Manifest, DecodeError> {
+/// The global part of a manifest section, read but not yet put together.
+pub(crate) struct Global<'a> {
+    m: Manifest,
+    /// Module records, in order.
+    records: (usize, usize),
+    /// The index: [`INDEX_ENTRY`] bytes per module.
+    index: &'a [u8],
+}
+
+/// Reads the global part (`body`, at [`HEADER_SIZE`] of its manifest
+/// section): everything but the modules.
+pub(crate) fn decode_index(body: &[u8]) -> Result<Global<'_>, DecodeError> {
     let mut d = Dec { buf: body, pos: 0 };
     let n = d.len(1)?;
     let table = d.bytes(n)?;
@@ -494,55 +514,10 @@ pub(crate) fn decode_global(body: &[u8], old: Option<&Manifest>) -> Result<Manif
     m.stats.applied_at_link = d.u64()?;
     m.stats.got_entries = d.u32()?;
     m.stats.plt_stubs = d.u32()?;
-    let n = d.len(150)?;
-    m.modules.reserve(n);
-    // A list equal to the old manifest's module at the same index is
-    // shared, not allocated again.
-    let list =
-        |d: &mut Dec<'_>, old: Option<&[ModuleId]>| -> Result<Arc<[ModuleId]>, DecodeError> {
-            let n = d.len(4)?;
-            let raw = d.bytes(n * 4)?;
-            let same = old.is_some_and(|o| {
-                o.len() == n
-                    && o.iter()
-                        .zip(raw.chunks_exact(4))
-                        .all(|(a, b)| a.0.to_le_bytes() == b[..4])
-            });
-            Ok(match old {
-                Some(o) if same => Arc::from(o),
-                _ => raw
-                    .chunks_exact(4)
-                    .map(|b| ModuleId(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                    .collect(),
-            })
-        };
-    for i in 0..n {
-        let om = old.and_then(|o| o.modules.get(i));
-        let mut md = Module {
-            name: d.str(t, 0)?,
-            source: d.str(t, 0)?,
-            object: d.str(t, 0)?,
-            mtime_ns: d.i64()?,
-            content_hash: d.u64()?,
-            ..Module::default()
-        };
-        md.imports = list(&mut d, om.map(|o| &o.imports[..]))?;
-        md.reachable = d.bool()?;
-        md.functions = d.span()?;
-        md.objects = d.span()?;
-        md.seg = d.span()?;
-        md.text = d.span()?;
-        md.eh_frame = d.span()?;
-        md.checksum = d.u64()?;
-        md.link_hash = d.u64()?;
-        md.deps = list(&mut d, om.map(|o| &o.deps[..]))?;
-        md.text_size = d.u32()?;
-        md.rodata_size = d.u32()?;
-        md.init = (d.u64()?, d.u64()?);
-        md.block = (d.u64()?, d.u64()?);
-        md.block_checksum = d.u64()?;
-        m.modules.push(md);
-    }
+    let records_len =
+        usize::try_from(d.u64()?).map_err(|_| d.err("module records larger than memory"))?;
+    let n = d.len(INDEX_ENTRY)?;
+    let index = d.bytes(n * INDEX_ENTRY)?;
     let n = d.len(9)?;
     for _ in 0..n {
         m.hosts.push(HostSymbol {
@@ -562,7 +537,185 @@ pub(crate) fn decode_global(body: &[u8], old: Option<&Manifest>) -> Result<Manif
         return Err(d.err("trailing bytes after the manifest"));
     }
     m.strings = strings;
-    Ok(m)
+    let start = HEADER_SIZE + body.len();
+    Ok(Global {
+        m,
+        records: (start, records_len),
+        index,
+    })
+}
+
+/// One module's entry in the index.
+struct Entry {
+    hash: u64,
+    init_start: u64,
+    seg_start: u32,
+    len: u32,
+}
+
+fn entry(index: &[u8], i: usize) -> Entry {
+    let e = &index[i * INDEX_ENTRY..(i + 1) * INDEX_ENTRY];
+    let u64_at = |a: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&e[a..a + 8]);
+        u64::from_le_bytes(b)
+    };
+    Entry {
+        hash: u64_at(0),
+        init_start: u64_at(8),
+        seg_start: rd32(e, 16),
+        len: rd32(e, 20),
+    }
+}
+
+impl Global<'_> {
+    /// Section-relative places of the records that `old` does not hold
+    /// (same index, same hash): the ones [`Global::finish`] decodes.
+    pub fn records_to_read(&self, old: Option<&Manifest>) -> Vec<(u64, u64)> {
+        let olds = old.map_or(&[][..], |o| &o.modules[..]);
+        let mut at = self.records.0 as u64;
+        let mut out = Vec::new();
+        for i in 0..self.index.len() / INDEX_ENTRY {
+            let e = entry(self.index, i);
+            if olds.get(i).is_none_or(|om| om.hash != e.hash) {
+                match out.last_mut() {
+                    Some((o, l)) if *o + *l == at => *l += u64::from(e.len),
+                    _ => out.push((at, u64::from(e.len))),
+                }
+            }
+            at += u64::from(e.len);
+        }
+        out
+    }
+
+    /// The manifest with every module's record: shared with `old`'s module
+    /// at the same index when its hash is the same, otherwise decoded from
+    /// `section` (the manifest section; only those records' bytes need be
+    /// present) and checked against its hash. Where each module's parts lie
+    /// follows from the sizes of the modules before it.
+    pub fn finish(self, section: &[u8], old: Option<&Manifest>) -> Result<Manifest, DecodeError> {
+        let bad = |what: String, at: usize| DecodeError { what, at };
+        let Global {
+            mut m,
+            records,
+            index,
+        } = self;
+        let olds = old.map_or(&[][..], |o| &o.modules[..]);
+        let n = index.len() / INDEX_ENTRY;
+        let (rstart, rlen) = records;
+        let rend = rstart
+            .checked_add(rlen)
+            .filter(|&e| e <= section.len())
+            .ok_or_else(|| bad("module records outside the manifest".into(), rstart))?;
+        let mut at = rstart;
+        let (mut f, mut o, mut block) = (0u32, 0u32, rend as u64);
+        m.modules.reserve(n);
+        for i in 0..n {
+            let e = entry(index, i);
+            let end = at + e.len as usize;
+            let record = match olds.get(i) {
+                Some(om) if om.hash == e.hash => om.record.clone(),
+                _ => {
+                    let bytes = section
+                        .get(at..end)
+                        .filter(|_| end <= rend)
+                        .ok_or_else(|| bad(format!("module {i}: record out of range"), at))?;
+                    if xxhash_rust::xxh3::xxh3_64(bytes) != e.hash {
+                        return Err(bad(
+                            format!(
+                                "module {i}: record does not match its hash (torn or corrupted)"
+                            ),
+                            at,
+                        ));
+                    }
+                    let mut r = decode_record(bytes, i).map_err(|mut d| {
+                        d.at += at;
+                        d
+                    })?;
+                    r.shape.hash = e.hash;
+                    Arc::new(r)
+                }
+            };
+            at = end;
+            let sh = record.shape;
+            let span = |start: u32, len: u32| {
+                start
+                    .checked_add(len)
+                    .map(|end| Span::new(start, end))
+                    .ok_or_else(|| bad(format!("module {i}: part out of range"), 0))
+            };
+            let rel = |s: Span| span(e.seg_start.wrapping_add(s.start), s.len());
+            let md = Module {
+                functions: span(f, sh.functions)?,
+                objects: span(o, sh.objects)?,
+                seg: span(e.seg_start, sh.seg_len)?,
+                text: rel(sh.text)?,
+                eh_frame: rel(sh.eh_frame)?,
+                init: (e.init_start, sh.init_len),
+                block: (block, sh.block_len),
+                hash: e.hash,
+                record,
+            };
+            f = md.functions.end;
+            o = md.objects.end;
+            block = block
+                .checked_add(sh.block_len)
+                .ok_or_else(|| bad(format!("module {i}: block out of range"), 0))?;
+            m.modules.push(md);
+        }
+        Ok(m)
+    }
+}
+
+/// Decodes module `mi`'s record.
+fn decode_record(bytes: &[u8], mi: usize) -> Result<ModuleRecord, DecodeError> {
+    let mut d = Dec { buf: bytes, pos: 0 };
+    let mut names = String::new();
+    let table = RECORD_STRINGS | mi as u32;
+    let mut name = || -> Result<Str, DecodeError> {
+        let n = d.len(1)?;
+        let raw = d.bytes(n)?;
+        let t = std::str::from_utf8(raw).map_err(|_| d.err("name is not UTF-8"))?;
+        let s = Str {
+            off: names.len() as u32,
+            len: t.len() as u32,
+            table,
+        };
+        names.push_str(t);
+        Ok(s)
+    };
+    let (name, source, object) = (name()?, name()?, name()?);
+    let ids = |d: &mut Dec<'_>| -> Result<Arc<[ModuleId]>, DecodeError> {
+        Ok(d.u32s()?.into_iter().map(ModuleId).collect())
+    };
+    let mut r = ModuleRecord {
+        name,
+        source,
+        object,
+        mtime_ns: d.i64()?,
+        content_hash: d.u64()?,
+        imports: ids(&mut d)?,
+        reachable: d.bool()?,
+        ..ModuleRecord::default()
+    };
+    r.shape.functions = d.u32()?;
+    r.shape.objects = d.u32()?;
+    r.shape.seg_len = d.u32()?;
+    r.shape.text = d.span()?;
+    r.shape.eh_frame = d.span()?;
+    r.checksum = d.u64()?;
+    r.link_hash = d.u64()?;
+    r.deps = ids(&mut d)?;
+    r.text_size = d.u32()?;
+    r.rodata_size = d.u32()?;
+    r.shape.init_len = d.u64()?;
+    r.shape.block_len = d.u64()?;
+    r.block_checksum = d.u64()?;
+    if d.pos != bytes.len() {
+        return Err(d.err("trailing bytes after a module's record"));
+    }
+    r.names = names.into();
+    Ok(r)
 }
 
 /// One module's decoded block.
@@ -582,9 +735,10 @@ pub(crate) struct Block<'a> {
 /// order: decoded ones and ones shared with an earlier manifest.
 #[derive(Default)]
 pub(crate) struct Parts<'a> {
-    functions: Vec<Arc<[Function]>>,
-    objects: Vec<Arc<[Object]>>,
-    strings: Vec<Arc<str>>,
+    /// Per module: its decoded part, or `None` for the old manifest's.
+    functions: Vec<Option<Arc<[Function]>>>,
+    objects: Vec<Option<Arc<[Object]>>>,
+    strings: Vec<Option<Arc<str>>>,
     pub fixups: Vec<Fixups<'a>>,
     pub object_fixups: Vec<Fixups<'a>>,
 }
@@ -597,42 +751,40 @@ impl<'a> Parts<'a> {
         md.on_reload = b.on_reload;
         md.undefined = b.undefined;
         md.fixups = b.fixups.len() as u32;
-        self.functions.push(b.functions);
-        self.objects.push(b.objects);
-        self.strings.push(b.strings);
+        self.functions.push(Some(b.functions));
+        self.objects.push(Some(b.objects));
+        self.strings.push(Some(b.strings));
         self.fixups.push(b.fixups);
         self.object_fixups.push(b.object_fixups);
     }
 
     /// Module `md`'s block as module `mi` of `old` decoded it (shared, no
-    /// fixups: nothing of it is loaded again).
+    /// fixups: nothing of it is loaded again). A shared record already has
+    /// the block's lists.
     pub fn share(&mut self, md: &mut Module, old: &Manifest, mi: usize) {
-        if let Some(om) = old.modules.get(mi) {
+        if let Some(om) = old.modules.get(mi).filter(|om| !om.same_record(md)) {
             md.ctors = om.ctors.clone();
             md.dtors = om.dtors.clone();
             md.on_reload = om.on_reload.clone();
             md.undefined = om.undefined.clone();
             md.fixups = om.fixups;
         }
-        self.functions
-            .push(old.functions.shared_part(mi).cloned().unwrap_or_default());
-        self.objects
-            .push(old.objects.shared_part(mi).cloned().unwrap_or_default());
-        self.strings.push(
-            old.module_strings
-                .get(mi)
-                .cloned()
-                .unwrap_or_else(|| Arc::from("")),
-        );
+        self.functions.push(None);
+        self.objects.push(None);
+        self.strings.push(None);
         self.fixups.push(Fixups::default());
         self.object_fixups.push(Fixups::default());
     }
 
-    /// Gives `m` its tables; the fixups stay here.
-    pub fn finish(&mut self, m: &mut Manifest) {
-        m.functions = Chunked::from_parts(std::mem::take(&mut self.functions));
-        m.objects = Chunked::from_parts(std::mem::take(&mut self.objects));
-        m.module_strings = std::mem::take(&mut self.strings);
+    /// Gives `m` its tables (parts not decoded are `old`'s, whole groups of
+    /// them shared); the fixups stay here.
+    pub fn finish(&mut self, m: &mut Manifest, old: Option<&Manifest>) {
+        let functions = std::mem::take(&mut self.functions);
+        let objects = std::mem::take(&mut self.objects);
+        let strings = std::mem::take(&mut self.strings);
+        m.functions = Chunked::from_shared(functions, old.map(|o| &o.functions));
+        m.objects = Chunked::from_shared(objects, old.map(|o| &o.objects));
+        m.module_strings = Grouped::from_shared(strings, old.map(|o| &o.module_strings));
     }
 }
 
@@ -716,9 +868,14 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
 }
 
 /// Cross-checks the global part so that the loader can trust it: the root,
-/// segments in module order inside the area, spans that follow each other,
-/// lists inside their tables.
-pub(crate) fn validate_global(m: &Manifest, area_file_len: u64) -> Result<(), DecodeError> {
+/// segments in module order inside the area, lists inside their tables.
+/// A record shared with `old` (same index, same number of modules) was
+/// checked when it was decoded; only its placement is checked again.
+pub(crate) fn validate_global(
+    m: &Manifest,
+    area_file_len: u64,
+    old: Option<&Manifest>,
+) -> Result<(), DecodeError> {
     let bad = |what: String| DecodeError { what, at: 0 };
     let area = u64::from(m.layout.area_size);
     if area_file_len > area || area % PAGE_SIZE != 0 {
@@ -728,8 +885,11 @@ pub(crate) fn validate_global(m: &Manifest, area_file_len: u64) -> Result<(), De
     if nm == 0 || m.root.0 as usize >= nm {
         return Err(bad("root module out of range".into()));
     }
-    let (mut prev_end, mut nf, mut no) = (0u32, 0u32, 0u32);
-    for md in &m.modules {
+    let olds = old
+        .filter(|o| o.modules.len() == nm)
+        .map_or(&[][..], |o| &o.modules[..]);
+    let mut prev_end = 0u32;
+    for (mi, md) in m.modules.iter().enumerate() {
         let inside = |s: Span| s.start >= md.seg.start && s.end <= md.seg.end;
         // Segments in module order, disjoint, inside the area as stored,
         // each ending with its unwind table (at least the terminator).
@@ -746,9 +906,9 @@ pub(crate) fn validate_global(m: &Manifest, area_file_len: u64) -> Result<(), De
             )));
         }
         prev_end = md.seg.end;
-        if md.functions.start != nf
-            || md.objects.start != no
-            || md
+        let checked = olds.get(mi).is_some_and(|om| om.same_record(md));
+        if !checked
+            && md
                 .imports
                 .iter()
                 .chain(md.deps.iter())
@@ -759,8 +919,6 @@ pub(crate) fn validate_global(m: &Manifest, area_file_len: u64) -> Result<(), De
                 m.str(md.name)
             )));
         }
-        nf = md.functions.end;
-        no = md.objects.end;
     }
     Ok(())
 }

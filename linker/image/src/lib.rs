@@ -23,7 +23,7 @@ mod elf;
 
 use std::sync::Arc;
 
-pub use chunked::Chunked;
+pub use chunked::{Chunked, Grouped, GROUP};
 
 use std::ops::Range;
 
@@ -34,7 +34,7 @@ pub use debug::{
 };
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The module id of every `tls_index` (and `R_X86_64_DTPMOD64` word) an
 /// image holds: all of an image's thread-local variables live in one
@@ -145,9 +145,73 @@ pub struct Layout {
     pub area_size: u32,
 }
 
-/// One module: one input object.
+/// One module: one input object. Its record ([`ModuleRecord`], reached
+/// through `Deref`) says what it is and is shared between the manifests of
+/// successive images while its bytes stay the same; the fields here say
+/// where its parts lie in this image, which moves when an earlier module
+/// grows or shrinks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Module {
+    /// Functions owned, a range of [`FunctionId`].
+    pub functions: Span,
+    /// Writable objects owned, a range of [`ObjectId`].
+    pub objects: Span,
+    /// The module's segment in the area: its code and PLT stubs
+    /// ([`Module::text`]), read-only data and GOT, then its `.eh_frame`
+    /// ([`Module::eh_frame`], ending in a zero terminator). Everything
+    /// inside a segment refers to the rest of the image through fixups, so
+    /// a loader may place each segment on its own.
+    pub seg: Span,
+    /// Code and PLT stubs (area offsets, inside `seg`).
+    pub text: Span,
+    /// This module's `.eh_frame` table with its terminator (inside `seg`).
+    pub eh_frame: Span,
+    /// The initial bytes of this module's objects: `[start, start + len)`
+    /// of the init blob ([`Object::init`] is relative to `start`).
+    pub init: (u64, u64),
+    /// Where this module's block (its functions, objects, lists, strings
+    /// and fixups) lies, relative to the manifest section: offset, length.
+    pub block: (u64, u64),
+    /// The record's hash as the index gave it (0 in a manifest the linker
+    /// builds): compared without reaching into the record.
+    hash: u64,
+    record: Arc<ModuleRecord>,
+}
+
+impl Module {
+    /// A module with this record, placed nowhere yet.
+    pub fn new(record: ModuleRecord) -> Self {
+        Module {
+            record: Arc::new(record),
+            ..Module::default()
+        }
+    }
+
+    /// True when `other` holds the very record this one does (shared by a
+    /// reload that found its bytes unchanged).
+    pub fn same_record(&self, other: &Module) -> bool {
+        Arc::ptr_eq(&self.record, &other.record)
+    }
+}
+
+impl std::ops::Deref for Module {
+    type Target = ModuleRecord;
+    fn deref(&self) -> &ModuleRecord {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for Module {
+    fn deref_mut(&mut self) -> &mut ModuleRecord {
+        Arc::make_mut(&mut self.record)
+    }
+}
+
+/// What a module is, wherever it lies: names, identity, lists. Encoded
+/// on its own in the image with its own hash, so a reader compares the
+/// hash with the loaded module's and decodes only records that changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModuleRecord {
     /// File stem of the object (`physics.o` → `physics`).
     pub name: Str,
     /// Source file named by the object (`STT_FILE`), or "" when none.
@@ -162,10 +226,6 @@ pub struct Module {
     pub imports: Arc<[ModuleId]>,
     /// True when the root reaches this module.
     pub reachable: bool,
-    /// Functions owned, a range of [`FunctionId`].
-    pub functions: Span,
-    /// Writable objects owned, a range of [`ObjectId`].
-    pub objects: Span,
     /// Number of this module's residual fixups ([`ImageView::module_fixups`]).
     pub fixups: u32,
     /// Constructors (`.init_array` order), as offsets from the start of the
@@ -177,24 +237,8 @@ pub struct Module {
     pub on_reload: Arc<[u32]>,
     /// Host symbols this module references (undefined in the image).
     pub undefined: Arc<[HostId]>,
-    /// The initial bytes of this module's objects: `[start, start + len)`
-    /// of the init blob ([`Object::init`] is relative to `start`).
-    pub init: (u64, u64),
-    /// Where this module's block (its functions, objects, lists, strings
-    /// and fixups) lies, relative to the manifest section: offset, length.
-    pub block: (u64, u64),
     /// xxh3-64 of the block and of the module's initial bytes.
     pub block_checksum: u64,
-    /// The module's segment in the area: its code and PLT stubs
-    /// ([`Module::text`]), read-only data and GOT, then its `.eh_frame`
-    /// ([`Module::eh_frame`], ending in a zero terminator). Everything
-    /// inside a segment refers to the rest of the image through fixups, so
-    /// a loader may place each segment on its own.
-    pub seg: Span,
-    /// Code and PLT stubs (area offsets, inside `seg`).
-    pub text: Span,
-    /// This module's `.eh_frame` table with its terminator (inside `seg`).
-    pub eh_frame: Span,
     /// xxh3-64 of the segment's bytes as stored in the file: verified when
     /// the segment is read.
     pub checksum: u64,
@@ -203,7 +247,7 @@ pub struct Module {
     /// each fixup with its target named (module and symbol, not index). Two
     /// images whose module has the same `link_hash` relocate it to the same
     /// bytes wherever the other modules lie, as long as the segments of
-    /// [`Module::deps`] stay where they are.
+    /// [`ModuleRecord::deps`] stay where they are.
     pub link_hash: u64,
     /// Other modules whose segments this module's fixups (or its objects')
     /// point into.
@@ -212,7 +256,38 @@ pub struct Module {
     pub text_size: u32,
     /// Bytes of read-only data this module contributes.
     pub rodata_size: u32,
+    /// The sizes of the module's parts, from which a reader places them
+    /// (filled by decoding; the encoder takes them from [`Module`]).
+    pub shape: RecordShape,
+    /// The record's decoded names ([`Str::table`] [`RECORD_STRINGS`]` | k`
+    /// for module `k`; empty in a manifest the linker builds).
+    pub names: Box<str>,
 }
+
+/// The sizes a decoded [`ModuleRecord`] gives its module's parts; where
+/// they lie follows from the modules before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordShape {
+    /// xxh3-64 of the encoded record.
+    pub hash: u64,
+    /// Number of functions.
+    pub functions: u32,
+    /// Number of writable objects.
+    pub objects: u32,
+    /// Length of the segment.
+    pub seg_len: u32,
+    /// Code, relative to the segment's start.
+    pub text: Span,
+    /// `.eh_frame`, relative to the segment's start.
+    pub eh_frame: Span,
+    /// Bytes of initial data.
+    pub init_len: u64,
+    /// Bytes of the module's block.
+    pub block_len: u64,
+}
+
+/// [`Str::table`] bit of a name held by a module's record.
+pub const RECORD_STRINGS: u32 = 1 << 31;
 
 /// A function with a permanent address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -309,7 +384,7 @@ pub struct Manifest {
     pub strings: String,
     /// Each module's string table ([`Str::table`] `k + 1`), shared with the
     /// manifest a reload kept the module from.
-    pub module_strings: Vec<Arc<str>>,
+    pub module_strings: Grouped<Arc<str>>,
     /// The top of the import tree.
     pub root: ModuleId,
     /// Where the parts of the load area lie.
@@ -535,22 +610,29 @@ impl<'a> ImageView<'a> {
         file: &[u8],
         old: Option<&Manifest>,
     ) -> Result<(Header, Manifest), ImageError> {
-        let section = elf::manifest_section(file)?;
-        let header = header_of(section)?;
-        let body = section
-            .get(HEADER_SIZE..)
-            .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
-            .ok_or(ImageError::Truncated("manifest body"))?;
-        let computed = checksum(body);
-        if computed != header.checksum {
-            return Err(ImageError::Checksum {
-                stored: header.checksum,
-                computed,
-            });
-        }
-        let m = codec::decode_global(body, old)?;
-        codec::validate_global(&m, header.area_file_size)?;
+        let (section, header, g) = global_of(file)?;
+        let m = g.finish(section, old)?;
+        codec::validate_global(&m, header.area_file_size, old)?;
         Ok((header, m))
+    }
+
+    /// The file ranges (offset, length) of the module records that
+    /// [`ImageView::parse_global`] with `old` decodes: those `old` does not
+    /// hold at the same index with the same hash. `file` needs the bytes
+    /// of the header and the global part only.
+    ///
+    /// # Errors
+    /// As [`ImageView::parse_global`], for the global part.
+    pub fn records_to_read(
+        file: &[u8],
+        old: Option<&Manifest>,
+    ) -> Result<Vec<(u64, u64)>, ImageError> {
+        let at = elf::manifest_offset(file)?;
+        let (_, _, g) = global_of(file)?;
+        Ok(g.records_to_read(old)
+            .into_iter()
+            .map(|(o, l)| (at.saturating_add(o), l))
+            .collect())
     }
 
     /// Completes `global` (from [`ImageView::parse_global`] of `file`) with
@@ -598,7 +680,7 @@ impl<'a> ImageView<'a> {
             codec::validate_block(&m, mi, &b, init.len() as u64)?;
             parts.add(&mut m.modules[mi], b);
         }
-        parts.finish(&mut m);
+        parts.finish(&mut m, old);
         Ok(ImageView {
             header,
             manifest: m,
@@ -667,7 +749,7 @@ impl<'a> ImageView<'a> {
             let b = codec::decode_block(block, mi)?;
             parts.add(&mut m.modules[mi], b);
         }
-        parts.finish(&mut m);
+        parts.finish(&mut m, None);
         Ok((header, m))
     }
 }
@@ -691,33 +773,57 @@ fn block_of<'f>(file: &'f [u8], section_at: u64, md: &Module) -> Result<&'f [u8]
 pub fn reseal(file: &mut [u8]) -> Result<(), ImageError> {
     let at = usize::try_from(elf::manifest_offset(file)?)
         .map_err(|_| ImageError::Truncated("manifest"))?;
-    let header = header_of(elf::manifest_section(file)?)?;
+    let (section, header, g) = global_of(file)?;
     let len = usize::try_from(header.body_len).map_err(|_| ImageError::Truncated("manifest"))?;
-    let start = at + HEADER_SIZE;
-    let body = file
-        .get(start..start.saturating_add(len))
-        .ok_or(ImageError::Truncated("manifest body"))?;
-    let mut m = codec::decode_global(body, None)?;
+    let mut m = g.finish(section, None)?;
     let area = slice_at(file, header.area_file_offset, header.area_file_size).unwrap_or(&[]);
     let init = slice_at(file, header.init_file_offset, header.init_file_size).unwrap_or(&[]);
-    let mut sums = Vec::with_capacity(m.modules.len());
-    for md in &mut m.modules {
-        if let Some(seg) = area.get(md.seg.range()) {
-            md.checksum = segment_checksum(seg);
-        }
+    let mut records = Vec::with_capacity(m.modules.len());
+    for mi in 0..m.modules.len() {
+        let md = &m.modules[mi];
+        let seg_sum = area.get(md.seg.range()).map(segment_checksum);
         let block = block_of(file, at as u64, md).unwrap_or(&[]);
         let mine = slice_at(init, md.init.0, md.init.1).unwrap_or(&[]);
-        sums.push(block_checksum(block, mine));
+        let sum = block_checksum(block, mine);
+        let block_len = block.len() as u64;
+        if let Some(c) = seg_sum {
+            m.modules[mi].checksum = c;
+        }
+        records.push(codec::encode_record(&m, &m.modules[mi], block_len, sum));
     }
-    let places: Vec<(u64, u64)> = m.modules.iter().map(|md| md.block).collect();
-    let global = codec::encode_global(&m, &places, &sums);
+    let mut global = codec::encode_global(&m, &records);
     if global.len() != len {
         return Err(ImageError::Truncated("manifest body"));
     }
-    file[start..start + len].copy_from_slice(&global);
+    let start = at + HEADER_SIZE;
     let sum = checksum(&global);
+    for r in &records {
+        global.extend_from_slice(r);
+    }
+    file.get_mut(start..start + global.len())
+        .ok_or(ImageError::Truncated("module records"))?
+        .copy_from_slice(&global);
     file[at + 16..at + 24].copy_from_slice(&sum.to_le_bytes());
     Ok(())
+}
+
+/// The manifest section of `file`, its header, and its global part (the
+/// checksum verified).
+fn global_of(file: &[u8]) -> Result<(&[u8], Header, codec::Global<'_>), ImageError> {
+    let section = elf::manifest_section(file)?;
+    let header = header_of(section)?;
+    let body = section
+        .get(HEADER_SIZE..)
+        .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
+        .ok_or(ImageError::Truncated("manifest body"))?;
+    let computed = checksum(body);
+    if computed != header.checksum {
+        return Err(ImageError::Checksum {
+            stored: header.checksum,
+            computed,
+        });
+    }
+    Ok((section, header, codec::decode_index(body)?))
 }
 
 /// File offset of an image's manifest section (module blocks lie at
@@ -794,6 +900,10 @@ impl Manifest {
         let start = s.off as usize;
         let table: &str = match s.table {
             0 => &self.strings,
+            k if k & RECORD_STRINGS != 0 => self
+                .modules
+                .get((k & !RECORD_STRINGS) as usize)
+                .map_or("", |m| &m.names),
             k => self
                 .module_strings
                 .get(k as usize - 1)
@@ -838,8 +948,8 @@ impl Manifest {
         let (Some(om), Some(md)) = (self.modules.get(mi), new.modules.get(mi)) else {
             return false;
         };
-        om.block_checksum == md.block_checksum
-            && self.str(om.name) == new.str(md.name)
+        (om.same_record(md)
+            || om.block_checksum == md.block_checksum && self.str(om.name) == new.str(md.name))
             && self.functions.parts() == self.modules.len()
             && self.objects.parts() == self.modules.len()
     }

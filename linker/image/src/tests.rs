@@ -56,7 +56,7 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
                 ctors,
                 (checksum, link_hash, deps),
             )| {
-                let md = Module {
+                let mut md = Module::new(ModuleRecord {
                     mtime_ns,
                     content_hash,
                     imports: imports.into_iter().map(ModuleId).collect(),
@@ -64,17 +64,17 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
                     ctors: ctors.clone().into(),
                     on_reload: ctors.into(),
                     undefined: vec![HostId(0)].into(),
-                    seg: Span::new(0, 64),
-                    text: Span::new(0, 32),
-                    eh_frame: Span::new(60, 64),
                     checksum,
                     link_hash,
                     deps: deps.into_iter().map(ModuleId).collect(),
                     text_size: 10,
                     rodata_size: 3,
-                    init: (0, 8),
-                    ..Module::default()
-                };
+                    ..ModuleRecord::default()
+                });
+                md.seg = Span::new(0, 64);
+                md.text = Span::new(0, 32);
+                md.eh_frame = Span::new(60, 64);
+                md.init = (0, 8);
                 (name, source, md)
             },
         )
@@ -83,7 +83,10 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
 /// Decodes an encoded body the way a full parse does, without the checks
 /// that need a file around it.
 fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec<Fixup>>) {
-    let mut m = codec::decode_global(&body[..global_len], None).unwrap();
+    let mut section = vec![0u8; HEADER_SIZE];
+    section.extend_from_slice(body);
+    let g = codec::decode_index(&body[..global_len]).unwrap();
+    let mut m = g.finish(&section, None).unwrap();
     let mut parts = codec::Parts::default();
     for mi in 0..m.modules.len() {
         let (off, len) = m.modules[mi].block;
@@ -91,7 +94,7 @@ fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec
         let b = codec::decode_block(&body[at..at + len as usize], mi).unwrap();
         parts.add(&mut m.modules[mi], b);
     }
-    parts.finish(&mut m);
+    parts.finish(&mut m, None);
     let fx = parts.fixups.iter().map(|f| f.all().collect()).collect();
     let ofx = parts
         .object_fixups
@@ -157,7 +160,9 @@ proptest! {
 
     #[test]
     fn decoding_garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = codec::decode_global(&bytes, None);
+        if let Ok(g) = codec::decode_index(&bytes) {
+            let _ = g.finish(&bytes, None);
+        }
         let _ = codec::decode_block(&bytes, 0);
         let _ = ImageView::parse(&bytes);
     }
@@ -190,11 +195,11 @@ fn init_order_is_dfs_post_order() {
         ("d", vec![]),
     ] {
         let name = m.intern(name);
-        m.modules.push(Module {
+        m.modules.push(Module::new(ModuleRecord {
             name,
             imports: imports.into_iter().map(ModuleId).collect(),
-            ..Module::default()
-        });
+            ..ModuleRecord::default()
+        }));
     }
     let names: Vec<_> = m
         .init_order()

@@ -202,7 +202,7 @@ fn module_entry(
 ) -> Module {
     let (applied, seg) = (inp.applied, inp.layout.segs[mi]);
     let checksum = inp.carried.get(mi).and_then(|c| c.checksum);
-    Module {
+    let mut md = Module::new(ModuleRecord {
         name: man.intern(&m.obj.name),
         source: man.intern(&m.obj.source),
         object: man.intern(&m.obj.path),
@@ -210,27 +210,25 @@ fn module_entry(
         content_hash: m.hash,
         imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
         reachable: inp.reachable[mi],
-        functions,
-        objects,
         fixups: applied.module_fixups[mi].len(),
         ctors: applied.ctors[mi].clone().into(),
         dtors: applied.dtors[mi].clone().into(),
         on_reload: applied.on_reload[mi].clone().into(),
-        init: (m.bases.init, m.sizes.init),
-        block: (0, 0),
-        block_checksum: 0,
         undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
-        seg: Span::new(seg.0 as u32, seg.1 as u32),
-        text: Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32),
-        eh_frame: Span::new(m.bases.eh as u32, seg.1 as u32),
         checksum: checksum.unwrap_or_else(|| {
             hcr_image::segment_checksum(&applied.area[seg.0 as usize..seg.1 as usize])
         }),
-        link_hash: 0,
-        deps: Default::default(),
         text_size: m.sizes.text as u32,
         rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
-    }
+        ..ModuleRecord::default()
+    });
+    md.functions = functions;
+    md.objects = objects;
+    md.init = (m.bases.init, m.sizes.init);
+    md.seg = Span::new(seg.0 as u32, seg.1 as u32);
+    md.text = Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32);
+    md.eh_frame = Span::new(m.bases.eh as u32, seg.1 as u32);
+    md
 }
 
 /// The manifest from its entries: host symbols, libraries, statistics.
@@ -266,7 +264,7 @@ fn assemble(e: Entries, inp: &ManifestInputs<'_, '_>) -> Manifest {
     let mods = inp.mods;
     Manifest {
         strings: man.strings,
-        module_strings: Vec::new(),
+        module_strings: Default::default(),
         root: ModuleId(inp.root),
         layout: inp.layout.layout.clone(),
         modules,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use hcr_image::{
     Fixup, FixupKind, Function, HostId, HostSymbol, Layout, Library, Manifest, Module, ModuleId,
-    Object, PlanStats, Span, TargetClass, PAGE_SIZE,
+    ModuleRecord, Object, PlanStats, Span, TargetClass, PAGE_SIZE,
 };
 use rayon::prelude::*;
 

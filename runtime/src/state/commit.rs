@@ -31,20 +31,13 @@ pub(super) fn write_field(addr: u64, size: u64, f: FieldValue) {
 /// agree up to and including a NUL, or for 64 bytes, whichever comes first,
 /// without reading past either area.
 pub(super) fn same_bytes(
-    old_areas: &[Option<Arc<Area>>],
+    old_areas: &ModuleAreas,
     old: u64,
-    new_areas: &[Option<Arc<Area>>],
+    new_areas: &ModuleAreas,
     new: u64,
 ) -> bool {
     let (o, n) = (old as usize, new as usize);
-    fn find(areas: &[Option<Arc<Area>>], a: usize) -> Option<&LoadedArea> {
-        areas
-            .iter()
-            .flatten()
-            .find(|x| x.loaded.contains(a))
-            .map(|x| &x.loaded)
-    }
-    let (Some(old_area), Some(new_area)) = (find(old_areas, o), find(new_areas, n)) else {
+    let (Some(old_area), Some(new_area)) = (old_areas.find(o), new_areas.find(n)) else {
         return false;
     };
     let limit = 64
@@ -62,6 +55,14 @@ pub(super) fn same_bytes(
         }
     }
     true
+}
+
+/// The loaded (reachable) modules of `c` that `diff` changes or removes.
+fn touched_old<'a>(diff: &'a Diff, c: &'a Current) -> impl Iterator<Item = &'a hcr_image::Module> {
+    diff.old_touched
+        .iter()
+        .filter_map(|i| c.manifest.modules.get(i.0 as usize))
+        .filter(|md| md.reachable)
 }
 
 impl State {
@@ -177,15 +178,9 @@ impl State {
         }
         // Functions of changed and removed modules that are gone get a stub
         // that says so.
-        let touched_old: HashSet<&str> = diff
-            .changed
-            .iter()
-            .chain(&diff.removed)
-            .map(String::as_str)
-            .collect();
         let mut gone: Vec<u32> = Vec::new();
         if let Some(c) = &self.current {
-            for md in loaded_among(&c.manifest, &touched_old) {
+            for md in touched_old(&diff, c) {
                 for fi in md.functions.range() {
                     let t = c.fn_tid[fi];
                     if t != NONE
@@ -253,7 +248,7 @@ impl State {
             }
         }
         if let Some(c) = &self.current {
-            for md in loaded_among(&c.manifest, &touched_old) {
+            for md in touched_old(&diff, c) {
                 for oi in md.objects.range() {
                     let g = c.obj_gid[oi];
                     if g == NONE || keep[g as usize] {
@@ -321,6 +316,11 @@ impl State {
         let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
         let reload = self.current.is_some();
         for &i in &order {
+            // A module added or changed is loaded: a kept one has nothing to
+            // run.
+            if !loaded[i.0 as usize] {
+                continue;
+            }
             let md = &m.modules[i.0 as usize];
             let added = added_modules.contains(m.str(md.name));
             // A Nim module's first load is Nim's init (see `nim`).

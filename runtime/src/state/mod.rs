@@ -51,6 +51,8 @@ pub struct Diff {
     pub added: Vec<String>,
     /// Loaded modules the root no longer reaches.
     pub removed: Vec<String>,
+    /// The loaded manifest's indices of the changed and removed modules.
+    pub old_touched: Vec<ModuleId>,
 }
 
 impl Diff {
@@ -86,10 +88,86 @@ pub struct Current {
     obj_gid: Vec<u32>,
     /// Where each module's segment runs.
     pub place: Placement,
-    /// The area holding each module's segment (`None`: not loaded).
-    areas: Vec<Option<Arc<Area>>>,
+    /// The area holding each module's segment.
+    areas: ModuleAreas,
     /// Reachable modules in initialisation order.
     pub order: Vec<ModuleId>,
+}
+
+/// The areas an image runs in, each once, and which one holds each
+/// module's segment.
+#[derive(Default)]
+pub struct ModuleAreas {
+    list: Vec<Arc<Area>>,
+    /// Per module: index in `list`, or `NONE` (not loaded).
+    of: Vec<u32>,
+}
+
+impl ModuleAreas {
+    /// No area for any of `n` modules yet.
+    fn new(n: usize) -> Self {
+        ModuleAreas {
+            list: Vec::new(),
+            of: vec![NONE; n],
+        }
+    }
+    /// The area holding module `mi`'s segment.
+    fn get(&self, mi: usize) -> Option<&Arc<Area>> {
+        self.list.get(*self.of.get(mi)? as usize)
+    }
+    /// Each area, once.
+    fn distinct(&self) -> &[Arc<Area>] {
+        &self.list
+    }
+    /// The area holding `addr`.
+    fn find(&self, addr: usize) -> Option<&LoadedArea> {
+        self.list
+            .iter()
+            .map(|a| &a.loaded)
+            .find(|a| a.contains(addr))
+    }
+    /// Module `mi` runs in `area` (which joins the list once).
+    fn put(&mut self, mi: usize, area: &Arc<Area>) {
+        let k = match self.list.iter().rposition(|a| Arc::ptr_eq(a, area)) {
+            Some(k) => k,
+            None => {
+                self.list.push(area.clone());
+                self.list.len() - 1
+            }
+        };
+        self.of[mi] = k as u32;
+    }
+}
+
+/// Builds the [`ModuleAreas`] of a new image from the live one's: each old
+/// area is looked up once, not once per module.
+struct AreasFrom<'o> {
+    new: ModuleAreas,
+    old: &'o ModuleAreas,
+    /// Old index → new index (`NONE`: not taken yet).
+    remap: Vec<u32>,
+}
+
+impl<'o> AreasFrom<'o> {
+    fn new(n: usize, old: &'o ModuleAreas) -> Self {
+        AreasFrom {
+            new: ModuleAreas::new(n),
+            old,
+            remap: vec![NONE; old.list.len()],
+        }
+    }
+    /// Module `mi` keeps the area old module `omi` runs in.
+    fn keep(&mut self, mi: usize, omi: usize) {
+        let Some(&j) = self.old.of.get(omi).filter(|&&j| j != NONE) else {
+            return;
+        };
+        let j = j as usize;
+        if self.remap[j] == NONE {
+            self.remap[j] = self.new.list.len() as u32;
+            self.new.list.push(self.old.list[j].clone());
+        }
+        self.new.of[mi] = self.remap[j];
+    }
 }
 
 impl Current {
@@ -101,14 +179,11 @@ impl Current {
     }
     /// True when `addr` lies in one of this image's areas.
     fn contains(&self, addr: usize) -> bool {
-        self.areas.iter().flatten().any(|a| a.loaded.contains(addr))
+        self.areas.find(addr).is_some()
     }
     /// Each area this image runs code in, once.
-    fn distinct_areas(&self) -> Vec<&Arc<Area>> {
-        let mut v: Vec<&Arc<Area>> = self.areas.iter().flatten().collect();
-        v.sort_unstable_by_key(|a| Arc::as_ptr(a) as usize);
-        v.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        v
+    fn distinct_areas(&self) -> &[Arc<Area>] {
+        self.areas.distinct()
     }
 }
 
@@ -144,7 +219,7 @@ pub struct Prepared {
     /// modules).
     area: Option<Arc<Area>>,
     place: Placement,
-    areas: Vec<Option<Arc<Area>>>,
+    areas: ModuleAreas,
     /// Modules whose segments this load placed.
     loaded: Vec<bool>,
     work: ReloadWork,

@@ -92,9 +92,8 @@ impl State {
             .map_or(base, |md| base.wrapping_add(u64::from(md.eh_frame.start)));
         let joined = c
             .areas
-            .iter()
-            .flatten()
-            .next()
+            .distinct()
+            .first()
             .map(|a| a.loaded.joined_unwind_table(eh_addr))
             .unwrap_or_default();
         let eh_frame = &joined[..];

@@ -25,22 +25,26 @@ pub(super) fn plan_matched(
     let mut still = vec![false; old.map_or(0, |o| o.modules.len())];
     for &i in new_order {
         let md = &new.modules[i.0 as usize];
-        let name = new.str(md.name);
         match (old, matched.get(i.0 as usize).copied().unwrap_or(NONE)) {
             (Some(o), oi) if oi != NONE => {
                 still[oi as usize] = true;
                 let om = &o.modules[oi as usize];
-                if om.content_hash != md.content_hash && om.mtime_ns != md.mtime_ns {
-                    d.changed.push(name.to_string());
+                if !om.same_record(md)
+                    && om.content_hash != md.content_hash
+                    && om.mtime_ns != md.mtime_ns
+                {
+                    d.changed.push(new.str(md.name).to_string());
+                    d.old_touched.push(ModuleId(oi));
                 }
             }
-            _ => d.added.push(name.to_string()),
+            _ => d.added.push(new.str(md.name).to_string()),
         }
     }
     if let Some(o) = old {
         for &i in old_order {
             if !still[i.0 as usize] {
                 d.removed.push(o.module_name(i).to_string());
+                d.old_touched.push(i);
             }
         }
     }
@@ -54,12 +58,14 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     let mut out = vec![NONE; new.modules.len()];
     let mut by_name: Option<HashMap<&str, usize>> = None;
     for (i, md) in new.modules.iter().enumerate() {
+        let om = old.modules.get(i);
+        // A shared record is the same module (same name) without a look.
+        if om.is_some_and(|om| om.reachable && om.same_record(md)) {
+            out[i] = i as u32;
+            continue;
+        }
         let name = new.str(md.name);
-        let same = old
-            .modules
-            .get(i)
-            .is_some_and(|om| om.reachable && old.str(om.name) == name);
-        if same {
+        if om.is_some_and(|om| om.reachable && old.str(om.name) == name) {
             out[i] = i as u32;
             continue;
         }
@@ -71,14 +77,18 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     out
 }
 
-/// The loaded (reachable) modules of `m` whose names are in `names`.
-pub(super) fn loaded_among<'a>(
-    m: &'a Manifest,
-    names: &'a HashSet<&str>,
-) -> impl Iterator<Item = &'a hcr_image::Module> {
-    m.modules
-        .iter()
-        .filter(move |md| md.reachable && names.contains(m.str(md.name)))
+/// True when `new` has the root and the module list of `old` and each of
+/// its modules imports what the same module of `old` does (so both have
+/// the same initialisation order).
+fn same_imports(old: &Manifest, new: &Manifest) -> bool {
+    old.root == new.root
+        && old.modules.len() == new.modules.len()
+        && old.modules.iter().zip(&new.modules).all(|(a, b)| {
+            a.same_record(b)
+                || (a.reachable == b.reachable
+                    && a.imports == b.imports
+                    && old.str(a.name) == new.str(b.name))
+        })
 }
 
 /// Reachable modules (by name) of a manifest.
@@ -117,7 +127,12 @@ impl State {
         let matched = old
             .map(|c| match_modules(&c.manifest, m))
             .unwrap_or_else(|| vec![NONE; m.modules.len()]);
-        let order = m.init_order();
+        // The same records in the same places import the same modules:
+        // the order is the live image's.
+        let order = match old {
+            Some(c) if same_imports(&c.manifest, m) => c.order.clone(),
+            _ => m.init_order(),
+        };
         let diff = plan_matched(
             old.map(|c| &c.manifest),
             m,
@@ -140,8 +155,8 @@ impl State {
             return Ok(self.disk.diff.clone());
         }
         let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
-        let bytes = file.read(&mut self.scratch)?;
         let old = self.current.as_ref().map(|c| &c.manifest);
+        let bytes = file.read(&mut self.scratch, old)?;
         let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;
         let diff = self.plan(&manifest).0;
@@ -176,12 +191,12 @@ impl State {
                 continue;
             }
             let om = &c.manifest.modules[oi];
-            if om.link_hash == md.link_hash
-                && om.seg.len() == md.seg.len()
-                && om.functions.len() == md.functions.len()
-                && om.objects.len() == md.objects.len()
-                && c.areas[oi].is_some()
-            {
+            let same = om.same_record(md)
+                || (om.link_hash == md.link_hash
+                    && om.seg.len() == md.seg.len()
+                    && om.functions.len() == md.functions.len()
+                    && om.objects.len() == md.objects.len());
+            if same && c.areas.get(oi).is_some() {
                 reuse[i] = oi as u32;
             }
         }

@@ -74,7 +74,7 @@ impl State {
         let old = self.current.as_ref().map(|c| &c.manifest);
         let mut global = None;
         let mut plan = None;
-        let bytes = file.read_then(scratch, |b| {
+        let bytes = file.read_then(scratch, old, |b| {
             let g = ImageView::parse_global(b, old);
             let mut ranges = Vec::new();
             if let (Ok((h, m)), Ok(at)) = (&g, hcr_image::manifest_offset(b)) {
@@ -249,26 +249,50 @@ impl State {
         // module whose content did not change has the same symbols in the
         // same order: its indices are copied from the loaded image, so the
         // work below grows with what changed, not with the program.
-        let mut fn_tid = vec![NONE; m.functions.len()];
-        let mut obj_gid = vec![NONE; m.objects.len()];
-        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let old = self.current.as_ref();
+        // With as many functions and objects as the live image, start from
+        // its indices (one copy) and redo only the modules that differ.
+        let (mut fn_tid, mut obj_gid, bulk) = match old {
+            Some(c)
+                if c.fn_tid.len() == m.functions.len() && c.obj_gid.len() == m.objects.len() =>
+            {
+                (c.fn_tid.clone(), c.obj_gid.clone(), true)
+            }
+            _ => (
+                vec![NONE; m.functions.len()],
+                vec![NONE; m.objects.len()],
+                false,
+            ),
+        };
+        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let mut pending_fns = 0u32;
         let mut identities = crate::identity::Decisions::default();
-        for (mi, md) in m.modules.iter().enumerate().filter(|(_, md)| md.reachable) {
+        for (mi, md) in m.modules.iter().enumerate() {
+            if !md.reachable {
+                if bulk {
+                    fn_tid[md.functions.range()].fill(NONE);
+                    obj_gid[md.objects.range()].fill(NONE);
+                }
+                continue;
+            }
             let old_index = matched.get(mi).copied().filter(|&o| o != NONE);
             let same = old.and_then(|c| {
                 let om = &c.manifest.modules[old_index? as usize];
-                (om.content_hash == md.content_hash
-                    && om.functions.len() == md.functions.len()
-                    && om.objects.len() == md.objects.len())
+                (om.same_record(md)
+                    || om.content_hash == md.content_hash
+                        && om.functions.len() == md.functions.len()
+                        && om.objects.len() == md.objects.len())
                 .then_some((c, om))
             });
             if let Some((c, om)) = same {
-                fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
-                obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
+                let in_place = bulk && om.functions == md.functions && om.objects == md.objects;
+                if !in_place {
+                    fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
+                    obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
+                }
                 continue;
             }
+            obj_gid[md.objects.range()].fill(NONE);
             // The module's own parts: no lookup of global indices.
             let by_name = self.fn_index.get(m.str(md.name));
             for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
@@ -326,7 +350,8 @@ impl State {
         let mut place = Placement {
             vbase: vec![0; m.modules.len()],
         };
-        let mut areas: Vec<Option<Arc<Area>>> = vec![None; m.modules.len()];
+        let none = ModuleAreas::default();
+        let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
         let mut load = vec![false; m.modules.len()];
         let mut work = ReloadWork {
             blocks_decoded: decoded,
@@ -344,7 +369,7 @@ impl State {
                     place.vbase[i] = c.place.vbase[oi as usize]
                         .wrapping_add(u64::from(om.seg.start))
                         .wrapping_sub(u64::from(md.seg.start));
-                    areas[i] = c.areas[oi as usize].clone();
+                    areas.keep(i, oi as usize);
                     work.modules_kept += 1;
                 }
                 _ => {
@@ -354,6 +379,7 @@ impl State {
                 }
             }
         }
+        let mut areas = areas.new;
         // New trampolines start at address 0 and are published by commit;
         // no old code can reach them before that.
         let new_trampolines = if pending_fns == 0 {
@@ -419,9 +445,9 @@ impl State {
         match rest {
             Ok((area, new_globals, rebase)) => {
                 let area = area.map(|loaded| Arc::new(Area { loaded }));
-                for (i, l) in load.iter().enumerate() {
-                    if *l {
-                        areas[i].clone_from(&area);
+                if let Some(a) = &area {
+                    for (i, _) in load.iter().enumerate().filter(|(_, l)| **l) {
+                        areas.put(i, a);
                     }
                 }
                 Ok(Prep::Done(Some(Box::new(Prepared {

@@ -16,24 +16,6 @@ impl State {
         if !self.retired.iter().any(due) {
             return; // nothing old enough: skip the stack walk
         }
-        let Some(stack) = crate::stack::stack_words() else {
-            return; // the stack cannot be scanned: keep every old image
-        };
-        let words: Vec<u64> = self
-            .globals
-            .iter()
-            .flatten()
-            .map(|e| &e.g)
-            .filter(|g| !g.tls)
-            .flat_map(|g| {
-                let n = (g.size / 8) as usize;
-                // SAFETY: live global storage of at least n*8 bytes; read
-                // unaligned since objects may be less than 8-aligned.
-                (0..n).map(move |i| unsafe {
-                    std::ptr::read_unaligned((g.addr as *const u64).add(i))
-                })
-            })
-            .collect();
         // An old image's areas that the live image does not run in.
         let mut live: Vec<usize> = self
             .current
@@ -41,22 +23,54 @@ impl State {
             .map(|c| c.distinct_areas().iter().map(|a| a.loaded.base).collect())
             .unwrap_or_default();
         live.sort_unstable();
-        let mut keep = Vec::new();
+        let (mut keep, mut check) = (Vec::new(), Vec::new());
         for r in std::mem::take(&mut self.retired) {
-            let own: Vec<&LoadedArea> = r
+            let own: Vec<(usize, usize)> = r
                 .image
                 .distinct_areas()
-                .into_iter()
+                .iter()
                 .map(|a| &a.loaded)
                 .filter(|a| live.binary_search(&a.base).is_err())
+                .map(LoadedArea::range)
                 .collect();
-            let inside = |w: usize| own.iter().any(|a| a.contains(w));
-            let in_use = !due(&r)
-                || stack.iter().any(|&a| inside(a))
-                || words.iter().any(|&w| inside(w as usize))
-                || crate::tls::any_word(|w| inside(w as usize));
-            if in_use {
-                keep.push(r);
+            match (due(&r), own.is_empty()) {
+                (false, _) => keep.push(r),
+                // It runs only in areas the live image keeps: dropping it
+                // frees nothing that code could be running in.
+                (true, true) => {}
+                (true, false) => check.push((r, own)),
+            }
+        }
+        if !check.is_empty() {
+            match crate::stack::stack_words() {
+                // The stack cannot be scanned: keep every old image.
+                None => keep.extend(check.into_iter().map(|(r, _)| r)),
+                Some(stack) => {
+                    let mut used = vec![false; check.len()];
+                    let all = check.iter().flat_map(|(_, own)| own.iter());
+                    let lo = all.clone().map(|r| r.0).min().unwrap_or(0);
+                    let hi = all.map(|r| r.1).max().unwrap_or(0);
+                    // Each word marks the old images it points into; one pass
+                    // over the stack, the globals and the thread-local blocks.
+                    let mut note = |w: u64| {
+                        let w = w as usize;
+                        if w < lo || w >= hi {
+                            return false;
+                        }
+                        for (k, (_, own)) in check.iter().enumerate() {
+                            used[k] |= own.iter().any(|&(lo, hi)| lo <= w && w < hi);
+                        }
+                        used.iter().all(|&u| u)
+                    };
+                    let _ = stack.iter().any(|&a| note(a as u64))
+                        || self.heap.any_word(&mut note)
+                        || crate::tls::any_word(&mut note);
+                    for ((r, _), u) in check.into_iter().zip(used) {
+                        if u {
+                            keep.push(r);
+                        }
+                    }
+                }
             }
         }
         self.retired = keep;

@@ -203,11 +203,7 @@ fn link_in_pool(
                 prev: c.previous.take(),
             };
             let linked = link::link(config, &refs, &libs.shared, sink, &mut timer, Some(reuse));
-            c.parsed = inputs
-                .iter()
-                .zip(&parsed)
-                .filter_map(|(p, k)| Some((p.clone(), Arc::clone(k.as_ref()?))))
-                .collect();
+            keep_parses(&mut c.parsed, inputs, &parsed);
             linked.map(|l| {
                 c.previous = l.next;
                 l.out
@@ -219,6 +215,33 @@ fn link_in_pool(
         std::mem::forget(mapped);
     }
     out
+}
+
+/// Keeps `parsed[i]` as the parse of `inputs[i]`, and no other: updated in
+/// place (usually one entry changes).
+fn keep_parses(
+    kept: &mut std::collections::HashMap<PathBuf, Arc<parsed::Parsed>>,
+    inputs: &[PathBuf],
+    parsed: &[Option<Arc<parsed::Parsed>>],
+) {
+    let mut live = 0;
+    for (p, k) in inputs.iter().zip(parsed) {
+        let Some(k) = k else { continue };
+        live += 1;
+        match kept.get_mut(p) {
+            Some(old) => *old = Arc::clone(k),
+            None => {
+                kept.insert(p.clone(), Arc::clone(k));
+            }
+        }
+    }
+    if kept.len() != live {
+        *kept = inputs
+            .iter()
+            .zip(parsed)
+            .filter_map(|(p, k)| Some((p.clone(), Arc::clone(k.as_ref()?))))
+            .collect();
+    }
 }
 
 /// Opens and maps every input; with a cache, one stat per unchanged input

@@ -1,6 +1,8 @@
 //! Pass 10 (with the writer): the manifest, with each module's link
 //! identity.
 
+use std::sync::Arc;
+
 use super::*;
 
 /// The identities of `m`'s gcc-numbered function statics (see
@@ -91,18 +93,22 @@ pub(crate) fn build_manifest(inp: &ManifestInputs<'_, '_>) -> Manifest {
         e.modules.push(md);
     }
     let mut man = assemble(e, inp);
-    let links: Vec<(u64, Vec<ModuleId>)> = (0..man.modules.len())
-        .into_par_iter()
-        .map(
-            |mi| match inp.carried.get(mi).and_then(|c| c.identity.clone()) {
-                Some(kept) => kept,
-                None => link_identity(&man, mi, inp.applied),
-            },
-        )
+    let kept = (0..man.modules.len())
+        .map(|mi| inp.carried.get(mi).and_then(|c| c.identity.clone()))
         .collect();
+    let links: Vec<(u64, Arc<[ModuleId]>)> = map_mixed(
+        kept,
+        |k| k.is_none(),
+        |mi, k| {
+            k.unwrap_or_else(|| {
+                let (hash, deps) = link_identity(&man, mi, inp.applied);
+                (hash, deps.into())
+            })
+        },
+    );
     for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
         md.link_hash = hash;
-        md.deps = deps.into();
+        md.deps = deps;
     }
     man
 }

@@ -58,7 +58,7 @@ pub(crate) struct Kept {
     bases: RegionSizes,
     sizes: RegionSizes,
     checksum: u64,
-    identity: (u64, Vec<ModuleId>),
+    identity: (u64, Arc<[ModuleId]>),
     tables: Option<KeptTables>,
 }
 
@@ -125,6 +125,9 @@ fn discarded(m: &Mod<'_>) -> Vec<u32> {
 }
 
 fn commons(m: &Mod<'_>) -> Vec<(u32, u32)> {
+    if m.common_obj.is_empty() {
+        return Vec::new();
+    }
     let mut v: Vec<(u32, u32)> = m.common_obj.iter().map(|(&a, &b)| (a, b)).collect();
     v.sort_unstable();
     v
@@ -150,7 +153,7 @@ impl Kept {
             && self.fn_base == m.fn_base
             && self.obj_base == m.obj_base
             && self.same_discarded(m)
-            && self.commons == commons(m)
+            && (self.commons.is_empty() && m.common_obj.is_empty() || self.commons == commons(m))
     }
 }
 
@@ -321,7 +324,7 @@ impl Plan {
 #[derive(Clone, Default)]
 pub(crate) struct Carried {
     pub(crate) checksum: Option<u64>,
-    pub(crate) identity: Option<(u64, Vec<ModuleId>)>,
+    pub(crate) identity: Option<(u64, Arc<[ModuleId]>)>,
 }
 
 /// True when nothing module `mi` applies depends on where another module's
@@ -405,7 +408,7 @@ pub(crate) fn keep(mods: &mut [Mod<'_>], left: Leftovers<'_>) -> Previous {
                 bases: m.bases,
                 sizes: m.sizes,
                 checksum: md.checksum,
-                identity: (md.link_hash, md.deps.to_vec()),
+                identity: (md.link_hash, Arc::clone(&md.deps)),
                 tables,
             }
         })

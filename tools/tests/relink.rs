@@ -15,6 +15,9 @@ use hcr_linker::{link_bytes, link_cached, InputCache, LinkConfig, ReuseStats};
 /// Leaf modules nobody else's change touches: their work is reused.
 const LEAVES: usize = 6;
 
+/// Modules with COMMON symbols.
+const COMMONS: usize = 2;
+
 fn leaf(i: usize) -> String {
     format!(
         "static int calls;\n\
@@ -68,6 +71,9 @@ __thread int tls_count;
 int tls_bump(void) { return ++tls_count; }
 "#;
 
+const COMMON_A: &str = "int shared_count;\nint common_a_bump(void) { return ++shared_count; }\n";
+const COMMON_B: &str = "int shared_count;\nint common_b_get(void) { return shared_count; }\n";
+
 struct Project {
     dir: PathBuf,
     objects: Vec<PathBuf>,
@@ -85,6 +91,8 @@ impl Project {
             ("table".into(), TABLE.into()),
             ("ctor".into(), CTOR.into()),
             ("tls".into(), TLS.into()),
+            ("common_a".into(), COMMON_A.into()),
+            ("common_b".into(), COMMON_B.into()),
         ];
         sources.extend((0..LEAVES).map(|i| (format!("leaf{i}"), leaf(i))));
         for (name, code) in &sources {
@@ -96,12 +104,18 @@ impl Project {
     }
 
     /// Compiles `name.c` as a compiler driven by a build tool does: into a
-    /// new file renamed over the object.
+    /// new file renamed over the object. (`common_*` modules with
+    /// `-fcommon`: their uninitialised globals are COMMON symbols.)
     fn build(&self, name: &str, code: &str) {
         let src = self.dir.join(format!("{name}.c"));
         std::fs::write(&src, code).expect("write source");
         let tmp = self.dir.join(format!("{name}.o.tmp"));
-        support::compile(&src, &tmp, "-O1", &[]);
+        let extra: &[&str] = if name.starts_with("common_") {
+            &["-fcommon"]
+        } else {
+            &[]
+        };
+        support::compile(&src, &tmp, "-O1", extra);
         std::fs::rename(&tmp, self.dir.join(format!("{name}.o"))).expect("rename object");
     }
 }
@@ -147,13 +161,15 @@ fn incremental_relink_is_byte_identical_to_a_full_link() {
         "sum=10 calls=4 primes=17 ready=7 tls=2 leaves=24\n"
     );
 
-    // Nothing changed: everything is taken over.
+    // Nothing changed: everything is taken over, but for what refers to
+    // COMMON storage (whose owner may change while its id does not).
     let (same, r) = relink(&p, &mut cache, "nothing changed");
     assert!(same == first, "nothing changed, yet the image did");
-    assert_eq!((r.parsed, r.scanned), (n, n), "{r:?}");
+    assert_eq!((r.parsed, r.scanned), (n, n - COMMONS), "{r:?}");
     // `main` reads `table`'s data by its place in the area: its applied
     // bytes are always redone.
-    assert_eq!(r.applied, n - 1, "{r:?}");
+    assert_eq!(r.applied, n - 1 - COMMONS, "{r:?}");
+    assert_eq!(r.rendered, n, "{r:?}");
 
     // A body change of the same size in a module others call.
     p.build(
@@ -162,7 +178,7 @@ fn incremental_relink_is_byte_identical_to_a_full_link() {
     );
     let (_, r) = relink(&p, &mut cache, "same-size change");
     assert!(r.applied >= LEAVES, "leaves not reused: {r:?}");
-    assert!(r.scanned >= n - 2, "{r:?}");
+    assert!(r.scanned >= n - 2 - COMMONS, "{r:?}");
 
     // Code that grows by far more than a segment's alignment: every
     // segment after it moves.
@@ -205,6 +221,15 @@ fn incremental_relink_is_byte_identical_to_a_full_link() {
     assert!(r.applied >= LEAVES - 1, "{r:?}");
     assert!(run_output(&p, &img).contains("ready=8 tls=4 "));
 
+    // COMMON storage whose owner changes: the larger declaration wins.
+    p.build(
+        "common_b",
+        "int shared_count[4];\nint common_b_get(void) { return shared_count[0]; }\n",
+    );
+    relink(&p, &mut cache, "COMMON owner changed");
+    p.build("common_b", COMMON_B);
+    relink(&p, &mut cache, "COMMON owner back");
+
     // A broken object fails the link and the next one starts afresh.
     std::fs::write(p.dir.join("leaf1.o"), b"not an object").unwrap();
     let cfg = LinkConfig::default();
@@ -236,9 +261,11 @@ fn reordered_and_dropped_inputs_relink_like_a_full_link() {
     let mut p = Project::new(t.path());
     let mut cache = InputCache::default();
     relink(&p, &mut cache, "first link");
-    // Leaves in reverse order: every index changes.
+    // The COMMON modules and the leaves in reverse order: every index
+    // changes, and so does the owner of the COMMON storage (the first of
+    // two of a size).
     p.objects[5..].reverse();
-    relink(&p, &mut cache, "leaves reversed");
+    relink(&p, &mut cache, "modules reversed");
     // One module fewer: leaf2 is unreferenced.
     let gone = p.dir.join("leaf2.o");
     p.objects.retain(|o| *o != gone);

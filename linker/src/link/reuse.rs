@@ -187,6 +187,9 @@ impl Plan {
                     && prev.modules[mi].tgt == m.tgt
                     && m.tgt.iter().all(|t| match *t {
                         Tgt::Loc { m: tm, .. } => stable[tm as usize],
+                        // Whose storage a COMMON symbol names can change
+                        // while its id stays (the link identity names it).
+                        Tgt::Common(_) => false,
                         _ => true,
                     })
             })

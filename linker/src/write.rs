@@ -756,59 +756,11 @@ pub(crate) fn write_image(
         mut kept,
     } = image;
     kept.resize_with(mods.len(), || None);
-    let (area, init) = (applied.area.as_slice(), applied.init.as_slice());
-    let area_off = PAGE_SIZE;
-    let init_off = align_up(area_off + area.len() as u64, 16);
-
-    // String-table heads: the null name and the manifest's section name.
-    let mut shstr_head: Vec<u8> = vec![0];
-    let manifest_name = shstr_head.len() as u32;
-    shstr_head.extend_from_slice(hcr_image::MANIFEST_SECTION.as_bytes());
-    shstr_head.push(0);
-    let strtab_head: &[u8] = &[0];
-
-    // Counts, then bases (prefix sums).
+    let heads = Heads::new();
     let counts: Vec<Counts> = mods.par_iter().map(count).collect();
-    let mut bases = Vec::with_capacity(mods.len());
-    let mut acc = Bases {
-        section: 2,
-        local: 1,
-        str_: strtab_head.len() as u32,
-        shstr: shstr_head.len() as u32,
-        ..Bases::default()
-    };
-    let mut extra_cursor = init_off + init.len() as u64;
-    let (mut n_secs, mut n_locals, mut n_globals, mut rela_bytes) = (0u32, 0u32, 0u32, 0u64);
-    for c in &counts {
-        extra_cursor = align_up(extra_cursor, c.extra_align);
-        bases.push(Bases {
-            extra_offset: extra_cursor,
-            ..acc
-        });
-        acc.section += c.sections;
-        acc.local += c.locals;
-        acc.str_ += c.str_bytes;
-        acc.shstr += c.shstr_bytes;
-        extra_cursor += c.extra_bytes;
-        n_secs += c.sections;
-        n_locals += c.locals;
-        n_globals += c.globals;
-        rela_bytes += c.rela_bytes;
-    }
-    let rela_start = align_up(extra_cursor, 8);
-    let first_rela_section = 2 + n_secs;
-    let first_global = 1 + n_locals;
-    let (mut rs, mut ro, mut gl) = (first_rela_section, rela_start, first_global);
-    for (b, c) in bases.iter_mut().zip(&counts) {
-        b.rela_section = rs;
-        b.rela_offset = ro;
-        b.global = gl;
-        rs += c.rela_sections;
-        ro += c.rela_bytes;
-        gl += c.globals;
-    }
-    let n_rela_secs = rs - first_rela_section;
-    let symtab_index = first_rela_section + n_rela_secs;
+    let area_off = PAGE_SIZE;
+    let init_off = align_up(area_off + applied.area.len() as u64, 16);
+    let (bases, t) = table_bases(&counts, &heads, init_off + applied.init.len() as u64);
     // Tool-only debug sections (and their fixup table) sit between
     // `.strtab` and `.shstrtab`.
     let n_debug = if debug.sections.is_empty() {
@@ -816,18 +768,15 @@ pub(crate) fn write_image(
     } else {
         debug.sections.len() as u32 + 1
     };
-    let nsec = symtab_index + 3 + n_debug; // symtab, strtab, debug, shstrtab
+    let nsec = t.symtab_index + 3 + n_debug; // symtab, strtab, debug, shstrtab
     let need_xindex = nsec + 1 >= SHN_LORESERVE;
-    let nsec = nsec + u32::from(need_xindex);
-    let first_host = first_global + n_globals;
     let fl = FileLayout {
         area_off,
         init_off,
-        symtab_index,
+        symtab_index: t.symtab_index,
         need_xindex,
-        first_host,
+        first_host: t.first_global + t.n_globals,
     };
-
     timer.lap("ELF counts");
     // Render every module in parallel, each into its final bytes, while the
     // manifest is built and encoded.
@@ -848,78 +797,302 @@ pub(crate) fn write_image(
                 .collect()
         },
     );
-    let manifest_len = (hcr_image::HEADER_SIZE + body.len()) as u64;
     timer.lap("ELF render + manifest");
-
-    // String-table tails: the tables' own section names; host names.
-    let mut shstr_tail: Vec<u8> = Vec::new();
-    let mut name = |s: &str| {
-        let at = acc.shstr + shstr_tail.len() as u32;
-        shstr_tail.extend_from_slice(s.as_bytes());
-        shstr_tail.push(0);
-        at
+    let tails = Tails::new(&t, debug, &manifest, need_xindex);
+    let layout = FileOffsets::new(
+        &t,
+        &tails,
+        debug,
+        &fl,
+        nsec + u32::from(need_xindex),
+        body.len(),
+    );
+    let header = Header {
+        version: FORMAT_VERSION,
+        checksum: hcr_image::checksum(&body[..global_len]),
+        body_len: global_len as u64,
+        area_file_offset: area_off,
+        area_file_size: applied.area.len() as u64,
+        init_file_offset: init_off,
+        init_file_size: applied.init.len() as u64,
     };
-    let symtab_name = name(".symtab");
-    let shndx_name = name(".symtab_shndx");
-    let strtab_name = name(".strtab");
-    let shstrtab_name = name(".shstrtab");
-    let debug_names: Vec<u32> = debug
-        .sections
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .chain((n_debug > 0).then_some(hcr_image::DEBUG_FIXUPS_SECTION))
-        .map(&mut name)
-        .collect();
-    let shstr_size = u64::from(acc.shstr) + shstr_tail.len() as u64;
-    let mut strtab_tail: Vec<u8> = Vec::new();
-    let mut hosts_sym = Vec::with_capacity(24 * manifest.hosts.len());
-    let mut hosts_x = Vec::new();
-    for h in &manifest.hosts {
-        let n = acc.str_ + strtab_tail.len() as u32;
-        strtab_tail.extend_from_slice(manifest.str(h.name).as_bytes());
-        strtab_tail.push(0);
-        let bind = if h.weak { 2 } else { 1 };
-        put_sym(
-            &mut hosts_sym,
-            &mut hosts_x,
-            need_xindex,
-            &OutSym {
+    let fixed = FixedParts {
+        ehdr: elf_header(&layout),
+        mhdr: hcr_image::encode_manifest_header(&header),
+        head_shdrs: head_headers(&layout, &heads),
+        tail_shdrs: tail_headers(&layout, &tails, &t, &fl),
+    };
+    let pieces = pieces(&Parts {
+        mods,
+        applied,
+        bases: &bases,
+        rendered: &rendered,
+        heads: &heads,
+        tails: &tails,
+        layout: &layout,
+        fixed: &fixed,
+        body: &body,
+        fl: &fl,
+    });
+    timer.lap("ELF tables + checksum");
+    sink.put(layout.total, &pieces)?;
+    timer.lap("write");
+    let size = layout.total;
+    if skip_free {
+        // The process ends now (see `LinkConfig::skip_free`).
+        std::mem::forget(pieces);
+        std::mem::forget((rendered, counts, bases, body, tails, fixed));
+        return Ok(Written {
+            size,
+            manifest,
+            tables: Vec::new(),
+            tables_reused: 0,
+        });
+    }
+    drop(pieces);
+    Ok(Written {
+        size,
+        manifest,
+        tables_reused: rendered.iter().filter(|r| r.reused).count(),
+        tables: rendered.into_iter().map(|r| r.kept).collect(),
+    })
+}
+
+/// The starts of the string tables: the null name, and in `.shstrtab` the
+/// manifest's section name.
+struct Heads {
+    shstr: Vec<u8>,
+    manifest_name: u32,
+    strtab: &'static [u8],
+}
+
+impl Heads {
+    fn new() -> Heads {
+        let mut shstr: Vec<u8> = vec![0];
+        let manifest_name = shstr.len() as u32;
+        shstr.extend_from_slice(hcr_image::MANIFEST_SECTION.as_bytes());
+        shstr.push(0);
+        Heads {
+            shstr,
+            manifest_name,
+            strtab: &[0],
+        }
+    }
+}
+
+/// What the modules' tables add up to.
+struct Totals {
+    /// Where the string tables' tails start (the modules' fragments end).
+    str_end: u32,
+    shstr_end: u32,
+    rela_start: u64,
+    rela_bytes: u64,
+    first_global: u32,
+    n_globals: u32,
+    symtab_index: u32,
+}
+
+/// Every module's bases in the file's tables (prefix sums of the counts);
+/// the constructor tables start at `extra_start`.
+fn table_bases(counts: &[Counts], heads: &Heads, extra_start: u64) -> (Vec<Bases>, Totals) {
+    let mut bases = Vec::with_capacity(counts.len());
+    let mut acc = Bases {
+        section: 2,
+        local: 1,
+        str_: heads.strtab.len() as u32,
+        shstr: heads.shstr.len() as u32,
+        ..Bases::default()
+    };
+    let mut extra_cursor = extra_start;
+    let (mut n_secs, mut n_locals, mut n_globals, mut rela_bytes) = (0u32, 0u32, 0u32, 0u64);
+    for c in counts {
+        extra_cursor = align_up(extra_cursor, c.extra_align);
+        bases.push(Bases {
+            extra_offset: extra_cursor,
+            ..acc
+        });
+        acc.section += c.sections;
+        acc.local += c.locals;
+        acc.str_ += c.str_bytes;
+        acc.shstr += c.shstr_bytes;
+        extra_cursor += c.extra_bytes;
+        n_secs += c.sections;
+        n_locals += c.locals;
+        n_globals += c.globals;
+        rela_bytes += c.rela_bytes;
+    }
+    let rela_start = align_up(extra_cursor, 8);
+    let first_rela_section = 2 + n_secs;
+    let first_global = 1 + n_locals;
+    let (mut rs, mut ro, mut gl) = (first_rela_section, rela_start, first_global);
+    for (b, c) in bases.iter_mut().zip(counts) {
+        b.rela_section = rs;
+        b.rela_offset = ro;
+        b.global = gl;
+        rs += c.rela_sections;
+        ro += c.rela_bytes;
+        gl += c.globals;
+    }
+    let totals = Totals {
+        str_end: acc.str_,
+        shstr_end: acc.shstr,
+        rela_start,
+        rela_bytes,
+        first_global,
+        n_globals,
+        symtab_index: rs,
+    };
+    (bases, totals)
+}
+
+/// The string tables' tails (the tables' own section names; host names),
+/// the host symbols, and the names of the sections after the modules'.
+struct Tails {
+    shstr: Vec<u8>,
+    strtab: Vec<u8>,
+    hosts_sym: Vec<u8>,
+    hosts_x: Vec<u8>,
+    symtab_name: u32,
+    shndx_name: u32,
+    strtab_name: u32,
+    shstrtab_name: u32,
+    debug_names: Vec<u32>,
+    n_hosts: usize,
+}
+
+impl Tails {
+    fn new(t: &Totals, debug: &crate::debug::DebugOut, manifest: &Manifest, xindex: bool) -> Tails {
+        let mut shstr: Vec<u8> = Vec::new();
+        let mut name = |s: &str| {
+            let at = t.shstr_end + shstr.len() as u32;
+            shstr.extend_from_slice(s.as_bytes());
+            shstr.push(0);
+            at
+        };
+        let symtab_name = name(".symtab");
+        let shndx_name = name(".symtab_shndx");
+        let strtab_name = name(".strtab");
+        let shstrtab_name = name(".shstrtab");
+        let debug_names: Vec<u32> = debug
+            .sections
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain((!debug.sections.is_empty()).then_some(hcr_image::DEBUG_FIXUPS_SECTION))
+            .map(&mut name)
+            .collect();
+        let mut strtab: Vec<u8> = Vec::new();
+        let mut hosts_sym = Vec::with_capacity(24 * manifest.hosts.len());
+        let mut hosts_x = Vec::new();
+        for h in &manifest.hosts {
+            let n = t.str_end + strtab.len() as u32;
+            strtab.extend_from_slice(manifest.str(h.name).as_bytes());
+            strtab.push(0);
+            let bind = if h.weak { 2 } else { 1 };
+            let sym = OutSym {
                 name: n,
                 info: bind << 4,
                 shndx: 0,
                 value: 0,
                 size: 0,
-            },
-        );
+            };
+            put_sym(&mut hosts_sym, &mut hosts_x, xindex, &sym);
+        }
+        Tails {
+            shstr,
+            strtab,
+            hosts_sym,
+            hosts_x,
+            symtab_name,
+            shndx_name,
+            strtab_name,
+            shstrtab_name,
+            debug_names,
+            n_hosts: manifest.hosts.len(),
+        }
     }
-    let strtab_size = u64::from(acc.str_) + strtab_tail.len() as u64;
+}
 
-    // File offsets of the tables.
-    let n_syms = (first_host as usize) + manifest.hosts.len();
-    let symtab_off = align_up(rela_start + rela_bytes, 8);
-    let symtab_len = 24 * n_syms as u64;
-    let shndx_off = align_up(symtab_off + symtab_len, 4);
-    let shndx_len = if need_xindex { 4 * n_syms as u64 } else { 0 };
-    let strtab_off = shndx_off + shndx_len;
-    let mut debug_at = Vec::with_capacity(debug_names.len());
-    let mut cursor = strtab_off + strtab_size;
-    for bytes in debug
-        .sections
-        .iter()
-        .map(|(_, b)| b.as_slice())
-        .chain((n_debug > 0).then_some(debug.fixups.as_slice()))
-    {
-        cursor = align_up(cursor, 8);
-        debug_at.push((cursor, bytes));
-        cursor += bytes.len() as u64;
+/// Where the tables after the modules' fragments lie in the file.
+struct FileOffsets<'a> {
+    rela_start: u64,
+    symtab_off: u64,
+    symtab_len: u64,
+    shndx_off: u64,
+    shndx_len: u64,
+    strtab_off: u64,
+    strtab_size: u64,
+    /// Each debug section (and the debug fixup table): offset and bytes.
+    debug_at: Vec<(u64, &'a [u8])>,
+    shstrtab_off: u64,
+    shstr_size: u64,
+    manifest_off: u64,
+    manifest_len: u64,
+    shoff: u64,
+    nsec: u32,
+    total: u64,
+}
+
+impl<'a> FileOffsets<'a> {
+    fn new(
+        t: &Totals,
+        tails: &Tails,
+        debug: &'a crate::debug::DebugOut,
+        fl: &FileLayout,
+        nsec: u32,
+        body_len: usize,
+    ) -> FileOffsets<'a> {
+        let n_syms = (fl.first_host as usize) + tails.n_hosts;
+        let symtab_off = align_up(t.rela_start + t.rela_bytes, 8);
+        let symtab_len = 24 * n_syms as u64;
+        let shndx_off = align_up(symtab_off + symtab_len, 4);
+        let shndx_len = if fl.need_xindex { 4 * n_syms as u64 } else { 0 };
+        let strtab_off = shndx_off + shndx_len;
+        let strtab_size = u64::from(t.str_end) + tails.strtab.len() as u64;
+        let mut debug_at = Vec::with_capacity(tails.debug_names.len());
+        let mut cursor = strtab_off + strtab_size;
+        let fixups = (!debug.sections.is_empty()).then_some(debug.fixups.as_slice());
+        for bytes in debug
+            .sections
+            .iter()
+            .map(|(_, b)| b.as_slice())
+            .chain(fixups)
+        {
+            cursor = align_up(cursor, 8);
+            debug_at.push((cursor, bytes));
+            cursor += bytes.len() as u64;
+        }
+        let shstrtab_off = cursor;
+        let shstr_size = u64::from(t.shstr_end) + tails.shstr.len() as u64;
+        let manifest_off = align_up(shstrtab_off + shstr_size, 8);
+        let manifest_len = (hcr_image::HEADER_SIZE + body_len) as u64;
+        let shoff = align_up(manifest_off + manifest_len, 8);
+        FileOffsets {
+            rela_start: t.rela_start,
+            symtab_off,
+            symtab_len,
+            shndx_off,
+            shndx_len,
+            strtab_off,
+            strtab_size,
+            debug_at,
+            shstrtab_off,
+            shstr_size,
+            manifest_off,
+            manifest_len,
+            shoff,
+            nsec,
+            total: shoff + 64 * u64::from(nsec),
+        }
     }
-    let shstrtab_off = cursor;
-    let manifest_off = align_up(shstrtab_off + shstr_size, 8);
-    let shoff = align_up(manifest_off + manifest_len, 8);
-    let total = shoff + 64 * u64::from(nsec);
-    let shstrtab_index = nsec - 1;
 
-    // ELF header.
+    fn shstrtab_index(&self) -> u32 {
+        self.nsec - 1
+    }
+}
+
+/// The ELF header.
+fn elf_header(l: &FileOffsets<'_>) -> Vec<u8> {
+    let (nsec, shstrtab_index) = (l.nsec, l.shstrtab_index());
     let mut ehdr = vec![0u8; 64];
     ehdr[..4].copy_from_slice(b"\x7fELF");
     ehdr[4] = 2; // ELFCLASS64
@@ -928,44 +1101,32 @@ pub(crate) fn write_image(
     put16(&mut ehdr, 16, 1); // ET_REL
     put16(&mut ehdr, 18, 62); // EM_X86_64
     put32(&mut ehdr, 20, 1);
-    put64(&mut ehdr, 40, shoff);
+    put64(&mut ehdr, 40, l.shoff);
     put16(&mut ehdr, 52, 64);
     put16(&mut ehdr, 58, 64);
-    put16(
-        &mut ehdr,
-        60,
-        if nsec >= SHN_LORESERVE {
-            0
-        } else {
-            nsec as u16
-        },
-    );
-    put16(
-        &mut ehdr,
-        62,
-        if shstrtab_index >= SHN_LORESERVE {
-            SHN_XINDEX
-        } else {
-            shstrtab_index as u16
-        },
-    );
-    let header = Header {
-        version: FORMAT_VERSION,
-        checksum: hcr_image::checksum(&body[..global_len]),
-        body_len: global_len as u64,
-        area_file_offset: area_off,
-        area_file_size: area.len() as u64,
-        init_file_offset: init_off,
-        init_file_size: init.len() as u64,
+    let shnum = if nsec >= SHN_LORESERVE {
+        0
+    } else {
+        nsec as u16
     };
-    let mhdr = hcr_image::encode_manifest_header(&header);
+    put16(&mut ehdr, 60, shnum);
+    let shstrndx = if shstrtab_index >= SHN_LORESERVE {
+        SHN_XINDEX
+    } else {
+        shstrtab_index as u16
+    };
+    put16(&mut ehdr, 62, shstrndx);
+    ehdr
+}
 
-    // The null symbol, and the headers before and after the modules'.
-    let null_sym = [0u8; 24];
-    let null_x = [0u8; 4];
-    let mut head_shdrs = Vec::with_capacity(128);
+/// The section headers before the modules': the null one (holding the
+/// section count and `.shstrtab`'s index when they do not fit the ELF
+/// header) and the manifest's.
+fn head_headers(l: &FileOffsets<'_>, heads: &Heads) -> Vec<u8> {
+    let (nsec, shstrtab_index) = (l.nsec, l.shstrtab_index());
+    let mut out = Vec::with_capacity(128);
     put_shdr(
-        &mut head_shdrs,
+        &mut out,
         &Shdr {
             size: if nsec >= SHN_LORESERVE {
                 u64::from(nsec)
@@ -981,90 +1142,111 @@ pub(crate) fn write_image(
         },
     );
     put_shdr(
-        &mut head_shdrs,
+        &mut out,
         &Shdr {
-            name: manifest_name,
+            name: heads.manifest_name,
             sh_type: SHT_PROGBITS,
-            offset: manifest_off,
-            size: manifest_len,
+            offset: l.manifest_off,
+            size: l.manifest_len,
             align: 8,
             ..Shdr::default()
         },
     );
-    let strtab_index = symtab_index + 1 + u32::from(need_xindex);
-    let mut tail_shdrs = Vec::with_capacity(256);
-    put_shdr(
-        &mut tail_shdrs,
-        &Shdr {
-            name: symtab_name,
-            sh_type: SHT_SYMTAB,
-            offset: symtab_off,
-            size: symtab_len,
-            link: strtab_index,
-            info: first_global,
-            align: 8,
-            entsize: 24,
-            ..Shdr::default()
-        },
-    );
-    if need_xindex {
-        put_shdr(
-            &mut tail_shdrs,
-            &Shdr {
-                name: shndx_name,
-                sh_type: SHT_SYMTAB_SHNDX,
-                offset: shndx_off,
-                size: shndx_len,
-                link: symtab_index,
-                align: 4,
-                entsize: 4,
-                ..Shdr::default()
-            },
-        );
-    }
-    put_shdr(
-        &mut tail_shdrs,
-        &Shdr {
-            name: strtab_name,
-            sh_type: SHT_STRTAB,
-            offset: strtab_off,
-            size: strtab_size,
-            align: 1,
-            ..Shdr::default()
-        },
-    );
-    for (&name, &(offset, bytes)) in debug_names.iter().zip(&debug_at) {
-        put_shdr(
-            &mut tail_shdrs,
-            &Shdr {
-                name,
-                sh_type: SHT_PROGBITS,
-                offset,
-                size: bytes.len() as u64,
-                align: 1,
-                ..Shdr::default()
-            },
-        );
-    }
-    put_shdr(
-        &mut tail_shdrs,
-        &Shdr {
-            name: shstrtab_name,
-            sh_type: SHT_STRTAB,
-            offset: shstrtab_off,
-            size: shstr_size,
-            align: 1,
-            ..Shdr::default()
-        },
-    );
+    out
+}
 
-    // The pieces, in file order; every table is a run of module fragments.
-    let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(24 + 12 * rendered.len());
-    pieces.push((0, &ehdr));
-    pieces.push((area_off, area));
-    pieces.push((init_off, init));
+/// The section headers after the modules': `.symtab`, [`.symtab_shndx`],
+/// `.strtab`, the debug sections, `.shstrtab`.
+fn tail_headers(l: &FileOffsets<'_>, tails: &Tails, t: &Totals, fl: &FileLayout) -> Vec<u8> {
+    let strtab_index = t.symtab_index + 1 + u32::from(fl.need_xindex);
+    let mut out = Vec::with_capacity(256);
+    let mut put = |h: Shdr| put_shdr(&mut out, &h);
+    put(Shdr {
+        name: tails.symtab_name,
+        sh_type: SHT_SYMTAB,
+        offset: l.symtab_off,
+        size: l.symtab_len,
+        link: strtab_index,
+        info: t.first_global,
+        align: 8,
+        entsize: 24,
+        ..Shdr::default()
+    });
+    if fl.need_xindex {
+        put(Shdr {
+            name: tails.shndx_name,
+            sh_type: SHT_SYMTAB_SHNDX,
+            offset: l.shndx_off,
+            size: l.shndx_len,
+            link: t.symtab_index,
+            align: 4,
+            entsize: 4,
+            ..Shdr::default()
+        });
+    }
+    put(Shdr {
+        name: tails.strtab_name,
+        sh_type: SHT_STRTAB,
+        offset: l.strtab_off,
+        size: l.strtab_size,
+        align: 1,
+        ..Shdr::default()
+    });
+    for (&name, &(offset, bytes)) in tails.debug_names.iter().zip(&l.debug_at) {
+        put(Shdr {
+            name,
+            sh_type: SHT_PROGBITS,
+            offset,
+            size: bytes.len() as u64,
+            align: 1,
+            ..Shdr::default()
+        });
+    }
+    put(Shdr {
+        name: tails.shstrtab_name,
+        sh_type: SHT_STRTAB,
+        offset: l.shstrtab_off,
+        size: l.shstr_size,
+        align: 1,
+        ..Shdr::default()
+    });
+    out
+}
+
+/// The headers and blocks that are not the modules'.
+struct FixedParts {
+    ehdr: Vec<u8>,
+    mhdr: Vec<u8>,
+    head_shdrs: Vec<u8>,
+    tail_shdrs: Vec<u8>,
+}
+
+/// Everything the file is made of.
+struct Parts<'a, 'd> {
+    mods: &'a [Mod<'d>],
+    applied: &'a Applied,
+    bases: &'a [Bases],
+    rendered: &'a [Rendered],
+    heads: &'a Heads,
+    tails: &'a Tails,
+    layout: &'a FileOffsets<'a>,
+    fixed: &'a FixedParts,
+    body: &'a [u8],
+    fl: &'a FileLayout,
+}
+
+/// The pieces of the file, in file order; every table is a run of module
+/// fragments.
+fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
+    const NULL_SYM: [u8; 24] = [0; 24];
+    const NULL_X: [u8; 4] = [0; 4];
+    let (l, r, fx) = (p.layout, p.rendered, p.fixed);
+    let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(24 + 12 * r.len());
+    pieces.push((0, &fx.ehdr));
+    pieces.push((p.fl.area_off, &p.applied.area));
+    pieces.push((p.fl.init_off, &p.applied.init));
     // Constructor tables are copied from the inputs as they are.
-    for (m, b) in mods.iter().zip(&bases) {
+    for (m, b) in p.mods.iter().zip(p.bases) {
         let mut extra = b.extra_offset;
         for sec in &m.obj.sections {
             if matches!(
@@ -1079,75 +1261,55 @@ pub(crate) fn write_image(
     }
     run(
         &mut pieces,
-        rela_start,
-        rendered.iter().map(|r| r.kept.tables.rela.as_slice()),
+        l.rela_start,
+        r.iter().map(|r| r.kept.tables.rela.as_slice()),
     );
+    let t = |f: fn(&Tables) -> &Vec<u8>| r.iter().map(move |r| f(&r.kept.tables).as_slice());
     run(
         &mut pieces,
-        symtab_off,
-        std::iter::once(&null_sym[..])
-            .chain(rendered.iter().map(|r| r.kept.tables.locals.as_slice()))
-            .chain(rendered.iter().map(|r| r.kept.tables.globals.as_slice()))
-            .chain(std::iter::once(hosts_sym.as_slice())),
+        l.symtab_off,
+        std::iter::once(&NULL_SYM[..])
+            .chain(t(|t| &t.locals))
+            .chain(t(|t| &t.globals))
+            .chain(std::iter::once(p.tails.hosts_sym.as_slice())),
     );
-    if need_xindex {
+    if p.fl.need_xindex {
         run(
             &mut pieces,
-            shndx_off,
-            std::iter::once(&null_x[..])
-                .chain(rendered.iter().map(|r| r.kept.tables.locals_x.as_slice()))
-                .chain(rendered.iter().map(|r| r.kept.tables.globals_x.as_slice()))
-                .chain(std::iter::once(hosts_x.as_slice())),
+            l.shndx_off,
+            std::iter::once(&NULL_X[..])
+                .chain(t(|t| &t.locals_x))
+                .chain(t(|t| &t.globals_x))
+                .chain(std::iter::once(p.tails.hosts_x.as_slice())),
         );
     }
     run(
         &mut pieces,
-        strtab_off,
-        std::iter::once(strtab_head)
-            .chain(rendered.iter().map(|r| r.kept.tables.str_.as_slice()))
-            .chain(std::iter::once(strtab_tail.as_slice())),
+        l.strtab_off,
+        std::iter::once(p.heads.strtab)
+            .chain(t(|t| &t.str_))
+            .chain(std::iter::once(p.tails.strtab.as_slice())),
     );
-    for &(offset, bytes) in &debug_at {
-        pieces.push((offset, bytes));
-    }
+    pieces.extend(l.debug_at.iter().copied());
+    let h = |f: fn(&Headers) -> &Vec<u8>| r.iter().map(move |r| f(&r.kept.headers).as_slice());
     run(
         &mut pieces,
-        shstrtab_off,
-        std::iter::once(shstr_head.as_slice())
-            .chain(rendered.iter().map(|r| r.kept.headers.shstr.as_slice()))
-            .chain(std::iter::once(shstr_tail.as_slice())),
+        l.shstrtab_off,
+        std::iter::once(p.heads.shstr.as_slice())
+            .chain(h(|h| &h.shstr))
+            .chain(std::iter::once(p.tails.shstr.as_slice())),
     );
-    pieces.push((manifest_off, &mhdr));
-    pieces.push((manifest_off + mhdr.len() as u64, &body));
+    pieces.push((l.manifest_off, &fx.mhdr));
+    pieces.push((l.manifest_off + fx.mhdr.len() as u64, p.body));
     run(
         &mut pieces,
-        shoff,
-        std::iter::once(head_shdrs.as_slice())
-            .chain(rendered.iter().map(|r| r.kept.headers.shdrs.as_slice()))
-            .chain(rendered.iter().map(|r| r.kept.headers.rela_hdrs.as_slice()))
-            .chain(std::iter::once(tail_shdrs.as_slice())),
+        l.shoff,
+        std::iter::once(fx.head_shdrs.as_slice())
+            .chain(h(|h| &h.shdrs))
+            .chain(h(|h| &h.rela_hdrs))
+            .chain(std::iter::once(fx.tail_shdrs.as_slice())),
     );
-    timer.lap("ELF tables + checksum");
-    sink.put(total, &pieces)?;
-    timer.lap("write");
-    if skip_free {
-        // The process ends now (see `LinkConfig::skip_free`).
-        std::mem::forget(pieces);
-        std::mem::forget((rendered, counts, bases, body));
-        return Ok(Written {
-            size: total,
-            manifest,
-            tables: Vec::new(),
-            tables_reused: 0,
-        });
-    }
-    drop(pieces);
-    Ok(Written {
-        size: total,
-        manifest,
-        tables_reused: rendered.iter().filter(|r| r.reused).count(),
-        tables: rendered.into_iter().map(|r| r.kept).collect(),
-    })
+    pieces
 }
 
 /// Adds `parts` as consecutive pieces from `start`; returns where they end.

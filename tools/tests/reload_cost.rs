@@ -57,7 +57,7 @@ fn child(modules: usize) {
     let t = tempfile::tempdir().unwrap();
     let (there, back, first) = measure(t.path(), modules);
     println!(
-        "WORK {} {} {} {} {} {} {} {}",
+        "WORK {} {} {} {} {} {} {} {} {} {}",
         there.modules_loaded,
         there.modules_kept,
         there.bytes_relocated,
@@ -65,7 +65,9 @@ fn child(modules: usize) {
         there.slots_retargeted,
         back.modules_loaded,
         back.bytes_relocated,
-        first
+        first,
+        there.records_decoded,
+        there.blocks_decoded,
     );
 }
 
@@ -111,4 +113,11 @@ fn a_reload_does_the_work_of_the_change() {
     // Reloading back is the same work again.
     assert_eq!(large[5], large[loaded], "{large:?}");
     assert!(large[6] <= large[7] / 20, "{large:?}");
+    // Only the changed module's record is read and decoded; blocks only
+    // for the modules loaded.
+    let (records, blocks) = (8, 9);
+    assert_eq!(small[records], 1, "{small:?}");
+    assert_eq!(large[records], 1, "{large:?}");
+    assert_eq!(small[blocks], small[loaded], "{small:?}");
+    assert_eq!(large[blocks], large[loaded], "{large:?}");
 }

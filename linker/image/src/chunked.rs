@@ -92,10 +92,48 @@ impl<T> Grouped<T> {
     }
 
     /// Every element in order.
-    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.groups.iter().flat_map(|g| g.iter())
+    pub fn iter(&self) -> GroupedIter<'_, T> {
+        GroupedIter {
+            groups: self.groups.iter(),
+            inner: [].iter(),
+            left: self.len,
+        }
     }
 }
+
+impl<'a, T> IntoIterator for &'a Grouped<T> {
+    type Item = &'a T;
+    type IntoIter = GroupedIter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The elements of a [`Grouped`] list in order.
+pub struct GroupedIter<'a, T> {
+    groups: std::slice::Iter<'a, Arc<[T]>>,
+    inner: std::slice::Iter<'a, T>,
+    left: usize,
+}
+
+impl<'a, T> Iterator for GroupedIter<'a, T> {
+    type Item = &'a T;
+    #[inline]
+    fn next(&mut self) -> Option<&'a T> {
+        loop {
+            if let Some(t) = self.inner.next() {
+                self.left -= 1;
+                return Some(t);
+            }
+            self.inner = self.groups.next()?.iter();
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<T> ExactSizeIterator for GroupedIter<'_, T> {}
 
 /// One list made of per-module parts (one part per module, empty ones
 /// included), indexed by global position.
@@ -265,5 +303,16 @@ mod tests {
         assert!(!Arc::ptr_eq(&t.parts.groups[1], &old.parts.groups[1]));
         assert!(Arc::ptr_eq(&t.parts.groups[2], &old.parts.groups[2]));
         assert_eq!(t.iter().count(), t.len());
+    }
+
+    #[test]
+    fn a_grouped_list_reads_like_a_vector() {
+        let v: Vec<u32> = (0..(GROUP as u32) * 3 + 7).collect();
+        let g = Grouped::from_vec(v.clone());
+        assert_eq!(g.len(), v.len());
+        assert!(g.iter().eq(v.iter()));
+        assert_eq!(g.iter().len(), v.len());
+        assert_eq!(g.get(GROUP + 1), Some(&(GROUP as u32 + 1)));
+        assert_eq!(g.get(v.len()), None);
     }
 }

@@ -318,7 +318,7 @@ pub(crate) fn encode_global(m: &Manifest, records: &[Vec<u8>]) -> Vec<u8> {
     e.len(m.hosts.len());
     for (h, name) in m.hosts.iter().zip(hosts) {
         e.str(name);
-        e.u8(h.weak as u8);
+        e.u8(h.weak as u8 | (h.listed as u8) << 1);
     }
     e.len(m.libraries.len());
     for [a, b, c] in libs {
@@ -520,9 +520,15 @@ pub(crate) fn decode_index(body: &[u8]) -> Result<Global<'_>, DecodeError> {
     let index = d.bytes(n * INDEX_ENTRY)?;
     let n = d.len(9)?;
     for _ in 0..n {
+        let name = d.str(t, 0)?;
+        let flags = d.u8()?;
+        if flags > 3 {
+            return Err(d.err(format!("bad host symbol flags {flags}")));
+        }
         m.hosts.push(HostSymbol {
-            name: d.str(t, 0)?,
-            weak: d.bool()?,
+            name,
+            weak: flags & 1 != 0,
+            listed: flags & 2 != 0,
         });
     }
     let n = d.len(24)?;
@@ -572,12 +578,13 @@ impl Global<'_> {
     /// Section-relative places of the records that `old` does not hold
     /// (same index, same hash): the ones [`Global::finish`] decodes.
     pub fn records_to_read(&self, old: Option<&Manifest>) -> Vec<(u64, u64)> {
-        let olds = old.map_or(&[][..], |o| &o.modules[..]);
+        let mut olds = old.map(|o| o.modules.iter());
         let mut at = self.records.0 as u64;
         let mut out = Vec::new();
         for i in 0..self.index.len() / INDEX_ENTRY {
             let e = entry(self.index, i);
-            if olds.get(i).is_none_or(|om| om.hash != e.hash) {
+            let om = olds.as_mut().and_then(Iterator::next);
+            if om.is_none_or(|om| om.hash != e.hash) {
                 match out.last_mut() {
                     Some((o, l)) if *o + *l == at => *l += u64::from(e.len),
                     _ => out.push((at, u64::from(e.len))),
@@ -607,68 +614,98 @@ impl Global<'_> {
             .checked_add(rlen)
             .filter(|&e| e <= section.len())
             .ok_or_else(|| bad("module records outside the manifest".into(), rstart))?;
-        let mut at = rstart;
-        let (mut f, mut o, mut block) = (0u32, 0u32, rend as u64);
+        let mut next = Next {
+            at: rstart,
+            f: 0,
+            o: 0,
+            block: rend as u64,
+        };
         m.modules.reserve(n);
         for i in 0..n {
-            let e = entry(index, i);
-            let end = at + e.len as usize;
-            let record = match olds.get(i) {
-                Some(om) if om.hash == e.hash => om.record.clone(),
-                _ => {
-                    let bytes = section
-                        .get(at..end)
-                        .filter(|_| end <= rend)
-                        .ok_or_else(|| bad(format!("module {i}: record out of range"), at))?;
-                    if xxhash_rust::xxh3::xxh3_64(bytes) != e.hash {
-                        return Err(bad(
-                            format!(
-                                "module {i}: record does not match its hash (torn or corrupted)"
-                            ),
-                            at,
-                        ));
-                    }
-                    let mut r = decode_record(bytes, i).map_err(|mut d| {
-                        d.at += at;
-                        d
-                    })?;
-                    r.shape.hash = e.hash;
-                    Arc::new(r)
-                }
-            };
-            at = end;
-            let sh = record.shape;
-            let span = |start: u32, len: u32| {
-                start
-                    .checked_add(len)
-                    .map(|end| Span::new(start, end))
-                    .ok_or_else(|| bad(format!("module {i}: part out of range"), 0))
-            };
-            let rel = |s: Span| span(e.seg_start.wrapping_add(s.start), s.len());
-            let md = Module {
-                functions: span(f, sh.functions)?,
-                objects: span(o, sh.objects)?,
-                seg: span(e.seg_start, sh.seg_len)?,
-                text: rel(sh.text)?,
-                eh_frame: rel(sh.eh_frame)?,
-                init: (e.init_start, sh.init_len),
-                block: (block, sh.block_len),
-                hash: e.hash,
-                record,
-            };
-            f = md.functions.end;
-            o = md.objects.end;
-            block = block
-                .checked_add(sh.block_len)
-                .ok_or_else(|| bad(format!("module {i}: block out of range"), 0))?;
+            let md = next.module(section, rend, index, i, olds.get(i))?;
             m.modules.push(md);
         }
         Ok(m)
     }
 }
 
+/// Where the next module's record lies and its parts start.
+struct Next {
+    at: usize,
+    f: u32,
+    o: u32,
+    block: u64,
+}
+
+impl Next {
+    /// Module `i`: its record shared with `om` when the hash is the same,
+    /// otherwise decoded from `section` and checked against the hash.
+    #[inline(always)]
+    fn module(
+        &mut self,
+        section: &[u8],
+        rend: usize,
+        index: &[u8],
+        i: usize,
+        om: Option<&Module>,
+    ) -> Result<Module, DecodeError> {
+        let bad = |what: String, at: usize| DecodeError { what, at };
+        let e = entry(index, i);
+        let (at, end) = (self.at, self.at + e.len as usize);
+        let (record, reachable) = match om {
+            Some(om) if om.hash == e.hash => (om.record.clone(), om.reachable),
+            _ => {
+                let bytes = section
+                    .get(at..end)
+                    .filter(|_| end <= rend)
+                    .ok_or_else(|| bad(format!("module {i}: record out of range"), at))?;
+                if xxhash_rust::xxh3::xxh3_64(bytes) != e.hash {
+                    return Err(bad(
+                        format!("module {i}: record does not match its hash (torn or corrupted)"),
+                        at,
+                    ));
+                }
+                let (mut r, reachable) = decode_record(bytes, i).map_err(|mut d| {
+                    d.at += at;
+                    d
+                })?;
+                r.shape.hash = e.hash;
+                (Arc::new(r), reachable)
+            }
+        };
+        let sh = record.shape;
+        let span = |start: u32, len: u32| {
+            start
+                .checked_add(len)
+                .map(|end| Span::new(start, end))
+                .ok_or_else(|| bad(format!("module {i}: part out of range"), 0))
+        };
+        let rel = |s: Span| span(e.seg_start.wrapping_add(s.start), s.len());
+        let md = Module {
+            functions: span(self.f, sh.functions)?,
+            objects: span(self.o, sh.objects)?,
+            seg: span(e.seg_start, sh.seg_len)?,
+            text: rel(sh.text)?,
+            eh_frame: rel(sh.eh_frame)?,
+            init: (e.init_start, sh.init_len),
+            block: (self.block, sh.block_len),
+            reachable,
+            hash: e.hash,
+            record,
+        };
+        self.at = end;
+        self.f = md.functions.end;
+        self.o = md.objects.end;
+        self.block = self
+            .block
+            .checked_add(sh.block_len)
+            .ok_or_else(|| bad(format!("module {i}: block out of range"), 0))?;
+        Ok(md)
+    }
+}
+
 /// Decodes module `mi`'s record.
-fn decode_record(bytes: &[u8], mi: usize) -> Result<ModuleRecord, DecodeError> {
+fn decode_record(bytes: &[u8], mi: usize) -> Result<(ModuleRecord, bool), DecodeError> {
     let mut d = Dec { buf: bytes, pos: 0 };
     let mut names = String::new();
     let table = RECORD_STRINGS | mi as u32;
@@ -695,9 +732,9 @@ fn decode_record(bytes: &[u8], mi: usize) -> Result<ModuleRecord, DecodeError> {
         mtime_ns: d.i64()?,
         content_hash: d.u64()?,
         imports: ids(&mut d)?,
-        reachable: d.bool()?,
         ..ModuleRecord::default()
     };
+    let reachable = d.bool()?;
     r.shape.functions = d.u32()?;
     r.shape.objects = d.u32()?;
     r.shape.seg_len = d.u32()?;
@@ -715,7 +752,7 @@ fn decode_record(bytes: &[u8], mi: usize) -> Result<ModuleRecord, DecodeError> {
         return Err(d.err("trailing bytes after a module's record"));
     }
     r.names = names.into();
-    Ok(r)
+    Ok((r, reachable))
 }
 
 /// One module's decoded block.
@@ -761,8 +798,8 @@ impl<'a> Parts<'a> {
     /// Module `md`'s block as module `mi` of `old` decoded it (shared, no
     /// fixups: nothing of it is loaded again). A shared record already has
     /// the block's lists.
-    pub fn share(&mut self, md: &mut Module, old: &Manifest, mi: usize) {
-        if let Some(om) = old.modules.get(mi).filter(|om| !om.same_record(md)) {
+    pub fn share(&mut self, md: Option<&mut Module>, old: &Manifest, mi: usize) {
+        if let (Some(md), Some(om)) = (md, old.modules.get(mi)) {
             md.ctors = om.ctors.clone();
             md.dtors = om.dtors.clone();
             md.on_reload = om.on_reload.clone();

@@ -172,6 +172,9 @@ pub struct Module {
     /// Where this module's block (its functions, objects, lists, strings
     /// and fixups) lies, relative to the manifest section: offset, length.
     pub block: (u64, u64),
+    /// True when the root reaches this module (part of the record's bytes;
+    /// kept here because most loops over the modules ask only this).
+    pub reachable: bool,
     /// The record's hash as the index gave it (0 in a manifest the linker
     /// builds): compared without reaching into the record.
     hash: u64,
@@ -224,8 +227,6 @@ pub struct ModuleRecord {
     pub content_hash: u64,
     /// Modules this one imports, in command-line order.
     pub imports: Arc<[ModuleId]>,
-    /// True when the root reaches this module.
-    pub reachable: bool,
     /// Number of this module's residual fixups ([`ImageView::module_fixups`]).
     pub fixups: u32,
     /// Constructors (`.init_array` order), as offsets from the start of the
@@ -348,6 +349,10 @@ pub struct HostSymbol {
     pub name: Str,
     /// Weak references resolve to 0 when the host lacks the symbol.
     pub weak: bool,
+    /// Some module lists it among its undefined symbols
+    /// ([`ModuleRecord::undefined`]); one no module lists (the TLS
+    /// descriptor resolver) is resolved at every load.
+    pub listed: bool,
 }
 
 /// A shared library the image needs (`hcr-link -l NAME`), loaded by the
@@ -661,7 +666,13 @@ impl<'a> ImageView<'a> {
         for mi in 0..m.modules.len() {
             let decode = decode.get(mi).copied().unwrap_or(true);
             if let Some(o) = old.filter(|o| !decode && o.shares_block(&m, mi)) {
-                parts.share(&mut m.modules[mi], o, mi);
+                // A shared record has the block's lists already: the module
+                // (and the group holding it) is left as it is.
+                let same = o
+                    .modules
+                    .get(mi)
+                    .is_some_and(|om| om.same_record(&m.modules[mi]));
+                parts.share((!same).then(|| &mut m.modules[mi]), o, mi);
                 continue;
             }
             let md = &m.modules[mi];

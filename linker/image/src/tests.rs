@@ -60,7 +60,6 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
                     mtime_ns,
                     content_hash,
                     imports: imports.into_iter().map(ModuleId).collect(),
-                    reachable,
                     ctors: ctors.clone().into(),
                     on_reload: ctors.into(),
                     undefined: vec![HostId(0)].into(),
@@ -75,6 +74,7 @@ fn arb_module() -> impl Strategy<Value = (String, String, Module)> {
                 md.text = Span::new(0, 32);
                 md.eh_frame = Span::new(60, 64);
                 md.init = (0, 8);
+                md.reachable = reachable;
                 (name, source, md)
             },
         )
@@ -135,7 +135,7 @@ proptest! {
         m.functions = Chunked::from_vec(funcs, vec![1; n]);
         m.objects = Chunked::from_vec(objs, vec![1; n]);
         let p = m.intern("printf");
-        m.hosts.push(HostSymbol { name: p, weak: false });
+        m.hosts.push(HostSymbol { name: p, weak: false, listed: true });
         let init = vec![7u8; 8];
         let fx = |_: usize| ModuleFixups { area: &fixups, objects: &ofixups };
         let (body, global_len) = encode_body(&m, &fx, &init);
@@ -207,4 +207,100 @@ fn init_order_is_dfs_post_order() {
         .map(|&i| m.module_name(i).to_string())
         .collect();
     assert_eq!(names, ["c", "b", "a"]);
+}
+
+/// A manifest of `n` modules, each with one function and one object and
+/// a 64-byte segment (module `grow` has a 128-byte one).
+fn modules_manifest(n: usize, text_size_of_7: u32, grow: Option<usize>) -> Manifest {
+    let mut m = Manifest {
+        root: ModuleId(0),
+        ..Manifest::default()
+    };
+    let (mut funcs, mut objs, mut mods) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = 0u32;
+    for i in 0..n {
+        let name = m.intern(&format!("m{i}"));
+        let mut md = Module::new(ModuleRecord {
+            name,
+            text_size: if i == 7 { text_size_of_7 } else { 10 },
+            ..ModuleRecord::default()
+        });
+        let len = if grow == Some(i) { 128 } else { 64 };
+        md.seg = Span::new(at, at + len);
+        md.text = Span::new(at, at + 32);
+        md.eh_frame = Span::new(at + len - 4, at + len);
+        md.functions = Span::new(i as u32, i as u32 + 1);
+        md.objects = Span::new(i as u32, i as u32 + 1);
+        md.init = (0, 0);
+        md.reachable = true;
+        at += len;
+        mods.push(md);
+        let f = m.intern("f");
+        funcs.push(Function {
+            name: f,
+            module: ModuleId(i as u32),
+            offset: 0,
+            size: 1,
+            global: true,
+        });
+        let o = m.intern("o");
+        objs.push(Object {
+            name: o,
+            module: ModuleId(i as u32),
+            size: 8,
+            align: 8,
+            ..Default::default()
+        });
+    }
+    m.layout.area_size = at.next_multiple_of(PAGE_SIZE as u32);
+    m.modules = mods;
+    m.functions = Chunked::from_vec(funcs, vec![1; n]);
+    m.objects = Chunked::from_vec(objs, vec![1; n]);
+    m
+}
+
+/// Decodes `m`'s encoding with `old` as the loaded manifest.
+fn reread(m: &Manifest, old: Option<&Manifest>) -> Manifest {
+    let fx = |_: usize| ModuleFixups {
+        area: &[],
+        objects: &[],
+    };
+    let (body, global_len) = encode_body(m, &fx, &[]);
+    let mut section = vec![0u8; HEADER_SIZE];
+    section.extend_from_slice(&body);
+    let g = codec::decode_index(&body[..global_len]).unwrap();
+    let back = g.finish(&section, old).unwrap();
+    codec::validate_global(&back, u64::from(m.layout.area_size), old).unwrap();
+    back
+}
+
+#[test]
+fn unchanged_records_are_shared_wherever_their_modules_move() {
+    let n = 150;
+    let a = reread(&modules_manifest(n, 10, None), None);
+    let same = reread(&modules_manifest(n, 10, None), Some(&a));
+    assert!(a
+        .modules
+        .iter()
+        .zip(&same.modules)
+        .all(|(x, y)| x.same_record(y)));
+    // Module 7 changes in place: its record is decoded, the others shared.
+    let b = reread(&modules_manifest(n, 11, None), Some(&a));
+    assert!(!b.modules[7].same_record(&a.modules[7]));
+    assert!(b.modules[8].same_record(&a.modules[8]));
+    assert_eq!(b.modules[7].text_size, 11);
+    // Module 70's segment grows: everything after it moves. Their records
+    // are shared; their places are those of a fresh read.
+    let grown = modules_manifest(n, 10, Some(70));
+    let c = reread(&grown, Some(&a));
+    let fresh = reread(&grown, None);
+    assert!(c.modules[100].same_record(&a.modules[100]));
+    for (x, y) in c.modules.iter().zip(&fresh.modules) {
+        assert_eq!(
+            (x.seg, x.text, x.eh_frame, x.functions, x.block),
+            (y.seg, y.text, y.eh_frame, y.functions, y.block)
+        );
+    }
+    assert_eq!(c.modules[100].seg.start, 100 * 64 + 64);
+    assert_eq!(c.str(c.modules[100].name), "m100");
 }

@@ -215,7 +215,6 @@ fn module_entry(
         mtime_ns: m.obj.mtime_ns,
         content_hash: m.hash,
         imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
-        reachable: inp.reachable[mi],
         fixups: applied.module_fixups[mi].len(),
         ctors: applied.ctors[mi].clone().into(),
         dtors: applied.dtors[mi].clone().into(),
@@ -228,6 +227,7 @@ fn module_entry(
         rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
         ..ModuleRecord::default()
     });
+    md.reachable = inp.reachable[mi];
     md.functions = functions;
     md.objects = objects;
     md.init = (m.bases.init, m.sizes.init);
@@ -245,12 +245,22 @@ fn assemble(e: Entries, inp: &ManifestInputs<'_, '_>) -> Manifest {
         objects,
         modules,
     } = e;
+    let mut listed = vec![false; inp.hosts.len()];
+    for md in &modules {
+        for h in md.undefined.iter() {
+            if let Some(l) = listed.get_mut(h.0 as usize) {
+                *l = true;
+            }
+        }
+    }
     let hosts = inp
         .hosts
         .iter()
-        .map(|h| HostSymbol {
+        .zip(listed)
+        .map(|(h, listed)| HostSymbol {
             name: man.intern(h.name),
             weak: h.weak,
+            listed,
         })
         .collect();
     let libraries = inp

@@ -191,6 +191,9 @@ impl Current {
 /// what changed, not the size of the program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReloadWork {
+    /// Module records decoded (the others are the loaded modules' records,
+    /// shared).
+    pub records_decoded: usize,
     /// Manifest blocks decoded (the others are shared with the previous
     /// manifest).
     pub blocks_decoded: usize,

@@ -125,14 +125,24 @@ impl State {
         let old = self.current.as_ref().map(|c| &c.manifest);
         let view =
             ImageView::assemble(bytes, header, m, old, &decode).map_err(|e| self.image_error(e))?;
-        let decoded = decode.iter().filter(|&&d| d).count();
+        let blocks = decode.iter().filter(|&&d| d).count();
+        let records = view
+            .manifest
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(i, md)| {
+                old.and_then(|o| o.modules.get(*i))
+                    .is_none_or(|om| !om.same_record(md))
+            })
+            .count();
         self.prepare_view(
             file,
             view,
             Plan {
                 diff,
                 reuse,
-                decoded,
+                decoded: (records, blocks),
                 matched,
                 order,
             },
@@ -354,7 +364,8 @@ impl State {
         let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
         let mut load = vec![false; m.modules.len()];
         let mut work = ReloadWork {
-            blocks_decoded: decoded,
+            records_decoded: decoded.0,
+            blocks_decoded: decoded.1,
             ..ReloadWork::default()
         };
         for (i, md) in m.modules.iter().enumerate() {
@@ -532,16 +543,15 @@ impl State {
         // bound when they were loaded.
         // (A host symbol no module lists, such as the TLS descriptor
         // resolver, is resolved every time.)
-        let (mut listed, mut needed) = (vec![false; m.hosts.len()], vec![false; m.hosts.len()]);
-        for (mi, md) in m.modules.iter().enumerate() {
+        let mut wanted: Vec<bool> = m.hosts.iter().map(|h| !h.listed).collect();
+        let loaded = m.modules.iter().enumerate().filter(|(mi, _)| load[*mi]);
+        for (_, md) in loaded {
             for h in md.undefined.iter() {
-                if let Some(l) = listed.get_mut(h.0 as usize) {
-                    *l = true;
-                    needed[h.0 as usize] |= load[mi];
+                if let Some(w) = wanted.get_mut(h.0 as usize) {
+                    *w = true;
                 }
             }
         }
-        let wanted: Vec<bool> = listed.iter().zip(&needed).map(|(l, n)| *n || !l).collect();
         for (hi, h) in m.hosts.iter().enumerate() {
             if !wanted[hi] {
                 continue;
@@ -732,8 +742,8 @@ pub(super) struct Plan {
     diff: Diff,
     /// Per module: the old module whose segment it keeps, or `NONE`.
     reuse: Vec<u32>,
-    /// Manifest blocks decoded.
-    decoded: usize,
+    /// Module records and manifest blocks decoded.
+    decoded: (usize, usize),
     /// Per module: the old module of the same name, or `NONE`.
     matched: Vec<u32>,
     /// Initialisation order of the new manifest.

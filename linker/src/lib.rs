@@ -27,6 +27,8 @@ pub mod libs;
 mod link;
 mod nim;
 mod parse;
+#[allow(unsafe_code)]
+mod parsed;
 mod write;
 
 use std::io::Write as _;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 pub use error::{Diagnostic, LinkError};
 pub use hcr_image::PlanStats;
+pub use link::ReuseStats;
 
 /// What to link.
 #[derive(Clone, Debug, Default)]
@@ -70,6 +73,8 @@ pub struct LinkOutput {
     /// Problems that did not stop the link (each names module and symbol):
     /// the tool prints them as warnings.
     pub warnings: Vec<String>,
+    /// What was taken over from the previous link ([`link_cached`] only).
+    pub reused: ReuseStats,
 }
 
 /// Links `inputs` into image bytes.
@@ -108,36 +113,76 @@ pub fn link_memory(
     let refs: Vec<&input::MappedInput> = mapped.iter().collect();
     let mut sink = input::VecSink::default();
     let mut timer = link::Timer::new(config.timings);
-    let mut out = link::link(config, &refs, &[], &mut sink, &mut timer)?;
+    let mut out = link::link(config, &refs, &[], &mut sink, &mut timer, None)?.out;
     out.bytes = sink.0;
     Ok(out)
 }
 
-/// Mapped inputs kept between links by a process that links the same
-/// objects again and again (`hcr watch`): an input whose file is unchanged
-/// (same device, inode, size, modification and change time) is neither
-/// opened nor mapped again. Dropping the cache unmaps what it holds.
+/// What a process that links the same objects again and again (`hcr
+/// watch`) keeps between links: the mapped inputs, their parsed objects and
+/// the previous link's per-module work (see `link/reuse.rs`). An input
+/// whose file is unchanged (same device, inode, size, modification and
+/// change time) is neither opened, mapped nor parsed again, and the work of
+/// modules that neither changed nor depend on what changed is taken over:
+/// the image is the same, byte for byte, as a full link of the same inputs.
+/// Dropping the cache unmaps what it holds.
 ///
 /// The contract of [`link`] holds between links too: a cached input is
 /// replaced by a new file or rewritten while no link runs (a compiler
 /// writing the object in place between two links is fine: its times
 /// change, so it is mapped afresh).
-#[derive(Default)]
 pub struct InputCache {
     inputs: std::collections::HashMap<PathBuf, Arc<input::MappedInput>>,
+    parsed: std::collections::HashMap<PathBuf, Arc<parsed::Parsed>>,
+    previous: Option<link::Previous>,
+    reuse: bool,
+}
+
+impl Default for InputCache {
+    fn default() -> InputCache {
+        InputCache {
+            inputs: Default::default(),
+            parsed: Default::default(),
+            previous: None,
+            reuse: true,
+        }
+    }
+}
+
+impl InputCache {
+    /// A cache that keeps the inputs mapped and nothing else: every link
+    /// redoes all its work (a baseline for benchmarks and tests).
+    pub fn inputs_only() -> InputCache {
+        InputCache {
+            reuse: false,
+            ..InputCache::default()
+        }
+    }
 }
 
 fn link_into(
     config: &LinkConfig,
     inputs: &[PathBuf],
-    sink: &mut dyn input::Sink,
+    sink: &mut (dyn input::Sink + Send),
     cache: Option<&mut InputCache>,
+) -> Result<LinkOutput, LinkError> {
+    // The whole link runs on a thread of the pool, handed over once: each
+    // parallel pass started from a thread outside the pool would wait for a
+    // pool thread to take it up and hand it back (two wake-ups a pass, which
+    // a loaded machine makes slow).
+    rayon::scope(|_| link_in_pool(config, inputs, sink, cache))
+}
+
+fn link_in_pool(
+    config: &LinkConfig,
+    inputs: &[PathBuf],
+    sink: &mut (dyn input::Sink + Send),
+    mut cache: Option<&mut InputCache>,
 ) -> Result<LinkOutput, LinkError> {
     if inputs.is_empty() {
         return Err(LinkError::NoInputs);
     }
     let mut timer = link::Timer::new(config.timings);
-    let mut diags = error::Diags::default();
     // `-l`: shared libraries are recorded, archives become inputs.
     let libs = libs::resolve(&config.libraries, &config.library_dirs).map_err(LinkError::Inputs)?;
     let with_archives: Vec<PathBuf>;
@@ -147,9 +192,66 @@ fn link_into(
         with_archives = inputs.iter().chain(&libs.archives).cloned().collect();
         &with_archives[..]
     };
+    let mapped = map_inputs(inputs, cache.as_deref_mut())?;
+    timer.lap("map inputs");
+    let refs: Vec<&input::MappedInput> = mapped.iter().map(|m| &**m).collect();
+    let out = match cache.filter(|c| c.reuse) {
+        Some(c) => {
+            let parsed = link::parse_inputs(&c.parsed, &mapped);
+            let reuse = link::Reuse {
+                parsed: &parsed,
+                prev: c.previous.take(),
+            };
+            let linked = link::link(config, &refs, &libs.shared, sink, &mut timer, Some(reuse));
+            keep_parses(&mut c.parsed, inputs, &parsed);
+            linked.map(|l| {
+                c.previous = l.next;
+                l.out
+            })
+        }
+        None => link::link(config, &refs, &libs.shared, sink, &mut timer, None).map(|l| l.out),
+    };
+    if config.skip_free {
+        std::mem::forget(mapped);
+    }
+    out
+}
+
+/// Keeps `parsed[i]` as the parse of `inputs[i]`, and no other: updated in
+/// place (usually one entry changes).
+fn keep_parses(
+    kept: &mut std::collections::HashMap<PathBuf, Arc<parsed::Parsed>>,
+    inputs: &[PathBuf],
+    parsed: &[Option<Arc<parsed::Parsed>>],
+) {
+    let mut live = 0;
+    for (p, k) in inputs.iter().zip(parsed) {
+        let Some(k) = k else { continue };
+        live += 1;
+        match kept.get_mut(p) {
+            Some(old) => *old = Arc::clone(k),
+            None => {
+                kept.insert(p.clone(), Arc::clone(k));
+            }
+        }
+    }
+    if kept.len() != live {
+        *kept = inputs
+            .iter()
+            .zip(parsed)
+            .filter_map(|(p, k)| Some((p.clone(), Arc::clone(k.as_ref()?))))
+            .collect();
+    }
+}
+
+/// Opens and maps every input; with a cache, one stat per unchanged input
+/// (kept mapped from the previous link).
+fn map_inputs(
+    inputs: &[PathBuf],
+    cache: Option<&mut InputCache>,
+) -> Result<Vec<Arc<input::MappedInput>>, LinkError> {
     // Opening and mapping a hundred small files is a few hundred
-    // microseconds of system calls: done in parallel, kept in order; with a
-    // cache, one stat per unchanged input.
+    // microseconds of system calls: done in parallel, kept in order.
     use rayon::prelude::*;
     let cached = cache.as_deref();
     let results: Vec<std::io::Result<Arc<input::MappedInput>>> = inputs
@@ -171,6 +273,7 @@ fn link_into(
             }
         }
     }
+    let mut diags = error::Diags::default();
     let mut mapped = Vec::with_capacity(inputs.len());
     for (p, r) in inputs.iter().zip(results) {
         match r {
@@ -187,13 +290,7 @@ fn link_into(
     if !diags.list.is_empty() {
         return Err(LinkError::Inputs(diags.list));
     }
-    timer.lap("map inputs");
-    let refs: Vec<&input::MappedInput> = mapped.iter().map(|m| &**m).collect();
-    let out = link::link(config, &refs, &libs.shared, sink, &mut timer);
-    if config.skip_free {
-        std::mem::forget(mapped);
-    }
-    out
+    Ok(mapped)
 }
 
 /// Links `inputs` and writes the image to `output` atomically: the bytes go

@@ -3,6 +3,8 @@
 //! Zero-copy where it matters (section bytes borrow the mapped input); every
 //! structural problem becomes a diagnostic, never a panic.
 
+use std::borrow::Cow;
+
 use object::elf;
 use object::read::elf::{FileHeader, Rela as _, SectionHeader, Sym as _};
 use object::Endianness;
@@ -46,6 +48,7 @@ pub(crate) struct Rel {
     pub addend: i64,
 }
 
+#[derive(Clone)]
 pub(crate) struct Sec<'d> {
     pub name: &'d str,
     pub sh_type: u32,
@@ -97,6 +100,7 @@ impl Sym<'_> {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Group<'d> {
     pub signature: &'d str,
     pub members: Vec<u32>,
@@ -109,11 +113,13 @@ pub(crate) struct ObjFile<'d> {
     pub mtime_ns: i64,
     pub source: String,
     pub sections: Vec<Sec<'d>>,
-    pub symbols: Vec<Sym<'d>>,
+    /// Borrowed from a kept parse (see `parsed.rs`): only the section kinds
+    /// change during a link (COMDAT), so only the sections are copied.
+    pub symbols: Cow<'d, [Sym<'d>]>,
     pub groups: Vec<Group<'d>>,
     /// Every section's relocations, one run per section (one allocation per
     /// object rather than one per section).
-    pub rels: Vec<Rel>,
+    pub rels: Cow<'d, [Rel]>,
 }
 
 impl<'d> ObjFile<'d> {
@@ -534,9 +540,9 @@ pub(crate) fn parse_object<'d>(
         mtime_ns,
         source,
         sections: secs,
-        symbols: syms,
+        symbols: Cow::Owned(syms),
         groups,
-        rels,
+        rels: Cow::Owned(rels),
     })
 }
 

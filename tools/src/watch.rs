@@ -818,7 +818,7 @@ impl CommandBuild {
 enum Builder {
     Modules(Box<ModuleBuild>),
     Command(CommandBuild),
-    Nim(crate::nim_watch::NimBuild),
+    Nim(Box<crate::nim_watch::NimBuild>),
 }
 
 impl Builder {
@@ -990,9 +990,10 @@ fn debounce(rx: &mpsc::Receiver<FsEvent>, mut last: FsEvent) {
 /// memory in the heap (no trimming, no separate mappings for large blocks),
 /// so that the next link reuses pages already faulted in instead of asking
 /// the kernel for fresh zeroed ones. (This is hcr watch's own process; the
-/// program runs in a child.)
+/// program runs in a child. `hcr-bench relink` sets the same, to measure
+/// the relink as hcr watch runs it.)
 #[allow(unsafe_code)]
-fn keep_freed_memory() {
+pub fn keep_freed_memory() {
     // SAFETY: mallopt only tunes glibc's allocator; it is called before this
     // process allocates from other threads, and both settings are valid.
     unsafe {
@@ -1053,7 +1054,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
                 "hcr watch: building the Nim project {} with nim c",
                 cfg.dir.display()
             );
-            Builder::Nim(crate::nim_watch::NimBuild::new(&dir, &out)?)
+            Builder::Nim(Box::new(crate::nim_watch::NimBuild::new(&dir, &out)?))
         }
         None => {
             if cfg.image.is_some() {

@@ -146,7 +146,10 @@ impl Running {
             match self.lines.recv_timeout(Duration::from_secs(20)) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.starts_with("hcr watch:") {
+                    // The tool's messages and the runtime's warnings come on
+                    // stderr, in no fixed order with the program's answer:
+                    // tests read them from `seen`.
+                    if line.starts_with("hcr watch:") || line.starts_with("hcr: warning:") {
                         continue;
                     }
                     if line == "ok" {

@@ -13,66 +13,89 @@ pub(crate) struct ScanOut {
     pub(crate) classes: Vec<Option<(Calc, S)>>,
 }
 
+/// A relocation's class, `None` when it writes nothing, or the problem
+/// (message, help).
+type Class = Result<Option<(Calc, S)>, (String, String)>;
+
 /// Classifies one relocation: how its value is computed and what `S` is.
 /// `None` for relocations that write nothing.
-pub(crate) fn classify(
-    mods: &[Mod<'_>],
-    mi: u32,
-    sec_idx: usize,
-    r: &crate::parse::Rel,
-) -> Result<Option<(Calc, S)>, (String, String)> {
+pub(crate) fn classify(mods: &[Mod<'_>], mi: u32, sec_idx: usize, r: &crate::parse::Rel) -> Class {
     let m = &mods[mi as usize];
-    let src = &m.obj.sections[sec_idx];
     let sym = &m.obj.symbols[r.sym as usize];
     let tgt = m.tgt[r.sym as usize];
-    let unsupported = |what: &str, help: &str| {
-        Err((
-            format!("{what} ({})", x86::name(r.r_type)),
-            help.to_string(),
-        ))
-    };
     if let Some(c) = tls::classify(mods, sym, tgt, r) {
         return c;
     }
-    match r.r_type {
-        R_NONE => return Ok(None),
-        R_GOTPC32 => return Ok(Some((Calc::GotPc32, S::Abs(0)))),
-        R_GOTPC64 => return Ok(Some((Calc::GotPc64, S::Abs(0)))),
-        R_GOTOFF64 | R_GOT64 | R_GOTPCREL64 | R_PLTOFF64 | R_GOT32 => {}
-        R_16 | R_PC16 | R_8 | R_PC8 => {
-            return unsupported(
-                "relocation type not supported",
-                "build with -fPIC for x86-64",
-            )
-        }
-        R_SIZE32 | R_SIZE64 => {
-            let calc = if r.r_type == R_SIZE32 {
-                Calc::Size32
-            } else {
-                Calc::Size64
-            };
-            return Ok(Some((calc, S::Abs(sym.size))));
-        }
-        R_64 | R_PC32 | R_PLT32 | R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_32 | R_32S
-        | R_PC64 => {}
-        _ => {
-            return unsupported(
-                "unsupported relocation type",
-                "build with gcc or clang, -fPIC, for x86-64",
-            )
-        }
+    if let Some(c) = by_type_alone(r, sym) {
+        return c;
     }
+    let src = &m.obj.sections[sec_idx];
     if matches!(r.r_type, R_32 | R_32S) && src.kind != SecKind::Skip {
         return unsupported(
+            r,
             "absolute 32-bit relocation (the object was built without -fPIC)",
             "compile with -fPIC",
         );
     }
-    let got = matches!(
-        r.r_type,
-        R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_GOT64 | R_GOT32 | R_GOTPCREL64
-    );
-    let calc = match r.r_type {
+    let at = Ref {
+        mods,
+        mi,
+        src,
+        sym,
+        r,
+        got: matches!(
+            r.r_type,
+            R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_GOT64 | R_GOT32 | R_GOTPCREL64
+        ),
+        calc: calc_of(r.r_type),
+    };
+    let s = match tgt {
+        Tgt::Loc {
+            m: tm,
+            sec,
+            off,
+            section_sym,
+        } => at.in_module(tm, sec, off, section_sym)?,
+        other => at.elsewhere(other)?,
+    };
+    Ok(Some((at.calc, s)))
+}
+
+fn unsupported(r: &crate::parse::Rel, what: &str, help: &str) -> Class {
+    Err((
+        format!("{what} ({})", x86::name(r.r_type)),
+        help.to_string(),
+    ))
+}
+
+/// The relocations whose class the type alone decides, and the types
+/// refused.
+fn by_type_alone(r: &crate::parse::Rel, sym: &Sym<'_>) -> Option<Class> {
+    Some(match r.r_type {
+        R_NONE => Ok(None),
+        R_GOTPC32 => Ok(Some((Calc::GotPc32, S::Abs(0)))),
+        R_GOTPC64 => Ok(Some((Calc::GotPc64, S::Abs(0)))),
+        R_SIZE32 => Ok(Some((Calc::Size32, S::Abs(sym.size)))),
+        R_SIZE64 => Ok(Some((Calc::Size64, S::Abs(sym.size)))),
+        R_16 | R_PC16 | R_8 | R_PC8 => unsupported(
+            r,
+            "relocation type not supported",
+            "build with -fPIC for x86-64",
+        ),
+        R_GOTOFF64 | R_GOT64 | R_GOTPCREL64 | R_PLTOFF64 | R_GOT32 | R_64 | R_PC32 | R_PLT32
+        | R_GOTPCREL | R_GOTPCRELX | R_REX_GOTPCRELX | R_32 | R_32S | R_PC64 => return None,
+        _ => unsupported(
+            r,
+            "unsupported relocation type",
+            "build with gcc or clang, -fPIC, for x86-64",
+        ),
+    })
+}
+
+/// How the value of a relocation of type `t` (one `by_type_alone` leaves)
+/// is computed.
+fn calc_of(t: u32) -> Calc {
+    match t {
         R_64 => Calc::Abs64,
         R_PC64 | R_GOTPCREL64 => Calc::Pc64,
         R_32 => Calc::Abs32,
@@ -81,162 +104,197 @@ pub(crate) fn classify(
         R_GOT32 => Calc::GotEntry32,
         R_GOTOFF64 | R_PLTOFF64 => Calc::GotOff64,
         _ => Calc::Pc32,
-    };
-    let pc_rel = matches!(calc, Calc::Pc32 | Calc::Pc64);
-    // An address operand (not a branch) that yields a symbol's address.
-    let address_of = calc == Calc::Abs64 || r.r_type == R_GOTOFF64;
-    let s = match tgt {
-        Tgt::Null => {
-            return Err((
+    }
+}
+
+/// One relocation being classified.
+struct Ref<'a, 'd> {
+    mods: &'a [Mod<'d>],
+    mi: u32,
+    /// The section it applies to.
+    src: &'a crate::parse::Sec<'d>,
+    sym: &'a Sym<'d>,
+    r: &'a crate::parse::Rel,
+    /// It asks for a GOT entry.
+    got: bool,
+    calc: Calc,
+}
+
+impl Ref<'_, '_> {
+    fn pc_rel(&self) -> bool {
+        matches!(self.calc, Calc::Pc32 | Calc::Pc64)
+    }
+
+    /// `S` for a target outside any module's sections.
+    fn elsewhere(&self, tgt: Tgt) -> Result<S, (String, String)> {
+        let (r, got) = (self.r, self.got);
+        Ok(match tgt {
+            Tgt::Abs(v) if got => S::Got(GotKey::Abs(v)),
+            Tgt::Abs(v) => S::Abs(v),
+            Tgt::Host(h) => return self.host(h),
+            Tgt::Common(g) if got => S::Got(GotKey::Obj(g, 0)),
+            Tgt::Common(g) => S::Obj(g, 0),
+            Tgt::Discarded if self.src.kind == SecKind::EhFrame => S::EhEnd,
+            Tgt::Discarded => {
+                return Err((
+                    format!(
+                        "reference to a discarded COMDAT section via '{}'",
+                        self.sym.name
+                    ),
+                    "the object is inconsistent; rebuild it".into(),
+                ))
+            }
+            Tgt::Null | Tgt::Loc { .. } => {
+                return Err((
+                    format!(
+                        "relocation against a symbol with no definition ({})",
+                        x86::name(r.r_type)
+                    ),
+                    "the object is malformed; rebuild it".into(),
+                ))
+            }
+        })
+    }
+
+    /// `S` for a host symbol: through the GOT, a PLT stub, or its address.
+    fn host(&self, h: u32) -> Result<S, (String, String)> {
+        let r = self.r;
+        if self.got {
+            Ok(S::Got(GotKey::Host(h)))
+        } else if r.r_type == R_PLT32 || r.r_type == R_PLTOFF64 {
+            Ok(S::Plt(h))
+        } else if (self.pc_rel() || r.r_type == R_GOTOFF64) && self.sym.name != DSO_HANDLE {
+            Err((
                 format!(
-                    "relocation against a symbol with no definition ({})",
+                    "PC-relative reference to host symbol '{}' that the image cannot reach ({})",
+                    self.sym.name,
                     x86::name(r.r_type)
                 ),
-                "the object is malformed; rebuild it".into(),
+                "compile with -fPIC so the host's data is reached through the GOT".into(),
             ))
+        } else {
+            Ok(S::Host(h))
         }
-        Tgt::Abs(v) if got => S::Got(GotKey::Abs(v)),
-        Tgt::Abs(v) => S::Abs(v),
-        Tgt::Host(h) => {
-            if got {
-                S::Got(GotKey::Host(h))
-            } else if r.r_type == R_PLT32 || r.r_type == R_PLTOFF64 {
-                S::Plt(h)
-            } else if (pc_rel || r.r_type == R_GOTOFF64) && sym.name != DSO_HANDLE {
-                return Err((
-                    format!("PC-relative reference to host symbol '{}' that the image cannot reach ({})", sym.name, x86::name(r.r_type)),
-                    "compile with -fPIC so the host's data is reached through the GOT".into(),
-                ));
-            } else {
-                S::Host(h)
-            }
-        }
-        Tgt::Common(g) => {
-            if got {
-                S::Got(GotKey::Obj(g, 0))
-            } else {
-                S::Obj(g, 0)
-            }
-        }
-        Tgt::Discarded => {
-            if src.kind == SecKind::EhFrame {
-                S::EhEnd
-            } else {
-                return Err((
-                    format!("reference to a discarded COMDAT section via '{}'", sym.name),
-                    "the object is inconsistent; rebuild it".into(),
-                ));
-            }
-        }
-        Tgt::Loc {
-            m: tm,
-            sec,
-            off,
-            section_sym,
-        } => {
-            let tm_mod = &mods[tm as usize];
-            let tkind = tm_mod.obj.sections[sec as usize].kind;
-            match tkind {
-                SecKind::Text => {
-                    let lo = tm_mod.sec_func_at[sec as usize] as usize;
-                    let hi = tm_mod.sec_func_at[sec as usize + 1] as usize;
-                    let in_sec = &tm_mod.sec_funcs[lo..hi];
-                    let base = tm_mod.fn_base;
-                    let fn_at = |o: u64| in_sec.iter().find(|f| f.0 == o).map(|f| base + f.1);
-                    // The function this reference denotes, if it denotes the
-                    // start of one.
-                    let func = if !section_sym {
-                        fn_at(off)
-                    } else if got || address_of {
-                        fn_at((off as i64).wrapping_add(if got { 0 } else { r.addend }) as u64)
-                    } else {
-                        // PC-relative through a section symbol: the operand
-                        // address is off + A + 4 + (immediate bytes, 0..4).
-                        let lo = (off as i64).saturating_add(r.addend).saturating_add(4);
-                        in_sec
-                            .iter()
-                            .filter(|f| (f.0 as i64) >= lo && (f.0 as i64) <= lo.saturating_add(4))
-                            .min_by_key(|f| f.0)
-                            .map(|f| base + f.1)
-                    };
-                    let area = S::Area { m: tm, sec, off };
-                    let via_func = |f: Option<u32>| match f {
-                        Some(f) => {
-                            let fd = &tm_mod.funcs[(f - tm_mod.fn_base) as usize];
-                            S::Func(f, off as i64 - fd.value as i64)
-                        }
-                        None => area,
-                    };
-                    if got {
-                        S::Got(match func {
-                            Some(f) => GotKey::Func(f),
-                            None => GotKey::Area { m: tm, sec, off },
-                        })
-                    } else if src.kind == SecKind::EhFrame {
-                        area
-                    } else if r.r_type == R_PLTOFF64 {
-                        // A call through the GOT base: same module direct,
-                        // other modules through the trampoline.
-                        if tm == mi {
-                            area
-                        } else {
-                            via_func(func.or_else(|| fn_at(off)))
-                        }
-                    } else if pc_rel && src.kind != SecKind::Text {
-                        // Relative tables (jump tables, LSDA) stay in the image.
-                        area
-                    } else if pc_rel {
-                        let branch = r.r_type == R_PLT32
-                            || x86::is_branch_displacement(src.data, r.offset as usize);
-                        if branch && tm == mi {
-                            area
-                        } else if branch {
-                            via_func(func.or_else(|| fn_at(off)))
-                        } else {
-                            via_func(func)
-                        }
-                    } else {
-                        via_func(func)
-                    }
-                }
-                SecKind::Rodata | SecKind::EhFrame => {
-                    let k = S::Area { m: tm, sec, off };
-                    if got {
-                        S::Got(GotKey::Area { m: tm, sec, off })
-                    } else {
-                        k
-                    }
-                }
-                SecKind::Data => {
-                    let Some(g) = tm_mod.sec_obj[sec as usize] else {
-                        return Err((
-                            format!(
-                                "reference to '{}' in a data section that holds several variables",
-                                sym.name
-                            ),
-                            "compile with -fdata-sections".into(),
-                        ));
-                    };
-                    if got {
-                        S::Got(GotKey::Obj(g, off))
-                    } else {
-                        S::Obj(g, off)
-                    }
-                }
-                SecKind::Discarded => S::EhEnd,
-                _ => {
+    }
+
+    /// `S` for offset `off` in section `sec` of module `tm`.
+    fn in_module(
+        &self,
+        tm: u32,
+        sec: u32,
+        off: u64,
+        section_sym: bool,
+    ) -> Result<S, (String, String)> {
+        let tm_mod = &self.mods[tm as usize];
+        let got = self.got;
+        Ok(match tm_mod.obj.sections[sec as usize].kind {
+            SecKind::Text => self.in_code(tm, sec, off, section_sym),
+            SecKind::Rodata | SecKind::EhFrame if got => S::Got(GotKey::Area { m: tm, sec, off }),
+            SecKind::Rodata | SecKind::EhFrame => S::Area { m: tm, sec, off },
+            SecKind::Data => {
+                let Some(g) = tm_mod.sec_obj[sec as usize] else {
                     return Err((
                         format!(
-                            "reference to '{}' in section {} which is not loaded",
-                            sym.name, tm_mod.obj.sections[sec as usize].name
+                            "reference to '{}' in a data section that holds several variables",
+                            self.sym.name
                         ),
-                        "only code, data and read-only data can be referenced".into(),
-                    ))
+                        "compile with -fdata-sections".into(),
+                    ));
+                };
+                if got {
+                    S::Got(GotKey::Obj(g, off))
+                } else {
+                    S::Obj(g, off)
                 }
             }
+            SecKind::Discarded => S::EhEnd,
+            _ => {
+                return Err((
+                    format!(
+                        "reference to '{}' in section {} which is not loaded",
+                        self.sym.name, tm_mod.obj.sections[sec as usize].name
+                    ),
+                    "only code, data and read-only data can be referenced".into(),
+                ))
+            }
+        })
+    }
+
+    /// The function of section `sec` of module `tm` this reference to
+    /// `off` denotes the start of, if any.
+    fn function_at(&self, tm: u32, sec: u32, off: u64, section_sym: bool) -> Option<u32> {
+        let tm_mod = &self.mods[tm as usize];
+        let lo = tm_mod.sec_func_at[sec as usize] as usize;
+        let hi = tm_mod.sec_func_at[sec as usize + 1] as usize;
+        let in_sec = &tm_mod.sec_funcs[lo..hi];
+        let base = tm_mod.fn_base;
+        let fn_at = |o: u64| in_sec.iter().find(|f| f.0 == o).map(|f| base + f.1);
+        let address_of = self.calc == Calc::Abs64 || self.r.r_type == R_GOTOFF64;
+        if !section_sym {
+            fn_at(off)
+        } else if self.got || address_of {
+            let add = if self.got { 0 } else { self.r.addend };
+            fn_at((off as i64).wrapping_add(add) as u64)
+        } else {
+            // PC-relative through a section symbol: the operand address is
+            // off + A + 4 + (immediate bytes, 0..4).
+            let lo = (off as i64).saturating_add(self.r.addend).saturating_add(4);
+            in_sec
+                .iter()
+                .filter(|f| (f.0 as i64) >= lo && (f.0 as i64) <= lo.saturating_add(4))
+                .min_by_key(|f| f.0)
+                .map(|f| base + f.1)
         }
-    };
-    Ok(Some((calc, s)))
+    }
+
+    /// `S` for a reference into code: a function's permanent address, the
+    /// code itself (same-module branches, tables, unwind records), or a
+    /// GOT entry for either.
+    fn in_code(&self, tm: u32, sec: u32, off: u64, section_sym: bool) -> S {
+        let (r, src, mi) = (self.r, self.src, self.mi);
+        let tm_mod = &self.mods[tm as usize];
+        let func = self.function_at(tm, sec, off, section_sym);
+        let area = S::Area { m: tm, sec, off };
+        let fn_at = || self.function_at(tm, sec, off, false);
+        let via_func = |f: Option<u32>| match f {
+            Some(f) => {
+                let fd = &tm_mod.funcs[(f - tm_mod.fn_base) as usize];
+                S::Func(f, off as i64 - fd.value as i64)
+            }
+            None => area,
+        };
+        if self.got {
+            S::Got(match func {
+                Some(f) => GotKey::Func(f),
+                None => GotKey::Area { m: tm, sec, off },
+            })
+        } else if src.kind == SecKind::EhFrame {
+            area
+        } else if r.r_type == R_PLTOFF64 {
+            // A call through the GOT base: same module direct, other
+            // modules through the trampoline.
+            if tm == mi {
+                area
+            } else {
+                via_func(func.or_else(fn_at))
+            }
+        } else if self.pc_rel() && src.kind != SecKind::Text {
+            // Relative tables (jump tables, LSDA) stay in the image.
+            area
+        } else if self.pc_rel() {
+            let branch =
+                r.r_type == R_PLT32 || x86::is_branch_displacement(src.data, r.offset as usize);
+            if branch && tm == mi {
+                area
+            } else if branch {
+                via_func(func.or_else(fn_at))
+            } else {
+                via_func(func)
+            }
+        } else {
+            via_func(func)
+        }
+    }
 }
 
 pub(crate) fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diagnostic>> {

@@ -1,6 +1,8 @@
 //! Pass 10 (with the writer): the manifest, with each module's link
 //! identity.
 
+use std::sync::Arc;
+
 use super::*;
 
 /// The identities of `m`'s gcc-numbered function statics (see
@@ -52,20 +54,68 @@ pub(crate) fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
     out
 }
 
-pub(crate) fn build_manifest(
-    mods: &[Mod<'_>],
-    root: u32,
-    reachable: &[bool],
-    lay: &AreaLayout,
-    hosts: &[Host<'_>],
-    libs: &[SharedLib],
-    applied: &Applied,
-) -> Manifest {
-    let mut man = Manifest::default();
+/// What the manifest is built from.
+pub(crate) struct ManifestInputs<'a, 'd> {
+    pub(crate) mods: &'a [Mod<'d>],
+    pub(crate) root: u32,
+    pub(crate) reachable: &'a [bool],
+    pub(crate) layout: &'a AreaLayout,
+    pub(crate) hosts: &'a [Host<'d>],
+    pub(crate) libs: &'a [SharedLib],
+    pub(crate) applied: &'a Applied,
+    /// Segment checksums and link identities the previous link computed
+    /// for modules whose applied bytes it lent (see `reuse.rs`).
+    pub(crate) carried: &'a [Carried],
+}
+
+/// The function and object entries being collected, module by module.
+struct Entries {
+    man: Manifest,
+    functions: Vec<Function>,
+    objects: Vec<Object>,
+    modules: Vec<Module>,
+}
+
+pub(crate) fn build_manifest(inp: &ManifestInputs<'_, '_>) -> Manifest {
+    let mods = inp.mods;
     let n_funcs: usize = mods.iter().map(|m| m.funcs.len()).sum();
     let n_objs: usize = mods.iter().map(|m| m.objs.len()).sum();
-    let name_bytes: usize = mods
-        .iter()
+    let mut e = Entries {
+        man: Manifest::default(),
+        functions: Vec::with_capacity(n_funcs),
+        objects: Vec::with_capacity(n_objs),
+        modules: Vec::with_capacity(mods.len()),
+    };
+    e.man.strings.reserve(name_bytes(mods, inp.hosts));
+    for (mi, m) in mods.iter().enumerate() {
+        let (functions, objects) = add_definitions(&mut e, inp, mi, m);
+        let md = module_entry(&mut e.man, inp, mi, m, functions, objects);
+        e.modules.push(md);
+    }
+    let mut man = assemble(e, inp);
+    let kept = (0..man.modules.len())
+        .map(|mi| inp.carried.get(mi).and_then(|c| c.identity.clone()))
+        .collect();
+    let links: Vec<(u64, Arc<[ModuleId]>)> = map_mixed(
+        kept,
+        |k| k.is_none(),
+        |mi, k| {
+            k.unwrap_or_else(|| {
+                let (hash, deps) = link_identity(&man, mi, inp.applied);
+                (hash, deps.into())
+            })
+        },
+    );
+    for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
+        md.link_hash = hash;
+        md.deps = deps;
+    }
+    man
+}
+
+/// Bytes of every name the manifest's string table will hold.
+fn name_bytes(mods: &[Mod<'_>], hosts: &[Host<'_>]) -> usize {
+    mods.iter()
         .map(|m| {
             m.funcs.iter().map(|f| f.name.len()).sum::<usize>()
                 + m.objs.iter().map(|o| o.name.len()).sum::<usize>()
@@ -74,98 +124,128 @@ pub(crate) fn build_manifest(
                 + m.obj.path.len()
         })
         .sum::<usize>()
-        + hosts.iter().map(|h| h.name.len()).sum::<usize>();
-    man.strings.reserve(name_bytes);
-    let mut functions = Vec::with_capacity(n_funcs);
-    let mut objects = Vec::with_capacity(n_objs);
-    let mut modules = Vec::with_capacity(mods.len());
-    for (mi, m) in mods.iter().enumerate() {
-        let fstart = functions.len() as u32;
-        let nim = crate::nim::is_nim_module(&m.obj.name);
-        let c_text = match nim {
-            true => crate::nim::c_source(&m.obj.path)
-                .and_then(|c| std::fs::read_to_string(c).ok())
-                .unwrap_or_default(),
-            false => String::new(),
-        };
-        let sigs = crate::nim::signatures(&c_text);
-        let none = Default::default();
-        let stable = |names: Vec<&str>, sigs| match nim {
-            true => crate::nim::stable_names(names, sigs),
-            false => Vec::new(),
-        };
-        let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
-        let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
-        for (fi, f) in m.funcs.iter().enumerate() {
-            // Relative to the module's segment.
-            let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value - m.bases.text;
-            let name = fnames.get(fi).and_then(Option::as_deref);
-            functions.push(Function {
-                name: man.intern(name.unwrap_or(f.name)),
-                module: ModuleId(mi as u32),
-                offset: off as u32,
-                size: f.size as u32,
-                global: f.global,
-            });
-        }
-        let ostart = objects.len() as u32;
-        let mut idents = static_identities(m);
-        for (oi, o) in m.objs.iter().enumerate() {
-            let gid = objects.len();
-            let mut id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
-            // A Nim global's identity drops Nim's counter (see `nim`).
-            if let (true, Some(Some(nim_key))) = (id.key.is_empty(), onames.get(oi)) {
-                id.key.clone_from(nim_key);
-            }
-            // Relative to the module's part of the init blob.
-            let init = o.sec.and_then(|s| {
-                let sec = &m.obj.sections[s as usize];
-                (!sec.nobits).then(|| m.sec_off[s as usize])
-            });
-            let ofix_base = applied.module_object_fixups[mi].start;
-            let gspan = applied.object_fixup_spans[gid];
-            objects.push(Object {
-                name: man.intern(o.name),
-                identity: man.intern(&id.key),
-                assumed: man.intern(&id.assumed),
-                module: ModuleId(mi as u32),
-                size: o.size,
-                align: o.align.min(u64::from(u32::MAX)) as u32,
-                init,
-                fixups: Span::new(gspan.start - ofix_base, gspan.end - ofix_base),
-                global: o.global,
-                tls: o.tls,
-            });
-        }
-        let mut md = Module::new(ModuleRecord {
-            name: man.intern(&m.obj.name),
-            source: man.intern(&m.obj.source),
-            object: man.intern(&m.obj.path),
-            mtime_ns: m.obj.mtime_ns,
-            content_hash: m.hash,
-            imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
-            fixups: applied.module_fixups[mi].len(),
-            ctors: applied.ctors[mi].clone().into(),
-            dtors: applied.dtors[mi].clone().into(),
-            on_reload: applied.on_reload[mi].clone().into(),
-            undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
-            checksum: hcr_image::segment_checksum(
-                &applied.area[lay.segs[mi].0 as usize..lay.segs[mi].1 as usize],
-            ),
-            text_size: m.sizes.text as u32,
-            rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
-            ..ModuleRecord::default()
+        + hosts.iter().map(|h| h.name.len()).sum::<usize>()
+}
+
+/// Adds module `mi`'s functions and objects; returns their spans.
+fn add_definitions(
+    e: &mut Entries,
+    inp: &ManifestInputs<'_, '_>,
+    mi: usize,
+    m: &Mod<'_>,
+) -> (Span, Span) {
+    let fstart = e.functions.len() as u32;
+    let nim = crate::nim::is_nim_module(&m.obj.name);
+    let c_text = match nim {
+        true => crate::nim::c_source(&m.obj.path)
+            .and_then(|c| std::fs::read_to_string(c).ok())
+            .unwrap_or_default(),
+        false => String::new(),
+    };
+    let sigs = crate::nim::signatures(&c_text);
+    let none = Default::default();
+    let stable = |names: Vec<&str>, sigs| match nim {
+        true => crate::nim::stable_names(names, sigs),
+        false => Vec::new(),
+    };
+    let fnames = stable(m.funcs.iter().map(|f| f.name).collect(), &sigs);
+    let onames = stable(m.objs.iter().map(|o| o.name).collect(), &none);
+    for (fi, f) in m.funcs.iter().enumerate() {
+        // Relative to the module's segment.
+        let off = sec_area_offset(m, f.sec as usize).unwrap_or(0) + f.value - m.bases.text;
+        let name = fnames.get(fi).and_then(Option::as_deref);
+        e.functions.push(Function {
+            name: e.man.intern(name.unwrap_or(f.name)),
+            module: ModuleId(mi as u32),
+            offset: off as u32,
+            size: f.size as u32,
+            global: f.global,
         });
-        md.reachable = reachable[mi];
-        md.functions = Span::new(fstart, functions.len() as u32);
-        md.objects = Span::new(ostart, objects.len() as u32);
-        md.init = (m.bases.init, m.sizes.init);
-        md.seg = Span::new(lay.segs[mi].0 as u32, lay.segs[mi].1 as u32);
-        md.text = Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32);
-        md.eh_frame = Span::new(m.bases.eh as u32, lay.segs[mi].1 as u32);
-        modules.push(md);
     }
-    let mut listed = vec![false; hosts.len()];
+    let ostart = e.objects.len() as u32;
+    let mut idents = static_identities(m);
+    for (oi, o) in m.objs.iter().enumerate() {
+        let gid = e.objects.len();
+        let mut id = idents.get_mut(oi).map(std::mem::take).unwrap_or_default();
+        // A Nim global's identity drops Nim's counter (see `nim`).
+        if let (true, Some(Some(nim_key))) = (id.key.is_empty(), onames.get(oi)) {
+            id.key.clone_from(nim_key);
+        }
+        // Relative to the module's part of the init blob.
+        let init = o.sec.and_then(|s| {
+            let sec = &m.obj.sections[s as usize];
+            (!sec.nobits).then(|| m.sec_off[s as usize])
+        });
+        let ofix_base = inp.applied.module_object_fixups[mi].start;
+        let gspan = inp.applied.object_fixup_spans[gid];
+        e.objects.push(Object {
+            name: e.man.intern(o.name),
+            identity: e.man.intern(&id.key),
+            assumed: e.man.intern(&id.assumed),
+            module: ModuleId(mi as u32),
+            size: o.size,
+            align: o.align.min(u64::from(u32::MAX)) as u32,
+            init,
+            fixups: Span::new(gspan.start - ofix_base, gspan.end - ofix_base),
+            global: o.global,
+            tls: o.tls,
+        });
+    }
+    (
+        Span::new(fstart, e.functions.len() as u32),
+        Span::new(ostart, e.objects.len() as u32),
+    )
+}
+
+/// Module `mi`'s entry (its link identity is filled in later).
+fn module_entry(
+    man: &mut Manifest,
+    inp: &ManifestInputs<'_, '_>,
+    mi: usize,
+    m: &Mod<'_>,
+    functions: Span,
+    objects: Span,
+) -> Module {
+    let (applied, seg) = (inp.applied, inp.layout.segs[mi]);
+    let checksum = inp.carried.get(mi).and_then(|c| c.checksum);
+    let mut md = Module::new(ModuleRecord {
+        name: man.intern(&m.obj.name),
+        source: man.intern(&m.obj.source),
+        object: man.intern(&m.obj.path),
+        mtime_ns: m.obj.mtime_ns,
+        content_hash: m.hash,
+        imports: m.imports.iter().map(|&i| ModuleId(i)).collect(),
+        fixups: applied.module_fixups[mi].len(),
+        ctors: applied.ctors[mi].clone().into(),
+        dtors: applied.dtors[mi].clone().into(),
+        on_reload: applied.on_reload[mi].clone().into(),
+        undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
+        checksum: checksum.unwrap_or_else(|| {
+            hcr_image::segment_checksum(&applied.area[seg.0 as usize..seg.1 as usize])
+        }),
+        text_size: m.sizes.text as u32,
+        rodata_size: (m.sizes.rodata + m.sizes.eh) as u32,
+        ..ModuleRecord::default()
+    });
+    md.reachable = inp.reachable[mi];
+    md.functions = functions;
+    md.objects = objects;
+    md.init = (m.bases.init, m.sizes.init);
+    md.seg = Span::new(seg.0 as u32, seg.1 as u32);
+    md.text = Span::new(m.bases.text as u32, (m.bases.text + m.sizes.text) as u32);
+    md.eh_frame = Span::new(m.bases.eh as u32, seg.1 as u32);
+    md
+}
+
+/// The manifest from its entries: host symbols, libraries, statistics.
+fn assemble(e: Entries, inp: &ManifestInputs<'_, '_>) -> Manifest {
+    let Entries {
+        mut man,
+        functions,
+        objects,
+        modules,
+    } = e;
+    let mut listed = vec![false; inp.hosts.len()];
     for md in &modules {
         for h in md.undefined.iter() {
             if let Some(l) = listed.get_mut(h.0 as usize) {
@@ -173,7 +253,8 @@ pub(crate) fn build_manifest(
             }
         }
     }
-    let hosts = hosts
+    let hosts = inp
+        .hosts
         .iter()
         .zip(listed)
         .map(|(h, listed)| HostSymbol {
@@ -182,7 +263,8 @@ pub(crate) fn build_manifest(
             listed,
         })
         .collect();
-    let libraries = libs
+    let libraries = inp
+        .libs
         .iter()
         .map(|l| Library {
             request: man.intern(&l.request),
@@ -195,32 +277,24 @@ pub(crate) fn build_manifest(
         .map(|md| md.functions.len() as usize)
         .collect();
     let obj_lens: Vec<usize> = modules.iter().map(|md| md.objects.len() as usize).collect();
-    let mut man = Manifest {
+    let mods = inp.mods;
+    Manifest {
         strings: man.strings,
         module_strings: Default::default(),
-        root: ModuleId(root),
-        layout: lay.layout.clone(),
+        root: ModuleId(inp.root),
+        layout: inp.layout.layout.clone(),
         modules,
         functions: hcr_image::Chunked::from_vec(functions, fn_lens),
         objects: hcr_image::Chunked::from_vec(objects, obj_lens),
         hosts,
         libraries,
         stats: PlanStats {
-            relocations: applied.relocations,
-            applied_at_link: applied.at_link,
+            relocations: inp.applied.relocations,
+            applied_at_link: inp.applied.at_link,
             got_entries: mods.iter().map(|m| m.got.len() as u32).sum(),
             plt_stubs: mods.iter().map(|m| m.plt.len() as u32).sum(),
         },
-    };
-    let links: Vec<(u64, Vec<ModuleId>)> = (0..man.modules.len())
-        .into_par_iter()
-        .map(|mi| link_identity(&man, mi, applied))
-        .collect();
-    for (md, (hash, deps)) in man.modules.iter_mut().zip(links) {
-        md.link_hash = hash;
-        md.deps = deps.into();
     }
-    man
 }
 
 /// A module's [`Module::link_hash`] and [`Module::deps`]: its content and

@@ -24,11 +24,29 @@ mod load;
 mod manifest;
 pub(crate) mod model;
 mod resolve;
+mod reuse;
 mod symbols;
 mod tls;
 
 pub(crate) use self::model::*;
+pub(crate) use self::reuse::parse_inputs;
+pub(crate) use self::reuse::Previous;
+pub use self::reuse::ReuseStats;
+use self::reuse::{keep, Carried, Leftovers, Plan};
 use self::{apply::*, classify::*, layout::*, load::*, manifest::*, resolve::*, symbols::*};
+
+/// What an [`crate::InputCache`] lends a link: the inputs it already
+/// parsed (`parsed[i]` for input `i`) and the previous link's state.
+pub(crate) struct Reuse<'d> {
+    pub(crate) parsed: &'d [Option<std::sync::Arc<crate::parsed::Parsed>>],
+    pub(crate) prev: Option<Previous>,
+}
+
+/// A link's output, and with a cache, the state the next link starts from.
+pub(crate) struct Linked {
+    pub(crate) out: LinkOutput,
+    pub(crate) next: Option<Previous>,
+}
 
 pub(crate) fn link(
     config: &LinkConfig,
@@ -36,24 +54,144 @@ pub(crate) fn link(
     libs: &[SharedLib],
     sink: &mut dyn crate::input::Sink,
     timer: &mut Timer,
-) -> Result<LinkOutput, LinkError> {
+    reuse: Option<Reuse<'_>>,
+) -> Result<Linked, LinkError> {
+    let caching = reuse.is_some();
+    let parsed = reuse.as_ref().map_or(&[][..], |r| r.parsed);
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.
-    let (mut mods, mut diags) = load_modules(inputs)?;
-
+    let (mut mods, mut diags) = load_modules(inputs, parsed)?;
     timer.lap("parse");
     // 2. COMDAT: the first module with a group keeps it; later copies are
     //    discarded (inline functions, template instances).
     dedup_comdats(&mut mods);
-
     timer.lap("comdat");
     // 3. Functions and writable objects get their ids, module by module.
     collect_definitions(&mut mods, &mut diags);
-
     timer.lap("definitions");
-    // 4. Global symbols: one definition per name; duplicates are errors.
-    let globals = build_global_table(&mods, &mut diags);
-    // Problems so far do not stop the scan below: one run reports them all.
+    // 4–6. Global symbols, host symbols, every module's symbols resolved.
+    let (root, mut hosts) = resolve_all(config, &mut mods, &mut diags, timer)?;
+    let reachable = reachability(&mods, root);
+    let mut warnings = Vec::new();
+    if let Some(w) = root_without_main(&mods, root) {
+        warnings.push(w);
+    }
+    // What the previous link (if any) may lend: decided once every symbol
+    // is resolved (see `reuse.rs`).
+    let mut prev = reuse.and_then(|r| r.prev).filter(|p| p.is_for(config));
+    let mut memo = prev.as_mut().map(Previous::take_memo).unwrap_or_default();
+    // Host symbols that no library defines: warned about (all at once), not
+    // refused, since a host program embedding the runtime may define them.
+    warnings.extend(unresolved_host_warnings(
+        &mods, &reachable, &hosts, &mut memo, libs,
+    ));
+    let mut plan = prev.map(|p| Plan::new(p, &mods));
+    timer.lap("resolve + import tree");
+    // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
+    //    and every unsupported relocation (all reported).
+    scan_all(&mut mods, &mut diags, plan.as_mut());
+    if !diags.is_empty() {
+        return Err(LinkError::Inputs(diags));
+    }
+    tls::add_resolver_host(&mut mods, &mut hosts);
+    timer.lap("scan relocations");
+    // 8. Layout: fixed before any byte is written.
+    mods.par_iter_mut().for_each(layout_module);
+    let layout = layout_area(&mut mods)?;
+    if let Some(p) = plan.as_mut() {
+        p.decide_apply(&mods);
+    }
+    timer.lap("layout");
+    // 9. Copy sections into the area and init blob, applying relocations
+    //    whose value is known now; the rest become the load plan's fixups.
+    let (applied, per_module) = apply_all(&mods, &layout, plan.as_mut())?;
+    timer.lap("copy + relocate");
+    // 10. The ELF file, and the manifest (built while the modules render).
+    let carried = plan.as_ref().map(|p| p.carried(&hosts)).unwrap_or_default();
+    let make_manifest = || {
+        build_manifest(&ManifestInputs {
+            mods: &mods,
+            root,
+            reachable: &reachable,
+            layout: &layout,
+            hosts: &hosts,
+            libs,
+            applied: &applied,
+            carried: &carried,
+        })
+    };
+    // Debug sections, relocated as far as the link can (tool-only).
+    let debug = crate::debug::build(&mods);
+    timer.lap("debug sections");
+    let kept = plan
+        .as_mut()
+        .map(|p| p.take_tables(&mods))
+        .unwrap_or_default();
+    let image = crate::write::Image {
+        mods: &mods,
+        make_manifest: &make_manifest,
+        applied: &applied,
+        debug: &debug,
+        kept,
+    };
+    let written =
+        crate::write::write_image(image, sink, timer, config.skip_free).map_err(|source| {
+            LinkError::Write {
+                path: "image".into(),
+                source,
+            }
+        })?;
+    let (size, manifest) = (written.size, written.manifest);
+    let out = LinkOutput {
+        modules: mods.len(),
+        stats: manifest.stats,
+        size,
+        bytes: Vec::new(),
+        warnings,
+        reused: ReuseStats {
+            rendered: written.tables_reused,
+            ..plan.as_ref().map(|p| p.stats(&mods)).unwrap_or_default()
+        },
+    };
+    if config.skip_free {
+        std::mem::forget((mods, manifest, applied, debug));
+        return Ok(Linked { out, next: None });
+    }
+    let next = caching.then(|| {
+        let Applied { area, init, .. } = applied;
+        keep(
+            &mut mods,
+            Leftovers {
+                config,
+                memo,
+                reused: plan.as_ref().map_or(&[][..], |p| &p.apply[..]),
+                hosts: &hosts,
+                applied: per_module,
+                tables: written.tables,
+                area,
+                init,
+                manifest: &manifest,
+            },
+        )
+    });
+    timer.lap("keep for the next link");
+    drop((mods, manifest, debug, hosts, reachable, layout, carried));
+    timer.lap("free");
+    Ok(Linked { out, next })
+}
+
+/// Passes 4–6: the global symbol table, the host symbols (what no module
+/// defines), and every module's symbols resolved, imports with them.
+/// Returns the root module's index and the host symbols.
+fn resolve_all<'d>(
+    config: &LinkConfig,
+    mods: &mut [Mod<'d>],
+    diags: &mut Vec<Diagnostic>,
+    timer: &mut Timer,
+) -> Result<(u32, Vec<Host<'d>>), LinkError> {
+    // One definition per name; duplicates are errors. Problems so far do
+    // not stop the passes below: one run reports them all.
+    let globals = build_global_table(mods, diags);
     let root = match &config.root {
         Some(r) => mods
             .iter()
@@ -61,25 +199,23 @@ pub(crate) fn link(
             .ok_or_else(|| LinkError::UnknownRoot(r.clone()))? as u32,
         None => 0,
     };
-
     timer.lap("global symbols");
-    // 5. Host symbols: what no module defines is left to the host.
-    let hosts = collect_hosts(&mods, &globals);
+    let hosts = collect_hosts(mods, &globals);
     let host_index: HashMap<&str, u32> = hosts
         .iter()
         .enumerate()
         .map(|(i, h)| (h.name, i as u32))
         .collect();
-
     timer.lap("host symbols");
-    // 6. Resolve every symbol of every module; imports follow.
     let resolved: Vec<Resolved> = mods
         .par_iter()
         .enumerate()
-        .map(|(mi, m)| resolve_module(mi as u32, m, &mods, &globals, &host_index))
+        .map(|(mi, m)| resolve_module(mi as u32, m, mods, &globals, &host_index))
         .collect();
     if config.skip_free {
         std::mem::forget((globals, host_index));
+    } else {
+        drop((globals, host_index));
     }
     for (m, r) in mods.iter_mut().zip(resolved) {
         m.tgt = r.tgt;
@@ -88,23 +224,23 @@ pub(crate) fn link(
         m.own_def = r.own_def;
         m.global_def = r.global_def;
     }
-    let reachable = reachability(&mods, root);
-    let mut warnings = Vec::new();
-    if let Some(w) = root_without_main(&mods, root) {
-        warnings.push(w);
-    }
-    // Host symbols that no library defines: warned about (all at once), not
-    // refused, since a host program embedding the runtime may define them.
-    warnings.extend(unresolved_host_warnings(&mods, &reachable, &hosts, libs));
+    Ok((root, hosts))
+}
 
-    timer.lap("resolve + import tree");
-    // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
-    //    and every unsupported relocation (all reported).
-    let scans: Vec<Result<ScanOut, Vec<Diagnostic>>> = mods
-        .par_iter()
-        .enumerate()
-        .map(|(mi, _)| scan_module(mi as u32, &mods))
+/// Pass 7 for every module (the previous scan where `plan` lends it);
+/// problems go to `diags`.
+fn scan_all(mods: &mut [Mod<'_>], diags: &mut Vec<Diagnostic>, mut plan: Option<&mut Plan>) {
+    let kept: Vec<Option<ScanOut>> = (0..mods.len())
+        .map(|mi| plan.as_deref_mut().and_then(|p| p.take_scan(mi)))
         .collect();
+    let scans: Vec<Result<ScanOut, Vec<Diagnostic>>> = map_mixed(
+        kept,
+        |k| k.is_none(),
+        |mi, k| match k {
+            Some(s) => Ok(s),
+            None => scan_module(mi as u32, mods),
+        },
+    );
     for (m, s) in mods.iter_mut().zip(scans) {
         match s {
             Ok(s) => {
@@ -117,50 +253,4 @@ pub(crate) fn link(
             Err(d) => diags.extend(d),
         }
     }
-    if !diags.is_empty() {
-        return Err(LinkError::Inputs(diags));
-    }
-    let mut hosts = hosts;
-    tls::add_resolver_host(&mut mods, &mut hosts);
-
-    timer.lap("scan relocations");
-    // 8. Layout: fixed before any byte is written.
-    mods.par_iter_mut().for_each(layout_module);
-    let layout = layout_area(&mut mods)?;
-
-    timer.lap("layout");
-    // 9. Copy sections into the area and init blob, applying relocations
-    //    whose value is known now; the rest become the load plan's fixups.
-    let applied = apply_all(&mods, &layout)?;
-
-    timer.lap("copy + relocate");
-    // 10. The ELF file, and the manifest (built while the modules render).
-    let make_manifest = || build_manifest(&mods, root, &reachable, &layout, &hosts, libs, &applied);
-    // Debug sections, relocated as far as the link can (tool-only).
-    let debug = crate::debug::build(&mods);
-    timer.lap("debug sections");
-    let (size, manifest) = crate::write::write_image(
-        &mods,
-        &make_manifest,
-        &applied,
-        &debug,
-        sink,
-        timer,
-        config.skip_free,
-    )
-    .map_err(|source| LinkError::Write {
-        path: "image".into(),
-        source,
-    })?;
-    let out = LinkOutput {
-        modules: mods.len(),
-        stats: manifest.stats,
-        size,
-        bytes: Vec::new(),
-        warnings,
-    };
-    if config.skip_free {
-        std::mem::forget((mods, manifest, applied, debug));
-    }
-    Ok(out)
 }

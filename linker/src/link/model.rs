@@ -26,6 +26,9 @@ pub(crate) struct ObjDef<'d> {
 pub(crate) struct Mod<'d> {
     pub obj: ObjFile<'d>,
     pub hash: u64,
+    /// The kept parse this module was cloned from (input files linked
+    /// through an `InputCache`; see `reuse.rs`).
+    pub(crate) parsed: Option<&'d std::sync::Arc<crate::parsed::Parsed>>,
     pub(crate) fn_base: u32,
     pub(crate) funcs: Vec<FnDef<'d>>,
     /// Functions by section, `(offset, index in funcs)`: those of section
@@ -126,7 +129,7 @@ pub(crate) enum DebugPlace {
 }
 
 /// Sizes (before layout) or bases (after) of a module's four regions.
-#[derive(Clone, Copy, Default, Debug)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub(crate) struct RegionSizes {
     pub text: u64,
     pub rodata: u64,
@@ -283,6 +286,32 @@ pub(crate) fn sec_area_offset(m: &Mod<'_>, sec: usize) -> Option<u64> {
         SecKind::EhFrame => m.bases.eh + m.sec_off[sec],
         _ => return None,
     })
+}
+
+/// Maps `items` in order: those `heavy` picks in parallel, the rest on this
+/// thread. (A relink takes most per-module work over from the previous
+/// link; a parallel pass over work that is mostly a move costs more in
+/// thread wake-ups than it saves.)
+pub(crate) fn map_mixed<T: Send, R: Send>(
+    items: Vec<T>,
+    heavy: impl Fn(&T) -> bool,
+    f: impl Fn(usize, T) -> R + Sync,
+) -> Vec<R> {
+    let mut out: Vec<Option<R>> = Vec::with_capacity(items.len());
+    let mut todo = Vec::new();
+    for (i, t) in items.into_iter().enumerate() {
+        if heavy(&t) {
+            out.push(None);
+            todo.push((i, t));
+        } else {
+            out.push(Some(f(i, t)));
+        }
+    }
+    let done: Vec<(usize, R)> = todo.into_par_iter().map(|(i, t)| (i, f(i, t))).collect();
+    for (i, r) in done {
+        out[i] = Some(r);
+    }
+    out.into_iter().flatten().collect()
 }
 
 pub(crate) fn align_up(x: u64, a: u64) -> u64 {

@@ -46,7 +46,7 @@ pub(crate) type Definitions<'d> = (
 pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)> {
     let mut owners: HashMap<&str, (usize, u64, u64)> = HashMap::default();
     for (mi, m) in mods.iter().enumerate() {
-        for s in &m.obj.symbols {
+        for s in m.obj.symbols.iter() {
             if s.shndx == Shndx::Common && s.is_global() {
                 let e = owners.entry(s.name).or_insert((mi, s.size, s.value.max(1)));
                 if s.size > e.1 {
@@ -63,7 +63,7 @@ pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize,
         return owners;
     }
     for m in mods {
-        for s in &m.obj.symbols {
+        for s in m.obj.symbols.iter() {
             if s.is_global()
                 && matches!(s.shndx, Shndx::Sec(_) | Shndx::Abs)
                 && owners.contains_key(s.name)
@@ -298,7 +298,7 @@ pub(crate) fn collect_hosts<'d>(
     let mut hosts: Vec<Host<'d>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::default();
     for m in mods {
-        for s in &m.obj.symbols {
+        for s in m.obj.symbols.iter() {
             let undefined_here = s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s);
             if !s.is_global()
                 || !undefined_here
@@ -348,12 +348,35 @@ pub(crate) fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
     ))
 }
 
+/// Which of the wanted host symbols no library defines, as the last link
+/// found when it asked about the same names (`hcr watch` does not read
+/// the libraries again at each relink; a library replaced while it runs
+/// changes a warning at most, never the image).
+#[derive(Default)]
+pub(crate) struct LibraryMemo {
+    names: Vec<String>,
+    missing: Vec<bool>,
+}
+
+impl LibraryMemo {
+    fn undefined(&mut self, names: &[&str], libs: &[SharedLib]) -> Vec<bool> {
+        let same =
+            self.names.len() == names.len() && self.names.iter().zip(names).all(|(a, b)| a == b);
+        if !same {
+            self.missing = crate::libs::undefined_in_libraries(names, libs);
+            self.names = names.iter().map(|n| n.to_string()).collect();
+        }
+        self.missing.clone()
+    }
+}
+
 /// One warning per module naming every host symbol it wants that no
 /// library defines (the default libraries and `-l` ones), nor the runtime.
 pub(crate) fn unresolved_host_warnings(
     mods: &[Mod<'_>],
     reachable: &[bool],
     hosts: &[Host<'_>],
+    memo: &mut LibraryMemo,
     libs: &[SharedLib],
 ) -> Vec<String> {
     let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
@@ -378,7 +401,7 @@ pub(crate) fn unresolved_host_warnings(
     if names.is_empty() {
         return Vec::new();
     }
-    let undefined = crate::libs::undefined_in_libraries(&names, libs);
+    let undefined = memo.undefined(&names, libs);
     let mut missing = vec![false; hosts.len()];
     let mut k = 0;
     for (i, w) in want.iter().enumerate() {

@@ -59,6 +59,23 @@ enum What {
         #[arg(long, default_value_t = 50)]
         functions: usize,
     },
+    /// Relink after one module's object changed, in process (what
+    /// `hcr watch` does): a full link, a link with the inputs kept mapped,
+    /// and the incremental relink, on the same inputs in the same rounds.
+    Relink {
+        #[arg(long, default_value_t = 100)]
+        modules: usize,
+        #[arg(long, default_value_t = 10)]
+        functions: usize,
+        #[arg(long, default_value_t = 4)]
+        globals: usize,
+        /// What changes in the edited module: `constant` (a returned
+        /// constant: the code keeps its size), `grow` (a function's code
+        /// grows: every later segment moves), `add-function` (one more
+        /// exported function: every later function id shifts).
+        #[arg(long, default_value = "constant")]
+        change: String,
+    },
     /// Reload with one module changed.
     Reload {
         #[arg(long, default_value_t = 200)]
@@ -230,6 +247,127 @@ fn bench_link(
     println!("| hcr-link (process) | {} | 1.00× |", ms(hcr));
     println!("| ld.gold -r | {} | {} |", ms(gold), ratio(gold, hcr));
     println!("| ld -r (bfd) | {} | {} |", ms(bfd), ratio(bfd, hcr));
+    Ok(())
+}
+
+/// `hcr-bench relink`: the watch benchmark's project (`main` and
+/// `modules - 1` generated modules, `-O1` as `hcr watch` builds), one
+/// module's object replaced by another variant each round (as a compiler
+/// writes it: a new file renamed into place), then linked three ways in the
+/// same round: a full link (`hcr_linker::link`), a link that only keeps the
+/// inputs mapped (`InputCache::inputs_only`, `hcr watch` before the
+/// incremental relink), and the incremental relink (`link_cached`), in a
+/// process with hcr watch's allocator settings. The incremental image is
+/// compared with the full one byte for byte.
+fn bench_relink(cli: &Cli, all: Shape, change: &str) -> anyhow::Result<()> {
+    let Shape {
+        modules,
+        functions,
+        globals,
+    } = all;
+    if modules < 2 || functions == 0 {
+        bail!("--modules must be at least 2, --functions at least 1");
+    }
+    let shape = Shape {
+        modules: modules - 1,
+        ..all
+    };
+    let dir = cli
+        .dir
+        .join(format!("relink-{modules}x{functions}x{globals}"));
+    eprintln!(
+        "hcr-bench: generating and compiling {modules} modules in {} (cached between runs)",
+        dir.display()
+    );
+    let objs = gen::generate(&dir, shape, "-O1")?;
+    let edited = shape.modules / 2;
+    let name = format!("m{edited}");
+    let base = gen::module_source(shape, edited, 1);
+    let changed = match change {
+        "constant" => gen::module_source(shape, edited, 2),
+        "grow" => base.replace(
+            "    default: return 1;",
+            "    default: { int k = x; for (int i = 0; i < x; i++) k = (k * 31) ^ (k >> 3) ^ i; return k & 1; }",
+        ),
+        "add-function" => format!("{base}int {name}_added(int x) {{ return x * 3 + 1; }}\n"),
+        other => bail!("--change {other}: expected constant, grow or add-function"),
+    };
+    let variants = [base, changed]
+        .iter()
+        .enumerate()
+        .map(|(v, src)| {
+            gen::compile(
+                &dir_ok(&dir.join(format!("{change}-{v}")))?,
+                &name,
+                src,
+                "-O1",
+            )
+        })
+        .collect::<anyhow::Result<Vec<PathBuf>>>()?;
+    let target = objs[edited + 1].clone();
+    let put = |v: &Path| -> anyhow::Result<()> {
+        let tmp = target.with_extension("o.tmp");
+        std::fs::copy(v, &tmp)?;
+        std::fs::rename(&tmp, &target)?;
+        Ok(())
+    };
+    // hcr watch's allocator settings (for all three links alike).
+    hcr_tools::watch::keep_freed_memory();
+    let cfg = hcr_linker::LinkConfig::default();
+    let (full_out, mapped_out, incr_out) = (
+        dir.join("full.hcr"),
+        dir.join("mapped.hcr"),
+        dir.join("incr.hcr"),
+    );
+    let mut mapped_cache = hcr_linker::InputCache::inputs_only();
+    let mut incr_cache = hcr_linker::InputCache::default();
+    // The first link of each fills its cache.
+    hcr_linker::link_cached(&cfg, &objs, &mapped_out, &mut mapped_cache)?;
+    hcr_linker::link_cached(&cfg, &objs, &incr_out, &mut incr_cache)?;
+    let (mut full, mut mapped, mut incr) = (Vec::new(), Vec::new(), Vec::new());
+    let mut reused = hcr_linker::ReuseStats::default();
+    let rounds = cli.runs.max(21);
+    for round in 0..rounds {
+        put(&variants[round % 2])?;
+        let t = Instant::now();
+        hcr_linker::link(&cfg, &objs, &full_out)?;
+        full.push(t.elapsed());
+        let t = Instant::now();
+        hcr_linker::link_cached(&cfg, &objs, &mapped_out, &mut mapped_cache)?;
+        mapped.push(t.elapsed());
+        let t = Instant::now();
+        let out = hcr_linker::link_cached(&cfg, &objs, &incr_out, &mut incr_cache)?;
+        incr.push(t.elapsed());
+        reused = out.reused;
+        let (a, b) = (std::fs::read(&full_out)?, std::fs::read(&incr_out)?);
+        if a != b {
+            bail!("round {round}: the incremental image differs from the full link's");
+        }
+    }
+    let (full, mapped, incr) = (median(full), median(mapped), median(incr));
+    println!(
+        "## relink: {modules} modules × {functions} functions + {globals} globals, one module's object changed ({change}; {rounds} rounds, in process)"
+    );
+    println!("| link | median | ratio to the incremental relink |");
+    println!("|---|---|---|");
+    println!(
+        "| full link (`link`: maps every input) | {} | {} |",
+        ms(full),
+        ratio(full, incr)
+    );
+    println!(
+        "| inputs kept mapped, everything else redone (`InputCache::inputs_only`) | {} | {} |",
+        ms(mapped),
+        ratio(mapped, incr)
+    );
+    println!(
+        "| incremental relink (`link_cached`) | {} | 1.00× |",
+        ms(incr)
+    );
+    println!(
+        "images byte-identical to the full link's in every round: yes; reused in the last round: {} parsed objects, {} relocation scans, {} applied segments, {} symbol tables of {modules} modules",
+        reused.parsed, reused.scanned, reused.applied, reused.rendered
+    );
     Ok(())
 }
 
@@ -1216,6 +1354,20 @@ fn main() -> ExitCode {
             functions,
             globals,
         } => bench_reload(&cli, modules, functions, globals),
+        What::Relink {
+            modules,
+            functions,
+            globals,
+            ref change,
+        } => bench_relink(
+            &cli,
+            Shape {
+                modules,
+                functions,
+                globals,
+            },
+            change,
+        ),
         What::Calls { iterations } => bench_calls(&cli, iterations),
         What::Tls { iterations } => bench_tls(&cli, iterations),
         What::Changed => bench_changed(&cli),

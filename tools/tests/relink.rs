@@ -1,0 +1,277 @@
+//! The incremental relink (`hcr_linker::link_cached`, what `hcr watch`
+//! runs): after one module's object changes, the image is byte for byte
+//! the image a full link of the same inputs writes, whatever the change
+//! (code of the same size, code that grows, functions added and removed,
+//! exported data that others read, a new library call, a constructor), and
+//! modules that did not change are in fact taken over from the previous
+//! link.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use hcr_linker::{link_bytes, link_cached, InputCache, LinkConfig, ReuseStats};
+
+/// Leaf modules nobody else's change touches: their work is reused.
+const LEAVES: usize = 6;
+
+/// Modules with COMMON symbols.
+const COMMONS: usize = 2;
+
+fn leaf(i: usize) -> String {
+    format!(
+        "static int calls;\n\
+         int leaf{i}_get(int x) {{ calls++; return x * {m} + calls; }}\n\
+         int leaf{i}_twice(int x) {{ return leaf{i}_get(x) + leaf{i}_get(x + 1); }}\n",
+        m = i + 2
+    )
+}
+
+const MAIN: &str = r#"
+#include <stdio.h>
+int util_sum(int n);
+int util_calls(void);
+extern const int table_primes[];
+extern int table_len;
+extern int ctor_ready;
+int tls_bump(void);
+int leaf0_twice(int), leaf5_get(int);
+int main(void) {
+  int t = 0;
+  for (int i = 0; i < table_len; i++) t += table_primes[i];
+  int sum = util_sum(4);
+  int calls = util_calls();
+  tls_bump();
+  int tls = tls_bump();
+  int leaves = leaf0_twice(1) + leaf5_get(2);
+  printf("sum=%d calls=%d primes=%d ready=%d tls=%d leaves=%d\n", sum, calls, t, ctor_ready, tls, leaves);
+  return 0;
+}
+"#;
+
+const UTIL: &str = r#"
+static int counter;
+int util_add(int a, int b) { counter++; return a + b; }
+int util_sum(int n) { int s = 0; for (int i = 1; i <= n; i++) s = util_add(s, i); return s; }
+int util_calls(void) { return counter; }
+"#;
+
+const TABLE: &str = r#"
+const int table_primes[] = {2, 3, 5, 7};
+int table_len = 4;
+"#;
+
+const CTOR: &str = r#"
+int ctor_ready;
+__attribute__((constructor)) static void ready(void) { ctor_ready = 7; }
+"#;
+
+const TLS: &str = r#"
+__thread int tls_count;
+int tls_bump(void) { return ++tls_count; }
+"#;
+
+const COMMON_A: &str = "int shared_count;\nint common_a_bump(void) { return ++shared_count; }\n";
+const COMMON_B: &str = "int shared_count;\nint common_b_get(void) { return shared_count; }\n";
+
+struct Project {
+    dir: PathBuf,
+    objects: Vec<PathBuf>,
+}
+
+impl Project {
+    fn new(dir: &Path) -> Project {
+        let mut p = Project {
+            dir: dir.to_path_buf(),
+            objects: Vec::new(),
+        };
+        let mut sources: Vec<(String, String)> = vec![
+            ("main".into(), MAIN.into()),
+            ("util".into(), UTIL.into()),
+            ("table".into(), TABLE.into()),
+            ("ctor".into(), CTOR.into()),
+            ("tls".into(), TLS.into()),
+            ("common_a".into(), COMMON_A.into()),
+            ("common_b".into(), COMMON_B.into()),
+        ];
+        sources.extend((0..LEAVES).map(|i| (format!("leaf{i}"), leaf(i))));
+        for (name, code) in &sources {
+            let obj = p.dir.join(format!("{name}.o"));
+            p.build(name, code);
+            p.objects.push(obj);
+        }
+        p
+    }
+
+    /// Compiles `name.c` as a compiler driven by a build tool does: into a
+    /// new file renamed over the object. (`common_*` modules with
+    /// `-fcommon`: their uninitialised globals are COMMON symbols.)
+    fn build(&self, name: &str, code: &str) {
+        let src = self.dir.join(format!("{name}.c"));
+        std::fs::write(&src, code).expect("write source");
+        let tmp = self.dir.join(format!("{name}.o.tmp"));
+        let extra: &[&str] = if name.starts_with("common_") {
+            &["-fcommon"]
+        } else {
+            &[]
+        };
+        support::compile(&src, &tmp, "-O1", extra);
+        std::fs::rename(&tmp, self.dir.join(format!("{name}.o"))).expect("rename object");
+    }
+}
+
+/// Relinks incrementally and fully; asserts the bytes are the same and
+/// returns what the incremental link reused.
+fn relink(p: &Project, cache: &mut InputCache, step: &str) -> (Vec<u8>, ReuseStats) {
+    let cfg = LinkConfig::default();
+    let out = p.dir.join("incremental.hcr");
+    let incr = link_cached(&cfg, &p.objects, &out, cache)
+        .unwrap_or_else(|e| panic!("{step}: incremental link failed: {e}"));
+    let bytes = std::fs::read(&out).expect("read the image");
+    let full =
+        link_bytes(&cfg, &p.objects).unwrap_or_else(|e| panic!("{step}: full link failed: {e}"));
+    assert_eq!(bytes.len(), full.bytes.len(), "{step}: image sizes differ");
+    if let Some(at) = bytes.iter().zip(&full.bytes).position(|(a, b)| a != b) {
+        panic!("{step}: the incremental image differs from the full link's at byte {at:#x}");
+    }
+    (bytes, incr.reused)
+}
+
+fn run_output(p: &Project, image: &[u8]) -> String {
+    let path = p.dir.join("run.hcr");
+    support::install(&path, image);
+    let o = support::run(&path);
+    assert!(
+        o.status.success(),
+        "hcr run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn incremental_relink_is_byte_identical_to_a_full_link() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Project::new(t.path());
+    let n = p.objects.len();
+    let mut cache = InputCache::default();
+    let (first, _) = relink(&p, &mut cache, "first link");
+    assert_eq!(
+        run_output(&p, &first),
+        "sum=10 calls=4 primes=17 ready=7 tls=2 leaves=24\n"
+    );
+
+    // Nothing changed: everything is taken over, but for what refers to
+    // COMMON storage (whose owner may change while its id does not).
+    let (same, r) = relink(&p, &mut cache, "nothing changed");
+    assert!(same == first, "nothing changed, yet the image did");
+    assert_eq!((r.parsed, r.scanned), (n, n - COMMONS), "{r:?}");
+    // `main` reads `table`'s data by its place in the area: its applied
+    // bytes are always redone.
+    assert_eq!(r.applied, n - 1 - COMMONS, "{r:?}");
+    assert_eq!(r.rendered, n, "{r:?}");
+
+    // A body change of the same size in a module others call.
+    p.build(
+        "util",
+        &UTIL.replace("return counter;", "return counter + 1;"),
+    );
+    let (_, r) = relink(&p, &mut cache, "same-size change");
+    assert!(r.applied >= LEAVES, "leaves not reused: {r:?}");
+    assert!(r.scanned >= n - 2 - COMMONS, "{r:?}");
+
+    // Code that grows by far more than a segment's alignment: every
+    // segment after it moves.
+    let grown = UTIL.replace(
+        "return counter + 1;",
+        "int k = 0; for (int i = 0; i < counter; i++) k += (i * 7) ^ (k >> 3) ^ (k * 13) ^ (i + 11); return counter + (k & 0) + 1;",
+    );
+    p.build("util", &grown);
+    let (_, r) = relink(&p, &mut cache, "grown code");
+    assert!(r.applied >= LEAVES, "leaves not reused after a move: {r:?}");
+
+    // A function added (every later module's function ids shift), then
+    // removed again.
+    let added = format!("{grown}\nint util_extra(int x) {{ return x * util_add(x, 1); }}\n");
+    p.build("util", &added);
+    relink(&p, &mut cache, "function added");
+    p.build("util", &grown);
+    relink(&p, &mut cache, "function removed");
+
+    // Exported data that another module reads: bigger, other values.
+    p.build(
+        "table",
+        "const int table_primes[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71};\nint table_len = 20;\n",
+    );
+    let (img, _) = relink(&p, &mut cache, "exported data changed");
+    assert!(run_output(&p, &img).contains("primes=639 "));
+
+    // A new library call (the host symbols change) and a new export.
+    p.build(
+        "util",
+        &format!("#include <stdio.h>\n{grown}\nint util_say(void) {{ return puts(\"hi\"); }}\n"),
+    );
+    relink(&p, &mut cache, "new host symbol");
+
+    // The constructor, the thread-local module and a leaf change.
+    p.build("ctor", &CTOR.replace("= 7", "= 8"));
+    p.build("tls", &TLS.replace("++tls_count", "tls_count += 2"));
+    p.build("leaf3", &leaf(3).replace("calls++", "calls += 3"));
+    let (img, r) = relink(&p, &mut cache, "three modules changed");
+    assert!(r.applied >= LEAVES - 1, "{r:?}");
+    assert!(run_output(&p, &img).contains("ready=8 tls=4 "));
+
+    // COMMON storage whose owner changes: the larger declaration wins.
+    p.build(
+        "common_b",
+        "int shared_count[4];\nint common_b_get(void) { return shared_count[0]; }\n",
+    );
+    relink(&p, &mut cache, "COMMON owner changed");
+    p.build("common_b", COMMON_B);
+    relink(&p, &mut cache, "COMMON owner back");
+
+    // A broken object fails the link and the next one starts afresh.
+    std::fs::write(p.dir.join("leaf1.o"), b"not an object").unwrap();
+    let cfg = LinkConfig::default();
+    assert!(link_cached(&cfg, &p.objects, &p.dir.join("incremental.hcr"), &mut cache).is_err());
+    p.build("leaf1", &leaf(1));
+    relink(&p, &mut cache, "after a failed link");
+
+    // Back to the first sources (the objects are new files, whose times the
+    // image records).
+    for (name, code) in [
+        ("util", UTIL.to_string()),
+        ("table", TABLE.to_string()),
+        ("ctor", CTOR.to_string()),
+        ("tls", TLS.to_string()),
+        ("leaf3", leaf(3)),
+    ] {
+        p.build(name, &code);
+    }
+    let (back, _) = relink(&p, &mut cache, "sources restored");
+    assert_eq!(
+        run_output(&p, &back),
+        "sum=10 calls=4 primes=17 ready=7 tls=2 leaves=24\n"
+    );
+}
+
+#[test]
+fn reordered_and_dropped_inputs_relink_like_a_full_link() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = Project::new(t.path());
+    let mut cache = InputCache::default();
+    relink(&p, &mut cache, "first link");
+    // The COMMON modules and the leaves in reverse order: every index
+    // changes, and so does the owner of the COMMON storage (the first of
+    // two of a size).
+    p.objects[5..].reverse();
+    relink(&p, &mut cache, "modules reversed");
+    // One module fewer: leaf2 is unreferenced.
+    let gone = p.dir.join("leaf2.o");
+    p.objects.retain(|o| *o != gone);
+    relink(&p, &mut cache, "module dropped");
+    // And with the baseline cache, which reuses nothing.
+    let mut plain = InputCache::inputs_only();
+    let (_, r) = relink(&p, &mut plain, "inputs only");
+    assert_eq!(r, ReuseStats::default());
+}

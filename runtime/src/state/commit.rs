@@ -69,6 +69,65 @@ fn touched_old<'a>(diff: &'a Diff, c: &'a Current) -> impl Iterator<Item = &'a h
         .filter(|md| md.reachable)
 }
 
+/// The image being committed: its manifest, where its segments run, and
+/// which modules this load placed.
+#[derive(Clone, Copy)]
+struct New<'a> {
+    m: &'a Manifest,
+    place: &'a Placement,
+    loaded: &'a [bool],
+}
+
+/// Entry points to run after the commit, in `order`: constructors of added
+/// modules, then `HCR_ON_RELOAD` blocks of changed and added ones (a Nim
+/// module's init functions instead, see `nim`). A module added or changed
+/// is loaded, so kept ones are not looked at.
+#[allow(clippy::type_complexity)]
+fn entry_points(
+    new: &New<'_>,
+    order: &[ModuleId],
+    diff: &Diff,
+    reload: bool,
+) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+    let New { m, place, loaded } = *new;
+    let name = |i: ModuleId| m.module_name(i).to_string();
+    let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
+    let touched: HashSet<&str> = diff
+        .changed
+        .iter()
+        .chain(&diff.added)
+        .map(String::as_str)
+        .collect();
+    // An entry point, relative to module `i`'s segment.
+    let at = |i: ModuleId, o: u32| place.addr_from(m, i.0 as usize, o);
+    let mut ctors = Vec::new();
+    let mut on_reload = Vec::new();
+    let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
+    for &i in order {
+        if !loaded[i.0 as usize] {
+            continue;
+        }
+        let md = &m.modules[i.0 as usize];
+        let added = added_modules.contains(m.str(md.name));
+        // A Nim module's first load is Nim's init (see `nim`).
+        let nim = crate::nim::is_nim_module(m.str(md.name));
+        if added {
+            ctors.extend(md.ctors.iter().map(|&o| (name(i), at(i, o))));
+        }
+        if nim && reload && touched.contains(m.str(md.name)) {
+            let (dat, init) = crate::nim::init_functions(m, md, added);
+            nim_dat.extend(dat.map(|o| (name(i), at(i, o))));
+            nim_init.extend(init.map(|o| (name(i), at(i, o))));
+        }
+        if touched.contains(m.str(md.name)) && !(nim && added) {
+            on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(i, o))));
+        }
+    }
+    ctors.extend(nim_dat);
+    ctors.extend(nim_init);
+    (ctors, on_reload)
+}
+
 impl State {
     /// Makes the prepared image live. Returns what to run next.
     pub fn commit(&mut self, p: Prepared) -> Followups {
@@ -91,20 +150,75 @@ impl State {
             identities,
         } = p;
         let m = &manifest;
-        // Crash reports name this image's functions from now on: the new
-        // area's, and the kept areas' under the new generation. A large
-        // area's table is built by a second thread while this one registers
-        // the new trampolines (both read only the manifest).
         let generation = self.generation + u32::from(self.current.is_some());
+        let exports_changed =
+            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
+        let new = New {
+            m,
+            place: &place,
+            loaded: &loaded,
+        };
+        self.publish(
+            &new,
+            area.as_ref(),
+            debug.as_ref(),
+            generation,
+            new_trampolines,
+            &mut fn_tid,
+        );
+        crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
+        crate::tls::publish_staged();
+        let live = self.retarget(&new, &fn_tid, &mut work);
+        self.stub_gone(&diff, &live);
+        self.apply_identities(identities);
+        self.join_new_globals(m, &diff, new_globals, &mut obj_gid);
+        self.free_gone_globals(&new, &diff, &obj_gid);
+        self.rebase_kept(rebase, &areas);
+        let (ctors, on_reload) = entry_points(&new, &order, &diff, self.current.is_some());
+        self.make_current(
+            Current {
+                manifest,
+                stat,
+                fn_tid,
+                obj_gid,
+                place,
+                areas,
+                order,
+            },
+            generation,
+            work,
+            debug.as_ref(),
+        );
+        Followups {
+            ctors,
+            on_reload,
+            exports: exports_changed.then(|| self.exports()),
+        }
+    }
+
+    /// Crash reports name this image's functions from now on: the new
+    /// area's, and the kept areas' under the new generation. A large area's
+    /// table is built by a second thread while this one registers the new
+    /// trampolines (both read only the manifest).
+    fn publish(
+        &mut self,
+        new: &New<'_>,
+        area: Option<&Arc<Area>>,
+        debug: Option<&crate::gdb_jit::DebugSections>,
+        generation: u32,
+        new_trampolines: Option<Batch>,
+        fn_tid: &mut [u32],
+    ) {
+        let New { m, place, loaded } = *new;
         let table = || {
-            area.as_ref().map(|a| {
+            area.map(|a| {
                 crate::crash::Table::new(
                     m,
-                    &place,
-                    &loaded,
+                    place,
+                    loaded,
                     (a.loaded.base as u64, a.loaded.len() as u64),
                     generation,
-                    debug.as_ref().and_then(crash_lines),
+                    debug.and_then(crash_lines),
                 )
             })
         };
@@ -112,8 +226,6 @@ impl State {
             .filter(|&mi| loaded[mi])
             .map(|mi| m.functions.part(mi).len())
             .sum();
-        let exports_changed =
-            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         // Built by the helper thread when it is free in time, else here
         // after the registry.
         let built = std::sync::Mutex::new(None);
@@ -129,7 +241,7 @@ impl State {
         let register = || {
             // New trampolines join the registry.
             if let Some(batch) = new_trampolines {
-                self.register_batch(batch, m, &loaded, &mut fn_tid);
+                self.register_batch(batch, m, loaded, fn_tid);
             }
         };
         match functions_here >= PARALLEL_TABLE {
@@ -141,16 +253,19 @@ impl State {
         }
         // (A helper that panicked built nothing.)
         let table = built.into_inner().ok().flatten().unwrap_or_else(table);
-        if let (Some(t), Some(a)) = (table, &area) {
+        if let (Some(t), Some(a)) = (table, area) {
             crate::crash::publish(t);
             self.areas.push(a.clone());
         }
-        crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
-        crate::tls::publish_staged();
-        // Retarget every function of the segments loaded now (one atomic
-        // store each); kept segments' functions already run where they are.
-        // A function keeps its key (module, name), so one that a changed
-        // module still has is among these.
+    }
+
+    /// Retargets every function of the segments loaded now (one atomic
+    /// store each); kept segments' functions already run where they are.
+    /// A function keeps its key (module, name), so one that a changed
+    /// module still has is among these. Returns which registry entries are
+    /// live.
+    fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<bool> {
+        let New { m, place, loaded } = *new;
         let mut live = vec![false; self.functions.len()];
         for (mi, md) in m.modules.iter().enumerate() {
             if !loaded[mi] {
@@ -172,11 +287,15 @@ impl State {
                 work.slots_retargeted += 1;
             }
         }
-        // Functions of changed and removed modules that are gone get a stub
-        // that says so.
+        live
+    }
+
+    /// Functions of changed and removed modules that are gone get a stub
+    /// that says so.
+    fn stub_gone(&mut self, diff: &Diff, live: &[bool]) {
         let mut gone: Vec<u32> = Vec::new();
         if let Some(c) = &self.current {
-            for md in touched_old(&diff, c) {
+            for md in touched_old(diff, c) {
                 for fi in md.functions.range() {
                     let t = c.fn_tid[fi];
                     if t != NONE
@@ -189,7 +308,10 @@ impl State {
             }
         }
         self.stub_removed(&gone);
-        // Globals kept under a new identity are found by it from now on.
+    }
+
+    /// Globals kept under a new identity are found by it from now on.
+    fn apply_identities(&mut self, identities: crate::identity::Decisions) {
         for w in &identities.warnings {
             warn(format_args!("{w}"));
         }
@@ -200,7 +322,17 @@ impl State {
                 index_put(&mut self.global_index, &e.module, &e.name, g);
             }
         }
-        // Globals: new ones join (replacing resized ones, with a warning).
+    }
+
+    /// New globals join the registry (replacing resized ones, with a
+    /// warning, and a module imported again's old storage).
+    fn join_new_globals(
+        &mut self,
+        m: &Manifest,
+        diff: &Diff,
+        new_globals: Vec<(usize, Global, bool)>,
+        obj_gid: &mut [u32],
+    ) {
         if self.current.is_some() {
             let fresh = new_globals.iter().map(|g| (g.0, g.1.addr, g.1.tls, g.2));
             crate::nim::note_new_globals(m, &diff.added, fresh);
@@ -232,9 +364,13 @@ impl State {
             self.globals.push(Some(GlobalEntry { module, name, g }));
             obj_gid[oi] = gid;
         }
-        // Globals of changed and removed modules that are gone are freed
-        // (a global keeps its key, so one a changed module still has is
-        // among the loaded modules' objects).
+    }
+
+    /// Globals of changed and removed modules that are gone are freed (a
+    /// global keeps its key, so one a changed module still has is among the
+    /// loaded modules' objects).
+    fn free_gone_globals(&mut self, new: &New<'_>, diff: &Diff, obj_gid: &[u32]) {
+        let New { m, loaded, .. } = *new;
         let mut keep = vec![false; self.globals.len()];
         for (mi, md) in m.modules.iter().enumerate() {
             if loaded[mi] {
@@ -244,7 +380,7 @@ impl State {
             }
         }
         if let Some(c) = &self.current {
-            for md in touched_old(&diff, c) {
+            for md in touched_old(diff, c) {
                 for oi in md.objects.range() {
                     let g = c.obj_gid[oi];
                     if g == NONE || keep[g as usize] {
@@ -257,13 +393,16 @@ impl State {
                 }
             }
         }
-        // Re-base pointer fields of kept globals: a field that still holds
-        // what the previous load wrote, pointing into the old image at bytes
-        // the new image holds unchanged (a string literal, a constant table),
-        // follows them into the new image so the old one can be freed. A
-        // field the program changed, or whose initialiser now names something
-        // else, is left alone: changing an initialiser does nothing to a live
-        // global. Permanent addresses (functions, globals, host) never move.
+    }
+
+    /// Re-bases pointer fields of kept globals: a field that still holds
+    /// what the previous load wrote, pointing into the old image at bytes
+    /// the new image holds unchanged (a string literal, a constant table),
+    /// follows them into the new image so the old one can be freed. A field
+    /// the program changed, or whose initialiser now names something else,
+    /// is left alone: changing an initialiser does nothing to a live
+    /// global. Permanent addresses (functions, globals, host) never move.
+    fn rebase_kept(&mut self, rebase: Vec<(u32, Vec<FieldValue>)>, areas: &ModuleAreas) {
         let old_areas = self.current.as_ref().map(|c| &c.areas);
         for (gid, values) in rebase {
             let Some(e) = self.globals[gid as usize].as_mut() else {
@@ -286,7 +425,7 @@ impl State {
                 let follows = f.class == TargetClass::Area
                     && o.class == TargetClass::Area
                     && untouched
-                    && old_areas.is_some_and(|a| same_bytes(a, o.value, &areas, f.value));
+                    && old_areas.is_some_and(|a| same_bytes(a, o.value, areas, f.value));
                 if follows {
                     write_field(g.addr, g.size, f);
                     written.push(f);
@@ -296,45 +435,17 @@ impl State {
             }
             g.written = written;
         }
-        // Entry points to run.
-        let name = |i: ModuleId| m.module_name(i).to_string();
-        let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
-        let touched: HashSet<&str> = diff
-            .changed
-            .iter()
-            .chain(&diff.added)
-            .map(String::as_str)
-            .collect();
-        // An entry point, relative to module `i`'s segment.
-        let at = |i: ModuleId, o: u32| place.addr_from(m, i.0 as usize, o);
-        let mut ctors = Vec::new();
-        let mut on_reload = Vec::new();
-        let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
-        let reload = self.current.is_some();
-        for &i in &order {
-            // A module added or changed is loaded: a kept one has nothing to
-            // run.
-            if !loaded[i.0 as usize] {
-                continue;
-            }
-            let md = &m.modules[i.0 as usize];
-            let added = added_modules.contains(m.str(md.name));
-            // A Nim module's first load is Nim's init (see `nim`).
-            let nim = crate::nim::is_nim_module(m.str(md.name));
-            if added {
-                ctors.extend(md.ctors.iter().map(|&o| (name(i), at(i, o))));
-            }
-            if nim && reload && touched.contains(m.str(md.name)) {
-                let (dat, init) = crate::nim::init_functions(m, md, added);
-                nim_dat.extend(dat.map(|o| (name(i), at(i, o))));
-                nim_init.extend(init.map(|o| (name(i), at(i, o))));
-            }
-            if touched.contains(m.str(md.name)) && !(nim && added) {
-                on_reload.extend(md.on_reload.iter().map(|&o| (name(i), at(i, o))));
-            }
-        }
-        ctors.extend(nim_dat);
-        ctors.extend(nim_init);
+    }
+
+    /// Makes `c` the live image (the previous one retires), publishes the
+    /// generation to crash reports, debuggers and the perf map.
+    fn make_current(
+        &mut self,
+        c: Current,
+        generation: u32,
+        work: ReloadWork,
+        debug: Option<&crate::gdb_jit::DebugSections>,
+    ) {
         if let Some(old) = self.current.take() {
             self.retired.push(Retired {
                 image: old,
@@ -342,36 +453,21 @@ impl State {
                 at: std::time::Instant::now(),
             });
         }
-        self.current = Some(Current {
-            manifest,
-            stat,
-            fn_tid,
-            obj_gid,
-            place,
-            areas,
-            order,
-        });
-        if let Some(c) = &self.current {
-            let mut bases: Vec<u64> = c
-                .distinct_areas()
-                .iter()
-                .map(|a| a.loaded.base as u64)
-                .collect();
-            bases.sort_unstable();
-            crate::crash::set_generation(&bases, generation);
-        }
+        let mut bases: Vec<u64> = c
+            .distinct_areas()
+            .iter()
+            .map(|a| a.loaded.base as u64)
+            .collect();
+        bases.sort_unstable();
+        crate::crash::set_generation(&bases, generation);
+        self.current = Some(c);
         self.last_work = work;
         self.disk = DiskCache::default();
         if crate::gdb_jit::wanted() {
-            self.register_with_debuggers(debug.as_ref());
+            self.register_with_debuggers(debug);
         }
         if self.perf_map {
             self.write_perf_map(generation);
-        }
-        Followups {
-            ctors,
-            on_reload,
-            exports: exports_changed.then(|| self.exports()),
         }
     }
 

@@ -257,142 +257,23 @@ impl State {
         tables.functions.resize(m.functions.len(), 0);
         tables.objects.resize(m.objects.len(), 0);
         tables.hosts.resize(m.hosts.len(), 0);
-        // Registry indices of the new image's functions and objects. A
-        // module whose content did not change has the same symbols in the
-        // same order: its indices are copied from the loaded image, so the
-        // work below grows with what changed, not with the program.
         let old = self.current.as_ref();
-        // With as many functions and objects as the live image, start from
-        // its indices (one copy) and redo only the modules that differ.
-        let (mut fn_tid, mut obj_gid, bulk) = match old {
-            Some(c)
-                if c.fn_tid.len() == m.functions.len() && c.obj_gid.len() == m.objects.len() =>
-            {
-                (c.fn_tid.clone(), c.obj_gid.clone(), true)
-            }
-            _ => (
-                vec![NONE; m.functions.len()],
-                vec![NONE; m.objects.len()],
-                false,
-            ),
-        };
-        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
-        let mut pending_fns = 0u32;
-        let mut identities = crate::identity::Decisions::default();
-        for (mi, md) in m.modules.iter().enumerate() {
-            if !md.reachable {
-                if bulk {
-                    fn_tid[md.functions.range()].fill(NONE);
-                    obj_gid[md.objects.range()].fill(NONE);
-                }
-                continue;
-            }
-            let old_index = matched.get(mi).copied().filter(|&o| o != NONE);
-            let same = old.and_then(|c| {
-                let om = &c.manifest.modules[old_index? as usize];
-                (om.same_record(md)
-                    || om.content_hash == md.content_hash
-                        && om.functions.len() == md.functions.len()
-                        && om.objects.len() == md.objects.len())
-                .then_some((c, om))
-            });
-            if let Some((c, om)) = same {
-                let in_place = bulk && om.functions == md.functions && om.objects == md.objects;
-                if !in_place {
-                    fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
-                    obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
-                }
-                continue;
-            }
-            obj_gid[md.objects.range()].fill(NONE);
-            // The module's own parts: no lookup of global indices.
-            let module = self.functions.module_id(m.str(md.name));
-            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                fn_tid[fi] = match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
-                    Some(t) => t,
-                    None => {
-                        pending_fns += 1;
-                        PENDING | (pending_fns - 1)
-                    }
-                };
-            }
-            if !added.contains(m.str(md.name)) {
-                let by_name = self.global_index.get(m.str(md.name));
-                for (oi, o) in md.objects.range().zip(m.objects.part(mi)) {
-                    if let Some(&g) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
-                        obj_gid[oi] = g;
-                    }
-                }
-                if let Some(c) = old {
-                    if let Some(omi) = old_index.map(|o| o as usize) {
-                        crate::identity::match_renumbered(
-                            crate::identity::Version {
-                                manifest: &c.manifest,
-                                module: &c.manifest.modules[omi],
-                                gid: &c.obj_gid,
-                            },
-                            m,
-                            md,
-                            &mut obj_gid,
-                            NONE,
-                            &mut identities,
-                        );
-                    }
-                }
-            }
-        }
-        // A global of a module loaded now whose storage moves (its size
-        // changed) may be referred to by a kept segment: then nothing is
-        // kept (rare; decided before anything is allocated).
-        let moves = m.modules.iter().enumerate().any(|(mi, md)| {
-            reuse[mi] == NONE
-                && md.reachable
-                && md.objects.range().any(|oi| {
-                    let g = obj_gid[oi];
-                    g != NONE
-                        && self.globals[g as usize]
-                            .as_ref()
-                            .is_some_and(|e| e.g.size != m.objects[oi].size)
-                })
-        });
-        if moves && reuse.iter().any(|&r| r != NONE) {
+        let Indices {
+            fn_tid,
+            mut obj_gid,
+            pending_fns,
+            identities,
+        } = self.registry_indices(m, &diff, &matched);
+        if self.global_moves(m, &reuse, &obj_gid) && reuse.iter().any(|&r| r != NONE) {
             return Ok(Prep::Full);
         }
-        // Segments: kept where they are, or read and relocated.
-        let mut place = Placement {
-            vbase: vec![0; m.modules.len()],
-        };
-        let none = ModuleAreas::default();
-        let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
-        let mut load = vec![false; m.modules.len()];
         let mut work = ReloadWork {
             records_decoded: decoded.0,
             blocks_decoded: decoded.1,
             ..ReloadWork::default()
         };
-        for (i, md) in m.modules.iter().enumerate() {
-            if !md.reachable {
-                continue;
-            }
-            match (reuse[i], old) {
-                (oi, Some(c)) if oi != NONE => {
-                    let om = &c.manifest.modules[oi as usize];
-                    // The same bytes at the same address: area offset 0 of
-                    // this image's numbering moves by the segment's shift.
-                    place.vbase[i] = c.place.vbase[oi as usize]
-                        .wrapping_add(u64::from(om.seg.start))
-                        .wrapping_sub(u64::from(md.seg.start));
-                    areas.keep(i, oi as usize);
-                    work.modules_kept += 1;
-                }
-                _ => {
-                    load[i] = true;
-                    work.modules_loaded += 1;
-                    work.fixups_applied += u64::from(md.fixups);
-                }
-            }
-        }
-        let mut areas = areas.new;
+        let (mut place, areas, load) = place_segments(old, m, &reuse, &mut work);
+        let mut areas = areas;
         // New trampolines start at address 0 and are published by commit;
         // no old code can reach them before that.
         let new_trampolines = if pending_fns == 0 {
@@ -403,24 +284,13 @@ impl State {
                 pending_fns as usize,
             )?)
         };
-        // Everything when every segment is loaded (cheaper than finding
-        // out what the fixups name).
-        let (ref_fns, ref_objs) = match work.modules_kept {
-            0 => ((0..m.functions.len()).collect(), Vec::new()),
-            _ => referenced(&view, &load),
-        };
-        for fi in ref_fns {
-            let Some(&t) = fn_tid.get(fi) else {
-                continue;
-            };
-            tables.functions[fi] = match t {
-                NONE => 0,
-                t if t & PENDING != 0 => new_trampolines
-                    .as_ref()
-                    .map_or(0, |b| b.get((t & !PENDING) as usize).code),
-                t => self.functions[t as usize].tramp.code,
-            };
-        }
+        let ref_objs = self.bind_functions(
+            &view,
+            &load,
+            work.modules_kept == 0,
+            (&fn_tid, new_trampolines.as_ref()),
+            &mut tables,
+        );
         let free_batch = |window: &mut Window, batch: Option<Batch>| {
             if let Some(batch) = batch {
                 // SAFETY: the batch was never published.
@@ -493,6 +363,144 @@ impl State {
         }
     }
 
+    /// Registry indices of the new image's functions and objects. A module
+    /// whose content did not change has the same symbols in the same order:
+    /// its indices are copied from the loaded image (in one piece when the
+    /// tables have the live image's sizes), so this grows with what changed,
+    /// not with the program. Functions the registry lacks get `PENDING`
+    /// indices (their trampolines are made next).
+    fn registry_indices(&self, m: &Manifest, diff: &Diff, matched: &[u32]) -> Indices {
+        let old = self.current.as_ref();
+        let (mut fn_tid, mut obj_gid, bulk) = match old {
+            Some(c)
+                if c.fn_tid.len() == m.functions.len() && c.obj_gid.len() == m.objects.len() =>
+            {
+                (c.fn_tid.clone(), c.obj_gid.clone(), true)
+            }
+            _ => (
+                vec![NONE; m.functions.len()],
+                vec![NONE; m.objects.len()],
+                false,
+            ),
+        };
+        let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
+        let mut pending_fns = 0u32;
+        let mut identities = crate::identity::Decisions::default();
+        for (mi, md) in m.modules.iter().enumerate() {
+            if !md.reachable {
+                if bulk {
+                    fn_tid[md.functions.range()].fill(NONE);
+                    obj_gid[md.objects.range()].fill(NONE);
+                }
+                continue;
+            }
+            let old_index = matched.get(mi).copied().filter(|&o| o != NONE);
+            let same = old.and_then(|c| {
+                let om = &c.manifest.modules[old_index? as usize];
+                (om.same_record(md)
+                    || om.content_hash == md.content_hash
+                        && om.functions.len() == md.functions.len()
+                        && om.objects.len() == md.objects.len())
+                .then_some((c, om))
+            });
+            if let Some((c, om)) = same {
+                let in_place = bulk && om.functions == md.functions && om.objects == md.objects;
+                if !in_place {
+                    fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
+                    obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
+                }
+                continue;
+            }
+            obj_gid[md.objects.range()].fill(NONE);
+            // The module's own parts: no lookup of global indices.
+            let module = self.functions.module_id(m.str(md.name));
+            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+                fn_tid[fi] = match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
+                    Some(t) => t,
+                    None => {
+                        pending_fns += 1;
+                        PENDING | (pending_fns - 1)
+                    }
+                };
+            }
+            if !added.contains(m.str(md.name)) {
+                let by_name = self.global_index.get(m.str(md.name));
+                for (oi, o) in md.objects.range().zip(m.objects.part(mi)) {
+                    if let Some(&g) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
+                        obj_gid[oi] = g;
+                    }
+                }
+                if let (Some(c), Some(omi)) = (old, old_index) {
+                    crate::identity::match_renumbered(
+                        crate::identity::Version {
+                            manifest: &c.manifest,
+                            module: &c.manifest.modules[omi as usize],
+                            gid: &c.obj_gid,
+                        },
+                        m,
+                        md,
+                        &mut obj_gid,
+                        NONE,
+                        &mut identities,
+                    );
+                }
+            }
+        }
+        Indices {
+            fn_tid,
+            obj_gid,
+            pending_fns,
+            identities,
+        }
+    }
+
+    /// Fills the loader's function table where the segments loaded now
+    /// refer (every entry when every segment is loaded: cheaper than finding
+    /// out what the fixups name) with permanent addresses: a registered
+    /// function's trampoline, or a new one from `batch`. Returns the objects
+    /// those segments refer to.
+    fn bind_functions(
+        &self,
+        view: &ImageView<'_>,
+        load: &[bool],
+        all: bool,
+        (fn_tid, batch): (&[u32], Option<&Batch>),
+        tables: &mut Tables,
+    ) -> Vec<usize> {
+        let (ref_fns, ref_objs) = match all {
+            true => ((0..view.manifest.functions.len()).collect(), Vec::new()),
+            false => referenced(view, load),
+        };
+        for fi in ref_fns {
+            let Some(&t) = fn_tid.get(fi) else {
+                continue;
+            };
+            tables.functions[fi] = match t {
+                NONE => 0,
+                t if t & PENDING != 0 => batch.map_or(0, |b| b.get((t & !PENDING) as usize).code),
+                t => self.functions[t as usize].tramp.code,
+            };
+        }
+        ref_objs
+    }
+
+    /// True when a global of a module loaded now changes size (its storage
+    /// moves): a kept segment may refer to it, so nothing can be kept (rare;
+    /// decided before anything is allocated).
+    fn global_moves(&self, m: &Manifest, reuse: &[u32], obj_gid: &[u32]) -> bool {
+        m.modules.iter().enumerate().any(|(mi, md)| {
+            reuse[mi] == NONE
+                && md.reachable
+                && md.objects.range().any(|oi| {
+                    let g = obj_gid[oi];
+                    g != NONE
+                        && self.globals[g as usize]
+                            .as_ref()
+                            .is_some_and(|e| e.g.size != m.objects[oi].size)
+                })
+        })
+    }
+
     #[allow(clippy::type_complexity)]
     fn prepare_rest(
         &mut self,
@@ -510,21 +518,80 @@ impl State {
         ),
         Error,
     > {
-        let m = &view.manifest;
         let free_chunk = |window: &mut Window, chunk: Option<hcr_loader::Chunk>| {
             if let Some(c) = chunk {
                 // SAFETY: never published; nothing runs in it.
                 unsafe { window.free(c) };
             }
         };
-        let reachable: Vec<bool> = m.modules.iter().map(|md| md.reachable).collect();
-        // Libraries the image names (`hcr-link -l`) come first, as
-        // `DT_NEEDED` ones do; then host symbols resolve through the
-        // runtime's C API, then the process.
-        if let Err(e) = crate::hostlibs::load_needed(m) {
+        let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
+            for (_, g, _) in new_globals {
+                heap.free_global(g);
+            }
+        };
+        if let Err(e) = self.resolve_hosts(&view.manifest, tables, load) {
             free_chunk(&mut self.window, chunk);
             return Err(e);
         }
+        crate::tls::drop_staged();
+        self.bind_kept_objects(&view.manifest, tables, obj_gid, (load, ref_objs));
+        let mut new_globals = Vec::new();
+        if let Err(e) = self.place_objects(&view.manifest, tables, obj_gid, load, &mut new_globals)
+        {
+            free_new(&mut self.heap, &new_globals);
+            free_chunk(&mut self.window, chunk);
+            return Err(e);
+        }
+        let area = match chunk {
+            None => None,
+            Some(c) => {
+                let share: hcr_loader::Share<'_> = &|work| crate::helper::share(work, || ());
+                match hcr_loader::load_segments_shared(
+                    &mut self.window,
+                    c,
+                    view,
+                    tables,
+                    place,
+                    load,
+                    share,
+                ) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        free_new(&mut self.heap, &new_globals);
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        let values = Values {
+            view,
+            tables,
+            place,
+        };
+        let done = self
+            .kept_values(&values, obj_gid, load)
+            .and_then(|rebase| init_new_globals(&values, &mut new_globals).map(|()| rebase));
+        match done {
+            Ok(rebase) => Ok((area, new_globals, rebase)),
+            Err(e) => {
+                if let Some(area) = area {
+                    // SAFETY: the area was never published.
+                    unsafe { hcr_loader::unload_area(&mut self.window, area) };
+                }
+                free_new(&mut self.heap, &new_globals);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Loads the libraries the image names (`hcr-link -l`) first, as
+    /// `DT_NEEDED` ones are; then resolves the host symbols the segments
+    /// loaded now refer to (kept segments were bound when they were
+    /// loaded; a host symbol no module lists, such as the TLS descriptor
+    /// resolver, is resolved every time) through the runtime's C API, then
+    /// the process.
+    fn resolve_hosts(&self, m: &Manifest, tables: &mut Tables, load: &[bool]) -> Result<(), Error> {
+        crate::hostlibs::load_needed(m)?;
         let dso = self.dso_handle;
         let window = &self.window;
         let lookup = |name: &str| {
@@ -542,10 +609,6 @@ impl State {
         };
         let mut defaults_loaded = false;
         let mut missing = vec![false; m.hosts.len()];
-        // Only what the segments loaded now refer to: kept segments were
-        // bound when they were loaded.
-        // (A host symbol no module lists, such as the TLS descriptor
-        // resolver, is resolved every time.)
         let mut wanted: Vec<bool> = m.hosts.iter().map(|h| !h.listed).collect();
         let loaded = m.modules.iter().enumerate().filter(|(mi, _)| load[*mi]);
         for (_, md) in loaded {
@@ -574,19 +637,22 @@ impl State {
                 None => missing[hi] = !h.weak,
             }
         }
-        if let Err(e) = crate::hostlibs::check_missing(m, load, &missing) {
-            free_chunk(&mut self.window, chunk);
-            return Err(e);
-        }
-        // Globals: kept ones (same key, same size) resolve to their storage;
-        // new ones are allocated now and freed again if anything fails.
-        let mut new_globals: Vec<(usize, Global, bool)> = Vec::new();
-        let mut fail = None;
-        crate::tls::drop_staged();
-        // Objects of kept segments that the loaded ones refer to: kept.
+        crate::hostlibs::check_missing(m, load, &missing)
+    }
+
+    /// Objects of kept segments that the loaded ones refer to (`ref_objs`)
+    /// resolve to their storage.
+    fn bind_kept_objects(
+        &self,
+        m: &Manifest,
+        tables: &mut Tables,
+        obj_gid: &[u32],
+        (load, ref_objs): (&[bool], &[usize]),
+    ) {
         for &oi in ref_objs {
             let o = &m.objects[oi];
-            if load[o.module.0 as usize] || !reachable[o.module.0 as usize] {
+            let mi = o.module.0 as usize;
+            if load[mi] || !m.modules[mi].reachable {
                 continue;
             }
             tables.objects[oi] = match obj_gid[oi] {
@@ -594,6 +660,19 @@ impl State {
                 g => self.globals[g as usize].as_ref().map_or(0, |e| e.g.addr),
             };
         }
+    }
+
+    /// The loaded modules' objects: a kept global (same key, same size)
+    /// resolves to its storage; a new or resized one is allocated now
+    /// (pushed to `new_globals`, which the caller frees if anything fails).
+    fn place_objects(
+        &mut self,
+        m: &Manifest,
+        tables: &mut Tables,
+        obj_gid: &mut [u32],
+        load: &[bool],
+        new_globals: &mut Vec<(usize, Global, bool)>,
+    ) -> Result<(), Error> {
         let loaded_objects = m
             .modules
             .iter()
@@ -603,75 +682,43 @@ impl State {
         for (oi, o) in loaded_objects {
             let kept = match obj_gid[oi] {
                 NONE => None,
-                g => self.globals[g as usize].as_ref().map(|e| (g, &e.g)),
+                g => self.globals[g as usize].as_ref().map(|e| &e.g),
             };
             match kept {
-                Some((_, g)) if g.size == o.size => tables.objects[oi] = g.addr,
+                Some(g) if g.size == o.size => tables.objects[oi] = g.addr,
                 other => {
                     let resized = other.is_some();
-                    let alloc = if o.tls {
-                        crate::tls::alloc(o.size, o.align)
+                    let addr = if o.tls {
+                        crate::tls::alloc(o.size, o.align)?
                     } else {
-                        self.heap.alloc(&mut self.window, o.size, o.align)
+                        self.heap.alloc(&mut self.window, o.size, o.align)?
                     };
-                    match alloc {
-                        Ok(addr) => {
-                            tables.objects[oi] = addr;
-                            obj_gid[oi] = PENDING | new_globals.len() as u32;
-                            new_globals.push((
-                                oi,
-                                Global {
-                                    addr,
-                                    size: o.size,
-                                    written: Vec::new(),
-                                    tls: o.tls,
-                                },
-                                resized,
-                            ));
-                        }
-                        Err(e) => {
-                            fail = Some(e);
-                            break;
-                        }
-                    }
+                    tables.objects[oi] = addr;
+                    obj_gid[oi] = PENDING | new_globals.len() as u32;
+                    let g = Global {
+                        addr,
+                        size: o.size,
+                        written: Vec::new(),
+                        tls: o.tls,
+                    };
+                    new_globals.push((oi, g, resized));
                 }
             }
         }
-        let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
-            for (_, g, _) in new_globals {
-                heap.free_global(g);
-            }
-        };
-        if let Some(e) = fail {
-            free_new(&mut self.heap, &new_globals);
-            free_chunk(&mut self.window, chunk);
-            return Err(e);
-        }
-        let area = match chunk {
-            None => None,
-            Some(c) => {
-                let share: hcr_loader::Share<'_> = &|work| crate::helper::share(work, || ());
-                match hcr_loader::load_segments_shared(
-                    &mut self.window,
-                    c,
-                    view,
-                    tables,
-                    place,
-                    load,
-                    share,
-                ) {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        free_new(&mut self.heap, &new_globals);
-                        return Err(e.into());
-                    }
-                }
-            }
-        };
-        let mut fail = None;
-        // New pointer values of kept globals of the modules loaded now that
-        // hold pointers into the image (only those can need re-basing; a
-        // kept segment's globals point where they did).
+        Ok(())
+    }
+
+    /// New pointer values of kept globals of the modules loaded now that
+    /// hold pointers into the image (only those can need re-basing; a kept
+    /// segment's globals point where they did). A thread-local variable's
+    /// new initialiser is staged for threads born after the reload.
+    fn kept_values(
+        &self,
+        v: &Values<'_, '_>,
+        obj_gid: &[u32],
+        load: &[bool],
+    ) -> Result<Vec<(u32, Vec<FieldValue>)>, hcr_loader::LoadError> {
+        let m = &v.view.manifest;
         let mut rebase = Vec::new();
         let loaded_objects = m
             .modules
@@ -688,65 +735,110 @@ impl State {
                 continue;
             };
             if e.g.tls {
-                // Threads born after the reload start from the new image's
-                // initialiser (its pointers point into the new image).
-                match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, place)
-                {
-                    Ok(v) => crate::tls::stage(e.g.addr, initial_bytes(view, &m.objects[oi], &v)),
-                    Err(err) => fail = Some(err),
-                }
-                continue;
-            }
-            if !e.g.written.iter().any(|f| f.class == TargetClass::Area) {
-                continue;
-            }
-            match hcr_loader::object_values(view, ObjectId(oi as u32), e.g.addr, tables, place) {
-                Ok(v) => rebase.push((g, v)),
-                Err(err) => {
-                    fail = Some(err);
-                    break;
-                }
+                let values = v.of(oi, e.g.addr)?;
+                crate::tls::stage(e.g.addr, initial_bytes(v.view, &m.objects[oi], &values));
+            } else if e.g.written.iter().any(|f| f.class == TargetClass::Area) {
+                rebase.push((g, v.of(oi, e.g.addr)?));
             }
         }
-        // Initialise new globals: initial bytes, then their pointer fields.
-        if fail.is_none() {
-            for (oi, g, _) in &mut new_globals {
-                let o = &m.objects[*oi];
-                match hcr_loader::object_values(view, ObjectId(*oi as u32), g.addr, tables, place) {
-                    Ok(values) if g.tls => {
-                        crate::tls::init(g.addr, &initial_bytes(view, o, &values))
-                    }
-                    Ok(values) => {
-                        // SAFETY: `g.addr` is a fresh heap allocation of
-                        // `o.size` bytes, not yet visible to any code.
-                        let dest = unsafe {
-                            std::slice::from_raw_parts_mut(g.addr as *mut u8, o.size as usize)
-                        };
-                        if let Some(init) = view.initial_bytes(o) {
-                            dest.copy_from_slice(init);
-                        }
-                        for f in &values {
-                            hcr_loader::write_value(dest, f.offset as usize, f.kind, f.value);
-                        }
-                        g.written = values;
-                    }
-                    Err(err) => {
-                        fail = Some(err);
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(e) = fail {
-            if let Some(area) = area {
-                // SAFETY: the area was never published.
-                unsafe { hcr_loader::unload_area(&mut self.window, area) };
-            }
-            free_new(&mut self.heap, &new_globals);
-            return Err(e.into());
-        }
-        Ok((area, new_globals, rebase))
+        Ok(rebase)
     }
+}
+
+/// What pointer fields of an object come to in the new image.
+struct Values<'v, 'f> {
+    view: &'v ImageView<'f>,
+    tables: &'v Tables,
+    place: &'v Placement,
+}
+
+impl Values<'_, '_> {
+    /// Object `oi`'s pointer fields for storage at `addr`.
+    fn of(&self, oi: usize, addr: u64) -> Result<Vec<FieldValue>, hcr_loader::LoadError> {
+        hcr_loader::object_values(
+            self.view,
+            ObjectId(oi as u32),
+            addr,
+            self.tables,
+            self.place,
+        )
+    }
+}
+
+/// Initialises new globals: initial bytes, then their pointer fields.
+fn init_new_globals(
+    v: &Values<'_, '_>,
+    new_globals: &mut [(usize, Global, bool)],
+) -> Result<(), hcr_loader::LoadError> {
+    let m = &v.view.manifest;
+    for (oi, g, _) in new_globals {
+        let o = &m.objects[*oi];
+        let values = v.of(*oi, g.addr)?;
+        if g.tls {
+            crate::tls::init(g.addr, &initial_bytes(v.view, o, &values));
+            continue;
+        }
+        // SAFETY: `g.addr` is a fresh heap allocation of `o.size` bytes, not
+        // yet visible to any code.
+        let dest = unsafe { std::slice::from_raw_parts_mut(g.addr as *mut u8, o.size as usize) };
+        if let Some(init) = v.view.initial_bytes(o) {
+            dest.copy_from_slice(init);
+        }
+        for f in &values {
+            hcr_loader::write_value(dest, f.offset as usize, f.kind, f.value);
+        }
+        g.written = values;
+    }
+    Ok(())
+}
+
+/// Registry indices of a new image ([`State::registry_indices`]).
+struct Indices {
+    fn_tid: Vec<u32>,
+    obj_gid: Vec<u32>,
+    /// Functions the registry lacks (`PENDING | i` in `fn_tid`).
+    pending_fns: u32,
+    identities: crate::identity::Decisions,
+}
+
+/// Where each reachable module's segment runs: a kept one where it ran in
+/// `old` (the same bytes at the same address: area offset 0 of this image's
+/// numbering moves by the segment's shift), the others marked to load.
+/// Returns the placement of kept segments, their areas, and which modules
+/// to load.
+fn place_segments(
+    old: Option<&Current>,
+    m: &Manifest,
+    reuse: &[u32],
+    work: &mut ReloadWork,
+) -> (Placement, ModuleAreas, Vec<bool>) {
+    let mut place = Placement {
+        vbase: vec![0; m.modules.len()],
+    };
+    let none = ModuleAreas::default();
+    let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
+    let mut load = vec![false; m.modules.len()];
+    for (i, md) in m.modules.iter().enumerate() {
+        if !md.reachable {
+            continue;
+        }
+        match (reuse[i], old) {
+            (oi, Some(c)) if oi != NONE => {
+                let om = &c.manifest.modules[oi as usize];
+                place.vbase[i] = c.place.vbase[oi as usize]
+                    .wrapping_add(u64::from(om.seg.start))
+                    .wrapping_sub(u64::from(md.seg.start));
+                areas.keep(i, oi as usize);
+                work.modules_kept += 1;
+            }
+            _ => {
+                load[i] = true;
+                work.modules_loaded += 1;
+                work.fixups_applied += u64::from(md.fixups);
+            }
+        }
+    }
+    (place, areas.new, load)
 }
 
 /// What the reload's planning found, handed to the rest of `prepare`.

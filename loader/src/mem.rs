@@ -52,10 +52,23 @@ impl RangeAlloc {
         Some(at)
     }
 
-    /// The free ranges `(start, len)` that start inside `[from, to)`, in
-    /// address order.
+    /// The free ranges `(start, len)` that overlap `[from, to)`, clipped to
+    /// it, in address order (a free range may run across the border of two
+    /// adjacent chunks).
     pub fn free_in(&self, from: usize, to: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.free.range(from..to).map(|(&s, &l)| (s, l))
+        let before = self
+            .free
+            .range(..from)
+            .next_back()
+            .map(|(&s, &l)| (s, s + l))
+            .filter(|&(_, e)| e > from);
+        before
+            .into_iter()
+            .chain(self.free.range(from..to).map(|(&s, &l)| (s, s + l)))
+            .map(move |(s, e)| {
+                let (s, e) = (s.max(from), e.min(to));
+                (s, e - s)
+            })
     }
 
     /// Returns `[start, start + len)`.
@@ -320,6 +333,20 @@ impl Drop for Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ranges_are_clipped_to_the_range_asked_about() {
+        // Two adjacent chunks [0x1000, 0x2000) and [0x2000, 0x3000); the
+        // free range [0x1800, 0x2400) runs across their border.
+        let mut a = RangeAlloc::default();
+        a.free(0x1800, 0xc00);
+        a.free(0x2800, 0x100);
+        let first: Vec<_> = a.free_in(0x1000, 0x2000).collect();
+        assert_eq!(first, [(0x1800, 0x800)]);
+        let second: Vec<_> = a.free_in(0x2000, 0x3000).collect();
+        assert_eq!(second, [(0x2000, 0x400), (0x2800, 0x100)]);
+        assert_eq!(a.free_in(0x3000, 0x4000).count(), 0);
+    }
 
     #[test]
     fn range_alloc_reuses_and_coalesces() {

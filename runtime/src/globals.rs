@@ -83,11 +83,12 @@ impl Heap {
         let mut scan = |from: usize, to: usize| {
             let first = from.next_multiple_of(8);
             (first..to.saturating_sub(7)).step_by(8).any(|a| {
-                // SAFETY: `a..a+8` lies inside a heap chunk, which stays
-                // committed read-write until `release`; the word may be
-                // written concurrently by program threads, so it is read as
-                // a plain value and only compared.
-                f(unsafe { std::ptr::read_volatile(a as *const u64) })
+                // SAFETY: `a..a+8` is 8-aligned and lies inside a heap
+                // chunk, which stays committed read-write until `release`;
+                // program threads may write the word concurrently, so it is
+                // read atomically.
+                let word = unsafe { std::sync::atomic::AtomicU64::from_ptr(a as *mut u64) };
+                f(word.load(std::sync::atomic::Ordering::Relaxed))
             })
         };
         self.chunks.iter().any(|c| {

@@ -961,6 +961,9 @@ impl Manifest {
         };
         (om.same_record(md)
             || om.block_checksum == md.block_checksum && self.str(om.name) == new.str(md.name))
+            // The shared parts must be as long as the record says.
+            && om.functions.len() == md.functions.len()
+            && om.objects.len() == md.objects.len()
             && self.functions.parts() == self.modules.len()
             && self.objects.parts() == self.modules.len()
     }

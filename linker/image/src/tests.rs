@@ -304,3 +304,18 @@ fn unchanged_records_are_shared_wherever_their_modules_move() {
     assert_eq!(c.modules[100].seg.start, 100 * 64 + 64);
     assert_eq!(c.str(c.modules[100].name), "m100");
 }
+
+#[test]
+fn a_block_is_shared_only_with_parts_as_long_as_the_record_says() {
+    let mut a = reread(&modules_manifest(10, 10, None), None);
+    // One function and one object a module, as the blocks would give.
+    a.functions = Chunked::from_vec(vec![Function::default(); 10], vec![1; 10]);
+    a.objects = Chunked::from_vec(vec![Object::default(); 10], vec![1; 10]);
+    let same = reread(&modules_manifest(10, 10, None), Some(&a));
+    assert!(a.shares_block(&same, 3));
+    // A record claiming one function more than the part it would share
+    // (a crafted image: same name, same block checksum).
+    let mut longer = same.clone();
+    longer.modules[3].functions.end += 1;
+    assert!(!a.shares_block(&longer, 3));
+}

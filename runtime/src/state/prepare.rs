@@ -123,11 +123,9 @@ impl State {
             return Ok(Prep::Done(None));
         }
         let old = self.current.as_ref().map(|c| &c.manifest);
-        let view =
-            ImageView::assemble(bytes, header, m, old, &decode).map_err(|e| self.image_error(e))?;
-        let blocks = decode.iter().filter(|&&d| d).count();
-        let records = view
-            .manifest
+        // (Counted before `assemble`, which gives a shared record whose
+        // block it decodes a copy of its own.)
+        let records = m
             .modules
             .iter()
             .enumerate()
@@ -136,6 +134,9 @@ impl State {
                     .is_none_or(|om| !om.same_record(md))
             })
             .count();
+        let view =
+            ImageView::assemble(bytes, header, m, old, &decode).map_err(|e| self.image_error(e))?;
+        let blocks = decode.iter().filter(|&&d| d).count();
         self.prepare_view(
             file,
             view,

@@ -40,6 +40,23 @@ pub(crate) enum SecKind {
     Debug,
 }
 
+impl SecKind {
+    /// Whose relocations the load plan scans and applies: everything but
+    /// skipped, discarded and debug sections.
+    pub(crate) fn relocated(self) -> bool {
+        !matches!(self, SecKind::Skip | SecKind::Discarded | SecKind::Debug)
+    }
+
+    /// A list of entry points (constructors, destructors, on-reload
+    /// blocks), kept apart from the loaded area.
+    pub(crate) fn entry_list(self) -> bool {
+        matches!(
+            self,
+            SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rel {
     pub offset: u64,

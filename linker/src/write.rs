@@ -127,10 +127,7 @@ fn count(m: &Mod<'_>) -> Counts {
             c.rela_bytes += 24 * u64::from(sec.rel_len);
             c.shstr_bytes += name_len(Some(".rela"), sec.name);
         }
-        if matches!(
-            sec.kind,
-            SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
-        ) {
+        if sec.kind.entry_list() {
             extra = align_up(extra, sec.align) + sec.data.len() as u64;
             c.extra_align = c.extra_align.max(sec.align);
         }
@@ -1249,10 +1246,7 @@ fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
     for (m, b) in p.mods.iter().zip(p.bases) {
         let mut extra = b.extra_offset;
         for sec in &m.obj.sections {
-            if matches!(
-                sec.kind,
-                SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
-            ) {
+            if sec.kind.entry_list() {
                 extra = align_up(extra, sec.align);
                 pieces.push((extra, sec.data));
                 extra += sec.data.len() as u64;

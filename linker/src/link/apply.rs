@@ -360,16 +360,10 @@ impl<'d> Applier<'_, 'd> {
         let m = self.m;
         let mut classes = m.classes.iter().copied();
         for (si, sec) in m.obj.sections.iter().enumerate() {
-            if matches!(
-                sec.kind,
-                SecKind::Skip | SecKind::Discarded | SecKind::Debug
-            ) {
+            if !sec.kind.relocated() {
                 continue;
             }
-            let entries = matches!(
-                sec.kind,
-                SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
-            );
+            let entries = sec.kind.entry_list();
             let mut objfix = Vec::new();
             for r in m.obj.relocs(sec) {
                 self.res.relocations += 1;

@@ -308,17 +308,14 @@ pub(crate) fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diag
             m.obj
                 .sections
                 .iter()
-                .filter(|s| !matches!(s.kind, SecKind::Skip | SecKind::Discarded | SecKind::Debug))
+                .filter(|s| s.kind.relocated())
                 .map(|s| s.rel_len as usize)
                 .sum(),
         ),
     };
     let mut d = Diags::default();
     for (si, sec) in m.obj.sections.iter().enumerate() {
-        if matches!(
-            sec.kind,
-            SecKind::Skip | SecKind::Discarded | SecKind::Debug
-        ) {
+        if !sec.kind.relocated() {
             continue;
         }
         for r in m.obj.relocs(sec) {

@@ -342,16 +342,10 @@ pub(crate) fn position_independent(mi: u32, m: &Mod<'_>) -> bool {
     let own_fn = |f: u32| f >= m.fn_base && f < m.fn_base + m.funcs.len() as u32;
     let mut classes = m.classes.iter();
     for sec in &m.obj.sections {
-        if matches!(
-            sec.kind,
-            SecKind::Skip | SecKind::Discarded | SecKind::Debug
-        ) {
+        if !sec.kind.relocated() {
             continue;
         }
-        let entries = matches!(
-            sec.kind,
-            SecKind::InitArray | SecKind::FiniArray | SecKind::OnReload
-        );
+        let entries = sec.kind.entry_list();
         for _ in 0..sec.rel_len {
             let Some(Some((_, s))) = classes.next() else {
                 continue;

@@ -232,11 +232,7 @@ pub(crate) fn encode_body<'f>(
         .iter()
         .zip(&blocks)
         .map(|(md, b)| {
-            let (start, len) = md.init;
-            let mine = usize::try_from(start)
-                .ok()
-                .and_then(|s| init.get(s..s.checked_add(usize::try_from(len).ok()?)?))
-                .unwrap_or(&[]);
+            let mine = slice_at(init, md.init.0, md.init.1).unwrap_or(&[]);
             encode_record(m, md, b.len() as u64, block_checksum(b, mine))
         })
         .collect();
@@ -275,15 +271,7 @@ pub(crate) fn encode_global(m: &Manifest, records: &[Vec<u8>]) -> Vec<u8> {
     };
     // Only the names the global part uses: hosts' and libraries'.
     let mut strings = String::new();
-    let put = |strings: &mut String, s: &str| {
-        let off = strings.len() as u32;
-        strings.push_str(s);
-        Str {
-            off,
-            len: s.len() as u32,
-            table: 0,
-        }
-    };
+    let put = append_str;
     let hosts: Vec<Str> = m
         .hosts
         .iter()
@@ -327,6 +315,17 @@ pub(crate) fn encode_global(m: &Manifest, records: &[Vec<u8>]) -> Vec<u8> {
         e.str(c);
     }
     e.out
+}
+
+/// Appends `s` to a string table, returning where it lies (table 0).
+pub(crate) fn append_str(table: &mut String, s: &str) -> Str {
+    let off = u32::try_from(table.len()).unwrap_or(u32::MAX);
+    table.push_str(s);
+    Str {
+        off,
+        len: s.len() as u32,
+        table: 0,
+    }
 }
 
 /// One module's record: everything about it that does not depend on where
@@ -377,15 +376,7 @@ fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> 
         ),
     };
     let mut strings = String::new();
-    let mut put = |s: &str| {
-        let off = strings.len() as u32;
-        strings.push_str(s);
-        Str {
-            off,
-            len: s.len() as u32,
-            table: 0,
-        }
-    };
+    let mut put = |s: &str| append_str(&mut strings, s);
     let fnames: Vec<Str> = funcs.iter().map(|f| put(m.str(f.name))).collect();
     let onames: Vec<[Str; 3]> = objs
         .iter()

@@ -615,7 +615,7 @@ impl<'a> ImageView<'a> {
         file: &[u8],
         old: Option<&Manifest>,
     ) -> Result<(Header, Manifest), ImageError> {
-        let (section, header, g) = global_of(file)?;
+        let (section, header, g) = global_of(file, true)?;
         let m = g.finish(section, old)?;
         codec::validate_global(&m, header.area_file_size, old)?;
         Ok((header, m))
@@ -624,16 +624,19 @@ impl<'a> ImageView<'a> {
     /// The file ranges (offset, length) of the module records that
     /// [`ImageView::parse_global`] with `old` decodes: those `old` does not
     /// hold at the same index with the same hash. `file` needs the bytes
-    /// of the header and the global part only.
+    /// of the header and the global part only. The global part's checksum
+    /// is left to [`ImageView::parse_global`], which follows: ranges read
+    /// from a torn image are bytes the parser then refuses.
     ///
     /// # Errors
-    /// As [`ImageView::parse_global`], for the global part.
+    /// As [`ImageView::parse_global`], for the global part, but for the
+    /// checksum.
     pub fn records_to_read(
         file: &[u8],
         old: Option<&Manifest>,
     ) -> Result<Vec<(u64, u64)>, ImageError> {
         let at = elf::manifest_offset(file)?;
-        let (_, _, g) = global_of(file)?;
+        let (_, _, g) = global_of(file, false)?;
         Ok(g.records_to_read(old)
             .into_iter()
             .map(|(o, l)| (at.saturating_add(o), l))
@@ -784,7 +787,7 @@ fn block_of<'f>(file: &'f [u8], section_at: u64, md: &Module) -> Result<&'f [u8]
 pub fn reseal(file: &mut [u8]) -> Result<(), ImageError> {
     let at = usize::try_from(elf::manifest_offset(file)?)
         .map_err(|_| ImageError::Truncated("manifest"))?;
-    let (section, header, g) = global_of(file)?;
+    let (section, header, g) = global_of(file, true)?;
     let len = usize::try_from(header.body_len).map_err(|_| ImageError::Truncated("manifest"))?;
     let mut m = g.finish(section, None)?;
     let area = slice_at(file, header.area_file_offset, header.area_file_size).unwrap_or(&[]);
@@ -819,20 +822,22 @@ pub fn reseal(file: &mut [u8]) -> Result<(), ImageError> {
 }
 
 /// The manifest section of `file`, its header, and its global part (the
-/// checksum verified).
-fn global_of(file: &[u8]) -> Result<(&[u8], Header, codec::Global<'_>), ImageError> {
+/// checksum verified when `check` is set).
+fn global_of(file: &[u8], check: bool) -> Result<(&[u8], Header, codec::Global<'_>), ImageError> {
     let section = elf::manifest_section(file)?;
     let header = header_of(section)?;
     let body = section
         .get(HEADER_SIZE..)
         .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
         .ok_or(ImageError::Truncated("manifest body"))?;
-    let computed = checksum(body);
-    if computed != header.checksum {
-        return Err(ImageError::Checksum {
-            stored: header.checksum,
-            computed,
-        });
+    if check {
+        let computed = checksum(body);
+        if computed != header.checksum {
+            return Err(ImageError::Checksum {
+                stored: header.checksum,
+                computed,
+            });
+        }
     }
     Ok((section, header, codec::decode_index(body)?))
 }
@@ -925,13 +930,7 @@ impl Manifest {
 
     /// Adds `text` to the string table.
     pub fn intern(&mut self, text: &str) -> Str {
-        let off = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
-        self.strings.push_str(text);
-        Str {
-            off,
-            len: text.len() as u32,
-            table: 0,
-        }
+        codec::append_str(&mut self.strings, text)
     }
 
     /// The identity of object `o` within its module: what the runtime keys

@@ -307,6 +307,61 @@ pub fn load_segments(
 /// units from a shared counter.
 pub type Share<'a> = &'a dyn Fn(&(dyn Fn() + Sync));
 
+/// Cuts `buf` into one slice per range, the ranges sorted by start and
+/// disjoint. `Err(i)`: range `i` overlaps the one before it or runs past
+/// the end of `buf`.
+pub fn split_disjoint(
+    buf: &mut [u8],
+    ranges: impl IntoIterator<Item = std::ops::Range<usize>>,
+) -> Result<Vec<&mut [u8]>, usize> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    let mut pos = 0usize;
+    for (i, r) in ranges.into_iter().enumerate() {
+        let skip = r.start.checked_sub(pos).ok_or(i)?;
+        if r.start > r.end || skip.saturating_add(r.len()) > rest.len() {
+            return Err(i);
+        }
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+        let (mine, tail) = tail.split_at_mut(r.len());
+        out.push(mine);
+        rest = tail;
+        pos = r.end;
+    }
+    Ok(out)
+}
+
+/// Runs `f` on every item, the items taken in order by whichever thread
+/// `share` lets run; returns each item's result in item order (`None` for
+/// one whose run panicked).
+pub fn run_shared<T: Send, R: Send>(
+    items: Vec<T>,
+    share: Share<'_>,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<Option<R>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let jobs: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let results: Vec<Mutex<Option<R>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(job) = jobs.get(i) else { break };
+        let Some(t) = job.lock().ok().and_then(|mut j| j.take()) else {
+            continue;
+        };
+        let r = f(t);
+        if let Ok(mut slot) = results[i].lock() {
+            *slot = Some(r);
+        }
+    };
+    share(&work);
+    results
+        .into_iter()
+        .map(|r| r.into_inner().ok().flatten())
+        .collect()
+}
+
 /// Modules whose fixups are applied by whichever thread `share` lets run,
 /// once a load has at least this many fixups.
 const SHARE_FIXUPS: usize = 32_768;
@@ -389,51 +444,31 @@ fn fill(
         segs.push((mi, (seg_at - lo) as usize));
     }
     segs.sort_unstable_by_key(|s| s.1);
-    type Job<'b> = std::sync::Mutex<Option<(usize, &'b mut [u8])>>;
-    let mut jobs: Vec<Job<'_>> = Vec::with_capacity(segs.len());
-    let mut rest: &mut [u8] = buf;
-    let mut pos = 0usize;
-    for &(mi, at) in &segs {
-        let len = m.modules[mi].seg.len() as usize;
-        let Some(skip) = at.checked_sub(pos) else {
-            return Err(LoadError::Window(format!(
-                "module {}: segment overlaps another",
-                m.str(m.modules[mi].name)
-            )));
-        };
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
-        let (mine, tail) = tail.split_at_mut(len);
-        jobs.push(std::sync::Mutex::new(Some((mi, mine))));
-        rest = tail;
-        pos = at + len;
-    }
-    let results: Vec<std::sync::Mutex<Option<Result<(), LoadError>>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(job) = jobs.get(i) else { break };
-        let Some((mi, seg)) = job.lock().ok().and_then(|mut j| j.take()) else {
-            continue;
-        };
-        let r = fill_module(view, tables, place, mi, seg);
-        if let Ok(mut slot) = results[i].lock() {
-            *slot = Some(r);
-        }
-    };
+    let ranges = segs
+        .iter()
+        .map(|&(mi, at)| at..at + m.modules[mi].seg.len() as usize);
+    let slices = split_disjoint(buf, ranges).map_err(|i| {
+        LoadError::Window(format!(
+            "module {}: segment overlaps another",
+            m.str(m.modules[segs[i].0].name)
+        ))
+    })?;
     let fixups: usize = segs
         .iter()
         .map(|&(mi, _)| view.module_fixups(mi).len() / hcr_image::FIXUP_SIZE)
         .sum();
-    match fixups >= SHARE_FIXUPS {
-        true => share(&work),
-        false => work(),
-    }
+    let alone: Share<'_> = &|work| work();
+    let jobs = segs.iter().map(|s| s.0).zip(slices).collect();
+    let results = run_shared(
+        jobs,
+        if fixups >= SHARE_FIXUPS { share } else { alone },
+        |(mi, seg)| fill_module(view, tables, place, mi, seg),
+    );
     // The first failure in address order, as one thread would report it.
     for r in results {
-        match r.into_inner() {
-            Ok(Some(r)) => r?,
-            _ => return Err(LoadError::Window("relocating a segment failed".into())),
+        match r {
+            Some(r) => r?,
+            None => return Err(LoadError::Window("relocating a segment failed".into())),
         }
     }
     Ok(())

@@ -22,8 +22,6 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use crate::Error;
 
@@ -351,51 +349,28 @@ impl Reader<'_, '_> {
             }
         }
         let img = self.img;
-        // One disjoint slice of the buffer per piece (sorted, disjoint).
-        // `(file offset, destination)`, taken by whichever thread reads it.
-        type Job<'b> = Mutex<Option<(usize, &'b mut [u8])>>;
-        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(pieces.len());
-        let mut rest: &mut [u8] = &mut self.buf[..];
-        let mut pos = 0;
-        for p in &pieces {
-            let (_, tail) = std::mem::take(&mut rest).split_at_mut(p.start - pos);
-            let (mine, tail) = tail.split_at_mut(p.len());
-            jobs.push(Mutex::new(Some((p.start, mine))));
-            rest = tail;
-            pos = p.end;
-        }
-        let results: Vec<Mutex<Option<Result<(), Error>>>> =
-            jobs.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { break };
-            let Some((off, dst)) = job.lock().ok().and_then(|mut j| j.take()) else {
-                continue;
-            };
-            // One call faults the buffer's pages in (rather than one fault
-            // per page during the copy); best effort.
-            hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
-            let r = img.read_exact_at(dst, off as u64);
-            if let Ok(mut slot) = results[i].lock() {
-                *slot = Some(r);
-            }
-        };
         let total: usize = pieces.iter().map(|p| p.len()).sum();
-        match total >= SHARE_MIN {
-            true => crate::helper::share(&work, || ()),
-            false => work(),
-        }
+        let internal =
+            || Error::Internal(format!("{}: reading the image failed", img.path.display()));
+        // One disjoint slice of the buffer per piece, each read by
+        // whichever thread takes it.
+        let slices = hcr_loader::split_disjoint(&mut self.buf[..], pieces.iter().cloned())
+            .map_err(|_| internal())?;
+        let jobs: Vec<(usize, &mut [u8])> = pieces.iter().map(|p| p.start).zip(slices).collect();
+        let shared: hcr_loader::Share<'_> = &|work| crate::helper::share(work, || ());
+        let alone: hcr_loader::Share<'_> = &|work| work();
+        let results = hcr_loader::run_shared(
+            jobs,
+            if total >= SHARE_MIN { shared } else { alone },
+            |(off, dst)| {
+                // One call faults the buffer's pages in (rather than one
+                // fault per page during the copy); best effort.
+                hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
+                img.read_exact_at(dst, off as u64)
+            },
+        );
         for r in results {
-            match r.into_inner() {
-                Ok(Some(r)) => r?,
-                _ => {
-                    return Err(Error::Internal(format!(
-                        "{}: reading the image failed",
-                        img.path.display()
-                    )))
-                }
-            }
+            r.ok_or_else(internal)??;
         }
         self.done.extend(merged);
         Ok(())

@@ -5,8 +5,6 @@
 //! modules × 50 functions).
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use hcr_image::{ImageError, ImageView, Manifest};
 
@@ -78,57 +76,26 @@ pub(super) fn read(
     pieces: &[Piece],
 ) -> Result<(), Failure> {
     // One disjoint slice of the chunk per piece.
-    let mut jobs: Vec<(&Piece, &mut [u8])> = Vec::with_capacity(pieces.len());
-    let mut rest = dst;
-    let mut pos = 0usize;
-    for p in pieces {
-        let too_far = || Failure::Io(Error::Io("load area larger than its chunk".into()));
-        let skip = p.dst.start.checked_sub(pos).ok_or_else(too_far)?;
-        if skip.saturating_add(p.dst.len()) > rest.len() {
-            return Err(too_far());
-        }
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
-        let (mine, tail) = tail.split_at_mut(p.dst.len());
-        jobs.push((p, mine));
-        rest = tail;
-        pos = p.dst.end;
-    }
+    let slices = hcr_loader::split_disjoint(dst, pieces.iter().map(|p| p.dst.clone()))
+        .map_err(|_| Failure::Io(Error::Io("load area larger than its chunk".into())))?;
     let total: usize = pieces.iter().map(|p| p.dst.len()).sum();
-    if jobs.len() < 2 || total < PARALLEL_MIN {
-        for (p, bytes) in jobs {
+    if slices.len() < 2 || total < PARALLEL_MIN {
+        for (p, bytes) in pieces.iter().zip(slices) {
             read_piece(file, view, area, load, p, bytes)?;
         }
         return Ok(());
     }
     // Pieces taken in order by whichever thread is free (this one, and the
     // helper when it gets to run), each result kept with its piece.
-    type Job<'j> = (&'j Piece, &'j mut [u8]);
-    let jobs: Vec<Mutex<Option<Job<'_>>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-    let results: Vec<Mutex<Option<Result<(), Failure>>>> =
-        jobs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(job) = jobs.get(i) else { break };
-        let Some((p, bytes)) = job.lock().ok().and_then(|mut j| j.take()) else {
-            continue;
-        };
-        let r = read_piece(file, view, area, load, p, bytes);
-        if let Ok(mut slot) = results[i].lock() {
-            *slot = Some(r);
-        }
-    };
-    crate::helper::share(&work, || ());
+    let jobs = pieces.iter().zip(slices).collect();
+    let results = hcr_loader::run_shared(
+        jobs,
+        &|work| crate::helper::share(work, || ()),
+        |(p, bytes)| read_piece(file, view, area, load, p, bytes),
+    );
     for r in results {
-        match r.into_inner() {
-            Ok(Some(r)) => r?,
-            // A piece whose reader panicked.
-            _ => {
-                return Err(Failure::Io(Error::Internal(
-                    "reading the load area failed".into(),
-                )))
-            }
-        }
+        // A piece whose reader panicked has no result.
+        r.ok_or_else(|| Failure::Io(Error::Internal("reading the load area failed".into())))??;
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub(super) fn plan_matched(
             (Some(o), oi) if oi != NONE => {
                 still[oi as usize] = true;
                 let om = &o.modules[oi as usize];
+                // (A shared record is unchanged without a look inside.)
                 if !om.same_record(md)
                     && om.content_hash != md.content_hash
                     && om.mtime_ns != md.mtime_ns
@@ -58,17 +59,15 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     let mut out = vec![NONE; new.modules.len()];
     let mut by_name: Option<HashMap<&str, usize>> = None;
     for (i, md) in new.modules.iter().enumerate() {
-        let om = old.modules.get(i);
         // A shared record is the same module (same name) without a look.
-        if om.is_some_and(|om| om.reachable && om.same_record(md)) {
+        let same = old.modules.get(i).is_some_and(|om| {
+            om.reachable && (om.same_record(md) || old.str(om.name) == new.str(md.name))
+        });
+        if same {
             out[i] = i as u32;
             continue;
         }
         let name = new.str(md.name);
-        if om.is_some_and(|om| om.reachable && old.str(om.name) == name) {
-            out[i] = i as u32;
-            continue;
-        }
         let map = by_name.get_or_insert_with(|| loaded_names(old));
         if let Some(&oi) = map.get(name) {
             out[i] = oi as u32;

@@ -46,7 +46,7 @@ struct Helper {
 fn helper() -> Option<&'static Helper> {
     static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     *HELPER.get_or_init(|| {
-        if cpus() < 2 || std::env::var_os("HCR_LOAD_THREADS").is_some_and(|v| v == "1") {
+        if !enabled() {
             return None;
         }
         let h: &'static Helper = Box::leak(Box::new(Helper {
@@ -59,6 +59,12 @@ fn helper() -> Option<&'static Helper> {
             .ok()
             .map(|_| h)
     })
+}
+
+/// True when the runtime may use a second thread: more than one CPU, and
+/// not `HCR_LOAD_THREADS=1`.
+pub fn enabled() -> bool {
+    cpus() >= 2 && std::env::var_os("HCR_LOAD_THREADS").is_none_or(|v| v != "1")
 }
 
 fn run(h: &'static Helper) {

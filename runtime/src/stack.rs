@@ -18,22 +18,7 @@ pub(crate) fn stack_words() -> Option<Vec<usize>> {
     unsafe {
         std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
     };
-    let mut bottom = 0usize;
-    let mut top = 0usize;
-    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
-    // attribute object is destroyed after use.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
-            let mut addr: *mut c_void = std::ptr::null_mut();
-            let mut size: libc::size_t = 0;
-            if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
-                bottom = addr as usize;
-                top = addr as usize + size;
-            }
-            libc::pthread_attr_destroy(&mut attr);
-        }
-    }
+    let (bottom, top) = bounds();
     if sp < bottom || top <= sp {
         return None;
     }
@@ -58,4 +43,39 @@ pub(crate) fn stack_words() -> Option<Vec<usize>> {
             })
             .collect(),
     )
+}
+
+/// The calling thread's stack, `[bottom, top)` (both 0 when unknown).
+/// Asked once per thread: for the main thread the C library reads
+/// `/proc/self/maps` to answer, which costs more than the rest of a reload
+/// in a program with many mappings. A thread's stack does not move, and
+/// the main thread's `top` is fixed while its `bottom` is where it may
+/// grow to: the scan starts at the stack pointer, so only `top` bounds it.
+fn bounds() -> (usize, usize) {
+    thread_local! {
+        static BOUNDS: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+    }
+    if let Some(b) = BOUNDS.with(std::cell::Cell::get) {
+        return b;
+    }
+    let mut bottom = 0usize;
+    let mut top = 0usize;
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
+    // attribute object is destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
+                bottom = addr as usize;
+                top = addr as usize + size;
+            }
+            libc::pthread_attr_destroy(&mut attr);
+        }
+    }
+    if top != 0 {
+        BOUNDS.with(|b| b.set(Some((bottom, top))));
+    }
+    (bottom, top)
 }

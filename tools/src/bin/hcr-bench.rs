@@ -84,6 +84,10 @@ enum What {
         functions: usize,
         #[arg(long, default_value_t = 2)]
         globals: usize,
+        /// Milliseconds to wait between reloads, as between a user's edits:
+        /// with 150 or more, every reload has an old image to free.
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
     },
     /// Cross-module call through a permanent address vs a direct call.
     Calls {
@@ -505,7 +509,11 @@ fn first_load(image: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_reload(cli: &Cli, modules: usize, functions: usize, globals: usize) -> anyhow::Result<()> {
+fn bench_reload(
+    cli: &Cli,
+    (modules, functions, globals): (usize, usize, usize),
+    pause_ms: u64,
+) -> anyhow::Result<()> {
     let shape = Shape {
         modules,
         functions,
@@ -521,6 +529,7 @@ fn bench_reload(cli: &Cli, modules: usize, functions: usize, globals: usize) -> 
     let mut v = Vec::new();
     for i in 0..cli.runs.max(21) {
         install(&app, if i % 2 == 0 { &b } else { &a })?;
+        std::thread::sleep(Duration::from_millis(pause_ms));
         let t = Instant::now();
         let n = rt.reload()?;
         v.push(t.elapsed());
@@ -529,7 +538,11 @@ fn bench_reload(cli: &Cli, modules: usize, functions: usize, globals: usize) -> 
         }
     }
     let reload = median(v);
-    println!("## reload: {modules} modules × {functions} functions + {globals} globals, one module changed");
+    let paused = match pause_ms {
+        0 => String::new(),
+        p => format!(", {p} ms between reloads"),
+    };
+    println!("## reload: {modules} modules × {functions} functions + {globals} globals, one module changed{paused}");
     println!("| what | median | anchor |");
     println!("|---|---|---|");
     println!("| hcr reload (stat, map, verify, relocate, retarget, handlers) | {} | nimhcr 1.40 ms (tmpfs, one changed of 237) |", ms(reload));
@@ -1353,7 +1366,8 @@ fn main() -> ExitCode {
             modules,
             functions,
             globals,
-        } => bench_reload(&cli, modules, functions, globals),
+            pause_ms,
+        } => bench_reload(&cli, (modules, functions, globals), pause_ms),
         What::Relink {
             modules,
             functions,

@@ -1,0 +1,83 @@
+//! Old images are freed by the runtime's reclaim thread after a reload
+//! returns (the scan of the globals for pointers into them, the unmapping
+//! and the manifest's drop are not on the reload's path), and still freed
+//! when the reclaim thread has not got to it (the next reload or
+//! `Runtime::stats` runs it). One runtime per process: one test in this
+//! file.
+
+mod support;
+
+use hcr_runtime::{Options, Runtime};
+
+type IntFn = extern "C" fn() -> i32;
+
+#[test]
+fn old_images_are_freed_after_the_reload_returns() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v1 = std::fs::read(support::lib_image(
+        d,
+        "v1",
+        "int value(void) { return 1; }\nstatic int (*keep)(void) = value;\nint via(void) { return keep(); }\n",
+    ))
+    .unwrap();
+    let v2 = std::fs::read(support::lib_image(
+        d,
+        "v2",
+        "int value(void) { return 2; }\nstatic int (*keep)(void) = value;\nint via(void) { return keep(); }\n",
+    ))
+    .unwrap();
+    let app = d.join("app.hcr");
+    let install = |bytes: &[u8]| {
+        let tmp = d.join("app.tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &app).unwrap();
+    };
+    install(&v1);
+    let rt = Runtime::open_with(
+        &app,
+        &Options {
+            window_size: 64 << 20,
+            ..Options::default()
+        },
+    )
+    .expect("open");
+    // SAFETY: `value` and `via` are `int (void)` in both images.
+    let value = unsafe { rt.get_proc::<IntFn>("lib", "value") }.expect("value");
+    // SAFETY: as above.
+    let via = unsafe { rt.get_proc::<IntFn>("lib", "via") }.expect("via");
+    let background = hcr_runtime::helper_threads_enabled();
+    for i in 0..8 {
+        let want = if i % 2 == 0 { 2 } else { 1 };
+        install(if i % 2 == 0 { &v2 } else { &v1 });
+        assert_eq!(rt.reload().expect("reload"), 1);
+        assert_eq!(value(), want);
+        // A persistent global keeps the permanent address: it calls the
+        // new code, whatever was freed.
+        assert_eq!(via(), want);
+        // Past the grace period, so each later reload has an image to
+        // free; the reclaim thread gets time to run.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let stats = rt.stats();
+    // Reloads 1..=6 each retired an image that became due two reloads
+    // later: at most the last two (and one a stale stack word may pin)
+    // are left.
+    assert!(stats.retired_images <= 3, "old images pile up: {stats:?}");
+    if background {
+        assert!(
+            stats.background_reclaims >= 1,
+            "the reclaim thread never ran: {stats:?}"
+        );
+    } else {
+        assert_eq!(stats.background_reclaims, 0, "{stats:?}");
+    }
+    // A reclaim the thread has not run yet is run by the next reload.
+    install(&v2);
+    assert_eq!(rt.reload().expect("reload"), 1);
+    install(&v1);
+    assert_eq!(rt.reload().expect("reload"), 1);
+    assert_eq!((value(), via()), (1, 1));
+    let after = rt.stats();
+    assert!(after.retired_images <= 4, "{after:?}");
+}

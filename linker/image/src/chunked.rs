@@ -43,30 +43,28 @@ impl<T: Clone + Default> Grouped<T> {
         Grouped { groups, len }
     }
 
-    /// A list whose element `i` is `items[i]`, or `old`'s element `i` where
-    /// `items[i]` is `None`. A group made only of `old`'s elements (and as
-    /// long as `old`'s) is `old`'s group, shared.
-    pub fn from_shared(items: Vec<Option<T>>, old: Option<&Grouped<T>>) -> Self {
-        let len = items.len();
+    /// A list of `len` elements whose element `i` is the item given for
+    /// `i` in `items` (in increasing order of `i`), or else `old`'s element
+    /// `i`. A group with no item given (and as long as `old`'s) is `old`'s
+    /// group, shared: the work is per group and per item, not per element.
+    pub fn from_sparse(len: usize, items: Vec<(usize, T)>, old: Option<&Grouped<T>>) -> Self {
         let mut groups = Vec::with_capacity(len.div_ceil(GROUP));
-        for (g, chunk) in items.chunks(GROUP).enumerate() {
+        let mut items = items.into_iter().peekable();
+        for g in 0..len.div_ceil(GROUP) {
+            let (start, end) = (g * GROUP, len.min((g + 1) * GROUP));
+            let none_here = items.peek().is_none_or(|(i, _)| *i >= end);
             let shared = old
                 .and_then(|o| o.groups.get(g))
-                .filter(|og| og.len() == chunk.len() && chunk.iter().all(Option::is_none));
+                .filter(|og| none_here && og.len() == end - start);
             if let Some(og) = shared {
                 groups.push(og.clone());
                 continue;
             }
             // An element `old` lacks has nothing to share: it is empty.
-            let built: Arc<[T]> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, item)| match item {
-                    Some(t) => t.clone(),
-                    None => old
-                        .and_then(|o| o.get(g * GROUP + k))
-                        .cloned()
-                        .unwrap_or_default(),
+            let built: Arc<[T]> = (start..end)
+                .map(|i| match items.next_if(|(k, _)| *k == i) {
+                    Some((_, t)) => t,
+                    None => old.and_then(|o| o.get(i)).cloned().unwrap_or_default(),
                 })
                 .collect();
             groups.push(built);
@@ -169,10 +167,11 @@ impl<T> Chunked<T> {
         Self::with_parts(Grouped::from_vec(parts))
     }
 
-    /// A table whose part `k` is `parts[k]`, or `old`'s part `k` where
-    /// `parts[k]` is `None` (groups of such parts are shared with `old`).
-    pub fn from_shared(parts: Vec<Option<Arc<[T]>>>, old: Option<&Chunked<T>>) -> Self {
-        Self::with_parts(Grouped::from_shared(parts, old.map(|o| &o.parts)))
+    /// A table of `n` parts whose part `k` is the one given for `k` in
+    /// `parts` (in increasing order of `k`), or else `old`'s part `k`
+    /// (groups of such parts are shared with `old`).
+    pub fn from_sparse(n: usize, parts: Vec<(usize, Arc<[T]>)>, old: Option<&Chunked<T>>) -> Self {
+        Self::with_parts(Grouped::from_sparse(n, parts, old.map(|o| &o.parts)))
     }
 
     fn with_parts(parts: Grouped<Arc<[T]>>) -> Self {
@@ -290,9 +289,7 @@ mod tests {
         let parts: Vec<Arc<[u32]>> = (0..n as u32).map(|i| Arc::from(vec![i, i])).collect();
         let old = Chunked::from_parts(parts);
         // Part 70 (second group) changes; the rest is shared.
-        let mut new: Vec<Option<Arc<[u32]>>> = vec![None; n];
-        new[70] = Some(Arc::from(vec![7u32]));
-        let t = Chunked::from_shared(new, Some(&old));
+        let t = Chunked::from_sparse(n, vec![(70, Arc::from(vec![7u32]))], Some(&old));
         assert_eq!(t.parts(), n);
         assert_eq!(t.len(), old.len() - 1);
         assert_eq!(t.part(70), &[7]);

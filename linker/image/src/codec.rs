@@ -776,60 +776,76 @@ pub(crate) struct Block<'a> {
     pub object_fixups: Fixups<'a>,
 }
 
-/// The per-module parts of a manifest put together from blocks, in module
-/// order: decoded ones and ones shared with an earlier manifest.
-#[derive(Default)]
+/// The per-module parts of a manifest put together from blocks: the
+/// decoded ones (the rest are an earlier manifest's, shared), and every
+/// module's fixups (none for a shared block: nothing of it is loaded again).
+/// Nothing here is per module but the fixups, so a reload that decodes one
+/// block allocates for one.
 pub(crate) struct Parts<'a> {
-    /// Per module: its decoded part, or `None` for the old manifest's.
-    functions: Vec<Option<Arc<[Function]>>>,
-    objects: Vec<Option<Arc<[Object]>>>,
-    strings: Vec<Option<Arc<str>>>,
+    /// Decoded parts in module order: module, functions, objects, strings.
+    decoded: Vec<Decoded>,
     pub fixups: Vec<Fixups<'a>>,
     pub object_fixups: Vec<Fixups<'a>>,
 }
 
+/// One module's decoded parts: module, functions, objects, strings.
+type Decoded = (usize, Arc<[Function]>, Arc<[Object]>, Arc<str>);
+
 impl<'a> Parts<'a> {
-    /// Module `md`'s decoded block: its lists go to `md`, its tables here.
-    pub fn add(&mut self, md: &mut Module, b: Block<'a>) {
+    /// Parts for a manifest of `n` modules, none decoded yet.
+    pub fn new(n: usize) -> Self {
+        Parts {
+            decoded: Vec::new(),
+            fixups: vec![Fixups::default(); n],
+            object_fixups: vec![Fixups::default(); n],
+        }
+    }
+
+    /// Module `mi`'s decoded block: its lists go to `md`, its tables here.
+    /// Modules are added in order.
+    pub fn add(&mut self, mi: usize, md: &mut Module, b: Block<'a>) {
         md.ctors = b.ctors;
         md.dtors = b.dtors;
         md.on_reload = b.on_reload;
         md.undefined = b.undefined;
         md.fixups = b.fixups.len() as u32;
-        self.functions.push(Some(b.functions));
-        self.objects.push(Some(b.objects));
-        self.strings.push(Some(b.strings));
-        self.fixups.push(b.fixups);
-        self.object_fixups.push(b.object_fixups);
+        if let (Some(f), Some(o)) = (self.fixups.get_mut(mi), self.object_fixups.get_mut(mi)) {
+            (*f, *o) = (b.fixups, b.object_fixups);
+        }
+        self.decoded.push((mi, b.functions, b.objects, b.strings));
     }
 
     /// Module `md`'s block as module `mi` of `old` decoded it (shared, no
     /// fixups: nothing of it is loaded again). A shared record already has
     /// the block's lists.
-    pub fn share(&mut self, md: Option<&mut Module>, old: &Manifest, mi: usize) {
-        if let (Some(md), Some(om)) = (md, old.modules.get(mi)) {
+    pub fn share(md: &mut Module, old: &Manifest, mi: usize) {
+        if let Some(om) = old.modules.get(mi) {
             md.ctors = om.ctors.clone();
             md.dtors = om.dtors.clone();
             md.on_reload = om.on_reload.clone();
             md.undefined = om.undefined.clone();
             md.fixups = om.fixups;
         }
-        self.functions.push(None);
-        self.objects.push(None);
-        self.strings.push(None);
-        self.fixups.push(Fixups::default());
-        self.object_fixups.push(Fixups::default());
     }
 
     /// Gives `m` its tables (parts not decoded are `old`'s, whole groups of
     /// them shared); the fixups stay here.
     pub fn finish(&mut self, m: &mut Manifest, old: Option<&Manifest>) {
-        let functions = std::mem::take(&mut self.functions);
-        let objects = std::mem::take(&mut self.objects);
-        let strings = std::mem::take(&mut self.strings);
-        m.functions = Chunked::from_shared(functions, old.map(|o| &o.functions));
-        m.objects = Chunked::from_shared(objects, old.map(|o| &o.objects));
-        m.module_strings = Grouped::from_shared(strings, old.map(|o| &o.module_strings));
+        let n = m.modules.len();
+        let decoded = std::mem::take(&mut self.decoded);
+        let (mut functions, mut objects, mut strings) = (
+            Vec::with_capacity(decoded.len()),
+            Vec::with_capacity(decoded.len()),
+            Vec::with_capacity(decoded.len()),
+        );
+        for (mi, f, o, s) in decoded {
+            functions.push((mi, f));
+            objects.push((mi, o));
+            strings.push((mi, s));
+        }
+        m.functions = Chunked::from_sparse(n, functions, old.map(|o| &o.functions));
+        m.objects = Chunked::from_sparse(n, objects, old.map(|o| &o.objects));
+        m.module_strings = Grouped::from_sparse(n, strings, old.map(|o| &o.module_strings));
     }
 }
 

@@ -665,17 +665,19 @@ impl<'a> ImageView<'a> {
         let section_at = elf::manifest_offset(file)?;
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
-        let mut parts = codec::Parts::default();
+        let mut parts = codec::Parts::new(m.modules.len());
         for mi in 0..m.modules.len() {
             let decode = decode.get(mi).copied().unwrap_or(true);
             if let Some(o) = old.filter(|o| !decode && o.shares_block(&m, mi)) {
                 // A shared record has the block's lists already: the module
-                // (and the group holding it) is left as it is.
+                // is left as it is.
                 let same = o
                     .modules
                     .get(mi)
                     .is_some_and(|om| om.same_record(&m.modules[mi]));
-                parts.share((!same).then(|| &mut m.modules[mi]), o, mi);
+                if !same {
+                    codec::Parts::share(&mut m.modules[mi], o, mi);
+                }
                 continue;
             }
             let md = &m.modules[mi];
@@ -692,7 +694,7 @@ impl<'a> ImageView<'a> {
             }
             let b = codec::decode_block(block, mi)?;
             codec::validate_block(&m, mi, &b, init.len() as u64)?;
-            parts.add(&mut m.modules[mi], b);
+            parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, old);
         Ok(ImageView {
@@ -757,11 +759,11 @@ impl<'a> ImageView<'a> {
     pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
         let (header, mut m) = Self::parse_global(file, None)?;
         let section_at = elf::manifest_offset(file)?;
-        let mut parts = codec::Parts::default();
+        let mut parts = codec::Parts::new(m.modules.len());
         for mi in 0..m.modules.len() {
             let block = block_of(file, section_at, &m.modules[mi])?;
             let b = codec::decode_block(block, mi)?;
-            parts.add(&mut m.modules[mi], b);
+            parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, None);
         Ok((header, m))

@@ -87,12 +87,12 @@ fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec
     section.extend_from_slice(body);
     let g = codec::decode_index(&body[..global_len]).unwrap();
     let mut m = g.finish(&section, None).unwrap();
-    let mut parts = codec::Parts::default();
+    let mut parts = codec::Parts::new(m.modules.len());
     for mi in 0..m.modules.len() {
         let (off, len) = m.modules[mi].block;
         let at = off as usize - HEADER_SIZE;
         let b = codec::decode_block(&body[at..at + len as usize], mi).unwrap();
-        parts.add(&mut m.modules[mi], b);
+        parts.add(mi, &mut m.modules[mi], b);
     }
     parts.finish(&mut m, None);
     let fx = parts.fixups.iter().map(|f| f.all().collect()).collect();

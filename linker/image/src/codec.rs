@@ -569,13 +569,12 @@ impl Global<'_> {
     /// Section-relative places of the records that `old` does not hold
     /// (same index, same hash): the ones [`Global::finish`] decodes.
     pub fn records_to_read(&self, old: Option<&Manifest>) -> Vec<(u64, u64)> {
-        let mut olds = old.map(|o| o.modules.iter());
+        let olds = old.map_or(&[][..], |o| &o.read.hashes[..]);
         let mut at = self.records.0 as u64;
         let mut out = Vec::new();
         for i in 0..self.index.len() / INDEX_ENTRY {
             let e = entry(self.index, i);
-            let om = olds.as_mut().and_then(Iterator::next);
-            if om.is_none_or(|om| om.hash != e.hash) {
+            if olds.get(i).is_none_or(|&h| h != e.hash) {
                 match out.last_mut() {
                     Some((o, l)) if *o + *l == at => *l += u64::from(e.len),
                     _ => out.push((at, u64::from(e.len))),
@@ -612,8 +611,23 @@ impl Global<'_> {
             block: rend as u64,
         };
         m.modules.reserve(n);
+        let r = &mut m.read;
+        r.hashes.reserve(n);
+        r.shared.reserve(n);
+        r.same_ids.reserve(n);
+        r.reachable.reserve(n);
         for i in 0..n {
-            let md = next.module(section, rend, index, i, olds.get(i))?;
+            let om = olds.get(i);
+            let md = next.module(section, rend, index, i, om)?;
+            let shared = om.is_some_and(|om| om.same_record(&md));
+            r.hashes.push(md.hash);
+            r.shared.push(shared);
+            r.same_ids.push(
+                shared
+                    && om
+                        .is_some_and(|om| om.functions == md.functions && om.objects == md.objects),
+            );
+            r.reachable.push(md.reachable);
             m.modules.push(md);
         }
         Ok(m)
@@ -967,7 +981,7 @@ pub(crate) fn validate_global(
             )));
         }
         prev_end = md.seg.end;
-        let checked = olds.get(mi).is_some_and(|om| om.same_record(md));
+        let checked = m.shared_record(mi) || olds.get(mi).is_some_and(|om| om.same_record(md));
         if !checked
             && md
                 .imports

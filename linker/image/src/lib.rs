@@ -406,7 +406,37 @@ pub struct Manifest {
     pub libraries: Vec<Library>,
     /// Statistics.
     pub stats: PlanStats,
+    /// How this manifest was read against a loaded one, per module.
+    pub read: ReadSummary,
 }
+
+/// What [`ImageView::parse_global`] found reading a manifest against a
+/// loaded one, per module, so that later passes over the modules can skip
+/// the unchanged ones without looking at them: compact arrays, a byte or a
+/// word per module. Bookkeeping of the read, not part of the manifest's
+/// content: it takes no part in comparisons (any two are equal).
+#[derive(Clone, Debug, Default)]
+pub struct ReadSummary {
+    /// Each module's record hash as the index gave it (empty in a manifest
+    /// the linker builds): what the next read compares against.
+    pub hashes: Vec<u64>,
+    /// Per module: its record is the loaded module's at the same index
+    /// (shared, so the same module with the same block).
+    pub shared: Vec<bool>,
+    /// Per module: shared, and with the same function and object index
+    /// ranges as the loaded module's.
+    pub same_ids: Vec<bool>,
+    /// Per module: [`Module::reachable`].
+    pub reachable: Vec<bool>,
+}
+
+impl PartialEq for ReadSummary {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReadSummary {}
 
 /// How a fixup writes its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -666,8 +696,14 @@ impl<'a> ImageView<'a> {
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
         let mut parts = codec::Parts::new(m.modules.len());
+        let complete = old.is_some_and(Manifest::parts_complete);
         for mi in 0..m.modules.len() {
             let decode = decode.get(mi).copied().unwrap_or(true);
+            if !decode && complete && m.shared_record(mi) {
+                // The loaded module's record, with its block's lists: left
+                // as it is, its parts shared.
+                continue;
+            }
             if let Some(o) = old.filter(|o| !decode && o.shares_block(&m, mi)) {
                 // A shared record has the block's lists already: the module
                 // is left as it is.
@@ -951,6 +987,33 @@ impl Manifest {
         self.modules
             .get(m.0 as usize)
             .map_or(rel, |md| md.seg.start.wrapping_add(rel))
+    }
+
+    /// True when module `mi`'s record is the one module `mi` of the
+    /// manifest this one was read against had ([`ReadSummary::shared`]).
+    pub fn shared_record(&self, mi: usize) -> bool {
+        self.read.shared.get(mi).copied().unwrap_or(false)
+    }
+
+    /// True when module `mi`'s record is shared ([`Manifest::shared_record`])
+    /// and its functions and objects have the same global indices as there.
+    pub fn same_ids(&self, mi: usize) -> bool {
+        self.read.same_ids.get(mi).copied().unwrap_or(false)
+    }
+
+    /// [`Module::reachable`] of module `mi`, from the compact summary when
+    /// there is one.
+    pub fn reachable(&self, mi: usize) -> bool {
+        match self.read.reachable.get(mi) {
+            Some(&r) => r,
+            None => self.modules.get(mi).is_some_and(|md| md.reachable),
+        }
+    }
+
+    /// True when this manifest's tables have one part per module, so that
+    /// a manifest read against it may share them.
+    pub fn parts_complete(&self) -> bool {
+        self.functions.parts() == self.modules.len() && self.objects.parts() == self.modules.len()
     }
 
     /// True when module `mi` of `new` has the block module `mi` of this

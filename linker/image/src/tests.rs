@@ -303,6 +303,21 @@ fn unchanged_records_are_shared_wherever_their_modules_move() {
     }
     assert_eq!(c.modules[100].seg.start, 100 * 64 + 64);
     assert_eq!(c.str(c.modules[100].name), "m100");
+    // The read's summary says the same, per module, without a look at the
+    // modules: shared records, with the same function and object indices.
+    assert!(
+        a.read.shared.iter().all(|&s| !s),
+        "a first read shares nothing"
+    );
+    assert_eq!(a.read.hashes.len(), n);
+    assert!((0..n).all(|i| same.shared_record(i) && same.same_ids(i)));
+    assert!((0..n).all(|i| b.shared_record(i) == (i != 7)));
+    assert!((0..n).all(|i| c.shared_record(i) == (i != 70) && c.same_ids(i) == (i != 70)));
+    assert!((0..n).all(|i| c.reachable(i)));
+    for (i, md) in c.modules.iter().enumerate() {
+        assert_eq!(c.shared_record(i), md.same_record(&a.modules[i]));
+        assert_eq!(c.read.hashes[i] == a.read.hashes[i], i != 70);
+    }
 }
 
 #[test]

@@ -294,6 +294,7 @@ fn assemble(e: Entries, inp: &ManifestInputs<'_, '_>) -> Manifest {
             got_entries: mods.iter().map(|m| m.got.len() as u32).sum(),
             plt_stubs: mods.iter().map(|m| m.plt.len() as u32).sum(),
         },
+        read: Default::default(),
     }
 }
 

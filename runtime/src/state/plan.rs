@@ -24,8 +24,17 @@ pub(super) fn plan_matched(
     let mut d = Diff::default();
     let mut still = vec![false; old.map_or(0, |o| o.modules.len())];
     for &i in new_order {
-        let md = &new.modules[i.0 as usize];
-        match (old, matched.get(i.0 as usize).copied().unwrap_or(NONE)) {
+        let mi = i.0 as usize;
+        let oi = matched.get(mi).copied().unwrap_or(NONE);
+        if old.is_some() && oi as usize == mi && new.shared_record(mi) {
+            // The loaded module's record: unchanged, without a look.
+            if let Some(s) = still.get_mut(mi) {
+                *s = true;
+            }
+            continue;
+        }
+        let md = &new.modules[mi];
+        match (old, oi) {
             (Some(o), oi) if oi != NONE => {
                 still[oi as usize] = true;
                 let om = &o.modules[oi as usize];
@@ -59,7 +68,14 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     let mut out = vec![NONE; new.modules.len()];
     let mut by_name: Option<HashMap<&str, usize>> = None;
     for (i, md) in new.modules.iter().enumerate() {
-        // A shared record is the same module (same name) without a look.
+        if new.shared_record(i) {
+            // The loaded module's record, so its name and reachability:
+            // matched to it when loaded (no other has its name).
+            if new.reachable(i) {
+                out[i] = i as u32;
+            }
+            continue;
+        }
         let same = old.modules.get(i).is_some_and(|om| {
             om.reachable && (om.same_record(md) || old.str(om.name) == new.str(md.name))
         });
@@ -82,12 +98,18 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
 fn same_imports(old: &Manifest, new: &Manifest) -> bool {
     old.root == new.root
         && old.modules.len() == new.modules.len()
-        && old.modules.iter().zip(&new.modules).all(|(a, b)| {
-            a.same_record(b)
-                || (a.reachable == b.reachable
-                    && a.imports == b.imports
-                    && old.str(a.name) == new.str(b.name))
-        })
+        && old
+            .modules
+            .iter()
+            .zip(&new.modules)
+            .enumerate()
+            .all(|(i, (a, b))| {
+                new.shared_record(i)
+                    || a.same_record(b)
+                    || (a.reachable == b.reachable
+                        && a.imports == b.imports
+                        && old.str(a.name) == new.str(b.name))
+            })
 }
 
 /// Reachable modules (by name) of a manifest.
@@ -182,11 +204,18 @@ impl State {
             return reuse;
         }
         for (i, md) in m.modules.iter().enumerate() {
-            if !md.reachable {
+            if !m.reachable(i) {
                 continue;
             }
             let oi = matched.get(i).copied().unwrap_or(NONE) as usize;
             if oi == NONE as usize {
+                continue;
+            }
+            if oi == i && m.shared_record(i) {
+                // The loaded module's record: its link identity.
+                if c.areas.get(oi).is_some() {
+                    reuse[i] = oi as u32;
+                }
                 continue;
             }
             let om = &c.manifest.modules[oi];

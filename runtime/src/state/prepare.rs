@@ -85,13 +85,17 @@ impl State {
                     true => vec![NONE; m.modules.len()],
                     false => self.reuse_plan(m, &matched),
                 };
-                let decode: Vec<bool> = m
-                    .modules
-                    .iter()
-                    .enumerate()
-                    .map(|(mi, md)| {
-                        let same_block = old.is_some_and(|o| o.shares_block(m, mi));
-                        (md.reachable && reuse[mi] == NONE) || !same_block
+                // A shared record's block is the loaded one: decoded only
+                // when the module is loaded (the summary answers without
+                // a look at the module).
+                let complete = old.is_some_and(Manifest::parts_complete);
+                let decode: Vec<bool> = (0..m.modules.len())
+                    .map(|mi| {
+                        let loaded = m.reachable(mi) && reuse[mi] == NONE;
+                        if complete && m.shared_record(mi) {
+                            return loaded;
+                        }
+                        loaded || !old.is_some_and(|o| o.shares_block(m, mi))
                     })
                     .collect();
                 for (md, _) in m.modules.iter().zip(&decode).filter(|(_, d)| **d) {
@@ -127,15 +131,12 @@ impl State {
         let old = self.current.as_ref().map(|c| &c.manifest);
         // (Counted before `assemble`, which gives a shared record whose
         // block it decodes a copy of its own.)
-        let records = m
-            .modules
-            .iter()
-            .enumerate()
-            .filter(|(i, md)| {
-                old.and_then(|o| o.modules.get(*i))
-                    .is_none_or(|om| !om.same_record(md))
-            })
-            .count();
+        let records = match old {
+            Some(_) => (0..m.modules.len())
+                .filter(|&i| !m.shared_record(i))
+                .count(),
+            None => m.modules.len(),
+        };
         let view =
             ImageView::assemble(bytes, header, m, old, &decode).map_err(|e| self.image_error(e))?;
         let blocks = decode.iter().filter(|&&d| d).count();
@@ -390,6 +391,12 @@ impl State {
         let mut pending_fns = 0u32;
         let mut identities = crate::identity::Decisions::default();
         for (mi, md) in m.modules.iter().enumerate() {
+            if bulk && m.same_ids(mi) {
+                // The loaded module's record at the same indices: the
+                // loaded image's indices, copied above (an unreachable
+                // one's are `NONE` there too, being the same record).
+                continue;
+            }
             if !md.reachable {
                 if bulk {
                     fn_tid[md.functions.range()].fill(NONE);

@@ -611,11 +611,14 @@ impl Global<'_> {
             block: rend as u64,
         };
         m.modules.reserve(n);
+        let old_deps = old.map_or(&[][..], |o| &o.read.has_deps[..]);
         let r = &mut m.read;
         r.hashes.reserve(n);
         r.shared.reserve(n);
         r.same_ids.reserve(n);
         r.reachable.reserve(n);
+        r.has_deps.reserve(n);
+        r.seg.reserve(n);
         for i in 0..n {
             let om = olds.get(i);
             let md = next.module(section, rend, index, i, om)?;
@@ -628,6 +631,13 @@ impl Global<'_> {
                         .is_some_and(|om| om.functions == md.functions && om.objects == md.objects),
             );
             r.reachable.push(md.reachable);
+            // A shared record's deps are the loaded one's: the summary
+            // answers without a look at the record.
+            r.has_deps.push(match old_deps.get(i) {
+                Some(&d) if shared => d,
+                _ => !md.deps.is_empty(),
+            });
+            r.seg.push((md.seg.start, md.seg.len()));
             m.modules.push(md);
         }
         Ok(m)
@@ -965,6 +975,20 @@ pub(crate) fn validate_global(
         .map_or(&[][..], |o| &o.modules[..]);
     let mut prev_end = 0u32;
     for (mi, md) in m.modules.iter().enumerate() {
+        if let (true, Some(&(start, len))) = (m.shared_record(mi), m.read.seg.get(mi)) {
+            // A record already checked where it was: its parts lie inside
+            // its segment wherever that starts (the parts are relative to
+            // it), so only the segment's place is new.
+            let end = u64::from(start) + u64::from(len);
+            if start < prev_end || end > area_file_len {
+                return Err(bad(format!(
+                    "module {}: segment out of range",
+                    m.str(md.name)
+                )));
+            }
+            prev_end = end as u32;
+            continue;
+        }
         let inside = |s: Span| s.start >= md.seg.start && s.end <= md.seg.end;
         // Segments in module order, disjoint, inside the area as stored,
         // each ending with its unwind table (at least the terminator).

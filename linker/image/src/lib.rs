@@ -428,6 +428,12 @@ pub struct ReadSummary {
     pub same_ids: Vec<bool>,
     /// Per module: [`Module::reachable`].
     pub reachable: Vec<bool>,
+    /// Per module: its record lists modules it refers into
+    /// ([`ModuleRecord::deps`] is not empty).
+    pub has_deps: Vec<bool>,
+    /// Per module: where its segment starts in the area, and its length
+    /// ([`Module::seg`]).
+    pub seg: Vec<(u32, u32)>,
 }
 
 impl PartialEq for ReadSummary {
@@ -1007,6 +1013,25 @@ impl Manifest {
         match self.read.reachable.get(mi) {
             Some(&r) => r,
             None => self.modules.get(mi).is_some_and(|md| md.reachable),
+        }
+    }
+
+    /// Where module `mi`'s segment starts in the area ([`Module::seg`]),
+    /// from the compact summary when there is one.
+    pub fn seg_start(&self, mi: usize) -> u32 {
+        match self.read.seg.get(mi) {
+            Some(&(start, _)) => start,
+            None => self.modules.get(mi).map_or(0, |md| md.seg.start),
+        }
+    }
+
+    /// True when module `mi` may refer into other modules' segments
+    /// ([`ModuleRecord::deps`] not empty), from the compact summary when
+    /// there is one.
+    pub fn has_deps(&self, mi: usize) -> bool {
+        match self.read.has_deps.get(mi) {
+            Some(&d) => d,
+            None => self.modules.get(mi).is_some_and(|md| !md.deps.is_empty()),
         }
     }
 

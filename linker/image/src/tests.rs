@@ -334,3 +334,29 @@ fn a_block_is_shared_only_with_parts_as_long_as_the_record_says() {
     longer.modules[3].functions.end += 1;
     assert!(!a.shares_block(&longer, 3));
 }
+
+#[test]
+fn a_shared_record_moved_over_its_neighbour_is_refused() {
+    let n = 150;
+    let a = reread(&modules_manifest(n, 10, None), None);
+    // Module 100's record is unchanged (shared on a reread), but the index
+    // puts its segment over module 99's.
+    let mut m = modules_manifest(n, 10, None);
+    let back = 32;
+    let md = &mut m.modules[100];
+    md.seg = Span::new(md.seg.start - back, md.seg.end - back);
+    md.text = Span::new(md.text.start - back, md.text.end - back);
+    md.eh_frame = Span::new(md.eh_frame.start - back, md.eh_frame.end - back);
+    let fx = |_: usize| ModuleFixups {
+        area: &[],
+        objects: &[],
+    };
+    let (body, global_len) = encode_body(&m, &fx, &[]);
+    let mut section = vec![0u8; HEADER_SIZE];
+    section.extend_from_slice(&body);
+    let g = codec::decode_index(&body[..global_len]).unwrap();
+    let c = g.finish(&section, Some(&a)).unwrap();
+    assert!(c.shared_record(100), "the record itself is unchanged");
+    let err = codec::validate_global(&c, u64::from(m.layout.area_size), Some(&a)).unwrap_err();
+    assert!(err.what.contains("m100"), "{}", err.what);
+}

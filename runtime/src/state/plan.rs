@@ -232,6 +232,7 @@ impl State {
             let mut again = false;
             for i in 0..reuse.len() {
                 if reuse[i] != NONE
+                    && m.has_deps(i)
                     && m.modules[i]
                         .deps
                         .iter()

@@ -829,15 +829,16 @@ fn place_segments(
     let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
     let mut load = vec![false; m.modules.len()];
     for (i, md) in m.modules.iter().enumerate() {
-        if !md.reachable {
+        if !m.reachable(i) {
             continue;
         }
         match (reuse[i], old) {
             (oi, Some(c)) if oi != NONE => {
-                let om = &c.manifest.modules[oi as usize];
+                // (Segment starts from the compact summaries: a kept module
+                // is not looked at.)
                 place.vbase[i] = c.place.vbase[oi as usize]
-                    .wrapping_add(u64::from(om.seg.start))
-                    .wrapping_sub(u64::from(md.seg.start));
+                    .wrapping_add(u64::from(c.manifest.seg_start(oi as usize)))
+                    .wrapping_sub(u64::from(m.seg_start(i)));
                 areas.keep(i, oi as usize);
                 work.modules_kept += 1;
             }

@@ -688,7 +688,7 @@ impl Next {
                 })?;
                 r.shape.hash = e.hash;
                 let sh = r.shape;
-                (Arc::new(r), reachable, sh)
+                (RecordRef::alone(r), reachable, sh)
             }
         };
         let span = |start: u32, len: u32| {

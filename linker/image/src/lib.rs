@@ -178,14 +178,68 @@ pub struct Module {
     /// The record's hash as the index gave it (0 in a manifest the linker
     /// builds): compared without reaching into the record.
     hash: u64,
-    record: Arc<ModuleRecord>,
+    record: RecordRef,
 }
+
+/// A module's record, one of a group of records read together: one
+/// allocation and one reference count for up to [`GROUP`] modules, so a
+/// manifest that shares the records of unchanged modules, and dropping it,
+/// touches a count per group rather than one (a cache miss) per module.
+#[derive(Clone, Debug)]
+struct RecordRef {
+    group: Arc<[ModuleRecord]>,
+    at: u32,
+}
+
+impl RecordRef {
+    fn alone(record: ModuleRecord) -> Self {
+        RecordRef {
+            group: Arc::from(vec![record]),
+            at: 0,
+        }
+    }
+
+    fn get(&self) -> &ModuleRecord {
+        &self.group[self.at as usize]
+    }
+
+    /// The record, for writing: copied out of its group first when others
+    /// share the group (as `Arc::make_mut` would).
+    fn get_mut(&mut self) -> &mut ModuleRecord {
+        if Arc::get_mut(&mut self.group).is_none() {
+            *self = RecordRef::alone(self.get().clone());
+        }
+        let at = self.at as usize;
+        match Arc::get_mut(&mut self.group) {
+            Some(g) => &mut g[at],
+            None => unreachable!("a record just copied out is held once"),
+        }
+    }
+
+    fn same(&self, other: &RecordRef) -> bool {
+        Arc::ptr_eq(&self.group, &other.group) && self.at == other.at
+    }
+}
+
+impl Default for RecordRef {
+    fn default() -> Self {
+        RecordRef::alone(ModuleRecord::default())
+    }
+}
+
+impl PartialEq for RecordRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for RecordRef {}
 
 impl Module {
     /// A module with this record, placed nowhere yet.
     pub fn new(record: ModuleRecord) -> Self {
         Module {
-            record: Arc::new(record),
+            record: RecordRef::alone(record),
             ..Module::default()
         }
     }
@@ -193,20 +247,56 @@ impl Module {
     /// True when `other` holds the very record this one does (shared by a
     /// reload that found its bytes unchanged).
     pub fn same_record(&self, other: &Module) -> bool {
-        Arc::ptr_eq(&self.record, &other.record)
+        self.record.same(&other.record)
     }
+}
+
+/// Puts the records of `modules` that are held alone (decoded by this
+/// read) into groups of up to [`GROUP`], in module order, so that the
+/// manifests that share them later count references per group.
+pub(crate) fn group_records(modules: &mut [Module]) {
+    let mut run: Vec<usize> = Vec::new();
+    let flush = |modules: &mut [Module], run: &mut Vec<usize>| {
+        if run.len() < 2 {
+            run.clear();
+            return;
+        }
+        let records: Vec<ModuleRecord> = run
+            .iter()
+            .map(|&mi| std::mem::take(modules[mi].record.get_mut()))
+            .collect();
+        let group: Arc<[ModuleRecord]> = Arc::from(records);
+        for (k, &mi) in run.iter().enumerate() {
+            modules[mi].record = RecordRef {
+                group: group.clone(),
+                at: k as u32,
+            };
+        }
+        run.clear();
+    };
+    for mi in 0..modules.len() {
+        let r = &mut modules[mi].record;
+        // Held alone and by this module only: decoded by this read.
+        if r.group.len() == 1 && Arc::get_mut(&mut r.group).is_some() {
+            run.push(mi);
+            if run.len() == GROUP {
+                flush(modules, &mut run);
+            }
+        }
+    }
+    flush(modules, &mut run);
 }
 
 impl std::ops::Deref for Module {
     type Target = ModuleRecord;
     fn deref(&self) -> &ModuleRecord {
-        &self.record
+        self.record.get()
     }
 }
 
 impl std::ops::DerefMut for Module {
     fn deref_mut(&mut self) -> &mut ModuleRecord {
-        Arc::make_mut(&mut self.record)
+        self.record.get_mut()
     }
 }
 
@@ -739,6 +829,7 @@ impl<'a> ImageView<'a> {
             parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, old);
+        group_records(&mut m.modules);
         Ok(ImageView {
             header,
             manifest: m,
@@ -808,6 +899,7 @@ impl<'a> ImageView<'a> {
             parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, None);
+        group_records(&mut m.modules);
         Ok((header, m))
     }
 }

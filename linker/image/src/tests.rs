@@ -360,3 +360,27 @@ fn a_shared_record_moved_over_its_neighbour_is_refused() {
     let err = codec::validate_global(&c, u64::from(m.layout.area_size), Some(&a)).unwrap_err();
     assert!(err.what.contains("m100"), "{}", err.what);
 }
+
+#[test]
+fn records_read_together_share_a_group_and_copy_out_on_write() {
+    let m = modules_manifest(GROUP + 10, 10, None);
+    let mut mods = modules_manifest(GROUP + 10, 10, None).modules;
+    let held = mods[3].clone(); // shares module 3's record: stays alone
+    crate::group_records(&mut mods);
+    for (i, (a, b)) in mods.iter().zip(&m.modules).enumerate() {
+        assert_eq!(a.name, b.name, "module {i} kept its record");
+        assert_eq!(a.text_size, b.text_size);
+    }
+    assert!(mods[3].same_record(&held), "a shared record is not moved");
+    assert!(Arc::ptr_eq(&mods[0].record.group, &mods[1].record.group));
+    assert!(Arc::ptr_eq(&mods[GROUP + 1].record.group, &mods[GROUP + 2].record.group));
+    assert!(!Arc::ptr_eq(&mods[1].record.group, &mods[GROUP + 1].record.group));
+    assert!(!mods[0].same_record(&mods[1]));
+    // Writing one record of a group copies it out; its neighbours keep
+    // theirs.
+    let before = mods[2].clone();
+    mods[1].text_size = 99;
+    assert_eq!(mods[1].text_size, 99);
+    assert_eq!(mods[0].text_size, 10);
+    assert!(mods[2].same_record(&before));
+}

@@ -38,8 +38,9 @@ pub(crate) struct Version<'a> {
 }
 
 /// Checks the globals of changed module `md` of `new` against the loaded
-/// version `was`; `gid` holds the new objects' registry indices found by
-/// key (`none` where none) and gains the matches made here.
+/// version `was`; `gid` holds the registry indices of `md`'s objects
+/// (the first at index 0) found by key (`none` where none) and gains the
+/// matches made here.
 pub(crate) fn match_renumbered(
     was: Version<'_>,
     new: &Manifest,
@@ -50,11 +51,13 @@ pub(crate) fn match_renumbered(
 ) {
     let (old, old_md, old_gid) = (was.manifest, was.module, was.gid);
     let module = new.str(md.name);
+    // `gid` holds the module's objects only: object `oi`'s at `oi - base`.
+    let base = md.objects.start as usize;
     let old_range = old_md.objects.range();
     let taken: std::collections::HashSet<u32> = md
         .objects
         .range()
-        .map(|oi| gid[oi])
+        .map(|oi| gid[oi - base])
         .filter(|&g| g != none)
         .collect();
     let raw_of = |g: u32| {
@@ -66,10 +69,10 @@ pub(crate) fn match_renumbered(
     // Kept by a key that rests on an assumption, and renumbered.
     for oi in md.objects.range() {
         let o = &new.objects[oi];
-        if gid[oi] == none || o.assumed.len == 0 {
+        if gid[oi - base] == none || o.assumed.len == 0 {
             continue;
         }
-        if let Some(was) = raw_of(gid[oi]) {
+        if let Some(was) = raw_of(gid[oi - base]) {
             if old.str(was.name) != new.str(o.name) {
                 out.warnings.push(format!(
                     "global {module}:{} ({}, was {}) kept its value on an assumption: {}",
@@ -97,7 +100,9 @@ pub(crate) fn match_renumbered(
     let unmatched_new: Vec<usize> = md
         .objects
         .range()
-        .filter(|&oi| gid[oi] == none && numbered_base(new.str(new.objects[oi].name)).is_some())
+        .filter(|&oi| {
+            gid[oi - base] == none && numbered_base(new.str(new.objects[oi].name)).is_some()
+        })
         .collect();
     let same = |a: &hcr_image::Object, b: &hcr_image::Object| {
         numbered_base(old.str(a.name)) == numbered_base(new.str(b.name)) && a.size == b.size
@@ -120,7 +125,7 @@ pub(crate) fn match_renumbered(
             [] => {}
             [one] if news == 1 => {
                 let was = &old.objects[*one];
-                gid[ni] = old_gid[*one];
+                gid[ni - base] = old_gid[*one];
                 out.rekey.push((old_gid[*one], new.object_key(o).to_string()));
                 out.warnings.push(format!(
                     "global {module}:{} ({}) kept the value of {module}:{} ({}): its identity changed (the functions that refer to it changed); assumed the same static by its name and size",

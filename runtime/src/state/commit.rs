@@ -207,7 +207,7 @@ impl State {
         debug: Option<&crate::gdb_jit::DebugSections>,
         generation: u32,
         new_trampolines: Option<Batch>,
-        fn_tid: &mut [u32],
+        fn_tid: &mut Ids,
     ) {
         let New { m, place, loaded } = *new;
         let table = || {
@@ -331,7 +331,7 @@ impl State {
         m: &Manifest,
         diff: &Diff,
         new_globals: Vec<(usize, Global, bool)>,
-        obj_gid: &mut [u32],
+        obj_gid: &mut Ids,
     ) {
         if self.current.is_some() {
             let fresh = new_globals.iter().map(|g| (g.0, g.1.addr, g.1.tls, g.2));
@@ -362,7 +362,7 @@ impl State {
             let (module, name): (Arc<str>, Arc<str>) = (Arc::from(module), Arc::from(oname));
             index_put(&mut self.global_index, &module, &name, gid);
             self.globals.push(Some(GlobalEntry { module, name, g }));
-            obj_gid[oi] = gid;
+            Arc::make_mut(obj_gid)[oi] = gid;
         }
     }
 
@@ -474,8 +474,10 @@ impl State {
     /// Registers a batch of new trampolines under the names of the
     /// functions whose registry index in `fn_tid` is pending, which then
     /// become their registry indices.
-    fn register_batch(&mut self, batch: Batch, m: &Manifest, loaded: &[bool], fn_tid: &mut [u32]) {
+    fn register_batch(&mut self, batch: Batch, m: &Manifest, loaded: &[bool], fn_tid: &mut Ids) {
         let first = self.functions.len() as u32;
+        // (New functions: the table is the new image's own from here.)
+        let fn_tid = Arc::make_mut(fn_tid);
         for t in fn_tid
             .iter_mut()
             .filter(|t| **t != NONE && **t & PENDING != 0)

@@ -80,14 +80,37 @@ pub struct Area {
     loaded: LoadedArea,
 }
 
+/// Registry indices of a manifest's functions or objects, by global index:
+/// shared by the images of successive reloads while no index changes (a
+/// reload that changes code only copies nothing), copied by the first write
+/// that changes one ([`store_ids`], [`fill_ids`], `Arc::make_mut`).
+pub(super) type Ids = Arc<Vec<u32>>;
+
+/// Writes `vals` at `ids[at..]`; `ids` is copied first (when shared) only
+/// if a value differs.
+pub(super) fn store_ids(ids: &mut Ids, at: usize, vals: &[u32]) {
+    let end = at + vals.len();
+    if ids.get(at..end) != Some(vals) {
+        Arc::make_mut(ids)[at..end].copy_from_slice(vals);
+    }
+}
+
+/// Sets `ids[r]` to `v`; `ids` is copied first (when shared) only if a
+/// value differs.
+pub(super) fn fill_ids(ids: &mut Ids, r: std::ops::Range<usize>, v: u32) {
+    if ids[r.clone()].iter().any(|&x| x != v) {
+        Arc::make_mut(ids)[r].fill(v);
+    }
+}
+
 /// The image whose code is live.
 pub struct Current {
     pub manifest: Manifest,
     pub stat: FileStat,
     /// Registry index of each manifest function (`NONE` when unreachable).
-    fn_tid: Vec<u32>,
+    fn_tid: Ids,
     /// Registry index of each manifest object (`NONE` when unreachable).
-    obj_gid: Vec<u32>,
+    obj_gid: Ids,
     /// Where each module's segment runs.
     pub place: Placement,
     /// The area holding each module's segment.
@@ -234,9 +257,9 @@ pub struct Prepared {
     stat: FileStat,
     diff: Diff,
     /// Registry index (or `PENDING | i`) of each manifest function.
-    fn_tid: Vec<u32>,
+    fn_tid: Ids,
     /// Registry index (or `PENDING | i`) of each manifest object.
-    obj_gid: Vec<u32>,
+    obj_gid: Ids,
     new_trampolines: Option<Batch>,
     /// New globals with their manifest index; `true` when replacing a
     /// resized one.

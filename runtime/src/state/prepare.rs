@@ -375,6 +375,8 @@ impl State {
     /// indices (their trampolines are made next).
     fn registry_indices(&self, m: &Manifest, diff: &Diff, matched: &[u32]) -> Indices {
         let old = self.current.as_ref();
+        // The loaded image's tables, shared (not copied) until an index
+        // differs.
         let (mut fn_tid, mut obj_gid, bulk) = match old {
             Some(c)
                 if c.fn_tid.len() == m.functions.len() && c.obj_gid.len() == m.objects.len() =>
@@ -382,8 +384,8 @@ impl State {
                 (c.fn_tid.clone(), c.obj_gid.clone(), true)
             }
             _ => (
-                vec![NONE; m.functions.len()],
-                vec![NONE; m.objects.len()],
+                Arc::new(vec![NONE; m.functions.len()]),
+                Arc::new(vec![NONE; m.objects.len()]),
                 false,
             ),
         };
@@ -399,8 +401,8 @@ impl State {
             }
             if !md.reachable {
                 if bulk {
-                    fn_tid[md.functions.range()].fill(NONE);
-                    obj_gid[md.objects.range()].fill(NONE);
+                    fill_ids(&mut fn_tid, md.functions.range(), NONE);
+                    fill_ids(&mut obj_gid, md.objects.range(), NONE);
                 }
                 continue;
             }
@@ -416,28 +418,45 @@ impl State {
             if let Some((c, om)) = same {
                 let in_place = bulk && om.functions == md.functions && om.objects == md.objects;
                 if !in_place {
-                    fn_tid[md.functions.range()].copy_from_slice(&c.fn_tid[om.functions.range()]);
-                    obj_gid[md.objects.range()].copy_from_slice(&c.obj_gid[om.objects.range()]);
+                    store_ids(
+                        &mut fn_tid,
+                        md.functions.start as usize,
+                        &c.fn_tid[om.functions.range()],
+                    );
+                    store_ids(
+                        &mut obj_gid,
+                        md.objects.start as usize,
+                        &c.obj_gid[om.objects.range()],
+                    );
                 }
                 continue;
             }
-            obj_gid[md.objects.range()].fill(NONE);
-            // The module's own parts: no lookup of global indices.
+            // The module's own parts: no lookup of global indices. Its
+            // indices are worked out on the side and stored only where
+            // they differ (a code change keeps them all).
             let module = self.functions.module_id(m.str(md.name));
-            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                fn_tid[fi] = match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
-                    Some(t) => t,
-                    None => {
-                        pending_fns += 1;
-                        PENDING | (pending_fns - 1)
-                    }
-                };
-            }
+            let fns: Vec<u32> = md
+                .functions
+                .range()
+                .zip(m.functions.part(mi))
+                .map(
+                    |(_, f)| match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
+                        Some(t) => t,
+                        None => {
+                            pending_fns += 1;
+                            PENDING | (pending_fns - 1)
+                        }
+                    },
+                )
+                .collect();
+            store_ids(&mut fn_tid, md.functions.start as usize, &fns);
+            // Module `mi`'s objects, `gids[k]` for global index `start + k`.
+            let mut gids = vec![NONE; md.objects.len() as usize];
             if !added.contains(m.str(md.name)) {
                 let by_name = self.global_index.get(m.str(md.name));
-                for (oi, o) in md.objects.range().zip(m.objects.part(mi)) {
-                    if let Some(&g) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
-                        obj_gid[oi] = g;
+                for (g, o) in gids.iter_mut().zip(m.objects.part(mi)) {
+                    if let Some(&id) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
+                        *g = id;
                     }
                 }
                 if let (Some(c), Some(omi)) = (old, old_index) {
@@ -449,12 +468,13 @@ impl State {
                         },
                         m,
                         md,
-                        &mut obj_gid,
+                        &mut gids,
                         NONE,
                         &mut identities,
                     );
                 }
             }
+            store_ids(&mut obj_gid, md.objects.start as usize, &gids);
         }
         Indices {
             fn_tid,
@@ -516,7 +536,7 @@ impl State {
         &mut self,
         view: &ImageView<'_>,
         tables: &mut Tables,
-        obj_gid: &mut [u32],
+        obj_gid: &mut Ids,
         chunk: Option<hcr_loader::Chunk>,
         place: &Placement,
         (load, ref_objs): (&[bool], &[usize]),
@@ -679,7 +699,7 @@ impl State {
         &mut self,
         m: &Manifest,
         tables: &mut Tables,
-        obj_gid: &mut [u32],
+        obj_gid: &mut Ids,
         load: &[bool],
         new_globals: &mut Vec<(usize, Global, bool)>,
     ) -> Result<(), Error> {
@@ -704,7 +724,7 @@ impl State {
                         self.heap.alloc(&mut self.window, o.size, o.align)?
                     };
                     tables.objects[oi] = addr;
-                    obj_gid[oi] = PENDING | new_globals.len() as u32;
+                    Arc::make_mut(obj_gid)[oi] = PENDING | new_globals.len() as u32;
                     let g = Global {
                         addr,
                         size: o.size,
@@ -804,8 +824,8 @@ fn init_new_globals(
 
 /// Registry indices of a new image ([`State::registry_indices`]).
 struct Indices {
-    fn_tid: Vec<u32>,
-    obj_gid: Vec<u32>,
+    fn_tid: Ids,
+    obj_gid: Ids,
     /// Functions the registry lacks (`PENDING | i` in `fn_tid`).
     pending_fns: u32,
     identities: crate::identity::Decisions,

@@ -253,8 +253,10 @@ impl Module {
 
 /// Puts the records of `modules` that are held alone (decoded by this
 /// read) into groups of up to [`GROUP`], in module order, so that the
-/// manifests that share them later count references per group.
-pub(crate) fn group_records(modules: &mut [Module]) {
+/// manifests that share them later count references per group. Modules
+/// marked in `shared` (records shared with a loaded manifest) are not
+/// looked at.
+pub(crate) fn group_records(modules: &mut [Module], shared: &[bool]) {
     let mut run: Vec<usize> = Vec::new();
     let flush = |modules: &mut [Module], run: &mut Vec<usize>| {
         if run.len() < 2 {
@@ -275,6 +277,9 @@ pub(crate) fn group_records(modules: &mut [Module]) {
         run.clear();
     };
     for mi in 0..modules.len() {
+        if shared.get(mi).copied().unwrap_or(false) {
+            continue;
+        }
         let r = &mut modules[mi].record;
         // Held alone and by this module only: decoded by this read.
         if r.group.len() == 1 && Arc::get_mut(&mut r.group).is_some() {
@@ -829,7 +834,7 @@ impl<'a> ImageView<'a> {
             parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, old);
-        group_records(&mut m.modules);
+        group_records(&mut m.modules, &m.read.shared);
         Ok(ImageView {
             header,
             manifest: m,
@@ -899,7 +904,7 @@ impl<'a> ImageView<'a> {
             parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, None);
-        group_records(&mut m.modules);
+        group_records(&mut m.modules, &m.read.shared);
         Ok((header, m))
     }
 }

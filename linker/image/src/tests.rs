@@ -366,7 +366,7 @@ fn records_read_together_share_a_group_and_copy_out_on_write() {
     let m = modules_manifest(GROUP + 10, 10, None);
     let mut mods = modules_manifest(GROUP + 10, 10, None).modules;
     let held = mods[3].clone(); // shares module 3's record: stays alone
-    crate::group_records(&mut mods);
+    crate::group_records(&mut mods, &[]);
     for (i, (a, b)) in mods.iter().zip(&m.modules).enumerate() {
         assert_eq!(a.name, b.name, "module {i} kept its record");
         assert_eq!(a.text_size, b.text_size);

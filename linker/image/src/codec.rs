@@ -613,6 +613,9 @@ impl Global<'_> {
         m.modules.reserve(n);
         let old_deps = old.map_or(&[][..], |o| &o.read.has_deps[..]);
         let r = &mut m.read;
+        static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        r.id = READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r.against = old.map_or(0, |o| o.read.id);
         r.hashes.reserve(n);
         r.shared.reserve(n);
         r.same_ids.reserve(n);
@@ -974,8 +977,10 @@ pub(crate) fn validate_global(
         .filter(|o| o.modules.len() == nm)
         .map_or(&[][..], |o| &o.modules[..]);
     let mut prev_end = 0u32;
+    let against = old.is_some_and(|o| m.read_against(o));
     for (mi, md) in m.modules.iter().enumerate() {
-        if let (true, Some(&(start, len))) = (m.shared_record(mi), m.read.seg.get(mi)) {
+        let shared = against && m.shared_record(mi);
+        if let (true, Some(&(start, len))) = (shared, m.read.seg.get(mi)) {
             // A record already checked where it was: its parts lie inside
             // its segment wherever that starts (the parts are relative to
             // it), so only the segment's place is new.
@@ -1005,7 +1010,7 @@ pub(crate) fn validate_global(
             )));
         }
         prev_end = md.seg.end;
-        let checked = m.shared_record(mi) || olds.get(mi).is_some_and(|om| om.same_record(md));
+        let checked = shared || olds.get(mi).is_some_and(|om| om.same_record(md));
         if !checked
             && md
                 .imports

@@ -512,6 +512,12 @@ pub struct Manifest {
 /// content: it takes no part in comparisons (any two are equal).
 #[derive(Clone, Debug, Default)]
 pub struct ReadSummary {
+    /// This read's identity (unique in the process; 0 for a manifest the
+    /// linker builds).
+    pub id: u64,
+    /// The identity of the manifest this one was read against (0: none).
+    /// The per-module answers about sharing hold against that one only.
+    pub against: u64,
     /// Each module's record hash as the index gave it (empty in a manifest
     /// the linker builds): what the next read compares against.
     pub hashes: Vec<u64>,
@@ -797,7 +803,7 @@ impl<'a> ImageView<'a> {
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
         let mut parts = codec::Parts::new(m.modules.len());
-        let complete = old.is_some_and(Manifest::parts_complete);
+        let complete = old.is_some_and(|o| o.parts_complete() && m.read_against(o));
         for mi in 0..m.modules.len() {
             let decode = decode.get(mi).copied().unwrap_or(true);
             if !decode && complete && m.shared_record(mi) {
@@ -1130,6 +1136,13 @@ impl Manifest {
             Some(&d) => d,
             None => self.modules.get(mi).is_some_and(|md| !md.deps.is_empty()),
         }
+    }
+
+    /// True when this manifest was read against `old`
+    /// ([`ReadSummary::against`]): only then do [`Manifest::shared_record`]
+    /// and [`Manifest::same_ids`] speak of `old`'s modules.
+    pub fn read_against(&self, old: &Manifest) -> bool {
+        old.read.id != 0 && self.read.against == old.read.id
     }
 
     /// True when this manifest's tables have one part per module, so that

@@ -314,6 +314,11 @@ fn unchanged_records_are_shared_wherever_their_modules_move() {
     assert!((0..n).all(|i| b.shared_record(i) == (i != 7)));
     assert!((0..n).all(|i| c.shared_record(i) == (i != 70) && c.same_ids(i) == (i != 70)));
     assert!((0..n).all(|i| c.reachable(i)));
+    // The answers speak of `a` only: against another manifest (even an
+    // equal one) they are not to be used.
+    assert!(c.read_against(&a) && same.read_against(&a));
+    assert!(!c.read_against(&same) && !a.read_against(&a));
+    assert!(!c.read_against(&modules_manifest(n, 10, None)));
     for (i, md) in c.modules.iter().enumerate() {
         assert_eq!(c.shared_record(i), md.same_record(&a.modules[i]));
         assert_eq!(c.read.hashes[i] == a.read.hashes[i], i != 70);

@@ -23,10 +23,11 @@ pub(super) fn plan_matched(
 ) -> Diff {
     let mut d = Diff::default();
     let mut still = vec![false; old.map_or(0, |o| o.modules.len())];
+    let against = old.is_some_and(|o| new.read_against(o));
     for &i in new_order {
         let mi = i.0 as usize;
         let oi = matched.get(mi).copied().unwrap_or(NONE);
-        if old.is_some() && oi as usize == mi && new.shared_record(mi) {
+        if against && oi as usize == mi && new.shared_record(mi) {
             // The loaded module's record: unchanged, without a look.
             if let Some(s) = still.get_mut(mi) {
                 *s = true;
@@ -67,8 +68,9 @@ pub(super) fn plan_matched(
 pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     let mut out = vec![NONE; new.modules.len()];
     let mut by_name: Option<HashMap<&str, usize>> = None;
+    let against = new.read_against(old);
     for (i, md) in new.modules.iter().enumerate() {
-        if new.shared_record(i) {
+        if against && new.shared_record(i) {
             // The loaded module's record, so its name and reachability:
             // matched to it when loaded (no other has its name).
             if new.reachable(i) {
@@ -96,6 +98,7 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
 /// its modules imports what the same module of `old` does (so both have
 /// the same initialisation order).
 fn same_imports(old: &Manifest, new: &Manifest) -> bool {
+    let against = new.read_against(old);
     old.root == new.root
         && old.modules.len() == new.modules.len()
         && old
@@ -104,7 +107,7 @@ fn same_imports(old: &Manifest, new: &Manifest) -> bool {
             .zip(&new.modules)
             .enumerate()
             .all(|(i, (a, b))| {
-                new.shared_record(i)
+                (against && new.shared_record(i))
                     || a.same_record(b)
                     || (a.reachable == b.reachable
                         && a.imports == b.imports
@@ -203,6 +206,7 @@ impl State {
         if crate::gdb_jit::wanted() {
             return reuse;
         }
+        let against = m.read_against(&c.manifest);
         for (i, md) in m.modules.iter().enumerate() {
             if !m.reachable(i) {
                 continue;
@@ -211,7 +215,7 @@ impl State {
             if oi == NONE as usize {
                 continue;
             }
-            if oi == i && m.shared_record(i) {
+            if against && oi == i && m.shared_record(i) {
                 // The loaded module's record: its link identity.
                 if c.areas.get(oi).is_some() {
                     reuse[i] = oi as u32;

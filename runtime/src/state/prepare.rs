@@ -88,7 +88,7 @@ impl State {
                 // A shared record's block is the loaded one: decoded only
                 // when the module is loaded (the summary answers without
                 // a look at the module).
-                let complete = old.is_some_and(Manifest::parts_complete);
+                let complete = old.is_some_and(|o| o.parts_complete() && m.read_against(o));
                 let decode: Vec<bool> = (0..m.modules.len())
                     .map(|mi| {
                         let loaded = m.reachable(mi) && reuse[mi] == NONE;
@@ -132,8 +132,15 @@ impl State {
         // (Counted before `assemble`, which gives a shared record whose
         // block it decodes a copy of its own.)
         let records = match old {
-            Some(_) => (0..m.modules.len())
+            Some(o) if m.read_against(o) => (0..m.modules.len())
                 .filter(|&i| !m.shared_record(i))
+                .count(),
+            Some(o) => (0..m.modules.len())
+                .filter(|&i| {
+                    o.modules
+                        .get(i)
+                        .is_none_or(|om| !om.same_record(&m.modules[i]))
+                })
                 .count(),
             None => m.modules.len(),
         };
@@ -389,11 +396,12 @@ impl State {
                 false,
             ),
         };
+        let against = old.is_some_and(|c| m.read_against(&c.manifest));
         let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let mut pending_fns = 0u32;
         let mut identities = crate::identity::Decisions::default();
         for (mi, md) in m.modules.iter().enumerate() {
-            if bulk && m.same_ids(mi) {
+            if bulk && against && m.same_ids(mi) {
                 // The loaded module's record at the same indices: the
                 // loaded image's indices, copied above (an unreachable
                 // one's are `NONE` there too, being the same record).

@@ -622,11 +622,13 @@ impl Global<'_> {
         r.reachable.reserve(n);
         r.has_deps.reserve(n);
         r.seg.reserve(n);
+        let old_hashes = old.map_or(&[][..], |o| &o.read.hashes[..]);
         for i in 0..n {
-            let om = olds.get(i);
-            let md = next.module(section, rend, index, i, om)?;
+            let om = olds.get(i).zip(old_hashes.get(i).copied());
+            let (md, hash) = next.module(section, rend, index, i, om)?;
+            let om = om.map(|(om, _)| om);
             let shared = om.is_some_and(|om| om.same_record(&md));
-            r.hashes.push(md.hash);
+            r.hashes.push(hash);
             r.shared.push(shared);
             r.same_ids.push(
                 shared
@@ -656,8 +658,10 @@ struct Next {
 }
 
 impl Next {
-    /// Module `i`: its record shared with `om` when the hash is the same,
-    /// otherwise decoded from `section` and checked against the hash.
+    /// Module `i` and its record's hash: the record shared with `om` (the
+    /// loaded module at the same index, with its record's hash) when the
+    /// hash is the same, otherwise decoded from `section` and checked
+    /// against the hash.
     #[inline(always)]
     fn module(
         &mut self,
@@ -665,15 +669,19 @@ impl Next {
         rend: usize,
         index: &[u8],
         i: usize,
-        om: Option<&Module>,
-    ) -> Result<Module, DecodeError> {
+        om: Option<(&Module, u64)>,
+    ) -> Result<(Module, u64), DecodeError> {
         let bad = |what: String, at: usize| DecodeError { what, at };
         let e = entry(index, i);
         let (at, end) = (self.at, self.at + e.len as usize);
-        let (record, reachable, sh) = match om {
+        let ((records, record_at), reachable, sh) = match om {
             // The sizes from the loaded module's places: the shared record
             // itself is not read.
-            Some(om) if om.hash == e.hash => (om.record.clone(), om.reachable, shape_of(om)),
+            Some((om, hash)) if hash == e.hash => (
+                (om.records.clone(), om.record_at),
+                om.reachable,
+                shape_of(om, hash),
+            ),
             _ => {
                 let bytes = section
                     .get(at..end)
@@ -691,7 +699,7 @@ impl Next {
                 })?;
                 r.shape.hash = e.hash;
                 let sh = r.shape;
-                (RecordRef::alone(r), reachable, sh)
+                ((Records::alone(r), 0), reachable, sh)
             }
         };
         let span = |start: u32, len: u32| {
@@ -710,8 +718,8 @@ impl Next {
             init: (e.init_start, sh.init_len),
             block: (self.block, sh.block_len),
             reachable,
-            hash: e.hash,
-            record,
+            records,
+            record_at,
         };
         self.at = end;
         self.f = md.functions.end;
@@ -720,15 +728,16 @@ impl Next {
             .block
             .checked_add(sh.block_len)
             .ok_or_else(|| bad(format!("module {i}: block out of range"), 0))?;
-        Ok(md)
+        Ok((md, e.hash))
     }
 }
 
-/// The sizes of `md`'s parts, as its record gives them.
-fn shape_of(md: &Module) -> RecordShape {
+/// The sizes of `md`'s parts, as its record (whose hash is `hash`) gives
+/// them.
+fn shape_of(md: &Module, hash: u64) -> RecordShape {
     let rel = |s: Span| Span::new(s.start - md.seg.start, s.end - md.seg.start);
     RecordShape {
-        hash: md.hash,
+        hash,
         functions: md.functions.len(),
         objects: md.objects.len(),
         seg_len: md.seg.len(),

@@ -150,7 +150,7 @@ pub struct Layout {
 /// successive images while its bytes stay the same; the fields here say
 /// where its parts lie in this image, which moves when an earlier module
 /// grows or shrinks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Module {
     /// Functions owned, a range of [`FunctionId`].
     pub functions: Span,
@@ -175,71 +175,52 @@ pub struct Module {
     /// True when the root reaches this module (part of the record's bytes;
     /// kept here because most loops over the modules ask only this).
     pub reachable: bool,
-    /// The record's hash as the index gave it (0 in a manifest the linker
-    /// builds): compared without reaching into the record.
-    hash: u64,
-    record: RecordRef,
+    /// The group holding this module's record ([`Records`]), and the
+    /// record's place in it.
+    records: Records,
+    record_at: u32,
 }
 
-/// A module's record, one of a group of records read together: one
-/// allocation and one reference count for up to [`GROUP`] modules, so a
-/// manifest that shares the records of unchanged modules, and dropping it,
-/// touches a count per group rather than one (a cache miss) per module.
+impl PartialEq for Module {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.functions,
+            self.objects,
+            self.seg,
+            self.text,
+            self.eh_frame,
+        ) == (o.functions, o.objects, o.seg, o.text, o.eh_frame)
+            && (self.init, self.block, self.reachable) == (o.init, o.block, o.reachable)
+            && self.record() == o.record()
+    }
+}
+
+impl Eq for Module {}
+
+/// Module records read together: one allocation and one reference count
+/// for up to [`GROUP`] modules, so a manifest that shares the records of
+/// unchanged modules, and dropping it, touches a count per group rather
+/// than one (a cache miss) per module.
 #[derive(Clone, Debug)]
-struct RecordRef {
-    group: Arc<[ModuleRecord]>,
-    at: u32,
-}
+struct Records(Arc<[ModuleRecord]>);
 
-impl RecordRef {
+impl Records {
     fn alone(record: ModuleRecord) -> Self {
-        RecordRef {
-            group: Arc::from(vec![record]),
-            at: 0,
-        }
-    }
-
-    fn get(&self) -> &ModuleRecord {
-        &self.group[self.at as usize]
-    }
-
-    /// The record, for writing: copied out of its group first when others
-    /// share the group (as `Arc::make_mut` would).
-    fn get_mut(&mut self) -> &mut ModuleRecord {
-        if Arc::get_mut(&mut self.group).is_none() {
-            *self = RecordRef::alone(self.get().clone());
-        }
-        let at = self.at as usize;
-        match Arc::get_mut(&mut self.group) {
-            Some(g) => &mut g[at],
-            None => unreachable!("a record just copied out is held once"),
-        }
-    }
-
-    fn same(&self, other: &RecordRef) -> bool {
-        Arc::ptr_eq(&self.group, &other.group) && self.at == other.at
+        Records(Arc::from(vec![record]))
     }
 }
 
-impl Default for RecordRef {
+impl Default for Records {
     fn default() -> Self {
-        RecordRef::alone(ModuleRecord::default())
+        Records::alone(ModuleRecord::default())
     }
 }
-
-impl PartialEq for RecordRef {
-    fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get()
-    }
-}
-
-impl Eq for RecordRef {}
 
 impl Module {
     /// A module with this record, placed nowhere yet.
     pub fn new(record: ModuleRecord) -> Self {
         Module {
-            record: RecordRef::alone(record),
+            records: Records::alone(record),
             ..Module::default()
         }
     }
@@ -247,7 +228,25 @@ impl Module {
     /// True when `other` holds the very record this one does (shared by a
     /// reload that found its bytes unchanged).
     pub fn same_record(&self, other: &Module) -> bool {
-        self.record.same(&other.record)
+        Arc::ptr_eq(&self.records.0, &other.records.0) && self.record_at == other.record_at
+    }
+
+    fn record(&self) -> &ModuleRecord {
+        &self.records.0[self.record_at as usize]
+    }
+
+    /// The record, for writing: copied out of its group first when others
+    /// share the group (as `Arc::make_mut` would).
+    fn record_mut(&mut self) -> &mut ModuleRecord {
+        if Arc::get_mut(&mut self.records.0).is_none() {
+            self.records = Records::alone(self.record().clone());
+            self.record_at = 0;
+        }
+        let at = self.record_at as usize;
+        match Arc::get_mut(&mut self.records.0) {
+            Some(g) => &mut g[at],
+            None => unreachable!("a record just copied out is held once"),
+        }
     }
 }
 
@@ -265,14 +264,12 @@ pub(crate) fn group_records(modules: &mut [Module], shared: &[bool]) {
         }
         let records: Vec<ModuleRecord> = run
             .iter()
-            .map(|&mi| std::mem::take(modules[mi].record.get_mut()))
+            .map(|&mi| std::mem::take(modules[mi].record_mut()))
             .collect();
         let group: Arc<[ModuleRecord]> = Arc::from(records);
         for (k, &mi) in run.iter().enumerate() {
-            modules[mi].record = RecordRef {
-                group: group.clone(),
-                at: k as u32,
-            };
+            modules[mi].records = Records(group.clone());
+            modules[mi].record_at = k as u32;
         }
         run.clear();
     };
@@ -280,9 +277,9 @@ pub(crate) fn group_records(modules: &mut [Module], shared: &[bool]) {
         if shared.get(mi).copied().unwrap_or(false) {
             continue;
         }
-        let r = &mut modules[mi].record;
+        let g = &mut modules[mi].records.0;
         // Held alone and by this module only: decoded by this read.
-        if r.group.len() == 1 && Arc::get_mut(&mut r.group).is_some() {
+        if g.len() == 1 && Arc::get_mut(g).is_some() {
             run.push(mi);
             if run.len() == GROUP {
                 flush(modules, &mut run);
@@ -295,13 +292,13 @@ pub(crate) fn group_records(modules: &mut [Module], shared: &[bool]) {
 impl std::ops::Deref for Module {
     type Target = ModuleRecord;
     fn deref(&self) -> &ModuleRecord {
-        self.record.get()
+        self.record()
     }
 }
 
 impl std::ops::DerefMut for Module {
     fn deref_mut(&mut self) -> &mut ModuleRecord {
-        self.record.get_mut()
+        self.record_mut()
     }
 }
 

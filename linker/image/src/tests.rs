@@ -377,15 +377,12 @@ fn records_read_together_share_a_group_and_copy_out_on_write() {
         assert_eq!(a.text_size, b.text_size);
     }
     assert!(mods[3].same_record(&held), "a shared record is not moved");
-    assert!(Arc::ptr_eq(&mods[0].record.group, &mods[1].record.group));
+    assert!(Arc::ptr_eq(&mods[0].records.0, &mods[1].records.0));
     assert!(Arc::ptr_eq(
-        &mods[GROUP + 1].record.group,
-        &mods[GROUP + 2].record.group
+        &mods[GROUP + 1].records.0,
+        &mods[GROUP + 2].records.0
     ));
-    assert!(!Arc::ptr_eq(
-        &mods[1].record.group,
-        &mods[GROUP + 1].record.group
-    ));
+    assert!(!Arc::ptr_eq(&mods[1].records.0, &mods[GROUP + 1].records.0));
     assert!(!mods[0].same_record(&mods[1]));
     // Writing one record of a group copies it out; its neighbours keep
     // theirs.

@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::state::{Options, State};
 use crate::Error;
@@ -193,72 +193,12 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     with_state(|st| {
         st.in_reload = None;
         st.generation += 1;
-        if !KEEP_RETIRED_IMAGES.load(Ordering::Relaxed) && st.reclaim_due() {
-            match reclaimer() {
-                Some(r) => {
-                    st.defer_reclaim();
-                    r.wake();
-                }
-                None => st.reclaim(),
-            }
+        if !KEEP_RETIRED_IMAGES.load(Ordering::Relaxed) {
+            st.reclaim();
         }
         Ok(())
     })?;
     Ok(count)
-}
-
-/// The thread that frees old images after a reload (scanning the
-/// globals and thread-local blocks for pointers into them, unmapping them,
-/// dropping their manifests), so that the reload returns without waiting
-/// for it. It takes the state's lock like any caller; the next reload, and
-/// `Runtime::stats`, run a reclaim it has not got to yet themselves.
-struct Reclaimer {
-    wanted: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Reclaimer {
-    fn wake(&self) {
-        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.cv.notify_one();
-    }
-
-    fn run(&self) {
-        loop {
-            {
-                let mut w = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
-                while !*w {
-                    w = self.cv.wait(w).unwrap_or_else(|p| p.into_inner());
-                }
-                *w = false;
-            }
-            let mut g = lock();
-            if let Some(st) = g.as_mut() {
-                st.reclaim_in_background();
-            }
-        }
-    }
-}
-
-/// The process's reclaim thread, started at the first use; `None` where
-/// loads stay on one thread (one CPU, `HCR_LOAD_THREADS=1`) or no thread
-/// can be started: reloads then reclaim before they return.
-fn reclaimer() -> Option<&'static Reclaimer> {
-    static RECLAIMER: OnceLock<Option<&'static Reclaimer>> = OnceLock::new();
-    *RECLAIMER.get_or_init(|| {
-        if !crate::helper::enabled() {
-            return None;
-        }
-        let r: &'static Reclaimer = Box::leak(Box::new(Reclaimer {
-            wanted: Mutex::new(false),
-            cv: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("hcr-reclaim".into())
-            .spawn(move || r.run())
-            .ok()
-            .map(|_| r)
-    })
 }
 
 fn guard<R>(fallback: R, f: impl FnOnce() -> Result<R, Error>) -> R {

@@ -244,12 +244,7 @@ impl Runtime {
 
     /// Memory statistics.
     pub fn stats(&self) -> RuntimeStats {
-        ffi::with_state(|st| {
-            // Counted as it will be once the last reload's reclaim has run.
-            st.reclaim_pending();
-            Ok(st.stats())
-        })
-        .unwrap_or_default()
+        ffi::with_state(|st| Ok(st.stats())).unwrap_or_default()
     }
 
     /// What the last load or reload did: modules loaded and kept, bytes
@@ -272,11 +267,4 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         ffi::shutdown();
     }
-}
-
-/// True when the runtime uses a second thread: to share large loads, and
-/// to free old images after a reload returns. False on one CPU or with
-/// `HCR_LOAD_THREADS=1` in the environment.
-pub fn helper_threads_enabled() -> bool {
-    helper::enabled()
 }

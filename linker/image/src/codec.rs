@@ -986,7 +986,9 @@ pub(crate) fn validate_global(
         .filter(|o| o.modules.len() == nm)
         .map_or(&[][..], |o| &o.modules[..]);
     let mut prev_end = 0u32;
-    let against = old.is_some_and(|o| m.read_against(o));
+    // A shared record was checked against the loaded manifest's module
+    // count: trusted only while that count is the same.
+    let against = old.is_some_and(|o| m.read_against(o) && o.modules.len() == nm);
     for (mi, md) in m.modules.iter().enumerate() {
         let shared = against && m.shared_record(mi);
         if let (true, Some(&(start, len))) = (shared, m.read.seg.get(mi)) {

@@ -392,3 +392,26 @@ fn records_read_together_share_a_group_and_copy_out_on_write() {
     assert_eq!(mods[0].text_size, 10);
     assert!(mods[2].same_record(&before));
 }
+
+#[test]
+fn a_shared_record_is_checked_again_when_the_module_count_changes() {
+    // Module 0 imports module 9: in range with ten modules.
+    let mut ten = modules_manifest(10, 10, None);
+    ten.modules[0].imports = vec![ModuleId(9)].into();
+    let a = reread(&ten, None);
+    // The same record, byte for byte, in an image of nine modules.
+    let mut nine = modules_manifest(9, 10, None);
+    nine.modules[0].imports = vec![ModuleId(9)].into();
+    let fx = |_: usize| ModuleFixups {
+        area: &[],
+        objects: &[],
+    };
+    let (body, global_len) = encode_body(&nine, &fx, &[]);
+    let mut section = vec![0u8; HEADER_SIZE];
+    section.extend_from_slice(&body);
+    let g = codec::decode_index(&body[..global_len]).unwrap();
+    let c = g.finish(&section, Some(&a)).unwrap();
+    assert!(c.shared_record(0));
+    let err = codec::validate_global(&c, u64::from(nine.layout.area_size), Some(&a)).unwrap_err();
+    assert!(err.what.contains("refers outside"), "{}", err.what);
+}

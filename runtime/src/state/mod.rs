@@ -319,11 +319,6 @@ pub struct State {
     global_index: Index,
     pub current: Option<Current>,
     retired: Vec<Retired>,
-    /// Stacks of reloading threads, read when their reload ended, for the
-    /// reclaim that has yet to run ([`State::defer_reclaim`]).
-    pending_stacks: Vec<Option<Vec<usize>>>,
-    /// Reclaims run by the reclaim thread.
-    background_reclaims: u64,
     /// Every mapped area; one no image holds any more is freed by `reclaim`.
     areas: Vec<Arc<Area>>,
     /// What the last reload did.
@@ -419,8 +414,6 @@ impl State {
             global_index: Index::default(),
             current: None,
             retired: Vec::new(),
-            pending_stacks: Vec::new(),
-            background_reclaims: 0,
             areas: Vec::new(),
             last_work: ReloadWork::default(),
             tables: Tables::default(),
@@ -447,8 +440,4 @@ pub struct RuntimeStats {
     pub functions: usize,
     /// Free bytes of the window.
     pub window_free: usize,
-    /// Reclaims (freeing old images after a reload) that the runtime's
-    /// reclaim thread ran, so that the reload did not wait for them; the
-    /// others ran on a reloading thread.
-    pub background_reclaims: u64,
 }

@@ -25,8 +25,6 @@ impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
     /// nothing changed.
     pub fn prepare(&mut self) -> Result<Option<Prepared>, Error> {
-        // The last reload's reclaim, if the reclaim thread has not run it.
-        self.reclaim_pending();
         let path = self.path.clone();
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
         if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {

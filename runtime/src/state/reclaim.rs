@@ -4,59 +4,15 @@
 use super::*;
 
 impl State {
-    /// Frees retired images that no code can run in any more (see
-    /// [`State::reclaim_with`]), scanning the calling thread's stack now.
-    pub fn reclaim(&mut self) {
-        let mut stacks = std::mem::take(&mut self.pending_stacks);
-        stacks.push(crate::stack::stack_words());
-        self.reclaim_with(stacks);
-    }
-
-    /// True when some retired image is old enough to be freed: only then
-    /// has [`State::reclaim`] anything to do.
-    pub fn reclaim_due(&self) -> bool {
-        let latest = self.generation;
-        self.retired.iter().any(|r| due(r, latest))
-    }
-
-    /// Notes the calling thread's stack for a reclaim that runs later
-    /// ([`State::reclaim_pending`]), off the reload's path: the stack is
-    /// the one part of the scan that must be read on this thread.
-    pub fn defer_reclaim(&mut self) {
-        self.pending_stacks.push(crate::stack::stack_words());
-    }
-
-    /// Runs the reclaim [`State::defer_reclaim`] asked for, if it has not
-    /// run yet; not while a reload is in progress (whose end asks again).
-    pub fn reclaim_pending(&mut self) {
-        if !self.pending_stacks.is_empty() && self.in_reload.is_none() {
-            let stacks = std::mem::take(&mut self.pending_stacks);
-            self.reclaim_with(stacks);
-        }
-    }
-
-    /// [`State::reclaim_pending`] on the reclaim thread.
-    pub fn reclaim_in_background(&mut self) {
-        if !self.pending_stacks.is_empty() && self.in_reload.is_none() {
-            self.background_reclaims += 1;
-            self.reclaim_pending();
-        }
-    }
-
     /// Frees retired images that no code can run in any more: ones retired
     /// at least [`KEEP_RELOADS`] reloads and [`KEEP_TIME`] ago (threads
     /// that entered them before the swap have returned), into which no word
-    /// of `stacks` points (each a reloading thread's stack as it was when
-    /// its reload ended; a conservative scan: it finds every return
-    /// address; `None`, a stack that could not be read, keeps every image),
-    /// and into which no persistent global points.
-    ///
-    /// A stack read when a reload ended still serves later: after the swap
-    /// no call reaches an old image through a permanent address, so that
-    /// thread's frames in old images are a subset of the ones it had then.
-    fn reclaim_with(&mut self, stacks: Vec<Option<Vec<usize>>>) {
+    /// of the calling thread's stack points (a conservative scan: it finds
+    /// every return address), and into which no persistent global points.
+    pub fn reclaim(&mut self) {
         let latest = self.generation;
-        let due = |r: &Retired| due(r, latest);
+        let due =
+            |r: &Retired| r.generation + KEEP_RELOADS <= latest && r.at.elapsed() >= KEEP_TIME;
         if !self.retired.iter().any(due) {
             return; // nothing old enough: skip the stack walk
         }
@@ -69,10 +25,6 @@ impl State {
         live.sort_unstable();
         let (mut keep, mut check) = (Vec::new(), Vec::new());
         for r in std::mem::take(&mut self.retired) {
-            if !due(&r) {
-                keep.push(r);
-                continue;
-            }
             let own: Vec<(usize, usize)> = r
                 .image
                 .distinct_areas()
@@ -81,17 +33,19 @@ impl State {
                 .filter(|a| live.binary_search(&a.base).is_err())
                 .map(LoadedArea::range)
                 .collect();
-            // One that runs only in areas the live image keeps is dropped:
-            // that frees nothing code could be running in.
-            if !own.is_empty() {
-                check.push((r, own));
+            match (due(&r), own.is_empty()) {
+                (false, _) => keep.push(r),
+                // It runs only in areas the live image keeps: dropping it
+                // frees nothing that code could be running in.
+                (true, true) => {}
+                (true, false) => check.push((r, own)),
             }
         }
         if !check.is_empty() {
-            match stacks.into_iter().collect::<Option<Vec<Vec<usize>>>>() {
-                // A stack cannot be scanned: keep every old image.
+            match crate::stack::stack_words() {
+                // The stack cannot be scanned: keep every old image.
                 None => keep.extend(check.into_iter().map(|(r, _)| r)),
-                Some(stacks) => {
+                Some(stack) => {
                     let mut used = vec![false; check.len()];
                     let all = check.iter().flat_map(|(_, own)| own.iter());
                     let lo = all.clone().map(|r| r.0).min().unwrap_or(0);
@@ -108,7 +62,7 @@ impl State {
                         }
                         used.iter().all(|&u| u)
                     };
-                    let _ = stacks.iter().flatten().any(|&a| note(a as u64))
+                    let _ = stack.iter().any(|&a| note(a as u64))
                         || self.heap.any_word(&mut note)
                         || crate::tls::any_word(&mut note);
                     for ((r, _), u) in check.into_iter().zip(used) {
@@ -163,7 +117,6 @@ impl State {
         unsafe { self.heap.release(&mut self.window) };
         self.current = None;
         self.retired.clear();
-        self.pending_stacks.clear();
         // As above: no image code runs any more.
         self.free_unused_areas();
         self.handlers.clear();
@@ -216,10 +169,4 @@ impl State {
         self.disk = DiskCache::default();
         Some(prev.generation)
     }
-}
-
-/// True when `r` may be freed once nothing runs in it: retired at least
-/// [`KEEP_RELOADS`] reloads (of `latest`) and [`KEEP_TIME`] ago.
-fn due(r: &Retired, latest: u32) -> bool {
-    r.generation + KEEP_RELOADS <= latest && r.at.elapsed() >= KEEP_TIME
 }

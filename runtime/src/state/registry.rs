@@ -186,7 +186,6 @@ impl State {
             global_bytes: self.heap.used,
             functions: self.functions.len(),
             window_free: self.window.free_bytes(),
-            background_reclaims: self.background_reclaims,
         }
     }
 }

@@ -27,11 +27,7 @@ fn kept_images_are_never_freed_and_stay_runnable() {
     ))
     .unwrap();
     let app = d.join("app.hcr");
-    let install = |bytes: &[u8]| {
-        let tmp = d.join("app.tmp");
-        std::fs::write(&tmp, bytes).unwrap();
-        std::fs::rename(&tmp, &app).unwrap();
-    };
+    let install = |bytes: &[u8]| support::install(&app, bytes);
     install(&v1);
     let rt = Runtime::open_with(
         &app,

@@ -15,24 +15,16 @@ type IntFn = extern "C" fn() -> i32;
 fn old_images_are_freed_when_reloads_come_apart() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let v1 = std::fs::read(support::lib_image(
-        d,
-        "v1",
-        "int value(void) { return 1; }\nstatic int (*keep)(void) = value;\nint via(void) { return keep(); }\n",
-    ))
-    .unwrap();
-    let v2 = std::fs::read(support::lib_image(
-        d,
-        "v2",
-        "int value(void) { return 2; }\nstatic int (*keep)(void) = value;\nint via(void) { return keep(); }\n",
-    ))
-    .unwrap();
-    let app = d.join("app.hcr");
-    let install = |bytes: &[u8]| {
-        let tmp = d.join("app.tmp");
-        std::fs::write(&tmp, bytes).unwrap();
-        std::fs::rename(&tmp, &app).unwrap();
+    // `value` returns `v`; `via` calls it through a pointer in a global.
+    let image = |tag: &str, v: i32| {
+        let code = format!(
+            "int value(void) {{ return {v}; }}\nstatic int (*keep)(void) = value;\nint via(void) {{ return keep(); }}\n"
+        );
+        std::fs::read(support::lib_image(d, tag, &code)).unwrap()
     };
+    let (v1, v2) = (image("v1", 1), image("v2", 2));
+    let app = d.join("app.hcr");
+    let install = |bytes: &[u8]| support::install(&app, bytes);
     install(&v1);
     let rt = Runtime::open_with(
         &app,

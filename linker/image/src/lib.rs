@@ -1160,8 +1160,7 @@ impl Manifest {
             // The shared parts must be as long as the record says.
             && om.functions.len() == md.functions.len()
             && om.objects.len() == md.objects.len()
-            && self.functions.parts() == self.modules.len()
-            && self.objects.parts() == self.modules.len()
+            && self.parts_complete()
     }
 
     /// The module whose segment holds area offset `off`.

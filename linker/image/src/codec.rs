@@ -623,7 +623,15 @@ impl Global<'_> {
         r.has_deps.reserve(n);
         r.seg.reserve(n);
         let old_hashes = old.map_or(&[][..], |o| &o.read.hashes[..]);
-        for i in 0..n {
+        let mut i = 0;
+        while i < n {
+            if let Some(o) = old {
+                let j = next.shifted_run(index, i, o, &mut m.modules, r);
+                if j > i {
+                    i = j;
+                    continue;
+                }
+            }
             let om = olds.get(i).zip(old_hashes.get(i).copied());
             let (md, hash) = next.module(section, rend, index, i, om)?;
             let om = om.map(|(om, _)| om);
@@ -644,6 +652,7 @@ impl Global<'_> {
             });
             r.seg.push((md.seg.start, md.seg.len()));
             m.modules.push(md);
+            i += 1;
         }
         Ok(m)
     }
@@ -658,6 +667,105 @@ struct Next {
 }
 
 impl Next {
+    /// Takes modules `i..j` of `o` as they are but for their places: the
+    /// longest run from `i` whose index entries are `o`'s (same record
+    /// hash) with the segment and the initial bytes all moved by the same
+    /// amounts, say when an earlier module grew. Their records are shared,
+    /// and so is every answer of the summary; places shift by constants.
+    /// Returns `j` (`i`: none taken).
+    fn shifted_run(
+        &mut self,
+        index: &[u8],
+        i: usize,
+        o: &Manifest,
+        out: &mut Vec<Module>,
+        r: &mut ReadSummary,
+    ) -> usize {
+        let n = index.len() / INDEX_ENTRY;
+        let (olds, or) = (&o.modules, &o.read);
+        let Some(first) = olds.get(i) else {
+            return i;
+        };
+        let e = entry(index, i);
+        let dseg32 = e.seg_start.wrapping_sub(first.seg.start);
+        let dinit64 = e.init_start.wrapping_sub(first.init.0);
+        let mut at = self.at as u64;
+        let mut j = i;
+        while j < n.min(olds.len()).min(or.hashes.len()) {
+            let e = entry(index, j);
+            let om = &olds[j];
+            if e.hash != or.hashes[j]
+                || e.seg_start.wrapping_sub(om.seg.start) != dseg32
+                || e.init_start.wrapping_sub(om.init.0) != dinit64
+            {
+                break;
+            }
+            at += u64::from(e.len);
+            j += 1;
+        }
+        if j == i || or.reachable.len() < j || or.has_deps.len() < j {
+            return i;
+        }
+        let last = &olds[j - 1];
+        // Signed moves; the run's places are in order, so its first and
+        // last bound every one between.
+        let d = |new: u64, old: u64| i128::from(new) - i128::from(old);
+        let (dseg, dinit) = (
+            d(u64::from(e.seg_start), u64::from(first.seg.start)),
+            d(e.init_start, first.init.0),
+        );
+        let df = d(u64::from(self.f), u64::from(first.functions.start));
+        let dobj = d(u64::from(self.o), u64::from(first.objects.start));
+        let dblock = d(self.block, first.block.0);
+        let fits =
+            |v: u64, by: i128, max: u64| (0..=i128::from(max)).contains(&(i128::from(v) + by));
+        let m32 = u64::from(u32::MAX);
+        let ok = fits(u64::from(last.seg.end), dseg, m32)
+            && fits(u64::from(last.functions.end), df, m32)
+            && fits(u64::from(last.objects.end), dobj, m32)
+            && last
+                .init
+                .0
+                .checked_add(last.init.1)
+                .is_some_and(|x| fits(x, dinit, u64::MAX))
+            && last
+                .block
+                .0
+                .checked_add(last.block.1)
+                .is_some_and(|x| fits(x, dblock, u64::MAX));
+        if !ok {
+            return i;
+        }
+        // In range: the moves below neither wrap nor lose bits.
+        let mv32 = |v: u32, by: i128| (i128::from(v) + by) as u32;
+        let mv64 = |v: u64, by: i128| (i128::from(v) + by) as u64;
+        let sh = |s: Span, by: i128| Span::new(mv32(s.start, by), mv32(s.end, by));
+        let at0 = out.len();
+        out.extend(olds[i..j].iter().map(|om| {
+            let mut md = om.clone();
+            md.seg = sh(om.seg, dseg);
+            md.text = sh(om.text, dseg);
+            md.eh_frame = sh(om.eh_frame, dseg);
+            md.functions = sh(om.functions, df);
+            md.objects = sh(om.objects, dobj);
+            md.init.0 = mv64(om.init.0, dinit);
+            md.block.0 = mv64(om.block.0, dblock);
+            md
+        }));
+        r.hashes.extend_from_slice(&or.hashes[i..j]);
+        r.shared.resize(j, true);
+        r.same_ids.resize(j, df == 0 && dobj == 0);
+        r.reachable.extend_from_slice(&or.reachable[i..j]);
+        r.has_deps.extend_from_slice(&or.has_deps[i..j]);
+        r.seg
+            .extend(out[at0..].iter().map(|md| (md.seg.start, md.seg.len())));
+        self.at = at as usize;
+        self.f = mv32(last.functions.end, df);
+        self.o = mv32(last.objects.end, dobj);
+        self.block = mv64(last.block.0 + last.block.1, dblock);
+        j
+    }
+
     /// Module `i` and its record's hash: the record shared with `om` (the
     /// loaded module at the same index, with its record's hash) when the
     /// hash is the same, otherwise decoded from `section` and checked

@@ -405,3 +405,101 @@ fn a_shared_record_is_checked_again_when_the_module_count_changes() {
     let err = codec::validate_global(&c, u64::from(nine.layout.area_size), Some(&a)).unwrap_err();
     assert!(err.what.contains("refers outside"), "{}", err.what);
 }
+
+/// A manifest of one module per shape: (segment length, functions, bytes
+/// of initial data). Each module imports the next.
+fn shaped_manifest(shapes: &[(u32, u32, u64)]) -> Manifest {
+    let mut m = Manifest {
+        root: ModuleId(0),
+        ..Manifest::default()
+    };
+    let (mut funcs, mut objs, mut mods) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut at, mut f, mut init) = (0u32, 0u32, 0u64);
+    let n = shapes.len();
+    for (i, &(len, nf, init_len)) in shapes.iter().enumerate() {
+        let name = m.intern(&format!("m{i}"));
+        let mut md = Module::new(ModuleRecord {
+            name,
+            imports: (i + 1 < n)
+                .then(|| ModuleId(i as u32 + 1))
+                .into_iter()
+                .collect(),
+            ..ModuleRecord::default()
+        });
+        md.seg = Span::new(at, at + len);
+        md.text = Span::new(at, at + 32);
+        md.eh_frame = Span::new(at + len - 4, at + len);
+        md.functions = Span::new(f, f + nf);
+        md.objects = Span::new(i as u32, i as u32 + 1);
+        md.init = (init, init_len);
+        md.reachable = true;
+        at += len;
+        f += nf;
+        init += init_len;
+        mods.push(md);
+        for k in 0..nf {
+            let name = m.intern(&format!("f{k}"));
+            funcs.push(Function {
+                name,
+                module: ModuleId(i as u32),
+                offset: 0,
+                size: 1,
+                global: true,
+            });
+        }
+        let o = m.intern("o");
+        objs.push(Object {
+            name: o,
+            module: ModuleId(i as u32),
+            size: init_len.max(8),
+            align: 8,
+            init: Some(0),
+            ..Default::default()
+        });
+    }
+    m.layout.area_size = at.next_multiple_of(PAGE_SIZE as u32);
+    m.modules = mods;
+    m.functions = Chunked::from_vec(
+        funcs,
+        shapes.iter().map(|s| s.1 as usize).collect::<Vec<_>>(),
+    );
+    m.objects = Chunked::from_vec(objs, vec![1; n]);
+    m
+}
+
+#[test]
+fn records_after_a_module_that_grew_or_shrank_are_shared_at_their_new_places() {
+    let n = 200;
+    let base = vec![(64, 1, 8); n];
+    let mut grown = base.clone();
+    grown[70] = (128, 3, 24);
+    let a = reread(&shaped_manifest(&base), None);
+    // Grown, then back (every later place moves up, then down).
+    let b = reread(&shaped_manifest(&grown), Some(&a));
+    let c = reread(&shaped_manifest(&base), Some(&b));
+    for (new, old, want) in [(&b, &a, &grown), (&c, &b, &base)] {
+        let fresh = reread(&shaped_manifest(want), None);
+        for (i, (x, y)) in new.modules.iter().zip(&fresh.modules).enumerate() {
+            assert_eq!(
+                (x.seg, x.text, x.eh_frame, x.functions, x.objects),
+                (y.seg, y.text, y.eh_frame, y.functions, y.objects),
+                "module {i}"
+            );
+            assert_eq!(
+                (x.init, x.block, x.reachable),
+                (y.init, y.block, y.reachable)
+            );
+            assert_eq!(new.str(x.name), format!("m{i}"));
+            assert_eq!(new.shared_record(i), i != 70, "module {i}");
+            assert_eq!(x.same_record(&old.modules[i]), i != 70);
+            // Modules after 70 keep their records but not their functions'
+            // indices.
+            assert_eq!(new.same_ids(i), i < 70, "module {i}");
+            assert_eq!(new.read.seg[i], (y.seg.start, y.seg.len()));
+            assert_eq!(new.has_deps(i), fresh.has_deps(i));
+            assert_eq!(new.read.hashes[i], fresh.read.hashes[i]);
+        }
+    }
+    // Shared records keep what they say (the import of the next module).
+    assert_eq!(&c.modules[150].imports[..], &[ModuleId(151)]);
+}

@@ -36,13 +36,13 @@ fn residuals(view: &ImageView<'_>) -> Residuals {
         .fixups
         .iter()
         .chain(&view.object_fixups)
-        .flat_map(|t| t.all())
+        .flat_map(|(_, t)| t.all())
     {
         by_class[f.class as usize] += 1;
     }
     Residuals {
-        area: view.fixups.iter().map(|t| t.len()).sum(),
-        objects: view.object_fixups.iter().map(|t| t.len()).sum(),
+        area: view.fixups.iter().map(|(_, t)| t.len()).sum(),
+        objects: view.object_fixups.iter().map(|(_, t)| t.len()).sum(),
         by_class,
     }
 }

@@ -96,8 +96,8 @@ fn link_memory_matches_link_bytes() {
         assert_eq!(y.mtime_ns, 0);
     }
     assert_eq!(
-        a.fixups.iter().map(|t| t.len()).sum::<usize>(),
-        b.fixups.iter().map(|t| t.len()).sum::<usize>()
+        a.fixups.iter().map(|(_, t)| t.len()).sum::<usize>(),
+        b.fixups.iter().map(|(_, t)| t.len()).sum::<usize>()
     );
     assert!(matches!(
         hcr_linker::link_memory(&cfg, Vec::new()),

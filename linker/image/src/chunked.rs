@@ -171,7 +171,35 @@ impl<T> Chunked<T> {
     /// `parts` (in increasing order of `k`), or else `old`'s part `k`
     /// (groups of such parts are shared with `old`).
     pub fn from_sparse(n: usize, parts: Vec<(usize, Arc<[T]>)>, old: Option<&Chunked<T>>) -> Self {
-        Self::with_parts(Grouped::from_sparse(n, parts, old.map(|o| &o.parts)))
+        let parts = Grouped::from_sparse(n, parts, old.map(|o| &o.parts));
+        let Some(old) = old else {
+            return Self::with_parts(parts);
+        };
+        // A group shared with `old` has its parts' lengths: its starts are
+        // `old`'s, moved by what the groups before it grew or shrank, and
+        // its parts are not looked at.
+        let mut starts = Vec::with_capacity(n);
+        let mut len = 0usize;
+        for (g, group) in parts.groups.iter().enumerate() {
+            let (lo, hi) = (g * GROUP, g * GROUP + group.len());
+            let shared = old
+                .parts
+                .groups
+                .get(g)
+                .is_some_and(|og| Arc::ptr_eq(og, group));
+            if let (true, Some(os)) = (shared, old.starts.get(lo..hi)) {
+                let base = os[0] as usize;
+                let end = old.starts.get(hi).map_or(old.len, |&e| e as usize);
+                starts.extend(os.iter().map(|&s| (s as usize - base + len) as u32));
+                len += end - base;
+                continue;
+            }
+            for p in group.iter() {
+                starts.push(len as u32);
+                len += p.len();
+            }
+        }
+        Chunked { parts, starts, len }
     }
 
     fn with_parts(parts: Grouped<Arc<[T]>>) -> Self {
@@ -300,6 +328,15 @@ mod tests {
         assert!(!Arc::ptr_eq(&t.parts.groups[1], &old.parts.groups[1]));
         assert!(Arc::ptr_eq(&t.parts.groups[2], &old.parts.groups[2]));
         assert_eq!(t.iter().count(), t.len());
+        // Every start (shared groups' moved by the change before them) is
+        // what a table built from scratch has.
+        let whole = Chunked::from_parts((0..n).map(|k| Arc::from(t.part(k))).collect());
+        assert_eq!(t.starts, whole.starts);
+        assert_eq!(t.len, whole.len);
+        // Grown back: the third group's starts move up again.
+        let back = Chunked::from_sparse(n, vec![(70, Arc::from(vec![70u32, 70]))], Some(&t));
+        assert_eq!(back.starts, old.starts);
+        assert!((0..back.len()).all(|i| back[i] == old[i]));
     }
 
     #[test]

@@ -928,8 +928,8 @@ pub(crate) struct Block<'a> {
 pub(crate) struct Parts<'a> {
     /// Decoded parts in module order: module, functions, objects, strings.
     decoded: Vec<Decoded>,
-    pub fixups: Vec<Fixups<'a>>,
-    pub object_fixups: Vec<Fixups<'a>>,
+    pub fixups: Vec<(usize, Fixups<'a>)>,
+    pub object_fixups: Vec<(usize, Fixups<'a>)>,
 }
 
 /// One module's decoded parts: module, functions, objects, strings.
@@ -937,11 +937,11 @@ type Decoded = (usize, Arc<[Function]>, Arc<[Object]>, Arc<str>);
 
 impl<'a> Parts<'a> {
     /// Parts for a manifest of `n` modules, none decoded yet.
-    pub fn new(n: usize) -> Self {
+    pub fn new() -> Self {
         Parts {
             decoded: Vec::new(),
-            fixups: vec![Fixups::default(); n],
-            object_fixups: vec![Fixups::default(); n],
+            fixups: Vec::new(),
+            object_fixups: Vec::new(),
         }
     }
 
@@ -953,9 +953,8 @@ impl<'a> Parts<'a> {
         md.on_reload = b.on_reload;
         md.undefined = b.undefined;
         md.fixups = b.fixups.len() as u32;
-        if let (Some(f), Some(o)) = (self.fixups.get_mut(mi), self.object_fixups.get_mut(mi)) {
-            (*f, *o) = (b.fixups, b.object_fixups);
-        }
+        self.fixups.push((mi, b.fixups));
+        self.object_fixups.push((mi, b.object_fixups));
         self.decoded.push((mi, b.functions, b.objects, b.strings));
     }
 

@@ -637,12 +637,14 @@ pub struct ImageView<'a> {
     pub header: Header,
     /// The manifest.
     pub manifest: Manifest,
-    /// Each module's residual fixups (none for a module whose block was
-    /// not decoded: one a reload keeps from the previous manifest).
-    pub fixups: Vec<Fixups<'a>>,
-    /// Each module's fixups inside its writable objects (each object's
-    /// [`Object::fixups`] is a range of its module's).
-    pub object_fixups: Vec<Fixups<'a>>,
+    /// The residual fixups of each module whose block was decoded, in
+    /// module order (a reload lists only the modules it decoded: none of a
+    /// kept module is loaded again).
+    pub fixups: Vec<(usize, Fixups<'a>)>,
+    /// The fixups inside the writable objects of each module whose block
+    /// was decoded, in module order (each object's [`Object::fixups`] is a
+    /// range of its module's).
+    pub object_fixups: Vec<(usize, Fixups<'a>)>,
     /// The load area's bytes as stored in the file.
     pub area: &'a [u8],
     /// The initial bytes of writable objects.
@@ -799,7 +801,7 @@ impl<'a> ImageView<'a> {
         let section_at = elf::manifest_offset(file)?;
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
-        let mut parts = codec::Parts::new(m.modules.len());
+        let mut parts = codec::Parts::new();
         let complete = old.is_some_and(|o| o.parts_complete() && m.read_against(o));
         for mi in 0..m.modules.len() {
             let decode = decode.get(mi).copied().unwrap_or(true);
@@ -871,16 +873,12 @@ impl<'a> ImageView<'a> {
     /// Module `mi`'s residual fixups, encoded ([`FIXUP_SIZE`] bytes each;
     /// kind and class validated when the block was decoded).
     pub fn module_fixups(&self, mi: usize) -> &'a [u8] {
-        self.fixups.get(mi).map_or(&[], |f| f.raw_all())
+        table_of(&self.fixups, mi).raw_all()
     }
 
     /// The fixups inside object `o`'s initial bytes.
     pub fn fixups_of_object(&self, o: &Object) -> impl Iterator<Item = Fixup> + 'a {
-        self.object_fixups
-            .get(o.module.0 as usize)
-            .copied()
-            .unwrap_or_default()
-            .iter(o.fixups)
+        table_of(&self.object_fixups, o.module.0 as usize).iter(o.fixups)
     }
 
     /// Object `o`'s initial bytes (`None`: zero-filled, or not read).
@@ -900,7 +898,7 @@ impl<'a> ImageView<'a> {
     pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
         let (header, mut m) = Self::parse_global(file, None)?;
         let section_at = elf::manifest_offset(file)?;
-        let mut parts = codec::Parts::new(m.modules.len());
+        let mut parts = codec::Parts::new();
         for mi in 0..m.modules.len() {
             let block = block_of(file, section_at, &m.modules[mi])?;
             let b = codec::decode_block(block, mi)?;
@@ -910,6 +908,13 @@ impl<'a> ImageView<'a> {
         group_records(&mut m.modules, &m.read.shared);
         Ok((header, m))
     }
+}
+
+/// Module `mi`'s table in `tables` (module order), or an empty one.
+fn table_of<'a>(tables: &[(usize, Fixups<'a>)], mi: usize) -> Fixups<'a> {
+    tables
+        .binary_search_by_key(&mi, |&(k, _)| k)
+        .map_or_else(|_| Fixups::default(), |i| tables[i].1)
 }
 
 /// Module `md`'s block in `file`, whose manifest section starts at

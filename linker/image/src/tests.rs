@@ -87,7 +87,7 @@ fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec
     section.extend_from_slice(body);
     let g = codec::decode_index(&body[..global_len]).unwrap();
     let mut m = g.finish(&section, None).unwrap();
-    let mut parts = codec::Parts::new(m.modules.len());
+    let mut parts = codec::Parts::new();
     for mi in 0..m.modules.len() {
         let (off, len) = m.modules[mi].block;
         let at = off as usize - HEADER_SIZE;
@@ -95,11 +95,15 @@ fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec
         parts.add(mi, &mut m.modules[mi], b);
     }
     parts.finish(&mut m, None);
-    let fx = parts.fixups.iter().map(|f| f.all().collect()).collect();
+    let fx = parts
+        .fixups
+        .iter()
+        .map(|(_, f)| f.all().collect())
+        .collect();
     let ofx = parts
         .object_fixups
         .iter()
-        .map(|f| f.all().collect())
+        .map(|(_, f)| f.all().collect())
         .collect();
     (m, fx, ofx)
 }

@@ -507,3 +507,45 @@ fn records_after_a_module_that_grew_or_shrank_are_shared_at_their_new_places() {
     // Shared records keep what they say (the import of the next module).
     assert_eq!(&c.modules[150].imports[..], &[ModuleId(151)]);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// Places in the index that disagree with the loaded manifest's, in
+    /// any way (a run moved past the end of the area or the address space,
+    /// entries moved apart, a move that wraps), are shared correctly or
+    /// refused: never a panic.
+    #[test]
+    fn a_read_against_the_loaded_manifest_survives_any_places(
+        flips in prop::collection::vec((0usize..150, 8usize..20, any::<u8>()), 1..6)
+    ) {
+        let m = modules_manifest(150, 10, None);
+        let a = reread(&m, None);
+        let fx = |_: usize| ModuleFixups {
+            area: &[],
+            objects: &[],
+        };
+        let (mut body, global_len) = encode_body(&m, &fx, &[]);
+        let first = a.read.hashes[0].to_le_bytes();
+        let at = body.windows(8).position(|w| w == first).unwrap();
+        for (module, byte, v) in flips {
+            body[at + module * codec::INDEX_ENTRY + byte] = v;
+        }
+        let mut section = vec![0u8; HEADER_SIZE];
+        section.extend_from_slice(&body);
+        if let Ok(g) = codec::decode_index(&body[..global_len]) {
+            if let Ok(b) = g.finish(&section, Some(&a)) {
+                let ok = codec::validate_global(&b, u64::from(m.layout.area_size), Some(&a));
+                if ok.is_ok() {
+                    // Accepted: every module lies inside the area, in order.
+                    let mut end = 0;
+                    for md in b.modules.iter() {
+                        prop_assert!(md.seg.start >= end && md.seg.end >= md.seg.start);
+                        prop_assert!(md.text.start >= md.seg.start && md.text.end <= md.seg.end);
+                        end = md.seg.end;
+                    }
+                    prop_assert!(u64::from(end) <= u64::from(m.layout.area_size));
+                }
+            }
+        }
+    }
+}

@@ -206,6 +206,25 @@ fn incremental_relink_is_byte_identical_to_a_full_link() {
     let (img, _) = relink(&p, &mut cache, "exported data changed");
     assert!(run_output(&p, &img).contains("primes=639 "));
 
+    // Exported data that moves inside its section while every global
+    // symbol keeps its name and index (the arrays around it grow past the
+    // compiler's 32-byte alignment of arrays, in whichever order it puts
+    // them): the modules that read it resolve it again (their previous
+    // resolution names the old place).
+    let grouped = |pad: &str| {
+        format!(
+            "const int table_pad{pad} __attribute__((section(\".rodata.grp\"))) = {{1}};\n\
+             const int table_primes[] __attribute__((section(\".rodata.grp\"))) = {{2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71}};\n\
+             const int table_tail{pad} __attribute__((section(\".rodata.grp\"))) = {{1}};\n\
+             int table_len = 20;\n"
+        )
+    };
+    p.build("table", &grouped("[1]"));
+    relink(&p, &mut cache, "exported data grouped");
+    p.build("table", &grouped("[16]"));
+    let (img, _) = relink(&p, &mut cache, "exported data moved inside its section");
+    assert!(run_output(&p, &img).contains("primes=639 "));
+
     // A new library call (the host symbols change) and a new export.
     p.build(
         "util",
@@ -274,4 +293,58 @@ fn reordered_and_dropped_inputs_relink_like_a_full_link() {
     let mut plain = InputCache::inputs_only();
     let (_, r) = relink(&p, &mut plain, "inputs only");
     assert_eq!(r, ReuseStats::default());
+}
+
+#[test]
+fn a_name_taken_over_by_a_changed_module_is_resolved_again() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Project::new(t.path());
+    let mut cache = InputCache::default();
+    // `ctor` defines `pick` weakly and `leaf2` calls it.
+    p.build(
+        "ctor",
+        &format!("{CTOR}\n__attribute__((weak)) int pick(void) {{ return 1; }}\n"),
+    );
+    p.build(
+        "leaf2",
+        &format!(
+            "int pick(void);\n{}int leaf2_pick(void) {{ return pick(); }}\n",
+            leaf(2)
+        ),
+    );
+    relink(&p, &mut cache, "weak definition");
+    // `leaf5`, after `leaf2` (so no id of `leaf2`'s moves), now defines it
+    // strongly: `leaf2`, unchanged and importing only from unchanged
+    // modules, must not keep its previous resolution to `ctor`.
+    p.build(
+        "leaf5",
+        &format!("{}int pick(void) {{ return 2; }}\n", leaf(5)),
+    );
+    let (_, r) = relink(&p, &mut cache, "strong definition taken over");
+    assert!(r.parsed >= p.objects.len() - 1, "{r:?}");
+
+    // `leaf5` calls a library function; then `leaf3`, before it, starts
+    // calling another one without defining anything new: the host symbol
+    // list gains an entry ahead of `leaf5`'s, whose index moves.
+    p.build(
+        "leaf5",
+        &format!(
+            "#include <stdlib.h>\n{}int pick(void) {{ return 2; }}\nint leaf5_r(void) {{ return rand(); }}\n",
+            leaf(5)
+        ),
+    );
+    relink(&p, &mut cache, "a library call");
+    p.build(
+        "leaf3",
+        &leaf(3)
+            .replace(
+                "return leaf3_get(x) + leaf3_get(x + 1);",
+                "return leaf3_get(x) + leaf3_get(x + 1) + (getpid() > 0);",
+            )
+            .replace(
+                "static int calls;",
+                "#include <unistd.h>\nstatic int calls;",
+            ),
+    );
+    relink(&p, &mut cache, "a library call ahead of it");
 }

@@ -69,16 +69,17 @@ pub(crate) fn link(
     // 3. Functions and writable objects get their ids, module by module.
     collect_definitions(&mut mods, &mut diags);
     timer.lap("definitions");
+    // What the previous link (if any) may lend (see `reuse.rs`): resolutions
+    // now, the rest once every symbol is resolved.
+    let mut prev = reuse.and_then(|r| r.prev).filter(|p| p.is_for(config));
     // 4–6. Global symbols, host symbols, every module's symbols resolved.
-    let (root, mut hosts) = resolve_all(config, &mut mods, &mut diags, timer)?;
+    let (root, mut hosts) = resolve_all(config, &mut mods, &mut diags, timer, prev.as_ref())?;
+    let resolve_hosts = hosts.len();
     let reachable = reachability(&mods, root);
     let mut warnings = Vec::new();
     if let Some(w) = root_without_main(&mods, root) {
         warnings.push(w);
     }
-    // What the previous link (if any) may lend: decided once every symbol
-    // is resolved (see `reuse.rs`).
-    let mut prev = reuse.and_then(|r| r.prev).filter(|p| p.is_for(config));
     let mut memo = prev.as_mut().map(Previous::take_memo).unwrap_or_default();
     // Host symbols that no library defines: warned about (all at once), not
     // refused, since a host program embedding the runtime may define them.
@@ -166,6 +167,7 @@ pub(crate) fn link(
                 memo,
                 reused: plan.as_ref().map_or(&[][..], |p| &p.apply[..]),
                 hosts: &hosts,
+                resolve_hosts,
                 applied: per_module,
                 tables: written.tables,
                 area,
@@ -188,6 +190,7 @@ fn resolve_all<'d>(
     mods: &mut [Mod<'d>],
     diags: &mut Vec<Diagnostic>,
     timer: &mut Timer,
+    prev: Option<&Previous>,
 ) -> Result<(u32, Vec<Host<'d>>), LinkError> {
     // One definition per name; duplicates are errors. Problems so far do
     // not stop the passes below: one run reports them all.
@@ -207,10 +210,24 @@ fn resolve_all<'d>(
         .map(|(i, h)| (h.name, i as u32))
         .collect();
     timer.lap("host symbols");
+    let lent = prev.map_or_else(Vec::new, |p| p.lendable_resolutions(mods, &hosts));
     let resolved: Vec<Resolved> = mods
         .par_iter()
         .enumerate()
-        .map(|(mi, m)| resolve_module(mi as u32, m, mods, &globals, &host_index))
+        .map(|(mi, m)| match (lent.get(mi), prev) {
+            (Some(true), Some(p)) => {
+                let lent = p.resolution(mi);
+                // Debug builds (the tests) check every lent resolution
+                // against the one resolving it again gives.
+                debug_assert!(
+                    lent == resolve_module(mi as u32, m, mods, &globals, &host_index),
+                    "module {}: the previous link's resolution differs from a fresh one",
+                    m.obj.name
+                );
+                lent
+            }
+            _ => resolve_module(mi as u32, m, mods, &globals, &host_index),
+        })
         .collect();
     if config.skip_free {
         std::mem::forget((globals, host_index));

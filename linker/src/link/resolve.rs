@@ -2,6 +2,7 @@
 
 use super::*;
 
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Resolved {
     pub(crate) tgt: Vec<Tgt>,
     pub(crate) imports: Vec<u32>,

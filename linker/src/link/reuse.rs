@@ -20,11 +20,17 @@
 //!   resolver has the same host index; the bytes are copied from the
 //!   previous area, where its segment lay;
 //! * its segment checksum is reused with its applied bytes, and its link
-//!   identity as well when the host symbols are the same list.
+//!   identity as well when the host symbols are the same list;
+//! * its resolution (each symbol's target, its imports, the host symbols
+//!   it uses, which definitions are its own) is reused when it is stable,
+//!   every module it imported from is stable, the global symbol table is
+//!   the previous one (every module stable or defining the same global
+//!   symbols, with the same indices and strengths, as before) and so is
+//!   the host symbol list: resolution reads nothing else.
 //!
-//! Everything else (COMDAT, definitions, the symbol tables, resolution,
-//! layout, the ELF tables, the manifest) is redone each link: it is cheap,
-//! or depends on every module at once. A change of the configuration (root,
+//! Everything else (COMDAT, definitions, the symbol tables, layout, the ELF
+//! tables, the manifest) is redone each link: it is cheap, or depends on
+//! every module at once. A change of the configuration (root,
 //! libraries) or a failed link starts afresh.
 
 use std::sync::Arc;
@@ -38,6 +44,9 @@ pub(crate) struct Previous {
     config: String,
     memo: LibraryMemo,
     hosts: Vec<(String, bool)>,
+    /// How many of `hosts` there were when symbols were resolved (later
+    /// passes may add one).
+    resolve_hosts: usize,
     modules: Vec<Kept>,
     area: Vec<u8>,
     init: Vec<u8>,
@@ -51,6 +60,10 @@ pub(crate) struct Kept {
     obj_base: u32,
     commons: Vec<(u32, u32)>,
     tgt: Vec<Tgt>,
+    /// The rest of the module's resolution (`tgt` is above).
+    resolved: Resolved,
+    /// [`defs_print`] of the module.
+    defs: u64,
     scan: Option<ScanOut>,
     tlsdesc_host: u32,
     /// Applied result, when it depends on no other module's place.
@@ -162,6 +175,60 @@ impl Previous {
     /// libraries): nothing is reused across a change of it.
     pub(crate) fn is_for(&self, config: &LinkConfig) -> bool {
         self.config == config_key(config)
+    }
+
+    /// Per module, whether its previous resolution is the one resolving it
+    /// again would give (see the module's documentation): none when the
+    /// global or host symbol tables may differ.
+    pub(crate) fn lendable_resolutions(&self, mods: &[Mod<'_>], hosts: &[Host<'_>]) -> Vec<bool> {
+        let same_hosts = self.resolve_hosts == hosts.len()
+            && self.hosts.len() >= hosts.len()
+            && self
+                .hosts
+                .iter()
+                .zip(hosts)
+                .all(|((n, w), h)| n == h.name && *w == h.weak);
+        if !same_hosts || self.modules.len() != mods.len() {
+            return vec![false; mods.len()];
+        }
+        let stable: Vec<bool> = self
+            .modules
+            .iter()
+            .zip(mods)
+            .map(|(k, m)| k.is_stable(m))
+            .collect();
+        // The global table is built from each module's global definitions
+        // alone: the same when every module defines what it did.
+        let same_table = self
+            .modules
+            .iter()
+            .zip(mods)
+            .zip(&stable)
+            .all(|((k, m), &s)| s || k.defs == defs_print(m));
+        if !same_table {
+            return vec![false; mods.len()];
+        }
+        self.modules
+            .iter()
+            .zip(&stable)
+            .map(|(k, &s)| {
+                s && k
+                    .resolved
+                    .imports
+                    .iter()
+                    .all(|&j| stable.get(j as usize) == Some(&true))
+            })
+            .collect()
+    }
+
+    /// Module `mi`'s previous resolution.
+    pub(crate) fn resolution(&self, mi: usize) -> Resolved {
+        self.modules
+            .get(mi)
+            .map_or_else(Resolved::default, |k| Resolved {
+                tgt: k.tgt.clone(),
+                ..k.resolved.clone()
+            })
     }
 
     /// What the last link learnt from the libraries.
@@ -365,6 +432,8 @@ pub(crate) struct Leftovers<'a> {
     /// Modules whose applied result this link reused (`Plan::apply`).
     pub(crate) reused: &'a [bool],
     pub(crate) hosts: &'a [Host<'a>],
+    /// How many of `hosts` there were when symbols were resolved.
+    pub(crate) resolve_hosts: usize,
     pub(crate) applied: Vec<ModApplied>,
     pub(crate) tables: Vec<KeptTables>,
     pub(crate) area: Vec<u8>,
@@ -393,6 +462,14 @@ pub(crate) fn keep(mods: &mut [Mod<'_>], left: Leftovers<'_>) -> Previous {
                 obj_base: m.obj_base,
                 commons: commons(m),
                 tgt: std::mem::take(&mut m.tgt),
+                resolved: Resolved {
+                    tgt: Vec::new(),
+                    imports: std::mem::take(&mut m.imports),
+                    undefined: std::mem::take(&mut m.undefined),
+                    own_def: std::mem::take(&mut m.own_def),
+                    global_def: std::mem::take(&mut m.global_def),
+                },
+                defs: defs_print(m),
                 scan: Some(ScanOut {
                     got: std::mem::take(&mut m.got),
                     got_index: std::mem::take(&mut m.got_index),
@@ -418,8 +495,31 @@ pub(crate) fn keep(mods: &mut [Mod<'_>], left: Leftovers<'_>) -> Previous {
             .iter()
             .map(|h| (h.name.to_string(), h.weak))
             .collect(),
+        resolve_hosts: left.resolve_hosts,
         modules,
         area: left.area,
         init: left.init,
     }
+}
+
+/// A digest of the global symbols module `m` defines in sections it keeps
+/// (index, name and strength of each, in symbol order): what the global
+/// symbol table takes from the module.
+pub(crate) fn defs_print(m: &Mod<'_>) -> u64 {
+    let mut b: Vec<u8> = Vec::with_capacity(m.obj.symbols.len() * 16);
+    for (si, s) in m.obj.symbols.iter().enumerate() {
+        if !s.is_global() || s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s) {
+            continue;
+        }
+        let strength: u8 = match s.shndx {
+            Shndx::Common => 0,
+            _ if s.is_weak() => 1,
+            _ => 2,
+        };
+        b.extend_from_slice(&(si as u32).to_le_bytes());
+        b.extend_from_slice(&(s.name.len() as u32).to_le_bytes());
+        b.extend_from_slice(s.name.as_bytes());
+        b.push(strength);
+    }
+    xxhash_rust::xxh3::xxh3_64(&b)
 }

@@ -624,12 +624,18 @@ impl Global<'_> {
         r.seg.reserve(n);
         let old_hashes = old.map_or(&[][..], |o| &o.read.hashes[..]);
         let mut i = 0;
+        // A run that could not be taken is not looked for again inside
+        // itself (each retry would scan to the same end: quadratic time on
+        // a crafted image); its modules go one by one.
+        let mut no_run_before = 0;
         while i < n {
-            if let Some(o) = old {
-                let j = next.shifted_run(index, i, o, &mut m.modules, r);
-                if j > i {
-                    i = j;
-                    continue;
+            if let (Some(o), true) = (old, i >= no_run_before) {
+                match next.shifted_run(index, i, o, &mut m.modules, r) {
+                    Ok(j) => {
+                        i = j;
+                        continue;
+                    }
+                    Err(j) => no_run_before = j,
                 }
             }
             let om = olds.get(i).zip(old_hashes.get(i).copied());
@@ -672,7 +678,8 @@ impl Next {
     /// hash) with the segment and the initial bytes all moved by the same
     /// amounts, say when an earlier module grew. Their records are shared,
     /// and so is every answer of the summary; places shift by constants.
-    /// Returns `j` (`i`: none taken).
+    /// Returns `Ok(j)`, or `Err(j)` when the run found (`i..j`, perhaps
+    /// empty) was not taken.
     fn shifted_run(
         &mut self,
         index: &[u8],
@@ -680,11 +687,11 @@ impl Next {
         o: &Manifest,
         out: &mut Vec<Module>,
         r: &mut ReadSummary,
-    ) -> usize {
+    ) -> Result<usize, usize> {
         let n = index.len() / INDEX_ENTRY;
         let (olds, or) = (&o.modules, &o.read);
         let Some(first) = olds.get(i) else {
-            return i;
+            return Err(i);
         };
         let e = entry(index, i);
         let dseg32 = e.seg_start.wrapping_sub(first.seg.start);
@@ -704,11 +711,16 @@ impl Next {
             j += 1;
         }
         if j == i || or.reachable.len() < j || or.has_deps.len() < j {
-            return i;
+            return Err(j);
         }
         let last = &olds[j - 1];
-        // Signed moves; the run's places are in order, so its first and
-        // last bound every one between.
+        // Signed moves. Segments, functions, objects and blocks lie in
+        // order, so the run's last ends bound every one between. Initial
+        // bytes need not be in order: each module's start comes out of the
+        // wrapping move below exactly as its index entry gives it (the
+        // move is the same for every module of the run, checked above), so
+        // only the last one's end is checked here, as the per-module path
+        // would not check it at all.
         let d = |new: u64, old: u64| i128::from(new) - i128::from(old);
         let (dseg, dinit) = (
             d(u64::from(e.seg_start), u64::from(first.seg.start)),
@@ -734,9 +746,10 @@ impl Next {
                 .checked_add(last.block.1)
                 .is_some_and(|x| fits(x, dblock, u64::MAX));
         if !ok {
-            return i;
+            return Err(j);
         }
-        // In range: the moves below neither wrap nor lose bits.
+        // In range: the moves below neither wrap nor lose bits (the initial
+        // bytes' starts: see above).
         let mv32 = |v: u32, by: i128| (i128::from(v) + by) as u32;
         let mv64 = |v: u64, by: i128| (i128::from(v) + by) as u64;
         let sh = |s: Span, by: i128| Span::new(mv32(s.start, by), mv32(s.end, by));
@@ -763,7 +776,7 @@ impl Next {
         self.f = mv32(last.functions.end, df);
         self.o = mv32(last.objects.end, dobj);
         self.block = mv64(last.block.0 + last.block.1, dblock);
-        j
+        Ok(j)
     }
 
     /// Module `i` and its record's hash: the record shared with `om` (the

@@ -549,3 +549,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_run_whose_moved_initial_bytes_would_overflow_is_read_module_by_module() {
+    // Every module's initial bytes moved by the same amount, so far that
+    // the last one's end passes the largest offset: the run is refused and
+    // its modules read one by one, as a fresh read places them.
+    let shapes = vec![(64, 1, 8); 150];
+    let m = shaped_manifest(&shapes);
+    let a = reread(&m, None);
+    let fx = |_: usize| ModuleFixups {
+        area: &[],
+        objects: &[],
+    };
+    let (mut body, global_len) = encode_body(&m, &fx, &[]);
+    let first = a.read.hashes[0].to_le_bytes();
+    let at = body.windows(8).position(|w| w == first).unwrap();
+    let by = u64::MAX - 8 * 140;
+    for k in 0..shapes.len() {
+        let e = at + k * codec::INDEX_ENTRY + 8;
+        let v = u64::from_le_bytes(body[e..e + 8].try_into().unwrap()).wrapping_add(by);
+        body[e..e + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let mut section = vec![0u8; HEADER_SIZE];
+    section.extend_from_slice(&body);
+    let read = |old| {
+        codec::decode_index(&body[..global_len])
+            .unwrap()
+            .finish(&section, old)
+            .unwrap()
+    };
+    let (against, fresh) = (read(Some(&a)), read(None));
+    for (i, (x, y)) in against.modules.iter().zip(&fresh.modules).enumerate() {
+        assert_eq!(
+            (x.init, x.seg, x.functions),
+            (y.init, y.seg, y.functions),
+            "module {i}"
+        );
+        assert!(against.shared_record(i), "module {i}");
+    }
+}

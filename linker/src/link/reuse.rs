@@ -63,7 +63,7 @@ pub(crate) struct Kept {
     /// The rest of the module's resolution (`tgt` is above).
     resolved: Resolved,
     /// [`defs_print`] of the module.
-    defs: u64,
+    defs: u128,
     scan: Option<ScanOut>,
     tlsdesc_host: u32,
     /// Applied result, when it depends on no other module's place.
@@ -505,7 +505,7 @@ pub(crate) fn keep(mods: &mut [Mod<'_>], left: Leftovers<'_>) -> Previous {
 /// A digest of the global symbols module `m` defines in sections it keeps
 /// (index, name and strength of each, in symbol order): what the global
 /// symbol table takes from the module.
-pub(crate) fn defs_print(m: &Mod<'_>) -> u64 {
+pub(crate) fn defs_print(m: &Mod<'_>) -> u128 {
     let mut b: Vec<u8> = Vec::with_capacity(m.obj.symbols.len() * 16);
     for (si, s) in m.obj.symbols.iter().enumerate() {
         if !s.is_global() || s.shndx == Shndx::Undef || !in_kept_section(&m.obj, s) {
@@ -521,5 +521,7 @@ pub(crate) fn defs_print(m: &Mod<'_>) -> u64 {
         b.extend_from_slice(s.name.as_bytes());
         b.push(strength);
     }
-    xxhash_rust::xxh3::xxh3_64(&b)
+    // 128 bits: release builds trust the digest (debug builds check each
+    // lent resolution against a fresh one).
+    xxhash_rust::xxh3::xxh3_128(&b)
 }

@@ -213,54 +213,97 @@ fn init_order_is_dfs_post_order() {
     assert_eq!(names, ["c", "b", "a"]);
 }
 
-/// A manifest of `n` modules, each with one function and one object and
-/// a 64-byte segment (module `grow` has a 128-byte one).
-fn modules_manifest(n: usize, text_size_of_7: u32, grow: Option<usize>) -> Manifest {
+/// One module of a test manifest.
+#[derive(Clone, Copy)]
+struct Spec {
+    seg_len: u32,
+    functions: u32,
+    /// Bytes of initial data (none: its object is zero-filled).
+    init_len: u64,
+    text_size: u32,
+    /// It imports the module after it.
+    imports_next: bool,
+}
+
+/// A manifest of one module per spec, each with one object, laid out one
+/// after the other.
+fn manifest_of(specs: &[Spec]) -> Manifest {
     let mut m = Manifest {
         root: ModuleId(0),
         ..Manifest::default()
     };
     let (mut funcs, mut objs, mut mods) = (Vec::new(), Vec::new(), Vec::new());
-    let mut at = 0u32;
-    for i in 0..n {
+    let (mut at, mut f, mut init) = (0u32, 0u32, 0u64);
+    let n = specs.len();
+    for (i, sp) in specs.iter().enumerate() {
         let name = m.intern(&format!("m{i}"));
         let mut md = Module::new(ModuleRecord {
             name,
-            text_size: if i == 7 { text_size_of_7 } else { 10 },
+            text_size: sp.text_size,
+            imports: (sp.imports_next && i + 1 < n)
+                .then(|| ModuleId(i as u32 + 1))
+                .into_iter()
+                .collect(),
             ..ModuleRecord::default()
         });
-        let len = if grow == Some(i) { 128 } else { 64 };
+        let len = sp.seg_len;
         md.seg = Span::new(at, at + len);
         md.text = Span::new(at, at + 32);
         md.eh_frame = Span::new(at + len - 4, at + len);
-        md.functions = Span::new(i as u32, i as u32 + 1);
+        md.functions = Span::new(f, f + sp.functions);
         md.objects = Span::new(i as u32, i as u32 + 1);
-        md.init = (0, 0);
+        md.init = (init, sp.init_len);
         md.reachable = true;
         at += len;
+        f += sp.functions;
+        init += sp.init_len;
         mods.push(md);
-        let f = m.intern("f");
-        funcs.push(Function {
-            name: f,
-            module: ModuleId(i as u32),
-            offset: 0,
-            size: 1,
-            global: true,
-        });
+        for k in 0..sp.functions {
+            let name = m.intern(&format!("f{k}"));
+            funcs.push(Function {
+                name,
+                module: ModuleId(i as u32),
+                offset: 0,
+                size: 1,
+                global: true,
+            });
+        }
         let o = m.intern("o");
         objs.push(Object {
             name: o,
             module: ModuleId(i as u32),
-            size: 8,
+            size: sp.init_len.max(8),
             align: 8,
+            init: (sp.init_len > 0).then_some(0),
             ..Default::default()
         });
     }
     m.layout.area_size = at.next_multiple_of(PAGE_SIZE as u32);
     m.modules = mods;
-    m.functions = Chunked::from_vec(funcs, vec![1; n]);
+    m.functions = Chunked::from_vec(
+        funcs,
+        specs
+            .iter()
+            .map(|s| s.functions as usize)
+            .collect::<Vec<_>>(),
+    );
     m.objects = Chunked::from_vec(objs, vec![1; n]);
     m
+}
+
+/// A manifest of `n` modules, each with one function and one object and
+/// a 64-byte segment (module `grow` has a 128-byte one).
+fn modules_manifest(n: usize, text_size_of_7: u32, grow: Option<usize>) -> Manifest {
+    let specs: Vec<Spec> = (0..n)
+        .map(|i| Spec {
+            seg_len: if grow == Some(i) { 128 } else { 64 },
+            functions: 1,
+            init_len: 0,
+            text_size: if i == 7 { text_size_of_7 } else { 10 },
+            imports_next: false,
+        })
+        .collect();
+    manifest_of(&specs)
 }
 
 /// Decodes the global part of `m`'s encoding with `old` as the loaded
@@ -413,62 +456,17 @@ fn a_shared_record_is_checked_again_when_the_module_count_changes() {
 /// A manifest of one module per shape: (segment length, functions, bytes
 /// of initial data). Each module imports the next.
 fn shaped_manifest(shapes: &[(u32, u32, u64)]) -> Manifest {
-    let mut m = Manifest {
-        root: ModuleId(0),
-        ..Manifest::default()
-    };
-    let (mut funcs, mut objs, mut mods) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut at, mut f, mut init) = (0u32, 0u32, 0u64);
-    let n = shapes.len();
-    for (i, &(len, nf, init_len)) in shapes.iter().enumerate() {
-        let name = m.intern(&format!("m{i}"));
-        let mut md = Module::new(ModuleRecord {
-            name,
-            imports: (i + 1 < n)
-                .then(|| ModuleId(i as u32 + 1))
-                .into_iter()
-                .collect(),
-            ..ModuleRecord::default()
-        });
-        md.seg = Span::new(at, at + len);
-        md.text = Span::new(at, at + 32);
-        md.eh_frame = Span::new(at + len - 4, at + len);
-        md.functions = Span::new(f, f + nf);
-        md.objects = Span::new(i as u32, i as u32 + 1);
-        md.init = (init, init_len);
-        md.reachable = true;
-        at += len;
-        f += nf;
-        init += init_len;
-        mods.push(md);
-        for k in 0..nf {
-            let name = m.intern(&format!("f{k}"));
-            funcs.push(Function {
-                name,
-                module: ModuleId(i as u32),
-                offset: 0,
-                size: 1,
-                global: true,
-            });
-        }
-        let o = m.intern("o");
-        objs.push(Object {
-            name: o,
-            module: ModuleId(i as u32),
-            size: init_len.max(8),
-            align: 8,
-            init: Some(0),
-            ..Default::default()
-        });
-    }
-    m.layout.area_size = at.next_multiple_of(PAGE_SIZE as u32);
-    m.modules = mods;
-    m.functions = Chunked::from_vec(
-        funcs,
-        shapes.iter().map(|s| s.1 as usize).collect::<Vec<_>>(),
-    );
-    m.objects = Chunked::from_vec(objs, vec![1; n]);
-    m
+    let specs: Vec<Spec> = shapes
+        .iter()
+        .map(|&(seg_len, functions, init_len)| Spec {
+            seg_len,
+            functions,
+            init_len,
+            text_size: 10,
+            imports_next: true,
+        })
+        .collect();
+    manifest_of(&specs)
 }
 
 #[test]

@@ -35,6 +35,8 @@ const MERGE_GAP: usize = 64 * 1024;
 const PIECE: usize = 256 * 1024;
 /// Reads of at least this much in all are shared with the helper thread.
 const SHARE_MIN: usize = 1 << 20;
+/// Reads from this size up fault their pages in with one call first.
+const POPULATE_MIN: usize = 128 * 1024;
 
 // ELF64 offsets (System V gABI).
 const E_SHOFF: usize = 40;
@@ -363,9 +365,14 @@ impl Reader<'_, '_> {
             jobs,
             if total >= SHARE_MIN { shared } else { alone },
             |(off, dst)| {
-                // One call faults the buffer's pages in (rather than one
-                // fault per page during the copy); best effort.
-                hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
+                // One call faults a large read's pages in (rather than one
+                // fault per page during the copy); best effort. A small one
+                // (the global part, a changed module's block) lands in
+                // pages an earlier read already faulted in, or faults a
+                // few: asking costs more than it saves.
+                if dst.len() >= POPULATE_MIN {
+                    hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
+                }
                 img.read_exact_at(dst, off as u64)
             },
         );

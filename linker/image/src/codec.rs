@@ -622,6 +622,7 @@ impl Global<'_> {
         r.reachable.reserve(n);
         r.has_deps.reserve(n);
         r.seg.reserve(n);
+        r.init.reserve(n);
         let old_hashes = old.map_or(&[][..], |o| &o.read.hashes[..]);
         let mut i = 0;
         // A run that could not be taken is not looked for again inside
@@ -657,6 +658,7 @@ impl Global<'_> {
                 _ => !md.deps.is_empty(),
             });
             r.seg.push((md.seg.start, md.seg.len()));
+            r.init.push(md.init.0);
             m.modules.push(md);
             i += 1;
         }
@@ -690,20 +692,26 @@ impl Next {
     ) -> Result<usize, usize> {
         let n = index.len() / INDEX_ENTRY;
         let (olds, or) = (&o.modules, &o.read);
-        let Some(first) = olds.get(i) else {
+        // The scan reads the loaded summary's compact arrays, not the
+        // modules themselves.
+        let top = n
+            .min(olds.len())
+            .min(or.hashes.len())
+            .min(or.seg.len())
+            .min(or.init.len());
+        let Some(first) = olds.get(i).filter(|_| i < top) else {
             return Err(i);
         };
         let e = entry(index, i);
-        let dseg32 = e.seg_start.wrapping_sub(first.seg.start);
-        let dinit64 = e.init_start.wrapping_sub(first.init.0);
+        let dseg32 = e.seg_start.wrapping_sub(or.seg[i].0);
+        let dinit64 = e.init_start.wrapping_sub(or.init[i]);
         let mut at = self.at as u64;
         let mut j = i;
-        while j < n.min(olds.len()).min(or.hashes.len()) {
+        while j < top {
             let e = entry(index, j);
-            let om = &olds[j];
             if e.hash != or.hashes[j]
-                || e.seg_start.wrapping_sub(om.seg.start) != dseg32
-                || e.init_start.wrapping_sub(om.init.0) != dinit64
+                || e.seg_start.wrapping_sub(or.seg[j].0) != dseg32
+                || e.init_start.wrapping_sub(or.init[j]) != dinit64
             {
                 break;
             }
@@ -753,7 +761,6 @@ impl Next {
         let mv32 = |v: u32, by: i128| (i128::from(v) + by) as u32;
         let mv64 = |v: u64, by: i128| (i128::from(v) + by) as u64;
         let sh = |s: Span, by: i128| Span::new(mv32(s.start, by), mv32(s.end, by));
-        let at0 = out.len();
         out.extend(olds[i..j].iter().map(|om| {
             let mut md = om.clone();
             md.seg = sh(om.seg, dseg);
@@ -770,8 +777,13 @@ impl Next {
         r.same_ids.resize(j, df == 0 && dobj == 0);
         r.reachable.extend_from_slice(&or.reachable[i..j]);
         r.has_deps.extend_from_slice(&or.has_deps[i..j]);
-        r.seg
-            .extend(out[at0..].iter().map(|md| (md.seg.start, md.seg.len())));
+        r.seg.extend(
+            or.seg[i..j]
+                .iter()
+                .map(|&(start, len)| (mv32(start, dseg), len)),
+        );
+        r.init
+            .extend(or.init[i..j].iter().map(|&start| mv64(start, dinit)));
         self.at = at as usize;
         self.f = mv32(last.functions.end, df);
         self.o = mv32(last.objects.end, dobj);

@@ -532,6 +532,8 @@ pub struct ReadSummary {
     /// Per module: where its segment starts in the area, and its length
     /// ([`Module::seg`]).
     pub seg: Vec<(u32, u32)>,
+    /// Per module: where its initial bytes start ([`Module::init`]).
+    pub init: Vec<u64>,
 }
 
 impl PartialEq for ReadSummary {

@@ -467,6 +467,53 @@ fn common_symbols_get_one_storage() {
     );
 }
 
+/// A COMMON symbol (`int x;` built with `-fcommon`) overrides a weak
+/// definition of the same name, whichever comes first, as with `cc`'s own
+/// link: every module then uses the COMMON storage.
+#[test]
+fn a_common_symbol_overrides_a_weak_definition() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let flags = &["-fPIC", "-fcommon", "-O1"];
+    let main = compile_with(
+        d,
+        "main",
+        "#include <stdio.h>\nint get_a(void); int get_b(void);\nextern int x;\n\
+         int main(void){ printf(\"%d %d %d\\n\", x, get_a(), get_b()); x = 9;\n\
+         printf(\"%d %d\\n\", get_a(), get_b()); return 0; }",
+        flags,
+    );
+    let a = compile_with(
+        d,
+        "a",
+        "__attribute__((weak)) int x = 5;\nint get_a(void){ return x; }",
+        flags,
+    );
+    let b = compile_with(d, "b", "int x;\nint get_b(void){ return x; }", flags);
+    // What a native link of the same objects prints.
+    let exe = d.join("native");
+    let st = Command::new("cc")
+        .arg("-o")
+        .arg(&exe)
+        .args([&main, &a, &b])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let native = Command::new(&exe).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&native.stdout), "0 0 0\n9 9\n");
+    for (name, order) in [("ab.hcr", [&main, &a, &b]), ("ba.hcr", [&main, &b, &a])] {
+        let img = d.join(name);
+        link_ok(&img, &order.map(|p| p.clone()));
+        let out = support::run(&img);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&native.stdout),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// `link_cached` keeps inputs mapped between links; an object rewritten in
 /// place (as `cc -o` does) or replaced by rename must be read afresh, and
 /// the result must equal an uncached link byte for byte.

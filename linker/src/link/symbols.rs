@@ -41,7 +41,7 @@ pub(crate) type Definitions<'d> = (
 );
 
 /// Which module owns each COMMON symbol's storage: none when some module
-/// defines the name for real, else the module with the largest COMMON
+/// defines the name strongly (a weak definition yields to it), else the module with the largest COMMON
 /// (the first on a tie), with the largest size and alignment of all.
 pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize, u64, u64)> {
     let mut owners: HashMap<&str, (usize, u64, u64)> = HashMap::default();
@@ -62,9 +62,13 @@ pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize,
     if owners.is_empty() {
         return owners;
     }
+    // A strong definition takes the name from every COMMON symbol; a weak
+    // one does not (a COMMON symbol overrides a weak definition, as with
+    // ld and gold: the global table ranks it above weak ones).
     for m in mods {
         for s in m.obj.symbols.iter() {
             if s.is_global()
+                && !s.is_weak()
                 && matches!(s.shndx, Shndx::Sec(_) | Shndx::Abs)
                 && owners.contains_key(s.name)
                 && in_kept_section(&m.obj, s)

@@ -393,12 +393,11 @@ pub fn load_segments_shared(
     // would make freeing N modules cost N² steps. `__register_frame_table`
     // takes a null-terminated list of tables, each walked to its own
     // terminator: the tables stay where they are.
-    let tables: Vec<usize> = view
-        .manifest
-        .modules
-        .iter()
-        .enumerate()
-        .filter(|(mi, md)| load.get(*mi).copied().unwrap_or(false) && md.eh_frame.len() > 4)
+    let m = &view.manifest;
+    let tables: Vec<usize> = (0..m.modules.len())
+        .filter(|&mi| load.get(mi).copied().unwrap_or(false))
+        .map(|mi| (mi, &m.modules[mi]))
+        .filter(|(_, md)| md.eh_frame.len() > 4)
         .map(|(mi, md)| place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start)) as usize)
         .chain(std::iter::once(0))
         .collect();
@@ -429,10 +428,11 @@ fn fill(
     // Each loaded module's segment: `(module, chunk offset)`, checked to lie
     // in the chunk, then in address order, each given its own slice.
     let mut segs: Vec<(usize, usize)> = Vec::new();
-    for (mi, md) in m.modules.iter().enumerate() {
+    for mi in 0..m.modules.len() {
         if !load.get(mi).copied().unwrap_or(false) {
             continue;
         }
+        let md = &m.modules[mi];
         let vbase = place.vbase.get(mi).copied().unwrap_or(0);
         let seg_at = vbase.wrapping_add(u64::from(md.seg.start));
         if vbase == 0 || seg_at < lo || seg_at + u64::from(md.seg.len()) > lo + chunk.len as u64 {

@@ -114,10 +114,11 @@ impl Table {
         ] {
             hcr_loader::mem::populate(at, len);
         }
-        for (mi, md) in manifest.modules.iter().enumerate() {
+        for mi in 0..manifest.modules.len() {
             if !here(mi) {
                 continue;
             }
+            let md = &manifest.modules[mi];
             let vbase = place.vbase[mi];
             let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;
             segs.push((local(md.seg.start), local(md.seg.end), md.seg.start));

@@ -94,60 +94,6 @@ fn run(h: &'static Helper) {
     }
 }
 
-/// Drops `value` on a background thread when the runtime may use one
-/// ([`enabled`]), otherwise here: freeing a retired image's tables (one
-/// allocation or count per module) is work the reloading thread need not
-/// wait for. Nothing `value` owns may need this thread or a lock the caller
-/// holds to be freed. In a child process forked after the thread started
-/// (which has no such thread) it is dropped here.
-pub fn drop_later<T: Send + 'static>(value: T) {
-    match reaper() {
-        Some((pid, r)) if *pid == std::process::id() => {
-            let mut q = r.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.push(Box::new(value));
-            r.cv.notify_one();
-        }
-        _ => drop(value),
-    }
-}
-
-/// Values waiting to be dropped, and the reaper thread's wake-up (a lock
-/// and a condition variable: race detectors understand them).
-struct Reaper {
-    queue: Mutex<Vec<Box<dyn Send>>>,
-    cv: Condvar,
-}
-
-/// The reaper thread, started at the first call, with the process it was
-/// started in (`None` when the runtime may use no second thread).
-fn reaper() -> &'static Option<(u32, &'static Reaper)> {
-    static REAPER: OnceLock<Option<(u32, &'static Reaper)>> = OnceLock::new();
-    REAPER.get_or_init(|| {
-        if !enabled() {
-            return None;
-        }
-        let r: &'static Reaper = Box::leak(Box::new(Reaper {
-            queue: Mutex::new(Vec::new()),
-            cv: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("hcr-reaper".into())
-            .spawn(move || loop {
-                let doomed = {
-                    let mut q = r.queue.lock().unwrap_or_else(|p| p.into_inner());
-                    while q.is_empty() {
-                        q = r.cv.wait(q).unwrap_or_else(|p| p.into_inner());
-                    }
-                    std::mem::take(&mut *q)
-                };
-                // A panic in a drop loses what was left of that batch only.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(doomed)));
-            })
-            .ok()
-            .map(|_| (std::process::id(), r))
-    })
-}
-
 /// CPUs this thread may run on.
 pub fn cpus() -> usize {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
@@ -229,33 +175,6 @@ fn finish(h: &Helper) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    #[test]
-    fn a_value_dropped_later_is_dropped_once() {
-        struct Flag(Arc<AtomicUsize>, Arc<AtomicUsize>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-                if std::thread::current().name() == Some("hcr-reaper") {
-                    self.1.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        }
-        let (drops, off_thread) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let flag = || Flag(drops.clone(), off_thread.clone());
-        for _ in 0..50 {
-            drop_later(vec![flag(), flag()]);
-        }
-        let t = std::time::Instant::now();
-        while drops.load(Ordering::SeqCst) < 100 && t.elapsed().as_secs() < 10 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(drops.load(Ordering::SeqCst), 100);
-        let expected = if enabled() { 100 } else { 0 };
-        assert_eq!(off_thread.load(Ordering::SeqCst), expected);
-    }
 
     #[test]
     fn every_unit_runs_once_whoever_runs_it() {

@@ -597,7 +597,6 @@ impl Global<'_> {
             records,
             index,
         } = self;
-        let olds = old.map_or(&[][..], |o| &o.modules[..]);
         let n = index.len() / INDEX_ENTRY;
         let (rstart, rlen) = records;
         let rend = rstart
@@ -610,7 +609,7 @@ impl Global<'_> {
             o: 0,
             block: rend as u64,
         };
-        m.modules.reserve(n);
+        let mut out = crate::modlist::ModuleListBuilder::with_capacity(n);
         let old_deps = old.map_or(&[][..], |o| &o.read.has_deps[..]);
         let r = &mut m.read;
         static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -631,7 +630,7 @@ impl Global<'_> {
         let mut no_run_before = 0;
         while i < n {
             if let (Some(o), true) = (old, i >= no_run_before) {
-                match next.shifted_run(index, i, o, &mut m.modules, r) {
+                match next.shifted_run(index, i, o, &mut out, r) {
                     Ok(j) => {
                         i = j;
                         continue;
@@ -639,7 +638,9 @@ impl Global<'_> {
                     Err(j) => no_run_before = j,
                 }
             }
-            let om = olds.get(i).zip(old_hashes.get(i).copied());
+            let om = old
+                .and_then(|o| o.modules.get(i))
+                .zip(old_hashes.get(i).copied());
             let (md, hash) = next.module(section, rend, index, i, om)?;
             let om = om.map(|(om, _)| om);
             let shared = om.is_some_and(|om| om.same_record(&md));
@@ -659,9 +660,10 @@ impl Global<'_> {
             });
             r.seg.push((md.seg.start, md.seg.len()));
             r.init.push(md.init.0);
-            m.modules.push(md);
+            out.push(md);
             i += 1;
         }
+        m.modules = out.finish();
         Ok(m)
     }
 }
@@ -687,7 +689,7 @@ impl Next {
         index: &[u8],
         i: usize,
         o: &Manifest,
-        out: &mut Vec<Module>,
+        out: &mut crate::modlist::ModuleListBuilder,
         r: &mut ReadSummary,
     ) -> Result<usize, usize> {
         let n = index.len() / INDEX_ENTRY;
@@ -760,18 +762,27 @@ impl Next {
         // bytes' starts: see above).
         let mv32 = |v: u32, by: i128| (i128::from(v) + by) as u32;
         let mv64 = |v: u64, by: i128| (i128::from(v) + by) as u64;
-        let sh = |s: Span, by: i128| Span::new(mv32(s.start, by), mv32(s.end, by));
-        out.extend(olds[i..j].iter().map(|om| {
-            let mut md = om.clone();
-            md.seg = sh(om.seg, dseg);
-            md.text = sh(om.text, dseg);
-            md.eh_frame = sh(om.eh_frame, dseg);
-            md.functions = sh(om.functions, df);
-            md.objects = sh(om.objects, dobj);
-            md.init.0 = mv64(om.init.0, dinit);
-            md.block.0 = mv64(om.block.0, dblock);
-            md
-        }));
+        let by = crate::modlist::Moves {
+            seg: dseg,
+            init: dinit,
+            f: df,
+            o: dobj,
+            block: dblock,
+        };
+        // Whole groups inside the run are shared with their move noted
+        // (copied only if read); the modules at its ends are copied moved.
+        let mut k = i;
+        while k < j {
+            if k.is_multiple_of(GROUP)
+                && k + GROUP <= j
+                && out.push_moved_group(olds, k / GROUP, by)
+            {
+                k += GROUP;
+                continue;
+            }
+            out.push(olds[k].moved(by));
+            k += 1;
+        }
         r.hashes.extend_from_slice(&or.hashes[i..j]);
         r.shared.resize(j, true);
         r.same_ids.resize(j, df == 0 && dobj == 0);
@@ -1114,29 +1125,29 @@ pub(crate) fn validate_global(
     if nm == 0 || m.root.0 as usize >= nm {
         return Err(bad("root module out of range".into()));
     }
-    let olds = old
-        .filter(|o| o.modules.len() == nm)
-        .map_or(&[][..], |o| &o.modules[..]);
+    let olds = old.filter(|o| o.modules.len() == nm).map(|o| &o.modules);
     let mut prev_end = 0u32;
     // A shared record was checked against the loaded manifest's module
     // count: trusted only while that count is the same.
     let against = old.is_some_and(|o| m.read_against(o) && o.modules.len() == nm);
-    for (mi, md) in m.modules.iter().enumerate() {
+    for mi in 0..nm {
         let shared = against && m.shared_record(mi);
         if let (true, Some(&(start, len))) = (shared, m.read.seg.get(mi)) {
             // A record already checked where it was: its parts lie inside
             // its segment wherever that starts (the parts are relative to
-            // it), so only the segment's place is new.
+            // it), so only the segment's place is new. (The module itself
+            // is not looked at, so a shared group is not copied.)
             let end = u64::from(start) + u64::from(len);
             if start < prev_end || end > area_file_len {
                 return Err(bad(format!(
                     "module {}: segment out of range",
-                    m.str(md.name)
+                    m.str(m.modules[mi].name)
                 )));
             }
             prev_end = end as u32;
             continue;
         }
+        let md = &m.modules[mi];
         let inside = |s: Span| s.start >= md.seg.start && s.end <= md.seg.end;
         // Segments in module order, disjoint, inside the area as stored,
         // each ending with its unwind table (at least the terminator).
@@ -1153,7 +1164,10 @@ pub(crate) fn validate_global(
             )));
         }
         prev_end = md.seg.end;
-        let checked = shared || olds.get(mi).is_some_and(|om| om.same_record(md));
+        let checked = shared
+            || olds
+                .and_then(|o| o.get(mi))
+                .is_some_and(|om| om.same_record(md));
         if !checked
             && md
                 .imports

@@ -20,10 +20,12 @@ mod chunked;
 mod codec;
 mod debug;
 mod elf;
+mod modlist;
 
 use std::sync::Arc;
 
 pub use chunked::{Chunked, Grouped, GROUP};
+pub use modlist::ModuleList;
 
 use std::ops::Range;
 
@@ -255,9 +257,9 @@ impl Module {
 /// manifests that share them later count references per group. Modules
 /// marked in `shared` (records shared with a loaded manifest) are not
 /// looked at.
-pub(crate) fn group_records(modules: &mut [Module], shared: &[bool]) {
+pub(crate) fn group_records(modules: &mut ModuleList, shared: &[bool]) {
     let mut run: Vec<usize> = Vec::new();
-    let flush = |modules: &mut [Module], run: &mut Vec<usize>| {
+    let flush = |modules: &mut ModuleList, run: &mut Vec<usize>| {
         if run.len() < 2 {
             run.clear();
             return;
@@ -487,7 +489,7 @@ pub struct Manifest {
     /// Where the parts of the load area lie.
     pub layout: Layout,
     /// Modules in command-line order.
-    pub modules: Vec<Module>,
+    pub modules: ModuleList,
     /// Functions, one part per module.
     pub functions: Chunked<Function>,
     /// Writable objects, one part per module.

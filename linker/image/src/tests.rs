@@ -279,7 +279,7 @@ fn manifest_of(specs: &[Spec]) -> Manifest {
         });
     }
     m.layout.area_size = at.next_multiple_of(PAGE_SIZE as u32);
-    m.modules = mods;
+    m.modules = mods.into_iter().collect();
     m.functions = Chunked::from_vec(
         funcs,
         specs
@@ -504,6 +504,56 @@ fn records_after_a_module_that_grew_or_shrank_are_shared_at_their_new_places() {
     }
     // Shared records keep what they say (the import of the next module).
     assert_eq!(&c.modules[150].imports[..], &[ModuleId(151)]);
+}
+
+/// Whole groups of modules after one that grew are taken from the loaded
+/// list, shared, with their move noted rather than applied; moves noted
+/// over several reads add up, and a group read at last (in any order)
+/// shows every place a fresh read does.
+#[test]
+fn moved_groups_are_shared_and_their_moves_add_up() {
+    let n = 300;
+    let base = vec![(64, 1, 8); n];
+    let mut grown = base.clone();
+    grown[5] = (128, 3, 24);
+    let a = reread(&shaped_manifest(&base), None);
+    let b = reread(&shaped_manifest(&grown), Some(&a));
+    let c = reread(&shaped_manifest(&base), Some(&b));
+    let d = reread(&shaped_manifest(&grown), Some(&c));
+    // Groups 1..4 are full and lie after module 5: shared by every read,
+    // whatever it moved. Group 0 (module 5's) and the last, partial one are
+    // the reads' own.
+    for g in 1..4 {
+        assert!(b.modules.shares_group(&a.modules, g), "group {g}");
+        assert!(d.modules.shares_group(&a.modules, g), "group {g}");
+    }
+    assert!(!b.modules.shares_group(&a.modules, 0));
+    assert!(!b.modules.shares_group(&a.modules, 4));
+    // Read the last first: its moves are b's, c's and its own.
+    for (m, want) in [(&d, &grown), (&b, &grown), (&c, &base)] {
+        let fresh = reread(&shaped_manifest(want), None);
+        assert_eq!(m.modules.len(), fresh.modules.len());
+        for i in 0..n {
+            let (x, y) = (&m.modules[i], &fresh.modules[i]);
+            assert_eq!(
+                (x.seg, x.text, x.eh_frame, x.functions, x.objects),
+                (y.seg, y.text, y.eh_frame, y.functions, y.objects),
+                "module {i}"
+            );
+            assert_eq!((x.init, x.block), (y.init, y.block), "module {i}");
+        }
+        assert!(m.modules.iter().eq(fresh.modules.iter()));
+    }
+    // A module written to is the writer's own: the list it was shared
+    // with keeps its value.
+    let mut e = d.clone();
+    e.modules[100].reachable = !d.modules[100].reachable;
+    assert_ne!(e.modules[100].reachable, d.modules[100].reachable);
+    assert!(!e.modules.shares_group(&d.modules, 1));
+    assert!(e.modules.shares_group(&d.modules, 2));
+    // Found by place as in a vector.
+    let at = d.modules[200].seg.start;
+    assert_eq!(d.modules.partition_point(|md| md.seg.start <= at), 201);
 }
 
 proptest! {

@@ -283,7 +283,7 @@ fn assemble(e: Entries, inp: &ManifestInputs<'_, '_>) -> Manifest {
         module_strings: Default::default(),
         root: ModuleId(inp.root),
         layout: inp.layout.layout.clone(),
-        modules,
+        modules: modules.into_iter().collect(),
         functions: hcr_image::Chunked::from_vec(functions, fn_lens),
         objects: hcr_image::Chunked::from_vec(objects, obj_lens),
         hosts,

@@ -267,10 +267,8 @@ impl State {
     fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<bool> {
         let New { m, place, loaded } = *new;
         let mut live = vec![false; self.functions.len()];
-        for (mi, md) in m.modules.iter().enumerate() {
-            if !loaded[mi] {
-                continue;
-            }
+        for mi in (0..m.modules.len()).filter(|&mi| loaded[mi]) {
+            let md = &m.modules[mi];
             let vbase = place.vbase[mi];
             for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                 let t = fn_tid[fi];
@@ -372,8 +370,9 @@ impl State {
     fn free_gone_globals(&mut self, new: &New<'_>, diff: &Diff, obj_gid: &[u32]) {
         let New { m, loaded, .. } = *new;
         let mut keep = vec![false; self.globals.len()];
-        for (mi, md) in m.modules.iter().enumerate() {
-            if loaded[mi] {
+        for mi in (0..m.modules.len()).filter(|&mi| loaded[mi]) {
+            {
+                let md = &m.modules[mi];
                 for &g in obj_gid[md.objects.range()].iter().filter(|&&g| g != NONE) {
                     keep[g as usize] = true;
                 }
@@ -486,20 +485,18 @@ impl State {
         }
         // Module names interned once; names copied into the registry's
         // one buffer (no allocation per function).
-        let ids: Vec<u32> = m
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(mi, md)| match loaded[mi] {
-                true => self.functions.intern_module(m.str(md.name)),
+        let ids: Vec<u32> = (0..m.modules.len())
+            .map(|mi| match loaded[mi] {
+                true => self.functions.intern_module(m.str(m.modules[mi].name)),
                 false => NONE,
             })
             .collect();
         let fill = |put: &mut dyn FnMut(usize, u32, &str)| {
-            for (mi, md) in m.modules.iter().enumerate() {
+            for mi in 0..m.modules.len() {
                 if !loaded[mi] {
                     continue; // a kept module has no new function
                 }
+                let md = &m.modules[mi];
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                     let t = fn_tid[fi];
                     if t != NONE && t >= first {

@@ -69,26 +69,28 @@ pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
     let mut out = vec![NONE; new.modules.len()];
     let mut by_name: Option<HashMap<&str, usize>> = None;
     let against = new.read_against(old);
-    for (i, md) in new.modules.iter().enumerate() {
+    for (i, out) in out.iter_mut().enumerate() {
         if against && new.shared_record(i) {
             // The loaded module's record, so its name and reachability:
-            // matched to it when loaded (no other has its name).
+            // matched to it when loaded (no other has its name). (Not
+            // looked at: a shared group of modules is not copied.)
             if new.reachable(i) {
-                out[i] = i as u32;
+                *out = i as u32;
             }
             continue;
         }
+        let md = &new.modules[i];
         let same = old.modules.get(i).is_some_and(|om| {
             om.reachable && (om.same_record(md) || old.str(om.name) == new.str(md.name))
         });
         if same {
-            out[i] = i as u32;
+            *out = i as u32;
             continue;
         }
         let name = new.str(md.name);
         let map = by_name.get_or_insert_with(|| loaded_names(old));
         if let Some(&oi) = map.get(name) {
-            out[i] = oi as u32;
+            *out = oi as u32;
         }
     }
     out
@@ -101,18 +103,16 @@ fn same_imports(old: &Manifest, new: &Manifest) -> bool {
     let against = new.read_against(old);
     old.root == new.root
         && old.modules.len() == new.modules.len()
-        && old
-            .modules
-            .iter()
-            .zip(&new.modules)
-            .enumerate()
-            .all(|(i, (a, b))| {
-                (against && new.shared_record(i))
-                    || a.same_record(b)
-                    || (a.reachable == b.reachable
-                        && a.imports == b.imports
-                        && old.str(a.name) == new.str(b.name))
-            })
+        && (0..new.modules.len()).all(|i| {
+            if against && new.shared_record(i) {
+                return true; // not looked at
+            }
+            let (a, b) = (&old.modules[i], &new.modules[i]);
+            a.same_record(b)
+                || (a.reachable == b.reachable
+                    && a.imports == b.imports
+                    && old.str(a.name) == new.str(b.name))
+        })
 }
 
 /// Reachable modules (by name) of a manifest.
@@ -207,7 +207,7 @@ impl State {
             return reuse;
         }
         let against = m.read_against(&c.manifest);
-        for (i, md) in m.modules.iter().enumerate() {
+        for (i, r) in reuse.iter_mut().enumerate() {
             if !m.reachable(i) {
                 continue;
             }
@@ -218,18 +218,18 @@ impl State {
             if against && oi == i && m.shared_record(i) {
                 // The loaded module's record: its link identity.
                 if c.areas.get(oi).is_some() {
-                    reuse[i] = oi as u32;
+                    *r = oi as u32;
                 }
                 continue;
             }
-            let om = &c.manifest.modules[oi];
+            let (om, md) = (&c.manifest.modules[oi], &m.modules[i]);
             let same = om.same_record(md)
                 || (om.link_hash == md.link_hash
                     && om.seg.len() == md.seg.len()
                     && om.functions.len() == md.functions.len()
                     && om.objects.len() == md.objects.len());
             if same && c.areas.get(oi).is_some() {
-                reuse[i] = oi as u32;
+                *r = oi as u32;
             }
         }
         loop {

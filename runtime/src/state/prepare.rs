@@ -96,7 +96,8 @@ impl State {
                         loaded || !old.is_some_and(|o| o.shares_block(m, mi))
                     })
                     .collect();
-                for (md, _) in m.modules.iter().zip(&decode).filter(|(_, d)| **d) {
+                for mi in (0..decode.len()).filter(|&mi| decode[mi]) {
+                    let md = &m.modules[mi];
                     ranges.push((at.saturating_add(md.block.0), md.block.1));
                     ranges.push((h.init_file_offset.saturating_add(md.init.0), md.init.1));
                 }
@@ -181,10 +182,8 @@ impl State {
             m.layout.area_size as usize
         } else {
             let mut pos = 0usize;
-            for (mi, md) in m.modules.iter().enumerate() {
-                if !load[mi] {
-                    continue;
-                }
+            for mi in (0..m.modules.len()).filter(|&mi| load[mi]) {
+                let md = &m.modules[mi];
                 match runs.last_mut() {
                     Some(r) if r.1 + 1 == mi => {
                         r.1 = mi;
@@ -216,9 +215,8 @@ impl State {
                     false => m.modules[last].seg.end,
                 };
                 let vbase = (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(from));
-                let run = m.modules.iter().enumerate().take(last + 1).skip(first);
-                for (mi, md) in run.filter(|(mi, _)| load[*mi]) {
-                    bytes += u64::from(md.seg.len());
+                for mi in (first..=last).filter(|&mi| load[mi]) {
+                    bytes += u64::from(m.modules[mi].seg.len());
                     place.vbase[mi] = vbase;
                 }
                 segments::split_run(m, (first, last), (from, to), at, &mut pieces);
@@ -398,13 +396,14 @@ impl State {
         let added: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
         let mut pending_fns = 0u32;
         let mut identities = crate::identity::Decisions::default();
-        for (mi, md) in m.modules.iter().enumerate() {
+        for mi in 0..m.modules.len() {
             if bulk && against && m.same_ids(mi) {
                 // The loaded module's record at the same indices: the
                 // loaded image's indices, copied above (an unreachable
                 // one's are `NONE` there too, being the same record).
                 continue;
             }
+            let md = &m.modules[mi];
             if !md.reachable {
                 if bulk {
                     fill_ids(&mut fn_tid, md.functions.range(), NONE);
@@ -524,10 +523,10 @@ impl State {
     /// moves): a kept segment may refer to it, so nothing can be kept (rare;
     /// decided before anything is allocated).
     fn global_moves(&self, m: &Manifest, reuse: &[u32], obj_gid: &[u32]) -> bool {
-        m.modules.iter().enumerate().any(|(mi, md)| {
+        (0..m.modules.len()).any(|mi| {
             reuse[mi] == NONE
-                && md.reachable
-                && md.objects.range().any(|oi| {
+                && m.reachable(mi)
+                && m.modules[mi].objects.range().any(|oi| {
                     let g = obj_gid[oi];
                     g != NONE
                         && self.globals[g as usize]
@@ -646,8 +645,8 @@ impl State {
         let mut defaults_loaded = false;
         let mut missing = vec![false; m.hosts.len()];
         let mut wanted: Vec<bool> = m.hosts.iter().map(|h| !h.listed).collect();
-        let loaded = m.modules.iter().enumerate().filter(|(mi, _)| load[*mi]);
-        for (_, md) in loaded {
+        for mi in (0..m.modules.len()).filter(|&mi| load[mi]) {
+            let md = &m.modules[mi];
             for h in md.undefined.iter() {
                 if let Some(w) = wanted.get_mut(h.0 as usize) {
                     *w = true;
@@ -709,12 +708,9 @@ impl State {
         load: &[bool],
         new_globals: &mut Vec<(usize, Global, bool)>,
     ) -> Result<(), Error> {
-        let loaded_objects = m
-            .modules
-            .iter()
-            .enumerate()
-            .filter(|(mi, _)| load[*mi])
-            .flat_map(|(mi, md)| md.objects.range().zip(m.objects.part(mi)));
+        let loaded_objects = (0..m.modules.len())
+            .filter(|&mi| load[mi])
+            .flat_map(|mi| m.modules[mi].objects.range().zip(m.objects.part(mi)));
         for (oi, o) in loaded_objects {
             let kept = match obj_gid[oi] {
                 NONE => None,
@@ -756,12 +752,9 @@ impl State {
     ) -> Result<Vec<(u32, Vec<FieldValue>)>, hcr_loader::LoadError> {
         let m = &v.view.manifest;
         let mut rebase = Vec::new();
-        let loaded_objects = m
-            .modules
-            .iter()
-            .enumerate()
-            .filter(|(mi, _)| load[*mi])
-            .flat_map(|(_, md)| md.objects.range());
+        let loaded_objects = (0..m.modules.len())
+            .filter(|&mi| load[mi])
+            .flat_map(|mi| m.modules[mi].objects.range());
         for oi in loaded_objects {
             let g = obj_gid[oi];
             if g == NONE || g & PENDING != 0 {
@@ -854,7 +847,7 @@ fn place_segments(
     let none = ModuleAreas::default();
     let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
     let mut load = vec![false; m.modules.len()];
-    for (i, md) in m.modules.iter().enumerate() {
+    for i in 0..m.modules.len() {
         if !m.reachable(i) {
             continue;
         }
@@ -871,7 +864,7 @@ fn place_segments(
             _ => {
                 load[i] = true;
                 work.modules_loaded += 1;
-                work.fixups_applied += u64::from(md.fixups);
+                work.fixups_applied += u64::from(m.modules[i].fixups);
             }
         }
     }

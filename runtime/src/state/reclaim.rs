@@ -3,11 +3,6 @@
 
 use super::*;
 
-/// Retired images of at least this many modules in all are freed off the
-/// reloading thread: below it, freeing them costs less than waking a
-/// thread (measured: about 2 µs per 100 modules).
-const DROP_LATER_FROM: usize = 500;
-
 impl State {
     /// Frees retired images that no code can run in any more: ones retired
     /// at least [`KEEP_RELOADS`] reloads and [`KEEP_TIME`] ago (threads
@@ -28,7 +23,7 @@ impl State {
             .map(|c| c.distinct_areas().iter().map(|a| a.loaded.base).collect())
             .unwrap_or_default();
         live.sort_unstable();
-        let (mut keep, mut check, mut doomed) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut keep, mut check) = (Vec::new(), Vec::new());
         for r in std::mem::take(&mut self.retired) {
             let own: Vec<(usize, usize)> = r
                 .image
@@ -42,7 +37,7 @@ impl State {
                 (false, _) => keep.push(r),
                 // It runs only in areas the live image keeps: dropping it
                 // frees nothing that code could be running in.
-                (true, true) => doomed.push(r),
+                (true, true) => {}
                 (true, false) => check.push((r, own)),
             }
         }
@@ -71,26 +66,14 @@ impl State {
                         || self.heap.any_word(&mut note)
                         || crate::tls::any_word(&mut note);
                     for ((r, _), u) in check.into_iter().zip(used) {
-                        match u {
-                            true => keep.push(r),
-                            false => doomed.push(r),
+                        if u {
+                            keep.push(r);
                         }
                     }
                 }
             }
         }
         self.retired = keep;
-        // The dropped images' hold on their areas ends here, so that the
-        // areas no image runs in are unmapped now; the rest of each image
-        // (its manifest and tables) is freed off this thread.
-        for r in &mut doomed {
-            r.image.areas = ModuleAreas::default();
-        }
-        let modules: usize = doomed.iter().map(|r| r.image.manifest.modules.len()).sum();
-        match modules >= DROP_LATER_FROM {
-            true => crate::helper::drop_later(doomed),
-            false => drop(doomed),
-        }
         self.free_unused_areas();
     }
 

@@ -639,10 +639,11 @@ impl Global<'_> {
                 }
             }
             let om = old
-                .and_then(|o| o.modules.get(i))
+                .and_then(|o| o.modules.get_alone(i))
                 .zip(old_hashes.get(i).copied());
-            let (md, hash) = next.module(section, rend, index, i, om)?;
-            let om = om.map(|(om, _)| om);
+            let (md, hash) =
+                next.module(section, rend, index, i, om.as_ref().map(|(m, h)| (m, *h)))?;
+            let om = om.as_ref().map(|(om, _)| om);
             let shared = om.is_some_and(|om| om.same_record(&md));
             r.hashes.push(hash);
             r.shared.push(shared);
@@ -701,7 +702,9 @@ impl Next {
             .min(or.hashes.len())
             .min(or.seg.len())
             .min(or.init.len());
-        let Some(first) = olds.get(i).filter(|_| i < top) else {
+        // (The run's ends are read alone: the loaded list's groups are
+        // not copied for them.)
+        let Some(first) = olds.get_alone(i).filter(|_| i < top) else {
             return Err(i);
         };
         let e = entry(index, i);
@@ -723,7 +726,9 @@ impl Next {
         if j == i || or.reachable.len() < j || or.has_deps.len() < j {
             return Err(j);
         }
-        let last = &olds[j - 1];
+        let Some(last) = olds.get_alone(j - 1) else {
+            return Err(j);
+        };
         // Signed moves. Segments, functions, objects and blocks lie in
         // order, so the run's last ends bound every one between. Initial
         // bytes need not be in order: each module's start comes out of the

@@ -124,6 +124,21 @@ impl ModuleList {
         self.groups.get(i / GROUP)?.get().get(i % GROUP)
     }
 
+    /// Module `i`, copied alone: a group whose move is not applied yet
+    /// stays so (for a reader of a few modules of a list it will not
+    /// read otherwise).
+    pub(crate) fn get_alone(&self, i: usize) -> Option<Module> {
+        let g = self.groups.get(i / GROUP)?;
+        if let Some(moved) = g.moved.get() {
+            return moved.get(i % GROUP).cloned();
+        }
+        let md = g.base.get(i % GROUP)?;
+        Some(match g.by.none() {
+            true => md.clone(),
+            false => md.moved(g.by),
+        })
+    }
+
     /// Module `i` for writing, if any.
     pub fn get_mut(&mut self, i: usize) -> Option<&mut Module> {
         if i >= self.len {

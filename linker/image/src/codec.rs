@@ -785,7 +785,10 @@ impl Next {
                 k += GROUP;
                 continue;
             }
-            out.push(olds[k].moved(by));
+            // (`k < j`, and `j` is at most the loaded list's length.)
+            if let Some(md) = olds.get_moved(k, by) {
+                out.push(md);
+            }
             k += 1;
         }
         r.hashes.extend_from_slice(&or.hashes[i..j]);

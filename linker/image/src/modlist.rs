@@ -93,7 +93,11 @@ impl Group {
     /// The modules for writing: the group becomes this list's own.
     fn get_mut(&mut self) -> &mut [Module] {
         if !self.by.none() {
-            let moved: Arc<[Module]> = Arc::from(self.get());
+            let by = self.by;
+            let moved = match self.moved.take() {
+                Some(m) => m,
+                None => self.base.iter().map(|m| m.moved(by)).collect(),
+            };
             *self = Group::of(moved);
         }
         Arc::make_mut(&mut self.base)
@@ -128,15 +132,17 @@ impl ModuleList {
     /// stays so (for a reader of a few modules of a list it will not
     /// read otherwise).
     pub(crate) fn get_alone(&self, i: usize) -> Option<Module> {
+        self.get_moved(i, Moves::default())
+    }
+
+    /// Module `i` moved further by `by`, copied alone (see
+    /// [`ModuleList::get_alone`]).
+    pub(crate) fn get_moved(&self, i: usize, by: Moves) -> Option<Module> {
         let g = self.groups.get(i / GROUP)?;
         if let Some(moved) = g.moved.get() {
-            return moved.get(i % GROUP).cloned();
+            return moved.get(i % GROUP).map(|md| md.moved(by));
         }
-        let md = g.base.get(i % GROUP)?;
-        Some(match g.by.none() {
-            true => md.clone(),
-            false => md.moved(g.by),
-        })
+        Some(g.base.get(i % GROUP)?.moved(g.by.then(by)))
     }
 
     /// Module `i` for writing, if any.

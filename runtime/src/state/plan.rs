@@ -134,13 +134,15 @@ pub(super) fn may_load_plugins(m: &Manifest) -> bool {
     if !m.libraries.is_empty() || std::env::var_os("HCR_EXPORT_SYMBOLS").is_some_and(|v| v == "1") {
         return true;
     }
-    m.modules.iter().filter(|md| md.reachable).any(|md| {
-        md.undefined.iter().any(|h| {
-            m.hosts
-                .get(h.0 as usize)
-                .is_some_and(|h| matches!(m.str(h.name), "dlopen" | "dlmopen"))
-        })
-    })
+    // The host symbols first (a few): most programs name neither, and then
+    // no module is looked at.
+    let loaders: Vec<u32> = (0..m.hosts.len() as u32)
+        .filter(|&h| matches!(m.str(m.hosts[h as usize].name), "dlopen" | "dlmopen"))
+        .collect();
+    !loaders.is_empty()
+        && (0..m.modules.len())
+            .filter(|&mi| m.reachable(mi))
+            .any(|mi| m.modules[mi].undefined.iter().any(|h| loaders.contains(&h.0)))
 }
 
 impl State {

@@ -514,6 +514,61 @@ fn a_common_symbol_overrides_a_weak_definition() {
     }
 }
 
+/// A linker set (`__attribute__((section("name")))` entries in several
+/// modules, read through `__start_name` / `__stop_name`) cannot work when
+/// each module is placed on its own: the link says so, naming the set, the
+/// modules and a way out, instead of an undefined symbol at load; several
+/// variables in one named section get their own reason too.
+#[test]
+fn linker_sets_are_refused_with_the_reason() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let flags = &["-fPIC", "-ffunction-sections", "-fdata-sections", "-O1"];
+    let entry = |n: &str, v: i32| {
+        format!(
+            "struct reg {{ const char *name; int v; }};\n\
+             static const struct reg reg_{n} __attribute__((used, section(\"myregs\"))) = {{ \"{n}\", {v} }};\n"
+        )
+    };
+    let reader = "struct reg { const char *name; int v; };\n\
+        extern const struct reg __start_myregs[], __stop_myregs[];\n\
+        int count(void) { return (int)(__stop_myregs - __start_myregs); }\n";
+    let main = compile_with(
+        d,
+        "main",
+        &format!("{}int main(void) {{ return count(); }}\n", reader),
+        flags,
+    );
+    let b = compile_with(d, "b", &entry("beta", 2), flags);
+    let img = d.join("app.hcr");
+    let out = link(&img, &[main.clone(), b.clone()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "main.o (module main): '__start_myregs' bounds the linker set 'myregs' (the sections named 'myregs' of module b)",
+        "'__stop_myregs' bounds the linker set 'myregs'",
+        "help: register the entries at run time instead",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    assert!(!img.exists());
+    // Two entries in one module: the shared section is named as such.
+    let two = compile_with(
+        d,
+        "two",
+        &(entry("alpha", 1)
+            + &entry("gamma", 3).replace("struct reg { const char *name; int v; };\n", "")),
+        flags,
+    );
+    let out = link(&img, &[main, two]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("two.o (module two): 2 variables share the section 'myregs' (placed there with __attribute__((section)))"),
+        "{err}"
+    );
+    assert!(!err.contains("built without -fdata-sections"), "{err}");
+}
+
 /// `link_cached` keeps inputs mapped between links; an object rewritten in
 /// place (as `cc -o` does) or replaced by rename must be read afresh, and
 /// the result must equal an uncached link byte for byte.

@@ -204,6 +204,7 @@ fn resolve_all<'d>(
     };
     timer.lap("global symbols");
     let hosts = collect_hosts(mods, &globals);
+    linker_sets(mods, &hosts, diags);
     let host_index: HashMap<&str, u32> = hosts
         .iter()
         .enumerate()

@@ -134,6 +134,22 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
                 if sec.size == 0 && syms.is_empty() {
                     continue; // empty `.data`/`.bss`: nothing to keep
                 }
+                if syms.len() > 1 && !compiler_section(sec.name) {
+                    // `__attribute__((section("name")))` on several
+                    // variables: no flag separates them.
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(sec.name),
+                        format!(
+                            "{} variables share the section '{}' (placed there with __attribute__((section)))",
+                            syms.len(),
+                            sec.name
+                        ),
+                        "hcr keeps every writable global in storage of its own, so variables cannot be kept together in one named section: give each its own section name or drop the attribute (a linker set read through __start_/__stop_ symbols is not supported: register the entries from a constructor instead)",
+                    );
+                    continue;
+                }
                 if syms.len() > 1 {
                     d.push(
                         &o.path,
@@ -438,4 +454,76 @@ pub(crate) fn unresolved_host_warnings(
         }
     }
     out
+}
+
+/// True when `name` is a section name the compiler picks for data
+/// (`.data`, `.bss.x`, `.rodata.str1.1`, `.tdata.y`, ...), as opposed to
+/// one a program sets with `__attribute__((section))`.
+fn compiler_section(name: &str) -> bool {
+    const KINDS: [&str; 10] = [
+        ".data", ".bss", ".rodata", ".tdata", ".tbss", ".sdata", ".sbss", ".ldata", ".lbss",
+        ".lrodata",
+    ];
+    KINDS.iter().any(|k| {
+        name.strip_prefix(k)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
+}
+
+/// Errors for `__start_NAME` / `__stop_NAME` that no module defines when
+/// some module has a section `NAME`: the bounds of a linker set (the
+/// sections of that name, from every object, laid end to end), which a
+/// native link defines and hcr cannot (each module is placed and reloaded
+/// on its own, so one module's entries cannot lie next to another's).
+pub(crate) fn linker_sets(mods: &[Mod<'_>], hosts: &[Host<'_>], diags: &mut Vec<Diagnostic>) {
+    fn set_of(name: &str) -> Option<&str> {
+        let set = name
+            .strip_prefix("__start_")
+            .or_else(|| name.strip_prefix("__stop_"))?;
+        let ident = !set.is_empty()
+            && !set.starts_with(|c: char| c.is_ascii_digit())
+            && set.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ident.then_some(set)
+    }
+    let bounds: Vec<(&str, &str)> = hosts
+        .iter()
+        .filter_map(|h| Some((h.name, set_of(h.name)?)))
+        .collect();
+    if bounds.is_empty() {
+        return;
+    }
+    for (name, set) in bounds {
+        let holders: Vec<&str> = mods
+            .iter()
+            .filter(|m| m.obj.sections.iter().any(|s| s.name == set))
+            .map(|m| m.obj.name.as_str())
+            .collect();
+        if holders.is_empty() {
+            continue; // not a set of these objects: a host may define it
+        }
+        for m in mods {
+            let refers = m
+                .obj
+                .symbols
+                .iter()
+                .any(|s| s.shndx == Shndx::Undef && s.name == name);
+            if !refers {
+                continue;
+            }
+            diags.push(Diagnostic {
+                file: m.obj.path.clone(),
+                module: m.obj.name.clone(),
+                symbol: Some(name.to_string()),
+                message: format!(
+                    "'{name}' bounds the linker set '{set}' (the sections named '{set}' of {}), which hcr does not support: each module is placed and reloaded on its own, so their entries cannot lie end to end",
+                    holders
+                        .iter()
+                        .map(|h| format!("module {h}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                help: "register the entries at run time instead, e.g. from a constructor (__attribute__((constructor))) in each module that adds its entries to a list".into(),
+            });
+        }
+    }
 }

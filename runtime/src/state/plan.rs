@@ -142,7 +142,12 @@ pub(super) fn may_load_plugins(m: &Manifest) -> bool {
     !loaders.is_empty()
         && (0..m.modules.len())
             .filter(|&mi| m.reachable(mi))
-            .any(|mi| m.modules[mi].undefined.iter().any(|h| loaders.contains(&h.0)))
+            .any(|mi| {
+                m.modules[mi]
+                    .undefined
+                    .iter()
+                    .any(|h| loaders.contains(&h.0))
+            })
 }
 
 impl State {

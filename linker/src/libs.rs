@@ -308,8 +308,13 @@ fn defines_each(bytes: &[u8], names: &[&str], wanted: &[bool]) -> Vec<bool> {
         .collect()
 }
 
-/// Names the runtime itself resolves: its C API and a few process-wide
-/// cells.
+/// Names the runtime itself resolves: its C API, a few process-wide
+/// cells, and what glibc keeps in libc_nonshared.a (linked into each
+/// executable, not exported by libc.so).
 pub fn runtime_provides(name: &str) -> bool {
-    name.starts_with("hcr_") || name == "__dso_handle"
+    name.starts_with("hcr_")
+        || matches!(
+            name,
+            "__dso_handle" | "atexit" | "at_quick_exit" | "pthread_atfork" | "__pthread_atfork"
+        )
 }

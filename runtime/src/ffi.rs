@@ -132,6 +132,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         }
         let mut st = State::new(path, opts)?;
         st.runtime_symbol = runtime_symbol;
+        DSO_HANDLE.store(st.dso_handle(), Ordering::Relaxed);
         let p = st
             .prepare()?
             .ok_or_else(|| Error::Internal("empty image".into()))?;
@@ -141,6 +142,15 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         crate::watcher::start(path);
         f
     };
+    // Registered before the constructors run, so the program's own exit
+    // handlers (and C++ static destructors) run first, as a native
+    // program's run before the loader's `.fini_array` pass.
+    DESTRUCTORS_RAN.store(false, Ordering::SeqCst);
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn()` with the C library.
+        unsafe { libc::atexit(destructors_at_exit) };
+    });
     publish_exports(follow.exports);
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
@@ -382,13 +392,40 @@ pub extern "C" fn hcr_shutdown() {
     shutdown();
 }
 
+/// True once the loaded modules' destructors ran (at `hcr_shutdown` or at
+/// exit): they run once.
+static DESTRUCTORS_RAN: AtomicBool = AtomicBool::new(false);
+
+/// The modules' destructors (`__attribute__((destructor))`, `.fini_array`)
+/// when the process exits without `hcr_shutdown`, as a native program's
+/// run at exit. Skipped when another thread holds the runtime (a reload in
+/// progress): they cannot be listed safely then.
+extern "C" fn destructors_at_exit() {
+    let dtors = match STATE.try_lock() {
+        Ok(g) => g.as_ref().map(|s| s.destructors()),
+        Err(std::sync::TryLockError::Poisoned(p)) => {
+            p.into_inner().as_ref().map(|s| s.destructors())
+        }
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    if let Some(dtors) = dtors {
+        if !DESTRUCTORS_RAN.swap(true, Ordering::SeqCst) {
+            for d in dtors {
+                call_void(d);
+            }
+        }
+    }
+}
+
 pub(crate) fn shutdown() {
     let dtors = {
         let g = lock();
         g.as_ref().map(|s| s.destructors()).unwrap_or_default()
     };
-    for d in dtors {
-        call_void(d);
+    if !DESTRUCTORS_RAN.swap(true, Ordering::SeqCst) {
+        for d in dtors {
+            call_void(d);
+        }
     }
     let mut g = lock();
     if let Some(mut st) = g.take() {
@@ -396,6 +433,76 @@ pub(crate) fn shutdown() {
     }
     crate::watcher::forget();
     crate::control::remove();
+}
+
+/// The `__dso_handle` of the images loaded now (0: none), for the exit and
+/// fork handlers they register.
+static DSO_HANDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `void (*)(void)`, as C passes it (null allowed).
+type VoidFn = Option<extern "C" fn()>;
+
+/// A libc function that `dlsym` finds, as a function pointer of type `F`.
+///
+/// # Safety
+/// `F` must be the function's true type.
+unsafe fn libc_fn<F: Copy>(name: &CStr) -> Option<F> {
+    let addr = hcr_loader::host_symbol(name)? as usize;
+    // SAFETY: the caller names the function's type; `F` is a function
+    // pointer (the size of an address).
+    Some(unsafe { std::mem::transmute_copy::<usize, F>(&addr) })
+}
+
+/// An image's `atexit`, as glibc's own (libc_nonshared.a):
+/// `__cxa_atexit(f, NULL, __dso_handle)` with the images' handle, so the
+/// handler runs at exit, or at `hcr_shutdown` (as at `dlclose`).
+extern "C" fn image_atexit(f: VoidFn) -> c_int {
+    type CxaAtexit = unsafe extern "C" fn(VoidFn, *mut c_void, *mut c_void) -> c_int;
+    // SAFETY: glibc's `int __cxa_atexit(void (*)(void *), void *, void *)`;
+    // a `void (void)` handler called with one argument ignores it under the
+    // x86-64 calling convention, which is what glibc's `atexit` relies on.
+    match unsafe { libc_fn::<CxaAtexit>(c"__cxa_atexit") } {
+        // SAFETY: as above; the handle is the images' `__dso_handle`.
+        Some(cxa) => unsafe {
+            cxa(
+                f,
+                std::ptr::null_mut(),
+                DSO_HANDLE.load(Ordering::Relaxed) as *mut c_void,
+            )
+        },
+        None => -1,
+    }
+}
+
+/// An image's `at_quick_exit`: `__cxa_at_quick_exit(f, __dso_handle)`.
+extern "C" fn image_at_quick_exit(f: VoidFn) -> c_int {
+    type CxaAtQuickExit = unsafe extern "C" fn(VoidFn, *mut c_void) -> c_int;
+    // SAFETY: glibc's `int __cxa_at_quick_exit(void (*)(void), void *)`.
+    match unsafe { libc_fn::<CxaAtQuickExit>(c"__cxa_at_quick_exit") } {
+        // SAFETY: as above.
+        Some(f2) => unsafe { f2(f, DSO_HANDLE.load(Ordering::Relaxed) as *mut c_void) },
+        None => -1,
+    }
+}
+
+/// An image's `pthread_atfork`:
+/// `__register_atfork(prepare, parent, child, __dso_handle)`.
+extern "C" fn image_pthread_atfork(prepare: VoidFn, parent: VoidFn, child: VoidFn) -> c_int {
+    type RegisterAtfork = unsafe extern "C" fn(VoidFn, VoidFn, VoidFn, *mut c_void) -> c_int;
+    // SAFETY: glibc's `int __register_atfork(void (*)(void), void (*)(void),
+    // void (*)(void), void *)`.
+    match unsafe { libc_fn::<RegisterAtfork>(c"__register_atfork") } {
+        // SAFETY: as above.
+        Some(reg) => unsafe {
+            reg(
+                prepare,
+                parent,
+                child,
+                DSO_HANDLE.load(Ordering::Relaxed) as *mut c_void,
+            )
+        },
+        None => libc::ENOMEM,
+    }
 }
 
 /// The runtime's own symbols that images resolve: the C API.
@@ -416,6 +523,11 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "hcr_guard" => crate::guard::hcr_guard as *const () as usize,
         "hcr_tweak" => crate::control::hcr_tweak as *const () as usize,
         "hcr_nim_new_globals" => crate::nim::hcr_nim_new_globals as *const () as usize,
+        // What glibc keeps in libc_nonshared.a, linked into every
+        // executable and shared object rather than exported by libc.so.
+        "atexit" => image_atexit as *const () as usize,
+        "at_quick_exit" => image_at_quick_exit as *const () as usize,
+        "pthread_atfork" | "__pthread_atfork" => image_pthread_atfork as *const () as usize,
         _ => return crate::tls::symbol(name),
     };
     Some(a as u64)

@@ -94,6 +94,18 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
             for (si, s) in o.symbols.iter().enumerate() {
                 let Shndx::Sec(sec) = s.shndx else { continue };
                 let kind = o.sections[sec as usize].kind;
+                if s.typ == object::elf::STT_GNU_IFUNC.0 {
+                    // Its address is what its resolver returns at load: a
+                    // call to it would run the resolver instead.
+                    d.push(
+                        &o.path,
+                        &o.name,
+                        Some(s.name),
+                        "indirect function (STT_GNU_IFUNC, from __attribute__((ifunc)) or __attribute__((target_clones))), which hcr does not support".to_string(),
+                        "choose the implementation at run time instead (a function pointer set by a constructor), or build this function without ifunc/target_clones",
+                    );
+                    continue;
+                }
                 if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
                     text_funcs[sec as usize] += 1;
                     // Global functions, and static functions with plain names

@@ -392,6 +392,11 @@ impl Default for Options {
 }
 
 impl State {
+    /// The address every image's `__dso_handle` resolves to.
+    pub fn dso_handle(&self) -> u64 {
+        self.dso_handle
+    }
+
     pub fn new(path: &Path, opts: &Options) -> Result<State, Error> {
         crate::crash::install();
         let mut window = Window::reserve(opts.window_size)?;

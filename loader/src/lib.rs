@@ -703,6 +703,15 @@ pub fn host_symbol(name: &std::ffi::CStr) -> Option<u64> {
     (!p.is_null()).then_some(p as u64)
 }
 
+/// The address of `name` at version `version` in the process
+/// (`dlvsym(RTLD_DEFAULT)`): for a symbol a library exports only under a
+/// non-default version, which [`host_symbol`] does not see.
+pub fn host_symbol_version(name: &std::ffi::CStr, version: &std::ffi::CStr) -> Option<u64> {
+    // SAFETY: as `host_symbol`, with a NUL-terminated version name too.
+    let p = unsafe { libc::dlvsym(libc::RTLD_DEFAULT, name.as_ptr(), version.as_ptr()) };
+    (!p.is_null()).then_some(p as u64)
+}
+
 /// Makes a shared library's symbols available to [`host_symbol`]
 /// (`dlopen` with `RTLD_GLOBAL`); true when it is loaded.
 pub fn load_host_library(name: &std::ffi::CStr) -> bool {

@@ -76,6 +76,43 @@ fn libm_and_the_default_libraries_need_no_flag() {
     );
 }
 
+/// `__builtin_cpu_supports` and `__builtin_cpu_init` read `__cpu_model`
+/// and call `__cpu_indicator_init`: a native link takes them from
+/// libgcc.a; libgcc_s.so.1 exports them only under an old version, which
+/// the runtime asks for by name. The answers are the native program's.
+#[test]
+fn cpu_feature_checks_work_as_in_a_native_program() {
+    let d = tempfile::tempdir().unwrap();
+    let code = r#"#include <stdio.h>
+        int main(void) {
+            __builtin_cpu_init();
+            printf("%d %d %d %d\n", !!__builtin_cpu_supports("sse2"), !!__builtin_cpu_supports("avx2"),
+                   !!__builtin_cpu_supports("avx512f"), !!__builtin_cpu_is("intel") + !!__builtin_cpu_is("amd"));
+            return 0;
+        }"#;
+    let main = module(d.path(), "main", code, "-O2");
+    let native = d.path().join("native");
+    assert!(Command::new("cc")
+        .arg(&main)
+        .arg("-o")
+        .arg(&native)
+        .status()
+        .unwrap()
+        .success());
+    let want = Command::new(&native).output().unwrap();
+    let img = d.path().join("app.hcr");
+    let o = hcr_link(&[], &img, &[main]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+    let o = Command::new(hcr_bin())
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, want.stdout);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("1 "));
+}
+
 #[test]
 fn a_library_named_with_dash_l_is_recorded_shown_and_loaded_first() {
     let d = tempfile::tempdir().unwrap();

@@ -634,9 +634,9 @@ impl State {
                 return Some(dso);
             }
             (self.runtime_symbol)(name).or_else(|| {
-                CString::new(name)
-                    .ok()
-                    .and_then(|c| hcr_loader::host_symbol(&c))
+                let c = CString::new(name).ok()?;
+                hcr_loader::host_symbol(&c)
+                    .or_else(|| compat_symbol(&c))
                     // Never a name the runtime itself exported for plugins
                     // (a function a reload removed is no host symbol).
                     .filter(|&a| !window.contains(a as usize))
@@ -917,4 +917,18 @@ pub(super) enum Prep {
     Done(Option<Box<Prepared>>),
     /// Try again loading every segment.
     Full,
+}
+
+/// A symbol that a native link takes from a static archive and that the
+/// shared library exports only under an old, non-default version, so that
+/// `dlsym` does not find it: `__builtin_cpu_supports` and
+/// `__builtin_cpu_init` read `__cpu_model` and call `__cpu_indicator_init`
+/// from libgcc.a, which libgcc_s.so.1 keeps as `GCC_4.8.0`.
+fn compat_symbol(name: &std::ffi::CStr) -> Option<u64> {
+    match name.to_bytes() {
+        b"__cpu_model" | b"__cpu_indicator_init" => {
+            hcr_loader::host_symbol_version(name, c"GCC_4.8.0")
+        }
+        _ => None,
+    }
 }

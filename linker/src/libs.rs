@@ -78,7 +78,11 @@ pub fn resolve(requests: &[String], dirs: &[PathBuf]) -> Result<Resolved, Vec<Di
         .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
         .collect();
     for req in requests {
-        match find(req, &search) {
+        // Libraries of the compiler itself (libgomp, libatomic, libasan and
+        // the development links of libstdc++ and libgcc_s live in gcc's own
+        // directory): searched last, as `cc -lNAME` finds them.
+        let found = find(req, &search).or_else(|| find(req, compiler_dirs()));
+        match found {
             Some(Found::Archive(p)) => {
                 if !out.archives.contains(&p) {
                     out.archives.push(p);
@@ -103,7 +107,7 @@ pub fn resolve(requests: &[String], dirs: &[PathBuf]) -> Result<Resolved, Vec<Di
                 module: String::new(),
                 symbol: None,
                 message: format!(
-                    "library not found (searched {})",
+                    "library not found (searched {}, then the compiler's own library directories)",
                     search
                         .iter()
                         .map(|d| d.display().to_string())
@@ -121,6 +125,36 @@ pub fn resolve(requests: &[String], dirs: &[PathBuf]) -> Result<Resolved, Vec<Di
     } else {
         Err(missing)
     }
+}
+
+/// The compiler's library directories (`$CC -print-search-dirs`, `cc` by
+/// default), asked once and only when a library is not found elsewhere;
+/// none when there is no compiler.
+fn compiler_dirs() -> &'static [PathBuf] {
+    static DIRS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    DIRS.get_or_init(|| {
+        let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+        let Ok(out) = std::process::Command::new(cc)
+            .arg("-print-search-dirs")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+        else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let Some(list) = text.lines().find_map(|l| l.strip_prefix("libraries: =")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for d in list.split(':').filter(|d| !d.is_empty()) {
+            let d = PathBuf::from(d);
+            if d.is_dir() && !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+        dirs
+    })
 }
 
 enum Found {

@@ -113,6 +113,76 @@ fn cpu_feature_checks_work_as_in_a_native_program() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("1 "));
 }
 
+/// `-l gomp` finds the library where `cc -lgomp` does (gcc's own library
+/// directory, not a system one), and an OpenMP program (outlined parallel
+/// regions handed to libgomp's threads) gives the native result.
+#[test]
+fn an_openmp_program_links_with_the_compilers_own_libgomp() {
+    let d = tempfile::tempdir().unwrap();
+    let code = r#"#include <stdio.h>
+        #include <omp.h>
+        static double work(int n) {
+            double s = 0;
+            #pragma omp parallel for reduction(+:s)
+            for (int i = 0; i < n; i++) s += 1.0 / (1.0 + i);
+            return s;
+        }
+        int main(void) {
+            int t = 0;
+            #pragma omp parallel
+            {
+                #pragma omp atomic
+                t++;
+            }
+            printf("%d %.6f\n", t == omp_get_max_threads(), work(1000000));
+            return 0;
+        }"#;
+    let src = d.path().join("main.c");
+    std::fs::write(&src, code).unwrap();
+    let obj = d.path().join("main.o");
+    let flags = [
+        "-O2",
+        "-fPIC",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-fopenmp",
+    ];
+    assert!(Command::new("cc")
+        .args(flags)
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap()
+        .success());
+    let native = d.path().join("native");
+    assert!(Command::new("cc")
+        .arg("-fopenmp")
+        .arg(&obj)
+        .arg("-o")
+        .arg(&native)
+        .status()
+        .unwrap()
+        .success());
+    let want = Command::new(&native)
+        .env("OMP_NUM_THREADS", "3")
+        .output()
+        .unwrap();
+    let img = d.path().join("app.hcr");
+    let o = hcr_link(&["-l", "gomp"], &img, &[obj]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+    let o = Command::new(hcr_bin())
+        .arg("run")
+        .arg(&img)
+        .env("OMP_NUM_THREADS", "3")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, want.stdout);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 14.392727\n");
+}
+
 #[test]
 fn a_library_named_with_dash_l_is_recorded_shown_and_loaded_first() {
     let d = tempfile::tempdir().unwrap();

@@ -375,10 +375,15 @@ pub(crate) fn parse_object<'d>(
             return None;
         }
     }
-    if lto {
+    // A slim LTO object holds compiler IR only (its sections of code and
+    // data are empty); a fat one (`-ffat-lto-objects`) holds machine code as
+    // well, which is linked as a plain object's (the IR sections are not
+    // loaded: they are neither allocated nor code).
+    let has_code = secs.iter().any(|s| s.kind == SecKind::Text && s.size > 0);
+    if lto && !has_code {
         bad!(
             "LTO object: it holds compiler IR, not machine code".into(),
-            "build modules without -flto (hcr links machine code)",
+            "build modules without -flto, or with -ffat-lto-objects as well (hcr links machine code)",
         );
         return None;
     }

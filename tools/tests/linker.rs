@@ -467,6 +467,44 @@ fn common_symbols_get_one_storage() {
     );
 }
 
+/// A fat LTO object (`-flto -ffat-lto-objects`) holds machine code beside
+/// its IR: it links and runs like a plain object (a slim one is refused,
+/// see `every_diagnostic_names_file_module_symbol_and_fix`).
+#[test]
+fn fat_lto_objects_link_as_plain_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let flags = &[
+        "-fPIC",
+        "-flto",
+        "-ffat-lto-objects",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-O2",
+    ];
+    let main = compile_with(
+        d,
+        "main",
+        "#include <stdio.h>\nint twice(int);\nint main(void){ printf(\"%d\\n\", twice(21)); return 0; }",
+        flags,
+    );
+    let lib = compile_with(
+        d,
+        "lib",
+        "static int calls;\nint twice(int x){ calls++; return 2 * x; }",
+        flags,
+    );
+    let img = d.join("app.hcr");
+    link_ok(&img, &[main, lib]);
+    let out = support::run(&img);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "42\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A COMMON symbol (`int x;` built with `-fcommon`) overrides a weak
 /// definition of the same name, whichever comes first, as with `cc`'s own
 /// link: every module then uses the COMMON storage.

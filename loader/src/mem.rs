@@ -14,8 +14,10 @@ pub const PAGE: usize = 4096;
 /// Size of a transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// Default window size: 1 GiB.
-pub const DEFAULT_WINDOW: usize = 1 << 30;
+/// Default window size: 2 GiB less 1 MiB, as large as keeps any two of its
+/// addresses, with the addend of a 32-bit PC-relative fixup (up to 1 MiB),
+/// within ±2 GiB of each other. A reservation costs address space only.
+pub const DEFAULT_WINDOW: usize = (2 << 30) - (1 << 20);
 
 /// First-fit allocator of byte ranges with coalescing on free.
 #[derive(Debug, Default)]

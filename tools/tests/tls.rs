@@ -162,13 +162,14 @@ int main(void) {
         bad += r != NULL;
     }
     long kb = vm_kb();
-    printf("bad=%d main n=%d small=%d\n", bad, n, kb > 0 && kb < 2 * 1024 * 1024);
+    printf("bad=%d main n=%d small=%d\n", bad, n, kb > 0 && kb < 4 * 1024 * 1024);
     return 0;
 }
 "#;
 
 /// Thousands of short-lived threads: each frees its block at exit (a leak
-/// would add 16 MiB of address space per thread: 47 GiB here).
+/// would add 16 MiB of address space per thread: 47 GiB here; the process
+/// itself, with its 2 GiB window, stays under 4 GiB).
 #[test]
 fn short_lived_threads_free_their_blocks() {
     let t = tempfile::tempdir().unwrap();

@@ -399,7 +399,14 @@ impl State {
 
     pub fn new(path: &Path, opts: &Options) -> Result<State, Error> {
         crate::crash::install();
-        let mut window = Window::reserve(opts.window_size)?;
+        // (A process limited in address space, `ulimit -v`, may refuse the
+        // default reservation: the default then falls back to smaller ones.)
+        let mut window = match Window::reserve(opts.window_size) {
+            Err(_) if opts.window_size == hcr_loader::mem::DEFAULT_WINDOW => {
+                Window::reserve(1 << 30).or_else(|_| Window::reserve(256 << 20))?
+            }
+            w => w?,
+        };
         let mut heap = Heap::default();
         let dso_handle = heap.alloc(&mut window, 8, 8)?;
         Ok(State {

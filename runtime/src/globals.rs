@@ -36,6 +36,33 @@ pub struct Heap {
     pub used: u64,
 }
 
+/// Zeroes `[addr, addr + size)`, heap storage handed out just now: whole
+/// pages of a large range are given back to the kernel instead
+/// (`MADV_DONTNEED`: they read as zero and are committed again only when
+/// used), the rest written.
+fn zero(addr: usize, size: usize) {
+    const PAGE: usize = 4096;
+    let (lo, hi) = (addr.next_multiple_of(PAGE), (addr + size) / PAGE * PAGE);
+    if size >= OWN_CHUNK && lo < hi {
+        // SAFETY: both edges lie in a committed read-write heap chunk and
+        // are not handed out to anyone else (the allocator just gave them).
+        unsafe {
+            std::ptr::write_bytes(addr as *mut u8, 0, lo - addr);
+            std::ptr::write_bytes(hi as *mut u8, 0, addr + size - hi);
+        }
+        // SAFETY: [lo, hi) are whole pages of a private anonymous heap
+        // chunk that only this new object will use; dropping them makes
+        // them read as zero.
+        let r = unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        if r == 0 {
+            return;
+        }
+    }
+    // SAFETY: [addr, addr+size) lies in a committed read-write heap chunk
+    // and is not handed out to anyone else (the allocator just gave it).
+    unsafe { std::ptr::write_bytes(addr as *mut u8, 0, size) };
+}
+
 impl Heap {
     /// Allocates `size` zeroed bytes aligned to `align`.
     ///
@@ -45,6 +72,12 @@ impl Heap {
         let size =
             usize::try_from(size.max(1)).map_err(|_| Error::Internal("object too large".into()))?;
         let align = (align.max(1) as usize).min(4096);
+        if let Some(addr) = self.free.alloc(size, align) {
+            // Storage used before: zeroed.
+            zero(addr, size);
+            self.used += size as u64;
+            return Ok(addr as u64);
+        }
         if size >= OWN_CHUNK {
             // A large object (a static pool, a big table) gets fresh pages
             // of its own, left untouched: the kernel zero-fills each on its
@@ -61,20 +94,14 @@ impl Heap {
             self.used += size as u64;
             return Ok(addr as u64);
         }
-        let addr = match self.free.alloc(size, align) {
-            Some(a) => a,
-            None => {
-                let chunk = window.alloc(size.max(HEAP_CHUNK))?;
-                self.free.free(chunk.addr, chunk.len);
-                self.chunks.push(chunk);
-                self.free
-                    .alloc(size, align)
-                    .ok_or_else(|| Error::Internal("heap chunk too small".into()))?
-            }
-        };
-        // SAFETY: [addr, addr+size) lies in a committed read-write heap chunk
-        // and is not handed out to anyone else (the allocator just gave it).
-        unsafe { std::ptr::write_bytes(addr as *mut u8, 0, size) };
+        let chunk = window.alloc(size.max(HEAP_CHUNK))?;
+        self.free.free(chunk.addr, chunk.len);
+        self.chunks.push(chunk);
+        let addr = self
+            .free
+            .alloc(size, align)
+            .ok_or_else(|| Error::Internal("heap chunk too small".into()))?;
+        zero(addr, size);
         self.used += size as u64;
         Ok(addr as u64)
     }
@@ -133,5 +160,47 @@ impl Heap {
         }
         self.free = RangeAlloc::default();
         self.used = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large objects take fresh pages, and storage freed and handed out
+    /// again (large or small, pages given back or written) reads as zero.
+    #[test]
+    fn storage_handed_out_again_reads_as_zero() {
+        let mut window = Window::reserve(64 << 20).unwrap();
+        let mut heap = Heap::default();
+        let fill = |a: u64, n: usize| {
+            // SAFETY: `a` is this test's live object of at least `n` bytes.
+            unsafe { std::ptr::write_bytes(a as *mut u8, 0xAB, n) }
+        };
+        let zeroed = |a: u64, n: usize| {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts(a as *const u8, n) }
+                .iter()
+                .all(|&b| b == 0)
+        };
+        for size in [3usize << 20, 100, 200 << 10] {
+            let a = heap.alloc(&mut window, size as u64, 16).unwrap();
+            assert!(zeroed(a, size), "fresh, {size} bytes");
+            fill(a, size);
+            heap.free(a, size as u64);
+            // Freed storage is reused first (a resized pool does not take
+            // the window again and again).
+            let b = heap.alloc(&mut window, size as u64, 16).unwrap();
+            assert_eq!(a, b, "{size} bytes");
+            assert!(zeroed(b, size), "reused, {size} bytes");
+            // A smaller object inside the freed range: zero too.
+            fill(b, size);
+            heap.free(b, size as u64);
+            let c = heap.alloc(&mut window, (size / 2) as u64 + 1, 8).unwrap();
+            assert!(zeroed(c, size / 2 + 1), "part of {size} bytes");
+            heap.free(c, (size / 2) as u64 + 1);
+        }
+        // SAFETY: nothing uses the heap afterwards.
+        unsafe { heap.release(&mut window) };
     }
 }

@@ -327,7 +327,9 @@ fn defines_each(bytes: &[u8], names: &[&str], wanted: &[bool]) -> Vec<bool> {
             if !want {
                 return false;
             }
-            let name = name.as_bytes();
+            // `name@VERSION` (an object's `.symver`): the name is looked
+            // up, any version.
+            let name = name.split('@').next().unwrap_or(name).as_bytes();
             let hit = match (&gnu, &sysv) {
                 (Some((t, _)), _) => {
                     t.find(endian, name, elf::gnu_hash(name), None, &symbols, &versions)

@@ -183,6 +183,39 @@ fn an_openmp_program_links_with_the_compilers_own_libgomp() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1 14.392727\n");
 }
 
+/// An object that binds a libc function to a version of its own
+/// (`.symver memcpy,memcpy@GLIBC_2.2.5`, as programs built to run on older
+/// systems do) gets that version, with no warning at link time.
+#[test]
+fn a_symbol_bound_to_a_version_resolves_to_it() {
+    let d = tempfile::tempdir().unwrap();
+    let main = module(
+        d.path(),
+        "main",
+        r#"#include <stdio.h>
+        #include <string.h>
+        __asm__(".symver memcpy,memcpy@GLIBC_2.2.5");
+        int main(int argc, char **argv) {
+            char a[16] = "versioned", b[16] = {0};
+            (void)argv;
+            memcpy(b, a, (size_t)argc + 8);
+            printf("%s\n", b);
+            return 0;
+        }"#,
+        "-O0",
+    );
+    let img = d.path().join("app.hcr");
+    let o = hcr_link(&[], &img, &[main]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+    let o = Command::new(hcr_bin())
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "versioned\n");
+}
+
 #[test]
 fn a_library_named_with_dash_l_is_recorded_shown_and_loaded_first() {
     let d = tempfile::tempdir().unwrap();

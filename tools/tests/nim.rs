@@ -152,6 +152,14 @@ impl Running {
                     if line.starts_with("hcr watch:") || line.starts_with("hcr: warning:") {
                         continue;
                     }
+                    // So do the Nim compiler's messages that `hcr watch`
+                    // passes on after a failed build, which may straggle
+                    // after its error line: locations (`file.nim(l, c)`)
+                    // and the candidates it lists (` (l, c): 'pop' [proc
+                    // declared in ...]`).
+                    if line.contains(".nim(") || line.starts_with(" (") {
+                        continue;
+                    }
                     if line == "ok" {
                         return got;
                     }

@@ -924,8 +924,21 @@ pub(super) enum Prep {
 /// `dlsym` does not find it: `__builtin_cpu_supports` and
 /// `__builtin_cpu_init` read `__cpu_model` and call `__cpu_indicator_init`
 /// from libgcc.a, which libgcc_s.so.1 keeps as `GCC_4.8.0`.
+/// Also a symbol an object asks for at a version of its own
+/// (`__asm__(".symver memcpy,memcpy@GLIBC_2.2.5")`, as programs built to
+/// run on older systems do): `name@VERSION`, found with `dlvsym`.
 fn compat_symbol(name: &std::ffi::CStr) -> Option<u64> {
-    match name.to_bytes() {
+    let bytes = name.to_bytes();
+    if let Some(at) = bytes.iter().position(|&b| b == b'@') {
+        let version = bytes[at..].strip_prefix(b"@@").unwrap_or(&bytes[at + 1..]);
+        let (base, version) = (
+            std::ffi::CString::new(&bytes[..at]).ok()?,
+            std::ffi::CString::new(version).ok()?,
+        );
+        return hcr_loader::host_symbol_version(&base, &version)
+            .or_else(|| hcr_loader::host_symbol(&base));
+    }
+    match bytes {
         b"__cpu_model" | b"__cpu_indicator_init" => {
             hcr_loader::host_symbol_version(name, c"GCC_4.8.0")
         }

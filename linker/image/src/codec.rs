@@ -4,6 +4,7 @@
 //! Decoding is bounds-checked everywhere: any byte sequence yields either a
 //! manifest or a [`DecodeError`], never a panic.
 
+use crate::modlist::{mv32, mv64, ModuleListBuilder, Moves};
 use crate::*;
 
 /// A manifest that does not decode or does not hang together.
@@ -609,7 +610,7 @@ impl Global<'_> {
             o: 0,
             block: rend as u64,
         };
-        let mut out = crate::modlist::ModuleListBuilder::with_capacity(n);
+        let mut out = ModuleListBuilder::with_capacity(n);
         let old_deps = old.map_or(&[][..], |o| &o.read.has_deps[..]);
         let r = &mut m.read;
         static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -690,7 +691,7 @@ impl Next {
         index: &[u8],
         i: usize,
         o: &Manifest,
-        out: &mut crate::modlist::ModuleListBuilder,
+        out: &mut ModuleListBuilder,
         r: &mut ReadSummary,
     ) -> Result<usize, usize> {
         let n = index.len() / INDEX_ENTRY;
@@ -737,43 +738,34 @@ impl Next {
         // only the last one's end is checked here, as the per-module path
         // would not check it at all.
         let d = |new: u64, old: u64| i128::from(new) - i128::from(old);
-        let (dseg, dinit) = (
-            d(u64::from(e.seg_start), u64::from(first.seg.start)),
-            d(e.init_start, first.init.0),
-        );
-        let df = d(u64::from(self.f), u64::from(first.functions.start));
-        let dobj = d(u64::from(self.o), u64::from(first.objects.start));
-        let dblock = d(self.block, first.block.0);
+        let by = Moves {
+            seg: d(u64::from(e.seg_start), u64::from(first.seg.start)),
+            init: d(e.init_start, first.init.0),
+            f: d(u64::from(self.f), u64::from(first.functions.start)),
+            o: d(u64::from(self.o), u64::from(first.objects.start)),
+            block: d(self.block, first.block.0),
+        };
         let fits =
             |v: u64, by: i128, max: u64| (0..=i128::from(max)).contains(&(i128::from(v) + by));
         let m32 = u64::from(u32::MAX);
-        let ok = fits(u64::from(last.seg.end), dseg, m32)
-            && fits(u64::from(last.functions.end), df, m32)
-            && fits(u64::from(last.objects.end), dobj, m32)
+        let ok = fits(u64::from(last.seg.end), by.seg, m32)
+            && fits(u64::from(last.functions.end), by.f, m32)
+            && fits(u64::from(last.objects.end), by.o, m32)
             && last
                 .init
                 .0
                 .checked_add(last.init.1)
-                .is_some_and(|x| fits(x, dinit, u64::MAX))
+                .is_some_and(|x| fits(x, by.init, u64::MAX))
             && last
                 .block
                 .0
                 .checked_add(last.block.1)
-                .is_some_and(|x| fits(x, dblock, u64::MAX));
+                .is_some_and(|x| fits(x, by.block, u64::MAX));
         if !ok {
             return Err(j);
         }
         // In range: the moves below neither wrap nor lose bits (the initial
         // bytes' starts: see above).
-        let mv32 = |v: u32, by: i128| (i128::from(v) + by) as u32;
-        let mv64 = |v: u64, by: i128| (i128::from(v) + by) as u64;
-        let by = crate::modlist::Moves {
-            seg: dseg,
-            init: dinit,
-            f: df,
-            o: dobj,
-            block: dblock,
-        };
         // Whole groups inside the run are shared with their move noted
         // (copied only if read); the modules at its ends are copied moved.
         let mut k = i;
@@ -793,20 +785,20 @@ impl Next {
         }
         r.hashes.extend_from_slice(&or.hashes[i..j]);
         r.shared.resize(j, true);
-        r.same_ids.resize(j, df == 0 && dobj == 0);
+        r.same_ids.resize(j, by.f == 0 && by.o == 0);
         r.reachable.extend_from_slice(&or.reachable[i..j]);
         r.has_deps.extend_from_slice(&or.has_deps[i..j]);
         r.seg.extend(
             or.seg[i..j]
                 .iter()
-                .map(|&(start, len)| (mv32(start, dseg), len)),
+                .map(|&(start, len)| (mv32(start, by.seg), len)),
         );
         r.init
-            .extend(or.init[i..j].iter().map(|&start| mv64(start, dinit)));
+            .extend(or.init[i..j].iter().map(|&start| mv64(start, by.init)));
         self.at = at as usize;
-        self.f = mv32(last.functions.end, df);
-        self.o = mv32(last.objects.end, dobj);
-        self.block = mv64(last.block.0 + last.block.1, dblock);
+        self.f = mv32(last.functions.end, by.f);
+        self.o = mv32(last.objects.end, by.o);
+        self.block = mv64(last.block.0 + last.block.1, by.block);
         Ok(j)
     }
 

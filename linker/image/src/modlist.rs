@@ -43,12 +43,21 @@ impl Moves {
     }
 }
 
+/// A 32-bit place moved by `by`; the caller checked the result is in range
+/// (see `codec::Next::shifted_run`).
+pub(crate) fn mv32(v: u32, by: i128) -> u32 {
+    (i128::from(v) + by) as u32
+}
+
+/// A 64-bit place moved by `by` (as [`mv32`]).
+pub(crate) fn mv64(v: u64, by: i128) -> u64 {
+    (i128::from(v) + by) as u64
+}
+
 impl Module {
     /// This module with its places moved by `by`. The caller checked that
     /// the moved places are in range (see `codec::Next::shifted_run`).
     pub(crate) fn moved(&self, by: Moves) -> Module {
-        let mv32 = |v: u32, by: i128| (i128::from(v) + by) as u32;
-        let mv64 = |v: u64, by: i128| (i128::from(v) + by) as u64;
         let sh = |s: Span, by: i128| Span::new(mv32(s.start, by), mv32(s.end, by));
         let mut md = self.clone();
         md.seg = sh(self.seg, by.seg);

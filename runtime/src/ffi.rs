@@ -409,10 +409,15 @@ extern "C" fn destructors_at_exit() {
         Err(std::sync::TryLockError::WouldBlock) => None,
     };
     if let Some(dtors) = dtors {
-        if !DESTRUCTORS_RAN.swap(true, Ordering::SeqCst) {
-            for d in dtors {
-                call_void(d);
-            }
+        run_destructors(dtors);
+    }
+}
+
+/// Calls `dtors` unless the modules' destructors already ran.
+fn run_destructors(dtors: Vec<u64>) {
+    if !DESTRUCTORS_RAN.swap(true, Ordering::SeqCst) {
+        for d in dtors {
+            call_void(d);
         }
     }
 }
@@ -422,11 +427,7 @@ pub(crate) fn shutdown() {
         let g = lock();
         g.as_ref().map(|s| s.destructors()).unwrap_or_default()
     };
-    if !DESTRUCTORS_RAN.swap(true, Ordering::SeqCst) {
-        for d in dtors {
-            call_void(d);
-        }
-    }
+    run_destructors(dtors);
     let mut g = lock();
     if let Some(mut st) = g.take() {
         st.shutdown();

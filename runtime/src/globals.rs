@@ -2,7 +2,7 @@
 //! chunks of the window, so every global stays within PC-relative reach of
 //! every image.
 
-use hcr_loader::mem::RangeAlloc;
+use hcr_loader::mem::{RangeAlloc, PAGE};
 use hcr_loader::{Chunk, Window};
 
 use crate::Error;
@@ -41,7 +41,6 @@ pub struct Heap {
 /// (`MADV_DONTNEED`: they read as zero and are committed again only when
 /// used), the rest written.
 fn zero(addr: usize, size: usize) {
-    const PAGE: usize = 4096;
     let (lo, hi) = (addr.next_multiple_of(PAGE), (addr + size) / PAGE * PAGE);
     if size >= OWN_CHUNK && lo < hi {
         // SAFETY: both edges lie in a committed read-write heap chunk and

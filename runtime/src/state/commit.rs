@@ -222,10 +222,7 @@ impl State {
                 )
             })
         };
-        let functions_here: usize = (0..m.modules.len())
-            .filter(|&mi| loaded[mi])
-            .map(|mi| m.functions.part(mi).len())
-            .sum();
+        let functions_here: usize = marked(loaded).map(|mi| m.functions.part(mi).len()).sum();
         // Built by the helper thread when it is free in time, else here
         // after the registry.
         let built = std::sync::Mutex::new(None);
@@ -267,7 +264,7 @@ impl State {
     fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<bool> {
         let New { m, place, loaded } = *new;
         let mut live = vec![false; self.functions.len()];
-        for mi in (0..m.modules.len()).filter(|&mi| loaded[mi]) {
+        for mi in marked(loaded) {
             let md = &m.modules[mi];
             let vbase = place.vbase[mi];
             for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
@@ -370,12 +367,10 @@ impl State {
     fn free_gone_globals(&mut self, new: &New<'_>, diff: &Diff, obj_gid: &[u32]) {
         let New { m, loaded, .. } = *new;
         let mut keep = vec![false; self.globals.len()];
-        for mi in (0..m.modules.len()).filter(|&mi| loaded[mi]) {
-            {
-                let md = &m.modules[mi];
-                for &g in obj_gid[md.objects.range()].iter().filter(|&&g| g != NONE) {
-                    keep[g as usize] = true;
-                }
+        for mi in marked(loaded) {
+            let md = &m.modules[mi];
+            for &g in obj_gid[md.objects.range()].iter().filter(|&&g| g != NONE) {
+                keep[g as usize] = true;
             }
         }
         if let Some(c) = &self.current {
@@ -492,10 +487,8 @@ impl State {
             })
             .collect();
         let fill = |put: &mut dyn FnMut(usize, u32, &str)| {
-            for mi in 0..m.modules.len() {
-                if !loaded[mi] {
-                    continue; // a kept module has no new function
-                }
+            // (A kept module has no new function.)
+            for mi in marked(loaded) {
                 let md = &m.modules[mi];
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                     let t = fn_tid[fi];

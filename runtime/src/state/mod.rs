@@ -86,6 +86,16 @@ pub struct Area {
 /// that changes one ([`store_ids`], [`fill_ids`], `Arc::make_mut`).
 pub(super) type Ids = Arc<Vec<u32>>;
 
+/// The indices marked in `flags` (per module: loaded, decoded), in order:
+/// the loops of a reload look only at those modules, so the list's shared
+/// groups are not copied for the others.
+pub(super) fn marked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    flags
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &f)| f.then_some(i))
+}
+
 /// Writes `vals` at `ids[at..]`; `ids` is copied first (when shared) only
 /// if a value differs.
 pub(super) fn store_ids(ids: &mut Ids, at: usize, vals: &[u32]) {

@@ -96,7 +96,7 @@ impl State {
                         loaded || !old.is_some_and(|o| o.shares_block(m, mi))
                     })
                     .collect();
-                for mi in (0..decode.len()).filter(|&mi| decode[mi]) {
+                for mi in marked(&decode) {
                     let md = &m.modules[mi];
                     ranges.push((at.saturating_add(md.block.0), md.block.1));
                     ranges.push((h.init_file_offset.saturating_add(md.init.0), md.init.1));
@@ -182,7 +182,7 @@ impl State {
             m.layout.area_size as usize
         } else {
             let mut pos = 0usize;
-            for mi in (0..m.modules.len()).filter(|&mi| load[mi]) {
+            for mi in marked(load) {
                 let md = &m.modules[mi];
                 match runs.last_mut() {
                     Some(r) if r.1 + 1 == mi => {
@@ -645,7 +645,7 @@ impl State {
         let mut defaults_loaded = false;
         let mut missing = vec![false; m.hosts.len()];
         let mut wanted: Vec<bool> = m.hosts.iter().map(|h| !h.listed).collect();
-        for mi in (0..m.modules.len()).filter(|&mi| load[mi]) {
+        for mi in marked(load) {
             let md = &m.modules[mi];
             for h in md.undefined.iter() {
                 if let Some(w) = wanted.get_mut(h.0 as usize) {
@@ -708,9 +708,8 @@ impl State {
         load: &[bool],
         new_globals: &mut Vec<(usize, Global, bool)>,
     ) -> Result<(), Error> {
-        let loaded_objects = (0..m.modules.len())
-            .filter(|&mi| load[mi])
-            .flat_map(|mi| m.modules[mi].objects.range().zip(m.objects.part(mi)));
+        let loaded_objects =
+            marked(load).flat_map(|mi| m.modules[mi].objects.range().zip(m.objects.part(mi)));
         for (oi, o) in loaded_objects {
             let kept = match obj_gid[oi] {
                 NONE => None,
@@ -752,9 +751,7 @@ impl State {
     ) -> Result<Vec<(u32, Vec<FieldValue>)>, hcr_loader::LoadError> {
         let m = &v.view.manifest;
         let mut rebase = Vec::new();
-        let loaded_objects = (0..m.modules.len())
-            .filter(|&mi| load[mi])
-            .flat_map(|mi| m.modules[mi].objects.range());
+        let loaded_objects = marked(load).flat_map(|mi| m.modules[mi].objects.range());
         for oi in loaded_objects {
             let g = obj_gid[oi];
             if g == NONE || g & PENDING != 0 {

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MAIN: &str = r#"
@@ -49,32 +48,14 @@ __attribute__((destructor)) static void lib_bye(void) { printf("lib: destructor\
 void lib_hello(void) { printf("lib: hello\n"); }
 "#;
 
-fn compile(dir: &Path, name: &str, src: &str) -> PathBuf {
-    let c = dir.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let o = dir.join(format!("{name}.o"));
-    let st = Command::new("cc")
-        .args([
-            "-c",
-            "-O1",
-            "-fPIC",
-            "-ffunction-sections",
-            "-fdata-sections",
-        ])
-        .arg(&c)
-        .arg("-o")
-        .arg(&o)
-        .status()
-        .expect("cc must be installed");
-    assert!(st.success());
-    o
-}
-
 #[test]
 fn exit_handlers_and_destructors_run_as_natively() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let objs = [compile(d, "main", MAIN), compile(d, "lib", LIB)];
+    let objs = [
+        support::module(d, "main", MAIN, "-O1"),
+        support::module(d, "lib", LIB, "-O1"),
+    ];
     let native = d.join("native");
     let st = Command::new("cc")
         .args(&objs)

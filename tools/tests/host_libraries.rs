@@ -25,6 +25,45 @@ fn hcr_link(args: &[&str], out: &Path, inputs: &[PathBuf]) -> std::process::Outp
         .unwrap()
 }
 
+/// Links `inputs` (with hcr-link `args`) into `dir/app.hcr`, asserting it
+/// succeeds without a word.
+fn link_quietly(dir: &Path, args: &[&str], inputs: &[PathBuf]) -> PathBuf {
+    let img = dir.join("app.hcr");
+    let o = hcr_link(args, &img, inputs);
+    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+    img
+}
+
+/// `hcr run image` with `env` set, asserting it succeeds.
+fn run_ok(image: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let o = Command::new(hcr_bin())
+        .arg("run")
+        .arg(image)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// What `obj`, linked natively by `cc` (with `flags`), prints with `env`.
+fn native_output(dir: &Path, obj: &Path, flags: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
+    let native = dir.join("native");
+    assert!(Command::new("cc")
+        .args(flags)
+        .arg(obj)
+        .arg("-o")
+        .arg(&native)
+        .status()
+        .unwrap()
+        .success());
+    Command::new(&native)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+        .stdout
+}
+
 fn shared_object(dir: &Path, name: &str, soname: &str, code: &str, extra: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, code).unwrap();
@@ -60,9 +99,7 @@ fn libm_and_the_default_libraries_need_no_flag() {
         }"#,
         "-O2",
     );
-    let img = d.path().join("app.hcr");
-    let o = hcr_link(&[], &img, &[main]);
-    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
+    let img = link_quietly(d.path(), &[], &[main]);
     let o = Command::new(hcr_bin())
         .arg("run")
         .arg(&img)
@@ -91,25 +128,10 @@ fn cpu_feature_checks_work_as_in_a_native_program() {
             return 0;
         }"#;
     let main = module(d.path(), "main", code, "-O2");
-    let native = d.path().join("native");
-    assert!(Command::new("cc")
-        .arg(&main)
-        .arg("-o")
-        .arg(&native)
-        .status()
-        .unwrap()
-        .success());
-    let want = Command::new(&native).output().unwrap();
-    let img = d.path().join("app.hcr");
-    let o = hcr_link(&[], &img, &[main]);
-    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
-    let o = Command::new(hcr_bin())
-        .arg("run")
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.stdout, want.stdout);
+    let want = native_output(d.path(), &main, &[], &[]);
+    let img = link_quietly(d.path(), &[], &[main]);
+    let o = run_ok(&img, &[]);
+    assert_eq!(o.stdout, want);
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("1 "));
 }
 
@@ -140,46 +162,12 @@ fn an_openmp_program_links_with_the_compilers_own_libgomp() {
     let src = d.path().join("main.c");
     std::fs::write(&src, code).unwrap();
     let obj = d.path().join("main.o");
-    let flags = [
-        "-O2",
-        "-fPIC",
-        "-ffunction-sections",
-        "-fdata-sections",
-        "-fopenmp",
-    ];
-    assert!(Command::new("cc")
-        .args(flags)
-        .arg("-c")
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .unwrap()
-        .success());
-    let native = d.path().join("native");
-    assert!(Command::new("cc")
-        .arg("-fopenmp")
-        .arg(&obj)
-        .arg("-o")
-        .arg(&native)
-        .status()
-        .unwrap()
-        .success());
-    let want = Command::new(&native)
-        .env("OMP_NUM_THREADS", "3")
-        .output()
-        .unwrap();
-    let img = d.path().join("app.hcr");
-    let o = hcr_link(&["-l", "gomp"], &img, &[obj]);
-    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
-    let o = Command::new(hcr_bin())
-        .arg("run")
-        .arg(&img)
-        .env("OMP_NUM_THREADS", "3")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.stdout, want.stdout);
+    support::compile(&src, &obj, "-O2", &["-fopenmp"]);
+    let threads = [("OMP_NUM_THREADS", "3")];
+    let want = native_output(d.path(), &obj, &["-fopenmp"], &threads);
+    let img = link_quietly(d.path(), &["-l", "gomp"], &[obj]);
+    let o = run_ok(&img, &threads);
+    assert_eq!(o.stdout, want);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1 14.392727\n");
 }
 
@@ -204,15 +192,8 @@ fn a_symbol_bound_to_a_version_resolves_to_it() {
         }"#,
         "-O0",
     );
-    let img = d.path().join("app.hcr");
-    let o = hcr_link(&[], &img, &[main]);
-    assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
-    let o = Command::new(hcr_bin())
-        .arg("run")
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = link_quietly(d.path(), &[], &[main]);
+    let o = run_ok(&img, &[]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "versioned\n");
 }
 

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 #[test]
 fn a_large_static_pool_is_committed_only_where_used() {
     let d = tempfile::tempdir().unwrap();
@@ -39,11 +37,7 @@ fn a_large_static_pool_is_committed_only_where_used() {
     let img = d.path().join("app.hcr");
     support::link_ok(&img, &[main]);
     let t = std::time::Instant::now();
-    let out = Command::new(support::hcr_bin())
-        .arg("run")
-        .arg(&img)
-        .output()
-        .unwrap();
+    let out = support::run(&img);
     let took = t.elapsed();
     assert!(
         out.status.success(),

@@ -37,6 +37,19 @@ fn compile_with(dir: &Path, name: &str, code: &str, flags: &[&str]) -> PathBuf {
 
 const SECTIONED: &[&str] = &["-fPIC", "-ffunction-sections", "-fdata-sections", "-O2"];
 
+/// Links `inputs` into `image`, which must be refused (no image written)
+/// with every one of `wanted` in its message; returns the message.
+fn refused(image: &Path, inputs: &[PathBuf], wanted: &[&str]) -> String {
+    let out = link(image, inputs);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    for want in wanted {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    assert!(!image.exists());
+    err
+}
+
 #[test]
 fn every_diagnostic_names_file_module_symbol_and_fix() {
     let t = tempfile::tempdir().unwrap();
@@ -579,17 +592,15 @@ fn linker_sets_are_refused_with_the_reason() {
     );
     let b = compile_with(d, "b", &entry("beta", 2), flags);
     let img = d.join("app.hcr");
-    let out = link(&img, &[main.clone(), b.clone()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for want in [
-        "main.o (module main): '__start_myregs' bounds the linker set 'myregs' (the sections named 'myregs' of module b)",
-        "'__stop_myregs' bounds the linker set 'myregs'",
-        "help: register the entries at run time instead",
-    ] {
-        assert!(err.contains(want), "{want:?} not in:\n{err}");
-    }
-    assert!(!img.exists());
+    refused(
+        &img,
+        &[main.clone(), b],
+        &[
+            "main.o (module main): '__start_myregs' bounds the linker set 'myregs' (the sections named 'myregs' of module b)",
+            "'__stop_myregs' bounds the linker set 'myregs'",
+            "help: register the entries at run time instead",
+        ],
+    );
     // Two entries in one module: the shared section is named as such.
     let two = compile_with(
         d,
@@ -598,11 +609,10 @@ fn linker_sets_are_refused_with_the_reason() {
             + &entry("gamma", 3).replace("struct reg { const char *name; int v; };\n", "")),
         flags,
     );
-    let out = link(&img, &[main, two]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("two.o (module two): 2 variables share the section 'myregs' (placed there with __attribute__((section)))"),
-        "{err}"
+    let err = refused(
+        &img,
+        &[main, two],
+        &["two.o (module two): 2 variables share the section 'myregs' (placed there with __attribute__((section)))"],
     );
     assert!(!err.contains("built without -fdata-sections"), "{err}");
 }
@@ -614,7 +624,6 @@ fn linker_sets_are_refused_with_the_reason() {
 fn indirect_functions_are_refused_with_the_reason() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let flags = &["-fPIC", "-ffunction-sections", "-fdata-sections", "-O2"];
     let by_hand = compile_with(
         d,
         "by_hand",
@@ -622,29 +631,26 @@ fn indirect_functions_are_refused_with_the_reason() {
          static void *pick(void) { return (void *)impl; }\n\
          int chosen(void) __attribute__((ifunc(\"pick\")));\n\
          int main(void) { return chosen(); }\n",
-        flags,
+        SECTIONED,
     );
     let clones = compile_with(
         d,
         "clones",
         "__attribute__((target_clones(\"avx2\", \"default\")))\n\
          int dot(const int *a, int n) { int s = 0; for (int i = 0; i < n; i++) s += a[i] * a[i]; return s; }\n",
-        flags,
+        SECTIONED,
     );
-    let img = d.join("app.hcr");
-    let out = link(&img, &[by_hand, clones]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for want in [
-        "by_hand.o (module by_hand): indirect function (STT_GNU_IFUNC",
-        "which hcr does not support: 'chosen'",
-        "clones.o (module clones): indirect function",
-        "'dot'",
-        "help: choose the implementation at run time instead",
-    ] {
-        assert!(err.contains(want), "{want:?} not in:\n{err}");
-    }
-    assert!(!img.exists());
+    refused(
+        &d.join("app.hcr"),
+        &[by_hand, clones],
+        &[
+            "by_hand.o (module by_hand): indirect function (STT_GNU_IFUNC",
+            "which hcr does not support: 'chosen'",
+            "clones.o (module clones): indirect function",
+            "'dot'",
+            "help: choose the implementation at run time instead",
+        ],
+    );
 }
 
 /// `link_cached` keeps inputs mapped between links; an object rewritten in

@@ -469,6 +469,17 @@ fn shaped_manifest(shapes: &[(u32, u32, u64)]) -> Manifest {
     manifest_of(&specs)
 }
 
+/// Module `i` of a manifest read against another lies where module `i` of
+/// a fresh read of the same image does: every place.
+fn assert_same_places(i: usize, x: &Module, y: &Module) {
+    assert_eq!(
+        (x.seg, x.text, x.eh_frame, x.functions, x.objects),
+        (y.seg, y.text, y.eh_frame, y.functions, y.objects),
+        "module {i}"
+    );
+    assert_eq!((x.init, x.block), (y.init, y.block), "module {i}");
+}
+
 #[test]
 fn records_after_a_module_that_grew_or_shrank_are_shared_at_their_new_places() {
     let n = 200;
@@ -482,15 +493,8 @@ fn records_after_a_module_that_grew_or_shrank_are_shared_at_their_new_places() {
     for (new, old, want) in [(&b, &a, &grown), (&c, &b, &base)] {
         let fresh = reread(&shaped_manifest(want), None);
         for (i, (x, y)) in new.modules.iter().zip(&fresh.modules).enumerate() {
-            assert_eq!(
-                (x.seg, x.text, x.eh_frame, x.functions, x.objects),
-                (y.seg, y.text, y.eh_frame, y.functions, y.objects),
-                "module {i}"
-            );
-            assert_eq!(
-                (x.init, x.block, x.reachable),
-                (y.init, y.block, y.reachable)
-            );
+            assert_same_places(i, x, y);
+            assert_eq!(x.reachable, y.reachable, "module {i}");
             assert_eq!(new.str(x.name), format!("m{i}"));
             assert_eq!(new.shared_record(i), i != 70, "module {i}");
             assert_eq!(x.same_record(&old.modules[i]), i != 70);
@@ -534,13 +538,7 @@ fn moved_groups_are_shared_and_their_moves_add_up() {
         let fresh = reread(&shaped_manifest(want), None);
         assert_eq!(m.modules.len(), fresh.modules.len());
         for i in 0..n {
-            let (x, y) = (&m.modules[i], &fresh.modules[i]);
-            assert_eq!(
-                (x.seg, x.text, x.eh_frame, x.functions, x.objects),
-                (y.seg, y.text, y.eh_frame, y.functions, y.objects),
-                "module {i}"
-            );
-            assert_eq!((x.init, x.block), (y.init, y.block), "module {i}");
+            assert_same_places(i, &m.modules[i], &fresh.modules[i]);
         }
         assert!(m.modules.iter().eq(fresh.modules.iter()));
     }

@@ -206,6 +206,9 @@ fn read_at(file: &std::fs::File, off: u64, len: usize) -> Option<Vec<u8>> {
     Some(v)
 }
 
+/// `e_shstrndx` when the index is in section header 0's `sh_link`.
+const SHN_XINDEX: u32 = 0xffff;
+
 /// Finds the `.debug_*` sections and reads their fixups. hcr-link puts
 /// them last before `.shstrtab`, the fixup table right before it, so only
 /// the tail of the section header table and of the name table is read (an
@@ -216,7 +219,19 @@ pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> 
     /// At most this many debug sections are looked for.
     const MAX_DEBUG: u32 = 64;
     let ehdr = read_at(&file, 0, 64)?;
-    let (shoff, shnum, shstrndx) = hcr_image::section_table(&ehdr)?;
+    let (shoff, mut shnum, mut shstrndx) = hcr_image::section_table(&ehdr)?;
+    if shnum == 0 || shstrndx == SHN_XINDEX {
+        // 65 280 sections or more (a large program built with
+        // -ffunction-sections): the ELF header's fields overflow and the
+        // real count and name table index are in section header 0.
+        let (_, _, size, link) = hcr_image::section_header_fields(&read_at(&file, shoff, 64)?)?;
+        if shnum == 0 {
+            shnum = u32::try_from(size).ok()?;
+        }
+        if shstrndx == SHN_XINDEX {
+            shstrndx = link;
+        }
+    }
     if shnum == 0 || shstrndx == 0 || shstrndx >= shnum {
         return None;
     }

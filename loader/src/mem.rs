@@ -268,14 +268,19 @@ impl Window {
     }
 }
 
+/// The smallest range [`populate`] asks the kernel to fault in.
+pub const POPULATE_MIN: usize = 16 * PAGE;
+
 /// Faults in the pages of `[addr, addr + len)` (rounded out to pages) with
 /// one call rather than one fault per page when they are first written:
 /// for a window chunk, or a large new heap allocation, about to be filled.
 /// Contents do not change. Best effort: a range that is not writable
 /// memory of this process is refused by the kernel, and older kernels
 /// refuse `MADV_POPULATE_WRITE` (the pages then fault in on first touch).
+/// A range under [`POPULATE_MIN`] is left to fault in: a few faults cost
+/// less than the call (a reload's small chunk, a few registry entries).
 pub fn populate(addr: usize, len: usize) {
-    if len == 0 {
+    if len < POPULATE_MIN {
         return;
     }
     let start = addr / PAGE * PAGE;

@@ -215,16 +215,16 @@ const SHN_XINDEX: u32 = 0xffff;
 /// image without debug information costs three small reads). `None` when
 /// the image has none or they are malformed (the object then carries
 /// symbols and unwind tables only).
-pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> {
+pub fn read_debug(file: &std::fs::File, file_size: u64) -> Option<DebugSections> {
     /// At most this many debug sections are looked for.
     const MAX_DEBUG: u32 = 64;
-    let ehdr = read_at(&file, 0, 64)?;
+    let ehdr = read_at(file, 0, 64)?;
     let (shoff, mut shnum, mut shstrndx) = hcr_image::section_table(&ehdr)?;
     if shnum == 0 || shstrndx == SHN_XINDEX {
         // 65 280 sections or more (a large program built with
         // -ffunction-sections): the ELF header's fields overflow and the
         // real count and name table index are in section header 0.
-        let (_, _, size, link) = hcr_image::section_header_fields(&read_at(&file, shoff, 64)?)?;
+        let (_, _, size, link) = hcr_image::section_header_fields(&read_at(file, shoff, 64)?)?;
         if shnum == 0 {
             shnum = u32::try_from(size).ok()?;
         }
@@ -240,7 +240,7 @@ pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> 
     }
     let first = shstrndx.saturating_sub(MAX_DEBUG + 1).max(1);
     let table = read_at(
-        &file,
+        file,
         shoff + u64::from(first) * 64,
         (shstrndx + 1 - first) as usize * 64,
     )?;
@@ -255,7 +255,7 @@ pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> 
         .filter_map(|i| hdr(i).map(|h| h.0))
         .min()?;
     let lowest = (lowest as usize).min(str_size);
-    let names = read_at(&file, str_off + lowest as u64, str_size - lowest)?;
+    let names = read_at(file, str_off + lowest as u64, str_size - lowest)?;
     let name_at = |i: u32| -> Option<String> {
         let n = (hdr(i)?.0 as usize).checked_sub(lowest)?;
         let b = names.get(n..)?;
@@ -276,8 +276,13 @@ pub fn read_debug(file: std::fs::File, file_size: u64) -> Option<DebugSections> 
         let (off, size) = in_file(i)?;
         sections.push((name_at(i)?, off, size));
     }
-    (!sections.is_empty()).then_some(DebugSections {
-        file,
+    if sections.is_empty() {
+        return None;
+    }
+    Some(DebugSections {
+        // Kept for the reads that build a debugger's object or a crash
+        // report's lines, after the reload has closed the file.
+        file: file.try_clone().ok()?,
         sections,
         fixups,
     })

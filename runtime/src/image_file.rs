@@ -239,13 +239,10 @@ impl<'p> ImageFile<'p> {
         self.unchanged()
     }
 
-    /// A second descriptor of the same open file (to read its tool-only
-    /// sections later, e.g. debug information for a debugger).
-    ///
-    /// # Errors
-    /// The descriptor cannot be duplicated.
-    pub fn duplicate(&self) -> std::io::Result<File> {
-        self.file.try_clone()
+    /// The open file, for reads of parts the reload itself does not use
+    /// (debug sections).
+    pub fn handle(&self) -> &File {
+        &self.file
     }
 
     /// Fills `dst` from file offset `off`; a short file is an error.

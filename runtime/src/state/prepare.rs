@@ -342,10 +342,7 @@ impl State {
                     }
                 }
                 Ok(Prep::Done(Some(Box::new(Prepared {
-                    debug: file
-                        .duplicate()
-                        .ok()
-                        .and_then(|f| crate::gdb_jit::read_debug(f, stat.size)),
+                    debug: crate::gdb_jit::read_debug(file.handle(), stat.size),
                     manifest: view.manifest,
                     order,
                     area,
@@ -439,22 +436,33 @@ impl State {
             // The module's own parts: no lookup of global indices. Its
             // indices are worked out on the side and stored only where
             // they differ (a code change keeps them all).
-            let module = self.functions.module_id(m.str(md.name));
-            let fns: Vec<u32> = md
-                .functions
-                .range()
-                .zip(m.functions.part(mi))
-                .map(
-                    |(_, f)| match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
-                        Some(t) => t,
-                        None => {
-                            pending_fns += 1;
-                            PENDING | (pending_fns - 1)
-                        }
-                    },
-                )
-                .collect();
-            store_ids(&mut fn_tid, md.functions.start as usize, &fns);
+            if let Some(ids) = old
+                .zip(old_index)
+                .and_then(|(c, omi)| same_functions(c, omi as usize, m, mi))
+            {
+                // The same names in the same order as the loaded module's
+                // (a change inside function bodies): the same registry
+                // entries, read from the loaded image rather than looked up
+                // one by one in the registry's table.
+                store_ids(&mut fn_tid, md.functions.start as usize, ids);
+            } else {
+                let module = self.functions.module_id(m.str(md.name));
+                let fns: Vec<u32> = m
+                    .functions
+                    .part(mi)
+                    .iter()
+                    .map(
+                        |f| match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
+                            Some(t) => t,
+                            None => {
+                                pending_fns += 1;
+                                PENDING | (pending_fns - 1)
+                            }
+                        },
+                    )
+                    .collect();
+                store_ids(&mut fn_tid, md.functions.start as usize, &fns);
+            }
             // Module `mi`'s objects, `gids[k]` for global index `start + k`.
             let mut gids = vec![NONE; md.objects.len() as usize];
             if !added.contains(m.str(md.name)) {
@@ -789,6 +797,23 @@ impl Values<'_, '_> {
             self.place,
         )
     }
+}
+
+/// The loaded image's registry indices of module `mi` of `m`, when the
+/// loaded module it matched (`omi`) was reachable and has the same
+/// functions, by name and in order: a change inside function bodies.
+fn same_functions<'c>(c: &'c Current, omi: usize, m: &Manifest, mi: usize) -> Option<&'c [u32]> {
+    let om = c.manifest.modules.get(omi)?;
+    let (olds, news) = (c.manifest.functions.part(omi), m.functions.part(mi));
+    let ids = c.fn_tid.get(om.functions.range())?;
+    let same = om.reachable
+        && olds.len() == news.len()
+        && !ids.contains(&NONE)
+        && olds
+            .iter()
+            .zip(news)
+            .all(|(o, n)| c.manifest.str(o.name) == m.str(n.name));
+    same.then_some(ids)
 }
 
 /// Initialises new globals: initial bytes, then their pointer fields.

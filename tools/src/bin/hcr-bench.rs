@@ -88,6 +88,12 @@ enum What {
         /// with 150 or more, every reload has an old image to free.
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
+        /// Write both images once and install each by renaming a hard link
+        /// to it: no image is written between reloads, so the reload's own
+        /// cost is measured with the caches the reloads leave (by default
+        /// each reload follows the write of a whole image, as after a link).
+        #[arg(long)]
+        prewritten: bool,
     },
     /// Cross-module call through a permanent address vs a direct call.
     Calls {
@@ -513,6 +519,7 @@ fn bench_reload(
     cli: &Cli,
     (modules, functions, globals): (usize, usize, usize),
     pause_ms: u64,
+    prewritten: bool,
 ) -> anyhow::Result<()> {
     let shape = Shape {
         modules,
@@ -527,8 +534,20 @@ fn bench_reload(
     install(&app, &a)?;
     let rt = hcr_runtime::Runtime::open(&app)?;
     let mut v = Vec::new();
+    let (pa, pb) = (dir.join("a.hcr"), dir.join("b.hcr"));
+    if prewritten {
+        install(&pa, &a)?;
+        install(&pb, &b)?;
+    }
     for i in 0..cli.runs.max(21) {
-        install(&app, if i % 2 == 0 { &b } else { &a })?;
+        if prewritten {
+            let link = app.with_extension("link");
+            let _ = std::fs::remove_file(&link);
+            std::fs::hard_link(if i % 2 == 0 { &pb } else { &pa }, &link)?;
+            std::fs::rename(&link, &app)?;
+        } else {
+            install(&app, if i % 2 == 0 { &b } else { &a })?;
+        }
         std::thread::sleep(Duration::from_millis(pause_ms));
         let t = Instant::now();
         let n = rt.reload()?;
@@ -541,6 +560,10 @@ fn bench_reload(
     let paused = match pause_ms {
         0 => String::new(),
         p => format!(", {p} ms between reloads"),
+    } + if prewritten {
+        ", images written beforehand"
+    } else {
+        ""
     };
     println!("## reload: {modules} modules × {functions} functions + {globals} globals, one module changed{paused}");
     println!("| what | median | anchor |");
@@ -1367,7 +1390,8 @@ fn main() -> ExitCode {
             functions,
             globals,
             pause_ms,
-        } => bench_reload(&cli, (modules, functions, globals), pause_ms),
+            prewritten,
+        } => bench_reload(&cli, (modules, functions, globals), pause_ms, prewritten),
         What::Relink {
             modules,
             functions,

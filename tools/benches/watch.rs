@@ -236,7 +236,7 @@ fn main() -> anyhow::Result<()> {
         median(&mut link)
     );
     println!(
-        "            reload             {:7.1} ms",
+        "            reload             {:9.3} ms",
         median(&mut reload)
     );
     println!(

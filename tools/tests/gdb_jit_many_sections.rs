@@ -1,8 +1,8 @@
 //! An image of more than 65 279 sections (a large program built with
 //! `-ffunction-sections -fdata-sections`) uses ELF's extended section
 //! numbering: the count and the name table's index are in section header 0.
-//! Its debug information still reaches debuggers. One runtime per process:
-//! one test.
+//! Its debug information still reaches debuggers and crash reports. One
+//! runtime per process: one test.
 
 mod support;
 
@@ -18,7 +18,8 @@ fn debug_information_of_an_image_with_extended_section_numbering() {
         src.push_str(&format!("int g{i} = {i};\n"));
     }
     src.push_str("int sum(void) { return g0 + g65999; }\n");
-    src.push_str("int main(void) { return sum() - 65999; }\n");
+    src.push_str("int boom(volatile int *p) { return *p; }\n");
+    src.push_str("int main(int argc, char **argv) { (void)argv; return argc > 1 ? boom(0) : sum() - 65999; }\n");
     let c = dir.join("main.c");
     std::fs::write(&c, src).unwrap();
     let o = dir.join("main.o");
@@ -56,4 +57,18 @@ fn debug_information_of_an_image_with_extended_section_numbering() {
     // SAFETY: `sum` is `int (void)`.
     let sum = unsafe { rt.get_proc::<extern "C" fn() -> i32>("main", "sum") }.expect("sum");
     assert_eq!(sum(), 65_999);
+
+    // A crash names the line, as in a small image.
+    let out = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .args(["--", "crash"])
+        .env_remove("HCR_GDB_JIT")
+        .output()
+        .expect("hcr run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("hcr: crash: SIGSEGV in main:boom (main.c:66002)"),
+        "{err}"
+    );
 }

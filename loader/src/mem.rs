@@ -2,7 +2,8 @@
 //! image, trampoline and persistent object, so that every 32-bit PC-relative
 //! relocation between them reaches. Chunks are committed (made read-write)
 //! when allocated and decommitted (back to `PROT_NONE`, pages dropped) when
-//! freed; freed ranges are reused first-fit, so the window never drifts.
+//! freed, but for a few small ones kept for the next allocation of their
+//! size; freed ranges are reused first-fit, so the window never drifts.
 
 use std::collections::BTreeMap;
 
@@ -125,7 +126,18 @@ pub struct Window {
     base: usize,
     len: usize,
     pages: RangeAlloc,
+    /// Freed chunks of at most [`SPARE_MAX`] bytes, kept committed (at
+    /// most [`SPARE_SLOTS`]) for the next allocation of the same size: a
+    /// reload frees the area of the module it loaded two reloads before
+    /// and allocates one of about that size, so the kernel neither drops
+    /// nor faults in and zeroes those pages again.
+    spare: Vec<Chunk>,
 }
+
+/// Largest chunk kept as a spare.
+const SPARE_MAX: usize = 16 * PAGE;
+/// Spare chunks kept at most.
+const SPARE_SLOTS: usize = 4;
 
 impl Window {
     /// Reserves `len` bytes of address space (no memory is committed).
@@ -158,6 +170,7 @@ impl Window {
             base,
             len,
             pages: RangeAlloc::new(base, len),
+            spare: Vec::new(),
         })
     }
 
@@ -176,9 +189,9 @@ impl Window {
         self.len == 0
     }
 
-    /// Free bytes left.
+    /// Free bytes left (spare chunks count as free).
     pub fn free_bytes(&self) -> usize {
-        self.pages.free_bytes()
+        self.pages.free_bytes() + self.spare.iter().map(|c| c.len).sum::<usize>()
     }
 
     /// True when `addr` lies inside the window.
@@ -205,13 +218,32 @@ impl Window {
     /// As [`Window::alloc`].
     pub fn alloc_unfilled(&mut self, len: usize) -> Result<Chunk, LoadError> {
         let len = len.max(1).div_ceil(PAGE) * PAGE;
+        if let Some(k) = self.spare.iter().position(|c| c.len == len) {
+            let chunk = self.spare.swap_remove(k);
+            if let Err(e) = protect(&chunk, Prot::ReadWrite) {
+                // SAFETY: a spare chunk is unused (its last user freed it).
+                unsafe { self.release(chunk) };
+                return Err(e);
+            }
+            // As a fresh chunk: zero-filled. Its pages are in memory, so
+            // this costs no faults.
+            // SAFETY: the chunk lies in our reservation, is committed
+            // read-write (just above) and unused: nothing else refers to
+            // its bytes.
+            unsafe { std::ptr::write_bytes(chunk.addr as *mut u8, 0, chunk.len) };
+            return Ok(chunk);
+        }
         // A chunk of huge pages' size starts on a huge page (below), so all
         // of it but its tail can have them; a smaller one anywhere.
         let align = if len >= HUGE_PAGE { HUGE_PAGE } else { PAGE };
-        let addr = self
-            .pages
-            .alloc(len, align)
-            .or_else(|| self.pages.alloc(len, PAGE));
+        let take =
+            |pages: &mut RangeAlloc| pages.alloc(len, align).or_else(|| pages.alloc(len, PAGE));
+        let mut addr = take(&mut self.pages);
+        if addr.is_none() && !self.spare.is_empty() {
+            // The spares' ranges may be what is missing.
+            self.release_spares();
+            addr = take(&mut self.pages);
+        }
         let addr = addr.ok_or_else(|| {
             LoadError::Window(format!(
                 "address window exhausted: need {} KiB, {} KiB free of {} MiB",
@@ -245,6 +277,30 @@ impl Window {
     /// # Safety
     /// No code may run in, and no live pointer may refer to, the chunk.
     pub unsafe fn free(&mut self, chunk: Chunk) {
+        if chunk.len <= SPARE_MAX && self.spare.len() < SPARE_SLOTS {
+            // Kept committed, with the protection it had (never writable
+            // and executable): nothing runs in or refers to it, as for a
+            // decommitted chunk, until an allocation of its size takes it.
+            self.spare.push(chunk);
+            return;
+        }
+        // SAFETY: as the caller guarantees for `free`.
+        unsafe { self.release(chunk) };
+    }
+
+    /// Decommits every spare chunk.
+    fn release_spares(&mut self) {
+        for c in std::mem::take(&mut self.spare) {
+            // SAFETY: a spare chunk is unused (its last user freed it).
+            unsafe { self.release(c) };
+        }
+    }
+
+    /// Decommits `chunk` and returns its range to the free list.
+    ///
+    /// # Safety
+    /// As [`Window::free`].
+    unsafe fn release(&mut self, chunk: Chunk) {
         // SAFETY: the chunk lies in our reservation (it came from `alloc`);
         // the caller guarantees nothing uses it. MAP_FIXED over our own
         // reservation replaces only these pages with fresh PROT_NONE ones,
@@ -378,6 +434,37 @@ mod tests {
         unsafe { w.free(c) };
         assert_eq!(w.free_bytes(), 1 << 20);
         assert!(matches!(w.alloc(2 << 20), Err(LoadError::Window(_))));
+    }
+
+    #[test]
+    fn a_freed_small_chunk_is_kept_and_given_back_zeroed() {
+        let mut w = Window::reserve(64 * PAGE).unwrap();
+        let c = w.alloc(2 * PAGE).unwrap();
+        let at = c.addr;
+        // SAFETY: the fresh chunk is ours and read-write.
+        unsafe { std::ptr::write_bytes(at as *mut u8, 0xcc, 2 * PAGE) };
+        protect(&c, Prot::ReadExecute).unwrap();
+        // SAFETY: nothing uses the chunk.
+        unsafe { w.free(c) };
+        assert_eq!(w.free_bytes(), 64 * PAGE);
+        // A request of another size does not take it; one of its size does.
+        let other = w.alloc_unfilled(PAGE).unwrap();
+        assert_ne!(other.addr, at);
+        let again = w.alloc_unfilled(2 * PAGE).unwrap();
+        assert_eq!(again.addr, at);
+        // As a fresh chunk: zero-filled and writable.
+        // SAFETY: the chunk is ours and read-write.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(at as *mut u8, 2 * PAGE) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[PAGE] = 1;
+        // SAFETY: nothing uses the chunks.
+        unsafe {
+            w.free(again);
+            w.free(other);
+        }
+        // The spares give their ranges back when the window runs short.
+        let all = w.alloc_unfilled(64 * PAGE).unwrap();
+        assert_eq!(all.addr, w.base());
     }
 
     #[test]

@@ -617,42 +617,6 @@ fn linker_sets_are_refused_with_the_reason() {
     assert!(!err.contains("built without -fdata-sections"), "{err}");
 }
 
-/// An indirect function (`__attribute__((ifunc))`, and what
-/// `__attribute__((target_clones))` makes) is refused at link time with its
-/// reason: called like a plain function it would run its resolver.
-#[test]
-fn indirect_functions_are_refused_with_the_reason() {
-    let t = tempfile::tempdir().unwrap();
-    let d = t.path();
-    let by_hand = compile_with(
-        d,
-        "by_hand",
-        "int impl(void) { return 77; }\n\
-         static void *pick(void) { return (void *)impl; }\n\
-         int chosen(void) __attribute__((ifunc(\"pick\")));\n\
-         int main(void) { return chosen(); }\n",
-        SECTIONED,
-    );
-    let clones = compile_with(
-        d,
-        "clones",
-        "__attribute__((target_clones(\"avx2\", \"default\")))\n\
-         int dot(const int *a, int n) { int s = 0; for (int i = 0; i < n; i++) s += a[i] * a[i]; return s; }\n",
-        SECTIONED,
-    );
-    refused(
-        &d.join("app.hcr"),
-        &[by_hand, clones],
-        &[
-            "by_hand.o (module by_hand): indirect function (STT_GNU_IFUNC",
-            "which hcr does not support: 'chosen'",
-            "clones.o (module clones): indirect function",
-            "'dot'",
-            "help: choose the implementation at run time instead",
-        ],
-    );
-}
-
 /// `link_cached` keeps inputs mapped between links; an object rewritten in
 /// place (as `cc -o` does) or replaced by rename must be read afresh, and
 /// the result must equal an uncached link byte for byte.

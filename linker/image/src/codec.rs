@@ -399,7 +399,7 @@ fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> 
         e.str(name);
         e.u32(f.offset);
         e.u32(f.size);
-        e.u8(f.global as u8);
+        e.u8(f.global as u8 | (f.indirect as u8) << 1);
     }
     e.len(objs.len());
     for (o, [name, identity, assumed]) in objs.iter().zip(onames) {
@@ -1045,12 +1045,18 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
     let n = d.len(17)?;
     let mut functions = Vec::with_capacity(n);
     for _ in 0..n {
+        let (name, offset, size) = (d.str(t, id)?, d.u32()?, d.u32()?);
+        let flags = d.u8()?;
+        if flags > 3 {
+            return Err(d.err(format!("bad function flags {flags}")));
+        }
         functions.push(Function {
-            name: d.str(t, id)?,
+            name,
             module,
-            offset: d.u32()?,
-            size: d.u32()?,
-            global: d.bool()?,
+            offset,
+            size,
+            global: flags & 1 != 0,
+            indirect: flags & 2 != 0,
         });
     }
     let n = d.len(53)?;

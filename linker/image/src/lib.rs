@@ -398,6 +398,10 @@ pub struct Function {
     pub size: u32,
     /// True for `STB_GLOBAL`/`STB_WEAK`, false for `static` functions.
     pub global: bool,
+    /// An indirect function (`STT_GNU_IFUNC`: `__attribute__((ifunc))`,
+    /// `target_clones`): the code at [`Function::offset`] is its resolver,
+    /// and its permanent address runs what the resolver returns.
+    pub indirect: bool,
 }
 
 /// A writable object that lives in persistent storage.

@@ -52,9 +52,15 @@ pub(crate) fn classify(mods: &[Mod<'_>], mi: u32, sec_idx: usize, r: &crate::par
     let s = match tgt {
         Tgt::Loc {
             m: tm,
+            indirect: true,
+            ..
+        } => at.indirect(tm)?,
+        Tgt::Loc {
+            m: tm,
             sec,
             off,
             section_sym,
+            ..
         } => at.in_module(tm, sec, off, section_sym)?,
         other => at.elsewhere(other)?,
     };
@@ -154,6 +160,42 @@ impl Ref<'_, '_> {
                 ))
             }
         })
+    }
+
+    /// `S` for an indirect function of module `tm` (the symbol's): its
+    /// permanent address, which runs what its resolver returns, for calls
+    /// inside its own module too; the resolver's code is never the target.
+    fn indirect(&self, tm: u32) -> Result<S, (String, String)> {
+        let tm_mod = &self.mods[tm as usize];
+        let Some(k) = tm_mod
+            .funcs
+            .iter()
+            .position(|f| f.indirect && f.name == self.sym.name)
+        else {
+            return Err((
+                format!(
+                    "indirect function '{}' outside a code section",
+                    self.sym.name
+                ),
+                "the object is malformed; rebuild it".into(),
+            ));
+        };
+        let f = tm_mod.fn_base + k as u32;
+        if self.got {
+            Ok(S::Got(GotKey::Func(f)))
+        } else if self.pc_rel() && self.src.kind != SecKind::Text {
+            Err((
+                format!(
+                    "relative reference to indirect function '{}' from data ({})",
+                    self.sym.name,
+                    x86::name(self.r.r_type)
+                ),
+                "take the function's address in code or through a pointer initialised with it"
+                    .into(),
+            ))
+        } else {
+            Ok(S::Func(f, 0))
+        }
     }
 
     /// `S` for a host symbol: through the GOT, a PLT stub, or its address.

@@ -160,6 +160,7 @@ fn add_definitions(
             offset: off as u32,
             size: f.size as u32,
             global: f.global,
+            indirect: f.indirect,
         });
     }
     let ostart = e.objects.len() as u32;

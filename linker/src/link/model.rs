@@ -10,6 +10,9 @@ pub(crate) struct FnDef<'d> {
     pub(crate) size: u64,
     pub(crate) name: &'d str,
     pub(crate) global: bool,
+    /// `STT_GNU_IFUNC`: `value` is the resolver's entry. Never found by
+    /// address (`sec_funcs`): only references to its symbol reach it.
+    pub(crate) indirect: bool,
 }
 
 /// A writable object of one module: a data section, or a COMMON symbol.
@@ -151,6 +154,8 @@ pub(crate) enum Tgt {
         sec: u32,
         off: u64,
         section_sym: bool,
+        /// The symbol is an indirect function's (`STT_GNU_IFUNC`).
+        indirect: bool,
     },
     Host(u32),
     Abs(u64),

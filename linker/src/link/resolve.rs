@@ -41,6 +41,7 @@ pub(crate) fn resolve_module(
                         sec,
                         off: s.value,
                         section_sym: s.typ == object::elf::STT_SECTION.0,
+                        indirect: s.typ == object::elf::STT_GNU_IFUNC.0,
                     }
                 }
             }

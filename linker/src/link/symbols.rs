@@ -94,16 +94,18 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
             for (si, s) in o.symbols.iter().enumerate() {
                 let Shndx::Sec(sec) = s.shndx else { continue };
                 let kind = o.sections[sec as usize].kind;
-                if s.typ == object::elf::STT_GNU_IFUNC.0 {
-                    // Its address is what its resolver returns at load: a
-                    // call to it would run the resolver instead.
-                    d.push(
-                        &o.path,
-                        &o.name,
-                        Some(s.name),
-                        "indirect function (STT_GNU_IFUNC, from __attribute__((ifunc)) or __attribute__((target_clones))), which hcr does not support".to_string(),
-                        "choose the implementation at run time instead (a function pointer set by a constructor), or build this function without ifunc/target_clones",
-                    );
+                if s.typ == object::elf::STT_GNU_IFUNC.0 && kind == SecKind::Text {
+                    // Its permanent address runs what its resolver (the
+                    // code at its value) returns; references to it go
+                    // through that address, never straight to the code.
+                    funcs.push(FnDef {
+                        sec,
+                        value: s.value,
+                        size: s.size,
+                        name: s.name,
+                        global: s.is_global(),
+                        indirect: true,
+                    });
                     continue;
                 }
                 if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
@@ -118,6 +120,7 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
                             size: s.size,
                             name: s.name,
                             global: s.is_global(),
+                            indirect: false,
                         });
                     }
                 }
@@ -226,17 +229,18 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
                     );
                 }
             }
-            // Functions by section (a counting sort keeps symbol order).
+            // Functions by section (a counting sort keeps symbol order);
+            // indirect ones are found by symbol only.
             let mut at = vec![0u32; o.sections.len() + 1];
-            for f in &funcs {
+            for f in funcs.iter().filter(|f| !f.indirect) {
                 at[f.sec as usize + 1] += 1;
             }
             for i in 0..o.sections.len() {
                 at[i + 1] += at[i];
             }
             let mut next = at.clone();
-            let mut flat = vec![(0u64, 0u32); funcs.len()];
-            for (i, f) in funcs.iter().enumerate() {
+            let mut flat = vec![(0u64, 0u32); at[o.sections.len()] as usize];
+            for (i, f) in funcs.iter().enumerate().filter(|(_, f)| !f.indirect) {
                 let p = &mut next[f.sec as usize];
                 flat[*p as usize] = (f.value, i as u32);
                 *p += 1;

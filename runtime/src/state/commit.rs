@@ -272,11 +272,9 @@ impl State {
                 if t == NONE {
                     continue;
                 }
+                let code = vbase.wrapping_add(u64::from(md.seg.start + f.offset));
                 let e = &mut self.functions[t as usize];
-                trampoline::store_slot(
-                    e.tramp.slot,
-                    vbase.wrapping_add(u64::from(md.seg.start + f.offset)),
-                );
+                trampoline::store_slot(e.tramp.slot, jump_target(f, code));
                 e.removed_stub = None;
                 live[t as usize] = true;
                 work.slots_retargeted += 1;

@@ -205,6 +205,22 @@ impl<'o> AreasFrom<'o> {
     }
 }
 
+/// Where the permanent address of `f`, whose code lies at `code`, jumps:
+/// the code, or for an indirect function what its resolver returns (as
+/// the dynamic loader does for `R_X86_64_IRELATIVE`, once per load).
+pub(super) fn jump_target(f: &hcr_image::Function, code: u64) -> u64 {
+    if !f.indirect {
+        return code;
+    }
+    // SAFETY: `code` is the entry of the indirect function's resolver in a
+    // loaded, relocated, executable area (areas are made read+execute
+    // before any trampoline is pointed into them). On x86-64 a resolver
+    // (`__attribute__((ifunc))`, gcc's `target_clones`) takes no arguments
+    // and returns the implementation's address.
+    let resolve: extern "C" fn() -> u64 = unsafe { std::mem::transmute(code as usize) };
+    resolve()
+}
+
 impl Current {
     /// Run-time address of function `fi`.
     fn func_addr(&self, fi: usize) -> u64 {

@@ -144,7 +144,11 @@ impl State {
                 continue;
             }
             let e = &mut self.functions[t as usize];
-            trampoline::store_slot(e.tramp.slot, prev.image.func_addr(fi));
+            let code = prev.image.func_addr(fi);
+            trampoline::store_slot(
+                e.tramp.slot,
+                jump_target(&prev.image.manifest.functions[fi], code),
+            );
             e.removed_stub = None;
             live[t as usize] = true;
         }

@@ -169,7 +169,10 @@ impl State {
         crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
         crate::tls::publish_staged();
         let live = self.retarget(&new, &fn_tid, &mut work);
-        self.stub_gone(&diff, &live);
+        self.stub_gone(&diff);
+        for t in live {
+            self.retargeted[t as usize] = false;
+        }
         self.apply_identities(identities);
         self.join_new_globals(m, &diff, new_globals, &mut obj_gid);
         self.free_gone_globals(&new, &diff, &obj_gid);
@@ -260,10 +263,11 @@ impl State {
     /// store each); kept segments' functions already run where they are.
     /// A function keeps its key (module, name), so one that a changed
     /// module still has is among these. Returns which registry entries are
-    /// live.
-    fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<bool> {
+    /// live: marked in `retargeted`, and listed.
+    fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<u32> {
         let New { m, place, loaded } = *new;
-        let mut live = vec![false; self.functions.len()];
+        self.retargeted.resize(self.functions.len(), false);
+        let mut live = Vec::new();
         for mi in marked(loaded) {
             let md = &m.modules[mi];
             let vbase = place.vbase[mi];
@@ -276,7 +280,8 @@ impl State {
                 let e = &mut self.functions[t as usize];
                 trampoline::store_slot(e.tramp.slot, jump_target(f, code));
                 e.removed_stub = None;
-                live[t as usize] = true;
+                self.retargeted[t as usize] = true;
+                live.push(t);
                 work.slots_retargeted += 1;
             }
         }
@@ -285,14 +290,14 @@ impl State {
 
     /// Functions of changed and removed modules that are gone get a stub
     /// that says so.
-    fn stub_gone(&mut self, diff: &Diff, live: &[bool]) {
+    fn stub_gone(&mut self, diff: &Diff) {
         let mut gone: Vec<u32> = Vec::new();
         if let Some(c) = &self.current {
             for md in touched_old(diff, c) {
                 for fi in md.functions.range() {
                     let t = c.fn_tid[fi];
                     if t != NONE
-                        && !live[t as usize]
+                        && !self.retargeted[t as usize]
                         && self.functions[t as usize].removed_stub.is_none()
                     {
                         gone.push(t);

@@ -351,6 +351,9 @@ pub struct State {
     pub last_work: ReloadWork,
     /// The loader's address tables, kept between reloads.
     tables: Tables,
+    /// Per registry entry: retargeted by the commit in progress (all false
+    /// between commits, so a reload sets and clears only its own).
+    retargeted: Vec<bool>,
     pub handlers: Vec<Handler>,
     next_seq: u64,
     pub generation: u32,
@@ -455,6 +458,7 @@ impl State {
             areas: Vec::new(),
             last_work: ReloadWork::default(),
             tables: Tables::default(),
+            retargeted: Vec::new(),
             handlers: Vec::new(),
             next_seq: 0,
             generation: 0,

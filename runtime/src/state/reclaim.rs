@@ -13,9 +13,14 @@ impl State {
         let latest = self.generation;
         let due =
             |r: &Retired| r.generation + KEEP_RELOADS <= latest && r.at.elapsed() >= KEEP_TIME;
-        if !self.retired.iter().any(due) {
+        // Retired in order, so the ones old enough come first: only they
+        // are looked at (reloads in quick succession retire many images
+        // within the grace period).
+        let n = self.retired.partition_point(due);
+        if n == 0 {
             return; // nothing old enough: skip the stack walk
         }
+        let young = self.retired.split_off(n);
         // An old image's areas that the live image does not run in.
         let mut live: Vec<usize> = self
             .current
@@ -33,12 +38,10 @@ impl State {
                 .filter(|a| live.binary_search(&a.base).is_err())
                 .map(LoadedArea::range)
                 .collect();
-            match (due(&r), own.is_empty()) {
-                (false, _) => keep.push(r),
-                // It runs only in areas the live image keeps: dropping it
-                // frees nothing that code could be running in.
-                (true, true) => {}
-                (true, false) => check.push((r, own)),
+            // One that runs only in areas the live image keeps is dropped:
+            // that frees nothing code could be running in.
+            if !own.is_empty() {
+                check.push((r, own));
             }
         }
         if !check.is_empty() {
@@ -73,6 +76,7 @@ impl State {
                 }
             }
         }
+        keep.extend(young);
         self.retired = keep;
         self.free_unused_areas();
     }

@@ -1102,6 +1102,7 @@ impl Manifest {
 
     /// Area offset of `rel`, an offset from the start of module `m`'s
     /// segment (wrapping).
+    #[inline]
     pub fn area_offset(&self, m: ModuleId, rel: u32) -> u32 {
         self.modules
             .get(m.0 as usize)
@@ -1110,18 +1111,21 @@ impl Manifest {
 
     /// True when module `mi`'s record is the one module `mi` of the
     /// manifest this one was read against had ([`ReadSummary::shared`]).
+    #[inline]
     pub fn shared_record(&self, mi: usize) -> bool {
         self.read.shared.get(mi).copied().unwrap_or(false)
     }
 
     /// True when module `mi`'s record is shared ([`Manifest::shared_record`])
     /// and its functions and objects have the same global indices as there.
+    #[inline]
     pub fn same_ids(&self, mi: usize) -> bool {
         self.read.same_ids.get(mi).copied().unwrap_or(false)
     }
 
     /// [`Module::reachable`] of module `mi`, from the compact summary when
     /// there is one.
+    #[inline]
     pub fn reachable(&self, mi: usize) -> bool {
         match self.read.reachable.get(mi) {
             Some(&r) => r,
@@ -1131,6 +1135,7 @@ impl Manifest {
 
     /// Where module `mi`'s segment starts in the area ([`Module::seg`]),
     /// from the compact summary when there is one.
+    #[inline]
     pub fn seg_start(&self, mi: usize) -> u32 {
         match self.read.seg.get(mi) {
             Some(&(start, _)) => start,
@@ -1141,6 +1146,7 @@ impl Manifest {
     /// True when module `mi` may refer into other modules' segments
     /// ([`ModuleRecord::deps`] not empty), from the compact summary when
     /// there is one.
+    #[inline]
     pub fn has_deps(&self, mi: usize) -> bool {
         match self.read.has_deps.get(mi) {
             Some(&d) => d,
@@ -1151,6 +1157,7 @@ impl Manifest {
     /// True when this manifest was read against `old`
     /// ([`ReadSummary::against`]): only then do [`Manifest::shared_record`]
     /// and [`Manifest::same_ids`] speak of `old`'s modules.
+    #[inline]
     pub fn read_against(&self, old: &Manifest) -> bool {
         old.read.id != 0 && self.read.against == old.read.id
     }

@@ -147,6 +147,7 @@ impl ModuleAreas {
         }
     }
     /// The area holding module `mi`'s segment.
+    #[inline]
     fn get(&self, mi: usize) -> Option<&Arc<Area>> {
         self.list.get(*self.of.get(mi)? as usize)
     }
@@ -192,6 +193,7 @@ impl<'o> AreasFrom<'o> {
         }
     }
     /// Module `mi` keeps the area old module `omi` runs in.
+    #[inline]
     fn keep(&mut self, mi: usize, omi: usize) {
         let Some(&j) = self.old.of.get(omi).filter(|&&j| j != NONE) else {
             return;

@@ -214,6 +214,9 @@ impl State {
             return reuse;
         }
         let against = m.read_against(&c.manifest);
+        // Kept modules that refer into others: the only ones the fixpoint
+        // below can take back.
+        let mut with_deps = Vec::new();
         for (i, r) in reuse.iter_mut().enumerate() {
             if !m.reachable(i) {
                 continue;
@@ -222,28 +225,26 @@ impl State {
             if oi == NONE as usize {
                 continue;
             }
-            if against && oi == i && m.shared_record(i) {
-                // The loaded module's record: its link identity.
-                if c.areas.get(oi).is_some() {
-                    *r = oi as u32;
-                }
-                continue;
-            }
-            let (om, md) = (&c.manifest.modules[oi], &m.modules[i]);
-            let same = om.same_record(md)
-                || (om.link_hash == md.link_hash
-                    && om.seg.len() == md.seg.len()
-                    && om.functions.len() == md.functions.len()
-                    && om.objects.len() == md.objects.len());
+            let same = (against && oi == i && m.shared_record(i)) // its link identity
+                || {
+                    let (om, md) = (&c.manifest.modules[oi], &m.modules[i]);
+                    om.same_record(md)
+                        || (om.link_hash == md.link_hash
+                            && om.seg.len() == md.seg.len()
+                            && om.functions.len() == md.functions.len()
+                            && om.objects.len() == md.objects.len())
+                };
             if same && c.areas.get(oi).is_some() {
                 *r = oi as u32;
+                if m.has_deps(i) {
+                    with_deps.push(i);
+                }
             }
         }
         loop {
             let mut again = false;
-            for i in 0..reuse.len() {
+            for &i in &with_deps {
                 if reuse[i] != NONE
-                    && m.has_deps(i)
                     && m.modules[i]
                         .deps
                         .iter()

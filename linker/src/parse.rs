@@ -137,6 +137,10 @@ pub(crate) struct ObjFile<'d> {
     /// Every section's relocations, one run per section (one allocation per
     /// object rather than one per section).
     pub rels: Cow<'d, [Rel]>,
+    /// A member of an archive (a library's object, which the user does not
+    /// edit): it may be built without -ffunction-sections and
+    /// -fdata-sections.
+    pub member: bool,
 }
 
 impl<'d> ObjFile<'d> {
@@ -565,6 +569,7 @@ pub(crate) fn parse_object<'d>(
         symbols: Cow::Owned(syms),
         groups,
         rels: Cow::Owned(rels),
+        member: false,
     })
 }
 

@@ -53,6 +53,7 @@ impl Parsed {
             symbols: Cow::Borrowed(&o.symbols[..]),
             groups: o.groups.clone(),
             rels: Cow::Borrowed(&o.rels[..]),
+            member: o.member,
         }
     }
 

@@ -379,6 +379,135 @@ fn archive_members_that_define_referenced_symbols_become_modules() {
     assert_eq!(String::from_utf8_lossy(&support::run(&img).stdout), "211\n");
 }
 
+/// A static library as distributions and build systems make it: members
+/// built without -ffunction-sections or -fdata-sections (several functions
+/// in one `.text`, several variables in one `.data`/`.bss`). The members
+/// link as modules whose sections are kept whole, and the program behaves
+/// as the native build; the same objects given on the command line are
+/// still refused, since a module the user edits is reloaded per function.
+#[test]
+fn archive_members_built_without_per_symbol_sections_link() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = |name: &str, code: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, code).unwrap();
+        p
+    };
+    let counter = src(
+        "counter.c",
+        "static int hits;\nint total = 100;\n\
+         static const char *names[] = {\"zero\", \"one\", \"two\"};\n\
+         static int bump_by(int n) { hits += n; total += n; return hits; }\n\
+         int bump(void) { return bump_by(1); }\n\
+         int hits_now(void) { return hits; }\n\
+         const char *name_of(int i) { return names[i % 3]; }\n",
+    );
+    let fmt = src(
+        "fmt.c",
+        "#include <stdio.h>\nstatic char buf[64];\nstatic int calls;\nint bump(void);\n\
+         const char *describe(int v) { calls++; snprintf(buf, sizeof buf, \"value=%d after=%d calls=%d\", v, bump(), calls); return buf; }\n",
+    );
+    let main = src(
+        "main.c",
+        "#include <stdio.h>\nint bump(void); int hits_now(void); extern int total;\n\
+         const char *name_of(int); const char *describe(int);\n\
+         int main(void) { bump(); bump(); int h = hits_now(); const char *n = name_of(h);\n\
+         printf(\"%d %d %s\\n\", h, total, n); printf(\"%s\\n\", describe(7)); printf(\"%s\\n\", describe(8)); return 0; }\n",
+    );
+    let plain = |c: &Path| {
+        let o = c.with_extension("o");
+        let st = Command::new("cc")
+            .args(["-O2", "-fPIC", "-c"])
+            .arg(c)
+            .arg("-o")
+            .arg(&o)
+            .status()
+            .expect("cc");
+        assert!(st.success());
+        o
+    };
+    let (counter_o, fmt_o) = (plain(&counter), plain(&fmt));
+    let lib = d.join("libcnt.a");
+    let st = Command::new("ar")
+        .arg("rcs")
+        .arg(&lib)
+        .args([&counter_o, &fmt_o])
+        .status()
+        .expect("ar");
+    assert!(st.success());
+    let native = d.join("native");
+    let st = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&native)
+        .arg(&main)
+        .arg(&lib)
+        .status()
+        .expect("cc");
+    assert!(st.success());
+    let want = Command::new(&native).output().expect("native").stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&want),
+        "2 102 two\nvalue=7 after=3 calls=1\nvalue=8 after=4 calls=2\n"
+    );
+    let main_o = d.join("main.o");
+    support::compile(&main, &main_o, "-O2", &[]);
+    let img = d.join("app.hcr");
+    link_ok(&img, &[main_o.clone(), lib]);
+    let out = support::run(&img);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&want)
+    );
+    // The same objects as modules of the program: refused with the reason.
+    refused(
+        &d.join("direct.hcr"),
+        &[main_o, counter_o, fmt_o],
+        &[
+            "counter.o (module counter): 3 functions share one code section",
+            "fmt.o (module fmt): 2 variables share one data section",
+        ],
+    );
+}
+
+/// `--coverage` under hcr: gcc's `libgcov.a` (members built without
+/// per-symbol sections) links as modules, and the program writes its
+/// `.gcda` counts at exit as natively.
+#[test]
+fn coverage_counts_are_written() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let o = module(
+        d,
+        "counted",
+        "int twice(int x) { return 2 * x; }\nint main(void) { return twice(3) - 6; }\n",
+        "-O1",
+    );
+    // Recompiled with --coverage (the helper's flags plus it).
+    support::compile(&d.join("counted.c"), &o, "-O1", &["--coverage"]);
+    let img = d.join("app.hcr");
+    let l = Command::new(support::hcr_link_bin())
+        .arg("-o")
+        .arg(&img)
+        .arg(&o)
+        .args(["-l", "gcov"])
+        .output()
+        .expect("hcr-link");
+    assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
+    let out = support::run(&img);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.join("counted.gcda").exists(), "no counts written");
+}
+
 #[test]
 fn a_full_disk_leaves_the_previous_image_intact() {
     let t = tempfile::tempdir().unwrap();

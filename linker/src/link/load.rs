@@ -31,6 +31,8 @@ struct Cand<'d> {
     mtime_ns: i64,
     /// The object parsed by an earlier link (input files only).
     parsed: Option<&'d Arc<Parsed>>,
+    /// A member of an archive.
+    member: bool,
 }
 
 /// A parsed object, and what it was parsed from when kept between links.
@@ -82,6 +84,7 @@ fn split_inputs<'d>(
                 data,
                 mtime_ns: inp.mtime_ns,
                 parsed: Some(p),
+                member: false,
             });
             continue;
         }
@@ -95,6 +98,7 @@ fn split_inputs<'d>(
                 data,
                 mtime_ns: inp.mtime_ns,
                 parsed: None,
+                member: false,
             });
         }
     }
@@ -137,6 +141,7 @@ fn archive_members<'d>(
                 data: mdata,
                 mtime_ns,
                 parsed: None,
+                member: true,
             }),
             Err(e) => malformed(diags, e),
         }
@@ -153,7 +158,10 @@ fn parse_all(cands: Vec<Cand<'_>>) -> Vec<(Option<Loaded<'_>>, Diags)> {
             if let Some(p) = c.parsed {
                 return (Some((p.lend(), Some(p))), d);
             }
-            let o = parse_object(&c.path, &c.name, c.data, c.mtime_ns, &mut d);
+            let o = parse_object(&c.path, &c.name, c.data, c.mtime_ns, &mut d).map(|mut o| {
+                o.member = c.member;
+                o
+            });
             (o.map(|o| (o, None)), d)
         },
     )

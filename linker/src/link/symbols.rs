@@ -133,7 +133,9 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
             let mut objs = Vec::new();
             let mut sec_obj_local = vec![None; o.sections.len()];
             for (i, sec) in o.sections.iter().enumerate() {
-                if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" {
+                // (An archive member may share them: a library's object,
+                // which is not edited, so not reloaded function by function.)
+                if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" && !o.member {
                     d.push(
                         &o.path,
                         &o.name,
@@ -165,7 +167,7 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
                     );
                     continue;
                 }
-                if syms.len() > 1 {
+                if syms.len() > 1 && !o.member {
                     d.push(
                         &o.path,
                         &o.name,
@@ -175,9 +177,12 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
                     );
                     continue;
                 }
-                let (name, global) = match syms.first() {
-                    Some(&si) => (o.symbols[si].name, o.symbols[si].is_global()),
-                    None => (sec.name, false),
+                // One variable: named by it; none, or an archive member's
+                // several (built without -fdata-sections): the section is
+                // one object, named by the section.
+                let (name, global) = match syms[..] {
+                    [si] => (o.symbols[si].name, o.symbols[si].is_global()),
+                    _ => (sec.name, false),
                 };
                 sec_obj_local[i] = Some(objs.len() as u32);
                 objs.push(ObjDef {

@@ -129,11 +129,12 @@ pub(crate) struct ObjFile<'d> {
     pub data: &'d [u8],
     pub mtime_ns: i64,
     pub source: String,
-    pub sections: Vec<Sec<'d>>,
-    /// Borrowed from a kept parse (see `parsed.rs`): only the section kinds
-    /// change during a link (COMDAT), so only the sections are copied.
+    /// Borrowed from a kept parse (see `parsed.rs`) until a link changes a
+    /// section's kind (a discarded COMDAT copy): then this link's own copy.
+    pub sections: Cow<'d, [Sec<'d>]>,
+    /// Borrowed from a kept parse, as are the groups.
     pub symbols: Cow<'d, [Sym<'d>]>,
-    pub groups: Vec<Group<'d>>,
+    pub groups: Cow<'d, [Group<'d>]>,
     /// Every section's relocations, one run per section (one allocation per
     /// object rather than one per section).
     pub rels: Cow<'d, [Rel]>,
@@ -565,9 +566,9 @@ pub(crate) fn parse_object<'d>(
         data,
         mtime_ns,
         source,
-        sections: secs,
+        sections: Cow::Owned(secs),
         symbols: Cow::Owned(syms),
-        groups,
+        groups: Cow::Owned(groups),
         rels: Cow::Owned(rels),
         member: false,
     })

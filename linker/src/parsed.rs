@@ -49,9 +49,9 @@ impl Parsed {
             data: o.data,
             mtime_ns: o.mtime_ns,
             source: o.source.clone(),
-            sections: o.sections.clone(),
+            sections: Cow::Borrowed(&o.sections[..]),
             symbols: Cow::Borrowed(&o.symbols[..]),
-            groups: o.groups.clone(),
+            groups: Cow::Borrowed(&o.groups[..]),
             rels: Cow::Borrowed(&o.rels[..]),
             member: o.member,
         }

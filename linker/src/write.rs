@@ -116,7 +116,7 @@ fn count(m: &Mod<'_>) -> Counts {
         ..Counts::default()
     };
     let mut extra = 0u64;
-    for sec in &m.obj.sections {
+    for sec in m.obj.sections.iter() {
         if !is_output(sec.kind) {
             continue;
         }
@@ -1245,7 +1245,7 @@ fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
     // Constructor tables are copied from the inputs as they are.
     for (m, b) in p.mods.iter().zip(p.bases) {
         let mut extra = b.extra_offset;
-        for sec in &m.obj.sections {
+        for sec in m.obj.sections.iter() {
             if sec.kind.entry_list() {
                 extra = align_up(extra, sec.align);
                 pieces.push((extra, sec.data));

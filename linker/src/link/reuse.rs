@@ -408,7 +408,7 @@ pub(crate) fn position_independent(mi: u32, m: &Mod<'_>) -> bool {
     };
     let own_fn = |f: u32| f >= m.fn_base && f < m.fn_base + m.funcs.len() as u32;
     let mut classes = m.classes.iter();
-    for sec in &m.obj.sections {
+    for sec in m.obj.sections.iter() {
         if !sec.kind.relocated() {
             continue;
         }

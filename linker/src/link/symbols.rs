@@ -7,7 +7,7 @@ pub(crate) fn dedup_comdats(mods: &mut [Mod<'_>]) {
     let mut owner: HashMap<String, usize> = HashMap::default();
     for (mi, m) in mods.iter_mut().enumerate() {
         let mut discard = Vec::new();
-        for g in &m.obj.groups {
+        for g in m.obj.groups.iter() {
             match owner.get(g.signature) {
                 Some(&o) if o != mi => discard.extend(g.members.iter().copied()),
                 Some(_) => {}
@@ -17,7 +17,7 @@ pub(crate) fn dedup_comdats(mods: &mut [Mod<'_>]) {
             }
         }
         for s in discard {
-            if let Some(sec) = m.obj.sections.get_mut(s as usize) {
+            if let Some(sec) = m.obj.sections.to_mut().get_mut(s as usize) {
                 sec.kind = SecKind::Discarded;
             }
         }

@@ -453,7 +453,14 @@ fn archive_members_built_without_per_symbol_sections_link() {
     let main_o = d.join("main.o");
     support::compile(&main, &main_o, "-O2", &[]);
     let img = d.join("app.hcr");
-    link_ok(&img, &[main_o.clone(), lib]);
+    let l = link(&img, &[main_o.clone(), lib]);
+    let err = String::from_utf8_lossy(&l.stderr);
+    assert!(l.status.success(), "{err}");
+    // Said once for the archive, naming the flags and the members.
+    assert!(
+        err.contains("libcnt.a: members built without -ffunction-sections and -fdata-sections (counter.o, fmt.o)"),
+        "{err}"
+    );
     let out = support::run(&img);
     assert!(
         out.status.success(),

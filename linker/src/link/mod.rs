@@ -76,7 +76,7 @@ pub(crate) fn link(
     let (root, mut hosts) = resolve_all(config, &mut mods, &mut diags, timer, prev.as_ref())?;
     let resolve_hosts = hosts.len();
     let reachable = reachability(&mods, root);
-    let mut warnings = Vec::new();
+    let mut warnings = coarse_member_warnings(&mods);
     if let Some(w) = root_without_main(&mods, root) {
         warnings.push(w);
     }

@@ -272,6 +272,68 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
     }
 }
 
+/// Archive members built without -ffunction-sections or -fdata-sections
+/// (taken whole by [`collect_definitions`]), said once per archive: the
+/// contract asks that a missing flag be named even where the link goes on.
+pub(crate) fn coarse_member_warnings(mods: &[Mod<'_>]) -> Vec<String> {
+    let mut by_archive: std::collections::BTreeMap<&str, (Vec<&str>, bool, bool)> =
+        std::collections::BTreeMap::new();
+    for m in mods.iter().filter(|m| m.obj.member) {
+        let o = &m.obj;
+        let shared_text = o.sections.iter().enumerate().any(|(i, s)| {
+            s.kind == SecKind::Text
+                && s.name == ".text"
+                && m.sec_func_at
+                    .get(i + 1)
+                    .zip(m.sec_func_at.get(i))
+                    .is_some_and(|(b, a)| b - a > 1)
+        });
+        let shared_data = m.objs.iter().any(|od| {
+            od.sec.is_some_and(|si| {
+                o.sections[si as usize].name == od.name
+                    && o.symbols
+                        .iter()
+                        .filter(|s| s.shndx == Shndx::Sec(si) && s.typ == object::elf::STT_OBJECT.0)
+                        .nth(1)
+                        .is_some()
+            })
+        });
+        if !(shared_text || shared_data) {
+            continue;
+        }
+        let (archive, member) = o
+            .path
+            .rsplit_once('(')
+            .map_or((o.path.as_str(), o.name.as_str()), |(a, m)| {
+                (a, m.trim_end_matches(')'))
+            });
+        let e = by_archive.entry(archive).or_default();
+        e.0.push(member);
+        e.1 |= shared_text;
+        e.2 |= shared_data;
+    }
+    by_archive
+        .into_iter()
+        .map(|(archive, (members, text, data))| {
+            let flags = match (text, data) {
+                (true, true) => "-ffunction-sections and -fdata-sections",
+                (true, false) => "-ffunction-sections",
+                _ => "-fdata-sections",
+            };
+            let (what, whose) = match members.len() {
+                1 => ("a member", "its"),
+                _ => ("members", "their"),
+            };
+            format!(
+                "{archive}: {what} built without {flags} ({}): linked with {whose} code and data \
+                 sections whole, which suits a library that is not edited; a reload keeps such a \
+                 member's globals only while their sections keep their sizes",
+                members.join(", ")
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn build_global_table<'a>(
     mods: &'a [Mod<'_>],
     diags: &mut Vec<Diagnostic>,

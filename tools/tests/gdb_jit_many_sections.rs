@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 #[test]
 fn debug_information_of_an_image_with_extended_section_numbering() {
     let t = tempfile::tempdir().unwrap();
@@ -33,17 +31,7 @@ fn debug_information_of_an_image_with_extended_section_numbering() {
     let rt = hcr_runtime::Runtime::open(&img).expect("load");
     let objs = hcr_runtime::gdb_jit::registered_objects();
     assert_eq!(objs.len(), 1);
-    let f = dir.join("jit.o");
-    std::fs::write(&f, &objs[0]).unwrap();
-    let readelf = |args: &[&str]| {
-        let o = Command::new("readelf")
-            .args(args)
-            .arg(&f)
-            .output()
-            .expect("readelf (binutils) must be installed");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let readelf = |args: &[&str]| support::readelf(args, &objs[0], dir);
     let sections = readelf(&["-W", "-S"]);
     for s in [".debug_info", ".debug_line"] {
         assert!(

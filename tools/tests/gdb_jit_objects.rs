@@ -8,19 +8,8 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-fn readelf(args: &[&str], object: &[u8], dir: &Path) -> String {
-    let f = dir.join("jit.o");
-    std::fs::write(&f, object).unwrap();
-    let o = Command::new("readelf")
-        .args(args)
-        .arg(&f)
-        .output()
-        .expect("readelf (binutils) must be installed");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use support::readelf;
 
 fn image(dir: &Path, tag: &str, util: &str, debug: bool) -> std::path::PathBuf {
     let d = dir.join(tag);

@@ -461,16 +461,7 @@ fn archive_members_built_without_per_symbol_sections_link() {
         err.contains("libcnt.a: members built without -ffunction-sections and -fdata-sections (counter.o, fmt.o)"),
         "{err}"
     );
-    let out = support::run(&img);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&want)
-    );
+    assert_eq!(support::run_ok(&img), String::from_utf8_lossy(&want));
     // The same objects as modules of the program: refused with the reason.
     refused(
         &d.join("direct.hcr"),

@@ -176,16 +176,7 @@ fn short_lived_threads_free_their_blocks() {
     let o = support::module(t.path(), "many", MANY_THREADS, "-O2");
     let img = t.path().join("app.hcr");
     support::link_ok(&img, &[o]);
-    let out = support::run(&img);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "bad=0 main n=5 small=1\n"
-    );
+    assert_eq!(support::run_ok(&img), "bad=0 main n=5 small=1\n");
 }
 
 const HOST: &str = r#"

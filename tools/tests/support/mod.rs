@@ -132,6 +132,33 @@ pub fn run(image: &Path) -> Output {
         .expect("run hcr")
 }
 
+/// What `readelf ARGS` prints for the ELF object `object` (written to
+/// `dir/jit.o` first).
+pub fn readelf(args: &[&str], object: &[u8], dir: &Path) -> String {
+    let f = dir.join("jit.o");
+    std::fs::write(&f, object).expect("write the object");
+    let o = Command::new("readelf")
+        .args(args)
+        .arg(&f)
+        .output()
+        .expect("readelf (binutils) must be installed");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs `hcr run image`, asserts that it succeeded (its stderr in the
+/// message) and returns what it printed.
+pub fn run_ok(image: &Path) -> String {
+    let out = run(image);
+    assert!(
+        out.status.success(),
+        "hcr run {}: {}",
+        image.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `libhcr_runtime.a` of this build, for C hosts. `cargo test` builds the
 /// runtime as a dependency without copying its static library beside the
 /// binaries, so this asks cargo for it (a no-op when it is up to date).

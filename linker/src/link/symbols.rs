@@ -328,10 +328,20 @@ pub(crate) fn coarse_member_warnings(mods: &[Mod<'_>]) -> Vec<String> {
                 "{archive}: {what} built without {flags} ({}): linked with {whose} code and data \
                  sections whole, which suits a library that is not edited; a reload keeps such a \
                  member's globals only while their sections keep their sizes",
-                members.join(", ")
+                named_few(&members)
             )
         })
         .collect()
+}
+
+/// `names` joined, the first few only ("and N more" for the rest).
+fn named_few(names: &[&str]) -> String {
+    const SHOWN: usize = 6;
+    let mut s = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    s
 }
 
 pub(crate) fn build_global_table<'a>(

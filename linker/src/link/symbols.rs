@@ -94,33 +94,26 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
             for (si, s) in o.symbols.iter().enumerate() {
                 let Shndx::Sec(sec) = s.shndx else { continue };
                 let kind = o.sections[sec as usize].kind;
-                if s.typ == object::elf::STT_GNU_IFUNC.0 && kind == SecKind::Text {
-                    // Its permanent address runs what its resolver (the
-                    // code at its value) returns; references to it go
-                    // through that address, never straight to the code.
-                    funcs.push(FnDef {
-                        sec,
-                        value: s.value,
-                        size: s.size,
-                        name: s.name,
-                        global: s.is_global(),
-                        indirect: true,
-                    });
-                    continue;
-                }
-                if s.typ == object::elf::STT_FUNC.0 && kind == SecKind::Text {
-                    text_funcs[sec as usize] += 1;
-                    // Global functions, and static functions with plain names
+                let indirect = s.typ == object::elf::STT_GNU_IFUNC.0;
+                if (indirect || s.typ == object::elf::STT_FUNC.0) && kind == SecKind::Text {
+                    // An indirect function's permanent address runs what its
+                    // resolver (the code at its value) returns; references
+                    // go through that address, never straight to the code,
+                    // so it is not counted as code of the section.
+                    if !indirect {
+                        text_funcs[sec as usize] += 1;
+                    }
+                    // Global functions, static functions with plain names
                     // (compiler clones such as `f.cold` or `f.constprop.0` are
-                    // reached by branches only).
-                    if s.is_global() || !s.name.contains('.') {
+                    // reached by branches only), and indirect functions.
+                    if indirect || s.is_global() || !s.name.contains('.') {
                         funcs.push(FnDef {
                             sec,
                             value: s.value,
                             size: s.size,
                             name: s.name,
                             global: s.is_global(),
-                            indirect: false,
+                            indirect,
                         });
                     }
                 }

@@ -444,8 +444,12 @@ impl State {
         debug: Option<&crate::gdb_jit::DebugSections>,
     ) {
         if let Some(old) = self.current.take() {
+            // Only the latest retired image can be rolled back to.
+            if let Some(r) = self.retired.last_mut() {
+                r.slim();
+            }
             self.retired.push(Retired {
-                image: old,
+                image: RetiredImage::Whole(Box::new(old)),
                 generation: self.generation,
                 at: std::time::Instant::now(),
             });

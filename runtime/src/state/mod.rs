@@ -380,11 +380,38 @@ pub struct State {
 
 /// An image replaced by a reload, kept while code may still run in it.
 struct Retired {
-    /// The image as it was live (kept whole: a crash guard may roll back
-    /// to it).
-    image: Current,
+    image: RetiredImage,
     generation: u32,
     at: std::time::Instant,
+}
+
+/// What is kept of a retired image.
+enum RetiredImage {
+    /// The image as it was live: the latest retired one, to which a crash
+    /// guard may roll back.
+    Whole(Box<Current>),
+    /// Only the areas its code ran in: an older one, which nothing rolls
+    /// back to and which is kept only while code may still run in it. Its
+    /// manifest and tables go at once, so reloads in quick succession do
+    /// not hold a manifest each for the whole grace period.
+    Areas(Vec<Arc<Area>>),
+}
+
+impl Retired {
+    /// The areas the image ran in, each once.
+    fn areas(&self) -> &[Arc<Area>] {
+        match &self.image {
+            RetiredImage::Whole(c) => c.distinct_areas(),
+            RetiredImage::Areas(a) => a,
+        }
+    }
+
+    /// Keeps only the areas (see [`RetiredImage::Areas`]).
+    fn slim(&mut self) {
+        if let RetiredImage::Whole(c) = &self.image {
+            self.image = RetiredImage::Areas(c.distinct_areas().to_vec());
+        }
+    }
 }
 
 /// Reloads that must complete after an image is retired before it may be

@@ -31,8 +31,7 @@ impl State {
         let (mut keep, mut check) = (Vec::new(), Vec::new());
         for r in std::mem::take(&mut self.retired) {
             let own: Vec<(usize, usize)> = r
-                .image
-                .distinct_areas()
+                .areas()
                 .iter()
                 .map(|a| &a.loaded)
                 .filter(|a| live.binary_search(&a.base).is_err())
@@ -66,7 +65,7 @@ impl State {
                         used.iter().all(|&u| u)
                     };
                     let _ = stack.iter().any(|&a| note(a as u64))
-                        || self.heap.any_word(&mut note)
+                        || self.heap.any_word_in(lo as u64, hi as u64, &mut note)
                         || crate::tls::any_word(&mut note);
                     for ((r, _), u) in check.into_iter().zip(used) {
                         if u {
@@ -136,22 +135,24 @@ impl State {
         if crashed != self.generation || self.generation == 0 {
             return None;
         }
-        let pos = self
-            .retired
-            .iter()
-            .rposition(|r| r.generation + 1 == crashed)?;
+        let pos = self.retired.iter().rposition(|r| {
+            r.generation + 1 == crashed && matches!(r.image, RetiredImage::Whole(_))
+        })?;
         let prev = self.retired.remove(pos);
+        let RetiredImage::Whole(prev_image) = prev.image else {
+            return None;
+        };
         let crashed_image = self.current.take()?;
         let mut live = vec![false; self.functions.len()];
-        for (fi, &t) in prev.image.fn_tid.iter().enumerate() {
+        for (fi, &t) in prev_image.fn_tid.iter().enumerate() {
             if t == NONE || t as usize >= self.functions.len() {
                 continue;
             }
             let e = &mut self.functions[t as usize];
-            let code = prev.image.func_addr(fi);
+            let code = prev_image.func_addr(fi);
             trampoline::store_slot(
                 e.tramp.slot,
-                jump_target(&prev.image.manifest.functions[fi], code),
+                jump_target(&prev_image.manifest.functions[fi], code),
             );
             e.removed_stub = None;
             live[t as usize] = true;
@@ -164,12 +165,15 @@ impl State {
             .collect();
         self.stub_removed(&gone);
         let stat = crashed_image.stat;
+        for r in &mut self.retired {
+            r.slim();
+        }
         self.retired.push(Retired {
-            image: crashed_image,
+            image: RetiredImage::Whole(Box::new(crashed_image)),
             generation: crashed,
             at: std::time::Instant::now(),
         });
-        let mut restored = prev.image;
+        let mut restored = *prev_image;
         // The crashed file counts as loaded: nothing to reload until the
         // image on disk changes.
         restored.stat = stat;

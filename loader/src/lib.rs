@@ -301,6 +301,22 @@ pub fn load_segments(
     load_segments_shared(window, chunk, view, tables, place, load, &|work| work())
 }
 
+/// The indices of the set flags, in order. The flags are tested 32 at a
+/// time, so a run of clear ones (most modules in a reload of a few) costs
+/// one wide test, not a branch each.
+pub fn marked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    const RUN: usize = 32;
+    flags
+        .chunks(RUN)
+        .enumerate()
+        .filter(|(_, run)| run.iter().fold(false, |a, &f| a | f))
+        .flat_map(|(k, run)| {
+            run.iter()
+                .enumerate()
+                .filter_map(move |(i, &f)| f.then_some(k * RUN + i))
+        })
+}
+
 /// Runs posted work on the calling thread and, when it can, on another
 /// thread at the same time; returns when the work is done and no other
 /// thread is inside it (the runtime's helper thread). The work takes its
@@ -394,8 +410,8 @@ pub fn load_segments_shared(
     // takes a null-terminated list of tables, each walked to its own
     // terminator: the tables stay where they are.
     let m = &view.manifest;
-    let tables: Vec<usize> = (0..m.modules.len())
-        .filter(|&mi| load.get(mi).copied().unwrap_or(false))
+    let tables: Vec<usize> = marked(load)
+        .filter(|&mi| mi < m.modules.len())
         .map(|mi| (mi, &m.modules[mi]))
         .filter(|(_, md)| md.eh_frame.len() > 4)
         .map(|(mi, md)| place.vbase[mi].wrapping_add(u64::from(md.eh_frame.start)) as usize)
@@ -428,10 +444,7 @@ fn fill(
     // Each loaded module's segment: `(module, chunk offset)`, checked to lie
     // in the chunk, then in address order, each given its own slice.
     let mut segs: Vec<(usize, usize)> = Vec::new();
-    for mi in 0..m.modules.len() {
-        if !load.get(mi).copied().unwrap_or(false) {
-            continue;
-        }
+    for mi in marked(load).filter(|&mi| mi < m.modules.len()) {
         let md = &m.modules[mi];
         let vbase = place.vbase.get(mi).copied().unwrap_or(0);
         let seg_at = vbase.wrapping_add(u64::from(md.seg.start));

@@ -94,11 +94,9 @@ impl Table {
         generation: u32,
         lines: Option<LineSource>,
     ) -> Table {
-        let here = |mi: usize| here.get(mi).copied().unwrap_or(false);
-        let count = (0..manifest.modules.len())
-            .filter(|&mi| here(mi))
-            .map(|mi| manifest.functions.part(mi).len())
-            .sum();
+        let n = manifest.modules.len();
+        let here = || hcr_loader::marked(here).filter(move |&mi| mi < n);
+        let count = here().map(|mi| manifest.functions.part(mi).len()).sum();
         let mut funcs = Vec::with_capacity(count);
         let mut segs = Vec::new();
         let mut modules = Vec::new();
@@ -114,10 +112,7 @@ impl Table {
         ] {
             hcr_loader::mem::populate(at, len);
         }
-        for mi in 0..manifest.modules.len() {
-            if !here(mi) {
-                continue;
-            }
+        for mi in here() {
             let md = &manifest.modules[mi];
             let vbase = place.vbase[mi];
             let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;

@@ -86,15 +86,10 @@ pub struct Area {
 /// that changes one ([`store_ids`], [`fill_ids`], `Arc::make_mut`).
 pub(super) type Ids = Arc<Vec<u32>>;
 
-/// The indices marked in `flags` (per module: loaded, decoded), in order:
-/// the loops of a reload look only at those modules, so the list's shared
-/// groups are not copied for the others.
-pub(super) fn marked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
-    flags
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &f)| f.then_some(i))
-}
+// The indices marked in `flags` (per module: loaded, decoded), in order:
+// the loops of a reload look only at those modules, so the list's shared
+// groups are not copied for the others.
+pub(super) use hcr_loader::marked;
 
 /// Writes `vals` at `ids[at..]`; `ids` is copied first (when shared) only
 /// if a value differs.

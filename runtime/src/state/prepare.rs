@@ -215,7 +215,7 @@ impl State {
                     false => m.modules[last].seg.end,
                 };
                 let vbase = (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(from));
-                for mi in (first..=last).filter(|&mi| load[mi]) {
+                for mi in marked(&load[first..=last]).map(|k| first + k) {
                     bytes += u64::from(m.modules[mi].seg.len());
                     place.vbase[mi] = vbase;
                 }
@@ -337,7 +337,7 @@ impl State {
             Ok((area, new_globals, rebase)) => {
                 let area = area.map(|loaded| Arc::new(Area { loaded }));
                 if let Some(a) = &area {
-                    for (i, _) in load.iter().enumerate().filter(|(_, l)| **l) {
+                    for i in marked(&load) {
                         areas.put(i, a);
                     }
                 }
@@ -869,25 +869,25 @@ fn place_segments(
     let none = ModuleAreas::default();
     let mut areas = AreasFrom::new(m.modules.len(), old.map_or(&none, |c| &c.areas));
     let mut load = vec![false; m.modules.len()];
-    for i in 0..m.modules.len() {
-        if !m.reachable(i) {
-            continue;
-        }
-        match (reuse[i], old) {
-            (oi, Some(c)) if oi != NONE => {
+    for (i, &oi) in reuse.iter().enumerate().take(m.modules.len()) {
+        // (Only a reachable module keeps a segment: `reuse_plan`.)
+        match old.filter(|_| oi != NONE) {
+            Some(c) => {
                 // (Segment starts from the compact summaries: a kept module
                 // is not looked at.)
-                place.vbase[i] = c.place.vbase[oi as usize]
-                    .wrapping_add(u64::from(c.manifest.seg_start(oi as usize)))
+                let oi = oi as usize;
+                place.vbase[i] = c.place.vbase[oi]
+                    .wrapping_add(u64::from(c.manifest.seg_start(oi)))
                     .wrapping_sub(u64::from(m.seg_start(i)));
-                areas.keep(i, oi as usize);
+                areas.keep(i, oi);
                 work.modules_kept += 1;
             }
-            _ => {
+            None if m.reachable(i) => {
                 load[i] = true;
                 work.modules_loaded += 1;
                 work.fixups_applied += u64::from(m.modules[i].fixups);
             }
+            None => {}
         }
     }
     (place, areas.new, load)
@@ -916,7 +916,7 @@ fn referenced(view: &ImageView<'_>, load: &[bool]) -> (Vec<usize>, Vec<usize>) {
         _ => {}
     };
     let m = &view.manifest;
-    for (mi, _) in load.iter().enumerate().filter(|(_, l)| **l) {
+    for mi in marked(load) {
         for rec in view.module_fixups(mi).chunks_exact(hcr_image::FIXUP_SIZE) {
             if let Some(class) = TargetClass::from_u8(rec[13]) {
                 note(class, u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]));

@@ -18,7 +18,9 @@
 //! full re-check every [`RESCAN`] in case an event was lost). Changes are
 //! judged by content (a hash of every source), never by timestamps alone, so
 //! no edit is missed however quickly it follows another, and a save that
-//! changes nothing rebuilds nothing. A changed `.c` recompiles that module; a
+//! changes nothing rebuilds nothing. A source is read again only when its
+//! status (`stat`) changed or it changed within [`RACY`] before it was last
+//! read (file times come from a coarse clock: git's "racily clean" rule). A changed `.c` recompiles that module; a
 //! changed `.h` (anywhere under DIR) or `hcr.toml` recompiles every module.
 //! After every build the sources are checked again, and anything saved while
 //! the build ran is built at once: the program never stays one edit behind.
@@ -360,41 +362,147 @@ fn tracked(track: Track, rel: &Path, top: bool) -> bool {
 
 /// Hashes every tracked file under `dir` (hidden folders, `.hcr` and CMake
 /// build trees skipped). Files that vanish while scanning are left out.
+#[cfg(test)]
 fn scan(dir: &Path, track: Track) -> Snapshot {
-    let mut files = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let abs = dir.join(&rel_dir);
-        let top = rel_dir.as_os_str().is_empty();
-        if !top && abs.join("CMakeCache.txt").exists() {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&abs) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let rel = rel_dir.join(&name);
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(rel);
-            } else if tracked(track, &rel, top) {
-                files.push(rel);
-            }
+    Sources::default().scan(dir, track)
+}
+
+/// A file's status as `stat` gives it: what its content hash is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt as _;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
         }
     }
-    // Reading a hundred sources is on the way from a save to new code: in
-    // parallel.
-    files
-        .into_par_iter()
-        .filter_map(|rel| {
-            let bytes = std::fs::read(dir.join(&rel)).ok()?;
-            Some((rel, xxhash_rust::xxh3::xxh3_64(&bytes)))
-        })
-        .collect()
+}
+
+/// A file changed this recently before its content was hashed may change
+/// again without its status changing: file times come from a coarse clock
+/// (a few milliseconds on Linux, two seconds on FAT), so a second write of
+/// the same length within the same tick leaves them as they were. Such a
+/// file is hashed again at every scan until a scan hashes it this long
+/// after its last change (git's rule for "racily clean" index entries).
+const RACY: i128 = 3_000_000_000;
+
+/// The tracked files' hashes by their status, kept between scans: a scan
+/// reads and hashes only the files whose status changed, or that changed
+/// too shortly before they were last hashed ([`RACY`]); the others cost a
+/// `stat`. (With 2000 modules reading every source took most of the time
+/// from a save to the build.)
+struct Sources {
+    known: HashMap<PathBuf, Known>,
+    /// [`RACY`] (tests shorten it).
+    racy: i128,
+    /// Files read and hashed by the last scan.
+    read: usize,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            known: HashMap::new(),
+            racy: RACY,
+            read: 0,
+        }
+    }
+}
+
+/// A file's hash, the status it was read under and when (nanoseconds since
+/// the epoch, taken before the read).
+#[derive(Clone, Copy)]
+struct Known {
+    stamp: Stamp,
+    hash: u64,
+    hashed_at: i128,
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+impl Sources {
+    /// Hashes every tracked file under `dir` (hidden folders, `.hcr` and
+    /// CMake build trees skipped). Files that vanish while scanning are
+    /// left out.
+    fn scan(&mut self, dir: &Path, track: Track) -> Snapshot {
+        let mut files = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel_dir) = stack.pop() {
+            let abs = dir.join(&rel_dir);
+            let top = rel_dir.as_os_str().is_empty();
+            if !top && abs.join("CMakeCache.txt").exists() {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(&abs) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let rel = rel_dir.join(&name);
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(rel);
+                } else if tracked(track, &rel, top) {
+                    files.push(rel);
+                }
+            }
+        }
+        // Reading a hundred sources is on the way from a save to new code: in
+        // parallel.
+        let (known, racy) = (&self.known, self.racy);
+        let found: Vec<(PathBuf, Known)> = files
+            .into_par_iter()
+            .filter_map(|rel| {
+                let path = dir.join(&rel);
+                // (The time before the status: a change after it shows as
+                // a new status, or within the racy window.)
+                let at = now_ns();
+                let stamp = Stamp::of(&std::fs::metadata(&path).ok()?);
+                if let Some(k) = known.get(&rel).filter(|k| {
+                    k.stamp == stamp && stamp.mtime_ns.max(stamp.ctime_ns) < k.hashed_at - racy
+                }) {
+                    return Some((rel, *k));
+                }
+                let bytes = std::fs::read(&path).ok()?;
+                let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+                Some((
+                    rel,
+                    Known {
+                        stamp,
+                        hash,
+                        hashed_at: at,
+                    },
+                ))
+            })
+            .collect();
+        let snap = found.iter().map(|(p, k)| (p.clone(), k.hash)).collect();
+        self.read = found
+            .iter()
+            .filter(|(p, k)| known.get(p).is_none_or(|o| o.hashed_at != k.hashed_at))
+            .count();
+        self.known = found.into_iter().collect();
+        snap
+    }
 }
 
 /// Files added, changed or removed between two snapshots.
@@ -1098,6 +1206,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
 
     let track = builder.track();
     let mut snap = Snapshot::new();
+    let mut sources = Sources::default();
     let mut child = ChildGuard(None);
     let mut started = false;
     let mut pending = true;
@@ -1106,7 +1215,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
         if pending {
             pending = false;
             last_scan = Instant::now();
-            let new = scan(&dir, track);
+            let new = sources.scan(&dir, track);
             let first = !started && snap.is_empty();
             if new != snap || first {
                 let changed = changed_files(&snap, &new);
@@ -1155,7 +1264,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
         // finds may be a save in progress, so it is debounced too.
         let missed = event.is_none() && last_scan.elapsed() >= RESCAN && {
             last_scan = Instant::now();
-            scan(&dir, track) != snap
+            sources.scan(&dir, track) != snap
         };
         if event.is_some() || missed {
             debounce(&rx, event.unwrap_or(FsEvent::Other));
@@ -1247,6 +1356,59 @@ mod tests {
         assert_eq!(
             names,
             ["Makefile", "a.h", "hcr.toml", "main.c", "sub/b.h", "sub/c.c"]
+        );
+    }
+
+    /// A scan reads only the files whose status changed, or that changed
+    /// too shortly before they were hashed; every edit is seen.
+    #[test]
+    fn scans_read_only_files_whose_status_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        for f in ["a.c", "b.c", "c.h"] {
+            std::fs::write(p.join(f), "int x = 1;").unwrap();
+        }
+        // Everything was just written: with the real window every scan
+        // reads all three again.
+        let mut racy = Sources::default();
+        let first = racy.scan(p, Track::Modules);
+        assert_eq!((first.len(), racy.read), (3, 3));
+        assert_eq!(racy.scan(p, Track::Modules), first);
+        assert_eq!(racy.read, 3, "changed within the racy window: read again");
+        // With no window, a file whose status is the same is not read.
+        let mut s = Sources {
+            racy: -1_000_000_000_000,
+            ..Sources::default()
+        };
+        assert_eq!(s.scan(p, Track::Modules), first);
+        assert_eq!(s.read, 3);
+        assert_eq!(s.scan(p, Track::Modules), first);
+        assert_eq!(s.read, 0, "nothing changed: nothing read");
+        // An edit of the same length, a replacement by rename, a new file
+        // and a removed one are all seen. (After a pause longer than a tick
+        // of the file clock: without the racy window, an edit within the
+        // same tick is exactly what this cache could miss.)
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::write(p.join("a.c"), "int x = 2;").unwrap();
+        std::fs::write(p.join("new.c"), "int y = 2;").unwrap();
+        std::fs::rename(p.join("new.c"), p.join("b.c")).unwrap();
+        std::fs::write(p.join("d.c"), "").unwrap();
+        std::fs::remove_file(p.join("c.h")).unwrap();
+        let now = s.scan(p, Track::Modules);
+        assert_eq!(s.read, 3);
+        assert_eq!(
+            changed_files(&first, &now),
+            [
+                PathBuf::from("a.c"),
+                "b.c".into(),
+                "c.h".into(),
+                "d.c".into()
+            ]
+        );
+        assert_eq!(
+            now,
+            scan(p, Track::Modules),
+            "the same as a scan from scratch"
         );
     }
 

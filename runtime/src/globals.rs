@@ -38,6 +38,10 @@ pub struct Heap {
     wide: Class,
     /// Storage aligned to less than 8 bytes.
     narrow: Class,
+    /// Narrow storage that the scan reads all the same: a kept global
+    /// whose new type is aligned to 8 or more (`int v[2]` edited into a
+    /// pointer of the same size keeps its storage and its value).
+    also: Vec<(usize, usize)>,
     /// Bytes currently allocated.
     pub used: u64,
 }
@@ -104,12 +108,7 @@ impl Heap {
 
     /// The class holding `addr`.
     fn class_of(&mut self, addr: usize) -> &mut Class {
-        let holds = |c: &Class| {
-            c.chunks
-                .iter()
-                .any(|k| k.addr <= addr && addr < k.addr + k.len)
-        };
-        if holds(&self.narrow) {
+        if self.narrow.holds(addr) {
             &mut self.narrow
         } else {
             &mut self.wide
@@ -120,10 +119,25 @@ impl Heap {
     pub fn free(&mut self, addr: u64, size: u64) {
         let size = size.max(1);
         crate::control::forget_tweak(addr);
+        self.also.retain(|&(a, _)| a != addr as usize);
         self.class_of(addr as usize)
             .free
             .free(addr as usize, size as usize);
         self.used = self.used.saturating_sub(size);
+    }
+
+    /// The object at `[addr, addr + size)` now has a type aligned to
+    /// `align`: when that is a pointer's alignment and the storage is in
+    /// the narrow class, the scan reads it from now on (until it is freed).
+    pub fn kept_with_align(&mut self, addr: u64, size: u64, align: u32) {
+        let a = addr as usize;
+        if is_narrow(align as usize)
+            || !self.narrow.holds(a)
+            || self.also.iter().any(|&(x, _)| x == a)
+        {
+            return;
+        }
+        self.also.push((a, size as usize));
     }
 
     /// Returns a global's storage (a thread-local variable's offset is
@@ -141,6 +155,10 @@ impl Heap {
     /// the blocks with a word in range (most hold none).
     pub fn any_word_in(&self, lo: u64, hi: u64, mut f: impl FnMut(u64) -> bool) -> bool {
         self.wide.any_word_in(lo, hi, &mut f)
+            || self
+                .also
+                .iter()
+                .any(|&(a, n)| scan_words(a, a + n, lo, hi, &mut f))
     }
 
     /// Releases every chunk.
@@ -159,6 +177,7 @@ impl Heap {
         }
         self.wide.free = RangeAlloc::default();
         self.narrow.free = RangeAlloc::default();
+        self.also.clear();
         self.used = 0;
     }
 }
@@ -197,40 +216,55 @@ impl Class {
         Ok(addr as u64)
     }
 
+    /// Whether `addr` lies in one of this class's chunks.
+    fn holds(&self, addr: usize) -> bool {
+        self.chunks
+            .iter()
+            .any(|k| k.addr <= addr && addr < k.addr + k.len)
+    }
+
     /// Whether `f` returns true for a word of the storage handed out (free
     /// ranges skipped) in `[lo, hi)`; see [`Heap::any_word_in`].
     fn any_word_in(&self, lo: u64, hi: u64, f: &mut impl FnMut(u64) -> bool) -> bool {
-        const BLOCK: usize = 32;
-        let span = hi.saturating_sub(lo);
-        let inside = |w: u64| w.wrapping_sub(lo) < span;
-        let mut scan = |from: usize, to: usize| {
-            let first = from.next_multiple_of(8);
-            let n = to.saturating_sub(first) / 8;
-            // SAFETY: `first..first + 8 * n` is 8-aligned and lies inside a
-            // heap chunk, which stays committed read-write until `release`;
-            // program threads may write the words concurrently, so they
-            // are read atomically.
-            let words: &[std::sync::atomic::AtomicU64] =
-                unsafe { std::slice::from_raw_parts(first as *const _, n) };
-            words.chunks(BLOCK).any(|block| {
-                let load =
-                    |w: &std::sync::atomic::AtomicU64| w.load(std::sync::atomic::Ordering::Relaxed);
-                let hit = block.iter().fold(false, |h, w| h | inside(load(w)));
-                hit && block.iter().map(load).any(|w| inside(w) && f(w))
-            })
-        };
         self.chunks.iter().any(|c| {
             let end = c.addr + c.len;
             let mut at = c.addr;
             for (s, l) in self.free.free_in(c.addr, end) {
-                if scan(at, s) {
+                if scan_words(at, s, lo, hi, f) {
                     return true;
                 }
                 at = s + l;
             }
-            scan(at, end)
+            scan_words(at, end, lo, hi, f)
         })
     }
+}
+
+/// Whether `f` returns true for an 8-aligned word of `[from, to)`, storage
+/// of the heap's chunks, whose value lies in `[lo, hi)`. The words are read
+/// in blocks tested without a branch per word; `f` sees only the words in
+/// range.
+fn scan_words(from: usize, to: usize, lo: u64, hi: u64, f: &mut impl FnMut(u64) -> bool) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const BLOCK: usize = 32;
+    let span = hi.saturating_sub(lo);
+    let inside = |w: u64| w.wrapping_sub(lo) < span;
+    let first = from.next_multiple_of(8);
+    let n = to.saturating_sub(first) / 8;
+    // SAFETY: `first..first + 8 * n` is 8-aligned and lies inside a heap
+    // chunk (the callers pass ranges of chunks, or of objects in them),
+    // which stays committed read-write until `release`; program threads
+    // may write the words concurrently, so they are read atomically.
+    let words: &[AtomicU64] = unsafe { std::slice::from_raw_parts(first as *const _, n) };
+    words.chunks(BLOCK).any(|block| {
+        let hit = block
+            .iter()
+            .fold(false, |h, w| h | inside(w.load(Ordering::Relaxed)));
+        hit && block
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .any(|w| inside(w) && f(w))
+    })
 }
 
 #[cfg(test)]
@@ -318,6 +352,22 @@ mod tests {
             want.rotate_right(1);
         }
         assert_eq!(seen, want);
+        // Narrow storage whose object is now of a pointer's alignment (a
+        // kept global retyped) is read until it is freed.
+        heap.kept_with_align(narrow, 8, 8);
+        let mut seen = Vec::new();
+        heap.any_word_in(lo, hi, |w| {
+            seen.push(w);
+            false
+        });
+        assert_eq!(seen.last(), Some(&(lo + 32)));
+        heap.free(narrow, 8);
+        let mut after = Vec::new();
+        heap.any_word_in(lo, hi, |w| {
+            after.push(w);
+            false
+        });
+        assert!(!after.contains(&(lo + 32)), "freed: not read");
         let mut calls = 0;
         assert!(heap.any_word_in(lo, hi, |_| {
             calls += 1;

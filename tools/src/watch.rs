@@ -470,7 +470,8 @@ impl Sources {
         // Reading a hundred sources is on the way from a save to new code: in
         // parallel.
         let (known, racy) = (&self.known, self.racy);
-        let found: Vec<(PathBuf, Known)> = files
+        // (path, hash and status, read now)
+        let found: Vec<(PathBuf, Known, bool)> = files
             .into_par_iter()
             .filter_map(|rel| {
                 let path = dir.join(&rel);
@@ -481,7 +482,7 @@ impl Sources {
                 if let Some(k) = known.get(&rel).filter(|k| {
                     k.stamp == stamp && stamp.mtime_ns.max(stamp.ctime_ns) < k.hashed_at - racy
                 }) {
-                    return Some((rel, *k));
+                    return Some((rel, *k, false));
                 }
                 let bytes = std::fs::read(&path).ok()?;
                 let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
@@ -492,15 +493,13 @@ impl Sources {
                         hash,
                         hashed_at: at,
                     },
+                    true,
                 ))
             })
             .collect();
-        let snap = found.iter().map(|(p, k)| (p.clone(), k.hash)).collect();
-        self.read = found
-            .iter()
-            .filter(|(p, k)| known.get(p).is_none_or(|o| o.hashed_at != k.hashed_at))
-            .count();
-        self.known = found.into_iter().collect();
+        let snap = found.iter().map(|(p, k, _)| (p.clone(), k.hash)).collect();
+        self.read = found.iter().filter(|f| f.2).count();
+        self.known = found.into_iter().map(|(p, k, _)| (p, k)).collect();
         snap
     }
 }

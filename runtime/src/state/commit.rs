@@ -342,11 +342,22 @@ impl State {
             if resized {
                 if let Some(old) = index_get(&self.global_index, module, oname) {
                     if let Some(e) = self.globals[old as usize].take() {
-                        warn(format_args!(
-                            "{} {}:{} changed size ({} → {} bytes); it starts again from its initialiser",
-                            if g.tls { "thread-local variable" } else { "global" },
-                            module, oname, e.g.size, g.size
-                        ));
+                        let what = if g.tls {
+                            "thread-local variable"
+                        } else {
+                            "global"
+                        };
+                        if e.g.size == g.size {
+                            warn(format_args!(
+                                "{what} {module}:{oname} now needs {}-byte alignment, which its storage lacks; it starts again from its initialiser",
+                                o.align
+                            ));
+                        } else {
+                            warn(format_args!(
+                                "{what} {module}:{oname} changed size ({} → {} bytes); it starts again from its initialiser",
+                                e.g.size, g.size
+                            ));
+                        }
                         self.heap.free_global(&e.g);
                     }
                 }

@@ -527,9 +527,10 @@ impl State {
         ref_objs
     }
 
-    /// True when a global of a module loaded now changes size (its storage
-    /// moves): a kept segment may refer to it, so nothing can be kept (rare;
-    /// decided before anything is allocated).
+    /// True when a global of a module loaded now changes size or needs a
+    /// stricter alignment than its storage has (its storage moves): a kept
+    /// segment may refer to it, so nothing can be kept (rare; decided before
+    /// anything is allocated).
     fn global_moves(&self, m: &Manifest, reuse: &[u32], obj_gid: &[u32]) -> bool {
         (0..m.modules.len()).any(|mi| {
             reuse[mi] == NONE
@@ -539,7 +540,7 @@ impl State {
                     g != NONE
                         && self.globals[g as usize]
                             .as_ref()
-                            .is_some_and(|e| e.g.size != m.objects[oi].size)
+                            .is_some_and(|e| !keeps_storage(&e.g, &m.objects[oi]))
                 })
         })
     }
@@ -724,7 +725,17 @@ impl State {
                 g => self.globals[g as usize].as_ref().map(|e| &e.g),
             };
             match kept {
-                Some(g) if g.size == o.size => tables.objects[oi] = g.addr,
+                Some(g) if keeps_storage(g, o) => {
+                    tables.objects[oi] = g.addr;
+                    if !g.tls {
+                        // (A type that can now hold a pointer, in storage
+                        // the scan did not read: read from now on. Marking
+                        // more storage than a failed reload needed is
+                        // harmless: the scan only keeps images longer.)
+                        let (addr, size) = (g.addr, g.size);
+                        self.heap.kept_with_align(addr, size, o.align);
+                    }
+                }
                 other => {
                     let resized = other.is_some();
                     let addr = if o.tls {
@@ -850,6 +861,14 @@ struct Indices {
     /// Functions the registry lacks (`PENDING | i` in `fn_tid`).
     pending_fns: u32,
     identities: crate::identity::Decisions,
+}
+
+/// Whether the kept global `g` keeps its storage (and value) as object
+/// `o`: the same size, and (in the heap) storage aligned as `o` needs. A
+/// thread-local variable's offset was placed for its block and is kept.
+fn keeps_storage(g: &Global, o: &hcr_image::Object) -> bool {
+    let align = u64::from(o.align.clamp(1, 4096));
+    g.size == o.size && (g.tls || g.addr.is_multiple_of(align))
 }
 
 /// Where each reachable module's segment runs: a kept one where it ran in

@@ -139,6 +139,7 @@ impl State {
             r.generation + 1 == crashed && matches!(r.image, RetiredImage::Whole(_))
         })?;
         let prev = self.retired.remove(pos);
+        // (Found whole above: this never returns.)
         let RetiredImage::Whole(prev_image) = prev.image else {
             return None;
         };

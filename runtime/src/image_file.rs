@@ -78,12 +78,23 @@ pub struct Scratch {
 
 impl Scratch {
     /// A buffer of at least `size` bytes: the kept one, or a new one when
-    /// it is too small or more than four times too large.
+    /// it is too small or more than four times too large. A new one has
+    /// room for the image to grow by an eighth (whole 2 MiB pages more): an
+    /// edit usually makes the image a few bytes larger, and a buffer made
+    /// for the exact size would be made again, its pages faulted in and
+    /// zeroed anew, at the first reload after the first load (measured at
+    /// 2000 modules: 0.5–1.2 ms instead of about 0.25). Untouched room costs
+    /// address space only.
     fn take(&mut self, size: usize) -> std::io::Result<memmap2::MmapMut> {
         match self.buf.take() {
             Some(b) if b.len() >= size && b.len() / 4 <= size => Ok(b),
             _ => {
-                let b = memmap2::MmapMut::map_anon(size)?;
+                const HUGE: usize = 2 << 20;
+                let room = size
+                    .saturating_add(size / 8)
+                    .checked_next_multiple_of(HUGE)
+                    .unwrap_or(size);
+                let b = memmap2::MmapMut::map_anon(room.max(size))?;
                 // Transparent huge pages, where the system allows them on
                 // request: filling fresh 4 KiB pages costs several times
                 // more than the copy itself (measured: 10 MiB in 4–8 ms,

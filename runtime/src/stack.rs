@@ -45,6 +45,11 @@ pub(crate) fn stack_words() -> Option<Vec<usize>> {
     )
 }
 
+/// Asks the calling thread's stack bounds now (see [`bounds`]).
+pub(crate) fn learn_bounds() {
+    bounds();
+}
+
 /// The calling thread's stack, `[bottom, top)` (both 0 when unknown).
 /// Asked once per thread: for the main thread the C library reads
 /// `/proc/self/maps` to answer, which costs more than the rest of a reload

@@ -29,9 +29,11 @@ pub struct Global {
 
 /// The heap of persistent objects, in two classes. Storage aligned to
 /// less than a pointer (`int`, `short`, `char` and small arrays and
-/// structures of them; gcc aligns arrays of 16 bytes or more to 16) cannot
-/// hold a pointer field, and lives apart: the scan for pointers into an old
-/// image ([`Heap::any_word_in`]) reads only the other class.
+/// structures of them; gcc aligns every object of 8 bytes or more to at
+/// least 8, so in its output only objects smaller than a pointer are
+/// narrow) cannot hold an aligned pointer, and lives apart: the scan for
+/// pointers into an old image ([`Heap::any_word_in`]) reads only the other
+/// class.
 #[derive(Debug, Default)]
 pub struct Heap {
     /// Storage aligned to 8 bytes or more.

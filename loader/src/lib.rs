@@ -317,6 +317,20 @@ pub fn marked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
         })
 }
 
+/// The indices of the clear flags, in order (as [`marked`], 32 at a time).
+pub fn unmarked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    const RUN: usize = 32;
+    flags
+        .chunks(RUN)
+        .enumerate()
+        .filter(|(_, run)| !run.iter().fold(true, |a, &f| a & f))
+        .flat_map(|(k, run)| {
+            run.iter()
+                .enumerate()
+                .filter_map(move |(i, &f)| (!f).then_some(k * RUN + i))
+        })
+}
+
 /// Runs posted work on the calling thread and, when it can, on another
 /// thread at the same time; returns when the work is done and no other
 /// thread is inside it (the runtime's helper thread). The work takes its
@@ -759,6 +773,28 @@ pub fn open_library(name: &std::ffi::CStr) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `marked` and `unmarked` give exactly the set and the clear flags, in
+    /// order, across runs of 32 (all set, all clear, mixed, a short tail).
+    #[test]
+    fn marked_and_unmarked_flags() {
+        for n in [0usize, 1, 31, 32, 33, 64, 100] {
+            for pattern in 0..4 {
+                let flags: Vec<bool> = (0..n)
+                    .map(|i| match pattern {
+                        0 => false,
+                        1 => true,
+                        2 => i % 7 == 3,
+                        _ => (32..64).contains(&i) || i == n - 1,
+                    })
+                    .collect();
+                let set: Vec<usize> = (0..n).filter(|&i| flags[i]).collect();
+                let clear: Vec<usize> = (0..n).filter(|&i| !flags[i]).collect();
+                assert_eq!(marked(&flags).collect::<Vec<_>>(), set, "{n} {pattern}");
+                assert_eq!(unmarked(&flags).collect::<Vec<_>>(), clear, "{n} {pattern}");
+            }
+        }
+    }
 
     #[test]
     fn values_that_do_not_fit_are_errors_not_truncations() {

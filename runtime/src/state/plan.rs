@@ -66,31 +66,38 @@ pub(super) fn plan_matched(
 /// `old` with its name, or `NONE`. The usual case, the same module list,
 /// costs one name comparison per module.
 pub(super) fn match_modules(old: &Manifest, new: &Manifest) -> Vec<u32> {
-    let mut out = vec![NONE; new.modules.len()];
+    let n = new.modules.len();
+    let mut out = vec![NONE; n];
     let mut by_name: Option<HashMap<&str, usize>> = None;
-    let against = new.read_against(old);
-    for (i, out) in out.iter_mut().enumerate() {
-        if against && new.shared_record(i) {
-            // The loaded module's record, so its name and reachability:
-            // matched to it when loaded (no other has its name). (Not
-            // looked at: a shared group of modules is not copied.)
-            if new.reachable(i) {
-                *out = i as u32;
-            }
-            continue;
+    let (shared, reachable) = (&new.read.shared, &new.read.reachable);
+    let summary = new.read_against(old) && shared.len() == n && reachable.len() == n;
+    if summary {
+        // A module with the loaded module's record has its name and
+        // reachability: matched to it when loaded (no other has its name).
+        // (A pass without a branch; a shared group of modules is not
+        // looked at.)
+        for (i, (o, (&s, &r))) in out.iter_mut().zip(shared.iter().zip(reachable)).enumerate() {
+            *o = if s & r { i as u32 } else { NONE };
         }
+    }
+    let others: Box<dyn Iterator<Item = usize>> = if summary {
+        Box::new(hcr_loader::unmarked(shared))
+    } else {
+        Box::new(0..n)
+    };
+    for i in others {
         let md = &new.modules[i];
         let same = old.modules.get(i).is_some_and(|om| {
             om.reachable && (om.same_record(md) || old.str(om.name) == new.str(md.name))
         });
         if same {
-            *out = i as u32;
+            out[i] = i as u32;
             continue;
         }
         let name = new.str(md.name);
         let map = by_name.get_or_insert_with(|| loaded_names(old));
         if let Some(&oi) = map.get(name) {
-            *out = oi as u32;
+            out[i] = oi as u32;
         }
     }
     out
@@ -213,11 +220,40 @@ impl State {
         if crate::gdb_jit::wanted() {
             return reuse;
         }
-        let against = m.read_against(&c.manifest);
+        let n = m.modules.len();
+        let r = &m.read;
+        let summary = m.read_against(&c.manifest)
+            && [
+                r.shared.len(),
+                r.reachable.len(),
+                r.has_deps.len(),
+                matched.len(),
+            ]
+            .iter()
+            .all(|&l| l == n);
         // Kept modules that refer into others: the only ones the fixpoint
         // below can take back.
         let mut with_deps = Vec::new();
-        for (i, r) in reuse.iter_mut().enumerate() {
+        if summary {
+            // A reachable module with the loaded module's record, matched to
+            // it: its link identity is the loaded one (not looked at).
+            for i in 0..n {
+                if r.shared[i] & r.reachable[i] & (matched[i] as usize == i)
+                    && c.areas.get(i).is_some()
+                {
+                    reuse[i] = i as u32;
+                    if r.has_deps[i] {
+                        with_deps.push(i);
+                    }
+                }
+            }
+        }
+        let others: Box<dyn Iterator<Item = usize>> = if summary {
+            Box::new(hcr_loader::unmarked(&r.shared))
+        } else {
+            Box::new(0..n)
+        };
+        for i in others {
             if !m.reachable(i) {
                 continue;
             }
@@ -225,17 +261,14 @@ impl State {
             if oi == NONE as usize {
                 continue;
             }
-            let same = (against && oi == i && m.shared_record(i)) // its link identity
-                || {
-                    let (om, md) = (&c.manifest.modules[oi], &m.modules[i]);
-                    om.same_record(md)
-                        || (om.link_hash == md.link_hash
-                            && om.seg.len() == md.seg.len()
-                            && om.functions.len() == md.functions.len()
-                            && om.objects.len() == md.objects.len())
-                };
+            let (om, md) = (&c.manifest.modules[oi], &m.modules[i]);
+            let same = om.same_record(md)
+                || (om.link_hash == md.link_hash
+                    && om.seg.len() == md.seg.len()
+                    && om.functions.len() == md.functions.len()
+                    && om.objects.len() == md.objects.len());
             if same && c.areas.get(oi).is_some() {
-                *r = oi as u32;
+                reuse[i] = oi as u32;
                 if m.has_deps(i) {
                     with_deps.push(i);
                 }

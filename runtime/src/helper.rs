@@ -3,7 +3,10 @@
 //! when it actually runs.
 //!
 //! One helper thread per process, started at the first use, sleeps until a
-//! caller posts work. The caller then does its own part and the posted work
+//! caller posts work; after [`IDLE`] without work it ends, and the next post
+//! starts it again. (A program that is otherwise single-threaded is so
+//! again between large loads: a reload's `mprotect` and `munmap` then
+//! interrupt no other CPU to flush its TLB.) The caller then does its own part and the posted work
 //! itself; when it is done, work the helper has not started yet is
 //! withdrawn (so a busy machine, on which the helper is not scheduled in
 //! time, costs the caller nothing but the post), and work the helper has
@@ -13,7 +16,12 @@
 //! `HCR_LOAD_THREADS=1` keeps every load on the calling thread (no helper
 //! is started).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+/// How long the helper's thread waits for work before it ends.
+const IDLE: Duration = Duration::from_secs(1);
 
 /// Work the helper may run: a `&(dyn Fn() + Sync)` whose lifetime `share`
 /// guarantees (the caller waits until the helper is done with it).
@@ -38,26 +46,24 @@ enum Slot {
 struct Helper {
     slot: Mutex<Slot>,
     cv: Condvar,
+    /// A thread serves the slot (changed only with `slot` locked).
+    alive: AtomicBool,
 }
 
-/// The process's helper, started at the first call (`None` on a machine
-/// with one CPU, with `HCR_LOAD_THREADS=1` in the environment, or when no
-/// thread can be started).
+/// The process's helper (`None` on a machine with one CPU or with
+/// `HCR_LOAD_THREADS=1` in the environment); its thread is started by
+/// [`share`] when it posts work and none is running.
 fn helper() -> Option<&'static Helper> {
     static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     *HELPER.get_or_init(|| {
         if !enabled() {
             return None;
         }
-        let h: &'static Helper = Box::leak(Box::new(Helper {
+        Some(Box::leak(Box::new(Helper {
             slot: Mutex::new(Slot::Empty),
             cv: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("hcr-helper".into())
-            .spawn(move || run(h))
-            .ok()
-            .map(|_| h)
+            alive: AtomicBool::new(false),
+        })))
     })
 }
 
@@ -76,10 +82,17 @@ fn run(h: &'static Helper) {
                     *slot = Slot::Running;
                     break job;
                 }
-                slot = match h.cv.wait(slot) {
-                    Ok(s) => s,
+                let (s, waited) = match h.cv.wait_timeout(slot, IDLE) {
+                    Ok(r) => r,
                     Err(_) => return,
                 };
+                slot = s;
+                if waited.timed_out() && matches!(*slot, Slot::Empty) {
+                    // Ends with the slot locked: a post after this starts
+                    // a new thread.
+                    h.alive.store(false, Ordering::Relaxed);
+                    return;
+                }
             }
         };
         // SAFETY: the job was posted by `share`, which does not return (so
@@ -119,6 +132,17 @@ pub fn share<R>(work: &(dyn Fn() + Sync), mine: impl FnOnce() -> R) -> R {
         };
         if !matches!(*slot, Slot::Empty) {
             return false; // another caller's work
+        }
+        if !h.alive.load(Ordering::Relaxed) {
+            // (The new thread waits for the lock, then finds the job.)
+            let started = std::thread::Builder::new()
+                .name("hcr-helper".into())
+                .spawn(move || run(h))
+                .is_ok();
+            if !started {
+                return false;
+            }
+            h.alive.store(true, Ordering::Relaxed);
         }
         let job: *const (dyn Fn() + Sync + '_) = work;
         // SAFETY: only the lifetime changes. The helper calls the job only
@@ -192,5 +216,36 @@ mod tests {
             // final.
             assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
         }
+    }
+
+    /// The helper's thread ends when idle, and the next post starts it
+    /// again; every unit still runs once.
+    #[test]
+    fn an_idle_helper_ends_and_starts_again() {
+        let Some(h) = helper() else {
+            return; // one CPU, or HCR_LOAD_THREADS=1
+        };
+        let run_once = || {
+            let next = AtomicUsize::new(0);
+            let done: Vec<AtomicUsize> = (0..256).map(|_| AtomicUsize::new(0)).collect();
+            let work = || {
+                while let Some(d) = done.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            share(&work, || ());
+            assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
+        };
+        run_once();
+        // (Other tests in this process may post meanwhile: wait for an
+        // idle spell.)
+        let ended = (0..50).any(|_| {
+            std::thread::sleep(IDLE / 5);
+            !h.alive.load(Ordering::Relaxed)
+        });
+        assert!(ended, "the helper's thread did not end when idle");
+        run_once();
+        // (Posting started it again; it ends only after another idle spell.)
+        assert!(h.alive.load(Ordering::Relaxed));
     }
 }

@@ -6,7 +6,7 @@
 
 mod support;
 
-use hcr_runtime::{Options, Runtime};
+use hcr_runtime::Runtime;
 
 const LIB: &str = r#"
 static int plus_one(int x) { return x + 1; }
@@ -91,14 +91,7 @@ fn a_reload_runs_the_new_resolver() {
     let (v1, v2) = (image("v1", 1), image("v2", 100));
     let app = d.join("app.hcr");
     support::install(&app, &v1);
-    let rt = Runtime::open_with(
-        &app,
-        &Options {
-            window_size: 64 << 20,
-            ..Options::default()
-        },
-    )
-    .expect("open");
+    let rt = Runtime::open_with(&app, &support::small_window()).expect("open");
     type IntFn = extern "C" fn(i32) -> i32;
     // SAFETY: all three are `int (int)` in both images.
     let (chosen, via, direct) = unsafe {

@@ -32,9 +32,8 @@ fn kept_images_are_never_freed_and_stay_runnable() {
     let rt = Runtime::open_with(
         &app,
         &Options {
-            window_size: 64 << 20,
             keep_retired_images: true,
-            ..Options::default()
+            ..support::small_window()
         },
     )
     .expect("open");

@@ -6,7 +6,7 @@
 
 mod support;
 
-use hcr_runtime::{Options, Runtime};
+use hcr_runtime::Runtime;
 
 type IntFn = extern "C" fn() -> i32;
 type LongFn = extern "C" fn() -> i64;
@@ -34,14 +34,7 @@ fn a_global_that_needs_a_stricter_alignment_moves() {
     );
     let app = d.join("app.hcr");
     support::install(&app, &v1);
-    let rt = Runtime::open_with(
-        &app,
-        &Options {
-            window_size: 64 << 20,
-            ..Options::default()
-        },
-    )
-    .expect("open");
+    let rt = Runtime::open_with(&app, &support::small_window()).expect("open");
     // (`offset` hides the address from the compiler, which would otherwise
     // take `v`'s declared alignment for granted.)
     // SAFETY: `offset` is `int (void)` and `get` `long long (void)` in both

@@ -7,7 +7,7 @@
 
 mod support;
 
-use hcr_runtime::{Options, Runtime};
+use hcr_runtime::Runtime;
 
 type IntFn = extern "C" fn() -> i32;
 type VoidFn = extern "C" fn();
@@ -52,14 +52,7 @@ fn a_global_retyped_to_a_pointer_keeps_the_image_it_points_into() {
     let app = d.join("app.hcr");
     let install = |bytes: &[u8]| support::install(&app, bytes);
     install(&v1);
-    let rt = Runtime::open_with(
-        &app,
-        &Options {
-            window_size: 64 << 20,
-            ..Options::default()
-        },
-    )
-    .expect("open");
+    let rt = Runtime::open_with(&app, &support::small_window()).expect("open");
     // SAFETY: `first` and `tag` are `int (void)`, `set` is `void (void)`,
     // in every version.
     let first = unsafe { rt.get_proc::<IntFn>("lib", "first") }.expect("first");

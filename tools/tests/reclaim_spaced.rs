@@ -7,7 +7,7 @@
 
 mod support;
 
-use hcr_runtime::{Options, Runtime};
+use hcr_runtime::Runtime;
 
 type IntFn = extern "C" fn() -> i32;
 
@@ -26,14 +26,7 @@ fn old_images_are_freed_when_reloads_come_apart() {
     let app = d.join("app.hcr");
     let install = |bytes: &[u8]| support::install(&app, bytes);
     install(&v1);
-    let rt = Runtime::open_with(
-        &app,
-        &Options {
-            window_size: 64 << 20,
-            ..Options::default()
-        },
-    )
-    .expect("open");
+    let rt = Runtime::open_with(&app, &support::small_window()).expect("open");
     // SAFETY: `value` and `via` are `int (void)` in both images.
     let value = unsafe { rt.get_proc::<IntFn>("lib", "value") }.expect("value");
     // SAFETY: as above.

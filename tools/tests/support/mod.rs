@@ -271,3 +271,12 @@ pub fn install(path: &Path, bytes: &[u8]) {
     std::fs::write(&tmp, bytes).expect("write the new image");
     std::fs::rename(&tmp, path).expect("rename it into place");
 }
+
+/// Runtime options for an in-process test: a 64 MiB window (the default
+/// reserves far more address space than one small image needs).
+pub fn small_window() -> hcr_runtime::Options {
+    hcr_runtime::Options {
+        window_size: 64 << 20,
+        ..hcr_runtime::Options::default()
+    }
+}

@@ -305,29 +305,25 @@ pub fn load_segments(
 /// time, so a run of clear ones (most modules in a reload of a few) costs
 /// one wide test, not a branch each.
 pub fn marked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
-    const RUN: usize = 32;
-    flags
-        .chunks(RUN)
-        .enumerate()
-        .filter(|(_, run)| run.iter().fold(false, |a, &f| a | f))
-        .flat_map(|(k, run)| {
-            run.iter()
-                .enumerate()
-                .filter_map(move |(i, &f)| f.then_some(k * RUN + i))
-        })
+    flags_equal_to(flags, true)
 }
 
-/// The indices of the clear flags, in order (as [`marked`], 32 at a time).
+/// The indices of the clear flags, in order (as [`marked`]).
 pub fn unmarked(flags: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    flags_equal_to(flags, false)
+}
+
+/// The indices `i` with `flags[i] == want`, runs of 32 tested at once.
+fn flags_equal_to(flags: &[bool], want: bool) -> impl Iterator<Item = usize> + '_ {
     const RUN: usize = 32;
     flags
         .chunks(RUN)
         .enumerate()
-        .filter(|(_, run)| !run.iter().fold(true, |a, &f| a & f))
-        .flat_map(|(k, run)| {
+        .filter(move |(_, run)| run.iter().fold(false, |a, &f| a | (f == want)))
+        .flat_map(move |(k, run)| {
             run.iter()
                 .enumerate()
-                .filter_map(move |(i, &f)| (!f).then_some(k * RUN + i))
+                .filter_map(move |(i, &f)| (f == want).then_some(k * RUN + i))
         })
 }
 

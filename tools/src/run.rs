@@ -161,22 +161,13 @@ pub fn write_launcher(
     Ok(out)
 }
 
-/// The identity of one version of the image file (inode, size, modification
-/// and change times; `None` when it is missing), to report a failed image
+/// The identity of one version of the image file (device, inode, size,
+/// modification and change times; `None` when it is missing), to report a failed image
 /// once: a relink, a rewrite or a `chmod` makes a new version.
-type FileId = Option<(u64, u64, i64, i64, i64, i64)>;
+type FileId = Option<crate::watch::Stamp>;
 
 fn file_id(path: &Path) -> FileId {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
+    crate::watch::Stamp::of_path(path)
 }
 
 /// Polls the image and reloads it when it changed, until `stop`. Every

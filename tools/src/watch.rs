@@ -367,9 +367,10 @@ fn scan(dir: &Path, track: Track) -> Snapshot {
     Sources::default().scan(dir, track)
 }
 
-/// A file's status as `stat` gives it: what its content hash is keyed by.
+/// A file's status as `stat` gives it: what a source's content hash is
+/// keyed by, and which version of an image `hcr run` reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -378,6 +379,11 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// The status of the file at `path` (`None` when it cannot be read).
+    pub(crate) fn of_path(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+    }
+
     fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt as _;
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);

@@ -78,23 +78,22 @@ pub struct Scratch {
 
 impl Scratch {
     /// A buffer of at least `size` bytes: the kept one, or a new one when
-    /// it is too small or more than four times too large. A new one has
-    /// room for the image to grow by an eighth (whole 2 MiB pages more): an
-    /// edit usually makes the image a few bytes larger, and a buffer made
-    /// for the exact size would be made again, its pages faulted in and
-    /// zeroed anew, at the first reload after the first load (measured at
-    /// 2000 modules: 0.5–1.2 ms instead of about 0.25). Untouched room costs
-    /// address space only.
+    /// it is too small or more than four times the size a new one would
+    /// have. A new one has room for the image to grow by an eighth, in
+    /// whole 2 MiB pages: an edit usually makes the image a few bytes
+    /// larger, and a buffer made for the exact size would be made again,
+    /// its pages faulted in and zeroed anew, at the first reload after the
+    /// first load (measured at 2000 modules: 0.5–1.2 ms instead of about
+    /// 0.25). Untouched room costs address space only. The size a new one
+    /// would have, not `size`, decides whether the kept one is too large:
+    /// otherwise a small image's 2 MiB buffer counts as too large and is
+    /// made again, and a huge page zeroed, at every reload.
     fn take(&mut self, size: usize) -> std::io::Result<memmap2::MmapMut> {
+        let room = Self::room(size);
         match self.buf.take() {
-            Some(b) if b.len() >= size && b.len() / 4 <= size => Ok(b),
+            Some(b) if b.len() >= size && b.len() / 4 <= room => Ok(b),
             _ => {
-                const HUGE: usize = 2 << 20;
-                let room = size
-                    .saturating_add(size / 8)
-                    .checked_next_multiple_of(HUGE)
-                    .unwrap_or(size);
-                let b = memmap2::MmapMut::map_anon(room.max(size))?;
+                let b = memmap2::MmapMut::map_anon(room)?;
                 // Transparent huge pages, where the system allows them on
                 // request: filling fresh 4 KiB pages costs several times
                 // more than the copy itself (measured: 10 MiB in 4–8 ms,
@@ -103,6 +102,22 @@ impl Scratch {
                 Ok(b)
             }
         }
+    }
+
+    /// The length of a new buffer for `size` bytes: an eighth more, in
+    /// whole 2 MiB pages.
+    fn room(size: usize) -> usize {
+        const HUGE: usize = 2 << 20;
+        size.saturating_add(size / 8)
+            .checked_next_multiple_of(HUGE)
+            .unwrap_or(size)
+            .max(size)
+    }
+
+    /// The length of the kept buffer (0 when none is kept).
+    #[cfg(test)]
+    fn kept_len(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.len())
     }
 }
 
@@ -460,6 +475,31 @@ mod tests {
             .unwrap();
         assert_eq!(&read[from..to], &bytes[from..to]);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_read_buffer_is_kept_for_small_and_growing_images() {
+        let mut scratch = Scratch::default();
+        let mut take = |size: usize| {
+            let b = scratch.take(size).unwrap();
+            let at = b.as_ptr() as usize;
+            scratch.buf = Some(b);
+            (at, scratch.kept_len())
+        };
+        // A small image's buffer is one 2 MiB page, far larger than the
+        // image: it is still kept, reload after reload.
+        let (small, len) = take(300_000);
+        assert_eq!(len, 2 << 20);
+        assert_eq!(take(300_100), (small, len));
+        assert_eq!(take(290_000), (small, len));
+        // Growing by a few bytes past a page keeps it too (the eighth).
+        let (big, len) = take(15 << 20);
+        assert!(len >= (15 << 20) + (15 << 17));
+        assert_eq!(take((15 << 20) + 4096), (big, len));
+        // Larger than the buffer: a new one. Far smaller: a new one.
+        assert_ne!(take(len + 1).1, len);
+        let (_, len) = take(100);
+        assert_eq!(len, 2 << 20);
     }
 
     #[test]

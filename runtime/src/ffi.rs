@@ -140,6 +140,9 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         *g = Some(st);
         crate::watcher::forget();
         crate::watcher::start(path);
+        if opts.prepare_ahead {
+            crate::watcher::prepare_on_change(prepare_ahead);
+        }
         f
     };
     // Registered before the constructors run, so the program's own exit
@@ -254,6 +257,16 @@ pub extern "C" fn hcr_has_any_module_changed() -> bool {
 /// nothing happened to the file since the last exact answer "no" (see
 /// `watcher`), else the exact check (one `stat`, the manifest when the file
 /// differs from the loaded one).
+/// The watcher thread's work when the image changed: prepares the reload
+/// it asks for, to be committed by the program's next reload.
+fn prepare_ahead() {
+    let _ = catch_unwind(|| {
+        if let Some(st) = lock().as_mut() {
+            st.prepare_ahead();
+        }
+    });
+}
+
 pub(crate) fn any_module_changed() -> Result<bool, Error> {
     if crate::watcher::known_unchanged() {
         return Ok(false);

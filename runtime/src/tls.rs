@@ -266,6 +266,23 @@ pub(crate) fn alloc(size: u64, align: u32) -> Result<u64, Error> {
     Ok(off)
 }
 
+/// The length of the thread-local template: where the next allocation
+/// starts looking.
+pub(crate) fn reserved() -> usize {
+    registry().template.len()
+}
+
+/// Gives back the template bytes `[from, to)` that a reload which was
+/// never committed allocated, when nothing was allocated after them. Live
+/// threads' blocks keep whatever was written there; the next variable given
+/// those offsets is initialised in every block before any code names it.
+pub(crate) fn unreserve(from: usize, to: usize) {
+    let mut r = registry();
+    if from < to && r.template.len() == to {
+        r.template.truncate(from);
+    }
+}
+
 /// Sets the initial bytes of the variable at `off` in the template and in
 /// every live thread's block. Called before any code that names the
 /// variable is published.

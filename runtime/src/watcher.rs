@@ -30,6 +30,11 @@ static EPOCH: AtomicU64 = AtomicU64::new(0);
 static QUIET_AT: AtomicU64 = AtomicU64::new(NEVER);
 /// True while the watch serves [`EPOCH`].
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Events seen on the image's name that end a change (written and closed,
+/// renamed to, created, attributes changed): the image may be complete.
+static SETTLED: AtomicU64 = AtomicU64::new(0);
+/// True while the thread that prepares reloads ahead runs.
+static PREPARER: AtomicBool = AtomicBool::new(false);
 
 const NEVER: u64 = u64::MAX;
 
@@ -160,6 +165,7 @@ fn drain(w: &Watch) {
         let n = n as usize;
         let mut off = 0;
         let mut hit = false;
+        let mut settled = false;
         // Each record: wd (4), mask (4), cookie (4), len (4), name (len).
         while off + 16 <= n {
             let field =
@@ -183,12 +189,68 @@ fn drain(w: &Watch) {
                 hit = true;
             } else if ev_name == w.name.as_slice() {
                 hit = true;
+                settled |= mask
+                    & (libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_CREATE | libc::IN_ATTRIB)
+                    != 0;
             }
             off = end;
         }
         if hit {
             EPOCH.fetch_add(1, Ordering::AcqRel);
         }
+        if settled {
+            SETTLED.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Starts the thread that prepares a reload ahead (`prepare`) each time a
+/// change of the image ends, while the watch is active. The thread sleeps
+/// in `poll` on the watch's descriptor; events on other names in the
+/// directory wake it but prepare nothing. A change whose events the
+/// program's own check took first is prepared by the program's reload, as
+/// without this thread.
+pub(crate) fn prepare_on_change(prepare: fn()) {
+    if !ACTIVE.load(Ordering::Acquire) || PREPARER.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let fd = match WATCH.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(w) => w.fd,
+        None => {
+            PREPARER.store(false, Ordering::Release);
+            return;
+        }
+    };
+    let started = std::thread::Builder::new()
+        .name("hcr-prepare".into())
+        .spawn(move || {
+            let mut seen = SETTLED.load(Ordering::Acquire);
+            while ACTIVE.load(Ordering::Acquire) {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: polls one descriptor the watch owns and never
+                // closes, with a valid `pollfd`.
+                let n = unsafe { libc::poll(&mut p, 1, -1) };
+                if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    break;
+                }
+                if let Some(w) = WATCH.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    drain(w);
+                }
+                let now = SETTLED.load(Ordering::Acquire);
+                if now != seen && ACTIVE.load(Ordering::Acquire) {
+                    seen = now;
+                    prepare();
+                }
+            }
+            PREPARER.store(false, Ordering::Release);
+        });
+    if started.is_err() {
+        PREPARER.store(false, Ordering::Release);
     }
 }
 

@@ -473,6 +473,7 @@ impl State {
         bases.sort_unstable();
         crate::crash::set_generation(&bases, generation);
         self.current = Some(c);
+        self.live_version += 1;
         self.last_work = work;
         self.disk = DiskCache::default();
         if crate::gdb_jit::wanted() {

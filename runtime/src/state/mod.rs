@@ -20,6 +20,7 @@ use crate::image_file::{ImageFile, Scratch};
 use crate::trampoline::{self, Batch, Trampoline};
 use crate::Error;
 
+mod ahead;
 mod commit;
 mod functions;
 mod observe;
@@ -29,7 +30,7 @@ mod reclaim;
 mod registry;
 mod segments;
 
-use self::{functions::Functions, observe::*, plan::*, registry::*};
+use self::{ahead::Ahead, functions::Functions, observe::*, plan::*, registry::*};
 pub use plan::plan_reload;
 
 pub use crate::image_file::FileStat;
@@ -258,6 +259,10 @@ pub struct ReloadWork {
     /// Pieces the segments were read in (one `pread` each, shared with the
     /// helper thread when there are enough of them).
     pub pieces_read: usize,
+    /// The reload was prepared by the watcher thread when the image
+    /// changed, before the program asked for it: the program's own call
+    /// only checked it was still current and committed it.
+    pub prepared_ahead: bool,
 }
 
 const NONE: u32 = u32::MAX;
@@ -364,6 +369,15 @@ pub struct State {
     allow_insecure_image: bool,
     /// Where images are read, kept between reloads.
     scratch: Scratch,
+    /// A reload prepared by the watcher thread when the image changed
+    /// ([`State::prepare_ahead`]), taken by the next reload while the file
+    /// and the live image are still the ones it was prepared from.
+    ahead: Option<Ahead>,
+    /// Counts changes of the live image (commits, rollbacks, shutdown): a
+    /// reload prepared against another count is stale.
+    live_version: u64,
+    /// Whether reloads are prepared ahead ([`Options::prepare_ahead`]).
+    prepare_ahead: bool,
     /// Loaded images registered with debuggers.
     jit: crate::gdb_jit::Registry,
     /// Write `/tmp/perf-PID.map`.
@@ -430,6 +444,11 @@ pub struct Options {
     /// Append every loaded image's symbols to `/tmp/perf-PID.map` for
     /// `perf`. Default: `HCR_PERF_MAP=1` in the environment.
     pub perf_map: bool,
+    /// Prepare a reload on a thread of the runtime's as soon as the image
+    /// changes (when the image's directory can be watched), so that the
+    /// program's `hcr_perform_code_reload()` only commits it. Default: on,
+    /// unless `HCR_PREPARE_AHEAD=0` is in the environment.
+    pub prepare_ahead: bool,
 }
 
 impl Default for Options {
@@ -440,6 +459,7 @@ impl Default for Options {
             allow_insecure_image: env("HCR_ALLOW_INSECURE_IMAGE"),
             keep_retired_images: env("HCR_KEEP_RETIRED_IMAGES"),
             perf_map: env("HCR_PERF_MAP"),
+            prepare_ahead: std::env::var_os("HCR_PREPARE_AHEAD").is_none_or(|v| v != "0"),
         }
     }
 }
@@ -469,6 +489,9 @@ impl State {
             dso_handle,
             allow_insecure_image: opts.allow_insecure_image,
             scratch: Scratch::default(),
+            ahead: None,
+            live_version: 0,
+            prepare_ahead: opts.prepare_ahead,
             jit: crate::gdb_jit::Registry::default(),
             perf_map: opts.perf_map,
             runtime_symbol: |_| None,
@@ -506,4 +529,7 @@ pub struct RuntimeStats {
     pub functions: usize,
     /// Free bytes of the window.
     pub window_free: usize,
+    /// A reload prepared ahead (the image changed since the last reload)
+    /// waits for the program's next `hcr_perform_code_reload()`.
+    pub reload_ready: bool,
 }

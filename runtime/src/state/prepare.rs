@@ -28,7 +28,11 @@ impl State {
         let path = self.path.clone();
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
         if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
+            self.drop_ahead();
             return Ok(None);
+        }
+        if let Some(p) = self.take_ahead(&file.stat) {
+            return Ok(Some(p));
         }
         // The buffer is lent to this load (the view borrows it) and kept
         // for the next.
@@ -43,7 +47,7 @@ impl State {
         Error::Image(format!("{}: {e}", self.path.display()))
     }
 
-    fn prepare_from(
+    pub(super) fn prepare_from(
         &mut self,
         file: &ImageFile<'_>,
         scratch: &mut Scratch,

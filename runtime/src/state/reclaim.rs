@@ -112,6 +112,8 @@ impl State {
                 unsafe { std::mem::transmute(f as usize) };
             f(self.dso_handle as *mut std::ffi::c_void);
         }
+        self.drop_ahead();
+        self.live_version += 1;
         self.jit.clear();
         self.globals.clear();
         self.global_index.clear();
@@ -179,6 +181,7 @@ impl State {
         // image on disk changes.
         restored.stat = stat;
         self.current = Some(restored);
+        self.live_version += 1;
         self.disk = DiskCache::default();
         Some(prev.generation)
     }

@@ -186,6 +186,7 @@ impl State {
             global_bytes: self.heap.used,
             functions: self.functions.len(),
             window_free: self.window.free_bytes(),
+            reload_ready: self.ahead_ready(),
         }
     }
 }

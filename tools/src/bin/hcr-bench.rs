@@ -445,7 +445,7 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
     }
     let first = median(firsts);
     let t = Instant::now();
-    let rt = hcr_runtime::Runtime::open(&app)?;
+    let rt = hcr_runtime::Runtime::open_with(&app, &synchronous())?;
     let in_process = t.elapsed();
     let mut reloads = Vec::new();
     for i in 0..cli.runs {
@@ -515,6 +515,15 @@ fn first_load(image: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runtime options under which the program's own reload call prepares
+/// every reload (nothing is prepared ahead): the whole work is timed.
+fn synchronous() -> hcr_runtime::Options {
+    hcr_runtime::Options {
+        prepare_ahead: false,
+        ..hcr_runtime::Options::default()
+    }
+}
+
 fn bench_reload(
     cli: &Cli,
     (modules, functions, globals): (usize, usize, usize),
@@ -531,29 +540,61 @@ fn bench_reload(
         .join(format!("reload-{modules}x{functions}x{globals}"));
     let (a, b) = two_images(&dir, shape, &[modules / 2])?;
     let app = dir.join("app.hcr");
-    install(&app, &a)?;
-    let rt = hcr_runtime::Runtime::open(&app)?;
-    let mut v = Vec::new();
     let (pa, pb) = (dir.join("a.hcr"), dir.join("b.hcr"));
     if prewritten {
         install(&pa, &a)?;
         install(&pb, &b)?;
     }
-    for i in 0..cli.runs.max(21) {
+    let put = |i: usize| -> anyhow::Result<()> {
         if prewritten {
             let link = app.with_extension("link");
             let _ = std::fs::remove_file(&link);
             std::fs::hard_link(if i % 2 == 0 { &pb } else { &pa }, &link)?;
             std::fs::rename(&link, &app)?;
+            Ok(())
         } else {
-            install(&app, if i % 2 == 0 { &b } else { &a })?;
+            install(&app, if i % 2 == 0 { &b } else { &a })
         }
+    };
+    let runs = cli.runs.max(21);
+    // The whole reload in the program's call: nothing prepared ahead.
+    install(&app, &a)?;
+    let rt = hcr_runtime::Runtime::open_with(&app, &synchronous())?;
+    let mut v = Vec::new();
+    for i in 0..runs {
+        put(i)?;
         std::thread::sleep(Duration::from_millis(pause_ms));
         let t = Instant::now();
         let n = rt.reload()?;
         v.push(t.elapsed());
         if n != 1 {
             bail!("expected one module reloaded, got {n}");
+        }
+    }
+    drop(rt);
+    // Prepared ahead by the watcher thread: the program's call commits.
+    // Timed once the reload is ready, as for a program that reloads a
+    // little after the image changed (a frame later, at its next poll).
+    install(&app, &a)?;
+    let rt = hcr_runtime::Runtime::open(&app)?;
+    let (mut pauses, mut readies) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let t = Instant::now();
+        put(i)?;
+        let written = t.elapsed();
+        while !rt.stats().reload_ready {
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("no reload was prepared ahead within 10 s");
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        readies.push(t.elapsed().saturating_sub(written));
+        let t = Instant::now();
+        let n = rt.reload()?;
+        pauses.push(t.elapsed());
+        if n != 1 || !rt.last_reload_work().prepared_ahead {
+            bail!("expected one module reloaded from the prepared reload, got {n}");
         }
     }
     let first = v[0];
@@ -573,6 +614,14 @@ fn bench_reload(
     println!(
         "| the first of these reloads, after the load (one sample) | {} | — |",
         ms(first)
+    );
+    println!(
+        "| hcr reload prepared ahead: the program's call (check, retarget, handlers) | {} | — |",
+        ms(median(pauses))
+    );
+    println!(
+        "| image in place → reload prepared by the watcher thread (polled every 50 µs) | {} | — |",
+        ms(median(readies))
     );
     std::mem::forget(rt);
     Ok(())

@@ -21,7 +21,7 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// Events seen on the image's name since the watcher started.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -35,6 +35,9 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static SETTLED: AtomicU64 = AtomicU64::new(0);
 /// True while the thread that prepares reloads ahead runs.
 static PREPARER: AtomicBool = AtomicBool::new(false);
+/// An eventfd that wakes that thread when the program's own check took the
+/// events that end a change before the thread saw them (-1: none).
+static WAKE: AtomicI32 = AtomicI32::new(-1);
 
 const NEVER: u64 = u64::MAX;
 
@@ -200,6 +203,14 @@ fn drain(w: &Watch) {
         }
         if settled {
             SETTLED.fetch_add(1, Ordering::AcqRel);
+            let wake = WAKE.load(Ordering::Acquire);
+            if wake >= 0 {
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: writes 8 bytes to the eventfd the preparing
+                // thread owns and never closes. A full counter (never, at
+                // one write per change) only drops this wake-up.
+                let _ = unsafe { libc::write(wake, one.as_ptr().cast(), one.len()) };
+            }
         }
     }
 }
@@ -221,22 +232,37 @@ pub(crate) fn prepare_on_change(prepare: fn()) {
             return;
         }
     };
+    // SAFETY: creates a descriptor this thread owns for the process's life.
+    let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    WAKE.store(wake, Ordering::Release);
     let started = std::thread::Builder::new()
         .name("hcr-prepare".into())
         .spawn(move || {
             let mut seen = SETTLED.load(Ordering::Acquire);
             while ACTIVE.load(Ordering::Acquire) {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: polls one descriptor the watch owns and never
-                // closes, with a valid `pollfd`.
-                let n = unsafe { libc::poll(&mut p, 1, -1) };
+                let mut p = [
+                    libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: wake,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: polls descriptors this module owns and never
+                // closes (a negative one is ignored), with valid `pollfd`s.
+                let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
                 if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
                 {
                     break;
+                }
+                if p[1].revents != 0 {
+                    let mut count = [0u8; 8];
+                    // SAFETY: reads the eventfd's 8-byte counter (resets it).
+                    let _ = unsafe { libc::read(wake, count.as_mut_ptr().cast(), count.len()) };
                 }
                 if let Some(w) = WATCH.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                     drain(w);

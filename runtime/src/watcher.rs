@@ -193,7 +193,10 @@ fn drain(w: &Watch) {
             } else if ev_name == w.name.as_slice() {
                 hit = true;
                 settled |= mask
-                    & (libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_CREATE | libc::IN_ATTRIB)
+                    & (libc::IN_CLOSE_WRITE
+                        | libc::IN_MOVED_TO
+                        | libc::IN_CREATE
+                        | libc::IN_ATTRIB)
                     != 0;
             }
             off = end;
@@ -255,7 +258,8 @@ pub(crate) fn prepare_on_change(prepare: fn()) {
                 // SAFETY: polls descriptors this module owns and never
                 // closes (a negative one is ignored), with valid `pollfd`s.
                 let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
-                if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                if n < 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
                 {
                     break;
                 }

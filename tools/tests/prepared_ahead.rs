@@ -75,7 +75,10 @@ fn a_reload_prepared_ahead_is_committed_only_while_current() {
         match first {
             None => first = Some(s),
             Some(f) if i % 2 == 0 => {
-                assert_eq!(s.window_free, f.window_free, "round {i}: {s:?} against {f:?}");
+                assert_eq!(
+                    s.window_free, f.window_free,
+                    "round {i}: {s:?} against {f:?}"
+                );
                 assert_eq!(s.global_bytes, f.global_bytes, "round {i}");
                 assert_eq!(s.globals, f.globals, "round {i}");
             }
@@ -129,5 +132,9 @@ fn a_reload_prepared_ahead_is_committed_only_while_current() {
     assert!(!rt.last_reload_work().prepared_ahead);
     // SAFETY: as above.
     let value = unsafe { rt.get_proc::<IntFn>("lib", "value") }.expect("value");
-    assert_eq!(value(), 2 + 50 + 9, "v2's code; `added` and `tl` kept v3's values");
+    assert_eq!(
+        value(),
+        2 + 50 + 9,
+        "v2's code; `added` and `tl` kept v3's values"
+    );
 }

@@ -39,7 +39,11 @@ impl State {
             self.drop_ahead();
             return;
         }
-        if self.ahead.as_ref().is_some_and(|a| self.fresh(a, &file.stat)) {
+        if self
+            .ahead
+            .as_ref()
+            .is_some_and(|a| self.fresh(a, &file.stat))
+        {
             return;
         }
         self.drop_ahead();
@@ -89,9 +93,9 @@ impl State {
 
     /// Whether a reload prepared ahead from the file as it is now waits.
     pub(super) fn ahead_ready(&self) -> bool {
-        self.ahead.as_ref().is_some_and(|a| {
-            FileStat::of(&self.path).is_ok_and(|stat| self.fresh(a, &stat))
-        })
+        self.ahead
+            .as_ref()
+            .is_some_and(|a| FileStat::of(&self.path).is_ok_and(|stat| self.fresh(a, &stat)))
     }
 
     /// Discards the reload prepared ahead, if any.

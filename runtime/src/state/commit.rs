@@ -134,6 +134,7 @@ impl State {
         let Prepared {
             manifest,
             order,
+            handler_ranks,
             area,
             place,
             areas,
@@ -187,6 +188,7 @@ impl State {
                 place,
                 areas,
                 order,
+                handler_ranks,
             },
             generation,
             work,

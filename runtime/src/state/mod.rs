@@ -123,6 +123,10 @@ pub struct Current {
     areas: ModuleAreas,
     /// Reachable modules in initialisation order.
     pub order: Vec<ModuleId>,
+    /// Position in `order` of each module that had reload handlers when
+    /// this image was prepared: handlers run in that order, and a reload
+    /// looks up only these, not every module's name.
+    pub handler_ranks: HashMap<String, usize>,
 }
 
 /// The areas an image runs in, each once, and which one holds each
@@ -274,6 +278,8 @@ pub struct Prepared {
     manifest: Manifest,
     /// Its reachable modules in initialisation order.
     order: Vec<ModuleId>,
+    /// See [`Current::handler_ranks`].
+    handler_ranks: HashMap<String, usize>,
     /// The area this load placed segments in (none when it only dropped
     /// modules).
     area: Option<Arc<Area>>,

@@ -345,10 +345,12 @@ impl State {
                         areas.put(i, a);
                     }
                 }
+                let handler_ranks = self.ranks_of_handler_modules(&view.manifest, &order);
                 Ok(Prep::Done(Some(Box::new(Prepared {
                     debug: crate::gdb_jit::read_debug(file.handle(), stat.size),
                     manifest: view.manifest,
                     order,
+                    handler_ranks,
                     area,
                     place,
                     areas,

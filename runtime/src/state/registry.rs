@@ -88,24 +88,51 @@ impl State {
         if hs.is_empty() {
             return Vec::new();
         }
-        let pos: HashMap<&str, usize> = self
-            .current
-            .as_ref()
-            .map(|c| {
-                c.order
-                    .iter()
-                    .enumerate()
-                    .map(|(p, &i)| (c.manifest.module_name(i), p))
-                    .collect()
-            })
-            .unwrap_or_default();
-        hs.sort_by_key(|h| {
-            (
-                pos.get(h.module.as_str()).copied().unwrap_or(usize::MAX),
-                h.seq,
-            )
-        });
+        // The ranks were found when the image was prepared; a module that
+        // registered its first handler since is looked up now.
+        let known = self.current.as_ref().map(|c| &c.handler_ranks);
+        let missing: HashSet<&str> = hs
+            .iter()
+            .map(|h| h.module.as_str())
+            .filter(|m| !known.is_some_and(|k| k.contains_key(*m)))
+            .collect();
+        let found = match (&self.current, missing.is_empty()) {
+            (Some(c), false) => ranks_of(&c.manifest, &c.order, &missing),
+            _ => HashMap::default(),
+        };
+        let rank = |m: &str| {
+            known
+                .and_then(|k| k.get(m))
+                .or_else(|| found.get(m))
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        hs.sort_by_key(|h| (rank(&h.module), h.seq));
         hs.into_iter().map(|h| (h.module.clone(), h.func)).collect()
+    }
+
+    /// [`Current::handler_ranks`] of an image with manifest `m` and
+    /// initialisation order `order`, for the modules that have handlers now.
+    pub(super) fn ranks_of_handler_modules(
+        &self,
+        m: &Manifest,
+        order: &[ModuleId],
+    ) -> HashMap<String, usize> {
+        let names: HashSet<&str> = self.handlers.iter().map(|h| h.module.as_str()).collect();
+        // The live image's ranks stand when the order is the same and each
+        // rank still names its module (a reload that changes code only).
+        if let Some(c) = self.current.as_ref().filter(|c| c.order == order) {
+            let k = &c.handler_ranks;
+            let still = |n: &str| {
+                k.get(n)
+                    .and_then(|&p| order.get(p))
+                    .is_some_and(|&i| m.module_name(i) == n)
+            };
+            if names.iter().all(|n| still(n)) {
+                return names.iter().map(|&n| (n.to_string(), k[n])).collect();
+            }
+        }
+        ranks_of(m, order, &names)
     }
 
     /// Points the permanent addresses `gone` (registry indices) at stubs
@@ -189,4 +216,23 @@ impl State {
             reload_ready: self.ahead_ready(),
         }
     }
+}
+
+/// The position in `order` of each module of `m` named in `names` (one pass
+/// over the order, none when `names` is empty).
+fn ranks_of(m: &Manifest, order: &[ModuleId], names: &HashSet<&str>) -> HashMap<String, usize> {
+    let mut ranks = HashMap::default();
+    if names.is_empty() {
+        return ranks;
+    }
+    for (p, &i) in order.iter().enumerate() {
+        let name = m.module_name(i);
+        if names.contains(name) {
+            ranks.insert(name.to_string(), p);
+            if ranks.len() == names.len() {
+                break;
+            }
+        }
+    }
+    ranks
 }

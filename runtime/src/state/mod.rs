@@ -421,10 +421,12 @@ impl Retired {
         }
     }
 
-    /// Keeps only the areas (see [`RetiredImage::Areas`]).
+    /// Keeps only the areas (see [`RetiredImage::Areas`]); the rest is
+    /// freed off the program's thread when the preparing thread runs.
     fn slim(&mut self) {
         if let RetiredImage::Whole(c) = &self.image {
-            self.image = RetiredImage::Areas(c.distinct_areas().to_vec());
+            let areas = RetiredImage::Areas(c.distinct_areas().to_vec());
+            crate::watcher::drop_later(std::mem::replace(&mut self.image, areas));
         }
     }
 }

@@ -85,17 +85,17 @@ pub struct Table {
 
 impl Table {
     /// Builds the table of an area `[base, base + len)` holding the segments
-    /// of the modules marked in `here`, placed by `place`.
+    /// of the modules listed in `here`, placed by `place`.
     pub fn new(
         manifest: &hcr_image::Manifest,
         place: &hcr_loader::Placement,
-        here: &[bool],
+        here: &[usize],
         (base, len): (u64, u64),
         generation: u32,
         lines: Option<LineSource>,
     ) -> Table {
         let n = manifest.modules.len();
-        let here = || hcr_loader::marked(here).filter(move |&mi| mi < n);
+        let here = || here.iter().copied().filter(move |&mi| mi < n);
         let count = here().map(|mi| manifest.functions.part(mi).len()).sum();
         let mut funcs = Vec::with_capacity(count);
         let mut segs = Vec::new();

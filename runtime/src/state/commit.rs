@@ -75,7 +75,10 @@ fn touched_old<'a>(diff: &'a Diff, c: &'a Current) -> impl Iterator<Item = &'a h
 struct New<'a> {
     m: &'a Manifest,
     place: &'a Placement,
-    loaded: &'a [bool],
+    /// The modules this load placed, by index.
+    list: &'a [usize],
+    /// The same in initialisation order.
+    in_order: &'a [ModuleId],
 }
 
 /// Entry points to run after the commit, in `order`: constructors of added
@@ -85,11 +88,12 @@ struct New<'a> {
 #[allow(clippy::type_complexity)]
 fn entry_points(
     new: &New<'_>,
-    order: &[ModuleId],
     diff: &Diff,
     reload: bool,
 ) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
-    let New { m, place, loaded } = *new;
+    let New {
+        m, place, in_order, ..
+    } = *new;
     let name = |i: ModuleId| m.module_name(i).to_string();
     let added_modules: HashSet<&str> = diff.added.iter().map(String::as_str).collect();
     let touched: HashSet<&str> = diff
@@ -103,10 +107,7 @@ fn entry_points(
     let mut ctors = Vec::new();
     let mut on_reload = Vec::new();
     let (mut nim_dat, mut nim_init) = (Vec::new(), Vec::new());
-    for &i in order {
-        if !loaded[i.0 as usize] {
-            continue;
-        }
+    for &i in in_order {
         let md = &m.modules[i.0 as usize];
         let added = added_modules.contains(m.str(md.name));
         // A Nim module's first load is Nim's init (see `nim`).
@@ -138,7 +139,8 @@ impl State {
             area,
             place,
             areas,
-            loaded,
+            loaded_list,
+            loaded_in_order,
             mut work,
             stat,
             diff,
@@ -157,7 +159,8 @@ impl State {
         let new = New {
             m,
             place: &place,
-            loaded: &loaded,
+            list: &loaded_list,
+            in_order: &loaded_in_order,
         };
         self.publish(
             &new,
@@ -178,7 +181,7 @@ impl State {
         self.join_new_globals(m, &diff, new_globals, &mut obj_gid);
         self.free_gone_globals(&new, &diff, &obj_gid);
         self.rebase_kept(rebase, &areas);
-        let (ctors, on_reload) = entry_points(&new, &order, &diff, self.current.is_some());
+        let (ctors, on_reload) = entry_points(&new, &diff, self.current.is_some());
         self.make_current(
             Current {
                 manifest,
@@ -214,20 +217,20 @@ impl State {
         new_trampolines: Option<Batch>,
         fn_tid: &mut Ids,
     ) {
-        let New { m, place, loaded } = *new;
+        let New { m, place, list, .. } = *new;
         let table = || {
             area.map(|a| {
                 crate::crash::Table::new(
                     m,
                     place,
-                    loaded,
+                    list,
                     (a.loaded.base as u64, a.loaded.len() as u64),
                     generation,
                     debug.and_then(crash_lines),
                 )
             })
         };
-        let functions_here: usize = marked(loaded).map(|mi| m.functions.part(mi).len()).sum();
+        let functions_here: usize = list.iter().map(|&mi| m.functions.part(mi).len()).sum();
         // Built by the helper thread when it is free in time, else here
         // after the registry.
         let built = std::sync::Mutex::new(None);
@@ -243,7 +246,7 @@ impl State {
         let register = || {
             // New trampolines join the registry.
             if let Some(batch) = new_trampolines {
-                self.register_batch(batch, m, loaded, fn_tid);
+                self.register_batch(batch, m, list, fn_tid);
             }
         };
         match functions_here >= PARALLEL_TABLE {
@@ -267,10 +270,10 @@ impl State {
     /// module still has is among these. Returns which registry entries are
     /// live: marked in `retargeted`, and listed.
     fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<u32> {
-        let New { m, place, loaded } = *new;
+        let New { m, place, list, .. } = *new;
         self.retargeted.resize(self.functions.len(), false);
         let mut live = Vec::new();
-        for mi in marked(loaded) {
+        for &mi in list {
             let md = &m.modules[mi];
             let vbase = place.vbase[mi];
             for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
@@ -381,19 +384,19 @@ impl State {
     /// global keeps its key, so one a changed module still has is among the
     /// loaded modules' objects).
     fn free_gone_globals(&mut self, new: &New<'_>, diff: &Diff, obj_gid: &[u32]) {
-        let New { m, loaded, .. } = *new;
-        let mut keep = vec![false; self.globals.len()];
-        for mi in marked(loaded) {
-            let md = &m.modules[mi];
-            for &g in obj_gid[md.objects.range()].iter().filter(|&&g| g != NONE) {
-                keep[g as usize] = true;
-            }
-        }
+        let New { m, list, .. } = *new;
+        // The globals the loaded modules keep: a set when they are few (a
+        // flag per global would cost a pass over every global).
+        let kept = list
+            .iter()
+            .flat_map(|&mi| obj_gid[m.modules[mi].objects.range()].iter().copied())
+            .filter(|&g| g != NONE);
+        let keep = Keep::of(kept, self.globals.len());
         if let Some(c) = &self.current {
             for md in touched_old(diff, c) {
                 for oi in md.objects.range() {
                     let g = c.obj_gid[oi];
-                    if g == NONE || keep[g as usize] {
+                    if g == NONE || keep.has(g) {
                         continue;
                     }
                     if let Some(e) = self.globals[g as usize].take() {
@@ -489,7 +492,7 @@ impl State {
     /// Registers a batch of new trampolines under the names of the
     /// functions whose registry index in `fn_tid` is pending, which then
     /// become their registry indices.
-    fn register_batch(&mut self, batch: Batch, m: &Manifest, loaded: &[bool], fn_tid: &mut Ids) {
+    fn register_batch(&mut self, batch: Batch, m: &Manifest, list: &[usize], fn_tid: &mut Ids) {
         let first = self.functions.len() as u32;
         // (New functions: the table is the new image's own from here.)
         let fn_tid = Arc::make_mut(fn_tid);
@@ -501,20 +504,18 @@ impl State {
         }
         // Module names interned once; names copied into the registry's
         // one buffer (no allocation per function).
-        let ids: Vec<u32> = (0..m.modules.len())
-            .map(|mi| match loaded[mi] {
-                true => self.functions.intern_module(m.str(m.modules[mi].name)),
-                false => NONE,
-            })
+        let ids: Vec<u32> = list
+            .iter()
+            .map(|&mi| self.functions.intern_module(m.str(m.modules[mi].name)))
             .collect();
         let fill = |put: &mut dyn FnMut(usize, u32, &str)| {
             // (A kept module has no new function.)
-            for mi in marked(loaded) {
+            for (&mi, &id) in list.iter().zip(&ids) {
                 let md = &m.modules[mi];
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                     let t = fn_tid[fi];
                     if t != NONE && t >= first {
-                        put((t - first) as usize, ids[mi], m.str(f.name));
+                        put((t - first) as usize, id, m.str(f.name));
                     }
                 }
             }
@@ -562,5 +563,38 @@ impl State {
             }
         }
         out
+    }
+}
+
+/// Registry indices of globals, as a set fit to their number: sorted when
+/// few, a flag per global otherwise.
+enum Keep {
+    Few(Vec<u32>),
+    Many(Vec<bool>),
+}
+
+impl Keep {
+    fn of(ids: impl Iterator<Item = u32> + Clone, globals: usize) -> Keep {
+        let n = ids.clone().count();
+        if n.saturating_mul(64) < globals {
+            let mut v: Vec<u32> = ids.collect();
+            v.sort_unstable();
+            Keep::Few(v)
+        } else {
+            let mut v = vec![false; globals];
+            for g in ids {
+                if let Some(k) = v.get_mut(g as usize) {
+                    *k = true;
+                }
+            }
+            Keep::Many(v)
+        }
+    }
+
+    fn has(&self, g: u32) -> bool {
+        match self {
+            Keep::Few(v) => v.binary_search(&g).is_ok(),
+            Keep::Many(v) => v.get(g as usize).copied().unwrap_or(false),
+        }
     }
 }

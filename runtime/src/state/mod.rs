@@ -285,8 +285,11 @@ pub struct Prepared {
     area: Option<Arc<Area>>,
     place: Placement,
     areas: ModuleAreas,
-    /// Modules whose segments this load placed.
-    loaded: Vec<bool>,
+    /// Modules whose segments this load placed, listed by index and in
+    /// initialisation order (the commit looks at these, not at a flag per
+    /// module).
+    loaded_list: Vec<usize>,
+    loaded_in_order: Vec<ModuleId>,
     work: ReloadWork,
     stat: FileStat,
     diff: Diff,

@@ -346,6 +346,15 @@ impl State {
                     }
                 }
                 let handler_ranks = self.ranks_of_handler_modules(&view.manifest, &order);
+                let loaded_list: Vec<usize> = marked(&load).collect();
+                let loaded_in_order: Vec<ModuleId> = match loaded_list.len() {
+                    0 => Vec::new(),
+                    _ => order
+                        .iter()
+                        .copied()
+                        .filter(|i| load[i.0 as usize])
+                        .collect(),
+                };
                 Ok(Prep::Done(Some(Box::new(Prepared {
                     debug: crate::gdb_jit::read_debug(file.handle(), stat.size),
                     manifest: view.manifest,
@@ -354,7 +363,8 @@ impl State {
                     area,
                     place,
                     areas,
-                    loaded: load,
+                    loaded_list,
+                    loaded_in_order,
                     work,
                     stat,
                     diff,

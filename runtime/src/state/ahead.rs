@@ -20,6 +20,8 @@ pub(super) struct Ahead {
     /// The thread-local variables' template length before and after it
     /// was prepared (new thread-local variables take offsets from it).
     tls: (usize, usize),
+    /// The image watch's event count before the file was opened.
+    epoch: u64,
 }
 
 impl State {
@@ -32,6 +34,7 @@ impl State {
             return;
         }
         let path = self.path.clone();
+        let epoch = crate::watcher::epoch();
         let Ok(file) = ImageFile::open(&path, self.allow_insecure_image) else {
             return;
         };
@@ -64,10 +67,28 @@ impl State {
                     live_version: self.live_version,
                     debugger: crate::gdb_jit::wanted(),
                     tls,
+                    epoch,
                 });
             }
             _ => crate::tls::unreserve(tls.0, tls.1),
         }
+    }
+
+    /// The reload prepared ahead, when no event came on the image's name
+    /// since before it opened the file (so the file is still the one it
+    /// read) and it was prepared against the live image: taken without a
+    /// look at the file.
+    pub(super) fn take_ahead_unchanged(&mut self) -> Option<Prepared> {
+        let a = self.ahead.as_ref()?;
+        let fresh = a.live_version == self.live_version
+            && a.debugger == crate::gdb_jit::wanted()
+            && crate::watcher::unchanged_since(a.epoch);
+        if !fresh {
+            return None;
+        }
+        let mut p = self.ahead.take()?.prepared;
+        p.work.prepared_ahead = true;
+        Some(p)
     }
 
     /// The reload prepared ahead, when it was prepared from the file whose

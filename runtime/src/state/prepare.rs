@@ -25,6 +25,9 @@ impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
     /// nothing changed.
     pub fn prepare(&mut self) -> Result<Option<Prepared>, Error> {
+        if let Some(p) = self.take_ahead_unchanged() {
+            return Ok(Some(p));
+        }
         let path = self.path.clone();
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
         if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {

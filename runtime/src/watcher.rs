@@ -79,13 +79,6 @@ pub(crate) fn epoch() -> u64 {
     EPOCH.load(Ordering::Acquire)
 }
 
-/// True when no event came on the image's name since [`epoch`] returned
-/// `epoch` (after taking in what the kernel queued): the file is the one it
-/// was then. False when the watch does not serve.
-pub(crate) fn unchanged_since(epoch: u64) -> bool {
-    ACTIVE.load(Ordering::Acquire) && self::epoch() == epoch && ACTIVE.load(Ordering::Acquire)
-}
-
 /// The exact check that started at `epoch` found nothing changed.
 pub(crate) fn record_unchanged(epoch: u64) {
     QUIET_AT.store(epoch, Ordering::Release);
@@ -231,6 +224,11 @@ fn wake() {
         // every wake-up) only drops this wake-up.
         let _ = unsafe { libc::write(wake, one.as_ptr().cast(), one.len()) };
     }
+}
+
+/// True while the thread that prepares reloads ahead runs.
+pub(crate) fn preparing() -> bool {
+    PREPARER.load(Ordering::Acquire)
 }
 
 /// Drops `x` on the preparing thread when it runs (at once otherwise), the

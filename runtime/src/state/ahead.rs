@@ -20,8 +20,6 @@ pub(super) struct Ahead {
     /// The thread-local variables' template length before and after it
     /// was prepared (new thread-local variables take offsets from it).
     tls: (usize, usize),
-    /// The image watch's event count before the file was opened.
-    epoch: u64,
 }
 
 impl State {
@@ -30,12 +28,13 @@ impl State {
     /// reload. A failure is dropped: the program's reload prepares again
     /// and reports it.
     pub fn prepare_ahead(&mut self) {
+        self.unmap_dead();
         if !self.prepare_ahead || self.in_reload.is_some() || self.current.is_none() {
             return;
         }
         let path = self.path.clone();
-        let epoch = crate::watcher::epoch();
         let Ok(file) = ImageFile::open(&path, self.allow_insecure_image) else {
+            self.drop_ahead();
             return;
         };
         if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
@@ -67,28 +66,21 @@ impl State {
                     live_version: self.live_version,
                     debugger: crate::gdb_jit::wanted(),
                     tls,
-                    epoch,
                 });
             }
             _ => crate::tls::unreserve(tls.0, tls.1),
         }
     }
 
-    /// The reload prepared ahead, when no event came on the image's name
-    /// since before it opened the file (so the file is still the one it
-    /// read) and it was prepared against the live image: taken without a
-    /// look at the file.
+    /// The reload prepared ahead, when the file is still the one it read
+    /// (one `stat`: it also finds the file still reachable, since a reload
+    /// of a file this process can no longer reach must fail as it would
+    /// have without the preparation) and it was prepared against the live
+    /// image: taken without opening the file.
     pub(super) fn take_ahead_unchanged(&mut self) -> Option<Prepared> {
-        let a = self.ahead.as_ref()?;
-        let fresh = a.live_version == self.live_version
-            && a.debugger == crate::gdb_jit::wanted()
-            && crate::watcher::unchanged_since(a.epoch);
-        if !fresh {
-            return None;
-        }
-        let mut p = self.ahead.take()?.prepared;
-        p.work.prepared_ahead = true;
-        Some(p)
+        self.ahead.as_ref()?;
+        let stat = FileStat::of(&self.path).ok()?;
+        self.take_ahead(&stat)
     }
 
     /// The reload prepared ahead, when it was prepared from the file whose

@@ -358,6 +358,9 @@ pub struct State {
     retired: Vec<Retired>,
     /// Every mapped area; one no image holds any more is freed by `reclaim`.
     areas: Vec<Arc<Area>>,
+    /// Areas no image holds any more, withdrawn from crash reports and
+    /// debuggers, that the preparing thread unmaps at its next wake-up.
+    dead: Vec<Area>,
     /// What the last reload did.
     pub last_work: ReloadWork,
     /// The loader's address tables, kept between reloads.
@@ -514,6 +517,7 @@ impl State {
             current: None,
             retired: Vec::new(),
             areas: Vec::new(),
+            dead: Vec::new(),
             last_work: ReloadWork::default(),
             tables: Tables::default(),
             retargeted: Vec::new(),

@@ -81,7 +81,12 @@ impl State {
     }
 
     /// Unmaps the areas no image (live or retired) runs in any more.
+    ///
+    /// While the preparing thread runs, it unmaps them ([`State::unmap_dead`]
+    /// at its next wake-up, the next change of the image); the program's
+    /// reload only withdraws them from crash reports and debuggers.
     pub(super) fn free_unused_areas(&mut self) {
+        let later = self.prepare_ahead && crate::watcher::preparing();
         let mut i = 0;
         while i < self.areas.len() {
             if Arc::strong_count(&self.areas[i]) > 1 {
@@ -92,11 +97,21 @@ impl State {
             if let Ok(a) = Arc::try_unwrap(a) {
                 self.jit.remove(a.loaded.base);
                 crate::crash::withdraw(a.loaded.base as u64);
-                // SAFETY: see `reclaim` and ARCHITECTURE.md ("When an old
-                // image is freed"): no image holds the area, and the images
-                // that did were checked before they were dropped.
-                unsafe { hcr_loader::unload_area(&mut self.window, a.loaded) };
+                self.dead.push(a);
             }
+        }
+        if !later {
+            self.unmap_dead();
+        }
+    }
+
+    /// Unmaps the areas [`State::free_unused_areas`] found unused.
+    pub(super) fn unmap_dead(&mut self) {
+        for a in std::mem::take(&mut self.dead) {
+            // SAFETY: see `reclaim` and ARCHITECTURE.md ("When an old image
+            // is freed"): no image holds the area, and the images that did
+            // were checked before they were dropped.
+            unsafe { hcr_loader::unload_area(&mut self.window, a.loaded) };
         }
     }
 
@@ -124,6 +139,7 @@ impl State {
         self.retired.clear();
         // As above: no image code runs any more.
         self.free_unused_areas();
+        self.unmap_dead();
         self.handlers.clear();
     }
 

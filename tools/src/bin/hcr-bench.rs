@@ -549,11 +549,11 @@ fn bench_reload(
         if prewritten {
             let link = app.with_extension("link");
             let _ = std::fs::remove_file(&link);
-            std::fs::hard_link(if i % 2 == 0 { &pb } else { &pa }, &link)?;
+            std::fs::hard_link(if i.is_multiple_of(2) { &pb } else { &pa }, &link)?;
             std::fs::rename(&link, &app)?;
             Ok(())
         } else {
-            install(&app, if i % 2 == 0 { &b } else { &a })
+            install(&app, if i.is_multiple_of(2) { &b } else { &a })
         }
     };
     let runs = cli.runs.max(21);

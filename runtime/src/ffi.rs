@@ -141,6 +141,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         crate::watcher::forget();
         crate::watcher::start(path);
         if opts.prepare_ahead {
+            register_fork_handlers();
             crate::watcher::prepare_on_change(prepare_ahead);
         }
         f
@@ -257,6 +258,40 @@ pub extern "C" fn hcr_has_any_module_changed() -> bool {
 /// nothing happened to the file since the last exact answer "no" (see
 /// `watcher`), else the exact check (one `stat`, the manifest when the file
 /// differs from the loaded one).
+/// The state's and the watch's locks, held by the forking thread across a
+/// `fork`.
+type ForkHeld = (MutexGuard<'static, Option<State>>, crate::watcher::Held);
+
+thread_local! {
+    static FORK_HELD: RefCell<Option<ForkHeld>> = const { RefCell::new(None) };
+}
+
+/// Fork handlers, registered when the preparing thread starts: that thread
+/// takes the state's lock on its own, and a child forked while it held it
+/// would inherit the lock taken for good. The forking thread takes both
+/// locks before the fork (waiting for a preparation in progress) and both
+/// processes release them after it; in the child, the runtime then works
+/// without the preparing thread, which did not come along.
+fn register_fork_handlers() {
+    extern "C" fn before() {
+        let held = (lock(), crate::watcher::hold());
+        FORK_HELD.with(|h| *h.borrow_mut() = Some(held));
+    }
+    extern "C" fn parent() {
+        FORK_HELD.with(|h| drop(h.borrow_mut().take()));
+    }
+    extern "C" fn child() {
+        crate::watcher::forked_child();
+        FORK_HELD.with(|h| drop(h.borrow_mut().take()));
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers three handlers that only take and release the
+        // runtime's own locks, in the forking thread.
+        unsafe { libc::pthread_atfork(Some(before), Some(parent), Some(child)) };
+    });
+}
+
 /// The watcher thread's work when the image changed: prepares the reload
 /// it asks for, to be committed by the program's next reload.
 fn prepare_ahead() {

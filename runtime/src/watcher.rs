@@ -226,6 +226,22 @@ fn wake() {
     }
 }
 
+/// The watch's lock, held across a `fork` so that the child does not
+/// inherit it taken by the preparing thread (see `ffi`'s fork handlers).
+pub(crate) struct Held(#[allow(dead_code)] std::sync::MutexGuard<'static, Option<Watch>>);
+
+/// Takes the watch's lock (see [`Held`]).
+pub(crate) fn hold() -> Held {
+    Held(WATCH.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// In a child after `fork`: the preparing thread did not come along, so
+/// everything it would do is done at once from here on.
+pub(crate) fn forked_child() {
+    PREPARER.store(false, Ordering::Release);
+    WAKE.store(-1, Ordering::Release);
+}
+
 /// True while the thread that prepares reloads ahead runs.
 pub(crate) fn preparing() -> bool {
     PREPARER.load(Ordering::Acquire)

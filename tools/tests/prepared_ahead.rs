@@ -113,6 +113,50 @@ fn a_reload_prepared_ahead_is_committed_only_while_current() {
     assert_eq!(rt.reload().expect("reload"), 1);
     assert_eq!(value(), 2 + 40 + 7);
     assert_eq!(bump(), 6);
+
+    // Children forked while the preparing thread works (it holds the
+    // runtime's lock then) can still use the runtime: they reload on their
+    // own, without the thread, which did not come along.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let statuses = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                install(if i % 2 == 0 { &v3 } else { &v2 });
+                i += 1;
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        });
+        let mut statuses = Vec::new();
+        for _ in 0..40 {
+            // SAFETY: the child only calls the runtime and `_exit`s; the
+            // runtime's fork handlers leave its locks free in the child.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // SAFETY: `alarm` in the child: a hung child dies of it.
+                unsafe { libc::alarm(20) };
+                let ok = rt.reload().is_ok() && [2 + 40 + 7, 3 + 40 + 7].contains(&value());
+                // SAFETY: ends the child without running the parent's
+                // exit handlers.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for the child just forked.
+            let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+            statuses.push((waited == pid).then_some(status));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        statuses
+    });
+    for status in statuses {
+        let status = status.expect("waitpid");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "a forked child failed or hung (status {status:#x})"
+        );
+    }
     drop(rt);
 
     // Turned off: the program's reload prepares it.

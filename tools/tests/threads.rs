@@ -8,9 +8,12 @@
 //! are the runtime's lock-free publication and time-based freeing, and why
 //! helgrind cannot check this memory at all):
 //!
-//!     HCR_HOST_WRAPPER="valgrind --tool=drd --error-exitcode=99 -q \
-//!       --suppressions=$PWD/tools/tests/drd.supp" \
+//!     HCR_PREPARE_AHEAD=0 HCR_HOST_WRAPPER="valgrind --tool=drd \
+//!       --error-exitcode=99 -q --suppressions=$PWD/tools/tests/drd.supp" \
 //!       cargo test -p hcr-tools --test threads
+//!
+//! (`HCR_PREPARE_AHEAD=0`: DRD does not see the futex-based lock that
+//! orders the work of the thread that prepares reloads ahead.)
 //!
 //! `HCR_THREAD_RELOADS` sets the number of reloads (default 200).
 

@@ -205,8 +205,11 @@ impl State {
         v
     }
 
-    /// Statistics for tests and benchmarks.
-    pub fn stats(&self) -> RuntimeStats {
+    /// Statistics for tests and benchmarks. Areas a reload left for the
+    /// preparing thread to unmap are unmapped first, so that the window's
+    /// free bytes are what they will be.
+    pub fn stats(&mut self) -> RuntimeStats {
+        self.unmap_dead();
         RuntimeStats {
             retired_images: self.retired.len(),
             globals: self.globals.iter().flatten().count(),

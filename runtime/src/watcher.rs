@@ -242,9 +242,11 @@ pub(crate) fn forked_child() {
     WAKE.store(-1, Ordering::Release);
 }
 
-/// True while the thread that prepares reloads ahead runs.
+/// True while the thread that prepares reloads ahead runs and the watch it
+/// sleeps on serves (a watch turned off, say for a second image, may leave
+/// the thread asleep for good: what it would free is then freed at once).
 pub(crate) fn preparing() -> bool {
-    PREPARER.load(Ordering::Acquire)
+    PREPARER.load(Ordering::Acquire) && ACTIVE.load(Ordering::Acquire)
 }
 
 /// Drops `x` on the preparing thread when it runs (at once otherwise), the
@@ -255,7 +257,7 @@ pub(crate) fn preparing() -> bool {
 /// cost more than the drop (measured 5–46 µs for the wake-up, when the
 /// woken thread was run on the waker's CPU first).
 pub(crate) fn drop_later<T: Send + 'static>(x: T) {
-    if !PREPARER.load(Ordering::Acquire) {
+    if !preparing() {
         drop(x);
         return;
     }

@@ -429,10 +429,16 @@ impl Retired {
 
     /// Keeps only the areas (see [`RetiredImage::Areas`]); the rest is
     /// freed off the program's thread when the preparing thread runs.
+    /// Its references to the areas are dropped here: held until that
+    /// thread wakes, they would keep an area the reclaim finds unused from
+    /// being freed.
     fn slim(&mut self) {
         if let RetiredImage::Whole(c) = &self.image {
             let areas = RetiredImage::Areas(c.distinct_areas().to_vec());
-            crate::watcher::drop_later(std::mem::replace(&mut self.image, areas));
+            if let RetiredImage::Whole(mut c) = std::mem::replace(&mut self.image, areas) {
+                drop(std::mem::take(&mut c.areas));
+                crate::watcher::drop_later(c);
+            }
         }
     }
 }

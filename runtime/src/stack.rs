@@ -3,14 +3,13 @@
 
 use std::ffi::c_void;
 
-/// Calls `f` with every 8-byte word on the calling thread's stack, from the
-/// current frame to the stack's top, read in place (no copy), until it
-/// returns true: a conservative superset of its return addresses (no
-/// unwinding needed, so frames without unwind information count too).
-/// `Some(true)` when `f` stopped the scan, `Some(false)` when it saw every
-/// word, `None` when the stack's bounds cannot be established (the caller
-/// must then assume every old image may still be in use).
-pub(crate) fn any_word(mut f: impl FnMut(usize) -> bool) -> Option<bool> {
+/// Every 8-byte word on the calling thread's stack, from the current
+/// frame to the stack's top: a conservative superset of its return
+/// addresses (no unwinding needed, so frames without unwind information
+/// count too).
+/// `None` when the stack's bounds cannot be established (the caller must
+/// then assume every old image may still be in use).
+pub(crate) fn stack_words() -> Option<Vec<usize>> {
     // The stack pointer itself: the address of a local is not on this stack
     // when locals live elsewhere (AddressSanitizer's fake stack), and then
     // [local, top) spans unrelated memory.
@@ -30,20 +29,20 @@ pub(crate) fn any_word(mut f: impl FnMut(usize) -> bool) -> Option<bool> {
     // `mov` rather than a Rust read so that AddressSanitizer does not check
     // it: the scan reads every word on purpose, the redzones between a
     // frame's variables included.
-    Some((0..n).any(|i| {
-        // SAFETY: as above, for the word at `start + 8 * i`.
-        let w = unsafe {
-            let w: usize;
-            std::arch::asm!(
-                "mov {w}, qword ptr [{p}]",
-                p = in(reg) start + 8 * i,
-                w = out(reg) w,
-                options(readonly, nostack, preserves_flags)
-            );
-            w
-        };
-        f(w)
-    }))
+    Some(
+        (0..n)
+            .map(|i| unsafe {
+                let w: usize;
+                std::arch::asm!(
+                    "mov {w}, qword ptr [{p}]",
+                    p = in(reg) start + 8 * i,
+                    w = out(reg) w,
+                    options(readonly, nostack, preserves_flags)
+                );
+                w
+            })
+            .collect(),
+    )
 }
 
 /// Asks the calling thread's stack bounds now (see [`bounds`]).

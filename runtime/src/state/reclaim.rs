@@ -44,31 +44,29 @@ impl State {
             }
         }
         if !check.is_empty() {
-            let mut used = vec![false; check.len()];
-            let all = check.iter().flat_map(|(_, own)| own.iter());
-            let lo = all.clone().map(|r| r.0).min().unwrap_or(0);
-            let hi = all.map(|r| r.1).max().unwrap_or(0);
-            // Each word marks the old images it points into; one pass over
-            // the stack (read in place), the globals and the thread-local
-            // blocks.
-            let mut note = |w: u64| {
-                let w = w as usize;
-                if w < lo || w >= hi {
-                    return false;
-                }
-                for (k, (_, own)) in check.iter().enumerate() {
-                    used[k] |= own.iter().any(|&(lo, hi)| lo <= w && w < hi);
-                }
-                used.iter().all(|&u| u)
-            };
-            let scanned = crate::stack::any_word(|w| note(w as u64)).map(|done| {
-                done || self.heap.any_word_in(lo as u64, hi as u64, &mut note)
-                    || crate::tls::any_word(&mut note)
-            });
-            match scanned {
+            match crate::stack::stack_words() {
                 // The stack cannot be scanned: keep every old image.
                 None => keep.extend(check.into_iter().map(|(r, _)| r)),
-                Some(_) => {
+                Some(stack) => {
+                    let mut used = vec![false; check.len()];
+                    let all = check.iter().flat_map(|(_, own)| own.iter());
+                    let lo = all.clone().map(|r| r.0).min().unwrap_or(0);
+                    let hi = all.map(|r| r.1).max().unwrap_or(0);
+                    // Each word marks the old images it points into; one pass
+                    // over the stack, the globals and the thread-local blocks.
+                    let mut note = |w: u64| {
+                        let w = w as usize;
+                        if w < lo || w >= hi {
+                            return false;
+                        }
+                        for (k, (_, own)) in check.iter().enumerate() {
+                            used[k] |= own.iter().any(|&(lo, hi)| lo <= w && w < hi);
+                        }
+                        used.iter().all(|&u| u)
+                    };
+                    let _ = stack.iter().any(|&a| note(a as u64))
+                        || self.heap.any_word_in(lo as u64, hi as u64, &mut note)
+                        || crate::tls::any_word(&mut note);
                     for ((r, _), u) in check.into_iter().zip(used) {
                         if u {
                             keep.push(r);

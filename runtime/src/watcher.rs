@@ -54,6 +54,11 @@ struct Watch {
 /// the count.
 static WATCH: std::sync::Mutex<Option<Watch>> = std::sync::Mutex::new(None);
 
+/// [`WATCH`], locked.
+fn watch() -> std::sync::MutexGuard<'static, Option<Watch>> {
+    WATCH.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// True when nothing happened to the image since the exact check last found
 /// it unchanged (an uncontended lock and one non-blocking `read`).
 pub(crate) fn known_unchanged() -> bool {
@@ -61,7 +66,7 @@ pub(crate) fn known_unchanged() -> bool {
     if quiet == NEVER || !ACTIVE.load(Ordering::Acquire) {
         return false;
     }
-    let g = WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let g = watch();
     let Some(w) = g.as_ref() else {
         return false;
     };
@@ -72,7 +77,7 @@ pub(crate) fn known_unchanged() -> bool {
 /// The epoch to pass to [`record_unchanged`], read (after taking in what
 /// the kernel queued) before an exact check.
 pub(crate) fn epoch() -> u64 {
-    let g = WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let g = watch();
     if let Some(w) = g.as_ref() {
         drain(w);
     }
@@ -144,7 +149,7 @@ pub(crate) fn start(image: &Path) {
         }
         fd
     };
-    *WATCH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Watch { fd, name });
+    *watch() = Some(Watch { fd, name });
     ACTIVE.store(true, Ordering::Release);
 }
 
@@ -232,7 +237,7 @@ pub(crate) struct Held(#[allow(dead_code)] std::sync::MutexGuard<'static, Option
 
 /// Takes the watch's lock (see [`Held`]).
 pub(crate) fn hold() -> Held {
-    Held(WATCH.lock().unwrap_or_else(|p| p.into_inner()))
+    Held(watch())
 }
 
 /// In a child after `fork`: the preparing thread did not come along, so
@@ -277,7 +282,7 @@ pub(crate) fn prepare_on_change(prepare: fn()) {
     if !ACTIVE.load(Ordering::Acquire) || PREPARER.swap(true, Ordering::AcqRel) {
         return;
     }
-    let fd = match WATCH.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+    let fd = match watch().as_ref() {
         Some(w) => w.fd,
         None => {
             PREPARER.store(false, Ordering::Release);
@@ -317,7 +322,7 @@ pub(crate) fn prepare_on_change(prepare: fn()) {
                     // SAFETY: reads the eventfd's 8-byte counter (resets it).
                     let _ = unsafe { libc::read(wake, count.as_mut_ptr().cast(), count.len()) };
                 }
-                if let Some(w) = WATCH.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                if let Some(w) = watch().as_ref() {
                     drain(w);
                 }
                 let now = SETTLED.load(Ordering::Acquire);

@@ -50,9 +50,7 @@ impl State {
         }
         self.drop_ahead();
         let before = crate::tls::reserved();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let r = self.prepare_from(&file, &mut scratch);
-        self.scratch = scratch;
+        let r = self.prepare_from(&file);
         let tls = (before, crate::tls::reserved());
         match r {
             Ok(Some(prepared)) => {

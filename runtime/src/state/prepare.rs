@@ -37,12 +37,7 @@ impl State {
         if let Some(p) = self.take_ahead(&file.stat) {
             return Ok(Some(p));
         }
-        // The buffer is lent to this load (the view borrows it) and kept
-        // for the next.
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let r = self.prepare_from(&file, &mut scratch);
-        self.scratch = scratch;
-        r
+        self.prepare_from(&file)
     }
 
     /// A problem of the image on disk, naming its path.
@@ -50,7 +45,16 @@ impl State {
         Error::Image(format!("{}: {e}", self.path.display()))
     }
 
-    pub(super) fn prepare_from(
+    /// Prepares the reload `file` asks for. The read buffer is lent to this
+    /// load (the view borrows it) and kept for the next.
+    pub(super) fn prepare_from(&mut self, file: &ImageFile<'_>) -> Result<Option<Prepared>, Error> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = self.prepare_passes(file, &mut scratch);
+        self.scratch = scratch;
+        r
+    }
+
+    fn prepare_passes(
         &mut self,
         file: &ImageFile<'_>,
         scratch: &mut Scratch,
@@ -66,7 +70,7 @@ impl State {
         }
     }
 
-    /// One attempt of [`State::prepare_from`]; with `full`, no segment is
+    /// One attempt of [`State::prepare_passes`]; with `full`, no segment is
     /// kept.
     fn prepare_pass(
         &mut self,

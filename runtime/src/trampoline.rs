@@ -69,6 +69,20 @@ impl Batch {
     pub fn iter(&self) -> impl Iterator<Item = Trampoline> + '_ {
         (0..self.len).map(|i| self.get(i))
     }
+
+    /// Returns the batch's chunks to `window` (a reload that failed or was
+    /// discarded before it published them).
+    ///
+    /// # Safety
+    /// The batch was never published: no permanent address handed out,
+    /// no code or slot reached through it.
+    pub unsafe fn free_unpublished(self, window: &mut hcr_loader::Window) {
+        // SAFETY: as the caller guarantees, nothing refers to either chunk.
+        unsafe {
+            window.free(self.code);
+            window.free(self.slots);
+        }
+    }
 }
 
 /// Encodes a trampoline at `code` jumping through `slot`.

@@ -70,7 +70,7 @@ pub(crate) fn known_unchanged() -> bool {
     let Some(w) = g.as_ref() else {
         return false;
     };
-    drain(w);
+    drain_for_program(w);
     ACTIVE.load(Ordering::Acquire) && EPOCH.load(Ordering::Acquire) == quiet
 }
 
@@ -79,7 +79,7 @@ pub(crate) fn known_unchanged() -> bool {
 pub(crate) fn epoch() -> u64 {
     let g = watch();
     if let Some(w) = g.as_ref() {
-        drain(w);
+        drain_for_program(w);
     }
     EPOCH.load(Ordering::Acquire)
 }
@@ -153,11 +153,22 @@ pub(crate) fn start(image: &Path) {
     ACTIVE.store(true, Ordering::Release);
 }
 
+/// [`drain`] on the program's side: when it took the events that end a
+/// change, the preparing thread (which sleeps on the same descriptor and
+/// may not have seen them) is woken to prepare the reload.
+fn drain_for_program(w: &Watch) {
+    if drain(w) {
+        wake();
+    }
+}
+
 /// Reads every queued event (the descriptor is non-blocking); counts those
-/// on the image's name. The directory gone, or the queue overflowed: the
-/// watch is off (exact checks only).
-fn drain(w: &Watch) {
+/// on the image's name. Returns true when some of them end a change. The
+/// directory gone, or the queue overflowed: the watch is off (exact checks
+/// only).
+fn drain(w: &Watch) -> bool {
     let mut buf = [0u8; 4096];
+    let mut any_settled = false;
     loop {
         // SAFETY: reads into a buffer of the given length from the
         // non-blocking inotify descriptor the watch owns.
@@ -165,11 +176,11 @@ fn drain(w: &Watch) {
         if n <= 0 {
             let e = std::io::Error::last_os_error();
             match e.kind() {
-                std::io::ErrorKind::WouldBlock => return,
+                std::io::ErrorKind::WouldBlock => return any_settled,
                 std::io::ErrorKind::Interrupted => continue,
                 _ => {
                     stop();
-                    return;
+                    return any_settled;
                 }
             }
         }
@@ -214,7 +225,7 @@ fn drain(w: &Watch) {
         }
         if settled {
             SETTLED.fetch_add(1, Ordering::AcqRel);
-            wake();
+            any_settled = true;
         }
     }
 }

@@ -74,24 +74,21 @@ impl State {
     /// (one `stat`: it also finds the file still reachable, since a reload
     /// of a file this process can no longer reach must fail as it would
     /// have without the preparation) and it was prepared against the live
-    /// image: taken without opening the file.
+    /// image: taken without opening the file. A stale one (or one whose file
+    /// cannot be reached now) is discarded.
     pub(super) fn take_ahead_unchanged(&mut self) -> Option<Prepared> {
-        self.ahead.as_ref()?;
-        let stat = FileStat::of(&self.path).ok()?;
-        self.take_ahead(&stat)
-    }
-
-    /// The reload prepared ahead, when it was prepared from the file whose
-    /// status is `stat` against the live image; a stale one is discarded.
-    pub(super) fn take_ahead(&mut self, stat: &FileStat) -> Option<Prepared> {
         let a = self.ahead.take()?;
-        if self.fresh(&a, stat) {
-            let mut p = a.prepared;
-            p.work.prepared_ahead = true;
-            return Some(p);
+        match FileStat::of(&self.path) {
+            Ok(stat) if self.fresh(&a, &stat) => {
+                let mut p = a.prepared;
+                p.work.prepared_ahead = true;
+                Some(p)
+            }
+            _ => {
+                self.discard(a);
+                None
+            }
         }
-        self.discard(a);
-        None
     }
 
     /// Whether `a` is what preparing the file whose status is `stat` now
@@ -130,10 +127,7 @@ impl State {
         drop(areas);
         if let Some(b) = new_trampolines {
             // SAFETY: the batch was never published; no code can reach it.
-            unsafe {
-                self.window.free(b.code);
-                self.window.free(b.slots);
-            }
+            unsafe { b.free_unpublished(&mut self.window) };
         }
         if let Some(area) = area.and_then(|a| Arc::try_unwrap(a).ok()) {
             // SAFETY: the area was never published: no code runs in it and

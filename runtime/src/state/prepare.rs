@@ -31,11 +31,7 @@ impl State {
         let path = self.path.clone();
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
         if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
-            self.drop_ahead();
             return Ok(None);
-        }
-        if let Some(p) = self.take_ahead(&file.stat) {
-            return Ok(Some(p));
         }
         self.prepare_from(&file)
     }
@@ -312,10 +308,7 @@ impl State {
         let free_batch = |window: &mut Window, batch: Option<Batch>| {
             if let Some(batch) = batch {
                 // SAFETY: the batch was never published.
-                unsafe {
-                    window.free(batch.code);
-                    window.free(batch.slots);
-                }
+                unsafe { batch.free_unpublished(window) };
             }
         };
         let chunk = if work.modules_loaded == 0 {

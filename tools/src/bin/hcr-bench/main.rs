@@ -5,6 +5,8 @@
 //! hcr-bench link   [--modules 500 --functions 50] [--tiny | --leaf]   hcr-link vs ld.gold -r vs ld -r
 //! hcr-bench load   [--modules 500 --functions 50]   first load, full reload vs dlopen
 //! hcr-bench reload [--modules 200 --functions 10]   one module changed
+//! hcr-bench scale  [--modules 200 --factor 10]      the same reload, N and 10·N modules,
+//!                                                   after `cc` and `hcr-link`
 //! hcr-bench calls                                   call through a permanent address vs direct
 //! hcr-bench changed                                 hcr_has_any_module_changed, nothing changed
 //! hcr-bench live                                    a call-heavy program with and without a
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use hcr_tools::gen::{self, Shape};
+
+mod scale;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -94,6 +98,23 @@ enum What {
         /// each reload follows the write of a whole image, as after a link).
         #[arg(long)]
         prewritten: bool,
+    },
+    /// The same one-module reload in a program and in one `--factor` times
+    /// larger, in one run: each round edits a module's source, compiles it
+    /// with `cc`, relinks with the `hcr-link` command, and the program
+    /// (under `hcr run`, polling) times its own reload.
+    Scale {
+        #[arg(long, default_value_t = 200)]
+        modules: usize,
+        #[arg(long, default_value_t = 10)]
+        factor: usize,
+        #[arg(long, default_value_t = 10)]
+        functions: usize,
+        #[arg(long, default_value_t = 10)]
+        globals: usize,
+        /// Microseconds between the program's change checks (0: none).
+        #[arg(long, default_value_t = 1000)]
+        poll_us: u64,
     },
     /// Cross-module call through a permanent address vs a direct call.
     Calls {
@@ -1459,6 +1480,23 @@ fn main() -> ExitCode {
                 globals,
             },
             change,
+        ),
+        What::Scale {
+            modules,
+            factor,
+            functions,
+            globals,
+            poll_us,
+        } => scale::run(
+            &cli.dir,
+            cli.runs,
+            &scale::Scale {
+                modules,
+                factor,
+                functions,
+                globals,
+                poll_us,
+            },
         ),
         What::Calls { iterations } => bench_calls(&cli, iterations),
         What::Tls { iterations } => bench_tls(&cli, iterations),

@@ -239,6 +239,14 @@ pub fn run(base: &Path, rounds: usize, s: &Scale) -> anyhow::Result<()> {
         for i in order {
             programs[i].round(v, &link)?;
         }
+        eprintln!(
+            "hcr-bench: round {v}: {}",
+            programs
+                .iter()
+                .map(|p| format!("{} modules {:.1} µs", p.shape.modules, p.reloads[r] / 1e3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     println!(
         "## scale: one module changed, compiled and relinked by `hcr-link`; {} functions + {} globals a module; the program polls every {} µs",

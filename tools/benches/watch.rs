@@ -24,7 +24,6 @@
 //!
 //! The figure that matters is total − compile: what hcr adds to a compile.
 
-use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -36,61 +35,10 @@ use hcr_tools::gen::{self, Shape};
 /// The module whose source each round changes.
 const EDITED: usize = 42;
 
-fn main_source(shape: Shape) -> String {
-    let mut s = String::from(
-        "#include <stdio.h>\n#include <time.h>\n#include <stdbool.h>\n\
-         bool hcr_has_any_module_changed(void);\nint hcr_perform_code_reload(void);\n",
-    );
-    for i in 0..shape.modules {
-        let _ = writeln!(s, "int m{i}_f0(int);");
-    }
-    s.push_str(
-        "static long now_ns(void) {\n\
-         \x20 struct timespec t; clock_gettime(CLOCK_REALTIME, &t);\n\
-         \x20 return t.tv_sec * 1000000000L + t.tv_nsec;\n}\n\
-         static volatile int sink;\n\
-         int main(void) {\n\
-         \x20 struct timespec ms = {0, 1000000L};\n\
-         \x20 long reload_ns = 0;\n\
-         \x20 int last = -1, n = 0;\n\
-         \x20 for (;;) {\n\
-         \x20   if (hcr_has_any_module_changed()) {\n\
-         \x20     long t0 = now_ns();\n\
-         \x20     n = hcr_perform_code_reload();\n\
-         \x20     reload_ns = now_ns() - t0;\n\
-         \x20   }\n",
-    );
-    // Every module's code runs each round, as in a real program.
-    s.push_str("    int sum = 0;\n");
-    for i in 0..shape.modules {
-        let _ = writeln!(s, "    sum += m{i}_f0(5);");
-    }
-    let _ = write!(
-        s,
-        "    sink = sum;\n\
-         \x20   int v = m{EDITED}_f0(0);\n\
-         \x20   if (v != last) {{\n\
-         \x20     printf(\"value=%d at_ns=%ld reload_ns=%ld modules=%d\\n\", v, now_ns(), reload_ns, n);\n\
-         \x20     fflush(stdout);\n\
-         \x20     last = v;\n\
-         \x20   }}\n\
-         \x20   nanosleep(&ms, NULL);\n\
-         \x20 }}\n}}\n"
-    );
-    s
-}
-
 fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128)
-}
-
-fn field<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
-        .parse()
-        .ok()
 }
 
 /// "compiled 1 module in 85.3 ms, linked 100 modules in 6.1 ms" → (85.3, 6.1).
@@ -139,7 +87,7 @@ fn main() -> anyhow::Result<()> {
     };
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
-    std::fs::write(dir.join("main.c"), main_source(shape))?;
+    std::fs::write(dir.join("main.c"), gen::polling_main_source(shape, EDITED))?;
     for i in 0..shape.modules {
         std::fs::write(dir.join(format!("m{i}.c")), gen::module_source(shape, i, 0))?;
     }
@@ -174,7 +122,7 @@ fn main() -> anyhow::Result<()> {
             let l = orx
                 .recv_timeout(timeout)
                 .with_context(|| format!("no value={v} from the program"))?;
-            if field::<i32>(&l, "value") == Some(v) {
+            if gen::report_field::<i32>(&l, "value") == Some(v) {
                 return Ok(l);
             }
         }
@@ -196,8 +144,8 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&src, text)?;
         let written = now_ns();
         let line = wait_value(v)?;
-        let at: i128 = field(&line, "at_ns").context("at_ns")?;
-        let reload_ns: f64 = field(&line, "reload_ns").context("reload_ns")?;
+        let at: i128 = gen::report_field(&line, "at_ns").context("at_ns")?;
+        let reload_ns: f64 = gen::report_field(&line, "reload_ns").context("reload_ns")?;
         let (c, l) = loop {
             let e = erx.recv_timeout(timeout).context("hcr watch's timings")?;
             if let Some(t) = watch_times(&e) {

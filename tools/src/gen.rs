@@ -82,6 +82,71 @@ pub fn main_source(shape: Shape) -> String {
     s
 }
 
+/// C source of a root for reload benchmarks: it runs every module's code in
+/// a loop, polls `hcr_has_any_module_changed()` every `argv[1]`
+/// microseconds (1000 when not given; 0: no pause), times its own
+/// `hcr_perform_code_reload()` (`CLOCK_MONOTONIC`), and whenever module
+/// `edited`'s `f0(0)` returns a new value prints
+/// `value=V at_ns=T reload_ns=R modules=N` (T: `CLOCK_REALTIME` then; R and
+/// N: the last reload's time and result; read them with
+/// [`report_field`]). A failed reload is reported on stderr and the old
+/// code keeps running.
+pub fn polling_main_source(shape: Shape, edited: usize) -> String {
+    let mut s = String::from(
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <time.h>\n#include <unistd.h>\n\
+         #include <stdbool.h>\n\
+         bool hcr_has_any_module_changed(void);\nint hcr_perform_code_reload(void);\n\
+         const char *hcr_last_error(void);\n",
+    );
+    for i in 0..shape.modules {
+        let _ = writeln!(s, "int m{i}_f0(int);");
+    }
+    s.push_str(
+        "static long now_ns(clockid_t clock) {\n\
+         \x20 struct timespec t; clock_gettime(clock, &t);\n\
+         \x20 return t.tv_sec * 1000000000L + t.tv_nsec;\n}\n\
+         static volatile int sink;\n\
+         int main(int argc, char **argv) {\n\
+         \x20 long poll_us = argc > 1 ? atol(argv[1]) : 1000;\n\
+         \x20 long reload_ns = 0;\n\
+         \x20 int last = -1, n = 0;\n\
+         \x20 for (;;) {\n\
+         \x20   if (hcr_has_any_module_changed()) {\n\
+         \x20     long t0 = now_ns(CLOCK_MONOTONIC);\n\
+         \x20     n = hcr_perform_code_reload();\n\
+         \x20     reload_ns = now_ns(CLOCK_MONOTONIC) - t0;\n\
+         \x20     if (n < 0) fprintf(stderr, \"reload failed: %s\\n\", hcr_last_error());\n\
+         \x20   }\n",
+    );
+    // Every module's code runs each round, as in a real program.
+    s.push_str("    int sum = 0;\n");
+    for i in 0..shape.modules {
+        let _ = writeln!(s, "    sum += m{i}_f0(5);");
+    }
+    let _ = write!(
+        s,
+        "    sink = sum;\n\
+         \x20   int v = m{edited}_f0(0);\n\
+         \x20   if (v != last) {{\n\
+         \x20     printf(\"value=%d at_ns=%ld reload_ns=%ld modules=%d\\n\", v, now_ns(CLOCK_REALTIME), reload_ns, n);\n\
+         \x20     fflush(stdout);\n\
+         \x20     last = v;\n\
+         \x20   }}\n\
+         \x20   if (poll_us > 0) usleep(poll_us);\n\
+         \x20 }}\n}}\n"
+    );
+    s
+}
+
+/// The value of `key=` in a line that [`polling_main_source`]'s program
+/// printed.
+pub fn report_field<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
 /// Writes the sources into `dir` and compiles them in parallel; returns the
 /// objects, `main.o` first.
 ///

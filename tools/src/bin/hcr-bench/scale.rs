@@ -12,7 +12,6 @@
 //! the program prints the new value. The first round's reload (the first
 //! after the load) is shown on its own and left out of the medians.
 
-use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,78 +54,10 @@ fn edited(shape: Shape) -> usize {
     shape.modules / 2
 }
 
-/// `main`: runs every module's code, polls for a change every `poll_us`,
-/// times the reload and prints `value=V reload_ns=T` when the edited
-/// module's value changes.
-fn main_source(shape: Shape) -> String {
-    let mut s = String::from(
-        "#include <stdio.h>\n#include <stdlib.h>\n#include <time.h>\n#include <unistd.h>\n\
-         #include <stdbool.h>\n\
-         bool hcr_has_any_module_changed(void);\nint hcr_perform_code_reload(void);\n\
-         const char *hcr_last_error(void);\n",
-    );
-    for i in 0..shape.modules {
-        let _ = writeln!(s, "int m{i}_f0(int);");
-    }
-    s.push_str(
-        "static long now_ns(void) {\n\
-         \x20 struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);\n\
-         \x20 return t.tv_sec * 1000000000L + t.tv_nsec;\n}\n\
-         static volatile int sink;\n\
-         int main(int argc, char **argv) {\n\
-         \x20 long poll_us = argc > 1 ? atol(argv[1]) : 1000;\n\
-         \x20 long reload_ns = 0;\n\
-         \x20 int last = -1;\n\
-         \x20 for (;;) {\n\
-         \x20   if (hcr_has_any_module_changed()) {\n\
-         \x20     long t0 = now_ns();\n\
-         \x20     int n = hcr_perform_code_reload();\n\
-         \x20     reload_ns = now_ns() - t0;\n\
-         \x20     if (n < 0) { fprintf(stderr, \"reload failed: %s\\n\", hcr_last_error()); return 1; }\n\
-         \x20   }\n\
-         \x20   int sum = 0;\n",
-    );
-    for i in 0..shape.modules {
-        let _ = writeln!(s, "    sum += m{i}_f0(5);");
-    }
-    let _ = write!(
-        s,
-        "    sink = sum;\n\
-         \x20   int v = m{e}_f0(0);\n\
-         \x20   if (v != last) {{\n\
-         \x20     printf(\"value=%d reload_ns=%ld\\n\", v, reload_ns);\n\
-         \x20     fflush(stdout);\n\
-         \x20     last = v;\n\
-         \x20   }}\n\
-         \x20   if (poll_us > 0) usleep(poll_us);\n\
-         \x20 }}\n}}\n",
-        e = edited(shape)
-    );
-    s
-}
-
-fn field<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
-        .parse()
-        .ok()
-}
-
-fn hcr_link(link: &Path, image: &Path, objects: &[PathBuf]) -> anyhow::Result<()> {
-    let out = Command::new(link)
-        .arg("-o")
-        .arg(image)
-        .args(objects)
-        .output()
-        .with_context(|| format!("run {}", link.display()))?;
-    if !out.status.success() {
-        bail!(
-            "hcr-link failed on {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+/// Relinks `objects` into `image` with the `hcr-link` command at `link`.
+fn link_image(link: &Path, image: &Path, objects: &[PathBuf]) -> anyhow::Result<()> {
+    let image = image.display().to_string();
+    super::tool(&link.display().to_string(), &["-o", &image], objects)
 }
 
 impl Program {
@@ -143,9 +74,14 @@ impl Program {
         );
         let mut objects = gen::generate(&dir, shape, "-O1")?;
         // The root (gen's own `main` runs once and returns).
-        objects[0] = gen::compile(&dir, "poll_main", &main_source(shape), "-O1")?;
+        objects[0] = gen::compile(
+            &dir,
+            "poll_main",
+            &gen::polling_main_source(shape, edited(shape)),
+            "-O1",
+        )?;
         let image = dir.join("app.hcr");
-        hcr_link(link, &image, &objects)?;
+        link_image(link, &image, &objects)?;
         let hcr = std::env::current_exe()?.with_file_name("hcr");
         let mut child = Command::new(&hcr)
             .arg("run")
@@ -190,8 +126,8 @@ impl Program {
                         self.shape.modules
                     )
                 })?;
-            if field::<u32>(&l, "value") == Some(v) {
-                return field(&l, "reload_ns").context("reload_ns");
+            if gen::report_field::<u32>(&l, "value") == Some(v) {
+                return gen::report_field(&l, "reload_ns").context("reload_ns");
             }
         }
     }
@@ -202,7 +138,7 @@ impl Program {
         let e = edited(self.shape);
         let src = gen::module_source(self.shape, e, v);
         self.objects[e + 1] = gen::compile(&self.dir, &format!("m{e}"), &src, "-O1")?;
-        hcr_link(link, &self.image, &self.objects)?;
+        link_image(link, &self.image, &self.objects)?;
         let ns = self.wait_value(v)?;
         self.reloads.push(ns);
         Ok(())

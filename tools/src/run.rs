@@ -179,13 +179,17 @@ fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) 
     let mut failed_on: Option<FileId> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(AUTO_RELOAD_POLL);
-        let changed = rt.check_changed();
-        if let Ok(false) = changed {
-            continue;
-        }
+        // The version is read before the image is: a failure is pinned to
+        // the version it was read from only when the file did not change
+        // while it was read (otherwise the next poll tries again), so one
+        // image's failure is never reported under the next one's name.
         let id = file_id(image);
         if failed_on == Some(id) {
             continue; // said once; wait for the next image
+        }
+        let changed = rt.check_changed();
+        if let Ok(false) = changed {
+            continue;
         }
         let result = match changed {
             Err(e) => Err(e),
@@ -193,6 +197,7 @@ fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) 
         };
         match result {
             Ok(_) => failed_on = None,
+            Err(_) if file_id(image) != id => {} // replaced meanwhile: retry
             Err(e) => {
                 report_failed_reload(image, &e);
                 failed_on = Some(id);

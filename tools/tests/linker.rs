@@ -106,6 +106,49 @@ fn every_diagnostic_names_file_module_symbol_and_fix() {
     assert!(!out.exists(), "an image was written despite errors");
 }
 
+/// An object given twice is one clear error, not a duplicate definition
+/// for each of its symbols; two objects with one stem keep their own message.
+#[test]
+fn an_object_given_twice_is_said_once() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let a = compile_with(
+        d,
+        "twice",
+        "int t1(void){return 1;} int t2(void){return 2;}",
+        SECTIONED,
+    );
+    let main = module(
+        d,
+        "main",
+        "int t1(void); int main(void){return t1();}",
+        "-O2",
+    );
+    let sub = d.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let other = compile_with(&sub, "twice", "int t3(void){return 3;}", SECTIONED);
+    let out = d.join("app.hcr");
+    let o = link(&out, &[main.clone(), a.clone(), a.clone()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{} is given twice", a.display())),
+        "{err}"
+    );
+    assert!(err.contains("help: give each object once"), "{err}");
+    assert!(!err.contains("duplicate definition"), "{err}");
+    assert!(err.contains("no image written"), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(!out.exists());
+    let o = link(&out, &[main, a, other.clone()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("module name 'twice' is also the name of"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
 #[test]
 fn malformed_inputs_are_refused_cleanly() {
     let t = tempfile::tempdir().unwrap();

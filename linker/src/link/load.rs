@@ -56,7 +56,7 @@ pub(crate) fn load_modules<'d>(
     if !archives.is_empty() {
         pull_members(&mut mods, archives, &mut diags);
     }
-    check_names(&mods, &mut diags);
+    check_names(&mut mods, &mut diags);
     if mods.is_empty() {
         return Err(LinkError::Inputs(diags.list));
     }
@@ -213,20 +213,39 @@ fn pull_members<'d>(mods: &mut Vec<Loaded<'d>>, archives: Vec<Vec<Cand<'d>>>, di
     }
 }
 
-/// Module names must be unique: they key everything the runtime keeps.
-fn check_names(mods: &[Loaded<'_>], diags: &mut Diags) {
-    let mut seen: HashMap<&str, &str> = HashMap::default();
-    for (m, _) in mods {
-        if let Some(prev) = seen.insert(&m.name, &m.path) {
-            diags.push(
-                &m.path,
-                &m.name,
-                None,
-                format!("module name '{}' is also the name of {prev}", m.name),
-                "module names are file stems and must be unique; rename one of the files",
-            );
+/// Module names must be unique: they key everything the runtime keeps. An
+/// object given twice is said once and its second copy left out, so that
+/// its every definition is not reported again as a duplicate.
+fn check_names(mods: &mut Vec<Loaded<'_>>, diags: &mut Diags) {
+    let mut keep = Vec::with_capacity(mods.len());
+    {
+        let mut seen: HashMap<&str, &str> = HashMap::default();
+        for (m, _) in mods.iter() {
+            let prev = seen.get(m.name.as_str()).copied();
+            keep.push(prev != Some(m.path.as_str()));
+            match prev {
+                None => {
+                    seen.insert(&m.name, &m.path);
+                }
+                Some(prev) if prev == m.path => diags.push(
+                    &m.path,
+                    &m.name,
+                    None,
+                    format!("{} is given twice", m.path),
+                    "give each object once",
+                ),
+                Some(prev) => diags.push(
+                    &m.path,
+                    &m.name,
+                    None,
+                    format!("module name '{}' is also the name of {prev}", m.name),
+                    "module names are file stems and must be unique; rename one of the files",
+                ),
+            }
         }
     }
+    let mut keep = keep.into_iter();
+    mods.retain(|_| keep.next().unwrap_or(true));
 }
 
 fn new_mod<'d>((obj, parsed): Loaded<'d>) -> Mod<'d> {

@@ -198,6 +198,14 @@ fn link_in_pool(
     let out = match cache.filter(|c| c.reuse) {
         Some(c) => {
             let parsed = link::parse_inputs(&c.parsed, &mapped);
+            let taken = mapped
+                .iter()
+                .zip(&parsed)
+                .filter(|(inp, p)| match (c.parsed.get(&inp.path), p) {
+                    (Some(kept), Some(p)) => Arc::ptr_eq(kept, p),
+                    _ => false,
+                })
+                .count();
             let reuse = link::Reuse {
                 parsed: &parsed,
                 prev: c.previous.take(),
@@ -206,7 +214,9 @@ fn link_in_pool(
             keep_parses(&mut c.parsed, inputs, &parsed);
             linked.map(|l| {
                 c.previous = l.next;
-                l.out
+                let mut out = l.out;
+                out.reused.parsed = taken;
+                out
             })
         }
         None => link::link(config, &refs, &libs.shared, sink, &mut timer, None).map(|l| l.out),

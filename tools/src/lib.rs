@@ -5,6 +5,7 @@
 pub mod gen;
 pub mod inspect;
 pub mod link;
+pub mod link_server;
 pub mod live;
 pub mod nim_init;
 pub mod nim_watch;

@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+/// A line on stderr; never panics when stderr is gone (a server's client
+/// may have closed it).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Options of `hcr-link`.
 #[derive(Clone, Debug)]
 pub struct LinkArgs {
@@ -30,6 +39,15 @@ pub struct LinkArgs {
 /// # Errors
 /// Input diagnostics (all of them) or an I/O failure; nothing is written then.
 pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
+    run_with(args, None)
+}
+
+/// As [`run`]; with a cache, the link takes over what the previous link
+/// kept in it that did not change (`hcr-link --incremental`'s server).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(args: &LinkArgs, cache: Option<&mut hcr_linker::InputCache>) -> anyhow::Result<()> {
     let cfg = hcr_linker::LinkConfig {
         root: args.root.clone(),
         timings: args.timings,
@@ -41,10 +59,10 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let nim = crate::nim_init::prepare(&args.inputs);
     for w in &nim.warnings {
-        eprintln!("hcr-link: warning: {w}");
+        say!("hcr-link: warning: {w}");
     }
     if args.verbose && nim.compiled + nim.cached > 0 {
-        eprintln!(
+        say!(
             "hcr-link: {} Nim modules rewritten ({} compiled, {} cached) in {} ms",
             nim.compiled + nim.cached,
             nim.compiled,
@@ -52,19 +70,34 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
             started.elapsed().as_millis()
         );
     }
-    let out = hcr_linker::link(&cfg, &nim.inputs, &args.output)
-        .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
+    let incremental = cache.is_some();
+    let out = match cache {
+        Some(c) => hcr_linker::link_cached(&cfg, &nim.inputs, &args.output, c),
+        None => hcr_linker::link(&cfg, &nim.inputs, &args.output),
+    }
+    .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
     for w in &out.warnings {
-        eprintln!("hcr-link: warning: {w}");
+        say!("hcr-link: warning: {w}");
     }
     if args.verbose {
-        eprintln!(
+        say!(
             "hcr-link: {} modules, {} bytes, {} relocations ({} applied at link time, {} left to the loader)",
             out.modules,
             out.size,
             out.stats.relocations,
             out.stats.applied_at_link,
             out.stats.relocations - out.stats.applied_at_link
+        );
+    }
+    if args.verbose && incremental {
+        let r = &out.reused;
+        say!(
+            "hcr-link: incremental: taken over from the previous link, of {} modules: {} parses, {} relocation scans, {} applied segments, {} symbol tables",
+            out.modules,
+            r.parsed,
+            r.scanned,
+            r.applied,
+            r.rendered
         );
     }
     Ok(())

@@ -151,7 +151,7 @@ pub(crate) fn link(
         warnings,
         reused: ReuseStats {
             rendered: written.tables_reused,
-            ..plan.as_ref().map(|p| p.stats(&mods)).unwrap_or_default()
+            ..plan.as_ref().map(|p| p.stats()).unwrap_or_default()
         },
     };
     if config.skip_free {

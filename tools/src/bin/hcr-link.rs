@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hcr_tools::link_server;
 
 /// The linker allocates and frees many small vectors from several threads;
 /// mimalloc's thread-local heaps avoid the system allocator's arena growth
@@ -36,30 +37,85 @@ struct Cli {
     /// Search DIR for `-l` libraries before the system directories.
     #[arg(short = 'L', value_name = "DIR")]
     library_dirs: Vec<PathBuf>,
+    /// Relink incrementally: a background hcr-link keeps this output's link
+    /// (started by the first such run; it exits after 10 minutes without a
+    /// link), and each later run takes over what did not change. The image
+    /// is the same as without the flag.
+    #[arg(long)]
+    incremental: bool,
     /// Object files and archives, in import-priority order.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == link_server::SERVE_ARG) {
+        if let Some(name) = argv.get(2).and_then(|n| n.to_str()) {
+            serve(name);
+        }
+        return exit_now(0);
+    }
     let cli = Cli::parse();
-    let args = hcr_tools::link::LinkArgs {
-        output: cli.output,
-        root: cli.root,
-        inputs: cli.inputs,
-        verbose: cli.verbose,
-        timings: cli.timings,
-        skip_free: true,
-        libraries: cli.libraries,
-        library_dirs: cli.library_dirs,
-    };
-    match hcr_tools::link::run(&args) {
+    if cli.incremental {
+        let mut why = None;
+        let code = link_server::server_name(&cli.output)
+            .ok()
+            .and_then(|name| link_server::request(&name, &argv[1..], &mut why));
+        if let Some(code) = code {
+            return exit_now(code.into());
+        }
+        if let Some(why) = why {
+            eprintln!("hcr-link: {why}; linking in this process");
+        }
+    }
+    match hcr_tools::link::run(&link_args(cli, true)) {
         Ok(()) => exit_now(0),
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn link_args(cli: Cli, skip_free: bool) -> hcr_tools::link::LinkArgs {
+    hcr_tools::link::LinkArgs {
+        output: cli.output,
+        root: cli.root,
+        inputs: cli.inputs,
+        verbose: cli.verbose,
+        timings: cli.timings,
+        skip_free,
+        libraries: cli.libraries,
+        library_dirs: cli.library_dirs,
+    }
+}
+
+/// The server behind `--incremental`: each request is a command line,
+/// linked with the input cache it keeps.
+fn serve(name: &str) {
+    let mut cache = hcr_linker::InputCache::default();
+    link_server::serve(name, |args| {
+        use std::io::Write as _;
+        let argv =
+            std::iter::once(std::ffi::OsString::from("hcr-link")).chain(args.iter().cloned());
+        let cli = match Cli::try_parse_from(argv) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = write!(std::io::stderr(), "{e}");
+                return 2;
+            }
+        };
+        match hcr_tools::link::run_with(&link_args(cli, false), Some(&mut cache)) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "{e:#}");
+                // A failed link starts the next one afresh.
+                cache = hcr_linker::InputCache::default();
+                2
+            }
+        }
+    });
 }
 
 /// Ends the process without running exit handlers: the image is written and

@@ -396,9 +396,62 @@ fn bench_relink(cli: &Cli, all: Shape, change: &str) -> anyhow::Result<()> {
         ms(incr)
     );
     println!(
-        "images byte-identical to the full link's in every round: yes; reused in the last round: {} parsed objects, {} relocation scans, {} applied segments, {} symbol tables of {modules} modules",
+        "images byte-identical to the full link's in every round: yes; taken over in the last round: {} parses, {} relocation scans, {} applied segments, {} symbol tables of {modules} modules",
         reused.parsed, reused.scanned, reused.applied, reused.rendered
     );
+    relink_processes(rounds, &objs, &dir, &variants, &put)
+}
+
+/// The same rounds as a build system runs them: one `hcr-link` process per
+/// link, plain against `--incremental` (its server, started by a link
+/// before the first round, ends 30 s after the last), images compared
+/// every round.
+fn relink_processes(
+    rounds: usize,
+    objs: &[PathBuf],
+    dir: &Path,
+    variants: &[PathBuf],
+    put: &dyn Fn(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let hcr_link = std::env::current_exe()?.with_file_name("hcr-link");
+    let (plain_out, incr_out) = (dir.join("plain.hcr"), dir.join("server.hcr"));
+    let run = |incremental: bool, out: &Path| -> anyhow::Result<Duration> {
+        let mut c = Command::new(&hcr_link);
+        if incremental {
+            c.arg("--incremental").env("HCR_LINK_SERVER_IDLE", "30");
+        }
+        let t = Instant::now();
+        let st = c.arg("-o").arg(out).args(objs).status()?;
+        let d = t.elapsed();
+        if !st.success() {
+            bail!("{} failed", hcr_link.display());
+        }
+        Ok(d)
+    };
+    run(true, &incr_out)?;
+    let (mut plain, mut incr) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        put(&variants[round % 2])?;
+        plain.push(run(false, &plain_out)?);
+        incr.push(run(true, &incr_out)?);
+        if std::fs::read(&plain_out)? != std::fs::read(&incr_out)? {
+            bail!("round {round}: the --incremental image differs from the plain hcr-link's");
+        }
+    }
+    let (plain, incr) = (median(plain), median(incr));
+    println!("\n## the same rounds, one `hcr-link` process per link");
+    println!("| link | median | ratio to `--incremental` |");
+    println!("|---|---|---|");
+    println!(
+        "| `hcr-link` (a full link in a new process) | {} | {} |",
+        ms(plain),
+        ratio(plain, incr)
+    );
+    println!(
+        "| `hcr-link --incremental` (the process hands the link to its server) | {} | 1.00× |",
+        ms(incr)
+    );
+    println!("images byte-identical to the plain link's in every round: yes");
     Ok(())
 }
 

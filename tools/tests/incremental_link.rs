@@ -1,0 +1,190 @@
+//! `hcr-link --incremental`: a background server keeps the link between
+//! runs, each later run takes over what did not change, and the image is
+//! the same, byte for byte, as a plain `hcr-link`'s; its messages and exit
+//! code are the client's; it ends after its idle time.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{hcr_link_bin, module, run_ok};
+
+/// Runs `hcr-link ARGS` in `dir` (relative paths, as a build system does),
+/// the server (if any) idling out after `idle` seconds.
+fn hcr_link_in(dir: &Path, args: &[&str], idle: &str) -> Output {
+    Command::new(hcr_link_bin())
+        .current_dir(dir)
+        .env("HCR_LINK_SERVER_IDLE", idle)
+        .args(args)
+        .output()
+        .expect("run hcr-link")
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The link servers whose working directory is `dir`.
+fn servers_in(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let is_server = cmd.split(|&b| b == 0).any(|a| a == b"--incremental-server");
+        if is_server && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Ends the servers working in its folder when dropped (a failed test
+/// included).
+struct EndServers<'a>(&'a Path);
+
+impl Drop for EndServers<'_> {
+    fn drop(&mut self) {
+        for pid in servers_in(self.0) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// Replaces `dir/name.o` by a new object built from `code`, as a compiler
+/// does (a new file renamed into place).
+fn rebuild(dir: &Path, name: &str, code: &str) {
+    let tmp = dir.join("rebuild");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let o = module(&tmp, name, code, "-O2");
+    std::fs::rename(o, dir.join(format!("{name}.o"))).unwrap();
+}
+
+const MAIN: &str = r#"#include <stdio.h>
+int a(void); int b(void);
+int main(void) { printf("a=%d b=%d\n", a(), b()); return 0; }"#;
+
+#[test]
+fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _end = EndServers(d);
+    module(d, "main", MAIN, "-O2");
+    module(
+        d,
+        "a",
+        "int a_count; int a(void) { return 1 + a_count; }",
+        "-O2",
+    );
+    module(d, "b", "int b(void) { return 10; }", "-O2");
+    let inputs = ["main.o", "a.o", "b.o"];
+    let link = |out: &str, incremental: bool| {
+        let mut args = vec!["-v", "-o", out];
+        if incremental {
+            args.insert(0, "--incremental");
+        }
+        args.extend(inputs);
+        let o = hcr_link_in(d, &args, "30");
+        assert!(o.status.success(), "{}", text(&o));
+        o
+    };
+    let same_as_plain = || {
+        link("plain.hcr", false);
+        assert!(
+            std::fs::read(d.join("app.hcr")).unwrap()
+                == std::fs::read(d.join("plain.hcr")).unwrap(),
+            "the incremental image differs from the plain link's"
+        );
+    };
+
+    // The first run starts the server, which links from nothing.
+    let first = link("app.hcr", true);
+    assert!(
+        text(&first)
+            .contains("incremental: taken over from the previous link, of 3 modules: 0 parses"),
+        "{}",
+        text(&first)
+    );
+    same_as_plain();
+    assert_eq!(servers_in(d).len(), 1, "one server for the output");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=10");
+
+    // One module rebuilt: the other two are taken over.
+    rebuild(d, "b", "int b(void) { return 20; }");
+    let second = link("app.hcr", true);
+    assert!(
+        text(&second).contains("of 3 modules: 2 parses"),
+        "{}",
+        text(&second)
+    );
+    assert!(
+        text(&second).contains("hcr-link: 3 modules,"),
+        "the summary reaches the client: {}",
+        text(&second)
+    );
+    same_as_plain();
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=20");
+    assert_eq!(servers_in(d).len(), 1, "the same server");
+
+    // A failed link is the client's: its message, exit code 2, the old
+    // image left in place; the next good link succeeds.
+    let before = std::fs::read(d.join("app.hcr")).unwrap();
+    rebuild(
+        d,
+        "b",
+        "int a(void) { return 5; } int b(void) { return 4; }",
+    );
+    let mut args = vec!["--incremental", "-o", "app.hcr"];
+    args.extend(inputs);
+    let failed = hcr_link_in(d, &args, "30");
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("b.o (module b): duplicate definition"),
+        "{}",
+        text(&failed)
+    );
+    assert_eq!(std::fs::read(d.join("app.hcr")).unwrap(), before);
+    rebuild(d, "b", "int b(void) { return 30; }");
+    link("app.hcr", true);
+    same_as_plain();
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=30");
+}
+
+#[test]
+fn concurrent_runs_all_link_and_the_server_ends_when_idle() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _end = EndServers(d);
+    module(d, "main", MAIN, "-O2");
+    module(d, "a", "int a(void) { return 2; }", "-O2");
+    module(d, "b", "int b(void) { return 3; }", "-O2");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(hcr_link_bin())
+                .current_dir(d)
+                .env("HCR_LINK_SERVER_IDLE", "1")
+                .args(["--incremental", "-o", "app.hcr", "main.o", "a.o", "b.o"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=2 b=3");
+    let t0 = Instant::now();
+    while !servers_in(d).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the server did not end after its idle time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -876,7 +876,13 @@ impl CommandBuild {
             "fix it and save; the program starts after the first good build"
         };
         let started = Instant::now();
-        let out = Command::new("sh")
+        let mut cmd = Command::new("sh");
+        // An `hcr-link` in the build keeps its link warm between builds
+        // (`hcr-link --incremental`), unless the environment says otherwise.
+        if std::env::var_os("HCR_LINK_INCREMENTAL").is_none() {
+            cmd.env("HCR_LINK_INCREMENTAL", "1");
+        }
+        let out = cmd
             .arg("-c")
             .arg(&self.cmd)
             .current_dir(&self.dir)

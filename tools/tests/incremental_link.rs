@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{hcr_link_bin, module, run_ok};
+use support::{hcr_link_bin, module, run_ok, servers_in};
 
 /// Runs `hcr-link ARGS` in `dir` (relative paths, as a build system does),
 /// the server (if any) idling out after `idle` seconds.
@@ -24,23 +24,6 @@ fn hcr_link_in(dir: &Path, args: &[&str], idle: &str) -> Output {
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The link servers whose working directory is `dir`.
-fn servers_in(dir: &Path) -> Vec<u32> {
-    let dir = dir.canonicalize().unwrap();
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let is_server = cmd.split(|&b| b == 0).any(|a| a == b"--incremental-server");
-        if is_server && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 /// Ends the servers working in its folder when dropped (a failed test

@@ -546,7 +546,7 @@ fn watch_with_make_and_hcr_mk() {
     std::fs::write(
         dir.join("Makefile"),
         format!(
-            "HCR_LINK = {}\ninclude {}\nall: $(HCR_IMAGE)\n",
+            "HCR_LINK = {}\nexport HCR_LINK_SERVER_IDLE = 20\ninclude {}\nall: $(HCR_IMAGE)\n",
             support::hcr_link_bin().display(),
             support::repo().join("tools/hcr.mk").display()
         ),
@@ -561,6 +561,8 @@ fn watch_with_make_and_hcr_mk() {
     edit(&dir.join("creature.c"), "return '@';", "return 'm';");
     let t = s.wait_for("the glyph 'm'", creature_line('m'));
     assert!(t.contains("hcr watch: `make -s` took"), "{t}");
+    // hcr-link, run by make under hcr watch, kept its link in a server.
+    assert_eq!(support::servers_in(&dir).len(), 1, "one link server");
     // A build error is shown, and the old code runs on.
     edit(&dir.join("world.c"), "tick++;", "tick++ oops;");
     let t = s.wait_for("make's error", |t| t.contains("`make -s` failed"));

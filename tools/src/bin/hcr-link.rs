@@ -40,7 +40,8 @@ struct Cli {
     /// Relink incrementally: a background hcr-link keeps this output's link
     /// (started by the first such run; it exits after 10 minutes without a
     /// link), and each later run takes over what did not change. The image
-    /// is the same as without the flag.
+    /// is the same as without the flag. `HCR_LINK_INCREMENTAL=1` in the
+    /// environment does the same (`hcr watch --build` sets it).
     #[arg(long)]
     incremental: bool,
     /// Object files and archives, in import-priority order.
@@ -57,7 +58,9 @@ fn main() -> ExitCode {
         return exit_now(0);
     }
     let cli = Cli::parse();
-    if cli.incremental {
+    let incremental =
+        cli.incremental || std::env::var_os("HCR_LINK_INCREMENTAL").is_some_and(|v| v == "1");
+    if incremental {
         let mut why = None;
         let code = link_server::server_name(&cli.output)
             .ok()

@@ -280,3 +280,20 @@ pub fn small_window() -> hcr_runtime::Options {
         ..hcr_runtime::Options::default()
     }
 }
+
+/// The `hcr-link --incremental` servers whose working directory is `dir`.
+pub fn servers_in(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let is_server = cmd.split(|&b| b == 0).any(|a| a == b"--incremental-server");
+        if is_server && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir) {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -12,16 +12,18 @@
 //! and `--timings` appear where they would have; the server answers with the
 //! exit code alone.
 //!
-//! One server serves one *key*: the user, the working directory, the output
+//! One server serves one *key*: the user, the working directory (path,
+//! device and inode), the output
 //! path as given, the `hcr-link` executable (device, inode, size and
 //! modification time: a rebuilt `hcr-link` starts a new server) and the
-//! environment the link reads (`CC`, `HCR_NIM_INIT`). Its address is an
+//! environment the link reads (`CC`, `PATH`, `HCR_NIM_INIT`, the umask). Its address is an
 //! abstract Unix socket named after the key's hash, so nothing is left in
 //! the file system; both sides check that the other runs as the same user.
 //! A server exits after [`IDLE`] without a link (`HCR_LINK_SERVER_IDLE`,
 //! seconds, for tests and short-lived machines). Anything that goes wrong
-//! on the way (no server can be started, it dies mid-link, a malformed
-//! answer) makes the client link in its own process, as without the flag.
+//! on the way (no server can be started, it dies mid-link without an
+//! answer) makes the client link in its own process, as without the flag;
+//! so does a server name another user has taken.
 
 use std::ffi::OsString;
 use std::hash::{Hash as _, Hasher as _};
@@ -61,12 +63,25 @@ pub fn server_name(output: &Path) -> std::io::Result<String> {
     let exe = std::env::current_exe()?;
     let m = std::fs::metadata(&exe)?;
     let cwd = std::env::current_dir()?;
+    let here = std::fs::metadata(".")?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     cwd.hash(&mut h);
+    // The directory itself, not only its path: one removed and made again,
+    // or renamed away, is another server's.
+    (here.dev(), here.ino()).hash(&mut h);
+    // The umask decides the image's mode.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Umask:"))
+                .map(String::from)
+        })
+        .hash(&mut h);
     output.hash(&mut h);
     exe.hash(&mut h);
     (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
-    for var in ["CC", "HCR_NIM_INIT"] {
+    for var in ["CC", "PATH", "HCR_NIM_INIT"] {
         std::env::var_os(var).hash(&mut h);
     }
     Ok(format!(
@@ -83,15 +98,19 @@ pub fn server_name(output: &Path) -> std::io::Result<String> {
 /// saying did.
 pub fn request(name: &str, args: &[OsString], why: &mut Option<String>) -> Option<u8> {
     let stream = match connect(name) {
-        Some(s) => s,
-        None => {
+        Ok(Some(s)) => s,
+        Err(()) => {
+            *why = Some("the link server's name is taken by another user".into());
+            return None;
+        }
+        Ok(None) => {
             if let Err(e) = start_server(name) {
                 *why = Some(format!("cannot start the link server: {e}"));
                 return None;
             }
             let until = Instant::now() + START_WAIT;
             loop {
-                if let Some(s) = connect(name) {
+                if let Ok(Some(s)) = connect(name) {
                     break s;
                 }
                 if Instant::now() >= until {
@@ -115,11 +134,19 @@ fn address(name: &str) -> std::io::Result<SocketAddr> {
     SocketAddr::from_abstract_name(name.as_bytes())
 }
 
-/// A connection to the server `name`, when one listens and runs as this
-/// user.
-fn connect(name: &str) -> Option<UnixStream> {
-    let s = UnixStream::connect_addr(&address(name).ok()?).ok()?;
-    same_user(&s).then_some(s)
+/// A connection to the server `name`: `Ok(None)` when none listens,
+/// `Err` when the listener runs as another user.
+fn connect(name: &str) -> Result<Option<UnixStream>, ()> {
+    let Some(s) = address(name)
+        .ok()
+        .and_then(|a| UnixStream::connect_addr(&a).ok())
+    else {
+        return Ok(None);
+    };
+    match same_user(&s) {
+        true => Ok(Some(s)),
+        false => Err(()),
+    }
 }
 
 fn same_user(s: &UnixStream) -> bool {
@@ -191,7 +218,7 @@ pub fn serve(name: &str, mut link: impl FnMut(&[OsString]) -> u8) {
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map_or(IDLE, Duration::from_secs_f64);
+        .map_or(IDLE, |s| Duration::from_secs_f64(s.min(86_400.0)));
     while wait_readable(&listener, idle) {
         let Ok((stream, _)) = listener.accept() else {
             continue;

@@ -171,3 +171,32 @@ fn concurrent_runs_all_link_and_the_server_ends_when_idle() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A build folder removed and made again (or renamed away and replaced)
+/// under the same path gets a server of its own: the old one, still
+/// running in the old folder, never links the new folder's objects.
+#[test]
+fn a_build_folder_made_again_gets_its_own_server() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("build");
+    let old = t.path().join("build.old");
+    let _end = (EndServers(&d), EndServers(&old));
+    let make = |b: i32| {
+        std::fs::create_dir_all(&d).unwrap();
+        module(&d, "main", MAIN, "-O2");
+        module(&d, "a", "int a(void) { return 1; }", "-O2");
+        module(&d, "b", &format!("int b(void) {{ return {b}; }}"), "-O2");
+        let o = hcr_link_in(
+            &d,
+            &["--incremental", "-o", "app.hcr", "main.o", "a.o", "b.o"],
+            "30",
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(run_ok(&d.join("app.hcr")).trim(), format!("a=1 b={b}"));
+    };
+    make(1);
+    std::fs::rename(&d, &old).unwrap();
+    make(2);
+    std::fs::remove_dir_all(&d).unwrap();
+    make(3);
+}

@@ -345,7 +345,10 @@ impl Timer {
     pub(crate) fn lap(&mut self, pass: &str) {
         if self.on {
             let now = std::time::Instant::now();
-            eprintln!(
+            use std::io::Write as _;
+            // Not `eprintln!`: a link server's client may have closed it.
+            let _ = writeln!(
+                std::io::stderr(),
                 "hcr-link: {pass:<28} {:>8.2} ms",
                 (now - self.last).as_secs_f64() * 1e3
             );

@@ -14,12 +14,26 @@ use support::{hcr_link_bin, module, run_ok, servers_in};
 /// Runs `hcr-link ARGS` in `dir` (relative paths, as a build system does),
 /// the server (if any) idling out after `idle` seconds.
 fn hcr_link_in(dir: &Path, args: &[&str], idle: &str) -> Output {
-    Command::new(hcr_link_bin())
-        .current_dir(dir)
-        .env("HCR_LINK_SERVER_IDLE", idle)
-        .args(args)
+    hcr_link_command(dir, args, idle)
         .output()
         .expect("run hcr-link")
+}
+
+/// The command [`hcr_link_in`] runs.
+fn hcr_link_command(dir: &Path, args: &[&str], idle: &str) -> Command {
+    let mut c = Command::new(hcr_link_bin());
+    c.current_dir(dir)
+        .env("HCR_LINK_SERVER_IDLE", idle)
+        .args(args);
+    c
+}
+
+/// `main`, `a` and `b` in `dir`, from `a`'s and `b`'s code (`main` prints
+/// `a=A b=B`).
+fn three_modules(dir: &Path, a: &str, b: &str) {
+    module(dir, "main", MAIN, "-O2");
+    module(dir, "a", a, "-O2");
+    module(dir, "b", b, "-O2");
 }
 
 fn text(o: &Output) -> String {
@@ -56,14 +70,11 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let _end = EndServers(d);
-    module(d, "main", MAIN, "-O2");
-    module(
+    three_modules(
         d,
-        "a",
         "int a_count; int a(void) { return 1 + a_count; }",
-        "-O2",
+        "int b(void) { return 10; }",
     );
-    module(d, "b", "int b(void) { return 10; }", "-O2");
     let inputs = ["main.o", "a.o", "b.o"];
     let link = |out: &str, incremental: bool| {
         let mut args = vec!["-v", "-o", out];
@@ -142,19 +153,18 @@ fn concurrent_runs_all_link_and_the_server_ends_when_idle() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let _end = EndServers(d);
-    module(d, "main", MAIN, "-O2");
-    module(d, "a", "int a(void) { return 2; }", "-O2");
-    module(d, "b", "int b(void) { return 3; }", "-O2");
+    three_modules(d, "int a(void) { return 2; }", "int b(void) { return 3; }");
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(hcr_link_bin())
-                .current_dir(d)
-                .env("HCR_LINK_SERVER_IDLE", "1")
-                .args(["--incremental", "-o", "app.hcr", "main.o", "a.o", "b.o"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            hcr_link_command(
+                d,
+                &["--incremental", "-o", "app.hcr", "main.o", "a.o", "b.o"],
+                "1",
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     for c in children {
@@ -183,9 +193,11 @@ fn a_build_folder_made_again_gets_its_own_server() {
     let _end = (EndServers(&d), EndServers(&old));
     let make = |b: i32| {
         std::fs::create_dir_all(&d).unwrap();
-        module(&d, "main", MAIN, "-O2");
-        module(&d, "a", "int a(void) { return 1; }", "-O2");
-        module(&d, "b", &format!("int b(void) {{ return {b}; }}"), "-O2");
+        three_modules(
+            &d,
+            "int a(void) { return 1; }",
+            &format!("int b(void) {{ return {b}; }}"),
+        );
         let o = hcr_link_in(
             &d,
             &["--incremental", "-o", "app.hcr", "main.o", "a.o", "b.o"],

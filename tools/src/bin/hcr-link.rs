@@ -112,9 +112,8 @@ fn serve(name: &str) {
         match hcr_tools::link::run_with(&link_args(cli, false), Some(&mut cache)) {
             Ok(()) => 0,
             Err(e) => {
+                // (`link_cached` starts the next link afresh itself.)
                 let _ = writeln!(std::io::stderr(), "{e:#}");
-                // A failed link starts the next one afresh.
-                cache = hcr_linker::InputCache::default();
                 2
             }
         }

@@ -636,14 +636,29 @@ pub fn object_values(
     tables: &Tables,
     place: &Placement,
 ) -> Result<Vec<FieldValue>, LoadError> {
-    let Some(o) = view.manifest.objects.get(obj.0 as usize) else {
-        return Ok(Vec::new());
+    match view.manifest.objects.get(obj.0 as usize) {
+        Some(o) => object_values_of(view, o, dest, tables, place),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// [`object_values`] of object `o` of `view`'s manifest.
+///
+/// # Errors
+/// As [`object_values`].
+pub fn object_values_of(
+    view: &ImageView<'_>,
+    o: &hcr_image::Object,
+    dest: u64,
+    tables: &Tables,
+    place: &Placement,
+) -> Result<Vec<FieldValue>, LoadError> {
+    let module = || {
+        view.manifest
+            .modules
+            .get(o.module.0 as usize)
+            .map_or("?", |m| view.manifest.str(m.name))
     };
-    let module = view
-        .manifest
-        .modules
-        .get(o.module.0 as usize)
-        .map_or("?", |m| view.manifest.str(m.name));
     view.fixups_of_object(o)
         .map(|fx| {
             let mi = o.module.0 as usize;
@@ -664,7 +679,7 @@ pub fn object_values(
                     value,
                 })
                 .map_err(|value| LoadError::OutOfRange {
-                    module: module.to_string(),
+                    module: module().to_string(),
                     target: describe_target(view, fx.class, fx.target),
                     place: format!("global '{}'+{:#x}", view.manifest.str(o.name), fx.offset),
                     kind: fx.kind,

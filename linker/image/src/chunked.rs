@@ -246,6 +246,17 @@ impl<T> Chunked<T> {
         self.part(p).get(i - self.starts[p] as usize)
     }
 
+    /// A reader for lookups that walk the table in order (or stay within
+    /// one part for a while): see [`Cursor`].
+    pub fn cursor(&self) -> Cursor<'_, T> {
+        Cursor {
+            table: self,
+            part: 0,
+            start: 0,
+            end: 0,
+        }
+    }
+
     /// Part `k` (module `k`'s elements); empty when there is no such part.
     pub fn part(&self, k: usize) -> &[T] {
         self.parts.get(k).map_or(&[], |p| &p[..])
@@ -286,6 +297,34 @@ impl<'a, T> Iterator for Iter<'a, T> {
             self.inner = self.table.part(self.next_part).iter();
             self.next_part += 1;
         }
+    }
+}
+
+/// Looks elements of a [`Chunked`] table up by position, trying the part
+/// of the previous lookup first: a walk through the elements of a module
+/// after another searches the table of part starts once per module, not
+/// once per element as [`Chunked::get`] does (at 100 000 globals that
+/// search was a tenth of the first load's bookkeeping).
+pub struct Cursor<'a, T> {
+    table: &'a Chunked<T>,
+    part: usize,
+    start: usize,
+    end: usize,
+}
+
+impl<'a, T> Cursor<'a, T> {
+    /// Element `i`, if any (as [`Chunked::get`]).
+    pub fn get(&mut self, i: usize) -> Option<&'a T> {
+        if i < self.start || i >= self.end {
+            if i >= self.table.len {
+                return None;
+            }
+            let p = self.table.starts.partition_point(|&s| s as usize <= i) - 1;
+            self.part = p;
+            self.start = self.table.starts[p] as usize;
+            self.end = self.start + self.table.part(p).len();
+        }
+        self.table.part(self.part).get(i - self.start)
     }
 }
 
@@ -337,6 +376,24 @@ mod tests {
         let back = Chunked::from_sparse(n, vec![(70, Arc::from(vec![70u32, 70]))], Some(&t));
         assert_eq!(back.starts, old.starts);
         assert!((0..back.len()).all(|i| back[i] == old[i]));
+    }
+
+    #[test]
+    fn a_cursor_finds_what_get_finds_in_any_order() {
+        // Empty parts between, at the start and at the end.
+        let lens = [0usize, 3, 0, 0, 2, 5, 0, 1, 0];
+        let all: Vec<u32> = (0..lens.iter().sum::<usize>() as u32).collect();
+        let t = Chunked::from_vec(all, lens);
+        let mut c = t.cursor();
+        for i in 0..t.len() + 2 {
+            assert_eq!(c.get(i), t.get(i), "in order, {i}");
+        }
+        let mut c = t.cursor();
+        for i in [10, 0, 4, 3, 9, 11, 2, 5, 5, 1, 7, 6, 8] {
+            assert_eq!(c.get(i), t.get(i), "out of order, {i}");
+        }
+        let empty: Chunked<u32> = Chunked::from_vec(Vec::new(), [0, 0]);
+        assert_eq!(empty.cursor().get(0), None);
     }
 
     #[test]

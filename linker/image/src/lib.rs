@@ -24,7 +24,7 @@ mod modlist;
 
 use std::sync::Arc;
 
-pub use chunked::{Chunked, Grouped, GROUP};
+pub use chunked::{Chunked, Cursor, Grouped, GROUP};
 pub use modlist::ModuleList;
 
 use std::ops::Range;

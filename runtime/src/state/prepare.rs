@@ -814,6 +814,15 @@ struct Values<'v, 'f> {
 }
 
 impl Values<'_, '_> {
+    /// [`Values::of`] of object `o` of the image.
+    fn of_object(
+        &self,
+        o: &hcr_image::Object,
+        addr: u64,
+    ) -> Result<Vec<FieldValue>, hcr_loader::LoadError> {
+        hcr_loader::object_values_of(self.view, o, addr, self.tables, self.place)
+    }
+
     /// Object `oi`'s pointer fields for storage at `addr`.
     fn of(&self, oi: usize, addr: u64) -> Result<Vec<FieldValue>, hcr_loader::LoadError> {
         hcr_loader::object_values(
@@ -848,10 +857,13 @@ fn init_new_globals(
     v: &Values<'_, '_>,
     new_globals: &mut [(usize, Global, bool)],
 ) -> Result<(), hcr_loader::LoadError> {
-    let m = &v.view.manifest;
+    // (In order of position: one search of the part table per module.)
+    let mut objects = v.view.manifest.objects.cursor();
     for (oi, g, _) in new_globals {
-        let o = &m.objects[*oi];
-        let values = v.of(*oi, g.addr)?;
+        let Some(o) = objects.get(*oi) else {
+            continue;
+        };
+        let values = v.of_object(o, g.addr)?;
         if g.tls {
             crate::tls::init(g.addr, &initial_bytes(v.view, o, &values));
             continue;

@@ -120,7 +120,17 @@ pub trait Sink {
     /// Receives an image of `total` bytes made of `pieces`, each `(offset,
     /// bytes)`, sorted by offset and not overlapping.
     fn put(&mut self, total: u64, pieces: &[(u64, &[u8])]) -> std::io::Result<()>;
+
+    /// The link succeeded and its image is in place (after [`Sink::put`]):
+    /// `out` is what the caller will be told. What the linker does after
+    /// this (keeping state for the next link, freeing) changes nothing the
+    /// caller sees.
+    fn placed(&mut self, _out: &crate::LinkOutput) {}
 }
+
+/// Called once a link's image is in place, with the link's output, before
+/// the linker keeps its state for the next link and frees the rest.
+pub type OnPlaced = Box<dyn FnMut(&crate::LinkOutput) + Send>;
 
 /// Collects the image in memory.
 #[derive(Default)]
@@ -150,6 +160,11 @@ pub struct FileSink {
     tmp: PathBuf,
     output: PathBuf,
     renamed: bool,
+    /// The replaced image, now at `tmp`: removed once the caller has been
+    /// told (removing a large cached file is not free: tens of
+    /// milliseconds at 150 MB).
+    old_at_tmp: bool,
+    on_placed: Option<OnPlaced>,
 }
 
 /// Zeros for the gaps between pieces (alignment padding, at most a page).
@@ -164,6 +179,24 @@ impl FileSink {
             tmp,
             output,
             renamed: false,
+            old_at_tmp: false,
+            on_placed: None,
+        }
+    }
+
+    /// Calls `f` once the link's image is in place (see [`Sink::placed`]),
+    /// before the replaced image is removed.
+    pub fn on_placed(mut self, f: Option<OnPlaced>) -> Self {
+        self.on_placed = f;
+        self
+    }
+
+    /// Removes the replaced image, if it is still at the temporary path.
+    fn remove_old(&mut self) {
+        if std::mem::take(&mut self.old_at_tmp) {
+            // A reader that has it open keeps it; failing to remove it
+            // leaves a stray file only.
+            let _ = std::fs::remove_file(&self.tmp);
         }
     }
 
@@ -215,9 +248,22 @@ impl Sink for FileSink {
             }
         }
         drop(file);
-        replace(&self.tmp, &self.output)?;
+        self.old_at_tmp = replace_keeping_old(&self.tmp, &self.output)?;
         self.renamed = true;
         Ok(())
+    }
+
+    fn placed(&mut self, out: &crate::LinkOutput) {
+        if let Some(f) = self.on_placed.as_mut() {
+            f(out);
+        }
+        self.remove_old();
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        self.remove_old();
     }
 }
 
@@ -234,6 +280,17 @@ impl Sink for FileSink {
 /// without the exchange, a directory or a link at `path`) takes the plain
 /// `rename`, with its usual errors.
 pub fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    if replace_keeping_old(tmp, path)? {
+        // The old file, now at `tmp`. A reader that has it open keeps it;
+        // failing to remove it leaves a stray file only.
+        let _ = std::fs::remove_file(tmp);
+    }
+    Ok(())
+}
+
+/// [`replace`], leaving the old file at `tmp` for the caller to remove:
+/// true when it is there.
+fn replace_keeping_old(tmp: &Path, path: &Path) -> std::io::Result<bool> {
     use std::os::unix::ffi::OsStrExt as _;
     let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
     if regular {
@@ -251,12 +308,9 @@ pub fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
                 )
             };
             if r == 0 {
-                // The old image, now at `tmp`. A reader that has it open
-                // keeps it; failing to remove it leaves a stray file only.
-                let _ = std::fs::remove_file(tmp);
-                return Ok(());
+                return Ok(true);
             }
         }
     }
-    std::fs::rename(tmp, path)
+    std::fs::rename(tmp, path).map(|()| false)
 }

@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 pub use error::{Diagnostic, LinkError};
 pub use hcr_image::PlanStats;
+pub use input::OnPlaced;
 pub use link::ReuseStats;
 
 /// What to link.
@@ -209,14 +210,13 @@ fn link_in_pool(
             let reuse = link::Reuse {
                 parsed: &parsed,
                 prev: c.previous.take(),
+                taken,
             };
             let linked = link::link(config, &refs, &libs.shared, sink, &mut timer, Some(reuse));
             keep_parses(&mut c.parsed, inputs, &parsed);
             linked.map(|l| {
                 c.previous = l.next;
-                let mut out = l.out;
-                out.reused.parsed = taken;
-                out
+                l.out
             })
         }
         None => link::link(config, &refs, &libs.shared, sink, &mut timer, None).map(|l| l.out),
@@ -317,7 +317,7 @@ pub fn link(
     inputs: &[PathBuf],
     output: &Path,
 ) -> Result<LinkOutput, LinkError> {
-    link_to_file(config, inputs, output, None)
+    link_to_file(config, inputs, output, None, None)
 }
 
 /// As [`link`], keeping the inputs mapped in `cache` for the next link.
@@ -330,7 +330,25 @@ pub fn link_cached(
     output: &Path,
     cache: &mut InputCache,
 ) -> Result<LinkOutput, LinkError> {
-    link_to_file(config, inputs, output, Some(cache))
+    link_to_file(config, inputs, output, Some(cache), None)
+}
+
+/// As [`link_cached`], calling `placed` with the link's output as soon as
+/// the image is in place, before the link keeps its state for the next
+/// link, frees the rest and removes the replaced image: a caller that
+/// answers from `placed` (the `--incremental` server) is not kept waiting
+/// for that work. Not called when the link fails.
+///
+/// # Errors
+/// As [`link`].
+pub fn link_cached_then(
+    config: &LinkConfig,
+    inputs: &[PathBuf],
+    output: &Path,
+    cache: &mut InputCache,
+    placed: OnPlaced,
+) -> Result<LinkOutput, LinkError> {
+    link_to_file(config, inputs, output, Some(cache), Some(placed))
 }
 
 fn link_to_file(
@@ -338,6 +356,7 @@ fn link_to_file(
     inputs: &[PathBuf],
     output: &Path,
     cache: Option<&mut InputCache>,
+    placed: Option<OnPlaced>,
 ) -> Result<LinkOutput, LinkError> {
     let write_err = |source| LinkError::Write {
         path: output.display().to_string(),
@@ -356,7 +375,7 @@ fn link_to_file(
     // The sink renames the file into place as soon as it is written, before
     // the linker's memory is freed: a program waiting for the image sees it
     // that much sooner.
-    let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf());
+    let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf()).on_placed(placed);
     let result = link_into(config, inputs, &mut sink, cache).map_err(|e| match e {
         // The sink writes to `tmp`; the user knows the output path.
         LinkError::Write { source, .. } => write_err(source),

@@ -48,6 +48,25 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
 /// # Errors
 /// As [`run`].
 pub fn run_with(args: &LinkArgs, cache: Option<&mut hcr_linker::InputCache>) -> anyhow::Result<()> {
+    run_then(args, cache, None)
+}
+
+/// What a link that succeeded says once its image is in place, given the
+/// link's messages are printed (see [`run_then`]).
+pub type Succeeded = Box<dyn FnOnce() + Send>;
+
+/// As [`run_with`]; with a cache and `succeeded`, the link's messages are
+/// printed and `succeeded` called as soon as the image is in place, before
+/// the link keeps its state for the next one and removes the replaced image
+/// (the server answers its client from there).
+///
+/// # Errors
+/// As [`run`].
+pub fn run_then(
+    args: &LinkArgs,
+    cache: Option<&mut hcr_linker::InputCache>,
+    succeeded: Option<Succeeded>,
+) -> anyhow::Result<()> {
     let cfg = hcr_linker::LinkConfig {
         root: args.root.clone(),
         timings: args.timings,
@@ -71,15 +90,39 @@ pub fn run_with(args: &LinkArgs, cache: Option<&mut hcr_linker::InputCache>) -> 
         );
     }
     let incremental = cache.is_some();
-    let out = match cache {
-        Some(c) => hcr_linker::link_cached(&cfg, &nim.inputs, &args.output, c),
-        None => hcr_linker::link(&cfg, &nim.inputs, &args.output),
+    let verbose = args.verbose;
+    let (out, reported) = match (cache, succeeded) {
+        (Some(c), Some(succeeded)) => {
+            let mut succeeded = Some(succeeded);
+            let placed = move |out: &hcr_linker::LinkOutput| {
+                report(out, verbose, true);
+                if let Some(f) = succeeded.take() {
+                    f();
+                }
+            };
+            let linked =
+                hcr_linker::link_cached_then(&cfg, &nim.inputs, &args.output, c, Box::new(placed));
+            (linked, true)
+        }
+        (Some(c), None) => (
+            hcr_linker::link_cached(&cfg, &nim.inputs, &args.output, c),
+            false,
+        ),
+        (None, _) => (hcr_linker::link(&cfg, &nim.inputs, &args.output), false),
+    };
+    let out = out.with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
+    if !reported {
+        report(&out, verbose, incremental);
     }
-    .with_context(|| format!("hcr-link: cannot link {}", args.output.display()))?;
+    Ok(())
+}
+
+/// The link's warnings and, with `-v`, its summary.
+fn report(out: &hcr_linker::LinkOutput, verbose: bool, incremental: bool) {
     for w in &out.warnings {
         say!("hcr-link: warning: {w}");
     }
-    if args.verbose {
+    if verbose {
         say!(
             "hcr-link: {} modules, {} bytes, {} relocations ({} applied at link time, {} left to the loader)",
             out.modules,
@@ -89,7 +132,7 @@ pub fn run_with(args: &LinkArgs, cache: Option<&mut hcr_linker::InputCache>) -> 
             out.stats.relocations - out.stats.applied_at_link
         );
     }
-    if args.verbose && incremental {
+    if verbose && incremental {
         let r = &out.reused;
         say!(
             "hcr-link: incremental: taken over from the previous link, of {} modules: {} parses, {} relocation scans, {} applied segments, {} symbol tables",
@@ -100,5 +143,4 @@ pub fn run_with(args: &LinkArgs, cache: Option<&mut hcr_linker::InputCache>) -> 
             r.rendered
         );
     }
-    Ok(())
 }

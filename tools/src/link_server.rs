@@ -204,11 +204,36 @@ fn exchange(stream: &UnixStream, args: &[OsString]) -> std::io::Result<u8> {
     Ok(code[0])
 }
 
+/// The client's answer, given early: a link whose image is in place and
+/// whose messages are printed tells the client it succeeded at once,
+/// rather than after keeping its state for the next link and removing the
+/// replaced image (which the client would otherwise wait for).
+pub struct Answer {
+    stream: Option<UnixStream>,
+    given: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Answer {
+    /// Tells the client the link succeeded (exit code 0). Standard output
+    /// and error become `/dev/null` first: the client's are released, and
+    /// nothing the link does afterwards reaches them.
+    pub fn succeeded(mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        to_dev_null();
+        if (&stream).write_all(&[0]).is_ok() {
+            self.given.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// Runs the server `name`: links each request with `link` (the request's
-/// arguments; returns the exit code) while the client's standard output
-/// and error are this process's, until [`IDLE`] passes without a request.
+/// arguments, and an [`Answer`] it may give as soon as the image is in
+/// place; returns the exit code) while the client's standard output and
+/// error are this process's, until [`IDLE`] passes without a request.
 /// Returns at once when another server already has the name.
-pub fn serve(name: &str, mut link: impl FnMut(&[OsString]) -> u8) {
+pub fn serve(name: &str, mut link: impl FnMut(&[OsString], Answer) -> u8) {
     detach();
     let Ok(addr) = address(name) else { return };
     let Ok(listener) = UnixListener::bind_addr(&addr) else {
@@ -230,8 +255,15 @@ pub fn serve(name: &str, mut link: impl FnMut(&[OsString]) -> u8) {
         let Ok((args, fds)) = receive(&stream) else {
             continue;
         };
-        let code = with_output(fds, || link(&args));
-        let _ = (&stream).write_all(&[code]);
+        let given = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answer = Answer {
+            stream: stream.try_clone().ok(),
+            given: given.clone(),
+        };
+        let code = with_output(fds, || link(&args, answer));
+        if !given.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = (&stream).write_all(&[code]);
+        }
     }
 }
 
@@ -338,12 +370,18 @@ fn with_output(fds: [OwnedFd; 2], f: impl FnOnce() -> u8) -> u8 {
     let _ = rustix::stdio::dup2_stderr(&err);
     drop((out, err));
     let code = f();
+    to_dev_null();
+    code
+}
+
+/// Flushes standard output, then points it and standard error at
+/// `/dev/null`.
+fn to_dev_null() {
     let _ = std::io::stdout().flush();
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = rustix::stdio::dup2_stdout(&null);
         let _ = rustix::stdio::dup2_stderr(&null);
     }
-    code
 }
 
 #[cfg(test)]

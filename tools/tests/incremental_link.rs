@@ -146,6 +146,61 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
     link("app.hcr", true);
     same_as_plain();
     assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=30");
+
+    // The server answers as soon as the image is in place, its messages
+    // printed: a warning reaches the client with the summary, and the
+    // replaced image, removed after the answer, is not left behind.
+    module(
+        d,
+        "w",
+        "int nowhere(void); int w(void) { return nowhere(); }",
+        "-O2",
+    );
+    for round in 0..2 {
+        let o = hcr_link_in(
+            d,
+            &[
+                "--incremental",
+                "-v",
+                "--root",
+                "w",
+                "-o",
+                "w.hcr",
+                "w.o",
+                "main.o",
+            ],
+            "30",
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains("hcr-link: warning:") && text(&o).contains("nowhere"),
+            "round {round}: the warning reaches the client: {}",
+            text(&o)
+        );
+        assert!(
+            text(&o).contains("hcr-link: 2 modules,"),
+            "round {round}: {}",
+            text(&o)
+        );
+    }
+    let strays = || -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.ok()?.file_name().to_string_lossy().into_owned();
+                n.contains(".tmp.").then_some(n)
+            })
+            .collect()
+    };
+    let t0 = Instant::now();
+    while !strays().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        strays(),
+        Vec::<String>::new(),
+        "replaced images left behind"
+    );
 }
 
 #[test]

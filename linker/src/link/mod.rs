@@ -40,6 +40,8 @@ use self::{apply::*, classify::*, layout::*, load::*, manifest::*, resolve::*, s
 pub(crate) struct Reuse<'d> {
     pub(crate) parsed: &'d [Option<std::sync::Arc<crate::parsed::Parsed>>],
     pub(crate) prev: Option<Previous>,
+    /// How many of `parsed` were taken over from the cache.
+    pub(crate) taken: usize,
 }
 
 /// A link's output, and with a cache, the state the next link starts from.
@@ -58,6 +60,7 @@ pub(crate) fn link(
 ) -> Result<Linked, LinkError> {
     let caching = reuse.is_some();
     let parsed = reuse.as_ref().map_or(&[][..], |r| r.parsed);
+    let taken = reuse.as_ref().map_or(0, |r| r.taken);
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.
     let (mut mods, mut diags) = load_modules(inputs, parsed)?;
@@ -151,9 +154,13 @@ pub(crate) fn link(
         warnings,
         reused: ReuseStats {
             rendered: written.tables_reused,
+            parsed: taken,
             ..plan.as_ref().map(|p| p.stats()).unwrap_or_default()
         },
     };
+    // The image is in place and the caller's answer known: what follows
+    // only prepares the next link.
+    sink.placed(&out);
     if config.skip_free {
         std::mem::forget((mods, manifest, applied, debug));
         return Ok(Linked { out, next: None });

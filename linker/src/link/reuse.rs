@@ -382,7 +382,7 @@ impl Plan {
     /// How much was reused.
     pub(crate) fn stats(&self) -> ReuseStats {
         ReuseStats {
-            parsed: 0, // counted where the parses are taken (`link_cached`)
+            parsed: 0, // counted where the parses are taken (`link_in_pool`)
             scanned: self.scan.iter().filter(|&&b| b).count(),
             applied: self.apply.iter().filter(|&&b| b).count(),
             rendered: 0,

@@ -98,7 +98,7 @@ fn link_args(cli: Cli, skip_free: bool) -> hcr_tools::link::LinkArgs {
 /// linked with the input cache it keeps.
 fn serve(name: &str) {
     let mut cache = hcr_linker::InputCache::default();
-    link_server::serve(name, |args| {
+    link_server::serve(name, |args, answer| {
         use std::io::Write as _;
         let argv =
             std::iter::once(std::ffi::OsString::from("hcr-link")).chain(args.iter().cloned());
@@ -109,7 +109,11 @@ fn serve(name: &str) {
                 return 2;
             }
         };
-        match hcr_tools::link::run_with(&link_args(cli, false), Some(&mut cache)) {
+        // With `--timings` the passes after the image is in place are
+        // timed too: the client waits for them.
+        let early = (!cli.timings)
+            .then(|| Box::new(move || answer.succeeded()) as hcr_tools::link::Succeeded);
+        match hcr_tools::link::run_then(&link_args(cli, false), Some(&mut cache), early) {
             Ok(()) => 0,
             Err(e) => {
                 // (`link_cached` starts the next link afresh itself.)

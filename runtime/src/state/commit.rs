@@ -349,9 +349,8 @@ impl State {
         let mut this_module: Option<(ModuleId, Arc<str>, bool)> = None;
         let mut objects = m.objects.cursor();
         for (oi, g, resized) in new_globals {
-            let Some(o) = objects.get(oi) else {
-                continue;
-            };
+            // (A position the table lacks fails as indexing it does.)
+            let o = objects.get(oi).unwrap_or_else(|| &m.objects[oi]);
             let oname = m.object_key(o);
             let (module, indexed) = match &this_module {
                 Some((id, name, indexed)) if *id == o.module => (name.clone(), *indexed),

@@ -858,11 +858,11 @@ fn init_new_globals(
     new_globals: &mut [(usize, Global, bool)],
 ) -> Result<(), hcr_loader::LoadError> {
     // (In order of position: one search of the part table per module.)
-    let mut objects = v.view.manifest.objects.cursor();
+    let m = &v.view.manifest;
+    let mut objects = m.objects.cursor();
     for (oi, g, _) in new_globals {
-        let Some(o) = objects.get(*oi) else {
-            continue;
-        };
+        // (A position the table lacks fails as indexing it does.)
+        let o = objects.get(*oi).unwrap_or_else(|| &m.objects[*oi]);
         let values = v.of_object(o, g.addr)?;
         if g.tls {
             crate::tls::init(g.addr, &initial_bytes(v.view, o, &values));

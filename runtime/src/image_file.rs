@@ -37,6 +37,8 @@ const PIECE: usize = 256 * 1024;
 const SHARE_MIN: usize = 1 << 20;
 /// Reads from this size up fault their pages in with one call first.
 const POPULATE_MIN: usize = 128 * 1024;
+/// A transparent huge page.
+const HUGE_PAGE: usize = 2 << 20;
 
 // ELF64 offsets (System V gABI).
 const E_SHOFF: usize = 40;
@@ -93,13 +95,9 @@ impl Scratch {
         match self.buf.take() {
             Some(b) if b.len() >= size && b.len() / 4 <= room => Ok(b),
             _ => {
-                let b = memmap2::MmapMut::map_anon(room)?;
-                // Transparent huge pages, where the system allows them on
-                // request: filling fresh 4 KiB pages costs several times
-                // more than the copy itself (measured: 10 MiB in 4–8 ms,
-                // with huge pages 0.4–1 ms). Best effort.
-                let _ = b.advise(memmap2::Advice::HugePage);
-                Ok(b)
+                // (Huge pages are asked for where a read fills most of
+                // one: `Reader::advise_dense`.)
+                memmap2::MmapMut::map_anon(room)
             }
         }
     }
@@ -107,9 +105,8 @@ impl Scratch {
     /// The length of a new buffer for `size` bytes: an eighth more, in
     /// whole 2 MiB pages.
     fn room(size: usize) -> usize {
-        const HUGE: usize = 2 << 20;
         size.saturating_add(size / 8)
-            .checked_next_multiple_of(HUGE)
+            .checked_next_multiple_of(HUGE_PAGE)
             .unwrap_or(size)
             .max(size)
     }
@@ -210,7 +207,7 @@ impl<'p> ImageFile<'p> {
             size,
             done: Vec::new(),
         };
-        let filled = r.fill_global().and_then(|()| {
+        let filled = r.fill_global(old.is_none()).and_then(|()| {
             // An image the parser refuses reads no records: it says why.
             let records = hcr_image::ImageView::records_to_read(r.bytes(), old).unwrap_or_default();
             let ranges: Vec<Option<Range<usize>>> =
@@ -309,7 +306,10 @@ impl Reader<'_, '_> {
         &self.buf[..self.size]
     }
 
-    fn fill_global(&mut self) -> Result<(), Error> {
+    /// Reads the ELF header, section header 1 and the manifest's header
+    /// and global part; `whole`: the rest of the manifest will be read too
+    /// (a first load).
+    fn fill_global(&mut self, whole: bool) -> Result<(), Error> {
         let size = self.size;
         self.fill(&[clip(0, HEAD as u64, size)])?;
         if !self.bytes().starts_with(b"\x7fELF") {
@@ -327,6 +327,12 @@ impl Reader<'_, '_> {
         else {
             return Ok(());
         };
+        if let (true, Some(section)) = (whole, clip(off, len, size)) {
+            // A first load reads every block after the global part: the
+            // section's huge pages are asked for before the global part
+            // faults 4 KiB pages into one of them.
+            self.advise_dense(&[section]);
+        }
         // The manifest header, then as much as it says the global part takes.
         self.fill(&[clip(off, (MH_BODY_LEN + 8) as u64, size)])?;
         let mh = usize::try_from(off).unwrap_or(usize::MAX);
@@ -347,12 +353,30 @@ impl Reader<'_, '_> {
         self.fill(&[clip(off, want, size)])
     }
 
+    /// Asks for transparent huge pages (where the system grants them on
+    /// request) in the 2 MiB stretches of the buffer that `merged` fills at
+    /// least half of, before they are first touched. Filling fresh 4 KiB
+    /// pages one fault at a time costs several times the copy (10 MiB in
+    /// 4–8 ms, with huge pages 0.4–1 ms); but a huge page is zeroed whole,
+    /// so one that holds only the ELF header, or a small image's few
+    /// kilobytes of manifest, would cost 2 MiB of zeroing (about 0.5 ms)
+    /// for a few pages of use. A stretch already faulted in keeps its
+    /// pages. Best effort.
+    fn advise_dense(&self, merged: &[Range<usize>]) {
+        let base = self.buf.as_ptr() as usize;
+        for r in dense_huge_pages(base, self.buf.len(), merged) {
+            let _ = self
+                .buf
+                .advise_range(memmap2::Advice::HugePage, r.start, r.len());
+        }
+    }
+
     /// Reads `ranges` (minus what was read before) with as few `pread`s as
     /// neighbouring ranges allow.
     fn fill(&mut self, ranges: &[Option<Range<usize>>]) -> Result<(), Error> {
         let mut todo: Vec<Range<usize>> = Vec::new();
         for r in ranges.iter().flatten() {
-            todo.extend(subtract(r.clone(), &self.done));
+            subtract(r.clone(), &self.done, &mut todo);
         }
         todo.sort_by_key(|r| r.start);
         let mut merged: Vec<Range<usize>> = Vec::new();
@@ -362,6 +386,7 @@ impl Reader<'_, '_> {
                 _ => merged.push(r),
             }
         }
+        self.advise_dense(&merged);
         // Large ranges (a whole manifest's blocks) are read in pieces,
         // shared with the helper thread (`crate::helper`) when it is free.
         let mut pieces: Vec<Range<usize>> = Vec::with_capacity(merged.len());
@@ -403,29 +428,68 @@ impl Reader<'_, '_> {
             r.ok_or_else(internal)??;
         }
         self.done.extend(merged);
+        self.done.sort_unstable_by_key(|r| r.start);
         Ok(())
     }
 }
 
-/// The parts of `r` not covered by `done`.
-fn subtract(r: Range<usize>, done: &[Range<usize>]) -> Vec<Range<usize>> {
-    let mut out = vec![r];
-    for d in done {
-        out = out
-            .into_iter()
-            .flat_map(|x| {
-                if d.end <= x.start || x.end <= d.start {
-                    vec![x]
-                } else {
-                    [(x.start..d.start), (d.end..x.end)]
-                        .into_iter()
-                        .filter(|y| y.start < y.end)
-                        .collect()
+/// The 2 MiB-aligned stretches of the address range `[base, base + len)`
+/// (wholly inside it) that `ranges` (sorted, disjoint offsets from `base`)
+/// fill at least half of, as offsets from `base`.
+fn dense_huge_pages(base: usize, len: usize, ranges: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut dense = Vec::new();
+    // (Huge page number, bytes of it the ranges cover.)
+    let mut cur: Option<(usize, usize)> = None;
+    let mut close = |(page, bytes): (usize, usize)| {
+        let lo = page * HUGE_PAGE;
+        if bytes >= HUGE_PAGE / 2 && lo >= base && lo + HUGE_PAGE <= base + len {
+            dense.push(lo - base..lo - base + HUGE_PAGE);
+        }
+    };
+    for r in ranges {
+        let mut at = base + r.start;
+        let end = base + r.end;
+        while at < end {
+            let page = at / HUGE_PAGE;
+            let upto = end.min((page + 1) * HUGE_PAGE);
+            match cur.as_mut() {
+                Some((p, bytes)) if *p == page => *bytes += upto - at,
+                _ => {
+                    if let Some(c) = cur.take() {
+                        close(c);
+                    }
+                    cur = Some((page, upto - at));
                 }
-            })
-            .collect();
+            }
+            at = upto;
+        }
     }
-    out
+    if let Some(c) = cur {
+        close(c);
+    }
+    dense
+}
+
+/// Adds the parts of `r` not covered by `done` (sorted by start; they may
+/// overlap) to `out`, in order. No allocation beyond `out`'s: a first
+/// load subtracts a thousand ranges.
+fn subtract(r: Range<usize>, done: &[Range<usize>], out: &mut Vec<Range<usize>>) {
+    let mut at = r.start;
+    for d in done {
+        if at >= r.end || d.start >= r.end {
+            break;
+        }
+        if d.end <= at {
+            continue;
+        }
+        if d.start > at {
+            out.push(at..d.start);
+        }
+        at = d.end;
+    }
+    if at < r.end {
+        out.push(at..r.end);
+    }
 }
 
 /// Refuses an image that someone other than its owner could have replaced,
@@ -455,6 +519,34 @@ fn check_ownership(path: &Path, meta: &std::fs::Metadata) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // (Slices of ranges, not ranges collected.)
+    #[allow(clippy::single_range_in_vec_init)]
+    #[test]
+    fn huge_pages_only_where_a_read_fills_half_of_one() {
+        const H: usize = HUGE_PAGE;
+        // A buffer starting 4 KiB before a huge page boundary.
+        let base = 5 * H - 4096;
+        let len = 5 * H;
+        // The ELF header alone: no huge page. Offsets are from `base`.
+        assert!(dense_huge_pages(base, len, &[0..64]).is_empty());
+        // A manifest from the middle of one huge page to the middle of the
+        // next but one: the first is filled a quarter, the second wholly,
+        // the third exactly half.
+        let from = 4096 + H + 3 * H / 4;
+        let to = 4096 + 3 * H + H / 2;
+        assert_eq!(
+            dense_huge_pages(base, len, &[0..64, from..to]),
+            vec![4096 + 2 * H..4096 + 3 * H, 4096 + 3 * H..4096 + 4 * H]
+        );
+        // Ranges adding up to half of one page count together; one past
+        // the buffer's end is not advised (it would reach outside).
+        let two = [4096..4096 + H / 4, 4096 + H / 2..4096 + 3 * H / 4];
+        assert_eq!(dense_huge_pages(base, len, &two), vec![4096..4096 + H]);
+        assert!(dense_huge_pages(base, 3 * H, &[4096 + 2 * H..3 * H]).is_empty());
+        // The partial stretch before the first boundary never is.
+        assert!(dense_huge_pages(base, len, &[0..4096]).is_empty());
+    }
 
     #[test]
     fn a_large_read_in_pieces_gives_the_file_bytes() {
@@ -522,10 +614,23 @@ mod tests {
         assert_eq!(u64_at(&b, MH_INIT_SIZE), Some(0x4444));
     }
 
+    // (Slices of ranges, not ranges collected.)
+    #[allow(clippy::single_range_in_vec_init)]
     #[test]
     fn ranges_are_subtracted_and_clipped() {
-        assert_eq!(subtract(0..10, &[2..4, 8..20]), vec![0..2, 4..8]);
-        assert_eq!(subtract(0..10, &[0..4, 3..10]), Vec::<Range<usize>>::new());
+        let sub = |r: Range<usize>, done: &[Range<usize>]| {
+            let mut out = vec![100..101];
+            subtract(r, done, &mut out);
+            out.split_off(1)
+        };
+        assert_eq!(sub(0..10, &[2..4, 8..20]), vec![0..2, 4..8]);
+        assert_eq!(sub(0..10, &[0..4, 3..10]), Vec::<Range<usize>>::new());
+        assert_eq!(
+            sub(5..10, &[0..2, 3..4, 6..7, 7..8, 12..20]),
+            vec![5..6, 8..10]
+        );
+        assert_eq!(sub(5..10, &[]), vec![5..10]);
+        assert_eq!(sub(5..10, &[0..6, 1..3]), vec![6..10]);
         assert_eq!(clip(5, 10, 8), Some(5..8));
         assert_eq!(clip(9, 10, 8), None);
         assert_eq!(clip(u64::MAX, u64::MAX, 8), None);

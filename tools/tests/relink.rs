@@ -348,3 +348,48 @@ fn a_name_taken_over_by_a_changed_module_is_resolved_again() {
     );
     relink(&p, &mut cache, "a library call ahead of it");
 }
+
+/// C++ inline functions: each module that uses one carries a COMDAT copy,
+/// and the link keeps the first. Through every change of owner (the copy
+/// of a module that stops using the function is gone, another's is kept;
+/// then the first is kept again) the image stays byte for byte the full
+/// link's, and runs.
+#[test]
+fn comdat_owners_changing_relink_like_a_full_link() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let inline = "inline __attribute__((noinline)) int twice(int x) { return 2 * x; }\n";
+    let a_uses = format!("{inline}int a_value(int x) {{ return twice(x) + 1; }}\n");
+    let a_alone = "int a_value(int x) { return x + x + 1; }\n";
+    let b = format!("{inline}int b_value(int x) {{ return twice(x) + 2; }}\n");
+    let main = "#include <stdio.h>\nint a_value(int);\nint b_value(int);\n\
+                int main() { printf(\"a=%d b=%d\\n\", a_value(3), b_value(4)); return 0; }\n";
+    let build = |name: &str, code: &str| {
+        let src = dir.join(format!("{name}.cpp"));
+        std::fs::write(&src, code).expect("write source");
+        let tmp = dir.join(format!("{name}.o.tmp"));
+        support::compile(&src, &tmp, "-O1", &[]);
+        let obj = dir.join(format!("{name}.o"));
+        std::fs::rename(&tmp, &obj).expect("rename object");
+        obj
+    };
+    let p = Project {
+        dir: dir.to_path_buf(),
+        objects: vec![build("main", main), build("a", &a_uses), build("b", &b)],
+    };
+    let n = p.objects.len();
+    let mut cache = InputCache::default();
+    let (first, _) = relink(&p, &mut cache, "first link");
+    assert_eq!(run_output(&p, &first), "a=7 b=10\n");
+    let (_, r) = relink(&p, &mut cache, "nothing changed");
+    assert_eq!(r.parsed, n, "{r:?}");
+    // `a` stops using `twice`: `b`'s copy is kept now.
+    build("a", a_alone);
+    let (image, _) = relink(&p, &mut cache, "b's copy kept");
+    assert_eq!(run_output(&p, &image), "a=7 b=10\n");
+    relink(&p, &mut cache, "b's copy kept, nothing changed");
+    // And back: `b`'s copy is discarded again.
+    build("a", &a_uses);
+    let (image, _) = relink(&p, &mut cache, "a's copy kept again");
+    assert_eq!(run_output(&p, &image), "a=7 b=10\n");
+}

@@ -637,18 +637,23 @@ pub fn object_values(
     place: &Placement,
 ) -> Result<Vec<FieldValue>, LoadError> {
     match view.manifest.objects.get(obj.0 as usize) {
-        Some(o) => object_values_of(view, o, dest, tables, place),
+        Some(o) => {
+            let fixups = view.object_fixup_table(o.module.0 as usize);
+            object_values_of(view, o, fixups, dest, tables, place)
+        }
         None => Ok(Vec::new()),
     }
 }
 
-/// [`object_values`] of object `o` of `view`'s manifest.
+/// [`object_values`] of object `o` of `view`'s manifest, whose module's
+/// table of object fixups is `fixups` ([`ImageView::object_fixup_table`]).
 ///
 /// # Errors
 /// As [`object_values`].
 pub fn object_values_of(
     view: &ImageView<'_>,
     o: &hcr_image::Object,
+    fixups: hcr_image::Fixups<'_>,
     dest: u64,
     tables: &Tables,
     place: &Placement,
@@ -659,7 +664,8 @@ pub fn object_values_of(
             .get(o.module.0 as usize)
             .map_or("?", |m| view.manifest.str(m.name))
     };
-    view.fixups_of_object(o)
+    fixups
+        .iter(o.fixups)
         .map(|fx| {
             let mi = o.module.0 as usize;
             let s = target_of(fx.class, fx.target, tables, place, &view.manifest, mi);

@@ -886,7 +886,14 @@ impl<'a> ImageView<'a> {
 
     /// The fixups inside object `o`'s initial bytes.
     pub fn fixups_of_object(&self, o: &Object) -> impl Iterator<Item = Fixup> + 'a {
-        table_of(&self.object_fixups, o.module.0 as usize).iter(o.fixups)
+        self.object_fixup_table(o.module.0 as usize).iter(o.fixups)
+    }
+
+    /// The fixups inside the initial bytes of module `mi`'s objects
+    /// (object `o`'s: `.iter(o.fixups)`). A walk over many objects looks
+    /// the table up once a module: each look-up searches every module's.
+    pub fn object_fixup_table(&self, mi: usize) -> Fixups<'a> {
+        table_of(&self.object_fixups, mi)
     }
 
     /// Object `o`'s initial bytes (`None`: zero-filled, or not read).

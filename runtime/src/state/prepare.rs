@@ -814,13 +814,15 @@ struct Values<'v, 'f> {
 }
 
 impl Values<'_, '_> {
-    /// [`Values::of`] of object `o` of the image.
+    /// [`Values::of`] of object `o` of the image, whose module's table of
+    /// object fixups is `fixups`.
     fn of_object(
         &self,
         o: &hcr_image::Object,
+        fixups: hcr_image::Fixups<'_>,
         addr: u64,
     ) -> Result<Vec<FieldValue>, hcr_loader::LoadError> {
-        hcr_loader::object_values_of(self.view, o, addr, self.tables, self.place)
+        hcr_loader::object_values_of(self.view, o, fixups, addr, self.tables, self.place)
     }
 
     /// Object `oi`'s pointer fields for storage at `addr`.
@@ -857,13 +859,23 @@ fn init_new_globals(
     v: &Values<'_, '_>,
     new_globals: &mut [(usize, Global, bool)],
 ) -> Result<(), hcr_loader::LoadError> {
-    // (In order of position: one search of the part table per module.)
+    // (In order of position: one search of the part table, and of the
+    // object fixups' tables, per module.)
     let m = &v.view.manifest;
     let mut objects = m.objects.cursor();
+    let mut module: Option<(ModuleId, hcr_image::Fixups<'_>)> = None;
     for (oi, g, _) in new_globals {
         // (A position the table lacks fails as indexing it does.)
         let o = objects.get(*oi).unwrap_or_else(|| &m.objects[*oi]);
-        let values = v.of_object(o, g.addr)?;
+        let fixups = match module {
+            Some((mi, t)) if mi == o.module => t,
+            _ => {
+                let t = v.view.object_fixup_table(o.module.0 as usize);
+                module = Some((o.module, t));
+                t
+            }
+        };
+        let values = v.of_object(o, fixups, g.addr)?;
         if g.tls {
             crate::tls::init(g.addr, &initial_bytes(v.view, o, &values));
             continue;
@@ -969,8 +981,9 @@ fn referenced(view: &ImageView<'_>, load: &[bool]) -> (Vec<usize>, Vec<usize>) {
                 note(class, u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]));
             }
         }
+        let fixups = view.object_fixup_table(mi);
         for o in m.objects.part(mi) {
-            for f in view.fixups_of_object(o) {
+            for f in fixups.iter(o.fixups) {
                 note(f.class, f.target);
             }
         }

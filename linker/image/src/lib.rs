@@ -884,11 +884,6 @@ impl<'a> ImageView<'a> {
         table_of(&self.fixups, mi).raw_all()
     }
 
-    /// The fixups inside object `o`'s initial bytes.
-    pub fn fixups_of_object(&self, o: &Object) -> impl Iterator<Item = Fixup> + 'a {
-        self.object_fixup_table(o.module.0 as usize).iter(o.fixups)
-    }
-
     /// The fixups inside the initial bytes of module `mi`'s objects
     /// (object `o`'s: `.iter(o.fixups)`). A walk over many objects looks
     /// the table up once a module: each look-up searches every module's.

@@ -194,9 +194,7 @@ impl FileSink {
     /// Removes the replaced image, if it is still at the temporary path.
     fn remove_old(&mut self) {
         if std::mem::take(&mut self.old_at_tmp) {
-            // A reader that has it open keeps it; failing to remove it
-            // leaves a stray file only.
-            let _ = std::fs::remove_file(&self.tmp);
+            remove_replaced(&self.tmp);
         }
     }
 
@@ -281,11 +279,16 @@ impl Drop for FileSink {
 /// `rename`, with its usual errors.
 pub fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
     if replace_keeping_old(tmp, path)? {
-        // The old file, now at `tmp`. A reader that has it open keeps it;
-        // failing to remove it leaves a stray file only.
-        let _ = std::fs::remove_file(tmp);
+        remove_replaced(tmp);
     }
     Ok(())
+}
+
+/// Removes the replaced file, left at `tmp` by [`replace_keeping_old`]. A
+/// reader that has it open keeps it; failing to remove it leaves a stray
+/// file only.
+fn remove_replaced(tmp: &Path) {
+    let _ = std::fs::remove_file(tmp);
 }
 
 /// [`replace`], leaving the old file at `tmp` for the caller to remove:

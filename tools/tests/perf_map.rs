@@ -142,13 +142,27 @@ fn perf_report_names_module_functions() {
     let o = Command::new("perf")
         .args(["record", "-q", "-e", "cpu-clock", "-o"])
         .arg(&data)
-        .arg("--")
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo $$; exec \"$0\" run --perf-map \"$1\"",
+        ])
         .arg(support::hcr_bin())
-        .args(["run", "--perf-map"])
         .arg(&v1)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The shell printed its PID, which `exec` kept for hcr: perf report
+    // reads the map it wrote, which is then removed, so no later process
+    // with that PID finds it.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let pid = out.lines().next().unwrap_or_default().trim();
+    let map = format!("/tmp/perf-{pid}.map");
+    assert!(
+        std::fs::read_to_string(&map).is_ok_and(|m| m.contains("util:spin [hcr generation 0]")),
+        "no map at {map}; stdout: {out}"
+    );
     let r = Command::new("perf")
         .args(["report", "--stdio", "--sort", "sym", "-i"])
         .arg(&data)
@@ -160,4 +174,5 @@ fn perf_report_names_module_functions() {
         "perf report does not name the module function:\n{report}\n{}",
         String::from_utf8_lossy(&r.stderr)
     );
+    std::fs::remove_file(&map).unwrap();
 }

@@ -234,7 +234,7 @@ impl<'p> ImageFile<'p> {
             .metadata()
             .map(|m| FileStat::from_metadata(&m))
             .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
-        if after != self.stat {
+        if !after.same_fields(&self.stat) {
             return Err(self.changed());
         }
         Ok(())
@@ -615,6 +615,36 @@ mod tests {
     }
 
     // (Slices of ranges, not ranges collected.)
+    #[test]
+    fn a_status_taken_within_the_tick_of_a_write_vouches_for_nothing() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("app.hcr");
+        std::fs::write(&p, b"image").unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        let at = |m: SystemTime| {
+            f.set_modified(m).unwrap();
+            let meta = std::fs::metadata(&p).unwrap();
+            let mtime = m.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128;
+            (meta, mtime)
+        };
+        // Nanoseconds stored: racy for 20 ms.
+        let (meta, mtime) = at(UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789));
+        let late = FileStat::taken_at(&meta, mtime + RACY_NS + 1);
+        assert!(!late.racy && late.vouches_for(&late));
+        let soon = FileStat::taken_at(&meta, mtime + 5_000_000);
+        assert!(soon.racy && !soon.vouches_for(&late) && soon.same_fields(&late));
+        // A status taken before the time stored (a clock set back) is racy.
+        assert!(FileStat::taken_at(&meta, mtime - 1).racy);
+        // Whole seconds stored: racy for two seconds.
+        let (meta, mtime) = at(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert!(FileStat::taken_at(&meta, mtime + 1_000_000_000).racy);
+        assert!(!FileStat::taken_at(&meta, mtime + RACY_WHOLE_SECONDS_NS + 1).racy);
+        // Taken now, of a file written long ago: it vouches.
+        let now = FileStat::of(&p).unwrap();
+        assert!(now.vouches_for(&FileStat::of(&p).unwrap()));
+    }
+
     #[allow(clippy::single_range_in_vec_init)]
     #[test]
     fn ranges_are_subtracted_and_clipped() {
@@ -638,25 +668,84 @@ mod tests {
 }
 
 /// Identity of the image file, to detect "nothing changed" with one stat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+///
+/// File times come from a coarse clock: a rewrite of the same length in
+/// the same clock tick as an earlier write leaves the status as it was. A
+/// status taken within [`RACY_NS`] of the file's modification time is
+/// *racy* (git's "racily clean" rule): it never vouches that the file is
+/// unchanged, so the file is read again until a status taken later does.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FileStat {
     dev: u64,
     ino: u64,
     pub size: u64,
     mtime_ns: i128,
+    /// Taken too shortly after the modification time to tell a later
+    /// rewrite of the same length from the file as it was.
+    racy: bool,
+    /// The checksum of the manifest's global part read under this status
+    /// (which covers every module's checksums: the image's content), 0
+    /// when not read. It tells a racy status's file from a rewrite.
+    pub content: u64,
 }
+
+/// How long after its modification time a file's status stays racy: two
+/// ticks of the coarsest kernel clock (`HZ` = 100) behind file times.
+pub const RACY_NS: i128 = 20_000_000;
+
+/// The same for a file system that stores whole seconds (a modification
+/// time with no nanoseconds): FAT keeps two.
+pub const RACY_WHOLE_SECONDS_NS: i128 = 2_000_000_000;
 
 impl FileStat {
     pub fn of(path: &Path) -> std::io::Result<FileStat> {
         Ok(FileStat::from_metadata(&std::fs::metadata(path)?))
     }
 
+    /// The status in `m`, taken now.
     pub fn from_metadata(m: &std::fs::Metadata) -> FileStat {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Self::taken_at(m, now)
+    }
+
+    /// The status in `m`, taken at `now` (nanoseconds since the epoch).
+    fn taken_at(m: &std::fs::Metadata, now: i128) -> FileStat {
+        let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        let window = match m.mtime_nsec() {
+            0 => RACY_WHOLE_SECONDS_NS,
+            _ => RACY_NS,
+        };
         FileStat {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            mtime_ns,
+            // A time in the future is racy too: the clock may be set back.
+            racy: now - mtime_ns < window,
+            content: 0,
         }
+    }
+
+    /// This status, of a file whose manifest's global part has the
+    /// checksum `content`.
+    pub fn with_content(self, content: u64) -> FileStat {
+        FileStat { content, ..self }
+    }
+
+    /// Whether the file whose status is now `now` is, for certain, the one
+    /// this status was taken of, unchanged: the same file, length and
+    /// modification time, and this status not racy.
+    pub fn vouches_for(&self, now: &FileStat) -> bool {
+        !self.racy && self.same_fields(now)
+    }
+
+    /// Whether the two statuses hold the same file, length and
+    /// modification time (a rewrite within one clock tick that keeps the
+    /// length passes this: see [`FileStat::vouches_for`]).
+    pub fn same_fields(&self, other: &FileStat) -> bool {
+        (self.dev, self.ino, self.size, self.mtime_ns)
+            == (other.dev, other.ino, other.size, other.mtime_ns)
     }
 }

@@ -47,8 +47,10 @@ pub const IDLE: Duration = Duration::from_secs(600);
 /// The first argument that makes `hcr-link` a server (never typed by users).
 pub const SERVE_ARG: &str = "--incremental-server";
 
-/// How long a client waits for a server it started to listen.
-const START_WAIT: Duration = Duration::from_secs(3);
+/// How long a client waits for a server it started to listen (a start
+/// takes milliseconds; a loaded machine may take seconds, and a client
+/// that gives up links alone, without the previous link's work).
+const START_WAIT: Duration = Duration::from_secs(10);
 
 /// Longest request accepted (arguments and all).
 const MAX_REQUEST: usize = 64 << 20;

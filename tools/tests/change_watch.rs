@@ -83,5 +83,33 @@ fn the_change_check_drains_an_event_queue_and_stays_exact() {
     );
     install(&app, &v1);
     assert!(becomes(&rt, false));
+
+    // A rewrite of the same length within the clock tick of the write
+    // before it leaves the file's status as it was (file times come from a
+    // coarse clock). Modelled by giving both writes one modification time,
+    // ahead of the clock, so that every status taken falls in its tick.
+    assert_eq!(v1.len(), v2.len(), "the two versions have one length");
+    let tick = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let write_in_tick = |bytes: &[u8]| {
+        std::fs::write(&app, bytes).unwrap();
+        let f = std::fs::File::options().write(true).open(&app).unwrap();
+        f.set_modified(tick).unwrap();
+    };
+    write_in_tick(&v2);
+    assert!(becomes(&rt, true));
+    assert_eq!(rt.reload().unwrap(), 1);
+    assert_eq!(value(), 2);
+    // The status the reload took cannot vouch for the file: the file is
+    // read again, and holds nothing new.
+    assert!(!rt.has_any_module_changed());
+    assert!(matches!(rt.check_changed(), Ok(false)));
+    assert_eq!(rt.reload().unwrap(), 0, "nothing to reload");
+    write_in_tick(&v1);
+    assert!(
+        becomes(&rt, true),
+        "a rewrite within the loaded image's clock tick was not noticed"
+    );
+    assert_eq!(rt.reload().unwrap(), 1);
+    assert_eq!(value(), 1);
     std::mem::forget(rt);
 }

@@ -58,13 +58,7 @@ fn sources(c: &Crate) -> PathBuf {
         "https://static.crates.io/crates/{0}/{0}-{1}.crate",
         c.name, c.version
     );
-    let ok = Command::new("curl")
-        .args(["-sSfL", "--retry", "3", "-o"])
-        .arg(&file)
-        .arg(&url)
-        .status()
-        .expect("curl must be installed to fetch the corpus sources");
-    assert!(ok.success(), "cannot download {url}");
+    support::download(&url, &file);
     let sum = Command::new("sha256sum").arg(&file).output().unwrap();
     let sum = String::from_utf8_lossy(&sum.stdout);
     assert!(

@@ -92,7 +92,7 @@ fn build(dir: &Path, opt: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
 fn gdb(image: &Path, args: &[&Path], cmds: &[&str]) -> String {
     // A hung session fails the test instead of hanging it.
     let mut c = Command::new("timeout");
-    c.args(["-s", "KILL", "120", "gdb"]);
+    c.args(["-s", "KILL", "600", "gdb"]);
     c.args([
         "-nx",
         "-batch",

@@ -36,12 +36,9 @@ fn a_large_static_pool_is_committed_only_where_used() {
     );
     let img = d.path().join("app.hcr");
     support::link_ok(&img, &[main]);
-    let t = std::time::Instant::now();
     let printed = support::run_ok(&img);
-    let took = t.elapsed();
     // 64 of the 512 MB touched, one byte a page; the rest zero. Before
     // touching, the process holds far less than the pool; touching 64 MB
     // adds about 64 MB.
     assert_eq!(printed, "64 0 3 1\ngrew 1\nsmall 1\n");
-    assert!(took.as_secs() < 10, "{took:?}");
 }

@@ -515,9 +515,9 @@ fn the_page_needs_its_token_and_shows_and_sets_globals() {
     .unwrap();
     let mut next = || -> serde_json::Value {
         loop {
-            let m = sock.read().expect("the page's stream sends");
-            if let Ok(t) = m.to_text() {
-                return serde_json::from_str(t).unwrap();
+            // The server pings a quiet stream: only text is a message.
+            if let tungstenite::Message::Text(t) = sock.read().expect("the page's stream sends") {
+                return serde_json::from_str(&t).unwrap();
             }
         }
     };

@@ -46,13 +46,7 @@ fn upstream_tests() -> PathBuf {
     let file = root.join(TARBALL);
     if !file.exists() {
         let part = root.join(format!("{TARBALL}.part"));
-        let ok = Command::new("curl")
-            .args(["-sSfL", "--retry", "3", "-o"])
-            .arg(&part)
-            .arg(URL)
-            .status()
-            .expect("curl must be installed to fetch Nim's sources");
-        assert!(ok.success(), "cannot download {URL}");
+        support::download(URL, &part);
         std::fs::rename(&part, &file).unwrap();
     }
     let sum = Command::new("sha256sum").arg(&file).output().unwrap();

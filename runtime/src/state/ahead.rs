@@ -37,7 +37,7 @@ impl State {
             self.drop_ahead();
             return;
         };
-        if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
+        if self.holds_current(&file).unwrap_or(false) {
             self.drop_ahead();
             return;
         }
@@ -92,9 +92,13 @@ impl State {
     }
 
     /// Whether `a` is what preparing the file whose status is `stat` now
-    /// would give.
+    /// would give. A racy status ([`FileStat::vouches_for`]) is taken at
+    /// its word here: the image was on disk when it was read, and the
+    /// status goes with the reload into the live image, where it vouches
+    /// for nothing, so the next exact check reads the file again and finds
+    /// a rewrite made within the same clock tick.
     fn fresh(&self, a: &Ahead, stat: &FileStat) -> bool {
-        a.prepared.stat == *stat
+        a.prepared.stat.same_fields(stat)
             && a.live_version == self.live_version
             && a.debugger == crate::gdb_jit::wanted()
     }

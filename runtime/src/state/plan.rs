@@ -186,13 +186,21 @@ impl State {
     pub fn disk_diff(&mut self) -> Result<Diff, Error> {
         let stat = FileStat::of(&self.path)
             .map_err(|e| Error::Io(format!("{}: {e}", self.path.display())))?;
-        if self.current.as_ref().is_some_and(|c| c.stat == stat) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.stat.vouches_for(&stat))
+        {
             return Ok(Diff::default());
         }
-        if self.disk.stat == Some(stat) {
+        if self.disk.stat.is_some_and(|d| d.vouches_for(&stat)) {
             return Ok(self.disk.diff.clone());
         }
-        let file = ImageFile::open(&self.path, self.allow_insecure_image)?;
+        let path = self.path.clone();
+        let file = ImageFile::open(&path, self.allow_insecure_image)?;
+        if self.holds_current(&file)? {
+            return Ok(Diff::default());
+        }
         let old = self.current.as_ref().map(|c| &c.manifest);
         let bytes = file.read(&mut self.scratch, old)?;
         let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
@@ -203,6 +211,34 @@ impl State {
             diff: diff.clone(),
         };
         Ok(diff)
+    }
+
+    /// Whether `file` holds the image the live one's status was taken of
+    /// (after a roll back, the crashed image's: it counts as loaded). One
+    /// `stat` tells, unless the status is racy ([`FileStat::vouches_for`])
+    /// and the file's fields are still the same: then the manifest's global
+    /// part is read and its checksum compared, and a status taken now
+    /// replaces the racy one (once taken late enough, it vouches again).
+    pub(super) fn holds_current(&mut self, file: &ImageFile<'_>) -> Result<bool, Error> {
+        let Some(c) = self.current.as_ref() else {
+            return Ok(false);
+        };
+        if c.stat.vouches_for(&file.stat) {
+            return Ok(true);
+        }
+        if c.stat.content == 0 || !c.stat.same_fields(&file.stat) {
+            return Ok(false);
+        }
+        let content = c.stat.content;
+        let bytes = file.read(&mut self.scratch, Some(&c.manifest))?;
+        let header = ImageView::parse_header(bytes).map_err(|e| self.image_error(e))?;
+        if header.checksum != content {
+            return Ok(false);
+        }
+        if let Some(c) = self.current.as_mut() {
+            c.stat = file.stat.with_content(content);
+        }
+        Ok(true)
     }
 
     /// Which old module's segment each module of `m` keeps (`NONE`: it is

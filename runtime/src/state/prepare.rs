@@ -30,7 +30,7 @@ impl State {
         }
         let path = self.path.clone();
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
-        if self.current.as_ref().is_some_and(|c| c.stat == file.stat) {
+        if self.holds_current(&file)? {
             return Ok(None);
         }
         self.prepare_from(&file)
@@ -126,7 +126,7 @@ impl State {
         if !in_file {
             return Err(self.image_error(hcr_image::ImageError::Truncated("load area")));
         }
-        let stat = file.stat;
+        let stat = file.stat.with_content(header.checksum);
         if self.current.is_some() && diff.count() == 0 {
             self.disk = DiskCache {
                 stat: Some(stat),
@@ -262,7 +262,7 @@ impl State {
             matched,
             order,
         } = plan;
-        let stat = file.stat;
+        let stat = file.stat.with_content(view.header.checksum);
         let m = &view.manifest;
         // The loader's tables, kept between reloads. Only the entries the
         // segments loaded now refer to are filled (kept segments were bound

@@ -239,7 +239,7 @@ mod tests {
         run_once();
         // (Other tests in this process may post meanwhile: wait for an
         // idle spell.)
-        let ended = (0..50).any(|_| {
+        let ended = (0..300).any(|_| {
             std::thread::sleep(IDLE / 5);
             !h.alive.load(Ordering::Relaxed)
         });

@@ -190,7 +190,7 @@ fn text(len: usize) -> Vec<u8> {
 
 /// Waits for a line containing `needle`; every line seen goes to `seen`.
 fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok(l) => {
@@ -277,6 +277,8 @@ fn bzip2_runs_its_own_tests_and_reloads_while_compressing() {
     let mut child = Command::new(hcr_bin())
         .arg("run")
         .arg("--auto-reload")
+        // The map tells the test when the reload happened.
+        .arg("--perf-map")
         .arg(&image)
         .args(["--", "-1", "-vv", "-c"])
         .stdin(Stdio::piped())
@@ -314,15 +316,21 @@ fn bzip2_runs_its_own_tests_and_reloads_while_compressing() {
     jobs = vec![(edited.join("compress.c"), w.join("compress.o"))];
     compile_all("cc", &jobs, &[&flags[..], &[inc.as_str()]].concat());
     hcr_link(&image, &objects, &[]);
-    // Feed the rest slowly: blocks compressed after the reload report anew.
-    std::thread::sleep(Duration::from_millis(300));
-    for chunk in rest.chunks(50_000) {
-        stdin.write_all(chunk).unwrap();
-        stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(40));
+    // Once the program has reloaded (its perf map names generation 1),
+    // the rest: blocks compressed after the reload report anew.
+    let map = format!("/tmp/perf-{}.map", child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&map).is_ok_and(|m| m.contains("[hcr generation 1]")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload after the relink: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
+    stdin.write_all(rest).unwrap();
     drop(stdin);
     let status = child.wait().unwrap();
+    let _ = std::fs::remove_file(&map);
     let out = reader.join().unwrap();
     seen.extend(err.iter());
     assert!(status.success(), "{seen:?}");

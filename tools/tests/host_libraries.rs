@@ -368,7 +368,7 @@ fn dlopened_plugins_see_the_image_symbols_before_and_after_a_reload() {
         int main(void) {{
             printf("before %d\n", load("{p1}") + 0 * lib_value());
             fflush(stdout);
-            for (int i = 0; i < 1000 && !hcr_has_any_module_changed(); i++) usleep(10000);
+            for (int i = 0; i < 12000 && !hcr_has_any_module_changed(); i++) usleep(10000);
             printf("reloaded %d\n", hcr_perform_code_reload());
             printf("after %d\n", load("{p2}"));
             printf("again %d\n", load("{p1}"));

@@ -78,7 +78,7 @@ int main() {
     int o = own();
     std::printf("v1: inline %d %d, template %d, own %d\n", a, b, t, o);
     std::fflush(stdout);
-    for (int i = 0; i < 2000 && !hcr_has_any_module_changed(); i++) usleep(5000);
+    for (int i = 0; i < 24000 && !hcr_has_any_module_changed(); i++) usleep(5000);
     std::printf("reloaded %d\n", hcr_perform_code_reload());
     a = use_inline();
     t = use_template();

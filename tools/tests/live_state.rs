@@ -640,6 +640,41 @@ fn evaluate(
     }
 }
 
+/// Calls `f` every 50 ms until it gives a value or `secs` seconds passed
+/// (a browser on a loaded machine may take many seconds to start and draw).
+fn within<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the value cell of the row for `target` shows, once it shows
+/// `want` (or what it shows after 60 s).
+fn cell_shows(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+    id: &mut u64,
+    target: &str,
+    want: &str,
+) -> serde_json::Value {
+    let js = format!(
+        r#"(() => {{ const c = document.querySelector('tr[data-target="{target}"] td.value'); return c ? c.textContent : null; }})()"#
+    );
+    let mut last = serde_json::Value::Null;
+    within(60, || {
+        *id += 1;
+        last = evaluate(ws, *id, &js);
+        (last == want).then_some(())
+    });
+    last
+}
+
 #[test]
 fn a_slider_moved_in_chromium_changes_the_running_program() {
     let Some(chromium) = on_path("chromium").or_else(|| on_path("chromium-browser")) else {
@@ -699,23 +734,18 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
         }
     }
     assert_ne!(port, 0, "chromium prints its DevTools address");
-    let mut target = None;
-    for _ in 0..100 {
+    let target = within(60, || {
         let (_, body) = http(port, "GET", "/json/list", &[]);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        target = v.as_array().and_then(|a| {
+        v.as_array().and_then(|a| {
             a.iter()
                 .find(|x| {
                     x["type"] == "page"
                         && x["url"].as_str().is_some_and(|u| u.starts_with(&url[..20]))
                 })
                 .and_then(|x| x["webSocketDebuggerUrl"].as_str().map(String::from))
-        });
-        if target.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        })
+    });
     let target = target.expect("the page is open in chromium");
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -731,28 +761,22 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
         r.dispatchEvent(new Event("input"));
         return "moved";
     })()"#;
-    let mut moved = false;
-    for id in 1..200 {
-        if evaluate(&mut ws, id, drag) == "moved" {
-            moved = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(moved, "the page shows a slider for lib:speed");
+    let mut id = 0;
+    let moved = within(60, || {
+        id += 1;
+        (evaluate(&mut ws, id, drag) == "moved").then_some(())
+    });
+    assert!(moved.is_some(), "the page shows a slider for lib:speed");
     let mut seen = String::new();
-    for _ in 0..100 {
+    within(60, || {
         seen = p.send("p");
         assert_eq!(p.line(), "where=1,2.5");
-        if seen.starts_with("speed=7 ") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        seen.starts_with("speed=7 ").then_some(())
+    });
     assert_eq!(seen, "speed=7 gain=0.5 ratio=2.25 level=200 on=1");
     // The page follows: its value cell shows the new value.
-    let cell = r#"new Promise(ok => setTimeout(() => ok(document.querySelector('tr[data-target="lib:speed"] td.value').textContent), 400))"#;
-    assert_eq!(evaluate(&mut ws, 1000, cell), "7");
+    let mut id = 2000;
+    assert_eq!(cell_shows(&mut ws, &mut id, "lib:speed", "7"), "7");
     // Values came pushed over the WebSocket, not polled.
     assert_eq!(evaluate(&mut ws, 999, "window.hcrTransport"), "push");
 
@@ -777,17 +801,16 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
     })()"#;
     assert_eq!(evaluate(&mut ws, 1002, edit), "sent");
     let mut seen = String::new();
-    for _ in 0..100 {
+    within(60, || {
         p.send("p");
         seen = p.line();
-        if seen == "where=42,-0.5" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (seen == "where=42,-0.5").then_some(())
+    });
     assert_eq!(seen, "where=42,-0.5");
-    let cell = r#"new Promise(ok => setTimeout(() => ok(document.querySelector('tr[data-target="lib:where.inner.y"] td.value').textContent), 400))"#;
-    assert_eq!(evaluate(&mut ws, 1003, cell), "-0.5");
+    assert_eq!(
+        cell_shows(&mut ws, &mut id, "lib:where.inner.y", "-0.5"),
+        "-0.5"
+    );
 
     let _ = browser.kill();
     let _ = browser.wait();

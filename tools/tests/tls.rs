@@ -311,7 +311,7 @@ fn a_removed_then_readded_thread_local_starts_fresh() {
         static void *later(void *arg) { (void)arg; printf("thread %d\n", bump()); return 0; }
         static void wait_and_reload(void) {
             fflush(stdout);
-            for (int i = 0; i < 2000 && !hcr_has_any_module_changed(); i++) usleep(5000);
+            for (int i = 0; i < 24000 && !hcr_has_any_module_changed(); i++) usleep(5000);
             printf("reloaded %d\n", hcr_perform_code_reload());
         }
         int main(void) {

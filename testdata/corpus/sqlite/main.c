@@ -44,7 +44,7 @@ int main(int argc, char **argv)
     sqlite3_exec(db, "CREATE TABLE t(x INTEGER, name TEXT, y INTEGER)", 0, 0, 0);
     step(tags[0], 0);
     for (int s = 1; s <= steps && s < 6; s++) {
-        for (int i = 0; i < 6000 && !hcr_has_any_module_changed(); i++)
+        for (int i = 0; i < 24000 && !hcr_has_any_module_changed(); i++)
             usleep(5000);
         int n = hcr_perform_code_reload();
         if (n < 0)

@@ -82,7 +82,7 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
             args.insert(0, "--incremental");
         }
         args.extend(inputs);
-        let o = hcr_link_in(d, &args, "30");
+        let o = hcr_link_in(d, &args, "300");
         assert!(o.status.success(), "{}", text(&o));
         o
     };
@@ -134,7 +134,7 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
     );
     let mut args = vec!["--incremental", "-o", "app.hcr"];
     args.extend(inputs);
-    let failed = hcr_link_in(d, &args, "30");
+    let failed = hcr_link_in(d, &args, "300");
     assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
     assert!(
         text(&failed).contains("b.o (module b): duplicate definition"),
@@ -169,7 +169,7 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
                 "w.o",
                 "main.o",
             ],
-            "30",
+            "300",
         );
         assert!(o.status.success(), "{}", text(&o));
         assert!(
@@ -256,7 +256,7 @@ fn a_build_folder_made_again_gets_its_own_server() {
         let o = hcr_link_in(
             &d,
             &["--incremental", "-o", "app.hcr", "main.o", "a.o", "b.o"],
-            "30",
+            "300",
         );
         assert!(o.status.success(), "{}", text(&o));
         assert_eq!(run_ok(&d.join("app.hcr")).trim(), format!("a=1 b={b}"));

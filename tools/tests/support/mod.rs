@@ -283,10 +283,12 @@ pub fn small_window() -> hcr_runtime::Options {
 
 /// The `hcr-link --incremental` servers whose working directory is `dir`.
 pub fn servers_in(dir: &Path) -> Vec<u32> {
-    // A folder not made yet (a test that failed early) has no server.
-    let Ok(dir) = dir.canonicalize() else {
+    // A folder removed or not made yet is named as given.
+    let Ok(dir) = dir.canonicalize().or_else(|_| std::path::absolute(dir)) else {
         return Vec::new();
     };
+    // A server whose folder was removed works on in it, named so.
+    let removed = PathBuf::from(format!("{} (deleted)", dir.display()));
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -294,7 +296,9 @@ pub fn servers_in(dir: &Path) -> Vec<u32> {
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let is_server = cmd.split(|&b| b == 0).any(|a| a == b"--incremental-server");
-        if is_server && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir) {
+        if is_server
+            && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == dir || c == removed)
+        {
             found.push(pid);
         }
     }

@@ -639,6 +639,7 @@ mod tests {
         // Whole seconds stored: racy for two seconds.
         let (meta, mtime) = at(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         assert!(FileStat::taken_at(&meta, mtime + 1_000_000_000).racy);
+        assert!(FileStat::taken_at(&meta, mtime + 2_005_000_000).racy);
         assert!(!FileStat::taken_at(&meta, mtime + RACY_WHOLE_SECONDS_NS + 1).racy);
         // Taken now, of a file written long ago: it vouches.
         let now = FileStat::of(&p).unwrap();
@@ -694,8 +695,9 @@ pub struct FileStat {
 pub const RACY_NS: i128 = 20_000_000;
 
 /// The same for a file system that stores whole seconds (a modification
-/// time with no nanoseconds): FAT keeps two.
-pub const RACY_WHOLE_SECONDS_NS: i128 = 2_000_000_000;
+/// time with no nanoseconds): FAT keeps two, and the clock that stamps
+/// files may lag the one that reads the time by a tick.
+pub const RACY_WHOLE_SECONDS_NS: i128 = 2_000_000_000 + RACY_NS;
 
 impl FileStat {
     pub fn of(path: &Path) -> std::io::Result<FileStat> {
@@ -704,9 +706,11 @@ impl FileStat {
 
     /// The status in `m`, taken now.
     pub fn from_metadata(m: &std::fs::Metadata) -> FileStat {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
+        // (Signed: a clock set before 1970 is still compared rightly.)
+        let now = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
         Self::taken_at(m, now)
     }
 
@@ -739,6 +743,12 @@ impl FileStat {
     /// modification time, and this status not racy.
     pub fn vouches_for(&self, now: &FileStat) -> bool {
         !self.racy && self.same_fields(now)
+    }
+
+    /// Whether this status was taken too shortly after the file changed to
+    /// vouch for it.
+    pub fn is_racy(&self) -> bool {
+        self.racy
     }
 
     /// Whether the two statuses hold the same file, length and

@@ -765,6 +765,31 @@ impl<'a> ImageView<'a> {
         Ok((header, m))
     }
 
+    /// The image's content identity: the checksum of the manifest's global
+    /// part (which holds every module's block and segment checksums),
+    /// verified against the bytes but not decoded. `file` needs the bytes
+    /// of the header and the global part only.
+    ///
+    /// # Errors
+    /// Not an image, a foreign version, or a global part that does not
+    /// match its checksum (a torn or corrupt image).
+    pub fn content_checksum(file: &[u8]) -> Result<u64, ImageError> {
+        let section = elf::manifest_section(file)?;
+        let header = header_of(section)?;
+        let body = section
+            .get(HEADER_SIZE..)
+            .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
+            .ok_or(ImageError::Truncated("manifest body"))?;
+        let computed = checksum(body);
+        if computed != header.checksum {
+            return Err(ImageError::Checksum {
+                stored: header.checksum,
+                computed,
+            });
+        }
+        Ok(computed)
+    }
+
     /// The file ranges (offset, length) of the module records that
     /// [`ImageView::parse_global`] with `old` decodes: those `old` does not
     /// hold at the same index with the same hash. `file` needs the bytes

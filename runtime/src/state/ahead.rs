@@ -41,10 +41,13 @@ impl State {
             self.drop_ahead();
             return;
         }
+        // A change was reported: a preparation whose status is racy may
+        // have read the file before a rewrite in the same clock tick, so
+        // it is kept only when its status vouches for the file.
         if self
             .ahead
             .as_ref()
-            .is_some_and(|a| self.fresh(a, &file.stat))
+            .is_some_and(|a| self.fresh(a, &file.stat) && !a.prepared.stat.is_racy())
         {
             return;
         }

@@ -231,8 +231,8 @@ impl State {
         }
         let content = c.stat.content;
         let bytes = file.read(&mut self.scratch, Some(&c.manifest))?;
-        let header = ImageView::parse_header(bytes).map_err(|e| self.image_error(e))?;
-        if header.checksum != content {
+        let computed = ImageView::content_checksum(bytes).map_err(|e| self.image_error(e))?;
+        if computed != content {
             return Ok(false);
         }
         if let Some(c) = self.current.as_mut() {

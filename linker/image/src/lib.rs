@@ -774,20 +774,8 @@ impl<'a> ImageView<'a> {
     /// Not an image, a foreign version, or a global part that does not
     /// match its checksum (a torn or corrupt image).
     pub fn content_checksum(file: &[u8]) -> Result<u64, ImageError> {
-        let section = elf::manifest_section(file)?;
-        let header = header_of(section)?;
-        let body = section
-            .get(HEADER_SIZE..)
-            .and_then(|b| b.get(..usize::try_from(header.body_len).ok()?))
-            .ok_or(ImageError::Truncated("manifest body"))?;
-        let computed = checksum(body);
-        if computed != header.checksum {
-            return Err(ImageError::Checksum {
-                stored: header.checksum,
-                computed,
-            });
-        }
-        Ok(computed)
+        let (_, header, _) = global_body(file, true)?;
+        Ok(header.checksum)
     }
 
     /// The file ranges (offset, length) of the module records that
@@ -1008,6 +996,13 @@ pub fn reseal(file: &mut [u8]) -> Result<(), ImageError> {
 /// The manifest section of `file`, its header, and its global part (the
 /// checksum verified when `check` is set).
 fn global_of(file: &[u8], check: bool) -> Result<(&[u8], Header, codec::Global<'_>), ImageError> {
+    let (section, header, body) = global_body(file, check)?;
+    Ok((section, header, codec::decode_index(body)?))
+}
+
+/// The manifest section of `file`, its header, and its global part's
+/// bytes (their checksum verified when `check` is set).
+fn global_body(file: &[u8], check: bool) -> Result<(&[u8], Header, &[u8]), ImageError> {
     let section = elf::manifest_section(file)?;
     let header = header_of(section)?;
     let body = section
@@ -1023,7 +1018,7 @@ fn global_of(file: &[u8], check: bool) -> Result<(&[u8], Header, codec::Global<'
             });
         }
     }
-    Ok((section, header, codec::decode_index(body)?))
+    Ok((section, header, body))
 }
 
 /// File offset of an image's manifest section (module blocks lie at

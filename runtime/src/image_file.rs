@@ -552,7 +552,8 @@ mod tests {
     fn a_large_read_in_pieces_gives_the_file_bytes() {
         // 3 MiB and a bit: pieces shared with the helper thread when it
         // runs, read here otherwise; either way every byte arrives.
-        let path = std::env::temp_dir().join(format!("hcr-pieces-{}.bin", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pieces.bin");
         let bytes: Vec<u8> = (0..(3 << 20) + 4321u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
@@ -566,7 +567,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!(&read[from..to], &bytes[from..to]);
-        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

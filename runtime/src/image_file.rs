@@ -614,7 +614,6 @@ mod tests {
         assert_eq!(u64_at(&b, MH_INIT_SIZE), Some(0x4444));
     }
 
-    // (Slices of ranges, not ranges collected.)
     #[test]
     fn a_status_taken_within_the_tick_of_a_write_vouches_for_nothing() {
         use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -646,6 +645,7 @@ mod tests {
         assert!(now.vouches_for(&FileStat::of(&p).unwrap()));
     }
 
+    // (Slices of ranges, not ranges collected.)
     #[allow(clippy::single_range_in_vec_init)]
     #[test]
     fn ranges_are_subtracted_and_clipped() {
@@ -743,12 +743,6 @@ impl FileStat {
     /// modification time, and this status not racy.
     pub fn vouches_for(&self, now: &FileStat) -> bool {
         !self.racy && self.same_fields(now)
-    }
-
-    /// Whether this status was taken too shortly after the file changed to
-    /// vouch for it.
-    pub fn is_racy(&self) -> bool {
-        self.racy
     }
 
     /// Whether the two statuses hold the same file, length and

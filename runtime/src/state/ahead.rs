@@ -47,7 +47,7 @@ impl State {
         if self
             .ahead
             .as_ref()
-            .is_some_and(|a| self.fresh(a, &file.stat) && !a.prepared.stat.is_racy())
+            .is_some_and(|a| self.fresh(a, &file.stat) && a.prepared.stat.vouches_for(&file.stat))
         {
             return;
         }

@@ -318,15 +318,13 @@ fn bzip2_runs_its_own_tests_and_reloads_while_compressing() {
     hcr_link(&image, &objects, &[]);
     // Once the program has reloaded (its perf map names generation 1),
     // the rest: blocks compressed after the reload report anew.
-    let map = format!("/tmp/perf-{}.map", child.id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(&map).is_ok_and(|m| m.contains("[hcr generation 1]")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload after the relink: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let map = support::perf_map_of(child.id());
+    let reloaded = support::within(120, || {
+        std::fs::read_to_string(&map)
+            .is_ok_and(|m| m.contains("[hcr generation 1]"))
+            .then_some(())
+    });
+    assert!(reloaded.is_some(), "no reload after the relink: {seen:?}");
     stdin.write_all(rest).unwrap();
     drop(stdin);
     let status = child.wait().unwrap();

@@ -640,21 +640,6 @@ fn evaluate(
     }
 }
 
-/// Calls `f` every 50 ms until it gives a value or `secs` seconds passed
-/// (a browser on a loaded machine may take many seconds to start and draw).
-fn within<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What the value cell of the row for `target` shows, once it shows
 /// `want` (or what it shows after 60 s).
 fn cell_shows(
@@ -667,7 +652,7 @@ fn cell_shows(
         r#"(() => {{ const c = document.querySelector('tr[data-target="{target}"] td.value'); return c ? c.textContent : null; }})()"#
     );
     let mut last = serde_json::Value::Null;
-    within(60, || {
+    support::within(60, || {
         *id += 1;
         last = evaluate(ws, *id, &js);
         (last == want).then_some(())
@@ -734,7 +719,7 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
         }
     }
     assert_ne!(port, 0, "chromium prints its DevTools address");
-    let target = within(60, || {
+    let target = support::within(60, || {
         let (_, body) = http(port, "GET", "/json/list", &[]);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         v.as_array().and_then(|a| {
@@ -762,13 +747,13 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
         return "moved";
     })()"#;
     let mut id = 0;
-    let moved = within(60, || {
+    let moved = support::within(60, || {
         id += 1;
         (evaluate(&mut ws, id, drag) == "moved").then_some(())
     });
     assert!(moved.is_some(), "the page shows a slider for lib:speed");
     let mut seen = String::new();
-    within(60, || {
+    support::within(60, || {
         seen = p.send("p");
         assert_eq!(p.line(), "where=1,2.5");
         seen.starts_with("speed=7 ").then_some(())
@@ -801,7 +786,7 @@ fn a_slider_moved_in_chromium_changes_the_running_program() {
     })()"#;
     assert_eq!(evaluate(&mut ws, 1002, edit), "sent");
     let mut seen = String::new();
-    within(60, || {
+    support::within(60, || {
         p.send("p");
         seen = p.line();
         (seen == "where=42,-0.5").then_some(())

@@ -84,7 +84,7 @@ fn the_map_names_every_generation_trampolines_and_stubs() {
             String::from_utf8_lossy(&o.stdout).lines().next(),
             Some("reload 1")
         );
-        let path = format!("/tmp/perf-{pid}.map");
+        let path = support::perf_map_of(pid);
         let map = std::fs::read_to_string(&path).expect("the perf map");
         std::fs::remove_file(&path).unwrap();
         let entries = parse(&map);
@@ -158,10 +158,11 @@ fn perf_report_names_module_functions() {
     // with that PID finds it.
     let out = String::from_utf8_lossy(&o.stdout);
     let pid = out.lines().next().unwrap_or_default().trim();
-    let map = format!("/tmp/perf-{pid}.map");
+    let map = support::perf_map_of(pid);
     assert!(
         std::fs::read_to_string(&map).is_ok_and(|m| m.contains("util:spin [hcr generation 0]")),
-        "no map at {map}; stdout: {out}"
+        "no map at {}; stdout: {out}",
+        map.display()
     );
     let r = Command::new("perf")
         .args(["report", "--stdio", "--sort", "sym", "-i"])

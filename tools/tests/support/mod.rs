@@ -324,3 +324,24 @@ pub fn download(url: &str, to: &Path) {
         .expect("curl must be installed (.ci/run installs it)");
     assert!(ok.success(), "cannot download {url}");
 }
+
+/// Calls `f` every 50 ms until it gives a value or `secs` seconds passed
+/// (on a loaded machine a program, a reload or a browser may take many
+/// seconds).
+pub fn within<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The perf map (`hcr run --perf-map`) of process `pid`.
+pub fn perf_map_of(pid: impl std::fmt::Display) -> PathBuf {
+    PathBuf::from(format!("/tmp/perf-{pid}.map"))
+}

@@ -327,11 +327,7 @@ fn flags_equal_to(flags: &[bool], want: bool) -> impl Iterator<Item = usize> + '
         })
 }
 
-/// Runs posted work on the calling thread and, when it can, on another
-/// thread at the same time; returns when the work is done and no other
-/// thread is inside it (the runtime's helper thread). The work takes its
-/// units from a shared counter.
-pub type Share<'a> = &'a dyn Fn(&(dyn Fn() + Sync));
+pub use hcr_image::shared::{run_shared, Share};
 
 /// Cuts `buf` into one slice per range, the ranges sorted by start and
 /// disjoint. `Err(i)`: range `i` overlaps the one before it or runs past
@@ -355,37 +351,6 @@ pub fn split_disjoint(
         pos = r.end;
     }
     Ok(out)
-}
-
-/// Runs `f` on every item, the items taken in order by whichever thread
-/// `share` lets run; returns each item's result in item order (`None` for
-/// one whose run panicked).
-pub fn run_shared<T: Send, R: Send>(
-    items: Vec<T>,
-    share: Share<'_>,
-    f: impl Fn(T) -> R + Sync,
-) -> Vec<Option<R>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    let jobs: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let results: Vec<Mutex<Option<R>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(job) = jobs.get(i) else { break };
-        let Some(t) = job.lock().ok().and_then(|mut j| j.take()) else {
-            continue;
-        };
-        let r = f(t);
-        if let Ok(mut slot) = results[i].lock() {
-            *slot = Some(r);
-        }
-    };
-    share(&work);
-    results
-        .into_iter()
-        .map(|r| r.into_inner().ok().flatten())
-        .collect()
 }
 
 /// Modules whose fixups are applied by whichever thread `share` lets run,

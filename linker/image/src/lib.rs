@@ -21,6 +21,7 @@ mod codec;
 mod debug;
 mod elf;
 mod modlist;
+pub mod shared;
 
 use std::sync::Arc;
 
@@ -695,6 +696,10 @@ pub enum ImageError {
     /// The manifest does not decode.
     #[error("corrupt manifest: {0}")]
     Manifest(#[from] DecodeError),
+    /// A thread that read part of the image stopped without a result (a
+    /// bug in hcr, not in the image).
+    #[error("internal error while reading the image: {0}")]
+    Internal(&'static str),
 }
 
 impl<'a> ImageView<'a> {
@@ -815,15 +820,31 @@ impl<'a> ImageView<'a> {
     pub fn assemble(
         file: &'a [u8],
         header: Header,
+        m: Manifest,
+        old: Option<&Manifest>,
+        decode: &[bool],
+    ) -> Result<Self, ImageError> {
+        Self::assemble_shared(file, header, m, old, decode, &shared::alone)
+    }
+
+    /// As [`ImageView::assemble`], the blocks verified and decoded by
+    /// whichever threads `share` lends (a first load's many blocks).
+    ///
+    /// # Errors
+    /// As [`ImageView::assemble`].
+    pub fn assemble_shared(
+        file: &'a [u8],
+        header: Header,
         mut m: Manifest,
         old: Option<&Manifest>,
         decode: &[bool],
+        share: shared::Share<'_>,
     ) -> Result<Self, ImageError> {
         let section_at = elf::manifest_offset(file)?;
         let init = slice_at(file, header.init_file_offset, header.init_file_size)
             .ok_or(ImageError::Truncated("initial data"))?;
-        let mut parts = codec::Parts::new();
         let complete = old.is_some_and(|o| o.parts_complete() && m.read_against(o));
+        let mut todo = Vec::new();
         for mi in 0..m.modules.len() {
             let decode = decode.get(mi).copied().unwrap_or(true);
             if !decode && complete && m.shared_record(mi) {
@@ -843,20 +864,11 @@ impl<'a> ImageView<'a> {
                 }
                 continue;
             }
-            let md = &m.modules[mi];
-            let block = block_of(file, section_at, md)?;
-            let mine = slice_at(init, md.init.0, md.init.1)
-                .ok_or(ImageError::Truncated("module initial data"))?;
-            let computed = block_checksum(block, mine);
-            if computed != md.block_checksum {
-                return Err(ImageError::SegmentChecksum {
-                    module: m.str(md.name).to_string(),
-                    stored: md.block_checksum,
-                    computed,
-                });
-            }
-            let b = codec::decode_block(block, mi)?;
-            codec::validate_block(&m, mi, &b, init.len() as u64)?;
+            todo.push(mi);
+        }
+        let blocks = decode_blocks(file, (section_at, init), &m, todo, share)?;
+        let mut parts = codec::Parts::new();
+        for (mi, b) in blocks {
             parts.add(mi, &mut m.modules[mi], b);
         }
         parts.finish(&mut m, old);
@@ -938,6 +950,54 @@ fn table_of<'a>(tables: &[(usize, Fixups<'a>)], mi: usize) -> Fixups<'a> {
     tables
         .binary_search_by_key(&mi, |&(k, _)| k)
         .map_or_else(|_| Fixups::default(), |i| tables[i].1)
+}
+
+/// Modules one thread takes at a time from a shared decode.
+const DECODE_RUN: usize = 16;
+
+/// Verifies and decodes the blocks of modules `todo` (ascending), in runs
+/// of [`DECODE_RUN`] modules taken by whichever threads `share` lends;
+/// returns them in module order (and the first error in module order). `(section_at, init)`: where the manifest
+/// section starts in `file`, and the initial bytes of every module.
+fn decode_blocks<'a>(
+    file: &'a [u8],
+    (section_at, init): (u64, &'a [u8]),
+    m: &Manifest,
+    todo: Vec<usize>,
+    share: shared::Share<'_>,
+) -> Result<Vec<(usize, codec::Block<'a>)>, ImageError> {
+    let one = |mi: usize| -> Result<codec::Block<'a>, ImageError> {
+        let md = &m.modules[mi];
+        let block = block_of(file, section_at, md)?;
+        let mine = slice_at(init, md.init.0, md.init.1)
+            .ok_or(ImageError::Truncated("module initial data"))?;
+        let computed = block_checksum(block, mine);
+        if computed != md.block_checksum {
+            return Err(ImageError::SegmentChecksum {
+                module: m.str(md.name).to_string(),
+                stored: md.block_checksum,
+                computed,
+            });
+        }
+        let b = codec::decode_block(block, mi)?;
+        codec::validate_block(m, mi, &b, init.len() as u64)?;
+        Ok(b)
+    };
+    if todo.len() <= DECODE_RUN {
+        return todo.into_iter().map(|mi| Ok((mi, one(mi)?))).collect();
+    }
+    let runs: Vec<Vec<usize>> = todo.chunks(DECODE_RUN).map(<[usize]>::to_vec).collect();
+    let decoded = shared::run_shared(runs, share, |run| {
+        run.into_iter()
+            .map(|mi| Ok((mi, one(mi)?)))
+            .collect::<Result<Vec<_>, ImageError>>()
+    });
+    let mut out = Vec::with_capacity(decoded.len() * DECODE_RUN);
+    for run in decoded {
+        // A run whose thread panicked has no result.
+        out.extend(run.ok_or(ImageError::Internal("decoding a module block failed"))??);
+    }
+    Ok(out)
 }
 
 /// Module `md`'s block in `file`, whose manifest section starts at

@@ -21,6 +21,10 @@ pub(super) fn initial_bytes(
     b
 }
 
+/// Blocks to decode that add up to at least this are shared with the
+/// helper thread (500 modules × 50 functions: 2.4 MB); fewer cost less
+/// than waking it.
+const SHARE_BLOCK_BYTES: u64 = 256 << 10;
 impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
     /// nothing changed.
@@ -150,8 +154,21 @@ impl State {
                 .count(),
             None => m.modules.len(),
         };
-        let view =
-            ImageView::assemble(bytes, header, m, old, &decode).map_err(|e| self.image_error(e))?;
+        // Many blocks (a first load's) are verified and decoded by the
+        // helper thread too; a reload's few, by this thread alone.
+        let block_bytes: u64 = (m.modules.iter().zip(&decode))
+            .filter(|&(_, &d)| d || old.is_none())
+            .map(|(md, _)| md.block.1)
+            .sum();
+        let helper: hcr_image::shared::Share<'_> = &|work| crate::helper::share(work, || ());
+        let alone: hcr_image::shared::Share<'_> = &hcr_image::shared::alone;
+        let share = if block_bytes >= SHARE_BLOCK_BYTES {
+            helper
+        } else {
+            alone
+        };
+        let view = ImageView::assemble_shared(bytes, header, m, old, &decode, share)
+            .map_err(|e| self.image_error(e))?;
         let blocks = decode.iter().filter(|&&d| d).count();
         self.prepare_view(
             file,

@@ -117,9 +117,24 @@ pub fn map_input(path: &Path) -> std::io::Result<MappedInput> {
 /// buffer the size of the image: a file sink writes the pieces straight from
 /// where they were built.
 pub trait Sink {
+    /// A file the writer may fill a range of the image into (the pieces at
+    /// their offsets, the gaps zeroed; [`write_at`]) from another thread,
+    /// while the rest of the image is still being built; [`Sink::put`] is
+    /// then told which range it holds. `None`: everything goes to `put`.
+    fn early(&self) -> Option<&File> {
+        None
+    }
+
     /// Receives an image of `total` bytes made of `pieces`, each `(offset,
-    /// bytes)`, sorted by offset and not overlapping.
-    fn put(&mut self, total: u64, pieces: &[(u64, &[u8])]) -> std::io::Result<()>;
+    /// bytes)`, sorted by offset and not overlapping, but for the range
+    /// `written`, already written through [`Sink::early`] (empty when
+    /// nothing was): no piece lies in it.
+    fn put(
+        &mut self,
+        total: u64,
+        pieces: &[(u64, &[u8])],
+        written: std::ops::Range<u64>,
+    ) -> std::io::Result<()>;
 
     /// The link succeeded and its image is in place (after [`Sink::put`]):
     /// `out` is what the caller will be told. What the linker does after
@@ -137,7 +152,12 @@ pub type OnPlaced = Box<dyn FnMut(&crate::LinkOutput) + Send>;
 pub struct VecSink(pub Vec<u8>);
 
 impl Sink for VecSink {
-    fn put(&mut self, total: u64, pieces: &[(u64, &[u8])]) -> std::io::Result<()> {
+    fn put(
+        &mut self,
+        total: u64,
+        pieces: &[(u64, &[u8])],
+        _written: std::ops::Range<u64>,
+    ) -> std::io::Result<()> {
         let len = usize::try_from(total).map_err(|_| std::io::Error::other("image too large"))?;
         let mut out = vec![0u8; len];
         for &(at, bytes) in pieces {
@@ -169,6 +189,87 @@ pub struct FileSink {
 
 /// Zeros for the gaps between pieces (alignment padding, at most a page).
 static ZEROS: [u8; 4096] = [0; 4096];
+
+/// Writes the bytes `range` of an image into `file` at their offsets:
+/// `pieces` (sorted, not overlapping, inside `range`) with zeros in the
+/// gaps, by positional vectored writes straight from the pieces (so two
+/// threads may write disjoint ranges of one file at the same time).
+///
+/// # Errors
+/// A piece outside the range or overlapping the one before it; a failed
+/// write (a full disk is a clean error here).
+pub fn write_at(
+    file: &File,
+    range: std::ops::Range<u64>,
+    pieces: &[(u64, &[u8])],
+) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pieces.len() * 2 + 1);
+    let pad = |slices: &mut Vec<IoSlice<'_>>, mut gap: u64| {
+        while gap > 0 {
+            let n = gap.min(ZEROS.len() as u64) as usize;
+            slices.push(IoSlice::new(&ZEROS[..n]));
+            gap -= n as u64;
+        }
+    };
+    let mut at = range.start;
+    for &(off, bytes) in pieces {
+        if off < at {
+            return Err(std::io::Error::other("image pieces overlap"));
+        }
+        pad(&mut slices, off - at);
+        if !bytes.is_empty() {
+            slices.push(IoSlice::new(bytes));
+        }
+        at = off + bytes.len() as u64;
+    }
+    if at > range.end {
+        return Err(std::io::Error::other("image pieces exceed their range"));
+    }
+    pad(&mut slices, range.end - at);
+    let mut off = range.start;
+    // At most IOV_MAX (1024) slices per call.
+    for chunk in slices.chunks_mut(1024) {
+        let mut rest: &mut [IoSlice<'_>] = chunk;
+        while !rest.is_empty() {
+            let n = pwritev(file, rest, off)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            off += n as u64;
+            IoSlice::advance_slices(&mut rest, n);
+        }
+    }
+    Ok(())
+}
+
+/// One `pwritev(2)`: writes `slices` at file offset `off`, without moving
+/// the file's position; returns the bytes written.
+fn pwritev(file: &File, slices: &[std::io::IoSlice<'_>], off: u64) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd as _;
+    let off = libc::off_t::try_from(off).map_err(|_| std::io::Error::other("image too large"))?;
+    loop {
+        // SAFETY: `IoSlice` is ABI-compatible with `struct iovec` on Unix
+        // (documented by std); the pointer and count come from a live slice
+        // of at most 1024 (IOV_MAX) entries whose buffers outlive the call;
+        // the descriptor is `file`'s, open for the call's duration.
+        let n = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                slices.as_ptr().cast::<libc::iovec>(),
+                slices.len() as libc::c_int,
+                off,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
 
 impl FileSink {
     /// A sink writing into `file`, a new, empty file of ours at `tmp`,
@@ -205,45 +306,26 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn put(&mut self, total: u64, pieces: &[(u64, &[u8])]) -> std::io::Result<()> {
-        use std::io::{IoSlice, Write as _};
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pieces.len() * 2);
-        let mut at = 0u64;
-        let pad = |slices: &mut Vec<IoSlice<'_>>, mut gap: u64| {
-            while gap > 0 {
-                let n = gap.min(ZEROS.len() as u64) as usize;
-                slices.push(IoSlice::new(&ZEROS[..n]));
-                gap -= n as u64;
-            }
-        };
-        for &(off, bytes) in pieces {
-            if off < at {
-                return Err(std::io::Error::other("image pieces overlap"));
-            }
-            pad(&mut slices, off - at);
-            if !bytes.is_empty() {
-                slices.push(IoSlice::new(bytes));
-            }
-            at = off + bytes.len() as u64;
-        }
-        if at > total {
-            return Err(std::io::Error::other("image pieces exceed the image"));
-        }
-        pad(&mut slices, total - at);
-        let mut file = self
+    fn early(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
+    fn put(
+        &mut self,
+        total: u64,
+        pieces: &[(u64, &[u8])],
+        written: std::ops::Range<u64>,
+    ) -> std::io::Result<()> {
+        let file = self
             .file
             .take()
             .ok_or_else(|| std::io::Error::other("image already written"))?;
-        // At most IOV_MAX (1024) slices per call.
-        for chunk in slices.chunks_mut(1024) {
-            let mut rest: &mut [IoSlice<'_>] = chunk;
-            while !rest.is_empty() {
-                let n = file.write_vectored(rest)?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                IoSlice::advance_slices(&mut rest, n);
-            }
+        if written.is_empty() {
+            write_at(&file, 0..total, pieces)?;
+        } else {
+            let split = pieces.partition_point(|&(off, _)| off < written.start);
+            write_at(&file, 0..written.start, &pieces[..split])?;
+            write_at(&file, written.end..total, &pieces[split..])?;
         }
         drop(file);
         self.old_at_tmp = replace_keeping_old(&self.tmp, &self.output)?;

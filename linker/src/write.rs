@@ -776,8 +776,13 @@ pub(crate) fn write_image(
     };
     timer.lap("ELF counts");
     // Render every module in parallel, each into its final bytes, while the
-    // manifest is built and encoded.
-    let ((manifest, (body, global_len)), rendered) = rayon::join(
+    // manifest is built and encoded; then, while the manifest is still
+    // being built, write what precedes the symbol table's host part (the
+    // area, initial bytes, constructor tables, relocation sections and the
+    // modules' symbols: nothing there depends on the manifest) when the
+    // sink has a file for it.
+    let early = sink.early();
+    let ((manifest, (body, global_len)), (rendered, written)) = rayon::join(
         || {
             let m = make_manifest();
             let fixups = |mi: usize| hcr_image::ModuleFixups {
@@ -787,13 +792,25 @@ pub(crate) fn write_image(
             let body = hcr_image::encode_body(&m, &fixups, &applied.init);
             (m, body)
         },
-        || -> Vec<Rendered> {
-            kept.into_par_iter()
+        || {
+            let rendered: Vec<Rendered> = kept
+                .into_par_iter()
                 .enumerate()
                 .map(|(mi, k)| render(mi, mods, &counts, &bases, &fl, k))
-                .collect()
+                .collect();
+            let written = match early {
+                None => Ok(0..0),
+                Some(file) => {
+                    let mut head = Vec::with_capacity(8 + 4 * rendered.len());
+                    let end = early_pieces(&mut head, mods, applied, &bases, &rendered, &fl, &t);
+                    let range = fl.area_off..end;
+                    crate::input::write_at(file, range.clone(), &head).map(|()| range)
+                }
+            };
+            (rendered, written)
         },
     );
+    let written = written?;
     timer.lap("ELF render + manifest");
     let tails = Tails::new(&t, debug, &manifest, need_xindex);
     let layout = FileOffsets::new(
@@ -821,6 +838,7 @@ pub(crate) fn write_image(
     };
     let pieces = pieces(&Parts {
         mods,
+        totals: &t,
         applied,
         bases: &bases,
         rendered: &rendered,
@@ -832,7 +850,15 @@ pub(crate) fn write_image(
         fl: &fl,
     });
     timer.lap("ELF tables + checksum");
-    sink.put(layout.total, &pieces)?;
+    let pieces: Vec<(u64, &[u8])> = if written.is_empty() {
+        pieces
+    } else {
+        pieces
+            .into_iter()
+            .filter(|(off, _)| !written.contains(off))
+            .collect()
+    };
+    sink.put(layout.total, &pieces, written)?;
     timer.lap("write");
     let size = layout.total;
     if skip_free {
@@ -1011,7 +1037,6 @@ impl Tails {
 
 /// Where the tables after the modules' fragments lie in the file.
 struct FileOffsets<'a> {
-    rela_start: u64,
     symtab_off: u64,
     symtab_len: u64,
     shndx_off: u64,
@@ -1039,7 +1064,7 @@ impl<'a> FileOffsets<'a> {
         body_len: usize,
     ) -> FileOffsets<'a> {
         let n_syms = (fl.first_host as usize) + tails.n_hosts;
-        let symtab_off = align_up(t.rela_start + t.rela_bytes, 8);
+        let symtab_off = symtab_offset(t);
         let symtab_len = 24 * n_syms as u64;
         let shndx_off = align_up(symtab_off + symtab_len, 4);
         let shndx_len = if fl.need_xindex { 4 * n_syms as u64 } else { 0 };
@@ -1064,7 +1089,6 @@ impl<'a> FileOffsets<'a> {
         let manifest_len = (hcr_image::HEADER_SIZE + body_len) as u64;
         let shoff = align_up(manifest_off + manifest_len, 8);
         FileOffsets {
-            rela_start: t.rela_start,
             symtab_off,
             symtab_len,
             shndx_off,
@@ -1221,6 +1245,7 @@ struct FixedParts {
 /// Everything the file is made of.
 struct Parts<'a, 'd> {
     mods: &'a [Mod<'d>],
+    totals: &'a Totals,
     applied: &'a Applied,
     bases: &'a [Bases],
     rendered: &'a [Rendered],
@@ -1235,38 +1260,16 @@ struct Parts<'a, 'd> {
 /// The pieces of the file, in file order; every table is a run of module
 /// fragments.
 fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
-    const NULL_SYM: [u8; 24] = [0; 24];
     const NULL_X: [u8; 4] = [0; 4];
     let (l, r, fx) = (p.layout, p.rendered, p.fixed);
     let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(24 + 12 * r.len());
     pieces.push((0, &fx.ehdr));
-    pieces.push((p.fl.area_off, &p.applied.area));
-    pieces.push((p.fl.init_off, &p.applied.init));
-    // Constructor tables are copied from the inputs as they are.
-    for (m, b) in p.mods.iter().zip(p.bases) {
-        let mut extra = b.extra_offset;
-        for sec in m.obj.sections.iter() {
-            if sec.kind.entry_list() {
-                extra = align_up(extra, sec.align);
-                pieces.push((extra, sec.data));
-                extra += sec.data.len() as u64;
-            }
-        }
+    let hosts_at = early_pieces(&mut pieces, p.mods, p.applied, p.bases, r, p.fl, p.totals);
+    debug_assert_eq!(hosts_at, l.symtab_off + 24 * u64::from(p.fl.first_host));
+    if !p.tails.hosts_sym.is_empty() {
+        pieces.push((hosts_at, p.tails.hosts_sym.as_slice()));
     }
-    run(
-        &mut pieces,
-        l.rela_start,
-        r.iter().map(|r| r.kept.tables.rela.as_slice()),
-    );
     let t = |f: fn(&Tables) -> &Vec<u8>| r.iter().map(move |r| f(&r.kept.tables).as_slice());
-    run(
-        &mut pieces,
-        l.symtab_off,
-        std::iter::once(&NULL_SYM[..])
-            .chain(t(|t| &t.locals))
-            .chain(t(|t| &t.globals))
-            .chain(std::iter::once(p.tails.hosts_sym.as_slice())),
-    );
     if p.fl.need_xindex {
         run(
             &mut pieces,
@@ -1307,6 +1310,54 @@ fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
 }
 
 /// Adds `parts` as consecutive pieces from `start`; returns where they end.
+/// Adds the pieces from the load area up to the symbol table's host part:
+/// the area, the initial bytes, the constructor tables, the relocation
+/// sections and the null and module symbols. None of them depends on the
+/// manifest, so they may be written while it is being built. Returns where
+/// they end (where the host symbols start).
+fn early_pieces<'a>(
+    pieces: &mut Vec<(u64, &'a [u8])>,
+    mods: &'a [Mod<'_>],
+    applied: &'a Applied,
+    bases: &[Bases],
+    r: &'a [Rendered],
+    fl: &FileLayout,
+    totals: &Totals,
+) -> u64 {
+    const NULL_SYM: [u8; 24] = [0; 24];
+    pieces.push((fl.area_off, &applied.area));
+    pieces.push((fl.init_off, &applied.init));
+    // Constructor tables are copied from the inputs as they are.
+    for (m, b) in mods.iter().zip(bases) {
+        let mut extra = b.extra_offset;
+        for sec in m.obj.sections.iter() {
+            if sec.kind.entry_list() {
+                extra = align_up(extra, sec.align);
+                pieces.push((extra, sec.data));
+                extra += sec.data.len() as u64;
+            }
+        }
+    }
+    run(
+        pieces,
+        totals.rela_start,
+        r.iter().map(|r| r.kept.tables.rela.as_slice()),
+    );
+    let t = |f: fn(&Tables) -> &Vec<u8>| r.iter().map(move |r| f(&r.kept.tables).as_slice());
+    run(
+        pieces,
+        symtab_offset(totals),
+        std::iter::once(&NULL_SYM[..])
+            .chain(t(|t| &t.locals))
+            .chain(t(|t| &t.globals)),
+    )
+}
+
+/// Where `.symtab` starts: after the relocation sections.
+fn symtab_offset(t: &Totals) -> u64 {
+    align_up(t.rela_start + t.rela_bytes, 8)
+}
+
 fn run<'a>(
     pieces: &mut Vec<(u64, &'a [u8])>,
     start: u64,

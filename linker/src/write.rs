@@ -850,14 +850,19 @@ pub(crate) fn write_image(
         fl: &fl,
     });
     timer.lap("ELF tables + checksum");
-    let pieces: Vec<(u64, &[u8])> = if written.is_empty() {
-        pieces
-    } else {
-        pieces
-            .into_iter()
-            .filter(|(off, _)| !written.contains(off))
-            .collect()
-    };
+    // The pieces written early are the ones that start in `written`; one
+    // that ran past it would be a layout bug, refused rather than cut.
+    let (early_written, pieces): (Vec<_>, Vec<_>) = pieces
+        .into_iter()
+        .partition(|(off, _)| written.contains(off));
+    if early_written
+        .iter()
+        .any(|&(off, b)| off + b.len() as u64 > written.end)
+    {
+        return Err(std::io::Error::other(
+            "an image piece runs past the part written early",
+        ));
+    }
     sink.put(layout.total, &pieces, written)?;
     timer.lap("write");
     let size = layout.total;

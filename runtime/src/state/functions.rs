@@ -5,14 +5,9 @@
 //! modules × 50 functions), so registering one costs no allocation: module
 //! names are interned once, function names are appended to one buffer, and
 //! the index is one hash table of registry indices hashed by `(module id,
-//! name)` and compared against the names stored here. The index is built
-//! at the first look-up, not at the first load: a first load looks nothing
-//! up (no module is registered before it), and a program may never look a
-//! function up by name, while building it is about half of registering
-//! (about 1 ms of a 500 × 50 first load). Once built, registering keeps it
-//! up to date. Functions are never unregistered (a removed one keeps its
-//! permanent address behind a stub), so the buffer and the table only
-//! grow.
+//! name)` and compared against the names stored here. Functions are never
+//! unregistered (a removed one keeps its permanent address behind a stub),
+//! so the buffer and the table only grow.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -41,9 +36,8 @@ pub(super) struct Functions {
     module_ids: HashMap<Arc<str>, u32>,
     /// Every function name, one after the other.
     names: String,
-    /// Registry indices hashed by `(module id, name)`, once something has
-    /// been looked up.
-    index: std::sync::OnceLock<HashTable<u32>>,
+    /// Registry indices hashed by `(module id, name)`.
+    index: HashTable<u32>,
     /// `(first code address, end, first registry index)` of each batch of
     /// trampolines, in registration order: what `owner` searches.
     batches: Vec<(u64, u64, u32)>,
@@ -82,7 +76,6 @@ impl Functions {
     /// The registry index of function `name` of the module with id `module`.
     pub fn get(&self, module: u32, name: &str) -> Option<u32> {
         self.index
-            .get_or_init(|| self.build_index())
             .find(hash(module, name), |&t| {
                 let e = &self.entries[t as usize];
                 e.module == module && self.name_of(e) == name
@@ -93,20 +86,6 @@ impl Functions {
     /// The registry index of `module`'s function `name`.
     pub fn lookup(&self, module: &str, name: &str) -> Option<u32> {
         self.get(self.module_id(module)?, name)
-    }
-
-    /// The index of every registered function.
-    fn build_index(&self) -> HashTable<u32> {
-        let mut index = HashTable::with_capacity(self.entries.len());
-        let rehash = |t: &u32| {
-            let e = &self.entries[*t as usize];
-            hash(e.module, self.name_of(e))
-        };
-        for (t, e) in self.entries.iter().enumerate() {
-            // Room was reserved: no rehash happens here.
-            index.insert_unique(hash(e.module, self.name_of(e)), t as u32, rehash);
-        }
-        index
     }
 
     fn name_of(&self, e: &FnEntry) -> &str {
@@ -177,18 +156,15 @@ impl Functions {
             index,
             ..
         } = self;
-        // (Not built yet: the first look-up builds it whole.)
-        if let Some(index) = index.get_mut() {
-            let name_of = |e: &FnEntry| &names[e.name.0 as usize..(e.name.0 + e.name.1) as usize];
-            let rehash = |t: &u32| {
-                let e = &entries[*t as usize];
-                hash(e.module, name_of(e))
-            };
-            index.reserve(n, rehash);
-            for (t, e) in entries.iter().enumerate().skip(first) {
-                // Room was reserved above: no rehash happens here.
-                index.insert_unique(hash(e.module, name_of(e)), t as u32, rehash);
-            }
+        let name_of = |e: &FnEntry| &names[e.name.0 as usize..(e.name.0 + e.name.1) as usize];
+        let rehash = |t: &u32| {
+            let e = &entries[*t as usize];
+            hash(e.module, name_of(e))
+        };
+        index.reserve(n, rehash);
+        for (t, e) in entries.iter().enumerate().skip(first) {
+            // Room was reserved above: no rehash happens here.
+            index.insert_unique(hash(e.module, name_of(e)), t as u32, rehash);
         }
         self.batches.push((
             batch.code.addr as u64,
@@ -247,12 +223,7 @@ mod tests {
         let b1 = batch(&mut window, 3);
         let keys = [(a, "f"), (b, "f"), (a, "g")];
         assert_eq!(fns.register(&b1, 3, |put| put_all(&keys, put)), 0);
-        // Nothing looked up yet: no index.
-        assert!(fns.index.get().is_none());
-        assert_eq!(fns.lookup("a", "g"), Some(2));
-        assert_eq!(fns.index.get().map(HashTable::len), Some(3));
-        // A second batch grows the index the look-up built (and rehashes
-        // what it holds).
+        // A second batch grows the table (and rehashes what it holds).
         let b2 = batch(&mut window, 100);
         let names: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
         let keys2: Vec<(u32, &str)> = names.iter().map(|n| (b, n.as_str())).collect();
@@ -283,7 +254,6 @@ mod tests {
         // and name empty), as before.
         let b3 = batch(&mut window, 2);
         assert_eq!(fns.register(&b3, 0, |put| put(0, a, "k")), 103);
-        assert_eq!(fns.index.get().map(HashTable::len), Some(105));
         assert_eq!(fns.lookup("a", "k"), Some(103));
         assert_eq!((fns.module(104), fns.name(104)), ("", ""));
         assert_eq!(fns.lookup("", ""), Some(104));

@@ -836,9 +836,19 @@ pub(crate) fn write_image(
         head_shdrs: head_headers(&layout, &heads),
         tail_shdrs: tail_headers(&layout, &tails, &t, &fl),
     };
+    // The part written early must end where the host symbols start (the
+    // rest of the file is laid out from there); anything else is a layout
+    // bug, refused rather than written.
+    let hosts_at = layout.symtab_off + 24 * u64::from(fl.first_host);
+    if !written.is_empty() && written.end != hosts_at {
+        return Err(std::io::Error::other(
+            "the part of the image written early does not end where the host symbols start",
+        ));
+    }
     let pieces = pieces(&Parts {
         mods,
         totals: &t,
+        written: written.clone(),
         applied,
         bases: &bases,
         rendered: &rendered,
@@ -850,19 +860,6 @@ pub(crate) fn write_image(
         fl: &fl,
     });
     timer.lap("ELF tables + checksum");
-    // The pieces written early are the ones that start in `written`; one
-    // that ran past it would be a layout bug, refused rather than cut.
-    let (early_written, pieces): (Vec<_>, Vec<_>) = pieces
-        .into_iter()
-        .partition(|(off, _)| written.contains(off));
-    if early_written
-        .iter()
-        .any(|&(off, b)| off + b.len() as u64 > written.end)
-    {
-        return Err(std::io::Error::other(
-            "an image piece runs past the part written early",
-        ));
-    }
     sink.put(layout.total, &pieces, written)?;
     timer.lap("write");
     let size = layout.total;
@@ -1251,6 +1248,9 @@ struct FixedParts {
 struct Parts<'a, 'd> {
     mods: &'a [Mod<'d>],
     totals: &'a Totals,
+    /// The part of the file already written (`early_pieces`), if any:
+    /// left out of the pieces.
+    written: std::ops::Range<u64>,
     applied: &'a Applied,
     bases: &'a [Bases],
     rendered: &'a [Rendered],
@@ -1263,13 +1263,17 @@ struct Parts<'a, 'd> {
 }
 
 /// The pieces of the file, in file order; every table is a run of module
-/// fragments.
+/// fragments. What the writer already wrote (`Parts::written`) is left out.
 fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
     const NULL_X: [u8; 4] = [0; 4];
     let (l, r, fx) = (p.layout, p.rendered, p.fixed);
     let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(24 + 12 * r.len());
     pieces.push((0, &fx.ehdr));
-    let hosts_at = early_pieces(&mut pieces, p.mods, p.applied, p.bases, r, p.fl, p.totals);
+    let hosts_at = if p.written.is_empty() {
+        early_pieces(&mut pieces, p.mods, p.applied, p.bases, r, p.fl, p.totals)
+    } else {
+        p.written.end
+    };
     debug_assert_eq!(hosts_at, l.symtab_off + 24 * u64::from(p.fl.first_host));
     if !p.tails.hosts_sym.is_empty() {
         pieces.push((hosts_at, p.tails.hosts_sym.as_slice()));
@@ -1314,7 +1318,6 @@ fn pieces<'a>(p: &Parts<'a, '_>) -> Vec<(u64, &'a [u8])> {
     pieces
 }
 
-/// Adds `parts` as consecutive pieces from `start`; returns where they end.
 /// Adds the pieces from the load area up to the symbol table's host part:
 /// the area, the initial bytes, the constructor tables, the relocation
 /// sections and the null and module symbols. None of them depends on the
@@ -1363,6 +1366,7 @@ fn symtab_offset(t: &Totals) -> u64 {
     align_up(t.rela_start + t.rela_bytes, 8)
 }
 
+/// Adds `parts` as consecutive pieces from `start`; returns where they end.
 fn run<'a>(
     pieces: &mut Vec<(u64, &'a [u8])>,
     start: u64,

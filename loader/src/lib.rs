@@ -298,7 +298,7 @@ pub fn load_segments(
     place: &Placement,
     load: &[bool],
 ) -> Result<LoadedArea, LoadError> {
-    load_segments_shared(window, chunk, view, tables, place, load, &|work| work())
+    load_segments_shared(window, chunk, view, tables, place, load, &alone)
 }
 
 /// The indices of the set flags, in order. The flags are tested 32 at a
@@ -327,7 +327,7 @@ fn flags_equal_to(flags: &[bool], want: bool) -> impl Iterator<Item = usize> + '
         })
 }
 
-pub use hcr_image::shared::{run_shared, Share};
+pub use hcr_image::shared::{alone, run_shared, Share};
 
 /// Cuts `buf` into one slice per range, the ranges sorted by start and
 /// disjoint. `Err(i)`: range `i` overlaps the one before it or runs past
@@ -445,11 +445,14 @@ fn fill(
         .iter()
         .map(|&(mi, _)| view.module_fixups(mi).len() / hcr_image::FIXUP_SIZE)
         .sum();
-    let alone: Share<'_> = &|work| work();
     let jobs = segs.iter().map(|s| s.0).zip(slices).collect();
     let results = run_shared(
         jobs,
-        if fixups >= SHARE_FIXUPS { share } else { alone },
+        if fixups >= SHARE_FIXUPS {
+            share
+        } else {
+            &alone
+        },
         |(mi, seg)| fill_module(view, tables, place, mi, seg),
     );
     // The first failure in address order, as one thread would report it.

@@ -120,6 +120,13 @@ pub fn cpus() -> usize {
     }
 }
 
+/// Runs `work` on this thread and on the helper, as [`share`] with nothing
+/// of this thread's own first: a [`hcr_loader::Share`] that lends the
+/// helper.
+pub fn lend(work: &(dyn Fn() + Sync)) {
+    share(work, || ());
+}
+
 /// Runs `mine`, then `work`, on this thread, while the helper (when there
 /// is one, it is free and it gets to run in time) runs `work` too. Returns
 /// when `work` has returned on this thread and the helper is not inside

@@ -407,23 +407,22 @@ impl Reader<'_, '_> {
         let slices = hcr_loader::split_disjoint(&mut self.buf[..], pieces.iter().cloned())
             .map_err(|_| internal())?;
         let jobs: Vec<(usize, &mut [u8])> = pieces.iter().map(|p| p.start).zip(slices).collect();
-        let shared: hcr_loader::Share<'_> = &|work| crate::helper::share(work, || ());
-        let alone: hcr_loader::Share<'_> = &|work| work();
-        let results = hcr_loader::run_shared(
-            jobs,
-            if total >= SHARE_MIN { shared } else { alone },
-            |(off, dst)| {
-                // One call faults a large read's pages in (rather than one
-                // fault per page during the copy); best effort. A small one
-                // (the global part, a changed module's block) lands in
-                // pages an earlier read already faulted in, or faults a
-                // few: asking costs more than it saves.
-                if dst.len() >= POPULATE_MIN {
-                    hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
-                }
-                img.read_exact_at(dst, off as u64)
-            },
-        );
+        let share: hcr_loader::Share<'_> = if total >= SHARE_MIN {
+            &crate::helper::lend
+        } else {
+            &hcr_loader::alone
+        };
+        let results = hcr_loader::run_shared(jobs, share, |(off, dst)| {
+            // One call faults a large read's pages in (rather than one
+            // fault per page during the copy); best effort. A small one
+            // (the global part, a changed module's block) lands in
+            // pages an earlier read already faulted in, or faults a
+            // few: asking costs more than it saves.
+            if dst.len() >= POPULATE_MIN {
+                hcr_loader::mem::populate(dst.as_ptr() as usize, dst.len());
+            }
+            img.read_exact_at(dst, off as u64)
+        });
         for r in results {
             r.ok_or_else(internal)??;
         }

@@ -957,8 +957,9 @@ const DECODE_RUN: usize = 16;
 
 /// Verifies and decodes the blocks of modules `todo` (ascending), in runs
 /// of [`DECODE_RUN`] modules taken by whichever threads `share` lends;
-/// returns them in module order (and the first error in module order). `(section_at, init)`: where the manifest
-/// section starts in `file`, and the initial bytes of every module.
+/// returns them in module order (and the first error in module order).
+/// `(section_at, init)`: where the manifest section starts in `file`, and
+/// the initial bytes of every module.
 fn decode_blocks<'a>(
     file: &'a [u8],
     (section_at, init): (u64, &'a [u8]),

@@ -25,6 +25,7 @@ pub(super) fn initial_bytes(
 /// helper thread (500 modules × 50 functions: 2.4 MB); fewer cost less
 /// than waking it.
 const SHARE_BLOCK_BYTES: u64 = 256 << 10;
+
 impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
     /// nothing changed.
@@ -156,16 +157,15 @@ impl State {
         };
         // Many blocks (a first load's) are verified and decoded by the
         // helper thread too; a reload's few, by this thread alone.
+        // (A first load decodes every block: `decode` is all set.)
         let block_bytes: u64 = (m.modules.iter().zip(&decode))
-            .filter(|&(_, &d)| d || old.is_none())
+            .filter(|&(_, &d)| d)
             .map(|(md, _)| md.block.1)
             .sum();
-        let helper: hcr_image::shared::Share<'_> = &|work| crate::helper::share(work, || ());
-        let alone: hcr_image::shared::Share<'_> = &hcr_image::shared::alone;
-        let share = if block_bytes >= SHARE_BLOCK_BYTES {
-            helper
+        let share: hcr_loader::Share<'_> = if block_bytes >= SHARE_BLOCK_BYTES {
+            &crate::helper::lend
         } else {
-            alone
+            &hcr_loader::alone
         };
         let view = ImageView::assemble_shared(bytes, header, m, old, &decode, share)
             .map_err(|e| self.image_error(e))?;
@@ -622,7 +622,6 @@ impl State {
         let area = match chunk {
             None => None,
             Some(c) => {
-                let share: hcr_loader::Share<'_> = &|work| crate::helper::share(work, || ());
                 match hcr_loader::load_segments_shared(
                     &mut self.window,
                     c,
@@ -630,7 +629,7 @@ impl State {
                     tables,
                     place,
                     load,
-                    share,
+                    &crate::helper::lend,
                 ) {
                     Ok(a) => Some(a),
                     Err(e) => {

@@ -88,11 +88,9 @@ pub(super) fn read(
     // Pieces taken in order by whichever thread is free (this one, and the
     // helper when it gets to run), each result kept with its piece.
     let jobs = pieces.iter().zip(slices).collect();
-    let results = hcr_loader::run_shared(
-        jobs,
-        &|work| crate::helper::share(work, || ()),
-        |(p, bytes)| read_piece(file, view, area, load, p, bytes),
-    );
+    let results = hcr_loader::run_shared(jobs, &crate::helper::lend, |(p, bytes)| {
+        read_piece(file, view, area, load, p, bytes)
+    });
     for r in results {
         // A piece whose reader panicked has no result.
         r.ok_or_else(|| Failure::Io(Error::Internal("reading the load area failed".into())))??;

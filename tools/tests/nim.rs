@@ -154,10 +154,15 @@ impl Running {
                     }
                     // So do the Nim compiler's messages that `hcr watch`
                     // passes on after a failed build, which may straggle
-                    // after its error line: locations (`file.nim(l, c)`)
+                    // after its error line: locations (`file.nim(l, c)`),
+                    // the heading of its spelling suggestions
+                    // (`candidates (edit distance, scope distance); ...`)
                     // and the candidates it lists (` (l, c): 'pop' [proc
                     // declared in ...]`).
-                    if line.contains(".nim(") || line.starts_with(" (") {
+                    if line.contains(".nim(")
+                        || line.starts_with(" (")
+                        || line.starts_with("candidates (edit distance")
+                    {
                         continue;
                     }
                     if line == "ok" {

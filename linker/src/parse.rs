@@ -201,6 +201,25 @@ fn classify(name: &str, sh_type: u32, flags: u64) -> SecKind {
     SecKind::Rodata
 }
 
+/// Why an object is unusable: the diagnostic's message and help.
+struct Bad {
+    message: String,
+    help: &'static str,
+}
+
+fn bad(message: impl Into<String>, help: &'static str) -> Bad {
+    Bad {
+        message: message.into(),
+        help,
+    }
+}
+
+/// "The file is corrupt": the help most structural problems get.
+const CORRUPT: &str = "the file is corrupt; rebuild it";
+const TRUNCATED: &str = "the file is truncated or corrupt; rebuild it";
+
+type SectionTable<'d> = object::read::elf::SectionTable<'d, Hdr, &'d [u8]>;
+
 /// Parses `data` as an ELF64 x86-64 relocatable object. Problems go to
 /// `diags`; `None` means the file is unusable.
 pub(crate) fn parse_object<'d>(
@@ -210,237 +229,259 @@ pub(crate) fn parse_object<'d>(
     mtime_ns: i64,
     diags: &mut Diags,
 ) -> Option<ObjFile<'d>> {
-    macro_rules! bad {
-        ($msg:expr, $help:expr $(,)?) => {
-            diags.push(
-                path,
-                name,
-                None,
-                {
-                    let m: String = $msg;
-                    m
-                },
-                $help,
-            )
-        };
+    match parse_parts(data) {
+        Ok(p) => Some(ObjFile {
+            path: path.to_string(),
+            name: name.to_string(),
+            data,
+            mtime_ns,
+            source: p.source,
+            sections: Cow::Owned(p.secs),
+            symbols: Cow::Owned(p.syms),
+            groups: Cow::Owned(p.groups),
+            rels: Cow::Owned(p.rels),
+            member: false,
+        }),
+        Err(b) => {
+            diags.push(path, name, None, b.message, b.help);
+            None
+        }
     }
+}
+
+/// What [`parse_parts`] reads of an object.
+struct Parts<'d> {
+    secs: Vec<Sec<'d>>,
+    groups: Vec<Group<'d>>,
+    rels: Vec<Rel>,
+    syms: Vec<Sym<'d>>,
+    /// The source file the first `STT_FILE` symbol names.
+    source: String,
+}
+
+/// The sections, COMDAT groups, relocations, symbols and source file name
+/// of the object `data`, each checked as it is read.
+fn parse_parts(data: &[u8]) -> Result<Parts<'_>, Bad> {
+    let (hdr, e) = check_header(data)?;
+    let sections = hdr
+        .sections(e, data)
+        .map_err(|err| bad(format!("malformed section table: {err}"), TRUNCATED))?;
+    let (mut secs, groups) = read_sections(data, e, &sections)?;
+    check_not_slim_lto(&sections, e, &secs)?;
+    let rels = read_relocations(data, e, &sections, &mut secs)?;
+    let (syms, source) = read_symbols(data, e, &sections, &secs)?;
+    check_relocations(&secs, &rels, &syms)?;
+    Ok(Parts {
+        secs,
+        groups,
+        rels,
+        syms,
+        source,
+    })
+}
+
+/// The ELF header, if it is one of an x86-64 relocatable object.
+fn check_header(data: &[u8]) -> Result<(&Hdr, Endianness), Bad> {
     if data.len() < 4 || data[..4] != *b"\x7fELF" {
-        bad!(
-            "not an ELF object file".into(),
+        return Err(bad(
+            "not an ELF object file",
             "pass object files (.o) built with `cc -c`, or `ar` archives of them",
-        );
-        return None;
+        ));
     }
     if data.len() < 64 {
-        bad!(
-            "truncated ELF header".into(),
+        return Err(bad(
+            "truncated ELF header",
             "the file is incomplete; rebuild it",
-        );
-        return None;
+        ));
     }
     if data[4] != elf::ELFCLASS64.0 {
-        bad!(
-            "ELF class is 32-bit; hcr supports ELF64 x86-64 only".into(),
+        return Err(bad(
+            "ELF class is 32-bit; hcr supports ELF64 x86-64 only",
             "build for x86-64 (no -m32)",
-        );
-        return None;
+        ));
     }
     if data[5] != elf::ELFDATA2LSB.0 {
-        bad!(
-            "big-endian ELF; hcr supports little-endian x86-64 only".into(),
-            "build for x86-64"
-        );
-        return None;
+        return Err(bad(
+            "big-endian ELF; hcr supports little-endian x86-64 only",
+            "build for x86-64",
+        ));
     }
-    let hdr = match Hdr::parse(data) {
-        Ok(h) => h,
-        Err(e) => {
-            bad!(
-                format!("malformed ELF header: {e}"),
-                "the file is corrupt; rebuild it"
-            );
-            return None;
-        }
-    };
-    let Ok(e) = hdr.endian() else {
-        bad!("malformed ELF header".into(), "rebuild the object");
-        return None;
-    };
+    let hdr = Hdr::parse(data).map_err(|e| bad(format!("malformed ELF header: {e}"), CORRUPT))?;
+    let e = hdr
+        .endian()
+        .map_err(|_| bad("malformed ELF header", "rebuild the object"))?;
     if hdr.e_machine(e) != elf::EM_X86_64 {
-        bad!(
+        return Err(bad(
             format!("wrong machine {} (hcr supports x86-64)", hdr.e_machine(e).0),
             "build the module for x86-64",
-        );
-        return None;
+        ));
     }
     if hdr.e_type(e) != elf::ET_REL {
-        bad!(
+        return Err(bad(
             format!("not a relocatable object (ELF type {})", hdr.e_type(e).0),
             "pass the object files from `cc -c`, not executables or shared libraries",
-        );
-        return None;
+        ));
     }
-    let sections = match hdr.sections(e, data) {
-        Ok(s) => s,
-        Err(err) => {
-            bad!(
-                format!("malformed section table: {err}"),
-                "the file is truncated or corrupt; rebuild it"
-            );
-            return None;
-        }
-    };
+    Ok((hdr, e))
+}
+
+/// Every section, classified, with its bytes; and the COMDAT groups (C++).
+fn read_sections<'d>(
+    data: &'d [u8],
+    e: Endianness,
+    sections: &SectionTable<'d>,
+) -> Result<(Vec<Sec<'d>>, Vec<Group<'d>>), Bad> {
     let mut secs = Vec::with_capacity(sections.len());
-    // Parsed on the first COMDAT group (C++), once.
+    // Parsed on the first COMDAT group, once.
     let mut symtab_for_groups = None;
     let mut groups = Vec::new();
-    let mut lto = false;
     for (idx, sh) in sections.enumerate() {
-        let sname = match sections.section_name(e, sh) {
-            Ok(n) => utf8(n),
-            Err(err) => {
-                bad!(
-                    format!("section {}: bad name: {err}", idx.0),
-                    "the file is corrupt; rebuild it"
-                );
-                return None;
-            }
-        };
-        if sname.starts_with(".gnu.lto_") {
-            lto = true;
-        }
-        let sh_type = sh.sh_type(e).0;
-        let flags = sh.sh_flags(e).0;
-        let nobits = sh_type == elf::SHT_NOBITS.0;
-        let kind = if idx.0 == 0 {
-            SecKind::Skip
-        } else {
-            classify(sname, sh_type, flags)
-        };
-        let sdata: &[u8] = if nobits || kind == SecKind::Skip && sh_type != elf::SHT_GROUP.0 {
-            &[]
-        } else {
-            match sh.data(e, data) {
-                Ok(d) => d,
-                Err(_) => {
-                    bad!(
-                        format!("section {sname}: contents lie outside the file"),
-                        "the file is truncated or corrupt; rebuild it",
-                    );
-                    return None;
-                }
-            }
-        };
-        if sh_type == elf::SHT_GROUP.0 {
+        let sec = read_section(data, e, sections, idx.0, sh)?;
+        if sec.sh_type == elf::SHT_GROUP.0 {
             if let Some(g) = symtab_for_groups
                 .get_or_insert_with(|| sections.symbols(e, data, elf::SHT_SYMTAB).ok())
                 .as_ref()
-                .and_then(|st| parse_group(sdata, sh.sh_info(e), st, e))
+                .and_then(|st| parse_group(sec.data, sh.sh_info(e), st, e))
             {
                 groups.push(g);
             }
         }
-        let priority = if kind == SecKind::InitArray || kind == SecKind::FiniArray {
-            sname
-                .rsplit('.')
-                .next()
-                .and_then(|p| p.parse::<u32>().ok())
-                .unwrap_or(65536)
-        } else {
-            65536
-        };
-        secs.push(Sec {
-            name: sname,
-            sh_type,
-            flags,
-            kind,
-            nobits,
-            size: sh.sh_size(e),
-            align: sh.sh_addralign(e).max(1),
-            data: sdata,
-            rel_start: 0,
-            rel_len: 0,
-            priority,
-        });
-        if !nobits && kind != SecKind::Skip && sdata.len() as u64 != sh.sh_size(e) {
-            bad!(
-                format!("section {sname}: size mismatch"),
-                "rebuild the object"
-            );
-            return None;
-        }
-        if !secs
-            .last()
-            .is_some_and(|s| s.align.is_power_of_two() && s.align <= 4096)
-        {
-            bad!(
-                format!("section {sname}: unsupported alignment"),
-                "alignments up to 4096 are supported"
-            );
-            return None;
-        }
+        secs.push(sec);
     }
-    // A slim LTO object holds compiler IR only (its sections of code and
-    // data are empty); a fat one (`-ffat-lto-objects`) holds machine code as
-    // well, which is linked as a plain object's (the IR sections are not
-    // loaded: they are neither allocated nor code).
+    Ok((secs, groups))
+}
+
+/// Section `idx`, whose header is `sh`.
+fn read_section<'d>(
+    data: &'d [u8],
+    e: Endianness,
+    sections: &SectionTable<'d>,
+    idx: usize,
+    sh: &'d elf::SectionHeader64<Endianness>,
+) -> Result<Sec<'d>, Bad> {
+    let name = sections
+        .section_name(e, sh)
+        .map(utf8)
+        .map_err(|err| bad(format!("section {idx}: bad name: {err}"), CORRUPT))?;
+    let sh_type = sh.sh_type(e).0;
+    let flags = sh.sh_flags(e).0;
+    let nobits = sh_type == elf::SHT_NOBITS.0;
+    let kind = match idx {
+        0 => SecKind::Skip,
+        _ => classify(name, sh_type, flags),
+    };
+    let data: &[u8] = if nobits || kind == SecKind::Skip && sh_type != elf::SHT_GROUP.0 {
+        &[]
+    } else {
+        sh.data(e, data).map_err(|_| {
+            bad(
+                format!("section {name}: contents lie outside the file"),
+                TRUNCATED,
+            )
+        })?
+    };
+    let priority = match kind {
+        SecKind::InitArray | SecKind::FiniArray => name
+            .rsplit('.')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(65536),
+        _ => 65536,
+    };
+    if !nobits && kind != SecKind::Skip && data.len() as u64 != sh.sh_size(e) {
+        return Err(bad(
+            format!("section {name}: size mismatch"),
+            "rebuild the object",
+        ));
+    }
+    let align = sh.sh_addralign(e).max(1);
+    if !(align.is_power_of_two() && align <= 4096) {
+        return Err(bad(
+            format!("section {name}: unsupported alignment"),
+            "alignments up to 4096 are supported",
+        ));
+    }
+    Ok(Sec {
+        name,
+        sh_type,
+        flags,
+        kind,
+        nobits,
+        size: sh.sh_size(e),
+        align,
+        data,
+        rel_start: 0,
+        rel_len: 0,
+        priority,
+    })
+}
+
+/// A slim LTO object holds compiler IR only (its sections of code and data
+/// are empty); a fat one (`-ffat-lto-objects`) holds machine code as well,
+/// which is linked as a plain object's (the IR sections are not loaded:
+/// they are neither allocated nor code).
+fn check_not_slim_lto(
+    sections: &SectionTable<'_>,
+    e: Endianness,
+    secs: &[Sec<'_>],
+) -> Result<(), Bad> {
+    let lto = (sections.iter())
+        .filter_map(|sh| sections.section_name(e, sh).ok())
+        .any(|n| n.starts_with(b".gnu.lto_"));
     let has_code = secs.iter().any(|s| s.kind == SecKind::Text && s.size > 0);
     if lto && !has_code {
-        bad!(
-            "LTO object: it holds compiler IR, not machine code".into(),
+        return Err(bad(
+            "LTO object: it holds compiler IR, not machine code",
             "build modules without -flto, or with -ffat-lto-objects as well (hcr links machine code)",
-        );
-        return None;
+        ));
     }
-    // Relocations.
+    Ok(())
+}
+
+/// Every section's relocations in one vector, each section's run noted in
+/// its `rel_start` and `rel_len`.
+fn read_relocations(
+    data: &[u8],
+    e: Endianness,
+    sections: &SectionTable<'_>,
+    secs: &mut [Sec<'_>],
+) -> Result<Vec<Rel>, Bad> {
     let n_rels: usize = sections
         .iter()
         .filter(|sh| sh.sh_type(e) == elf::SHT_RELA && sh.sh_entsize(e) == 24)
         .map(|sh| (sh.sh_size(e) / 24) as usize)
         .sum();
     let mut rels: Vec<Rel> = Vec::with_capacity(n_rels.min(data.len() / 24));
-    for (_, sh) in sections.enumerate() {
+    for sh in sections.iter() {
         let Ok(Some((relas, _link))) = sh.rela(e, data) else {
             if sh.sh_type(e) == elf::SHT_RELA {
-                bad!(
-                    "malformed relocation section".into(),
-                    "the file is corrupt; rebuild it"
-                );
-                return None;
+                return Err(bad("malformed relocation section", CORRUPT));
             }
             if sh.sh_type(e) == elf::SHT_REL {
-                bad!(
-                    "REL relocations are not used on x86-64".into(),
-                    "rebuild the object with gcc or clang for x86-64"
-                );
-                return None;
+                return Err(bad(
+                    "REL relocations are not used on x86-64",
+                    "rebuild the object with gcc or clang for x86-64",
+                ));
             }
             continue;
         };
-        let target = sh.sh_info(e) as usize;
-        let Some(tsec) = secs.get_mut(target) else {
-            bad!(
-                "relocation section targets a missing section".into(),
-                "the file is corrupt; rebuild it"
-            );
-            return None;
+        let Some(tsec) = secs.get_mut(sh.sh_info(e) as usize) else {
+            return Err(bad("relocation section targets a missing section", CORRUPT));
         };
         if tsec.kind == SecKind::Skip {
             continue;
         }
         if tsec.rel_len != 0 {
-            bad!(
+            return Err(bad(
                 format!("section {}: more than one relocation section", tsec.name),
-                "the file is corrupt; rebuild it"
-            );
-            return None;
+                CORRUPT,
+            ));
         }
         let (Ok(start), Ok(len)) = (u32::try_from(rels.len()), u32::try_from(relas.len())) else {
-            bad!(
-                "too many relocations".into(),
-                "split the module into smaller ones"
-            );
-            return None;
+            return Err(bad(
+                "too many relocations",
+                "split the module into smaller ones",
+            ));
         };
         tsec.rel_start = start;
         tsec.rel_len = len;
@@ -451,70 +492,56 @@ pub(crate) fn parse_object<'d>(
             addend: r.r_addend(e),
         }));
     }
-    // Symbols.
-    let symtab = match sections.symbols(e, data, elf::SHT_SYMTAB) {
-        Ok(s) => s,
-        Err(err) => {
-            bad!(
-                format!("malformed symbol table: {err}"),
-                "the file is corrupt; rebuild it"
-            );
-            return None;
-        }
-    };
+    Ok(rels)
+}
+
+/// Every symbol, and the source file the first `STT_FILE` symbol names.
+fn read_symbols<'d>(
+    data: &'d [u8],
+    e: Endianness,
+    sections: &SectionTable<'d>,
+    secs: &[Sec<'d>],
+) -> Result<(Vec<Sym<'d>>, String), Bad> {
+    let symtab = sections
+        .symbols(e, data, elf::SHT_SYMTAB)
+        .map_err(|err| bad(format!("malformed symbol table: {err}"), CORRUPT))?;
     let mut syms = Vec::with_capacity(symtab.len());
     let mut source = String::new();
     for (idx, s) in symtab.enumerate() {
-        let sname = match symtab.symbol_name(e, s) {
-            Ok(n) => utf8(n),
-            Err(_) => {
-                bad!(
-                    format!("symbol {}: bad name", idx.0),
-                    "the file is corrupt; rebuild it"
-                );
-                return None;
-            }
-        };
+        let name = symtab
+            .symbol_name(e, s)
+            .map(utf8)
+            .map_err(|_| bad(format!("symbol {}: bad name", idx.0), CORRUPT))?;
         let raw = s.st_shndx(e);
-        let shndx = if raw == elf::SHN_UNDEF {
-            Shndx::Undef
-        } else if raw == elf::SHN_ABS {
-            Shndx::Abs
-        } else if raw == elf::SHN_COMMON {
-            Shndx::Common
-        } else {
-            match symtab.symbol_section(e, s, idx) {
+        let shndx = match raw {
+            elf::SHN_UNDEF => Shndx::Undef,
+            elf::SHN_ABS => Shndx::Abs,
+            elf::SHN_COMMON => Shndx::Common,
+            _ => match symtab.symbol_section(e, s, idx) {
                 Ok(Some(i)) if i.0 < secs.len() => Shndx::Sec(i.0 as u32),
-                _ => {
-                    bad!(
-                        format!("symbol {sname}: bad section index"),
-                        "the file is corrupt; rebuild it"
-                    );
-                    return None;
-                }
-            }
+                _ => return Err(bad(format!("symbol {name}: bad section index"), CORRUPT)),
+            },
         };
         if let Shndx::Sec(i) = shndx {
             // Offsets into a section are added to its place in the image:
             // one past the end is the most a symbol may point to.
-            if s.st_value(e) > secs[i as usize].size {
-                bad!(
+            let size = secs[i as usize].size;
+            if s.st_value(e) > size {
+                return Err(bad(
                     format!(
-                        "symbol {sname} lies outside its section (offset {:#x}, section size {:#x})",
+                        "symbol {name} lies outside its section (offset {:#x}, section size {size:#x})",
                         s.st_value(e),
-                        secs[i as usize].size
                     ),
-                    "the file is corrupt; rebuild it"
-                );
-                return None;
+                    CORRUPT,
+                ));
             }
         }
         let typ = s.st_type().0;
         if typ == elf::STT_FILE.0 && source.is_empty() {
-            source = sname.to_string();
+            source = name.to_string();
         }
         syms.push(Sym {
-            name: sname,
+            name,
             bind: s.st_bind().0,
             typ,
             shndx,
@@ -522,56 +549,46 @@ pub(crate) fn parse_object<'d>(
             size: s.st_size(e),
         });
     }
-    // Every relocation names an existing symbol and lies inside bytes of
-    // its section (a `.bss` section has none).
-    for sec in &secs {
+    Ok((syms, source))
+}
+
+/// Every relocation names an existing symbol and lies inside bytes of its
+/// section (a `.bss` section has none).
+fn check_relocations(secs: &[Sec<'_>], rels: &[Rel], syms: &[Sym<'_>]) -> Result<(), Bad> {
+    for sec in secs {
         let relocs = rels
             .get(sec.rel_start as usize..(sec.rel_start + sec.rel_len) as usize)
             .unwrap_or(&[]);
         if sec.nobits && !relocs.is_empty() {
-            bad!(
+            return Err(bad(
                 format!(
                     "section {}: relocations in a section without contents",
                     sec.name
                 ),
-                "the file is corrupt; rebuild it"
-            );
-            return None;
+                CORRUPT,
+            ));
         }
         if relocs.iter().any(|r| r.sym as usize >= syms.len()) {
-            bad!(
+            return Err(bad(
                 format!("section {}: relocation names a missing symbol", sec.name),
-                "the file is corrupt; rebuild it"
-            );
-            return None;
+                CORRUPT,
+            ));
         }
         if let Some(r) = relocs.iter().find(|r| {
             r.offset
                 .checked_add(x86::width(r.r_type) as u64)
                 .is_none_or(|end| end > sec.size)
         }) {
-            bad!(
+            return Err(bad(
                 format!(
                     "section {}: relocation at {:#x} lies outside the section",
                     sec.name, r.offset
                 ),
-                "the file is corrupt; rebuild it",
-            );
-            return None;
+                CORRUPT,
+            ));
         }
     }
-    Some(ObjFile {
-        path: path.to_string(),
-        name: name.to_string(),
-        data,
-        mtime_ns,
-        source,
-        sections: Cow::Owned(secs),
-        symbols: Cow::Owned(syms),
-        groups: Cow::Owned(groups),
-        rels: Cow::Owned(rels),
-        member: false,
-    })
+    Ok(())
 }
 
 fn parse_group<'d>(

@@ -31,14 +31,19 @@ pub(crate) fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
     }
 }
 
-pub(crate) type Definitions<'d> = (
-    Vec<FnDef<'d>>,
-    Vec<ObjDef<'d>>,
-    Vec<Option<u32>>,
-    Vec<(u32, usize)>,
-    Diags,
-    (Vec<(u64, u32)>, Vec<u32>),
-);
+/// One module's definitions, before the link gives out ids.
+pub(crate) struct Definitions<'d> {
+    funcs: Vec<FnDef<'d>>,
+    objs: Vec<ObjDef<'d>>,
+    /// Each section's object, as an index into `objs`.
+    sec_obj: Vec<Option<u32>>,
+    /// `(symbol, index into objs)` of each COMMON symbol this module owns.
+    commons: Vec<(u32, usize)>,
+    diags: Diags,
+    /// Functions by section: `(value, index into funcs)` sorted by section,
+    /// and where each section's run starts.
+    by_section: (Vec<(u64, u32)>, Vec<u32>),
+}
 
 /// Which module owns each COMMON symbol's storage: none when some module
 /// defines the name strongly (a weak definition yields to it), else the module with the largest COMMON
@@ -80,189 +85,262 @@ pub(crate) fn common_owners<'a>(mods: &'a [Mod<'_>]) -> HashMap<&'a str, (usize,
     owners
 }
 
+/// Every module's functions and writable objects, numbered across the
+/// program (`fn_base`, `obj_base`); what a module defines that hcr cannot
+/// keep goes to `diags`.
 pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diagnostic>) {
     let owners = common_owners(mods);
     let per: Vec<Definitions<'d>> = mods
         .par_iter()
         .enumerate()
-        .map(|(mi, m)| {
-            let o = &m.obj;
-            let mut d = Diags::default();
-            let mut funcs = Vec::new();
-            let mut text_funcs = vec![0u32; o.sections.len()];
-            let mut data_syms: Vec<Vec<usize>> = vec![Vec::new(); o.sections.len()];
-            for (si, s) in o.symbols.iter().enumerate() {
-                let Shndx::Sec(sec) = s.shndx else { continue };
-                let kind = o.sections[sec as usize].kind;
-                let indirect = s.typ == object::elf::STT_GNU_IFUNC.0;
-                if (indirect || s.typ == object::elf::STT_FUNC.0) && kind == SecKind::Text {
-                    // An indirect function's permanent address runs what its
-                    // resolver (the code at its value) returns; references
-                    // go through that address, never straight to the code,
-                    // so it is not counted as code of the section.
-                    if !indirect {
-                        text_funcs[sec as usize] += 1;
-                    }
-                    // Global functions, static functions with plain names
-                    // (compiler clones such as `f.cold` or `f.constprop.0` are
-                    // reached by branches only), and indirect functions.
-                    if indirect || s.is_global() || !s.name.contains('.') {
-                        funcs.push(FnDef {
-                            sec,
-                            value: s.value,
-                            size: s.size,
-                            name: s.name,
-                            global: s.is_global(),
-                            indirect,
-                        });
-                    }
-                }
-                if kind == SecKind::Data
-                    && (s.typ == object::elf::STT_OBJECT.0 || s.typ == object::elf::STT_TLS.0 || s.typ == object::elf::STT_NOTYPE.0 && !s.name.is_empty() && !s.name.starts_with(".L"))
-                {
-                    data_syms[sec as usize].push(si);
-                }
-            }
-            let mut objs = Vec::new();
-            let mut sec_obj_local = vec![None; o.sections.len()];
-            for (i, sec) in o.sections.iter().enumerate() {
-                // (An archive member may share them: a library's object,
-                // which is not edited, so not reloaded function by function.)
-                if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" && !o.member {
-                    d.push(
-                        &o.path,
-                        &o.name,
-                        Some(sec.name),
-                        format!("{} functions share one code section (built without -ffunction-sections)", text_funcs[i]),
-                        "compile with -ffunction-sections so each function can be reloaded on its own",
-                    );
-                }
-                if sec.kind != SecKind::Data {
-                    continue;
-                }
-                let syms = &data_syms[i];
-                if sec.size == 0 && syms.is_empty() {
-                    continue; // empty `.data`/`.bss`: nothing to keep
-                }
-                if syms.len() > 1 && !compiler_section(sec.name) {
-                    // `__attribute__((section("name")))` on several
-                    // variables: no flag separates them.
-                    d.push(
-                        &o.path,
-                        &o.name,
-                        Some(sec.name),
-                        format!(
-                            "{} variables share the section '{}' (placed there with __attribute__((section)))",
-                            syms.len(),
-                            sec.name
-                        ),
-                        "hcr keeps every writable global in storage of its own, so variables cannot be kept together in one named section: give each its own section name or drop the attribute (a linker set read through __start_/__stop_ symbols is not supported: register the entries from a constructor instead)",
-                    );
-                    continue;
-                }
-                if syms.len() > 1 && !o.member {
-                    d.push(
-                        &o.path,
-                        &o.name,
-                        Some(sec.name),
-                        format!("{} variables share one data section (built without -fdata-sections)", syms.len()),
-                        "compile with -fdata-sections so every global keeps its own persistent storage",
-                    );
-                    continue;
-                }
-                // One variable: named by it; none, or an archive member's
-                // several (built without -fdata-sections): the section is
-                // one object, named by the section.
-                let (name, global) = match syms[..] {
-                    [si] => (o.symbols[si].name, o.symbols[si].is_global()),
-                    _ => (sec.name, false),
-                };
-                sec_obj_local[i] = Some(objs.len() as u32);
-                objs.push(ObjDef {
-                    sec: Some(i as u32),
-                    name,
-                    size: sec.size,
-                    align: sec.align,
-                    global,
-                    tls: sec.is_tls(),
-                });
-            }
-            // COMMON storage: one object, in the owning module only.
-            let mut commons = Vec::new();
-            for (si, s) in o.symbols.iter().enumerate() {
-                if s.shndx != Shndx::Common {
-                    continue;
-                }
-                if let Some(&(_, size, align)) = owners.get(s.name).filter(|o| o.0 == mi) {
-                    commons.push((si as u32, objs.len()));
-                    objs.push(ObjDef {
-                        sec: None,
-                        name: s.name,
-                        size,
-                        align,
-                        global: true,
-                        tls: false,
-                    });
-                }
-            }
-            // What the image format cannot hold (ImageView::parse refuses
-            // it): report it here rather than write an unloadable image.
-            for od in &objs {
-                if od.size > hcr_image::MAX_OBJECT_SIZE {
-                    d.push(
-                        &o.path,
-                        &o.name,
-                        Some(od.name),
-                        format!("global of {} bytes: an image holds globals of at most 4 GiB", od.size),
-                        "make it smaller, or allocate the memory at run time",
-                    );
-                }
-                if !od.align.is_power_of_two() || od.align > 1 << 31 {
-                    d.push(
-                        &o.path,
-                        &o.name,
-                        Some(od.name),
-                        format!("unsupported alignment {}", od.align),
-                        "alignments are powers of two up to 2 GiB; rebuild the object",
-                    );
-                }
-            }
-            // Functions by section (a counting sort keeps symbol order);
-            // indirect ones are found by symbol only.
-            let mut at = vec![0u32; o.sections.len() + 1];
-            for f in funcs.iter().filter(|f| !f.indirect) {
-                at[f.sec as usize + 1] += 1;
-            }
-            for i in 0..o.sections.len() {
-                at[i + 1] += at[i];
-            }
-            let mut next = at.clone();
-            let mut flat = vec![(0u64, 0u32); at[o.sections.len()] as usize];
-            for (i, f) in funcs.iter().enumerate().filter(|(_, f)| !f.indirect) {
-                let p = &mut next[f.sec as usize];
-                flat[*p as usize] = (f.value, i as u32);
-                *p += 1;
-            }
-            (funcs, objs, sec_obj_local, commons, d, (flat, at))
-        })
+        .map(|(mi, m)| module_definitions(mi, &m.obj, &owners))
         .collect();
     let (mut fbase, mut obase) = (0u32, 0u32);
-    for (m, (funcs, objs, sec_obj_local, commons, d, (flat, at))) in mods.iter_mut().zip(per) {
-        diags.extend(d.list);
+    for (m, d) in mods.iter_mut().zip(per) {
+        diags.extend(d.diags.list);
         m.fn_base = fbase;
         m.obj_base = obase;
-        m.sec_funcs = flat;
-        m.sec_func_at = at;
-        m.sec_obj = sec_obj_local.iter().map(|o| o.map(|x| x + obase)).collect();
-        m.common_obj = commons
-            .iter()
+        (m.sec_funcs, m.sec_func_at) = d.by_section;
+        m.sec_obj = d.sec_obj.iter().map(|o| o.map(|x| x + obase)).collect();
+        m.common_obj = (d.commons.iter())
             .map(|&(si, oi)| (si, obase + oi as u32))
             .collect();
-        fbase += funcs.len() as u32;
-        obase += objs.len() as u32;
-        m.funcs = funcs;
-        m.objs = objs;
+        fbase += d.funcs.len() as u32;
+        obase += d.objs.len() as u32;
+        m.funcs = d.funcs;
+        m.objs = d.objs;
     }
+}
+
+/// The definitions of module `mi`, whose object is `o`.
+fn module_definitions<'d>(
+    mi: usize,
+    o: &ObjFile<'d>,
+    owners: &HashMap<&str, (usize, u64, u64)>,
+) -> Definitions<'d> {
+    let mut diags = Diags::default();
+    let (funcs, text_funcs, data_syms) = scan_symbols(o);
+    let (mut objs, sec_obj) = section_objects(o, &text_funcs, &data_syms, &mut diags);
+    // COMMON storage: one object, in the owning module only.
+    let mut commons = Vec::new();
+    for (si, s) in o.symbols.iter().enumerate() {
+        if s.shndx != Shndx::Common {
+            continue;
+        }
+        if let Some(&(_, size, align)) = owners.get(s.name).filter(|o| o.0 == mi) {
+            commons.push((si as u32, objs.len()));
+            objs.push(ObjDef {
+                sec: None,
+                name: s.name,
+                size,
+                align,
+                global: true,
+                tls: false,
+            });
+        }
+    }
+    check_objects(o, &objs, &mut diags);
+    let by_section = functions_by_section(o, &funcs);
+    Definitions {
+        funcs,
+        objs,
+        sec_obj,
+        commons,
+        diags,
+        by_section,
+    }
+}
+
+/// The functions `o` defines; how many functions each section's code
+/// holds; and each section's data symbols (by symbol index).
+fn scan_symbols<'d>(o: &ObjFile<'d>) -> (Vec<FnDef<'d>>, Vec<u32>, Vec<Vec<usize>>) {
+    let mut funcs = Vec::new();
+    let mut text_funcs = vec![0u32; o.sections.len()];
+    let mut data_syms: Vec<Vec<usize>> = vec![Vec::new(); o.sections.len()];
+    for (si, s) in o.symbols.iter().enumerate() {
+        let Shndx::Sec(sec) = s.shndx else { continue };
+        let kind = o.sections[sec as usize].kind;
+        let indirect = s.typ == object::elf::STT_GNU_IFUNC.0;
+        if (indirect || s.typ == object::elf::STT_FUNC.0) && kind == SecKind::Text {
+            // An indirect function's permanent address runs what its
+            // resolver (the code at its value) returns; references go
+            // through that address, never straight to the code, so it is
+            // not counted as code of the section.
+            if !indirect {
+                text_funcs[sec as usize] += 1;
+            }
+            // Global functions, static functions with plain names (compiler
+            // clones such as `f.cold` or `f.constprop.0` are reached by
+            // branches only), and indirect functions.
+            if indirect || s.is_global() || !s.name.contains('.') {
+                funcs.push(FnDef {
+                    sec,
+                    value: s.value,
+                    size: s.size,
+                    name: s.name,
+                    global: s.is_global(),
+                    indirect,
+                });
+            }
+        }
+        if kind == SecKind::Data && is_data_symbol(s) {
+            data_syms[sec as usize].push(si);
+        }
+    }
+    (funcs, text_funcs, data_syms)
+}
+
+/// A symbol that names a variable of its data section.
+fn is_data_symbol(s: &Sym<'_>) -> bool {
+    s.typ == object::elf::STT_OBJECT.0
+        || s.typ == object::elf::STT_TLS.0
+        || s.typ == object::elf::STT_NOTYPE.0 && !s.name.is_empty() && !s.name.starts_with(".L")
+}
+
+/// The writable objects of `o`'s data sections, and each section's object
+/// (an index into them). Sections that several functions or variables
+/// share, which hcr cannot reload or keep one by one, are reported.
+fn section_objects<'d>(
+    o: &ObjFile<'d>,
+    text_funcs: &[u32],
+    data_syms: &[Vec<usize>],
+    d: &mut Diags,
+) -> (Vec<ObjDef<'d>>, Vec<Option<u32>>) {
+    let mut objs = Vec::new();
+    let mut sec_obj = vec![None; o.sections.len()];
+    for (i, sec) in o.sections.iter().enumerate() {
+        // (An archive member may share them: a library's object, which is
+        // not edited, so not reloaded function by function.)
+        if sec.kind == SecKind::Text && text_funcs[i] > 1 && sec.name == ".text" && !o.member {
+            d.push(
+                &o.path,
+                &o.name,
+                Some(sec.name),
+                format!(
+                    "{} functions share one code section (built without -ffunction-sections)",
+                    text_funcs[i]
+                ),
+                "compile with -ffunction-sections so each function can be reloaded on its own",
+            );
+        }
+        if sec.kind != SecKind::Data {
+            continue;
+        }
+        if let Some(obj) = data_object(o, sec, &data_syms[i], d) {
+            sec_obj[i] = Some(objs.len() as u32);
+            objs.push(ObjDef {
+                sec: Some(i as u32),
+                ..obj
+            });
+        }
+    }
+    (objs, sec_obj)
+}
+
+/// The object data section `sec` holds, whose variables are `syms`: none
+/// when it is empty, or when its variables cannot be kept apart.
+fn data_object<'d>(
+    o: &ObjFile<'d>,
+    sec: &crate::parse::Sec<'d>,
+    syms: &[usize],
+    d: &mut Diags,
+) -> Option<ObjDef<'d>> {
+    if sec.size == 0 && syms.is_empty() {
+        return None; // empty `.data`/`.bss`: nothing to keep
+    }
+    if syms.len() > 1 && !compiler_section(sec.name) {
+        // `__attribute__((section("name")))` on several variables: no flag
+        // separates them.
+        d.push(
+            &o.path,
+            &o.name,
+            Some(sec.name),
+            format!(
+                "{} variables share the section '{}' (placed there with __attribute__((section)))",
+                syms.len(),
+                sec.name
+            ),
+            "hcr keeps every writable global in storage of its own, so variables cannot be kept together in one named section: give each its own section name or drop the attribute (a linker set read through __start_/__stop_ symbols is not supported: register the entries from a constructor instead)",
+        );
+        return None;
+    }
+    if syms.len() > 1 && !o.member {
+        d.push(
+            &o.path,
+            &o.name,
+            Some(sec.name),
+            format!(
+                "{} variables share one data section (built without -fdata-sections)",
+                syms.len()
+            ),
+            "compile with -fdata-sections so every global keeps its own persistent storage",
+        );
+        return None;
+    }
+    // One variable: named by it; none, or an archive member's several
+    // (built without -fdata-sections): the section is one object, named by
+    // the section.
+    let (name, global) = match syms[..] {
+        [si] => (o.symbols[si].name, o.symbols[si].is_global()),
+        _ => (sec.name, false),
+    };
+    Some(ObjDef {
+        sec: None,
+        name,
+        size: sec.size,
+        align: sec.align,
+        global,
+        tls: sec.is_tls(),
+    })
+}
+
+/// What the image format cannot hold (`ImageView::parse` refuses it):
+/// reported here rather than written into an unloadable image.
+fn check_objects(o: &ObjFile<'_>, objs: &[ObjDef<'_>], d: &mut Diags) {
+    for od in objs {
+        if od.size > hcr_image::MAX_OBJECT_SIZE {
+            d.push(
+                &o.path,
+                &o.name,
+                Some(od.name),
+                format!(
+                    "global of {} bytes: an image holds globals of at most 4 GiB",
+                    od.size
+                ),
+                "make it smaller, or allocate the memory at run time",
+            );
+        }
+        if !od.align.is_power_of_two() || od.align > 1 << 31 {
+            d.push(
+                &o.path,
+                &o.name,
+                Some(od.name),
+                format!("unsupported alignment {}", od.align),
+                "alignments are powers of two up to 2 GiB; rebuild the object",
+            );
+        }
+    }
+}
+
+/// Functions by section, in symbol order within each (a counting sort):
+/// `(value, index into funcs)`, and where each section's run starts.
+/// Indirect functions are found by symbol only.
+fn functions_by_section(o: &ObjFile<'_>, funcs: &[FnDef<'_>]) -> (Vec<(u64, u32)>, Vec<u32>) {
+    let mut at = vec![0u32; o.sections.len() + 1];
+    for f in funcs.iter().filter(|f| !f.indirect) {
+        at[f.sec as usize + 1] += 1;
+    }
+    for i in 0..o.sections.len() {
+        at[i + 1] += at[i];
+    }
+    let mut next = at.clone();
+    let mut flat = vec![(0u64, 0u32); at[o.sections.len()] as usize];
+    for (i, f) in funcs.iter().enumerate().filter(|(_, f)| !f.indirect) {
+        let p = &mut next[f.sec as usize];
+        flat[*p as usize] = (f.value, i as u32);
+        *p += 1;
+    }
+    (flat, at)
 }
 
 /// Archive members built without -ffunction-sections or -fdata-sections

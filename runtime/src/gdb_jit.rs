@@ -337,147 +337,90 @@ fn put_sym(out: &mut Vec<u8>, name: u32, info: u8, shndx: u16, value: u64, size:
     out.extend_from_slice(&size.to_le_bytes());
 }
 
+impl Shdr {
+    /// A section that is not loaded (`addr` 0), aligned to `align`.
+    fn unloaded(name: u32, sh_type: u32, align: u64, data: Vec<u8>) -> Shdr {
+        Shdr {
+            name,
+            sh_type,
+            flags: 0,
+            addr: 0,
+            size: data.len() as u64,
+            link: 0,
+            info: 0,
+            align,
+            entsize: 0,
+            data,
+        }
+    }
+}
+
+/// A string table under construction: a leading NUL, then each string
+/// added with its NUL.
+struct StrTab(Vec<u8>);
+
+impl StrTab {
+    fn new() -> StrTab {
+        StrTab(vec![0])
+    }
+
+    /// Adds `s`; returns its offset.
+    fn add(&mut self, s: &str) -> u32 {
+        let at = self.0.len() as u32;
+        self.0.extend_from_slice(s.as_bytes());
+        self.0.push(0);
+        at
+    }
+}
+
 /// Builds the in-memory ELF object (`ET_REL`, section addresses at run
 /// time, symbols relative to their section, as LuaJIT and LLVM's MCJIT
 /// register theirs).
 pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
-    let m = d.manifest;
-    // One `.text` over the whole area (code and read-only data share its
-    // segments); symbols are area offsets.
-    let text = hcr_image::Span::new(0, m.layout.area_size);
-    let text_addr = d.base;
-    let mut shstr = vec![0u8];
-    let mut name = |s: &str| {
-        let at = shstr.len() as u32;
-        shstr.extend_from_slice(s.as_bytes());
-        shstr.push(0);
-        at
-    };
-    let mut secs: Vec<Shdr> = Vec::new();
-    // 1: .text
-    secs.push(Shdr {
-        name: name(".text"),
+    let mut shstr = StrTab::new();
+    // 1: one `.text` over the whole area (code and read-only data share
+    // its segments); symbols are area offsets.
+    let mut secs = vec![Shdr {
+        name: shstr.add(".text"),
         sh_type: SHT_NOBITS,
         flags: SHF_ALLOC | SHF_EXECINSTR,
-        addr: text_addr,
-        size: u64::from(text.len()),
+        addr: d.base,
+        size: u64::from(d.manifest.layout.area_size),
         link: 0,
         info: 0,
         align: 16,
         entsize: 0,
         data: Vec::new(),
-    });
+    }];
     // 2: .eh_frame
     if !d.eh_frame.is_empty() {
         secs.push(Shdr {
-            name: name(".eh_frame"),
-            sh_type: SHT_PROGBITS,
+            name: shstr.add(".eh_frame"),
             flags: SHF_ALLOC,
             addr: d.eh_frame_addr,
-            size: d.eh_frame.len() as u64,
-            link: 0,
-            info: 0,
-            align: 8,
-            entsize: 0,
-            data: d.eh_frame.to_vec(),
+            ..Shdr::unloaded(0, SHT_PROGBITS, 8, d.eh_frame.to_vec())
         });
     }
-    // Symbols: locals (static functions), then globals (global functions,
-    // persistent globals at their persistent addresses, absolute).
-    let mut strtab = vec![0u8];
-    let mut str_of = |s: &str| {
-        let at = strtab.len() as u32;
-        strtab.extend_from_slice(s.as_bytes());
-        strtab.push(0);
-        at
-    };
-    let mut locals = vec![0u8; 24];
-    let mut globals = Vec::new();
-    for f in &m.functions {
-        let md = &m.modules[f.module.0 as usize];
-        if !md.reachable || f.size == 0 {
-            continue;
-        }
-        let n = str_of(m.str(f.name));
-        let value = u64::from(m.area_offset(f.module, f.offset).saturating_sub(text.start));
-        if f.global {
-            put_sym(&mut globals, n, (1 << 4) | 2, 1, value, u64::from(f.size));
-        } else {
-            put_sym(&mut locals, n, 2, 1, value, u64::from(f.size));
-        }
-    }
-    for (i, o) in m.objects.iter().enumerate() {
-        let addr = d.objects.get(i).copied().unwrap_or(0);
-        if addr == 0 {
-            continue;
-        }
-        let n = str_of(m.str(o.name));
-        let bind = if o.global { 1u8 } else { 0 };
-        let target = if o.global { &mut globals } else { &mut locals };
-        put_sym(target, n, (bind << 4) | 1, SHN_ABS, addr, o.size);
-    }
-    let first_global = (locals.len() / 24) as u32;
-    locals.extend_from_slice(&globals);
     // Debug sections: their bytes are read from the image straight into
     // the object below, then relocated there.
     let first_debug = secs.len();
-    if let Some(dbg) = d.debug {
-        for (n, _, size) in &dbg.sections {
-            secs.push(Shdr {
-                name: name(n),
-                sh_type: SHT_PROGBITS,
-                flags: 0,
-                addr: 0,
-                size: *size as u64,
-                link: 0,
-                info: 0,
-                align: 1,
-                entsize: 0,
-                data: Vec::new(),
-            });
-        }
+    for (n, _, size) in d.debug.iter().flat_map(|dbg| &dbg.sections) {
+        secs.push(Shdr {
+            size: *size as u64,
+            ..Shdr::unloaded(shstr.add(n), SHT_PROGBITS, 1, Vec::new())
+        });
     }
+    let (symtab, strtab, first_global) = symbols(d);
     let symtab_index = secs.len() as u32 + 1;
-    let symtab_name = name(".symtab");
-    let strtab_name = name(".strtab");
-    let shstrtab_name = name(".shstrtab");
     secs.push(Shdr {
-        name: symtab_name,
-        sh_type: SHT_SYMTAB,
-        flags: 0,
-        addr: 0,
-        size: locals.len() as u64,
         link: symtab_index + 1,
         info: first_global,
-        align: 8,
         entsize: 24,
-        data: locals,
+        ..Shdr::unloaded(shstr.add(".symtab"), SHT_SYMTAB, 8, symtab)
     });
-    secs.push(Shdr {
-        name: strtab_name,
-        sh_type: SHT_STRTAB,
-        flags: 0,
-        addr: 0,
-        size: strtab.len() as u64,
-        link: 0,
-        info: 0,
-        align: 1,
-        entsize: 0,
-        data: strtab,
-    });
-    let shstr_size = shstr.len() as u64;
-    secs.push(Shdr {
-        name: shstrtab_name,
-        sh_type: SHT_STRTAB,
-        flags: 0,
-        addr: 0,
-        size: shstr_size,
-        link: 0,
-        info: 0,
-        align: 1,
-        entsize: 0,
-        data: shstr,
-    });
+    secs.push(Shdr::unloaded(shstr.add(".strtab"), SHT_STRTAB, 1, strtab));
+    let shstrtab_name = shstr.add(".shstrtab");
+    secs.push(Shdr::unloaded(shstrtab_name, SHT_STRTAB, 1, shstr.0));
     // File: header, section bytes, section headers.
     let mut offsets = Vec::with_capacity(secs.len());
     let mut at = 64u64;
@@ -496,8 +439,52 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     if let Some(dbg) = d.debug {
         read_and_relocate(d, dbg, &mut out, &offsets[first_debug..]);
     }
+    write_headers(&mut out, &secs, &offsets, shoff);
+    out
+}
+
+/// The symbol table (locals, then globals) and its string table, and the
+/// index of the first global: the reachable functions at their area
+/// offsets (static ones local), the persistent globals at their persistent
+/// addresses (absolute).
+fn symbols(d: &ImageDesc<'_>) -> (Vec<u8>, Vec<u8>, u32) {
+    let m = d.manifest;
+    let mut strtab = StrTab::new();
+    let mut locals = vec![0u8; 24];
+    let mut globals = Vec::new();
+    for f in &m.functions {
+        let md = &m.modules[f.module.0 as usize];
+        if !md.reachable || f.size == 0 {
+            continue;
+        }
+        let n = strtab.add(m.str(f.name));
+        let value = u64::from(m.area_offset(f.module, f.offset));
+        if f.global {
+            put_sym(&mut globals, n, (1 << 4) | 2, 1, value, u64::from(f.size));
+        } else {
+            put_sym(&mut locals, n, 2, 1, value, u64::from(f.size));
+        }
+    }
+    for (i, o) in m.objects.iter().enumerate() {
+        let addr = d.objects.get(i).copied().unwrap_or(0);
+        if addr == 0 {
+            continue;
+        }
+        let n = strtab.add(m.str(o.name));
+        let bind = if o.global { 1u8 } else { 0 };
+        let target = if o.global { &mut globals } else { &mut locals };
+        put_sym(target, n, (bind << 4) | 1, SHN_ABS, addr, o.size);
+    }
+    let first_global = (locals.len() / 24) as u32;
+    locals.extend_from_slice(&globals);
+    (locals, strtab.0, first_global)
+}
+
+/// Writes the ELF header and the section headers (at `shoff`, after the
+/// null one) of `secs`, whose bytes lie at `offsets`.
+fn write_headers(out: &mut [u8], secs: &[Shdr], offsets: &[u64], shoff: u64) {
     let mut hdrs = Vec::with_capacity(64 * secs.len());
-    for (s, &off) in secs.iter().zip(&offsets) {
+    for (s, &off) in secs.iter().zip(offsets) {
         hdrs.extend_from_slice(&s.name.to_le_bytes());
         hdrs.extend_from_slice(&s.sh_type.to_le_bytes());
         hdrs.extend_from_slice(&s.flags.to_le_bytes());
@@ -523,7 +510,6 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     out[58..60].copy_from_slice(&64u16.to_le_bytes());
     out[60..62].copy_from_slice(&nsec.to_le_bytes());
     out[62..64].copy_from_slice(&(nsec - 1).to_le_bytes());
-    out
 }
 
 /// Reads the debug sections into `out` at `offsets` and adds run-time

@@ -3,6 +3,7 @@
 //! failure frees what it made.
 
 use super::*;
+use std::borrow::Cow;
 
 /// A thread-local variable's initial bytes with its pointer fields (a TLS
 /// variable's fields are never re-based: each thread's copy is its own).
@@ -469,57 +470,12 @@ impl State {
             // The module's own parts: no lookup of global indices. Its
             // indices are worked out on the side and stored only where
             // they differ (a code change keeps them all).
-            if let Some(ids) = old
-                .zip(old_index)
-                .and_then(|(c, omi)| same_functions(c, omi as usize, m, mi))
-            {
-                // The same names in the same order as the loaded module's
-                // (a change inside function bodies): the same registry
-                // entries, read from the loaded image rather than looked up
-                // one by one in the registry's table.
-                store_ids(&mut fn_tid, md.functions.start as usize, ids);
-            } else {
-                let module = self.functions.module_id(m.str(md.name));
-                let fns: Vec<u32> = m
-                    .functions
-                    .part(mi)
-                    .iter()
-                    .map(
-                        |f| match module.and_then(|id| self.functions.get(id, m.str(f.name))) {
-                            Some(t) => t,
-                            None => {
-                                pending_fns += 1;
-                                PENDING | (pending_fns - 1)
-                            }
-                        },
-                    )
-                    .collect();
-                store_ids(&mut fn_tid, md.functions.start as usize, &fns);
-            }
-            // Module `mi`'s objects, `gids[k]` for global index `start + k`.
-            let mut gids = vec![NONE; md.objects.len() as usize];
-            if !added.contains(m.str(md.name)) {
-                let by_name = self.global_index.get(m.str(md.name));
-                for (g, o) in gids.iter_mut().zip(m.objects.part(mi)) {
-                    if let Some(&id) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
-                        *g = id;
-                    }
-                }
-                if let (Some(c), Some(omi)) = (old, old_index) {
-                    crate::identity::match_renumbered(
-                        crate::identity::Version {
-                            manifest: &c.manifest,
-                            module: &c.manifest.modules[omi as usize],
-                            gid: &c.obj_gid,
-                        },
-                        m,
-                        md,
-                        &mut gids,
-                        NONE,
-                        &mut identities,
-                    );
-                }
-            }
+            let fns = self.function_ids(old.zip(old_index), m, mi, &mut pending_fns);
+            store_ids(&mut fn_tid, md.functions.start as usize, &fns);
+            let gids = match added.contains(m.str(md.name)) {
+                true => vec![NONE; md.objects.len() as usize],
+                false => self.object_ids(old.zip(old_index), m, mi, &mut identities),
+            };
             store_ids(&mut obj_gid, md.objects.start as usize, &gids);
         }
         Indices {
@@ -528,6 +484,70 @@ impl State {
             pending_fns,
             identities,
         }
+    }
+
+    /// The registry indices of module `mi`'s functions: the loaded module
+    /// `was`'s when it has the same names in the same order, else looked up
+    /// by name, each one not found numbered after `pending` (then
+    /// counted).
+    fn function_ids<'a>(
+        &'a self,
+        was: Option<(&'a Current, u32)>,
+        m: &Manifest,
+        mi: usize,
+        pending: &mut u32,
+    ) -> Cow<'a, [u32]> {
+        if let Some(ids) = was.and_then(|(c, omi)| same_functions(c, omi as usize, m, mi)) {
+            // A change inside function bodies: the same registry entries,
+            // read from the loaded image rather than looked up one by one
+            // in the registry's table.
+            return Cow::Borrowed(ids);
+        }
+        let module = self.functions.module_id(m.str(m.modules[mi].name));
+        let lookup = |name| module.and_then(|id| self.functions.get(id, name));
+        (m.functions.part(mi).iter())
+            .map(|f| {
+                lookup(m.str(f.name)).unwrap_or_else(|| {
+                    *pending += 1;
+                    PENDING | (*pending - 1)
+                })
+            })
+            .collect()
+    }
+
+    /// The global indices of module `mi`'s objects (`NONE` for a new one),
+    /// by name, and by identity against the loaded module `was` where
+    /// their names changed.
+    fn object_ids(
+        &self,
+        was: Option<(&Current, u32)>,
+        m: &Manifest,
+        mi: usize,
+        identities: &mut crate::identity::Decisions,
+    ) -> Vec<u32> {
+        let md = &m.modules[mi];
+        let mut gids = vec![NONE; md.objects.len() as usize];
+        let by_name = self.global_index.get(m.str(md.name));
+        for (g, o) in gids.iter_mut().zip(m.objects.part(mi)) {
+            if let Some(&id) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
+                *g = id;
+            }
+        }
+        if let Some((c, omi)) = was {
+            crate::identity::match_renumbered(
+                crate::identity::Version {
+                    manifest: &c.manifest,
+                    module: &c.manifest.modules[omi as usize],
+                    gid: &c.obj_gid,
+                },
+                m,
+                md,
+                &mut gids,
+                NONE,
+                identities,
+            );
+        }
+        gids
     }
 
     /// Fills the loader's function table where the segments loaded now

@@ -43,35 +43,7 @@ pub(crate) fn apply_all(
     };
     kept.resize_with(mods.len(), || None);
     let plan: Option<&Plan> = plan.map(|p| &*p);
-    // Hand every module its disjoint slices of the area and the init blob.
-    let mut slices: Vec<ModSlices<'_>> = Vec::with_capacity(mods.len());
-    {
-        let init: &mut [u8] = &mut init;
-        let (mut a, mut i) = (&mut area[..], init);
-        let (mut apos, mut ipos) = (0u64, 0u64);
-        for m in mods {
-            fn take<'b>(
-                buf: &mut &'b mut [u8],
-                pos: &mut u64,
-                base: u64,
-                len: u64,
-            ) -> &'b mut [u8] {
-                let skip = (base - *pos) as usize;
-                let b = std::mem::take(buf);
-                let (_, b) = b.split_at_mut(skip);
-                let (mine, rest) = b.split_at_mut(len as usize);
-                *buf = rest;
-                *pos = base + len;
-                mine
-            }
-            let ts = take(&mut a, &mut apos, m.bases.text, m.sizes.text);
-            let rs = take(&mut a, &mut apos, m.bases.rodata, m.sizes.rodata);
-            // The module's unwind table and its zero terminator.
-            let es = take(&mut a, &mut apos, m.bases.eh, m.sizes.eh + 4);
-            let is = take(&mut i, &mut ipos, m.bases.init, m.sizes.init);
-            slices.push((ts, rs, es, is));
-        }
-    }
+    let slices = module_slices(mods, &mut area, &mut init);
     let mut results: Vec<ModApplied> = slices
         .into_par_iter()
         .zip(kept)
@@ -91,6 +63,48 @@ pub(crate) fn apply_all(
             apply_module(mods, mi as u32, ts, rs, es, is)
         })
         .collect();
+    let out = gather(mods, &mut results, area, init)?;
+    Ok((out, results))
+}
+
+/// Every module's disjoint slices of the area (code, read-only data, unwind
+/// table with its zero terminator) and of the init blob.
+fn module_slices<'b>(
+    mods: &[Mod<'_>],
+    area: &'b mut [u8],
+    init: &'b mut [u8],
+) -> Vec<ModSlices<'b>> {
+    fn take<'b>(buf: &mut &'b mut [u8], pos: &mut u64, base: u64, len: u64) -> &'b mut [u8] {
+        let skip = (base - *pos) as usize;
+        let b = std::mem::take(buf);
+        let (_, b) = b.split_at_mut(skip);
+        let (mine, rest) = b.split_at_mut(len as usize);
+        *buf = rest;
+        *pos = base + len;
+        mine
+    }
+    let mut slices = Vec::with_capacity(mods.len());
+    let (mut a, mut i) = (area, init);
+    let (mut apos, mut ipos) = (0u64, 0u64);
+    for m in mods {
+        let ts = take(&mut a, &mut apos, m.bases.text, m.sizes.text);
+        let rs = take(&mut a, &mut apos, m.bases.rodata, m.sizes.rodata);
+        let es = take(&mut a, &mut apos, m.bases.eh, m.sizes.eh + 4);
+        let is = take(&mut i, &mut ipos, m.bases.init, m.sizes.init);
+        slices.push((ts, rs, es, is));
+    }
+    slices
+}
+
+/// The link's fixups, entry lists and counts gathered from every module's
+/// `results` (in module order), with the area and init blob they were
+/// applied to; or every module's problems.
+fn gather(
+    mods: &[Mod<'_>],
+    results: &mut [ModApplied],
+    area: Vec<u8>,
+    init: Vec<u8>,
+) -> Result<Applied, LinkError> {
     let mut out = Applied {
         area: Vec::new(),
         init: Vec::new(),
@@ -114,7 +128,7 @@ pub(crate) fn apply_all(
     out.ctors.reserve(results.len());
     out.dtors.reserve(results.len());
     out.on_reload.reserve(results.len());
-    for r in &mut results {
+    for r in results.iter_mut() {
         let start = out.fixups.len() as u32;
         out.fixups.extend_from_slice(&r.fixups);
         out.module_fixups
@@ -152,7 +166,7 @@ pub(crate) fn apply_all(
     }
     out.area = area;
     out.init = init;
-    Ok((out, results))
+    Ok(out)
 }
 
 /// Applies module `mi` into its slices of the area (`text`, `rodata`, `eh`)

@@ -53,12 +53,13 @@ pub enum LinkError {
     #[error("image too large: {0}")]
     TooLarge(String),
     /// Writing the output failed; nothing was written at the path.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         /// Output path.
         path: String,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (in the message, so not also a `source`: a report that
+        /// prints the chain would say it twice).
+        cause: std::io::Error,
     },
 }
 

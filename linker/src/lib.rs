@@ -58,6 +58,12 @@ pub struct LinkConfig {
     pub libraries: Vec<String>,
     /// Directories searched for them before the system ones (`-L DIR`).
     pub library_dirs: Vec<PathBuf>,
+    /// Symbols that no module, library or the runtime defines are warned
+    /// about instead of failing the link (`--allow-undefined`): for a host
+    /// program that embeds the runtime and defines them itself. The
+    /// runtime still refuses, at load, an image whose symbols nothing
+    /// defines.
+    pub allow_undefined: bool,
 }
 
 /// What a link produced.
@@ -358,9 +364,9 @@ fn link_to_file(
     cache: Option<&mut InputCache>,
     placed: Option<OnPlaced>,
 ) -> Result<LinkOutput, LinkError> {
-    let write_err = |source| LinkError::Write {
+    let write_err = |cause| LinkError::Write {
         path: output.display().to_string(),
-        source,
+        cause,
     };
     let tmp = temp_path(output).map_err(write_err)?;
     // Images are code: never group- or world-writable, whatever the umask
@@ -378,7 +384,7 @@ fn link_to_file(
     let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf()).on_placed(placed);
     let result = link_into(config, inputs, &mut sink, cache).map_err(|e| match e {
         // The sink writes to `tmp`; the user knows the output path.
-        LinkError::Write { source, .. } => write_err(source),
+        LinkError::Write { cause, .. } => write_err(cause),
         e => e,
     });
     if result.is_err() && !sink.renamed() {

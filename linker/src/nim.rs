@@ -24,6 +24,27 @@ pub fn is_nim_module(module: &str) -> bool {
     module.starts_with("@m") && module.ends_with(".nim")
 }
 
+/// True for Nim's standard-library `hotcodereloading` module (its C file
+/// named after its path, `…@score@shotcodereloading.nim`): outside Nim's
+/// own `nimhcr` its API does nothing (`performCodeReload` is an empty
+/// template), so a program built against it never reloads. hcr's module of
+/// the same name (`runtime/nim/`) is not in a `core` folder.
+pub fn is_stdlib_hcr_module(module: &str) -> bool {
+    is_nim_module(module) && module.ends_with("core@shotcodereloading.nim")
+}
+
+/// The warning for a program built against Nim's standard-library
+/// `hotcodereloading` (`module`) instead of hcr's.
+pub fn stdlib_hcr_warning(module: &str) -> String {
+    format!(
+        "module {module} is Nim's standard-library hotcodereloading, whose API does nothing \
+         outside nimhcr: this program's performCodeReload() never reloads and its \
+         beforeCodeReload/afterCodeReload blocks never run. Name hcr's module instead with \
+         --path:\"DIR\" (DIR: hcr's runtime/nim folder) in the project's nim.cfg, then build \
+         again (Nim searches its own library before a --path given on the command line)"
+    )
+}
+
 /// `(stem, N)` for `stem_N` where stem is `name__module` (both non-empty).
 fn split_counter(name: &str) -> Option<(&str, u64)> {
     let (stem, n) = name.rsplit_once('_')?;
@@ -149,6 +170,19 @@ pub fn stable_names<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_standard_librarys_inert_api_module_is_told_from_hcrs() {
+        assert!(is_stdlib_hcr_module(
+            "@m..@s..@susr@slib@snim@slib@score@shotcodereloading.nim"
+        ));
+        assert!(is_stdlib_hcr_module("@mstd@score@shotcodereloading.nim"));
+        assert!(!is_stdlib_hcr_module(
+            "@m..@s..@swork@shcr@sruntime@snim@shotcodereloading.nim"
+        ));
+        assert!(!is_stdlib_hcr_module("@mhotcodereloading.nim"));
+        assert!(!is_stdlib_hcr_module("core@shotcodereloading"));
+    }
 
     #[test]
     fn counters_are_dropped_and_overloads_numbered_in_declaration_order() {

@@ -9,7 +9,7 @@
 //!
 //! Protocol: one request per line, answered by zero or more lines and a last
 //! line `ok` or `err REASON`.
-//! - `info` → `pid N`, `image PATH`, `generation N`, `modules A B ...`,
+//! - `info` → `pid N`, `image PATH`, `generation N`, `modules A B ...` (the loaded ones),
 //!   `error MESSAGE` (the last failed reload's, empty when none);
 //! - `globals [MODULE]` → one `g MODULE NAME SIZE HEX [KIND MIN MAX]` per
 //!   global, HEX its first [`MAX_READ`] bytes, KIND (`int`, `uint`, `float`,
@@ -33,7 +33,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -50,6 +50,10 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 static STARTED: AtomicBool = AtomicBool::new(false);
 static CLIENTS: AtomicUsize = AtomicUsize::new(0);
 static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+/// [`SOCKET`] as a C string, for [`remove_in_signal_handler`].
+static SOCKET_C: OnceLock<std::ffi::CString> = OnceLock::new();
+/// The process that made the socket.
+static OWNER: AtomicU32 = AtomicU32::new(0);
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
 /// A range given by `HCR_TWEAK`: `(size, kind, min, max)`.
 type Tweak = (u32, i32, f64, f64);
@@ -185,10 +189,15 @@ fn start() -> Result<(), String> {
         UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+        let _ = SOCKET_C.set(c);
+    }
     let _ = SOCKET.set(path);
+    OWNER.store(std::process::id(), Ordering::Relaxed);
     // SAFETY: `remove_socket` is an `extern "C" fn()` that stays valid for
     // the life of the process.
     unsafe { libc::atexit(remove_socket) };
+    remove_at_terminating_signals();
     std::thread::Builder::new()
         .name("hcr-control".into())
         .spawn(move || serve(listener))
@@ -221,11 +230,70 @@ extern "C" fn remove_socket() {
     remove();
 }
 
-/// Removes the socket (at exit and at shutdown).
+/// Removes the socket (at exit and at shutdown); a forked child leaves its
+/// parent's in place.
 pub(crate) fn remove() {
-    if let Some(p) = SOCKET.get() {
+    if let Some(p) = SOCKET.get().filter(|_| owner()) {
         let _ = std::fs::remove_file(p);
     }
+}
+
+/// True in the process that made the socket.
+fn owner() -> bool {
+    OWNER.load(Ordering::Relaxed) == std::process::id()
+}
+
+/// Removes the socket from a signal handler that ends the process (only
+/// `getpid` and `unlink`: async-signal-safe).
+pub(crate) fn remove_in_signal_handler() {
+    if let Some(c) = SOCKET_C.get() {
+        // SAFETY: getpid has no preconditions; `c` is a NUL-terminated
+        // path that lives as long as the process.
+        unsafe {
+            if OWNER.load(Ordering::Relaxed) == libc::getpid() as u32 {
+                libc::unlink(c.as_ptr());
+            }
+        }
+    }
+}
+
+/// Signals whose default action ends the process without `exit` (so
+/// without the `atexit` removal): a program stopped with Ctrl-C, `kill` or
+/// a closed terminal removes its socket too.
+const TERMINATING: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Installs [`on_terminating`] for each of [`TERMINATING`] the program
+/// left at its default action (a handler of its own, or an ignored signal,
+/// is kept: it decides how the program ends).
+fn remove_at_terminating_signals() {
+    for sig in TERMINATING {
+        // SAFETY: sigaction is plain data; all-zero is SIG_DFL with an
+        // empty mask. The handler is an `extern "C" fn(c_int)` that lives
+        // as long as the process; only a default action is replaced.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_terminating as extern "C" fn(libc::c_int) as usize;
+            // The default action is back as the handler starts.
+            sa.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Removes the socket, then ends the process by the signal's default
+/// action, as it would have without hcr (same exit status).
+extern "C" fn on_terminating(sig: libc::c_int) {
+    remove_in_signal_handler();
+    // SAFETY: raise is async-signal-safe; the signal, blocked while this
+    // handler runs, is delivered under the default action once it returns.
+    unsafe { libc::raise(sig) };
 }
 
 fn serve(listener: UnixListener) {
@@ -528,9 +596,12 @@ fn info() -> Result<String, String> {
             .current
             .as_ref()
             .map(|c| {
+                // The modules loaded (reachable from the root); the
+                // image's others are not part of the running program.
                 let m = &c.manifest;
-                (0..m.modules.len())
-                    .map(|i| m.str(m.modules[i].name).to_string())
+                (m.modules.iter())
+                    .filter(|md| md.reachable)
+                    .map(|md| m.str(md.name).to_string())
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();

@@ -486,6 +486,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
     // SAFETY: OLD is read-only once handlers run; sigaction and raise are
     // async-signal-safe.
     unsafe {
+        // The default action ends the process: its control socket goes.
+        if (*OLD.0.get())[i].sa_sigaction == libc::SIG_DFL {
+            crate::control::remove_in_signal_handler();
+        }
         libc::sigaction(sig, &(*OLD.0.get())[i], std::ptr::null_mut());
         // A signal sent (kill, raise, abort) does not come back when the
         // handler returns: send it again, delivered once this returns. A

@@ -137,12 +137,18 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
             .prepare()?
             .ok_or_else(|| Error::Internal("empty image".into()))?;
         let f = st.commit(p);
+        let no_main =
+            (opts.require_main && st.main_address().is_none()).then(|| st.root_name().to_string());
         *g = Some(st);
         crate::watcher::forget();
         crate::watcher::start(path);
         if opts.prepare_ahead {
             register_fork_handlers();
             crate::watcher::prepare_on_change(prepare_ahead);
+        }
+        // Refused before any module code runs.
+        if let Some(root) = no_main {
+            return Err(Error::NoMain { root });
         }
         f
     };

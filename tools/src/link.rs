@@ -32,6 +32,8 @@ pub struct LinkArgs {
     pub libraries: Vec<String>,
     /// Directories searched for them first (`-L DIR`).
     pub library_dirs: Vec<PathBuf>,
+    /// Undefined symbols are warnings, not errors (`--allow-undefined`).
+    pub allow_undefined: bool,
 }
 
 /// Links and writes the image atomically.
@@ -73,6 +75,7 @@ pub fn run_then(
         skip_free: args.skip_free,
         libraries: args.libraries.clone(),
         library_dirs: args.library_dirs.clone(),
+        allow_undefined: args.allow_undefined,
     };
     // Nim modules: their Init000 guarded for new globals (see `nim_init`).
     let started = std::time::Instant::now();

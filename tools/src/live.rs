@@ -4,10 +4,12 @@
 //! With `-g`, globals are typed from DWARF ([`crate::types`]): scalars of
 //! every kind, structs and arrays field by field, and `hcr set` reaches a
 //! field or element with `MODULE:NAME.FIELD[3].x`. Without type
-//! information a global is typed by its size: 1, 2, 4 and 8 bytes are
-//! integers (shown signed), any other size is shown as its bytes in hex.
-//! `hcr set` takes an integer for the former (in range for the size, signed
-//! or unsigned) and `0x` with exactly the global's bytes for the latter.
+//! information (no `-g`, no `HCR_TWEAK`) a global is its size and bytes:
+//! type `bytes[N]`, value `0x` and its bytes in memory order (a guessed
+//! type would show a `float` or a pointer as a meaningless integer). `hcr
+//! set` takes `0x` with exactly the global's bytes in the same order, or,
+//! for a global of 1, 2, 4 or 8 bytes, an integer (in range for the size,
+//! signed or unsigned; stored little-endian).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -213,8 +215,8 @@ pub struct GlobalValue {
 }
 
 impl GlobalValue {
-    /// The type shown: from DWARF, else an integer type for sizes 1, 2, 4,
-    /// 8, else bytes.
+    /// The type shown: from DWARF, else from `HCR_TWEAK`, else
+    /// `bytes[SIZE]`.
     pub fn type_name(&self) -> String {
         if let Some(t) = &self.ty {
             return t.name();
@@ -225,10 +227,7 @@ impl GlobalValue {
                 k => k.to_string(),
             };
         }
-        match self.size {
-            1 | 2 | 4 | 8 => format!("int{}", self.size * 8),
-            n => format!("bytes[{n}]"),
-        }
+        format!("bytes[{}]", self.size)
     }
 
     /// What `hcr globals --json` and the `hcr ui` page show of it: with a
@@ -338,31 +337,25 @@ fn format_typed(kind: &str, size: u64, b: &[u8]) -> String {
         ("double", 8) => word(8).map_or_else(String::new, |w| f64::from_bits(w).to_string()),
         ("bool", _) => (b.iter().any(|&x| x != 0)).to_string(),
         ("uint", 1 | 2 | 4 | 8) => word(size as usize).map_or_else(String::new, |w| w.to_string()),
-        _ => format_value(size, b),
+        ("int", 1 | 2 | 4 | 8) => word(size as usize).map_or_else(String::new, |w| {
+            let shift = 64 - 8 * size;
+            (((w << shift) as i64) >> shift).to_string()
+        }),
+        _ => format_bytes(size, b),
     }
 }
 
-fn format_value(size: u64, b: &[u8]) -> String {
-    match (size, b) {
-        (1, [a]) => (*a as i8).to_string(),
-        (2, &[a, c]) => i16::from_le_bytes([a, c]).to_string(),
-        (4, &[a, c, d, e]) => i32::from_le_bytes([a, c, d, e]).to_string(),
-        (8, b) if b.len() == 8 => {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(b);
-            i64::from_le_bytes(w).to_string()
-        }
-        (size, b) => {
-            let mut s = String::from("0x");
-            for x in b {
-                s.push_str(&format!("{x:02x}"));
-            }
-            if (b.len() as u64) < size {
-                s.push_str("...");
-            }
-            s
-        }
+/// `0x` and the bytes in memory order (`...` after them when only the
+/// first bytes of a larger global were read).
+fn format_bytes(size: u64, b: &[u8]) -> String {
+    let mut s = String::from("0x");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
     }
+    if (b.len() as u64) < size {
+        s.push_str("...");
+    }
+    s
 }
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
@@ -535,44 +528,45 @@ pub fn encode_for(g: &GlobalValue, value: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The bytes `value` stands for in a global of `size` bytes (typed by size).
+/// The bytes `value` stands for in a global of `size` bytes without type
+/// information: `0x` and exactly its bytes in memory order (the form
+/// `hcr globals` shows), or an integer when the size is 1, 2, 4 or 8.
 ///
 /// # Errors
 /// A wrong type or an out-of-range value, with the reason.
 pub fn encode(size: u64, value: &str) -> anyhow::Result<Vec<u8>> {
-    match size {
-        1 | 2 | 4 | 8 => {
-            let bits = size * 8;
-            let Some(v) = parse_int(value) else {
-                bail!(
-                    "wrong type: {value:?} is not an integer, and this global is a {size}-byte integer \
-                     (no type information: build with -g for floats, structs and enums)"
-                );
-            };
-            let min = -(1i128 << (bits - 1));
-            let max = (1i128 << bits) - 1;
-            if v < min || v > max {
-                bail!(
-                    "bad value: {value} is out of range for a {size}-byte integer ({min} to {max})"
-                );
-            }
-            Ok(v.to_le_bytes()[..size as usize].to_vec())
-        }
-        n => {
-            let Some(b) = value
-                .strip_prefix("0x")
-                .and_then(unhex)
-                .filter(|b| b.len() as u64 == n)
-            else {
-                bail!(
-                    "wrong type: this global is {n} bytes without type information; give exactly \
-                     {n} bytes as 0x followed by {} hex digits",
-                    2 * n
-                );
-            };
-            Ok(b)
-        }
+    let hex = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"));
+    if let Some(b) = hex.filter(|h| h.len() as u64 == 2 * size).and_then(unhex) {
+        return Ok(b);
     }
+    let bytes_wanted = || {
+        format!(
+            "give exactly {size} bytes as 0x followed by {} hex digits (memory order)",
+            2 * size
+        )
+    };
+    if !matches!(size, 1 | 2 | 4 | 8) {
+        bail!(
+            "wrong type: this global is {size} bytes without type information; {}",
+            bytes_wanted()
+        );
+    }
+    let bits = size * 8;
+    let Some(v) = parse_int(value) else {
+        bail!(
+            "wrong type: {value:?} is neither bytes nor an integer; this global is {size} bytes \
+             without type information (build with -g for its type): {}, or an integer",
+            bytes_wanted()
+        );
+    };
+    let min = -(1i128 << (bits - 1));
+    let max = (1i128 << bits) - 1;
+    if v < min || v > max {
+        bail!("bad value: {value} is out of range for a {size}-byte integer ({min} to {max})");
+    }
+    Ok(v.to_le_bytes()[..size as usize].to_vec())
 }
 
 /// `hcr set PID MODULE:NAME[.FIELD] VALUE`: prints `old -> new`.

@@ -93,12 +93,16 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
         allow_insecure_image: opts.allow_insecure_image
             || hcr_runtime::Options::default().allow_insecure_image,
         perf_map: opts.perf_map || hcr_runtime::Options::default().perf_map,
+        require_main: true,
         ..hcr_runtime::Options::default()
     };
-    let rt = hcr_runtime::Runtime::open_with(image, &rt_opts)
-        .with_context(|| format!("cannot load {}", image.display()))?;
-    rt.check_main()
-        .with_context(|| format!("cannot run {}", image.display()))?;
+    let rt = hcr_runtime::Runtime::open_with(image, &rt_opts).map_err(|e| {
+        let doing = match e {
+            hcr_runtime::Error::NoMain { .. } => "run",
+            _ => "load",
+        };
+        anyhow::Error::new(e).context(format!("cannot {doing} {}", image.display()))
+    })?;
     let mut argv = vec![opts
         .argv0
         .clone()

@@ -220,15 +220,18 @@ fn a_library_named_with_dash_l_is_recorded_shown_and_loaded_first() {
     );
     let img = d.path().join("app.hcr");
     let lib_s = libdir.display().to_string();
-    // Without the library: a warning naming the module and the symbols.
+    // Without the library: an error naming the module and the symbols,
+    // and no image.
     let o = hcr_link(&[], &img, std::slice::from_ref(&main));
-    assert!(o.status.success());
-    let warn = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        warn.contains("module main: undefined symbols 'greet', 'greet_calls'")
-            || warn.contains("module main: undefined symbols 'greet_calls', 'greet'"),
-        "{warn}"
+        err.contains("(module main): undefined symbols 'greet', 'greet_calls'")
+            || err.contains("(module main): undefined symbols 'greet_calls', 'greet'"),
+        "{err}"
     );
+    assert!(err.contains("-l NAME"), "{err}");
+    assert!(!img.exists());
     let o = hcr_link(
         &["-L", &lib_s, "-lgreet"],
         &img,
@@ -288,7 +291,7 @@ fn a_library_named_with_dash_l_is_recorded_shown_and_loaded_first() {
 }
 
 #[test]
-fn every_missing_symbol_is_named_with_its_module_at_link_and_at_load() {
+fn every_missing_symbol_is_an_error_at_link_naming_its_module_and_refused_at_load() {
     let d = tempfile::tempdir().unwrap();
     let a = module(
         d.path(),
@@ -304,11 +307,32 @@ fn every_missing_symbol_is_named_with_its_module_at_link_and_at_load() {
         "-O2",
     );
     let img = d.path().join("app.hcr");
-    let o = hcr_link(&[], &img, &[a, b]);
-    assert!(o.status.success());
+    let inputs = [a, b];
+    // At link: one error per module, every symbol named, and no image.
+    let o = hcr_link(&[], &img, &inputs);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let main_o = inputs[0].display().to_string();
+    assert!(
+        err.contains(&format!(
+            "error: {main_o} (module main): undefined symbols 'nope_a1', 'nope_a2': no module, library or the hcr runtime defines them"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("(module b): undefined symbol 'nope_b': no module, library or the hcr runtime defines it"),
+        "{err}"
+    );
+    assert!(err.contains("2 errors; no image written"), "{err}");
+    assert!(!img.exists());
+    // A host program that defines them itself links with
+    // --allow-undefined: the same names, as warnings; `hcr run`, which
+    // defines none of them, refuses the image at load.
+    let o = hcr_link(&["--allow-undefined"], &img, &inputs);
+    assert!(o.status.success(), "{o:?}");
     let warn = String::from_utf8_lossy(&o.stderr);
     assert!(
-        warn.contains("module main: undefined symbols 'nope_a1', 'nope_a2'"),
+        warn.contains("warning: module main: undefined symbols 'nope_a1', 'nope_a2'"),
         "{warn}"
     );
     assert!(
@@ -478,9 +502,11 @@ fn auto_reload_reports_each_failed_reload_once_and_keeps_running() {
     );
     let img = w.join("app.hcr");
     link_ok(&img, &[main.clone(), good1]);
+    // (The unresolved one links only with --allow-undefined.)
     let build = |inputs: &[PathBuf]| {
         let p = w.join("scratch.hcr");
-        let _ = hcr_link(&[], &p, inputs);
+        let o = hcr_link(&["--allow-undefined"], &p, inputs);
+        assert!(o.status.success(), "{o:?}");
         std::fs::read(&p).unwrap()
     };
     let good2_bytes = build(&[main.clone(), good2]);

@@ -187,11 +187,19 @@ fn inspect_shows_each_globals_identity() {
 
 /// A root module without `main` (hcr-link's default root is the first
 /// input): hcr-link warns and names the module that has one; `hcr run`
-/// refuses with a message naming the root and `--root`.
+/// refuses with a message naming the root and `--root`, before any module
+/// code runs (a constructor's output would come first otherwise).
 #[test]
 fn a_root_without_main_is_named_at_link_and_at_run() {
     let d = tempfile::tempdir().unwrap();
-    let util = support::module(d.path(), "util", "int helper(void) { return 3; }\n", "-O2");
+    let util = support::module(
+        d.path(),
+        "util",
+        "#include <stdio.h>\n\
+         __attribute__((constructor)) static void hello(void) { puts(\"init util\"); }\n\
+         int helper(void) { return 3; }\n",
+        "-O2",
+    );
     let main = support::module(
         d.path(),
         "app",
@@ -217,6 +225,8 @@ fn a_root_without_main_is_named_at_link_and_at_run() {
         err.contains("the root module util defines no `main` function") && err.contains("--root"),
         "{err}"
     );
+    assert!(err.contains("cannot run"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "", "a constructor ran");
     let o = link(&img, &[util, main], &["--root", "app"]);
     assert!(o.status.success() && o.stderr.is_empty(), "{o:?}");
     let o = Command::new(hcr_bin())
@@ -225,4 +235,5 @@ fn a_root_without_main_is_named_at_link_and_at_run() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "init util\n");
 }

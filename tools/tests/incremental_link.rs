@@ -162,6 +162,7 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
             &[
                 "--incremental",
                 "-v",
+                "--allow-undefined",
                 "--root",
                 "w",
                 "-o",

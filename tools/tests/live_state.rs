@@ -123,17 +123,21 @@ fn globals_are_read_and_set_through_the_socket() {
             .and_then(|l| l.split_whitespace().nth(3).map(String::from))
             .unwrap_or_else(|| panic!("no {name} in\n{table}"))
     };
-    assert_eq!(value_of(&table, "c8"), "-3");
-    assert_eq!(value_of(&table, "s16"), "1000");
-    assert_eq!(value_of(&table, "speed"), "5");
-    assert_eq!(value_of(&table, "big"), (1i64 << 40).to_string());
+    // Built without -g: size and bytes (memory order).
+    assert_eq!(value_of(&table, "c8"), "0xfd");
+    assert_eq!(value_of(&table, "s16"), "0xe803");
+    assert_eq!(value_of(&table, "speed"), "0x05000000");
+    assert_eq!(value_of(&table, "big"), "0x0000000000010000");
     assert!(
         value_of(&table, "arr").starts_with("0x010203000000"),
         "{table}"
     );
     assert!(table
         .lines()
-        .any(|l| l.contains("speed") && l.contains("int32")));
+        .any(|l| l.contains("speed") && l.contains("bytes[4]")));
+    assert!(table
+        .lines()
+        .any(|l| l.contains("arr") && l.contains("bytes[20]")));
 
     let j = p.hcr(&["globals", &pid, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
@@ -145,15 +149,17 @@ fn globals_are_read_and_set_through_the_socket() {
         .unwrap();
     assert_eq!(speed["module"], "lib");
     assert_eq!(speed["size"], 4);
-    assert_eq!(speed["value"], "5");
+    assert_eq!(speed["type"], "bytes[4]");
+    assert_eq!(speed["value"], "0x05000000");
 
-    // Writes: the program sees them.
+    // Writes: the program sees them. An integer for a global of 1, 2, 4
+    // or 8 bytes, else (or also) its bytes.
     let s = p.hcr(&["set", &pid, "lib:speed", "42"]);
     assert!(s.status.success(), "{}", err(&s));
-    assert_eq!(text(&s).trim(), "5 -> 42");
+    assert_eq!(text(&s).trim(), "0x05000000 -> 0x2a000000");
     let s = p.hcr(&["set", &pid, "lib:c8", "-100"]);
-    assert_eq!(text(&s).trim(), "-3 -> -100", "{}", err(&s));
-    let s = p.hcr(&["set", &pid, "lib:big", "-1"]);
+    assert_eq!(text(&s).trim(), "0xfd -> 0x9c", "{}", err(&s));
+    let s = p.hcr(&["set", &pid, "lib:big", "0xffffffffffffffff"]);
     assert!(s.status.success(), "{}", err(&s));
     let hex = format!("0x09{}07", "00".repeat(18));
     let s = p.hcr(&["set", &pid, "lib:arr", &hex]);
@@ -169,6 +175,7 @@ fn globals_are_read_and_set_through_the_socket() {
     assert!(err(&s).contains("out of range"), "{}", err(&s));
     let s = p.hcr(&["set", &pid, "lib:speed", "fast"]);
     assert!(err(&s).contains("wrong type"), "{}", err(&s));
+    assert!(err(&s).contains("8 hex digits"), "{}", err(&s));
     let s = p.hcr(&["set", &pid, "lib:arr", "0x0102"]);
     assert!(err(&s).contains("20 bytes"), "{}", err(&s));
     let s = p.hcr(&["set", &pid, "lib:nothere", "1"]);
@@ -220,8 +227,8 @@ fn globals_are_read_and_set_through_the_socket() {
     assert!(w[0].starts_with("err no global lib:c8"), "{w:?}");
     let w = ask(&mut c, "write lib speed 2 010203");
     assert!(w[0].starts_with("err lib:speed has 4 bytes"), "{w:?}");
-    let s = p.hcr(&["set", &pid, "lib:added", "78"]);
-    assert_eq!(text(&s).trim(), "77 -> 78", "{}", err(&s));
+    let s = p.hcr(&["set", &pid, "lib:added", "0x4e000000"]);
+    assert_eq!(text(&s).trim(), "0x4d000000 -> 0x4e000000", "{}", err(&s));
     assert_eq!(p.send("p"), "v2 s16=1000 speed=42 added=78");
 
     // The socket goes away with the program.
@@ -229,6 +236,25 @@ fn globals_are_read_and_set_through_the_socket() {
     drop(p.child.stdin.take());
     assert!(p.child.wait().unwrap().success());
     assert!(!sock.exists(), "the socket is removed at exit");
+}
+
+/// A program ended by a signal whose default action ends it (Ctrl-C,
+/// `kill`, a closed terminal) removes its socket too, and still dies of
+/// that signal.
+#[test]
+fn the_socket_goes_when_a_signal_ends_the_program() {
+    use std::os::unix::process::ExitStatusExt as _;
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let t = tempfile::tempdir().unwrap();
+        let mut p = start(t.path());
+        let sock = p.socket();
+        assert!(sock.exists());
+        // SAFETY: sends a signal to the test's own child.
+        assert_eq!(unsafe { libc::kill(p.pid() as libc::pid_t, sig) }, 0);
+        let status = p.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        assert!(!sock.exists(), "signal {sig}: the socket is left behind");
+    }
 }
 
 #[test]
@@ -385,7 +411,7 @@ fn hcr_tweak_gives_types_and_ranges() {
     assert_eq!(get("level")["value"], "200");
     assert_eq!(get("on")["type"], "bool");
     assert_eq!(get("on")["value"], "true");
-    assert_eq!(get("plain")["type"], "int32");
+    assert_eq!(get("plain")["type"], "bytes[4]");
     assert!(get("plain")["min"].is_null());
 
     for (target, value, want) in [
@@ -394,7 +420,7 @@ fn hcr_tweak_gives_types_and_ranges() {
         ("lib:ratio", "-4.5", "2.25 -> -4.5"),
         ("lib:level", "255", "200 -> 255"),
         ("lib:on", "false", "true -> false"),
-        ("lib:plain", "-70000", "7 -> -70000"),
+        ("lib:plain", "-70000", "0x07000000 -> 0x90eefeff"),
     ] {
         let s = p.hcr(&["set", &pid, target, value]);
         assert_eq!(text(&s).trim(), want, "{target}: {}", err(&s));
@@ -531,7 +557,7 @@ fn the_page_needs_its_token_and_shows_and_sets_globals() {
     let changed = d["changed"].as_array().unwrap();
     assert_eq!(changed.len(), 1, "only the changed global is sent: {d}");
     assert_eq!(changed[0]["name"], "plain");
-    assert_eq!(changed[0]["value"], "8");
+    assert_eq!(changed[0]["value"], "0x08000000");
     drop(sock);
     // Pages that went away free their streams (at most 16 at once): after
     // 17 pages opened and closed, another one still gets its stream.

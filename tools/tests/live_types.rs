@@ -309,17 +309,28 @@ fn every_dwarf_type_is_shown_and_set() {
 }
 
 #[test]
-fn without_debug_information_globals_are_typed_by_size() {
+fn without_debug_information_globals_are_size_and_bytes() {
     let t = tempfile::tempdir().unwrap();
     let p = start(t.path(), TYPES, "-g0");
     let table = p.table();
-    assert_eq!(row(&table, "i16").1, "int16");
-    assert_eq!(row(&table, "i16").2, "-1600");
+    // -1600 as two bytes, in memory order; a float is not shown as a
+    // made-up integer.
+    assert_eq!(row(&table, "i16").1, "bytes[2]");
+    assert_eq!(row(&table, "i16").2, "0xc0f9");
+    assert_eq!(row(&table, "fl").1, "bytes[4]");
     assert_eq!(row(&table, "pt").1, "bytes[48]");
     assert!(!table.iter().any(|r| r.0 == "pt.x"), "{table:#?}");
     let e = p.set("lib:pt.x", "1").unwrap_err();
     assert!(e.contains("build module lib with -g"), "{e}");
-    assert_eq!(p.set("lib:i16", "7").as_deref(), Ok("-1600 -> 7"));
+    assert_eq!(p.set("lib:i16", "7").as_deref(), Ok("0xc0f9 -> 0x0700"));
+    assert_eq!(
+        p.set("lib:i16", "0x0801").as_deref(),
+        Ok("0x0700 -> 0x0801")
+    );
+    let e = p.set("lib:i16", "70000").unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+    let e = p.set("lib:pt", "0x01").unwrap_err();
+    assert!(e.contains("96 hex digits"), "{e}");
 }
 
 /// `HCR_TWEAK` ranges are keyed by address: a global removed by a reload
@@ -361,7 +372,10 @@ void show(void) { printf("%p\n", (void *)&other); }
     let j = p.json();
     let other = j.iter().find(|g| g["name"] == "other").unwrap();
     assert_eq!(other["min"], serde_json::Value::Null, "{other}");
-    assert_eq!(p.set("lib:other", "1000").as_deref(), Ok("5 -> 1000"));
+    assert_eq!(
+        p.set("lib:other", "1000").as_deref(),
+        Ok("0x05000000 -> 0xe8030000")
+    );
 }
 
 /// The DWARF reader survives corrupt debug information: bytes of the

@@ -1032,3 +1032,69 @@ fn a_new_global_sharing_a_statement_with_old_ones_is_reported() {
     assert_eq!(p.send("tick"), ["3@[\"b\"]@[]"]);
     p.finish();
 }
+
+/// `import hotcodereloading` with hcr's folder given by `--path` on the
+/// command line alone still gets Nim's own inert module (Nim searches its
+/// library first): hcr-link says so, naming the module and the fix, rather
+/// than link a program whose reloads silently do nothing; with the `--path`
+/// in the project's `nim.cfg` the link is quiet.
+#[test]
+fn building_against_nims_inert_hotcodereloading_is_named_at_link() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(
+        d.join("main.nim"),
+        "import hotcodereloading\n\
+         if hasAnyModuleChanged(): performCodeReload()\n\
+         echo \"ran\"\n",
+    )
+    .unwrap();
+    let nim = |extra: &[String]| {
+        let out = Command::new("nim")
+            .current_dir(d)
+            .arg("c")
+            .args(extra)
+            .args([
+                "--hints:off",
+                "--noLinking:on",
+                "--nimcache:C",
+                "--passC:-fPIC -ffunction-sections -fdata-sections",
+                "main.nim",
+            ])
+            .output()
+            .expect("nim is installed (.ci/run installs Debian's nim)");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let link = || {
+        let mut objects: Vec<PathBuf> = std::fs::read_dir(d.join("C"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "o"))
+            .collect();
+        objects.sort();
+        let out = Command::new(hcr_link_bin())
+            .arg("-o")
+            .arg(d.join("app.hcr"))
+            .args(["--root", "@mmain.nim"])
+            .args(&objects)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let path = format!("--path:{}", repo().join("runtime/nim").display());
+    nim(std::slice::from_ref(&path));
+    let warn = link();
+    assert!(
+        warn.contains("hcr-link: warning: module ")
+            && warn
+                .contains("core@shotcodereloading.nim is Nim's standard-library hotcodereloading")
+            && warn.contains("nim.cfg"),
+        "{warn}"
+    );
+    std::fs::remove_dir_all(d.join("C")).unwrap();
+    nim_cfg(d);
+    nim(&[]);
+    let quiet = link();
+    assert!(!quiet.contains("hotcodereloading"), "{quiet}");
+}

@@ -155,7 +155,16 @@ fn runtime_in_process() {
     let d = t.path();
     let v1 = std::fs::read(build(d, "v1", V1)).unwrap();
     let v2 = std::fs::read(build(d, "v2", V2)).unwrap();
-    let undefined = std::fs::read(build(d, "undef", UNDEFINED)).unwrap();
+    // (hcr-link refuses it unless told a host defines the symbol.)
+    let undefined = {
+        let sub = d.join("undef");
+        std::fs::create_dir_all(&sub).unwrap();
+        let o = support::module(&sub, "lib", UNDEFINED, "-O2");
+        let img = d.join("undef.hcr");
+        let out = support::link_with(&img, &["--allow-undefined"], &[o]);
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read(img).unwrap()
+    };
     let big = std::fs::read(build(d, "big", BIG)).unwrap();
     let far = out_of_reach(
         &std::fs::read(build(d, "far", FAR)).unwrap(),

@@ -177,14 +177,16 @@ pub(crate) fn encode_header(h: &Header) -> Vec<u8> {
 }
 
 pub(crate) fn decode_header(section: &[u8]) -> Result<Header, ImageError> {
-    let head = section
-        .get(..HEADER_SIZE)
-        .ok_or(ImageError::Truncated("manifest header"))?;
-    if head[..8] != MAGIC {
+    // (A plain object file's first section is short too: its missing
+    // magic says more than its length.)
+    if section.get(..8).is_none_or(|m| m != MAGIC) {
         return Err(ImageError::NotAnImage(
             "section 1 is not an hcr manifest (no HCRIMAGE magic); was this file written by hcr-link?",
         ));
     }
+    let head = section
+        .get(..HEADER_SIZE)
+        .ok_or(ImageError::Truncated("manifest header"))?;
     let mut d = Dec {
         buf: &head[8..],
         pos: 0,

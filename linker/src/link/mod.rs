@@ -83,12 +83,22 @@ pub(crate) fn link(
     if let Some(w) = root_without_main(&mods, root) {
         warnings.push(w);
     }
+    warnings.extend(
+        (mods.iter().zip(&reachable))
+            .filter(|(m, &r)| r && crate::nim::is_stdlib_hcr_module(&m.obj.name))
+            .map(|(m, _)| crate::nim::stdlib_hcr_warning(&m.obj.name)),
+    );
     let mut memo = prev.as_mut().map(Previous::take_memo).unwrap_or_default();
-    // Host symbols that no library defines: warned about (all at once), not
-    // refused, since a host program embedding the runtime may define them.
-    warnings.extend(unresolved_host_warnings(
-        &mods, &reachable, &hosts, &mut memo, libs,
-    ));
+    // Host symbols that no module, library or the runtime defines: every
+    // one named, with the module that wants it, all at once; refused, or
+    // warned about for a host program that defines them itself.
+    for (mi, names) in unresolved_hosts(&mods, &reachable, &hosts, &mut memo, libs) {
+        let m = &mods[mi].obj;
+        match config.allow_undefined {
+            true => warnings.push(undefined_warning(&m.name, &names)),
+            false => diags.push(undefined_error(m, &names)),
+        }
+    }
     let mut plan = prev.map(|p| Plan::new(p, &mods));
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
@@ -139,10 +149,10 @@ pub(crate) fn link(
         kept,
     };
     let written =
-        crate::write::write_image(image, sink, timer, config.skip_free).map_err(|source| {
+        crate::write::write_image(image, sink, timer, config.skip_free).map_err(|cause| {
             LinkError::Write {
                 path: "image".into(),
-                source,
+                cause,
             }
         })?;
     let (size, manifest) = (written.size, written.manifest);

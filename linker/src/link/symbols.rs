@@ -554,15 +554,15 @@ impl LibraryMemo {
     }
 }
 
-/// One warning per module naming every host symbol it wants that no
-/// library defines (the default libraries and `-l` ones), nor the runtime.
-pub(crate) fn unresolved_host_warnings(
-    mods: &[Mod<'_>],
+/// Every reachable module that wants host symbols no library defines (the
+/// default libraries and `-l` ones), nor the runtime, with those symbols.
+pub(crate) fn unresolved_hosts<'d>(
+    mods: &[Mod<'d>],
     reachable: &[bool],
-    hosts: &[Host<'_>],
+    hosts: &[Host<'d>],
     memo: &mut LibraryMemo,
     libs: &[SharedLib],
-) -> Vec<String> {
+) -> Vec<(usize, Vec<&'d str>)> {
     let wanted = |h: &Host<'_>| !h.weak && !crate::libs::runtime_provides(h.name);
     if !hosts.iter().any(wanted) {
         return Vec::new();
@@ -606,18 +606,47 @@ pub(crate) fn unresolved_host_warnings(
             .map(|&h| hosts[h as usize].name)
             .collect();
         if !names.is_empty() {
-            out.push(format!(
-                "module {}: undefined symbol{} {}: no module, library or the hcr runtime defines {} (add the library with -l NAME, or link the module that defines {}; a host program of your own may still provide {})",
-                m.obj.name,
-                if names.len() == 1 { "" } else { "s" },
-                names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
-                if names.len() == 1 { "it" } else { "them" },
-                if names.len() == 1 { "it" } else { "them" },
-                if names.len() == 1 { "it" } else { "them" },
-            ));
+            out.push((mi, names));
         }
     }
     out
+}
+
+/// "undefined symbols 'a', 'b': no module, library or the hcr runtime
+/// defines them".
+fn undefined_symbols(names: &[&str]) -> String {
+    let (s, them) = match names.len() {
+        1 => ("", "it"),
+        _ => ("s", "them"),
+    };
+    let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    format!(
+        "undefined symbol{s} {}: no module, library or the hcr runtime defines {them}",
+        list.join(", ")
+    )
+}
+
+/// The warning for module `module`'s undefined `names` (`--allow-undefined`).
+pub(crate) fn undefined_warning(module: &str, names: &[&str]) -> String {
+    let them = if names.len() == 1 { "it" } else { "them" };
+    format!(
+        "module {module}: {} (add the library with -l NAME, or link the module that defines {them}; the host program must provide {them}, or the image is refused at load)",
+        undefined_symbols(names)
+    )
+}
+
+/// The error for module `m`'s undefined `names`.
+pub(crate) fn undefined_error(m: &ObjFile<'_>, names: &[&str]) -> Diagnostic {
+    let them = if names.len() == 1 { "it" } else { "them" };
+    Diagnostic {
+        file: m.path.clone(),
+        module: m.name.clone(),
+        symbol: None,
+        message: undefined_symbols(names),
+        help: format!(
+            "add the library with -l NAME (-L DIR), or link the module that defines {them}; a host program of your own that embeds the runtime and defines {them}: link with --allow-undefined"
+        ),
+    }
 }
 
 /// True when `name` is a section name the compiler picks for data

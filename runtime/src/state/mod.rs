@@ -469,6 +469,9 @@ pub struct Options {
     /// program's `hcr_perform_code_reload()` only commits it. Default: on,
     /// unless `HCR_PREPARE_AHEAD=0` is in the environment.
     pub prepare_ahead: bool,
+    /// Refuse the image ([`Error::NoMain`]) when its root module defines no
+    /// `main`, before any module code runs (`hcr run`). Default: off.
+    pub require_main: bool,
 }
 
 impl Default for Options {
@@ -480,6 +483,7 @@ impl Default for Options {
             keep_retired_images: env("HCR_KEEP_RETIRED_IMAGES"),
             perf_map: env("HCR_PERF_MAP"),
             prepare_ahead: std::env::var_os("HCR_PREPARE_AHEAD").is_none_or(|v| v != "0"),
+            require_main: false,
         }
     }
 }

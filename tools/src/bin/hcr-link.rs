@@ -37,6 +37,12 @@ struct Cli {
     /// Search DIR for `-l` libraries before the system directories.
     #[arg(short = 'L', value_name = "DIR")]
     library_dirs: Vec<PathBuf>,
+    /// Link although some symbols are defined by no module, library or the
+    /// hcr runtime (each is still named, as a warning): for a host program
+    /// that embeds the runtime and defines them itself. `hcr run` refuses
+    /// such an image.
+    #[arg(long)]
+    allow_undefined: bool,
     /// Relink incrementally: a background hcr-link keeps this output's link
     /// (started by the first such run; it exits after 10 minutes without a
     /// link), and each later run takes over what did not change. The image
@@ -91,6 +97,7 @@ fn link_args(cli: Cli, skip_free: bool) -> hcr_tools::link::LinkArgs {
         skip_free,
         libraries: cli.libraries,
         library_dirs: cli.library_dirs,
+        allow_undefined: cli.allow_undefined,
     }
 }
 

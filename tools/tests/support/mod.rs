@@ -94,9 +94,15 @@ pub fn module(dir: &Path, name: &str, code: &str, opt: &str) -> PathBuf {
 
 /// Runs `hcr-link -o out inputs...`.
 pub fn link(out: &Path, inputs: &[PathBuf]) -> Output {
+    link_with(out, &[], inputs)
+}
+
+/// Runs `hcr-link -o out ARGS inputs`.
+pub fn link_with(out: &Path, args: &[&str], inputs: &[PathBuf]) -> Output {
     Command::new(hcr_link_bin())
         .arg("-o")
         .arg(out)
+        .args(args)
         .args(inputs)
         .output()
         .expect("run hcr-link")

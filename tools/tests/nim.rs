@@ -35,6 +35,11 @@ fn nim_cfg(dir: &Path) {
 /// variables; `--mm:refc+threads` adds `--threads:on --tlsEmulation:on`;
 /// `--mm:refc+release` adds `-d:release`: no stack traces, no line markers).
 fn nim_build(dir: &Path, mm: &str) {
+    nim_build_with(dir, mm, &[]);
+}
+
+/// `nim_build` with `extra` arguments for nim.
+fn nim_build_with(dir: &Path, mm: &str, extra: &[String]) {
     let (mm, threads) = match mm.split_once('+') {
         Some((mm, "tls")) => (mm, &["--threads:on"][..]),
         Some((mm, "release")) => (mm, &["-d:release"][..]),
@@ -46,6 +51,7 @@ fn nim_build(dir: &Path, mm: &str) {
         .arg("c")
         .arg(format!("--mm:{mm}"))
         .args(threads)
+        .args(extra)
         .args([
             "--hints:off",
             "--noLinking:on",
@@ -69,6 +75,11 @@ fn nim_link(dir: &Path) -> PathBuf {
 
 /// `nim_link` with environment variables for hcr-link.
 fn nim_link_env(dir: &Path, env: &[(&str, &str)]) -> PathBuf {
+    nim_link_said(dir, env).0
+}
+
+/// `nim_link_env`, with what hcr-link said on stderr.
+fn nim_link_said(dir: &Path, env: &[(&str, &str)]) -> (PathBuf, String) {
     let mut objects: Vec<PathBuf> = std::fs::read_dir(dir.join("C"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -89,7 +100,7 @@ fn nim_link_env(dir: &Path, env: &[(&str, &str)]) -> PathBuf {
         "hcr-link failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    image
+    (image, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A Nim program under `hcr run`, driven line by line through its stdin.
@@ -1049,42 +1060,9 @@ fn building_against_nims_inert_hotcodereloading_is_named_at_link() {
          echo \"ran\"\n",
     )
     .unwrap();
-    let nim = |extra: &[String]| {
-        let out = Command::new("nim")
-            .current_dir(d)
-            .arg("c")
-            .args(extra)
-            .args([
-                "--hints:off",
-                "--noLinking:on",
-                "--nimcache:C",
-                "--passC:-fPIC -ffunction-sections -fdata-sections",
-                "main.nim",
-            ])
-            .output()
-            .expect("nim is installed (.ci/run installs Debian's nim)");
-        assert!(out.status.success(), "{out:?}");
-    };
-    let link = || {
-        let mut objects: Vec<PathBuf> = std::fs::read_dir(d.join("C"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "o"))
-            .collect();
-        objects.sort();
-        let out = Command::new(hcr_link_bin())
-            .arg("-o")
-            .arg(d.join("app.hcr"))
-            .args(["--root", "@mmain.nim"])
-            .args(&objects)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     let path = format!("--path:{}", repo().join("runtime/nim").display());
-    nim(std::slice::from_ref(&path));
-    let warn = link();
+    nim_build_with(d, "refc", std::slice::from_ref(&path));
+    let warn = nim_link_said(d, &[]).1;
     assert!(
         warn.contains("hcr-link: warning: module ")
             && warn
@@ -1094,7 +1072,7 @@ fn building_against_nims_inert_hotcodereloading_is_named_at_link() {
     );
     std::fs::remove_dir_all(d.join("C")).unwrap();
     nim_cfg(d);
-    nim(&[]);
-    let quiet = link();
+    nim_build(d, "refc");
+    let quiet = nim_link_said(d, &[]).1;
     assert!(!quiet.contains("hotcodereloading"), "{quiet}");
 }

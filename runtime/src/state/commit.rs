@@ -282,9 +282,8 @@ impl State {
                     continue;
                 }
                 let code = vbase.wrapping_add(u64::from(md.seg.start + f.offset));
-                let e = &mut self.functions[t as usize];
-                trampoline::store_slot(e.tramp.slot, jump_target(f, code));
-                e.removed_stub = None;
+                trampoline::store_slot(self.functions.tramp(t).slot, jump_target(f, code));
+                self.functions.set_removed_stub(t, None);
                 self.retargeted[t as usize] = true;
                 live.push(t);
                 work.slots_retargeted += 1;
@@ -303,7 +302,7 @@ impl State {
                     let t = c.fn_tid[fi];
                     if t != NONE
                         && !self.retargeted[t as usize]
-                        && self.functions[t as usize].removed_stub.is_none()
+                        && self.functions.removed_stub(t).is_none()
                     {
                         gone.push(t);
                     }
@@ -560,10 +559,9 @@ impl State {
             if !f.global || t == NONE || !seen.insert(m.str(f.name)) {
                 continue;
             }
-            let e = &self.functions[t as usize];
             out.push(hcr_loader::exports::Export {
                 name: m.str(f.name).to_string(),
-                addr: e.tramp.code,
+                addr: self.functions.tramp(t).code,
                 size: u64::from(f.size),
                 func: true,
             });

@@ -36,15 +36,15 @@ impl State {
                 );
             }
         }
-        for (t, e) in self.functions.iter() {
+        for t in self.functions.indices() {
             let (module, name) = (self.functions.module(t), self.functions.name(t));
             line(
                 &mut out,
-                e.tramp.code,
+                self.functions.tramp(t).code,
                 trampoline::TRAMPOLINE_SIZE as u64,
                 format_args!("{module}:{name} [hcr trampoline]"),
             );
-            if let Some(a) = e.removed_stub {
+            if let Some(a) = self.functions.removed_stub(t) {
                 line(
                     &mut out,
                     a,

@@ -574,7 +574,7 @@ impl State {
             tables.functions[fi] = match t {
                 NONE => 0,
                 t if t & PENDING != 0 => batch.map_or(0, |b| b.get((t & !PENDING) as usize).code),
-                t => self.functions[t as usize].tramp.code,
+                t => self.functions.tramp(t).code,
             };
         }
         ref_objs

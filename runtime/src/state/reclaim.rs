@@ -167,13 +167,12 @@ impl State {
             if t == NONE || t as usize >= self.functions.len() {
                 continue;
             }
-            let e = &mut self.functions[t as usize];
             let code = prev_image.func_addr(fi);
             trampoline::store_slot(
-                e.tramp.slot,
+                self.functions.tramp(t).slot,
                 jump_target(&prev_image.manifest.functions[fi], code),
             );
-            e.removed_stub = None;
+            self.functions.set_removed_stub(t, None);
             live[t as usize] = true;
         }
         let gone: Vec<u32> = crashed_image

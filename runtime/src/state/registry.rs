@@ -148,9 +148,8 @@ impl State {
         match trampoline::make_removed_stubs(&mut self.window, &names) {
             Ok((chunk, addrs)) => {
                 for (&t, a) in gone.iter().zip(addrs) {
-                    let e = &mut self.functions[t as usize];
-                    trampoline::store_slot(e.tramp.slot, a);
-                    e.removed_stub = Some(a);
+                    trampoline::store_slot(self.functions.tramp(t).slot, a);
+                    self.functions.set_removed_stub(t, Some(a));
                 }
                 self.stubs.push(chunk);
             }
@@ -159,8 +158,11 @@ impl State {
     }
 
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
-        let e = &self.functions[self.functions.lookup(module, name)? as usize];
-        e.removed_stub.is_none().then_some(e.tramp.code)
+        let t = self.functions.lookup(module, name)?;
+        self.functions
+            .removed_stub(t)
+            .is_none()
+            .then(|| self.functions.tramp(t).code)
     }
 
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {

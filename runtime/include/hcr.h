@@ -34,7 +34,10 @@ bool hcr_has_module_changed(const char *module);
  * code keeps running and nothing was lost; hcr_last_error() says why. */
 int hcr_perform_code_reload(void);
 
-/* The message of the last failed call on this thread ("" when none). */
+/* Why the last hcr_init, hcr_run_main, hcr_perform_code_reload or hcr_guard
+ * on this thread failed ("" when it succeeded, or none ran).  Queries
+ * (hcr_has_*_changed, hcr_get_*, handler registration) set it only when
+ * they fail themselves, and otherwise leave it as it was. */
 const char *hcr_last_error(void);
 
 /* Number of completed reloads that returned >= 1 (inside the handlers of a
@@ -51,12 +54,26 @@ unsigned hcr_generation(void);
  * and the crash are abandoned (no cleanup runs in them). */
 int hcr_guard(void (*fn)(void *), void *arg);
 
-/* ---- handlers, owned by the module whose function is registered ---- */
+/* ---- handlers, owned by the module whose code registers them ---- */
+/* A reload that changes or removes the owner deletes its handlers (its new
+ * code registers them again).  The macros below pass an address in the
+ * calling module, so the owner is exact even when the compiler turns the
+ * call into a tail call.  Called as plain functions (through a pointer, or
+ * from Nim), the owner is the module the call returns to, else the module
+ * whose constructor or HCR_ON_RELOAD block is running, else (host code) the
+ * module defining FN. */
 
 /* Runs before every reload, over the OLD import tree, in top-level order. */
 void hcr_on_before_reload(void (*fn)(void));
 /* Runs after every reload, over the NEW import tree, in top-level order. */
 void hcr_on_after_reload(void (*fn)(void));
+
+void hcr__on_before_reload_in(void (*fn)(void), void (*in_module)(void));
+void hcr__on_after_reload_in(void (*fn)(void), void (*in_module)(void));
+static void hcr__this_module(void) __attribute__((unused));
+static void hcr__this_module(void) {}
+#define hcr_on_before_reload(fn) hcr__on_before_reload_in((fn), hcr__this_module)
+#define hcr_on_after_reload(fn) hcr__on_after_reload_in((fn), hcr__this_module)
 
 /* HCR_ON_RELOAD(name) { ... } defines a block that runs at every load of its
  * module, the first one included, after the module's top-level code.

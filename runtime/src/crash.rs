@@ -22,12 +22,13 @@
 //! lock-free. A stale return address left in a dead part of a frame can
 //! show up as an extra frame.
 //!
-//! A crash outside module code (the host, the runtime, a library) is not
-//! reported: the signal goes on to the previous handler or the default
-//! action as if hcr were not there. SIGABRT is reported when a module
-//! frame is on the stack (`abort()` runs in libc).
+//! A crash outside module code (the host, the runtime, a library) is
+//! reported when module code called it (a module frame is on the stack:
+//! `abort()` from an `assert`, `strlen(NULL)`), named after the innermost
+//! module frame; otherwise it is not reported and the signal goes on to the
+//! previous handler or the default action as if hcr were not there.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
 /// The signals handled.
 const SIGNALS: [libc::c_int; 5] = [
@@ -72,9 +73,9 @@ pub struct Table {
     /// `(offset in the area, size, name start, name length, module)`
     /// sorted by offset; `module` indexes `modules`.
     funcs: Vec<(u32, u32, u32, u32, u32)>,
-    /// `(offset in the area, end, image area offset)` of each segment
-    /// here, sorted: turns an address into the offset the line table uses.
-    segs: Vec<(u32, u32, u32)>,
+    /// Each segment here, sorted by offset: turns an address into the
+    /// offset the line table uses and the generation its code belongs to.
+    segs: Vec<Seg>,
     /// `(name start, name length)` of each module here.
     modules: Vec<(u32, u32)>,
     /// Module and function names (a module's once).
@@ -82,6 +83,20 @@ pub struct Table {
     /// The line table, when the image has one.
     lines: Option<LineSource>,
 }
+
+/// One module's segment in an area.
+struct Seg {
+    /// `[lo, hi)`: its offsets in the area.
+    lo: u32,
+    hi: u32,
+    /// Its offset in the image's load area (what the line table holds).
+    at: u32,
+    /// The last generation whose image ran this segment, once a reload
+    /// replaced or removed its module; `LIVE` before.
+    retired: AtomicU32,
+}
+
+const LIVE: u32 = u32::MAX;
 
 impl Table {
     /// Builds the table of an area `[base, base + len)` holding the segments
@@ -116,7 +131,12 @@ impl Table {
             let md = &manifest.modules[mi];
             let vbase = place.vbase[mi];
             let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;
-            segs.push((local(md.seg.start), local(md.seg.end), md.seg.start));
+            segs.push(Seg {
+                lo: local(md.seg.start),
+                hi: local(md.seg.end),
+                at: md.seg.start,
+                retired: AtomicU32::new(LIVE),
+            });
             let module = modules.len() as u32;
             let name = manifest.str(md.name).as_bytes();
             modules.push((names.len() as u32, name.len() as u32));
@@ -134,7 +154,7 @@ impl Table {
             }
         }
         funcs.sort_unstable_by_key(|f| f.0);
-        segs.sort_unstable_by_key(|s| s.0);
+        segs.sort_unstable_by_key(|s| s.lo);
         Table {
             generation: std::sync::atomic::AtomicU32::new(generation),
             base,
@@ -151,17 +171,29 @@ impl Table {
         pc >= self.text.0 && pc < self.text.1
     }
 
-    /// The generation this area's code belongs to.
-    pub fn generation(&self) -> u32 {
-        self.generation.load(Ordering::Relaxed)
+    /// The segment holding `pc`.
+    fn seg(&self, pc: u64) -> Option<&Seg> {
+        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
+        let i = self.segs.partition_point(|s| s.lo <= off).checked_sub(1)?;
+        let s = &self.segs[i];
+        (off < s.hi).then_some(s)
+    }
+
+    /// The newest generation whose image runs the code at `pc`: the
+    /// area's, unless a reload replaced or removed that code's module
+    /// (old code still running in a frame that began before the reload).
+    pub fn generation_at(&self, pc: u64) -> u32 {
+        match self.seg(pc).map(|s| s.retired.load(Ordering::Relaxed)) {
+            Some(g) if g != LIVE => g,
+            _ => self.generation.load(Ordering::Relaxed),
+        }
     }
 
     /// The image area offset of `pc` (what the line table holds).
     fn image_offset(&self, pc: u64) -> Option<u64> {
-        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
-        let i = self.segs.partition_point(|s| s.0 <= off).checked_sub(1)?;
-        let (lo, hi, at) = self.segs[i];
-        (off < hi).then(|| u64::from(off - lo) + u64::from(at))
+        let s = self.seg(pc)?;
+        let off = (pc - self.base) as u32;
+        Some(u64::from(off - s.lo) + u64::from(s.at))
     }
 
     /// The module and the name of the function holding `pc`. Code outside every function
@@ -194,6 +226,25 @@ pub fn set_generation(bases: &[u64], generation: u32) {
             if bases.binary_search(&t.base).is_ok() {
                 t.generation.store(generation, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// Marks the segments starting at `starts` as no longer run by the live
+/// image from now on: their modules were replaced or removed by the reload
+/// to `generation`; `live` (false: a rollback brought them back) undoes
+/// it.
+pub fn retire_segments(starts: &[u64], generation: u32, live: bool) {
+    for &start in starts {
+        let Some(t) = table_of(start) else {
+            continue;
+        };
+        if let Some(seg) = t.seg(start) {
+            let v = match live {
+                true => LIVE,
+                false => generation.saturating_sub(1),
+            };
+            seg.retired.store(v, Ordering::Relaxed);
         }
     }
 }
@@ -249,7 +300,13 @@ fn table_of(pc: u64) -> Option<&'static Table> {
 /// The generation of the image whose code holds `pc` (outside a signal
 /// handler: for the crash guard).
 pub fn generation_of(pc: u64) -> Option<u32> {
-    table_of(pc).map(Table::generation)
+    table_of(pc).map(|t| t.generation_at(pc))
+}
+
+/// The module whose code holds `pc` (outside a signal handler).
+pub fn module_at(pc: u64) -> Option<String> {
+    let (module, _) = table_of(pc)?.function(pc)?;
+    Some(String::from_utf8_lossy(module).into_owned())
 }
 
 /// `SIGNAL in MODULE:FUNCTION (FILE:LINE), image generation N` for a
@@ -259,7 +316,7 @@ pub fn describe(sig: libc::c_int, pc: u64) -> String {
     out.put(signal_name(sig));
     out.put(b" in ");
     if let Some(t) = table_of(pc) {
-        put_frame(&mut out, t, pc, pc);
+        put_frame(&mut out, t, pc);
     } else {
         out.put(b"module code");
     }
@@ -432,8 +489,12 @@ fn after_call(ra: u64) -> bool {
 }
 
 /// Writes one frame: `MODULE:FUNCTION (FILE:LINE), image generation N`.
-fn put_frame(out: &mut Buf, t: &Table, pc: u64, lookup: u64) {
-    let (module, function) = t.function(pc).unwrap_or((b"?", b"?"));
+/// `lookup` is the address the frame is named after: the faulting pc
+/// itself, or a return address less one (a call that never returns, such
+/// as one to `abort`, can be a function's last instruction: its return
+/// address is then the next function's first byte).
+fn put_frame(out: &mut Buf, t: &Table, lookup: u64) {
+    let (module, function) = t.function(lookup).unwrap_or((b"?", b"?"));
     out.put(module);
     out.put(b":");
     out.put(function);
@@ -450,7 +511,7 @@ fn put_frame(out: &mut Buf, t: &Table, pc: u64, lookup: u64) {
         out.put(b")");
     }
     out.put(b", image generation ");
-    out.num(u64::from(t.generation()));
+    out.num(u64::from(t.generation_at(lookup)));
 }
 
 /// The signal handler.
@@ -500,8 +561,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
     }
 }
 
-/// Prints the report when the crash is in module code (or, for SIGABRT,
-/// below a module frame). Returns the module pc it named.
+/// Prints the report when the crash is in module code, or below a module
+/// frame (`abort` from an `assert`, `strlen(NULL)`: a C library function
+/// module code called): then it is named after the innermost module frame.
+/// Returns the module pc it named.
 fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     // Frames: the faulting pc when it is in a module, then return
     // addresses into modules found on the stack.
@@ -510,8 +573,6 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     if table_of(pc).is_some() {
         frames[0] = (pc, pc);
         n = 1;
-    } else if sig != libc::SIGABRT {
-        return None;
     }
     let mut chunk = [0u64; 512];
     let mut at = sp & !7;
@@ -531,7 +592,10 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
         }
         let words = (len / 8).max(1);
         for &w in &chunk[..words] {
-            if table_of(w).is_some() && after_call(w) && frames[..n].last().map(|f| f.0) != Some(w)
+            if w > 0
+                && table_of(w - 1).is_some()
+                && after_call(w)
+                && frames[..n].last().map(|f| f.0) != Some(w)
             {
                 frames[n] = (w, w - 1);
                 n += 1;
@@ -549,20 +613,20 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     out.put(b"hcr: crash: ");
     out.put(signal_name(sig));
     out.put(b" in ");
-    let t0 = table_of(frames[0].0)?;
-    put_frame(&mut out, t0, frames[0].0, frames[0].1);
+    let t0 = table_of(frames[0].1)?;
+    put_frame(&mut out, t0, frames[0].1);
     out.put(b"\n");
     out.write();
-    for &(f, lookup) in &frames[..n] {
+    for &(_, lookup) in &frames[..n] {
         let mut line = Buf::new();
-        if let Some(t) = table_of(f) {
+        if let Some(t) = table_of(lookup) {
             line.put(b"hcr:     at ");
-            put_frame(&mut line, t, f, lookup);
+            put_frame(&mut line, t, lookup);
             line.put(b"\n");
             line.write();
         }
     }
-    Some(frames[0].0)
+    Some(frames[0].1)
 }
 
 /// DWARF line tables (versions 2 to 5), read with `pread` into a static

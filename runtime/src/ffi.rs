@@ -6,7 +6,7 @@
 //! always called with the state lock released, so it may call back into the
 //! API.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io::Write as _;
@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::state::{Options, State};
+use crate::state::{Caller, Options, State};
 use crate::Error;
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -226,10 +226,30 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     Ok(count)
 }
 
+/// Runs a call that can fail (init, reload, run): its success clears
+/// `hcr_last_error`, its failure sets it.
 fn guard<R>(fallback: R, f: impl FnOnce() -> Result<R, Error>) -> R {
+    let v = query(fallback, f);
+    if !LAST_FAILED.with(Cell::get) {
+        set_error("");
+    }
+    v
+}
+
+thread_local! {
+    /// Whether the call `query` ran last on this thread failed.
+    static LAST_FAILED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a query (change checks, look-ups, handler registration): a
+/// failure sets `hcr_last_error`, a success leaves it as it was, so that
+/// `printf("%s %d", hcr_last_error(), hcr_has_any_module_changed())`
+/// still shows why the last reload failed.
+fn query<R>(fallback: R, f: impl FnOnce() -> Result<R, Error>) -> R {
+    LAST_FAILED.with(|c| c.set(true));
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => {
-            set_error("");
+            LAST_FAILED.with(|c| c.set(false));
             v
         }
         Ok(Err(e)) => {
@@ -257,7 +277,7 @@ fn cstr<'a>(p: *const c_char) -> Result<&'a str, Error> {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_has_any_module_changed() -> bool {
-    guard(false, any_module_changed)
+    query(false, any_module_changed)
 }
 
 /// Whether the image on disk holds changed modules: one non-blocking read while
@@ -325,7 +345,7 @@ pub(crate) fn any_module_changed() -> Result<bool, Error> {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_has_module_changed(module: *const c_char) -> bool {
-    guard(false, || {
+    query(false, || {
         let m = cstr(module)?;
         with_state(|st| {
             if let Some(t) = &st.in_reload {
@@ -359,24 +379,58 @@ pub extern "C" fn hcr_generation() -> u32 {
     g.as_ref().map_or(0, |s| s.generation)
 }
 
-/// See `hcr.h`.
+/// See `hcr.h`. A handler is owned by the module whose code registers it,
+/// so this entry point hands its caller's return address (the word at the
+/// stack pointer on entry) to the registration as a second argument.
 #[no_mangle]
+#[unsafe(naked)]
 pub extern "C" fn hcr_on_before_reload(f: Option<extern "C" fn()>) {
-    add_handler(f, true);
+    std::arch::naked_asm!("mov rsi, [rsp]", "jmp {}", sym on_before_reload_from)
 }
 
-/// See `hcr.h`.
+/// See `hcr.h` and [`hcr_on_before_reload`].
 #[no_mangle]
+#[unsafe(naked)]
 pub extern "C" fn hcr_on_after_reload(f: Option<extern "C" fn()>) {
-    add_handler(f, false);
+    std::arch::naked_asm!("mov rsi, [rsp]", "jmp {}", sym on_after_reload_from)
 }
 
-/// Registers a before (`before`) or after handler; a null one is ignored.
-fn add_handler(f: Option<extern "C" fn()>, before: bool) {
+extern "C" fn on_before_reload_from(f: Option<extern "C" fn()>, caller: usize) {
+    add_handler(f, true, Caller::Returns(caller as u64));
+}
+
+extern "C" fn on_after_reload_from(f: Option<extern "C" fn()>, caller: usize) {
+    add_handler(f, false, Caller::Returns(caller as u64));
+}
+
+/// See `hcr.h`: what its `hcr_on_before_reload` macro calls, with a
+/// function of the calling module.
+#[no_mangle]
+pub extern "C" fn hcr__on_before_reload_in(
+    f: Option<extern "C" fn()>,
+    in_module: Option<extern "C" fn()>,
+) {
+    let at = in_module.map_or(0, |g| g as usize as u64);
+    add_handler(f, true, Caller::In(at));
+}
+
+/// See `hcr.h`: what its `hcr_on_after_reload` macro calls.
+#[no_mangle]
+pub extern "C" fn hcr__on_after_reload_in(
+    f: Option<extern "C" fn()>,
+    in_module: Option<extern "C" fn()>,
+) {
+    let at = in_module.map_or(0, |g| g as usize as u64);
+    add_handler(f, false, Caller::In(at));
+}
+
+/// Registers a before (`before`) or after handler for `caller`; a null
+/// one is ignored.
+fn add_handler(f: Option<extern "C" fn()>, before: bool, caller: Caller) {
     if let Some(f) = f {
-        guard((), || {
+        query((), || {
             with_state(|st| {
-                st.add_handler(f as usize as u64, before);
+                st.add_handler(f as usize as u64, before, caller);
                 Ok(())
             })
         });
@@ -386,7 +440,7 @@ fn add_handler(f: Option<extern "C" fn()>, before: bool) {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_get_proc(module: *const c_char, name: *const c_char) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+    query(std::ptr::null_mut(), || {
         let (m, n) = (cstr(module)?, cstr(name)?);
         with_state(|st| {
             Ok(st
@@ -399,7 +453,7 @@ pub extern "C" fn hcr_get_proc(module: *const c_char, name: *const c_char) -> *m
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_get_global(module: *const c_char, name: *const c_char) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+    query(std::ptr::null_mut(), || {
         let (m, n) = (cstr(module)?, cstr(name)?);
         with_state(|st| {
             Ok(st
@@ -575,6 +629,8 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "hcr_generation" => hcr_generation as *const () as usize,
         "hcr_on_before_reload" => hcr_on_before_reload as *const () as usize,
         "hcr_on_after_reload" => hcr_on_after_reload as *const () as usize,
+        "hcr__on_before_reload_in" => hcr__on_before_reload_in as *const () as usize,
+        "hcr__on_after_reload_in" => hcr__on_after_reload_in as *const () as usize,
         "hcr_get_proc" => hcr_get_proc as *const () as usize,
         "hcr_get_global" => hcr_get_global as *const () as usize,
         "hcr_init" => hcr_init as *const () as usize,

@@ -443,6 +443,64 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     out
 }
 
+/// Builds the in-memory object describing a batch of trampolines: a
+/// `.plt` section over their code (`code`, `size` bytes) with a symbol
+/// `NAME@plt` per trampoline, `names[i]` at `i * stride`. The section name
+/// is what a debugger's `step` looks for: a call into a module function
+/// enters its trampoline first, and gdb steps through code in a `.plt`
+/// section as through a shared library's PLT stub instead of stepping over
+/// a function it has no line information for.
+pub fn build_trampolines_object(code: u64, size: u64, stride: u64, names: &[String]) -> Vec<u8> {
+    let mut shstr = StrTab::new();
+    let mut strtab = StrTab::new();
+    let mut symtab = vec![0u8; 24];
+    for (i, n) in names.iter().enumerate() {
+        let name = strtab.add(&format!("{n}@plt"));
+        put_sym(&mut symtab, name, 2, 1, i as u64 * stride, stride);
+    }
+    let secs = vec![
+        Shdr {
+            name: shstr.add(".plt"),
+            sh_type: SHT_NOBITS,
+            flags: SHF_ALLOC | SHF_EXECINSTR,
+            addr: code,
+            size,
+            link: 0,
+            info: 0,
+            align: 16,
+            entsize: 0,
+            data: Vec::new(),
+        },
+        Shdr {
+            link: 3,
+            info: (symtab.len() / 24) as u32,
+            entsize: 24,
+            ..Shdr::unloaded(shstr.add(".symtab"), SHT_SYMTAB, 8, symtab)
+        },
+        Shdr::unloaded(shstr.add(".strtab"), SHT_STRTAB, 1, strtab.0),
+        Shdr::unloaded(shstr.add(".shstrtab"), SHT_STRTAB, 1, Vec::new()),
+    ];
+    let mut secs = secs;
+    secs[3].data = shstr.0;
+    secs[3].size = secs[3].data.len() as u64;
+    let mut offsets = Vec::with_capacity(secs.len());
+    let mut at = 64u64;
+    for sec in &secs {
+        at = at.next_multiple_of(8);
+        offsets.push(at);
+        if sec.sh_type != SHT_NOBITS {
+            at += sec.size;
+        }
+    }
+    let shoff = at.next_multiple_of(8);
+    let mut out = vec![0u8; shoff as usize + 64 * (secs.len() + 1)];
+    for (sec, &off) in secs.iter().zip(&offsets) {
+        out[off as usize..off as usize + sec.data.len()].copy_from_slice(&sec.data);
+    }
+    write_headers(&mut out, &secs, &offsets, shoff);
+    out
+}
+
 /// The symbol table (locals, then globals) and its string table, and the
 /// index of the first global: the reachable functions at their area
 /// offsets (static ones local), the persistent globals at their persistent
@@ -551,13 +609,23 @@ fn read_and_relocate(d: &ImageDesc<'_>, dbg: &DebugSections, out: &mut [u8], off
     }
 }
 
-/// The registrations of the images still mapped, by area base.
+/// The registrations of the images still mapped, by area base, and of
+/// the trampoline batches (which live as long as the process).
 #[derive(Default)]
 pub struct Registry {
     live: Vec<(usize, Registration)>,
+    batches: Vec<Registration>,
 }
 
 impl Registry {
+    /// Trampoline batches registered so far.
+    pub fn batches(&self) -> usize {
+        self.batches.len()
+    }
+    /// Registers the object describing the next trampoline batch.
+    pub fn add_batch(&mut self, object: Vec<u8>) {
+        self.batches.push(Registration::new(object));
+    }
     /// Registers the object describing the image at `base`.
     pub fn add(&mut self, base: usize, object: Vec<u8>) {
         self.live.push((base, Registration::new(object)));
@@ -569,6 +637,7 @@ impl Registry {
     /// Unregisters everything.
     pub fn clear(&mut self) {
         self.live.clear();
+        self.batches.clear();
     }
     /// Number of registered objects.
     pub fn len(&self) -> usize {

@@ -1,6 +1,6 @@
-//! A C host program links the runtime as a static library and uses the host
-//! part of hcr.h (hcr_init, hcr_get_proc, hcr_get_global, hcr_run_main,
-//! hcr_shutdown).
+//! A C host program links the runtime as a static or a shared library and
+//! uses the host part of hcr.h (hcr_init, hcr_get_proc, hcr_get_global,
+//! hcr_run_main, hcr_shutdown).
 
 mod support;
 
@@ -17,6 +17,47 @@ fn a_c_host_links_the_static_library() {
     support::link_ok(&img, &[obj]);
     let host = d.join("host");
     support::c_host(&src.join("host.c"), &host, &[]);
+    let o = Command::new(&host).arg(&img).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "host: get() = 42, counter = 42\nimage main: argv ok counter 42\nhost: main returned 7, generation 0\n"
+    );
+}
+
+#[test]
+fn a_c_host_links_the_shared_library() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = support::repo().join("testdata/c_host");
+    let obj = d.join("lib.o");
+    support::compile(&src.join("lib.c"), &obj, "-O2", &[]);
+    let img = d.join("lib.hcr");
+    support::link_ok(&img, &[obj]);
+    // `cargo build` of the runtime puts `libhcr_runtime.so` beside the
+    // static library.
+    let lib_dir = support::runtime_staticlib()
+        .parent()
+        .expect("a library directory")
+        .to_path_buf();
+    let so = lib_dir.join("libhcr_runtime.so");
+    assert!(so.exists(), "no {}", so.display());
+    let host = d.join("host");
+    let st = Command::new("cc")
+        .arg("-I")
+        .arg(support::include_dir())
+        .arg(src.join("host.c"))
+        .arg("-L")
+        .arg(&lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(["-lhcr_runtime", "-o"])
+        .arg(&host)
+        .status()
+        .expect("the system C compiler `cc` must be installed");
+    assert!(
+        st.success(),
+        "linking the C host with the shared library failed"
+    );
     let o = Command::new(&host).arg(&img).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(

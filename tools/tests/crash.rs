@@ -223,3 +223,87 @@ fn host_crashes_are_not_reported_and_program_handlers_still_run() {
         "{err}"
     );
 }
+
+/// `work` ends in a call that never returns: its return address is the
+/// first byte of `work2`, which follows it.
+const NORETURN: &str = r#"#include <assert.h>
+#include <stdlib.h>
+void work(int n) { assert(n == 12345); } /* ASSERT */
+void work2(int n) { if (n) abort(); }
+"#;
+
+#[test]
+fn a_frame_ending_in_a_call_that_never_returns_names_its_own_function() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("lib.c"), NORETURN).unwrap();
+    std::fs::write(
+        d.join("main.c"),
+        "void work(int);\nint main(int argc, char **argv) { work(argc); return 0; } /* CALL */\n",
+    )
+    .unwrap();
+    let (lib, main) = (d.join("lib.o"), d.join("main.o"));
+    support::compile(&d.join("lib.c"), &lib, "-O2", &["-g"]);
+    support::compile(&d.join("main.c"), &main, "-O2", &["-g"]);
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[main, lib]);
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{err}");
+    let line = line_of(NORETURN, "ASSERT");
+    assert!(
+        err.contains(&format!(
+            "hcr: crash: SIGABRT in lib:work (lib.c:{line}), image generation 0\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("hcr:     at lib:work (lib.c:{line})")),
+        "{err}"
+    );
+    assert!(err.contains("hcr:     at main:main (main.c:2)"), "{err}");
+    assert!(!err.contains("work2"), "{err}");
+}
+
+/// `work` passes a null pointer to the C library.
+const LIBC_FAULT: &str = r#"#include <string.h>
+volatile unsigned long len;
+void work(const char *s) {
+    len = strlen(s); /* STRLEN */
+}
+"#;
+
+#[test]
+fn a_fault_in_the_c_library_called_from_a_module_names_the_module_frame() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("lib.c"), LIBC_FAULT).unwrap();
+    std::fs::write(
+        d.join("main.c"),
+        "void work(const char *);\nint main(void) { work(0); return 0; }\n",
+    )
+    .unwrap();
+    let (lib, main) = (d.join("lib.o"), d.join("main.o"));
+    support::compile(&d.join("lib.c"), &lib, "-O1", &["-g"]);
+    support::compile(&d.join("main.c"), &main, "-O1", &["-g"]);
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[main, lib]);
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+    let line = line_of(LIBC_FAULT, "STRLEN");
+    assert!(
+        err.starts_with(&format!(
+            "hcr: crash: SIGSEGV in lib:work (lib.c:{line}), image generation 0\n"
+        )),
+        "{err}"
+    );
+}

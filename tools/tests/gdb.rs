@@ -1,5 +1,6 @@
 //! Real gdb sessions against `hcr run`, in batch mode, as a user would run
-//! them: breakpoints by name and by `file:line` in module code, `bt` with
+//! them: breakpoints by name and by `file:line` in module code, `step` into
+//! a function of another module (through its trampoline), `bt` with
 //! file:line down to `main`, `info locals`, a breakpoint that lands in the
 //! new code after a reload, a watchpoint on a persistent global, and module
 //! functions named even without `-g`. The debugger learns of module code
@@ -160,6 +161,33 @@ fn break_by_name_and_file_line_backtrace_locals() {
     assert!(out.contains("$1 = 0"), "{out}");
     // The program carries on to its end under the debugger.
     assert!(out.contains(", step (x=1) at "), "{out}");
+}
+
+#[test]
+fn step_goes_into_a_function_of_another_module() {
+    if !gdb_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (img, _) = build(t.path(), "-O0", &["-g"]);
+    let call_line = line_of(MAIN, "CALL");
+    // The call goes through `step`'s trampoline: gdb steps through it (a
+    // `.plt` section to it) into the function, as through a PLT stub.
+    let out = gdb(
+        &img,
+        &[],
+        &[
+            &format!("break main.c:{call_line}"),
+            "run",
+            "step",
+            "bt 1",
+            "kill",
+        ],
+    );
+    assert!(out.contains(&format!("main.c:{call_line}")), "{out}");
+    assert!(out.contains("step (x=0) at "), "{out}");
+    assert!(out.contains("int local_v1 = x + 1;"), "{out}");
+    assert!(out.contains("#0  step (x=0) at "), "{out}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ fn debug_information_of_an_image_with_extended_section_numbering() {
 
     std::env::set_var("HCR_GDB_JIT", "1");
     let rt = hcr_runtime::Runtime::open(&img).expect("load");
-    let objs = hcr_runtime::gdb_jit::registered_objects();
+    let objs = support::image_jit_objects();
     assert_eq!(objs.len(), 1);
     let readelf = |args: &[&str]| support::readelf(args, &objs[0], dir);
     let sections = readelf(&["-W", "-S"]);

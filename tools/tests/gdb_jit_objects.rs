@@ -41,8 +41,20 @@ fn registered_objects_follow_the_loaded_images() {
     // Without a debugger the runtime registers nothing unless asked.
     std::env::set_var("HCR_GDB_JIT", "1");
     let rt = hcr_runtime::Runtime::open(&app).expect("load");
-    let objs = hcr_runtime::gdb_jit::registered_objects();
+    let objs = support::image_jit_objects();
     assert_eq!(objs.len(), 1);
+    // And the trampolines: a `.plt` section over them (what lets `step`
+    // go through one), a `NAME@plt` symbol at each.
+    let all = hcr_runtime::gdb_jit::registered_objects();
+    let plt: Vec<&Vec<u8>> = all
+        .iter()
+        .filter(|o| support::is_trampoline_object(o))
+        .collect();
+    assert_eq!(plt.len(), 1, "one batch of trampolines");
+    let plt_sections = readelf(&["-W", "-S"], plt[0], dir);
+    assert!(plt_sections.contains(" .plt "), "{plt_sections}");
+    let plt_symbols = readelf(&["-W", "-s"], plt[0], dir);
+    assert!(plt_symbols.contains(" step@plt\n"), "{plt_symbols}");
 
     let sections = readelf(&["-W", "-S"], &objs[0], dir);
     for s in [
@@ -90,7 +102,7 @@ fn registered_objects_follow_the_loaded_images() {
         std::fs::copy(src, dir.join("next.hcr")).unwrap();
         std::fs::rename(dir.join("next.hcr"), &app).unwrap();
         assert!(rt.reload().expect("reload") >= 1);
-        let n = hcr_runtime::gdb_jit::registered_objects().len();
+        let n = support::image_jit_objects().len();
         assert!(
             (1..=4).contains(&n),
             "{n} objects registered after reload {i}"
@@ -100,7 +112,7 @@ fn registered_objects_follow_the_loaded_images() {
     std::fs::copy(&plain, dir.join("next.hcr")).unwrap();
     std::fs::rename(dir.join("next.hcr"), &app).unwrap();
     rt.reload().expect("reload");
-    let newest = &hcr_runtime::gdb_jit::registered_objects()[0];
+    let newest = &support::image_jit_objects()[0];
     let sections = readelf(&["-W", "-S"], newest, dir);
     assert!(
         sections.contains(" .eh_frame ") && !sections.contains(".debug_info"),

@@ -190,3 +190,72 @@ fn the_rust_api_guards_too() {
     assert!(unsafe { rt.guard(call, arg) }.is_ok());
     assert!(!rt.has_any_module_changed());
 }
+
+/// The guarded function itself reloads (its module changes) and then
+/// crashes in its own, now old, code: the report names generation 0 and
+/// nothing is rolled back, so the new code keeps running.
+#[test]
+fn a_guarded_function_that_crashes_after_reloading_itself_keeps_the_new_code() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let lib_v0 = r#"#include <stdio.h>
+#include <hcr.h>
+int ver(void) { return 0; }
+void lib_fn(void *arg) {
+    char **paths = arg;
+    rename(paths[0], paths[1]);
+    printf("reload %d\n", hcr_perform_code_reload());
+    fflush(stdout);
+    *(volatile int *)0 = 1; /* CRASH */
+}
+"#;
+    let main = r#"#include <stdio.h>
+#include <hcr.h>
+void lib_fn(void *); int ver(void);
+int main(int argc, char **argv) {
+    char *paths[2] = { argv[1], argv[0] };
+    int g = hcr_guard(lib_fn, paths);
+    printf("guard %d ver %d generation %u\n", g, ver(), hcr_generation());
+    printf("error: %s\n", hcr_last_error());
+    return 0;
+}
+"#;
+    // (One directory: main's object, debug information included, is the
+    // same in both images, so only lib changes.)
+    let image = |tag: &str, lib: &str| {
+        let dir = d.join("src");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.c"), main).unwrap();
+        std::fs::write(dir.join("lib.c"), lib).unwrap();
+        let (m, l) = (dir.join("main.o"), dir.join("lib.o"));
+        support::compile(&dir.join("main.c"), &m, "-O1", &["-g"]);
+        support::compile(&dir.join("lib.c"), &l, "-O1", &["-g"]);
+        let img = d.join(format!("{tag}.hcr"));
+        support::link_ok(&img, &[m, l]);
+        img
+    };
+    let v0 = image("v0", lib_v0);
+    let v1 = image("v1", &lib_v0.replace("return 0;", "return 1;"));
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&v0)
+        .arg("--")
+        .arg(&v1)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert_eq!(
+        out,
+        "reload 1\n\
+         guard -1 ver 1 generation 1\n\
+         error: crash: SIGSEGV in lib:lib_fn (lib.c:9), image generation 0\n",
+        "{err}"
+    );
+    assert!(
+        err.starts_with("hcr: crash: SIGSEGV in lib:lib_fn (lib.c:9), image generation 0\n"),
+        "{err}"
+    );
+    assert!(!err.contains("rolled back"), "{err}");
+}

@@ -69,6 +69,47 @@ fn touched_old<'a>(diff: &'a Diff, c: &'a Current) -> impl Iterator<Item = &'a h
         .filter(|md| md.reachable)
 }
 
+/// Warns about the globals a reload adds to a C++ module that initialises
+/// globals at run time (it has constructors: its static initialiser):
+/// a new zero-filled global there is most likely one such (`int n = f();`,
+/// `std::string s = "…";`), and initialisers run only at a module's first
+/// load, so it starts zeroed.
+fn warn_new_dynamic_globals(m: &Manifest, added: &[String], new: &[(usize, Global, bool)]) {
+    let mut by_module: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for &(oi, ref g, resized) in new {
+        let o = &m.objects[oi];
+        if resized || g.tls || o.init.is_some() {
+            continue;
+        }
+        by_module.entry(o.module.0).or_default().push(m.str(o.name));
+    }
+    for (mi, names) in by_module {
+        let md = &m.modules[mi as usize];
+        let module = m.str(md.name);
+        let source = m.str(md.source);
+        let cxx = [".cpp", ".cc", ".cxx", ".c++", ".C"]
+            .iter()
+            .any(|x| source.ends_with(x))
+            || m.functions
+                .part(mi as usize)
+                .iter()
+                .any(|f| m.str(f.name).starts_with("_Z"));
+        if md.ctors.is_empty() || !cxx || added.iter().any(|a| a == module) {
+            continue;
+        }
+        let list: Vec<String> = names.iter().map(|n| format!("{module}:{n}")).collect();
+        warn(format_args!(
+            "{} new in this reload of C++ module {module}, which initialises globals at run time in its constructors: they run only at a module's first load, so {} zeroed; restart the program to initialise {}",
+            match list.len() {
+                1 => format!("global {} is", list[0]),
+                _ => format!("globals {} are", list.join(", ")),
+            },
+            if list.len() == 1 { "it starts" } else { "they start" },
+            if list.len() == 1 { "it" } else { "them" },
+        ));
+    }
+}
+
 /// The image being committed: its manifest, where its segments run, and
 /// which modules this load placed.
 #[derive(Clone, Copy)]
@@ -182,6 +223,12 @@ impl State {
         self.free_gone_globals(&new, &diff, &obj_gid);
         self.rebase_kept(rebase, &areas);
         let (ctors, on_reload) = entry_points(&new, &diff, self.current.is_some());
+        // Old code of the modules this reload replaced or removed is named
+        // with the last generation that ran it, should a frame still in it
+        // crash (and the crash guard rolls back only for the newest).
+        if let Some(c) = &self.current {
+            crate::crash::retire_segments(&c.segment_starts(&diff.old_touched), generation, false);
+        }
         self.make_current(
             Current {
                 manifest,
@@ -338,6 +385,7 @@ impl State {
         if self.current.is_some() {
             let fresh = new_globals.iter().map(|g| (g.0, g.1.addr, g.1.tls, g.2));
             crate::nim::note_new_globals(m, &diff.added, fresh);
+            warn_new_dynamic_globals(m, &diff.added, &new_globals);
         }
         let obj_gid = Arc::make_mut(obj_gid);
         self.globals.reserve(new_globals.len());
@@ -539,8 +587,14 @@ impl State {
                 }
             }
         };
-        // (About 16 bytes a name: a hint for one reservation.)
-        self.functions.register(&batch, batch.len() * 16, fill);
+        // The names' length, for one reservation of what they fill.
+        let names_len: usize = list
+            .iter()
+            .flat_map(|&mi| m.modules[mi].functions.range().zip(m.functions.part(mi)))
+            .filter(|&(fi, _)| fn_tid[fi] != NONE && fn_tid[fi] >= first)
+            .map(|(_, f)| f.name.len as usize)
+            .sum();
+        self.functions.register(&batch, names_len, fill);
         self.batches.push(batch);
     }
 

@@ -36,6 +36,16 @@ pub use plan::plan_reload;
 pub use crate::image_file::FileStat;
 pub(crate) use crate::warn::warn;
 
+/// Where a handler registration comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Caller {
+    /// An address of the registering module's code (or its permanent
+    /// address): `hcr.h`'s macros pass one of the module's functions.
+    In(u64),
+    /// The return address of the registration call.
+    Returns(u64),
+}
+
 /// A handler registered with `hcr_on_before_reload` / `hcr_on_after_reload`.
 #[derive(Clone, Debug)]
 pub struct Handler {
@@ -229,6 +239,23 @@ impl Current {
         let f = &self.manifest.functions[fi];
         let off = self.manifest.area_offset(f.module, f.offset);
         self.place.vbase[f.module.0 as usize].wrapping_add(u64::from(off))
+    }
+    /// Where the non-empty segments of `modules` (of those loaded) start.
+    fn segment_starts(&self, modules: &[ModuleId]) -> Vec<u64> {
+        modules
+            .iter()
+            .map(|i| i.0 as usize)
+            .filter(|&mi| self.areas.get(mi).is_some())
+            .filter(|&mi| {
+                self.manifest
+                    .modules
+                    .get(mi)
+                    .is_some_and(|md| !md.seg.is_empty())
+            })
+            .map(|mi| {
+                self.place.vbase[mi].wrapping_add(u64::from(self.manifest.modules[mi].seg.start))
+            })
+            .collect()
     }
     /// True when `addr` lies in one of this image's areas.
     fn contains(&self, addr: usize) -> bool {

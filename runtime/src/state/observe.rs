@@ -61,6 +61,7 @@ impl State {
         &mut self,
         debug: Option<&crate::gdb_jit::DebugSections>,
     ) {
+        self.register_trampolines_with_debuggers();
         let Some(c) = self.current.as_ref() else {
             return;
         };
@@ -108,5 +109,23 @@ impl State {
         });
         let base = base as usize;
         self.jit.add(base, object);
+    }
+
+    /// Describes each trampoline batch not yet registered to debuggers (a
+    /// debugger's `step` goes through a trampoline into the function).
+    fn register_trampolines_with_debuggers(&mut self) {
+        let size = trampoline::TRAMPOLINE_SIZE as u64;
+        for b in &self.batches[self.jit.batches().min(self.batches.len())..] {
+            let code = b.code.addr as u64;
+            let names: Vec<String> = match self.functions.owner(code) {
+                Some(first) => (first..first + b.len() as u32)
+                    .map(|t| self.functions.name(t).to_string())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let object =
+                crate::gdb_jit::build_trampolines_object(code, b.len() as u64 * size, size, &names);
+            self.jit.add_batch(object);
+        }
     }
 }

@@ -162,6 +162,10 @@ impl State {
             return None;
         };
         let crashed_image = self.current.take()?;
+        let every: Vec<ModuleId> = (0..prev_image.manifest.modules.len() as u32)
+            .map(ModuleId)
+            .collect();
+        crate::crash::retire_segments(&prev_image.segment_starts(&every), 0, true);
         let mut live = vec![false; self.functions.len()];
         for (fi, &t) in prev_image.fn_tid.iter().enumerate() {
             if t == NONE || t as usize >= self.functions.len() {

@@ -32,9 +32,19 @@ impl State {
         self.handlers.retain(|h| !modules.contains(&h.module));
     }
 
-    /// Registers a handler; the owner is the module whose function `func` is.
-    pub fn add_handler(&mut self, func: u64, before: bool) {
-        let module = self.owner_of(func).unwrap_or_default();
+    /// Registers a handler `func` for `caller`. Its owner is the module
+    /// whose code registers it: the module of `caller`'s code; else (a
+    /// tail call from module code leaves no return address in it) the
+    /// module whose constructor or on-reload block is running; else (host
+    /// code) the module defining `func`.
+    pub fn add_handler(&mut self, func: u64, before: bool, caller: Caller) {
+        let module = match caller {
+            Caller::In(at) => (at != 0).then(|| self.owner_of(at)).flatten(),
+            Caller::Returns(ra) => ra.checked_sub(1).and_then(crate::crash::module_at),
+        }
+        .or_else(|| self.running_module.clone())
+        .or_else(|| self.owner_of(func))
+        .unwrap_or_default();
         self.handlers.push(Handler {
             module,
             before,

@@ -140,6 +140,22 @@ pub fn run(image: &Path) -> Output {
 
 /// What `readelf ARGS` prints for the ELF object `object` (written to
 /// `dir/jit.o` first).
+/// The objects registered with debuggers that describe images, newest
+/// first (the others each describe a batch of trampolines: a `.plt`
+/// section).
+pub fn image_jit_objects() -> Vec<Vec<u8>> {
+    hcr_runtime::gdb_jit::registered_objects()
+        .into_iter()
+        .filter(|o| !is_trampoline_object(o))
+        .collect()
+}
+
+/// True for a registered object describing trampolines (its only loaded
+/// section is `.plt`).
+pub fn is_trampoline_object(object: &[u8]) -> bool {
+    object.windows(6).any(|w| w == b"\0.plt\0")
+}
+
 pub fn readelf(args: &[&str], object: &[u8], dir: &Path) -> String {
     let f = dir.join("jit.o");
     std::fs::write(&f, object).expect("write the object");

@@ -1,6 +1,9 @@
-/* b, version 2 (see main.c): b_greet is registered by main, owned by b */
+/* b, version 2 (see main.c): its functions are registered by main and r,
+ * which own those handlers */
 #include <stdio.h>
 
 void b_greet(void) { printf("after: b_greet (b v2)\n"); }
+
+void b_bye(void) { printf("after: b_bye (b v2)\n"); }
 
 int b_value(void) { return 2; }

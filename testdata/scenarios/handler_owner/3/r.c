@@ -1,0 +1,8 @@
+/* r, version 3 (see main.c): registers b_bye, a function of module b */
+#include "hcr.h"
+
+void b_bye(void);
+
+void r_install(void) { hcr_on_after_reload(b_bye); }
+
+int r_version(void) { return 3; }

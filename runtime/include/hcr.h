@@ -70,8 +70,8 @@ void hcr_on_after_reload(void (*fn)(void));
 
 void hcr__on_before_reload_in(void (*fn)(void), void (*in_module)(void));
 void hcr__on_after_reload_in(void (*fn)(void), void (*in_module)(void));
-static void hcr__this_module(void) __attribute__((unused));
-static void hcr__this_module(void) {}
+static inline void hcr__this_module(void) __attribute__((unused));
+static inline void hcr__this_module(void) {}
 #define hcr_on_before_reload(fn) hcr__on_before_reload_in((fn), hcr__this_module)
 #define hcr_on_after_reload(fn) hcr__on_after_reload_in((fn), hcr__this_module)
 

@@ -445,7 +445,7 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
 
 /// Builds the in-memory object describing a batch of trampolines: a
 /// `.plt` section over their code (`code`, `size` bytes) with a symbol
-/// `NAME@plt` per trampoline, `names[i]` at `i * stride`. The section name
+/// `NAME.hcr_trampoline` per trampoline, `names[i]` at `i * stride`. The section name
 /// is what a debugger's `step` looks for: a call into a module function
 /// enters its trampoline first, and gdb steps through code in a `.plt`
 /// section as through a shared library's PLT stub instead of stepping over
@@ -455,7 +455,7 @@ pub fn build_trampolines_object(code: u64, size: u64, stride: u64, names: &[Stri
     let mut strtab = StrTab::new();
     let mut symtab = vec![0u8; 24];
     for (i, n) in names.iter().enumerate() {
-        let name = strtab.add(&format!("{n}@plt"));
+        let name = strtab.add(&format!("{n}.hcr_trampoline"));
         put_sym(&mut symtab, name, 2, 1, i as u64 * stride, stride);
     }
     let secs = vec![

@@ -3,8 +3,9 @@
 //! a function of another module (through its trampoline), `bt` with
 //! file:line down to `main`, `info locals`, a breakpoint that lands in the
 //! new code after a reload, a watchpoint on a persistent global, and module
-//! functions named even without `-g`. The debugger learns of module code
-//! through the GDB JIT interface (no script or plugin).
+//! functions named even without `-g`; and lldb (breakpoint by name, `bt`,
+//! `frame variable`). The debuggers learn of module code through the GDB
+//! JIT interface (no script or plugin).
 
 mod support;
 
@@ -276,4 +277,46 @@ fn module_functions_are_named_without_debug_info() {
     assert!(out.contains(" in step ()"), "{out}");
     assert!(out.contains(" in main ()"), "{out}");
     assert!(out.contains("hcr_run_main"), "{out}");
+}
+
+fn lldb_available() -> bool {
+    let ok = Command::new("lldb")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stdout.is_empty());
+    if !ok {
+        eprintln!("lldb is not installed (.ci/run installs it): skipping");
+    }
+    ok
+}
+
+#[test]
+fn lldb_breaks_by_name_backtraces_and_shows_locals() {
+    if !lldb_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (img, _) = build(t.path(), "-O0", &["-g"]);
+    let call_line = line_of(MAIN, "CALL");
+    let mut c = Command::new("timeout");
+    c.args(["-s", "KILL", "600", "lldb", "-b", "--no-lldbinit"]);
+    for cmd in ["b step", "run", "bt 2", "frame variable", "kill"] {
+        c.arg("-o").arg(cmd);
+    }
+    c.arg("--").arg(support::hcr_bin()).arg("run").arg(&img);
+    let o = c.output().expect("run lldb");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Stopped in the function itself (not its trampoline), with file:line
+    // (libc has a `step` too: the breakpoint has a second location).
+    assert!(out.contains("stop reason = breakpoint 1."), "{out}");
+    assert!(out.contains("`step(x=0) at util.c:3"), "{out}");
+    assert!(!out.contains("hcr_trampoline"), "{out}");
+    // The caller in the root module, and the argument.
+    assert!(out.contains("`main(argc=1, argv="), "{out}");
+    assert!(out.contains(&format!("at main.c:{call_line}")), "{out}");
+    assert!(out.contains("(int) x = 0"), "{out}");
 }

@@ -44,7 +44,7 @@ fn registered_objects_follow_the_loaded_images() {
     let objs = support::image_jit_objects();
     assert_eq!(objs.len(), 1);
     // And the trampolines: a `.plt` section over them (what lets `step`
-    // go through one), a `NAME@plt` symbol at each.
+    // go through one), a `NAME.hcr_trampoline` symbol at each.
     let all = hcr_runtime::gdb_jit::registered_objects();
     let plt: Vec<&Vec<u8>> = all
         .iter()
@@ -54,7 +54,10 @@ fn registered_objects_follow_the_loaded_images() {
     let plt_sections = readelf(&["-W", "-S"], plt[0], dir);
     assert!(plt_sections.contains(" .plt "), "{plt_sections}");
     let plt_symbols = readelf(&["-W", "-s"], plt[0], dir);
-    assert!(plt_symbols.contains(" step@plt\n"), "{plt_symbols}");
+    assert!(
+        plt_symbols.contains(" step.hcr_trampoline\n"),
+        "{plt_symbols}"
+    );
 
     let sections = readelf(&["-W", "-S"], &objs[0], dir);
     for s in [

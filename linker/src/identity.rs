@@ -12,7 +12,10 @@
 //! nested blocks first, the function's own last; counted from the last, a
 //! static added in a nested block shifts no other key).
 //!
-//! The owner is found from the code: with `-ffunction-sections` every
+//! Built with `-g`, the owner is the function the debug information says
+//! declares the static, and statics of one owner and name are ordered by
+//! their place in it (`dwarf_statics.rs`): exact even for functions
+//! inlined everywhere. Otherwise the owner is found from the code: with `-ffunction-sections` every
 //! function has its own section, and the functions whose code refers to
 //! the static's section are its owner and every function the owner was
 //! inlined into. That set is the owner part of the key

@@ -19,6 +19,7 @@
 
 mod arch;
 mod debug;
+mod dwarf_statics;
 mod error;
 mod identity;
 #[allow(unsafe_code)]

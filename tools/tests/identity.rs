@@ -237,3 +237,69 @@ fn a_root_without_main_is_named_at_link_and_at_run() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "init util\n");
 }
+
+/// Two `static` functions, each with a `static int n`, inlined into the
+/// same callers at -O2 (their own copies dropped): the code cannot tell
+/// their statics apart, and gcc numbers them in reverse source order, so a
+/// third one added before them reshuffles the numbers. Built with `-g`,
+/// the debug information says which function declares each: every static
+/// keeps its own value, and nothing rests on an assumption.
+#[test]
+fn statics_of_functions_inlined_everywhere_keep_their_values_with_debug_info() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v0 = r#"#include <stdio.h>
+static int a(void) { static int n = 100; return n++; }
+static int b(void) { static int n = 200; return n++; }
+void bump(void) { a(); b(); }
+void show(void) { printf("a.n=%d b.n=%d\n", a(), b()); }
+"#;
+    let v1 = r#"#include <stdio.h>
+static int z(void) { static int n = 900; return n++; }
+static int a(void) { static int n = 100; return n++; }
+static int b(void) { static int n = 200; return n++; }
+void bump(void) { z(); a(); b(); }
+void show(void) { printf("a.n=%d b.n=%d z.n=%d\n", a(), b(), z()); }
+"#;
+    let main = r#"#include <stdio.h>
+#include <hcr.h>
+void bump(void); void show(void);
+int main(int argc, char **argv) {
+    bump(); bump(); show();
+    fflush(stdout);
+    rename(argv[1], argv[0]);
+    printf("reload=%d\n", hcr_perform_code_reload());
+    show();
+    return 0;
+}
+"#;
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("main.c"), main).unwrap();
+    let m = src.join("main.o");
+    support::compile(&src.join("main.c"), &m, "-O2", &["-g"]);
+    let image = |tag: &str, lib: &str| {
+        std::fs::write(src.join("lib.c"), lib).unwrap();
+        let l = src.join("lib.o");
+        support::compile(&src.join("lib.c"), &l, "-O2", &["-g"]);
+        let img = d.join(format!("{tag}.hcr"));
+        support::link_ok(&img, &[m.clone(), l]);
+        img
+    };
+    let (i0, i1) = (image("v0", v0), image("v1", v1));
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&i0)
+        .arg("--")
+        .arg(&i1)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(
+        out, "a.n=102 b.n=202\nreload=1\na.n=103 b.n=203 z.n=900\n",
+        "{err}"
+    );
+    assert!(!err.contains("assumption"), "{err}");
+}

@@ -29,7 +29,18 @@ pub(crate) fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
     if statics.is_empty() {
         return Vec::new();
     }
-    // Which functions' code refers to each static's section.
+    // With debug information: the function that declares each static, in
+    // source order (see `dwarf_statics.rs`).
+    let declared = crate::dwarf_statics::static_owners(&m.obj);
+    let mut by_dwarf = vec![false; statics.len()];
+    for (&sec, &k) in &of_sec {
+        if let Some(&(owner, order)) = declared.get(&sec) {
+            statics[k].owners.push(owner);
+            statics[k].n = u64::from(order);
+            by_dwarf[k] = true;
+        }
+    }
+    // Else which functions' code refers to each static's section.
     for (si, sec) in m.obj.sections.iter().enumerate() {
         if sec.kind != SecKind::Text {
             continue;
@@ -41,7 +52,7 @@ pub(crate) fn static_identities(m: &Mod<'_>) -> Vec<crate::identity::Identity> {
         };
         for r in m.obj.relocs(sec) {
             if let Some(Shndx::Sec(t)) = m.obj.symbols.get(r.sym as usize).map(|s| s.shndx) {
-                if let Some(&k) = of_sec.get(&t) {
+                if let Some(&k) = of_sec.get(&t).filter(|&&k| !by_dwarf[k]) {
                     statics[k].owners.push(owner);
                 }
             }

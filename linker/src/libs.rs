@@ -88,10 +88,17 @@ pub fn resolve(requests: &[String], dirs: &[PathBuf]) -> Result<Resolved, Vec<Di
                     out.archives.push(p);
                 }
             }
-            Some(Found::Shared(path)) => match shared_lib(req, &path) {
-                Ok(lib) => {
-                    if !out.shared.iter().any(|l| l.soname == lib.soname) {
-                        out.shared.push(lib);
+            Some(Found::Shared(path)) => match shared_lib(req, &path, &search, 0) {
+                Ok(found) => {
+                    for lib in found.shared {
+                        if !out.shared.iter().any(|l| l.soname == lib.soname) {
+                            out.shared.push(lib);
+                        }
+                    }
+                    for a in found.archives {
+                        if !out.archives.contains(&a) {
+                            out.archives.push(a);
+                        }
                     }
                 }
                 Err(e) => missing.push(Diagnostic {
@@ -192,37 +199,76 @@ fn find(req: &str, dirs: &[PathBuf]) -> Option<Found> {
     None
 }
 
-/// Reads a shared library's soname; follows a GNU ld script (Debian's
-/// `libm.so` is one: `GROUP ( /lib/x86_64-linux-gnu/libm.so.6 … )`) to the
-/// first shared object it names.
-fn shared_lib(req: &str, path: &Path) -> Result<SharedLib, String> {
+/// Reads a shared library's soname; follows a GNU ld script to what it
+/// names, as `ld` does: Debian's `libm.so` is `GROUP (
+/// /lib/x86_64-linux-gnu/libm.so.6 … )`, `libncursesw.so` is `INPUT(
+/// libncursesw.so.6 -ltinfo )` (a file name searched beside the script and
+/// in the library directories, and another `-l`), `libgcc_s.so` is
+/// `GROUP ( libgcc_s.so.1 -lgcc )` (an archive). `AS_NEEDED ( … )` lists
+/// libraries `ld` adds only when they are used: they are left out.
+fn shared_lib(req: &str, path: &Path, search: &[PathBuf], depth: u32) -> Result<Resolved, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let (path, bytes) = if bytes.starts_with(b"\x7fELF") {
-        (path.to_path_buf(), bytes)
-    } else {
-        let target = script_target(&bytes)
-            .ok_or("neither a shared object nor a linker script naming one")?;
-        let b = std::fs::read(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        (target, b)
-    };
-    let soname = match soname(&bytes)? {
-        Some(s) => s,
-        None => path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    let path = std::fs::canonicalize(&path).unwrap_or(path);
-    Ok(SharedLib {
-        request: req.to_string(),
-        soname,
-        path,
-    })
+    if bytes.starts_with(b"\x7fELF") {
+        let soname = match soname(&bytes)? {
+            Some(s) => s,
+            None => path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        return Ok(Resolved {
+            shared: vec![SharedLib {
+                request: req.to_string(),
+                soname,
+                path,
+            }],
+            archives: Vec::new(),
+        });
+    }
+    let not_a_library = "neither a shared object nor a linker script naming one";
+    let names = script_inputs(&bytes).ok_or(not_a_library)?;
+    if depth >= 4 {
+        return Err("linker scripts naming each other too deeply".into());
+    }
+    let here = path.parent().map(Path::to_path_buf);
+    let mut out = Resolved::default();
+    for name in &names {
+        let found = if let Some(lib) = name.strip_prefix("-l") {
+            find(lib, search).or_else(|| find(lib, compiler_dirs()))
+        } else {
+            let p = Path::new(name);
+            let candidates = here.iter().chain(search).map(|d| d.join(p));
+            match p.is_absolute() {
+                true => p.is_file().then(|| p.to_path_buf()),
+                false => candidates.into_iter().find(|c| c.is_file()),
+            }
+            .map(|p| match p.extension().is_some_and(|e| e == "a") {
+                true => Found::Archive(p),
+                false => Found::Shared(p),
+            })
+        };
+        match found {
+            Some(Found::Shared(p)) => {
+                let more = shared_lib(req, &p, search, depth + 1)?;
+                out.shared.extend(more.shared);
+                out.archives.extend(more.archives);
+            }
+            Some(Found::Archive(a)) => out.archives.push(a),
+            None => return Err(format!("names {name}, which is not found")),
+        }
+    }
+    if out.shared.is_empty() && out.archives.is_empty() {
+        return Err(not_a_library.into());
+    }
+    Ok(out)
 }
 
-fn script_target(text: &[u8]) -> Option<PathBuf> {
+/// The files and `-l` names an ld script's `INPUT ( … )` and `GROUP ( … )`
+/// list (comments out, `AS_NEEDED ( … )` left out); `None` when the text is
+/// not a script that names any.
+fn script_inputs(text: &[u8]) -> Option<Vec<String>> {
     let text = std::str::from_utf8(text).ok()?;
-    // Comments out, then the first absolute path that is a shared object.
     let mut clean = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("/*") {
@@ -230,11 +276,33 @@ fn script_target(text: &[u8]) -> Option<PathBuf> {
         rest = rest[i..].find("*/").map_or("", |j| &rest[i + j + 2..]);
     }
     clean.push_str(rest);
-    clean
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        .filter(|w| w.starts_with('/') && w.contains(".so"))
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    // Tokens, with parentheses as tokens of their own.
+    let spaced = clean
+        .replace('(', " ( ")
+        .replace(')', " ) ")
+        .replace(',', " ");
+    let mut stack: Vec<&str> = Vec::new();
+    let mut last_word = "";
+    let mut out = Vec::new();
+    for tok in spaced.split_whitespace() {
+        match tok {
+            "(" => stack.push(last_word),
+            ")" => {
+                stack.pop();
+            }
+            word => {
+                let listing = stack
+                    .last()
+                    .is_some_and(|c| matches!(*c, "INPUT" | "GROUP"));
+                let command = word.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+                if listing && !command {
+                    out.push(word.to_string());
+                }
+            }
+        }
+        last_word = tok;
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 type Elf = elf::FileHeader64<Endianness>;

@@ -683,3 +683,55 @@ fn main_gets_the_environment_as_its_third_argument() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "seen 2\n");
 }
+
+/// `-l NAME` whose `libNAME.so` is a GNU ld script, as Debian's
+/// `libncursesw.so` (`INPUT(libncursesw.so.6 -ltinfo)`): a file name found
+/// beside the script, another `-l`, and `AS_NEEDED` left out.
+#[test]
+fn a_dash_l_library_that_is_a_linker_script_brings_what_it_names() {
+    let d = tempfile::tempdir().unwrap();
+    let libdir = d.path().join("lib");
+    std::fs::create_dir_all(&libdir).unwrap();
+    let real = shared_object(
+        &libdir,
+        "libscreen_real",
+        "libscreen.so.6",
+        "const char *screen_name(void) { return \"screen\"; }",
+        &[],
+    );
+    std::fs::rename(&real, libdir.join("libscreen.so.6")).unwrap();
+    shared_object(
+        &libdir,
+        "libinfo",
+        "libinfo.so.6",
+        "int info_width(void) { return 80; }",
+        &[],
+    );
+    std::fs::write(
+        libdir.join("libscreen.so"),
+        "/* GNU ld script */\nINPUT(libscreen.so.6 -linfo AS_NEEDED(libunused.so.9))\n",
+    )
+    .unwrap();
+    let main = module(
+        d.path(),
+        "main",
+        r#"#include <stdio.h>
+        const char *screen_name(void); int info_width(void);
+        int main(void) { printf("%s %d\n", screen_name(), info_width()); return 0; }"#,
+        "-O2",
+    );
+    let lib_s = libdir.display().to_string();
+    let img = link_quietly(d.path(), &["-L", &lib_s, "-lscreen"], &[main]);
+    let o = run_ok(&img, &[]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "screen 80\n");
+    let o = Command::new(hcr_bin())
+        .arg("inspect")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("libscreen.so.6 (-l screen, ") && text.contains("libinfo.so.6 (-l screen, "),
+        "{text}"
+    );
+}

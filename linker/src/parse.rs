@@ -166,6 +166,11 @@ fn classify(name: &str, sh_type: u32, flags: u64) -> SecKind {
         return SecKind::OnReload;
     }
     if !alloc && name.starts_with(".debug_") && sh_type == elf::SHT_PROGBITS.0 {
+        // Compressed (`-gz`): not read; the link names the module in a
+        // warning (`compressed_debug_warnings`).
+        if flags & elf::SHF_COMPRESSED.0 != 0 {
+            return SecKind::Skip;
+        }
         return SecKind::Debug;
     }
     if !alloc

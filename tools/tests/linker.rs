@@ -882,3 +882,41 @@ fn replacing_an_image_keeps_open_readers_and_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// Compressed debug sections (`-g -gz`) are valid input: the module links
+/// and runs, and the warning says its debug information is left out and
+/// why, instead of calling the object corrupt.
+#[test]
+fn compressed_debug_information_links_with_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(
+        d.join("main.c"),
+        "int twice(int);\nint main(void) { return twice(21) == 42 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("util.c"), "int twice(int x) { return 2 * x; }\n").unwrap();
+    let (m, u) = (d.join("main.o"), d.join("util.o"));
+    support::compile(&d.join("main.c"), &m, "-O2", &["-g", "-gz"]);
+    support::compile(&d.join("util.c"), &u, "-O2", &["-g", "-gz"]);
+    let img = d.join("app.hcr");
+    let o = std::process::Command::new(support::hcr_link_bin())
+        .arg("-o")
+        .arg(&img)
+        .arg(&m)
+        .arg(&u)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("util.o (module util): its debug information is compressed (-gz)"),
+        "{err}"
+    );
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -80,6 +80,7 @@ pub(crate) fn link(
     let resolve_hosts = hosts.len();
     let reachable = reachability(&mods, root);
     let mut warnings = coarse_member_warnings(&mods);
+    warnings.extend(compressed_debug_warnings(&mods, &reachable));
     if let Some(w) = root_without_main(&mods, root) {
         warnings.push(w);
     }

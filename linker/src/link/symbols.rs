@@ -343,6 +343,26 @@ fn functions_by_section(o: &ObjFile<'_>, funcs: &[FnDef<'_>]) -> (Vec<(u64, u32)
     (flat, at)
 }
 
+/// Modules built with compressed debug information (`-gz`): their debug
+/// sections are left out of the image (debuggers see their functions, but
+/// no file:line), which each such module is told once.
+pub(crate) fn compressed_debug_warnings(mods: &[Mod<'_>], reachable: &[bool]) -> Vec<String> {
+    mods.iter()
+        .zip(reachable)
+        .filter(|&(m, &r)| {
+            r && m.obj.sections.iter().any(|s| {
+                s.name.starts_with(".debug_") && s.flags & object::elf::SHF_COMPRESSED.0 != 0
+            })
+        })
+        .map(|(m, _)| {
+            format!(
+                "{} (module {}): its debug information is compressed (-gz), which hcr-link does not read: debuggers see its functions without file:line; build it without -gz to debug it",
+                m.obj.path, m.obj.name
+            )
+        })
+        .collect()
+}
+
 /// Archive members built without -ffunction-sections or -fdata-sections
 /// (taken whole by [`collect_definitions`]), said once per archive: the
 /// contract asks that a missing flag be named even where the link goes on.

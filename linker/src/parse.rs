@@ -102,6 +102,8 @@ pub(crate) enum Shndx {
 pub(crate) struct Sym<'d> {
     pub name: &'d str,
     pub bind: u8,
+    /// `STV_*` (the low bits of `st_other`).
+    pub vis: u8,
     pub typ: u8,
     pub shndx: Shndx,
     pub value: u64,
@@ -114,6 +116,11 @@ impl Sym<'_> {
     }
     pub fn is_weak(&self) -> bool {
         self.bind == elf::STB_WEAK.0
+    }
+    /// `STV_HIDDEN` or `STV_INTERNAL`: global to the link, not exported
+    /// (what a native executable's `-Wl,-E` leaves out).
+    pub fn is_hidden(&self) -> bool {
+        self.vis == elf::STV_HIDDEN.0 || self.vis == elf::STV_INTERNAL.0
     }
 }
 
@@ -548,6 +555,7 @@ fn read_symbols<'d>(
         syms.push(Sym {
             name,
             bind: s.st_bind().0,
+            vis: s.st_other().0 & 3,
             typ,
             shndx,
             value: s.st_value(e),

@@ -735,3 +735,41 @@ fn a_dash_l_library_that_is_a_linker_script_brings_what_it_names() {
         "{text}"
     );
 }
+
+/// A symbol of hidden visibility is global to the link but not exported
+/// (as `-Wl,-E` leaves it out of a native executable's dynamic symbols): a
+/// plugin's own definition of the name stays its own.
+#[test]
+fn hidden_symbols_are_not_exported_to_plugins() {
+    let d = tempfile::tempdir().unwrap();
+    let plugin = shared_object(
+        d.path(),
+        "plugin",
+        "plugin.so",
+        "int hid_fn(void) { return 99; } int hid_var = 99;\n\
+         int plugin_call(void) { return hid_fn() + hid_var; }",
+        &[],
+    );
+    let main = module(
+        d.path(),
+        "main",
+        &format!(
+            r#"#include <stdio.h>
+        #include <dlfcn.h>
+        __attribute__((visibility("hidden"))) int hid_fn(void) {{ return 3; }}
+        __attribute__((visibility("hidden"))) int hid_var = 3;
+        int main(void) {{
+            void *h = dlopen("{}", RTLD_NOW);
+            if (!h) {{ printf("%s\n", dlerror()); return 1; }}
+            int (*f)(void) = (int (*)(void))dlsym(h, "plugin_call");
+            printf("%d %d\n", f(), hid_fn() + hid_var);
+            return 0;
+        }}"#,
+            plugin.display()
+        ),
+        "-O0",
+    );
+    let img = link_quietly(d.path(), &[], &[main]);
+    let o = run_ok(&img, &[]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "198 6\n");
+}

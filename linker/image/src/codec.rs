@@ -401,7 +401,7 @@ fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> 
         e.str(name);
         e.u32(f.offset);
         e.u32(f.size);
-        e.u8(f.global as u8 | (f.indirect as u8) << 1);
+        e.u8(f.global as u8 | (f.indirect as u8) << 1 | (f.hidden as u8) << 2);
     }
     e.len(objs.len());
     for (o, [name, identity, assumed]) in objs.iter().zip(onames) {
@@ -412,7 +412,7 @@ fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> 
         e.u32(o.align);
         e.u64(o.init.unwrap_or(u64::MAX));
         e.span(o.fixups);
-        e.u8(o.global as u8 | (o.tls as u8) << 1);
+        e.u8(o.global as u8 | (o.tls as u8) << 1 | (o.hidden as u8) << 2);
     }
     e.fixups(fx.area);
     e.fixups(fx.objects);
@@ -1049,7 +1049,7 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
     for _ in 0..n {
         let (name, offset, size) = (d.str(t, id)?, d.u32()?, d.u32()?);
         let flags = d.u8()?;
-        if flags > 3 {
+        if flags > 7 {
             return Err(d.err(format!("bad function flags {flags}")));
         }
         functions.push(Function {
@@ -1059,6 +1059,7 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
             size,
             global: flags & 1 != 0,
             indirect: flags & 2 != 0,
+            hidden: flags & 4 != 0,
         });
     }
     let n = d.len(53)?;
@@ -1076,11 +1077,12 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
             ..Object::default()
         };
         let flags = d.u8()?;
-        if flags > 3 {
+        if flags > 7 {
             return Err(d.err(format!("bad object flags {flags}")));
         }
         o.global = flags & 1 != 0;
         o.tls = flags & 2 != 0;
+        o.hidden = flags & 4 != 0;
         objects.push(o);
     }
     let mut tables = [Fixups { raw: &[] }, Fixups { raw: &[] }];

@@ -399,6 +399,9 @@ pub struct Function {
     pub size: u32,
     /// True for `STB_GLOBAL`/`STB_WEAK`, false for `static` functions.
     pub global: bool,
+    /// Hidden visibility (`STV_HIDDEN`, `STV_INTERNAL`): global to the
+    /// link, not exported to plugins.
+    pub hidden: bool,
     /// An indirect function (`STT_GNU_IFUNC`: `__attribute__((ifunc))`,
     /// `target_clones`): the code at [`Function::offset`] is its resolver,
     /// and its permanent address runs what the resolver returns.
@@ -435,6 +438,8 @@ pub struct Object {
     pub fixups: Span,
     /// True for `STB_GLOBAL`/`STB_WEAK` symbols.
     pub global: bool,
+    /// Hidden visibility: not exported to plugins.
+    pub hidden: bool,
     /// A thread-local variable (`.tdata`/`.tbss`): one copy per thread; its
     /// "address" in the loader's tables is its offset in every thread's
     /// thread-local block.

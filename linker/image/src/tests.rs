@@ -132,7 +132,7 @@ proptest! {
             md.objects = Span::new(i as u32, i as u32 + 1);
             m.modules.push(md);
             let f = m.intern(&fname);
-            funcs.push(Function { name: f, module: ModuleId(i as u32), offset: 16, size: 5, global: true, indirect: false });
+            funcs.push(Function { name: f, module: ModuleId(i as u32), offset: 16, size: 5, global: true, hidden: false, indirect: false });
             let o = m.intern("o");
             objs.push(Object { name: o, module: ModuleId(i as u32), size: 8, align: 8, init: Some(0), fixups: Span::new(0, ofixups.len() as u32), global: false, ..Default::default() });
         }
@@ -266,6 +266,7 @@ fn manifest_of(specs: &[Spec]) -> Manifest {
                 offset: 0,
                 size: 1,
                 global: true,
+                hidden: false,
                 indirect: false,
             });
         }

@@ -171,6 +171,7 @@ fn add_definitions(
             offset: off as u32,
             size: f.size as u32,
             global: f.global,
+            hidden: f.hidden,
             indirect: f.indirect,
         });
     }
@@ -200,6 +201,7 @@ fn add_definitions(
             init,
             fixups: Span::new(gspan.start - ofix_base, gspan.end - ofix_base),
             global: o.global,
+            hidden: o.hidden,
             tls: o.tls,
         });
     }

@@ -10,6 +10,8 @@ pub(crate) struct FnDef<'d> {
     pub(crate) size: u64,
     pub(crate) name: &'d str,
     pub(crate) global: bool,
+    /// Hidden visibility: not exported to plugins.
+    pub(crate) hidden: bool,
     /// `STT_GNU_IFUNC`: `value` is the resolver's entry. Never found by
     /// address (`sec_funcs`): only references to its symbol reach it.
     pub(crate) indirect: bool,
@@ -22,6 +24,8 @@ pub(crate) struct ObjDef<'d> {
     pub(crate) size: u64,
     pub(crate) align: u64,
     pub(crate) global: bool,
+    /// Hidden visibility: not exported to plugins.
+    pub(crate) hidden: bool,
     pub(crate) tls: bool,
 }
 

@@ -135,6 +135,7 @@ fn module_definitions<'d>(
                 size,
                 align,
                 global: true,
+                hidden: s.is_hidden(),
                 tls: false,
             });
         }
@@ -179,6 +180,7 @@ fn scan_symbols<'d>(o: &ObjFile<'d>) -> (Vec<FnDef<'d>>, Vec<u32>, Vec<Vec<usize
                     size: s.size,
                     name: s.name,
                     global: s.is_global(),
+                    hidden: s.is_hidden(),
                     indirect,
                 });
             }
@@ -280,9 +282,12 @@ fn data_object<'d>(
     // One variable: named by it; none, or an archive member's several
     // (built without -fdata-sections): the section is one object, named by
     // the section.
-    let (name, global) = match syms[..] {
-        [si] => (o.symbols[si].name, o.symbols[si].is_global()),
-        _ => (sec.name, false),
+    let (name, global, hidden) = match syms[..] {
+        [si] => {
+            let s = &o.symbols[si];
+            (s.name, s.is_global(), s.is_hidden())
+        }
+        _ => (sec.name, false, false),
     };
     Some(ObjDef {
         sec: None,
@@ -290,6 +295,7 @@ fn data_object<'d>(
         size: sec.size,
         align: sec.align,
         global,
+        hidden,
         tls: sec.is_tls(),
     })
 }

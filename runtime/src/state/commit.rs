@@ -610,7 +610,7 @@ impl State {
         let mut out = Vec::new();
         for (fi, f) in m.functions.iter().enumerate() {
             let t = c.fn_tid[fi];
-            if !f.global || t == NONE || !seen.insert(m.str(f.name)) {
+            if !f.global || f.hidden || t == NONE || !seen.insert(m.str(f.name)) {
                 continue;
             }
             out.push(hcr_loader::exports::Export {
@@ -622,7 +622,7 @@ impl State {
         }
         for (oi, o) in m.objects.iter().enumerate() {
             let g = c.obj_gid[oi];
-            if !o.global || g == NONE || !seen.insert(m.str(o.name)) {
+            if !o.global || o.hidden || g == NONE || !seen.insert(m.str(o.name)) {
                 continue;
             }
             if let Some(e) = self.globals[g as usize].as_ref() {

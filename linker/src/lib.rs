@@ -297,7 +297,7 @@ fn map_inputs(
             Ok(m) => mapped.push(m),
             Err(e) => diags.push(
                 &p.display().to_string(),
-                "",
+                &link::stem(&p.display().to_string()),
                 None,
                 format!("cannot read input: {e}"),
                 "check the path; inputs are object files (.o) and archives (.a)",

@@ -68,6 +68,12 @@ fn every_diagnostic_names_file_module_symbol_and_fix() {
             "nods.o (module nods): 2 variables share one data section (built without -fdata-sections)",
         ),
         (
+            // Static variables, reached through the section's symbol: the
+            // references name the section's variables.
+            compile_with(d, "nods2", "static int alpha = 1; static int beta = 2; int get2(void){ return alpha++ + beta++; }", &["-fPIC", "-ffunction-sections", "-O2"]),
+            "nods2.o (module nods2): reference to a variable of .data (alpha, beta) in a data section that holds several variables",
+        ),
+        (
             compile_with(d, "lto", "int lto_f(void){return 1;}", &["-fPIC", "-flto", "-ffunction-sections", "-fdata-sections"]),
             "lto.o (module lto): LTO object",
         ),
@@ -198,8 +204,10 @@ fn malformed_inputs_are_refused_cleanly() {
         assert!(!out.exists());
     }
     let missing = link(&d.join("y.hcr"), &[d.join("does-not-exist.o")]);
+    let err = String::from_utf8_lossy(&missing.stderr);
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("does-not-exist.o: cannot read input")
+        err.contains("does-not-exist.o (module does-not-exist): cannot read input"),
+        "{err}"
     );
 }
 

@@ -235,10 +235,15 @@ impl Ref<'_, '_> {
             SecKind::Rodata | SecKind::EhFrame => S::Area { m: tm, sec, off },
             SecKind::Data => {
                 let Some(g) = tm_mod.sec_obj[sec as usize] else {
+                    // Through the section's symbol (a static variable):
+                    // named after the variable at that offset.
+                    let what = match self.sym.name {
+                        "" => variables_of(&tm_mod.obj, sec),
+                        n => format!("'{n}'"),
+                    };
                     return Err((
                         format!(
-                            "reference to '{}' in a data section that holds several variables",
-                            self.sym.name
+                            "reference to {what} in a data section that holds several variables"
                         ),
                         "compile with -fdata-sections".into(),
                     ));
@@ -414,5 +419,23 @@ pub(crate) fn scan_module(mi: u32, mods: &[Mod<'_>]) -> Result<ScanOut, Vec<Diag
         Ok(out)
     } else {
         Err(d.list)
+    }
+}
+
+/// The variables of data section `sec`, for a reference through its
+/// section symbol (whose addend does not say which one: a PC-relative
+/// reference's addend also holds the instruction's bias).
+fn variables_of(o: &ObjFile<'_>, sec: u32) -> String {
+    let names: Vec<&str> = o
+        .symbols
+        .iter()
+        .filter(|s| s.shndx == Shndx::Sec(sec) && !s.name.is_empty())
+        .filter(|s| s.typ == object::elf::STT_OBJECT.0 || s.typ == object::elf::STT_TLS.0)
+        .map(|s| s.name)
+        .collect();
+    let sec_name = o.sections[sec as usize].name;
+    match names.is_empty() {
+        true => format!("a variable of {sec_name}"),
+        false => format!("a variable of {sec_name} ({})", names.join(", ")),
     }
 }

@@ -28,6 +28,7 @@ mod reuse;
 mod symbols;
 mod tls;
 
+pub(crate) use self::load::stem;
 pub(crate) use self::model::*;
 pub(crate) use self::reuse::parse_inputs;
 pub(crate) use self::reuse::Previous;

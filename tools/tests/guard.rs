@@ -259,3 +259,80 @@ int main(int argc, char **argv) {
     );
     assert!(!err.contains("rolled back"), "{err}");
 }
+
+/// A reload that removes globals and then crashes: the rollback brings the
+/// globals back with their values (the restored code uses them), and a
+/// later image that has them again keeps those values.
+#[test]
+fn a_rollback_brings_back_the_globals_the_crashed_reload_removed() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = r#"#include <stdio.h>
+#include <hcr.h>
+void frame(void *);
+int main(int argc, char **argv) {
+    for (int i = 0; i < 6; i++) {
+        if (i == 2 || i == 4) {
+            rename(argv[i / 2], argv[0]);
+            printf("reload %d\n", hcr_perform_code_reload());
+        }
+        if (hcr_guard(frame, 0)) printf("guard -1\n");
+        fflush(stdout);
+    }
+    return 0;
+}
+"#;
+    let v0 = r#"#include <stdio.h>
+int ticks; int keepme = 7;
+void frame(void *a) {
+    static int last = -1;
+    ticks++;
+    printf("VER ticks=%d keepme=%d last=%d\n", ticks, keepme, last);
+    keepme = ticks * 100; last = ticks;
+}
+"#;
+    let v1 = r#"#include <stdio.h>
+int ticks;
+void frame(void *a) { ticks++; volatile int z = 0; printf("v1 %d\n", ticks / z); }
+"#;
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("main.c"), main).unwrap();
+    let m = src.join("main.o");
+    support::compile(&src.join("main.c"), &m, "-O2", &[]);
+    let image = |tag: &str, code: &str| {
+        std::fs::write(src.join("fr.c"), code).unwrap();
+        let o = src.join("fr.o");
+        support::compile(&src.join("fr.c"), &o, "-O2", &[]);
+        let img = d.join(format!("{tag}.hcr"));
+        support::link_ok(&img, &[m.clone(), o]);
+        img
+    };
+    let i0 = image("v0", &v0.replace("VER", "v0"));
+    let i1 = image("v1", v1);
+    let i2 = image("v2", &v0.replace("VER", "v2"));
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&i0)
+        .arg("--")
+        .arg(&i1)
+        .arg(&i2)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(
+        out,
+        "v0 ticks=1 keepme=7 last=-1\n\
+         v0 ticks=2 keepme=100 last=1\n\
+         reload 1\n\
+         guard -1\n\
+         v0 ticks=4 keepme=200 last=2\n\
+         reload 1\n\
+         v2 ticks=5 keepme=400 last=4\n\
+         v2 ticks=6 keepme=500 last=5\n",
+        "{err}"
+    );
+    assert!(err.contains("rolled back to image generation 0"), "{err}");
+}

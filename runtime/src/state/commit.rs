@@ -195,6 +195,10 @@ impl State {
         } = p;
         let m = &manifest;
         let generation = self.generation + u32::from(self.current.is_some());
+        // What the previous reload removed: no rollback reaches it now.
+        for (_, e) in std::mem::take(&mut self.gone_globals) {
+            self.heap.free_global(&e.g);
+        }
         let exports_changed =
             (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
         let new = New {
@@ -417,6 +421,7 @@ impl State {
                 false => None,
             };
             if let Some(e) = old.and_then(|old| self.globals[old as usize].take()) {
+                let old_gid = old.unwrap_or(NONE);
                 if resized {
                     let what = if g.tls {
                         "thread-local variable"
@@ -436,8 +441,9 @@ impl State {
                     }
                 }
                 // A global that changed size or alignment, or one of a
-                // module imported again: the old storage goes.
-                self.heap.free_global(&e.g);
+                // module imported again: the old storage goes (at the next
+                // reload: see `gone_globals`).
+                self.gone_globals.push((old_gid, e));
             }
             let gid = self.globals.len() as u32;
             let name: Arc<str> = Arc::from(oname);
@@ -468,7 +474,7 @@ impl State {
                     }
                     if let Some(e) = self.globals[g as usize].take() {
                         index_remove(&mut self.global_index, &e.module, &e.name);
-                        self.heap.free_global(&e.g);
+                        self.gone_globals.push((g, e));
                     }
                 }
             }

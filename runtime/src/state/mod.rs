@@ -381,6 +381,11 @@ pub struct State {
     stubs: Vec<hcr_loader::Chunk>,
     globals: Vec<Option<GlobalEntry>>,
     global_index: Index,
+    /// The globals the latest reload removed or replaced (a size change),
+    /// by global index: their storage is freed at the next reload, not at
+    /// once, because a crash in the new code rolls back to the previous
+    /// image, whose code uses them (`roll_back` brings them back).
+    gone_globals: Vec<(u32, GlobalEntry)>,
     pub current: Option<Current>,
     retired: Vec<Retired>,
     /// Every mapped area; one no image holds any more is freed by `reclaim`.
@@ -551,6 +556,7 @@ impl State {
             stubs: Vec::new(),
             globals: Vec::new(),
             global_index: Index::default(),
+            gone_globals: Vec::new(),
             current: None,
             retired: Vec::new(),
             areas: Vec::new(),

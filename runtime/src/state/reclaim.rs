@@ -162,6 +162,22 @@ impl State {
             return None;
         };
         let crashed_image = self.current.take()?;
+        // The globals the crashed reload removed or replaced come back,
+        // with their values: the restored code uses them.
+        for (gid, e) in std::mem::take(&mut self.gone_globals) {
+            // (A global the crashed image re-created with another size
+            // gives way to the one the restored code knows.)
+            let newer = index_get(&self.global_index, &e.module, &e.name).filter(|&c| c != gid);
+            if let Some(n) = newer.and_then(|c| self.globals.get_mut(c as usize)?.take()) {
+                self.heap.free_global(&n.g);
+            }
+            let Some(slot) = self.globals.get_mut(gid as usize) else {
+                self.heap.free_global(&e.g);
+                continue;
+            };
+            index_put(&mut self.global_index, &e.module, &e.name, gid);
+            *slot = Some(e);
+        }
         let every: Vec<ModuleId> = (0..prev_image.manifest.modules.len() as u32)
             .map(ModuleId)
             .collect();

@@ -422,20 +422,7 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     let shstrtab_name = shstr.add(".shstrtab");
     secs.push(Shdr::unloaded(shstrtab_name, SHT_STRTAB, 1, shstr.0));
     // File: header, section bytes, section headers.
-    let mut offsets = Vec::with_capacity(secs.len());
-    let mut at = 64u64;
-    for s in &secs {
-        at = at.next_multiple_of(8);
-        offsets.push(at);
-        if s.sh_type != SHT_NOBITS {
-            at += s.size;
-        }
-    }
-    let shoff = at.next_multiple_of(8);
-    let mut out = vec![0u8; shoff as usize + 64 * (secs.len() + 1)];
-    for (s, &off) in secs.iter().zip(&offsets) {
-        out[off as usize..off as usize + s.data.len()].copy_from_slice(&s.data);
-    }
+    let (mut out, offsets, shoff) = lay_out(&secs);
     if let Some(dbg) = d.debug {
         read_and_relocate(d, dbg, &mut out, &offsets[first_debug..]);
     }
@@ -483,9 +470,18 @@ pub fn build_trampolines_object(code: u64, size: u64, stride: u64, names: &[Stri
     let mut secs = secs;
     secs[3].data = shstr.0;
     secs[3].size = secs[3].data.len() as u64;
+    let (mut out, offsets, shoff) = lay_out(&secs);
+    write_headers(&mut out, &secs, &offsets, shoff);
+    out
+}
+
+/// The file of `secs`: header, each section's bytes (8-aligned), section
+/// headers; returns it with each section's offset and the headers' offset
+/// (the headers not yet written).
+fn lay_out(secs: &[Shdr]) -> (Vec<u8>, Vec<u64>, u64) {
     let mut offsets = Vec::with_capacity(secs.len());
     let mut at = 64u64;
-    for sec in &secs {
+    for sec in secs {
         at = at.next_multiple_of(8);
         offsets.push(at);
         if sec.sh_type != SHT_NOBITS {
@@ -497,8 +493,7 @@ pub fn build_trampolines_object(code: u64, size: u64, stride: u64, names: &[Stri
     for (sec, &off) in secs.iter().zip(&offsets) {
         out[off as usize..off as usize + sec.data.len()].copy_from_slice(&sec.data);
     }
-    write_headers(&mut out, &secs, &offsets, shoff);
-    out
+    (out, offsets, shoff)
 }
 
 /// The symbol table (locals, then globals) and its string table, and the

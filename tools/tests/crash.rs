@@ -232,28 +232,32 @@ void work(int n) { assert(n == 12345); } /* ASSERT */
 void work2(int n) { if (n) abort(); }
 "#;
 
-#[test]
-fn a_frame_ending_in_a_call_that_never_returns_names_its_own_function() {
+/// Builds `lib.c` and `main.c` (modules `lib` and `main`, `opt` and `-g`)
+/// into an image and runs it: its exit status and stderr.
+fn crash_run(lib: &str, main: &str, opt: &str) -> (std::process::ExitStatus, String) {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    std::fs::write(d.join("lib.c"), NORETURN).unwrap();
-    std::fs::write(
-        d.join("main.c"),
-        "void work(int);\nint main(int argc, char **argv) { work(argc); return 0; } /* CALL */\n",
-    )
-    .unwrap();
-    let (lib, main) = (d.join("lib.o"), d.join("main.o"));
-    support::compile(&d.join("lib.c"), &lib, "-O2", &["-g"]);
-    support::compile(&d.join("main.c"), &main, "-O2", &["-g"]);
+    std::fs::write(d.join("lib.c"), lib).unwrap();
+    std::fs::write(d.join("main.c"), main).unwrap();
+    let (l, m) = (d.join("lib.o"), d.join("main.o"));
+    support::compile(&d.join("lib.c"), &l, opt, &["-g"]);
+    support::compile(&d.join("main.c"), &m, opt, &["-g"]);
     let img = d.join("app.hcr");
-    support::link_ok(&img, &[main, lib]);
+    support::link_ok(&img, &[m, l]);
     let o = support::hcr_command()
         .arg("run")
         .arg(&img)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{err}");
+    (o.status, String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn a_frame_ending_in_a_call_that_never_returns_names_its_own_function() {
+    let main =
+        "void work(int);\nint main(int argc, char **argv) { work(argc); return 0; } /* CALL */\n";
+    let (status, err) = crash_run(NORETURN, main, "-O2");
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{err}");
     let line = line_of(NORETURN, "ASSERT");
     assert!(
         err.contains(&format!(
@@ -279,26 +283,9 @@ void work(const char *s) {
 
 #[test]
 fn a_fault_in_the_c_library_called_from_a_module_names_the_module_frame() {
-    let t = tempfile::tempdir().unwrap();
-    let d = t.path();
-    std::fs::write(d.join("lib.c"), LIBC_FAULT).unwrap();
-    std::fs::write(
-        d.join("main.c"),
-        "void work(const char *);\nint main(void) { work(0); return 0; }\n",
-    )
-    .unwrap();
-    let (lib, main) = (d.join("lib.o"), d.join("main.o"));
-    support::compile(&d.join("lib.c"), &lib, "-O1", &["-g"]);
-    support::compile(&d.join("main.c"), &main, "-O1", &["-g"]);
-    let img = d.join("app.hcr");
-    support::link_ok(&img, &[main, lib]);
-    let o = support::hcr_command()
-        .arg("run")
-        .arg(&img)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+    let main = "void work(const char *);\nint main(void) { work(0); return 0; }\n";
+    let (status, err) = crash_run(LIBC_FAULT, main, "-O1");
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
     let line = line_of(LIBC_FAULT, "STRLEN");
     assert!(
         err.starts_with(&format!(

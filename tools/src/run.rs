@@ -108,6 +108,14 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
         .clone()
         .unwrap_or_else(|| image.display().to_string())];
     argv.extend(args.iter().cloned());
+    // Old images stay mapped: the program's other threads, and its heap (a
+    // C++ object's vtable pointer, a pointer to a string literal), may
+    // still refer to one, and the reloading thread sees neither. Each
+    // reload keeps the previous code of the modules it changed only;
+    // `HCR_KEEP_RETIRED_IMAGES=0` frees old images as soon as the
+    // reloading thread's stack and the globals no longer refer to them.
+    let keep = std::env::var_os("HCR_KEEP_RETIRED_IMAGES").is_none_or(|v| v != "0");
+    rt.keep_retired_images(keep);
     let code = if opts.auto_reload {
         // See the module documentation: the program's `main` keeps running in
         // the first image, and the reload thread cannot see its stack.

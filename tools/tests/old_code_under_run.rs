@@ -1,0 +1,94 @@
+//! Under `hcr run` old code stays mapped for the whole run: a worker thread
+//! that stays in a changed module's old code through several reloads (each
+//! more than 100 ms apart, which would let a host's runtime free it) keeps
+//! running that code (invisible to the reloading thread). With
+//! `HCR_KEEP_RETIRED_IMAGES=0` the runtime frees old images as a host's
+//! does (and this worker then runs whatever took its code's place).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+const MAIN: &str = r#"#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <hcr.h>
+void *worker(void *);
+extern volatile int stop;
+int main(int argc, char **argv) {
+    pthread_t t;
+    for (int i = 1; i < argc; i++) {
+        rename(argv[i], argv[0]);
+        printf("reload %d\n", hcr_perform_code_reload());
+        fflush(stdout);
+        /* The worker runs the code the first reload loaded (an area of its
+         * own, which later reloads retire). */
+        if (i == 1) pthread_create(&t, 0, worker, 0);
+        usleep(150000);
+    }
+    stop = 1;
+    pthread_join(t, 0);
+    return 0;
+}
+"#;
+
+/// The worker's module, version `v`: it loops in its own frame until told
+/// to stop, then says which version it ran. A function before it grows
+/// with `v`, so each version's loop lies elsewhere in its segment (old code
+/// freed and overwritten would not resume where it left off).
+fn work(v: u32) -> String {
+    let filler = "x++; ".repeat(40 * v as usize);
+    format!(
+        r#"#include <stdio.h>
+#include <unistd.h>
+volatile int stop;
+void filler_{v}(void) {{ volatile int x = 0; {filler} }}
+__attribute__((noinline)) int step(int n) {{ return n + 1; }}
+void *worker(void *a) {{
+    int n = 0;
+    while (!stop) {{ n = step(n); usleep(1000); }}
+    printf("worker exits v{v} after %s\n", n > 0 ? "looping" : "nothing");
+    fflush(stdout);
+    return 0;
+}}
+"#
+    )
+}
+
+fn images(d: &Path) -> Vec<PathBuf> {
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("main.c"), MAIN).unwrap();
+    let m = src.join("main.o");
+    support::compile(&src.join("main.c"), &m, "-O2", &[]);
+    (1..=5)
+        .map(|v| {
+            std::fs::write(src.join("work.c"), work(v)).unwrap();
+            let w = src.join("work.o");
+            support::compile(&src.join("work.c"), &w, "-O2", &[]);
+            let img = d.join(format!("v{v}.hcr"));
+            support::link_ok(&img, &[m.clone(), w]);
+            img
+        })
+        .collect()
+}
+
+#[test]
+fn a_thread_in_old_code_keeps_running_it_through_reloads() {
+    let t = tempfile::tempdir().unwrap();
+    let imgs = images(t.path());
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&imgs[0])
+        .arg("--")
+        .args(&imgs[1..])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(
+        out, "reload 1\nreload 1\nreload 1\nreload 1\nworker exits v2 after looping\n",
+        "{err}"
+    );
+}

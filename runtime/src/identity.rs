@@ -27,6 +27,9 @@ pub(crate) struct Decisions {
     pub warnings: Vec<String>,
     /// `(registry index, new key)` of globals kept under another key.
     pub rekey: Vec<(u32, String)>,
+    /// `(registry index, new module)` of globals that moved to another
+    /// module and keep their storage there.
+    pub moved: Vec<(u32, String)>,
 }
 
 /// One version of a module: its manifest, the module, and the registry

@@ -136,6 +136,7 @@ scenarios!(
     import_reorder,
     init_order,
     module_reimport,
+    moved_between_modules,
     new_global_on_reload,
     nim_integration,
     no_change_no_handlers,

@@ -218,7 +218,7 @@ impl State {
         crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
         crate::tls::publish_staged();
         let live = self.retarget(&new, &fn_tid, &mut work);
-        self.stub_gone(&diff);
+        self.stub_gone(&diff, m, &fn_tid);
         for t in live {
             self.retargeted[t as usize] = false;
         }
@@ -345,8 +345,12 @@ impl State {
 
     /// Functions of changed and removed modules that are gone get a stub
     /// that says so.
-    fn stub_gone(&mut self, diff: &Diff) {
+    fn stub_gone(&mut self, diff: &Diff, m: &Manifest, fn_tid: &[u32]) {
         let mut gone: Vec<u32> = Vec::new();
+        // Global functions that left their module, by name: one the new
+        // image defines in another module (moved there, or its module
+        // renamed) is reached through its new permanent address.
+        let mut moved: HashMap<&str, u32> = HashMap::default();
         if let Some(c) = &self.current {
             for md in touched_old(diff, c) {
                 for fi in md.functions.range() {
@@ -356,9 +360,30 @@ impl State {
                         && self.functions.removed_stub(t).is_none()
                     {
                         gone.push(t);
+                        let f = &c.manifest.functions[fi];
+                        if f.global {
+                            moved.insert(c.manifest.str(f.name), t);
+                        }
                     }
                 }
             }
+        }
+        if !moved.is_empty() {
+            let mut aliased = Vec::new();
+            for (fi, f) in m.functions.iter().enumerate() {
+                let (true, Some(&old)) = (f.global, moved.get(m.str(f.name))) else {
+                    continue;
+                };
+                match fn_tid.get(fi) {
+                    Some(&t) if t != NONE && t != old => {
+                        let to = self.functions.tramp(t).code;
+                        trampoline::store_slot(self.functions.tramp(old).slot, to);
+                        aliased.push(old);
+                    }
+                    _ => {}
+                }
+            }
+            gone.retain(|t| !aliased.contains(t));
         }
         self.stub_removed(&gone);
     }
@@ -372,6 +397,13 @@ impl State {
             if let Some(e) = self.globals[g as usize].as_mut() {
                 index_remove(&mut self.global_index, &e.module, &e.name);
                 e.name = Arc::from(key.as_str());
+                index_put(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
+        for (g, module) in identities.moved {
+            if let Some(e) = self.globals[g as usize].as_mut() {
+                index_remove(&mut self.global_index, &e.module, &e.name);
+                e.module = Arc::from(module.as_str());
                 index_put(&mut self.global_index, &e.module, &e.name, g);
             }
         }

@@ -478,11 +478,68 @@ impl State {
             };
             store_ids(&mut obj_gid, md.objects.start as usize, &gids);
         }
+        if let Some(c) = old {
+            self.adopt_moved_globals(c, m, diff, &mut obj_gid, &mut identities);
+        }
         Indices {
             fn_tid,
             obj_gid,
             pending_fns,
             identities,
+        }
+    }
+
+    /// A global (external name) that left a module the reload changes or
+    /// removes and appears, of the same size, in another module keeps its
+    /// storage and value there: a definition moved between files, or a
+    /// module renamed. (A name is defined once in an image.)
+    fn adopt_moved_globals(
+        &self,
+        c: &Current,
+        m: &Manifest,
+        diff: &Diff,
+        obj_gid: &mut Ids,
+        identities: &mut crate::identity::Decisions,
+    ) {
+        let unmatched: Vec<usize> = (0..m.objects.len())
+            .filter(|&oi| obj_gid[oi] == NONE && m.objects[oi].global)
+            .filter(|&oi| m.reachable(m.objects[oi].module.0 as usize))
+            .collect();
+        if unmatched.is_empty() || diff.old_touched.is_empty() {
+            return;
+        }
+        let claimed: HashSet<u32> = obj_gid.iter().copied().filter(|&g| g != NONE).collect();
+        let mut left: HashMap<&str, (u32, &str)> = HashMap::default();
+        for omi in diff.old_touched.iter().map(|i| i.0 as usize) {
+            let Some(md) = c.manifest.modules.get(omi) else {
+                continue;
+            };
+            for oi in md.objects.range() {
+                let (o, g) = (&c.manifest.objects[oi], c.obj_gid[oi]);
+                if o.global && g != NONE && !claimed.contains(&g) {
+                    left.insert(c.manifest.str(o.name), (g, c.manifest.str(md.name)));
+                }
+            }
+        }
+        for oi in unmatched {
+            let o = &m.objects[oi];
+            let Some(&(g, from)) = left.get(m.str(o.name)) else {
+                continue;
+            };
+            let to = m.module_name(o.module);
+            let fits = self.globals[g as usize]
+                .as_ref()
+                .is_some_and(|e| e.g.tls == o.tls && keeps_storage(&e.g, o));
+            if !fits || from == to {
+                continue;
+            }
+            store_ids(obj_gid, oi, &[g]);
+            left.remove(m.str(o.name));
+            identities.moved.push((g, to.to_string()));
+            identities.warnings.push(format!(
+                "global {} moved from module {from} to module {to}: it keeps its value",
+                m.str(o.name)
+            ));
         }
     }
 

@@ -588,6 +588,76 @@ extern "C" fn image_atexit(f: VoidFn) -> c_int {
     }
 }
 
+/// A destructor an image registered with `__cxa_atexit` for an object (a
+/// C++ global, a function's static): libc runs it at exit through
+/// [`run_destructor`], unless a reload removed the object meanwhile (its
+/// storage goes, and its destructor may be a function the image no longer
+/// has).
+struct Destructor {
+    func: extern "C" fn(*mut c_void),
+    obj: usize,
+    live: AtomicBool,
+}
+
+/// Every destructor registered for an object, for [`forget_destructors`]
+/// (entries live as long as the process: libc holds them).
+static DESTRUCTORS: Mutex<Vec<&'static Destructor>> = Mutex::new(Vec::new());
+
+type ObjFn = Option<extern "C" fn(*mut c_void)>;
+type CxaAtexitFn = unsafe extern "C" fn(ObjFn, *mut c_void, *mut c_void) -> c_int;
+
+/// An image's `__cxa_atexit`: glibc's, with a destructor for an object
+/// wrapped so that a reload that removes the object can cancel it.
+extern "C" fn image_cxa_atexit(func: ObjFn, obj: *mut c_void, dso: *mut c_void) -> c_int {
+    // SAFETY: glibc's `int __cxa_atexit(void (*)(void *), void *, void *)`.
+    let Some(cxa) = (unsafe { libc_fn::<CxaAtexitFn>(c"__cxa_atexit") }) else {
+        return -1;
+    };
+    let (Some(f), false) = (func, obj.is_null()) else {
+        // SAFETY: as above, the image's own arguments.
+        return unsafe { cxa(func, obj, dso) };
+    };
+    let d: &'static Destructor = Box::leak(Box::new(Destructor {
+        func: f,
+        obj: obj as usize,
+        live: AtomicBool::new(true),
+    }));
+    DESTRUCTORS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(d);
+    // SAFETY: as above; `d` lives for the rest of the process.
+    unsafe {
+        cxa(
+            Some(run_destructor),
+            d as *const Destructor as *mut c_void,
+            dso,
+        )
+    }
+}
+
+/// What libc calls at exit for a wrapped destructor.
+extern "C" fn run_destructor(d: *mut c_void) {
+    // SAFETY: registered by `image_cxa_atexit` with a leaked `Destructor`.
+    let d = unsafe { &*(d as *const Destructor) };
+    if d.live.load(Ordering::Acquire) {
+        (d.func)(d.obj as *mut c_void);
+    }
+}
+
+/// Cancels (`live` false) or restores the destructors registered for
+/// objects in `[start, end)`: a reload removed the global there, or a
+/// rollback brought it back.
+pub(crate) fn set_destructors_live(start: u64, end: u64, live: bool) {
+    let list = DESTRUCTORS.lock().unwrap_or_else(|e| e.into_inner());
+    for d in list
+        .iter()
+        .filter(|d| (start..end).contains(&(d.obj as u64)))
+    {
+        d.live.store(live, Ordering::Release);
+    }
+}
+
 /// An image's `at_quick_exit`: `__cxa_at_quick_exit(f, __dso_handle)`.
 extern "C" fn image_at_quick_exit(f: VoidFn) -> c_int {
     type CxaAtQuickExit = unsafe extern "C" fn(VoidFn, *mut c_void) -> c_int;
@@ -642,6 +712,7 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         // What glibc keeps in libc_nonshared.a, linked into every
         // executable and shared object rather than exported by libc.so.
         "atexit" => image_atexit as *const () as usize,
+        "__cxa_atexit" => image_cxa_atexit as *const () as usize,
         "at_quick_exit" => image_at_quick_exit as *const () as usize,
         "pthread_atfork" | "__pthread_atfork" => image_pthread_atfork as *const () as usize,
         _ => return crate::tls::symbol(name),

@@ -27,22 +27,27 @@ pub(super) fn write_field(addr: u64, size: u64, f: FieldValue) {
     }
 }
 
-/// True when the bytes at `old` (in `old_area`) and `new` (in `new_area`)
-/// agree up to and including a NUL, or for 64 bytes, whichever comes first,
-/// without reading past either area.
+/// True when the bytes a pointer at `old` (in `old_areas`) and one at
+/// `new` (in `new_areas`) point to are the same, as far as it can tell
+/// without their extent: a string (text up to its NUL, at most 4 KiB) is
+/// compared whole; other bytes (a table of numbers, whose first NUL says
+/// nothing) for 256 bytes. Never reads past either area.
 pub(super) fn same_bytes(
     old_areas: &ModuleAreas,
     old: u64,
     new_areas: &ModuleAreas,
     new: u64,
 ) -> bool {
+    const TEXT: usize = 4096;
+    const DATA: usize = 256;
     let (o, n) = (old as usize, new as usize);
     let (Some(old_area), Some(new_area)) = (old_areas.find(o), new_areas.find(n)) else {
         return false;
     };
-    let limit = 64
+    let limit = TEXT
         .min(old_area.base + old_area.len() - o)
         .min(new_area.base + new_area.len() - n);
+    let mut text = true;
     for i in 0..limit {
         // SAFETY: both addresses lie in mapped, readable areas (checked
         // above, `limit` keeps within them).
@@ -50,7 +55,11 @@ pub(super) fn same_bytes(
         if a != b {
             return false;
         }
-        if a == 0 {
+        if a == 0 && text && i > 0 {
+            return true;
+        }
+        text &= a >= 0x20 || matches!(a, b'\t' | b'\n' | b'\r');
+        if !text && i + 1 >= DATA {
             return true;
         }
     }
@@ -67,6 +76,14 @@ fn touched_old<'a>(diff: &'a Diff, c: &'a Current) -> impl Iterator<Item = &'a h
         .iter()
         .filter_map(|i| c.manifest.modules.get(i.0 as usize))
         .filter(|md| md.reachable)
+}
+
+/// The destructors registered for global `g`'s object no longer run at
+/// exit: a reload removed it (or replaced its storage).
+pub(super) fn forget_destructors(g: &Global) {
+    if !g.tls {
+        crate::ffi::set_destructors_live(g.addr, g.addr + g.size.max(1), false);
+    }
 }
 
 /// Warns about the globals a reload adds to a C++ module that initialises
@@ -475,6 +492,7 @@ impl State {
                 // A global that changed size or alignment, or one of a
                 // module imported again: the old storage goes (at the next
                 // reload: see `gone_globals`).
+                forget_destructors(&e.g);
                 self.gone_globals.push((old_gid, e));
             }
             let gid = self.globals.len() as u32;
@@ -506,6 +524,7 @@ impl State {
                     }
                     if let Some(e) = self.globals[g as usize].take() {
                         index_remove(&mut self.global_index, &e.module, &e.name);
+                        forget_destructors(&e.g);
                         self.gone_globals.push((g, e));
                     }
                 }

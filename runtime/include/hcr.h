@@ -37,7 +37,9 @@ int hcr_perform_code_reload(void);
 /* Why the last hcr_init, hcr_run_main, hcr_perform_code_reload or hcr_guard
  * on this thread failed ("" when it succeeded, or none ran).  Queries
  * (hcr_has_*_changed, hcr_get_*, handler registration) set it only when
- * they fail themselves, and otherwise leave it as it was. */
+ * they fail themselves, and otherwise leave it as it was.  The pointer stays
+ * valid for the thread's life; its text changes with those calls (as errno
+ * does), cut at 4 KiB. */
 const char *hcr_last_error(void);
 
 /* Number of completed reloads that returned >= 1 (inside the handlers of a

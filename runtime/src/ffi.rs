@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +41,15 @@ pub fn set_keep_retired_images(keep: bool) {
     KEEP_RETIRED_IMAGES.store(keep, Ordering::Relaxed);
 }
 
+/// Room for `hcr_last_error`'s message (a longer one is cut, ending in
+/// "...").
+const ERROR_ROOM: usize = 4096;
+
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// The message `hcr_last_error` points to: one buffer per thread whose
+    /// address never changes, so a pointer taken before a later call (an
+    /// argument list evaluated right to left) still reads a string.
+    static LAST_ERROR: RefCell<Box<[u8; ERROR_ROOM]>> = RefCell::new(Box::new([0; ERROR_ROOM]));
 }
 
 fn lock() -> MutexGuard<'static, Option<State>> {
@@ -50,8 +57,19 @@ fn lock() -> MutexGuard<'static, Option<State>> {
 }
 
 pub(crate) fn set_error(msg: &str) {
-    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    let cut = msg.len() >= ERROR_ROOM;
+    let mut end = msg.len().min(ERROR_ROOM - 4);
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    LAST_ERROR.with(|e| {
+        let mut b = e.borrow_mut();
+        for (d, &c) in b.iter_mut().zip(msg.as_bytes()[..end].iter()) {
+            *d = if c == 0 { b' ' } else { c };
+        }
+        let tail: &[u8] = if cut { b"...\0" } else { b"\0" };
+        b[end..end + tail.len()].copy_from_slice(tail);
+    });
 }
 
 pub(crate) fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, Error> {
@@ -369,7 +387,7 @@ pub extern "C" fn hcr_perform_code_reload() -> c_int {
 /// See `hcr.h`.
 #[no_mangle]
 pub extern "C" fn hcr_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.with(|e| e.borrow().as_ptr().cast())
 }
 
 /// See `hcr.h`.

@@ -65,3 +65,41 @@ fn a_c_host_links_the_shared_library() {
         "host: get() = 42, counter = 42\nimage main: argv ok counter 42\nhost: main returned 7, generation 0\n"
     );
 }
+
+/// `hcr_last_error()`'s pointer stays readable across later calls: in
+/// `printf("%d [%s]\n", hcr_perform_code_reload(), hcr_last_error())` gcc
+/// evaluates the error first, then the reload replaces the message under
+/// it (it was freed and replaced, and printf read freed memory).
+#[test]
+fn the_last_error_pointer_stays_readable_across_calls() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(
+        d.join("main.c"),
+        "#include <stdio.h>\n#include <hcr.h>\n\
+         int main(int argc, char **argv) {\n\
+             rename(argv[1], argv[0]);\n\
+             printf(\"%d [%s]\\n\", hcr_perform_code_reload(), hcr_last_error());\n\
+             return 0;\n}\n",
+    )
+    .unwrap();
+    let m = d.join("main.o");
+    support::compile(&d.join("main.c"), &m, "-O2", &[]);
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[m]);
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(d.join("bad.hcr"), &bytes[..100]).unwrap();
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .arg("--")
+        .arg(d.join("bad.hcr"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.starts_with("-1 [") && out.contains("app.hcr: truncated image"),
+        "{out}"
+    );
+}

@@ -76,63 +76,15 @@ struct Abbrev {
 }
 
 /// A cursor over `.debug_info` or `.debug_abbrev`.
-struct Cur<'d> {
-    b: &'d [u8],
-    at: usize,
-}
+type Cur<'d> = hcr_image::DwarfReader<'d>;
 
-impl<'d> Cur<'d> {
-    fn u8(&mut self) -> Option<u8> {
-        let v = *self.b.get(self.at)?;
-        self.at += 1;
-        Some(v)
-    }
-    fn fixed(&mut self, n: usize) -> Option<u64> {
-        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        let mut v = [0u8; 8];
-        v[..n.min(8)].copy_from_slice(&s[..n.min(8)]);
-        Some(u64::from_le_bytes(v))
-    }
-    fn skip(&mut self, n: usize) -> Option<()> {
-        let end = self.at.checked_add(n)?;
-        (end <= self.b.len()).then(|| self.at = end)
-    }
-    fn uleb(&mut self) -> Option<u64> {
-        let (mut v, mut shift) = (0u64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= u64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-    }
-    fn sleb(&mut self) -> Option<i64> {
-        let (mut v, mut shift) = (0i64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= i64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                if shift < 64 && b & 0x40 != 0 {
-                    v |= -1i64 << shift;
-                }
-                return Some(v);
-            }
-        }
-    }
-    fn cstr(&mut self) -> Option<&'d [u8]> {
-        let rest = self.b.get(self.at..)?;
-        let len = rest.iter().position(|&c| c == 0)?;
-        self.at += len + 1;
-        Some(&rest[..len])
-    }
+/// What a unit's header says that reading its DIEs needs.
+#[derive(Clone, Copy)]
+struct Unit {
+    version: u16,
+    addr_size: u8,
+    /// Its offset in `.debug_info` (where `DW_FORM_ref*` count from).
+    start: usize,
 }
 
 /// A name as the attribute gives it.
@@ -257,7 +209,12 @@ impl<'a, 'd> Ctx<'a, 'd> {
             b: &data[..end],
             at: c.at,
         };
-        self.dies(c, &abbrevs, (version, addr_size), out, order);
+        let unit = Unit {
+            version,
+            addr_size,
+            start: at,
+        };
+        self.dies(c, &abbrevs, unit, out, order);
         Some(end)
     }
 
@@ -266,7 +223,7 @@ impl<'a, 'd> Ctx<'a, 'd> {
         &self,
         mut c: Cur<'d>,
         abbrevs: &HashMap<u64, Abbrev>,
-        (version, addr_size): (u16, u8),
+        unit: Unit,
         out: &mut HashMap<u32, (&'d str, u32)>,
         order: &mut u32,
     ) -> Option<()> {
@@ -284,7 +241,7 @@ impl<'a, 'd> Ctx<'a, 'd> {
             let ab = abbrevs.get(&code)?;
             let mut die = Die::default();
             for &(attr, form, _) in &ab.attrs {
-                self.attr(&mut c, attr, form, (version, addr_size), &mut die)?;
+                self.attr(&mut c, attr, form, unit, &mut die)?;
             }
             if let Some(n) = die.name {
                 names.insert(die_at, Name::Text(n));
@@ -318,13 +275,12 @@ impl<'a, 'd> Ctx<'a, 'd> {
         c: &mut Cur<'d>,
         attr: u64,
         form: u64,
-        (version, addr_size): (u16, u8),
+        unit: Unit,
         die: &mut Die<'d>,
     ) -> Option<()> {
         let at = c.at;
-        let reference = |v: u64| Some(v as usize);
         match form {
-            0x01 => c.skip(usize::from(addr_size))?,
+            0x01 => c.skip(usize::from(unit.addr_size))?,
             0x03 => {
                 let n = c.fixed(2)? as usize;
                 self.location(c, n, attr, die)?;
@@ -357,9 +313,9 @@ impl<'a, 'd> Ctx<'a, 'd> {
             }
             0x19 | 0x21 => {}
             0x08 => {
-                let s = c.cstr()?;
+                let (s, len) = c.cstr()?;
                 if attr == DW_AT_NAME {
-                    die.name = Some(s);
+                    die.name = Some(&c.b[s..s + len]);
                 }
             }
             0x0e | 0x1f => {
@@ -375,20 +331,19 @@ impl<'a, 'd> Ctx<'a, 'd> {
             }
             0x1f21 => c.skip(4)?,
             0x10 => {
-                let n = if version <= 2 {
-                    usize::from(addr_size)
+                let n = if unit.version <= 2 {
+                    usize::from(unit.addr_size)
                 } else {
                     4
                 };
                 c.skip(n)?;
             }
             0x13 | 0x15 => {
-                // A reference inside the unit: to the unit's start, which
-                // the walk does not know here; origins are looked up by
-                // the offset relative to the section instead.
+                // A reference inside the unit, from the unit's start; names
+                // are kept by offset in the section.
                 let v = if form == 0x13 { c.fixed(4)? } else { c.uleb()? };
                 if attr == DW_AT_ABSTRACT_ORIGIN || attr == DW_AT_SPECIFICATION {
-                    die.origin = reference(v).map(|v| v + self.unit_start(at));
+                    die.origin = usize::try_from(v).ok()?.checked_add(unit.start);
                 }
             }
             0x16 => {
@@ -397,30 +352,11 @@ impl<'a, 'd> Ctx<'a, 'd> {
                 if f == 0x16 {
                     return None;
                 }
-                return self.attr(c, attr, f, (version, addr_size), die);
+                return self.attr(c, attr, f, unit, die);
             }
             _ => return None,
         }
         Some(())
-    }
-
-    /// The start of the unit holding `.debug_info` offset `at`.
-    fn unit_start(&self, at: usize) -> usize {
-        let data = self.info.data;
-        let mut u = 0usize;
-        loop {
-            let Some(len) = data
-                .get(u..u + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            else {
-                return u;
-            };
-            let next = u + 4 + len as usize;
-            if at < next || len == 0 {
-                return u;
-            }
-            u = next;
-        }
     }
 
     /// A location expression of `n` bytes at the cursor: for

@@ -644,60 +644,8 @@ mod lines {
     static UNIT: UnitBuf = UnitBuf(std::cell::UnsafeCell::new([0; UNIT_MAX]));
     static BUSY: AtomicBool = AtomicBool::new(false);
 
-    struct Cur<'a> {
-        b: &'a [u8],
-        at: usize,
-    }
-
-    impl Cur<'_> {
-        fn u8(&mut self) -> Option<u8> {
-            let v = *self.b.get(self.at)?;
-            self.at += 1;
-            Some(v)
-        }
-        fn fixed(&mut self, n: usize) -> Option<u64> {
-            let s = self.b.get(self.at..self.at + n)?;
-            self.at += n;
-            let mut v = [0u8; 8];
-            v[..n.min(8)].copy_from_slice(&s[..n.min(8)]);
-            Some(u64::from_le_bytes(v))
-        }
-        fn uleb(&mut self) -> Option<u64> {
-            let (mut v, mut shift) = (0u64, 0u32);
-            loop {
-                let b = self.u8()?;
-                if shift < 64 {
-                    v |= u64::from(b & 0x7f) << shift;
-                }
-                shift += 7;
-                if b & 0x80 == 0 {
-                    return Some(v);
-                }
-            }
-        }
-        fn sleb(&mut self) -> Option<i64> {
-            let (mut v, mut shift) = (0i64, 0u32);
-            loop {
-                let b = self.u8()?;
-                if shift < 64 {
-                    v |= i64::from(b & 0x7f) << shift;
-                }
-                shift += 7;
-                if b & 0x80 == 0 {
-                    if shift < 64 && b & 0x40 != 0 {
-                        v |= -1i64 << shift;
-                    }
-                    return Some(v);
-                }
-            }
-        }
-        fn cstr(&mut self) -> Option<(usize, usize)> {
-            let start = self.at;
-            let len = self.b.get(start..)?.iter().position(|&c| c == 0)?;
-            self.at = start + len + 1;
-            Some((start, len))
-        }
-    }
+    /// The reader the line program is read with.
+    type Cur<'a> = hcr_image::DwarfReader<'a>;
 
     /// Where a file's name is: in the unit, or at an offset of a string
     /// section.

@@ -617,7 +617,7 @@ struct Destructor {
     live: AtomicBool,
 }
 
-/// Every destructor registered for an object, for [`forget_destructors`]
+/// Every destructor registered for an object, for [`set_destructors_live`]
 /// (entries live as long as the process: libc holds them).
 static DESTRUCTORS: Mutex<Vec<&'static Destructor>> = Mutex::new(Vec::new());
 

@@ -6,8 +6,9 @@ mod support;
 
 use std::process::Command;
 
-#[test]
-fn a_c_host_links_the_static_library() {
+/// Builds testdata/c_host's image, links its host with `link(host.c,
+/// out)`, runs the host on the image and checks what it prints.
+fn host_runs(link: impl FnOnce(&std::path::Path, &std::path::Path)) {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let src = support::repo().join("testdata/c_host");
@@ -16,7 +17,7 @@ fn a_c_host_links_the_static_library() {
     let img = d.join("lib.hcr");
     support::link_ok(&img, &[obj]);
     let host = d.join("host");
-    support::c_host(&src.join("host.c"), &host, &[]);
+    link(&src.join("host.c"), &host);
     let o = Command::new(&host).arg(&img).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
@@ -26,14 +27,12 @@ fn a_c_host_links_the_static_library() {
 }
 
 #[test]
+fn a_c_host_links_the_static_library() {
+    host_runs(|src, host| support::c_host(src, host, &[]));
+}
+
+#[test]
 fn a_c_host_links_the_shared_library() {
-    let t = tempfile::tempdir().unwrap();
-    let d = t.path();
-    let src = support::repo().join("testdata/c_host");
-    let obj = d.join("lib.o");
-    support::compile(&src.join("lib.c"), &obj, "-O2", &[]);
-    let img = d.join("lib.hcr");
-    support::link_ok(&img, &[obj]);
     // `cargo build` of the runtime puts `libhcr_runtime.so` beside the
     // static library.
     let lib_dir = support::runtime_staticlib()
@@ -42,28 +41,23 @@ fn a_c_host_links_the_shared_library() {
         .to_path_buf();
     let so = lib_dir.join("libhcr_runtime.so");
     assert!(so.exists(), "no {}", so.display());
-    let host = d.join("host");
-    let st = Command::new("cc")
-        .arg("-I")
-        .arg(support::include_dir())
-        .arg(src.join("host.c"))
-        .arg("-L")
-        .arg(&lib_dir)
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-        .args(["-lhcr_runtime", "-o"])
-        .arg(&host)
-        .status()
-        .expect("the system C compiler `cc` must be installed");
-    assert!(
-        st.success(),
-        "linking the C host with the shared library failed"
-    );
-    let o = Command::new(&host).arg(&img).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "host: get() = 42, counter = 42\nimage main: argv ok counter 42\nhost: main returned 7, generation 0\n"
-    );
+    host_runs(|src, host| {
+        let st = Command::new("cc")
+            .arg("-I")
+            .arg(support::include_dir())
+            .arg(src)
+            .arg("-L")
+            .arg(&lib_dir)
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            .args(["-lhcr_runtime", "-o"])
+            .arg(host)
+            .status()
+            .expect("the system C compiler `cc` must be installed");
+        assert!(
+            st.success(),
+            "linking the C host with the shared library failed"
+        );
+    });
 }
 
 /// `hcr_last_error()`'s pointer stays readable across later calls: in

@@ -220,32 +220,16 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
-    // (One directory: main's object, debug information included, is the
-    // same in both images, so only lib changes.)
-    let image = |tag: &str, lib: &str| {
-        let dir = d.join("src");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("main.c"), main).unwrap();
-        std::fs::write(dir.join("lib.c"), lib).unwrap();
-        let (m, l) = (dir.join("main.o"), dir.join("lib.o"));
-        support::compile(&dir.join("main.c"), &m, "-O1", &["-g"]);
-        support::compile(&dir.join("lib.c"), &l, "-O1", &["-g"]);
-        let img = d.join(format!("{tag}.hcr"));
-        support::link_ok(&img, &[m, l]);
-        img
-    };
-    let v0 = image("v0", lib_v0);
-    let v1 = image("v1", &lib_v0.replace("return 0;", "return 1;"));
-    let o = support::hcr_command()
-        .arg("run")
-        .arg(&v0)
-        .arg("--")
-        .arg(&v1)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let lib_v1 = lib_v0.replace("return 0;", "return 1;");
+    let imgs = support::versioned_images(
+        d,
+        main,
+        "lib",
+        &[("v0", lib_v0), ("v1", &lib_v1)],
+        ("-O1", &["-g"]),
+    );
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
     assert_eq!(
         out,
         "reload 1\n\
@@ -295,33 +279,16 @@ void frame(void *a) {
 int ticks;
 void frame(void *a) { ticks++; volatile int z = 0; printf("v1 %d\n", ticks / z); }
 "#;
-    let src = d.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("main.c"), main).unwrap();
-    let m = src.join("main.o");
-    support::compile(&src.join("main.c"), &m, "-O2", &[]);
-    let image = |tag: &str, code: &str| {
-        std::fs::write(src.join("fr.c"), code).unwrap();
-        let o = src.join("fr.o");
-        support::compile(&src.join("fr.c"), &o, "-O2", &[]);
-        let img = d.join(format!("{tag}.hcr"));
-        support::link_ok(&img, &[m.clone(), o]);
-        img
-    };
-    let i0 = image("v0", &v0.replace("VER", "v0"));
-    let i1 = image("v1", v1);
-    let i2 = image("v2", &v0.replace("VER", "v2"));
-    let o = support::hcr_command()
-        .arg("run")
-        .arg(&i0)
-        .arg("--")
-        .arg(&i1)
-        .arg(&i2)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{out}\n{err}");
+    let (v0a, v2a) = (v0.replace("VER", "v0"), v0.replace("VER", "v2"));
+    let imgs = support::versioned_images(
+        d,
+        main,
+        "fr",
+        &[("v0", &v0a), ("v1", v1), ("v2", &v2a)],
+        ("-O2", &[]),
+    );
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert!(status.success(), "{out}\n{err}");
     assert_eq!(
         out,
         "v0 ticks=1 keepme=7 last=-1\n\

@@ -273,30 +273,10 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
-    let src = d.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("main.c"), main).unwrap();
-    let m = src.join("main.o");
-    support::compile(&src.join("main.c"), &m, "-O2", &["-g"]);
-    let image = |tag: &str, lib: &str| {
-        std::fs::write(src.join("lib.c"), lib).unwrap();
-        let l = src.join("lib.o");
-        support::compile(&src.join("lib.c"), &l, "-O2", &["-g"]);
-        let img = d.join(format!("{tag}.hcr"));
-        support::link_ok(&img, &[m.clone(), l]);
-        img
-    };
-    let (i0, i1) = (image("v0", v0), image("v1", v1));
-    let o = support::hcr_command()
-        .arg("run")
-        .arg(&i0)
-        .arg("--")
-        .arg(&i1)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{out}\n{err}");
+    let imgs =
+        support::versioned_images(d, main, "lib", &[("v0", v0), ("v1", v1)], ("-O2", &["-g"]));
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert!(status.success(), "{out}\n{err}");
     assert_eq!(
         out, "a.n=102 b.n=202\nreload=1\na.n=103 b.n=203 z.n=900\n",
         "{err}"

@@ -56,37 +56,20 @@ void *worker(void *a) {{
 }
 
 fn images(d: &Path) -> Vec<PathBuf> {
-    let src = d.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("main.c"), MAIN).unwrap();
-    let m = src.join("main.o");
-    support::compile(&src.join("main.c"), &m, "-O2", &[]);
-    (1..=5)
-        .map(|v| {
-            std::fs::write(src.join("work.c"), work(v)).unwrap();
-            let w = src.join("work.o");
-            support::compile(&src.join("work.c"), &w, "-O2", &[]);
-            let img = d.join(format!("v{v}.hcr"));
-            support::link_ok(&img, &[m.clone(), w]);
-            img
-        })
-        .collect()
+    let versions: Vec<(String, String)> = (1..=5).map(|v| (format!("v{v}"), work(v))).collect();
+    let versions: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|(t, c)| (t.as_str(), c.as_str()))
+        .collect();
+    support::versioned_images(d, MAIN, "work", &versions, ("-O2", &[]))
 }
 
 #[test]
 fn a_thread_in_old_code_keeps_running_it_through_reloads() {
     let t = tempfile::tempdir().unwrap();
     let imgs = images(t.path());
-    let o = support::hcr_command()
-        .arg("run")
-        .arg(&imgs[0])
-        .arg("--")
-        .args(&imgs[1..])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{out}\n{err}");
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert!(status.success(), "{out}\n{err}");
     assert_eq!(
         out, "reload 1\nreload 1\nreload 1\nreload 1\nworker exits v2 after looping\n",
         "{err}"

@@ -19,8 +19,10 @@
 mod chunked;
 mod codec;
 mod debug;
+mod dwarf_reader;
 mod elf;
 mod modlist;
+pub use dwarf_reader::DwarfReader;
 pub mod shared;
 
 use std::sync::Arc;

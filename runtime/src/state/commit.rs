@@ -78,11 +78,12 @@ fn touched_old<'a>(diff: &'a Diff, c: &'a Current) -> impl Iterator<Item = &'a h
         .filter(|md| md.reachable)
 }
 
-/// The destructors registered for global `g`'s object no longer run at
-/// exit: a reload removed it (or replaced its storage).
-pub(super) fn forget_destructors(g: &Global) {
+/// Whether the destructors registered for global `g`'s object run at
+/// exit: not once a reload removed it (or replaced its storage), again once
+/// a rollback brought it back.
+pub(super) fn set_destructors_live(g: &Global, live: bool) {
     if !g.tls {
-        crate::ffi::set_destructors_live(g.addr, g.addr + g.size.max(1), false);
+        crate::ffi::set_destructors_live(g.addr, g.addr + g.size.max(1), live);
     }
 }
 
@@ -386,7 +387,7 @@ impl State {
             }
         }
         if !moved.is_empty() {
-            let mut aliased = Vec::new();
+            let mut aliased: HashSet<u32> = HashSet::default();
             for (fi, f) in m.functions.iter().enumerate() {
                 let (true, Some(&old)) = (f.global, moved.get(m.str(f.name))) else {
                     continue;
@@ -395,7 +396,7 @@ impl State {
                     Some(&t) if t != NONE && t != old => {
                         let to = self.functions.tramp(t).code;
                         trampoline::store_slot(self.functions.tramp(old).slot, to);
-                        aliased.push(old);
+                        aliased.insert(old);
                     }
                     _ => {}
                 }
@@ -492,7 +493,7 @@ impl State {
                 // A global that changed size or alignment, or one of a
                 // module imported again: the old storage goes (at the next
                 // reload: see `gone_globals`).
-                forget_destructors(&e.g);
+                set_destructors_live(&e.g, false);
                 self.gone_globals.push((old_gid, e));
             }
             let gid = self.globals.len() as u32;
@@ -524,7 +525,7 @@ impl State {
                     }
                     if let Some(e) = self.globals[g as usize].take() {
                         index_remove(&mut self.global_index, &e.module, &e.name);
-                        forget_destructors(&e.g);
+                        set_destructors_live(&e.g, false);
                         self.gone_globals.push((g, e));
                     }
                 }

@@ -169,7 +169,7 @@ impl State {
             // gives way to the one the restored code knows.)
             let newer = index_get(&self.global_index, &e.module, &e.name).filter(|&c| c != gid);
             if let Some(n) = newer.and_then(|c| self.globals.get_mut(c as usize)?.take()) {
-                super::commit::forget_destructors(&n.g);
+                super::commit::set_destructors_live(&n.g, false);
                 self.heap.free_global(&n.g);
             }
             let Some(slot) = self.globals.get_mut(gid as usize) else {
@@ -177,9 +177,7 @@ impl State {
                 continue;
             };
             index_put(&mut self.global_index, &e.module, &e.name, gid);
-            if !e.g.tls {
-                crate::ffi::set_destructors_live(e.g.addr, e.g.addr + e.g.size.max(1), true);
-            }
+            super::commit::set_destructors_live(&e.g, true);
             *slot = Some(e);
         }
         let every: Vec<ModuleId> = (0..prev_image.manifest.modules.len() as u32)

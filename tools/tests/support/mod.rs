@@ -140,6 +140,52 @@ pub fn run(image: &Path) -> Output {
 
 /// What `readelf ARGS` prints for the ELF object `object` (written to
 /// `dir/jit.o` first).
+/// Images of one program whose root `main.c` stays the same while module
+/// `name` goes through `versions` (`(tag, source)`): compiled with `opt`
+/// and `extra` in one directory, so that main's object (debug information
+/// included) is the same in each; `dir/TAG.hcr`, in order.
+pub fn versioned_images(
+    dir: &Path,
+    main: &str,
+    name: &str,
+    versions: &[(&str, &str)],
+    (opt, extra): (&str, &[&str]),
+) -> Vec<PathBuf> {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).expect("make the source directory");
+    std::fs::write(src.join("main.c"), main).expect("write main.c");
+    let m = src.join("main.o");
+    compile(&src.join("main.c"), &m, opt, extra);
+    let c = src.join(format!("{name}.c"));
+    let o = src.join(format!("{name}.o"));
+    versions
+        .iter()
+        .map(|(tag, code)| {
+            std::fs::write(&c, code).expect("write the module");
+            compile(&c, &o, opt, extra);
+            let img = dir.join(format!("{tag}.hcr"));
+            link_ok(&img, &[m.clone(), o.clone()]);
+            img
+        })
+        .collect()
+}
+
+/// `hcr run image -- args...`: its exit status, stdout and stderr.
+pub fn run_args(image: &Path, args: &[PathBuf]) -> (std::process::ExitStatus, String, String) {
+    let o = hcr_command()
+        .arg("run")
+        .arg(image)
+        .arg("--")
+        .args(args)
+        .output()
+        .expect("run hcr");
+    (
+        o.status,
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// The objects registered with debuggers that describe images, newest
 /// first (the others each describe a batch of trampolines: a `.plt`
 /// section).

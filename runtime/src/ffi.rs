@@ -195,14 +195,21 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
 pub(crate) fn perform_reload() -> Result<usize, Error> {
     let (prepared, before, deleted) = {
         let mut g = lock();
-        let st = g.as_mut().ok_or(Error::NotInitialised)?;
-        if st.in_reload.is_some() {
-            return Err(Error::Busy);
+        // A reload in progress on another thread is waited for; this one
+        // then reloads what changed since (usually nothing). One asked for
+        // by the reload's own handlers or top-level code is refused.
+        while g.as_ref().ok_or(Error::NotInitialised)?.in_reload.is_some() {
+            if RELOADING.with(Cell::get) != Reloading::No {
+                return Err(Error::Busy);
+            }
+            g = RELOAD_DONE.wait(g).unwrap_or_else(|p| p.into_inner());
         }
+        let st = g.as_mut().ok_or(Error::NotInitialised)?;
         let Some(p) = st.prepare()? else {
             return Ok(0);
         };
         st.in_reload = Some(p.diff().touched());
+        RELOADING.with(|r| r.set(Reloading::Prepared));
         let before = st.handlers_in_order(true);
         let deleted: HashSet<String> = p
             .diff()
@@ -213,6 +220,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
             .collect();
         (p, before, deleted)
     };
+    let mut ends = ReloadEnds { cleared: false };
     let count = prepared.diff().count();
     for (_, f) in before {
         call_void(f);
@@ -223,6 +231,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         st.delete_handlers(&deleted);
         let f = st.commit(prepared);
         crate::watcher::forget();
+        RELOADING.with(|r| r.set(Reloading::Committed));
         f
     };
     publish_exports(follow.exports);
@@ -235,6 +244,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
     }
     with_state(|st| {
         st.in_reload = None;
+        ends.cleared = true;
         st.generation += 1;
         if !KEEP_RETIRED_IMAGES.load(Ordering::Relaxed) {
             st.reclaim();
@@ -242,6 +252,64 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         Ok(())
     })?;
     Ok(count)
+}
+
+/// Signalled when a reload ends (`State::in_reload` cleared), for the
+/// threads whose reload waits for it.
+static RELOAD_DONE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// How far this thread's reload went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reloading {
+    /// No reload in progress on this thread.
+    No,
+    /// Prepared; running the before-handlers.
+    Prepared,
+    /// The new image is live; running its top-level code and handlers.
+    Committed,
+}
+
+thread_local! {
+    static RELOADING: Cell<Reloading> = const { Cell::new(Reloading::No) };
+}
+
+/// The end of a reload, however [`perform_reload`] returns after it
+/// started: the reload is no longer in progress, and waiting threads go on.
+struct ReloadEnds {
+    /// `State::in_reload` was cleared by the reload's last step (another
+    /// thread's reload may have set it since).
+    cleared: bool,
+}
+
+impl Drop for ReloadEnds {
+    fn drop(&mut self) {
+        RELOADING.with(|r| r.set(Reloading::No));
+        if !self.cleared {
+            if let Some(st) = lock().as_mut() {
+                st.in_reload = None;
+            }
+        }
+        RELOAD_DONE.notify_all();
+    }
+}
+
+/// A crash guard abandoned this thread's frames, a reload's among them (a
+/// handler, constructor or `HCR_ON_RELOAD` block it ran crashed): the
+/// reload is no longer in progress, so that later reloads, on any thread,
+/// go on. One that had committed counts as done (its image is the live
+/// generation, which the guard then rolls back from).
+pub(crate) fn reload_abandoned() {
+    let was = RELOADING.with(|r| r.replace(Reloading::No));
+    if was == Reloading::No {
+        return;
+    }
+    if let Some(st) = lock().as_mut() {
+        st.in_reload = None;
+        if was == Reloading::Committed {
+            st.generation += 1;
+        }
+    }
+    RELOAD_DONE.notify_all();
 }
 
 /// Runs a call that can fail (init, reload, run): its success clears

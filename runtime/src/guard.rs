@@ -179,6 +179,7 @@ pub unsafe fn guarded(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) ->
             0
         }
         Outcome::Crashed(sig, pc) => {
+            crate::ffi::reload_abandoned();
             let what = crate::crash::describe(sig, pc);
             let crashed = crate::crash::generation_of(pc);
             let rolled = crashed.and_then(|g| {

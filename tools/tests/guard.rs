@@ -303,3 +303,49 @@ void frame(void *a) { ticks++; volatile int z = 0; printf("v1 %d\n", ticks / z);
     );
     assert!(err.contains("rolled back to image generation 0"), "{err}");
 }
+
+/// A reload whose new code crashes while the reload runs it (an
+/// `HCR_ON_RELOAD` block) under the guard: the guard abandons the reload's
+/// frames and rolls back, and the reload is no longer in progress, so the
+/// next one (to a fixed version) goes through instead of failing with "a
+/// reload is already in progress".
+#[test]
+fn a_crash_inside_a_reload_ends_that_reload() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = r#"#include <stdio.h>
+#include <hcr.h>
+int ver(void);
+static void tick(void *a) { printf("reload %d\n", hcr_perform_code_reload()); fflush(stdout); }
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        rename(argv[i], argv[0]);
+        int rc = hcr_guard(tick, 0);
+        printf("guard %d, lib v%d\n", rc, ver());
+        fflush(stdout);
+    }
+    return 0;
+}
+"#;
+    let v0 = "int ver(void) { return 0; }\n";
+    let v1 = "#include <hcr.h>\nint ver(void) { return 1; }\n\
+              HCR_ON_RELOAD(boom) { *(volatile int *)0 = 1; }\n";
+    let v2 = "int ver(void) { return 2; }\n";
+    let imgs = support::versioned_images(
+        d,
+        main,
+        "lib",
+        &[("v0", v0), ("v1", v1), ("v2", v2)],
+        ("-O2", &[]),
+    );
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert!(status.success(), "{out}\n{err}");
+    assert_eq!(
+        out,
+        "guard -1, lib v0\n\
+         reload 1\n\
+         guard 0, lib v2\n",
+        "{err}"
+    );
+    assert!(err.contains("rolled back to image generation 0"), "{err}");
+}

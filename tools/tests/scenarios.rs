@@ -156,6 +156,7 @@ scenarios!(
     global_size_change_referenced,
     cxx_exception_kept_catcher,
     unreachable_module,
+    concurrent_reloads,
 );
 
 #[test]

@@ -1,0 +1,2 @@
+/* a, version 0 (see main.c) */
+int a_version(void) { return 0; }

@@ -1,0 +1,2 @@
+/* a, version 1 (see main.c) */
+int a_version(void) { return 1; }

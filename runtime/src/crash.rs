@@ -443,6 +443,20 @@ impl Buf {
         }
         self.put(&d[i..]);
     }
+    fn hex(&mut self, mut v: u64) {
+        let mut d = [0u8; 16];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b"0123456789abcdef"[(v % 16) as usize];
+            v /= 16;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(b"0x");
+        self.put(&d[i..]);
+    }
     fn write(&self) {
         let mut at = 0;
         while at < self.n {
@@ -512,6 +526,84 @@ fn put_frame(out: &mut Buf, t: &Table, lookup: u64) {
     }
     out.put(b", image generation ");
     out.num(u64::from(t.generation_at(lookup)));
+}
+
+/// Where `pc` lies outside the image: `FILE+0xOFFSET` (the file offset,
+/// as `addr2line -e FILE` takes it) from `/proc/self/maps`, or the bare
+/// address. Async-signal-safe: `open`, `read` and a buffer on the stack.
+fn put_place(out: &mut Buf, pc: u64) {
+    let mut found = false;
+    // SAFETY: open/read/close of a NUL-terminated path into our buffer.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        let mut buf = [0u8; 4096];
+        let mut have = 0usize;
+        'read: loop {
+            // SAFETY: reads into the unused tail of `buf`.
+            let r = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
+            if r <= 0 {
+                break;
+            }
+            have += r as usize;
+            let mut start = 0;
+            while let Some(nl) = buf[start..have].iter().position(|&c| c == b'\n') {
+                if let Some((lo, off, path)) = maps_line(&buf[start..start + nl], pc) {
+                    match path.is_empty() || path.starts_with(b"[") {
+                        true => out.hex(pc),
+                        false => {
+                            out.put(path);
+                            out.put(b"+");
+                            out.hex(pc - lo + off);
+                        }
+                    }
+                    found = true;
+                    break 'read;
+                }
+                start += nl + 1;
+            }
+            // A line longer than the buffer is dropped whole.
+            let keep = if start == 0 { 0 } else { have - start };
+            buf.copy_within(have - keep..have, 0);
+            have = keep;
+        }
+        // SAFETY: closes the descriptor opened above.
+        unsafe { libc::close(fd) };
+    }
+    if !found {
+        out.hex(pc);
+    }
+}
+
+/// One line of `/proc/self/maps` (`lo-hi perms offset dev inode path`):
+/// its start, file offset and path when it holds `pc`.
+fn maps_line(line: &[u8], pc: u64) -> Option<(u64, u64, &[u8])> {
+    let mut fields = line.splitn(6, |&c| c == b' ');
+    let range = fields.next()?;
+    let dash = range.iter().position(|&c| c == b'-')?;
+    let (lo, hi) = (hex_of(&range[..dash])?, hex_of(&range[dash + 1..])?);
+    if !(lo <= pc && pc < hi) {
+        return None;
+    }
+    let _perms = fields.next()?;
+    let off = hex_of(fields.next()?)?;
+    let _dev = fields.next()?;
+    let _inode = fields.next()?;
+    let path = fields.next().unwrap_or(b"");
+    let skip = path.iter().take_while(|&&c| c == b' ').count();
+    Some((lo, off, &path[skip..]))
+}
+
+fn hex_of(s: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &c in s {
+        v = v.checked_mul(16)? + u64::from((c as char).to_digit(16)?);
+    }
+    (!s.is_empty()).then_some(v)
 }
 
 /// The signal handler.
@@ -614,6 +706,13 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     out.put(signal_name(sig));
     out.put(b" in ");
     let t0 = table_of(frames[0].1)?;
+    if frames[0].0 != pc && sig != libc::SIGABRT {
+        // The fault lies outside the image (the C library, a plugin), in
+        // a call made by the module frame named next. (`abort` and a failed
+        // `assert` are the module's own doing: named by its frame alone.)
+        put_place(&mut out, pc);
+        out.put(b", called from ");
+    }
     put_frame(&mut out, t0, frames[0].1);
     out.put(b"\n");
     out.write();
@@ -923,5 +1022,29 @@ mod lines {
         let want = (out.len() as u64).min(sec.1 - off) as usize;
         src.file.read_exact_at(&mut out[..want], sec.0 + off).ok()?;
         out[..want].iter().position(|&c| c == 0).or(Some(want))
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::*;
+
+    #[test]
+    fn a_maps_line_gives_start_offset_and_path() {
+        let l = b"7f0000001000-7f0000003000 r-xp 00002000 fd:01 1234                       /usr/lib/libc.so.6";
+        assert_eq!(
+            maps_line(l, 0x7f00_0000_1010),
+            Some((0x7f00_0000_1000, 0x2000, &b"/usr/lib/libc.so.6"[..]))
+        );
+        assert_eq!(maps_line(l, 0x7f00_0000_3000), None);
+        let anon = b"7f0000004000-7f0000005000 rw-p 00000000 00:00 0 ";
+        assert_eq!(
+            maps_line(anon, 0x7f00_0000_4000),
+            Some((0x7f00_0000_4000, 0, &b""[..]))
+        );
+        assert_eq!(maps_line(b"garbage", 1), None);
+        let mut b = Buf::new();
+        b.hex(0x1139);
+        assert_eq!(&b.b[..b.n], b"0x1139");
     }
 }

@@ -554,7 +554,13 @@ pub extern "C" fn hcr_get_global(module: *const c_char, name: *const c_char) -> 
 pub extern "C" fn hcr_init(image_path: *const c_char) -> c_int {
     guard(-1, || {
         let p = cstr(image_path)?;
-        init(std::path::Path::new(p), &Options::default()).map(|()| 0)
+        // A C host (an interpreter) loads the plugins: they see the
+        // image's symbols whatever the image names.
+        let opts = Options {
+            export_symbols: std::env::var_os("HCR_EXPORT_SYMBOLS").is_none_or(|v| v != "0"),
+            ..Options::default()
+        };
+        init(std::path::Path::new(p), &opts).map(|()| 0)
     })
 }
 

@@ -97,3 +97,73 @@ fn the_last_error_pointer_stays_readable_across_calls() {
         "{out}"
     );
 }
+
+/// A C host that embeds the runtime is what loads plugins (an interpreter
+/// and its C extension modules): a plugin it loads with `dlopen` resolves
+/// the image's functions and globals, though no module names `dlopen`;
+/// `HCR_EXPORT_SYMBOLS=0` keeps them to the image.
+#[test]
+fn a_plugin_the_c_host_loads_sees_the_image_symbols() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(
+        d.join("main.c"),
+        "int engine_version(void) { return 1; }\nint engine_state = 5;\n\
+         int main(void) { return engine_version(); }\n",
+    )
+    .unwrap();
+    let m = d.join("main.o");
+    support::compile(&d.join("main.c"), &m, "-O2", &[]);
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[m]);
+    std::fs::write(
+        d.join("plug.c"),
+        "extern int engine_version(void); extern int engine_state;\n\
+         int plugin_entry(void) { return engine_version() * 1000 + engine_state; }\n",
+    )
+    .unwrap();
+    let plug = d.join("libplug.so");
+    let st = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&plug)
+        .arg(d.join("plug.c"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(
+        d.join("host.c"),
+        r#"#include <stdio.h>
+#include <dlfcn.h>
+#include "hcr.h"
+int main(int argc, char **argv) {
+    if (hcr_init(argv[1]) != 0) { printf("init: %s\n", hcr_last_error()); return 1; }
+    printf("main -> %d\n", hcr_run_main(1, argv + 1));
+    void *h = dlopen(argv[2], RTLD_NOW);
+    if (!h) { printf("dlopen: %s\n", dlerror()); hcr_shutdown(); return 0; }
+    int (*e)(void) = (int (*)(void))dlsym(h, "plugin_entry");
+    printf("plugin_entry -> %d\n", e());
+    hcr_shutdown();
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let host = d.join("host");
+    support::c_host(&d.join("host.c"), &host, &[]);
+    let run = |export: Option<&str>| {
+        let mut c = Command::new(&host);
+        c.arg(&img).arg(&plug).env_remove("HCR_EXPORT_SYMBOLS");
+        if let Some(v) = export {
+            c.env("HCR_EXPORT_SYMBOLS", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(run(None), "main -> 1\nplugin_entry -> 1005\n");
+    let off = run(Some("0"));
+    assert!(
+        off.starts_with("main -> 1\ndlopen: ") && off.contains("undefined symbol"),
+        "{off}"
+    );
+}

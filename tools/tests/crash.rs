@@ -282,14 +282,25 @@ void work(const char *s) {
 "#;
 
 #[test]
-fn a_fault_in_the_c_library_called_from_a_module_names_the_module_frame() {
+fn a_fault_in_the_c_library_called_from_a_module_names_the_library_and_the_module_frame() {
     let main = "void work(const char *);\nint main(void) { work(0); return 0; }\n";
     let (status, err) = crash_run(LIBC_FAULT, main, "-O1");
     assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
     let line = line_of(LIBC_FAULT, "STRLEN");
+    // The first line says where the fault is (the C library's file and
+    // offset), then the module frame that called it.
+    let first = err.lines().next().unwrap_or("");
     assert!(
-        err.starts_with(&format!(
-            "hcr: crash: SIGSEGV in lib:work (lib.c:{line}), image generation 0\n"
+        first.starts_with("hcr: crash: SIGSEGV in /")
+            && first.contains("libc.so.6+0x")
+            && first.ends_with(&format!(
+                ", called from lib:work (lib.c:{line}), image generation 0"
+            )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "\nhcr:     at lib:work (lib.c:{line}), image generation 0\n"
         )),
         "{err}"
     );

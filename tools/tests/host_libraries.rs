@@ -773,3 +773,46 @@ fn hidden_symbols_are_not_exported_to_plugins() {
     let o = run_ok(&img, &[]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "198 6\n");
 }
+
+/// A plugin that uses one of the image's thread-local variables cannot be
+/// given it (the variable lives in the runtime's per-thread blocks, not in
+/// the system loader's): its `dlopen` fails naming the variable, and the
+/// program carries on, rather than the plugin treating the variable's
+/// offset as an address.
+#[test]
+fn a_plugin_that_uses_an_image_thread_local_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let plugin = shared_object(
+        d.path(),
+        "plugin",
+        "plugin.so",
+        "extern __thread int interp_state;\n\
+         int plugin_call(void) { return ++interp_state; }",
+        &[],
+    );
+    let main = module(
+        d.path(),
+        "main",
+        &format!(
+            r#"#include <stdio.h>
+        #include <dlfcn.h>
+        __thread int interp_state = 41;
+        int visible = 5;
+        int main(void) {{
+            void *h = dlopen("{}", RTLD_NOW);
+            printf("%s\n", h ? "loaded" : dlerror());
+            printf("state %d, visible %d\n", interp_state, visible);
+            return 0;
+        }}"#,
+            plugin.display()
+        ),
+        "-O2",
+    );
+    let img = link_quietly(d.path(), &[], &[main]);
+    let o = run_ok(&img, &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("undefined symbol: interp_state") && out.ends_with("state 41, visible 5\n"),
+        "{out}"
+    );
+}

@@ -217,8 +217,8 @@ impl State {
         for (_, e) in std::mem::take(&mut self.gone_globals) {
             self.heap.free_global(&e.g);
         }
-        let exports_changed =
-            (new_trampolines.is_some() || !new_globals.is_empty()) && may_load_plugins(m);
+        let exports_changed = (new_trampolines.is_some() || !new_globals.is_empty())
+            && (self.export_symbols || may_load_plugins(m));
         let new = New {
             m,
             place: &place,
@@ -680,7 +680,12 @@ impl State {
         }
         for (oi, o) in m.objects.iter().enumerate() {
             let g = c.obj_gid[oi];
-            if !o.global || o.hidden || g == NONE || !seen.insert(m.str(o.name)) {
+            // (A thread-local variable lives in the runtime's per-thread
+            // blocks, which a plugin's own TLS accesses, served by the
+            // system loader, cannot reach: left out, the plugin's `dlopen`
+            // names it as undefined rather than the plugin writing to
+            // whatever its offset is as an address.)
+            if !o.global || o.hidden || o.tls || g == NONE || !seen.insert(m.str(o.name)) {
                 continue;
             }
             if let Some(e) = self.globals[g as usize].as_ref() {

@@ -411,6 +411,8 @@ pub struct State {
     /// The address every image's `__dso_handle` resolves to.
     dso_handle: u64,
     allow_insecure_image: bool,
+    /// `Options::export_symbols`.
+    export_symbols: bool,
     /// Where images are read, kept between reloads.
     scratch: Scratch,
     /// A reload prepared by the watcher thread when the image changed
@@ -504,6 +506,14 @@ pub struct Options {
     /// Refuse the image ([`Error::NoMain`]) when its root module defines no
     /// `main`, before any module code runs (`hcr run`). Default: off.
     pub require_main: bool,
+    /// Make the image's global symbols visible to every shared object the
+    /// process loads with `dlopen` (what `-Wl,-E` gives an executable),
+    /// whatever the image names. Off, they are made visible only when the
+    /// image may load plugins itself (a module names `dlopen`, or the image
+    /// names `-l` libraries). Default: `HCR_EXPORT_SYMBOLS=1` in the
+    /// environment; a C host's `hcr_init` turns it on unless
+    /// `HCR_EXPORT_SYMBOLS=0`: the host is the one that loads plugins.
+    pub export_symbols: bool,
 }
 
 impl Default for Options {
@@ -516,6 +526,7 @@ impl Default for Options {
             perf_map: env("HCR_PERF_MAP"),
             prepare_ahead: std::env::var_os("HCR_PREPARE_AHEAD").is_none_or(|v| v != "0"),
             require_main: false,
+            export_symbols: env("HCR_EXPORT_SYMBOLS"),
         }
     }
 }
@@ -544,6 +555,7 @@ impl State {
             heap,
             dso_handle,
             allow_insecure_image: opts.allow_insecure_image,
+            export_symbols: opts.export_symbols,
             scratch: Scratch::default(),
             ahead: None,
             live_version: 0,

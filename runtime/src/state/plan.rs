@@ -133,12 +133,12 @@ pub(super) fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
 }
 
 /// Whether the program may load shared objects that need the image's
-/// symbols: a reachable module calls `dlopen`/`dlmopen`, the image names
-/// libraries (which may load plugins themselves), or `HCR_EXPORT_SYMBOLS=1`
-/// asks for it. Publishing costs about a microsecond per exported name, so
+/// symbols: a reachable module calls `dlopen`/`dlmopen`, or the image names
+/// libraries (which may load plugins themselves); `Options::export_symbols`
+/// asks for it whatever the image names. Publishing costs about a microsecond per exported name, so
 /// programs that never load plugins do not pay it.
 pub(super) fn may_load_plugins(m: &Manifest) -> bool {
-    if !m.libraries.is_empty() || std::env::var_os("HCR_EXPORT_SYMBOLS").is_some_and(|v| v == "1") {
+    if !m.libraries.is_empty() {
         return true;
     }
     // The host symbols first (a few): most programs name neither, and then

@@ -45,9 +45,73 @@ pub(crate) fn stack_words() -> Option<Vec<usize>> {
     )
 }
 
-/// Asks the calling thread's stack bounds now (see [`bounds`]).
+/// Asks the calling thread's stack bounds now (see [`bounds`]), and
+/// remembers them as the loading thread's ([`loader_stack_words`]).
 pub(crate) fn learn_bounds() {
-    bounds();
+    let (_, top) = bounds();
+    if top != 0 {
+        *LOADER.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::thread::current().id(), top));
+    }
+}
+
+/// The thread that loaded the image (the program's main thread under `hcr
+/// run`) and the top of its stack.
+static LOADER: std::sync::Mutex<Option<(std::thread::ThreadId, usize)>> =
+    std::sync::Mutex::new(None);
+
+/// Bytes of another thread's stack read at most, from its top.
+const OTHER_STACK_MAX: usize = 1 << 20;
+
+/// The words on the loading thread's stack, read from another thread
+/// (empty on the loading thread itself, whose [`stack_words`] are exact):
+/// from its top down to where its mapping ends, at most 1 MiB. That thread
+/// runs meanwhile, so this is a snapshot that may hold stale words, as a
+/// conservative scan does anyway.
+pub(crate) fn loader_stack_words() -> Vec<usize> {
+    let Some((id, top)) = *LOADER.lock().unwrap_or_else(|p| p.into_inner()) else {
+        return Vec::new();
+    };
+    if id == std::thread::current().id() {
+        return Vec::new();
+    }
+    // Read downwards in chunks; where a chunk reaches below the stack's
+    // mapping, page by page down to it.
+    const CHUNK: usize = 64 * 1024;
+    const PAGE: usize = 4096;
+    let mut words = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut hi = top & !(PAGE - 1);
+    let mut step = CHUNK;
+    while top - hi < OTHER_STACK_MAX && hi >= step {
+        let lo = hi - step;
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: step,
+        };
+        let remote = libc::iovec {
+            iov_base: lo as *mut c_void,
+            iov_len: step,
+        };
+        // SAFETY: process_vm_readv on this process writes only into `buf`
+        // and reports unmapped source memory (below the stack's used part)
+        // as an error instead of faulting.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n != step as isize {
+            if step == PAGE {
+                break;
+            }
+            step = PAGE;
+            continue;
+        }
+        words.extend(
+            buf[..step]
+                .chunks_exact(8)
+                .map(|b| usize::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+        );
+        hi = lo;
+    }
+    words
 }
 
 /// The calling thread's stack, `[bottom, top)` (both 0 when unknown).

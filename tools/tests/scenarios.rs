@@ -157,6 +157,7 @@ scenarios!(
     cxx_exception_kept_catcher,
     unreachable_module,
     concurrent_reloads,
+    old_frame_same_module_call,
 );
 
 #[test]

@@ -237,6 +237,17 @@ impl State {
         crate::tls::publish_staged();
         let live = self.retarget(&new, &fn_tid, &mut work);
         self.stub_gone(&diff, m, &fn_tid);
+        if let Some(c) = &self.current {
+            let found = super::old_calls::running(c, &diff);
+            self.old_calls.extend(found);
+        }
+        if !self.old_calls.is_empty() {
+            // SAFETY: every site lies in an area still mapped (sites are
+            // dropped when their area is unmapped, `free_unused_areas`);
+            // the state lock is held.
+            work.old_calls_redirected =
+                unsafe { super::old_calls::sync(&mut self.old_calls, &self.functions) };
+        }
         for t in live {
             self.retargeted[t as usize] = false;
         }

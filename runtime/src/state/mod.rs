@@ -24,6 +24,7 @@ mod ahead;
 mod commit;
 mod functions;
 mod observe;
+mod old_calls;
 mod plan;
 mod prepare;
 mod reclaim;
@@ -287,6 +288,9 @@ pub struct ReloadWork {
     pub fixups_applied: u64,
     /// Permanent addresses retargeted.
     pub slots_retargeted: usize,
+    /// Direct branches of replaced code to functions of its own module,
+    /// pointed at their permanent addresses (`state/old_calls.rs`).
+    pub old_calls_redirected: usize,
     /// Pieces the segments were read in (one `pread` each, shared with the
     /// helper thread when there are enough of them).
     pub pieces_read: usize,
@@ -413,6 +417,9 @@ pub struct State {
     allow_insecure_image: bool,
     /// `Options::export_symbols`.
     export_symbols: bool,
+    /// Same-module branches of replaced code that old frames were running
+    /// (`old_calls.rs`), kept in step with the functions' existence.
+    old_calls: Vec<old_calls::Site>,
     /// Where images are read, kept between reloads.
     scratch: Scratch,
     /// A reload prepared by the watcher thread when the image changed
@@ -556,6 +563,7 @@ impl State {
             dso_handle,
             allow_insecure_image: opts.allow_insecure_image,
             export_symbols: opts.export_symbols,
+            old_calls: Vec::new(),
             scratch: Scratch::default(),
             ahead: None,
             live_version: 0,

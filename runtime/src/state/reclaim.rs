@@ -95,6 +95,8 @@ impl State {
             }
             let a = self.areas.swap_remove(i);
             if let Ok(a) = Arc::try_unwrap(a) {
+                let lo = a.loaded.base as u64;
+                super::old_calls::forget_area(&mut self.old_calls, lo, lo + a.loaded.len() as u64);
                 self.jit.remove(a.loaded.base);
                 crate::crash::withdraw(a.loaded.base as u64);
                 self.dead.push(a);

@@ -10,12 +10,13 @@
 //!
 //! So when a reload replaces a module that has a frame running, the direct
 //! `call`/`jmp`/`jcc rel32` branches of its old segment to the entries of
-//! its own functions are pointed at those functions' permanent addresses,
+//! its own global functions are pointed at those functions' permanent
+//! addresses (static and hidden functions are left alone: the compiler's
+//! callers may rely on their bodies, see [`redirectable`]),
 //! once the new code is live: an old frame's next call runs the new
 //! version, as a call across modules does; while a later reload has
 //! removed the function, the branch goes back to the old copy it was built
-//! with (a static helper the new code inlines everywhere disappears that
-//! way without anyone removing it). Frames are looked for, conservatively, on the reloading thread's
+//! with. Frames are looked for, conservatively, on the reloading thread's
 //! stack and on the stack of the thread that loaded the image (the
 //! program's main thread, when another thread reloads: `hcr run
 //! --auto-reload`); other threads' old frames keep their direct calls. The
@@ -54,9 +55,8 @@ pub(super) fn running(c: &Current, diff: &Diff) -> Vec<Site> {
 /// Points each branch of `sites` at its function's permanent address while
 /// the function exists, and back at its old copy while it does not (a
 /// reload removed it: the old frame keeps calling the copy it was built
-/// with rather than the removed-function stub; a static helper the new
-/// code inlines everywhere disappears that way without anyone removing
-/// it). Returns the branches changed. Best effort: a run of pages that
+/// with rather than the removed-function stub). Returns the branches
+/// changed. Best effort: a run of pages that
 /// cannot be replaced keeps its branches as they were.
 ///
 /// # Safety
@@ -149,7 +149,8 @@ fn find(c: &Current, modules: &[ModuleId]) -> Vec<Site> {
         entries.clear();
         for fi in md.functions.range() {
             let t = c.fn_tid.get(fi).copied().unwrap_or(NONE);
-            if t != NONE && !m.functions[fi].indirect {
+            let f = &m.functions[fi];
+            if t != NONE && redirectable(f) {
                 entries.push((c.func_addr(fi), t));
             }
         }
@@ -168,6 +169,18 @@ fn find(c: &Current, modules: &[ModuleId]) -> Vec<Site> {
         }
     }
     sites
+}
+
+/// Whether calls to `f` may be sent to another version of it: a global
+/// function of default visibility. Under `-fPIC` such a function may be
+/// interposed, so its callers assume nothing of it beyond the ABI (as
+/// calls across modules do). A static or hidden function binds locally:
+/// gcc's callers may rely on its body (`-fipa-ra` keeps values in the
+/// registers it does not clobber, IPA constant propagation, clones such as
+/// `f.constprop.0` with their own conventions), and a new version could
+/// break what the old caller relies on. Those calls stay in the old code.
+fn redirectable(f: &hcr_image::Function) -> bool {
+    f.global && !f.hidden && !f.indirect
 }
 
 /// Appends the `rel32` branches in `code` (at `ip`) whose target is one of

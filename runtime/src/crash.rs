@@ -502,6 +502,87 @@ fn after_call(ra: u64) -> bool {
         || (b[0] == 0xff && (b[1] & 0x38) == 0x10)
 }
 
+/// Whether the call before return address `ra` may have gone to the
+/// mapping holding `pc`: through a GOT slot that holds an address there,
+/// or through a register or memory other than a GOT slot (a function
+/// pointer: its target is not known). A direct call (to the module's own
+/// code or a trampoline) did not.
+fn may_call_out_to(ra: u64, pc: u64) -> bool {
+    let mut b = [0u8; 6];
+    if ra < 6 || !peek(ra - 6, &mut b) {
+        return false;
+    }
+    let direct = b[1] == 0xe8;
+    let got = b[0] == 0xff && b[1] == 0x15;
+    if direct || got {
+        return called_through_got(ra).is_some_and(|to| same_mapping(to, pc));
+    }
+    after_call(ra)
+}
+
+/// Where the call before return address `ra` went, when it went through a
+/// GOT slot: `call stub` to a PLT stub `jmp *slot(%rip)` (hcr-link's stubs,
+/// `ff 25`), or `call *slot(%rip)` (`-fno-plt`, `ff 15`); the address the
+/// slot holds.
+fn called_through_got(ra: u64) -> Option<u64> {
+    let word = |at: u64| {
+        let mut w = [0u8; 8];
+        peek(at, &mut w).then(|| u64::from_le_bytes(w))
+    };
+    let disp = |b: &[u8]| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])) as u64;
+    let mut b = [0u8; 6];
+    if ra < 6 || !peek(ra - 6, &mut b) {
+        return None;
+    }
+    if b[0] == 0xff && b[1] == 0x15 {
+        return word(ra.wrapping_add(disp(&b[2..])));
+    }
+    if b[1] != 0xe8 {
+        return None;
+    }
+    let stub = ra.wrapping_add(disp(&b[2..]));
+    let mut s = [0u8; 6];
+    if !peek(stub, &mut s) || s[0] != 0xff || s[1] != 0x25 {
+        return None;
+    }
+    word((stub + 6).wrapping_add(disp(&s[2..])))
+}
+
+/// Whether `a` and `b` lie in one mapping of the same file (or one
+/// anonymous mapping), by `/proc/self/maps`.
+fn same_mapping(a: u64, b: u64) -> bool {
+    let (mut pa, mut pb) = (Place::default(), Place::default());
+    find_place(a, &mut pa)
+        && find_place(b, &mut pb)
+        && pa.path() == pb.path()
+        && !pa.path().is_empty()
+}
+
+/// A mapping found in `/proc/self/maps`: its start, file offset and path.
+struct Place {
+    lo: u64,
+    off: u64,
+    path: [u8; 256],
+    len: usize,
+}
+
+impl Default for Place {
+    fn default() -> Place {
+        Place {
+            lo: 0,
+            off: 0,
+            path: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+impl Place {
+    fn path(&self) -> &[u8] {
+        &self.path[..self.len]
+    }
+}
+
 /// Writes one frame: `MODULE:FUNCTION (FILE:LINE), image generation N`.
 /// `lookup` is the address the frame is named after: the faulting pc
 /// itself, or a return address less one (a call that never returns, such
@@ -530,8 +611,21 @@ fn put_frame(out: &mut Buf, t: &Table, lookup: u64) {
 
 /// Where `pc` lies outside the image: `FILE+0xOFFSET` (the file offset,
 /// as `addr2line -e FILE` takes it) from `/proc/self/maps`, or the bare
-/// address. Async-signal-safe: `open`, `read` and a buffer on the stack.
+/// address.
 fn put_place(out: &mut Buf, pc: u64) {
+    let mut p = Place::default();
+    if find_place(pc, &mut p) && !p.path().is_empty() && !p.path().starts_with(b"[") {
+        out.put(p.path());
+        out.put(b"+");
+        out.hex(pc - p.lo + p.off);
+    } else {
+        out.hex(pc);
+    }
+}
+
+/// Finds the mapping holding `pc` in `/proc/self/maps` (async-signal-safe:
+/// `open`, `read` and buffers on the stack). False when none holds it.
+fn find_place(pc: u64, place: &mut Place) -> bool {
     let mut found = false;
     // SAFETY: open/read/close of a NUL-terminated path into our buffer.
     let fd = unsafe {
@@ -540,43 +634,39 @@ fn put_place(out: &mut Buf, pc: u64) {
             libc::O_RDONLY | libc::O_CLOEXEC,
         )
     };
-    if fd >= 0 {
-        let mut buf = [0u8; 4096];
-        let mut have = 0usize;
-        'read: loop {
-            // SAFETY: reads into the unused tail of `buf`.
-            let r = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
-            if r <= 0 {
-                break;
-            }
-            have += r as usize;
-            let mut start = 0;
-            while let Some(nl) = buf[start..have].iter().position(|&c| c == b'\n') {
-                if let Some((lo, off, path)) = maps_line(&buf[start..start + nl], pc) {
-                    match path.is_empty() || path.starts_with(b"[") {
-                        true => out.hex(pc),
-                        false => {
-                            out.put(path);
-                            out.put(b"+");
-                            out.hex(pc - lo + off);
-                        }
-                    }
-                    found = true;
-                    break 'read;
-                }
-                start += nl + 1;
-            }
-            // A line longer than the buffer is dropped whole.
-            let keep = if start == 0 { 0 } else { have - start };
-            buf.copy_within(have - keep..have, 0);
-            have = keep;
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    let mut have = 0usize;
+    'read: loop {
+        // SAFETY: reads into the unused tail of `buf`.
+        let r = unsafe { libc::read(fd, buf[have..].as_mut_ptr().cast(), buf.len() - have) };
+        if r <= 0 {
+            break;
         }
-        // SAFETY: closes the descriptor opened above.
-        unsafe { libc::close(fd) };
+        have += r as usize;
+        let mut start = 0;
+        while let Some(nl) = buf[start..have].iter().position(|&c| c == b'\n') {
+            if let Some((lo, off, path)) = maps_line(&buf[start..start + nl], pc) {
+                let len = path.len().min(place.path.len());
+                place.path[..len].copy_from_slice(&path[..len]);
+                place.len = len;
+                place.lo = lo;
+                place.off = off;
+                found = true;
+                break 'read;
+            }
+            start += nl + 1;
+        }
+        // A line longer than the buffer is dropped whole.
+        let keep = if start == 0 { 0 } else { have - start };
+        buf.copy_within(have - keep..have, 0);
+        have = keep;
     }
-    if !found {
-        out.hex(pc);
-    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    found
 }
 
 /// One line of `/proc/self/maps` (`lo-hi perms offset dev inode path`):
@@ -701,6 +791,18 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     if n == 0 {
         return None;
     }
+    let mut frames = &frames[..n];
+    if frames[0].0 != pc && sig != libc::SIGABRT {
+        // The fault is outside the image: the module frame that called out
+        // is the first whose call went, through its PLT stub or GOT slot,
+        // to the mapping the fault is in, or through a function pointer
+        // (`dlsym`'s). Words below it on the stack are
+        // stale (a plugin's uninitialised buffers hold old return
+        // addresses). Without such a frame, the scan's order stands.
+        if let Some(k) = frames.iter().position(|f| may_call_out_to(f.0, pc)) {
+            frames = &frames[k..];
+        }
+    }
     let mut out = Buf::new();
     out.put(b"hcr: crash: ");
     out.put(signal_name(sig));
@@ -716,7 +818,7 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     put_frame(&mut out, t0, frames[0].1);
     out.put(b"\n");
     out.write();
-    for &(_, lookup) in &frames[..n] {
+    for &(_, lookup) in frames {
         let mut line = Buf::new();
         if let Some(t) = table_of(lookup) {
             line.put(b"hcr:     at ");

@@ -305,3 +305,60 @@ fn a_fault_in_the_c_library_called_from_a_module_names_the_library_and_the_modul
         "{err}"
     );
 }
+
+/// A fault in a plugin the module calls through a `dlsym` pointer: the
+/// report names the plugin's file and offset, then the module frame that
+/// made the call, not a stale return address left on the stack by earlier
+/// deep calls (the plugin's uninitialised buffer holds such words).
+#[test]
+fn a_fault_in_a_plugin_names_the_plugin_and_the_calling_frame() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(
+        d.join("plug.c"),
+        "#include <string.h>\n\
+         __attribute__((noinline)) static int inner(int *p, const char *s) {\n\
+             char buf[2048]; strcpy(buf + 1000, s); *p = buf[1000]; return buf[1001]; }\n\
+         int plug_crash(int *p, const char *s) { return inner(p, s) + 1; }\n",
+    )
+    .unwrap();
+    let plug = d.join("libplug.so");
+    let st = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&plug)
+        .arg(d.join("plug.c"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let lib = r#"#include <dlfcn.h>
+#include <stdio.h>
+__attribute__((noinline)) int deep(int n) { volatile char pad[64]; pad[0] = n; return n ? deep(n - 1) + pad[0] : 0; }
+int call_plugin(void *h) {
+    int (*f)(int *, const char *) = (int (*)(int *, const char *))dlsym(h, "plug_crash");
+    printf("deep=%d\n", deep(40));
+    int r = f(NULL, "x"); /* CALL */
+    printf("r=%d\n", r);
+    return r;
+}
+"#;
+    let main = format!(
+        "#include <dlfcn.h>\nint call_plugin(void *h);\n\
+         int main(void) {{ void *h = dlopen(\"{}\", RTLD_NOW); return h ? call_plugin(h) : 9; }}\n",
+        plug.display()
+    );
+    let (status, err) = crash_run(lib, &main, "-O2");
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    let line = line_of(lib, "CALL");
+    let first = err.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("hcr: crash: SIGSEGV in {}+0x", plug.display())),
+        "{err}"
+    );
+    assert!(
+        first.ends_with(&format!(
+            ", called from lib:call_plugin (lib.c:{line}), image generation 0"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("lib:deep"), "{err}");
+}

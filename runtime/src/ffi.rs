@@ -296,8 +296,9 @@ impl Drop for ReloadEnds {
 /// A crash guard abandoned this thread's frames, a reload's among them (a
 /// handler, constructor or `HCR_ON_RELOAD` block it ran crashed): the
 /// reload is no longer in progress, so that later reloads, on any thread,
-/// go on. One that had committed counts as done (its image is the live
-/// generation, which the guard then rolls back from).
+/// go on. One that had committed numbers its image's generation (the live
+/// one, which the guard then rolls back from), but is not counted by
+/// `hcr_generation()`: it never returned.
 pub(crate) fn reload_abandoned() {
     let was = RELOADING.with(|r| r.replace(Reloading::No));
     if was == Reloading::No {
@@ -307,6 +308,7 @@ pub(crate) fn reload_abandoned() {
         st.in_reload = None;
         if was == Reloading::Committed {
             st.generation += 1;
+            st.abandoned_reloads += 1;
         }
     }
     RELOAD_DONE.notify_all();
@@ -462,7 +464,8 @@ pub extern "C" fn hcr_last_error() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn hcr_generation() -> u32 {
     let g = lock();
-    g.as_ref().map_or(0, |s| s.generation)
+    g.as_ref()
+        .map_or(0, |s| s.generation.saturating_sub(s.abandoned_reloads))
 }
 
 /// See `hcr.h`. A handler is owned by the module whose code registers it,

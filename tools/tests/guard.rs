@@ -308,7 +308,8 @@ void frame(void *a) { ticks++; volatile int z = 0; printf("v1 %d\n", ticks / z);
 /// `HCR_ON_RELOAD` block) under the guard: the guard abandons the reload's
 /// frames and rolls back, and the reload is no longer in progress, so the
 /// next one (to a fixed version) goes through instead of failing with "a
-/// reload is already in progress".
+/// reload is already in progress". `hcr_generation()` counts only the
+/// reload that returned.
 #[test]
 fn a_crash_inside_a_reload_ends_that_reload() {
     let t = tempfile::tempdir().unwrap();
@@ -321,7 +322,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         rename(argv[i], argv[0]);
         int rc = hcr_guard(tick, 0);
-        printf("guard %d, lib v%d\n", rc, ver());
+        printf("guard %d, lib v%d, generation %u\n", rc, ver(), hcr_generation());
         fflush(stdout);
     }
     return 0;
@@ -342,9 +343,9 @@ int main(int argc, char **argv) {
     assert!(status.success(), "{out}\n{err}");
     assert_eq!(
         out,
-        "guard -1, lib v0\n\
+        "guard -1, lib v0, generation 0\n\
          reload 1\n\
-         guard 0, lib v2\n",
+         guard 0, lib v2, generation 1\n",
         "{err}"
     );
     assert!(err.contains("rolled back to image generation 0"), "{err}");

@@ -407,6 +407,11 @@ pub struct State {
     pub handlers: Vec<Handler>,
     next_seq: u64,
     pub generation: u32,
+    /// Reloads whose image went live but that never returned, abandoned by
+    /// the crash guard (a constructor or handler they ran crashed): they
+    /// number an image generation, but `hcr_generation()` counts only the
+    /// reloads that returned.
+    pub abandoned_reloads: u32,
     /// Modules the reload in progress touches (changed, added, removed).
     pub in_reload: Option<std::collections::HashSet<String>>,
     /// Module whose top-level code or on-reload block is running.
@@ -587,6 +592,7 @@ impl State {
             handlers: Vec::new(),
             next_seq: 0,
             generation: 0,
+            abandoned_reloads: 0,
             in_reload: None,
             running_module: None,
             disk: DiskCache::default(),

@@ -116,20 +116,12 @@ fn a_plugin_the_c_host_loads_sees_the_image_symbols() {
     support::compile(&d.join("main.c"), &m, "-O2", &[]);
     let img = d.join("app.hcr");
     support::link_ok(&img, &[m]);
-    std::fs::write(
-        d.join("plug.c"),
+    let plug = support::plugin(
+        d,
+        "plug",
         "extern int engine_version(void); extern int engine_state;\n\
          int plugin_entry(void) { return engine_version() * 1000 + engine_state; }\n",
-    )
-    .unwrap();
-    let plug = d.join("libplug.so");
-    let st = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&plug)
-        .arg(d.join("plug.c"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    );
     std::fs::write(
         d.join("host.c"),
         r#"#include <stdio.h>

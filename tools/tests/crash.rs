@@ -314,22 +314,14 @@ fn a_fault_in_the_c_library_called_from_a_module_names_the_library_and_the_modul
 fn a_fault_in_a_plugin_names_the_plugin_and_the_calling_frame() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    std::fs::write(
-        d.join("plug.c"),
+    let plug = support::plugin(
+        d,
+        "plug",
         "#include <string.h>\n\
          __attribute__((noinline)) static int inner(int *p, const char *s) {\n\
              char buf[2048]; strcpy(buf + 1000, s); *p = buf[1000]; return buf[1001]; }\n\
          int plug_crash(int *p, const char *s) { return inner(p, s) + 1; }\n",
-    )
-    .unwrap();
-    let plug = d.join("libplug.so");
-    let st = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&plug)
-        .arg(d.join("plug.c"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    );
     let lib = r#"#include <dlfcn.h>
 #include <stdio.h>
 __attribute__((noinline)) int deep(int n) { volatile char pad[64]; pad[0] = n; return n ? deep(n - 1) + pad[0] : 0; }

@@ -67,6 +67,22 @@ pub fn cflags(opt: &str) -> Vec<String> {
 }
 
 /// Compiles `src` to `out` with the module flags plus `extra`.
+/// Builds `code` as a plugin, `DIR/libNAME.so` (`cc -shared -fPIC -O2`),
+/// and returns its path.
+pub fn plugin(dir: &Path, name: &str, code: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, code).expect("write the plugin's source");
+    let out = dir.join(format!("lib{name}.so"));
+    let st = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("the system C compiler `cc` must be installed");
+    assert!(st.success(), "building the plugin {} failed", src.display());
+    out
+}
+
 pub fn compile(src: &Path, out: &Path, opt: &str, extra: &[&str]) {
     let status = Command::new("cc")
         .args(cflags(opt))

@@ -803,18 +803,22 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
             frames = &frames[k..];
         }
     }
+    let t0 = table_of(frames[0].1)?;
+    if frames[0].0 != pc && sig != libc::SIGABRT {
+        // The fault lies outside the image (the C library, a plugin), in a
+        // call made by the module frame the report then names in the
+        // contract's form. (`abort` and a failed `assert` are the module's
+        // own doing: named by its frame alone.)
+        let mut place = Buf::new();
+        place.put(b"hcr: fault outside the image: ");
+        put_place(&mut place, pc);
+        place.put(b"\n");
+        place.write();
+    }
     let mut out = Buf::new();
     out.put(b"hcr: crash: ");
     out.put(signal_name(sig));
     out.put(b" in ");
-    let t0 = table_of(frames[0].1)?;
-    if frames[0].0 != pc && sig != libc::SIGABRT {
-        // The fault lies outside the image (the C library, a plugin), in
-        // a call made by the module frame named next. (`abort` and a failed
-        // `assert` are the module's own doing: named by its frame alone.)
-        put_place(&mut out, pc);
-        out.put(b", called from ");
-    }
     put_frame(&mut out, t0, frames[0].1);
     out.put(b"\n");
     out.write();

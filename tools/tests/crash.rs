@@ -345,7 +345,10 @@ int call_plugin(void *h) {
     let line = line_of(lib, "CALL");
     let first = err.lines().next().unwrap_or("");
     assert!(
-        first.starts_with(&format!("hcr: fault outside the image: {}+0x", plug.display())),
+        first.starts_with(&format!(
+            "hcr: fault outside the image: {}+0x",
+            plug.display()
+        )),
         "{err}"
     );
     assert!(

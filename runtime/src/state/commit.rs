@@ -145,6 +145,32 @@ struct New<'a> {
 /// module's init functions instead, see `nim`). A module added or changed
 /// is loaded, so kept ones are not looked at.
 #[allow(clippy::type_complexity)]
+/// Whether this load adds a name plugins may see (a global function or
+/// object of default visibility, not thread-local): a new function, a new
+/// global, or a global re-created elsewhere (its size changed). Only then
+/// is the exported set published again, which costs a step per exported
+/// name of the whole program; an edit that changes function bodies, or
+/// adds static helpers and variables, publishes nothing.
+fn new_exports(
+    m: &Manifest,
+    loaded: &[usize],
+    fn_tid: &[u32],
+    new_globals: &[(usize, Global, bool)],
+) -> bool {
+    let new_function = loaded.iter().any(|&mi| {
+        m.modules[mi]
+            .functions
+            .range()
+            .zip(m.functions.part(mi))
+            .any(|(fi, f)| fn_tid[fi] != NONE && fn_tid[fi] & PENDING != 0 && f.global && !f.hidden)
+    });
+    new_function
+        || new_globals.iter().any(|&(oi, _, _)| {
+            let o = &m.objects[oi];
+            o.global && !o.hidden && !o.tls
+        })
+}
+
 fn entry_points(
     new: &New<'_>,
     diff: &Diff,
@@ -217,7 +243,7 @@ impl State {
         for (_, e) in std::mem::take(&mut self.gone_globals) {
             self.heap.free_global(&e.g);
         }
-        let exports_changed = (new_trampolines.is_some() || !new_globals.is_empty())
+        let exports_changed = new_exports(m, &loaded_list, &fn_tid, &new_globals)
             && (self.export_symbols || may_load_plugins(m));
         let new = New {
             m,

@@ -140,11 +140,6 @@ struct New<'a> {
     in_order: &'a [ModuleId],
 }
 
-/// Entry points to run after the commit, in `order`: constructors of added
-/// modules, then `HCR_ON_RELOAD` blocks of changed and added ones (a Nim
-/// module's init functions instead, see `nim`). A module added or changed
-/// is loaded, so kept ones are not looked at.
-#[allow(clippy::type_complexity)]
 /// Whether this load adds a name plugins may see (a global function or
 /// object of default visibility, not thread-local): a new function, a new
 /// global, or a global re-created elsewhere (its size changed). Only then
@@ -171,6 +166,11 @@ fn new_exports(
         })
 }
 
+/// Entry points to run after the commit, in `order`: constructors of added
+/// modules, then `HCR_ON_RELOAD` blocks of changed and added ones (a Nim
+/// module's init functions instead, see `nim`). A module added or changed
+/// is loaded, so kept ones are not looked at.
+#[allow(clippy::type_complexity)]
 fn entry_points(
     new: &New<'_>,
     diff: &Diff,

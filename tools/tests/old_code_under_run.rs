@@ -75,3 +75,38 @@ fn a_thread_in_old_code_keeps_running_it_through_reloads() {
         "{err}"
     );
 }
+
+/// A function removed by a reload while a frame of its module's old code
+/// still runs and calls it: the frame keeps calling its old version (never
+/// the removed-function stub), and a warning names the function.
+#[test]
+fn a_removed_function_that_an_old_frame_calls_is_named_in_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = "void lib_run(char **argv);\nint main(int argc, char **argv) { lib_run(argv); return 0; }\n";
+    let v0 = r#"#include <stdio.h>
+#include <hcr.h>
+__attribute__((noipa)) int step_fn(void) { return 1; }
+void lib_run(char **argv) {
+    printf("before %d\n", step_fn());
+    rename(argv[1], argv[0]);
+    printf("reload %d\n", hcr_perform_code_reload());
+    printf("after %d\n", step_fn());
+    fflush(stdout);
+}
+"#;
+    let v1 = v0
+        .replace(
+            "int step_fn(void) { return 1; }",
+            "int step_fn2(void) { return 2; }",
+        )
+        .replace("step_fn()", "step_fn2()");
+    let imgs = support::versioned_images(d, main, "lib", &[("v0", v0), ("v1", &v1)], ("-O2", &[]));
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert!(status.success(), "{out}\n{err}");
+    assert_eq!(out, "before 1\nreload 1\nafter 1\n", "{err}");
+    assert!(
+        err.contains("hcr: warning: lib:step_fn was removed, but old code of lib"),
+        "{err}"
+    );
+}

@@ -64,8 +64,14 @@ pub(super) fn running(c: &Current, diff: &Diff) -> Vec<Site> {
 /// and nothing else may patch them meanwhile (the state lock is held).
 pub(super) unsafe fn sync(sites: &mut [Site], functions: &Functions) -> usize {
     let mut fields: Vec<(u64, [u8; 4])> = Vec::new();
+    // Functions removed while old code still calls them, said once each.
+    let mut stale: Vec<u32> = Vec::new();
     for s in sites.iter_mut() {
         let live = (s.t as usize) < functions.len() && functions.removed_stub(s.t).is_none();
+        if !live && (s.via_tramp || !s.seen) {
+            stale.push(s.t);
+        }
+        s.seen = true;
         if live == s.via_tramp {
             continue;
         }
@@ -78,6 +84,19 @@ pub(super) unsafe fn sync(sites: &mut [Site], functions: &Functions) -> usize {
         };
         fields.push((s.field, rel.to_le_bytes()));
         s.via_tramp = live;
+    }
+    stale.sort_unstable();
+    stale.dedup();
+    for t in stale {
+        if (t as usize) < functions.len() {
+            crate::warn::warn(format_args!(
+                "{}:{} was removed, but old code of {} that may still be running calls \
+                 it: such a call runs its old version",
+                functions.module(t),
+                functions.name(t),
+                functions.module(t),
+            ));
+        }
     }
     // SAFETY: passed on from the caller.
     unsafe { patch(fields) }
@@ -130,6 +149,8 @@ pub(super) struct Site {
     t: u32,
     /// The branch goes to the permanent address now (else to `direct`).
     via_tramp: bool,
+    /// [`sync`] has seen it (a removed function is said once).
+    seen: bool,
 }
 
 /// The direct branches in the loaded segments of `modules` (indices into
@@ -216,6 +237,7 @@ fn branches_to(code: &[u8], ip: u64, entries: &[(u64, u32)], out: &mut Vec<Site>
             direct: target,
             t: entries[k].1,
             via_tramp: false,
+            seen: false,
         });
     }
 }

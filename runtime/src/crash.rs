@@ -472,7 +472,7 @@ impl Buf {
 
 /// Reads `dst.len()` bytes at `addr` of this process; false when any of it
 /// is unmapped (no fault).
-fn peek(addr: u64, dst: &mut [u8]) -> bool {
+pub(crate) fn peek(addr: u64, dst: &mut [u8]) -> bool {
     let local = libc::iovec {
         iov_base: dst.as_mut_ptr().cast(),
         iov_len: dst.len(),
@@ -503,11 +503,11 @@ fn after_call(ra: u64) -> bool {
 }
 
 /// Whether the call before return address `ra` may have gone to the
-/// mapping holding `pc`: through a GOT slot that holds an address there,
-/// or through a register or memory other than a GOT slot (a function
-/// pointer: its target is not known). A direct call (to the module's own
-/// code or a trampoline) did not.
-fn may_call_out_to(ra: u64, pc: u64) -> bool {
+/// faulting mapping `at` (when found): through a GOT slot that holds an
+/// address in the same file, or through a register or memory other than a
+/// GOT slot (a function pointer: its target is not known). A direct call
+/// (to the module's own code or a trampoline) did not.
+fn may_call_out_to(ra: u64, at: Option<&Place>) -> bool {
     let mut b = [0u8; 6];
     if ra < 6 || !peek(ra - 6, &mut b) {
         return false;
@@ -515,7 +515,7 @@ fn may_call_out_to(ra: u64, pc: u64) -> bool {
     let direct = b[1] == 0xe8;
     let got = b[0] == 0xff && b[1] == 0x15;
     if direct || got {
-        return called_through_got(ra).is_some_and(|to| same_mapping(to, pc));
+        return called_through_got(ra).is_some_and(|to| at.is_some_and(|p| in_file_of(to, p)));
     }
     after_call(ra)
 }
@@ -548,14 +548,11 @@ fn called_through_got(ra: u64) -> Option<u64> {
     word((stub + 6).wrapping_add(disp(&s[2..])))
 }
 
-/// Whether `a` and `b` lie in one mapping of the same file (or one
-/// anonymous mapping), by `/proc/self/maps`.
-fn same_mapping(a: u64, b: u64) -> bool {
-    let (mut pa, mut pb) = (Place::default(), Place::default());
-    find_place(a, &mut pa)
-        && find_place(b, &mut pb)
-        && pa.path() == pb.path()
-        && !pa.path().is_empty()
+/// Whether `a` lies in a mapping of the file `p` was found in (`p` an
+/// anonymous mapping: never), by `/proc/self/maps`.
+fn in_file_of(a: u64, p: &Place) -> bool {
+    let mut pa = Place::default();
+    !p.path().is_empty() && find_place(a, &mut pa) && pa.path() == p.path()
 }
 
 /// A mapping found in `/proc/self/maps`: its start, file offset and path.
@@ -610,16 +607,16 @@ fn put_frame(out: &mut Buf, t: &Table, lookup: u64) {
 }
 
 /// Where `pc` lies outside the image: `FILE+0xOFFSET` (the file offset,
-/// as `addr2line -e FILE` takes it) from `/proc/self/maps`, or the bare
-/// address.
-fn put_place(out: &mut Buf, pc: u64) {
-    let mut p = Place::default();
-    if find_place(pc, &mut p) && !p.path().is_empty() && !p.path().starts_with(b"[") {
-        out.put(p.path());
-        out.put(b"+");
-        out.hex(pc - p.lo + p.off);
-    } else {
-        out.hex(pc);
+/// as `addr2line -e FILE` takes it) by `at`, the mapping found to hold it,
+/// or the bare address.
+fn put_place(out: &mut Buf, pc: u64, at: Option<&Place>) {
+    match at {
+        Some(p) if !p.path().is_empty() && !p.path().starts_with(b"[") => {
+            out.put(p.path());
+            out.put(b"+");
+            out.hex(pc - p.lo + p.off);
+        }
+        _ => out.hex(pc),
     }
 }
 
@@ -792,28 +789,30 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
         return None;
     }
     let mut frames = &frames[..n];
-    if frames[0].0 != pc && sig != libc::SIGABRT {
-        // The fault is outside the image: the module frame that called out
-        // is the first whose call went, through its PLT stub or GOT slot,
-        // to the mapping the fault is in, or through a function pointer
-        // (`dlsym`'s). Words below it on the stack are
-        // stale (a plugin's uninitialised buffers hold old return
-        // addresses). Without such a frame, the scan's order stands.
-        if let Some(k) = frames.iter().position(|f| may_call_out_to(f.0, pc)) {
+    // The fault lies outside the image (the C library, a plugin), in a call
+    // made by the module frame the report then names in the contract's
+    // form. (`abort` and a failed `assert` are the module's own doing:
+    // named by their frame alone.)
+    let outside = frames[0].0 != pc && sig != libc::SIGABRT;
+    let mut place = Place::default();
+    let at = (outside && find_place(pc, &mut place)).then_some(&place);
+    if outside {
+        // The module frame that called out is the first whose call went,
+        // through its PLT stub or GOT slot, to the file the fault is in,
+        // or through a function pointer (`dlsym`'s). Words below it on the
+        // stack are stale (a plugin's uninitialised buffers hold old
+        // return addresses). Without such a frame, the scan's order stands.
+        if let Some(k) = frames.iter().position(|f| may_call_out_to(f.0, at)) {
             frames = &frames[k..];
         }
     }
     let t0 = table_of(frames[0].1)?;
-    if frames[0].0 != pc && sig != libc::SIGABRT {
-        // The fault lies outside the image (the C library, a plugin), in a
-        // call made by the module frame the report then names in the
-        // contract's form. (`abort` and a failed `assert` are the module's
-        // own doing: named by its frame alone.)
-        let mut place = Buf::new();
-        place.put(b"hcr: fault outside the image: ");
-        put_place(&mut place, pc);
-        place.put(b"\n");
-        place.write();
+    if outside {
+        let mut line = Buf::new();
+        line.put(b"hcr: fault outside the image: ");
+        put_place(&mut line, pc, at);
+        line.put(b"\n");
+        line.write();
     }
     let mut out = Buf::new();
     out.put(b"hcr: crash: ");

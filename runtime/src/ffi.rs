@@ -300,18 +300,18 @@ impl Drop for ReloadEnds {
 /// one, which the guard then rolls back from), but is not counted by
 /// `hcr_generation()`: it never returned.
 pub(crate) fn reload_abandoned() {
-    let was = RELOADING.with(|r| r.replace(Reloading::No));
-    if was == Reloading::No {
-        return;
-    }
-    if let Some(st) = lock().as_mut() {
-        st.in_reload = None;
-        if was == Reloading::Committed {
-            st.generation += 1;
-            st.abandoned_reloads += 1;
+    match RELOADING.with(Cell::get) {
+        Reloading::No => return,
+        Reloading::Prepared => {}
+        Reloading::Committed => {
+            if let Some(st) = lock().as_mut() {
+                st.generation += 1;
+                st.abandoned_reloads += 1;
+            }
         }
     }
-    RELOAD_DONE.notify_all();
+    // Then it ends as one that returns does.
+    drop(ReloadEnds { cleared: false });
 }
 
 /// Runs a call that can fail (init, reload, run): its success clears

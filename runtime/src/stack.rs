@@ -85,19 +85,9 @@ pub(crate) fn loader_stack_words() -> Vec<usize> {
     let mut step = CHUNK;
     while top - hi < OTHER_STACK_MAX && hi >= step {
         let lo = hi - step;
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: step,
-        };
-        let remote = libc::iovec {
-            iov_base: lo as *mut c_void,
-            iov_len: step,
-        };
-        // SAFETY: process_vm_readv on this process writes only into `buf`
-        // and reports unmapped source memory (below the stack's used part)
-        // as an error instead of faulting.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if n != step as isize {
+        // (Below the stack's used part the memory is unmapped: `peek`
+        // says so instead of faulting.)
+        if !crate::crash::peek(lo as u64, &mut buf[..step]) {
             if step == PAGE {
                 break;
             }

@@ -157,13 +157,27 @@ fn new_exports(
             .functions
             .range()
             .zip(m.functions.part(mi))
-            .any(|(fi, f)| fn_tid[fi] != NONE && fn_tid[fi] & PENDING != 0 && f.global && !f.hidden)
+            .any(|(fi, f)| fn_tid[fi] != NONE && fn_tid[fi] & PENDING != 0 && exported_function(f))
     });
     new_function
-        || new_globals.iter().any(|&(oi, _, _)| {
-            let o = &m.objects[oi];
-            o.global && !o.hidden && !o.tls
-        })
+        || new_globals
+            .iter()
+            .any(|&(oi, _, _)| exported_object(&m.objects[oi]))
+}
+
+/// A function plugins see ([`State::exports`]): global, default visibility.
+fn exported_function(f: &hcr_image::Function) -> bool {
+    f.global && !f.hidden
+}
+
+/// An object plugins see ([`State::exports`]): global, default visibility,
+/// and not thread-local (a thread-local variable lives in the runtime's
+/// per-thread blocks, which a plugin's own TLS accesses, served by the
+/// system loader, cannot reach: left out, the plugin's `dlopen` names it
+/// as undefined rather than the plugin writing to whatever its offset is
+/// as an address).
+fn exported_object(o: &hcr_image::Object) -> bool {
+    o.global && !o.hidden && !o.tls
 }
 
 /// Entry points to run after the commit, in `order`: constructors of added
@@ -705,7 +719,7 @@ impl State {
         let mut out = Vec::new();
         for (fi, f) in m.functions.iter().enumerate() {
             let t = c.fn_tid[fi];
-            if !f.global || f.hidden || t == NONE || !seen.insert(m.str(f.name)) {
+            if !exported_function(f) || t == NONE || !seen.insert(m.str(f.name)) {
                 continue;
             }
             out.push(hcr_loader::exports::Export {
@@ -717,12 +731,7 @@ impl State {
         }
         for (oi, o) in m.objects.iter().enumerate() {
             let g = c.obj_gid[oi];
-            // (A thread-local variable lives in the runtime's per-thread
-            // blocks, which a plugin's own TLS accesses, served by the
-            // system loader, cannot reach: left out, the plugin's `dlopen`
-            // names it as undefined rather than the plugin writing to
-            // whatever its offset is as an address.)
-            if !o.global || o.hidden || o.tls || g == NONE || !seen.insert(m.str(o.name)) {
+            if !exported_object(o) || g == NONE || !seen.insert(m.str(o.name)) {
                 continue;
             }
             if let Some(e) = self.globals[g as usize].as_ref() {

@@ -135,8 +135,9 @@ pub(super) fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
 /// Whether the program may load shared objects that need the image's
 /// symbols: a reachable module calls `dlopen`/`dlmopen`, or the image names
 /// libraries (which may load plugins themselves); `Options::export_symbols`
-/// asks for it whatever the image names. Publishing costs about a microsecond per exported name, so
-/// programs that never load plugins do not pay it.
+/// asks for it whatever the image names. Publishing costs about a
+/// microsecond per exported name, so programs that never load plugins do
+/// not pay it.
 pub(super) fn may_load_plugins(m: &Manifest) -> bool {
     if !m.libraries.is_empty() {
         return true;

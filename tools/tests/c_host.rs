@@ -68,17 +68,16 @@ fn a_c_host_links_the_shared_library() {
 fn the_last_error_pointer_stays_readable_across_calls() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    std::fs::write(
-        d.join("main.c"),
+    let m = support::module(
+        d,
+        "main",
         "#include <stdio.h>\n#include <hcr.h>\n\
          int main(int argc, char **argv) {\n\
              rename(argv[1], argv[0]);\n\
              printf(\"%d [%s]\\n\", hcr_perform_code_reload(), hcr_last_error());\n\
              return 0;\n}\n",
-    )
-    .unwrap();
-    let m = d.join("main.o");
-    support::compile(&d.join("main.c"), &m, "-O2", &[]);
+        "-O2",
+    );
     let img = d.join("app.hcr");
     support::link_ok(&img, &[m]);
     let bytes = std::fs::read(&img).unwrap();
@@ -106,14 +105,13 @@ fn the_last_error_pointer_stays_readable_across_calls() {
 fn a_plugin_the_c_host_loads_sees_the_image_symbols() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    std::fs::write(
-        d.join("main.c"),
+    let m = support::module(
+        d,
+        "main",
         "int engine_version(void) { return 1; }\nint engine_state = 5;\n\
          int main(void) { return engine_version(); }\n",
-    )
-    .unwrap();
-    let m = d.join("main.o");
-    support::compile(&d.join("main.c"), &m, "-O2", &[]);
+        "-O2",
+    );
     let img = d.join("app.hcr");
     support::link_ok(&img, &[m]);
     let plug = support::plugin(

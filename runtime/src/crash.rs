@@ -111,7 +111,9 @@ impl Table {
     ) -> Table {
         let n = manifest.modules.len();
         let here = || here.iter().copied().filter(move |&mi| mi < n);
-        let count = here().map(|mi| manifest.functions.part(mi).len()).sum();
+        let count = here()
+            .map(|mi| manifest.functions.part(mi).len() + manifest.modules[mi].clones.len())
+            .sum();
         let mut funcs = Vec::with_capacity(count);
         let mut segs = Vec::new();
         let mut modules = Vec::new();
@@ -146,6 +148,22 @@ impl Table {
                 funcs.push((
                     local(md.seg.start + f.offset),
                     f.size.max(1),
+                    names.len() as u32,
+                    name.len() as u32,
+                    module,
+                ));
+                names.extend_from_slice(name);
+            }
+            // A clone is named after the function it was made from, as a
+            // debugger names it from the debug information.
+            for p in md.clones.iter() {
+                if p.offset.checked_add(p.size).is_none_or(|e| e > md.seg.len()) {
+                    continue;
+                }
+                let name = hcr_image::CodePart::source_name(manifest.str(p.name)).as_bytes();
+                funcs.push((
+                    local(md.seg.start + p.offset),
+                    p.size.max(1),
                     names.len() as u32,
                     name.len() as u32,
                     module,
@@ -196,10 +214,11 @@ impl Table {
         Some(u64::from(off - s.lo) + u64::from(s.at))
     }
 
-    /// The module and the name of the function holding `pc`. Code outside every function
-    /// is a function's cold part (gcc's `f.cold`, in `.text.unlikely.f`,
-    /// which the compiler emits right before `.text.f`): it is named after
-    /// the function that follows it in the module.
+    /// The module and the name of the function holding `pc` (a compiler
+    /// clone's is the function it was made from). Code outside every
+    /// function and clone the manifest lists is named after the function
+    /// that follows it in the module (a cold part with no symbol of its
+    /// own lies right before its function's code).
     fn function(&self, pc: u64) -> Option<(&[u8], &[u8])> {
         let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
         let next = self.funcs.partition_point(|f| f.0 <= off);

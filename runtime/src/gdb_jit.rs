@@ -21,7 +21,7 @@
 
 use std::sync::Mutex;
 
-use hcr_image::{DebugTarget, Manifest};
+use hcr_image::{DebugTarget, Manifest, ModuleId};
 
 /// `jit_actions_t` of the GDB JIT interface.
 const JIT_NOACTION: u32 = 0;
@@ -498,8 +498,8 @@ fn lay_out(secs: &[Shdr]) -> (Vec<u8>, Vec<u64>, u64) {
 
 /// The symbol table (locals, then globals) and its string table, and the
 /// index of the first global: the reachable functions at their area
-/// offsets (static ones local), the persistent globals at their persistent
-/// addresses (absolute).
+/// offsets (static ones local, as are compiler clones), the persistent
+/// globals at their persistent addresses (absolute).
 fn symbols(d: &ImageDesc<'_>) -> (Vec<u8>, Vec<u8>, u32) {
     let m = d.manifest;
     let mut strtab = StrTab::new();
@@ -516,6 +516,16 @@ fn symbols(d: &ImageDesc<'_>) -> (Vec<u8>, Vec<u8>, u32) {
             put_sym(&mut globals, n, (1 << 4) | 2, 1, value, u64::from(f.size));
         } else {
             put_sym(&mut locals, n, 2, 1, value, u64::from(f.size));
+        }
+    }
+    for (mi, md) in m.modules.iter().enumerate().filter(|(_, md)| md.reachable) {
+        for p in md.clones.iter().filter(|p| p.size > 0) {
+            if p.offset.checked_add(p.size).is_none_or(|e| e > md.seg.len()) {
+                continue;
+            }
+            let n = strtab.add(m.str(p.name));
+            let value = u64::from(m.area_offset(ModuleId(mi as u32), p.offset));
+            put_sym(&mut locals, n, 2, 1, value, u64::from(p.size));
         }
     }
     for (i, o) in m.objects.iter().enumerate() {

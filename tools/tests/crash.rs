@@ -359,3 +359,64 @@ int call_plugin(void *h) {
     );
     assert!(!err.contains("lib:deep"), "{err}");
 }
+
+/// At -O2 gcc makes `inner`, always called with `k == 7`, into a clone
+/// (`inner.constprop.0`): a local symbol with no permanent address.
+const CLONED: &str = r#"int sink;
+static __attribute__((noinline)) int inner(int *p, int k) {
+    for (int i = 0; i < k; i++) sink += p[i] * k; /* CLONE */
+    return *p + k;
+}
+int outer(int *p) { return inner(p, 7) + inner(p + 1, 7); }
+int after(int x) { return x * 3; }
+"#;
+
+/// The clones' names in `obj`'s symbol table.
+fn clones_in(obj: &Path) -> Vec<String> {
+    let nm = Command::new("nm").arg(obj).output().expect("nm");
+    String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|n| n.starts_with("inner."))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_crash_inside_a_compiler_clone_names_the_function_it_was_made_from() {
+    let main = "int outer(int *);\nint main(void) { int *volatile p = 0; return outer(p); }\n";
+    let line = line_of(CLONED, "CLONE");
+    for debug in [true, false] {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("lib.c"), CLONED).unwrap();
+        std::fs::write(d.join("main.c"), main).unwrap();
+        let (l, m) = (d.join("lib.o"), d.join("main.o"));
+        let g: &[&str] = if debug { &["-g"] } else { &[] };
+        support::compile(&d.join("lib.c"), &l, "-O2", g);
+        support::compile(&d.join("main.c"), &m, "-O2", g);
+        // The test means something only if gcc made the clone.
+        assert!(!clones_in(&l).is_empty(), "gcc made no clone of inner");
+        let img = d.join("app.hcr");
+        support::link_ok(&img, &[m, l]);
+        let o = support::hcr_command()
+            .arg("run")
+            .arg(&img)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+        let place = match debug {
+            true => format!(" (lib.c:{line})"),
+            false => String::new(),
+        };
+        assert!(
+            err.contains(&format!(
+                "hcr: crash: SIGSEGV in lib:inner{place}, image generation 0\n"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("hcr:     at lib:outer"), "{err}");
+        assert!(!err.contains("lib:after"), "{err}");
+    }
+}

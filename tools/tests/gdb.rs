@@ -279,6 +279,29 @@ fn module_functions_are_named_without_debug_info() {
     assert!(out.contains("hcr_run_main"), "{out}");
 }
 
+/// A compiler clone (`inner.constprop.0`, a local symbol with no permanent
+/// address) is named in a backtrace as in a native build's.
+#[test]
+fn a_compiler_clone_is_named_in_a_backtrace_without_debug_info() {
+    if !gdb_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let lib = "int sink;\n\
+        static __attribute__((noinline)) int inner(int *p, int k) {\n\
+        for (int i = 0; i < k; i++) sink += p[i] * k; return *p + k; }\n\
+        int outer(int *p) { return inner(p, 7) + inner(p + 1, 7); }\n";
+    let main = "int outer(int *);\nint main(void) { int *volatile p = 0; return outer(p); }\n";
+    let l = support::module(d, "lib", lib, "-O2");
+    let m = support::module(d, "main", main, "-O2");
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[m, l]);
+    let out = gdb(&img, &[], &["run", "bt"]);
+    assert!(out.contains(" in inner.constprop"), "{out}");
+    assert!(out.contains(" in outer ()"), "{out}");
+}
+
 fn lldb_available() -> bool {
     let ok = Command::new("lldb")
         .arg("--version")

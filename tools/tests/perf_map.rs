@@ -117,6 +117,54 @@ fn the_map_names_every_generation_trampolines_and_stubs() {
     }
 }
 
+/// A compiler clone (`inner.constprop.0` at -O2) has no permanent address,
+/// but profilers see its code: the map names it as the symbol table does.
+#[test]
+fn the_map_names_compiler_clones() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let util = "int sink;\n\
+        static __attribute__((noinline)) int inner(long *p, long k) {\n\
+        for (long i = 0; i < k; i++) sink += p[i] * k; return *p + k; }\n\
+        long spin(long n) { long v[8] = {0}; long s = 0;\n\
+        for (long i = 0; i < n / 1000; i++) s += inner(v, 7); return s; }\n";
+    std::fs::write(d.join("main.c"), MAIN).unwrap();
+    std::fs::write(d.join("util.c"), util).unwrap();
+    let (m, u) = (d.join("main.o"), d.join("util.o"));
+    support::compile(&d.join("main.c"), &m, "-O2", &[]);
+    support::compile(&d.join("util.c"), &u, "-O2", &[]);
+    let nm = Command::new("nm").arg(&u).output().expect("nm");
+    let nm = String::from_utf8_lossy(&nm.stdout);
+    let clone = nm
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .find(|n| n.starts_with("inner."))
+        .expect("gcc made a clone of inner")
+        .to_string();
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[m, u]);
+    let child = support::hcr_command()
+        .arg("run")
+        .arg("--perf-map")
+        .arg(&img)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let path = support::perf_map_of(pid);
+    let map = std::fs::read_to_string(&path).expect("the perf map");
+    std::fs::remove_file(&path).unwrap();
+    let entries = parse(&map);
+    let named = |name: &str| entries.iter().find(|e| e.2 == name).map(|e| (e.0, e.1));
+    let c = named(&format!("util:{clone} [hcr generation 0]")).expect(&map);
+    let s = named("util:spin [hcr generation 0]").expect(&map);
+    assert!(c.1 > 0, "{map}");
+    // Its own code, apart from the function that calls it.
+    assert!(c.0 + c.1 <= s.0 || s.0 + s.1 <= c.0, "{map}");
+}
+
 #[test]
 fn perf_report_names_module_functions() {
     let probe = Command::new("perf")

@@ -391,6 +391,7 @@ fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> 
             ]
         })
         .collect();
+    let cnames: Vec<Str> = md.clones.iter().map(|c| put(m.str(c.name))).collect();
     e.bytes(strings.as_bytes());
     e.u32s(&md.ctors);
     e.u32s(&md.dtors);
@@ -416,6 +417,12 @@ fn encode_block(m: &Manifest, mi: usize, md: &Module, fx: &ModuleFixups<'_>) -> 
     }
     e.fixups(fx.area);
     e.fixups(fx.objects);
+    e.len(md.clones.len());
+    for (c, name) in md.clones.iter().zip(cnames) {
+        e.str(name);
+        e.u32(c.offset);
+        e.u32(c.size);
+    }
     e.out
 }
 
@@ -952,6 +959,7 @@ pub(crate) struct Block<'a> {
     pub dtors: Arc<[u32]>,
     pub on_reload: Arc<[u32]>,
     pub undefined: Arc<[HostId]>,
+    pub clones: Arc<[CodePart]>,
     pub functions: Arc<[Function]>,
     pub objects: Arc<[Object]>,
     pub fixups: Fixups<'a>,
@@ -990,6 +998,7 @@ impl<'a> Parts<'a> {
         md.dtors = b.dtors;
         md.on_reload = b.on_reload;
         md.undefined = b.undefined;
+        md.clones = b.clones;
         md.fixups = b.fixups.len() as u32;
         self.fixups.push((mi, b.fixups));
         self.object_fixups.push((mi, b.object_fixups));
@@ -1005,6 +1014,7 @@ impl<'a> Parts<'a> {
             md.dtors = om.dtors.clone();
             md.on_reload = om.on_reload.clone();
             md.undefined = om.undefined.clone();
+            md.clones = om.clones.clone();
             md.fixups = om.fixups;
         }
     }
@@ -1100,6 +1110,15 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
         }
         *t = Fixups { raw };
     }
+    let n = d.len(16)?;
+    let mut clones = Vec::with_capacity(n);
+    for _ in 0..n {
+        clones.push(CodePart {
+            name: d.str(t, id)?,
+            offset: d.u32()?,
+            size: d.u32()?,
+        });
+    }
     if d.pos != block.len() {
         return Err(d.err("trailing bytes after a module's block"));
     }
@@ -1110,6 +1129,7 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
         dtors,
         on_reload,
         undefined,
+        clones: clones.into(),
         functions: functions.into(),
         objects: objects.into(),
         fixups,

@@ -39,7 +39,7 @@ pub use debug::{
 };
 
 /// Version of the manifest and load-plan encoding.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// The module id of every `tls_index` (and `R_X86_64_DTPMOD64` word) an
 /// image holds: all of an image's thread-local variables live in one
@@ -335,6 +335,10 @@ pub struct ModuleRecord {
     pub on_reload: Arc<[u32]>,
     /// Host symbols this module references (undefined in the image).
     pub undefined: Arc<[HostId]>,
+    /// Named code without a permanent address: the compiler's clones and
+    /// split parts of functions (`f.constprop.0`, `f.isra.0`, `f.part.0`,
+    /// `f.cold`), for crash reports and profilers.
+    pub clones: Arc<[CodePart]>,
     /// xxh3-64 of the block and of the module's initial bytes.
     pub block_checksum: u64,
     /// xxh3-64 of the segment's bytes as stored in the file: verified when
@@ -408,6 +412,26 @@ pub struct Function {
     /// `target_clones`): the code at [`Function::offset`] is its resolver,
     /// and its permanent address runs what the resolver returns.
     pub indirect: bool,
+}
+
+/// Named code that has no permanent address of its own: a compiler clone
+/// or split part of a function, reached by branches from its module only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodePart {
+    /// Symbol name (`f.constprop.0`).
+    pub name: Str,
+    /// Offset from the start of its module's segment.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+}
+
+impl CodePart {
+    /// The source function a clone was made from: the symbol's name up to
+    /// its first `.` (C and mangled C++ names hold none).
+    pub fn source_name(name: &str) -> &str {
+        name.split('.').next().unwrap_or(name)
+    }
 }
 
 /// A writable object that lives in persistent storage.

@@ -130,6 +130,8 @@ proptest! {
             md.object = m.intern("x.o");
             md.functions = Span::new(i as u32, i as u32 + 1);
             md.objects = Span::new(i as u32, i as u32 + 1);
+            let clone = m.intern(&format!("{fname}.constprop.{i}"));
+            md.clones = (0..i as u32).map(|k| CodePart { name: clone, offset: 24 + k, size: 3 }).collect();
             m.modules.push(md);
             let f = m.intern(&fname);
             funcs.push(Function { name: f, module: ModuleId(i as u32), offset: 16, size: 5, global: true, hidden: false, indirect: false });
@@ -159,6 +161,11 @@ proptest! {
             prop_assert_eq!(&a.deps, &b.deps);
             prop_assert_eq!(a.link_hash, b.link_hash);
             prop_assert_eq!(&a.ctors, &b.ctors);
+            prop_assert_eq!(a.clones.len(), b.clones.len());
+            for (ca, cb) in a.clones.iter().zip(b.clones.iter()) {
+                prop_assert_eq!(back.str(ca.name), m.str(cb.name));
+                prop_assert_eq!((ca.offset, ca.size), (cb.offset, cb.size));
+            }
         }
     }
 

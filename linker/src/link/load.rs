@@ -255,6 +255,7 @@ fn new_mod<'d>((obj, parsed): Loaded<'d>) -> Mod<'d> {
         parsed,
         fn_base: 0,
         funcs: Vec::new(),
+        clones: Vec::new(),
         sec_funcs: Vec::new(),
         sec_func_at: Vec::new(),
         obj_base: 0,

@@ -222,6 +222,17 @@ fn module_entry(
 ) -> Module {
     let (applied, seg) = (inp.applied, inp.layout.segs[mi]);
     let checksum = inp.carried.get(mi).and_then(|c| c.checksum);
+    let clones: Vec<hcr_image::CodePart> = (m.clones.iter())
+        .filter_map(|c| {
+            // Relative to the module's segment, as functions are.
+            let off = sec_area_offset(m, c.sec as usize)? + c.value - m.bases.text;
+            Some(hcr_image::CodePart {
+                name: man.intern(c.name),
+                offset: u32::try_from(off).ok()?,
+                size: u32::try_from(c.size).ok()?,
+            })
+        })
+        .collect();
     let mut md = Module::new(ModuleRecord {
         name: man.intern(&m.obj.name),
         source: man.intern(&m.obj.source),
@@ -234,6 +245,7 @@ fn module_entry(
         dtors: applied.dtors[mi].clone().into(),
         on_reload: applied.on_reload[mi].clone().into(),
         undefined: m.undefined.iter().map(|&h| HostId(h)).collect(),
+        clones: clones.into(),
         checksum: checksum.unwrap_or_else(|| {
             hcr_image::segment_checksum(&applied.area[seg.0 as usize..seg.1 as usize])
         }),

@@ -34,6 +34,7 @@ pub(crate) fn in_kept_section(m: &ObjFile<'_>, s: &Sym<'_>) -> bool {
 /// One module's definitions, before the link gives out ids.
 pub(crate) struct Definitions<'d> {
     funcs: Vec<FnDef<'d>>,
+    clones: Vec<FnDef<'d>>,
     objs: Vec<ObjDef<'d>>,
     /// Each section's object, as an index into `objs`.
     sec_obj: Vec<Option<u32>>,
@@ -108,6 +109,7 @@ pub(crate) fn collect_definitions<'d>(mods: &mut [Mod<'d>], diags: &mut Vec<Diag
         fbase += d.funcs.len() as u32;
         obase += d.objs.len() as u32;
         m.funcs = d.funcs;
+        m.clones = d.clones;
         m.objs = d.objs;
     }
 }
@@ -119,7 +121,12 @@ fn module_definitions<'d>(
     owners: &HashMap<&str, (usize, u64, u64)>,
 ) -> Definitions<'d> {
     let mut diags = Diags::default();
-    let (funcs, text_funcs, data_syms) = scan_symbols(o);
+    let Scanned {
+        funcs,
+        clones,
+        text_funcs,
+        data_syms,
+    } = scan_symbols(o);
     let (mut objs, sec_obj) = section_objects(o, &text_funcs, &data_syms, &mut diags);
     // COMMON storage: one object, in the owning module only.
     let mut commons = Vec::new();
@@ -144,6 +151,7 @@ fn module_definitions<'d>(
     let by_section = functions_by_section(o, &funcs);
     Definitions {
         funcs,
+        clones,
         objs,
         sec_obj,
         commons,
@@ -152,10 +160,22 @@ fn module_definitions<'d>(
     }
 }
 
-/// The functions `o` defines; how many functions each section's code
-/// holds; and each section's data symbols (by symbol index).
-fn scan_symbols<'d>(o: &ObjFile<'d>) -> (Vec<FnDef<'d>>, Vec<u32>, Vec<Vec<usize>>) {
+/// What one pass over a module's symbols finds.
+struct Scanned<'d> {
+    /// The functions `o` defines (permanent addresses).
+    funcs: Vec<FnDef<'d>>,
+    /// Compiler clones and split parts (see [`Mod::clones`]).
+    clones: Vec<FnDef<'d>>,
+    /// How many functions each section's code holds.
+    text_funcs: Vec<u32>,
+    /// Each section's data symbols (by symbol index).
+    data_syms: Vec<Vec<usize>>,
+}
+
+/// The functions and clones `o` defines, and its sections' contents.
+fn scan_symbols<'d>(o: &ObjFile<'d>) -> Scanned<'d> {
     let mut funcs = Vec::new();
+    let mut clones = Vec::new();
     let mut text_funcs = vec![0u32; o.sections.len()];
     let mut data_syms: Vec<Vec<usize>> = vec![Vec::new(); o.sections.len()];
     for (si, s) in o.symbols.iter().enumerate() {
@@ -170,26 +190,35 @@ fn scan_symbols<'d>(o: &ObjFile<'d>) -> (Vec<FnDef<'d>>, Vec<u32>, Vec<Vec<usize
             if !indirect {
                 text_funcs[sec as usize] += 1;
             }
-            // Global functions, static functions with plain names (compiler
-            // clones such as `f.cold` or `f.constprop.0` are reached by
-            // branches only), and indirect functions.
+            let def = FnDef {
+                sec,
+                value: s.value,
+                size: s.size,
+                name: s.name,
+                global: s.is_global(),
+                hidden: s.is_hidden(),
+                indirect,
+            };
+            // Global functions, static functions with plain names, and
+            // indirect functions; compiler clones such as `f.cold` or
+            // `f.constprop.0` are reached by branches only, and are only
+            // named.
             if indirect || s.is_global() || !s.name.contains('.') {
-                funcs.push(FnDef {
-                    sec,
-                    value: s.value,
-                    size: s.size,
-                    name: s.name,
-                    global: s.is_global(),
-                    hidden: s.is_hidden(),
-                    indirect,
-                });
+                funcs.push(def);
+            } else if s.size > 0 {
+                clones.push(def);
             }
         }
         if kind == SecKind::Data && is_data_symbol(s) {
             data_syms[sec as usize].push(si);
         }
     }
-    (funcs, text_funcs, data_syms)
+    Scanned {
+        funcs,
+        clones,
+        text_funcs,
+        data_syms,
+    }
 }
 
 /// A symbol that names a variable of its data section.

@@ -13,8 +13,8 @@ pub(super) fn crash_lines(d: &crate::gdb_jit::DebugSections) -> Option<crate::cr
 }
 
 impl State {
-    /// Appends the live image's functions, every trampoline and every
-    /// removed-function stub to `/tmp/perf-PID.map`.
+    /// Appends the live image's functions and their compiler clones, every
+    /// trampoline and every removed-function stub to `/tmp/perf-PID.map`.
     pub(super) fn write_perf_map(&self, generation: u32) {
         use crate::perf_map::line;
         let Some(c) = self.current.as_ref() else {
@@ -32,6 +32,23 @@ impl State {
                         "{}:{} [hcr generation {generation}]",
                         m.module_name(f.module),
                         m.str(f.name)
+                    ),
+                );
+            }
+        }
+        for (mi, md) in m.modules.iter().enumerate() {
+            for p in md.clones.iter().filter(|p| p.size > 0 && md.reachable) {
+                if p.offset.checked_add(p.size).is_none_or(|e| e > md.seg.len()) {
+                    continue;
+                }
+                line(
+                    &mut out,
+                    c.place.addr_from(m, mi, p.offset),
+                    u64::from(p.size),
+                    format_args!(
+                        "{}:{} [hcr generation {generation}]",
+                        m.str(md.name),
+                        m.str(p.name)
                     ),
                 );
             }

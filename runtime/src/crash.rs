@@ -157,7 +157,10 @@ impl Table {
             // A clone is named after the function it was made from, as a
             // debugger names it from the debug information.
             for p in md.clones.iter() {
-                if p.offset.checked_add(p.size).is_none_or(|e| e > md.seg.len()) {
+                if p.offset
+                    .checked_add(p.size)
+                    .is_none_or(|e| e > md.seg.len())
+                {
                     continue;
                 }
                 let name = hcr_image::CodePart::source_name(manifest.str(p.name)).as_bytes();

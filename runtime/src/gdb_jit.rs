@@ -520,7 +520,10 @@ fn symbols(d: &ImageDesc<'_>) -> (Vec<u8>, Vec<u8>, u32) {
     }
     for (mi, md) in m.modules.iter().enumerate().filter(|(_, md)| md.reachable) {
         for p in md.clones.iter().filter(|p| p.size > 0) {
-            if p.offset.checked_add(p.size).is_none_or(|e| e > md.seg.len()) {
+            if p.offset
+                .checked_add(p.size)
+                .is_none_or(|e| e > md.seg.len())
+            {
                 continue;
             }
             let n = strtab.add(m.str(p.name));

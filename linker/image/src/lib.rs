@@ -335,9 +335,9 @@ pub struct ModuleRecord {
     pub on_reload: Arc<[u32]>,
     /// Host symbols this module references (undefined in the image).
     pub undefined: Arc<[HostId]>,
-    /// Named code without a permanent address: the compiler's clones and
-    /// split parts of functions (`f.constprop.0`, `f.isra.0`, `f.part.0`,
-    /// `f.cold`), for crash reports and profilers.
+    /// Named code without a permanent address: the compiler's clones of
+    /// functions (`f.constprop.0`, `f.isra.0`, `f.part.0`), for crash
+    /// reports and profilers.
     pub clones: Arc<[CodePart]>,
     /// xxh3-64 of the block and of the module's initial bytes.
     pub block_checksum: u64,
@@ -415,7 +415,7 @@ pub struct Function {
 }
 
 /// Named code that has no permanent address of its own: a compiler clone
-/// or split part of a function, reached by branches from its module only.
+/// of a function, reached by branches from its module only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CodePart {
     /// Symbol name (`f.constprop.0`).

@@ -38,9 +38,9 @@ pub(crate) struct Mod<'d> {
     pub(crate) parsed: Option<&'d std::sync::Arc<crate::parsed::Parsed>>,
     pub(crate) fn_base: u32,
     pub(crate) funcs: Vec<FnDef<'d>>,
-    /// Compiler clones and split parts of functions (`f.constprop.0`,
-    /// `f.isra.0`, `f.part.0`, `f.cold`): named code without a permanent
-    /// address, listed so crash reports and profilers name it.
+    /// Compiler clones of functions (`f.constprop.0`, `f.isra.0`,
+    /// `f.part.0`; not cold parts, `f.cold`): named code without a
+    /// permanent address, listed so crash reports and profilers name it.
     pub(crate) clones: Vec<FnDef<'d>>,
     /// Functions by section, `(offset, index in funcs)`: those of section
     /// `s` are `sec_funcs[sec_func_at[s]..sec_func_at[s + 1]]` (usually one).

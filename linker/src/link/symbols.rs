@@ -200,12 +200,14 @@ fn scan_symbols<'d>(o: &ObjFile<'d>) -> Scanned<'d> {
                 indirect,
             };
             // Global functions, static functions with plain names, and
-            // indirect functions; compiler clones such as `f.cold` or
-            // `f.constprop.0` are reached by branches only, and are only
-            // named.
+            // indirect functions; compiler clones such as `f.constprop.0`
+            // are reached by branches only, and are only named. A cold
+            // part (`f.cold`, one per function with an unlikely path, so
+            // as many as functions at -O2) is not listed: it lies right
+            // before its function's code, which names it (`crash.rs`).
             if indirect || s.is_global() || !s.name.contains('.') {
                 funcs.push(def);
-            } else if s.size > 0 {
+            } else if s.size > 0 && !is_cold_part(s.name) {
                 clones.push(def);
             }
         }
@@ -219,6 +221,12 @@ fn scan_symbols<'d>(o: &ObjFile<'d>) -> Scanned<'d> {
         text_funcs,
         data_syms,
     }
+}
+
+/// gcc's cold part of a function: `f.cold`, or `f.cold.N` (older gcc).
+fn is_cold_part(name: &str) -> bool {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    base.ends_with(".cold") || base.ends_with(".cold.")
 }
 
 /// A symbol that names a variable of its data section.

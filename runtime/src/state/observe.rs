@@ -38,7 +38,10 @@ impl State {
         }
         for (mi, md) in m.modules.iter().enumerate() {
             for p in md.clones.iter().filter(|p| p.size > 0 && md.reachable) {
-                if p.offset.checked_add(p.size).is_none_or(|e| e > md.seg.len()) {
+                if p.offset
+                    .checked_add(p.size)
+                    .is_none_or(|e| e > md.seg.len())
+                {
                     continue;
                 }
                 line(

@@ -56,17 +56,19 @@ pub(super) fn running(c: &Current, diff: &Diff) -> Vec<Site> {
 /// the function exists, and back at its old copy while it does not (a
 /// reload removed it: the old frame keeps calling the copy it was built
 /// with rather than the removed-function stub). Returns the branches
-/// changed. Best effort: a run of pages that
-/// cannot be replaced keeps its branches as they were.
+/// changed. Best effort: a run of pages that cannot be replaced keeps its
+/// branches as they were, and its sites their state, so the next reload
+/// tries them again.
 ///
 /// # Safety
 /// Every site must lie in code that is still mapped (its area not freed),
 /// and nothing else may patch them meanwhile (the state lock is held).
 pub(super) unsafe fn sync(sites: &mut [Site], functions: &Functions) -> usize {
-    let mut fields: Vec<(u64, [u8; 4])> = Vec::new();
+    // (Field, its new bytes, the site.)
+    let mut fields: Vec<(u64, [u8; 4], usize)> = Vec::new();
     // Functions removed while old code still calls them, said once each.
     let mut stale: Vec<u32> = Vec::new();
-    for s in sites.iter_mut() {
+    for (k, s) in sites.iter_mut().enumerate() {
         let live = (s.t as usize) < functions.len() && functions.removed_stub(s.t).is_none();
         if !live && (s.via_tramp || !s.seen) {
             stale.push(s.t);
@@ -82,8 +84,7 @@ pub(super) unsafe fn sync(sites: &mut [Site], functions: &Functions) -> usize {
         let Ok(rel) = i32::try_from(to as i64 - s.next as i64) else {
             continue;
         };
-        fields.push((s.field, rel.to_le_bytes()));
-        s.via_tramp = live;
+        fields.push((s.field, rel.to_le_bytes(), k));
     }
     stale.sort_unstable();
     stale.dedup();
@@ -99,7 +100,13 @@ pub(super) unsafe fn sync(sites: &mut [Site], functions: &Functions) -> usize {
         }
     }
     // SAFETY: passed on from the caller.
-    unsafe { patch(fields) }
+    let written = unsafe { patch(fields) };
+    // A site whose pages could not be replaced keeps its state, and is
+    // tried again at the next reload.
+    for &k in &written {
+        sites[k].via_tramp = !sites[k].via_tramp;
+    }
+    written.len()
 }
 
 /// Drops the sites inside `[lo, hi)` (an area about to be unmapped).
@@ -242,15 +249,15 @@ fn branches_to(code: &[u8], ip: u64, entries: &[(u64, u32)], out: &mut Vec<Site>
     }
 }
 
-/// Writes each `(address, bytes)` of `fields` into code, a run of pages
-/// at a time. Returns how many were written.
+/// Writes each `(address, bytes, site)` of `fields` into code, a run of
+/// pages at a time. Returns the sites written.
 ///
 /// # Safety
 /// As [`sync`].
-unsafe fn patch(mut fields: Vec<(u64, [u8; 4])>) -> usize {
+unsafe fn patch(mut fields: Vec<(u64, [u8; 4], usize)>) -> Vec<usize> {
     const PAGE: u64 = 4096;
     fields.sort_unstable_by_key(|f| f.0);
-    let mut done = 0;
+    let mut done = Vec::with_capacity(fields.len());
     let mut i = 0;
     while i < fields.len() {
         // A run of pages: the fields on them, each page touched by one.
@@ -263,7 +270,7 @@ unsafe fn patch(mut fields: Vec<(u64, [u8; 4])>) -> usize {
         }
         // SAFETY: passed on: the pages hold loaded code that stays mapped.
         if unsafe { replace_pages(lo, hi, &fields[i..j]) } {
-            done += j - i;
+            done.extend(fields[i..j].iter().map(|f| f.2));
         }
         i = j;
     }
@@ -274,7 +281,7 @@ unsafe fn patch(mut fields: Vec<(u64, [u8; 4])>) -> usize {
 ///
 /// # Safety
 /// As [`sync`].
-unsafe fn replace_pages(lo: u64, hi: u64, fields: &[(u64, [u8; 4])]) -> bool {
+unsafe fn replace_pages(lo: u64, hi: u64, fields: &[(u64, [u8; 4], usize)]) -> bool {
     let len = (hi - lo) as usize;
     // SAFETY: a fresh private anonymous mapping, filled from the old pages
     // (mapped readable, as the caller vouches), patched, made read+execute,
@@ -293,7 +300,7 @@ unsafe fn replace_pages(lo: u64, hi: u64, fields: &[(u64, [u8; 4])]) -> bool {
             return false;
         }
         std::ptr::copy_nonoverlapping(lo as *const u8, tmp.cast::<u8>(), len);
-        for (at, bytes) in fields {
+        for (at, bytes, _) in fields {
             let off = (at - lo) as usize;
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), tmp.cast::<u8>().add(off), 4);
         }

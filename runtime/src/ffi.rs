@@ -78,14 +78,13 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, Error>) -> R
     f(st)
 }
 
-/// Calls `void (*)(void)` at `addr`.
+/// Calls `void (*)(void)` at `addr` (a C++ exception that leaves it
+/// terminates the program as natively: `crate::entry`).
 fn call_void(addr: u64) {
     // SAFETY: `addr` is an entry point the image declares as a `void (void)`
     // function (constructor, on-reload block, or a handler registered with
     // that type through hcr.h); the image is mapped read+execute.
-    let f: extern "C" fn() =
-        unsafe { std::mem::transmute::<usize, extern "C" fn()>(addr as usize) };
-    f();
+    unsafe { crate::entry::call(addr, 0, 0, 0) };
 }
 
 fn set_running(module: Option<String>) {
@@ -584,13 +583,14 @@ pub unsafe extern "C" fn hcr_run_main(argc: c_int, argv: *mut *mut c_char) -> c_
         // `envp`); the third argument is the process's environment, as the
         // C runtime passes it, and a `main` with two parameters ignores it
         // under the x86-64 calling convention.
-        type Main = extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
-        // SAFETY: `main` has one of the signatures above; its permanent
-        // address is mapped.
-        let f: Main = unsafe { std::mem::transmute::<usize, Main>(addr as usize) };
         // SAFETY: reads the C library's `environ` pointer.
         let envp = unsafe { environ };
-        Ok(f(argc, argv, envp))
+        // SAFETY: `main` has one of the signatures above; its permanent
+        // address is mapped. (Called through `crate::entry`: a C++
+        // exception that leaves `main` terminates the program as natively.)
+        let r = unsafe { crate::entry::call(addr, argc as usize, argv as usize, envp as usize) };
+        // (`int` is the low half of the register.)
+        Ok(r as u32 as c_int)
     })
 }
 

@@ -430,9 +430,23 @@ pub fn build_object(d: &ImageDesc<'_>) -> Vec<u8> {
     out
 }
 
+/// The symbol naming `name`'s trampoline: `NAME.hcr_trampoline`, or for a
+/// C++ (mangled) name `hcr_trampoline.NAME`. Not `NAME@plt`: lldb reads
+/// `@` as a symbol version and put `break NAME` on the trampoline too. Not
+/// a suffix on a mangled name: debuggers demangle `_ZN2ns4workEi.x` as
+/// `ns::work(int) [clone .x]`, a clone of the function, and gdb put
+/// `break ns::work` on the trampoline as well; prefixed, the name is not
+/// demangled and matches no function.
+pub fn trampoline_symbol(name: &str) -> String {
+    match name.starts_with("_Z") {
+        true => format!("hcr_trampoline.{name}"),
+        false => format!("{name}.hcr_trampoline"),
+    }
+}
+
 /// Builds the in-memory object describing a batch of trampolines: a
 /// `.plt` section over their code (`code`, `size` bytes) with a symbol
-/// `NAME.hcr_trampoline` per trampoline, `names[i]` at `i * stride`. The section name
+/// per trampoline ([`trampoline_symbol`]), `names[i]` at `i * stride`. The section name
 /// is what a debugger's `step` looks for: a call into a module function
 /// enters its trampoline first, and gdb steps through code in a `.plt`
 /// section as through a shared library's PLT stub instead of stepping over
@@ -442,7 +456,7 @@ pub fn build_trampolines_object(code: u64, size: u64, stride: u64, names: &[Stri
     let mut strtab = StrTab::new();
     let mut symtab = vec![0u8; 24];
     for (i, n) in names.iter().enumerate() {
-        let name = strtab.add(&format!("{n}.hcr_trampoline"));
+        let name = strtab.add(&trampoline_symbol(n));
         put_sym(&mut symtab, name, 2, 1, i as u64 * stride, stride);
     }
     let secs = vec![

@@ -302,6 +302,72 @@ fn a_compiler_clone_is_named_in_a_backtrace_without_debug_info() {
     assert!(out.contains(" in outer ()"), "{out}");
 }
 
+/// `break` on a C++ function stops once, in the function: its
+/// trampoline's symbol is not one gdb takes for a clone of it
+/// (`ns::work(int) [clone .x]`).
+#[test]
+fn a_cxx_breakpoint_has_one_location_in_the_function() {
+    if !gdb_available() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let files = [
+        (
+            "main",
+            "#include <cstdio>\nnamespace ns { int work(int x); }\n\
+             int main(int argc, char **) { std::printf(\"%d\\n\", ns::work(argc + 40)); return 0; }\n",
+        ),
+        (
+            "work",
+            "namespace ns { int work(int x) { int y = x * 2; return y - x + 1; } }\n",
+        ),
+    ];
+    let mut objs = Vec::new();
+    for (name, code) in files {
+        let src = d.join(format!("{name}.cpp"));
+        std::fs::write(&src, code).unwrap();
+        let o = d.join(format!("{name}.o"));
+        let st = Command::new("g++")
+            .args([
+                "-c",
+                "-O0",
+                "-g",
+                "-fPIC",
+                "-ffunction-sections",
+                "-fdata-sections",
+            ])
+            .arg(&src)
+            .arg("-o")
+            .arg(&o)
+            .status()
+            .expect("g++");
+        assert!(st.success());
+        objs.push(o);
+    }
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &objs);
+    let out = gdb(
+        &img,
+        &[],
+        &[
+            "break ns::work",
+            "run",
+            "info breakpoints",
+            "info args",
+            "continue",
+        ],
+    );
+    assert!(
+        out.contains("hit Breakpoint 1, ns::work (x=41) at "),
+        "{out}"
+    );
+    assert!(out.contains("work.cpp:1\n"), "{out}");
+    assert!(!out.contains("<MULTIPLE>"), "{out}");
+    assert!(!out.contains("clone"), "{out}");
+    assert!(out.contains("x = 41"), "{out}");
+}
+
 fn lldb_available() -> bool {
     let ok = Command::new("lldb")
         .arg("--version")

@@ -928,3 +928,50 @@ fn compressed_debug_information_links_with_a_warning() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// An input the root does not reach is not loaded; when it has
+/// constructors (code that registers itself at start-up), hcr-link says
+/// they will not run, naming the module. A reached module's constructors
+/// are not mentioned.
+#[test]
+fn an_unreached_module_with_constructors_is_named_in_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = "int registered;\nint used(void);\n\
+                int main(void) { return used() + registered; }\n";
+    let used = "extern int registered;\nint used(void) { return 0; }\n\
+                __attribute__((constructor)) static void reached(void) { registered += 0; }\n";
+    let plugin = "extern int registered;\n\
+                  __attribute__((constructor)) static void add(void) { registered++; }\n";
+    let lonely = "int lonely(void) { return 1; }\n";
+    let objs = [
+        support::module(d, "main", main, "-O1"),
+        support::module(d, "used", used, "-O1"),
+        support::module(d, "plugin", plugin, "-O1"),
+        support::module(d, "lonely", lonely, "-O1"),
+    ];
+    let img = d.join("app.hcr");
+    let o = support::link(&img, &objs);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "warning: module plugin is not reached from the root, so not loaded: its constructors"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("used"), "{err}");
+    assert!(!err.contains("lonely"), "{err}");
+    // As the warning says: the constructor does not run.
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -85,6 +85,7 @@ pub(crate) fn link(
     if let Some(w) = root_without_main(&mods, root) {
         warnings.push(w);
     }
+    warnings.extend(unreached_constructors(&mods, &reachable));
     warnings.extend(
         (mods.iter().zip(&reachable))
             .filter(|(m, &r)| r && crate::nim::is_stdlib_hcr_module(&m.obj.name))

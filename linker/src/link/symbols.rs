@@ -595,6 +595,36 @@ pub(crate) fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
     ))
 }
 
+/// A warning naming the input objects the root does not reach that have
+/// constructors (`__attribute__((constructor))`, C++ static initialisers):
+/// they are kept in the image but not loaded, so code that registers
+/// itself at start-up (test cases, plugins in a registry) never runs,
+/// where a normal link would run it.
+pub(crate) fn unreached_constructors(mods: &[Mod<'_>], reachable: &[bool]) -> Option<String> {
+    let names: Vec<&str> = (mods.iter().zip(reachable))
+        .filter(|(m, &r)| !r && !m.obj.member)
+        .filter(|(m, _)| {
+            (m.obj.sections.iter()).any(|s| s.kind == SecKind::InitArray && s.size > 0)
+        })
+        .map(|(m, _)| m.obj.name.as_str())
+        .collect();
+    let (first, rest) = names.split_first()?;
+    let list = match rest {
+        [] => format!("module {first} is"),
+        _ => format!("modules {} are", names.join(", ")),
+    };
+    Some(format!(
+        "{list} not reached from the root, so not loaded: {} constructors \
+         (static initialisers, __attribute__((constructor))) never run, as code that \
+         registers itself at start-up expects; a module is loaded when a loaded module \
+         refers to a symbol it defines",
+        match rest.is_empty() {
+            true => "its",
+            false => "their",
+        }
+    ))
+}
+
 /// Which of the wanted host symbols no library defines, as the last link
 /// found when it asked about the same names (`hcr watch` does not read
 /// the libraries again at each relink; a library replaced while it runs

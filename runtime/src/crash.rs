@@ -30,6 +30,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
+use crate::unwind::Regs;
+
 /// The signals handled.
 const SIGNALS: [libc::c_int; 5] = [
     libc::SIGSEGV,
@@ -91,6 +93,8 @@ struct Seg {
     hi: u32,
     /// Its offset in the image's load area (what the line table holds).
     at: u32,
+    /// `[lo, hi)`: its `.eh_frame` table's offsets in the area.
+    eh: (u32, u32),
     /// The last generation whose image ran this segment, once a reload
     /// replaced or removed its module; `LIVE` before.
     retired: AtomicU32,
@@ -137,6 +141,7 @@ impl Table {
                 lo: local(md.seg.start),
                 hi: local(md.seg.end),
                 at: md.seg.start,
+                eh: (local(md.eh_frame.start), local(md.eh_frame.end)),
                 retired: AtomicU32::new(LIVE),
             });
             let module = modules.len() as u32;
@@ -198,6 +203,21 @@ impl Table {
         let i = self.segs.partition_point(|s| s.lo <= off).checked_sub(1)?;
         let s = &self.segs[i];
         (off < s.hi).then_some(s)
+    }
+
+    /// The unwind table of the segment holding `pc`, and its address.
+    fn eh_frame(&self, pc: u64) -> Option<(&[u8], u64)> {
+        let s = self.seg(pc)?;
+        let (lo, hi) = s.eh;
+        if !(s.lo <= lo && lo <= hi && hi <= s.hi) {
+            return None;
+        }
+        let addr = self.base + u64::from(lo);
+        // SAFETY: the segment lies in the table's area, mapped (read and
+        // execute) for as long as the table is published; its unwind
+        // table was checked when it was loaded and is never written.
+        let table = unsafe { std::slice::from_raw_parts(addr as *const u8, (hi - lo) as usize) };
+        Some((table, addr))
     }
 
     /// The newest generation whose image runs the code at `pc`: the
@@ -719,17 +739,18 @@ fn hex_of(s: &[u8]) -> Option<u64> {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let uc = uc as *mut libc::ucontext_t;
     // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
-    let (pc, sp) = unsafe {
+    let regs = unsafe {
         let g = &(*uc).uc_mcontext.gregs;
-        (
-            g[libc::REG_RIP as usize] as u64,
-            g[libc::REG_RSP as usize] as u64,
-        )
+        Regs {
+            pc: g[libc::REG_RIP as usize] as u64,
+            sp: g[libc::REG_RSP as usize] as u64,
+            bp: g[libc::REG_RBP as usize] as u64,
+        }
     };
     let first = !IN_REPORT.swap(true, Ordering::AcqRel);
     let mut reported = None;
     if first {
-        reported = report(sig, pc, sp);
+        reported = report(sig, regs);
         IN_REPORT.store(false, Ordering::Release);
     }
     if let Some(pc_in_module) = reported {
@@ -766,69 +787,54 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
 /// frame (`abort` from an `assert`, `strlen(NULL)`: a C library function
 /// module code called): then it is named after the innermost module frame.
 /// Returns the module pc it named.
-fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
-    // Frames: the faulting pc when it is in a module, then return
-    // addresses into modules found on the stack.
-    let mut frames = [(0u64, 0u64); MAX_FRAMES];
-    let mut n = 0;
-    if table_of(pc).is_some() {
-        frames[0] = (pc, pc);
-        n = 1;
-    }
-    let mut chunk = [0u64; 512];
-    let mut at = sp & !7;
-    let end = at.saturating_add(SCAN_BYTES as u64);
-    'scan: while at < end && n < MAX_FRAMES {
-        // SAFETY: viewing the u64 array as bytes for `peek` to fill.
-        let bytes = unsafe {
-            std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<u8>(), chunk.len() * 8)
-        };
-        let mut len = bytes.len();
-        // Stop at the end of the mapping (page granular).
-        while len >= 4096 && !peek(at, &mut bytes[..len]) {
-            len /= 2;
-        }
-        if len < 4096 && !peek(at, &mut bytes[..8]) {
-            break;
-        }
-        let words = (len / 8).max(1);
-        for &w in &chunk[..words] {
-            if w > 0
-                && table_of(w - 1).is_some()
-                && after_call(w)
-                && frames[..n].last().map(|f| f.0) != Some(w)
-            {
-                frames[n] = (w, w - 1);
-                n += 1;
-                if n == MAX_FRAMES {
-                    break 'scan;
-                }
-            }
-        }
-        at += words as u64 * 8;
-    }
-    if n == 0 {
-        return None;
-    }
-    let mut frames = &frames[..n];
+fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
+    let pc = regs.pc;
+    // Frames: the faulting pc when it is in a module, then its callers.
+    let mut frames = Frames::default();
     // The fault lies outside the image (the C library, a plugin), in a call
     // made by the module frame the report then names in the contract's
     // form. (`abort` and a failed `assert` are the module's own doing:
     // named by their frame alone.)
-    let outside = frames[0].0 != pc && sig != libc::SIGABRT;
+    let outside = table_of(pc).is_none() && sig != libc::SIGABRT;
     let mut place = Place::default();
     let at = (outside && find_place(pc, &mut place)).then_some(&place);
-    if outside {
-        // The module frame that called out is the first whose call went,
-        // through its PLT stub or GOT slot, to the file the fault is in,
-        // or through a function pointer (`dlsym`'s). Words below it on the
-        // stack are stale (a plugin's uninitialised buffers hold old
-        // return addresses). Without such a frame, the scan's order stands.
-        if let Some(k) = frames.iter().position(|f| may_call_out_to(f.0, at)) {
-            frames = &frames[k..];
+    if table_of(pc).is_some() {
+        frames.push(pc, pc, 0);
+        unwind_from(&mut frames, regs, true);
+    } else {
+        // Return addresses into modules found on the stack: the first is
+        // the innermost module frame.
+        scan(&mut frames, regs.sp);
+        let first = match outside {
+            // The module frame that called out is the first whose call
+            // went, through its PLT stub or GOT slot, to the file the
+            // fault is in, or through a function pointer (`dlsym`'s).
+            // Words below it on the stack are stale (a plugin's
+            // uninitialised buffers hold old return addresses). Without
+            // such a frame, the scan's order stands.
+            true => (frames.list().iter()).position(|f| may_call_out_to(f.0, at)),
+            false => None,
+        };
+        let k = first.unwrap_or(0);
+        if let Some(&(ra, _, slot)) = frames.list().get(k) {
+            // From that frame up, its call frame information says where
+            // its caller's return address is. (Its `rbp` is the one at
+            // the fault: callee-saved, so the C library left it as the
+            // frame had it, unless it used the register itself; then the
+            // unwind's first step fails its checks and the scan goes on.)
+            frames.n = 0;
+            frames.push(ra, ra - 1, slot);
+            let r = Regs {
+                pc: ra,
+                sp: slot + 8,
+                bp: regs.bp,
+            };
+            unwind_from(&mut frames, r, false);
         }
     }
-    let t0 = table_of(frames[0].1)?;
+    let frames = frames.list();
+    let &(_, first_pc, _) = frames.first()?;
+    let t0 = table_of(first_pc)?;
     if outside {
         let mut line = Buf::new();
         line.put(b"hcr: fault outside the image: ");
@@ -843,7 +849,7 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
     put_frame(&mut out, t0, frames[0].1);
     out.put(b"\n");
     out.write();
-    for &(_, lookup) in frames {
+    for &(_, lookup, _) in frames {
         let mut line = Buf::new();
         if let Some(t) = table_of(lookup) {
             line.put(b"hcr:     at ");
@@ -852,7 +858,109 @@ fn report(sig: libc::c_int, pc: u64, sp: u64) -> Option<u64> {
             line.write();
         }
     }
-    Some(frames[0].1)
+    Some(first_pc)
+}
+
+/// The module frames of a crash report: `(return address or pc, where
+/// its line is looked up, the stack slot the return address was read
+/// from)`.
+struct Frames {
+    f: [(u64, u64, u64); MAX_FRAMES],
+    n: usize,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames {
+            f: [(0, 0, 0); MAX_FRAMES],
+            n: 0,
+        }
+    }
+}
+
+impl Frames {
+    /// Adds a frame; false when full.
+    fn push(&mut self, ra: u64, lookup: u64, slot: u64) -> bool {
+        if self.n == MAX_FRAMES {
+            return false;
+        }
+        self.f[self.n] = (ra, lookup, slot);
+        self.n += 1;
+        self.n < MAX_FRAMES
+    }
+    fn list(&self) -> &[(u64, u64, u64)] {
+        &self.f[..self.n]
+    }
+}
+
+/// Follows the module frames' call frame information from `r` (the last
+/// frame pushed) while each caller is module code, then scans the stack
+/// above the last frame it could follow for return addresses into module
+/// code (frames above host code, such as a handler's caller; or the rest,
+/// where a frame's unwind information is not followed).
+fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
+    let read = |a: u64| {
+        let mut b = [0u8; 8];
+        peek(a, &mut b).then(|| u64::from_le_bytes(b))
+    };
+    loop {
+        let Some((table, addr)) = table_of(r.pc).and_then(|t| t.eh_frame(r.pc)) else {
+            return scan(frames, r.sp);
+        };
+        let Some(up) = crate::unwind::step(table, addr, r, innermost, read) else {
+            return scan(frames, r.sp);
+        };
+        // A caller's stack pointer lies above its callee's, within the
+        // scan's reach: otherwise the step read something else.
+        if up.sp <= r.sp || up.sp - r.sp > SCAN_BYTES as u64 {
+            return scan(frames, r.sp);
+        }
+        if !(table_of(up.pc - 1).is_some() && after_call(up.pc)) {
+            // Into host code (the runtime, the program's own host), or
+            // not a return address after all: module frames further up
+            // are found by the scan.
+            return scan(frames, up.sp);
+        }
+        if !frames.push(up.pc, up.pc - 1, up.sp - 8) {
+            return;
+        }
+        (r, innermost) = (up, false);
+    }
+}
+
+/// Adds the return addresses into module code found on the stack from
+/// `sp` up (at most `SCAN_BYTES`): each a word that follows a call
+/// instruction in module code.
+fn scan(frames: &mut Frames, sp: u64) {
+    let mut chunk = [0u64; 512];
+    let mut at = sp & !7;
+    let end = at.saturating_add(SCAN_BYTES as u64);
+    while at < end && frames.n < MAX_FRAMES {
+        // SAFETY: viewing the u64 array as bytes for `peek` to fill.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<u8>(), chunk.len() * 8)
+        };
+        let mut len = bytes.len();
+        // Stop at the end of the mapping (page granular).
+        while len >= 4096 && !peek(at, &mut bytes[..len]) {
+            len /= 2;
+        }
+        if len < 4096 && !peek(at, &mut bytes[..8]) {
+            return;
+        }
+        let words = (len / 8).max(1);
+        for (k, &w) in chunk[..words].iter().enumerate() {
+            if w > 0
+                && table_of(w - 1).is_some()
+                && after_call(w)
+                && frames.list().last().map(|f| f.0) != Some(w)
+                && !frames.push(w, w - 1, at + 8 * k as u64)
+            {
+                return;
+            }
+        }
+        at += words as u64 * 8;
+    }
 }
 
 /// DWARF line tables (versions 2 to 5), read with `pread` into a static

@@ -39,6 +39,7 @@ mod stack;
 mod state;
 mod tls;
 pub mod trampoline;
+mod unwind;
 mod warn;
 mod watcher;
 

@@ -420,3 +420,44 @@ fn a_crash_inside_a_compiler_clone_names_the_function_it_was_made_from() {
         assert!(!err.contains("lib:after"), "{err}");
     }
 }
+
+/// `crash` keeps a large uninitialised buffer where `deep`'s recursion
+/// left return addresses into module code: the backtrace follows the call
+/// frames (each module's unwind information), not every return address
+/// still on the stack.
+const STALE: &str = r#"__attribute__((noinline)) int deep(int n) {
+    volatile char pad[64]; pad[0] = n; return n ? deep(n - 1) + pad[0] : 0;
+}
+__attribute__((noinline)) int crash(int *p) {
+    volatile char big[4096]; big[100] = 1;
+    return *p + big[100]; /* FAULT */
+}
+int work(int *p) {
+    int d = deep(40);
+    return crash(p) + d; /* CALL */
+}
+"#;
+
+#[test]
+fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
+    // (Not a tail call: `main` keeps its frame at -O2.)
+    let main = "int work(int *);\nint main(void) { int *volatile p = 0; return work(p) + 1; }\n";
+    for opt in ["-O2", "-O0"] {
+        let (status, err) = crash_run(STALE, main, opt);
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+        let (fault, call) = (line_of(STALE, "FAULT"), line_of(STALE, "CALL"));
+        let frames: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("hcr:     at "))
+            .collect();
+        assert_eq!(
+            frames,
+            [
+                format!("hcr:     at lib:crash (lib.c:{fault}), image generation 0"),
+                format!("hcr:     at lib:work (lib.c:{call}), image generation 0"),
+                "hcr:     at main:main (main.c:2), image generation 0".to_string(),
+            ],
+            "{opt}: {err}"
+        );
+    }
+}

@@ -1,0 +1,551 @@
+//! One step of a DWARF call-frame (`.eh_frame`) unwind through module
+//! code, for crash reports: allocation-free and async-signal-safe, reading
+//! the stack with `crash::peek` (which cannot fault) and a module's
+//! unwind table where the loader left it (in its segment, checked at
+//! load).
+//!
+//! Only what gcc and clang emit for x86-64 code is followed: a CFA of
+//! `rsp` or `rbp` plus an offset, and the return address and `rbp` saved
+//! at offsets from it. Anything else (a CFA computed by an expression, as
+//! for a stack realigned on entry; a register-to-register rule) ends the
+//! unwind, and the report falls back to its stack scan from there.
+
+/// The registers an unwind step needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Regs {
+    /// The frame's pc: the faulting instruction, or a return address.
+    pub pc: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+// DWARF register numbers (x86-64 psABI).
+const RBP: u64 = 6;
+const RSP: u64 = 7;
+const RA: u64 = 16;
+
+/// How a register of the caller is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// Unchanged by this frame.
+    Same,
+    /// Saved at CFA + offset.
+    At(i64),
+    /// Cannot be told.
+    Unknown,
+}
+
+/// One row of the table: CFA = reg + offset; the return address and
+/// `rbp`.
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    cfa_reg: u64,
+    cfa_off: i64,
+    /// False once the CFA is an expression.
+    cfa_known: bool,
+    ra: Rule,
+    bp: Rule,
+}
+
+/// A cursor over a record's bytes.
+struct Cur<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.b.get(self.at)?;
+        self.at += 1;
+        Some(v)
+    }
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn uint(&mut self, n: usize) -> Option<u64> {
+        let s = self.bytes(n)?;
+        Some(s.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
+    }
+    fn uleb(&mut self) -> Option<u64> {
+        let (mut v, mut shift) = (0u64, 0u32);
+        loop {
+            let b = self.u8()?;
+            if shift < 64 {
+                v |= u64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+    }
+    fn sleb(&mut self) -> Option<i64> {
+        let (mut v, mut shift) = (0i64, 0u32);
+        loop {
+            let b = self.u8()?;
+            if shift < 64 {
+                v |= i64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                if shift < 64 && b & 0x40 != 0 {
+                    v |= -1i64 << shift;
+                }
+                return Some(v);
+            }
+        }
+    }
+    /// A pointer in `enc` (`DW_EH_PE_*`), `addr` being where the table
+    /// lies in memory; only absolute and PC-relative ones.
+    fn pointer(&mut self, enc: u8, addr: u64) -> Option<u64> {
+        let here = addr.wrapping_add(self.at as u64);
+        let v = match enc & 0x0f {
+            0x00 => self.uint(8)?,
+            0x02 => self.uint(2)?,
+            0x03 => self.uint(4)?,
+            0x04 => self.uint(8)?,
+            0x0a => self.uint(2)? as i16 as i64 as u64,
+            0x0b => self.uint(4)? as i32 as i64 as u64,
+            0x0c => self.uint(8)?,
+            _ => return None,
+        };
+        match enc & 0x70 {
+            0x00 => Some(v),
+            0x10 => Some(here.wrapping_add(v)),
+            _ => None,
+        }
+    }
+}
+
+/// What an FDE takes from its CIE.
+struct Cie<'a> {
+    code_align: u64,
+    data_align: i64,
+    ra_reg: u64,
+    fde_enc: u8,
+    augmented: bool,
+    initial: &'a [u8],
+}
+
+fn parse_cie(table: &[u8], at: usize) -> Option<Cie<'_>> {
+    let mut c = Cur { b: table, at };
+    let len = c.uint(4)? as usize;
+    let end = at.checked_add(4)?.checked_add(len)?;
+    let mut c = Cur {
+        b: table.get(..end)?,
+        at: c.at,
+    };
+    if c.uint(4)? != 0 {
+        return None;
+    }
+    let version = c.u8()?;
+    let aug_start = c.at;
+    while c.u8()? != 0 {}
+    let aug = &table[aug_start..c.at - 1];
+    let code_align = c.uleb()?;
+    let data_align = c.sleb()?;
+    let ra_reg = match version {
+        1 => u64::from(c.u8()?),
+        _ => c.uleb()?,
+    };
+    let mut fde_enc = 0u8;
+    let augmented = aug.first() == Some(&b'z');
+    if augmented {
+        let n = c.uleb()? as usize;
+        let data_end = c.at.checked_add(n)?;
+        for &ch in &aug[1..] {
+            match ch {
+                b'R' => fde_enc = c.u8()?,
+                b'L' => {
+                    c.u8()?;
+                }
+                b'P' => {
+                    let enc = c.u8()?;
+                    // Skipped whatever its encoding: only its size matters.
+                    let size = match enc & 0x0f {
+                        0x02 | 0x0a => 2,
+                        0x03 | 0x0b => 4,
+                        _ => 8,
+                    };
+                    c.bytes(size)?;
+                }
+                b'S' | b'B' => {}
+                _ => return None,
+            }
+        }
+        c.at = data_end;
+    } else if !aug.is_empty() {
+        return None;
+    }
+    Some(Cie {
+        code_align,
+        data_align,
+        ra_reg,
+        fde_enc,
+        augmented,
+        initial: table.get(c.at..end)?,
+    })
+}
+
+/// The FDE covering `target` in `table` (at `addr`): its CIE, and its
+/// start and instructions.
+fn find_fde(table: &[u8], addr: u64, target: u64) -> Option<(Cie<'_>, u64, &[u8])> {
+    let mut at = 0usize;
+    while at + 8 <= table.len() {
+        let mut c = Cur { b: table, at };
+        let len = c.uint(4)? as usize;
+        if len == 0 || len == 0xffff_ffff {
+            return None;
+        }
+        let end = at.checked_add(4)?.checked_add(len)?;
+        let id_at = c.at;
+        let id = c.uint(4)? as usize;
+        if id != 0 {
+            let cie_at = id_at.checked_sub(id)?;
+            if let Some(cie) = parse_cie(table, cie_at) {
+                let mut f = Cur {
+                    b: table.get(..end)?,
+                    at: c.at,
+                };
+                let start = f.pointer(cie.fde_enc, addr)?;
+                let range = f.pointer(cie.fde_enc & 0x0f, addr)?;
+                if start <= target && target < start.wrapping_add(range) {
+                    if cie.augmented {
+                        let n = f.uleb()? as usize;
+                        f.bytes(n)?;
+                    }
+                    let instructions = table.get(f.at..end)?;
+                    return Some((cie, start, instructions));
+                }
+            }
+        }
+        at = end;
+    }
+    None
+}
+
+/// Runs `ops` from `loc` until the row covering `target`; false when the
+/// table holds something this unwinder does not follow.
+fn run(cie: &Cie<'_>, ops: &[u8], loc: &mut u64, target: u64, row: &mut Row, init: &Row) -> bool {
+    const DEPTH: usize = 8;
+    let mut saved = [*row; DEPTH];
+    let mut depth = 0usize;
+    let mut c = Cur { b: ops, at: 0 };
+    let set = |row: &mut Row, reg: u64, rule: Rule| {
+        if reg == cie.ra_reg || reg == RA {
+            row.ra = rule;
+        } else if reg == RBP {
+            row.bp = rule;
+        }
+    };
+    let initial = |reg: u64| if reg == RBP { init.bp } else { init.ra };
+    while c.at < ops.len() {
+        let Some(op) = c.u8() else { return false };
+        let advance = match op >> 6 {
+            1 => Some(u64::from(op & 0x3f)),
+            2 => {
+                let Some(off) = c.uleb() else { return false };
+                set(
+                    row,
+                    u64::from(op & 0x3f),
+                    Rule::At(off as i64 * cie.data_align),
+                );
+                None
+            }
+            3 => {
+                let reg = u64::from(op & 0x3f);
+                set(row, reg, initial(reg));
+                None
+            }
+            _ => match op {
+                0x00 | 0x2e => {
+                    if op == 0x2e && c.uleb().is_none() {
+                        return false;
+                    }
+                    None
+                }
+                0x02 => c.uint(1),
+                0x03 => c.uint(2),
+                0x04 => c.uint(4),
+                0x05 | 0x11 => {
+                    let (Some(reg), Some(off)) = (
+                        c.uleb(),
+                        match op {
+                            0x05 => c.uleb().map(|v| v as i64),
+                            _ => c.sleb(),
+                        },
+                    ) else {
+                        return false;
+                    };
+                    set(row, reg, Rule::At(off * cie.data_align));
+                    None
+                }
+                0x06 => {
+                    let Some(reg) = c.uleb() else { return false };
+                    set(row, reg, initial(reg));
+                    None
+                }
+                0x07 | 0x08 => {
+                    let Some(reg) = c.uleb() else { return false };
+                    set(
+                        row,
+                        reg,
+                        if op == 0x07 {
+                            Rule::Unknown
+                        } else {
+                            Rule::Same
+                        },
+                    );
+                    None
+                }
+                0x09 => {
+                    let (Some(reg), Some(_)) = (c.uleb(), c.uleb()) else {
+                        return false;
+                    };
+                    set(row, reg, Rule::Unknown);
+                    None
+                }
+                0x0a => {
+                    if depth == DEPTH {
+                        return false;
+                    }
+                    saved[depth] = *row;
+                    depth += 1;
+                    None
+                }
+                0x0b => {
+                    let Some(d) = depth.checked_sub(1) else {
+                        return false;
+                    };
+                    depth = d;
+                    // The CFA is not part of the remembered state.
+                    let (reg, off, known) = (row.cfa_reg, row.cfa_off, row.cfa_known);
+                    *row = saved[d];
+                    (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, known);
+                    None
+                }
+                0x0c | 0x12 => {
+                    let Some(reg) = c.uleb() else { return false };
+                    let off = match op {
+                        0x0c => c.uleb().map(|v| v as i64),
+                        _ => c.sleb().map(|v| v * cie.data_align),
+                    };
+                    let Some(off) = off else { return false };
+                    (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, true);
+                    None
+                }
+                0x0d => {
+                    let Some(reg) = c.uleb() else { return false };
+                    row.cfa_reg = reg;
+                    None
+                }
+                0x0e => {
+                    let Some(off) = c.uleb() else { return false };
+                    row.cfa_off = off as i64;
+                    None
+                }
+                0x13 => {
+                    let Some(off) = c.sleb() else { return false };
+                    row.cfa_off = off * cie.data_align;
+                    None
+                }
+                0x0f => {
+                    let Some(n) = c.uleb() else { return false };
+                    if c.bytes(n as usize).is_none() {
+                        return false;
+                    }
+                    row.cfa_known = false;
+                    None
+                }
+                0x10 | 0x16 => {
+                    let (Some(reg), Some(n)) = (c.uleb(), c.uleb()) else {
+                        return false;
+                    };
+                    if c.bytes(n as usize).is_none() {
+                        return false;
+                    }
+                    set(row, reg, Rule::Unknown);
+                    None
+                }
+                0x14 | 0x15 => {
+                    let (Some(reg), Some(_)) = (c.uleb(), c.uleb()) else {
+                        return false;
+                    };
+                    set(row, reg, Rule::Unknown);
+                    None
+                }
+                _ => return false,
+            },
+        };
+        if let Some(delta) = advance {
+            *loc = loc.wrapping_add(delta.wrapping_mul(cie.code_align));
+            if *loc > target {
+                return true;
+            }
+        }
+    }
+    true
+}
+
+/// The caller's registers of the frame `r`, whose code `r.pc` (the
+/// faulting instruction when `innermost`, else a return address) is
+/// described by `table`, an `.eh_frame` table at address `addr`. `read`
+/// reads a stack word (`None` where unmapped). `None` when the table
+/// does not say, or says something this unwinder does not follow.
+pub(crate) fn step(
+    table: &[u8],
+    addr: u64,
+    r: Regs,
+    innermost: bool,
+    read: impl Fn(u64) -> Option<u64>,
+) -> Option<Regs> {
+    // A return address may be the first byte after a call that never
+    // returns: look up the call itself.
+    let target = if innermost {
+        r.pc
+    } else {
+        r.pc.checked_sub(1)?
+    };
+    let (cie, start, ops) = find_fde(table, addr, target)?;
+    let mut row = Row {
+        cfa_reg: RSP,
+        cfa_off: 8,
+        cfa_known: true,
+        ra: Rule::At(-8),
+        bp: Rule::Same,
+    };
+    let mut loc = start;
+    // The CIE's instructions run to their end: they describe the entry.
+    let entry = row;
+    if !run(&cie, cie.initial, &mut loc, u64::MAX, &mut row, &entry) {
+        return None;
+    }
+    let init = row;
+    loc = start;
+    if !run(&cie, ops, &mut loc, target, &mut row, &init) || !row.cfa_known {
+        return None;
+    }
+    let base = match row.cfa_reg {
+        RSP => r.sp,
+        RBP => r.bp,
+        _ => return None,
+    };
+    let cfa = base.checked_add_signed(row.cfa_off)?;
+    let saved = |rule: Rule, same: u64| match rule {
+        Rule::Same => Some(same),
+        Rule::At(off) => read(cfa.checked_add_signed(off)?),
+        Rule::Unknown => None,
+    };
+    let pc = saved(row.ra, 0).filter(|&pc| pc != 0)?;
+    let bp = saved(row.bp, r.bp)?;
+    Some(Regs { pc, sp: cfa, bp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table with one CIE (code align 1, data align -8, RA 16, FDE
+    /// pointers pcrel|sdata4, initial CFA rsp+8, RA at CFA-8) and one FDE
+    /// for `[start, start + len)` with `ops`, at address `addr`.
+    fn table(addr: u64, start: u64, len: u32, ops: &[u8]) -> Vec<u8> {
+        let mut t = Vec::new();
+        let cie: &[u8] = &[
+            0, 0, 0, 0, // CIE id
+            1, b'z', b'R', 0, // version, augmentation
+            1, 0x78, 16, // code align 1, data align -8, RA register 16
+            1, 0x1b, // augmentation data: FDE encoding pcrel|sdata4
+            0x0c, 7, 8, // def_cfa rsp+8
+            0x90, 1, // offset RA at CFA-8
+            0, 0, // padding
+        ];
+        t.extend_from_slice(&(cie.len() as u32).to_le_bytes());
+        t.extend_from_slice(cie);
+        let fde_at = t.len();
+        let mut fde = Vec::new();
+        fde.extend_from_slice(&((fde_at + 4) as u32).to_le_bytes()); // CIE pointer
+        let field = addr + (fde_at + 8) as u64;
+        fde.extend_from_slice(&((start.wrapping_sub(field)) as i32).to_le_bytes());
+        fde.extend_from_slice(&len.to_le_bytes());
+        fde.push(0); // augmentation data length
+        fde.extend_from_slice(ops);
+        while (fde.len() + 4) % 8 != 0 {
+            fde.push(0);
+        }
+        t.extend_from_slice(&(fde.len() as u32).to_le_bytes());
+        t.extend_from_slice(&fde);
+        t.extend_from_slice(&[0, 0, 0, 0]);
+        t
+    }
+
+    /// `push rbp; mov rbp, rsp; ...` at 0x1000: CFI as gcc -O0 emits it.
+    const FRAME_POINTER: &[u8] = &[
+        0x41, // advance 1 (after push)
+        0x0e, 16, // def_cfa_offset 16
+        0x86, 2,    // rbp at CFA-16
+        0x43, // advance 3 (after mov)
+        0x0d, 6, // def_cfa_register rbp
+    ];
+
+    fn stack(words: &[(u64, u64)]) -> impl Fn(u64) -> Option<u64> + '_ {
+        move |a| words.iter().find(|w| w.0 == a).map(|w| w.1)
+    }
+
+    #[test]
+    fn each_row_of_a_frame_pointer_function_finds_the_caller() {
+        let t = table(0x9000, 0x1000, 0x40, FRAME_POINTER);
+        // At entry: the return address is at rsp.
+        let mem = [(0x7000, 0x5555), (0x6ff8, 0x7100)];
+        let at_entry = Regs {
+            pc: 0x1000,
+            sp: 0x7000,
+            bp: 0x7100,
+        };
+        let up = step(&t, 0x9000, at_entry, true, stack(&mem)).unwrap();
+        assert_eq!((up.pc, up.sp, up.bp), (0x5555, 0x7008, 0x7100));
+        // After `push rbp`: CFA = rsp + 16.
+        let pushed = Regs {
+            pc: 0x1001,
+            sp: 0x6ff8,
+            bp: 0x7100,
+        };
+        let up = step(&t, 0x9000, pushed, true, stack(&mem)).unwrap();
+        assert_eq!((up.pc, up.sp, up.bp), (0x5555, 0x7008, 0x7100));
+        // In the body, rsp moved further: the CFA follows rbp.
+        let body = Regs {
+            pc: 0x1020,
+            sp: 0x6f00,
+            bp: 0x6ff8,
+        };
+        let up = step(&t, 0x9000, body, true, stack(&mem)).unwrap();
+        assert_eq!((up.pc, up.sp, up.bp), (0x5555, 0x7008, 0x7100));
+        // A return address into the body is looked up one byte back.
+        let ret = Regs { pc: 0x1040, ..body };
+        assert!(step(&t, 0x9000, ret, false, stack(&mem)).is_some());
+        assert!(step(&t, 0x9000, ret, true, stack(&mem)).is_none());
+    }
+
+    #[test]
+    fn what_is_not_followed_ends_the_unwind() {
+        // def_cfa_expression (a realigned stack).
+        let t = table(0x9000, 0x1000, 0x40, &[0x41, 0x0f, 2, 0x76, 0x00]);
+        let r = Regs {
+            pc: 0x1010,
+            sp: 0x6f00,
+            bp: 0,
+        };
+        assert!(step(&t, 0x9000, r, true, |_| Some(1)).is_none());
+        // No FDE covers the pc; an unknown opcode; a truncated table.
+        assert!(step(&t, 0x9000, Regs { pc: 0x2000, ..r }, true, |_| Some(1)).is_none());
+        let t = table(0x9000, 0x1000, 0x40, &[0x3f, 0xff]);
+        assert!(step(&t, 0x9000, r, true, |_| Some(1)).is_none());
+        let full = table(0x9000, 0x1000, 0x40, FRAME_POINTER);
+        for cut in 0..full.len() {
+            let _ = step(&full[..cut], 0x9000, r, true, |_| Some(1));
+        }
+        // An unreadable stack word.
+        assert!(step(&full, 0x9000, r, true, |_| None).is_none());
+    }
+}

@@ -631,7 +631,10 @@ fn put_frame(out: &mut Buf, t: &Table, lookup: u64) {
     let (module, function) = t.function(lookup).unwrap_or((b"?", b"?"));
     out.put(module);
     out.put(b":");
-    out.put(function);
+    // A C++ function by its qualified name, as a debugger shows it.
+    if !(function.starts_with(b"_Z") && crate::demangle::put_name(function, &mut |b| out.put(b))) {
+        out.put(function);
+    }
     let mut file = [0u8; 256];
     if let Some((len, line)) = t
         .lines

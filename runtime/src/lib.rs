@@ -24,6 +24,7 @@
 
 pub mod control;
 mod crash;
+mod demangle;
 mod entry;
 pub mod ffi;
 pub mod gdb_jit;

@@ -461,3 +461,36 @@ fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
         );
     }
 }
+
+/// A C++ function is named by its qualified name, as a debugger shows it.
+#[test]
+fn a_cxx_function_is_named_by_its_qualified_name() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let work = "namespace ns {\nstruct Worker { int *p; int run() const; };\n\
+                int Worker::run() const { return *p + 1; } /* FAULT */\n}\n";
+    let main = "namespace ns { struct Worker { int *p; int run() const; }; }\n\
+                int main() { ns::Worker w{nullptr}; return w.run() + 1; }\n";
+    std::fs::write(d.join("work.cpp"), work).unwrap();
+    std::fs::write(d.join("main.cpp"), main).unwrap();
+    let (w, m) = (d.join("work.o"), d.join("main.o"));
+    support::compile(&d.join("work.cpp"), &w, "-O0", &["-g"]);
+    support::compile(&d.join("main.cpp"), &m, "-O0", &["-g"]);
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[m, w]);
+    let o = support::hcr_command()
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+    let line = line_of(work, "FAULT");
+    assert!(
+        err.contains(&format!(
+            "hcr: crash: SIGSEGV in work:ns::Worker::run (work.cpp:{line}), image generation 0\n"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hcr:     at main:main (main.cpp:2)"), "{err}");
+}

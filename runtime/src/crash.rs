@@ -148,35 +148,29 @@ impl Table {
             let name = manifest.str(md.name).as_bytes();
             modules.push((names.len() as u32, name.len() as u32));
             names.extend_from_slice(name);
-            for f in manifest.functions.part(mi) {
-                let name = manifest.str(f.name).as_bytes();
+            let mut add = |offset: u32, size: u32, name: &[u8]| {
                 funcs.push((
-                    local(md.seg.start + f.offset),
-                    f.size.max(1),
+                    local(md.seg.start + offset),
+                    size.max(1),
                     names.len() as u32,
                     name.len() as u32,
                     module,
                 ));
                 names.extend_from_slice(name);
+            };
+            for f in manifest.functions.part(mi) {
+                add(f.offset, f.size, manifest.str(f.name).as_bytes());
             }
             // A clone is named after the function it was made from, as a
             // debugger names it from the debug information.
             for p in md.clones.iter() {
                 if p.offset
                     .checked_add(p.size)
-                    .is_none_or(|e| e > md.seg.len())
+                    .is_some_and(|e| e <= md.seg.len())
                 {
-                    continue;
+                    let name = hcr_image::CodePart::source_name(manifest.str(p.name));
+                    add(p.offset, p.size, name.as_bytes());
                 }
-                let name = hcr_image::CodePart::source_name(manifest.str(p.name)).as_bytes();
-                funcs.push((
-                    local(md.seg.start + p.offset),
-                    p.size.max(1),
-                    names.len() as u32,
-                    name.len() as u32,
-                    module,
-                ));
-                names.extend_from_slice(name);
             }
         }
         funcs.sort_unstable_by_key(|f| f.0);

@@ -47,75 +47,24 @@ struct Row {
     bp: Rule,
 }
 
-/// A cursor over a record's bytes.
-struct Cur<'a> {
-    b: &'a [u8],
-    at: usize,
-}
+type Cur<'a> = hcr_image::DwarfReader<'a>;
 
-impl<'a> Cur<'a> {
-    fn u8(&mut self) -> Option<u8> {
-        let v = *self.b.get(self.at)?;
-        self.at += 1;
-        Some(v)
-    }
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
-    }
-    fn uint(&mut self, n: usize) -> Option<u64> {
-        let s = self.bytes(n)?;
-        Some(s.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
-    }
-    fn uleb(&mut self) -> Option<u64> {
-        let (mut v, mut shift) = (0u64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= u64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-    }
-    fn sleb(&mut self) -> Option<i64> {
-        let (mut v, mut shift) = (0i64, 0u32);
-        loop {
-            let b = self.u8()?;
-            if shift < 64 {
-                v |= i64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                if shift < 64 && b & 0x40 != 0 {
-                    v |= -1i64 << shift;
-                }
-                return Some(v);
-            }
-        }
-    }
-    /// A pointer in `enc` (`DW_EH_PE_*`), `addr` being where the table
-    /// lies in memory; only absolute and PC-relative ones.
-    fn pointer(&mut self, enc: u8, addr: u64) -> Option<u64> {
-        let here = addr.wrapping_add(self.at as u64);
-        let v = match enc & 0x0f {
-            0x00 => self.uint(8)?,
-            0x02 => self.uint(2)?,
-            0x03 => self.uint(4)?,
-            0x04 => self.uint(8)?,
-            0x0a => self.uint(2)? as i16 as i64 as u64,
-            0x0b => self.uint(4)? as i32 as i64 as u64,
-            0x0c => self.uint(8)?,
-            _ => return None,
-        };
-        match enc & 0x70 {
-            0x00 => Some(v),
-            0x10 => Some(here.wrapping_add(v)),
-            _ => None,
-        }
+/// A pointer in `enc` (`DW_EH_PE_*`) read at `c`, `addr` being where the
+/// table lies in memory; only absolute and PC-relative ones.
+fn pointer(c: &mut Cur<'_>, enc: u8, addr: u64) -> Option<u64> {
+    let here = addr.wrapping_add(c.at as u64);
+    let v = match enc & 0x0f {
+        0x00 | 0x04 | 0x0c => c.fixed(8)?,
+        0x02 => c.fixed(2)?,
+        0x03 => c.fixed(4)?,
+        0x0a => c.fixed(2)? as i16 as i64 as u64,
+        0x0b => c.fixed(4)? as i32 as i64 as u64,
+        _ => return None,
+    };
+    match enc & 0x70 {
+        0x00 => Some(v),
+        0x10 => Some(here.wrapping_add(v)),
+        _ => None,
     }
 }
 
@@ -131,19 +80,18 @@ struct Cie<'a> {
 
 fn parse_cie(table: &[u8], at: usize) -> Option<Cie<'_>> {
     let mut c = Cur { b: table, at };
-    let len = c.uint(4)? as usize;
+    let len = c.fixed(4)? as usize;
     let end = at.checked_add(4)?.checked_add(len)?;
     let mut c = Cur {
         b: table.get(..end)?,
         at: c.at,
     };
-    if c.uint(4)? != 0 {
+    if c.fixed(4)? != 0 {
         return None;
     }
     let version = c.u8()?;
-    let aug_start = c.at;
-    while c.u8()? != 0 {}
-    let aug = &table[aug_start..c.at - 1];
+    let (aug_start, aug_len) = c.cstr()?;
+    let aug = &table[aug_start..aug_start + aug_len];
     let code_align = c.uleb()?;
     let data_align = c.sleb()?;
     let ra_reg = match version {
@@ -169,7 +117,7 @@ fn parse_cie(table: &[u8], at: usize) -> Option<Cie<'_>> {
                         0x03 | 0x0b => 4,
                         _ => 8,
                     };
-                    c.bytes(size)?;
+                    c.skip(size)?;
                 }
                 b'S' | b'B' => {}
                 _ => return None,
@@ -195,13 +143,13 @@ fn find_fde(table: &[u8], addr: u64, target: u64) -> Option<(Cie<'_>, u64, &[u8]
     let mut at = 0usize;
     while at + 8 <= table.len() {
         let mut c = Cur { b: table, at };
-        let len = c.uint(4)? as usize;
+        let len = c.fixed(4)? as usize;
         if len == 0 || len == 0xffff_ffff {
             return None;
         }
         let end = at.checked_add(4)?.checked_add(len)?;
         let id_at = c.at;
-        let id = c.uint(4)? as usize;
+        let id = c.fixed(4)? as usize;
         if id != 0 {
             let cie_at = id_at.checked_sub(id)?;
             if let Some(cie) = parse_cie(table, cie_at) {
@@ -209,12 +157,12 @@ fn find_fde(table: &[u8], addr: u64, target: u64) -> Option<(Cie<'_>, u64, &[u8]
                     b: table.get(..end)?,
                     at: c.at,
                 };
-                let start = f.pointer(cie.fde_enc, addr)?;
-                let range = f.pointer(cie.fde_enc & 0x0f, addr)?;
+                let start = pointer(&mut f, cie.fde_enc, addr)?;
+                let range = pointer(&mut f, cie.fde_enc & 0x0f, addr)?;
                 if start <= target && target < start.wrapping_add(range) {
                     if cie.augmented {
                         let n = f.uleb()? as usize;
-                        f.bytes(n)?;
+                        f.skip(n)?;
                     }
                     let instructions = table.get(f.at..end)?;
                     return Some((cie, start, instructions));
@@ -266,9 +214,9 @@ fn run(cie: &Cie<'_>, ops: &[u8], loc: &mut u64, target: u64, row: &mut Row, ini
                     }
                     None
                 }
-                0x02 => c.uint(1),
-                0x03 => c.uint(2),
-                0x04 => c.uint(4),
+                0x02 => c.fixed(1),
+                0x03 => c.fixed(2),
+                0x04 => c.fixed(4),
                 0x05 | 0x11 => {
                     let (Some(reg), Some(off)) = (
                         c.uleb(),
@@ -353,7 +301,7 @@ fn run(cie: &Cie<'_>, ops: &[u8], loc: &mut u64, target: u64, row: &mut Row, ini
                 }
                 0x0f => {
                     let Some(n) = c.uleb() else { return false };
-                    if c.bytes(n as usize).is_none() {
+                    if c.skip(n as usize).is_none() {
                         return false;
                     }
                     row.cfa_known = false;
@@ -363,7 +311,7 @@ fn run(cie: &Cie<'_>, ops: &[u8], loc: &mut u64, target: u64, row: &mut Row, ini
                     let (Some(reg), Some(n)) = (c.uleb(), c.uleb()) else {
                         return false;
                     };
-                    if c.bytes(n as usize).is_none() {
+                    if c.skip(n as usize).is_none() {
                         return false;
                     }
                     set(row, reg, Rule::Unknown);

@@ -810,7 +810,12 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
             // uninitialised buffers hold old return addresses). Without
             // such a frame, the scan's order stands.
             true => (frames.list().iter()).position(|f| may_call_out_to(f.0, at)),
-            false => None,
+            // `abort` (a failed `assert`, `std::terminate`): the first
+            // frame whose call left the image through its PLT stub or GOT
+            // slot (to the C library, the C++ runtime), past return
+            // addresses of calls that returned.
+            false => (frames.list().iter())
+                .position(|f| called_through_got(f.0).is_some_and(|to| table_of(to).is_none())),
         };
         let k = first.unwrap_or(0);
         if let Some(&(ra, _, slot)) = frames.list().get(k) {

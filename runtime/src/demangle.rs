@@ -1,9 +1,10 @@
 //! The qualified name of a C++ function from its mangled symbol, for crash
 //! reports: `_ZNK4YAML7Emitter4goodEv` → `YAML::Emitter::good`. Allocation-
 //! free (a signal handler writes it). Only plain names are read: nested
-//! and unscoped source names, `std::`, constructors and destructors, const
-//! and reference qualifiers; a name with templates, substitutions,
-//! operators or ABI tags is left as it is (as `nm` without `-C` shows it).
+//! and unscoped source names, `std::`, anonymous namespaces, internal
+//! linkage, ABI tags (`[abi:cxx11]`), constructors and destructors, const
+//! and reference qualifiers; a name with templates, substitutions or
+//! operators is left as it is (as `nm` without `-C` shows it).
 
 /// Most name components read.
 const PARTS: usize = 16;
@@ -11,15 +12,24 @@ const PARTS: usize = 16;
 /// Writes the qualified name `mangled` encodes through `put`; false (and
 /// nothing written) when it is not a name this reads.
 pub(crate) fn put_name(mangled: &[u8], put: &mut impl FnMut(&[u8])) -> bool {
-    let mut parts: [&[u8]; PARTS] = [&[]; PARTS];
+    let mut parts: [Part<'_>; PARTS] = [Part::default(); PARTS];
     let Some((n, special)) = parse(mangled, &mut parts) else {
         return false;
+    };
+    let name = |put: &mut dyn FnMut(&[u8]), p: &Part<'_>| match p.name {
+        b"_GLOBAL__N_1" => put(b"(anonymous namespace)"),
+        name => put(name),
     };
     for (k, part) in parts[..n].iter().enumerate() {
         if k > 0 {
             put(b"::");
         }
-        put(part);
+        name(put, part);
+        if let Some(tag) = part.tag {
+            put(b"[abi:");
+            put(tag);
+            put(b"]");
+        }
     }
     match special {
         Special::None => {}
@@ -28,10 +38,17 @@ pub(crate) fn put_name(mangled: &[u8], put: &mut impl FnMut(&[u8])) -> bool {
             if special == Special::Dtor {
                 put(b"~");
             }
-            put(parts[n - 1]);
+            name(put, &parts[n - 1]);
         }
     }
     true
+}
+
+/// One component of a name, with its ABI tag.
+#[derive(Clone, Copy, Default)]
+struct Part<'a> {
+    name: &'a [u8],
+    tag: Option<&'a [u8]>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,11 +62,11 @@ enum Special {
 
 /// The name's components, and whether a constructor or destructor follows
 /// them.
-fn parse<'a>(m: &'a [u8], parts: &mut [&'a [u8]; PARTS]) -> Option<(usize, Special)> {
+fn parse<'a>(m: &'a [u8], parts: &mut [Part<'a>; PARTS]) -> Option<(usize, Special)> {
     let mut at = m.strip_prefix(b"_Z")?;
     let mut n = 0;
-    let mut push = |parts: &mut [&'a [u8]; PARTS], p: &'a [u8]| -> Option<()> {
-        *parts.get_mut(n)? = p;
+    let mut push = |parts: &mut [Part<'a>; PARTS], name: &'a [u8], tag| -> Option<()> {
+        *parts.get_mut(n)? = Part { name, tag };
         n += 1;
         Some(())
     };
@@ -60,12 +77,14 @@ fn parse<'a>(m: &'a [u8], parts: &mut [&'a [u8]; PARTS]) -> Option<(usize, Speci
     let nested = at.first() == Some(&b'N');
     if !nested {
         if let Some(rest) = at.strip_prefix(b"St") {
-            push(parts, b"std")?;
+            push(parts, b"std", None)?;
             at = rest;
         }
-        let (name, _) = source_name(at)?;
-        push(parts, name)?;
-        return Some((n, Special::None));
+        let (name, rest) = source_name(at)?;
+        let (tag, rest) = abi_tag(rest)?;
+        push(parts, name, tag)?;
+        // Template arguments follow a template's name.
+        return (rest.first() != Some(&b'I')).then_some((n, Special::None));
     }
     at = &at[1..];
     // CV- and ref-qualifiers of a member function.
@@ -77,7 +96,7 @@ fn parse<'a>(m: &'a [u8], parts: &mut [&'a [u8]; PARTS]) -> Option<(usize, Speci
         }
     }
     if let Some(rest) = at.strip_prefix(b"St") {
-        push(parts, b"std")?;
+        push(parts, b"std", None)?;
         at = rest;
     }
     loop {
@@ -91,14 +110,26 @@ fn parse<'a>(m: &'a [u8], parts: &mut [&'a [u8]; PARTS]) -> Option<(usize, Speci
                 };
                 return (at.get(2) == Some(&b'E') && n > 0).then_some((n, kind));
             }
-            b'0'..=b'9' => {
-                let (name, rest) = source_name(at)?;
-                push(parts, name)?;
+            b'0'..=b'9' | b'L' => {
+                // (`L`: internal linkage, a `static` function.)
+                let (name, rest) = source_name(at.strip_prefix(b"L").unwrap_or(at))?;
+                let (tag, rest) = abi_tag(rest)?;
+                push(parts, name, tag)?;
                 at = rest;
             }
             _ => return None,
         }
     }
+}
+
+/// An ABI tag (`B<length><identifier>`) at the start of `at`, if any, and
+/// what follows it; `None` for two tags (left mangled).
+fn abi_tag(at: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    let Some(rest) = at.strip_prefix(b"B") else {
+        return Some((None, at));
+    };
+    let (tag, rest) = source_name(rest)?;
+    (rest.first() != Some(&b'B')).then_some((Some(tag), rest))
 }
 
 /// `<length><identifier>` at the start of `at`: the identifier and what
@@ -149,6 +180,15 @@ mod tests {
             Some("MyError::~MyError")
         );
         assert_eq!(name("_ZNR1A1fEv").as_deref(), Some("A::f"));
+        assert_eq!(
+            name("_ZN12_GLOBAL__N_14deep1fEv").as_deref(),
+            Some("(anonymous namespace)::deep::f")
+        );
+        assert_eq!(name("_ZN2nsL6helperEi").as_deref(), Some("ns::helper"));
+        assert_eq!(
+            name("_ZN2ns8describeB5cxx11Ei").as_deref(),
+            Some("ns::describe[abi:cxx11]")
+        );
     }
 
     #[test]
@@ -160,7 +200,8 @@ mod tests {
             "_ZNE",
             "_ZNSt6vectorIiSaIiEE9push_backEOi",
             "_ZN1AplERKS_",
-            "_ZN1A1fB5cxx11Ev",
+            "_Z4tmplIiEvT_",
+            "_ZN1A1fB1xB1yEv",
             "_Z99x",
             "_Z03abc",
             "_ZN1AC4Ev",

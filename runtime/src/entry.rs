@@ -22,10 +22,13 @@ use std::ffi::c_int;
 // hcr_call_entry(fn, a, b, c): calls fn(a, b, c) and returns what it
 // returns. Its FDE names `entry_personality` (through a pointer in
 // read-only data after relocation, as compilers reference
-// `__gxx_personality_v0`: pc-relative, indirect).
+// `__gxx_personality_v0`: pc-relative, indirect); so does the crash
+// guard's entry (`guard.rs`), which also calls module code.
 std::arch::global_asm!(
     ".pushsection .data.rel.ro.hcr_entry_personality,\"aw\",@progbits",
     ".p2align 3",
+    ".globl hcr_entry_personality_ref",
+    ".hidden hcr_entry_personality_ref",
     "hcr_entry_personality_ref:",
     ".quad {personality}",
     ".popsection",

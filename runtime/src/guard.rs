@@ -29,6 +29,9 @@ std::arch::global_asm!(
     ".type hcr_guard_enter,@function",
     "hcr_guard_enter:",
     ".cfi_startproc",
+    // A C++ exception the guarded function lets out terminates the
+    // program as natively (`entry.rs`); Rust frames above cannot pass it.
+    ".cfi_personality 0x9b, hcr_entry_personality_ref",
     "push rbp",
     ".cfi_adjust_cfa_offset 8",
     ".cfi_rel_offset rbp, 0",

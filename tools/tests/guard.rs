@@ -350,3 +350,47 @@ int main(int argc, char **argv) {
     );
     assert!(err.contains("rolled back to image generation 0"), "{err}");
 }
+
+/// A C++ exception the guarded function lets out ends in `std::terminate`,
+/// as natively (no Rust frame may pass it on), and its abort is a crash
+/// the guard catches: `hcr_guard` returns -1 and the program goes on. It
+/// used to loop on crash reports forever.
+#[test]
+fn an_exception_that_leaves_a_guarded_function_is_a_crash_it_catches() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = d.join("main.cpp");
+    std::fs::write(
+        &src,
+        "#include <cstdio>\n#include <stdexcept>\n#include \"hcr.h\"\n\
+         static void fn(void *) { throw std::runtime_error(\"through guard\"); }\n\
+         int main() {\n\
+           try { int r = hcr_guard(fn, nullptr); std::printf(\"guard=%d\\n\", r); }\n\
+           catch (std::exception &e) { std::printf(\"caught %s\\n\", e.what()); }\n\
+           return 0;\n}\n",
+    )
+    .unwrap();
+    let obj = d.join("main.o");
+    support::compile(&src, &obj, "-O2", &[]);
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[obj]);
+    let o = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "60"])
+        .arg(support::hcr_bin())
+        .arg("run")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "guard=-1\n", "{err}");
+    assert!(
+        err.starts_with("terminate called after throwing an instance of 'std::runtime_error'\n  what():  through guard\n"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("hcr: crash: SIGABRT in main:fn").count(),
+        1,
+        "{err}"
+    );
+}

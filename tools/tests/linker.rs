@@ -944,11 +944,14 @@ fn an_unreached_module_with_constructors_is_named_in_a_warning() {
     let plugin = "extern int registered;\n\
                   __attribute__((constructor)) static void add(void) { registered++; }\n";
     let lonely = "int lonely(void) { return 1; }\n";
+    let leaving =
+        "volatile int left;\n__attribute__((destructor)) static void bye(void) { left = 1; }\n";
     let objs = [
         support::module(d, "main", main, "-O1"),
         support::module(d, "used", used, "-O1"),
         support::module(d, "plugin", plugin, "-O1"),
         support::module(d, "lonely", lonely, "-O1"),
+        support::module(d, "leaving", leaving, "-O1"),
     ];
     let img = d.join("app.hcr");
     let o = support::link(&img, &objs);
@@ -956,7 +959,7 @@ fn an_unreached_module_with_constructors_is_named_in_a_warning() {
     assert!(o.status.success(), "{err}");
     assert!(
         err.contains(
-            "warning: module plugin is not reached from the root, so not loaded: its constructors"
+            "warning: modules plugin, leaving are not reached from the root, so not loaded: their constructors"
         ),
         "{err}"
     );

@@ -596,16 +596,14 @@ pub(crate) fn root_without_main(mods: &[Mod<'_>], root: u32) -> Option<String> {
 }
 
 /// A warning naming the input objects the root does not reach that have
-/// constructors (`__attribute__((constructor))`, C++ static initialisers):
-/// they are kept in the image but not loaded, so code that registers
-/// itself at start-up (test cases, plugins in a registry) never runs,
-/// where a normal link would run it.
+/// top-level code (constructors, C++ static initialisers, destructors,
+/// `HCR_ON_RELOAD` blocks): they are kept in the image but not loaded, so
+/// code that registers itself at start-up (test cases, plugins in a
+/// registry) never runs, where a normal link would run it.
 pub(crate) fn unreached_constructors(mods: &[Mod<'_>], reachable: &[bool]) -> Option<String> {
     let names: Vec<&str> = (mods.iter().zip(reachable))
         .filter(|(m, &r)| !r && !m.obj.member)
-        .filter(|(m, _)| {
-            (m.obj.sections.iter()).any(|s| s.kind == SecKind::InitArray && s.size > 0)
-        })
+        .filter(|(m, _)| (m.obj.sections.iter()).any(|s| s.size > 0 && s.kind.entry_list()))
         .map(|(m, _)| m.obj.name.as_str())
         .collect();
     let (first, rest) = names.split_first()?;
@@ -615,9 +613,9 @@ pub(crate) fn unreached_constructors(mods: &[Mod<'_>], reachable: &[bool]) -> Op
     };
     Some(format!(
         "{list} not reached from the root, so not loaded: {} constructors \
-         (static initialisers, __attribute__((constructor))) never run, as code that \
-         registers itself at start-up expects; a module is loaded when a loaded module \
-         refers to a symbol it defines",
+         (static initialisers, __attribute__((constructor))), destructors and \
+         HCR_ON_RELOAD blocks never run, as code that registers itself at start-up \
+         expects; a module is loaded when a loaded module refers to a symbol it defines",
         match rest.is_empty() {
             true => "its",
             false => "their",

@@ -167,10 +167,29 @@ fn default_sigpipe() {
     }
 }
 
+/// The program's faults end it as they end a native program. Rust's
+/// runtime handles `SIGSEGV` and `SIGBUS` to tell its own threads' stack
+/// overflows apart, and aborts (`SIGABRT`) when a fault hits a guard page:
+/// a module's unbounded recursion on the main thread then died of
+/// `SIGABRT` after "thread 'main' has overflowed its stack". hcr's own
+/// code does not recurse without bound.
+fn default_fault_signals() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler
+    // code; the runtime installs its crash handler afterwards and passes
+    // faults on to this disposition.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Watch { .. }) {
         default_sigpipe();
+    }
+    if matches!(cli.command, Command::Run { .. }) {
+        default_fault_signals();
     }
     let result = match cli.command {
         Command::Inspect { image, json } => {

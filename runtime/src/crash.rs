@@ -917,6 +917,15 @@ fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
         if up.sp <= r.sp || up.sp - r.sp > SCAN_BYTES as u64 {
             return scan(frames, r.sp);
         }
+        if let Some(int) = interrupted(up, read) {
+            // A signal handler's caller: the code the signal interrupted,
+            // at the instruction it was about to run.
+            if table_of(int.pc).is_none() || !frames.push(int.pc, int.pc, 0) {
+                return scan(frames, int.sp);
+            }
+            (r, innermost) = (int, true);
+            continue;
+        }
         if !(table_of(up.pc - 1).is_some() && after_call(up.pc)) {
             // Into host code (the runtime, the program's own host), or
             // not a return address after all: module frames further up
@@ -928,6 +937,25 @@ fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
         }
         (r, innermost) = (up, false);
     }
+}
+
+/// The registers a signal interrupted, when `up` returns into the C
+/// library's signal trampoline (`__restore_rt`: `mov $15, %rax; syscall`,
+/// `rt_sigreturn`): the kernel's `ucontext_t` lies at its stack pointer.
+fn interrupted(up: Regs, read: impl Fn(u64) -> Option<u64>) -> Option<Regs> {
+    const RESTORE_RT: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+    // `uc_mcontext.gregs` follows `uc_flags`, `uc_link` and `uc_stack`.
+    const GREGS: u64 = 40;
+    let mut code = [0u8; 9];
+    if !peek(up.pc, &mut code) || code != RESTORE_RT {
+        return None;
+    }
+    let reg = |r: libc::c_int| read(up.sp + GREGS + 8 * r as u64);
+    Some(Regs {
+        pc: reg(libc::REG_RIP)?,
+        sp: reg(libc::REG_RSP)?,
+        bp: reg(libc::REG_RBP)?,
+    })
 }
 
 /// Adds the return addresses into module code found on the stack from

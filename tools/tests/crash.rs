@@ -494,3 +494,51 @@ fn a_cxx_function_is_named_by_its_qualified_name() {
     );
     assert!(err.contains("hcr:     at main:main (main.cpp:2)"), "{err}");
 }
+
+/// A crash in a signal handler: the backtrace goes on, past the signal
+/// frame, with the code the signal interrupted, as gdb's does.
+const IN_HANDLER: &str = r#"#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+volatile int sink;
+int *volatile np;
+__attribute__((noinline)) static void in_handler(void) { *np = 1; sink++; } /* FAULT */
+static void handler(int s) { (void)s; in_handler(); sink++; }
+__attribute__((noinline)) void busy_loop(void) { for (;;) { sink++; } } /* LOOP */
+__attribute__((noinline)) void start(void) {
+    struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = handler;
+    sigaction(SIGALRM, &sa, 0);
+    ualarm(20000, 0);
+    busy_loop(); /* START */
+}
+"#;
+
+#[test]
+fn the_backtrace_goes_on_past_a_signal_handler_to_the_interrupted_code() {
+    let main = "void start(void);\nint main(void) { start(); return 1; }\n";
+    let (status, err) = crash_run(IN_HANDLER, main, "-O1");
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    let at = |f: &str, marker: &str| {
+        format!(
+            "hcr:     at lib:{f} (lib.c:{}), image generation 0",
+            line_of(IN_HANDLER, marker)
+        )
+    };
+    let frames: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("hcr:     at "))
+        .collect();
+    assert_eq!(
+        frames[..4],
+        [
+            at("in_handler", "FAULT"),
+            format!(
+                "hcr:     at lib:handler (lib.c:{}), image generation 0",
+                line_of(IN_HANDLER, "FAULT") + 1
+            ),
+            at("busy_loop", "LOOP"),
+            at("start", "START"),
+        ],
+        "{err}"
+    );
+}

@@ -1020,16 +1020,16 @@ pub fn format(ty: &Ty, bits: Option<(u64, u64)>, b: &[u8]) -> String {
     }
     match ty {
         Ty::Int { size, signed, ch } => {
-            let v = le(&b[..*size as usize]);
-            let v = if *signed {
-                sign_extend(v, (*size * 8) as u32)
-            } else {
-                v as i128
+            let raw = le(&b[..*size as usize]);
+            // (An unsigned 128-bit value may not fit an `i128`.)
+            let v = match *signed {
+                true => sign_extend(raw, (*size * 8) as u32).to_string(),
+                false => raw.to_string(),
             };
             if *ch {
                 format!("{v} {}", char_literal(b[0]))
             } else {
-                v.to_string()
+                v
             }
         }
         Ty::Float { size: 4 } => float_text(f64::from(f32::from_bits(le(&b[..4]) as u32)), true),
@@ -1147,6 +1147,44 @@ pub fn parse_int(s: &str) -> Option<i128> {
     Some(if neg { -v } else { v })
 }
 
+/// A 128-bit integer's bytes: its range is wider than `parse_int`'s.
+fn encode_128(ty: &Ty, v: &str, signed: bool) -> Result<Vec<u8>, String> {
+    let (neg, body) = match v.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let (digits, radix) = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (body, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(format!(
+            "wrong type: {v:?} is not an integer, and this is a {}",
+            ty.name()
+        ));
+    }
+    // (Digits only: a failed parse is a number too large.)
+    let m = u128::from_str_radix(digits, radix).unwrap_or(u128::MAX);
+    let overflow = u128::from_str_radix(digits, radix).is_err();
+    let bytes = match (signed, neg) {
+        _ if overflow => None,
+        (true, true) if m <= 1u128 << 127 => Some((m as i128).wrapping_neg().to_le_bytes()),
+        (true, false) if m < 1u128 << 127 => Some(m.to_le_bytes()),
+        (false, _) if !neg || m == 0 => Some(m.to_le_bytes()),
+        _ => None,
+    };
+    bytes.map(|b| b.to_vec()).ok_or_else(|| {
+        let (min, max) = match signed {
+            true => (i128::MIN.to_string(), i128::MAX.to_string()),
+            false => ("0".to_string(), u128::MAX.to_string()),
+        };
+        format!(
+            "bad value: {v} is out of range for {} ({min} to {max})",
+            ty.name()
+        )
+    })
+}
+
 fn int_range(size: u64, signed: bool) -> (i128, i128) {
     let bits = (size * 8).min(127) as u32;
     if signed {
@@ -1165,6 +1203,11 @@ fn int_range(size: u64, signed: bool) -> (i128, i128) {
 pub fn encode(ty: &Ty, value: &str) -> Result<Vec<u8>, String> {
     let v = value.trim();
     match ty {
+        Ty::Int {
+            size: 16,
+            signed,
+            ch: false,
+        } => encode_128(ty, v, *signed),
         Ty::Int { size, signed, ch } => {
             let n = if *ch {
                 match v.as_bytes() {
@@ -1344,6 +1387,39 @@ mod tests {
         };
         assert_eq!(encode(&c, "'a'").unwrap(), vec![97]);
         assert_eq!(format(&c, None, &[97]), "97 'a'");
+    }
+
+    #[test]
+    fn integers_of_128_bits_use_their_whole_range() {
+        let (i, u) = (
+            Ty::Int {
+                size: 16,
+                signed: true,
+                ch: false,
+            },
+            Ty::Int {
+                size: 16,
+                signed: false,
+                ch: false,
+            },
+        );
+        let (min, max) = (i128::MIN.to_string(), i128::MAX.to_string());
+        let umax = u128::MAX.to_string();
+        for (ty, text) in [(&i, &min), (&i, &max), (&u, &umax), (&u, &"0".to_string())] {
+            let b = encode(ty, text).unwrap();
+            assert_eq!(&format(ty, None, &b), text);
+        }
+        assert_eq!(format(&u, None, &[0xff; 16]), umax);
+        assert_eq!(format(&i, None, &[0xff; 16]), "-1");
+        assert_eq!(encode(&i, "-0x10").unwrap()[0], 0xf0);
+        let too_big = (1u128 << 127).to_string();
+        assert!(encode(&i, &too_big).unwrap_err().contains("out of range"));
+        assert!(encode(&i, &format!("-{too_big}")).is_ok());
+        assert!(encode(&u, "-1").unwrap_err().contains("out of range"));
+        assert!(encode(&u, "340282366920938463463374607431768211456")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(encode(&u, "--1").unwrap_err().contains("wrong type"));
     }
 
     #[test]

@@ -163,14 +163,9 @@ impl Table {
             }
             // A clone is named after the function it was made from, as a
             // debugger names it from the debug information.
-            for p in md.clones.iter() {
-                if p.offset
-                    .checked_add(p.size)
-                    .is_some_and(|e| e <= md.seg.len())
-                {
-                    let name = hcr_image::CodePart::source_name(manifest.str(p.name));
-                    add(p.offset, p.size, name.as_bytes());
-                }
+            for p in md.clones_in_segment() {
+                let name = hcr_image::CodePart::source_name(manifest.str(p.name));
+                add(p.offset, p.size, name.as_bytes());
             }
         }
         funcs.sort_unstable_by_key(|f| f.0);
@@ -506,6 +501,12 @@ impl Buf {
     }
 }
 
+/// The word at `addr` of this process; `None` when unmapped (no fault).
+fn peek_word(addr: u64) -> Option<u64> {
+    let mut w = [0u8; 8];
+    peek(addr, &mut w).then(|| u64::from_le_bytes(w))
+}
+
 /// Reads `dst.len()` bytes at `addr` of this process; false when any of it
 /// is unmapped (no fault).
 pub(crate) fn peek(addr: u64, dst: &mut [u8]) -> bool {
@@ -561,17 +562,13 @@ fn may_call_out_to(ra: u64, at: Option<&Place>) -> bool {
 /// `ff 25`), or `call *slot(%rip)` (`-fno-plt`, `ff 15`); the address the
 /// slot holds.
 fn called_through_got(ra: u64) -> Option<u64> {
-    let word = |at: u64| {
-        let mut w = [0u8; 8];
-        peek(at, &mut w).then(|| u64::from_le_bytes(w))
-    };
     let disp = |b: &[u8]| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])) as u64;
     let mut b = [0u8; 6];
     if ra < 6 || !peek(ra - 6, &mut b) {
         return None;
     }
     if b[0] == 0xff && b[1] == 0x15 {
-        return word(ra.wrapping_add(disp(&b[2..])));
+        return peek_word(ra.wrapping_add(disp(&b[2..])));
     }
     if b[1] != 0xe8 {
         return None;
@@ -581,7 +578,7 @@ fn called_through_got(ra: u64) -> Option<u64> {
     if !peek(stub, &mut s) || s[0] != 0xff || s[1] != 0x25 {
         return None;
     }
-    word((stub + 6).wrapping_add(disp(&s[2..])))
+    peek_word((stub + 6).wrapping_add(disp(&s[2..])))
 }
 
 /// Whether `a` lies in a mapping of the file `p` was found in (`p` an
@@ -792,10 +789,11 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
     // made by the module frame the report then names in the contract's
     // form. (`abort` and a failed `assert` are the module's own doing:
     // named by their frame alone.)
-    let outside = table_of(pc).is_none() && sig != libc::SIGABRT;
+    let in_image = table_of(pc).is_some();
+    let outside = !in_image && sig != libc::SIGABRT;
     let mut place = Place::default();
     let at = (outside && find_place(pc, &mut place)).then_some(&place);
-    if table_of(pc).is_some() {
+    if in_image {
         frames.push(pc, pc, 0);
         unwind_from(&mut frames, regs, true);
     } else {
@@ -901,15 +899,11 @@ impl Frames {
 /// code (frames above host code, such as a handler's caller; or the rest,
 /// where a frame's unwind information is not followed).
 fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
-    let read = |a: u64| {
-        let mut b = [0u8; 8];
-        peek(a, &mut b).then(|| u64::from_le_bytes(b))
-    };
     loop {
         let Some((table, addr)) = table_of(r.pc).and_then(|t| t.eh_frame(r.pc)) else {
             return scan(frames, r.sp);
         };
-        let Some(up) = crate::unwind::step(table, addr, r, innermost, read) else {
+        let Some(up) = crate::unwind::step(table, addr, r, innermost, peek_word) else {
             return scan(frames, r.sp);
         };
         // A caller's stack pointer lies above its callee's, within the
@@ -917,7 +911,7 @@ fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
         if up.sp <= r.sp || up.sp - r.sp > SCAN_BYTES as u64 {
             return scan(frames, r.sp);
         }
-        if let Some(int) = interrupted(up, read) {
+        if let Some(int) = interrupted(up) {
             // A signal handler's caller: the code the signal interrupted,
             // at the instruction it was about to run.
             if table_of(int.pc).is_none() || !frames.push(int.pc, int.pc, 0) {
@@ -942,7 +936,7 @@ fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
 /// The registers a signal interrupted, when `up` returns into the C
 /// library's signal trampoline (`__restore_rt`: `mov $15, %rax; syscall`,
 /// `rt_sigreturn`): the kernel's `ucontext_t` lies at its stack pointer.
-fn interrupted(up: Regs, read: impl Fn(u64) -> Option<u64>) -> Option<Regs> {
+fn interrupted(up: Regs) -> Option<Regs> {
     const RESTORE_RT: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
     // `uc_mcontext.gregs` follows `uc_flags`, `uc_link` and `uc_stack`.
     const GREGS: u64 = 40;
@@ -950,7 +944,7 @@ fn interrupted(up: Regs, read: impl Fn(u64) -> Option<u64>) -> Option<Regs> {
     if !peek(up.pc, &mut code) || code != RESTORE_RT {
         return None;
     }
-    let reg = |r: libc::c_int| read(up.sp + GREGS + 8 * r as u64);
+    let reg = |r: libc::c_int| peek_word(up.sp + GREGS + 8 * r as u64);
     Some(Regs {
         pc: reg(libc::REG_RIP)?,
         sp: reg(libc::REG_RSP)?,

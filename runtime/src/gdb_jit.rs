@@ -533,13 +533,7 @@ fn symbols(d: &ImageDesc<'_>) -> (Vec<u8>, Vec<u8>, u32) {
         }
     }
     for (mi, md) in m.modules.iter().enumerate().filter(|(_, md)| md.reachable) {
-        for p in md.clones.iter().filter(|p| p.size > 0) {
-            if p.offset
-                .checked_add(p.size)
-                .is_none_or(|e| e > md.seg.len())
-            {
-                continue;
-            }
+        for p in md.clones_in_segment() {
             let n = strtab.add(m.str(p.name));
             let value = u64::from(m.area_offset(ModuleId(mi as u32), p.offset));
             put_sym(&mut locals, n, 2, 1, value, u64::from(p.size));

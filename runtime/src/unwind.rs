@@ -174,9 +174,16 @@ fn find_fde(table: &[u8], addr: u64, target: u64) -> Option<(Cie<'_>, u64, &[u8]
     None
 }
 
-/// Runs `ops` from `loc` until the row covering `target`; false when the
-/// table holds something this unwinder does not follow.
-fn run(cie: &Cie<'_>, ops: &[u8], loc: &mut u64, target: u64, row: &mut Row, init: &Row) -> bool {
+/// Runs `ops` from `loc` until the row covering `target`; `None` when the
+/// table holds something this unwinder does not follow, or is cut short.
+fn run(
+    cie: &Cie<'_>,
+    ops: &[u8],
+    loc: &mut u64,
+    target: u64,
+    row: &mut Row,
+    init: &Row,
+) -> Option<()> {
     const DEPTH: usize = 8;
     let mut saved = [*row; DEPTH];
     let mut depth = 0usize;
@@ -190,151 +197,87 @@ fn run(cie: &Cie<'_>, ops: &[u8], loc: &mut u64, target: u64, row: &mut Row, ini
     };
     let initial = |reg: u64| if reg == RBP { init.bp } else { init.ra };
     while c.at < ops.len() {
-        let Some(op) = c.u8() else { return false };
-        let advance = match op >> 6 {
-            1 => Some(u64::from(op & 0x3f)),
-            2 => {
-                let Some(off) = c.uleb() else { return false };
-                set(
-                    row,
-                    u64::from(op & 0x3f),
-                    Rule::At(off as i64 * cie.data_align),
-                );
-                None
+        let op = c.u8()?;
+        let mut advance = None;
+        match (op >> 6, op) {
+            (1, _) => advance = Some(u64::from(op & 0x3f)),
+            (2, _) => {
+                let off = c.uleb()? as i64;
+                set(row, u64::from(op & 0x3f), Rule::At(off * cie.data_align));
             }
-            3 => {
+            (3, _) => {
                 let reg = u64::from(op & 0x3f);
                 set(row, reg, initial(reg));
-                None
             }
-            _ => match op {
-                0x00 | 0x2e => {
-                    if op == 0x2e && c.uleb().is_none() {
-                        return false;
-                    }
-                    None
-                }
-                0x02 => c.fixed(1),
-                0x03 => c.fixed(2),
-                0x04 => c.fixed(4),
-                0x05 | 0x11 => {
-                    let (Some(reg), Some(off)) = (
-                        c.uleb(),
-                        match op {
-                            0x05 => c.uleb().map(|v| v as i64),
-                            _ => c.sleb(),
-                        },
-                    ) else {
-                        return false;
-                    };
-                    set(row, reg, Rule::At(off * cie.data_align));
-                    None
-                }
-                0x06 => {
-                    let Some(reg) = c.uleb() else { return false };
-                    set(row, reg, initial(reg));
-                    None
-                }
-                0x07 | 0x08 => {
-                    let Some(reg) = c.uleb() else { return false };
-                    set(
-                        row,
-                        reg,
-                        if op == 0x07 {
-                            Rule::Unknown
-                        } else {
-                            Rule::Same
-                        },
-                    );
-                    None
-                }
-                0x09 => {
-                    let (Some(reg), Some(_)) = (c.uleb(), c.uleb()) else {
-                        return false;
-                    };
-                    set(row, reg, Rule::Unknown);
-                    None
-                }
-                0x0a => {
-                    if depth == DEPTH {
-                        return false;
-                    }
-                    saved[depth] = *row;
-                    depth += 1;
-                    None
-                }
-                0x0b => {
-                    let Some(d) = depth.checked_sub(1) else {
-                        return false;
-                    };
-                    depth = d;
-                    // The CFA is not part of the remembered state.
-                    let (reg, off, known) = (row.cfa_reg, row.cfa_off, row.cfa_known);
-                    *row = saved[d];
-                    (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, known);
-                    None
-                }
-                0x0c | 0x12 => {
-                    let Some(reg) = c.uleb() else { return false };
-                    let off = match op {
-                        0x0c => c.uleb().map(|v| v as i64),
-                        _ => c.sleb().map(|v| v * cie.data_align),
-                    };
-                    let Some(off) = off else { return false };
-                    (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, true);
-                    None
-                }
-                0x0d => {
-                    let Some(reg) = c.uleb() else { return false };
-                    row.cfa_reg = reg;
-                    None
-                }
-                0x0e => {
-                    let Some(off) = c.uleb() else { return false };
-                    row.cfa_off = off as i64;
-                    None
-                }
-                0x13 => {
-                    let Some(off) = c.sleb() else { return false };
-                    row.cfa_off = off * cie.data_align;
-                    None
-                }
-                0x0f => {
-                    let Some(n) = c.uleb() else { return false };
-                    if c.skip(n as usize).is_none() {
-                        return false;
-                    }
-                    row.cfa_known = false;
-                    None
-                }
-                0x10 | 0x16 => {
-                    let (Some(reg), Some(n)) = (c.uleb(), c.uleb()) else {
-                        return false;
-                    };
-                    if c.skip(n as usize).is_none() {
-                        return false;
-                    }
-                    set(row, reg, Rule::Unknown);
-                    None
-                }
-                0x14 | 0x15 => {
-                    let (Some(reg), Some(_)) = (c.uleb(), c.uleb()) else {
-                        return false;
-                    };
-                    set(row, reg, Rule::Unknown);
-                    None
-                }
-                _ => return false,
-            },
-        };
+            (_, 0x00) => {}
+            (_, 0x2e) => {
+                c.uleb()?;
+            }
+            (_, 0x02) => advance = Some(c.fixed(1)?),
+            (_, 0x03) => advance = Some(c.fixed(2)?),
+            (_, 0x04) => advance = Some(c.fixed(4)?),
+            (_, 0x05 | 0x11) => {
+                let reg = c.uleb()?;
+                let off = match op {
+                    0x05 => c.uleb()? as i64,
+                    _ => c.sleb()?,
+                };
+                set(row, reg, Rule::At(off * cie.data_align));
+            }
+            (_, 0x06) => {
+                let reg = c.uleb()?;
+                set(row, reg, initial(reg));
+            }
+            (_, 0x07) => set(row, c.uleb()?, Rule::Unknown),
+            (_, 0x08) => set(row, c.uleb()?, Rule::Same),
+            (_, 0x09 | 0x14 | 0x15) => {
+                let reg = c.uleb()?;
+                c.uleb()?;
+                set(row, reg, Rule::Unknown);
+            }
+            (_, 0x0a) => {
+                *saved.get_mut(depth)? = *row;
+                depth += 1;
+            }
+            (_, 0x0b) => {
+                depth = depth.checked_sub(1)?;
+                // The CFA is not part of the remembered state.
+                let (reg, off, known) = (row.cfa_reg, row.cfa_off, row.cfa_known);
+                *row = saved[depth];
+                (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, known);
+            }
+            (_, 0x0c | 0x12) => {
+                let reg = c.uleb()?;
+                let off = match op {
+                    0x0c => c.uleb()? as i64,
+                    _ => c.sleb()? * cie.data_align,
+                };
+                (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, true);
+            }
+            (_, 0x0d) => row.cfa_reg = c.uleb()?,
+            (_, 0x0e) => row.cfa_off = c.uleb()? as i64,
+            (_, 0x13) => row.cfa_off = c.sleb()? * cie.data_align,
+            (_, 0x0f) => {
+                let n = c.uleb()?;
+                c.skip(n as usize)?;
+                row.cfa_known = false;
+            }
+            (_, 0x10 | 0x16) => {
+                let reg = c.uleb()?;
+                let n = c.uleb()?;
+                c.skip(n as usize)?;
+                set(row, reg, Rule::Unknown);
+            }
+            _ => return None,
+        }
         if let Some(delta) = advance {
             *loc = loc.wrapping_add(delta.wrapping_mul(cie.code_align));
             if *loc > target {
-                return true;
+                return Some(());
             }
         }
     }
-    true
+    Some(())
 }
 
 /// The caller's registers of the frame `r`, whose code `r.pc` (the
@@ -367,12 +310,11 @@ pub(crate) fn step(
     let mut loc = start;
     // The CIE's instructions run to their end: they describe the entry.
     let entry = row;
-    if !run(&cie, cie.initial, &mut loc, u64::MAX, &mut row, &entry) {
-        return None;
-    }
+    run(&cie, cie.initial, &mut loc, u64::MAX, &mut row, &entry)?;
     let init = row;
     loc = start;
-    if !run(&cie, ops, &mut loc, target, &mut row, &init) || !row.cfa_known {
+    run(&cie, ops, &mut loc, target, &mut row, &init)?;
+    if !row.cfa_known {
         return None;
     }
     let base = match row.cfa_reg {

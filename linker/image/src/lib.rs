@@ -222,6 +222,14 @@ impl Default for Records {
 }
 
 impl Module {
+    /// The module's clones that lie inside its segment and have code
+    /// (the block is checked by its checksum, not against the segment).
+    pub fn clones_in_segment(&self) -> impl Iterator<Item = &CodePart> {
+        let len = self.seg.len();
+        (self.clones.iter())
+            .filter(move |p| p.size > 0 && p.offset.checked_add(p.size).is_some_and(|e| e <= len))
+    }
+
     /// A module with this record, placed nowhere yet.
     pub fn new(record: ModuleRecord) -> Self {
         Module {

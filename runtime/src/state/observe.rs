@@ -37,13 +37,7 @@ impl State {
             }
         }
         for (mi, md) in m.modules.iter().enumerate() {
-            for p in md.clones.iter().filter(|p| p.size > 0 && md.reachable) {
-                if p.offset
-                    .checked_add(p.size)
-                    .is_none_or(|e| e > md.seg.len())
-                {
-                    continue;
-                }
+            for p in md.clones_in_segment().filter(|_| md.reachable) {
                 line(
                     &mut out,
                     c.place.addr_from(m, mi, p.offset),

@@ -1136,27 +1136,27 @@ fn enum_name(values: &[(String, i128)], v: i128) -> String {
 
 /// Parses an integer: decimal, `-` decimal, `0x` hex.
 pub fn parse_int(s: &str) -> Option<i128> {
+    let (neg, digits, radix) = sign_and_digits(s);
+    let v = i128::from_str_radix(digits, radix).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// An integer's text split: whether a `-` leads, the digits after the
+/// sign and any `0x`, and their radix.
+fn sign_and_digits(s: &str) -> (bool, &str, u32) {
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let v = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        Some(h) => i128::from_str_radix(h, 16).ok()?,
-        None => body.parse::<i128>().ok()?,
-    };
-    Some(if neg { -v } else { v })
+    match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        Some(h) => (neg, h, 16),
+        None => (neg, body, 10),
+    }
 }
 
 /// A 128-bit integer's bytes: its range is wider than `parse_int`'s.
 fn encode_128(ty: &Ty, v: &str, signed: bool) -> Result<Vec<u8>, String> {
-    let (neg, body) = match v.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, v.strip_prefix('+').unwrap_or(v)),
-    };
-    let (digits, radix) = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        Some(h) => (h, 16),
-        None => (body, 10),
-    };
+    let (neg, digits, radix) = sign_and_digits(v);
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return Err(format!(
             "wrong type: {v:?} is not an integer, and this is a {}",
@@ -1164,15 +1164,13 @@ fn encode_128(ty: &Ty, v: &str, signed: bool) -> Result<Vec<u8>, String> {
         ));
     }
     // (Digits only: a failed parse is a number too large.)
-    let m = u128::from_str_radix(digits, radix).unwrap_or(u128::MAX);
-    let overflow = u128::from_str_radix(digits, radix).is_err();
-    let bytes = match (signed, neg) {
-        _ if overflow => None,
+    let m = u128::from_str_radix(digits, radix).ok();
+    let bytes = m.and_then(|m| match (signed, neg) {
         (true, true) if m <= 1u128 << 127 => Some((m as i128).wrapping_neg().to_le_bytes()),
         (true, false) if m < 1u128 << 127 => Some(m.to_le_bytes()),
         (false, _) if !neg || m == 0 => Some(m.to_le_bytes()),
         _ => None,
-    };
+    });
     bytes.map(|b| b.to_vec()).ok_or_else(|| {
         let (min, max) = match signed {
             true => (i128::MIN.to_string(), i128::MAX.to_string()),

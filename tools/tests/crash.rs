@@ -236,14 +236,30 @@ void work2(int n) { if (n) abort(); }
 /// into an image and runs it: its exit status and stderr.
 fn crash_run(lib: &str, main: &str, opt: &str) -> (std::process::ExitStatus, String) {
     let t = tempfile::tempdir().unwrap();
-    let d = t.path();
-    std::fs::write(d.join("lib.c"), lib).unwrap();
-    std::fs::write(d.join("main.c"), main).unwrap();
-    let (l, m) = (d.join("lib.o"), d.join("main.o"));
-    support::compile(&d.join("lib.c"), &l, opt, &["-g"]);
-    support::compile(&d.join("main.c"), &m, opt, &["-g"]);
+    let sources = [("main.c", main), ("lib.c", lib)];
+    build_and_run(t.path(), &sources, opt, &["-g"])
+}
+
+/// Writes each `(file name, code)` of `sources` into `d`, compiles it
+/// with `opt` and `extra` into a module (the first is the root), links
+/// them and runs the image: its exit status and stderr.
+fn build_and_run(
+    d: &Path,
+    sources: &[(&str, &str)],
+    opt: &str,
+    extra: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let objs: Vec<PathBuf> = (sources.iter())
+        .map(|&(name, code)| {
+            let src = d.join(name);
+            std::fs::write(&src, code).unwrap();
+            let obj = src.with_extension("o");
+            support::compile(&src, &obj, opt, extra);
+            obj
+        })
+        .collect();
     let img = d.join("app.hcr");
-    support::link_ok(&img, &[m, l]);
+    support::link_ok(&img, &objs);
     let o = support::hcr_command()
         .arg("run")
         .arg(&img)
@@ -388,24 +404,13 @@ fn a_crash_inside_a_compiler_clone_names_the_function_it_was_made_from() {
     let line = line_of(CLONED, "CLONE");
     for debug in [true, false] {
         let t = tempfile::tempdir().unwrap();
-        let d = t.path();
-        std::fs::write(d.join("lib.c"), CLONED).unwrap();
-        std::fs::write(d.join("main.c"), main).unwrap();
-        let (l, m) = (d.join("lib.o"), d.join("main.o"));
         let g: &[&str] = if debug { &["-g"] } else { &[] };
-        support::compile(&d.join("lib.c"), &l, "-O2", g);
-        support::compile(&d.join("main.c"), &m, "-O2", g);
+        let sources = [("main.c", main), ("lib.c", CLONED)];
+        let (status, err) = build_and_run(t.path(), &sources, "-O2", g);
         // The test means something only if gcc made the clone.
+        let l = t.path().join("lib.o");
         assert!(!clones_in(&l).is_empty(), "gcc made no clone of inner");
-        let img = d.join("app.hcr");
-        support::link_ok(&img, &[m, l]);
-        let o = support::hcr_command()
-            .arg("run")
-            .arg(&img)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
         let place = match debug {
             true => format!(" (lib.c:{line})"),
             false => String::new(),
@@ -466,25 +471,13 @@ fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
 #[test]
 fn a_cxx_function_is_named_by_its_qualified_name() {
     let t = tempfile::tempdir().unwrap();
-    let d = t.path();
     let work = "namespace ns {\nstruct Worker { int *p; int run() const; };\n\
                 int Worker::run() const { return *p + 1; } /* FAULT */\n}\n";
     let main = "namespace ns { struct Worker { int *p; int run() const; }; }\n\
                 int main() { ns::Worker w{nullptr}; return w.run() + 1; }\n";
-    std::fs::write(d.join("work.cpp"), work).unwrap();
-    std::fs::write(d.join("main.cpp"), main).unwrap();
-    let (w, m) = (d.join("work.o"), d.join("main.o"));
-    support::compile(&d.join("work.cpp"), &w, "-O0", &["-g"]);
-    support::compile(&d.join("main.cpp"), &m, "-O0", &["-g"]);
-    let img = d.join("app.hcr");
-    support::link_ok(&img, &[m, w]);
-    let o = support::hcr_command()
-        .arg("run")
-        .arg(&img)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.signal(), Some(libc::SIGSEGV), "{err}");
+    let sources = [("main.cpp", main), ("work.cpp", work)];
+    let (status, err) = build_and_run(t.path(), &sources, "-O0", &["-g"]);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
     let line = line_of(work, "FAULT");
     assert!(
         err.contains(&format!(

@@ -328,21 +328,7 @@ fn a_cxx_breakpoint_has_one_location_in_the_function() {
         let src = d.join(format!("{name}.cpp"));
         std::fs::write(&src, code).unwrap();
         let o = d.join(format!("{name}.o"));
-        let st = Command::new("g++")
-            .args([
-                "-c",
-                "-O0",
-                "-g",
-                "-fPIC",
-                "-ffunction-sections",
-                "-fdata-sections",
-            ])
-            .arg(&src)
-            .arg("-o")
-            .arg(&o)
-            .status()
-            .expect("g++");
-        assert!(st.success());
+        support::compile(&src, &o, "-O0", &["-g"]);
         objs.push(o);
     }
     let img = d.join("app.hcr");

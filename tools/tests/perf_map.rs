@@ -41,6 +41,18 @@ const SPIN_V1: &str = "long spin(long n) { volatile long s = 0; for (long i = 0;
 const SPIN_V2: &str =
     "long spin(long n) { volatile long s = 1; for (long i = 0; i < n; i++) s ^= i; return s; }\n";
 
+/// Runs `c` (a program writing its perf map) to its end: its output and
+/// the map it wrote, which is removed.
+fn run_for_map(c: &mut Command) -> (std::process::Output, String) {
+    let child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    let path = support::perf_map_of(pid);
+    let map = std::fs::read_to_string(&path).expect("the perf map");
+    std::fs::remove_file(&path).unwrap();
+    (o, map)
+}
+
 /// Parses the map: (start, size, name) per line.
 fn parse(map: &str) -> Vec<(u64, u64, String)> {
     map.lines()
@@ -70,23 +82,12 @@ fn the_map_names_every_generation_trampolines_and_stubs() {
         } else {
             c.arg("--perf-map");
         }
-        let child = c
-            .arg(&app)
-            .arg("--")
-            .arg(&staged)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let o = child.wait_with_output().unwrap();
+        let (o, map) = run_for_map(c.arg(&app).arg("--").arg(&staged));
         assert!(o.status.success());
         assert_eq!(
             String::from_utf8_lossy(&o.stdout).lines().next(),
             Some("reload 1")
         );
-        let path = support::perf_map_of(pid);
-        let map = std::fs::read_to_string(&path).expect("the perf map");
-        std::fs::remove_file(&path).unwrap();
         let entries = parse(&map);
         let find = |name: &str| {
             entries
@@ -143,19 +144,13 @@ fn the_map_names_compiler_clones() {
         .to_string();
     let img = d.join("app.hcr");
     support::link_ok(&img, &[m, u]);
-    let child = support::hcr_command()
-        .arg("run")
-        .arg("--perf-map")
-        .arg(&img)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let o = child.wait_with_output().unwrap();
+    let (o, map) = run_for_map(
+        support::hcr_command()
+            .arg("run")
+            .arg("--perf-map")
+            .arg(&img),
+    );
     assert!(o.status.success());
-    let path = support::perf_map_of(pid);
-    let map = std::fs::read_to_string(&path).expect("the perf map");
-    std::fs::remove_file(&path).unwrap();
     let entries = parse(&map);
     let named = |name: &str| entries.iter().find(|e| e.2 == name).map(|e| (e.0, e.1));
     let c = named(&format!("util:{clone} [hcr generation 0]")).expect(&map);

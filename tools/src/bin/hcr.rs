@@ -154,42 +154,36 @@ enum Command {
     },
 }
 
-/// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
-/// the program `hcr run` runs dies of a closed pipe as it would natively,
-/// and `hcr inspect app.hcr | head` ends quietly like other Unix tools.
+/// Restores the default action of `signals`: the program `hcr run` runs
+/// dies of them as it would natively.
+/// - `SIGPIPE`, which the Rust runtime ignores: a closed pipe ends the
+///   program, and `hcr inspect app.hcr | head` ends quietly like other
+///   Unix tools (hcr run and inspect open no sockets or pipes of their
+///   own).
+/// - `SIGSEGV` and `SIGBUS`, which the Rust runtime handles to tell its own
+///   threads' stack overflows apart, aborting (`SIGABRT`) when a fault hits
+///   a guard page: a module's unbounded recursion on the main thread died
+///   of `SIGABRT` after "thread 'main' has overflowed its stack". hcr's own
+///   code does not recurse without bound; the runtime installs its crash
+///   handler afterwards and passes faults on to the default.
 #[allow(unsafe_code)]
-fn default_sigpipe() {
-    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler
-    // code; nothing else in this process depends on SIGPIPE being ignored
-    // (hcr run and inspect open no sockets or pipes of their own).
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-/// The program's faults end it as they end a native program. Rust's
-/// runtime handles `SIGSEGV` and `SIGBUS` to tell its own threads' stack
-/// overflows apart, and aborts (`SIGABRT`) when a fault hits a guard page:
-/// a module's unbounded recursion on the main thread then died of
-/// `SIGABRT` after "thread 'main' has overflowed its stack". hcr's own
-/// code does not recurse without bound.
-fn default_fault_signals() {
-    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler
-    // code; the runtime installs its crash handler afterwards and passes
-    // faults on to this disposition.
-    unsafe {
-        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+fn default_action(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: setting a signal's disposition to SIG_DFL installs no
+        // handler code.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Watch { .. }) {
-        default_sigpipe();
+        default_action(&[libc::SIGPIPE]);
     }
     if matches!(cli.command, Command::Run { .. }) {
-        default_fault_signals();
+        default_action(&[libc::SIGSEGV, libc::SIGBUS]);
     }
     let result = match cli.command {
         Command::Inspect { image, json } => {

@@ -66,7 +66,6 @@ pub fn cflags(opt: &str) -> Vec<String> {
         .collect()
 }
 
-/// Compiles `src` to `out` with the module flags plus `extra`.
 /// Builds `code` as a plugin, `DIR/libNAME.so` (`cc -shared -fPIC -O2`),
 /// and returns its path.
 pub fn plugin(dir: &Path, name: &str, code: &str) -> PathBuf {
@@ -83,6 +82,7 @@ pub fn plugin(dir: &Path, name: &str, code: &str) -> PathBuf {
     out
 }
 
+/// Compiles `src` to `out` with the module flags plus `extra`.
 pub fn compile(src: &Path, out: &Path, opt: &str, extra: &[&str]) {
     let status = Command::new("cc")
         .args(cflags(opt))

@@ -15,12 +15,16 @@
 //! address) is read with `process_vm_readv` on this process, which fails
 //! instead of faulting.
 //!
-//! Module frames below the faulting one are found by scanning the stack
-//! for words that are return addresses into module code (the word follows
-//! a call instruction there): module code built at -O2 keeps no frame
-//! pointers, and the unwinder (libgcc) is neither async-signal-safe nor
-//! lock-free. A stale return address left in a dead part of a frame can
-//! show up as an extra frame.
+//! The frames are found by the call frame information (`.eh_frame`),
+//! with an allocation-free unwinder (`unwind.rs`): module code by the
+//! tables its image carries, code outside the image (the C library, the
+//! C++ runtime, the host) by the tables its loaded object registers
+//! (`_dl_find_object`, lock-free). libgcc's unwinder is neither
+//! async-signal-safe nor lock-free. Where a table is missing or says
+//! something the unwinder does not follow, the rest of the stack is
+//! scanned for words that are return addresses into module code (the
+//! word follows a call instruction there); a stale return address left
+//! in a dead part of a frame can then show up as an extra frame.
 //!
 //! A crash outside module code (the host, the runtime, a library) is
 //! reported when module code called it (a module frame is on the stack:
@@ -30,7 +34,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
-use crate::unwind::Regs;
+use crate::unwind::{Regs, Up};
 
 /// The signals handled.
 const SIGNALS: [libc::c_int; 5] = [
@@ -386,6 +390,10 @@ pub fn install() {
     }
     INSTALLED.call_once(|| {
         alt_stack();
+        // SAFETY: dlsym with a NUL-terminated name; the pointer is only
+        // called as `_dl_find_object`, whose signature `FindObject` is.
+        let find = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
+        FIND_OBJECT.store(find, Ordering::Release);
         for (i, &sig) in SIGNALS.iter().enumerate() {
             // SAFETY: a zeroed sigaction is valid; the handler has the
             // SA_SIGINFO signature; OLD is written only here, before the
@@ -797,39 +805,14 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
         frames.push(pc, pc, 0);
         unwind_from(&mut frames, regs, true);
     } else {
-        // Return addresses into modules found on the stack: the first is
-        // the innermost module frame.
-        scan(&mut frames, regs.sp);
-        let first = match outside {
-            // The module frame that called out is the first whose call
-            // went, through its PLT stub or GOT slot, to the file the
-            // fault is in, or through a function pointer (`dlsym`'s).
-            // Words below it on the stack are stale (a plugin's
-            // uninitialised buffers hold old return addresses). Without
-            // such a frame, the scan's order stands.
-            true => (frames.list().iter()).position(|f| may_call_out_to(f.0, at)),
-            // `abort` (a failed `assert`, `std::terminate`): the first
-            // frame whose call left the image through its PLT stub or GOT
-            // slot (to the C library, the C++ runtime), past return
-            // addresses of calls that returned.
-            false => (frames.list().iter())
-                .position(|f| called_through_got(f.0).is_some_and(|to| table_of(to).is_none())),
-        };
-        let k = first.unwrap_or(0);
-        if let Some(&(ra, _, slot)) = frames.list().get(k) {
-            // From that frame up, its call frame information says where
-            // its caller's return address is. (Its `rbp` is the one at
-            // the fault: callee-saved, so the C library left it as the
-            // frame had it, unless it used the register itself; then the
-            // unwind's first step fails its checks and the scan goes on.)
-            frames.n = 0;
-            frames.push(ra, ra - 1, slot);
-            let r = Regs {
-                pc: ra,
-                sp: slot + 8,
-                bp: regs.bp,
-            };
-            unwind_from(&mut frames, r, false);
+        match to_module(regs) {
+            Outside::Module(r, innermost) => {
+                let lookup = if innermost { r.pc } else { r.pc - 1 };
+                frames.push(r.pc, lookup, if innermost { 0 } else { r.sp - 8 });
+                unwind_from(&mut frames, r, innermost);
+            }
+            Outside::None => return None,
+            Outside::Lost => guess_from_scan(&mut frames, regs, outside, at),
         }
     }
     let frames = frames.list();
@@ -859,6 +842,47 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
         }
     }
     Some(first_pc)
+}
+
+/// The module frames of a fault outside the image whose stack could not
+/// be unwound (code without unwind tables on the way): return addresses
+/// into module code found on the stack, from the one the heuristics
+/// below pick.
+fn guess_from_scan(frames: &mut Frames, regs: Regs, outside: bool, at: Option<&Place>) {
+    // Return addresses into modules found on the stack: the first is
+    // the innermost module frame.
+    scan(frames, regs.sp);
+    let first = match outside {
+        // The module frame that called out is the first whose call
+        // went, through its PLT stub or GOT slot, to the file the
+        // fault is in, or through a function pointer (`dlsym`'s).
+        // Words below it on the stack are stale (a plugin's
+        // uninitialised buffers hold old return addresses). Without
+        // such a frame, the scan's order stands.
+        true => (frames.list().iter()).position(|f| may_call_out_to(f.0, at)),
+        // `abort` (a failed `assert`, `std::terminate`): the first
+        // frame whose call left the image through its PLT stub or GOT
+        // slot (to the C library, the C++ runtime), past return
+        // addresses of calls that returned.
+        false => (frames.list().iter())
+            .position(|f| called_through_got(f.0).is_some_and(|to| table_of(to).is_none())),
+    };
+    let k = first.unwrap_or(0);
+    if let Some(&(ra, _, slot)) = frames.list().get(k) {
+        // From that frame up, its call frame information says where
+        // its caller's return address is. (Its `rbp` is the one at
+        // the fault: callee-saved, so the C library left it as the
+        // frame had it, unless it used the register itself; then the
+        // unwind's first step fails its checks and the scan goes on.)
+        frames.n = 0;
+        frames.push(ra, ra - 1, slot);
+        let r = Regs {
+            pc: ra,
+            sp: slot + 8,
+            bp: regs.bp,
+        };
+        unwind_from(frames, r, false);
+    }
 }
 
 /// The module frames of a crash report: `(return address or pc, where
@@ -893,44 +917,118 @@ impl Frames {
     }
 }
 
-/// Follows the module frames' call frame information from `r` (the last
-/// frame pushed) while each caller is module code, then scans the stack
-/// above the last frame it could follow for return addresses into module
-/// code (frames above host code, such as a handler's caller; or the rest,
-/// where a frame's unwind information is not followed).
-fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
-    loop {
-        let Some((table, addr)) = table_of(r.pc).and_then(|t| t.eh_frame(r.pc)) else {
-            return scan(frames, r.sp);
+/// Most frames an unwind steps through.
+const MAX_STEPS: usize = 512;
+
+/// `_dl_find_object`, looked up when the handlers are installed (null
+/// where the C library has none: glibc before 2.35).
+static FIND_OBJECT: AtomicPtr<libc::c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// One unwind step from frame `r`: through module code by its image's
+/// unwind table, through code outside the image (the C library, the C++
+/// runtime, the host) by the table its loaded object registers.
+fn step_any(r: Regs, innermost: bool) -> Option<Up> {
+    let lookup = if innermost {
+        r.pc
+    } else {
+        r.pc.checked_sub(1)?
+    };
+    if let Some(t) = table_of(lookup) {
+        let (table, addr) = t.eh_frame(lookup)?;
+        return crate::unwind::step(table, addr, r, innermost, peek_word).map(Up::Caller);
+    }
+    let find = FIND_OBJECT.load(Ordering::Acquire);
+    if find.is_null() {
+        return None;
+    }
+    // SAFETY: set only by `install`, from `dlsym` of `_dl_find_object`,
+    // whose C signature `FindObject` is.
+    let find: crate::unwind::FindObject = unsafe { std::mem::transmute(find) };
+    crate::unwind::step_foreign(find, r, innermost, peek)
+}
+
+/// The caller of frame `r` by one step, when the step is plausible: the
+/// caller's stack pointer lies above the callee's, within the scan's
+/// reach (otherwise the step read something else).
+fn caller(r: Regs, innermost: bool) -> Option<Up> {
+    match step_any(r, innermost)? {
+        Up::Caller(up) if up.sp <= r.sp || up.sp - r.sp > SCAN_BYTES as u64 => None,
+        up => Some(up),
+    }
+}
+
+/// How the unwind from a fault outside the image went.
+enum Outside {
+    /// It reached module code: the frame, and whether it is the
+    /// innermost (interrupted by a signal) or a return address.
+    Module(Regs, bool),
+    /// It reached the outermost frame: no module code is on the stack.
+    None,
+    /// It stopped where a table was missing or not followed.
+    Lost,
+}
+
+/// Unwinds from `r`, outside the image, to the first module frame.
+fn to_module(mut r: Regs) -> Outside {
+    let mut innermost = true;
+    for _ in 0..MAX_STEPS {
+        let up = match caller(r, innermost) {
+            Some(Up::Caller(up)) => up,
+            Some(Up::Outermost) => return Outside::None,
+            None => return Outside::Lost,
         };
-        let Some(up) = crate::unwind::step(table, addr, r, innermost, peek_word) else {
-            return scan(frames, r.sp);
-        };
-        // A caller's stack pointer lies above its callee's, within the
-        // scan's reach: otherwise the step read something else.
-        if up.sp <= r.sp || up.sp - r.sp > SCAN_BYTES as u64 {
-            return scan(frames, r.sp);
-        }
         if let Some(int) = interrupted(up) {
-            // A signal handler's caller: the code the signal interrupted,
-            // at the instruction it was about to run.
-            if table_of(int.pc).is_none() || !frames.push(int.pc, int.pc, 0) {
-                return scan(frames, int.sp);
+            if table_of(int.pc).is_some() {
+                return Outside::Module(int, true);
             }
             (r, innermost) = (int, true);
             continue;
         }
-        if !(table_of(up.pc - 1).is_some() && after_call(up.pc)) {
-            // Into host code (the runtime, the program's own host), or
-            // not a return address after all: module frames further up
-            // are found by the scan.
-            return scan(frames, up.sp);
-        }
-        if !frames.push(up.pc, up.pc - 1, up.sp - 8) {
-            return;
+        if table_of(up.pc - 1).is_some() {
+            return match after_call(up.pc) {
+                true => Outside::Module(up, false),
+                false => Outside::Lost,
+            };
         }
         (r, innermost) = (up, false);
     }
+    Outside::Lost
+}
+
+/// Follows the call frame information from `r` (the last frame pushed)
+/// through module code and code outside the image alike (a module's
+/// callback called by `qsort`, a handler called by the runtime), adding
+/// the module frames. Where a step is not followed (code without unwind
+/// tables, a CFA computed by an expression), the stack is scanned from
+/// there for return addresses into module code.
+fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
+    for _ in 0..MAX_STEPS {
+        let up = match caller(r, innermost) {
+            Some(Up::Caller(up)) => up,
+            Some(Up::Outermost) => return,
+            None => return scan(frames, r.sp),
+        };
+        if let Some(int) = interrupted(up) {
+            // A signal handler's caller: the code the signal interrupted,
+            // at the instruction it was about to run.
+            if table_of(int.pc).is_some() && !frames.push(int.pc, int.pc, 0) {
+                return;
+            }
+            (r, innermost) = (int, true);
+            continue;
+        }
+        if table_of(up.pc - 1).is_some() {
+            if !after_call(up.pc) {
+                // Not a return address after all.
+                return scan(frames, up.sp);
+            }
+            if !frames.push(up.pc, up.pc - 1, up.sp - 8) {
+                return;
+            }
+        }
+        (r, innermost) = (up, false);
+    }
+    scan(frames, r.sp)
 }
 
 /// The registers a signal interrupted, when `up` returns into the C

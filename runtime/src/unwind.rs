@@ -1,8 +1,10 @@
-//! One step of a DWARF call-frame (`.eh_frame`) unwind through module
-//! code, for crash reports: allocation-free and async-signal-safe, reading
-//! the stack with `crash::peek` (which cannot fault) and a module's
-//! unwind table where the loader left it (in its segment, checked at
-//! load).
+//! One step of a DWARF call-frame (`.eh_frame`) unwind, for crash
+//! reports: allocation-free and async-signal-safe. Module code is
+//! described by its image's table, where the loader left it (in its
+//! segment, checked at load); code outside the image by its loaded
+//! object's, found through `_dl_find_object` and the object's
+//! `.eh_frame_hdr` search table, read with `crash::peek` (which cannot
+//! fault) into buffers on the stack. The stack is read the same way.
 //!
 //! Only what gcc and clang emit for x86-64 code is followed: a CFA of
 //! `rsp` or `rbp` plus an offset, and the return address and `rbp` saved
@@ -33,6 +35,9 @@ enum Rule {
     At(i64),
     /// Cannot be told.
     Unknown,
+    /// Has no value (`DW_CFA_undefined`): for the return address, the
+    /// outermost frame.
+    Undefined,
 }
 
 /// One row of the table: CFA = reg + offset; the return address and
@@ -228,7 +233,7 @@ fn run(
                 let reg = c.uleb()?;
                 set(row, reg, initial(reg));
             }
-            (_, 0x07) => set(row, c.uleb()?, Rule::Unknown),
+            (_, 0x07) => set(row, c.uleb()?, Rule::Undefined),
             (_, 0x08) => set(row, c.uleb()?, Rule::Same),
             (_, 0x09 | 0x14 | 0x15) => {
                 let reg = c.uleb()?;
@@ -240,11 +245,11 @@ fn run(
                 depth += 1;
             }
             (_, 0x0b) => {
+                // The remembered row, CFA included, as gcc's tables
+                // assume (an epilogue in mid-function restores the body's
+                // CFA offset this way) and libgcc's unwinder does.
                 depth = depth.checked_sub(1)?;
-                // The CFA is not part of the remembered state.
-                let (reg, off, known) = (row.cfa_reg, row.cfa_off, row.cfa_known);
                 *row = saved[depth];
-                (row.cfa_reg, row.cfa_off, row.cfa_known) = (reg, off, known);
             }
             (_, 0x0c | 0x12) => {
                 let reg = c.uleb()?;
@@ -280,6 +285,16 @@ fn run(
     Some(())
 }
 
+/// What one step of the unwind found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Up {
+    /// The caller's registers.
+    Caller(Regs),
+    /// The frame is the outermost: its table says the return address is
+    /// undefined (`_start`, a thread's start in `clone`).
+    Outermost,
+}
+
 /// The caller's registers of the frame `r`, whose code `r.pc` (the
 /// faulting instruction when `innermost`, else a return address) is
 /// described by `table`, an `.eh_frame` table at address `addr`. `read`
@@ -292,14 +307,34 @@ pub(crate) fn step(
     innermost: bool,
     read: impl Fn(u64) -> Option<u64>,
 ) -> Option<Regs> {
-    // A return address may be the first byte after a call that never
-    // returns: look up the call itself.
-    let target = if innermost {
-        r.pc
-    } else {
-        r.pc.checked_sub(1)?
-    };
+    let target = lookup_pc(r, innermost)?;
     let (cie, start, ops) = find_fde(table, addr, target)?;
+    match apply(&cie, start, ops, r, target, read)? {
+        Up::Caller(up) => Some(up),
+        Up::Outermost => None,
+    }
+}
+
+/// Where the code of frame `r` is looked up: a return address may be the
+/// first byte after a call that never returns, so the call itself.
+fn lookup_pc(r: Regs, innermost: bool) -> Option<u64> {
+    if innermost {
+        Some(r.pc)
+    } else {
+        r.pc.checked_sub(1)
+    }
+}
+
+/// Runs the FDE (`start`, `ops`, of `cie`) to the row of `target` and
+/// reads the caller's registers of frame `r` by it.
+fn apply(
+    cie: &Cie<'_>,
+    start: u64,
+    ops: &[u8],
+    r: Regs,
+    target: u64,
+    read: impl Fn(u64) -> Option<u64>,
+) -> Option<Up> {
     let mut row = Row {
         cfa_reg: RSP,
         cfa_off: 8,
@@ -310,10 +345,13 @@ pub(crate) fn step(
     let mut loc = start;
     // The CIE's instructions run to their end: they describe the entry.
     let entry = row;
-    run(&cie, cie.initial, &mut loc, u64::MAX, &mut row, &entry)?;
+    run(cie, cie.initial, &mut loc, u64::MAX, &mut row, &entry)?;
     let init = row;
     loc = start;
-    run(&cie, ops, &mut loc, target, &mut row, &init)?;
+    run(cie, ops, &mut loc, target, &mut row, &init)?;
+    if row.ra == Rule::Undefined {
+        return Some(Up::Outermost);
+    }
     if !row.cfa_known {
         return None;
     }
@@ -326,11 +364,139 @@ pub(crate) fn step(
     let saved = |rule: Rule, same: u64| match rule {
         Rule::Same => Some(same),
         Rule::At(off) => read(cfa.checked_add_signed(off)?),
-        Rule::Unknown => None,
+        Rule::Unknown | Rule::Undefined => None,
     };
     let pc = saved(row.ra, 0).filter(|&pc| pc != 0)?;
     let bp = saved(row.bp, r.bp)?;
-    Some(Regs { pc, sp: cfa, bp })
+    Some(Up::Caller(Regs { pc, sp: cfa, bp }))
+}
+
+/// `_dl_find_object` (glibc 2.35): finds the loaded object holding an
+/// address and its `PT_GNU_EH_FRAME` segment, without a lock, for
+/// unwinders; async-signal-safe.
+pub(crate) type FindObject =
+    unsafe extern "C" fn(*mut libc::c_void, *mut DlFindObject) -> libc::c_int;
+
+/// glibc's `struct dl_find_object`.
+#[repr(C)]
+pub(crate) struct DlFindObject {
+    flags: libc::c_ulonglong,
+    map_start: *mut libc::c_void,
+    map_end: *mut libc::c_void,
+    link_map: *mut libc::c_void,
+    eh_frame: *mut libc::c_void,
+    reserved: [libc::c_ulonglong; 7],
+}
+
+/// Largest FDE and CIE read for a step outside the image.
+const FDE_MAX: usize = 2048;
+const CIE_MAX: usize = 512;
+
+/// One step through a frame outside the image (the C library, the C++
+/// runtime, the host program): its code's FDE is found through the
+/// binary search table of the `.eh_frame_hdr` that `find` names for it,
+/// every byte read with `peek` (which fails instead of faulting) into
+/// buffers on the stack. `None` where the object, its table or the FDE
+/// is not found or not followed.
+pub(crate) fn step_foreign(
+    find: FindObject,
+    r: Regs,
+    innermost: bool,
+    peek: impl Fn(u64, &mut [u8]) -> bool,
+) -> Option<Up> {
+    let target = lookup_pc(r, innermost)?;
+    // SAFETY: a zeroed `dl_find_object` is a valid out-parameter.
+    let mut obj: DlFindObject = unsafe { std::mem::zeroed() };
+    // SAFETY: `find` is `_dl_find_object`, which only writes `obj`.
+    if unsafe { find(target as *mut libc::c_void, &mut obj) } != 0 || obj.eh_frame.is_null() {
+        return None;
+    }
+    let hdr = obj.eh_frame as u64;
+    let fde_addr = search_hdr(hdr, target, &peek)?;
+    let mut len = [0u8; 4];
+    if !peek(fde_addr, &mut len) {
+        return None;
+    }
+    let fde_len = (u32::from_le_bytes(len) as usize).checked_add(4)?;
+    let mut fde = [0u8; FDE_MAX];
+    let fde = fde.get_mut(..fde_len)?;
+    if fde_len < 8 || !peek(fde_addr, fde) {
+        return None;
+    }
+    let id = u64::from(u32::from_le_bytes([fde[4], fde[5], fde[6], fde[7]]));
+    let cie_addr = (fde_addr + 4).checked_sub(id)?;
+    if id == 0 || !peek(cie_addr, &mut len) {
+        return None;
+    }
+    let cie_len = (u32::from_le_bytes(len) as usize).checked_add(4)?;
+    let mut cie = [0u8; CIE_MAX];
+    let cie = cie.get_mut(..cie_len)?;
+    if !peek(cie_addr, cie) {
+        return None;
+    }
+    let cie = parse_cie(cie, 0)?;
+    let mut f = Cur { b: fde, at: 8 };
+    let start = pointer(&mut f, cie.fde_enc, fde_addr)?;
+    let range = pointer(&mut f, cie.fde_enc & 0x0f, fde_addr)?;
+    if !(start <= target && target < start.wrapping_add(range)) {
+        return None;
+    }
+    if cie.augmented {
+        let n = f.uleb()? as usize;
+        f.skip(n)?;
+    }
+    let ops = fde.get(f.at..)?;
+    let read = |a: u64| {
+        let mut w = [0u8; 8];
+        peek(a, &mut w).then(|| u64::from_le_bytes(w))
+    };
+    apply(&cie, start, ops, r, target, read)
+}
+
+/// The address of the FDE covering `target` by the binary search table of
+/// the `.eh_frame_hdr` at `hdr`: only the layout linkers write (version
+/// 1, a table of `datarel|sdata4` pairs), as libgcc's unwinder also
+/// requires to search it.
+fn search_hdr(hdr: u64, target: u64, peek: &impl Fn(u64, &mut [u8]) -> bool) -> Option<u64> {
+    let mut head = [0u8; 16];
+    if !peek(hdr, &mut head[..4]) || head[0] != 1 || head[3] != 0x3b {
+        return None;
+    }
+    let (ptr_enc, count_enc) = (head[1], head[2]);
+    // The `.eh_frame` pointer, then the count, both 4 bytes in what
+    // linkers write.
+    let size = |enc: u8| match enc & 0x0f {
+        0x03 | 0x0b => Some(4u64),
+        _ => None,
+    };
+    let skip = size(ptr_enc)?;
+    size(count_enc)?;
+    if !peek(hdr + 4 + skip, &mut head[..4]) {
+        return None;
+    }
+    let count = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+    let table = hdr + 8 + skip;
+    let entry = |i: u64| -> Option<(u64, u64)> {
+        let mut e = [0u8; 8];
+        if !peek(table + 8 * i, &mut e) {
+            return None;
+        }
+        let rel = |b: &[u8]| {
+            hdr.wrapping_add_signed(i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        };
+        Some((rel(&e[..4]), rel(&e[4..])))
+    };
+    // The last entry starting at or before `target`.
+    let (mut lo, mut hi) = (0u64, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if entry(mid)?.0 <= target {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(entry(lo.checked_sub(1)?)?.1)
 }
 
 #[cfg(test)]
@@ -418,6 +584,30 @@ mod tests {
     }
 
     #[test]
+    fn a_state_restored_after_an_epilogue_in_mid_function_has_the_body_cfa() {
+        // push rbx (CFA rsp+16); body; remember; pop rbx (CFA rsp+8); ret;
+        // restore: the code after the early return has the body's CFA.
+        let ops = &[
+            0x41, // advance 1
+            0x0e, 16,   // def_cfa_offset 16
+            0x44, // advance 4
+            0x0a, // remember_state
+            0x0e, 8,    // def_cfa_offset 8
+            0x42, // advance 2
+            0x0b, // restore_state
+        ];
+        let t = table(0x9000, 0x1000, 0x40, ops);
+        let mem = [(0x7008, 0x5555)];
+        let r = Regs {
+            pc: 0x1010,
+            sp: 0x7000,
+            bp: 0,
+        };
+        let up = step(&t, 0x9000, r, true, stack(&mem)).unwrap();
+        assert_eq!((up.pc, up.sp), (0x5555, 0x7010));
+    }
+
+    #[test]
     fn what_is_not_followed_ends_the_unwind() {
         // def_cfa_expression (a realigned stack).
         let t = table(0x9000, 0x1000, 0x40, &[0x41, 0x0f, 2, 0x76, 0x00]);
@@ -437,5 +627,52 @@ mod tests {
         }
         // An unreadable stack word.
         assert!(step(&full, 0x9000, r, true, |_| None).is_none());
+    }
+
+    /// Reads this process's memory, and a fake stack from `words`.
+    fn memory(words: &[(u64, u64)]) -> impl Fn(u64, &mut [u8]) -> bool + '_ {
+        move |a, dst| match words.iter().find(|w| w.0 == a) {
+            Some(w) if dst.len() == 8 => {
+                dst.copy_from_slice(&w.1.to_le_bytes());
+                true
+            }
+            _ => crate::crash::peek(a, dst),
+        }
+    }
+
+    fn find_object() -> FindObject {
+        // SAFETY: dlsym of a NUL-terminated name.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
+        assert!(!f.is_null(), "the C library has _dl_find_object");
+        // SAFETY: `_dl_find_object`'s C signature is `FindObject`.
+        unsafe { std::mem::transmute::<*mut libc::c_void, FindObject>(f) }
+    }
+
+    #[test]
+    fn a_c_library_function_is_stepped_through_by_its_own_table() {
+        // At the first instruction of a C library function, its table
+        // says the return address is at the stack pointer.
+        let mem = [(0x7000, 0x5555_0000)];
+        let r = Regs {
+            pc: libc::getpid as *const () as u64,
+            sp: 0x7000,
+            bp: 0x1234,
+        };
+        let up = step_foreign(find_object(), r, true, memory(&mem));
+        assert_eq!(
+            up,
+            Some(Up::Caller(Regs {
+                pc: 0x5555_0000,
+                sp: 0x7008,
+                bp: 0x1234
+            }))
+        );
+        // An address no loaded object holds is not stepped through.
+        let heap = Box::new(0u64);
+        let r = Regs {
+            pc: &*heap as *const u64 as u64,
+            ..r
+        };
+        assert_eq!(step_foreign(find_object(), r, true, memory(&mem)), None);
     }
 }

@@ -535,3 +535,95 @@ fn the_backtrace_goes_on_past_a_signal_handler_to_the_interrupted_code() {
         "{err}"
     );
 }
+
+/// An `assert` that fails under recursion, at -O0: the C library's frames
+/// (`__assert_fail`, `abort`, `raise`) are unwound by their own tables, so
+/// every module frame is listed, each recursive call once.
+const ASSERT_DEEP: &str = r#"#include <assert.h>
+int check(int x) { assert(x == 0); return x; } /* ASSERT */
+int deep(int n, int x) {
+    if (n == 0) return check(x); /* LEAF */
+    return deep(n - 1, x) + 1; /* RECURSE */
+}
+"#;
+
+#[test]
+fn a_failed_assert_lists_every_module_frame_below_the_c_library() {
+    let main = "int deep(int, int);\nint main(int argc, char **argv) { (void)argv; return deep(3, argc); }\n";
+    for opt in ["-O0", "-O1"] {
+        let (status, err) = crash_run(ASSERT_DEEP, main, opt);
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "{err}");
+        let at = |f: &str, marker: &str| {
+            format!(
+                "hcr:     at lib:{f} (lib.c:{}), image generation 0",
+                line_of(ASSERT_DEEP, marker)
+            )
+        };
+        let frames: Vec<String> = (err.lines())
+            .filter(|l| l.starts_with("hcr:     at "))
+            .map(str::to_string)
+            .collect();
+        if opt == "-O0" {
+            assert_eq!(
+                frames,
+                [
+                    at("check", "ASSERT"),
+                    at("deep", "LEAF"),
+                    at("deep", "RECURSE"),
+                    at("deep", "RECURSE"),
+                    at("deep", "RECURSE"),
+                    "hcr:     at main:main (main.c:2), image generation 0".to_string(),
+                ],
+                "{err}"
+            );
+        } else {
+            assert_eq!(frames.first(), Some(&at("check", "ASSERT")), "{err}");
+            assert_eq!(
+                frames.last().map(String::as_str),
+                Some("hcr:     at main:main (main.c:2), image generation 0"),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// A module function called back by the C library (`qsort`) crashes: the
+/// backtrace goes on through the C library's frames to the module code
+/// that called it.
+const CALLBACK: &str = r#"#include <stdlib.h>
+int *volatile np;
+static int cmp(const void *a, const void *b) {
+    return *np + (*(const int *)a - *(const int *)b); /* FAULT */
+}
+int sort(int *v, int n) {
+    qsort(v, n, sizeof *v, cmp); /* SORT */
+    return v[0];
+}
+"#;
+
+#[test]
+fn a_crash_in_a_callback_of_the_c_library_lists_the_module_frame_that_called_it() {
+    let main = "int sort(int *, int);\nint main(void) { int v[4] = {4, 3, 2, 1}; return sort(v, 4) + 1; }\n";
+    for opt in ["-O0", "-O2"] {
+        let (status, err) = crash_run(CALLBACK, main, opt);
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+        let frames: Vec<&str> = (err.lines())
+            .filter(|l| l.starts_with("hcr:     at "))
+            .collect();
+        assert_eq!(
+            frames,
+            [
+                format!(
+                    "hcr:     at lib:cmp (lib.c:{}), image generation 0",
+                    line_of(CALLBACK, "FAULT")
+                ),
+                format!(
+                    "hcr:     at lib:sort (lib.c:{}), image generation 0",
+                    line_of(CALLBACK, "SORT")
+                ),
+                "hcr:     at main:main (main.c:2), image generation 0".to_string(),
+            ],
+            "{opt}: {err}"
+        );
+    }
+}

@@ -1,153 +1,600 @@
 //! The qualified name of a C++ function from its mangled symbol, for crash
-//! reports: `_ZNK4YAML7Emitter4goodEv` → `YAML::Emitter::good`. Allocation-
-//! free (a signal handler writes it). Only plain names are read: nested
-//! and unscoped source names, `std::`, anonymous namespaces, internal
-//! linkage, ABI tags (`[abi:cxx11]`), constructors and destructors, const
-//! and reference qualifiers; a name with templates, substitutions or
-//! operators is left as it is (as `nm` without `-C` shows it).
+//! reports, as `c++filt -p` (and a debugger's backtrace) shows it without
+//! parameters: `_ZNK4YAML7Emitter4goodEv` → `YAML::Emitter::good`,
+//! `_ZNKSt6vectorIiSaIiEE14_M_range_checkEm` →
+//! `std::vector<int, std::allocator<int> >::_M_range_check`.
+//! Allocation-free (a signal handler writes it): the name is written into
+//! a fixed buffer, and a substitution (`S_`, `S0_`) copies the text it
+//! stands for from earlier in that buffer.
+//!
+//! Read: nested and unscoped names, `std::` and the standard
+//! abbreviations, anonymous namespaces, internal linkage, ABI tags
+//! (`[abi:cxx11]`), constructors and destructors, operators (conversion
+//! operators included), template arguments (types, integer and `bool`
+//! literals, packs) and substitutions. A name with something else (a
+//! lambda or local name, an expression or a function type in its
+//! template arguments, a template parameter reference) is left as it is,
+//! as `nm` without `-C` shows it.
 
-/// Most name components read.
-const PARTS: usize = 16;
+/// Longest name written.
+const OUT: usize = 1024;
+/// Most substitution candidates remembered.
+const SUBS: usize = 128;
+/// Deepest nesting of types and template arguments followed.
+const DEPTH: usize = 24;
 
 /// Writes the qualified name `mangled` encodes through `put`; false (and
 /// nothing written) when it is not a name this reads.
 pub(crate) fn put_name(mangled: &[u8], put: &mut impl FnMut(&[u8])) -> bool {
-    let mut parts: [Part<'_>; PARTS] = [Part::default(); PARTS];
-    let Some((n, special)) = parse(mangled, &mut parts) else {
+    let Some(rest) = mangled.strip_prefix(b"_Z") else {
         return false;
     };
-    let name = |put: &mut dyn FnMut(&[u8]), p: &Part<'_>| match p.name {
-        b"_GLOBAL__N_1" => put(b"(anonymous namespace)"),
-        name => put(name),
+    let mut d = Demangler {
+        m: rest,
+        at: 0,
+        out: [0; OUT],
+        n: 0,
+        subs: [(0, 0); SUBS],
+        nsubs: 0,
+        depth: 0,
     };
-    for (k, part) in parts[..n].iter().enumerate() {
-        if k > 0 {
-            put(b"::");
-        }
-        name(put, part);
-        if let Some(tag) = part.tag {
-            put(b"[abi:");
-            put(tag);
-            put(b"]");
-        }
+    if d.name().is_none() {
+        return false;
     }
-    match special {
-        Special::None => {}
-        Special::Ctor | Special::Dtor => {
-            put(b"::");
-            if special == Special::Dtor {
-                put(b"~");
-            }
-            name(put, &parts[n - 1]);
-        }
-    }
+    put(&d.out[..d.n]);
     true
 }
 
-/// One component of a name, with its ABI tag.
-#[derive(Clone, Copy, Default)]
-struct Part<'a> {
-    name: &'a [u8],
-    tag: Option<&'a [u8]>,
+/// A range of the output: the text a substitution stands for.
+type Span = (u16, u16);
+
+struct Demangler<'a> {
+    /// The mangled name after `_Z`.
+    m: &'a [u8],
+    at: usize,
+    out: [u8; OUT],
+    n: usize,
+    subs: [Span; SUBS],
+    nsubs: usize,
+    depth: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Special {
-    None,
-    /// A constructor: the class's name again.
-    Ctor,
-    /// A destructor: `~` and the class's name.
-    Dtor,
+/// What an unqualified name was: a constructor or destructor repeats the
+/// last source name.
+#[derive(Clone, Copy)]
+enum Unqualified {
+    /// A source name (or an operator), written at this span.
+    Name(Span),
+    /// A constructor or destructor, written.
+    Structor,
 }
 
-/// The name's components, and whether a constructor or destructor follows
-/// them.
-fn parse<'a>(m: &'a [u8], parts: &mut [Part<'a>; PARTS]) -> Option<(usize, Special)> {
-    let mut at = m.strip_prefix(b"_Z")?;
-    let mut n = 0;
-    let mut push = |parts: &mut [Part<'a>; PARTS], name: &'a [u8], tag| -> Option<()> {
-        *parts.get_mut(n)? = Part { name, tag };
-        n += 1;
+impl<'a> Demangler<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.m.get(self.at).copied()
+    }
+
+    fn peek2(&self) -> Option<u8> {
+        self.m.get(self.at + 1).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        let yes = self.peek() == Some(c);
+        if yes {
+            self.at += 1;
+        }
+        yes
+    }
+
+    fn put(&mut self, s: &[u8]) -> Option<()> {
+        let end = self.n.checked_add(s.len()).filter(|&e| e <= OUT)?;
+        self.out[self.n..end].copy_from_slice(s);
+        self.n = end;
         Some(())
-    };
-    // Internal linkage (a `static` function).
-    if let Some(rest) = at.strip_prefix(b"L") {
-        at = rest;
     }
-    let nested = at.first() == Some(&b'N');
-    if !nested {
-        if let Some(rest) = at.strip_prefix(b"St") {
-            push(parts, b"std", None)?;
-            at = rest;
+
+    /// Writes again the text of an earlier span.
+    fn put_span(&mut self, (a, b): Span) -> Option<()> {
+        let (a, b) = (usize::from(a), usize::from(b));
+        let end = self.n.checked_add(b - a).filter(|&e| e <= OUT)?;
+        self.out.copy_within(a..b, self.n);
+        self.n = end;
+        Some(())
+    }
+
+    fn span_from(&self, start: usize) -> Span {
+        // Both below OUT (1024), so they fit.
+        (start as u16, self.n as u16)
+    }
+
+    fn add_sub(&mut self, s: Span) -> Option<()> {
+        *self.subs.get_mut(self.nsubs)? = s;
+        self.nsubs += 1;
+        Some(())
+    }
+
+    /// Runs `f` one level deeper; `None` past [`DEPTH`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        if self.depth == DEPTH {
+            return None;
         }
-        let (name, rest) = source_name(at)?;
-        let (tag, rest) = abi_tag(rest)?;
-        push(parts, name, tag)?;
-        // Template arguments follow a template's name.
-        return (rest.first() != Some(&b'I')).then_some((n, Special::None));
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
     }
-    at = &at[1..];
-    // CV- and ref-qualifiers of a member function.
-    while let Some((&c, rest)) = at.split_first() {
-        if matches!(c, b'r' | b'V' | b'K' | b'R' | b'O') {
-            at = rest;
-        } else {
-            break;
-        }
-    }
-    if let Some(rest) = at.strip_prefix(b"St") {
-        push(parts, b"std", None)?;
-        at = rest;
-    }
-    loop {
-        match at.first()? {
-            b'E' => return (n > 0).then_some((n, Special::None)),
-            b'C' | b'D' => {
-                let kind = match (at.first(), at.get(1)) {
-                    (Some(b'C'), Some(b'1' | b'2' | b'3')) => Special::Ctor,
-                    (Some(b'D'), Some(b'0' | b'1' | b'2')) => Special::Dtor,
-                    _ => return None,
-                };
-                return (at.get(2) == Some(&b'E') && n > 0).then_some((n, kind));
+
+    /// `<name>` of the function (the encoding's name; what follows it,
+    /// the parameter types, is not read).
+    fn name(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'N' => self.nested_name(),
+            // A local name (`Z <encoding> E <entity>`): not read.
+            b'Z' => None,
+            _ => {
+                let start = self.n;
+                if self.peek() == Some(b'S') && self.peek2() != Some(b't') {
+                    // A substitution must be a template's name here.
+                    self.substitution(false)?;
+                    if self.peek() != Some(b'I') {
+                        return None;
+                    }
+                } else {
+                    if self.m[self.at..].starts_with(b"St") {
+                        self.at += 2;
+                        self.put(b"std::")?;
+                    }
+                    self.unqualified()?;
+                    if self.peek() == Some(b'I') {
+                        let s = self.span_from(start);
+                        self.add_sub(s)?;
+                    }
+                }
+                if self.peek() == Some(b'I') {
+                    self.template_args()?;
+                }
+                Some(())
             }
-            b'0'..=b'9' | b'L' => {
-                // (`L`: internal linkage, a `static` function.)
-                let (name, rest) = source_name(at.strip_prefix(b"L").unwrap_or(at))?;
-                let (tag, rest) = abi_tag(rest)?;
-                push(parts, name, tag)?;
-                at = rest;
+        }
+    }
+
+    /// `N [<CV-qualifiers>] [<ref-qualifier>] <prefix> <unqualified-name> E`
+    /// (and its template form). Each prefix is a substitution candidate.
+    fn nested_name(&mut self) -> Option<()> {
+        self.at += 1;
+        while matches!(self.peek(), Some(b'r' | b'V' | b'K' | b'R' | b'O')) {
+            self.at += 1;
+        }
+        let start = self.n;
+        let mut last: Option<Span> = None;
+        let mut parts = 0usize;
+        loop {
+            match self.peek()? {
+                b'E' => {
+                    self.at += 1;
+                    return (parts > 0).then_some(());
+                }
+                b'I' => {
+                    if parts == 0 {
+                        return None;
+                    }
+                    self.template_args()?;
+                }
+                b'S' if parts == 0 && self.peek2() != Some(b't') => {
+                    self.substitution(true)?;
+                    parts += 1;
+                    // Not a candidate again.
+                    continue;
+                }
+                b'S' if parts == 0 => {
+                    self.at += 2;
+                    self.put(b"std")?;
+                    parts += 1;
+                    // `St` alone is not a candidate; `std::name` is.
+                    self.put(b"::")?;
+                    last = match self.unqualified_with(last)? {
+                        Unqualified::Name(s) => Some(s),
+                        Unqualified::Structor => last,
+                    };
+                }
+                // A template parameter or `decltype` as a prefix.
+                b'T' => return None,
+                b'D' if matches!(self.peek2(), Some(b't' | b'T')) => return None,
+                _ => {
+                    if parts > 0 {
+                        self.put(b"::")?;
+                    }
+                    last = match self.unqualified_with(last)? {
+                        Unqualified::Name(s) => Some(s),
+                        Unqualified::Structor => last,
+                    };
+                    parts += 1;
+                }
+            }
+            if self.peek() != Some(b'E') {
+                let s = self.span_from(start);
+                self.add_sub(s)?;
+            }
+        }
+    }
+
+    /// An unqualified name outside a nested name (no constructor there).
+    fn unqualified(&mut self) -> Option<Span> {
+        match self.unqualified_with(None)? {
+            Unqualified::Name(s) => Some(s),
+            Unqualified::Structor => None,
+        }
+    }
+
+    /// `<unqualified-name>`: a source name (with `L` for internal
+    /// linkage), an operator, a constructor or destructor (named after
+    /// `class`, the last source name), then any ABI tags.
+    fn unqualified_with(&mut self, class: Option<Span>) -> Option<Unqualified> {
+        self.eat(b'L');
+        let c = self.peek()?;
+        let start = self.n;
+        let what = match c {
+            b'0'..=b'9' => {
+                let name = self.source_name()?;
+                match name {
+                    b"_GLOBAL__N_1" => self.put(b"(anonymous namespace)")?,
+                    _ => self.put(name)?,
+                }
+                Unqualified::Name(self.span_from(start))
+            }
+            b'C' | b'D' if matches!(self.peek2(), Some(b'0'..=b'5' | b'I')) => {
+                let class = class?;
+                let dtor = c == b'D';
+                self.at += 1;
+                if !dtor && self.eat(b'I') {
+                    // An inheriting constructor: not read.
+                    return None;
+                }
+                self.at += 1;
+                if dtor {
+                    self.put(b"~")?;
+                }
+                // The class's own name (its template arguments follow it,
+                // outside its span).
+                self.put_span(class)?;
+                Unqualified::Structor
+            }
+            b'a'..=b'z' => {
+                self.operator()?;
+                Unqualified::Name(self.span_from(start))
             }
             _ => return None,
+        };
+        while self.peek() == Some(b'B') {
+            self.at += 1;
+            let tag = self.source_name()?;
+            self.put(b"[abi:")?;
+            self.put(tag)?;
+            self.put(b"]")?;
+        }
+        Some(what)
+    }
+
+    /// `<length><identifier>`.
+    fn source_name(&mut self) -> Option<&'a [u8]> {
+        let m: &'a [u8] = self.m;
+        let rest = &m[self.at..];
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 4 || rest[0] == b'0' {
+            return None;
+        }
+        let len = (rest[..digits].iter()).fold(0usize, |v, &c| v * 10 + usize::from(c - b'0'));
+        let name = rest.get(digits..digits + len)?;
+        if !name
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.')
+        {
+            return None;
+        }
+        self.at += digits + len;
+        Some(name)
+    }
+
+    /// `<operator-name>`: `operator+`, `operator()`, a conversion
+    /// operator `operator T`.
+    fn operator(&mut self) -> Option<()> {
+        let code = self.m.get(self.at..self.at + 2)?;
+        let sym: &[u8] = match code {
+            b"nw" => b" new",
+            b"na" => b" new[]",
+            b"dl" => b" delete",
+            b"da" => b" delete[]",
+            b"ps" | b"pl" => b"+",
+            b"ng" | b"mi" => b"-",
+            b"ad" | b"an" => b"&",
+            b"de" | b"ml" => b"*",
+            b"co" => b"~",
+            b"dv" => b"/",
+            b"rm" => b"%",
+            b"or" => b"|",
+            b"eo" => b"^",
+            b"aS" => b"=",
+            b"pL" => b"+=",
+            b"mI" => b"-=",
+            b"mL" => b"*=",
+            b"dV" => b"/=",
+            b"rM" => b"%=",
+            b"aN" => b"&=",
+            b"oR" => b"|=",
+            b"eO" => b"^=",
+            b"ls" => b"<<",
+            b"rs" => b">>",
+            b"lS" => b"<<=",
+            b"rS" => b">>=",
+            b"eq" => b"==",
+            b"ne" => b"!=",
+            b"lt" => b"<",
+            b"gt" => b">",
+            b"le" => b"<=",
+            b"ge" => b">=",
+            b"ss" => b"<=>",
+            b"nt" => b"!",
+            b"aa" => b"&&",
+            b"oo" => b"||",
+            b"pp" => b"++",
+            b"mm" => b"--",
+            b"cm" => b",",
+            b"pm" => b"->*",
+            b"pt" => b"->",
+            b"cl" => b"()",
+            b"ix" => b"[]",
+            b"qu" => b"?",
+            b"cv" => {
+                self.at += 2;
+                self.put(b"operator ")?;
+                return self.nested(|d| d.ty());
+            }
+            _ => return None,
+        };
+        self.at += 2;
+        self.put(b"operator")?;
+        self.put(sym)
+    }
+
+    /// `S_`, `S<seq-id>_` or a standard abbreviation (`Sa`, `Ss`, ...):
+    /// writes the text it stands for.
+    fn substitution(&mut self, prefix: bool) -> Option<()> {
+        self.at += 1;
+        let c = self.peek()?;
+        // The stream and string abbreviations stand for their whole
+        // template where a constructor or destructor follows (as
+        // debuggers write them).
+        let prefix = prefix && matches!(self.m.get(self.at + 1), Some(b'C' | b'D'));
+        let abbreviation: Option<&[u8]> = match (c, prefix) {
+            (b'a', _) => Some(b"std::allocator"),
+            (b'b', _) => Some(b"std::basic_string"),
+            (b's', false) => Some(b"std::string"),
+            (b'i', false) => Some(b"std::istream"),
+            (b'o', false) => Some(b"std::ostream"),
+            (b'd', false) => Some(b"std::iostream"),
+            (b's', true) => {
+                Some(b"std::basic_string<char, std::char_traits<char>, std::allocator<char> >")
+            }
+            (b'i', true) => Some(b"std::basic_istream<char, std::char_traits<char> >"),
+            (b'o', true) => Some(b"std::basic_ostream<char, std::char_traits<char> >"),
+            (b'd', true) => Some(b"std::basic_iostream<char, std::char_traits<char> >"),
+            _ => None,
+        };
+        if let Some(text) = abbreviation {
+            self.at += 1;
+            return self.put(text);
+        }
+        let mut index = 0usize;
+        if !self.eat(b'_') {
+            let mut seq = 0usize;
+            loop {
+                let c = self.peek()?;
+                self.at += 1;
+                let v = match c {
+                    b'0'..=b'9' => usize::from(c - b'0'),
+                    b'A'..=b'Z' => usize::from(c - b'A') + 10,
+                    b'_' => break,
+                    _ => return None,
+                };
+                seq = seq.checked_mul(36)?.checked_add(v)?;
+            }
+            index = seq.checked_add(1)?;
+        }
+        let s = *self.subs[..self.nsubs].get(index)?;
+        self.put_span(s)
+    }
+
+    /// `I <template-arg>+ E`: `<a, b>`, with a space before a closing
+    /// `>` that follows another, as `c++filt` writes it.
+    fn template_args(&mut self) -> Option<()> {
+        self.at += 1;
+        if self.out[..self.n].last() == Some(&b'<') {
+            // After `operator<`.
+            self.put(b" ")?;
+        }
+        self.put(b"<")?;
+        let mut first = true;
+        while !self.eat(b'E') {
+            if !first {
+                self.put(b", ")?;
+            }
+            first = false;
+            self.nested(|d| d.template_arg())?;
+        }
+        if self.out[..self.n].last() == Some(&b'>') {
+            self.put(b" ")?;
+        }
+        self.put(b">")
+    }
+
+    fn template_arg(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'L' => self.literal(),
+            b'J' => {
+                // A pack: its arguments, comma separated.
+                self.at += 1;
+                let mut first = true;
+                while !self.eat(b'E') {
+                    if !first {
+                        self.put(b", ")?;
+                    }
+                    first = false;
+                    self.nested(|d| d.template_arg())?;
+                }
+                Some(())
+            }
+            // An expression: not read.
+            b'X' => None,
+            _ => self.ty(),
         }
     }
+
+    /// `L <type> <value> E`, for integer and `bool` types.
+    fn literal(&mut self) -> Option<()> {
+        self.at += 1;
+        let t = self.peek()?;
+        self.at += 1;
+        let negative = self.eat(b'n');
+        let digits = self.m[self.at..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        let value = &self.m[self.at..self.at + digits];
+        self.at += digits;
+        if !self.eat(b'E') {
+            return None;
+        }
+        if t == b'b' {
+            return match value {
+                b"0" => self.put(b"false"),
+                b"1" => self.put(b"true"),
+                _ => None,
+            };
+        }
+        let (before, after): (&[u8], &[u8]) = match t {
+            b'i' => (b"", b""),
+            b'j' => (b"", b"u"),
+            b'l' => (b"", b"l"),
+            b'm' => (b"", b"ul"),
+            b'x' => (b"", b"ll"),
+            b'y' => (b"", b"ull"),
+            b'c' => (b"(char)", b""),
+            b'a' => (b"(signed char)", b""),
+            b'h' => (b"(unsigned char)", b""),
+            b's' => (b"(short)", b""),
+            b't' => (b"(unsigned short)", b""),
+            _ => return None,
+        };
+        self.put(before)?;
+        if negative {
+            self.put(b"-")?;
+        }
+        self.put(value)?;
+        self.put(after)
+    }
+
+    /// `<type>`: builtin, qualified, pointer and reference types, class
+    /// types by name; every one but a builtin type is a substitution
+    /// candidate.
+    fn ty(&mut self) -> Option<()> {
+        let start = self.n;
+        let c = self.peek()?;
+        if let Some(name) = builtin(c) {
+            self.at += 1;
+            return self.put(name);
+        }
+        match c {
+            b'K' | b'V' | b'r' => {
+                self.at += 1;
+                self.nested(|d| d.ty())?;
+                self.put(match c {
+                    b'K' => b" const",
+                    b'V' => b" volatile",
+                    _ => b" restrict",
+                })?;
+            }
+            b'P' | b'R' | b'O' => {
+                self.at += 1;
+                self.nested(|d| d.ty())?;
+                self.put(match c {
+                    b'P' => b"*",
+                    b'R' => b"&",
+                    _ => b"&&",
+                })?;
+            }
+            b'D' => {
+                let name: &[u8] = match self.peek2()? {
+                    b'n' => b"decltype(nullptr)",
+                    b'i' => b"char32_t",
+                    b's' => b"char16_t",
+                    b'u' => b"char8_t",
+                    b'a' => b"auto",
+                    b'c' => b"decltype(auto)",
+                    _ => return None,
+                };
+                self.at += 2;
+                return self.put(name);
+            }
+            b'S' if self.peek2() != Some(b't') => {
+                self.substitution(false)?;
+                if self.peek() != Some(b'I') {
+                    // A substitution is not a candidate again.
+                    return Some(());
+                }
+                // A template's arguments: the whole type is a candidate.
+                self.template_args()?;
+            }
+            b'N' => self.nested(|d| d.nested_name())?,
+            b'0'..=b'9' | b'S' => {
+                if self.m[self.at..].starts_with(b"St") {
+                    self.at += 2;
+                    self.put(b"std::")?;
+                }
+                self.unqualified()?;
+                if self.peek() == Some(b'I') {
+                    let s = self.span_from(start);
+                    self.add_sub(s)?;
+                    self.template_args()?;
+                }
+            }
+            // Function, array, member pointer types, template
+            // parameters, `decltype` and the rest: not read.
+            _ => return None,
+        }
+        let s = self.span_from(start);
+        self.add_sub(s)
+    }
 }
 
-/// An ABI tag (`B<length><identifier>`) at the start of `at`, if any, and
-/// what follows it; `None` for two tags (left mangled).
-fn abi_tag(at: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
-    let Some(rest) = at.strip_prefix(b"B") else {
-        return Some((None, at));
-    };
-    let (tag, rest) = source_name(rest)?;
-    (rest.first() != Some(&b'B')).then_some((Some(tag), rest))
-}
-
-/// `<length><identifier>` at the start of `at`: the identifier and what
-/// follows it.
-fn source_name(at: &[u8]) -> Option<(&[u8], &[u8])> {
-    let digits = at.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 || digits > 4 || at[0] == b'0' {
-        return None;
-    }
-    let len = at[..digits]
-        .iter()
-        .fold(0usize, |v, &c| v * 10 + usize::from(c - b'0'));
-    let name = at.get(digits..digits + len)?;
-    // An identifier: anything else is not a name this reads.
-    if !name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_') {
-        return None;
-    }
-    Some((name, &at[digits + len..]))
+/// The builtin type a one-letter code names.
+fn builtin(c: u8) -> Option<&'static [u8]> {
+    Some(match c {
+        b'v' => b"void",
+        b'w' => b"wchar_t",
+        b'b' => b"bool",
+        b'c' => b"char",
+        b'a' => b"signed char",
+        b'h' => b"unsigned char",
+        b's' => b"short",
+        b't' => b"unsigned short",
+        b'i' => b"int",
+        b'j' => b"unsigned int",
+        b'l' => b"long",
+        b'm' => b"unsigned long",
+        b'x' => b"long long",
+        b'y' => b"unsigned long long",
+        b'n' => b"__int128",
+        b'o' => b"unsigned __int128",
+        b'f' => b"float",
+        b'd' => b"double",
+        b'e' => b"long double",
+        b'g' => b"__float128",
+        b'z' => b"...",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -191,6 +638,55 @@ mod tests {
         );
     }
 
+    /// Expected names as `c++filt -p` writes them.
+    #[test]
+    fn templates_operators_and_substitutions_are_read_as_cxxfilt_does() {
+        for (m, want) in [
+            ("_Z4tmplIiEvT_", "tmpl<int>"),
+            (
+                "_ZNKSt6vectorIiSaIiEE14_M_range_checkEm",
+                "std::vector<int, std::allocator<int> >::_M_range_check",
+            ),
+            (
+                "_ZNSt6vectorIiSaIiEEC2Ev",
+                "std::vector<int, std::allocator<int> >::vector",
+            ),
+            (
+                "_ZNSt6vectorIiSaIiEED1Ev",
+                "std::vector<int, std::allocator<int> >::~vector",
+            ),
+            ("_ZN1AplERKS_", "A::operator+"),
+            (
+                "_ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE9_M_appendEPKcm",
+                "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >::_M_append",
+            ),
+            (
+                "_ZNSt8_Rb_treeIiSt4pairIKiiESt10_Select1stIS2_ESt4lessIiESaIS2_EE8_M_eraseEPSt13_Rb_tree_nodeIS2_E",
+                "std::_Rb_tree<int, std::pair<int const, int>, std::_Select1st<std::pair<int const, int> >, std::less<int>, std::allocator<std::pair<int const, int> > >::_M_erase",
+            ),
+            ("_ZN3FooILi5ELb1EE3barEv", "Foo<5, true>::bar"),
+            ("_ZN3FooILin5ELj7EE3barEv", "Foo<-5, 7u>::bar"),
+            ("_ZlsRSoRK1A", "operator<<"),
+            ("_ZN1AcvbEv", "A::operator bool"),
+            (
+                "_ZNSt6vectorIiSaIiEEixEm",
+                "std::vector<int, std::allocator<int> >::operator[]",
+            ),
+            ("_ZN1AltIiEEbv", "A::operator< <int>"),
+            ("_ZN1AclEv", "A::operator()"),
+            (
+                "_ZN4YAML6detail9node_data3getIPKcEEPNS0_4nodeERKT_St10shared_ptrINS0_13memory_holderEE",
+                "YAML::detail::node_data::get<char const*>",
+            ),
+            ("_ZN1XIJidEE1fEv", "X<int, double>::f"),
+            ("_ZN1XIJEE1fEv", "X<>::f"),
+            ("_ZNK1XIPVKcE1fEv", "X<char const volatile*>::f"),
+            ("_ZN1XISt6vectorIiSaIiEES1_E1fEv", "X<std::vector<int, std::allocator<int> >, std::allocator<int> >::f"),
+        ] {
+            assert_eq!(name(m).as_deref(), Some(want), "{m}");
+        }
+    }
+
     #[test]
     fn other_names_are_left_alone() {
         for m in [
@@ -198,16 +694,32 @@ mod tests {
             "_Z",
             "_ZN",
             "_ZNE",
-            "_ZNSt6vectorIiSaIiEE9push_backEOi",
-            "_ZN1AplERKS_",
-            "_Z4tmplIiEvT_",
-            "_ZN1A1fB1xB1yEv",
+            "_ZN1A1f",
             "_Z99x",
             "_Z03abc",
-            "_ZN1AC4Ev",
             "_ZN1A",
+            // A lambda's call operator (a local name).
+            "_ZZ4mainENKUlvE_clEv",
+            // An expression as a template argument.
+            "_ZN1XIXadL_Z1fvEEE1gEv",
+            // A substitution that was never made.
+            "_ZN1XIS5_E1fEv",
+            "_ZN1XIiE",
         ] {
             assert_eq!(name(m), None, "{m}");
         }
+    }
+
+    /// Any input ends, without a panic, within the buffer.
+    #[test]
+    fn every_cut_and_a_deep_nesting_end_cleanly() {
+        let m = "_ZNSt8_Rb_treeIiSt4pairIKiiESt10_Select1stIS2_ESt4lessIiESaIS2_EE8_M_eraseEPSt13_Rb_tree_nodeIS2_E";
+        for cut in 0..m.len() {
+            let _ = name(&m[..cut]);
+        }
+        let deep = format!("_ZN1X{}i{}1fEv", "I1Y".repeat(40), "E".repeat(40));
+        assert_eq!(name(&deep), None);
+        let wide = format!("_ZN1XI{}E1fEv", "S_".repeat(2000));
+        let _ = name(&wide);
     }
 }

@@ -471,17 +471,25 @@ fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
 #[test]
 fn a_cxx_function_is_named_by_its_qualified_name() {
     let t = tempfile::tempdir().unwrap();
-    let work = "namespace ns {\nstruct Worker { int *p; int run() const; };\n\
-                int Worker::run() const { return *p + 1; } /* FAULT */\n}\n";
+    let work = "namespace ns {\ntemplate <class T, int N> struct Box { T *p; T get() const { return *p + N; } };\n\
+                struct Worker { int *p; int run() const; };\n\
+                int Worker::run() const { Box<int, 3> b{p}; return b.get() + 1; } /* CALL */\n}\n";
     let main = "namespace ns { struct Worker { int *p; int run() const; }; }\n\
                 int main() { ns::Worker w{nullptr}; return w.run() + 1; }\n";
     let sources = [("main.cpp", main), ("work.cpp", work)];
     let (status, err) = build_and_run(t.path(), &sources, "-O0", &["-g"]);
     assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
-    let line = line_of(work, "FAULT");
+    // A template's instance as a debugger names it.
+    assert!(
+        err.contains(
+            "hcr: crash: SIGSEGV in work:ns::Box<int, 3>::get (work.cpp:2), image generation 0\n"
+        ),
+        "{err}"
+    );
+    let line = line_of(work, "CALL");
     assert!(
         err.contains(&format!(
-            "hcr: crash: SIGSEGV in work:ns::Worker::run (work.cpp:{line}), image generation 0\n"
+            "hcr:     at work:ns::Worker::run (work.cpp:{line}), image generation 0\n"
         )),
         "{err}"
     );

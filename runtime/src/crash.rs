@@ -32,7 +32,7 @@
 //! module frame; otherwise it is not reported and the signal goes on to the
 //! previous handler or the default action as if hcr were not there.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use crate::unwind::{Regs, Up};
 
@@ -48,7 +48,7 @@ const SIGNALS: [libc::c_int; 5] = [
 /// Most images mapped at once that crash reports can name.
 const SLOTS: usize = 4096;
 /// Most module frames listed.
-const MAX_FRAMES: usize = 32;
+const MAX_FRAMES: usize = 256;
 /// Bytes of stack scanned for return addresses.
 const SCAN_BYTES: usize = 256 * 1024;
 /// Size of the alternate signal stack.
@@ -368,7 +368,36 @@ static OLD: OldAction = OldAction(std::cell::UnsafeCell::new(
     unsafe { std::mem::zeroed() },
 ));
 static INSTALLED: std::sync::Once = std::sync::Once::new();
-static IN_REPORT: AtomicBool = AtomicBool::new(false);
+/// The thread writing a report (its thread id), 0 when none: reports of
+/// threads that crash at once are written one after the other, and a
+/// fault inside a report is not reported again.
+static REPORTER: AtomicI32 = AtomicI32::new(0);
+
+/// Takes the report for this thread: waits (up to 5 s) while another
+/// thread writes one, so that a crash in several threads at once is not
+/// cut short by a second thread's default action killing the process
+/// mid-report. False for a fault inside this thread's own report, or
+/// after the wait.
+fn take_report() -> bool {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    for _ in 0..5000 {
+        match REPORTER.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(t) if t == me => return false,
+            Err(_) => {
+                let ms = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 1_000_000,
+                };
+                // SAFETY: nanosleep (async-signal-safe) with a valid
+                // duration and no remainder wanted.
+                unsafe { libc::nanosleep(&ms, std::ptr::null_mut()) };
+            }
+        }
+    }
+    false
+}
 
 /// What the handler hands to the crash guard: when set, called after the
 /// report with the faulting context; it may redirect the context (and
@@ -532,19 +561,40 @@ pub(crate) fn peek(addr: u64, dst: &mut [u8]) -> bool {
     n == dst.len() as isize
 }
 
-/// True when the bytes before `ra` end with a call instruction.
+/// True when the bytes before `ra` end with a call instruction: `call
+/// rel32` (`e8`), or `call *r/m` (`ff /2`, after any prefix) whose ModRM,
+/// SIB and displacement end exactly at `ra`.
 fn after_call(ra: u64) -> bool {
     let mut b = [0u8; 7];
     if ra < 7 || !peek(ra - 7, &mut b) {
         return false;
     }
-    // call rel32 (e8 xx xx xx xx)
-    b[2] == 0xe8
-        // call *r/m: ff /2 with 0, 1, 4 or 5 bytes after the ModRM byte.
-        || (b[5] == 0xff && (b[6] & 0x38) == 0x10 && b[6] >> 6 == 3)
-        || (b[4] == 0xff && (b[5] & 0x38) == 0x10)
-        || (b[1] == 0xff && (b[2] & 0x38) == 0x10)
-        || (b[0] == 0xff && (b[1] & 0x38) == 0x10)
+    if b[2] == 0xe8 {
+        return true;
+    }
+    // `ff` at `ra - k`, its ModRM after it.
+    (2..=7).any(|k| {
+        let (op, modrm) = (b[7 - k], b[8 - k]);
+        let sib = b.get(9 - k).copied();
+        op == 0xff && (modrm & 0x38) == 0x10 && indirect_call_len(modrm, sib) == Some(k)
+    })
+}
+
+/// The length of `ff /2` with this ModRM (and the SIB byte after it, when
+/// the ModRM has one): the opcode, ModRM, SIB and displacement.
+fn indirect_call_len(modrm: u8, sib: Option<u8>) -> Option<usize> {
+    let (mode, rm) = (modrm >> 6, modrm & 7);
+    let has_sib = mode != 3 && rm == 4;
+    let disp = match mode {
+        3 => 0,
+        1 => 1,
+        2 => 4,
+        // `[rip + disp32]`; with a SIB, a base of 5 means no base, disp32.
+        _ if rm == 5 => 4,
+        _ if has_sib && (sib? & 7) == 5 => 4,
+        _ => 0,
+    };
+    Some(2 + usize::from(has_sib) + disp)
 }
 
 /// Whether the call before return address `ra` may have gone to the
@@ -749,11 +799,11 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
             bp: g[libc::REG_RBP as usize] as u64,
         }
     };
-    let first = !IN_REPORT.swap(true, Ordering::AcqRel);
+    let first = take_report();
     let mut reported = None;
     if first {
         reported = report(sig, regs);
-        IN_REPORT.store(false, Ordering::Release);
+        REPORTER.store(0, Ordering::Release);
     }
     if let Some(pc_in_module) = reported {
         let hook = GUARD_HOOK.load(Ordering::Acquire);
@@ -815,6 +865,7 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
             Outside::Lost => guess_from_scan(&mut frames, regs, outside, at),
         }
     }
+    let more = frames.more;
     let frames = frames.list();
     let &(_, first_pc, _) = frames.first()?;
     let t0 = table_of(first_pc)?;
@@ -840,6 +891,11 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
             line.put(b"\n");
             line.write();
         }
+    }
+    if more {
+        let mut line = Buf::new();
+        line.put(b"hcr:     ... (more frames, not listed)\n");
+        line.write();
     }
     Some(first_pc)
 }
@@ -874,7 +930,7 @@ fn guess_from_scan(frames: &mut Frames, regs: Regs, outside: bool, at: Option<&P
         // the fault: callee-saved, so the C library left it as the
         // frame had it, unless it used the register itself; then the
         // unwind's first step fails its checks and the scan goes on.)
-        frames.n = 0;
+        (frames.n, frames.more) = (0, false);
         frames.push(ra, ra - 1, slot);
         let r = Regs {
             pc: ra,
@@ -891,6 +947,8 @@ fn guess_from_scan(frames: &mut Frames, regs: Regs, outside: bool, at: Option<&P
 struct Frames {
     f: [(u64, u64, u64); MAX_FRAMES],
     n: usize,
+    /// A frame was found past the last listed.
+    more: bool,
 }
 
 impl Default for Frames {
@@ -898,19 +956,21 @@ impl Default for Frames {
         Frames {
             f: [(0, 0, 0); MAX_FRAMES],
             n: 0,
+            more: false,
         }
     }
 }
 
 impl Frames {
-    /// Adds a frame; false when full.
+    /// Adds a frame; false (and the list marked as cut short) when full.
     fn push(&mut self, ra: u64, lookup: u64, slot: u64) -> bool {
         if self.n == MAX_FRAMES {
+            self.more = true;
             return false;
         }
         self.f[self.n] = (ra, lookup, slot);
         self.n += 1;
-        self.n < MAX_FRAMES
+        true
     }
     fn list(&self) -> &[(u64, u64, u64)] {
         &self.f[..self.n]
@@ -918,7 +978,7 @@ impl Frames {
 }
 
 /// Most frames an unwind steps through.
-const MAX_STEPS: usize = 512;
+const MAX_STEPS: usize = 2048;
 
 /// `_dl_find_object`, looked up when the handlers are installed (null
 /// where the C library has none: glibc before 2.35).
@@ -1057,7 +1117,7 @@ fn scan(frames: &mut Frames, sp: u64) {
     let mut chunk = [0u64; 512];
     let mut at = sp & !7;
     let end = at.saturating_add(SCAN_BYTES as u64);
-    while at < end && frames.n < MAX_FRAMES {
+    while at < end && !frames.more {
         // SAFETY: viewing the u64 array as bytes for `peek` to fill.
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<u8>(), chunk.len() * 8)
@@ -1192,6 +1252,8 @@ mod lines {
         };
         let (mut addr, mut file, mut line) = (0u64, 1u64, 1i64);
         let mut prev: Option<(u64, u64, i64)> = None;
+        // The last row before `prev` with a line.
+        let mut known: Option<(u64, i64)> = None;
         let hit = |prev: Option<(u64, u64, i64)>, addr: u64| -> Option<(u64, i64)> {
             let (a, f, l) = prev?;
             (a <= target && target < addr).then_some((f, l))
@@ -1244,8 +1306,18 @@ mod lines {
             }
             if row {
                 if let Some((f, l)) = hit(prev, addr) {
+                    // Line 0 (code no source line is for, as clang marks
+                    // it) is named after the last line before it, as
+                    // debuggers show it.
+                    let (f, l) = match (l, known) {
+                        (0, Some(k)) => k,
+                        _ => (f, l),
+                    };
                     let name = file_name(unit, files_at, version, f)?;
                     return Some((name, l.max(0) as u64));
+                }
+                if let Some((_, f, l)) = prev.filter(|p| p.2 != 0) {
+                    known = Some((f, l));
                 }
                 prev = if end_seq {
                     None
@@ -1256,6 +1328,7 @@ mod lines {
                     addr = 0;
                     file = 1;
                     line = 1;
+                    known = None;
                 }
             }
         }
@@ -1403,5 +1476,42 @@ mod place_tests {
         let mut b = Buf::new();
         b.hex(0x1139);
         assert_eq!(&b.b[..b.n], b"0x1139");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `after_call` on the code `bytes` (a return address at their end).
+    fn ends_in_call(bytes: &[u8]) -> bool {
+        let mut code = vec![0x90u8; 16];
+        code.extend_from_slice(bytes);
+        super::after_call(code.as_ptr() as u64 + code.len() as u64)
+    }
+
+    #[test]
+    fn every_form_of_call_is_told_from_other_code() {
+        for call in [
+            &[0xe8, 1, 2, 3, 4][..],         // call rel32
+            &[0xff, 0xd0],                   // call *%rax
+            &[0x41, 0xff, 0xd3],             // call *%r11
+            &[0xff, 0x10],                   // call *(%rax)
+            &[0xff, 0x50, 0x38],             // call *0x38(%rax)
+            &[0x41, 0xff, 0x54, 0x24, 0x38], // call *0x38(%r12)
+            &[0xff, 0x90, 1, 2, 3, 4],       // call *0x4030201(%rax)
+            &[0xff, 0x15, 1, 2, 3, 4],       // call *disp(%rip)
+            &[0xff, 0x94, 0xc8, 1, 2, 3, 4], // call *disp(%rax,%rcx,8)
+            &[0xff, 0x14, 0xc5, 1, 2, 3, 4], // call *disp(,%rax,8)
+        ] {
+            assert!(ends_in_call(call), "{call:x?}");
+        }
+        for other in [
+            &[0x48, 0x89, 0xe5][..],   // mov %rsp,%rbp
+            &[0xff, 0xe0],             // jmp *%rax
+            &[0xff, 0x54, 0x24],       // call *0x38(%rsp) cut short
+            &[0xff, 0x50, 0x38, 0x90], // call *0x38(%rax); nop
+            &[0xc3],                   // ret
+        ] {
+            assert!(!ends_in_call(other), "{other:x?}");
+        }
     }
 }

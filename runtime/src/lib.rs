@@ -49,6 +49,32 @@ use std::path::Path;
 
 pub use state::{plan_reload, Diff, ReloadWork, RuntimeStats};
 
+/// Names the process as the C library reports it after `argv0`, as a
+/// native run of the program would be: `program_invocation_name` and
+/// `program_invocation_short_name`, the prefix of `assert`'s, `error`'s
+/// and `getopt`'s messages (otherwise the host's name). For a host that
+/// runs the program as its own (`hcr run`), before the program's threads
+/// start. A name holding a NUL byte is left alone.
+pub fn set_program_name(argv0: &str) {
+    let Ok(full) = CString::new(argv0) else {
+        return;
+    };
+    // Alive for the process: the C library may print it at exit.
+    let full: &'static std::ffi::CStr = Box::leak(full.into_boxed_c_str());
+    let short_at = argv0.rfind('/').map_or(0, |i| i + 1);
+    unsafe extern "C" {
+        static mut program_invocation_name: *mut c_char;
+        static mut program_invocation_short_name: *mut c_char;
+    }
+    // SAFETY: the C library's two globals are pointers to NUL-terminated
+    // strings it only reads; both point into the leaked string (the short
+    // name at a byte boundary after its last '/'), alive for the process.
+    unsafe {
+        program_invocation_name = full.as_ptr().cast_mut();
+        program_invocation_short_name = full.as_ptr().add(short_at).cast_mut();
+    }
+}
+
 /// Errors of the runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -108,6 +108,9 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
         .clone()
         .unwrap_or_else(|| image.display().to_string())];
     argv.extend(args.iter().cloned());
+    // The C library's messages (a failed `assert`) name the program as
+    // they would natively, not `hcr`.
+    hcr_runtime::set_program_name(&argv[0]);
     // Old images stay mapped: the program's other threads, and its heap (a
     // C++ object's vtable pointer, a pointer to a string literal), may
     // still refer to one, and the reloading thread sees neither. Each

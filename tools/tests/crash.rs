@@ -561,6 +561,16 @@ fn a_failed_assert_lists_every_module_frame_below_the_c_library() {
     for opt in ["-O0", "-O1"] {
         let (status, err) = crash_run(ASSERT_DEEP, main, opt);
         assert_eq!(status.signal(), Some(libc::SIGABRT), "{err}");
+        // The C library names the program, as natively (argv[0]).
+        let first = err.lines().next().unwrap_or("");
+        let assertion = format!(
+            "lib.c:{}: check: Assertion `x == 0' failed.",
+            line_of(ASSERT_DEEP, "ASSERT")
+        );
+        assert!(
+            first.starts_with("app.hcr: ") && first.ends_with(&assertion),
+            "{err}"
+        );
         let at = |f: &str, marker: &str| {
             format!(
                 "hcr:     at lib:{f} (lib.c:{}), image generation 0",
@@ -634,4 +644,81 @@ fn a_crash_in_a_callback_of_the_c_library_lists_the_module_frame_that_called_it(
             "{opt}: {err}"
         );
     }
+}
+
+/// Threads that crash at once: one report is written whole (the others
+/// wait for it), then the process dies of the signal.
+const THREADS: &str = r#"#include <pthread.h>
+#include <unistd.h>
+int *volatile np;
+static void *worker(void *arg) {
+    (void)arg;
+    usleep(1000);
+    *np = 1; /* FAULT */
+    return 0;
+}
+void start(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], 0, worker, 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], 0);
+}
+"#;
+
+#[test]
+fn threads_that_crash_at_once_give_one_whole_report() {
+    let main = "void start(void);\nint main(void) { start(); return 0; }\n";
+    let t = tempfile::tempdir().unwrap();
+    let sources = [("main.c", main), ("lib.c", THREADS)];
+    let at = format!(
+        "hcr:     at lib:worker (lib.c:{}), image generation 0",
+        line_of(THREADS, "FAULT")
+    );
+    for _ in 0..5 {
+        let (status, err) = build_and_run(t.path(), &sources, "-O0", &["-g", "-pthread"]);
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+        let mut lines = err.lines();
+        assert_eq!(
+            lines.next(),
+            Some(&*at.replace("hcr:     at", "hcr: crash: SIGSEGV in")),
+            "{err}"
+        );
+        assert_eq!(lines.next(), Some(&*at), "{err}");
+    }
+}
+
+/// A backtrace deeper than the report lists ends with a line that says
+/// so.
+const DEEP: &str = r#"int *volatile np;
+int down(int n) {
+    if (n == 0) return *np; /* FAULT */
+    return down(n - 1) + 1; /* RECURSE */
+}
+"#;
+
+#[test]
+fn a_backtrace_cut_short_says_so() {
+    let main = "int down(int);\nint main(void) { return down(300); }\n";
+    let (status, err) = crash_run(DEEP, main, "-O0");
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    let frames = err
+        .lines()
+        .filter(|l| l.starts_with("hcr:     at "))
+        .count();
+    assert_eq!(frames, 256, "{err}");
+    assert!(
+        err.ends_with("hcr:     ... (more frames, not listed)\n"),
+        "{err}"
+    );
+    // Shallower, every frame is listed and nothing more.
+    let main = "int down(int);\nint main(void) { return down(200); }\n";
+    let (_, err) = crash_run(DEEP, main, "-O0");
+    let frames = err
+        .lines()
+        .filter(|l| l.starts_with("hcr:     at "))
+        .count();
+    assert_eq!(frames, 202, "{err}");
+    assert!(
+        err.ends_with("hcr:     at main:main (main.c:2), image generation 0\n"),
+        "{err}"
+    );
 }

@@ -230,6 +230,14 @@ impl Table {
         Some(u64::from(off - s.lo) + u64::from(s.at))
     }
 
+    /// The start of the function (or clone) listed as holding `pc`.
+    fn function_start(&self, pc: u64) -> Option<u64> {
+        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
+        let i = self.funcs.partition_point(|f| f.0 <= off).checked_sub(1)?;
+        let (start, size, ..) = self.funcs[i];
+        (off < start.saturating_add(size)).then(|| self.base + u64::from(start))
+    }
+
     /// The module and the name of the function holding `pc` (a compiler
     /// clone's is the function it was made from). Code outside every
     /// function and clone the manifest lists is named after the function
@@ -418,7 +426,8 @@ pub fn install() {
         return;
     }
     INSTALLED.call_once(|| {
-        alt_stack();
+        // The installing thread's stack stays for the process.
+        std::mem::forget(alt_stack());
         // SAFETY: dlsym with a NUL-terminated name; the pointer is only
         // called as `_dl_find_object`, whose signature `FindObject` is.
         let find = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
@@ -436,21 +445,24 @@ pub fn install() {
                 libc::sigaction(sig, &sa, old);
             }
         }
+        HANDLING.store(true, Ordering::Release);
     });
 }
 
 /// An alternate signal stack for the calling thread, unless it has one of
 /// at least [`ALT_STACK`] bytes (Rust's runtime installs a small one for
-/// its stack-overflow message; the report needs a few pages).
-fn alt_stack() {
+/// its stack-overflow message; the report needs a few pages). Returns the
+/// stack it mapped, if any.
+fn alt_stack() -> Option<AltStack> {
     // SAFETY: sigaltstack with a null new stack only reads the current one;
-    // the new stack is a fresh anonymous mapping never unmapped.
+    // the new stack is a fresh anonymous mapping, unmapped only by
+    // `AltStack`'s drop after it is disabled.
     unsafe {
         let mut cur: libc::stack_t = std::mem::zeroed();
         if libc::sigaltstack(std::ptr::null(), &mut cur) != 0
             || (cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= ALT_STACK)
         {
-            return;
+            return None;
         }
         let p = libc::mmap(
             std::ptr::null_mut(),
@@ -461,15 +473,109 @@ fn alt_stack() {
             0,
         );
         if p == libc::MAP_FAILED {
-            return;
+            return None;
         }
         let st = libc::stack_t {
             ss_sp: p,
             ss_flags: 0,
             ss_size: ALT_STACK,
         };
-        libc::sigaltstack(&st, std::ptr::null_mut());
+        if libc::sigaltstack(&st, std::ptr::null_mut()) != 0 {
+            libc::munmap(p, ALT_STACK);
+            return None;
+        }
+        Some(AltStack(p))
     }
+}
+
+/// A thread's alternate signal stack, mapped by [`alt_stack`]: disabled
+/// and unmapped when the thread ends.
+struct AltStack(*mut libc::c_void);
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        let off = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: this thread's own alternate stack, not in use (a thread
+        // ending runs no signal handler); disabled before it is unmapped.
+        unsafe {
+            libc::sigaltstack(&off, std::ptr::null_mut());
+            libc::munmap(self.0, ALT_STACK);
+        }
+    }
+}
+
+thread_local! {
+    /// The alternate signal stack of a thread module code started.
+    static THREAD_ALT_STACK: std::cell::Cell<Option<AltStack>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the handlers are installed.
+static HANDLING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A thread's start routine, as `pthread_create` takes it; it may end by
+/// a forced unwind (`pthread_exit`, cancellation).
+type StartRoutine = unsafe extern "C-unwind" fn(*mut libc::c_void) -> *mut libc::c_void;
+
+/// What [`image_pthread_create`] hands its thread.
+struct Start {
+    f: StartRoutine,
+    arg: *mut libc::c_void,
+}
+
+/// `pthread_create` as module code resolves it: the new thread gets an
+/// alternate signal stack before the start routine runs (freed when the
+/// thread ends), so that a crash report can be written when the thread
+/// overflows its stack, as on the main thread; otherwise the C library's.
+/// (Threads that the C++ runtime starts, `std::thread`, call the C
+/// library directly and have none.)
+///
+/// # Safety
+/// As `pthread_create`.
+pub(crate) unsafe extern "C" fn image_pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    f: StartRoutine,
+    arg: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: the caller's arguments, as `pthread_create` takes them (the
+    // C library's own signature has a start routine that cannot unwind;
+    // the pointer is the same).
+    let create = |f: StartRoutine, arg| unsafe {
+        libc::pthread_create(
+            thread,
+            attr,
+            std::mem::transmute::<
+                StartRoutine,
+                extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+            >(f),
+            arg,
+        )
+    };
+    if !HANDLING.load(Ordering::Acquire) {
+        return create(f, arg);
+    }
+    let start = Box::into_raw(Box::new(Start { f, arg }));
+    let r = create(thread_start, start.cast());
+    if r != 0 {
+        // SAFETY: no thread was started to take it.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    r
+}
+
+/// The start routine of a thread [`image_pthread_create`] starts. Nothing
+/// with a destructor lives across the call: a forced unwind may pass.
+unsafe extern "C-unwind" fn thread_start(p: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `p` is the `Start` boxed for this thread, taken once.
+    let Start { f, arg } = *unsafe { Box::from_raw(p.cast::<Start>()) };
+    let stack = alt_stack();
+    THREAD_ALT_STACK.with(|s| s.set(stack));
+    // SAFETY: the program's start routine with its argument.
+    unsafe { f(arg) }
 }
 
 fn signal_name(sig: libc::c_int) -> &'static [u8] {
@@ -994,8 +1100,11 @@ fn step_any(r: Regs, innermost: bool) -> Option<Up> {
         r.pc.checked_sub(1)?
     };
     if let Some(t) = table_of(lookup) {
-        let (table, addr) = t.eh_frame(lookup)?;
-        return crate::unwind::step(table, addr, r, innermost, peek_word).map(Up::Caller);
+        let by_table = (t.eh_frame(lookup))
+            .and_then(|(table, addr)| crate::unwind::step(table, addr, r, innermost, peek_word));
+        return by_table
+            .or_else(|| frame_pointer_step(t, r, innermost))
+            .map(Up::Caller);
     }
     let find = FIND_OBJECT.load(Ordering::Acquire);
     if find.is_null() {
@@ -1005,6 +1114,45 @@ fn step_any(r: Regs, innermost: bool) -> Option<Up> {
     // whose C signature `FindObject` is.
     let find: crate::unwind::FindObject = unsafe { std::mem::transmute(find) };
     crate::unwind::step_foreign(find, r, innermost, peek)
+}
+
+/// One step through module code its unwind table does not describe
+/// (built with `-fno-asynchronous-unwind-tables`), in a function that
+/// keeps a frame pointer: its code begins `push %rbp; mov %rsp,%rbp`
+/// (after an `endbr64`), as gcc and clang emit at -O0 or with
+/// `-fno-omit-frame-pointer`. The caller's return address and `rbp` are
+/// then at `rbp + 8` and `rbp`, but in the prologue and at a `ret`.
+fn frame_pointer_step(t: &Table, r: Regs, innermost: bool) -> Option<Regs> {
+    const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+    const PROLOGUE: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
+    let lookup = if innermost {
+        r.pc
+    } else {
+        r.pc.checked_sub(1)?
+    };
+    let mut start = t.function_start(lookup)?;
+    let mut code = [0u8; 8];
+    if !peek(start, &mut code) {
+        return None;
+    }
+    if code[..4] == ENDBR64 {
+        start += 4;
+        code.copy_within(4.., 0);
+    }
+    if code[..4] != PROLOGUE || lookup < start {
+        return None;
+    }
+    let mut at = [0u8; 1];
+    let (cfa, bp) = match lookup - start {
+        // Before `push %rbp`, or at a `ret` (after `leave` or `pop %rbp`).
+        0 if innermost => (r.sp + 8, r.bp),
+        _ if innermost && peek(r.pc, &mut at) && at[0] == 0xc3 => (r.sp + 8, r.bp),
+        // Between `push %rbp` and `mov %rsp,%rbp`.
+        1..=3 if innermost => (r.sp + 16, peek_word(r.sp)?),
+        _ => (r.bp.checked_add(16)?, peek_word(r.bp)?),
+    };
+    let pc = peek_word(cfa - 8)?;
+    Some(Regs { pc, sp: cfa, bp })
 }
 
 /// The caller of frame `r` by one step, when the step is plausible: the

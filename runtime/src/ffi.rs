@@ -810,6 +810,8 @@ pub(crate) fn runtime_symbol(name: &str) -> Option<u64> {
         "__cxa_atexit" => image_cxa_atexit as *const () as usize,
         "at_quick_exit" => image_at_quick_exit as *const () as usize,
         "pthread_atfork" | "__pthread_atfork" => image_pthread_atfork as *const () as usize,
+        // A thread module code starts gets an alternate signal stack.
+        "pthread_create" => crate::crash::image_pthread_create as *const () as usize,
         _ => return crate::tls::symbol(name),
     };
     Some(a as u64)

@@ -447,8 +447,16 @@ int work(int *p) {
 fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
     // (Not a tail call: `main` keeps its frame at -O2.)
     let main = "int work(int *);\nint main(void) { int *volatile p = 0; return work(p) + 1; }\n";
-    for opt in ["-O2", "-O0"] {
-        let (status, err) = crash_run(STALE, main, opt);
+    // At -O0 without unwind tables, the frame pointers are followed.
+    let configs = [
+        ("-O2", "-g"),
+        ("-O0", "-g"),
+        ("-O0", "-fno-asynchronous-unwind-tables"),
+    ];
+    for (opt, extra) in configs {
+        let t = tempfile::tempdir().unwrap();
+        let sources = [("main.c", main), ("lib.c", STALE)];
+        let (status, err) = build_and_run(t.path(), &sources, opt, &["-g", extra]);
         assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
         let (fault, call) = (line_of(STALE, "FAULT"), line_of(STALE, "CALL"));
         let frames: Vec<&str> = err
@@ -462,7 +470,7 @@ fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
                 format!("hcr:     at lib:work (lib.c:{call}), image generation 0"),
                 "hcr:     at main:main (main.c:2), image generation 0".to_string(),
             ],
-            "{opt}: {err}"
+            "{opt} {extra}: {err}"
         );
     }
 }
@@ -719,6 +727,43 @@ fn a_backtrace_cut_short_says_so() {
     assert_eq!(frames, 202, "{err}");
     assert!(
         err.ends_with("hcr:     at main:main (main.c:2), image generation 0\n"),
+        "{err}"
+    );
+}
+
+/// A thread module code started overflows its stack: it has an alternate
+/// signal stack, so the report is written, as for the main thread.
+const THREAD_OVERFLOW: &str = r#"#include <pthread.h>
+volatile int sink;
+int down(int n) {
+    volatile char pad[256];
+    pad[0] = (char)n;
+    return down(n + 1) + pad[0]; /* RECURSE */
+}
+static void *worker(void *arg) { (void)arg; sink = down(0); return 0; }
+void start(void) {
+    pthread_t t;
+    pthread_create(&t, 0, worker, 0);
+    pthread_join(t, 0);
+}
+"#;
+
+#[test]
+fn a_thread_that_overflows_its_stack_is_reported() {
+    let main = "void start(void);\nint main(void) { start(); return 0; }\n";
+    let t = tempfile::tempdir().unwrap();
+    let sources = [("main.c", main), ("lib.c", THREAD_OVERFLOW)];
+    let (status, err) = build_and_run(t.path(), &sources, "-O0", &["-g", "-pthread"]);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    assert!(
+        err.starts_with("hcr: crash: SIGSEGV in lib:down (lib.c:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hcr:     at lib:down (lib.c:{}), image generation 0\n",
+            line_of(THREAD_OVERFLOW, "RECURSE")
+        )),
         "{err}"
     );
 }

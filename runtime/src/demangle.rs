@@ -131,31 +131,34 @@ impl<'a> Demangler<'a> {
             b'N' => self.nested_name(),
             // A local name (`Z <encoding> E <entity>`): not read.
             b'Z' => None,
-            _ => {
-                let start = self.n;
-                if self.peek() == Some(b'S') && self.peek2() != Some(b't') {
-                    // A substitution must be a template's name here.
-                    self.substitution(false)?;
-                    if self.peek() != Some(b'I') {
-                        return None;
-                    }
-                } else {
-                    if self.m[self.at..].starts_with(b"St") {
-                        self.at += 2;
-                        self.put(b"std::")?;
-                    }
-                    self.unqualified()?;
-                    if self.peek() == Some(b'I') {
-                        let s = self.span_from(start);
-                        self.add_sub(s)?;
-                    }
+            b'S' if self.peek2() != Some(b't') => {
+                // A substitution must be a template's name here.
+                self.substitution(false)?;
+                if self.peek() != Some(b'I') {
+                    return None;
                 }
-                if self.peek() == Some(b'I') {
-                    self.template_args()?;
-                }
-                Some(())
+                self.template_args()
             }
+            _ => self.unscoped(),
         }
+    }
+
+    /// `<unscoped-name>` (`std::` and an unqualified name) and, for a
+    /// template's, its arguments (the template's name is a substitution
+    /// candidate).
+    fn unscoped(&mut self) -> Option<()> {
+        let start = self.n;
+        if self.m[self.at..].starts_with(b"St") {
+            self.at += 2;
+            self.put(b"std::")?;
+        }
+        self.unqualified()?;
+        if self.peek() == Some(b'I') {
+            let s = self.span_from(start);
+            self.add_sub(s)?;
+            self.template_args()?;
+        }
+        Some(())
     }
 
     /// `N [<CV-qualifiers>] [<ref-qualifier>] <prefix> <unqualified-name> E`
@@ -548,18 +551,7 @@ impl<'a> Demangler<'a> {
                 self.template_args()?;
             }
             b'N' => self.nested(|d| d.nested_name())?,
-            b'0'..=b'9' | b'S' => {
-                if self.m[self.at..].starts_with(b"St") {
-                    self.at += 2;
-                    self.put(b"std::")?;
-                }
-                self.unqualified()?;
-                if self.peek() == Some(b'I') {
-                    let s = self.span_from(start);
-                    self.add_sub(s)?;
-                    self.template_args()?;
-                }
-            }
+            b'0'..=b'9' | b'S' => self.unscoped()?,
             // Function, array, member pointer types, template
             // parameters, `decltype` and the rest: not read.
             _ => return None,

@@ -232,6 +232,13 @@ void work(int n) { assert(n == 12345); } /* ASSERT */
 void work2(int n) { if (n) abort(); }
 "#;
 
+/// The backtrace lines of a report (`hcr:     at ...`).
+fn frames_of(err: &str) -> Vec<&str> {
+    (err.lines())
+        .filter(|l| l.starts_with("hcr:     at "))
+        .collect()
+}
+
 /// Builds `lib.c` and `main.c` (modules `lib` and `main`, `opt` and `-g`)
 /// into an image and runs it: its exit status and stderr.
 fn crash_run(lib: &str, main: &str, opt: &str) -> (std::process::ExitStatus, String) {
@@ -459,10 +466,7 @@ fn the_backtrace_follows_the_call_frames_past_stale_return_addresses() {
         let (status, err) = build_and_run(t.path(), &sources, opt, &["-g", extra]);
         assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
         let (fault, call) = (line_of(STALE, "FAULT"), line_of(STALE, "CALL"));
-        let frames: Vec<&str> = err
-            .lines()
-            .filter(|l| l.starts_with("hcr:     at "))
-            .collect();
+        let frames = frames_of(&err);
         assert_eq!(
             frames,
             [
@@ -533,10 +537,7 @@ fn the_backtrace_goes_on_past_a_signal_handler_to_the_interrupted_code() {
             line_of(IN_HANDLER, marker)
         )
     };
-    let frames: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("hcr:     at "))
-        .collect();
+    let frames = frames_of(&err);
     assert_eq!(
         frames[..4],
         [
@@ -585,10 +586,7 @@ fn a_failed_assert_lists_every_module_frame_below_the_c_library() {
                 line_of(ASSERT_DEEP, marker)
             )
         };
-        let frames: Vec<String> = (err.lines())
-            .filter(|l| l.starts_with("hcr:     at "))
-            .map(str::to_string)
-            .collect();
+        let frames: Vec<String> = frames_of(&err).into_iter().map(str::to_string).collect();
         if opt == "-O0" {
             assert_eq!(
                 frames,
@@ -633,9 +631,7 @@ fn a_crash_in_a_callback_of_the_c_library_lists_the_module_frame_that_called_it(
     for opt in ["-O0", "-O2"] {
         let (status, err) = crash_run(CALLBACK, main, opt);
         assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
-        let frames: Vec<&str> = (err.lines())
-            .filter(|l| l.starts_with("hcr:     at "))
-            .collect();
+        let frames = frames_of(&err);
         assert_eq!(
             frames,
             [
@@ -708,10 +704,7 @@ fn a_backtrace_cut_short_says_so() {
     let main = "int down(int);\nint main(void) { return down(300); }\n";
     let (status, err) = crash_run(DEEP, main, "-O0");
     assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
-    let frames = err
-        .lines()
-        .filter(|l| l.starts_with("hcr:     at "))
-        .count();
+    let frames = frames_of(&err).len();
     assert_eq!(frames, 256, "{err}");
     assert!(
         err.ends_with("hcr:     ... (more frames, not listed)\n"),
@@ -720,10 +713,7 @@ fn a_backtrace_cut_short_says_so() {
     // Shallower, every frame is listed and nothing more.
     let main = "int down(int);\nint main(void) { return down(200); }\n";
     let (_, err) = crash_run(DEEP, main, "-O0");
-    let frames = err
-        .lines()
-        .filter(|l| l.starts_with("hcr:     at "))
-        .count();
+    let frames = frames_of(&err).len();
     assert_eq!(frames, 202, "{err}");
     assert!(
         err.ends_with("hcr:     at main:main (main.c:2), image generation 0\n"),

@@ -428,6 +428,7 @@ pub fn install() {
     INSTALLED.call_once(|| {
         // The installing thread's stack stays for the process.
         std::mem::forget(alt_stack());
+        alt_stack_key();
         // SAFETY: dlsym with a NUL-terminated name; the pointer is only
         // called as `_dl_find_object`, whose signature `FindObject` is.
         let find = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
@@ -494,23 +495,41 @@ struct AltStack(*mut libc::c_void);
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        let off = libc::stack_t {
-            ss_sp: std::ptr::null_mut(),
-            ss_flags: libc::SS_DISABLE,
-            ss_size: 0,
-        };
-        // SAFETY: this thread's own alternate stack, not in use (a thread
-        // ending runs no signal handler); disabled before it is unmapped.
-        unsafe {
-            libc::sigaltstack(&off, std::ptr::null_mut());
-            libc::munmap(self.0, ALT_STACK);
-        }
+        free_alt_stack(self.0);
     }
 }
 
-thread_local! {
-    /// The alternate signal stack of a thread module code started.
-    static THREAD_ALT_STACK: std::cell::Cell<Option<AltStack>> = const { std::cell::Cell::new(None) };
+/// Disables the calling thread's alternate signal stack `p` and unmaps it.
+fn free_alt_stack(p: *mut libc::c_void) {
+    let off = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: this thread's own alternate stack, not in use (a thread
+    // ending runs no signal handler); disabled before it is unmapped.
+    unsafe {
+        libc::sigaltstack(&off, std::ptr::null_mut());
+        libc::munmap(p, ALT_STACK);
+    }
+}
+
+/// The key whose destructor frees the alternate stack of a thread module
+/// code started, when the thread ends (a thread-specific value: no
+/// allocation, so no malloc arena for threads that never use one).
+static ALT_STACK_KEY: std::sync::OnceLock<Option<libc::pthread_key_t>> = std::sync::OnceLock::new();
+
+extern "C" fn alt_stack_key_destructor(p: *mut libc::c_void) {
+    free_alt_stack(p);
+}
+
+fn alt_stack_key() -> Option<libc::pthread_key_t> {
+    *ALT_STACK_KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: creates a key with a destructor of the right signature.
+        let r = unsafe { libc::pthread_key_create(&mut key, Some(alt_stack_key_destructor)) };
+        (r == 0).then_some(key)
+    })
 }
 
 /// Whether the handlers are installed.
@@ -572,8 +591,13 @@ pub(crate) unsafe extern "C" fn image_pthread_create(
 unsafe extern "C-unwind" fn thread_start(p: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: `p` is the `Start` boxed for this thread, taken once.
     let Start { f, arg } = *unsafe { Box::from_raw(p.cast::<Start>()) };
-    let stack = alt_stack();
-    THREAD_ALT_STACK.with(|s| s.set(stack));
+    if let (Some(key), Some(stack)) = (alt_stack_key(), alt_stack()) {
+        // SAFETY: a key of this process; the value is this thread's.
+        if unsafe { libc::pthread_setspecific(key, stack.0) } == 0 {
+            // Freed by the key's destructor from now on.
+            std::mem::forget(stack);
+        }
+    }
     // SAFETY: the program's start routine with its argument.
     unsafe { f(arg) }
 }

@@ -10,11 +10,11 @@
 //! Read: nested and unscoped names, `std::` and the standard
 //! abbreviations, anonymous namespaces, internal linkage, ABI tags
 //! (`[abi:cxx11]`), constructors and destructors, operators (conversion
-//! operators included), template arguments (types, integer and `bool`
-//! literals, packs) and substitutions. A name with something else (a
-//! lambda or local name, an expression or a function type in its
-//! template arguments, a template parameter reference) is left as it is,
-//! as `nm` without `-C` shows it.
+//! operators included), template arguments (types, function types and
+//! pointers to them, integer and `bool` literals, packs) and
+//! substitutions. A name with something else (a lambda or local name, an
+//! expression or an array type in its template arguments, a template
+//! parameter reference) is left as it is, as `nm` without `-C` shows it.
 
 /// Longest name written.
 const OUT: usize = 1024;
@@ -34,7 +34,7 @@ pub(crate) fn put_name(mangled: &[u8], put: &mut impl FnMut(&[u8])) -> bool {
         at: 0,
         out: [0; OUT],
         n: 0,
-        subs: [(0, 0); SUBS],
+        subs: [Sub::Text((0, 0)); SUBS],
         nsubs: 0,
         depth: 0,
     };
@@ -45,8 +45,20 @@ pub(crate) fn put_name(mangled: &[u8], put: &mut impl FnMut(&[u8])) -> bool {
     true
 }
 
-/// A range of the output: the text a substitution stands for.
+/// A range of the output.
 type Span = (u16, u16);
+
+/// The text a substitution stands for.
+#[derive(Clone, Copy)]
+enum Sub {
+    Text(Span),
+    /// A function type, `R (A, B)`: its return type and its parameters
+    /// (written apart under a pointer, `R (*)(A, B)`).
+    Func {
+        ret: Span,
+        params: Span,
+    },
+}
 
 struct Demangler<'a> {
     /// The mangled name after `_Z`.
@@ -54,7 +66,7 @@ struct Demangler<'a> {
     at: usize,
     out: [u8; OUT],
     n: usize,
-    subs: [Span; SUBS],
+    subs: [Sub; SUBS],
     nsubs: usize,
     depth: usize,
 }
@@ -108,6 +120,10 @@ impl<'a> Demangler<'a> {
     }
 
     fn add_sub(&mut self, s: Span) -> Option<()> {
+        self.push_sub(Sub::Text(s))
+    }
+
+    fn push_sub(&mut self, s: Sub) -> Option<()> {
         *self.subs.get_mut(self.nsubs)? = s;
         self.nsubs += 1;
         Some(())
@@ -387,6 +403,12 @@ impl<'a> Demangler<'a> {
             self.at += 1;
             return self.put(text);
         }
+        let sub = self.numbered_sub()?;
+        self.put_sub(sub, None)
+    }
+
+    /// `<seq-id>_` or `_` after an `S`: the substitution it names.
+    fn numbered_sub(&mut self) -> Option<Sub> {
         let mut index = 0usize;
         if !self.eat(b'_') {
             let mut seq = 0usize;
@@ -403,8 +425,74 @@ impl<'a> Demangler<'a> {
             }
             index = seq.checked_add(1)?;
         }
-        let s = *self.subs[..self.nsubs].get(index)?;
-        self.put_span(s)
+        self.subs[..self.nsubs].get(index).copied()
+    }
+
+    /// Writes a substitution's text; a function type with `decl` (`(*)`)
+    /// between its return type and its parameters.
+    fn put_sub(&mut self, sub: Sub, decl: Option<&[u8]>) -> Option<()> {
+        match sub {
+            Sub::Text(s) => self.put_span(s),
+            Sub::Func { ret, params } => {
+                self.put_span(ret)?;
+                self.put(b" ")?;
+                if let Some(d) = decl {
+                    self.put(d)?;
+                }
+                self.put_span(params)
+            }
+        }
+    }
+
+    /// A numbered substitution at `at` that names a function type: taken,
+    /// or left unread.
+    fn function_sub_ahead(&mut self) -> Option<Sub> {
+        if self.peek() != Some(b'S')
+            || !matches!(self.peek2(), Some(b'_' | b'0'..=b'9' | b'A'..=b'Z'))
+        {
+            return None;
+        }
+        let at = self.at;
+        self.at += 1;
+        match self.numbered_sub() {
+            Some(f @ Sub::Func { .. }) => Some(f),
+            _ => {
+                self.at = at;
+                None
+            }
+        }
+    }
+
+    /// `F [Y] <return type> <parameter types> E`: `R (A, B)`, with `decl`
+    /// (`(*)`, `(&)`) before the parameters for a pointer or reference to
+    /// it. The function type is a substitution candidate.
+    fn function_type(&mut self, decl: Option<&[u8]>) -> Option<()> {
+        self.at += 1;
+        self.eat(b'Y');
+        let r0 = self.n;
+        self.nested(|d| d.ty())?;
+        let ret = self.span_from(r0);
+        self.put(b" ")?;
+        if let Some(d) = decl {
+            self.put(d)?;
+        }
+        let p0 = self.n;
+        self.put(b"(")?;
+        // `v` alone: no parameters.
+        if self.m[self.at..].starts_with(b"vE") {
+            self.at += 1;
+        }
+        let mut first = true;
+        while !self.eat(b'E') {
+            if !first {
+                self.put(b", ")?;
+            }
+            first = false;
+            self.nested(|d| d.ty())?;
+        }
+        self.put(b")")?;
+        let params = self.span_from(p0);
+        self.push_sub(Sub::Func { ret, params })
     }
 
     /// `I <template-arg>+ E`: `<a, b>`, with a space before a closing
@@ -521,13 +609,22 @@ impl<'a> Demangler<'a> {
             }
             b'P' | b'R' | b'O' => {
                 self.at += 1;
-                self.nested(|d| d.ty())?;
-                self.put(match c {
-                    b'P' => b"*",
-                    b'R' => b"&",
-                    _ => b"&&",
-                })?;
+                let (decl, suffix): (&[u8], &[u8]) = match c {
+                    b'P' => (b"(*)", b"*"),
+                    b'R' => (b"(&)", b"&"),
+                    _ => (b"(&&)", b"&&"),
+                };
+                if self.peek() == Some(b'F') {
+                    self.nested(|d| d.function_type(Some(decl)))?;
+                } else if let Some(f) = self.function_sub_ahead() {
+                    self.put_sub(f, Some(decl))?;
+                } else {
+                    self.nested(|d| d.ty())?;
+                    self.put(suffix)?;
+                }
             }
+            // A function type: its own candidate.
+            b'F' => return self.nested(|d| d.function_type(None)),
             b'D' => {
                 let name: &[u8] = match self.peek2()? {
                     b'n' => b"decltype(nullptr)",
@@ -674,6 +771,14 @@ mod tests {
             ("_ZN1XIJEE1fEv", "X<>::f"),
             ("_ZNK1XIPVKcE1fEv", "X<char const volatile*>::f"),
             ("_ZN1XISt6vectorIiSaIiEES1_E1fEv", "X<std::vector<int, std::allocator<int> >, std::allocator<int> >::f"),
+            ("_ZNKSt8functionIFiiEEclEi", "std::function<int (int)>::operator()"),
+            (
+                "_ZNSt17_Function_handlerIFiiEPS0_E9_M_invokeERKSt9_Any_dataOi",
+                "std::_Function_handler<int (int), int (*)(int)>::_M_invoke",
+            ),
+            ("_ZN2ns5applyIPFiiEEEiT_i", "ns::apply<int (*)(int)>"),
+            ("_ZN1XIFvvEE1fEv", "X<void ()>::f"),
+            ("_ZN1XIRFivEOFvidEE1fEv", "X<int (&)(), void (&&)(int, double)>::f"),
         ] {
             assert_eq!(name(m).as_deref(), Some(want), "{m}");
         }

@@ -987,7 +987,7 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
     } else {
         match to_module(regs) {
             Outside::Module(r, innermost) => {
-                let lookup = if innermost { r.pc } else { r.pc - 1 };
+                let lookup = crate::unwind::lookup_pc(r, innermost)?;
                 frames.push(r.pc, lookup, if innermost { 0 } else { r.sp - 8 });
                 unwind_from(&mut frames, r, innermost);
             }
@@ -1118,11 +1118,7 @@ static FIND_OBJECT: AtomicPtr<libc::c_void> = AtomicPtr::new(std::ptr::null_mut(
 /// unwind table, through code outside the image (the C library, the C++
 /// runtime, the host) by the table its loaded object registers.
 fn step_any(r: Regs, innermost: bool) -> Option<Up> {
-    let lookup = if innermost {
-        r.pc
-    } else {
-        r.pc.checked_sub(1)?
-    };
+    let lookup = crate::unwind::lookup_pc(r, innermost)?;
     if let Some(t) = table_of(lookup) {
         let by_table = (t.eh_frame(lookup))
             .and_then(|(table, addr)| crate::unwind::step(table, addr, r, innermost, peek_word));
@@ -1149,11 +1145,7 @@ fn step_any(r: Regs, innermost: bool) -> Option<Up> {
 fn frame_pointer_step(t: &Table, r: Regs, innermost: bool) -> Option<Regs> {
     const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
     const PROLOGUE: [u8; 4] = [0x55, 0x48, 0x89, 0xe5];
-    let lookup = if innermost {
-        r.pc
-    } else {
-        r.pc.checked_sub(1)?
-    };
+    let lookup = crate::unwind::lookup_pc(r, innermost)?;
     let mut start = t.function_start(lookup)?;
     let mut code = [0u8; 8];
     if !peek(start, &mut code) {

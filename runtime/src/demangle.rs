@@ -482,17 +482,24 @@ impl<'a> Demangler<'a> {
         if self.m[self.at..].starts_with(b"vE") {
             self.at += 1;
         }
+        self.list(Self::ty)?;
+        self.put(b")")?;
+        let params = self.span_from(p0);
+        self.push_sub(Sub::Func { ret, params })
+    }
+
+    /// Items read by `item` up to an `E` (taken), written comma
+    /// separated.
+    fn list(&mut self, item: fn(&mut Self) -> Option<()>) -> Option<()> {
         let mut first = true;
         while !self.eat(b'E') {
             if !first {
                 self.put(b", ")?;
             }
             first = false;
-            self.nested(|d| d.ty())?;
+            self.nested(item)?;
         }
-        self.put(b")")?;
-        let params = self.span_from(p0);
-        self.push_sub(Sub::Func { ret, params })
+        Some(())
     }
 
     /// `I <template-arg>+ E`: `<a, b>`, with a space before a closing
@@ -504,14 +511,7 @@ impl<'a> Demangler<'a> {
             self.put(b" ")?;
         }
         self.put(b"<")?;
-        let mut first = true;
-        while !self.eat(b'E') {
-            if !first {
-                self.put(b", ")?;
-            }
-            first = false;
-            self.nested(|d| d.template_arg())?;
-        }
+        self.list(Self::template_arg)?;
         if self.out[..self.n].last() == Some(&b'>') {
             self.put(b" ")?;
         }
@@ -524,15 +524,7 @@ impl<'a> Demangler<'a> {
             b'J' => {
                 // A pack: its arguments, comma separated.
                 self.at += 1;
-                let mut first = true;
-                while !self.eat(b'E') {
-                    if !first {
-                        self.put(b", ")?;
-                    }
-                    first = false;
-                    self.nested(|d| d.template_arg())?;
-                }
-                Some(())
+                self.list(Self::template_arg)
             }
             // An expression: not read.
             b'X' => None,

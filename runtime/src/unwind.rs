@@ -158,18 +158,11 @@ fn find_fde(table: &[u8], addr: u64, target: u64) -> Option<(Cie<'_>, u64, &[u8]
         if id != 0 {
             let cie_at = id_at.checked_sub(id)?;
             if let Some(cie) = parse_cie(table, cie_at) {
-                let mut f = Cur {
+                let f = Cur {
                     b: table.get(..end)?,
                     at: c.at,
                 };
-                let start = pointer(&mut f, cie.fde_enc, addr)?;
-                let range = pointer(&mut f, cie.fde_enc & 0x0f, addr)?;
-                if start <= target && target < start.wrapping_add(range) {
-                    if cie.augmented {
-                        let n = f.uleb()? as usize;
-                        f.skip(n)?;
-                    }
-                    let instructions = table.get(f.at..end)?;
+                if let Some((start, instructions)) = covering(&cie, f, addr, target) {
                     return Some((cie, start, instructions));
                 }
             }
@@ -177,6 +170,22 @@ fn find_fde(table: &[u8], addr: u64, target: u64) -> Option<(Cie<'_>, u64, &[u8]
         at = end;
     }
     None
+}
+
+/// The start and instructions of the FDE whose fields (after its CIE
+/// pointer) `f` is at, when it covers `target`; `f.b` ends with the FDE,
+/// which lies at address `addr` + its offset in `f.b`.
+fn covering<'a>(cie: &Cie<'_>, mut f: Cur<'a>, addr: u64, target: u64) -> Option<(u64, &'a [u8])> {
+    let start = pointer(&mut f, cie.fde_enc, addr)?;
+    let range = pointer(&mut f, cie.fde_enc & 0x0f, addr)?;
+    if !(start <= target && target < start.wrapping_add(range)) {
+        return None;
+    }
+    if cie.augmented {
+        let n = f.uleb()? as usize;
+        f.skip(n)?;
+    }
+    Some((start, f.b.get(f.at..)?))
 }
 
 /// Runs `ops` from `loc` until the row covering `target`; `None` when the
@@ -317,7 +326,7 @@ pub(crate) fn step(
 
 /// Where the code of frame `r` is looked up: a return address may be the
 /// first byte after a call that never returns, so the call itself.
-fn lookup_pc(r: Regs, innermost: bool) -> Option<u64> {
+pub(crate) fn lookup_pc(r: Regs, innermost: bool) -> Option<u64> {
     if innermost {
         Some(r.pc)
     } else {
@@ -435,17 +444,7 @@ pub(crate) fn step_foreign(
         return None;
     }
     let cie = parse_cie(cie, 0)?;
-    let mut f = Cur { b: fde, at: 8 };
-    let start = pointer(&mut f, cie.fde_enc, fde_addr)?;
-    let range = pointer(&mut f, cie.fde_enc & 0x0f, fde_addr)?;
-    if !(start <= target && target < start.wrapping_add(range)) {
-        return None;
-    }
-    if cie.augmented {
-        let n = f.uleb()? as usize;
-        f.skip(n)?;
-    }
-    let ops = fde.get(f.at..)?;
+    let (start, ops) = covering(&cie, Cur { b: fde, at: 8 }, fde_addr, target)?;
     let read = |a: u64| {
         let mut w = [0u8; 8];
         peek(a, &mut w).then(|| u64::from_le_bytes(w))

@@ -985,14 +985,14 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
         frames.push(pc, pc, 0);
         unwind_from(&mut frames, regs, true);
     } else {
-        match to_module(regs) {
-            Outside::Module(r, innermost) => {
-                let lookup = crate::unwind::lookup_pc(r, innermost)?;
-                frames.push(r.pc, lookup, if innermost { 0 } else { r.sp - 8 });
+        // Unwound from the fault to the first module frame.
+        match Walk::from(regs, true).next() {
+            Stop::Module(r, innermost) => {
+                frames.push_regs(r, innermost);
                 unwind_from(&mut frames, r, innermost);
             }
-            Outside::None => return None,
-            Outside::Lost => guess_from_scan(&mut frames, regs, outside, at),
+            Stop::Outermost => return None,
+            Stop::Lost(_) => guess_from_scan(&mut frames, regs, outside, at),
         }
     }
     let more = frames.more;
@@ -1102,6 +1102,14 @@ impl Frames {
         self.n += 1;
         true
     }
+    /// Adds the frame of `r`: the instruction a signal interrupted when
+    /// `innermost`, else a return address read from below its stack
+    /// pointer. False as `push`.
+    fn push_regs(&mut self, r: Regs, innermost: bool) -> bool {
+        let lookup = crate::unwind::lookup_pc(r, innermost).unwrap_or(r.pc);
+        self.push(r.pc, lookup, if innermost { 0 } else { r.sp - 8 })
+    }
+
     fn list(&self) -> &[(u64, u64, u64)] {
         &self.f[..self.n]
     }
@@ -1181,78 +1189,86 @@ fn caller(r: Regs, innermost: bool) -> Option<Up> {
     }
 }
 
-/// How the unwind from a fault outside the image went.
-enum Outside {
-    /// It reached module code: the frame, and whether it is the
-    /// innermost (interrupted by a signal) or a return address.
+/// A walk up the stack by call frame information, through module code and
+/// code outside the image alike (a module's callback called by `qsort`, a
+/// handler called by the runtime), stopping at each module frame.
+struct Walk {
+    /// The last frame reached.
+    r: Regs,
+    /// Whether `r.pc` is the instruction a signal interrupted (else a
+    /// return address).
+    innermost: bool,
+    steps: usize,
+}
+
+/// Where a walk stopped.
+enum Stop {
+    /// At a module frame: its registers, and whether it is the innermost
+    /// (a signal interrupted it) or was reached by a return address.
     Module(Regs, bool),
-    /// It reached the outermost frame: no module code is on the stack.
-    None,
-    /// It stopped where a table was missing or not followed.
-    Lost,
+    /// At the outermost frame (`_start`, a thread's `clone`).
+    Outermost,
+    /// Where a step was not followed (code without unwind tables, a CFA
+    /// computed by an expression), or led to a word in module code that
+    /// is no return address: the stack pointer there.
+    Lost(u64),
 }
 
-/// Unwinds from `r`, outside the image, to the first module frame.
-fn to_module(mut r: Regs) -> Outside {
-    let mut innermost = true;
-    for _ in 0..MAX_STEPS {
-        let up = match caller(r, innermost) {
-            Some(Up::Caller(up)) => up,
-            Some(Up::Outermost) => return Outside::None,
-            None => return Outside::Lost,
-        };
-        if let Some(int) = interrupted(up) {
-            if table_of(int.pc).is_some() {
-                return Outside::Module(int, true);
-            }
-            (r, innermost) = (int, true);
-            continue;
+impl Walk {
+    fn from(r: Regs, innermost: bool) -> Walk {
+        Walk {
+            r,
+            innermost,
+            steps: 0,
         }
-        if table_of(up.pc - 1).is_some() {
-            return match after_call(up.pc) {
-                true => Outside::Module(up, false),
-                false => Outside::Lost,
+    }
+
+    /// Steps up to the next module frame.
+    fn next(&mut self) -> Stop {
+        while self.steps < MAX_STEPS {
+            self.steps += 1;
+            let up = match caller(self.r, self.innermost) {
+                Some(Up::Caller(up)) => up,
+                Some(Up::Outermost) => return Stop::Outermost,
+                None => return Stop::Lost(self.r.sp),
             };
+            if let Some(int) = interrupted(up) {
+                // A signal handler's caller: the code the signal
+                // interrupted, at the instruction it was about to run.
+                (self.r, self.innermost) = (int, true);
+                if table_of(int.pc).is_some() {
+                    return Stop::Module(int, true);
+                }
+                continue;
+            }
+            (self.r, self.innermost) = (up, false);
+            if table_of(up.pc - 1).is_some() {
+                return match after_call(up.pc) {
+                    true => Stop::Module(up, false),
+                    false => Stop::Lost(up.sp),
+                };
+            }
         }
-        (r, innermost) = (up, false);
+        Stop::Lost(self.r.sp)
     }
-    Outside::Lost
 }
 
-/// Follows the call frame information from `r` (the last frame pushed)
-/// through module code and code outside the image alike (a module's
-/// callback called by `qsort`, a handler called by the runtime), adding
-/// the module frames. Where a step is not followed (code without unwind
-/// tables, a CFA computed by an expression), the stack is scanned from
+/// Adds the module frames above `r` (the last frame pushed) by call
+/// frame information; where the walk is lost, the stack is scanned from
 /// there for return addresses into module code.
-fn unwind_from(frames: &mut Frames, mut r: Regs, mut innermost: bool) {
-    for _ in 0..MAX_STEPS {
-        let up = match caller(r, innermost) {
-            Some(Up::Caller(up)) => up,
-            Some(Up::Outermost) => return,
-            None => return scan(frames, r.sp),
-        };
-        if let Some(int) = interrupted(up) {
-            // A signal handler's caller: the code the signal interrupted,
-            // at the instruction it was about to run.
-            if table_of(int.pc).is_some() && !frames.push(int.pc, int.pc, 0) {
-                return;
+fn unwind_from(frames: &mut Frames, r: Regs, innermost: bool) {
+    let mut walk = Walk::from(r, innermost);
+    loop {
+        match walk.next() {
+            Stop::Module(r, innermost) => {
+                if !frames.push_regs(r, innermost) {
+                    return;
+                }
             }
-            (r, innermost) = (int, true);
-            continue;
+            Stop::Outermost => return,
+            Stop::Lost(sp) => return scan(frames, sp),
         }
-        if table_of(up.pc - 1).is_some() {
-            if !after_call(up.pc) {
-                // Not a return address after all.
-                return scan(frames, up.sp);
-            }
-            if !frames.push(up.pc, up.pc - 1, up.sp - 8) {
-                return;
-            }
-        }
-        (r, innermost) = (up, false);
     }
-    scan(frames, r.sp)
 }
 
 /// The registers a signal interrupted, when `up` returns into the C

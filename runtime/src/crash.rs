@@ -64,6 +64,8 @@ pub struct LineSource {
     pub line_str: Option<(u64, u64)>,
     /// `.debug_str`, when present.
     pub str_: Option<(u64, u64)>,
+    /// The unit entries, for inlined calls (`crate::inlined`).
+    pub info: Option<crate::inlined::InfoSections>,
 }
 
 /// What a crash report needs of one mapped area (the module segments one
@@ -359,7 +361,8 @@ pub fn describe(sig: libc::c_int, pc: u64) -> String {
     out.put(signal_name(sig));
     out.put(b" in ");
     if let Some(t) = table_of(pc) {
-        put_frame(&mut out, t, pc);
+        let f = put_frames(b"", t, pc, true);
+        out.put(&f.b[..f.n]);
     } else {
         out.put(b"module code");
     }
@@ -801,33 +804,85 @@ impl Place {
     }
 }
 
-/// Writes one frame: `MODULE:FUNCTION (FILE:LINE), image generation N`.
+/// Writes the frames of the code at `lookup`: `MODULE:FUNCTION
+/// (FILE:LINE), image generation N`, each after `prefix` and on a line of
+/// its own, or only the innermost one (`first_only`, without a line end).
 /// `lookup` is the address the frame is named after: the faulting pc
 /// itself, or a return address less one (a call that never returns, such
 /// as one to `abort`, can be a function's last instruction: its return
-/// address is then the next function's first byte).
-fn put_frame(out: &mut Buf, t: &Table, lookup: u64) {
+/// address is then the next function's first byte). Calls the compiler
+/// inlined there are frames of their own, innermost first, as a debugger
+/// lists them: each named after the inlined function, at the line it was
+/// called from in the frame inside it.
+fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool) -> Buf {
     let (module, function) = t.function(lookup).unwrap_or((b"?", b"?"));
-    out.put(module);
-    out.put(b":");
-    // A C++ function by its qualified name, as a debugger shows it.
+    let generation = t.generation_at(lookup);
+    let mut file = [0u8; 256];
+    let at = t.image_offset(lookup);
+    let found = t
+        .lines
+        .as_ref()
+        .zip(at)
+        .and_then(|(l, off)| lines::find(l, off, &mut file));
+    let chain = match (t.lines.as_ref(), found, at) {
+        (Some(l), Some((_, _, unit)), Some(off)) => l
+            .info
+            .as_ref()
+            .and_then(|info| crate::inlined::chain(info, &l.file, unit, off)),
+        _ => None,
+    };
+    let levels = chain.as_ref().map_or(&[][..], |c| c.levels());
+    let mut out = Buf::new();
+    let mut name = [0u8; 512];
+    let mut call_file = [0u8; 256];
+    // Innermost first: frame `j` is inlined call `n - 1 - j` (calls are
+    // listed outermost first), the last the function the code is in.
+    let n = levels.len();
+    for j in 0..=n {
+        out.put(prefix);
+        out.put(module);
+        out.put(b":");
+        let named = match &chain {
+            Some(c) if j < n => c.name(n - 1 - j, &mut name).map(|len| &name[..len]),
+            _ => Some(function),
+        };
+        put_function(&mut out, named.unwrap_or(b"?"));
+        // The place: the line table's for the innermost frame; for the
+        // others, where the call inlined into them was made.
+        let place = if j == 0 {
+            found.map(|(len, line, _)| (&file[..len], line))
+        } else {
+            let l = &levels[n - j];
+            let src = t.lines.as_ref();
+            let unit = chain.as_ref().map(|c| c.stmt_list());
+            src.zip(unit)
+                .and_then(|(s, u)| lines::file_at(s, u, l.call_file, &mut call_file))
+                .map(|len| (&call_file[..len], l.call_line))
+        };
+        if let Some((f, line)) = place {
+            out.put(b" (");
+            out.put(f);
+            out.put(b":");
+            out.num(line);
+            out.put(b")");
+        }
+        out.put(b", image generation ");
+        out.num(u64::from(generation));
+        if first_only {
+            return out;
+        }
+        out.put(b"\n");
+        out.write();
+        out.n = 0;
+    }
+    out
+}
+
+/// A function's name: a C++ function's qualified, as a debugger shows it.
+fn put_function(out: &mut Buf, function: &[u8]) {
     if !(function.starts_with(b"_Z") && crate::demangle::put_name(function, &mut |b| out.put(b))) {
         out.put(function);
     }
-    let mut file = [0u8; 256];
-    if let Some((len, line)) = t
-        .lines
-        .as_ref()
-        .and_then(|l| lines::find(l, t.image_offset(lookup)?, &mut file))
-    {
-        out.put(b" (");
-        out.put(&file[..len]);
-        out.put(b":");
-        out.num(line);
-        out.put(b")");
-    }
-    out.put(b", image generation ");
-    out.num(u64::from(t.generation_at(lookup)));
 }
 
 /// Where `pc` lies outside the image: `FILE+0xOFFSET` (the file offset,
@@ -1010,16 +1065,13 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
     out.put(b"hcr: crash: ");
     out.put(signal_name(sig));
     out.put(b" in ");
-    put_frame(&mut out, t0, frames[0].1);
+    let f = put_frames(b"", t0, frames[0].1, true);
+    out.put(&f.b[..f.n]);
     out.put(b"\n");
     out.write();
     for &(_, lookup, _) in frames {
-        let mut line = Buf::new();
         if let Some(t) = table_of(lookup) {
-            line.put(b"hcr:     at ");
-            put_frame(&mut line, t, lookup);
-            line.put(b"\n");
-            line.write();
+            put_frames(b"hcr:     at ", t, lookup, false);
         }
     }
     if more {
@@ -1352,8 +1404,9 @@ mod lines {
         Str(u64),
     }
 
-    /// `(name length in `file`, line)` for area offset `off`.
-    pub fn find(src: &LineSource, off: u64, file: &mut [u8]) -> Option<(usize, u64)> {
+    /// `(name length in `file`, line, the line program's offset in
+    /// `.debug_line`)` for area offset `off`.
+    pub fn find(src: &LineSource, off: u64, file: &mut [u8]) -> Option<(usize, u64, u64)> {
         if BUSY.swap(true, Ordering::AcqRel) {
             return None;
         }
@@ -1369,7 +1422,7 @@ mod lines {
         off: u64,
         buf: &mut [u8],
         file: &mut [u8],
-    ) -> Option<(usize, u64)> {
+    ) -> Option<(usize, u64, u64)> {
         let (sec, size) = src.line;
         let mut unit_at = 0u64;
         while unit_at + 4 <= size {
@@ -1387,7 +1440,7 @@ mod lines {
                 let unit = &mut buf[..total as usize];
                 if src.file.read_exact_at(unit, sec + unit_at).is_ok() {
                     if let Some(hit) = run_unit(unit, off) {
-                        return name_of(src, unit, hit.0, file).map(|n| (n, hit.1));
+                        return name_of(src, unit, hit.0, file).map(|n| (n, hit.1, unit_at));
                     }
                 }
             }
@@ -1396,9 +1449,23 @@ mod lines {
         None
     }
 
-    /// Runs one unit's line program; `(file name, line)` of the row
-    /// covering `target`.
-    fn run_unit(unit: &[u8], target: u64) -> Option<(Name, u64)> {
+    /// What a line program's header says that running it needs.
+    struct Header {
+        version: u16,
+        /// Where the program starts in the unit.
+        program: usize,
+        min_inst: u64,
+        line_base: i64,
+        line_range: u64,
+        opcode_base: u8,
+        /// Where the standard opcodes' operand counts are.
+        lengths_at: usize,
+        /// Where the file table (for version 5, the directory table
+        /// before it) starts.
+        files_at: usize,
+    }
+
+    fn header(unit: &[u8]) -> Option<Header> {
         let mut c = Cur { b: unit, at: 4 };
         let version = c.fixed(2)? as u16;
         if !(2..=5).contains(&version) {
@@ -1414,7 +1481,7 @@ mod lines {
         if version >= 4 {
             c.u8()?; // max ops per instruction
         }
-        let default_stmt = c.u8()? != 0;
+        c.u8()?; // default_is_stmt
         let line_base = c.u8()? as i8 as i64;
         let line_range = u64::from(c.u8()?);
         let opcode_base = c.u8()?;
@@ -1422,10 +1489,58 @@ mod lines {
             return None;
         }
         let lengths_at = c.at;
-        c.at += usize::from(opcode_base.saturating_sub(1));
-        // The file table: remember where it starts, look entries up later.
-        let files_at = c.at;
-        let _ = default_stmt;
+        Some(Header {
+            version,
+            program,
+            min_inst,
+            line_base,
+            line_range,
+            opcode_base,
+            lengths_at,
+            files_at: lengths_at + usize::from(opcode_base.saturating_sub(1)),
+        })
+    }
+
+    /// Copies the name of file `index` of the line program at `unit_at` in
+    /// `.debug_line` into `out` (a call's `DW_AT_call_file`); returns its
+    /// length.
+    pub fn file_at(src: &LineSource, unit_at: u64, index: u64, out: &mut [u8]) -> Option<usize> {
+        if BUSY.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: BUSY gives this call the buffer to itself.
+        let buf = unsafe { &mut *UNIT.0.get() };
+        let r = (|| {
+            let (sec, size) = src.line;
+            let mut len4 = [0u8; 4];
+            src.file.read_exact_at(&mut len4, sec + unit_at).ok()?;
+            let total = 4 + u64::from(u32::from_le_bytes(len4));
+            if unit_at.checked_add(total)? > size || total as usize > buf.len() {
+                return None;
+            }
+            let unit = &mut buf[..total as usize];
+            src.file.read_exact_at(unit, sec + unit_at).ok()?;
+            let h = header(unit)?;
+            let name = file_name(unit, h.files_at, h.version, index)?;
+            name_of(src, unit, name, out)
+        })();
+        BUSY.store(false, Ordering::Release);
+        r
+    }
+
+    /// Runs one unit's line program; `(file name, line)` of the row
+    /// covering `target`.
+    fn run_unit(unit: &[u8], target: u64) -> Option<(Name, u64)> {
+        let Header {
+            version,
+            program,
+            min_inst,
+            line_base,
+            line_range,
+            opcode_base,
+            lengths_at,
+            files_at,
+        } = header(unit)?;
         let mut p = Cur {
             b: unit,
             at: program,

@@ -34,6 +34,7 @@ mod helper;
 mod hostlibs;
 mod identity;
 mod image_file;
+mod inlined;
 mod nim;
 mod perf_map;
 mod stack;

@@ -508,6 +508,110 @@ fn a_cxx_function_is_named_by_its_qualified_name() {
     assert!(err.contains("hcr:     at main:main (main.cpp:2)"), "{err}");
 }
 
+/// Two static functions gcc inlines at -O2 (each called once), the
+/// innermost faulting.
+const INLINED: &str = r#"int *volatile where;
+static int deep(int *p, int k) {
+    return p[k] * 3; /* DEEP */
+}
+static int mid(int *p, int k) {
+    int r = deep(p, k + 1); /* MID */
+    return r + 1;
+}
+int work(int k) {
+    return mid(where, k) + 7; /* WORK */
+}
+"#;
+
+#[test]
+fn calls_the_compiler_inlined_are_frames_of_their_own() {
+    // (Not a tail call: main stays on the stack.)
+    let main =
+        "int work(int);\nint main(int argc, char **argv) { (void)argv; return work(argc) + 1; }\n";
+    // DWARF 5 (the compiler's default: address and range list forms of
+    // their own) and DWARF 4 (`.debug_ranges`).
+    for dwarf in ["-gdwarf-5", "-gdwarf-4"] {
+        let t = tempfile::tempdir().unwrap();
+        let sources = [("main.c", main), ("lib.c", INLINED)];
+        let (status, err) = build_and_run(t.path(), &sources, "-O2", &["-g", dwarf]);
+        assert_eq!(status.signal(), Some(libc::SIGSEGV), "{dwarf}: {err}");
+        let at = |f: &str, marker: &str| format!("lib:{f} (lib.c:{})", line_of(INLINED, marker));
+        // Named after the innermost inlined function, at its line, as a
+        // debugger's frame 0.
+        let deep = at("deep", "DEEP");
+        assert!(
+            err.contains(&format!(
+                "hcr: crash: SIGSEGV in {deep}, image generation 0\n"
+            )),
+            "{dwarf}: {err}"
+        );
+        // Then each function it was inlined into, at the line of the call.
+        let want = [
+            deep,
+            at("mid", "MID"),
+            at("work", "WORK"),
+            "main:main (main.c:2)".to_string(),
+        ];
+        let frames: Vec<String> = frames_of(&err)
+            .iter()
+            .map(|f| {
+                let f = f.trim_start_matches("hcr:     at ");
+                f.split(", image generation")
+                    .next()
+                    .unwrap_or(f)
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(frames, want, "{dwarf}: {err}");
+    }
+}
+
+#[test]
+fn an_inlined_cxx_method_is_named_by_its_qualified_name() {
+    let t = tempfile::tempdir().unwrap();
+    let work = "int *volatile where;\nvolatile int sink;\n\
+                namespace ns { struct Counter { int *p;\n\
+                int get(int k) const { sink = k; return p[k] * 5; } }; } /* GET */\n\
+                static int use(const ns::Counter &c, int k) { sink = 2; return c.get(k) + 1; } /* USE */\n\
+                int work(int k) { ns::Counter c{where}; return use(c, k) * 2; } /* WORK */\n";
+    let main = "int work(int);\nint main(int argc, char **) { return work(argc) + 1; }\n";
+    let sources = [("main.cpp", main), ("work.cpp", work)];
+    let (status, err) = build_and_run(t.path(), &sources, "-O2", &["-g"]);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    let frames = frames_of(&err);
+    let names: Vec<&str> = frames
+        .iter()
+        .map(|f| {
+            let f = f.trim_start_matches("hcr:     at ");
+            f.split(" (").next().unwrap_or(f)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "work:ns::Counter::get",
+            "work:use",
+            "work:work",
+            "main:main"
+        ],
+        "{err}"
+    );
+    let (use_line, work_line) = (line_of(work, "USE"), line_of(work, "WORK"));
+    let get_line = line_of(work, "GET");
+    assert!(
+        frames[0].contains(&format!("(work.cpp:{get_line})")),
+        "{err}"
+    );
+    assert!(
+        frames[1].contains(&format!("(work.cpp:{use_line})")),
+        "{err}"
+    );
+    assert!(
+        frames[2].contains(&format!("(work.cpp:{work_line})")),
+        "{err}"
+    );
+}
+
 /// A crash in a signal handler: the backtrace goes on, past the signal
 /// frame, with the code the signal interrupted, as gdb's does.
 const IN_HANDLER: &str = r#"#include <signal.h>

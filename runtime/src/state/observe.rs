@@ -8,6 +8,19 @@ pub(super) fn crash_lines(d: &crate::gdb_jit::DebugSections) -> Option<crate::cr
         line: d.find(".debug_line")?,
         line_str: d.find(".debug_line_str"),
         str_: d.find(".debug_str"),
+        info: d
+            .find(".debug_info")
+            .zip(d.find(".debug_abbrev"))
+            .map(|(info, abbrev)| crate::inlined::InfoSections {
+                info,
+                abbrev,
+                str_: d.find(".debug_str"),
+                line_str: d.find(".debug_line_str"),
+                str_offsets: d.find(".debug_str_offsets"),
+                addr: d.find(".debug_addr"),
+                rnglists: d.find(".debug_rnglists"),
+                ranges: d.find(".debug_ranges"),
+            }),
         file: d.file.try_clone().ok()?,
     })
 }

@@ -11,10 +11,14 @@
 //! abbreviations, anonymous namespaces, internal linkage, ABI tags
 //! (`[abi:cxx11]`), constructors and destructors, operators (conversion
 //! operators included), template arguments (types, function types and
-//! pointers to them, integer and `bool` literals, packs) and
-//! substitutions. A name with something else (a lambda or local name, an
-//! expression or an array type in its template arguments, a template
-//! parameter reference) is left as it is, as `nm` without `-C` shows it.
+//! pointers to them, array types, integer, `bool` and enumerator
+//! literals, packs), substitutions, local names (a lambda's
+//! `main::{lambda(int)#1}::operator()`, a local class's
+//! `ns::foo(int)::Local::run`: the enclosing function with its parameters,
+//! not its return type) and template parameter references. A name with
+//! something else (an expression in its template arguments, a reference
+//! to an array type named by a template parameter, a generic lambda) is
+//! left as it is, as `nm` without `-C` shows it.
 
 /// Longest name written.
 const OUT: usize = 1024;
@@ -22,6 +26,12 @@ const OUT: usize = 1024;
 const SUBS: usize = 128;
 /// Deepest nesting of types and template arguments followed.
 const DEPTH: usize = 24;
+/// Most hidden stretches of output.
+const HIDDEN: usize = 8;
+/// Most template arguments a `T_` reference can name.
+const TARGS: usize = 16;
+/// A template argument a `T_` reference cannot stand for.
+const NOT_READ: Span = (u16::MAX, u16::MAX);
 
 /// Writes the qualified name `mangled` encodes through `put`; false (and
 /// nothing written) when it is not a name this reads.
@@ -37,11 +47,23 @@ pub(crate) fn put_name(mangled: &[u8], put: &mut impl FnMut(&[u8])) -> bool {
         subs: [Sub::Text((0, 0)); SUBS],
         nsubs: 0,
         depth: 0,
+        hidden: [(0, 0); HIDDEN],
+        nhidden: 0,
+        last_targs: [(0, 0); TARGS],
+        nlast_targs: 0,
+        fn_targs: [(0, 0); TARGS],
+        nfn_targs: 0,
     };
     if d.name().is_none() {
         return false;
     }
-    put(&d.out[..d.n]);
+    // The output, but for the hidden stretches (in order, disjoint).
+    let mut at = 0usize;
+    for &(a, b) in &d.hidden[..d.nhidden] {
+        put(&d.out[at..usize::from(a)]);
+        at = usize::from(b);
+    }
+    put(&d.out[at..d.n]);
     true
 }
 
@@ -58,6 +80,12 @@ enum Sub {
         ret: Span,
         params: Span,
     },
+    /// An array type, `T [N]`: its element type and its bound (written
+    /// apart under a pointer or reference, `T (&) [N]`).
+    Array {
+        elem: Span,
+        dims: Span,
+    },
 }
 
 struct Demangler<'a> {
@@ -69,6 +97,28 @@ struct Demangler<'a> {
     subs: [Sub; SUBS],
     nsubs: usize,
     depth: usize,
+    /// Output left out of the name (a local name's enclosing template
+    /// function's return type: read for its substitutions, not shown).
+    hidden: [Span; HIDDEN],
+    nhidden: usize,
+    /// The arguments of the template argument list read last at its
+    /// level (the function's, once its name is read).
+    last_targs: [Span; TARGS],
+    nlast_targs: usize,
+    /// The enclosing function's template arguments, for `T_` references
+    /// in its parameters and local entities.
+    fn_targs: [Span; TARGS],
+    nfn_targs: usize,
+}
+
+/// What a `<name>` was, for an encoding's parameters that follow it.
+#[derive(Clone, Copy, Default)]
+struct NameInfo {
+    /// Its qualifiers (`K`, `V`, `r`, `R`, `O`), a member function's.
+    quals: [u8; 5],
+    /// A template function's (not a constructor, destructor or
+    /// conversion operator): its parameters start with the return type.
+    template: bool,
 }
 
 /// What an unqualified name was: a constructor or destructor repeats the
@@ -142,65 +192,212 @@ impl<'a> Demangler<'a> {
 
     /// `<name>` of the function (the encoding's name; what follows it,
     /// the parameter types, is not read).
-    fn name(&mut self) -> Option<()> {
+    fn name(&mut self) -> Option<NameInfo> {
         match self.peek()? {
             b'N' => self.nested_name(),
-            // A local name (`Z <encoding> E <entity>`): not read.
-            b'Z' => None,
+            b'Z' => {
+                self.local_name()?;
+                Some(NameInfo::default())
+            }
             b'S' if self.peek2() != Some(b't') => {
                 // A substitution must be a template's name here.
                 self.substitution(false)?;
                 if self.peek() != Some(b'I') {
                     return None;
                 }
-                self.template_args()
+                self.template_args()?;
+                Some(NameInfo {
+                    template: true,
+                    ..NameInfo::default()
+                })
             }
             _ => self.unscoped(),
         }
     }
 
+    /// `Z <function encoding> E <entity name> [<discriminator>]`, as
+    /// `c++filt -p` writes it: the function with its parameters (not its
+    /// return type) and qualifiers, `::`, the entity (a lambda's closure
+    /// type, a local class):
+    /// `work(int)::{lambda(int const&)#1}::operator()`.
+    fn local_name(&mut self) -> Option<()> {
+        self.at += 1;
+        let info = self.nested(|d| d.name())?;
+        let (targs, n) = (self.last_targs, self.nlast_targs);
+        let saved = (self.fn_targs, self.nfn_targs);
+        (self.fn_targs, self.nfn_targs) = (targs, n);
+        let r = self.local_rest(info);
+        (self.fn_targs, self.nfn_targs) = saved;
+        r
+    }
+
+    /// [`Demangler::local_name`] after the function's name.
+    fn local_rest(&mut self, info: NameInfo) -> Option<()> {
+        if !self.eat(b'E') {
+            if info.template {
+                let h0 = self.n;
+                self.nested(|d| d.ty())?;
+                let h = self.span_from(h0);
+                *self.hidden.get_mut(self.nhidden)? = h;
+                self.nhidden += 1;
+            }
+            self.put(b"(")?;
+            if self.m[self.at..].starts_with(b"vE") {
+                self.at += 1;
+            }
+            self.list(Self::ty)?;
+            self.put(b")")?;
+            for q in info.quals.into_iter().take_while(|&q| q != 0) {
+                self.put(match q {
+                    b'K' => b" const",
+                    b'V' => b" volatile",
+                    b'r' => b" restrict",
+                    b'R' => b" &",
+                    _ => b" &&",
+                })?;
+            }
+        }
+        // A string literal's entity: not read.
+        if self.peek()? == b's' {
+            return None;
+        }
+        self.put(b"::")?;
+        self.nested(|d| d.name())?;
+        // The discriminator (the entity's number among its namesakes in
+        // the function): not shown.
+        if self.eat(b'_') {
+            if self.eat(b'_') {
+                self.number()?;
+                if !self.eat(b'_') {
+                    return None;
+                }
+            } else {
+                self.peek().filter(u8::is_ascii_digit)?;
+                self.at += 1;
+            }
+        }
+        Some(())
+    }
+
+    /// A decimal number (none: `None`).
+    fn number(&mut self) -> Option<usize> {
+        let digits = self.m[self.at..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 6 {
+            return None;
+        }
+        let v = (self.m[self.at..self.at + digits].iter())
+            .fold(0usize, |v, &c| v * 10 + usize::from(c - b'0'));
+        self.at += digits;
+        Some(v)
+    }
+
+    /// Writes `v` in decimal.
+    fn put_number(&mut self, mut v: usize) -> Option<()> {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put(&d[i..])
+    }
+
+    /// `{lambda(A, B)#N}` for a closure type `Ul <parameter types> E
+    /// [<number>] _`, `{unnamed type#N}` for `Ut [<number>] _`.
+    fn unnamed_type(&mut self) -> Option<()> {
+        let lambda = self.peek2()? == b'l';
+        self.at += 2;
+        if lambda {
+            self.put(b"{lambda(")?;
+            if self.m[self.at..].starts_with(b"vE") {
+                self.at += 1;
+            }
+            self.list(Self::ty)?;
+            self.put(b")#")?;
+        } else {
+            self.put(b"{unnamed type#")?;
+        }
+        let n = match self.eat(b'_') {
+            true => 1,
+            false => {
+                let n = self.number()?;
+                if !self.eat(b'_') {
+                    return None;
+                }
+                n.checked_add(2)?
+            }
+        };
+        self.put_number(n)?;
+        self.put(b"}")
+    }
+
     /// `<unscoped-name>` (`std::` and an unqualified name) and, for a
     /// template's, its arguments (the template's name is a substitution
     /// candidate).
-    fn unscoped(&mut self) -> Option<()> {
+    fn unscoped(&mut self) -> Option<NameInfo> {
         let start = self.n;
         if self.m[self.at..].starts_with(b"St") {
             self.at += 2;
             self.put(b"std::")?;
         }
+        let conversion = self.m[self.at..].starts_with(b"cv");
         self.unqualified()?;
-        if self.peek() == Some(b'I') {
+        let template = self.peek() == Some(b'I');
+        if template {
             let s = self.span_from(start);
             self.add_sub(s)?;
             self.template_args()?;
         }
-        Some(())
+        Some(NameInfo {
+            template: template && !conversion,
+            ..NameInfo::default()
+        })
     }
 
     /// `N [<CV-qualifiers>] [<ref-qualifier>] <prefix> <unqualified-name> E`
     /// (and its template form). Each prefix is a substitution candidate.
-    fn nested_name(&mut self) -> Option<()> {
+    fn nested_name(&mut self) -> Option<NameInfo> {
         self.at += 1;
-        while matches!(self.peek(), Some(b'r' | b'V' | b'K' | b'R' | b'O')) {
+        let mut info = NameInfo::default();
+        let mut nq = 0;
+        while let Some(q @ (b'r' | b'V' | b'K' | b'R' | b'O')) = self.peek() {
+            *info.quals.get_mut(nq)? = q;
+            nq += 1;
             self.at += 1;
         }
         let start = self.n;
         let mut last: Option<Span> = None;
         let mut parts = 0usize;
+        // Whether the last part was a constructor, destructor or
+        // conversion operator (their templates have no return type).
+        let mut special = false;
         loop {
             match self.peek()? {
                 b'E' => {
                     self.at += 1;
-                    return (parts > 0).then_some(());
+                    info.template &= !special;
+                    return (parts > 0).then_some(info);
                 }
                 b'I' => {
                     if parts == 0 {
                         return None;
                     }
                     self.template_args()?;
+                    info.template = true;
                 }
                 b'S' if parts == 0 && self.peek2() != Some(b't') => {
+                    let s0 = self.n;
                     self.substitution(true)?;
+                    // A constructor or destructor after it repeats the
+                    // class's own name: `std::allocator<int>::allocator`.
+                    last = Some(self.class_name_in(self.span_from(s0)));
                     parts += 1;
                     // Not a candidate again.
                     continue;
@@ -211,9 +408,14 @@ impl<'a> Demangler<'a> {
                     parts += 1;
                     // `St` alone is not a candidate; `std::name` is.
                     self.put(b"::")?;
+                    info.template = false;
+                    special = self.m[self.at..].starts_with(b"cv");
                     last = match self.unqualified_with(last)? {
                         Unqualified::Name(s) => Some(s),
-                        Unqualified::Structor => last,
+                        Unqualified::Structor => {
+                            special = true;
+                            last
+                        }
                     };
                 }
                 // A template parameter or `decltype` as a prefix.
@@ -223,9 +425,14 @@ impl<'a> Demangler<'a> {
                     if parts > 0 {
                         self.put(b"::")?;
                     }
+                    info.template = false;
+                    special = self.m[self.at..].starts_with(b"cv");
                     last = match self.unqualified_with(last)? {
                         Unqualified::Name(s) => Some(s),
-                        Unqualified::Structor => last,
+                        Unqualified::Structor => {
+                            special = true;
+                            last
+                        }
                     };
                     parts += 1;
                 }
@@ -235,6 +442,18 @@ impl<'a> Demangler<'a> {
                 self.add_sub(s)?;
             }
         }
+    }
+
+    /// The class's own name in a written qualified name: after its last
+    /// `::` and before its template arguments.
+    fn class_name_in(&self, (a, b): Span) -> Span {
+        let text = &self.out[usize::from(a)..usize::from(b)];
+        let end = text.iter().position(|&c| c == b'<').unwrap_or(text.len());
+        let start = text[..end]
+            .windows(2)
+            .rposition(|w| w == b"::")
+            .map_or(0, |i| i + 2);
+        (a + start as u16, a + end as u16)
     }
 
     /// An unqualified name outside a nested name (no constructor there).
@@ -280,6 +499,10 @@ impl<'a> Demangler<'a> {
             }
             b'a'..=b'z' => {
                 self.operator()?;
+                Unqualified::Name(self.span_from(start))
+            }
+            b'U' if matches!(self.peek2(), Some(b'l' | b't')) => {
+                self.unnamed_type()?;
                 Unqualified::Name(self.span_from(start))
             }
             _ => return None,
@@ -441,12 +664,21 @@ impl<'a> Demangler<'a> {
                 }
                 self.put_span(params)
             }
+            Sub::Array { elem, dims } => {
+                self.put_span(elem)?;
+                self.put(b" ")?;
+                if let Some(d) = decl {
+                    self.put(d)?;
+                    self.put(b" ")?;
+                }
+                self.put_span(dims)
+            }
         }
     }
 
-    /// A numbered substitution at `at` that names a function type: taken,
-    /// or left unread.
-    fn function_sub_ahead(&mut self) -> Option<Sub> {
+    /// A numbered substitution at `at` that names a function or array
+    /// type: taken, or left unread.
+    fn declarator_sub_ahead(&mut self) -> Option<Sub> {
         if self.peek() != Some(b'S')
             || !matches!(self.peek2(), Some(b'_' | b'0'..=b'9' | b'A'..=b'Z'))
         {
@@ -455,7 +687,7 @@ impl<'a> Demangler<'a> {
         let at = self.at;
         self.at += 1;
         match self.numbered_sub() {
-            Some(f @ Sub::Func { .. }) => Some(f),
+            Some(f @ (Sub::Func { .. } | Sub::Array { .. })) => Some(f),
             _ => {
                 self.at = at;
                 None
@@ -488,6 +720,34 @@ impl<'a> Demangler<'a> {
         self.push_sub(Sub::Func { ret, params })
     }
 
+    /// `A <number> _ <element type>`: `T [N]`, with `decl` (`(&)`) before
+    /// the bound for a pointer or reference to it. Arrays of arrays and
+    /// bounds given by an expression are not read. The array type is a
+    /// substitution candidate.
+    fn array_type(&mut self, decl: Option<&[u8]>) -> Option<()> {
+        self.at += 1;
+        let d0 = self.at;
+        self.number()?;
+        let bound = &self.m[d0..self.at];
+        if !self.eat(b'_') || self.peek()? == b'A' {
+            return None;
+        }
+        let e0 = self.n;
+        self.nested(|d| d.ty())?;
+        let elem = self.span_from(e0);
+        self.put(b" ")?;
+        if let Some(d) = decl {
+            self.put(d)?;
+            self.put(b" ")?;
+        }
+        let b0 = self.n;
+        self.put(b"[")?;
+        self.put(bound)?;
+        self.put(b"]")?;
+        let dims = self.span_from(b0);
+        self.push_sub(Sub::Array { elem, dims })
+    }
+
     /// Items read by `item` up to an `E` (taken), written comma
     /// separated.
     fn list(&mut self, item: fn(&mut Self) -> Option<()>) -> Option<()> {
@@ -511,7 +771,30 @@ impl<'a> Demangler<'a> {
             self.put(b" ")?;
         }
         self.put(b"<")?;
-        self.list(Self::template_arg)?;
+        // Each argument's text, for `T_` references (the list read last
+        // at its level is the one they name).
+        let mut args = [(0u16, 0u16); TARGS];
+        let mut n = 0usize;
+        let mut first = true;
+        while !self.eat(b'E') {
+            if !first {
+                self.put(b", ")?;
+            }
+            first = false;
+            let a0 = self.n;
+            // An array or function type is written around what qualifies
+            // it (`char const (&) [5]`): a reference to one is not read.
+            let declarator = matches!(self.peek(), Some(b'A' | b'F'));
+            self.nested(Self::template_arg)?;
+            if let Some(slot) = args.get_mut(n) {
+                *slot = match declarator {
+                    false => self.span_from(a0),
+                    true => NOT_READ,
+                };
+                n += 1;
+            }
+        }
+        (self.last_targs, self.nlast_targs) = (args, n);
         if self.out[..self.n].last() == Some(&b'>') {
             self.put(b" ")?;
         }
@@ -536,6 +819,23 @@ impl<'a> Demangler<'a> {
     fn literal(&mut self) -> Option<()> {
         self.at += 1;
         let t = self.peek()?;
+        if matches!(t, b'N' | b'0'..=b'9') {
+            // An enumerator: `(ns::Kind)2`.
+            self.put(b"(")?;
+            self.nested(|d| d.ty())?;
+            self.put(b")")?;
+            let negative = self.eat(b'n');
+            let d0 = self.at;
+            self.number()?;
+            let value = &self.m[d0..self.at];
+            if !self.eat(b'E') {
+                return None;
+            }
+            if negative {
+                self.put(b"-")?;
+            }
+            return self.put(value);
+        }
         self.at += 1;
         let negative = self.eat(b'n');
         let digits = self.m[self.at..]
@@ -608,15 +908,18 @@ impl<'a> Demangler<'a> {
                 };
                 if self.peek() == Some(b'F') {
                     self.nested(|d| d.function_type(Some(decl)))?;
-                } else if let Some(f) = self.function_sub_ahead() {
+                } else if self.peek() == Some(b'A') {
+                    self.nested(|d| d.array_type(Some(decl)))?;
+                } else if let Some(f) = self.declarator_sub_ahead() {
                     self.put_sub(f, Some(decl))?;
                 } else {
                     self.nested(|d| d.ty())?;
                     self.put(suffix)?;
                 }
             }
-            // A function type: its own candidate.
+            // A function or array type: its own candidate.
             b'F' => return self.nested(|d| d.function_type(None)),
+            b'A' => return self.nested(|d| d.array_type(None)),
             b'D' => {
                 let name: &[u8] = match self.peek2()? {
                     b'n' => b"decltype(nullptr)",
@@ -639,8 +942,34 @@ impl<'a> Demangler<'a> {
                 // A template's arguments: the whole type is a candidate.
                 self.template_args()?;
             }
-            b'N' => self.nested(|d| d.nested_name())?,
-            b'0'..=b'9' | b'S' => self.unscoped()?,
+            b'N' => {
+                self.nested(|d| d.nested_name())?;
+            }
+            b'0'..=b'9' | b'S' => {
+                self.unscoped()?;
+            }
+            // A local type (a lambda's closure type as a template's
+            // argument: `main::{lambda(int, int)#1}`).
+            b'Z' => self.nested(|d| d.local_name())?,
+            // A template parameter of the enclosing function.
+            b'T' => {
+                self.at += 1;
+                let i = match self.eat(b'_') {
+                    true => 0,
+                    false => {
+                        let n = self.number()?;
+                        if !self.eat(b'_') {
+                            return None;
+                        }
+                        n.checked_add(1)?
+                    }
+                };
+                let arg = *self.fn_targs[..self.nfn_targs].get(i)?;
+                if arg == NOT_READ {
+                    return None;
+                }
+                self.put_span(arg)?;
+            }
             // Function, array, member pointer types, template
             // parameters, `decltype` and the rest: not read.
             _ => return None,
@@ -776,6 +1105,47 @@ mod tests {
         }
     }
 
+    /// Lambdas, local classes, enumerators and arrays, as `c++filt -p`
+    /// writes them.
+    #[test]
+    fn local_names_lambdas_and_more_template_arguments_are_read() {
+        for (m, want) in [
+            ("_ZZ4mainENKUliE_clEi", "main::{lambda(int)#1}::operator()"),
+            ("_ZZ4mainENKUlvE0_clEv", "main::{lambda()#2}::operator()"),
+            (
+                "_ZZ4workiENKUlRKiE_clES0_",
+                "work(int)::{lambda(int const&)#1}::operator()",
+            ),
+            ("_ZZN2ns3fooEiEN5Local3runEv", "ns::foo(int)::Local::run"),
+            (
+                "_ZZNK2ns1A1fEvENKUliE_clEi",
+                "ns::A::f() const::{lambda(int)#1}::operator()",
+            ),
+            // A template function's return type is read, not shown; its
+            // parameters name its template arguments.
+            (
+                "_ZZN2ns2tfIiEEiRKT_ENKUliE_clEi",
+                "ns::tf<int>(int const&)::{lambda(int)#1}::operator()",
+            ),
+            // A closure type as a template argument; a discriminator.
+            (
+                "_ZN9__gnu_cxx5__ops10_Iter_predIZ4mainEUliE_EclIPiEEbT_",
+                "__gnu_cxx::__ops::_Iter_pred<main::{lambda(int)#1}>::operator()<int*>",
+            ),
+            ("_ZZ1fvEN1S1gEv_0", "f()::S::g"),
+            ("_ZZ1fvENUt_1gEv", "f()::{unnamed type#1}::g"),
+            ("_ZNSaIiEC2ERKS_", "std::allocator<int>::allocator"),
+            (
+                "_ZNSt15_Sp_counted_ptrIPiLN9__gnu_cxx12_Lock_policyE2EE10_M_disposeEv",
+                "std::_Sp_counted_ptr<int*, (__gnu_cxx::_Lock_policy)2>::_M_dispose",
+            ),
+            ("_ZN1XIA10_cE1fEv", "X<char [10]>::f"),
+            ("_ZN1XIRA3_iE1fEv", "X<int (&) [3]>::f"),
+        ] {
+            assert_eq!(name(m).as_deref(), Some(want), "{m}");
+        }
+    }
+
     #[test]
     fn other_names_are_left_alone() {
         for m in [
@@ -787,8 +1157,10 @@ mod tests {
             "_Z99x",
             "_Z03abc",
             "_ZN1A",
-            // A lambda's call operator (a local name).
-            "_ZZ4mainENKUlvE_clEv",
+            // A string literal's local entity; a reference to an array
+            // type named by a template parameter.
+            "_ZZ4mainEs",
+            "_ZZN1X3getIA5_cEEvRKT_ENKUlvE_clEv",
             // An expression as a template argument.
             "_ZN1XIXadL_Z1fvEEE1gEv",
             // A substitution that was never made.
@@ -803,9 +1175,14 @@ mod tests {
     #[test]
     fn every_cut_and_a_deep_nesting_end_cleanly() {
         let m = "_ZNSt8_Rb_treeIiSt4pairIKiiESt10_Select1stIS2_ESt4lessIiESaIS2_EE8_M_eraseEPSt13_Rb_tree_nodeIS2_E";
-        for cut in 0..m.len() {
-            let _ = name(&m[..cut]);
+        let local = "_ZSt9__find_ifIN9__gnu_cxx17__normal_iteratorIPSt4pairIPN4YAML6detail4nodeES6_ESt6vectorIS7_SaIS7_EEEENS0_5__ops10_Iter_predIZNS4_9node_data3getIA10_cEERS5_RKT_St10shared_ptrINS4_13memory_holderEEEUlS7_E_EEESJ_SJ_SJ_T0_St26random_access_iterator_tag";
+        for m in [m, local] {
+            for cut in 0..m.len() {
+                let _ = name(&m[..cut]);
+            }
         }
+        let nested_local = format!("_Z{}1fvE{}", "Z".repeat(40), "E1g".repeat(40));
+        let _ = name(&nested_local);
         let deep = format!("_ZN1X{}i{}1fEv", "I1Y".repeat(40), "E".repeat(40));
         assert_eq!(name(&deep), None);
         let wide = format!("_ZN1XI{}E1fEv", "S_".repeat(2000));

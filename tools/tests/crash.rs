@@ -612,6 +612,40 @@ fn an_inlined_cxx_method_is_named_by_its_qualified_name() {
     );
 }
 
+#[test]
+fn a_crash_in_a_lambda_names_it_as_a_debugger_does() {
+    let t = tempfile::tempdir().unwrap();
+    let work = "#include <algorithm>\n#include <vector>\nint *volatile where;\n\
+                int work(int k) {\n\
+                  std::vector<int> v{3, 1, 2};\n\
+                  std::sort(v.begin(), v.end(), [k](int a, int b) { return a + *where < b + k; }); /* LAMBDA */\n\
+                  return v[0];\n}\n";
+    let main = "int work(int);\nint main(int argc, char **) { return work(argc) + 1; }\n";
+    let sources = [("main.cpp", main), ("work.cpp", work)];
+    let (status, err) = build_and_run(t.path(), &sources, "-O0", &["-g"]);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    let line = line_of(work, "LAMBDA");
+    assert!(
+        err.contains(&format!(
+            "hcr: crash: SIGSEGV in work:work(int)::{{lambda(int, int)#1}}::operator() (work.cpp:{line}), image generation 0\n"
+        )),
+        "{err}"
+    );
+    // The C++ library's templates instantiated on the closure type are
+    // named with it, down to the function that called `std::sort`.
+    assert!(
+        err.contains(
+            "work:__gnu_cxx::__ops::_Iter_comp_iter<work(int)::{lambda(int, int)#1}>::operator()<"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("hcr:     at work:work (work.cpp:{line})")),
+        "{err}"
+    );
+    assert!(!frames_of(&err).iter().any(|f| f.contains(":_Z")), "{err}");
+}
+
 /// A crash in a signal handler: the backtrace goes on, past the signal
 /// frame, with the code the signal interrupted, as gdb's does.
 const IN_HANDLER: &str = r#"#include <signal.h>

@@ -835,9 +835,13 @@ fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool) -> Buf {
     let mut out = Buf::new();
     let mut name = [0u8; 512];
     let mut call_file = [0u8; 256];
+    // Inlined calls whose code starts at the address (a fault on their
+    // first instruction) are not frames yet, as a debugger stopped there
+    // shows them: the innermost frame is then the one the outermost of
+    // them was inlined into, at the line of that call.
+    let n = levels.len() - levels.iter().rev().take_while(|l| l.starts_here).count();
     // Innermost first: frame `j` is inlined call `n - 1 - j` (calls are
     // listed outermost first), the last the function the code is in.
-    let n = levels.len();
     for j in 0..=n {
         out.put(prefix);
         out.put(module);
@@ -848,8 +852,9 @@ fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool) -> Buf {
         };
         put_function(&mut out, named.unwrap_or(b"?"));
         // The place: the line table's for the innermost frame; for the
-        // others, where the call inlined into them was made.
-        let place = if j == 0 {
+        // others (and an innermost one whose inlined call starts here),
+        // where the call inlined into them was made.
+        let place = if j == 0 && n == levels.len() {
             found.map(|(len, line, _)| (&file[..len], line))
         } else {
             let l = &levels[n - j];
@@ -1452,6 +1457,8 @@ mod lines {
     /// What a line program's header says that running it needs.
     struct Header {
         version: u16,
+        /// Whether rows start statements unless told otherwise.
+        default_stmt: bool,
         /// Where the program starts in the unit.
         program: usize,
         min_inst: u64,
@@ -1481,7 +1488,7 @@ mod lines {
         if version >= 4 {
             c.u8()?; // max ops per instruction
         }
-        c.u8()?; // default_is_stmt
+        let default_stmt = c.u8()? != 0;
         let line_base = c.u8()? as i8 as i64;
         let line_range = u64::from(c.u8()?);
         let opcode_base = c.u8()?;
@@ -1491,6 +1498,7 @@ mod lines {
         let lengths_at = c.at;
         Some(Header {
             version,
+            default_stmt,
             program,
             min_inst,
             line_base,
@@ -1533,6 +1541,7 @@ mod lines {
     fn run_unit(unit: &[u8], target: u64) -> Option<(Name, u64)> {
         let Header {
             version,
+            default_stmt,
             program,
             min_inst,
             line_base,
@@ -1546,7 +1555,13 @@ mod lines {
             at: program,
         };
         let (mut addr, mut file, mut line) = (0u64, 1u64, 1i64);
+        let mut stmt = default_stmt;
         let mut prev: Option<(u64, u64, i64)> = None;
+        let mut prev_stmt = false;
+        // The last row starting a statement: where several rows share an
+        // address, a debugger takes the statement's line over a later
+        // row's that is not one.
+        let mut last_stmt: Option<(u64, u64, i64)> = None;
         // The last row before `prev` with a line.
         let mut known: Option<(u64, i64)> = None;
         let hit = |prev: Option<(u64, u64, i64)>, addr: u64| -> Option<(u64, i64)> {
@@ -1589,7 +1604,8 @@ mod lines {
                         addr = addr.wrapping_add((adj / line_range) * min_inst);
                     }
                     9 => addr = addr.wrapping_add(p.fixed(2)?),
-                    6 | 7 | 10 | 11 => {}
+                    6 => stmt = !stmt,
+                    7 | 10 | 11 => {}
                     _ => {
                         // Unknown standard opcode: skip its ULEB operands.
                         let n = *unit.get(lengths_at + usize::from(op) - 1)?;
@@ -1601,6 +1617,10 @@ mod lines {
             }
             if row {
                 if let Some((f, l)) = hit(prev, addr) {
+                    let (f, l) = match (prev, last_stmt) {
+                        (Some(p), Some((a, sf, sl))) if !prev_stmt && p.0 == a => (sf, sl),
+                        _ => (f, l),
+                    };
                     // Line 0 (code no source line is for, as clang marks
                     // it) is named after the last line before it, as
                     // debuggers show it.
@@ -1619,11 +1639,17 @@ mod lines {
                 } else {
                     Some((addr, file, line))
                 };
+                prev_stmt = stmt;
+                if stmt && !end_seq {
+                    last_stmt = prev;
+                }
                 if end_seq {
                     addr = 0;
                     file = 1;
                     line = 1;
+                    stmt = default_stmt;
                     known = None;
+                    last_stmt = None;
                 }
             }
         }

@@ -38,6 +38,10 @@ pub struct InfoSections {
 
 /// Most inlined calls listed for one address.
 pub const MAX_DEPTH: usize = 32;
+/// Most scopes qualifying a name.
+const MAX_SCOPES: usize = 16;
+/// Deepest nesting of entries followed to a name's scopes.
+const MAX_OPEN: usize = 64;
 /// Abbreviation codes up to this are found by index; larger ones by a
 /// search.
 const INDEXED: usize = 8192;
@@ -47,7 +51,11 @@ const ABBREV_MAX: u64 = 256 << 10;
 /// Units larger than this are not read.
 const UNIT_MAX: u64 = 256 << 20;
 
+const DW_TAG_CLASS: u64 = 0x02;
 const DW_TAG_LEXICAL_BLOCK: u64 = 0x0b;
+const DW_TAG_STRUCTURE: u64 = 0x13;
+const DW_TAG_UNION: u64 = 0x17;
+const DW_TAG_NAMESPACE: u64 = 0x39;
 const DW_TAG_SUBPROGRAM: u64 = 0x2e;
 const DW_TAG_INLINED_SUBROUTINE: u64 = 0x1d;
 const DW_AT_SIBLING: u64 = 0x01;
@@ -57,6 +65,7 @@ const DW_AT_LOW_PC: u64 = 0x11;
 const DW_AT_HIGH_PC: u64 = 0x12;
 const DW_AT_ABSTRACT_ORIGIN: u64 = 0x31;
 const DW_AT_SPECIFICATION: u64 = 0x47;
+const DW_AT_ENTRY_PC: u64 = 0x52;
 const DW_AT_RANGES: u64 = 0x55;
 const DW_AT_CALL_FILE: u64 = 0x58;
 const DW_AT_CALL_LINE: u64 = 0x59;
@@ -73,6 +82,10 @@ pub struct Level {
     origin: usize,
     pub call_file: u64,
     pub call_line: u64,
+    /// Its code starts at the address looked up: a debugger stopped
+    /// there shows the call, not yet the inlined function (`bt` lists
+    /// the frame it was inlined into, at the line of the call).
+    pub starts_here: bool,
 }
 
 /// The inlined calls holding an address, outermost first, with the unit
@@ -245,7 +258,10 @@ fn top_stmt_list(
         want = rest.min(len) as usize;
         file.read_exact_at(&mut abbrev[..want], src.abbrev.0 + abbrev_off)
             .ok()?;
-        specs = find_abbrev(&abbrev[..want], None, code).map(|a| a.2);
+        // (Found whole: its attribute list may run past the page.)
+        specs = find_abbrev(&abbrev[..want], None, code)
+            .map(|a| a.2)
+            .filter(|&at| attributes_end(&abbrev[..want], at).is_some());
         if specs.is_some() || want as u64 == rest {
             break;
         }
@@ -322,19 +338,26 @@ fn index_abbrevs(abbrevs: &[u8], index: &mut [u8]) {
     }
 }
 
-/// Skips a declaration's tag, children flag and attribute specifications.
-fn skip_abbrev(c: &mut Cur<'_>) -> Option<()> {
-    c.uleb()?;
-    c.u8()?;
+/// Where the attribute specifications at `at` end (after their `0, 0`).
+fn attributes_end(abbrevs: &[u8], at: usize) -> Option<usize> {
+    let mut c = Cur { b: abbrevs, at };
     loop {
         let (name, form) = (c.uleb()?, c.uleb()?);
         if form == 0x21 {
             c.sleb()?;
         }
         if name == 0 && form == 0 {
-            return Some(());
+            return Some(c.at);
         }
     }
+}
+
+/// Skips a declaration's tag, children flag and attribute specifications.
+fn skip_abbrev(c: &mut Cur<'_>) -> Option<()> {
+    c.uleb()?;
+    c.u8()?;
+    c.at = attributes_end(c.b, c.at)?;
+    Some(())
 }
 
 /// Abbreviation `code`: `(tag, has children, offset of its attribute
@@ -493,6 +516,7 @@ struct Entry {
     /// `(value, whether it is an address rather than a length)`.
     high: Option<(Value, bool)>,
     ranges: Option<Value>,
+    entry_pc: Option<Value>,
     origin: Option<u64>,
     sibling: Option<u64>,
     call_file: u64,
@@ -576,6 +600,7 @@ impl Chain<'_> {
                     e.high = Some((v, matches!(v, Value::Addr(_) | Value::AddrX(_))))
                 }
                 (DW_AT_RANGES, v) => e.ranges = Some(v),
+                (DW_AT_ENTRY_PC, v) => e.entry_pc = Some(v),
                 (DW_AT_ABSTRACT_ORIGIN, Value::Ref(r)) => e.origin = Some(r),
                 (DW_AT_SIBLING, Value::Ref(r)) => e.sibling = Some(r),
                 (DW_AT_CALL_FILE, Value::Num(n)) => e.call_file = n,
@@ -585,18 +610,31 @@ impl Chain<'_> {
         }
     }
 
-    /// Whether `e`'s addresses hold `target`; `None` when it has none.
-    fn covers(&self, e: &Entry, target: u64) -> Option<bool> {
-        if let Some(r) = e.ranges {
-            return Some(self.ranges_cover(r, target).unwrap_or(false));
-        }
-        let low = self.address(e.low?)?;
-        let high = match e.high? {
-            (v, true) => self.address(v)?,
-            (Value::Num(n), false) => low.wrapping_add(n),
-            _ => return None,
+    /// Whether `e`'s addresses hold `target`: its entry (where its code
+    /// starts: `DW_AT_entry_pc`, else its first range's start) when they
+    /// do; `None` when it has no addresses.
+    fn covers(&self, e: &Entry, target: u64) -> Option<Option<u64>> {
+        let start = if let Some(r) = e.ranges {
+            self.ranges_cover(r, target).flatten()
+        } else {
+            let low = self.address(e.low?)?;
+            let high = match e.high? {
+                (v, true) => self.address(v)?,
+                (Value::Num(n), false) => low.wrapping_add(n),
+                _ => return None,
+            };
+            (low <= target && target < high).then_some(low)
         };
-        Some(low <= target && target < high)
+        let Some(start) = start else {
+            return Some(None);
+        };
+        // (DWARF 5 allows the entry as an offset from the start.)
+        let entry = match e.entry_pc {
+            Some(Value::Num(n)) => Some(start.wrapping_add(n)),
+            Some(v) => self.address(v),
+            None => None,
+        };
+        Some(Some(entry.unwrap_or(start)))
     }
 
     /// The value of an address attribute.
@@ -623,8 +661,9 @@ impl Chain<'_> {
         Some(u64::from_le_bytes(b))
     }
 
-    /// Whether the range list `r` (`DW_AT_ranges`) holds `target`.
-    fn ranges_cover(&self, r: Value, target: u64) -> Option<bool> {
+    /// Whether the range list `r` (`DW_AT_ranges`) holds `target`: the
+    /// start of its first (non-empty) range when it does.
+    fn ranges_cover(&self, r: Value, target: u64) -> Option<Option<u64>> {
         let mut buf = [0u8; 2048];
         if self.unit.version < 5 {
             let Value::Num(off) = r else { return None };
@@ -659,9 +698,10 @@ impl Chain<'_> {
         };
         let n = usize::from(self.unit.addr_size);
         let mut base = self.unit.low_pc;
+        let mut first = None;
         loop {
             let (lo, hi) = match c.u8()? {
-                0 => return Some(false),
+                0 => return Some(None),
                 1 => {
                     base = self.addr_index(c.uleb()?)?;
                     continue;
@@ -683,8 +723,11 @@ impl Chain<'_> {
                 }
                 _ => return None,
             };
+            if lo < hi {
+                first = first.or(Some(lo));
+            }
             if lo <= target && target < hi {
-                return Some(true);
+                return Some(first);
             }
         }
     }
@@ -730,7 +773,7 @@ impl Chain<'_> {
             // holding it one without code (a declaration, an abstract
             // instance), is skipped whole: nothing in it holds the target.
             let skip = match (e.tag, covers) {
-                (_, Some(false)) => true,
+                (_, Some(None)) => true,
                 (DW_TAG_SUBPROGRAM, None) => inside.is_none(),
                 _ => false,
             };
@@ -743,7 +786,7 @@ impl Chain<'_> {
             }
             // Inside the function, only scopes that hold the target are
             // entered: each inlined call met is inside the one before.
-            if covers == Some(true) {
+            if let Some(Some(entry)) = covers {
                 match (e.tag, inside) {
                     (DW_TAG_SUBPROGRAM, None) => inside = Some(depth),
                     (DW_TAG_INLINED_SUBROUTINE, Some(_)) if noted < levels.len() => {
@@ -752,6 +795,7 @@ impl Chain<'_> {
                                 origin,
                                 call_file: e.call_file,
                                 call_line: e.call_line,
+                                starts_here: entry == target,
                             };
                             noted += 1;
                         }
@@ -782,10 +826,12 @@ impl Chain<'_> {
     pub fn name(&self, i: usize, out: &mut [u8]) -> Option<usize> {
         let (b, ..) = self.parts();
         let mut at = self.levels.get(i)?.origin;
-        let mut plain: Option<Value> = None;
+        // The name, and the entry it is on (whose scopes qualify it).
+        let mut plain: Option<(Value, usize)> = None;
         // An abstract origin may itself point on (to a declaration, by
         // its specification): a few steps.
         for _ in 0..4 {
+            let die = at;
             let mut c = Cur { b, at };
             let code = c.uleb()?;
             let (_, abbrevs, index) = self.parts();
@@ -806,7 +852,7 @@ impl Chain<'_> {
                     (DW_AT_LINKAGE_NAME | DW_AT_MIPS_LINKAGE_NAME, v) => {
                         return self.string(v, out);
                     }
-                    (DW_AT_NAME, v) => plain = plain.or(Some(v)),
+                    (DW_AT_NAME, v) => plain = plain.or(Some((v, die))),
                     (DW_AT_ABSTRACT_ORIGIN | DW_AT_SPECIFICATION, Value::Ref(r)) => {
                         next = Some(usize::try_from(r).ok()?)
                     }
@@ -818,7 +864,104 @@ impl Chain<'_> {
                 None => break,
             }
         }
-        self.string(plain?, out)
+        // Without a linkage name (gcc gives a template's instance none),
+        // the name is qualified by the namespaces and classes around its
+        // entry, as a debugger names it.
+        let (v, die) = plain?;
+        let mut n = 0;
+        let mut scopes = [(0usize, 0u64); MAX_SCOPES];
+        let count = self.scopes_of(die, &mut scopes).unwrap_or(0);
+        for &(scope, tag) in &scopes[..count] {
+            let part = match self.die_name(scope) {
+                Some(v) => self.string(v, &mut out[n..])?,
+                // An unnamed class (a lambda's closure type) is left out.
+                None if tag != DW_TAG_NAMESPACE => continue,
+                None => {
+                    let anon = b"(anonymous namespace)";
+                    let k = anon.len().min(out.len() - n);
+                    out[n..n + k].copy_from_slice(&anon[..k]);
+                    k
+                }
+            };
+            n += part;
+            let k = 2.min(out.len() - n);
+            out[n..n + k].copy_from_slice(&b"::"[..k]);
+            n += k;
+        }
+        Some(n + self.string(v, &mut out[n..])?)
+    }
+
+    /// The `DW_AT_name` of the entry at `at`.
+    fn die_name(&self, at: usize) -> Option<Value> {
+        let (b, abbrevs, index) = self.parts();
+        let mut c = Cur { b, at };
+        let code = c.uleb()?;
+        let (_, _, specs) = find_abbrev(abbrevs, Some(index), code)?;
+        let mut a = Cur {
+            b: abbrevs,
+            at: specs,
+        };
+        loop {
+            let (name, form) = (a.uleb()?, a.uleb()?);
+            if name == 0 && form == 0 {
+                return None;
+            }
+            let implicit = if form == 0x21 { a.sleb()? } else { 0 };
+            let v = value(&mut c, form, implicit, &self.unit)?;
+            if name == DW_AT_NAME {
+                return Some(v);
+            }
+        }
+    }
+
+    /// The namespaces, classes, structures and unions around the entry at
+    /// `die`, outermost first, into `out`; their number. Walked from the
+    /// unit's top, skipping (by `DW_AT_sibling`) what lies before it.
+    fn scopes_of(&self, die: usize, out: &mut [(usize, u64); MAX_SCOPES]) -> Option<usize> {
+        let (b, ..) = self.parts();
+        let mut c = Cur {
+            b,
+            at: self.unit.first,
+        };
+        let top = c.uleb()?;
+        if !self.entry(&mut c, top)?.children {
+            return None;
+        }
+        // Per open level: the entry, if it is a scope.
+        let mut open = [None::<(usize, u64)>; MAX_OPEN];
+        let mut depth = 0usize;
+        while c.at < die {
+            let at = c.at;
+            let code = c.uleb()?;
+            if code == 0 {
+                depth = depth.checked_sub(1)?;
+                continue;
+            }
+            let e = self.entry(&mut c, code)?;
+            if !e.children {
+                continue;
+            }
+            match e.sibling.and_then(|s| usize::try_from(s).ok()) {
+                Some(s) if s <= die && s > c.at => c.at = s,
+                _ => {
+                    let scope = matches!(
+                        e.tag,
+                        DW_TAG_NAMESPACE | DW_TAG_CLASS | DW_TAG_STRUCTURE | DW_TAG_UNION
+                    );
+                    *open.get_mut(depth)? = scope.then_some((at, e.tag));
+                    depth += 1;
+                }
+            }
+        }
+        if c.at != die {
+            return None;
+        }
+        let mut n = 0;
+        for s in open[..depth].iter().flatten() {
+            *out.get_mut(n)? = *s;
+            n += 1;
+        }
+        Some(n)
     }
 
     /// Copies a string attribute's text into `out`; returns its length.
@@ -874,8 +1017,9 @@ fn skip_children(chain: &Chain<'_>, c: &mut Cur<'_>) -> Option<()> {
 }
 
 /// Whether a DWARF 4 range list (`.debug_ranges`: address pairs, a
-/// base-address entry, a (0, 0) end) holds `target`.
-fn v4_ranges_cover(b: &[u8], addr_size: u8, low_pc: u64, target: u64) -> bool {
+/// base-address entry, a (0, 0) end) holds `target`: the start of its
+/// first non-empty range when it does.
+fn v4_ranges_cover(b: &[u8], addr_size: u8, low_pc: u64, target: u64) -> Option<u64> {
     let n = usize::from(addr_size);
     let max = if n == 8 {
         u64::MAX
@@ -884,20 +1028,24 @@ fn v4_ranges_cover(b: &[u8], addr_size: u8, low_pc: u64, target: u64) -> bool {
     };
     let mut c = Cur { b, at: 0 };
     let mut base = low_pc;
+    let mut first = None;
     while let (Some(lo), Some(hi)) = (c.fixed(n), c.fixed(n)) {
         if lo == 0 && hi == 0 {
-            return false;
+            return None;
         }
         if lo == max {
             base = hi;
             continue;
         }
         let (lo, hi) = (base.wrapping_add(lo), base.wrapping_add(hi));
+        if lo < hi {
+            first = first.or(Some(lo));
+        }
         if lo <= target && target < hi {
-            return true;
+            return first;
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -916,14 +1064,15 @@ mod tests {
         pair(0x4, 0x8);
         pair(0, 0); // the end
         pair(0x0, 0x100_0000); // another list's
-        assert!(v4_ranges_cover(&b, 8, 0x1000, 0x1010));
-        assert!(v4_ranges_cover(&b, 8, 0x1000, 0x101f));
-        assert!(!v4_ranges_cover(&b, 8, 0x1000, 0x1020));
-        assert!(v4_ranges_cover(&b, 8, 0x1000, 0x5006));
-        assert!(!v4_ranges_cover(&b, 8, 0x1000, 0x5008));
+                               // Holding the target: the list's first range's start.
+        assert_eq!(v4_ranges_cover(&b, 8, 0x1000, 0x1010), Some(0x1010));
+        assert_eq!(v4_ranges_cover(&b, 8, 0x1000, 0x101f), Some(0x1010));
+        assert_eq!(v4_ranges_cover(&b, 8, 0x1000, 0x1020), None);
+        assert_eq!(v4_ranges_cover(&b, 8, 0x1000, 0x5006), Some(0x1010));
+        assert_eq!(v4_ranges_cover(&b, 8, 0x1000, 0x5008), None);
         // Nothing past the end of the list, nor past the bytes.
-        assert!(!v4_ranges_cover(&b, 8, 0x1000, 0x10_0000));
-        assert!(!v4_ranges_cover(&b[..20], 8, 0x1000, 0x5006));
+        assert_eq!(v4_ranges_cover(&b, 8, 0x1000, 0x10_0000), None);
+        assert_eq!(v4_ranges_cover(&b[..20], 8, 0x1000, 0x5006), None);
     }
 
     /// Abbreviations: code 1 a subprogram with children (name: string,
@@ -949,9 +1098,14 @@ mod tests {
             assert_eq!(find_abbrev(&a, None, 9000).map(|d| d.0), Some(0x1d));
             assert_eq!(find_abbrev(&a, idx, 7), None);
         }
-        // A truncated table finds what it holds and nothing past it.
+        // A truncated table finds what it holds and nothing past it; a
+        // declaration found whole but cut in its attributes is told by
+        // `attributes_end` (the top entry's, read a page first).
         assert_eq!(find_abbrev(&a[..12], None, 200), None);
         assert_eq!(find_abbrev(&a[..12], None, 1), Some((0x2e, true, 3)));
+        assert_eq!(attributes_end(&a, 3), Some(9));
+        assert_eq!(find_abbrev(&a[..7], None, 1), Some((0x2e, true, 3)));
+        assert_eq!(attributes_end(&a[..7], 3), None);
     }
 
     #[test]

@@ -509,12 +509,15 @@ fn a_cxx_function_is_named_by_its_qualified_name() {
 }
 
 /// Two static functions gcc inlines at -O2 (each called once), the
-/// innermost faulting.
+/// innermost faulting after a store of its own.
 const INLINED: &str = r#"int *volatile where;
+volatile int sink;
 static int deep(int *p, int k) {
+    sink = k;
     return p[k] * 3; /* DEEP */
 }
 static int mid(int *p, int k) {
+    sink = 1;
     int r = deep(p, k + 1); /* MID */
     return r + 1;
 }
@@ -522,6 +525,35 @@ int work(int k) {
     return mid(where, k) + 7; /* WORK */
 }
 "#;
+
+/// The same without the stores: the fault is the first instruction of
+/// both inlined calls.
+const INLINED_AT_ENTRY: &str = r#"int *volatile where;
+static int deep(int *p, int k) {
+    return p[k] * 3;
+}
+static int mid(int *p, int k) {
+    int r = deep(p, k + 1);
+    return r + 1;
+}
+int work(int k) {
+    return mid(where, k) + 7; /* WORK */
+}
+"#;
+
+/// The module frames of a report, without their generation.
+fn places(err: &str) -> Vec<String> {
+    frames_of(err)
+        .iter()
+        .map(|f| {
+            let f = f.trim_start_matches("hcr:     at ");
+            f.split(", image generation")
+                .next()
+                .unwrap_or(f)
+                .to_string()
+        })
+        .collect()
+}
 
 #[test]
 fn calls_the_compiler_inlined_are_frames_of_their_own() {
@@ -552,17 +584,18 @@ fn calls_the_compiler_inlined_are_frames_of_their_own() {
             at("work", "WORK"),
             "main:main (main.c:2)".to_string(),
         ];
-        let frames: Vec<String> = frames_of(&err)
-            .iter()
-            .map(|f| {
-                let f = f.trim_start_matches("hcr:     at ");
-                f.split(", image generation")
-                    .next()
-                    .unwrap_or(f)
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(frames, want, "{dwarf}: {err}");
+        assert_eq!(places(&err), want, "{dwarf}: {err}");
+        // A fault on the first instruction of inlined calls is, as a
+        // debugger shows it, at the call in the function they were
+        // inlined into: their frames are not listed yet.
+        let sources = [("main.c", main), ("lib.c", INLINED_AT_ENTRY)];
+        let (_, err) = build_and_run(t.path(), &sources, "-O2", &["-g", dwarf]);
+        let work = format!("lib:work (lib.c:{})", line_of(INLINED_AT_ENTRY, "WORK"));
+        assert_eq!(
+            places(&err),
+            [work, "main:main (main.c:2)".to_string()],
+            "{dwarf}: {err}"
+        );
     }
 }
 

@@ -631,18 +631,9 @@ impl Buf {
         self.b[self.n..self.n + k].copy_from_slice(&s[..k]);
         self.n += k;
     }
-    fn num(&mut self, mut v: u64) {
+    fn num(&mut self, v: u64) {
         let mut d = [0u8; 20];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.put(&d[i..]);
+        self.put(decimal(v, &mut d));
     }
     fn hex(&mut self, mut v: u64) {
         let mut d = [0u8; 16];
@@ -669,6 +660,20 @@ impl Buf {
             at += r as usize;
         }
     }
+}
+
+/// `v` in decimal, written at the end of `d`.
+pub(crate) fn decimal(mut v: u64, d: &mut [u8; 20]) -> &[u8] {
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &d[i..]
 }
 
 /// The word at `addr` of this process; `None` when unmapped (no fault).
@@ -1539,23 +1544,15 @@ mod lines {
     /// Runs one unit's line program; `(file name, line)` of the row
     /// covering `target`.
     fn run_unit(unit: &[u8], target: u64) -> Option<(Name, u64)> {
-        let Header {
-            version,
-            default_stmt,
-            program,
-            min_inst,
-            line_base,
-            line_range,
-            opcode_base,
-            lengths_at,
-            files_at,
-        } = header(unit)?;
+        let h = header(unit)?;
+        let (version, opcode_base, line_range) = (h.version, h.opcode_base, h.line_range);
+        let (min_inst, line_base) = (h.min_inst, h.line_base);
         let mut p = Cur {
             b: unit,
-            at: program,
+            at: h.program,
         };
         let (mut addr, mut file, mut line) = (0u64, 1u64, 1i64);
-        let mut stmt = default_stmt;
+        let mut stmt = h.default_stmt;
         let mut prev: Option<(u64, u64, i64)> = None;
         let mut prev_stmt = false;
         // The last row starting a statement: where several rows share an
@@ -1608,7 +1605,7 @@ mod lines {
                     7 | 10 | 11 => {}
                     _ => {
                         // Unknown standard opcode: skip its ULEB operands.
-                        let n = *unit.get(lengths_at + usize::from(op) - 1)?;
+                        let n = *unit.get(h.lengths_at + usize::from(op) - 1)?;
                         for _ in 0..n {
                             p.uleb()?;
                         }
@@ -1628,7 +1625,7 @@ mod lines {
                         (0, Some(k)) => k,
                         _ => (f, l),
                     };
-                    let name = file_name(unit, files_at, version, f)?;
+                    let name = file_name(unit, h.files_at, version, f)?;
                     return Some((name, l.max(0) as u64));
                 }
                 if let Some((_, f, l)) = prev.filter(|p| p.2 != 0) {
@@ -1647,7 +1644,7 @@ mod lines {
                     addr = 0;
                     file = 1;
                     line = 1;
-                    stmt = default_stmt;
+                    stmt = h.default_stmt;
                     known = None;
                     last_stmt = None;
                 }

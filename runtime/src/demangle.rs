@@ -295,18 +295,9 @@ impl<'a> Demangler<'a> {
     }
 
     /// Writes `v` in decimal.
-    fn put_number(&mut self, mut v: usize) -> Option<()> {
+    fn put_number(&mut self, v: usize) -> Option<()> {
         let mut d = [0u8; 20];
-        let mut i = d.len();
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.put(&d[i..])
+        self.put(crate::crash::decimal(v as u64, &mut d))
     }
 
     /// `{lambda(A, B)#N}` for a closure type `Ul <parameter types> E

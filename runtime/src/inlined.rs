@@ -272,19 +272,40 @@ fn top_stmt_list(
         addr_size,
         ..Unit::default()
     };
+    let mut stmt_list = None;
+    attributes(&abbrev[..want], specs, c, &unit, |name, v| {
+        if name == DW_AT_STMT_LIST {
+            stmt_list = v.number();
+        }
+        stmt_list.is_none()
+    })?;
+    Some((abbrev_off, stmt_list?))
+}
+
+/// Reads the attribute values of an entry at `c`, whose abbreviation's
+/// specifications start at `specs` in `abbrevs`, handing each to `f`
+/// (`(attribute, value)`) until it returns false. `None` when they
+/// cannot be read.
+fn attributes(
+    abbrevs: &[u8],
+    specs: usize,
+    c: &mut Cur<'_>,
+    unit: &Unit,
+    mut f: impl FnMut(u64, Value) -> bool,
+) -> Option<()> {
     let mut a = Cur {
-        b: &abbrev[..want],
+        b: abbrevs,
         at: specs,
     };
     loop {
         let (name, form) = (a.uleb()?, a.uleb()?);
         if name == 0 && form == 0 {
-            return None;
+            return Some(());
         }
         let implicit = if form == 0x21 { a.sleb()? } else { 0 };
-        let v = value(c, form, implicit, &unit)?;
-        if name == DW_AT_STMT_LIST {
-            return Some((abbrev_off, v.number()?));
+        let v = value(c, form, implicit, unit)?;
+        if !f(name, v) {
+            return Some(());
         }
     }
 }
@@ -551,18 +572,8 @@ impl Chain<'_> {
         };
         let code = c.uleb()?;
         let (_, _, specs) = find_abbrev(abbrevs, Some(index), code)?;
-        let mut a = Cur {
-            b: abbrevs,
-            at: specs,
-        };
         let probe = unit;
-        loop {
-            let (name, form) = (a.uleb()?, a.uleb()?);
-            if name == 0 && form == 0 {
-                return Some(unit);
-            }
-            let implicit = if form == 0x21 { a.sleb()? } else { 0 };
-            let v = value(&mut c, form, implicit, &probe)?;
+        attributes(abbrevs, specs, &mut c, &probe, |name, v| {
             match (name, v) {
                 (DW_AT_STMT_LIST, Value::Num(n)) => unit.stmt_list = n,
                 (DW_AT_LOW_PC, Value::Addr(a)) => unit.low_pc = a,
@@ -571,7 +582,9 @@ impl Chain<'_> {
                 (DW_AT_RNGLISTS_BASE, Value::Num(n)) => unit.rnglists_base = Some(n),
                 _ => {}
             }
-        }
+            true
+        })?;
+        Some(unit)
     }
 
     /// Reads the entry at `c` (its code already read: `code`).
@@ -583,17 +596,7 @@ impl Chain<'_> {
             children,
             ..Entry::default()
         };
-        let mut a = Cur {
-            b: abbrevs,
-            at: specs,
-        };
-        loop {
-            let (name, form) = (a.uleb()?, a.uleb()?);
-            if name == 0 && form == 0 {
-                return Some(e);
-            }
-            let implicit = if form == 0x21 { a.sleb()? } else { 0 };
-            let v = value(c, form, implicit, &self.unit)?;
+        attributes(abbrevs, specs, c, &self.unit, |name, v| {
             match (name, v) {
                 (DW_AT_LOW_PC, v) => e.low = Some(v),
                 (DW_AT_HIGH_PC, v) => {
@@ -607,7 +610,9 @@ impl Chain<'_> {
                 (DW_AT_CALL_LINE, Value::Num(n)) => e.call_line = n,
                 _ => {}
             }
-        }
+            true
+        })?;
+        Some(e)
     }
 
     /// Whether `e`'s addresses hold `target`: its entry (where its code
@@ -824,7 +829,6 @@ impl Chain<'_> {
     /// linkage name when it has one, for a C++ function the demangler
     /// qualifies); returns its length.
     pub fn name(&self, i: usize, out: &mut [u8]) -> Option<usize> {
-        let (b, ..) = self.parts();
         let mut at = self.levels.get(i)?.origin;
         // The name, and the entry it is on (whose scopes qualify it).
         let mut plain: Option<(Value, usize)> = None;
@@ -832,32 +836,21 @@ impl Chain<'_> {
         // its specification): a few steps.
         for _ in 0..4 {
             let die = at;
-            let mut c = Cur { b, at };
-            let code = c.uleb()?;
-            let (_, abbrevs, index) = self.parts();
-            let (_, _, specs) = find_abbrev(abbrevs, Some(index), code)?;
-            let mut a = Cur {
-                b: abbrevs,
-                at: specs,
-            };
+            let mut linkage = None;
             let mut next = None;
-            loop {
-                let (name, form) = (a.uleb()?, a.uleb()?);
-                if name == 0 && form == 0 {
-                    break;
-                }
-                let implicit = if form == 0x21 { a.sleb()? } else { 0 };
-                let v = value(&mut c, form, implicit, &self.unit)?;
+            self.die_attributes(die, |name, v| {
                 match (name, v) {
-                    (DW_AT_LINKAGE_NAME | DW_AT_MIPS_LINKAGE_NAME, v) => {
-                        return self.string(v, out);
-                    }
+                    (DW_AT_LINKAGE_NAME | DW_AT_MIPS_LINKAGE_NAME, v) => linkage = Some(v),
                     (DW_AT_NAME, v) => plain = plain.or(Some((v, die))),
                     (DW_AT_ABSTRACT_ORIGIN | DW_AT_SPECIFICATION, Value::Ref(r)) => {
-                        next = Some(usize::try_from(r).ok()?)
+                        next = usize::try_from(r).ok()
                     }
                     _ => {}
                 }
+                linkage.is_none()
+            })?;
+            if let Some(v) = linkage {
+                return self.string(v, out);
             }
             match next {
                 Some(n) => at = n,
@@ -893,25 +886,23 @@ impl Chain<'_> {
 
     /// The `DW_AT_name` of the entry at `at`.
     fn die_name(&self, at: usize) -> Option<Value> {
+        let mut found = None;
+        self.die_attributes(at, |name, v| {
+            if name == DW_AT_NAME {
+                found = Some(v);
+            }
+            found.is_none()
+        })?;
+        found
+    }
+
+    /// [`attributes`] of the entry at `at` of the unit.
+    fn die_attributes(&self, at: usize, f: impl FnMut(u64, Value) -> bool) -> Option<()> {
         let (b, abbrevs, index) = self.parts();
         let mut c = Cur { b, at };
         let code = c.uleb()?;
         let (_, _, specs) = find_abbrev(abbrevs, Some(index), code)?;
-        let mut a = Cur {
-            b: abbrevs,
-            at: specs,
-        };
-        loop {
-            let (name, form) = (a.uleb()?, a.uleb()?);
-            if name == 0 && form == 0 {
-                return None;
-            }
-            let implicit = if form == 0x21 { a.sleb()? } else { 0 };
-            let v = value(&mut c, form, implicit, &self.unit)?;
-            if name == DW_AT_NAME {
-                return Some(v);
-            }
-        }
+        attributes(abbrevs, specs, &mut c, &self.unit, f)
     }
 
     /// The namespaces, classes, structures and unions around the entry at

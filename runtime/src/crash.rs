@@ -361,7 +361,7 @@ pub fn describe(sig: libc::c_int, pc: u64) -> String {
     out.put(signal_name(sig));
     out.put(b" in ");
     if let Some(t) = table_of(pc) {
-        let f = put_frames(b"", t, pc, true);
+        let f = put_frames(b"", t, pc, true, &mut Hints::default());
         out.put(&f.b[..f.n]);
     } else {
         out.put(b"module code");
@@ -819,7 +819,13 @@ impl Place {
 /// inlined there are frames of their own, innermost first, as a debugger
 /// lists them: each named after the inlined function, at the line it was
 /// called from in the frame inside it.
-fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool) -> Buf {
+fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool, hints: &mut Hints) -> Buf {
+    if hints.base != t.base {
+        *hints = Hints {
+            base: t.base,
+            ..Hints::default()
+        };
+    }
     let (module, function) = t.function(lookup).unwrap_or((b"?", b"?"));
     let generation = t.generation_at(lookup);
     let mut file = [0u8; 256];
@@ -828,12 +834,12 @@ fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool) -> Buf {
         .lines
         .as_ref()
         .zip(at)
-        .and_then(|(l, off)| lines::find(l, off, &mut file));
+        .and_then(|(l, off)| lines::find(l, off, &mut file, &mut hints.line));
     let chain = match (t.lines.as_ref(), found, at) {
         (Some(l), Some((_, _, unit)), Some(off)) => l
             .info
             .as_ref()
-            .and_then(|info| crate::inlined::chain(info, &l.file, unit, off)),
+            .and_then(|info| crate::inlined::chain(info, &l.file, unit, off, &mut hints.info)),
         _ => None,
     };
     let levels = chain.as_ref().map_or(&[][..], |c| c.levels());
@@ -886,6 +892,15 @@ fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool) -> Buf {
         out.n = 0;
     }
     out
+}
+
+/// Where the last frame's look-ups found their units, in the table at
+/// `base`: tried first for the next frame.
+#[derive(Default)]
+struct Hints {
+    base: u64,
+    line: Option<u64>,
+    info: Option<crate::inlined::UnitAt>,
 }
 
 /// A function's name: a C++ function's qualified, as a debugger shows it.
@@ -1075,13 +1090,14 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
     out.put(b"hcr: crash: ");
     out.put(signal_name(sig));
     out.put(b" in ");
-    let f = put_frames(b"", t0, frames[0].1, true);
+    let mut hints = Hints::default();
+    let f = put_frames(b"", t0, frames[0].1, true, &mut hints);
     out.put(&f.b[..f.n]);
     out.put(b"\n");
     out.write();
     for &(_, lookup, _) in frames {
         if let Some(t) = table_of(lookup) {
-            put_frames(b"hcr:     at ", t, lookup, false);
+            put_frames(b"hcr:     at ", t, lookup, false, &mut hints);
         }
     }
     if more {
@@ -1416,25 +1432,41 @@ mod lines {
 
     /// `(name length in `file`, line, the line program's offset in
     /// `.debug_line`)` for area offset `off`.
-    pub fn find(src: &LineSource, off: u64, file: &mut [u8]) -> Option<(usize, u64, u64)> {
+    /// `hint`: the line program the last look-up in this table found,
+    /// tried first (a backtrace's frames are mostly in a few units; an
+    /// image of thousands of modules has thousands of them).
+    pub fn find(
+        src: &LineSource,
+        off: u64,
+        file: &mut [u8],
+        hint: &mut Option<u64>,
+    ) -> Option<(usize, u64, u64)> {
         if BUSY.swap(true, Ordering::AcqRel) {
             return None;
         }
         // SAFETY: BUSY gives this call the buffer to itself.
         let buf = unsafe { &mut *UNIT.0.get() };
-        let r = find_in(src, off, buf, file);
+        let r = hint
+            .and_then(|at| find_in(src, off, buf, file, at, true))
+            .or_else(|| find_in(src, off, buf, file, 0, false));
+        if let Some((_, _, at)) = r {
+            *hint = Some(at);
+        }
         BUSY.store(false, Ordering::Release);
         r
     }
 
+    /// Looks `off` up in the line programs from `unit_at` on (`one`: in
+    /// that one only).
     fn find_in(
         src: &LineSource,
         off: u64,
         buf: &mut [u8],
         file: &mut [u8],
+        mut unit_at: u64,
+        one: bool,
     ) -> Option<(usize, u64, u64)> {
         let (sec, size) = src.line;
-        let mut unit_at = 0u64;
         while unit_at + 4 <= size {
             let mut len4 = [0u8; 4];
             src.file.read_exact_at(&mut len4, sec + unit_at).ok()?;
@@ -1453,6 +1485,9 @@ mod lines {
                         return name_of(src, unit, hit.0, file).map(|n| (n, hit.1, unit_at));
                     }
                 }
+            }
+            if one {
+                return None;
             }
             unit_at += total;
         }

@@ -170,8 +170,21 @@ pub fn chain<'s>(
     file: &'s std::fs::File,
     stmt_list: u64,
     target: u64,
+    known: &mut Option<UnitAt>,
 ) -> Option<Chain<'s>> {
-    let (unit_at, unit_len, abbrev_off) = find_unit(src, file, stmt_list)?;
+    let (unit_at, unit_len, abbrev_off) = match *known {
+        Some(k) if k.stmt_list == stmt_list => (k.at, k.len, k.abbrev),
+        _ => {
+            let (at, len, abbrev) = find_unit(src, file, stmt_list)?;
+            *known = Some(UnitAt {
+                stmt_list,
+                at,
+                len,
+                abbrev,
+            });
+            (at, len, abbrev)
+        }
+    };
     let abbrev_len = ABBREV_MAX.min(src.abbrev.1.checked_sub(abbrev_off)?) as usize;
     let unit_len = usize::try_from(unit_len).ok()?;
     let abbrev_at = unit_len.next_multiple_of(8);
@@ -202,6 +215,16 @@ pub fn chain<'s>(
     chain.unit = chain.read_top(unit_len)?;
     chain.walk(unit_len, target)?;
     (chain.depth > 0).then_some(chain)
+}
+
+/// Where a unit was found (by the line program it names): the next
+/// look-up in the same unit skips the search.
+#[derive(Clone, Copy)]
+pub struct UnitAt {
+    stmt_list: u64,
+    at: u64,
+    len: u64,
+    abbrev: u64,
 }
 
 /// The compile unit whose line program starts at `stmt_list`: `(offset

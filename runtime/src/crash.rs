@@ -361,8 +361,10 @@ pub fn describe(sig: libc::c_int, pc: u64) -> String {
     out.put(signal_name(sig));
     out.put(b" in ");
     if let Some(t) = table_of(pc) {
-        let f = put_frames(b"", t, pc, true, &mut Hints::default());
-        out.put(&f.b[..f.n]);
+        frames_at(t, pc, &mut Hints::default(), &mut |f| {
+            out.put(f);
+            false
+        });
     } else {
         out.put(b"module code");
     }
@@ -809,9 +811,9 @@ impl Place {
     }
 }
 
-/// Writes the frames of the code at `lookup`: `MODULE:FUNCTION
-/// (FILE:LINE), image generation N`, each after `prefix` and on a line of
-/// its own, or only the innermost one (`first_only`, without a line end).
+/// Formats the frames of the code at `lookup`, `MODULE:FUNCTION
+/// (FILE:LINE), image generation N`, innermost first, handing each to
+/// `each` until it returns false.
 /// `lookup` is the address the frame is named after: the faulting pc
 /// itself, or a return address less one (a call that never returns, such
 /// as one to `abort`, can be a function's last instruction: its return
@@ -819,7 +821,7 @@ impl Place {
 /// inlined there are frames of their own, innermost first, as a debugger
 /// lists them: each named after the inlined function, at the line it was
 /// called from in the frame inside it.
-fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool, hints: &mut Hints) -> Buf {
+fn frames_at(t: &Table, lookup: u64, hints: &mut Hints, each: &mut dyn FnMut(&[u8]) -> bool) {
     if hints.base != t.base {
         *hints = Hints {
             base: t.base,
@@ -854,7 +856,7 @@ fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool, hints: &m
     // Innermost first: frame `j` is inlined call `n - 1 - j` (calls are
     // listed outermost first), the last the function the code is in.
     for j in 0..=n {
-        out.put(prefix);
+        out.n = 0;
         out.put(module);
         out.put(b":");
         let named = match &chain {
@@ -884,14 +886,10 @@ fn put_frames(prefix: &[u8], t: &Table, lookup: u64, first_only: bool, hints: &m
         }
         out.put(b", image generation ");
         out.num(u64::from(generation));
-        if first_only {
-            return out;
+        if !each(&out.b[..out.n]) {
+            return;
         }
-        out.put(b"\n");
-        out.write();
-        out.n = 0;
     }
-    out
 }
 
 /// Where the last frame's look-ups found their units, in the table at
@@ -1086,18 +1084,32 @@ fn report(sig: libc::c_int, regs: Regs) -> Option<u64> {
         line.put(b"\n");
         line.write();
     }
-    let mut out = Buf::new();
-    out.put(b"hcr: crash: ");
-    out.put(signal_name(sig));
-    out.put(b" in ");
     let mut hints = Hints::default();
-    let f = put_frames(b"", t0, frames[0].1, true, &mut hints);
-    out.put(&f.b[..f.n]);
-    out.put(b"\n");
-    out.write();
-    for &(_, lookup, _) in frames {
+    // The report's first line names the innermost frame, which the list
+    // then begins with.
+    let mut first = true;
+    let mut line = |f: &[u8]| {
+        let mut out = Buf::new();
+        if first {
+            first = false;
+            out.put(b"hcr: crash: ");
+            out.put(signal_name(sig));
+            out.put(b" in ");
+            out.put(f);
+            out.put(b"\n");
+            out.write();
+            out.n = 0;
+        }
+        out.put(b"hcr:     at ");
+        out.put(f);
+        out.put(b"\n");
+        out.write();
+        true
+    };
+    frames_at(t0, frames[0].1, &mut hints, &mut line);
+    for &(_, lookup, _) in &frames[1..] {
         if let Some(t) = table_of(lookup) {
-            put_frames(b"hcr:     at ", t, lookup, false, &mut hints);
+            frames_at(t, lookup, &mut hints, &mut line);
         }
     }
     if more {
@@ -1441,19 +1453,37 @@ mod lines {
         file: &mut [u8],
         hint: &mut Option<u64>,
     ) -> Option<(usize, u64, u64)> {
+        let r = with_buf(|buf| {
+            hint.and_then(|at| find_in(src, off, buf, file, at, true))
+                .or_else(|| find_in(src, off, buf, file, 0, false))
+        });
+        if let Some((_, _, at)) = r {
+            *hint = Some(at);
+        }
+        r
+    }
+
+    /// Runs `f` with the unit buffer, unless another look-up holds it.
+    fn with_buf<R>(f: impl FnOnce(&mut [u8]) -> Option<R>) -> Option<R> {
         if BUSY.swap(true, Ordering::AcqRel) {
             return None;
         }
         // SAFETY: BUSY gives this call the buffer to itself.
-        let buf = unsafe { &mut *UNIT.0.get() };
-        let r = hint
-            .and_then(|at| find_in(src, off, buf, file, at, true))
-            .or_else(|| find_in(src, off, buf, file, 0, false));
-        if let Some((_, _, at)) = r {
-            *hint = Some(at);
-        }
+        let r = f(unsafe { &mut *UNIT.0.get() });
         BUSY.store(false, Ordering::Release);
         r
+    }
+
+    /// The length, with its length field, of the line program at
+    /// `unit_at`; `None` past the section's end or for 64-bit DWARF (not
+    /// produced for these modules).
+    fn unit_total(src: &LineSource, unit_at: u64) -> Option<u64> {
+        let (sec, size) = src.line;
+        let mut len4 = [0u8; 4];
+        src.file.read_exact_at(&mut len4, sec + unit_at).ok()?;
+        let len = u64::from(u32::from_le_bytes(len4));
+        let total = (len < 0xffff_fff0).then_some(4 + len)?;
+        (unit_at.checked_add(total)? <= size).then_some(total)
     }
 
     /// Looks `off` up in the line programs from `unit_at` on (`one`: in
@@ -1468,16 +1498,7 @@ mod lines {
     ) -> Option<(usize, u64, u64)> {
         let (sec, size) = src.line;
         while unit_at + 4 <= size {
-            let mut len4 = [0u8; 4];
-            src.file.read_exact_at(&mut len4, sec + unit_at).ok()?;
-            let len = u64::from(u32::from_le_bytes(len4));
-            if len >= 0xffff_fff0 {
-                return None; // 64-bit DWARF: not produced for these modules
-            }
-            let total = 4 + len;
-            if unit_at + total > size {
-                return None;
-            }
+            let total = unit_total(src, unit_at)?;
             if (total as usize) <= buf.len() {
                 let unit = &mut buf[..total as usize];
                 if src.file.read_exact_at(unit, sec + unit_at).is_ok() {
@@ -1553,27 +1574,14 @@ mod lines {
     /// `.debug_line` into `out` (a call's `DW_AT_call_file`); returns its
     /// length.
     pub fn file_at(src: &LineSource, unit_at: u64, index: u64, out: &mut [u8]) -> Option<usize> {
-        if BUSY.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        // SAFETY: BUSY gives this call the buffer to itself.
-        let buf = unsafe { &mut *UNIT.0.get() };
-        let r = (|| {
-            let (sec, size) = src.line;
-            let mut len4 = [0u8; 4];
-            src.file.read_exact_at(&mut len4, sec + unit_at).ok()?;
-            let total = 4 + u64::from(u32::from_le_bytes(len4));
-            if unit_at.checked_add(total)? > size || total as usize > buf.len() {
-                return None;
-            }
-            let unit = &mut buf[..total as usize];
-            src.file.read_exact_at(unit, sec + unit_at).ok()?;
+        with_buf(|buf| {
+            let total = unit_total(src, unit_at)?;
+            let unit = buf.get_mut(..usize::try_from(total).ok()?)?;
+            src.file.read_exact_at(unit, src.line.0 + unit_at).ok()?;
             let h = header(unit)?;
             let name = file_name(unit, h.files_at, h.version, index)?;
             name_of(src, unit, name, out)
-        })();
-        BUSY.store(false, Ordering::Release);
-        r
+        })
     }
 
     /// Runs one unit's line program; `(file name, line)` of the row

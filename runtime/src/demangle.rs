@@ -279,19 +279,35 @@ impl<'a> Demangler<'a> {
         Some(())
     }
 
-    /// A decimal number (none: `None`).
-    fn number(&mut self) -> Option<usize> {
-        let digits = self.m[self.at..]
+    /// The digits of a decimal number (none: `None`).
+    fn digits(&mut self) -> Option<&'a [u8]> {
+        let m: &'a [u8] = self.m;
+        let n = m[self.at..]
             .iter()
             .take_while(|c| c.is_ascii_digit())
             .count();
-        if digits == 0 || digits > 6 {
-            return None;
+        let d = (n > 0).then(|| &m[self.at..self.at + n])?;
+        self.at += n;
+        Some(d)
+    }
+
+    /// A decimal number of at most six digits.
+    fn number(&mut self) -> Option<usize> {
+        let d = self.digits().filter(|d| d.len() <= 6)?;
+        Some(
+            d.iter()
+                .fold(0usize, |v, &c| v * 10 + usize::from(c - b'0')),
+        )
+    }
+
+    /// `_` (0) or `<number> _` (the number plus 1): a template
+    /// parameter's, an unnamed type's, a closure type's index.
+    fn index(&mut self) -> Option<usize> {
+        if self.eat(b'_') {
+            return Some(0);
         }
-        let v = (self.m[self.at..self.at + digits].iter())
-            .fold(0usize, |v, &c| v * 10 + usize::from(c - b'0'));
-        self.at += digits;
-        Some(v)
+        let n = self.number()?;
+        self.eat(b'_').then_some(n)?.checked_add(1)
     }
 
     /// Writes `v` in decimal.
@@ -315,16 +331,8 @@ impl<'a> Demangler<'a> {
         } else {
             self.put(b"{unnamed type#")?;
         }
-        let n = match self.eat(b'_') {
-            true => 1,
-            false => {
-                let n = self.number()?;
-                if !self.eat(b'_') {
-                    return None;
-                }
-                n.checked_add(2)?
-            }
-        };
+        // (Counted from 1.)
+        let n = self.index()?.checked_add(1)?;
         self.put_number(n)?;
         self.put(b"}")
     }
@@ -810,36 +818,25 @@ impl<'a> Demangler<'a> {
     fn literal(&mut self) -> Option<()> {
         self.at += 1;
         let t = self.peek()?;
-        if matches!(t, b'N' | b'0'..=b'9') {
+        let enumerator = matches!(t, b'N' | b'0'..=b'9');
+        if enumerator {
             // An enumerator: `(ns::Kind)2`.
             self.put(b"(")?;
             self.nested(|d| d.ty())?;
             self.put(b")")?;
-            let negative = self.eat(b'n');
-            let d0 = self.at;
-            self.number()?;
-            let value = &self.m[d0..self.at];
-            if !self.eat(b'E') {
-                return None;
-            }
+        } else {
+            self.at += 1;
+        }
+        let negative = self.eat(b'n');
+        let value = self.digits()?;
+        if !self.eat(b'E') {
+            return None;
+        }
+        if enumerator {
             if negative {
                 self.put(b"-")?;
             }
             return self.put(value);
-        }
-        self.at += 1;
-        let negative = self.eat(b'n');
-        let digits = self.m[self.at..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if digits == 0 {
-            return None;
-        }
-        let value = &self.m[self.at..self.at + digits];
-        self.at += digits;
-        if !self.eat(b'E') {
-            return None;
         }
         if t == b'b' {
             return match value {
@@ -945,16 +942,7 @@ impl<'a> Demangler<'a> {
             // A template parameter of the enclosing function.
             b'T' => {
                 self.at += 1;
-                let i = match self.eat(b'_') {
-                    true => 0,
-                    false => {
-                        let n = self.number()?;
-                        if !self.eat(b'_') {
-                            return None;
-                        }
-                        n.checked_add(1)?
-                    }
-                };
+                let i = self.index()?;
                 let arg = *self.fn_targs[..self.nfn_targs].get(i)?;
                 if arg == NOT_READ {
                     return None;

@@ -172,19 +172,15 @@ pub fn chain<'s>(
     target: u64,
     known: &mut Option<UnitAt>,
 ) -> Option<Chain<'s>> {
-    let (unit_at, unit_len, abbrev_off) = match *known {
-        Some(k) if k.stmt_list == stmt_list => (k.at, k.len, k.abbrev),
+    let found = match *known {
+        Some(k) if k.unit.stmt_list == stmt_list => k,
         _ => {
-            let (at, len, abbrev) = find_unit(src, file, stmt_list)?;
-            *known = Some(UnitAt {
-                stmt_list,
-                at,
-                len,
-                abbrev,
-            });
-            (at, len, abbrev)
+            let k = find_unit(src, file, stmt_list)?;
+            *known = Some(k);
+            k
         }
     };
+    let (unit_at, unit_len, abbrev_off) = (found.at, found.len, found.abbrev);
     let abbrev_len = ABBREV_MAX.min(src.abbrev.1.checked_sub(abbrev_off)?) as usize;
     let unit_len = usize::try_from(unit_len).ok()?;
     let abbrev_at = unit_len.next_multiple_of(8);
@@ -206,13 +202,12 @@ pub fn chain<'s>(
         src,
         file,
         map,
-        unit: Unit::default(),
+        unit: found.unit,
         abbrev_at,
         abbrev_len,
         levels: [Level::default(); MAX_DEPTH],
         depth: 0,
     };
-    chain.unit = chain.read_top(unit_len)?;
     chain.walk(unit_len, target)?;
     (chain.depth > 0).then_some(chain)
 }
@@ -221,15 +216,17 @@ pub fn chain<'s>(
 /// look-up in the same unit skips the search.
 #[derive(Clone, Copy)]
 pub struct UnitAt {
-    stmt_list: u64,
+    /// Its offset in `.debug_info`, its length with its header, its
+    /// abbreviations' offset in `.debug_abbrev`.
     at: u64,
     len: u64,
     abbrev: u64,
+    /// What its header and top entry say.
+    unit: Unit,
 }
 
-/// The compile unit whose line program starts at `stmt_list`: `(offset
-/// in .debug_info, length with its header, abbreviation offset)`.
-fn find_unit(src: &InfoSections, file: &std::fs::File, stmt_list: u64) -> Option<(u64, u64, u64)> {
+/// The compile unit whose line program starts at `stmt_list`.
+fn find_unit(src: &InfoSections, file: &std::fs::File, stmt_list: u64) -> Option<UnitAt> {
     let mut at = 0u64;
     let mut head = [0u8; 1024];
     let mut abbrev = Mapping::new(ABBREV_MAX as usize)?;
@@ -249,9 +246,14 @@ fn find_unit(src: &InfoSections, file: &std::fs::File, stmt_list: u64) -> Option
         if at + total > src.info.1 || total > UNIT_MAX {
             return None;
         }
-        if let Some((abbrev_off, found)) = top_stmt_list(src, file, &mut c, abbrev.bytes_mut()) {
-            if found == stmt_list {
-                return Some((at, total, abbrev_off));
+        if let Some((abbrev_off, unit)) = top_entry(src, file, &mut c, abbrev.bytes_mut()) {
+            if unit.stmt_list == stmt_list {
+                return Some(UnitAt {
+                    at,
+                    len: total,
+                    abbrev: abbrev_off,
+                    unit,
+                });
             }
         }
         at += total;
@@ -259,18 +261,21 @@ fn find_unit(src: &InfoSections, file: &std::fs::File, stmt_list: u64) -> Option
     None
 }
 
-/// A unit header's abbreviation offset and its top entry's
-/// `DW_AT_stmt_list`, from the header and first entry bytes at `c`.
-fn top_stmt_list(
+/// A unit header's abbreviation offset, and what the header and the top
+/// entry say (its line program, base address, and the bases of its
+/// string offsets, addresses and range lists), from the unit's first
+/// bytes at `c`.
+fn top_entry(
     src: &InfoSections,
     file: &std::fs::File,
     c: &mut Cur<'_>,
     abbrev: &mut [u8],
-) -> Option<(u64, u64)> {
+) -> Option<(u64, Unit)> {
     let (version, unit_type, abbrev_off, addr_size) = header(c)?;
     if unit_type != 1 {
         return None;
     }
+    let first = c.at;
     let code = c.uleb()?;
     // The top entry's declaration is usually among the first: a page is
     // read, then (a large C++ table) the rest.
@@ -290,19 +295,27 @@ fn top_stmt_list(
         }
     }
     let specs = specs?;
-    let unit = Unit {
+    let mut unit = Unit {
         version,
         addr_size,
+        first,
         ..Unit::default()
     };
     let mut stmt_list = None;
-    attributes(&abbrev[..want], specs, c, &unit, |name, v| {
-        if name == DW_AT_STMT_LIST {
-            stmt_list = v.number();
+    let probe = unit;
+    attributes(&abbrev[..want], specs, c, &probe, |name, v| {
+        match (name, v) {
+            (DW_AT_STMT_LIST, Value::Num(n)) => stmt_list = Some(n),
+            (DW_AT_LOW_PC, Value::Addr(a)) => unit.low_pc = a,
+            (DW_AT_STR_OFFSETS_BASE, Value::Num(n)) => unit.str_offsets_base = Some(n),
+            (DW_AT_ADDR_BASE, Value::Num(n)) => unit.addr_base = Some(n),
+            (DW_AT_RNGLISTS_BASE, Value::Num(n)) => unit.rnglists_base = Some(n),
+            _ => {}
         }
-        stmt_list.is_none()
+        true
     })?;
-    Some((abbrev_off, stmt_list?))
+    unit.stmt_list = stmt_list?;
+    Some((abbrev_off, unit))
 }
 
 /// Reads the attribute values of an entry at `c`, whose abbreviation's
@@ -455,15 +468,6 @@ enum Value {
     Other,
 }
 
-impl Value {
-    fn number(self) -> Option<u64> {
-        match self {
-            Value::Num(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
 /// Reads one attribute value of `form`.
 fn value(c: &mut Cur<'_>, form: u64, implicit: i64, unit: &Unit) -> Option<Value> {
     let addr = usize::from(unit.addr_size);
@@ -577,37 +581,6 @@ impl Chain<'_> {
             &b[self.abbrev_at..self.abbrev_at + self.abbrev_len],
             &b[index_at..],
         )
-    }
-
-    /// Reads the unit's header and top entry.
-    fn read_top(&self, unit_len: usize) -> Option<Unit> {
-        let (b, abbrevs, index) = self.parts();
-        let mut c = Cur {
-            b: &b[..unit_len],
-            at: 4,
-        };
-        let (version, _, _, addr_size) = header(&mut c)?;
-        let mut unit = Unit {
-            version,
-            addr_size,
-            first: c.at,
-            ..Unit::default()
-        };
-        let code = c.uleb()?;
-        let (_, _, specs) = find_abbrev(abbrevs, Some(index), code)?;
-        let probe = unit;
-        attributes(abbrevs, specs, &mut c, &probe, |name, v| {
-            match (name, v) {
-                (DW_AT_STMT_LIST, Value::Num(n)) => unit.stmt_list = n,
-                (DW_AT_LOW_PC, Value::Addr(a)) => unit.low_pc = a,
-                (DW_AT_STR_OFFSETS_BASE, Value::Num(n)) => unit.str_offsets_base = Some(n),
-                (DW_AT_ADDR_BASE, Value::Num(n)) => unit.addr_base = Some(n),
-                (DW_AT_RNGLISTS_BASE, Value::Num(n)) => unit.rnglists_base = Some(n),
-                _ => {}
-            }
-            true
-        })?;
-        Some(unit)
     }
 
     /// Reads the entry at `c` (its code already read: `code`).

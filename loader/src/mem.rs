@@ -217,7 +217,7 @@ impl Window {
     /// # Errors
     /// As [`Window::alloc`].
     pub fn alloc_unfilled(&mut self, len: usize) -> Result<Chunk, LoadError> {
-        let len = len.max(1).div_ceil(PAGE) * PAGE;
+        let len = chunk_len(len);
         if let Some(k) = self.spare.iter().position(|c| c.len == len) {
             let chunk = self.spare.swap_remove(k);
             if let Err(e) = protect(&chunk, Prot::ReadWrite) {
@@ -324,6 +324,20 @@ impl Window {
     }
 }
 
+/// The length of a chunk for `len` bytes: whole pages; from a huge page
+/// up, whole huge pages where the last would be at least half used. The
+/// last part of a chunk can have a huge page only when it spans one
+/// whole, and 4 KiB pages cost one fault each where a huge page costs one
+/// for 2 MiB (an 8 MiB image area ending 1.8 MiB into its last huge page:
+/// 460 faults, about 0.9 ms, for 0.2 MiB of room saved).
+fn chunk_len(len: usize) -> usize {
+    let len = len.max(1).div_ceil(PAGE) * PAGE;
+    if len >= HUGE_PAGE && len % HUGE_PAGE >= HUGE_PAGE / 2 {
+        return len.next_multiple_of(HUGE_PAGE);
+    }
+    len
+}
+
 /// The smallest range [`populate`] asks the kernel to fault in.
 pub const POPULATE_MIN: usize = 16 * PAGE;
 
@@ -396,6 +410,21 @@ impl Drop for Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_chunk_ends_on_a_huge_page_when_its_last_is_half_used() {
+        const H: usize = HUGE_PAGE;
+        assert_eq!(chunk_len(0), PAGE);
+        assert_eq!(chunk_len(PAGE + 1), 2 * PAGE);
+        // Under one huge page: whole pages only.
+        assert_eq!(chunk_len(H - 3 * PAGE), H - 3 * PAGE);
+        // An 8 MiB image area 1.8 MiB into its last huge page: rounded up.
+        assert_eq!(chunk_len(3 * H + 1_800_000), 4 * H);
+        assert_eq!(chunk_len(3 * H + H / 2), 4 * H);
+        // Less than half of the last one used: not.
+        assert_eq!(chunk_len(3 * H + H / 2 - PAGE), 3 * H + H / 2 - PAGE);
+        assert_eq!(chunk_len(4 * H), 4 * H);
+    }
 
     #[test]
     fn free_ranges_are_clipped_to_the_range_asked_about() {

@@ -204,7 +204,9 @@ impl State {
         }
         let old = self.current.as_ref().map(|c| &c.manifest);
         let bytes = file.read(&mut self.scratch, old)?;
-        let (_, manifest) = ImageView::parse_global(bytes, old).map_err(|e| self.image_error(e))?;
+        let parsed = ImageView::parse_global(&bytes, old);
+        drop(bytes);
+        let (_, manifest) = parsed.map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;
         let diff = self.plan(&manifest).0;
         self.disk = DiskCache {
@@ -232,7 +234,9 @@ impl State {
         }
         let content = c.stat.content;
         let bytes = file.read(&mut self.scratch, Some(&c.manifest))?;
-        let computed = ImageView::content_checksum(bytes).map_err(|e| self.image_error(e))?;
+        let computed = ImageView::content_checksum(&bytes);
+        drop(bytes);
+        let computed = computed.map_err(|e| self.image_error(e))?;
         if computed != content {
             return Ok(false);
         }

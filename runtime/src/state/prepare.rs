@@ -168,7 +168,7 @@ impl State {
         } else {
             &hcr_loader::alone
         };
-        let view = ImageView::assemble_shared(bytes, header, m, old, &decode, share)
+        let view = ImageView::assemble_shared(&bytes, header, m, old, &decode, share)
             .map_err(|e| self.image_error(e))?;
         let blocks = decode.iter().filter(|&&d| d).count();
         self.prepare_view(

@@ -21,7 +21,11 @@
 //! changes nothing rebuilds nothing. A source is read again only when its
 //! status (`stat`) changed or it changed within [`RACY`] before it was last
 //! read (file times come from a coarse clock: git's "racily clean" rule). A changed `.c` recompiles that module; a
-//! changed `.h` (anywhere under DIR) or `hcr.toml` recompiles every module.
+//! changed `.h` (anywhere under DIR) or `hcr.toml` recompiles every module,
+//! and so does a change to a header outside DIR that a module includes
+//! (through `cflags = "-I ../include"`, say): the compiler writes each
+//! module's dependencies (`-MMD`), and the headers they name outside DIR
+//! are hashed with the sources and their folders watched too.
 //! After every build the sources are checked again, and anything saved while
 //! the build ran is built at once: the program never stays one edit behind.
 //!
@@ -65,7 +69,7 @@
 //! program afresh (new state) after the next successful build — handy when
 //! an edit made it crash. The program also ends when hcr watch does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
@@ -364,7 +368,7 @@ fn tracked(track: Track, rel: &Path, top: bool) -> bool {
 /// build trees skipped). Files that vanish while scanning are left out.
 #[cfg(test)]
 fn scan(dir: &Path, track: Track) -> Snapshot {
-    Sources::default().scan(dir, track)
+    Sources::default().scan(dir, track, &BTreeSet::new())
 }
 
 /// A file's status as `stat` gives it: what a source's content hash is
@@ -445,9 +449,10 @@ fn now_ns() -> i128 {
 
 impl Sources {
     /// Hashes every tracked file under `dir` (hidden folders, `.hcr` and
-    /// CMake build trees skipped). Files that vanish while scanning are
-    /// left out.
-    fn scan(&mut self, dir: &Path, track: Track) -> Snapshot {
+    /// CMake build trees skipped), and the files `outside` names (relative
+    /// to `dir`, or absolute: headers outside it that modules include).
+    /// Files that vanish while scanning are left out.
+    fn scan(&mut self, dir: &Path, track: Track, outside: &BTreeSet<PathBuf>) -> Snapshot {
         let mut files = Vec::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel_dir) = stack.pop() {
@@ -473,6 +478,7 @@ impl Sources {
                 }
             }
         }
+        files.extend(outside.iter().cloned());
         // Reading a hundred sources is on the way from a save to new code: in
         // parallel.
         let (known, racy) = (&self.known, self.racy);
@@ -580,10 +586,86 @@ struct ModuleBuild {
     /// The objects stay mapped between links: only the recompiled ones
     /// are opened and mapped again.
     inputs: hcr_linker::InputCache,
+    /// Module → the files its last good compile read besides its source,
+    /// as its dependency file names them (relative to the folder, or
+    /// absolute).
+    deps: HashMap<String, Vec<PathBuf>>,
 }
 
 fn obj_dir(dir: &Path) -> PathBuf {
     dir.join(OUT_DIR).join("obj")
+}
+
+/// The hash of every header and the project file in `snap`: headers under
+/// the folder, and those outside it that modules include.
+fn headers_digest(snap: &Snapshot) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (p, v) in snap {
+        if p.extension() == Some(OsStr::new("h")) || p == Path::new(PROJECT_FILE) || outside(p) {
+            h.update(p.as_os_str().as_encoded_bytes());
+            h.update(&v.to_le_bytes());
+        }
+    }
+    h.digest()
+}
+
+/// Whether `p` (relative to the folder, lexically normal, or absolute)
+/// lies outside the folder.
+fn outside(p: &Path) -> bool {
+    p.is_absolute() || p.starts_with("..")
+}
+
+/// The inputs a dependency file (`cc -MMD`: `target: input input \`)
+/// lists, the source first, unescaped (`\ ` is a space in a name, `$$` a
+/// dollar sign) and made lexically normal (`sub/../x.h` is `x.h`).
+fn depfile_inputs(text: &str) -> Vec<PathBuf> {
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    // The first rule only: its target ends at the first `: `.
+    let Some((_, rest)) = joined.split_once(": ") else {
+        return Vec::new();
+    };
+    let rest = rest.lines().next().unwrap_or("");
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some(' ' | '#')) => {
+                cur.extend(chars.next());
+            }
+            '$' if chars.peek() == Some(&'$') => {
+                chars.next();
+                cur.push('$');
+            }
+            c if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(normal(Path::new(&std::mem::take(&mut cur))));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(normal(Path::new(&cur)));
+    }
+    out
+}
+
+/// `p` with `.` components dropped and `..` taking out the name before it
+/// where there is one (no file-system access: what the compiler opened).
+fn normal(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.iter().collect()
 }
 
 impl ModuleBuild {
@@ -602,6 +684,41 @@ impl ModuleBuild {
             link_failed: None,
             said: None,
             inputs: hcr_linker::InputCache::default(),
+            deps: HashMap::new(),
+        }
+    }
+
+    /// The files outside the folder that modules include (`.hcr`'s own
+    /// `hcr.h` is inside).
+    fn external(&self) -> BTreeSet<PathBuf> {
+        let dir = &self.dir;
+        self.deps
+            .values()
+            .flatten()
+            .map(|p| match p.strip_prefix(dir) {
+                Ok(inside) => inside.to_path_buf(),
+                Err(_) => p.clone(),
+            })
+            .filter(|p| outside(p))
+            .collect()
+    }
+
+    /// `snap` now also holds headers outside the folder that the last build
+    /// learned of (its objects were compiled with them as they are): the
+    /// digest of what was built takes them in, so that they count as built.
+    fn headers_seen(&mut self, snap: &Snapshot) {
+        let now = headers_digest(snap);
+        let Some(before) = self.headers.replace(now) else {
+            self.headers = None;
+            return;
+        };
+        for key in [&mut self.linked, &mut self.link_failed]
+            .into_iter()
+            .flatten()
+        {
+            if key.0 == before {
+                key.0 = now;
+            }
         }
     }
 
@@ -627,7 +744,11 @@ impl ModuleBuild {
             .args(DEFAULT_CFLAGS)
             .args(&self.project.cflags)
             .arg("-I")
-            .arg(Path::new(OUT_DIR).join("include"));
+            .arg(Path::new(OUT_DIR).join("include"))
+            // The headers it reads (not the system's): see `ModuleBuild::deps`.
+            .arg("-MMD")
+            .arg("-MF")
+            .arg(rel_obj.join(format!("{name}.d")));
         if self.color {
             cmd.arg("-fdiagnostics-color=always");
         }
@@ -683,16 +804,7 @@ impl ModuleBuild {
                 }
             }
         }
-        let headers = {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for (p, v) in snap {
-                if p.extension() == Some(OsStr::new("h")) || p == Path::new(PROJECT_FILE) {
-                    h.update(p.as_os_str().as_encoded_bytes());
-                    h.update(&v.to_le_bytes());
-                }
-            }
-            h.digest()
-        };
+        let headers = headers_digest(snap);
         if self.headers != Some(headers) {
             self.compiled.clear();
             self.failed.clear();
@@ -710,6 +822,7 @@ impl ModuleBuild {
             })
             .collect();
         self.compiled.retain(|m, _| modules.contains_key(m));
+        self.deps.retain(|m, _| modules.contains_key(m));
         // A failure stands while the module's source is the one that failed.
         let had_failures = !self.failed.is_empty();
         self.failed
@@ -750,6 +863,11 @@ impl ModuleBuild {
                     if !warnings.trim().is_empty() {
                         let _ = write!(log, "{warnings}");
                     }
+                    let depfile = obj_dir(&self.dir).join(format!("{m}.d"));
+                    let deps = std::fs::read_to_string(depfile)
+                        .map(|t| depfile_inputs(&t).into_iter().skip(1).collect())
+                        .unwrap_or_default();
+                    self.deps.insert(m.clone(), deps);
                     self.compiled.insert(m.clone(), h);
                     self.failed.remove(&m);
                 }
@@ -957,6 +1075,20 @@ impl Builder {
         }
     }
 
+    /// Files outside the folder the build depends on.
+    fn external(&self) -> BTreeSet<PathBuf> {
+        match self {
+            Builder::Modules(b) => b.external(),
+            Builder::Command(_) | Builder::Nim(_) => BTreeSet::new(),
+        }
+    }
+
+    fn headers_seen(&mut self, snap: &Snapshot) {
+        if let Builder::Modules(b) = self {
+            b.headers_seen(snap);
+        }
+    }
+
     fn build(&mut self, snap: &Snapshot, running: bool, log: &mut dyn Write) -> Outcome {
         match self {
             Builder::Modules(b) => b.build(snap, running, log),
@@ -1080,6 +1212,27 @@ fn start_watcher(
     })?;
     w.watch(dir, notify::RecursiveMode::Recursive)?;
     Ok(w)
+}
+
+/// Adds a watch on the folder of each of `files` (relative to `dir`, or
+/// absolute) not yet in `watched`. Best effort: a folder that cannot be
+/// watched is still checked every [`RESCAN`].
+fn watch_folders_of(
+    w: &mut notify::RecommendedWatcher,
+    dir: &Path,
+    files: &BTreeSet<PathBuf>,
+    watched: &mut BTreeSet<PathBuf>,
+) {
+    use notify::Watcher as _;
+    for f in files {
+        let Some(folder) = dir.join(f).parent().and_then(|p| p.canonicalize().ok()) else {
+            continue;
+        };
+        if folder.starts_with(dir) || !watched.insert(folder.clone()) {
+            continue;
+        }
+        let _ = w.watch(&folder, notify::RecursiveMode::NonRecursive);
+    }
 }
 
 /// Waits until the burst of events that `last` started is over: no event
@@ -1206,7 +1359,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
     };
 
     let (tx, rx) = mpsc::channel();
-    let _watcher = match start_watcher(&dir, tx) {
+    let mut watcher = match start_watcher(&dir, tx) {
         Ok(w) => Some(w),
         Err(e) => {
             let _ = writeln!(
@@ -1220,6 +1373,10 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
     };
 
     let track = builder.track();
+    // Files outside the folder the build depends on, and the folders
+    // watched for them.
+    let mut ext = BTreeSet::new();
+    let mut watched = BTreeSet::new();
     let mut snap = Snapshot::new();
     let mut sources = Sources::default();
     let mut child = ChildGuard(None);
@@ -1230,7 +1387,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
         if pending {
             pending = false;
             last_scan = Instant::now();
-            let new = sources.scan(&dir, track);
+            let new = sources.scan(&dir, track, &ext);
             let first = !started && snap.is_empty();
             if new != snap || first {
                 let changed = changed_files(&snap, &new);
@@ -1240,6 +1397,23 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
                 let running = child.0.is_some();
                 let outcome = builder.build(&new, running, log);
                 snap = new;
+                let now_ext = builder.external();
+                if now_ext != ext {
+                    // Learned from this build: hashed now (as it read
+                    // them), and watched from now on.
+                    let fresh = sources.scan(&dir, track, &now_ext);
+                    snap.retain(|p, _| !ext.contains(p));
+                    snap.extend(
+                        now_ext
+                            .iter()
+                            .filter_map(|p| Some((p.clone(), *fresh.get(p)?))),
+                    );
+                    builder.headers_seen(&snap);
+                    if let Some(w) = watcher.as_mut() {
+                        watch_folders_of(w, &dir, &now_ext, &mut watched);
+                    }
+                    ext = now_ext;
+                }
                 // Anything saved while that build ran is built right away.
                 pending = true;
                 if outcome.image_written && child.0.is_none() && (!started || cfg.restart) {
@@ -1279,7 +1453,7 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
         // finds may be a save in progress, so it is debounced too.
         let missed = event.is_none() && last_scan.elapsed() >= RESCAN && {
             last_scan = Instant::now();
-            sources.scan(&dir, track) != snap
+            sources.scan(&dir, track, &ext) != snap
         };
         if event.is_some() || missed {
             debounce(&rx, event.unwrap_or(FsEvent::Other));
@@ -1386,18 +1560,18 @@ mod tests {
         // Everything was just written: with the real window every scan
         // reads all three again.
         let mut racy = Sources::default();
-        let first = racy.scan(p, Track::Modules);
+        let first = racy.scan(p, Track::Modules, &BTreeSet::new());
         assert_eq!((first.len(), racy.read), (3, 3));
-        assert_eq!(racy.scan(p, Track::Modules), first);
+        assert_eq!(racy.scan(p, Track::Modules, &BTreeSet::new()), first);
         assert_eq!(racy.read, 3, "changed within the racy window: read again");
         // With no window, a file whose status is the same is not read.
         let mut s = Sources {
             racy: -1_000_000_000_000,
             ..Sources::default()
         };
-        assert_eq!(s.scan(p, Track::Modules), first);
+        assert_eq!(s.scan(p, Track::Modules, &BTreeSet::new()), first);
         assert_eq!(s.read, 3);
-        assert_eq!(s.scan(p, Track::Modules), first);
+        assert_eq!(s.scan(p, Track::Modules, &BTreeSet::new()), first);
         assert_eq!(s.read, 0, "nothing changed: nothing read");
         // An edit of the same length, a replacement by rename, a new file
         // and a removed one are all seen. (After a pause longer than a tick
@@ -1409,7 +1583,7 @@ mod tests {
         std::fs::rename(p.join("new.c"), p.join("b.c")).unwrap();
         std::fs::write(p.join("d.c"), "").unwrap();
         std::fs::remove_file(p.join("c.h")).unwrap();
-        let now = s.scan(p, Track::Modules);
+        let now = s.scan(p, Track::Modules, &BTreeSet::new());
         assert_eq!(s.read, 3);
         assert_eq!(
             changed_files(&first, &now),
@@ -1425,6 +1599,31 @@ mod tests {
             scan(p, Track::Modules),
             "the same as a scan from scratch"
         );
+    }
+
+    #[test]
+    fn dependency_files_name_the_headers_a_module_read() {
+        let d = "/* */\n.hcr/obj/world.o.tmp: world.c demo.h ../include/a\\ b.h \\\n \
+                 sub/../../lib/x.h ./y.h /abs/inc/z$$.h .hcr/include/hcr.h\n";
+        assert_eq!(
+            depfile_inputs(d.trim_start_matches("/* */\n")),
+            [
+                "world.c",
+                "demo.h",
+                "../include/a b.h",
+                "../lib/x.h",
+                "y.h",
+                "/abs/inc/z$.h",
+                ".hcr/include/hcr.h"
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(depfile_inputs("garbage").is_empty());
+        let outs: Vec<bool> = ["../lib/x.h", "y.h", "/abs/z.h", ".hcr/include/hcr.h"]
+            .iter()
+            .map(|p| outside(Path::new(p)))
+            .collect();
+        assert_eq!(outs, [true, false, true, false]);
     }
 
     #[test]

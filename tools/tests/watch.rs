@@ -343,6 +343,35 @@ fn a_header_change_rebuilds_every_module() {
     assert_state_carried_on(&t);
 }
 
+/// A header outside the folder, found through `cflags = "-I ../include"`:
+/// editing it rebuilds the modules that include it, as one inside does.
+#[test]
+fn a_header_outside_the_folder_rebuilds_the_modules() {
+    let (tmp, dir) = demo_copy();
+    let include = tmp.path().join("include");
+    std::fs::create_dir(&include).unwrap();
+    std::fs::rename(dir.join("demo.h"), include.join("demo.h")).unwrap();
+    std::fs::write(dir.join("hcr.toml"), "cflags = \"-I ../include\"\n").unwrap();
+    let mut s = watch(&dir, &[], DEMO_ARGS);
+    s.wait_for("ticks", |t| ticks(t).len() >= 3);
+    // Learning of the header outside rebuilds nothing more: an edit of one
+    // module compiles that module alone.
+    edit(&dir.join("creature.c"), "return '@';", "return 'r';");
+    let t = s.wait_for("the new creature", creature_line('r'));
+    assert!(t.contains("compiled 1 module "), "{t}");
+    edit(
+        &include.join("demo.h"),
+        "#define WORLD_WIDTH 40",
+        "#define WORLD_WIDTH 20",
+    );
+    let t = s.wait_for("a world 20 wide", |t| {
+        ticks(t).iter().any(|(_, w, _)| w.len() == 20)
+    });
+    assert!(t.contains("hcr watch: changed: ../include/demo.h"), "{t}");
+    assert!(t.contains("compiled 4 modules"), "{t}");
+    assert_state_carried_on(&t);
+}
+
 #[test]
 fn watch_exits_with_the_programs_exit_code() {
     let (_tmp, dir) = demo_copy();

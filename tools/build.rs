@@ -14,6 +14,8 @@ fn main() {
             "-lstdc++",
             "-lm",
             "-Wl,--pop-state",
+            // Its `pthread_create` (src/bin/hcr.rs) is the process's.
+            "-Wl,--export-dynamic-symbol=pthread_create",
         ] {
             println!("cargo:rustc-link-arg-bin=hcr={arg}");
         }

@@ -542,7 +542,30 @@ static HANDLING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 
 /// A thread's start routine, as `pthread_create` takes it; it may end by
 /// a forced unwind (`pthread_exit`, cancellation).
-type StartRoutine = unsafe extern "C-unwind" fn(*mut libc::c_void) -> *mut libc::c_void;
+pub type StartRoutine = unsafe extern "C-unwind" fn(*mut libc::c_void) -> *mut libc::c_void;
+
+/// `pthread_create`'s signature, as the C library defines it.
+type CreateFn = unsafe extern "C" fn(
+    *mut libc::pthread_t,
+    *const libc::pthread_attr_t,
+    extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    *mut libc::c_void,
+) -> libc::c_int;
+
+/// The C library's `pthread_create`: the next definition after this
+/// object's. A host that defines `pthread_create` itself to give every
+/// thread an alternate stack (the `hcr` binary: [`image_pthread_create`])
+/// reaches the C library's through this, not through its own.
+fn real_pthread_create() -> Option<CreateFn> {
+    static REAL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: dlsym with a NUL-terminated name.
+    let p = *REAL.get_or_init(|| unsafe {
+        libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) as usize
+    });
+    // SAFETY: the symbol named `pthread_create` after this object is the C
+    // library's function, of this signature.
+    (p != 0).then(|| unsafe { std::mem::transmute::<usize, CreateFn>(p) })
+}
 
 /// What [`image_pthread_create`] hands its thread.
 struct Start {
@@ -554,22 +577,27 @@ struct Start {
 /// alternate signal stack before the start routine runs (freed when the
 /// thread ends), so that a crash report can be written when the thread
 /// overflows its stack, as on the main thread; otherwise the C library's.
-/// (Threads that the C++ runtime starts, `std::thread`, call the C
-/// library directly and have none.)
+/// Threads that the C++ runtime starts (`std::thread`) or another library
+/// starts call the C library's `pthread_create` directly: the `hcr` binary
+/// defines `pthread_create` as this function, and exports it, so that
+/// theirs get one too; a host embedding the runtime may do the same.
 ///
 /// # Safety
 /// As `pthread_create`.
-pub(crate) unsafe extern "C" fn image_pthread_create(
+pub unsafe extern "C" fn image_pthread_create(
     thread: *mut libc::pthread_t,
     attr: *const libc::pthread_attr_t,
     f: StartRoutine,
     arg: *mut libc::c_void,
 ) -> libc::c_int {
+    let Some(real) = real_pthread_create() else {
+        return libc::EAGAIN;
+    };
     // SAFETY: the caller's arguments, as `pthread_create` takes them (the
     // C library's own signature has a start routine that cannot unwind;
     // the pointer is the same).
     let create = |f: StartRoutine, arg| unsafe {
-        libc::pthread_create(
+        real(
             thread,
             attr,
             std::mem::transmute::<

@@ -48,6 +48,7 @@ mod watcher;
 use std::ffi::{c_char, CString};
 use std::path::Path;
 
+pub use crash::{image_pthread_create as pthread_create_with_alt_stack, StartRoutine};
 pub use state::{plan_reload, Diff, ReloadWork, RuntimeStats};
 
 /// Names the process as the C library reports it after `argv0`, as a

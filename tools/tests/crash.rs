@@ -928,3 +928,40 @@ fn a_thread_that_overflows_its_stack_is_reported() {
         "{err}"
     );
 }
+
+/// A thread the C++ library starts (`std::thread`, which calls
+/// `pthread_create` from libstdc++, not from module code) overflows its
+/// stack: `hcr` gives every thread of the process an alternate signal
+/// stack, so the report is written.
+const STD_THREAD_OVERFLOW: &str = r#"#include <thread>
+volatile int sink;
+int down(int n) {
+    volatile char pad[256];
+    pad[0] = (char)n;
+    return down(n + 1) + pad[0]; /* RECURSE */
+}
+void start() {
+    std::thread t([] { sink = down(0); });
+    t.join();
+}
+"#;
+
+#[test]
+fn a_std_thread_that_overflows_its_stack_is_reported() {
+    let main = "void start();\nint main() { start(); return 0; }\n";
+    let t = tempfile::tempdir().unwrap();
+    let sources = [("main.cpp", main), ("lib.cpp", STD_THREAD_OVERFLOW)];
+    let (status, err) = build_and_run(t.path(), &sources, "-O0", &["-g", "-pthread"]);
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{err}");
+    assert!(
+        err.starts_with("hcr: crash: SIGSEGV in lib:down (lib.cpp:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hcr:     at lib:down (lib.cpp:{}), image generation 0\n",
+            line_of(STD_THREAD_OVERFLOW, "RECURSE")
+        )),
+        "{err}"
+    );
+}

@@ -177,6 +177,28 @@ fn default_action(signals: &[libc::c_int]) {
     }
 }
 
+/// Every thread of the process, not only those module code starts, gets
+/// the alternate signal stack a crash report needs when the thread
+/// overflows its stack: threads the C++ library starts (`std::thread`) or
+/// another library starts call `pthread_create` from their own code, and
+/// this definition, exported by the binary (`build.rs`), is the one the
+/// dynamic loader binds their calls to (the executable's come first). It
+/// creates the thread with the C library's.
+///
+/// # Safety
+/// As `pthread_create`.
+#[allow(unsafe_code)]
+#[no_mangle]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    f: hcr_runtime::StartRoutine,
+    arg: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: the caller's arguments, as `pthread_create` takes them.
+    unsafe { hcr_runtime::pthread_create_with_alt_stack(thread, attr, f, arg) }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Watch { .. }) {

@@ -32,7 +32,7 @@
 //! module frame; otherwise it is not reported and the signal goes on to the
 //! previous handler or the default action as if hcr were not there.
 
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::unwind::{Regs, Up};
 
@@ -537,6 +537,84 @@ fn alt_stack_key() -> Option<libc::pthread_key_t> {
     })
 }
 
+/// The image file mapping a first load reads (`image_file::Lent`), while
+/// it is read: its first and end address (0, 0: none). Its lease keeps
+/// writers out, but only for the system's lease break time (45 s): a load
+/// stopped longer (a debugger, `SIGSTOP`) can find pages of it gone, their
+/// file truncated. Such a read faults (`SIGBUS`); the handler maps a page
+/// of zeros there and notes it ([`MAPPING_TORN`]), and the load, which
+/// refuses what it read, says the file changed.
+static MAPPING: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+/// Set when a page of [`MAPPING`] was replaced.
+static MAPPING_TORN: AtomicBool = AtomicBool::new(false);
+
+/// Guards reads of the file mapping `[start, start + len)` against pages
+/// that vanish (see [`MAPPING`]). False (the caller must not read a
+/// mapping) when another mapping is guarded, or when `SIGBUS` is not this
+/// handler's: not installed (`HCR_CRASH_HANDLER=0`), or replaced by the
+/// host's.
+pub(crate) fn guard_mapping(start: usize, len: usize) -> bool {
+    // SAFETY: a zeroed sigaction is valid; with a null new action,
+    // sigaction only reads the current one.
+    let ours = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) == 0
+            && cur.sa_sigaction == handler as *const () as usize
+    };
+    if !ours
+        || MAPPING[0]
+            .compare_exchange(0, start, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        return false;
+    }
+    MAPPING_TORN.store(false, Ordering::Release);
+    MAPPING[1].store(start.saturating_add(len), Ordering::Release);
+    true
+}
+
+/// Ends [`guard_mapping`]'s guard (before the mapping is unmapped);
+/// whether a page of it had vanished.
+pub(crate) fn unguard_mapping() -> bool {
+    MAPPING[1].store(0, Ordering::Release);
+    MAPPING[0].store(0, Ordering::Release);
+    MAPPING_TORN.load(Ordering::Acquire)
+}
+
+/// For a `SIGBUS` at an address of the guarded mapping: maps a page of
+/// zeros over the page (read-only, as the mapping was) and notes it.
+fn vanished_page_replaced(info: *mut libc::siginfo_t) -> bool {
+    // SAFETY: the kernel passes the fault's siginfo to an SA_SIGINFO
+    // handler; `si_addr` is the faulting address for SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let (start, end) = (
+        MAPPING[0].load(Ordering::Acquire),
+        MAPPING[1].load(Ordering::Acquire),
+    );
+    if start == 0 || addr < start || addr >= end {
+        return false;
+    }
+    let page = addr & !4095;
+    // SAFETY: the page lies in the guarded mapping, which the reading
+    // thread owns and unmaps whole after the guard ends; MAP_FIXED
+    // replaces that page only. mmap is async-signal-safe (a system call).
+    let p = unsafe {
+        libc::mmap(
+            page as *mut libc::c_void,
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return false;
+    }
+    MAPPING_TORN.store(true, Ordering::Release);
+    true
+}
+
 /// Whether the handlers are installed.
 static HANDLING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -1023,8 +1101,20 @@ fn hex_of(s: &[u8]) -> Option<u64> {
     (!s.is_empty()).then_some(v)
 }
 
-/// The signal handler.
+/// The signal handler. A `SIGBUS` in the guarded file mapping is handled
+/// with a small frame: it may come on a thread whose alternate stack is
+/// a small one (Rust's own threads in a Rust host have a few KiB), which
+/// a report's buffers would overflow.
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    if sig == libc::SIGBUS && vanished_page_replaced(info) {
+        return;
+    }
+    report_and_pass_on(sig, info, uc);
+}
+
+/// The rest of [`handler`]: the report, then the signal passed on.
+#[inline(never)]
+fn report_and_pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     let uc = uc as *mut libc::ucontext_t;
     // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
     let regs = unsafe {

@@ -71,6 +71,8 @@ pub struct ImageFile<'p> {
     file: File,
     /// Identity of the file when it was opened.
     pub stat: FileStat,
+    /// A page of the file's mapping vanished while it was read ([`Lent`]).
+    torn: std::sync::atomic::AtomicBool,
 }
 
 /// The buffer images are read into, kept between reads: filling fresh
@@ -191,7 +193,12 @@ impl<'p> ImageFile<'p> {
         if stat.size == 0 {
             return Err(Error::Io(format!("{}: empty file", path.display())));
         }
-        Ok(ImageFile { path, file, stat })
+        Ok(ImageFile {
+            path,
+            file,
+            stat,
+            torn: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// Reads what [`hcr_image::ImageView::parse_global`] with `old` reads
@@ -311,6 +318,12 @@ impl<'p> ImageFile<'p> {
         // no process can open it for writing or truncate it, so the
         // mapped bytes neither change nor vanish under the reader.
         let map = unsafe { memmap2::MmapOptions::new().len(size).map(&self.file) }.ok()?;
+        // The lease lasts the system's lease break time at most once a
+        // writer asks: a page that vanishes after it is replaced by zeros
+        // (noted in `torn`) rather than killing the process.
+        if !crate::crash::guard_mapping(map.as_ptr() as usize, map.len()) {
+            return None;
+        }
         let lent = Lent { map, _lease: lease };
         lent.populate(&[(section.start as u64, section.len() as u64)]);
         Some(lent)
@@ -368,6 +381,16 @@ impl<'p> ImageFile<'p> {
     pub fn read_area_into(&self, off: u64, dst: &mut [u8]) -> Result<(), Error> {
         self.read_exact_at(dst, off)?;
         self.unchanged()
+    }
+
+    /// The error for bytes read from a mapping of the file a page of which
+    /// vanished (the file was truncated once its lease had been broken: a
+    /// load stopped for longer than the system's lease break time); what
+    /// was read from it must not be used.
+    pub fn torn(&self) -> Option<Error> {
+        self.torn
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| self.changed())
     }
 
     /// The open file, for reads of parts the reload itself does not use
@@ -430,6 +453,18 @@ pub struct Lent<'s> {
     map: memmap2::Mmap,
     // (Dropped after the mapping.)
     _lease: Lease<'s>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        // (Before the mapping goes: the fields are dropped after this.)
+        if crate::crash::unguard_mapping() {
+            self._lease
+                .0
+                .torn
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 impl Lent<'_> {
@@ -746,6 +781,9 @@ mod tests {
         assert_eq!(&read[from..to], &bytes[from..to]);
     }
 
+    /// Tests that read a guarded mapping (one per process at a time).
+    static ONE_MAPPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// A file the reader takes for an image's: the ELF magic, and a section
     /// header table whose entry 1 places a section of `len` bytes at `off`
     /// (the manifest's place); the other bytes are a pattern.
@@ -765,6 +803,10 @@ mod tests {
 
     #[test]
     fn a_first_read_maps_the_file_under_a_lease_that_writers_wait_for() {
+        // (The mapping is read only where the crash handler guards it, one
+        // at a time.)
+        crate::crash::install();
+        let _one = ONE_MAPPING.lock();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.hcr");
         let (off, len) = (3 << 20, (2 << 20) + 12345);
@@ -802,6 +844,37 @@ mod tests {
         );
         // A reload's read (with an old manifest) copies.
         assert!(scratch.kept_len() == 0);
+    }
+
+    #[test]
+    fn pages_gone_once_the_lease_is_broken_read_as_zeros_and_the_read_is_refused() {
+        crate::crash::install();
+        let _one = ONE_MAPPING.lock();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.hcr");
+        let (off, len) = (1 << 20, (2 << 20) + 777);
+        image_like(&path, off, len);
+        let file = ImageFile::open(&path, true).unwrap();
+        let mut scratch = Scratch::default();
+        let read = file.read_then(&mut scratch, None, |_| Vec::new()).unwrap();
+        assert!(matches!(read, Bytes::Lent(_)));
+        assert!(file.torn().is_none());
+        // The lease ends, as when a writer has waited the system's break
+        // time (a load stopped in a debugger), and the writer truncates.
+        use std::os::fd::AsRawFd;
+        // SAFETY: an fcntl on the file's own descriptor.
+        unsafe { libc::fcntl(file.file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        // Every page is gone: each reads as zeros, and the process lives.
+        assert!(read[off..off + len].iter().all(|&b| b == 0));
+        drop(read);
+        assert!(file
+            .torn()
+            .is_some_and(|e| e.to_string().contains("changed while it was being read")));
     }
 
     #[test]

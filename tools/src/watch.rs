@@ -24,8 +24,9 @@
 //! changed `.h` (anywhere under DIR) or `hcr.toml` recompiles every module,
 //! and so does a change to a header outside DIR that a module includes
 //! (through `cflags = "-I ../include"`, say): the compiler writes each
-//! module's dependencies (`-MMD`), and the headers they name outside DIR
-//! are hashed with the sources and their folders watched too.
+//! module's dependencies (`-MMD`), and the headers they name outside DIR,
+//! and those in the folders of `-I` options, are hashed with the sources
+//! and their folders watched too ([`Outside`]).
 //! After every build the sources are checked again, and anything saved while
 //! the build ran is built at once: the program never stays one edit behind.
 //!
@@ -368,7 +369,7 @@ fn tracked(track: Track, rel: &Path, top: bool) -> bool {
 /// build trees skipped). Files that vanish while scanning are left out.
 #[cfg(test)]
 fn scan(dir: &Path, track: Track) -> Snapshot {
-    Sources::default().scan(dir, track, &BTreeSet::new())
+    Sources::default().scan(dir, track, &Outside::default())
 }
 
 /// A file's status as `stat` gives it: what a source's content hash is
@@ -449,10 +450,10 @@ fn now_ns() -> i128 {
 
 impl Sources {
     /// Hashes every tracked file under `dir` (hidden folders, `.hcr` and
-    /// CMake build trees skipped), and the files `outside` names (relative
-    /// to `dir`, or absolute: headers outside it that modules include).
-    /// Files that vanish while scanning are left out.
-    fn scan(&mut self, dir: &Path, track: Track, outside: &BTreeSet<PathBuf>) -> Snapshot {
+    /// CMake build trees skipped), and the files outside it that `outside`
+    /// names or whose folders it names (see [`Outside`]). Files that vanish
+    /// while scanning are left out.
+    fn scan(&mut self, dir: &Path, track: Track, outside: &Outside) -> Snapshot {
         let mut files = Vec::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel_dir) = stack.pop() {
@@ -478,7 +479,7 @@ impl Sources {
                 }
             }
         }
-        files.extend(outside.iter().cloned());
+        files.extend(outside.list(dir));
         // Reading a hundred sources is on the way from a save to new code: in
         // parallel.
         let (known, racy) = (&self.known, self.racy);
@@ -615,6 +616,58 @@ fn outside(p: &Path) -> bool {
     p.is_absolute() || p.starts_with("..")
 }
 
+/// What a build depends on outside the folder (paths relative to it, or
+/// absolute): the files its compiles read, as their dependency files
+/// (`-MMD`) name them, and the folders of its `-I` and `-iquote` options,
+/// whose headers are listed at every scan: a header created there (one a
+/// failed compile missed, or one that hides another of the same name
+/// further down the search path) changes the build too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Outside {
+    files: BTreeSet<PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Outside {
+    /// The files to hash: `files`, and the headers now in `dirs`.
+    fn list(&self, dir: &Path) -> BTreeSet<PathBuf> {
+        let mut all = self.files.clone();
+        for d in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir.join(d)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = PathBuf::from(e.file_name());
+                let header = matches!(
+                    name.extension().and_then(OsStr::to_str),
+                    Some("h" | "hh" | "hpp" | "hxx" | "inc")
+                );
+                if header && e.file_type().is_ok_and(|t| !t.is_dir()) {
+                    all.insert(d.join(name));
+                }
+            }
+        }
+        all
+    }
+}
+
+/// The folders that `-I DIR`, `-IDIR`, `-iquote DIR` and `-iquoteDIR` in
+/// `flags` name, lexically normal.
+fn include_dirs(flags: &[String]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        let d = match f.as_str() {
+            "-I" | "-iquote" => it.next().map(String::as_str),
+            f => f.strip_prefix("-iquote").or_else(|| f.strip_prefix("-I")),
+        };
+        if let Some(d) = d.filter(|d| !d.is_empty()) {
+            out.push(normal(Path::new(d)));
+        }
+    }
+    out
+}
+
 /// The inputs a dependency file (`cc -MMD`: `target: input input \`)
 /// lists, the source first, unescaped (`\ ` is a space in a name, `$$` a
 /// dollar sign) and made lexically normal (`sub/../x.h` is `x.h`).
@@ -688,19 +741,24 @@ impl ModuleBuild {
         }
     }
 
-    /// The files outside the folder that modules include (`.hcr`'s own
+    /// What the modules depend on outside the folder (`.hcr`'s own
     /// `hcr.h` is inside).
-    fn external(&self) -> BTreeSet<PathBuf> {
+    fn external(&self) -> Outside {
         let dir = &self.dir;
-        self.deps
-            .values()
-            .flatten()
-            .map(|p| match p.strip_prefix(dir) {
-                Ok(inside) => inside.to_path_buf(),
-                Err(_) => p.clone(),
-            })
-            .filter(|p| outside(p))
-            .collect()
+        let relative = |p: &PathBuf| match p.strip_prefix(dir) {
+            Ok(inside) => inside.to_path_buf(),
+            Err(_) => p.clone(),
+        };
+        Outside {
+            files: (self.deps.values().flatten())
+                .map(relative)
+                .filter(|p| outside(p))
+                .collect(),
+            dirs: (include_dirs(&self.project.cflags).iter())
+                .map(relative)
+                .filter(|p| outside(p))
+                .collect(),
+        }
     }
 
     /// `snap` now also holds headers outside the folder that the last build
@@ -1075,11 +1133,11 @@ impl Builder {
         }
     }
 
-    /// Files outside the folder the build depends on.
-    fn external(&self) -> BTreeSet<PathBuf> {
+    /// What the build depends on outside the folder.
+    fn external(&self) -> Outside {
         match self {
             Builder::Modules(b) => b.external(),
-            Builder::Command(_) | Builder::Nim(_) => BTreeSet::new(),
+            Builder::Command(_) | Builder::Nim(_) => Outside::default(),
         }
     }
 
@@ -1214,18 +1272,22 @@ fn start_watcher(
     Ok(w)
 }
 
-/// Adds a watch on the folder of each of `files` (relative to `dir`, or
-/// absolute) not yet in `watched`. Best effort: a folder that cannot be
-/// watched is still checked every [`RESCAN`].
+/// Adds a watch on each folder of `ext` and the folder of each of its
+/// files (relative to `dir`, or absolute) not yet in `watched`. Best
+/// effort: a folder that cannot be watched (or does not exist yet) is
+/// still checked every [`RESCAN`].
 fn watch_folders_of(
     w: &mut notify::RecommendedWatcher,
     dir: &Path,
-    files: &BTreeSet<PathBuf>,
+    ext: &Outside,
     watched: &mut BTreeSet<PathBuf>,
 ) {
     use notify::Watcher as _;
-    for f in files {
-        let Some(folder) = dir.join(f).parent().and_then(|p| p.canonicalize().ok()) else {
+    let folders = (ext.files.iter())
+        .filter_map(|f| Some(dir.join(f).parent()?.to_path_buf()))
+        .chain(ext.dirs.iter().map(|d| dir.join(d)));
+    for folder in folders {
+        let Ok(folder) = folder.canonicalize() else {
             continue;
         };
         if folder.starts_with(dir) || !watched.insert(folder.clone()) {
@@ -1373,10 +1435,13 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
     };
 
     let track = builder.track();
-    // Files outside the folder the build depends on, and the folders
-    // watched for them.
-    let mut ext = BTreeSet::new();
+    // What the build depends on outside the folder, and the folders
+    // watched for it.
+    let mut ext = builder.external();
     let mut watched = BTreeSet::new();
+    if let Some(w) = watcher.as_mut() {
+        watch_folders_of(w, &dir, &ext, &mut watched);
+    }
     let mut snap = Snapshot::new();
     let mut sources = Sources::default();
     let mut child = ChildGuard(None);
@@ -1402,12 +1467,8 @@ pub fn watch(cfg: &WatchConfig, log: &mut dyn Write) -> anyhow::Result<i32> {
                     // Learned from this build: hashed now (as it read
                     // them), and watched from now on.
                     let fresh = sources.scan(&dir, track, &now_ext);
-                    snap.retain(|p, _| !ext.contains(p));
-                    snap.extend(
-                        now_ext
-                            .iter()
-                            .filter_map(|p| Some((p.clone(), *fresh.get(p)?))),
-                    );
+                    snap.retain(|p, _| !outside(p));
+                    snap.extend(fresh.into_iter().filter(|(p, _)| outside(p)));
                     builder.headers_seen(&snap);
                     if let Some(w) = watcher.as_mut() {
                         watch_folders_of(w, &dir, &now_ext, &mut watched);
@@ -1560,18 +1621,18 @@ mod tests {
         // Everything was just written: with the real window every scan
         // reads all three again.
         let mut racy = Sources::default();
-        let first = racy.scan(p, Track::Modules, &BTreeSet::new());
+        let first = racy.scan(p, Track::Modules, &Outside::default());
         assert_eq!((first.len(), racy.read), (3, 3));
-        assert_eq!(racy.scan(p, Track::Modules, &BTreeSet::new()), first);
+        assert_eq!(racy.scan(p, Track::Modules, &Outside::default()), first);
         assert_eq!(racy.read, 3, "changed within the racy window: read again");
         // With no window, a file whose status is the same is not read.
         let mut s = Sources {
             racy: -1_000_000_000_000,
             ..Sources::default()
         };
-        assert_eq!(s.scan(p, Track::Modules, &BTreeSet::new()), first);
+        assert_eq!(s.scan(p, Track::Modules, &Outside::default()), first);
         assert_eq!(s.read, 3);
-        assert_eq!(s.scan(p, Track::Modules, &BTreeSet::new()), first);
+        assert_eq!(s.scan(p, Track::Modules, &Outside::default()), first);
         assert_eq!(s.read, 0, "nothing changed: nothing read");
         // An edit of the same length, a replacement by rename, a new file
         // and a removed one are all seen. (After a pause longer than a tick
@@ -1583,7 +1644,7 @@ mod tests {
         std::fs::rename(p.join("new.c"), p.join("b.c")).unwrap();
         std::fs::write(p.join("d.c"), "").unwrap();
         std::fs::remove_file(p.join("c.h")).unwrap();
-        let now = s.scan(p, Track::Modules, &BTreeSet::new());
+        let now = s.scan(p, Track::Modules, &Outside::default());
         assert_eq!(s.read, 3);
         assert_eq!(
             changed_files(&first, &now),
@@ -1619,6 +1680,21 @@ mod tests {
             .map(PathBuf::from)
         );
         assert!(depfile_inputs("garbage").is_empty());
+        let flags: Vec<String> = [
+            "-O2",
+            "-I",
+            "../inc",
+            "-I/abs/x/",
+            "-iquote",
+            "q/../../r",
+            "-Wall",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            include_dirs(&flags),
+            ["../inc", "/abs/x", "../r"].map(PathBuf::from)
+        );
         let outs: Vec<bool> = ["../lib/x.h", "y.h", "/abs/z.h", ".hcr/include/hcr.h"]
             .iter()
             .map(|p| outside(Path::new(p)))

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,19 +44,6 @@ fn programs(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     (v1, std::fs::read(&img).unwrap())
 }
 
-/// Rewrites `path` in place: truncate, then `bytes` in writes of `chunk`.
-fn rewrite(path: &Path, bytes: &[u8], chunk: usize) {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    for c in bytes.chunks(chunk) {
-        f.write_all(c).unwrap();
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn first_loads_while_the_image_is_rewritten_in_place_never_crash() {
     let t = tempfile::tempdir().unwrap();
@@ -83,20 +69,20 @@ fn first_loads_while_the_image_is_rewritten_in_place_never_crash() {
                 match i % 4 {
                     // Whole images, left a moment for runs to start.
                     0 | 1 => {
-                        rewrite(&app, img, img.len());
+                        support::rewrite_in_place(&app, img, img.len());
                         // Varying stays: the next truncation meets loads
                         // at every step of their reading.
                         std::thread::sleep(Duration::from_millis(10 + (i * 7 % 29) as u64));
                     }
                     // A prefix, and a torn image (the other one's tail).
-                    2 => rewrite(&app, &img[..(i * 7919) % img.len()], 65536),
+                    2 => support::rewrite_in_place(&app, &img[..(i * 7919) % img.len()], 65536),
                     _ => {
                         let other = if i % 2 == 1 { &v1 } else { &v2 };
                         let mut torn = img.clone();
                         let n = torn.len().min(other.len());
                         let cut = (i * 104_729) % n;
                         torn[cut..n].copy_from_slice(&other[cut..n]);
-                        rewrite(&app, &torn, 65536);
+                        support::rewrite_in_place(&app, &torn, 65536);
                     }
                 }
                 i += 1;

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,20 +32,6 @@ int bump(void) { return ++counter; }
 
 fn build(dir: &Path, tag: &str, code: &str) -> PathBuf {
     support::lib_image(dir, tag, code)
-}
-
-/// Rewrites `path` in place: truncate, then `bytes` in small writes with the
-/// processor given away between them, so readers see every partial state.
-fn rewrite(path: &Path, bytes: &[u8], chunk: usize) {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    for c in bytes.chunks(chunk) {
-        f.write_all(c).unwrap();
-        std::thread::yield_now();
-    }
 }
 
 type IntFn = extern "C" fn() -> i32;
@@ -83,12 +68,12 @@ fn reloads_while_the_image_is_rewritten_in_place() {
                 let (img, other) = if i % 2 == 1 { (&v2, &v1) } else { (&v1, &v2) };
                 match i % 6 {
                     // Whole images, in one write and in small ones.
-                    0 | 1 => rewrite(&app, img, img.len()),
-                    2 | 3 => rewrite(&app, img, 1024),
+                    0 | 1 => support::rewrite_in_place(&app, img, img.len()),
+                    2 | 3 => support::rewrite_in_place(&app, img, 1024),
                     // Partial files, left for a moment: a prefix, and the
                     // whole length with the tail of the other image.
                     4 => {
-                        rewrite(&app, &img[..(i * 7919) % img.len()], 4096);
+                        support::rewrite_in_place(&app, &img[..(i * 7919) % img.len()], 4096);
                         std::thread::yield_now();
                     }
                     _ => {
@@ -96,7 +81,7 @@ fn reloads_while_the_image_is_rewritten_in_place() {
                         let n = torn.len().min(other.len());
                         let cut = (i * 104_729) % n;
                         torn[cut..n].copy_from_slice(&other[cut..n]);
-                        rewrite(&app, &torn, 4096);
+                        support::rewrite_in_place(&app, &torn, 4096);
                         std::thread::yield_now();
                     }
                 }
@@ -168,7 +153,7 @@ fn reloads_while_the_image_is_rewritten_in_place() {
     assert!(!errors.is_empty(), "no reload saw a partial file");
 
     // A complete image written in place afterwards loads.
-    rewrite(&app, &v2, v2.len());
+    support::rewrite_in_place(&app, &v2, v2.len());
     let r = rt.reload();
     assert!(matches!(r, Ok(0 | 1)), "{r:?}");
     assert_eq!(value(), 2);

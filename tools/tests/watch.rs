@@ -372,6 +372,25 @@ fn a_header_outside_the_folder_rebuilds_the_modules() {
     assert_state_carried_on(&t);
 }
 
+/// A header missing from a folder outside (named by `-I`) when hcr watch
+/// starts: the modules do not compile until it is created there.
+#[test]
+fn a_header_created_outside_the_folder_is_found() {
+    let (tmp, dir) = demo_copy();
+    let include = tmp.path().join("include");
+    std::fs::create_dir(&include).unwrap();
+    let header = std::fs::read_to_string(dir.join("demo.h")).unwrap();
+    std::fs::remove_file(dir.join("demo.h")).unwrap();
+    std::fs::write(dir.join("hcr.toml"), "cflags = \"-I ../include\"\n").unwrap();
+    let mut s = watch(&dir, &[], DEMO_ARGS);
+    s.wait_for("the compile errors", |t| {
+        t.matches("does not compile").count() >= 4
+    });
+    std::fs::write(include.join("demo.h"), header).unwrap();
+    let t = s.wait_for("ticks", |t| ticks(t).len() >= 3);
+    assert!(t.contains("compiled 4 modules"), "{t}");
+}
+
 #[test]
 fn watch_exits_with_the_programs_exit_code() {
     let (_tmp, dir) = demo_copy();

@@ -206,6 +206,9 @@ impl State {
         let bytes = file.read(&mut self.scratch, old)?;
         let parsed = ImageView::parse_global(&bytes, old);
         drop(bytes);
+        if let Some(e) = file.torn() {
+            return Err(e);
+        }
         let (_, manifest) = parsed.map_err(|e| self.image_error(e))?;
         let stat2 = file.stat;
         let diff = self.plan(&manifest).0;

@@ -61,7 +61,13 @@ impl State {
         file: &ImageFile<'_>,
         scratch: &mut Scratch,
     ) -> Result<Option<Prepared>, Error> {
-        match self.prepare_pass(file, scratch, false)? {
+        // (Bytes read from a mapping a page of which vanished are refused
+        // whatever came of them.)
+        let first = self.prepare_pass(file, scratch, false);
+        if let Some(e) = file.torn() {
+            return Err(e);
+        }
+        match first? {
             Prep::Done(p) => Ok(p.map(|b| *b)),
             // A kept segment may refer to a global whose storage moves:
             // everything is loaded again.

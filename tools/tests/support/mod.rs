@@ -429,3 +429,19 @@ pub fn within<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 pub fn perf_map_of(pid: impl std::fmt::Display) -> PathBuf {
     PathBuf::from(format!("/tmp/perf-{pid}.map"))
 }
+
+/// Rewrites `path` in place, as `cp` does: truncate, then `bytes` in
+/// writes of `chunk` with the processor given away between them, so
+/// readers see every partial state.
+pub fn rewrite_in_place(path: &Path, bytes: &[u8], chunk: usize) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    for c in bytes.chunks(chunk) {
+        f.write_all(c).unwrap();
+        std::thread::yield_now();
+    }
+}

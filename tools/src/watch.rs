@@ -862,6 +862,9 @@ impl ModuleBuild {
                 }
             }
         }
+        // (Before a changed header clears them: a fix that restores the
+        // running code's header is then confirmed too.)
+        let had_failures = !self.failed.is_empty();
         let headers = headers_digest(snap);
         if self.headers != Some(headers) {
             self.compiled.clear();
@@ -882,7 +885,6 @@ impl ModuleBuild {
         self.compiled.retain(|m, _| modules.contains_key(m));
         self.deps.retain(|m, _| modules.contains_key(m));
         // A failure stands while the module's source is the one that failed.
-        let had_failures = !self.failed.is_empty();
         self.failed
             .retain(|m, h| modules.get(m).is_some_and(|(_, now)| now == h));
         let root = self.project.root().to_string();

@@ -391,6 +391,25 @@ fn a_header_created_outside_the_folder_is_found() {
     assert!(t.contains("compiled 4 modules"), "{t}");
 }
 
+/// A header taken away breaks every module; putting it back as it was is
+/// confirmed, with nothing to reload.
+#[test]
+fn a_header_put_back_as_it_was_is_confirmed() {
+    let (tmp, dir) = demo_copy();
+    let mut s = watch(&dir, &[], DEMO_ARGS);
+    s.wait_for("ticks", |t| ticks(t).len() >= 3);
+    let away = tmp.path().join("demo.h.away");
+    std::fs::rename(dir.join("demo.h"), &away).unwrap();
+    s.wait_for("the compile errors", |t| {
+        t.matches("does not compile").count() >= 4
+    });
+    std::fs::rename(&away, dir.join("demo.h")).unwrap();
+    let t = s.wait_for("the confirmation", |t| {
+        t.contains("the sources match the running code again: nothing to reload")
+    });
+    assert!(!t.contains("hot reload"), "{t}");
+}
+
 #[test]
 fn watch_exits_with_the_programs_exit_code() {
     let (_tmp, dir) = demo_copy();

@@ -314,13 +314,13 @@ impl<'p> ImageFile<'p> {
             return None;
         }
         // SAFETY: the file is leased for reading: until the lease is
-        // released (after the mapping is dropped, `Lent`'s field order)
-        // no process can open it for writing or truncate it, so the
-        // mapped bytes neither change nor vanish under the reader.
+        // released (after the mapping is dropped, `Lent`'s field order),
+        // or the system's break time has passed since a writer asked, no
+        // process can open it for writing or truncate it, so the mapped
+        // bytes neither change nor vanish under the reader. After the
+        // break time a page may vanish: the guard below turns the fault
+        // into a page of zeros and `torn`, and the bytes are refused.
         let map = unsafe { memmap2::MmapOptions::new().len(size).map(&self.file) }.ok()?;
-        // The lease lasts the system's lease break time at most once a
-        // writer asks: a page that vanishes after it is replaced by zeros
-        // (noted in `torn`) rather than killing the process.
         if !crate::crash::guard_mapping(map.as_ptr() as usize, map.len()) {
             return None;
         }

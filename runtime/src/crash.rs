@@ -554,14 +554,7 @@ static MAPPING_TORN: AtomicBool = AtomicBool::new(false);
 /// handler's: not installed (`HCR_CRASH_HANDLER=0`), or replaced by the
 /// host's.
 pub(crate) fn guard_mapping(start: usize, len: usize) -> bool {
-    // SAFETY: a zeroed sigaction is valid; with a null new action,
-    // sigaction only reads the current one.
-    let ours = unsafe {
-        let mut cur: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) == 0
-            && cur.sa_sigaction == handler as *const () as usize
-    };
-    if !ours
+    if !sigbus_is_ours()
         || MAPPING[0]
             .compare_exchange(0, start, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -571,6 +564,17 @@ pub(crate) fn guard_mapping(start: usize, len: usize) -> bool {
     MAPPING_TORN.store(false, Ordering::Release);
     MAPPING[1].store(start.saturating_add(len), Ordering::Release);
     true
+}
+
+/// Whether `SIGBUS` is this handler's, so that [`guard_mapping`] can guard.
+pub(crate) fn sigbus_is_ours() -> bool {
+    // SAFETY: a zeroed sigaction is valid; with a null new action,
+    // sigaction only reads the current one.
+    unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) == 0
+            && cur.sa_sigaction == handler as *const () as usize
+    }
 }
 
 /// Ends [`guard_mapping`]'s guard (before the mapping is unmapped);

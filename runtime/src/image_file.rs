@@ -287,6 +287,10 @@ impl<'p> ImageFile<'p> {
     /// leases. See [`Lent`].
     fn lend(&self, size: usize, section: &Range<usize>) -> Option<Lent<'_>> {
         use std::os::fd::AsRawFd;
+        // (Read only under the crash handler's guard, below.)
+        if !crate::crash::sigbus_is_ours() {
+            return None;
+        }
         let fd = self.file.as_raw_fd();
         // SAFETY: plain fcntl calls on our own open descriptor. The break
         // signal is one ignored by default, and none once the lease is

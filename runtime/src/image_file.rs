@@ -156,6 +156,31 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
+/// `ranges` sorted, with those less than [`MERGE_GAP`] apart merged (the
+/// bytes between cost less than another call).
+fn merge_close(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut merged: Vec<Range<usize>> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(m) if r.start <= m.end.saturating_add(MERGE_GAP) => m.end = m.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
+/// Where section header 1 (which places the manifest section) lies, as
+/// the ELF header `head` says.
+fn sh1_offset(head: &[u8]) -> Option<u64> {
+    u64_at(head, E_SHOFF)?.checked_add(SHDR_SIZE as u64)
+}
+
+/// The file offset and length a section header `shdr` gives its section.
+fn section_of(shdr: &[u8]) -> Option<(u64, u64)> {
+    Some((u64_at(shdr, SH_OFFSET)?, u64_at(shdr, SH_SIZE)?))
+}
+
 /// `[off, off + len)` clipped to the file; `None` when nothing of it lies
 /// inside (the image parser then reports what is missing).
 fn clip(off: u64, len: u64, size: usize) -> Option<Range<usize>> {
@@ -245,6 +270,7 @@ impl<'p> ImageFile<'p> {
         if let Some(lent) = section.as_ref().and_then(|s| self.lend(size, s)) {
             let ranges = more(&lent.map[..size]);
             lent.populate(&ranges);
+            // (A writer let in after the lease's break time.)
             self.unchanged()?;
             return Ok(Bytes::Lent(lent));
         }
@@ -310,11 +336,7 @@ impl<'p> ImageFile<'p> {
         let lease = Lease(self);
         // No writer can open the file now; one that wrote it between
         // `open` and the lease shows in its status.
-        if !self
-            .file
-            .metadata()
-            .is_ok_and(|m| FileStat::from_metadata(&m).same_fields(&self.stat))
-        {
+        if self.unchanged().is_err() {
             return None;
         }
         // SAFETY: the file is leased for reading: until the lease is
@@ -342,12 +364,13 @@ impl<'p> ImageFile<'p> {
         if !head.starts_with(b"\x7fELF") {
             return None;
         }
-        let sh1 = u64_at(&head, E_SHOFF)?.checked_add(SHDR_SIZE as u64)?;
         let mut shdr = [0u8; SHDR_SIZE];
-        self.file.read_exact_at(&mut shdr, sh1).ok()?;
-        let off = usize::try_from(u64_at(&shdr, SH_OFFSET)?).ok()?;
-        let len = usize::try_from(u64_at(&shdr, SH_SIZE)?).ok()?;
-        Some(off..off.checked_add(len)?)
+        self.file
+            .read_exact_at(&mut shdr, sh1_offset(&head)?)
+            .ok()?;
+        let (off, len) = section_of(&shdr)?;
+        let off = usize::try_from(off).ok()?;
+        Some(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
 
     /// A writer that changed the file while we read it also changed its
@@ -476,19 +499,10 @@ impl Lent<'_> {
     /// with one call each (rather than a fault every few pages). Best
     /// effort.
     fn populate(&self, ranges: &[(u64, u64)]) {
-        let mut todo: Vec<Range<usize>> = ranges
-            .iter()
+        let ranges = (ranges.iter())
             .filter_map(|&(off, len)| clip(off, len, self.map.len()))
             .collect();
-        todo.sort_unstable_by_key(|r| r.start);
-        let mut merged: Vec<Range<usize>> = Vec::new();
-        for r in todo {
-            match merged.last_mut() {
-                Some(m) if r.start <= m.end.saturating_add(MERGE_GAP) => m.end = m.end.max(r.end),
-                _ => merged.push(r),
-            }
-        }
-        for r in merged {
+        for r in merge_close(ranges) {
             let start = r.start / 4096 * 4096;
             // `MADV_POPULATE_READ` only maps pages in; contents do not
             // change, and older kernels refuse it.
@@ -536,16 +550,12 @@ impl Reader<'_, '_> {
         if !self.bytes().starts_with(b"\x7fELF") {
             return Ok(()); // refused by the parser
         }
-        // Section header 1 places the manifest section.
-        let Some(sh1) = u64_at(self.bytes(), E_SHOFF).and_then(|o| o.checked_add(SHDR_SIZE as u64))
-        else {
+        let Some(sh1) = sh1_offset(self.bytes()) else {
             return Ok(());
         };
         self.fill(&[clip(sh1, SHDR_SIZE as u64, size)])?;
         let sh1 = usize::try_from(sh1).unwrap_or(usize::MAX);
-        let field = |b: &[u8], f: usize| sh1.checked_add(f).and_then(|a| u64_at(b, a));
-        let (Some(off), Some(len)) = (field(self.bytes(), SH_OFFSET), field(self.bytes(), SH_SIZE))
-        else {
+        let Some((off, len)) = self.bytes().get(sh1..).and_then(section_of) else {
             return Ok(());
         };
         // The manifest header, then as much as it says the global part takes.
@@ -594,14 +604,7 @@ impl Reader<'_, '_> {
         for r in ranges.iter().flatten() {
             subtract(r.clone(), &self.done, &mut todo);
         }
-        todo.sort_by_key(|r| r.start);
-        let mut merged: Vec<Range<usize>> = Vec::new();
-        for r in todo {
-            match merged.last_mut() {
-                Some(m) if r.start <= m.end.saturating_add(MERGE_GAP) => m.end = m.end.max(r.end),
-                _ => merged.push(r),
-            }
-        }
+        let merged = merge_close(todo);
         self.advise_dense(&merged);
         // Large ranges (a whole manifest's blocks) are read in pieces,
         // shared with the helper thread (`crate::helper`) when it is free.

@@ -61,13 +61,7 @@ impl State {
         file: &ImageFile<'_>,
         scratch: &mut Scratch,
     ) -> Result<Option<Prepared>, Error> {
-        // (Bytes read from a mapping a page of which vanished are refused
-        // whatever came of them.)
-        let first = self.prepare_pass(file, scratch, false);
-        if let Some(e) = file.torn() {
-            return Err(e);
-        }
-        match first? {
+        let r = (|| match self.prepare_pass(file, scratch, false)? {
             Prep::Done(p) => Ok(p.map(|b| *b)),
             // A kept segment may refer to a global whose storage moves:
             // everything is loaded again.
@@ -75,6 +69,12 @@ impl State {
                 Prep::Done(p) => Ok(p.map(|b| *b)),
                 Prep::Full => Err(Error::Io("reload plan did not settle".into())),
             },
+        })();
+        // Bytes read from a mapping a page of which vanished are refused,
+        // whatever came of them (in either pass).
+        match file.torn() {
+            Some(e) => Err(e),
+            None => r,
         }
     }
 

@@ -147,6 +147,14 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         if opts.keep_retired_images {
             set_keep_retired_images(true);
         }
+        // The watch is set up (and the thread that prepares reloads ahead
+        // started) beside the load. Fork handlers first: they hold that
+        // thread's locks across a fork.
+        if opts.prepare_ahead {
+            register_fork_handlers();
+        }
+        let watching =
+            crate::watcher::start_beside(path, opts.prepare_ahead.then_some(prepare_ahead as fn()));
         let mut st = State::new(path, opts)?;
         st.runtime_symbol = runtime_symbol;
         DSO_HANDLE.store(st.dso_handle(), Ordering::Relaxed);
@@ -158,11 +166,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
             (opts.require_main && st.main_address().is_none()).then(|| st.root_name().to_string());
         *g = Some(st);
         crate::watcher::forget();
-        crate::watcher::start(path);
-        if opts.prepare_ahead {
-            register_fork_handlers();
-            crate::watcher::prepare_on_change(prepare_ahead);
-        }
+        watching.wait();
         // Refused before any module code runs.
         if let Some(root) = no_main {
             return Err(Error::NoMain { root });

@@ -194,14 +194,45 @@ impl State {
     /// one new chunk of the window and verifies them; returns the chunk, the
     /// bytes and the pieces read, and where each module's segment lies.
     /// When every module is loaded, the area keeps the file's layout.
+    /// `share` runs the reading on the helper thread too (see
+    /// [`segments::read`]).
     fn read_segments(
         &mut self,
         file: &ImageFile<'_>,
         view: &ImageView<'_>,
+        (load, all): (&[bool], bool),
+        place: &mut Placement,
+        share: hcr_loader::Share<'_>,
+    ) -> Result<(hcr_loader::Chunk, u64, usize), Error> {
+        let (chunk, len, pieces, bytes) = self.segment_pieces(view, load, all, place)?;
+        // SAFETY: the chunk is fresh from the window, committed read-write,
+        // at least `len` bytes and not yet published; this is the only
+        // reference to its bytes until the read ends.
+        let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+        let area = view.header.area_file_offset;
+        match segments::read(file, view, area, load, dst, &pieces, share) {
+            Ok(()) => Ok((chunk, bytes, pieces.len())),
+            Err(e) => {
+                // SAFETY: never published; nothing refers to it.
+                unsafe { self.window.free(chunk) };
+                Err(match e {
+                    segments::Failure::Io(e) => e,
+                    segments::Failure::Image(e) => self.image_error(e),
+                })
+            }
+        }
+    }
+
+    /// The chunk the segments of the modules marked in `load` are read
+    /// into, its length, the pieces to read and the segments' bytes; sets
+    /// where each of those modules' segment lies (`place`).
+    fn segment_pieces(
+        &mut self,
+        view: &ImageView<'_>,
         load: &[bool],
         all: bool,
         place: &mut Placement,
-    ) -> Result<(hcr_loader::Chunk, u64, usize), Error> {
+    ) -> Result<(hcr_loader::Chunk, usize, Vec<segments::Piece>, u64), Error> {
         let m = &view.manifest;
         let h = &view.header;
         // Runs of consecutive modules to load, each read with one `pread`
@@ -232,40 +263,89 @@ impl State {
         };
         // Faulted in by the readers, each its own part.
         let chunk = self.window.alloc_unfilled(len)?;
-        let r = (|| -> Result<(u64, usize), Error> {
-            // SAFETY: the chunk is fresh from the window, committed
-            // read-write, at least `len` bytes and not yet published; this
-            // is the only reference to its bytes until it ends below.
-            let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
-            let mut bytes = 0u64;
-            let mut pieces = Vec::with_capacity(runs.len() + 1);
-            for &(first, last, at) in &runs {
-                let from = m.modules[first].seg.start;
-                let to = match all {
-                    true => u32::try_from(h.area_file_size).unwrap_or(u32::MAX),
-                    false => m.modules[last].seg.end,
-                };
-                let vbase = (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(from));
-                for mi in marked(&load[first..=last]).map(|k| first + k) {
-                    bytes += u64::from(m.modules[mi].seg.len());
-                    place.vbase[mi] = vbase;
-                }
-                segments::split_run(m, (first, last), (from, to), at, &mut pieces);
+        let mut bytes = 0u64;
+        let mut pieces = Vec::with_capacity(runs.len() + 1);
+        for &(first, last, at) in &runs {
+            let from = m.modules[first].seg.start;
+            let to = match all {
+                true => u32::try_from(h.area_file_size).unwrap_or(u32::MAX),
+                false => m.modules[last].seg.end,
+            };
+            let vbase = (chunk.addr as u64 + at as u64).wrapping_sub(u64::from(from));
+            for mi in marked(&load[first..=last]).map(|k| first + k) {
+                bytes += u64::from(m.modules[mi].seg.len());
+                place.vbase[mi] = vbase;
             }
-            segments::read(file, view, h.area_file_offset, load, dst, &pieces).map_err(
-                |e| match e {
-                    segments::Failure::Io(e) => e,
-                    segments::Failure::Image(e) => self.image_error(e),
-                },
-            )?;
-            Ok((bytes, pieces.len()))
-        })();
-        match r {
-            Ok((bytes, pieces)) => Ok((chunk, bytes, pieces)),
-            Err(e) => {
+            segments::split_run(m, (first, last), (from, to), at, &mut pieces);
+        }
+        Ok((chunk, len, pieces, bytes))
+    }
+
+    /// For a load that keeps no segment: the registry indices, the new
+    /// trampolines and the loader's function table, worked out while the
+    /// segments are read (the helper thread starts the read, and this
+    /// thread joins it when done with its own part; nothing here depends
+    /// on the segments' bytes). Returns those, the chunk read into, the
+    /// segments' bytes and the pieces read; on an error nothing stays
+    /// allocated.
+    #[allow(clippy::type_complexity)]
+    fn bind_while_reading(
+        &mut self,
+        file: &ImageFile<'_>,
+        view: &ImageView<'_>,
+        (diff, matched): (&Diff, &[u32]),
+        (load, all): (&[bool], bool),
+        place: &mut Placement,
+        tables: &mut Tables,
+    ) -> Result<
+        (
+            (Indices, Option<Batch>, Vec<usize>),
+            hcr_loader::Chunk,
+            u64,
+            usize,
+        ),
+        Error,
+    > {
+        let (chunk, len, pieces, bytes) = self.segment_pieces(view, load, all, place)?;
+        // SAFETY: the chunk is fresh from the window, committed read-write,
+        // at least `len` bytes and not yet published; this is the only
+        // reference to its bytes until the read ends.
+        let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
+        let m = &view.manifest;
+        let mine = std::cell::Cell::new(Some(|| {
+            let indices = self.registry_indices(m, diff, matched);
+            self.bind_new_functions(view, (load, all), &indices, tables)
+                .map(|(batch, ref_objs)| (indices, batch, ref_objs))
+        }));
+        let bound = std::cell::Cell::new(None);
+        let run_mine = || {
+            if let Some(mut f) = mine.take() {
+                bound.set(Some(f()));
+            }
+        };
+        let share = |work: &(dyn Fn() + Sync)| crate::helper::share(work, run_mine);
+        let area = view.header.area_file_offset;
+        let read = segments::read(file, view, area, load, dst, &pieces, &share);
+        // (A small read ran here alone, without `share`.)
+        run_mine();
+        let bound = bound
+            .take()
+            .unwrap_or_else(|| Err(Error::Internal("registry not bound".into())));
+        match (read, bound) {
+            (Ok(()), Ok(b)) => Ok((b, chunk, bytes, pieces.len())),
+            (read, bound) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
-                Err(e)
+                let (_, batch, _) = bound?;
+                if let Some(batch) = batch {
+                    // SAFETY: the batch was never published.
+                    unsafe { batch.free_unpublished(&mut self.window) };
+                }
+                Err(match read {
+                    Err(segments::Failure::Io(e)) => e,
+                    Err(segments::Failure::Image(e)) => self.image_error(e),
+                    Ok(()) => Error::Internal("segments not read".into()),
+                })
             }
         }
     }
@@ -295,63 +375,86 @@ impl State {
         tables.functions.resize(m.functions.len(), 0);
         tables.objects.resize(m.objects.len(), 0);
         tables.hosts.resize(m.hosts.len(), 0);
-        let old = self.current.as_ref();
-        let Indices {
-            fn_tid,
-            mut obj_gid,
-            pending_fns,
-            identities,
-        } = self.registry_indices(m, &diff, &matched);
-        if self.global_moves(m, &reuse, &obj_gid) && reuse.iter().any(|&r| r != NONE) {
-            return Ok(Prep::Full);
-        }
         let mut work = ReloadWork {
             records_decoded: decoded.0,
             blocks_decoded: decoded.1,
             ..ReloadWork::default()
         };
-        let (mut place, areas, load) = place_segments(old, m, &reuse, &mut work);
-        let mut areas = areas;
-        // New trampolines start at address 0 and are published by commit;
-        // no old code can reach them before that.
-        let new_trampolines = if pending_fns == 0 {
-            None
-        } else {
-            Some(trampoline::make_batch(
-                &mut self.window,
-                pending_fns as usize,
-            )?)
-        };
-        let ref_objs = self.bind_functions(
-            &view,
-            &load,
-            work.modules_kept == 0,
-            (&fn_tid, new_trampolines.as_ref()),
-            &mut tables,
-        );
+        let (mut place, mut areas, load) =
+            place_segments(self.current.as_ref(), m, &reuse, &mut work);
+        let all = work.modules_kept == 0;
         let free_batch = |window: &mut Window, batch: Option<Batch>| {
             if let Some(batch) = batch {
                 // SAFETY: the batch was never published.
                 unsafe { batch.free_unpublished(window) };
             }
         };
-        let chunk = if work.modules_loaded == 0 {
-            None
-        } else {
-            let all = work.modules_kept == 0;
-            match self.read_segments(file, &view, &load, all, &mut place) {
-                Ok((chunk, bytes, pieces)) => {
+        // With no segment kept (a first load, or every module changed) no
+        // global can move under a kept segment, so nothing decided below
+        // can send this reload back to a full one: the segments are read
+        // while this thread finds the registry indices and makes the
+        // trampolines (the helper thread starts the read; this thread joins
+        // it when done with those).
+        let early = work.modules_loaded > 0 && reuse.iter().all(|&r| r == NONE);
+        let (indices, new_trampolines, ref_objs, chunk) = if early {
+            let r = self.bind_while_reading(
+                file,
+                &view,
+                (&diff, &matched),
+                (&load, all),
+                &mut place,
+                &mut tables,
+            );
+            match r {
+                Ok(((indices, batch, ref_objs), chunk, bytes, pieces)) => {
                     work.bytes_relocated = bytes;
                     work.pieces_read = pieces;
-                    Some(chunk)
+                    (indices, batch, ref_objs, Some(chunk))
                 }
                 Err(e) => {
-                    free_batch(&mut self.window, new_trampolines);
                     self.tables = tables;
                     return Err(e);
                 }
             }
+        } else {
+            let indices = self.registry_indices(m, &diff, &matched);
+            if self.global_moves(m, &reuse, &indices.obj_gid) && reuse.iter().any(|&r| r != NONE) {
+                self.tables = tables;
+                return Ok(Prep::Full);
+            }
+            let (new_trampolines, ref_objs) =
+                match self.bind_new_functions(&view, (&load, all), &indices, &mut tables) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.tables = tables;
+                        return Err(e);
+                    }
+                };
+            let chunk = if work.modules_loaded == 0 {
+                None
+            } else {
+                let share: hcr_loader::Share<'_> = &crate::helper::lend;
+                match self.read_segments(file, &view, (&load, all), &mut place, share) {
+                    Ok((chunk, bytes, pieces)) => {
+                        work.bytes_relocated = bytes;
+                        work.pieces_read = pieces;
+                        Some(chunk)
+                    }
+                    Err(e) => {
+                        free_batch(&mut self.window, new_trampolines);
+                        self.tables = tables;
+                        return Err(e);
+                    }
+                }
+            };
+            (indices, new_trampolines, ref_objs, chunk)
         };
+        let Indices {
+            fn_tid,
+            mut obj_gid,
+            identities,
+            ..
+        } = indices;
         let rest = self.prepare_rest(
             &view,
             &mut tables,
@@ -611,6 +714,31 @@ impl State {
             );
         }
         gids
+    }
+
+    /// Makes the trampolines of the functions the registry lacks (they
+    /// start at address 0 and are published by commit: no old code can
+    /// reach them before that) and fills the loader's function table;
+    /// returns the new batch and the objects the loaded segments refer to.
+    fn bind_new_functions(
+        &mut self,
+        view: &ImageView<'_>,
+        (load, all): (&[bool], bool),
+        indices: &Indices,
+        tables: &mut Tables,
+    ) -> Result<(Option<Batch>, Vec<usize>), Error> {
+        let new_trampolines = match indices.pending_fns {
+            0 => None,
+            n => Some(trampoline::make_batch(&mut self.window, n as usize)?),
+        };
+        let ref_objs = self.bind_functions(
+            view,
+            load,
+            all,
+            (&indices.fn_tid, new_trampolines.as_ref()),
+            tables,
+        );
+        Ok((new_trampolines, ref_objs))
     }
 
     /// Fills the loader's function table where the segments loaded now

@@ -66,7 +66,10 @@ pub(super) fn split_run(
 
 /// Reads `pieces` (sorted, disjoint, inside `dst`) from `file`, whose load
 /// area starts at file offset `area`, and verifies the segment of every
-/// module marked in `load`.
+/// module marked in `load`. A large read is shared through `share` (the
+/// helper thread, [`crate::helper::lend`], or a caller's work done
+/// meanwhile, [`crate::helper::share`]); a small one is read here without
+/// calling it.
 pub(super) fn read(
     file: &ImageFile<'_>,
     view: &ImageView<'_>,
@@ -74,6 +77,7 @@ pub(super) fn read(
     load: &[bool],
     dst: &mut [u8],
     pieces: &[Piece],
+    share: hcr_loader::Share<'_>,
 ) -> Result<(), Failure> {
     // One disjoint slice of the chunk per piece.
     let slices = hcr_loader::split_disjoint(dst, pieces.iter().map(|p| p.dst.clone()))
@@ -88,7 +92,7 @@ pub(super) fn read(
     // Pieces taken in order by whichever thread is free (this one, and the
     // helper when it gets to run), each result kept with its piece.
     let jobs = pieces.iter().zip(slices).collect();
-    let results = hcr_loader::run_shared(jobs, &crate::helper::lend, |(p, bytes)| {
+    let results = hcr_loader::run_shared(jobs, share, |(p, bytes)| {
         read_piece(file, view, area, load, p, bytes)
     });
     for r in results {

@@ -140,6 +140,45 @@ struct New<'a> {
     in_order: &'a [ModuleId],
 }
 
+/// What [`store_first_slots`] did: slots stored, and the indirect
+/// functions left to the committing thread: `(function, slot, code)`.
+struct FirstSlots {
+    stored: usize,
+    indirect: Vec<(usize, u64, u64)>,
+}
+
+/// Points the slots of a first load's new trampolines (the batch whose
+/// slots start at `slots`, trampoline `i` the function whose id is
+/// `PENDING | i` in `pending`) at their functions' code. Indirect
+/// functions are listed instead: their resolvers run on the committing
+/// thread. Nothing runs through these trampolines before the commit
+/// publishes them.
+fn store_first_slots(new: &New<'_>, pending: &[u32], slots: u64) -> FirstSlots {
+    let New { m, place, list, .. } = *new;
+    let mut out = FirstSlots {
+        stored: 0,
+        indirect: Vec::new(),
+    };
+    for &mi in list {
+        let md = &m.modules[mi];
+        let vbase = place.vbase[mi];
+        for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
+            let t = pending[fi];
+            if t == NONE || t & PENDING == 0 {
+                continue;
+            }
+            let slot = slots + 8 * u64::from(t & !PENDING);
+            let code = vbase.wrapping_add(u64::from(md.seg.start + f.offset));
+            match f.indirect {
+                true => out.indirect.push((fi, slot, code)),
+                false => trampoline::store_slot(slot, code),
+            }
+            out.stored += 1;
+        }
+    }
+    out
+}
+
 /// Whether this load adds a name plugins may see (a global function or
 /// object of default visibility, not thread-local): a new function, a new
 /// global, or a global re-created elsewhere (its size changed). Only then
@@ -265,7 +304,7 @@ impl State {
             list: &loaded_list,
             in_order: &loaded_in_order,
         };
-        self.publish(
+        let first_slots = self.publish(
             &new,
             area.as_ref(),
             debug.as_ref(),
@@ -275,7 +314,18 @@ impl State {
         );
         crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
         crate::tls::publish_staged();
-        let live = self.retarget(&new, &fn_tid, &mut work);
+        let live = match first_slots {
+            Some(s) => {
+                // An indirect function's target is its resolver's answer,
+                // asked on this thread, as for any other load.
+                for (fi, slot, code) in s.indirect {
+                    trampoline::store_slot(slot, jump_target(&m.functions[fi], code));
+                }
+                work.slots_retargeted += s.stored;
+                Vec::new()
+            }
+            None => self.retarget(&new, &fn_tid, &mut work),
+        };
         self.stub_gone(&diff, m, &fn_tid);
         if let Some(c) = &self.current {
             let found = super::old_calls::running(c, &diff);
@@ -336,7 +386,7 @@ impl State {
         generation: u32,
         new_trampolines: Option<Batch>,
         fn_tid: &mut Ids,
-    ) {
+    ) -> Option<FirstSlots> {
         let New { m, place, list, .. } = *new;
         let table = || {
             area.map(|a| {
@@ -363,6 +413,26 @@ impl State {
                 }
             }
         };
+        // With the registry empty (a first load) every new function's slot
+        // follows from its pending index, so the slots are stored by
+        // whichever thread is free while this one registers the functions
+        // ([`State::retarget`] has nothing else to do then).
+        let first_slots = match (&new_trampolines, self.functions.len()) {
+            (Some(b), 0) => Some((b.slots.addr as u64, fn_tid.clone())),
+            _ => None,
+        };
+        let stored = std::sync::Mutex::new(None);
+        let slots_taken = std::sync::atomic::AtomicBool::new(first_slots.is_none());
+        let store = || {
+            if !slots_taken.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                if let Some((slots, pending)) = &first_slots {
+                    let s = store_first_slots(new, pending, *slots);
+                    if let Ok(mut out) = stored.lock() {
+                        *out = Some(s);
+                    }
+                }
+            }
+        };
         let register = || {
             // New trampolines join the registry.
             if let Some(batch) = new_trampolines {
@@ -370,17 +440,31 @@ impl State {
             }
         };
         match functions_here >= PARALLEL_TABLE {
-            true => crate::helper::share(&build, register),
+            true => crate::helper::share(
+                &|| {
+                    build();
+                    store();
+                },
+                register,
+            ),
             false => {
                 register();
                 build();
+                store();
             }
         }
-        // (A helper that panicked built nothing.)
+        // (A helper that panicked built nothing, or stored nothing: this
+        // thread does it then.)
         let table = built.into_inner().ok().flatten().unwrap_or_else(table);
         if let (Some(t), Some(a)) = (table, area) {
             crate::crash::publish(t);
             self.areas.push(a.clone());
+        }
+        let stored = stored.into_inner().ok().flatten();
+        match (first_slots, stored) {
+            (Some(_), Some(s)) => Some(s),
+            (Some((slots, pending)), None) => Some(store_first_slots(new, &pending, slots)),
+            (None, _) => None,
         }
     }
 

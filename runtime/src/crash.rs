@@ -164,8 +164,9 @@ impl Table {
                 ));
                 names.extend_from_slice(name);
             };
+            let mut fnames = hcr_image::Names::new(manifest);
             for f in manifest.functions.part(mi) {
-                add(f.offset, f.size, manifest.str(f.name).as_bytes());
+                add(f.offset, f.size, fnames.get(f.name).as_bytes());
             }
             // A clone is named after the function it was made from, as a
             // debugger names it from the debug information.

@@ -89,6 +89,15 @@ pub struct Str {
     pub table: u32,
 }
 
+impl Str {
+    /// The text of `self` in `table`, its string table
+    /// ([`Manifest::table`]); "" for a range outside it.
+    pub fn within(self, table: &str) -> &str {
+        let start = self.off as usize;
+        table.get(start..start + self.len as usize).unwrap_or("")
+    }
+}
+
 /// A half-open range of `u32` offsets or indices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
@@ -1188,12 +1197,47 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
+/// Strings of a manifest read one after another, mostly from one table
+/// (a module's names, in a walk over its functions): the table is looked
+/// up when it changes rather than for every string (25 000 function names
+/// at a first load).
+pub struct Names<'m> {
+    m: &'m Manifest,
+    table: u32,
+    text: &'m str,
+}
+
+impl<'m> Names<'m> {
+    /// A reader of `m`'s strings.
+    pub fn new(m: &'m Manifest) -> Self {
+        Names {
+            m,
+            table: 0,
+            text: &m.strings,
+        }
+    }
+
+    /// The text of `s` (as [`Manifest::str`]).
+    pub fn get(&mut self, s: Str) -> &'m str {
+        if s.table != self.table {
+            self.table = s.table;
+            self.text = self.m.table(s.table);
+        }
+        s.within(self.text)
+    }
+}
+
 impl Manifest {
     /// The text of `s` ("" for a range outside the table, which decoding
     /// never lets through).
     pub fn str(&self, s: Str) -> &str {
-        let start = s.off as usize;
-        let table: &str = match s.table {
+        s.within(self.table(s.table))
+    }
+
+    /// String table `table` ([`Str::table`]; "" for none): what a walk over
+    /// many strings of one table looks up once ([`Str::within`]).
+    pub fn table(&self, table: u32) -> &str {
+        match table {
             0 => &self.strings,
             k if k & RECORD_STRINGS != 0 => self
                 .modules
@@ -1203,8 +1247,7 @@ impl Manifest {
                 .module_strings
                 .get(k as usize - 1)
                 .map_or("", |t| &t[..]),
-        };
-        table.get(start..start + s.len as usize).unwrap_or("")
+        }
     }
 
     /// Adds `text` to the string table.

@@ -769,13 +769,14 @@ impl State {
             .map(|&mi| self.functions.intern_module(m.str(m.modules[mi].name)))
             .collect();
         let fill = |put: &mut dyn FnMut(usize, u32, &str)| {
+            let mut names = hcr_image::Names::new(m);
             // (A kept module has no new function.)
             for (&mi, &id) in list.iter().zip(&ids) {
                 let md = &m.modules[mi];
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
                     let t = fn_tid[fi];
                     if t != NONE && t >= first {
-                        put((t - first) as usize, id, m.str(f.name));
+                        put((t - first) as usize, id, names.get(f.name));
                     }
                 }
             }

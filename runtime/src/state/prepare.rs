@@ -669,14 +669,23 @@ impl State {
             // in the registry's table.
             return Cow::Borrowed(ids);
         }
-        let module = self.functions.module_id(m.str(m.modules[mi].name));
-        let lookup = |name| module.and_then(|id| self.functions.get(id, name));
-        (m.functions.part(mi).iter())
+        let mut new = |n: usize| {
+            *pending += n as u32;
+            *pending - n as u32
+        };
+        let functions = m.functions.part(mi);
+        let Some(id) = self.functions.module_id(m.str(m.modules[mi].name)) else {
+            // A module the registry does not know (every module of a
+            // first load): every function is new.
+            let first = new(functions.len());
+            return (first..first + functions.len() as u32)
+                .map(|i| PENDING | i)
+                .collect();
+        };
+        let mut names = hcr_image::Names::new(m);
+        (functions.iter())
             .map(|f| {
-                lookup(m.str(f.name)).unwrap_or_else(|| {
-                    *pending += 1;
-                    PENDING | (*pending - 1)
-                })
+                (self.functions.get(id, names.get(f.name))).unwrap_or_else(|| PENDING | new(1))
             })
             .collect()
     }

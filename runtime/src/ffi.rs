@@ -129,6 +129,9 @@ fn publish_exports(exports: Option<Vec<hcr_loader::exports::Export>>) {
 }
 
 fn run_entries(entries: Vec<(String, u64)>) {
+    if entries.is_empty() {
+        return;
+    }
     for (m, f) in entries {
         set_running(Some(m));
         call_void(f);
@@ -191,6 +194,9 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
     // an old image to free (for the main thread the C library reads
     // `/proc/self/maps`, about 0.1 ms).
     crate::stack::learn_bounds();
+    // The registry's name index is built beside the program's start (a
+    // look-up that comes first builds it itself).
+    crate::watcher::run_soon(warm_indices);
     Ok(())
 }
 
@@ -406,6 +412,16 @@ fn register_fork_handlers() {
         // SAFETY: registers three handlers that only take and release the
         // runtime's own locks, in the forking thread.
         unsafe { libc::pthread_atfork(Some(before), Some(parent), Some(child)) };
+    });
+}
+
+/// Builds the runtime's look-up indices that are built when first needed
+/// (on the thread that prepares reloads, right after the load).
+fn warm_indices() {
+    let _ = catch_unwind(|| {
+        if let Some(st) = lock().as_ref() {
+            st.warm_indices();
+        }
     });
 }
 

@@ -283,6 +283,21 @@ pub(crate) fn drop_later<T: Send + 'static>(x: T) {
         .push(Box::new(x));
 }
 
+/// Work for the preparing thread to do when it next wakes (it is woken for
+/// it): what the program's thread need not wait for.
+static SOON: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `job` on the preparing thread, woken for it, when that thread runs;
+/// otherwise not at all (the job must be work that is also done when first
+/// needed).
+pub(crate) fn run_soon(job: fn()) {
+    if !preparing() {
+        return;
+    }
+    SOON.lock().unwrap_or_else(|p| p.into_inner()).push(job);
+    wake();
+}
+
 /// Runs [`start`] on a thread of its own, which then becomes the thread
 /// that prepares reloads ahead ([`prepare_on_change`]) when `prepare` is
 /// given: the watch's set-up (`inotify_add_watch` visits the folder's
@@ -297,11 +312,12 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
         .name("hcr-prepare".into())
         .spawn(move || {
             start(&path);
+            // (Claimed before the caller goes on: it may hand this thread
+            // work at once, [`run_soon`].)
+            let claimed = prepare.and_then(|p| Some((p, claim_preparer()?)));
             let _ = tx.send(());
-            if let Some(p) = prepare {
-                if let Some((fd, wake)) = claim_preparer() {
-                    prepare_loop(fd, wake, p);
-                }
+            if let Some((p, (fd, wake))) = claimed {
+                prepare_loop(fd, wake, p);
             }
         });
     Starting {
@@ -412,6 +428,10 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
         }
         let litter: Litter = std::mem::take(&mut *LITTER.lock().unwrap_or_else(|p| p.into_inner()));
         drop(litter);
+        let soon = std::mem::take(&mut *SOON.lock().unwrap_or_else(|p| p.into_inner()));
+        for job in soon {
+            job();
+        }
     }
     PREPARER.store(false, Ordering::Release);
     drop(std::mem::take(

@@ -5,7 +5,9 @@
 //! modules × 50 functions), so registering one costs no allocation: module
 //! names are interned once, function names are appended to one buffer, and
 //! the index is one hash table of registry indices hashed by `(module id,
-//! name)` and compared against the names stored here. Functions are never
+//! name)` and compared against the names stored here, built when first
+//! needed (the thread that prepares reloads builds it right after a first
+//! load). Functions are never
 //! unregistered (a removed one keeps its permanent address behind a stub),
 //! so the buffer and the table only grow.
 
@@ -46,8 +48,11 @@ pub(super) struct Functions {
     module_ids: HashMap<Arc<str>, u32>,
     /// Every function name, one after the other.
     names: String,
-    /// Registry indices hashed by `(module id, name)`.
-    index: HashTable<u32>,
+    /// Registry indices hashed by `(module id, name)`: built at the first
+    /// look-up (or ahead of it by [`Functions::warm_index`]) and kept up
+    /// from then on, so a first load's 25 000 functions are not hashed on
+    /// the loading thread.
+    index: std::sync::OnceLock<HashTable<u32>>,
     /// Each batch of trampolines, in registration order (so by first
     /// registry index): what `tramp` and `owner` search.
     spans: Vec<Span>,
@@ -61,6 +66,20 @@ fn hash(module: u32, name: &str) -> u64 {
     h.write_u32(module);
     h.write(name.as_bytes());
     h.finish()
+}
+
+/// Adds `entries[first..]` to `index`.
+fn index_entries(index: &mut HashTable<u32>, entries: &[FnEntry], names: &str, first: usize) {
+    let name_of = |e: &FnEntry| &names[e.name.0 as usize..(e.name.0 + e.name.1) as usize];
+    let rehash = |t: &u32| {
+        let e = &entries[*t as usize];
+        hash(e.module, name_of(e))
+    };
+    index.reserve(entries.len().saturating_sub(first), rehash);
+    for (t, e) in entries.iter().enumerate().skip(first) {
+        // Room was reserved above: no rehash happens here.
+        index.insert_unique(hash(e.module, name_of(e)), t as u32, rehash);
+    }
 }
 
 impl Functions {
@@ -88,12 +107,27 @@ impl Functions {
 
     /// The registry index of function `name` of the module with id `module`.
     pub fn get(&self, module: u32, name: &str) -> Option<u32> {
-        self.index
+        self.index()
             .find(hash(module, name), |&t| {
                 let e = &self.entries[t as usize];
                 e.module == module && self.name_of(e) == name
             })
             .copied()
+    }
+
+    /// The index, built now when no look-up has needed it yet.
+    fn index(&self) -> &HashTable<u32> {
+        self.index.get_or_init(|| {
+            let mut index = HashTable::new();
+            index_entries(&mut index, &self.entries, &self.names, 0);
+            index
+        })
+    }
+
+    /// Builds the index now, if it is not built (by a thread that has
+    /// nothing better to do, so the first look-up finds it ready).
+    pub fn warm_index(&self) {
+        let _ = self.index();
     }
 
     /// The registry index of `module`'s function `name`.
@@ -161,21 +195,8 @@ impl Functions {
                 e.module = unnamed;
             }
         }
-        let Functions {
-            entries,
-            names,
-            index,
-            ..
-        } = self;
-        let name_of = |e: &FnEntry| &names[e.name.0 as usize..(e.name.0 + e.name.1) as usize];
-        let rehash = |t: &u32| {
-            let e = &entries[*t as usize];
-            hash(e.module, name_of(e))
-        };
-        index.reserve(n, rehash);
-        for (t, e) in entries.iter().enumerate().skip(first) {
-            // Room was reserved above: no rehash happens here.
-            index.insert_unique(hash(e.module, name_of(e)), t as u32, rehash);
+        if let Some(index) = self.index.get_mut() {
+            index_entries(index, &self.entries, &self.names, first);
         }
         if n > 0 {
             let t0 = batch.get(0);
@@ -268,6 +289,8 @@ mod tests {
         };
         assert_eq!(fns.register(&b2, 0, order), 3);
         assert_eq!(fns.len(), 103);
+        // No look-up so far: the index is built now, over both batches.
+        assert!(fns.index.get().is_none());
         assert_eq!(fns.lookup("a", "f"), Some(0));
         assert_eq!(fns.lookup("b", "f"), Some(1));
         assert_eq!(fns.lookup("a", "g"), Some(2));
@@ -292,7 +315,9 @@ mod tests {
         fns.set_removed_stub(5, None);
         assert_eq!(fns.removed_stub(5), None);
         // A trampoline `fill` leaves unnamed is registered as ":" (module
-        // and name empty), as before.
+        // and name empty), as before. (The index is built: a new batch
+        // joins it as it is registered.)
+        assert!(fns.index.get().is_some());
         let b3 = batch(&mut window, 2);
         assert_eq!(fns.register(&b3, 0, |put| put(0, a, "k")), 103);
         assert_eq!(fns.lookup("a", "k"), Some(103));

@@ -167,6 +167,11 @@ impl State {
         }
     }
 
+    /// Builds the indices built when first needed (the registry's names).
+    pub fn warm_indices(&self) {
+        self.functions.warm_index();
+    }
+
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
         let t = self.functions.lookup(module, name)?;
         self.functions

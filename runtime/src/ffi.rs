@@ -194,9 +194,13 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
     // an old image to free (for the main thread the C library reads
     // `/proc/self/maps`, about 0.1 ms).
     crate::stack::learn_bounds();
-    // The registry's name index is built beside the program's start (a
-    // look-up that comes first builds it itself).
-    crate::watcher::run_soon(warm_indices);
+    // The registry's name index is built beside the program's start, by
+    // the thread that prepares reloads (a look-up that comes first builds
+    // it itself); without that thread, here, so that the first reload does
+    // not.
+    if !crate::watcher::run_soon(warm_indices) {
+        warm_indices();
+    }
     Ok(())
 }
 

@@ -97,9 +97,58 @@ pub(crate) fn forget() {
 /// Starts watching `image` (once per process; later calls for another path
 /// turn the fast path off, since one watch serves one name).
 pub(crate) fn start(image: &Path) {
-    static WATCHED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    install(image, open_watch(image));
+}
+
+/// The images watched: the first one started (once per process).
+static WATCHED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The inotify watch [`start`] sets up for `image`, made without touching
+/// this module's state: `None` where none would be set up (one is already,
+/// the path is a symbolic link, inotify is unavailable).
+fn open_watch(image: &Path) -> Option<Watch> {
+    if WATCHED.get().is_some() {
+        return None;
+    }
+    let abs = std::path::absolute(image).ok()?;
+    if std::fs::symlink_metadata(image).is_ok_and(|m| m.file_type().is_symlink()) {
+        return None;
+    }
+    let (dir, name) = (abs.parent()?, abs.file_name()?);
+    let cdir = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let name = name.as_bytes().to_vec();
+    // SAFETY: inotify_init1 creates a descriptor this function owns; the
+    // watch is added with a NUL-terminated path.
+    let fd = unsafe {
+        let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
+        if fd < 0 {
+            return None;
+        }
+        let mask = libc::IN_CLOSE_WRITE
+            | libc::IN_MODIFY
+            | libc::IN_ATTRIB
+            | libc::IN_MOVED_TO
+            | libc::IN_MOVED_FROM
+            | libc::IN_CREATE
+            | libc::IN_DELETE
+            | libc::IN_DELETE_SELF
+            | libc::IN_MOVE_SELF;
+        if libc::inotify_add_watch(fd, cdir.as_ptr(), mask) < 0 {
+            libc::close(fd);
+            return None;
+        }
+        fd
+    };
+    Some(Watch { fd, name })
+}
+
+/// Serves the change check of `image` with `w` (from [`open_watch`]); the
+/// first image started is the one watched for the process's life, and a
+/// second one turns the fast path off (one watch serves one name).
+fn install(image: &Path, w: Option<Watch>) {
     let Ok(abs) = std::path::absolute(image) else {
         ACTIVE.store(false, Ordering::Release);
+        install_nothing(w);
         return;
     };
     let mut first = false;
@@ -113,44 +162,14 @@ pub(crate) fn start(image: &Path) {
             // one's name, so its events say nothing of this one.
             ACTIVE.store(false, Ordering::Release);
         }
+        install_nothing(w);
         return;
     }
-    if std::fs::symlink_metadata(image).is_ok_and(|m| m.file_type().is_symlink()) {
-        return;
+    // (None: a symbolic link, or no inotify: exact checks only.)
+    if let Some(w) = w {
+        *watch() = Some(w);
+        ACTIVE.store(true, Ordering::Release);
     }
-    let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
-        return;
-    };
-    let (Ok(cdir), name) = (
-        CString::new(dir.as_os_str().as_bytes()),
-        name.as_bytes().to_vec(),
-    ) else {
-        return;
-    };
-    // SAFETY: inotify_init1 creates a descriptor this function owns; the
-    // watch is added with a NUL-terminated path.
-    let fd = unsafe {
-        let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
-        if fd < 0 {
-            return;
-        }
-        let mask = libc::IN_CLOSE_WRITE
-            | libc::IN_MODIFY
-            | libc::IN_ATTRIB
-            | libc::IN_MOVED_TO
-            | libc::IN_MOVED_FROM
-            | libc::IN_CREATE
-            | libc::IN_DELETE
-            | libc::IN_DELETE_SELF
-            | libc::IN_MOVE_SELF;
-        if libc::inotify_add_watch(fd, cdir.as_ptr(), mask) < 0 {
-            libc::close(fd);
-            return;
-        }
-        fd
-    };
-    *watch() = Some(Watch { fd, name });
-    ACTIVE.store(true, Ordering::Release);
 }
 
 /// [`drain`] on the program's side: when it took the events that end a
@@ -287,35 +306,43 @@ pub(crate) fn drop_later<T: Send + 'static>(x: T) {
 /// it): what the program's thread need not wait for.
 static SOON: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
 
-/// Runs `job` on the preparing thread, woken for it, when that thread runs;
-/// otherwise not at all (the job must be work that is also done when first
-/// needed).
-pub(crate) fn run_soon(job: fn()) {
+/// Hands `job` to the preparing thread, woken for it, when that thread
+/// runs; returns false (and does nothing) otherwise.
+pub(crate) fn run_soon(job: fn()) -> bool {
     if !preparing() {
-        return;
+        return false;
     }
     SOON.lock().unwrap_or_else(|p| p.into_inner()).push(job);
     wake();
+    true
 }
 
-/// Runs [`start`] on a thread of its own, which then becomes the thread
-/// that prepares reloads ahead ([`prepare_on_change`]) when `prepare` is
-/// given: the watch's set-up (`inotify_add_watch` visits the folder's
-/// entries, about 0.3 ms for 1 500 files) and the thread's start happen
-/// while the caller loads the image, not after. [`Starting::wait`]
-/// returns once the watch is set up; where no thread can be started, it
-/// does the same work itself.
+/// Opens the watch [`start`] sets up on a thread of its own, while the
+/// caller loads the image (`inotify_add_watch` visits the folder's
+/// entries: about 0.3 ms for 1 500 files). [`Starting::wait`], once the
+/// load succeeded, has the thread put it in service and then become the
+/// thread that prepares reloads ahead ([`prepare_on_change`]) when
+/// `prepare` is given; a `Starting` dropped instead (the load failed) has
+/// it close the watch and end, leaving nothing behind. Where no thread can
+/// be started, `wait` does all of it itself.
 pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (go, gone) = std::sync::mpsc::channel::<()>();
+    let (ready, done) = std::sync::mpsc::channel::<()>();
     let path = image.to_path_buf();
     let started = std::thread::Builder::new()
         .name("hcr-prepare".into())
         .spawn(move || {
-            start(&path);
+            let w = open_watch(&path);
+            if gone.recv().is_err() {
+                // The load failed: nothing is installed.
+                install_nothing(w);
+                return;
+            }
+            install(&path, w);
             // (Claimed before the caller goes on: it may hand this thread
             // work at once, [`run_soon`].)
             let claimed = prepare.and_then(|p| Some((p, claim_preparer()?)));
-            let _ = tx.send(());
+            let _ = ready.send(());
             if let Some((p, (fd, wake))) = claimed {
                 prepare_loop(fd, wake, p);
             }
@@ -323,27 +350,37 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
     Starting {
         image: image.to_path_buf(),
         prepare,
-        done: started.ok().map(|_| rx),
+        thread: started.ok().map(|_| (go, done)),
     }
 }
 
-/// A watch being set up by [`start_beside`].
+/// Closes a watch that is not put in service (the load failed, or a watch
+/// serves already).
+fn install_nothing(w: Option<Watch>) {
+    if let Some(w) = w {
+        // SAFETY: a descriptor `open_watch` made that nothing else has.
+        unsafe { libc::close(w.fd) };
+    }
+}
+
+/// A watch being opened by [`start_beside`].
 pub(crate) struct Starting {
     image: std::path::PathBuf,
     prepare: Option<fn()>,
-    /// Says when the watch is set up (`None`: no thread was started).
-    done: Option<std::sync::mpsc::Receiver<()>>,
+    /// The thread's go-ahead and its answer (`None`: no thread started).
+    thread: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
 }
 
 impl Starting {
-    /// Returns once the watch is set up (and the thread that prepares
-    /// reloads ahead is running, when asked for).
+    /// Puts the watch in service (and the thread that prepares reloads
+    /// ahead to work, when asked for); returns once that is done.
     pub(crate) fn wait(self) {
-        match self.done {
+        match self.thread {
             // (A thread that panicked dropped its sender: the watch is off
             // or on as it left it, and exact checks stay exact.)
-            Some(rx) => {
-                let _ = rx.recv();
+            Some((go, done)) => {
+                let _ = go.send(());
+                let _ = done.recv();
             }
             None => {
                 start(&self.image);

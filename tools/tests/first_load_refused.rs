@@ -1,8 +1,8 @@
-//! A first load whose segments fail to verify is refused with the module's
-//! name, and leaves nothing behind: a first load reads its segments while
+//! A load whose segments fail to verify is refused with the module's
+//! name, and leaves nothing behind: a load that keeps no segment (a first
+//! load, or a reload that changes every module) reads its segments while
 //! it works out the registry and makes the trampolines (ARCHITECTURE.md,
-//! "Reading the image"), and a read that fails must undo that work too, so
-//! the next load in the same process starts clean.
+//! "The helper thread"), and a read that fails must undo that work too.
 
 use hcr_runtime::Runtime;
 use hcr_tools::gen::{self, Shape};
@@ -17,31 +17,48 @@ const SHAPE: Shape = Shape {
     globals: 2,
 };
 
-#[test]
-fn a_first_load_with_a_damaged_segment_is_refused_and_the_next_load_works() {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path();
-    let mut objs = vec![gen::compile(dir, "main", &gen::main_source(SHAPE), "-O0").unwrap()];
+/// The program in `variant` (every module's code differs between
+/// variants, `main`'s included), linked.
+fn program(dir: &std::path::Path, variant: u32) -> Vec<u8> {
+    let dir = dir.join(format!("v{variant}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let main = format!(
+        "{}\nint main_variant(void) {{ return {variant}; }}\n",
+        gen::main_source(SHAPE)
+    );
+    let mut objs = vec![gen::compile(&dir, "main", &main, "-O0").unwrap()];
     for i in 0..SHAPE.modules {
-        let src = gen::module_source(SHAPE, i, 0);
-        objs.push(gen::compile(dir, &format!("m{i}"), &src, "-O0").unwrap());
+        let src = gen::module_source(SHAPE, i, variant);
+        objs.push(gen::compile(&dir, &format!("m{i}"), &src, "-O0").unwrap());
     }
-    let good = hcr_linker::link_bytes(&hcr_linker::LinkConfig::default(), &objs)
+    hcr_linker::link_bytes(&hcr_linker::LinkConfig::default(), &objs)
         .unwrap()
-        .bytes;
-    let view = hcr_image::ImageView::parse(&good).unwrap();
+        .bytes
+}
+
+/// `image` with one byte in the middle of module m9's segment flipped.
+fn damaged(image: &[u8]) -> Vec<u8> {
+    let view = hcr_image::ImageView::parse(image).unwrap();
     assert!(
         view.header.area_file_size > 2 << 20,
         "the area must be large enough to be read by two threads"
     );
-    // One byte in the middle of module m9's segment.
     let victim = (0..view.manifest.modules.len())
         .find(|&i| view.manifest.str(view.manifest.modules[i].name) == "m9")
         .expect("module m9");
     let seg = view.manifest.modules[victim].seg;
     let at = (view.header.area_file_offset + u64::from(seg.start + seg.len() / 2)) as usize;
-    let mut bad = good.clone();
+    let mut bad = image.to_vec();
     bad[at] ^= 0x20;
+    bad
+}
+
+#[test]
+fn a_load_with_a_damaged_segment_is_refused_and_leaves_nothing_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let good = program(dir, 0);
+    let bad = damaged(&good);
 
     // In place, as a build writes it, so the load takes the path that
     // maps the manifest; and by copy, with the file open for writing (no
@@ -68,7 +85,32 @@ fn a_first_load_with_a_damaged_segment_is_refused_and_the_next_load_works() {
     let rt = Runtime::open(&app).expect("the sound image loads after the refused ones");
     // SAFETY: a generated `int f(int)` of the loaded image.
     let f: extern "C" fn(i32) -> i32 = unsafe { rt.get_proc("m3", "m3_f7") }.unwrap();
-    assert_eq!(f(0), 7, "f(0) is the function's number (variant 0)");
+    assert_eq!(f(0), 7, "f(0) is the function's number plus the variant");
     assert_eq!(rt.generation(), 0);
+
+    // A reload that changes every module reads its segments the same way
+    // (nothing is kept); refused, it leaves the live state as it was: no
+    // window chunk, trampoline or registry entry of it stays.
+    let next = program(dir, 1);
+    let before = rt.stats();
+    support::install(&app, &damaged(&next));
+    let err = rt
+        .reload()
+        .expect_err("a damaged segment was reloaded")
+        .to_string();
+    assert!(err.contains("m9") && err.contains("checksum"), "{err}");
+    let after = rt.stats();
+    assert_eq!(
+        (after.window_free, after.functions, after.globals),
+        (before.window_free, before.functions, before.globals),
+        "the refused reload left something behind"
+    );
+    assert_eq!((rt.generation(), f(0)), (0, 7), "the old code runs on");
+    support::install(&app, &next);
+    assert_eq!(
+        rt.reload().expect("the sound image reloads"),
+        SHAPE.modules + 1
+    );
+    assert_eq!((rt.generation(), f(0)), (1, 8), "variant 1 runs");
     std::mem::forget(rt);
 }

@@ -418,25 +418,28 @@ impl State {
         // whichever thread is free while this one registers the functions
         // ([`State::retarget`] has nothing else to do then).
         let first_slots = match (&new_trampolines, self.functions.len()) {
-            (Some(b), 0) => Some((b.slots.addr as u64, fn_tid.clone())),
+            (Some(b), 0) => Some(b.slots.addr as u64),
             _ => None,
         };
+        // (Both threads read the pending ids; they are renumbered after.)
+        let pending: &[u32] = fn_tid;
         let stored = std::sync::Mutex::new(None);
         let slots_taken = std::sync::atomic::AtomicBool::new(first_slots.is_none());
         let store = || {
             if !slots_taken.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                if let Some((slots, pending)) = &first_slots {
-                    let s = store_first_slots(new, pending, *slots);
+                if let Some(slots) = first_slots {
+                    let s = store_first_slots(new, pending, slots);
                     if let Ok(mut out) = stored.lock() {
                         *out = Some(s);
                     }
                 }
             }
         };
+        let first = self.functions.len() as u32;
         let register = || {
             // New trampolines join the registry.
             if let Some(batch) = new_trampolines {
-                self.register_batch(batch, m, list, fn_tid);
+                self.register_batch(batch, m, list, pending);
             }
         };
         match functions_here >= PARALLEL_TABLE {
@@ -461,11 +464,21 @@ impl State {
             self.areas.push(a.clone());
         }
         let stored = stored.into_inner().ok().flatten();
-        match (first_slots, stored) {
+        let first_slots = match (first_slots, stored) {
             (Some(_), Some(s)) => Some(s),
-            (Some((slots, pending)), None) => Some(store_first_slots(new, &pending, slots)),
+            (Some(slots), None) => Some(store_first_slots(new, pending, slots)),
             (None, _) => None,
+        };
+        // The new functions' registry indices, from their pending ones.
+        if self.functions.len() as u32 > first {
+            for t in Arc::make_mut(fn_tid)
+                .iter_mut()
+                .filter(|t| **t != NONE && **t & PENDING != 0)
+            {
+                *t = first + (*t & !PENDING);
+            }
         }
+        first_slots
     }
 
     /// Retargets every function of the segments loaded now (one atomic
@@ -750,18 +763,11 @@ impl State {
     }
 
     /// Registers a batch of new trampolines under the names of the
-    /// functions whose registry index in `fn_tid` is pending, which then
-    /// become their registry indices.
-    fn register_batch(&mut self, batch: Batch, m: &Manifest, list: &[usize], fn_tid: &mut Ids) {
-        let first = self.functions.len() as u32;
-        // (New functions: the table is the new image's own from here.)
-        let fn_tid = Arc::make_mut(fn_tid);
-        for t in fn_tid
-            .iter_mut()
-            .filter(|t| **t != NONE && **t & PENDING != 0)
-        {
-            *t = first + (*t & !PENDING);
-        }
+    /// functions whose registry index in `pending` is pending (trampoline
+    /// `i` is the function whose id is `PENDING | i`); the caller then
+    /// renumbers those to their registry indices.
+    fn register_batch(&mut self, batch: Batch, m: &Manifest, list: &[usize], pending: &[u32]) {
+        let new = |t: u32| t != NONE && t & PENDING != 0;
         // Module names interned once; names copied into the registry's
         // one buffer (no allocation per function).
         let ids: Vec<u32> = list
@@ -774,9 +780,9 @@ impl State {
             for (&mi, &id) in list.iter().zip(&ids) {
                 let md = &m.modules[mi];
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                    let t = fn_tid[fi];
-                    if t != NONE && t >= first {
-                        put((t - first) as usize, id, names.get(f.name));
+                    let t = pending[fi];
+                    if new(t) {
+                        put((t & !PENDING) as usize, id, names.get(f.name));
                     }
                 }
             }
@@ -785,7 +791,7 @@ impl State {
         let names_len: usize = list
             .iter()
             .flat_map(|&mi| m.modules[mi].functions.range().zip(m.functions.part(mi)))
-            .filter(|&(fi, _)| fn_tid[fi] != NONE && fn_tid[fi] >= first)
+            .filter(|&(fi, _)| new(pending[fi]))
             .map(|(_, f)| f.name.len as usize)
             .sum();
         self.functions.register(&batch, names_len, fill);

@@ -317,23 +317,35 @@ pub(crate) fn run_soon(job: fn()) -> bool {
     true
 }
 
-/// Opens the watch [`start`] sets up on a thread of its own, while the
-/// caller loads the image (`inotify_add_watch` visits the folder's
-/// entries: about 0.3 ms for 1 500 files). [`Starting::wait`], once the
-/// load succeeded, has the thread put it in service and then become the
-/// thread that prepares reloads ahead ([`prepare_on_change`]) when
-/// `prepare` is given; a `Starting` dropped instead (the load failed) has
-/// it close the watch and end, leaving nothing behind. Where no thread can
-/// be started, `wait` does all of it itself.
+/// With `prepare` given: opens the watch [`start`] sets up on a thread of
+/// its own, while the caller loads the image (`inotify_add_watch` visits
+/// the folder's entries: about 0.3 ms for 1 500 files). [`Starting::wait`],
+/// once the load succeeded, has the thread put it in service and then
+/// become the thread that prepares reloads ahead ([`prepare_on_change`]);
+/// a `Starting` dropped instead (the load failed) has it close the watch
+/// and end, leaving nothing behind. Without `prepare`, or where no thread
+/// can be started, `wait` does the set-up itself.
 pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
-    let (go, gone) = std::sync::mpsc::channel::<()>();
-    let (ready, done) = std::sync::mpsc::channel::<()>();
+    if prepare.is_none() {
+        // No thread to keep: `wait` sets the watch up (a thread started
+        // only for that would cost about what it saves).
+        return Starting {
+            image: image.to_path_buf(),
+            prepare,
+            thread: None,
+        };
+    }
+    let hand = std::sync::Arc::new(Handshake::default());
     let path = image.to_path_buf();
+    let theirs = hand.clone();
     let started = std::thread::Builder::new()
         .name("hcr-prepare".into())
         .spawn(move || {
+            // Says "ready" however this thread leaves the set-up (a panic
+            // included), so the caller never waits for it in vain.
+            let ready = Ready(&theirs);
             let w = open_watch(&path);
-            if gone.recv().is_err() {
+            if !theirs.go() {
                 // The load failed: nothing is installed.
                 install_nothing(w);
                 return;
@@ -342,7 +354,7 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
             // (Claimed before the caller goes on: it may hand this thread
             // work at once, [`run_soon`].)
             let claimed = prepare.and_then(|p| Some((p, claim_preparer()?)));
-            let _ = ready.send(());
+            drop(ready);
             if let Some((p, (fd, wake))) = claimed {
                 prepare_loop(fd, wake, p);
             }
@@ -350,7 +362,69 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
     Starting {
         image: image.to_path_buf(),
         prepare,
-        thread: started.ok().map(|_| (go, done)),
+        thread: started.ok().map(|_| hand),
+    }
+}
+
+/// The set-up thread's state, between it and the loading thread (a lock
+/// and a condition variable: no lock-free channel, which thread checkers
+/// such as DRD cannot follow).
+#[derive(Default)]
+struct Handshake {
+    state: std::sync::Mutex<Step>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Step {
+    /// The load runs.
+    #[default]
+    Loading,
+    /// It succeeded: put the watch in service.
+    Go,
+    /// It failed: leave nothing behind.
+    Abandon,
+    /// The set-up thread is done with the set-up.
+    Ready,
+}
+
+impl Handshake {
+    fn set(&self, step: Step) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = step;
+        self.changed.notify_all();
+    }
+
+    /// The loading thread: says how the load went, unless the set-up
+    /// thread is gone already (it panicked).
+    fn decide(&self, step: Step) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if *s == Step::Loading {
+            *s = step;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until the step is not `from`; returns it.
+    fn wait_past(&self, from: Step) -> Step {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while *s == from {
+            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        *s
+    }
+
+    /// The set-up thread: waits for the load's outcome.
+    fn go(&self) -> bool {
+        self.wait_past(Step::Loading) == Step::Go
+    }
+}
+
+/// Sets [`Step::Ready`] when dropped.
+struct Ready<'h>(&'h Handshake);
+
+impl Drop for Ready<'_> {
+    fn drop(&mut self) {
+        self.0.set(Step::Ready);
     }
 }
 
@@ -363,24 +437,24 @@ fn install_nothing(w: Option<Watch>) {
     }
 }
 
-/// A watch being opened by [`start_beside`].
+/// A watch being opened by [`start_beside`]. Dropped without
+/// [`Starting::wait`] (the load failed), it has the thread close the watch
+/// and end.
 pub(crate) struct Starting {
     image: std::path::PathBuf,
     prepare: Option<fn()>,
-    /// The thread's go-ahead and its answer (`None`: no thread started).
-    thread: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    /// The set-up thread's state (`None`: no thread started).
+    thread: Option<std::sync::Arc<Handshake>>,
 }
 
 impl Starting {
     /// Puts the watch in service (and the thread that prepares reloads
     /// ahead to work, when asked for); returns once that is done.
-    pub(crate) fn wait(self) {
-        match self.thread {
-            // (A thread that panicked dropped its sender: the watch is off
-            // or on as it left it, and exact checks stay exact.)
-            Some((go, done)) => {
-                let _ = go.send(());
-                let _ = done.recv();
+    pub(crate) fn wait(mut self) {
+        match self.thread.take() {
+            Some(hand) => {
+                hand.decide(Step::Go);
+                hand.wait_past(Step::Go);
             }
             None => {
                 start(&self.image);
@@ -388,6 +462,14 @@ impl Starting {
                     prepare_on_change(p);
                 }
             }
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(hand) = self.thread.take() {
+            hand.decide(Step::Abandon);
         }
     }
 }

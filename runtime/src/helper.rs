@@ -168,6 +168,38 @@ pub fn share<R>(work: &(dyn Fn() + Sync), mine: impl FnOnce() -> R) -> R {
     r
 }
 
+/// A unit of work shared through [`share`] that whichever thread comes to
+/// it first runs, once; its result is kept for the caller.
+pub(crate) struct OnceUnit<T> {
+    taken: AtomicBool,
+    out: Mutex<Option<T>>,
+}
+
+impl<T> OnceUnit<T> {
+    pub(crate) fn new() -> Self {
+        OnceUnit {
+            taken: AtomicBool::new(false),
+            out: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` unless a thread has run it already.
+    pub(crate) fn run(&self, f: impl FnOnce() -> T) {
+        if !self.taken.swap(true, Ordering::Relaxed) {
+            let r = f();
+            if let Ok(mut out) = self.out.lock() {
+                *out = Some(r);
+            }
+        }
+    }
+
+    /// The result; `f()`, run here, when there is none (the thread that
+    /// took the unit panicked).
+    pub(crate) fn take_or(self, f: impl FnOnce() -> T) -> T {
+        self.out.into_inner().ok().flatten().unwrap_or_else(f)
+    }
+}
+
 /// Withdraws the posted job, or waits until the helper has run it, when
 /// dropped (`share` returning or unwinding).
 struct Finish(bool);

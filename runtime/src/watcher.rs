@@ -148,7 +148,7 @@ fn open_watch(image: &Path) -> Option<Watch> {
 fn install(image: &Path, w: Option<Watch>) {
     let Ok(abs) = std::path::absolute(image) else {
         ACTIVE.store(false, Ordering::Release);
-        install_nothing(w);
+        close_unused(w);
         return;
     };
     let mut first = false;
@@ -162,7 +162,7 @@ fn install(image: &Path, w: Option<Watch>) {
             // one's name, so its events say nothing of this one.
             ACTIVE.store(false, Ordering::Release);
         }
-        install_nothing(w);
+        close_unused(w);
         return;
     }
     // (None: a symbolic link, or no inotify: exact checks only.)
@@ -326,7 +326,7 @@ pub(crate) fn run_soon(job: fn()) -> bool {
 /// and end, leaving nothing behind. Without `prepare`, or where no thread
 /// can be started, `wait` does the set-up itself.
 pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
-    if prepare.is_none() {
+    let Some(p) = prepare else {
         // No thread to keep: `wait` sets the watch up (a thread started
         // only for that would cost about what it saves).
         return Starting {
@@ -334,7 +334,7 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
             prepare,
             thread: None,
         };
-    }
+    };
     let hand = std::sync::Arc::new(Handshake::default());
     let path = image.to_path_buf();
     let theirs = hand.clone();
@@ -347,15 +347,15 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
             let w = open_watch(&path);
             if !theirs.go() {
                 // The load failed: nothing is installed.
-                install_nothing(w);
+                close_unused(w);
                 return;
             }
             install(&path, w);
             // (Claimed before the caller goes on: it may hand this thread
             // work at once, [`run_soon`].)
-            let claimed = prepare.and_then(|p| Some((p, claim_preparer()?)));
+            let claimed = claim_preparer();
             drop(ready);
-            if let Some((p, (fd, wake))) = claimed {
+            if let Some((fd, wake)) = claimed {
                 prepare_loop(fd, wake, p);
             }
         });
@@ -430,7 +430,7 @@ impl Drop for Ready<'_> {
 
 /// Closes a watch that is not put in service (the load failed, or a watch
 /// serves already).
-fn install_nothing(w: Option<Watch>) {
+fn close_unused(w: Option<Watch>) {
     if let Some(w) = w {
         // SAFETY: a descriptor `open_watch` made that nothing else has.
         unsafe { libc::close(w.fd) };

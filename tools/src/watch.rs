@@ -333,6 +333,11 @@ enum Track {
     Nim,
 }
 
+/// Whether a file with extension `ext` is a C or C++ header.
+fn is_header(ext: &str) -> bool {
+    matches!(ext, "h" | "hh" | "hpp" | "hxx" | "inc")
+}
+
 fn tracked(track: Track, rel: &Path, top: bool) -> bool {
     let name = rel.file_name().and_then(OsStr::to_str).unwrap_or("");
     let ext = rel.extension().and_then(OsStr::to_str).unwrap_or("");
@@ -343,24 +348,12 @@ fn tracked(track: Track, rel: &Path, top: bool) -> bool {
         Track::Modules => (ext == "c" && top) || ext == "h",
         Track::Nim => crate::nim_watch::tracked(name, ext),
         Track::Command => {
-            matches!(
-                ext,
-                "c" | "h"
-                    | "cc"
-                    | "cpp"
-                    | "cxx"
-                    | "hh"
-                    | "hpp"
-                    | "hxx"
-                    | "inc"
-                    | "s"
-                    | "S"
-                    | "mk"
-                    | "cmake"
-            ) || matches!(
-                name,
-                "Makefile" | "makefile" | "GNUmakefile" | "CMakeLists.txt"
-            )
+            is_header(ext)
+                || matches!(ext, "c" | "cc" | "cpp" | "cxx" | "s" | "S" | "mk" | "cmake")
+                || matches!(
+                    name,
+                    "Makefile" | "makefile" | "GNUmakefile" | "CMakeLists.txt"
+                )
         }
     }
 }
@@ -638,10 +631,10 @@ impl Outside {
             };
             for e in entries.flatten() {
                 let name = PathBuf::from(e.file_name());
-                let header = matches!(
-                    name.extension().and_then(OsStr::to_str),
-                    Some("h" | "hh" | "hpp" | "hxx" | "inc")
-                );
+                let header = name
+                    .extension()
+                    .and_then(OsStr::to_str)
+                    .is_some_and(is_header);
                 if header && e.file_type().is_ok_and(|t| !t.is_dir()) {
                     all.insert(d.join(name));
                 }

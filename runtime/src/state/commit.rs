@@ -154,29 +154,41 @@ struct FirstSlots {
 /// thread. Nothing runs through these trampolines before the commit
 /// publishes them.
 fn store_first_slots(new: &New<'_>, pending: &[u32], slots: u64) -> FirstSlots {
-    let New { m, place, list, .. } = *new;
     let mut out = FirstSlots {
         stored: 0,
         indirect: Vec::new(),
     };
-    for &mi in list {
-        let md = &m.modules[mi];
-        let vbase = place.vbase[mi];
-        for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-            let t = pending[fi];
-            if t == NONE || t & PENDING == 0 {
-                continue;
-            }
-            let slot = slots + 8 * u64::from(t & !PENDING);
-            let code = vbase.wrapping_add(u64::from(md.seg.start + f.offset));
-            match f.indirect {
-                true => out.indirect.push((fi, slot, code)),
-                false => trampoline::store_slot(slot, code),
-            }
-            out.stored += 1;
+    for (fi, f, code) in placed_functions(new) {
+        let Some(i) = pending_index(pending[fi]) else {
+            continue;
+        };
+        let slot = slots + 8 * u64::from(i);
+        match f.indirect {
+            true => out.indirect.push((fi, slot, code)),
+            false => trampoline::store_slot(slot, code),
         }
+        out.stored += 1;
     }
     out
+}
+
+/// Every function of the modules `new` placed: its manifest index, its
+/// record and the address of its code.
+fn placed_functions<'a>(
+    new: &New<'a>,
+) -> impl Iterator<Item = (usize, &'a hcr_image::Function, u64)> + 'a {
+    let New { m, place, list, .. } = *new;
+    list.iter().flat_map(move |&mi| {
+        let md = &m.modules[mi];
+        let vbase = place.vbase[mi];
+        (md.functions.range().zip(m.functions.part(mi))).map(move |(fi, f)| {
+            (
+                fi,
+                f,
+                vbase.wrapping_add(u64::from(md.seg.start + f.offset)),
+            )
+        })
+    })
 }
 
 /// Whether this load adds a name plugins may see (a global function or
@@ -196,7 +208,7 @@ fn new_exports(
             .functions
             .range()
             .zip(m.functions.part(mi))
-            .any(|(fi, f)| fn_tid[fi] != NONE && fn_tid[fi] & PENDING != 0 && exported_function(f))
+            .any(|(fi, f)| pending_index(fn_tid[fi]).is_some() && exported_function(f))
     });
     new_function
         || new_globals
@@ -403,16 +415,8 @@ impl State {
         let functions_here: usize = list.iter().map(|&mi| m.functions.part(mi).len()).sum();
         // Built by the helper thread when it is free in time, else here
         // after the registry.
-        let built = std::sync::Mutex::new(None);
-        let taken = std::sync::atomic::AtomicBool::new(false);
-        let build = || {
-            if !taken.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                let t = table();
-                if let Ok(mut b) = built.lock() {
-                    *b = Some(t);
-                }
-            }
-        };
+        let built = crate::helper::OnceUnit::new();
+        let build = || built.run(table);
         // With the registry empty (a first load) every new function's slot
         // follows from its pending index, so the slots are stored by
         // whichever thread is free while this one registers the functions
@@ -423,16 +427,10 @@ impl State {
         };
         // (Both threads read the pending ids; they are renumbered after.)
         let pending: &[u32] = fn_tid;
-        let stored = std::sync::Mutex::new(None);
-        let slots_taken = std::sync::atomic::AtomicBool::new(first_slots.is_none());
+        let stored = crate::helper::OnceUnit::new();
         let store = || {
-            if !slots_taken.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                if let Some(slots) = first_slots {
-                    let s = store_first_slots(new, pending, slots);
-                    if let Ok(mut out) = stored.lock() {
-                        *out = Some(s);
-                    }
-                }
+            if let Some(slots) = first_slots {
+                stored.run(|| store_first_slots(new, pending, slots));
             }
         };
         let first = self.functions.len() as u32;
@@ -458,24 +456,19 @@ impl State {
         }
         // (A helper that panicked built nothing, or stored nothing: this
         // thread does it then.)
-        let table = built.into_inner().ok().flatten().unwrap_or_else(table);
+        let table = built.take_or(table);
         if let (Some(t), Some(a)) = (table, area) {
             crate::crash::publish(t);
             self.areas.push(a.clone());
         }
-        let stored = stored.into_inner().ok().flatten();
-        let first_slots = match (first_slots, stored) {
-            (Some(_), Some(s)) => Some(s),
-            (Some(slots), None) => Some(store_first_slots(new, pending, slots)),
-            (None, _) => None,
-        };
+        let first_slots =
+            first_slots.map(|slots| stored.take_or(|| store_first_slots(new, pending, slots)));
         // The new functions' registry indices, from their pending ones.
         if self.functions.len() as u32 > first {
-            for t in Arc::make_mut(fn_tid)
-                .iter_mut()
-                .filter(|t| **t != NONE && **t & PENDING != 0)
-            {
-                *t = first + (*t & !PENDING);
+            for t in Arc::make_mut(fn_tid).iter_mut() {
+                if let Some(i) = pending_index(*t) {
+                    *t = first + i;
+                }
             }
         }
         first_slots
@@ -487,24 +480,18 @@ impl State {
     /// module still has is among these. Returns which registry entries are
     /// live: marked in `retargeted`, and listed.
     fn retarget(&mut self, new: &New<'_>, fn_tid: &[u32], work: &mut ReloadWork) -> Vec<u32> {
-        let New { m, place, list, .. } = *new;
         self.retargeted.resize(self.functions.len(), false);
         let mut live = Vec::new();
-        for &mi in list {
-            let md = &m.modules[mi];
-            let vbase = place.vbase[mi];
-            for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                let t = fn_tid[fi];
-                if t == NONE {
-                    continue;
-                }
-                let code = vbase.wrapping_add(u64::from(md.seg.start + f.offset));
-                trampoline::store_slot(self.functions.tramp(t).slot, jump_target(f, code));
-                self.functions.set_removed_stub(t, None);
-                self.retargeted[t as usize] = true;
-                live.push(t);
-                work.slots_retargeted += 1;
+        for (fi, f, code) in placed_functions(new) {
+            let t = fn_tid[fi];
+            if t == NONE {
+                continue;
             }
+            trampoline::store_slot(self.functions.tramp(t).slot, jump_target(f, code));
+            self.functions.set_removed_stub(t, None);
+            self.retargeted[t as usize] = true;
+            live.push(t);
+            work.slots_retargeted += 1;
         }
         live
     }
@@ -767,7 +754,6 @@ impl State {
     /// `i` is the function whose id is `PENDING | i`); the caller then
     /// renumbers those to their registry indices.
     fn register_batch(&mut self, batch: Batch, m: &Manifest, list: &[usize], pending: &[u32]) {
-        let new = |t: u32| t != NONE && t & PENDING != 0;
         // Module names interned once; names copied into the registry's
         // one buffer (no allocation per function).
         let ids: Vec<u32> = list
@@ -780,9 +766,8 @@ impl State {
             for (&mi, &id) in list.iter().zip(&ids) {
                 let md = &m.modules[mi];
                 for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                    let t = pending[fi];
-                    if new(t) {
-                        put((t & !PENDING) as usize, id, names.get(f.name));
+                    if let Some(i) = pending_index(pending[fi]) {
+                        put(i as usize, id, names.get(f.name));
                     }
                 }
             }
@@ -791,7 +776,7 @@ impl State {
         let names_len: usize = list
             .iter()
             .flat_map(|&mi| m.modules[mi].functions.range().zip(m.functions.part(mi)))
-            .filter(|&(fi, _)| new(pending[fi]))
+            .filter(|&(fi, _)| pending_index(pending[fi]).is_some())
             .map(|(_, f)| f.name.len as usize)
             .sum();
         self.functions.register(&batch, names_len, fill);

@@ -304,6 +304,11 @@ const NONE: u32 = u32::MAX;
 /// Marks an index into `Prepared::new_*` rather than the registry.
 const PENDING: u32 = 1 << 31;
 
+/// The index into `Prepared::new_*` that id `t` marks, if it is pending.
+fn pending_index(t: u32) -> Option<u32> {
+    (t != NONE && t & PENDING != 0).then_some(t & !PENDING)
+}
+
 /// A new image, ready to commit.
 pub struct Prepared {
     manifest: Manifest,

@@ -215,11 +215,16 @@ impl State {
             Err(e) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
-                Err(match e {
-                    segments::Failure::Io(e) => e,
-                    segments::Failure::Image(e) => self.image_error(e),
-                })
+                Err(self.segment_error(e))
             }
+        }
+    }
+
+    /// The error a failed read of segments reports.
+    fn segment_error(&self, e: segments::Failure) -> Error {
+        match e {
+            segments::Failure::Io(e) => e,
+            segments::Failure::Image(e) => self.image_error(e),
         }
     }
 
@@ -342,8 +347,7 @@ impl State {
                     unsafe { batch.free_unpublished(&mut self.window) };
                 }
                 Err(match read {
-                    Err(segments::Failure::Io(e)) => e,
-                    Err(segments::Failure::Image(e)) => self.image_error(e),
+                    Err(e) => self.segment_error(e),
                     Ok(()) => Error::Internal("segments not read".into()),
                 })
             }

@@ -1394,7 +1394,7 @@ fn rewrite_one(obj: &Path, c_file: &Path, cmd: &str) -> RewriteResult {
         Ok(None) => return Ok(None),
         Err(Unrecognised(why)) => return Err(why),
     };
-    let hash = xxhash_rust::xxh3::xxh3_128(format!("{cmd}\n{}", rw.text).as_bytes());
+    let hash = twox_hash::XxHash3_128::oneshot(format!("{cmd}\n{}", rw.text).as_bytes());
     let cache = nimcache.join(".hcr");
     let dir = cache.join(format!("{hash:032x}"));
     let new_obj = dir.join(name);

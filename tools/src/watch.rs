@@ -491,7 +491,7 @@ impl Sources {
                     return Some((rel, *k, false));
                 }
                 let bytes = std::fs::read(&path).ok()?;
-                let hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+                let hash = twox_hash::XxHash3_64::oneshot(&bytes);
                 Some((
                     rel,
                     Known {
@@ -593,14 +593,15 @@ fn obj_dir(dir: &Path) -> PathBuf {
 /// The hash of every header and the project file in `snap`: headers under
 /// the folder, and those outside it that modules include.
 fn headers_digest(snap: &Snapshot) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    use std::hash::Hasher as _;
+    let mut h = twox_hash::XxHash3_64::new();
     for (p, v) in snap {
         if p.extension() == Some(OsStr::new("h")) || p == Path::new(PROJECT_FILE) || outside(p) {
-            h.update(p.as_os_str().as_encoded_bytes());
-            h.update(&v.to_le_bytes());
+            h.write(p.as_os_str().as_encoded_bytes());
+            h.write(&v.to_le_bytes());
         }
     }
-    h.digest()
+    h.finish()
 }
 
 /// Whether `p` (relative to the folder, lexically normal, or absolute)

@@ -253,10 +253,11 @@ pub(crate) fn encode_body<'f>(
 /// The checksum of a module's block and initial bytes
 /// ([`Module::block_checksum`]).
 pub fn block_checksum(block: &[u8], init: &[u8]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(block);
-    h.update(init);
-    h.digest()
+    use std::hash::Hasher as _;
+    let mut h = twox_hash::XxHash3_64::new();
+    h.write(block);
+    h.write(init);
+    h.finish()
 }
 
 /// Bytes of one module's entry in the global part's index: record hash,
@@ -301,7 +302,7 @@ pub(crate) fn encode_global(m: &Manifest, records: &[Vec<u8>]) -> Vec<u8> {
     e.u64(records.iter().map(|r| r.len() as u64).sum());
     e.len(m.modules.len());
     for (md, r) in m.modules.iter().zip(records) {
-        e.u64(xxhash_rust::xxh3::xxh3_64(r));
+        e.u64(twox_hash::XxHash3_64::oneshot(r));
         e.u64(md.init.0);
         e.u32(md.seg.start);
         e.u32(r.len() as u32);
@@ -840,7 +841,7 @@ impl Next {
                     .get(at..end)
                     .filter(|_| end <= rend)
                     .ok_or_else(|| bad(format!("module {i}: record out of range"), at))?;
-                if xxhash_rust::xxh3::xxh3_64(bytes) != e.hash {
+                if twox_hash::XxHash3_64::oneshot(bytes) != e.hash {
                     return Err(bad(
                         format!("module {i}: record does not match its hash (torn or corrupted)"),
                         at,
@@ -1040,7 +1041,56 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// Decodes module `mi`'s block.
+/// Bytes of one function's record in a block: name, offset, size, flags.
+const FUNCTION_RECORD: usize = 17;
+/// Bytes of one object's record: name, identity, assumed type, size,
+/// alignment, initial bytes, fixups, flags.
+const OBJECT_RECORD: usize = 53;
+/// Bytes of one code part's record: name, offset, size.
+const CODE_PART_RECORD: usize = 16;
+
+/// The little-endian `u32` at `at` of a fixed-size record.
+#[inline]
+fn le32(r: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]])
+}
+
+/// The little-endian `u64` at `at` of a fixed-size record.
+#[inline]
+fn le64(r: &[u8], at: usize) -> u64 {
+    u64::from(le32(r, at)) | (u64::from(le32(r, at + 4)) << 32)
+}
+
+/// The string at `at` of a record, in module table `id`, as stored.
+#[inline]
+fn str_at(r: &[u8], at: usize, id: u32) -> Str {
+    Str {
+        off: le32(r, at),
+        len: le32(r, at + 4),
+        table: id,
+    }
+}
+
+/// Whether the string at `at` of a record lies inside `table` on
+/// character boundaries.
+#[inline]
+fn str_ok(r: &[u8], at: usize, table: &str) -> bool {
+    let a = le32(r, at) as usize;
+    let b = a + le32(r, at + 4) as usize;
+    b <= table.len() && table.is_char_boundary(a) && table.is_char_boundary(b)
+}
+
+/// A list of fixed-size records: its bytes, checked whole against the
+/// block, and the block offset of its first record (for errors).
+fn records<'a>(d: &mut Dec<'a>, size: usize) -> Result<(&'a [u8], usize), DecodeError> {
+    let n = d.len(size)?;
+    let at = d.pos;
+    Ok((d.bytes(n * size)?, at))
+}
+
+/// Decodes module `mi`'s block. Its lists are fixed-size records: each is
+/// checked in one pass, then built into its shared slice in a second one
+/// (one allocation per list, none for an empty one).
 pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeError> {
     let mut d = Dec { buf: block, pos: 0 };
     let id = mi as u32 + 1;
@@ -1049,57 +1099,66 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
     let strings: Arc<str> =
         Arc::from(std::str::from_utf8(table).map_err(|_| d.err("string table is not UTF-8"))?);
     let t = &strings[..];
-    let ctors: Arc<[u32]> = d.u32s()?.into();
-    let dtors: Arc<[u32]> = d.u32s()?.into();
-    let on_reload: Arc<[u32]> = d.u32s()?.into();
-    let undefined: Arc<[HostId]> = d.u32s()?.into_iter().map(HostId).collect();
+    let ctors = u32_list(&mut d)?;
+    let dtors = u32_list(&mut d)?;
+    let on_reload = u32_list(&mut d)?;
+    let undefined: Arc<[HostId]> = {
+        let (raw, _) = records(&mut d, 4)?;
+        shared_list(raw.chunks_exact(4).map(|r| HostId(le32(r, 0))))
+    };
     let module = ModuleId(mi as u32);
-    let n = d.len(17)?;
-    let mut functions = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (name, offset, size) = (d.str(t, id)?, d.u32()?, d.u32()?);
-        let flags = d.u8()?;
-        if flags > 7 {
-            return Err(d.err(format!("bad function flags {flags}")));
+    let bad = |what: String, at: usize| DecodeError { what, at };
+
+    let (raw, at) = records(&mut d, FUNCTION_RECORD)?;
+    for (i, r) in raw.chunks_exact(FUNCTION_RECORD).enumerate() {
+        let at = at + i * FUNCTION_RECORD;
+        if !str_ok(r, 0, t) {
+            return Err(bad("string outside the string table".into(), at));
         }
-        functions.push(Function {
-            name,
-            module,
-            offset,
-            size,
-            global: flags & 1 != 0,
-            indirect: flags & 2 != 0,
-            hidden: flags & 4 != 0,
-        });
-    }
-    let n = d.len(53)?;
-    let mut objects = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut o = Object {
-            name: d.str(t, id)?,
-            identity: d.str(t, id)?,
-            assumed: d.str(t, id)?,
-            module,
-            size: d.u64()?,
-            align: d.u32()?,
-            init: Some(d.u64()?).filter(|&v| v != u64::MAX),
-            fixups: d.span()?,
-            ..Object::default()
-        };
-        let flags = d.u8()?;
-        if flags > 7 {
-            return Err(d.err(format!("bad object flags {flags}")));
+        if r[16] > 7 {
+            return Err(bad(format!("bad function flags {}", r[16]), at + 16));
         }
-        o.global = flags & 1 != 0;
-        o.tls = flags & 2 != 0;
-        o.hidden = flags & 4 != 0;
-        objects.push(o);
     }
+    let functions = shared_list(raw.chunks_exact(FUNCTION_RECORD).map(|r| Function {
+        name: str_at(r, 0, id),
+        module,
+        offset: le32(r, 8),
+        size: le32(r, 12),
+        global: r[16] & 1 != 0,
+        indirect: r[16] & 2 != 0,
+        hidden: r[16] & 4 != 0,
+    }));
+
+    let (raw, at) = records(&mut d, OBJECT_RECORD)?;
+    for (i, r) in raw.chunks_exact(OBJECT_RECORD).enumerate() {
+        let at = at + i * OBJECT_RECORD;
+        if ![0, 8, 16].iter().all(|&k| str_ok(r, k, t)) {
+            return Err(bad("string outside the string table".into(), at));
+        }
+        if le32(r, 44) > le32(r, 48) {
+            return Err(bad("inverted range".into(), at + 44));
+        }
+        if r[52] > 7 {
+            return Err(bad(format!("bad object flags {}", r[52]), at + 52));
+        }
+    }
+    let objects = shared_list(raw.chunks_exact(OBJECT_RECORD).map(|r| Object {
+        name: str_at(r, 0, id),
+        identity: str_at(r, 8, id),
+        assumed: str_at(r, 16, id),
+        module,
+        size: le64(r, 24),
+        align: le32(r, 32),
+        init: Some(le64(r, 36)).filter(|&v| v != u64::MAX),
+        fixups: Span::new(le32(r, 44), le32(r, 48)),
+        global: r[52] & 1 != 0,
+        tls: r[52] & 2 != 0,
+        hidden: r[52] & 4 != 0,
+    }));
+
     let mut tables = [Fixups { raw: &[] }, Fixups { raw: &[] }];
     for t in &mut tables {
-        let n = d.len(FIXUP_SIZE)?;
-        let at = d.pos;
-        let raw = d.bytes(n * FIXUP_SIZE)?;
+        let (raw, at) = records(&mut d, FIXUP_SIZE)?;
         for (i, rec) in raw.chunks_exact(FIXUP_SIZE).enumerate() {
             if FixupKind::from_u8(rec[12]).is_none() || TargetClass::from_u8(rec[13]).is_none() {
                 return Err(DecodeError {
@@ -1110,15 +1169,21 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
         }
         *t = Fixups { raw };
     }
-    let n = d.len(16)?;
-    let mut clones = Vec::with_capacity(n);
-    for _ in 0..n {
-        clones.push(CodePart {
-            name: d.str(t, id)?,
-            offset: d.u32()?,
-            size: d.u32()?,
-        });
+
+    let (raw, at) = records(&mut d, CODE_PART_RECORD)?;
+    for (i, r) in raw.chunks_exact(CODE_PART_RECORD).enumerate() {
+        if !str_ok(r, 0, t) {
+            return Err(bad(
+                "string outside the string table".into(),
+                at + i * CODE_PART_RECORD,
+            ));
+        }
     }
+    let clones = shared_list(raw.chunks_exact(CODE_PART_RECORD).map(|r| CodePart {
+        name: str_at(r, 0, id),
+        offset: le32(r, 8),
+        size: le32(r, 12),
+    }));
     if d.pos != block.len() {
         return Err(d.err("trailing bytes after a module's block"));
     }
@@ -1129,12 +1194,25 @@ pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeE
         dtors,
         on_reload,
         undefined,
-        clones: clones.into(),
-        functions: functions.into(),
-        objects: objects.into(),
+        clones,
+        functions,
+        objects,
         fixups,
         object_fixups,
     })
+}
+
+/// A list of `u32`s (length-prefixed) as a shared slice.
+fn u32_list(d: &mut Dec<'_>) -> Result<Arc<[u32]>, DecodeError> {
+    let (raw, _) = records(d, 4)?;
+    Ok(shared_list(raw.chunks_exact(4).map(|r| le32(r, 0))))
+}
+
+/// `items` as a shared slice. An iterator over a fixed-size record list
+/// knows its length exactly, so the slice is built in place: one
+/// allocation, no copy through a `Vec`.
+fn shared_list<T>(items: impl Iterator<Item = T>) -> Arc<[T]> {
+    items.collect()
 }
 
 /// Cross-checks the global part so that the loader can trust it: the root,

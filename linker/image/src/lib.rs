@@ -1160,12 +1160,12 @@ fn slice_at(file: &[u8], off: u64, len: u64) -> Option<&[u8]> {
 /// The checksum stored in [`Header::checksum`]: the manifest's global
 /// part (each module's block has its own, [`Module::block_checksum`]).
 pub fn checksum(global: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(global)
+    twox_hash::XxHash3_64::oneshot(global)
 }
 
 /// The checksum of a module's segment bytes ([`Module::checksum`]).
 pub fn segment_checksum(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
+    twox_hash::XxHash3_64::oneshot(bytes)
 }
 
 /// Encodes the manifest body: the global part, then each module's block
@@ -1194,7 +1194,7 @@ pub fn encode_manifest_header(header: &Header) -> Vec<u8> {
 
 /// Content hash of an input object, as stored in [`Module::content_hash`].
 pub fn content_hash(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
+    twox_hash::XxHash3_64::oneshot(bytes)
 }
 
 /// Strings of a manifest read one after another, mostly from one table

@@ -644,3 +644,19 @@ fn a_run_whose_moved_initial_bytes_would_overflow_is_read_module_by_module() {
         assert!(against.shared_record(i), "module {i}");
     }
 }
+
+/// The checksums are part of the format: XXH3-64 with seed 0, whichever
+/// SIMD width computes it (values from the reference implementation).
+#[test]
+fn checksums_are_xxh3_64() {
+    let v: Vec<u8> = (0..5000u32).map(|i| (i * 31 + 7) as u8).collect();
+    assert_eq!(segment_checksum(&[]), 0x2d06_8005_38d3_94c2);
+    assert_eq!(segment_checksum(&v[..100]), 0x8c97_1580_42fb_f926);
+    assert_eq!(checksum(&v), 0x559f_ff92_c2b7_f8ee);
+    // A block and its initial bytes hash as one run of bytes.
+    assert_eq!(
+        block_checksum(&v[..3000], &v[3000..]),
+        0x559f_ff92_c2b7_f8ee
+    );
+    assert_eq!(content_hash(&v), 0x559f_ff92_c2b7_f8ee);
+}

@@ -331,22 +331,23 @@ fn assemble(e: Entries, inp: &ManifestInputs<'_, '_>) -> Manifest {
 /// module's segment), never by an index that other modules shift.
 pub(crate) fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u64, Vec<ModuleId>) {
     let md = &man.modules[mi];
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&md.content_hash.to_le_bytes());
+    use std::hash::Hasher as _;
+    let mut h = twox_hash::XxHash3_64::new();
+    h.write(&md.content_hash.to_le_bytes());
     for s in [md.seg, md.text, md.eh_frame] {
-        h.update(&(s.start - md.seg.start).to_le_bytes());
-        h.update(&(s.end - md.seg.start).to_le_bytes());
+        h.write(&(s.start - md.seg.start).to_le_bytes());
+        h.write(&(s.end - md.seg.start).to_le_bytes());
     }
     let mut deps: Vec<ModuleId> = Vec::new();
-    let mut put = |h: &mut xxhash_rust::xxh3::Xxh3, f: &Fixup| {
-        h.update(&f.offset.to_le_bytes());
-        h.update(&f.addend.to_le_bytes());
-        h.update(&[f.kind as u8, f.class as u8]);
-        let name = |h: &mut xxhash_rust::xxh3::Xxh3, module: ModuleId, s: &str| {
-            h.update(man.module_name(module).as_bytes());
-            h.update(&[0]);
-            h.update(s.as_bytes());
-            h.update(&[0]);
+    let mut put = |h: &mut twox_hash::XxHash3_64, f: &Fixup| {
+        h.write(&f.offset.to_le_bytes());
+        h.write(&f.addend.to_le_bytes());
+        h.write(&[f.kind as u8, f.class as u8]);
+        let name = |h: &mut twox_hash::XxHash3_64, module: ModuleId, s: &str| {
+            h.write(man.module_name(module).as_bytes());
+            h.write(&[0]);
+            h.write(s.as_bytes());
+            h.write(&[0]);
         };
         match f.class {
             TargetClass::Function => {
@@ -361,8 +362,8 @@ pub(crate) fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u6
             }
             TargetClass::Host => {
                 if let Some(t) = man.hosts.get(f.target as usize) {
-                    h.update(man.str(t.name).as_bytes());
-                    h.update(&[0]);
+                    h.write(man.str(t.name).as_bytes());
+                    h.write(&[0]);
                 }
             }
             TargetClass::Area => {
@@ -370,7 +371,7 @@ pub(crate) fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u6
                 if let Some(tm) = man.module_at(abs) {
                     let seg = man.modules[tm.0 as usize].seg;
                     name(h, tm, "");
-                    h.update(&(abs - seg.start).to_le_bytes());
+                    h.write(&(abs - seg.start).to_le_bytes());
                     if tm.0 as usize != mi && !deps.contains(&tm) {
                         deps.push(tm);
                     }
@@ -383,17 +384,17 @@ pub(crate) fn link_identity(man: &Manifest, mi: usize, applied: &Applied) -> (u6
     }
     let ofix = &applied.object_fixups[applied.module_object_fixups[mi].range()];
     for o in man.objects.part(mi) {
-        h.update(man.object_key(o).as_bytes());
-        h.update(&[0]);
-        h.update(&o.size.to_le_bytes());
-        h.update(&[o.tls as u8]);
+        h.write(man.object_key(o).as_bytes());
+        h.write(&[0]);
+        h.write(&o.size.to_le_bytes());
+        h.write(&[o.tls as u8]);
         if let Some(o_init) = o.init {
-            h.update(&o_init.to_le_bytes());
+            h.write(&o_init.to_le_bytes());
         }
         for f in ofix.get(o.fixups.range()).unwrap_or(&[]) {
             put(&mut h, f);
         }
     }
     deps.sort_unstable();
-    (h.digest(), deps)
+    (h.finish(), deps)
 }

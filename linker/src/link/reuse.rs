@@ -523,5 +523,5 @@ pub(crate) fn defs_print(m: &Mod<'_>) -> u128 {
     }
     // 128 bits: release builds trust the digest (debug builds check each
     // lent resolution against a fresh one).
-    xxhash_rust::xxh3::xxh3_128(&b)
+    twox_hash::XxHash3_128::oneshot(&b)
 }

@@ -631,7 +631,8 @@ static DESTRUCTORS_RAN: AtomicBool = AtomicBool::new(false);
 /// The modules' destructors (`__attribute__((destructor))`, `.fini_array`)
 /// when the process exits without `hcr_shutdown`, as a native program's
 /// run at exit. Skipped when another thread holds the runtime (a reload in
-/// progress): they cannot be listed safely then.
+/// progress): they cannot be listed safely then. Then the image's watch is
+/// removed ([`crate::watcher::before_exit`]).
 extern "C" fn destructors_at_exit() {
     let dtors = match STATE.try_lock() {
         Ok(g) => g.as_ref().map(|s| s.destructors()),
@@ -643,6 +644,7 @@ extern "C" fn destructors_at_exit() {
     if let Some(dtors) = dtors {
         run_destructors(dtors);
     }
+    crate::watcher::before_exit();
 }
 
 /// Calls `dtors` unless the modules' destructors already ran.

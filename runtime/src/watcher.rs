@@ -47,7 +47,12 @@ const NEVER: u64 = u64::MAX;
 /// The inotify descriptor and the image's file name in its directory.
 struct Watch {
     fd: i32,
+    /// The directory's watch on `fd`.
+    wd: i32,
     name: Vec<u8>,
+    /// The process that made it: a child made by `fork` shares the inotify
+    /// instance, and must not remove the watch when it exits.
+    pid: u32,
 }
 
 /// The watch, once started; the lock also orders draining with reading
@@ -119,7 +124,7 @@ fn open_watch(image: &Path) -> Option<Watch> {
     let name = name.as_bytes().to_vec();
     // SAFETY: inotify_init1 creates a descriptor this function owns; the
     // watch is added with a NUL-terminated path.
-    let fd = unsafe {
+    let (fd, wd) = unsafe {
         let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
         if fd < 0 {
             return None;
@@ -133,13 +138,19 @@ fn open_watch(image: &Path) -> Option<Watch> {
             | libc::IN_DELETE
             | libc::IN_DELETE_SELF
             | libc::IN_MOVE_SELF;
-        if libc::inotify_add_watch(fd, cdir.as_ptr(), mask) < 0 {
+        let wd = libc::inotify_add_watch(fd, cdir.as_ptr(), mask);
+        if wd < 0 {
             libc::close(fd);
             return None;
         }
-        fd
+        (fd, wd)
     };
-    Some(Watch { fd, name })
+    Some(Watch {
+        fd,
+        wd,
+        name,
+        pid: std::process::id(),
+    })
 }
 
 /// Serves the change check of `image` with `w` (from [`open_watch`]); the
@@ -556,6 +567,34 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
     drop(std::mem::take(
         &mut *LITTER.lock().unwrap_or_else(|p| p.into_inner()),
     ));
+}
+
+/// At process exit (after the program's own exit handlers and the
+/// modules' destructors): turns the watch off and removes it from the
+/// directory, so that the process's end does not wait for the kernel to
+/// tear the watch down. A process that exits with an inotify watch and a
+/// second thread (the preparing thread, the helper, or one of the
+/// program's) shortly after the watch was added waits for that teardown:
+/// measured on a 2-CPU machine, a C program exiting 1 ms after adding a
+/// watch, with a second thread asleep, took a median 8.6–16 ms to end
+/// (2.5–2.7 ms without the watch or without the thread, 2.6–3.1 ms with
+/// the watch removed first); one that ran for 50 ms first ended at once.
+/// `hcr run` of a one-module program, 30 runs back to back: a median
+/// 12.0–16.0 ms from start to end before, 5.3 ms with the watch removed.
+/// The preparing thread, woken by the removal's event, finds the watch off
+/// and ends. Skipped when the watch's lock is held (by a thread taking in
+/// events): exit then takes its usual course. A child made by `fork`
+/// shares the parent's inotify instance: its exit leaves the watch alone.
+pub(crate) fn before_exit() {
+    let Ok(g) = WATCH.try_lock() else {
+        return;
+    };
+    if let Some(w) = g.as_ref().filter(|w| w.pid == std::process::id()) {
+        stop();
+        // SAFETY: removes the watch `open_watch` added on the descriptor
+        // this module owns; the descriptor stays open (see `stop`).
+        unsafe { libc::inotify_rm_watch(w.fd, w.wd) };
+    }
 }
 
 /// Turns the fast path off for good (the descriptor stays open: closing

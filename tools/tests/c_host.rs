@@ -157,3 +157,78 @@ int main(int argc, char **argv) {
         "{off}"
     );
 }
+
+/// The image's inotify watch is removed as the process exits, after the
+/// program's own exit handlers and the modules' destructors: a process
+/// that ends with a watch it added moments before and a second thread
+/// alive (the runtime's preparing thread, or one of the program's) waits
+/// for the kernel's teardown of the watch, 8–16 ms here. A handler the
+/// host registers before `hcr_init` runs after the runtime's and counts
+/// the watches the process still holds. A child made by `fork` shares the
+/// inotify instance: its `exit` must leave the parent's watch in place.
+#[test]
+fn the_image_watch_is_gone_once_the_runtime_exit_handler_ran() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let m = support::module(d, "main", "int main(void) { return 0; }\n", "-O1");
+    let img = d.join("app.hcr");
+    support::link_ok(&img, &[m]);
+    std::fs::write(
+        d.join("host.c"),
+        r#"#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "hcr.h"
+/* Watches on the process's inotify descriptors, from /proc/self/fdinfo. */
+static int watches(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fdinfo");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], line[512];
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f))
+            n += strncmp(line, "inotify wd:", 11) == 0;
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+    return n;
+}
+static int child;
+static void at_end(void) {
+    if (!child) { printf("at exit: %d\n", watches()); fflush(stdout); }
+}
+int main(int argc, char **argv) {
+    atexit(at_end);
+    if (hcr_init(argv[1]) != 0) { printf("init: %s\n", hcr_last_error()); return 1; }
+    printf("running: %d\n", watches());
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) { child = 1; exit(0); }
+    waitpid(p, NULL, 0);
+    printf("after a child's exit: %d\n", watches());
+    return hcr_run_main(1, argv + 1);
+}
+"#,
+    )
+    .unwrap();
+    let host = d.join("host");
+    support::c_host(&d.join("host.c"), &host, &[]);
+    for ahead in ["1", "0"] {
+        let o = Command::new(&host)
+            .arg(&img)
+            .env("HCR_PREPARE_AHEAD", ahead)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "running: 1\nafter a child's exit: 1\nat exit: 0\n",
+            "with HCR_PREPARE_AHEAD={ahead}"
+        );
+    }
+}

@@ -52,7 +52,8 @@ struct Helper {
 
 /// The process's helper (`None` on a machine with one CPU or with
 /// `HCR_LOAD_THREADS=1` in the environment); its thread is started by
-/// [`share`] when it posts work and none is running.
+/// [`share`] when it posts work and none is running, or ahead of a large
+/// first load by [`start_early`].
 fn helper() -> Option<&'static Helper> {
     static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
     *HELPER.get_or_init(|| {

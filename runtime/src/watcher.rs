@@ -41,6 +41,9 @@ static LITTER: std::sync::Mutex<Litter> = std::sync::Mutex::new(Vec::new());
 /// An eventfd that wakes that thread when the program's own check took the
 /// events that end a change before the thread saw them (-1: none).
 static WAKE: AtomicI32 = AtomicI32::new(-1);
+/// Set at process exit ([`before_exit`]): the preparing thread, woken by
+/// the watch's removal, leaves at once, doing no queued work.
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 const NEVER: u64 = u64::MAX;
 
@@ -282,10 +285,15 @@ pub(crate) fn hold() -> Held {
 }
 
 /// In a child after `fork`: the preparing thread did not come along, so
-/// everything it would do is done at once from here on.
+/// everything it would do is done at once from here on. The inotify
+/// instance is shared with the parent, whose process (or preparing thread)
+/// may take the events the child would count, and whose exit removes the
+/// watch ([`before_exit`]): the child turns the fast path off and answers
+/// every change check exactly.
 pub(crate) fn forked_child() {
     PREPARER.store(false, Ordering::Release);
     WAKE.store(-1, Ordering::Release);
+    stop();
 }
 
 /// True while the thread that prepares reloads ahead runs and the watch it
@@ -540,6 +548,10 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
         // SAFETY: polls descriptors this module owns and never closes (a
         // negative one is ignored), with valid `pollfd`s.
         let n = unsafe { libc::poll(p.as_mut_ptr(), 2, -1) };
+        if EXITING.load(Ordering::Acquire) {
+            // The process is ending: nothing to prepare, free or build.
+            return;
+        }
         if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             break;
         }
@@ -569,8 +581,8 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
     ));
 }
 
-/// At process exit (after the program's own exit handlers and the
-/// modules' destructors): turns the watch off and removes it from the
+/// At process exit (after the exit handlers the program registered once
+/// the runtime started, and the modules' destructors): turns the watch off and removes it from the
 /// directory, so that the process's end does not wait for the kernel to
 /// tear the watch down. A process that exits with an inotify watch and a
 /// second thread (the preparing thread, the helper, or one of the
@@ -581,15 +593,19 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
 /// the watch removed first); one that ran for 50 ms first ended at once.
 /// `hcr run` of a one-module program, 30 runs back to back: a median
 /// 12.0–16.0 ms from start to end before, 5.3 ms with the watch removed.
-/// The preparing thread, woken by the removal's event, finds the watch off
-/// and ends. Skipped when the watch's lock is held (by a thread taking in
-/// events): exit then takes its usual course. A child made by `fork`
-/// shares the parent's inotify instance: its exit leaves the watch alone.
+/// The preparing thread, woken by the removal's event, leaves at once
+/// ([`EXITING`]: no reload prepared, no queued job run, nothing freed
+/// while the rest of the exit runs). Skipped when the watch's lock is held
+/// (by a thread taking in events): exit then takes its usual course. A
+/// child made by `fork` shares the parent's inotify instance: its exit
+/// leaves the watch alone (and it answers its own checks exactly,
+/// [`forked_child`]).
 pub(crate) fn before_exit() {
     let Ok(g) = WATCH.try_lock() else {
         return;
     };
     if let Some(w) = g.as_ref().filter(|w| w.pid == std::process::id()) {
+        EXITING.store(true, Ordering::Release);
         stop();
         // SAFETY: removes the watch `open_watch` added on the descriptor
         // this module owns; the descriptor stays open (see `stop`).

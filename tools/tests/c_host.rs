@@ -232,3 +232,82 @@ int main(int argc, char **argv) {
         );
     }
 }
+
+/// A child made by `fork` shares the parent's inotify instance, whose
+/// preparing thread takes the events the child would count: the child
+/// answers its change checks exactly, so a change made while both run is
+/// seen by the child too.
+#[test]
+fn a_forked_child_sees_a_change_its_parent_took_the_events_of() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let image = |tag: &str, value: i32| {
+        let sub = d.join(tag);
+        std::fs::create_dir_all(&sub).unwrap();
+        let m = support::module(
+            &sub,
+            "main",
+            &format!("int main(void) {{ return {value}; }}\n"),
+            "-O1",
+        );
+        let img = d.join(format!("{tag}.hcr"));
+        support::link_ok(&img, &[m]);
+        std::fs::read(img).unwrap()
+    };
+    let (v1, v2) = (image("v1", 1), image("v2", 2));
+    let app = d.join("app.hcr");
+    support::install(&app, &v1);
+    std::fs::write(
+        d.join("host.c"),
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "hcr.h"
+/* argv: image, "ready" file to create, "go" file to wait for. */
+int main(int argc, char **argv) {
+    if (hcr_init(argv[1]) != 0) { printf("init: %s\n", hcr_last_error()); return 1; }
+    pid_t p = fork();
+    if (p == 0) {
+        int before = hcr_has_any_module_changed();
+        fclose(fopen(argv[2], "w"));
+        struct stat st;
+        for (int i = 0; i < 2000 && stat(argv[3], &st) != 0; i++) usleep(5000);
+        /* Time for the parent's preparing thread to take the events. */
+        usleep(300000);
+        int after = hcr_has_any_module_changed();
+        printf("child: before %d after %d\n", before, after);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(p, NULL, 0);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let host = d.join("host");
+    support::c_host(&d.join("host.c"), &host, &[]);
+    let (ready, go) = (d.join("ready"), d.join("go"));
+    let child = Command::new(&host)
+        .arg(&app)
+        .arg(&ready)
+        .arg(&go)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = (0..2000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        ready.exists()
+    });
+    assert!(waited, "the child never got ready");
+    support::install(&app, &v2);
+    std::fs::write(&go, b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "child: before 0 after 1\n"
+    );
+}

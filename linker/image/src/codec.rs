@@ -1090,7 +1090,7 @@ fn records<'a>(d: &mut Dec<'a>, size: usize) -> Result<(&'a [u8], usize), Decode
 
 /// Decodes module `mi`'s block. Its lists are fixed-size records: each is
 /// checked in one pass, then built into its shared slice in a second one
-/// (one allocation per list, none for an empty one).
+/// (one allocation per list).
 pub(crate) fn decode_block(block: &[u8], mi: usize) -> Result<Block<'_>, DecodeError> {
     let mut d = Dec { buf: block, pos: 0 };
     let id = mi as u32 + 1;

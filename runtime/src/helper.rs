@@ -321,26 +321,9 @@ mod tests {
         let Some(h) = helper() else {
             return; // one CPU, or HCR_LOAD_THREADS=1
         };
-        let run_once = || {
-            let next = AtomicUsize::new(0);
-            let done: Vec<AtomicUsize> = (0..256).map(|_| AtomicUsize::new(0)).collect();
-            let work = || {
-                while let Some(d) = done.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    d.fetch_add(1, Ordering::Relaxed);
-                }
-            };
-            share(&work, || ());
-            assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
-        };
-        run_once();
-        // (Other tests in this process may post meanwhile: wait for an
-        // idle spell.)
-        let ended = (0..300).any(|_| {
-            std::thread::sleep(IDLE / 5);
-            !h.alive.load(Ordering::Relaxed)
-        });
-        assert!(ended, "the helper's thread did not end when idle");
-        run_once();
+        units_run_once();
+        wait_until_idle(h);
+        units_run_once();
         // (Posting started it again; it ends only after another idle spell.)
         assert!(h.alive.load(Ordering::Relaxed));
     }
@@ -352,13 +335,8 @@ mod tests {
         let Some(h) = helper() else {
             return; // one CPU, or HCR_LOAD_THREADS=1
         };
-        // From no thread (other tests in this process may post: wait for
-        // an idle spell).
-        let ended = (0..300).any(|_| {
-            std::thread::sleep(IDLE / 5);
-            !h.alive.load(Ordering::Relaxed)
-        });
-        assert!(ended, "the helper's thread did not end when idle");
+        // From no thread.
+        wait_until_idle(h);
         start_early();
         assert!(h.alive.load(Ordering::Relaxed));
         let has_helper_thread = || {
@@ -376,6 +354,11 @@ mod tests {
             }),
             "no hcr-helper thread after start_early"
         );
+        units_run_once();
+    }
+
+    /// Shares 256 units through [`share`] and checks each ran once.
+    fn units_run_once() {
         let next = AtomicUsize::new(0);
         let done: Vec<AtomicUsize> = (0..256).map(|_| AtomicUsize::new(0)).collect();
         let work = || {
@@ -385,5 +368,16 @@ mod tests {
         };
         share(&work, || ());
         assert!(done.iter().all(|d| d.load(Ordering::Relaxed) == 1));
+    }
+
+    /// Waits until the helper's thread has ended for want of work (other
+    /// tests in this process may post meanwhile: an idle spell is waited
+    /// for).
+    fn wait_until_idle(h: &Helper) {
+        let ended = (0..300).any(|_| {
+            std::thread::sleep(IDLE / 5);
+            !h.alive.load(Ordering::Relaxed)
+        });
+        assert!(ended, "the helper's thread did not end when idle");
     }
 }

@@ -2,8 +2,9 @@
 //! the thread that prepares reloads are set up while the image loads
 //! (ARCHITECTURE.md, "Reloads prepared ahead"), and put in service only
 //! once it has loaded. A program that then loads the right image gets
-//! reloads prepared ahead for that one. One runtime per process: one test
-//! in this file.
+//! reloads prepared ahead for that one. The images hold 3 MiB of data, so
+//! their watch is opened on a thread beside the load (a small image's is
+//! opened after it). One runtime per process: one test in this file.
 
 mod support;
 
@@ -26,18 +27,16 @@ fn after_a_failed_first_load_the_next_image_is_watched() {
     };
     assert!(err.contains("app.hcr"), "{err}");
 
-    let v1 = std::fs::read(support::lib_image(
-        d,
-        "v1",
-        "int value(void) { return 1; }\n",
-    ))
-    .unwrap();
-    let v2 = std::fs::read(support::lib_image(
-        d,
-        "v2",
-        "int value(void) { return 2; }\n",
-    ))
-    .unwrap();
+    // (3 MiB of read-only data, kept: it has external linkage.)
+    let big = |v: i32| {
+        format!(
+            "const char pad[3 << 20] = {{ {v} }};\n\
+             int value(void) {{ return pad[0]; }}\n"
+        )
+    };
+    let v1 = std::fs::read(support::lib_image(d, "v1", &big(1))).unwrap();
+    let v2 = std::fs::read(support::lib_image(d, "v2", &big(2))).unwrap();
+    assert!(v1.len() > 3 << 20, "the image is {} bytes", v1.len());
     let app = d.join("app.hcr");
     install(&app, &v1);
     let rt = Runtime::open(&app).expect("the right image loads");

@@ -78,15 +78,17 @@ pub struct Table {
     pub base: u64,
     /// Run-time range `[start, end)` of the area.
     pub text: (u64, u64),
-    /// `(offset in the area, size, name start, name length, module)`
-    /// sorted by offset; `module` indexes `modules`.
+    /// Functions and clones named by copy: `(offset in the area, size,
+    /// name start, name length, module)` sorted by offset; `module`
+    /// indexes `modules`. (A module's functions are named by its shared
+    /// records instead, [`Seg::fns`], when its names lie in its own table.)
     funcs: Vec<(u32, u32, u32, u32, u32)>,
     /// Each segment here, sorted by offset: turns an address into the
     /// offset the line table uses and the generation its code belongs to.
     segs: Vec<Seg>,
     /// `(name start, name length)` of each module here.
     modules: Vec<(u32, u32)>,
-    /// Module and function names (a module's once).
+    /// Module names, and the names copied into `funcs`.
     names: Vec<u8>,
     /// The line table, when the image has one.
     lines: Option<LineSource>,
@@ -104,7 +106,17 @@ struct Seg {
     /// The last generation whose image ran this segment, once a reload
     /// replaced or removed its module; `LIVE` before.
     retired: AtomicU32,
+    /// Its module (indexes `Table::modules`).
+    module: u32,
+    /// The module's functions (offsets from `lo`) and their names' table,
+    /// shared with the manifest: a first load of 25 000 functions copies
+    /// no name and fills no page for them.
+    fns: Option<(std::sync::Arc<[hcr_image::Function]>, std::sync::Arc<str>)>,
 }
+
+/// What a table lists as holding an offset: the start, the size, the
+/// module and the name.
+type Named<'t> = (u32, u32, u32, &'t [u8]);
 
 const LIVE: u32 = u32::MAX;
 
@@ -121,36 +133,16 @@ impl Table {
     ) -> Table {
         let n = manifest.modules.len();
         let here = || here.iter().copied().filter(move |&mi| mi < n);
-        let count = here()
-            .map(|mi| manifest.functions.part(mi).len() + manifest.modules[mi].clones.len())
-            .sum();
-        let mut funcs = Vec::with_capacity(count);
+        let mut funcs = Vec::new();
         let mut segs = Vec::new();
         let mut modules = Vec::new();
-        let mut names = Vec::with_capacity(count * 16);
-        // Their pages faulted in with one call each (25 000 functions:
-        // 900 KB), not one fault per page.
-        for (at, len) in [
-            (
-                funcs.as_ptr() as usize,
-                count * std::mem::size_of::<(u32, u32, u32, u32, u32)>(),
-            ),
-            (names.as_ptr() as usize, names.capacity()),
-        ] {
-            hcr_loader::mem::populate(at, len);
-        }
+        let mut names = Vec::new();
         for mi in here() {
             let md = &manifest.modules[mi];
             let vbase = place.vbase[mi];
             let local = |off: u32| (vbase + u64::from(off)).wrapping_sub(base) as u32;
-            segs.push(Seg {
-                lo: local(md.seg.start),
-                hi: local(md.seg.end),
-                at: md.seg.start,
-                eh: (local(md.eh_frame.start), local(md.eh_frame.end)),
-                retired: AtomicU32::new(LIVE),
-            });
             let module = modules.len() as u32;
+            let fns = (manifest.shared_names(mi)).map(|(fns, table)| (fns.clone(), table.clone()));
             let name = manifest.str(md.name).as_bytes();
             modules.push((names.len() as u32, name.len() as u32));
             names.extend_from_slice(name);
@@ -164,9 +156,11 @@ impl Table {
                 ));
                 names.extend_from_slice(name);
             };
-            let mut fnames = hcr_image::Names::new(manifest);
-            for f in manifest.functions.part(mi) {
-                add(f.offset, f.size, fnames.get(f.name).as_bytes());
+            if fns.is_none() {
+                let mut fnames = hcr_image::Names::new(manifest);
+                for f in manifest.functions.part(mi) {
+                    add(f.offset, f.size, fnames.get(f.name).as_bytes());
+                }
             }
             // A clone is named after the function it was made from, as a
             // debugger names it from the debug information.
@@ -174,6 +168,15 @@ impl Table {
                 let name = hcr_image::CodePart::source_name(manifest.str(p.name));
                 add(p.offset, p.size, name.as_bytes());
             }
+            segs.push(Seg {
+                lo: local(md.seg.start),
+                hi: local(md.seg.end),
+                at: md.seg.start,
+                eh: (local(md.eh_frame.start), local(md.eh_frame.end)),
+                retired: AtomicU32::new(LIVE),
+                module,
+                fns,
+            });
         }
         funcs.sort_unstable_by_key(|f| f.0);
         segs.sort_unstable_by_key(|s| s.lo);
@@ -235,10 +238,8 @@ impl Table {
 
     /// The start of the function (or clone) listed as holding `pc`.
     fn function_start(&self, pc: u64) -> Option<u64> {
-        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
-        let i = self.funcs.partition_point(|f| f.0 <= off).checked_sub(1)?;
-        let (start, size, ..) = self.funcs[i];
-        (off < start.saturating_add(size)).then(|| self.base + u64::from(start))
+        let (holding, _) = self.around(pc)?;
+        holding.map(|(start, ..)| self.base + u64::from(start))
     }
 
     /// The module and the name of the function holding `pc` (a compiler
@@ -247,16 +248,46 @@ impl Table {
     /// that follows it in the module (a cold part with no symbol of its
     /// own lies right before its function's code).
     fn function(&self, pc: u64) -> Option<(&[u8], &[u8])> {
-        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
-        let next = self.funcs.partition_point(|f| f.0 <= off);
-        let i = match next.checked_sub(1) {
-            Some(i) if off < self.funcs[i].0.saturating_add(self.funcs[i].1) => i,
-            _ if next < self.funcs.len() => next,
-            _ => return None,
+        let (_, _, module, name) = match self.around(pc)? {
+            (Some(f), _) | (None, Some(f)) => f,
+            (None, None) => return None,
         };
-        let (_, _, n, len, module) = self.funcs[i];
-        let name = |(n, len): (u32, u32)| self.names.get(n as usize..(n + len) as usize);
-        Some((name(*self.modules.get(module as usize)?)?, name((n, len))?))
+        let (n, len) = *self.modules.get(module as usize)?;
+        Some((self.names.get(n as usize..(n + len) as usize)?, name))
+    }
+
+    /// The function or clone listed as holding `pc` (the innermost when
+    /// two do), and the first one listed after it (`None` when there is
+    /// none): those named by copy, then those of `pc`'s segment named by
+    /// its shared records.
+    fn around(&self, pc: u64) -> Option<(Option<Named<'_>>, Option<Named<'_>>)> {
+        let off = u32::try_from(pc.checked_sub(self.base)?).ok()?;
+        let copied = |i: usize| {
+            let &(start, size, n, len, module) = self.funcs.get(i)?;
+            let name = self.names.get(n as usize..(n + len) as usize)?;
+            Some((start, size, module, name))
+        };
+        let next = self.funcs.partition_point(|f| f.0 <= off);
+        let mut holding = next
+            .checked_sub(1)
+            .and_then(copied)
+            .filter(|&(start, size, ..)| off < start.saturating_add(size));
+        let mut after = copied(next);
+        if let Some((s, (fns, table))) = self.seg(pc).and_then(|s| Some((s, s.fns.as_ref()?))) {
+            for f in fns.iter() {
+                let start = s.lo.saturating_add(f.offset);
+                let size = f.size.max(1);
+                let named = (start, size, s.module, f.name.within(table).as_bytes());
+                if start <= off && off < start.saturating_add(size) {
+                    if holding.is_none_or(|h| h.0 < start) {
+                        holding = Some(named);
+                    }
+                } else if start > off && after.is_none_or(|a| start < a.0) {
+                    after = Some(named);
+                }
+            }
+        }
+        Some((holding, after))
     }
 }
 

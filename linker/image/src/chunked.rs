@@ -262,6 +262,12 @@ impl<T> Chunked<T> {
         self.parts.get(k).map_or(&[], |p| &p[..])
     }
 
+    /// Part `k` as the shared list it is held in: what a reader that
+    /// outlives this table keeps instead of a copy.
+    pub fn shared_part(&self, k: usize) -> Option<&Arc<[T]>> {
+        self.parts.get(k)
+    }
+
     /// Number of parts.
     pub fn parts(&self) -> usize {
         self.parts.len()

@@ -405,6 +405,10 @@ pub struct RecordShape {
     pub block_len: u64,
 }
 
+/// A module's functions and the string table of their names, shared
+/// ([`Manifest::shared_names`]).
+pub type SharedNames<'m> = (&'m Arc<[Function]>, &'m Arc<str>);
+
 /// [`Str::table`] bit of a name held by a module's record.
 pub const RECORD_STRINGS: u32 = 1 << 31;
 
@@ -1248,6 +1252,31 @@ impl Manifest {
                 .get(k as usize - 1)
                 .map_or("", |t| &t[..]),
         }
+    }
+
+    /// String table `table` as the shared text it is held in, when it is a
+    /// module's table ([`Manifest::module_strings`]): what a reader that
+    /// outlives this manifest keeps instead of copying names out of it.
+    /// `None` for the manifest's own table and a record's names.
+    pub fn shared_table(&self, table: u32) -> Option<&Arc<str>> {
+        match table {
+            0 => None,
+            k if k & RECORD_STRINGS != 0 => None,
+            k => self.module_strings.get(k as usize - 1),
+        }
+    }
+
+    /// Module `mi`'s functions and the string table all their names lie
+    /// in, as the shared lists they are held in (see
+    /// [`Manifest::shared_table`]); `None` when it has no function or its
+    /// names lie elsewhere.
+    pub fn shared_names(&self, mi: usize) -> Option<SharedNames<'_>> {
+        let fns = self.functions.shared_part(mi)?;
+        let table = fns.first()?.name.table;
+        let table_text = self.shared_table(table)?;
+        fns.iter()
+            .all(|f| f.name.table == table)
+            .then_some((fns, table_text))
     }
 
     /// Adds `text` to the string table.

@@ -754,32 +754,31 @@ impl State {
     /// `i` is the function whose id is `PENDING | i`); the caller then
     /// renumbers those to their registry indices.
     fn register_batch(&mut self, batch: Batch, m: &Manifest, list: &[usize], pending: &[u32]) {
-        // Module names interned once; names copied into the registry's
-        // one buffer (no allocation per function).
+        // Module names interned once; a module whose functions are all new
+        // and numbered in order is named by its records (shared, not
+        // copied); other new functions' names are copied.
         let ids: Vec<u32> = list
             .iter()
             .map(|&mi| self.functions.intern_module(m.str(m.modules[mi].name)))
             .collect();
-        let fill = |put: &mut dyn FnMut(usize, u32, &str)| {
+        let fill = |naming: &mut Naming| {
             let mut names = hcr_image::Names::new(m);
             // (A kept module has no new function.)
             for (&mi, &id) in list.iter().zip(&ids) {
-                let md = &m.modules[mi];
-                for (fi, f) in md.functions.range().zip(m.functions.part(mi)) {
-                    if let Some(i) = pending_index(pending[fi]) {
-                        put(i as usize, id, names.get(f.name));
+                let range = m.modules[mi].functions.range();
+                let ids = pending.get(range.clone()).unwrap_or_default();
+                if let Some((first, (fns, table))) = whole_module(m, mi, ids) {
+                    naming.run(first, id, fns, table);
+                    continue;
+                }
+                for (&t, f) in ids.iter().zip(m.functions.part(mi)) {
+                    if let Some(i) = pending_index(t) {
+                        naming.one(i as usize, id, names.get(f.name));
                     }
                 }
             }
         };
-        // The names' length, for one reservation of what they fill.
-        let names_len: usize = list
-            .iter()
-            .flat_map(|&mi| m.modules[mi].functions.range().zip(m.functions.part(mi)))
-            .filter(|&(fi, _)| pending_index(pending[fi]).is_some())
-            .map(|(_, f)| f.name.len as usize)
-            .sum();
-        self.functions.register(&batch, names_len, fill);
+        self.functions.register(&batch, fill);
         self.batches.push(batch);
     }
 
@@ -854,4 +853,20 @@ impl Keep {
             Keep::Many(v) => v.get(g as usize).copied().unwrap_or(false),
         }
     }
+}
+
+/// Module `mi`'s function records and their names' table, shared, with
+/// the first pending index: when every one of its functions is new and
+/// numbered in order (`pending`, its functions' ids), and their names lie
+/// in the module's own string table.
+fn whole_module<'m>(
+    m: &'m Manifest,
+    mi: usize,
+    pending: &[u32],
+) -> Option<(usize, hcr_image::SharedNames<'m>)> {
+    let names = m.shared_names(mi)?;
+    let first = pending_index(*pending.first()?)?;
+    let in_order = names.0.len() == pending.len()
+        && (pending.iter().enumerate()).all(|(k, &t)| pending_index(t) == Some(first + k as u32));
+    in_order.then_some((first as usize, names))
 }

@@ -31,7 +31,13 @@ mod reclaim;
 mod registry;
 mod segments;
 
-use self::{ahead::Ahead, functions::Functions, observe::*, plan::*, registry::*};
+use self::{
+    ahead::Ahead,
+    functions::{Functions, Naming},
+    observe::*,
+    plan::*,
+    registry::*,
+};
 pub use plan::plan_reload;
 
 pub use crate::image_file::FileStat;

@@ -191,9 +191,9 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
     crate::control::start_if_enabled();
     // The thread that loads is usually the one that reloads: its stack's
     // bounds are asked now, once, rather than by the first reload that has
-    // an old image to free (for the main thread the C library reads
-    // `/proc/self/maps`, about 0.1 ms).
-    crate::stack::learn_bounds();
+    // an old image to free (the main thread's by the thread that prepares
+    // reloads: the C library reads `/proc/self/maps` to answer, 0.1 ms).
+    crate::stack::learn_bounds(crate::watcher::run_soon);
     // The registry's name index is built beside the program's start, by
     // the thread that prepares reloads (a look-up that comes first builds
     // it itself); without that thread, here, so that the first reload does

@@ -45,13 +45,61 @@ pub(crate) fn stack_words() -> Option<Vec<usize>> {
     )
 }
 
-/// Asks the calling thread's stack bounds now (see [`bounds`]), and
-/// remembers them as the loading thread's ([`loader_stack_words`]).
-pub(crate) fn learn_bounds() {
+/// Asks the calling thread's stack bounds (see [`bounds`]), and remembers
+/// them as the loading thread's ([`loader_stack_words`]). For the main
+/// thread the C library reads `/proc/self/maps` to answer (0.1 ms of a
+/// first load): `defer` is offered a job that asks them from another
+/// thread instead (true: it will run); until it has, the main thread asks
+/// them itself when it needs them, as any other thread does.
+pub(crate) fn learn_bounds(defer: impl FnOnce(fn()) -> bool) {
+    let me = std::thread::current().id();
+    // SAFETY: `gettid` and `getpid` only return this thread's and this
+    // process's ids.
+    let main = unsafe { libc::gettid() == libc::getpid() };
+    if main {
+        // SAFETY: `pthread_self` only returns the calling thread's handle;
+        // the main thread's is valid for the life of the process.
+        let handle = unsafe { libc::pthread_self() };
+        *MAIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(Main {
+            id: me,
+            handle,
+            bounds: None,
+        });
+        if defer(learn_main_bounds) {
+            return;
+        }
+    }
     let (_, top) = bounds();
     if top != 0 {
-        *LOADER.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::thread::current().id(), top));
+        *LOADER.lock().unwrap_or_else(|p| p.into_inner()) = Some((me, top));
+    }
+}
+
+/// The main thread, when it loaded the image: its handle, and its stack
+/// bounds once another thread asked them ([`learn_main_bounds`]).
+struct Main {
+    id: std::thread::ThreadId,
+    handle: libc::pthread_t,
+    bounds: Option<(usize, usize)>,
+}
+
+// SAFETY: a `pthread_t` is an opaque handle, used here only to ask the
+// main thread's attributes, which any thread may do.
+unsafe impl Send for Main {}
+
+static MAIN: std::sync::Mutex<Option<Main>> = std::sync::Mutex::new(None);
+
+/// Asks the main thread's stack bounds (from whichever thread runs this)
+/// and remembers them as the loading thread's.
+fn learn_main_bounds() {
+    let mut main = MAIN.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(m) = main.as_mut().filter(|m| m.bounds.is_none()) else {
+        return;
+    };
+    let (bottom, top) = bounds_of(m.handle);
+    if top != 0 {
+        m.bounds = Some((bottom, top));
+        *LOADER.lock().unwrap_or_else(|p| p.into_inner()) = Some((m.id, top));
     }
 }
 
@@ -117,13 +165,31 @@ fn bounds() -> (usize, usize) {
     if let Some(b) = BOUNDS.with(std::cell::Cell::get) {
         return b;
     }
+    // The main thread's, asked by another thread after the load.
+    let me = std::thread::current().id();
+    let known = (MAIN.lock().unwrap_or_else(|p| p.into_inner()).as_ref())
+        .filter(|m| m.id == me)
+        .and_then(|m| m.bounds);
+    // SAFETY: `pthread_self` only returns the calling thread's handle.
+    let (bottom, top) = known.unwrap_or_else(|| bounds_of(unsafe { libc::pthread_self() }));
+    if top != 0 {
+        BOUNDS.with(|b| b.set(Some((bottom, top))));
+    }
+    (bottom, top)
+}
+
+/// The stack of thread `handle` (a live thread's), `[bottom, top)` (both
+/// 0 when unknown).
+fn bounds_of(handle: libc::pthread_t) -> (usize, usize) {
     let mut bottom = 0usize;
     let mut top = 0usize;
-    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; the
-    // attribute object is destroyed after use.
+    // SAFETY: pthread_getattr_np fills `attr` for the thread `handle`,
+    // which the caller guarantees is alive (the calling thread, or the
+    // main thread, alive for the life of the process); the attribute
+    // object is destroyed after use.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+        if libc::pthread_getattr_np(handle, &mut attr) == 0 {
             let mut addr: *mut c_void = std::ptr::null_mut();
             let mut size: libc::size_t = 0;
             if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 {
@@ -133,8 +199,40 @@ fn bounds() -> (usize, usize) {
             libc::pthread_attr_destroy(&mut attr);
         }
     }
-    if top != 0 {
-        BOUNDS.with(|b| b.set(Some((bottom, top))));
-    }
     (bottom, top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loading thread's bounds asked by another thread, as the main
+    /// thread's are after a load: the same as the thread's own, and
+    /// remembered for it and as the loader's.
+    #[test]
+    fn bounds_asked_by_another_thread_are_the_threads_own() {
+        let me = std::thread::current().id();
+        // SAFETY: this thread's handle, valid while it runs (past the join
+        // below).
+        let own = bounds_of(unsafe { libc::pthread_self() });
+        assert!(own.0 < own.1, "{own:?}");
+        *MAIN.lock().unwrap() = Some(Main {
+            id: me,
+            // SAFETY: as above.
+            handle: unsafe { libc::pthread_self() },
+            bounds: None,
+        });
+        std::thread::spawn(learn_main_bounds).join().unwrap();
+        assert_eq!(
+            MAIN.lock().unwrap().as_ref().and_then(|m| m.bounds),
+            Some(own)
+        );
+        assert_eq!(*LOADER.lock().unwrap(), Some((me, own.1)));
+        assert_eq!(bounds(), own);
+        // A local of this frame lies inside them.
+        let here = &me as *const _ as usize;
+        assert!(own.0 <= here && here < own.1);
+        *MAIN.lock().unwrap() = None;
+        *LOADER.lock().unwrap() = None;
+    }
 }

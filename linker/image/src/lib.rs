@@ -1269,14 +1269,14 @@ impl Manifest {
     /// Module `mi`'s functions and the string table all their names lie
     /// in, as the shared lists they are held in (see
     /// [`Manifest::shared_table`]); `None` when it has no function or its
-    /// names lie elsewhere.
+    /// names lie elsewhere. (A decoded block names all its functions in
+    /// its module's table, so the first function's table is theirs.)
     pub fn shared_names(&self, mi: usize) -> Option<SharedNames<'_>> {
         let fns = self.functions.shared_part(mi)?;
         let table = fns.first()?.name.table;
-        let table_text = self.shared_table(table)?;
-        fns.iter()
-            .all(|f| f.name.table == table)
-            .then_some((fns, table_text))
+        let text = self.shared_table(table)?;
+        debug_assert!(fns.iter().all(|f| f.name.table == table));
+        Some((fns, text))
     }
 
     /// Adds `text` to the string table.

@@ -106,7 +106,8 @@ fn nim_link_said(dir: &Path, env: &[(&str, &str)]) -> (PathBuf, String) {
 /// A Nim program under `hcr run`, driven line by line through its stdin.
 struct Running {
     child: Child,
-    stdin: ChildStdin,
+    /// The program's input (closed by `finish`).
+    stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -142,7 +143,7 @@ impl Running {
         }
         Running {
             child,
-            stdin,
+            stdin: Some(stdin),
             lines,
             seen: Vec::new(),
         }
@@ -150,8 +151,9 @@ impl Running {
 
     /// Sends COMMAND and returns the lines up to the program's `ok` line.
     fn send(&mut self, command: &str) -> Vec<String> {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().expect("the program's input is open");
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
         let mut got = Vec::new();
         loop {
             match self.lines.recv_timeout(Duration::from_secs(20)) {
@@ -208,7 +210,7 @@ impl Running {
     }
 
     fn finish(mut self) {
-        drop(self.stdin);
+        drop(self.stdin.take());
         let status = self.child.wait().unwrap();
         let rest: Vec<String> = self.lines.iter().collect();
         assert!(
@@ -217,6 +219,17 @@ impl Running {
             self.seen.join("\n"),
             rest.join("\n")
         );
+    }
+}
+
+/// A test that fails leaves nothing running (`hcr watch` would go on
+/// rebuilding and polling after the test process is gone).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

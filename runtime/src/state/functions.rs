@@ -374,9 +374,13 @@ impl Functions {
             .then(|| s.first + (off / size) as u32)
     }
 
-    /// Every registry index.
-    pub fn indices(&self) -> std::ops::Range<u32> {
-        0..self.len
+    /// Every registry index with its module and name, in order (one pass
+    /// over the runs, no search per index).
+    pub fn named(&self) -> impl Iterator<Item = (u32, &str, &str)> {
+        self.runs.iter().flat_map(move |r| {
+            let module = self.modules.get(r.module as usize).map_or("", |m| &m[..]);
+            (r.first..r.first + r.len).map(move |t| (t, module, r.name(t)))
+        })
     }
 }
 
@@ -492,8 +496,7 @@ mod tests {
         });
         assert_eq!(first, 0);
         assert_eq!(fns.len(), 10);
-        let got: Vec<(&str, &str)> = fns
-            .indices()
+        let got: Vec<(&str, &str)> = (0..fns.len() as u32)
             .map(|t| (fns.module(t), fns.name(t)))
             .collect();
         assert_eq!(

@@ -63,8 +63,7 @@ impl State {
                 );
             }
         }
-        for t in self.functions.indices() {
-            let (module, name) = (self.functions.module(t), self.functions.name(t));
+        for (t, module, name) in self.functions.named() {
             line(
                 &mut out,
                 self.functions.tramp(t).code,

@@ -142,11 +142,13 @@ fn run_entries(entries: Vec<(String, u64)>) {
 /// Loads the image and runs every reachable module's top-level code, then
 /// its on-reload blocks.
 pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> {
+    let timing = crate::phases::start();
     let follow = {
         let mut g = lock();
         if g.is_some() {
             return Err(Error::AlreadyInitialised);
         }
+
         if opts.keep_retired_images {
             set_keep_retired_images(true);
         }
@@ -164,12 +166,15 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         let p = st
             .prepare()?
             .ok_or_else(|| Error::Internal("empty image".into()))?;
+        crate::phases::mark("prepared");
         let f = st.commit(p);
+        crate::phases::mark("commit");
         let no_main =
             (opts.require_main && st.main_address().is_none()).then(|| st.root_name().to_string());
         *g = Some(st);
         crate::watcher::forget();
         watching.wait();
+        crate::phases::mark("watch");
         // Refused before any module code runs.
         if let Some(root) = no_main {
             return Err(Error::NoMain { root });
@@ -186,8 +191,10 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         unsafe { libc::atexit(destructors_at_exit) };
     });
     publish_exports(follow.exports);
+    crate::phases::mark("exports");
     run_entries(follow.ctors);
     run_entries(follow.on_reload);
+    crate::phases::mark("constructors");
     crate::control::start_if_enabled();
     // The thread that loads is usually the one that reloads: its stack's
     // bounds are asked now, once, rather than by the first reload that has
@@ -201,6 +208,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
     if !crate::watcher::run_soon(warm_indices) {
         warm_indices();
     }
+    timing.report(path);
     Ok(())
 }
 

@@ -37,6 +37,7 @@ mod image_file;
 mod inlined;
 mod nim;
 mod perf_map;
+mod phases;
 mod stack;
 mod state;
 mod tls;

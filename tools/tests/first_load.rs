@@ -112,3 +112,73 @@ fn a_large_first_load_runs_every_function_and_reloads_them_all() {
     }
     std::mem::forget(rt);
 }
+
+/// `HCR_LOAD_PHASES=1` prints one line on stderr once the program is
+/// loaded: the first load's time and each phase's own, in load order, the
+/// phases adding up to no more than the whole; without it, nothing.
+#[test]
+fn load_phases_are_printed_when_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let main = support::module(
+        dir,
+        "main",
+        "#include <stdio.h>\nint twice(int);\nint main(void) { printf(\"%d\\n\", twice(21)); return 0; }\n",
+        "-O1",
+    );
+    let lib = support::module(dir, "lib", "int twice(int x) { return 2 * x; }\n", "-O1");
+    let image = dir.join("app.hcr");
+    support::link_ok(&image, &[main, lib]);
+    let run = |phases: Option<&str>| {
+        let mut cmd = support::hcr_command();
+        cmd.arg("run").arg(&image).env_remove("HCR_LOAD_PHASES");
+        if let Some(v) = phases {
+            cmd.env("HCR_LOAD_PHASES", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(Some("1"));
+    let prefix = format!("hcr: first load of {}: ", image.display());
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("hcr: first load"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let rest = lines[0]
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{err}"));
+    let (total, phases) = rest.split_once(" ms (").unwrap();
+    let total: f64 = total.parse().unwrap();
+    let phases: Vec<(&str, f64)> = (phases.strip_suffix(')').unwrap().split(", "))
+        .map(|p| {
+            let (name, ms) = p.rsplit_once(' ').unwrap();
+            (name, ms.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = phases.iter().map(|p| p.0).collect();
+    for (a, b) in [
+        ("setup", "manifest"),
+        ("manifest", "decode"),
+        ("decode", "relocate"),
+        ("relocate", "publish"),
+        ("publish", "constructors"),
+    ] {
+        let at = |n: &str| names.iter().position(|&x| x == n);
+        assert!(
+            at(a) < at(b) && at(a).is_some(),
+            "{a} before {b}: {names:?}"
+        );
+    }
+    let sum: f64 = phases.iter().map(|p| p.1).sum();
+    assert!(
+        total > 0.0 && sum <= total + 0.01,
+        "{sum} of {total}: {err}"
+    );
+    for off in [None, Some("0")] {
+        let err = run(off);
+        assert!(!err.contains("hcr: first load"), "{err}");
+    }
+}

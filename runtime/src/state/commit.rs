@@ -324,6 +324,7 @@ impl State {
             new_trampolines,
             &mut fn_tid,
         );
+        crate::phases::mark("publish");
         crate::control::note_image(generation, debug.as_ref().map(|d| &d.file));
         crate::tls::publish_staged();
         let live = match first_slots {

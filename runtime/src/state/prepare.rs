@@ -41,10 +41,12 @@ impl State {
             return Ok(Some(p));
         }
         let path = self.path.clone();
+        crate::phases::mark("setup");
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
         if self.current.is_none() && file.stat.size >= EARLY_HELPER_FILE {
             crate::helper::start_early();
         }
+        crate::phases::mark("open");
         if self.holds_current(&file)? {
             return Ok(None);
         }
@@ -134,6 +136,7 @@ impl State {
             global = Some(g);
             ranges
         })?;
+        crate::phases::mark("manifest");
         let (header, m) = global
             .unwrap_or(Err(hcr_image::ImageError::Truncated("manifest")))
             .map_err(|e| self.image_error(e))?;
@@ -186,6 +189,7 @@ impl State {
         let view = ImageView::assemble_shared(&bytes, header, m, old, &decode, share)
             .map_err(|e| self.image_error(e))?;
         let blocks = decode.iter().filter(|&&d| d).count();
+        crate::phases::mark("decode");
         self.prepare_view(
             file,
             view,
@@ -335,6 +339,7 @@ impl State {
         let run_mine = || {
             if let Some(mut f) = mine.take() {
                 bound.set(Some(f()));
+                crate::phases::mark("bind");
             }
         };
         let share = |work: &(dyn Fn() + Sync)| crate::helper::share(work, run_mine);
@@ -462,6 +467,7 @@ impl State {
             };
             (indices, new_trampolines, ref_objs, chunk)
         };
+        crate::phases::mark("segments");
         let Indices {
             fn_tid,
             mut obj_gid,
@@ -485,6 +491,7 @@ impl State {
                         areas.put(i, a);
                     }
                 }
+                crate::phases::mark("values");
                 let handler_ranks = self.ranks_of_handler_modules(&view.manifest, &order);
                 let loaded_list: Vec<usize> = marked(&load).collect();
                 let loaded_in_order: Vec<ModuleId> = match loaded_list.len() {
@@ -852,6 +859,7 @@ impl State {
             free_chunk(&mut self.window, chunk);
             return Err(e);
         }
+        crate::phases::mark("globals");
         let area = match chunk {
             None => None,
             Some(c) => {
@@ -872,6 +880,7 @@ impl State {
                 }
             }
         };
+        crate::phases::mark("relocate");
         let values = Values {
             view,
             tables,

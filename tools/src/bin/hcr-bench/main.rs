@@ -544,6 +544,17 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
         firsts.push(first_load_in_new_process(&app)?);
     }
     let first = median(firsts);
+    // The same first loads with their phases timed (`HCR_LOAD_PHASES`),
+    // apart from the timed ones above.
+    let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
+    for _ in 0..cli.runs {
+        for (k, (name, ms)) in first_load_phases(&app)?.into_iter().enumerate() {
+            match phases.get_mut(k) {
+                Some((n, v)) if *n == name => v.push(ms),
+                _ => phases.push((name, vec![ms])),
+            }
+        }
+    }
     let t = Instant::now();
     let rt = hcr_runtime::Runtime::open_with(&app, &synchronous())?;
     let in_process = t.elapsed();
@@ -582,7 +593,45 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
         ratio(reload, dl)
     );
     std::mem::forget(rt);
+    println!();
+    println!(
+        "## first load, by phase (`HCR_LOAD_PHASES=1`, medians of {} loads)",
+        cli.runs
+    );
+    println!("| phase | median |");
+    println!("|---|---|");
+    for (name, mut v) in phases {
+        v.sort_by(f64::total_cmp);
+        println!("| {name} | {:.3} ms |", v[v.len() / 2]);
+    }
     Ok(())
+}
+
+/// Runs `hcr-bench first-load IMAGE` with its phases timed and returns
+/// them as the runtime reports them (`HCR_LOAD_PHASES`).
+fn first_load_phases(image: &Path) -> anyhow::Result<Vec<(String, f64)>> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("first-load")
+        .arg(image)
+        .env("HCR_LOAD_PHASES", "1")
+        .output()
+        .context("running hcr-bench first-load")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("hcr: first load of "))
+        .context("hcr-bench first-load printed no phases")?;
+    let inner = line
+        .rsplit_once(" (")
+        .and_then(|(_, p)| p.strip_suffix(')'))
+        .context("malformed phases line")?;
+    inner
+        .split(", ")
+        .map(|p| {
+            let (name, ms) = p.rsplit_once(' ').context("malformed phase")?;
+            Ok((name.to_string(), ms.parse::<f64>().context("phase time")?))
+        })
+        .collect()
 }
 
 /// Runs `hcr-bench first-load IMAGE` and returns the time it reports.

@@ -537,6 +537,11 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
     tool("cc", &["-shared", "-o", &so.display().to_string()], &objs)?;
     let app = dir.join("app.hcr");
     install(&app, &a)?;
+    // What was just written (the images, the shared object) reaches the
+    // disk before the loads are timed, so that its write-back does not run
+    // beside them.
+    // SAFETY: `sync` has no preconditions.
+    unsafe { libc::sync() };
     // First loads, each in a fresh process as a program gets it (this
     // process has linked two images: its heap is not a new program's).
     let mut firsts = Vec::with_capacity(cli.runs);

@@ -148,7 +148,6 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         if g.is_some() {
             return Err(Error::AlreadyInitialised);
         }
-
         if opts.keep_retired_images {
             set_keep_retired_images(true);
         }

@@ -29,6 +29,14 @@ use crate::Error;
 
 /// Bytes of the file read first: the ELF header (hcr-link puts the manifest
 /// at the end, just before the section headers).
+/// An image file at least this large makes a large first load, which
+/// starts the threads that share it as it begins: the thread that opens
+/// the image's watch beside the load ([`crate::watcher::start_beside`]) and
+/// the helper's ([`crate::helper::start_early`]). A smaller image loads in
+/// less time than a new thread may take to first run (0.1–3 ms on a busy
+/// 2-CPU machine), or shares too little for that to matter.
+pub(crate) const LARGE_FILE: u64 = 2 << 20;
+
 const HEAD: usize = 4096;
 /// Ranges closer than this are read with one `pread` (the bytes between
 /// cost less than another system call).

@@ -336,15 +336,6 @@ pub(crate) fn run_soon(job: fn()) -> bool {
     true
 }
 
-/// Image files from this size up have their watch opened beside the load
-/// ([`start_beside`]). The load of a smaller one is over before a new
-/// thread may even have run (0.1–3 ms after its start on a busy 2-CPU
-/// machine), and waiting for that thread made a one-module `hcr run`
-/// 4.6 ms from start to end against 3.3 ms with the watch opened inline
-/// (with the preparing thread started after the load and not waited for:
-/// 3.8–4.2 ms).
-const BESIDE_MIN: u64 = 2 << 20;
-
 /// With `prepare` given: opens the watch [`start`] sets up on a thread of
 /// its own, while the caller loads the image (`inotify_add_watch` visits
 /// the folder's entries: about 0.3 ms for 1 500 files). [`Starting::wait`],
@@ -364,10 +355,13 @@ pub(crate) fn start_beside(image: &Path, prepare: Option<fn()>) -> Starting {
         // only for that would cost about what it saves).
         return inline;
     };
-    if std::fs::metadata(image).is_ok_and(|m| m.len() < BESIDE_MIN) {
+    if std::fs::metadata(image).is_ok_and(|m| m.len() < crate::image_file::LARGE_FILE) {
         // A small image loads in less time than a new thread can take to
         // first run: `wait` sets the watch up and then starts the
-        // preparing thread, which it does not wait for.
+        // preparing thread, which it does not wait for. (Waiting for that
+        // thread made a one-module `hcr run` 4.6 ms from start to end
+        // against 3.3 ms with the watch opened inline; with the preparing
+        // thread started after the load and not waited for, 3.8–4.2 ms.)
         return inline;
     }
     let hand = std::sync::Arc::new(Handshake::default());

@@ -767,12 +767,12 @@ impl State {
             // (A kept module has no new function.)
             for (&mi, &id) in list.iter().zip(&ids) {
                 let range = m.modules[mi].functions.range();
-                let ids = pending.get(range.clone()).unwrap_or_default();
-                if let Some((first, (fns, table))) = whole_module(m, mi, ids) {
+                let tids = pending.get(range.clone()).unwrap_or_default();
+                if let Some((first, (fns, table))) = whole_module(m, mi, tids) {
                     naming.run(first, id, fns, table);
                     continue;
                 }
-                for (&t, f) in ids.iter().zip(m.functions.part(mi)) {
+                for (&t, f) in tids.iter().zip(m.functions.part(mi)) {
                     if let Some(i) = pending_index(t) {
                         naming.one(i as usize, id, names.get(f.name));
                     }

@@ -26,12 +26,6 @@ pub(super) fn initial_bytes(
 /// helper thread (500 modules × 50 functions: 2.4 MB); fewer cost less
 /// than waking it.
 const SHARE_BLOCK_BYTES: u64 = 256 << 10;
-/// A first load of an image file at least this large starts the helper's
-/// thread as soon as the file is open (see [`crate::helper::start_early`]):
-/// its decoding or its segments will be shared. A smaller image is loaded
-/// on one thread, or shares too little for a thread started at its first
-/// post to matter.
-const EARLY_HELPER_FILE: u64 = 2 << 20;
 
 impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
@@ -43,7 +37,8 @@ impl State {
         let path = self.path.clone();
         crate::phases::mark("setup");
         let file = ImageFile::open(&path, self.allow_insecure_image)?;
-        if self.current.is_none() && file.stat.size >= EARLY_HELPER_FILE {
+        if self.current.is_none() && file.stat.size >= crate::image_file::LARGE_FILE {
+            // Its decoding or its segments will be shared.
             crate::helper::start_early();
         }
         crate::phases::mark("open");

@@ -116,7 +116,7 @@ fn load(view: &ImageView<'_>) -> bool {
         let at = window.base() as u64;
         let m = &view.manifest;
         let tables = Tables {
-            functions: vec![at; m.functions.len()],
+            functions: vec![at; m.functions.len()].into(),
             objects: vec![at; m.objects.len()],
             hosts: vec![at; m.hosts.len()],
         };

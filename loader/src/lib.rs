@@ -75,11 +75,78 @@ fn signed_hex(v: i128) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Tables {
     /// Permanent address of each function.
-    pub functions: Vec<u64>,
+    pub functions: FunctionTable,
     /// Persistent address of each writable object.
     pub objects: Vec<u64>,
     /// Address of each host symbol.
     pub hosts: Vec<u64>,
+}
+
+/// The permanent address of each function of an image, by its index in
+/// the manifest: listed one by one, or (a first load's new trampolines,
+/// made in the manifest's order) following from the index, so that no
+/// table of 25 000 addresses is written and read back.
+#[derive(Clone, Debug)]
+pub enum FunctionTable {
+    /// Function `i` at `addrs[i]` (0: none).
+    Listed(Vec<u64>),
+    /// Function `i < len` at `base + stride × i` (0 past `len`).
+    Strided {
+        /// Function 0's address.
+        base: u64,
+        /// Bytes from one function's address to the next's.
+        stride: u64,
+        /// Functions in the table.
+        len: usize,
+    },
+}
+
+impl Default for FunctionTable {
+    fn default() -> FunctionTable {
+        FunctionTable::Listed(Vec::new())
+    }
+}
+
+impl From<Vec<u64>> for FunctionTable {
+    fn from(addrs: Vec<u64>) -> FunctionTable {
+        FunctionTable::Listed(addrs)
+    }
+}
+
+impl FunctionTable {
+    /// Function `i`'s address (0 when the table has none).
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        match self {
+            FunctionTable::Listed(v) => v.get(i).copied().unwrap_or(0),
+            FunctionTable::Strided { base, stride, len } => match i < *len {
+                true => base.wrapping_add(stride.wrapping_mul(i as u64)),
+                false => 0,
+            },
+        }
+    }
+
+    /// Makes the table a list of `len` addresses, keeping those it lists
+    /// (a strided table's become zeros: for a caller that sets every
+    /// entry it will read).
+    pub fn make_listed(&mut self, len: usize) {
+        let mut v = match std::mem::take(self) {
+            FunctionTable::Listed(v) => v,
+            FunctionTable::Strided { .. } => Vec::new(),
+        };
+        v.resize(len, 0);
+        *self = FunctionTable::Listed(v);
+    }
+
+    /// Sets function `i`'s address in a listed table (a strided table, or
+    /// an index past the list, is left as it is).
+    pub fn set(&mut self, i: usize, addr: u64) {
+        if let FunctionTable::Listed(v) = self {
+            if let Some(e) = v.get_mut(i) {
+                *e = addr;
+            }
+        }
+    }
 }
 
 /// Where each module's segment runs: module `m`'s segment
@@ -229,7 +296,7 @@ fn target_of(
     let pick = |v: &[u64]| v.get(target as usize).copied().unwrap_or(0);
     match class {
         TargetClass::Area => place.addr_from(manifest, mi, target),
-        TargetClass::Function => pick(&tables.functions),
+        TargetClass::Function => tables.functions.get(target as usize),
         TargetClass::Object => pick(&tables.objects),
         TargetClass::Host => pick(&tables.hosts),
     }
@@ -489,7 +556,7 @@ fn fill_module(
             let s = match rec[13] {
                 0 if target < own => seg_at + u64::from(target),
                 0 => place.addr(m, md.seg.start.wrapping_add(target)),
-                1 => tables.functions.get(target as usize).copied().unwrap_or(0),
+                1 => tables.functions.get(target as usize),
                 2 => tables.objects.get(target as usize).copied().unwrap_or(0),
                 _ => tables.hosts.get(target as usize).copied().unwrap_or(0),
             };
@@ -758,6 +825,37 @@ pub fn open_library(name: &std::ffi::CStr) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A strided table answers what the list it stands for would; made a
+    /// list again, it starts from zeros (its caller sets what it reads).
+    #[test]
+    fn a_strided_function_table_answers_as_its_list() {
+        let base = 0x7f00_0000_1000u64;
+        let mut t = FunctionTable::Strided {
+            base,
+            stride: 8,
+            len: 3,
+        };
+        let listed = FunctionTable::from(vec![base, base + 8, base + 16]);
+        for i in 0..5 {
+            assert_eq!(t.get(i), listed.get(i), "function {i}");
+        }
+        assert_eq!(t.get(3), 0, "past the table");
+        t.set(1, 42);
+        assert_eq!(t.get(1), base + 8, "a strided table is not set");
+        t.make_listed(4);
+        assert_eq!((0..4).map(|i| t.get(i)).collect::<Vec<_>>(), [0; 4]);
+        t.set(2, 42);
+        t.set(9, 43);
+        assert_eq!(
+            (0..5).map(|i| t.get(i)).collect::<Vec<_>>(),
+            [0, 0, 42, 0, 0]
+        );
+        // A list keeps its entries when it grows.
+        t.make_listed(6);
+        assert_eq!(t.get(2), 42);
+        assert_eq!(t.get(5), 0);
+    }
 
     /// `marked` and `unmarked` give exactly the set and the clear flags, in
     /// order, across runs of 32 (all set, all clear, mixed, a short tail).

@@ -584,6 +584,10 @@ impl State {
         // of the index. (At 100 000 globals a name and a lookup per global
         // were a fifth of the first load.)
         let mut this_module: Option<(ModuleId, Arc<str>, bool)> = None;
+        // With no global registered yet (a first load) there is nothing to
+        // find, and the index is left to be built when first needed: the
+        // loading thread hashes nothing.
+        let none_yet = self.globals.is_empty();
         let mut objects = m.objects.cursor();
         for (oi, g, resized) in new_globals {
             // (A position the table lacks fails as indexing it does.)
@@ -593,7 +597,11 @@ impl State {
                 Some((id, name, indexed)) if *id == o.module => (name.clone(), *indexed),
                 _ => {
                     let text = m.module_name(o.module);
-                    let (name, indexed) = match self.global_index.get_key_value(text) {
+                    let found = match none_yet {
+                        true => None,
+                        false => self.global_index().get_key_value(text),
+                    };
+                    let (name, indexed) = match found {
                         Some((k, _)) => (k.clone(), true),
                         None => (Arc::from(text), false),
                     };
@@ -603,7 +611,7 @@ impl State {
             };
             // (A module the index does not know has no old storage.)
             let old = match indexed {
-                true => index_get(&self.global_index, &module, oname),
+                true => index_get(self.global_index(), &module, oname),
                 false => None,
             };
             if let Some(e) = old.and_then(|old| self.globals[old as usize].take()) {

@@ -385,7 +385,13 @@ struct GlobalEntry {
 
 /// `module → name → index`, looked up with `&str` (no allocation); the
 /// names are shared with the registry entries (one allocation per name).
-type Index = HashMap<Arc<str>, HashMap<Arc<str>, u32>>;
+type Index = HashMap<Arc<str>, ModuleIndex>;
+
+/// One module's part of an [`Index`]: `name → index`.
+type ModuleIndex = HashMap<Arc<str>, u32>;
+
+/// An [`Index`] built when first needed ([`State::global_index`]).
+type LazyIndex = std::sync::OnceLock<Index>;
 
 pub struct State {
     pub path: PathBuf,
@@ -395,7 +401,7 @@ pub struct State {
     batches: Vec<Batch>,
     stubs: Vec<hcr_loader::Chunk>,
     globals: Vec<Option<GlobalEntry>>,
-    global_index: Index,
+    global_index: LazyIndex,
     /// The globals the latest reload removed or replaced (a size change),
     /// by global index: their storage is freed at the next reload, not at
     /// once, because a crash in the new code rolls back to the previous
@@ -591,7 +597,7 @@ impl State {
             batches: Vec::new(),
             stubs: Vec::new(),
             globals: Vec::new(),
-            global_index: Index::default(),
+            global_index: LazyIndex::new(),
             gone_globals: Vec::new(),
             current: None,
             retired: Vec::new(),

@@ -385,7 +385,7 @@ impl State {
         // segments loaded now refer to are filled (kept segments were bound
         // when they were loaded); the loader reads no other entry.
         let mut tables = std::mem::take(&mut self.tables);
-        tables.functions.resize(m.functions.len(), 0);
+        tables.functions.make_listed(m.functions.len());
         tables.objects.resize(m.objects.len(), 0);
         tables.hosts.resize(m.hosts.len(), 0);
         let mut work = ReloadWork {
@@ -533,6 +533,9 @@ impl State {
     /// indices (their trampolines are made next).
     fn registry_indices(&self, m: &Manifest, diff: &Diff, matched: &[u32]) -> Indices {
         let old = self.current.as_ref();
+        if old.is_none() && self.functions.len() == 0 && self.globals.is_empty() {
+            return first_indices(m);
+        }
         // The loaded image's tables, shared (not copied) until an index
         // differs.
         let (mut fn_tid, mut obj_gid, bulk) = match old {
@@ -717,7 +720,7 @@ impl State {
     ) -> Vec<u32> {
         let md = &m.modules[mi];
         let mut gids = vec![NONE; md.objects.len() as usize];
-        let by_name = self.global_index.get(m.str(md.name));
+        let by_name = self.global_index().get(m.str(md.name));
         for (g, o) in gids.iter_mut().zip(m.objects.part(mi)) {
             if let Some(&id) = by_name.and_then(|ix| ix.get(m.object_key(o))) {
                 *g = id;
@@ -778,6 +781,22 @@ impl State {
         (fn_tid, batch): (&[u32], Option<&Batch>),
         tables: &mut Tables,
     ) -> Vec<usize> {
+        if let Some(b) = batch.filter(|_| all) {
+            // Every function new and numbered in the manifest's order (a
+            // first load of an image whose modules are all reachable):
+            // function `i` is trampoline `i`.
+            let n = view.manifest.functions.len();
+            let in_order = b.len() == n
+                && (fn_tid.iter().enumerate()).all(|(fi, &t)| t == PENDING | fi as u32);
+            if in_order && n > 0 {
+                tables.functions = hcr_loader::FunctionTable::Strided {
+                    base: b.get(0).code,
+                    stride: trampoline::TRAMPOLINE_SIZE as u64,
+                    len: n,
+                };
+                return Vec::new();
+            }
+        }
         let (ref_fns, ref_objs) = match all {
             true => ((0..view.manifest.functions.len()).collect(), Vec::new()),
             false => referenced(view, load),
@@ -786,11 +805,12 @@ impl State {
             let Some(&t) = fn_tid.get(fi) else {
                 continue;
             };
-            tables.functions[fi] = match t {
+            let addr = match t {
                 NONE => 0,
                 t if t & PENDING != 0 => batch.map_or(0, |b| b.get((t & !PENDING) as usize).code),
                 t => self.functions.tramp(t).code,
             };
+            tables.functions.set(fi, addr);
         }
         ref_objs
     }
@@ -1154,6 +1174,29 @@ struct Indices {
     /// Functions the registry lacks (`PENDING | i` in `fn_tid`).
     pending_fns: u32,
     identities: crate::identity::Decisions,
+}
+
+/// The registry indices of a first load (nothing registered yet): every
+/// reachable module's functions new, numbered in the manifest's order;
+/// every global new. (What [`State::registry_indices`] works out module by
+/// module, without its look-ups.)
+fn first_indices(m: &Manifest) -> Indices {
+    let mut fn_tid = vec![NONE; m.functions.len()];
+    let mut pending = 0u32;
+    for md in m.modules.iter().filter(|md| md.reachable) {
+        if let Some(ids) = fn_tid.get_mut(md.functions.range()) {
+            for (t, i) in ids.iter_mut().zip(pending..) {
+                *t = PENDING | i;
+            }
+            pending += ids.len() as u32;
+        }
+    }
+    Indices {
+        fn_tid: Arc::new(fn_tid),
+        obj_gid: Arc::new(vec![NONE; m.objects.len()]),
+        pending_fns: pending,
+        identities: crate::identity::Decisions::default(),
+    }
 }
 
 /// Whether the kept global `g` keeps its storage (and value) as object

@@ -133,7 +133,7 @@ impl State {
         self.live_version += 1;
         self.jit.clear();
         self.globals.clear();
-        self.global_index.clear();
+        self.global_index = LazyIndex::new();
         // SAFETY: shutdown is the last use of the runtime; the caller (hcr_shutdown)
         // documents that no image code may run afterwards.
         unsafe { self.heap.release(&mut self.window) };
@@ -169,7 +169,7 @@ impl State {
         for (gid, e) in std::mem::take(&mut self.gone_globals) {
             // (A global the crashed image re-created with another size
             // gives way to the one the restored code knows.)
-            let newer = index_get(&self.global_index, &e.module, &e.name).filter(|&c| c != gid);
+            let newer = index_get(self.global_index(), &e.module, &e.name).filter(|&c| c != gid);
             if let Some(n) = newer.and_then(|c| self.globals.get_mut(c as usize)?.take()) {
                 super::commit::set_destructors_live(&n.g, false);
                 self.heap.free_global(&n.g);

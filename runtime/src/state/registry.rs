@@ -7,7 +7,12 @@ pub(super) fn index_get(ix: &Index, module: &str, name: &str) -> Option<u32> {
     ix.get(module)?.get(name).copied()
 }
 
-pub(super) fn index_put(ix: &mut Index, module: &Arc<str>, name: &Arc<str>, v: u32) {
+/// Indexes global `v` as `module:name`, when the index is built (else it
+/// is built from the entries when first needed, this one among them).
+pub(super) fn index_put(ix: &mut LazyIndex, module: &Arc<str>, name: &Arc<str>, v: u32) {
+    let Some(ix) = ix.get_mut() else {
+        return;
+    };
     match ix.get_mut(&**module) {
         Some(m) => {
             m.insert(name.clone(), v);
@@ -20,10 +25,37 @@ pub(super) fn index_put(ix: &mut Index, module: &Arc<str>, name: &Arc<str>, v: u
     }
 }
 
-pub(super) fn index_remove(ix: &mut Index, module: &str, name: &str) {
-    if let Some(m) = ix.get_mut(module) {
+/// Forgets `module:name`, when the index is built.
+pub(super) fn index_remove(ix: &mut LazyIndex, module: &str, name: &str) {
+    if let Some(m) = ix.get_mut().and_then(|ix| ix.get_mut(module)) {
         m.remove(name);
     }
+}
+
+/// The index of the live globals `entries` (by position): what
+/// [`index_put`] and [`index_remove`] keep up once it is built.
+fn build_index(entries: &[Option<GlobalEntry>]) -> Index {
+    let mut ix = Index::default();
+    // A module's globals come one after another: its part of the index is
+    // looked up once per run of them.
+    let live = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(g, e)| Some((g as u32, e.as_ref()?)));
+    let mut part: Option<(&Arc<str>, &mut ModuleIndex)> = None;
+    for (g, e) in live {
+        match &mut part {
+            Some((m, p)) if **m == e.module => {
+                p.insert(e.name.clone(), g);
+            }
+            _ => {
+                let p = ix.entry(e.module.clone()).or_default();
+                p.insert(e.name.clone(), g);
+                part = Some((&e.module, p));
+            }
+        }
+    }
+    ix
 }
 
 impl State {
@@ -82,7 +114,7 @@ impl State {
 
     /// A live global's address and size.
     pub fn live_global(&self, module: &str, name: &str) -> Option<(u64, u64)> {
-        let g = index_get(&self.global_index, module, name)?;
+        let g = index_get(self.global_index(), module, name)?;
         self.globals[g as usize]
             .as_ref()
             .map(|e| (e.g.addr, e.g.size))
@@ -167,9 +199,19 @@ impl State {
         }
     }
 
-    /// Builds the indices built when first needed (the registry's names).
+    /// Builds the indices built when first needed (the registry's
+    /// functions and globals by name).
     pub fn warm_indices(&self) {
         self.functions.warm_index();
+        let _ = self.global_index();
+    }
+
+    /// The live globals by `(module, name)`: built from the entries at the
+    /// first look-up (or ahead of it by [`State::warm_indices`]), so a
+    /// first load's globals are not hashed on the loading thread; kept up
+    /// by [`index_put`] and [`index_remove`] from then on.
+    pub(super) fn global_index(&self) -> &Index {
+        self.global_index.get_or_init(|| build_index(&self.globals))
     }
 
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
@@ -181,7 +223,7 @@ impl State {
     }
 
     pub fn get_global(&self, module: &str, name: &str) -> Option<u64> {
-        let g = index_get(&self.global_index, module, name)?;
+        let g = index_get(self.global_index(), module, name)?;
         let e = self.globals[g as usize].as_ref()?;
         Some(if e.g.tls {
             crate::tls::addr_here(e.g.addr)
@@ -255,4 +297,56 @@ fn ranks_of(m: &Manifest, order: &[ModuleId], names: &HashSet<&str>) -> HashMap<
         }
     }
     ranks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(module: &Arc<str>, name: &str) -> Option<GlobalEntry> {
+        Some(GlobalEntry {
+            module: module.clone(),
+            name: Arc::from(name),
+            g: Global {
+                addr: 0x1000,
+                size: 4,
+                written: Vec::new(),
+                tls: false,
+            },
+        })
+    }
+
+    /// The index built from the entries at the first look-up is the one
+    /// kept up entry by entry, and updates before it is built are left to
+    /// the build.
+    #[test]
+    fn a_global_index_built_late_is_the_one_kept_up() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        // Entries of two modules, one gone, one name in both.
+        let entries = vec![
+            entry(&a, "x"),
+            entry(&a, "y"),
+            None,
+            entry(&b, "x"),
+            entry(&a, "z"),
+        ];
+        let mut kept = LazyIndex::new();
+        let _ = kept.set(Index::default());
+        let mut late = LazyIndex::new();
+        for (g, e) in entries.iter().enumerate() {
+            if let Some(e) = e {
+                index_put(&mut kept, &e.module, &e.name, g as u32);
+                index_put(&mut late, &e.module, &e.name, g as u32);
+            }
+        }
+        assert!(late.get().is_none(), "nothing built before a look-up");
+        index_remove(&mut late, "a", "y");
+        let built = build_index(&entries);
+        let kept = kept.get().cloned().unwrap_or_default();
+        assert_eq!(built, kept);
+        assert_eq!(index_get(&built, "a", "z"), Some(4));
+        assert_eq!(index_get(&built, "b", "x"), Some(3));
+        assert_eq!(index_get(&built, "a", "x"), Some(0));
+        assert_eq!(index_get(&built, "b", "y"), None);
+    }
 }

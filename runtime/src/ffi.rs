@@ -139,6 +139,36 @@ fn run_entries(entries: Vec<(String, u64)>) {
     set_running(None);
 }
 
+/// A first load's deferred release of its leased mapping
+/// ([`crate::image_file::defer_releases`]): handed over to the thread that
+/// prepares reloads once the load succeeded and that thread is in
+/// service; done on this thread when there is none, or when the load
+/// failed (dropped).
+struct DeferredRelease(bool);
+
+impl DeferredRelease {
+    fn start(on: bool) -> DeferredRelease {
+        crate::image_file::defer_releases(on);
+        DeferredRelease(on)
+    }
+
+    fn hand_over(mut self) {
+        crate::image_file::defer_releases(false);
+        if self.0 && crate::watcher::run_soon(crate::image_file::release_deferred) {
+            self.0 = false;
+        }
+    }
+}
+
+impl Drop for DeferredRelease {
+    fn drop(&mut self) {
+        crate::image_file::defer_releases(false);
+        if self.0 {
+            crate::image_file::release_deferred();
+        }
+    }
+}
+
 /// Loads the image and runs every reachable module's top-level code, then
 /// its on-reload blocks.
 pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> {
@@ -159,6 +189,9 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         }
         let watching =
             crate::watcher::start_beside(path, opts.prepare_ahead.then_some(prepare_ahead as fn()));
+        // The first load's leased mapping is released once the load is
+        // over (below), not while the loading thread still works.
+        let deferred = DeferredRelease::start(opts.prepare_ahead);
         let mut st = State::new(path, opts)?;
         st.runtime_symbol = runtime_symbol;
         DSO_HANDLE.store(st.dso_handle(), Ordering::Relaxed);
@@ -173,6 +206,7 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
         *g = Some(st);
         crate::watcher::forget();
         watching.wait();
+        deferred.hand_over();
         crate::phases::mark("watch");
         // Refused before any module code runs.
         if let Some(root) = no_main {

@@ -67,6 +67,24 @@ fn a_large_first_load_runs_every_function_and_reloads_them_all() {
     let app = dir.join("app.hcr");
     support::install(&app, &a);
     let rt = Runtime::open(&app).unwrap();
+    // The manifest's leased mapping is released once the load is over, by
+    // the thread that prepares reloads: a writer is let in, and nothing of
+    // the file stays mapped.
+    let released = (0..300).any(|_| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let writable = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&app)
+            .is_ok();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        if writable && !maps.contains(app.to_str().unwrap()) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        false
+    });
+    assert!(released, "the image's lease or mapping outlived the load");
     let work = rt.last_reload_work();
     assert_eq!(work.modules_loaded, SHAPE.modules + 1, "{work:?}");
     assert!(work.bytes_relocated >= 2 << 20, "{work:?}");

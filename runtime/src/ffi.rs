@@ -141,9 +141,10 @@ fn run_entries(entries: Vec<(String, u64)>) {
 
 /// A first load's deferred release of its leased mapping
 /// ([`crate::image_file::defer_releases`]): handed over to the thread that
-/// prepares reloads once the load succeeded and that thread is in
-/// service; done on this thread when there is none, or when the load
-/// failed (dropped).
+/// prepares reloads once the load is over and that thread is in service;
+/// done on this thread when there is none, or when the load failed
+/// (dropped). (A fork, a reload and `hcr_shutdown` release what is still
+/// waiting, should that thread not have got to it.)
 struct DeferredRelease(bool);
 
 impl DeferredRelease {
@@ -247,6 +248,9 @@ pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> 
 
 /// The reload transaction (see `state`).
 pub(crate) fn perform_reload() -> Result<usize, Error> {
+    // (Released by the preparing thread after the first load; should that
+    // thread have stopped first, here.)
+    crate::image_file::release_deferred();
     let (prepared, before, deleted) = {
         let mut g = lock();
         // A reload in progress on another thread is waited for; this one
@@ -442,6 +446,9 @@ thread_local! {
 /// without the preparing thread, which did not come along.
 fn register_fork_handlers() {
     extern "C" fn before() {
+        // A first load's leased mapping not yet released would go to the
+        // child, whose open file would keep the lease for its life.
+        crate::image_file::release_deferred();
         let held = (lock(), crate::watcher::hold());
         FORK_HELD.with(|h| *h.borrow_mut() = Some(held));
     }
@@ -709,6 +716,7 @@ pub(crate) fn shutdown() {
     }
     crate::watcher::forget();
     crate::control::remove();
+    crate::image_file::release_deferred();
 }
 
 /// The `__dso_handle` of the images loaded now (0: none), for the exit and

@@ -355,7 +355,8 @@ impl<'p> ImageFile<'p> {
             return None;
         }
         // SAFETY: the file is leased for reading: until the lease is
-        // released (after the mapping is dropped, `Lent`'s field order),
+        // released (after the mapping is dropped: `Lent`'s field order, or
+        // `Released::drop` for a release put off),
         // or the system's break time has passed since a writer asked, no
         // process can open it for writing or truncate it, so the mapped
         // bytes neither change nor vanish under the reader. After the
@@ -492,7 +493,9 @@ impl std::ops::Deref for Bytes<'_> {
 /// it (`cp new.hcr app.hcr`) or truncates it waits until the lease is
 /// released, when the mapping is gone; a shared mapping read while the
 /// file shrinks would kill the program with `SIGBUS`. The load's reads
-/// take milliseconds; the lease lasts no longer than the `Bytes`.
+/// take milliseconds; the lease lasts no longer than the `Bytes`, or, for
+/// a first load whose release is put off ([`defer_releases`]), until
+/// [`release_deferred`].
 pub struct Lent<'s> {
     /// (Taken only by the drop, when the release is put off.)
     map: Option<memmap2::Mmap>,
@@ -512,7 +515,8 @@ impl Drop for Lent<'_> {
         if crate::crash::unguard_mapping() {
             (self.lease.file.torn).store(true, std::sync::atomic::Ordering::Release);
         }
-        // Nothing reads the mapping from here on (nor could, unguarded).
+        // Nothing reads the mapping from here on: unguarded, a read of a
+        // page gone after the lease's break time would raise `SIGBUS`.
         if DEFER.load(std::sync::atomic::Ordering::Relaxed) {
             // The lease goes with a descriptor of the same open file: a
             // lease belongs to the open file, not to the descriptor.

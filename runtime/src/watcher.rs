@@ -589,6 +589,11 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
     drop(std::mem::take(
         &mut *LITTER.lock().unwrap_or_else(|p| p.into_inner()),
     ));
+    // Jobs handed over as the loop ended (`run_soon` found it running).
+    let soon = std::mem::take(&mut *SOON.lock().unwrap_or_else(|p| p.into_inner()));
+    for job in soon {
+        job();
+    }
 }
 
 /// At process exit (after the exit handlers the program registered once

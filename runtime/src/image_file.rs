@@ -857,6 +857,15 @@ mod tests {
         assert_eq!(&read[from..to], &bytes[from..to]);
     }
 
+    /// Opens `path` for writing without waiting (a lease refuses it with
+    /// `EWOULDBLOCK` rather than making it wait).
+    fn open_to_write(path: &Path) -> std::io::Result<File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+    }
+
     /// Tests that read a guarded mapping (one per process at a time).
     static ONE_MAPPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -895,11 +904,7 @@ mod tests {
         assert_eq!(read.len(), bytes.len());
         // While the bytes are in use, no one can open the file to write
         // it: a non-blocking open is refused, a blocking one waits.
-        let refused = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .unwrap_err();
+        let refused = open_to_write(&path).unwrap_err();
         assert_eq!(refused.raw_os_error(), Some(libc::EWOULDBLOCK));
         let writer = std::thread::spawn({
             let path = path.clone();
@@ -932,13 +937,7 @@ mod tests {
         let path = dir.path().join("app.hcr");
         let (off, len) = (1 << 20, 12345);
         image_like(&path, off, len);
-        let open_to_write = || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&path)
-                .is_ok()
-        };
+        let writable = || open_to_write(&path).is_ok();
         let mapped = || {
             let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
             maps.contains(path.to_str().unwrap())
@@ -953,17 +952,17 @@ mod tests {
         assert!(file.torn().is_none());
         drop(file);
         assert!(mapped(), "unmapped as the load dropped it");
-        assert!(!open_to_write(), "the lease went as the load dropped it");
+        assert!(!writable(), "the lease went as the load dropped it");
         release_deferred();
         assert!(!mapped());
-        assert!(open_to_write());
+        assert!(writable());
         // Not put off: released as the load drops it.
         let file = ImageFile::open(&path, true).unwrap();
         let read = file.read_then(&mut scratch, None, |_| Vec::new()).unwrap();
         assert!(matches!(read, Bytes::Lent(_)));
         drop(read);
         assert!(!mapped());
-        assert!(open_to_write());
+        assert!(writable());
     }
 
     #[test]

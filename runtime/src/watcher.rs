@@ -580,16 +580,18 @@ fn prepare_loop(fd: i32, wake: i32, prepare: fn()) {
         }
         let litter: Litter = std::mem::take(&mut *LITTER.lock().unwrap_or_else(|p| p.into_inner()));
         drop(litter);
-        let soon = std::mem::take(&mut *SOON.lock().unwrap_or_else(|p| p.into_inner()));
-        for job in soon {
-            job();
-        }
+        run_handed_over();
     }
     PREPARER.store(false, Ordering::Release);
     drop(std::mem::take(
         &mut *LITTER.lock().unwrap_or_else(|p| p.into_inner()),
     ));
     // Jobs handed over as the loop ended (`run_soon` found it running).
+    run_handed_over();
+}
+
+/// Runs the jobs handed to the preparing thread ([`run_soon`]).
+fn run_handed_over() {
     let soon = std::mem::take(&mut *SOON.lock().unwrap_or_else(|p| p.into_inner()));
     for job in soon {
         job();

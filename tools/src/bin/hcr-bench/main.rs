@@ -553,10 +553,11 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
     // apart from the timed ones above.
     let mut phases: Vec<(String, Vec<f64>)> = Vec::new();
     for _ in 0..cli.runs {
-        for (k, (name, ms)) in first_load_phases(&app)?.into_iter().enumerate() {
-            match phases.get_mut(k) {
-                Some((n, v)) if *n == name => v.push(ms),
-                _ => phases.push((name, vec![ms])),
+        for (name, ms) in first_load_phases(&app)? {
+            // (By name: a phase one load skipped leaves the others in line.)
+            match phases.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(ms),
+                None => phases.push((name, vec![ms])),
             }
         }
     }
@@ -612,15 +613,31 @@ fn bench_load(cli: &Cli, modules: usize, functions: usize) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Runs `hcr-bench first-load IMAGE` in a new process, its phases timed
+/// when `phases` is set (`HCR_LOAD_PHASES`); its output, once it
+/// succeeded.
+fn first_load_process(image: &Path, phases: bool) -> anyhow::Result<std::process::Output> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("first-load")
+        .arg(image)
+        .env_remove("HCR_LOAD_PHASES");
+    if phases {
+        cmd.env("HCR_LOAD_PHASES", "1");
+    }
+    let out = cmd.output().context("running hcr-bench first-load")?;
+    if !out.status.success() {
+        bail!(
+            "hcr-bench first-load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
 /// Runs `hcr-bench first-load IMAGE` with its phases timed and returns
 /// them as the runtime reports them (`HCR_LOAD_PHASES`).
 fn first_load_phases(image: &Path) -> anyhow::Result<Vec<(String, f64)>> {
-    let out = Command::new(std::env::current_exe()?)
-        .arg("first-load")
-        .arg(image)
-        .env("HCR_LOAD_PHASES", "1")
-        .output()
-        .context("running hcr-bench first-load")?;
+    let out = first_load_process(image, true)?;
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err
         .lines()
@@ -641,17 +658,7 @@ fn first_load_phases(image: &Path) -> anyhow::Result<Vec<(String, f64)>> {
 
 /// Runs `hcr-bench first-load IMAGE` and returns the time it reports.
 fn first_load_in_new_process(image: &Path) -> anyhow::Result<Duration> {
-    let out = Command::new(std::env::current_exe()?)
-        .arg("first-load")
-        .arg(image)
-        .output()
-        .context("running hcr-bench first-load")?;
-    if !out.status.success() {
-        bail!(
-            "hcr-bench first-load failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = first_load_process(image, false)?;
     let ns: u64 = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()

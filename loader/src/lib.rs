@@ -443,9 +443,29 @@ pub fn load_segments_shared(
     load: &[bool],
     share: Share<'_>,
 ) -> Result<LoadedArea, LoadError> {
-    let result = fill(&chunk, view, tables, place, load, share)
-        .and_then(|()| mem::protect_range(chunk.addr, chunk.len, Prot::ReadExecute));
-    if let Err(e) = result {
+    if let Err(e) = fill(&chunk, view, tables, place, load, share) {
+        // SAFETY: the chunk was never published; nothing runs in it.
+        unsafe { window.free(chunk) };
+        return Err(e);
+    }
+    seal_segments(window, chunk, view, place, load)
+}
+
+/// The second half of [`load_segments_shared`], for a caller that applied
+/// every loaded module's fixups itself ([`relocate_segment`]): the chunk
+/// made read-execute and the modules' unwind tables registered. On an
+/// error the chunk is freed.
+///
+/// # Errors
+/// The chunk's protection cannot be changed.
+pub fn seal_segments(
+    window: &mut Window,
+    chunk: Chunk,
+    view: &ImageView<'_>,
+    place: &Placement,
+    load: &[bool],
+) -> Result<LoadedArea, LoadError> {
+    if let Err(e) = mem::protect_range(chunk.addr, chunk.len, Prot::ReadExecute) {
         // SAFETY: the chunk was never published; nothing runs in it.
         unsafe { window.free(chunk) };
         return Err(e);
@@ -538,6 +558,38 @@ fn fill(
 
 /// Applies module `mi`'s fixups to its segment `seg` (placed at
 /// `place.vbase[mi] + seg.start`) and checks its unwind table.
+/// Applies module `mi`'s fixups to its segment's bytes `seg`, which must
+/// lie where `place` puts them (a chunk not yet published), and checks its
+/// unwind table: one module's part of [`load_segments_shared`], for a
+/// caller that relocates each segment as soon as it has read it.
+///
+/// # Errors
+/// `seg` is not module `mi`'s placed segment, or as [`load_segments`].
+pub fn relocate_segment(
+    view: &ImageView<'_>,
+    tables: &Tables,
+    place: &Placement,
+    mi: usize,
+    seg: &mut [u8],
+) -> Result<(), LoadError> {
+    let m = &view.manifest;
+    let md = m
+        .modules
+        .get(mi)
+        .ok_or_else(|| LoadError::Window(format!("module index {mi} out of range")))?;
+    let at = place
+        .vbase
+        .get(mi)
+        .map(|&v| v.wrapping_add(u64::from(md.seg.start)));
+    if at != Some(seg.as_ptr() as u64) || seg.len() != md.seg.len() as usize {
+        return Err(LoadError::Window(format!(
+            "module {}: segment placed outside its chunk",
+            m.str(md.name)
+        )));
+    }
+    fill_module(view, tables, place, mi, seg)
+}
+
 fn fill_module(
     view: &ImageView<'_>,
     tables: &Tables,

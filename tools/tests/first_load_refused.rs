@@ -1,8 +1,9 @@
-//! A load whose segments fail to verify is refused with the module's
-//! name, and leaves nothing behind: a load that keeps no segment (a first
-//! load, or a reload that changes every module) reads its segments while
-//! it works out the registry and makes the trampolines (ARCHITECTURE.md,
-//! "The helper thread"), and a read that fails must undo that work too.
+//! A load whose segments fail to verify, or cannot be relocated, is
+//! refused with the module's name, and leaves nothing behind: a load that
+//! keeps no segment (a first load, or a reload that changes every module)
+//! reads and relocates its segments while it works out the registry, makes
+//! the trampolines and places the globals (ARCHITECTURE.md, "The helper
+//! thread"), and a read that fails must undo that work too.
 
 use hcr_runtime::Runtime;
 use hcr_tools::gen::{self, Shape};
@@ -53,8 +54,28 @@ fn damaged(image: &[u8]) -> Vec<u8> {
     bad
 }
 
+/// `image` with one of module m9's calls made a 32-bit absolute fixup: a
+/// sound image (checksums resealed) whose segment cannot be relocated (no
+/// address in the window fits 32 bits).
+fn unrelocatable(image: &[u8]) -> Vec<u8> {
+    let view = hcr_image::ImageView::parse(image).unwrap();
+    let victim = (0..view.manifest.modules.len())
+        .find(|&i| view.manifest.str(view.manifest.modules[i].name) == "m9")
+        .expect("module m9");
+    let fixups = view.module_fixups(victim);
+    let call = fixups
+        .chunks_exact(hcr_image::FIXUP_SIZE)
+        .position(|r| r[12] == hcr_image::FixupKind::Pc32 as u8 && r[13] == 1)
+        .expect("a call through a trampoline in m9");
+    let at = fixups.as_ptr() as usize - image.as_ptr() as usize + call * hcr_image::FIXUP_SIZE;
+    let mut bad = image.to_vec();
+    bad[at + 12] = hcr_image::FixupKind::Abs32 as u8;
+    hcr_image::reseal(&mut bad).unwrap();
+    bad
+}
+
 #[test]
-fn a_load_with_a_damaged_segment_is_refused_and_leaves_nothing_behind() {
+fn a_load_that_fails_to_verify_or_relocate_is_refused_and_leaves_nothing_behind() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let good = program(dir, 0);
@@ -78,6 +99,19 @@ fn a_load_with_a_damaged_segment_is_refused_and_leaves_nothing_behind() {
     };
     assert!(err.contains("m9") && err.contains("checksum"), "{err}");
     drop(writer);
+
+    // Segments are relocated as they are read (by whichever thread reads
+    // them, once the tables are bound) or right after the read: a failure
+    // either way undoes the trampolines, the globals placed and the chunk.
+    std::fs::write(&app, unrelocatable(&good)).unwrap();
+    let err = match Runtime::open(&app) {
+        Ok(_) => panic!("an unrelocatable segment was loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("module m9") && err.contains("out of reach"),
+        "the error names the module and says why: {err}"
+    );
 
     // The same process loads the sound image and runs it: the failed
     // loads left no state, trampolines or window chunk in its way.
@@ -112,5 +146,32 @@ fn a_load_with_a_damaged_segment_is_refused_and_leaves_nothing_behind() {
         SHAPE.modules + 1
     );
     assert_eq!((rt.generation(), f(0)), (1, 8), "variant 1 runs");
+
+    // A segment that cannot be relocated, in a reload that changes every
+    // module: refused the same way.
+    let third = program(dir, 2);
+    let before = rt.stats();
+    support::install(&app, &unrelocatable(&third));
+    let err = rt
+        .reload()
+        .expect_err("an unrelocatable segment was reloaded")
+        .to_string();
+    assert!(
+        err.contains("module m9") && err.contains("out of reach"),
+        "{err}"
+    );
+    let after = rt.stats();
+    assert_eq!(
+        (after.window_free, after.functions, after.globals),
+        (before.window_free, before.functions, before.globals),
+        "the refused reload left something behind"
+    );
+    assert_eq!((rt.generation(), f(0)), (1, 8), "variant 1 runs on");
+    support::install(&app, &third);
+    assert_eq!(
+        rt.reload().expect("the sound image reloads"),
+        SHAPE.modules + 1
+    );
+    assert_eq!((rt.generation(), f(0)), (2, 9), "variant 2 runs");
     std::mem::forget(rt);
 }

@@ -218,8 +218,9 @@ impl State {
         // reference to its bytes until the read ends.
         let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
         let area = view.header.area_file_offset;
-        match segments::read(file, view, area, load, dst, &pieces, share) {
-            Ok(()) => Ok((chunk, bytes, pieces.len())),
+        let after: segments::After<'_> = &segments::nothing_after;
+        match segments::read(file, view, (area, load), dst, &pieces, (share, after)) {
+            Ok(_) => Ok((chunk, bytes, pieces.len())),
             Err(e) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
@@ -295,13 +296,14 @@ impl State {
     }
 
     /// For a load that keeps no segment: the registry indices, the new
-    /// trampolines and the loader's function table, worked out while the
-    /// segments are read (the helper thread starts the read, and this
-    /// thread joins it when done with its own part; nothing here depends
-    /// on the segments' bytes). Returns those, the chunk read into, the
-    /// segments' bytes and the pieces read; on an error nothing stays
-    /// allocated.
-    #[allow(clippy::type_complexity)]
+    /// trampolines, the loader's tables and the new globals' storage,
+    /// worked out while the segments are read (the helper thread starts
+    /// the read, and this thread joins it when done with its own part;
+    /// nothing here depends on the segments' bytes). Once the tables are
+    /// complete, whichever thread reads a piece also relocates it, while
+    /// its bytes are in the cache; the pieces read before are relocated
+    /// after the read. Returns those, the chunk read into, the segments'
+    /// bytes and the pieces read; on an error nothing stays allocated.
     fn bind_while_reading(
         &mut self,
         file: &ImageFile<'_>,
@@ -310,56 +312,131 @@ impl State {
         (load, all): (&[bool], bool),
         place: &mut Placement,
         tables: &mut Tables,
-    ) -> Result<
-        (
-            (Indices, Option<Batch>, Vec<usize>),
-            hcr_loader::Chunk,
-            u64,
-            usize,
-        ),
-        Error,
-    > {
+    ) -> Result<(Bound, hcr_loader::Chunk, u64, usize), Error> {
         let (chunk, len, pieces, bytes) = self.segment_pieces(view, load, all, place)?;
+        let place: &Placement = place;
         // SAFETY: the chunk is fresh from the window, committed read-write,
         // at least `len` bytes and not yet published; this is the only
         // reference to its bytes until the read ends.
         let dst = unsafe { std::slice::from_raw_parts_mut(chunk.addr as *mut u8, len) };
         let m = &view.manifest;
-        let mine = std::cell::Cell::new(Some(|| {
-            let indices = self.registry_indices(m, diff, matched);
-            self.bind_new_functions(view, (load, all), &indices, tables)
-                .map(|(batch, ref_objs)| (indices, batch, ref_objs))
+        let ready: std::sync::OnceLock<&Tables> = std::sync::OnceLock::new();
+        let ready_ref = &ready;
+        let this = &mut *self;
+        let mine = std::cell::Cell::new(Some(move || -> Result<Bound, Error> {
+            let mut indices = this.registry_indices(m, diff, matched);
+            let (batch, ref_objs) = this.bind_new_functions(view, (load, all), &indices, tables)?;
+            let mut new_globals = Vec::new();
+            let objects = this.place_all_objects(
+                m,
+                tables,
+                &mut indices.obj_gid,
+                (load, &ref_objs),
+                &mut new_globals,
+            );
+            if let Err(e) = objects {
+                this.free_bound(batch, &new_globals);
+                return Err(e);
+            }
+            // (Moved out of the closure first, so that the shared borrow
+            // lasts as long as the exclusive one did.)
+            let done = tables;
+            let _ = ready_ref.set(done);
+            Ok(Bound {
+                indices,
+                batch,
+                ref_objs,
+                new_globals,
+            })
         }));
         let bound = std::cell::Cell::new(None);
         let run_mine = || {
-            if let Some(mut f) = mine.take() {
+            if let Some(f) = mine.take() {
                 bound.set(Some(f()));
                 crate::phases::mark("bind");
             }
         };
         let share = |work: &(dyn Fn() + Sync)| crate::helper::share(work, run_mine);
+        let relocate = |p: &segments::Piece, bytes: &mut [u8]| {
+            let t = *ready.get()?;
+            Some(segments::relocate_piece(view, (t, place), load, p, bytes))
+        };
         let area = view.header.area_file_offset;
-        let read = segments::read(file, view, area, load, dst, &pieces, &share);
+        let read = segments::read(file, view, (area, load), dst, &pieces, (&share, &relocate));
         // (A small read ran here alone, without `share`.)
         run_mine();
         let bound = bound
             .take()
             .unwrap_or_else(|| Err(Error::Internal("registry not bound".into())));
-        match (read, bound) {
+        // The pieces read before the tables were complete.
+        let relocated = match (read, ready.get()) {
+            (Ok(done), Some(&t)) => self.relocate_rest(view, (t, place), load, dst, &pieces, done),
+            (Ok(_), None) => Err(Error::Internal("segments read, tables not bound".into())),
+            (Err(e), _) => Err(self.segment_error(e)),
+        };
+        match (relocated, bound) {
             (Ok(()), Ok(b)) => Ok((b, chunk, bytes, pieces.len())),
-            (read, bound) => {
+            (relocated, bound) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
-                let (_, batch, _) = bound?;
-                if let Some(batch) = batch {
-                    // SAFETY: the batch was never published.
-                    unsafe { batch.free_unpublished(&mut self.window) };
-                }
-                Err(match read {
-                    Err(e) => self.segment_error(e),
-                    Ok(()) => Error::Internal("segments not read".into()),
-                })
+                let b = bound?;
+                self.free_bound(b.batch, &b.new_globals);
+                Err(relocated
+                    .err()
+                    .unwrap_or_else(|| Error::Internal("segments not relocated".into())))
             }
+        }
+    }
+
+    /// Relocates the pieces of `dst` that were read before the tables were
+    /// complete (`done[i]` is `None`), shared with the helper thread; then
+    /// reports the first failure in piece (module) order.
+    fn relocate_rest(
+        &self,
+        view: &ImageView<'_>,
+        (tables, place): (&Tables, &Placement),
+        load: &[bool],
+        dst: &mut [u8],
+        pieces: &[segments::Piece],
+        mut done: Vec<Option<Result<(), hcr_loader::LoadError>>>,
+    ) -> Result<(), Error> {
+        let slices = segments::piece_slices(dst, pieces).map_err(|e| self.segment_error(e))?;
+        let jobs: Vec<(usize, &mut [u8])> = (slices.into_iter().enumerate())
+            .filter(|(i, _)| done[*i].is_none())
+            .collect();
+        let share: hcr_loader::Share<'_> = match jobs.len() {
+            0 | 1 => &hcr_loader::alone,
+            _ => &crate::helper::lend,
+        };
+        let later = hcr_loader::run_shared(jobs, share, |(i, bytes)| {
+            (
+                i,
+                segments::relocate_piece(view, (tables, place), load, &pieces[i], bytes),
+            )
+        });
+        // (A piece whose thread panicked has no result: reported below.)
+        for (i, r) in later.into_iter().flatten() {
+            done[i] = Some(r);
+        }
+        for r in done {
+            r.unwrap_or_else(|| {
+                Err(hcr_loader::LoadError::Window(
+                    "relocating a segment failed".into(),
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Frees what a binding that failed had made: its trampolines and its
+    /// new globals' storage (none of it published).
+    fn free_bound(&mut self, batch: Option<Batch>, new_globals: &[(usize, Global, bool)]) {
+        for (_, g, _) in new_globals {
+            self.heap.free_global(g);
+        }
+        if let Some(batch) = batch {
+            // SAFETY: the batch was never published.
+            unsafe { batch.free_unpublished(&mut self.window) };
         }
     }
 
@@ -405,11 +482,12 @@ impl State {
         // With no segment kept (a first load, or every module changed) no
         // global can move under a kept segment, so nothing decided below
         // can send this reload back to a full one: the segments are read
-        // while this thread finds the registry indices and makes the
-        // trampolines (the helper thread starts the read; this thread joins
-        // it when done with those).
+        // while this thread finds the registry indices, makes the
+        // trampolines and places the globals (the helper thread starts the
+        // read; this thread joins it when done with those), and relocated
+        // as they are read.
         let early = work.modules_loaded > 0 && reuse.iter().all(|&r| r == NONE);
-        let (indices, new_trampolines, ref_objs, chunk) = if early {
+        let (indices, new_trampolines, ref_objs, chunk, placed) = if early {
             let r = self.bind_while_reading(
                 file,
                 &view,
@@ -419,10 +497,16 @@ impl State {
                 &mut tables,
             );
             match r {
-                Ok(((indices, batch, ref_objs), chunk, bytes, pieces)) => {
+                Ok((b, chunk, bytes, pieces)) => {
                     work.bytes_relocated = bytes;
                     work.pieces_read = pieces;
-                    (indices, batch, ref_objs, Some(chunk))
+                    let Bound {
+                        indices,
+                        batch,
+                        ref_objs,
+                        new_globals,
+                    } = b;
+                    (indices, batch, ref_objs, Some(chunk), Some(new_globals))
                 }
                 Err(e) => {
                     self.tables = tables;
@@ -460,7 +544,7 @@ impl State {
                     }
                 }
             };
-            (indices, new_trampolines, ref_objs, chunk)
+            (indices, new_trampolines, ref_objs, chunk, None)
         };
         crate::phases::mark("segments");
         let Indices {
@@ -473,7 +557,7 @@ impl State {
             &view,
             &mut tables,
             &mut obj_gid,
-            chunk,
+            (chunk, placed),
             &place,
             (&load, &ref_objs),
         );
@@ -839,7 +923,10 @@ impl State {
         view: &ImageView<'_>,
         tables: &mut Tables,
         obj_gid: &mut Ids,
-        chunk: Option<hcr_loader::Chunk>,
+        (chunk, placed): (
+            Option<hcr_loader::Chunk>,
+            Option<Vec<(usize, Global, bool)>>,
+        ),
         place: &Placement,
         (load, ref_objs): (&[bool], &[usize]),
     ) -> Result<
@@ -861,32 +948,39 @@ impl State {
                 heap.free_global(g);
             }
         };
-        if let Err(e) = self.resolve_hosts(&view.manifest, tables, load) {
-            free_chunk(&mut self.window, chunk);
-            return Err(e);
-        }
-        crate::tls::drop_staged();
-        self.bind_kept_objects(&view.manifest, tables, obj_gid, (load, ref_objs));
-        let mut new_globals = Vec::new();
-        if let Err(e) = self.place_objects(&view.manifest, tables, obj_gid, load, &mut new_globals)
-        {
-            free_new(&mut self.heap, &new_globals);
-            free_chunk(&mut self.window, chunk);
-            return Err(e);
-        }
+        // (Already placed, and the segments relocated, when they were
+        // read: `placed`.)
+        let relocated = placed.is_some();
+        let mut new_globals = match placed {
+            Some(g) => g,
+            None => {
+                let mut new_globals = Vec::new();
+                let m = &view.manifest;
+                let objects =
+                    self.place_all_objects(m, tables, obj_gid, (load, ref_objs), &mut new_globals);
+                if let Err(e) = objects {
+                    free_new(&mut self.heap, &new_globals);
+                    free_chunk(&mut self.window, chunk);
+                    return Err(e);
+                }
+                new_globals
+            }
+        };
         crate::phases::mark("globals");
         let area = match chunk {
             None => None,
             Some(c) => {
-                match hcr_loader::load_segments_shared(
-                    &mut self.window,
-                    c,
-                    view,
-                    tables,
-                    place,
-                    load,
-                    &crate::helper::lend,
-                ) {
+                let window = &mut self.window;
+                let loaded = match relocated {
+                    true => hcr_loader::seal_segments(window, c, view, place, load),
+                    false => {
+                        let share: hcr_loader::Share<'_> = &crate::helper::lend;
+                        hcr_loader::load_segments_shared(
+                            window, c, view, tables, place, load, share,
+                        )
+                    }
+                };
+                match loaded {
                     Ok(a) => Some(a),
                     Err(e) => {
                         free_new(&mut self.heap, &new_globals);
@@ -915,6 +1009,24 @@ impl State {
                 Err(e.into())
             }
         }
+    }
+
+    /// Everything the loaded modules' objects resolve to: host symbols,
+    /// objects of kept segments, and the loaded modules' own objects (new
+    /// ones allocated and pushed to `new_globals`, which the caller frees
+    /// if anything fails).
+    fn place_all_objects(
+        &mut self,
+        m: &Manifest,
+        tables: &mut Tables,
+        obj_gid: &mut Ids,
+        (load, ref_objs): (&[bool], &[usize]),
+        new_globals: &mut Vec<(usize, Global, bool)>,
+    ) -> Result<(), Error> {
+        self.resolve_hosts(m, tables, load)?;
+        crate::tls::drop_staged();
+        self.bind_kept_objects(m, tables, obj_gid, (load, ref_objs));
+        self.place_objects(m, tables, obj_gid, load, new_globals)
     }
 
     /// Loads the libraries the image names (`hcr-link -l`) first, as
@@ -1168,6 +1280,17 @@ fn init_new_globals(
 }
 
 /// Registry indices of a new image ([`State::registry_indices`]).
+/// What [`State::bind_while_reading`] works out beside the read.
+struct Bound {
+    indices: Indices,
+    /// The new functions' trampolines.
+    batch: Option<Batch>,
+    /// Objects of kept segments the loaded ones refer to.
+    ref_objs: Vec<usize>,
+    /// The new globals, placed but not yet initialised.
+    new_globals: Vec<(usize, Global, bool)>,
+}
+
 struct Indices {
     fn_tid: Ids,
     obj_gid: Ids,

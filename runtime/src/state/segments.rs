@@ -33,6 +33,44 @@ pub(super) enum Failure {
     Image(ImageError),
 }
 
+/// Run on each piece right after it is read and verified, while its bytes
+/// are in the cache: `None` when it did nothing to the piece (it is done
+/// later), otherwise what came of its work.
+pub(super) type After<'a> =
+    &'a (dyn Fn(&Piece, &mut [u8]) -> Option<Result<(), hcr_loader::LoadError>> + Sync);
+
+/// An [`After`] that leaves every piece as read.
+pub(super) fn nothing_after(_: &Piece, _: &mut [u8]) -> Option<Result<(), hcr_loader::LoadError>> {
+    None
+}
+
+/// Relocates the modules marked in `load` whose segments lie in `bytes`,
+/// piece `p` of the chunk (with `tables` and `place` as complete as the
+/// loader needs them). Stops at the first failure.
+pub(super) fn relocate_piece(
+    view: &ImageView<'_>,
+    (tables, place): (&hcr_loader::Tables, &hcr_loader::Placement),
+    load: &[bool],
+    p: &Piece,
+    bytes: &mut [u8],
+) -> Result<(), hcr_loader::LoadError> {
+    let m = &view.manifest;
+    for mi in p.modules.clone().filter(|&mi| load[mi]) {
+        let seg = &m.modules[mi].seg;
+        let range = (seg.start.checked_sub(p.from))
+            .zip(seg.end.checked_sub(p.from))
+            .map(|(s, e)| s as usize..e as usize);
+        let seg_bytes = range.and_then(|r| bytes.get_mut(r)).ok_or_else(|| {
+            hcr_loader::LoadError::Window(format!(
+                "module {}: segment outside the piece read",
+                m.str(m.modules[mi].name)
+            ))
+        })?;
+        hcr_loader::relocate_segment(view, tables, place, mi, seg_bytes)?;
+    }
+    Ok(())
+}
+
 /// Adds the pieces of the run of modules `first..=last`, whose bytes
 /// `[from, to)` of the load area go to chunk offset `at`: cut at module
 /// starts into pieces of about [`PIECE`] bytes, each verified right after
@@ -64,42 +102,48 @@ pub(super) fn split_run(
     });
 }
 
+/// One disjoint slice of `dst` per piece.
+pub(super) fn piece_slices<'d>(
+    dst: &'d mut [u8],
+    pieces: &[Piece],
+) -> Result<Vec<&'d mut [u8]>, Failure> {
+    hcr_loader::split_disjoint(dst, pieces.iter().map(|p| p.dst.clone()))
+        .map_err(|_| Failure::Io(Error::Io("load area larger than its chunk".into())))
+}
+
 /// Reads `pieces` (sorted, disjoint, inside `dst`) from `file`, whose load
-/// area starts at file offset `area`, and verifies the segment of every
-/// module marked in `load`. A large read is shared through `share` (the
-/// helper thread, [`crate::helper::lend`], or a caller's work done
-/// meanwhile, [`crate::helper::share`]); a small one is read here without
-/// calling it.
+/// area starts at file offset `area`, verifies the segment of every module
+/// marked in `load`, then runs `after` on the piece. A large read is
+/// shared through `share` (the helper thread, [`crate::helper::lend`], or
+/// a caller's work done meanwhile, [`crate::helper::share`]); a small one
+/// is read here without calling it. Returns what `after` answered for each
+/// piece; a failed read or check is the error, whatever `after` answered.
 pub(super) fn read(
     file: &ImageFile<'_>,
     view: &ImageView<'_>,
-    area: u64,
-    load: &[bool],
+    (area, load): (u64, &[bool]),
     dst: &mut [u8],
     pieces: &[Piece],
-    share: hcr_loader::Share<'_>,
-) -> Result<(), Failure> {
-    // One disjoint slice of the chunk per piece.
-    let slices = hcr_loader::split_disjoint(dst, pieces.iter().map(|p| p.dst.clone()))
-        .map_err(|_| Failure::Io(Error::Io("load area larger than its chunk".into())))?;
+    (share, after): (hcr_loader::Share<'_>, After<'_>),
+) -> Result<Vec<Option<Result<(), hcr_loader::LoadError>>>, Failure> {
+    let slices = piece_slices(dst, pieces)?;
     let total: usize = pieces.iter().map(|p| p.dst.len()).sum();
+    let one = |(p, bytes): (&Piece, &mut [u8])| {
+        read_piece(file, view, area, load, p, bytes).map(|()| after(p, bytes))
+    };
     if slices.len() < 2 || total < PARALLEL_MIN {
-        for (p, bytes) in pieces.iter().zip(slices) {
-            read_piece(file, view, area, load, p, bytes)?;
-        }
-        return Ok(());
+        return pieces.iter().zip(slices).map(one).collect();
     }
     // Pieces taken in order by whichever thread is free (this one, and the
     // helper when it gets to run), each result kept with its piece.
     let jobs = pieces.iter().zip(slices).collect();
-    let results = hcr_loader::run_shared(jobs, share, |(p, bytes)| {
-        read_piece(file, view, area, load, p, bytes)
-    });
-    for r in results {
+    hcr_loader::run_shared(jobs, share, one)
+        .into_iter()
         // A piece whose reader panicked has no result.
-        r.ok_or_else(|| Failure::Io(Error::Internal("reading the load area failed".into())))??;
-    }
-    Ok(())
+        .map(|r| {
+            r.ok_or_else(|| Failure::Io(Error::Internal("reading the load area failed".into())))?
+        })
+        .collect()
 }
 
 fn read_piece(

@@ -1,5 +1,7 @@
 ## The hot code reloading API of Nim's `nimhcr`, for Nim programs that run
-## on hcr.  Build with `--path:<hcr>/runtime/nim` and `import
+## on hcr.  Put `--path:"<hcr>/runtime/nim"` in the project's `nim.cfg` (on
+## the command line, Nim's own configuration would put its standard
+## library's inert module of the same name first) and `import
 ## hotcodereloading`: code written for nimhcr builds unchanged.
 ##
 ## The procs map onto hcr.h; the runtime that loads the image provides them.

@@ -174,6 +174,12 @@ impl Drop for DeferredRelease {
 /// its on-reload blocks.
 pub(crate) fn init(path: &std::path::Path, opts: &Options) -> Result<(), Error> {
     let timing = crate::phases::start();
+    // The image is found again at every check and reload: a relative path
+    // is taken against the directory the process started the runtime in,
+    // not whichever it has moved to since (symbolic links are kept, so a
+    // link swapped to another image is still followed).
+    let absolute = std::path::absolute(path);
+    let path = absolute.as_deref().unwrap_or(path);
     let follow = {
         let mut g = lock();
         if g.is_some() {

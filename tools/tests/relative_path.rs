@@ -1,0 +1,71 @@
+//! A program started on an image named by a relative path still finds it
+//! after it changes its working directory: the change check and the
+//! reload look the image up where it was when the runtime started.
+
+mod support;
+
+use std::io::Write as _;
+use std::process::Stdio;
+use std::time::Duration;
+
+const MAIN: &str = r#"
+#include <stdio.h>
+#include <unistd.h>
+int hcr_has_any_module_changed(void);
+int hcr_perform_code_reload(void);
+const char *hcr_last_error(void);
+int value(void);
+int main(void) {
+    if (chdir("/") != 0)
+        return 3;
+    printf("before %d\n", value());
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin))
+        return 4;
+    int changed = hcr_has_any_module_changed();
+    int r = hcr_perform_code_reload();
+    printf("changed %d reload %d after %d%s%s\n", changed, r, value(),
+           r < 0 ? ": " : "", r < 0 ? hcr_last_error() : "");
+    return 0;
+}
+"#;
+
+#[test]
+fn a_program_that_changes_directory_still_reloads_its_relative_image() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = support::module(d, "main", MAIN, "-O1");
+    let v1 = support::module(d, "value", "int value(void) { return 1; }\n", "-O1");
+    support::link_ok(&d.join("app.hcr"), &[main.clone(), v1]);
+    let mut child = support::hcr_command()
+        .current_dir(d)
+        .args(["run", "app.hcr"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = support::lines_of(child.stdout.take().unwrap());
+    let first = lines.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(first, "before 1");
+
+    // The program now runs in `/`; the image changes where it was.
+    let next = d.join("next");
+    std::fs::create_dir(&next).unwrap();
+    let v2 = support::module(&next, "value", "int value(void) { return 2; }\n", "-O1");
+    support::link_ok(&next.join("app.hcr"), &[main, v2]);
+    std::fs::rename(next.join("app.hcr"), d.join("app.hcr")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "go").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let last = lines.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        last,
+        "changed 1 reload 1 after 2",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+}

@@ -334,10 +334,23 @@ impl State {
                 (load, &ref_objs),
                 &mut new_globals,
             );
-            if let Err(e) = objects {
-                this.free_bound(batch, &new_globals);
-                return Err(e);
-            }
+            let values = objects.and_then(|()| {
+                let v = Values {
+                    view,
+                    tables,
+                    place,
+                };
+                let obj_gid = &indices.obj_gid;
+                this.global_values(&v, obj_gid, load, &mut new_globals)
+                    .map_err(Error::from)
+            });
+            let rebase = match values {
+                Ok(r) => r,
+                Err(e) => {
+                    this.free_bound(batch, &new_globals);
+                    return Err(e);
+                }
+            };
             // (Moved out of the closure first, so that the shared borrow
             // lasts as long as the exclusive one did.)
             let done = tables;
@@ -346,7 +359,10 @@ impl State {
                 indices,
                 batch,
                 ref_objs,
-                new_globals,
+                globals: PlacedGlobals {
+                    new_globals,
+                    rebase,
+                },
             })
         }));
         let bound = std::cell::Cell::new(None);
@@ -361,9 +377,13 @@ impl State {
             let t = *ready.get()?;
             Some(segments::relocate_piece(view, (t, place), load, p, bytes))
         };
+        // A small read runs on this thread alone, without `share`: after
+        // the binding, so that each piece is relocated as it is read.
+        if !segments::shared(&pieces) {
+            run_mine();
+        }
         let area = view.header.area_file_offset;
         let read = segments::read(file, view, (area, load), dst, &pieces, (&share, &relocate));
-        // (A small read ran here alone, without `share`.)
         run_mine();
         let bound = bound
             .take()
@@ -380,7 +400,7 @@ impl State {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
                 let b = bound?;
-                self.free_bound(b.batch, &b.new_globals);
+                self.free_bound(b.batch, &b.globals.new_globals);
                 Err(relocated
                     .err()
                     .unwrap_or_else(|| Error::Internal("segments not relocated".into())))
@@ -504,9 +524,9 @@ impl State {
                         indices,
                         batch,
                         ref_objs,
-                        new_globals,
+                        globals,
                     } = b;
-                    (indices, batch, ref_objs, Some(chunk), Some(new_globals))
+                    (indices, batch, ref_objs, Some(chunk), Some(globals))
                 }
                 Err(e) => {
                     self.tables = tables;
@@ -923,10 +943,7 @@ impl State {
         view: &ImageView<'_>,
         tables: &mut Tables,
         obj_gid: &mut Ids,
-        (chunk, placed): (
-            Option<hcr_loader::Chunk>,
-            Option<Vec<(usize, Global, bool)>>,
-        ),
+        (chunk, placed): (Option<hcr_loader::Chunk>, Option<PlacedGlobals>),
         place: &Placement,
         (load, ref_objs): (&[bool], &[usize]),
     ) -> Result<
@@ -948,11 +965,10 @@ impl State {
                 heap.free_global(g);
             }
         };
-        // (Already placed, and the segments relocated, when they were
-        // read: `placed`.)
-        let relocated = placed.is_some();
-        let mut new_globals = match placed {
-            Some(g) => g,
+        // (Already placed and given their values, and the segments
+        // relocated, when they were read: `placed`.)
+        let (mut new_globals, rebase) = match placed {
+            Some(g) => (g.new_globals, Some(g.rebase)),
             None => {
                 let mut new_globals = Vec::new();
                 let m = &view.manifest;
@@ -963,9 +979,10 @@ impl State {
                     free_chunk(&mut self.window, chunk);
                     return Err(e);
                 }
-                new_globals
+                (new_globals, None)
             }
         };
+        let relocated = rebase.is_some();
         crate::phases::mark("globals");
         let area = match chunk {
             None => None,
@@ -990,14 +1007,17 @@ impl State {
             }
         };
         crate::phases::mark("relocate");
-        let values = Values {
-            view,
-            tables,
-            place,
+        let done = match rebase {
+            Some(r) => Ok(r),
+            None => {
+                let v = Values {
+                    view,
+                    tables,
+                    place,
+                };
+                self.global_values(&v, obj_gid, load, &mut new_globals)
+            }
         };
-        let done = self
-            .kept_values(&values, obj_gid, load)
-            .and_then(|rebase| init_new_globals(&values, &mut new_globals).map(|()| rebase));
         match done {
             Ok(rebase) => Ok((area, new_globals, rebase)),
             Err(e) => {
@@ -1159,6 +1179,20 @@ impl State {
         Ok(())
     }
 
+    /// The values of the loaded modules' globals: new pointer values of
+    /// kept ones ([`State::kept_values`]), initial values of new ones.
+    fn global_values(
+        &self,
+        v: &Values<'_, '_>,
+        obj_gid: &[u32],
+        load: &[bool],
+        new_globals: &mut [(usize, Global, bool)],
+    ) -> Result<Vec<(u32, Vec<FieldValue>)>, hcr_loader::LoadError> {
+        let rebase = self.kept_values(v, obj_gid, load)?;
+        init_new_globals(v, new_globals)?;
+        Ok(rebase)
+    }
+
     /// New pointer values of kept globals of the modules loaded now that
     /// hold pointers into the image (only those can need re-basing; a kept
     /// segment's globals point where they did). A thread-local variable's
@@ -1287,8 +1321,16 @@ struct Bound {
     batch: Option<Batch>,
     /// Objects of kept segments the loaded ones refer to.
     ref_objs: Vec<usize>,
-    /// The new globals, placed but not yet initialised.
+    /// The loaded modules' globals.
+    globals: PlacedGlobals,
+}
+
+/// The loaded modules' globals, placed and given their values.
+struct PlacedGlobals {
+    /// The new ones (storage allocated, initial values written).
     new_globals: Vec<(usize, Global, bool)>,
+    /// New pointer values of kept ones.
+    rebase: Vec<(u32, Vec<FieldValue>)>,
 }
 
 struct Indices {

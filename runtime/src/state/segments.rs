@@ -102,6 +102,13 @@ pub(super) fn split_run(
     });
 }
 
+/// Whether [`read`] shares reading `pieces` through its `share` (else it
+/// reads them on the calling thread without calling it).
+pub(super) fn shared(pieces: &[Piece]) -> bool {
+    let total: usize = pieces.iter().map(|p| p.dst.len()).sum();
+    pieces.len() >= 2 && total >= PARALLEL_MIN
+}
+
 /// One disjoint slice of `dst` per piece.
 pub(super) fn piece_slices<'d>(
     dst: &'d mut [u8],
@@ -127,11 +134,10 @@ pub(super) fn read(
     (share, after): (hcr_loader::Share<'_>, After<'_>),
 ) -> Result<Vec<Option<Result<(), hcr_loader::LoadError>>>, Failure> {
     let slices = piece_slices(dst, pieces)?;
-    let total: usize = pieces.iter().map(|p| p.dst.len()).sum();
     let one = |(p, bytes): (&Piece, &mut [u8])| {
         read_piece(file, view, area, load, p, bytes).map(|()| after(p, bytes))
     };
-    if slices.len() < 2 || total < PARALLEL_MIN {
+    if !shared(pieces) {
         return pieces.iter().zip(slices).map(one).collect();
     }
     // Pieces taken in order by whichever thread is free (this one, and the

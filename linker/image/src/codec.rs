@@ -153,10 +153,6 @@ impl<'a> Dec<'a> {
         }
         Ok(s)
     }
-    fn u32s(&mut self) -> Result<Vec<u32>, DecodeError> {
-        let n = self.len(4)?;
-        (0..n).map(|_| self.u32()).collect()
-    }
 }
 
 pub(crate) fn encode_header(h: &Header) -> Vec<u8> {
@@ -905,7 +901,8 @@ fn shape_of(md: &Module, hash: u64) -> RecordShape {
 /// Decodes module `mi`'s record.
 fn decode_record(bytes: &[u8], mi: usize) -> Result<(ModuleRecord, bool), DecodeError> {
     let mut d = Dec { buf: bytes, pos: 0 };
-    let mut names = String::new();
+    // (The names are part of the record: never longer than it.)
+    let mut names = String::with_capacity(bytes.len());
     let table = RECORD_STRINGS | mi as u32;
     let mut name = || -> Result<Str, DecodeError> {
         let n = d.len(1)?;
@@ -921,7 +918,10 @@ fn decode_record(bytes: &[u8], mi: usize) -> Result<(ModuleRecord, bool), Decode
     };
     let (name, source, object) = (name()?, name()?, name()?);
     let ids = |d: &mut Dec<'_>| -> Result<Arc<[ModuleId]>, DecodeError> {
-        Ok(d.u32s()?.into_iter().map(ModuleId).collect())
+        let (raw, _) = records(d, 4)?;
+        Ok(shared_list(
+            raw.chunks_exact(4).map(|r| ModuleId(le32(r, 0))),
+        ))
     };
     let mut r = ModuleRecord {
         name,
@@ -1210,9 +1210,14 @@ fn u32_list(d: &mut Dec<'_>) -> Result<Arc<[u32]>, DecodeError> {
 
 /// `items` as a shared slice. An iterator over a fixed-size record list
 /// knows its length exactly, so the slice is built in place: one
-/// allocation, no copy through a `Vec`.
-fn shared_list<T>(items: impl Iterator<Item = T>) -> Arc<[T]> {
-    items.collect()
+/// allocation, no copy through a `Vec`; none for an empty list (most of a
+/// module's constructor, destructor, handler, host symbol and code part
+/// lists), which shares the one empty slice.
+fn shared_list<T>(items: impl ExactSizeIterator<Item = T>) -> Arc<[T]> {
+    match items.len() {
+        0 => Arc::default(),
+        _ => items.collect(),
+    }
 }
 
 /// Cross-checks the global part so that the loader can trust it: the root,

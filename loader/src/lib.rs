@@ -556,8 +556,6 @@ fn fill(
     Ok(())
 }
 
-/// Applies module `mi`'s fixups to its segment `seg` (placed at
-/// `place.vbase[mi] + seg.start`) and checks its unwind table.
 /// Applies module `mi`'s fixups to its segment's bytes `seg`, which must
 /// lie where `place` puts them (a chunk not yet published), and checks its
 /// unwind table: one module's part of [`load_segments_shared`], for a
@@ -590,6 +588,8 @@ pub fn relocate_segment(
     fill_module(view, tables, place, mi, seg)
 }
 
+/// Applies module `mi`'s fixups to its segment `buf` (placed at
+/// `place.vbase[mi] + seg.start`) and checks its unwind table.
 fn fill_module(
     view: &ImageView<'_>,
     tables: &Tables,

@@ -125,53 +125,66 @@ fn a_load_that_fails_to_verify_or_relocate_is_refused_and_leaves_nothing_behind(
     // A reload that changes every module reads its segments the same way
     // (nothing is kept); refused, it leaves the live state as it was: no
     // window chunk, trampoline or registry entry of it stays.
-    let next = program(dir, 1);
-    let before = rt.stats();
-    support::install(&app, &damaged(&next));
-    let err = rt
-        .reload()
-        .expect_err("a damaged segment was reloaded")
-        .to_string();
-    assert!(err.contains("m9") && err.contains("checksum"), "{err}");
-    let after = rt.stats();
-    assert_eq!(
-        (after.window_free, after.functions, after.globals),
-        (before.window_free, before.functions, before.globals),
-        "the refused reload left something behind"
+    refused_then_reloaded(
+        &rt,
+        &app,
+        (damaged, &["m9", "checksum"]),
+        program(dir, 1),
+        1,
     );
-    assert_eq!((rt.generation(), f(0)), (0, 7), "the old code runs on");
-    support::install(&app, &next);
-    assert_eq!(
-        rt.reload().expect("the sound image reloads"),
-        SHAPE.modules + 1
-    );
-    assert_eq!((rt.generation(), f(0)), (1, 8), "variant 1 runs");
 
     // A segment that cannot be relocated, in a reload that changes every
     // module: refused the same way.
-    let third = program(dir, 2);
-    let before = rt.stats();
-    support::install(&app, &unrelocatable(&third));
+    let reason: &[&str] = &["module m9", "out of reach"];
+    refused_then_reloaded(&rt, &app, (unrelocatable, reason), program(dir, 2), 2);
+    std::mem::forget(rt);
+}
+
+/// What spoils a sound image, and words of the error it must give.
+type Spoil<'a> = (fn(&[u8]) -> Vec<u8>, &'a [&'a str]);
+
+/// Installs `spoil(next)` at `app` and checks that the reload is refused
+/// with an error holding every word of `reason`, leaving the live state as
+/// it was (no window chunk, trampoline or registry entry of it stays, the
+/// old code runs on); then installs `next`, image `variant`, and checks
+/// that it reloads every module and runs.
+fn refused_then_reloaded(
+    rt: &Runtime,
+    app: &std::path::Path,
+    (spoil, reason): Spoil<'_>,
+    next: Vec<u8>,
+    variant: i32,
+) {
+    // SAFETY: a generated `int f(int)` of the loaded image.
+    let f: extern "C" fn(i32) -> i32 = unsafe { rt.get_proc("m3", "m3_f7") }.unwrap();
+    let before = (rt.stats(), rt.generation(), f(0));
+    support::install(app, &spoil(&next));
     let err = rt
         .reload()
-        .expect_err("an unrelocatable segment was reloaded")
+        .expect_err("a spoiled image was reloaded")
         .to_string();
-    assert!(
-        err.contains("module m9") && err.contains("out of reach"),
-        "{err}"
-    );
+    assert!(reason.iter().all(|w| err.contains(w)), "{err}");
     let after = rt.stats();
     assert_eq!(
         (after.window_free, after.functions, after.globals),
-        (before.window_free, before.functions, before.globals),
+        (before.0.window_free, before.0.functions, before.0.globals),
         "the refused reload left something behind"
     );
-    assert_eq!((rt.generation(), f(0)), (1, 8), "variant 1 runs on");
-    support::install(&app, &third);
+    assert_eq!(
+        (rt.generation(), f(0)),
+        (before.1, before.2),
+        "the old code runs on"
+    );
+    support::install(app, &next);
     assert_eq!(
         rt.reload().expect("the sound image reloads"),
         SHAPE.modules + 1
     );
-    assert_eq!((rt.generation(), f(0)), (2, 9), "variant 2 runs");
-    std::mem::forget(rt);
+    // SAFETY: as above, in the image just loaded.
+    let f: extern "C" fn(i32) -> i32 = unsafe { rt.get_proc("m3", "m3_f7") }.unwrap();
+    assert_eq!(
+        (rt.generation(), f(0)),
+        (variant as u32, 7 + variant),
+        "the new variant runs"
+    );
 }

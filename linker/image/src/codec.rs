@@ -983,12 +983,12 @@ pub(crate) struct Parts<'a> {
 type Decoded = (usize, Arc<[Function]>, Arc<[Object]>, Arc<str>);
 
 impl<'a> Parts<'a> {
-    /// Parts for a manifest of `n` modules, none decoded yet.
-    pub fn new() -> Self {
+    /// Parts, none decoded yet, with room for `n` decoded blocks.
+    pub fn with_capacity(n: usize) -> Self {
         Parts {
-            decoded: Vec::new(),
-            fixups: Vec::new(),
-            object_fixups: Vec::new(),
+            decoded: Vec::with_capacity(n),
+            fixups: Vec::with_capacity(n),
+            object_fixups: Vec::with_capacity(n),
         }
     }
 

@@ -919,7 +919,7 @@ impl<'a> ImageView<'a> {
             todo.push(mi);
         }
         let blocks = decode_blocks(file, (section_at, init), &m, todo, share)?;
-        let mut parts = codec::Parts::new();
+        let mut parts = codec::Parts::with_capacity(blocks.len());
         for (mi, b) in blocks {
             parts.add(mi, &mut m.modules[mi], b);
         }
@@ -985,7 +985,7 @@ impl<'a> ImageView<'a> {
     pub fn parse_manifest(file: &[u8]) -> Result<(Header, Manifest), ImageError> {
         let (header, mut m) = Self::parse_global(file, None)?;
         let section_at = elf::manifest_offset(file)?;
-        let mut parts = codec::Parts::new();
+        let mut parts = codec::Parts::with_capacity(m.modules.len());
         for mi in 0..m.modules.len() {
             let block = block_of(file, section_at, &m.modules[mi])?;
             let b = codec::decode_block(block, mi)?;
@@ -1041,9 +1041,11 @@ fn decode_blocks<'a>(
     }
     let runs: Vec<Vec<usize>> = todo.chunks(DECODE_RUN).map(<[usize]>::to_vec).collect();
     let decoded = shared::run_shared(runs, share, |run| {
-        run.into_iter()
-            .map(|mi| Ok((mi, one(mi)?)))
-            .collect::<Result<Vec<_>, ImageError>>()
+        let mut blocks = Vec::with_capacity(run.len());
+        for mi in run {
+            blocks.push((mi, one(mi)?));
+        }
+        Ok::<_, ImageError>(blocks)
     });
     let mut out = Vec::with_capacity(decoded.len() * DECODE_RUN);
     for run in decoded {

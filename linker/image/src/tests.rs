@@ -87,7 +87,7 @@ fn decode(body: &[u8], global_len: usize) -> (Manifest, Vec<Vec<Fixup>>, Vec<Vec
     section.extend_from_slice(body);
     let g = codec::decode_index(&body[..global_len]).unwrap();
     let mut m = g.finish(&section, None).unwrap();
-    let mut parts = codec::Parts::new();
+    let mut parts = codec::Parts::with_capacity(1);
     for mi in 0..m.modules.len() {
         let (off, len) = m.modules[mi].block;
         let at = off as usize - HEADER_SIZE;

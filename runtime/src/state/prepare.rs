@@ -1138,6 +1138,12 @@ impl State {
         load: &[bool],
         new_globals: &mut Vec<(usize, Global, bool)>,
     ) -> Result<(), Error> {
+        // (At most every loaded object is new.)
+        new_globals.reserve(
+            marked(load)
+                .map(|mi| m.modules[mi].objects.len() as usize)
+                .sum(),
+        );
         let loaded_objects =
             marked(load).flat_map(|mi| m.modules[mi].objects.range().zip(m.objects.part(mi)));
         for (oi, o) in loaded_objects {

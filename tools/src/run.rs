@@ -124,8 +124,11 @@ pub fn run_with(image: &Path, args: &[String], opts: &RunOptions) -> anyhow::Res
         // the first image, and the reload thread cannot see its stack.
         rt.keep_retired_images(true);
         let stop = AtomicBool::new(false);
+        // The image's version is read where it was when the program
+        // started, whichever directory it moves to (as the runtime does).
+        let at = std::path::absolute(image).unwrap_or_else(|_| image.to_path_buf());
         std::thread::scope(|s| {
-            s.spawn(|| auto_reload_loop(&rt, image, &stop));
+            s.spawn(|| auto_reload_loop(&rt, (image, &at), &stop));
             let code = rt.run_main(&argv);
             stop.store(true, Ordering::Relaxed);
             code
@@ -190,7 +193,9 @@ fn file_id(path: &Path) -> FileId {
 /// refused, a module that does not resolve) is reported on stderr once per
 /// version of the image file; the old code keeps running and the next
 /// version is tried afresh.
-fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) {
+/// `image` is the path as given (named in reports), `at` the same made
+/// absolute.
+fn auto_reload_loop(rt: &hcr_runtime::Runtime, (image, at): (&Path, &Path), stop: &AtomicBool) {
     let mut failed_on: Option<FileId> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(AUTO_RELOAD_POLL);
@@ -198,7 +203,7 @@ fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) 
         // the version it was read from only when the file did not change
         // while it was read (otherwise the next poll tries again), so one
         // image's failure is never reported under the next one's name.
-        let id = file_id(image);
+        let id = file_id(at);
         if failed_on == Some(id) {
             continue; // said once; wait for the next image
         }
@@ -212,7 +217,7 @@ fn auto_reload_loop(rt: &hcr_runtime::Runtime, image: &Path, stop: &AtomicBool) 
         };
         match result {
             Ok(_) => failed_on = None,
-            Err(_) if file_id(image) != id => {} // replaced meanwhile: retry
+            Err(_) if file_id(at) != id => {} // replaced meanwhile: retry
             Err(e) => {
                 report_failed_reload(image, &e);
                 failed_on = Some(id);

@@ -1,6 +1,7 @@
 //! A program started on an image named by a relative path still finds it
-//! after it changes its working directory: the change check and the
-//! reload look the image up where it was when the runtime started.
+//! after it changes its working directory: the change check, the reload
+//! and `hcr run --auto-reload` look the image up where it was when the
+//! runtime started.
 
 mod support;
 
@@ -68,4 +69,57 @@ fn a_program_that_changes_directory_still_reloads_its_relative_image() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success());
+}
+
+const AUTO: &str = r#"
+#include <stdio.h>
+#include <unistd.h>
+int value(void);
+int main(void) {
+    if (chdir("/") != 0)
+        return 3;
+    printf("before %d\n", value());
+    fflush(stdout);
+    for (int i = 0; i < 3000 && value() == 1; i++)
+        usleep(10000);
+    printf("after %d\n", value());
+    return 0;
+}
+"#;
+
+#[test]
+fn auto_reload_follows_a_relative_image_after_a_change_of_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let main = support::module(d, "main", AUTO, "-O1");
+    let v1 = support::module(d, "value", "int value(void) { return 1; }\n", "-O1");
+    support::link_ok(&d.join("app.hcr"), &[main.clone(), v1]);
+    let mut child = support::hcr_command()
+        .current_dir(d)
+        .args(["run", "--auto-reload", "app.hcr"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = support::lines_of(child.stdout.take().unwrap());
+    let errors = support::lines_of(child.stderr.take().unwrap());
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(60)).unwrap(),
+        "before 1"
+    );
+    // A torn image first: its failure is reported once, and the next
+    // version of the file is tried afresh.
+    let next = d.join("next");
+    std::fs::create_dir(&next).unwrap();
+    let v2 = support::module(&next, "value", "int value(void) { return 2; }\n", "-O1");
+    support::link_ok(&next.join("app.hcr"), &[main, v2]);
+    let good = std::fs::read(next.join("app.hcr")).unwrap();
+    support::install(&d.join("app.hcr"), &good[..good.len() / 2]);
+    let report = errors.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(report.contains("auto-reload of app.hcr failed"), "{report}");
+    std::fs::rename(next.join("app.hcr"), d.join("app.hcr")).unwrap();
+    let last = lines.recv_timeout(Duration::from_secs(60)).unwrap();
+    let _ = child.wait();
+    let rest: Vec<String> = errors.try_iter().collect();
+    assert_eq!(last, "after 2", "stderr: {rest:?}");
 }

@@ -45,7 +45,14 @@ impl State {
         if self.holds_current(&file)? {
             return Ok(None);
         }
-        self.prepare_from(&file)
+        // Thread-local template space a refused preparation reserved is
+        // given back (as for a preparation made ahead).
+        let before = crate::tls::reserved();
+        let r = self.prepare_from(&file);
+        if r.is_err() {
+            crate::tls::unreserve(before, crate::tls::reserved());
+        }
+        r
     }
 
     /// A problem of the image on disk, naming its path.
@@ -323,7 +330,7 @@ impl State {
         let ready: std::sync::OnceLock<&Tables> = std::sync::OnceLock::new();
         let ready_ref = &ready;
         let this = &mut *self;
-        let mine = std::cell::Cell::new(Some(move || -> Result<Bound, Error> {
+        let mine = std::cell::Cell::new(Some(move || -> Result<Binding, Error> {
             let mut indices = this.registry_indices(m, diff, matched);
             let (batch, ref_objs) = this.bind_new_functions(view, (load, all), &indices, tables)?;
             let mut new_globals = Vec::new();
@@ -334,35 +341,34 @@ impl State {
                 (load, &ref_objs),
                 &mut new_globals,
             );
-            let values = objects.and_then(|()| {
-                let v = Values {
-                    view,
-                    tables,
-                    place,
-                };
-                let obj_gid = &indices.obj_gid;
-                this.global_values(&v, obj_gid, load, &mut new_globals)
-                    .map_err(Error::from)
-            });
-            let rebase = match values {
-                Ok(r) => r,
-                Err(e) => {
-                    this.free_bound(batch, &new_globals);
-                    return Err(e);
+            // The tables are complete once the objects are placed (the
+            // values only read them): the segments can be relocated.
+            let values = match &objects {
+                Ok(()) => {
+                    let v = Values {
+                        view,
+                        tables,
+                        place,
+                    };
+                    let obj_gid = &indices.obj_gid;
+                    this.global_values(&v, obj_gid, load, &mut new_globals)
+                        .map_err(Error::from)
                 }
+                Err(_) => Ok(Vec::new()),
             };
-            // (Moved out of the closure first, so that the shared borrow
-            // lasts as long as the exclusive one did.)
-            let done = tables;
-            let _ = ready_ref.set(done);
-            Ok(Bound {
+            if objects.is_ok() {
+                // (Moved out of the closure first, so that the shared
+                // borrow lasts as long as the exclusive one did.)
+                let done = tables;
+                let _ = ready_ref.set(done);
+            }
+            Ok(Binding {
                 indices,
                 batch,
                 ref_objs,
-                globals: PlacedGlobals {
-                    new_globals,
-                    rebase,
-                },
+                new_globals,
+                objects,
+                values,
             })
         }));
         let bound = std::cell::Cell::new(None);
@@ -388,22 +394,47 @@ impl State {
         let bound = bound
             .take()
             .unwrap_or_else(|| Err(Error::Internal("registry not bound".into())));
-        // The pieces read before the tables were complete.
-        let relocated = match (read, ready.get()) {
-            (Ok(done), Some(&t)) => self.relocate_rest(view, (t, place), load, dst, &pieces, done),
-            (Ok(_), None) => Err(Error::Internal("segments read, tables not bound".into())),
-            (Err(e), _) => Err(self.segment_error(e)),
-        };
-        match (relocated, bound) {
-            (Ok(()), Ok(b)) => Ok((b, chunk, bytes, pieces.len())),
-            (relocated, bound) => {
+        // Failures are reported in the order of the steps as one thread
+        // takes them: binding, reading, placing the objects, relocating
+        // (the pieces read before the tables were complete are relocated
+        // now), the globals' values.
+        let mut b = match bound {
+            Ok(b) => b,
+            Err(e) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
-                let b = bound?;
-                self.free_bound(b.batch, &b.globals.new_globals);
-                Err(relocated
-                    .err()
-                    .unwrap_or_else(|| Error::Internal("segments not relocated".into())))
+                return Err(e);
+            }
+        };
+        let rest = || {
+            let done = read.map_err(|e| self.segment_error(e))?;
+            std::mem::replace(&mut b.objects, Ok(()))?;
+            match ready.get() {
+                Some(&t) => self.relocate_rest(view, (t, place), load, dst, &pieces, done)?,
+                None => return Err(Error::Internal("segments read, tables not bound".into())),
+            }
+            std::mem::replace(&mut b.values, Ok(Vec::new()))
+        };
+        match rest() {
+            Ok(rebase) => Ok((
+                Bound {
+                    indices: b.indices,
+                    batch: b.batch,
+                    ref_objs: b.ref_objs,
+                    globals: PlacedGlobals {
+                        new_globals: b.new_globals,
+                        rebase,
+                    },
+                },
+                chunk,
+                bytes,
+                pieces.len(),
+            )),
+            Err(e) => {
+                // SAFETY: never published; nothing refers to it.
+                unsafe { self.window.free(chunk) };
+                self.free_bound(b.batch, &b.new_globals);
+                Err(e)
             }
         }
     }
@@ -1319,8 +1350,21 @@ fn init_new_globals(
     Ok(())
 }
 
-/// Registry indices of a new image ([`State::registry_indices`]).
-/// What [`State::bind_while_reading`] works out beside the read.
+/// What [`State::bind_while_reading`] works out beside the read, as it
+/// stands when the read ends: the objects' placement and the values may
+/// have failed (reported after a failed read, in the order one thread
+/// would meet them).
+struct Binding {
+    indices: Indices,
+    batch: Option<Batch>,
+    ref_objs: Vec<usize>,
+    /// The new globals placed (freed by the caller on any failure).
+    new_globals: Vec<(usize, Global, bool)>,
+    objects: Result<(), Error>,
+    values: Result<Vec<(u32, Vec<FieldValue>)>, Error>,
+}
+
+/// What [`State::bind_while_reading`] worked out beside the read.
 struct Bound {
     indices: Indices,
     /// The new functions' trampolines.
@@ -1339,6 +1383,7 @@ struct PlacedGlobals {
     rebase: Vec<(u32, Vec<FieldValue>)>,
 }
 
+/// Registry indices of a new image ([`State::registry_indices`]).
 struct Indices {
     fn_tid: Ids,
     obj_gid: Ids,

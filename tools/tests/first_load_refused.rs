@@ -37,6 +37,14 @@ fn program(dir: &std::path::Path, variant: u32) -> Vec<u8> {
         .bytes
 }
 
+/// The index of module m9 in `view`, the module these tests spoil.
+fn victim(view: &hcr_image::ImageView<'_>) -> usize {
+    let m = &view.manifest;
+    (0..m.modules.len())
+        .find(|&i| m.str(m.modules[i].name) == "m9")
+        .expect("module m9")
+}
+
 /// `image` with one byte in the middle of module m9's segment flipped.
 fn damaged(image: &[u8]) -> Vec<u8> {
     let view = hcr_image::ImageView::parse(image).unwrap();
@@ -44,10 +52,7 @@ fn damaged(image: &[u8]) -> Vec<u8> {
         view.header.area_file_size > 2 << 20,
         "the area must be large enough to be read by two threads"
     );
-    let victim = (0..view.manifest.modules.len())
-        .find(|&i| view.manifest.str(view.manifest.modules[i].name) == "m9")
-        .expect("module m9");
-    let seg = view.manifest.modules[victim].seg;
+    let seg = view.manifest.modules[victim(&view)].seg;
     let at = (view.header.area_file_offset + u64::from(seg.start + seg.len() / 2)) as usize;
     let mut bad = image.to_vec();
     bad[at] ^= 0x20;
@@ -59,10 +64,7 @@ fn damaged(image: &[u8]) -> Vec<u8> {
 /// address in the window fits 32 bits).
 fn unrelocatable(image: &[u8]) -> Vec<u8> {
     let view = hcr_image::ImageView::parse(image).unwrap();
-    let victim = (0..view.manifest.modules.len())
-        .find(|&i| view.manifest.str(view.manifest.modules[i].name) == "m9")
-        .expect("module m9");
-    let fixups = view.module_fixups(victim);
+    let fixups = view.module_fixups(victim(&view));
     let call = fixups
         .chunks_exact(hcr_image::FIXUP_SIZE)
         .position(|r| r[12] == hcr_image::FixupKind::Pc32 as u8 && r[13] == 1)

@@ -6,7 +6,9 @@
 mod support;
 
 use std::io::Write as _;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 const MAIN: &str = r#"
@@ -32,16 +34,22 @@ int main(void) {
 }
 "#;
 
-#[test]
-fn a_program_that_changes_directory_still_reloads_its_relative_image() {
-    let t = tempfile::tempdir().unwrap();
-    let d = t.path();
-    let main = support::module(d, "main", MAIN, "-O1");
+/// Links `main_src` with a `value()` of 1 into `d/app.hcr` and starts
+/// `hcr run ARGS app.hcr` in `d`; returns the process once it printed
+/// `before 1`, its output lines, and `main`'s object.
+fn started(
+    d: &Path,
+    main_src: &str,
+    args: &[&str],
+) -> (Child, Receiver<String>, std::path::PathBuf) {
+    let main = support::module(d, "main", main_src, "-O1");
     let v1 = support::module(d, "value", "int value(void) { return 1; }\n", "-O1");
     support::link_ok(&d.join("app.hcr"), &[main.clone(), v1]);
     let mut child = support::hcr_command()
         .current_dir(d)
-        .args(["run", "app.hcr"])
+        .arg("run")
+        .args(args)
+        .arg("app.hcr")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,13 +58,25 @@ fn a_program_that_changes_directory_still_reloads_its_relative_image() {
     let lines = support::lines_of(child.stdout.take().unwrap());
     let first = lines.recv_timeout(Duration::from_secs(60)).unwrap();
     assert_eq!(first, "before 1");
+    (child, lines, main)
+}
 
-    // The program now runs in `/`; the image changes where it was.
+/// `main` linked with a `value()` of 2, in `d/next/app.hcr` (its path).
+fn relinked(d: &Path, main: std::path::PathBuf) -> std::path::PathBuf {
     let next = d.join("next");
     std::fs::create_dir(&next).unwrap();
     let v2 = support::module(&next, "value", "int value(void) { return 2; }\n", "-O1");
     support::link_ok(&next.join("app.hcr"), &[main, v2]);
-    std::fs::rename(next.join("app.hcr"), d.join("app.hcr")).unwrap();
+    next.join("app.hcr")
+}
+
+#[test]
+fn a_program_that_changes_directory_still_reloads_its_relative_image() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (mut child, lines, main) = started(d, MAIN, &[]);
+    // The program now runs in `/`; the image changes where it was.
+    std::fs::rename(relinked(d, main), d.join("app.hcr")).unwrap();
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "go").unwrap();
     drop(stdin);
@@ -91,33 +111,16 @@ int main(void) {
 fn auto_reload_follows_a_relative_image_after_a_change_of_directory() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let main = support::module(d, "main", AUTO, "-O1");
-    let v1 = support::module(d, "value", "int value(void) { return 1; }\n", "-O1");
-    support::link_ok(&d.join("app.hcr"), &[main.clone(), v1]);
-    let mut child = support::hcr_command()
-        .current_dir(d)
-        .args(["run", "--auto-reload", "app.hcr"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = support::lines_of(child.stdout.take().unwrap());
+    let (mut child, lines, main) = started(d, AUTO, &["--auto-reload"]);
     let errors = support::lines_of(child.stderr.take().unwrap());
-    assert_eq!(
-        lines.recv_timeout(Duration::from_secs(60)).unwrap(),
-        "before 1"
-    );
     // A torn image first: its failure is reported once, and the next
     // version of the file is tried afresh.
-    let next = d.join("next");
-    std::fs::create_dir(&next).unwrap();
-    let v2 = support::module(&next, "value", "int value(void) { return 2; }\n", "-O1");
-    support::link_ok(&next.join("app.hcr"), &[main, v2]);
-    let good = std::fs::read(next.join("app.hcr")).unwrap();
+    let next = relinked(d, main);
+    let good = std::fs::read(&next).unwrap();
     support::install(&d.join("app.hcr"), &good[..good.len() / 2]);
     let report = errors.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(report.contains("auto-reload of app.hcr failed"), "{report}");
-    std::fs::rename(next.join("app.hcr"), d.join("app.hcr")).unwrap();
+    std::fs::rename(next, d.join("app.hcr")).unwrap();
     let last = lines.recv_timeout(Duration::from_secs(60)).unwrap();
     let _ = child.wait();
     let rest: Vec<String> = errors.try_iter().collect();

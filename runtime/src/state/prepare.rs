@@ -433,7 +433,7 @@ impl State {
             Err(e) => {
                 // SAFETY: never published; nothing refers to it.
                 unsafe { self.window.free(chunk) };
-                self.free_bound(b.batch, &b.new_globals);
+                self.free_unpublished(b.batch, &b.new_globals);
                 Err(e)
             }
         }
@@ -479,9 +479,9 @@ impl State {
         Ok(())
     }
 
-    /// Frees what a binding that failed had made: its trampolines and its
-    /// new globals' storage (none of it published).
-    fn free_bound(&mut self, batch: Option<Batch>, new_globals: &[(usize, Global, bool)]) {
+    /// Frees what a preparation that failed had made: its trampolines and
+    /// its new globals' storage (none of it published).
+    fn free_unpublished(&mut self, batch: Option<Batch>, new_globals: &[(usize, Global, bool)]) {
         for (_, g, _) in new_globals {
             self.heap.free_global(g);
         }
@@ -524,12 +524,6 @@ impl State {
         let (mut place, mut areas, load) =
             place_segments(self.current.as_ref(), m, &reuse, &mut work);
         let all = work.modules_kept == 0;
-        let free_batch = |window: &mut Window, batch: Option<Batch>| {
-            if let Some(batch) = batch {
-                // SAFETY: the batch was never published.
-                unsafe { batch.free_unpublished(window) };
-            }
-        };
         // With no segment kept (a first load, or every module changed) no
         // global can move under a kept segment, so nothing decided below
         // can send this reload back to a full one: the segments are read
@@ -589,7 +583,7 @@ impl State {
                         Some(chunk)
                     }
                     Err(e) => {
-                        free_batch(&mut self.window, new_trampolines);
+                        self.free_unpublished(new_trampolines, &[]);
                         self.tables = tables;
                         return Err(e);
                     }
@@ -654,7 +648,7 @@ impl State {
                 }))))
             }
             Err(e) => {
-                free_batch(&mut self.window, new_trampolines);
+                self.free_unpublished(new_trampolines, &[]);
                 Err(e)
             }
         }
@@ -991,11 +985,6 @@ impl State {
                 unsafe { window.free(c) };
             }
         };
-        let free_new = |heap: &mut Heap, new_globals: &[(usize, Global, bool)]| {
-            for (_, g, _) in new_globals {
-                heap.free_global(g);
-            }
-        };
         // (Already placed and given their values, and the segments
         // relocated, when they were read: `placed`.)
         let (mut new_globals, rebase) = match placed {
@@ -1006,7 +995,7 @@ impl State {
                 let objects =
                     self.place_all_objects(m, tables, obj_gid, (load, ref_objs), &mut new_globals);
                 if let Err(e) = objects {
-                    free_new(&mut self.heap, &new_globals);
+                    self.free_unpublished(None, &new_globals);
                     free_chunk(&mut self.window, chunk);
                     return Err(e);
                 }
@@ -1031,7 +1020,7 @@ impl State {
                 match loaded {
                     Ok(a) => Some(a),
                     Err(e) => {
-                        free_new(&mut self.heap, &new_globals);
+                        self.free_unpublished(None, &new_globals);
                         return Err(e.into());
                     }
                 }
@@ -1056,7 +1045,7 @@ impl State {
                     // SAFETY: the area was never published.
                     unsafe { hcr_loader::unload_area(&mut self.window, area) };
                 }
-                free_new(&mut self.heap, &new_globals);
+                self.free_unpublished(None, &new_globals);
                 Err(e.into())
             }
         }

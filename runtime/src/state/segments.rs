@@ -27,6 +27,16 @@ pub(super) struct Piece {
     pub modules: Range<usize>,
 }
 
+impl Piece {
+    /// Where module `md`'s segment lies in the piece's bytes (`None`: it
+    /// starts before the piece).
+    fn segment(&self, md: &hcr_image::Module) -> Option<Range<usize>> {
+        let s = md.seg.start.checked_sub(self.from)?;
+        let e = md.seg.end.checked_sub(self.from)?;
+        Some(s as usize..e as usize)
+    }
+}
+
 /// Why a read failed.
 pub(super) enum Failure {
     Io(Error),
@@ -56,10 +66,7 @@ pub(super) fn relocate_piece(
 ) -> Result<(), hcr_loader::LoadError> {
     let m = &view.manifest;
     for mi in p.modules.clone().filter(|&mi| load[mi]) {
-        let seg = &m.modules[mi].seg;
-        let range = (seg.start.checked_sub(p.from))
-            .zip(seg.end.checked_sub(p.from))
-            .map(|(s, e)| s as usize..e as usize);
+        let range = p.segment(&m.modules[mi]);
         let seg_bytes = range.and_then(|r| bytes.get_mut(r)).ok_or_else(|| {
             hcr_loader::LoadError::Window(format!(
                 "module {}: segment outside the piece read",
@@ -165,12 +172,7 @@ fn read_piece(
         .map_err(Failure::Io)?;
     let m = &view.manifest;
     for mi in p.modules.clone().filter(|&mi| load[mi]) {
-        let seg = &m.modules[mi].seg;
-        let range = seg
-            .start
-            .checked_sub(p.from)
-            .zip(seg.end.checked_sub(p.from));
-        let Some(b) = range.and_then(|(s, e)| bytes.get(s as usize..e as usize)) else {
+        let Some(b) = p.segment(&m.modules[mi]).and_then(|r| bytes.get(r)) else {
             return Err(Failure::Image(ImageError::Truncated("module segment")));
         };
         view.verify_segment(mi, b).map_err(Failure::Image)?;

@@ -390,6 +390,16 @@ impl<'p> ImageFile<'p> {
         Some(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
 
+    /// The manifest header, read ahead of the manifest with small reads
+    /// (unverified: only a hint of what the manifest will say); `None`
+    /// where the file does not hold one.
+    pub fn header(&self) -> Option<hcr_image::Header> {
+        let at = self.manifest_section()?.start;
+        let mut b = [0u8; hcr_image::HEADER_SIZE];
+        self.file.read_exact_at(&mut b, at as u64).ok()?;
+        hcr_image::Header::from_section(&b).ok()
+    }
+
     /// A writer that changed the file while we read it also changed its
     /// size or modification time (unless it wrote within the same clock
     /// tick without changing the size: the checksum catches that).

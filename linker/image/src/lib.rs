@@ -151,6 +151,17 @@ pub struct Header {
     pub init_file_size: u64,
 }
 
+impl Header {
+    /// Decodes the fixed header at the start of the manifest section
+    /// `section` (its first [`HEADER_SIZE`] bytes suffice).
+    ///
+    /// # Errors
+    /// Not a manifest, truncated, or a foreign version.
+    pub fn from_section(section: &[u8]) -> Result<Self, ImageError> {
+        header_of(section)
+    }
+}
+
 /// The load area as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {

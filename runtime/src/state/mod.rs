@@ -444,6 +444,10 @@ pub struct State {
     old_calls: Vec<old_calls::Site>,
     /// Where images are read, kept between reloads.
     scratch: Scratch,
+    /// A first load's chunk for its whole load area, allocated (and its
+    /// huge pages faulted in) while the manifest is read; taken by the
+    /// segments' read, freed at the end of a preparation that did not.
+    early_area: Option<hcr_loader::Chunk>,
     /// A reload prepared by the watcher thread when the image changed
     /// ([`State::prepare_ahead`]), taken by the next reload while the file
     /// and the live image are still the ones it was prepared from.
@@ -587,6 +591,7 @@ impl State {
             export_symbols: opts.export_symbols,
             old_calls: Vec::new(),
             scratch: Scratch::default(),
+            early_area: None,
             ahead: None,
             live_version: 0,
             prepare_ahead: opts.prepare_ahead,

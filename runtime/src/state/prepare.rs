@@ -4,6 +4,7 @@
 
 use super::*;
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A thread-local variable's initial bytes with its pointer fields (a TLS
 /// variable's fields are never re-based: each thread's copy is its own).
@@ -26,6 +27,9 @@ pub(super) fn initial_bytes(
 /// helper thread (500 modules × 50 functions: 2.4 MB); fewer cost less
 /// than waking it.
 const SHARE_BLOCK_BYTES: u64 = 256 << 10;
+/// A first load's area from this size up gets its chunk early
+/// ([`State::early_area`]): it has a huge page to fault in.
+const EARLY_AREA_MIN: usize = 2 << 20;
 
 impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
@@ -83,6 +87,10 @@ impl State {
                 Prep::Full => Err(Error::Io("reload plan did not settle".into())),
             },
         })();
+        if let Some(c) = self.early_area.take() {
+            // SAFETY: never published: nothing refers to it.
+            unsafe { self.window.free(c) };
+        }
         // Bytes read from a mapping a page of which vanished are refused,
         // whatever came of them (in either pass).
         match file.torn() {
@@ -103,10 +111,14 @@ impl State {
         // blocks and initial bytes of the modules whose records are new or
         // that must be loaded; module segments are read straight into their
         // window chunk, and only those of modules that must be loaded.
+        // A first load's area chunk is faulted in meanwhile.
+        if self.current.is_none() {
+            self.early_area = self.early_area(file);
+        }
         let old = self.current.as_ref().map(|c| &c.manifest);
         let mut global = None;
         let mut plan = None;
-        let bytes = file.read_then(scratch, old, |b| {
+        let read = |b: &[u8]| {
             let g = ImageView::parse_global(b, old);
             let mut ranges = Vec::new();
             if let (Ok((h, m)), Ok(at)) = (&g, hcr_image::manifest_offset(b)) {
@@ -137,6 +149,9 @@ impl State {
             }
             global = Some(g);
             ranges
+        };
+        let bytes = beside_faulting(self.early_area.as_ref(), || {
+            file.read_then(scratch, old, read)
         })?;
         crate::phases::mark("manifest");
         let (header, m) = global
@@ -236,6 +251,25 @@ impl State {
         }
     }
 
+    /// For a first load of a large image: a chunk for its whole load area,
+    /// as long as the manifest header says (two small reads ahead of the
+    /// manifest's), so that its huge pages can be faulted in while the
+    /// manifest is read and decoded. `None` where the header cannot be
+    /// read or the area is small (the read then allocates its chunk).
+    fn early_area(&mut self, file: &ImageFile<'_>) -> Option<hcr_loader::Chunk> {
+        let h = file.header()?;
+        let len = usize::try_from(h.area_file_size).ok()?;
+        let in_file = h
+            .area_file_offset
+            .checked_add(h.area_file_size)
+            .is_some_and(|end| end <= file.stat.size);
+        if !in_file || len < EARLY_AREA_MIN {
+            return None;
+        }
+        let len = len.next_multiple_of(hcr_image::PAGE_SIZE as usize);
+        self.window.alloc_unfilled(len).ok()
+    }
+
     /// The error a failed read of segments reports.
     fn segment_error(&self, e: segments::Failure) -> Error {
         match e {
@@ -283,7 +317,17 @@ impl State {
             pos.max(1)
         };
         // Faulted in by the readers, each its own part.
-        let chunk = self.window.alloc_unfilled(len)?;
+        let early = self.early_area.take();
+        let chunk = match early {
+            Some(c) if all && c.len == hcr_loader::mem::chunk_len(len) => c,
+            _ => {
+                if let Some(c) = early {
+                    // SAFETY: never published: nothing refers to it.
+                    unsafe { self.window.free(c) };
+                }
+                self.window.alloc_unfilled(len)?
+            }
+        };
         let mut bytes = 0u64;
         let mut pieces = Vec::with_capacity(runs.len() + 1);
         for &(first, last, at) in &runs {
@@ -1385,6 +1429,28 @@ struct Indices {
 /// reachable module's functions new, numbered in the manifest's order;
 /// every global new. (What [`State::registry_indices`] works out module by
 /// module, without its look-ups.)
+/// Runs `read` while the helper thread faults in the whole huge pages of
+/// `chunk` (a first load's early area, [`State::early_area`]), this thread
+/// taking those left when `read` is done: zeroing 8 MiB of huge pages
+/// costs about 1 ms, which the manifest's read on this thread hides.
+/// Without a chunk (or a huge page in it), runs `read` alone.
+fn beside_faulting<R>(chunk: Option<&hcr_loader::Chunk>, read: impl FnOnce() -> R) -> R {
+    let pages = chunk.map(hcr_loader::mem::huge_pages).unwrap_or_default();
+    if pages.is_empty() {
+        return read();
+    }
+    let next = AtomicUsize::new(0);
+    let fault_in = || {
+        while let Some(&a) = pages.get(next.fetch_add(1, Ordering::Relaxed)) {
+            // SAFETY: `a` starts a huge page of the early area chunk: fresh
+            // from the window (zero-filled, read-write) and not read into
+            // before this returns; each page is taken by one thread.
+            unsafe { hcr_loader::mem::fault_in_zeroed(a) };
+        }
+    };
+    crate::helper::share(&fault_in, read)
+}
+
 fn first_indices(m: &Manifest) -> Indices {
     let mut fn_tid = vec![NONE; m.functions.len()];
     let mut pending = 0u32;

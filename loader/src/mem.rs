@@ -350,16 +350,17 @@ pub fn huge_pages(chunk: &Chunk) -> Vec<usize> {
 
 /// Faults in the page at `addr` of a fresh, zero-filled chunk by writing
 /// a zero byte there: for a chunk with huge pages, the whole huge page is
-/// allocated and zeroed, under the memory area's own lock rather than the
-/// process's memory-map lock that [`populate`] holds (which a thread
-/// growing its heap meanwhile would wait for).
+/// allocated and zeroed. On Linux 6.4 and later the fault is handled under
+/// the memory area's own lock rather than the process's memory-map lock
+/// that [`populate`] takes (which a thread growing its heap meanwhile
+/// would wait for); before, both take the map lock for reading.
 ///
 /// # Safety
 /// `addr` lies in a committed, read-write chunk whose bytes are all zero
-/// and that nothing else writes until this returns.
+/// and that nothing else reads or writes until this returns.
 pub unsafe fn fault_in_zeroed(addr: usize) {
     // SAFETY: as the caller guarantees, the byte is writable, already
-    // zero, and no other thread writes it meanwhile.
+    // zero, and no other thread reads or writes it meanwhile.
     unsafe { std::ptr::write_volatile(addr as *mut u8, 0) };
 }
 

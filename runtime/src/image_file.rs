@@ -266,6 +266,24 @@ impl<'p> ImageFile<'p> {
         old: Option<&hcr_image::Manifest>,
         more: impl FnOnce(&[u8]) -> Vec<(u64, u64)>,
     ) -> Result<Bytes<'s>, Error> {
+        self.read_beside(scratch, old, more, None)
+    }
+
+    /// As [`ImageFile::read_then`]; where the file is mapped rather than
+    /// copied (a first load's), the helper thread runs `beside` meanwhile
+    /// ([`crate::helper::share`]: this thread takes its part once `more`
+    /// is done). A copy does not run it: the helper shares the copy's
+    /// large reads instead.
+    ///
+    /// # Errors
+    /// As [`ImageFile::read`].
+    pub fn read_beside<'s>(
+        &'s self,
+        scratch: &'s mut Scratch,
+        old: Option<&hcr_image::Manifest>,
+        more: impl FnOnce(&[u8]) -> Vec<(u64, u64)>,
+        beside: Option<&(dyn Fn() + Sync)>,
+    ) -> Result<Bytes<'s>, Error> {
         let size = usize::try_from(self.stat.size)
             .map_err(|_| Error::Io(format!("{}: file too large", self.path.display())))?;
         // A first load reads the whole manifest section: mapped where the
@@ -281,7 +299,11 @@ impl<'p> ImageFile<'p> {
             // (a fault maps the cached pages around it too), on whichever
             // thread reads them: asking for them all first, on this thread,
             // made first loads 0.4–0.7 ms slower at 2.4 MB of manifest.
-            let _ = more(&lent.bytes()[..size]);
+            let bytes = &lent.bytes()[..size];
+            let _ = match beside {
+                Some(work) => crate::helper::share(work, || more(bytes)),
+                None => more(bytes),
+            };
             // (A writer let in after the lease's break time.)
             self.unchanged()?;
             return Ok(Bytes::Lent(lent));
@@ -390,8 +412,8 @@ impl<'p> ImageFile<'p> {
         Some(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
 
-    /// The manifest header, read ahead of the manifest with small reads
-    /// (unverified: only a hint of what the manifest will say); `None`
+    /// The manifest header, read ahead of the manifest with three small
+    /// reads (unverified: only a hint of what the manifest will say); `None`
     /// where the file does not hold one.
     pub fn header(&self) -> Option<hcr_image::Header> {
         let at = self.manifest_section()?.start;

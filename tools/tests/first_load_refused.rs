@@ -76,6 +76,27 @@ fn unrelocatable(image: &[u8]) -> Vec<u8> {
     bad
 }
 
+/// `image` whose manifest header claims a load area running to the end
+/// of the file (the header is outside the checksums; the manifest's own
+/// layout still says the true size).
+fn oversized_header(image: &[u8]) -> Vec<u8> {
+    let view = hcr_image::ImageView::parse(image).unwrap();
+    let claimed = image.len() as u64 - view.header.area_file_offset;
+    assert!(claimed > view.header.area_file_size + (4 << 20));
+    let header = hcr_image::manifest_offset(image).unwrap() as usize;
+    let mut bad = image.to_vec();
+    // (Magic 8, version 4, header size 4, checksum 8, body length 8,
+    // area offset 8, then the area's size.)
+    let at = header + 40;
+    assert_eq!(
+        bad[at..at + 8],
+        view.header.area_file_size.to_le_bytes(),
+        "the header's layout"
+    );
+    bad[at..at + 8].copy_from_slice(&claimed.to_le_bytes());
+    bad
+}
+
 #[test]
 fn a_load_that_fails_to_verify_or_relocate_is_refused_and_leaves_nothing_behind() {
     let t = tempfile::tempdir().unwrap();
@@ -113,6 +134,19 @@ fn a_load_that_fails_to_verify_or_relocate_is_refused_and_leaves_nothing_behind(
     assert!(
         err.contains("module m9") && err.contains("out of reach"),
         "the error names the module and says why: {err}"
+    );
+
+    // A header claiming a larger area than the manifest does (the area's
+    // chunk is allocated from the header before the manifest is read, and
+    // its huge pages faulted in meanwhile): refused by the manifest.
+    std::fs::write(&app, oversized_header(&good)).unwrap();
+    let err = match Runtime::open(&app) {
+        Ok(_) => panic!("an image whose header disagrees with its manifest was loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("load area size is inconsistent"),
+        "the error says why: {err}"
     );
 
     // The same process loads the sound image and runs it: the failed

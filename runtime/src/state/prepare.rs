@@ -30,6 +30,8 @@ const SHARE_BLOCK_BYTES: u64 = 256 << 10;
 /// A first load's area from this size up gets its chunk early
 /// ([`State::early_area`]): it has a huge page to fault in.
 const EARLY_AREA_MIN: usize = 2 << 20;
+/// The most of an early area faulted in before the manifest is verified.
+const EARLY_FAULT_MAX: usize = 64 << 20;
 
 impl State {
     /// Loads the image on disk up to the point of no return. `Ok(None)`:
@@ -150,9 +152,14 @@ impl State {
             global = Some(g);
             ranges
         };
-        let bytes = beside_faulting(self.early_area.as_ref(), || {
-            file.read_then(scratch, old, read)
-        })?;
+        let pages = early_pages(self.early_area.as_ref());
+        let next = AtomicUsize::new(0);
+        let fault_in = || fault_in_pages(&pages, &next);
+        let beside: Option<&(dyn Fn() + Sync)> = match pages.is_empty() {
+            true => None,
+            false => Some(&fault_in),
+        };
+        let bytes = file.read_beside(scratch, old, read, beside)?;
         crate::phases::mark("manifest");
         let (header, m) = global
             .unwrap_or(Err(hcr_image::ImageError::Truncated("manifest")))
@@ -252,8 +259,8 @@ impl State {
     }
 
     /// For a first load of a large image: a chunk for its whole load area,
-    /// as long as the manifest header says (two small reads ahead of the
-    /// manifest's), so that its huge pages can be faulted in while the
+    /// as long as the manifest header says (three small reads ahead of
+    /// the manifest's), so that its huge pages can be faulted in while the
     /// manifest is read and decoded. `None` where the header cannot be
     /// read or the area is small (the read then allocates its chunk).
     fn early_area(&mut self, file: &ImageFile<'_>) -> Option<hcr_loader::Chunk> {
@@ -1425,32 +1432,35 @@ struct Indices {
     identities: crate::identity::Decisions,
 }
 
+/// The whole huge pages of `chunk` (a first load's early area,
+/// [`State::early_area`]) to fault in while the manifest is read: zeroing
+/// 8 MiB of huge pages costs about 1 ms, which that read hides. At most
+/// [`EARLY_FAULT_MAX`] bytes of them, so that a damaged header claiming a
+/// vast area costs no more memory than that before the manifest refuses
+/// it; the readers fault in the rest.
+fn early_pages(chunk: Option<&hcr_loader::Chunk>) -> Vec<usize> {
+    let mut pages = chunk.map(hcr_loader::mem::huge_pages).unwrap_or_default();
+    pages.truncate(EARLY_FAULT_MAX / (2 << 20));
+    pages
+}
+
+/// Faults in `pages` (from [`early_pages`]), each taken once through
+/// `next` by whichever thread runs this.
+fn fault_in_pages(pages: &[usize], next: &AtomicUsize) {
+    while let Some(&a) = pages.get(next.fetch_add(1, Ordering::Relaxed)) {
+        // SAFETY: `a` starts a huge page of the early area chunk: fresh
+        // from the window (zero-filled, read-write), and nothing reads or
+        // writes it until the manifest's read is over, by when every
+        // thread that runs this has returned; each page is taken by one
+        // thread.
+        unsafe { hcr_loader::mem::fault_in_zeroed(a) };
+    }
+}
+
 /// The registry indices of a first load (nothing registered yet): every
 /// reachable module's functions new, numbered in the manifest's order;
 /// every global new. (What [`State::registry_indices`] works out module by
 /// module, without its look-ups.)
-/// Runs `read` while the helper thread faults in the whole huge pages of
-/// `chunk` (a first load's early area, [`State::early_area`]), this thread
-/// taking those left when `read` is done: zeroing 8 MiB of huge pages
-/// costs about 1 ms, which the manifest's read on this thread hides.
-/// Without a chunk (or a huge page in it), runs `read` alone.
-fn beside_faulting<R>(chunk: Option<&hcr_loader::Chunk>, read: impl FnOnce() -> R) -> R {
-    let pages = chunk.map(hcr_loader::mem::huge_pages).unwrap_or_default();
-    if pages.is_empty() {
-        return read();
-    }
-    let next = AtomicUsize::new(0);
-    let fault_in = || {
-        while let Some(&a) = pages.get(next.fetch_add(1, Ordering::Relaxed)) {
-            // SAFETY: `a` starts a huge page of the early area chunk: fresh
-            // from the window (zero-filled, read-write) and not read into
-            // before this returns; each page is taken by one thread.
-            unsafe { hcr_loader::mem::fault_in_zeroed(a) };
-        }
-    };
-    crate::helper::share(&fault_in, read)
-}
-
 fn first_indices(m: &Manifest) -> Indices {
     let mut fn_tid = vec![NONE; m.functions.len()];
     let mut pending = 0u32;

@@ -562,9 +562,10 @@ impl State {
         let m = &view.manifest;
         // The loader's tables, kept between reloads. Only the entries the
         // segments loaded now refer to are filled (kept segments were bound
-        // when they were loaded); the loader reads no other entry.
+        // when they were loaded); the loader reads no other entry. (The
+        // function table is sized when it is filled, `bind_functions`: a
+        // first load's follows from the trampolines' index instead.)
         let mut tables = std::mem::take(&mut self.tables);
-        tables.functions.make_listed(m.functions.len());
         tables.objects.resize(m.objects.len(), 0);
         tables.hosts.resize(m.hosts.len(), 0);
         let mut work = ReloadWork {
@@ -977,6 +978,9 @@ impl State {
                 return Vec::new();
             }
         }
+        // (Allocated here, not before the strided table above replaced it:
+        // 200 KB of fresh pages at 25 000 functions.)
+        tables.functions.make_listed(view.manifest.functions.len());
         let (ref_fns, ref_objs) = match all {
             true => ((0..view.manifest.functions.len()).collect(), Vec::new()),
             false => referenced(view, load),

@@ -13,7 +13,7 @@ use crate::LoadError;
 pub const PAGE: usize = 4096;
 
 /// Size of a transparent huge page.
-const HUGE_PAGE: usize = 2 << 20;
+pub const HUGE_PAGE: usize = 2 << 20;
 
 /// Default window size: 2 GiB less 1 MiB, as large as keeps any two of its
 /// addresses, with the addend of a 32-bit PC-relative fixup (up to 1 MiB),

@@ -26,6 +26,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::Error;
+use hcr_loader::mem::HUGE_PAGE;
 
 /// Bytes of the file read first: the ELF header (hcr-link puts the manifest
 /// at the end, just before the section headers).
@@ -50,8 +51,6 @@ const POPULATE_MIN: usize = 128 * 1024;
 /// `fcntl`'s command to choose the signal a lease break sends (Linux's
 /// `<fcntl.h>`; the libc crate does not name it).
 const F_SETSIG: libc::c_int = 10;
-/// A transparent huge page.
-const HUGE_PAGE: usize = 2 << 20;
 
 // ELF64 offsets (System V gABI).
 const E_SHOFF: usize = 40;
@@ -420,6 +419,13 @@ impl<'p> ImageFile<'p> {
         let mut b = [0u8; hcr_image::HEADER_SIZE];
         self.file.read_exact_at(&mut b, at as u64).ok()?;
         hcr_image::Header::from_section(&b).ok()
+    }
+
+    /// Whether the load area `h` places lies within the file.
+    pub fn holds_area(&self, h: &hcr_image::Header) -> bool {
+        (h.area_file_offset)
+            .checked_add(h.area_file_size)
+            .is_some_and(|end| end <= self.stat.size)
     }
 
     /// A writer that changed the file while we read it also changed its

@@ -29,7 +29,7 @@ pub(super) fn initial_bytes(
 const SHARE_BLOCK_BYTES: u64 = 256 << 10;
 /// A first load's area from this size up gets its chunk early
 /// ([`State::early_area`]): it has a huge page to fault in.
-const EARLY_AREA_MIN: usize = 2 << 20;
+const EARLY_AREA_MIN: usize = hcr_loader::mem::HUGE_PAGE;
 /// The most of an early area faulted in before the manifest is verified.
 const EARLY_FAULT_MAX: usize = 64 << 20;
 
@@ -167,11 +167,7 @@ impl State {
         let Some((diff, reuse, decode, matched, order)) = plan else {
             return Err(self.image_error(hcr_image::ImageError::Truncated("manifest")));
         };
-        let in_file = header
-            .area_file_offset
-            .checked_add(header.area_file_size)
-            .is_some_and(|end| end <= file.stat.size);
-        if !in_file {
+        if !file.holds_area(&header) {
             return Err(self.image_error(hcr_image::ImageError::Truncated("load area")));
         }
         let stat = file.stat.with_content(header.checksum);
@@ -266,14 +262,10 @@ impl State {
     fn early_area(&mut self, file: &ImageFile<'_>) -> Option<hcr_loader::Chunk> {
         let h = file.header()?;
         let len = usize::try_from(h.area_file_size).ok()?;
-        let in_file = h
-            .area_file_offset
-            .checked_add(h.area_file_size)
-            .is_some_and(|end| end <= file.stat.size);
-        if !in_file || len < EARLY_AREA_MIN {
+        if !file.holds_area(&h) || len < EARLY_AREA_MIN {
             return None;
         }
-        let len = len.next_multiple_of(hcr_image::PAGE_SIZE as usize);
+        // (Rounded as the read's own chunk would be: `chunk_len`.)
         self.window.alloc_unfilled(len).ok()
     }
 
@@ -1444,7 +1436,7 @@ struct Indices {
 /// it; the readers fault in the rest.
 fn early_pages(chunk: Option<&hcr_loader::Chunk>) -> Vec<usize> {
     let mut pages = chunk.map(hcr_loader::mem::huge_pages).unwrap_or_default();
-    pages.truncate(EARLY_FAULT_MAX / (2 << 20));
+    pages.truncate(EARLY_FAULT_MAX / hcr_loader::mem::HUGE_PAGE);
     pages
 }
 

@@ -30,6 +30,7 @@ pub mod ffi;
 pub mod gdb_jit;
 mod globals;
 mod guard;
+mod heap_top;
 mod helper;
 mod hostlibs;
 mod identity;

@@ -380,6 +380,8 @@ impl State {
             work,
             debug.as_ref(),
         );
+        // A first load's allocations are over.
+        self.heap_top = None;
         Followups {
             ctors,
             on_reload,

@@ -448,6 +448,10 @@ pub struct State {
     /// huge pages faulted in) while the manifest is read; taken by the
     /// segments' read, freed at the end of a preparation that did not.
     early_area: Option<hcr_loader::Chunk>,
+    /// A first load's hold on the C library's heap top at a huge page
+    /// ([`crate::heap_top`]), from the manifest's read to the end of the
+    /// commit (or of a preparation that failed).
+    heap_top: Option<crate::heap_top::HugeTop>,
     /// A reload prepared by the watcher thread when the image changed
     /// ([`State::prepare_ahead`]), taken by the next reload while the file
     /// and the live image are still the ones it was prepared from.
@@ -592,6 +596,7 @@ impl State {
             old_calls: Vec::new(),
             scratch: Scratch::default(),
             early_area: None,
+            heap_top: None,
             ahead: None,
             live_version: 0,
             prepare_ahead: opts.prepare_ahead,

@@ -95,10 +95,14 @@ impl State {
         }
         // Bytes read from a mapping a page of which vanished are refused,
         // whatever came of them (in either pass).
-        match file.torn() {
+        let r = match file.torn() {
             Some(e) => Err(e),
             None => r,
+        };
+        if !matches!(r, Ok(Some(_))) {
+            self.heap_top = None; // no commit follows
         }
+        r
     }
 
     /// One attempt of [`State::prepare_passes`]; with `full`, no segment is
@@ -116,6 +120,11 @@ impl State {
         // A first load's area chunk is faulted in meanwhile.
         if self.current.is_none() {
             self.early_area = self.early_area(file);
+            // What this thread allocates for a large image's load comes
+            // from huge pages.
+            if self.early_area.is_some() && self.heap_top.is_none() {
+                self.heap_top = crate::heap_top::HugeTop::new();
+            }
         }
         let old = self.current.as_ref().map(|c| &c.manifest);
         let mut global = None;

@@ -23,9 +23,11 @@
 //! blocks of up to about 12 MiB come from the heap, as after any such free.
 //! Best effort: with another C library, or with glibc's thresholds set by
 //! the program (`mallopt`, so that the block is mapped on its own), nothing
-//! is asked for. Only what goes to the C library's heap of the loading
-//! thread gains (a Rust host with another global allocator, such as
-//! mimalloc in `hcr run`, keeps its own).
+//! is asked for. Only where the runtime's own allocations go to glibc's
+//! `malloc` (a C host, a Rust host with the system allocator): a Rust host
+//! with an allocator of its own, such as the `hcr` binary's mimalloc (which
+//! keeps glibc's state for the program it runs as a fresh process has it),
+//! would gain nothing, and its glibc thresholds are left alone.
 
 /// Bytes the heap is extended by ahead of a first load: at least two whole
 /// huge pages past the block that fills the stretch before them.
@@ -48,7 +50,7 @@ impl HugeTop {
     /// be set up so.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     pub(crate) fn new() -> Option<HugeTop> {
-        if !huge_pages_on() {
+        if !huge_pages_on() || !allocations_go_to_malloc() {
             return None;
         }
         // SAFETY: blocks from `malloc` are only freed, each once, and their
@@ -116,6 +118,27 @@ impl Drop for HugeTop {
             unsafe { libc::free(self.filler as *mut libc::c_void) };
         }
     }
+}
+
+/// Whether this process's Rust allocations (the runtime's) go to the C
+/// library's `malloc`: a block taken through the global allocator shows in
+/// glibc's count of allocated bytes. A host with an allocator of its own
+/// (the `hcr` binary's mimalloc, which keeps glibc's state as a fresh
+/// process has it for the program it runs) gains nothing from the heap's
+/// top and keeps its glibc thresholds untouched.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn allocations_go_to_malloc() -> bool {
+    static MALLOC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MALLOC.get_or_init(|| {
+        const PROBE: usize = 64 << 10;
+        // SAFETY: `mallinfo2` only reads the allocator's own statistics.
+        let before = unsafe { libc::mallinfo2() }.uordblks;
+        let block = std::hint::black_box(Vec::<u8>::with_capacity(PROBE));
+        // SAFETY: as above.
+        let after = unsafe { libc::mallinfo2() }.uordblks;
+        drop(block);
+        after.wrapping_sub(before) >= PROBE
+    })
 }
 
 /// Whether the system gives transparent huge pages to a range that asks

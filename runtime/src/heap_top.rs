@@ -172,6 +172,14 @@ mod tests {
         String::new()
     }
 
+    /// This test binary allocates with the system allocator: its blocks
+    /// are glibc's.
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn the_system_allocator_is_told_to_be_malloc() {
+        assert!(allocations_go_to_malloc());
+    }
+
     /// With the heap's top held at a huge page, the thread's next block
     /// from the top starts on it, in a stretch that asks for huge pages.
     #[test]

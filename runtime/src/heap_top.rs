@@ -5,36 +5,45 @@
 //! the globals' table), nearly all of it small blocks the C library carves
 //! from the top of its heap, which grows in 4 KiB pages the kernel
 //! zero-fills one fault at a time (about 2.6 µs each on the machines
-//! measured: about 300 such faults, 0.8 ms, on the loading thread of a
+//! measured: about 350 such faults, 0.9 ms, on the loading thread of a
 //! 500 × 50 first load). A huge page is zeroed in one fault (about 0.25 ms
-//! for 2 MiB). So before such a load, [`HugeTop::new`] extends glibc's
+//! for 2 MiB; with the kernel's `defrag` at `madvise`, now and then a few
+//! milliseconds more when memory must be compacted first). So before such a load, [`HugeTop::new`] extends glibc's
 //! heap by [`AHEAD`] bytes and hands them back at once, asking for
 //! transparent huge pages in its whole 2 MiB stretches; while the load
 //! runs, a block that fills the stretch before the first of them is held,
 //! so that what the load allocates next comes from huge pages. Pages are
-//! faulted in only where the load writes: the stretches it never reaches
-//! cost address space only.
+//! faulted in only where the load writes; the stretches it never reaches
+//! keep the advice, so the program's own blocks there later come in 2 MiB
+//! pages too.
 //!
 //! The heap keeps that top: glibc gives the top of its heap back only past
 //! its trim threshold, which a freed block larger than its `mmap` threshold
 //! raises to twice that block's size (its own dynamic tuning, as in any
 //! program that frees a large block), so the probe freed first makes the
-//! extension come from the heap and stay there. From then on the program's
-//! blocks of up to about 12 MiB come from the heap, as after any such free.
+//! extension come from the heap and stay there. From then on, for the
+//! process's life, the program's blocks of up to about 12 MiB come from the
+//! heap and up to about 24 MiB of free top is kept, as after any such free.
 //! Best effort: with another C library, or with glibc's thresholds set by
 //! the program (`mallopt`, so that the block is mapped on its own), nothing
 //! is asked for. Only where the runtime's own allocations go to glibc's
 //! `malloc` (a C host, a Rust host with the system allocator): a Rust host
-//! with an allocator of its own, such as the `hcr` binary's mimalloc (which
-//! keeps glibc's state for the program it runs as a fresh process has it),
-//! would gain nothing, and its glibc thresholds are left alone.
+//! with an allocator of its own, such as the release `hcr` binary's
+//! mimalloc (which keeps glibc's state for the program it runs as a fresh
+//! process has it), would gain nothing, and its glibc thresholds are left
+//! alone. (A debug `hcr` allocates with glibc, for valgrind's sake, and
+//! does set the top up.)
+
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu")),
+    allow(unused_imports)
+)]
+use hcr_loader::mem::HUGE_PAGE;
 
 /// Bytes the heap is extended by ahead of a first load: at least two whole
 /// huge pages past the block that fills the stretch before them.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const AHEAD: usize = 10 << 20;
-
-/// The huge page size the heap's stretches are aligned to.
-const HUGE: usize = hcr_loader::mem::HUGE_PAGE;
 
 /// The block that holds the heap's top at a huge-page boundary while a
 /// first load runs; freed when dropped (at the end of the load).
@@ -56,22 +65,24 @@ impl HugeTop {
         // SAFETY: blocks from `malloc` are only freed, each once, and their
         // bytes are never read or written here; `malloc_usable_size` reads
         // only the C library's own record of a live block.
-        let (blk, usable) = unsafe {
+        let (block, usable) = unsafe {
             // (Kept from being optimised away, as a pair that cancels.)
-            libc::free(std::hint::black_box(libc::malloc(AHEAD + HUGE)));
-            let blk = libc::malloc(AHEAD);
-            (blk as usize, libc::malloc_usable_size(blk))
+            libc::free(std::hint::black_box(libc::malloc(AHEAD + HUGE_PAGE)));
+            let block = libc::malloc(AHEAD);
+            (block as usize, libc::malloc_usable_size(block))
         };
-        if blk == 0 {
+        if block == 0 {
             return None;
         }
         // A block carved from a heap has its size rounded to 16 bytes with
         // one header word; one mapped on its own (the program set its
-        // thresholds) is rounded to whole pages.
+        // thresholds) is rounded to whole pages. (A block taken from a
+        // free one larger by a few words counts as mapped: nothing is
+        // then asked for, which costs only the gain.)
         let from_heap = usable < AHEAD + 16;
-        let end = blk + AHEAD;
-        let first = blk.next_multiple_of(HUGE);
-        let last = end / HUGE * HUGE;
+        let end = block + AHEAD;
+        let first = block.next_multiple_of(HUGE_PAGE);
+        let last = end / HUGE_PAGE * HUGE_PAGE;
         if from_heap && first < last {
             // SAFETY: the range lies inside the block just allocated
             // (writable heap memory of this process); the advice changes
@@ -84,9 +95,9 @@ impl HugeTop {
                 );
             }
         }
-        // SAFETY: `blk` came from `malloc` above and is freed once; as the
-        // top block it merges back into the heap's top.
-        unsafe { libc::free(blk as *mut libc::c_void) };
+        // SAFETY: `block` came from `malloc` above and is freed once; as
+        // the top block it merges back into the heap's top.
+        unsafe { libc::free(block as *mut libc::c_void) };
         if !from_heap || first >= last {
             return None;
         }
@@ -94,12 +105,20 @@ impl HugeTop {
         // first huge page: its chunk (a header word before it, sizes in
         // 16-byte steps) ends where the next block's header starts, so the
         // next block from the top starts on the huge page.
-        let gap = first - blk;
-        let filler = match gap {
-            0..64 => 0,
-            // SAFETY: a plain allocation, freed when `self` is dropped.
-            _ => unsafe { libc::malloc(gap - 8) as usize },
-        };
+        // (A gap under the smallest chunk, 32 bytes, is left as it is.)
+        let gap = first - block;
+        if gap < 32 {
+            return Some(HugeTop { filler: 0 });
+        }
+        // SAFETY: a plain allocation, freed when `self` is dropped, or here
+        // at once when it did not come from the top (the C library had a
+        // free block of its size elsewhere): then nothing is held.
+        let filler = unsafe { libc::malloc(gap - 8) } as usize;
+        if filler != block {
+            // SAFETY: as above; freed once.
+            unsafe { libc::free(filler as *mut libc::c_void) };
+            return None;
+        }
         Some(HugeTop { filler })
     }
 
@@ -123,9 +142,11 @@ impl Drop for HugeTop {
 /// Whether this process's Rust allocations (the runtime's) go to the C
 /// library's `malloc`: a block taken through the global allocator shows in
 /// glibc's count of allocated bytes. A host with an allocator of its own
-/// (the `hcr` binary's mimalloc, which keeps glibc's state as a fresh
-/// process has it for the program it runs) gains nothing from the heap's
-/// top and keeps its glibc thresholds untouched.
+/// (the release `hcr` binary's mimalloc, which keeps glibc's state as a
+/// fresh process has it for the program it runs) gains nothing from the
+/// heap's top and keeps its glibc thresholds untouched. (Another thread's
+/// frees between the two counts can make it say no: only the gain is
+/// lost.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn allocations_go_to_malloc() -> bool {
     static MALLOC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -137,12 +158,15 @@ fn allocations_go_to_malloc() -> bool {
         // SAFETY: as above.
         let after = unsafe { libc::mallinfo2() }.uordblks;
         drop(block);
-        after.wrapping_sub(before) >= PROBE
+        after
+            .checked_sub(before)
+            .is_some_and(|grown| grown >= PROBE)
     })
 }
 
 /// Whether the system gives transparent huge pages to a range that asks
 /// for them (`always` or `madvise`).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn huge_pages_on() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
@@ -183,9 +207,11 @@ mod tests {
     /// With the heap's top held at a huge page, the thread's next block
     /// from the top starts on it, in a stretch that asks for huge pages.
     #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn the_next_block_from_the_top_starts_on_a_huge_page() {
-        if !huge_pages_on() || !cfg!(all(target_os = "linux", target_env = "gnu")) {
-            return; // nothing is asked for: nothing to check
+        if !huge_pages_on() {
+            eprintln!("transparent huge pages are off here: nothing is asked for, nothing checked");
+            return;
         }
         // A thread of its own: an arena not shared with the tests running
         // beside it.
@@ -195,7 +221,7 @@ mod tests {
             // top.
             let b = std::hint::black_box(vec![7u8; 256 << 10]);
             let at = b.as_ptr() as usize;
-            assert_eq!(at % HUGE, 0, "block at {at:#x}, not on a huge page");
+            assert_eq!(at % HUGE_PAGE, 0, "block at {at:#x}, not on a huge page");
             let flags = vm_flags(at);
             assert!(
                 flags.split_whitespace().any(|f| f == "hg"),

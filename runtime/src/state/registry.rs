@@ -239,11 +239,26 @@ impl State {
             .map_or("", |c| c.manifest.module_name(c.manifest.root))
     }
 
-    /// Root `main`'s permanent address.
+    /// Root `main`'s permanent address. Found in the root module's own
+    /// function list rather than through the registry's name index: a
+    /// first load leaves that index to be built after the load (by the
+    /// thread that prepares reloads), and `hcr run` asks for `main` right
+    /// after the commit (building the index there cost a 500 × 50 first
+    /// load 0.7–0.9 ms).
     pub fn main_address(&self) -> Option<u64> {
         let c = self.current.as_ref()?;
-        let root = c.manifest.module_name(c.manifest.root);
-        self.get_proc(root, "main")
+        let m = &c.manifest;
+        let root = m.root.0 as usize;
+        let (fi, _) = m
+            .modules
+            .get(root)?
+            .functions
+            .range()
+            .zip(m.functions.part(root))
+            .find(|(_, f)| m.str(f.name) == "main")?;
+        let t = *c.fn_tid.get(fi)?;
+        (t != NONE && self.functions.removed_stub(t).is_none())
+            .then(|| self.functions.tramp(t).code)
     }
 
     /// Destructors of every loaded module, in reverse top-level order.

@@ -8,11 +8,12 @@
 //! measured: about 350 such faults, 0.9 ms, on the loading thread of a
 //! 500 × 50 first load). A huge page is zeroed in one fault (about 0.25 ms
 //! for 2 MiB; with the kernel's `defrag` at `madvise`, now and then a few
-//! milliseconds more when memory must be compacted first). So before such a load, [`HugeTop::new`] extends glibc's
-//! heap by [`AHEAD`] bytes and hands them back at once, asking for
-//! transparent huge pages in its whole 2 MiB stretches; while the load
-//! runs, a block that fills the stretch before the first of them is held,
-//! so that what the load allocates next comes from huge pages. Pages are
+//! milliseconds more when memory must be compacted first). So before such
+//! a load, [`HugeTop::new`] extends glibc's heap by [`AHEAD`] bytes and
+//! hands them back at once, asking for transparent huge pages in its whole
+//! 2 MiB stretches; while the load runs, a block that fills the stretch
+//! before the first of them is held, so that what the load allocates next
+//! comes from huge pages. Pages are
 //! faulted in only where the load writes; the stretches it never reaches
 //! keep the advice, so the program's own blocks there later come in 2 MiB
 //! pages too.
@@ -83,7 +84,8 @@ impl HugeTop {
         let end = block + AHEAD;
         let first = block.next_multiple_of(HUGE_PAGE);
         let last = end / HUGE_PAGE * HUGE_PAGE;
-        if from_heap && first < last {
+        let stretches = from_heap && first < last;
+        if stretches {
             // SAFETY: the range lies inside the block just allocated
             // (writable heap memory of this process); the advice changes
             // how its pages are faulted in, never their contents.
@@ -95,28 +97,31 @@ impl HugeTop {
                 );
             }
         }
-        // SAFETY: `block` came from `malloc` above and is freed once; as
-        // the top block it merges back into the heap's top.
-        unsafe { libc::free(block as *mut libc::c_void) };
-        if !from_heap || first >= last {
-            return None;
-        }
-        // The block that fills the heap from the freed block's start to the
-        // first huge page: its chunk (a header word before it, sizes in
-        // 16-byte steps) ends where the next block's header starts, so the
-        // next block from the top starts on the huge page.
-        // (A gap under the smallest chunk, 32 bytes, is left as it is.)
+        // (A gap under the smallest chunk, 32 bytes, is left as it is:
+        // nothing to hold.)
         let gap = first - block;
-        if gap < 32 {
-            return Some(HugeTop { filler: 0 });
+        if !stretches || gap < 32 {
+            // SAFETY: `block` came from `malloc` above and is freed once.
+            unsafe { libc::free(block as *mut libc::c_void) };
+            return stretches.then_some(HugeTop { filler: 0 });
         }
-        // SAFETY: a plain allocation, freed when `self` is dropped, or here
-        // at once when it did not come from the top (the C library had a
-        // free block of its size elsewhere): then nothing is held.
-        let filler = unsafe { libc::malloc(gap - 8) } as usize;
+        // The block shrunk to fill the heap from its start to the first
+        // huge page: glibc shrinks a block in place and frees the rest,
+        // which joins the heap's top, so the next block from the top starts
+        // on the huge page (its chunk, a header word before it and sizes in
+        // 16-byte steps, ends where the next block's header starts). A
+        // free and a new block instead missed whenever a free block lay
+        // just before this one: the free joined it to the top too, and the
+        // new block started there.
+        // SAFETY: `block` came from `malloc` above; `realloc` either keeps
+        // it (shrunk, freed when `self` is dropped), moves it (freeing the
+        // old one) or fails (leaving it), and each outcome frees what is
+        // live exactly once.
+        let filler = unsafe { libc::realloc(block as *mut libc::c_void, gap - 8) } as usize;
         if filler != block {
+            let live = if filler == 0 { block } else { filler };
             // SAFETY: as above; freed once.
-            unsafe { libc::free(filler as *mut libc::c_void) };
+            unsafe { libc::free(live as *mut libc::c_void) };
             return None;
         }
         Some(HugeTop { filler })
@@ -131,11 +136,9 @@ impl HugeTop {
 
 impl Drop for HugeTop {
     fn drop(&mut self) {
-        if self.filler != 0 {
-            // SAFETY: `filler` came from `malloc` in `new` and is freed
-            // only here.
-            unsafe { libc::free(self.filler as *mut libc::c_void) };
-        }
+        // SAFETY: `filler` came from `malloc` in `new` and is freed only
+        // here (0, none held, is a null pointer, which `free` ignores).
+        unsafe { libc::free(self.filler as *mut libc::c_void) };
     }
 }
 

@@ -2,6 +2,7 @@
 //! Each command writes to a `&mut dyn Write` so tests can capture it.
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod gen;
 pub mod inspect;
 pub mod link;

@@ -56,6 +56,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(debug_assertions))]
+    // SAFETY: first in `main`: no other thread runs yet.
+    unsafe {
+        hcr_tools::alloc::purge_after_a_second()
+    };
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == link_server::SERVE_ARG) {
         if let Some(name) = argv.get(2).and_then(|n| n.to_str()) {

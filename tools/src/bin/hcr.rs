@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand};
 /// mimalloc's version 2 (the workspace asks for it): version 3 spreads a
 /// load's first touches over more of its arena, whose 2 MiB pages the kernel
 /// zeroes whole (transparent huge pages), and made the first load of 500
-/// modules × 50 functions 0.6–0.9 ms slower.
+/// modules × 50 functions 0.6–0.9 ms slower. `main` gives it version 3's
+/// purge delay ([`hcr_tools::alloc::purge_after_a_second`]).
 ///
 /// Debug builds keep the system allocator: they are what valgrind and
 /// AddressSanitizer check (the test suite's memcheck and ASan runs), and
@@ -27,46 +28,6 @@ use clap::{Parser, Subcommand};
 #[cfg(not(debug_assertions))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc 2 gives freed memory back to the system after 10 ms, 100 ms
-/// in its arenas (version 3: after a second), so a reload that follows the
-/// one before by more than that faults in afresh what the one before freed:
-/// under `hcr run` a one-module reload of a 2000-module program measured
-/// 52–94 µs (median 63) against 44–57 µs with version 3, and exceeded 1.5×
-/// the 200-module program's in three of six runs. With a second, as
-/// version 3 has it, 46–56 µs. `MIMALLOC_PURGE_DELAY` and
-/// `MIMALLOC_ARENA_PURGE_MULT` in the environment still decide.
-#[cfg(not(debug_assertions))]
-#[allow(unsafe_code)]
-fn keep_freed_memory_a_second() {
-    // `mi_option_purge_delay` and `mi_option_arena_purge_mult` in
-    // mimalloc 2's `mi_option_e` (`mimalloc.h`; the bindings name no
-    // constant for them), each with its default there and its new value.
-    const OPTIONS: [(
-        libmimalloc_sys::mi_option_t,
-        std::ffi::c_long,
-        std::ffi::c_long,
-        &str,
-    ); 2] = [
-        (15, 10, 1000, "MIMALLOC_PURGE_DELAY"),
-        (24, 10, 1, "MIMALLOC_ARENA_PURGE_MULT"),
-    ];
-    for (option, default, value, env) in OPTIONS {
-        if std::env::var_os(env).is_some() {
-            continue;
-        }
-        // SAFETY: reads and sets one of the allocator's options, which it
-        // consults when it next schedules a purge; no memory changes
-        // hands. An option is changed only while it holds the default
-        // expected of it, so another allocator version's numbering is
-        // left alone.
-        unsafe {
-            if libmimalloc_sys::mi_option_get(option) == default {
-                libmimalloc_sys::mi_option_set(option, value);
-            }
-        }
-    }
-}
 
 /// Hot code reloading for native programs.
 #[derive(Parser, Debug)]
@@ -246,7 +207,10 @@ pub unsafe extern "C" fn pthread_create(
 
 fn main() -> ExitCode {
     #[cfg(not(debug_assertions))]
-    keep_freed_memory_a_second();
+    // SAFETY: first in `main`: no other thread runs yet.
+    unsafe {
+        hcr_tools::alloc::purge_after_a_second()
+    };
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Watch { .. }) {
         default_action(&[libc::SIGPIPE]);

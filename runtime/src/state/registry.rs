@@ -215,7 +215,12 @@ impl State {
     }
 
     pub fn get_proc(&self, module: &str, name: &str) -> Option<u64> {
-        let t = self.functions.lookup(module, name)?;
+        self.live_address(self.functions.lookup(module, name)?)
+    }
+
+    /// Registry function `t`'s permanent address, unless a reload removed
+    /// it.
+    fn live_address(&self, t: u32) -> Option<u64> {
         self.functions
             .removed_stub(t)
             .is_none()
@@ -256,9 +261,10 @@ impl State {
             .range()
             .zip(m.functions.part(root))
             .find(|(_, f)| m.str(f.name) == "main")?;
-        let t = *c.fn_tid.get(fi)?;
-        (t != NONE && self.functions.removed_stub(t).is_none())
-            .then(|| self.functions.tramp(t).code)
+        match *c.fn_tid.get(fi)? {
+            NONE => None,
+            t => self.live_address(t),
+        }
     }
 
     /// Destructors of every loaded module, in reverse top-level order.

@@ -659,14 +659,7 @@ fn first_load_process(image: &Path, phases: bool) -> anyhow::Result<std::process
 fn first_load_phases(image: &Path) -> anyhow::Result<Vec<(String, f64)>> {
     let out = first_load_process(image, true)?;
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("hcr: first load of "))
-        .context("hcr-bench first-load printed no phases")?;
-    let inner = line
-        .rsplit_once(" (")
-        .and_then(|(_, p)| p.strip_suffix(')'))
-        .context("malformed phases line")?;
+    let (_, inner) = load_line(&err).context("hcr-bench first-load printed no phases")?;
     inner
         .split(", ")
         .map(|p| {
@@ -674,6 +667,18 @@ fn first_load_phases(image: &Path) -> anyhow::Result<Vec<(String, f64)>> {
             Ok((name.to_string(), ms.parse::<f64>().context("phase time")?))
         })
         .collect()
+}
+
+/// The first-load line `HCR_LOAD_PHASES=1` has the runtime print to
+/// `stderr`, `hcr: first load of PATH: TOTAL ms (PHASE MS, ...)`: its
+/// total in milliseconds and its list of phases (`PHASE MS, ...`).
+fn load_line(stderr: &str) -> Option<(f64, &str)> {
+    let rest = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("hcr: first load of "))?;
+    let (head, phases) = rest.rsplit_once(" ms (")?;
+    let total = head.rsplit_once(": ")?.1.parse().ok()?;
+    Some((total, phases.strip_suffix(')')?))
 }
 
 /// Runs `hcr run IMAGE` with `HCR_LOAD_PHASES=1` and returns the first
@@ -694,14 +699,9 @@ fn run_first_load(hcr: &Path, image: &Path) -> anyhow::Result<Duration> {
         );
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    let total = err
-        .lines()
-        .find_map(|l| l.strip_prefix("hcr: first load of "))
-        .and_then(|l| l.rsplit_once(" ms (")?.0.rsplit_once(": "))
-        .and_then(|(_, ms)| ms.parse::<f64>().ok())
-        .and_then(|ms| Duration::try_from_secs_f64(ms / 1e3).ok())
-        .context("hcr run printed no first-load line")?;
-    Ok(total)
+    load_line(&err)
+        .and_then(|(ms, _)| Duration::try_from_secs_f64(ms / 1e3).ok())
+        .context("hcr run printed no first-load line")
 }
 
 /// Runs `hcr-bench first-load IMAGE` and returns the time it reports.

@@ -67,17 +67,24 @@ impl Timing {
 
 /// The report's line for `marks` (the first one the start), the load
 /// over at `end`; `None` when nothing was marked.
+///
+/// Each phase is printed as the difference of the rounded times since the
+/// start at its two ends, so the printed phases add up exactly to the
+/// printed time of the last one (never more than the printed total), where
+/// rounding each on its own could drift by up to half a hundredth a phase.
 fn line(path: &std::path::Path, marks: &[(&str, Instant)], end: Instant) -> Option<String> {
     let (_, start) = *marks.first()?;
-    let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
+    // Hundredths of a millisecond since the start, rounded to nearest.
+    let at = |t: Instant| (t.saturating_duration_since(start).as_nanos() + 5_000) / 10_000;
+    let ms = |h: u128| format!("{}.{:02}", h / 100, h % 100);
     let phases: Vec<String> = marks
         .windows(2)
-        .map(|w| format!("{} {:.2}", w[1].0, ms(w[0].1, w[1].1)))
+        .map(|w| format!("{} {}", w[1].0, ms(at(w[1].1).saturating_sub(at(w[0].1)))))
         .collect();
     Some(format!(
-        "hcr: first load of {}: {:.2} ms ({})",
+        "hcr: first load of {}: {} ms ({})",
         path.display(),
-        ms(start, end),
+        ms(at(end)),
         phases.join(", ")
     ))
 }
@@ -97,5 +104,18 @@ mod tests {
             Some("hcr: first load of /x/app.hcr: 6.00 ms (manifest 2.00, decode 3.00)")
         );
         assert_eq!(line(std::path::Path::new("a"), &[], t), None);
+    }
+
+    #[test]
+    fn the_phases_add_up_to_the_printed_total() {
+        // Three phases of 0.004 ms each: rounded alone they would print
+        // 0.00 three times against a total of 0.01.
+        let t = Instant::now();
+        let at = |us: u64| t + Duration::from_micros(us);
+        let marks = [("start", t), ("a", at(4)), ("b", at(8)), ("c", at(12))];
+        assert_eq!(
+            line(std::path::Path::new("p"), &marks, at(12)).as_deref(),
+            Some("hcr: first load of p: 0.01 ms (a 0.00, b 0.01, c 0.00)")
+        );
     }
 }

@@ -29,9 +29,11 @@ bool hcr_has_any_module_changed(void);
  * (or adds, or removes) MODULE. */
 bool hcr_has_module_changed(const char *module);
 
-/* Reloads every changed module.  Returns the number of modules reloaded
- * (0: nothing changed, nothing was run), or -1: the reload failed, the old
- * code keeps running and nothing was lost; hcr_last_error() says why. */
+/* Reloads every changed module.  Returns the number of modules reloaded,
+ * changed or new ones (a module the root no longer reaches is unloaded, not
+ * counted), 0 when nothing changed and nothing was run, or -1: the reload
+ * failed, the old code keeps running and nothing was lost; hcr_last_error()
+ * says why. */
 int hcr_perform_code_reload(void);
 
 /* Why the last hcr_init, hcr_run_main, hcr_perform_code_reload or hcr_guard

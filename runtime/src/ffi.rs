@@ -285,7 +285,7 @@ pub(crate) fn perform_reload() -> Result<usize, Error> {
         (p, before, deleted)
     };
     let mut ends = ReloadEnds { cleared: false };
-    let count = prepared.diff().count();
+    let count = prepared.diff().reloaded();
     for (_, f) in before {
         call_void(f);
     }

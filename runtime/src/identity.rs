@@ -2,6 +2,16 @@
 //! module's globals beyond their identity keys (see hcr-link's
 //! `identity.rs` for how keys are made).
 //!
+//! - Statics whose keys rest on their order (several of one name with the
+//!   same owners, in either version: gcc without `-g`, two `static`
+//!   functions inlined into the same callers) are matched again, old to
+//!   new, by their order *and* what their declarations show: the size,
+//!   and whether the static is zero-filled or has an initialiser. Order
+//!   alone took a static added before the others for the one that was
+//!   there, and started that one again from its initialiser. A static
+//!   kept under another key is named in a warning; so is one that starts
+//!   from its initialiser while the loaded version had statics it could
+//!   have been.
 //! - A kept global whose key rests on an assumption (its order among
 //!   statics of one name) and whose compiler-given name changed (`n.1` is
 //!   now `n.2`) is kept with a warning that says what was assumed.
@@ -57,6 +67,7 @@ pub(crate) fn match_renumbered(
     // `gid` holds the module's objects only: object `oi`'s at `oi - base`.
     let base = md.objects.start as usize;
     let old_range = old_md.objects.range();
+    let warned = realign_by_order(&was, new, md, gid, none, out);
     let taken: std::collections::HashSet<u32> = md
         .objects
         .range()
@@ -72,7 +83,7 @@ pub(crate) fn match_renumbered(
     // Kept by a key that rests on an assumption, and renumbered.
     for oi in md.objects.range() {
         let o = &new.objects[oi];
-        if gid[oi - base] == none || o.assumed.len == 0 {
+        if gid[oi - base] == none || o.assumed.len == 0 || warned.contains(&oi) {
             continue;
         }
         if let Some(was) = raw_of(gid[oi - base]) {
@@ -149,9 +160,219 @@ pub(crate) fn match_renumbered(
     }
 }
 
+/// `(stem, K)` of an identity key: `OWNERS::NAME` is K 0 of its stem,
+/// `OWNERS::NAME#K` the K-th counted from the last.
+fn key_place(key: &str) -> (&str, usize) {
+    match key.rsplit_once('#') {
+        Some((stem, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
+            k.parse().map_or((key, 0), |k| (stem, k))
+        }
+        _ => (key, 0),
+    }
+}
+
+/// The most pairs an order-matched group compares (beyond, keys alone
+/// decide, as they do for statics whose keys are certain).
+const ALIGN_MAX: usize = 1 << 20;
+
+/// Pairs `(i, j)` matching `a` to `b` in order: as many pairs as the
+/// shorter has elements, and of those matchings the one with the most
+/// equal pairs, the earliest pairs preferred. Equal sequences pair up index
+/// for index; an element added or dropped shifts only those after it, and
+/// is found by its difference from the others; an element changed in place
+/// (an initialiser given to a zero-filled static) keeps its place.
+fn align<T: PartialEq>(a: &[T], b: &[T]) -> Vec<(usize, usize)> {
+    let (n, m) = (a.len(), b.len());
+    let w = m + 1;
+    // best[i * w + j]: (pairs, equal pairs) of the best matching of a[i..]
+    // and b[j..].
+    let mut best = vec![(0u32, 0u32); (n + 1) * w];
+    let diagonal = |best: &[(u32, u32)], i: usize, j: usize| {
+        let (p, e) = best[(i + 1) * w + j + 1];
+        (p + 1, e + u32::from(a[i] == b[j]))
+    };
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            best[i * w + j] = diagonal(&best, i, j)
+                .max(best[(i + 1) * w + j])
+                .max(best[i * w + j + 1]);
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n && j < m {
+        let here = best[i * w + j];
+        if diagonal(&best, i, j) == here {
+            out.push((i, j));
+            (i, j) = (i + 1, j + 1);
+        } else if best[(i + 1) * w + j] == here {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// What a numbered static's declaration shows without debug information:
+/// its size, and whether it is zero-filled.
+fn shape(o: &hcr_image::Object) -> (u64, bool) {
+    (o.size, o.init.is_none())
+}
+
+/// [`shape`] in words.
+fn shape_text(o: &hcr_image::Object) -> String {
+    let kind = if o.init.is_none() {
+        "zero-filled"
+    } else {
+        "initialised"
+    };
+    format!("{} bytes, {kind}", o.size)
+}
+
+/// The group of statics one stem names in one version: `(K, object)`,
+/// sorted by K (from the last in scope order), and whether any member's
+/// key rests on an assumption.
+type Group = (Vec<(usize, usize)>, bool);
+
+/// The numbered statics of `objects` of `m` with an identity key, by
+/// stem; `keep` filters them.
+fn groups(
+    m: &Manifest,
+    objects: std::ops::Range<usize>,
+    keep: impl Fn(usize) -> bool,
+) -> std::collections::BTreeMap<&str, Group> {
+    let mut out: std::collections::BTreeMap<&str, Group> = Default::default();
+    for oi in objects.filter(|&oi| keep(oi)) {
+        let o = &m.objects[oi];
+        if o.identity.len == 0 || numbered_base(m.str(o.name)).is_none() {
+            continue;
+        }
+        let (stem, k) = key_place(m.str(o.identity));
+        let g = out.entry(stem).or_default();
+        g.0.push((k, oi));
+        g.1 |= o.assumed.len > 0;
+    }
+    for g in out.values_mut() {
+        g.0.sort_unstable();
+    }
+    out
+}
+
+/// Matches again, old to new, the statics of module `md` whose keys rest
+/// on their order (see the module's comment): within each such group, in
+/// order, as many as the shorter version has, and of those matchings the
+/// one whose pairs agree most in shape ([`shape`]). Where that differs from the keys'
+/// matches, `gid` is set from it (a kept static gets its new key through
+/// `out.rekey`). Warns of each static kept under another key and of each
+/// that starts from its initialiser in a group the loaded version had;
+/// returns the new objects warned of.
+fn realign_by_order(
+    was: &Version<'_>,
+    new: &Manifest,
+    md: &Module,
+    gid: &mut [u32],
+    none: u32,
+    out: &mut Decisions,
+) -> std::collections::HashSet<usize> {
+    let (old, old_gid) = (was.manifest, was.gid);
+    let module = new.str(md.name);
+    let base = md.objects.start as usize;
+    let live = |oi: usize| old_gid.get(oi).is_some_and(|&g| g != none);
+    let olds = groups(old, was.module.objects.range(), live);
+    let news = groups(new, md.objects.range(), |_| true);
+    let mut warned = std::collections::HashSet::new();
+    for (stem, (news, new_assumed)) in &news {
+        let Some((olds, old_assumed)) = olds.get(stem) else {
+            continue;
+        };
+        if !(new_assumed | old_assumed) || olds.len().saturating_mul(news.len()) > ALIGN_MAX {
+            continue;
+        }
+        let a: Vec<_> = olds
+            .iter()
+            .map(|&(_, oi)| shape(&old.objects[oi]))
+            .collect();
+        let b: Vec<_> = news
+            .iter()
+            .map(|&(_, oi)| shape(&new.objects[oi]))
+            .collect();
+        let pairs = align(&a, &b);
+        let by_keys = pairs.iter().all(|&(i, j)| olds[i].0 == news[j].0)
+            && pairs.len() == olds.len().min(news.len());
+        let mut matched = vec![None; news.len()];
+        for &(i, j) in &pairs {
+            matched[j] = Some(olds[i]);
+        }
+        let base_name = numbered_base(new.str(new.objects[news[0].1].name)).unwrap_or("?");
+        let (owners, _) = stem.rsplit_once("::").unwrap_or((stem, ""));
+        let refer = if owners.contains('+') {
+            "refer"
+        } else {
+            "refers"
+        };
+        for (j, &(k, ni)) in news.iter().enumerate() {
+            let o = &new.objects[ni];
+            let key = new.object_key(o);
+            match matched[j] {
+                Some((old_k, oi)) if !by_keys => {
+                    gid[ni - base] = old_gid[oi];
+                    if old_k != k {
+                        let w = &old.objects[oi];
+                        out.rekey.push((old_gid[oi], key.to_string()));
+                        out.warnings.push(format!(
+                            "global {module}:{key} ({}) kept the value of {module}:{} ({}) on an assumption: the statics named '{base_name}' that {owners} {refer} to matched by their order and shape ({})",
+                            new.str(o.name),
+                            old.object_key(w),
+                            old.str(w.name),
+                            shape_text(o),
+                        ));
+                        warned.insert(ni);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    gid[ni - base] = none;
+                    out.warnings.push(format!(
+                        "global {module}:{key} ({}) starts from its initialiser on an assumption: taken as new, the statics named '{base_name}' that {owners} {refer} to matched by their order and shape ({})",
+                        new.str(o.name),
+                        shape_text(o),
+                    ));
+                    warned.insert(ni);
+                }
+            }
+        }
+    }
+    warned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_split_into_stem_and_place() {
+        assert_eq!(key_place("f::n"), ("f::n", 0));
+        assert_eq!(key_place("f+g::n#2"), ("f+g::n", 2));
+        assert_eq!(key_place("f::n#"), ("f::n#", 0));
+    }
+
+    #[test]
+    fn alignment_prefers_the_earliest_pairs() {
+        // Equal sequences pair up index for index.
+        assert_eq!(align(&[1, 1], &[1, 1]), [(0, 0), (1, 1)]);
+        // One added: the first keeps the first place.
+        assert_eq!(align(&[1], &[1, 1]), [(0, 0)]);
+        // One added before, of another shape: skipped.
+        assert_eq!(align(&[1], &[2, 1]), [(0, 1)]);
+        assert_eq!(align(&[1, 3], &[2, 1, 3]), [(0, 1), (1, 2)]);
+        // One dropped.
+        assert_eq!(align(&[2, 1], &[1]), [(1, 0)]);
+        assert_eq!(align::<u8>(&[], &[1]), []);
+        // Changed in place: kept, as many pairs as the shorter has.
+        assert_eq!(align(&[1], &[2]), [(0, 0)]);
+        assert_eq!(align(&[1, 2], &[3, 4]), [(0, 0), (1, 1)]);
+        assert_eq!(align(&[1, 2], &[3, 2, 4]), [(0, 0), (1, 1)]);
+    }
 
     #[test]
     fn only_gcc_numbers_have_a_base() {

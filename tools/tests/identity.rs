@@ -283,3 +283,58 @@ int main(int argc, char **argv) {
     );
     assert!(!err.contains("assumption"), "{err}");
 }
+
+/// Without `-g`, statics of `static` functions inlined into the same
+/// caller are told apart by their order alone, and gcc numbers them in
+/// no order the source shows: a function with its own `static int n`
+/// added before the others took, by order, the value of one that was
+/// there, and that one started again from its initialiser, silently.
+/// Matched by their shapes as well (zero-filled or initialised), each
+/// keeps its own value, and the new one starts from its initialiser,
+/// both named in a warning.
+#[test]
+fn statics_inlined_into_one_caller_keep_their_values_by_order_and_shape() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v0 = r#"#include <stdio.h>
+static int f1(void) { static int n; return ++n; }
+void tick(void) { printf("f1=%d\n", f1()); }
+"#;
+    let v1 = r#"#include <stdio.h>
+static int extra(void) { static int n = 1000; return ++n; }
+static int f1(void) { static int n; return ++n; }
+void tick(void) { printf("extra=%d ", extra()); printf("f1=%d\n", f1()); }
+"#;
+    let main = r#"#include <stdio.h>
+#include <hcr.h>
+void tick(void);
+int main(int argc, char **argv) {
+    tick(); tick();
+    fflush(stdout);
+    rename(argv[1], argv[0]);
+    printf("reload=%d\n", hcr_perform_code_reload());
+    tick();
+    return 0;
+}
+"#;
+    for opt in ["-O1", "-O2"] {
+        let dir = d.join(&opt[1..]);
+        std::fs::create_dir_all(&dir).unwrap();
+        let imgs =
+            support::versioned_images(&dir, main, "lib", &[("v0", v0), ("v1", v1)], (opt, &[]));
+        let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+        assert!(status.success(), "{opt}: {out}\n{err}");
+        assert_eq!(
+            out, "f1=1\nf1=2\nreload=1\nextra=1001 f1=3\n",
+            "{opt}: {err}"
+        );
+        // The new static is named as starting from its initialiser, on an
+        // assumption.
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("hcr: warning: global lib:tick::n")
+                    && l.contains("starts from its initialiser on an assumption")),
+            "{opt}: {err}"
+        );
+    }
+}

@@ -549,9 +549,15 @@ impl State {
         for w in &identities.warnings {
             warn(format_args!("{w}"));
         }
+        // Every old key out before any new one goes in: statics matched
+        // again by their order may trade keys.
+        for &(g, _) in &identities.rekey {
+            if let Some(e) = self.globals[g as usize].as_ref() {
+                index_remove(&mut self.global_index, &e.module, &e.name);
+            }
+        }
         for (g, key) in identities.rekey {
             if let Some(e) = self.globals[g as usize].as_mut() {
-                index_remove(&mut self.global_index, &e.module, &e.name);
                 e.name = Arc::from(key.as_str());
                 index_put(&mut self.global_index, &e.module, &e.name, g);
             }

@@ -76,9 +76,16 @@ pub struct Diff {
 }
 
 impl Diff {
-    /// Modules reloaded.
+    /// Modules the reload touches: changed, added and removed.
     pub fn count(&self) -> usize {
         self.changed.len() + self.added.len() + self.removed.len()
+    }
+    /// Modules reloaded, what `hcr_perform_code_reload` returns: those whose
+    /// code the reload loads, changed or new (removed ones are unloaded);
+    /// at least 1 when the reload touches any module.
+    pub fn reloaded(&self) -> usize {
+        let loaded = self.changed.len() + self.added.len();
+        loaded.max(usize::from(self.count() > 0))
     }
     /// Every module the reload touches.
     pub fn touched(&self) -> std::collections::HashSet<String> {

@@ -816,3 +816,40 @@ fn a_plugin_that_uses_an_image_thread_local_is_refused_by_name() {
         "{out}"
     );
 }
+
+/// A program that looks its own functions up by name, as a native one
+/// linked with `-Wl,-E` can (`dlsym(RTLD_DEFAULT, NAME)`), finds them
+/// without calling `dlopen` or setting anything.
+#[test]
+fn dlsym_of_the_default_scope_finds_the_images_functions() {
+    let d = tempfile::tempdir().unwrap();
+    let main = module(
+        d.path(),
+        "main",
+        r#"#define _GNU_SOURCE
+        #include <stdio.h>
+        #include <dlfcn.h>
+        int answer(void) { return 42; }
+        int main(void) {
+            int (*f)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "answer");
+            printf("%s %d\n", f ? "found" : "missing", f ? f() : 0);
+            return 0;
+        }"#,
+        "-O1",
+    );
+    let native = native_output(d.path(), &main, &["-Wl,-E"], &[]);
+    assert_eq!(String::from_utf8_lossy(&native), "found 42\n");
+    let img = link_quietly(d.path(), &[], &[main]);
+    let o = Command::new(hcr_bin())
+        .arg("run")
+        .arg(&img)
+        .env_remove("HCR_EXPORT_SYMBOLS")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "found 42
+"
+    );
+}

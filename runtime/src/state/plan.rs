@@ -133,7 +133,9 @@ pub(super) fn loaded_names(m: &Manifest) -> HashMap<&str, usize> {
 }
 
 /// Whether the program may load shared objects that need the image's
-/// symbols: a reachable module calls `dlopen`/`dlmopen`, or the image names
+/// symbols, or look its symbols up by name: a reachable module calls
+/// `dlopen`/`dlmopen` or `dlsym`/`dlvsym` (`dlsym(RTLD_DEFAULT, NAME)`
+/// finds a native `-Wl,-E` program's own functions), or the image names
 /// libraries (which may load plugins themselves); `Options::export_symbols`
 /// asks for it whatever the image names. Publishing costs about a
 /// microsecond per exported name, so programs that never load plugins do
@@ -145,7 +147,12 @@ pub(super) fn may_load_plugins(m: &Manifest) -> bool {
     // The host symbols first (a few): most programs name neither, and then
     // no module is looked at.
     let loaders: Vec<u32> = (0..m.hosts.len() as u32)
-        .filter(|&h| matches!(m.str(m.hosts[h as usize].name), "dlopen" | "dlmopen"))
+        .filter(|&h| {
+            matches!(
+                m.str(m.hosts[h as usize].name),
+                "dlopen" | "dlmopen" | "dlsym" | "dlvsym"
+            )
+        })
         .collect();
     !loaders.is_empty()
         && (0..m.modules.len())

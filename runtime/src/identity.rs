@@ -10,8 +10,11 @@
 //!   alone took a static added before the others for the one that was
 //!   there, and started that one again from its initialiser. A static
 //!   kept under another key is named in a warning; so is one that starts
-//!   from its initialiser while the loaded version had statics it could
-//!   have been.
+//!   from its initialiser while the loaded version had statics of its
+//!   group (a static new in a nested block too: that it is new rests on
+//!   the same order). An edit that both adds or drops a static of a group
+//!   and changes another's initialiser may be matched wrongly by shape;
+//!   the warnings name every static involved.
 //! - A kept global whose key rests on an assumption (its order among
 //!   statics of one name) and whose compiler-given name changed (`n.1` is
 //!   now `n.2`) is kept with a warning that says what was assumed.
@@ -67,7 +70,7 @@ pub(crate) fn match_renumbered(
     // `gid` holds the module's objects only: object `oi`'s at `oi - base`.
     let base = md.objects.start as usize;
     let old_range = old_md.objects.range();
-    let warned = realign_by_order(&was, new, md, gid, none, out);
+    let realigned = realign_by_order(&was, new, md, gid, none, out);
     let taken: std::collections::HashSet<u32> = md
         .objects
         .range()
@@ -83,7 +86,7 @@ pub(crate) fn match_renumbered(
     // Kept by a key that rests on an assumption, and renumbered.
     for oi in md.objects.range() {
         let o = &new.objects[oi];
-        if gid[oi - base] == none || o.assumed.len == 0 || warned.contains(&oi) {
+        if gid[oi - base] == none || o.assumed.len == 0 || realigned.warned.contains(&oi) {
             continue;
         }
         if let Some(was) = raw_of(gid[oi - base]) {
@@ -115,7 +118,9 @@ pub(crate) fn match_renumbered(
         .objects
         .range()
         .filter(|&oi| {
-            gid[oi - base] == none && numbered_base(new.str(new.objects[oi].name)).is_some()
+            gid[oi - base] == none
+                && !realigned.decided.contains(&oi)
+                && numbered_base(new.str(new.objects[oi].name)).is_some()
         })
         .collect();
     let same = |a: &hcr_image::Object, b: &hcr_image::Object| {
@@ -171,25 +176,23 @@ fn key_place(key: &str) -> (&str, usize) {
     }
 }
 
-/// The most pairs an order-matched group compares (beyond, keys alone
-/// decide, as they do for statics whose keys are certain).
+/// The most cells of an order-matched group's table (old statics × new
+/// ones); beyond, keys alone decide, as they do for statics whose keys are
+/// certain.
 const ALIGN_MAX: usize = 1 << 20;
 
-/// Pairs `(i, j)` matching `a` to `b` in order: as many pairs as the
-/// shorter has elements, and of those matchings the one with the most
-/// equal pairs, the earliest pairs preferred. Equal sequences pair up index
-/// for index; an element added or dropped shifts only those after it, and
-/// is found by its difference from the others; an element changed in place
-/// (an initialiser given to a zero-filled static) keeps its place.
-fn align<T: PartialEq>(a: &[T], b: &[T]) -> Vec<(usize, usize)> {
-    let (n, m) = (a.len(), b.len());
+/// Pairs `(i, j)` matching `0..n` to `0..m` in order: as many pairs as the
+/// shorter has elements, and of those matchings the one whose pairs
+/// `score` best (summed element by element, compared in order), the
+/// earliest pairs preferred.
+fn align(n: usize, m: usize, score: impl Fn(usize, usize) -> [u32; 3]) -> Vec<(usize, usize)> {
     let w = m + 1;
-    // best[i * w + j]: (pairs, equal pairs) of the best matching of a[i..]
-    // and b[j..].
-    let mut best = vec![(0u32, 0u32); (n + 1) * w];
-    let diagonal = |best: &[(u32, u32)], i: usize, j: usize| {
-        let (p, e) = best[(i + 1) * w + j + 1];
-        (p + 1, e + u32::from(a[i] == b[j]))
+    // best[i * w + j]: (pairs, summed score) of the best matching of the
+    // elements from i and j on.
+    let mut best = vec![[0u32; 4]; (n + 1) * w];
+    let diagonal = |best: &[[u32; 4]], i: usize, j: usize| {
+        let (b, s) = (best[(i + 1) * w + j + 1], score(i, j));
+        [b[0] + 1, b[1] + s[0], b[2] + s[1], b[3] + s[2]]
     };
     for i in (0..n).rev() {
         for j in (0..m).rev() {
@@ -229,10 +232,14 @@ fn shape_text(o: &hcr_image::Object) -> String {
     format!("{} bytes, {kind}", o.size)
 }
 
-/// The group of statics one stem names in one version: `(K, object)`,
-/// sorted by K (from the last in scope order), and whether any member's
-/// key rests on an assumption.
-type Group = (Vec<(usize, usize)>, bool);
+/// The statics one stem names in one version of a module.
+#[derive(Default)]
+struct Group {
+    /// `(K, object index)`, sorted by K (from the last in scope order).
+    members: Vec<(usize, usize)>,
+    /// Whether any member's key rests on an assumption.
+    assumed: bool,
+}
 
 /// The numbered statics of `objects` of `m` with an identity key, by
 /// stem; `keep` filters them.
@@ -249,23 +256,67 @@ fn groups(
         }
         let (stem, k) = key_place(m.str(o.identity));
         let g = out.entry(stem).or_default();
-        g.0.push((k, oi));
-        g.1 |= o.assumed.len > 0;
+        g.members.push((k, oi));
+        g.assumed |= o.assumed.len > 0;
     }
     for g in out.values_mut() {
-        g.0.sort_unstable();
+        g.members.sort_unstable();
     }
     out
 }
 
+/// For each of `news`' members, the member of `olds` it is: in order, as
+/// many pairs as the shorter group has, preferring pairs of the same shape,
+/// then of the same size, then at the same place K (so that groups whose
+/// shapes all agree match as their keys do); a pair of different sizes
+/// is no match (the static starts again, as a resized global does).
+fn match_group(
+    (old, olds): (&Manifest, &Group),
+    (new, news): (&Manifest, &Group),
+) -> Vec<Option<(usize, usize)>> {
+    let objects = |i: usize, j: usize| {
+        let (a, b) = (olds.members[i], news.members[j]);
+        (&old.objects[a.1], &new.objects[b.1], a.0 == b.0)
+    };
+    let score = |i, j| {
+        let (a, b, same_k) = objects(i, j);
+        [shape(a) == shape(b), a.size == b.size, same_k].map(u32::from)
+    };
+    let mut matched = vec![None; news.members.len()];
+    for (i, j) in align(olds.members.len(), news.members.len(), score) {
+        let (a, b, _) = objects(i, j);
+        if a.size == b.size {
+            matched[j] = Some(olds.members[i]);
+        }
+    }
+    matched
+}
+
+/// What the statics a group's stem names are to the functions: "that
+/// main refers to", "that f+main refer to".
+fn referred(stem: &str) -> String {
+    match stem.rsplit_once("::").map_or(stem, |(owners, _)| owners) {
+        "?" => "that no function's code refers to".to_string(),
+        owners if owners.contains('+') => format!("that {owners} refer to"),
+        owners => format!("that {owners} refers to"),
+    }
+}
+
+/// What [`realign_by_order`] did.
+#[derive(Default)]
+struct Realigned {
+    /// The new statics it matched or took as new (all members of the
+    /// groups it matched): the matching by name and size leaves them be.
+    decided: std::collections::HashSet<usize>,
+    /// Those it warned of.
+    warned: std::collections::HashSet<usize>,
+}
+
 /// Matches again, old to new, the statics of module `md` whose keys rest
-/// on their order (see the module's comment): within each such group, in
-/// order, as many as the shorter version has, and of those matchings the
-/// one whose pairs agree most in shape ([`shape`]). Where that differs from the keys'
-/// matches, `gid` is set from it (a kept static gets its new key through
-/// `out.rekey`). Warns of each static kept under another key and of each
-/// that starts from its initialiser in a group the loaded version had;
-/// returns the new objects warned of.
+/// on their order (see the module's comment; [`match_group`]), and sets
+/// `gid` from that (a static kept under another key gets it through
+/// `out.rekey`). Warns of each static kept under another key, and of each
+/// that starts from its initialiser in a group the loaded version had.
 fn realign_by_order(
     was: &Version<'_>,
     new: &Manifest,
@@ -273,76 +324,49 @@ fn realign_by_order(
     gid: &mut [u32],
     none: u32,
     out: &mut Decisions,
-) -> std::collections::HashSet<usize> {
+) -> Realigned {
     let (old, old_gid) = (was.manifest, was.gid);
     let module = new.str(md.name);
     let base = md.objects.start as usize;
     let live = |oi: usize| old_gid.get(oi).is_some_and(|&g| g != none);
     let olds = groups(old, was.module.objects.range(), live);
-    let news = groups(new, md.objects.range(), |_| true);
-    let mut warned = std::collections::HashSet::new();
-    for (stem, (news, new_assumed)) in &news {
-        let Some((olds, old_assumed)) = olds.get(stem) else {
+    let mut done = Realigned::default();
+    for (stem, news) in groups(new, md.objects.range(), |_| true) {
+        let Some(olds) = olds.get(stem) else {
             continue;
         };
-        if !(new_assumed | old_assumed) || olds.len().saturating_mul(news.len()) > ALIGN_MAX {
+        let cells = olds.members.len().saturating_mul(news.members.len());
+        if !(news.assumed || olds.assumed) || cells > ALIGN_MAX {
             continue;
         }
-        let a: Vec<_> = olds
-            .iter()
-            .map(|&(_, oi)| shape(&old.objects[oi]))
-            .collect();
-        let b: Vec<_> = news
-            .iter()
-            .map(|&(_, oi)| shape(&new.objects[oi]))
-            .collect();
-        let pairs = align(&a, &b);
-        let by_keys = pairs.iter().all(|&(i, j)| olds[i].0 == news[j].0)
-            && pairs.len() == olds.len().min(news.len());
-        let mut matched = vec![None; news.len()];
-        for &(i, j) in &pairs {
-            matched[j] = Some(olds[i]);
-        }
-        let base_name = numbered_base(new.str(new.objects[news[0].1].name)).unwrap_or("?");
-        let (owners, _) = stem.rsplit_once("::").unwrap_or((stem, ""));
-        let refer = if owners.contains('+') {
-            "refer"
-        } else {
-            "refers"
-        };
-        for (j, &(k, ni)) in news.iter().enumerate() {
+        let matched = match_group((old, olds), (new, &news));
+        for (&(k, ni), m) in news.members.iter().zip(matched) {
+            done.decided.insert(ni);
             let o = &new.objects[ni];
             let key = new.object_key(o);
-            match matched[j] {
-                Some((old_k, oi)) if !by_keys => {
-                    gid[ni - base] = old_gid[oi];
-                    if old_k != k {
-                        let w = &old.objects[oi];
-                        out.rekey.push((old_gid[oi], key.to_string()));
-                        out.warnings.push(format!(
-                            "global {module}:{key} ({}) kept the value of {module}:{} ({}) on an assumption: the statics named '{base_name}' that {owners} {refer} to matched by their order and shape ({})",
-                            new.str(o.name),
-                            old.object_key(w),
-                            old.str(w.name),
-                            shape_text(o),
-                        ));
-                        warned.insert(ni);
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    gid[ni - base] = none;
-                    out.warnings.push(format!(
-                        "global {module}:{key} ({}) starts from its initialiser on an assumption: taken as new, the statics named '{base_name}' that {owners} {refer} to matched by their order and shape ({})",
-                        new.str(o.name),
-                        shape_text(o),
-                    ));
-                    warned.insert(ni);
-                }
+            let (name, shape, whose) = (new.str(o.name), shape_text(o), referred(stem));
+            let Some((old_k, oi)) = m else {
+                gid[ni - base] = none;
+                out.warnings.push(format!(
+                    "global {module}:{key} ({name}) starts from its initialiser on an assumption: taken as new, the statics of its name {whose} matched by their order and shape ({shape})"
+                ));
+                done.warned.insert(ni);
+                continue;
+            };
+            gid[ni - base] = old_gid[oi];
+            if old_k != k {
+                let w = &old.objects[oi];
+                out.rekey.push((old_gid[oi], key.to_string()));
+                out.warnings.push(format!(
+                    "global {module}:{key} ({name}) kept the value of {module}:{} ({}) on an assumption: the statics of its name {whose} matched by their order and shape ({shape})",
+                    old.object_key(w),
+                    old.str(w.name),
+                ));
+                done.warned.insert(ni);
             }
         }
     }
-    warned
+    done
 }
 
 #[cfg(test)]
@@ -356,22 +380,39 @@ mod tests {
         assert_eq!(key_place("f::n#"), ("f::n#", 0));
     }
 
+    /// `align` with a score of 1 for equal elements.
+    fn al(a: &[u8], b: &[u8]) -> Vec<(usize, usize)> {
+        align(a.len(), b.len(), |i, j| [u32::from(a[i] == b[j]), 0, 0])
+    }
+
     #[test]
     fn alignment_prefers_the_earliest_pairs() {
         // Equal sequences pair up index for index.
-        assert_eq!(align(&[1, 1], &[1, 1]), [(0, 0), (1, 1)]);
+        assert_eq!(al(&[1, 1], &[1, 1]), [(0, 0), (1, 1)]);
         // One added: the first keeps the first place.
-        assert_eq!(align(&[1], &[1, 1]), [(0, 0)]);
+        assert_eq!(al(&[1], &[1, 1]), [(0, 0)]);
         // One added before, of another shape: skipped.
-        assert_eq!(align(&[1], &[2, 1]), [(0, 1)]);
-        assert_eq!(align(&[1, 3], &[2, 1, 3]), [(0, 1), (1, 2)]);
+        assert_eq!(al(&[1], &[2, 1]), [(0, 1)]);
+        assert_eq!(al(&[1, 3], &[2, 1, 3]), [(0, 1), (1, 2)]);
         // One dropped.
-        assert_eq!(align(&[2, 1], &[1]), [(1, 0)]);
-        assert_eq!(align::<u8>(&[], &[1]), []);
+        assert_eq!(al(&[2, 1], &[1]), [(1, 0)]);
+        assert_eq!(al(&[], &[1]), []);
         // Changed in place: kept, as many pairs as the shorter has.
-        assert_eq!(align(&[1], &[2]), [(0, 0)]);
-        assert_eq!(align(&[1, 2], &[3, 4]), [(0, 0), (1, 1)]);
-        assert_eq!(align(&[1, 2], &[3, 2, 4]), [(0, 0), (1, 1)]);
+        assert_eq!(al(&[1], &[2]), [(0, 0)]);
+        assert_eq!(al(&[1, 2], &[3, 4]), [(0, 0), (1, 1)]);
+        assert_eq!(al(&[1, 2], &[3, 2, 4]), [(0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn alignment_weighs_its_scores_in_order() {
+        // Of two new elements, neither of the old one's shape: the one of
+        // its size (second score) rather than the first.
+        let (a, b) = ([(4, 'z')], [(8, 'z'), (4, 'i')]);
+        let score = |i: usize, j: usize| {
+            let (x, y): ((u8, char), (u8, char)) = (a[i], b[j]);
+            [x == y, x.0 == y.0, false].map(u32::from)
+        };
+        assert_eq!(align(1, 2, score), [(0, 1)]);
     }
 
     #[test]

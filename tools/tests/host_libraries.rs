@@ -847,9 +847,5 @@ fn dlsym_of_the_default_scope_finds_the_images_functions() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "found 42
-"
-    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "found 42\n");
 }

@@ -291,7 +291,8 @@ int main(int argc, char **argv) {
 /// there, and that one started again from its initialiser, silently.
 /// Matched by their shapes as well (zero-filled or initialised), each
 /// keeps its own value, and the new one starts from its initialiser,
-/// both named in a warning.
+/// both named in a warning; the function dropped again, the one kept is
+/// still found by its key (the dropped one's key, which it takes).
 #[test]
 fn statics_inlined_into_one_caller_keep_their_values_by_order_and_shape() {
     let t = tempfile::tempdir().unwrap();
@@ -310,31 +311,92 @@ void tick(void) { printf("extra=%d ", extra()); printf("f1=%d\n", f1()); }
 void tick(void);
 int main(int argc, char **argv) {
     tick(); tick();
-    fflush(stdout);
-    rename(argv[1], argv[0]);
-    printf("reload=%d\n", hcr_perform_code_reload());
-    tick();
+    for (int i = 1; i < argc; i++) {
+        fflush(stdout);
+        rename(argv[i], argv[0]);
+        printf("reload=%d\n", hcr_perform_code_reload());
+        int *n = hcr_get_global("lib", "tick::n");
+        printf("tick::n=%d\n", n ? *n : -1);
+        tick();
+    }
     return 0;
 }
 "#;
     for opt in ["-O1", "-O2"] {
         let dir = d.join(&opt[1..]);
         std::fs::create_dir_all(&dir).unwrap();
-        let imgs =
-            support::versioned_images(&dir, main, "lib", &[("v0", v0), ("v1", v1)], (opt, &[]));
+        let imgs = support::versioned_images(
+            &dir,
+            main,
+            "lib",
+            &[("v0", v0), ("v1", v1), ("v2", v0)],
+            (opt, &[]),
+        );
         let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
         assert!(status.success(), "{opt}: {out}\n{err}");
         assert_eq!(
-            out, "f1=1\nf1=2\nreload=1\nextra=1001 f1=3\n",
+            out,
+            "f1=1\nf1=2\n\
+             reload=1\ntick::n=1000\nextra=1001 f1=3\n\
+             reload=1\ntick::n=3\nf1=4\n",
             "{opt}: {err}"
         );
         // The new static is named as starting from its initialiser, on an
         // assumption.
         assert!(
             err.lines()
-                .any(|l| l.starts_with("hcr: warning: global lib:tick::n")
+                .any(|l| l.starts_with("hcr: warning: global lib:tick::n ")
                     && l.contains("starts from its initialiser on an assumption")),
             "{opt}: {err}"
         );
     }
+}
+
+/// A reload that kept a static under another key (matched by order and
+/// shape) and then crashed inside `hcr_guard` rolls back: the static gets
+/// its key back with its value, and the restored code finds it by it.
+#[test]
+fn a_rollback_gives_statics_kept_under_other_keys_their_keys_back() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v0 = r#"#include <stdio.h>
+static int f1(void) { static int n; return ++n; }
+void tick(void *arg) { (void)arg; printf("f1=%d\n", f1()); }
+"#;
+    let v1 = r#"#include <stdio.h>
+static int extra(void) { static int n = 1000; return ++n; }
+static int f1(void) { static int n; return ++n; }
+void tick(void *arg) {
+    (void)arg;
+    printf("extra=%d ", extra()); printf("f1=%d\n", f1());
+    fflush(stdout);
+    *(volatile int *)0 = 1;
+}
+"#;
+    let main = r#"#include <stdio.h>
+#include <hcr.h>
+void tick(void *);
+static void show(void) {
+    int *n = hcr_get_global("lib", "tick::n");
+    printf("tick::n=%d\n", n ? *n : -1);
+}
+int main(int argc, char **argv) {
+    tick(0); tick(0);
+    fflush(stdout);
+    rename(argv[1], argv[0]);
+    printf("reload=%d\n", hcr_perform_code_reload());
+    show();
+    printf("guard=%d\n", hcr_guard(tick, 0));
+    show();
+    tick(0);
+    return 0;
+}
+"#;
+    let imgs = support::versioned_images(d, main, "lib", &[("v0", v0), ("v1", v1)], ("-O2", &[]));
+    let (status, out, err) = support::run_args(&imgs[0], &imgs[1..]);
+    assert!(status.success(), "{out}\n{err}");
+    assert_eq!(
+        out, "f1=1\nf1=2\nreload=1\ntick::n=1000\nextra=1001 f1=3\nguard=-1\ntick::n=3\nf1=4\n",
+        "{err}"
+    );
 }

@@ -551,17 +551,10 @@ impl State {
         }
         // Every old key out before any new one goes in: statics matched
         // again by their order may trade keys.
-        for &(g, _) in &identities.rekey {
-            if let Some(e) = self.globals[g as usize].as_ref() {
-                index_remove(&mut self.global_index, &e.module, &e.name);
-            }
-        }
-        for (g, key) in identities.rekey {
-            if let Some(e) = self.globals[g as usize].as_mut() {
-                e.name = Arc::from(key.as_str());
-                index_put(&mut self.global_index, &e.module, &e.name, g);
-            }
-        }
+        let rekey: Vec<(u32, Arc<str>)> = (identities.rekey.into_iter())
+            .map(|(g, key)| (g, Arc::from(key.as_str())))
+            .collect();
+        self.rekeyed = self.set_keys(rekey);
         for (g, module) in identities.moved {
             if let Some(e) = self.globals[g as usize].as_mut() {
                 index_remove(&mut self.global_index, &e.module, &e.name);
@@ -569,6 +562,25 @@ impl State {
                 index_put(&mut self.global_index, &e.module, &e.name, g);
             }
         }
+    }
+
+    /// Gives each global of `keys` its key (every old one out of the index
+    /// before any new one goes in: globals may trade keys); returns the
+    /// keys they had.
+    pub(super) fn set_keys(&mut self, keys: Vec<(u32, Arc<str>)>) -> Vec<(u32, Arc<str>)> {
+        for &(g, _) in &keys {
+            if let Some(e) = self.globals.get(g as usize).and_then(Option::as_ref) {
+                index_remove_own(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
+        let mut was = Vec::with_capacity(keys.len());
+        for (g, key) in keys {
+            if let Some(e) = self.globals.get_mut(g as usize).and_then(Option::as_mut) {
+                was.push((g, std::mem::replace(&mut e.name, key)));
+                index_put(&mut self.global_index, &e.module, &e.name, g);
+            }
+        }
+        was
     }
 
     /// New globals join the registry (replacing resized ones, with a
@@ -676,7 +688,8 @@ impl State {
                         continue;
                     }
                     if let Some(e) = self.globals[g as usize].take() {
-                        index_remove(&mut self.global_index, &e.module, &e.name);
+                        // (Its key may be a kept global's now.)
+                        index_remove_own(&mut self.global_index, &e.module, &e.name, g);
                         set_destructors_live(&e.g, false);
                         self.gone_globals.push((g, e));
                     }

@@ -414,6 +414,9 @@ pub struct State {
     /// once, because a crash in the new code rolls back to the previous
     /// image, whose code uses them (`roll_back` brings them back).
     gone_globals: Vec<(u32, GlobalEntry)>,
+    /// The globals the latest reload kept under another key, with the key
+    /// they had before it: a roll-back gives them their keys back.
+    rekeyed: Vec<(u32, Arc<str>)>,
     pub current: Option<Current>,
     retired: Vec<Retired>,
     /// Every mapped area; one no image holds any more is freed by `reclaim`.
@@ -616,6 +619,7 @@ impl State {
             globals: Vec::new(),
             global_index: LazyIndex::new(),
             gone_globals: Vec::new(),
+            rekeyed: Vec::new(),
             current: None,
             retired: Vec::new(),
             areas: Vec::new(),

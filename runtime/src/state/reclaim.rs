@@ -164,6 +164,9 @@ impl State {
             return None;
         };
         let crashed_image = self.current.take()?;
+        // Globals the crashed reload kept under other keys get theirs back.
+        let rekeyed = std::mem::take(&mut self.rekeyed);
+        self.set_keys(rekeyed);
         // The globals the crashed reload removed or replaced come back,
         // with their values: the restored code uses them.
         for (gid, e) in std::mem::take(&mut self.gone_globals) {

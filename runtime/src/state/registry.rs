@@ -32,6 +32,17 @@ pub(super) fn index_remove(ix: &mut LazyIndex, module: &str, name: &str) {
     }
 }
 
+/// Forgets `module:name` when it is global `v`'s (when the index is built):
+/// another global may hold the name now (one kept under another key took
+/// it from a global the same reload removed).
+pub(super) fn index_remove_own(ix: &mut LazyIndex, module: &str, name: &str, v: u32) {
+    if let Some(m) = ix.get_mut().and_then(|ix| ix.get_mut(module)) {
+        if m.get(name) == Some(&v) {
+            m.remove(name);
+        }
+    }
+}
+
 /// The index of the live globals `entries` (by position): what
 /// [`index_put`] and [`index_remove`] keep up once it is built.
 fn build_index(entries: &[Option<GlobalEntry>]) -> Index {

@@ -4,9 +4,12 @@
 //!
 //! - Statics whose keys rest on their order (several of one name with the
 //!   same owners, in either version: gcc without `-g`, two `static`
-//!   functions inlined into the same callers) are matched again, old to
-//!   new, by their order *and* what their declarations show: the size,
-//!   and whether the static is zero-filled or has an initialiser. Order
+//!   functions inlined into the same callers; clang's `tick.n` and
+//!   `tick.n.1`, numbered in source order, so that a static added before
+//!   another of its name in a function takes that one's name) are matched
+//!   again, old to new, by their order *and* what their declarations show:
+//!   the size, and whether the static is zero-filled or has an
+//!   initialiser. Order
 //!   alone took a static added before the others for the one that was
 //!   there, and started that one again from its initialiser. A static
 //!   kept under another key is named in a warning; so is one that starts
@@ -232,32 +235,65 @@ fn shape_text(o: &hcr_image::Object) -> String {
     format!("{} bytes, {kind}", o.size)
 }
 
-/// The statics one stem names in one version of a module.
-#[derive(Default)]
-struct Group {
-    /// `(K, object index)`, sorted by K (from the last in scope order).
-    members: Vec<(usize, usize)>,
-    /// Whether any member's key rests on an assumption.
-    assumed: bool,
+/// `(FUNCTION.NAME, K)` of clang's name for a function's static:
+/// `FUNCTION.NAME` for the first of that name in the function, then
+/// `FUNCTION.NAME.K` for the K-th after it, in source order (a static
+/// added before another of its name in the same function takes its name).
+fn clang_static(name: &str) -> Option<(&str, usize)> {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && (s.bytes().enumerate())
+                .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
+    };
+    let (stem, k) = match name.rsplit_once('.') {
+        Some((stem, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
+            (stem, k.parse().ok()?)
+        }
+        _ => (name, 0),
+    };
+    let (function, var) = stem.split_once('.')?;
+    (ident(function) && ident(var)).then_some((stem, k))
 }
 
-/// The numbered statics of `objects` of `m` with an identity key, by
+/// The statics one stem names in one version of a module.
+#[derive(Default)]
+struct Group<'m> {
+    /// `(K, object index)`, sorted by K (gcc's keys: from the last in
+    /// scope order; clang's names: from the first in source order).
+    members: Vec<(usize, usize)>,
+    /// Whether the members' keys rest on their order: any gcc key that
+    /// records an assumption; clang's names when there are several.
+    assumed: bool,
+    /// The functions that refer to them (gcc), or the one declaring them
+    /// (clang).
+    owners: &'m str,
+}
+
+/// The function statics of `objects` of `m` whose keys or names the
+/// compiler numbers (gcc's with an identity key, clang's by name), by
 /// stem; `keep` filters them.
 fn groups(
     m: &Manifest,
     objects: std::ops::Range<usize>,
     keep: impl Fn(usize) -> bool,
-) -> std::collections::BTreeMap<&str, Group> {
-    let mut out: std::collections::BTreeMap<&str, Group> = Default::default();
+) -> std::collections::BTreeMap<&str, Group<'_>> {
+    let mut out: std::collections::BTreeMap<&str, Group<'_>> = Default::default();
     for oi in objects.filter(|&oi| keep(oi)) {
         let o = &m.objects[oi];
-        if o.identity.len == 0 || numbered_base(m.str(o.name)).is_none() {
+        let name = m.str(o.name);
+        let (stem, k, owners, clang) = if o.identity.len > 0 && numbered_base(name).is_some() {
+            let (stem, k) = key_place(m.str(o.identity));
+            let owners = stem.rsplit_once("::").map_or(stem, |(owners, _)| owners);
+            (stem, k, owners, false)
+        } else if let Some((stem, k)) = clang_static(name).filter(|_| o.identity.len == 0) {
+            (stem, k, stem.split_once('.').map_or(stem, |(f, _)| f), true)
+        } else {
             continue;
-        }
-        let (stem, k) = key_place(m.str(o.identity));
+        };
         let g = out.entry(stem).or_default();
         g.members.push((k, oi));
-        g.assumed |= o.assumed.len > 0;
+        g.owners = owners;
+        g.assumed |= o.assumed.len > 0 || clang && g.members.len() > 1;
     }
     for g in out.values_mut() {
         g.members.sort_unstable();
@@ -271,8 +307,8 @@ fn groups(
 /// shapes all agree match as their keys do); a pair of different sizes
 /// is no match (the static starts again, as a resized global does).
 fn match_group(
-    (old, olds): (&Manifest, &Group),
-    (new, news): (&Manifest, &Group),
+    (old, olds): (&Manifest, &Group<'_>),
+    (new, news): (&Manifest, &Group<'_>),
 ) -> Vec<Option<(usize, usize)>> {
     let objects = |i: usize, j: usize| {
         let (a, b) = (olds.members[i], news.members[j]);
@@ -292,13 +328,22 @@ fn match_group(
     matched
 }
 
-/// What the statics a group's stem names are to the functions: "that
-/// main refers to", "that f+main refer to".
-fn referred(stem: &str) -> String {
-    match stem.rsplit_once("::").map_or(stem, |(owners, _)| owners) {
+/// What a group's statics are to the functions `owners`: "that main
+/// refers to", "that f+main refer to".
+fn referred(owners: &str) -> String {
+    match owners {
         "?" => "that no function's code refers to".to_string(),
         owners if owners.contains('+') => format!("that {owners} refer to"),
         owners => format!("that {owners} refers to"),
+    }
+}
+
+/// ` (NAME)`, the compiler's name of a global keyed `key` when that is
+/// another (gcc's `n.1` for `tick::n`); nothing when it is the key.
+fn named(key: &str, name: &str) -> String {
+    match key == name {
+        true => String::new(),
+        false => format!(" ({name})"),
     }
 }
 
@@ -344,11 +389,15 @@ fn realign_by_order(
             done.decided.insert(ni);
             let o = &new.objects[ni];
             let key = new.object_key(o);
-            let (name, shape, whose) = (new.str(o.name), shape_text(o), referred(stem));
+            let (name, shape, whose) = (
+                named(key, new.str(o.name)),
+                shape_text(o),
+                referred(news.owners),
+            );
             let Some((old_k, oi)) = m else {
                 gid[ni - base] = none;
                 out.warnings.push(format!(
-                    "global {module}:{key} ({name}) starts from its initialiser on an assumption: taken as new, the statics of its name {whose} matched by their order and shape ({shape})"
+                    "global {module}:{key}{name} starts from its initialiser on an assumption: taken as new, the statics of its name {whose} matched by their order and shape ({shape})"
                 ));
                 done.warned.insert(ni);
                 continue;
@@ -358,9 +407,9 @@ fn realign_by_order(
                 let w = &old.objects[oi];
                 out.rekey.push((old_gid[oi], key.to_string()));
                 out.warnings.push(format!(
-                    "global {module}:{key} ({name}) kept the value of {module}:{} ({}) on an assumption: the statics of its name {whose} matched by their order and shape ({shape})",
+                    "global {module}:{key}{name} kept the value of {module}:{}{} on an assumption: the statics of its name {whose} matched by their order and shape ({shape})",
                     old.object_key(w),
-                    old.str(w.name),
+                    named(old.object_key(w), old.str(w.name)),
                 ));
                 done.warned.insert(ni);
             }
@@ -413,6 +462,16 @@ mod tests {
             [x == y, x.0 == y.0, false].map(u32::from)
         };
         assert_eq!(align(1, 2, score), [(0, 1)]);
+    }
+
+    #[test]
+    fn clangs_static_names_split_into_stem_and_place() {
+        assert_eq!(clang_static("tick.n"), Some(("tick.n", 0)));
+        assert_eq!(clang_static("tick.n.1"), Some(("tick.n", 1)));
+        assert_eq!(clang_static("n.0"), None, "gcc's");
+        assert_eq!(clang_static(".str.1"), None);
+        assert_eq!(clang_static("plain"), None);
+        assert_eq!(clang_static("a.b.c"), None);
     }
 
     #[test]

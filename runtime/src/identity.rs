@@ -9,15 +9,14 @@
 //!   another of its name in a function takes that one's name) are matched
 //!   again, old to new, by their order *and* what their declarations show:
 //!   the size, and whether the static is zero-filled or has an
-//!   initialiser. Order
-//!   alone took a static added before the others for the one that was
-//!   there, and started that one again from its initialiser. A static
-//!   kept under another key is named in a warning; so is one that starts
-//!   from its initialiser while the loaded version had statics of its
-//!   group (a static new in a nested block too: that it is new rests on
-//!   the same order). An edit that both adds or drops a static of a group
-//!   and changes another's initialiser may be matched wrongly by shape;
-//!   the warnings name every static involved.
+//!   initialiser. Order alone took a static added before the others for
+//!   the one that was there, and started that one again from its
+//!   initialiser. A static kept under another key is named in a warning;
+//!   so is one that starts from its initialiser while the loaded version
+//!   had statics of its group (a static new in a nested block too: that it
+//!   is new rests on the same order). An edit that both adds or drops a
+//!   static of a group and changes another's initialiser may be matched
+//!   wrongly by shape; the warnings name every static involved.
 //! - A kept global whose key rests on an assumption (its order among
 //!   statics of one name) and whose compiler-given name changed (`n.1` is
 //!   now `n.2`) is kept with a warning that says what was assumed.

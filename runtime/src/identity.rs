@@ -28,10 +28,17 @@
 
 use hcr_image::{Manifest, Module};
 
+/// `(TEXT, N)` of `TEXTsepN`, N one or more decimal digits (not parsed).
+fn numbered(name: &str, sep: char) -> Option<(&str, &str)> {
+    let (text, n) = name.rsplit_once(sep)?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some((text, n))
+}
+
 /// `NAME` of gcc's `NAME.N`.
 fn numbered_base(name: &str) -> Option<&str> {
-    let (base, n) = name.rsplit_once('.')?;
-    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !base.is_empty()).then_some(base)
+    numbered(name, '.')
+        .map(|(base, _)| base)
+        .filter(|base| !base.is_empty())
 }
 
 /// What a reload decided about identities beyond the keys: warnings to
@@ -170,12 +177,9 @@ pub(crate) fn match_renumbered(
 /// `(stem, K)` of an identity key: `OWNERS::NAME` is K 0 of its stem,
 /// `OWNERS::NAME#K` the K-th counted from the last.
 fn key_place(key: &str) -> (&str, usize) {
-    match key.rsplit_once('#') {
-        Some((stem, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
-            k.parse().map_or((key, 0), |k| (stem, k))
-        }
-        _ => (key, 0),
-    }
+    numbered(key, '#')
+        .and_then(|(stem, k)| Some((stem, k.parse().ok()?)))
+        .unwrap_or((key, 0))
 }
 
 /// The most cells of an order-matched group's table (old statics × new
@@ -244,11 +248,9 @@ fn clang_static(name: &str) -> Option<(&str, usize)> {
             && (s.bytes().enumerate())
                 .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()))
     };
-    let (stem, k) = match name.rsplit_once('.') {
-        Some((stem, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
-            (stem, k.parse().ok()?)
-        }
-        _ => (name, 0),
+    let (stem, k) = match numbered(name, '.') {
+        Some((stem, k)) => (stem, k.parse().ok()?),
+        None => (name, 0),
     };
     let (function, var) = stem.split_once('.')?;
     (ident(function) && ident(var)).then_some((stem, k))

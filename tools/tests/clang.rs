@@ -9,7 +9,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Compiles `dir/name.EXT` (`code`) with `compiler` and the flags modules
 /// need.
@@ -18,16 +17,7 @@ fn clang(compiler: &str, dir: &Path, name: &str, code: &str, opt: &str) -> PathB
     let src = dir.join(format!("{name}.{ext}"));
     std::fs::write(&src, code).unwrap();
     let obj = dir.join(format!("{name}.o"));
-    let ok = Command::new(compiler)
-        .args(support::cflags(opt))
-        .arg("-I")
-        .arg(support::include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .unwrap_or_else(|e| panic!("{compiler} must be installed: {e}"));
-    assert!(ok.success(), "{compiler} failed on {}", src.display());
+    support::compile_with(compiler, &src, &obj, opt, &[]);
     obj
 }
 

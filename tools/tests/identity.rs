@@ -8,28 +8,13 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{hcr_bin, hcr_link_bin, include_dir};
+use support::{hcr_bin, hcr_link_bin};
 
 fn gxx(dir: &Path, name: &str, code: &str) -> PathBuf {
     let src = dir.join(format!("{name}.cpp"));
     std::fs::write(&src, code).unwrap();
     let obj = dir.join(format!("{name}.o"));
-    let ok = Command::new("g++")
-        .args([
-            "-c",
-            "-fPIC",
-            "-ffunction-sections",
-            "-fdata-sections",
-            "-O2",
-            "-I",
-        ])
-        .arg(include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .expect("g++ must be installed");
-    assert!(ok.success());
+    support::compile_with("g++", &src, &obj, "-O2", &[]);
     obj
 }
 

@@ -850,16 +850,7 @@ fn hcr_tweak_works_in_cxx_modules() {
     )
     .unwrap();
     let obj = sub.join("lib.o");
-    let st = Command::new("g++")
-        .args(support::cflags("-O1"))
-        .arg("-I")
-        .arg(support::include_dir())
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .expect("g++");
-    assert!(st.success());
+    support::compile_with("g++", &src, &obj, "-O1", &[]);
     let tmp = t.path().join("tmp.hcr");
     support::link_ok(&tmp, &[m, obj]);
     std::fs::rename(&tmp, &p.image).unwrap();

@@ -84,7 +84,13 @@ pub fn plugin(dir: &Path, name: &str, code: &str) -> PathBuf {
 
 /// Compiles `src` to `out` with the module flags plus `extra`.
 pub fn compile(src: &Path, out: &Path, opt: &str, extra: &[&str]) {
-    let status = Command::new("cc")
+    compile_with("cc", src, out, opt, extra);
+}
+
+/// Compiles `src` to `out` with `compiler` (`cc`, `g++`, `clang`…), the
+/// module flags and `extra`.
+pub fn compile_with(compiler: &str, src: &Path, out: &Path, opt: &str, extra: &[&str]) {
+    let status = Command::new(compiler)
         .args(cflags(opt))
         .arg("-I")
         .arg(include_dir())
@@ -95,8 +101,8 @@ pub fn compile(src: &Path, out: &Path, opt: &str, extra: &[&str]) {
         .arg("-o")
         .arg(out)
         .status()
-        .expect("the system C compiler `cc` must be installed");
-    assert!(status.success(), "cc failed on {}", src.display());
+        .unwrap_or_else(|e| panic!("the compiler `{compiler}` must be installed: {e}"));
+    assert!(status.success(), "{compiler} failed on {}", src.display());
 }
 
 /// Writes C `code` to `dir/name.c` and compiles it to `dir/name.o`.

@@ -375,7 +375,7 @@ fn remove_replaced(tmp: &Path) {
 
 /// [`replace`], leaving the old file at `tmp` for the caller to remove:
 /// true when it is there.
-fn replace_keeping_old(tmp: &Path, path: &Path) -> std::io::Result<bool> {
+pub(crate) fn replace_keeping_old(tmp: &Path, path: &Path) -> std::io::Result<bool> {
     use std::os::unix::ffi::OsStrExt as _;
     let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
     if regular {

@@ -409,6 +409,18 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
     )))
 }
 
+/// Puts the finished image `from` at `path` atomically, as a link does with
+/// its temporary file: a reader of `path` sees the old image or the new
+/// one. Returns true when the replaced image is left at `from`, for the
+/// caller to remove once it has said the link is done (removing a large
+/// file is not free).
+///
+/// # Errors
+/// As `rename(2)`.
+pub fn place_image(from: &Path, path: &Path) -> std::io::Result<bool> {
+    input::replace_keeping_old(from, path)
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = temp_path(path)?;

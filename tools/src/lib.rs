@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod gen;
 pub mod inspect;
 pub mod link;
+pub mod link_ahead;
 pub mod link_server;
 pub mod live;
 pub mod nim_init;

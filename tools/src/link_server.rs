@@ -16,7 +16,8 @@
 //! device and inode), the output
 //! path as given, the `hcr-link` executable (device, inode, size and
 //! modification time: a rebuilt `hcr-link` starts a new server) and the
-//! environment the link reads (`CC`, `PATH`, `HCR_NIM_INIT`, the umask). Its address is an
+//! environment the link reads (`CC`, `PATH`, `HCR_NIM_INIT`,
+//! `HCR_LINK_AHEAD`, the umask). Its address is an
 //! abstract Unix socket named after the key's hash, so nothing is left in
 //! the file system; both sides check that the other runs as the same user.
 //! A server exits after [`IDLE`] without a link (`HCR_LINK_SERVER_IDLE`,
@@ -56,7 +57,8 @@ const START_WAIT: Duration = Duration::from_secs(10);
 const MAX_REQUEST: usize = 64 << 20;
 
 /// The abstract socket name of the server for `output` as given, linked
-/// from the current directory by this executable.
+/// from the current directory by this executable. Call it while the process
+/// runs one thread (it reads the umask by setting it).
 ///
 /// # Errors
 /// The current directory or executable cannot be found.
@@ -72,18 +74,11 @@ pub fn server_name(output: &Path) -> std::io::Result<String> {
     // or renamed away, is another server's.
     (here.dev(), here.ino()).hash(&mut h);
     // The umask decides the image's mode.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Umask:"))
-                .map(String::from)
-        })
-        .hash(&mut h);
+    umask().hash(&mut h);
     output.hash(&mut h);
     exe.hash(&mut h);
     (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
-    for var in ["CC", "PATH", "HCR_NIM_INIT"] {
+    for var in ["CC", "PATH", "HCR_NIM_INIT", "HCR_LINK_AHEAD"] {
         std::env::var_os(var).hash(&mut h);
     }
     Ok(format!(
@@ -91,6 +86,18 @@ pub fn server_name(output: &Path) -> std::io::Result<String> {
         rustix::process::getuid().as_raw(),
         h.finish()
     ))
+}
+
+/// This process's umask. Asking for it sets it (and sets it back): a
+/// thread creating a file meanwhile would get the mask 0, so this is only
+/// called while the process runs one thread (`hcr-link`'s client, before
+/// anything else; `/proc/self/status` gives the same but costs a
+/// hundredth of the whole request).
+fn umask() -> u32 {
+    use rustix::fs::Mode;
+    let old = rustix::process::umask(Mode::empty());
+    rustix::process::umask(old);
+    old.bits()
 }
 
 /// Sends the link `args` (every argument after the program's name) to the
@@ -230,12 +237,42 @@ impl Answer {
     }
 }
 
-/// Runs the server `name`: links each request with `link` (the request's
-/// arguments, and an [`Answer`] it may give as soon as the image is in
-/// place; returns the exit code) while the client's standard output and
-/// error are this process's, until [`IDLE`] passes without a request.
-/// Returns at once when another server already has the name.
-pub fn serve(name: &str, mut link: impl FnMut(&[OsString], Answer) -> u8) {
+/// What a server does with its time: links requests and, between them,
+/// whatever its watched descriptor asks for (see [`crate::link_ahead`]).
+pub trait Handler {
+    /// Links one request (its arguments, and an [`Answer`] it may give as
+    /// soon as the image is in place) while the client's standard output
+    /// and error are this process's; returns the exit code.
+    fn link(&mut self, args: &[OsString], answer: Answer) -> u8;
+
+    /// A descriptor whose readiness, between requests, calls
+    /// [`Handler::woken`].
+    fn watched(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// The watched descriptor is readable, or the time [`Handler::wake_in`]
+    /// asked for has passed (standard output and error are `/dev/null`).
+    fn woken(&mut self) {}
+
+    /// How long until [`Handler::woken`] is called if nothing else happens
+    /// first; `None`: only when the watched descriptor is readable.
+    fn wake_in(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A request has come: called before its client's standard output and
+    /// error become this process's, so that work whose messages must not
+    /// reach that client can finish writing them.
+    fn before_request(&mut self) {}
+
+    /// The server ends (idle): anything it left on disk goes.
+    fn ending(&mut self) {}
+}
+
+/// Runs the server `name` with `handler` until [`IDLE`] passes without a
+/// request. Returns at once when another server already has the name.
+pub fn serve(name: &str, handler: &mut impl Handler) {
     detach();
     let Ok(addr) = address(name) else { return };
     let Ok(listener) = UnixListener::bind_addr(&addr) else {
@@ -246,7 +283,22 @@ pub fn serve(name: &str, mut link: impl FnMut(&[OsString], Answer) -> u8) {
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         .map_or(IDLE, |s| Duration::from_secs_f64(s.min(86_400.0)));
-    while wait_readable(&listener, idle) {
+    loop {
+        let timer = handler.wake_in().filter(|&t| t < idle);
+        match wait(&listener, handler.watched(), timer.unwrap_or(idle)) {
+            Woke::Idle if timer.is_some() => {
+                handler.woken();
+                continue;
+            }
+            Woke::Idle => break,
+            // Changes first: a request that waits meanwhile finds the work
+            // they started done.
+            Woke::Watched => {
+                handler.woken();
+                continue;
+            }
+            Woke::Request => {}
+        }
         let Ok((stream, _)) = listener.accept() else {
             continue;
         };
@@ -257,16 +309,59 @@ pub fn serve(name: &str, mut link: impl FnMut(&[OsString], Answer) -> u8) {
         let Ok((args, fds)) = receive(&stream) else {
             continue;
         };
+        handler.before_request();
         let given = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let answer = Answer {
             stream: stream.try_clone().ok(),
             given: given.clone(),
         };
-        let code = with_output(fds, || link(&args, answer));
+        let code = with_output(fds, || handler.link(&args, answer));
         if !given.load(std::sync::atomic::Ordering::SeqCst) {
             let _ = (&stream).write_all(&[code]);
         }
     }
+    handler.ending();
+}
+
+/// Standard output and error captured into memory files, for a link no
+/// client waits for yet (see [`crate::link_ahead`]).
+pub struct Capture {
+    out: OwnedFd,
+    err: OwnedFd,
+}
+
+impl Capture {
+    /// Points standard output and error at two new memory files; `None`
+    /// when they cannot be made (both are left as they were).
+    pub fn start() -> Option<Capture> {
+        let memfd =
+            || rustix::fs::memfd_create("hcr-link-output", rustix::fs::MemfdFlags::CLOEXEC).ok();
+        let (out, err) = (memfd()?, memfd()?);
+        rustix::stdio::dup2_stdout(&out).ok()?;
+        rustix::stdio::dup2_stderr(&err).ok()?;
+        Some(Capture { out, err })
+    }
+
+    /// What was written to standard output and error; both become
+    /// `/dev/null` again first.
+    pub fn take(self) -> (Vec<u8>, Vec<u8>) {
+        quiet();
+        let read = |fd: OwnedFd| {
+            use std::io::Seek as _;
+            let mut f = std::fs::File::from(fd);
+            let mut v = Vec::new();
+            let _ = f.seek(std::io::SeekFrom::Start(0));
+            let _ = f.read_to_end(&mut v);
+            v
+        };
+        (read(self.out), read(self.err))
+    }
+}
+
+/// Flushes standard output, then points it and standard error at
+/// `/dev/null` (where a server's are between clients).
+pub fn quiet() {
+    to_dev_null();
 }
 
 /// A session of its own (no terminal's hang-up reaches it) and no
@@ -290,19 +385,35 @@ fn detach() {
     }
 }
 
-/// Whether a connection waits before `idle` passes.
-fn wait_readable(listener: &UnixListener, idle: Duration) -> bool {
+/// What ended a wait of the server.
+enum Woke {
+    Request,
+    Watched,
+    Idle,
+}
+
+/// Waits for a connection or the watched descriptor, at most `idle`.
+fn wait(
+    listener: &UnixListener,
+    watched: Option<std::os::fd::BorrowedFd<'_>>,
+    idle: Duration,
+) -> Woke {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    let mut fds = vec![PollFd::new(listener, PollFlags::IN)];
+    if let Some(w) = &watched {
+        fds.push(PollFd::new(w, PollFlags::IN));
+    }
     let timeout = Timespec {
         tv_sec: idle.as_secs() as i64,
         tv_nsec: i64::from(idle.subsec_nanos()),
     };
     loop {
         match poll(&mut fds, Some(&timeout)) {
-            Ok(n) => return n > 0,
+            Ok(0) => return Woke::Idle,
+            Ok(_) if fds.get(1).is_some_and(|w| !w.revents().is_empty()) => return Woke::Watched,
+            Ok(_) => return Woke::Request,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
+            Err(_) => return Woke::Idle,
         }
     }
 }

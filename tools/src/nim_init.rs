@@ -1200,6 +1200,20 @@ pub struct Prepared {
     pub cached: usize,
 }
 
+/// Whether a link of `inputs` rewrites Nim modules (see [`prepare`]).
+pub fn has_nim_modules(inputs: &[PathBuf]) -> bool {
+    std::env::var_os("HCR_NIM_INIT").is_none_or(|v| v != "off")
+        && inputs.iter().any(|obj| {
+            obj.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_nim_module)
+        })
+}
+
+fn is_nim_module(name: &str) -> bool {
+    name.starts_with("@m") && name.ends_with(".nim.c.o")
+}
+
 /// INPUTS with each Nim module's object replaced by the object of its
 /// rewritten C file (see the module doc); anything else is kept as is.
 ///
@@ -1219,7 +1233,7 @@ pub fn prepare(inputs: &[PathBuf]) -> Prepared {
         let Some(name) = obj.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if !(name.starts_with("@m") && name.ends_with(".nim.c.o")) {
+        if !is_nim_module(name) {
             continue;
         }
         let dir = obj.parent().unwrap_or(Path::new("."));
@@ -1288,7 +1302,7 @@ fn nim_order(inputs: &[PathBuf], out: &mut [PathBuf]) {
     let mut pre_main = None;
     for (i, obj) in inputs.iter().enumerate() {
         let name = obj.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !(name.starts_with("@m") && name.ends_with(".nim.c.o")) {
+        if !is_nim_module(name) {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(obj.with_extension("")) else {

@@ -268,3 +268,163 @@ fn a_build_folder_made_again_gets_its_own_server() {
     std::fs::remove_dir_all(&d).unwrap();
     make(3);
 }
+
+/// The hidden images a server linked ahead and nobody claimed yet.
+fn ahead_images(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().to_string_lossy().into_owned();
+            n.contains(".ahead.").then_some(n)
+        })
+        .collect()
+}
+
+/// Waits until the server has linked ahead into a hidden image.
+fn wait_for_ahead_image(dir: &Path) {
+    let t0 = Instant::now();
+    while ahead_images(dir).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the server did not link ahead after an input changed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An input rebuilt makes the server link ahead; the next run with the
+/// same command line puts that image in place and prints that link's
+/// messages. A run with other arguments, a library changed where no
+/// change is watched, and a link ahead that fails all link as they would
+/// have without it: every image equals the plain link's.
+#[test]
+fn the_server_links_ahead_when_an_input_changes_and_only_claims_what_is_current() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _end = EndServers(d);
+    let main = r#"#include <stdio.h>
+int a(void); int b(void); int x(void);
+int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
+    module(d, "main", main, "-O2");
+    module(d, "a", "int a(void) { return 1; }", "-O2");
+    module(d, "b", "int b(void) { return 10; }", "-O2");
+    let archive = |value: i32| {
+        let lib = d.join("lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        module(
+            &lib,
+            "x",
+            &format!("int x(void) {{ return {value}; }}"),
+            "-O2",
+        );
+        let tmp = lib.join("libx.a.new");
+        let _ = std::fs::remove_file(&tmp);
+        let st = Command::new("ar")
+            .arg("rcs")
+            .arg(&tmp)
+            .arg(lib.join("x.o"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::rename(&tmp, lib.join("libx.a")).unwrap();
+    };
+    archive(1);
+    let args = [
+        "-v", "-L", "lib", "-l", "x", "-o", "app.hcr", "main.o", "a.o", "b.o",
+    ];
+    let link = |extra: &[&str]| {
+        let mut all = vec!["--incremental"];
+        all.extend(extra);
+        all.extend(args);
+        let o = hcr_link_in(d, &all, "300");
+        assert!(o.status.success(), "{}", text(&o));
+        let plain = hcr_link_in(d, &[&args[..6], &["plain.hcr"], &args[7..]].concat(), "300");
+        assert!(plain.status.success(), "{}", text(&plain));
+        assert!(
+            std::fs::read(d.join("app.hcr")).unwrap()
+                == std::fs::read(d.join("plain.hcr")).unwrap(),
+            "the image differs from the plain link's: {}",
+            text(&o)
+        );
+        text(&o)
+    };
+    let ahead = "linked ahead, as soon as an input changed";
+
+    let first = link(&[]);
+    assert!(!first.contains(ahead), "{first}");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=10 x=1");
+
+    // b rebuilt: linked ahead, claimed with that link's messages.
+    rebuild(d, "b", "int b(void) { return 20; }");
+    wait_for_ahead_image(d);
+    let claimed = link(&[]);
+    assert!(claimed.contains(ahead), "{claimed}");
+    assert!(
+        claimed.contains("incremental: taken over from the previous link, of 4 modules")
+            && claimed.contains("hcr-link: 4 modules,"),
+        "the link ahead's messages reach the client: {claimed}"
+    );
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=20 x=1");
+    assert_eq!(ahead_images(d), Vec::<String>::new(), "the image was moved");
+
+    // Two objects rebuilt one after the other (as a build writes them):
+    // the image claimed has both.
+    rebuild(d, "a", "int a(void) { return 3; }");
+    rebuild(d, "b", "int b(void) { return 25; }");
+    let t0 = Instant::now();
+    while ahead_images(d).is_empty() || t0.elapsed() < Duration::from_millis(200) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "nothing linked ahead"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let both = link(&[]);
+    assert!(both.contains(ahead), "{both}");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=3 b=25 x=1");
+
+    // Linked ahead, then the archive replaced (its folder is not watched):
+    // the image ahead read the old archive and is not used.
+    rebuild(d, "a", "int a(void) { return 2; }");
+    wait_for_ahead_image(d);
+    archive(7);
+    let relinked = link(&[]);
+    assert!(!relinked.contains(ahead), "{relinked}");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=2 b=25 x=7");
+    assert_eq!(
+        ahead_images(d),
+        Vec::<String>::new(),
+        "the stale image went"
+    );
+
+    // Linked ahead, then asked with other arguments: linked as asked.
+    rebuild(d, "b", "int b(void) { return 30; }");
+    wait_for_ahead_image(d);
+    let other = link(&["--root", "main"]);
+    assert!(!other.contains(ahead), "{other}");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=2 b=30 x=7");
+
+    // A link ahead that fails leaves nothing to claim: the run gets the
+    // link's own error, and the image before stays.
+    let before = std::fs::read(d.join("app.hcr")).unwrap();
+    rebuild(
+        d,
+        "b",
+        "int a(void) { return 5; } int b(void) { return 4; }",
+    );
+    let t0 = Instant::now();
+    let mut all = vec!["--incremental"];
+    all.extend(args);
+    // Give the link ahead time to run and fail.
+    std::thread::sleep(Duration::from_millis(300));
+    let failed = hcr_link_in(d, &all, "300");
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("b.o (module b): duplicate definition"),
+        "{}",
+        text(&failed)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    assert_eq!(std::fs::read(d.join("app.hcr")).unwrap(), before);
+    assert_eq!(ahead_images(d), Vec::<String>::new());
+}

@@ -68,12 +68,23 @@ fn main() -> ExitCode {
         }
         return exit_now(0);
     }
-    let cli = Cli::parse();
-    let incremental =
-        cli.incremental || std::env::var_os("HCR_LINK_INCREMENTAL").is_some_and(|v| v == "1");
-    if incremental {
+    let from_env = std::env::var_os("HCR_LINK_INCREMENTAL").is_some_and(|v| v == "1");
+    // A line plain enough to read without clap goes to the server at once
+    // (the server parses it with clap and reports any error).
+    let quick = scan(&argv[1..]).filter(|&(_, flag)| flag || from_env);
+    let quick_given = quick.is_some();
+    let (cli, output) = match quick {
+        Some((output, _)) => (None, output),
+        None => {
+            let cli = Cli::parse();
+            let output = cli.output.clone();
+            (Some(cli), output)
+        }
+    };
+    if quick_given || cli.as_ref().is_some_and(|c| c.incremental) || from_env {
         let mut why = None;
-        let code = link_server::server_name(&cli.output)
+        let name = link_server::server_name(&output);
+        let code = name
             .ok()
             .and_then(|name| link_server::request(&name, &argv[1..], &mut why));
         if let Some(code) = code {
@@ -83,6 +94,7 @@ fn main() -> ExitCode {
             eprintln!("hcr-link: {why}; linking in this process");
         }
     }
+    let cli = cli.unwrap_or_else(Cli::parse);
     match hcr_tools::link::run(&link_args(cli, true)) {
         Ok(()) => exit_now(0),
         Err(e) => {
@@ -90,6 +102,38 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The output and whether `--incremental` is given, from a command line
+/// made only of `hcr-link`'s own options (values attached or following)
+/// and inputs; `None` for anything else (help, version, `--`, an option
+/// not known here, no output or no input), which clap reads. A run that a
+/// server links then starts without building clap's parser.
+fn scan(args: &[std::ffi::OsString]) -> Option<(PathBuf, bool)> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let (mut output, mut incremental, mut inputs) = (None, false, 0usize);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_bytes() {
+            b"--incremental" => incremental = true,
+            b"-v" | b"--verbose" | b"--timings" | b"--allow-undefined" => {}
+            b"-o" if output.is_none() => output = Some(PathBuf::from(it.next()?)),
+            b"-L" | b"-l" | b"--root" => {
+                it.next()?;
+            }
+            [b'-', b'o', rest @ ..] if output.is_none() => {
+                let rest = rest.strip_prefix(b"=").unwrap_or(rest);
+                output = Some(PathBuf::from(std::ffi::OsStr::from_bytes(rest)));
+            }
+            [b'-', b'L' | b'l', _, ..] => {}
+            b if b.starts_with(b"--root=") => {}
+            [b'-', ..] => return None,
+            _ => inputs += 1,
+        }
+    }
+    output
+        .filter(|o| !o.as_os_str().is_empty() && inputs > 0)
+        .map(|o| (o, incremental))
 }
 
 fn link_args(cli: Cli, skip_free: bool) -> hcr_tools::link::LinkArgs {
@@ -107,11 +151,159 @@ fn link_args(cli: Cli, skip_free: bool) -> hcr_tools::link::LinkArgs {
 }
 
 /// The server behind `--incremental`: each request is a command line,
-/// linked with the input cache it keeps.
+/// linked with the input cache it keeps; changes to the last link's inputs
+/// are linked ahead of the next request (`hcr_tools::link_ahead`), on the
+/// thread pool, so that a request that comes meanwhile is answered as soon
+/// as that image is in place.
 fn serve(name: &str) {
-    let mut cache = hcr_linker::InputCache::default();
-    link_server::serve(name, |args, answer| {
+    let mut server = Server {
+        cache: Some(hcr_linker::InputCache::default()),
+        ahead: hcr_tools::link_ahead::Ahead::default(),
+        running: None,
+        quiet_until: None,
+    };
+    link_server::serve(name, &mut server);
+}
+
+struct Server {
+    /// `None` while a link ahead has it.
+    cache: Option<hcr_linker::InputCache>,
+    ahead: hcr_tools::link_ahead::Ahead,
+    running: Option<Running>,
+    /// Changes came while a link ahead ran: the next starts once none has
+    /// come for [`QUIET`].
+    quiet_until: Option<std::time::Instant>,
+}
+
+/// How long changes must pause, once they come faster than links ahead
+/// finish, before the next link ahead starts.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(30);
+
+/// A link ahead on the thread pool.
+struct Running {
+    shared: std::sync::Arc<Shared>,
+    /// Until its outcome is known: the job and its captured output.
+    job: Option<(hcr_tools::link_ahead::Job, link_server::Capture)>,
+}
+
+/// What a link ahead and the server share.
+struct Shared {
+    state: std::sync::Mutex<AheadState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct AheadState {
+    /// The image is in place and the link's messages are written.
+    placed: bool,
+    /// The link returned: its exit code, and the cache given back.
+    ended: Option<u8>,
+    cache: Option<hcr_linker::InputCache>,
+}
+
+impl Server {
+    /// Starts `job` on the thread pool with the cache, its output captured.
+    fn start(&mut self, job: hcr_tools::link_ahead::Job) {
+        let (Some(mut cache), Some(capture)) = (self.cache.take(), link_server::Capture::start())
+        else {
+            return;
+        };
+        let shared = std::sync::Arc::new(Shared {
+            state: Default::default(),
+            changed: Default::default(),
+        });
+        let link = job.link.clone();
+        let theirs = shared.clone();
+        rayon::spawn(move || {
+            let signal = theirs.clone();
+            let placed = move || {
+                let mut s = signal.state.lock().unwrap_or_else(|e| e.into_inner());
+                s.placed = true;
+                signal.changed.notify_all();
+            };
+            // With `--timings` every pass is timed: the link is done when
+            // it returns.
+            let early = (!link.timings).then(|| Box::new(placed) as hcr_tools::link::Succeeded);
+            let code = match hcr_tools::link::run_then(&link, Some(&mut cache), early) {
+                Ok(()) => 0,
+                Err(_) => 2,
+            };
+            let mut s = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.ended = Some(code);
+            s.cache = Some(cache);
+            theirs.changed.notify_all();
+        });
+        self.running = Some(Running {
+            shared,
+            job: Some((job, capture)),
+        });
+    }
+
+    /// Gives the running link ahead's outcome to `ahead` once it is known
+    /// (waiting for it when `wait`), and, when `join`, waits for the link to
+    /// return and takes the cache back.
+    fn settle(&mut self, wait: bool, join: bool) {
+        let Some(run) = self.running.as_mut() else {
+            return;
+        };
+        let (outcome, ended) = {
+            let mut s = run.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while (wait && !s.placed && s.ended.is_none()) || (join && s.ended.is_none()) {
+                s = run
+                    .shared
+                    .changed
+                    .wait(s)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            let outcome = match (s.placed, s.ended) {
+                (true, _) => Some(true),
+                (false, Some(code)) => Some(code == 0),
+                (false, None) => None,
+            };
+            (outcome, s.ended.is_some())
+        };
+        if let Some(ok) = outcome {
+            if let Some((job, capture)) = run.job.take() {
+                let (out, err) = capture.take();
+                self.ahead.finished(job, ok, out, err);
+            }
+        }
+        if ended {
+            let mut s = run.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cache) = s.cache.take() {
+                self.cache = Some(cache);
+            }
+            drop(s);
+            self.running = None;
+        }
+    }
+}
+
+impl link_server::Handler for Server {
+    fn before_request(&mut self) {
+        // The link ahead's messages are all written once its image is in
+        // place; the client's output becomes this process's after that.
+        self.settle(true, false);
+    }
+
+    fn link(&mut self, args: &[std::ffi::OsString], answer: link_server::Answer) -> u8 {
         use std::io::Write as _;
+        // (The same command line as the link ahead: no need to parse it.)
+        if let Some(done) = self.ahead.claim(args) {
+            let _ = std::io::stdout().write_all(&done.out);
+            let _ = std::io::stderr().write_all(&done.err);
+            if done.verbose {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "hcr-link: linked ahead, as soon as an input changed"
+                );
+            }
+            answer.succeeded();
+            if let Some(old) = done.replaced {
+                let _ = std::fs::remove_file(old);
+            }
+            return 0;
+        }
         let argv =
             std::iter::once(std::ffi::OsString::from("hcr-link")).chain(args.iter().cloned());
         let cli = match Cli::try_parse_from(argv) {
@@ -121,19 +313,58 @@ fn serve(name: &str) {
                 return 2;
             }
         };
+        self.settle(true, true);
+        let link = link_args(cli, false);
+        let files = hcr_tools::link_ahead::Files::of(&link);
         // With `--timings` the passes after the image is in place are
         // timed too: the client waits for them.
-        let early = (!cli.timings)
+        let early = (!link.timings)
             .then(|| Box::new(move || answer.succeeded()) as hcr_tools::link::Succeeded);
-        match hcr_tools::link::run_then(&link_args(cli, false), Some(&mut cache), early) {
+        let code = match hcr_tools::link::run_then(&link, self.cache.as_mut(), early) {
             Ok(()) => 0,
             Err(e) => {
                 // (`link_cached` starts the next link afresh itself.)
                 let _ = writeln!(std::io::stderr(), "{e:#}");
                 2
             }
+        };
+        self.ahead.linked(args, link, files);
+        code
+    }
+
+    fn watched(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ahead.fd()
+    }
+
+    fn woken(&mut self) {
+        self.settle(false, false);
+        let changed = self.ahead.note_changes();
+        let now = std::time::Instant::now();
+        if changed && (self.running.is_some() || self.quiet_until.is_some()) {
+            // Changes keep coming (a build writing many objects): link
+            // when they pause, not after each one.
+            self.quiet_until = Some(now + QUIET);
+            return;
         }
-    });
+        if !changed && self.quiet_until.is_none_or(|t| t > now) {
+            return;
+        }
+        self.quiet_until = None;
+        self.settle(true, true);
+        if let Some(job) = self.ahead.job() {
+            self.start(job);
+        }
+    }
+
+    fn wake_in(&self) -> Option<std::time::Duration> {
+        self.quiet_until
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+    }
+
+    fn ending(&mut self) {
+        self.settle(true, true);
+        self.ahead.discard();
+    }
 }
 
 /// Ends the process without running exit handlers: the image is written and
@@ -146,4 +377,43 @@ fn exit_now(code: i32) -> ExitCode {
     // SAFETY: `_exit` ends the process; nothing of ours is pending (the
     // output file is closed and renamed), and the kernel frees the rest.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanned(line: &str) -> Option<(PathBuf, bool)> {
+        let args: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+        scan(&args)
+    }
+
+    #[test]
+    fn plain_command_lines_are_read_without_clap_and_the_rest_left_to_it() {
+        let out = |p: &str, inc| Some((PathBuf::from(p), inc));
+        assert_eq!(scanned("-o app.hcr main.o a.o"), out("app.hcr", false));
+        assert_eq!(
+            scanned("--incremental -v -L lib -l x --root main -oapp.hcr main.o"),
+            out("app.hcr", true)
+        );
+        assert_eq!(
+            scanned("-lm -Llib --root=main --timings -o=out/app.hcr m.o"),
+            out("out/app.hcr", false)
+        );
+        // Left to clap: help, version, `--`, an unknown option, two
+        // outputs, a missing value, no output, no input.
+        for line in [
+            "--help -o a.hcr m.o",
+            "-V",
+            "-o a.hcr -- m.o",
+            "-o a.hcr -x m.o",
+            "-o a.hcr -o b.hcr m.o",
+            "m.o -o",
+            "m.o",
+            "-o a.hcr",
+            "-vo a.hcr m.o",
+        ] {
+            assert_eq!(scanned(line), None, "{line}");
+        }
+    }
 }

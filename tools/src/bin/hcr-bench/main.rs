@@ -430,7 +430,8 @@ fn bench_relink(cli: &Cli, all: Shape, change: &str) -> anyhow::Result<()> {
 
 /// The same rounds as a build system runs them: one `hcr-link` process per
 /// link, plain against `--incremental` (its server, started by a link
-/// before the first round, ends 30 s after the last), images compared
+/// before the first round, ends 30 s after the last), with and without
+/// linking ahead (`HCR_LINK_AHEAD=0`: another server), images compared
 /// every round.
 fn relink_processes(
     rounds: usize,
@@ -440,11 +441,15 @@ fn relink_processes(
     put: &dyn Fn(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let hcr_link = std::env::current_exe()?.with_file_name("hcr-link");
-    let (plain_out, incr_out) = (dir.join("plain.hcr"), dir.join("server.hcr"));
-    let run = |incremental: bool, out: &Path| -> anyhow::Result<Duration> {
+    let plain_out = dir.join("plain.hcr");
+    let (ahead_out, served_out) = (dir.join("server.hcr"), dir.join("server-no-ahead.hcr"));
+    // `None`: plain; `Some(ahead)`: `--incremental`, linking ahead or not.
+    let run = |incremental: Option<bool>, out: &Path| -> anyhow::Result<Duration> {
         let mut c = Command::new(&hcr_link);
-        if incremental {
-            c.arg("--incremental").env("HCR_LINK_SERVER_IDLE", "30");
+        if let Some(ahead) = incremental {
+            c.arg("--incremental")
+                .env("HCR_LINK_SERVER_IDLE", "30")
+                .env("HCR_LINK_AHEAD", if ahead { "1" } else { "0" });
         }
         let t = Instant::now();
         let st = c.arg("-o").arg(out).args(objs).status()?;
@@ -454,28 +459,42 @@ fn relink_processes(
         }
         Ok(d)
     };
-    run(true, &incr_out)?;
-    let (mut plain, mut incr) = (Vec::new(), Vec::new());
+    run(Some(true), &ahead_out)?;
+    run(Some(false), &served_out)?;
+    let (mut plain, mut ahead, mut served) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
+        // The server linking ahead is asked right after the object
+        // changes, as a build system asks after the compile.
         put(&variants[round % 2])?;
-        plain.push(run(false, &plain_out)?);
-        incr.push(run(true, &incr_out)?);
-        if std::fs::read(&plain_out)? != std::fs::read(&incr_out)? {
-            bail!("round {round}: the --incremental image differs from the plain hcr-link's");
+        ahead.push(run(Some(true), &ahead_out)?);
+        served.push(run(Some(false), &served_out)?);
+        plain.push(run(None, &plain_out)?);
+        for out in [&ahead_out, &served_out] {
+            if std::fs::read(&plain_out)? != std::fs::read(out)? {
+                bail!(
+                    "round {round}: the --incremental image {} differs from the plain hcr-link's",
+                    out.display()
+                );
+            }
         }
     }
-    let (plain, incr) = (median(plain), median(incr));
+    let (plain, ahead, served) = (median(plain), median(ahead), median(served));
     println!("\n## the same rounds, one `hcr-link` process per link");
     println!("| link | median | ratio to `--incremental` |");
     println!("|---|---|---|");
     println!(
         "| `hcr-link` (a full link in a new process) | {} | {} |",
         ms(plain),
-        ratio(plain, incr)
+        ratio(plain, ahead)
     );
     println!(
-        "| `hcr-link --incremental` (the process hands the link to its server) | {} | 1.00× |",
-        ms(incr)
+        "| `hcr-link --incremental`, the server not linking ahead (`HCR_LINK_AHEAD=0`; it links when asked) | {} | {} |",
+        ms(served),
+        ratio(served, ahead)
+    );
+    println!(
+        "| `hcr-link --incremental` (the server links ahead as the object changes; the process claims the image) | {} | 1.00× |",
+        ms(ahead)
     );
     println!("images byte-identical to the plain link's in every round: yes");
     Ok(())

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use error::{Diagnostic, LinkError};
 pub use hcr_image::PlanStats;
-pub use input::OnPlaced;
+pub use input::{FileKey, OnPlaced};
 pub use link::ReuseStats;
 
 /// What to link.
@@ -83,6 +83,10 @@ pub struct LinkOutput {
     pub warnings: Vec<String>,
     /// What was taken over from the previous link ([`link_cached`] only).
     pub reused: ReuseStats,
+    /// Each input file (the command line's, then the archives `-l` found)
+    /// with the version of it this link read: a caller can tell later
+    /// whether the image is still what a link of the same inputs would make.
+    pub inputs: Vec<(PathBuf, FileKey)>,
 }
 
 /// Links `inputs` into image bytes.

@@ -50,17 +50,18 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
 /// # Errors
 /// As [`run`].
 pub fn run_with(args: &LinkArgs, cache: Option<&mut hcr_linker::InputCache>) -> anyhow::Result<()> {
-    run_then(args, cache, None)
+    run_then(args, cache, None).map(drop)
 }
 
 /// What a link that succeeded says once its image is in place, given the
-/// link's messages are printed (see [`run_then`]).
-pub type Succeeded = Box<dyn FnOnce() + Send>;
+/// link's messages are printed (see [`run_then`]); it is given the link's
+/// output.
+pub type Succeeded = Box<dyn FnOnce(&hcr_linker::LinkOutput) + Send>;
 
 /// As [`run_with`]; with a cache and `succeeded`, the link's messages are
 /// printed and `succeeded` called as soon as the image is in place, before
 /// the link keeps its state for the next one and removes the replaced image
-/// (the server answers its client from there).
+/// (the server answers its client from there). Returns the link's output.
 ///
 /// # Errors
 /// As [`run`].
@@ -68,7 +69,7 @@ pub fn run_then(
     args: &LinkArgs,
     cache: Option<&mut hcr_linker::InputCache>,
     succeeded: Option<Succeeded>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<hcr_linker::LinkOutput> {
     let cfg = hcr_linker::LinkConfig {
         root: args.root.clone(),
         timings: args.timings,
@@ -100,7 +101,7 @@ pub fn run_then(
             let placed = move |out: &hcr_linker::LinkOutput| {
                 report(out, verbose, true);
                 if let Some(f) = succeeded.take() {
-                    f();
+                    f(out);
                 }
             };
             let linked =
@@ -117,7 +118,7 @@ pub fn run_then(
     if !reported {
         report(&out, verbose, incremental);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The link's warnings and, with `-v`, its summary.

@@ -8,20 +8,22 @@
 //! command line again into a hidden file beside the output
 //! (`.NAME.ahead.PID`), its messages captured. When the request comes and
 //! it is the same command line, and every file the link read is still the
-//! version it read (device, inode, size, modification and change time, as
-//! the input cache decides what to take over), the server puts that image
-//! in place, gives the client the messages the link wrote and answers:
-//! the client's wait is its own start and a rename, the link itself having
-//! run while that process started. Anything else (another command line, a
-//! file changed since, the link ahead failed or is not done) throws the
-//! ahead image away and links as without it, so the image and messages
-//! are always those of a link of the inputs as they are at the request.
+//! version it read (device, inode, size, modification and change time),
+//! the server puts that image in place, gives the client the messages the
+//! link wrote and answers: the client's wait is its own start and a
+//! rename, the link itself having run while that process started. Anything
+//! else (another command line, a file changed since, the link ahead failed)
+//! throws the ahead image away and links as without it, so the image and
+//! messages are always those of a link of the inputs as they are at the
+//! request.
 //!
-//! The files a link reads are its inputs and, with `-l`, the libraries
-//! found and the directories searched (a library added to one changes what
-//! `-l` finds). Nim modules are not linked ahead: their rewrite reads the C
-//! files and the compile commands beside them. `HCR_LINK_AHEAD=0` turns
-//! linking ahead off.
+//! The files a link reads are its inputs, at the versions the linker
+//! itself mapped or kept them ([`hcr_linker::LinkOutput::inputs`], archives
+//! `-l` found included), and, with `-l`, the directories searched and the
+//! shared libraries found, taken before the link starts (a library added
+//! to a directory changes what `-l` finds). Nim modules are not linked
+//! ahead: their rewrite reads the C files and the compile commands beside
+//! them. `HCR_LINK_AHEAD=0` turns linking ahead off.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -29,79 +31,64 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use hcr_linker::FileKey;
 use rustix::fs::inotify;
 
 use crate::link::LinkArgs;
 
-/// A version of a file: device, inode, size, modification and change time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-/// Files a link reads, each with its version (`None`: missing) at one time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Files {
-    paths: Vec<PathBuf>,
-    keys: Vec<Option<Key>>,
-}
+/// Files a link read, each with the version it read (`None`: missing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Files(Vec<(PathBuf, Option<FileKey>)>);
 
 impl Files {
-    /// The files `link` reads, as they are now; `None` when such a link is
-    /// not linked ahead.
-    pub fn of(link: &LinkArgs) -> Option<Files> {
-        if !enabled() || crate::nim_init::has_nim_modules(&link.inputs) {
-            return None;
+    /// What `-l` reads besides the archives it links (which the link
+    /// reports as inputs): the directories searched and the shared
+    /// libraries found, as they are now; nothing without `-l`. Taken
+    /// before the link starts.
+    pub fn searched(link: &LinkArgs) -> Files {
+        if link.libraries.is_empty() {
+            return Files::default();
         }
-        let mut paths = link.inputs.clone();
-        if !link.libraries.is_empty() {
-            paths.extend(link.library_dirs.iter().cloned());
-            paths.extend(hcr_linker::libs::SYSTEM_DIRS.iter().map(PathBuf::from));
-            if let Ok(found) = hcr_linker::libs::resolve(&link.libraries, &link.library_dirs) {
-                paths.extend(found.shared.into_iter().map(|l| l.path));
-                paths.extend(found.archives);
-            }
+        let mut paths: Vec<PathBuf> = link.library_dirs.clone();
+        paths.extend(hcr_linker::libs::SYSTEM_DIRS.iter().map(PathBuf::from));
+        if let Ok(found) = hcr_linker::libs::resolve(&link.libraries, &link.library_dirs) {
+            paths.extend(found.shared.into_iter().map(|l| l.path));
         }
-        Some(Files::at(paths))
+        Files(
+            paths
+                .into_iter()
+                .map(|p| {
+                    let k = FileKey::now(&p).ok();
+                    (p, k)
+                })
+                .collect(),
+        )
     }
 
-    fn at(paths: Vec<PathBuf>) -> Files {
-        let keys = paths.iter().map(|p| key(p)).collect();
-        Files { paths, keys }
+    /// These and the inputs a link read, at the versions it read them.
+    fn with_inputs(mut self, inputs: &[(PathBuf, FileKey)]) -> Files {
+        self.0
+            .extend(inputs.iter().map(|(p, k)| (p.clone(), Some(*k))));
+        self
     }
 
-    /// The same files as they are now.
-    fn now(&self) -> Files {
-        Files::at(self.paths.clone())
+    /// Whether every file is still the version recorded.
+    fn current(&self) -> bool {
+        self.0.iter().all(|(p, k)| FileKey::now(p).ok() == *k)
     }
 }
 
-fn key(path: &Path) -> Option<Key> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Key {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
-}
-
-fn enabled() -> bool {
+/// Whether `link` may be linked ahead: not turned off, and no Nim module
+/// (whose rewrite reads files the link does not report).
+pub fn eligible(link: &LinkArgs) -> bool {
     std::env::var_os("HCR_LINK_AHEAD").is_none_or(|v| v != "0")
+        && !crate::nim_init::has_nim_modules(&link.inputs)
 }
 
-/// The last link asked for: what is linked again when its files change.
+/// The last link asked for: what is linked again when its inputs change.
 struct Last {
     args: Vec<OsString>,
     link: LinkArgs,
-    /// The files as the newest link (asked for or ahead) read them.
-    files: Files,
 }
 
 /// A link made ahead and not yet claimed.
@@ -114,12 +101,12 @@ struct Ready {
 }
 
 /// A link to make ahead: `link` writes `link.output`, the hidden file; its
-/// result goes to [`Ahead::finished`] with `files`.
+/// outcome goes to [`Ahead::finished`].
 pub struct Job {
     /// The last link's arguments, with the hidden file as the output.
     pub link: LinkArgs,
-    /// The files as they were before the link started.
-    pub files: Files,
+    /// What `-l` reads, taken before the link started.
+    searched: Files,
 }
 
 /// An image linked ahead, now in place: the link's messages for the client.
@@ -165,7 +152,7 @@ impl Ahead {
             Some(last) if last.args == ready.args => last.link.output.clone(),
             _ => PathBuf::new(),
         };
-        if ready.args != args || output.as_os_str().is_empty() || ready.files.now() != ready.files {
+        if ready.args != args || output.as_os_str().is_empty() || !ready.files.current() {
             let _ = std::fs::remove_file(&ready.image);
             return None;
         }
@@ -183,15 +170,15 @@ impl Ahead {
         }
     }
 
-    /// A link asked for by a client has run with `args` (parsed: `link`),
-    /// having read `files` (taken before it started; `None`: not linked
-    /// ahead). Later changes to them are linked ahead.
-    pub fn linked(&mut self, args: &[OsString], link: LinkArgs, files: Option<Files>) {
+    /// A link asked for by a client has run with `args` (parsed: `link`):
+    /// later changes to its inputs are linked ahead, if it is
+    /// [`eligible`].
+    pub fn linked(&mut self, args: &[OsString], link: LinkArgs) {
         self.discard();
-        let Some(files) = files else {
+        if !eligible(&link) {
             self.last = None;
             return;
-        };
+        }
         if self.inotify.is_none() {
             self.inotify =
                 inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).ok();
@@ -228,7 +215,6 @@ impl Ahead {
         self.last = Some(Last {
             args: args.to_vec(),
             link,
-            files,
         });
     }
 
@@ -240,45 +226,42 @@ impl Ahead {
         relevant
     }
 
-    /// A link to make ahead, when a change was noted and a file the last
-    /// link read is not the version it read.
+    /// A link to make ahead, when a change to an input of the last link
+    /// was noted.
     pub fn job(&mut self) -> Option<Job> {
         if !std::mem::take(&mut self.pending) {
             return None;
         }
         let last = self.last.as_ref()?;
-        let files = last.files.now();
-        if files == last.files {
-            return None;
-        }
         let image = ahead_path(&last.link.output)?;
         let link = LinkArgs {
             output: image,
             skip_free: false,
             ..last.link.clone()
         };
+        let searched = Files::searched(&link);
         self.discard();
-        Some(Job { link, files })
+        Some(Job { link, searched })
     }
 
-    /// A link made ahead has its image in place (`ok`) or failed, having
-    /// written `out` and `err`; the image is kept for the next request.
-    pub fn finished(&mut self, job: Job, ok: bool, out: Vec<u8>, err: Vec<u8>) {
-        let Some(last) = self.last.as_mut() else {
+    /// A link made ahead has its image in place, having read `inputs`, or
+    /// failed (`None`), having written `out` and `err`; the image is kept
+    /// for the next request.
+    pub fn finished(
+        &mut self,
+        job: Job,
+        inputs: Option<&[(PathBuf, FileKey)]>,
+        out: Vec<u8>,
+        err: Vec<u8>,
+    ) {
+        let (Some(last), Some(inputs)) = (self.last.as_ref(), inputs) else {
             let _ = std::fs::remove_file(&job.link.output);
             return;
         };
-        last.files = job.files.clone();
-        // (Whether what it read is still current is asked when it is
-        // claimed.)
-        if !ok {
-            let _ = std::fs::remove_file(&job.link.output);
-            return;
-        }
         self.ready = Some(Ready {
             args: last.args.clone(),
             image: job.link.output,
-            files: job.files,
+            files: job.searched.with_inputs(inputs),
             out,
             err,
         });

@@ -170,6 +170,7 @@ pub(crate) fn link(
             parsed: taken,
             ..plan.as_ref().map(|p| p.stats()).unwrap_or_default()
         },
+        inputs: inputs.iter().map(|m| (m.path.clone(), m.key)).collect(),
     };
     // The image is in place and the caller's answer known: what follows
     // only prepares the next link.

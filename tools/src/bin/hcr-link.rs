@@ -194,18 +194,33 @@ struct Shared {
 
 #[derive(Default)]
 struct AheadState {
-    /// The image is in place and the link's messages are written.
-    placed: bool,
-    /// The link returned: its exit code, and the cache given back.
-    ended: Option<u8>,
+    /// The image is in place and the link's messages are written (or the
+    /// link returned): the inputs it read, `None` if it failed.
+    outcome: Option<Option<Inputs>>,
+    /// The link returned, and gave the cache back.
+    ended: bool,
     cache: Option<hcr_linker::InputCache>,
+}
+
+/// Each input a link read, with the version it read.
+type Inputs = Vec<(PathBuf, hcr_linker::FileKey)>;
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AheadState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Server {
     /// Starts `job` on the thread pool with the cache, its output captured.
     fn start(&mut self, job: hcr_tools::link_ahead::Job) {
-        let (Some(mut cache), Some(capture)) = (self.cache.take(), link_server::Capture::start())
-        else {
+        if self.cache.is_none() {
+            return;
+        }
+        let Some(capture) = link_server::Capture::start() else {
+            return;
+        };
+        let Some(mut cache) = self.cache.take() else {
             return;
         };
         let shared = std::sync::Arc::new(Shared {
@@ -216,21 +231,21 @@ impl Server {
         let theirs = shared.clone();
         rayon::spawn(move || {
             let signal = theirs.clone();
-            let placed = move || {
-                let mut s = signal.state.lock().unwrap_or_else(|e| e.into_inner());
-                s.placed = true;
+            let placed = move |out: &hcr_linker::LinkOutput| {
+                signal.lock().outcome = Some(Some(out.inputs.clone()));
                 signal.changed.notify_all();
             };
             // With `--timings` every pass is timed: the link is done when
             // it returns.
             let early = (!link.timings).then(|| Box::new(placed) as hcr_tools::link::Succeeded);
-            let code = match hcr_tools::link::run_then(&link, Some(&mut cache), early) {
-                Ok(()) => 0,
-                Err(_) => 2,
-            };
-            let mut s = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.ended = Some(code);
+            let linked = hcr_tools::link::run_then(&link, Some(&mut cache), early);
+            let mut s = theirs.lock();
+            if s.outcome.is_none() {
+                s.outcome = Some(linked.ok().map(|out| out.inputs));
+            }
+            s.ended = true;
             s.cache = Some(cache);
+            drop(s);
             theirs.changed.notify_all();
         });
         self.running = Some(Running {
@@ -247,33 +262,26 @@ impl Server {
             return;
         };
         let (outcome, ended) = {
-            let mut s = run.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            while (wait && !s.placed && s.ended.is_none()) || (join && s.ended.is_none()) {
+            let mut s = run.shared.lock();
+            while (wait && s.outcome.is_none()) || (join && !s.ended) {
                 s = run
                     .shared
                     .changed
                     .wait(s)
                     .unwrap_or_else(|e| e.into_inner());
             }
-            let outcome = match (s.placed, s.ended) {
-                (true, _) => Some(true),
-                (false, Some(code)) => Some(code == 0),
-                (false, None) => None,
-            };
-            (outcome, s.ended.is_some())
+            (s.outcome.clone(), s.ended)
         };
-        if let Some(ok) = outcome {
+        if let Some(inputs) = outcome {
             if let Some((job, capture)) = run.job.take() {
                 let (out, err) = capture.take();
-                self.ahead.finished(job, ok, out, err);
+                self.ahead.finished(job, inputs.as_deref(), out, err);
             }
         }
         if ended {
-            let mut s = run.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(cache) = s.cache.take() {
+            if let Some(cache) = run.shared.lock().cache.take() {
                 self.cache = Some(cache);
             }
-            drop(s);
             self.running = None;
         }
     }
@@ -315,20 +323,21 @@ impl link_server::Handler for Server {
         };
         self.settle(true, true);
         let link = link_args(cli, false);
-        let files = hcr_tools::link_ahead::Files::of(&link);
         // With `--timings` the passes after the image is in place are
         // timed too: the client waits for them.
-        let early = (!link.timings)
-            .then(|| Box::new(move || answer.succeeded()) as hcr_tools::link::Succeeded);
+        let early = (!link.timings).then(|| {
+            Box::new(move |_: &hcr_linker::LinkOutput| answer.succeeded())
+                as hcr_tools::link::Succeeded
+        });
         let code = match hcr_tools::link::run_then(&link, self.cache.as_mut(), early) {
-            Ok(()) => 0,
+            Ok(_) => 0,
             Err(e) => {
                 // (`link_cached` starts the next link afresh itself.)
                 let _ = writeln!(std::io::stderr(), "{e:#}");
                 2
             }
         };
-        self.ahead.linked(args, link, files);
+        self.ahead.linked(args, link);
         code
     }
 

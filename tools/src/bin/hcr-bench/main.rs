@@ -462,6 +462,7 @@ fn relink_processes(
     run(Some(true), &ahead_out)?;
     run(Some(false), &served_out)?;
     let (mut plain, mut ahead, mut served) = (Vec::new(), Vec::new(), Vec::new());
+    let mut started = Vec::new();
     for round in 0..rounds {
         // The server linking ahead is asked right after the object
         // changes, as a build system asks after the compile.
@@ -469,6 +470,15 @@ fn relink_processes(
         ahead.push(run(Some(true), &ahead_out)?);
         served.push(run(Some(false), &served_out)?);
         plain.push(run(None, &plain_out)?);
+        let t = Instant::now();
+        let st = Command::new(&hcr_link)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        started.push(t.elapsed());
+        if !st.success() {
+            bail!("{} --version failed", hcr_link.display());
+        }
         for out in [&ahead_out, &served_out] {
             if std::fs::read(&plain_out)? != std::fs::read(out)? {
                 bail!(
@@ -495,6 +505,12 @@ fn relink_processes(
     println!(
         "| `hcr-link --incremental` (the server links ahead as the object changes; the process claims the image) | {} | 1.00× |",
         ms(ahead)
+    );
+    let started = median(started);
+    println!(
+        "| for scale: `hcr-link --version` (a process started and ended, nothing linked) | {} | {} |",
+        ms(started),
+        ratio(started, ahead)
     );
     println!("images byte-identical to the plain link's in every round: yes");
     Ok(())

@@ -283,9 +283,15 @@ pub fn serve(name: &str, handler: &mut impl Handler) {
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         .map_or(IDLE, |s| Duration::from_secs_f64(s.min(86_400.0)));
+    // Only a request keeps the server: what its watch reports does not.
+    let mut until = Instant::now() + idle;
     loop {
-        let timer = handler.wake_in().filter(|&t| t < idle);
-        match wait(&listener, handler.watched(), timer.unwrap_or(idle)) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let timer = handler.wake_in().filter(|&t| t < left);
+        match wait(&listener, handler.watched(), timer.unwrap_or(left)) {
             Woke::Idle if timer.is_some() => {
                 handler.woken();
                 continue;
@@ -319,6 +325,7 @@ pub fn serve(name: &str, handler: &mut impl Handler) {
         if !given.load(std::sync::atomic::Ordering::SeqCst) {
             let _ = (&stream).write_all(&[code]);
         }
+        until = Instant::now() + idle;
     }
     handler.ending();
 }

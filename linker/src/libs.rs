@@ -40,6 +40,10 @@ pub struct Resolved {
     pub shared: Vec<SharedLib>,
     /// Linked as archive inputs.
     pub archives: Vec<PathBuf>,
+    /// Every path looked at to find them, whether a file was there or not,
+    /// and every linker script read: a file added at one, or one of them
+    /// changed, may change what the same requests find.
+    pub probed: Vec<PathBuf>,
 }
 
 /// The directories `cc` searches after the `-L` ones on this platform.
@@ -81,34 +85,37 @@ pub fn resolve(requests: &[String], dirs: &[PathBuf]) -> Result<Resolved, Vec<Di
         // Libraries of the compiler itself (libgomp, libatomic, libasan and
         // the development links of libstdc++ and libgcc_s live in gcc's own
         // directory): searched last, as `cc -lNAME` finds them.
-        let found = find(req, &search).or_else(|| find(req, compiler_dirs()));
+        let found = find(req, &search, &mut out.probed)
+            .or_else(|| find(req, compiler_dirs(), &mut out.probed));
         match found {
             Some(Found::Archive(p)) => {
                 if !out.archives.contains(&p) {
                     out.archives.push(p);
                 }
             }
-            Some(Found::Shared(path)) => match shared_lib(req, &path, &search, 0) {
-                Ok(found) => {
-                    for lib in found.shared {
-                        if !out.shared.iter().any(|l| l.soname == lib.soname) {
-                            out.shared.push(lib);
+            Some(Found::Shared(path)) => {
+                match shared_lib(req, &path, &search, 0, &mut out.probed) {
+                    Ok(found) => {
+                        for lib in found.shared {
+                            if !out.shared.iter().any(|l| l.soname == lib.soname) {
+                                out.shared.push(lib);
+                            }
+                        }
+                        for a in found.archives {
+                            if !out.archives.contains(&a) {
+                                out.archives.push(a);
+                            }
                         }
                     }
-                    for a in found.archives {
-                        if !out.archives.contains(&a) {
-                            out.archives.push(a);
-                        }
-                    }
+                    Err(e) => missing.push(Diagnostic {
+                        file: format!("-l {req}"),
+                        module: String::new(),
+                        symbol: None,
+                        message: format!("{}: {e}", path.display()),
+                        help: "name a shared object (.so) or an archive (.a)".into(),
+                    }),
                 }
-                Err(e) => missing.push(Diagnostic {
-                    file: format!("-l {req}"),
-                    module: String::new(),
-                    symbol: None,
-                    message: format!("{}: {e}", path.display()),
-                    help: "name a shared object (.so) or an archive (.a)".into(),
-                }),
-            },
+            }
             None => missing.push(Diagnostic {
                 file: format!("-l {req}"),
                 module: String::new(),
@@ -170,8 +177,9 @@ enum Found {
 }
 
 /// `-lNAME`: `libNAME.so`, else `libNAME.a`, directory by directory (as
-/// `ld` does); `-l:FILE`: exactly `FILE`.
-fn find(req: &str, dirs: &[PathBuf]) -> Option<Found> {
+/// `ld` does); `-l:FILE`: exactly `FILE`. Each path looked at goes to
+/// `probed`.
+fn find(req: &str, dirs: &[PathBuf], probed: &mut Vec<PathBuf>) -> Option<Found> {
     let classify = |p: PathBuf| {
         if p.extension().is_some_and(|e| e == "a") {
             Found::Archive(p)
@@ -179,20 +187,19 @@ fn find(req: &str, dirs: &[PathBuf]) -> Option<Found> {
             Found::Shared(p)
         }
     };
+    let mut look = |p: PathBuf| {
+        let there = p.is_file();
+        probed.push(p.clone());
+        there.then_some(p)
+    };
     if let Some(file) = req.strip_prefix(':') {
-        return dirs
-            .iter()
-            .map(|d| d.join(file))
-            .find(|p| p.is_file())
-            .map(classify);
+        return dirs.iter().find_map(|d| look(d.join(file))).map(classify);
     }
     for d in dirs {
-        let so = d.join(format!("lib{req}.so"));
-        if so.is_file() {
+        if let Some(so) = look(d.join(format!("lib{req}.so"))) {
             return Some(Found::Shared(so));
         }
-        let a = d.join(format!("lib{req}.a"));
-        if a.is_file() {
+        if let Some(a) = look(d.join(format!("lib{req}.a"))) {
             return Some(Found::Archive(a));
         }
     }
@@ -206,7 +213,13 @@ fn find(req: &str, dirs: &[PathBuf]) -> Option<Found> {
 /// in the library directories, and another `-l`), `libgcc_s.so` is
 /// `GROUP ( libgcc_s.so.1 -lgcc )` (an archive). `AS_NEEDED ( … )` lists
 /// libraries `ld` adds only when they are used: they are left out.
-fn shared_lib(req: &str, path: &Path, search: &[PathBuf], depth: u32) -> Result<Resolved, String> {
+fn shared_lib(
+    req: &str,
+    path: &Path,
+    search: &[PathBuf],
+    depth: u32,
+    probed: &mut Vec<PathBuf>,
+) -> Result<Resolved, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if bytes.starts_with(b"\x7fELF") {
         let soname = match soname(&bytes)? {
@@ -224,6 +237,7 @@ fn shared_lib(req: &str, path: &Path, search: &[PathBuf], depth: u32) -> Result<
                 path,
             }],
             archives: Vec::new(),
+            probed: Vec::new(),
         });
     }
     let not_a_library = "neither a shared object nor a linker script naming one";
@@ -235,13 +249,18 @@ fn shared_lib(req: &str, path: &Path, search: &[PathBuf], depth: u32) -> Result<
     let mut out = Resolved::default();
     for name in &names {
         let found = if let Some(lib) = name.strip_prefix("-l") {
-            find(lib, search).or_else(|| find(lib, compiler_dirs()))
+            find(lib, search, probed).or_else(|| find(lib, compiler_dirs(), probed))
         } else {
             let p = Path::new(name);
-            let candidates = here.iter().chain(search).map(|d| d.join(p));
+            let mut candidates = here.iter().chain(search).map(|d| d.join(p));
+            let mut look = |c: PathBuf| {
+                let there = c.is_file();
+                probed.push(c.clone());
+                there.then_some(c)
+            };
             match p.is_absolute() {
-                true => p.is_file().then(|| p.to_path_buf()),
-                false => candidates.into_iter().find(|c| c.is_file()),
+                true => look(p.to_path_buf()),
+                false => candidates.find_map(look),
             }
             .map(|p| match p.extension().is_some_and(|e| e == "a") {
                 true => Found::Archive(p),
@@ -250,7 +269,7 @@ fn shared_lib(req: &str, path: &Path, search: &[PathBuf], depth: u32) -> Result<
         };
         match found {
             Some(Found::Shared(p)) => {
-                let more = shared_lib(req, &p, search, depth + 1)?;
+                let more = shared_lib(req, &p, search, depth + 1, probed)?;
                 out.shared.extend(more.shared);
                 out.archives.extend(more.archives);
             }

@@ -19,11 +19,11 @@
 //!
 //! The files a link reads are its inputs, at the versions the linker
 //! itself mapped or kept them ([`hcr_linker::LinkOutput::inputs`], archives
-//! `-l` found included), and, with `-l`, the directories searched and the
-//! shared libraries found, taken before the link starts (a library added
-//! to a directory changes what `-l` finds). Nim modules are not linked
-//! ahead: their rewrite reads the C files and the compile commands beside
-//! them. `HCR_LINK_AHEAD=0` turns linking ahead off.
+//! `-l` found included), and, with `-l`, every path looked at to find the
+//! libraries (a file there or not: one added changes what `-l` finds) and
+//! every linker script read, taken before the link starts. Nim modules are
+//! not linked ahead: their rewrite reads the C files and the compile
+//! commands beside them. `HCR_LINK_AHEAD=0` turns linking ahead off.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -42,20 +42,20 @@ pub struct Files(Vec<(PathBuf, Option<FileKey>)>);
 
 impl Files {
     /// What `-l` reads besides the archives it links (which the link
-    /// reports as inputs): the directories searched and the shared
-    /// libraries found, as they are now; nothing without `-l`. Taken
-    /// before the link starts.
+    /// reports as inputs): every path it looks at to find the libraries,
+    /// whether a file is there or not, and the linker scripts it reads, as
+    /// they are now; nothing without `-l`. Taken before the link starts.
     pub fn searched(link: &LinkArgs) -> Files {
         if link.libraries.is_empty() {
             return Files::default();
         }
-        let mut paths: Vec<PathBuf> = link.library_dirs.clone();
-        paths.extend(hcr_linker::libs::SYSTEM_DIRS.iter().map(PathBuf::from));
-        if let Ok(found) = hcr_linker::libs::resolve(&link.libraries, &link.library_dirs) {
-            paths.extend(found.shared.into_iter().map(|l| l.path));
-        }
+        // (A request that finds nothing fails the link ahead, which is not
+        // claimed.)
+        let probed = hcr_linker::libs::resolve(&link.libraries, &link.library_dirs)
+            .map(|found| found.probed)
+            .unwrap_or_default();
         Files(
-            paths
+            probed
                 .into_iter()
                 .map(|p| {
                     let k = FileKey::now(&p).ok();
@@ -94,6 +94,9 @@ struct Last {
 /// A link made ahead and not yet claimed.
 struct Ready {
     args: Vec<OsString>,
+    /// Where the command line puts the image, and whether it asks for `-v`.
+    output: PathBuf,
+    verbose: bool,
     image: PathBuf,
     files: Files,
     out: Vec<u8>,
@@ -103,6 +106,9 @@ struct Ready {
 /// A link to make ahead: `link` writes `link.output`, the hidden file; its
 /// outcome goes to [`Ahead::finished`].
 pub struct Job {
+    /// The command line it repeats, and where that puts the image.
+    args: Vec<OsString>,
+    output: PathBuf,
     /// The last link's arguments, with the hidden file as the output.
     pub link: LinkArgs,
     /// What `-l` reads, taken before the link started.
@@ -125,14 +131,14 @@ pub struct Claimed {
 #[derive(Default)]
 pub struct Ahead {
     inotify: Option<OwnedFd>,
-    /// Watched directory → its watch.
-    dirs: HashMap<PathBuf, i32>,
     /// Watch → the file names in it the last link reads.
     names: HashMap<i32, HashSet<OsString>>,
     last: Option<Last>,
     ready: Option<Ready>,
     /// A change to the last link's files was read and not yet linked.
     pending: bool,
+    /// Outputs whose directory was swept of a dead server's images.
+    swept: HashSet<PathBuf>,
 }
 
 impl Ahead {
@@ -148,19 +154,15 @@ impl Ahead {
     /// says to link.
     pub fn claim(&mut self, args: &[OsString]) -> Option<Claimed> {
         let ready = self.ready.take()?;
-        let output = match &self.last {
-            Some(last) if last.args == ready.args => last.link.output.clone(),
-            _ => PathBuf::new(),
-        };
-        if ready.args != args || output.as_os_str().is_empty() || !ready.files.current() {
+        if ready.args != args || !ready.files.current() {
             let _ = std::fs::remove_file(&ready.image);
             return None;
         }
-        match hcr_linker::place_image(&ready.image, &output) {
+        match hcr_linker::place_image(&ready.image, &ready.output) {
             Ok(old_left) => Some(Claimed {
                 out: ready.out,
                 err: ready.err,
-                verbose: self.last.as_ref().is_some_and(|l| l.link.verbose),
+                verbose: ready.verbose,
                 replaced: old_left.then_some(ready.image),
             }),
             Err(_) => {
@@ -179,12 +181,19 @@ impl Ahead {
             self.last = None;
             return;
         }
+        if self.swept.insert(link.output.clone()) {
+            sweep(&link.output);
+        }
         if self.inotify.is_none() {
             self.inotify =
                 inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).ok();
         }
         self.names.clear();
         if let Some(fd) = &self.inotify {
+            // Each directory is watched afresh at every link: one removed and
+            // made again (`make clean`) is a new directory, and adding a
+            // watch that exists only gives its number back.
+            let mut dirs: HashMap<PathBuf, Option<i32>> = HashMap::new();
             for input in &link.inputs {
                 let (Some(name), dir) = (input.file_name(), input.parent()) else {
                     continue;
@@ -193,18 +202,14 @@ impl Ahead {
                     Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
                     _ => PathBuf::from("."),
                 };
-                let wd = match self.dirs.get(&dir) {
-                    Some(&wd) => wd,
-                    None => {
-                        let flags = inotify::WatchFlags::CLOSE_WRITE
-                            | inotify::WatchFlags::MOVED_TO
-                            | inotify::WatchFlags::ATTRIB;
-                        let Ok(wd) = inotify::add_watch(fd, &dir, flags) else {
-                            continue;
-                        };
-                        self.dirs.insert(dir, wd);
-                        wd
-                    }
+                let wd = *dirs.entry(dir).or_insert_with_key(|dir| {
+                    let flags = inotify::WatchFlags::CLOSE_WRITE
+                        | inotify::WatchFlags::MOVED_TO
+                        | inotify::WatchFlags::ATTRIB;
+                    inotify::add_watch(fd, dir, flags).ok()
+                });
+                let Some(wd) = wd else {
+                    continue;
                 };
                 self.names
                     .entry(wd)
@@ -226,6 +231,13 @@ impl Ahead {
         relevant
     }
 
+    /// A link asked for is about to read the files: every change noted so
+    /// far is in what it reads, and needs no link ahead.
+    pub fn forget_changes(&mut self) {
+        self.drain();
+        self.pending = false;
+    }
+
     /// A link to make ahead, when a change to an input of the last link
     /// was noted.
     pub fn job(&mut self) -> Option<Job> {
@@ -240,8 +252,14 @@ impl Ahead {
             ..last.link.clone()
         };
         let searched = Files::searched(&link);
+        let (args, output) = (last.args.clone(), last.link.output.clone());
         self.discard();
-        Some(Job { link, searched })
+        Some(Job {
+            args,
+            output,
+            link,
+            searched,
+        })
     }
 
     /// A link made ahead has its image in place, having read `inputs`, or
@@ -254,12 +272,14 @@ impl Ahead {
         out: Vec<u8>,
         err: Vec<u8>,
     ) {
-        let (Some(last), Some(inputs)) = (self.last.as_ref(), inputs) else {
+        let Some(inputs) = inputs else {
             let _ = std::fs::remove_file(&job.link.output);
             return;
         };
         self.ready = Some(Ready {
-            args: last.args.clone(),
+            args: job.args,
+            output: job.output,
+            verbose: job.link.verbose,
             image: job.link.output,
             files: job.searched.with_inputs(inputs),
             out,
@@ -290,6 +310,11 @@ impl Ahead {
                         relevant = true;
                         continue;
                     }
+                    if ev.events().contains(inotify::ReadFlags::IGNORED) {
+                        // The directory is gone: so is its watch.
+                        self.names.remove(&ev.wd());
+                        continue;
+                    }
                     let named = ev.file_name().is_some_and(|n| {
                         use std::os::unix::ffi::OsStrExt as _;
                         let n = std::ffi::OsStr::from_bytes(n.to_bytes());
@@ -301,10 +326,42 @@ impl Ahead {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => {
                     self.inotify = None;
-                    self.dirs.clear();
+                    self.names.clear();
                     return relevant;
                 }
             }
+        }
+    }
+}
+
+/// Removes the images ahead (and their temporary files) that servers no
+/// longer running left beside `output` (one killed, or one whose linker
+/// faulted on an input truncated in place while it read it).
+fn sweep(output: &Path) {
+    let (Some(name), dir) = (output.file_name(), output.parent()) else {
+        return;
+    };
+    let dir = match dir {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{}.ahead.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        // `.NAME.ahead.PID`, or the link's `..NAME.ahead.PID.tmp.PID`.
+        let rest = file
+            .strip_prefix(&prefix)
+            .or_else(|| file.strip_prefix('.').and_then(|f| f.strip_prefix(&prefix)));
+        let Some(pid) = rest.and_then(|r| r.split('.').next()?.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

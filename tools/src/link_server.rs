@@ -252,7 +252,7 @@ pub trait Handler {
     }
 
     /// The watched descriptor is readable, or the time [`Handler::wake_in`]
-    /// asked for has passed (standard output and error are `/dev/null`).
+    /// asked for has passed (no client's output is this process's).
     fn woken(&mut self) {}
 
     /// How long until [`Handler::woken`] is called if nothing else happens
@@ -327,6 +327,9 @@ pub fn serve(name: &str, handler: &mut impl Handler) {
         }
         until = Instant::now() + idle;
     }
+    // No client may wait on a server that has stopped answering: the name
+    // goes before the handler's last work.
+    drop(listener);
     handler.ending();
 }
 
@@ -339,13 +342,17 @@ pub struct Capture {
 
 impl Capture {
     /// Points standard output and error at two new memory files; `None`
-    /// when they cannot be made (both are left as they were).
+    /// when that fails (both are `/dev/null` then).
     pub fn start() -> Option<Capture> {
         let memfd =
             || rustix::fs::memfd_create("hcr-link-output", rustix::fs::MemfdFlags::CLOEXEC).ok();
         let (out, err) = (memfd()?, memfd()?);
-        rustix::stdio::dup2_stdout(&out).ok()?;
-        rustix::stdio::dup2_stderr(&err).ok()?;
+        let pointed =
+            rustix::stdio::dup2_stdout(&out).and_then(|()| rustix::stdio::dup2_stderr(&err));
+        if pointed.is_err() {
+            quiet();
+            return None;
+        }
         Some(Capture { out, err })
     }
 

@@ -329,8 +329,10 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
         std::fs::rename(&tmp, lib.join("libx.a")).unwrap();
     };
     archive(1);
+    // (`-L .`: the folder the image ahead is written to is searched too;
+    // what `-l` finds there is unchanged by it.)
     let args = [
-        "-v", "-L", "lib", "-l", "x", "-o", "app.hcr", "main.o", "a.o", "b.o",
+        "-v", "-L", ".", "-L", "lib", "-l", "x", "-o", "app.hcr", "main.o", "a.o", "b.o",
     ];
     let link = |extra: &[&str]| {
         let mut all = vec!["--incremental"];
@@ -338,7 +340,11 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
         all.extend(args);
         let o = hcr_link_in(d, &all, "300");
         assert!(o.status.success(), "{}", text(&o));
-        let plain = hcr_link_in(d, &[&args[..6], &["plain.hcr"], &args[7..]].concat(), "300");
+        let plain: Vec<&str> = args
+            .iter()
+            .map(|&a| if a == "app.hcr" { "plain.hcr" } else { a })
+            .collect();
+        let plain = hcr_link_in(d, &plain, "300");
         assert!(plain.status.success(), "{}", text(&plain));
         assert!(
             std::fs::read(d.join("app.hcr")).unwrap()
@@ -350,8 +356,16 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
     };
     let ahead = "linked ahead, as soon as an input changed";
 
+    // Images ahead a server no longer running left behind go; a running
+    // one's stay.
+    let dead = d.join(".app.hcr.ahead.4194304");
+    let live = d.join(format!(".app.hcr.ahead.{}", std::process::id()));
+    std::fs::write(&dead, b"left").unwrap();
+    std::fs::write(&live, b"kept").unwrap();
     let first = link(&[]);
     assert!(!first.contains(ahead), "{first}");
+    assert!(!dead.exists(), "a dead server's image ahead was left");
+    std::fs::remove_file(&live).expect("a live server's image ahead was removed");
     assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=10 x=1");
 
     // b rebuilt: linked ahead, claimed with that link's messages.
@@ -427,4 +441,48 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
     assert!(t0.elapsed() < Duration::from_secs(60));
     assert_eq!(std::fs::read(d.join("app.hcr")).unwrap(), before);
     assert_eq!(ahead_images(d), Vec::<String>::new());
+}
+
+/// The folder of the inputs removed and made again (`make clean`): the
+/// same server goes on linking ahead in the new one.
+#[test]
+fn linking_ahead_goes_on_in_an_object_folder_made_again() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _end = EndServers(d);
+    let obj = d.join("obj");
+    let build = |b: i32| {
+        std::fs::create_dir_all(&obj).unwrap();
+        three_modules(
+            &obj,
+            "int a(void) { return 1; }",
+            &format!("int b(void) {{ return {b}; }}"),
+        );
+    };
+    let args = [
+        "--incremental",
+        "-v",
+        "-o",
+        "app.hcr",
+        "obj/main.o",
+        "obj/a.o",
+        "obj/b.o",
+    ];
+    let link = || {
+        let o = hcr_link_in(d, &args, "300");
+        assert!(o.status.success(), "{}", text(&o));
+        text(&o)
+    };
+    build(1);
+    link();
+    std::fs::remove_dir_all(&obj).unwrap();
+    build(2);
+    link();
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=2");
+    rebuild(&obj, "b", "int b(void) { return 3; }");
+    wait_for_ahead_image(d);
+    let claimed = link();
+    assert!(claimed.contains("linked ahead"), "{claimed}");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=3");
+    assert_eq!(servers_in(d).len(), 1, "the same server");
 }

@@ -296,6 +296,10 @@ impl link_server::Handler for Server {
 
     fn link(&mut self, args: &[std::ffi::OsString], answer: link_server::Answer) -> u8 {
         use std::io::Write as _;
+        // What changed so far is in what this link reads (or makes the
+        // image ahead stale): no link ahead for it afterwards.
+        self.ahead.forget_changes();
+        self.quiet_until = None;
         // (The same command line as the link ahead: no need to parse it.)
         if let Some(done) = self.ahead.claim(args) {
             let _ = std::io::stdout().write_all(&done.out);

@@ -220,7 +220,7 @@ fn link_in_pool(
                 .count();
             let reuse = link::Reuse {
                 parsed: &parsed,
-                prev: c.previous.take(),
+                prev: &mut c.previous,
                 taken,
             };
             let linked = link::link(config, &refs, &libs.shared, sink, &mut timer, Some(reuse));

@@ -486,3 +486,51 @@ fn linking_ahead_goes_on_in_an_object_folder_made_again() {
     assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=3");
     assert_eq!(servers_in(d).len(), 1, "the same server");
 }
+
+/// A link whose inputs are refused leaves the link before it to take over
+/// from: the next link reuses what did not change, not only the parses.
+#[test]
+fn a_refused_link_leaves_the_previous_link_to_take_over_from() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _end = EndServers(d);
+    three_modules(d, "int a(void) { return 1; }", "int b(void) { return 10; }");
+    let args = [
+        "--incremental",
+        "-v",
+        "-o",
+        "app.hcr",
+        "main.o",
+        "a.o",
+        "b.o",
+    ];
+    // Linking ahead off, so that every link here is the one asked for.
+    let link = || {
+        hcr_link_command(d, &args, "300")
+            .env("HCR_LINK_AHEAD", "0")
+            .output()
+            .unwrap()
+    };
+    assert!(link().status.success());
+    // Refused at resolution (a duplicate definition), then at the check
+    // after the scan (an undefined function).
+    for broken in [
+        "int a(void) { return 5; } int b(void) { return 4; }",
+        "int nowhere(void); int b(void) { return nowhere(); }",
+    ] {
+        rebuild(d, "b", broken);
+        let failed = link();
+        assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
+    }
+    rebuild(d, "b", "int b(void) { return 20; }");
+    let o = link();
+    assert!(o.status.success(), "{}", text(&o));
+    // `a`'s scan and applied bytes are the first link's (main calls b, so
+    // it is scanned again).
+    assert!(
+        text(&o).contains("of 3 modules: 2 parses, 1 relocation scans, 1 applied segments"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=20");
+}

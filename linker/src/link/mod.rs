@@ -40,7 +40,10 @@ use self::{apply::*, classify::*, layout::*, load::*, manifest::*, resolve::*, s
 /// parsed (`parsed[i]` for input `i`) and the previous link's state.
 pub(crate) struct Reuse<'d> {
     pub(crate) parsed: &'d [Option<std::sync::Arc<crate::parsed::Parsed>>],
-    pub(crate) prev: Option<Previous>,
+    /// The previous link's state: taken by a link that succeeds (it gives
+    /// the next one's in [`Linked::next`]), left for the next link by one
+    /// whose inputs are refused (a partly used state is dropped).
+    pub(crate) prev: &'d mut Option<Previous>,
     /// How many of `parsed` were taken over from the cache.
     pub(crate) taken: usize,
 }
@@ -59,9 +62,11 @@ pub(crate) fn link(
     timer: &mut Timer,
     reuse: Option<Reuse<'_>>,
 ) -> Result<Linked, LinkError> {
-    let caching = reuse.is_some();
-    let parsed = reuse.as_ref().map_or(&[][..], |r| r.parsed);
-    let taken = reuse.as_ref().map_or(0, |r| r.taken);
+    let (parsed, taken, mut slot) = match reuse {
+        Some(r) => (r.parsed, r.taken, Some(r.prev)),
+        None => (&[][..], 0, None),
+    };
+    let caching = slot.is_some();
     // 1. Parse every object, pull archive members that define what is
     //    referenced: the module list, in command-line order.
     let (mut mods, mut diags) = load_modules(inputs, parsed)?;
@@ -75,9 +80,18 @@ pub(crate) fn link(
     timer.lap("definitions");
     // What the previous link (if any) may lend (see `reuse.rs`): resolutions
     // now, the rest once every symbol is resolved.
-    let mut prev = reuse.and_then(|r| r.prev).filter(|p| p.is_for(config));
+    let mut prev = slot
+        .as_deref_mut()
+        .and_then(Option::take)
+        .filter(|p| p.is_for(config));
     // 4–6. Global symbols, host symbols, every module's symbols resolved.
-    let (root, mut hosts) = resolve_all(config, &mut mods, &mut diags, timer, prev.as_ref())?;
+    let (root, mut hosts) = match resolve_all(config, &mut mods, &mut diags, timer, prev.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            give_back(&mut slot, prev);
+            return Err(e);
+        }
+    };
     let resolve_hosts = hosts.len();
     let reachable = reachability(&mods, root);
     let mut warnings = coarse_member_warnings(&mods);
@@ -106,15 +120,27 @@ pub(crate) fn link(
     timer.lap("resolve + import tree");
     // 7. Scan relocations: which GOT entries and PLT stubs each module needs,
     //    and every unsupported relocation (all reported).
-    scan_all(&mut mods, &mut diags, plan.as_mut());
+    // A link already refused scans only to report every problem at once:
+    // afresh, leaving the previous link's scans to the next link.
+    let refused = !diags.is_empty();
+    scan_all(&mut mods, &mut diags, plan.as_mut().filter(|_| !refused));
     if !diags.is_empty() {
+        // (Nothing but scans can have been taken from it: those modules
+        // scan again.)
+        give_back(&mut slot, plan.map(|p| p.into_previous(memo)));
         return Err(LinkError::Inputs(diags));
     }
     tls::add_resolver_host(&mut mods, &mut hosts);
     timer.lap("scan relocations");
     // 8. Layout: fixed before any byte is written.
     mods.par_iter_mut().for_each(layout_module);
-    let layout = layout_area(&mut mods)?;
+    let layout = match layout_area(&mut mods) {
+        Ok(l) => l,
+        Err(e) => {
+            give_back(&mut slot, plan.map(|p| p.into_previous(memo)));
+            return Err(e);
+        }
+    };
     if let Some(p) = plan.as_mut() {
         p.decide_apply(&mods);
     }
@@ -201,6 +227,14 @@ pub(crate) fn link(
     drop((mods, manifest, debug, hosts, reachable, layout, carried));
     timer.lap("free");
     Ok(Linked { out, next })
+}
+
+/// Leaves the previous link's state where the cache lent it from, for the
+/// link after one that failed before using it up.
+fn give_back(slot: &mut Option<&mut Option<Previous>>, prev: Option<Previous>) {
+    if let Some(s) = slot.as_deref_mut() {
+        *s = prev;
+    }
 }
 
 /// Passes 4–6: the global symbol table, the host symbols (what no module

@@ -265,6 +265,15 @@ impl Plan {
         Plan { prev, scan, apply }
     }
 
+    /// The previous link's state back, `memo` returned to it, for a link
+    /// that fails after planning but before anything but scans was taken
+    /// from it (a module whose scan was taken scans again next time).
+    pub(crate) fn into_previous(self, memo: LibraryMemo) -> Previous {
+        let mut prev = self.prev;
+        prev.memo = memo;
+        prev
+    }
+
     /// The previous scan of module `mi` (once; `None` when not reused).
     pub(crate) fn take_scan(&mut self, mi: usize) -> Option<ScanOut> {
         match self.scan[mi] {

@@ -336,7 +336,6 @@ impl link_server::Handler for Server {
         let code = match hcr_tools::link::run_then(&link, self.cache.as_mut(), early) {
             Ok(_) => 0,
             Err(e) => {
-                // (`link_cached` starts the next link afresh itself.)
                 let _ = writeln!(std::io::stderr(), "{e:#}");
                 2
             }

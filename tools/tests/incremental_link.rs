@@ -534,3 +534,69 @@ fn a_refused_link_leaves_the_previous_link_to_take_over_from() {
     );
     assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=20");
 }
+
+/// What `-l` libraries define is asked again when one is rebuilt: a symbol
+/// a refused link found in no library is found once its library defines
+/// it, and one a library no longer defines is refused, as a plain link
+/// does.
+#[test]
+fn a_library_rebuilt_is_asked_again_for_the_symbols_the_link_wants() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let _end = EndServers(d);
+    let lib = d.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    support::plugin(&lib, "foo", "int foo_old(void) { return 1; }");
+    let main = |calls: &str| {
+        rebuild(
+            d,
+            "main",
+            &format!("int foo_old(void); int foo_new(void);\nint main(void) {{ return {calls}; }}"),
+        )
+    };
+    main("foo_old()");
+    let args = [
+        "--incremental",
+        "-L",
+        "lib",
+        "-l",
+        "foo",
+        "-o",
+        "app.hcr",
+        "main.o",
+    ];
+    let link = || {
+        hcr_link_command(d, &args, "300")
+            .env("HCR_LINK_AHEAD", "0")
+            .output()
+            .unwrap()
+    };
+    assert!(link().status.success());
+    main("foo_old() + foo_new()");
+    let refused = link();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("foo_new"), "{}", text(&refused));
+    support::plugin(
+        &lib,
+        "foo",
+        "int foo_old(void) { return 1; } int foo_new(void) { return 2; }",
+    );
+    let o = link();
+    assert!(o.status.success(), "{}", text(&o));
+    let plain = hcr_link_in(
+        d,
+        &["-L", "lib", "-l", "foo", "-o", "plain.hcr", "main.o"],
+        "300",
+    );
+    assert!(plain.status.success(), "{}", text(&plain));
+    assert!(
+        std::fs::read(d.join("app.hcr")).unwrap() == std::fs::read(d.join("plain.hcr")).unwrap(),
+        "the image differs from the plain link's"
+    );
+    // And the other way: the library rebuilt without it, the next link is
+    // refused, as a plain link is.
+    support::plugin(&lib, "foo", "int foo_old(void) { return 1; }");
+    let refused = link();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("foo_new"), "{}", text(&refused));
+}

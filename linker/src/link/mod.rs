@@ -127,7 +127,7 @@ pub(crate) fn link(
     if !diags.is_empty() {
         // (Nothing but scans can have been taken from it: those modules
         // scan again.)
-        give_back(&mut slot, plan.map(|p| p.into_previous(memo)));
+        give_back(&mut slot, plan.map(Plan::into_previous));
         return Err(LinkError::Inputs(diags));
     }
     tls::add_resolver_host(&mut mods, &mut hosts);
@@ -137,7 +137,7 @@ pub(crate) fn link(
     let layout = match layout_area(&mut mods) {
         Ok(l) => l,
         Err(e) => {
-            give_back(&mut slot, plan.map(|p| p.into_previous(memo)));
+            give_back(&mut slot, plan.map(Plan::into_previous));
             return Err(e);
         }
     };

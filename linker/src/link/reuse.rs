@@ -31,7 +31,8 @@
 //! Everything else (COMDAT, definitions, the symbol tables, layout, the ELF
 //! tables, the manifest) is redone each link: it is cheap, or depends on
 //! every module at once. A change of the configuration (root,
-//! libraries) or a failed link starts afresh.
+//! libraries) starts afresh; a link whose inputs are refused leaves this
+//! state to the next link (less the scans it took, and the library memo).
 
 use std::sync::Arc;
 
@@ -265,13 +266,15 @@ impl Plan {
         Plan { prev, scan, apply }
     }
 
-    /// The previous link's state back, `memo` returned to it, for a link
-    /// that fails after planning but before anything but scans was taken
-    /// from it (a module whose scan was taken scans again next time).
-    pub(crate) fn into_previous(self, memo: LibraryMemo) -> Previous {
-        let mut prev = self.prev;
-        prev.memo = memo;
-        prev
+    /// The previous link's state back, for a link that fails after
+    /// planning but before anything but scans was taken from it (a module
+    /// whose scan was taken scans again next time). Its library memo is
+    /// not given back: the failed link may have found a symbol missing that
+    /// a library rebuilt before the next link defines, and the memo answers
+    /// by the names asked alone.
+    pub(crate) fn into_previous(self) -> Previous {
+        // (`take_memo` left an empty memo in its place.)
+        self.prev
     }
 
     /// The previous scan of module `mi` (once; `None` when not reused).

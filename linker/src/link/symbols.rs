@@ -624,22 +624,30 @@ pub(crate) fn unreached_constructors(mods: &[Mod<'_>], reachable: &[bool]) -> Op
 }
 
 /// Which of the wanted host symbols no library defines, as the last link
-/// found when it asked about the same names (`hcr watch` does not read
-/// the libraries again at each relink; a library replaced while it runs
-/// changes a warning at most, never the image).
+/// that succeeded found when it asked about the same names with the same
+/// `-l` libraries, each the same version of its file (`hcr watch` does not
+/// read the libraries again at each relink; one rebuilt is read again). A
+/// link that is refused does not keep its memo either.
 #[derive(Default)]
 pub(crate) struct LibraryMemo {
     names: Vec<String>,
+    libs: Vec<(std::path::PathBuf, Option<crate::input::FileKey>)>,
     missing: Vec<bool>,
 }
 
 impl LibraryMemo {
     fn undefined(&mut self, names: &[&str], libs: &[SharedLib]) -> Vec<bool> {
-        let same =
-            self.names.len() == names.len() && self.names.iter().zip(names).all(|(a, b)| a == b);
+        let versions: Vec<_> = libs
+            .iter()
+            .map(|l| (l.path.clone(), crate::input::FileKey::now(&l.path).ok()))
+            .collect();
+        let same = self.names.len() == names.len()
+            && self.names.iter().zip(names).all(|(a, b)| a == b)
+            && self.libs == versions;
         if !same {
             self.missing = crate::libs::undefined_in_libraries(names, libs);
             self.names = names.iter().map(|n| n.to_string()).collect();
+            self.libs = versions;
         }
         self.missing.clone()
     }

@@ -32,7 +32,7 @@ pub struct FileKey {
 }
 
 impl FileKey {
-    fn of(meta: &std::fs::Metadata) -> FileKey {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileKey {
         use std::os::unix::fs::MetadataExt as _;
         FileKey {
             dev: meta.dev(),

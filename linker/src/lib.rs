@@ -83,10 +83,12 @@ pub struct LinkOutput {
     pub warnings: Vec<String>,
     /// What was taken over from the previous link ([`link_cached`] only).
     pub reused: ReuseStats,
-    /// Each input file (the command line's, then the archives `-l` found)
-    /// with the version of it this link read: a caller can tell later
-    /// whether the image is still what a link of the same inputs would make.
-    pub inputs: Vec<(PathBuf, FileKey)>,
+    /// Every file this link read or looked for, with the version it read
+    /// (`None`: none was there): the inputs (the command line's, then the
+    /// archives `-l` found), as mapped or kept, and every path `-l` looked
+    /// at. A caller can tell later whether the image is still what a link of
+    /// the same arguments would make.
+    pub read: Vec<(PathBuf, Option<FileKey>)>,
 }
 
 /// Links `inputs` into image bytes.
@@ -125,7 +127,15 @@ pub fn link_memory(
     let refs: Vec<&input::MappedInput> = mapped.iter().collect();
     let mut sink = input::VecSink::default();
     let mut timer = link::Timer::new(config.timings);
-    let mut out = link::link(config, &refs, &[], &mut sink, &mut timer, None)?.out;
+    let mut out = link::link(
+        config,
+        &refs,
+        &Default::default(),
+        &mut sink,
+        &mut timer,
+        None,
+    )?
+    .out;
     out.bytes = sink.0;
     Ok(out)
 }
@@ -223,14 +233,14 @@ fn link_in_pool(
                 prev: &mut c.previous,
                 taken,
             };
-            let linked = link::link(config, &refs, &libs.shared, sink, &mut timer, Some(reuse));
+            let linked = link::link(config, &refs, &libs, sink, &mut timer, Some(reuse));
             keep_parses(&mut c.parsed, inputs, &parsed);
             linked.map(|l| {
                 c.previous = l.next;
                 l.out
             })
         }
-        None => link::link(config, &refs, &libs.shared, sink, &mut timer, None).map(|l| l.out),
+        None => link::link(config, &refs, &libs, sink, &mut timer, None).map(|l| l.out),
     };
     if config.skip_free {
         std::mem::forget(mapped);

@@ -20,6 +20,7 @@ use object::elf;
 use object::read::elf::{Dyn as _, FileHeader as _, Sym as _};
 use object::{Endianness, FileKind};
 
+use crate::input::FileKey;
 use crate::Diagnostic;
 
 /// A shared library the image needs.
@@ -40,10 +41,11 @@ pub struct Resolved {
     pub shared: Vec<SharedLib>,
     /// Linked as archive inputs.
     pub archives: Vec<PathBuf>,
-    /// Every path looked at to find them, whether a file was there or not,
-    /// and every linker script read: a file added at one, or one of them
-    /// changed, may change what the same requests find.
-    pub probed: Vec<PathBuf>,
+    /// Every path looked at to find them, with the version of the file
+    /// there when it was looked at (`None`: none), linker scripts and
+    /// libraries read included: a file added at one, or one of them changed,
+    /// may change what the same requests find.
+    pub probed: Vec<(PathBuf, Option<FileKey>)>,
 }
 
 /// The directories `cc` searches after the `-L` ones on this platform.
@@ -176,30 +178,44 @@ enum Found {
     Archive(PathBuf),
 }
 
+impl Found {
+    /// An archive by its `.a` name, else a shared library (or a script).
+    fn by_name(p: PathBuf) -> Found {
+        match p.extension().is_some_and(|e| e == "a") {
+            true => Found::Archive(p),
+            false => Found::Shared(p),
+        }
+    }
+}
+
+/// `p` when a regular file is there; the path and the version of what is
+/// there (if anything) go to `probed` either way.
+fn probe(p: PathBuf, probed: &mut Vec<(PathBuf, Option<FileKey>)>) -> Option<PathBuf> {
+    let meta = std::fs::metadata(&p).ok();
+    let there = meta.as_ref().is_some_and(std::fs::Metadata::is_file);
+    probed.push((p.clone(), meta.as_ref().map(FileKey::of)));
+    there.then_some(p)
+}
+
 /// `-lNAME`: `libNAME.so`, else `libNAME.a`, directory by directory (as
 /// `ld` does); `-l:FILE`: exactly `FILE`. Each path looked at goes to
 /// `probed`.
-fn find(req: &str, dirs: &[PathBuf], probed: &mut Vec<PathBuf>) -> Option<Found> {
-    let classify = |p: PathBuf| {
-        if p.extension().is_some_and(|e| e == "a") {
-            Found::Archive(p)
-        } else {
-            Found::Shared(p)
-        }
-    };
-    let mut look = |p: PathBuf| {
-        let there = p.is_file();
-        probed.push(p.clone());
-        there.then_some(p)
-    };
+fn find(
+    req: &str,
+    dirs: &[PathBuf],
+    probed: &mut Vec<(PathBuf, Option<FileKey>)>,
+) -> Option<Found> {
     if let Some(file) = req.strip_prefix(':') {
-        return dirs.iter().find_map(|d| look(d.join(file))).map(classify);
+        return dirs
+            .iter()
+            .find_map(|d| probe(d.join(file), probed))
+            .map(Found::by_name);
     }
     for d in dirs {
-        if let Some(so) = look(d.join(format!("lib{req}.so"))) {
+        if let Some(so) = probe(d.join(format!("lib{req}.so")), probed) {
             return Some(Found::Shared(so));
         }
-        if let Some(a) = look(d.join(format!("lib{req}.a"))) {
+        if let Some(a) = probe(d.join(format!("lib{req}.a")), probed) {
             return Some(Found::Archive(a));
         }
     }
@@ -218,7 +234,7 @@ fn shared_lib(
     path: &Path,
     search: &[PathBuf],
     depth: u32,
-    probed: &mut Vec<PathBuf>,
+    probed: &mut Vec<(PathBuf, Option<FileKey>)>,
 ) -> Result<Resolved, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if bytes.starts_with(b"\x7fELF") {
@@ -252,20 +268,14 @@ fn shared_lib(
             find(lib, search, probed).or_else(|| find(lib, compiler_dirs(), probed))
         } else {
             let p = Path::new(name);
-            let mut candidates = here.iter().chain(search).map(|d| d.join(p));
-            let mut look = |c: PathBuf| {
-                let there = c.is_file();
-                probed.push(c.clone());
-                there.then_some(c)
-            };
             match p.is_absolute() {
-                true => look(p.to_path_buf()),
-                false => candidates.find_map(look),
+                true => probe(p.to_path_buf(), probed),
+                false => here
+                    .iter()
+                    .chain(search)
+                    .find_map(|d| probe(d.join(p), probed)),
             }
-            .map(|p| match p.extension().is_some_and(|e| e == "a") {
-                true => Found::Archive(p),
-                false => Found::Shared(p),
-            })
+            .map(Found::by_name)
         };
         match found {
             Some(Found::Shared(p)) => {

@@ -17,13 +17,14 @@
 //! messages are always those of a link of the inputs as they are at the
 //! request.
 //!
-//! The files a link reads are its inputs, at the versions the linker
-//! itself mapped or kept them ([`hcr_linker::LinkOutput::inputs`], archives
-//! `-l` found included), and, with `-l`, every path looked at to find the
-//! libraries (a file there or not: one added changes what `-l` finds) and
-//! every linker script read, taken before the link starts. Nim modules are
-//! not linked ahead: their rewrite reads the C files and the compile
-//! commands beside them. `HCR_LINK_AHEAD=0` turns linking ahead off.
+//! The files a link reads are what it reports ([`hcr_linker::LinkOutput::read`]):
+//! its inputs, at the versions the linker itself mapped or kept them
+//! (archives `-l` found included), and, with `-l`, every path looked at to
+//! find the libraries, at the version there when it was looked at (a file
+//! there or not: one added changes what `-l` finds; linker scripts and
+//! libraries read included). Nim modules are not linked ahead: their
+//! rewrite reads the C files and the compile commands beside them.
+//! `HCR_LINK_AHEAD=0` turns linking ahead off.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -36,40 +37,15 @@ use rustix::fs::inotify;
 
 use crate::link::LinkArgs;
 
-/// Files a link read, each with the version it read (`None`: missing).
+/// Files a link read or looked for, each with the version it read
+/// (`None`: none was there).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Files(Vec<(PathBuf, Option<FileKey>)>);
 
 impl Files {
-    /// What `-l` reads besides the archives it links (which the link
-    /// reports as inputs): every path it looks at to find the libraries,
-    /// whether a file is there or not, and the linker scripts it reads, as
-    /// they are now; nothing without `-l`. Taken before the link starts.
-    pub fn searched(link: &LinkArgs) -> Files {
-        if link.libraries.is_empty() {
-            return Files::default();
-        }
-        // (A request that finds nothing fails the link ahead, which is not
-        // claimed.)
-        let probed = hcr_linker::libs::resolve(&link.libraries, &link.library_dirs)
-            .map(|found| found.probed)
-            .unwrap_or_default();
-        Files(
-            probed
-                .into_iter()
-                .map(|p| {
-                    let k = FileKey::now(&p).ok();
-                    (p, k)
-                })
-                .collect(),
-        )
-    }
-
-    /// These and the inputs a link read, at the versions it read them.
-    fn with_inputs(mut self, inputs: &[(PathBuf, FileKey)]) -> Files {
-        self.0
-            .extend(inputs.iter().map(|(p, k)| (p.clone(), Some(*k))));
-        self
+    /// What a link reports it read ([`hcr_linker::LinkOutput::read`]).
+    pub fn read_by(out: &hcr_linker::LinkOutput) -> Files {
+        Files(out.read.clone())
     }
 
     /// Whether every file is still the version recorded.
@@ -111,8 +87,6 @@ pub struct Job {
     output: PathBuf,
     /// The last link's arguments, with the hidden file as the output.
     pub link: LinkArgs,
-    /// What `-l` reads, taken before the link started.
-    searched: Files,
 }
 
 /// An image linked ahead, now in place: the link's messages for the client.
@@ -193,20 +167,16 @@ impl Ahead {
             // Each directory is watched afresh at every link: one removed and
             // made again (`make clean`) is a new directory, and adding a
             // watch that exists only gives its number back.
-            let mut dirs: HashMap<PathBuf, Option<i32>> = HashMap::new();
+            let mut dirs: HashMap<&Path, Option<i32>> = HashMap::new();
             for input in &link.inputs {
-                let (Some(name), dir) = (input.file_name(), input.parent()) else {
+                let Some(name) = input.file_name() else {
                     continue;
                 };
-                let dir = match dir {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                let wd = *dirs.entry(dir).or_insert_with_key(|dir| {
+                let wd = *dirs.entry(folder_of(input)).or_insert_with_key(|dir| {
                     let flags = inotify::WatchFlags::CLOSE_WRITE
                         | inotify::WatchFlags::MOVED_TO
                         | inotify::WatchFlags::ATTRIB;
-                    inotify::add_watch(fd, dir, flags).ok()
+                    inotify::add_watch(fd, *dir, flags).ok()
                 });
                 let Some(wd) = wd else {
                     continue;
@@ -251,28 +221,16 @@ impl Ahead {
             skip_free: false,
             ..last.link.clone()
         };
-        let searched = Files::searched(&link);
         let (args, output) = (last.args.clone(), last.link.output.clone());
         self.discard();
-        Some(Job {
-            args,
-            output,
-            link,
-            searched,
-        })
+        Some(Job { args, output, link })
     }
 
-    /// A link made ahead has its image in place, having read `inputs`, or
+    /// A link made ahead has its image in place, having read `files`, or
     /// failed (`None`), having written `out` and `err`; the image is kept
     /// for the next request.
-    pub fn finished(
-        &mut self,
-        job: Job,
-        inputs: Option<&[(PathBuf, FileKey)]>,
-        out: Vec<u8>,
-        err: Vec<u8>,
-    ) {
-        let Some(inputs) = inputs else {
+    pub fn finished(&mut self, job: Job, files: Option<Files>, out: Vec<u8>, err: Vec<u8>) {
+        let Some(files) = files else {
             let _ = std::fs::remove_file(&job.link.output);
             return;
         };
@@ -281,7 +239,7 @@ impl Ahead {
             output: job.output,
             verbose: job.link.verbose,
             image: job.link.output,
-            files: job.searched.with_inputs(inputs),
+            files,
             out,
             err,
         });
@@ -338,13 +296,10 @@ impl Ahead {
 /// longer running left beside `output` (one killed, or one whose linker
 /// faulted on an input truncated in place while it read it).
 fn sweep(output: &Path) {
-    let (Some(name), dir) = (output.file_name(), output.parent()) else {
+    let Some(name) = output.file_name() else {
         return;
     };
-    let dir = match dir {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(output);
     let prefix = format!(".{}.ahead.", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -369,13 +324,17 @@ fn sweep(output: &Path) {
 /// The hidden file beside `output` a link ahead writes.
 fn ahead_path(output: &Path) -> Option<PathBuf> {
     let name = output.file_name()?;
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Some(dir.join(format!(
+    Some(folder_of(output).join(format!(
         ".{}.ahead.{}",
         name.to_string_lossy(),
         std::process::id()
     )))
+}
+
+/// The folder `path` names a file in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }

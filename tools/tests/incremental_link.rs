@@ -19,6 +19,15 @@ fn hcr_link_in(dir: &Path, args: &[&str], idle: &str) -> Output {
         .expect("run hcr-link")
 }
 
+/// Runs `hcr-link ARGS` in `dir` with linking ahead off, so that every
+/// link is the one asked for (the server idles out after 300 s).
+fn hcr_link_asked(dir: &Path, args: &[&str]) -> Output {
+    hcr_link_command(dir, args, "300")
+        .env("HCR_LINK_AHEAD", "0")
+        .output()
+        .expect("run hcr-link")
+}
+
 /// The command [`hcr_link_in`] runs.
 fn hcr_link_command(dir: &Path, args: &[&str], idle: &str) -> Command {
     let mut c = Command::new(hcr_link_bin());
@@ -307,11 +316,11 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
     module(d, "main", main, "-O2");
     module(d, "a", "int a(void) { return 1; }", "-O2");
     module(d, "b", "int b(void) { return 10; }", "-O2");
-    let archive = |value: i32| {
-        let lib = d.join("lib");
-        std::fs::create_dir_all(&lib).unwrap();
+    // `DIR/libx.a`, whose x() returns `value`.
+    let archive_in = |lib: &Path, value: i32| {
+        std::fs::create_dir_all(lib).unwrap();
         module(
-            &lib,
+            lib,
             "x",
             &format!("int x(void) {{ return {value}; }}"),
             "-O2",
@@ -327,6 +336,7 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
         assert!(st.success());
         std::fs::rename(&tmp, lib.join("libx.a")).unwrap();
     };
+    let archive = |value: i32| archive_in(&d.join("lib"), value);
     archive(1);
     // (`-L .`: the folder the image ahead is written to is searched too;
     // what `-l` finds there is unchanged by it.)
@@ -433,6 +443,16 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
     );
     assert_eq!(std::fs::read(d.join("app.hcr")).unwrap(), before);
     assert_eq!(ahead_images(d), Vec::<String>::new());
+
+    // Linked ahead, then a library put where `-l` looked first and found
+    // nothing (`-L .`, whose `libx.a` is no input, so no change is
+    // linked): the image ahead found the other one and is not used.
+    rebuild(d, "b", "int b(void) { return 40; }");
+    wait_for_ahead_image(d);
+    archive_in(d, 9);
+    let found = link(&[]);
+    assert!(!found.contains(ahead), "{found}");
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=2 b=40 x=9");
 }
 
 /// The folder of the inputs removed and made again (`make clean`): the
@@ -496,13 +516,7 @@ fn a_refused_link_leaves_the_previous_link_to_take_over_from() {
         "a.o",
         "b.o",
     ];
-    // Linking ahead off, so that every link here is the one asked for.
-    let link = || {
-        hcr_link_command(d, &args, "300")
-            .env("HCR_LINK_AHEAD", "0")
-            .output()
-            .unwrap()
-    };
+    let link = || hcr_link_asked(d, &args);
     assert!(link().status.success());
     // Refused at resolution (a duplicate definition), then at the check
     // after the scan (an undefined function).
@@ -557,12 +571,7 @@ fn a_library_rebuilt_is_asked_again_for_the_symbols_the_link_wants() {
         "app.hcr",
         "main.o",
     ];
-    let link = || {
-        hcr_link_command(d, &args, "300")
-            .env("HCR_LINK_AHEAD", "0")
-            .output()
-            .unwrap()
-    };
+    let link = || hcr_link_asked(d, &args);
     assert!(link().status.success());
     main("foo_old() + foo_new()");
     let refused = link();

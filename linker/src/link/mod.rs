@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::arch::x86_64::{self as x86, *};
 use crate::error::{Diagnostic, Diags, LinkError};
 use crate::input::MappedInput;
+use crate::libs::Resolved as Libraries;
 use crate::libs::SharedLib;
 use crate::parse::{parse_object, ObjFile, SecKind, Shndx, Sym};
 use crate::{LinkConfig, LinkOutput};
@@ -57,11 +58,12 @@ pub(crate) struct Linked {
 pub(crate) fn link(
     config: &LinkConfig,
     inputs: &[&MappedInput],
-    libs: &[SharedLib],
+    libraries: &Libraries,
     sink: &mut dyn crate::input::Sink,
     timer: &mut Timer,
     reuse: Option<Reuse<'_>>,
 ) -> Result<Linked, LinkError> {
+    let libs = &libraries.shared[..];
     let (parsed, taken, mut slot) = match reuse {
         Some(r) => (r.parsed, r.taken, Some(r.prev)),
         None => (&[][..], 0, None),
@@ -196,7 +198,9 @@ pub(crate) fn link(
             parsed: taken,
             ..plan.as_ref().map(|p| p.stats()).unwrap_or_default()
         },
-        inputs: inputs.iter().map(|m| (m.path.clone(), m.key)).collect(),
+        read: (inputs.iter().map(|m| (m.path.clone(), Some(m.key))))
+            .chain(libraries.probed.iter().cloned())
+            .collect(),
     };
     // The image is in place and the caller's answer known: what follows
     // only prepares the next link.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hcr_tools::link_ahead::Files;
 use hcr_tools::link_server;
 
 /// The linker allocates and frees many small vectors from several threads;
@@ -72,19 +73,16 @@ fn main() -> ExitCode {
     // A line plain enough to read without clap goes to the server at once
     // (the server parses it with clap and reports any error).
     let quick = scan(&argv[1..]).filter(|&(_, flag)| flag || from_env);
-    let quick_given = quick.is_some();
-    let (cli, output) = match quick {
-        Some((output, _)) => (None, output),
-        None => {
-            let cli = Cli::parse();
-            let output = cli.output.clone();
-            (Some(cli), output)
-        }
+    let cli = quick.is_none().then(Cli::parse);
+    // The output of a link the server is asked for.
+    let served = match (quick, &cli) {
+        (Some((output, _)), _) => Some(output),
+        (None, Some(c)) if c.incremental || from_env => Some(c.output.clone()),
+        _ => None,
     };
-    if quick_given || cli.as_ref().is_some_and(|c| c.incremental) || from_env {
+    if let Some(output) = served {
         let mut why = None;
-        let name = link_server::server_name(&output);
-        let code = name
+        let code = link_server::server_name(&output)
             .ok()
             .and_then(|name| link_server::request(&name, &argv[1..], &mut why));
         if let Some(code) = code {
@@ -194,16 +192,15 @@ struct Shared {
 
 #[derive(Default)]
 struct AheadState {
-    /// The image is in place and the link's messages are written (or the
-    /// link returned): the inputs it read, `None` if it failed.
-    outcome: Option<Option<Inputs>>,
+    /// The image is in place and the link's messages are written, or the
+    /// link returned having failed.
+    known: bool,
+    /// What the link read, when it placed its image (taken once).
+    read: Option<Files>,
     /// The link returned, and gave the cache back.
     ended: bool,
     cache: Option<hcr_linker::InputCache>,
 }
-
-/// Each input a link read, with the version it read.
-type Inputs = Vec<(PathBuf, hcr_linker::FileKey)>;
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, AheadState> {
@@ -214,13 +211,11 @@ impl Shared {
 impl Server {
     /// Starts `job` on the thread pool with the cache, its output captured.
     fn start(&mut self, job: hcr_tools::link_ahead::Job) {
-        if self.cache.is_none() {
-            return;
-        }
-        let Some(capture) = link_server::Capture::start() else {
+        let Some(mut cache) = self.cache.take() else {
             return;
         };
-        let Some(mut cache) = self.cache.take() else {
+        let Some(capture) = link_server::Capture::start() else {
+            self.cache = Some(cache);
             return;
         };
         let shared = std::sync::Arc::new(Shared {
@@ -232,7 +227,9 @@ impl Server {
         rayon::spawn(move || {
             let signal = theirs.clone();
             let placed = move |out: &hcr_linker::LinkOutput| {
-                signal.lock().outcome = Some(Some(out.inputs.clone()));
+                let mut s = signal.lock();
+                (s.known, s.read) = (true, Some(Files::read_by(out)));
+                drop(s);
                 signal.changed.notify_all();
             };
             // With `--timings` every pass is timed: the link is done when
@@ -240,8 +237,8 @@ impl Server {
             let early = (!link.timings).then(|| Box::new(placed) as hcr_tools::link::Succeeded);
             let linked = hcr_tools::link::run_then(&link, Some(&mut cache), early);
             let mut s = theirs.lock();
-            if s.outcome.is_none() {
-                s.outcome = Some(linked.ok().map(|out| out.inputs));
+            if !s.known {
+                (s.known, s.read) = (true, linked.ok().map(|out| Files::read_by(&out)));
             }
             s.ended = true;
             s.cache = Some(cache);
@@ -261,27 +258,25 @@ impl Server {
         let Some(run) = self.running.as_mut() else {
             return;
         };
-        let (outcome, ended) = {
-            let mut s = run.shared.lock();
-            while (wait && s.outcome.is_none()) || (join && !s.ended) {
-                s = run
-                    .shared
-                    .changed
-                    .wait(s)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
-            (s.outcome.clone(), s.ended)
-        };
-        if let Some(inputs) = outcome {
+        let mut s = run.shared.lock();
+        while (wait && !s.known) || (join && !s.ended) {
+            s = run
+                .shared
+                .changed
+                .wait(s)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let (known, read, ended) = (s.known, s.read.take(), s.ended);
+        let cache = if ended { s.cache.take() } else { None };
+        drop(s);
+        if known {
             if let Some((job, capture)) = run.job.take() {
                 let (out, err) = capture.take();
-                self.ahead.finished(job, inputs.as_deref(), out, err);
+                self.ahead.finished(job, read, out, err);
             }
         }
         if ended {
-            if let Some(cache) = run.shared.lock().cache.take() {
-                self.cache = Some(cache);
-            }
+            self.cache = cache;
             self.running = None;
         }
     }

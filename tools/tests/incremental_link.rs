@@ -601,3 +601,46 @@ fn a_library_rebuilt_is_asked_again_for_the_symbols_the_link_wants() {
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("foo_new"), "{}", text(&refused));
 }
+
+/// Where `cc` finds glibc's and libgcc's static archives, `hcr-link` is a
+/// static PIE (`build.rs`): no program interpreter, no shared library,
+/// so its start maps nothing but itself. It then links as any build does.
+#[test]
+fn hcr_link_starts_without_the_dynamic_loader_where_the_static_archives_exist() {
+    use object::read::elf::{Dyn as _, FileHeader as _, ProgramHeader as _};
+    let found = |name: &str| {
+        let out = Command::new("cc")
+            .arg(format!("-print-file-name={name}"))
+            .output()
+            .expect("run cc");
+        let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        path.is_absolute() && path.is_file()
+    };
+    let archives = ["libc.a", "libm.a", "libgcc.a", "libgcc_eh.a"];
+    if option_env!("HCR_LINK_DYNAMIC") == Some("1") || !archives.iter().all(|a| found(a)) {
+        eprintln!("skipped: hcr-link is built dynamically here");
+        return;
+    }
+    let bytes = std::fs::read(hcr_link_bin()).unwrap();
+    let elf = object::elf::FileHeader64::<object::Endianness>::parse(&*bytes).unwrap();
+    let endian = elf.endian().unwrap();
+    let headers = elf.program_headers(endian, &*bytes).unwrap();
+    let interp = headers
+        .iter()
+        .any(|h| h.p_type(endian) == object::elf::PT_INTERP);
+    assert!(!interp, "hcr-link asks for a program interpreter");
+    let needed = headers
+        .iter()
+        .filter_map(|h| h.dynamic(endian, &*bytes).ok().flatten())
+        .flatten()
+        .filter(|d| d.tag(endian) == object::elf::DT_NEEDED)
+        .count();
+    assert_eq!(needed, 0, "hcr-link needs shared libraries");
+
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    three_modules(d, "int a(void) { return 1; }", "int b(void) { return 2; }");
+    let o = hcr_link_in(d, &["-o", "app.hcr", "main.o", "a.o", "b.o"], "1");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=2");
+}

@@ -34,13 +34,14 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=HCR_LINK_DYNAMIC");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
 }
 
 /// Links `hcr-link` as a static PIE. A build system starts it once per
 /// link, and with `--incremental` the process is most of what the command
 /// costs: dynamically linked, the system loader mapped and relocated libc
-/// and libgcc_s before `main` (`hcr-link --version` 2.1 ms against 1.4 ms
-/// static, `/bin/true` 0.9 ms; BENCHMARKS.md, "A static `hcr-link`").
+/// and libgcc_s before `main` (`hcr-link --version` 2.4 ms against 1.6 ms
+/// static, `/bin/true` 1.0 ms; BENCHMARKS.md, "A static `hcr-link`").
 /// `hcr-link` opens no library and looks up no user or host, so nothing it
 /// does needs the dynamic loader. (`hcr` stays dynamic: it loads the
 /// program's libraries with `dlopen`.)
@@ -51,8 +52,8 @@ fn main() {
 /// which the libraries rustc names for a dynamic link (`-lgcc_s`, `-lc`,
 /// `-lm`) are linker scripts naming the static archives, as rustc's
 /// `crt-static` link names them (`-lgcc_eh -lgcc -lc`). Where `cc` does not
-/// find an archive (or `HCR_LINK_DYNAMIC=1`), `hcr-link` is linked as
-/// every other binary.
+/// find an archive or the static PIE's start file (or `HCR_LINK_DYNAMIC=1`),
+/// `hcr-link` is linked as every other binary.
 fn static_hcr_link() {
     if std::env::var_os("HCR_LINK_DYNAMIC").is_some_and(|v| v == "1") {
         return;
@@ -67,16 +68,20 @@ fn static_hcr_link() {
         // (`cc` prints the bare name for a file it does not find.)
         (out.status.success() && path.is_absolute() && path.is_file()).then_some(path)
     };
-    let Some([c, m, gcc, gcc_eh]) = ["libc.a", "libm.a", "libgcc.a", "libgcc_eh.a"]
+    let files = ["libc.a", "libm.a", "libgcc.a", "libgcc_eh.a", "rcrt1.o"];
+    let Some([c, m, gcc, gcc_eh, _start]) = files
         .map(archive)
         .into_iter()
         .collect::<Option<Vec<_>>>()
-        .and_then(|found| <[PathBuf; 4]>::try_from(found).ok())
+        .and_then(|found| <[PathBuf; 5]>::try_from(found).ok())
     else {
-        println!("cargo:warning=hcr-link is linked dynamically: `cc` finds no static libc, libm or libgcc");
+        println!(
+            "cargo:warning=hcr-link is linked dynamically: `cc` finds no static libc, libm or libgcc, or no rcrt1.o"
+        );
         return;
     };
-    let show = |p: &Path| p.display().to_string();
+    // (Quoted: a path may hold spaces.)
+    let show = |p: &Path| format!("\"{}\"", p.display());
     let Some(dir) = std::env::var_os("OUT_DIR").map(|d| PathBuf::from(d).join("static-hcr-link"))
     else {
         return;
@@ -105,5 +110,4 @@ fn static_hcr_link() {
     }
     println!("cargo:rustc-link-arg-bin=hcr-link=-L{}", dir.display());
     println!("cargo:rustc-link-arg-bin=hcr-link=-static-pie");
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
 }

@@ -616,7 +616,7 @@ fn hcr_link_starts_without_the_dynamic_loader_where_the_static_archives_exist() 
         let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         path.is_absolute() && path.is_file()
     };
-    let archives = ["libc.a", "libm.a", "libgcc.a", "libgcc_eh.a"];
+    let archives = ["libc.a", "libm.a", "libgcc.a", "libgcc_eh.a", "rcrt1.o"];
     if option_env!("HCR_LINK_DYNAMIC") == Some("1") || !archives.iter().all(|a| found(a)) {
         eprintln!("skipped: hcr-link is built dynamically here");
         return;

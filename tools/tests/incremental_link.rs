@@ -49,6 +49,24 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Links `args` (a plain command line writing `app.hcr`) in a process of
+/// its own into `plain.hcr` instead, and asserts that `app.hcr` is that
+/// image byte for byte; `after` (the messages of the link that wrote
+/// `app.hcr`) is shown when they differ.
+fn assert_same_as_plain(dir: &Path, args: &[&str], after: &str) {
+    let plain: Vec<&str> = args
+        .iter()
+        .map(|&a| if a == "app.hcr" { "plain.hcr" } else { a })
+        .collect();
+    let o = hcr_link_in(dir, &plain, "300");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        std::fs::read(dir.join("app.hcr")).unwrap()
+            == std::fs::read(dir.join("plain.hcr")).unwrap(),
+        "the image differs from the plain link's: {after}"
+    );
+}
+
 /// Ends the servers working in its folder when dropped (a failed test
 /// included).
 struct EndServers<'a>(&'a Path);
@@ -85,27 +103,16 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
         "int b(void) { return 10; }",
     );
     let inputs = ["main.o", "a.o", "b.o"];
-    let link = |out: &str, incremental: bool| {
-        let mut args = vec!["-v", "-o", out];
-        if incremental {
-            args.insert(0, "--incremental");
-        }
-        args.extend(inputs);
-        let o = hcr_link_in(d, &args, "300");
+    let line = [&["-v", "-o", "app.hcr"][..], &inputs].concat();
+    let link = || {
+        let o = hcr_link_in(d, &[&["--incremental"][..], &line].concat(), "300");
         assert!(o.status.success(), "{}", text(&o));
         o
     };
-    let same_as_plain = || {
-        link("plain.hcr", false);
-        assert!(
-            std::fs::read(d.join("app.hcr")).unwrap()
-                == std::fs::read(d.join("plain.hcr")).unwrap(),
-            "the incremental image differs from the plain link's"
-        );
-    };
+    let same_as_plain = || assert_same_as_plain(d, &line, "");
 
     // The first run starts the server, which links from nothing.
-    let first = link("app.hcr", true);
+    let first = link();
     assert!(
         text(&first)
             .contains("incremental: taken over from the previous link, of 3 modules: 0 parses"),
@@ -118,7 +125,7 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
 
     // One module rebuilt: the other two are taken over.
     rebuild(d, "b", "int b(void) { return 20; }");
-    let second = link("app.hcr", true);
+    let second = link();
     assert!(
         text(&second).contains("of 3 modules: 2 parses"),
         "{}",
@@ -152,7 +159,7 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
     );
     assert_eq!(std::fs::read(d.join("app.hcr")).unwrap(), before);
     rebuild(d, "b", "int b(void) { return 30; }");
-    link("app.hcr", true);
+    link();
     same_as_plain();
     assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=30");
 
@@ -349,18 +356,7 @@ int main(void) { printf("a=%d b=%d x=%d\n", a(), b(), x()); return 0; }"#;
         all.extend(args);
         let o = hcr_link_in(d, &all, "300");
         assert!(o.status.success(), "{}", text(&o));
-        let plain: Vec<&str> = args
-            .iter()
-            .map(|&a| if a == "app.hcr" { "plain.hcr" } else { a })
-            .collect();
-        let plain = hcr_link_in(d, &plain, "300");
-        assert!(plain.status.success(), "{}", text(&plain));
-        assert!(
-            std::fs::read(d.join("app.hcr")).unwrap()
-                == std::fs::read(d.join("plain.hcr")).unwrap(),
-            "the image differs from the plain link's: {}",
-            text(&o)
-        );
+        assert_same_as_plain(d, &args, &text(&o));
         text(&o)
     };
     let ahead = "linked ahead, as soon as an input changed";
@@ -584,15 +580,10 @@ fn a_library_rebuilt_is_asked_again_for_the_symbols_the_link_wants() {
     );
     let o = link();
     assert!(o.status.success(), "{}", text(&o));
-    let plain = hcr_link_in(
+    assert_same_as_plain(
         d,
-        &["-L", "lib", "-l", "foo", "-o", "plain.hcr", "main.o"],
-        "300",
-    );
-    assert!(plain.status.success(), "{}", text(&plain));
-    assert!(
-        std::fs::read(d.join("app.hcr")).unwrap() == std::fs::read(d.join("plain.hcr")).unwrap(),
-        "the image differs from the plain link's"
+        &["-L", "lib", "-l", "foo", "-o", "app.hcr", "main.o"],
+        &text(&o),
     );
     // And the other way: the library rebuilt without it, the next link is
     // refused, as a plain link is.

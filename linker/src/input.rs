@@ -182,8 +182,10 @@ pub struct FileSink {
     renamed: bool,
     /// The replaced image, now at `tmp`: removed once the caller has been
     /// told (removing a large cached file is not free: tens of
-    /// milliseconds at 150 MB).
+    /// milliseconds at 150 MB), or kept for the next link to write over.
     old_at_tmp: bool,
+    /// Keep the replaced image rather than remove it (see [`recycle`]).
+    keep_old: bool,
     on_placed: Option<OnPlaced>,
 }
 
@@ -281,8 +283,21 @@ impl FileSink {
             output,
             renamed: false,
             old_at_tmp: false,
+            keep_old: false,
             on_placed: None,
         }
+    }
+
+    /// Keeps the replaced image at the temporary path, for
+    /// [`FileSink::take_old`], rather than remove it once placed.
+    pub fn keeping_old(mut self, keep: bool) -> Self {
+        self.keep_old = keep;
+        self
+    }
+
+    /// The replaced image's path, now the caller's to reuse or remove.
+    pub fn take_old(&mut self) -> Option<PathBuf> {
+        std::mem::take(&mut self.old_at_tmp).then(|| self.tmp.clone())
     }
 
     /// Calls `f` once the link's image is in place (see [`Sink::placed`]),
@@ -327,6 +342,8 @@ impl Sink for FileSink {
             write_at(&file, 0..written.start, &pieces[..split])?;
             write_at(&file, written.end..total, &pieces[split..])?;
         }
+        // A file written over may have been longer.
+        file.set_len(total)?;
         drop(file);
         self.old_at_tmp = replace_keeping_old(&self.tmp, &self.output)?;
         self.renamed = true;
@@ -337,7 +354,9 @@ impl Sink for FileSink {
         if let Some(f) = self.on_placed.as_mut() {
             f(out);
         }
-        self.remove_old();
+        if !self.keep_old {
+            self.remove_old();
+        }
     }
 }
 
@@ -364,6 +383,102 @@ pub fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
         remove_replaced(tmp);
     }
     Ok(())
+}
+
+/// Opens `spare`, an image this process replaced and kept (see
+/// [`crate::InputCache`]), moved to `tmp`, to be written over as the next
+/// image: writing over pages the page cache already holds costs less than
+/// half of making a new file (1.3 MB: 0.11 against 0.28 ms here) and
+/// spares removing the old one. Only when it is still a regular file of
+/// this user, with one name and `mode`, and no process has it open: the
+/// kernel grants a write lease only then, so a program still reading or
+/// mapping the image it replaced keeps it intact, as does a hard link
+/// made to it. Otherwise the spare is removed, and `None` says to make a
+/// new file.
+pub(crate) fn recycle(spare: &Path, tmp: &Path, mode: u32) -> Option<File> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let mut at = spare;
+    let mut opened = || {
+        if spare.parent() != tmp.parent() {
+            return None;
+        }
+        if spare != tmp {
+            std::fs::rename(spare, tmp).ok()?;
+            at = tmp;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(tmp)
+            .ok()?;
+        let m = file.metadata().ok()?;
+        // SAFETY: `geteuid` reads the process's credentials; it cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let ours = m.file_type().is_file() && m.nlink() == 1 && m.uid() == uid;
+        if !ours || m.mode() & 0o7777 != mode {
+            return None;
+        }
+        let fd = file.as_raw_fd();
+        // SAFETY: `fcntl` with integer arguments on a descriptor `file`
+        // owns for the call; a lease changes no memory of ours.
+        let leased = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) } == 0;
+        if !leased {
+            return None;
+        }
+        // Nobody had it open; nobody knows its name to open it now. (Held
+        // on, the lease would only make a stray opener wait.)
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        Some(file)
+    };
+    let opened = opened();
+    if opened.is_none() {
+        let _ = std::fs::remove_file(at);
+    }
+    opened
+}
+
+/// Removes the files that links of the same output in processes no longer
+/// running left beside it (`output`'s `.NAME.tmp.PID`, or
+/// `.NAME.tmp.PID.ID` for a cache's links): a
+/// replaced image kept to be written over by a `hcr watch` that was
+/// killed, or the file of a link cut short. Only those untouched for a
+/// minute: a process of another PID namespace sharing the folder may be
+/// writing one now (an older one it kept is only made anew).
+pub(crate) fn sweep_left_behind(output: &Path) {
+    let Some(name) = output.file_name() else {
+        return;
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = (file.to_str())
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|p| p.split('.').next()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < minute_ago);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Removes the replaced file, left at `tmp` by [`replace_keeping_old`]. A

@@ -147,7 +147,10 @@ pub fn link_memory(
 /// change time) is neither opened, mapped nor parsed again, and the work of
 /// modules that neither changed nor depend on what changed is taken over:
 /// the image is the same, byte for byte, as a full link of the same inputs.
-/// Dropping the cache unmaps what it holds.
+/// The image a link replaces is kept, hidden beside the output, and the
+/// next link writes over it where no process has it open (see
+/// `input::recycle`). Dropping the cache unmaps what it holds and removes
+/// that file.
 ///
 /// The contract of [`link`] holds between links too: a cached input is
 /// replaced by a new file or rewritten while no link runs (a compiler
@@ -158,6 +161,17 @@ pub struct InputCache {
     parsed: std::collections::HashMap<PathBuf, Arc<parsed::Parsed>>,
     previous: Option<link::Previous>,
     reuse: bool,
+    /// The image the last link replaced, kept for the next to write over.
+    spare: Option<PathBuf>,
+    /// The mode of the files this cache's links make (a spare with any
+    /// other, one the user changed, is not written over).
+    mode: Option<u32>,
+    /// The output whose folder was swept of spares that processes no
+    /// longer running left (see `input::sweep_left_behind`).
+    swept: Option<PathBuf>,
+    /// Names this cache's temporary files apart from another cache's of
+    /// the same output in the same process (each keeps its own spare).
+    id: u64,
 }
 
 impl Default for InputCache {
@@ -167,7 +181,20 @@ impl Default for InputCache {
             parsed: Default::default(),
             previous: None,
             reuse: true,
+            spare: None,
+            mode: None,
+            swept: None,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
+    }
+}
+
+impl Drop for InputCache {
+    fn drop(&mut self) {
+        self.forget_spare();
     }
 }
 
@@ -175,9 +202,25 @@ impl InputCache {
     /// A cache that keeps the inputs mapped and nothing else: every link
     /// redoes all its work (a baseline for benchmarks and tests).
     pub fn inputs_only() -> InputCache {
-        InputCache {
-            reuse: false,
-            ..InputCache::default()
+        let mut c = InputCache::default();
+        c.reuse = false;
+        c
+    }
+
+    /// Gives the cache an image its owner replaced (the `--incremental`
+    /// server's claim of an image linked ahead), for the next link to write
+    /// over like one the cache's own link replaced.
+    pub fn keep_spare(&mut self, path: PathBuf) {
+        if self.spare.as_ref() != Some(&path) {
+            self.forget_spare();
+        }
+        self.spare = Some(path);
+    }
+
+    /// Removes the kept replaced image, if any.
+    pub fn forget_spare(&mut self) {
+        if let Some(p) = self.spare.take() {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -383,21 +426,44 @@ fn link_to_file(
         path: output.display().to_string(),
         cause,
     };
-    let tmp = temp_path(output).map_err(write_err)?;
-    // Images are code: never group- or world-writable, whatever the umask
-    // (the runtime refuses such images).
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(write_err)?;
+    let tmp = temp_path(output, cache.as_ref().map(|c| c.id)).map_err(write_err)?;
+    let mut cache = cache;
+    if let Some(c) = cache.as_deref_mut() {
+        if c.swept.as_deref() != Some(output) {
+            input::sweep_left_behind(output);
+            c.swept = Some(output.to_path_buf());
+        }
+    }
+    let recycled = cache.as_deref_mut().and_then(|c| {
+        let spare = c.spare.take()?;
+        input::recycle(&spare, &tmp, c.mode?)
+    });
+    let file = match recycled {
+        Some(f) => f,
+        None => {
+            // Images are code: never group- or world-writable, whatever the
+            // umask (the runtime refuses such images).
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&tmp)
+                .map_err(write_err)?;
+            if let Some(c) = cache.as_deref_mut() {
+                use std::os::unix::fs::MetadataExt as _;
+                c.mode = f.metadata().ok().map(|m| m.mode() & 0o7777);
+            }
+            f
+        }
+    };
     // The sink renames the file into place as soon as it is written, before
     // the linker's memory is freed: a program waiting for the image sees it
     // that much sooner.
-    let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf()).on_placed(placed);
-    let result = link_into(config, inputs, &mut sink, cache).map_err(|e| match e {
+    let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf())
+        .on_placed(placed)
+        .keeping_old(cache.is_some());
+    let result = link_into(config, inputs, &mut sink, cache.as_deref_mut()).map_err(|e| match e {
         // The sink writes to `tmp`; the user knows the output path.
         LinkError::Write { cause, .. } => write_err(cause),
         e => e,
@@ -405,10 +471,15 @@ fn link_to_file(
     if result.is_err() && !sink.renamed() {
         let _ = std::fs::remove_file(&tmp);
     }
+    if let (Some(c), Some(old)) = (cache, sink.take_old()) {
+        c.keep_spare(old);
+    }
     result
 }
 
-fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
+/// `.NAME.tmp.PID` beside `path`, or `.NAME.tmp.PID.ID` for a cache's
+/// links (see [`InputCache`]).
+fn temp_path(path: &Path, cache: Option<u64>) -> std::io::Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -416,8 +487,9 @@ fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("output path has no file name"))?;
+    let id = cache.map(|id| format!(".{id}")).unwrap_or_default();
     Ok(dir.join(format!(
-        ".{}.tmp.{}",
+        ".{}.tmp.{}{id}",
         name.to_string_lossy(),
         std::process::id()
     )))
@@ -437,7 +509,7 @@ pub fn place_image(from: &Path, path: &Path) -> std::io::Result<bool> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temp_path(path)?;
+    let tmp = temp_path(path, None)?;
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

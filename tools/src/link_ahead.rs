@@ -11,7 +11,10 @@
 //! version it read (device, inode, size, modification and change time),
 //! the server puts that image in place, gives the client the messages the
 //! link wrote and answers: the client's wait is its own start and a
-//! rename, the link itself having run while that process started. Anything
+//! rename, the link itself having run while that process started. The
+//! versions are taken as the request comes, while the link ahead usually
+//! still runs ([`Ahead::requested`]), so that the answer waits for no
+//! `stat` once the image is in place. Anything
 //! else (another command line, a file changed since, the link ahead failed)
 //! throws the ahead image away and links as without it, so the image and
 //! messages are always those of a link of the inputs as they are at the
@@ -51,6 +54,21 @@ impl Files {
     /// Whether every file is still the version recorded.
     fn current(&self) -> bool {
         self.0.iter().all(|(p, k)| FileKey::now(p).ok() == *k)
+    }
+
+    /// The same files, each at the version there now.
+    fn now(&self) -> Files {
+        Files(
+            self.0
+                .iter()
+                .map(|(p, _)| (p.clone(), FileKey::now(p).ok()))
+                .collect(),
+        )
+    }
+
+    /// Whether both name the same files in the same order.
+    fn same_paths(&self, other: &Files) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| a.0 == b.0)
     }
 }
 
@@ -97,8 +115,36 @@ pub struct Claimed {
     pub err: Vec<u8>,
     /// The command line asks for a summary (`-v`).
     pub verbose: bool,
-    /// Where the replaced image now is, to remove once the client is told.
+    /// Where the replaced image now is, once the client is told to remove
+    /// or to keep ([`Claimed::keep_replaced`]).
     pub replaced: Option<PathBuf>,
+    /// The image's path.
+    output: PathBuf,
+}
+
+impl Claimed {
+    /// Moves the replaced image out of the way of the next link ahead,
+    /// beside the image as a linker's temporary file of this process
+    /// (`.NAME.tmp.PID.claimed`, which a linker sweeps once the process is
+    /// gone), for the next link to write over (see
+    /// `hcr_linker::InputCache`); `None` when there is none or it cannot
+    /// be moved (it is removed then).
+    pub fn keep_replaced(&mut self) -> Option<PathBuf> {
+        let old = self.replaced.take()?;
+        let name = self.output.file_name()?;
+        let kept = folder_of(&self.output).join(format!(
+            ".{}.tmp.{}.claimed",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        match std::fs::rename(&old, &kept) {
+            Ok(()) => Some(kept),
+            Err(_) => {
+                let _ = std::fs::remove_file(&old);
+                None
+            }
+        }
+    }
 }
 
 /// The server's side of linking ahead (see the module documentation).
@@ -108,6 +154,10 @@ pub struct Ahead {
     /// Watch → the file names in it the last link reads.
     names: HashMap<i32, HashSet<OsString>>,
     last: Option<Last>,
+    /// What the last link made (asked for, or ahead) read.
+    last_read: Option<Files>,
+    /// The versions of those files when the pending request came.
+    at_request: Option<Files>,
     ready: Option<Ready>,
     /// A change to the last link's files was read and not yet linked.
     pending: bool,
@@ -127,8 +177,15 @@ impl Ahead {
     /// still what a link now would make; otherwise it is removed and `None`
     /// says to link.
     pub fn claim(&mut self, args: &[OsString]) -> Option<Claimed> {
+        let at_request = self.at_request.take();
         let ready = self.ready.take()?;
-        if ready.args != args || !ready.files.current() {
+        // The files as they were when the request came, if the link ahead
+        // read the same ones; otherwise as they are now.
+        let current = match at_request {
+            Some(at) if at.same_paths(&ready.files) => at == ready.files,
+            _ => ready.files.current(),
+        };
+        if ready.args != args || !current {
             let _ = std::fs::remove_file(&ready.image);
             return None;
         }
@@ -138,6 +195,7 @@ impl Ahead {
                 err: ready.err,
                 verbose: ready.verbose,
                 replaced: old_left.then_some(ready.image),
+                output: ready.output,
             }),
             Err(_) => {
                 let _ = std::fs::remove_file(&ready.image);
@@ -146,11 +204,27 @@ impl Ahead {
         }
     }
 
-    /// A link asked for by a client has run with `args` (parsed: `link`):
-    /// later changes to its inputs are linked ahead, if it is
-    /// [`eligible`].
-    pub fn linked(&mut self, args: &[OsString], link: LinkArgs) {
+    /// A request for `args` has come while a link ahead runs or waits
+    /// (`ahead`): takes the versions of the files the last link read, for
+    /// [`Ahead::claim`] to compare with what the link ahead read. Done as
+    /// the request comes, not once the image is in place, so that the
+    /// `stat` of every input runs beside the link ahead rather than after
+    /// it; the image is then the link of the inputs as they were at the
+    /// request, which is what a link in the client's place would make.
+    pub fn requested(&mut self, args: &[OsString], ahead: bool) {
+        self.at_request = None;
+        let same = self.last.as_ref().is_some_and(|l| l.args == args);
+        if ahead && same {
+            self.at_request = self.last_read.as_ref().map(Files::now);
+        }
+    }
+
+    /// A link asked for by a client has run with `args` (parsed: `link`),
+    /// having read `read` if it succeeded: later changes to its inputs are
+    /// linked ahead, if it is [`eligible`].
+    pub fn linked(&mut self, args: &[OsString], link: LinkArgs, read: Option<Files>) {
         self.discard();
+        self.last_read = read;
         if !eligible(&link) {
             self.last = None;
             return;
@@ -234,6 +308,7 @@ impl Ahead {
             let _ = std::fs::remove_file(&job.link.output);
             return;
         };
+        self.last_read = Some(files.clone());
         self.ready = Some(Ready {
             args: job.args,
             output: job.output,
@@ -243,6 +318,11 @@ impl Ahead {
             out,
             err,
         });
+    }
+
+    /// Whether an image linked ahead waits for its claim.
+    pub fn has_ready(&self) -> bool {
+        self.ready.is_some()
     }
 
     /// Removes an image linked ahead and not claimed.

@@ -261,10 +261,10 @@ pub trait Handler {
         None
     }
 
-    /// A request has come: called before its client's standard output and
-    /// error become this process's, so that work whose messages must not
-    /// reach that client can finish writing them.
-    fn before_request(&mut self) {}
+    /// A request for `args` has come: called before its client's standard
+    /// output and error become this process's, so that work whose messages
+    /// must not reach that client can finish writing them.
+    fn before_request(&mut self, _args: &[OsString]) {}
 
     /// The server ends (idle): anything it left on disk goes.
     fn ending(&mut self) {}
@@ -315,7 +315,7 @@ pub fn serve(name: &str, handler: &mut impl Handler) {
         let Ok((args, fds)) = receive(&stream) else {
             continue;
         };
-        handler.before_request();
+        handler.before_request(&args);
         let given = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let answer = Answer {
             stream: stream.try_clone().ok(),

@@ -164,8 +164,9 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
     assert_eq!(run_ok(&d.join("app.hcr")).trim(), "a=1 b=30");
 
     // The server answers as soon as the image is in place, its messages
-    // printed: a warning reaches the client with the summary, and the
-    // replaced image, removed after the answer, is not left behind.
+    // printed: a warning reaches the client with the summary. The image a
+    // link replaces is kept, hidden, for the next link to write over: one
+    // per output, named after the server.
     module(
         d,
         "w",
@@ -200,24 +201,35 @@ fn incremental_links_equal_plain_links_and_take_over_what_did_not_change() {
             text(&o)
         );
     }
-    let strays = || -> Vec<String> {
-        std::fs::read_dir(d)
-            .unwrap()
-            .filter_map(|e| {
-                let n = e.ok()?.file_name().to_string_lossy().into_owned();
-                n.contains(".tmp.").then_some(n)
-            })
-            .collect()
-    };
-    let t0 = Instant::now();
-    while !strays().is_empty() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let servers = servers_in(d);
+    let mut kept = hidden_files(d);
+    kept.sort();
     assert_eq!(
-        strays(),
-        Vec::<String>::new(),
-        "replaced images left behind"
+        kept.len(),
+        2,
+        "one replaced image kept per output: {kept:?}"
     );
+    for (k, output) in kept.iter().zip(["app.hcr", "w.hcr"]) {
+        let pid = k
+            .strip_prefix(&format!(".{output}.tmp."))
+            .and_then(|r| r.split('.').next()?.parse::<u32>().ok());
+        assert!(
+            pid.is_some_and(|p| servers.contains(&p)),
+            "{k}: not a running server's ({servers:?})"
+        );
+    }
+}
+
+/// The hidden files in `dir`: images linked ahead, replaced images kept to
+/// be written over, linkers' temporary files.
+fn hidden_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().to_string_lossy().into_owned();
+            (n.starts_with('.') && n.contains(".hcr.")).then_some(n)
+        })
+        .collect()
 }
 
 #[test]
@@ -247,6 +259,8 @@ fn concurrent_runs_all_link_and_the_server_ends_when_idle() {
     wait_until("the server ended after its idle time", || {
         servers_in(d).is_empty()
     });
+    // Nor does it leave the image it kept to write over.
+    assert_eq!(hidden_files(d), Vec::<String>::new());
 }
 
 /// A build folder removed and made again (or renamed away and replaced)

@@ -395,3 +395,104 @@ fn comdat_owners_changing_relink_like_a_full_link() {
     let (image, _) = relink(&p, &mut cache, "a's copy kept again");
     assert_eq!(run_output(&p, &image), "a=7 b=10\n");
 }
+
+/// The image a cached link replaces is kept, hidden beside the output, and
+/// the next link writes over it, but only where nothing could still read
+/// it: a process with it open or mapped, or another name for it, keeps its
+/// bytes. Dropping the cache leaves nothing hidden behind, and a link's
+/// first run sweeps away what a killed process of the same output left.
+#[test]
+fn a_replaced_image_is_written_over_only_where_nothing_can_read_it() {
+    use std::io::{Read as _, Seek as _};
+    use std::os::unix::fs::MetadataExt as _;
+    let t = tempfile::tempdir().unwrap();
+    let p = Project::new(t.path());
+    let out = p.dir.join("incremental.hcr");
+    let ino = || std::fs::metadata(&out).expect("the image").ino();
+    let hidden = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&p.dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(".incremental.hcr"))
+            .collect();
+        v.sort();
+        v
+    };
+    // What a killed process left a while ago is swept by the first link;
+    // a fresh one (a process of another PID namespace may be writing it)
+    // and another output's are not.
+    let dead = 4_194_304 + 7; // above the kernel's largest PID
+    let stale = p.dir.join(format!(".incremental.hcr.tmp.{dead}"));
+    let fresh = p.dir.join(format!(".incremental.hcr.tmp.{}", dead + 1));
+    let other = p.dir.join(format!(".other.hcr.tmp.{dead}"));
+    for f in [&stale, &fresh, &other] {
+        std::fs::write(f, b"left behind").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in [&stale, &other] {
+        let h = std::fs::File::options().write(true).open(f).unwrap();
+        h.set_modified(hour_ago).unwrap();
+    }
+    // A different constant in `util` at each link: every image differs.
+    let step = |k: usize, cache: &mut InputCache| -> Vec<u8> {
+        let code = UTIL.replace("return a + b;", &format!("return a + b + {k};"));
+        p.build("util", &code);
+        relink(&p, cache, &format!("link {k}")).0
+    };
+    let mut cache = InputCache::default();
+    step(0, &mut cache);
+    assert!(!stale.exists(), "a stale file left by a dead process stays");
+    assert!(
+        fresh.exists() && other.exists(),
+        "a fresh or another output's file went"
+    );
+    std::fs::remove_file(&fresh).unwrap();
+    let ino0 = ino();
+    step(1, &mut cache);
+    let ino1 = ino();
+    assert_ne!(ino0, ino1);
+    // Nothing holds the first image: the third link writes over it.
+    step(2, &mut cache);
+    assert_eq!(ino(), ino0, "the replaced image was not written over");
+    // One image held open, one mapped (its descriptor closed), one given
+    // a second name: none of them is written over.
+    let mut held = std::fs::File::open(&out).unwrap();
+    let held_bytes = std::fs::read(&out).unwrap();
+    step(3, &mut cache);
+    let mapped_bytes = std::fs::read(&out).unwrap();
+    let mapped = {
+        let f = std::fs::File::open(&out).unwrap();
+        // SAFETY: the test's own file, which the test checks nobody writes.
+        unsafe { memmap2::Mmap::map(&f) }.unwrap()
+    };
+    step(4, &mut cache);
+    let named_bytes = std::fs::read(&out).unwrap();
+    let second_name = p.dir.join("kept.hcr");
+    std::fs::hard_link(&out, &second_name).unwrap();
+    for k in 5..9 {
+        step(k, &mut cache);
+    }
+    let mut now = Vec::new();
+    held.rewind().unwrap();
+    held.read_to_end(&mut now).unwrap();
+    let overwritten: Vec<&str> = [
+        (now == held_bytes, "held open"),
+        (mapped[..] == mapped_bytes[..], "mapped"),
+        (
+            std::fs::read(&second_name).unwrap() == named_bytes,
+            "given a second name",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(kept, what)| (!kept).then_some(what))
+    .collect();
+    assert!(
+        overwritten.is_empty(),
+        "images written over: {overwritten:?}"
+    );
+    // Every image was still the link's own (`relink` compares each with a
+    // full link); one replaced image waits hidden, and goes with the cache.
+    assert_eq!(hidden().len(), 1, "{:?}", hidden());
+    drop(cache);
+    assert_eq!(hidden(), Vec::<String>::new());
+}

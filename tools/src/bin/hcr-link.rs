@@ -163,6 +163,7 @@ fn serve(name: &str) {
         ahead: hcr_tools::link_ahead::Ahead::default(),
         running: None,
         quiet_until: None,
+        spare: None,
     };
     link_server::serve(name, &mut server);
 }
@@ -175,6 +176,9 @@ struct Server {
     /// Changes came while a link ahead ran: the next starts once none has
     /// come for [`QUIET`].
     quiet_until: Option<std::time::Instant>,
+    /// The image a claim replaced, for the cache's next link to write over
+    /// (see `hcr_linker::InputCache`) once a link ahead gives it back.
+    spare: Option<std::path::PathBuf>,
 }
 
 /// How long changes must pause, once they come faster than links ahead
@@ -215,6 +219,7 @@ impl Shared {
 impl Server {
     /// Starts `job` on the thread pool with the cache, its output captured.
     fn start(&mut self, job: hcr_tools::link_ahead::Job) {
+        self.hand_spare();
         let Some(mut cache) = self.cache.take() else {
             return;
         };
@@ -284,10 +289,24 @@ impl Server {
             self.running = None;
         }
     }
+
+    /// Gives the image a claim replaced to the cache, if it is here.
+    fn hand_spare(&mut self) {
+        if let Some(c) = self.cache.as_mut() {
+            if let Some(s) = self.spare.take() {
+                c.keep_spare(s);
+            }
+        }
+    }
 }
 
 impl link_server::Handler for Server {
-    fn before_request(&mut self) {
+    fn before_request(&mut self, args: &[std::ffi::OsString]) {
+        // The inputs' versions at the request, taken while the link ahead
+        // still runs (it usually does: the request follows the change by
+        // the client's start).
+        let ahead = self.running.is_some() || self.ahead.has_ready();
+        self.ahead.requested(args, ahead);
         // The link ahead's messages are all written once its image is in
         // place; the client's output becomes this process's after that.
         self.settle(true, false);
@@ -300,7 +319,7 @@ impl link_server::Handler for Server {
         self.ahead.forget_changes();
         self.quiet_until = None;
         // (The same command line as the link ahead: no need to parse it.)
-        if let Some(done) = self.ahead.claim(args) {
+        if let Some(mut done) = self.ahead.claim(args) {
             let _ = std::io::stdout().write_all(&done.out);
             let _ = std::io::stderr().write_all(&done.err);
             if done.verbose {
@@ -310,8 +329,13 @@ impl link_server::Handler for Server {
                 );
             }
             answer.succeeded();
-            if let Some(old) = done.replaced {
-                let _ = std::fs::remove_file(old);
+            // The replaced image is kept for the next link to write over.
+            let kept = done.keep_replaced();
+            if kept.is_some() {
+                let old = std::mem::replace(&mut self.spare, kept);
+                if let Some(old) = old.filter(|o| Some(o) != self.spare.as_ref()) {
+                    let _ = std::fs::remove_file(old);
+                }
             }
             return 0;
         }
@@ -325,6 +349,7 @@ impl link_server::Handler for Server {
             }
         };
         self.settle(true, true);
+        self.hand_spare();
         let link = link_args(cli, false);
         // With `--timings` the passes after the image is in place are
         // timed too: the client waits for them.
@@ -332,14 +357,14 @@ impl link_server::Handler for Server {
             Box::new(move |_: &hcr_linker::LinkOutput| answer.succeeded())
                 as hcr_tools::link::Succeeded
         });
-        let code = match hcr_tools::link::run_then(&link, self.cache.as_mut(), early) {
-            Ok(_) => 0,
+        let (code, read) = match hcr_tools::link::run_then(&link, self.cache.as_mut(), early) {
+            Ok(out) => (0, Some(Files::read_by(&out))),
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "{e:#}");
-                2
+                (2, None)
             }
         };
-        self.ahead.linked(args, link);
+        self.ahead.linked(args, link, read);
         code
     }
 
@@ -375,6 +400,13 @@ impl link_server::Handler for Server {
     fn ending(&mut self) {
         self.settle(true, true);
         self.ahead.discard();
+        // The process ends without dropping anything: the kept images go.
+        if let Some(s) = self.spare.take() {
+            let _ = std::fs::remove_file(s);
+        }
+        if let Some(c) = self.cache.as_mut() {
+            c.forget_spare();
+        }
     }
 }
 

@@ -186,6 +186,8 @@ pub struct FileSink {
     old_at_tmp: bool,
     /// Keep the replaced image rather than remove it (see [`recycle`]).
     keep_old: bool,
+    /// The file is an older image written over: cut to the new length.
+    written_over: bool,
     on_placed: Option<OnPlaced>,
 }
 
@@ -284,6 +286,7 @@ impl FileSink {
             renamed: false,
             old_at_tmp: false,
             keep_old: false,
+            written_over: false,
             on_placed: None,
         }
     }
@@ -292,6 +295,13 @@ impl FileSink {
     /// [`FileSink::take_old`], rather than remove it once placed.
     pub fn keeping_old(mut self, keep: bool) -> Self {
         self.keep_old = keep;
+        self
+    }
+
+    /// The file is an older image to write over (see [`recycle`]), which
+    /// may be longer than the new one.
+    pub fn written_over(mut self, yes: bool) -> Self {
+        self.written_over = yes;
         self
     }
 
@@ -342,8 +352,9 @@ impl Sink for FileSink {
             write_at(&file, 0..written.start, &pieces[..split])?;
             write_at(&file, written.end..total, &pieces[split..])?;
         }
-        // A file written over may have been longer.
-        file.set_len(total)?;
+        if self.written_over {
+            file.set_len(total)?;
+        }
         drop(file);
         self.old_at_tmp = replace_keeping_old(&self.tmp, &self.output)?;
         self.renamed = true;
@@ -395,6 +406,14 @@ pub fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
 /// mapping the image it replaced keeps it intact, as does a hard link
 /// made to it. Otherwise the spare is removed, and `None` says to make a
 /// new file.
+///
+/// The open does not wait: a program loading the image holds a read lease
+/// on it, and a blocking open for writing would wait for its release (up
+/// to the system's lease-break time). Lease breaks send no signal that
+/// could end this process: the break signal is set to one ignored by
+/// default and the lease has no owner to send it to. The file's times are
+/// set to now, so that a sweep in another process never takes it for one
+/// left behind while it is written.
 pub(crate) fn recycle(spare: &Path, tmp: &Path, mode: u32) -> Option<File> {
     use std::os::fd::AsRawFd as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
@@ -410,7 +429,7 @@ pub(crate) fn recycle(spare: &Path, tmp: &Path, mode: u32) -> Option<File> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(tmp)
             .ok()?;
         let m = file.metadata().ok()?;
@@ -422,15 +441,24 @@ pub(crate) fn recycle(spare: &Path, tmp: &Path, mode: u32) -> Option<File> {
         }
         let fd = file.as_raw_fd();
         // SAFETY: `fcntl` with integer arguments on a descriptor `file`
-        // owns for the call; a lease changes no memory of ours.
-        let leased = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) } == 0;
+        // owns for the call; a lease changes no memory of ours. The break
+        // signal is one ignored by default, and the lease gets no owner.
+        let leased = unsafe {
+            libc::fcntl(fd, F_SETSIG, libc::SIGURG);
+            let ok = libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) == 0;
+            if ok {
+                libc::fcntl(fd, libc::F_SETOWN, 0);
+            }
+            ok
+        };
         if !leased {
             return None;
         }
-        // Nobody had it open; nobody knows its name to open it now. (Held
-        // on, the lease would only make a stray opener wait.)
+        // Nobody had it open. (Held on, the lease would only make a stray
+        // opener of the hidden name wait.)
         // SAFETY: as above.
         unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        file.set_modified(std::time::SystemTime::now()).ok()?;
         Some(file)
     };
     let opened = opened();
@@ -439,6 +467,10 @@ pub(crate) fn recycle(spare: &Path, tmp: &Path, mode: u32) -> Option<File> {
     }
     opened
 }
+
+/// `fcntl`'s command to choose the signal a lease break sends (Linux's
+/// `<fcntl.h>`; the libc crate does not name it).
+const F_SETSIG: libc::c_int = 10;
 
 /// Removes the files that links of the same output in processes no longer
 /// running left beside it (`output`'s `.NAME.tmp.PID`, or

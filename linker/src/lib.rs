@@ -166,9 +166,9 @@ pub struct InputCache {
     /// The mode of the files this cache's links make (a spare with any
     /// other, one the user changed, is not written over).
     mode: Option<u32>,
-    /// The output whose folder was swept of spares that processes no
+    /// The outputs whose folders were swept of spares that processes no
     /// longer running left (see `input::sweep_left_behind`).
-    swept: Option<PathBuf>,
+    swept: std::collections::HashSet<PathBuf>,
     /// Names this cache's temporary files apart from another cache's of
     /// the same output in the same process (each keeps its own spare).
     id: u64,
@@ -183,7 +183,7 @@ impl Default for InputCache {
             reuse: true,
             spare: None,
             mode: None,
-            swept: None,
+            swept: Default::default(),
             id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -429,27 +429,47 @@ fn link_to_file(
     let tmp = temp_path(output, cache.as_ref().map(|c| c.id)).map_err(write_err)?;
     let mut cache = cache;
     if let Some(c) = cache.as_deref_mut() {
-        if c.swept.as_deref() != Some(output) {
+        if !c.swept.contains(output) {
             input::sweep_left_behind(output);
-            c.swept = Some(output.to_path_buf());
+            c.swept.insert(output.to_path_buf());
         }
     }
     let recycled = cache.as_deref_mut().and_then(|c| {
         let spare = c.spare.take()?;
-        input::recycle(&spare, &tmp, c.mode?)
+        match c.mode {
+            Some(mode) => input::recycle(&spare, &tmp, mode),
+            None => {
+                let _ = std::fs::remove_file(&spare);
+                None
+            }
+        }
     });
+    let written_over = recycled.is_some();
     let file = match recycled {
         Some(f) => f,
         None => {
             // Images are code: never group- or world-writable, whatever the
             // umask (the runtime refuses such images).
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&tmp)
-                .map_err(write_err)?;
+            let create = || {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&tmp)
+            };
+            let f = match create() {
+                // A cache's name holds this process's ID and the cache's,
+                // and the cache holds no file there: one left by an
+                // earlier process that had this ID (a container's fixed
+                // PID), which no sweep removes while the ID is in use.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && cache.is_some() => {
+                    let _ = std::fs::remove_file(&tmp);
+                    create()
+                }
+                r => r,
+            }
+            .map_err(write_err)?;
             if let Some(c) = cache.as_deref_mut() {
                 use std::os::unix::fs::MetadataExt as _;
                 c.mode = f.metadata().ok().map(|m| m.mode() & 0o7777);
@@ -462,7 +482,8 @@ fn link_to_file(
     // that much sooner.
     let mut sink = input::FileSink::new(file, tmp.clone(), output.to_path_buf())
         .on_placed(placed)
-        .keeping_old(cache.is_some());
+        .keeping_old(cache.is_some())
+        .written_over(written_over);
     let result = link_into(config, inputs, &mut sink, cache.as_deref_mut()).map_err(|e| match e {
         // The sink writes to `tmp`; the user knows the output path.
         LinkError::Write { cause, .. } => write_err(cause),

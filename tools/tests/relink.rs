@@ -493,6 +493,50 @@ fn a_replaced_image_is_written_over_only_where_nothing_can_read_it() {
     // Every image was still the link's own (`relink` compares each with a
     // full link); one replaced image waits hidden, and goes with the cache.
     assert_eq!(hidden().len(), 1, "{:?}", hidden());
+    let kept = p.dir.join(&hidden()[0]);
+
+    // A program loading the kept image holds a read lease on it: the next
+    // link neither waits for the lease (the system's break time is 45 s)
+    // nor writes over the image, and no break signal reaches the linker.
+    let kept_bytes = std::fs::read(&kept).unwrap();
+    let loading = std::fs::File::open(&kept).unwrap();
+    {
+        use std::os::fd::AsRawFd as _;
+        let fd = loading.as_raw_fd();
+        // SAFETY: fcntl with integer arguments on the test's own
+        // descriptor; the break signal (SIGURG) is ignored by default.
+        let leased = unsafe {
+            libc::fcntl(fd, 10 /* F_SETSIG */, libc::SIGURG);
+            libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) == 0
+        };
+        assert!(leased, "{}", std::io::Error::last_os_error());
+    }
+    let t0 = std::time::Instant::now();
+    step(9, &mut cache);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "the link waited for a read lease: {:?}",
+        t0.elapsed()
+    );
+    let mut still = Vec::new();
+    (&loading).rewind().unwrap();
+    (&loading).read_to_end(&mut still).unwrap();
+    assert!(
+        still == kept_bytes,
+        "an image under a read lease was written over"
+    );
+    drop(loading);
+
+    // A file at the cache's own temporary name that the cache does not
+    // hold (one left by an earlier process with this process's ID) is
+    // replaced, not an error.
+    let kept = p.dir.join(&hidden()[0]);
+    let left = std::fs::read(&kept).unwrap();
+    cache.forget_spare();
+    std::fs::write(&kept, &left).unwrap();
+    step(10, &mut cache);
+    step(11, &mut cache);
+
     drop(cache);
     assert_eq!(hidden(), Vec::<String>::new());
 }

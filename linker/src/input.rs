@@ -483,33 +483,58 @@ pub(crate) fn sweep_left_behind(output: &Path) {
     let Some(name) = output.file_name() else {
         return;
     };
-    let prefix = format!(".{}.tmp.", name.to_string_lossy());
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp.");
+    remove_left_behind(
+        folder_of(output),
+        &[prefix],
+        std::time::Duration::from_secs(60),
+    );
+}
+
+/// Removes the files in `dir` named one of `prefixes` followed by the ID
+/// of a process no longer running (alone, or then `.` and anything):
+/// files such a process left behind. Only those untouched for `min_age`
+/// (zero: whatever their age).
+pub fn remove_left_behind(
+    dir: &Path,
+    prefixes: &[std::ffi::OsString],
+    min_age: std::time::Duration,
+) {
+    use std::os::unix::ffi::OsStrExt as _;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let since = std::time::SystemTime::now() - min_age;
     for e in entries.flatten() {
         let file = e.file_name();
-        let Some(pid) = (file.to_str())
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|p| p.split('.').next()?.parse::<u32>().ok())
-        else {
+        let pid = prefixes.iter().find_map(|p| {
+            let rest = file.as_bytes().strip_prefix(p.as_bytes())?;
+            let id = rest.split(|&b| b == b'.').next()?;
+            std::str::from_utf8(id).ok()?.parse::<u32>().ok()
+        });
+        let Some(pid) = pid else {
             continue;
         };
         if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < minute_ago);
+        let old = min_age.is_zero()
+            || e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < since);
         if old {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+/// The folder `path` names a file in (`.` for a bare file name).
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
 }
 

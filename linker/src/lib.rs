@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use error::{Diagnostic, LinkError};
 pub use hcr_image::PlanStats;
-pub use input::{FileKey, OnPlaced};
+pub use input::{remove_left_behind, FileKey, OnPlaced};
 pub use link::ReuseStats;
 
 /// What to link.
@@ -434,49 +434,7 @@ fn link_to_file(
             c.swept.insert(output.to_path_buf());
         }
     }
-    let recycled = cache.as_deref_mut().and_then(|c| {
-        let spare = c.spare.take()?;
-        match c.mode {
-            Some(mode) => input::recycle(&spare, &tmp, mode),
-            None => {
-                let _ = std::fs::remove_file(&spare);
-                None
-            }
-        }
-    });
-    let written_over = recycled.is_some();
-    let file = match recycled {
-        Some(f) => f,
-        None => {
-            // Images are code: never group- or world-writable, whatever the
-            // umask (the runtime refuses such images).
-            let create = || {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o644)
-                    .open(&tmp)
-            };
-            let f = match create() {
-                // A cache's name holds this process's ID and the cache's,
-                // and the cache holds no file there: one left by an
-                // earlier process that had this ID (a container's fixed
-                // PID), which no sweep removes while the ID is in use.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && cache.is_some() => {
-                    let _ = std::fs::remove_file(&tmp);
-                    create()
-                }
-                r => r,
-            }
-            .map_err(write_err)?;
-            if let Some(c) = cache.as_deref_mut() {
-                use std::os::unix::fs::MetadataExt as _;
-                c.mode = f.metadata().ok().map(|m| m.mode() & 0o7777);
-            }
-            f
-        }
-    };
+    let (file, written_over) = open_image_file(&tmp, cache.as_deref_mut()).map_err(write_err)?;
     // The sink renames the file into place as soon as it is written, before
     // the linker's memory is freed: a program waiting for the image sees it
     // that much sooner.
@@ -498,13 +456,59 @@ fn link_to_file(
     result
 }
 
+/// The file a link writes its image into, at `tmp`: the image `cache`'s
+/// last link replaced, where it can be written over (then `true`; see
+/// `input::recycle`), else a new file.
+fn open_image_file(
+    tmp: &Path,
+    cache: Option<&mut InputCache>,
+) -> std::io::Result<(std::fs::File, bool)> {
+    let Some(c) = cache else {
+        return create_image_file(tmp).map(|f| (f, false));
+    };
+    if let Some(spare) = c.spare.take() {
+        let recycled = match c.mode {
+            Some(mode) => input::recycle(&spare, tmp, mode),
+            None => {
+                let _ = std::fs::remove_file(&spare);
+                None
+            }
+        };
+        if let Some(f) = recycled {
+            return Ok((f, true));
+        }
+    }
+    let f = match create_image_file(tmp) {
+        // A cache's name holds this process's ID and the cache's, and the
+        // cache holds no file there: one left by an earlier process that
+        // had this ID (a container's fixed PID), which no sweep removes
+        // while the ID is in use.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(tmp);
+            create_image_file(tmp)
+        }
+        r => r,
+    }?;
+    use std::os::unix::fs::MetadataExt as _;
+    c.mode = f.metadata().ok().map(|m| m.mode() & 0o7777);
+    Ok((f, false))
+}
+
+/// A new file at `tmp`. Images are code: never group- or world-writable,
+/// whatever the umask (the runtime refuses such images).
+fn create_image_file(tmp: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(tmp)
+}
+
 /// `.NAME.tmp.PID` beside `path`, or `.NAME.tmp.PID.ID` for a cache's
 /// links (see [`InputCache`]).
 fn temp_path(path: &Path, cache: Option<u64>) -> std::io::Result<PathBuf> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = input::folder_of(path);
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("output path has no file name"))?;

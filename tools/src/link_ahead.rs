@@ -379,26 +379,18 @@ fn sweep(output: &Path) {
     let Some(name) = output.file_name() else {
         return;
     };
-    let dir = folder_of(output);
-    let prefix = format!(".{}.ahead.", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+    // `.NAME.ahead.PID`, or the link's `..NAME.ahead.PID.tmp.PID`.
+    let prefix = |dots: &str| {
+        let mut p = OsString::from(dots);
+        p.push(name);
+        p.push(".ahead.");
+        p
     };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let file = file.to_string_lossy();
-        // `.NAME.ahead.PID`, or the link's `..NAME.ahead.PID.tmp.PID`.
-        let rest = file
-            .strip_prefix(&prefix)
-            .or_else(|| file.strip_prefix('.').and_then(|f| f.strip_prefix(&prefix)));
-        let Some(pid) = rest.and_then(|r| r.split('.').next()?.parse::<u32>().ok()) else {
-            continue;
-        };
-        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-        if !alive {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    hcr_linker::remove_left_behind(
+        folder_of(output),
+        &[prefix("."), prefix("..")],
+        std::time::Duration::ZERO,
+    );
 }
 
 /// The hidden file beside `output` a link ahead writes.

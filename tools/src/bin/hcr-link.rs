@@ -329,13 +329,10 @@ impl link_server::Handler for Server {
                 );
             }
             answer.succeeded();
-            // The replaced image is kept for the next link to write over.
-            let kept = done.keep_replaced();
-            if kept.is_some() {
-                let old = std::mem::replace(&mut self.spare, kept);
-                if let Some(old) = old.filter(|o| Some(o) != self.spare.as_ref()) {
-                    let _ = std::fs::remove_file(old);
-                }
+            // The replaced image is kept for the next link to write over
+            // (moved over the one kept before, if any: they share a name).
+            if let Some(kept) = done.keep_replaced() {
+                self.spare = Some(kept);
             }
             return 0;
         }
